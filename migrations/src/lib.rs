@@ -1,0 +1,29 @@
+//! Custos database schema, for SQLite (embedded default) and PostgreSQL.
+//!
+//! Migrations are written as plain SQL per backend: the ledger's append-only
+//! guarantees live in triggers, which no schema builder expresses, and keeping
+//! each table's SQL next to its triggers makes the protection reviewable.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_ledger;
+
+/// Every migration, in the order it is applied.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261126_000001_ledger::Migration)]
+    }
+}
+
+/// Runs `statements` one by one (SQLite's driver takes one statement per call).
+pub(crate) async fn run_all(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    let conn = manager.get_connection();
+    for sql in statements {
+        conn.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! Sealing: AES-256-CBC (PKCS#7) with encrypt-then-MAC (HMAC-SHA256), keys
+//! derived by HKDF-SHA256; and wrapping of data and signing keys under the
+//! key-encryption key (KEK).
+//!
+//! CBC without a MAC is malleable, so nothing here decrypts before the MAC has
+//! been checked, in constant time.
+
+use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit, block_padding::Pkcs7};
+use hkdf::Hkdf;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::encoding::{Sink, write_mac_input};
+
+type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
+type Aes256CbcDec = cbc::Decryptor<aes::Aes256>;
+type HmacSha256 = Hmac<Sha256>;
+
+const INFO_DATA_ENC: &[u8] = b"custos/v1/data-key/aes-256-cbc";
+const INFO_DATA_MAC: &[u8] = b"custos/v1/data-key/hmac-sha256";
+const INFO_KEK_ENC: &[u8] = b"custos/v1/kek/aes-256-cbc";
+const INFO_KEK_MAC: &[u8] = b"custos/v1/kek/hmac-sha256";
+const TAG_WRAP: &str = "custos/v1/key-wrap";
+const WRAP_VERSION: u8 = 1;
+
+/// A 32-byte secret that is wiped from memory when dropped.
+pub type Secret32 = Zeroizing<[u8; 32]>;
+
+/// Why sealed bytes could not be opened. Deliberately carries no key material.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OpenError {
+    /// The MAC does not match: the bytes were changed or the key is wrong.
+    #[error("authentication failed (MAC mismatch)")]
+    BadMac,
+    /// The MAC matched but the padding did not: only possible with a forged MAC.
+    #[error("decryption failed (bad padding)")]
+    BadPadding,
+    /// The wrapped blob has the wrong length or version.
+    #[error("malformed wrapped key")]
+    Malformed,
+}
+
+fn hkdf_32(ikm: &[u8], info: &[u8]) -> Secret32 {
+    let mut out = Zeroizing::new([0u8; 32]);
+    // INVARIANT: 32 bytes is far below HKDF-SHA256's 8160-byte output limit.
+    let _ = Hkdf::<Sha256>::new(None, ikm).expand(info, out.as_mut_slice());
+    out
+}
+
+fn keyed_hmac(key: &[u8; 32]) -> HmacSha256 {
+    // HMAC zero-pads keys shorter than the hash block (64 bytes), so keying
+    // with the padded block is the same MAC, through the infallible constructor.
+    let mut block = Zeroizing::new([0u8; 64]);
+    block[..32].copy_from_slice(key);
+    <HmacSha256 as KeyInit>::new(&(*block).into())
+}
+
+fn cbc_encrypt(key: &[u8; 32], iv: &[u8; 16], plaintext: &[u8]) -> Vec<u8> {
+    Aes256CbcEnc::new(key.into(), iv.into()).encrypt_padded_vec::<Pkcs7>(plaintext)
+}
+
+fn cbc_decrypt(key: &[u8; 32], iv: &[u8; 16], ciphertext: &[u8]) -> Result<Vec<u8>, OpenError> {
+    Aes256CbcDec::new(key.into(), iv.into())
+        .decrypt_padded_vec::<Pkcs7>(ciphertext)
+        .map_err(|_| OpenError::BadPadding)
+}
+
+/// A data key (DEK) with its derived encryption and MAC keys.
+pub struct DataKey {
+    key_id: u32,
+    enc: Secret32,
+    mac: HmacSha256,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKey").field("key_id", &self.key_id).finish_non_exhaustive()
+    }
+}
+
+impl DataKey {
+    /// Derives the AES and HMAC keys of data key `key_id` from its 32 raw bytes.
+    pub fn derive(key_id: u32, dek: &[u8; 32]) -> Self {
+        let enc = hkdf_32(dek, INFO_DATA_ENC);
+        let mac_key = hkdf_32(dek, INFO_DATA_MAC);
+        DataKey { key_id, enc, mac: keyed_hmac(&mac_key) }
+    }
+
+    /// The id under which this key is stored.
+    pub fn key_id(&self) -> u32 {
+        self.key_id
+    }
+
+    /// Encrypts a payload with a fresh IV chosen by the caller.
+    pub fn encrypt(&self, iv: &[u8; 16], plaintext: &[u8]) -> Vec<u8> {
+        cbc_encrypt(&self.enc, iv, plaintext)
+    }
+
+    /// The MAC of an entry (see `encoding` for the input layout).
+    pub fn mac(&self, header: &[u8], iv: &[u8; 16], ciphertext: &[u8]) -> [u8; 32] {
+        let mut m = self.mac.clone();
+        write_mac_input(&mut m, header, self.key_id, iv, ciphertext);
+        m.finalize().into_bytes().into()
+    }
+
+    /// Checks the MAC in constant time.
+    pub fn verify_mac(&self, header: &[u8], iv: &[u8; 16], ciphertext: &[u8], mac: &[u8; 32]) -> bool {
+        self.mac(header, iv, ciphertext).ct_eq(mac).into()
+    }
+
+    /// Checks the MAC, and only then decrypts.
+    pub fn open(
+        &self,
+        header: &[u8],
+        iv: &[u8; 16],
+        ciphertext: &[u8],
+        mac: &[u8; 32],
+    ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+        if !self.verify_mac(header, iv, ciphertext, mac) {
+            return Err(OpenError::BadMac);
+        }
+        cbc_decrypt(&self.enc, iv, ciphertext).map(Zeroizing::new)
+    }
+}
+
+/// What a wrapped key is for; bound into the wrap MAC so that blobs cannot be
+/// swapped between purposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPurpose {
+    /// A data key sealing event payloads.
+    Data,
+    /// The Ed25519 key signing checkpoints.
+    Signing,
+}
+
+impl KeyPurpose {
+    /// The name stored in the `purpose` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyPurpose::Data => "data",
+            KeyPurpose::Signing => "signing",
+        }
+    }
+}
+
+/// The key-encryption key, as derived wrapping and MAC keys.
+pub struct Kek {
+    enc: Secret32,
+    mac: HmacSha256,
+}
+
+impl std::fmt::Debug for Kek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kek(..)")
+    }
+}
+
+impl Kek {
+    /// Builds the KEK from its 32 raw bytes (which the caller then drops).
+    pub fn from_bytes(raw: &[u8; 32]) -> Self {
+        let enc = hkdf_32(raw, INFO_KEK_ENC);
+        let mac_key = hkdf_32(raw, INFO_KEK_MAC);
+        Kek { enc, mac: keyed_hmac(&mac_key) }
+    }
+
+    fn wrap_mac(&self, purpose: KeyPurpose, key_id: u32, iv: &[u8; 16], ct: &[u8]) -> [u8; 32] {
+        let mut m = self.mac.clone();
+        m.put_str(TAG_WRAP);
+        m.put_str(purpose.as_str());
+        m.put_u32(key_id);
+        m.put(iv);
+        m.put_bytes(ct);
+        m.finalize().into_bytes().into()
+    }
+
+    /// Wraps a 32-byte secret: `u8 version || [16] iv || ct (48) || [32] mac`.
+    pub fn wrap(&self, purpose: KeyPurpose, key_id: u32, iv: &[u8; 16], secret: &[u8; 32]) -> Vec<u8> {
+        let ct = cbc_encrypt(&self.enc, iv, secret);
+        let mac = self.wrap_mac(purpose, key_id, iv, &ct);
+        let mut out = Vec::with_capacity(1 + 16 + ct.len() + 32);
+        out.push(WRAP_VERSION);
+        out.extend_from_slice(iv);
+        out.extend_from_slice(&ct);
+        out.extend_from_slice(&mac);
+        out
+    }
+
+    /// Unwraps a secret, checking the MAC (and so the purpose and key id) first.
+    pub fn unwrap(&self, purpose: KeyPurpose, key_id: u32, wrapped: &[u8]) -> Result<Secret32, OpenError> {
+        // 1 + 16 + 48 + 32: a 32-byte secret pads to three AES blocks.
+        if wrapped.len() != 97 || wrapped[0] != WRAP_VERSION {
+            return Err(OpenError::Malformed);
+        }
+        let mut iv = [0u8; 16];
+        iv.copy_from_slice(&wrapped[1..17]);
+        let ct = &wrapped[17..65];
+        let mut mac = [0u8; 32];
+        mac.copy_from_slice(&wrapped[65..97]);
+        let expected = self.wrap_mac(purpose, key_id, &iv, ct);
+        if !bool::from(expected.ct_eq(&mac)) {
+            return Err(OpenError::BadMac);
+        }
+        let mut plain = cbc_decrypt(&self.enc, &iv, ct)?;
+        if plain.len() != 32 {
+            plain.zeroize();
+            return Err(OpenError::Malformed);
+        }
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&plain);
+        plain.zeroize();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_refuses_a_flipped_ciphertext_bit_before_decrypting() {
+        let k = DataKey::derive(7, &[3u8; 32]);
+        let iv = [9u8; 16];
+        let ct = k.encrypt(&iv, b"hello world, this is an audit payload");
+        let mac = k.mac(b"header", &iv, &ct);
+        assert_eq!(&k.open(b"header", &iv, &ct, &mac).unwrap()[..], b"hello world, this is an audit payload");
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        assert_eq!(k.open(b"header", &iv, &bad, &mac), Err(OpenError::BadMac));
+        assert_eq!(k.open(b"headeR", &iv, &ct, &mac), Err(OpenError::BadMac));
+    }
+
+    #[test]
+    fn a_wrapped_key_only_unwraps_for_its_own_purpose_id_and_kek() {
+        let kek = Kek::from_bytes(&[1u8; 32]);
+        let w = kek.wrap(KeyPurpose::Data, 3, &[2u8; 16], &[5u8; 32]);
+        assert_eq!(*kek.unwrap(KeyPurpose::Data, 3, &w).unwrap(), [5u8; 32]);
+        assert_eq!(kek.unwrap(KeyPurpose::Data, 4, &w), Err(OpenError::BadMac));
+        assert_eq!(kek.unwrap(KeyPurpose::Signing, 3, &w), Err(OpenError::BadMac));
+        let other = Kek::from_bytes(&[2u8; 32]);
+        assert_eq!(other.unwrap(KeyPurpose::Data, 3, &w), Err(OpenError::BadMac));
+        assert_eq!(kek.unwrap(KeyPurpose::Data, 3, &w[..96]), Err(OpenError::Malformed));
+    }
+}

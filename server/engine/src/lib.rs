@@ -1,0 +1,3 @@
+//! The Custos engine: everything but HTTP and UI.
+
+pub mod ledger;

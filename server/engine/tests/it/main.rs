@@ -1,0 +1,4 @@
+//! The engine's one integration-test binary (each extra binary costs a link on
+//! two cores). Modules are grouped by what they try to break.
+
+mod known_answer;
