@@ -1,3 +1,6 @@
 //! The Custos engine: everything but HTTP and UI.
 
+pub mod clock;
+pub mod keys;
 pub mod ledger;
+pub mod storage;

@@ -1,11 +1,20 @@
 //! The ledger: sealed, hash-chained, Merkle-checkpointed, append-only.
 //!
 //! `types`, `encoding`, `crypto`, `merkle` and `note` are the pure core: no
-//! I/O, no clock, no randomness (callers pass IVs and keys in). Storage, the
-//! sequencer, checkpointing and verification are layers above.
+//! I/O, no clock, no randomness (callers pass IVs and keys in). The key ring,
+//! the SQL store, the sequencer (`service`) and verification are layers above.
 
 pub mod crypto;
 pub mod encoding;
+pub mod error;
+pub mod keyring;
 pub mod merkle;
 pub mod note;
+pub mod purge;
+pub mod service;
+pub mod store;
 pub mod types;
+pub mod verify;
+
+pub use error::LedgerError;
+pub use service::{Ledger, LedgerConfig, LedgerTasks, NewEntry, Receipt};

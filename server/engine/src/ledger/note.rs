@@ -160,6 +160,20 @@ impl NoteVerifier {
         format!("{}+{:08x}+{}", self.name, self.hash, B64.encode(raw))
     }
 
+    /// A verifier for a raw Ed25519 public key under `name`.
+    pub fn from_public_key(name: &str, public: &[u8; 32]) -> Result<Self, NoteError> {
+        if !valid_name(name) {
+            return Err(NoteError::BadKey("bad key name"));
+        }
+        let key = VerifyingKey::from_bytes(public).map_err(|_| NoteError::BadKey("invalid Ed25519 point"))?;
+        Ok(NoteVerifier { name: name.to_owned(), key, hash: key_hash(name, public) })
+    }
+
+    /// The raw Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
     /// The key name.
     pub fn name(&self) -> &str {
         &self.name

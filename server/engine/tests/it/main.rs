@@ -2,3 +2,6 @@
 //! two cores). Modules are grouped by what they try to break.
 
 mod known_answer;
+mod ledger;
+#[macro_use]
+mod support;

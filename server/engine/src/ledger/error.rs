@@ -1,0 +1,72 @@
+//! Errors of the ledger layers above the pure core.
+
+use sea_orm::DbErr;
+
+use crate::clock::RandomError;
+use crate::keys::KekError;
+use crate::storage::StorageError;
+
+/// Why a ledger operation failed. Messages never contain key material.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The KEK could not be loaded.
+    #[error(transparent)]
+    Kek(#[from] KekError),
+    /// The KEK does not unwrap any stored key: it is not this database's KEK.
+    #[error(
+        "the key-encryption key from {0} does not match this database (no stored key unwraps with it); \
+         refusing to start rather than write under a different key"
+    )]
+    WrongKek(String),
+    /// One stored key fails authentication while others unwrap: tampering.
+    #[error("stored key {key_id} ({purpose}) fails authentication under the KEK: the key table was altered")]
+    KeyTampered {
+        /// The key's id.
+        key_id: u32,
+        /// data or signing.
+        purpose: String,
+    },
+    /// Entries exist but no keys do.
+    #[error("the database holds ledger entries but no keys; refusing to create new keys for an existing ledger")]
+    KeysMissing,
+    /// An entry names a key that does not exist.
+    #[error("entry seq {seq} names unknown key {key_id}")]
+    UnknownKey {
+        /// Entry position.
+        seq: u64,
+        /// The missing key.
+        key_id: u32,
+    },
+    /// The sequencer has stopped (shutdown in progress).
+    #[error("the ledger is shutting down and accepts no more events")]
+    Closed,
+    /// The batch holding this event could not be committed; nothing of it was stored.
+    #[error("the ledger could not commit the batch; nothing of it was stored")]
+    CommitFailed,
+    /// Stored data is not in the shape the ledger wrote.
+    #[error("ledger data is corrupt: {0}")]
+    Corrupt(String),
+    /// Randomness failed.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    /// The request was invalid.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Database failure.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// I/O failure (archives).
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// File concerned.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl From<DbErr> for LedgerError {
+    fn from(e: DbErr) -> Self {
+        LedgerError::Storage(StorageError::Db(e))
+    }
+}

@@ -1,0 +1,369 @@
+//! The retention purge path: the only way ledger entries are ever deleted.
+//!
+//! 1. The range is rounded down to a multiple of 256 entries (so every Merkle
+//!    subtree that later proofs need is either retained or stored), must be
+//!    covered by a signed checkpoint, and is verified (with MACs) first.
+//! 2. It is written to a self-verifying archive bundle (NDJSON): a header with
+//!    the starting chain state, the covering signed checkpoint and a
+//!    consistency proof from the purged prefix to it, then every entry.
+//! 3. A `ledger.purge` entry (the anchor) is appended to the ledger.
+//! 4. In one transaction: a `ledger_purges` row authorises the delete (the
+//!    database refuses it otherwise), the rows are deleted, the row is closed.
+//!
+//! Verification then starts from the anchor's chain value and frontier; the
+//! following signed checkpoints prove that state right.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::encoding::{self, GENESIS_CHAIN};
+use super::error::LedgerError;
+use super::merkle::{self, Frontier};
+use super::note::NoteVerifier;
+use super::service::{Ledger, NewEntry};
+use super::store::{self, seq_value};
+use super::types::{EntryHeader, Hash, HeaderFields, StoredEntry};
+use super::verify::{self, VerifyScope};
+
+/// Entries per Merkle tile; purge boundaries are multiples of it.
+pub const PURGE_ALIGNMENT: u64 = 1 << merkle::STORED_MIN_LEVEL;
+
+/// What a purge did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PurgeOutcome {
+    /// Seq of the anchor entry.
+    pub anchor_seq: u64,
+    /// First purged seq.
+    pub from_seq: u64,
+    /// Last purged seq.
+    pub through_seq: u64,
+    /// Where the archive bundle was written.
+    pub archive_path: PathBuf,
+    /// Its SHA-256, hex.
+    pub archive_sha256: String,
+}
+
+/// First line of an archive bundle.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ArchiveHeader {
+    /// Always `custos-archive/v1`.
+    pub format: String,
+    /// Ledger origin.
+    pub origin: String,
+    /// First archived seq.
+    pub from_seq: u64,
+    /// Last archived seq.
+    pub through_seq: u64,
+    /// Chain value before `from_seq` (hex).
+    pub start_chain_hash: String,
+    /// Frontier of the first `from_seq - 1` leaves (hex).
+    pub start_frontier: String,
+    /// The signed checkpoint covering the range.
+    pub checkpoint: String,
+    /// Consistency proof from `through_seq` to the checkpoint's size (hex).
+    pub consistency_proof: Vec<String>,
+}
+
+/// One archived entry (all stored columns).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ArchivedEntry {
+    /// seq.
+    pub seq: u64,
+    /// event id.
+    pub event_id: uuid::Uuid,
+    /// µs.
+    pub occurred_at: i64,
+    /// µs.
+    pub recorded_at: i64,
+    /// Clear header fields.
+    pub fields: HeaderFields,
+    /// Data key id.
+    pub key_id: u32,
+    /// base64.
+    pub iv: String,
+    /// base64.
+    pub ciphertext: String,
+    /// hex.
+    pub mac: String,
+    /// hex.
+    pub leaf_hash: String,
+    /// hex.
+    pub chain_hash: String,
+}
+
+impl ArchivedEntry {
+    fn from_stored(e: &StoredEntry) -> Self {
+        ArchivedEntry {
+            seq: e.header.seq,
+            event_id: e.header.event_id,
+            occurred_at: e.header.occurred_at_us,
+            recorded_at: e.header.recorded_at_us,
+            fields: e.header.fields.clone(),
+            key_id: e.key_id,
+            iv: B64.encode(e.iv),
+            ciphertext: B64.encode(&e.ciphertext),
+            mac: hex::encode(e.mac),
+            leaf_hash: hex::encode(e.leaf_hash),
+            chain_hash: hex::encode(e.chain_hash),
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
+    move |source| LedgerError::Io { path: path.display().to_string(), source }
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Ledger {
+    /// Purges entries up to `through_seq` (rounded down to a multiple of 256)
+    /// into an archive bundle in `archive_dir`, leaving an anchor in the ledger.
+    pub async fn purge_through(&self, through_seq: u64, archive_dir: &Path) -> Result<PurgeOutcome, LedgerError> {
+        let conn = self.db().conn();
+        let previous = store::latest_purge(conn).await?;
+        let from = previous.as_ref().map_or(1, |p| p.through_seq + 1);
+        let through = through_seq - through_seq % PURGE_ALIGNMENT;
+        if through < from {
+            return Err(LedgerError::Invalid(format!(
+                "nothing to purge: purges cover whole blocks of {PURGE_ALIGNMENT} entries and seq {from}..={through_seq} \
+                 holds none"
+            )));
+        }
+        let cp = self.checkpoint_now().await?.ok_or_else(|| LedgerError::Invalid("the ledger is empty".into()))?;
+        if cp.tree_size < through {
+            return Err(LedgerError::Invalid(format!("seq {through} is not yet covered by a signed checkpoint")));
+        }
+        // Never archive and anchor a damaged range.
+        let report = verify::verify(
+            self.db(),
+            &self.verifier(),
+            Some(self.keys()),
+            VerifyScope { from_seq: Some(from), to_seq: Some(through) },
+            |_| {},
+        )
+        .await?;
+        if let Some(f) = report.failure {
+            return Err(LedgerError::Corrupt(format!("refusing to purge a range that fails verification: {}", f.detail)));
+        }
+
+        let (start_chain, start_frontier) = match &previous {
+            Some(p) => (p.chain_hash, p.frontier.clone()),
+            None => (GENESIS_CHAIN, Frontier::new()),
+        };
+        let proof = self.consistency_proof(through, cp.tree_size).await?;
+        std::fs::create_dir_all(archive_dir).map_err(io_err(archive_dir))?;
+        let name = format!(
+            "custos-archive-{}-{from:012}-{through:012}.ndjson",
+            self.origin().replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        let path = archive_dir.join(&name);
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(io_err(&path))?;
+        let mut w = HashingWriter { inner: std::io::BufWriter::new(file), hash: Sha256::new() };
+        let header = ArchiveHeader {
+            format: "custos-archive/v1".into(),
+            origin: self.origin().to_owned(),
+            from_seq: from,
+            through_seq: through,
+            start_chain_hash: hex::encode(start_chain),
+            start_frontier: hex::encode(start_frontier.encode()),
+            checkpoint: cp.note.clone(),
+            consistency_proof: proof.iter().map(hex::encode).collect(),
+        };
+        let line = serde_json::to_string(&header).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        writeln!(w, "{line}").map_err(io_err(&path))?;
+        let mut next = from;
+        while next <= through {
+            let page = store::read_entries(conn, next, through, 4096).await?;
+            for e in &page {
+                let line = serde_json::to_string(&ArchivedEntry::from_stored(e))
+                    .map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+                writeln!(w, "{line}").map_err(io_err(&path))?;
+                next = e.header.seq + 1;
+            }
+            if page.is_empty() {
+                return Err(LedgerError::Corrupt(format!("entry seq {next} vanished during the purge")));
+            }
+        }
+        w.flush().map_err(io_err(&path))?;
+        let digest: Hash = w.hash.finalize().into();
+        let file = w.inner.into_inner().map_err(|e| LedgerError::Io { path: path.display().to_string(), source: e.into_error() })?;
+        file.sync_all().map_err(io_err(&path))?;
+        if let Ok(dir) = std::fs::File::open(archive_dir) {
+            let _ = dir.sync_all();
+        }
+
+        let last = store::read_entry(conn, through)
+            .await?
+            .ok_or_else(|| LedgerError::Corrupt(format!("entry seq {through} is missing")))?;
+        let frontier = store::frontier_at(conn, through).await?;
+        let payload = serde_json::json!({
+            "from_seq": from, "through_seq": through,
+            "chain_hash": hex::encode(last.chain_hash), "frontier": hex::encode(frontier.encode()),
+            "archive_sha256": hex::encode(digest), "archive_name": name,
+        });
+        let anchor = self
+            .append_one(NewEntry {
+                event_id: uuid::Uuid::now_v7(),
+                occurred_at_us: chrono::Utc::now().timestamp_micros(),
+                fields: HeaderFields {
+                    category: "integrity".into(),
+                    action: "ledger.purge".into(),
+                    outcome: "success".into(),
+                    severity: "notice".into(),
+                    actor_id: Some("custos".into()),
+                    actor_kind: Some("system".into()),
+                    resource_type: Some("ledger".into()),
+                    resource_id: Some(format!("{from}-{through}")),
+                    tenant: None,
+                    channel: Some("system".into()),
+                    source_app: Some("custos".into()),
+                },
+                payload: payload.to_string().into_bytes(),
+            })
+            .await?;
+
+        let txn = self.db().conn().begin().await?;
+        let b = txn.get_database_backend();
+        txn.execute_raw(crate::storage::stmt_for(
+            b,
+            "INSERT INTO ledger_purges (anchor_seq, from_seq, through_seq, chain_hash, frontier, archive_sha256, \
+             archive_name, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            vec![
+                seq_value(anchor.seq),
+                seq_value(from),
+                seq_value(through),
+                last.chain_hash.to_vec().into(),
+                frontier.encode().into(),
+                digest.to_vec().into(),
+                name.clone().into(),
+                anchor.recorded_at_us.into(),
+            ],
+        ))
+        .await?;
+        txn.execute_raw(crate::storage::stmt_for(
+            b,
+            "DELETE FROM ledger_entries WHERE seq >= ? AND seq <= ?",
+            vec![seq_value(from), seq_value(through)],
+        ))
+        .await?;
+        txn.execute_raw(crate::storage::stmt_for(
+            b,
+            "UPDATE ledger_purges SET active = 0 WHERE anchor_seq = ?",
+            vec![seq_value(anchor.seq)],
+        ))
+        .await?;
+        txn.commit().await?;
+        tracing::info!(from, through, anchor = anchor.seq, archive = %path.display(), "ledger range purged into an archive");
+        Ok(PurgeOutcome {
+            anchor_seq: anchor.seq,
+            from_seq: from,
+            through_seq: through,
+            archive_path: path,
+            archive_sha256: hex::encode(digest),
+        })
+    }
+}
+
+/// Why an archive bundle did not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// Unreadable.
+    #[error("cannot read the archive: {0}")]
+    Io(#[from] std::io::Error),
+    /// Not an archive.
+    #[error("not a Custos archive: {0}")]
+    Format(String),
+    /// Verification failed.
+    #[error("archive entry seq {seq}: {reason}")]
+    Entry {
+        /// Failing seq.
+        seq: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The range does not match the signed checkpoint.
+    #[error("archive does not match its signed checkpoint: {0}")]
+    Checkpoint(String),
+}
+
+/// Verifies an archive bundle with only the ledger's public key. Returns the
+/// number of entries verified.
+pub fn verify_archive(path: &Path, verifier: &NoteVerifier) -> Result<u64, ArchiveError> {
+    use std::io::BufRead as _;
+    let file = std::fs::File::open(path)?;
+    let mut lines = std::io::BufReader::new(file).lines();
+    let header: ArchiveHeader = serde_json::from_str(
+        &lines.next().ok_or_else(|| ArchiveError::Format("empty file".into()))??,
+    )
+    .map_err(|e| ArchiveError::Format(e.to_string()))?;
+    if header.format != "custos-archive/v1" {
+        return Err(ArchiveError::Format(format!("unknown format {}", header.format)));
+    }
+    let hex32 = |s: &str| -> Result<Hash, ArchiveError> {
+        hex::decode(s).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| ArchiveError::Format(format!("bad hash {s}")))
+    };
+    let mut chain = hex32(&header.start_chain_hash)?;
+    let start_frontier = hex::decode(&header.start_frontier).map_err(|e| ArchiveError::Format(e.to_string()))?;
+    let mut frontier =
+        Frontier::decode(header.from_seq - 1, &start_frontier).map_err(|e| ArchiveError::Format(e.to_string()))?;
+    let cp = verifier.open_checkpoint(&header.checkpoint).map_err(|e| ArchiveError::Checkpoint(e.to_string()))?;
+    let mut expected = header.from_seq;
+    for line in lines {
+        let line = line?;
+        if line.is_empty() {
+            continue;
+        }
+        let a: ArchivedEntry = serde_json::from_str(&line).map_err(|e| ArchiveError::Format(e.to_string()))?;
+        let bad = |reason: &str| ArchiveError::Entry { seq: a.seq, reason: reason.to_owned() };
+        if a.seq != expected {
+            return Err(ArchiveError::Entry { seq: expected, reason: "missing".into() });
+        }
+        let header_bytes = encoding::header_bytes(&EntryHeader {
+            seq: a.seq,
+            event_id: a.event_id,
+            occurred_at_us: a.occurred_at,
+            recorded_at_us: a.recorded_at,
+            fields: a.fields.clone(),
+        });
+        let iv: [u8; 16] = B64.decode(&a.iv).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| bad("bad iv"))?;
+        let ct = B64.decode(&a.ciphertext).map_err(|_| bad("bad ciphertext"))?;
+        let mac = hex32(&a.mac)?;
+        let leaf = encoding::leaf_hash(&header_bytes, a.key_id, &iv, &ct, &mac);
+        if leaf != hex32(&a.leaf_hash)? {
+            return Err(bad("stored fields do not match the leaf hash"));
+        }
+        chain = encoding::chain_hash(&chain, &leaf);
+        if chain != hex32(&a.chain_hash)? {
+            return Err(bad("chain value does not follow"));
+        }
+        frontier.push(leaf, |_, _, _| {});
+        expected += 1;
+    }
+    if expected != header.through_seq + 1 {
+        return Err(ArchiveError::Entry { seq: expected, reason: "missing (archive truncated)".into() });
+    }
+    let proof: Vec<Hash> = header.consistency_proof.iter().map(|h| hex32(h)).collect::<Result<_, _>>()?;
+    merkle::verify_consistency(header.through_seq, cp.tree_size, &frontier.root(), &cp.root_hash, &proof)
+        .map_err(|e| ArchiveError::Checkpoint(e.to_string()))?;
+    Ok(header.through_seq + 1 - header.from_seq)
+}

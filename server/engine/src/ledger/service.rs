@@ -1,0 +1,519 @@
+//! The `Ledger` handle: append (through the single sequencer task), read,
+//! prove, checkpoint, rotate keys.
+//!
+//! One task, the sequencer, owns the chain head. Callers encrypt their
+//! payloads in their own tasks (parallel), then queue them; the sequencer
+//! takes whatever is queued (up to `max_batch` entries), and in ONE
+//! transaction locks the head row, assigns seqs, MACs, hashes and chains the
+//! entries, inserts them with their completed Merkle nodes, stores the new
+//! head and commits (one fsync). Every caller then gets its own result. If
+//! the commit fails, every caller in the batch gets an error and nothing of
+//! the batch is visible (DESIGN.md §3, invariants 1 and 4).
+//!
+//! The head is read inside each transaction, never cached, so a restart or a
+//! second server process on the same PostgreSQL database continues the same
+//! gapless chain.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::TransactionTrait;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use super::encoding;
+use super::error::LedgerError;
+use super::keyring::Keyring;
+use super::merkle::{self, STORED_MIN_LEVEL};
+
+use super::note::{Checkpoint, NoteVerifier};
+use super::store::{self, CheckpointRow, Head};
+use super::types::{EntryHeader, Hash, HeaderFields, StoredEntry};
+use crate::clock::{Clock, RandomSource};
+use crate::keys::KekProvider;
+use crate::storage::Database;
+
+/// An event to append: its clear header fields and its serialised payload.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// Event id; a retry with the same id returns the stored result.
+    pub event_id: Uuid,
+    /// When it happened at the source (µs since the epoch).
+    pub occurred_at_us: i64,
+    /// Clear, filterable fields (already masked).
+    pub fields: HeaderFields,
+    /// The full event, serialised; encrypted before it leaves the caller.
+    pub payload: Vec<u8>,
+}
+
+/// What the ledger returns for each committed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Receipt {
+    /// Ledger position.
+    pub seq: u64,
+    /// Event id.
+    pub event_id: Uuid,
+    /// Commit time (µs since the epoch).
+    pub recorded_at_us: i64,
+    /// True when the id was already committed and this is the stored result.
+    pub duplicate: bool,
+}
+
+/// Tuning of the ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// Log identity for a new ledger, e.g. `custos.example.com/ledger`.
+    pub origin: String,
+    /// Most entries per commit.
+    pub max_batch: usize,
+    /// Most append requests waiting for the sequencer (back-pressure beyond).
+    pub queue_depth: usize,
+    /// How often a checkpoint is signed while entries arrive.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            origin: "custos.local/ledger".into(),
+            max_batch: 1000,
+            queue_depth: 4096,
+            checkpoint_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// An entry encrypted by its caller, waiting for a seq.
+struct Prepared {
+    event_id: Uuid,
+    occurred_at_us: i64,
+    fields: HeaderFields,
+    key_id: u32,
+    iv: [u8; 16],
+    ciphertext: Vec<u8>,
+}
+
+struct AppendRequest {
+    items: Vec<Prepared>,
+    reply: oneshot::Sender<Result<Vec<Receipt>, LedgerError>>,
+}
+
+struct Inner {
+    db: Database,
+    keys: Keyring,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn RandomSource>,
+    cfg: LedgerConfig,
+    tx: mpsc::Sender<AppendRequest>,
+    committed: watch::Sender<u64>,
+    stop: watch::Sender<bool>,
+}
+
+/// Handle to the ledger; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("origin", &self.inner.keys.origin()).finish_non_exhaustive()
+    }
+}
+
+/// The background tasks of a running ledger; `Ledger::shutdown` ends them.
+#[derive(Debug)]
+pub struct LedgerTasks {
+    sequencer: tokio::task::JoinHandle<()>,
+    checkpointer: tokio::task::JoinHandle<()>,
+}
+
+impl Ledger {
+    /// Opens the ledger on a migrated database: loads (or, for a brand-new
+    /// ledger, creates) its keys and starts the sequencer and checkpointer.
+    pub async fn open(
+        db: Database,
+        kek: &dyn KekProvider,
+        cfg: LedgerConfig,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn RandomSource>,
+    ) -> Result<(Ledger, LedgerTasks), LedgerError> {
+        let keys = Keyring::open(&db, kek, &cfg.origin, clock.as_ref(), rng.as_ref()).await?;
+        if keys.origin() != cfg.origin {
+            tracing::info!(stored = keys.origin(), configured = %cfg.origin, "ledger keeps the origin it was created with");
+        }
+        let head = store::read_head(db.conn()).await?;
+        let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
+        let (committed, _) = watch::channel(head.seq);
+        let (stop, _) = watch::channel(false);
+        let inner = Arc::new(Inner { db, keys, clock, rng, cfg, tx, committed, stop });
+        let sequencer = tokio::spawn(run_sequencer(inner.clone(), rx));
+        let checkpointer = tokio::spawn(run_checkpointer(inner.clone()));
+        Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer }))
+    }
+
+    /// The database behind the ledger.
+    pub fn db(&self) -> &Database {
+        &self.inner.db
+    }
+
+    /// The key ring.
+    pub fn keys(&self) -> &Keyring {
+        &self.inner.keys
+    }
+
+    /// The ledger's origin.
+    pub fn origin(&self) -> &str {
+        self.inner.keys.origin()
+    }
+
+    /// The checkpoint verifier key, in signed-note form.
+    pub fn verifier_key(&self) -> String {
+        self.inner.keys.signer().verifier().to_vkey()
+    }
+
+    /// The checkpoint verifier.
+    pub fn verifier(&self) -> NoteVerifier {
+        self.inner.keys.signer().verifier()
+    }
+
+    /// Watches the last seq committed by this process.
+    pub fn subscribe_committed(&self) -> watch::Receiver<u64> {
+        self.inner.committed.subscribe()
+    }
+
+    /// Appends one event and waits for its commit.
+    pub async fn append_one(&self, entry: NewEntry) -> Result<Receipt, LedgerError> {
+        let mut r = self.append(vec![entry]).await?;
+        r.pop().ok_or(LedgerError::CommitFailed)
+    }
+
+    /// Appends events atomically (all in one commit) and waits for it.
+    pub async fn append(&self, entries: Vec<NewEntry>) -> Result<Vec<Receipt>, LedgerError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        if entries.len() > self.inner.cfg.max_batch {
+            return Err(LedgerError::Invalid(format!(
+                "at most {} events per append, got {}",
+                self.inner.cfg.max_batch,
+                entries.len()
+            )));
+        }
+        if *self.inner.stop.borrow() {
+            return Err(LedgerError::Closed);
+        }
+        let key = self.inner.keys.current();
+        let mut items = Vec::with_capacity(entries.len());
+        for e in entries {
+            let mut iv = [0u8; 16];
+            self.inner.rng.fill(&mut iv)?;
+            let ciphertext = key.encrypt(&iv, &e.payload);
+            items.push(Prepared {
+                event_id: e.event_id,
+                occurred_at_us: e.occurred_at_us,
+                fields: e.fields,
+                key_id: key.key_id(),
+                iv,
+                ciphertext,
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.inner.tx.send(AppendRequest { items, reply }).await.map_err(|_| LedgerError::Closed)?;
+        rx.await.map_err(|_| LedgerError::CommitFailed)?
+    }
+
+    /// The current head, read from the database.
+    pub async fn head(&self) -> Result<Head, LedgerError> {
+        store::read_head(self.inner.db.conn()).await
+    }
+
+    /// Signs and stores a checkpoint of the current head, unless the latest
+    /// checkpoint already covers it. Returns the latest checkpoint.
+    pub async fn checkpoint_now(&self) -> Result<Option<CheckpointRow>, LedgerError> {
+        make_checkpoint(&self.inner).await
+    }
+
+    /// The latest stored checkpoint.
+    pub async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, LedgerError> {
+        store::latest_checkpoint(self.inner.db.conn()).await
+    }
+
+    /// All stored checkpoints.
+    pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, LedgerError> {
+        store::read_checkpoints(self.inner.db.conn()).await
+    }
+
+    /// Creates a new data key; new events are sealed with it, old keys still read.
+    pub async fn rotate_key(&self) -> Result<u32, LedgerError> {
+        self.inner.keys.rotate(&self.inner.db, self.inner.clock.as_ref(), self.inner.rng.as_ref()).await
+    }
+
+    /// One stored entry.
+    pub async fn entry(&self, seq: u64) -> Result<Option<StoredEntry>, LedgerError> {
+        store::read_entry(self.inner.db.conn(), seq).await
+    }
+
+    /// Checks an entry's MAC and decrypts its payload.
+    pub async fn open_payload(&self, entry: &StoredEntry) -> Result<zeroize::Zeroizing<Vec<u8>>, LedgerError> {
+        let key = match self.inner.keys.get(entry.key_id) {
+            Some(k) => k,
+            None => {
+                self.inner.keys.refresh(&self.inner.db).await?;
+                self.inner
+                    .keys
+                    .get(entry.key_id)
+                    .ok_or(LedgerError::UnknownKey { seq: entry.header.seq, key_id: entry.key_id })?
+            }
+        };
+        let header = encoding::header_bytes(&entry.header);
+        key.open(&header, &entry.iv, &entry.ciphertext, &entry.mac)
+            .map_err(|e| LedgerError::Corrupt(format!("entry seq {}: {e}", entry.header.seq)))
+    }
+
+    /// Hash of the leaves `range` (leaf index = seq - 1).
+    pub async fn range_hash(&self, range: std::ops::Range<u64>) -> Result<Hash, LedgerError> {
+        store::range_hash(self.inner.db.conn(), range).await
+    }
+
+    /// The inclusion proof of entry `seq` in the tree of `tree_size` leaves.
+    pub async fn inclusion_proof(&self, seq: u64, tree_size: u64) -> Result<Vec<Hash>, LedgerError> {
+        if seq == 0 || seq > tree_size {
+            return Err(LedgerError::Invalid(format!("seq {seq} is not in a tree of {tree_size} entries")));
+        }
+        let mut out = Vec::new();
+        for r in merkle::inclusion_ranges(seq - 1, tree_size) {
+            out.push(self.range_hash(r).await?);
+        }
+        Ok(out)
+    }
+
+    /// The consistency proof between two tree sizes.
+    pub async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError> {
+        if old > new {
+            return Err(LedgerError::Invalid(format!("tree size {old} is larger than {new}")));
+        }
+        let mut out = Vec::new();
+        for r in merkle::consistency_ranges(old, new) {
+            out.push(self.range_hash(r).await?);
+        }
+        Ok(out)
+    }
+
+    /// Stops accepting events, commits what is queued, signs a final
+    /// checkpoint and ends the background tasks.
+    pub async fn shutdown(&self, tasks: LedgerTasks) -> Result<(), LedgerError> {
+        self.inner.stop.send_replace(true);
+        // The sequencer ends when the queue is empty and closed; it holds a
+        // receiver and every `Ledger` clone a sender, so it is told instead.
+        let _ = tasks.checkpointer.await;
+        let _ = tasks.sequencer.await;
+        make_checkpoint(&self.inner).await?;
+        Ok(())
+    }
+}
+
+async fn run_sequencer(inner: Arc<Inner>, mut rx: mpsc::Receiver<AppendRequest>) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        let next = tokio::select! {
+            biased;
+            req = rx.recv() => req,
+            _ = stopped(&mut stop) => {
+                // Drain what was queued before the stop, then end.
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(first) = next else { break };
+        let mut batch = vec![first];
+        let mut n = batch[0].items.len();
+        while n < inner.cfg.max_batch {
+            match rx.try_recv() {
+                Ok(r) => {
+                    n += r.items.len();
+                    batch.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let result = commit_batch(&inner, &batch).await;
+        metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("custos_ledger_batch_entries").record(n as f64);
+        match result {
+            Ok(receipts) => {
+                metrics::counter!("custos_ledger_entries_total").increment(n as u64);
+                for (req, r) in batch.into_iter().zip(receipts) {
+                    let _ = req.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                metrics::counter!("custos_ledger_commit_failures_total").increment(1);
+                tracing::error!(error = %e, entries = n, "ledger batch commit failed; every caller in it gets an error");
+                for req in batch {
+                    let _ = req.reply.send(Err(LedgerError::CommitFailed));
+                }
+            }
+        }
+    }
+}
+
+/// Commits one batch; returns the receipts per request, in order.
+async fn commit_batch(inner: &Inner, batch: &[AppendRequest]) -> Result<Vec<Vec<Receipt>>, LedgerError> {
+    let mut known: HashMap<Uuid, (u64, i64)> = HashMap::new();
+    // Optimistic: duplicates of committed ids are rare (client retries), so
+    // look them up only when the unique index refuses the batch, then retry.
+    for attempt in 0..2 {
+        match try_commit(inner, batch, &known).await {
+            Ok(r) => return Ok(r),
+            Err(TryCommitError::Duplicate) if attempt == 0 => {
+                let ids: Vec<Uuid> = batch.iter().flat_map(|r| r.items.iter().map(|i| i.event_id)).collect();
+                known = store::find_event_ids(inner.db.conn(), &ids).await?;
+            }
+            Err(TryCommitError::Duplicate) => return Err(LedgerError::CommitFailed),
+            Err(TryCommitError::Other(e)) => return Err(e),
+        }
+    }
+    Err(LedgerError::CommitFailed)
+}
+
+enum TryCommitError {
+    Duplicate,
+    Other(LedgerError),
+}
+
+impl From<LedgerError> for TryCommitError {
+    fn from(e: LedgerError) -> Self {
+        TryCommitError::Other(e)
+    }
+}
+
+impl From<sea_orm::DbErr> for TryCommitError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        TryCommitError::Other(e.into())
+    }
+}
+
+fn is_unique_violation(e: &LedgerError) -> bool {
+    match e {
+        LedgerError::Storage(crate::storage::StorageError::Db(db)) => {
+            matches!(db.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+        }
+        _ => false,
+    }
+}
+
+async fn try_commit(
+    inner: &Inner,
+    batch: &[AppendRequest],
+    known: &HashMap<Uuid, (u64, i64)>,
+) -> Result<Vec<Vec<Receipt>>, TryCommitError> {
+    let txn = inner.db.conn().begin().await?;
+    let mut head = store::lock_head(&txn).await?;
+    let recorded_at_us = inner.clock.now_us();
+    let mut entries: Vec<StoredEntry> = Vec::new();
+    let mut nodes: Vec<(u32, u64, Hash)> = Vec::new();
+    let mut in_batch: HashMap<Uuid, (u64, i64)> = HashMap::new();
+    let mut receipts = Vec::with_capacity(batch.len());
+    for req in batch {
+        let mut rs = Vec::with_capacity(req.items.len());
+        for item in &req.items {
+            if let Some(&(seq, at)) = known.get(&item.event_id).or_else(|| in_batch.get(&item.event_id)) {
+                rs.push(Receipt { seq, event_id: item.event_id, recorded_at_us: at, duplicate: true });
+                continue;
+            }
+            let seq = head.seq + 1;
+            let header = EntryHeader {
+                seq,
+                event_id: item.event_id,
+                occurred_at_us: item.occurred_at_us,
+                recorded_at_us,
+                fields: item.fields.clone(),
+            };
+            let key = inner
+                .keys
+                .get(item.key_id)
+                .ok_or(LedgerError::UnknownKey { seq, key_id: item.key_id })?;
+            let hb = encoding::header_bytes(&header);
+            let mac = key.mac(&hb, &item.iv, &item.ciphertext);
+            let leaf_hash = encoding::leaf_hash(&hb, item.key_id, &item.iv, &item.ciphertext, &mac);
+            let chain_hash = encoding::chain_hash(&head.chain_hash, &leaf_hash);
+            head.frontier.push(leaf_hash, |level, index, hash| {
+                if level >= STORED_MIN_LEVEL {
+                    nodes.push((level, index, *hash));
+                }
+            });
+            head.seq = seq;
+            head.chain_hash = chain_hash;
+            in_batch.insert(item.event_id, (seq, recorded_at_us));
+            entries.push(StoredEntry {
+                header,
+                key_id: item.key_id,
+                iv: item.iv,
+                ciphertext: item.ciphertext.clone(),
+                mac,
+                leaf_hash,
+                chain_hash,
+            });
+            rs.push(Receipt { seq, event_id: item.event_id, recorded_at_us, duplicate: false });
+        }
+        receipts.push(rs);
+    }
+    if !entries.is_empty() {
+        if let Err(e) = store::insert_entries(&txn, &entries).await {
+            return Err(if is_unique_violation(&e) { TryCommitError::Duplicate } else { TryCommitError::Other(e) });
+        }
+        store::insert_nodes(&txn, &nodes).await?;
+        store::write_head(&txn, &head).await?;
+    }
+    txn.commit().await?;
+    inner.committed.send_if_modified(|last| {
+        let changed = head.seq > *last;
+        *last = (*last).max(head.seq);
+        changed
+    });
+    Ok(receipts)
+}
+
+/// Resolves once the stop flag is set.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn run_checkpointer(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    let mut tick = tokio::time::interval(inner.cfg.checkpoint_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped(&mut stop) => break,
+        }
+        if let Err(e) = make_checkpoint(&inner).await {
+            metrics::counter!("custos_checkpoint_failures_total").increment(1);
+            tracing::error!(error = %e, "signing a checkpoint failed");
+        }
+    }
+}
+
+async fn make_checkpoint(inner: &Inner) -> Result<Option<CheckpointRow>, LedgerError> {
+    let conn = inner.db.conn();
+    let latest = store::latest_checkpoint(conn).await?;
+    let head = store::read_head(conn).await?;
+    if head.seq == 0 || latest.as_ref().is_some_and(|c| c.tree_size >= head.seq) {
+        return Ok(latest);
+    }
+    let cp = Checkpoint { origin: inner.keys.origin().to_owned(), tree_size: head.seq, root_hash: head.frontier.root() };
+    let row = CheckpointRow {
+        tree_size: cp.tree_size,
+        root_hash: cp.root_hash,
+        note: inner.keys.signer().sign_checkpoint(&cp),
+        created_at_us: inner.clock.now_us(),
+    };
+    store::insert_checkpoint(conn, &row).await?;
+    metrics::counter!("custos_checkpoints_total").increment(1);
+    tracing::debug!(tree_size = row.tree_size, "checkpoint signed");
+    Ok(Some(row))
+}

@@ -1,0 +1,403 @@
+//! SQL for the ledger tables. Written once for both backends (`?`
+//! placeholders are rewritten for PostgreSQL by `storage::stmt_for`).
+
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
+use uuid::Uuid;
+
+use super::error::LedgerError;
+use super::merkle::{self, Frontier, STORED_MIN_LEVEL, Subtree};
+use super::types::{EntryHeader, Hash, HeaderFields, StoredEntry};
+use crate::storage::{get_array, stmt_for};
+
+/// Columns of `ledger_entries`, in insert order.
+pub const ENTRY_COLUMNS: &str = "seq, event_id, occurred_at, recorded_at, category, action, outcome, severity, \
+    actor_id, actor_kind, resource_type, resource_id, tenant, channel, source_app, key_id, iv, ciphertext, mac, \
+    leaf_hash, chain_hash";
+const ENTRY_COLUMN_COUNT: usize = 21;
+/// Rows per INSERT statement: 500 x 21 parameters stays below SQLite's 32,766.
+const ROWS_PER_INSERT: usize = 500;
+
+/// The chain head as stored in `ledger_head`.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// Last committed seq (0 when empty).
+    pub seq: u64,
+    /// Chain value after that entry.
+    pub chain_hash: Hash,
+    /// Merkle frontier of the tree of `seq` leaves.
+    pub frontier: Frontier,
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64, LedgerError> {
+    u64::try_from(v).map_err(|_| LedgerError::Corrupt(format!("negative {what} {v}")))
+}
+
+/// Converts a seq to the signed column type.
+pub fn seq_value(seq: u64) -> Value {
+    Value::BigInt(Some(i64::try_from(seq).unwrap_or(i64::MAX)))
+}
+
+fn head_from_row(row: &QueryResult) -> Result<Head, LedgerError> {
+    let seq = to_u64(row.try_get("", "seq")?, "head seq")?;
+    let chain_hash = get_array::<32>(row, "chain_hash")?;
+    let frontier_bytes: Vec<u8> = row.try_get("", "frontier")?;
+    let frontier = Frontier::decode(seq, &frontier_bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+    Ok(Head { seq, chain_hash, frontier })
+}
+
+/// Locks the head row for this transaction (a write first, so SQLite takes
+/// its write lock at once and PostgreSQL locks the row) and returns it.
+pub async fn lock_head(conn: &impl ConnectionTrait) -> Result<Head, LedgerError> {
+    let b = conn.get_database_backend();
+    let row = conn
+        .query_one_raw(stmt_for(
+            b,
+            "UPDATE ledger_head SET seq = seq WHERE id = 1 RETURNING seq, chain_hash, frontier",
+            vec![],
+        ))
+        .await?
+        .ok_or_else(|| LedgerError::Corrupt("ledger_head row is missing".into()))?;
+    head_from_row(&row)
+}
+
+/// Reads the head without locking.
+pub async fn read_head(conn: &impl ConnectionTrait) -> Result<Head, LedgerError> {
+    let b = conn.get_database_backend();
+    let row = conn
+        .query_one_raw(stmt_for(b, "SELECT seq, chain_hash, frontier FROM ledger_head WHERE id = 1", vec![]))
+        .await?
+        .ok_or_else(|| LedgerError::Corrupt("ledger_head row is missing".into()))?;
+    head_from_row(&row)
+}
+
+/// Stores the new head.
+pub async fn write_head(conn: &impl ConnectionTrait, head: &Head) -> Result<(), LedgerError> {
+    let b = conn.get_database_backend();
+    conn.execute_raw(stmt_for(
+        b,
+        "UPDATE ledger_head SET seq = ?, chain_hash = ?, frontier = ? WHERE id = 1",
+        vec![seq_value(head.seq), head.chain_hash.to_vec().into(), head.frontier.encode().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+fn opt(v: &Option<String>) -> Value {
+    Value::String(v.clone())
+}
+
+/// Inserts entries (in as few statements as the parameter limits allow).
+pub async fn insert_entries(conn: &impl ConnectionTrait, entries: &[StoredEntry]) -> Result<(), LedgerError> {
+    let b = conn.get_database_backend();
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        let row = format!("({})", vec!["?"; ENTRY_COLUMN_COUNT].join(","));
+        let sql = format!("INSERT INTO ledger_entries ({ENTRY_COLUMNS}) VALUES {}", vec![row; chunk.len()].join(","));
+        let mut values = Vec::with_capacity(chunk.len() * ENTRY_COLUMN_COUNT);
+        for e in chunk {
+            let h = &e.header;
+            let f = &h.fields;
+            values.extend([
+                seq_value(h.seq),
+                Value::Uuid(Some(h.event_id)),
+                h.occurred_at_us.into(),
+                h.recorded_at_us.into(),
+                f.category.clone().into(),
+                f.action.clone().into(),
+                f.outcome.clone().into(),
+                f.severity.clone().into(),
+                opt(&f.actor_id),
+                opt(&f.actor_kind),
+                opt(&f.resource_type),
+                opt(&f.resource_id),
+                opt(&f.tenant),
+                opt(&f.channel),
+                opt(&f.source_app),
+                Value::Int(Some(e.key_id as i32)),
+                e.iv.to_vec().into(),
+                e.ciphertext.clone().into(),
+                e.mac.to_vec().into(),
+                e.leaf_hash.to_vec().into(),
+                e.chain_hash.to_vec().into(),
+            ]);
+        }
+        conn.execute_raw(stmt_for(b, &sql, values)).await?;
+    }
+    Ok(())
+}
+
+/// Inserts stored Merkle nodes `(level, index, hash)`.
+pub async fn insert_nodes(conn: &impl ConnectionTrait, nodes: &[(u32, u64, Hash)]) -> Result<(), LedgerError> {
+    let b = conn.get_database_backend();
+    for chunk in nodes.chunks(ROWS_PER_INSERT) {
+        let sql = format!("INSERT INTO merkle_nodes (level, idx, hash) VALUES {}", vec!["(?,?,?)"; chunk.len()].join(","));
+        let mut values = Vec::with_capacity(chunk.len() * 3);
+        for (level, idx, hash) in chunk {
+            values.extend([Value::SmallInt(Some(*level as i16)), seq_value(*idx), hash.to_vec().into()]);
+        }
+        conn.execute_raw(stmt_for(b, &sql, values)).await?;
+    }
+    Ok(())
+}
+
+/// Decodes one `ledger_entries` row.
+pub fn entry_from_row(row: &QueryResult) -> Result<StoredEntry, LedgerError> {
+    let key_id: i32 = row.try_get("", "key_id")?;
+    Ok(StoredEntry {
+        header: EntryHeader {
+            seq: to_u64(row.try_get("", "seq")?, "seq")?,
+            event_id: row.try_get::<Uuid>("", "event_id")?,
+            occurred_at_us: row.try_get("", "occurred_at")?,
+            recorded_at_us: row.try_get("", "recorded_at")?,
+            fields: HeaderFields {
+                category: row.try_get("", "category")?,
+                action: row.try_get("", "action")?,
+                outcome: row.try_get("", "outcome")?,
+                severity: row.try_get("", "severity")?,
+                actor_id: row.try_get("", "actor_id")?,
+                actor_kind: row.try_get("", "actor_kind")?,
+                resource_type: row.try_get("", "resource_type")?,
+                resource_id: row.try_get("", "resource_id")?,
+                tenant: row.try_get("", "tenant")?,
+                channel: row.try_get("", "channel")?,
+                source_app: row.try_get("", "source_app")?,
+            },
+        },
+        key_id: u32::try_from(key_id).map_err(|_| LedgerError::Corrupt(format!("negative key id {key_id}")))?,
+        iv: get_array::<16>(row, "iv")?,
+        ciphertext: row.try_get("", "ciphertext")?,
+        mac: get_array::<32>(row, "mac")?,
+        leaf_hash: get_array::<32>(row, "leaf_hash")?,
+        chain_hash: get_array::<32>(row, "chain_hash")?,
+    })
+}
+
+/// Entries with `from <= seq <= to`, in seq order, at most `limit`.
+pub async fn read_entries(
+    conn: &impl ConnectionTrait,
+    from: u64,
+    to: u64,
+    limit: u64,
+) -> Result<Vec<StoredEntry>, LedgerError> {
+    let b = conn.get_database_backend();
+    let rows = conn
+        .query_all_raw(stmt_for(
+            b,
+            &format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?"),
+            vec![seq_value(from), seq_value(to), seq_value(limit)],
+        ))
+        .await?;
+    rows.iter().map(entry_from_row).collect()
+}
+
+/// One entry by seq.
+pub async fn read_entry(conn: &impl ConnectionTrait, seq: u64) -> Result<Option<StoredEntry>, LedgerError> {
+    Ok(read_entries(conn, seq, seq, 1).await?.into_iter().next())
+}
+
+/// Leaf hashes of seqs `from..=to` (leaf index = seq - 1), in order.
+pub async fn read_leaf_hashes(conn: &impl ConnectionTrait, from: u64, to: u64) -> Result<Vec<(u64, Hash)>, LedgerError> {
+    let b = conn.get_database_backend();
+    let rows = conn
+        .query_all_raw(stmt_for(
+            b,
+            "SELECT seq, leaf_hash FROM ledger_entries WHERE seq >= ? AND seq <= ? ORDER BY seq",
+            vec![seq_value(from), seq_value(to)],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((to_u64(r.try_get("", "seq")?, "seq")?, get_array::<32>(r, "leaf_hash")?)))
+        .collect()
+}
+
+/// A stored Merkle node.
+pub async fn read_node(conn: &impl ConnectionTrait, level: u32, index: u64) -> Result<Option<Hash>, LedgerError> {
+    let b = conn.get_database_backend();
+    let row = conn
+        .query_one_raw(stmt_for(
+            b,
+            "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?",
+            vec![Value::SmallInt(Some(level as i16)), seq_value(index)],
+        ))
+        .await?;
+    Ok(row.map(|r| get_array::<32>(&r, "hash")).transpose()?)
+}
+
+/// A stored checkpoint row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    /// Tree size it signs.
+    pub tree_size: u64,
+    /// Root hash it signs.
+    pub root_hash: Hash,
+    /// The complete signed note.
+    pub note: String,
+    /// When it was made (µs).
+    pub created_at_us: i64,
+}
+
+fn checkpoint_from_row(r: &QueryResult) -> Result<CheckpointRow, LedgerError> {
+    Ok(CheckpointRow {
+        tree_size: to_u64(r.try_get("", "tree_size")?, "tree size")?,
+        root_hash: get_array::<32>(r, "root_hash")?,
+        note: r.try_get("", "note")?,
+        created_at_us: r.try_get("", "created_at")?,
+    })
+}
+
+/// Stores a checkpoint unless one for that size exists (replicas may race;
+/// Ed25519 signatures are deterministic, so both would be identical).
+pub async fn insert_checkpoint(conn: &impl ConnectionTrait, cp: &CheckpointRow) -> Result<(), LedgerError> {
+    let b = conn.get_database_backend();
+    conn.execute_raw(stmt_for(
+        b,
+        "INSERT INTO checkpoints (tree_size, root_hash, note, created_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (tree_size) DO NOTHING",
+        vec![seq_value(cp.tree_size), cp.root_hash.to_vec().into(), cp.note.clone().into(), cp.created_at_us.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// All checkpoints in increasing tree size.
+pub async fn read_checkpoints(conn: &impl ConnectionTrait) -> Result<Vec<CheckpointRow>, LedgerError> {
+    let b = conn.get_database_backend();
+    let rows = conn
+        .query_all_raw(stmt_for(
+            b,
+            "SELECT tree_size, root_hash, note, created_at FROM checkpoints ORDER BY tree_size",
+            vec![],
+        ))
+        .await?;
+    rows.iter().map(checkpoint_from_row).collect()
+}
+
+/// The checkpoint with the largest tree size.
+pub async fn latest_checkpoint(conn: &impl ConnectionTrait) -> Result<Option<CheckpointRow>, LedgerError> {
+    let b = conn.get_database_backend();
+    let row = conn
+        .query_one_raw(stmt_for(
+            b,
+            "SELECT tree_size, root_hash, note, created_at FROM checkpoints ORDER BY tree_size DESC LIMIT 1",
+            vec![],
+        ))
+        .await?;
+    row.as_ref().map(checkpoint_from_row).transpose()
+}
+
+/// Existing entries among `ids`: event id -> (seq, recorded_at).
+pub async fn find_event_ids(
+    conn: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, (u64, i64)>, LedgerError> {
+    let b = conn.get_database_backend();
+    let mut out = std::collections::HashMap::new();
+    for chunk in ids.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "SELECT seq, event_id, recorded_at FROM ledger_entries WHERE event_id IN ({})",
+            vec!["?"; chunk.len()].join(",")
+        );
+        let rows =
+            conn.query_all_raw(stmt_for(b, &sql, chunk.iter().map(|u| Value::Uuid(Some(*u))).collect())).await?;
+        for r in rows {
+            out.insert(
+                r.try_get::<Uuid>("", "event_id")?,
+                (to_u64(r.try_get("", "seq")?, "seq")?, r.try_get("", "recorded_at")?),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The backend of a connection (helper for callers building statements).
+pub fn backend(conn: &impl ConnectionTrait) -> DbBackend {
+    conn.get_database_backend()
+}
+
+/// Hash of one perfect subtree: a stored node for the large ones, recomputed
+/// from leaf hashes for the small ones.
+pub async fn subtree_hash(conn: &impl ConnectionTrait, s: Subtree) -> Result<Hash, LedgerError> {
+    if s.level >= STORED_MIN_LEVEL {
+        return read_node(conn, s.level, s.index).await?.ok_or_else(|| {
+            LedgerError::Corrupt(format!("stored Merkle node level {} index {} is missing", s.level, s.index))
+        });
+    }
+    let r = s.leaves();
+    let leaves = read_leaf_hashes(conn, r.start + 1, r.end).await?;
+    if leaves.len() as u64 != r.end - r.start {
+        return Err(LedgerError::Corrupt(format!("entries seq {}..={} are missing", r.start + 1, r.end)));
+    }
+    let hashes: Vec<Hash> = leaves.into_iter().map(|(_, h)| h).collect();
+    Ok(merkle::subtree_hash(&hashes))
+}
+
+/// Hash of the leaves `range` (leaf index = seq - 1), as RFC 6962 defines it
+/// for the ranges that proofs use.
+pub async fn range_hash(conn: &impl ConnectionTrait, range: std::ops::Range<u64>) -> Result<Hash, LedgerError> {
+    let mut hashes = Vec::new();
+    for s in merkle::perfect_subtrees(range) {
+        hashes.push(subtree_hash(conn, s).await?);
+    }
+    Ok(merkle::fold_right(&hashes))
+}
+
+/// The frontier of the tree of the first `size` leaves, from stored data.
+pub async fn frontier_at(conn: &impl ConnectionTrait, size: u64) -> Result<Frontier, LedgerError> {
+    let mut hashes = Vec::new();
+    for s in merkle::perfect_subtrees(0..size) {
+        hashes.push(subtree_hash(conn, s).await?);
+    }
+    Frontier::from_subtrees(size, hashes).map_err(|e| LedgerError::Corrupt(e.to_string()))
+}
+
+/// A purge anchor: where verification starts after a retention purge.
+#[derive(Debug, Clone)]
+pub struct PurgeRow {
+    /// Seq of the `ledger.purge` entry that records the purge.
+    pub anchor_seq: u64,
+    /// First purged seq.
+    pub from_seq: u64,
+    /// Last purged seq.
+    pub through_seq: u64,
+    /// Chain value after `through_seq`.
+    pub chain_hash: Hash,
+    /// Merkle frontier of the first `through_seq` leaves.
+    pub frontier: Frontier,
+    /// SHA-256 of the archive bundle.
+    pub archive_sha256: Hash,
+    /// File name of the archive bundle.
+    pub archive_name: String,
+}
+
+/// The most recent purge (largest `through_seq`), if any.
+pub async fn latest_purge(conn: &impl ConnectionTrait) -> Result<Option<PurgeRow>, LedgerError> {
+    let b = conn.get_database_backend();
+    let row = conn
+        .query_one_raw(stmt_for(
+            b,
+            "SELECT anchor_seq, from_seq, through_seq, chain_hash, frontier, archive_sha256, archive_name \
+             FROM ledger_purges ORDER BY through_seq DESC LIMIT 1",
+            vec![],
+        ))
+        .await?;
+    let Some(r) = row else { return Ok(None) };
+    let through_seq = to_u64(r.try_get("", "through_seq")?, "through seq")?;
+    let frontier_bytes: Vec<u8> = r.try_get("", "frontier")?;
+    Ok(Some(PurgeRow {
+        anchor_seq: to_u64(r.try_get("", "anchor_seq")?, "anchor seq")?,
+        from_seq: to_u64(r.try_get("", "from_seq")?, "from seq")?,
+        through_seq,
+        chain_hash: get_array::<32>(&r, "chain_hash")?,
+        frontier: Frontier::decode(through_seq, &frontier_bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))?,
+        archive_sha256: get_array::<32>(&r, "archive_sha256")?,
+        archive_name: r.try_get("", "archive_name")?,
+    }))
+}
+
+/// The largest seq present in `ledger_entries` (0 when empty).
+pub async fn max_entry_seq(conn: &impl ConnectionTrait) -> Result<u64, LedgerError> {
+    let b = conn.get_database_backend();
+    let row = conn
+        .query_one_raw(stmt_for(b, "SELECT COALESCE(MAX(seq), 0) AS m FROM ledger_entries", vec![]))
+        .await?;
+    to_u64(row.map(|r| r.try_get::<i64>("", "m")).transpose()?.unwrap_or(0), "seq")
+}

@@ -1,0 +1,334 @@
+//! Verification of the ledger: online (through the API, with progress) and
+//! offline (`custos verify` on a database, with only the public key, or with
+//! the KEK as well).
+//!
+//! What is checked, entry by entry from the start (genesis or the latest purge
+//! anchor) or over a range:
+//! - seqs are gapless (a deleted row is a missing seq);
+//! - each stored leaf hash equals the hash recomputed from the stored fields
+//!   (any changed byte in any column changes it);
+//! - each stored chain value equals `H(previous chain, leaf)`;
+//! - with the KEK: each MAC, then that the payload decrypts;
+//! - every checkpoint's Ed25519 signature, and that the Merkle root recomputed
+//!   from the leaves at its tree size equals the signed root (this catches a
+//!   ledger rewritten consistently by someone without the signing key);
+//! - that the ledger is not shorter than its latest checkpoint (truncation)
+//!   and agrees with the stored head.
+//!
+//! Verification stops at the first failure and says which seq and why.
+
+use serde::Serialize;
+
+use super::encoding::{self, GENESIS_CHAIN};
+use super::error::LedgerError;
+use super::keyring::Keyring;
+use super::merkle::Frontier;
+use super::note::NoteVerifier;
+use super::store;
+use super::types::Hash;
+use crate::storage::Database;
+
+/// Entries read per query.
+const PAGE: u64 = 4096;
+
+/// Which part of the ledger to verify.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyScope {
+    /// First seq (default: the start of the retained ledger).
+    pub from_seq: Option<u64>,
+    /// Last seq (default: the head).
+    pub to_seq: Option<u64>,
+}
+
+/// What kind of tampering or damage was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// A seq is missing: a row was deleted.
+    MissingEntry,
+    /// An entry beyond the head, or a seq out of place: a row was inserted.
+    UnexpectedEntry,
+    /// Stored fields do not hash to the stored leaf: a byte was changed.
+    FieldsChanged,
+    /// The chain value does not follow from the previous one.
+    ChainBroken,
+    /// The MAC does not match: the sealed record was altered or forged.
+    MacInvalid,
+    /// The MAC matched but the payload did not decrypt.
+    Undecryptable,
+    /// The entry names a key the ledger does not have.
+    UnknownKey,
+    /// The recomputed Merkle root differs from a signed checkpoint.
+    RootMismatch,
+    /// A checkpoint's signature does not verify, or it is malformed.
+    CheckpointInvalid,
+    /// The ledger ends before its latest signed checkpoint.
+    Truncated,
+    /// The stored head disagrees with the entries.
+    HeadMismatch,
+    /// A stored key fails authentication under the KEK.
+    KeyTampered,
+}
+
+/// The first failure found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The failing entry (or the first seq of the failing range).
+    pub seq: Option<u64>,
+    /// What failed.
+    pub kind: FailureKind,
+    /// A sentence for people.
+    pub detail: String,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// First seq verified.
+    pub from_seq: u64,
+    /// Last seq verified (or reached).
+    pub to_seq: u64,
+    /// Entries whose leaf and chain were recomputed.
+    pub entries_checked: u64,
+    /// Entries whose MAC and decryption were checked (0 without the KEK).
+    pub macs_checked: u64,
+    /// Checkpoints whose signature verified.
+    pub checkpoints_signed: u64,
+    /// Checkpoints whose root was recomputed and matched.
+    pub checkpoints_matched: u64,
+    /// Largest tree size proven equal to a signed checkpoint.
+    pub verified_tree_size: Option<u64>,
+    /// The first failure, if any.
+    pub failure: Option<Failure>,
+}
+
+impl VerifyReport {
+    /// True when nothing failed.
+    pub fn is_intact(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// Progress of a running verification.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Progress {
+    /// Entries done.
+    pub checked: u64,
+    /// Entries to do.
+    pub total: u64,
+}
+
+fn fail(report: &mut VerifyReport, seq: Option<u64>, kind: FailureKind, detail: String) {
+    if report.failure.is_none() {
+        report.failure = Some(Failure { seq, kind, detail });
+    }
+}
+
+/// Verifies the ledger in `db`. `verifier` is the checkpoint public key (from
+/// the auditor, not from the database); `keys`, when given, adds MAC and
+/// decryption checks. `progress` is called every few thousand entries.
+pub async fn verify(
+    db: &Database,
+    verifier: &NoteVerifier,
+    keys: Option<&Keyring>,
+    scope: VerifyScope,
+    mut progress: impl FnMut(Progress) + Send,
+) -> Result<VerifyReport, LedgerError> {
+    let conn = db.conn();
+    let head = store::read_head(conn).await?;
+    let purge = store::latest_purge(conn).await?;
+    let retained_from = purge.as_ref().map_or(1, |p| p.through_seq + 1);
+    let from = scope.from_seq.unwrap_or(retained_from).max(retained_from);
+    let full_tail = scope.to_seq.is_none();
+    let to = scope.to_seq.unwrap_or(head.seq).min(head.seq.max(store::max_entry_seq(conn).await?));
+    let mut report = VerifyReport {
+        from_seq: from,
+        to_seq: to,
+        entries_checked: 0,
+        macs_checked: 0,
+        checkpoints_signed: 0,
+        checkpoints_matched: 0,
+        verified_tree_size: None,
+        failure: None,
+    };
+
+    // 1. Checkpoint signatures. The verifier's key name is the log origin.
+    let rows = store::read_checkpoints(conn).await?;
+    let mut checkpoints = Vec::with_capacity(rows.len());
+    for row in &rows {
+        match verifier.open_checkpoint(&row.note) {
+            Ok(cp) if cp.tree_size == row.tree_size && cp.root_hash == row.root_hash && cp.origin == verifier.name() => {
+                report.checkpoints_signed += 1;
+                checkpoints.push((cp.tree_size, cp.root_hash));
+            }
+            Ok(_) => fail(
+                &mut report,
+                Some(row.tree_size),
+                FailureKind::CheckpointInvalid,
+                format!("checkpoint for tree size {} disagrees with its signed note", row.tree_size),
+            ),
+            Err(e) => fail(
+                &mut report,
+                Some(row.tree_size),
+                FailureKind::CheckpointInvalid,
+                format!("checkpoint for tree size {}: {e}", row.tree_size),
+            ),
+        }
+    }
+    if report.failure.is_some() {
+        return Ok(report);
+    }
+
+    // 2. Starting state: genesis, the purge anchor, or the stored state before `from`.
+    let (mut chain, mut frontier): (Hash, Frontier) = if from == 1 {
+        (GENESIS_CHAIN, Frontier::new())
+    } else if let Some(p) = purge.as_ref().filter(|p| p.through_seq + 1 == from) {
+        (p.chain_hash, p.frontier.clone())
+    } else {
+        let prev = store::read_entry(conn, from - 1).await?.ok_or_else(|| {
+            LedgerError::Invalid(format!("cannot start at seq {from}: entry {} is missing", from - 1))
+        })?;
+        (prev.chain_hash, store::frontier_at(conn, from - 1).await?)
+    };
+    let mut cps = checkpoints.iter().filter(|(size, _)| *size >= from).peekable();
+    let mut last_matched = from - 1;
+    let total = (to + 1).saturating_sub(from);
+    progress(Progress { checked: 0, total });
+
+    // 3. Entries.
+    let mut expected = from;
+    'pages: while expected <= to {
+        let page = store::read_entries(conn, expected, to, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            let seq = e.header.seq;
+            if seq != expected {
+                fail(&mut report, Some(expected), FailureKind::MissingEntry, format!("entry seq {expected} is missing"));
+                break 'pages;
+            }
+            let hb = encoding::header_bytes(&e.header);
+            let leaf = encoding::leaf_hash(&hb, e.key_id, &e.iv, &e.ciphertext, &e.mac);
+            if leaf != e.leaf_hash {
+                fail(
+                    &mut report,
+                    Some(seq),
+                    FailureKind::FieldsChanged,
+                    format!("entry seq {seq}: stored fields do not match its leaf hash (a stored byte was changed)"),
+                );
+                break 'pages;
+            }
+            let next_chain = encoding::chain_hash(&chain, &leaf);
+            if next_chain != e.chain_hash {
+                fail(
+                    &mut report,
+                    Some(seq),
+                    FailureKind::ChainBroken,
+                    format!("entry seq {seq}: chain value does not follow from entry {}", seq - 1),
+                );
+                break 'pages;
+            }
+            if let Some(keys) = keys {
+                let Some(key) = keys.get(e.key_id) else {
+                    fail(
+                        &mut report,
+                        Some(seq),
+                        FailureKind::UnknownKey,
+                        format!("entry seq {seq} names unknown key {}", e.key_id),
+                    );
+                    break 'pages;
+                };
+                match key.open(&hb, &e.iv, &e.ciphertext, &e.mac) {
+                    Ok(_) => report.macs_checked += 1,
+                    Err(super::crypto::OpenError::BadMac) => {
+                        fail(
+                            &mut report,
+                            Some(seq),
+                            FailureKind::MacInvalid,
+                            format!("entry seq {seq}: MAC does not match (record altered or forged)"),
+                        );
+                        break 'pages;
+                    }
+                    Err(_) => {
+                        fail(
+                            &mut report,
+                            Some(seq),
+                            FailureKind::Undecryptable,
+                            format!("entry seq {seq}: payload does not decrypt"),
+                        );
+                        break 'pages;
+                    }
+                }
+            }
+            chain = next_chain;
+            frontier.push(leaf, |_, _, _| {});
+            report.entries_checked += 1;
+            expected += 1;
+            while let Some((size, root)) = cps.peek() {
+                if *size > frontier.size() {
+                    break;
+                }
+                if *size == frontier.size() {
+                    if frontier.root() != *root {
+                        fail(
+                            &mut report,
+                            Some(last_matched + 1),
+                            FailureKind::RootMismatch,
+                            format!(
+                                "the Merkle root of the first {size} entries differs from the signed checkpoint: \
+                                 an entry in seq {}..={size} was rewritten",
+                                last_matched + 1
+                            ),
+                        );
+                        break 'pages;
+                    }
+                    report.checkpoints_matched += 1;
+                    report.verified_tree_size = Some(*size);
+                    last_matched = *size;
+                }
+                cps.next();
+            }
+        }
+        progress(Progress { checked: report.entries_checked, total });
+    }
+    if report.failure.is_some() {
+        return Ok(report);
+    }
+    if expected <= to {
+        fail(&mut report, Some(expected), FailureKind::MissingEntry, format!("entry seq {expected} is missing"));
+        return Ok(report);
+    }
+
+    // 4. The tail: against the latest checkpoint and the stored head.
+    if full_tail {
+        if let Some((size, _)) = checkpoints.last() {
+            if *size > to {
+                fail(
+                    &mut report,
+                    Some(to + 1),
+                    FailureKind::Truncated,
+                    format!("the ledger ends at seq {to} but a signed checkpoint covers {size} entries"),
+                );
+                return Ok(report);
+            }
+        }
+        let max = store::max_entry_seq(conn).await?;
+        if max > head.seq {
+            fail(
+                &mut report,
+                Some(head.seq + 1),
+                FailureKind::UnexpectedEntry,
+                format!("entries exist beyond the ledger head (seq {} > {})", max, head.seq),
+            );
+        } else if to == head.seq && (chain != head.chain_hash || frontier.root() != head.frontier.root()) {
+            fail(
+                &mut report,
+                Some(head.seq),
+                FailureKind::HeadMismatch,
+                "the stored ledger head does not match the entries".into(),
+            );
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,236 @@
+//! Database access: SQLite (embedded default) or PostgreSQL, through sea-orm.
+//!
+//! SQLite runs in WAL mode with `synchronous = FULL`, so a commit is fsynced
+//! before it is acknowledged (DESIGN.md §3, invariant 1), with foreign keys on
+//! and a busy timeout for the occasional concurrent writer.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use custos_migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, SqlxPostgresConnector, SqlxSqliteConnector,
+    Statement, Value,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+/// Which database engine is behind a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbKind {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+impl DbKind {
+    /// Human name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbKind::Sqlite => "sqlite",
+            DbKind::Postgres => "postgres",
+        }
+    }
+
+    /// The kind a database URL names, if any.
+    pub fn from_url(url: &str) -> Option<DbKind> {
+        if url.starts_with("sqlite:") {
+            Some(DbKind::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(DbKind::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// Storage failures. Messages never contain the database URL or its password.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The URL names no supported database.
+    #[error("database URL must start with sqlite: or postgres://")]
+    UnsupportedUrl,
+    /// The URL could not be parsed.
+    #[error("database URL is invalid: {0}")]
+    InvalidUrl(String),
+    /// The SQLite file's directory could not be created.
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Connecting failed.
+    #[error("cannot connect to the {kind} database: {reason}")]
+    Connect {
+        /// sqlite or postgres.
+        kind: &'static str,
+        /// Driver message (no credentials).
+        reason: String,
+    },
+    /// Applying migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(DbErr),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// Pool sizes and timeouts.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Most connections in the pool.
+    pub max_connections: u32,
+    /// How long SQLite waits for a lock, and the pool for a connection.
+    pub busy_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions { max_connections: 8, busy_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// A connected database.
+#[derive(Debug, Clone)]
+pub struct Database {
+    conn: DatabaseConnection,
+    kind: DbKind,
+}
+
+impl Database {
+    /// Connects to `url` (creating a SQLite file and its directory if needed).
+    pub async fn connect(url: &SecretString, opts: &PoolOptions) -> Result<Database, StorageError> {
+        let raw = url.expose_secret();
+        match DbKind::from_url(raw) {
+            Some(DbKind::Sqlite) => Self::connect_sqlite(raw, opts).await,
+            Some(DbKind::Postgres) => Self::connect_postgres(raw, opts).await,
+            None => Err(StorageError::UnsupportedUrl),
+        }
+    }
+
+    async fn connect_sqlite(url: &str, opts: &PoolOptions) -> Result<Database, StorageError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StorageError::InvalidUrl(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(opts.busy_timeout);
+        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StorageError::CreateDir { path: dir.display().to_string(), source })?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.busy_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| StorageError::Connect { kind: "sqlite", reason: e.to_string() })?;
+        Ok(Database { conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool), kind: DbKind::Sqlite })
+    }
+
+    async fn connect_postgres(url: &str, opts: &PoolOptions) -> Result<Database, StorageError> {
+        // sqlx's parse errors do not echo the URL, so they are safe to show.
+        let options = PgConnectOptions::from_str(url).map_err(|e| StorageError::InvalidUrl(e.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.busy_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| StorageError::Connect { kind: "postgres", reason: e.to_string() })?;
+        Ok(Database { conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool), kind: DbKind::Postgres })
+    }
+
+    /// Which engine this is.
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    /// The sea-orm connection.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        Migrator::up(&self.conn, None).await.map_err(StorageError::Migrate)
+    }
+
+    /// Names of migrations not yet applied.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StorageError> {
+        let pending = Migrator::get_pending_migrations(&self.conn).await.map_err(StorageError::Migrate)?;
+        Ok(pending.iter().map(|m| m.name().to_owned()).collect())
+    }
+
+    /// A trivial round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.conn.execute_unprepared("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(self) -> Result<(), StorageError> {
+        self.conn.close().await?;
+        Ok(())
+    }
+
+    /// A statement for this backend; `sql` uses `?` placeholders.
+    pub fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+        stmt_for(self.backend(), sql, values)
+    }
+
+    /// The sea-orm backend.
+    pub fn backend(&self) -> DbBackend {
+        match self.kind {
+            DbKind::Sqlite => DbBackend::Sqlite,
+            DbKind::Postgres => DbBackend::Postgres,
+        }
+    }
+}
+
+/// Builds a statement for `backend` from SQL written with `?` placeholders
+/// (rewritten to `$1, $2, …` for PostgreSQL).
+pub fn stmt_for(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(backend, placeholders(backend, sql), values)
+}
+
+fn placeholders(backend: DbBackend, sql: &str) -> Cow<'_, str> {
+    if backend != DbBackend::Postgres || !sql.contains('?') {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Reads a column that must hold exactly `N` bytes.
+pub fn get_array<const N: usize>(row: &QueryResult, col: &str) -> Result<[u8; N], DbErr> {
+    let v: Vec<u8> = row.try_get("", col)?;
+    v.try_into().map_err(|v: Vec<u8>| DbErr::Type(format!("column {col}: expected {N} bytes, found {}", v.len())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_placeholders_are_numbered_in_order() {
+        assert_eq!(placeholders(DbBackend::Postgres, "a = ? AND b IN (?, ?)"), "a = $1 AND b IN ($2, $3)");
+        assert_eq!(placeholders(DbBackend::Sqlite, "a = ?"), "a = ?");
+    }
+}

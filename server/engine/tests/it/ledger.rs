@@ -1,0 +1,237 @@
+//! The ledger's invariants, tried on real SQLite files and a real PostgreSQL.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use custos_engine::clock::{OsRandom, SystemClock};
+use custos_engine::ledger::merkle;
+use custos_engine::ledger::verify::{self, VerifyScope};
+use custos_engine::ledger::{Ledger, LedgerError};
+use custos_engine::storage::DbKind;
+use sea_orm::ConnectionTrait;
+
+use crate::support::{Backend, StaticKek, TestDb, both_backends, config, event, fill, open_ledger};
+
+async fn verify_all(ledger: &Ledger) -> verify::VerifyReport {
+    verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {}).await.unwrap()
+}
+
+both_backends! {
+    async fn concurrent_appends_get_gapless_seqs_and_verify(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        let mut handles = Vec::new();
+        for task in 0..16u64 {
+            let l = ledger.clone();
+            handles.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                for i in 0..40u64 {
+                    out.push(l.append_one(event(task * 1000 + i)).await.unwrap());
+                }
+                out
+            }));
+        }
+        let mut seqs = Vec::new();
+        for h in handles {
+            seqs.extend(h.await.unwrap().into_iter().map(|r| r.seq));
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=640).collect::<Vec<u64>>(), "every caller gets its own, gapless seq");
+        let cp = ledger.checkpoint_now().await.unwrap().unwrap();
+        assert_eq!(cp.tree_size, 640);
+        let report = verify_all(&ledger).await;
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!((report.entries_checked, report.macs_checked, report.verified_tree_size), (640, 640, Some(640)));
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn a_batch_commits_together_and_payloads_decrypt(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        let receipts = fill(&ledger, 1000, 1000).await;
+        assert_eq!(receipts.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=1000).collect::<Vec<u64>>());
+        assert!(receipts.iter().all(|r| r.recorded_at_us == receipts[0].recorded_at_us), "one commit, one time");
+        let e = ledger.entry(500).await.unwrap().unwrap();
+        let payload = ledger.open_payload(&e).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(v["details"]["n"], 499);
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn retries_with_the_same_event_id_return_the_stored_result(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        let first = event(1);
+        let r1 = ledger.append_one(first.clone()).await.unwrap();
+        let r2 = ledger.append_one(first.clone()).await.unwrap();
+        assert!(!r1.duplicate && r2.duplicate);
+        assert_eq!((r1.seq, r1.recorded_at_us), (r2.seq, r2.recorded_at_us));
+        // Twice within one batch, and alongside a committed duplicate.
+        let second = event(2);
+        let rs = ledger.append(vec![second.clone(), first.clone(), second.clone(), event(3)]).await.unwrap();
+        assert_eq!(rs.iter().map(|r| (r.seq, r.duplicate)).collect::<Vec<_>>(), vec![(2, false), (1, true), (2, true), (3, false)]);
+        // Concurrent retries race into the same or consecutive batches.
+        let racer = event(4);
+        let hs: Vec<_> = (0..8).map(|_| { let l = ledger.clone(); let e = racer.clone(); tokio::spawn(async move { l.append_one(e).await.unwrap() }) }).collect();
+        let mut seqs = HashSet::new();
+        for h in hs { seqs.insert(h.await.unwrap().seq); }
+        assert_eq!(seqs.len(), 1, "one event id, one seq");
+        assert_eq!(ledger.head().await.unwrap().seq, 4);
+        assert!(verify_all(&ledger).await.is_intact());
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+async fn inject_failure(t: &TestDb) {
+    match t.kind() {
+        DbKind::Sqlite => t.sql("CREATE TRIGGER test_fail BEFORE INSERT ON ledger_entries WHEN NEW.action = 'test.fail' \
+                                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END").await,
+        DbKind::Postgres => {
+            t.sql("CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                   IF NEW.action = 'test.fail' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$").await;
+            t.sql("CREATE TRIGGER test_fail BEFORE INSERT ON ledger_entries FOR EACH ROW EXECUTE FUNCTION test_fail()").await;
+        }
+    }
+}
+
+both_backends! {
+    async fn a_batch_that_cannot_commit_fails_every_caller_and_stores_nothing(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        fill(&ledger, 10, 10).await;
+        inject_failure(&t).await;
+        let mut poisoned = event(100);
+        poisoned.fields.action = "test.fail".into();
+        let mut batch: Vec<_> = (101..110).map(event).collect();
+        batch.insert(4, poisoned);
+        let err = ledger.append(batch).await.unwrap_err();
+        assert!(matches!(err, LedgerError::CommitFailed), "{err:?}");
+        assert_eq!(ledger.head().await.unwrap().seq, 10, "nothing of the failed batch is visible");
+        let n: i64 = t.db.conn().query_one_raw(t.db.stmt("SELECT COUNT(*) AS n FROM ledger_entries", vec![])).await.unwrap().unwrap().try_get("", "n").unwrap();
+        assert_eq!(n, 10);
+        // The chain continues gapless after the failure.
+        let r = ledger.append_one(event(200)).await.unwrap();
+        assert_eq!(r.seq, 11);
+        ledger.checkpoint_now().await.unwrap();
+        assert!(verify_all(&ledger).await.is_intact());
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn the_database_refuses_updates_and_deletes_of_ledger_rows(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        fill(&ledger, 5, 5).await;
+        ledger.checkpoint_now().await.unwrap();
+        for sql in [
+            "UPDATE ledger_entries SET action = 'x' WHERE seq = 2",
+            "DELETE FROM ledger_entries WHERE seq = 5",
+            "DELETE FROM ledger_entries",
+            "UPDATE checkpoints SET note = 'x'",
+            "DELETE FROM checkpoints",
+            "UPDATE ledger_keys SET wrapped = wrapped",
+            "DELETE FROM ledger_keys",
+            "UPDATE ledger_meta SET value = 'other'",
+            "INSERT INTO ledger_purges (anchor_seq, from_seq, through_seq, chain_hash, frontier, archive_sha256, archive_name, active, created_at) VALUES (5, 1, 2, X'00', X'00', X'00', 'x', 1, 0)",
+        ] {
+            let sql = if t.kind() == DbKind::Postgres { sql.replace("X'00'", "'\\x00'::bytea") } else { sql.to_owned() };
+            let err = t.db.conn().execute_unprepared(&sql).await.expect_err(&sql).to_string();
+            assert!(err.contains("custos:"), "{sql}: {err}");
+        }
+        if t.kind() == DbKind::Postgres {
+            let err = t.db.conn().execute_unprepared("TRUNCATE ledger_entries").await.unwrap_err().to_string();
+            assert!(err.contains("append-only"), "{err}");
+        }
+        assert!(verify_all(&ledger).await.is_intact());
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn the_chain_continues_gapless_across_restarts_and_key_rotations(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        for round in 0..3u64 {
+            let db = TestDb::connect(&t.url).await;
+            let (ledger, tasks) = open_ledger(&db).await;
+            let appender = { let l = ledger.clone(); tokio::spawn(async move { fill(&l, 300, 7).await }) };
+            let rotated = ledger.rotate_key().await.unwrap();
+            assert_eq!(rotated, 3 + round as u32, "data key ids continue after the signing key");
+            let receipts = appender.await.unwrap();
+            assert_eq!(receipts.first().unwrap().seq, round * 300 + 1);
+            assert_eq!(receipts.last().unwrap().seq, round * 300 + 300);
+            ledger.shutdown(tasks).await.unwrap();
+        }
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        let (ids, current) = ledger.keys().data_key_ids();
+        assert_eq!((ids, current), (vec![1, 3, 4, 5], 5));
+        let report = verify_all(&ledger).await;
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!((report.entries_checked, report.macs_checked), (900, 900));
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn a_wrong_kek_stops_start_up_and_never_creates_new_keys(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        fill(&ledger, 3, 3).await;
+        ledger.shutdown(tasks).await.unwrap();
+        let err = Ledger::open(t.db.clone(), &StaticKek([7; 32]), config(), Arc::new(SystemClock), Arc::new(OsRandom)).await.unwrap_err();
+        assert!(matches!(err, LedgerError::WrongKek(_)), "{err:?}");
+        assert!(err.to_string().contains("does not match this database"), "{err}");
+        let n: i64 = t.db.conn().query_one_raw(t.db.stmt("SELECT COUNT(*) AS n FROM ledger_keys", vec![])).await.unwrap().unwrap().try_get("", "n").unwrap();
+        assert_eq!(n, 2, "no key was added");
+    }
+}
+
+both_backends! {
+    async fn inclusion_and_consistency_proofs_verify_against_signed_checkpoints(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        fill(&ledger, 300, 100).await;
+        let cp1 = ledger.checkpoint_now().await.unwrap().unwrap();
+        fill(&ledger, 500, 250).await;
+        let cp2 = ledger.checkpoint_now().await.unwrap().unwrap();
+        assert_eq!((cp1.tree_size, cp2.tree_size), (300, 800));
+        let v = ledger.verifier();
+        let signed = v.open_checkpoint(&cp2.note).unwrap();
+        for seq in [1u64, 2, 255, 256, 257, 300, 511, 512, 513, 799, 800] {
+            let e = ledger.entry(seq).await.unwrap().unwrap();
+            let proof = ledger.inclusion_proof(seq, cp2.tree_size).await.unwrap();
+            merkle::verify_inclusion(seq - 1, signed.tree_size, &e.leaf_hash, &proof, &signed.root_hash)
+                .unwrap_or_else(|err| panic!("seq {seq}: {err}"));
+        }
+        let proof = ledger.consistency_proof(cp1.tree_size, cp2.tree_size).await.unwrap();
+        merkle::verify_consistency(cp1.tree_size, cp2.tree_size, &cp1.root_hash, &cp2.root_hash, &proof).unwrap();
+        // Nodes of 256 leaves and more are stored, smaller ones recomputed.
+        let nodes: i64 = t.db.conn().query_one_raw(t.db.stmt("SELECT COUNT(*) AS n FROM merkle_nodes", vec![])).await.unwrap().unwrap().try_get("", "n").unwrap();
+        assert_eq!(nodes, 4, "three level-8 nodes and one level-9 node");
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn two_ledgers_on_one_database_share_one_gapless_chain(backend: Backend) {
+        // On PostgreSQL this is two server replicas; on SQLite two pools on one file.
+        let Some(t) = TestDb::new(backend).await else { return };
+        let (a, ta) = open_ledger(&TestDb::connect(&t.url).await).await;
+        let (b, tb) = open_ledger(&TestDb::connect(&t.url).await).await;
+        assert_eq!(a.verifier_key(), b.verifier_key(), "both replicas load the same keys");
+        let ha = { let l = a.clone(); tokio::spawn(async move { fill(&l, 400, 9).await }) };
+        let hb = { let l = b.clone(); tokio::spawn(async move { fill(&l, 400, 11).await }) };
+        let mut seqs: Vec<u64> = ha.await.unwrap().into_iter().chain(hb.await.unwrap()).map(|r| r.seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=800).collect::<Vec<u64>>());
+        a.checkpoint_now().await.unwrap();
+        let report = verify_all(&b).await;
+        assert!(report.is_intact(), "{report:?}");
+        a.shutdown(ta).await.unwrap();
+        b.shutdown(tb).await.unwrap();
+    }
+}

@@ -1,0 +1,196 @@
+//! Test support: a fresh real database per test (a SQLite file, or a new
+//! database on the PostgreSQL server named by CUSTOS_TEST_POSTGRES_URL).
+
+use std::sync::Arc;
+
+use custos_engine::clock::{OsRandom, SystemClock};
+use custos_engine::keys::{KekError, KekProvider};
+use custos_engine::ledger::crypto::Kek;
+use custos_engine::ledger::types::HeaderFields;
+use custos_engine::ledger::{Ledger, LedgerConfig, LedgerTasks, NewEntry};
+use custos_engine::storage::{Database, DbKind, PoolOptions};
+use sea_orm::ConnectionTrait;
+use secrecy::SecretString;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, migrated database that lives as long as the value.
+pub struct TestDb {
+    pub db: Database,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The PostgreSQL admin URL, if this run has one. `make test` sets
+/// CUSTOS_REQUIRE_POSTGRES=1 so that a missing server fails instead of skipping.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("CUSTOS_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("CUSTOS_REQUIRE_POSTGRES").is_err(),
+                "CUSTOS_REQUIRE_POSTGRES is set but CUSTOS_TEST_POSTGRES_URL is not"
+            );
+            eprintln!("CUSTOS_TEST_POSTGRES_URL is not set: skipping the PostgreSQL variant (make test runs it)");
+            None
+        }
+    }
+}
+
+impl TestDb {
+    /// A fresh database, or None for PostgreSQL when no server is configured.
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        let (url, dir) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                (format!("sqlite://{}/custos.db", dir.path().display()), Some(dir))
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url()?;
+                let name = format!("custos_t_{}", uuid::Uuid::now_v7().simple());
+                let admin_db = Database::connect(&SecretString::from(admin.clone()), &PoolOptions::default())
+                    .await
+                    .unwrap();
+                admin_db.conn().execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+                admin_db.close().await.unwrap();
+                let base = admin.rsplit_once('/').unwrap().0;
+                (format!("{base}/{name}"), None)
+            }
+        };
+        let db = Self::connect(&url).await;
+        db.migrate().await.unwrap();
+        Some(TestDb { db, url, _dir: dir })
+    }
+
+    /// Another connection pool on the same database.
+    pub async fn connect(url: &str) -> Database {
+        Database::connect(&SecretString::from(url.to_owned()), &PoolOptions::default()).await.unwrap()
+    }
+
+    pub fn kind(&self) -> DbKind {
+        self.db.kind()
+    }
+
+    /// Runs SQL as an attacker with write access to the database would.
+    pub async fn sql(&self, sql: &str) {
+        self.db.conn().execute_unprepared(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Removes the append-only triggers, as someone with raw database access could.
+    pub async fn drop_guards(&self) {
+        match self.kind() {
+            DbKind::Sqlite => {
+                for t in [
+                    "ledger_entries_no_update",
+                    "ledger_entries_guarded_delete",
+                    "checkpoints_no_update",
+                    "checkpoints_no_delete",
+                    "ledger_keys_no_update",
+                    "ledger_keys_no_delete",
+                ] {
+                    self.sql(&format!("DROP TRIGGER {t}")).await;
+                }
+            }
+            DbKind::Postgres => {
+                self.sql("DROP TRIGGER ledger_entries_no_update ON ledger_entries").await;
+                self.sql("DROP TRIGGER ledger_entries_guarded_delete ON ledger_entries").await;
+                self.sql("DROP TRIGGER checkpoints_no_change ON checkpoints").await;
+                self.sql("DROP TRIGGER ledger_keys_no_change ON ledger_keys").await;
+            }
+        }
+    }
+
+    /// SQL for a byte-string literal on this backend.
+    pub fn blob(&self, bytes: &[u8]) -> String {
+        match self.kind() {
+            DbKind::Sqlite => format!("X'{}'", hex::encode(bytes)),
+            DbKind::Postgres => format!("'\\x{}'::bytea", hex::encode(bytes)),
+        }
+    }
+}
+
+/// A fixed KEK held in memory.
+#[derive(Debug, Clone)]
+pub struct StaticKek(pub [u8; 32]);
+
+impl KekProvider for StaticKek {
+    fn describe(&self) -> String {
+        "test key".into()
+    }
+    fn load(&self) -> Result<Kek, KekError> {
+        Ok(Kek::from_bytes(&self.0))
+    }
+}
+
+pub const KEK: StaticKek = StaticKek([0x42; 32]);
+
+pub fn config() -> LedgerConfig {
+    LedgerConfig { origin: "custos.test/ledger".into(), ..LedgerConfig::default() }
+}
+
+pub async fn open_ledger(db: &Database) -> (Ledger, LedgerTasks) {
+    Ledger::open(db.clone(), &KEK, config(), Arc::new(SystemClock), Arc::new(OsRandom)).await.unwrap()
+}
+
+/// A realistic event with a 300-600 byte payload.
+pub fn event(i: u64) -> NewEntry {
+    let payload = serde_json::json!({
+        "actor": {"id": format!("user-{}", i % 97), "kind": "user", "name": format!("User {}", i % 97),
+                  "ip": format!("10.0.{}.{}", i % 250, i % 7), "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+                  "session_id": format!("sess-{:08x}", i * 2654435761 % 4294967296)},
+        "resource": {"type": "document", "id": format!("doc-{}", i % 1000), "name": "Quarterly report"},
+        "source": {"application": "portal", "host": "app-1.internal", "channel": "api"},
+        "correlation": {"request_id": format!("req-{i:012}"), "trace_id": format!("{:032x}", i)},
+        "details": {"reason": "opened from search results", "filters": ["owner:me", "type:pdf"], "n": i},
+    });
+    NewEntry {
+        event_id: uuid::Uuid::now_v7(),
+        occurred_at_us: 1_764_000_000_000_000 + i as i64 * 1000,
+        fields: HeaderFields {
+            category: "data_access".into(),
+            action: "document.read".into(),
+            outcome: if i % 10 == 0 { "denied".into() } else { "success".into() },
+            severity: "info".into(),
+            actor_id: Some(format!("user-{}", i % 97)),
+            actor_kind: Some("user".into()),
+            resource_type: Some("document".into()),
+            resource_id: Some(format!("doc-{}", i % 1000)),
+            tenant: Some("acme".into()),
+            channel: Some("api".into()),
+            source_app: Some("portal".into()),
+        },
+        payload: payload.to_string().into_bytes(),
+    }
+}
+
+/// Appends `n` events in batches of `batch`.
+pub async fn fill(ledger: &Ledger, n: u64, batch: u64) -> Vec<custos_engine::ledger::Receipt> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let k = batch.min(n - i);
+        out.extend(ledger.append((i..i + k).map(event).collect()).await.unwrap());
+        i += k;
+    }
+    out
+}
+
+/// Declares a test that runs against SQLite and against PostgreSQL.
+macro_rules! both_backends {
+    ($(#[$m:meta])* async fn $name:ident($b:ident: Backend) $body:block) => {
+        $(#[$m])*
+        async fn $name($b: $crate::support::Backend) $body
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name($crate::support::Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name($crate::support::Backend::Postgres).await }
+        }
+    };
+}
+pub(crate) use both_backends;
