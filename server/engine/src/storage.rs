@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use custos_migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, SqlxPostgresConnector, SqlxSqliteConnector,
-    Statement, Value,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, SqlxPostgresConnector,
+    SqlxSqliteConnector, Statement, Value,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -92,7 +94,10 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions { max_connections: 8, busy_timeout: Duration::from_secs(5) }
+        PoolOptions {
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -122,29 +127,48 @@ impl Database {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(opts.busy_timeout);
-        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| StorageError::CreateDir { path: dir.display().to_string(), source })?;
+        if let Some(dir) = options
+            .get_filename()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(opts.busy_timeout)
             .connect_with(options)
             .await
-            .map_err(|e| StorageError::Connect { kind: "sqlite", reason: e.to_string() })?;
-        Ok(Database { conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool), kind: DbKind::Sqlite })
+            .map_err(|e| StorageError::Connect {
+                kind: "sqlite",
+                reason: e.to_string(),
+            })?;
+        Ok(Database {
+            conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+            kind: DbKind::Sqlite,
+        })
     }
 
     async fn connect_postgres(url: &str, opts: &PoolOptions) -> Result<Database, StorageError> {
         // sqlx's parse errors do not echo the URL, so they are safe to show.
-        let options = PgConnectOptions::from_str(url).map_err(|e| StorageError::InvalidUrl(e.to_string()))?;
+        let options =
+            PgConnectOptions::from_str(url).map_err(|e| StorageError::InvalidUrl(e.to_string()))?;
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(opts.busy_timeout)
             .connect_with(options)
             .await
-            .map_err(|e| StorageError::Connect { kind: "postgres", reason: e.to_string() })?;
-        Ok(Database { conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool), kind: DbKind::Postgres })
+            .map_err(|e| StorageError::Connect {
+                kind: "postgres",
+                reason: e.to_string(),
+            })?;
+        Ok(Database {
+            conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+            kind: DbKind::Postgres,
+        })
     }
 
     /// Which engine this is.
@@ -159,12 +183,16 @@ impl Database {
 
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), StorageError> {
-        Migrator::up(&self.conn, None).await.map_err(StorageError::Migrate)
+        Migrator::up(&self.conn, None)
+            .await
+            .map_err(StorageError::Migrate)
     }
 
     /// Names of migrations not yet applied.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, StorageError> {
-        let pending = Migrator::get_pending_migrations(&self.conn).await.map_err(StorageError::Migrate)?;
+        let pending = Migrator::get_pending_migrations(&self.conn)
+            .await
+            .map_err(StorageError::Migrate)?;
         Ok(pending.iter().map(|m| m.name().to_owned()).collect())
     }
 
@@ -221,7 +249,12 @@ fn placeholders(backend: DbBackend, sql: &str) -> Cow<'_, str> {
 /// Reads a column that must hold exactly `N` bytes.
 pub fn get_array<const N: usize>(row: &QueryResult, col: &str) -> Result<[u8; N], DbErr> {
     let v: Vec<u8> = row.try_get("", col)?;
-    v.try_into().map_err(|v: Vec<u8>| DbErr::Type(format!("column {col}: expected {N} bytes, found {}", v.len())))
+    v.try_into().map_err(|v: Vec<u8>| {
+        DbErr::Type(format!(
+            "column {col}: expected {N} bytes, found {}",
+            v.len()
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -230,7 +263,10 @@ mod tests {
 
     #[test]
     fn postgres_placeholders_are_numbered_in_order() {
-        assert_eq!(placeholders(DbBackend::Postgres, "a = ? AND b IN (?, ?)"), "a = $1 AND b IN ($2, $3)");
+        assert_eq!(
+            placeholders(DbBackend::Postgres, "a = ? AND b IN (?, ?)"),
+            "a = $1 AND b IN ($2, $3)"
+        );
         assert_eq!(placeholders(DbBackend::Sqlite, "a = ?"), "a = ?");
     }
 }

@@ -100,7 +100,10 @@ impl Frontier {
     pub fn decode(size: u64, bytes: &[u8]) -> Result<Self, FrontierDecodeError> {
         let want = size.count_ones() as usize * 32;
         if bytes.len() != want {
-            return Err(FrontierDecodeError { size, len: bytes.len() });
+            return Err(FrontierDecodeError {
+                size,
+                len: bytes.len(),
+            });
         }
         let hashes = bytes
             .chunks_exact(32)
@@ -117,7 +120,10 @@ impl Frontier {
     /// subtree hashes, given largest first (as `perfect_subtrees(0..size)`).
     pub fn from_subtrees(size: u64, hashes: Vec<Hash>) -> Result<Self, FrontierDecodeError> {
         if hashes.len() != size.count_ones() as usize {
-            return Err(FrontierDecodeError { size, len: hashes.len() * 32 });
+            return Err(FrontierDecodeError {
+                size,
+                len: hashes.len() * 32,
+            });
         }
         Ok(Frontier { size, hashes })
     }
@@ -126,8 +132,12 @@ impl Frontier {
 /// Hash of a list of perfect subtrees (largest first) as RFC 6962 combines
 /// them: from the right, `H(a, H(b, H(c, d)))`.
 pub fn fold_right(hashes: &[Hash]) -> Hash {
-    let Some((last, rest)) = hashes.split_last() else { return EMPTY_ROOT };
-    rest.iter().rev().fold(*last, |acc, h| hash_children(h, &acc))
+    let Some((last, rest)) = hashes.split_last() else {
+        return EMPTY_ROOT;
+    };
+    rest.iter()
+        .rev()
+        .fold(*last, |acc, h| hash_children(h, &acc))
 }
 
 /// A complete, aligned subtree: leaves `index << level .. (index + 1) << level`.
@@ -158,7 +168,10 @@ pub fn perfect_subtrees(range: Range<u64>) -> Vec<Subtree> {
         if start != 0 {
             level = level.min(start.trailing_zeros());
         }
-        out.push(Subtree { level, index: start >> level });
+        out.push(Subtree {
+            level,
+            index: start >> level,
+        });
         start += 1u64 << level;
     }
     out
@@ -235,7 +248,13 @@ pub enum ProofError {
 }
 
 /// Verifies an inclusion proof (RFC 9162 §2.1.3.2).
-pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> Result<(), ProofError> {
+pub fn verify_inclusion(
+    index: u64,
+    size: u64,
+    leaf: &Hash,
+    proof: &[Hash],
+    root: &Hash,
+) -> Result<(), ProofError> {
     if index >= size {
         return Err(ProofError::OutOfRange);
     }
@@ -290,7 +309,11 @@ pub fn verify_consistency(
     }
     if old == 0 {
         // Every tree extends the empty tree; the proof must be empty.
-        return if proof.is_empty() { Ok(()) } else { Err(ProofError::WrongLength) };
+        return if proof.is_empty() {
+            Ok(())
+        } else {
+            Err(ProofError::WrongLength)
+        };
     }
     if proof.is_empty() {
         return Err(ProofError::WrongLength);
@@ -353,7 +376,16 @@ pub fn range_hash(leaves: &[Hash], range: Range<u64>) -> Hash {
 pub fn subtree_hash(leaves: &[Hash]) -> Hash {
     let mut level: Vec<Hash> = leaves.to_vec();
     while level.len() > 1 {
-        level = level.chunks(2).map(|p| if p.len() == 2 { hash_children(&p[0], &p[1]) } else { p[0] }).collect();
+        level = level
+            .chunks(2)
+            .map(|p| {
+                if p.len() == 2 {
+                    hash_children(&p[0], &p[1])
+                } else {
+                    p[0]
+                }
+            })
+            .collect();
     }
     level.first().copied().unwrap_or(EMPTY_ROOT)
 }

@@ -106,7 +106,9 @@ struct Inner {
     rng: Arc<dyn RandomSource>,
     cfg: LedgerConfig,
     tx: mpsc::Sender<AppendRequest>,
-    committed: watch::Sender<u64>,
+    /// The last head this process committed or verified: (seq, root).
+    /// Checkpoints sign only this, never a head merely read from the database.
+    committed: watch::Sender<(u64, Hash)>,
     stop: watch::Sender<bool>,
 }
 
@@ -118,7 +120,9 @@ pub struct Ledger {
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger").field("origin", &self.inner.keys.origin()).finish_non_exhaustive()
+        f.debug_struct("Ledger")
+            .field("origin", &self.inner.keys.origin())
+            .finish_non_exhaustive()
     }
 }
 
@@ -143,14 +147,29 @@ impl Ledger {
         if keys.origin() != cfg.origin {
             tracing::info!(stored = keys.origin(), configured = %cfg.origin, "ledger keeps the origin it was created with");
         }
-        let head = store::read_head(db.conn()).await?;
+        let head = verify_tail_at_start(&db, &keys).await?;
         let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
-        let (committed, _) = watch::channel(head.seq);
+        let (committed, _) = watch::channel((head.seq, head.frontier.root()));
         let (stop, _) = watch::channel(false);
-        let inner = Arc::new(Inner { db, keys, clock, rng, cfg, tx, committed, stop });
-        let sequencer = tokio::spawn(run_sequencer(inner.clone(), rx));
+        let inner = Arc::new(Inner {
+            db,
+            keys,
+            clock,
+            rng,
+            cfg,
+            tx,
+            committed,
+            stop,
+        });
+        let sequencer = tokio::spawn(run_sequencer(inner.clone(), rx, head));
         let checkpointer = tokio::spawn(run_checkpointer(inner.clone()));
-        Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer }))
+        Ok((
+            Ledger { inner },
+            LedgerTasks {
+                sequencer,
+                checkpointer,
+            },
+        ))
     }
 
     /// The database behind the ledger.
@@ -178,8 +197,8 @@ impl Ledger {
         self.inner.keys.signer().verifier()
     }
 
-    /// Watches the last seq committed by this process.
-    pub fn subscribe_committed(&self) -> watch::Receiver<u64> {
+    /// Watches the last head committed or verified by this process: (seq, root).
+    pub fn subscribe_committed(&self) -> watch::Receiver<(u64, Hash)> {
         self.inner.committed.subscribe()
     }
 
@@ -220,7 +239,11 @@ impl Ledger {
             });
         }
         let (reply, rx) = oneshot::channel();
-        self.inner.tx.send(AppendRequest { items, reply }).await.map_err(|_| LedgerError::Closed)?;
+        self.inner
+            .tx
+            .send(AppendRequest { items, reply })
+            .await
+            .map_err(|_| LedgerError::Closed)?;
         rx.await.map_err(|_| LedgerError::CommitFailed)?
     }
 
@@ -247,7 +270,14 @@ impl Ledger {
 
     /// Creates a new data key; new events are sealed with it, old keys still read.
     pub async fn rotate_key(&self) -> Result<u32, LedgerError> {
-        self.inner.keys.rotate(&self.inner.db, self.inner.clock.as_ref(), self.inner.rng.as_ref()).await
+        self.inner
+            .keys
+            .rotate(
+                &self.inner.db,
+                self.inner.clock.as_ref(),
+                self.inner.rng.as_ref(),
+            )
+            .await
     }
 
     /// One stored entry.
@@ -256,7 +286,10 @@ impl Ledger {
     }
 
     /// Checks an entry's MAC and decrypts its payload.
-    pub async fn open_payload(&self, entry: &StoredEntry) -> Result<zeroize::Zeroizing<Vec<u8>>, LedgerError> {
+    pub async fn open_payload(
+        &self,
+        entry: &StoredEntry,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, LedgerError> {
         let key = match self.inner.keys.get(entry.key_id) {
             Some(k) => k,
             None => {
@@ -264,7 +297,10 @@ impl Ledger {
                 self.inner
                     .keys
                     .get(entry.key_id)
-                    .ok_or(LedgerError::UnknownKey { seq: entry.header.seq, key_id: entry.key_id })?
+                    .ok_or(LedgerError::UnknownKey {
+                        seq: entry.header.seq,
+                        key_id: entry.key_id,
+                    })?
             }
         };
         let header = encoding::header_bytes(&entry.header);
@@ -278,9 +314,15 @@ impl Ledger {
     }
 
     /// The inclusion proof of entry `seq` in the tree of `tree_size` leaves.
-    pub async fn inclusion_proof(&self, seq: u64, tree_size: u64) -> Result<Vec<Hash>, LedgerError> {
+    pub async fn inclusion_proof(
+        &self,
+        seq: u64,
+        tree_size: u64,
+    ) -> Result<Vec<Hash>, LedgerError> {
         if seq == 0 || seq > tree_size {
-            return Err(LedgerError::Invalid(format!("seq {seq} is not in a tree of {tree_size} entries")));
+            return Err(LedgerError::Invalid(format!(
+                "seq {seq} is not in a tree of {tree_size} entries"
+            )));
         }
         let mut out = Vec::new();
         for r in merkle::inclusion_ranges(seq - 1, tree_size) {
@@ -292,7 +334,9 @@ impl Ledger {
     /// The consistency proof between two tree sizes.
     pub async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError> {
         if old > new {
-            return Err(LedgerError::Invalid(format!("tree size {old} is larger than {new}")));
+            return Err(LedgerError::Invalid(format!(
+                "tree size {old} is larger than {new}"
+            )));
         }
         let mut out = Vec::new();
         for r in merkle::consistency_ranges(old, new) {
@@ -314,7 +358,108 @@ impl Ledger {
     }
 }
 
-async fn run_sequencer(inner: Arc<Inner>, mut rx: mpsc::Receiver<AppendRequest>) {
+/// Verifies (with MACs) the entries after the latest checkpoint before the
+/// ledger appends anything: a row forged since then must never be chained
+/// onto or signed. Returns the head, now trusted.
+async fn verify_tail_at_start(db: &Database, keys: &Keyring) -> Result<Head, LedgerError> {
+    let head = store::read_head(db.conn()).await?;
+    let from = store::latest_checkpoint(db.conn())
+        .await?
+        .map_or(1, |c| c.tree_size + 1);
+    if head.seq >= from {
+        let report = super::verify::verify(
+            db,
+            &keys.signer().verifier(),
+            Some(keys),
+            super::verify::VerifyScope {
+                from_seq: Some(from),
+                to_seq: None,
+            },
+            |_| {},
+        )
+        .await?;
+        if let Some(f) = report.failure {
+            return Err(LedgerError::Corrupt(format!(
+                "the entries after the latest checkpoint fail verification ({}); refusing to append to a damaged ledger",
+                f.detail
+            )));
+        }
+    }
+    Ok(head)
+}
+
+/// Checks entries that appeared in the database since `trusted` (appended by
+/// another replica, or forged) before the sequencer chains onto them: each
+/// must follow the chain, carry a valid MAC, and lead to `db_head`.
+async fn verify_foreign_entries(
+    inner: &Inner,
+    conn: &impl sea_orm::ConnectionTrait,
+    trusted: &Head,
+    db_head: &Head,
+) -> Result<(), LedgerError> {
+    if db_head.seq < trusted.seq {
+        return Err(LedgerError::Corrupt(format!(
+            "the ledger head went back from seq {} to {}: entries were removed",
+            trusted.seq, db_head.seq
+        )));
+    }
+    let mut chain = trusted.chain_hash;
+    let mut frontier = trusted.frontier.clone();
+    let mut next = trusted.seq + 1;
+    while next <= db_head.seq {
+        let page = store::read_entries(conn, next, db_head.seq, 4096).await?;
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            let seq = e.header.seq;
+            let bad = |why: &str| {
+                LedgerError::Corrupt(format!(
+                    "entry seq {seq} appended outside this process {why}"
+                ))
+            };
+            if seq != next {
+                return Err(bad("leaves a gap"));
+            }
+            let key = match inner.keys.get(e.key_id) {
+                Some(k) => k,
+                None => {
+                    inner.keys.refresh(&inner.db).await?;
+                    inner
+                        .keys
+                        .get(e.key_id)
+                        .ok_or_else(|| bad("names an unknown key"))?
+                }
+            };
+            let hb = encoding::header_bytes(&e.header);
+            if !key.verify_mac(&hb, &e.iv, &e.ciphertext, &e.mac) {
+                return Err(bad("has an invalid MAC"));
+            }
+            let leaf = encoding::leaf_hash(&hb, e.key_id, &e.iv, &e.ciphertext, &e.mac);
+            chain = encoding::chain_hash(&chain, &leaf);
+            if leaf != e.leaf_hash || chain != e.chain_hash {
+                return Err(bad("does not follow the chain"));
+            }
+            frontier.push(leaf, |_, _, _| {});
+            next += 1;
+        }
+    }
+    if next != db_head.seq + 1
+        || chain != db_head.chain_hash
+        || frontier.root() != db_head.frontier.root()
+    {
+        return Err(LedgerError::Corrupt(
+            "the stored ledger head does not match its entries".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn run_sequencer(
+    inner: Arc<Inner>,
+    mut rx: mpsc::Receiver<AppendRequest>,
+    mut trusted: Head,
+) {
     let mut stop = inner.stop.subscribe();
     loop {
         let next = tokio::select! {
@@ -339,7 +484,7 @@ async fn run_sequencer(inner: Arc<Inner>, mut rx: mpsc::Receiver<AppendRequest>)
             }
         }
         let started = std::time::Instant::now();
-        let result = commit_batch(&inner, &batch).await;
+        let result = commit_batch(&inner, &batch, &mut trusted).await;
         metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("custos_ledger_batch_entries").record(n as f64);
         match result {
@@ -361,15 +506,22 @@ async fn run_sequencer(inner: Arc<Inner>, mut rx: mpsc::Receiver<AppendRequest>)
 }
 
 /// Commits one batch; returns the receipts per request, in order.
-async fn commit_batch(inner: &Inner, batch: &[AppendRequest]) -> Result<Vec<Vec<Receipt>>, LedgerError> {
+async fn commit_batch(
+    inner: &Inner,
+    batch: &[AppendRequest],
+    trusted: &mut Head,
+) -> Result<Vec<Vec<Receipt>>, LedgerError> {
     let mut known: HashMap<Uuid, (u64, i64)> = HashMap::new();
     // Optimistic: duplicates of committed ids are rare (client retries), so
     // look them up only when the unique index refuses the batch, then retry.
     for attempt in 0..2 {
-        match try_commit(inner, batch, &known).await {
+        match try_commit(inner, batch, &known, trusted).await {
             Ok(r) => return Ok(r),
             Err(TryCommitError::Duplicate) if attempt == 0 => {
-                let ids: Vec<Uuid> = batch.iter().flat_map(|r| r.items.iter().map(|i| i.event_id)).collect();
+                let ids: Vec<Uuid> = batch
+                    .iter()
+                    .flat_map(|r| r.items.iter().map(|i| i.event_id))
+                    .collect();
                 known = store::find_event_ids(inner.db.conn(), &ids).await?;
             }
             Err(TryCommitError::Duplicate) => return Err(LedgerError::CommitFailed),
@@ -399,7 +551,10 @@ impl From<sea_orm::DbErr> for TryCommitError {
 fn is_unique_violation(e: &LedgerError) -> bool {
     match e {
         LedgerError::Storage(crate::storage::StorageError::Db(db)) => {
-            matches!(db.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+            matches!(
+                db.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            )
         }
         _ => false,
     }
@@ -409,9 +564,13 @@ async fn try_commit(
     inner: &Inner,
     batch: &[AppendRequest],
     known: &HashMap<Uuid, (u64, i64)>,
+    trusted: &mut Head,
 ) -> Result<Vec<Vec<Receipt>>, TryCommitError> {
     let txn = inner.db.conn().begin().await?;
     let mut head = store::lock_head(&txn).await?;
+    if head.seq != trusted.seq || head.chain_hash != trusted.chain_hash {
+        verify_foreign_entries(inner, &txn, trusted, &head).await?;
+    }
     let recorded_at_us = inner.clock.now_us();
     let mut entries: Vec<StoredEntry> = Vec::new();
     let mut nodes: Vec<(u32, u64, Hash)> = Vec::new();
@@ -420,8 +579,16 @@ async fn try_commit(
     for req in batch {
         let mut rs = Vec::with_capacity(req.items.len());
         for item in &req.items {
-            if let Some(&(seq, at)) = known.get(&item.event_id).or_else(|| in_batch.get(&item.event_id)) {
-                rs.push(Receipt { seq, event_id: item.event_id, recorded_at_us: at, duplicate: true });
+            if let Some(&(seq, at)) = known
+                .get(&item.event_id)
+                .or_else(|| in_batch.get(&item.event_id))
+            {
+                rs.push(Receipt {
+                    seq,
+                    event_id: item.event_id,
+                    recorded_at_us: at,
+                    duplicate: true,
+                });
                 continue;
             }
             let seq = head.seq + 1;
@@ -432,10 +599,10 @@ async fn try_commit(
                 recorded_at_us,
                 fields: item.fields.clone(),
             };
-            let key = inner
-                .keys
-                .get(item.key_id)
-                .ok_or(LedgerError::UnknownKey { seq, key_id: item.key_id })?;
+            let key = inner.keys.get(item.key_id).ok_or(LedgerError::UnknownKey {
+                seq,
+                key_id: item.key_id,
+            })?;
             let hb = encoding::header_bytes(&header);
             let mac = key.mac(&hb, &item.iv, &item.ciphertext);
             let leaf_hash = encoding::leaf_hash(&hb, item.key_id, &item.iv, &item.ciphertext, &mac);
@@ -457,23 +624,36 @@ async fn try_commit(
                 leaf_hash,
                 chain_hash,
             });
-            rs.push(Receipt { seq, event_id: item.event_id, recorded_at_us, duplicate: false });
+            rs.push(Receipt {
+                seq,
+                event_id: item.event_id,
+                recorded_at_us,
+                duplicate: false,
+            });
         }
         receipts.push(rs);
     }
     if !entries.is_empty() {
         if let Err(e) = store::insert_entries(&txn, &entries).await {
-            return Err(if is_unique_violation(&e) { TryCommitError::Duplicate } else { TryCommitError::Other(e) });
+            return Err(if is_unique_violation(&e) {
+                TryCommitError::Duplicate
+            } else {
+                TryCommitError::Other(e)
+            });
         }
         store::insert_nodes(&txn, &nodes).await?;
         store::write_head(&txn, &head).await?;
     }
     txn.commit().await?;
+    let root = head.frontier.root();
     inner.committed.send_if_modified(|last| {
-        let changed = head.seq > *last;
-        *last = (*last).max(head.seq);
+        let changed = head.seq > last.0;
+        if changed {
+            *last = (head.seq, root);
+        }
         changed
     });
+    *trusted = head;
     Ok(receipts)
 }
 
@@ -501,11 +681,15 @@ async fn run_checkpointer(inner: Arc<Inner>) {
 async fn make_checkpoint(inner: &Inner) -> Result<Option<CheckpointRow>, LedgerError> {
     let conn = inner.db.conn();
     let latest = store::latest_checkpoint(conn).await?;
-    let head = store::read_head(conn).await?;
-    if head.seq == 0 || latest.as_ref().is_some_and(|c| c.tree_size >= head.seq) {
+    let (seq, root) = *inner.committed.borrow();
+    if seq == 0 || latest.as_ref().is_some_and(|c| c.tree_size >= seq) {
         return Ok(latest);
     }
-    let cp = Checkpoint { origin: inner.keys.origin().to_owned(), tree_size: head.seq, root_hash: head.frontier.root() };
+    let cp = Checkpoint {
+        origin: inner.keys.origin().to_owned(),
+        tree_size: seq,
+        root_hash: root,
+    };
     let row = CheckpointRow {
         tree_size: cp.tree_size,
         root_hash: cp.root_hash,

@@ -10,10 +10,18 @@ use custos_engine::ledger::{Ledger, LedgerError};
 use custos_engine::storage::DbKind;
 use sea_orm::ConnectionTrait;
 
-use crate::support::{Backend, StaticKek, TestDb, both_backends, config, event, fill, open_ledger};
+use crate::support::{StaticKek, TestDb, both_backends, config, event, fill, open_ledger};
 
 async fn verify_all(ledger: &Ledger) -> verify::VerifyReport {
-    verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {}).await.unwrap()
+    verify::verify(
+        ledger.db(),
+        &ledger.verifier(),
+        Some(ledger.keys()),
+        VerifyScope::default(),
+        |_| {},
+    )
+    .await
+    .unwrap()
 }
 
 both_backends! {

@@ -3,5 +3,8 @@
 
 mod known_answer;
 mod ledger;
+mod properties;
+mod purge;
+mod tamper;
 #[macro_use]
 mod support;

@@ -1,0 +1,78 @@
+//! The retention purge path: archive, anchor, authorised delete, and
+//! verification that continues from the anchor.
+
+use custos_engine::ledger::LedgerError;
+use custos_engine::ledger::purge::verify_archive;
+use custos_engine::ledger::store;
+use custos_engine::ledger::verify::{self, FailureKind, VerifyScope};
+use sea_orm::ConnectionTrait;
+
+use crate::support::{TestDb, both_backends, fill, open_ledger};
+
+both_backends! {
+    async fn a_purge_archives_anchors_and_deletes_and_verification_continues(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let archives = tempfile::tempdir().unwrap();
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        fill(&ledger, 700, 100).await;
+
+        // 600 rounds down to a whole tile: 512.
+        let first = ledger.purge_through(600, archives.path()).await.unwrap();
+        assert_eq!((first.from_seq, first.through_seq, first.anchor_seq), (1, 512, 701));
+        assert_eq!(verify_archive(&first.archive_path, &ledger.verifier()).unwrap(), 512);
+        assert!(ledger.entry(512).await.unwrap().is_none() && ledger.entry(513).await.unwrap().is_some());
+
+        fill(&ledger, 400, 100).await;
+        ledger.checkpoint_now().await.unwrap();
+        let report = verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {}).await.unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!((report.from_seq, report.to_seq, report.entries_checked), (513, 1101, 589));
+
+        // Proofs for retained entries still verify against the signed root.
+        let cp = ledger.latest_checkpoint().await.unwrap().unwrap();
+        for seq in [513u64, 700, 1101] {
+            let e = ledger.entry(seq).await.unwrap().unwrap();
+            let proof = ledger.inclusion_proof(seq, cp.tree_size).await.unwrap();
+            custos_engine::ledger::merkle::verify_inclusion(seq - 1, cp.tree_size, &e.leaf_hash, &proof, &cp.root_hash).unwrap();
+        }
+
+        // A second purge continues from the first.
+        let second = ledger.purge_through(1024, archives.path()).await.unwrap();
+        assert_eq!((second.from_seq, second.through_seq), (513, 1024));
+        assert_eq!(verify_archive(&second.archive_path, &ledger.verifier()).unwrap(), 512);
+        ledger.checkpoint_now().await.unwrap();
+        let report = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |_| {}).await.unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.from_seq, 1025);
+
+        // A tampered archive does not verify.
+        let text = std::fs::read_to_string(&second.archive_path).unwrap();
+        let bad = archives.path().join("bad.ndjson");
+        std::fs::write(&bad, text.replacen("document.read", "document.wipe", 1)).unwrap();
+        assert!(verify_archive(&bad, &ledger.verifier()).is_err());
+
+        // Outside the purge path, deletes are still refused.
+        let err = t.db.conn().execute_unprepared("DELETE FROM ledger_entries WHERE seq = 1030").await.unwrap_err();
+        assert!(err.to_string().contains("retention purge path"), "{err}");
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn a_purge_of_less_than_a_tile_or_of_a_damaged_range_is_refused(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let archives = tempfile::tempdir().unwrap();
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        fill(&ledger, 300, 100).await;
+        let err = ledger.purge_through(200, archives.path()).await.unwrap_err();
+        assert!(matches!(err, LedgerError::Invalid(_)), "{err:?}");
+        t.drop_guards().await;
+        t.sql("UPDATE ledger_entries SET outcome = 'failure' WHERE seq = 100").await;
+        let err = ledger.purge_through(256, archives.path()).await.unwrap_err();
+        assert!(err.to_string().contains("fails verification"), "{err}");
+        assert_eq!(store::max_entry_seq(t.db.conn()).await.unwrap(), 300, "nothing was deleted");
+        let report = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |_| {}).await.unwrap();
+        assert_eq!(report.failure.unwrap().kind, FailureKind::FieldsChanged);
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
