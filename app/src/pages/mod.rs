@@ -1,0 +1,4 @@
+//! Pages.
+
+pub mod home;
+pub mod not_found;

@@ -1,0 +1,431 @@
+//! `custos bench ingest`: pushes N realistic events (300-600 byte payloads)
+//! through the sequencer into a fresh database, and measures, in the same
+//! run, the baseline: plain multi-row inserts of rows of the same size, in
+//! transactions of the same batch size, with no crypto and no sequencer.
+//! Then verifies the whole ledger (MACs included) and compares that with a
+//! plain read of the baseline rows.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use custos_engine::clock::{OsRandom, RandomSource as _, SystemClock};
+use custos_engine::keys::{KekError, KekProvider};
+use custos_engine::ledger::crypto::Kek;
+use custos_engine::ledger::types::{EntryHeader, HeaderFields, StoredEntry};
+use custos_engine::ledger::verify::{self, VerifyScope};
+use custos_engine::ledger::{Ledger, LedgerConfig, NewEntry, store};
+use custos_engine::storage::{Database, PoolOptions};
+use sea_orm::TransactionTrait;
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use super::failed;
+use crate::config::Config;
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Ingest N events through the sequencer; compare with plain inserts; verify.
+    Ingest(IngestArgs),
+}
+
+/// Arguments of `custos bench ingest`.
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// Events to ingest.
+    #[arg(long, default_value_t = 200_000)]
+    events: u64,
+    /// Most events per commit (the baseline uses the same transaction size).
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Events per append request (one client call).
+    #[arg(long, default_value_t = 100)]
+    request_size: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Directory for the SQLite files (default: a new temporary directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Use this (empty) database instead of a SQLite file, e.g. postgres://…
+    #[arg(long)]
+    database: Option<String>,
+    /// Baseline database when --database is given (an empty one).
+    #[arg(long)]
+    baseline_database: Option<String>,
+    /// Append "seq event_id" for every acknowledged event to this file (crash tests).
+    #[arg(long)]
+    acks: Option<PathBuf>,
+    /// Skip the baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Skip the verification pass.
+    #[arg(long)]
+    no_verify: bool,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A throw-away KEK for benchmark databases.
+#[derive(Debug)]
+struct EphemeralKek(Zeroizing<[u8; 32]>);
+
+impl KekProvider for EphemeralKek {
+    fn describe(&self) -> String {
+        "ephemeral benchmark key".into()
+    }
+    fn load(&self) -> Result<Kek, KekError> {
+        Ok(Kek::from_bytes(&self.0))
+    }
+}
+
+/// Runs a benchmark.
+pub async fn bench(_config: &Config, cmd: BenchCommand) -> ExitCode {
+    match cmd {
+        BenchCommand::Ingest(args) => match ingest(args).await {
+            Ok(code) => code,
+            Err(e) => failed("benchmark failed", &e),
+        },
+    }
+}
+
+const ACTIONS: &[(&str, &str)] = &[
+    ("authentication", "user.login"),
+    ("authentication", "user.logout"),
+    ("authorization", "permission.check"),
+    ("admin", "user.update"),
+    ("policy", "policy.update"),
+    ("data_access", "document.read"),
+    ("mcp", "mcp.request"),
+    ("tool", "tool.invoke"),
+    ("configuration", "config.change"),
+    ("network", "firewall.rule.update"),
+    ("notification", "notification.send"),
+];
+
+/// A realistic event; its payload is 300-600 bytes.
+pub fn sample_event(i: u64) -> NewEntry {
+    let (category, action) = ACTIONS[(i % ACTIONS.len() as u64) as usize];
+    let outcome = match i % 20 {
+        0 => "failure",
+        1 => "denied",
+        _ => "success",
+    };
+    let mut payload = serde_json::json!({
+        "actor": {"id": format!("user-{}", i % 503), "kind": "user", "name": format!("User {}", i % 503),
+                  "ip": format!("10.{}.{}.{}", i % 7, i % 251, i % 13), "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+                  "session_id": format!("s-{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15))},
+        "resource": {"type": "document", "id": format!("doc-{}", i % 10_007)},
+        "source": {"application": "portal", "host": format!("app-{}.internal", i % 4), "channel": "api"},
+        "correlation": {"request_id": format!("req-{i:012}"), "trace_id": format!("{:032x}", i.wrapping_mul(31))},
+        "metrics": {"duration_ms": i % 900, "status_code": if outcome == "success" { 200 } else { 403 }},
+    });
+    let target = 300 + (i.wrapping_mul(7919) % 301) as usize;
+    let len = payload.to_string().len();
+    if len < target {
+        payload["details"] = serde_json::json!({ "note": "x".repeat(target - len - 22) });
+    }
+    NewEntry {
+        event_id: uuid::Uuid::now_v7(),
+        occurred_at_us: chrono::Utc::now().timestamp_micros(),
+        fields: HeaderFields {
+            category: category.into(),
+            action: action.into(),
+            outcome: outcome.into(),
+            severity: if outcome == "success" {
+                "info".into()
+            } else {
+                "warning".into()
+            },
+            actor_id: Some(format!("user-{}", i % 503)),
+            actor_kind: Some("user".into()),
+            resource_type: Some("document".into()),
+            resource_id: Some(format!("doc-{}", i % 10_007)),
+            tenant: Some(format!("tenant-{}", i % 3)),
+            channel: Some("api".into()),
+            source_app: Some("portal".into()),
+        },
+        payload: payload.to_string().into_bytes(),
+    }
+}
+
+async fn fresh_db(url: &str) -> Result<Database, String> {
+    let db = Database::connect(&SecretString::from(url.to_owned()), &PoolOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    db.migrate().await.map_err(|e| e.to_string())?;
+    let head = store::read_head(db.conn())
+        .await
+        .map_err(|e| e.to_string())?;
+    if head.seq != 0 {
+        return Err(format!("{url}: the database is not empty"));
+    }
+    Ok(db)
+}
+
+#[derive(serde::Serialize)]
+struct Results {
+    events: u64,
+    batch: usize,
+    database: String,
+    ingest_events_per_sec: f64,
+    baseline_inserts_per_sec: Option<f64>,
+    ingest_vs_baseline: Option<f64>,
+    verify_events_per_sec: Option<f64>,
+    baseline_reads_per_sec: Option<f64>,
+    verify_vs_baseline: Option<f64>,
+}
+
+async fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
+    let tmp;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            d.clone()
+        }
+        None => {
+            tmp = tempfile_dir()?;
+            tmp.clone()
+        }
+    };
+    let url = args
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/custos-bench.db", dir.display()));
+    let baseline_url = match (&args.database, &args.baseline_database) {
+        (_, Some(b)) => Some(b.clone()),
+        (None, None) => Some(format!("sqlite://{}/baseline-bench.db", dir.display())),
+        (Some(_), None) => None,
+    };
+    let say = |s: String| {
+        if !args.json {
+            eprintln!("{s}");
+        }
+    };
+    say(format!(
+        "generating {} events (payloads 300-600 bytes)…",
+        args.events
+    ));
+    let events: Vec<NewEntry> = (0..args.events).map(sample_event).collect();
+
+    // Baseline: the same rows without crypto, the same insert path and batch size.
+    let baseline = if args.no_baseline {
+        None
+    } else {
+        baseline_url.as_deref()
+    };
+    let mut baseline_rate = None;
+    let mut baseline_read_rate = None;
+    if let Some(burl) = baseline {
+        let db = fresh_db(burl).await?;
+        let rows: Vec<StoredEntry> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| StoredEntry {
+                header: EntryHeader {
+                    seq: i as u64 + 1,
+                    event_id: e.event_id,
+                    occurred_at_us: e.occurred_at_us,
+                    recorded_at_us: e.occurred_at_us,
+                    fields: e.fields.clone(),
+                },
+                key_id: 1,
+                iv: [7; 16],
+                // PKCS#7 makes the ciphertext the payload rounded up to the next block.
+                ciphertext: {
+                    let mut c = e.payload.clone();
+                    c.resize((e.payload.len() / 16 + 1) * 16, 0);
+                    c
+                },
+                mac: [1; 32],
+                leaf_hash: [2; 32],
+                chain_hash: [3; 32],
+            })
+            .collect();
+        say(format!("baseline: plain inserts into {} …", redact(burl)));
+        let started = Instant::now();
+        for chunk in rows.chunks(args.batch) {
+            let txn = db.conn().begin().await.map_err(|e| e.to_string())?;
+            store::insert_entries(&txn, chunk)
+                .await
+                .map_err(|e| e.to_string())?;
+            txn.commit().await.map_err(|e| e.to_string())?;
+        }
+        let rate = args.events as f64 / started.elapsed().as_secs_f64();
+        say(format!("baseline: {rate:.0} rows/s"));
+        baseline_rate = Some(rate);
+        if !args.no_verify {
+            let started = Instant::now();
+            let mut next = 1;
+            let mut n = 0u64;
+            while next <= args.events {
+                let page = store::read_entries(db.conn(), next, args.events, 4096)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                n += page.len() as u64;
+                next += 4096;
+            }
+            let rate = n as f64 / started.elapsed().as_secs_f64();
+            say(format!("baseline: plain reads {rate:.0} rows/s"));
+            baseline_read_rate = Some(rate);
+        }
+        let _ = db.close().await;
+    }
+
+    // Custos: the sequencer, sealed, chained, fsynced.
+    let db = fresh_db(&url).await?;
+    let mut kek = Zeroizing::new([0u8; 32]);
+    OsRandom
+        .fill(kek.as_mut_slice())
+        .map_err(|e| e.to_string())?;
+    let cfg = LedgerConfig {
+        origin: "custos.bench/ledger".into(),
+        max_batch: args.batch,
+        queue_depth: args.concurrency * 2,
+        checkpoint_interval: Duration::from_secs(5),
+    };
+    let (ledger, tasks) = Ledger::open(
+        db.clone(),
+        &EphemeralKek(kek),
+        cfg,
+        Arc::new(SystemClock),
+        Arc::new(OsRandom),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let acks = match &args.acks {
+        Some(p) => Some(Arc::new(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?,
+        ))),
+        None => None,
+    };
+    say(format!(
+        "custos: {} events through the sequencer into {} …",
+        args.events,
+        redact(&url)
+    ));
+    let queue: Arc<Mutex<std::vec::IntoIter<NewEntry>>> = Arc::new(Mutex::new(events.into_iter()));
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let ledger = ledger.clone();
+        let queue = queue.clone();
+        let acks = acks.clone();
+        let size = args.request_size.clamp(1, args.batch);
+        clients.push(tokio::spawn(async move {
+            loop {
+                let req: Vec<NewEntry> = {
+                    let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                    q.by_ref().take(size).collect()
+                };
+                if req.is_empty() {
+                    return Ok::<_, String>(());
+                }
+                let receipts = ledger.append(req).await.map_err(|e| e.to_string())?;
+                if let Some(acks) = &acks {
+                    let mut text = String::with_capacity(receipts.len() * 50);
+                    for r in &receipts {
+                        text.push_str(&format!("{} {}\n", r.seq, r.event_id));
+                    }
+                    let mut f = acks.lock().unwrap_or_else(|p| p.into_inner());
+                    f.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+                }
+            }
+        }));
+    }
+    for c in clients {
+        c.await.map_err(|e| e.to_string())??;
+    }
+    let elapsed = started.elapsed();
+    let rate = args.events as f64 / elapsed.as_secs_f64();
+    say(format!("custos: {rate:.0} events/s ({:.2?})", elapsed));
+
+    let mut verify_rate = None;
+    if !args.no_verify {
+        ledger.checkpoint_now().await.map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let report = verify::verify(
+            ledger.db(),
+            &ledger.verifier(),
+            Some(ledger.keys()),
+            VerifyScope::default(),
+            |_| {},
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if !report.is_intact() {
+            return Err(format!("verification failed: {:?}", report.failure));
+        }
+        let rate = report.entries_checked as f64 / started.elapsed().as_secs_f64();
+        say(format!(
+            "custos: full verification (leaves, chain, MACs, decryption, roots) {rate:.0} events/s"
+        ));
+        verify_rate = Some(rate);
+    }
+    ledger.shutdown(tasks).await.map_err(|e| e.to_string())?;
+
+    let results = Results {
+        events: args.events,
+        batch: args.batch,
+        database: db.kind().as_str().into(),
+        ingest_events_per_sec: rate,
+        baseline_inserts_per_sec: baseline_rate,
+        ingest_vs_baseline: baseline_rate.map(|b| rate / b),
+        verify_events_per_sec: verify_rate,
+        baseline_reads_per_sec: baseline_read_rate,
+        verify_vs_baseline: verify_rate.zip(baseline_read_rate).map(|(v, b)| v / b),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).unwrap_or_default()
+        );
+    } else {
+        println!("events                 {}", results.events);
+        println!("database               {}", results.database);
+        println!(
+            "ingest (sealed, fsync) {:>10.0} events/s",
+            results.ingest_events_per_sec
+        );
+        if let (Some(b), Some(r)) = (results.baseline_inserts_per_sec, results.ingest_vs_baseline) {
+            println!("baseline plain inserts {b:>10.0} rows/s   -> custos = {r:.2} x baseline");
+        }
+        if let Some(v) = results.verify_events_per_sec {
+            println!("full verification      {v:>10.0} events/s");
+        }
+        if let (Some(b), Some(r)) = (results.baseline_reads_per_sec, results.verify_vs_baseline) {
+            println!("baseline plain reads   {b:>10.0} rows/s   -> verify = {r:.2} x baseline");
+        }
+    }
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempfile_dir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("custos-bench-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn redact(url: &str) -> String {
+    match url.split_once('@') {
+        Some((scheme_user, host)) if url.starts_with("postgres") => {
+            format!(
+                "{}://…@{host}",
+                scheme_user.split("://").next().unwrap_or("postgres")
+            )
+        }
+        _ => url.to_owned(),
+    }
+}

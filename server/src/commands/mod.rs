@@ -1,0 +1,71 @@
+//! The CLI's commands. Each returns the process exit code.
+
+mod bench;
+mod keys;
+mod verify;
+
+use std::process::ExitCode;
+
+pub use bench::{BenchCommand, bench};
+pub use keys::{KeysCommand, keys};
+pub use verify::{VerifyArgs, verify};
+
+use crate::config::Config;
+
+/// Prints an error for people and returns exit code 2 ("could not").
+pub(crate) fn failed(context: &str, e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("custos: {context}: {e}");
+    ExitCode::from(2)
+}
+
+/// `custos serve`.
+pub async fn serve(config: &Config) -> ExitCode {
+    let running = match crate::start(config).await {
+        Ok(r) => r,
+        Err(e) => return failed("cannot start", &e),
+    };
+    tracing::info!(addr = %running.addr, "Custos is listening on http://{}", running.addr);
+    crate::shutdown_signal().await;
+    tracing::info!("shutdown requested");
+    match running.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failed("shutdown", &e),
+    }
+}
+
+/// `custos migrate`.
+pub async fn migrate(config: &Config) -> ExitCode {
+    match crate::open_database(config).await {
+        Ok(db) => {
+            println!("migrations applied ({} database)", db.kind().as_str());
+            let _ = db.close().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => failed("migration failed", &e),
+    }
+}
+
+/// `custos checkpoint`.
+pub async fn checkpoint(config: &Config) -> ExitCode {
+    let db = match crate::open_database(config).await {
+        Ok(db) => db,
+        Err(e) => return failed("cannot open the database", &e),
+    };
+    let (ledger, tasks) = match crate::open_ledger(config, db).await {
+        Ok(l) => l,
+        Err(e) => return failed("cannot open the ledger", &e),
+    };
+    let result = ledger.checkpoint_now().await;
+    let _ = ledger.shutdown(tasks).await;
+    match result {
+        Ok(Some(cp)) => {
+            print!("{}", cp.note);
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            println!("the ledger is empty: nothing to sign");
+            ExitCode::SUCCESS
+        }
+        Err(e) => failed("cannot sign a checkpoint", &e),
+    }
+}

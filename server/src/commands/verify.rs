@@ -1,0 +1,201 @@
+//! `custos verify`: offline verification of a database or an archive bundle,
+//! with only the public key (chain, Merkle roots, signatures) or with the KEK
+//! as well (MACs, decryption). Exit codes: 0 intact, 1 tampered, 2 could not
+//! verify.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use custos_engine::ledger::keyring::Keyring;
+use custos_engine::ledger::note::NoteVerifier;
+use custos_engine::ledger::purge::verify_archive;
+use custos_engine::ledger::verify::{self, Progress, VerifyScope};
+use custos_engine::storage::{Database, PoolOptions};
+use secrecy::SecretString;
+
+use super::failed;
+use crate::config::Config;
+
+/// Arguments of `custos verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Database URL (sqlite://FILE or postgres://…); default: the configured database.
+    #[arg(long)]
+    database: Option<String>,
+    /// The checkpoint verifier key (`name+hash+key`), or a file containing it.
+    #[arg(long)]
+    public_key: Option<String>,
+    /// Also check every MAC and decryption, with the KEK (CUSTOS_KEK or the key file).
+    #[arg(long)]
+    with_kek: bool,
+    /// First seq to verify.
+    #[arg(long)]
+    from: Option<u64>,
+    /// Last seq to verify.
+    #[arg(long)]
+    to: Option<u64>,
+    /// Verify an archive bundle written by a retention purge instead.
+    #[arg(long)]
+    archive: Option<PathBuf>,
+    /// Print the report as JSON on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn read_public_key(arg: &str) -> Result<NoteVerifier, String> {
+    let text = if std::path::Path::new(arg).is_file() {
+        std::fs::read_to_string(arg).map_err(|e| format!("cannot read {arg}: {e}"))?
+    } else {
+        arg.to_owned()
+    };
+    NoteVerifier::parse(text.trim()).map_err(|e| e.to_string())
+}
+
+/// Runs `custos verify`.
+pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
+    let verifier = match args.public_key.as_deref().map(read_public_key) {
+        Some(Ok(v)) => Some(v),
+        Some(Err(e)) => return failed("invalid --public-key", &e),
+        None => None,
+    };
+    if let Some(path) = &args.archive {
+        let Some(v) = verifier else {
+            return failed("verifying an archive", &"--public-key is required");
+        };
+        return match verify_archive(path, &v) {
+            Ok(n) => {
+                println!(
+                    "archive {} is intact: {n} entries verified against its signed checkpoint",
+                    path.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e @ custos_engine::ledger::purge::ArchiveError::Io(_)) => {
+                failed("cannot read the archive", &e)
+            }
+            Err(e) => {
+                println!("archive {} FAILED verification: {e}", path.display());
+                ExitCode::from(1)
+            }
+        };
+    }
+
+    let url = args
+        .database
+        .clone()
+        .map(SecretString::from)
+        .unwrap_or_else(|| config.database_url());
+    if let Some(file) = sqlite_path(secrecy::ExposeSecret::expose_secret(&url)) {
+        if !file.is_file() {
+            return failed(
+                "cannot verify",
+                &format!("database file {} does not exist", file.display()),
+            );
+        }
+    }
+    let db = match Database::connect(&url, &PoolOptions::default()).await {
+        Ok(db) => db,
+        Err(e) => return failed("cannot open the database", &e),
+    };
+    let keys = if args.with_kek {
+        let provider = match crate::kek_provider(config) {
+            Ok(p) => p,
+            Err(e) => return failed("cannot load the KEK", &e),
+        };
+        match Keyring::load(&db, provider.as_ref()).await {
+            Ok(k) => Some(k),
+            Err(e @ custos_engine::ledger::LedgerError::KeyTampered { .. }) => {
+                println!("ledger FAILED verification: {e}");
+                return ExitCode::from(1);
+            }
+            Err(e) => return failed("cannot load the ledger keys", &e),
+        }
+    } else {
+        None
+    };
+    let verifier = match (verifier, &keys) {
+        (Some(v), Some(k)) if v != k.signer().verifier() => {
+            println!(
+                "ledger FAILED verification: the database's signing key is not the given public key"
+            );
+            return ExitCode::from(1);
+        }
+        (Some(v), _) => v,
+        (None, Some(k)) => k.signer().verifier(),
+        (None, None) => return failed("cannot verify", &"give --public-key (and/or --with-kek)"),
+    };
+
+    let started = Instant::now();
+    let mut last_print = Instant::now();
+    let quiet = args.json;
+    let progress = move |p: Progress| {
+        if !quiet
+            && (last_print.elapsed() >= Duration::from_secs(1) || p.checked == p.total)
+            && p.total > 0
+        {
+            eprintln!(
+                "verifying: {}/{} entries ({:.1}%)",
+                p.checked,
+                p.total,
+                p.checked as f64 * 100.0 / p.total as f64
+            );
+            last_print = Instant::now();
+        }
+    };
+    let scope = VerifyScope {
+        from_seq: args.from,
+        to_seq: args.to,
+    };
+    let report = match verify::verify(&db, &verifier, keys.as_ref(), scope, progress).await {
+        Ok(r) => r,
+        Err(e) => return failed("verification could not run", &e),
+    };
+    let elapsed = started.elapsed();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        let rate = report.entries_checked as f64 / elapsed.as_secs_f64().max(1e-9);
+        println!(
+            "checked seq {}..={}: {} entries, {} MACs, {} signed checkpoints ({} roots recomputed) in {:.2?} ({:.0} entries/s)",
+            report.from_seq,
+            report.to_seq,
+            report.entries_checked,
+            report.macs_checked,
+            report.checkpoints_signed,
+            report.checkpoints_matched,
+            elapsed,
+            rate
+        );
+        match &report.failure {
+            None => println!(
+                "ledger is INTACT (verified tree size: {})",
+                report
+                    .verified_tree_size
+                    .map_or("none".into(), |s| s.to_string())
+            ),
+            Some(f) => println!(
+                "ledger FAILED verification at seq {}: {}",
+                f.seq.map_or("-".into(), |s| s.to_string()),
+                f.detail
+            ),
+        }
+    }
+    let _ = db.close().await;
+    if report.is_intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    Some(PathBuf::from(path))
+}

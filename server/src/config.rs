@@ -1,0 +1,380 @@
+//! Configuration: typed and layered. Built-in defaults, then an optional TOML
+//! file (`--config FILE` or `CUSTOS_CONFIG`), then `CUSTOS_*` environment
+//! variables (`CUSTOS_SERVER__BIND`, `CUSTOS_LEDGER__KEK_FILE`, …: `__`
+//! separates sections). Unknown keys are rejected; a bad value stops start-up
+//! with a message naming the setting, where it came from, and why.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Environment variables with the `CUSTOS_` prefix that are not settings.
+const NOT_SETTINGS: &[&str] = &[
+    "config",
+    "kek",
+    "test_postgres_url",
+    "require_postgres",
+    "test_server_bin",
+];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where Custos keeps its SQLite database, key file and archives.
+    pub data_dir: PathBuf,
+    /// HTTP server.
+    pub server: ServerConfig,
+    /// Database.
+    pub database: DatabaseConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// The ledger.
+    pub ledger: LedgerSettings,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// Directory with the built site (WASM, JS, CSS, assets).
+    pub site_root: PathBuf,
+    /// Seconds to wait for in-flight requests at shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Database settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://…`; default: SQLite under `data_dir`.
+    #[serde(skip_serializing)]
+    pub url: Option<SecretString>,
+    /// Most pooled connections.
+    pub max_connections: u32,
+    /// Lock and pool wait, in milliseconds.
+    pub busy_timeout_ms: u64,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// human or json.
+    pub format: LogFormat,
+    /// tracing filter, e.g. `info` or `info,custos_engine=debug`.
+    pub filter: String,
+}
+
+/// Ledger settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSettings {
+    /// Log identity written into checkpoints (used when the ledger is created).
+    pub origin: String,
+    /// KEK file (base64, mode 0600); default `<data_dir>/kek.key`. The
+    /// `CUSTOS_KEK` environment variable (base64) takes precedence.
+    pub kek_file: Option<PathBuf>,
+    /// Seconds between checkpoints while events arrive.
+    pub checkpoint_interval_secs: u64,
+    /// Most events per commit.
+    pub max_batch: usize,
+    /// Most append requests waiting for the sequencer.
+    pub queue_depth: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            log: LogConfig::default(),
+            ledger: LedgerSettings::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            site_root: PathBuf::from("target/site"),
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 8,
+            busy_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        LedgerSettings {
+            origin: "custos.local/ledger".into(),
+            kek_file: None,
+            checkpoint_interval_secs: 5,
+            max_batch: 1000,
+            queue_depth: 4096,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The named file does not exist.
+    #[error("configuration file {0} does not exist")]
+    MissingFile(String),
+    /// A value could not be read (figment names the key and its source).
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// A value was read but is not acceptable.
+    #[error("invalid configuration: setting `{setting}`: {reason}")]
+    Invalid {
+        /// Dotted setting name.
+        setting: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::from_figment(Self::figment(file)?)
+    }
+
+    /// The layered sources, without extracting.
+    pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.display().to_string()));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        Ok(fig.merge(Env::prefixed("CUSTOS_").split("__").ignore(NOT_SETTINGS)))
+    }
+
+    /// Extracts and validates a configuration.
+    pub fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
+        let config: Config = fig.extract().map_err(|e| {
+            // One line per problem; figment names the key and its source.
+            ConfigError::Parse(
+                e.into_iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, reason: &str| {
+            Err(ConfigError::Invalid {
+                setting,
+                reason: reason.to_owned(),
+            })
+        };
+        if let Some(url) = &self.database.url {
+            if custos_engine::storage::DbKind::from_url(url.expose_secret()).is_none() {
+                return invalid("database.url", "must start with sqlite: or postgres://");
+            }
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.ledger.checkpoint_interval_secs == 0 {
+            return invalid(
+                "ledger.checkpoint_interval_secs",
+                "must be at least 1 second",
+            );
+        }
+        if !(1..=10_000).contains(&self.ledger.max_batch) {
+            return invalid("ledger.max_batch", "must be between 1 and 10000");
+        }
+        if self.ledger.queue_depth == 0 {
+            return invalid("ledger.queue_depth", "must be at least 1");
+        }
+        if self.ledger.origin.is_empty()
+            || self
+                .ledger
+                .origin
+                .chars()
+                .any(|c| c.is_whitespace() || c == '+')
+        {
+            return invalid(
+                "ledger.origin",
+                "must be non-empty, without spaces or '+' (e.g. custos.example.com/ledger)",
+            );
+        }
+        if self
+            .log
+            .filter
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            return invalid(
+                "log.filter",
+                "is not a valid tracing filter (e.g. `info` or `info,custos_engine=debug`)",
+            );
+        }
+        Ok(())
+    }
+
+    /// The database URL: the configured one, or SQLite under `data_dir`.
+    pub fn database_url(&self) -> SecretString {
+        match &self.database.url {
+            Some(u) => u.clone(),
+            None => SecretString::from(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("custos.db").display()
+            )),
+        }
+    }
+
+    /// The KEK file path.
+    pub fn kek_file(&self) -> PathBuf {
+        self.ledger
+            .kek_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("kek.key"))
+    }
+
+    /// Settings for tests: a data directory, SQLite, port 0.
+    pub fn for_test(data_dir: &Path) -> Config {
+        let mut c = Config {
+            data_dir: data_dir.to_owned(),
+            ..Config::default()
+        };
+        c.server.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        c.ledger.origin = "custos.test/ledger".into();
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        Jail::expect_with(|jail| {
+            jail.create_file("custos.toml", "data_dir = \"/srv/custos\"\n[server]\nbind = \"0.0.0.0:8080\"\n[ledger]\nmax_batch = 500\n")?;
+            jail.set_env("CUSTOS_SERVER__BIND", "127.0.0.1:9090");
+            jail.set_env("CUSTOS_KEK", "ignored: not a setting");
+            let c = Config::load(Some(Path::new("custos.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.data_dir,
+                PathBuf::from("/srv/custos"),
+                "file over default"
+            );
+            assert_eq!(
+                c.server.bind,
+                "127.0.0.1:9090".parse().unwrap(),
+                "environment over file"
+            );
+            assert_eq!(c.ledger.max_batch, 500);
+            assert_eq!(c.ledger.checkpoint_interval_secs, 5, "default kept");
+            assert_eq!(c.kek_file(), PathBuf::from("/srv/custos/kek.key"));
+            assert!(
+                c.database_url()
+                    .expose_secret()
+                    .starts_with("sqlite:///srv/custos/custos.db")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name_and_source() {
+        Jail::expect_with(|jail| {
+            jail.create_file("custos.toml", "[server]\nbnid = \"0.0.0.0:8080\"\n")?;
+            let err = Config::load(Some(Path::new("custos.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("bnid") && err.contains("custos.toml"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CUSTOS_LEDGR__ORIGIN", "x");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("ledgr"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_the_reason() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CUSTOS_SERVER__BIND", "not-an-address");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("server.bind") && err.contains("CUSTOS_SERVER__BIND"),
+                "{err}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CUSTOS_LEDGER__CHECKPOINT_INTERVAL_SECS", "0");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("ledger.checkpoint_interval_secs") && err.contains("at least 1"),
+                "{err}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CUSTOS_DATABASE__URL", "mysql://x");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("database.url") && !err.contains("mysql://x"),
+                "the URL may hold a password: {err}"
+            );
+            Ok(())
+        });
+        let err = Config::load(Some(Path::new("/nonexistent/custos.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/nonexistent/custos.toml") && err.contains("does not exist"),
+            "{err}"
+        );
+    }
+}

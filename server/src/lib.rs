@@ -1,0 +1,204 @@
+//! The Custos server: configuration, start-up, the HTTP surface and the CLI's
+//! commands. `main.rs` is only argument parsing.
+
+pub mod commands;
+pub mod config;
+pub mod http;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use custos_engine::clock::{OsRandom, SystemClock};
+use custos_engine::keys::{EnvKek, FileKek, KekError, KekProvider};
+use custos_engine::ledger::{Ledger, LedgerConfig, LedgerError, LedgerTasks};
+use custos_engine::storage::{Database, PoolOptions, StorageError};
+use leptos::prelude::LeptosOptions;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+/// The environment variable that may hold the KEK (base64).
+pub const KEK_ENV: &str = "CUSTOS_KEK";
+
+/// Why the server could not start. Messages name what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Database connection or migration.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Keys or ledger state.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// Listening socket.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The KEK provider the configuration selects: `CUSTOS_KEK` if set, else the key file.
+pub fn kek_provider(config: &Config) -> Result<Box<dyn KekProvider>, KekError> {
+    let env = EnvKek::from_env(KEK_ENV);
+    if env.is_set() {
+        return Ok(Box::new(env));
+    }
+    let path = config.kek_file();
+    if !path.exists() {
+        return Err(KekError::Missing);
+    }
+    Ok(Box::new(FileKek::new(path)))
+}
+
+/// Connects to the configured database and applies pending migrations.
+pub async fn open_database(config: &Config) -> Result<Database, StorageError> {
+    let opts = PoolOptions {
+        max_connections: config.database.max_connections,
+        busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
+    };
+    let db = Database::connect(&config.database_url(), &opts).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// Opens the ledger on a migrated database.
+pub async fn open_ledger(
+    config: &Config,
+    db: Database,
+) -> Result<(Ledger, LedgerTasks), LedgerError> {
+    let kek = kek_provider(config)?;
+    let cfg = LedgerConfig {
+        origin: config.ledger.origin.clone(),
+        max_batch: config.ledger.max_batch,
+        queue_depth: config.ledger.queue_depth,
+        checkpoint_interval: Duration::from_secs(config.ledger.checkpoint_interval_secs),
+    };
+    Ledger::open(
+        db,
+        kek.as_ref(),
+        cfg,
+        Arc::new(SystemClock),
+        Arc::new(OsRandom),
+    )
+    .await
+}
+
+/// A running server.
+pub struct Running {
+    /// The address it listens on (port 0 resolved).
+    pub addr: SocketAddr,
+    /// The ledger, for in-process callers (tests, benchmarks).
+    pub ledger: Ledger,
+    stop: watch::Sender<bool>,
+    shutting_down: Arc<AtomicBool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    tasks: LedgerTasks,
+    shutdown_timeout: Duration,
+}
+
+/// Starts Custos: database, migrations, ledger, HTTP.
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    let started = Instant::now();
+    let db = open_database(config).await?;
+    tracing::info!(
+        database = db.kind().as_str(),
+        "database ready, migrations applied"
+    );
+    let (ledger, tasks) = open_ledger(config, db).await?;
+    let head = ledger.head().await?;
+    tracing::info!(origin = ledger.origin(), entries = head.seq, "ledger open");
+
+    let listener = tokio::net::TcpListener::bind(config.server.bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.server.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.server.bind,
+        source,
+    })?;
+    let leptos = LeptosOptions::builder()
+        .output_name("custos")
+        .site_root(config.server.site_root.display().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(addr)
+        .env(if cfg!(debug_assertions) {
+            leptos::config::Env::DEV
+        } else {
+            leptos::config::Env::PROD
+        })
+        .build();
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let state = http::AppState {
+        leptos,
+        ledger: ledger.clone(),
+        metrics: telemetry::metrics_handle(),
+        started,
+        shutting_down: shutting_down.clone(),
+    };
+    let app = http::router(state);
+    let (stop, mut stopped) = watch::channel(false);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    Ok(Running {
+        addr,
+        ledger,
+        stop,
+        shutting_down,
+        server,
+        tasks,
+        shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
+    })
+}
+
+impl Running {
+    /// Stops accepting connections, lets in-flight requests finish, commits
+    /// queued events, signs a final checkpoint and closes the database.
+    pub async fn shutdown(self) -> Result<(), LedgerError> {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.stop.send_replace(true);
+        match tokio::time::timeout(self.shutdown_timeout, self.server).await {
+            Ok(_) => {}
+            Err(_) => tracing::warn!("in-flight requests did not finish in time; closing anyway"),
+        }
+        self.ledger.shutdown(self.tasks).await?;
+        let db = self.ledger.db().clone();
+        drop(self.ledger);
+        db.close().await?;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
