@@ -9,7 +9,5 @@ use crate::models::SystemStatus;
 #[server(prefix = "/rpc", endpoint = "status")]
 pub async fn get_status() -> Result<SystemStatus, ServerFnError> {
     let ctx = expect_context::<crate::server::ServerContext>();
-    ctx.status()
-        .await
-        .map_err(|e| ServerFnError::new(e.to_string()))
+    ctx.status().await.map_err(|e| ServerFnError::new(e.to_string()))
 }

@@ -19,11 +19,7 @@ pub struct ServerContext {
 /// The one mapping from an internal failure to what a browser sees: a stable
 /// code, a sentence and an operation id. The cause is logged under that id
 /// and never sent.
-pub fn internal_error(
-    code: &'static str,
-    message: &str,
-    cause: &dyn std::fmt::Display,
-) -> ServerFnError {
+pub fn internal_error(code: &'static str, message: &str, cause: &dyn std::fmt::Display) -> ServerFnError {
     let operation_id = uuid::Uuid::now_v7().simple().to_string();
     tracing::error!(code, operation_id, error = %cause, "{message}");
     ServerFnError::new(format!("{code}: {message} (operation {operation_id})"))
@@ -32,11 +28,7 @@ pub fn internal_error(
 impl ServerContext {
     /// Reads the status shown on the home page.
     pub async fn status(&self) -> Result<SystemStatus, ServerFnError> {
-        let head = self
-            .ledger
-            .head()
-            .await
-            .map_err(|e| internal_error("CU1001", "cannot read the ledger head", &e))?;
+        let head = self.ledger.head().await.map_err(|e| internal_error("CU1001", "cannot read the ledger head", &e))?;
         let checkpoint = self
             .ledger
             .latest_checkpoint()

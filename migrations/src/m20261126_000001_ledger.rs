@@ -251,9 +251,7 @@ impl MigrationTrait for Migration {
         match manager.get_database_backend() {
             DbBackend::Sqlite => crate::run_all(manager, SQLITE).await,
             DbBackend::Postgres => crate::run_all(manager, POSTGRES).await,
-            other => Err(DbErr::Migration(format!(
-                "unsupported database backend {other:?}"
-            ))),
+            other => Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
         }
     }
 }

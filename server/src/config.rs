@@ -13,13 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Environment variables with the `CUSTOS_` prefix that are not settings.
-const NOT_SETTINGS: &[&str] = &[
-    "config",
-    "kek",
-    "test_postgres_url",
-    "require_postgres",
-    "test_server_bin",
-];
+const NOT_SETTINGS: &[&str] = &["config", "kek", "test_postgres_url", "require_postgres", "test_server_bin"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,20 +117,13 @@ impl Default for ServerConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig {
-            url: None,
-            max_connections: 8,
-            busy_timeout_ms: 5000,
-        }
+        DatabaseConfig { url: None, max_connections: 8, busy_timeout_ms: 5000 }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Human,
-            filter: "info".into(),
-        }
+        LogConfig { format: LogFormat::Human, filter: "info".into() }
     }
 }
 
@@ -191,26 +178,15 @@ impl Config {
 
     /// Extracts and validates a configuration.
     pub fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
-        let config: Config = fig.extract().map_err(|e| {
-            // One line per problem; figment names the key and its source.
-            ConfigError::Parse(
-                e.into_iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let config: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.into_iter().map(|e| describe(&e)).collect::<Vec<_>>().join("; ")))?;
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |setting, reason: &str| {
-            Err(ConfigError::Invalid {
-                setting,
-                reason: reason.to_owned(),
-            })
-        };
+        let invalid = |setting, reason: &str| Err(ConfigError::Invalid { setting, reason: reason.to_owned() });
         if let Some(url) = &self.database.url {
             if custos_engine::storage::DbKind::from_url(url.expose_secret()).is_none() {
                 return invalid("database.url", "must start with sqlite: or postgres://");
@@ -220,10 +196,7 @@ impl Config {
             return invalid("database.max_connections", "must be at least 1");
         }
         if self.ledger.checkpoint_interval_secs == 0 {
-            return invalid(
-                "ledger.checkpoint_interval_secs",
-                "must be at least 1 second",
-            );
+            return invalid("ledger.checkpoint_interval_secs", "must be at least 1 second");
         }
         if !(1..=10_000).contains(&self.ledger.max_batch) {
             return invalid("ledger.max_batch", "must be between 1 and 10000");
@@ -231,28 +204,14 @@ impl Config {
         if self.ledger.queue_depth == 0 {
             return invalid("ledger.queue_depth", "must be at least 1");
         }
-        if self.ledger.origin.is_empty()
-            || self
-                .ledger
-                .origin
-                .chars()
-                .any(|c| c.is_whitespace() || c == '+')
-        {
+        if self.ledger.origin.is_empty() || self.ledger.origin.chars().any(|c| c.is_whitespace() || c == '+') {
             return invalid(
                 "ledger.origin",
                 "must be non-empty, without spaces or '+' (e.g. custos.example.com/ledger)",
             );
         }
-        if self
-            .log
-            .filter
-            .parse::<tracing_subscriber::EnvFilter>()
-            .is_err()
-        {
-            return invalid(
-                "log.filter",
-                "is not a valid tracing filter (e.g. `info` or `info,custos_engine=debug`)",
-            );
+        if self.log.filter.parse::<tracing_subscriber::EnvFilter>().is_err() {
+            return invalid("log.filter", "is not a valid tracing filter (e.g. `info` or `info,custos_engine=debug`)");
         }
         Ok(())
     }
@@ -261,30 +220,46 @@ impl Config {
     pub fn database_url(&self) -> SecretString {
         match &self.database.url {
             Some(u) => u.clone(),
-            None => SecretString::from(format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("custos.db").display()
-            )),
+            None => SecretString::from(format!("sqlite://{}?mode=rwc", self.data_dir.join("custos.db").display())),
         }
     }
 
     /// The KEK file path.
     pub fn kek_file(&self) -> PathBuf {
-        self.ledger
-            .kek_file
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("kek.key"))
+        self.ledger.kek_file.clone().unwrap_or_else(|| self.data_dir.join("kek.key"))
     }
 
     /// Settings for tests: a data directory, SQLite, port 0.
     pub fn for_test(data_dir: &Path) -> Config {
-        let mut c = Config {
-            data_dir: data_dir.to_owned(),
-            ..Config::default()
-        };
+        let mut c = Config { data_dir: data_dir.to_owned(), ..Config::default() };
         c.server.bind = SocketAddr::from(([127, 0, 0, 1], 0));
         c.ledger.origin = "custos.test/ledger".into();
         c
+    }
+}
+
+/// One configuration problem as a sentence: the setting, where its value
+/// came from (the file, or the exact environment variable), and why.
+fn describe(e: &figment::Error) -> String {
+    let path: Vec<String> = e.path.iter().map(|p| p.to_lowercase()).collect();
+    let setting = path.join(".");
+    let source = match &e.metadata {
+        Some(m) if m.name.contains("environment") => {
+            format!(
+                "environment variable CUSTOS_{}",
+                path.iter().map(|p| p.to_uppercase()).collect::<Vec<_>>().join("__")
+            )
+        }
+        Some(m) => match &m.source {
+            Some(figment::Source::File(f)) => format!("file {}", f.display()),
+            _ => m.name.to_string(),
+        },
+        None => "built-in defaults".to_owned(),
+    };
+    if setting.is_empty() {
+        format!("{} (in {source})", e.kind)
+    } else {
+        format!("setting `{setting}` (from {source}): {}", e.kind)
     }
 }
 
@@ -296,28 +271,19 @@ mod tests {
     #[test]
     fn defaults_then_file_then_environment() {
         Jail::expect_with(|jail| {
-            jail.create_file("custos.toml", "data_dir = \"/srv/custos\"\n[server]\nbind = \"0.0.0.0:8080\"\n[ledger]\nmax_batch = 500\n")?;
+            jail.create_file(
+                "custos.toml",
+                "data_dir = \"/srv/custos\"\n[server]\nbind = \"0.0.0.0:8080\"\n[ledger]\nmax_batch = 500\n",
+            )?;
             jail.set_env("CUSTOS_SERVER__BIND", "127.0.0.1:9090");
             jail.set_env("CUSTOS_KEK", "ignored: not a setting");
             let c = Config::load(Some(Path::new("custos.toml"))).map_err(|e| e.to_string())?;
-            assert_eq!(
-                c.data_dir,
-                PathBuf::from("/srv/custos"),
-                "file over default"
-            );
-            assert_eq!(
-                c.server.bind,
-                "127.0.0.1:9090".parse().unwrap(),
-                "environment over file"
-            );
+            assert_eq!(c.data_dir, PathBuf::from("/srv/custos"), "file over default");
+            assert_eq!(c.server.bind, "127.0.0.1:9090".parse().unwrap(), "environment over file");
             assert_eq!(c.ledger.max_batch, 500);
             assert_eq!(c.ledger.checkpoint_interval_secs, 5, "default kept");
             assert_eq!(c.kek_file(), PathBuf::from("/srv/custos/kek.key"));
-            assert!(
-                c.database_url()
-                    .expose_secret()
-                    .starts_with("sqlite:///srv/custos/custos.db")
-            );
+            assert!(c.database_url().expose_secret().starts_with("sqlite:///srv/custos/custos.db"));
             Ok(())
         });
     }
@@ -326,9 +292,7 @@ mod tests {
     fn unknown_keys_are_rejected_with_their_name_and_source() {
         Jail::expect_with(|jail| {
             jail.create_file("custos.toml", "[server]\nbnid = \"0.0.0.0:8080\"\n")?;
-            let err = Config::load(Some(Path::new("custos.toml")))
-                .unwrap_err()
-                .to_string();
+            let err = Config::load(Some(Path::new("custos.toml"))).unwrap_err().to_string();
             assert!(err.contains("bnid") && err.contains("custos.toml"), "{err}");
             Ok(())
         });
@@ -345,36 +309,22 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("CUSTOS_SERVER__BIND", "not-an-address");
             let err = Config::load(None).unwrap_err().to_string();
-            assert!(
-                err.contains("server.bind") && err.contains("CUSTOS_SERVER__BIND"),
-                "{err}"
-            );
+            assert!(err.contains("server.bind") && err.contains("CUSTOS_SERVER__BIND"), "{err}");
             Ok(())
         });
         Jail::expect_with(|jail| {
             jail.set_env("CUSTOS_LEDGER__CHECKPOINT_INTERVAL_SECS", "0");
             let err = Config::load(None).unwrap_err().to_string();
-            assert!(
-                err.contains("ledger.checkpoint_interval_secs") && err.contains("at least 1"),
-                "{err}"
-            );
+            assert!(err.contains("ledger.checkpoint_interval_secs") && err.contains("at least 1"), "{err}");
             Ok(())
         });
         Jail::expect_with(|jail| {
             jail.set_env("CUSTOS_DATABASE__URL", "mysql://x");
             let err = Config::load(None).unwrap_err().to_string();
-            assert!(
-                err.contains("database.url") && !err.contains("mysql://x"),
-                "the URL may hold a password: {err}"
-            );
+            assert!(err.contains("database.url") && !err.contains("mysql://x"), "the URL may hold a password: {err}");
             Ok(())
         });
-        let err = Config::load(Some(Path::new("/nonexistent/custos.toml")))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("/nonexistent/custos.toml") && err.contains("does not exist"),
-            "{err}"
-        );
+        let err = Config::load(Some(Path::new("/nonexistent/custos.toml"))).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/custos.toml") && err.contains("does not exist"), "{err}");
     }
 }

@@ -17,9 +17,7 @@ use leptos::prelude::{LeptosOptions, provide_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 /// Shared state of every handler.
@@ -48,10 +46,7 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(custos_app::App);
-    let ctx = ServerContext {
-        ledger: state.ledger.clone(),
-        started: state.started,
-    };
+    let ctx = ServerContext { ledger: state.ledger.clone(), started: state.started };
     let leptos_options = state.leptos.clone();
     Router::new()
         .route("/healthz", get(healthz))
@@ -68,45 +63,42 @@ pub fn router(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
-                    let id = req.extensions().get::<RequestId>().and_then(|r| r.header_value().to_str().ok()).unwrap_or("-");
+                    let id =
+                        req.extensions().get::<RequestId>().and_then(|r| r.header_value().to_str().ok()).unwrap_or("-");
                     tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
                 })
                 .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
-                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "served");
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_ms = latency.as_secs_f64() * 1000.0,
+                        "served"
+                    );
                 }),
         )
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), KeepValidOrNew))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(middleware::map_request(sanitize_request_id))
         .with_state(state)
 }
 
-/// Keeps a client's request id if it is short and printable, else makes one.
-#[derive(Clone, Copy)]
-struct KeepValidOrNew;
-
-impl tower_http::request_id::MakeRequestId for KeepValidOrNew {
-    fn make_request_id<B>(&mut self, request: &axum::http::Request<B>) -> Option<RequestId> {
-        if let Some(v) = request.headers().get(&X_REQUEST_ID) {
-            let ok = v.len() <= 128
-                && v.as_bytes()
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
-            if ok && !v.is_empty() {
-                return Some(RequestId::new(v.clone()));
-            }
-        }
-        MakeRequestUuid.make_request_id(request)
+/// Drops a client's `x-request-id` unless it is short and made of safe
+/// characters, so that only ids fit for logs and headers are kept (a new one
+/// is then made by `SetRequestIdLayer`, which keeps any id already present).
+async fn sanitize_request_id(mut req: Request) -> Request {
+    let valid = req.headers().get(&X_REQUEST_ID).is_some_and(|v| {
+        !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    if !valid {
+        req.headers_mut().remove(&X_REQUEST_ID);
     }
+    req
 }
 
 async fn record_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().to_string();
     // Label by route template, never by raw path (bounded cardinality).
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();
     metrics::counter!("custos_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
@@ -122,11 +114,7 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(s): State<AppState>) -> Response {
     let unready = |reason: String| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "unready", "reason": reason })),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "status": "unready", "reason": reason }))).into_response()
     };
     if s.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         return unready("shutting down".into());
@@ -144,20 +132,13 @@ async fn readyz(State(s): State<AppState>) -> Response {
             return unready("cannot read migration state".into());
         }
     }
-    (
-        StatusCode::OK,
-        axum::Json(
-            json!({ "status": "ready", "database": db.kind().as_str(), "migrations": "current" }),
-        ),
-    )
+    (StatusCode::OK, axum::Json(json!({ "status": "ready", "database": db.kind().as_str(), "migrations": "current" })))
         .into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut res = s.metrics.render().into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     res
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use custos_engine::clock::{OsRandom, SystemClock};
 use custos_engine::keys::{EnvKek, FileKek, KekError, KekProvider};
-use custos_engine::ledger::{Ledger, LedgerConfig, LedgerError, LedgerTasks};
+use custos_engine::ledger::types::HeaderFields;
+use custos_engine::ledger::{Ledger, LedgerConfig, LedgerError, LedgerTasks, NewEntry};
 use custos_engine::storage::{Database, PoolOptions, StorageError};
 use leptos::prelude::LeptosOptions;
 use tokio::sync::watch;
@@ -67,10 +68,7 @@ pub async fn open_database(config: &Config) -> Result<Database, StorageError> {
 }
 
 /// Opens the ledger on a migrated database.
-pub async fn open_ledger(
-    config: &Config,
-    db: Database,
-) -> Result<(Ledger, LedgerTasks), LedgerError> {
+pub async fn open_ledger(config: &Config, db: Database) -> Result<(Ledger, LedgerTasks), LedgerError> {
     let kek = kek_provider(config)?;
     let cfg = LedgerConfig {
         origin: config.ledger.origin.clone(),
@@ -78,14 +76,7 @@ pub async fn open_ledger(
         queue_depth: config.ledger.queue_depth,
         checkpoint_interval: Duration::from_secs(config.ledger.checkpoint_interval_secs),
     };
-    Ledger::open(
-        db,
-        kek.as_ref(),
-        cfg,
-        Arc::new(SystemClock),
-        Arc::new(OsRandom),
-    )
-    .await
+    Ledger::open(db, kek.as_ref(), cfg, Arc::new(SystemClock), Arc::new(OsRandom)).await
 }
 
 /// A running server.
@@ -105,34 +96,23 @@ pub struct Running {
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let started = Instant::now();
     let db = open_database(config).await?;
-    tracing::info!(
-        database = db.kind().as_str(),
-        "database ready, migrations applied"
-    );
+    tracing::info!(database = db.kind().as_str(), "database ready, migrations applied");
     let (ledger, tasks) = open_ledger(config, db).await?;
     let head = ledger.head().await?;
     tracing::info!(origin = ledger.origin(), entries = head.seq, "ledger open");
+    // The audit function's own start-up is an auditable event (NIST 800-53 AU-2).
+    ledger.append_one(lifecycle_event("custos.start", ledger.db().kind().as_str())).await?;
 
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
-        .map_err(|source| StartError::Bind {
-            addr: config.server.bind,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.server.bind,
-        source,
-    })?;
+        .map_err(|source| StartError::Bind { addr: config.server.bind, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.server.bind, source })?;
     let leptos = LeptosOptions::builder()
         .output_name("custos")
         .site_root(config.server.site_root.display().to_string())
         .site_pkg_dir("pkg")
         .site_addr(addr)
-        .env(if cfg!(debug_assertions) {
-            leptos::config::Env::DEV
-        } else {
-            leptos::config::Env::PROD
-        })
+        .env(if cfg!(debug_assertions) { leptos::config::Env::DEV } else { leptos::config::Env::PROD })
         .build();
     let shutting_down = Arc::new(AtomicBool::new(false));
     let state = http::AppState {
@@ -172,12 +152,46 @@ impl Running {
             Ok(_) => {}
             Err(_) => tracing::warn!("in-flight requests did not finish in time; closing anyway"),
         }
+        let kind = self.ledger.db().kind().as_str();
+        if let Err(e) = self.ledger.append_one(lifecycle_event("custos.stop", kind)).await {
+            tracing::error!(error = %e, "could not record the shutdown in the ledger");
+        }
         self.ledger.shutdown(self.tasks).await?;
         let db = self.ledger.db().clone();
         drop(self.ledger);
         db.close().await?;
         tracing::info!("shut down cleanly");
         Ok(())
+    }
+}
+
+/// An event about Custos itself starting or stopping.
+fn lifecycle_event(action: &str, database: &str) -> NewEntry {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).ok().filter(|h| !h.is_empty());
+    NewEntry {
+        event_id: uuid::Uuid::now_v7(),
+        occurred_at_us: chrono::Utc::now().timestamp_micros(),
+        fields: HeaderFields {
+            category: "system".into(),
+            action: action.into(),
+            outcome: "success".into(),
+            severity: "notice".into(),
+            actor_id: Some("custos".into()),
+            actor_kind: Some("system".into()),
+            resource_type: Some("service".into()),
+            resource_id: host.clone(),
+            tenant: None,
+            channel: Some("system".into()),
+            source_app: Some("custos".into()),
+        },
+        payload: serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "database": database,
+            "host": host,
+            "pid": std::process::id(),
+        })
+        .to_string()
+        .into_bytes(),
     }
 }
 

@@ -8,11 +8,7 @@ use custos_server::commands;
 use custos_server::config::Config;
 
 #[derive(Parser)]
-#[command(
-    name = "custos",
-    version,
-    about = "Custos: the audit log you can prove"
-)]
+#[command(name = "custos", version, about = "Custos: the audit log you can prove")]
 struct Cli {
     /// TOML configuration file (settings there are overridden by CUSTOS_* variables).
     #[arg(long, short, global = true, env = "CUSTOS_CONFIG")]
@@ -53,10 +49,7 @@ fn main() -> ExitCode {
         }
     };
     custos_server::telemetry::init_logging(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("custos: cannot start the async runtime: {e}");

@@ -12,8 +12,7 @@ pub fn HomePage() -> impl IntoView {
     let status = Resource::new(|| (), |_| get_status());
     // Keep the numbers live once the page is interactive.
     Effect::new(move |_| {
-        let handle =
-            set_interval_with_handle(move || status.refetch(), std::time::Duration::from_secs(5));
+        let handle = set_interval_with_handle(move || status.refetch(), std::time::Duration::from_secs(5));
         on_cleanup(move || {
             if let Ok(h) = handle {
                 h.clear();
@@ -37,12 +36,7 @@ pub fn HomePage() -> impl IntoView {
 }
 
 fn format_uptime(seconds: u64) -> String {
-    let (d, h, m, s) = (
-        seconds / 86_400,
-        seconds / 3600 % 24,
-        seconds / 60 % 60,
-        seconds % 60,
-    );
+    let (d, h, m, s) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
     match (d, h, m) {
         (0, 0, 0) => format!("{s} s"),
         (0, 0, _) => format!("{m} min {s} s"),
@@ -53,10 +47,7 @@ fn format_uptime(seconds: u64) -> String {
 
 #[component]
 fn StatusCards(status: SystemStatus) -> impl IntoView {
-    let checkpoint = match (
-        status.checkpoint_tree_size,
-        status.checkpoint_signed_at.clone(),
-    ) {
+    let checkpoint = match (status.checkpoint_tree_size, status.checkpoint_signed_at.clone()) {
         (Some(size), Some(at)) => format!("{size} entries, signed {at}"),
         _ => "none yet".to_owned(),
     };

@@ -80,18 +80,9 @@ pub trait KekProvider: Send + Sync + fmt::Debug {
 }
 
 fn decode_kek(text: &str, source_name: &str) -> Result<Kek, KekError> {
-    let invalid = |reason| KekError::Invalid {
-        source_name: source_name.to_owned(),
-        reason,
-    };
-    let raw = Zeroizing::new(
-        B64.decode(text.trim())
-            .map_err(|_| invalid("not valid base64"))?,
-    );
-    let bytes: &[u8; 32] = raw
-        .as_slice()
-        .try_into()
-        .map_err(|_| invalid("must decode to exactly 32 bytes"))?;
+    let invalid = |reason| KekError::Invalid { source_name: source_name.to_owned(), reason };
+    let raw = Zeroizing::new(B64.decode(text.trim()).map_err(|_| invalid("not valid base64"))?);
+    let bytes: &[u8; 32] = raw.as_slice().try_into().map_err(|_| invalid("must decode to exactly 32 bytes"))?;
     Ok(Kek::from_bytes(bytes))
 }
 
@@ -103,23 +94,15 @@ pub struct EnvKek {
 
 impl fmt::Debug for EnvKek {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EnvKek")
-            .field("var", &self.var)
-            .finish_non_exhaustive()
+        f.debug_struct("EnvKek").field("var", &self.var).finish_non_exhaustive()
     }
 }
 
 impl EnvKek {
     /// Reads `var` from the process environment.
     pub fn from_env(var: &str) -> Self {
-        let value = std::env::var(var)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .map(SecretString::from);
-        EnvKek {
-            var: var.to_owned(),
-            value,
-        }
+        let value = std::env::var(var).ok().filter(|v| !v.trim().is_empty()).map(SecretString::from);
+        EnvKek { var: var.to_owned(), value }
     }
 
     /// Whether the variable holds anything.
@@ -133,10 +116,7 @@ impl KekProvider for EnvKek {
         format!("environment variable {}", self.var)
     }
     fn load(&self) -> Result<Kek, KekError> {
-        let v = self
-            .value
-            .as_ref()
-            .ok_or_else(|| KekError::EnvUnset(self.var.clone()))?;
+        let v = self.value.as_ref().ok_or_else(|| KekError::EnvUnset(self.var.clone()))?;
         decode_kek(v.expose_secret(), &self.describe())
     }
 }
@@ -162,10 +142,7 @@ impl FileKek {
     pub fn generate(path: &Path, rng: &dyn RandomSource) -> Result<FileKek, KekError> {
         let shown = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| KekError::Write {
-                path: shown.clone(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(|source| KekError::Write { path: shown.clone(), source })?;
         }
         let mut raw = Zeroizing::new([0u8; 32]);
         rng.fill(raw.as_mut_slice())?;
@@ -181,18 +158,12 @@ impl FileKek {
             if source.kind() == std::io::ErrorKind::AlreadyExists {
                 KekError::Exists(shown.clone())
             } else {
-                KekError::Write {
-                    path: shown.clone(),
-                    source,
-                }
+                KekError::Write { path: shown.clone(), source }
             }
         })?;
         file.write_all(text.as_bytes())
             .and_then(|_| file.sync_all())
-            .map_err(|source| KekError::Write {
-                path: shown.clone(),
-                source,
-            })?;
+            .map_err(|source| KekError::Write { path: shown.clone(), source })?;
         Ok(FileKek::new(path))
     }
 }
@@ -203,10 +174,7 @@ impl KekProvider for FileKek {
     }
     fn load(&self) -> Result<Kek, KekError> {
         let shown = self.path.display().to_string();
-        let meta = std::fs::metadata(&self.path).map_err(|source| KekError::Read {
-            path: shown.clone(),
-            source,
-        })?;
+        let meta = std::fs::metadata(&self.path).map_err(|source| KekError::Read { path: shown.clone(), source })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -217,12 +185,9 @@ impl KekProvider for FileKek {
         }
         #[cfg(not(unix))]
         let _ = meta;
-        let text = Zeroizing::new(std::fs::read_to_string(&self.path).map_err(|source| {
-            KekError::Read {
-                path: shown.clone(),
-                source,
-            }
-        })?);
+        let text = Zeroizing::new(
+            std::fs::read_to_string(&self.path).map_err(|source| KekError::Read { path: shown.clone(), source })?,
+        );
         decode_kek(&text, &self.describe())
     }
 }

@@ -10,12 +10,10 @@ use std::time::Duration;
 
 use custos_migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sea_orm::sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, SqlxPostgresConnector,
-    SqlxSqliteConnector, Statement, Value,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, SqlxPostgresConnector, SqlxSqliteConnector,
+    Statement, Value,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -94,10 +92,7 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions {
-            max_connections: 8,
-            busy_timeout: Duration::from_secs(5),
-        }
+        PoolOptions { max_connections: 8, busy_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -127,48 +122,29 @@ impl Database {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(opts.busy_timeout);
-        if let Some(dir) = options
-            .get_filename()
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
-                path: dir.display().to_string(),
-                source,
-            })?;
+        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StorageError::CreateDir { path: dir.display().to_string(), source })?;
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(opts.busy_timeout)
             .connect_with(options)
             .await
-            .map_err(|e| StorageError::Connect {
-                kind: "sqlite",
-                reason: e.to_string(),
-            })?;
-        Ok(Database {
-            conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
-            kind: DbKind::Sqlite,
-        })
+            .map_err(|e| StorageError::Connect { kind: "sqlite", reason: e.to_string() })?;
+        Ok(Database { conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool), kind: DbKind::Sqlite })
     }
 
     async fn connect_postgres(url: &str, opts: &PoolOptions) -> Result<Database, StorageError> {
         // sqlx's parse errors do not echo the URL, so they are safe to show.
-        let options =
-            PgConnectOptions::from_str(url).map_err(|e| StorageError::InvalidUrl(e.to_string()))?;
+        let options = PgConnectOptions::from_str(url).map_err(|e| StorageError::InvalidUrl(e.to_string()))?;
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(opts.busy_timeout)
             .connect_with(options)
             .await
-            .map_err(|e| StorageError::Connect {
-                kind: "postgres",
-                reason: e.to_string(),
-            })?;
-        Ok(Database {
-            conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
-            kind: DbKind::Postgres,
-        })
+            .map_err(|e| StorageError::Connect { kind: "postgres", reason: e.to_string() })?;
+        Ok(Database { conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool), kind: DbKind::Postgres })
     }
 
     /// Which engine this is.
@@ -181,18 +157,25 @@ impl Database {
         &self.conn
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration. On PostgreSQL, replicas starting
+    /// together take turns: the first migrates, the others then find nothing
+    /// pending.
     pub async fn migrate(&self) -> Result<(), StorageError> {
-        Migrator::up(&self.conn, None)
-            .await
-            .map_err(StorageError::Migrate)
+        if self.kind != DbKind::Postgres {
+            return Migrator::up(&self.conn, None).await.map_err(StorageError::Migrate);
+        }
+        use sea_orm::TransactionTrait as _;
+        let guard = self.conn.begin().await?;
+        // Held until `guard` ends; the key is "custos-migrate" as an integer.
+        guard.execute_unprepared("SELECT pg_advisory_xact_lock(4302917144236181)").await?;
+        let result = Migrator::up(&self.conn, None).await.map_err(StorageError::Migrate);
+        guard.commit().await?;
+        result
     }
 
     /// Names of migrations not yet applied.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, StorageError> {
-        let pending = Migrator::get_pending_migrations(&self.conn)
-            .await
-            .map_err(StorageError::Migrate)?;
+        let pending = Migrator::get_pending_migrations(&self.conn).await.map_err(StorageError::Migrate)?;
         Ok(pending.iter().map(|m| m.name().to_owned()).collect())
     }
 
@@ -222,6 +205,20 @@ impl Database {
     }
 }
 
+/// Creates a new, empty PostgreSQL database `name` through the server at
+/// `admin_url` and returns the URL of the new database (tests, benchmarks).
+pub async fn create_postgres_database(admin_url: &str, name: &str) -> Result<String, StorageError> {
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.is_empty() {
+        return Err(StorageError::InvalidUrl(format!("invalid database name {name:?}")));
+    }
+    let admin = Database::connect(&SecretString::from(admin_url.to_owned()), &PoolOptions::default()).await?;
+    admin.conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+    admin.close().await?;
+    let base = admin_url.split('?').next().unwrap_or(admin_url);
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    Ok(format!("{base}/{name}"))
+}
+
 /// Builds a statement for `backend` from SQL written with `?` placeholders
 /// (rewritten to `$1, $2, …` for PostgreSQL).
 pub fn stmt_for(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
@@ -249,12 +246,7 @@ fn placeholders(backend: DbBackend, sql: &str) -> Cow<'_, str> {
 /// Reads a column that must hold exactly `N` bytes.
 pub fn get_array<const N: usize>(row: &QueryResult, col: &str) -> Result<[u8; N], DbErr> {
     let v: Vec<u8> = row.try_get("", col)?;
-    v.try_into().map_err(|v: Vec<u8>| {
-        DbErr::Type(format!(
-            "column {col}: expected {N} bytes, found {}",
-            v.len()
-        ))
-    })
+    v.try_into().map_err(|v: Vec<u8>| DbErr::Type(format!("column {col}: expected {N} bytes, found {}", v.len())))
 }
 
 #[cfg(test)]
@@ -263,10 +255,7 @@ mod tests {
 
     #[test]
     fn postgres_placeholders_are_numbered_in_order() {
-        assert_eq!(
-            placeholders(DbBackend::Postgres, "a = ? AND b IN (?, ?)"),
-            "a = $1 AND b IN ($2, $3)"
-        );
+        assert_eq!(placeholders(DbBackend::Postgres, "a = ? AND b IN (?, ?)"), "a = $1 AND b IN ($2, $3)");
         assert_eq!(placeholders(DbBackend::Sqlite, "a = ?"), "a = ?");
     }
 }

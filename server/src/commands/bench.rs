@@ -63,6 +63,13 @@ pub struct IngestArgs {
     /// Skip the baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Generate events while ingesting instead of beforehand (long or crash runs;
+    /// generation cost is then included, so it implies --no-baseline).
+    #[arg(long)]
+    stream: bool,
+    /// Append to a database that already holds entries (several processes on one database).
+    #[arg(long)]
+    existing_ok: bool,
     /// Skip the verification pass.
     #[arg(long)]
     no_verify: bool,
@@ -85,9 +92,9 @@ impl KekProvider for EphemeralKek {
 }
 
 /// Runs a benchmark.
-pub async fn bench(_config: &Config, cmd: BenchCommand) -> ExitCode {
+pub async fn bench(config: &Config, cmd: BenchCommand) -> ExitCode {
     match cmd {
-        BenchCommand::Ingest(args) => match ingest(args).await {
+        BenchCommand::Ingest(args) => match ingest(config, args).await {
             Ok(code) => code,
             Err(e) => failed("benchmark failed", &e),
         },
@@ -127,7 +134,8 @@ pub fn sample_event(i: u64) -> NewEntry {
     });
     let target = 300 + (i.wrapping_mul(7919) % 301) as usize;
     let len = payload.to_string().len();
-    if len < target {
+    // `,"details":{"note":""}` adds 22 bytes around the padding.
+    if len + 22 < target {
         payload["details"] = serde_json::json!({ "note": "x".repeat(target - len - 22) });
     }
     NewEntry {
@@ -137,11 +145,7 @@ pub fn sample_event(i: u64) -> NewEntry {
             category: category.into(),
             action: action.into(),
             outcome: outcome.into(),
-            severity: if outcome == "success" {
-                "info".into()
-            } else {
-                "warning".into()
-            },
+            severity: if outcome == "success" { "info".into() } else { "warning".into() },
             actor_id: Some(format!("user-{}", i % 503)),
             actor_kind: Some("user".into()),
             resource_type: Some("document".into()),
@@ -154,15 +158,13 @@ pub fn sample_event(i: u64) -> NewEntry {
     }
 }
 
-async fn fresh_db(url: &str) -> Result<Database, String> {
+async fn fresh_db(url: &str, existing_ok: bool) -> Result<Database, String> {
     let db = Database::connect(&SecretString::from(url.to_owned()), &PoolOptions::default())
         .await
         .map_err(|e| e.to_string())?;
     db.migrate().await.map_err(|e| e.to_string())?;
-    let head = store::read_head(db.conn())
-        .await
-        .map_err(|e| e.to_string())?;
-    if head.seq != 0 {
+    let head = store::read_head(db.conn()).await.map_err(|e| e.to_string())?;
+    if head.seq != 0 && !existing_ok {
         return Err(format!("{url}: the database is not empty"));
     }
     Ok(db)
@@ -181,7 +183,7 @@ struct Results {
     verify_vs_baseline: Option<f64>,
 }
 
-async fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
+async fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode, String> {
     let tmp;
     let dir = match &args.dir {
         Some(d) => {
@@ -193,10 +195,7 @@ async fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
             tmp.clone()
         }
     };
-    let url = args
-        .database
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}/custos-bench.db", dir.display()));
+    let url = args.database.clone().unwrap_or_else(|| format!("sqlite://{}/custos-bench.db", dir.display()));
     let baseline_url = match (&args.database, &args.baseline_database) {
         (_, Some(b)) => Some(b.clone()),
         (None, None) => Some(format!("sqlite://{}/baseline-bench.db", dir.display())),
@@ -207,22 +206,19 @@ async fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
             eprintln!("{s}");
         }
     };
-    say(format!(
-        "generating {} events (payloads 300-600 bytes)…",
-        args.events
-    ));
-    let events: Vec<NewEntry> = (0..args.events).map(sample_event).collect();
+    let events: Vec<NewEntry> = if args.stream {
+        Vec::new()
+    } else {
+        say(format!("generating {} events (payloads 300-600 bytes)…", args.events));
+        (0..args.events).map(sample_event).collect()
+    };
 
     // Baseline: the same rows without crypto, the same insert path and batch size.
-    let baseline = if args.no_baseline {
-        None
-    } else {
-        baseline_url.as_deref()
-    };
+    let baseline = if args.no_baseline || args.stream { None } else { baseline_url.as_deref() };
     let mut baseline_rate = None;
     let mut baseline_read_rate = None;
     if let Some(burl) = baseline {
-        let db = fresh_db(burl).await?;
+        let db = fresh_db(burl, false).await?;
         let rows: Vec<StoredEntry> = events
             .iter()
             .enumerate()
@@ -251,9 +247,7 @@ async fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
         let started = Instant::now();
         for chunk in rows.chunks(args.batch) {
             let txn = db.conn().begin().await.map_err(|e| e.to_string())?;
-            store::insert_entries(&txn, chunk)
-                .await
-                .map_err(|e| e.to_string())?;
+            store::insert_entries(&txn, chunk).await.map_err(|e| e.to_string())?;
             txn.commit().await.map_err(|e| e.to_string())?;
         }
         let rate = args.events as f64 / started.elapsed().as_secs_f64();
@@ -264,9 +258,7 @@ async fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
             let mut next = 1;
             let mut n = 0u64;
             while next <= args.events {
-                let page = store::read_entries(db.conn(), next, args.events, 4096)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let page = store::read_entries(db.conn(), next, args.events, 4096).await.map_err(|e| e.to_string())?;
                 n += page.len() as u64;
                 next += 4096;
             }
@@ -278,26 +270,26 @@ async fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
     }
 
     // Custos: the sequencer, sealed, chained, fsynced.
-    let db = fresh_db(&url).await?;
-    let mut kek = Zeroizing::new([0u8; 32]);
-    OsRandom
-        .fill(kek.as_mut_slice())
-        .map_err(|e| e.to_string())?;
+    let db = fresh_db(&url, args.existing_ok).await?;
+    // The configured KEK when there is one (so the database can be reopened,
+    // as the crash test does), else a throw-away key.
+    let kek: Box<dyn KekProvider> = match crate::kek_provider(config) {
+        Ok(k) => k,
+        Err(_) => {
+            let mut raw = Zeroizing::new([0u8; 32]);
+            OsRandom.fill(raw.as_mut_slice()).map_err(|e| e.to_string())?;
+            Box::new(EphemeralKek(raw))
+        }
+    };
     let cfg = LedgerConfig {
         origin: "custos.bench/ledger".into(),
         max_batch: args.batch,
         queue_depth: args.concurrency * 2,
         checkpoint_interval: Duration::from_secs(5),
     };
-    let (ledger, tasks) = Ledger::open(
-        db.clone(),
-        &EphemeralKek(kek),
-        cfg,
-        Arc::new(SystemClock),
-        Arc::new(OsRandom),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let (ledger, tasks) = Ledger::open(db.clone(), kek.as_ref(), cfg, Arc::new(SystemClock), Arc::new(OsRandom))
+        .await
+        .map_err(|e| e.to_string())?;
     let acks = match &args.acks {
         Some(p) => Some(Arc::new(Mutex::new(
             std::fs::OpenOptions::new()
@@ -308,11 +300,9 @@ async fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
         ))),
         None => None,
     };
-    say(format!(
-        "custos: {} events through the sequencer into {} …",
-        args.events,
-        redact(&url)
-    ));
+    say(format!("custos: {} events through the sequencer into {} …", args.events, redact(&url)));
+    let streamed = args.stream.then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
+    let total = args.events;
     let queue: Arc<Mutex<std::vec::IntoIter<NewEntry>>> = Arc::new(Mutex::new(events.into_iter()));
     let started = Instant::now();
     let mut clients = Vec::new();
@@ -321,11 +311,18 @@ async fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
         let queue = queue.clone();
         let acks = acks.clone();
         let size = args.request_size.clamp(1, args.batch);
+        let streamed = streamed.clone();
         clients.push(tokio::spawn(async move {
             loop {
-                let req: Vec<NewEntry> = {
-                    let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
-                    q.by_ref().take(size).collect()
+                let req: Vec<NewEntry> = match &streamed {
+                    Some(next) => {
+                        let start = next.fetch_add(size as u64, std::sync::atomic::Ordering::Relaxed);
+                        (start..(start + size as u64).min(total)).map(sample_event).collect()
+                    }
+                    None => {
+                        let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                        q.by_ref().take(size).collect()
+                    }
                 };
                 if req.is_empty() {
                     return Ok::<_, String>(());
@@ -353,22 +350,15 @@ async fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
     if !args.no_verify {
         ledger.checkpoint_now().await.map_err(|e| e.to_string())?;
         let started = Instant::now();
-        let report = verify::verify(
-            ledger.db(),
-            &ledger.verifier(),
-            Some(ledger.keys()),
-            VerifyScope::default(),
-            |_| {},
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let report =
+            verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {})
+                .await
+                .map_err(|e| e.to_string())?;
         if !report.is_intact() {
             return Err(format!("verification failed: {:?}", report.failure));
         }
         let rate = report.entries_checked as f64 / started.elapsed().as_secs_f64();
-        say(format!(
-            "custos: full verification (leaves, chain, MACs, decryption, roots) {rate:.0} events/s"
-        ));
+        say(format!("custos: full verification (leaves, chain, MACs, decryption, roots) {rate:.0} events/s"));
         verify_rate = Some(rate);
     }
     ledger.shutdown(tasks).await.map_err(|e| e.to_string())?;
@@ -385,17 +375,11 @@ async fn ingest(args: IngestArgs) -> Result<ExitCode, String> {
         verify_vs_baseline: verify_rate.zip(baseline_read_rate).map(|(v, b)| v / b),
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&results).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
     } else {
         println!("events                 {}", results.events);
         println!("database               {}", results.database);
-        println!(
-            "ingest (sealed, fsync) {:>10.0} events/s",
-            results.ingest_events_per_sec
-        );
+        println!("ingest (sealed, fsync) {:>10.0} events/s", results.ingest_events_per_sec);
         if let (Some(b), Some(r)) = (results.baseline_inserts_per_sec, results.ingest_vs_baseline) {
             println!("baseline plain inserts {b:>10.0} rows/s   -> custos = {r:.2} x baseline");
         }
@@ -421,11 +405,19 @@ fn tempfile_dir() -> Result<PathBuf, String> {
 fn redact(url: &str) -> String {
     match url.split_once('@') {
         Some((scheme_user, host)) if url.starts_with("postgres") => {
-            format!(
-                "{}://…@{host}",
-                scheme_user.split("://").next().unwrap_or("postgres")
-            )
+            format!("{}://…@{host}", scheme_user.split("://").next().unwrap_or("postgres"))
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sample_payloads_are_between_300_and_600_bytes() {
+        let sizes: Vec<usize> = (0..2000).map(|i| super::sample_event(i).payload.len()).collect();
+        let (min, max) = (*sizes.iter().min().unwrap(), *sizes.iter().max().unwrap());
+        assert!(min >= 300 && max <= 600, "payload sizes {min}..={max}");
+        assert!(max - min > 150, "sizes vary: {min}..={max}");
     }
 }

@@ -38,20 +38,12 @@ fn init(config: &Config) -> ExitCode {
     let path = config.kek_file();
     match FileKek::generate(&path, &OsRandom) {
         Ok(_) => {
-            println!(
-                "created a new key-encryption key in {} (mode 0600)",
-                path.display()
-            );
-            println!(
-                "back it up somewhere safe: without it the ledger's payloads cannot be read or extended"
-            );
+            println!("created a new key-encryption key in {} (mode 0600)", path.display());
+            println!("back it up somewhere safe: without it the ledger's payloads cannot be read or extended");
             ExitCode::SUCCESS
         }
         Err(KekError::Exists(_)) => {
-            println!(
-                "the key-encryption key {} already exists; left unchanged",
-                path.display()
-            );
+            println!("the key-encryption key {} already exists; left unchanged", path.display());
             ExitCode::SUCCESS
         }
         Err(e) => failed("cannot create the key-encryption key", &e),
@@ -86,9 +78,7 @@ async fn rotate(config: &Config) -> ExitCode {
                     channel: Some("cli".into()),
                     source_app: Some("custos".into()),
                 },
-                payload: serde_json::json!({ "new_key_id": key_id })
-                    .to_string()
-                    .into_bytes(),
+                payload: serde_json::json!({ "new_key_id": key_id }).to_string().into_bytes(),
             })
             .await?;
         Ok::<_, custos_engine::ledger::LedgerError>(key_id)
@@ -97,9 +87,7 @@ async fn rotate(config: &Config) -> ExitCode {
     let _ = ledger.shutdown(tasks).await;
     match result {
         Ok(key_id) => {
-            println!(
-                "data key {key_id} is now sealing new events; earlier keys remain for reading"
-            );
+            println!("data key {key_id} is now sealing new events; earlier keys remain for reading");
             ExitCode::SUCCESS
         }
         Err(e) => failed("key rotation failed", &e),
@@ -122,17 +110,11 @@ async fn public_key(config: &Config) -> ExitCode {
     let row = match row {
         Ok(Some(r)) => r,
         Ok(None) => {
-            return failed(
-                "no signing key",
-                &"the ledger has not been created yet (start the server once)",
-            );
+            return failed("no signing key", &"the ledger has not been created yet (start the server once)");
         }
         Err(e) => return failed("cannot read the signing key", &e),
     };
-    let (public, origin) = match (
-        get_array::<32>(&row, "public_key"),
-        row.try_get::<String>("", "origin"),
-    ) {
+    let (public, origin) = match (get_array::<32>(&row, "public_key"), row.try_get::<String>("", "origin")) {
         (Ok(p), Ok(o)) => (p, o),
         (Err(e), _) | (_, Err(e)) => return failed("cannot read the signing key", &e),
     };

@@ -6,7 +6,7 @@ mod verify;
 
 use std::process::ExitCode;
 
-pub use bench::{BenchCommand, bench};
+pub use bench::{BenchCommand, bench, sample_event};
 pub use keys::{KeysCommand, keys};
 pub use verify::{VerifyArgs, verify};
 

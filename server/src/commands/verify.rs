@@ -65,15 +65,10 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
         };
         return match verify_archive(path, &v) {
             Ok(n) => {
-                println!(
-                    "archive {} is intact: {n} entries verified against its signed checkpoint",
-                    path.display()
-                );
+                println!("archive {} is intact: {n} entries verified against its signed checkpoint", path.display());
                 ExitCode::SUCCESS
             }
-            Err(e @ custos_engine::ledger::purge::ArchiveError::Io(_)) => {
-                failed("cannot read the archive", &e)
-            }
+            Err(e @ custos_engine::ledger::purge::ArchiveError::Io(_)) => failed("cannot read the archive", &e),
             Err(e) => {
                 println!("archive {} FAILED verification: {e}", path.display());
                 ExitCode::from(1)
@@ -81,17 +76,10 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
         };
     }
 
-    let url = args
-        .database
-        .clone()
-        .map(SecretString::from)
-        .unwrap_or_else(|| config.database_url());
+    let url = args.database.clone().map(SecretString::from).unwrap_or_else(|| config.database_url());
     if let Some(file) = sqlite_path(secrecy::ExposeSecret::expose_secret(&url)) {
         if !file.is_file() {
-            return failed(
-                "cannot verify",
-                &format!("database file {} does not exist", file.display()),
-            );
+            return failed("cannot verify", &format!("database file {} does not exist", file.display()));
         }
     }
     let db = match Database::connect(&url, &PoolOptions::default()).await {
@@ -116,9 +104,7 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
     };
     let verifier = match (verifier, &keys) {
         (Some(v), Some(k)) if v != k.signer().verifier() => {
-            println!(
-                "ledger FAILED verification: the database's signing key is not the given public key"
-            );
+            println!("ledger FAILED verification: the database's signing key is not the given public key");
             return ExitCode::from(1);
         }
         (Some(v), _) => v,
@@ -130,10 +116,7 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
     let mut last_print = Instant::now();
     let quiet = args.json;
     let progress = move |p: Progress| {
-        if !quiet
-            && (last_print.elapsed() >= Duration::from_secs(1) || p.checked == p.total)
-            && p.total > 0
-        {
+        if !quiet && (last_print.elapsed() >= Duration::from_secs(1) || p.checked == p.total) && p.total > 0 {
             eprintln!(
                 "verifying: {}/{} entries ({:.1}%)",
                 p.checked,
@@ -143,20 +126,14 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
             last_print = Instant::now();
         }
     };
-    let scope = VerifyScope {
-        from_seq: args.from,
-        to_seq: args.to,
-    };
+    let scope = VerifyScope { from_seq: args.from, to_seq: args.to };
     let report = match verify::verify(&db, &verifier, keys.as_ref(), scope, progress).await {
         Ok(r) => r,
         Err(e) => return failed("verification could not run", &e),
     };
     let elapsed = started.elapsed();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
         let rate = report.entries_checked as f64 / elapsed.as_secs_f64().max(1e-9);
         println!(
@@ -173,9 +150,7 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
         match &report.failure {
             None => println!(
                 "ledger is INTACT (verified tree size: {})",
-                report
-                    .verified_tree_size
-                    .map_or("none".into(), |s| s.to_string())
+                report.verified_tree_size.map_or("none".into(), |s| s.to_string())
             ),
             Some(f) => println!(
                 "ledger FAILED verification at seq {}: {}",
@@ -185,17 +160,11 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
         }
     }
     let _ = db.close().await;
-    if report.is_intact() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     Some(PathBuf::from(path))
 }

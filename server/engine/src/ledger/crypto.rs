@@ -62,9 +62,7 @@ fn cbc_encrypt(key: &[u8; 32], iv: &[u8; 16], plaintext: &[u8]) -> Vec<u8> {
 }
 
 fn cbc_decrypt(key: &[u8; 32], iv: &[u8; 16], ciphertext: &[u8]) -> Result<Vec<u8>, OpenError> {
-    Aes256CbcDec::new(key.into(), iv.into())
-        .decrypt_padded_vec::<Pkcs7>(ciphertext)
-        .map_err(|_| OpenError::BadPadding)
+    Aes256CbcDec::new(key.into(), iv.into()).decrypt_padded_vec::<Pkcs7>(ciphertext).map_err(|_| OpenError::BadPadding)
 }
 
 /// A data key (DEK) with its derived encryption and MAC keys.
@@ -76,9 +74,7 @@ pub struct DataKey {
 
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataKey")
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
+        f.debug_struct("DataKey").field("key_id", &self.key_id).finish_non_exhaustive()
     }
 }
 
@@ -87,11 +83,7 @@ impl DataKey {
     pub fn derive(key_id: u32, dek: &[u8; 32]) -> Self {
         let enc = hkdf_32(dek, INFO_DATA_ENC);
         let mac_key = hkdf_32(dek, INFO_DATA_MAC);
-        DataKey {
-            key_id,
-            enc,
-            mac: keyed_hmac(&mac_key),
-        }
+        DataKey { key_id, enc, mac: keyed_hmac(&mac_key) }
     }
 
     /// The id under which this key is stored.
@@ -112,13 +104,7 @@ impl DataKey {
     }
 
     /// Checks the MAC in constant time.
-    pub fn verify_mac(
-        &self,
-        header: &[u8],
-        iv: &[u8; 16],
-        ciphertext: &[u8],
-        mac: &[u8; 32],
-    ) -> bool {
+    pub fn verify_mac(&self, header: &[u8], iv: &[u8; 16], ciphertext: &[u8], mac: &[u8; 32]) -> bool {
         self.mac(header, iv, ciphertext).ct_eq(mac).into()
     }
 
@@ -174,10 +160,7 @@ impl Kek {
     pub fn from_bytes(raw: &[u8; 32]) -> Self {
         let enc = hkdf_32(raw, INFO_KEK_ENC);
         let mac_key = hkdf_32(raw, INFO_KEK_MAC);
-        Kek {
-            enc,
-            mac: keyed_hmac(&mac_key),
-        }
+        Kek { enc, mac: keyed_hmac(&mac_key) }
     }
 
     fn wrap_mac(&self, purpose: KeyPurpose, key_id: u32, iv: &[u8; 16], ct: &[u8]) -> [u8; 32] {
@@ -191,13 +174,7 @@ impl Kek {
     }
 
     /// Wraps a 32-byte secret: `u8 version || [16] iv || ct (48) || [32] mac`.
-    pub fn wrap(
-        &self,
-        purpose: KeyPurpose,
-        key_id: u32,
-        iv: &[u8; 16],
-        secret: &[u8; 32],
-    ) -> Vec<u8> {
+    pub fn wrap(&self, purpose: KeyPurpose, key_id: u32, iv: &[u8; 16], secret: &[u8; 32]) -> Vec<u8> {
         let ct = cbc_encrypt(&self.enc, iv, secret);
         let mac = self.wrap_mac(purpose, key_id, iv, &ct);
         let mut out = Vec::with_capacity(1 + 16 + ct.len() + 32);
@@ -209,12 +186,7 @@ impl Kek {
     }
 
     /// Unwraps a secret, checking the MAC (and so the purpose and key id) first.
-    pub fn unwrap(
-        &self,
-        purpose: KeyPurpose,
-        key_id: u32,
-        wrapped: &[u8],
-    ) -> Result<Secret32, OpenError> {
+    pub fn unwrap(&self, purpose: KeyPurpose, key_id: u32, wrapped: &[u8]) -> Result<Secret32, OpenError> {
         // 1 + 16 + 48 + 32: a 32-byte secret pads to three AES blocks.
         if wrapped.len() != 97 || wrapped[0] != WRAP_VERSION {
             return Err(OpenError::Malformed);
@@ -250,10 +222,7 @@ mod tests {
         let iv = [9u8; 16];
         let ct = k.encrypt(&iv, b"hello world, this is an audit payload");
         let mac = k.mac(b"header", &iv, &ct);
-        assert_eq!(
-            &k.open(b"header", &iv, &ct, &mac).unwrap()[..],
-            b"hello world, this is an audit payload"
-        );
+        assert_eq!(&k.open(b"header", &iv, &ct, &mac).unwrap()[..], b"hello world, this is an audit payload");
         let mut bad = ct.clone();
         bad[0] ^= 1;
         assert_eq!(k.open(b"header", &iv, &bad, &mac), Err(OpenError::BadMac));
@@ -266,18 +235,9 @@ mod tests {
         let w = kek.wrap(KeyPurpose::Data, 3, &[2u8; 16], &[5u8; 32]);
         assert_eq!(*kek.unwrap(KeyPurpose::Data, 3, &w).unwrap(), [5u8; 32]);
         assert_eq!(kek.unwrap(KeyPurpose::Data, 4, &w), Err(OpenError::BadMac));
-        assert_eq!(
-            kek.unwrap(KeyPurpose::Signing, 3, &w),
-            Err(OpenError::BadMac)
-        );
+        assert_eq!(kek.unwrap(KeyPurpose::Signing, 3, &w), Err(OpenError::BadMac));
         let other = Kek::from_bytes(&[2u8; 32]);
-        assert_eq!(
-            other.unwrap(KeyPurpose::Data, 3, &w),
-            Err(OpenError::BadMac)
-        );
-        assert_eq!(
-            kek.unwrap(KeyPurpose::Data, 3, &w[..96]),
-            Err(OpenError::Malformed)
-        );
+        assert_eq!(other.unwrap(KeyPurpose::Data, 3, &w), Err(OpenError::BadMac));
+        assert_eq!(kek.unwrap(KeyPurpose::Data, 3, &w[..96]), Err(OpenError::Malformed));
     }
 }

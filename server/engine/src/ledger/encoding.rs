@@ -138,14 +138,7 @@ pub fn write_mac_input(sink: &mut impl Sink, header: &[u8], key_id: u32, iv: &[u
 }
 
 /// Writes the record bytes of an entry (what its leaf hash commits to).
-pub fn write_record(
-    sink: &mut impl Sink,
-    header: &[u8],
-    key_id: u32,
-    iv: &[u8; 16],
-    ct: &[u8],
-    mac: &[u8; 32],
-) {
+pub fn write_record(sink: &mut impl Sink, header: &[u8], key_id: u32, iv: &[u8; 16], ct: &[u8], mac: &[u8; 32]) {
     sink.put_str(TAG_RECORD);
     sink.put_bytes(header);
     sink.put_u32(key_id);

@@ -19,9 +19,7 @@ pub enum LedgerError {
     )]
     WrongKek(String),
     /// One stored key fails authentication while others unwrap: tampering.
-    #[error(
-        "stored key {key_id} ({purpose}) fails authentication under the KEK: the key table was altered"
-    )]
+    #[error("stored key {key_id} ({purpose}) fails authentication under the KEK: the key table was altered")]
     KeyTampered {
         /// The key's id.
         key_id: u32,
@@ -29,9 +27,7 @@ pub enum LedgerError {
         purpose: String,
     },
     /// Entries exist but no keys do.
-    #[error(
-        "the database holds ledger entries but no keys; refusing to create new keys for an existing ledger"
-    )]
+    #[error("the database holds ledger entries but no keys; refusing to create new keys for an existing ledger")]
     KeysMissing,
     /// An entry names a key that does not exist.
     #[error("entry seq {seq} names unknown key {key_id}")]

@@ -39,17 +39,13 @@ struct KeyRow {
 
 async fn load_rows(conn: &impl ConnectionTrait, db: &Database) -> Result<Vec<KeyRow>, LedgerError> {
     let rows = conn
-        .query_all_raw(db.stmt(
-            "SELECT key_id, purpose, wrapped, public_key FROM ledger_keys ORDER BY key_id",
-            vec![],
-        ))
+        .query_all_raw(db.stmt("SELECT key_id, purpose, wrapped, public_key FROM ledger_keys ORDER BY key_id", vec![]))
         .await?;
     rows.iter()
         .map(|r| {
             let key_id: i32 = r.try_get("", "key_id")?;
             Ok(KeyRow {
-                key_id: u32::try_from(key_id)
-                    .map_err(|_| LedgerError::Corrupt(format!("negative key id {key_id}")))?,
+                key_id: u32::try_from(key_id).map_err(|_| LedgerError::Corrupt(format!("negative key id {key_id}")))?,
                 purpose: r.try_get("", "purpose")?,
                 wrapped: r.try_get("", "wrapped")?,
                 public_key: r.try_get("", "public_key")?,
@@ -60,13 +56,8 @@ async fn load_rows(conn: &impl ConnectionTrait, db: &Database) -> Result<Vec<Key
 
 /// Reads a `ledger_meta` value.
 pub(crate) async fn read_meta(db: &Database, name: &str) -> Result<Option<String>, LedgerError> {
-    let row = db
-        .conn()
-        .query_one_raw(db.stmt(
-            "SELECT value FROM ledger_meta WHERE name = ?",
-            vec![name.into()],
-        ))
-        .await?;
+    let row =
+        db.conn().query_one_raw(db.stmt("SELECT value FROM ledger_meta WHERE name = ?", vec![name.into()])).await?;
     Ok(row.map(|r| r.try_get("", "value")).transpose()?)
 }
 
@@ -88,37 +79,25 @@ impl Keyring {
             Self::initialise(db, &kek, origin, clock, rng).await?;
             rows = load_rows(db.conn(), db).await?;
         }
-        let origin = read_meta(db, "origin")
-            .await?
-            .ok_or_else(|| LedgerError::Corrupt("ledger_meta has no origin".into()))?;
+        let origin =
+            read_meta(db, "origin").await?.ok_or_else(|| LedgerError::Corrupt("ledger_meta has no origin".into()))?;
         Self::unwrap_all(kek, rows, origin, &kek_provider.describe())
     }
 
     /// Loads the keys of an existing ledger without ever creating any
     /// (offline verification, tools).
-    pub async fn load(
-        db: &Database,
-        kek_provider: &dyn KekProvider,
-    ) -> Result<Keyring, LedgerError> {
+    pub async fn load(db: &Database, kek_provider: &dyn KekProvider) -> Result<Keyring, LedgerError> {
         let kek = kek_provider.load()?;
         let rows = load_rows(db.conn(), db).await?;
         if rows.is_empty() {
-            return Err(LedgerError::Corrupt(
-                "the database holds no ledger keys".into(),
-            ));
+            return Err(LedgerError::Corrupt("the database holds no ledger keys".into()));
         }
-        let origin = read_meta(db, "origin")
-            .await?
-            .ok_or_else(|| LedgerError::Corrupt("ledger_meta has no origin".into()))?;
+        let origin =
+            read_meta(db, "origin").await?.ok_or_else(|| LedgerError::Corrupt("ledger_meta has no origin".into()))?;
         Self::unwrap_all(kek, rows, origin, &kek_provider.describe())
     }
 
-    fn unwrap_all(
-        kek: Kek,
-        rows: Vec<KeyRow>,
-        origin: String,
-        kek_source: &str,
-    ) -> Result<Keyring, LedgerError> {
+    fn unwrap_all(kek: Kek, rows: Vec<KeyRow>, origin: String, kek_source: &str) -> Result<Keyring, LedgerError> {
         let mut keys = BTreeMap::new();
         let mut signer = None;
         let mut failed = Vec::new();
@@ -128,10 +107,7 @@ impl Keyring {
                 "data" => KeyPurpose::Data,
                 "signing" => KeyPurpose::Signing,
                 other => {
-                    return Err(LedgerError::Corrupt(format!(
-                        "key {} has unknown purpose {other}",
-                        row.key_id
-                    )));
+                    return Err(LedgerError::Corrupt(format!("key {} has unknown purpose {other}", row.key_id)));
                 }
             };
             let secret = match kek.unwrap(purpose, row.key_id, &row.wrapped) {
@@ -147,8 +123,7 @@ impl Keyring {
                     keys.insert(row.key_id, Arc::new(DataKey::derive(row.key_id, &secret)));
                 }
                 KeyPurpose::Signing => {
-                    let s = NoteSigner::new(&origin, &secret)
-                        .map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+                    let s = NoteSigner::new(&origin, &secret).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
                     let stored_public = row.public_key.as_deref().unwrap_or_default();
                     // The clear public key must be the one the wrapped seed yields.
                     if stored_public != s.verifier().public_key().as_slice() {
@@ -165,18 +140,9 @@ impl Keyring {
         if let Some((key_id, purpose)) = failed.into_iter().next() {
             return Err(LedgerError::KeyTampered { key_id, purpose });
         }
-        let signer = signer
-            .ok_or_else(|| LedgerError::Corrupt("no checkpoint signing key is stored".into()))?;
-        let current = *keys
-            .keys()
-            .next_back()
-            .ok_or_else(|| LedgerError::Corrupt("no data key is stored".into()))?;
-        Ok(Keyring {
-            kek,
-            data: RwLock::new(DataKeys { keys, current }),
-            signer,
-            origin,
-        })
+        let signer = signer.ok_or_else(|| LedgerError::Corrupt("no checkpoint signing key is stored".into()))?;
+        let current = *keys.keys().next_back().ok_or_else(|| LedgerError::Corrupt("no data key is stored".into()))?;
+        Ok(Keyring { kek, data: RwLock::new(DataKeys { keys, current }), signer, origin })
     }
 
     async fn initialise(
@@ -209,8 +175,7 @@ impl Keyring {
         let wrapped_dek = kek.wrap(KeyPurpose::Data, 1, &iv, &dek);
         rng.fill(&mut iv)?;
         let wrapped_seed = kek.wrap(KeyPurpose::Signing, 2, &iv, &seed);
-        let signer = NoteSigner::new(origin, &seed)
-            .map_err(|e| LedgerError::Invalid(format!("ledger origin: {e}")))?;
+        let signer = NoteSigner::new(origin, &seed).map_err(|e| LedgerError::Invalid(format!("ledger origin: {e}")))?;
         let public = signer.verifier().public_key().to_vec();
         let inserted = async {
             txn.execute_raw(db.stmt(
@@ -236,14 +201,7 @@ impl Keyring {
                 Ok(())
             }
             // Another replica initialised the same database first: use its keys.
-            Err(e)
-                if matches!(
-                    e.sql_err(),
-                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                ) =>
-            {
-                Ok(())
-            }
+            Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -257,20 +215,12 @@ impl Keyring {
     pub fn current(&self) -> Arc<DataKey> {
         let d = self.data.read().unwrap_or_else(|p| p.into_inner());
         // INVARIANT: `current` is always a key of `keys` (set together).
-        d.keys
-            .get(&d.current)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(DataKey::derive(0, &[0; 32])))
+        d.keys.get(&d.current).cloned().unwrap_or_else(|| Arc::new(DataKey::derive(0, &[0; 32])))
     }
 
     /// A data key by id, if this process knows it.
     pub fn get(&self, key_id: u32) -> Option<Arc<DataKey>> {
-        self.data
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys
-            .get(&key_id)
-            .cloned()
+        self.data.read().unwrap_or_else(|p| p.into_inner()).keys.get(&key_id).cloned()
     }
 
     /// Ids of all known data keys, and the current one.
@@ -295,12 +245,8 @@ impl Keyring {
             let secret = self
                 .kek
                 .unwrap(KeyPurpose::Data, row.key_id, &row.wrapped)
-                .map_err(|_| LedgerError::KeyTampered {
-                    key_id: row.key_id,
-                    purpose: row.purpose.clone(),
-                })?;
-            d.keys
-                .insert(row.key_id, Arc::new(DataKey::derive(row.key_id, &secret)));
+                .map_err(|_| LedgerError::KeyTampered { key_id: row.key_id, purpose: row.purpose.clone() })?;
+            d.keys.insert(row.key_id, Arc::new(DataKey::derive(row.key_id, &secret)));
             d.current = d.current.max(row.key_id);
         }
         Ok(())
@@ -308,12 +254,7 @@ impl Keyring {
 
     /// Creates a new data key and seals new payloads with it from now on.
     /// Old keys stay for reading. Returns the new key's id.
-    pub async fn rotate(
-        &self,
-        db: &Database,
-        clock: &dyn Clock,
-        rng: &dyn RandomSource,
-    ) -> Result<u32, LedgerError> {
+    pub async fn rotate(&self, db: &Database, clock: &dyn Clock, rng: &dyn RandomSource) -> Result<u32, LedgerError> {
         let mut dek = Zeroizing::new([0u8; 32]);
         rng.fill(dek.as_mut_slice())?;
         let mut iv = [0u8; 16];
@@ -322,16 +263,14 @@ impl Keyring {
         // Serialise with the sequencer and other replicas (see `initialise`).
         super::store::lock_head(&txn).await?;
         let next: i64 = txn
-            .query_one_raw(db.stmt(
-                "SELECT CAST(COALESCE(MAX(key_id), 0) + 1 AS BIGINT) AS next FROM ledger_keys",
-                vec![],
-            ))
+            .query_one_raw(
+                db.stmt("SELECT CAST(COALESCE(MAX(key_id), 0) + 1 AS BIGINT) AS next FROM ledger_keys", vec![]),
+            )
             .await?
             .map(|r| r.try_get("", "next"))
             .transpose()?
             .unwrap_or(1);
-        let key_id =
-            u32::try_from(next).map_err(|_| LedgerError::Corrupt("key ids exhausted".into()))?;
+        let key_id = u32::try_from(next).map_err(|_| LedgerError::Corrupt("key ids exhausted".into()))?;
         let wrapped = self.kek.wrap(KeyPurpose::Data, key_id, &iv, &dek);
         txn.execute_raw(db.stmt(
             "INSERT INTO ledger_keys (key_id, purpose, wrapped, public_key, created_at) VALUES (?, 'data', ?, NULL, ?)",
@@ -340,8 +279,7 @@ impl Keyring {
         .await?;
         txn.commit().await?;
         let mut d = self.data.write().unwrap_or_else(|p| p.into_inner());
-        d.keys
-            .insert(key_id, Arc::new(DataKey::derive(key_id, &dek)));
+        d.keys.insert(key_id, Arc::new(DataKey::derive(key_id, &dek)));
         d.current = key_id;
         tracing::info!(key_id, "data key rotated");
         Ok(key_id)

@@ -14,8 +14,8 @@ use super::types::Hash;
 
 /// Root of the empty tree: SHA-256 of the empty string.
 pub const EMPTY_ROOT: Hash = [
-    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
-    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41,
+    0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
 ];
 
 /// Height of the subtrees whose hashes are stored (`merkle_nodes`): every
@@ -100,10 +100,7 @@ impl Frontier {
     pub fn decode(size: u64, bytes: &[u8]) -> Result<Self, FrontierDecodeError> {
         let want = size.count_ones() as usize * 32;
         if bytes.len() != want {
-            return Err(FrontierDecodeError {
-                size,
-                len: bytes.len(),
-            });
+            return Err(FrontierDecodeError { size, len: bytes.len() });
         }
         let hashes = bytes
             .chunks_exact(32)
@@ -120,10 +117,7 @@ impl Frontier {
     /// subtree hashes, given largest first (as `perfect_subtrees(0..size)`).
     pub fn from_subtrees(size: u64, hashes: Vec<Hash>) -> Result<Self, FrontierDecodeError> {
         if hashes.len() != size.count_ones() as usize {
-            return Err(FrontierDecodeError {
-                size,
-                len: hashes.len() * 32,
-            });
+            return Err(FrontierDecodeError { size, len: hashes.len() * 32 });
         }
         Ok(Frontier { size, hashes })
     }
@@ -135,9 +129,7 @@ pub fn fold_right(hashes: &[Hash]) -> Hash {
     let Some((last, rest)) = hashes.split_last() else {
         return EMPTY_ROOT;
     };
-    rest.iter()
-        .rev()
-        .fold(*last, |acc, h| hash_children(h, &acc))
+    rest.iter().rev().fold(*last, |acc, h| hash_children(h, &acc))
 }
 
 /// A complete, aligned subtree: leaves `index << level .. (index + 1) << level`.
@@ -168,10 +160,7 @@ pub fn perfect_subtrees(range: Range<u64>) -> Vec<Subtree> {
         if start != 0 {
             level = level.min(start.trailing_zeros());
         }
-        out.push(Subtree {
-            level,
-            index: start >> level,
-        });
+        out.push(Subtree { level, index: start >> level });
         start += 1u64 << level;
     }
     out
@@ -248,13 +237,7 @@ pub enum ProofError {
 }
 
 /// Verifies an inclusion proof (RFC 9162 §2.1.3.2).
-pub fn verify_inclusion(
-    index: u64,
-    size: u64,
-    leaf: &Hash,
-    proof: &[Hash],
-    root: &Hash,
-) -> Result<(), ProofError> {
+pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> Result<(), ProofError> {
     if index >= size {
         return Err(ProofError::OutOfRange);
     }
@@ -309,11 +292,7 @@ pub fn verify_consistency(
     }
     if old == 0 {
         // Every tree extends the empty tree; the proof must be empty.
-        return if proof.is_empty() {
-            Ok(())
-        } else {
-            Err(ProofError::WrongLength)
-        };
+        return if proof.is_empty() { Ok(()) } else { Err(ProofError::WrongLength) };
     }
     if proof.is_empty() {
         return Err(ProofError::WrongLength);
@@ -376,16 +355,7 @@ pub fn range_hash(leaves: &[Hash], range: Range<u64>) -> Hash {
 pub fn subtree_hash(leaves: &[Hash]) -> Hash {
     let mut level: Vec<Hash> = leaves.to_vec();
     while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|p| {
-                if p.len() == 2 {
-                    hash_children(&p[0], &p[1])
-                } else {
-                    p[0]
-                }
-            })
-            .collect();
+        level = level.chunks(2).map(|p| if p.len() == 2 { hash_children(&p[0], &p[1]) } else { p[0] }).collect();
     }
     level.first().copied().unwrap_or(EMPTY_ROOT)
 }

@@ -37,12 +37,7 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The note text that is signed.
     pub fn body(&self) -> String {
-        format!(
-            "{}\n{}\n{}\n",
-            self.origin,
-            self.tree_size,
-            B64.encode(self.root_hash)
-        )
+        format!("{}\n{}\n{}\n", self.origin, self.tree_size, B64.encode(self.root_hash))
     }
 }
 
@@ -74,10 +69,7 @@ fn key_hash(name: &str, public: &[u8; 32]) -> u32 {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name
-            .chars()
-            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
+    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control())
 }
 
 /// Signs notes with an Ed25519 key under a key name.
@@ -89,9 +81,7 @@ pub struct NoteSigner {
 
 impl std::fmt::Debug for NoteSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NoteSigner")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("NoteSigner").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -99,26 +89,16 @@ impl NoteSigner {
     /// A signer from a 32-byte Ed25519 seed.
     pub fn new(name: &str, seed: &[u8; 32]) -> Result<Self, NoteError> {
         if !valid_name(name) {
-            return Err(NoteError::BadKey(
-                "key name must be non-empty, without spaces or '+'",
-            ));
+            return Err(NoteError::BadKey("key name must be non-empty, without spaces or '+'"));
         }
         let key = SigningKey::from_bytes(seed);
         let hash = key_hash(name, key.verifying_key().as_bytes());
-        Ok(NoteSigner {
-            name: name.to_owned(),
-            key,
-            hash,
-        })
+        Ok(NoteSigner { name: name.to_owned(), key, hash })
     }
 
     /// The matching verifier.
     pub fn verifier(&self) -> NoteVerifier {
-        NoteVerifier {
-            name: self.name.clone(),
-            key: self.key.verifying_key(),
-            hash: self.hash,
-        }
+        NoteVerifier { name: self.name.clone(), key: self.key.verifying_key(), hash: self.hash }
     }
 
     /// Signs a checkpoint and returns the complete note.
@@ -149,9 +129,7 @@ impl NoteVerifier {
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
         let vkey = vkey.trim();
         let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(hash_hex), Some(key_b64)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(name), Some(hash_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(NoteError::BadKey("expected <name>+<hash>+<key>"));
         };
         if !valid_name(name) {
@@ -160,11 +138,8 @@ impl NoteVerifier {
         if hash_hex.len() != 8 {
             return Err(NoteError::BadKey("key hash must be 8 hex digits"));
         }
-        let hash = u32::from_str_radix(hash_hex, 16)
-            .map_err(|_| NoteError::BadKey("key hash is not hex"))?;
-        let raw = B64
-            .decode(key_b64)
-            .map_err(|_| NoteError::BadKey("key is not base64"))?;
+        let hash = u32::from_str_radix(hash_hex, 16).map_err(|_| NoteError::BadKey("key hash is not hex"))?;
+        let raw = B64.decode(key_b64).map_err(|_| NoteError::BadKey("key is not base64"))?;
         if raw.len() != 33 || raw[0] != ALG_ED25519 {
             return Err(NoteError::BadKey("not an Ed25519 key"));
         }
@@ -173,13 +148,8 @@ impl NoteVerifier {
         if key_hash(name, &public) != hash {
             return Err(NoteError::BadKey("key hash does not match the key"));
         }
-        let key = VerifyingKey::from_bytes(&public)
-            .map_err(|_| NoteError::BadKey("invalid Ed25519 point"))?;
-        Ok(NoteVerifier {
-            name: name.to_owned(),
-            key,
-            hash,
-        })
+        let key = VerifyingKey::from_bytes(&public).map_err(|_| NoteError::BadKey("invalid Ed25519 point"))?;
+        Ok(NoteVerifier { name: name.to_owned(), key, hash })
     }
 
     /// The verifier key in its text form.
@@ -195,13 +165,8 @@ impl NoteVerifier {
         if !valid_name(name) {
             return Err(NoteError::BadKey("bad key name"));
         }
-        let key = VerifyingKey::from_bytes(public)
-            .map_err(|_| NoteError::BadKey("invalid Ed25519 point"))?;
-        Ok(NoteVerifier {
-            name: name.to_owned(),
-            key,
-            hash: key_hash(name, public),
-        })
+        let key = VerifyingKey::from_bytes(public).map_err(|_| NoteError::BadKey("invalid Ed25519 point"))?;
+        Ok(NoteVerifier { name: name.to_owned(), key, hash: key_hash(name, public) })
     }
 
     /// The raw Ed25519 public key.
@@ -223,9 +188,7 @@ impl NoteVerifier {
         let text = &note[..split + 1];
         let sigs = &note[split + 2..];
         if !sigs.ends_with('\n') || text.is_empty() {
-            return Err(NoteError::Malformed(
-                "signature block must end in a newline",
-            ));
+            return Err(NoteError::Malformed("signature block must end in a newline"));
         }
         let mut verified = false;
         for line in sigs.lines() {
@@ -235,9 +198,7 @@ impl NoteVerifier {
             let Some((name, b64)) = rest.split_once(' ') else {
                 return Err(NoteError::Malformed("bad signature line"));
             };
-            let blob = B64
-                .decode(b64)
-                .map_err(|_| NoteError::Malformed("signature is not base64"))?;
+            let blob = B64.decode(b64).map_err(|_| NoteError::Malformed("signature is not base64"))?;
             if blob.len() < 4 {
                 return Err(NoteError::Malformed("signature too short"));
             }
@@ -245,18 +206,11 @@ impl NoteVerifier {
             if name != self.name || hash != self.hash {
                 continue;
             }
-            let sig = Signature::from_slice(&blob[4..])
-                .map_err(|_| NoteError::BadSignature(self.to_vkey()))?;
-            self.key
-                .verify_strict(text.as_bytes(), &sig)
-                .map_err(|_| NoteError::BadSignature(self.to_vkey()))?;
+            let sig = Signature::from_slice(&blob[4..]).map_err(|_| NoteError::BadSignature(self.to_vkey()))?;
+            self.key.verify_strict(text.as_bytes(), &sig).map_err(|_| NoteError::BadSignature(self.to_vkey()))?;
             verified = true;
         }
-        if verified {
-            Ok(text)
-        } else {
-            Err(NoteError::NoSignature(self.to_vkey()))
-        }
+        if verified { Ok(text) } else { Err(NoteError::NoSignature(self.to_vkey())) }
     }
 
     /// Opens a signed checkpoint and parses it.
@@ -268,34 +222,14 @@ impl NoteVerifier {
 /// Parses checkpoint text (without verifying any signature).
 pub fn parse_checkpoint(text: &str) -> Result<Checkpoint, NoteError> {
     let mut lines = text.split('\n');
-    let origin = lines
-        .next()
-        .filter(|o| !o.is_empty())
-        .ok_or(NoteError::Malformed("missing origin"))?;
-    let size = lines
-        .next()
-        .ok_or(NoteError::Malformed("missing tree size"))?;
-    if size.is_empty()
-        || (size.len() > 1 && size.starts_with('0'))
-        || !size.bytes().all(|b| b.is_ascii_digit())
-    {
+    let origin = lines.next().filter(|o| !o.is_empty()).ok_or(NoteError::Malformed("missing origin"))?;
+    let size = lines.next().ok_or(NoteError::Malformed("missing tree size"))?;
+    if size.is_empty() || (size.len() > 1 && size.starts_with('0')) || !size.bytes().all(|b| b.is_ascii_digit()) {
         return Err(NoteError::Malformed("tree size is not a decimal number"));
     }
-    let tree_size: u64 = size
-        .parse()
-        .map_err(|_| NoteError::Malformed("tree size out of range"))?;
-    let root = lines
-        .next()
-        .ok_or(NoteError::Malformed("missing root hash"))?;
-    let raw = B64
-        .decode(root)
-        .map_err(|_| NoteError::Malformed("root hash is not base64"))?;
-    let root_hash: Hash = raw
-        .try_into()
-        .map_err(|_| NoteError::Malformed("root hash is not 32 bytes"))?;
-    Ok(Checkpoint {
-        origin: origin.to_owned(),
-        tree_size,
-        root_hash,
-    })
+    let tree_size: u64 = size.parse().map_err(|_| NoteError::Malformed("tree size out of range"))?;
+    let root = lines.next().ok_or(NoteError::Malformed("missing root hash"))?;
+    let raw = B64.decode(root).map_err(|_| NoteError::Malformed("root hash is not base64"))?;
+    let root_hash: Hash = raw.try_into().map_err(|_| NoteError::Malformed("root hash is not 32 bytes"))?;
+    Ok(Checkpoint { origin: origin.to_owned(), tree_size, root_hash })
 }

@@ -116,10 +116,7 @@ impl ArchivedEntry {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
-    move |source| LedgerError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| LedgerError::Io { path: path.display().to_string(), source }
 }
 
 struct HashingWriter<W> {
@@ -141,11 +138,7 @@ impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
 impl Ledger {
     /// Purges entries up to `through_seq` (rounded down to a multiple of 256)
     /// into an archive bundle in `archive_dir`, leaving an anchor in the ledger.
-    pub async fn purge_through(
-        &self,
-        through_seq: u64,
-        archive_dir: &Path,
-    ) -> Result<PurgeOutcome, LedgerError> {
+    pub async fn purge_through(&self, through_seq: u64, archive_dir: &Path) -> Result<PurgeOutcome, LedgerError> {
         let conn = self.db().conn();
         let previous = store::latest_purge(conn).await?;
         let from = previous.as_ref().map_or(1, |p| p.through_seq + 1);
@@ -156,24 +149,16 @@ impl Ledger {
                  holds none"
             )));
         }
-        let cp = self
-            .checkpoint_now()
-            .await?
-            .ok_or_else(|| LedgerError::Invalid("the ledger is empty".into()))?;
+        let cp = self.checkpoint_now().await?.ok_or_else(|| LedgerError::Invalid("the ledger is empty".into()))?;
         if cp.tree_size < through {
-            return Err(LedgerError::Invalid(format!(
-                "seq {through} is not yet covered by a signed checkpoint"
-            )));
+            return Err(LedgerError::Invalid(format!("seq {through} is not yet covered by a signed checkpoint")));
         }
         // Never archive and anchor a damaged range.
         let report = verify::verify(
             self.db(),
             &self.verifier(),
             Some(self.keys()),
-            VerifyScope {
-                from_seq: Some(from),
-                to_seq: Some(through),
-            },
+            VerifyScope { from_seq: Some(from), to_seq: Some(through) },
             |_| {},
         )
         .await?;
@@ -192,19 +177,11 @@ impl Ledger {
         std::fs::create_dir_all(archive_dir).map_err(io_err(archive_dir))?;
         let name = format!(
             "custos-archive-{}-{from:012}-{through:012}.ndjson",
-            self.origin()
-                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            self.origin().replace(|c: char| !c.is_ascii_alphanumeric(), "_")
         );
         let path = archive_dir.join(&name);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        let mut w = HashingWriter {
-            inner: std::io::BufWriter::new(file),
-            hash: Sha256::new(),
-        };
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(io_err(&path))?;
+        let mut w = HashingWriter { inner: std::io::BufWriter::new(file), hash: Sha256::new() };
         let header = ArchiveHeader {
             format: "custos-archive/v1".into(),
             origin: self.origin().to_owned(),
@@ -215,8 +192,7 @@ impl Ledger {
             checkpoint: cp.note.clone(),
             consistency_proof: proof.iter().map(hex::encode).collect(),
         };
-        let line =
-            serde_json::to_string(&header).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        let line = serde_json::to_string(&header).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
         writeln!(w, "{line}").map_err(io_err(&path))?;
         let mut next = from;
         while next <= through {
@@ -228,17 +204,15 @@ impl Ledger {
                 next = e.header.seq + 1;
             }
             if page.is_empty() {
-                return Err(LedgerError::Corrupt(format!(
-                    "entry seq {next} vanished during the purge"
-                )));
+                return Err(LedgerError::Corrupt(format!("entry seq {next} vanished during the purge")));
             }
         }
         w.flush().map_err(io_err(&path))?;
         let digest: Hash = w.hash.finalize().into();
-        let file = w.inner.into_inner().map_err(|e| LedgerError::Io {
-            path: path.display().to_string(),
-            source: e.into_error(),
-        })?;
+        let file = w
+            .inner
+            .into_inner()
+            .map_err(|e| LedgerError::Io { path: path.display().to_string(), source: e.into_error() })?;
         file.sync_all().map_err(io_err(&path))?;
         if let Ok(dir) = std::fs::File::open(archive_dir) {
             let _ = dir.sync_all();
@@ -344,49 +318,30 @@ pub fn verify_archive(path: &Path, verifier: &NoteVerifier) -> Result<u64, Archi
     use std::io::BufRead as _;
     let file = std::fs::File::open(path)?;
     let mut lines = std::io::BufReader::new(file).lines();
-    let header: ArchiveHeader = serde_json::from_str(
-        &lines
-            .next()
-            .ok_or_else(|| ArchiveError::Format("empty file".into()))??,
-    )
-    .map_err(|e| ArchiveError::Format(e.to_string()))?;
+    let header: ArchiveHeader =
+        serde_json::from_str(&lines.next().ok_or_else(|| ArchiveError::Format("empty file".into()))??)
+            .map_err(|e| ArchiveError::Format(e.to_string()))?;
     if header.format != "custos-archive/v1" {
-        return Err(ArchiveError::Format(format!(
-            "unknown format {}",
-            header.format
-        )));
+        return Err(ArchiveError::Format(format!("unknown format {}", header.format)));
     }
     let hex32 = |s: &str| -> Result<Hash, ArchiveError> {
-        hex::decode(s)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| ArchiveError::Format(format!("bad hash {s}")))
+        hex::decode(s).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| ArchiveError::Format(format!("bad hash {s}")))
     };
     let mut chain = hex32(&header.start_chain_hash)?;
-    let start_frontier =
-        hex::decode(&header.start_frontier).map_err(|e| ArchiveError::Format(e.to_string()))?;
-    let mut frontier = Frontier::decode(header.from_seq - 1, &start_frontier)
-        .map_err(|e| ArchiveError::Format(e.to_string()))?;
-    let cp = verifier
-        .open_checkpoint(&header.checkpoint)
-        .map_err(|e| ArchiveError::Checkpoint(e.to_string()))?;
+    let start_frontier = hex::decode(&header.start_frontier).map_err(|e| ArchiveError::Format(e.to_string()))?;
+    let mut frontier =
+        Frontier::decode(header.from_seq - 1, &start_frontier).map_err(|e| ArchiveError::Format(e.to_string()))?;
+    let cp = verifier.open_checkpoint(&header.checkpoint).map_err(|e| ArchiveError::Checkpoint(e.to_string()))?;
     let mut expected = header.from_seq;
     for line in lines {
         let line = line?;
         if line.is_empty() {
             continue;
         }
-        let a: ArchivedEntry =
-            serde_json::from_str(&line).map_err(|e| ArchiveError::Format(e.to_string()))?;
-        let bad = |reason: &str| ArchiveError::Entry {
-            seq: a.seq,
-            reason: reason.to_owned(),
-        };
+        let a: ArchivedEntry = serde_json::from_str(&line).map_err(|e| ArchiveError::Format(e.to_string()))?;
+        let bad = |reason: &str| ArchiveError::Entry { seq: a.seq, reason: reason.to_owned() };
         if a.seq != expected {
-            return Err(ArchiveError::Entry {
-                seq: expected,
-                reason: "missing".into(),
-            });
+            return Err(ArchiveError::Entry { seq: expected, reason: "missing".into() });
         }
         let header_bytes = encoding::header_bytes(&EntryHeader {
             seq: a.seq,
@@ -395,14 +350,8 @@ pub fn verify_archive(path: &Path, verifier: &NoteVerifier) -> Result<u64, Archi
             recorded_at_us: a.recorded_at,
             fields: a.fields.clone(),
         });
-        let iv: [u8; 16] = B64
-            .decode(&a.iv)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| bad("bad iv"))?;
-        let ct = B64
-            .decode(&a.ciphertext)
-            .map_err(|_| bad("bad ciphertext"))?;
+        let iv: [u8; 16] = B64.decode(&a.iv).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| bad("bad iv"))?;
+        let ct = B64.decode(&a.ciphertext).map_err(|_| bad("bad ciphertext"))?;
         let mac = hex32(&a.mac)?;
         let leaf = encoding::leaf_hash(&header_bytes, a.key_id, &iv, &ct, &mac);
         if leaf != hex32(&a.leaf_hash)? {
@@ -416,23 +365,10 @@ pub fn verify_archive(path: &Path, verifier: &NoteVerifier) -> Result<u64, Archi
         expected += 1;
     }
     if expected != header.through_seq + 1 {
-        return Err(ArchiveError::Entry {
-            seq: expected,
-            reason: "missing (archive truncated)".into(),
-        });
+        return Err(ArchiveError::Entry { seq: expected, reason: "missing (archive truncated)".into() });
     }
-    let proof: Vec<Hash> = header
-        .consistency_proof
-        .iter()
-        .map(|h| hex32(h))
-        .collect::<Result<_, _>>()?;
-    merkle::verify_consistency(
-        header.through_seq,
-        cp.tree_size,
-        &frontier.root(),
-        &cp.root_hash,
-        &proof,
-    )
-    .map_err(|e| ArchiveError::Checkpoint(e.to_string()))?;
+    let proof: Vec<Hash> = header.consistency_proof.iter().map(|h| hex32(h)).collect::<Result<_, _>>()?;
+    merkle::verify_consistency(header.through_seq, cp.tree_size, &frontier.root(), &cp.root_hash, &proof)
+        .map_err(|e| ArchiveError::Checkpoint(e.to_string()))?;
     Ok(header.through_seq + 1 - header.from_seq)
 }

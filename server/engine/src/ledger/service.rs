@@ -120,9 +120,7 @@ pub struct Ledger {
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger")
-            .field("origin", &self.inner.keys.origin())
-            .finish_non_exhaustive()
+        f.debug_struct("Ledger").field("origin", &self.inner.keys.origin()).finish_non_exhaustive()
     }
 }
 
@@ -151,25 +149,10 @@ impl Ledger {
         let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
         let (committed, _) = watch::channel((head.seq, head.frontier.root()));
         let (stop, _) = watch::channel(false);
-        let inner = Arc::new(Inner {
-            db,
-            keys,
-            clock,
-            rng,
-            cfg,
-            tx,
-            committed,
-            stop,
-        });
+        let inner = Arc::new(Inner { db, keys, clock, rng, cfg, tx, committed, stop });
         let sequencer = tokio::spawn(run_sequencer(inner.clone(), rx, head));
         let checkpointer = tokio::spawn(run_checkpointer(inner.clone()));
-        Ok((
-            Ledger { inner },
-            LedgerTasks {
-                sequencer,
-                checkpointer,
-            },
-        ))
+        Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer }))
     }
 
     /// The database behind the ledger.
@@ -239,11 +222,7 @@ impl Ledger {
             });
         }
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .send(AppendRequest { items, reply })
-            .await
-            .map_err(|_| LedgerError::Closed)?;
+        self.inner.tx.send(AppendRequest { items, reply }).await.map_err(|_| LedgerError::Closed)?;
         rx.await.map_err(|_| LedgerError::CommitFailed)?
     }
 
@@ -270,14 +249,7 @@ impl Ledger {
 
     /// Creates a new data key; new events are sealed with it, old keys still read.
     pub async fn rotate_key(&self) -> Result<u32, LedgerError> {
-        self.inner
-            .keys
-            .rotate(
-                &self.inner.db,
-                self.inner.clock.as_ref(),
-                self.inner.rng.as_ref(),
-            )
-            .await
+        self.inner.keys.rotate(&self.inner.db, self.inner.clock.as_ref(), self.inner.rng.as_ref()).await
     }
 
     /// One stored entry.
@@ -286,10 +258,7 @@ impl Ledger {
     }
 
     /// Checks an entry's MAC and decrypts its payload.
-    pub async fn open_payload(
-        &self,
-        entry: &StoredEntry,
-    ) -> Result<zeroize::Zeroizing<Vec<u8>>, LedgerError> {
+    pub async fn open_payload(&self, entry: &StoredEntry) -> Result<zeroize::Zeroizing<Vec<u8>>, LedgerError> {
         let key = match self.inner.keys.get(entry.key_id) {
             Some(k) => k,
             None => {
@@ -297,10 +266,7 @@ impl Ledger {
                 self.inner
                     .keys
                     .get(entry.key_id)
-                    .ok_or(LedgerError::UnknownKey {
-                        seq: entry.header.seq,
-                        key_id: entry.key_id,
-                    })?
+                    .ok_or(LedgerError::UnknownKey { seq: entry.header.seq, key_id: entry.key_id })?
             }
         };
         let header = encoding::header_bytes(&entry.header);
@@ -314,15 +280,9 @@ impl Ledger {
     }
 
     /// The inclusion proof of entry `seq` in the tree of `tree_size` leaves.
-    pub async fn inclusion_proof(
-        &self,
-        seq: u64,
-        tree_size: u64,
-    ) -> Result<Vec<Hash>, LedgerError> {
+    pub async fn inclusion_proof(&self, seq: u64, tree_size: u64) -> Result<Vec<Hash>, LedgerError> {
         if seq == 0 || seq > tree_size {
-            return Err(LedgerError::Invalid(format!(
-                "seq {seq} is not in a tree of {tree_size} entries"
-            )));
+            return Err(LedgerError::Invalid(format!("seq {seq} is not in a tree of {tree_size} entries")));
         }
         let mut out = Vec::new();
         for r in merkle::inclusion_ranges(seq - 1, tree_size) {
@@ -334,9 +294,7 @@ impl Ledger {
     /// The consistency proof between two tree sizes.
     pub async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError> {
         if old > new {
-            return Err(LedgerError::Invalid(format!(
-                "tree size {old} is larger than {new}"
-            )));
+            return Err(LedgerError::Invalid(format!("tree size {old} is larger than {new}")));
         }
         let mut out = Vec::new();
         for r in merkle::consistency_ranges(old, new) {
@@ -363,18 +321,13 @@ impl Ledger {
 /// onto or signed. Returns the head, now trusted.
 async fn verify_tail_at_start(db: &Database, keys: &Keyring) -> Result<Head, LedgerError> {
     let head = store::read_head(db.conn()).await?;
-    let from = store::latest_checkpoint(db.conn())
-        .await?
-        .map_or(1, |c| c.tree_size + 1);
+    let from = store::latest_checkpoint(db.conn()).await?.map_or(1, |c| c.tree_size + 1);
     if head.seq >= from {
         let report = super::verify::verify(
             db,
             &keys.signer().verifier(),
             Some(keys),
-            super::verify::VerifyScope {
-                from_seq: Some(from),
-                to_seq: None,
-            },
+            super::verify::VerifyScope { from_seq: Some(from), to_seq: None },
             |_| {},
         )
         .await?;
@@ -413,11 +366,7 @@ async fn verify_foreign_entries(
         }
         for e in &page {
             let seq = e.header.seq;
-            let bad = |why: &str| {
-                LedgerError::Corrupt(format!(
-                    "entry seq {seq} appended outside this process {why}"
-                ))
-            };
+            let bad = |why: &str| LedgerError::Corrupt(format!("entry seq {seq} appended outside this process {why}"));
             if seq != next {
                 return Err(bad("leaves a gap"));
             }
@@ -425,10 +374,7 @@ async fn verify_foreign_entries(
                 Some(k) => k,
                 None => {
                     inner.keys.refresh(&inner.db).await?;
-                    inner
-                        .keys
-                        .get(e.key_id)
-                        .ok_or_else(|| bad("names an unknown key"))?
+                    inner.keys.get(e.key_id).ok_or_else(|| bad("names an unknown key"))?
                 }
             };
             let hb = encoding::header_bytes(&e.header);
@@ -444,22 +390,13 @@ async fn verify_foreign_entries(
             next += 1;
         }
     }
-    if next != db_head.seq + 1
-        || chain != db_head.chain_hash
-        || frontier.root() != db_head.frontier.root()
-    {
-        return Err(LedgerError::Corrupt(
-            "the stored ledger head does not match its entries".into(),
-        ));
+    if next != db_head.seq + 1 || chain != db_head.chain_hash || frontier.root() != db_head.frontier.root() {
+        return Err(LedgerError::Corrupt("the stored ledger head does not match its entries".into()));
     }
     Ok(())
 }
 
-async fn run_sequencer(
-    inner: Arc<Inner>,
-    mut rx: mpsc::Receiver<AppendRequest>,
-    mut trusted: Head,
-) {
+async fn run_sequencer(inner: Arc<Inner>, mut rx: mpsc::Receiver<AppendRequest>, mut trusted: Head) {
     let mut stop = inner.stop.subscribe();
     loop {
         let next = tokio::select! {
@@ -518,10 +455,7 @@ async fn commit_batch(
         match try_commit(inner, batch, &known, trusted).await {
             Ok(r) => return Ok(r),
             Err(TryCommitError::Duplicate) if attempt == 0 => {
-                let ids: Vec<Uuid> = batch
-                    .iter()
-                    .flat_map(|r| r.items.iter().map(|i| i.event_id))
-                    .collect();
+                let ids: Vec<Uuid> = batch.iter().flat_map(|r| r.items.iter().map(|i| i.event_id)).collect();
                 known = store::find_event_ids(inner.db.conn(), &ids).await?;
             }
             Err(TryCommitError::Duplicate) => return Err(LedgerError::CommitFailed),
@@ -551,10 +485,7 @@ impl From<sea_orm::DbErr> for TryCommitError {
 fn is_unique_violation(e: &LedgerError) -> bool {
     match e {
         LedgerError::Storage(crate::storage::StorageError::Db(db)) => {
-            matches!(
-                db.sql_err(),
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-            )
+            matches!(db.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
         }
         _ => false,
     }
@@ -579,16 +510,8 @@ async fn try_commit(
     for req in batch {
         let mut rs = Vec::with_capacity(req.items.len());
         for item in &req.items {
-            if let Some(&(seq, at)) = known
-                .get(&item.event_id)
-                .or_else(|| in_batch.get(&item.event_id))
-            {
-                rs.push(Receipt {
-                    seq,
-                    event_id: item.event_id,
-                    recorded_at_us: at,
-                    duplicate: true,
-                });
+            if let Some(&(seq, at)) = known.get(&item.event_id).or_else(|| in_batch.get(&item.event_id)) {
+                rs.push(Receipt { seq, event_id: item.event_id, recorded_at_us: at, duplicate: true });
                 continue;
             }
             let seq = head.seq + 1;
@@ -599,10 +522,7 @@ async fn try_commit(
                 recorded_at_us,
                 fields: item.fields.clone(),
             };
-            let key = inner.keys.get(item.key_id).ok_or(LedgerError::UnknownKey {
-                seq,
-                key_id: item.key_id,
-            })?;
+            let key = inner.keys.get(item.key_id).ok_or(LedgerError::UnknownKey { seq, key_id: item.key_id })?;
             let hb = encoding::header_bytes(&header);
             let mac = key.mac(&hb, &item.iv, &item.ciphertext);
             let leaf_hash = encoding::leaf_hash(&hb, item.key_id, &item.iv, &item.ciphertext, &mac);
@@ -624,22 +544,13 @@ async fn try_commit(
                 leaf_hash,
                 chain_hash,
             });
-            rs.push(Receipt {
-                seq,
-                event_id: item.event_id,
-                recorded_at_us,
-                duplicate: false,
-            });
+            rs.push(Receipt { seq, event_id: item.event_id, recorded_at_us, duplicate: false });
         }
         receipts.push(rs);
     }
     if !entries.is_empty() {
         if let Err(e) = store::insert_entries(&txn, &entries).await {
-            return Err(if is_unique_violation(&e) {
-                TryCommitError::Duplicate
-            } else {
-                TryCommitError::Other(e)
-            });
+            return Err(if is_unique_violation(&e) { TryCommitError::Duplicate } else { TryCommitError::Other(e) });
         }
         store::insert_nodes(&txn, &nodes).await?;
         store::write_head(&txn, &head).await?;
@@ -685,11 +596,7 @@ async fn make_checkpoint(inner: &Inner) -> Result<Option<CheckpointRow>, LedgerE
     if seq == 0 || latest.as_ref().is_some_and(|c| c.tree_size >= seq) {
         return Ok(latest);
     }
-    let cp = Checkpoint {
-        origin: inner.keys.origin().to_owned(),
-        tree_size: seq,
-        root_hash: root,
-    };
+    let cp = Checkpoint { origin: inner.keys.origin().to_owned(), tree_size: seq, root_hash: root };
     let row = CheckpointRow {
         tree_size: cp.tree_size,
         root_hash: cp.root_hash,

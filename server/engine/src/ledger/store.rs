@@ -41,13 +41,8 @@ fn head_from_row(row: &QueryResult) -> Result<Head, LedgerError> {
     let seq = to_u64(row.try_get("", "seq")?, "head seq")?;
     let chain_hash = get_array::<32>(row, "chain_hash")?;
     let frontier_bytes: Vec<u8> = row.try_get("", "frontier")?;
-    let frontier =
-        Frontier::decode(seq, &frontier_bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-    Ok(Head {
-        seq,
-        chain_hash,
-        frontier,
-    })
+    let frontier = Frontier::decode(seq, &frontier_bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+    Ok(Head { seq, chain_hash, frontier })
 }
 
 /// Locks the head row for this transaction (a write first, so SQLite takes
@@ -69,11 +64,7 @@ pub async fn lock_head(conn: &impl ConnectionTrait) -> Result<Head, LedgerError>
 pub async fn read_head(conn: &impl ConnectionTrait) -> Result<Head, LedgerError> {
     let b = conn.get_database_backend();
     let row = conn
-        .query_one_raw(stmt_for(
-            b,
-            "SELECT seq, chain_hash, frontier FROM ledger_head WHERE id = 1",
-            vec![],
-        ))
+        .query_one_raw(stmt_for(b, "SELECT seq, chain_hash, frontier FROM ledger_head WHERE id = 1", vec![]))
         .await?
         .ok_or_else(|| LedgerError::Corrupt("ledger_head row is missing".into()))?;
     head_from_row(&row)
@@ -85,11 +76,7 @@ pub async fn write_head(conn: &impl ConnectionTrait, head: &Head) -> Result<(), 
     conn.execute_raw(stmt_for(
         b,
         "UPDATE ledger_head SET seq = ?, chain_hash = ?, frontier = ? WHERE id = 1",
-        vec![
-            seq_value(head.seq),
-            head.chain_hash.to_vec().into(),
-            head.frontier.encode().into(),
-        ],
+        vec![seq_value(head.seq), head.chain_hash.to_vec().into(), head.frontier.encode().into()],
     ))
     .await?;
     Ok(())
@@ -100,17 +87,11 @@ fn opt(v: &Option<String>) -> Value {
 }
 
 /// Inserts entries (in as few statements as the parameter limits allow).
-pub async fn insert_entries(
-    conn: &impl ConnectionTrait,
-    entries: &[StoredEntry],
-) -> Result<(), LedgerError> {
+pub async fn insert_entries(conn: &impl ConnectionTrait, entries: &[StoredEntry]) -> Result<(), LedgerError> {
     let b = conn.get_database_backend();
     for chunk in entries.chunks(ROWS_PER_INSERT) {
         let row = format!("({})", vec!["?"; ENTRY_COLUMN_COUNT].join(","));
-        let sql = format!(
-            "INSERT INTO ledger_entries ({ENTRY_COLUMNS}) VALUES {}",
-            vec![row; chunk.len()].join(",")
-        );
+        let sql = format!("INSERT INTO ledger_entries ({ENTRY_COLUMNS}) VALUES {}", vec![row; chunk.len()].join(","));
         let mut values = Vec::with_capacity(chunk.len() * ENTRY_COLUMN_COUNT);
         for e in chunk {
             let h = &e.header;
@@ -145,23 +126,14 @@ pub async fn insert_entries(
 }
 
 /// Inserts stored Merkle nodes `(level, index, hash)`.
-pub async fn insert_nodes(
-    conn: &impl ConnectionTrait,
-    nodes: &[(u32, u64, Hash)],
-) -> Result<(), LedgerError> {
+pub async fn insert_nodes(conn: &impl ConnectionTrait, nodes: &[(u32, u64, Hash)]) -> Result<(), LedgerError> {
     let b = conn.get_database_backend();
     for chunk in nodes.chunks(ROWS_PER_INSERT) {
-        let sql = format!(
-            "INSERT INTO merkle_nodes (level, idx, hash) VALUES {}",
-            vec!["(?,?,?)"; chunk.len()].join(",")
-        );
+        let sql =
+            format!("INSERT INTO merkle_nodes (level, idx, hash) VALUES {}", vec!["(?,?,?)"; chunk.len()].join(","));
         let mut values = Vec::with_capacity(chunk.len() * 3);
         for (level, idx, hash) in chunk {
-            values.extend([
-                Value::SmallInt(Some(*level as i16)),
-                seq_value(*idx),
-                hash.to_vec().into(),
-            ]);
+            values.extend([Value::SmallInt(Some(*level as i16)), seq_value(*idx), hash.to_vec().into()]);
         }
         conn.execute_raw(stmt_for(b, &sql, values)).await?;
     }
@@ -191,8 +163,7 @@ pub fn entry_from_row(row: &QueryResult) -> Result<StoredEntry, LedgerError> {
                 source_app: row.try_get("", "source_app")?,
             },
         },
-        key_id: u32::try_from(key_id)
-            .map_err(|_| LedgerError::Corrupt(format!("negative key id {key_id}")))?,
+        key_id: u32::try_from(key_id).map_err(|_| LedgerError::Corrupt(format!("negative key id {key_id}")))?,
         iv: get_array::<16>(row, "iv")?,
         ciphertext: row.try_get("", "ciphertext")?,
         mac: get_array::<32>(row, "mac")?,
@@ -220,10 +191,7 @@ pub async fn read_entries(
 }
 
 /// One entry by seq.
-pub async fn read_entry(
-    conn: &impl ConnectionTrait,
-    seq: u64,
-) -> Result<Option<StoredEntry>, LedgerError> {
+pub async fn read_entry(conn: &impl ConnectionTrait, seq: u64) -> Result<Option<StoredEntry>, LedgerError> {
     Ok(read_entries(conn, seq, seq, 1).await?.into_iter().next())
 }
 
@@ -241,22 +209,11 @@ pub async fn read_leaf_hashes(
             vec![seq_value(from), seq_value(to)],
         ))
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                to_u64(r.try_get("", "seq")?, "seq")?,
-                get_array::<32>(r, "leaf_hash")?,
-            ))
-        })
-        .collect()
+    rows.iter().map(|r| Ok((to_u64(r.try_get("", "seq")?, "seq")?, get_array::<32>(r, "leaf_hash")?))).collect()
 }
 
 /// A stored Merkle node.
-pub async fn read_node(
-    conn: &impl ConnectionTrait,
-    level: u32,
-    index: u64,
-) -> Result<Option<Hash>, LedgerError> {
+pub async fn read_node(conn: &impl ConnectionTrait, level: u32, index: u64) -> Result<Option<Hash>, LedgerError> {
     let b = conn.get_database_backend();
     let row = conn
         .query_one_raw(stmt_for(
@@ -292,30 +249,20 @@ fn checkpoint_from_row(r: &QueryResult) -> Result<CheckpointRow, LedgerError> {
 
 /// Stores a checkpoint unless one for that size exists (replicas may race;
 /// Ed25519 signatures are deterministic, so both would be identical).
-pub async fn insert_checkpoint(
-    conn: &impl ConnectionTrait,
-    cp: &CheckpointRow,
-) -> Result<(), LedgerError> {
+pub async fn insert_checkpoint(conn: &impl ConnectionTrait, cp: &CheckpointRow) -> Result<(), LedgerError> {
     let b = conn.get_database_backend();
     conn.execute_raw(stmt_for(
         b,
         "INSERT INTO checkpoints (tree_size, root_hash, note, created_at) VALUES (?, ?, ?, ?) \
          ON CONFLICT (tree_size) DO NOTHING",
-        vec![
-            seq_value(cp.tree_size),
-            cp.root_hash.to_vec().into(),
-            cp.note.clone().into(),
-            cp.created_at_us.into(),
-        ],
+        vec![seq_value(cp.tree_size), cp.root_hash.to_vec().into(), cp.note.clone().into(), cp.created_at_us.into()],
     ))
     .await?;
     Ok(())
 }
 
 /// All checkpoints in increasing tree size.
-pub async fn read_checkpoints(
-    conn: &impl ConnectionTrait,
-) -> Result<Vec<CheckpointRow>, LedgerError> {
+pub async fn read_checkpoints(conn: &impl ConnectionTrait) -> Result<Vec<CheckpointRow>, LedgerError> {
     let b = conn.get_database_backend();
     let rows = conn
         .query_all_raw(stmt_for(
@@ -328,9 +275,7 @@ pub async fn read_checkpoints(
 }
 
 /// The checkpoint with the largest tree size.
-pub async fn latest_checkpoint(
-    conn: &impl ConnectionTrait,
-) -> Result<Option<CheckpointRow>, LedgerError> {
+pub async fn latest_checkpoint(conn: &impl ConnectionTrait) -> Result<Option<CheckpointRow>, LedgerError> {
     let b = conn.get_database_backend();
     let row = conn
         .query_one_raw(stmt_for(
@@ -354,20 +299,11 @@ pub async fn find_event_ids(
             "SELECT seq, event_id, recorded_at FROM ledger_entries WHERE event_id IN ({})",
             vec!["?"; chunk.len()].join(",")
         );
-        let rows = conn
-            .query_all_raw(stmt_for(
-                b,
-                &sql,
-                chunk.iter().map(|u| Value::Uuid(Some(*u))).collect(),
-            ))
-            .await?;
+        let rows = conn.query_all_raw(stmt_for(b, &sql, chunk.iter().map(|u| Value::Uuid(Some(*u))).collect())).await?;
         for r in rows {
             out.insert(
                 r.try_get::<Uuid>("", "event_id")?,
-                (
-                    to_u64(r.try_get("", "seq")?, "seq")?,
-                    r.try_get("", "recorded_at")?,
-                ),
+                (to_u64(r.try_get("", "seq")?, "seq")?, r.try_get("", "recorded_at")?),
             );
         }
     }
@@ -384,20 +320,13 @@ pub fn backend(conn: &impl ConnectionTrait) -> DbBackend {
 pub async fn subtree_hash(conn: &impl ConnectionTrait, s: Subtree) -> Result<Hash, LedgerError> {
     if s.level >= STORED_MIN_LEVEL {
         return read_node(conn, s.level, s.index).await?.ok_or_else(|| {
-            LedgerError::Corrupt(format!(
-                "stored Merkle node level {} index {} is missing",
-                s.level, s.index
-            ))
+            LedgerError::Corrupt(format!("stored Merkle node level {} index {} is missing", s.level, s.index))
         });
     }
     let r = s.leaves();
     let leaves = read_leaf_hashes(conn, r.start + 1, r.end).await?;
     if leaves.len() as u64 != r.end - r.start {
-        return Err(LedgerError::Corrupt(format!(
-            "entries seq {}..={} are missing",
-            r.start + 1,
-            r.end
-        )));
+        return Err(LedgerError::Corrupt(format!("entries seq {}..={} are missing", r.start + 1, r.end)));
     }
     let hashes: Vec<Hash> = leaves.into_iter().map(|(_, h)| h).collect();
     Ok(merkle::subtree_hash(&hashes))
@@ -405,10 +334,7 @@ pub async fn subtree_hash(conn: &impl ConnectionTrait, s: Subtree) -> Result<Has
 
 /// Hash of the leaves `range` (leaf index = seq - 1), as RFC 6962 defines it
 /// for the ranges that proofs use.
-pub async fn range_hash(
-    conn: &impl ConnectionTrait,
-    range: std::ops::Range<u64>,
-) -> Result<Hash, LedgerError> {
+pub async fn range_hash(conn: &impl ConnectionTrait, range: std::ops::Range<u64>) -> Result<Hash, LedgerError> {
     let mut hashes = Vec::new();
     for s in merkle::perfect_subtrees(range) {
         hashes.push(subtree_hash(conn, s).await?);
@@ -463,8 +389,7 @@ pub async fn latest_purge(conn: &impl ConnectionTrait) -> Result<Option<PurgeRow
         from_seq: to_u64(r.try_get("", "from_seq")?, "from seq")?,
         through_seq,
         chain_hash: get_array::<32>(&r, "chain_hash")?,
-        frontier: Frontier::decode(through_seq, &frontier_bytes)
-            .map_err(|e| LedgerError::Corrupt(e.to_string()))?,
+        frontier: Frontier::decode(through_seq, &frontier_bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))?,
         archive_sha256: get_array::<32>(&r, "archive_sha256")?,
         archive_name: r.try_get("", "archive_name")?,
     }))
@@ -473,17 +398,6 @@ pub async fn latest_purge(conn: &impl ConnectionTrait) -> Result<Option<PurgeRow
 /// The largest seq present in `ledger_entries` (0 when empty).
 pub async fn max_entry_seq(conn: &impl ConnectionTrait) -> Result<u64, LedgerError> {
     let b = conn.get_database_backend();
-    let row = conn
-        .query_one_raw(stmt_for(
-            b,
-            "SELECT COALESCE(MAX(seq), 0) AS m FROM ledger_entries",
-            vec![],
-        ))
-        .await?;
-    to_u64(
-        row.map(|r| r.try_get::<i64>("", "m"))
-            .transpose()?
-            .unwrap_or(0),
-        "seq",
-    )
+    let row = conn.query_one_raw(stmt_for(b, "SELECT COALESCE(MAX(seq), 0) AS m FROM ledger_entries", vec![])).await?;
+    to_u64(row.map(|r| r.try_get::<i64>("", "m")).transpose()?.unwrap_or(0), "seq")
 }

@@ -140,10 +140,7 @@ pub async fn verify(
     let retained_from = purge.as_ref().map_or(1, |p| p.through_seq + 1);
     let from = scope.from_seq.unwrap_or(retained_from).max(retained_from);
     let full_tail = scope.to_seq.is_none();
-    let to = scope
-        .to_seq
-        .unwrap_or(head.seq)
-        .min(head.seq.max(store::max_entry_seq(conn).await?));
+    let to = scope.to_seq.unwrap_or(head.seq).min(head.seq.max(store::max_entry_seq(conn).await?));
     let mut report = VerifyReport {
         from_seq: from,
         to_seq: to,
@@ -161,9 +158,7 @@ pub async fn verify(
     for row in &rows {
         match verifier.open_checkpoint(&row.note) {
             Ok(cp)
-                if cp.tree_size == row.tree_size
-                    && cp.root_hash == row.root_hash
-                    && cp.origin == verifier.name() =>
+                if cp.tree_size == row.tree_size && cp.root_hash == row.root_hash && cp.origin == verifier.name() =>
             {
                 report.checkpoints_signed += 1;
                 checkpoints.push((cp.tree_size, cp.root_hash));
@@ -172,10 +167,7 @@ pub async fn verify(
                 &mut report,
                 Some(row.tree_size),
                 FailureKind::CheckpointInvalid,
-                format!(
-                    "checkpoint for tree size {} disagrees with its signed note",
-                    row.tree_size
-                ),
+                format!("checkpoint for tree size {} disagrees with its signed note", row.tree_size),
             ),
             Err(e) => fail(
                 &mut report,
@@ -196,17 +188,11 @@ pub async fn verify(
         (p.chain_hash, p.frontier.clone())
     } else {
         let prev = store::read_entry(conn, from - 1).await?.ok_or_else(|| {
-            LedgerError::Invalid(format!(
-                "cannot start at seq {from}: entry {} is missing",
-                from - 1
-            ))
+            LedgerError::Invalid(format!("cannot start at seq {from}: entry {} is missing", from - 1))
         })?;
         (prev.chain_hash, store::frontier_at(conn, from - 1).await?)
     };
-    let mut cps = checkpoints
-        .iter()
-        .filter(|(size, _)| *size >= from)
-        .peekable();
+    let mut cps = checkpoints.iter().filter(|(size, _)| *size >= from).peekable();
     let mut last_matched = from - 1;
     let total = (to + 1).saturating_sub(from);
     progress(Progress { checked: 0, total });
@@ -236,9 +222,7 @@ pub async fn verify(
                     &mut report,
                     Some(seq),
                     FailureKind::FieldsChanged,
-                    format!(
-                        "entry seq {seq}: stored fields do not match its leaf hash (a stored byte was changed)"
-                    ),
+                    format!("entry seq {seq}: stored fields do not match its leaf hash (a stored byte was changed)"),
                 );
                 break 'pages;
             }
@@ -248,10 +232,7 @@ pub async fn verify(
                     &mut report,
                     Some(seq),
                     FailureKind::ChainBroken,
-                    format!(
-                        "entry seq {seq}: chain value does not follow from entry {}",
-                        seq - 1
-                    ),
+                    format!("entry seq {seq}: chain value does not follow from entry {}", seq - 1),
                 );
                 break 'pages;
             }
@@ -272,9 +253,7 @@ pub async fn verify(
                             &mut report,
                             Some(seq),
                             FailureKind::MacInvalid,
-                            format!(
-                                "entry seq {seq}: MAC does not match (record altered or forged)"
-                            ),
+                            format!("entry seq {seq}: MAC does not match (record altered or forged)"),
                         );
                         break 'pages;
                     }
@@ -318,21 +297,13 @@ pub async fn verify(
                 cps.next();
             }
         }
-        progress(Progress {
-            checked: report.entries_checked,
-            total,
-        });
+        progress(Progress { checked: report.entries_checked, total });
     }
     if report.failure.is_some() {
         return Ok(report);
     }
     if expected <= to {
-        fail(
-            &mut report,
-            Some(expected),
-            FailureKind::MissingEntry,
-            format!("entry seq {expected} is missing"),
-        );
+        fail(&mut report, Some(expected), FailureKind::MissingEntry, format!("entry seq {expected} is missing"));
         return Ok(report);
     }
 
@@ -344,27 +315,24 @@ pub async fn verify(
                     &mut report,
                     Some(to + 1),
                     FailureKind::Truncated,
-                    format!(
-                        "the ledger ends at seq {to} but a signed checkpoint covers {size} entries"
-                    ),
+                    format!("the ledger ends at seq {to} but a signed checkpoint covers {size} entries"),
                 );
                 return Ok(report);
             }
         }
+        // Entries and the head are committed together and the head only
+        // grows, so reading the largest seq first and the head second gives
+        // head >= max for any honest writer, even one appending right now.
         let max = store::max_entry_seq(conn).await?;
-        if max > head.seq {
+        let now = store::read_head(conn).await?;
+        if max > now.seq {
             fail(
                 &mut report,
-                Some(head.seq + 1),
+                Some(now.seq + 1),
                 FailureKind::UnexpectedEntry,
-                format!(
-                    "entries exist beyond the ledger head (seq {} > {})",
-                    max, head.seq
-                ),
+                format!("entries exist beyond the ledger head (seq {} > {})", max, now.seq),
             );
-        } else if to == head.seq
-            && (chain != head.chain_hash || frontier.root() != head.frontier.root())
-        {
+        } else if to == head.seq && (chain != head.chain_hash || frontier.root() != head.frontier.root()) {
             fail(
                 &mut report,
                 Some(head.seq),

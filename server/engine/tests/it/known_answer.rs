@@ -22,19 +22,10 @@ fn h(s: &str) -> Hash {
 }
 
 fn leaf_inputs() -> Vec<Vec<u8>> {
-    [
-        "",
-        "00",
-        "10",
-        "2021",
-        "3031",
-        "40414243",
-        "5051525354555657",
-        "606162636465666768696a6b6c6d6e6f",
-    ]
-    .iter()
-    .map(|s| hex::decode(s).unwrap())
-    .collect()
+    ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
+        .iter()
+        .map(|s| hex::decode(s).unwrap())
+        .collect()
 }
 
 fn roots() -> Vec<Hash> {
@@ -59,10 +50,7 @@ fn leaves() -> Vec<Hash> {
 
 #[test]
 fn merkle_roots_match_the_rfc6962_vectors_for_every_size() {
-    assert_eq!(
-        Frontier::new().root(),
-        h("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-    );
+    assert_eq!(Frontier::new().root(), h("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
     let mut f = Frontier::new();
     for (i, leaf) in leaves().into_iter().enumerate() {
         f.push(leaf, |_, _, _| {});
@@ -82,51 +70,20 @@ fn completed_subtrees_are_reported_with_their_level_and_index() {
     }
     // transparency-dev NodeHashes(): level 1, 2 and 3 complete subtrees.
     let expected = [
-        (
-            1,
-            0,
-            "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
-        ),
-        (
-            1,
-            1,
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-        ),
-        (
-            2,
-            0,
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-        ),
-        (
-            1,
-            2,
-            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-        ),
-        (
-            1,
-            3,
-            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-        ),
-        (
-            2,
-            1,
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-        ),
-        (
-            3,
-            0,
-            "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
-        ),
+        (1, 0, "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"),
+        (1, 1, "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e"),
+        (2, 0, "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"),
+        (1, 2, "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a"),
+        (1, 3, "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0"),
+        (2, 1, "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"),
+        (3, 0, "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"),
     ];
     let expected: Vec<_> = expected.iter().map(|(l, i, s)| (*l, *i, h(s))).collect();
     assert_eq!(nodes, expected);
 }
 
 fn proof_hashes(ranges: Vec<std::ops::Range<u64>>) -> Vec<Hash> {
-    ranges
-        .into_iter()
-        .map(|r| merkle::range_hash(&leaves(), r))
-        .collect()
+    ranges.into_iter().map(|r| merkle::range_hash(&leaves(), r)).collect()
 }
 
 #[test]
@@ -152,11 +109,7 @@ fn inclusion_proofs_match_the_rfc6962_vectors_and_verify() {
                 "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
             ],
         ),
-        (
-            3,
-            3,
-            &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
-        ),
+        (3, 3, &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
         (
             2,
             5,
@@ -176,9 +129,7 @@ fn inclusion_proofs_match_the_rfc6962_vectors_and_verify() {
         merkle::verify_inclusion(leaf - 1, *size, &lh, &got, &root).unwrap();
         // Corruptions from verify_test.go must all fail.
         assert!(merkle::verify_inclusion(leaf - 1, size * 2, &lh, &got, &root).is_err());
-        assert!(
-            merkle::verify_inclusion(*leaf, *size, &lh, &got, &root).is_err() || *leaf == *size
-        );
+        assert!(merkle::verify_inclusion(*leaf, *size, &lh, &got, &root).is_err() || *leaf == *size);
         assert!(merkle::verify_inclusion(leaf - 1, *size, &[7u8; 32], &got, &root).is_err());
         let mut longer = got.clone();
         longer.push(root);
@@ -187,10 +138,7 @@ fn inclusion_proofs_match_the_rfc6962_vectors_and_verify() {
             let mut bad = got.clone();
             bad[i][0] ^= 8;
             assert!(merkle::verify_inclusion(leaf - 1, *size, &lh, &bad, &root).is_err());
-            assert!(
-                merkle::verify_inclusion(leaf - 1, *size, &lh, &got[..got.len() - 1], &root)
-                    .is_err()
-            );
+            assert!(merkle::verify_inclusion(leaf - 1, *size, &lh, &got[..got.len() - 1], &root).is_err());
         }
     }
 }
@@ -242,18 +190,9 @@ fn consistency_proofs_match_the_rfc6962_vectors_and_verify() {
         let (r1, r2) = (roots()[*old as usize - 1], roots()[*new as usize - 1]);
         merkle::verify_consistency(*old, *new, &r1, &r2, &got).unwrap();
         if !got.is_empty() {
-            assert!(
-                merkle::verify_consistency(*old, *new, &r2, &r1, &got).is_err(),
-                "swapped roots"
-            );
-            assert!(
-                merkle::verify_consistency(old + 1, *new, &r1, &r2, &got).is_err(),
-                "old + 1"
-            );
-            assert!(
-                merkle::verify_consistency(*old, *new, &r1, &r2, &got[..got.len() - 1]).is_err(),
-                "truncated"
-            );
+            assert!(merkle::verify_consistency(*old, *new, &r2, &r1, &got).is_err(), "swapped roots");
+            assert!(merkle::verify_consistency(old + 1, *new, &r1, &r2, &got).is_err(), "old + 1");
+            assert!(merkle::verify_consistency(*old, *new, &r1, &r2, &got[..got.len() - 1]).is_err(), "truncated");
             for i in 0..got.len() {
                 let mut bad = got.clone();
                 bad[i][0] ^= 16;
@@ -265,24 +204,18 @@ fn consistency_proofs_match_the_rfc6962_vectors_and_verify() {
 
 #[test]
 fn inclusion_and_consistency_proofs_verify_for_every_index_and_size_up_to_70() {
-    let leaves: Vec<Hash> = (0u32..70)
-        .map(|i| merkle::hash_leaf(&i.to_be_bytes()))
-        .collect();
+    let leaves: Vec<Hash> = (0u32..70).map(|i| merkle::hash_leaf(&i.to_be_bytes())).collect();
     for size in 1..=70u64 {
         let root = merkle::range_hash(&leaves, 0..size);
         for index in 0..size {
-            let proof: Vec<Hash> = merkle::inclusion_ranges(index, size)
-                .into_iter()
-                .map(|r| merkle::range_hash(&leaves, r))
-                .collect();
+            let proof: Vec<Hash> =
+                merkle::inclusion_ranges(index, size).into_iter().map(|r| merkle::range_hash(&leaves, r)).collect();
             merkle::verify_inclusion(index, size, &leaves[index as usize], &proof, &root).unwrap();
         }
         for old in 1..size {
             let old_root = merkle::range_hash(&leaves, 0..old);
-            let proof: Vec<Hash> = merkle::consistency_ranges(old, size)
-                .into_iter()
-                .map(|r| merkle::range_hash(&leaves, r))
-                .collect();
+            let proof: Vec<Hash> =
+                merkle::consistency_ranges(old, size).into_iter().map(|r| merkle::range_hash(&leaves, r)).collect();
             merkle::verify_consistency(old, size, &old_root, &root, &proof).unwrap();
         }
     }
@@ -292,9 +225,7 @@ const PETER_SKEY_B64: &str = "AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
 const PETER_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
 
 fn peter() -> NoteSigner {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(PETER_SKEY_B64)
-        .unwrap();
+    let raw = base64::engine::general_purpose::STANDARD.decode(PETER_SKEY_B64).unwrap();
     assert_eq!(raw[0], 1);
     NoteSigner::new("PeterNeumann", &raw[1..].try_into().unwrap()).unwrap()
 }
@@ -309,50 +240,27 @@ fn signed_notes_match_the_go_sumdb_note_vectors() {
     let verifier = NoteVerifier::parse(PETER_VKEY).unwrap();
     assert_eq!(verifier.open(want).unwrap(), text);
     // A signature with four characters changed must be refused.
-    let bad = format!(
-        "{}ABCD{}",
-        &want[..want.len() - 40],
-        &want[want.len() - 36..]
-    );
+    let bad = format!("{}ABCD{}", &want[..want.len() - 40], &want[want.len() - 36..]);
     assert!(verifier.open(&bad).is_err());
     // Mangled verifier keys are refused (TestNewVerifier).
-    assert!(
-        NoteVerifier::parse("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
-            .is_err()
-    );
-    assert!(
-        NoteVerifier::parse("PeterNeumann+c74f20a3+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
-            .is_err()
-    );
+    assert!(NoteVerifier::parse("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW").is_err());
+    assert!(NoteVerifier::parse("PeterNeumann+c74f20a3+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW").is_err());
 }
 
 #[test]
 fn checkpoint_notes_round_trip_and_refuse_edits() {
     // The signature line carries the key hash c74f20a3 ("x08go" in base64),
     // as in the Go vector above.
-    let cp = Checkpoint {
-        origin: "custos.example/ledger".into(),
-        tree_size: 8,
-        root_hash: roots()[7],
-    };
+    let cp = Checkpoint { origin: "custos.example/ledger".into(), tree_size: 8, root_hash: roots()[7] };
     let note = peter().sign_checkpoint(&cp);
     let root_b64 = base64::engine::general_purpose::STANDARD.encode(roots()[7]);
     let (body, sig) = note.split_once("\n\n").unwrap();
-    assert_eq!(
-        format!("{body}\n"),
-        format!("custos.example/ledger\n8\n{root_b64}\n")
-    );
-    assert!(
-        sig.starts_with("\u{2014} PeterNeumann x08go") && sig.ends_with('\n'),
-        "{sig}"
-    );
+    assert_eq!(format!("{body}\n"), format!("custos.example/ledger\n8\n{root_b64}\n"));
+    assert!(sig.starts_with("\u{2014} PeterNeumann x08go") && sig.ends_with('\n'), "{sig}");
     let v = NoteVerifier::parse(PETER_VKEY).unwrap();
     assert_eq!(v.open_checkpoint(&note).unwrap(), cp);
     let forged = note.replacen("\n8\n", "\n9\n", 1);
-    assert!(
-        v.open_checkpoint(&forged).is_err(),
-        "a changed tree size must not verify"
-    );
+    assert!(v.open_checkpoint(&forged).is_err(), "a changed tree size must not verify");
 }
 
 fn seal_vectors() -> std::collections::HashMap<String, Vec<u8>> {
@@ -373,12 +281,7 @@ fn sealing_matches_the_independent_reference_implementation() {
     let payload = br#"{"actor":{"id":"u-42","name":"Ada"},"details":{"ip":"203.0.113.7","reason":"password ok"}}"#;
     let header = EntryHeader {
         seq: 1,
-        event_id: uuid::Uuid::from_bytes(
-            hex::decode("0192f0c4e4b07c3a8e5f1a2b3c4d5e6f")
-                .unwrap()
-                .try_into()
-                .unwrap(),
-        ),
+        event_id: uuid::Uuid::from_bytes(hex::decode("0192f0c4e4b07c3a8e5f1a2b3c4d5e6f").unwrap().try_into().unwrap()),
         occurred_at_us: 1_764_115_200_000_000,
         recorded_at_us: 1_764_115_200_123_456,
         fields: HeaderFields {
@@ -404,20 +307,11 @@ fn sealing_matches_the_independent_reference_implementation() {
     assert_eq!(mac.to_vec(), v["mac"]);
     let leaf = encoding::leaf_hash(&hb, 1, &iv, &ct, &mac);
     assert_eq!(leaf.to_vec(), v["leaf"]);
-    assert_eq!(
-        encoding::chain_hash(&GENESIS_CHAIN, &leaf).to_vec(),
-        v["chain"]
-    );
+    assert_eq!(encoding::chain_hash(&GENESIS_CHAIN, &leaf).to_vec(), v["chain"]);
     assert_eq!(&key.open(&hb, &iv, &ct, &mac).unwrap()[..], payload);
 
     let kek = Kek::from_bytes(&[0x5A; 32]);
     let wrap_iv: [u8; 16] = core::array::from_fn(|i| 0x10 + i as u8);
-    assert_eq!(
-        kek.wrap(KeyPurpose::Data, 1, &wrap_iv, &dek),
-        v["wrapped_dek"]
-    );
-    assert_eq!(
-        *kek.unwrap(KeyPurpose::Data, 1, &v["wrapped_dek"]).unwrap(),
-        dek
-    );
+    assert_eq!(kek.wrap(KeyPurpose::Data, 1, &wrap_iv, &dek), v["wrapped_dek"]);
+    assert_eq!(*kek.unwrap(KeyPurpose::Data, 1, &v["wrapped_dek"]).unwrap(), dek);
 }

@@ -13,15 +13,7 @@ use sea_orm::ConnectionTrait;
 use crate::support::{StaticKek, TestDb, both_backends, config, event, fill, open_ledger};
 
 async fn verify_all(ledger: &Ledger) -> verify::VerifyReport {
-    verify::verify(
-        ledger.db(),
-        &ledger.verifier(),
-        Some(ledger.keys()),
-        VerifyScope::default(),
-        |_| {},
-    )
-    .await
-    .unwrap()
+    verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {}).await.unwrap()
 }
 
 both_backends! {
@@ -96,12 +88,21 @@ both_backends! {
 
 async fn inject_failure(t: &TestDb) {
     match t.kind() {
-        DbKind::Sqlite => t.sql("CREATE TRIGGER test_fail BEFORE INSERT ON ledger_entries WHEN NEW.action = 'test.fail' \
-                                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END").await,
+        DbKind::Sqlite => {
+            t.sql(
+                "CREATE TRIGGER test_fail BEFORE INSERT ON ledger_entries WHEN NEW.action = 'test.fail' \
+                                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+            )
+            .await
+        }
         DbKind::Postgres => {
-            t.sql("CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-                   IF NEW.action = 'test.fail' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$").await;
-            t.sql("CREATE TRIGGER test_fail BEFORE INSERT ON ledger_entries FOR EACH ROW EXECUTE FUNCTION test_fail()").await;
+            t.sql(
+                "CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                   IF NEW.action = 'test.fail' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$",
+            )
+            .await;
+            t.sql("CREATE TRIGGER test_fail BEFORE INSERT ON ledger_entries FOR EACH ROW EXECUTE FUNCTION test_fail()")
+                .await;
         }
     }
 }

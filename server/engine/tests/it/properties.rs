@@ -28,25 +28,11 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-async fn open(
-    db: &custos_engine::storage::Database,
-) -> (Ledger, custos_engine::ledger::LedgerTasks) {
-    Ledger::open(
-        db.clone(),
-        &KEK,
-        config(),
-        Arc::new(SystemClock),
-        Arc::new(OsRandom),
-    )
-    .await
-    .unwrap()
+async fn open(db: &custos_engine::storage::Database) -> (Ledger, custos_engine::ledger::LedgerTasks) {
+    Ledger::open(db.clone(), &KEK, config(), Arc::new(SystemClock), Arc::new(OsRandom)).await.unwrap()
 }
 
 proptest! {
@@ -94,9 +80,7 @@ fn flipping_any_single_stored_byte_never_verifies() {
         ledger.checkpoint_now().await.unwrap();
         ledger.shutdown(tasks).await.unwrap();
         t.drop_guards().await;
-        let keys = custos_engine::ledger::keyring::Keyring::load(&t.db, &KEK)
-            .await
-            .unwrap();
+        let keys = custos_engine::ledger::keyring::Keyring::load(&t.db, &KEK).await.unwrap();
         let mut flips = 0;
         for seq in 1..=8u64 {
             let e = store::read_entry(t.db.conn(), seq).await.unwrap().unwrap();
@@ -110,28 +94,15 @@ fn flipping_any_single_stored_byte_never_verifies() {
             for (col, bytes) in columns {
                 // Every byte position, one random bit each (all bits for the first entry).
                 for at in 0..bytes.len() {
-                    let bits: Vec<u8> = if seq == 1 {
-                        (0..8).collect()
-                    } else {
-                        vec![(at as u8).wrapping_mul(37) % 8]
-                    };
+                    let bits: Vec<u8> = if seq == 1 { (0..8).collect() } else { vec![(at as u8).wrapping_mul(37) % 8] };
                     for bit in bits {
                         let mut changed = bytes.clone();
                         changed[at] ^= 1 << bit;
-                        t.sql(&format!(
-                            "UPDATE ledger_entries SET {col} = {} WHERE seq = {seq}",
-                            t.blob(&changed)
-                        ))
-                        .await;
-                        let r = verify::verify(
-                            &t.db,
-                            &ledger.verifier(),
-                            Some(&keys),
-                            VerifyScope::default(),
-                            |_| {},
-                        )
-                        .await
-                        .unwrap();
+                        t.sql(&format!("UPDATE ledger_entries SET {col} = {} WHERE seq = {seq}", t.blob(&changed)))
+                            .await;
+                        let r = verify::verify(&t.db, &ledger.verifier(), Some(&keys), VerifyScope::default(), |_| {})
+                            .await
+                            .unwrap();
                         assert_eq!(
                             r.failure.as_ref().map(|f| f.seq),
                             Some(Some(seq)),
@@ -139,11 +110,7 @@ fn flipping_any_single_stored_byte_never_verifies() {
                         );
                         flips += 1;
                     }
-                    t.sql(&format!(
-                        "UPDATE ledger_entries SET {col} = {} WHERE seq = {seq}",
-                        t.blob(&bytes)
-                    ))
-                    .await;
+                    t.sql(&format!("UPDATE ledger_entries SET {col} = {} WHERE seq = {seq}", t.blob(&bytes))).await;
                 }
             }
         }

@@ -36,9 +36,7 @@ pub fn postgres_admin_url() -> Option<String> {
                 std::env::var("CUSTOS_REQUIRE_POSTGRES").is_err(),
                 "CUSTOS_REQUIRE_POSTGRES is set but CUSTOS_TEST_POSTGRES_URL is not"
             );
-            eprintln!(
-                "CUSTOS_TEST_POSTGRES_URL is not set: skipping the PostgreSQL variant (make test runs it)"
-            );
+            eprintln!("CUSTOS_TEST_POSTGRES_URL is not set: skipping the PostgreSQL variant (make test runs it)");
             None
         }
     }
@@ -50,26 +48,12 @@ impl TestDb {
         let (url, dir) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
-                (
-                    format!("sqlite://{}/custos.db", dir.path().display()),
-                    Some(dir),
-                )
+                (format!("sqlite://{}/custos.db", dir.path().display()), Some(dir))
             }
             Backend::Postgres => {
                 let admin = postgres_admin_url()?;
                 let name = format!("custos_t_{}", uuid::Uuid::now_v7().simple());
-                let admin_db =
-                    Database::connect(&SecretString::from(admin.clone()), &PoolOptions::default())
-                        .await
-                        .unwrap();
-                admin_db
-                    .conn()
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .unwrap();
-                admin_db.close().await.unwrap();
-                let base = admin.rsplit_once('/').unwrap().0;
-                (format!("{base}/{name}"), None)
+                (custos_engine::storage::create_postgres_database(&admin, &name).await.unwrap(), None)
             }
         };
         let db = Self::connect(&url).await;
@@ -79,9 +63,7 @@ impl TestDb {
 
     /// Another connection pool on the same database.
     pub async fn connect(url: &str) -> Database {
-        Database::connect(&SecretString::from(url.to_owned()), &PoolOptions::default())
-            .await
-            .unwrap()
+        Database::connect(&SecretString::from(url.to_owned()), &PoolOptions::default()).await.unwrap()
     }
 
     pub fn kind(&self) -> DbKind {
@@ -90,11 +72,7 @@ impl TestDb {
 
     /// Runs SQL as an attacker with write access to the database would.
     pub async fn sql(&self, sql: &str) {
-        self.db
-            .conn()
-            .execute_unprepared(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.db.conn().execute_unprepared(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     /// Removes the append-only triggers, as someone with raw database access could.
@@ -113,14 +91,10 @@ impl TestDb {
                 }
             }
             DbKind::Postgres => {
-                self.sql("DROP TRIGGER ledger_entries_no_update ON ledger_entries")
-                    .await;
-                self.sql("DROP TRIGGER ledger_entries_guarded_delete ON ledger_entries")
-                    .await;
-                self.sql("DROP TRIGGER checkpoints_no_change ON checkpoints")
-                    .await;
-                self.sql("DROP TRIGGER ledger_keys_no_change ON ledger_keys")
-                    .await;
+                self.sql("DROP TRIGGER ledger_entries_no_update ON ledger_entries").await;
+                self.sql("DROP TRIGGER ledger_entries_guarded_delete ON ledger_entries").await;
+                self.sql("DROP TRIGGER checkpoints_no_change ON checkpoints").await;
+                self.sql("DROP TRIGGER ledger_keys_no_change ON ledger_keys").await;
             }
         }
     }
@@ -150,22 +124,11 @@ impl KekProvider for StaticKek {
 pub const KEK: StaticKek = StaticKek([0x42; 32]);
 
 pub fn config() -> LedgerConfig {
-    LedgerConfig {
-        origin: "custos.test/ledger".into(),
-        ..LedgerConfig::default()
-    }
+    LedgerConfig { origin: "custos.test/ledger".into(), ..LedgerConfig::default() }
 }
 
 pub async fn open_ledger(db: &Database) -> (Ledger, LedgerTasks) {
-    Ledger::open(
-        db.clone(),
-        &KEK,
-        config(),
-        Arc::new(SystemClock),
-        Arc::new(OsRandom),
-    )
-    .await
-    .unwrap()
+    Ledger::open(db.clone(), &KEK, config(), Arc::new(SystemClock), Arc::new(OsRandom)).await.unwrap()
 }
 
 /// A realistic event with a 300-600 byte payload.
@@ -185,11 +148,7 @@ pub fn event(i: u64) -> NewEntry {
         fields: HeaderFields {
             category: "data_access".into(),
             action: "document.read".into(),
-            outcome: if i % 10 == 0 {
-                "denied".into()
-            } else {
-                "success".into()
-            },
+            outcome: if i % 10 == 0 { "denied".into() } else { "success".into() },
             severity: "info".into(),
             actor_id: Some(format!("user-{}", i % 97)),
             actor_kind: Some("user".into()),
@@ -209,12 +168,7 @@ pub async fn fill(ledger: &Ledger, n: u64, batch: u64) -> Vec<custos_engine::led
     let mut i = 0;
     while i < n {
         let k = batch.min(n - i);
-        out.extend(
-            ledger
-                .append((i..i + k).map(event).collect())
-                .await
-                .unwrap(),
-        );
+        out.extend(ledger.append((i..i + k).map(event).collect()).await.unwrap());
         i += k;
     }
     out

@@ -16,34 +16,15 @@ const N: u64 = 40;
 const K: u64 = 17;
 
 async fn public_verify(ledger: &Ledger) -> VerifyReport {
-    verify::verify(
-        ledger.db(),
-        &ledger.verifier(),
-        None,
-        VerifyScope::default(),
-        |_| {},
-    )
-    .await
-    .unwrap()
+    verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |_| {}).await.unwrap()
 }
 
 async fn keyed_verify(ledger: &Ledger) -> VerifyReport {
-    verify::verify(
-        ledger.db(),
-        &ledger.verifier(),
-        Some(ledger.keys()),
-        VerifyScope::default(),
-        |_| {},
-    )
-    .await
-    .unwrap()
+    verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {}).await.unwrap()
 }
 
 fn failure(r: &VerifyReport) -> (Option<u64>, FailureKind) {
-    let f = r
-        .failure
-        .as_ref()
-        .unwrap_or_else(|| panic!("tampering went undetected: {r:?}"));
+    let f = r.failure.as_ref().unwrap_or_else(|| panic!("tampering went undetected: {r:?}"));
     (f.seq, f.kind)
 }
 
@@ -141,39 +122,19 @@ both_backends! {
 /// Appends a row the way an attacker without keys would: consistent leaf and
 /// chain, made-up MAC, head updated to match.
 async fn forge_row(t: &TestDb, seq: u64) {
-    let prev = store::read_entry(t.db.conn(), seq - 1)
-        .await
-        .unwrap()
-        .unwrap();
+    let prev = store::read_entry(t.db.conn(), seq - 1).await.unwrap().unwrap();
     let mut forged = prev.clone();
     forged.header.seq = seq;
     forged.header.event_id = uuid::Uuid::now_v7();
     forged.header.fields.action = "user.promote".into();
     forged.mac = [0x5a; 32];
     let hb = encoding::header_bytes(&forged.header);
-    forged.leaf_hash = encoding::leaf_hash(
-        &hb,
-        forged.key_id,
-        &forged.iv,
-        &forged.ciphertext,
-        &forged.mac,
-    );
+    forged.leaf_hash = encoding::leaf_hash(&hb, forged.key_id, &forged.iv, &forged.ciphertext, &forged.mac);
     forged.chain_hash = encoding::chain_hash(&prev.chain_hash, &forged.leaf_hash);
-    store::insert_entries(t.db.conn(), &[forged.clone()])
-        .await
-        .unwrap();
+    store::insert_entries(t.db.conn(), &[forged.clone()]).await.unwrap();
     let mut frontier: Frontier = store::read_head(t.db.conn()).await.unwrap().frontier;
     frontier.push(forged.leaf_hash, |_, _, _| {});
-    store::write_head(
-        t.db.conn(),
-        &store::Head {
-            seq,
-            chain_hash: forged.chain_hash,
-            frontier,
-        },
-    )
-    .await
-    .unwrap();
+    store::write_head(t.db.conn(), &store::Head { seq, chain_hash: forged.chain_hash, frontier }).await.unwrap();
 }
 
 both_backends! {

@@ -1,0 +1,80 @@
+# Custos: `make run` starts it, `make test` runs every test. Both install what
+# is missing first (and skip what is already there). See README.md.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+
+CARGO_LEPTOS_VERSION := 0.3.10
+# wasm-bindgen-cli must be exactly the version of the wasm-bindgen crate in Cargo.lock.
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/"/, "", $$3); print $$3; exit }' Cargo.lock)
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+DATA_DIR ?= ./data
+BIND ?= 127.0.0.1:3000
+
+.PHONY: help run test tools test-tools build site check-wasm bench-ingest lint
+
+help:
+	@echo "make run    build the release site and start Custos on http://$(BIND) (SQLite under $(DATA_DIR))"
+	@echo "make test   every Rust test on SQLite and a throw-away PostgreSQL, then the Playwright suite"
+	@echo "make bench-ingest   the ledger ingest/verify benchmark (see README)"
+
+## Tools ------------------------------------------------------------------
+
+tools:
+	@if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then \
+	  echo "==> installing the wasm32 target"; rustup target add wasm32-unknown-unknown; fi
+	@if ! cargo leptos --version 2>/dev/null | grep -q "$(CARGO_LEPTOS_VERSION)"; then \
+	  echo "==> installing cargo-leptos $(CARGO_LEPTOS_VERSION) (about 9 minutes, once)"; \
+	  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+	    cargo install --locked cargo-leptos@$(CARGO_LEPTOS_VERSION); fi
+	@if ! wasm-bindgen --version 2>/dev/null | grep -q " $(WASM_BINDGEN_VERSION)"; then \
+	  echo "==> installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (about 4 minutes, once)"; \
+	  cargo install --force wasm-bindgen-cli@$(WASM_BINDGEN_VERSION); fi
+	@if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -x node_modules/.bin/playwright ] || [ ! -d node_modules/echarts ] \
+	    || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+	  echo "==> installing npm packages (binaryen's wasm-opt, echarts, Playwright; no browser download)"; \
+	  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund; fi
+	@mkdir -p public/vendor
+	@cmp -s node_modules/echarts/dist/echarts.min.js public/vendor/echarts.min.js \
+	  || cp node_modules/echarts/dist/echarts.min.js public/vendor/echarts.min.js
+
+test-tools: tools
+	@if ! command -v chromium >/dev/null; then \
+	  echo "==> installing Debian's Chromium"; $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq chromium; fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "==> installing PostgreSQL (server binaries for the throw-away test cluster)"; \
+	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq postgresql; fi
+
+## Build and run ----------------------------------------------------------
+
+site: tools
+	cargo leptos build --release
+
+run: site
+	@CUSTOS_DATA_DIR=$(DATA_DIR) $(TARGET_DIR)/release/custos keys init
+	@echo "==> Custos on http://$(BIND)  (Ctrl-C stops it)"
+	CUSTOS_DATA_DIR=$(DATA_DIR) CUSTOS_SERVER__BIND=$(BIND) CUSTOS_SERVER__SITE_ROOT=$(CURDIR)/target/site \
+	  exec $(TARGET_DIR)/release/custos serve
+
+## Tests ------------------------------------------------------------------
+
+test: test-tools
+	scripts/test.sh
+
+check-wasm:
+	scripts/check-wasm-deps.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+## Benchmarks -------------------------------------------------------------
+
+EVENTS ?= 200000
+bench-ingest: site
+	$(TARGET_DIR)/release/custos bench ingest --events $(EVENTS)

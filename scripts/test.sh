@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The whole test run (what `make test` and CI run):
+#   1. formatting and the WASM dependency guard;
+#   2. a throw-away PostgreSQL cluster;
+#   3. every Rust test, against SQLite files and that PostgreSQL;
+#   4. the release build; the release server on a free port with a fresh data directory;
+#   5. the Playwright suite in Debian's Chromium.
+# Everything started here is stopped by PID on exit, also when a step fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+work=$(mktemp -d "${TMPDIR:-/tmp}/custos-test.XXXXXX")
+chmod 755 "$work"
+server_pid=""
+started_at=$(date +%s)
+
+step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - started_at ))"; }
+
+cleanup() {
+  local status=$?
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$server_pid" 2>/dev/null || true
+  fi
+  scripts/pg-throwaway.sh stop "$work/pg" || true
+  if [ $status -ne 0 ] && [ -f "$work/server.log" ]; then
+    echo "---- last lines of the server log ----"; tail -n 40 "$work/server.log"
+  fi
+  rm -rf "$work"
+  printf '\n==> %s after %ss\n' "$([ $status -eq 0 ] && echo PASSED || echo FAILED)" "$(( $(date +%s) - started_at ))"
+}
+trap cleanup EXIT
+
+step "formatting and the WASM dependency guard"
+cargo fmt --all -- --check
+scripts/check-wasm-deps.sh
+
+step "throw-away PostgreSQL"
+pg_url=$(scripts/pg-throwaway.sh start "$work/pg")
+echo "PostgreSQL at ${pg_url%%/postgres}"
+
+step "Rust tests (SQLite and PostgreSQL)"
+CUSTOS_TEST_POSTGRES_URL=$pg_url CUSTOS_REQUIRE_POSTGRES=1 cargo test --locked
+
+step "release build (server and WASM site)"
+cargo leptos build --release
+
+step "release server on a free port"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+export CUSTOS_DATA_DIR="$work/data"
+"$target_dir/release/custos" keys init >/dev/null
+CUSTOS_SERVER__BIND="127.0.0.1:$port" CUSTOS_SERVER__SITE_ROOT="$root/target/site" CUSTOS_LEDGER__CHECKPOINT_INTERVAL_SECS=1 \
+  "$target_dir/release/custos" serve >"$work/server.log" 2>&1 &
+server_pid=$!
+for i in $(seq 1 120); do
+  if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then break; fi
+  kill -0 "$server_pid" 2>/dev/null || { echo "the server exited during start-up"; exit 1; }
+  [ "$i" = 120 ] && { echo "the server did not become ready in 60 s"; exit 1; }
+  sleep 0.5
+done
+echo "ready on http://127.0.0.1:$port (pid $server_pid)"
+
+step "Playwright end-to-end suite (Debian Chromium)"
+CUSTOS_BASE_URL="http://127.0.0.1:$port" CUSTOS_SERVER_LOG="$work/server.log" \
+  npx playwright test --config end2end/playwright.config.ts

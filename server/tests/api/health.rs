@@ -1,0 +1,73 @@
+//! Health, readiness and metrics over real HTTP; migrations on both databases.
+
+use serde_json::Value;
+
+use crate::support::{Backend, TestApp, both_backends};
+
+both_backends! {
+    async fn health_readiness_and_metrics_answer_over_http(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        let res = app.get("/healthz").await;
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().contains_key("x-request-id"), "every response carries a request id");
+        assert_eq!(res.json::<Value>().await.unwrap()["status"], "alive");
+
+        let res = app.get("/readyz").await;
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        let kind = if backend == Backend::Sqlite { "sqlite" } else { "postgres" };
+        assert_eq!((body["status"].as_str(), body["database"].as_str(), body["migrations"].as_str()),
+                   (Some("ready"), Some(kind), Some("current")));
+
+        // A client's request id is kept; a hostile one is replaced.
+        let res = app.client.get(format!("{}/healthz", app.base)).header("x-request-id", "trace-123").send().await.unwrap();
+        assert_eq!(res.headers()["x-request-id"], "trace-123");
+        for hostile in ["has spaces; and <html>", &"x".repeat(300)] {
+            let res = app.client.get(format!("{}/healthz", app.base)).header("x-request-id", hostile).send().await.unwrap();
+            assert_ne!(res.headers()["x-request-id"], hostile, "request ids are not echoed unchecked");
+        }
+
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        assert!(metrics.contains("custos_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}"), "{metrics}");
+
+        // The home page is rendered on the server with the ledger's real status.
+        let html = app.get("/").await.text().await.unwrap();
+        assert_eq!(testid_text(&html, "ledger-entries"), "1", "the start-up is recorded");
+        assert_eq!(testid_text(&html, "database"), kind);
+        app.running.shutdown().await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn readiness_turns_false_when_migrations_are_pending(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        // Forget that the migration ran: the schema is no longer known to be current.
+        app.running.ledger.db().conn().execute_unprepared("DELETE FROM seaql_migrations").await.unwrap();
+        let res = app.get("/readyz").await;
+        assert_eq!(res.status(), 503);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["reason"], "1 migration(s) pending");
+        app.running.shutdown().await.unwrap();
+    }
+}
+
+use sea_orm::ConnectionTrait as _;
+
+#[tokio::test]
+async fn unknown_pages_are_404_and_a_missing_kek_stops_start_up() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else { return };
+    assert_eq!(app.get("/no-such-page").await.status(), 404);
+    app.running.shutdown().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = custos_server::config::Config::for_test(dir.path());
+    let err = custos_server::start(&config).await.err().expect("start-up must fail without a KEK").to_string();
+    assert!(err.contains("no key-encryption key") && err.contains("custos keys init"), "{err}");
+}
+
+/// The text of the element with `data-testid="{id}"` in server-rendered HTML.
+fn testid_text<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html.find(&format!("data-testid=\"{id}\"")).unwrap_or_else(|| panic!("no {id} in {html}"));
+    let start = at + html[at..].find('>').unwrap() + 1;
+    &html[start..start + html[start..].find('<').unwrap()]
+}

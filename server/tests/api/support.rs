@@ -1,0 +1,83 @@
+//! Spawning Custos like a client would meet it.
+
+use std::path::Path;
+
+use custos_engine::clock::OsRandom;
+use custos_engine::keys::FileKek;
+use custos_server::config::Config;
+use secrecy::SecretString;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server for this run (None: skip, unless required).
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("CUSTOS_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("CUSTOS_REQUIRE_POSTGRES").is_err(),
+                "CUSTOS_REQUIRE_POSTGRES is set but CUSTOS_TEST_POSTGRES_URL is not"
+            );
+            eprintln!("CUSTOS_TEST_POSTGRES_URL is not set: skipping the PostgreSQL variant (make test runs it)");
+            None
+        }
+    }
+}
+
+/// A new, empty PostgreSQL database.
+pub async fn fresh_postgres() -> Option<String> {
+    let admin = postgres_admin_url()?;
+    let name = format!("custos_s_{}", uuid::Uuid::now_v7().simple());
+    Some(custos_engine::storage::create_postgres_database(&admin, &name).await.unwrap())
+}
+
+/// A test configuration with its own data directory and KEK file.
+pub async fn test_config(backend: Backend, dir: &Path) -> Option<Config> {
+    let mut config = Config::for_test(dir);
+    if backend == Backend::Postgres {
+        config.database.url = Some(SecretString::from(fresh_postgres().await?));
+    }
+    FileKek::generate(&config.kek_file(), &OsRandom).unwrap();
+    Some(config)
+}
+
+/// A running server and an HTTP client for it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub running: custos_server::Running,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        let dir = tempfile::tempdir().unwrap();
+        let config = test_config(backend, dir.path()).await?;
+        let running = custos_server::start(&config).await.unwrap();
+        Some(TestApp { base: format!("http://{}", running.addr), client: reqwest::Client::new(), running, _dir: dir })
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
+    }
+}
+
+/// Declares a test that runs against SQLite and against PostgreSQL.
+macro_rules! both_backends {
+    ($(#[$m:meta])* async fn $name:ident($b:ident: Backend) $body:block) => {
+        $(#[$m])*
+        async fn $name($b: $crate::support::Backend) $body
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name($crate::support::Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name($crate::support::Backend::Postgres).await }
+        }
+    };
+}
+pub(crate) use both_backends;
