@@ -18,3 +18,4 @@ pub mod verify;
 
 pub use error::LedgerError;
 pub use service::{Ledger, LedgerConfig, LedgerTasks, NewEntry, Receipt};
+pub use verify::{EntryVerification, InclusionCheck};

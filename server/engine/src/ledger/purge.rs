@@ -230,7 +230,7 @@ impl Ledger {
         let anchor = self
             .append_one(NewEntry {
                 event_id: uuid::Uuid::now_v7(),
-                occurred_at_us: chrono::Utc::now().timestamp_micros(),
+                occurred_at_us: self.now_us(),
                 fields: HeaderFields {
                     category: "integrity".into(),
                     action: "ledger.purge".into(),

@@ -30,6 +30,7 @@ use super::merkle::{self, STORED_MIN_LEVEL};
 use super::note::{Checkpoint, NoteVerifier};
 use super::store::{self, CheckpointRow, Head};
 use super::types::{EntryHeader, Hash, HeaderFields, StoredEntry};
+use super::verify::EntryVerification;
 use crate::clock::{Clock, RandomSource};
 use crate::keys::KekProvider;
 use crate::storage::Database;
@@ -153,6 +154,11 @@ impl Ledger {
         let sequencer = tokio::spawn(run_sequencer(inner.clone(), rx, head));
         let checkpointer = tokio::spawn(run_checkpointer(inner.clone()));
         Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer }))
+    }
+
+    /// The current time from the ledger's clock (µs since the epoch).
+    pub fn now_us(&self) -> i64 {
+        self.inner.clock.now_us()
     }
 
     /// The database behind the ledger.
@@ -301,6 +307,15 @@ impl Ledger {
             out.push(self.range_hash(r).await?);
         }
         Ok(out)
+    }
+
+    /// Verifies one entry: fields against leaf hash, MAC, decryption, and
+    /// inclusion in the latest signed checkpoint.
+    pub async fn verify_entry(&self, seq: u64) -> Result<EntryVerification, LedgerError> {
+        if self.inner.keys.get(self.entry(seq).await?.map_or(0, |e| e.key_id)).is_none() {
+            self.inner.keys.refresh(&self.inner.db).await?;
+        }
+        super::verify::verify_entry(&self.inner.db, &self.verifier(), Some(&self.inner.keys), seq).await
     }
 
     /// Stops accepting events, commits what is queued, signs a final
@@ -585,6 +600,11 @@ async fn run_checkpointer(inner: Arc<Inner>) {
         if let Err(e) = make_checkpoint(&inner).await {
             metrics::counter!("custos_checkpoint_failures_total").increment(1);
             tracing::error!(error = %e, "signing a checkpoint failed");
+        }
+        // A data key rotated by another process (`custos keys rotate`, a
+        // replica) becomes this process's sealing key too.
+        if let Err(e) = inner.keys.refresh(&inner.db).await {
+            tracing::error!(error = %e, "refreshing data keys failed");
         }
     }
 }

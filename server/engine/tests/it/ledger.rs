@@ -216,6 +216,9 @@ both_backends! {
             merkle::verify_inclusion(seq - 1, signed.tree_size, &e.leaf_hash, &proof, &signed.root_hash)
                 .unwrap_or_else(|err| panic!("seq {seq}: {err}"));
         }
+        let one = ledger.verify_entry(513).await.unwrap();
+        assert!(one.is_intact(), "{one:?}");
+        assert_eq!(one.inclusion.as_ref().unwrap().tree_size, 800);
         let proof = ledger.consistency_proof(cp1.tree_size, cp2.tree_size).await.unwrap();
         merkle::verify_consistency(cp1.tree_size, cp2.tree_size, &cp1.root_hash, &cp2.root_hash, &proof).unwrap();
         // Nodes of 256 leaves and more are stored, smaller ones recomputed.

@@ -40,32 +40,49 @@ proptest! {
 
     #[test]
     fn random_appends_rotations_and_restarts_always_verify(ops in prop::collection::vec(op(), 1..25)) {
-        runtime().block_on(async {
-            let t = TestDb::new(Backend::Sqlite).await.unwrap();
-            let (mut ledger, mut tasks) = open(&t.db).await;
-            let mut expected = 0u64;
-            for (i, op) in ops.iter().enumerate() {
-                match op {
-                    Op::Append(n) => {
-                        let rs = ledger.append((0..*n as u64).map(|k| event(i as u64 * 100 + k)).collect()).await.unwrap();
-                        expected += *n as u64;
-                        assert_eq!(rs.last().unwrap().seq, expected);
-                    }
-                    Op::Rotate => { ledger.rotate_key().await.unwrap(); }
-                    Op::Checkpoint => { ledger.checkpoint_now().await.unwrap(); }
-                    Op::Restart => {
-                        ledger.shutdown(tasks).await.unwrap();
-                        (ledger, tasks) = open(&TestDb::connect(&t.url).await).await;
-                    }
-                }
-            }
-            ledger.checkpoint_now().await.unwrap();
-            let r = verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {}).await.unwrap();
-            assert!(r.is_intact(), "{ops:?}: {r:?}");
-            assert_eq!(r.entries_checked, expected);
-            ledger.shutdown(tasks).await.unwrap();
-        });
+        runtime().block_on(run_ops(Backend::Sqlite, ops));
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_appends_rotations_and_restarts_always_verify_on_postgres(ops in prop::collection::vec(op(), 1..25)) {
+        runtime().block_on(run_ops(Backend::Postgres, ops));
+    }
+}
+
+async fn run_ops(backend: Backend, ops: Vec<Op>) {
+    let Some(t) = TestDb::new(backend).await else { return };
+    let (mut ledger, mut tasks) = open(&t.db).await;
+    let mut expected = 0u64;
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::Append(n) => {
+                let rs = ledger.append((0..*n as u64).map(|k| event(i as u64 * 100 + k)).collect()).await.unwrap();
+                expected += *n as u64;
+                assert_eq!(rs.last().unwrap().seq, expected);
+            }
+            Op::Rotate => {
+                ledger.rotate_key().await.unwrap();
+            }
+            Op::Checkpoint => {
+                ledger.checkpoint_now().await.unwrap();
+            }
+            Op::Restart => {
+                ledger.shutdown(tasks).await.unwrap();
+                (ledger, tasks) = open(&TestDb::connect(&t.url).await).await;
+            }
+        }
+    }
+    ledger.checkpoint_now().await.unwrap();
+    let r = verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {})
+        .await
+        .unwrap();
+    assert!(r.is_intact(), "{ops:?}: {r:?}");
+    assert_eq!(r.entries_checked, expected);
+    ledger.shutdown(tasks).await.unwrap();
 }
 
 /// The byte columns of an entry (text and integer columns: see `tamper`).

@@ -67,6 +67,10 @@ both_backends! {
                 changed[at] ^= 0x01;
                 t.sql(&format!("UPDATE ledger_entries SET {col} = {} WHERE seq = {K}", t.blob(&changed))).await;
                 assert_eq!(failure(&public_verify(&ledger).await), (Some(K), kind), "{col} byte {at}");
+                if col != "chain_hash" {
+                    let one = ledger.verify_entry(K).await.unwrap();
+                    assert!(!one.is_intact(), "single-entry verification misses a changed {col}: {one:?}");
+                }
                 t.sql(&format!("UPDATE ledger_entries SET {col} = {} WHERE seq = {K}", t.blob(&bytes))).await;
             }
         }
