@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test run (what `make test` and CI run):
-#   1. formatting and the WASM dependency guard;
+#   1. formatting, clippy (warnings are errors) and the WASM dependency guard;
 #   2. a throw-away PostgreSQL cluster;
 #   3. every Rust test, against SQLite files and that PostgreSQL;
 #   4. the release build; the release server on a free port with a fresh data directory;
@@ -33,8 +33,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "formatting and the WASM dependency guard"
+step "formatting, lints and the WASM dependency guard"
 cargo fmt --all -- --check
+cargo clippy --locked --all-targets --quiet -- -D warnings
 scripts/check-wasm-deps.sh
 
 step "throw-away PostgreSQL"

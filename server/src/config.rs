@@ -187,10 +187,10 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |setting, reason: &str| Err(ConfigError::Invalid { setting, reason: reason.to_owned() });
-        if let Some(url) = &self.database.url {
-            if custos_engine::storage::DbKind::from_url(url.expose_secret()).is_none() {
-                return invalid("database.url", "must start with sqlite: or postgres://");
-            }
+        if let Some(url) = &self.database.url
+            && custos_engine::storage::DbKind::from_url(url.expose_secret()).is_none()
+        {
+            return invalid("database.url", "must start with sqlite: or postgres://");
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");
@@ -264,6 +264,7 @@ fn describe(e: &figment::Error) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
     use figment::Jail;

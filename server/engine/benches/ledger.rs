@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo bench -p custos-engine --bench ledger`
 
+#![allow(clippy::unwrap_used)]
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use custos_engine::ledger::crypto::DataKey;
 use custos_engine::ledger::encoding::{self, GENESIS_CHAIN};

@@ -81,10 +81,10 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
     }
 
     let url = args.database.clone().map(SecretString::from).unwrap_or_else(|| config.database_url());
-    if let Some(file) = sqlite_path(secrecy::ExposeSecret::expose_secret(&url)) {
-        if !file.is_file() {
-            return failed("cannot verify", &format!("database file {} does not exist", file.display()));
-        }
+    if let Some(file) = sqlite_path(secrecy::ExposeSecret::expose_secret(&url))
+        && !file.is_file()
+    {
+        return failed("cannot verify", &format!("database file {} does not exist", file.display()));
     }
     let db = match Database::connect(&url, &PoolOptions::default()).await {
         Ok(db) => db,

@@ -309,16 +309,16 @@ pub async fn verify(
 
     // 4. The tail: against the latest checkpoint and the stored head.
     if full_tail {
-        if let Some((size, _)) = checkpoints.last() {
-            if *size > to {
-                fail(
-                    &mut report,
-                    Some(to + 1),
-                    FailureKind::Truncated,
-                    format!("the ledger ends at seq {to} but a signed checkpoint covers {size} entries"),
-                );
-                return Ok(report);
-            }
+        if let Some((size, _)) = checkpoints.last()
+            && *size > to
+        {
+            fail(
+                &mut report,
+                Some(to + 1),
+                FailureKind::Truncated,
+                format!("the ledger ends at seq {to} but a signed checkpoint covers {size} entries"),
+            );
+            return Ok(report);
         }
         // Entries and the head are committed together and the head only
         // grows, so reading the largest seq first and the head second gives

@@ -148,7 +148,7 @@ pub fn event(i: u64) -> NewEntry {
         fields: HeaderFields {
             category: "data_access".into(),
             action: "document.read".into(),
-            outcome: if i % 10 == 0 { "denied".into() } else { "success".into() },
+            outcome: if i.is_multiple_of(10) { "denied".into() } else { "success".into() },
             severity: "info".into(),
             actor_id: Some(format!("user-{}", i % 97)),
             actor_kind: Some("user".into()),
