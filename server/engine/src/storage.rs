@@ -101,6 +101,9 @@ impl Default for PoolOptions {
 pub struct Database {
     conn: DatabaseConnection,
     kind: DbKind,
+    /// The SQLite file, for the ledger's direct connections.
+    sqlite_file: Option<std::path::PathBuf>,
+    busy_timeout: Duration,
 }
 
 impl Database {
@@ -122,7 +125,8 @@ impl Database {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(opts.busy_timeout);
-        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+        let file = options.get_filename().to_path_buf();
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|source| StorageError::CreateDir { path: dir.display().to_string(), source })?;
         }
@@ -132,7 +136,12 @@ impl Database {
             .connect_with(options)
             .await
             .map_err(|e| StorageError::Connect { kind: "sqlite", reason: e.to_string() })?;
-        Ok(Database { conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool), kind: DbKind::Sqlite })
+        Ok(Database {
+            conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+            kind: DbKind::Sqlite,
+            sqlite_file: Some(file),
+            busy_timeout: opts.busy_timeout,
+        })
     }
 
     async fn connect_postgres(url: &str, opts: &PoolOptions) -> Result<Database, StorageError> {
@@ -144,12 +153,27 @@ impl Database {
             .connect_with(options)
             .await
             .map_err(|e| StorageError::Connect { kind: "postgres", reason: e.to_string() })?;
-        Ok(Database { conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool), kind: DbKind::Postgres })
+        Ok(Database {
+            conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+            kind: DbKind::Postgres,
+            sqlite_file: None,
+            busy_timeout: opts.busy_timeout,
+        })
     }
 
     /// Which engine this is.
     pub fn kind(&self) -> DbKind {
         self.kind
+    }
+
+    /// The SQLite database file, when this is SQLite.
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.sqlite_file.as_deref()
+    }
+
+    /// How long to wait for a lock.
+    pub fn busy_timeout(&self) -> Duration {
+        self.busy_timeout
     }
 
     /// The sea-orm connection.

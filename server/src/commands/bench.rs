@@ -17,7 +17,7 @@ use custos_engine::keys::{KekError, KekProvider};
 use custos_engine::ledger::crypto::Kek;
 use custos_engine::ledger::types::{EntryHeader, HeaderFields, StoredEntry};
 use custos_engine::ledger::verify::{self, VerifyScope};
-use custos_engine::ledger::{Ledger, LedgerConfig, NewEntry, store};
+use custos_engine::ledger::{Ledger, LedgerConfig, NewEntry, sqlite_direct, store};
 use custos_engine::storage::{Database, PoolOptions};
 use sea_orm::TransactionTrait;
 use secrecy::SecretString;
@@ -245,22 +245,50 @@ async fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode, String> {
             .collect();
         say(format!("baseline: plain inserts into {} …", redact(burl)));
         let started = Instant::now();
-        for chunk in rows.chunks(args.batch) {
-            let txn = db.conn().begin().await.map_err(|e| e.to_string())?;
-            store::insert_entries(&txn, chunk).await.map_err(|e| e.to_string())?;
-            txn.commit().await.map_err(|e| e.to_string())?;
+        match db.sqlite_file() {
+            // SQLite: the ledger's own direct path, minus crypto and sequencer.
+            Some(path) => {
+                let mut conn = sqlite_direct::open(path, db.busy_timeout()).map_err(|e| e.to_string())?;
+                for chunk in rows.chunks(args.batch) {
+                    let tx = conn
+                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                        .map_err(|e| e.to_string())?;
+                    sqlite_direct::insert_entries(&tx, chunk).map_err(|e| e.to_string())?;
+                    tx.commit().map_err(|e| e.to_string())?;
+                }
+            }
+            None => {
+                for chunk in rows.chunks(args.batch) {
+                    let txn = db.conn().begin().await.map_err(|e| e.to_string())?;
+                    store::insert_entries(&txn, chunk).await.map_err(|e| e.to_string())?;
+                    txn.commit().await.map_err(|e| e.to_string())?;
+                }
+            }
         }
         let rate = args.events as f64 / started.elapsed().as_secs_f64();
         say(format!("baseline: {rate:.0} rows/s"));
         baseline_rate = Some(rate);
         if !args.no_verify {
             let started = Instant::now();
-            let mut next = 1;
             let mut n = 0u64;
-            while next <= args.events {
-                let page = store::read_entries(db.conn(), next, args.events, 4096).await.map_err(|e| e.to_string())?;
-                n += page.len() as u64;
-                next += 4096;
+            match db.sqlite_file() {
+                Some(path) => {
+                    let conn = sqlite_direct::open(path, db.busy_timeout()).map_err(|e| e.to_string())?;
+                    sqlite_direct::scan_entries(&conn, 1, args.events, 4096, |page| {
+                        n += page.len() as u64;
+                        true
+                    })
+                    .map_err(|e| e.to_string())?;
+                }
+                None => {
+                    let mut next = 1;
+                    while next <= args.events {
+                        let page =
+                            store::read_entries(db.conn(), next, args.events, 4096).await.map_err(|e| e.to_string())?;
+                        n += page.len() as u64;
+                        next += 4096;
+                    }
+                }
             }
             let rate = n as f64 / started.elapsed().as_secs_f64();
             say(format!("baseline: plain reads {rate:.0} rows/s"));

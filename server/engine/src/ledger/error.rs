@@ -55,6 +55,9 @@ pub enum LedgerError {
     /// Database failure.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Database failure on a direct SQLite connection.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// I/O failure (archives).
     #[error("I/O error on {path}: {source}")]
     Io {

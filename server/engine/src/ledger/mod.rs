@@ -12,6 +12,7 @@ pub mod merkle;
 pub mod note;
 pub mod purge;
 pub mod service;
+pub mod sqlite_direct;
 pub mod store;
 pub mod types;
 pub mod verify;

@@ -151,7 +151,13 @@ impl Ledger {
         let (committed, _) = watch::channel((head.seq, head.frontier.root()));
         let (stop, _) = watch::channel(false);
         let inner = Arc::new(Inner { db, keys, clock, rng, cfg, tx, committed, stop });
-        let sequencer = tokio::spawn(run_sequencer(inner.clone(), rx, head));
+        let direct = match inner.db.sqlite_file() {
+            Some(path) => {
+                Some(Arc::new(std::sync::Mutex::new(super::sqlite_direct::open(path, inner.db.busy_timeout())?)))
+            }
+            None => None,
+        };
+        let sequencer = tokio::spawn(run_sequencer(inner.clone(), rx, head, direct));
         let checkpointer = tokio::spawn(run_checkpointer(inner.clone()));
         Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer }))
     }
@@ -356,168 +362,81 @@ async fn verify_tail_at_start(db: &Database, keys: &Keyring) -> Result<Head, Led
     Ok(head)
 }
 
-/// Checks entries that appeared in the database since `trusted` (appended by
-/// another replica, or forged) before the sequencer chains onto them: each
-/// must follow the chain, carry a valid MAC, and lead to `db_head`.
-async fn verify_foreign_entries(
-    inner: &Inner,
-    conn: &impl sea_orm::ConnectionTrait,
-    trusted: &Head,
-    db_head: &Head,
-) -> Result<(), LedgerError> {
-    if db_head.seq < trusted.seq {
-        return Err(LedgerError::Corrupt(format!(
-            "the ledger head went back from seq {} to {}: entries were removed",
-            trusted.seq, db_head.seq
-        )));
-    }
-    let mut chain = trusted.chain_hash;
-    let mut frontier = trusted.frontier.clone();
-    let mut next = trusted.seq + 1;
-    while next <= db_head.seq {
-        let page = store::read_entries(conn, next, db_head.seq, 4096).await?;
-        if page.is_empty() {
-            break;
+/// Checks entries that appeared in the database since the sequencer's last
+/// trusted head (appended by another replica, or forged) before anything is
+/// chained onto them: each must follow the chain and carry a valid MAC, and
+/// together they must lead to the stored head.
+struct ForeignCheck {
+    chain: Hash,
+    frontier: super::merkle::Frontier,
+    next: u64,
+}
+
+impl ForeignCheck {
+    fn new(trusted: &Head, db_head: &Head) -> Result<Self, LedgerError> {
+        if db_head.seq < trusted.seq {
+            return Err(LedgerError::Corrupt(format!(
+                "the ledger head went back from seq {} to {}: entries were removed",
+                trusted.seq, db_head.seq
+            )));
         }
-        for e in &page {
+        Ok(ForeignCheck { chain: trusted.chain_hash, frontier: trusted.frontier.clone(), next: trusted.seq + 1 })
+    }
+
+    /// Checks the next entries; an unknown key is reported as such so that
+    /// the caller can load keys made by another process and try again.
+    fn feed(&mut self, keys: &Keyring, entries: &[StoredEntry]) -> Result<(), LedgerError> {
+        for e in entries {
             let seq = e.header.seq;
             let bad = |why: &str| LedgerError::Corrupt(format!("entry seq {seq} appended outside this process {why}"));
-            if seq != next {
+            if seq != self.next {
                 return Err(bad("leaves a gap"));
             }
-            let key = match inner.keys.get(e.key_id) {
-                Some(k) => k,
-                None => {
-                    inner.keys.refresh(&inner.db).await?;
-                    inner.keys.get(e.key_id).ok_or_else(|| bad("names an unknown key"))?
-                }
-            };
+            let key = keys.get(e.key_id).ok_or(LedgerError::UnknownKey { seq, key_id: e.key_id })?;
             let hb = encoding::header_bytes(&e.header);
             if !key.verify_mac(&hb, &e.iv, &e.ciphertext, &e.mac) {
                 return Err(bad("has an invalid MAC"));
             }
             let leaf = encoding::leaf_hash(&hb, e.key_id, &e.iv, &e.ciphertext, &e.mac);
-            chain = encoding::chain_hash(&chain, &leaf);
-            if leaf != e.leaf_hash || chain != e.chain_hash {
+            self.chain = encoding::chain_hash(&self.chain, &leaf);
+            if leaf != e.leaf_hash || self.chain != e.chain_hash {
                 return Err(bad("does not follow the chain"));
             }
-            frontier.push(leaf, |_, _, _| {});
-            next += 1;
+            self.frontier.push(leaf, |_, _, _| {});
+            self.next += 1;
         }
+        Ok(())
     }
-    if next != db_head.seq + 1 || chain != db_head.chain_hash || frontier.root() != db_head.frontier.root() {
-        return Err(LedgerError::Corrupt("the stored ledger head does not match its entries".into()));
-    }
-    Ok(())
-}
 
-async fn run_sequencer(inner: Arc<Inner>, mut rx: mpsc::Receiver<AppendRequest>, mut trusted: Head) {
-    let mut stop = inner.stop.subscribe();
-    loop {
-        let next = tokio::select! {
-            biased;
-            req = rx.recv() => req,
-            _ = stopped(&mut stop) => {
-                // Drain what was queued before the stop, then end.
-                rx.close();
-                rx.recv().await
-            }
-        };
-        let Some(first) = next else { break };
-        let mut batch = vec![first];
-        let mut n = batch[0].items.len();
-        while n < inner.cfg.max_batch {
-            match rx.try_recv() {
-                Ok(r) => {
-                    n += r.items.len();
-                    batch.push(r);
-                }
-                Err(_) => break,
-            }
+    fn finish(self, db_head: &Head) -> Result<(), LedgerError> {
+        if self.next != db_head.seq + 1
+            || self.chain != db_head.chain_hash
+            || self.frontier.root() != db_head.frontier.root()
+        {
+            return Err(LedgerError::Corrupt("the stored ledger head does not match its entries".into()));
         }
-        let started = std::time::Instant::now();
-        let result = commit_batch(&inner, &batch, &mut trusted).await;
-        metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
-        metrics::histogram!("custos_ledger_batch_entries").record(n as f64);
-        match result {
-            Ok(receipts) => {
-                metrics::counter!("custos_ledger_entries_total").increment(n as u64);
-                for (req, r) in batch.into_iter().zip(receipts) {
-                    let _ = req.reply.send(Ok(r));
-                }
-            }
-            Err(e) => {
-                metrics::counter!("custos_ledger_commit_failures_total").increment(1);
-                tracing::error!(error = %e, entries = n, "ledger batch commit failed; every caller in it gets an error");
-                for req in batch {
-                    let _ = req.reply.send(Err(LedgerError::CommitFailed));
-                }
-            }
-        }
+        Ok(())
     }
 }
 
-/// Commits one batch; returns the receipts per request, in order.
-async fn commit_batch(
-    inner: &Inner,
-    batch: &[AppendRequest],
-    trusted: &mut Head,
-) -> Result<Vec<Vec<Receipt>>, LedgerError> {
-    let mut known: HashMap<Uuid, (u64, i64)> = HashMap::new();
-    // Optimistic: duplicates of committed ids are rare (client retries), so
-    // look them up only when the unique index refuses the batch, then retry.
-    for attempt in 0..2 {
-        match try_commit(inner, batch, &known, trusted).await {
-            Ok(r) => return Ok(r),
-            Err(TryCommitError::Duplicate) if attempt == 0 => {
-                let ids: Vec<Uuid> = batch.iter().flat_map(|r| r.items.iter().map(|i| i.event_id)).collect();
-                known = store::find_event_ids(inner.db.conn(), &ids).await?;
-            }
-            Err(TryCommitError::Duplicate) => return Err(LedgerError::CommitFailed),
-            Err(TryCommitError::Other(e)) => return Err(e),
-        }
-    }
-    Err(LedgerError::CommitFailed)
+/// A batch sealed onto a head: the rows to insert and the new head.
+struct Sealed {
+    entries: Vec<StoredEntry>,
+    nodes: Vec<(u32, u64, Hash)>,
+    receipts: Vec<Vec<Receipt>>,
+    head: Head,
 }
 
-enum TryCommitError {
-    Duplicate,
-    Other(LedgerError),
-}
-
-impl From<LedgerError> for TryCommitError {
-    fn from(e: LedgerError) -> Self {
-        TryCommitError::Other(e)
-    }
-}
-
-impl From<sea_orm::DbErr> for TryCommitError {
-    fn from(e: sea_orm::DbErr) -> Self {
-        TryCommitError::Other(e.into())
-    }
-}
-
-fn is_unique_violation(e: &LedgerError) -> bool {
-    match e {
-        LedgerError::Storage(crate::storage::StorageError::Db(db)) => {
-            matches!(db.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
-        }
-        _ => false,
-    }
-}
-
-async fn try_commit(
-    inner: &Inner,
+/// Assigns seqs, MACs, leaf and chain hashes to a batch, on top of `head`.
+/// Ids already committed (`known`) or repeated within the batch get the
+/// stored result instead of a new entry.
+fn seal_batch(
+    keys: &Keyring,
+    recorded_at_us: i64,
+    mut head: Head,
     batch: &[AppendRequest],
     known: &HashMap<Uuid, (u64, i64)>,
-    trusted: &mut Head,
-) -> Result<Vec<Vec<Receipt>>, TryCommitError> {
-    let txn = inner.db.conn().begin().await?;
-    let mut head = store::lock_head(&txn).await?;
-    if head.seq != trusted.seq || head.chain_hash != trusted.chain_hash {
-        verify_foreign_entries(inner, &txn, trusted, &head).await?;
-    }
-    let recorded_at_us = inner.clock.now_us();
+) -> Result<Sealed, LedgerError> {
     let mut entries: Vec<StoredEntry> = Vec::new();
     let mut nodes: Vec<(u32, u64, Hash)> = Vec::new();
     let mut in_batch: HashMap<Uuid, (u64, i64)> = HashMap::new();
@@ -537,7 +456,7 @@ async fn try_commit(
                 recorded_at_us,
                 fields: item.fields.clone(),
             };
-            let key = inner.keys.get(item.key_id).ok_or(LedgerError::UnknownKey { seq, key_id: item.key_id })?;
+            let key = keys.get(item.key_id).ok_or(LedgerError::UnknownKey { seq, key_id: item.key_id })?;
             let hb = encoding::header_bytes(&header);
             let mac = key.mac(&hb, &item.iv, &item.ciphertext);
             let leaf_hash = encoding::leaf_hash(&hb, item.key_id, &item.iv, &item.ciphertext, &mac);
@@ -563,24 +482,244 @@ async fn try_commit(
         }
         receipts.push(rs);
     }
-    if !entries.is_empty() {
-        if let Err(e) = store::insert_entries(&txn, &entries).await {
+    Ok(Sealed { entries, nodes, receipts, head })
+}
+
+/// The direct SQLite connection the sequencer commits through (SQLite only).
+type DirectConn = Arc<std::sync::Mutex<rusqlite::Connection>>;
+
+async fn run_sequencer(
+    inner: Arc<Inner>,
+    mut rx: mpsc::Receiver<AppendRequest>,
+    mut trusted: Head,
+    direct: Option<DirectConn>,
+) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        let next = tokio::select! {
+            biased;
+            req = rx.recv() => req,
+            _ = stopped(&mut stop) => {
+                // Drain what was queued before the stop, then end.
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(first) = next else { break };
+        let mut batch = vec![first];
+        let mut n = batch[0].items.len();
+        while n < inner.cfg.max_batch {
+            match rx.try_recv() {
+                Ok(r) => {
+                    n += r.items.len();
+                    batch.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let (batch, result) = commit_batch(&inner, batch, &mut trusted, direct.as_ref()).await;
+        metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("custos_ledger_batch_entries").record(n as f64);
+        match result {
+            Ok(receipts) => {
+                metrics::counter!("custos_ledger_entries_total").increment(n as u64);
+                for (req, r) in batch.into_iter().zip(receipts) {
+                    let _ = req.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                metrics::counter!("custos_ledger_commit_failures_total").increment(1);
+                tracing::error!(error = %e, entries = n, "ledger batch commit failed; every caller in it gets an error");
+                for req in batch {
+                    let _ = req.reply.send(Err(LedgerError::CommitFailed));
+                }
+            }
+        }
+    }
+}
+
+enum TryCommitError {
+    Duplicate,
+    Other(LedgerError),
+}
+
+impl From<LedgerError> for TryCommitError {
+    fn from(e: LedgerError) -> Self {
+        TryCommitError::Other(e)
+    }
+}
+
+impl From<sea_orm::DbErr> for TryCommitError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        TryCommitError::Other(e.into())
+    }
+}
+
+impl From<rusqlite::Error> for TryCommitError {
+    fn from(e: rusqlite::Error) -> Self {
+        TryCommitError::Other(e.into())
+    }
+}
+
+/// Commits one batch; returns it (for the replies) and the receipts per
+/// request, in order.
+async fn commit_batch(
+    inner: &Arc<Inner>,
+    mut batch: Vec<AppendRequest>,
+    trusted: &mut Head,
+    direct: Option<&DirectConn>,
+) -> (Vec<AppendRequest>, Result<Vec<Vec<Receipt>>, LedgerError>) {
+    let mut known: HashMap<Uuid, (u64, i64)> = HashMap::new();
+    for attempt in 0..3 {
+        let result = match direct {
+            Some(conn) => {
+                let (inner2, conn, known2, trusted2) = (inner.clone(), conn.clone(), known.clone(), trusted.clone());
+                let joined = tokio::task::spawn_blocking(move || {
+                    let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+                    let r = commit_direct(&mut c, &inner2.keys, inner2.clock.as_ref(), &batch, &known2, &trusted2);
+                    (batch, r)
+                })
+                .await;
+                match joined {
+                    Ok((b, r)) => {
+                        batch = b;
+                        r
+                    }
+                    // The blocking task panicked: the batch (and its replies) are gone.
+                    Err(_) => return (Vec::new(), Err(LedgerError::CommitFailed)),
+                }
+            }
+            None => commit_orm(inner, &batch, &known, trusted).await,
+        };
+        match result {
+            Ok(sealed) => {
+                let root = sealed.head.frontier.root();
+                let seq = sealed.head.seq;
+                inner.committed.send_if_modified(|last| {
+                    let changed = seq > last.0;
+                    if changed {
+                        *last = (seq, root);
+                    }
+                    changed
+                });
+                *trusted = sealed.head;
+                return (batch, Ok(sealed.receipts));
+            }
+            // Optimistic: duplicates of committed ids are rare (client
+            // retries), so they are looked up only when the unique index
+            // refuses the batch; then the batch is sealed again.
+            Err(TryCommitError::Duplicate) if attempt < 2 => {
+                let ids: Vec<Uuid> = batch.iter().flat_map(|r| r.items.iter().map(|i| i.event_id)).collect();
+                let found = match direct {
+                    Some(conn) => {
+                        let conn = conn.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let c = conn.lock().unwrap_or_else(|p| p.into_inner());
+                            super::sqlite_direct::find_event_ids(&c, &ids)
+                        })
+                        .await
+                        .unwrap_or(Err(LedgerError::CommitFailed))
+                    }
+                    None => store::find_event_ids(inner.db.conn(), &ids).await,
+                };
+                match found {
+                    Ok(f) => known = f,
+                    Err(e) => return (batch, Err(e)),
+                }
+            }
+            // Another process rotated the data key: load it and try again.
+            Err(TryCommitError::Other(LedgerError::UnknownKey { .. })) if attempt < 2 => {
+                if let Err(e) = inner.keys.refresh(&inner.db).await {
+                    return (batch, Err(e));
+                }
+            }
+            Err(TryCommitError::Duplicate) => return (batch, Err(LedgerError::CommitFailed)),
+            Err(TryCommitError::Other(e)) => return (batch, Err(e)),
+        }
+    }
+    (batch, Err(LedgerError::CommitFailed))
+}
+
+/// The commit on a direct SQLite connection (runs on a blocking thread).
+fn commit_direct(
+    conn: &mut rusqlite::Connection,
+    keys: &Keyring,
+    clock: &dyn Clock,
+    batch: &[AppendRequest],
+    known: &HashMap<Uuid, (u64, i64)>,
+    trusted: &Head,
+) -> Result<Sealed, TryCommitError> {
+    use super::sqlite_direct as direct;
+    // IMMEDIATE: take the write lock first, so the head cannot move under us.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let head = direct::read_head(&tx)?;
+    if head.seq != trusted.seq || head.chain_hash != trusted.chain_hash {
+        let mut check = ForeignCheck::new(trusted, &head)?;
+        let mut failed = None;
+        direct::scan_entries(&tx, trusted.seq + 1, head.seq, 4096, |page| match check.feed(keys, &page) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        check.finish(&head)?;
+    }
+    let sealed = seal_batch(keys, clock.now_us(), head, batch, known)?;
+    if !sealed.entries.is_empty() {
+        if let Err(e) = direct::insert_entries(&tx, &sealed.entries) {
+            return Err(if direct::is_unique_violation(&e) { TryCommitError::Duplicate } else { e.into() });
+        }
+        direct::insert_nodes(&tx, &sealed.nodes)?;
+        direct::write_head(&tx, &sealed.head)?;
+    }
+    tx.commit()?;
+    Ok(sealed)
+}
+
+fn is_unique_violation(e: &LedgerError) -> bool {
+    match e {
+        LedgerError::Storage(crate::storage::StorageError::Db(db)) => {
+            matches!(db.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+        }
+        _ => false,
+    }
+}
+
+/// The commit through sea-orm (PostgreSQL).
+async fn commit_orm(
+    inner: &Inner,
+    batch: &[AppendRequest],
+    known: &HashMap<Uuid, (u64, i64)>,
+    trusted: &Head,
+) -> Result<Sealed, TryCommitError> {
+    let txn = inner.db.conn().begin().await?;
+    let head = store::lock_head(&txn).await?;
+    if head.seq != trusted.seq || head.chain_hash != trusted.chain_hash {
+        let mut check = ForeignCheck::new(trusted, &head)?;
+        let mut next = trusted.seq + 1;
+        while next <= head.seq {
+            let page = store::read_entries(&txn, next, head.seq, 4096).await?;
+            let Some(last) = page.last() else { break };
+            next = last.header.seq + 1;
+            check.feed(&inner.keys, &page)?;
+        }
+        check.finish(&head)?;
+    }
+    let sealed = seal_batch(&inner.keys, inner.clock.now_us(), head, batch, known)?;
+    if !sealed.entries.is_empty() {
+        if let Err(e) = store::insert_entries(&txn, &sealed.entries).await {
             return Err(if is_unique_violation(&e) { TryCommitError::Duplicate } else { TryCommitError::Other(e) });
         }
-        store::insert_nodes(&txn, &nodes).await?;
-        store::write_head(&txn, &head).await?;
+        store::insert_nodes(&txn, &sealed.nodes).await?;
+        store::write_head(&txn, &sealed.head).await?;
     }
     txn.commit().await?;
-    let root = head.frontier.root();
-    inner.committed.send_if_modified(|last| {
-        let changed = head.seq > last.0;
-        if changed {
-            *last = (head.seq, root);
-        }
-        changed
-    });
-    *trusted = head;
-    Ok(receipts)
+    Ok(sealed)
 }
 
 /// Resolves once the stop flag is set.

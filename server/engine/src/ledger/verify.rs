@@ -25,7 +25,7 @@ use super::keyring::Keyring;
 use super::merkle::Frontier;
 use super::note::NoteVerifier;
 use super::store;
-use super::types::Hash;
+use super::types::{Hash, StoredEntry};
 use crate::storage::Database;
 
 /// Entries read per query.
@@ -38,6 +38,56 @@ pub struct VerifyScope {
     pub from_seq: Option<u64>,
     /// Last seq (default: the head).
     pub to_seq: Option<u64>,
+}
+
+/// Pages of entries in seq order. On SQLite a reader thread holding one read
+/// transaction (so one consistent snapshot) reads ahead while the caller
+/// hashes; elsewhere, keyset-paged queries.
+enum EntryPages<'a> {
+    Direct(tokio::sync::mpsc::Receiver<Result<Vec<StoredEntry>, LedgerError>>),
+    Orm { db: &'a Database, next: u64, to: u64 },
+}
+
+impl<'a> EntryPages<'a> {
+    fn open(db: &'a Database, from: u64, to: u64) -> Self {
+        let Some(path) = db.sqlite_file().map(std::path::Path::to_path_buf) else {
+            return EntryPages::Orm { db, next: from, to };
+        };
+        let busy = db.busy_timeout();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let run = || -> Result<(), LedgerError> {
+                let mut conn = super::sqlite_direct::open(&path, busy)?;
+                let snapshot = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
+                super::sqlite_direct::scan_entries(&snapshot, from, to, PAGE as usize, |page| {
+                    tx.blocking_send(Ok(page)).is_ok()
+                })
+            };
+            if let Err(e) = run() {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        EntryPages::Direct(rx)
+    }
+
+    async fn next(&mut self) -> Option<Result<Vec<StoredEntry>, LedgerError>> {
+        match self {
+            EntryPages::Direct(rx) => rx.recv().await,
+            EntryPages::Orm { db, next, to } => {
+                if *next > *to {
+                    return None;
+                }
+                match store::read_entries(db.conn(), *next, *to, PAGE).await {
+                    Ok(page) if page.is_empty() => None,
+                    Ok(page) => {
+                        *next = page.last().map_or(*to + 1, |e| e.header.seq + 1);
+                        Some(Ok(page))
+                    }
+                    Err(e) => Some(Err(e)),
+                }
+            }
+        }
+    }
 }
 
 /// What kind of tampering or damage was found.
@@ -199,11 +249,9 @@ pub async fn verify(
 
     // 3. Entries.
     let mut expected = from;
-    'pages: while expected <= to {
-        let page = store::read_entries(conn, expected, to, PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
+    let mut pages = EntryPages::open(db, from, to);
+    'pages: while let Some(page) = pages.next().await {
+        let page = page?;
         for e in &page {
             let seq = e.header.seq;
             if seq != expected {

@@ -1,0 +1,198 @@
+//! The ledger's hot loops on SQLite, straight to SQLite (rusqlite) instead of
+//! through sea-orm and sqlx: the sequencer's commit and verification's scan.
+//!
+//! sqlx runs SQLite on a worker thread and ships every row across a channel as
+//! owned values; for a million small rows that hand-off, not SQLite, is the
+//! cost. Here one connection, cached prepared statements and one read
+//! transaction per scan. The SQL and the pragmas (WAL, `synchronous = FULL`,
+//! foreign keys, busy timeout) are the same as the pooled connections', and
+//! the append-only triggers apply to these connections like to any other.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Row, params};
+
+use super::error::LedgerError;
+use super::merkle::Frontier;
+use super::store::{ENTRY_COLUMNS, Head};
+use super::types::{EntryHeader, Hash, HeaderFields, StoredEntry};
+
+/// Opens a connection to the SQLite ledger file with the ledger's pragmas.
+pub fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, LedgerError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(16);
+    Ok(conn)
+}
+
+fn blob<'r>(row: &'r Row<'_>, idx: usize) -> Result<&'r [u8], LedgerError> {
+    row.get_ref(idx)?.as_blob().map_err(|e| LedgerError::Corrupt(format!("column {idx}: {e}")))
+}
+
+fn array<const N: usize>(row: &Row<'_>, idx: usize, col: &str) -> Result<[u8; N], LedgerError> {
+    let blob = blob(row, idx)?;
+    blob.try_into().map_err(|_| LedgerError::Corrupt(format!("column {col}: expected {N} bytes, found {}", blob.len())))
+}
+
+fn seq_from(v: i64) -> Result<u64, LedgerError> {
+    u64::try_from(v).map_err(|_| LedgerError::Corrupt(format!("negative seq {v}")))
+}
+
+fn seq_to(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Reads the head (inside the caller's transaction).
+pub fn read_head(conn: &Connection) -> Result<Head, LedgerError> {
+    let mut stmt = conn.prepare_cached("SELECT seq, chain_hash, frontier FROM ledger_head WHERE id = 1")?;
+    let mut rows = stmt.query([])?;
+    let row = rows.next()?.ok_or_else(|| LedgerError::Corrupt("ledger_head row is missing".into()))?;
+    let seq = seq_from(row.get(0)?)?;
+    let chain_hash = array::<32>(row, 1, "chain_hash")?;
+    let frontier = Frontier::decode(seq, blob(row, 2)?).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+    Ok(Head { seq, chain_hash, frontier })
+}
+
+/// Stores the head.
+pub fn write_head(conn: &Connection, head: &Head) -> Result<(), LedgerError> {
+    let mut stmt =
+        conn.prepare_cached("UPDATE ledger_head SET seq = ?1, chain_hash = ?2, frontier = ?3 WHERE id = 1")?;
+    stmt.execute(params![seq_to(head.seq), &head.chain_hash[..], head.frontier.encode()])?;
+    Ok(())
+}
+
+/// Inserts entries one prepared statement execution each (no statement text
+/// to build or parse per batch).
+pub fn insert_entries(conn: &Connection, entries: &[StoredEntry]) -> Result<(), LedgerError> {
+    let sql = format!(
+        "INSERT INTO ledger_entries ({ENTRY_COLUMNS}) VALUES \
+         (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    for e in entries {
+        let h = &e.header;
+        let f = &h.fields;
+        stmt.execute(params![
+            seq_to(h.seq),
+            &h.event_id.as_bytes()[..],
+            h.occurred_at_us,
+            h.recorded_at_us,
+            f.category,
+            f.action,
+            f.outcome,
+            f.severity,
+            f.actor_id,
+            f.actor_kind,
+            f.resource_type,
+            f.resource_id,
+            f.tenant,
+            f.channel,
+            f.source_app,
+            e.key_id,
+            &e.iv[..],
+            e.ciphertext,
+            &e.mac[..],
+            &e.leaf_hash[..],
+            &e.chain_hash[..],
+        ])?;
+    }
+    Ok(())
+}
+
+/// Inserts stored Merkle nodes.
+pub fn insert_nodes(conn: &Connection, nodes: &[(u32, u64, Hash)]) -> Result<(), LedgerError> {
+    let mut stmt = conn.prepare_cached("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+    for (level, idx, hash) in nodes {
+        stmt.execute(params![level, seq_to(*idx), &hash[..]])?;
+    }
+    Ok(())
+}
+
+fn entry_from_row(row: &Row<'_>) -> Result<StoredEntry, LedgerError> {
+    let id = blob(row, 1)?;
+    let event_id =
+        uuid::Uuid::from_slice(id).map_err(|_| LedgerError::Corrupt(format!("event_id of {} bytes", id.len())))?;
+    let key_id: i64 = row.get(15)?;
+    Ok(StoredEntry {
+        header: EntryHeader {
+            seq: seq_from(row.get(0)?)?,
+            event_id,
+            occurred_at_us: row.get(2)?,
+            recorded_at_us: row.get(3)?,
+            fields: HeaderFields {
+                category: row.get(4)?,
+                action: row.get(5)?,
+                outcome: row.get(6)?,
+                severity: row.get(7)?,
+                actor_id: row.get(8)?,
+                actor_kind: row.get(9)?,
+                resource_type: row.get(10)?,
+                resource_id: row.get(11)?,
+                tenant: row.get(12)?,
+                channel: row.get(13)?,
+                source_app: row.get(14)?,
+            },
+        },
+        key_id: u32::try_from(key_id).map_err(|_| LedgerError::Corrupt(format!("key id {key_id}")))?,
+        iv: array::<16>(row, 16, "iv")?,
+        ciphertext: blob(row, 17)?.to_vec(),
+        mac: array::<32>(row, 18, "mac")?,
+        leaf_hash: array::<32>(row, 19, "leaf_hash")?,
+        chain_hash: array::<32>(row, 20, "chain_hash")?,
+    })
+}
+
+/// Entries with `from <= seq <= to`, in seq order, handed to `sink` in pages
+/// of `page` entries. `sink` returns false to stop early.
+pub fn scan_entries(
+    conn: &Connection,
+    from: u64,
+    to: u64,
+    page: usize,
+    mut sink: impl FnMut(Vec<StoredEntry>) -> bool,
+) -> Result<(), LedgerError> {
+    let sql = format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![seq_to(from), seq_to(to)])?;
+    let mut buf = Vec::with_capacity(page);
+    while let Some(row) = rows.next()? {
+        buf.push(entry_from_row(row)?);
+        if buf.len() == page && !sink(std::mem::replace(&mut buf, Vec::with_capacity(page))) {
+            return Ok(());
+        }
+    }
+    if !buf.is_empty() {
+        sink(buf);
+    }
+    Ok(())
+}
+
+/// Existing entries among `ids`: event id -> (seq, recorded_at).
+pub fn find_event_ids(
+    conn: &Connection,
+    ids: &[uuid::Uuid],
+) -> Result<std::collections::HashMap<uuid::Uuid, (u64, i64)>, LedgerError> {
+    let mut stmt = conn.prepare_cached("SELECT seq, recorded_at FROM ledger_entries WHERE event_id = ?1")?;
+    let mut out = std::collections::HashMap::new();
+    for id in ids {
+        let mut rows = stmt.query(params![&id.as_bytes()[..]])?;
+        if let Some(row) = rows.next()? {
+            out.insert(*id, (seq_from(row.get(0)?)?, row.get(1)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether an error is the unique index on `event_id` refusing a duplicate.
+pub fn is_unique_violation(e: &LedgerError) -> bool {
+    matches!(e, LedgerError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
