@@ -248,7 +248,9 @@ async fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode, String> {
         match db.sqlite_file() {
             // SQLite: the ledger's own direct path, minus crypto and sequencer.
             Some(path) => {
-                let mut conn = sqlite_direct::open(path, db.busy_timeout()).map_err(|e| e.to_string())?;
+                // The same connection set-up as the sequencer's, and the same background checkpoints.
+                let mut conn = sqlite_direct::open_writer(path, db.busy_timeout()).map_err(|e| e.to_string())?;
+                let wal = sqlite_direct::Checkpointer::start(path, db.busy_timeout()).map_err(|e| e.to_string())?;
                 for chunk in rows.chunks(args.batch) {
                     let tx = conn
                         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -256,6 +258,7 @@ async fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode, String> {
                     sqlite_direct::insert_entries(&tx, chunk).map_err(|e| e.to_string())?;
                     tx.commit().map_err(|e| e.to_string())?;
                 }
+                wal.stop();
             }
             None => {
                 for chunk in rows.chunks(args.batch) {
@@ -274,7 +277,7 @@ async fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode, String> {
             match db.sqlite_file() {
                 Some(path) => {
                     let conn = sqlite_direct::open(path, db.busy_timeout()).map_err(|e| e.to_string())?;
-                    sqlite_direct::scan_entries(&conn, 1, args.events, 4096, |page| {
+                    sqlite_direct::scan_raw(&conn, 1, args.events, 4096, |page| {
                         n += page.len() as u64;
                         true
                     })

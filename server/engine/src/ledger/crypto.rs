@@ -70,6 +70,8 @@ pub struct DataKey {
     key_id: u32,
     enc: Secret32,
     mac: HmacSha256,
+    /// The expanded AES key, for checking the last block without re-expanding.
+    aes: aes::Aes256,
 }
 
 impl std::fmt::Debug for DataKey {
@@ -83,7 +85,8 @@ impl DataKey {
     pub fn derive(key_id: u32, dek: &[u8; 32]) -> Self {
         let enc = hkdf_32(dek, INFO_DATA_ENC);
         let mac_key = hkdf_32(dek, INFO_DATA_MAC);
-        DataKey { key_id, enc, mac: keyed_hmac(&mac_key) }
+        let aes = <aes::Aes256 as cbc::cipher::KeyInit>::new(&(*enc).into());
+        DataKey { key_id, enc, mac: keyed_hmac(&mac_key), aes }
     }
 
     /// The id under which this key is stored.
@@ -106,6 +109,31 @@ impl DataKey {
     /// Checks the MAC in constant time.
     pub fn verify_mac(&self, header: &[u8], iv: &[u8; 16], ciphertext: &[u8], mac: &[u8; 32]) -> bool {
         self.mac(header, iv, ciphertext).ct_eq(mac).into()
+    }
+
+    /// Checks that a sealed payload opens, without producing the plaintext:
+    /// the MAC first (constant time), then the PKCS#7 padding of the last
+    /// block, which is the only way CBC decryption can fail.
+    pub fn check(&self, header: &[u8], iv: &[u8; 16], ciphertext: &[u8], mac: &[u8; 32]) -> Result<(), OpenError> {
+        use cbc::cipher::BlockCipherDecrypt as _;
+        if !self.verify_mac(header, iv, ciphertext, mac) {
+            return Err(OpenError::BadMac);
+        }
+        let n = ciphertext.len();
+        if n == 0 || n % 16 != 0 {
+            return Err(OpenError::BadPadding);
+        }
+        let prev: &[u8] = if n == 16 { iv } else { &ciphertext[n - 32..n - 16] };
+        let mut block = aes::Block::default();
+        block.copy_from_slice(&ciphertext[n - 16..]);
+        self.aes.decrypt_block(&mut block);
+        for (b, p) in block.iter_mut().zip(prev) {
+            *b ^= p;
+        }
+        let pad = block[15];
+        let ok = (1..=16).contains(&pad) && block[16 - pad as usize..].iter().all(|&b| b == pad);
+        block.fill(0);
+        if ok { Ok(()) } else { Err(OpenError::BadPadding) }
     }
 
     /// Checks the MAC, and only then decrypts.
@@ -227,6 +255,32 @@ mod tests {
         bad[0] ^= 1;
         assert_eq!(k.open(b"header", &iv, &bad, &mac), Err(OpenError::BadMac));
         assert_eq!(k.open(b"headeR", &iv, &ct, &mac), Err(OpenError::BadMac));
+        assert_eq!(k.check(b"header", &iv, &ct, &mac), Ok(()));
+        assert_eq!(k.check(b"header", &iv, &bad, &mac), Err(OpenError::BadMac));
+    }
+
+    #[test]
+    fn check_agrees_with_full_decryption_on_padding() {
+        let k = DataKey::derive(1, &[4u8; 32]);
+        let iv = [1u8; 16];
+        for len in [0usize, 1, 15, 16, 17, 31, 32, 100] {
+            let pt = vec![0xAB; len];
+            let ct = k.encrypt(&iv, &pt);
+            let mac = k.mac(b"h", &iv, &ct);
+            assert_eq!(k.check(b"h", &iv, &ct, &mac), Ok(()), "len {len}");
+            // A ciphertext whose last block decrypts to bad padding, with a
+            // valid MAC (as only a key holder could make): both reject it.
+            let mut forged = ct.clone();
+            let n = forged.len();
+            let prev = if n == 16 { None } else { Some(n - 32) };
+            match prev {
+                Some(p) => forged[p + 15] ^= 0x7F,
+                None => continue,
+            }
+            let mac = k.mac(b"h", &iv, &forged);
+            let full = k.open(b"h", &iv, &forged, &mac).map(|_| ());
+            assert_eq!(k.check(b"h", &iv, &forged, &mac), full, "len {len}");
+        }
     }
 
     #[test]

@@ -105,26 +105,65 @@ impl Sink for hmac::Hmac<Sha256> {
     }
 }
 
-/// Encodes the clear header of an entry.
-pub fn header_bytes(h: &EntryHeader) -> Vec<u8> {
-    let f = &h.fields;
-    let mut out = Vec::with_capacity(160);
+/// A header's fields, borrowed (from an `EntryHeader` or a database row).
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderRef<'a> {
+    /// Ledger position.
+    pub seq: u64,
+    /// Event id, 16 bytes.
+    pub event_id: &'a [u8; 16],
+    /// µs since the epoch.
+    pub occurred_at_us: i64,
+    /// µs since the epoch.
+    pub recorded_at_us: i64,
+    /// category, action, outcome, severity.
+    pub required: [&'a str; 4],
+    /// actor_id, actor_kind, resource_type, resource_id, tenant, channel, source_app.
+    pub optional: [Option<&'a str>; 7],
+}
+
+impl<'a> HeaderRef<'a> {
+    /// Borrows an owned header.
+    pub fn of(h: &'a EntryHeader) -> Self {
+        let f = &h.fields;
+        HeaderRef {
+            seq: h.seq,
+            event_id: h.event_id.as_bytes(),
+            occurred_at_us: h.occurred_at_us,
+            recorded_at_us: h.recorded_at_us,
+            required: [&f.category, &f.action, &f.outcome, &f.severity],
+            optional: [
+                f.actor_id.as_deref(),
+                f.actor_kind.as_deref(),
+                f.resource_type.as_deref(),
+                f.resource_id.as_deref(),
+                f.tenant.as_deref(),
+                f.channel.as_deref(),
+                f.source_app.as_deref(),
+            ],
+        }
+    }
+}
+
+/// Writes the header layout (see the module documentation) into `out`.
+pub fn write_header(out: &mut impl Sink, h: &HeaderRef<'_>) {
     out.put_u8(FORMAT_VERSION);
     out.put_u64(h.seq);
-    out.put(h.event_id.as_bytes());
+    out.put(h.event_id);
     out.put_i64(h.occurred_at_us);
     out.put_i64(h.recorded_at_us);
-    out.put_str(&f.category);
-    out.put_str(&f.action);
-    out.put_str(&f.outcome);
-    out.put_str(&f.severity);
-    out.put_opt(f.actor_id.as_deref());
-    out.put_opt(f.actor_kind.as_deref());
-    out.put_opt(f.resource_type.as_deref());
-    out.put_opt(f.resource_id.as_deref());
-    out.put_opt(f.tenant.as_deref());
-    out.put_opt(f.channel.as_deref());
-    out.put_opt(f.source_app.as_deref());
+    for s in h.required {
+        out.put_str(s);
+    }
+    for s in h.optional {
+        out.put_opt(s);
+    }
+}
+
+/// Encodes the clear header of an entry.
+pub fn header_bytes(h: &EntryHeader) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    write_header(&mut out, &HeaderRef::of(h));
     out
 }
 

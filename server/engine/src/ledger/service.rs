@@ -130,6 +130,7 @@ impl std::fmt::Debug for Ledger {
 pub struct LedgerTasks {
     sequencer: tokio::task::JoinHandle<()>,
     checkpointer: tokio::task::JoinHandle<()>,
+    wal: Option<super::sqlite_direct::Checkpointer>,
 }
 
 impl Ledger {
@@ -151,15 +152,20 @@ impl Ledger {
         let (committed, _) = watch::channel((head.seq, head.frontier.root()));
         let (stop, _) = watch::channel(false);
         let inner = Arc::new(Inner { db, keys, clock, rng, cfg, tx, committed, stop });
-        let direct = match inner.db.sqlite_file() {
+        let (direct, wal) = match inner.db.sqlite_file() {
             Some(path) => {
-                Some(Arc::new(std::sync::Mutex::new(super::sqlite_direct::open(path, inner.db.busy_timeout())?)))
+                let busy = inner.db.busy_timeout();
+                let conn = super::sqlite_direct::open_writer(path, busy)?;
+                (
+                    Some(Arc::new(std::sync::Mutex::new(conn))),
+                    Some(super::sqlite_direct::Checkpointer::start(path, busy)?),
+                )
             }
-            None => None,
+            None => (None, None),
         };
         let sequencer = tokio::spawn(run_sequencer(inner.clone(), rx, head, direct));
         let checkpointer = tokio::spawn(run_checkpointer(inner.clone()));
-        Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer }))
+        Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer, wal }))
     }
 
     /// The current time from the ledger's clock (µs since the epoch).
@@ -333,6 +339,9 @@ impl Ledger {
         let _ = tasks.checkpointer.await;
         let _ = tasks.sequencer.await;
         make_checkpoint(&self.inner).await?;
+        if let Some(wal) = tasks.wal {
+            let _ = tokio::task::spawn_blocking(move || wal.stop()).await;
+        }
         Ok(())
     }
 }

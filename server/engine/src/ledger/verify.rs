@@ -40,11 +40,102 @@ pub struct VerifyScope {
     pub to_seq: Option<u64>,
 }
 
+/// A page of entries as verification needs them: each entry's canonical
+/// header bytes and ciphertext packed into one buffer, so that reading a
+/// million entries does not allocate a million times.
+#[derive(Debug, Default)]
+pub struct RawPage {
+    buf: Vec<u8>,
+    /// The entries, in seq order.
+    pub recs: Vec<RawRec>,
+}
+
+/// One entry of a `RawPage`.
+#[derive(Debug, Clone)]
+pub struct RawRec {
+    /// Ledger position (from the `seq` column).
+    pub seq: u64,
+    /// Data key id.
+    pub key_id: u32,
+    header: (u32, u32),
+    ciphertext: (u32, u32),
+    /// CBC IV.
+    pub iv: [u8; 16],
+    /// Stored MAC.
+    pub mac: Hash,
+    /// Stored leaf hash.
+    pub leaf_hash: Hash,
+    /// Stored chain value.
+    pub chain_hash: Hash,
+}
+
+impl RawPage {
+    /// An empty page with room for `n` entries.
+    pub fn with_capacity(n: usize) -> Self {
+        RawPage { buf: Vec::with_capacity(n * 800), recs: Vec::with_capacity(n) }
+    }
+
+    /// Appends an entry from its borrowed parts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        header: &encoding::HeaderRef<'_>,
+        key_id: u32,
+        iv: [u8; 16],
+        ciphertext: &[u8],
+        mac: Hash,
+        leaf_hash: Hash,
+        chain_hash: Hash,
+    ) {
+        let h0 = self.buf.len() as u32;
+        encoding::write_header(&mut self.buf, header);
+        let h1 = self.buf.len() as u32;
+        self.buf.extend_from_slice(ciphertext);
+        let c1 = self.buf.len() as u32;
+        self.recs.push(RawRec {
+            seq: header.seq,
+            key_id,
+            header: (h0, h1),
+            ciphertext: (h1, c1),
+            iv,
+            mac,
+            leaf_hash,
+            chain_hash,
+        });
+    }
+
+    /// Appends an owned entry.
+    pub fn push_entry(&mut self, e: &StoredEntry) {
+        let h = encoding::HeaderRef::of(&e.header);
+        self.push(&h, e.key_id, e.iv, &e.ciphertext, e.mac, e.leaf_hash, e.chain_hash);
+    }
+
+    /// The canonical header bytes of `r`.
+    pub fn header(&self, r: &RawRec) -> &[u8] {
+        &self.buf[r.header.0 as usize..r.header.1 as usize]
+    }
+
+    /// The ciphertext of `r`.
+    pub fn ciphertext(&self, r: &RawRec) -> &[u8] {
+        &self.buf[r.ciphertext.0 as usize..r.ciphertext.1 as usize]
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.recs.len()
+    }
+
+    /// Whether the page is empty.
+    pub fn is_empty(&self) -> bool {
+        self.recs.is_empty()
+    }
+}
+
 /// Pages of entries in seq order. On SQLite a reader thread holding one read
 /// transaction (so one consistent snapshot) reads ahead while the caller
 /// hashes; elsewhere, keyset-paged queries.
 enum EntryPages<'a> {
-    Direct(tokio::sync::mpsc::Receiver<Result<Vec<StoredEntry>, LedgerError>>),
+    Direct(tokio::sync::mpsc::Receiver<Result<RawPage, LedgerError>>),
     Orm { db: &'a Database, next: u64, to: u64 },
 }
 
@@ -59,7 +150,7 @@ impl<'a> EntryPages<'a> {
             let run = || -> Result<(), LedgerError> {
                 let mut conn = super::sqlite_direct::open(&path, busy)?;
                 let snapshot = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
-                super::sqlite_direct::scan_entries(&snapshot, from, to, PAGE as usize, |page| {
+                super::sqlite_direct::scan_raw(&snapshot, from, to, PAGE as usize, |page| {
                     tx.blocking_send(Ok(page)).is_ok()
                 })
             };
@@ -70,7 +161,7 @@ impl<'a> EntryPages<'a> {
         EntryPages::Direct(rx)
     }
 
-    async fn next(&mut self) -> Option<Result<Vec<StoredEntry>, LedgerError>> {
+    async fn next(&mut self) -> Option<Result<RawPage, LedgerError>> {
         match self {
             EntryPages::Direct(rx) => rx.recv().await,
             EntryPages::Orm { db, next, to } => {
@@ -81,7 +172,11 @@ impl<'a> EntryPages<'a> {
                     Ok(page) if page.is_empty() => None,
                     Ok(page) => {
                         *next = page.last().map_or(*to + 1, |e| e.header.seq + 1);
-                        Some(Ok(page))
+                        let mut raw = RawPage::with_capacity(page.len());
+                        for e in &page {
+                            raw.push_entry(e);
+                        }
+                        Some(Ok(raw))
                     }
                     Err(e) => Some(Err(e)),
                 }
@@ -252,8 +347,8 @@ pub async fn verify(
     let mut pages = EntryPages::open(db, from, to);
     'pages: while let Some(page) = pages.next().await {
         let page = page?;
-        for e in &page {
-            let seq = e.header.seq;
+        for e in &page.recs {
+            let seq = e.seq;
             if seq != expected {
                 fail(
                     &mut report,
@@ -263,8 +358,9 @@ pub async fn verify(
                 );
                 break 'pages;
             }
-            let hb = encoding::header_bytes(&e.header);
-            let leaf = encoding::leaf_hash(&hb, e.key_id, &e.iv, &e.ciphertext, &e.mac);
+            let hb = page.header(e);
+            let ct = page.ciphertext(e);
+            let leaf = encoding::leaf_hash(hb, e.key_id, &e.iv, ct, &e.mac);
             if leaf != e.leaf_hash {
                 fail(
                     &mut report,
@@ -294,8 +390,8 @@ pub async fn verify(
                     );
                     break 'pages;
                 };
-                match key.open(&hb, &e.iv, &e.ciphertext, &e.mac) {
-                    Ok(_) => report.macs_checked += 1,
+                match key.check(hb, &e.iv, ct, &e.mac) {
+                    Ok(()) => report.macs_checked += 1,
                     Err(super::crypto::OpenError::BadMac) => {
                         fail(
                             &mut report,
