@@ -120,7 +120,7 @@ impl DataKey {
             return Err(OpenError::BadMac);
         }
         let n = ciphertext.len();
-        if n == 0 || n % 16 != 0 {
+        if n == 0 || !n.is_multiple_of(16) {
             return Err(OpenError::BadPadding);
         }
         let prev: &[u8] = if n == 16 { iv } else { &ciphertext[n - 32..n - 16] };
