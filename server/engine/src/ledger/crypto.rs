@@ -29,7 +29,7 @@ const WRAP_VERSION: u8 = 1;
 pub type Secret32 = Zeroizing<[u8; 32]>;
 
 /// Why sealed bytes could not be opened. Deliberately carries no key material.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum OpenError {
     /// The MAC does not match: the bytes were changed or the key is wrong.
     #[error("authentication failed (MAC mismatch)")]

@@ -116,10 +116,10 @@ pub struct HeaderRef<'a> {
     pub occurred_at_us: i64,
     /// µs since the epoch.
     pub recorded_at_us: i64,
-    /// category, action, outcome, severity.
-    pub required: [&'a str; 4],
+    /// category, action, outcome, severity (UTF-8 bytes).
+    pub required: [&'a [u8]; 4],
     /// actor_id, actor_kind, resource_type, resource_id, tenant, channel, source_app.
-    pub optional: [Option<&'a str>; 7],
+    pub optional: [Option<&'a [u8]>; 7],
 }
 
 impl<'a> HeaderRef<'a> {
@@ -131,15 +131,15 @@ impl<'a> HeaderRef<'a> {
             event_id: h.event_id.as_bytes(),
             occurred_at_us: h.occurred_at_us,
             recorded_at_us: h.recorded_at_us,
-            required: [&f.category, &f.action, &f.outcome, &f.severity],
+            required: [f.category.as_bytes(), f.action.as_bytes(), f.outcome.as_bytes(), f.severity.as_bytes()],
             optional: [
-                f.actor_id.as_deref(),
-                f.actor_kind.as_deref(),
-                f.resource_type.as_deref(),
-                f.resource_id.as_deref(),
-                f.tenant.as_deref(),
-                f.channel.as_deref(),
-                f.source_app.as_deref(),
+                f.actor_id.as_deref().map(str::as_bytes),
+                f.actor_kind.as_deref().map(str::as_bytes),
+                f.resource_type.as_deref().map(str::as_bytes),
+                f.resource_id.as_deref().map(str::as_bytes),
+                f.tenant.as_deref().map(str::as_bytes),
+                f.channel.as_deref().map(str::as_bytes),
+                f.source_app.as_deref().map(str::as_bytes),
             ],
         }
     }
@@ -153,10 +153,16 @@ pub fn write_header(out: &mut impl Sink, h: &HeaderRef<'_>) {
     out.put_i64(h.occurred_at_us);
     out.put_i64(h.recorded_at_us);
     for s in h.required {
-        out.put_str(s);
+        out.put_bytes(s);
     }
     for s in h.optional {
-        out.put_opt(s);
+        match s {
+            None => out.put_u8(0),
+            Some(s) => {
+                out.put_u8(1);
+                out.put_bytes(s);
+            }
+        }
     }
 }
 

@@ -223,6 +223,12 @@ impl Keyring {
         self.data.read().unwrap_or_else(|p| p.into_inner()).keys.get(&key_id).cloned()
     }
 
+    /// All known data keys, for a scan on another thread.
+    pub fn snapshot(&self) -> std::collections::HashMap<u32, Arc<DataKey>> {
+        let d = self.data.read().unwrap_or_else(|p| p.into_inner());
+        d.keys.iter().map(|(id, k)| (*id, k.clone())).collect()
+    }
+
     /// Ids of all known data keys, and the current one.
     pub fn data_key_ids(&self) -> (Vec<u32>, u32) {
         let d = self.data.read().unwrap_or_else(|p| p.into_inner());

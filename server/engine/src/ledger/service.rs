@@ -163,7 +163,10 @@ impl Ledger {
             }
             None => (None, None),
         };
-        let sequencer = tokio::spawn(run_sequencer(inner.clone(), rx, head, direct));
+        let sequencer = match direct {
+            Some(conn) => tokio::spawn(run_pipelined_sequencer(inner.clone(), rx, head, conn)),
+            None => tokio::spawn(run_sequencer(inner.clone(), rx, head)),
+        };
         let checkpointer = tokio::spawn(run_checkpointer(inner.clone()));
         Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer, wal }))
     }
@@ -497,59 +500,222 @@ fn seal_batch(
 /// The direct SQLite connection the sequencer commits through (SQLite only).
 type DirectConn = Arc<std::sync::Mutex<rusqlite::Connection>>;
 
-async fn run_sequencer(
-    inner: Arc<Inner>,
-    mut rx: mpsc::Receiver<AppendRequest>,
-    mut trusted: Head,
-    direct: Option<DirectConn>,
-) {
+/// The sequencer on PostgreSQL: one batch at a time, each in one
+/// transaction that locks the head row (so replicas take turns).
+async fn run_sequencer(inner: Arc<Inner>, mut rx: mpsc::Receiver<AppendRequest>, mut trusted: Head) {
     let mut stop = inner.stop.subscribe();
-    loop {
-        let next = tokio::select! {
-            biased;
-            req = rx.recv() => req,
-            _ = stopped(&mut stop) => {
-                // Drain what was queued before the stop, then end.
-                rx.close();
-                rx.recv().await
+    while let Some(batch) = next_batch(&inner, &mut rx, &mut stop).await {
+        let started = std::time::Instant::now();
+        let (batch, result) = commit_batch(&inner, batch, &mut trusted, None).await;
+        metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+        reply(batch, result);
+    }
+}
+
+/// Collects the next batch: waits for one request, then takes whatever else
+/// is queued, up to `max_batch` events. None once stopped and drained.
+async fn next_batch(
+    inner: &Inner,
+    rx: &mut mpsc::Receiver<AppendRequest>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Vec<AppendRequest>> {
+    let next = tokio::select! {
+        biased;
+        req = rx.recv() => req,
+        _ = stopped(stop) => {
+            // Drain what was queued before the stop, then end.
+            rx.close();
+            rx.recv().await
+        }
+    };
+    let first = next?;
+    let mut n = first.items.len();
+    let mut batch = vec![first];
+    while n < inner.cfg.max_batch {
+        match rx.try_recv() {
+            Ok(r) => {
+                n += r.items.len();
+                batch.push(r);
             }
-        };
-        let Some(first) = next else { break };
-        let mut batch = vec![first];
-        let mut n = batch[0].items.len();
-        while n < inner.cfg.max_batch {
-            match rx.try_recv() {
-                Ok(r) => {
-                    n += r.items.len();
-                    batch.push(r);
-                }
-                Err(_) => break,
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Answers every caller of a batch.
+fn reply(batch: Vec<AppendRequest>, result: Result<Vec<Vec<Receipt>>, LedgerError>) {
+    let n: usize = batch.iter().map(|r| r.items.len()).sum();
+    metrics::histogram!("custos_ledger_batch_entries").record(n as f64);
+    match result {
+        Ok(receipts) => {
+            metrics::counter!("custos_ledger_entries_total").increment(n as u64);
+            for (req, r) in batch.into_iter().zip(receipts) {
+                let _ = req.reply.send(Ok(r));
             }
         }
-        let started = std::time::Instant::now();
-        let (batch, result) = commit_batch(&inner, batch, &mut trusted, direct.as_ref()).await;
-        metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
-        metrics::histogram!("custos_ledger_batch_entries").record(n as f64);
-        match result {
-            Ok(receipts) => {
-                metrics::counter!("custos_ledger_entries_total").increment(n as u64);
-                for (req, r) in batch.into_iter().zip(receipts) {
-                    let _ = req.reply.send(Ok(r));
-                }
-            }
-            Err(e) => {
-                metrics::counter!("custos_ledger_commit_failures_total").increment(1);
-                tracing::error!(error = %e, entries = n, "ledger batch commit failed; every caller in it gets an error");
-                for req in batch {
-                    let _ = req.reply.send(Err(LedgerError::CommitFailed));
-                }
+        Err(e) => {
+            metrics::counter!("custos_ledger_commit_failures_total").increment(1);
+            tracing::error!(error = %e, entries = n, "ledger batch commit failed; every caller in it gets an error");
+            for req in batch {
+                let _ = req.reply.send(Err(LedgerError::CommitFailed));
             }
         }
     }
 }
 
+/// A batch sealed on an expected head, being committed on a blocking thread.
+struct InFlight {
+    /// The head the batch leaves when it commits: the base for the next one.
+    after: Head,
+    task: tokio::task::JoinHandle<CommitOutcome>,
+}
+
+/// What a blocking commit hands back: the batch (for the replies), its
+/// receipts, and whether it committed.
+type CommitOutcome = (Vec<AppendRequest>, Vec<Vec<Receipt>>, Result<(), TryCommitError>);
+
+enum Step {
+    Settled(Result<CommitOutcome, tokio::task::JoinError>),
+    Batch(Option<Vec<AppendRequest>>),
+}
+
+/// The SQLite sequencer, pipelined: while batch N is inserted and fsynced on
+/// a blocking thread, batch N+1 is sealed here on the head N will leave. N+1
+/// is submitted only after N has committed. If N fails, if the database head
+/// is not the expected one (another process wrote), or if an event id is
+/// already committed, the batch takes the full path instead (`commit_batch`:
+/// read the head, verify foreign entries, look up duplicates, reseal).
+/// Callers are answered only after their own commit.
+async fn run_pipelined_sequencer(
+    inner: Arc<Inner>,
+    mut rx: mpsc::Receiver<AppendRequest>,
+    mut trusted: Head,
+    conn: DirectConn,
+) {
+    let mut stop = inner.stop.subscribe();
+    let mut in_flight: Option<InFlight> = None;
+    loop {
+        let step = match in_flight.as_mut() {
+            Some(f) => tokio::select! {
+                biased;
+                joined = &mut f.task => Step::Settled(joined),
+                b = next_batch(&inner, &mut rx, &mut stop) => Step::Batch(b),
+            },
+            None => Step::Batch(next_batch(&inner, &mut rx, &mut stop).await),
+        };
+        match step {
+            Step::Settled(joined) => {
+                if let Some(f) = in_flight.take() {
+                    settle(&inner, f.after, joined, &mut trusted, &conn).await;
+                }
+            }
+            Step::Batch(None) => break,
+            Step::Batch(Some(batch)) => {
+                let base = in_flight.as_ref().map_or_else(|| trusted.clone(), |f| f.after.clone());
+                // This is the work that overlaps with the in-flight commit.
+                let sealed = seal_batch(&inner.keys, inner.clock.now_us(), base.clone(), &batch, &HashMap::new());
+                let base_holds = match in_flight.take() {
+                    Some(f) => {
+                        let joined = f.task.await;
+                        settle(&inner, f.after, joined, &mut trusted, &conn).await
+                    }
+                    None => true,
+                };
+                match sealed {
+                    Ok(sealed) if base_holds => in_flight = Some(submit(&conn, batch, sealed, base)),
+                    _ => {
+                        let (batch, result) = commit_batch(&inner, batch, &mut trusted, Some(&conn)).await;
+                        reply(batch, result);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(f) = in_flight.take() {
+        let joined = f.task.await;
+        settle(&inner, f.after, joined, &mut trusted, &conn).await;
+    }
+}
+
+/// Starts committing a sealed batch on `prev`.
+fn submit(conn: &DirectConn, batch: Vec<AppendRequest>, sealed: Sealed, prev: Head) -> InFlight {
+    let after = sealed.head.clone();
+    let conn = conn.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+        let result = commit_sealed(&mut c, &sealed, &prev);
+        metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+        (batch, sealed.receipts, result)
+    });
+    InFlight { after, task }
+}
+
+/// Answers the callers of a finished in-flight batch. Returns whether the
+/// ledger now ends at `after` (so that a batch sealed on it may be submitted).
+async fn settle(
+    inner: &Arc<Inner>,
+    after: Head,
+    joined: Result<CommitOutcome, tokio::task::JoinError>,
+    trusted: &mut Head,
+    conn: &DirectConn,
+) -> bool {
+    match joined {
+        Ok((batch, receipts, Ok(()))) => {
+            let (seq, root) = (after.seq, after.frontier.root());
+            inner.committed.send_if_modified(|last| {
+                let changed = seq > last.0;
+                if changed {
+                    *last = (seq, root);
+                }
+                changed
+            });
+            *trusted = after;
+            reply(batch, Ok(receipts));
+            true
+        }
+        Ok((batch, _, Err(TryCommitError::Other(e)))) if !matches!(e, LedgerError::UnknownKey { .. }) => {
+            reply(batch, Err(e));
+            false
+        }
+        // The head moved, an id was a duplicate, or a key is new: full path.
+        Ok((batch, _, Err(_))) => {
+            let (batch, result) = commit_batch(inner, batch, trusted, Some(conn)).await;
+            reply(batch, result);
+            false
+        }
+        // The blocking task panicked: its callers' replies are dropped, which
+        // they see as a failed commit. The database rolled back.
+        Err(_) => false,
+    }
+}
+
+/// The fast commit of a batch sealed on `prev` (blocking thread): refuses
+/// with `Conflict` if the database head is not `prev`.
+fn commit_sealed(conn: &mut rusqlite::Connection, sealed: &Sealed, prev: &Head) -> Result<(), TryCommitError> {
+    use super::sqlite_direct as direct;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let head = direct::read_head(&tx)?;
+    if head.seq != prev.seq || head.chain_hash != prev.chain_hash {
+        return Err(TryCommitError::Conflict);
+    }
+    if !sealed.entries.is_empty() {
+        if let Err(e) = direct::insert_entries(&tx, &sealed.entries) {
+            return Err(if direct::is_unique_violation(&e) { TryCommitError::Duplicate } else { e.into() });
+        }
+        direct::insert_nodes(&tx, &sealed.nodes)?;
+        direct::write_head(&tx, &sealed.head)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 enum TryCommitError {
+    /// The unique index refused an event id that is already committed.
     Duplicate,
+    /// The database head is not the one the batch was sealed on.
+    Conflict,
     Other(LedgerError),
 }
 
@@ -643,7 +809,9 @@ async fn commit_batch(
                     return (batch, Err(e));
                 }
             }
-            Err(TryCommitError::Duplicate) => return (batch, Err(LedgerError::CommitFailed)),
+            Err(TryCommitError::Duplicate | TryCommitError::Conflict) => {
+                return (batch, Err(LedgerError::CommitFailed));
+            }
             Err(TryCommitError::Other(e)) => return (batch, Err(e)),
         }
     }

@@ -67,9 +67,24 @@ pub struct RawRec {
     pub leaf_hash: Hash,
     /// Stored chain value.
     pub chain_hash: Hash,
+    /// MAC and padding, when already checked by the reader thread.
+    sealed: Option<Result<(), super::crypto::OpenError>>,
 }
 
+/// The data keys a scan checks MACs with, shareable with a reader thread.
+pub type KeySnapshot = std::collections::HashMap<u32, std::sync::Arc<super::crypto::DataKey>>;
+
 impl RawPage {
+    /// Checks every entry's MAC and padding (done on the reader thread, so
+    /// that both cores hash: this one MACs, the verifier hashes leaves).
+    fn check_sealed(&mut self, keys: &KeySnapshot) {
+        for i in 0..self.recs.len() {
+            let r = &self.recs[i];
+            let status = keys.get(&r.key_id).map(|k| k.check(self.header(r), &r.iv, self.ciphertext(r), &r.mac));
+            self.recs[i].sealed = status;
+        }
+    }
+
     /// An empty page with room for `n` entries.
     pub fn with_capacity(n: usize) -> Self {
         RawPage { buf: Vec::with_capacity(n * 800), recs: Vec::with_capacity(n) }
@@ -101,6 +116,7 @@ impl RawPage {
             mac,
             leaf_hash,
             chain_hash,
+            sealed: None,
         });
     }
 
@@ -140,17 +156,25 @@ enum EntryPages<'a> {
 }
 
 impl<'a> EntryPages<'a> {
-    fn open(db: &'a Database, from: u64, to: u64) -> Self {
+    fn open(db: &'a Database, from: u64, to: u64, keys: Option<KeySnapshot>) -> Self {
         let Some(path) = db.sqlite_file().map(std::path::Path::to_path_buf) else {
             return EntryPages::Orm { db, next: from, to };
         };
         let busy = db.busy_timeout();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
         tokio::task::spawn_blocking(move || {
             let run = || -> Result<(), LedgerError> {
                 let mut conn = super::sqlite_direct::open(&path, busy)?;
                 let snapshot = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
-                super::sqlite_direct::scan_raw(&snapshot, from, to, PAGE as usize, |page| {
+                super::sqlite_direct::scan_raw(&snapshot, from, to, PAGE as usize, |mut page| {
+                    // Balance the two cores: when the verifier is behind (the
+                    // queue is full) this thread checks the page's MACs
+                    // instead of waiting; otherwise the verifier does.
+                    if let Some(keys) = &keys
+                        && tx.capacity() == 0
+                    {
+                        page.check_sealed(keys);
+                    }
                     tx.blocking_send(Ok(page)).is_ok()
                 })
             };
@@ -344,7 +368,7 @@ pub async fn verify(
 
     // 3. Entries.
     let mut expected = from;
-    let mut pages = EntryPages::open(db, from, to);
+    let mut pages = EntryPages::open(db, from, to, keys.map(Keyring::snapshot));
     'pages: while let Some(page) = pages.next().await {
         let page = page?;
         for e in &page.recs {
@@ -390,7 +414,11 @@ pub async fn verify(
                     );
                     break 'pages;
                 };
-                match key.check(hb, &e.iv, ct, &e.mac) {
+                let sealed = match e.sealed.clone() {
+                    Some(status) => status,
+                    None => key.check(hb, &e.iv, ct, &e.mac),
+                };
+                match sealed {
                     Ok(()) => report.macs_checked += 1,
                     Err(super::crypto::OpenError::BadMac) => {
                         fail(
