@@ -142,7 +142,8 @@ impl FileKek {
     pub fn generate(path: &Path, rng: &dyn RandomSource) -> Result<FileKek, KekError> {
         let shown = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| KekError::Write { path: shown.clone(), source })?;
+            crate::storage::create_private_dir(dir)
+                .map_err(|source| KekError::Write { path: shown.clone(), source })?;
         }
         let mut raw = Zeroizing::new([0u8; 32]);
         rng.fill(raw.as_mut_slice())?;

@@ -17,6 +17,19 @@ use sea_orm::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
+/// Creates `dir` (and missing parents) readable by the owner only: audit
+/// data, keys and archives are nobody else's business.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
 /// Which database engine is behind a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -127,7 +140,7 @@ impl Database {
             .busy_timeout(opts.busy_timeout);
         let file = options.get_filename().to_path_buf();
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            create_private_dir(dir)
                 .map_err(|source| StorageError::CreateDir { path: dir.display().to_string(), source })?;
         }
         let pool = SqlitePoolOptions::new()

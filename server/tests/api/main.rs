@@ -4,3 +4,4 @@
 mod crash;
 mod health;
 mod support;
+mod verify_cli;

@@ -174,7 +174,7 @@ impl Ledger {
             None => (GENESIS_CHAIN, Frontier::new()),
         };
         let proof = self.consistency_proof(through, cp.tree_size).await?;
-        std::fs::create_dir_all(archive_dir).map_err(io_err(archive_dir))?;
+        crate::storage::create_private_dir(archive_dir).map_err(io_err(archive_dir))?;
         let name = format!(
             "custos-archive-{}-{from:012}-{through:012}.ndjson",
             self.origin().replace(|c: char| !c.is_ascii_alphanumeric(), "_")
