@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use custos_engine::clock::{OsRandom, SystemClock};
 use custos_engine::keys::{EnvKek, FileKek, KekError, KekProvider};
-use custos_engine::ledger::types::HeaderFields;
 use custos_engine::ledger::{Ledger, LedgerConfig, LedgerError, LedgerTasks, NewEntry};
 use custos_engine::storage::{Database, PoolOptions, StorageError};
 use leptos::prelude::LeptosOptions;
@@ -168,31 +167,13 @@ impl Running {
 /// An event about Custos itself starting or stopping.
 fn lifecycle_event(action: &str, database: &str) -> NewEntry {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).ok().filter(|h| !h.is_empty());
-    NewEntry {
-        event_id: uuid::Uuid::now_v7(),
-        occurred_at_us: chrono::Utc::now().timestamp_micros(),
-        fields: HeaderFields {
-            category: "system".into(),
-            action: action.into(),
-            outcome: "success".into(),
-            severity: "notice".into(),
-            actor_id: Some("custos".into()),
-            actor_kind: Some("system".into()),
-            resource_type: Some("service".into()),
-            resource_id: host.clone(),
-            tenant: None,
-            channel: Some("system".into()),
-            source_app: Some("custos".into()),
-        },
-        payload: serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "database": database,
-            "host": host,
-            "pid": std::process::id(),
-        })
-        .to_string()
-        .into_bytes(),
-    }
+    let payload = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": database,
+        "host": host,
+        "pid": std::process::id(),
+    });
+    NewEntry::system(chrono::Utc::now().timestamp_micros(), "system", action, ("service", host), "system", &payload)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -7,7 +7,6 @@ use custos_engine::clock::OsRandom;
 use custos_engine::keys::{FileKek, KekError};
 use custos_engine::ledger::NewEntry;
 use custos_engine::ledger::note::NoteVerifier;
-use custos_engine::ledger::types::HeaderFields;
 use custos_engine::storage::get_array;
 use sea_orm::ConnectionTrait;
 
@@ -51,36 +50,22 @@ fn init(config: &Config) -> ExitCode {
 }
 
 async fn rotate(config: &Config) -> ExitCode {
-    let db = match crate::open_database(config).await {
-        Ok(db) => db,
-        Err(e) => return failed("cannot open the database", &e),
-    };
-    let (ledger, tasks) = match crate::open_ledger(config, db).await {
+    let (ledger, tasks) = match super::open_cli_ledger(config).await {
         Ok(l) => l,
-        Err(e) => return failed("cannot open the ledger", &e),
+        Err(code) => return code,
     };
     let result = async {
         let key_id = ledger.rotate_key().await?;
-        ledger
-            .append_one(NewEntry {
-                event_id: uuid::Uuid::now_v7(),
-                occurred_at_us: chrono::Utc::now().timestamp_micros(),
-                fields: HeaderFields {
-                    category: "security".into(),
-                    action: "key.rotate".into(),
-                    outcome: "success".into(),
-                    severity: "notice".into(),
-                    actor_id: Some("cli".into()),
-                    actor_kind: Some("system".into()),
-                    resource_type: Some("data_key".into()),
-                    resource_id: Some(key_id.to_string()),
-                    tenant: None,
-                    channel: Some("cli".into()),
-                    source_app: Some("custos".into()),
-                },
-                payload: serde_json::json!({ "new_key_id": key_id }).to_string().into_bytes(),
-            })
-            .await?;
+        let payload = serde_json::json!({ "new_key_id": key_id });
+        let event = NewEntry::system(
+            ledger.now_us(),
+            "security",
+            "key.rotate",
+            ("data_key", Some(key_id.to_string())),
+            "cli",
+            &payload,
+        );
+        ledger.append_one(event).await?;
         Ok::<_, custos_engine::ledger::LedgerError>(key_id)
     }
     .await;

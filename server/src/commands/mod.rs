@@ -45,15 +45,19 @@ pub async fn migrate(config: &Config) -> ExitCode {
     }
 }
 
+/// Opens the configured database and ledger for a command, or reports why not.
+pub(crate) async fn open_cli_ledger(
+    config: &Config,
+) -> Result<(custos_engine::ledger::Ledger, custos_engine::ledger::LedgerTasks), ExitCode> {
+    let db = crate::open_database(config).await.map_err(|e| failed("cannot open the database", &e))?;
+    crate::open_ledger(config, db).await.map_err(|e| failed("cannot open the ledger", &e))
+}
+
 /// `custos checkpoint`.
 pub async fn checkpoint(config: &Config) -> ExitCode {
-    let db = match crate::open_database(config).await {
-        Ok(db) => db,
-        Err(e) => return failed("cannot open the database", &e),
-    };
-    let (ledger, tasks) = match crate::open_ledger(config, db).await {
+    let (ledger, tasks) = match open_cli_ledger(config).await {
         Ok(l) => l,
-        Err(e) => return failed("cannot open the ledger", &e),
+        Err(code) => return code,
     };
     let result = ledger.checkpoint_now().await;
     let _ = ledger.shutdown(tasks).await;

@@ -228,24 +228,14 @@ impl Ledger {
             "archive_sha256": hex::encode(digest), "archive_name": name,
         });
         let anchor = self
-            .append_one(NewEntry {
-                event_id: uuid::Uuid::now_v7(),
-                occurred_at_us: self.now_us(),
-                fields: HeaderFields {
-                    category: "integrity".into(),
-                    action: "ledger.purge".into(),
-                    outcome: "success".into(),
-                    severity: "notice".into(),
-                    actor_id: Some("custos".into()),
-                    actor_kind: Some("system".into()),
-                    resource_type: Some("ledger".into()),
-                    resource_id: Some(format!("{from}-{through}")),
-                    tenant: None,
-                    channel: Some("system".into()),
-                    source_app: Some("custos".into()),
-                },
-                payload: payload.to_string().into_bytes(),
-            })
+            .append_one(NewEntry::system(
+                self.now_us(),
+                "integrity",
+                "ledger.purge",
+                ("ledger", Some(format!("{from}-{through}"))),
+                "system",
+                &payload,
+            ))
             .await?;
 
         let txn = self.db().conn().begin().await?;

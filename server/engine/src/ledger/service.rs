@@ -48,6 +48,38 @@ pub struct NewEntry {
     pub payload: Vec<u8>,
 }
 
+impl NewEntry {
+    /// An event Custos records about itself (start, stop, key rotation,
+    /// purge…): actor `custos`, kind `system`, outcome success.
+    pub fn system(
+        occurred_at_us: i64,
+        category: &str,
+        action: &str,
+        resource: (&str, Option<String>),
+        channel: &str,
+        payload: &serde_json::Value,
+    ) -> NewEntry {
+        NewEntry {
+            event_id: Uuid::now_v7(),
+            occurred_at_us,
+            fields: HeaderFields {
+                category: category.into(),
+                action: action.into(),
+                outcome: "success".into(),
+                severity: "notice".into(),
+                actor_id: Some("custos".into()),
+                actor_kind: Some("system".into()),
+                resource_type: Some(resource.0.into()),
+                resource_id: resource.1,
+                tenant: None,
+                channel: Some(channel.into()),
+                source_app: Some("custos".into()),
+            },
+            payload: payload.to_string().into_bytes(),
+        }
+    }
+}
+
 /// What the ledger returns for each committed event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Receipt {
@@ -700,14 +732,23 @@ fn commit_sealed(conn: &mut rusqlite::Connection, sealed: &Sealed, prev: &Head) 
     if head.seq != prev.seq || head.chain_hash != prev.chain_hash {
         return Err(TryCommitError::Conflict);
     }
-    if !sealed.entries.is_empty() {
-        if let Err(e) = direct::insert_entries(&tx, &sealed.entries) {
-            return Err(if direct::is_unique_violation(&e) { TryCommitError::Duplicate } else { e.into() });
-        }
-        direct::insert_nodes(&tx, &sealed.nodes)?;
-        direct::write_head(&tx, &sealed.head)?;
-    }
+    write_sealed(&tx, sealed)?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Inserts a sealed batch's entries and nodes and moves the head (inside the
+/// caller's transaction on a direct connection).
+fn write_sealed(tx: &rusqlite::Connection, sealed: &Sealed) -> Result<(), TryCommitError> {
+    use super::sqlite_direct as direct;
+    if sealed.entries.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = direct::insert_entries(tx, &sealed.entries) {
+        return Err(if direct::is_unique_violation(&e) { TryCommitError::Duplicate } else { e.into() });
+    }
+    direct::insert_nodes(tx, &sealed.nodes)?;
+    direct::write_head(tx, &sealed.head)?;
     Ok(())
 }
 
@@ -847,13 +888,7 @@ fn commit_direct(
         check.finish(&head)?;
     }
     let sealed = seal_batch(keys, clock.now_us(), head, batch, known)?;
-    if !sealed.entries.is_empty() {
-        if let Err(e) = direct::insert_entries(&tx, &sealed.entries) {
-            return Err(if direct::is_unique_violation(&e) { TryCommitError::Duplicate } else { e.into() });
-        }
-        direct::insert_nodes(&tx, &sealed.nodes)?;
-        direct::write_head(&tx, &sealed.head)?;
-    }
+    write_sealed(&tx, &sealed)?;
     tx.commit()?;
     Ok(sealed)
 }
