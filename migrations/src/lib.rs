@@ -7,6 +7,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_ledger;
+mod m20261126_000002_identity;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -15,7 +16,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261126_000001_ledger::Migration)]
+        vec![Box::new(m20261126_000001_ledger::Migration), Box::new(m20261126_000002_identity::Migration)]
     }
 }
 

@@ -23,6 +23,7 @@ const INFO_DATA_MAC: &[u8] = b"custos/v1/data-key/hmac-sha256";
 const INFO_KEK_ENC: &[u8] = b"custos/v1/kek/aes-256-cbc";
 const INFO_KEK_MAC: &[u8] = b"custos/v1/kek/hmac-sha256";
 const TAG_WRAP: &str = "custos/v1/key-wrap";
+const TAG_SECRET: &str = "custos/v1/sealed-secret";
 const WRAP_VERSION: u8 = 1;
 
 /// A 32-byte secret that is wiped from memory when dropped.
@@ -240,6 +241,47 @@ impl Kek {
     }
 }
 
+impl Kek {
+    fn secret_mac(&self, purpose: &str, id: u64, iv: &[u8; 16], ct: &[u8]) -> [u8; 32] {
+        let mut m = self.mac.clone();
+        m.put_str(TAG_SECRET);
+        m.put_str(purpose);
+        m.put_u64(id);
+        m.put(iv);
+        m.put_bytes(ct);
+        m.finalize().into_bytes().into()
+    }
+
+    /// Seals a small secret of any length (e.g. a TOTP secret), bound to a
+    /// purpose and an id: `u8 version || [16] iv || ct || [32] mac`.
+    pub fn seal(&self, purpose: &str, id: u64, iv: &[u8; 16], secret: &[u8]) -> Vec<u8> {
+        let ct = cbc_encrypt(&self.enc, iv, secret);
+        let mac = self.secret_mac(purpose, id, iv, &ct);
+        let mut out = Vec::with_capacity(1 + 16 + ct.len() + 32);
+        out.push(WRAP_VERSION);
+        out.extend_from_slice(iv);
+        out.extend_from_slice(&ct);
+        out.extend_from_slice(&mac);
+        out
+    }
+
+    /// Opens a sealed secret, checking the MAC (purpose and id) first.
+    pub fn open(&self, purpose: &str, id: u64, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+        if sealed.len() < 1 + 16 + 16 + 32 || sealed[0] != WRAP_VERSION || (sealed.len() - 49) % 16 != 0 {
+            return Err(OpenError::Malformed);
+        }
+        let mut iv = [0u8; 16];
+        iv.copy_from_slice(&sealed[1..17]);
+        let ct = &sealed[17..sealed.len() - 32];
+        let mut mac = [0u8; 32];
+        mac.copy_from_slice(&sealed[sealed.len() - 32..]);
+        if !bool::from(self.secret_mac(purpose, id, &iv, ct).ct_eq(&mac)) {
+            return Err(OpenError::BadMac);
+        }
+        cbc_decrypt(&self.enc, &iv, ct).map(Zeroizing::new)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +335,15 @@ mod tests {
         let other = Kek::from_bytes(&[2u8; 32]);
         assert_eq!(other.unwrap(KeyPurpose::Data, 3, &w), Err(OpenError::BadMac));
         assert_eq!(kek.unwrap(KeyPurpose::Data, 3, &w[..96]), Err(OpenError::Malformed));
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_only_for_its_purpose_and_id() {
+        let kek = Kek::from_bytes(&[1u8; 32]);
+        let sealed = kek.seal("mfa", 7, &[3u8; 16], b"12345678901234567890");
+        assert_eq!(&kek.open("mfa", 7, &sealed).unwrap()[..], b"12345678901234567890");
+        assert_eq!(kek.open("mfa", 8, &sealed), Err(OpenError::BadMac));
+        assert_eq!(kek.open("other", 7, &sealed), Err(OpenError::BadMac));
+        assert_eq!(kek.open("mfa", 7, &sealed[..40]), Err(OpenError::Malformed));
     }
 }

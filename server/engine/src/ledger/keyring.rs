@@ -223,6 +223,26 @@ impl Keyring {
         self.data.read().unwrap_or_else(|p| p.into_inner()).keys.get(&key_id).cloned()
     }
 
+    /// Seals a small secret under the KEK, bound to `purpose` and `id`.
+    pub fn seal_secret(
+        &self,
+        purpose: &str,
+        id: u64,
+        secret: &[u8],
+        rng: &dyn RandomSource,
+    ) -> Result<Vec<u8>, LedgerError> {
+        let mut iv = [0u8; 16];
+        rng.fill(&mut iv)?;
+        Ok(self.kek.seal(purpose, id, &iv, secret))
+    }
+
+    /// Opens a secret sealed by `seal_secret`.
+    pub fn open_secret(&self, purpose: &str, id: u64, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, LedgerError> {
+        self.kek
+            .open(purpose, id, sealed)
+            .map_err(|e| LedgerError::Corrupt(format!("sealed {purpose} secret of {id}: {e}")))
+    }
+
     /// All known data keys, for a scan on another thread.
     pub fn snapshot(&self) -> std::collections::HashMap<u32, Arc<DataKey>> {
         let d = self.data.read().unwrap_or_else(|p| p.into_inner());

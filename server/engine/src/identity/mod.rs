@@ -1,0 +1,8 @@
+//! Identity and access: users, roles and permissions, passwords, TOTP,
+//! API keys, brute-force throttling, and the security events they record.
+
+pub mod apikey;
+pub mod password;
+pub mod permission;
+pub mod throttle;
+pub mod totp;
