@@ -267,7 +267,7 @@ impl Kek {
 
     /// Opens a sealed secret, checking the MAC (purpose and id) first.
     pub fn open(&self, purpose: &str, id: u64, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-        if sealed.len() < 1 + 16 + 16 + 32 || sealed[0] != WRAP_VERSION || (sealed.len() - 49) % 16 != 0 {
+        if sealed.len() < 1 + 16 + 16 + 32 || sealed[0] != WRAP_VERSION || !(sealed.len() - 49).is_multiple_of(16) {
             return Err(OpenError::Malformed);
         }
         let mut iv = [0u8; 16];
