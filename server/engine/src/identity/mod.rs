@@ -4,5 +4,6 @@
 pub mod apikey;
 pub mod password;
 pub mod permission;
+pub mod service;
 pub mod throttle;
 pub mod totp;

@@ -1,0 +1,291 @@
+//! Identity and access on real databases, with a controlled clock.
+
+use std::sync::Arc;
+
+use custos_engine::clock::{Clock as _, ManualClock, OsRandom};
+use custos_engine::identity::apikey::Scope;
+use custos_engine::identity::permission::{Permission, PermissionSet};
+use custos_engine::identity::service::{
+    Actor, Identity, IdentityError, IdentitySettings, LoginAttempt, LoginOutcome, LoginRejection, NewUser,
+};
+use custos_engine::identity::totp;
+use custos_engine::ledger::{Ledger, LedgerTasks};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::support::{Backend, KEK, TestDb, both_backends, config};
+
+const T0: i64 = 1_800_000_000_000_000;
+
+struct Env {
+    _t: TestDb,
+    clock: Arc<ManualClock>,
+    ledger: Ledger,
+    tasks: Option<LedgerTasks>,
+    id: Identity,
+}
+
+impl Env {
+    async fn new(backend: Backend, settings: IdentitySettings) -> Option<Env> {
+        let t = TestDb::new(backend).await?;
+        let clock = Arc::new(ManualClock::new(T0));
+        let (ledger, tasks) =
+            Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
+        let id =
+            Identity::new(t.db.clone(), ledger.clone(), clock.clone(), Arc::new(OsRandom), settings).await.unwrap();
+        Some(Env { _t: t, clock, ledger, tasks: Some(tasks), id })
+    }
+
+    async fn done(mut self) {
+        self.ledger.shutdown(self.tasks.take().unwrap()).await.unwrap();
+    }
+
+    /// Every recorded event: (action, outcome, decrypted payload).
+    async fn events(&self) -> Vec<(String, String, String)> {
+        let head = self.ledger.head().await.unwrap().seq;
+        let mut out = Vec::new();
+        for seq in 1..=head {
+            let e = self.ledger.entry(seq).await.unwrap().unwrap();
+            let p = self.ledger.open_payload(&e).await.unwrap();
+            out.push((
+                e.header.fields.action.clone(),
+                e.header.fields.outcome.clone(),
+                String::from_utf8(p.to_vec()).unwrap(),
+            ));
+        }
+        out
+    }
+}
+
+fn secret(s: &str) -> SecretString {
+    SecretString::from(s.to_owned())
+}
+
+fn client(ip: &str) -> Actor {
+    Actor { kind: "user", channel: "ui", ip: Some(ip.into()), ..Actor::default() }
+}
+
+async fn login(id: &Identity, user: &str, pw: &str, ip: &str) -> LoginOutcome {
+    id.login(LoginAttempt { username: user, password: &secret(pw), actor: client(ip) }).await.unwrap()
+}
+
+fn user(name: &str, pw: &str, roles: &[&str]) -> NewUser {
+    NewUser {
+        username: name.into(),
+        email: Some(format!("{name}@example.org")),
+        display_name: None,
+        password: secret(pw),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        must_change_password: false,
+    }
+}
+
+both_backends! {
+    async fn users_sign_in_with_the_permissions_of_their_roles(backend: Backend) {
+        let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
+        let admin = Actor::system("cli");
+        let roles = env.id.list_roles().await.unwrap();
+        let names: Vec<_> = roles.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["admin", "compliance_officer", "notification_manager", "security_analyst", "viewer"]);
+
+        let first = env.id.ensure_first_admin(None, None).await.unwrap().unwrap();
+        assert_eq!(first.0, "admin");
+        let generated = first.1.expect("a random password is generated and shown once");
+        assert!(env.id.ensure_first_admin(None, None).await.unwrap().is_none(), "only on a new installation");
+        match login(&env.id, "admin", generated.expose_secret(), "10.0.0.1").await {
+            LoginOutcome::Success(p) => assert!(p.must_change_password && p.allows(Permission::UserManage)),
+            other => panic!("{other:?}"),
+        }
+
+        env.id.create_user(&admin, user("olivia", "officer password 1", &["compliance_officer"])).await.unwrap();
+        let err = env.id.create_user(&admin, user("Olivia", "officer password 1", &[])).await.unwrap_err();
+        assert!(matches!(err, IdentityError::Conflict(_)), "{err}");
+        for (u, pw, field) in [("x", "long enough pass", "username"), ("bob", "short", "password"), ("bob", "bob@example.org", "password")] {
+            let err = env.id.create_user(&admin, user(u, pw, &[])).await.unwrap_err();
+            assert!(matches!(err, IdentityError::Invalid { field: f, .. } if f == field), "{u}/{pw}: {err}");
+        }
+        let err = env.id.create_user(&admin, user("bob", "long enough pass", &["superuser"])).await.unwrap_err();
+        assert!(err.to_string().contains("no role named `superuser`"), "{err}");
+
+        let LoginOutcome::Success(p) = login(&env.id, "OLIVIA ", "officer password 1", "10.0.0.2").await else { panic!() };
+        assert_eq!(p.roles, ["compliance_officer"]);
+        assert!(p.allows(Permission::AuditExport) && !p.allows(Permission::AuditUnmask) && !p.allows(Permission::UserManage));
+
+        let events = env.events().await;
+        let actions: Vec<_> = events.iter().map(|(a, o, _)| format!("{a}:{o}")).collect();
+        assert!(actions.contains(&"user.create:success".to_string()), "{actions:?}");
+        assert!(actions.iter().filter(|a| *a == "user.login:success").count() == 2, "{actions:?}");
+        for (_, _, payload) in &events {
+            assert!(!payload.contains("officer password 1") && !payload.contains(generated.expose_secret()), "{payload}");
+        }
+        env.done().await;
+    }
+}
+
+both_backends! {
+    async fn repeated_failures_lock_the_account_without_revealing_whether_it_exists(backend: Backend) {
+        let settings = IdentitySettings { lockout_threshold: 3, lockout_secs: 600, name_failures: 3, ..IdentitySettings::default() };
+        let Some(env) = Env::new(backend, settings).await else { return };
+        env.id.create_user(&Actor::system("cli"), user("ada", "correct horse battery", &["viewer"])).await.unwrap();
+
+        let id = &env.id;
+        let wrong = |n: &'static str| login(id, n, "wrong password!!", "10.1.1.1");
+        assert!(matches!(wrong("ada").await, LoginOutcome::Rejected(LoginRejection::InvalidCredentials)));
+        assert!(matches!(wrong("nobody").await, LoginOutcome::Rejected(LoginRejection::InvalidCredentials)), "same answer");
+        assert!(matches!(wrong("ada").await, LoginOutcome::Rejected(LoginRejection::InvalidCredentials)));
+        assert!(matches!(wrong("ada").await, LoginOutcome::Rejected(LoginRejection::LockedOut)));
+        // Locked: even the right password is refused, with the same message.
+        assert!(matches!(login(&env.id, "ada", "correct horse battery", "10.1.1.2").await, LoginOutcome::Rejected(LoginRejection::LockedOut)));
+        // An unknown name throttles to the same answer.
+        for _ in 0..2 {
+            let _ = wrong("nobody").await;
+        }
+        assert!(matches!(wrong("nobody").await, LoginOutcome::Rejected(LoginRejection::LockedOut)));
+        assert_eq!(LoginRejection::LockedOut.message(), LoginRejection::LockedOut.message());
+
+        let users = env.id.list_users().await.unwrap();
+        assert!(users[0].locked_until_us.is_some());
+        env.clock.advance_us(601_000_000);
+        assert!(matches!(login(&env.id, "ada", "correct horse battery", "10.1.1.2").await, LoginOutcome::Success(_)), "the lockout expires");
+
+        let events = env.events().await;
+        assert_eq!(events.iter().filter(|(a, _, _)| a == "user.lockout").count(), 1, "one lockout event");
+        let failures: Vec<_> = events.iter().filter(|(a, o, _)| a == "user.login" && o == "failure").collect();
+        assert!(failures.iter().any(|(_, _, p)| p.contains("wrong password")));
+        assert!(failures.iter().any(|(_, _, p)| p.contains("unknown user")));
+        assert!(failures.iter().all(|(_, _, p)| !p.contains("correct horse battery") && !p.contains("wrong password!!")));
+        env.done().await;
+    }
+}
+
+both_backends! {
+    async fn too_many_failures_from_one_address_are_throttled(backend: Backend) {
+        let settings = IdentitySettings { ip_failures: 4, ..IdentitySettings::default() };
+        let Some(env) = Env::new(backend, settings).await else { return };
+        for i in 0..4 {
+            let _ = login(&env.id, &format!("user{i}"), "wrong password!!", "192.0.2.9").await;
+        }
+        match login(&env.id, "someone", "anything at all", "192.0.2.9").await {
+            LoginOutcome::Rejected(LoginRejection::Throttled { retry_after_secs }) => assert!(retry_after_secs > 0),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(login(&env.id, "someone", "anything at all", "192.0.2.10").await,
+            LoginOutcome::Rejected(LoginRejection::InvalidCredentials)), "other addresses are unaffected");
+        env.done().await;
+    }
+}
+
+both_backends! {
+    async fn totp_enrolment_sign_in_replay_and_recovery_codes(backend: Backend) {
+        let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
+        let uid = env.id.create_user(&Actor::system("cli"), user("mia", "my long password", &["security_analyst"])).await.unwrap();
+        let me = Actor { id: Some(uid.to_string()), kind: "user", name: Some("mia".into()), channel: "ui", ..Actor::default() };
+        let enrol = env.id.mfa_begin(&me, uid).await.unwrap();
+        assert!(enrol.otpauth_uri.contains(&format!("secret={}", enrol.secret_base32)));
+        let secret = base32_decode(&enrol.secret_base32);
+        let code_at = |t: i64| format!("{:06}", totp::hotp(&secret, totp::step_at(t), 6));
+        assert!(env.id.mfa_confirm(&me, uid, "000000").await.is_err() || code_at(env.clock.now_us()) == "000000");
+        let recovery = env.id.mfa_confirm(&me, uid, &code_at(env.clock.now_us())).await.unwrap();
+        assert_eq!(recovery.len(), 10);
+
+        env.clock.advance_us(60_000_000);
+        let LoginOutcome::MfaRequired { user_id } = login(&env.id, "mia", "my long password", "10.2.0.1").await else { panic!() };
+        assert!(matches!(env.id.login_mfa(&client("10.2.0.1"), user_id, "123456").await.unwrap(), LoginOutcome::Rejected(_))
+            || code_at(env.clock.now_us()) == "123456");
+        let code = code_at(env.clock.now_us());
+        assert!(matches!(env.id.login_mfa(&client("10.2.0.1"), user_id, &code).await.unwrap(), LoginOutcome::Success(_)));
+        assert!(matches!(env.id.login_mfa(&client("10.2.0.1"), user_id, &code).await.unwrap(), LoginOutcome::Rejected(_)),
+            "a code cannot be replayed");
+        assert!(matches!(env.id.login_mfa(&client("10.2.0.1"), user_id, &recovery[3]).await.unwrap(), LoginOutcome::Success(_)));
+        assert!(matches!(env.id.login_mfa(&client("10.2.0.1"), user_id, &recovery[3]).await.unwrap(), LoginOutcome::Rejected(_)),
+            "a recovery code works once");
+
+        let events = env.events().await;
+        let actions: Vec<_> = events.iter().map(|(a, o, _)| format!("{a}:{o}")).collect();
+        for want in ["mfa.enroll:success", "mfa.verify:success", "mfa.verify:failure"] {
+            assert!(actions.contains(&want.to_string()), "{want} in {actions:?}");
+        }
+        assert!(events.iter().all(|(_, _, p)| !p.contains(&enrol.secret_base32) && !p.contains(&recovery[0])));
+        env.done().await;
+    }
+}
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut buf, mut bits, mut out) = (0u32, 0u32, Vec::new());
+    for c in s.chars() {
+        buf = (buf << 5) | alphabet.find(c).unwrap() as u32;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+both_backends! {
+    async fn api_keys_have_scopes_expire_and_can_be_revoked(backend: Backend) {
+        let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
+        let admin = Actor::system("cli");
+        let (key, token) = env.id.create_api_key(&admin, "portal ingest", &[Scope::Ingest], Some(T0 + 3_600_000_000)).await.unwrap();
+        let p = env.id.authenticate_api_key(token.expose_secret(), &client("10.3.0.1")).await.unwrap().unwrap();
+        assert_eq!(p.scopes, [Scope::Ingest]);
+        assert!(p.permissions().allows(Permission::AuditIngest) && !p.permissions().allows(Permission::AuditRead));
+        let listed = env.id.list_api_keys().await.unwrap();
+        assert_eq!(listed[0].prefix, key.prefix);
+        assert!(listed[0].last_used_us.is_some());
+
+        let mut forged = token.expose_secret().to_owned();
+        forged.pop();
+        forged.push('A');
+        assert!(env.id.authenticate_api_key(&forged, &client("10.3.0.1")).await.unwrap().is_none());
+        env.clock.advance_us(3_600_000_001);
+        assert!(env.id.authenticate_api_key(token.expose_secret(), &client("10.3.0.1")).await.unwrap().is_none(), "expired");
+
+        let (_, reader) = env.id.create_api_key(&admin, "reader", &[Scope::Read], None).await.unwrap();
+        let reader_prefix = custos_engine::identity::apikey::prefix_of(reader.expose_secret()).unwrap().to_owned();
+        env.id.revoke_api_key(&admin, &reader_prefix).await.unwrap();
+        assert!(env.id.authenticate_api_key(reader.expose_secret(), &client("10.3.0.1")).await.unwrap().is_none(), "revoked");
+        assert!(env.id.create_api_key(&admin, "none", &[], None).await.is_err());
+
+        let events = env.events().await;
+        let denied: Vec<_> = events.iter().filter(|(a, o, _)| a == "apikey.use" && o == "denied").collect();
+        assert_eq!(denied.len(), 3, "{denied:?}");
+        for reason in ["wrong secret", "expired", "revoked"] {
+            assert!(denied.iter().any(|(_, _, p)| p.contains(reason)), "{reason}");
+        }
+        assert!(events.iter().all(|(_, _, p)| !p.contains(token.expose_secret()) && !p.contains(reader.expose_secret())));
+        env.done().await;
+    }
+}
+
+both_backends! {
+    async fn custom_roles_and_their_rules(backend: Backend) {
+        let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
+        let admin = Actor::system("cli");
+        let perms = PermissionSet::of(&[Permission::AuditRead, Permission::AuditUnmask]);
+        env.id.create_role(&admin, "auditor", "External auditor", &perms, true).await.unwrap();
+        env.id.create_user(&admin, user("eve", "external auditor pw", &["auditor"])).await.unwrap();
+        let LoginOutcome::Success(p) = login(&env.id, "eve", "external auditor pw", "10.4.0.1").await else { panic!() };
+        assert!(p.allows(Permission::AuditUnmask) && p.mfa_required && !p.mfa_enabled);
+
+        let err = env.id.update_role(&admin, "viewer", Some(&PermissionSet::of(&[Permission::Admin])), false).await.unwrap_err();
+        assert!(matches!(err, IdentityError::Refused(_)), "{err}");
+        env.id.update_role(&admin, "viewer", None, true).await.unwrap();
+        assert!(env.id.list_roles().await.unwrap().iter().any(|r| r.name == "viewer" && r.require_mfa));
+        assert!(matches!(env.id.delete_role(&admin, "auditor").await.unwrap_err(), IdentityError::Conflict(_)));
+        assert!(matches!(env.id.delete_role(&admin, "admin").await.unwrap_err(), IdentityError::Refused(_)));
+        env.id.set_roles(&admin, "eve", &["viewer".into()]).await.unwrap();
+        env.id.delete_role(&admin, "auditor").await.unwrap();
+        env.id.set_disabled(&admin, "eve", true).await.unwrap();
+        assert!(env.id.principal(p.user_id).await.unwrap().is_none(), "a disabled user has no principal");
+        assert!(matches!(login(&env.id, "eve", "external auditor pw", "10.4.0.1").await,
+            LoginOutcome::Rejected(LoginRejection::InvalidCredentials)));
+
+        let actions: Vec<_> = env.events().await.into_iter().map(|(a, _, _)| a).collect();
+        for want in ["role.create", "role.update", "role.delete", "user.roles.update", "user.disable"] {
+            assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
+        }
+        env.done().await;
+    }
+}
