@@ -1,13 +1,278 @@
-//! Server functions: thin, each authorises itself (when identity exists) and
-//! calls the engine through the server context.
+//! Server functions: thin. Each authorises itself (on top of the access
+//! table), calls the engine, and maps errors once (`server::identity_error`).
 
 use leptos::prelude::*;
 
-use crate::models::SystemStatus;
+use crate::models::{ApiKeyView, Me, MfaSetup, NewApiKey, PermissionView, RoleView, SystemStatus, UserView};
 
 /// The running server's status.
 #[server(prefix = "/rpc", endpoint = "status")]
 pub async fn get_status() -> Result<SystemStatus, ServerFnError> {
+    crate::server::require_signed_in()?;
     let ctx = expect_context::<crate::server::ServerContext>();
-    ctx.status().await.map_err(|e| ServerFnError::new(e.to_string()))
+    ctx.status().await
+}
+
+/// The signed-in user (None when nobody is).
+#[server(prefix = "/rpc", endpoint = "whoami")]
+pub async fn whoami() -> Result<Option<Me>, ServerFnError> {
+    Ok(crate::server::caller().user().map(|p| Me {
+        username: p.username.clone(),
+        display_name: p.display_name.clone(),
+        email: p.email.clone(),
+        roles: p.roles.clone(),
+        permissions: p.permissions.iter().map(|x| x.as_str().to_owned()).collect(),
+        mfa_enabled: p.mfa_enabled,
+        mfa_required: p.mfa_required,
+        must_change_password: p.must_change_password,
+    }))
+}
+
+/// Changes the signed-in user's password.
+#[server(prefix = "/rpc", endpoint = "change_password")]
+pub async fn change_password(current_password: String, new_password: String) -> Result<(), ServerFnError> {
+    use secrecy::SecretString;
+    let me = crate::server::require_user()?;
+    let ctx = expect_context::<crate::server::ServerContext>();
+    let actor = crate::server::actor(&crate::server::caller());
+    ctx.identity
+        .change_password(&actor, me.user_id, &SecretString::from(current_password), &SecretString::from(new_password))
+        .await
+        .map_err(crate::server::identity_error)
+}
+
+/// Starts TOTP enrolment for the signed-in user.
+#[server(prefix = "/rpc", endpoint = "mfa_begin")]
+pub async fn mfa_begin() -> Result<MfaSetup, ServerFnError> {
+    let me = crate::server::require_user()?;
+    let ctx = expect_context::<crate::server::ServerContext>();
+    let actor = crate::server::actor(&crate::server::caller());
+    let e = ctx.identity.mfa_begin(&actor, me.user_id).await.map_err(crate::server::identity_error)?;
+    let qr_svg = qrcode::QrCode::new(e.otpauth_uri.as_bytes())
+        .map(|c| c.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build())
+        .map_err(|err| crate::server::internal_error("CU-ID-501", "cannot draw the QR code", &err))?;
+    Ok(MfaSetup { secret: e.secret_base32, otpauth_uri: e.otpauth_uri, qr_svg })
+}
+
+/// Confirms TOTP enrolment; returns the recovery codes (shown once).
+#[server(prefix = "/rpc", endpoint = "mfa_confirm")]
+pub async fn mfa_confirm(code: String) -> Result<Vec<String>, ServerFnError> {
+    let me = crate::server::require_user()?;
+    let ctx = expect_context::<crate::server::ServerContext>();
+    let actor = crate::server::actor(&crate::server::caller());
+    ctx.identity.mfa_confirm(&actor, me.user_id, &code).await.map_err(crate::server::identity_error)
+}
+
+#[cfg(feature = "ssr")]
+fn admin() -> Result<(crate::server::ServerContext, custos_engine::identity::service::Actor), ServerFnError> {
+    use custos_engine::identity::permission::Permission;
+    let caller = crate::server::require(Permission::UserManage)?;
+    Ok((expect_context::<crate::server::ServerContext>(), crate::server::actor(&caller)))
+}
+
+/// Splits a comma- or space-separated list.
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split([',', ' ']).map(str::trim).filter(|x| !x.is_empty()).map(str::to_owned).collect()
+}
+
+/// All users.
+#[server(prefix = "/rpc", endpoint = "list_users")]
+pub async fn list_users() -> Result<Vec<UserView>, ServerFnError> {
+    let (ctx, _) = admin()?;
+    let users = ctx.identity.list_users().await.map_err(crate::server::identity_error)?;
+    Ok(users
+        .into_iter()
+        .map(|u| UserView {
+            username: u.username,
+            email: u.email,
+            display_name: u.display_name,
+            roles: u.roles,
+            disabled: u.disabled,
+            mfa_enabled: u.mfa_enabled,
+            locked_until: u.locked_until_us.map(crate::server::rfc3339),
+            last_login: u.last_login_us.map(crate::server::rfc3339),
+        })
+        .collect())
+}
+
+/// Creates a user.
+#[server(prefix = "/rpc", endpoint = "create_user")]
+pub async fn create_user(
+    username: String,
+    email: Option<String>,
+    display_name: Option<String>,
+    password: String,
+    roles: String,
+) -> Result<(), ServerFnError> {
+    use custos_engine::identity::service::NewUser;
+    let (ctx, actor) = admin()?;
+    let new = NewUser {
+        username,
+        email: email.filter(|e| !e.trim().is_empty()),
+        display_name: display_name.filter(|d| !d.trim().is_empty()),
+        password: secrecy::SecretString::from(password),
+        roles: split_list(&roles),
+        must_change_password: true,
+    };
+    ctx.identity.create_user(&actor, new).await.map(|_| ()).map_err(crate::server::identity_error)
+}
+
+/// Disables or enables a user.
+#[server(prefix = "/rpc", endpoint = "set_user_disabled")]
+pub async fn set_user_disabled(username: String, disabled: bool) -> Result<(), ServerFnError> {
+    let (ctx, actor) = admin()?;
+    ctx.identity.set_disabled(&actor, &username, disabled).await.map_err(crate::server::identity_error)
+}
+
+/// Sets a user's password (they must change it at next sign-in).
+#[server(prefix = "/rpc", endpoint = "reset_user_password")]
+pub async fn reset_user_password(username: String, password: String) -> Result<(), ServerFnError> {
+    let (ctx, actor) = admin()?;
+    ctx.identity
+        .reset_password(&actor, &username, &secrecy::SecretString::from(password), true)
+        .await
+        .map_err(crate::server::identity_error)
+}
+
+/// Replaces a user's roles.
+#[server(prefix = "/rpc", endpoint = "set_user_roles")]
+pub async fn set_user_roles(username: String, roles: String) -> Result<(), ServerFnError> {
+    let (ctx, actor) = admin()?;
+    ctx.identity.set_roles(&actor, &username, &split_list(&roles)).await.map_err(crate::server::identity_error)
+}
+
+/// Removes a user's MFA (lost device).
+#[server(prefix = "/rpc", endpoint = "reset_user_mfa")]
+pub async fn reset_user_mfa(username: String) -> Result<(), ServerFnError> {
+    let (ctx, actor) = admin()?;
+    ctx.identity.mfa_reset(&actor, &username).await.map_err(crate::server::identity_error)
+}
+
+/// All roles and the permissions a role can grant.
+#[server(prefix = "/rpc", endpoint = "list_roles")]
+pub async fn list_roles() -> Result<(Vec<RoleView>, Vec<PermissionView>), ServerFnError> {
+    use custos_engine::identity::permission::Permission;
+    let (ctx, _) = admin()?;
+    let roles = ctx.identity.list_roles().await.map_err(crate::server::identity_error)?;
+    let roles = roles
+        .into_iter()
+        .map(|r| RoleView {
+            name: r.name,
+            description: r.description,
+            builtin: r.builtin,
+            require_mfa: r.require_mfa,
+            permissions: r.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
+            members: r.members,
+        })
+        .collect();
+    let perms = Permission::ALL
+        .iter()
+        .map(|p| PermissionView { name: p.as_str().to_owned(), description: p.describe().to_owned() })
+        .collect();
+    Ok((roles, perms))
+}
+
+#[cfg(feature = "ssr")]
+fn parse_permissions(s: &str) -> Result<custos_engine::identity::permission::PermissionSet, ServerFnError> {
+    custos_engine::identity::permission::PermissionSet::parse(&split_list(s).join(" "))
+        .map_err(|e| ServerFnError::new(format!("CU-ID-400: permissions: {e}")))
+}
+
+/// Creates a custom role.
+#[server(prefix = "/rpc", endpoint = "create_role")]
+pub async fn create_role(
+    name: String,
+    description: String,
+    permissions: String,
+    require_mfa: Option<String>,
+) -> Result<(), ServerFnError> {
+    let (ctx, actor) = admin()?;
+    let perms = parse_permissions(&permissions)?;
+    ctx.identity
+        .create_role(&actor, &name, &description, &perms, require_mfa.is_some())
+        .await
+        .map_err(crate::server::identity_error)
+}
+
+/// Changes a role (permissions only for custom roles).
+#[server(prefix = "/rpc", endpoint = "update_role")]
+pub async fn update_role(name: String, permissions: Option<String>, require_mfa: bool) -> Result<(), ServerFnError> {
+    let (ctx, actor) = admin()?;
+    let perms = permissions.as_deref().map(parse_permissions).transpose()?;
+    ctx.identity.update_role(&actor, &name, perms.as_ref(), require_mfa).await.map_err(crate::server::identity_error)
+}
+
+/// Deletes a custom role nobody holds.
+#[server(prefix = "/rpc", endpoint = "delete_role")]
+pub async fn delete_role(name: String) -> Result<(), ServerFnError> {
+    let (ctx, actor) = admin()?;
+    ctx.identity.delete_role(&actor, &name).await.map_err(crate::server::identity_error)
+}
+
+#[cfg(feature = "ssr")]
+fn key_view(k: custos_engine::identity::service::ApiKeySummary, now: i64) -> ApiKeyView {
+    let status = if k.revoked_us.is_some() {
+        "revoked"
+    } else if k.expires_us.is_some_and(|e| e <= now) {
+        "expired"
+    } else {
+        "active"
+    };
+    ApiKeyView {
+        prefix: k.prefix,
+        name: k.name,
+        scopes: k.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        created: crate::server::rfc3339(k.created_us),
+        expires: k.expires_us.map(crate::server::rfc3339),
+        last_used: k.last_used_us.map(crate::server::rfc3339),
+        status: status.to_owned(),
+    }
+}
+
+/// All API keys.
+#[server(prefix = "/rpc", endpoint = "list_api_keys")]
+pub async fn list_api_keys() -> Result<Vec<ApiKeyView>, ServerFnError> {
+    let (ctx, _) = admin()?;
+    let now = ctx.ledger.now_us();
+    let keys = ctx.identity.list_api_keys().await.map_err(crate::server::identity_error)?;
+    Ok(keys.into_iter().map(|k| key_view(k, now)).collect())
+}
+
+/// Creates an API key; its token is returned once.
+#[server(prefix = "/rpc", endpoint = "create_api_key")]
+pub async fn create_api_key(
+    name: String,
+    scopes: String,
+    expires_in_days: Option<String>,
+) -> Result<NewApiKey, ServerFnError> {
+    use custos_engine::identity::apikey::Scope;
+    use secrecy::ExposeSecret as _;
+    let (ctx, actor) = admin()?;
+    let mut parsed = Vec::new();
+    for s in split_list(&scopes) {
+        parsed.push(
+            Scope::parse(&s).ok_or_else(|| ServerFnError::new(format!("CU-ID-400: scopes: unknown scope `{s}`")))?,
+        );
+    }
+    let days = match expires_in_days.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        None => None,
+        Some(d) => Some(
+            d.parse::<i64>()
+                .ok()
+                .filter(|d| (1..=3650).contains(d))
+                .ok_or_else(|| ServerFnError::new("CU-ID-400: expires_in_days: a number of days from 1 to 3650"))?,
+        ),
+    };
+    let now = ctx.ledger.now_us();
+    let expires = days.map(|d| now + d * 86_400_000_000);
+    let (key, token) =
+        ctx.identity.create_api_key(&actor, &name, &parsed, expires).await.map_err(crate::server::identity_error)?;
+    Ok(NewApiKey { key: key_view(key, now), token: token.expose_secret().to_owned() })
+}
+
+/// Revokes an API key.
+#[server(prefix = "/rpc", endpoint = "revoke_api_key")]
+pub async fn revoke_api_key(prefix: String) -> Result<(), ServerFnError> {
+    let (ctx, actor) = admin()?;
+    ctx.identity.revoke_api_key(&actor, &prefix).await.map_err(crate::server::identity_error)
 }

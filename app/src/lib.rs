@@ -19,8 +19,15 @@ use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
-/// The HTML document around the app (server-rendered only).
+/// The HTML document around the app (server-rendered only). It also sets
+/// the page's content security policy, with the nonce of its inline script.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let (Some(nonce), Some(resp)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>())
+        && let Ok(v) = http::HeaderValue::from_str(&server::page_csp(&nonce.to_string()))
+    {
+        resp.insert_header(http::header::CONTENT_SECURITY_POLICY, v);
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -38,10 +45,15 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// The signed-in user, for every page (None when nobody is).
+pub type MeResource = Resource<Result<Option<models::Me>, ServerFnError>>;
+
 /// The application: layout and routes.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    let me: MeResource = Resource::new(|| (), |_| api::whoami());
+    provide_context(me);
     // Hydration marker: end-to-end tests wait for it instead of sleeping.
     Effect::new(|_| {
         if let Some(body) = document().body() {
@@ -57,15 +69,48 @@ pub fn App() -> impl IntoView {
                     <span class="brand-mark" aria-hidden="true">"◆"</span>
                     " Custos"
                 </A>
-                <nav aria-label="Main">
-                    <A href="/" exact=true>"Overview"</A>
-                </nav>
+                <Suspense fallback=|| ()>
+                    {move || me.get().map(|r| view! { <Navigation me=r.ok().flatten()/> })}
+                </Suspense>
             </header>
             <main>
                 <Routes fallback=pages::not_found::NotFound>
                     <Route path=path!("/") view=pages::home::HomePage/>
+                    <Route path=path!("/login") view=pages::login::LoginPage/>
+                    <Route path=path!("/login/mfa") view=pages::login::MfaPage/>
+                    <Route path=path!("/forbidden") view=pages::forbidden::ForbiddenPage/>
+                    <Route path=path!("/account") view=pages::account::AccountPage/>
+                    <Route path=path!("/admin/users") view=pages::admin::users::UsersPage/>
+                    <Route path=path!("/admin/roles") view=pages::admin::roles::RolesPage/>
+                    <Route path=path!("/admin/api-keys") view=pages::admin::api_keys::ApiKeysPage/>
                 </Routes>
             </main>
         </Router>
     }
+}
+
+/// The main navigation: only the pages the user may open (the server
+/// enforces it regardless), and sign-out.
+#[component]
+fn Navigation(me: Option<models::Me>) -> impl IntoView {
+    let Some(me) = me else { return ().into_any() };
+    let admin = me.can("user:manage");
+    let who = me.display_name.clone().unwrap_or_else(|| me.username.clone());
+    view! {
+        <nav aria-label="Main">
+            <A href="/" exact=true>"Overview"</A>
+            {admin.then(|| view! {
+                <A href="/admin/users">"Users"</A>
+                <A href="/admin/roles">"Roles"</A>
+                <A href="/admin/api-keys">"API keys"</A>
+            })}
+        </nav>
+        <div class="session">
+            <A href="/account" attr:class="account" attr:data-testid="account-link">{who}</A>
+            <form method="post" action="/auth/logout">
+                <button type="submit" class="link">"Sign out"</button>
+            </form>
+        </div>
+    }
+    .into_any()
 }

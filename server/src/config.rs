@@ -13,7 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Environment variables with the `CUSTOS_` prefix that are not settings.
-const NOT_SETTINGS: &[&str] = &["config", "kek", "test_postgres_url", "require_postgres", "test_server_bin"];
+const NOT_SETTINGS: &[&str] =
+    &["config", "kek", "admin_username", "admin_password", "test_postgres_url", "require_postgres", "test_server_bin"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,6 +30,42 @@ pub struct Config {
     pub log: LogConfig,
     /// The ledger.
     pub ledger: LedgerSettings,
+    /// Sign-in, sessions, brute-force protection.
+    pub auth: AuthSettings,
+}
+
+/// Sign-in, sessions and brute-force protection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// A session ends after this many minutes without a request.
+    pub session_idle_minutes: i64,
+    /// A session ends this many hours after sign-in, active or not.
+    pub session_absolute_hours: i64,
+    /// Consecutive failed sign-ins that lock an account.
+    pub lockout_threshold: i64,
+    /// How long a lockout lasts, in minutes.
+    pub lockout_minutes: i64,
+    /// Failed sign-ins per client address per window before it is refused.
+    pub failures_per_address: usize,
+    /// Failed sign-ins per user name per window before it is locked.
+    pub failures_per_username: usize,
+    /// The throttling window, in minutes.
+    pub throttle_window_minutes: i64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            session_idle_minutes: 30,
+            session_absolute_hours: 12,
+            lockout_threshold: 5,
+            lockout_minutes: 15,
+            failures_per_address: 50,
+            failures_per_username: 10,
+            throttle_window_minutes: 5,
+        }
+    }
 }
 
 /// HTTP server settings.
@@ -101,6 +138,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             log: LogConfig::default(),
             ledger: LedgerSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -210,6 +248,25 @@ impl Config {
                 "must be non-empty, without spaces or '+' (e.g. custos.example.com/ledger)",
             );
         }
+        let a = &self.auth;
+        if a.session_idle_minutes < 1 {
+            return invalid("auth.session_idle_minutes", "must be at least 1");
+        }
+        if a.session_absolute_hours < 1 || a.session_absolute_hours * 60 < a.session_idle_minutes {
+            return invalid(
+                "auth.session_absolute_hours",
+                "must be at least 1 hour and not shorter than the idle timeout",
+            );
+        }
+        if a.lockout_threshold < 1 || a.lockout_minutes < 1 || a.throttle_window_minutes < 1 {
+            return invalid(
+                "auth.lockout_threshold",
+                "lockout threshold, lockout and throttle minutes must be at least 1",
+            );
+        }
+        if a.failures_per_address < 1 || a.failures_per_username < 1 {
+            return invalid("auth.failures_per_address", "failure limits must be at least 1");
+        }
         if self.log.filter.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return invalid("log.filter", "is not a valid tracing filter (e.g. `info` or `info,custos_engine=debug`)");
         }
@@ -278,6 +335,7 @@ mod tests {
             )?;
             jail.set_env("CUSTOS_SERVER__BIND", "127.0.0.1:9090");
             jail.set_env("CUSTOS_KEK", "ignored: not a setting");
+            jail.set_env("CUSTOS_ADMIN_PASSWORD", "ignored: read by start-up, not a setting");
             let c = Config::load(Some(Path::new("custos.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.data_dir, PathBuf::from("/srv/custos"), "file over default");
             assert_eq!(c.server.bind, "127.0.0.1:9090".parse().unwrap(), "environment over file");

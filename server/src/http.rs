@@ -12,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use custos_app::server::ServerContext;
+use custos_engine::identity::service::Identity;
 use custos_engine::ledger::Ledger;
 use leptos::prelude::{LeptosOptions, provide_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
@@ -33,6 +34,14 @@ pub struct AppState {
     pub started: Instant,
     /// Set when shutdown begins: readiness turns false.
     pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    /// Users, roles, sessions, keys.
+    pub identity: Arc<Identity>,
+    /// Served over TLS (cookies `Secure`, HSTS).
+    pub tls: bool,
+    /// A session ends this long after sign-in, active or not (µs).
+    pub session_absolute_us: i64,
+    /// A session ends after this much inactivity (seconds).
+    pub session_idle_secs: i64,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -43,23 +52,32 @@ impl FromRef<AppState> for LeptosOptions {
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Builds the router.
-pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(custos_app::App);
-    let ctx = ServerContext { ledger: state.ledger.clone(), started: state.started };
-    let leptos_options = state.leptos.clone();
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(ctx.clone()),
-            move || custos_app::shell(leptos_options.clone()),
-        )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(custos_app::shell))
-        .layer(middleware::from_fn(record_metrics))
+/// The application: routes, then (outside routing, so that a refused page
+/// can be re-routed to the 403 page) sessions, caller, access control,
+/// CSRF, security headers, tracing and request ids.
+pub fn app(
+    state: AppState,
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, std::net::SocketAddr> {
+    let routed = routes(state.clone());
+    let session_store =
+        crate::auth::session_store::DbSessionStore::new(state.ledger.db().clone(), state.identity.clone());
+    let sessions = tower_sessions::SessionManagerLayer::new(session_store)
+        .with_name("custos_session")
+        .with_http_only(true)
+        .with_same_site(tower_sessions::cookie::SameSite::Strict)
+        .with_secure(state.tls)
+        .with_path("/")
+        .with_always_save(true)
+        .with_expiry(tower_sessions::Expiry::OnInactivity(tower_sessions::cookie::time::Duration::seconds(
+            state.session_idle_secs,
+        )));
+    let wrapped = Router::new()
+        .fallback_service(routed)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::enforce))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::load_caller))
+        .layer(sessions)
+        .layer(tower_http::csrf::CsrfLayer::new())
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::security_headers))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
@@ -77,8 +95,56 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
-        .layer(middleware::map_request(sanitize_request_id))
+        .layer(middleware::map_request(sanitize_request_id));
+    wrapped.into_make_service_with_connect_info::<std::net::SocketAddr>()
+}
+
+/// The routes (health, auth forms, API, UI and server functions).
+pub fn routes(state: AppState) -> Router {
+    let leptos_routes = generate_route_list(custos_app::App);
+    let ctx = ServerContext { ledger: state.ledger.clone(), identity: state.identity.clone(), started: state.started };
+    let leptos_options = state.leptos.clone();
+    let mut router = Router::new();
+    for (_, path, handler) in rest_routes() {
+        router = router.route(path, handler);
+    }
+    router
+        .leptos_routes_with_context(
+            &state,
+            leptos_routes,
+            move || provide_context(ctx.clone()),
+            move || custos_app::shell(leptos_options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(custos_app::shell))
+        .layer(middleware::from_fn(record_metrics))
         .with_state(state)
+}
+
+/// The routes registered outside Leptos: (method, path, handler). The
+/// router is built from this list, and the access test reads it.
+pub fn rest_routes() -> Vec<(&'static str, &'static str, axum::routing::MethodRouter<AppState>)> {
+    use axum::routing::post;
+    vec![
+        ("GET", "/healthz", get(healthz)),
+        ("GET", "/readyz", get(readyz)),
+        ("GET", "/metrics", get(metrics)),
+        ("POST", "/auth/login", post(crate::auth::login)),
+        ("POST", "/auth/mfa", post(crate::auth::mfa)),
+        ("POST", "/auth/logout", post(crate::auth::logout)),
+        ("GET", "/api/whoami", get(crate::auth::whoami)),
+    ]
+}
+
+/// The one mapping from an internal failure to an HTTP answer: a stable
+/// code, a sentence and an operation id; the cause goes to the log only.
+pub fn internal_error(code: &'static str, message: &str, cause: &dyn std::fmt::Display) -> Response {
+    let operation_id = uuid::Uuid::now_v7().simple().to_string();
+    tracing::error!(code, operation_id, error = %cause, "{message}");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(json!({ "code": code, "message": message, "operation_id": operation_id })),
+    )
+        .into_response()
 }
 
 /// Drops a client's `x-request-id` unless it is short and made of safe

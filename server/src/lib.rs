@@ -1,6 +1,8 @@
 //! The Custos server: configuration, start-up, the HTTP surface and the CLI's
 //! commands. `main.rs` is only argument parsing.
 
+pub mod access;
+pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod http;
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use custos_engine::clock::{OsRandom, SystemClock};
+use custos_engine::identity::service::{Identity, IdentityError, IdentitySettings};
 use custos_engine::keys::{EnvKek, FileKek, KekError, KekProvider};
 use custos_engine::ledger::{Ledger, LedgerConfig, LedgerError, LedgerTasks, NewEntry};
 use custos_engine::storage::{Database, PoolOptions, StorageError};
@@ -32,6 +35,9 @@ pub enum StartError {
     /// Keys or ledger state.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// Users and roles.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     /// Listening socket.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -78,12 +84,51 @@ pub async fn open_ledger(config: &Config, db: Database) -> Result<(Ledger, Ledge
     Ledger::open(db, kek.as_ref(), cfg, Arc::new(SystemClock), Arc::new(OsRandom)).await
 }
 
+/// The identity service for a configuration.
+pub async fn open_identity(config: &Config, ledger: &Ledger) -> Result<Identity, IdentityError> {
+    let a = &config.auth;
+    let settings = IdentitySettings {
+        lockout_threshold: a.lockout_threshold,
+        lockout_secs: a.lockout_minutes * 60,
+        ip_failures: a.failures_per_address,
+        name_failures: a.failures_per_username,
+        throttle_window_secs: a.throttle_window_minutes * 60,
+        issuer: "Custos".into(),
+    };
+    Identity::new(ledger.db().clone(), ledger.clone(), Arc::new(SystemClock), Arc::new(OsRandom), settings).await
+}
+
+/// On a new installation, creates the first administrator from
+/// `CUSTOS_ADMIN_USERNAME` / `CUSTOS_ADMIN_PASSWORD`, or with a random
+/// password printed once on standard output (never logged).
+async fn first_admin(identity: &Identity) -> Result<(), IdentityError> {
+    let name = std::env::var("CUSTOS_ADMIN_USERNAME").ok().filter(|v| !v.trim().is_empty());
+    let password =
+        std::env::var("CUSTOS_ADMIN_PASSWORD").ok().filter(|v| !v.is_empty()).map(secrecy::SecretString::from);
+    if let Some((username, generated)) = identity.ensure_first_admin(name.as_deref(), password).await? {
+        match generated {
+            Some(pw) => {
+                use secrecy::ExposeSecret as _;
+                println!(
+                    "First administrator created: user `{username}`, password `{}`. It is shown only now; \
+                     you must change it at first sign-in.",
+                    pw.expose_secret()
+                );
+            }
+            None => tracing::info!(username, "first administrator created from CUSTOS_ADMIN_USERNAME/PASSWORD"),
+        }
+    }
+    Ok(())
+}
+
 /// A running server.
 pub struct Running {
     /// The address it listens on (port 0 resolved).
     pub addr: SocketAddr,
     /// The ledger, for in-process callers (tests, benchmarks).
     pub ledger: Ledger,
+    /// Users and roles, for in-process callers (tests).
+    pub identity: Arc<Identity>,
     stop: watch::Sender<bool>,
     shutting_down: Arc<AtomicBool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -101,6 +146,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     tracing::info!(origin = ledger.origin(), entries = head.seq, "ledger open");
     // The audit function's own start-up is an auditable event (NIST 800-53 AU-2).
     ledger.append_one(lifecycle_event("custos.start", ledger.db().kind().as_str())).await?;
+    let identity = Arc::new(open_identity(config, &ledger).await?);
+    first_admin(&identity).await?;
 
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
@@ -120,9 +167,30 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         metrics: telemetry::metrics_handle(),
         started,
         shutting_down: shutting_down.clone(),
+        identity: identity.clone(),
+        tls: false,
+        session_absolute_us: config.auth.session_absolute_hours * 3_600_000_000,
+        session_idle_secs: config.auth.session_idle_minutes * 60,
     };
-    let app = http::router(state);
+    let app = http::app(state);
     let (stop, mut stopped) = watch::channel(false);
+    // Expired sessions are deleted every ten minutes.
+    {
+        let store = auth::session_store::DbSessionStore::new(ledger.db().clone(), identity.clone());
+        let mut cleaner_stop = stop.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = cleaner_stop.changed() => break,
+                }
+                if let Err(e) = store.delete_expired().await {
+                    tracing::warn!(error = %e, "deleting expired sessions failed");
+                }
+            }
+        });
+    }
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -133,6 +201,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         ledger,
+        identity,
         stop,
         shutting_down,
         server,

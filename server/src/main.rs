@@ -28,6 +28,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::KeysCommand,
     },
+    /// Manage users: create, reset-password, disable, enable.
+    User {
+        #[command(subcommand)]
+        command: commands::UserCommand,
+    },
     /// Verify the ledger (or an archive) offline. Exit code 0 intact, 1 tampered, 2 could not verify.
     Verify(commands::VerifyArgs),
     /// Sign a checkpoint of the current ledger head now.
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
             Command::Serve => commands::serve(&config).await,
             Command::Migrate => commands::migrate(&config).await,
             Command::Keys { command } => commands::keys(&config, command).await,
+            Command::User { command } => commands::user(&config, command).await,
             Command::Verify(args) => commands::verify(&config, args).await,
             Command::Checkpoint => commands::checkpoint(&config).await,
             Command::Bench { command } => commands::bench(&config, command).await,

@@ -1,4 +1,8 @@
 //! Pages.
 
+pub mod account;
+pub mod admin;
+pub mod forbidden;
 pub mod home;
+pub mod login;
 pub mod not_found;

@@ -2,12 +2,14 @@
 
 mod bench;
 mod keys;
+mod user;
 mod verify;
 
 use std::process::ExitCode;
 
 pub use bench::{BenchCommand, bench, sample_event};
 pub use keys::{KeysCommand, keys};
+pub use user::{UserCommand, user};
 pub use verify::{VerifyArgs, verify};
 
 use crate::config::Config;

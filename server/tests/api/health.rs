@@ -30,9 +30,12 @@ both_backends! {
         let metrics = app.get("/metrics").await.text().await.unwrap();
         assert!(metrics.contains("custos_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}"), "{metrics}");
 
-        // The home page is rendered on the server with the ledger's real status.
-        let html = app.get("/").await.text().await.unwrap();
-        assert_eq!(testid_text(&html, "ledger-entries"), "1", "the start-up is recorded");
+        // The home page asks to sign in, then is rendered on the server with the ledger's real status.
+        assert_eq!(app.get("/").await.status(), 303);
+        let c = app.signed_in("viewer1", &["viewer"]).await;
+        let html = c.get(format!("{}/", app.base)).send().await.unwrap().text().await.unwrap();
+        let entries: u64 = testid_text(&html, "ledger-entries").parse().unwrap();
+        assert!(entries >= 3, "start-up, user creation and sign-in are recorded: {entries}");
         assert_eq!(testid_text(&html, "database"), kind);
         app.running.shutdown().await.unwrap();
     }

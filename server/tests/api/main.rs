@@ -1,6 +1,7 @@
 //! The server's one integration-test binary: real servers on port 0 over
 //! HTTP, and the real `custos` binary for crash and multi-process tests.
 
+mod access;
 mod crash;
 mod health;
 mod support;

@@ -59,11 +59,40 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let config = test_config(backend, dir.path()).await?;
         let running = custos_server::start(&config).await.unwrap();
-        Some(TestApp { base: format!("http://{}", running.addr), client: reqwest::Client::new(), running, _dir: dir })
+        Some(TestApp {
+            base: format!("http://{}", running.addr),
+            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            running,
+            _dir: dir,
+        })
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
+    }
+
+    /// A client signed in as a new user with `roles` (cookies kept, redirects not followed).
+    pub async fn signed_in(&self, username: &str, roles: &[&str]) -> reqwest::Client {
+        use custos_engine::identity::service::{Actor, NewUser};
+        let new = NewUser {
+            username: username.into(),
+            email: None,
+            display_name: None,
+            password: SecretString::from("signed in password 1".to_owned()),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            must_change_password: false,
+        };
+        self.running.identity.create_user(&Actor::system("cli"), new).await.unwrap();
+        let c =
+            reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let res = c
+            .post(format!("{}/auth/login", self.base))
+            .form(&[("username", username), ("password", "signed in password 1"), ("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["location"], "/", "{username} signs in");
+        c
     }
 }
 

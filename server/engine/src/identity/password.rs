@@ -64,6 +64,14 @@ pub fn hash(password: &str, rng: &dyn RandomSource) -> Result<String, HashError>
     Ok(phc.to_string())
 }
 
+/// A random password (144 bits, URL-safe base64: 24 characters).
+pub fn generate(rng: &dyn RandomSource) -> Result<secrecy::SecretString, RandomError> {
+    use base64::Engine as _;
+    let mut raw = Zeroizing::new([0u8; 18]);
+    rng.fill(raw.as_mut_slice())?;
+    Ok(secrecy::SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.as_slice())))
+}
+
 /// Checks a password against a stored PHC string (constant time in the hash).
 pub fn verify(password: &str, phc: &str) -> bool {
     let password = Zeroizing::new(password.as_bytes().to_vec());

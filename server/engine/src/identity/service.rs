@@ -205,19 +205,6 @@ pub enum LoginRejection {
     },
 }
 
-impl LoginRejection {
-    /// The message to show.
-    pub fn message(self) -> &'static str {
-        match self {
-            LoginRejection::InvalidCredentials => "Invalid user name or password.",
-            LoginRejection::LockedOut => {
-                "Too many failed attempts. This sign-in is locked for a while; try again later."
-            }
-            LoginRejection::Throttled { .. } => "Too many attempts from your address. Try again later.",
-        }
-    }
-}
-
 /// The result of the password step.
 #[derive(Debug)]
 pub enum LoginOutcome {
@@ -319,6 +306,62 @@ impl ApiPrincipal {
             });
         }
         PermissionSet::of(&p)
+    }
+}
+
+/// Who is making a request.
+#[derive(Debug, Clone, Default)]
+pub enum Caller {
+    /// Nobody signed in, no key.
+    #[default]
+    Anonymous,
+    /// A signed-in user.
+    User(Principal),
+    /// A client with an API key.
+    ApiKey(ApiPrincipal),
+}
+
+impl Caller {
+    /// What the caller may do.
+    pub fn permissions(&self) -> PermissionSet {
+        match self {
+            Caller::Anonymous => PermissionSet::default(),
+            Caller::User(p) => p.permissions.clone(),
+            Caller::ApiKey(k) => k.permissions(),
+        }
+    }
+
+    /// Whether `p` is granted.
+    pub fn allows(&self, p: Permission) -> bool {
+        self.permissions().allows(p)
+    }
+
+    /// Whether anyone is signed in (or a key is used).
+    pub fn is_authenticated(&self) -> bool {
+        !matches!(self, Caller::Anonymous)
+    }
+
+    /// The signed-in user, if any.
+    pub fn user(&self) -> Option<&Principal> {
+        match self {
+            Caller::User(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The caller as the actor of an audit record.
+    pub fn actor(&self, channel: &'static str) -> Actor {
+        match self {
+            Caller::Anonymous => Actor { kind: "anonymous", channel, ..Actor::default() },
+            Caller::User(p) => Actor::user(p, channel),
+            Caller::ApiKey(k) => Actor {
+                id: Some(k.prefix.clone()),
+                kind: "api_key",
+                name: Some(k.name.clone()),
+                channel,
+                ..Actor::default()
+            },
+        }
     }
 }
 
@@ -739,12 +782,7 @@ impl Identity {
         let username = username.unwrap_or("admin").to_owned();
         let (password, generated) = match password {
             Some(p) => (p, false),
-            None => {
-                let mut raw = [0u8; 18];
-                self.rng.fill(&mut raw)?;
-                use base64::Engine as _;
-                (SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)), true)
-            }
+            None => (password::generate(self.rng.as_ref())?, true),
         };
         let new = NewUser {
             username: username.clone(),
@@ -1273,6 +1311,25 @@ impl Identity {
             return Ok(used.rows_affected() == 1);
         }
         Ok(false)
+    }
+
+    /// Records an access that was refused (authenticated, but not allowed).
+    pub async fn record_access_denied(&self, actor: &Actor, route: &str, needed: &str) {
+        let details = serde_json::json!({ "route": route, "needed": needed });
+        if let Err(e) = self
+            .record(
+                actor,
+                "authorization",
+                "access.denied",
+                "denied",
+                "warning",
+                ("route", Some(route.into())),
+                details,
+            )
+            .await
+        {
+            tracing::error!(error = %e, "could not record a refused access");
+        }
     }
 
     /// Records a sign-out.

@@ -1,0 +1,21 @@
+//! The 403 page (the server renders it in place of a page you may not open).
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+/// Shown, with status 403, for a page the signed-in user may not open.
+#[component]
+pub fn ForbiddenPage() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+        resp.set_status(http::StatusCode::FORBIDDEN);
+    }
+    view! {
+        <Title text="Access denied"/>
+        <section class="panel">
+            <h1>"Access denied"</h1>
+            <p>"You do not have permission to open this page. If you need it, ask an administrator for a role that grants it."</p>
+            <p><a href="/">"Back to the overview"</a></p>
+        </section>
+    }
+}

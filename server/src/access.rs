@@ -1,0 +1,203 @@
+//! The access table: every route and every server function, with what it
+//! requires. One middleware (`auth::enforce`) applies it to every request,
+//! and a test walks it for every role and checks that no route exists that
+//! it does not list. Server functions also check for themselves.
+
+use custos_engine::identity::permission::Permission;
+use custos_engine::identity::service::Caller;
+
+/// What kind of endpoint a route is; decides how a refusal looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An HTML page: anonymous callers are sent to sign in, others see the 403 page.
+    Page,
+    /// A form target (sign-in, sign-out): answered with redirects.
+    Form,
+    /// A JSON API route: 401 or 403 with a JSON error.
+    Api,
+    /// A Leptos server function: like an API route.
+    Rpc,
+    /// Health, readiness, metrics.
+    Ops,
+}
+
+/// What a route requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing.
+    Public,
+    /// A signed-in user or an API key.
+    SignedIn,
+    /// A signed-in user (not an API key): their own account.
+    User,
+    /// A permission.
+    Permission(Permission),
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path pattern: `{name}` matches one segment, `{*name}` the rest.
+    pub path: &'static str,
+    /// Kind.
+    pub kind: Kind,
+    /// Requirement.
+    pub need: Need,
+    /// Usable while a signed-in user must first change the password or
+    /// enrol MFA (the account page and what it calls).
+    pub during_setup: bool,
+}
+
+const fn r(method: &'static str, path: &'static str, kind: Kind, need: Need) -> Route {
+    Route { method, path, kind, need, during_setup: false }
+}
+
+const fn setup(method: &'static str, path: &'static str, kind: Kind, need: Need) -> Route {
+    Route { method, path, kind, need, during_setup: true }
+}
+
+use Kind::*;
+use Need::*;
+const USERS: Need = Permission(custos_engine::identity::permission::Permission::UserManage);
+
+/// Every route and server function.
+pub const ROUTES: &[Route] = &[
+    // Operations.
+    setup("GET", "/healthz", Ops, Public),
+    setup("GET", "/readyz", Ops, Public),
+    setup("GET", "/metrics", Ops, Public),
+    // Signing in and out.
+    setup("GET", "/login", Page, Public),
+    setup("GET", "/login/mfa", Page, Public),
+    setup("POST", "/auth/login", Form, Public),
+    setup("POST", "/auth/mfa", Form, Public),
+    setup("POST", "/auth/logout", Form, Public),
+    setup("GET", "/forbidden", Page, Public),
+    // Pages.
+    r("GET", "/", Page, SignedIn),
+    setup("GET", "/account", Page, User),
+    r("GET", "/admin/users", Page, USERS),
+    r("GET", "/admin/roles", Page, USERS),
+    r("GET", "/admin/api-keys", Page, USERS),
+    // REST.
+    setup("GET", "/api/whoami", Api, SignedIn),
+    // Server functions.
+    setup("POST", "/rpc/whoami", Rpc, Public),
+    r("POST", "/rpc/status", Rpc, SignedIn),
+    setup("POST", "/rpc/change_password", Rpc, User),
+    setup("POST", "/rpc/mfa_begin", Rpc, User),
+    setup("POST", "/rpc/mfa_confirm", Rpc, User),
+    r("POST", "/rpc/list_users", Rpc, USERS),
+    r("POST", "/rpc/create_user", Rpc, USERS),
+    r("POST", "/rpc/set_user_disabled", Rpc, USERS),
+    r("POST", "/rpc/reset_user_password", Rpc, USERS),
+    r("POST", "/rpc/set_user_roles", Rpc, USERS),
+    r("POST", "/rpc/reset_user_mfa", Rpc, USERS),
+    r("POST", "/rpc/list_roles", Rpc, USERS),
+    r("POST", "/rpc/create_role", Rpc, USERS),
+    r("POST", "/rpc/update_role", Rpc, USERS),
+    r("POST", "/rpc/delete_role", Rpc, USERS),
+    r("POST", "/rpc/list_api_keys", Rpc, USERS),
+    r("POST", "/rpc/create_api_key", Rpc, USERS),
+    r("POST", "/rpc/revoke_api_key", Rpc, USERS),
+];
+
+/// Paths served as static files (the built site); public, not in the table.
+pub fn is_static(path: &str) -> bool {
+    path.starts_with("/pkg/") || path.starts_with("/vendor/") || path == "/favicon.ico"
+}
+
+fn matches(pattern: &str, path: &str) -> bool {
+    let mut p = pattern.split('/');
+    let mut q = path.split('/');
+    loop {
+        match (p.next(), q.next()) {
+            (None, None) => return true,
+            (Some(seg), _) if seg.starts_with("{*") => return true,
+            (Some(seg), Some(part)) if seg.starts_with('{') && seg.ends_with('}') && !part.is_empty() => {}
+            (Some(seg), Some(part)) if seg == part => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The table's row for a request, if any.
+pub fn find(method: &str, path: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| r.method == method && matches(r.path, path))
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Go ahead.
+    Allow,
+    /// Sign in first.
+    Unauthenticated,
+    /// Signed in, but not allowed.
+    Forbidden,
+    /// Signed in, but must change the password or enrol MFA first.
+    SetupRequired,
+}
+
+impl Route {
+    /// Decides for a caller.
+    pub fn decide(&self, caller: &Caller) -> Decision {
+        let allowed = match self.need {
+            Public => return Decision::Allow,
+            SignedIn => caller.is_authenticated(),
+            User => caller.user().is_some(),
+            Permission(p) => caller.allows(p),
+        };
+        if !caller.is_authenticated() {
+            return Decision::Unauthenticated;
+        }
+        if !allowed {
+            return Decision::Forbidden;
+        }
+        if let Some(user) = caller.user() {
+            let pending = user.must_change_password || (user.mfa_required && !user.mfa_enabled);
+            if pending && !self.during_setup {
+                return Decision::SetupRequired;
+            }
+        }
+        Decision::Allow
+    }
+
+    /// The requirement as a string, for messages.
+    pub fn need_text(&self) -> String {
+        match self.need {
+            Public => "nothing".into(),
+            SignedIn => "sign-in".into(),
+            User => "a signed-in user".into(),
+            Permission(p) => format!("permission `{p}`"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_whole_segments() {
+        assert!(matches("/api/audit/{id}", "/api/audit/42"));
+        assert!(!matches("/api/audit/{id}", "/api/audit/"));
+        assert!(!matches("/api/audit/{id}", "/api/audit/42/x"));
+        assert!(matches("/pkg/{*rest}", "/pkg/a/b.js"));
+        assert!(matches("/", "/"));
+        assert!(!matches("/admin/users", "/admin/users-x"));
+        assert_eq!(find("GET", "/admin/users").map(|r| r.need), Some(USERS));
+        assert!(find("DELETE", "/admin/users").is_none());
+    }
+
+    #[test]
+    fn every_route_is_listed_once() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(!(a.method == b.method && a.path == b.path), "{} {} twice", a.method, a.path);
+            }
+        }
+    }
+}

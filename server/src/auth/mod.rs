@@ -1,0 +1,326 @@
+//! Authentication and authorisation at the HTTP edge: who is calling (a
+//! session or an API key), the access table's decision for every request,
+//! sign-in and sign-out forms (which work without JavaScript), and the
+//! security headers on every response.
+
+pub mod session_store;
+
+use std::net::SocketAddr;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use custos_engine::identity::service::{Actor, Caller, LoginAttempt, LoginOutcome, LoginRejection};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::json;
+use tower_http::request_id::RequestId;
+use tower_sessions::Session;
+
+use self::session_store::{AUTH_AT, MFA_PENDING, USER_ID};
+use crate::access::{self, Decision, Kind};
+use crate::http::AppState;
+
+/// How long a password-checked sign-in may wait for its second factor.
+const MFA_PENDING_US: i64 = 5 * 60 * 1_000_000;
+
+/// The client's address, user agent and request id, as an audit actor.
+pub fn client_actor(
+    caller: &Caller,
+    channel: &'static str,
+    parts: (&HeaderMap, Option<SocketAddr>, Option<&RequestId>),
+) -> Actor {
+    let (headers, addr, request_id) = parts;
+    caller.actor(channel).from_client(
+        addr.map(|a| a.ip().to_string()),
+        headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect()),
+        request_id.and_then(|r| r.header_value().to_str().ok()).map(str::to_owned),
+    )
+}
+
+fn peer(req: &Request) -> Option<SocketAddr> {
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, axum::Json(json!({ "code": code, "message": message }))).into_response()
+}
+
+/// Works out who is calling: an API key (`Authorization: Bearer cst_…`) or
+/// the session's user; puts the `Caller` in the request's extensions.
+pub async fn load_caller(State(s): State<AppState>, session: Session, mut req: Request, next: Next) -> Response {
+    let now = s.ledger.now_us();
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .map(str::to_owned);
+    let caller = if let Some(token) = bearer {
+        let actor = client_actor(&Caller::Anonymous, "api", (req.headers(), peer(&req), req.extensions().get()));
+        match s.identity.authenticate_api_key(&token, &actor).await {
+            Ok(Some(key)) => Caller::ApiKey(key),
+            Ok(None) => return json_error(StatusCode::UNAUTHORIZED, "CU-AUTH-002", "the API key is not valid"),
+            Err(e) => return crate::http::internal_error("CU-AUTH-900", "cannot check the API key", &e),
+        }
+    } else {
+        match session.get::<i64>(USER_ID).await {
+            Ok(Some(uid)) => {
+                let auth_at = session.get::<i64>(AUTH_AT).await.ok().flatten().unwrap_or(0);
+                if now - auth_at > s.session_absolute_us {
+                    let _ = session.flush().await;
+                    s.identity.record_session_expired(uid, "absolute timeout").await;
+                    Caller::Anonymous
+                } else {
+                    match s.identity.principal(uid).await {
+                        Ok(Some(p)) => Caller::User(p),
+                        Ok(None) => {
+                            // Disabled or deleted since signing in.
+                            let _ = session.flush().await;
+                            Caller::Anonymous
+                        }
+                        Err(e) => {
+                            return crate::http::internal_error("CU-AUTH-901", "cannot load the signed-in user", &e);
+                        }
+                    }
+                }
+            }
+            _ => Caller::Anonymous,
+        }
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Applies the access table to every request.
+pub async fn enforce(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let Some(route) = access::find(req.method().as_str(), &path) else {
+        // Static files and unknown paths (the 404 page): nothing to protect.
+        return next.run(req).await;
+    };
+    let caller = req.extensions().get::<Caller>().cloned().unwrap_or_default();
+    match (route.decide(&caller), route.kind) {
+        (Decision::Allow, _) => next.run(req).await,
+        (Decision::Unauthenticated, Kind::Page) => {
+            let next_path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            Redirect::to(&format!("/login?next={}", encode(next_path))).into_response()
+        }
+        (Decision::Unauthenticated, _) => {
+            json_error(StatusCode::UNAUTHORIZED, "CU-AUTH-001", "sign in, or send an API key, to use this")
+        }
+        (Decision::SetupRequired, Kind::Page) => Redirect::to("/account").into_response(),
+        (Decision::SetupRequired, _) => json_error(
+            StatusCode::FORBIDDEN,
+            "CU-AUTH-004",
+            "change your password or set up multi-factor authentication first (account page)",
+        ),
+        (Decision::Forbidden, kind) => {
+            let actor = client_actor(
+                &caller,
+                if kind == Kind::Page { "ui" } else { "api" },
+                (req.headers(), peer(&req), req.extensions().get()),
+            );
+            s.identity.record_access_denied(&actor, route.path, &route.need_text()).await;
+            if kind == Kind::Page {
+                // Render the 403 page in place, with status 403.
+                *req.uri_mut() = axum::http::Uri::from_static("/forbidden");
+                let mut res = next.run(req).await;
+                *res.status_mut() = StatusCode::FORBIDDEN;
+                res
+            } else {
+                json_error(StatusCode::FORBIDDEN, "CU-AUTH-003", &format!("this needs {}", route.need_text()))
+            }
+        }
+    }
+}
+
+/// Only same-site relative paths may be redirected to after sign-in.
+fn safe_next(next: &str) -> &str {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && !next.contains(['\r', '\n', '\\'])
+        && !next.starts_with("/login")
+        && !next.starts_with("/auth/");
+    if ok { next } else { "/" }
+}
+
+async fn start_session(session: &Session, user_id: i64, now: i64) -> Result<(), tower_sessions::session::Error> {
+    // A new session id at every sign-in: a planted id is worth nothing.
+    session.cycle_id().await?;
+    session.remove_value(MFA_PENDING).await?;
+    session.insert(USER_ID, user_id).await?;
+    session.insert(AUTH_AT, now).await?;
+    Ok(())
+}
+
+fn rejection_code(r: LoginRejection) -> &'static str {
+    match r {
+        LoginRejection::InvalidCredentials => "invalid",
+        LoginRejection::LockedOut => "locked",
+        LoginRejection::Throttled { .. } => "throttled",
+    }
+}
+
+/// The sign-in form's fields.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+impl LoginForm {
+    fn redacted(&self) -> &str {
+        &self.username
+    }
+}
+
+/// `POST /auth/login`.
+pub async fn login(
+    State(s): State<AppState>,
+    session: Session,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request_id: Option<axum::Extension<RequestId>>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let next = safe_next(&form.next).to_owned();
+    let actor = client_actor(&Caller::Anonymous, "ui", (&headers, Some(addr), request_id.as_deref()));
+    let password = SecretString::from(form.password.clone());
+    let attempt = LoginAttempt { username: form.redacted(), password: &password, actor };
+    match s.identity.login(attempt).await {
+        Ok(LoginOutcome::Success(p)) => match start_session(&session, p.user_id, s.ledger.now_us()).await {
+            Ok(()) => Redirect::to(&next).into_response(),
+            Err(e) => crate::http::internal_error("CU-AUTH-902", "cannot start the session", &e),
+        },
+        Ok(LoginOutcome::MfaRequired { user_id }) => {
+            let stored = async {
+                session.cycle_id().await?;
+                session.insert(MFA_PENDING, (user_id, s.ledger.now_us())).await
+            };
+            match stored.await {
+                Ok(()) => Redirect::to(&format!("/login/mfa?next={}", encode(&next))).into_response(),
+                Err(e) => crate::http::internal_error("CU-AUTH-902", "cannot start the session", &e),
+            }
+        }
+        Ok(LoginOutcome::Rejected(r)) => {
+            Redirect::to(&format!("/login?error={}&next={}", rejection_code(r), encode(&next))).into_response()
+        }
+        Err(e) => {
+            let _ = crate::http::internal_error("CU-AUTH-903", "sign-in failed", &e);
+            Redirect::to(&format!("/login?error=unavailable&next={}", encode(&next))).into_response()
+        }
+    }
+}
+
+/// The second-factor form's fields.
+#[derive(Debug, Deserialize)]
+pub struct MfaForm {
+    code: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// `POST /auth/mfa`.
+pub async fn mfa(
+    State(s): State<AppState>,
+    session: Session,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request_id: Option<axum::Extension<RequestId>>,
+    Form(form): Form<MfaForm>,
+) -> Response {
+    let next = safe_next(&form.next).to_owned();
+    let now = s.ledger.now_us();
+    let pending = session.get::<(i64, i64)>(MFA_PENDING).await.ok().flatten();
+    let Some((user_id, since)) = pending.filter(|(_, since)| now - since < MFA_PENDING_US) else {
+        let _ = session.remove_value(MFA_PENDING).await;
+        return Redirect::to(&format!("/login?error=expired&next={}", encode(&next))).into_response();
+    };
+    let _ = since;
+    let actor = client_actor(&Caller::Anonymous, "ui", (&headers, Some(addr), request_id.as_deref()));
+    match s.identity.login_mfa(&actor, user_id, &form.code).await {
+        Ok(LoginOutcome::Success(p)) => match start_session(&session, p.user_id, now).await {
+            Ok(()) => Redirect::to(&next).into_response(),
+            Err(e) => crate::http::internal_error("CU-AUTH-902", "cannot start the session", &e),
+        },
+        Ok(LoginOutcome::Rejected(LoginRejection::InvalidCredentials)) => {
+            Redirect::to(&format!("/login/mfa?error=invalid&next={}", encode(&next))).into_response()
+        }
+        Ok(LoginOutcome::Rejected(r)) => {
+            let _ = session.remove_value(MFA_PENDING).await;
+            Redirect::to(&format!("/login?error={}&next={}", rejection_code(r), encode(&next))).into_response()
+        }
+        Ok(LoginOutcome::MfaRequired { .. }) | Err(_) => {
+            Redirect::to(&format!("/login?error=unavailable&next={}", encode(&next))).into_response()
+        }
+    }
+}
+
+/// `POST /auth/logout`.
+pub async fn logout(State(s): State<AppState>, session: Session, req: Request) -> Response {
+    let caller = req.extensions().get::<Caller>().cloned().unwrap_or_default();
+    if caller.user().is_some() {
+        let actor = client_actor(&caller, "ui", (req.headers(), peer(&req), req.extensions().get()));
+        s.identity.record_logout(&actor).await;
+    }
+    // flush, not delete: delete keeps the data, which the layer would save again.
+    let _ = session.flush().await;
+    Redirect::to("/login?signed_out=1").into_response()
+}
+
+/// `GET /api/whoami`: who the server thinks you are.
+pub async fn whoami(req: Request) -> Response {
+    match req.extensions().get::<Caller>() {
+        Some(Caller::User(p)) => axum::Json(json!({
+            "kind": "user", "username": p.username, "roles": p.roles,
+            "permissions": p.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Some(Caller::ApiKey(k)) => axum::Json(json!({
+            "kind": "api_key", "prefix": k.prefix, "name": k.name, "scopes": k.scopes,
+        }))
+        .into_response(),
+        _ => json_error(StatusCode::UNAUTHORIZED, "CU-AUTH-001", "sign in, or send an API key, to use this"),
+    }
+}
+
+/// The policy for responses that are not pages (pages set their own, with
+/// the nonce of their inline script).
+const CSP_NON_HTML: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// Security headers on every response; HSTS when served over TLS.
+pub async fn security_headers(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let static_file = access::is_static(req.uri().path());
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(CSP_NON_HTML));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert("permissions-policy", HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"));
+    if !static_file {
+        // Audit data is never to be kept in shared or browser caches.
+        h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    }
+    if s.tls {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
+    res
+}

@@ -1,0 +1,217 @@
+//! The access table, walked for every role: allowed -> success, denied ->
+//! 403 (anonymous: 401, or a redirect to sign in); and no route exists that
+//! the table does not list.
+
+use custos_engine::identity::apikey::Scope;
+use custos_engine::identity::service::{Actor, NewUser};
+use custos_server::access::{self, Kind, ROUTES};
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::support::{Backend, TestApp};
+
+const ROLES: [&str; 5] = ["admin", "compliance_officer", "security_analyst", "notification_manager", "viewer"];
+
+#[derive(Debug)]
+enum Who {
+    Anonymous,
+    Role(&'static str),
+    Key(Scope),
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap()
+}
+
+async fn signed_in(app: &TestApp, role: &str) -> reqwest::Client {
+    let c = client();
+    let res = c
+        .post(format!("{}/auth/login", app.base))
+        .form(&[("username", format!("m_{role}")), ("password", "matrix password 1".into()), ("next", "/".into())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/", "{role} signs in");
+    c
+}
+
+/// Arguments that make each server function succeed for someone allowed.
+fn rpc_args(path: &str, who: &Who, n: usize) -> Vec<(&'static str, String)> {
+    let name = match who {
+        Who::Role(r) => r,
+        _ => "x",
+    };
+    let tag = format!("{n}_{name}");
+    match path {
+        "/auth/login" => vec![("username", "nobody".into()), ("password", "wrong password 1".into())],
+        "/auth/mfa" => vec![("code", "000000".into())],
+        "/rpc/change_password" => {
+            vec![("current_password", "matrix password 1".into()), ("new_password", "matrix password 1".into())]
+        }
+        "/rpc/mfa_confirm" => vec![("code", "000000".into())],
+        "/rpc/create_user" => vec![
+            ("username", format!("made_{tag}")),
+            ("password", "a fresh long password".into()),
+            ("roles", "viewer".into()),
+        ],
+        "/rpc/set_user_disabled" => vec![("username", "target".into()), ("disabled", "false".into())],
+        "/rpc/reset_user_password" => vec![("username", "target".into()), ("password", "target reset password".into())],
+        "/rpc/set_user_roles" => vec![("username", "target".into()), ("roles", "viewer".into())],
+        "/rpc/reset_user_mfa" => vec![("username", "target".into())],
+        "/rpc/create_role" => {
+            vec![("name", format!("role_{name}")), ("description", String::new()), ("permissions", "audit:read".into())]
+        }
+        "/rpc/update_role" => vec![("name", "viewer".into()), ("require_mfa", "false".into())],
+        "/rpc/delete_role" => vec![("name", format!("role_{name}"))],
+        "/rpc/create_api_key" => vec![("name", format!("key {tag}")), ("scopes", "read".into())],
+        "/rpc/revoke_api_key" => vec![("prefix", "000000000000".into())],
+        _ => vec![],
+    }
+}
+
+/// Server functions whose success needs state the matrix does not set up:
+/// for them, an allowed caller must get past authorisation (not 401/403).
+const PAST_AUTH_ONLY: &[&str] = &["/rpc/change_password", "/rpc/mfa_confirm", "/rpc/revoke_api_key"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_and_server_function_is_enforced_for_every_role() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let id = &app.running.identity;
+    let system = Actor::system("cli");
+    for role in ROLES {
+        let new = NewUser {
+            username: format!("m_{role}"),
+            email: None,
+            display_name: None,
+            password: SecretString::from("matrix password 1".to_owned()),
+            roles: vec![role.into()],
+            must_change_password: false,
+        };
+        id.create_user(&system, new).await.unwrap();
+    }
+    let target = NewUser {
+        username: "target".into(),
+        email: None,
+        display_name: None,
+        password: SecretString::from("target password 1".to_owned()),
+        roles: vec![],
+        must_change_password: false,
+    };
+    id.create_user(&system, target).await.unwrap();
+    let (_, read_key) = id.create_api_key(&system, "read key", &[Scope::Read], None).await.unwrap();
+    let (_, ingest_key) = id.create_api_key(&system, "ingest key", &[Scope::Ingest], None).await.unwrap();
+
+    let mut callers: Vec<(Who, reqwest::Client, Option<String>)> = vec![(Who::Anonymous, client(), None)];
+    for role in ROLES {
+        callers.push((Who::Role(role), signed_in(&app, role).await, None));
+    }
+    callers.push((Who::Key(Scope::Read), client(), Some(read_key.expose_secret().to_owned())));
+    callers.push((Who::Key(Scope::Ingest), client(), Some(ingest_key.expose_secret().to_owned())));
+
+    let mut checked = 0;
+    for (n, route) in ROUTES.iter().enumerate() {
+        // Signing out is walked last, separately.
+        if route.path == "/auth/logout" {
+            continue;
+        }
+        for (who, c, key) in &callers {
+            let url = format!("{}{}", app.base, route.path);
+            let mut req = match route.method {
+                "GET" => c.get(&url),
+                _ => c.post(&url).form(&rpc_args(route.path, who, n)),
+            };
+            if let Some(k) = key {
+                req = req.bearer_auth(k);
+            }
+            let res = req.send().await.unwrap();
+            let status = res.status();
+            let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+            let body = res.text().await.unwrap_or_default();
+            let perms = match who {
+                Who::Anonymous => custos_engine::identity::permission::PermissionSet::default(),
+                Who::Role(r) => custos_engine::identity::permission::PermissionSet::of(
+                    custos_engine::identity::permission::BUILTIN_ROLES
+                        .iter()
+                        .find(|b| b.name == *r)
+                        .unwrap()
+                        .permissions,
+                ),
+                Who::Key(s) => custos_engine::identity::permission::PermissionSet::of(&[match s {
+                    Scope::Read => custos_engine::identity::permission::Permission::AuditRead,
+                    Scope::Ingest => custos_engine::identity::permission::Permission::AuditIngest,
+                }]),
+            };
+            let authenticated = !matches!(who, Who::Anonymous);
+            let allowed = match route.need {
+                access::Need::Public => true,
+                access::Need::SignedIn => authenticated,
+                access::Need::User => matches!(who, Who::Role(_)),
+                access::Need::Permission(p) => perms.allows(p),
+            };
+            let ctx = format!(
+                "{} {} as {who:?}: {status} {location:?} {}",
+                route.method,
+                route.path,
+                &body[..body.len().min(200)]
+            );
+            match (allowed, authenticated, route.kind) {
+                // The 403 page answers 403 to whoever opens it.
+                _ if route.path == "/forbidden" => assert_eq!(status, StatusCode::FORBIDDEN, "{ctx}"),
+                (true, _, Kind::Form) => assert_eq!(status, StatusCode::SEE_OTHER, "{ctx}"),
+                (true, _, _) if PAST_AUTH_ONLY.contains(&route.path) => {
+                    assert!(status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN, "{ctx}")
+                }
+                (true, _, _) => assert_eq!(status, StatusCode::OK, "{ctx}"),
+                (false, false, Kind::Page) => {
+                    assert_eq!(status, StatusCode::SEE_OTHER, "{ctx}");
+                    assert!(location.unwrap().starts_with("/login?next="), "{ctx}");
+                }
+                (false, false, _) => assert_eq!(status, StatusCode::UNAUTHORIZED, "{ctx}"),
+                (false, true, Kind::Page) => {
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{ctx}");
+                    assert!(body.contains("Access denied"), "the 403 page: {ctx}");
+                }
+                (false, true, _) => assert_eq!(status, StatusCode::FORBIDDEN, "{ctx}"),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= ROUTES.len() * 7, "{checked} checks");
+
+    // Sign-out ends the session: the next page asks to sign in again.
+    for (who, c, _) in &callers[1..=ROLES.len()] {
+        let res = c.post(format!("{}/auth/logout", app.base)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{who:?}");
+        let res = c.get(format!("{}/account", app.base)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{who:?} is signed out");
+    }
+    app.running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_registered_route_is_in_the_access_table_and_the_reverse() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let mut registered: Vec<(String, String)> =
+        custos_server::http::rest_routes().into_iter().map(|(m, p, _)| (m.to_owned(), p.to_owned())).collect();
+    for (path, method) in leptos::server_fn::axum::server_fn_paths() {
+        registered.push((method.to_string(), path.to_owned()));
+    }
+    for listing in leptos_axum::generate_route_list(custos_app::App) {
+        registered.push(("GET".into(), listing.path().to_owned()));
+    }
+    for (method, path) in &registered {
+        assert!(access::find(method, path).is_some(), "{method} {path} is served but not in the access table");
+    }
+    for route in ROUTES {
+        assert!(
+            registered.iter().any(|(m, p)| m == route.method && p == route.path),
+            "{} {} is in the access table but not served",
+            route.method,
+            route.path
+        );
+    }
+    assert!(registered.len() >= 30, "{registered:?}");
+    app.running.shutdown().await.unwrap();
+}
