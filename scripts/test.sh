@@ -52,6 +52,9 @@ step "release server on a free port"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 export CUSTOS_DATA_DIR="$work/data"
 "$target_dir/release/custos" keys init >/dev/null
+# The first administrator, known to the Playwright suite.
+export E2E_ADMIN_PASSWORD="e2e admin password $(date +%s)"
+CUSTOS_ADMIN_USERNAME=admin CUSTOS_ADMIN_PASSWORD="$E2E_ADMIN_PASSWORD" \
 CUSTOS_SERVER__BIND="127.0.0.1:$port" CUSTOS_SERVER__SITE_ROOT="$root/target/site" CUSTOS_LEDGER__CHECKPOINT_INTERVAL_SECS=1 \
   "$target_dir/release/custos" serve >"$work/server.log" 2>&1 &
 server_pid=$!

@@ -78,14 +78,32 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=pages::home::HomePage/>
                     <Route path=path!("/login") view=pages::login::LoginPage/>
                     <Route path=path!("/login/mfa") view=pages::login::MfaPage/>
-                    <Route path=path!("/forbidden") view=pages::forbidden::ForbiddenPage/>
                     <Route path=path!("/account") view=pages::account::AccountPage/>
-                    <Route path=path!("/admin/users") view=pages::admin::users::UsersPage/>
-                    <Route path=path!("/admin/roles") view=pages::admin::roles::RolesPage/>
-                    <Route path=path!("/admin/api-keys") view=pages::admin::api_keys::ApiKeysPage/>
+                    <Route path=path!("/admin/users") view=|| view! { <Guard permission="user:manage"><pages::admin::users::UsersPage/></Guard> }/>
+                    <Route path=path!("/admin/roles") view=|| view! { <Guard permission="user:manage"><pages::admin::roles::RolesPage/></Guard> }/>
+                    <Route path=path!("/admin/api-keys") view=|| view! { <Guard permission="user:manage"><pages::admin::api_keys::ApiKeysPage/></Guard> }/>
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// Renders its children only for a user holding `permission`, else the
+/// "Access denied" page. The server has already answered 403 and refuses the
+/// page's data; this keeps the server-rendered and hydrated pages identical.
+#[component]
+fn Guard(permission: &'static str, children: ChildrenFn) -> impl IntoView {
+    let me = expect_context::<MeResource>();
+    view! {
+        <Suspense fallback=|| ()>
+            {move || me.get().map(|r| {
+                if r.ok().flatten().is_some_and(|me| me.can(permission)) {
+                    children().into_any()
+                } else {
+                    view! { <pages::forbidden::ForbiddenPage/> }.into_any()
+                }
+            })}
+        </Suspense>
     }
 }
 

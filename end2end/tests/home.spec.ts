@@ -1,10 +1,13 @@
-import { test, expect, expectStatus, hydrated, snapshot } from './fixtures';
+import { test, expect, expectStatus, hydrated, snapshot, signIn, ADMIN } from './fixtures';
 
-test('the home page loads, hydrates and shows the server status', async ({ page, request, consoleErrors }) => {
+test('the home page asks to sign in, then loads, hydrates and shows the server status', async ({ page, request, consoleErrors }) => {
   const ready = await (await request.get('/readyz')).json();
   expect(ready.status).toBe('ready');
 
   await page.goto('/');
+  await expect(page).toHaveURL(/\/login\?next=%2F|\/login\?next=\//);
+  await signIn(page, ADMIN.username, ADMIN.password);
+  await expect(page).toHaveURL(/\/$/);
   await hydrated(page);
   await expect(page).toHaveTitle('Overview · Custos');
   await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
@@ -12,7 +15,7 @@ test('the home page loads, hydrates and shows the server status', async ({ page,
   // The numbers come from the server, not from the page.
   await expect(page.getByTestId('database')).toHaveText(ready.database);
   await expect(page.getByTestId('version')).toHaveText(/^\d+\.\d+\.\d+$/);
-  // The server records its own start-up, so the ledger is never empty here,
+  // Start-up and sign-ins are recorded, so the ledger is never empty here,
   // and a checkpoint signs it within a second or two.
   await expect(page.getByTestId('ledger-entries')).toHaveText(/^[1-9]\d*$/);
   await expect(page.getByTestId('checkpoint')).toHaveText(/^\d+ entries, signed \d{4}-\d\d-\d\dT/, { timeout: 15_000 });
@@ -24,23 +27,25 @@ test('the home page loads, hydrates and shows the server status', async ({ page,
   expect(consoleErrors).toEqual([]);
 });
 
-test('navigation works and unknown pages say so', async ({ page, consoleErrors }) => {
-  // The browser logs the 404 of the document itself; that one is expected.
+test('navigation shows what an administrator may open, and unknown pages say so', async ({ page, consoleErrors }) => {
+  await signIn(page, ADMIN.username, ADMIN.password);
+  await hydrated(page);
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Users', 'Roles', 'API keys']);
+
+  await nav.getByRole('link', { name: 'Roles' }).click();
+  await expect(page).toHaveURL(/\/admin\/roles$/);
+  await expect(page.locator('tr[data-role="compliance_officer"]')).toContainText('audit:export');
+  await snapshot(page, 'roles');
+  await nav.getByRole('link', { name: 'Overview' }).click();
+  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
+  await expect(nav.getByRole('link', { name: 'Overview' })).toHaveAttribute('aria-current', 'page');
+
   expectStatus(page, 404, '/no-such-page');
   const missing = await page.goto('/no-such-page');
   expect(missing?.status()).toBe(404);
   await hydrated(page);
   await expect(page.getByRole('heading', { name: 'Page not found' })).toBeVisible();
-  await snapshot(page, 'not-found');
-
-  // Only pages that exist are in the navigation.
-  const nav = page.getByRole('navigation', { name: 'Main' });
-  await expect(nav.getByRole('link')).toHaveText(['Overview']);
-
-  await nav.getByRole('link', { name: 'Overview' }).click();
-  await expect(page).toHaveURL(/\/$/);
-  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
-  await expect(nav.getByRole('link', { name: 'Overview' })).toHaveAttribute('aria-current', 'page');
   expect(consoleErrors).toEqual([]);
 });
 

@@ -74,7 +74,6 @@ pub const ROUTES: &[Route] = &[
     setup("POST", "/auth/login", Form, Public),
     setup("POST", "/auth/mfa", Form, Public),
     setup("POST", "/auth/logout", Form, Public),
-    setup("GET", "/forbidden", Page, Public),
     // Pages.
     r("GET", "/", Page, SignedIn),
     setup("GET", "/account", Page, User),

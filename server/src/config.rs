@@ -78,6 +78,10 @@ pub struct ServerConfig {
     pub site_root: PathBuf,
     /// Seconds to wait for in-flight requests at shutdown.
     pub shutdown_timeout_secs: u64,
+    /// PEM certificate chain: with `tls_key_file`, serve HTTPS directly.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// Database settings.
@@ -149,6 +153,8 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
             site_root: PathBuf::from("target/site"),
             shutdown_timeout_secs: 30,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -248,6 +254,12 @@ impl Config {
                 "must be non-empty, without spaces or '+' (e.g. custos.example.com/ledger)",
             );
         }
+        if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
+            return invalid(
+                "server.tls_cert_file",
+                "set both server.tls_cert_file and server.tls_key_file, or neither",
+            );
+        }
         let a = &self.auth;
         if a.session_idle_minutes < 1 {
             return invalid("auth.session_idle_minutes", "must be at least 1");
@@ -279,6 +291,11 @@ impl Config {
             Some(u) => u.clone(),
             None => SecretString::from(format!("sqlite://{}?mode=rwc", self.data_dir.join("custos.db").display())),
         }
+    }
+
+    /// Whether HTTPS is served directly.
+    pub fn tls(&self) -> bool {
+        self.server.tls_cert_file.is_some()
     }
 
     /// The KEK file path.

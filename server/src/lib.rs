@@ -38,6 +38,16 @@ pub enum StartError {
     /// Users and roles.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// The TLS certificate or key.
+    #[error("cannot load the TLS certificate {cert} / key {key}: {reason}")]
+    Tls {
+        /// Certificate file.
+        cert: String,
+        /// Key file.
+        key: String,
+        /// Why.
+        reason: String,
+    },
     /// Listening socket.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -168,7 +178,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         started,
         shutting_down: shutting_down.clone(),
         identity: identity.clone(),
-        tls: false,
+        tls: config.tls(),
         session_absolute_us: config.auth.session_absolute_hours * 3_600_000_000,
         session_idle_secs: config.auth.session_idle_minutes * 60,
     };
@@ -191,13 +201,37 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             }
         });
     }
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
+    let server = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            // One process-wide crypto provider for rustls (ring, as sqlx uses).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls_err = |reason: String| StartError::Tls {
+                cert: cert.display().to_string(),
+                key: key.display().to_string(),
+                reason,
+            };
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| tls_err(e.to_string()))?;
+            let std_listener = listener.into_std().map_err(|source| StartError::Bind { addr, source })?;
+            let handle = axum_server::Handle::new();
+            let shutdown = handle.clone();
+            let grace = Duration::from_secs(config.server.shutdown_timeout_secs);
+            tokio::spawn(async move {
                 let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-    });
+                shutdown.graceful_shutdown(Some(grace));
+            });
+            let serving = axum_server::from_tcp_rustls(std_listener, tls).map_err(|e| tls_err(e.to_string()))?;
+            tokio::spawn(async move { serving.handle(handle).serve(app).await })
+        }
+        _ => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        }),
+    };
     Ok(Running {
         addr,
         ledger,

@@ -1,9 +1,9 @@
-//! The 403 page (the server renders it in place of a page you may not open).
+//! "Access denied": what a page shows to a user without its permission.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-/// Shown, with status 403, for a page the signed-in user may not open.
+/// Shown, with status 403, instead of a page the signed-in user may not open.
 #[component]
 pub fn ForbiddenPage() -> impl IntoView {
     #[cfg(feature = "ssr")]

@@ -105,7 +105,7 @@ fn encode(s: &str) -> String {
 }
 
 /// Applies the access table to every request.
-pub async fn enforce(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let Some(route) = access::find(req.method().as_str(), &path) else {
         // Static files and unknown paths (the 404 page): nothing to protect.
@@ -135,8 +135,8 @@ pub async fn enforce(State(s): State<AppState>, mut req: Request, next: Next) ->
             );
             s.identity.record_access_denied(&actor, route.path, &route.need_text()).await;
             if kind == Kind::Page {
-                // Render the 403 page in place, with status 403.
-                *req.uri_mut() = axum::http::Uri::from_static("/forbidden");
+                // The page renders "Access denied" itself (its guard reads the
+                // same permissions, so server and browser agree); the status is 403.
                 let mut res = next.run(req).await;
                 *res.status_mut() = StatusCode::FORBIDDEN;
                 res

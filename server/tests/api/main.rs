@@ -5,4 +5,6 @@ mod access;
 mod crash;
 mod health;
 mod support;
+mod tls;
 mod verify_cli;
+mod web;

@@ -1,0 +1,135 @@
+//! Web hardening: session fixation, CSRF, security headers, timeouts' effects.
+
+use custos_engine::identity::service::{Actor, NewUser};
+use reqwest::StatusCode;
+use secrecy::SecretString;
+
+use crate::support::{Backend, TestApp};
+
+async fn user(app: &TestApp, name: &str) {
+    let new = NewUser {
+        username: name.into(),
+        email: None,
+        display_name: None,
+        password: SecretString::from("web test password".to_owned()),
+        roles: vec!["viewer".into()],
+        must_change_password: false,
+    };
+    app.running.identity.create_user(&Actor::system("cli"), new).await.unwrap();
+}
+
+fn session_cookie(res: &reqwest::Response) -> String {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("custos_session="))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .expect("a session cookie")
+}
+
+async fn login(app: &TestApp, cookie: Option<&str>, name: &str) -> reqwest::Response {
+    let mut req = app.client.post(format!("{}/auth/login", app.base)).form(&[
+        ("username", name),
+        ("password", "web test password"),
+        ("next", "/"),
+    ]);
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("custos_session={c}"));
+    }
+    req.send().await.unwrap()
+}
+
+async fn whoami(app: &TestApp, cookie: &str) -> StatusCode {
+    app.client
+        .get(format!("{}/api/whoami", app.base))
+        .header("cookie", format!("custos_session={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_id_changes_at_sign_in_and_the_old_one_dies() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    user(&app, "alice").await;
+    user(&app, "mallory").await;
+    // Mallory signs in and plants her session id on Alice's browser.
+    let planted = session_cookie(&login(&app, None, "mallory").await);
+    assert_eq!(whoami(&app, &planted).await, StatusCode::OK);
+    let res = login(&app, Some(&planted), "alice").await;
+    assert_eq!(res.headers()["location"], "/");
+    let alices = session_cookie(&res);
+    assert_ne!(alices, planted, "signing in issues a new session id");
+    assert_eq!(whoami(&app, &planted).await, StatusCode::UNAUTHORIZED, "the planted id is worth nothing");
+    assert_eq!(whoami(&app, &alices).await, StatusCode::OK);
+    // Signing out ends the session on the server, not only in the browser.
+    let out = app
+        .client
+        .post(format!("{}/auth/logout", app.base))
+        .header("cookie", format!("custos_session={alices}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(whoami(&app, &alices).await, StatusCode::UNAUTHORIZED);
+    // A disabled user's live session stops working at the next request.
+    let again = session_cookie(&login(&app, None, "mallory").await);
+    app.running.identity.set_disabled(&Actor::system("cli"), "mallory", true).await.unwrap();
+    assert_eq!(whoami(&app, &again).await, StatusCode::UNAUTHORIZED);
+    app.running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_posts_are_refused_and_every_response_carries_security_headers() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    user(&app, "bob").await;
+    let cross = app
+        .client
+        .post(format!("{}/auth/login", app.base))
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("username", "bob"), ("password", "web test password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN, "cross-site form posts are refused");
+    let same = app
+        .client
+        .post(format!("{}/auth/login", app.base))
+        .header("origin", &app.base)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("username", "bob"), ("password", "web test password"), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), StatusCode::SEE_OTHER);
+
+    for path in ["/healthz", "/api/whoami", "/login"] {
+        let res = app.get(path).await;
+        let h = res.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+        assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"), "{path}");
+        assert!(!h.contains_key("strict-transport-security"), "no HSTS over plain HTTP: {path}");
+    }
+    // Pages get a policy with the nonce of their inline script.
+    let page = app.get("/login").await;
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let nonce = csp.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap();
+    assert!(html.contains(&format!("nonce=\"{nonce}\"")), "the inline script carries the policy's nonce");
+    // An invalid API key is refused, and the refusal is recorded without the key.
+    let res = app
+        .client
+        .get(format!("{}/api/whoami", app.base))
+        .bearer_auth("cst_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    app.running.shutdown().await.unwrap();
+}
