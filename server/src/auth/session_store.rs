@@ -98,7 +98,15 @@ impl SessionStore for DbSessionStore {
             .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
         let data: Vec<u8> = row.try_get("", "data").map_err(backend)?;
-        let record: Record = serde_json::from_slice(&data).map_err(backend)?;
+        let record: Record = match serde_json::from_slice(&data) {
+            Ok(r) => r,
+            Err(e) => {
+                // Unreadable (corrupt, or from another version): no session.
+                tracing::warn!(error = %e, "discarding an unreadable session");
+                self.delete(id).await?;
+                return Ok(None);
+            }
+        };
         if record.expiry_date > OffsetDateTime::now_utc() {
             return Ok(Some(record));
         }

@@ -133,3 +133,100 @@ async fn cross_site_posts_are_refused_and_every_response_carries_security_header
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     app.running.shutdown().await.unwrap();
 }
+
+async fn expire_events(app: &TestApp) -> Vec<String> {
+    let ledger = &app.running.ledger;
+    let head = ledger.head().await.unwrap().seq;
+    let mut out = Vec::new();
+    for seq in 1..=head {
+        let e = ledger.entry(seq).await.unwrap().unwrap();
+        if e.header.fields.action == "session.expire" {
+            out.push(String::from_utf8(ledger.open_payload(&e).await.unwrap().to_vec()).unwrap());
+        }
+    }
+    out
+}
+
+/// Edits a stored session record as text (its id is a 128-bit integer that
+/// a generic JSON value would round to a float).
+async fn rewrite_session(app: &TestApp, cookie: &str, edit: impl Fn(&str) -> String) {
+    use sea_orm::ConnectionTrait as _;
+    let db = app.running.ledger.db();
+    let row = db
+        .conn()
+        .query_one_raw(db.stmt("SELECT data FROM sessions WHERE id = ?", vec![cookie.to_owned().into()]))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(row.try_get::<Vec<u8>>("", "data").unwrap()).unwrap();
+    db.conn()
+        .execute_raw(db.stmt(
+            "UPDATE sessions SET data = ? WHERE id = ?",
+            vec![edit(&text).into_bytes().into(), cookie.to_owned().into()],
+        ))
+        .await
+        .unwrap();
+}
+
+/// Replaces the JSON value after `"key":` (a number or an array) in `text`.
+fn replace_value(text: &str, key: &str, value: &str) -> String {
+    let start = text.find(&format!("\"{key}\":")).unwrap() + key.len() + 3;
+    let rest = &text[start..];
+    let len = if rest.starts_with('[') { rest.find(']').unwrap() + 1 } else { rest.find([',', '}']).unwrap() };
+    format!("{}{value}{}", &text[..start], &rest[len..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_after_inactivity_and_after_the_absolute_limit_and_say_so_in_the_ledger() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    user(&app, "carol").await;
+    // Idle: the stored expiry has passed.
+    let idle = session_cookie(&login(&app, None, "carol").await);
+    rewrite_session(&app, &idle, |t| replace_value(t, "expiry_date", "[2001,1,0,0,0,0,0,0,0]")).await;
+    assert_eq!(whoami(&app, &idle).await, StatusCode::UNAUTHORIZED);
+    // Absolute: signed in longer ago than the limit (12 h by default), though active.
+    let old = session_cookie(&login(&app, None, "carol").await);
+    let thirteen_hours_ago = chrono::Utc::now().timestamp_micros() - 13 * 3_600_000_000;
+    rewrite_session(&app, &old, |t| replace_value(t, "auth_at", &thirteen_hours_ago.to_string())).await;
+    assert_eq!(whoami(&app, &old).await, StatusCode::UNAUTHORIZED);
+    let events = expire_events(&app).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events[0].contains("idle timeout") && events[1].contains("absolute timeout"), "{events:?}");
+    assert!(events.iter().all(|e| !e.contains(&idle) && !e.contains(&old)), "session ids never appear in events");
+    app.running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_owes_a_password_change_or_mfa_can_only_reach_the_account_page() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    user(&app, "dave").await;
+    let system = Actor::system("cli");
+    app.running.identity.update_role(&system, "viewer", None, true).await.unwrap();
+    let c = session_cookie(&login(&app, None, "dave").await);
+    let get = |path: &'static str| {
+        let cookie = c.clone();
+        let app = &app;
+        async move {
+            app.client
+                .get(format!("{}{path}", app.base))
+                .header("cookie", format!("custos_session={cookie}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let home = get("/").await;
+    assert_eq!((home.status(), home.headers()["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/account"));
+    assert_eq!(get("/account").await.status(), StatusCode::OK);
+    assert_eq!(get("/api/whoami").await.status(), StatusCode::OK);
+    let status = app
+        .client
+        .post(format!("{}/rpc/status", app.base))
+        .header("cookie", format!("custos_session={c}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), StatusCode::FORBIDDEN);
+    assert!(status.text().await.unwrap().contains("CU-AUTH-004"));
+    app.running.shutdown().await.unwrap();
+}
