@@ -46,8 +46,7 @@ pub async fn change_password(current_password: String, new_password: String) -> 
 pub async fn mfa_begin() -> Result<MfaSetup, ServerFnError> {
     let me = crate::server::require_user()?;
     let ctx = expect_context::<crate::server::ServerContext>();
-    let actor = crate::server::actor(&crate::server::caller());
-    let e = ctx.identity.mfa_begin(&actor, me.user_id).await.map_err(crate::server::identity_error)?;
+    let e = ctx.identity.mfa_begin(me.user_id).await.map_err(crate::server::identity_error)?;
     let qr_svg = qrcode::QrCode::new(e.otpauth_uri.as_bytes())
         .map(|c| c.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build())
         .map_err(|err| crate::server::internal_error("CU-ID-501", "cannot draw the QR code", &err))?;

@@ -27,7 +27,8 @@ pub fn AccountPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || me.get().map(|r| match r {
                 Ok(Some(me)) => view! { <AccountDetails me change begin confirm/> }.into_any(),
-                Ok(None) => view! { <p>"You are not signed in."</p> }.into_any(),
+                // Only people have accounts (an API key gets here only to be refused).
+                Ok(None) => view! { <crate::pages::forbidden::ForbiddenPage/> }.into_any(),
                 Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
             })}
         </Suspense>

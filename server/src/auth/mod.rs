@@ -184,12 +184,6 @@ pub struct LoginForm {
     next: String,
 }
 
-impl LoginForm {
-    fn redacted(&self) -> &str {
-        &self.username
-    }
-}
-
 /// `POST /auth/login`.
 pub async fn login(
     State(s): State<AppState>,
@@ -199,10 +193,11 @@ pub async fn login(
     request_id: Option<axum::Extension<RequestId>>,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let next = safe_next(&form.next).to_owned();
+    let LoginForm { username, password, next } = form;
+    let next = safe_next(&next).to_owned();
     let actor = client_actor(&Caller::Anonymous, "ui", (&headers, Some(addr), request_id.as_deref()));
-    let password = SecretString::from(form.password.clone());
-    let attempt = LoginAttempt { username: form.redacted(), password: &password, actor };
+    let password = SecretString::from(password);
+    let attempt = LoginAttempt { username: &username, password: &password, actor };
     match s.identity.login(attempt).await {
         Ok(LoginOutcome::Success(p)) => match start_session(&session, p.user_id, s.ledger.now_us()).await {
             Ok(()) => Redirect::to(&next).into_response(),
@@ -248,11 +243,10 @@ pub async fn mfa(
     let next = safe_next(&form.next).to_owned();
     let now = s.ledger.now_us();
     let pending = session.get::<(i64, i64)>(MFA_PENDING).await.ok().flatten();
-    let Some((user_id, since)) = pending.filter(|(_, since)| now - since < MFA_PENDING_US) else {
+    let Some((user_id, _)) = pending.filter(|(_, since)| now - since < MFA_PENDING_US) else {
         let _ = session.remove_value(MFA_PENDING).await;
         return Redirect::to(&format!("/login?error=expired&next={}", encode(&next))).into_response();
     };
-    let _ = since;
     let actor = client_actor(&Caller::Anonymous, "ui", (&headers, Some(addr), request_id.as_deref()));
     match s.identity.login_mfa(&actor, user_id, &form.code).await {
         Ok(LoginOutcome::Success(p)) => match start_session(&session, p.user_id, now).await {

@@ -1365,7 +1365,7 @@ impl Identity {
 
     /// Starts TOTP enrolment: a new secret (sealed under the KEK), not yet
     /// active until `mfa_confirm`.
-    pub async fn mfa_begin(&self, actor: &Actor, user_id: i64) -> Result<MfaEnrollment, IdentityError> {
+    pub async fn mfa_begin(&self, user_id: i64) -> Result<MfaEnrollment, IdentityError> {
         let u = self.user_by_id(user_id).await?.ok_or_else(|| IdentityError::NotFound("user".into()))?;
         if u.mfa_enabled {
             return Err(IdentityError::Conflict("multi-factor authentication is already enabled".into()));
@@ -1380,7 +1380,6 @@ impl Identity {
                 vec![sealed.into(), u.id.into()],
             ))
             .await?;
-        let _ = actor;
         let account = u.email.clone().unwrap_or_else(|| u.username.clone());
         Ok(MfaEnrollment {
             secret_base32: totp::base32(&secret),

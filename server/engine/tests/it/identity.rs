@@ -178,7 +178,7 @@ both_backends! {
         let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
         let uid = env.id.create_user(&Actor::system("cli"), user("mia", "my long password", &["security_analyst"])).await.unwrap();
         let me = Actor { id: Some(uid.to_string()), kind: "user", name: Some("mia".into()), channel: "ui", ..Actor::default() };
-        let enrol = env.id.mfa_begin(&me, uid).await.unwrap();
+        let enrol = env.id.mfa_begin(uid).await.unwrap();
         assert!(enrol.otpauth_uri.contains(&format!("secret={}", enrol.secret_base32)));
         let secret = base32_decode(&enrol.secret_base32);
         let code_at = |t: i64| format!("{:06}", totp::hotp(&secret, totp::step_at(t), 6));
