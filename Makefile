@@ -36,12 +36,16 @@ tools:
 	  echo "==> installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (about 4 minutes, once)"; \
 	  cargo install --force wasm-bindgen-cli@$(WASM_BINDGEN_VERSION); fi
 	@if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -x node_modules/.bin/playwright ] || [ ! -d node_modules/echarts ] \
+	    || [ ! -d node_modules/swagger-ui-dist ] \
 	    || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
-	  echo "==> installing npm packages (binaryen's wasm-opt, echarts, Playwright; no browser download)"; \
+	  echo "==> installing npm packages (binaryen's wasm-opt, echarts, Swagger UI, Playwright; no browser download)"; \
 	  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund; fi
 	@mkdir -p public/vendor
 	@cmp -s node_modules/echarts/dist/echarts.min.js public/vendor/echarts.min.js \
 	  || cp node_modules/echarts/dist/echarts.min.js public/vendor/echarts.min.js
+	@mkdir -p public/vendor/swagger-ui
+	@for f in swagger-ui-bundle.js swagger-ui.css LICENSE; do \
+	  cmp -s node_modules/swagger-ui-dist/$$f public/vendor/swagger-ui/$$f || cp node_modules/swagger-ui-dist/$$f public/vendor/swagger-ui/$$f; done
 
 test-tools: tools
 	@if ! command -v chromium >/dev/null; then \

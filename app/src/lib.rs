@@ -10,6 +10,8 @@ compile_error!("custos-app: the `ssr` and `hydrate` features are mutually exclus
 
 pub mod api;
 pub mod models;
+/// The audit event and the API shapes, shared with the engine.
+pub use custos_model as event;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;

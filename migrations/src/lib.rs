@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_ledger;
 mod m20261126_000002_identity;
+mod m20261126_000003_events;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -16,7 +17,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261126_000001_ledger::Migration), Box::new(m20261126_000002_identity::Migration)]
+        vec![
+            Box::new(m20261126_000001_ledger::Migration),
+            Box::new(m20261126_000002_identity::Migration),
+            Box::new(m20261126_000003_events::Migration),
+        ]
     }
 }
 

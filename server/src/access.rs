@@ -4,6 +4,7 @@
 //! it does not list. Server functions also check for themselves.
 
 use custos_engine::identity::permission::Permission;
+use custos_engine::identity::permission::Permission as P;
 use custos_engine::identity::service::Caller;
 
 /// What kind of endpoint a route is; decides how a refusal looks.
@@ -80,8 +81,21 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/admin/users", Page, USERS),
     r("GET", "/admin/roles", Page, USERS),
     r("GET", "/admin/api-keys", Page, USERS),
-    // REST.
+    // REST. Static segments before `{id}`: the first match wins.
     setup("GET", "/api/whoami", Api, SignedIn),
+    r("POST", "/api/audit/events", Api, Permission(P::AuditIngest)),
+    r("GET", "/api/audit", Api, Permission(P::AuditRead)),
+    r("GET", "/api/audit/stats", Api, Permission(P::AuditRead)),
+    r("GET", "/api/audit/checkpoints", Api, Permission(P::AuditRead)),
+    r("POST", "/api/audit/verify", Api, Permission(P::AuditVerify)),
+    r("GET", "/api/audit/verify/{job}", Api, Permission(P::AuditVerify)),
+    r("GET", "/api/audit/{id}", Api, Permission(P::AuditRead)),
+    r("GET", "/api/policies/masking", Api, Permission(P::PolicyManage)),
+    r("PUT", "/api/policies/masking", Api, Permission(P::PolicyManage)),
+    r("GET", "/api/policies/masking/history", Api, Permission(P::PolicyManage)),
+    r("POST", "/api/policies/masking/preview", Api, Permission(P::PolicyManage)),
+    r("GET", "/api/openapi.json", Api, Public),
+    r("GET", "/api/docs", Api, Public),
     // Server functions.
     setup("POST", "/rpc/whoami", Rpc, Public),
     r("POST", "/rpc/status", Rpc, SignedIn),
@@ -105,7 +119,7 @@ pub const ROUTES: &[Route] = &[
 
 /// Paths served as static files (the built site); public, not in the table.
 pub fn is_static(path: &str) -> bool {
-    path.starts_with("/pkg/") || path.starts_with("/vendor/") || path == "/favicon.ico"
+    path.starts_with("/pkg/") || path.starts_with("/vendor/") || path == "/favicon.ico" || path == "/api-docs.js"
 }
 
 fn matches(pattern: &str, path: &str) -> bool {

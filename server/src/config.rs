@@ -32,6 +32,39 @@ pub struct Config {
     pub ledger: LedgerSettings,
     /// Sign-in, sessions, brute-force protection.
     pub auth: AuthSettings,
+    /// Limits on what `POST /api/audit/events` accepts.
+    pub ingest: IngestSettings,
+}
+
+/// Limits on ingest requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Largest request body in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most events per request.
+    pub max_batch: usize,
+    /// Largest `details` of one event, serialised, in bytes.
+    pub max_details_bytes: usize,
+    /// Deepest nesting of `details`.
+    pub max_details_depth: usize,
+    /// How far `occurred_at` may be ahead of the server's clock, seconds.
+    pub max_future_secs: i64,
+    /// How old `occurred_at` may be, days.
+    pub max_past_days: i64,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            max_body_bytes: 8 * 1024 * 1024,
+            max_batch: 1000,
+            max_details_bytes: 16 * 1024,
+            max_details_depth: 8,
+            max_future_secs: 300,
+            max_past_days: 3650,
+        }
+    }
 }
 
 /// Sign-in, sessions and brute-force protection.
@@ -143,6 +176,7 @@ impl Default for Config {
             log: LogConfig::default(),
             ledger: LedgerSettings::default(),
             auth: AuthSettings::default(),
+            ingest: IngestSettings::default(),
         }
     }
 }
@@ -270,6 +304,19 @@ impl Config {
                 "must be at least 1 hour and not shorter than the idle timeout",
             );
         }
+        let i = &self.ingest;
+        if !(1..=10_000).contains(&i.max_batch) {
+            return invalid("ingest.max_batch", "must be between 1 and 10000");
+        }
+        if i.max_body_bytes < 1024 {
+            return invalid("ingest.max_body_bytes", "must be at least 1024");
+        }
+        if i.max_details_depth < 1 || i.max_details_bytes < 64 {
+            return invalid("ingest.max_details_bytes", "details limits are too small (depth >= 1, bytes >= 64)");
+        }
+        if i.max_future_secs < 0 || i.max_past_days < 1 {
+            return invalid("ingest.max_past_days", "time window must be non-negative (past >= 1 day)");
+        }
         if a.lockout_threshold < 1 || a.lockout_minutes < 1 || a.throttle_window_minutes < 1 {
             return invalid(
                 "auth.lockout_threshold",
@@ -334,6 +381,19 @@ fn describe(e: &figment::Error) -> String {
         format!("{} (in {source})", e.kind)
     } else {
         format!("setting `{setting}` (from {source}): {}", e.kind)
+    }
+}
+
+impl IngestSettings {
+    /// As validation limits.
+    pub fn limits(&self) -> custos_engine::events::validate::Limits {
+        custos_engine::events::validate::Limits {
+            max_batch: self.max_batch,
+            max_details_bytes: self.max_details_bytes,
+            max_details_depth: self.max_details_depth,
+            max_future_secs: self.max_future_secs,
+            max_past_days: self.max_past_days,
+        }
     }
 }
 

@@ -42,6 +42,12 @@ pub struct AppState {
     pub session_absolute_us: i64,
     /// A session ends after this much inactivity (seconds).
     pub session_idle_secs: i64,
+    /// Ingest, search, statistics, masking policy.
+    pub events: Arc<custos_engine::events::Events>,
+    /// Online verification jobs.
+    pub verify_jobs: crate::api::verify_jobs::Jobs,
+    /// Largest ingest body (bytes).
+    pub ingest_max_body: usize,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -74,6 +80,7 @@ pub fn app(
     let wrapped = Router::new()
         .fallback_service(routed)
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::enforce))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::api::self_audit::record))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::load_caller))
         .layer(sessions)
         .layer(tower_http::csrf::CsrfLayer::new())
@@ -132,6 +139,19 @@ pub fn rest_routes() -> Vec<(&'static str, &'static str, axum::routing::MethodRo
         ("POST", "/auth/mfa", post(crate::auth::mfa)),
         ("POST", "/auth/logout", post(crate::auth::logout)),
         ("GET", "/api/whoami", get(crate::auth::whoami)),
+        ("POST", "/api/audit/events", post(crate::api::audit::ingest)),
+        ("GET", "/api/audit", get(crate::api::audit::search)),
+        ("GET", "/api/audit/stats", get(crate::api::audit::stats)),
+        ("GET", "/api/audit/checkpoints", get(crate::api::audit::checkpoints)),
+        ("POST", "/api/audit/verify", post(crate::api::verify_jobs::start)),
+        ("GET", "/api/audit/verify/{job}", get(crate::api::verify_jobs::status)),
+        ("GET", "/api/audit/{id}", get(crate::api::audit::read_one)),
+        ("GET", "/api/policies/masking", get(crate::api::masking::get_policy)),
+        ("PUT", "/api/policies/masking", axum::routing::put(crate::api::masking::put_policy)),
+        ("GET", "/api/policies/masking/history", get(crate::api::masking::history)),
+        ("POST", "/api/policies/masking/preview", post(crate::api::masking::preview)),
+        ("GET", "/api/openapi.json", get(crate::api::docs::openapi_json)),
+        ("GET", "/api/docs", get(crate::api::docs::docs_page)),
     ]
 }
 

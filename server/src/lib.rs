@@ -2,6 +2,7 @@
 //! commands. `main.rs` is only argument parsing.
 
 pub mod access;
+pub mod api;
 pub mod auth;
 pub mod commands;
 pub mod config;
@@ -38,6 +39,8 @@ pub enum StartError {
     /// Users and roles.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error("cannot start the events service: {0}")]
+    Events(String),
     /// The TLS certificate or key.
     #[error("cannot load the TLS certificate {cert} / key {key}: {reason}")]
     Tls {
@@ -139,6 +142,7 @@ pub struct Running {
     pub ledger: Ledger,
     /// Users and roles, for in-process callers (tests).
     pub identity: Arc<Identity>,
+    pub events: Arc<custos_engine::events::Events>,
     stop: watch::Sender<bool>,
     shutting_down: Arc<AtomicBool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -158,6 +162,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     ledger.append_one(lifecycle_event("custos.start", ledger.db().kind().as_str())).await?;
     let identity = Arc::new(open_identity(config, &ledger).await?);
     first_admin(&identity).await?;
+    let events = Arc::new(
+        custos_engine::events::Events::open(ledger.clone(), config.ingest.limits())
+            .await
+            .map_err(|e| StartError::Events(e.to_string()))?,
+    );
 
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
@@ -181,6 +190,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tls: config.tls(),
         session_absolute_us: config.auth.session_absolute_hours * 3_600_000_000,
         session_idle_secs: config.auth.session_idle_minutes * 60,
+        events: events.clone(),
+        verify_jobs: api::verify_jobs::Jobs::default(),
+        ingest_max_body: config.ingest.max_body_bytes,
     };
     let app = http::app(state);
     let (stop, mut stopped) = watch::channel(false);
@@ -236,6 +248,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         addr,
         ledger,
         identity,
+        events,
         stop,
         shutting_down,
         server,

@@ -1,6 +1,7 @@
 //! The Custos engine: everything but HTTP and UI.
 
 pub mod clock;
+pub mod events;
 pub mod identity;
 pub mod keys;
 pub mod ledger;

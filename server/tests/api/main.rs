@@ -3,6 +3,7 @@
 
 mod access;
 mod crash;
+mod events;
 mod health;
 mod support;
 mod tls;

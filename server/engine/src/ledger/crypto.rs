@@ -22,6 +22,7 @@ const INFO_DATA_ENC: &[u8] = b"custos/v1/data-key/aes-256-cbc";
 const INFO_DATA_MAC: &[u8] = b"custos/v1/data-key/hmac-sha256";
 const INFO_KEK_ENC: &[u8] = b"custos/v1/kek/aes-256-cbc";
 const INFO_KEK_MAC: &[u8] = b"custos/v1/kek/hmac-sha256";
+const INFO_PSEUDONYM: &[u8] = b"custos/v1/pseudonym/hmac-sha256";
 const TAG_WRAP: &str = "custos/v1/key-wrap";
 const TAG_SECRET: &str = "custos/v1/sealed-secret";
 const WRAP_VERSION: u8 = 1;
@@ -176,6 +177,9 @@ impl KeyPurpose {
 pub struct Kek {
     enc: Secret32,
     mac: HmacSha256,
+    /// Keys pseudonyms of masked values: stable across data-key rotations,
+    /// so that equal values stay equal (searchable) for the ledger's life.
+    pseudonym: HmacSha256,
 }
 
 impl std::fmt::Debug for Kek {
@@ -189,7 +193,8 @@ impl Kek {
     pub fn from_bytes(raw: &[u8; 32]) -> Self {
         let enc = hkdf_32(raw, INFO_KEK_ENC);
         let mac_key = hkdf_32(raw, INFO_KEK_MAC);
-        Kek { enc, mac: keyed_hmac(&mac_key) }
+        let pseudonym_key = hkdf_32(raw, INFO_PSEUDONYM);
+        Kek { enc, mac: keyed_hmac(&mac_key), pseudonym: keyed_hmac(&pseudonym_key) }
     }
 
     fn wrap_mac(&self, purpose: KeyPurpose, key_id: u32, iv: &[u8; 16], ct: &[u8]) -> [u8; 32] {
@@ -250,6 +255,13 @@ impl Kek {
         m.put(iv);
         m.put_bytes(ct);
         m.finalize().into_bytes().into()
+    }
+
+    /// A keyed pseudonym of `value` (HMAC-SHA256, first 12 bytes, hex).
+    pub fn pseudonym(&self, value: &str) -> String {
+        let mut m = self.pseudonym.clone();
+        m.put_str(value);
+        hex::encode(&m.finalize().into_bytes()[..12])
     }
 
     /// Seals a small secret of any length (e.g. a TOTP secret), bound to a

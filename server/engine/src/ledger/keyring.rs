@@ -243,6 +243,11 @@ impl Keyring {
             .map_err(|e| LedgerError::Corrupt(format!("sealed {purpose} secret of {id}: {e}")))
     }
 
+    /// A keyed pseudonym of a masked value (equal values, equal pseudonyms).
+    pub fn pseudonym(&self, value: &str) -> String {
+        self.kek.pseudonym(value)
+    }
+
     /// All known data keys, for a scan on another thread.
     pub fn snapshot(&self) -> std::collections::HashMap<u32, Arc<DataKey>> {
         let d = self.data.read().unwrap_or_else(|p| p.into_inner());

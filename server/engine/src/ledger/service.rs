@@ -300,6 +300,11 @@ impl Ledger {
         store::read_checkpoints(self.inner.db.conn()).await
     }
 
+    /// Newest checkpoints first, a page at a time.
+    pub async fn checkpoints_page(&self, limit: u64, before: Option<u64>) -> Result<Vec<CheckpointRow>, LedgerError> {
+        store::read_checkpoints_page(self.inner.db.conn(), limit, before).await
+    }
+
     /// Creates a new data key; new events are sealed with it, old keys still read.
     pub async fn rotate_key(&self) -> Result<u32, LedgerError> {
         self.inner.keys.rotate(&self.inner.db, self.inner.clock.as_ref(), self.inner.rng.as_ref()).await
@@ -354,6 +359,17 @@ impl Ledger {
             out.push(self.range_hash(r).await?);
         }
         Ok(out)
+    }
+
+    /// Verifies a range or the whole ledger with this ledger's keys (MACs
+    /// and decryption included) against its own public key.
+    pub async fn verify(
+        &self,
+        scope: super::verify::VerifyScope,
+        progress: impl FnMut(super::verify::Progress) + Send,
+    ) -> Result<super::verify::VerifyReport, LedgerError> {
+        self.inner.keys.refresh(&self.inner.db).await?;
+        super::verify::verify(&self.inner.db, &self.verifier(), Some(&self.inner.keys), scope, progress).await
     }
 
     /// Verifies one entry: fields against leaf hash, MAC, decryption, and
@@ -748,6 +764,7 @@ fn write_sealed(tx: &rusqlite::Connection, sealed: &Sealed) -> Result<(), TryCom
         return Err(if direct::is_unique_violation(&e) { TryCommitError::Duplicate } else { e.into() });
     }
     direct::insert_nodes(tx, &sealed.nodes)?;
+    super::rollup::write_direct(tx, &sealed.entries)?;
     direct::write_head(tx, &sealed.head)?;
     Ok(())
 }
@@ -928,6 +945,7 @@ async fn commit_orm(
             return Err(if is_unique_violation(&e) { TryCommitError::Duplicate } else { TryCommitError::Other(e) });
         }
         store::insert_nodes(&txn, &sealed.nodes).await?;
+        super::rollup::write_orm(&txn, &sealed.entries).await?;
         store::write_head(&txn, &sealed.head).await?;
     }
     txn.commit().await?;

@@ -274,6 +274,25 @@ pub async fn read_checkpoints(conn: &impl ConnectionTrait) -> Result<Vec<Checkpo
     rows.iter().map(checkpoint_from_row).collect()
 }
 
+/// Newest checkpoints first: at most `limit`, with a tree size below
+/// `before` when given.
+pub async fn read_checkpoints_page(
+    conn: &impl ConnectionTrait,
+    limit: u64,
+    before: Option<u64>,
+) -> Result<Vec<CheckpointRow>, LedgerError> {
+    let b = conn.get_database_backend();
+    let rows = conn
+        .query_all_raw(stmt_for(
+            b,
+            "SELECT tree_size, root_hash, note, created_at FROM checkpoints WHERE tree_size < ? \
+             ORDER BY tree_size DESC LIMIT ?",
+            vec![seq_value(before.unwrap_or(i64::MAX as u64)), seq_value(limit)],
+        ))
+        .await?;
+    rows.iter().map(checkpoint_from_row).collect()
+}
+
 /// The checkpoint with the largest tree size.
 pub async fn latest_checkpoint(conn: &impl ConnectionTrait) -> Result<Option<CheckpointRow>, LedgerError> {
     let b = conn.get_database_backend();

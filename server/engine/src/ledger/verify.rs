@@ -361,7 +361,9 @@ pub async fn verify(
         })?;
         (prev.chain_hash, store::frontier_at(conn, from - 1).await?)
     };
-    let mut cps = checkpoints.iter().filter(|(size, _)| *size >= from).peekable();
+    // Owned (no closure held across the awaits below: the future stays Send).
+    let pending: Vec<(u64, Hash)> = checkpoints.iter().copied().filter(|(size, _)| *size >= from).collect();
+    let mut cps = pending.iter().peekable();
     let mut last_matched = from - 1;
     let total = (to + 1).saturating_sub(from);
     progress(Progress { checked: 0, total });

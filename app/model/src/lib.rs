@@ -1,0 +1,385 @@
+//! Shared typed models: the audit event (DESIGN.md §2) as accepted and
+//! stored, and the shapes the API takes and returns. Plain serde, so the
+//! browser (wasm32) and the server use the same types.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Event categories.
+pub const CATEGORIES: [&str; 15] = [
+    "authentication",
+    "authorization",
+    "admin",
+    "policy",
+    "data_access",
+    "configuration",
+    "infrastructure",
+    "network",
+    "mcp",
+    "tool",
+    "notification",
+    "plugin",
+    "system",
+    "security",
+    "integrity",
+];
+/// Outcomes.
+pub const OUTCOMES: [&str; 4] = ["success", "failure", "denied", "error"];
+/// Severities, lowest first.
+pub const SEVERITIES: [&str; 6] = ["debug", "info", "notice", "warning", "error", "critical"];
+/// Kinds of actor.
+pub const ACTOR_KINDS: [&str; 4] = ["user", "service", "api_key", "system"];
+
+/// Who acted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Actor {
+    /// Stable id (user id, service name…).
+    pub id: String,
+    /// user, service, api_key or system.
+    pub kind: String,
+    /// Display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Client address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Client user agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The source system's session id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+}
+
+/// What was acted on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Resource {
+    /// Its type, e.g. `document`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Where the event came from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Source {
+    /// Sending application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
+    /// Host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// api, ui, cli, mcp, syslog…
+    pub channel: String,
+}
+
+/// Links to other events and requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Correlation {
+    /// Request id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Trace id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// Parent event or span id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+}
+
+/// Measurements (tool usage, performance, plugins).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Metrics {
+    /// Duration in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// HTTP or tool status code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// Bytes transferred.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// A validated audit event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Event {
+    /// Event id (UUIDv7 unless the client chose one: it is the idempotency key).
+    pub id: Uuid,
+    /// When it happened, µs since the epoch.
+    pub occurred_at_us: i64,
+    /// Category.
+    pub category: String,
+    /// Dotted verb, e.g. `user.login`.
+    pub action: String,
+    /// success, failure, denied or error.
+    pub outcome: String,
+    /// Why, for failures and denials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// debug … critical.
+    pub severity: String,
+    /// Who.
+    pub actor: Actor,
+    /// What.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Resource>,
+    /// Tenant or workspace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Where from.
+    pub source: Source,
+    /// Links.
+    #[serde(default)]
+    pub correlation: Correlation,
+    /// Measurements.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
+    /// Free context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+// ---- Masking rules ----
+
+/// What a rule looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// E-mail addresses.
+    Email,
+    /// Phone numbers.
+    Phone,
+    /// Payment card numbers (Luhn).
+    PaymentCard,
+    /// IBANs (mod 97).
+    Iban,
+    /// US social security numbers.
+    UsSsn,
+    /// IPv4 and IPv6 addresses.
+    IpAddress,
+    /// Values of `details` keys named like secrets.
+    SecretKey,
+}
+
+impl Detector {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detector::Email => "email",
+            Detector::Phone => "phone",
+            Detector::PaymentCard => "payment_card",
+            Detector::Iban => "iban",
+            Detector::UsSsn => "us_ssn",
+            Detector::IpAddress => "ip_address",
+            Detector::SecretKey => "secret_key",
+        }
+    }
+}
+
+/// What a rule does with what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MaskAction {
+    /// Replace with `[detector]`.
+    Redact,
+    /// Keep the last `keep_last` characters (e-mail: the domain).
+    Partial {
+        /// Characters kept at the end.
+        keep_last: u8,
+    },
+    /// Replace with a keyed pseudonym `pseu:<24 hex>`.
+    Pseudonymize,
+}
+
+/// One masking rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MaskRule {
+    /// Detector.
+    pub detector: Detector,
+    /// Action.
+    pub action: MaskAction,
+    /// Keep the original value in the encrypted payload, for unmasking.
+    #[serde(default)]
+    pub keep_original: bool,
+    /// Applied.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A masking policy: one version of the rule list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MaskingPolicy {
+    /// Version (0: the built-in defaults, never changed by anyone).
+    pub version: u64,
+    /// The rules.
+    pub rules: Vec<MaskRule>,
+    /// When it was saved (RFC 3339); None for the defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// Who saved it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comment: String,
+}
+
+// ---- API shapes ----
+
+/// What the ledger gave one ingested event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IngestReceipt {
+    /// Ledger position.
+    pub seq: u64,
+    /// Event id.
+    pub id: Uuid,
+    /// Commit time (RFC 3339, µs).
+    pub recorded_at: String,
+    /// True when the id was already committed: this is the stored result.
+    pub duplicate: bool,
+}
+
+/// An event as read back: header and decrypted (masked) payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventView {
+    /// Ledger position.
+    pub seq: u64,
+    /// Event id.
+    pub id: Uuid,
+    /// When it happened (RFC 3339).
+    pub occurred_at: String,
+    /// When the ledger committed it (RFC 3339).
+    pub recorded_at: String,
+    /// Category.
+    pub category: String,
+    /// Action.
+    pub action: String,
+    /// Outcome.
+    pub outcome: String,
+    /// Why (failures, denials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Severity.
+    pub severity: String,
+    /// Who.
+    pub actor: Actor,
+    /// What.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Resource>,
+    /// Tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Where from.
+    pub source: Source,
+    /// Links.
+    pub correlation: Correlation,
+    /// Measurements.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
+    /// Context (masked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+    /// The original values of masked fields (field path -> value): only for
+    /// callers allowed to unmask who asked to, and only what the masking
+    /// rules kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unmasked: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// One page of search results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchPage {
+    /// The events, in the requested order.
+    pub items: Vec<EventView>,
+    /// Pass as `cursor` for the next page; absent at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// With `q`: entries examined for this page (at most the scan bound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scanned: Option<u64>,
+}
+
+/// A count in a time bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BucketCount {
+    /// Bucket start (RFC 3339).
+    pub start: String,
+    /// Events that occurred in it.
+    pub count: u64,
+}
+
+/// A value and its count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ValueCount {
+    /// The value.
+    pub value: String,
+    /// Its count.
+    pub count: u64,
+}
+
+/// Statistics over a time range, from the rollups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Stats {
+    /// Range start (RFC 3339, inclusive, rounded down to the bucket).
+    pub from: String,
+    /// Range end (RFC 3339, exclusive).
+    pub to: String,
+    /// minute, hour or day.
+    pub bucket: String,
+    /// Total events in the range.
+    pub total: u64,
+    /// Counts per bucket (empty buckets included).
+    pub series: Vec<BucketCount>,
+    /// Top values per dimension (action, actor, outcome, category…).
+    pub top: std::collections::BTreeMap<String, Vec<ValueCount>>,
+}
+
+/// A client error: what was wrong, per field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldProblem {
+    /// Where: `occurred_at`, `[3].actor.id`, `line 7`, `limit`.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The body of every 4xx/5xx from `/api`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiError {
+    /// Short machine-readable code (`invalid_request`, `forbidden`…).
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// Per-field problems, when the request had any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldProblem>,
+}

@@ -1,0 +1,12 @@
+//! Audit events: validation, masking, ingest, search, statistics. The event's
+//! shape itself is shared with the UI (`custos-model`).
+
+pub use custos_model as model;
+
+pub mod mask;
+pub mod search;
+pub mod service;
+pub mod validate;
+
+pub use search::SearchFilter;
+pub use service::{Events, EventsError, Submitter};

@@ -1,0 +1,313 @@
+//! Search filters: parsed from query parameters, turned into one SQL
+//! statement over the clear header columns, paged by keyset (`seq`), never
+//! OFFSET.
+//!
+//! Multi-valued filters take repeated parameters and comma lists alike
+//! (`action=a&action=b` = `action=a,b`); values within one filter are ORed,
+//! filters are ANDed. An action ending in `.*` is a prefix (`user.*`).
+
+use base64::Engine as _;
+use sea_orm::Value;
+
+use super::validate::FieldError;
+use crate::ledger::store::{ENTRY_COLUMNS, seq_value};
+
+/// Longest value of any filter.
+pub const MAX_VALUE_LEN: usize = 256;
+/// Most values in one multi-valued filter.
+pub const MAX_VALUES: usize = 50;
+/// Longest free-text query.
+pub const MAX_Q_LEN: usize = 200;
+
+/// A parsed search.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchFilter {
+    /// Actor ids.
+    pub actors: Vec<String>,
+    /// Actions, exact or `prefix.*`.
+    pub actions: Vec<String>,
+    /// Resource types.
+    pub resource_types: Vec<String>,
+    /// Resource ids.
+    pub resource_ids: Vec<String>,
+    /// Outcomes.
+    pub outcomes: Vec<String>,
+    /// Categories.
+    pub categories: Vec<String>,
+    /// Channels.
+    pub channels: Vec<String>,
+    /// Severities.
+    pub severities: Vec<String>,
+    /// Tenants.
+    pub tenants: Vec<String>,
+    /// `occurred_at >= from` (µs).
+    pub from_us: Option<i64>,
+    /// `occurred_at < to` (µs).
+    pub to_us: Option<i64>,
+    /// Free text over the decrypted, masked event.
+    pub q: Option<String>,
+    /// Newest first (the default).
+    pub descending: bool,
+    /// Page size, 1..=1000.
+    pub limit: usize,
+    /// Continue after this seq (from a cursor).
+    pub after_seq: Option<u64>,
+}
+
+/// Every parameter `GET /api/audit` takes.
+pub const PARAMETERS: [&str; 15] = [
+    "actor",
+    "action",
+    "resource_type",
+    "resource_id",
+    "outcome",
+    "category",
+    "channel",
+    "severity",
+    "tenant",
+    "from",
+    "to",
+    "q",
+    "order",
+    "limit",
+    "cursor",
+];
+
+/// An opaque cursor: the direction and the last seq returned.
+pub fn cursor(descending: bool, seq: u64) -> String {
+    let raw = format!("v1:{}:{seq}", if descending { "d" } else { "a" });
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn parse_cursor(s: &str) -> Option<(bool, u64)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let mut parts = raw.split(':');
+    if parts.next()? != "v1" {
+        return None;
+    }
+    let desc = match parts.next()? {
+        "d" => true,
+        "a" => false,
+        _ => return None,
+    };
+    let seq = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((desc, seq))
+}
+
+impl SearchFilter {
+    /// Parses decoded query pairs; every problem is reported with its
+    /// parameter name.
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<SearchFilter, Vec<FieldError>> {
+        let mut f = SearchFilter { descending: true, limit: 50, ..Default::default() };
+        let mut errors = Vec::new();
+        let mut err = |path: &str, reason: String| errors.push(FieldError { path: path.into(), reason });
+        let mut seen_single = std::collections::HashSet::new();
+        let mut cursor_value = None;
+        let mut order_given = None;
+        for (k, v) in pairs {
+            let list = match k.as_str() {
+                "actor" => Some(&mut f.actors),
+                "action" => Some(&mut f.actions),
+                "resource_type" => Some(&mut f.resource_types),
+                "resource_id" => Some(&mut f.resource_ids),
+                "outcome" => Some(&mut f.outcomes),
+                "category" => Some(&mut f.categories),
+                "channel" => Some(&mut f.channels),
+                "severity" => Some(&mut f.severities),
+                "tenant" => Some(&mut f.tenants),
+                _ => None,
+            };
+            if let Some(list) = list {
+                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    if part.len() > MAX_VALUE_LEN {
+                        err(k, format!("values must be at most {MAX_VALUE_LEN} bytes"));
+                    } else if part.chars().any(char::is_control) {
+                        err(k, "values must not contain control characters".into());
+                    } else if !list.iter().any(|x| x == part) {
+                        list.push(part.to_owned());
+                    }
+                }
+                if list.len() > MAX_VALUES {
+                    err(k, format!("at most {MAX_VALUES} values"));
+                }
+                continue;
+            }
+            if !PARAMETERS.contains(&k.as_str()) {
+                err(k, format!("unknown parameter; known: {}", PARAMETERS.join(", ")));
+                continue;
+            }
+            if !seen_single.insert(k.clone()) {
+                err(k, "given more than once".into());
+                continue;
+            }
+            match k.as_str() {
+                "from" | "to" => match super::service::parse_rfc3339(v.trim()) {
+                    Some(us) if k == "from" => f.from_us = Some(us),
+                    Some(us) => f.to_us = Some(us),
+                    None => err(k, "must be an RFC 3339 date-time, e.g. 2026-11-26T14:03:00Z".into()),
+                },
+                "q" => {
+                    let q = v.trim();
+                    if q.chars().count() > MAX_Q_LEN {
+                        err(k, format!("must be at most {MAX_Q_LEN} characters"));
+                    } else if !q.is_empty() {
+                        f.q = Some(q.to_owned());
+                    }
+                }
+                "order" => match v.as_str() {
+                    "asc" => order_given = Some(false),
+                    "desc" => order_given = Some(true),
+                    _ => err(k, "must be asc or desc".into()),
+                },
+                "limit" => match v.trim().parse::<usize>() {
+                    Ok(n) if (1..=1000).contains(&n) => f.limit = n,
+                    _ => err(k, "must be a whole number from 1 to 1000".into()),
+                },
+                "cursor" => match parse_cursor(v.trim()) {
+                    Some(c) => cursor_value = Some(c),
+                    None => err(k, "is not a cursor this server returned".into()),
+                },
+                _ => {}
+            }
+        }
+        for a in &f.actions {
+            let base = a.strip_suffix(".*").unwrap_or(a);
+            if base.is_empty() || base.contains('*') {
+                err("action", format!("`{a}`: use an exact action or a prefix ending in `.*`, e.g. `user.*`"));
+            }
+        }
+        if let (Some(a), Some(b)) = (f.from_us, f.to_us)
+            && b <= a
+        {
+            err("to", "must be after `from`".into());
+        }
+        if let Some(d) = order_given {
+            f.descending = d;
+        }
+        if let Some((desc, seq)) = cursor_value {
+            if order_given.is_some_and(|d| d != desc) {
+                err("cursor", "was made for the other order".into());
+            }
+            f.descending = desc;
+            f.after_seq = Some(seq);
+        }
+        if errors.is_empty() { Ok(f) } else { Err(errors) }
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn any_of(conds: &mut Vec<String>, values: &mut Vec<Value>, column: &str, list: &[String]) {
+    if list.is_empty() {
+        return;
+    }
+    conds.push(format!("{column} IN ({})", vec!["?"; list.len()].join(",")));
+    values.extend(list.iter().map(|v| Value::from(v.clone())));
+}
+
+/// The statement for one page: `limit` rows after `after` in the filter's
+/// order. `actors` and `resource_ids` are the expanded (raw + masked) lists.
+pub fn build_sql(
+    f: &SearchFilter,
+    actors: &[String],
+    resource_ids: &[String],
+    after: Option<u64>,
+    limit: u64,
+) -> (String, Vec<Value>) {
+    let mut conds = Vec::new();
+    let mut values = Vec::new();
+    any_of(&mut conds, &mut values, "actor_id", actors);
+    if !f.actions.is_empty() {
+        let mut alts = Vec::new();
+        let exact: Vec<String> = f.actions.iter().filter(|a| !a.ends_with(".*")).cloned().collect();
+        if !exact.is_empty() {
+            alts.push(format!("action IN ({})", vec!["?"; exact.len()].join(",")));
+            values.extend(exact.into_iter().map(Value::from));
+        }
+        for a in f.actions.iter().filter_map(|a| a.strip_suffix(".*")) {
+            alts.push("action LIKE ? ESCAPE '\\'".into());
+            values.push(Value::from(format!("{}.%", escape_like(a))));
+        }
+        conds.push(format!("({})", alts.join(" OR ")));
+    }
+    any_of(&mut conds, &mut values, "resource_type", &f.resource_types);
+    any_of(&mut conds, &mut values, "resource_id", resource_ids);
+    any_of(&mut conds, &mut values, "outcome", &f.outcomes);
+    any_of(&mut conds, &mut values, "category", &f.categories);
+    any_of(&mut conds, &mut values, "channel", &f.channels);
+    any_of(&mut conds, &mut values, "severity", &f.severities);
+    any_of(&mut conds, &mut values, "tenant", &f.tenants);
+    if let Some(t) = f.from_us {
+        conds.push("occurred_at >= ?".into());
+        values.push(t.into());
+    }
+    if let Some(t) = f.to_us {
+        conds.push("occurred_at < ?".into());
+        values.push(t.into());
+    }
+    if let Some(s) = after {
+        conds.push(if f.descending { "seq < ?" } else { "seq > ?" }.into());
+        values.push(seq_value(s));
+    }
+    let wh = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
+    let order = if f.descending { "DESC" } else { "ASC" };
+    values.push(seq_value(limit));
+    (format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries{wh} ORDER BY seq {order} LIMIT ?"), values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn repeated_and_comma_lists_are_the_same_and_single_values_work() {
+        let a = SearchFilter::from_pairs(&pairs(&[("action", "a.b"), ("action", "c.*")])).unwrap();
+        let b = SearchFilter::from_pairs(&pairs(&[("action", "a.b,c.*")])).unwrap();
+        assert_eq!(a, b);
+        let one = SearchFilter::from_pairs(&pairs(&[("outcome", "denied")])).unwrap();
+        assert_eq!(one.outcomes, vec!["denied"]);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let e =
+            SearchFilter::from_pairs(&pairs(&[("limit", "0"), ("from", "yesterday"), ("bogus", "1"), ("order", "up")]))
+                .unwrap_err();
+        let paths: Vec<_> = e.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, vec!["limit", "from", "bogus", "order"]);
+        assert!(SearchFilter::from_pairs(&pairs(&[("cursor", "nope")])).is_err());
+        assert!(SearchFilter::from_pairs(&pairs(&[("action", "*")])).is_err());
+        let t = pairs(&[("from", "2026-01-02T00:00:00Z"), ("to", "2026-01-01T00:00:00Z")]);
+        assert_eq!(SearchFilter::from_pairs(&t).unwrap_err()[0].path, "to");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_keep_the_order() {
+        let c = cursor(false, 42);
+        let f = SearchFilter::from_pairs(&pairs(&[("cursor", &c)])).unwrap();
+        assert_eq!((f.descending, f.after_seq), (false, Some(42)));
+        assert!(SearchFilter::from_pairs(&pairs(&[("cursor", &c), ("order", "desc")])).is_err());
+    }
+
+    #[test]
+    fn like_prefixes_escape_wildcards() {
+        let f = SearchFilter::from_pairs(&pairs(&[("action", "a_b.*")])).unwrap();
+        let (sql, values) = build_sql(&f, &[], &[], None, 10);
+        assert!(sql.contains("action LIKE ? ESCAPE"), "{sql}");
+        assert_eq!(values[0], Value::from("a\\_b.%".to_string()));
+    }
+}

@@ -1,0 +1,504 @@
+//! `/api/audit`: ingest, search, read one event with its proof, checkpoints,
+//! statistics.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use custos_engine::events::service::{parse_rfc3339, rfc3339};
+use custos_engine::events::validate::{FieldError, parse_json, parse_ndjson};
+use custos_engine::events::{EventsError, SearchFilter, Submitter};
+use custos_engine::identity::permission::Permission;
+use custos_engine::identity::service::Caller;
+use custos_model::{ApiError, EventView, IngestReceipt, SearchPage, Stats};
+use serde::Serialize;
+
+use super::{Ctx, bad_field, bad_fields, error, events_error, ledger_unavailable};
+use crate::http::AppState;
+
+/// Receipts for an ingest request, in the order the events were sent.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IngestResponse {
+    /// One per event.
+    pub events: Vec<IngestReceipt>,
+}
+
+fn submitter(caller: &Caller) -> Submitter {
+    let principal = match caller {
+        Caller::ApiKey(k) => format!("api_key:{}", k.prefix),
+        Caller::User(p) => format!("user:{}", p.user_id),
+        Caller::Anonymous => "anonymous".into(),
+    };
+    Submitter { principal }
+}
+
+/// Reads a body up to `limit` bytes; 413 beyond.
+pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<axum::body::Bytes, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than {limit} bytes; nothing was stored"),
+            vec![custos_model::FieldProblem { path: "body".into(), reason: format!("at most {limit} bytes") }],
+        )
+    };
+    if let Some(len) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+}
+
+/// Record audit events.
+///
+/// One event (a JSON object), a batch (a JSON array), or NDJSON (one event
+/// per line, `Content-Type: application/x-ndjson`). All events are
+/// validated first: any problem refuses the whole request and stores
+/// nothing. The answer comes after the commit (fail closed). An event whose
+/// `id` is already committed returns the stored receipt (`duplicate: true`)
+/// instead of a second copy.
+#[utoipa::path(
+    post, path = "/api/audit/events", tag = "audit",
+    request_body(content = custos_model::Event, description = "An event, an array of events, or NDJSON.",
+        content_type = "application/json"),
+    responses(
+        (status = 201, description = "Committed", body = IngestResponse),
+        (status = 200, description = "Every event was already committed (retries)", body = IngestResponse),
+        (status = 400, description = "Malformed JSON or empty body", body = ApiError),
+        (status = 413, description = "Body or batch too large", body = ApiError),
+        (status = 415, description = "Unsupported content type", body = ApiError),
+        (status = 422, description = "Invalid events: each problem with its field path", body = ApiError),
+        (status = 503, description = "The ledger cannot commit; nothing stored", body = ApiError),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn ingest(State(s): State<AppState>, ctx: Ctx, headers: HeaderMap, body: Body) -> Response {
+    let ndjson = match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        None => false,
+        Some(ct) => {
+            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            match mime.as_str() {
+                "application/json" => false,
+                "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/json-seq" => true,
+                m if m.ends_with("+json") => false,
+                _ => {
+                    return error(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "unsupported_media_type",
+                        format!("Content-Type `{mime}` is not accepted; use application/json or application/x-ndjson"),
+                        vec![custos_model::FieldProblem {
+                            path: "Content-Type".into(),
+                            reason: "must be application/json or application/x-ndjson".into(),
+                        }],
+                    );
+                }
+            }
+        }
+    };
+    let bytes = match read_body(body, &headers, s.ingest_max_body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let items = match if ndjson { parse_ndjson(&bytes) } else { parse_json(&bytes) } {
+        Ok(items) => items,
+        Err(e) => return events_error(EventsError::Body(e)),
+    };
+    match s.events.ingest(&items, &submitter(&ctx.caller)).await {
+        Ok(receipts) => {
+            let status = if receipts.iter().all(|r| r.duplicate) { StatusCode::OK } else { StatusCode::CREATED };
+            metrics::counter!("custos_events_ingested_total")
+                .increment(receipts.iter().filter(|r| !r.duplicate).count() as u64);
+            (status, axum::Json(IngestResponse { events: receipts })).into_response()
+        }
+        Err(e) => events_error(e),
+    }
+}
+
+/// Decoded query pairs, or a 400.
+pub fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, Response> {
+    match raw {
+        None => Ok(Vec::new()),
+        Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            .map_err(|e| bad_field("query", format!("cannot be decoded: {e}"))),
+    }
+}
+
+/// Search events.
+///
+/// Filters are ANDed; values of one filter are ORed and may be repeated
+/// (`action=a&action=b`) or comma-separated (`action=a,b`). `action` takes
+/// exact actions or prefixes such as `user.*`. `from`/`to` bound
+/// `occurred_at` (RFC 3339; `from` inclusive, `to` exclusive). `q` looks for
+/// text in the decrypted, masked events within the filtered set; it examines
+/// at most 10,000 entries per request and then returns what it found with a
+/// `next_cursor` to continue (`scanned` says how many it examined). Pages
+/// are keyset-based: pass `next_cursor` back as `cursor`.
+#[utoipa::path(
+    get, path = "/api/audit", tag = "audit",
+    params(
+        ("actor" = Option<Vec<String>>, Query, description = "Actor ids (masked values match too)"),
+        ("action" = Option<Vec<String>>, Query, description = "Actions, exact or `prefix.*`"),
+        ("resource_type" = Option<Vec<String>>, Query, description = "Resource types"),
+        ("resource_id" = Option<Vec<String>>, Query, description = "Resource ids"),
+        ("outcome" = Option<Vec<String>>, Query, description = "success, failure, denied, error"),
+        ("category" = Option<Vec<String>>, Query, description = "Categories"),
+        ("channel" = Option<Vec<String>>, Query, description = "Channels"),
+        ("severity" = Option<Vec<String>>, Query, description = "Severities"),
+        ("tenant" = Option<Vec<String>>, Query, description = "Tenants"),
+        ("from" = Option<String>, Query, description = "occurred_at >= from (RFC 3339)"),
+        ("to" = Option<String>, Query, description = "occurred_at < to (RFC 3339)"),
+        ("q" = Option<String>, Query, description = "Free text (at most 200 characters)"),
+        ("order" = Option<String>, Query, description = "desc (default) or asc"),
+        ("limit" = Option<u32>, Query, description = "1..1000, default 50"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of events", body = SearchPage),
+        (status = 400, description = "A bad parameter, named", body = ApiError),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn search(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let pairs = match query_pairs(raw.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let filter = match SearchFilter::from_pairs(&pairs) {
+        Ok(f) => f,
+        Err(errors) => return bad_fields(errors),
+    };
+    match s.events.search(&filter).await {
+        Ok(page) => axum::Json(page).into_response(),
+        Err(e) => events_error(e),
+    }
+}
+
+/// An event with its proof.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventWithProof {
+    /// The event (masked unless unmasked on request).
+    pub event: EventView,
+    /// The entry's verification: stored fields vs leaf hash, MAC,
+    /// decryption, and its inclusion proof against a signed checkpoint.
+    #[schema(value_type = Object)]
+    pub verification: custos_engine::ledger::EntryVerification,
+    /// The leaf hash (hex) the inclusion proof starts from.
+    pub leaf_hash: String,
+    /// The checkpoint signer's public key (C2SP vkey), to check the note.
+    pub public_key: String,
+}
+
+/// Read one event.
+///
+/// `{id}` is the event id (UUID) or its seq. The event comes decrypted
+/// and masked, with its inclusion proof and the signed checkpoint it
+/// verifies against. With `unmask=true` and a `reason`, a caller holding
+/// `audit:unmask` also gets the original values the masking rules kept;
+/// the unmasking is recorded in the ledger first (action `audit.unmask`).
+#[utoipa::path(
+    get, path = "/api/audit/{id}", tag = "audit",
+    params(
+        ("id" = String, Path, description = "Event id (UUID) or seq"),
+        ("unmask" = Option<bool>, Query, description = "Return kept originals (needs audit:unmask)"),
+        ("reason" = Option<String>, Query, description = "Why (required with unmask; 5..500 characters)"),
+    ),
+    responses(
+        (status = 200, description = "The event, its proof and checkpoint", body = EventWithProof),
+        (status = 400, description = "Bad id or parameters", body = ApiError),
+        (status = 403, description = "Unmask without audit:unmask", body = ApiError),
+        (status = 404, description = "No such event", body = ApiError),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn read_one(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let pairs = match query_pairs(raw.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let mut unmask = false;
+    let mut reason = None;
+    let mut errors = Vec::new();
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "unmask" => match v.as_str() {
+                "true" | "1" => unmask = true,
+                "false" | "0" => unmask = false,
+                _ => errors.push(FieldError { path: "unmask".into(), reason: "must be true or false".into() }),
+            },
+            "reason" => reason = Some(v.trim().to_owned()),
+            other => errors
+                .push(FieldError { path: other.into(), reason: "unknown parameter; known: unmask, reason".into() }),
+        }
+    }
+    if unmask {
+        match &reason {
+            Some(r) if (5..=500).contains(&r.chars().count()) => {}
+            _ => errors.push(FieldError {
+                path: "reason".into(),
+                reason: "is required with unmask=true (5 to 500 characters): say why".into(),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return bad_fields(errors);
+    }
+    if unmask && !ctx.caller.allows(Permission::AuditUnmask) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "unmasking needs the permission `audit:unmask`",
+            vec![custos_model::FieldProblem { path: "unmask".into(), reason: "needs audit:unmask".into() }],
+        );
+    }
+    let found = if let Ok(uuid) = uuid::Uuid::parse_str(&id) {
+        s.events.entry_by_id(uuid).await
+    } else if let Ok(seq) = id.parse::<u64>() {
+        s.ledger.entry(seq).await.map_err(EventsError::from)
+    } else {
+        return bad_field("id", "must be an event id (UUID) or a seq (a positive whole number)");
+    };
+    let entry = match found {
+        Ok(Some(e)) => e,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", format!("no event `{id}`"), vec![]),
+        Err(e) => return events_error(e),
+    };
+    if unmask {
+        // Recorded before anything is revealed: no record, no originals.
+        let event = unmask_event(&ctx, &entry, reason.as_deref().unwrap_or(""), s.ledger.now_us());
+        if let Err(e) = s.events.record(event).await {
+            return events_error(e);
+        }
+    }
+    let view = match s.events.view(&entry, unmask).await {
+        Ok(v) => v,
+        Err(e) => return events_error(e),
+    };
+    let seq = entry.header.seq;
+    let mut verification = match s.ledger.verify_entry(seq).await {
+        Ok(v) => v,
+        Err(e) => return ledger_unavailable(&e),
+    };
+    if verification.inclusion.is_none() {
+        // Not yet covered by a signed checkpoint: sign one now.
+        if let Err(e) = s.ledger.checkpoint_now().await {
+            return ledger_unavailable(&e);
+        }
+        verification = match s.ledger.verify_entry(seq).await {
+            Ok(v) => v,
+            Err(e) => return ledger_unavailable(&e),
+        };
+    }
+    axum::Json(EventWithProof {
+        event: view,
+        verification,
+        leaf_hash: hex::encode(entry.leaf_hash),
+        public_key: s.ledger.verifier_key(),
+    })
+    .into_response()
+}
+
+fn unmask_event(
+    ctx: &Ctx,
+    entry: &custos_engine::ledger::types::StoredEntry,
+    reason: &str,
+    now: i64,
+) -> custos_model::Event {
+    custos_model::Event {
+        id: uuid::Uuid::now_v7(),
+        occurred_at_us: now,
+        category: "data_access".into(),
+        action: "audit.unmask".into(),
+        outcome: "success".into(),
+        reason: None,
+        severity: "warning".into(),
+        actor: ctx.actor(),
+        resource: Some(custos_model::Resource {
+            kind: "audit_event".into(),
+            id: Some(entry.header.event_id.to_string()),
+            name: None,
+        }),
+        tenant: entry.header.fields.tenant.clone(),
+        source: custos_model::Source { application: Some("custos".into()), host: None, channel: "api".into() },
+        correlation: custos_model::Correlation { request_id: ctx.request_id.clone(), trace_id: None, parent_id: None },
+        metrics: None,
+        details: Some(serde_json::json!({ "seq": entry.header.seq, "justification": reason })),
+    }
+}
+
+/// A signed checkpoint.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckpointView {
+    /// Entries it covers.
+    pub tree_size: u64,
+    /// RFC 6962 root (hex).
+    pub root_hash: String,
+    /// When it was signed.
+    pub created_at: String,
+    /// The C2SP signed note.
+    pub note: String,
+}
+
+/// Checkpoints, newest first, with the key that checks them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckpointsResponse {
+    /// Log origin (the note's first line).
+    pub origin: String,
+    /// Ed25519 verifier key (C2SP vkey form): `custos verify --public-key`.
+    pub public_key: String,
+    /// The page.
+    pub checkpoints: Vec<CheckpointView>,
+    /// Pass as `before` for older ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<u64>,
+}
+
+/// Signed checkpoints and the public key.
+///
+/// Newest first; `limit` (1..1000, default 100) and `before` (a tree size)
+/// page through older ones.
+#[utoipa::path(
+    get, path = "/api/audit/checkpoints", tag = "verification",
+    params(
+        ("limit" = Option<u32>, Query, description = "1..1000, default 100"),
+        ("before" = Option<u64>, Query, description = "Only checkpoints with a smaller tree size"),
+    ),
+    responses(
+        (status = 200, description = "Checkpoints", body = CheckpointsResponse),
+        (status = 400, description = "Bad parameter", body = ApiError),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn checkpoints(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let pairs = match query_pairs(raw.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let mut limit = 100u64;
+    let mut before = None;
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "limit" => match v.parse::<u64>() {
+                Ok(n) if (1..=1000).contains(&n) => limit = n,
+                _ => return bad_field("limit", "must be a whole number from 1 to 1000"),
+            },
+            "before" => match v.parse::<u64>() {
+                Ok(n) => before = Some(n),
+                _ => return bad_field("before", "must be a tree size (a whole number)"),
+            },
+            other => return bad_field(other, "unknown parameter; known: limit, before"),
+        }
+    }
+    let rows = match s.ledger.checkpoints_page(limit, before).await {
+        Ok(r) => r,
+        Err(e) => return ledger_unavailable(&e),
+    };
+    let next_before = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.tree_size)).flatten();
+    axum::Json(CheckpointsResponse {
+        origin: s.ledger.origin().to_owned(),
+        public_key: s.ledger.verifier_key(),
+        checkpoints: rows
+            .into_iter()
+            .map(|r| CheckpointView {
+                tree_size: r.tree_size,
+                root_hash: hex::encode(r.root_hash),
+                created_at: rfc3339(r.created_at_us),
+                note: r.note,
+            })
+            .collect(),
+        next_before,
+    })
+    .into_response()
+}
+
+/// The dimensions `stats` can rank.
+pub const STAT_DIMENSIONS: [&str; 7] = ["action", "actor", "outcome", "category", "severity", "channel", "tenant"];
+
+/// Counts over time and top values.
+///
+/// Read from rollups maintained at commit (per minute and dimension),
+/// never from a scan of the ledger. `from`/`to` (RFC 3339) default to the
+/// last 24 hours; `bucket` (minute, hour, day) defaults to a width that
+/// gives at most a few hundred points; `top` (1..100, default 10) values per
+/// dimension in `dimensions` (comma list; default all).
+#[utoipa::path(
+    get, path = "/api/audit/stats", tag = "audit",
+    params(
+        ("from" = Option<String>, Query, description = "RFC 3339, default now - 24h"),
+        ("to" = Option<String>, Query, description = "RFC 3339, default now"),
+        ("bucket" = Option<String>, Query, description = "minute, hour or day"),
+        ("top" = Option<u32>, Query, description = "1..100, default 10"),
+        ("dimensions" = Option<Vec<String>>, Query, description = "action, actor, outcome, category, severity, channel, tenant"),
+    ),
+    responses(
+        (status = 200, description = "Statistics", body = Stats),
+        (status = 400, description = "Bad parameter", body = ApiError),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn stats(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let pairs = match query_pairs(raw.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let now = s.ledger.now_us();
+    let (mut from, mut to, mut bucket, mut top) = (None, None, None, 10u64);
+    let mut dims: Vec<&str> = Vec::new();
+    let mut errors = Vec::new();
+    let mut err = |p: &str, r: &str| errors.push(FieldError { path: p.into(), reason: r.into() });
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "from" | "to" => match parse_rfc3339(v.trim()) {
+                Some(t) if k == "from" => from = Some(t),
+                Some(t) => to = Some(t),
+                None => err(k, "must be an RFC 3339 date-time, e.g. 2026-11-26T14:03:00Z"),
+            },
+            "bucket" => bucket = Some(v.clone()),
+            "top" => match v.parse::<u64>() {
+                Ok(n) if (1..=100).contains(&n) => top = n,
+                _ => err("top", "must be a whole number from 1 to 100"),
+            },
+            "dimensions" => {
+                for d in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+                    match STAT_DIMENSIONS.iter().find(|x| **x == d) {
+                        Some(x) if !dims.contains(x) => dims.push(x),
+                        Some(_) => {}
+                        None => err(
+                            "dimensions",
+                            "each must be one of action, actor, outcome, category, severity, channel, tenant",
+                        ),
+                    }
+                }
+            }
+            other => err(other, "unknown parameter; known: from, to, bucket, top, dimensions"),
+        }
+    }
+    if !errors.is_empty() {
+        return bad_fields(errors);
+    }
+    let to = to.unwrap_or(now);
+    let from = from.unwrap_or(to - 86_400_000_000);
+    let bucket = bucket.unwrap_or_else(|| {
+        let span = to - from;
+        if span <= 6 * 3_600_000_000 {
+            "minute".into()
+        } else if span <= 14 * 86_400_000_000 {
+            "hour".into()
+        } else {
+            "day".into()
+        }
+    });
+    if dims.is_empty() {
+        dims = STAT_DIMENSIONS.to_vec();
+    }
+    match s.events.stats(from, to, &bucket, top, &dims).await {
+        Ok(st) => axum::Json(st).into_response(),
+        Err(e) => events_error(e),
+    }
+}

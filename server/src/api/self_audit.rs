@@ -1,0 +1,152 @@
+//! Audit the auditors: every request to `/api/*`, every server function
+//! (`/rpc/*`) and every page a signed-in user opens is recorded in the
+//! ledger (actor, action, resource, outcome, status code, latency, request
+//! id) before its response leaves. If the record cannot be committed, the
+//! response is replaced by 503: no data goes out unrecorded.
+//!
+//! Changes themselves are recorded by the code that makes them, before it
+//! makes them (identity, masking policy; ingested events are their own
+//! record), so a change never happens without its record: with the ledger
+//! down, a changing request fails with 503 and nothing changes.
+//!
+//! Never recorded: request bodies, headers (API keys, cookies, session
+//! ids, tokens) and query values of parameters named like secrets.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use custos_model::{Correlation, Event, Metrics, Resource, Source};
+
+use super::Ctx;
+use crate::access::{self, Kind};
+use crate::http::AppState;
+
+/// Category and action recorded for a route.
+pub fn classify(method: &str, route: &str) -> (&'static str, String) {
+    let action = match (method, route) {
+        ("POST", "/api/audit/events") => "audit.ingest",
+        ("GET", "/api/audit") => "audit.search",
+        ("GET", "/api/audit/stats") => "audit.stats",
+        ("GET", "/api/audit/checkpoints") => "audit.checkpoints.read",
+        ("POST", "/api/audit/verify") => "audit.verify.start",
+        ("GET", "/api/audit/verify/{job}") => "audit.verify.status",
+        ("GET", "/api/audit/{id}") => "audit.read",
+        ("GET", "/api/policies/masking") => "policy.masking.read",
+        ("PUT", "/api/policies/masking") => "policy.masking.change",
+        ("GET", "/api/policies/masking/history") => "policy.masking.history",
+        ("POST", "/api/policies/masking/preview") => "policy.masking.preview",
+        ("GET", "/api/openapi.json") => "api.docs.read",
+        ("GET", "/api/docs") => "api.docs.read",
+        ("GET", "/api/whoami") => "session.whoami",
+        _ => "",
+    };
+    let action = if !action.is_empty() {
+        action.to_owned()
+    } else if let Some(f) = route.strip_prefix("/rpc/") {
+        format!("rpc.{f}")
+    } else {
+        "ui.page.view".to_owned()
+    };
+    let category = if action.starts_with("policy.") {
+        "policy"
+    } else if action.starts_with("audit.verify") || action == "audit.checkpoints.read" {
+        "integrity"
+    } else if action == "audit.ingest" {
+        "data_access"
+    } else if action.starts_with("rpc.")
+        && !action.starts_with("rpc.list")
+        && action != "rpc.status"
+        && action != "rpc.whoami"
+    {
+        "admin"
+    } else {
+        "data_access"
+    };
+    (category, action)
+}
+
+fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["password", "secret", "token", "key", "auth", "cookie", "session", "credential"].iter().any(|s| n.contains(s))
+}
+
+/// Query parameters as recorded: values of secret-looking names replaced,
+/// each value cut at 256 characters, at most 40 parameters.
+fn recorded_query(raw: Option<&str>) -> Option<serde_json::Value> {
+    let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(raw?).ok()?;
+    let list: Vec<serde_json::Value> = pairs
+        .into_iter()
+        .take(40)
+        .map(|(k, v)| {
+            let v = if is_secret_name(&k) { "[secret]".to_owned() } else { v.chars().take(256).collect() };
+            serde_json::json!([k.chars().take(64).collect::<String>(), v])
+        })
+        .collect();
+    (!list.is_empty()).then_some(serde_json::Value::Array(list))
+}
+
+/// The middleware (inside `load_caller`, outside `enforce`, so refused
+/// requests are recorded too).
+pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let Some(route) = access::find(&method, &path) else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let ctx = Ctx::of(&parts);
+    let wanted = match route.kind {
+        Kind::Api | Kind::Rpc => true,
+        Kind::Page => ctx.caller.is_authenticated(),
+        Kind::Form | Kind::Ops => false,
+    };
+    if !wanted {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let query = recorded_query(parts.uri.query());
+    let started = Instant::now();
+    let response = next.run(Request::from_parts(parts, body)).await;
+    let status = response.status().as_u16();
+    let outcome = match status {
+        200..=399 => "success",
+        401 | 403 => "denied",
+        400..=499 => "failure",
+        _ => "error",
+    };
+    let (category, action) = classify(&method, route.path);
+    let event = Event {
+        id: uuid::Uuid::now_v7(),
+        occurred_at_us: s.ledger.now_us(),
+        category: category.into(),
+        action,
+        outcome: outcome.into(),
+        reason: None,
+        severity: match outcome {
+            "denied" => "warning",
+            "error" => "error",
+            _ => "info",
+        }
+        .into(),
+        actor: ctx.actor(),
+        resource: Some(Resource { kind: "endpoint".into(), id: Some(format!("{method} {}", route.path)), name: None }),
+        tenant: None,
+        source: Source {
+            application: Some("custos".into()),
+            host: None,
+            channel: if route.kind == Kind::Api { "api" } else { "ui" }.into(),
+        },
+        correlation: Correlation { request_id: ctx.request_id.clone(), trace_id: None, parent_id: None },
+        metrics: Some(Metrics {
+            duration_ms: Some((started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0),
+            status_code: Some(status),
+            bytes: None,
+        }),
+        details: Some(serde_json::json!({ "method": method, "path": path, "query": query })),
+    };
+    match s.events.record(event).await {
+        Ok(_) => response,
+        Err(e) => super::ledger_unavailable(&e),
+    }
+}

@@ -1,0 +1,595 @@
+//! Events in and out, over HTTP like an outside client: ingest -> search
+//! with every filter -> read one -> verify -> stats; idempotent retries;
+//! every bad-input class; masking per built-in rule; the masking policy
+//! API; the self-audit of every endpoint; a ledger that cannot record.
+
+use custos_engine::identity::apikey::Scope;
+use custos_engine::identity::service::Actor;
+use reqwest::StatusCode;
+use secrecy::ExposeSecret as _;
+use serde_json::{Value, json};
+
+use crate::support::{Backend, TestApp, both_backends};
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+    key: Option<String>,
+}
+
+impl Client {
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let res = self.req(reqwest::Method::GET, path).send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let res = self.req(reqwest::Method::POST, path).json(body).send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let res =
+            self.req(reqwest::Method::POST, path).header("content-type", content_type).body(body).send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn put_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let res = self.req(reqwest::Method::PUT, path).json(body).send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Every event matching a query, following cursors.
+    async fn all(&self, query: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let sep = if query.is_empty() { "" } else { "&" };
+            let path = match &cursor {
+                None => format!("/api/audit?{query}{sep}limit=1000"),
+                Some(c) => format!("/api/audit?{query}{sep}limit=1000&cursor={c}"),
+            };
+            let (status, page) = self.get(&path).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {page}");
+            out.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+    }
+}
+
+async fn key_client(app: &TestApp, scopes: &[Scope]) -> Client {
+    let (_, token) =
+        app.running.identity.create_api_key(&Actor::system("cli"), &format!("{scopes:?}"), scopes, None).await.unwrap();
+    Client { base: app.base.clone(), http: reqwest::Client::new(), key: Some(token.expose_secret().to_owned()) }
+}
+
+async fn user_client(app: &TestApp, name: &str, roles: &[&str]) -> Client {
+    Client { base: app.base.clone(), http: app.signed_in(name, roles).await, key: None }
+}
+
+fn ts(minutes_ago: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::minutes(minutes_ago)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn event(i: usize, minutes_ago: i64) -> Value {
+    let actions = ["user.login", "user.logout", "policy.update", "tool.invoke"];
+    let outcomes = ["success", "failure", "denied", "success"];
+    let categories = ["authentication", "authentication", "policy", "tool"];
+    json!({
+        "id": uuid::Uuid::now_v7().to_string(),
+        "occurred_at": ts(minutes_ago),
+        "category": categories[i % 4],
+        "action": actions[i % 4],
+        "outcome": outcomes[i % 4],
+        "severity": if i.is_multiple_of(5) { "warning" } else { "info" },
+        "actor": {"id": format!("user-{}", i % 3), "kind": "user", "name": format!("User {}", i % 3)},
+        "resource": {"type": if i.is_multiple_of(2) { "document" } else { "server" }, "id": format!("r{}", i % 4)},
+        "tenant": if i.is_multiple_of(2) { "acme" } else { "globex" },
+        "source": {"application": "billing", "channel": if i.is_multiple_of(3) { "ui" } else { "api" }},
+        "details": {"n": i, "note": format!("ticket T-{i}")}
+    })
+}
+
+fn seqs(items: &[Value]) -> Vec<u64> {
+    items.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+}
+
+both_backends! {
+async fn ingest_search_read_verify_stats(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let ingest = key_client(&app, &[Scope::Ingest]).await;
+    let reader = key_client(&app, &[Scope::Read]).await;
+
+    // One event, a batch, NDJSON.
+    let one = event(0, 30);
+    let (status, body) = ingest.post_json("/api/audit/events", &one).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let r = &body["events"][0];
+    assert_eq!(r["id"], one["id"]);
+    assert!(r["seq"].as_u64().unwrap() > 0 && r["recorded_at"].as_str().unwrap().ends_with('Z'), "{r}");
+    let batch: Vec<Value> = (1..40).map(|i| event(i, 60 - i as i64)).collect();
+    let (status, body) = ingest.post_json("/api/audit/events", &json!(batch)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let receipts = body["events"].as_array().unwrap();
+    assert_eq!(receipts.len(), 39);
+    let batch_seqs: Vec<u64> = receipts.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert!(batch_seqs.windows(2).all(|w| w[1] == w[0] + 1), "one batch, consecutive seqs: {batch_seqs:?}");
+    let nd: Vec<Value> = (40..43).map(|i| event(i, 5)).collect();
+    let nd_body = nd.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n") + "\n";
+    let (status, body) = ingest.post_raw("/api/audit/events", "application/x-ndjson", nd_body.into_bytes()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["events"].as_array().unwrap().len(), 3);
+
+    // Idempotent retry: the stored receipts, no new entries.
+    let head_before = app.running.ledger.head().await.unwrap().seq;
+    let (status, body) = ingest.post_json("/api/audit/events", &json!(batch)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let again: Vec<u64> = body["events"].as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(again, batch_seqs);
+    assert!(body["events"].as_array().unwrap().iter().all(|r| r["duplicate"] == true));
+    let head_after = app.running.ledger.head().await.unwrap().seq;
+    assert_eq!(head_after, head_before + 1, "only the retry's own self-audit record was added");
+
+    // Search: every filter, against what was sent.
+    let sent: Vec<Value> = std::iter::once(one.clone()).chain(batch.iter().cloned()).chain(nd.iter().cloned()).collect();
+    let count = |f: &dyn Fn(&Value) -> bool| sent.iter().filter(|e| f(e)).count();
+    let cases: Vec<(&str, usize)> = vec![
+        ("actor=user-1", count(&|e| e["actor"]["id"] == "user-1")),
+        ("action=user.login", count(&|e| e["action"] == "user.login")),
+        ("action=user.*&resource_type=document", count(&|e| e["action"].as_str().unwrap().starts_with("user.") && e["resource"]["type"] == "document")),
+        ("action=user.login&action=policy.update", count(&|e| e["action"] == "user.login" || e["action"] == "policy.update")),
+        ("action=user.login,policy.update", count(&|e| e["action"] == "user.login" || e["action"] == "policy.update")),
+        ("resource_type=server&resource_id=r1", count(&|e| e["resource"]["type"] == "server" && e["resource"]["id"] == "r1")),
+        ("outcome=denied", count(&|e| e["outcome"] == "denied")),
+        ("category=policy,tool&tenant=acme", count(&|e| (e["category"] == "policy" || e["category"] == "tool") && e["tenant"] == "acme")),
+        ("channel=ui&tenant=globex", count(&|e| e["source"]["channel"] == "ui" && e["tenant"] == "globex")),
+        ("severity=warning&tenant=acme,globex", count(&|e| e["severity"] == "warning")),
+        ("tenant=acme", count(&|e| e["tenant"] == "acme")),
+        ("q=T-17", 1),
+        ("q=ticket&tenant=globex", count(&|e| e["tenant"] == "globex")),
+    ];
+    for (query, expected) in &cases {
+        let got = reader.all(query).await;
+        assert_eq!(got.len(), *expected, "{query}");
+        assert!(*expected > 0, "the case `{query}` must match something");
+    }
+    // Time range: from inclusive, to exclusive, on occurred_at.
+    let from = ts(45);
+    let to = ts(20);
+    let in_range = sent
+        .iter()
+        .filter(|e| {
+            let t = e["occurred_at"].as_str().unwrap();
+            t >= from.as_str() && t < to.as_str()
+        })
+        .count();
+    let q = format!("tenant=acme,globex&from={}&to={}", urlencode(&from), urlencode(&to));
+    assert_eq!(reader.all(&q).await.len(), in_range, "{q}");
+    assert!(in_range > 5);
+
+    // Paging: descending by default, ascending on request; keyset cursors
+    // visit every event once, whatever the page size.
+    let mut cursor: Option<String> = None;
+    let mut paged = Vec::new();
+    loop {
+        let path = match &cursor {
+            None => "/api/audit?tenant=acme,globex&limit=7".to_owned(),
+            Some(c) => format!("/api/audit?tenant=acme,globex&limit=7&cursor={c}"),
+        };
+        let (status, page) = reader.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 7);
+        paged.extend(seqs(items));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(paged.len(), sent.len());
+    assert!(paged.windows(2).all(|w| w[0] > w[1]), "descending, no repeats");
+    let asc = seqs(&reader.all("tenant=acme,globex&order=asc").await);
+    assert!(asc.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(asc.len(), sent.len());
+
+    // Read one: decrypted, with its proof against a signed checkpoint.
+    let id = one["id"].as_str().unwrap();
+    let (status, got) = reader.get(&format!("/api/audit/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["event"]["details"]["note"], "ticket T-0");
+    assert_eq!(got["event"]["actor"]["id"], "user-0");
+    assert_eq!(got["verification"]["leaf_matches"], true);
+    assert_eq!(got["verification"]["mac_valid"], true);
+    assert_eq!(got["verification"]["inclusion"]["verified"], true, "{got}");
+    let note = got["verification"]["inclusion"]["checkpoint"].as_str().unwrap();
+    let origin = note.lines().next().unwrap();
+    assert!(got["public_key"].as_str().unwrap().starts_with(&format!("{origin}+")), "{got}");
+    let seq = got["event"]["seq"].as_u64().unwrap();
+    let (status, by_seq) = reader.get(&format!("/api/audit/{seq}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(by_seq["event"]["id"], one["id"]);
+    let (status, _) = reader.get(&format!("/api/audit/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Verify: full, waiting; and a range as a job with progress.
+    let admin = user_client(&app, "ver_admin", &["admin"]).await;
+    let (status, job) = admin.post_json("/api/audit/verify", &json!({"wait": true})).await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    assert_eq!(job["state"], "done");
+    assert_eq!(job["intact"], true, "{job}");
+    assert!(job["report"]["entries_checked"].as_u64().unwrap() >= sent.len() as u64);
+    assert_eq!(job["report"]["macs_checked"], job["report"]["entries_checked"]);
+    let (status, job) = admin.post_json("/api/audit/verify", &json!({"from_seq": 2, "to_seq": 20})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let url = job["status_url"].as_str().unwrap().to_owned();
+    let mut done = Value::Null;
+    for _ in 0..200 {
+        let (status, j) = admin.get(&url).await;
+        assert_eq!(status, StatusCode::OK);
+        if j["state"] != "running" {
+            done = j;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["report"]["entries_checked"], 19);
+    assert_eq!(done["checked"], 19);
+    assert_eq!(reader.post_json("/api/audit/verify", &json!({})).await.0, StatusCode::FORBIDDEN, "read keys cannot verify");
+
+    // Checkpoints with the public key.
+    let (status, cps) = reader.get("/api/audit/checkpoints?limit=5").await;
+    assert_eq!(status, StatusCode::OK, "{cps}");
+    assert!(!cps["checkpoints"].as_array().unwrap().is_empty());
+    assert_eq!(cps["public_key"], got["public_key"]);
+    assert!(cps["checkpoints"][0]["note"].as_str().unwrap().starts_with(&format!("{}\n", cps["origin"].as_str().unwrap())));
+
+    // Stats from rollups: totals and top values agree with what was sent.
+    let (status, st) = reader.get(&format!("/api/audit/stats?from={}&bucket=minute&dimensions=action,tenant", urlencode(&ts(120)))).await;
+    assert_eq!(status, StatusCode::OK, "{st}");
+    let tenants = st["top"]["tenant"].as_array().unwrap();
+    let acme = tenants.iter().find(|t| t["value"] == "acme").unwrap();
+    assert_eq!(acme["count"].as_u64().unwrap() as usize, count(&|e| e["tenant"] == "acme"));
+    let logins = st["top"]["action"].as_array().unwrap().iter().find(|t| t["value"] == "user.login").unwrap();
+    // The ledger's own count: the events sent plus the sign-in of `ver_admin`.
+    let ledger_logins = reader.all("action=user.login").await.len();
+    assert_eq!(ledger_logins, count(&|e| e["action"] == "user.login") + 1);
+    assert_eq!(logins["count"].as_u64().unwrap() as usize, ledger_logins);
+    let series_total: u64 = st["series"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(series_total, st["total"].as_u64().unwrap());
+    assert!(st["total"].as_u64().unwrap() >= sent.len() as u64, "sent events plus self-audit records");
+    assert_eq!(st["series"].as_array().unwrap().len(), 121, "two hours of minutes, empty ones included");
+
+    // The self-audit record of each endpoint called.
+    for (action, outcome) in [
+        ("audit.ingest", "success"),
+        ("audit.search", "success"),
+        ("audit.read", "success"),
+        ("audit.read", "failure"),
+        ("audit.verify.start", "success"),
+        ("audit.verify.start", "denied"),
+        ("audit.verify.status", "success"),
+        ("audit.checkpoints.read", "success"),
+        ("audit.stats", "success"),
+        ("audit.verify", "success"),
+    ] {
+        let found = reader.all(&format!("action={action}&outcome={outcome}")).await;
+        assert!(!found.is_empty(), "no self-audit record {action} {outcome}");
+        let e = &found[0];
+        if action != "audit.verify" {
+            assert!(e["metrics"]["status_code"].as_u64().is_some() && e["metrics"]["duration_ms"].as_f64().is_some(), "{e}");
+            assert!(e["correlation"]["request_id"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
+            assert!(e["resource"]["id"].as_str().unwrap().contains("/api/"), "{e}");
+        }
+    }
+    // The searches themselves are recorded with their filters (masked), and
+    // no record anywhere carries a credential.
+    let searches = reader.all("action=audit.search").await;
+    assert!(searches.iter().any(|e| e["details"]["query"].to_string().contains("user.login")));
+    let everything = reader.all("").await;
+    let dump = serde_json::to_string(&everything).unwrap();
+    assert!(!dump.contains(ingest.key.as_deref().unwrap()) && !dump.contains(reader.key.as_deref().unwrap()));
+    assert!(!dump.contains("custos_session="), "no session cookie in any event");
+    assert!(!dump.contains("signed in password 1"), "no password in any event");
+    app.running.shutdown().await.unwrap();
+}
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+both_backends! {
+async fn bad_input_is_refused_with_the_field_and_stores_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let ingest = key_client(&app, &[Scope::Ingest]).await;
+    let reader = key_client(&app, &[Scope::Read]).await;
+    let good = event(1, 1);
+    let (status, _) = ingest.post_json("/api/audit/events", &good).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let mut wrong_type = event(2, 1);
+    wrong_type["severity"] = json!(5);
+    let mut missing = event(3, 1);
+    missing.as_object_mut().unwrap().remove("action");
+    let mut bad_date = event(4, 1);
+    bad_date["occurred_at"] = json!("26/11/2026 10:00");
+    let mut future = event(5, 1);
+    future["occurred_at"] = json!("2099-01-01T00:00:00Z");
+    let mut injection = event(6, 1);
+    injection["action"] = json!("user.login'; DROP TABLE ledger_entries;--");
+    let mut unicode_action = event(7, 1);
+    unicode_action["actor"]["kind"] = json!("üser");
+    let mut deep = event(8, 1);
+    let mut d = json!("x");
+    for _ in 0..20 {
+        d = json!({ "a": d });
+    }
+    deep["details"] = d;
+    let mut big = event(9, 1);
+    big["details"] = json!({ "blob": "x".repeat(20_000) });
+    let mut long_id = event(10, 1);
+    long_id["actor"]["id"] = json!("a".repeat(300));
+    let mut unknown = event(11, 1);
+    unknown["colour"] = json!("blue");
+    let cases: Vec<(&str, &str, Vec<u8>, StatusCode, &str)> = vec![
+        ("malformed JSON", "application/json", b"{\"action\": ".to_vec(), StatusCode::BAD_REQUEST, "line 1"),
+        ("not an object", "application/json", b"42".to_vec(), StatusCode::BAD_REQUEST, "body"),
+        ("empty array", "application/json", b"[]".to_vec(), StatusCode::BAD_REQUEST, "body"),
+        ("wrong type", "application/json", wrong_type.to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "severity"),
+        ("missing field", "application/json", missing.to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "action"),
+        ("bad date", "application/json", bad_date.to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "occurred_at"),
+        ("future date", "application/json", future.to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "occurred_at"),
+        ("injection", "application/json", injection.to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "action"),
+        ("unicode kind", "application/json", unicode_action.to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "actor.kind"),
+        ("too deep", "application/json", deep.to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "details"),
+        ("details too big", "application/json", big.to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "details"),
+        ("too long", "application/json", long_id.to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "actor.id"),
+        ("unknown field", "application/json", unknown.to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "colour"),
+        ("one bad in a batch", "application/json", json!([event(12, 1), bad_date]).to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "[1].occurred_at"),
+        ("bad NDJSON line", "application/x-ndjson", format!("{}\n{{oops\n", event(13, 1)).into_bytes(), StatusCode::BAD_REQUEST, "line 2"),
+        ("too many", "application/json", json!((0..1001).map(|i| event(i, 1)).collect::<Vec<_>>()).to_string().into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "body"),
+        ("oversize body", "application/json", vec![b' '; 9 * 1024 * 1024], StatusCode::PAYLOAD_TOO_LARGE, "body"),
+        ("wrong content type", "text/plain", good.to_string().into_bytes(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),
+    ];
+    for (name, ct, body, want, path) in cases {
+        let before = app.running.ledger.head().await.unwrap().seq;
+        let (status, err) = ingest.post_raw("/api/audit/events", ct, body).await;
+        assert_eq!(status, want, "{name}: {err}");
+        assert!(err["code"].is_string() && err["message"].is_string(), "{name}: {err}");
+        if !path.is_empty() {
+            let paths: Vec<&str> = err["fields"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+            assert!(paths.iter().any(|p| p.starts_with(path)), "{name}: wants a problem at `{path}`: {err}");
+            assert!(err["fields"].as_array().unwrap().iter().all(|f| !f["reason"].as_str().unwrap().is_empty()));
+        }
+        // Nothing stored but the refused request's own self-audit record.
+        let after = app.running.ledger.head().await.unwrap().seq;
+        assert_eq!(after, before + 1, "{name}");
+        let (_, rec) = reader.get(&format!("/api/audit/{after}")).await;
+        assert_eq!(rec["event"]["action"], "audit.ingest", "{name}");
+        assert_eq!(rec["event"]["outcome"], "failure", "{name}");
+    }
+    // Unicode and injection-looking text where free text is allowed is
+    // stored as sent and found again.
+    let mut odd = event(20, 1);
+    odd["details"] = json!({ "note": "Zoë ✓ 漢字 '; DROP TABLE x;-- <script>" });
+    let (status, body) = ingest.post_json("/api/audit/events", &odd).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, got) = reader.get(&format!("/api/audit/{}", odd["id"].as_str().unwrap())).await;
+    assert_eq!(got["event"]["details"]["note"], odd["details"]["note"]);
+    assert_eq!(reader.all("q=%E6%BC%A2%E5%AD%97").await.len(), 1, "found by unicode text");
+    // Nothing stored before is affected: the whole ledger still verifies.
+    let report = app.running.ledger.verify(Default::default(), |_| {}).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+
+    // Bad search parameters are named.
+    for (q, field) in [
+        ("limit=5000", "limit"),
+        ("limit=abc", "limit"),
+        ("from=yesterday", "from"),
+        ("to=2026-13-01T00:00:00Z", "to"),
+        ("order=sideways", "order"),
+        ("cursor=forged", "cursor"),
+        ("colour=blue", "colour"),
+        ("action=*", "action"),
+        ("from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
+    ] {
+        let (status, err) = reader.get(&format!("/api/audit?{q}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{q}: {err}");
+        assert_eq!(err["fields"][0]["path"], field, "{q}: {err}");
+    }
+    let (status, err) = reader.get("/api/audit/not-an-id").await;
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("id")));
+    let (status, err) = reader.get("/api/audit/stats?bucket=week").await;
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("bucket")), "{err}");
+    app.running.shutdown().await.unwrap();
+}
+}
+
+both_backends! {
+async fn masking_rules_mask_unmask_and_keep_a_history(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let ingest = key_client(&app, &[Scope::Ingest]).await;
+    let viewer = user_client(&app, "m_viewer", &["viewer"]).await;
+    let admin = user_client(&app, "m_admin", &["admin"]).await;
+    let mut e = event(1, 1);
+    e["actor"] = json!({"id": "ada@example.org", "kind": "user", "ip": "203.0.113.7"});
+    e["details"] = json!({
+        "email": "contact bob@example.com",
+        "phone": "call +44 20 7946 0958",
+        "card": "paid with 4111 1111 1111 1111",
+        "iban": "to DE89370400440532013000",
+        "ssn": "ssn 123-45-6789",
+        "ipv6": "from 2001:db8::1",
+        "password": "hunter2",
+        "headers": {"Authorization": "Bearer abc.def", "cookie": "sid=1"},
+        "plain": "nothing to hide"
+    });
+    let (status, body) = ingest.post_json("/api/audit/events", &e).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = e["id"].as_str().unwrap();
+    let (status, got) = viewer.get(&format!("/api/audit/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let ev = &got["event"];
+    let d = &ev["details"];
+    assert!(ev["actor"]["id"].as_str().unwrap().starts_with("pseu:"), "{ev}");
+    assert!(ev["actor"]["ip"].as_str().unwrap().starts_with("pseu:"), "{ev}");
+    assert!(d["email"].as_str().unwrap().starts_with("contact pseu:"), "{d}");
+    assert_eq!(d["phone"], "call +•• •• •••• ••58");
+    assert_eq!(d["card"], "paid with •••• •••• •••• 1111");
+    assert_eq!(d["iban"], "to ••••••••••••••••••3000");
+    assert_eq!(d["ssn"], "ssn [us_ssn]");
+    assert!(d["ipv6"].as_str().unwrap().starts_with("from pseu:"));
+    assert_eq!(d["password"], "[secret]");
+    assert_eq!(d["headers"]["Authorization"], "[secret]");
+    assert_eq!(d["headers"]["cookie"], "[secret]");
+    assert_eq!(d["plain"], "nothing to hide");
+    assert!(got.get("unmasked").is_none() && ev.get("unmasked").is_none());
+    // Pseudonyms stay searchable by the clear value.
+    assert_eq!(viewer.all("actor=ada@example.org").await.len(), 1);
+    assert_eq!(viewer.all("actor=ADA@example.org").await.len(), 1, "e-mail pseudonyms ignore case");
+    // Unmasking: needs audit:unmask and a reason; it is recorded first.
+    let (status, _) = viewer.get(&format!("/api/audit/{id}?unmask=true&reason=incident%2042")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, err) = admin.get(&format!("/api/audit/{id}?unmask=true")).await;
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("reason")));
+    let (status, got) = admin.get(&format!("/api/audit/{id}?unmask=true&reason=incident%2042")).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    let un = &got["event"]["unmasked"];
+    assert_eq!(un["actor.id"], "ada@example.org");
+    assert_eq!(un["details.ssn"], "ssn 123-45-6789");
+    assert!(un.get("details.password").is_none() && un.get("details.card").is_none(), "not kept: {un}");
+    let unmasks = admin.all("action=audit.unmask").await;
+    assert_eq!(unmasks.len(), 1);
+    assert_eq!(unmasks[0]["details"]["justification"], "incident 42");
+    assert_eq!(unmasks[0]["resource"]["id"], id);
+
+    // The policy API: read, preview, change, history.
+    let (status, p) = admin.get("/api/policies/masking").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(p["version"], 0);
+    assert_eq!(viewer.get("/api/policies/masking").await.0, StatusCode::FORBIDDEN);
+    let (status, pv) = admin.post_json("/api/policies/masking/preview", &json!({"text": "mail a@b.io, ssn 123-45-6789"})).await;
+    assert_eq!(status, StatusCode::OK, "{pv}");
+    assert!(pv["masked"].as_str().unwrap().contains("[us_ssn]") && !pv["masked"].as_str().unwrap().contains("a@b.io"));
+    let mut rules = p["rules"].as_array().unwrap().clone();
+    for r in &mut rules {
+        if r["detector"] == "email" {
+            r["action"] = json!({"type": "redact"});
+            r["keep_original"] = json!(false);
+        }
+    }
+    let (status, pv) = admin.post_json("/api/policies/masking/preview", &json!({"text": "mail a@b.io", "rules": rules})).await;
+    assert_eq!((status, pv["masked"].as_str()), (StatusCode::OK, Some("mail [email]")));
+    let (status, err) = admin.put_json("/api/policies/masking", &json!({"rules": rules, "based_on": 7, "comment": "x"})).await;
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("based_on")), "{err}");
+    let mut twice = rules.clone();
+    twice.push(rules[0].clone());
+    let (status, err) = admin.put_json("/api/policies/masking", &json!({"rules": twice, "based_on": 0})).await;
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("rules")), "{err}");
+    let (status, err) = admin.put_json("/api/policies/masking", &json!({"rules": [{"detector": "dna", "action": {"type": "redact"}}], "based_on": 0})).await;
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("body")), "{err}");
+    let (status, v1) = admin.put_json("/api/policies/masking", &json!({"rules": rules, "based_on": 0, "comment": "no e-mail pseudonyms"})).await;
+    assert_eq!(status, StatusCode::OK, "{v1}");
+    assert_eq!(v1["version"], 1);
+    assert_eq!(v1["created_by"], "m_admin");
+    let mut e2 = event(2, 1);
+    e2["details"] = json!({"note": "reach me at carol@example.net"});
+    assert_eq!(ingest.post_json("/api/audit/events", &e2).await.0, StatusCode::CREATED);
+    let (_, got2) = viewer.get(&format!("/api/audit/{}", e2["id"].as_str().unwrap())).await;
+    assert_eq!(got2["event"]["details"]["note"], "reach me at [email]", "new events use the new version");
+    let (_, old) = viewer.get(&format!("/api/audit/{id}")).await;
+    assert!(old["event"]["actor"]["id"].as_str().unwrap().starts_with("pseu:"), "stored events keep their masking");
+    let (status, h) = admin.get("/api/policies/masking/history").await;
+    assert_eq!(status, StatusCode::OK);
+    let versions: Vec<u64> = h["versions"].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
+    assert_eq!(versions, vec![1, 0]);
+    assert_eq!(h["versions"][0]["comment"], "no e-mail pseudonyms");
+    let changes = admin.all("action=policy.masking.update").await;
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0]["details"]["version"], 1);
+    app.running.shutdown().await.unwrap();
+}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_that_cannot_record_refuses_requests_and_nothing_changes() {
+    use sea_orm::ConnectionTrait as _;
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let ingest = key_client(&app, &[Scope::Ingest]).await;
+    let reader = key_client(&app, &[Scope::Read]).await;
+    let admin = user_client(&app, "down_admin", &["admin"]).await;
+    let (_, p) = admin.get("/api/policies/masking").await;
+    let rules = p["rules"].clone();
+    let db = app.running.ledger.db().conn();
+    db.execute_unprepared(
+        "CREATE TRIGGER injected_failure BEFORE INSERT ON ledger_entries BEGIN SELECT RAISE(ABORT, 'injected'); END",
+    )
+    .await
+    .unwrap();
+    let head = app.running.ledger.head().await.unwrap().seq;
+    let e = event(1, 1);
+    let (status, err) = ingest.post_json("/api/audit/events", &e).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert_eq!(err["code"], "ledger_unavailable");
+    let (status, _) =
+        admin.put_json("/api/policies/masking", &json!({"rules": rules, "based_on": 0, "comment": "while down"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a change that cannot be recorded is refused");
+    let (status, _) = reader.get("/api/audit").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "no data goes out unrecorded");
+    db.execute_unprepared("DROP TRIGGER injected_failure").await.unwrap();
+    assert_eq!(app.running.ledger.head().await.unwrap().seq, head, "nothing was committed");
+    let (_, p) = admin.get("/api/policies/masking").await;
+    assert_eq!(p["version"], 0, "the policy did not change");
+    let (status, _) = reader.get(&format!("/api/audit/{}", e["id"].as_str().unwrap())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the event was not stored");
+    // Recovered: the same request now succeeds.
+    assert_eq!(ingest.post_json("/api/audit/events", &e).await.0, StatusCode::CREATED);
+    let report = app.running.ledger.verify(Default::default(), |_| {}).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    app.running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_and_offline_docs() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let res = app.get("/api/openapi.json").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let doc: Value = res.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    for (path, method) in [
+        ("/api/audit/events", "post"),
+        ("/api/audit", "get"),
+        ("/api/audit/{id}", "get"),
+        ("/api/audit/verify", "post"),
+        ("/api/audit/checkpoints", "get"),
+        ("/api/audit/stats", "get"),
+        ("/api/policies/masking", "put"),
+        ("/api/policies/masking/preview", "post"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} documented");
+    }
+    assert!(doc["components"]["schemas"]["Event"].is_object());
+    assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+    let res = app.get("/api/docs").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("/vendor/swagger-ui/swagger-ui-bundle.js"));
+    assert!(!html.contains("http://") && !html.contains("https://"), "nothing from elsewhere");
+    app.running.shutdown().await.unwrap();
+}
