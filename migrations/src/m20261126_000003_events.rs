@@ -8,20 +8,23 @@ use sea_orm_migration::sea_orm::DbBackend;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// Filter indexes, both backends. Each ends in `seq`, so that a filtered
-/// page is an index range read in keyset order.
+/// Filter indexes, both backends. Every filter column rides in one index
+/// led by `occurred_at`: a time-bounded search reads one index range and
+/// filters inside it, touching rows only for the page it returns; inserts
+/// land at the index's right edge (events arrive roughly in time order),
+/// so the index costs ingest little. Searches without a time bound walk the
+/// table newest first (`seq`), which finds common values at once and rare
+/// ones after a scan; a per-column index each would cut ingest by a third.
 const INDEXES: &[&str] = &[
-    "CREATE INDEX ledger_entries_action ON ledger_entries (action, seq)",
-    "CREATE INDEX ledger_entries_actor ON ledger_entries (actor_id, seq)",
-    "CREATE INDEX ledger_entries_category ON ledger_entries (category, seq)",
-    "CREATE INDEX ledger_entries_outcome ON ledger_entries (outcome, seq)",
-    "CREATE INDEX ledger_entries_resource ON ledger_entries (resource_type, resource_id, seq)",
-    "CREATE INDEX ledger_entries_tenant ON ledger_entries (tenant, seq)",
+    "DROP INDEX ledger_entries_occurred_at",
+    "CREATE INDEX ledger_entries_time_filters ON ledger_entries \
+     (occurred_at, action, outcome, category, tenant, actor_id, resource_type, seq)",
 ];
 
 const SQLITE: &[&str] = &[
-    // Counts per minute (`bucket` = minutes since the epoch of `occurred_at`)
-    // per dimension value; dimension `total` has the value ''.
+    // Counts per dimension value and bucket (minutes since the epoch of
+    // `occurred_at`: each minute for `total`, whose value is '', and whole
+    // hours for the ranked dimensions).
     r#"CREATE TABLE audit_rollups (
         dimension TEXT NOT NULL,
         value TEXT NOT NULL,

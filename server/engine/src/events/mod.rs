@@ -3,6 +3,8 @@
 
 pub use custos_model as model;
 
+#[doc(hidden)]
+pub mod fuzz;
 pub mod mask;
 pub mod search;
 pub mod service;

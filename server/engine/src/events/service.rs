@@ -241,7 +241,7 @@ impl Events {
                 None => f.limit as u64 + 1,
                 Some(_) => 256.min(self.q_scan_limit - scanned).max(1),
             };
-            let (sql, values) = search::build_sql(f, &actors, &resource_ids, after, want);
+            let (sql, values) = search::build_sql(f, &actors, &resource_ids, after, want, b);
             let rows = conn.query_all_raw(stmt_for(b, &sql, values)).await?;
             let got = rows.len() as u64;
             for row in &rows {
@@ -341,6 +341,8 @@ impl Events {
                 total += count as u64;
             }
         }
+        // Ranked dimensions are counted per hour: the range widens to whole hours.
+        let (lo_h, hi_h) = (lo.div_euclid(60) * 60, (hi + 59).div_euclid(60) * 60);
         let mut tops = BTreeMap::new();
         for dim in dimensions {
             let rows = conn
@@ -348,7 +350,7 @@ impl Events {
                     b,
                     "SELECT value, CAST(SUM(count) AS BIGINT) AS n FROM audit_rollups \
                      WHERE dimension = ? AND bucket >= ? AND bucket < ? GROUP BY value ORDER BY n DESC, value LIMIT ?",
-                    vec![dim.to_string().into(), lo.into(), hi.into(), (top as i64).into()],
+                    vec![dim.to_string().into(), lo_h.into(), hi_h.into(), (top as i64).into()],
                 ))
                 .await?;
             let mut list = Vec::with_capacity(rows.len());

@@ -41,6 +41,9 @@ fn open_with(path: &Path, busy_timeout: Duration, autocheckpoint: bool) -> Resul
     // Reads through a memory map instead of read(2) copies; writes still go
     // to the WAL by write(2) and fsync, so durability is unchanged.
     conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+    // The filter indexes take inserts at many points at once: keep their
+    // hot pages cached (64 MiB) instead of re-reading them every commit.
+    conn.pragma_update(None, "cache_size", -65_536i64)?;
     if !autocheckpoint {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     }

@@ -1,0 +1,389 @@
+//! The API benchmark: a real server on port 0 over HTTP, like a client.
+//!
+//! 1. The sequencer's own figure (baseline): a second fresh server's ledger
+//!    takes the same number of events as pre-built entries of the same size,
+//!    in appends of `--batch`, from `--clients` tasks: no HTTP, no JSON, no
+//!    validation, no masking.
+//! 2. Ingest over HTTP: `--clients` clients POST pre-serialised batches of
+//!    `--batch` events to `/api/audit/events` with an API key.
+//! 3. Search: `--queries` first-page searches (limit 50) over HTTP, each a
+//!    random one-day window plus one other filter (action, actor, outcome or
+//!    tenant): p50 and p95. Baseline: the same SQL statement run directly on
+//!    the database (rows only: no decryption, no HTTP, no self-audit record).
+//!
+//! `cargo bench -p custos-server --bench api -- --events 1000000`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use custos_engine::clock::OsRandom;
+use custos_engine::events::SearchFilter;
+use custos_engine::identity::apikey::Scope;
+use custos_engine::identity::service::Actor;
+use custos_engine::keys::FileKek;
+use custos_engine::ledger::NewEntry;
+use custos_engine::ledger::types::HeaderFields;
+use custos_server::config::Config;
+use sea_orm::ConnectionTrait as _;
+use secrecy::ExposeSecret as _;
+
+struct Args {
+    events: usize,
+    batch: usize,
+    clients: usize,
+    queries: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args { events: 1_000_000, batch: 1000, clients: 4, queries: 400 };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).and_then(|v| v.parse::<usize>().ok());
+        match (argv[i].as_str(), value) {
+            ("--events", Some(v)) => a.events = v,
+            ("--batch", Some(v)) => a.batch = v,
+            ("--clients", Some(v)) => a.clients = v,
+            ("--queries", Some(v)) => a.queries = v,
+            ("--bench", _) => {
+                i += 1;
+                continue;
+            }
+            (other, _) => {
+                eprintln!("unknown or incomplete argument `{other}`; use --events N --batch N --clients N --queries N");
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+const ACTIONS: [&str; 24] = [
+    "user.login",
+    "user.logout",
+    "user.password.change",
+    "user.mfa.enrol",
+    "policy.update",
+    "policy.read",
+    "role.assign",
+    "role.revoke",
+    "document.read",
+    "document.update",
+    "document.delete",
+    "document.share",
+    "mcp.request",
+    "mcp.connect",
+    "tool.invoke",
+    "tool.result",
+    "config.change",
+    "network.rule.add",
+    "network.rule.remove",
+    "infra.vm.start",
+    "infra.vm.stop",
+    "notification.send",
+    "export.create",
+    "api_key.create",
+];
+const CATEGORIES: [&str; 24] = [
+    "authentication",
+    "authentication",
+    "authentication",
+    "authentication",
+    "policy",
+    "policy",
+    "authorization",
+    "authorization",
+    "data_access",
+    "data_access",
+    "data_access",
+    "data_access",
+    "mcp",
+    "mcp",
+    "tool",
+    "tool",
+    "configuration",
+    "network",
+    "network",
+    "infrastructure",
+    "infrastructure",
+    "notification",
+    "data_access",
+    "admin",
+];
+const OUTCOMES: [&str; 8] = ["success", "success", "success", "success", "success", "failure", "denied", "error"];
+const ACTORS: usize = 2000;
+const TENANTS: usize = 20;
+const SPAN_US: i64 = 30 * 86_400_000_000;
+
+/// A small deterministic generator (xorshift), so runs are comparable.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn rfc3339(us: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Event i of n: times in order over the last 30 days (with jitter), as
+/// events arrive in real life.
+fn event(i: usize, n: usize, start_us: i64, rng: &mut Rng) -> serde_json::Value {
+    let a = rng.below(ACTIONS.len());
+    let t = start_us + (i as i64) * (SPAN_US / n as i64) + (rng.below(60_000_000) as i64 - 30_000_000);
+    serde_json::json!({
+        "occurred_at": rfc3339(t),
+        "category": CATEGORIES[a],
+        "action": ACTIONS[a],
+        "outcome": OUTCOMES[rng.below(OUTCOMES.len())],
+        "severity": "info",
+        "actor": {"id": format!("u-{}", rng.below(ACTORS)), "kind": "user", "name": "Bench User"},
+        "resource": {"type": "document", "id": format!("doc-{}", rng.below(100_000))},
+        "tenant": format!("tenant-{}", rng.below(TENANTS)),
+        "source": {"application": "bench", "host": "app-01", "channel": "api"},
+        "correlation": {"request_id": format!("req-{i}")},
+        "details": {"path": "/v1/documents", "bytes": rng.below(1_000_000), "note": "routine operation by the bench"}
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn start(dir: &std::path::Path) -> custos_server::Running {
+    let mut config = Config::for_test(dir);
+    config.log.filter = "warn".into();
+    FileKek::generate(&config.kek_file(), &OsRandom).unwrap();
+    custos_server::start(&config).await.unwrap()
+}
+
+fn main() {
+    let a = args();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(run(a));
+}
+
+async fn run(a: Args) {
+    let now = chrono::Utc::now().timestamp_micros();
+    let start_us = now - SPAN_US - 120_000_000;
+    println!("generating {} events in batches of {} (pre-serialised, not timed)…", a.events, a.batch);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let bodies: Vec<Vec<u8>> = (0..a.events.div_ceil(a.batch))
+        .map(|b| {
+            let items: Vec<serde_json::Value> = (b * a.batch..((b + 1) * a.batch).min(a.events))
+                .map(|i| event(i, a.events, start_us, &mut rng))
+                .collect();
+            serde_json::to_vec(&items).unwrap()
+        })
+        .collect();
+    let mean_event = bodies.iter().map(Vec::len).sum::<usize>() / a.events;
+
+    // 1. The sequencer's own figure, on a fresh server.
+    let dir_b = tempfile::tempdir().unwrap();
+    let server_b = start(dir_b.path()).await;
+    let entries: Vec<Vec<NewEntry>> = {
+        let mut rng = Rng(7);
+        (0..a.events.div_ceil(a.batch))
+            .map(|b| {
+                (b * a.batch..((b + 1) * a.batch).min(a.events))
+                    .map(|i| {
+                        let e = event(i, a.events, start_us, &mut rng);
+                        let s = |k: &str| e[k].as_str().unwrap().to_owned();
+                        NewEntry {
+                            event_id: uuid::Uuid::now_v7(),
+                            occurred_at_us: chrono::DateTime::parse_from_rfc3339(&s("occurred_at"))
+                                .unwrap()
+                                .timestamp_micros(),
+                            fields: HeaderFields {
+                                category: s("category"),
+                                action: s("action"),
+                                outcome: s("outcome"),
+                                severity: s("severity"),
+                                actor_id: Some(e["actor"]["id"].as_str().unwrap().into()),
+                                actor_kind: Some("user".into()),
+                                resource_type: Some("document".into()),
+                                resource_id: Some(e["resource"]["id"].as_str().unwrap().into()),
+                                tenant: Some(s("tenant")),
+                                channel: Some("api".into()),
+                                source_app: Some("bench".into()),
+                            },
+                            payload: e.to_string().into_bytes(),
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let queue = Arc::new(std::sync::Mutex::new(entries));
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..a.clients {
+        let (queue, ledger) = (queue.clone(), server_b.ledger.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(batch) = queue.lock().unwrap().pop() else { break };
+                ledger.append(batch).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seq_secs = t.elapsed().as_secs_f64();
+    let seq_rate = a.events as f64 / seq_secs;
+    println!("sequencer (baseline): {:.0} events/s ({:.1} s)", seq_rate, seq_secs);
+    server_b.shutdown().await.unwrap();
+    drop(dir_b);
+
+    // 2. Ingest over HTTP.
+    let dir_a = tempfile::tempdir().unwrap();
+    let server = start(dir_a.path()).await;
+    let base = format!("http://{}", server.addr);
+    let (_, key) = server
+        .identity
+        .create_api_key(&Actor::system("cli"), "bench", &[Scope::Ingest, Scope::Read], None)
+        .await
+        .unwrap();
+    let key = key.expose_secret().to_owned();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(a.clients).build().unwrap();
+    let queue = Arc::new(std::sync::Mutex::new(bodies));
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..a.clients {
+        let (queue, http, base, key) = (queue.clone(), http.clone(), base.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(body) = queue.lock().unwrap().pop() else { break };
+                let res = http
+                    .post(format!("{base}/api/audit/events"))
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 201, "{}", res.text().await.unwrap_or_default());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let http_secs = t.elapsed().as_secs_f64();
+    let http_rate = a.events as f64 / http_secs;
+    println!(
+        "ingest over HTTP: {:.0} events/s ({:.1} s, {} clients, batches of {}, ~{} B per event) = {:.2}x the sequencer",
+        http_rate,
+        http_secs,
+        a.clients,
+        a.batch,
+        mean_event,
+        http_rate / seq_rate
+    );
+
+    // 3. Search: first page, a one-day window and one other filter.
+    let conn = server.ledger.db().conn();
+    conn.execute_unprepared(match server.ledger.db().kind() {
+        custos_engine::storage::DbKind::Sqlite => "ANALYZE",
+        _ => "ANALYZE ledger_entries",
+    })
+    .await
+    .unwrap();
+    let mut rng = Rng(42);
+    let mut api = Vec::with_capacity(a.queries);
+    let mut sql = Vec::with_capacity(a.queries);
+    let mut per_kind: std::collections::BTreeMap<&str, Vec<Duration>> = Default::default();
+    let mut returned = 0usize;
+    for q in 0..a.queries {
+        let day = rng.below(29) as i64;
+        let from = start_us + day * 86_400_000_000 + 120_000_000;
+        let to = from + 86_400_000_000;
+        let (kind, filter) = match q % 4 {
+            0 => ("action", format!("action={}", ACTIONS[rng.below(ACTIONS.len())])),
+            1 => ("actor", format!("actor=u-{}", rng.below(ACTORS))),
+            2 => ("outcome", "outcome=denied".to_owned()),
+            _ => ("tenant", format!("tenant=tenant-{}", rng.below(TENANTS))),
+        };
+        let query = format!("from={}&to={}&{filter}&limit=50", rfc3339(from), rfc3339(to)).replace('+', "%2B");
+        // Baseline: the same statement straight on the database.
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&query).unwrap();
+        let f = SearchFilter::from_pairs(&pairs).unwrap();
+        let (stmt, values) = custos_engine::events::search::build_sql(
+            &f,
+            &f.actors,
+            &f.resource_ids,
+            None,
+            51,
+            conn.get_database_backend(),
+        );
+        let t = Instant::now();
+        let rows = conn
+            .query_all_raw(custos_engine::storage::stmt_for(conn.get_database_backend(), &stmt, values))
+            .await
+            .unwrap();
+        sql.push(t.elapsed());
+        let t = Instant::now();
+        let res = http.get(format!("{base}/api/audit?{query}")).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let page: serde_json::Value = res.json().await.unwrap();
+        let took = t.elapsed();
+        api.push(took);
+        per_kind.entry(kind).or_default().push(took);
+        let n = page["items"].as_array().unwrap().len();
+        assert_eq!(n, rows.len().min(50), "the API returns what the SQL finds");
+        returned += n;
+    }
+    // Not in the headline: an actor over all time (no time bound).
+    let mut unbounded = Vec::new();
+    for _ in 0..a.queries.min(100) {
+        let query = format!("actor=u-{}&limit=50", rng.below(ACTORS));
+        let t = Instant::now();
+        let res = http.get(format!("{base}/api/audit?{query}")).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let _: serde_json::Value = res.json().await.unwrap();
+        unbounded.push(t.elapsed());
+    }
+    unbounded.sort();
+    api.sort();
+    sql.sort();
+    println!(
+        "search over HTTP on {} events, first page (limit 50), one-day window + one filter, {} queries (mean {:.1} rows):",
+        a.events,
+        a.queries,
+        returned as f64 / a.queries as f64
+    );
+    println!(
+        "  API: p50 {:.2} ms, p95 {:.2} ms; SQL alone (baseline): p50 {:.2} ms, p95 {:.2} ms; p95 ratio {:.1}x",
+        ms(percentile(&api, 0.5)),
+        ms(percentile(&api, 0.95)),
+        ms(percentile(&sql, 0.5)),
+        ms(percentile(&sql, 0.95)),
+        ms(percentile(&api, 0.95)) / ms(percentile(&sql, 0.95)).max(0.001)
+    );
+    for (kind, mut v) in per_kind {
+        v.sort();
+        println!("  + {kind:<8} p50 {:.2} ms, p95 {:.2} ms", ms(percentile(&v, 0.5)), ms(percentile(&v, 0.95)));
+    }
+    println!(
+        "  actor over all time (no time bound), {} queries: p50 {:.2} ms, p95 {:.2} ms",
+        unbounded.len(),
+        ms(percentile(&unbounded, 0.5)),
+        ms(percentile(&unbounded, 0.95))
+    );
+    server.shutdown().await.unwrap();
+}
