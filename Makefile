@@ -16,12 +16,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DATA_DIR ?= ./data
 BIND ?= 127.0.0.1:3000
 
-.PHONY: help run test tools test-tools build site check-wasm bench-ingest lint
+.PHONY: help run test tools test-tools build site check-wasm bench-ingest bench-api lint
 
 help:
 	@echo "make run    build the release site and start Custos on http://$(BIND) (SQLite under $(DATA_DIR))"
 	@echo "make test   every Rust test on SQLite and a throw-away PostgreSQL, then the Playwright suite"
 	@echo "make bench-ingest   the ledger ingest/verify benchmark (see README)"
+	@echo "make bench-api      HTTP ingest and search on 1M events (see README)"
 
 ## Tools ------------------------------------------------------------------
 
@@ -82,3 +83,7 @@ lint:
 EVENTS ?= 200000
 bench-ingest: site
 	$(TARGET_DIR)/release/custos bench ingest --events $(EVENTS)
+
+API_EVENTS ?= 1000000
+bench-api:
+	cargo bench -p custos-server --bench api -- --events $(API_EVENTS) --queries 400

@@ -383,3 +383,57 @@ pub struct ApiError {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldProblem>,
 }
+
+/// An event as a client sends it to `POST /api/audit/events` (the wire
+/// form; the server validates it field by field and reports every problem
+/// with its path).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EventInput {
+    /// A UUID chosen by the client: the idempotency key (a retry with the
+    /// same id returns the stored receipt). Default: a new UUIDv7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// When it happened, RFC 3339 (`2026-11-26T14:03:00Z`); at most 5
+    /// minutes ahead of the server's clock and 10 years back.
+    pub occurred_at: String,
+    /// authentication, authorization, admin, policy, data_access,
+    /// configuration, infrastructure, network, mcp, tool, notification,
+    /// plugin, system, security or integrity.
+    pub category: String,
+    /// A dotted verb of letters, digits, `_` and `-`: `user.login`,
+    /// `mcp.request` (at most 128 characters).
+    pub action: String,
+    /// success, failure, denied or error.
+    pub outcome: String,
+    /// Why (failures, denials); at most 1024 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// debug, info (default), notice, warning, error or critical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// Who: `id` (required, at most 256) and `kind` (user, service, api_key,
+    /// system); optional name, ip (an IPv4/IPv6 address), user_agent,
+    /// session_id.
+    pub actor: Actor,
+    /// What: `type` (required), optional id and name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Resource>,
+    /// Tenant or workspace (at most 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Where from: application, host, channel (default `api`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// request_id, trace_id, parent_id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<Correlation>,
+    /// duration_ms, status_code, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
+    /// Free JSON context: at most 16 KiB serialised and 8 levels deep.
+    /// Masked before it is stored (see the masking policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}

@@ -61,7 +61,7 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
 /// instead of a second copy.
 #[utoipa::path(
     post, path = "/api/audit/events", tag = "audit",
-    request_body(content = custos_model::Event, description = "An event, an array of events, or NDJSON.",
+    request_body(content = custos_model::EventInput, description = "An event, an array of events (at most 1,000), or NDJSON with one event per line.",
         content_type = "application/json"),
     responses(
         (status = 201, description = "Committed", body = IngestResponse),

@@ -48,7 +48,7 @@ impl Modify for Security {
         verify_jobs::start, verify_jobs::status,
         masking::get_policy, masking::put_policy, masking::history, masking::preview,
     ),
-    components(schemas(custos_model::Event, custos_model::ApiError, custos_model::FieldProblem)),
+    components(schemas(custos_model::EventInput, custos_model::ApiError, custos_model::FieldProblem)),
     modifiers(&Security),
     tags(
         (name = "audit", description = "Record, search and read audit events"),
