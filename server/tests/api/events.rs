@@ -523,6 +523,25 @@ async fn masking_rules_mask_unmask_and_keep_a_history(backend: Backend) {
     let changes = admin.all("action=policy.masking.update").await;
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0]["details"]["version"], 1);
+    // Each endpoint called left its self-audit record, with the outcome.
+    let status = admin.http.post(format!("{}/rpc/status", admin.base)).send().await.unwrap();
+    assert_eq!(status.status(), StatusCode::OK);
+    for (action, outcome) in [
+        ("policy.masking.read", "success"),
+        ("policy.masking.read", "denied"),
+        ("policy.masking.preview", "success"),
+        ("policy.masking.change", "success"),
+        ("policy.masking.change", "failure"),
+        ("policy.masking.history", "success"),
+        ("audit.unmask", "success"),
+        ("rpc.status", "success"),
+    ] {
+        let found = admin.all(&format!("action={action}&outcome={outcome}")).await;
+        assert!(!found.is_empty(), "no self-audit record {action} {outcome}");
+    }
+    let reads = admin.all("action=policy.masking.read&outcome=denied").await;
+    assert_eq!(reads[0]["actor"]["name"], "m_viewer", "who was refused is recorded");
+    assert_eq!(reads[0]["metrics"]["status_code"], 403);
     app.running.shutdown().await.unwrap();
 }
 }
