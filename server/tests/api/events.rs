@@ -610,5 +610,10 @@ async fn openapi_document_and_offline_docs() {
     let html = res.text().await.unwrap();
     assert!(html.contains("/vendor/swagger-ui/swagger-ui-bundle.js"));
     assert!(!html.contains("http://") && !html.contains("https://"), "nothing from elsewhere");
+    // Anonymous reads of the documentation are recorded too.
+    let reader = key_client(&app, &[Scope::Read]).await;
+    let docs = reader.all("action=api.docs.read").await;
+    assert_eq!(docs.len(), 2, "{docs:?}");
+    assert!(docs.iter().all(|e| e["actor"]["kind"] == "anonymous" && e["outcome"] == "success"));
     app.running.shutdown().await.unwrap();
 }
