@@ -32,10 +32,12 @@ struct Args {
     batch: usize,
     clients: usize,
     queries: usize,
+    /// A PostgreSQL server (admin URL): fresh databases are created on it.
+    postgres: Option<String>,
 }
 
 fn args() -> Args {
-    let mut a = Args { events: 1_000_000, batch: 1000, clients: 4, queries: 400 };
+    let mut a = Args { events: 1_000_000, batch: 1000, clients: 4, queries: 400, postgres: None };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -45,6 +47,7 @@ fn args() -> Args {
             ("--batch", Some(v)) => a.batch = v,
             ("--clients", Some(v)) => a.clients = v,
             ("--queries", Some(v)) => a.queries = v,
+            ("--postgres", _) if i + 1 < argv.len() => a.postgres = Some(argv[i + 1].clone()),
             ("--bench", _) => {
                 i += 1;
                 continue;
@@ -165,9 +168,15 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn start(dir: &std::path::Path) -> custos_server::Running {
+async fn start(dir: &std::path::Path, postgres: Option<&str>) -> custos_server::Running {
     let mut config = Config::for_test(dir);
     config.log.filter = "warn".into();
+    if let Some(admin) = postgres {
+        let name = format!("custos_bench_{}", uuid::Uuid::now_v7().simple());
+        let url = custos_engine::storage::create_postgres_database(admin, &name).await.unwrap();
+        config.database.url = Some(secrecy::SecretString::from(url));
+        config.database.max_connections = 16;
+    }
     FileKek::generate(&config.kek_file(), &OsRandom).unwrap();
     custos_server::start(&config).await.unwrap()
 }
@@ -195,7 +204,7 @@ async fn run(a: Args) {
 
     // 1. The sequencer's own figure, on a fresh server.
     let dir_b = tempfile::tempdir().unwrap();
-    let server_b = start(dir_b.path()).await;
+    let server_b = start(dir_b.path(), a.postgres.as_deref()).await;
     let entries: Vec<Vec<NewEntry>> = {
         let mut rng = Rng(7);
         (0..a.events.div_ceil(a.batch))
@@ -252,7 +261,7 @@ async fn run(a: Args) {
 
     // 2. Ingest over HTTP.
     let dir_a = tempfile::tempdir().unwrap();
-    let server = start(dir_a.path()).await;
+    let server = start(dir_a.path(), a.postgres.as_deref()).await;
     let base = format!("http://{}", server.addr);
     let (_, key) = server
         .identity
@@ -362,8 +371,9 @@ async fn run(a: Args) {
     api.sort();
     sql.sort();
     println!(
-        "search over HTTP on {} events, first page (limit 50), one-day window + one filter, {} queries (mean {:.1} rows):",
+        "search over HTTP on {} events ({}), first page (limit 50), one-day window + one filter, {} queries (mean {:.1} rows):",
         a.events,
+        server.ledger.db().kind().as_str(),
         a.queries,
         returned as f64 / a.queries as f64
     );

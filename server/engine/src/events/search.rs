@@ -222,7 +222,7 @@ fn any_of(conds: &mut Vec<String>, values: &mut Vec<Value>, column: &str, list: 
 /// every filter column, so non-matching entries are skipped inside it):
 /// left to itself, its planner prefers walking the table in `seq` order to
 /// avoid a sort, which is fast for recent windows and very slow for old
-/// ones. PostgreSQL's planner weighs this from its statistics.
+/// ones. PostgreSQL gets the same effect from ordering by an expression.
 pub fn build_sql(
     f: &SearchFilter,
     actors: &[String],
@@ -268,13 +268,18 @@ pub fn build_sql(
     }
     let wh = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
     let order = if f.descending { "DESC" } else { "ASC" };
-    let hint = if backend == sea_orm::DbBackend::Sqlite && (f.from_us.is_some() || f.to_us.is_some()) {
-        " INDEXED BY ledger_entries_time_filters"
-    } else {
-        ""
+    let bounded = f.from_us.is_some() || f.to_us.is_some();
+    let (hint, key) = match backend {
+        sea_orm::DbBackend::Sqlite if bounded => (" INDEXED BY ledger_entries_time_filters", "seq"),
+        // PostgreSQL has no index hints; ordering by an expression keeps
+        // it from walking the primary key backwards through the whole
+        // table when the window is old (it cannot know that seq and
+        // occurred_at rise together).
+        sea_orm::DbBackend::Postgres if bounded => ("", "(seq + 0)"),
+        _ => ("", "seq"),
     };
     values.push(seq_value(limit));
-    (format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries{hint}{wh} ORDER BY seq {order} LIMIT ?"), values)
+    (format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries{hint}{wh} ORDER BY {key} {order} LIMIT ?"), values)
 }
 
 #[cfg(test)]
