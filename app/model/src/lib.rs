@@ -259,6 +259,10 @@ pub struct IngestReceipt {
     pub recorded_at: String,
     /// True when the id was already committed: this is the stored result.
     pub duplicate: bool,
+    /// True when the id was already committed for a different event: the
+    /// new one was not stored (the answer is then 409).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub conflict: bool,
 }
 
 /// An event as read back: header and decrypted (masked) payload.

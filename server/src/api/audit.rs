@@ -58,7 +58,8 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
 /// validated first: any problem refuses the whole request and stores
 /// nothing. The answer comes after the commit (fail closed). An event whose
 /// `id` is already committed returns the stored receipt (`duplicate: true`)
-/// instead of a second copy.
+/// instead of a second copy; if its content differs from the stored one,
+/// the receipt also says `conflict: true` and the answer is 409.
 #[utoipa::path(
     post, path = "/api/audit/events", tag = "audit",
     request_body(content = custos_model::EventInput, description = "An event, an array of events (at most 1,000), or NDJSON with one event per line.",
@@ -66,6 +67,8 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
     responses(
         (status = 201, description = "Committed", body = IngestResponse),
         (status = 200, description = "Every event was already committed (retries)", body = IngestResponse),
+        (status = 409, description = "An id was already used for a different event: that event was not stored \
+            (`conflict: true`); the others are as their receipts say", body = IngestResponse),
         (status = 400, description = "Malformed JSON or empty body", body = ApiError),
         (status = 413, description = "Body or batch too large", body = ApiError),
         (status = 415, description = "Unsupported content type", body = ApiError),
@@ -107,7 +110,13 @@ pub async fn ingest(State(s): State<AppState>, ctx: Ctx, headers: HeaderMap, bod
     };
     match s.events.ingest(&items, &submitter(&ctx.caller)).await {
         Ok(receipts) => {
-            let status = if receipts.iter().all(|r| r.duplicate) { StatusCode::OK } else { StatusCode::CREATED };
+            let status = if receipts.iter().any(|r| r.conflict) {
+                StatusCode::CONFLICT
+            } else if receipts.iter().all(|r| r.duplicate) {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
             metrics::counter!("custos_events_ingested_total")
                 .increment(receipts.iter().filter(|r| !r.duplicate).count() as u64);
             (status, axum::Json(IngestResponse { events: receipts })).into_response()

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use custos_model::{ApiError, MaskRule, MaskingPolicy};
 use serde::{Deserialize, Serialize};
 
-use super::{Ctx, bad_field, events_error};
+use super::{Ctx, events_error};
 use crate::http::AppState;
 
 /// The masking policy in force.
@@ -59,13 +59,9 @@ pub struct PolicyUpdate {
     security(("api_key" = []), ("session" = []))
 )]
 pub async fn put_policy(State(s): State<AppState>, ctx: Ctx, headers: HeaderMap, body: axum::body::Body) -> Response {
-    let bytes = match super::audit::read_body(body, &headers, 64 * 1024).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let update: PolicyUpdate = match serde_json::from_slice(&bytes) {
+    let update: PolicyUpdate = match super::read_json(body, &headers, 64 * 1024, None).await {
         Ok(u) => u,
-        Err(e) => return bad_field("body", e.to_string()),
+        Err(r) => return r,
     };
     match s
         .events
@@ -126,13 +122,9 @@ pub struct PreviewResponse {
     security(("api_key" = []), ("session" = []))
 )]
 pub async fn preview(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Body) -> Response {
-    let bytes = match super::audit::read_body(body, &headers, 80 * 1024).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let req: PreviewRequest = match serde_json::from_slice(&bytes) {
+    let req: PreviewRequest = match super::read_json(body, &headers, 80 * 1024, None).await {
         Ok(u) => u,
-        Err(e) => return bad_field("body", e.to_string()),
+        Err(r) => return r,
     };
     if req.text.len() > 64 * 1024 {
         return super::error(

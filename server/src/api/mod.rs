@@ -53,6 +53,24 @@ pub fn bad_fields(errors: Vec<FieldError>) -> Response {
     )
 }
 
+/// Reads a JSON body of at most `limit` bytes into `T` (413 beyond it, 400
+/// naming what is wrong otherwise). An empty body is `T::default()` when
+/// `empty` is given.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    body: axum::body::Body,
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+    empty: Option<T>,
+) -> Result<T, Response> {
+    let bytes = audit::read_body(body, headers, limit).await?;
+    if let Some(default) = empty
+        && bytes.iter().all(u8::is_ascii_whitespace)
+    {
+        return Ok(default);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| bad_field("body", e.to_string()))
+}
+
 /// The one mapping of an engine error to a response.
 pub fn events_error(e: EventsError) -> Response {
     match e {

@@ -114,17 +114,9 @@ pub async fn start(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let bytes = match super::audit::read_body(body, &headers, 4096).await {
-        Ok(b) => b,
+    let req: VerifyRequest = match super::read_json(body, &headers, 4096, Some(VerifyRequest::default())).await {
+        Ok(r) => r,
         Err(r) => return r,
-    };
-    let req: VerifyRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        VerifyRequest::default()
-    } else {
-        match serde_json::from_slice(&bytes) {
-            Ok(r) => r,
-            Err(e) => return bad_field("body", format!("{e}")),
-        }
     };
     if let (Some(a), Some(b)) = (req.from_seq, req.to_seq)
         && (a == 0 || b < a)

@@ -144,6 +144,16 @@ async fn ingest_search_read_verify_stats(backend: Backend) {
     assert!(body["events"].as_array().unwrap().iter().all(|r| r["duplicate"] == true));
     let head_after = app.running.ledger.head().await.unwrap().seq;
     assert_eq!(head_after, head_before + 1, "only the retry's own self-audit record was added");
+    // The same id with other content is a conflict: not stored, 409.
+    let mut changed = one.clone();
+    changed["action"] = json!("user.delete");
+    let (status, body) = ingest.post_json("/api/audit/events", &changed).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["events"][0]["conflict"], true);
+    assert_eq!(body["events"][0]["duplicate"], true);
+    assert_eq!(body["events"][0]["seq"], r["seq"]);
+    let (_, again) = ingest.post_json("/api/audit/events", &one).await;
+    assert!(again["events"][0].get("conflict").is_none(), "a true retry is no conflict: {again}");
 
     // Search: every filter, against what was sent.
     let sent: Vec<Value> = std::iter::once(one.clone()).chain(batch.iter().cloned()).chain(nd.iter().cloned()).collect();

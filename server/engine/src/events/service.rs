@@ -146,9 +146,22 @@ impl Events {
         // Another replica may have changed the policy.
         self.refresh_policy().await?;
         let policy = self.current();
+        let digests: Vec<String> = events.iter().map(content_digest).collect();
         let entries = events.into_iter().map(|e| self.seal_input(&policy, e, &by.principal)).collect();
         let receipts = self.ledger.append(entries).await?;
-        Ok(receipts.iter().map(receipt_view).collect())
+        let mut out: Vec<IngestReceipt> = receipts.iter().map(receipt_view).collect();
+        // A retry is a duplicate of the same content; the same id with other
+        // content is a conflict (checked on the duplicate path only).
+        for (r, digest) in out.iter_mut().zip(&digests) {
+            if r.duplicate
+                && let Some(entry) = self.ledger.entry(r.seq).await?
+            {
+                let plain = self.ledger.open_payload(&entry).await?;
+                let stored: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
+                r.conflict = stored.get("digest").and_then(Value::as_str).is_some_and(|d| d != digest);
+            }
+        }
+        Ok(out)
     }
 
     /// Records one event Custos produces itself (self-audit), masked by the
@@ -159,6 +172,7 @@ impl Events {
     }
 
     fn seal_input(&self, policy: &Policy, mut e: Event, by: &str) -> NewEntry {
+        let digest = content_digest(&e);
         let keys = self.ledger.keys();
         let originals = policy.masker.mask_event(&mut e, &|v| keys.pseudonym(v));
         let fields = HeaderFields {
@@ -180,6 +194,7 @@ impl Events {
             "unmasked": originals,
             "policy": policy.version,
             "submitted_by": by,
+            "digest": digest,
         });
         NewEntry { event_id: e.id, occurred_at_us: e.occurred_at_us, fields, payload: payload.to_string().into_bytes() }
     }
@@ -214,21 +229,12 @@ impl Events {
         let policy = self.current();
         let keys = self.ledger.keys();
         // Masked values are stored masked: look for both forms.
-        let mask = |v: &String| policy.masker.mask_text(v, &|x| keys.pseudonym(x)).0;
-        let actors: Vec<String> = f
-            .actors
-            .iter()
-            .flat_map(|a| [a.clone(), mask(a)])
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let resource_ids: Vec<String> = f
-            .resource_ids
-            .iter()
-            .flat_map(|a| [a.clone(), mask(a)])
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let expand = |list: &[String]| -> Vec<String> {
+            let mask = |v: &String| policy.masker.mask_text(v, &|x| keys.pseudonym(x)).0;
+            let both: std::collections::BTreeSet<String> = list.iter().flat_map(|a| [a.clone(), mask(a)]).collect();
+            both.into_iter().collect()
+        };
+        let (actors, resource_ids) = (expand(&f.actors), expand(&f.resource_ids));
         let conn = self.ledger.db().conn();
         let b = conn.get_database_backend();
         let needle = f.q.as_ref().map(|q| q.to_lowercase());
@@ -546,7 +552,22 @@ fn contains_text(v: &EventView, needle: &str) -> bool {
 }
 
 fn receipt_view(r: &Receipt) -> IngestReceipt {
-    IngestReceipt { seq: r.seq, id: r.event_id, recorded_at: rfc3339(r.recorded_at_us), duplicate: r.duplicate }
+    IngestReceipt {
+        seq: r.seq,
+        id: r.event_id,
+        recorded_at: rfc3339(r.recorded_at_us),
+        duplicate: r.duplicate,
+        conflict: false,
+    }
+}
+
+/// SHA-256 (hex) of an event as validated, before masking: what makes a
+/// retry a retry. serde_json maps keep their keys sorted, so equal events
+/// serialise equally.
+fn content_digest(e: &Event) -> String {
+    use sha2::Digest as _;
+    let bytes = serde_json::to_vec(e).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(&bytes))
 }
 
 /// The view of a decrypted entry. Events ingested through [`Events`] carry
