@@ -6,7 +6,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custos_engine::events::service::{parse_rfc3339, rfc3339};
-use custos_engine::events::validate::{FieldError, parse_json, parse_ndjson};
+use custos_engine::events::validate::{FieldError, parse_json, parse_ndjson_lines};
 use custos_engine::events::{EventsError, SearchFilter, Submitter};
 use custos_engine::identity::permission::Permission;
 use custos_engine::identity::service::Caller;
@@ -104,11 +104,16 @@ pub async fn ingest(State(s): State<AppState>, ctx: Ctx, headers: HeaderMap, bod
         Ok(b) => b,
         Err(r) => return r,
     };
-    let items = match if ndjson { parse_ndjson(&bytes) } else { parse_json(&bytes) } {
-        Ok(items) => items,
+    let parsed = if ndjson {
+        parse_ndjson_lines(&bytes).map(|(v, l)| (v, Some(l)))
+    } else {
+        parse_json(&bytes).map(|v| (v, None))
+    };
+    let (items, lines) = match parsed {
+        Ok(p) => p,
         Err(e) => return events_error(EventsError::Body(e)),
     };
-    match s.events.ingest(&items, &submitter(&ctx.caller)).await {
+    match s.events.ingest(&items, lines.as_deref(), &submitter(&ctx.caller)).await {
         Ok(receipts) => {
             let status = if receipts.iter().any(|r| r.conflict) {
                 StatusCode::CONFLICT

@@ -373,6 +373,7 @@ async fn bad_input_is_refused_with_the_field_and_stores_nothing(backend: Backend
         ("unknown field", "application/json", unknown.to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "colour"),
         ("one bad in a batch", "application/json", json!([event(12, 1), bad_date]).to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "[1].occurred_at"),
         ("bad NDJSON line", "application/x-ndjson", format!("{}\n{{oops\n", event(13, 1)).into_bytes(), StatusCode::BAD_REQUEST, "line 2"),
+        ("bad NDJSON event", "application/x-ndjson", format!("{}\n\n{}\n", event(14, 1), wrong_type).into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "line 3.severity"),
         ("too many", "application/json", json!((0..1001).map(|i| event(i, 1)).collect::<Vec<_>>()).to_string().into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "body"),
         ("oversize body", "application/json", vec![b' '; 9 * 1024 * 1024], StatusCode::PAYLOAD_TOO_LARGE, "body"),
         ("wrong content type", "text/plain", good.to_string().into_bytes(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),

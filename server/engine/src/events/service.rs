@@ -15,7 +15,7 @@ use super::model::{
     Source, Stats, ValueCount,
 };
 use super::search::{self, SearchFilter};
-use super::validate::{BodyError, FieldError, Limits, validate_batch};
+use super::validate::{BodyError, FieldError, Limits, validate_lines};
 use crate::ledger::rollup::BUCKET_US;
 use crate::ledger::store::{self, entry_from_row};
 use crate::ledger::types::{HeaderFields, StoredEntry};
@@ -140,9 +140,15 @@ impl Events {
 
     /// Validates, masks, seals and commits a batch: all of it or nothing.
     /// Returns one receipt per event, in order, after the commit.
-    pub async fn ingest(&self, items: &[Value], by: &Submitter) -> Result<Vec<IngestReceipt>, EventsError> {
+    /// `lines` (NDJSON) puts line numbers in error paths.
+    pub async fn ingest(
+        &self,
+        items: &[Value],
+        lines: Option<&[usize]>,
+        by: &Submitter,
+    ) -> Result<Vec<IngestReceipt>, EventsError> {
         let now = self.ledger.now_us();
-        let events = validate_batch(items, now, &self.limits).map_err(EventsError::Body)?;
+        let events = validate_lines(items, lines, now, &self.limits).map_err(EventsError::Body)?;
         // Another replica may have changed the policy.
         self.refresh_policy().await?;
         let policy = self.current();

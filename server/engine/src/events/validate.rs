@@ -83,9 +83,16 @@ pub fn parse_json(body: &[u8]) -> Result<Vec<Value>, BodyError> {
 
 /// Parses an NDJSON body: one event object per line (blank lines ignored).
 pub fn parse_ndjson(body: &[u8]) -> Result<Vec<Value>, BodyError> {
+    parse_ndjson_lines(body).map(|(values, _)| values)
+}
+
+/// Parses an NDJSON body; also returns each event's line number (1-based),
+/// for error paths such as `line 7.actor.id`.
+pub fn parse_ndjson_lines(body: &[u8]) -> Result<(Vec<Value>, Vec<usize>), BodyError> {
     let text = std::str::from_utf8(body)
         .map_err(|e| BodyError::Malformed(FieldError { path: "body".into(), reason: format!("not UTF-8: {e}") }))?;
     let mut out = Vec::new();
+    let mut lines = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -93,8 +100,9 @@ pub fn parse_ndjson(body: &[u8]) -> Result<Vec<Value>, BodyError> {
         let v: Value = serde_json::from_str(line)
             .map_err(|e| BodyError::Malformed(FieldError { path: format!("line {}", i + 1), reason: e.to_string() }))?;
         out.push(v);
+        lines.push(i + 1);
     }
-    Ok(out)
+    Ok((out, lines))
 }
 
 struct Checker<'a> {
@@ -433,6 +441,17 @@ pub fn validate_one(
 /// Validates a batch: all events, or the errors of every bad item (paths
 /// prefixed `[i]` when more than one event was sent).
 pub fn validate_batch(items: &[Value], now_us: i64, limits: &Limits) -> Result<Vec<Event>, BodyError> {
+    validate_lines(items, None, now_us, limits)
+}
+
+/// Like [`validate_batch`]; with `lines` (NDJSON), paths start `line N.`
+/// instead of `[i].`.
+pub fn validate_lines(
+    items: &[Value],
+    lines: Option<&[usize]>,
+    now_us: i64,
+    limits: &Limits,
+) -> Result<Vec<Event>, BodyError> {
     if items.is_empty() {
         return Err(BodyError::Empty);
     }
@@ -444,7 +463,11 @@ pub fn validate_batch(items: &[Value], now_us: i64, limits: &Limits) -> Result<V
     let single = items.len() == 1;
     let mut ids = std::collections::HashMap::new();
     for (i, item) in items.iter().enumerate() {
-        let prefix = if single { String::new() } else { format!("[{i}]") };
+        let prefix = match lines.and_then(|l| l.get(i)) {
+            Some(line) => format!("line {line}"),
+            None if single => String::new(),
+            None => format!("[{i}]"),
+        };
         if let Some(e) = validate_one(item, &prefix, now_us, limits, &mut errors) {
             if let Some(first) = ids.insert(e.id, i) {
                 errors.push(FieldError {
