@@ -92,22 +92,32 @@ fn recorded_query(raw: Option<&str>) -> Option<serde_json::Value> {
 pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
-    let Some(route) = access::find(&method, &path) else {
-        return next.run(req).await;
-    };
+    let route = access::find(&method, &path);
+    let unknown_api = route.is_none() && path.starts_with("/api/");
     let (parts, body) = req.into_parts();
     let ctx = Ctx::of(&parts);
-    let wanted = match route.kind {
-        Kind::Api | Kind::Rpc => true,
-        Kind::Page => ctx.caller.is_authenticated(),
-        Kind::Form | Kind::Ops => false,
+    let wanted = match route.map(|r| r.kind) {
+        Some(Kind::Api | Kind::Rpc) => true,
+        Some(Kind::Page) => ctx.caller.is_authenticated(),
+        Some(Kind::Form | Kind::Ops) => false,
+        // Probes of API paths that do not exist are recorded too.
+        None => unknown_api,
     };
     if !wanted {
         return next.run(Request::from_parts(parts, body)).await;
     }
     let query = recorded_query(parts.uri.query());
     let started = Instant::now();
-    let response = next.run(Request::from_parts(parts, body)).await;
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    if unknown_api && response.status() == axum::http::StatusCode::NOT_FOUND {
+        // An API client gets JSON, not the HTML 404 page.
+        response = super::error(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "no such API endpoint; see /api/openapi.json",
+            vec![],
+        );
+    }
     let status = response.status().as_u16();
     let outcome = match status {
         200..=399 => "success",
@@ -115,7 +125,12 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         400..=499 => "failure",
         _ => "error",
     };
-    let (category, action) = classify(&method, route.path);
+    let template: String = match route {
+        Some(r) => r.path.to_owned(),
+        None => path.chars().take(200).collect(),
+    };
+    let (category, action) =
+        if route.is_some() { classify(&method, &template) } else { ("data_access", "api.unknown".to_owned()) };
     let event = Event {
         id: uuid::Uuid::now_v7(),
         occurred_at_us: s.ledger.now_us(),
@@ -130,12 +145,12 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         }
         .into(),
         actor: ctx.actor(),
-        resource: Some(Resource { kind: "endpoint".into(), id: Some(format!("{method} {}", route.path)), name: None }),
+        resource: Some(Resource { kind: "endpoint".into(), id: Some(format!("{method} {template}")), name: None }),
         tenant: None,
         source: Source {
             application: Some("custos".into()),
             host: None,
-            channel: if route.kind == Kind::Api { "api" } else { "ui" }.into(),
+            channel: if matches!(route.map(|r| r.kind), Some(Kind::Page | Kind::Rpc)) { "ui" } else { "api" }.into(),
         },
         correlation: Correlation { request_id: ctx.request_id.clone(), trace_id: None, parent_id: None },
         metrics: Some(Metrics {
@@ -143,7 +158,7 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
             status_code: Some(status),
             bytes: None,
         }),
-        details: Some(serde_json::json!({ "method": method, "path": path, "query": query })),
+        details: Some(serde_json::json!({ "method": method, "path": template, "query": query })),
     };
     match s.events.record(event).await {
         Ok(_) => response,

@@ -621,10 +621,19 @@ async fn openapi_document_and_offline_docs() {
     let html = res.text().await.unwrap();
     assert!(html.contains("/vendor/swagger-ui/swagger-ui-bundle.js"));
     assert!(!html.contains("http://") && !html.contains("https://"), "nothing from elsewhere");
+    // Unknown API paths answer JSON 404, and the probe is recorded.
+    let res = app.get("/api/no-such-thing?x=1").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let err: Value = res.json().await.unwrap();
+    assert_eq!(err["code"], "not_found");
     // Anonymous reads of the documentation are recorded too.
     let reader = key_client(&app, &[Scope::Read]).await;
     let docs = reader.all("action=api.docs.read").await;
     assert_eq!(docs.len(), 2, "{docs:?}");
     assert!(docs.iter().all(|e| e["actor"]["kind"] == "anonymous" && e["outcome"] == "success"));
+    let probes = reader.all("action=api.unknown").await;
+    assert_eq!(probes.len(), 1, "{probes:?}");
+    assert_eq!(probes[0]["resource"]["id"], "GET /api/no-such-thing");
+    assert_eq!(probes[0]["outcome"], "failure");
     app.running.shutdown().await.unwrap();
 }
