@@ -86,6 +86,7 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/audit/events", Api, Permission(P::AuditIngest)),
     r("GET", "/api/audit", Api, Permission(P::AuditRead)),
     r("GET", "/api/audit/stats", Api, Permission(P::AuditRead)),
+    r("GET", "/api/audit/export", Api, Permission(P::AuditExport)),
     r("GET", "/api/audit/checkpoints", Api, Permission(P::AuditRead)),
     r("POST", "/api/audit/verify", Api, Permission(P::AuditVerify)),
     r("GET", "/api/audit/verify/{job}", Api, Permission(P::AuditVerify)),

@@ -142,6 +142,7 @@ pub fn rest_routes() -> Vec<(&'static str, &'static str, axum::routing::MethodRo
         ("POST", "/api/audit/events", post(crate::api::audit::ingest)),
         ("GET", "/api/audit", get(crate::api::audit::search)),
         ("GET", "/api/audit/stats", get(crate::api::audit::stats)),
+        ("GET", "/api/audit/export", get(crate::api::audit::export)),
         ("GET", "/api/audit/checkpoints", get(crate::api::audit::checkpoints)),
         ("POST", "/api/audit/verify", post(crate::api::verify_jobs::start)),
         ("GET", "/api/audit/verify/{job}", get(crate::api::verify_jobs::status)),

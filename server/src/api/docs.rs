@@ -44,7 +44,7 @@ impl Modify for Security {
             Errors are JSON `{code, message, fields[]}`; each field problem names its path and reason.",
     ),
     paths(
-        audit::ingest, audit::search, audit::read_one, audit::checkpoints, audit::stats,
+        audit::ingest, audit::search, audit::read_one, audit::checkpoints, audit::stats, audit::export,
         verify_jobs::start, verify_jobs::status,
         masking::get_policy, masking::put_policy, masking::history, masking::preview,
     ),

@@ -29,6 +29,7 @@ pub fn classify(method: &str, route: &str) -> (&'static str, String) {
         ("POST", "/api/audit/events") => "audit.ingest",
         ("GET", "/api/audit") => "audit.search",
         ("GET", "/api/audit/stats") => "audit.stats",
+        ("GET", "/api/audit/export") => "audit.export",
         ("GET", "/api/audit/checkpoints") => "audit.checkpoints.read",
         ("POST", "/api/audit/verify") => "audit.verify.start",
         ("GET", "/api/audit/verify/{job}") => "audit.verify.status",

@@ -87,6 +87,7 @@ const PAST_AUTH_ONLY: &[&str] = &[
 fn api_request(c: &reqwest::Client, base: &str, method: &str, path: &str, n: usize) -> reqwest::RequestBuilder {
     let url = format!("{base}{}", path.replace("{id}", "1").replace("{job}", "0192f0c4-e4b0-7c3a-8e5f-1a2b3c4d5e6f"));
     match (method, path) {
+        ("GET", "/api/audit/export") => c.get(format!("{url}?format=csv")),
         ("GET", _) => c.get(url),
         ("POST", "/api/audit/events") => c.post(url).json(&serde_json::json!({
             "occurred_at": chrono::Utc::now().to_rfc3339(), "category": "system", "action": "matrix.check",

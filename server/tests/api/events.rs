@@ -637,3 +637,66 @@ async fn openapi_document_and_offline_docs() {
     assert_eq!(probes[0]["outcome"], "failure");
     app.running.shutdown().await.unwrap();
 }
+
+both_backends! {
+async fn exports_stream_every_matching_event_in_each_format(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let ingest = key_client(&app, &[Scope::Ingest]).await;
+    let officer = user_client(&app, "x_officer", &["compliance_officer"]).await;
+    let viewer = user_client(&app, "x_viewer", &["viewer"]).await;
+    // More than one page (1,000) of matching events, one with a formula.
+    let mut sent = 0;
+    for b in 0..3 {
+        let batch: Vec<Value> = (0..900)
+            .map(|i| {
+                let mut e = event(b * 900 + i, 10);
+                if b == 0 && i == 0 {
+                    e["resource"]["name"] = json!("=HYPERLINK(\"http://evil\")");
+                }
+                e
+            })
+            .collect();
+        sent += batch.iter().filter(|e| e["tenant"] == "acme").count();
+        assert_eq!(ingest.post_json("/api/audit/events", &json!(batch)).await.0, StatusCode::CREATED);
+    }
+    let get = |c: &Client, q: &str| {
+        let url = format!("{}/api/audit/export?{q}", c.base);
+        c.http.get(url).send()
+    };
+    let res = get(&officer, "format=csv&tenant=acme").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-disposition"].to_str().unwrap().contains(".csv"));
+    let bytes = res.bytes().await.unwrap();
+    let mut reader = csv::Reader::from_reader(&bytes[..]);
+    assert_eq!(reader.headers().unwrap().get(5), Some("action"));
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), sent, "no row cap, every matching event once");
+    let seqs: std::collections::BTreeSet<u64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
+    assert_eq!(seqs.len(), sent);
+    assert!(rows.iter().any(|r| &r[14] == "\'=HYPERLINK(\"http://evil\")"), "formula neutralised");
+    assert!(rows.iter().all(|r| &r[15] == "acme"));
+
+    let res = get(&officer, "format=json&tenant=acme&order=asc").await.unwrap();
+    let all: Vec<Value> = res.json().await.unwrap();
+    assert_eq!(all.len(), sent);
+    assert!(all.windows(2).all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()), "ascending");
+    assert!(all[0]["details"]["note"].is_string(), "the full event");
+    let text = get(&officer, "format=ndjson&tenant=acme").await.unwrap().text().await.unwrap();
+    assert_eq!(text.lines().filter(|l| serde_json::from_str::<Value>(l).is_ok()).count(), sent);
+    let empty: Vec<Value> = get(&officer, "format=json&tenant=nobody").await.unwrap().json().await.unwrap();
+    assert!(empty.is_empty());
+
+    for (q, field) in [("format=xml", "format"), ("tenant=acme", "format"), ("format=csv&limit=5", "limit"), ("format=csv&bogus=1", "bogus")] {
+        let res = get(&officer, q).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{q}");
+        let err: Value = res.json().await.unwrap();
+        assert_eq!(err["fields"][0]["path"], field, "{q}");
+    }
+    assert_eq!(get(&viewer, "format=csv").await.unwrap().status(), StatusCode::FORBIDDEN, "export needs audit:export");
+    let exports = officer.all("action=audit.export&outcome=success").await;
+    assert_eq!(exports.len(), 4, "each export is recorded");
+    assert!(exports.iter().all(|e| e["actor"]["name"] == "x_officer"));
+    assert_eq!(officer.all("action=audit.export&outcome=denied").await.len(), 1);
+    app.running.shutdown().await.unwrap();
+}
+}

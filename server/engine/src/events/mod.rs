@@ -3,6 +3,7 @@
 
 pub use custos_model as model;
 
+pub mod export;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod mask;
