@@ -105,6 +105,23 @@ fn event(i: usize, minutes_ago: i64) -> Value {
     })
 }
 
+/// Rollups are written in the commit's own transaction: their total always
+/// equals the ledger's entry count (failed and duplicate batches count
+/// nothing).
+async fn assert_rollups_match_ledger(app: &TestApp) {
+    use sea_orm::ConnectionTrait as _;
+    let db = app.running.ledger.db().conn();
+    let b = db.get_database_backend();
+    let one = |sql: &str| {
+        let stmt = sea_orm::Statement::from_string(b, sql.to_owned());
+        async move { db.query_one_raw(stmt).await.unwrap().unwrap().try_get_by_index::<i64>(0).unwrap() }
+    };
+    let rolled =
+        one("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM audit_rollups WHERE dimension = 'total'").await;
+    let entries = one("SELECT CAST(COUNT(*) AS BIGINT) FROM ledger_entries").await;
+    assert_eq!(rolled, entries, "rollup total vs ledger entries");
+}
+
 fn seqs(items: &[Value]) -> Vec<u64> {
     items.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
 }
@@ -316,6 +333,7 @@ async fn ingest_search_read_verify_stats(backend: Backend) {
     assert!(!dump.contains(ingest.key.as_deref().unwrap()) && !dump.contains(reader.key.as_deref().unwrap()));
     assert!(!dump.contains("custos_session="), "no session cookie in any event");
     assert!(!dump.contains("signed in password 1"), "no password in any event");
+    assert_rollups_match_ledger(&app).await;
     app.running.shutdown().await.unwrap();
 }
 }
@@ -592,6 +610,7 @@ async fn a_ledger_that_cannot_record_refuses_requests_and_nothing_changes() {
     assert_eq!(ingest.post_json("/api/audit/events", &e).await.0, StatusCode::CREATED);
     let report = app.running.ledger.verify(Default::default(), |_| {}).await.unwrap();
     assert!(report.is_intact(), "{report:?}");
+    assert_rollups_match_ledger(&app).await;
     app.running.shutdown().await.unwrap();
 }
 

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::mask::{MaskRule, Masker, RulesError, default_rules};
 use super::model::{
-    Actor, BucketCount, Correlation, Event, EventView, IngestReceipt, MaskingPolicy, Metrics, Resource, SearchPage,
-    Source, Stats, ValueCount,
+    Actor, BucketCount, Correlation, Event, EventView, IngestReceipt, MaskingPolicy, Resource, SearchPage, Source,
+    Stats, ValueCount,
 };
 use super::search::{self, SearchFilter};
 use super::validate::{BodyError, FieldError, Limits, validate_lines};
@@ -24,6 +24,10 @@ use crate::storage::stmt_for;
 
 /// Version of the sealed payload layout written by [`Events`].
 const PAYLOAD_VERSION: u64 = 1;
+
+/// How stale ingest's view of the masking policy may get (another
+/// replica's change) before it looks again: 2 s.
+const POLICY_RECHECK_US: i64 = 2_000_000;
 
 /// Why an events operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +96,9 @@ pub struct Submitter {
 pub struct Events {
     ledger: Ledger,
     policy: RwLock<Arc<Policy>>,
+    /// When the stored policy was last looked at (µs), for ingest's
+    /// throttled refresh.
+    policy_checked_us: std::sync::atomic::AtomicI64,
     limits: Limits,
     /// Entries a free-text search may decrypt per request.
     pub q_scan_limit: u64,
@@ -115,6 +122,7 @@ impl Events {
                 created_by: None,
                 comment: String::new(),
             })),
+            policy_checked_us: std::sync::atomic::AtomicI64::new(0),
             limits,
             q_scan_limit: 10_000,
         };
@@ -149,11 +157,18 @@ impl Events {
     ) -> Result<Vec<IngestReceipt>, EventsError> {
         let now = self.ledger.now_us();
         let events = validate_lines(items, lines, now, &self.limits).map_err(EventsError::Body)?;
-        // Another replica may have changed the policy.
-        self.refresh_policy().await?;
+        // Another replica may have changed the policy: looked at no more
+        // than once per POLICY_RECHECK_US, not on every request.
+        if now - self.policy_checked_us.load(std::sync::atomic::Ordering::Relaxed) > POLICY_RECHECK_US {
+            self.refresh_policy().await?;
+        }
         let policy = self.current();
         let digests: Vec<String> = events.iter().map(content_digest).collect();
-        let entries = events.into_iter().map(|e| self.seal_input(&policy, e, &by.principal)).collect();
+        let entries = events
+            .into_iter()
+            .zip(&digests)
+            .map(|(e, d)| self.seal_input(&policy, e, &by.principal, Some(d)))
+            .collect();
         let receipts = self.ledger.append(entries).await?;
         let mut out: Vec<IngestReceipt> = receipts.iter().map(receipt_view).collect();
         // A retry is a duplicate of the same content; the same id with other
@@ -174,11 +189,11 @@ impl Events {
     /// same policy.
     pub async fn record(&self, event: Event) -> Result<Receipt, EventsError> {
         let policy = self.current();
-        Ok(self.ledger.append_one(self.seal_input(&policy, event, "custos")).await?)
+        // Custos's own events have fresh ids and are never retried: no digest.
+        Ok(self.ledger.append_one(self.seal_input(&policy, event, "custos", None)).await?)
     }
 
-    fn seal_input(&self, policy: &Policy, mut e: Event, by: &str) -> NewEntry {
-        let digest = content_digest(&e);
+    fn seal_input(&self, policy: &Policy, mut e: Event, by: &str, digest: Option<&String>) -> NewEntry {
         let keys = self.ledger.keys();
         let originals = policy.masker.mask_event(&mut e, &|v| keys.pseudonym(v));
         let fields = HeaderFields {
@@ -395,6 +410,7 @@ impl Events {
 
     /// Loads the newest stored policy version if it is newer than ours.
     pub async fn refresh_policy(&self) -> Result<(), EventsError> {
+        self.policy_checked_us.store(self.ledger.now_us(), std::sync::atomic::Ordering::Relaxed);
         let conn = self.ledger.db().conn();
         let b = conn.get_database_backend();
         let row = conn
@@ -582,36 +598,54 @@ fn content_digest(e: &Event) -> String {
 fn view_of(entry: &StoredEntry, plain: &[u8], unmask: bool) -> EventView {
     let h = &entry.header;
     let f = &h.fields;
-    let payload: Value = serde_json::from_slice(plain).unwrap_or(Value::Null);
-    if payload.get("v").and_then(Value::as_u64) == Some(PAYLOAD_VERSION)
-        && let Some(Ok(e)) = payload.get("event").map(|e| serde_json::from_value::<Event>(e.clone()))
-    {
-        let unmasked = unmask.then(|| {
-            payload
-                .get("unmasked")
-                .and_then(|u| serde_json::from_value::<BTreeMap<String, String>>(u.clone()).ok())
-                .unwrap_or_default()
-        });
-        return EventView {
-            seq: h.seq,
-            id: h.event_id,
-            occurred_at: rfc3339(h.occurred_at_us),
-            recorded_at: rfc3339(h.recorded_at_us),
-            category: f.category.clone(),
-            action: f.action.clone(),
-            outcome: f.outcome.clone(),
-            reason: e.reason,
-            severity: f.severity.clone(),
-            actor: e.actor,
-            resource: e.resource,
-            tenant: f.tenant.clone(),
-            source: e.source,
-            correlation: e.correlation,
-            metrics: e.metrics,
-            details: e.details,
-            unmasked,
-        };
+    // Parsed straight into types (no intermediate JSON tree) on the path
+    // search and export take for every row.
+    #[derive(serde::Deserialize)]
+    struct Sealed {
+        #[serde(default)]
+        v: u64,
+        event: Option<Event>,
+        #[serde(default)]
+        unmasked: BTreeMap<String, String>,
     }
+    let (reason, actor, resource, source, correlation, metrics, details, unmasked) = match serde_json::from_slice::<
+        Sealed,
+    >(plain)
+    {
+        Ok(Sealed { v: PAYLOAD_VERSION, event: Some(e), unmasked }) => {
+            (e.reason, e.actor, e.resource, e.source, e.correlation, e.metrics, e.details, unmask.then_some(unmasked))
+        }
+        _ => {
+            let legacy = legacy_parts(f, plain);
+            (None, legacy.0, legacy.1, legacy.2, legacy.3, None, legacy.4, unmask.then(BTreeMap::new))
+        }
+    };
+    EventView {
+        seq: h.seq,
+        id: h.event_id,
+        occurred_at: rfc3339(h.occurred_at_us),
+        recorded_at: rfc3339(h.recorded_at_us),
+        category: f.category.clone(),
+        action: f.action.clone(),
+        outcome: f.outcome.clone(),
+        reason,
+        severity: f.severity.clone(),
+        actor,
+        resource,
+        tenant: f.tenant.clone(),
+        source,
+        correlation,
+        metrics,
+        details,
+        unmasked,
+    }
+}
+
+/// What an entry Custos wrote before the events service (lifecycle,
+/// identity) says about itself: the header, and whatever of the event's
+/// shape its payload has.
+fn legacy_parts(f: &HeaderFields, plain: &[u8]) -> (Actor, Option<Resource>, Source, Correlation, Option<Value>) {
+    let payload: Value = serde_json::from_slice(plain).unwrap_or(Value::Null);
     let pick = |k: &str| payload.get(k).cloned();
     let header_actor = Actor {
         id: f.actor_id.clone().unwrap_or_default(),
@@ -632,33 +666,17 @@ fn view_of(entry: &StoredEntry, plain: &[u8], unmask: bool) -> EventView {
         .unwrap_or(header_actor);
     let resource =
         f.resource_type.as_ref().map(|t| Resource { kind: t.clone(), id: f.resource_id.clone(), name: None });
+    let source = Source {
+        application: f.source_app.clone(),
+        host: None,
+        channel: f.channel.clone().unwrap_or_else(|| "system".into()),
+    };
+    let correlation = pick("correlation").and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default();
     let details = match pick("details") {
         Some(d) if !d.is_null() => Some(d),
         Some(_) => None,
         None if payload.is_null() => None,
-        None => Some(payload.clone()),
+        None => Some(payload),
     };
-    EventView {
-        seq: h.seq,
-        id: h.event_id,
-        occurred_at: rfc3339(h.occurred_at_us),
-        recorded_at: rfc3339(h.recorded_at_us),
-        category: f.category.clone(),
-        action: f.action.clone(),
-        outcome: f.outcome.clone(),
-        reason: None,
-        severity: f.severity.clone(),
-        actor,
-        resource,
-        tenant: f.tenant.clone(),
-        source: Source {
-            application: f.source_app.clone(),
-            host: None,
-            channel: f.channel.clone().unwrap_or_else(|| "system".into()),
-        },
-        correlation: pick("correlation").and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default(),
-        metrics: None::<Metrics>,
-        details,
-        unmasked: unmask.then(BTreeMap::new),
-    }
+    (actor, resource, source, correlation, details)
 }
