@@ -54,6 +54,9 @@ test-tools: tools
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  echo "==> installing PostgreSQL (server binaries for the throw-away test cluster)"; \
 	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq postgresql; fi
+	@if ! command -v qpdf >/dev/null || ! command -v pdftotext >/dev/null; then \
+	  echo "==> installing qpdf and poppler-utils (the tests check exported PDFs with real readers)"; \
+	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq qpdf poppler-utils; fi
 
 ## Build and run ----------------------------------------------------------
 

@@ -48,6 +48,8 @@ pub struct AppState {
     pub verify_jobs: crate::api::verify_jobs::Jobs,
     /// Largest ingest body (bytes).
     pub ingest_max_body: usize,
+    /// Background exports, their files and manifests.
+    pub exports: crate::api::exports::Exports,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -142,7 +144,11 @@ pub fn rest_routes() -> Vec<(&'static str, &'static str, axum::routing::MethodRo
         ("POST", "/api/audit/events", post(crate::api::audit::ingest)),
         ("GET", "/api/audit", get(crate::api::audit::search)),
         ("GET", "/api/audit/stats", get(crate::api::audit::stats)),
-        ("GET", "/api/audit/export", get(crate::api::audit::export)),
+        ("GET", "/api/audit/export", get(crate::api::exports::export)),
+        ("POST", "/api/audit/exports", post(crate::api::exports::start)),
+        ("GET", "/api/audit/exports/{id}", get(crate::api::exports::status)),
+        ("GET", "/api/audit/exports/{id}/file", get(crate::api::exports::file)),
+        ("GET", "/api/audit/exports/{id}/manifest", get(crate::api::exports::manifest)),
         ("GET", "/api/audit/checkpoints", get(crate::api::audit::checkpoints)),
         ("POST", "/api/audit/verify", post(crate::api::verify_jobs::start)),
         ("GET", "/api/audit/verify/{job}", get(crate::api::verify_jobs::status)),

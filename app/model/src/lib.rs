@@ -365,6 +365,92 @@ pub struct Stats {
     pub top: std::collections::BTreeMap<String, Vec<ValueCount>>,
 }
 
+/// Export formats.
+pub const EXPORT_FORMATS: [&str; 5] = ["csv", "json", "ndjson", "xlsx", "pdf"];
+
+/// The checkpoint an export was taken against: every exported row is in
+/// the tree of `size` leaves whose root the note signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ManifestCheckpoint {
+    /// Tree size (entries covered).
+    pub size: u64,
+    /// Merkle root (hex).
+    pub root: String,
+    /// The signed checkpoint note.
+    pub note: String,
+}
+
+/// What an export contained and how to check it. The manifest file Custos
+/// hands out is this JSON signed as a note by the ledger's key, so anyone
+/// with the public key can check it offline (`custos verify-export`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExportManifest {
+    /// Manifest format version (1).
+    pub manifest_version: u32,
+    /// The export's id.
+    pub export_id: Uuid,
+    /// csv, json, ndjson, xlsx or pdf.
+    pub format: String,
+    /// The file name it was offered under.
+    pub file_name: String,
+    /// SHA-256 of the file (hex).
+    pub sha256: String,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Events exported.
+    pub rows: u64,
+    /// Lowest and highest seq exported (absent when empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seq: Option<u64>,
+    /// Highest seq exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
+    /// SHA-256 over the exported entries' leaf hashes, in file order (hex):
+    /// ties the rows to the sealed ledger.
+    pub entries_sha256: String,
+    /// The search filters, as query parameters.
+    pub filters: Vec<(String, String)>,
+    /// When it was generated (RFC 3339).
+    pub generated_at: String,
+    /// Who generated it.
+    pub generated_by: String,
+    /// The ledger's origin (its key name).
+    pub origin: String,
+    /// The checkpoint every exported row is covered by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<ManifestCheckpoint>,
+}
+
+/// A background export (the UI's way: progress, then download).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExportJob {
+    /// The export's id (also the manifest's).
+    pub id: Uuid,
+    /// The format.
+    pub format: String,
+    /// running, done or failed.
+    pub state: String,
+    /// Rows written so far.
+    pub rows: u64,
+    /// Rows expected (absent when unknown, e.g. with free text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// Bytes written so far.
+    pub bytes: u64,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The file name, once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// The manifest, once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ExportManifest>,
+}
+
 /// A client error: what was wrong, per field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, masking, verify_jobs};
+use super::{audit, exports, masking, verify_jobs};
 
 struct Security;
 
@@ -44,7 +44,8 @@ impl Modify for Security {
             Errors are JSON `{code, message, fields[]}`; each field problem names its path and reason.",
     ),
     paths(
-        audit::ingest, audit::search, audit::read_one, audit::checkpoints, audit::stats, audit::export,
+        audit::ingest, audit::search, audit::read_one, audit::checkpoints, audit::stats,
+        exports::export, exports::start, exports::status, exports::file, exports::manifest,
         verify_jobs::start, verify_jobs::status,
         masking::get_policy, masking::put_policy, masking::history, masking::preview,
     ),

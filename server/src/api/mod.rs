@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod docs;
+pub mod exports;
 pub mod masking;
 pub mod self_audit;
 pub mod verify_jobs;
@@ -98,6 +99,7 @@ pub fn events_error(e: EventsError) -> Response {
         }
         EventsError::Invalid(fe) => bad_fields(vec![fe]),
         EventsError::Ledger(e) => ledger_unavailable(&e),
+        EventsError::Export(e) => ledger_unavailable(&e),
     }
 }
 

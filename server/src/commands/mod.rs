@@ -10,7 +10,7 @@ use std::process::ExitCode;
 pub use bench::{BenchCommand, bench, sample_event};
 pub use keys::{KeysCommand, keys};
 pub use user::{UserCommand, user};
-pub use verify::{VerifyArgs, verify};
+pub use verify::{VerifyArgs, VerifyExportArgs, verify, verify_export};
 
 use crate::config::Config;
 

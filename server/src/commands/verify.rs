@@ -204,3 +204,88 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
     let path = rest.split('?').next().unwrap_or(rest);
     Some(PathBuf::from(path))
 }
+
+/// `custos verify-export`: a file checked against its signed manifest.
+#[derive(Debug, clap::Args)]
+pub struct VerifyExportArgs {
+    /// The exported file (CSV, JSON, NDJSON, XLSX or PDF).
+    file: PathBuf,
+    /// Its manifest (`GET /api/audit/exports/{id}/manifest`).
+    manifest: PathBuf,
+    /// The ledger's verifier key (`name+hash+key`), or a file containing it.
+    /// Without it the manifest's signature is not checked (and the result
+    /// says so).
+    #[arg(long, alias = "key")]
+    public_key: Option<String>,
+    /// Print the checks as JSON on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `custos verify-export`. Exit code 0: the file matches its manifest
+/// (and the signature verifies, with a key); 1: it does not; 2: could not
+/// check (unreadable file, malformed manifest, bad key).
+pub fn verify_export(args: VerifyExportArgs) -> ExitCode {
+    use custos_engine::events::export::{ManifestError, read_manifest, verify_file};
+    let key = match args.public_key.as_deref().map(read_public_key) {
+        Some(Ok(v)) => Some(v),
+        Some(Err(e)) => return failed("invalid --public-key", &e),
+        None => None,
+    };
+    let note = match std::fs::read_to_string(&args.manifest) {
+        Ok(n) => n,
+        Err(e) => return failed(&format!("cannot read the manifest {}", args.manifest.display()), &e),
+    };
+    let manifest = match read_manifest(&note, key.as_ref()) {
+        Ok(m) => m,
+        Err(e @ ManifestError::Signature(_)) => {
+            println!("manifest {} FAILED: {e}", args.manifest.display());
+            return ExitCode::from(1);
+        }
+        Err(e) => return failed("cannot read the manifest", &e),
+    };
+    let mut file = match std::fs::File::open(&args.file) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(e) => return failed(&format!("cannot open {}", args.file.display()), &e),
+    };
+    let checks = match verify_file(&mut file, &manifest, key.as_ref()) {
+        Ok(c) => c,
+        Err(e) => return failed(&format!("cannot read {}", args.file.display()), &e),
+    };
+    let ok = checks.iter().all(|c| c.ok);
+    if args.json {
+        let list: Vec<_> =
+            checks.iter().map(|c| serde_json::json!({ "check": c.what, "ok": c.ok, "detail": c.detail })).collect();
+        let out = serde_json::json!({
+            "file": args.file.display().to_string(),
+            "export_id": manifest.export_id,
+            "intact": ok,
+            "signature_checked": key.is_some(),
+            "checks": list,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        for c in &checks {
+            println!("{} {:<24} {}", if c.ok { "ok  " } else { "FAIL" }, c.what, c.detail);
+        }
+        match (ok, key.is_some()) {
+            (true, true) => println!(
+                "{} matches its manifest: {} rows (seq {}..{}), export {} by {} at {}; manifest signature verified",
+                args.file.display(),
+                manifest.rows,
+                manifest.first_seq.map_or("-".into(), |s| s.to_string()),
+                manifest.last_seq.map_or("-".into(), |s| s.to_string()),
+                manifest.export_id,
+                manifest.generated_by,
+                manifest.generated_at
+            ),
+            (true, false) => println!(
+                "{} matches its manifest ({} rows); the manifest's signature was NOT checked: pass --public-key",
+                args.file.display(),
+                manifest.rows
+            ),
+            (false, _) => println!("{} does NOT match its manifest", args.file.display()),
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}

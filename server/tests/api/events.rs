@@ -712,10 +712,124 @@ async fn exports_stream_every_matching_event_in_each_format(backend: Backend) {
         assert_eq!(err["fields"][0]["path"], field, "{q}");
     }
     assert_eq!(get(&viewer, "format=csv").await.unwrap().status(), StatusCode::FORBIDDEN, "export needs audit:export");
+
+    // The streamed CSV's signed manifest, checked offline by the CLI.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cps) = officer.get("/api/audit/checkpoints?limit=1").await;
+    let vkey = cps["public_key"].as_str().unwrap().to_owned();
+    let res = get(&officer, "format=csv&tenant=acme").await.unwrap();
+    let id = res.headers()["x-custos-export-id"].to_str().unwrap().to_owned();
+    let csv_bytes = res.bytes().await.unwrap();
+    let note = manifest_of(&officer, &id).await;
+    let manifest = open_manifest(&note);
+    assert_eq!(manifest["rows"].as_u64(), Some(sent as u64));
+    assert_eq!(manifest["filters"], json!([["tenant", "acme"]]));
+    assert_eq!(manifest["format"], "csv");
+    let (file, mfile) = (dir.path().join("export.csv"), dir.path().join("export.manifest"));
+    std::fs::write(&file, &csv_bytes).unwrap();
+    std::fs::write(&mfile, &note).unwrap();
+    let ok = verify_export(&file, &mfile, Some(&vkey));
+    assert_eq!(ok.status.code(), Some(0), "{}", out(&ok));
+    assert!(out(&ok).contains("manifest signature verified"), "{}", out(&ok));
+    let unsigned = verify_export(&file, &mfile, None);
+    assert_eq!(unsigned.status.code(), Some(0));
+    assert!(out(&unsigned).contains("NOT checked"), "{}", out(&unsigned));
+    let mut changed = csv_bytes.to_vec();
+    let n = changed.len();
+    changed.truncate(n - 10);
+    std::fs::write(&file, &changed).unwrap();
+    let bad = verify_export(&file, &mfile, Some(&vkey));
+    assert_eq!(bad.status.code(), Some(1), "{}", out(&bad));
+    assert!(out(&bad).contains("FAIL sha256"), "{}", out(&bad));
+    std::fs::write(&mfile, note.replacen("\"rows\": ", "\"rows\": 1", 1)).unwrap();
+    let forged = verify_export(&file, &mfile, Some(&vkey));
+    assert_eq!(forged.status.code(), Some(1), "{}", out(&forged));
+    std::fs::write(&mfile, "not a manifest").unwrap();
+    assert_eq!(verify_export(&file, &mfile, None).status.code(), Some(2));
+
+    // Background exports (the UI's way): progress, then the file; only
+    // their owner sees them.
+    let post = |c: &Client, q: &str| c.req(reqwest::Method::POST, &format!("/api/audit/exports?{q}")).send();
+    let res = post(&viewer, "format=xlsx").await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = post(&officer, "format=bogus").await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    for format in ["xlsx", "pdf"] {
+        let res = post(&officer, &format!("format={format}&tenant=acme")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let job: Value = res.json().await.unwrap();
+        assert_eq!(job["total"].as_u64(), Some(sent as u64), "counted before it runs");
+        let id = job["id"].as_str().unwrap().to_owned();
+        let done = loop {
+            let (status, j) = officer.get(&format!("/api/audit/exports/{id}")).await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(j["rows"].as_u64().unwrap() <= sent as u64);
+            match j["state"].as_str() {
+                Some("running") => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                Some("done") => break j,
+                other => panic!("{other:?}: {j}"),
+            }
+        };
+        assert_eq!(done["rows"].as_u64(), Some(sent as u64));
+        assert_eq!(done["manifest"]["rows"].as_u64(), Some(sent as u64));
+        let other = user_client(&app, &format!("y_officer_{format}"), &["compliance_officer"]).await;
+        assert_eq!(other.get(&format!("/api/audit/exports/{id}")).await.0, StatusCode::NOT_FOUND, "not theirs");
+        let res = officer.req(reqwest::Method::GET, &format!("/api/audit/exports/{id}/file")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers()["content-disposition"].to_str().unwrap().contains(&format!(".{format}")));
+        let bytes = res.bytes().await.unwrap();
+        match format {
+            "xlsx" => assert_eq!(&bytes[..2], b"PK", "a zip"),
+            _ => assert!(bytes.starts_with(b"%PDF-1.7") && bytes.ends_with(b"%%EOF\n")),
+        }
+        let file = dir.path().join(format!("export.{format}"));
+        std::fs::write(&file, &bytes).unwrap();
+        std::fs::write(&mfile, manifest_of(&officer, &id).await).unwrap();
+        let ok = verify_export(&file, &mfile, Some(&vkey));
+        assert_eq!(ok.status.code(), Some(0), "{}", out(&ok));
+    }
+
+    // Each export is recorded when asked for, and again with its manifest
+    // when it ends.
     let exports = officer.all("action=audit.export&outcome=success").await;
-    assert_eq!(exports.len(), 4, "each export is recorded");
+    assert_eq!(exports.len(), 7, "each export request is recorded");
     assert!(exports.iter().all(|e| e["actor"]["name"] == "x_officer"));
-    assert_eq!(officer.all("action=audit.export&outcome=denied").await.len(), 1);
+    assert_eq!(officer.all("action=audit.export&outcome=denied").await.len(), 2);
+    let completed = officer.all("action=audit.export.completed").await;
+    assert_eq!(completed.len(), 7, "{completed:?}");
+    let recorded = completed.iter().find(|e| e["resource"]["id"] == id.as_str()).unwrap();
+    assert_eq!(recorded["details"]["sha256"], manifest["sha256"]);
+    assert_eq!(recorded["resource"]["type"], "export");
     app.running.shutdown().await.unwrap();
 }
+}
+
+/// The signed manifest of an export, once it has ended.
+async fn manifest_of(c: &Client, id: &str) -> String {
+    for _ in 0..100 {
+        let res = c.req(reqwest::Method::GET, &format!("/api/audit/exports/{id}/manifest")).send().await.unwrap();
+        if res.status() == StatusCode::OK {
+            return res.text().await.unwrap();
+        }
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no manifest for export {id}");
+}
+
+fn open_manifest(note: &str) -> Value {
+    serde_json::from_str(&note[..note.rfind("\n\n").unwrap() + 1]).unwrap()
+}
+
+fn verify_export(file: &std::path::Path, manifest: &std::path::Path, key: Option<&str>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_custos"));
+    cmd.arg("verify-export").arg(file).arg(manifest).env("CUSTOS_LOG__FILTER", "warn");
+    if let Some(k) = key {
+        cmd.args(["--public-key", k]);
+    }
+    cmd.output().unwrap()
+}
+
+fn out(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }

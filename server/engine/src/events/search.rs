@@ -52,6 +52,8 @@ pub struct SearchFilter {
     pub limit: usize,
     /// Continue after this seq (from a cursor).
     pub after_seq: Option<u64>,
+    /// Only entries up to this seq (an export's checkpoint; not a parameter).
+    pub max_seq: Option<u64>,
 }
 
 /// Every parameter `GET /api/audit` takes.
@@ -231,6 +233,35 @@ pub fn build_sql(
     limit: u64,
     backend: sea_orm::DbBackend,
 ) -> (String, Vec<Value>) {
+    let (wh, mut values) = where_clause(f, actors, resource_ids, after);
+    let order = if f.descending { "DESC" } else { "ASC" };
+    let bounded = f.from_us.is_some() || f.to_us.is_some();
+    let (hint, key) = match backend {
+        sea_orm::DbBackend::Sqlite if bounded => (" INDEXED BY ledger_entries_time_filters", "seq"),
+        // PostgreSQL has no index hints; ordering by an expression keeps
+        // it from walking the primary key backwards through the whole
+        // table when the window is old (it cannot know that seq and
+        // occurred_at rise together).
+        sea_orm::DbBackend::Postgres if bounded => ("", "(seq + 0)"),
+        _ => ("", "seq"),
+    };
+    values.push(seq_value(limit));
+    (format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries{hint}{wh} ORDER BY {key} {order} LIMIT ?"), values)
+}
+
+/// `SELECT COUNT(*)` of what a search selects (without `q`).
+pub fn count_sql(f: &SearchFilter, actors: &[String], resource_ids: &[String]) -> (String, Vec<Value>) {
+    let (wh, values) = where_clause(f, actors, resource_ids, None);
+    (format!("SELECT COUNT(*) AS n FROM ledger_entries{wh}"), values)
+}
+
+/// The WHERE clause (with a leading space, or empty) and its values.
+fn where_clause(
+    f: &SearchFilter,
+    actors: &[String],
+    resource_ids: &[String],
+    after: Option<u64>,
+) -> (String, Vec<Value>) {
     let mut conds = Vec::new();
     let mut values = Vec::new();
     any_of(&mut conds, &mut values, "actor_id", actors);
@@ -266,20 +297,12 @@ pub fn build_sql(
         conds.push(if f.descending { "seq < ?" } else { "seq > ?" }.into());
         values.push(seq_value(s));
     }
+    if let Some(s) = f.max_seq {
+        conds.push("seq <= ?".into());
+        values.push(seq_value(s));
+    }
     let wh = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
-    let order = if f.descending { "DESC" } else { "ASC" };
-    let bounded = f.from_us.is_some() || f.to_us.is_some();
-    let (hint, key) = match backend {
-        sea_orm::DbBackend::Sqlite if bounded => (" INDEXED BY ledger_entries_time_filters", "seq"),
-        // PostgreSQL has no index hints; ordering by an expression keeps
-        // it from walking the primary key backwards through the whole
-        // table when the window is old (it cannot know that seq and
-        // occurred_at rise together).
-        sea_orm::DbBackend::Postgres if bounded => ("", "(seq + 0)"),
-        _ => ("", "seq"),
-    };
-    values.push(seq_value(limit));
-    (format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries{hint}{wh} ORDER BY {key} {order} LIMIT ?"), values)
+    (wh, values)
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@ pub enum EventsError {
     /// The ledger could not do it (fail closed).
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// Writing an export failed (the client went away, a disk filled).
+    #[error("export failed: {0}")]
+    Export(String),
 }
 
 impl From<sea_orm::DbErr> for EventsError {
@@ -242,20 +245,25 @@ impl Events {
         Ok(row.map(|r| entry_from_row(&r)).transpose()?)
     }
 
-    /// One page of search results.
-    pub async fn search(&self, f: &SearchFilter) -> Result<SearchPage, EventsError> {
-        if !(1..=1000).contains(&f.limit) {
-            return Err(invalid("limit", "must be between 1 and 1000"));
-        }
+    /// The actor and resource id filters in both forms: masked values are
+    /// stored masked, so a search by the clear value finds them.
+    pub(crate) fn masked_forms(&self, f: &SearchFilter) -> (Vec<String>, Vec<String>) {
         let policy = self.current();
         let keys = self.ledger.keys();
-        // Masked values are stored masked: look for both forms.
         let expand = |list: &[String]| -> Vec<String> {
             let mask = |v: &String| policy.masker.mask_text(v, &|x| keys.pseudonym(x)).0;
             let both: std::collections::BTreeSet<String> = list.iter().flat_map(|a| [a.clone(), mask(a)]).collect();
             both.into_iter().collect()
         };
-        let (actors, resource_ids) = (expand(&f.actors), expand(&f.resource_ids));
+        (expand(&f.actors), expand(&f.resource_ids))
+    }
+
+    /// One page of search results.
+    pub async fn search(&self, f: &SearchFilter) -> Result<SearchPage, EventsError> {
+        if !(1..=1000).contains(&f.limit) {
+            return Err(invalid("limit", "must be between 1 and 1000"));
+        }
+        let (actors, resource_ids) = self.masked_forms(f);
         let conn = self.ledger.db().conn();
         let b = conn.get_database_backend();
         let needle = f.q.as_ref().map(|q| q.to_lowercase());
@@ -569,7 +577,7 @@ fn items_last_seq(items: &[EventView]) -> u64 {
     items.last().map_or(0, |v| v.seq)
 }
 
-fn contains_text(v: &EventView, needle: &str) -> bool {
+pub(crate) fn contains_text(v: &EventView, needle: &str) -> bool {
     serde_json::to_string(v).map(|s| s.to_lowercase().contains(needle)).unwrap_or(false)
 }
 
@@ -595,7 +603,7 @@ fn content_digest(e: &Event) -> String {
 /// The view of a decrypted entry. Events ingested through [`Events`] carry
 /// their full shape; entries Custos wrote before (lifecycle, identity) are
 /// read from the header and whatever of the shape their payload has.
-fn view_of(entry: &StoredEntry, plain: &[u8], unmask: bool) -> EventView {
+pub(crate) fn view_of(entry: &StoredEntry, plain: &[u8], unmask: bool) -> EventView {
     let h = &entry.header;
     let f = &h.fields;
     // Parsed straight into types (no intermediate JSON tree) on the path

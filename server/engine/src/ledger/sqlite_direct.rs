@@ -183,7 +183,7 @@ pub fn insert_nodes(conn: &Connection, nodes: &[(u32, u64, Hash)]) -> Result<(),
     Ok(())
 }
 
-fn entry_from_row(row: &Row<'_>) -> Result<StoredEntry, LedgerError> {
+pub(crate) fn entry_from_row(row: &Row<'_>) -> Result<StoredEntry, LedgerError> {
     let id = blob(row, 1)?;
     let event_id =
         uuid::Uuid::from_slice(id).map_err(|_| LedgerError::Corrupt(format!("event_id of {} bytes", id.len())))?;

@@ -2,7 +2,7 @@
 //! neutralised), a JSON array and NDJSON, written a page at a time so that
 //! an export of any size streams in constant memory.
 
-use super::model::EventView;
+use crate::events::model::EventView;
 
 /// The CSV columns, in order.
 pub const CSV_COLUMNS: [&str; 21] = [
@@ -52,36 +52,75 @@ pub fn csv_header() -> Vec<u8> {
 
 /// CSV lines for a page of events.
 pub fn csv_rows(items: &[EventView]) -> Vec<u8> {
-    let mut w = csv_writer();
+    let mut w = CsvRows::new();
     for e in items {
-        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        w.push(e);
+    }
+    w.finish()
+}
+
+/// CSV rows being encoded.
+pub struct CsvRows {
+    w: csv::Writer<Vec<u8>>,
+    details: String,
+}
+
+impl Default for CsvRows {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CsvRows {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        CsvRows { w: csv_writer(), details: String::new() }
+    }
+
+    /// Encodes one event.
+    pub fn push(&mut self, e: &EventView) {
+        fn o(v: &Option<String>) -> &str {
+            v.as_deref().unwrap_or_default()
+        }
         let r = e.resource.as_ref();
-        let record = [
-            e.seq.to_string(),
-            e.id.to_string(),
-            e.occurred_at.clone(),
-            e.recorded_at.clone(),
-            e.category.clone(),
-            e.action.clone(),
-            e.outcome.clone(),
-            e.severity.clone(),
-            e.actor.id.clone(),
-            e.actor.kind.clone(),
+        self.details.clear();
+        if let Some(d) = &e.details {
+            use std::fmt::Write as _;
+            let _ = write!(self.details, "{d}");
+        }
+        let seq = e.seq.to_string();
+        let id = e.id.to_string();
+        let record: [&str; 21] = [
+            &seq,
+            &id,
+            &e.occurred_at,
+            &e.recorded_at,
+            &e.category,
+            &e.action,
+            &e.outcome,
+            &e.severity,
+            &e.actor.id,
+            &e.actor.kind,
             o(&e.actor.name),
             o(&e.actor.ip),
-            r.map(|r| r.kind.clone()).unwrap_or_default(),
-            r.and_then(|r| r.id.clone()).unwrap_or_default(),
-            r.and_then(|r| r.name.clone()).unwrap_or_default(),
+            r.map(|r| r.kind.as_str()).unwrap_or_default(),
+            r.and_then(|r| r.id.as_deref()).unwrap_or_default(),
+            r.and_then(|r| r.name.as_deref()).unwrap_or_default(),
             o(&e.tenant),
-            e.source.channel.clone(),
+            &e.source.channel,
             o(&e.source.application),
             o(&e.correlation.request_id),
             o(&e.reason),
-            e.details.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+            &self.details,
         ];
-        let _ = w.write_record(record.iter().map(|c| safe_cell(c).into_owned()));
+        let _ =
+            self.w.write_record(record.iter().map(|c| safe_cell(c)).collect::<Vec<_>>().iter().map(|c| c.as_bytes()));
     }
-    w.into_inner().unwrap_or_default()
+
+    /// The encoded bytes.
+    pub fn finish(self) -> Vec<u8> {
+        self.w.into_inner().unwrap_or_default()
+    }
 }
 
 /// NDJSON lines for a page of events (the full event each).

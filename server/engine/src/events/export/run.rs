@@ -1,0 +1,418 @@
+//! Running an export: a fresh checkpoint first (every exported row is then
+//! provable against it), one read snapshot, pages decrypted and encoded on
+//! both cores, the file hashed as it is written, and the manifest at the
+//! end.
+
+use std::collections::HashMap;
+use std::io::{BufWriter, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use sea_orm::ConnectionTrait as _;
+use sha2::Digest as _;
+use uuid::Uuid;
+
+use super::pdf::{Cover, PdfSink};
+use super::xlsx::XlsxSink;
+use super::{ExportFormat, Summary};
+use crate::events::model::{EventView, ExportManifest, ManifestCheckpoint};
+use crate::events::search::{self, SearchFilter};
+use crate::events::service::{Events, EventsError, contains_text, rfc3339, view_of};
+use crate::ledger::crypto::DataKey;
+use crate::ledger::store::{CheckpointRow, entry_from_row};
+use crate::ledger::types::{Hash, StoredEntry};
+use crate::ledger::{LedgerError, encoding};
+use crate::storage::stmt_for;
+
+/// Entries per page read.
+const PAGE: usize = 2048;
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportSpec {
+    /// The export's id.
+    pub id: Uuid,
+    /// The format.
+    pub format: ExportFormat,
+    /// The search (its `limit` and cursor are ignored).
+    pub filter: SearchFilter,
+    /// The filters as given (for the manifest and the title page).
+    pub filters: Vec<(String, String)>,
+    /// Who asked.
+    pub generated_by: String,
+    /// Excel rows per sheet (Excel's limit unless testing the roll-over).
+    pub xlsx_rows_per_sheet: u32,
+}
+
+/// Progress an export reports while it runs (read from other threads).
+#[derive(Debug, Default)]
+pub struct ExportProgress {
+    /// Rows written.
+    pub rows: AtomicU64,
+    /// Bytes written.
+    pub bytes: AtomicU64,
+    /// Set to stop the export early.
+    pub cancel: AtomicBool,
+}
+
+/// An export ready to run: checkpoint taken, rows counted.
+pub struct PreparedExport {
+    ledger: crate::ledger::Ledger,
+    spec: ExportSpec,
+    checkpoint: Option<CheckpointRow>,
+    total: Option<u64>,
+    actors: Vec<String>,
+    resource_ids: Vec<String>,
+    keys: HashMap<u32, Arc<DataKey>>,
+    generated_at_us: i64,
+}
+
+impl std::fmt::Debug for PreparedExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedExport").field("id", &self.spec.id).field("total", &self.total).finish()
+    }
+}
+
+impl Events {
+    /// Signs a checkpoint of the ledger as it is now, bounds the export to
+    /// it, and counts the rows (unless free text makes that a full scan).
+    pub async fn prepare_export(&self, mut spec: ExportSpec) -> Result<PreparedExport, EventsError> {
+        let ledger = self.ledger();
+        let checkpoint = ledger.checkpoint_now().await?;
+        spec.filter.max_seq = Some(checkpoint.as_ref().map_or(0, |c| c.tree_size));
+        spec.filter.after_seq = None;
+        let (actors, resource_ids) = self.masked_forms(&spec.filter);
+        let total = if spec.filter.q.is_none() {
+            let conn = ledger.db().conn();
+            let b = conn.get_database_backend();
+            let (sql, values) = search::count_sql(&spec.filter, &actors, &resource_ids);
+            let row = conn.query_one_raw(stmt_for(b, &sql, values)).await?;
+            let n: i64 = row.map(|r| r.try_get("", "n")).transpose().map_err(LedgerError::from)?.unwrap_or(0);
+            Some(n.max(0) as u64)
+        } else {
+            None
+        };
+        Ok(PreparedExport {
+            ledger: ledger.clone(),
+            spec,
+            checkpoint,
+            total,
+            actors,
+            resource_ids,
+            keys: ledger.keys().snapshot(),
+            generated_at_us: ledger.now_us(),
+        })
+    }
+}
+
+/// Counts bytes and hashes them on their way out.
+struct Hashing<'a> {
+    out: &'a mut (dyn Write + Send),
+    sha: sha2::Sha256,
+    bytes: u64,
+    progress: &'a ExportProgress,
+}
+
+impl Write for Hashing<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.progress.cancel.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("the export was cancelled"));
+        }
+        let n = self.out.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.bytes += n as u64;
+        self.progress.bytes.store(self.bytes, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// A decoded slice of a page.
+#[derive(Default)]
+struct Decoded {
+    views: Vec<EventView>,
+    times: Vec<(i64, i64)>,
+    seqs: Vec<u64>,
+    leaves: Vec<Hash>,
+    text: Vec<u8>,
+}
+
+impl PreparedExport {
+    /// Rows the export will have (None with free text).
+    pub fn total(&self) -> Option<u64> {
+        self.total
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &ExportSpec {
+        &self.spec
+    }
+
+    /// The file name it is offered under.
+    pub fn file_name(&self) -> String {
+        let t = chrono::DateTime::from_timestamp_micros(self.generated_at_us)
+            .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
+            .unwrap_or_default();
+        format!("custos-audit-{t}-{}.{}", &self.spec.id.simple().to_string()[..8], self.spec.format.ext())
+    }
+
+    /// Writes the file. Blocking: run it on a blocking thread. Returns the
+    /// manifest (to be signed and recorded by the caller).
+    pub fn run(self, out: &mut (dyn Write + Send), progress: &ExportProgress) -> Result<ExportManifest, EventsError> {
+        let format = self.spec.format;
+        let file_name = self.file_name();
+        let mut hashing = Hashing { out, sha: sha2::Sha256::new(), bytes: 0, progress };
+        let mut entries_sha = sha2::Sha256::new();
+        let mut summary = Summary::default();
+        {
+            let mut w = BufWriter::with_capacity(256 * 1024, &mut hashing);
+            let cover = Cover {
+                origin: self.ledger.origin().to_owned(),
+                generated_by: self.spec.generated_by.clone(),
+                generated_at: rfc3339(self.generated_at_us),
+                filters: self.spec.filters.iter().map(|(k, v)| format!("{k} = {v}")).collect(),
+                checkpoint: self.checkpoint.as_ref().map(|c| (c.tree_size, hex::encode(c.root_hash))),
+                export_id: self.spec.id.to_string(),
+            };
+            let mut pdf = match format {
+                ExportFormat::Pdf => Some(PdfSink::begin(cover, &mut w).map_err(io)?),
+                _ => None,
+            };
+            let mut xlsx = (format == ExportFormat::Xlsx).then(|| XlsxSink::new(self.spec.xlsx_rows_per_sheet));
+            match format {
+                ExportFormat::Csv => w.write_all(&super::csv_header()).map_err(io)?,
+                ExportFormat::Json => w.write_all(b"[\n").map_err(io)?,
+                _ => {}
+            }
+            let mut first_json = true;
+            let needle = self.spec.filter.q.as_ref().map(|q| q.to_lowercase());
+            let pages = self.pages();
+            for page in pages {
+                if progress.cancel.load(Ordering::Relaxed) {
+                    return Err(io(std::io::Error::other("the export was cancelled")));
+                }
+                let page = page?;
+                let parts = decode_parallel(&page, &self.keys, needle.as_deref(), format)?;
+                for part in parts {
+                    for ((seq, leaf), (occurred, _)) in part.seqs.iter().zip(&part.leaves).zip(&part.times) {
+                        entries_sha.update(leaf);
+                        if format != ExportFormat::Pdf {
+                            summary.rows += 1;
+                            summary.first_seq = Some(summary.first_seq.map_or(*seq, |s| s.min(*seq)));
+                            summary.last_seq = Some(summary.last_seq.map_or(*seq, |s| s.max(*seq)));
+                        }
+                        let _ = occurred;
+                    }
+                    match format {
+                        ExportFormat::Json if first_json && !part.text.is_empty() => {
+                            w.write_all(part.text.get(2..).unwrap_or_default()).map_err(io)?;
+                            first_json = false;
+                        }
+                        f if f.is_text() => w.write_all(&part.text).map_err(io)?,
+                        ExportFormat::Xlsx => {
+                            let rows: Vec<(i64, i64, &EventView)> =
+                                part.times.iter().zip(&part.views).map(|((o, r), v)| (*o, *r, v)).collect();
+                            if let Some(x) = xlsx.as_mut() {
+                                x.rows(&rows).map_err(io)?;
+                            }
+                        }
+                        _ => {
+                            for (v, (o, _)) in part.views.iter().zip(&part.times) {
+                                summary.add(v, *o);
+                            }
+                            if let Some(p) = pdf.as_mut() {
+                                p.rows(&part.views, &mut w).map_err(io)?;
+                            }
+                        }
+                    }
+                }
+                progress.rows.store(summary.rows, Ordering::Relaxed);
+            }
+            let entries_hex = hex::encode(entries_sha.clone().finalize());
+            if format == ExportFormat::Json {
+                w.write_all(if first_json { b"]\n" } else { b"\n]\n" }).map_err(io)?;
+            }
+            if let Some(x) = xlsx {
+                x.finish(&mut w).map_err(io)?;
+            }
+            if let Some(p) = pdf {
+                p.finish(&summary, &entries_hex, &mut w).map_err(io)?;
+            }
+            w.flush().map_err(io)?;
+        }
+        let ledger = &self.ledger;
+        Ok(ExportManifest {
+            manifest_version: 1,
+            export_id: self.spec.id,
+            format: format.ext().to_owned(),
+            file_name,
+            sha256: hex::encode(hashing.sha.finalize()),
+            bytes: hashing.bytes,
+            rows: summary.rows,
+            first_seq: summary.first_seq,
+            last_seq: summary.last_seq,
+            entries_sha256: hex::encode(entries_sha.finalize()),
+            filters: self.spec.filters.clone(),
+            generated_at: rfc3339(self.generated_at_us),
+            generated_by: self.spec.generated_by.clone(),
+            origin: ledger.origin().to_owned(),
+            checkpoint: self.checkpoint.as_ref().map(|c| ManifestCheckpoint {
+                size: c.tree_size,
+                root: hex::encode(c.root_hash),
+                note: c.note.clone(),
+            }),
+        })
+    }
+
+    /// Pages of matching entries in order, from one read snapshot on
+    /// SQLite (a reader thread reads ahead), keyset pages elsewhere.
+    fn pages(&self) -> Box<dyn Iterator<Item = Result<Vec<StoredEntry>, EventsError>> + '_> {
+        let db = self.ledger.db();
+        let mut f = self.spec.filter.clone();
+        f.descending = self.spec.filter.descending;
+        if let Some(path) = db.sqlite_file().map(std::path::Path::to_path_buf) {
+            let busy = db.busy_timeout();
+            let (sql, values) = search::build_sql(
+                &f,
+                &self.actors,
+                &self.resource_ids,
+                None,
+                i64::MAX as u64,
+                sea_orm::DbBackend::Sqlite,
+            );
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<StoredEntry>, EventsError>>(2);
+            std::thread::spawn(move || {
+                let run = || -> Result<(), LedgerError> {
+                    let mut conn = crate::ledger::sqlite_direct::open(&path, busy)?;
+                    let snapshot = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
+                    let params: Vec<rusqlite::types::Value> = values.iter().map(to_sqlite).collect::<Result<_, _>>()?;
+                    let mut stmt = snapshot.prepare(&sql)?;
+                    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+                    let mut buf = Vec::with_capacity(PAGE);
+                    while let Some(row) = rows.next()? {
+                        buf.push(crate::ledger::sqlite_direct::entry_from_row(row)?);
+                        if buf.len() == PAGE
+                            && tx.send(Ok(std::mem::replace(&mut buf, Vec::with_capacity(PAGE)))).is_err()
+                        {
+                            return Ok(());
+                        }
+                    }
+                    if !buf.is_empty() {
+                        let _ = tx.send(Ok(buf));
+                    }
+                    Ok(())
+                };
+                if let Err(e) = run() {
+                    let _ = tx.send(Err(e.into()));
+                }
+            });
+            return Box::new(rx.into_iter());
+        }
+        let handle = tokio::runtime::Handle::current();
+        let conn = db.conn().clone();
+        let mut after: Option<u64> = None;
+        let mut done = false;
+        Box::new(std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let b = conn.get_database_backend();
+            let (sql, values) = search::build_sql(&f, &self.actors, &self.resource_ids, after, PAGE as u64, b);
+            let page = handle.block_on(conn.query_all_raw(stmt_for(b, &sql, values)));
+            let entries: Result<Vec<StoredEntry>, EventsError> = match page {
+                Ok(rows) => rows.iter().map(|r| entry_from_row(r).map_err(EventsError::from)).collect(),
+                Err(e) => Err(LedgerError::from(e).into()),
+            };
+            match entries {
+                Ok(v) if v.is_empty() => None,
+                Ok(v) => {
+                    done = v.len() < PAGE;
+                    after = v.last().map(|e| e.header.seq);
+                    Some(Ok(v))
+                }
+                Err(e) => {
+                    done = true;
+                    Some(Err(e))
+                }
+            }
+        }))
+    }
+}
+
+fn io(e: std::io::Error) -> EventsError {
+    EventsError::Export(e.to_string())
+}
+
+fn to_sqlite(v: &sea_orm::Value) -> Result<rusqlite::types::Value, LedgerError> {
+    use rusqlite::types::Value as S;
+    use sea_orm::Value as V;
+    Ok(match v {
+        V::String(Some(s)) => S::Text(s.to_string()),
+        V::BigInt(Some(i)) => S::Integer(*i),
+        V::Int(Some(i)) => S::Integer(i64::from(*i)),
+        V::Bytes(Some(b)) => S::Blob(b.to_vec()),
+        other => return Err(LedgerError::Corrupt(format!("unexpected search parameter {other:?}"))),
+    })
+}
+
+/// Decrypts (MAC first), filters and encodes a page on two threads.
+fn decode_parallel(
+    page: &[StoredEntry],
+    keys: &HashMap<u32, Arc<DataKey>>,
+    needle: Option<&str>,
+    format: ExportFormat,
+) -> Result<Vec<Decoded>, EventsError> {
+    let mid = page.len() / 2;
+    let (a, b) = page.split_at(mid);
+    std::thread::scope(|s| {
+        let second = s.spawn(|| decode(b, keys, needle, format));
+        let first = decode(a, keys, needle, format);
+        let second = second.join().map_err(|_| EventsError::Export("an export worker stopped".into()))?;
+        Ok(vec![first?, second?])
+    })
+}
+
+fn decode(
+    entries: &[StoredEntry],
+    keys: &HashMap<u32, Arc<DataKey>>,
+    needle: Option<&str>,
+    format: ExportFormat,
+) -> Result<Decoded, EventsError> {
+    let mut d = Decoded::default();
+    let mut csv = (format == ExportFormat::Csv).then(super::text::CsvRows::new);
+    for entry in entries {
+        let seq = entry.header.seq;
+        let key = keys.get(&entry.key_id).ok_or(LedgerError::UnknownKey { seq, key_id: entry.key_id })?;
+        let header = encoding::header_bytes(&entry.header);
+        let plain = key
+            .open(&header, &entry.iv, &entry.ciphertext, &entry.mac)
+            .map_err(|e| LedgerError::Corrupt(format!("entry seq {seq}: {e}")))?;
+        let view = view_of(entry, &plain, false);
+        if needle.is_some_and(|n| !contains_text(&view, n)) {
+            continue;
+        }
+        d.seqs.push(seq);
+        d.leaves.push(entry.leaf_hash);
+        d.times.push((entry.header.occurred_at_us, entry.header.recorded_at_us));
+        match format {
+            ExportFormat::Csv => {
+                if let Some(c) = csv.as_mut() {
+                    c.push(&view);
+                }
+            }
+            ExportFormat::Ndjson => d.text.extend_from_slice(&super::ndjson_rows(std::slice::from_ref(&view))),
+            ExportFormat::Json => {
+                d.text.extend_from_slice(b",\n");
+                let _ = serde_json::to_writer(&mut d.text, &view);
+            }
+            _ => d.views.push(view),
+        }
+    }
+    if let Some(c) = csv {
+        d.text = c.finish();
+    }
+    Ok(d)
+}
