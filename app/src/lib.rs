@@ -9,6 +9,7 @@
 compile_error!("custos-app: the `ssr` and `hydrate` features are mutually exclusive");
 
 pub mod api;
+pub mod client;
 pub mod models;
 /// The audit event and the API shapes, shared with the engine.
 pub use custos_model as event;
@@ -37,6 +38,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <link rel="icon" href="/favicon.ico"/>
+                // The charts' renderer (charming draws through it); before
+                // hydration, so it is there when a chart first renders.
+                <script src="/vendor/echarts.min.js"></script>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -81,6 +85,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login") view=pages::login::LoginPage/>
                     <Route path=path!("/login/mfa") view=pages::login::MfaPage/>
                     <Route path=path!("/account") view=pages::account::AccountPage/>
+                    <Route path=path!("/events") view=|| view! { <Guard permission="audit:read"><pages::events::EventsPage/></Guard> }/>
                     <Route path=path!("/admin/users") view=|| view! { <Guard permission="user:manage"><pages::admin::users::UsersPage/></Guard> }/>
                     <Route path=path!("/admin/roles") view=|| view! { <Guard permission="user:manage"><pages::admin::roles::RolesPage/></Guard> }/>
                     <Route path=path!("/admin/api-keys") view=|| view! { <Guard permission="user:manage"><pages::admin::api_keys::ApiKeysPage/></Guard> }/>
@@ -119,6 +124,7 @@ fn Navigation(me: Option<models::Me>) -> impl IntoView {
     view! {
         <nav aria-label="Main">
             <A href="/" exact=true>"Overview"</A>
+            {me.can("audit:read").then(|| view! { <A href="/events">"Events"</A> })}
             {admin.then(|| view! {
                 <A href="/admin/users">"Users"</A>
                 <A href="/admin/roles">"Roles"</A>

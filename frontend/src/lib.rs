@@ -1,3 +1,4 @@
+#![recursion_limit = "512"]
 //! The browser bundle: hydrates the server-rendered Custos UI.
 
 /// Entry point called by the generated JavaScript once the WASM is loaded.

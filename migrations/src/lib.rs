@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_ledger;
 mod m20261126_000002_identity;
 mod m20261126_000003_events;
+mod m20261127_000004_saved_searches;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_ledger::Migration),
             Box::new(m20261126_000002_identity::Migration),
             Box::new(m20261126_000003_events::Migration),
+            Box::new(m20261127_000004_saved_searches::Migration),
         ]
     }
 }

@@ -455,5 +455,54 @@ async fn run(a: Args) {
         scanned,
         scan_secs / export_secs
     );
+    let t = Instant::now();
+    let mut res = browser.get(format!("{base}/api/audit/export?format=xlsx")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut xlsx_bytes = 0usize;
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        xlsx_bytes += chunk.len();
+    }
+    let xlsx_secs = t.elapsed().as_secs_f64();
+    println!(
+        "export XLSX over HTTP: {:.0} MB in {:.1} s; plain paged read (baseline) {:.1} s = {:.2}x",
+        xlsx_bytes as f64 / 1e6,
+        xlsx_secs,
+        scan_secs,
+        scan_secs / xlsx_secs
+    );
     server.shutdown().await.unwrap();
+
+    // 5. The same exports by `custos export` in a process of its own: wall
+    // time and peak resident memory (VmHWM) of that process alone.
+    if a.postgres.is_none() {
+        for format in ["csv", "xlsx"] {
+            let out = dir_a.path().join(format!("bench-export.{format}"));
+            let t = Instant::now();
+            let run = std::process::Command::new(env!("CARGO_BIN_EXE_custos"))
+                .args(["export", "--format", format, "--stats", "--out"])
+                .arg(&out)
+                .env("CUSTOS_DATA_DIR", dir_a.path())
+                .env("CUSTOS_LEDGER__ORIGIN", "custos.test/ledger")
+                .env("CUSTOS_LOG__FILTER", "warn")
+                .output()
+                .unwrap();
+            let wall = t.elapsed().as_secs_f64();
+            let text = String::from_utf8_lossy(&run.stdout).into_owned();
+            assert!(run.status.success(), "{text}{}", String::from_utf8_lossy(&run.stderr));
+            let field = |name: &str| {
+                text.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().parse::<f64>().unwrap()).unwrap()
+            };
+            let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            println!(
+                "custos export --format {format}: {:.0} MB, export {:.1} s (process {:.1} s incl. start-up and checkpoint), peak RSS {:.0} MB; plain paged read (baseline) {:.1} s = {:.2}x",
+                size as f64 / 1e6,
+                field("export_seconds"),
+                wall,
+                field("peak_rss_kib") / 1024.0,
+                scan_secs,
+                scan_secs / field("export_seconds")
+            );
+            let _ = std::fs::remove_file(&out);
+        }
+    }
 }

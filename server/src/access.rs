@@ -33,6 +33,9 @@ pub enum Need {
     User,
     /// A permission.
     Permission(Permission),
+    /// A signed-in user (not an API key) holding a permission: pages for
+    /// people that show data.
+    UserWith(Permission),
 }
 
 /// One row of the table.
@@ -78,6 +81,7 @@ pub const ROUTES: &[Route] = &[
     // Pages.
     r("GET", "/", Page, SignedIn),
     setup("GET", "/account", Page, User),
+    r("GET", "/events", Page, UserWith(P::AuditRead)),
     r("GET", "/admin/users", Page, USERS),
     r("GET", "/admin/roles", Page, USERS),
     r("GET", "/admin/api-keys", Page, USERS),
@@ -86,6 +90,11 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/audit/events", Api, Permission(P::AuditIngest)),
     r("GET", "/api/audit", Api, Permission(P::AuditRead)),
     r("GET", "/api/audit/stats", Api, Permission(P::AuditRead)),
+    r("GET", "/api/audit/histogram", Api, Permission(P::AuditRead)),
+    r("GET", "/api/audit/tail", Api, Permission(P::AuditRead)),
+    r("GET", "/api/searches", Api, Permission(P::AuditRead)),
+    r("POST", "/api/searches", Api, Permission(P::AuditRead)),
+    r("DELETE", "/api/searches/{id}", Api, Permission(P::AuditRead)),
     r("GET", "/api/audit/export", Api, Permission(P::AuditExport)),
     r("POST", "/api/audit/exports", Api, Permission(P::AuditExport)),
     r("GET", "/api/audit/exports/{id}", Api, Permission(P::AuditExport)),
@@ -167,6 +176,7 @@ impl Route {
             SignedIn => caller.is_authenticated(),
             User => caller.user().is_some(),
             Permission(p) => caller.allows(p),
+            UserWith(p) => caller.user().is_some() && caller.allows(p),
         };
         if !caller.is_authenticated() {
             return Decision::Unauthenticated;
@@ -190,6 +200,7 @@ impl Route {
             SignedIn => "sign-in".into(),
             User => "a signed-in user".into(),
             Permission(p) => format!("permission `{p}`"),
+            UserWith(p) => format!("a signed-in user with permission `{p}`"),
         }
     }
 }

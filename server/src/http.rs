@@ -49,7 +49,7 @@ pub struct AppState {
     /// Largest ingest body (bytes).
     pub ingest_max_body: usize,
     /// Background exports, their files and manifests.
-    pub exports: crate::api::exports::Exports,
+    pub exports: std::sync::Arc<custos_engine::events::export::ExportJobs>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -144,6 +144,11 @@ pub fn rest_routes() -> Vec<(&'static str, &'static str, axum::routing::MethodRo
         ("POST", "/api/audit/events", post(crate::api::audit::ingest)),
         ("GET", "/api/audit", get(crate::api::audit::search)),
         ("GET", "/api/audit/stats", get(crate::api::audit::stats)),
+        ("GET", "/api/audit/histogram", get(crate::api::explorer::histogram)),
+        ("GET", "/api/audit/tail", get(crate::api::explorer::tail)),
+        ("GET", "/api/searches", get(crate::api::explorer::list)),
+        ("POST", "/api/searches", post(crate::api::explorer::save)),
+        ("DELETE", "/api/searches/{id}", axum::routing::delete(crate::api::explorer::delete)),
         ("GET", "/api/audit/export", get(crate::api::exports::export)),
         ("POST", "/api/audit/exports", post(crate::api::exports::start)),
         ("GET", "/api/audit/exports/{id}", get(crate::api::exports::status)),

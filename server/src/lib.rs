@@ -193,7 +193,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         events: events.clone(),
         verify_jobs: api::verify_jobs::Jobs::default(),
         ingest_max_body: config.ingest.max_body_bytes,
-        exports: api::exports::Exports::new(config.data_dir.join("exports")),
+        exports: Arc::new(custos_engine::events::export::ExportJobs::new(config.data_dir.join("exports"))),
     };
     let app = http::app(state);
     let (stop, mut stopped) = watch::channel(false);

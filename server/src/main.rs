@@ -35,6 +35,8 @@ enum Command {
     },
     /// Verify the ledger (or an archive) offline. Exit code 0 intact, 1 tampered, 2 could not verify.
     Verify(commands::VerifyArgs),
+    /// Export events (CSV, JSON, NDJSON, XLSX, PDF) to a file with its signed manifest; recorded in the ledger.
+    Export(commands::ExportArgs),
     /// Check an exported file against its signed manifest, offline. Exit code 0 matches, 1 does not, 2 could not check.
     VerifyExport(commands::VerifyExportArgs),
     /// Sign a checkpoint of the current ledger head now.
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
             Command::Verify(args) => commands::verify(&config, args).await,
             Command::Checkpoint => commands::checkpoint(&config).await,
             Command::VerifyExport(args) => commands::verify_export(args),
+            Command::Export(args) => commands::export(&config, args).await,
             Command::Bench { command } => commands::bench(&config, command).await,
         }
     })

@@ -451,6 +451,42 @@ pub struct ExportJob {
     pub manifest: Option<ExportManifest>,
 }
 
+/// Matching events per time bucket (the explorer's histogram).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Histogram {
+    /// Range start (RFC 3339, inclusive).
+    pub from: String,
+    /// Range end (RFC 3339, exclusive).
+    pub to: String,
+    /// Bucket width in seconds.
+    pub bucket_seconds: u64,
+    /// Matching events in the range.
+    pub total: u64,
+    /// Counts per bucket, empty buckets included.
+    pub series: Vec<BucketCount>,
+}
+
+/// A saved explorer search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SavedSearch {
+    /// Its id.
+    pub id: String,
+    /// Its name (unique per owner).
+    pub name: String,
+    /// The explorer's query string (`action=user.*&range=24h`).
+    pub query: String,
+    /// Visible to everyone who may search.
+    pub shared: bool,
+    /// Who saved it.
+    pub owner: String,
+    /// Whether the caller saved it (and may delete it).
+    pub mine: bool,
+    /// When (RFC 3339).
+    pub created_at: String,
+}
+
 /// A client error: what was wrong, per field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

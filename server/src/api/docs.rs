@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, exports, masking, verify_jobs};
+use super::{audit, explorer, exports, masking, verify_jobs};
 
 struct Security;
 
@@ -45,6 +45,7 @@ impl Modify for Security {
     ),
     paths(
         audit::ingest, audit::search, audit::read_one, audit::checkpoints, audit::stats,
+        explorer::histogram, explorer::tail, explorer::list, explorer::save, explorer::delete,
         exports::export, exports::start, exports::status, exports::file, exports::manifest,
         verify_jobs::start, verify_jobs::status,
         masking::get_policy, masking::put_policy, masking::history, masking::preview,

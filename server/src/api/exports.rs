@@ -13,101 +13,20 @@
 //! the ledger (`audit.export.completed`, or `audit.export.failed`).
 //! `GET /api/audit/exports/{id}/manifest` returns it.
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custos_engine::events::SearchFilter;
-use custos_engine::events::export::{ExportFormat, ExportProgress, ExportSpec, PreparedExport, manifest_note};
-use custos_model::{ApiError, ExportJob, ExportManifest};
+use custos_engine::events::export::{ExportFormat, ExportProgress, ExportSpec, FileError, PreparedExport, Requester};
+use custos_model::{ApiError, ExportJob};
 use uuid::Uuid;
 
 use super::audit::query_pairs;
 use super::{Ctx, bad_field, bad_fields, error, events_error};
 use crate::http::AppState;
-
-/// Files of finished exports are deleted after this long.
-const FILE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-/// Finished jobs kept in memory.
-const KEPT: usize = 200;
-
-/// A background export.
-struct Job {
-    owner: String,
-    format: ExportFormat,
-    total: Option<u64>,
-    progress: ExportProgress,
-    outcome: Mutex<Option<Result<(String, ExportManifest), String>>>,
-}
-
-/// Exports of this process, and where their files and manifests go.
-#[derive(Clone)]
-pub struct Exports {
-    dir: PathBuf,
-    jobs: Arc<Mutex<HashMap<Uuid, Arc<Job>>>>,
-    /// Excel rows per sheet (Excel's limit; smaller only in tests).
-    pub xlsx_rows_per_sheet: u32,
-}
-
-impl std::fmt::Debug for Exports {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exports").field("dir", &self.dir).finish_non_exhaustive()
-    }
-}
-
-impl Exports {
-    /// Exports under `dir` (created when first needed).
-    pub fn new(dir: PathBuf) -> Exports {
-        Exports { dir, jobs: Arc::default(), xlsx_rows_per_sheet: custos_engine::events::export::xlsx::EXCEL_MAX_ROWS }
-    }
-
-    fn manifest_path(&self, id: Uuid) -> PathBuf {
-        self.dir.join(format!("{id}.manifest"))
-    }
-
-    fn file_path(&self, id: Uuid, format: ExportFormat) -> PathBuf {
-        self.dir.join(format!("{id}.{}", format.ext()))
-    }
-
-    /// Deletes export files older than the TTL (manifests stay).
-    fn sweep(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.extension().is_some_and(|x| x == "manifest") {
-                continue;
-            }
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|a| a > FILE_TTL);
-            if old {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        if jobs.len() > KEPT {
-            let finished: Vec<Uuid> = jobs
-                .iter()
-                .filter(|(_, j)| j.outcome.lock().map(|o| o.is_some()).unwrap_or(true))
-                .map(|(id, _)| *id)
-                .collect();
-            let mut sorted = finished;
-            sorted.sort();
-            for id in sorted.iter().take(jobs.len() - KEPT) {
-                jobs.remove(id);
-            }
-        }
-    }
-}
 
 /// An export request's format, its search, and the filters as given.
 type Request = (ExportFormat, SearchFilter, Vec<(String, String)>);
@@ -156,52 +75,9 @@ fn owner(ctx: &Ctx) -> String {
     }
 }
 
-/// Signs and keeps the manifest, and records the export in the ledger.
-async fn finish(
-    s: &AppState,
-    ctx: &Ctx,
-    id: Uuid,
-    format: ExportFormat,
-    result: Result<ExportManifest, String>,
-) -> Result<ExportManifest, String> {
-    let (outcome, details, manifest) = match &result {
-        Ok(m) => {
-            let note = manifest_note(m, s.ledger.keys().signer());
-            let path = s.exports.manifest_path(id);
-            if let Err(e) = tokio::fs::create_dir_all(&s.exports.dir).await {
-                tracing::error!(error = %e, "cannot create the exports directory");
-            }
-            if let Err(e) = tokio::fs::write(&path, note).await {
-                tracing::error!(error = %e, path = %path.display(), "cannot keep an export manifest");
-            }
-            ("success", serde_json::to_value(m).unwrap_or_default(), Some(m.clone()))
-        }
-        Err(e) => ("failure", serde_json::json!({ "format": format.ext(), "error": e }), None),
-    };
-    let event = custos_model::Event {
-        id: Uuid::now_v7(),
-        occurred_at_us: s.ledger.now_us(),
-        category: "data_access".into(),
-        action: if manifest.is_some() { "audit.export.completed" } else { "audit.export.failed" }.into(),
-        outcome: outcome.into(),
-        reason: None,
-        severity: "notice".into(),
-        actor: ctx.actor(),
-        resource: Some(custos_model::Resource { kind: "export".into(), id: Some(id.to_string()), name: None }),
-        tenant: None,
-        source: custos_model::Source { application: Some("custos".into()), host: None, channel: "api".into() },
-        correlation: custos_model::Correlation { request_id: ctx.request_id.clone(), trace_id: None, parent_id: None },
-        metrics: None,
-        details: Some(details),
-    };
-    if let Err(e) = s.events.record(event).await {
-        // The file exists but its record could not be written: fail closed.
-        tracing::error!(error = %e, export = %id, "an export's record could not be committed");
-        let _ = tokio::fs::remove_file(s.exports.file_path(id, format)).await;
-        let _ = tokio::fs::remove_file(s.exports.manifest_path(id)).await;
-        return Err("the export could not be recorded in the ledger; its file was discarded".into());
-    }
-    result
+/// The caller as the requester of an export.
+fn requester(ctx: &Ctx) -> Requester {
+    Requester { owner: owner(ctx), actor: ctx.actor(), request_id: ctx.request_id.clone(), channel: "api".into() }
 }
 
 /// Writes into a bounded channel of chunks (the HTTP body): the export
@@ -267,7 +143,7 @@ pub async fn export(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery
             tracing::warn!(export = %id, error = %e, "a streamed export did not finish");
             let _ = error_tx.send(Err(std::io::Error::other("export failed"))).await;
         }
-        let _ = finish(&state, &ctx, id, format, run).await;
+        let _ = state.exports.complete(&state.events, id, format, &requester(&ctx), run).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
     (
@@ -279,26 +155,6 @@ pub async fn export(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery
         Body::from_stream(stream),
     )
         .into_response()
-}
-
-fn job_view(id: Uuid, j: &Job) -> ExportJob {
-    let outcome = j.outcome.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let (state, error, file_name, manifest) = match outcome {
-        None => ("running", None, None, None),
-        Some(Ok((name, m))) => ("done", None, Some(name), Some(m)),
-        Some(Err(e)) => ("failed", Some(e), None, None),
-    };
-    ExportJob {
-        id,
-        format: j.format.ext().into(),
-        state: state.into(),
-        rows: j.progress.rows.load(Ordering::Relaxed),
-        total: j.total,
-        bytes: j.progress.bytes.load(Ordering::Relaxed),
-        error,
-        file_name,
-        manifest,
-    }
 }
 
 /// Start a background export.
@@ -320,61 +176,20 @@ fn job_view(id: Uuid, j: &Job) -> ExportJob {
     security(("api_key" = []), ("session" = []))
 )]
 pub async fn start(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery) -> Response {
-    s.exports.sweep();
-    if let Err(e) = tokio::fs::create_dir_all(&s.exports.dir).await {
-        tracing::error!(error = %e, "cannot create the exports directory");
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "export_failed",
-            "the export directory cannot be created",
-            vec![],
-        );
-    }
     let prepared = match prepare(&s, &ctx, raw.as_deref()).await {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let (id, format, name) = (prepared.spec().id, prepared.spec().format, prepared.file_name());
-    let job = Arc::new(Job {
-        owner: owner(&ctx),
-        format,
-        total: prepared.total(),
-        progress: ExportProgress::default(),
-        outcome: Mutex::new(None),
-    });
-    s.exports.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id, job.clone());
-    let state = s.clone();
-    let view = job_view(id, &job);
-    tokio::spawn(async move {
-        let path = state.exports.file_path(id, format);
-        let part = path.with_extension("part");
-        let worker = job.clone();
-        let run = tokio::task::spawn_blocking(move || -> Result<ExportManifest, String> {
-            let mut file = std::fs::File::create(&part).map_err(|e| format!("cannot create the file: {e}"))?;
-            let m = prepared.run(&mut file, &worker.progress).map_err(|e| e.to_string())?;
-            file.sync_all().map_err(|e| format!("cannot write the file: {e}"))?;
-            std::fs::rename(&part, &path).map_err(|e| format!("cannot write the file: {e}"))?;
-            Ok(m)
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("the export stopped: {e}")));
-        if run.is_err() {
-            let _ = tokio::fs::remove_file(state.exports.file_path(id, format).with_extension("part")).await;
-        }
-        let done = finish(&state, &ctx, id, format, run).await;
-        *job.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(done.map(|m| (name, m)));
-    });
-    (StatusCode::ACCEPTED, axum::Json(view)).into_response()
+    let job = s.exports.start(s.events.clone(), prepared, requester(&ctx));
+    (StatusCode::ACCEPTED, axum::Json(job)).into_response()
 }
 
-fn own_job(s: &AppState, ctx: &Ctx, id: &str) -> Result<(Uuid, Arc<Job>), Response> {
-    let not_found = || error(StatusCode::NOT_FOUND, "not_found", "no such export of yours", vec![]);
-    let id = Uuid::parse_str(id).map_err(|_| bad_field("id", "must be an export id (UUID)"))?;
-    let job = s.exports.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned().ok_or_else(not_found)?;
-    if job.owner != owner(ctx) {
-        return Err(not_found());
-    }
-    Ok((id, job))
+fn export_id(id: &str) -> Result<Uuid, Response> {
+    Uuid::parse_str(id).map_err(|_| bad_field("id", "must be an export id (UUID)"))
+}
+
+fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such export of yours", vec![])
 }
 
 /// A background export's progress.
@@ -388,9 +203,13 @@ fn own_job(s: &AppState, ctx: &Ctx, id: &str) -> Result<(Uuid, Arc<Job>), Respon
     security(("api_key" = []), ("session" = []))
 )]
 pub async fn status(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Response {
-    match own_job(&s, &ctx, &id) {
-        Ok((id, job)) => axum::Json(job_view(id, &job)).into_response(),
-        Err(r) => r,
+    let id = match export_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match s.exports.status(&owner(&ctx), id) {
+        Some(job) => axum::Json(job).into_response(),
+        None => not_found(),
     }
 }
 
@@ -406,17 +225,19 @@ pub async fn status(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>)
     security(("api_key" = []), ("session" = []))
 )]
 pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Response {
-    let (id, job) = match own_job(&s, &ctx, &id) {
-        Ok(j) => j,
+    let id = match export_id(&id) {
+        Ok(id) => id,
         Err(r) => return r,
     };
-    let name = match &*job.outcome.lock().unwrap_or_else(|p| p.into_inner()) {
-        Some(Ok((name, _))) => name.clone(),
-        _ => return error(StatusCode::NOT_FOUND, "not_ready", "the export has not finished", vec![]),
-    };
-    let file = match tokio::fs::File::open(s.exports.file_path(id, job.format)).await {
+    let (path, name, content_type) = match s.exports.file(&owner(&ctx), id) {
         Ok(f) => f,
-        Err(_) => return error(StatusCode::GONE, "gone", "the file was deleted (exports are kept 24 hours)", vec![]),
+        Err(e @ FileError::NotFound) => return error(StatusCode::NOT_FOUND, "not_found", e.to_string(), vec![]),
+        Err(e @ FileError::NotReady) => return error(StatusCode::NOT_FOUND, "not_ready", e.to_string(), vec![]),
+        Err(e @ FileError::Gone) => return error(StatusCode::GONE, "gone", e.to_string(), vec![]),
+    };
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(_) => return error(StatusCode::GONE, "gone", FileError::Gone.to_string(), vec![]),
     };
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let stream = futures_util::stream::unfold(file, |mut f| async move {
@@ -433,7 +254,7 @@ pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -
     });
     (
         [
-            (header::CONTENT_TYPE, job.format.content_type().to_owned()),
+            (header::CONTENT_TYPE, content_type.to_owned()),
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
             (header::CONTENT_LENGTH, len.to_string()),
         ],
@@ -460,8 +281,8 @@ pub async fn manifest(State(s): State<AppState>, Path(id): Path<String>) -> Resp
     let Ok(id) = Uuid::parse_str(&id) else {
         return bad_field("id", "must be an export id (UUID)");
     };
-    match tokio::fs::read_to_string(s.exports.manifest_path(id)).await {
-        Ok(note) => (
+    match s.exports.manifest(id).await {
+        Some(note) => (
             [
                 (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
                 (header::CONTENT_DISPOSITION, format!("attachment; filename=\"custos-export-{id}.manifest\"")),
@@ -469,6 +290,6 @@ pub async fn manifest(State(s): State<AppState>, Path(id): Path<String>) -> Resp
             note,
         )
             .into_response(),
-        Err(_) => error(StatusCode::NOT_FOUND, "not_found", "no finished export with this id", vec![]),
+        None => error(StatusCode::NOT_FOUND, "not_found", "no finished export with this id", vec![]),
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod docs;
+pub mod explorer;
 pub mod exports;
 pub mod masking;
 pub mod self_audit;

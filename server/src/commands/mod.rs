@@ -1,6 +1,7 @@
 //! The CLI's commands. Each returns the process exit code.
 
 mod bench;
+mod export;
 mod keys;
 mod user;
 mod verify;
@@ -8,6 +9,7 @@ mod verify;
 use std::process::ExitCode;
 
 pub use bench::{BenchCommand, bench, sample_event};
+pub use export::{ExportArgs, export};
 pub use keys::{KeysCommand, keys};
 pub use user::{UserCommand, user};
 pub use verify::{VerifyArgs, VerifyExportArgs, verify, verify_export};

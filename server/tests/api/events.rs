@@ -833,3 +833,117 @@ fn verify_export(file: &std::path::Path, manifest: &std::path::Path, key: Option
 fn out(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
+
+both_backends! {
+async fn the_explorer_api_counts_follows_and_saves_searches(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let ingest = key_client(&app, &[Scope::Ingest]).await;
+    let officer = user_client(&app, "h_officer", &["compliance_officer"]).await;
+    let other = user_client(&app, "h_other", &["compliance_officer"]).await;
+    // 120 events over the last two hours, one a minute.
+    let batch: Vec<Value> = (0..120).map(|i| event(i, 120 - i as i64)).collect();
+    assert_eq!(ingest.post_json("/api/audit/events", &json!(batch)).await.0, StatusCode::CREATED);
+
+    // Histogram: 12 ten-minute bars over two hours; they add up to the
+    // matching count, and a filter narrows them.
+    let (from, to) = (ts(121), ts(-1));
+    let (status, h) = officer
+        .get(&format!("/api/audit/histogram?from={}&to={}&buckets=12&tenant=acme", enc(&from), enc(&to)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{h}");
+    assert_eq!(h["series"].as_array().unwrap().len(), 12);
+    let sum: u64 = h["series"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!((sum, h["total"].as_u64().unwrap()), (60, 60), "{h}");
+    let (_, all) = officer.get(&format!("/api/audit/histogram?from={}&to={}&buckets=12", enc(&from), enc(&to))).await;
+    assert!(all["total"].as_u64().unwrap() >= 120);
+    for (q, field) in [("buckets=0", "buckets"), ("buckets=9999", "buckets"), ("from=yesterday", "from"), ("limit=3", "limit")] {
+        let (status, err) = officer.get(&format!("/api/audit/histogram?{q}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{q}");
+        assert_eq!(err["fields"][0]["path"], field, "{q}");
+    }
+
+    // Live tail: after `ready`, a new matching event arrives; one that does
+    // not match never does.
+    let res = officer.req(reqwest::Method::GET, "/api/audit/tail?action=tail.check").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut res = res;
+    let mut seen = String::new();
+    while !seen.contains("event: ready") {
+        seen.push_str(&String::from_utf8_lossy(&res.chunk().await.unwrap().unwrap()));
+    }
+    let mut other_event = event(1, 0);
+    other_event["action"] = json!("tail.other");
+    let mut wanted = event(2, 0);
+    wanted["action"] = json!("tail.check");
+    let id = wanted["id"].as_str().unwrap().to_owned();
+    assert_eq!(ingest.post_json("/api/audit/events", &json!([other_event, wanted])).await.0, StatusCode::CREATED);
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            seen.push_str(&String::from_utf8_lossy(&res.chunk().await.unwrap().unwrap()));
+            if seen.contains("event: audit") && seen.contains("\n\n") && seen.contains(&id) {
+                return seen.clone();
+            }
+        }
+    })
+    .await
+    .expect("the new event arrives on the tail");
+    assert!(!got.contains("tail.other"), "{got}");
+    let block = got.split("\n\n").find(|b| b.starts_with("event: audit")).unwrap();
+    let data = block.lines().find(|l| l.starts_with("data: ")).unwrap();
+    let e: Value = serde_json::from_str(&data["data: ".len()..]).unwrap();
+    assert_eq!(e["action"], "tail.check");
+    drop(res);
+    let (status, err) = officer.get("/api/audit/tail?to=2026-01-01T00:00:00Z").await;
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("to")));
+
+    // Saved searches: own and shared, checked, replaced by name, deleted by
+    // their owner only.
+    let (status, mine) = officer
+        .post_json("/api/searches", &json!({"name": "Denied logins", "query": "action=user.login&outcome=denied&range=7d"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{mine}");
+    let (status, shared) = officer
+        .post_json("/api/searches", &json!({"name": "Policy", "query": "category=policy", "shared": true}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{shared}");
+    for (body, field) in [
+        (json!({"name": "", "query": "action=x"}), "name"),
+        (json!({"name": "Bad", "query": "bogus=1"}), "query"),
+        (json!({"name": "Bad", "query": "range=forever"}), "query"),
+        (json!({"name": "Bad", "query": "action=x", "extra": 1}), "body"),
+    ] {
+        let (status, err) = officer.post_json("/api/searches", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(err["fields"][0]["path"], field, "{body} -> {err}");
+    }
+    let (_, list) = officer.get("/api/searches").await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let (_, theirs) = other.get("/api/searches").await;
+    let theirs = theirs.as_array().unwrap();
+    assert_eq!(theirs.len(), 1, "only the shared one: {theirs:?}");
+    assert_eq!((theirs[0]["name"].as_str(), theirs[0]["mine"].as_bool()), (Some("Policy"), Some(false)));
+    let (status, _) = officer
+        .post_json("/api/searches", &json!({"name": "Denied logins", "query": "action=user.login&outcome=denied&range=24h"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, list) = officer.get("/api/searches").await;
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "replaced by name");
+    assert!(list.iter().any(|s| s["query"] == "action=user.login&outcome=denied&range=24h"));
+    let shared_id = shared["id"].as_str().unwrap();
+    let del = |c: &Client, id: &str| c.req(reqwest::Method::DELETE, &format!("/api/searches/{id}")).send();
+    assert_eq!(del(&other, shared_id).await.unwrap().status(), StatusCode::NOT_FOUND, "not theirs");
+    assert_eq!(del(&officer, shared_id).await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(other.get("/api/searches").await.1.as_array().unwrap().len(), 0);
+    // Each of these is in the ledger.
+    assert_eq!(officer.all("action=search.saved.save").await.len(), 7);
+    assert_eq!(officer.all("action=search.saved.delete").await.len(), 2);
+    assert_eq!(officer.all("action=audit.tail").await.len(), 2);
+    app.running.shutdown().await.unwrap();
+}
+}
+
+fn enc(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}

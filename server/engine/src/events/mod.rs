@@ -7,6 +7,7 @@ pub mod export;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod mask;
+pub mod saved;
 pub mod search;
 pub mod service;
 pub mod validate;

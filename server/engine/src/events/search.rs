@@ -249,6 +249,22 @@ pub fn build_sql(
     (format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries{hint}{wh} ORDER BY {key} {order} LIMIT ?"), values)
 }
 
+/// Counts per bucket: `(occurred_at - ?) / ?` as `b`, with the `from`
+/// and width values to be put first.
+pub fn histogram_sql(
+    f: &SearchFilter,
+    actors: &[String],
+    resource_ids: &[String],
+    backend: sea_orm::DbBackend,
+) -> (String, Vec<Value>) {
+    let (wh, values) = where_clause(f, actors, resource_ids, None);
+    let hint = match backend {
+        sea_orm::DbBackend::Sqlite => " INDEXED BY ledger_entries_time_filters",
+        _ => "",
+    };
+    (format!("SELECT (occurred_at - ?) / ? AS b, COUNT(*) AS n FROM ledger_entries{hint}{wh} GROUP BY b"), values)
+}
+
 /// `SELECT COUNT(*)` of what a search selects (without `q`).
 pub fn count_sql(f: &SearchFilter, actors: &[String], resource_ids: &[String]) -> (String, Vec<Value>) {
     let (wh, values) = where_clause(f, actors, resource_ids, None);

@@ -23,7 +23,7 @@ use crate::ledger::{Ledger, LedgerError, NewEntry, Receipt};
 use crate::storage::stmt_for;
 
 /// Version of the sealed payload layout written by [`Events`].
-const PAYLOAD_VERSION: u64 = 1;
+pub(crate) const PAYLOAD_VERSION: u64 = 1;
 
 /// How stale ingest's view of the masking policy may get (another
 /// replica's change) before it looks again: 2 s.

@@ -2,6 +2,7 @@
 //! (constant memory, no row cap), each with a manifest signed by the
 //! ledger's key that `custos verify-export` checks offline.
 
+pub mod jobs;
 pub mod pdf;
 mod run;
 pub mod text;
@@ -9,6 +10,7 @@ pub mod xlsx;
 
 use std::collections::{BTreeMap, HashMap};
 
+pub use jobs::{ExportJobs, FileError, Requester};
 pub use run::{ExportProgress, ExportSpec, PreparedExport};
 pub use text::{CSV_COLUMNS, csv_header, csv_rows, json_rows, ndjson_rows, safe_cell};
 

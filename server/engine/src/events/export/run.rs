@@ -390,6 +390,16 @@ fn decode(
         let plain = key
             .open(&header, &entry.iv, &entry.ciphertext, &entry.mac)
             .map_err(|e| LedgerError::Corrupt(format!("entry seq {seq}: {e}")))?;
+        // CSV without free text: straight from the payload, no view.
+        if needle.is_none()
+            && let Some(c) = csv.as_mut()
+            && c.push_sealed(entry, &plain)
+        {
+            d.seqs.push(seq);
+            d.leaves.push(entry.leaf_hash);
+            d.times.push((entry.header.occurred_at_us, entry.header.recorded_at_us));
+            continue;
+        }
         let view = view_of(entry, &plain, false);
         if needle.is_some_and(|n| !contains_text(&view, n)) {
             continue;

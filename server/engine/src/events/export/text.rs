@@ -2,6 +2,8 @@
 //! neutralised), a JSON array and NDJSON, written a page at a time so that
 //! an export of any size streams in constant memory.
 
+use std::borrow::Cow;
+
 use crate::events::model::EventView;
 
 /// The CSV columns, in order.
@@ -120,6 +122,118 @@ impl CsvRows {
     /// The encoded bytes.
     pub fn finish(self) -> Vec<u8> {
         self.w.into_inner().unwrap_or_default()
+    }
+}
+
+/// A sealed payload read without copying (the export's hot path): strings
+/// borrowed where they have no escapes, `details` kept as the JSON text
+/// it was sealed as.
+#[derive(serde::Deserialize)]
+struct SealedRef<'a> {
+    #[serde(default)]
+    v: u64,
+    #[serde(borrow)]
+    event: Option<EventRef<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct EventRef<'a> {
+    #[serde(borrow, default)]
+    reason: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    actor: ActorRef<'a>,
+    #[serde(borrow, default)]
+    resource: Option<ResourceRef<'a>>,
+    #[serde(borrow)]
+    source: SourceRef<'a>,
+    #[serde(borrow, default)]
+    correlation: CorrelationRef<'a>,
+    #[serde(borrow, default)]
+    details: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct ActorRef<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    ip: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ResourceRef<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct SourceRef<'a> {
+    #[serde(borrow, default)]
+    application: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct CorrelationRef<'a> {
+    #[serde(borrow, default)]
+    request_id: Option<Cow<'a, str>>,
+}
+
+impl CsvRows {
+    /// Encodes one entry straight from its decrypted payload; false when
+    /// the payload is not an event of the current shape (the caller then
+    /// goes through the full view).
+    pub fn push_sealed(&mut self, entry: &crate::ledger::types::StoredEntry, plain: &[u8]) -> bool {
+        let Ok(SealedRef { v: crate::events::service::PAYLOAD_VERSION, event: Some(e) }) =
+            serde_json::from_slice::<SealedRef<'_>>(plain)
+        else {
+            return false;
+        };
+        let h = &entry.header;
+        let f = &h.fields;
+        fn o<'b>(v: &'b Option<Cow<'_, str>>) -> &'b str {
+            v.as_deref().unwrap_or_default()
+        }
+        let seq = h.seq.to_string();
+        let id = h.event_id.to_string();
+        let occurred = crate::events::service::rfc3339(h.occurred_at_us);
+        let recorded = crate::events::service::rfc3339(h.recorded_at_us);
+        let r = e.resource.as_ref();
+        let record: [&str; 21] = [
+            &seq,
+            &id,
+            &occurred,
+            &recorded,
+            &f.category,
+            &f.action,
+            &f.outcome,
+            &f.severity,
+            &e.actor.id,
+            &e.actor.kind,
+            o(&e.actor.name),
+            o(&e.actor.ip),
+            r.map(|r| &*r.kind).unwrap_or_default(),
+            r.map(|r| o(&r.id)).unwrap_or_default(),
+            r.map(|r| o(&r.name)).unwrap_or_default(),
+            f.tenant.as_deref().unwrap_or_default(),
+            &e.source.channel,
+            o(&e.source.application),
+            o(&e.correlation.request_id),
+            o(&e.reason),
+            e.details.map(|d| d.get()).filter(|d| *d != "null").unwrap_or_default(),
+        ];
+        let _ =
+            self.w.write_record(record.iter().map(|c| safe_cell(c)).collect::<Vec<_>>().iter().map(|c| c.as_bytes()));
+        true
     }
 }
 

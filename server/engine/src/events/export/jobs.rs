@@ -1,0 +1,278 @@
+//! Background exports and the end of every export.
+//!
+//! A background export writes its file under the exports directory while
+//! its progress is polled; only the user who started it sees it, and its
+//! file is deleted after 24 hours. Every export, background or streamed,
+//! ends in [`ExportJobs::complete`]: the manifest is signed with the
+//! ledger's key, kept as `<id>.manifest`, and the export is recorded in the
+//! ledger (`audit.export.completed` with the manifest, or
+//! `audit.export.failed`). If that record cannot be committed the file is
+//! discarded: an export the ledger does not know of is not handed out.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
+
+use super::run::{ExportProgress, PreparedExport};
+use super::{ExportFormat, manifest_note};
+use crate::events::Events;
+use crate::events::model::{Actor, Correlation, Event, ExportJob, ExportManifest, Resource, Source};
+
+/// Files of finished exports are deleted after this long.
+const FILE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Finished jobs kept in memory.
+const KEPT: usize = 200;
+
+/// Who asked for an export.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    /// The principal (only they see a background export).
+    pub owner: String,
+    /// As recorded in the ledger.
+    pub actor: Actor,
+    /// The HTTP request, for correlation.
+    pub request_id: Option<String>,
+    /// api, ui or cli.
+    pub channel: String,
+}
+
+struct Job {
+    owner: String,
+    format: ExportFormat,
+    total: Option<u64>,
+    progress: Arc<ExportProgress>,
+    outcome: Mutex<Option<Result<(String, ExportManifest), String>>>,
+}
+
+/// Why a background export's file cannot be handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// No such export of this user's.
+    #[error("no such export of yours")]
+    NotFound,
+    /// Still running, or failed.
+    #[error("the export has not finished")]
+    NotReady,
+    /// Deleted after 24 hours.
+    #[error("the file was deleted (exports are kept 24 hours)")]
+    Gone,
+}
+
+/// The exports of this process.
+pub struct ExportJobs {
+    dir: PathBuf,
+    jobs: Mutex<HashMap<Uuid, Arc<Job>>>,
+    /// Excel rows per sheet (Excel's limit; smaller only in tests).
+    pub xlsx_rows_per_sheet: u32,
+}
+
+impl std::fmt::Debug for ExportJobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportJobs").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl ExportJobs {
+    /// Exports under `dir` (created when first needed).
+    pub fn new(dir: PathBuf) -> ExportJobs {
+        ExportJobs { dir, jobs: Mutex::default(), xlsx_rows_per_sheet: super::xlsx::EXCEL_MAX_ROWS }
+    }
+
+    fn manifest_path(&self, id: Uuid) -> PathBuf {
+        self.dir.join(format!("{id}.manifest"))
+    }
+
+    fn file_path(&self, id: Uuid, format: ExportFormat) -> PathBuf {
+        self.dir.join(format!("{id}.{}", format.ext()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<Job>>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Deletes export files older than the TTL (manifests stay) and
+    /// forgets the oldest finished jobs beyond the ones kept.
+    fn sweep(&self) {
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "manifest") {
+                    continue;
+                }
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|a| a > FILE_TTL);
+                if old {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        let mut jobs = self.lock();
+        if jobs.len() > KEPT {
+            let mut finished: Vec<Uuid> = jobs
+                .iter()
+                .filter(|(_, j)| j.outcome.lock().map(|o| o.is_some()).unwrap_or(true))
+                .map(|(id, _)| *id)
+                .collect();
+            finished.sort(); // UUIDv7: oldest first
+            let extra = jobs.len() - KEPT;
+            for id in finished.into_iter().take(extra) {
+                jobs.remove(&id);
+            }
+        }
+    }
+
+    /// Starts a background export; returns its first status.
+    pub fn start(self: &Arc<Self>, events: Arc<Events>, prepared: PreparedExport, who: Requester) -> ExportJob {
+        self.sweep();
+        let (id, format, name) = (prepared.spec().id, prepared.spec().format, prepared.file_name());
+        let job = Arc::new(Job {
+            owner: who.owner.clone(),
+            format,
+            total: prepared.total(),
+            progress: Arc::default(),
+            outcome: Mutex::new(None),
+        });
+        self.lock().insert(id, job.clone());
+        let view = view(id, &job);
+        let jobs = self.clone();
+        tokio::spawn(async move {
+            let path = jobs.file_path(id, format);
+            let part = path.with_extension("part");
+            let dir = jobs.dir.clone();
+            let progress = job.progress.clone();
+            let run = tokio::task::spawn_blocking(move || -> Result<ExportManifest, String> {
+                std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create the exports directory: {e}"))?;
+                let mut file = std::fs::File::create(&part).map_err(|e| format!("cannot create the file: {e}"))?;
+                let m = prepared.run(&mut file, &progress).map_err(|e| e.to_string())?;
+                file.sync_all().map_err(|e| format!("cannot write the file: {e}"))?;
+                std::fs::rename(&part, &path).map_err(|e| format!("cannot write the file: {e}"))?;
+                Ok(m)
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the export stopped: {e}")));
+            if run.is_err() {
+                let _ = tokio::fs::remove_file(jobs.file_path(id, format).with_extension("part")).await;
+            }
+            let done = jobs.complete(&events, id, format, &who, run).await;
+            *job.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(done.map(|m| (name, m)));
+        });
+        view
+    }
+
+    /// A background export's status, for its owner only.
+    pub fn status(&self, owner: &str, id: Uuid) -> Option<ExportJob> {
+        let job = self.lock().get(&id).cloned()?;
+        (job.owner == owner).then(|| view(id, &job))
+    }
+
+    /// Asks a running export of `owner` to stop.
+    pub fn cancel(&self, owner: &str, id: Uuid) -> bool {
+        match self.lock().get(&id) {
+            Some(job) if job.owner == owner => {
+                job.progress.cancel.store(true, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A finished export's file: path, name and media type.
+    pub fn file(&self, owner: &str, id: Uuid) -> Result<(PathBuf, String, &'static str), FileError> {
+        let job = self.lock().get(&id).cloned().ok_or(FileError::NotFound)?;
+        if job.owner != owner {
+            return Err(FileError::NotFound);
+        }
+        let name = match &*job.outcome.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Ok((name, _))) => name.clone(),
+            _ => return Err(FileError::NotReady),
+        };
+        let path = self.file_path(id, job.format);
+        if !path.is_file() {
+            return Err(FileError::Gone);
+        }
+        Ok((path, name, job.format.content_type()))
+    }
+
+    /// An export's signed manifest (any export that ended here).
+    pub async fn manifest(&self, id: Uuid) -> Option<String> {
+        tokio::fs::read_to_string(self.manifest_path(id)).await.ok()
+    }
+
+    /// Ends an export: signs and keeps the manifest and records the export
+    /// in the ledger (fail closed: no record, no file).
+    pub async fn complete(
+        &self,
+        events: &Events,
+        id: Uuid,
+        format: ExportFormat,
+        who: &Requester,
+        result: Result<ExportManifest, String>,
+    ) -> Result<ExportManifest, String> {
+        let ledger = events.ledger();
+        let (outcome, details) = match &result {
+            Ok(m) => {
+                let note = manifest_note(m, ledger.keys().signer());
+                let path = self.manifest_path(id);
+                let kept = async {
+                    tokio::fs::create_dir_all(&self.dir).await?;
+                    tokio::fs::write(&path, note).await
+                };
+                if let Err(e) = kept.await {
+                    tracing::error!(error = %e, path = %path.display(), "cannot keep an export manifest");
+                }
+                ("success", serde_json::to_value(m).unwrap_or_default())
+            }
+            Err(e) => ("failure", serde_json::json!({ "format": format.ext(), "error": e })),
+        };
+        let event = Event {
+            id: Uuid::now_v7(),
+            occurred_at_us: ledger.now_us(),
+            category: "data_access".into(),
+            action: if result.is_ok() { "audit.export.completed" } else { "audit.export.failed" }.into(),
+            outcome: outcome.into(),
+            reason: None,
+            severity: "notice".into(),
+            actor: who.actor.clone(),
+            resource: Some(Resource { kind: "export".into(), id: Some(id.to_string()), name: None }),
+            tenant: None,
+            source: Source { application: Some("custos".into()), host: None, channel: who.channel.clone() },
+            correlation: Correlation { request_id: who.request_id.clone(), trace_id: None, parent_id: None },
+            metrics: None,
+            details: Some(details),
+        };
+        if let Err(e) = events.record(event).await {
+            tracing::error!(error = %e, export = %id, "an export's record could not be committed");
+            let _ = tokio::fs::remove_file(self.file_path(id, format)).await;
+            let _ = tokio::fs::remove_file(self.manifest_path(id)).await;
+            return Err("the export could not be recorded in the ledger; its file was discarded".into());
+        }
+        result
+    }
+}
+
+fn view(id: Uuid, j: &Job) -> ExportJob {
+    let outcome = j.outcome.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (state, error, file_name, manifest) = match outcome {
+        None => ("running", None, None, None),
+        Some(Ok((name, m))) => ("done", None, Some(name), Some(m)),
+        Some(Err(e)) => ("failed", Some(e), None, None),
+    };
+    ExportJob {
+        id,
+        format: j.format.ext().into(),
+        state: state.into(),
+        rows: j.progress.rows.load(Ordering::Relaxed),
+        total: j.total,
+        bytes: j.progress.bytes.load(Ordering::Relaxed),
+        error,
+        file_name,
+        manifest,
+    }
+}

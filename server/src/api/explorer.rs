@@ -1,0 +1,238 @@
+//! What the events explorer needs besides search and read: the histogram
+//! of a search, the live tail (server-sent events) and saved searches.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use custos_engine::events::SearchFilter;
+use custos_model::{ApiError, Histogram, SavedSearch};
+use serde::Deserialize;
+
+use super::audit::query_pairs;
+use super::{Ctx, bad_field, bad_fields, error, events_error, read_json};
+use crate::http::AppState;
+
+/// Events per time bucket for a search.
+///
+/// The filters of `GET /api/audit` (free text `q` is not applied) over
+/// `from`..`to` (default: the last 24 hours) in `buckets` buckets (1..500,
+/// default 60).
+#[utoipa::path(
+    get, path = "/api/audit/histogram", tag = "audit",
+    params(
+        ("buckets" = Option<u32>, Query, description = "1..500, default 60"),
+        ("action" = Option<Vec<String>>, Query, description = "Any filter of GET /api/audit"),
+    ),
+    responses(
+        (status = 200, description = "Counts per bucket", body = Histogram),
+        (status = 400, description = "A bad parameter, named", body = ApiError),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn histogram(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let pairs = match query_pairs(raw.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let mut buckets = 60;
+    let mut filters = Vec::new();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "buckets" => match v.parse::<u64>() {
+                Ok(n) if (1..=500).contains(&n) => buckets = n,
+                _ => return bad_field("buckets", "must be a whole number from 1 to 500"),
+            },
+            "limit" | "cursor" | "order" => return bad_field(&k, "not a histogram parameter"),
+            _ => filters.push((k, v)),
+        }
+    }
+    let mut f = match SearchFilter::from_pairs(&filters) {
+        Ok(f) => f,
+        Err(e) => return bad_fields(e),
+    };
+    let now = s.ledger.now_us();
+    let to = f.to_us.unwrap_or(now);
+    f.to_us = Some(to);
+    f.from_us = Some(f.from_us.unwrap_or(to - 86_400_000_000));
+    match s.events.histogram(&f, buckets).await {
+        Ok(h) => axum::Json(h).into_response(),
+        Err(e) => events_error(e),
+    }
+}
+
+/// Live tail: new events matching a search, as server-sent events.
+///
+/// The filters of `GET /api/audit` (without `to`, `order`, `limit` and
+/// `cursor`). The stream starts with an event `ready` (`{"head": seq}`);
+/// then each new matching event is an event `audit` whose data is the
+/// event (as `GET /api/audit` returns it), within a second of its commit.
+/// A comment line every 15 seconds keeps proxies from closing it.
+#[utoipa::path(
+    get, path = "/api/audit/tail", tag = "audit",
+    params(("action" = Option<Vec<String>>, Query, description = "Any filter of GET /api/audit")),
+    responses(
+        (status = 200, description = "text/event-stream", content_type = "text/event-stream"),
+        (status = 400, description = "A bad parameter, named", body = ApiError),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn tail(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let pairs = match query_pairs(raw.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Some((k, _)) = pairs.iter().find(|(k, _)| matches!(k.as_str(), "to" | "order" | "limit" | "cursor")) {
+        return bad_field(k, "a live tail follows new events: remove it");
+    }
+    let mut filter = match SearchFilter::from_pairs(&pairs) {
+        Ok(f) => f,
+        Err(e) => return bad_fields(e),
+    };
+    filter.descending = false;
+    filter.limit = 200;
+    let head = match s.ledger.head().await {
+        Ok(h) => h.seq,
+        Err(e) => return super::ledger_unavailable(&e),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let mut committed = s.ledger.subscribe_committed();
+    tokio::spawn(async move {
+        let ready = format!("event: ready\ndata: {{\"head\":{head}}}\n\n");
+        if tx.send(Ok(Bytes::from(ready))).await.is_err() {
+            return;
+        }
+        let mut last = head;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut idle = 0u32;
+        loop {
+            // Our own commits wake us at once; the tick catches other
+            // replicas' and keeps the connection checked.
+            tokio::select! {
+                _ = committed.changed() => {}
+                _ = tick.tick() => {}
+            }
+            let head = match s.ledger.head().await {
+                Ok(h) => h.seq,
+                Err(_) => continue,
+            };
+            if head > last {
+                let mut f = filter.clone();
+                f.max_seq = Some(head);
+                let mut after = last;
+                loop {
+                    f.after_seq = Some(after);
+                    let page = match s.events.search(&f).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "live tail: a query failed");
+                            break;
+                        }
+                    };
+                    for e in &page.items {
+                        let Ok(json) = serde_json::to_string(e) else { continue };
+                        let msg = format!("event: audit\nid: {}\ndata: {json}\n\n", e.seq);
+                        if tx.send(Ok(Bytes::from(msg))).await.is_err() {
+                            return;
+                        }
+                    }
+                    match page.items.last() {
+                        Some(e) if page.next_cursor.is_some() => after = e.seq,
+                        _ => break,
+                    }
+                }
+                last = head;
+                idle = 0;
+            } else {
+                idle += 1;
+                if idle.is_multiple_of(30) && tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
+                    return;
+                }
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+fn owner(ctx: &Ctx) -> String {
+    ctx.actor().id
+}
+
+/// The caller's saved searches and the shared ones.
+#[utoipa::path(
+    get, path = "/api/searches", tag = "audit",
+    responses((status = 200, description = "Saved searches", body = Vec<SavedSearch>)),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn list(State(s): State<AppState>, ctx: Ctx) -> Response {
+    match s.events.saved_searches(&owner(&ctx)).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => events_error(e),
+    }
+}
+
+/// A search to save.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaveSearch {
+    /// Its name (saving under an existing name of yours replaces it).
+    pub name: String,
+    /// The explorer's query string.
+    pub query: String,
+    /// Visible to everyone who may search.
+    #[serde(default)]
+    pub shared: bool,
+}
+
+/// Save a search.
+#[utoipa::path(
+    post, path = "/api/searches", tag = "audit",
+    request_body = SaveSearch,
+    responses(
+        (status = 201, description = "Saved", body = SavedSearch),
+        (status = 400, description = "A bad field, named", body = ApiError),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn save(State(s): State<AppState>, ctx: Ctx, headers: axum::http::HeaderMap, body: Body) -> Response {
+    let req: SaveSearch = match read_json(body, &headers, 16 * 1024, None).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match s.events.save_search(&owner(&ctx), &req.name, &req.query, req.shared).await {
+        Ok(saved) => (StatusCode::CREATED, axum::Json(saved)).into_response(),
+        Err(e) => events_error(e),
+    }
+}
+
+/// Delete one of your saved searches.
+#[utoipa::path(
+    delete, path = "/api/searches/{id}", tag = "audit",
+    params(("id" = String, Path, description = "Saved search id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such saved search of yours", body = ApiError),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn delete(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    match s.events.delete_saved_search(&owner(&ctx), &id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, "not_found", "no such saved search of yours", vec![]),
+        Err(e) => events_error(e),
+    }
+}
