@@ -22,7 +22,7 @@ help:
 	@echo "make run    build the release site and start Custos on http://$(BIND) (SQLite under $(DATA_DIR))"
 	@echo "make test   every Rust test on SQLite and a throw-away PostgreSQL, then the Playwright suite"
 	@echo "make bench-ingest   the ledger ingest/verify benchmark (see README)"
-	@echo "make bench-api      HTTP ingest and search on 1M events (see README)"
+	@echo "make bench-api      HTTP ingest, search and exports on 1M events (see README)"
 
 ## Tools ------------------------------------------------------------------
 

@@ -36,6 +36,8 @@ trap cleanup EXIT
 step "formatting, lints and the WASM dependency guard"
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets --quiet -- -D warnings
+# The browser-only code (hydrate) is linted for its own target.
+cargo clippy --locked -p custos-frontend --target wasm32-unknown-unknown --quiet -- -D warnings
 scripts/check-wasm-deps.sh
 
 step "throw-away PostgreSQL"

@@ -26,6 +26,8 @@ use crate::storage::stmt_for;
 
 /// Entries per page read.
 const PAGE: usize = 2048;
+/// Threads decrypting and encoding pages.
+const WORKERS: usize = 2;
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -189,48 +191,93 @@ impl PreparedExport {
             }
             let mut first_json = true;
             let needle = self.spec.filter.q.as_ref().map(|q| q.to_lowercase());
-            let pages = self.pages();
-            for page in pages {
-                if progress.cancel.load(Ordering::Relaxed) {
-                    return Err(io(std::io::Error::other("the export was cancelled")));
-                }
-                let page = page?;
-                let parts = decode_parallel(&page, &self.keys, needle.as_deref(), format)?;
-                for part in parts {
-                    for ((seq, leaf), (occurred, _)) in part.seqs.iter().zip(&part.leaves).zip(&part.times) {
-                        entries_sha.update(leaf);
-                        if format != ExportFormat::Pdf {
-                            summary.rows += 1;
-                            summary.first_seq = Some(summary.first_seq.map_or(*seq, |s| s.min(*seq)));
-                            summary.last_seq = Some(summary.last_seq.map_or(*seq, |s| s.max(*seq)));
-                        }
-                        let _ = occurred;
-                    }
-                    match format {
-                        ExportFormat::Json if first_json && !part.text.is_empty() => {
-                            w.write_all(part.text.get(2..).unwrap_or_default()).map_err(io)?;
-                            first_json = false;
-                        }
-                        f if f.is_text() => w.write_all(&part.text).map_err(io)?,
-                        ExportFormat::Xlsx => {
-                            let rows: Vec<(i64, i64, &EventView)> =
-                                part.times.iter().zip(&part.views).map(|((o, r), v)| (*o, *r, v)).collect();
-                            if let Some(x) = xlsx.as_mut() {
-                                x.rows(&rows).map_err(io)?;
-                            }
-                        }
-                        _ => {
-                            for (v, (o, _)) in part.views.iter().zip(&part.times) {
-                                summary.add(v, *o);
-                            }
-                            if let Some(p) = pdf.as_mut() {
-                                p.rows(&part.views, &mut w).map_err(io)?;
-                            }
+            let handle = tokio::runtime::Handle::try_current().ok();
+            let (keys, needle, this) = (&self.keys, needle.as_deref(), &self);
+            std::thread::scope(|scope| -> Result<(), EventsError> {
+                // Reader -> two decoding workers -> this thread, which puts
+                // the pages back in order and writes them. Channels are
+                // bounded: a few pages in flight, whatever the export's size.
+                type Page = (usize, Result<Vec<StoredEntry>, EventsError>);
+                let (page_tx, page_rx) = std::sync::mpsc::sync_channel::<Page>(2);
+                let page_rx = Arc::new(std::sync::Mutex::new(page_rx));
+                let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<(usize, Result<Decoded, EventsError>)>(4);
+                scope.spawn(move || {
+                    for (i, page) in this.pages(handle).enumerate() {
+                        if page_tx.send((i, page)).is_err() {
+                            break;
                         }
                     }
+                });
+                for _ in 0..WORKERS {
+                    let (rx, tx) = (page_rx.clone(), out_tx.clone());
+                    scope.spawn(move || {
+                        loop {
+                            let next = match rx.lock() {
+                                Ok(r) => r.recv(),
+                                Err(_) => break,
+                            };
+                            let Ok((i, page)) = next else { break };
+                            let decoded = page.and_then(|p| decode(&p, keys, needle, format));
+                            let failed = decoded.is_err();
+                            if tx.send((i, decoded)).is_err() || failed {
+                                break;
+                            }
+                        }
+                    });
                 }
-                progress.rows.store(summary.rows, Ordering::Relaxed);
-            }
+                drop((out_tx, page_rx));
+                let mut write_in_order = || -> Result<(), EventsError> {
+                    let mut pending = std::collections::BTreeMap::new();
+                    let mut next = 0usize;
+                    for (i, decoded) in out_rx.iter() {
+                        pending.insert(i, decoded);
+                        while let Some(decoded) = pending.remove(&next) {
+                            next += 1;
+                            if progress.cancel.load(Ordering::Relaxed) {
+                                return Err(io(std::io::Error::other("the export was cancelled")));
+                            }
+                            let part = decoded?;
+                            for ((seq, leaf), (occurred, _)) in part.seqs.iter().zip(&part.leaves).zip(&part.times) {
+                                entries_sha.update(leaf);
+                                if format != ExportFormat::Pdf {
+                                    summary.rows += 1;
+                                    summary.first_seq = Some(summary.first_seq.map_or(*seq, |s| s.min(*seq)));
+                                    summary.last_seq = Some(summary.last_seq.map_or(*seq, |s| s.max(*seq)));
+                                }
+                                let _ = occurred;
+                            }
+                            match format {
+                                ExportFormat::Json if first_json && !part.text.is_empty() => {
+                                    w.write_all(part.text.get(2..).unwrap_or_default()).map_err(io)?;
+                                    first_json = false;
+                                }
+                                f if f.is_text() => w.write_all(&part.text).map_err(io)?,
+                                ExportFormat::Xlsx => {
+                                    let rows: Vec<(i64, i64, &EventView)> =
+                                        part.times.iter().zip(&part.views).map(|((o, r), v)| (*o, *r, v)).collect();
+                                    if let Some(x) = xlsx.as_mut() {
+                                        x.rows(&rows).map_err(io)?;
+                                    }
+                                }
+                                _ => {
+                                    for (v, (o, _)) in part.views.iter().zip(&part.times) {
+                                        summary.add(v, *o);
+                                    }
+                                    if let Some(p) = pdf.as_mut() {
+                                        p.rows(&part.views, &mut w).map_err(io)?;
+                                    }
+                                }
+                            }
+                            progress.rows.store(summary.rows, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(())
+                };
+                let result = write_in_order();
+                // Stops the workers (and through them the reader) on an error.
+                drop(out_rx);
+                result
+            })?;
             let entries_hex = hex::encode(entries_sha.clone().finalize());
             if format == ExportFormat::Json {
                 w.write_all(if first_json { b"]\n" } else { b"\n]\n" }).map_err(io)?;
@@ -269,7 +316,10 @@ impl PreparedExport {
 
     /// Pages of matching entries in order, from one read snapshot on
     /// SQLite (a reader thread reads ahead), keyset pages elsewhere.
-    fn pages(&self) -> Box<dyn Iterator<Item = Result<Vec<StoredEntry>, EventsError>> + '_> {
+    fn pages(
+        &self,
+        handle: Option<tokio::runtime::Handle>,
+    ) -> Box<dyn Iterator<Item = Result<Vec<StoredEntry>, EventsError>> + '_> {
         let db = self.ledger.db();
         let mut f = self.spec.filter.clone();
         f.descending = self.spec.filter.descending;
@@ -287,6 +337,9 @@ impl PreparedExport {
             std::thread::spawn(move || {
                 let run = || -> Result<(), LedgerError> {
                     let mut conn = crate::ledger::sqlite_direct::open(&path, busy)?;
+                    // Read once, in order: read(2) rather than a memory map,
+                    // so the file does not count in this process's memory.
+                    conn.pragma_update(None, "mmap_size", 0i64)?;
                     let snapshot = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
                     let params: Vec<rusqlite::types::Value> = values.iter().map(to_sqlite).collect::<Result<_, _>>()?;
                     let mut stmt = snapshot.prepare(&sql)?;
@@ -311,7 +364,11 @@ impl PreparedExport {
             });
             return Box::new(rx.into_iter());
         }
-        let handle = tokio::runtime::Handle::current();
+        let Some(handle) = handle else {
+            return Box::new(std::iter::once(Err(EventsError::Export(
+                "no async runtime to read the database with".into(),
+            ))));
+        };
         let conn = db.conn().clone();
         let mut after: Option<u64> = None;
         let mut done = false;
@@ -355,23 +412,6 @@ fn to_sqlite(v: &sea_orm::Value) -> Result<rusqlite::types::Value, LedgerError> 
         V::Int(Some(i)) => S::Integer(i64::from(*i)),
         V::Bytes(Some(b)) => S::Blob(b.to_vec()),
         other => return Err(LedgerError::Corrupt(format!("unexpected search parameter {other:?}"))),
-    })
-}
-
-/// Decrypts (MAC first), filters and encodes a page on two threads.
-fn decode_parallel(
-    page: &[StoredEntry],
-    keys: &HashMap<u32, Arc<DataKey>>,
-    needle: Option<&str>,
-    format: ExportFormat,
-) -> Result<Vec<Decoded>, EventsError> {
-    let mid = page.len() / 2;
-    let (a, b) = page.split_at(mid);
-    std::thread::scope(|s| {
-        let second = s.spawn(|| decode(b, keys, needle, format));
-        let first = decode(a, keys, needle, format);
-        let second = second.join().map_err(|_| EventsError::Export("an export worker stopped".into()))?;
-        Ok(vec![first?, second?])
     })
 }
 
