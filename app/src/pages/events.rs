@@ -683,9 +683,12 @@ fn HistogramView(
             data.set(Some(h));
         });
     });
+    // One chart per page: later data updates it (a second `init` on the
+    // same element would draw into the old, detached instance).
+    let chart = StoredValue::new_local(None::<ChartHandle>);
     Effect::new(move |_| {
         if let Some(Ok(h)) = data.get() {
-            draw_histogram(&h);
+            draw_histogram(&h, chart);
         }
     });
     // Drag selection, as fractions of the plot's width.
@@ -751,7 +754,12 @@ const CHART_LEFT: u32 = 48;
 const CHART_RIGHT: u32 = 12;
 
 #[cfg(feature = "hydrate")]
-fn draw_histogram(h: &Histogram) {
+type ChartHandle = charming::Echarts;
+#[cfg(not(feature = "hydrate"))]
+type ChartHandle = ();
+
+#[cfg(feature = "hydrate")]
+fn draw_histogram(h: &Histogram, handle: StoredValue<Option<ChartHandle>, LocalStorage>) {
     use charming::component::{Axis, Grid};
     use charming::element::{AxisLabel, AxisType, Color, ItemStyle, Tooltip, Trigger};
     use charming::series::Bar;
@@ -781,12 +789,20 @@ fn draw_histogram(h: &Histogram) {
         .x_axis(Axis::new().type_(AxisType::Category).data(labels).axis_label(AxisLabel::new().font_size(10)))
         .y_axis(Axis::new().type_(AxisType::Value).min_interval(1).axis_label(AxisLabel::new().font_size(10)))
         .series(Bar::new().data(counts).bar_width("90%").item_style(ItemStyle::new().color(Color::from("#2966b8"))));
-    el.set_inner_html("");
-    let _ = charming::WasmRenderer::new(width, 140).render("histogram-chart", &chart);
+    let updated = handle.with_value(|e| match e {
+        Some(e) => {
+            charming::WasmRenderer::update(e, &chart);
+            true
+        }
+        None => false,
+    });
+    if !updated && let Ok(e) = charming::WasmRenderer::new(width, 140).render("histogram-chart", &chart) {
+        handle.set_value(Some(e));
+    }
 }
 
 #[cfg(not(feature = "hydrate"))]
-fn draw_histogram(_: &Histogram) {}
+fn draw_histogram(_: &Histogram, _: StoredValue<Option<ChartHandle>, LocalStorage>) {}
 
 /// Saved searches: pick one, save the current one, delete your own.
 #[component]
