@@ -685,7 +685,12 @@ fn HistogramView(
     });
     // One chart per page: later data updates it (a second `init` on the
     // same element would draw into the old, detached instance).
-    let chart = StoredValue::new_local(None::<ChartHandle>);
+    // Browser-only storage (the handle is a JS object); the server never
+    // draws, and local storage dropped on another server thread panics.
+    #[cfg(feature = "hydrate")]
+    let chart: ChartStore = StoredValue::new_local(None);
+    #[cfg(not(feature = "hydrate"))]
+    let chart: ChartStore = StoredValue::new(None);
     Effect::new(move |_| {
         if let Some(Ok(h)) = data.get() {
             draw_histogram(&h, chart);
@@ -754,12 +759,12 @@ const CHART_LEFT: u32 = 48;
 const CHART_RIGHT: u32 = 12;
 
 #[cfg(feature = "hydrate")]
-type ChartHandle = charming::Echarts;
+type ChartStore = StoredValue<Option<charming::Echarts>, LocalStorage>;
 #[cfg(not(feature = "hydrate"))]
-type ChartHandle = ();
+type ChartStore = StoredValue<Option<()>>;
 
 #[cfg(feature = "hydrate")]
-fn draw_histogram(h: &Histogram, handle: StoredValue<Option<ChartHandle>, LocalStorage>) {
+fn draw_histogram(h: &Histogram, handle: ChartStore) {
     use charming::component::{Axis, Grid};
     use charming::element::{AxisLabel, AxisType, Color, ItemStyle, Tooltip, Trigger};
     use charming::series::Bar;
@@ -802,7 +807,7 @@ fn draw_histogram(h: &Histogram, handle: StoredValue<Option<ChartHandle>, LocalS
 }
 
 #[cfg(not(feature = "hydrate"))]
-fn draw_histogram(_: &Histogram, _: StoredValue<Option<ChartHandle>, LocalStorage>) {}
+fn draw_histogram(_: &Histogram, _: ChartStore) {}
 
 /// Saved searches: pick one, save the current one, delete your own.
 #[component]
