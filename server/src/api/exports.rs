@@ -20,7 +20,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custos_engine::events::SearchFilter;
-use custos_engine::events::export::{ExportFormat, ExportProgress, ExportSpec, FileError, PreparedExport, Requester};
+use custos_engine::events::export::{
+    ExportFormat, ExportProgress, ExportSpec, FileError, PreparedExport, Requester, export_filter,
+};
 use custos_model::{ApiError, ExportJob};
 use uuid::Uuid;
 
@@ -39,18 +41,13 @@ fn parse_request(raw: Option<&str>) -> Result<Request, Response> {
     for (k, v) in pairs {
         match k.as_str() {
             "format" => format = Some(v),
-            "limit" | "cursor" => return Err(bad_field(&k, "an export has no row cap and no paging; remove it")),
             _ => filters.push((k, v)),
         }
     }
     let Some(format) = format.as_deref().and_then(ExportFormat::parse) else {
         return Err(bad_field("format", "must be csv, json, ndjson, xlsx or pdf"));
     };
-    let mut filter = SearchFilter::from_pairs(&filters).map_err(bad_fields)?;
-    // Oldest first unless asked otherwise: the order an auditor reads in.
-    if !filters.iter().any(|(k, _)| k == "order") {
-        filter.descending = false;
-    }
+    let filter = export_filter(&filters).map_err(bad_fields)?;
     Ok((format, filter, filters))
 }
 
@@ -61,18 +58,24 @@ async fn prepare(s: &AppState, ctx: &Ctx, raw: Option<&str>) -> Result<PreparedE
         format,
         filter,
         filters,
-        generated_by: owner(ctx),
+        generated_by: author(ctx),
         xlsx_rows_per_sheet: s.exports.xlsx_rows_per_sheet,
     };
     s.events.prepare_export(spec).await.map_err(events_error)
 }
 
-fn owner(ctx: &Ctx) -> String {
+/// Who an export is by, for its title page and manifest.
+fn author(ctx: &Ctx) -> String {
     let a = ctx.actor();
     match a.name {
         Some(name) if name != a.id => format!("{} ({name})", a.id),
         _ => a.id,
     }
+}
+
+/// Whose a background export is: the actor id (a name can change).
+fn owner(ctx: &Ctx) -> String {
+    ctx.actor().id
 }
 
 /// The caller as the requester of an export.

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use custos_engine::events::SearchFilter;
-use custos_engine::events::export::{ExportFormat, ExportProgress, ExportSpec, manifest_note, xlsx::EXCEL_MAX_ROWS};
+use custos_engine::events::export::{
+    ExportFormat, ExportProgress, ExportSpec, Requester, export_filter, jobs, manifest_note, xlsx::EXCEL_MAX_ROWS,
+};
 
 use super::{failed, open_cli_ledger};
 use crate::config::Config;
@@ -42,16 +44,13 @@ pub async fn export(config: &Config, args: ExportArgs) -> ExitCode {
             None => return failed("--filter", &format!("{f:?} is not NAME=VALUE")),
         }
     }
-    let mut filter = match SearchFilter::from_pairs(&pairs) {
+    let filter = match export_filter(&pairs) {
         Ok(f) => f,
         Err(errors) => {
             let list: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.path, e.reason)).collect();
             return failed("--filter", &list.join("; "));
         }
     };
-    if !pairs.iter().any(|(k, _)| k == "order") {
-        filter.descending = false;
-    }
     let (ledger, tasks) = match open_cli_ledger(config).await {
         Ok(l) => l,
         Err(code) => return code,
@@ -126,14 +125,8 @@ async fn run(
     if let Err(e) = std::fs::write(&mpath, manifest_note(&manifest, ledger.keys().signer())) {
         return failed(&format!("cannot write {}", mpath.display()), &e);
     }
-    let event = custos_model::Event {
-        id: uuid::Uuid::now_v7(),
-        occurred_at_us: ledger.now_us(),
-        category: "data_access".into(),
-        action: "audit.export.completed".into(),
-        outcome: "success".into(),
-        reason: None,
-        severity: "notice".into(),
+    let who = Requester {
+        owner: who.clone(),
         actor: custos_model::Actor {
             id: who,
             kind: "system".into(),
@@ -142,14 +135,10 @@ async fn run(
             user_agent: None,
             session_id: None,
         },
-        resource: Some(custos_model::Resource { kind: "export".into(), id: Some(id.to_string()), name: None }),
-        tenant: None,
-        source: custos_model::Source { application: Some("custos".into()), host: None, channel: "cli".into() },
-        correlation: Default::default(),
-        metrics: None,
-        details: Some(serde_json::to_value(&manifest).unwrap_or_default()),
+        request_id: None,
+        channel: "cli".into(),
     };
-    if let Err(e) = events.record(event).await {
+    if let Err(e) = jobs::record(&events, id, format, &who, &Ok(manifest.clone())).await {
         let _ = std::fs::remove_file(&args.out);
         let _ = std::fs::remove_file(&mpath);
         return failed("the export could not be recorded in the ledger; its file was removed", &e);

@@ -7,7 +7,7 @@ use std::io::Read as _;
 
 use custos_engine::events::export::{self, ExportFormat, ExportProgress, ExportSpec, manifest_note, read_manifest};
 use custos_engine::events::validate::Limits;
-use custos_engine::events::{Events, SearchFilter, Submitter};
+use custos_engine::events::{Events, Submitter};
 use custos_engine::ledger::note::NoteSigner;
 use serde_json::json;
 
@@ -48,8 +48,7 @@ async fn run(
     rows_per_sheet: u32,
 ) -> (Vec<u8>, custos_engine::events::model::ExportManifest) {
     let filters = pairs(filters);
-    let mut filter = SearchFilter::from_pairs(&filters).unwrap();
-    filter.descending = false;
+    let filter = export::export_filter(&filters).unwrap();
     let spec = ExportSpec {
         id: uuid::Uuid::now_v7(),
         format,
@@ -134,6 +133,17 @@ async fn exports_in_every_format(backend: Backend) {
     let cut = text.rfind("\r\n").map(|end| &text[..text[..end].rfind("\r\n").unwrap() + 2]).unwrap();
     let checks = export::verify_file(&mut cut.as_bytes(), &m, Some(&key)).unwrap();
     assert!(checks.iter().any(|c| c.what == "rows" && !c.ok), "{checks:?}");
+
+    // Newest first: the same rows, and the file still matches its manifest
+    // (first/last seq are the lowest and highest, whatever the order).
+    let (desc, md) = run(&events, ExportFormat::Csv, &[("category", "tool,admin"), ("order", "desc")], 0).await;
+    let first_row: u64 =
+        String::from_utf8(desc.clone()).unwrap().lines().nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    assert_eq!(Some(first_row), m.last_seq, "newest first");
+    assert_eq!((md.first_seq, md.last_seq, md.rows), (m.first_seq, m.last_seq, 25));
+    let checks = export::verify_file(&mut &desc[..], &md, Some(&key)).unwrap();
+    assert!(all_ok(&checks), "{checks:?}");
+    assert!(export::export_filter(&pairs(&[("limit", "5")])).is_err(), "no row cap");
 
     // Filters narrow it; the count taken first agrees (asserted in run()).
     let (_, denied) = run(&events, ExportFormat::Csv, &[("outcome", "denied")], 0).await;

@@ -215,39 +215,18 @@ impl ExportJobs {
         who: &Requester,
         result: Result<ExportManifest, String>,
     ) -> Result<ExportManifest, String> {
-        let ledger = events.ledger();
-        let (outcome, details) = match &result {
-            Ok(m) => {
-                let note = manifest_note(m, ledger.keys().signer());
-                let path = self.manifest_path(id);
-                let kept = async {
-                    tokio::fs::create_dir_all(&self.dir).await?;
-                    tokio::fs::write(&path, note).await
-                };
-                if let Err(e) = kept.await {
-                    tracing::error!(error = %e, path = %path.display(), "cannot keep an export manifest");
-                }
-                ("success", serde_json::to_value(m).unwrap_or_default())
+        if let Ok(m) = &result {
+            let note = manifest_note(m, events.ledger().keys().signer());
+            let path = self.manifest_path(id);
+            let kept = async {
+                tokio::fs::create_dir_all(&self.dir).await?;
+                tokio::fs::write(&path, note).await
+            };
+            if let Err(e) = kept.await {
+                tracing::error!(error = %e, path = %path.display(), "cannot keep an export manifest");
             }
-            Err(e) => ("failure", serde_json::json!({ "format": format.ext(), "error": e })),
-        };
-        let event = Event {
-            id: Uuid::now_v7(),
-            occurred_at_us: ledger.now_us(),
-            category: "data_access".into(),
-            action: if result.is_ok() { "audit.export.completed" } else { "audit.export.failed" }.into(),
-            outcome: outcome.into(),
-            reason: None,
-            severity: "notice".into(),
-            actor: who.actor.clone(),
-            resource: Some(Resource { kind: "export".into(), id: Some(id.to_string()), name: None }),
-            tenant: None,
-            source: Source { application: Some("custos".into()), host: None, channel: who.channel.clone() },
-            correlation: Correlation { request_id: who.request_id.clone(), trace_id: None, parent_id: None },
-            metrics: None,
-            details: Some(details),
-        };
-        if let Err(e) = events.record(event).await {
+        }
+        if let Err(e) = record(events, id, format, who, &result).await {
             tracing::error!(error = %e, export = %id, "an export's record could not be committed");
             let _ = tokio::fs::remove_file(self.file_path(id, format)).await;
             let _ = tokio::fs::remove_file(self.manifest_path(id)).await;
@@ -255,6 +234,38 @@ impl ExportJobs {
         }
         result
     }
+}
+
+/// Records an export's end in the ledger: `audit.export.completed` with
+/// the manifest, or `audit.export.failed` with the reason.
+pub async fn record(
+    events: &Events,
+    id: Uuid,
+    format: ExportFormat,
+    who: &Requester,
+    result: &Result<ExportManifest, String>,
+) -> Result<(), crate::events::EventsError> {
+    let (action, outcome, details) = match result {
+        Ok(m) => ("audit.export.completed", "success", serde_json::to_value(m).unwrap_or_default()),
+        Err(e) => ("audit.export.failed", "failure", serde_json::json!({ "format": format.ext(), "error": e })),
+    };
+    let event = Event {
+        id: Uuid::now_v7(),
+        occurred_at_us: events.ledger().now_us(),
+        category: "data_access".into(),
+        action: action.into(),
+        outcome: outcome.into(),
+        reason: None,
+        severity: "notice".into(),
+        actor: who.actor.clone(),
+        resource: Some(Resource { kind: "export".into(), id: Some(id.to_string()), name: None }),
+        tenant: None,
+        source: Source { application: Some("custos".into()), host: None, channel: who.channel.clone() },
+        correlation: Correlation { request_id: who.request_id.clone(), trace_id: None, parent_id: None },
+        metrics: None,
+        details: Some(details),
+    };
+    events.record(event).await.map(|_| ())
 }
 
 fn view(id: Uuid, j: &Job) -> ExportJob {

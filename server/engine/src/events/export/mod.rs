@@ -15,6 +15,7 @@ pub use run::{ExportProgress, ExportSpec, PreparedExport};
 pub use text::{CSV_COLUMNS, csv_header, csv_rows, json_rows, ndjson_rows, safe_cell};
 
 use crate::events::model::{EventView, ExportManifest};
+use crate::events::validate::FieldError;
 use crate::ledger::note::NoteVerifier;
 
 /// An export format.
@@ -73,6 +74,23 @@ impl ExportFormat {
     }
 }
 
+/// The search an export runs: the filters of a search, oldest first
+/// unless `order` says otherwise (the order an auditor reads in), and no
+/// `limit` or `cursor` (an export has no row cap and no paging).
+pub fn export_filter(pairs: &[(String, String)]) -> Result<crate::events::SearchFilter, Vec<FieldError>> {
+    if let Some((k, _)) = pairs.iter().find(|(k, _)| k == "limit" || k == "cursor") {
+        return Err(vec![FieldError {
+            path: k.clone(),
+            reason: "an export has no row cap and no paging; remove it".into(),
+        }]);
+    }
+    let mut filter = crate::events::SearchFilter::from_pairs(pairs)?;
+    if !pairs.iter().any(|(k, _)| k == "order") {
+        filter.descending = false;
+    }
+    Ok(filter)
+}
+
 /// Counts gathered while exporting (the PDF's summary page).
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
@@ -102,11 +120,16 @@ const MAX_ACTIONS: usize = 10_000;
 const HOUR_US: i64 = 3_600_000_000;
 
 impl Summary {
-    /// Counts one exported event.
-    pub fn add(&mut self, e: &EventView, occurred_us: i64) {
+    /// Counts one exported row (every format).
+    pub fn count_seq(&mut self, seq: u64) {
         self.rows += 1;
-        self.first_seq = Some(self.first_seq.map_or(e.seq, |s| s.min(e.seq)));
-        self.last_seq = Some(self.last_seq.map_or(e.seq, |s| s.max(e.seq)));
+        self.first_seq = Some(self.first_seq.map_or(seq, |s| s.min(seq)));
+        self.last_seq = Some(self.last_seq.map_or(seq, |s| s.max(seq)));
+    }
+
+    /// Adds an exported event to the PDF summary's breakdowns (the row
+    /// itself is counted by `count_seq`).
+    pub fn add(&mut self, e: &EventView, occurred_us: i64) {
         self.first_occurred_us = Some(self.first_occurred_us.map_or(occurred_us, |s| s.min(occurred_us)));
         self.last_occurred_us = Some(self.last_occurred_us.map_or(occurred_us, |s| s.max(occurred_us)));
         bump(&mut self.outcomes, &e.outcome);
@@ -323,8 +346,10 @@ impl RowCounter {
         };
         if let Some(s) = seq {
             self.rows += 1;
-            self.first.get_or_insert(s);
-            self.last = Some(s);
+            // Lowest and highest, as the manifest has them: an export may
+            // be newest first.
+            self.first = Some(self.first.map_or(s, |f| f.min(s)));
+            self.last = Some(self.last.map_or(s, |l| l.max(s)));
         }
     }
 

@@ -237,14 +237,9 @@ impl PreparedExport {
                                 return Err(io(std::io::Error::other("the export was cancelled")));
                             }
                             let part = decoded?;
-                            for ((seq, leaf), (occurred, _)) in part.seqs.iter().zip(&part.leaves).zip(&part.times) {
+                            for (seq, leaf) in part.seqs.iter().zip(&part.leaves) {
                                 entries_sha.update(leaf);
-                                if format != ExportFormat::Pdf {
-                                    summary.rows += 1;
-                                    summary.first_seq = Some(summary.first_seq.map_or(*seq, |s| s.min(*seq)));
-                                    summary.last_seq = Some(summary.last_seq.map_or(*seq, |s| s.max(*seq)));
-                                }
-                                let _ = occurred;
+                                summary.count_seq(*seq);
                             }
                             match format {
                                 ExportFormat::Json if first_json && !part.text.is_empty() => {
@@ -321,8 +316,7 @@ impl PreparedExport {
         handle: Option<tokio::runtime::Handle>,
     ) -> Box<dyn Iterator<Item = Result<Vec<StoredEntry>, EventsError>> + '_> {
         let db = self.ledger.db();
-        let mut f = self.spec.filter.clone();
-        f.descending = self.spec.filter.descending;
+        let f = self.spec.filter.clone();
         if let Some(path) = db.sqlite_file().map(std::path::Path::to_path_buf) {
             let busy = db.busy_timeout();
             let (sql, values) = search::build_sql(
