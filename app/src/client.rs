@@ -109,3 +109,18 @@ async fn send(method: &str, url: &str, body: Option<String>) -> Result<(u16, Str
 async fn send(_method: &str, _url: &str, _body: Option<String>) -> Result<(u16, String), ClientError> {
     Err(ClientError { status: 0, message: "the REST client runs in the browser only".into(), operation_id: None })
 }
+
+/// Waits `ms` milliseconds (in the browser; at once on the server).
+pub async fn sleep_ms(ms: u64) {
+    #[cfg(feature = "hydrate")]
+    {
+        let p = js_sys::Promise::new(&mut |resolve, _| {
+            if let Some(w) = web_sys::window() {
+                let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms as i32);
+            }
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = ms;
+}

@@ -9,7 +9,9 @@
 compile_error!("custos-app: the `ssr` and `hydrate` features are mutually exclusive");
 
 pub mod api;
+pub mod charts;
 pub mod client;
+pub mod live;
 pub mod models;
 /// The audit event and the API shapes, shared with the engine.
 pub use custos_model as event;
@@ -86,6 +88,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login/mfa") view=pages::login::MfaPage/>
                     <Route path=path!("/account") view=pages::account::AccountPage/>
                     <Route path=path!("/events") view=|| view! { <Guard permission="audit:read"><pages::events::EventsPage/></Guard> }/>
+                    <Route path=path!("/analytics") view=|| view! { <Guard permission="audit:read"><pages::analytics::AnalyticsPage/></Guard> }/>
+                    <Route path=path!("/compliance") view=|| view! { <Guard permission="report:generate"><pages::compliance::CompliancePage/></Guard> }/>
+                    <Route path=path!("/integrity") view=|| view! { <Guard permission="audit:verify"><pages::integrity::IntegrityPage/></Guard> }/>
                     <Route path=path!("/admin/users") view=|| view! { <Guard permission="user:manage"><pages::admin::users::UsersPage/></Guard> }/>
                     <Route path=path!("/admin/roles") view=|| view! { <Guard permission="user:manage"><pages::admin::roles::RolesPage/></Guard> }/>
                     <Route path=path!("/admin/api-keys") view=|| view! { <Guard permission="user:manage"><pages::admin::api_keys::ApiKeysPage/></Guard> }/>
@@ -124,7 +129,9 @@ fn Navigation(me: Option<models::Me>) -> impl IntoView {
     view! {
         <nav aria-label="Main">
             <A href="/" exact=true>"Overview"</A>
-            {me.can("audit:read").then(|| view! { <A href="/events">"Events"</A> })}
+            {me.can("audit:read").then(|| view! { <A href="/events">"Events"</A> <A href="/analytics">"Analytics"</A> })}
+            {me.can("report:generate").then(|| view! { <A href="/compliance">"Compliance"</A> })}
+            {me.can("audit:verify").then(|| view! { <A href="/integrity">"Integrity"</A> })}
             {admin.then(|| view! {
                 <A href="/admin/users">"Users"</A>
                 <A href="/admin/roles">"Roles"</A>

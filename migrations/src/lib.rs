@@ -10,6 +10,7 @@ mod m20261126_000001_ledger;
 mod m20261126_000002_identity;
 mod m20261126_000003_events;
 mod m20261127_000004_saved_searches;
+mod m20261127_000005_rollups_by_time;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_identity::Migration),
             Box::new(m20261126_000003_events::Migration),
             Box::new(m20261127_000004_saved_searches::Migration),
+            Box::new(m20261127_000005_rollups_by_time::Migration),
         ]
     }
 }

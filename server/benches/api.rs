@@ -232,6 +232,7 @@ async fn run(a: Args) {
                                 source_app: Some("bench".into()),
                             },
                             payload: e.to_string().into_bytes(),
+                            duration_ms: None,
                         }
                     })
                     .collect()

@@ -41,6 +41,11 @@ enum Command {
     VerifyExport(commands::VerifyExportArgs),
     /// Sign a checkpoint of the current ledger head now.
     Checkpoint,
+    /// Demo data: `custos demo seed --events N` sends realistic events through the ingest path.
+    Demo {
+        #[command(subcommand)]
+        command: commands::DemoCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
             Command::VerifyExport(args) => commands::verify_export(args),
             Command::Export(args) => commands::export(&config, args).await,
             Command::Bench { command } => commands::bench(&config, command).await,
+            Command::Demo { command } => commands::demo(&config, command).await,
         }
     })
 }

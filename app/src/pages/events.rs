@@ -968,19 +968,7 @@ fn Exports(resolved: RwSignal<String>) -> impl IntoView {
     }
 }
 
-async fn sleep_ms(ms: u64) {
-    #[cfg(feature = "hydrate")]
-    {
-        let p = js_sys::Promise::new(&mut |resolve, _| {
-            if let Some(w) = web_sys::window() {
-                let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms as i32);
-            }
-        });
-        let _ = wasm_bindgen_futures::JsFuture::from(p).await;
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = ms;
-}
+use crate::client::sleep_ms;
 
 /// The detail drawer of one event.
 #[component]

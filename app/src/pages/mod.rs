@@ -2,8 +2,11 @@
 
 pub mod account;
 pub mod admin;
+pub mod analytics;
+pub mod compliance;
 pub mod events;
 pub mod forbidden;
 pub mod home;
+pub mod integrity;
 pub mod login;
 pub mod not_found;

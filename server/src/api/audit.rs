@@ -357,6 +357,9 @@ pub struct CheckpointView {
     pub created_at: String,
     /// The C2SP signed note.
     pub note: String,
+    /// The note's signature verifies with the ledger's public key and it
+    /// signs this tree size and root.
+    pub signature_verified: bool,
 }
 
 /// Checkpoints, newest first, with the key that checks them.
@@ -414,6 +417,7 @@ pub async fn checkpoints(State(s): State<AppState>, RawQuery(raw): RawQuery) -> 
         Err(e) => return ledger_unavailable(&e),
     };
     let next_before = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.tree_size)).flatten();
+    let verifier = s.ledger.verifier();
     axum::Json(CheckpointsResponse {
         origin: s.ledger.origin().to_owned(),
         public_key: s.ledger.verifier_key(),
@@ -423,6 +427,9 @@ pub async fn checkpoints(State(s): State<AppState>, RawQuery(raw): RawQuery) -> 
                 tree_size: r.tree_size,
                 root_hash: hex::encode(r.root_hash),
                 created_at: rfc3339(r.created_at_us),
+                signature_verified: verifier
+                    .open_checkpoint(&r.note)
+                    .is_ok_and(|c| c.tree_size == r.tree_size && c.root_hash == r.root_hash),
                 note: r.note,
             })
             .collect(),

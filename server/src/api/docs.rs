@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, explorer, exports, masking, verify_jobs};
+use super::{audit, dashboards, explorer, exports, masking, verify_jobs};
 
 struct Security;
 
@@ -48,6 +48,8 @@ impl Modify for Security {
         explorer::histogram, explorer::tail, explorer::list, explorer::save, explorer::delete,
         exports::export, exports::start, exports::status, exports::file, exports::manifest,
         verify_jobs::start, verify_jobs::status,
+        dashboards::analytics, dashboards::compliance, dashboards::verifications,
+        dashboards::keys, dashboards::rotate, dashboards::public_key,
         masking::get_policy, masking::put_policy, masking::history, masking::preview,
     ),
     components(schemas(custos_model::EventInput, custos_model::ApiError, custos_model::FieldProblem)),
@@ -55,6 +57,7 @@ impl Modify for Security {
     tags(
         (name = "audit", description = "Record, search and read audit events"),
         (name = "verification", description = "Prove the ledger intact"),
+        (name = "dashboards", description = "Analytics and compliance status"),
         (name = "masking", description = "PII masking rules"),
     )
 )]

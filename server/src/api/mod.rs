@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod audit;
+pub mod dashboards;
 pub mod docs;
 pub mod explorer;
 pub mod exports;

@@ -40,6 +40,12 @@ pub fn classify(method: &str, route: &str) -> (&'static str, String) {
         ("GET", "/api/audit/exports/{id}/file") => "audit.export.download",
         ("GET", "/api/audit/exports/{id}/manifest") => "audit.export.manifest",
         ("GET", "/api/audit/checkpoints") => "audit.checkpoints.read",
+        ("GET", "/api/audit/analytics") => "audit.analytics",
+        ("GET", "/api/audit/verifications") => "audit.verify.history",
+        ("GET", "/api/audit/public-key") => "audit.public_key.read",
+        ("GET", "/api/compliance") => "compliance.report",
+        ("GET", "/api/keys") => "ledger.keys.read",
+        ("POST", "/api/keys/rotate") => "ledger.key.rotate.request",
         ("POST", "/api/audit/verify") => "audit.verify.start",
         ("GET", "/api/audit/verify/{job}") => "audit.verify.status",
         ("GET", "/api/audit/{id}") => "audit.read",
@@ -61,8 +67,14 @@ pub fn classify(method: &str, route: &str) -> (&'static str, String) {
     };
     let category = if action.starts_with("policy.") {
         "policy"
-    } else if action.starts_with("audit.verify") || action == "audit.checkpoints.read" {
+    } else if action.starts_with("audit.verify")
+        || action == "audit.checkpoints.read"
+        || action == "audit.public_key.read"
+        || action == "ledger.keys.read"
+    {
         "integrity"
+    } else if action == "ledger.key.rotate.request" {
+        "admin"
     } else if action == "audit.ingest" {
         "data_access"
     } else if action.starts_with("rpc.")

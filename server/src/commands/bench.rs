@@ -156,6 +156,7 @@ pub fn sample_event(i: u64) -> NewEntry {
             source_app: Some("portal".into()),
         },
         payload: payload.to_string().into_bytes(),
+        duration_ms: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The CLI's commands. Each returns the process exit code.
 
 mod bench;
+mod demo;
 mod export;
 mod keys;
 mod user;
@@ -9,6 +10,7 @@ mod verify;
 use std::process::ExitCode;
 
 pub use bench::{BenchCommand, bench, sample_event};
+pub use demo::{DemoCommand, demo};
 pub use export::{ExportArgs, export};
 pub use keys::{KeysCommand, keys};
 pub use user::{UserCommand, user};

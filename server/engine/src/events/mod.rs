@@ -3,6 +3,9 @@
 
 pub use custos_model as model;
 
+pub mod compliance;
+pub mod dashboards;
+pub mod demo;
 pub mod export;
 #[doc(hidden)]
 pub mod fuzz;

@@ -220,7 +220,13 @@ impl Events {
             "submitted_by": by,
             "digest": digest,
         });
-        NewEntry { event_id: e.id, occurred_at_us: e.occurred_at_us, fields, payload: payload.to_string().into_bytes() }
+        NewEntry {
+            event_id: e.id,
+            occurred_at_us: e.occurred_at_us,
+            fields,
+            payload: payload.to_string().into_bytes(),
+            duration_ms: e.metrics.as_ref().and_then(|m| m.duration_ms),
+        }
     }
 
     // --- reading ----------------------------------------------------------

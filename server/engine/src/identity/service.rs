@@ -589,6 +589,7 @@ impl Identity {
                 source_app: Some("custos".into()),
             },
             payload: payload.to_string().into_bytes(),
+            duration_ms: None,
         };
         self.ledger.append_one(entry).await
     }

@@ -7,7 +7,17 @@
 //! the whole hour for the ranked dimensions (`category`, `action`,
 //! `outcome`, `severity`, `actor`, `channel`, `tenant`), which keeps their
 //! rows (and the commit's upserts) 60 times fewer when events are spread
-//! in time. Rollups are derived data: they
+//! in time. Three more dimensions feed the dashboards, also per hour:
+//! `action_outcome` (value `category/outcome/action`), `resource_outcome`
+//! (value `category/outcome/resource id`, for the categories in
+//! [`RESOURCE_CATEGORIES`]: tools, MCP servers, plugins and notification
+//! channels) and `latency` (value `category/bucket/resource id`: a
+//! logarithmic histogram of `metrics.duration_ms` for those categories, see
+//! [`latency_bucket`]). The free-form part is always last, so a value splits
+//! on its first two `/`. Each ranked dimension also has a daily twin,
+//! `<dimension>:day` (bucket: the day's first minute), so that a period of
+//! weeks reads whole days from it and only the partial days at its edges
+//! from the hourly rows (see [`period_filter`]). Rollups are derived data: they
 //! are not part of the sealed record and a purge leaves them in place.
 
 use std::collections::HashMap;
@@ -19,7 +29,49 @@ use super::types::StoredEntry;
 use crate::storage::stmt_for;
 
 /// The dimensions counted.
-pub const DIMENSIONS: [&str; 8] = ["total", "category", "action", "outcome", "severity", "actor", "channel", "tenant"];
+pub const DIMENSIONS: [&str; 11] = [
+    "total",
+    "category",
+    "action",
+    "outcome",
+    "severity",
+    "actor",
+    "channel",
+    "tenant",
+    "action_outcome",
+    "resource_outcome",
+    "latency",
+];
+
+/// Suffix of a dimension's daily twin.
+pub const DAY: &str = ":day";
+
+/// Categories whose resources (tool, MCP server, plugin, notification
+/// channel) are counted by id, with their latency. Other categories' resource
+/// ids (documents, users…) are unbounded and not counted.
+pub const RESOURCE_CATEGORIES: [&str; 4] = ["tool", "mcp", "plugin", "notification"];
+
+/// Latency histogram buckets per doubling: bucket `i` holds durations in
+/// `[2^(i/4), 2^((i+1)/4))` ms, so a percentile read from it is within 19%.
+pub const LATENCY_STEPS: f64 = 4.0;
+/// The last latency bucket (about 2^24 ms = 4.7 hours and beyond).
+pub const LATENCY_MAX_BUCKET: i64 = 96;
+
+/// The latency bucket of a duration in milliseconds (under 1 ms: bucket 0).
+pub fn latency_bucket(ms: f64) -> i64 {
+    if !ms.is_finite() || ms <= 1.0 {
+        return 0;
+    }
+    ((ms.log2() * LATENCY_STEPS).floor() as i64).clamp(0, LATENCY_MAX_BUCKET)
+}
+
+/// The duration a latency bucket stands for: its geometric middle (ms).
+pub fn latency_value(bucket: i64) -> f64 {
+    if bucket <= 0 {
+        return 1.0;
+    }
+    ((bucket as f64 + 0.5) / LATENCY_STEPS).exp2()
+}
 
 /// Microseconds per bucket.
 pub const BUCKET_US: i64 = 60_000_000;
@@ -27,16 +79,57 @@ pub const BUCKET_US: i64 = 60_000_000;
 /// (dimension, value, bucket) -> count.
 pub type Counts = HashMap<(&'static str, String, i64), i64>;
 
-/// Counts a batch of entries.
-pub fn aggregate(entries: &[StoredEntry]) -> Counts {
+/// The daily twin of a ranked dimension.
+pub fn day_of(dim: &str) -> &'static str {
+    match dim {
+        "category" => "category:day",
+        "action" => "action:day",
+        "outcome" => "outcome:day",
+        "severity" => "severity:day",
+        "actor" => "actor:day",
+        "channel" => "channel:day",
+        "tenant" => "tenant:day",
+        "action_outcome" => "action_outcome:day",
+        "resource_outcome" => "resource_outcome:day",
+        "latency" => "latency:day",
+        _ => "unknown:day",
+    }
+}
+
+/// Rows of a ranked dimension covering the minutes `[lo, hi)` (whole
+/// hours): whole days from the daily twin, the partial days at the edges
+/// from the hourly rows. A SQL condition and its parameters.
+pub fn period_filter(dim: &str, lo: i64, hi: i64) -> (String, Vec<Value>) {
+    let d0 = lo.div_euclid(1440) * 1440 + if lo.rem_euclid(1440) == 0 { 0 } else { 1440 };
+    let d1 = hi.div_euclid(1440) * 1440;
+    let b = |v: i64| Value::BigInt(Some(v));
+    if d0 >= d1 {
+        return ("(dimension = ? AND bucket >= ? AND bucket < ?)".into(), vec![dim.into(), b(lo), b(hi)]);
+    }
+    (
+        "((dimension = ? AND bucket >= ? AND bucket < ?) OR (dimension = ? AND bucket >= ? AND bucket < ?) \
+         OR (dimension = ? AND bucket >= ? AND bucket < ?))"
+            .into(),
+        vec![day_of(dim).into(), b(d0), b(d1), dim.into(), b(lo), b(d0), dim.into(), b(d1), b(hi)],
+    )
+}
+
+/// Counts a batch of entries; `durations[i]` is entry `i`'s
+/// `metrics.duration_ms`, if it had one.
+pub fn aggregate(entries: &[StoredEntry], durations: &[Option<f64>]) -> Counts {
     let mut out = Counts::new();
-    for e in entries {
+    for (i, e) in entries.iter().enumerate() {
         let minute = e.header.occurred_at_us.div_euclid(BUCKET_US);
         let hour = minute.div_euclid(60) * 60;
+        let day = minute.div_euclid(1440) * 1440;
         let f = &e.header.fields;
         let mut add = |dim: &'static str, value: &str| {
-            let bucket = if dim == "total" { minute } else { hour };
-            *out.entry((dim, value.to_owned(), bucket)).or_insert(0) += 1;
+            if dim == "total" {
+                *out.entry((dim, value.to_owned(), minute)).or_insert(0) += 1;
+                return;
+            }
+            *out.entry((dim, value.to_owned(), hour)).or_insert(0) += 1;
+            *out.entry((day_of(dim), value.to_owned(), day)).or_insert(0) += 1;
         };
         add("total", "");
         add("category", &f.category);
@@ -52,6 +145,14 @@ pub fn aggregate(entries: &[StoredEntry]) -> Counts {
         if let Some(v) = &f.tenant {
             add("tenant", v);
         }
+        add("action_outcome", &format!("{}/{}/{}", f.category, f.outcome, f.action));
+        if RESOURCE_CATEGORIES.contains(&f.category.as_str()) {
+            let id = f.resource_id.as_deref().unwrap_or("");
+            add("resource_outcome", &format!("{}/{}/{id}", f.category, f.outcome));
+            if let Some(ms) = durations.get(i).copied().flatten() {
+                add("latency", &format!("{}/{}/{id}", f.category, latency_bucket(ms)));
+            }
+        }
     }
     out
 }
@@ -60,18 +161,26 @@ const UPSERT: &str = "INSERT INTO audit_rollups (dimension, value, bucket, count
     ON CONFLICT (dimension, value, bucket) DO UPDATE SET count = audit_rollups.count + excluded.count";
 
 /// Adds a batch's counts on a direct SQLite connection (in its transaction).
-pub fn write_direct(conn: &rusqlite::Connection, entries: &[StoredEntry]) -> Result<(), LedgerError> {
+pub fn write_direct(
+    conn: &rusqlite::Connection,
+    entries: &[StoredEntry],
+    durations: &[Option<f64>],
+) -> Result<(), LedgerError> {
     let mut stmt = conn.prepare_cached(UPSERT)?;
-    for ((dim, value, bucket), count) in aggregate(entries) {
+    for ((dim, value, bucket), count) in aggregate(entries, durations) {
         stmt.execute(rusqlite::params![dim, value, bucket, count])?;
     }
     Ok(())
 }
 
 /// Adds a batch's counts through sea-orm (in the caller's transaction).
-pub async fn write_orm(conn: &impl ConnectionTrait, entries: &[StoredEntry]) -> Result<(), LedgerError> {
+pub async fn write_orm(
+    conn: &impl ConnectionTrait,
+    entries: &[StoredEntry],
+    durations: &[Option<f64>],
+) -> Result<(), LedgerError> {
     let b = conn.get_database_backend();
-    let counts: Vec<_> = aggregate(entries).into_iter().collect();
+    let counts: Vec<_> = aggregate(entries, durations).into_iter().collect();
     // 4 parameters a row; 500 rows a statement.
     for chunk in counts.chunks(500) {
         let sql = format!(
@@ -91,4 +200,42 @@ pub async fn write_orm(conn: &impl ConnectionTrait, entries: &[StoredEntry]) -> 
         conn.execute_raw(stmt_for(b, &sql, values)).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_read_whole_days_from_the_daily_rows() {
+        // Within one day: hourly rows only.
+        let (sql, v) = period_filter("action", 600, 780);
+        assert_eq!(sql.matches("dimension = ?").count(), 1);
+        assert_eq!(v.len(), 3);
+        // 2 days and 2 partial days around them.
+        let (sql, v) = period_filter("action", 1440 - 120, 3 * 1440 + 60);
+        assert_eq!(sql.matches("dimension = ?").count(), 3);
+        let ints: Vec<_> =
+            v.iter().filter_map(|x| if let Value::BigInt(Some(i)) = x { Some(*i) } else { None }).collect();
+        assert_eq!(ints, vec![1440, 3 * 1440, 1320, 1440, 3 * 1440, 3 * 1440 + 60]);
+        assert_eq!(v[0], Value::from("action:day"));
+        for d in &DIMENSIONS[1..] {
+            assert_eq!(day_of(d), format!("{d}{DAY}"));
+        }
+    }
+
+    #[test]
+    fn latency_buckets_are_logarithmic_and_bounded() {
+        assert_eq!(latency_bucket(0.0), 0);
+        assert_eq!(latency_bucket(-5.0), 0);
+        assert_eq!(latency_bucket(f64::NAN), 0);
+        assert_eq!(latency_bucket(2.0), 4);
+        assert_eq!(latency_bucket(1024.0), 40);
+        assert_eq!(latency_bucket(1e12), LATENCY_MAX_BUCKET);
+        // The middle of a bucket is within 19% of anything in it.
+        for ms in [1.5, 7.0, 42.0, 180.0, 999.0, 12_345.0] {
+            let v = latency_value(latency_bucket(ms));
+            assert!((v / ms - 1.0).abs() < 0.19, "{ms} -> {v}");
+        }
+    }
 }

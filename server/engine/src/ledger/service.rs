@@ -46,6 +46,9 @@ pub struct NewEntry {
     pub fields: HeaderFields,
     /// The full event, serialised; encrypted before it leaves the caller.
     pub payload: Vec<u8>,
+    /// The event's `metrics.duration_ms`, counted in the latency rollups
+    /// (outside the seal, like every rollup); `None` when it has none.
+    pub duration_ms: Option<f64>,
 }
 
 impl NewEntry {
@@ -76,6 +79,7 @@ impl NewEntry {
                 source_app: Some("custos".into()),
             },
             payload: payload.to_string().into_bytes(),
+            duration_ms: None,
         }
     }
 }
@@ -125,6 +129,7 @@ struct Prepared {
     key_id: u32,
     iv: [u8; 16],
     ciphertext: Vec<u8>,
+    duration_ms: Option<f64>,
 }
 
 struct AppendRequest {
@@ -272,6 +277,7 @@ impl Ledger {
                 key_id: key.key_id(),
                 iv,
                 ciphertext,
+                duration_ms: e.duration_ms,
             });
         }
         let (reply, rx) = oneshot::channel();
@@ -303,6 +309,31 @@ impl Ledger {
     /// Newest checkpoints first, a page at a time.
     pub async fn checkpoints_page(&self, limit: u64, before: Option<u64>) -> Result<Vec<CheckpointRow>, LedgerError> {
         store::read_checkpoints_page(self.inner.db.conn(), limit, before).await
+    }
+
+    /// The keys (never their secrets), newest first, with the current data key marked.
+    pub async fn key_infos(&self) -> Result<Vec<custos_model::KeyInfo>, LedgerError> {
+        use sea_orm::ConnectionTrait as _;
+        let db = &self.inner.db;
+        let (_, current) = self.inner.keys.data_key_ids();
+        let rows = db
+            .conn()
+            .query_all_raw(db.stmt("SELECT CAST(key_id AS BIGINT) AS key_id, purpose, CAST(created_at AS BIGINT) AS created_at FROM ledger_keys ORDER BY key_id DESC", vec![]))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let key_id: i64 = r.try_get("", "key_id")?;
+            let purpose: String = r.try_get("", "purpose")?;
+            let created: i64 = r.try_get("", "created_at")?;
+            let key_id = u32::try_from(key_id).map_err(|_| LedgerError::Corrupt("key id out of range".into()))?;
+            out.push(custos_model::KeyInfo {
+                key_id,
+                current: purpose == "data" && key_id == current,
+                purpose,
+                created_at: crate::events::service::rfc3339(created),
+            });
+        }
+        Ok(out)
     }
 
     /// Creates a new data key; new events are sealed with it, old keys still read.
@@ -482,6 +513,8 @@ impl ForeignCheck {
 /// A batch sealed onto a head: the rows to insert and the new head.
 struct Sealed {
     entries: Vec<StoredEntry>,
+    /// Each entry's duration, for the latency rollups.
+    durations: Vec<Option<f64>>,
     nodes: Vec<(u32, u64, Hash)>,
     receipts: Vec<Vec<Receipt>>,
     head: Head,
@@ -498,6 +531,7 @@ fn seal_batch(
     known: &HashMap<Uuid, (u64, i64)>,
 ) -> Result<Sealed, LedgerError> {
     let mut entries: Vec<StoredEntry> = Vec::new();
+    let mut durations: Vec<Option<f64>> = Vec::new();
     let mut nodes: Vec<(u32, u64, Hash)> = Vec::new();
     let mut in_batch: HashMap<Uuid, (u64, i64)> = HashMap::new();
     let mut receipts = Vec::with_capacity(batch.len());
@@ -538,11 +572,12 @@ fn seal_batch(
                 leaf_hash,
                 chain_hash,
             });
+            durations.push(item.duration_ms);
             rs.push(Receipt { seq, event_id: item.event_id, recorded_at_us, duplicate: false });
         }
         receipts.push(rs);
     }
-    Ok(Sealed { entries, nodes, receipts, head })
+    Ok(Sealed { entries, durations, nodes, receipts, head })
 }
 
 /// The direct SQLite connection the sequencer commits through (SQLite only).
@@ -764,7 +799,7 @@ fn write_sealed(tx: &rusqlite::Connection, sealed: &Sealed) -> Result<(), TryCom
         return Err(if direct::is_unique_violation(&e) { TryCommitError::Duplicate } else { e.into() });
     }
     direct::insert_nodes(tx, &sealed.nodes)?;
-    super::rollup::write_direct(tx, &sealed.entries)?;
+    super::rollup::write_direct(tx, &sealed.entries, &sealed.durations)?;
     direct::write_head(tx, &sealed.head)?;
     Ok(())
 }
@@ -945,7 +980,7 @@ async fn commit_orm(
             return Err(if is_unique_violation(&e) { TryCommitError::Duplicate } else { TryCommitError::Other(e) });
         }
         store::insert_nodes(&txn, &sealed.nodes).await?;
-        super::rollup::write_orm(&txn, &sealed.entries).await?;
+        super::rollup::write_orm(&txn, &sealed.entries, &sealed.durations).await?;
         store::write_head(&txn, &sealed.head).await?;
     }
     txn.commit().await?;

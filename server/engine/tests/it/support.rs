@@ -159,6 +159,7 @@ pub fn event(i: u64) -> NewEntry {
             source_app: Some("portal".into()),
         },
         payload: payload.to_string().into_bytes(),
+        duration_ms: None,
     }
 }
 

@@ -1,0 +1,82 @@
+//! Live updates for dashboards: the live tail (server-sent events) tells a
+//! page that events were committed, and the page reloads its figures.
+
+use leptos::prelude::*;
+
+/// Counts new events (except the actions in `ignore`, such as the page's own
+/// reads, which the self-audit records) into `seen` while the page is open;
+/// `state` says whether the stream is connected.
+#[allow(unused_variables)]
+pub fn follow(ignore: &'static [&'static str], seen: RwSignal<u64>, state: RwSignal<String>) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast as _;
+        use wasm_bindgen::closure::Closure;
+        type Listener = Closure<dyn FnMut(web_sys::MessageEvent)>;
+        let source: StoredValue<Option<(web_sys::EventSource, Vec<Listener>)>, LocalStorage> =
+            StoredValue::new_local(None);
+        let Ok(es) = web_sys::EventSource::new("/api/audit/tail") else {
+            state.set("live updates unavailable".into());
+            return;
+        };
+        state.set("connecting…".into());
+        let ready = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| state.set("live".into()));
+        let audit = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |m: web_sys::MessageEvent| {
+            let Some(text) = m.data().as_string() else { return };
+            let action = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            if !ignore.contains(&action.as_str()) {
+                seen.update(|n| *n += 1);
+            }
+        });
+        let error = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| state.set("reconnecting…".into()));
+        let _ = es.add_event_listener_with_callback("ready", ready.as_ref().unchecked_ref());
+        let _ = es.add_event_listener_with_callback("audit", audit.as_ref().unchecked_ref());
+        let _ = es.add_event_listener_with_callback("error", error.as_ref().unchecked_ref());
+        source.set_value(Some((es, vec![ready, audit, error])));
+        on_cleanup(move || {
+            if let Some((s, _)) = source.try_update_value(Option::take).flatten() {
+                s.close();
+            }
+        });
+    }
+}
+
+/// A bucket start (RFC 3339, UTC) as a short axis label.
+pub fn bucket_label(start: &str, hourly: bool) -> String {
+    if hourly {
+        format!("{} {}", start.get(5..10).unwrap_or(start), start.get(11..16).unwrap_or(""))
+    } else {
+        start.get(..10).unwrap_or(start).to_owned()
+    }
+}
+
+/// A number with thousands separators.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_numbers() {
+        assert_eq!(bucket_label("2026-11-26T14:00:00Z", true), "11-26 14:00");
+        assert_eq!(bucket_label("2026-11-26T00:00:00Z", false), "2026-11-26");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(10_000_000), "10,000,000");
+    }
+}

@@ -1,0 +1,157 @@
+//! The compliance dashboard: are we compliant? Each framework's logging
+//! controls with a status computed now from the system, and the evidence
+//! behind each check (`GET /api/compliance`).
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::charts::{self, ChartHandle};
+use crate::client::{ClientError, get_json};
+use crate::event::{ComplianceCheck, ComplianceReport};
+
+const STATUSES: [(&str, &str, &str); 4] = [
+    ("pass", "Passing", "#3a9d5d"),
+    ("warn", "Attention", "#b8892b"),
+    ("fail", "Failing", "#b91c1c"),
+    ("not_configured", "Not configured", "#8a94a3"),
+];
+
+fn label(status: &str) -> &'static str {
+    STATUSES.iter().find(|(s, _, _)| *s == status).map_or("Unknown", |(_, l, _)| *l)
+}
+
+/// The compliance page.
+#[component]
+pub fn CompliancePage() -> impl IntoView {
+    let hours = RwSignal::new(24u64);
+    let data = RwSignal::new(None::<Result<ComplianceReport, ClientError>>);
+    let fetch = move || {
+        let h = hours.get_untracked();
+        leptos::task::spawn_local(async move {
+            data.set(Some(get_json::<ComplianceReport>(&format!("/api/compliance?verify_within_hours={h}")).await));
+        });
+    };
+    Effect::new(move |_| {
+        hours.track();
+        fetch();
+    });
+    let chart: ChartHandle = charts::handle();
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        let items = data.with(|d| match d {
+            Some(Ok(r)) => Some(
+                STATUSES
+                    .iter()
+                    .map(|(s, l, c)| {
+                        let n = r.frameworks.iter().flat_map(|f| &f.controls).filter(|c| c.status == *s).count();
+                        ((*l).to_owned(), n as f64, (*c).to_owned())
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        });
+        if let Some(items) = items {
+            charts::draw("controls-chart", 220, &charts::doughnut(&items), chart, None);
+        }
+    });
+    let _ = chart;
+    view! {
+        <Title text="Compliance"/>
+        <div class="page-head">
+            <h1>"Compliance"</h1>
+            <div class="toolbar">
+                <label>"Chain verified within"
+                    <select data-testid="verify-window" on:change=move |ev| {
+                        if let Ok(h) = event_target_value(&ev).parse() { hours.set(h); }
+                    }>
+                        {[24u64, 72, 168, 720].into_iter().map(|h| view! {
+                            <option value=h.to_string() selected=move || hours.get() == h>{format!("{h} hours")}</option>
+                        }).collect_view()}
+                    </select>
+                </label>
+                <button data-testid="refresh" on:click=move |_| fetch()>"Check again"</button>
+            </div>
+        </div>
+        <p class="lead">"Each status is computed from this system when the page loads: verifications and checkpoints in the ledger, the database's own guards, keys, masking rules and what is being recorded. Features not built yet say “not configured”."</p>
+        {move || match data.get() {
+            None => view! { <p class="muted">"Computing the checks…"</p> }.into_any(),
+            Some(Err(e)) => view! { <p class="error" role="alert">{format!("The checks could not be computed: {e}")}</p> }.into_any(),
+            Some(Ok(r)) => view! { <Report report=r/> }.into_any(),
+        }}
+        <section class="panel chart-panel" data-testid="controls" aria-label="Controls by status">
+            <h2>"Controls by status"</h2>
+            <div id="controls-chart" class="chart" style="height:220px"></div>
+        </section>
+    }
+}
+
+#[component]
+fn Badge(status: String) -> impl IntoView {
+    view! { <span class=format!("tag status-{status}") data-status=status.clone()>{label(&status)}</span> }
+}
+
+#[component]
+fn Report(report: ComplianceReport) -> impl IntoView {
+    let count = |s: &str| report.checks.iter().filter(|c| c.status == s).count();
+    let summary = STATUSES
+        .iter()
+        .map(|(s, l, _)| {
+            view! {
+                <div class="card"><div class="card-label">{*l}</div>
+                    <div class="card-value" data-testid=format!("checks-{s}")>{count(s)}</div></div>
+            }
+        })
+        .collect_view();
+    let checks = report.checks.clone();
+    let find = move |id: &str| checks.iter().find(|c| c.id == id).cloned();
+    view! {
+        <div class="cards" data-testid="summary">{summary}</div>
+        <p class="muted small" data-testid="generated-at">{format!("Computed at {} (UTC).", report.generated_at)}</p>
+        <section class="panel" aria-label="Checks">
+            <h2>"Checks"</h2>
+            <ul class="checks" data-testid="checks">
+                {report.checks.iter().map(|c| view! { <CheckItem check=c.clone()/> }).collect_view()}
+            </ul>
+        </section>
+        {report.frameworks.iter().map(|f| {
+            let find = find.clone();
+            view! {
+                <section class="panel framework" data-testid=format!("framework-{}", f.id) aria-label=f.name.clone()>
+                    <h2>{f.name.clone()}</h2>
+                    <table class="compact">
+                        <thead><tr><th>"Control"</th><th>"Status"</th><th>"Evidence"</th></tr></thead>
+                        <tbody>
+                            {f.controls.iter().map(|c| view! {
+                                <tr data-control=c.id.clone()>
+                                    <td><strong>{c.id.clone()}</strong>" "{c.title.clone()}</td>
+                                    <td><Badge status=c.status.clone()/></td>
+                                    <td>{c.checks.iter().filter_map(|id| find(id)).map(|k| view! {
+                                        <a class="check-link" href=format!("#check-{}", k.id) title=k.detail.clone()>
+                                            <span class=format!("dot status-{}", k.status)></span>{k.title.clone()}
+                                        </a>
+                                    }).collect_view()}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                </section>
+            }
+        }).collect_view()}
+    }
+}
+
+#[component]
+fn CheckItem(check: ComplianceCheck) -> impl IntoView {
+    view! {
+        <li id=format!("check-{}", check.id) data-check=check.id.clone()>
+            <Badge status=check.status.clone()/>
+            <div>
+                <strong>{check.title.clone()}</strong>
+                <div class="check-detail">{check.detail.clone()}</div>
+                <div class="evidence">
+                    {check.evidence.iter().map(|e| view! { <a href=e.href.clone()>{e.label.clone()}</a> }).collect_view()}
+                </div>
+            </div>
+        </li>
+    }
+}

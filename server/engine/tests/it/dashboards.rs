@@ -1,0 +1,124 @@
+//! Dashboards on both databases: demo events ingested through the normal
+//! path, then every analytics figure compared with the same figure counted
+//! from the events themselves; compliance checks that follow what the
+//! system does (a verification recorded, the guards dropped).
+
+use std::collections::BTreeMap;
+
+use custos_engine::events::demo::Demo;
+use custos_engine::events::validate::Limits;
+use custos_engine::events::{Events, Submitter};
+use custos_engine::ledger::rollup::{latency_bucket, latency_value};
+use serde_json::Value;
+
+use crate::support::{TestDb, both_backends, open_ledger};
+
+const N: u64 = 3000;
+
+fn status<'a>(r: &'a custos_engine::events::model::ComplianceReport, id: &str) -> &'a str {
+    &r.checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no check {id}")).status
+}
+
+both_backends! {
+    async fn analytics_match_the_events_and_compliance_follows_the_system(backend: Backend) {
+        let Some(db) = TestDb::new(backend).await else { return };
+        let (ledger, tasks) = open_ledger(&db.db).await;
+        let events = Events::open(ledger.clone(), Limits::default()).await.unwrap();
+        let end = ledger.now_us();
+        // Ten days: the analytics read whole days from the daily rows and
+        // the partial days at the edges from the hourly rows.
+        let span = 10 * 86_400_000_000;
+        let demo = Demo::new(3, N, end, span);
+        let items: Vec<Value> = (0..N).map(|i| demo.event(i)).collect();
+        for chunk in items.chunks(1000) {
+            events.ingest(chunk, None, &Submitter { principal: "test".into() }).await.unwrap();
+        }
+
+        let a = events.analytics(end - span, end).await.unwrap();
+        assert_eq!(a.bucket, "day");
+        assert_eq!(a.total, N);
+        assert_eq!(a.by_category.iter().map(|s| s.counts.iter().sum::<u64>()).sum::<u64>(), N);
+        let count = |f: &dyn Fn(&Value) -> bool| items.iter().filter(|e| f(e)).count() as u64;
+        let s = |e: &Value, k: &str| e[k].as_str().unwrap_or("").to_owned();
+        assert_eq!(a.outcomes.denied, count(&|e| s(e, "outcome") == "denied"));
+        assert_eq!(a.outcomes.error + a.outcomes.failure, count(&|e| ["error", "failure"].contains(&s(e, "outcome").as_str())));
+        let logins_ok = count(&|e| s(e, "action") == "user.login" && s(e, "outcome") == "success");
+        let logins_bad = count(&|e| s(e, "action") == "user.login" && s(e, "outcome") != "success");
+        assert_eq!((a.authentication.successes, a.authentication.failures), (logins_ok, logins_bad));
+        assert_eq!(a.authentication.mfa, count(&|e| s(e, "action") == "mfa.verify" && s(e, "outcome") == "success"));
+        assert_eq!(a.authentication.lockouts, count(&|e| s(e, "action") == "user.lockout"));
+        assert!(a.authentication.successes > 0 && a.authentication.lockouts > 0);
+        // Top actions: the most frequent first, with their exact counts.
+        let mut by_action: BTreeMap<String, u64> = BTreeMap::new();
+        for e in &items {
+            *by_action.entry(s(e, "action")).or_default() += 1;
+        }
+        let top = &a.top_actions[0];
+        assert_eq!(Some(&top.count), by_action.get(&top.value));
+        assert_eq!(top.count, *by_action.values().max().unwrap());
+        // Tools: invocations per tool and the latency percentiles, against
+        // the durations sent (within the histogram's bucket).
+        assert!(!a.tools.is_empty());
+        for t in &a.tools {
+            let mine: Vec<&Value> = items.iter().filter(|e| s(e, "category") == "tool" && e["resource"]["id"] == t.name.as_str()).collect();
+            assert_eq!(t.outcomes.total(), mine.len() as u64, "{}", t.name);
+            assert_eq!(t.outcomes.error, mine.iter().filter(|e| s(e, "outcome") == "error").count() as u64);
+            let mut d: Vec<f64> = mine.iter().map(|e| e["metrics"]["duration_ms"].as_f64().unwrap()).collect();
+            d.sort_by(f64::total_cmp);
+            assert_eq!(t.timed, d.len() as u64);
+            let exact = d[((0.95 * d.len() as f64).ceil() as usize).max(1) - 1];
+            let p95 = t.p95_ms.unwrap();
+            assert!((p95 - latency_value(latency_bucket(exact))).abs() < 0.01, "{}: p95 {p95} for {exact}", t.name);
+            assert!(t.p50_ms.unwrap() <= p95 && p95 <= t.p99_ms.unwrap());
+            assert!(!t.last_seen.is_empty());
+        }
+        assert_eq!(a.plugins.len(), 5);
+        assert_eq!(a.notification_channels.iter().map(|c| c.outcomes.total()).sum::<u64>(), count(&|e| s(e, "category") == "notification"));
+        assert!(a.mcp_actions.iter().any(|m| m.action == "mcp.request") && a.mcp_actions.iter().any(|m| m.action == "mcp.connect"));
+        assert_eq!(a.queries.len(), custos_engine::events::dashboards::QUERIES.len());
+        // A day-long window inside the period, per hour, agrees with a
+        // count of the events in it (whole hours).
+        let hour = 3_600_000_000;
+        let (from, to) = ((end - 3 * 86_400_000_000).div_euclid(hour) * hour, (end - 2 * 86_400_000_000).div_euclid(hour) * hour);
+        let day = events.analytics(from, to).await.unwrap();
+        assert_eq!(day.bucket, "hour");
+        let at = |e: &Value| chrono::DateTime::parse_from_rfc3339(e["occurred_at"].as_str().unwrap()).unwrap().timestamp_micros();
+        assert_eq!(day.total, count(&|e| (from..to).contains(&at(e))));
+        assert!(day.total > 0);
+        assert!(events.analytics(end, end - 1).await.is_err());
+
+        // Compliance: computed from the system.
+        let r = events.compliance(24).await.unwrap();
+        assert_eq!(status(&r, "chain_verified"), "fail", "never verified");
+        assert_eq!(status(&r, "append_only"), "pass");
+        assert_eq!(status(&r, "auth_events_recorded"), "pass");
+        assert_eq!(status(&r, "retention"), "not_configured");
+        assert_eq!(status(&r, "encryption_keys"), "pass");
+        let soc2 = r.frameworks.iter().find(|f| f.id == "soc2").unwrap();
+        assert_eq!(soc2.controls.iter().find(|c| c.id == "CC7.2").unwrap().status, "not_configured", "alerting is not built");
+        // A verification recorded as the API records it.
+        let report = ledger.verify(Default::default(), |_| {}).await.unwrap();
+        assert!(report.is_intact());
+        let mut e = custos_engine::events::demo::Demo::new(9, 1, ledger.now_us(), 1000).event(0);
+        e["category"] = "integrity".into();
+        e["action"] = "audit.verify".into();
+        e["outcome"] = "success".into();
+        e["occurred_at"] = chrono::Utc::now().to_rfc3339().into();
+        e["details"] = serde_json::json!({ "report": report });
+        events.ingest(&[e], None, &Submitter { principal: "test".into() }).await.unwrap();
+        let history = events.recent_by_action("audit.verify", 5).await.unwrap();
+        assert_eq!(history.len(), 1);
+        let r = events.compliance(24).await.unwrap();
+        assert_eq!(status(&r, "chain_verified"), "pass", "{:?}", r.checks[0]);
+        ledger.checkpoint_now().await.unwrap();
+        let r = events.compliance(24).await.unwrap();
+        assert_eq!(status(&r, "checkpoints_signed"), "pass", "{:?}", r.checks[1]);
+        // Someone with raw database access drops the guards: it shows.
+        db.drop_guards().await;
+        let r = events.compliance(24).await.unwrap();
+        assert_eq!(status(&r, "append_only"), "fail");
+        let iso = r.frameworks.iter().find(|f| f.id == "iso27001").unwrap();
+        assert_eq!(iso.controls.iter().find(|c| c.id == "A.5.28").unwrap().status, "fail");
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
