@@ -3,7 +3,8 @@
 #   1. formatting, clippy (warnings are errors) and the WASM dependency guard;
 #   2. a throw-away PostgreSQL cluster;
 #   3. every Rust test, against SQLite files and that PostgreSQL;
-#   4. the release build; the release server on a free port with a fresh data directory;
+#   4. the release build; the release server on a free port with a fresh data directory
+#      holding demo events, and a second one on a copy whose ledger was tampered with;
 #   5. the Playwright suite in Debian's Chromium.
 # Everything started here is stopped by PID on exit, also when a step fails.
 set -euo pipefail
@@ -13,17 +14,24 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 work=$(mktemp -d "${TMPDIR:-/tmp}/custos-test.XXXXXX")
 chmod 755 "$work"
 server_pid=""
+tampered_pid=""
 started_at=$(date +%s)
 
 step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - started_at ))"; }
 
+stop_pid() {
+  local pid=$1
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+}
+
 cleanup() {
   local status=$?
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$server_pid" 2>/dev/null || true
-  fi
+  stop_pid "$server_pid"
+  stop_pid "$tampered_pid"
   scripts/pg-throwaway.sh stop "$work/pg" || true
   if [ $status -ne 0 ] && [ -f "$work/server.log" ]; then
     echo "---- last lines of the server log ----"; tail -n 40 "$work/server.log"
@@ -54,6 +62,8 @@ step "release server on a free port"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 export CUSTOS_DATA_DIR="$work/data"
 "$target_dir/release/custos" keys init >/dev/null
+# Demo events for the dashboards (through the ingest path).
+"$target_dir/release/custos" demo seed --events 5000 --days 7 2>&1 | tail -n 1
 # The first administrator, known to the Playwright suite.
 export E2E_ADMIN_PASSWORD="e2e admin password $(date +%s)"
 CUSTOS_ADMIN_USERNAME=admin CUSTOS_ADMIN_PASSWORD="$E2E_ADMIN_PASSWORD" \
@@ -68,6 +78,38 @@ for i in $(seq 1 120); do
 done
 echo "ready on http://127.0.0.1:$port (pid $server_pid)"
 
+step "a second server on a tampered ledger"
+# Demo events, then one byte of one sealed payload changed behind Custos's
+# back (its append-only trigger dropped first, as someone with raw access
+# to the database file could): verification must name that seq.
+tampered_seq=150
+tport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+CUSTOS_DATA_DIR="$work/tampered" "$target_dir/release/custos" keys init >/dev/null
+CUSTOS_DATA_DIR="$work/tampered" "$target_dir/release/custos" demo seed --events 300 --days 1 2>&1 | tail -n 1
+python3 - "$work/tampered/custos.db" "$tampered_seq" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+seq = int(sys.argv[2])
+db.execute("DROP TRIGGER ledger_entries_no_update")
+(ct,) = db.execute("SELECT ciphertext FROM ledger_entries WHERE seq = ?", (seq,)).fetchone()
+ct = bytearray(ct)
+ct[len(ct) // 2] ^= 0x01
+db.execute("UPDATE ledger_entries SET ciphertext = ? WHERE seq = ?", (bytes(ct), seq))
+db.commit()
+PY
+CUSTOS_DATA_DIR="$work/tampered" CUSTOS_ADMIN_USERNAME=admin CUSTOS_ADMIN_PASSWORD="$E2E_ADMIN_PASSWORD" \
+CUSTOS_SERVER__BIND="127.0.0.1:$tport" CUSTOS_SERVER__SITE_ROOT="$root/target/site" \
+  "$target_dir/release/custos" serve >"$work/tampered.log" 2>&1 &
+tampered_pid=$!
+for i in $(seq 1 120); do
+  if curl -fsS "http://127.0.0.1:$tport/readyz" >/dev/null 2>&1; then break; fi
+  kill -0 "$tampered_pid" 2>/dev/null || { echo "the tampered server exited during start-up"; tail -n 20 "$work/tampered.log"; exit 1; }
+  [ "$i" = 120 ] && { echo "the tampered server did not become ready in 60 s"; exit 1; }
+  sleep 0.5
+done
+echo "tampered ledger (seq $tampered_seq) on http://127.0.0.1:$tport"
+
 step "Playwright end-to-end suite (Debian Chromium)"
 CUSTOS_BASE_URL="http://127.0.0.1:$port" CUSTOS_SERVER_LOG="$work/server.log" \
+E2E_TAMPERED_URL="http://127.0.0.1:$tport" E2E_TAMPERED_SEQ="$tampered_seq" \
   npx playwright test --config end2end/playwright.config.ts

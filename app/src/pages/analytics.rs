@@ -86,8 +86,9 @@ pub fn AnalyticsPage() -> impl IntoView {
     let navigate = use_navigate();
     let nav = navigate.clone();
     let drill: Drill = std::sync::Arc::new(move |q: String| {
+        // The whole period, unless the click chose a bucket of it.
         let period = data.with_untracked(|d| match d {
-            Some(Ok(a)) => format!("from={}&to={}", encode(&a.from), encode(&a.to)),
+            Some(Ok(a)) if !q.contains("from=") => format!("from={}&to={}", encode(&a.from), encode(&a.to)),
             _ => String::new(),
         });
         let sep = if q.is_empty() { "" } else { "&" };
@@ -176,7 +177,7 @@ fn ChartPanel(
     view! {
         <section class=if wide { "panel chart-panel wide" } else { "panel chart-panel" } aria-label=label data-testid=id>
             <h2>{title}</h2>
-            <div id=format!("{id}-chart") class="chart" style=format!("height:{height}px")></div>
+            <div id=format!("{id}-chart") class=format!("chart h{height}")></div>
             {children()}
         </section>
     }
@@ -240,7 +241,7 @@ fn Volume(data: Data, drill: Drill) -> impl IntoView {
         }) else {
             return;
         };
-        // The bucket, not the whole period: the explorer's from/to win (last).
+        // That bucket, not the whole period.
         drill(format!("{}={}&from={}&to={}", by.get_untracked(), encode(&c.series), encode(&from), encode(&to)));
     });
     redraw(

@@ -73,15 +73,15 @@ pub fn CompliancePage() -> impl IntoView {
             </div>
         </div>
         <p class="lead">"Each status is computed from this system when the page loads: verifications and checkpoints in the ledger, the database's own guards, keys, masking rules and what is being recorded. Features not built yet say “not configured”."</p>
+        <section class="panel chart-panel" data-testid="controls" aria-label="Controls by status">
+            <h2>"Controls by status"</h2>
+            <div id="controls-chart" class="chart h220"></div>
+        </section>
         {move || match data.get() {
             None => view! { <p class="muted">"Computing the checks…"</p> }.into_any(),
             Some(Err(e)) => view! { <p class="error" role="alert">{format!("The checks could not be computed: {e}")}</p> }.into_any(),
             Some(Ok(r)) => view! { <Report report=r/> }.into_any(),
         }}
-        <section class="panel chart-panel" data-testid="controls" aria-label="Controls by status">
-            <h2>"Controls by status"</h2>
-            <div id="controls-chart" class="chart" style="height:220px"></div>
-        </section>
     }
 }
 

@@ -15,7 +15,10 @@ use crate::live::thousands;
 #[derive(Debug, Clone, Deserialize)]
 struct Failure {
     seq: u64,
-    reason: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    detail: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,7 +56,8 @@ struct Checkpoints {
 }
 
 fn failure_text(f: &Failure) -> String {
-    format!("FAILED at seq {}: {}", f.seq, f.reason)
+    let why = if f.detail.is_empty() { &f.kind } else { &f.detail };
+    format!("FAILED at seq {}: {why}", f.seq)
 }
 
 /// The integrity page.

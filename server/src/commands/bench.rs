@@ -32,6 +32,8 @@ use crate::config::Config;
 pub enum BenchCommand {
     /// Ingest N events through the sequencer; compare with plain inserts; verify.
     Ingest(IngestArgs),
+    /// Time each dashboard query on this data directory's ledger (seed it with `custos demo seed`).
+    Dashboards(super::bench_dashboards::DashboardsArgs),
 }
 
 /// Arguments of `custos bench ingest`.
@@ -99,6 +101,7 @@ pub async fn bench(config: &Config, cmd: BenchCommand) -> ExitCode {
             Ok(code) => code,
             Err(e) => failed("benchmark failed", &e),
         },
+        BenchCommand::Dashboards(args) => super::bench_dashboards::dashboards(config, args).await,
     }
 }
 

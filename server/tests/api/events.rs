@@ -970,3 +970,98 @@ async fn the_explorer_api_counts_follows_and_saves_searches(backend: Backend) {
 fn enc(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
+
+both_backends! {
+    /// The dashboards over HTTP: analytics from demo events sent by an
+    /// application, compliance following a verification, the integrity
+    /// page's history, checkpoints, keys, rotation and public key; each
+    /// refused to a role without the permission and recorded.
+    async fn dashboards_over_http(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        let ingest = key_client(&app, &[Scope::Ingest]).await;
+        let officer = user_client(&app, "officer", &["compliance_officer"]).await;
+        let viewer = user_client(&app, "viewer", &["viewer"]).await;
+        let admin = user_client(&app, "root", &["admin"]).await;
+        let end = chrono::Utc::now().timestamp_micros();
+        let demo = custos_engine::events::demo::Demo::new(11, 600, end, 2 * 86_400_000_000);
+        let items: Vec<Value> = (0..600).map(|i| demo.event(i)).collect();
+        let (status, body) = ingest.post_json("/api/audit/events", &Value::Array(items.clone())).await;
+        assert_eq!(status, StatusCode::CREATED, "{}", &body.to_string()[..200.min(body.to_string().len())]);
+
+        let (status, a) = viewer.get("/api/audit/analytics?range=7d").await;
+        assert_eq!(status, StatusCode::OK, "{a}");
+        let count = |f: &dyn Fn(&Value) -> bool| items.iter().filter(|e| f(e)).count() as u64;
+        let tools = a["tools"].as_array().unwrap();
+        let sent_tools = count(&|e| e["category"] == "tool");
+        assert_eq!(tools.iter().map(|t| t["outcomes"]["success"].as_u64().unwrap() + t["outcomes"]["error"].as_u64().unwrap()).sum::<u64>(), sent_tools);
+        assert!(tools.iter().all(|t| t["p95_ms"].as_f64().unwrap() >= t["p50_ms"].as_f64().unwrap()));
+        assert_eq!(a["authentication"]["lockouts"], count(&|e| e["action"] == "user.lockout"));
+        // Every event of the period, the demo's and Custos's own (sign-ins, reads), is counted once.
+        assert!(a["total"].as_u64().unwrap() >= 600);
+        assert_eq!(a["bucket"], "hour");
+        for (q, field) in [("range=2x", "range"), ("from=yesterday", "from"), ("range=1d&from=2026-01-01T00:00:00Z", "range"), ("top=3", "top")] {
+            let (status, e) = viewer.get(&format!("/api/audit/analytics?{q}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{q}: {e}");
+            assert_eq!(e["fields"][0]["path"], field, "{q}: {e}");
+        }
+
+        // Compliance: a viewer may not; an officer sees the ledger unverified, then verified.
+        assert_eq!(viewer.get("/api/compliance").await.0, StatusCode::FORBIDDEN);
+        let (status, r) = officer.get("/api/compliance").await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        let check = |r: &Value, id: &str| r["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap().clone();
+        assert_eq!(check(&r, "chain_verified")["status"], "fail");
+        assert_eq!(check(&r, "append_only")["status"], "pass");
+        assert_eq!(check(&r, "alerting")["status"], "not_configured");
+        assert!(r["frameworks"].as_array().unwrap().len() >= 9);
+        assert_eq!(officer.get("/api/compliance?verify_within_hours=0").await.0, StatusCode::BAD_REQUEST);
+        let (status, job) = officer.post_json("/api/audit/verify", &json!({"wait": true})).await;
+        assert_eq!((status, job["intact"].as_bool()), (StatusCode::OK, Some(true)), "{job}");
+        let (_, r) = officer.get("/api/compliance").await;
+        assert_eq!(check(&r, "chain_verified")["status"], "pass", "{r}");
+        assert!(check(&r, "log_access_recorded")["detail"].as_str().unwrap().contains("recorded"));
+
+        // The history shows that verification with its report.
+        let (status, h) = officer.get("/api/audit/verifications?limit=5").await;
+        assert_eq!(status, StatusCode::OK, "{h}");
+        assert_eq!(h[0]["action"], "audit.verify");
+        assert_eq!(h[0]["details"]["report"]["entries_checked"], job["report"]["entries_checked"]);
+        assert_eq!(viewer.get("/api/audit/verifications").await.0, StatusCode::FORBIDDEN);
+        assert_eq!(officer.get("/api/audit/verifications?limit=0").await.0, StatusCode::BAD_REQUEST);
+
+        // Checkpoints carry their signature status; the public key downloads.
+        app.running.ledger.checkpoint_now().await.unwrap();
+        let (_, cps) = officer.get("/api/audit/checkpoints?limit=3").await;
+        assert_eq!(cps["checkpoints"][0]["signature_verified"], true, "{cps}");
+        let res = officer.req(reqwest::Method::GET, "/api/audit/public-key").send().await.unwrap();
+        assert!(res.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+        assert_eq!(res.text().await.unwrap().trim(), cps["public_key"].as_str().unwrap());
+
+        // Keys: an officer reads them but may not rotate; an admin rotates, recorded.
+        let (_, k) = officer.get("/api/keys").await;
+        let before = k["current_key_id"].as_u64().unwrap();
+        assert!(k["keys"].as_array().unwrap().iter().all(|x| x.get("wrapped").is_none() && x.get("secret").is_none()));
+        let (status, _) = officer.post_json("/api/keys/rotate", &json!({})).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, k) = admin.post_json("/api/keys/rotate", &json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{k}");
+        // Key ids are shared with the signing key: the next free one.
+        let after = k["current_key_id"].as_u64().unwrap();
+        assert!(after > before, "{k}");
+        let rotations = admin.all("action=ledger.key.rotate").await;
+        assert_eq!(rotations.len(), 1);
+        assert_eq!(rotations[0]["resource"]["id"], after.to_string());
+        // New events are sealed with the new key and still read back.
+        let mut fresh = demo.event(0);
+        fresh["id"] = uuid::Uuid::now_v7().to_string().into();
+        let (status, _) = ingest.post_json("/api/audit/events", &fresh).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (_, job) = officer.post_json("/api/audit/verify", &json!({"wait": true})).await;
+        assert_eq!(job["intact"], true, "{job}");
+        // Every dashboard read was recorded.
+        for action in ["audit.analytics", "compliance.report", "audit.verify.history", "ledger.keys.read", "audit.public_key.read"] {
+            assert!(!admin.all(&format!("action={action}")).await.is_empty(), "{action}");
+        }
+        app.running.shutdown().await.unwrap();
+    }
+}

@@ -267,8 +267,7 @@ impl Events {
             .filter(|t| {
                 let on = |op: &str| {
                     guards.iter().any(|(tbl, def)| {
-                        tbl == *t && def.contains(&format!("BEFORE {op}"))
-                            || tbl == *t && def.contains(&format!("OR {op}"))
+                        tbl == *t && (def.contains(&format!("BEFORE {op}")) || def.contains(&format!("OR {op}")))
                     })
                 };
                 !(on("UPDATE") && on("DELETE"))
@@ -305,7 +304,7 @@ impl Events {
                     report.and_then(|r| r.get("failure")).and_then(|f| f.get("seq")).and_then(|s| s.as_u64());
                 let evidence = vec![
                     link("Verification history", "/integrity"),
-                    link("The verification event", &format!("/events?action=audit.verify&range=30d")),
+                    link("The verification event", "/events?action=audit.verify&range=30d"),
                 ];
                 let when = format!("{} ({age_h:.1} h ago)", v.recorded_at);
                 match v.outcome.as_str() {

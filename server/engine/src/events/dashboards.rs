@@ -65,7 +65,8 @@ impl Period {
         }
         let lo = from_us.div_euclid(HOUR_US) * 60;
         let hi = (to_us + HOUR_US - 1).div_euclid(HOUR_US) * 60;
-        let width = if hi - lo <= HOURLY_UP_TO_US / BUCKET_US { 60 } else { 1440 };
+        // "Last 7 days" widened to whole hours is 169 hours: still hourly.
+        let width = if hi - lo <= HOURLY_UP_TO_US / BUCKET_US + 60 { 60 } else { 1440 };
         let start = lo.div_euclid(width) * width;
         let n = ((hi - start + width - 1) / width) as usize;
         Ok(Period { lo, hi, width, start, n })
