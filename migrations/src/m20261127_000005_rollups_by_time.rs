@@ -1,19 +1,15 @@
 //! Rollups keyed by time first, `(dimension, bucket, value)`, so that a
 //! dashboard reads a period as one range of the key whatever the number of
-//! values; and the daily twin of each ranked dimension (`<dimension>:day`,
-//! bucket = the day's first minute), filled from the hourly rows already
-//! there. The latency rollups start with the events recorded from now on
-//! (durations of older events are only inside their sealed payloads).
+//! values. The dashboards' new dimensions (actions by outcome, resources,
+//! latency) also get daily twins (`<dimension>:day`, bucket = the day's
+//! first minute); they start with the events recorded from now on (the
+//! durations of older events are only inside their sealed payloads).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
-
-const DAILY: &str = "INSERT INTO audit_rollups (dimension, value, bucket, count) \
-    SELECT dimension || ':day', value, (bucket / 1440) * 1440, SUM(count) FROM audit_rollups_by_value \
-    WHERE dimension <> 'total' GROUP BY dimension, value, (bucket / 1440) * 1440";
 
 const SQLITE: &[&str] = &[
     "ALTER TABLE audit_rollups RENAME TO audit_rollups_by_value",
@@ -26,7 +22,6 @@ const SQLITE: &[&str] = &[
     ) WITHOUT ROWID"#,
     "INSERT INTO audit_rollups (dimension, value, bucket, count) \
      SELECT dimension, value, bucket, count FROM audit_rollups_by_value",
-    DAILY,
     "DROP TABLE audit_rollups_by_value",
 ];
 
@@ -42,7 +37,6 @@ const POSTGRES: &[&str] = &[
     )"#,
     "INSERT INTO audit_rollups (dimension, value, bucket, count) \
      SELECT dimension, value, bucket, count FROM audit_rollups_by_value",
-    DAILY,
     "DROP TABLE audit_rollups_by_value",
 ];
 

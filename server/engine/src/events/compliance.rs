@@ -178,12 +178,13 @@ impl Events {
     pub async fn recent_by_action(&self, action: &str, limit: usize) -> Result<Vec<EventView>, EventsError> {
         let conn = self.ledger().db().conn();
         let b = conn.get_database_backend();
-        // The last `limit` days with such an event (daily rows, newest first).
+        // The last `limit` hours with such an event (newest first: the key
+        // starts with the time, so this walks back only as far as needed).
         let row = conn
             .query_one_raw(stmt_for(
                 b,
                 "SELECT MIN(bucket) AS first FROM (SELECT bucket FROM audit_rollups \
-                 WHERE dimension = 'action:day' AND value = ? ORDER BY bucket DESC LIMIT ?) recent",
+                 WHERE dimension = 'action' AND value = ? ORDER BY bucket DESC LIMIT ?) recent",
                 vec![action.into(), Value::BigInt(Some(limit as i64))],
             ))
             .await?;

@@ -9,15 +9,16 @@
 //! rows (and the commit's upserts) 60 times fewer when events are spread
 //! in time. Three more dimensions feed the dashboards, also per hour:
 //! `action_outcome` (value `category/outcome/action`), `resource_outcome`
-//! (value `category/outcome/resource id`, for the categories in
-//! [`RESOURCE_CATEGORIES`]: tools, MCP servers, plugins and notification
-//! channels) and `latency` (value `category/bucket/resource id`: a
+//! (value `category/outcome/resource id`, for the categories and resource
+//! types in [`RESOURCE_KINDS`]: tools, MCP servers, plugins and notification
+//! channels, whose ids are few) and `latency` (value `category/bucket/resource id`: a
 //! logarithmic histogram of `metrics.duration_ms` for those categories, see
 //! [`latency_bucket`]). The free-form part is always last, so a value splits
-//! on its first two `/`. Each ranked dimension also has a daily twin,
-//! `<dimension>:day` (bucket: the day's first minute), so that a period of
-//! weeks reads whole days from it and only the partial days at its edges
-//! from the hourly rows (see [`period_filter`]). Rollups are derived data: they
+//! on its first two `/`. The dashboards' dimensions ([`DAILY`]: actions by
+//! outcome, resources, latency) also have a daily twin, `<dimension>:day` (bucket: the day's first minute), so that a
+//! period of weeks reads whole days from it and only the partial days at
+//! its edges from the hourly rows (see [`period_filter`]); the others have
+//! few values and read hourly rows (a month of categories is 10,000 rows). Rollups are derived data: they
 //! are not part of the sealed record and a purge leaves them in place.
 
 use std::collections::HashMap;
@@ -46,10 +47,12 @@ pub const DIMENSIONS: [&str; 11] = [
 /// Suffix of a dimension's daily twin.
 pub const DAY: &str = ":day";
 
-/// Categories whose resources (tool, MCP server, plugin, notification
-/// channel) are counted by id, with their latency. Other categories' resource
-/// ids (documents, users…) are unbounded and not counted.
-pub const RESOURCE_CATEGORIES: [&str; 4] = ["tool", "mcp", "plugin", "notification"];
+/// (category, resource type) of the resources counted by id, with their
+/// latency: tools, MCP servers, plugins, notification channels. Other
+/// resources (documents, users, records…) have unbounded ids and are not
+/// counted: each id would be a row per hour.
+pub const RESOURCE_KINDS: [(&str, &str); 4] =
+    [("tool", "tool"), ("mcp", "mcp_server"), ("plugin", "plugin"), ("notification", "channel")];
 
 /// Latency histogram buckets per doubling: bucket `i` holds durations in
 /// `[2^(i/4), 2^((i+1)/4))` ms, so a percentile read from it is within 19%.
@@ -79,16 +82,14 @@ pub const BUCKET_US: i64 = 60_000_000;
 /// (dimension, value, bucket) -> count.
 pub type Counts = HashMap<(&'static str, String, i64), i64>;
 
-/// The daily twin of a ranked dimension.
+/// The dimensions with a daily twin (each twin is one more upsert per value
+/// and batch at commit): the dashboards' own. The others read hourly rows (a
+/// month of actors is ~100,000 rows for 140 actors).
+pub const DAILY: [&str; 3] = ["action_outcome", "resource_outcome", "latency"];
+
+/// The daily twin of a dimension in [`DAILY`].
 pub fn day_of(dim: &str) -> &'static str {
     match dim {
-        "category" => "category:day",
-        "action" => "action:day",
-        "outcome" => "outcome:day",
-        "severity" => "severity:day",
-        "actor" => "actor:day",
-        "channel" => "channel:day",
-        "tenant" => "tenant:day",
         "action_outcome" => "action_outcome:day",
         "resource_outcome" => "resource_outcome:day",
         "latency" => "latency:day",
@@ -103,7 +104,7 @@ pub fn period_filter(dim: &str, lo: i64, hi: i64) -> (String, Vec<Value>) {
     let d0 = lo.div_euclid(1440) * 1440 + if lo.rem_euclid(1440) == 0 { 0 } else { 1440 };
     let d1 = hi.div_euclid(1440) * 1440;
     let b = |v: i64| Value::BigInt(Some(v));
-    if d0 >= d1 {
+    if d0 >= d1 || !DAILY.contains(&dim) {
         return ("(dimension = ? AND bucket >= ? AND bucket < ?)".into(), vec![dim.into(), b(lo), b(hi)]);
     }
     (
@@ -129,7 +130,9 @@ pub fn aggregate(entries: &[StoredEntry], durations: &[Option<f64>]) -> Counts {
                 return;
             }
             *out.entry((dim, value.to_owned(), hour)).or_insert(0) += 1;
-            *out.entry((day_of(dim), value.to_owned(), day)).or_insert(0) += 1;
+            if DAILY.contains(&dim) {
+                *out.entry((day_of(dim), value.to_owned(), day)).or_insert(0) += 1;
+            }
         };
         add("total", "");
         add("category", &f.category);
@@ -146,7 +149,7 @@ pub fn aggregate(entries: &[StoredEntry], durations: &[Option<f64>]) -> Counts {
             add("tenant", v);
         }
         add("action_outcome", &format!("{}/{}/{}", f.category, f.outcome, f.action));
-        if RESOURCE_CATEGORIES.contains(&f.category.as_str()) {
+        if RESOURCE_KINDS.iter().any(|(c, t)| f.category == *c && f.resource_type.as_deref() == Some(*t)) {
             let id = f.resource_id.as_deref().unwrap_or("");
             add("resource_outcome", &format!("{}/{}/{id}", f.category, f.outcome));
             if let Some(ms) = durations.get(i).copied().flatten() {
@@ -209,17 +212,20 @@ mod tests {
     #[test]
     fn periods_read_whole_days_from_the_daily_rows() {
         // Within one day: hourly rows only.
-        let (sql, v) = period_filter("action", 600, 780);
+        let (sql, v) = period_filter("latency", 600, 780);
         assert_eq!(sql.matches("dimension = ?").count(), 1);
         assert_eq!(v.len(), 3);
+        // Few values: hourly rows only.
+        let (sql, _) = period_filter("category", 0, 30 * 1440);
+        assert_eq!(sql.matches("dimension = ?").count(), 1);
         // 2 days and 2 partial days around them.
-        let (sql, v) = period_filter("action", 1440 - 120, 3 * 1440 + 60);
+        let (sql, v) = period_filter("latency", 1440 - 120, 3 * 1440 + 60);
         assert_eq!(sql.matches("dimension = ?").count(), 3);
         let ints: Vec<_> =
             v.iter().filter_map(|x| if let Value::BigInt(Some(i)) = x { Some(*i) } else { None }).collect();
         assert_eq!(ints, vec![1440, 3 * 1440, 1320, 1440, 3 * 1440, 3 * 1440 + 60]);
-        assert_eq!(v[0], Value::from("action:day"));
-        for d in &DIMENSIONS[1..] {
+        assert_eq!(v[0], Value::from("latency:day"));
+        for d in DAILY {
             assert_eq!(day_of(d), format!("{d}{DAY}"));
         }
     }
