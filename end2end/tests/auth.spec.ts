@@ -21,7 +21,7 @@ test('the sign-in form works without JavaScript, and a wrong password shows an e
   await context.close();
 });
 
-test('a viewer must change the password, sees no admin navigation and gets the 403 page on an admin URL', async ({ page, browser, consoleErrors }) => {
+test('a viewer must change the password, sees no admin navigation and gets the 403 page on admin, compliance and integrity URLs', async ({ page, browser, consoleErrors }) => {
   await signIn(page, ADMIN.username, ADMIN.password);
   await createUser(page, 'viewer_e2e', 'initial password 1', 'viewer');
   await snapshot(page, 'users');
@@ -31,7 +31,7 @@ test('a viewer must change the password, sees no admin navigation and gets the 4
   await viewer.goto('/');
   await hydrated(viewer);
   const nav = viewer.getByRole('navigation', { name: 'Main' });
-  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Events']);
+  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Events', 'Analytics']);
   await expect(viewer.getByTestId('account-link')).toHaveText('viewer_e2e');
 
   const viewerErrors: string[] = [];
@@ -44,6 +44,17 @@ test('a viewer must change the password, sees no admin navigation and gets the 4
   // The server refuses the data too, not only the page.
   const api = await viewer.request.post('/rpc/list_users', { headers: { 'content-type': 'application/x-www-form-urlencoded' }, data: '' });
   expect(api.status()).toBe(403);
+  // The compliance and integrity dashboards, and their data, are not a viewer's.
+  for (const [page, data] of [['/compliance', '/api/compliance'], ['/integrity', '/api/audit/verifications']]) {
+    const res = await viewer.goto(page);
+    expect(res?.status(), page).toBe(403);
+    await expect(viewer.getByRole('heading', { name: 'Access denied' })).toBeVisible();
+    expect((await viewer.request.get(data)).status(), data).toBe(403);
+  }
+  // The analytics are: a viewer reads the audit log.
+  await viewer.goto('/analytics');
+  await hydrated(viewer);
+  await expect(viewer.getByTestId('kpi-total')).not.toHaveText('…');
   expect(viewerErrors).toEqual([]);
   expect(consoleErrors).toEqual([]);
 });
