@@ -150,9 +150,12 @@ pub async fn start(
             Ok(_) => "failure",
             Err(_) => "error",
         };
+        // The scope asked for: both null is the whole ledger (what the
+        // compliance check counts as a full verification).
+        let asked = serde_json::json!({ "from_seq": scope.from_seq, "to_seq": scope.to_seq });
         let details = match &result {
-            Ok(r) => serde_json::json!({ "job": id, "report": r }),
-            Err(e) => serde_json::json!({ "job": id, "error": e.to_string() }),
+            Ok(r) => serde_json::json!({ "job": id, "scope": asked, "report": r }),
+            Err(e) => serde_json::json!({ "job": id, "scope": asked, "error": e.to_string() }),
         };
         let event = custos_model::Event {
             id: Uuid::now_v7(),

@@ -285,56 +285,87 @@ impl Events {
         let since = now - RECENT_DAYS * DAY_US;
         let mut checks = Vec::new();
 
-        // The ledger was verified recently, and intact.
-        let last = self.recent_by_action("audit.verify", 1).await?.into_iter().next();
+        // The ledger was verified in full recently, and intact; any failed
+        // verification since (of any range) fails the check.
+        let recent = self.recent_by_action("audit.verify", 20).await?;
         let window = format!("{verify_within_hours} h");
-        checks.push(match last {
-            None => check(
-                "chain_verified",
-                "Ledger verified recently",
-                "fail",
-                "The ledger has never been verified.".into(),
-                vec![link("Run a verification", "/integrity")],
-            ),
-            Some(v) => {
-                let at = super::service::parse_rfc3339(&v.recorded_at).unwrap_or(0);
-                let age_h = (now - at) as f64 / HOUR_US as f64;
-                let report = v.details.as_ref().and_then(|d| d.get("report"));
-                let checked = report.and_then(|r| r.get("entries_checked")).and_then(|n| n.as_u64()).unwrap_or(0);
-                let failed_seq =
-                    report.and_then(|r| r.get("failure")).and_then(|f| f.get("seq")).and_then(|s| s.as_u64());
-                let evidence = vec![
-                    link("Verification history", "/integrity"),
-                    link("The verification event", "/events?action=audit.verify&range=30d"),
-                ];
-                let when = format!("{} ({age_h:.1} h ago)", v.recorded_at);
-                match v.outcome.as_str() {
-                    "success" if age_h <= verify_within_hours as f64 => check(
+        let evidence = || {
+            vec![
+                link("Verification history", "/integrity"),
+                link("The verification events", "/events?action=audit.verify&range=30d"),
+            ]
+        };
+        let report_of = |v: &EventView| v.details.as_ref().and_then(|d| d.get("report")).cloned();
+        let is_full = |v: &EventView| {
+            let d = v.details.as_ref();
+            match d.and_then(|d| d.get("scope")) {
+                Some(scope) => {
+                    scope.get("from_seq").is_none_or(|x| x.is_null()) && scope.get("to_seq").is_none_or(|x| x.is_null())
+                }
+                // Recorded before scopes were: a run from the first seq.
+                None => report_of(v).and_then(|r| r.get("from_seq").and_then(|n| n.as_u64())).is_some_and(|n| n <= 1),
+            }
+        };
+        let when = |v: &EventView| {
+            let at = super::service::parse_rfc3339(&v.recorded_at).unwrap_or(0);
+            (
+                format!("{} ({:.1} h ago)", v.recorded_at, (now - at) as f64 / HOUR_US as f64),
+                (now - at) as f64 / HOUR_US as f64,
+            )
+        };
+        let failed =
+            recent.iter().take_while(|v| !(is_full(v) && v.outcome == "success")).find(|v| v.outcome != "success");
+        let full = recent.iter().find(|v| is_full(v) && v.outcome == "success");
+        checks.push(match (failed, full) {
+            (Some(v), _) => {
+                let seq =
+                    report_of(v).and_then(|r| r.get("failure").and_then(|f| f.get("seq")).and_then(|s| s.as_u64()));
+                check(
+                    "chain_verified",
+                    "Ledger verified recently",
+                    "fail",
+                    match seq {
+                        Some(seq) => format!("The verification at {} FAILED at seq {seq}.", when(v).0),
+                        None => format!("The verification at {} did not complete ({}).", when(v).0, v.outcome),
+                    },
+                    evidence(),
+                )
+            }
+            (None, Some(v)) => {
+                let (at, age_h) = when(v);
+                let checked = report_of(v).and_then(|r| r.get("entries_checked").and_then(|n| n.as_u64())).unwrap_or(0);
+                if age_h <= verify_within_hours as f64 {
+                    check(
                         "chain_verified",
                         "Ledger verified recently",
                         "pass",
-                        format!("Verified intact at {when}: {} checked.", plural(checked, "entry", "entries")),
-                        evidence,
-                    ),
-                    "success" => check(
+                        format!("Verified intact in full at {at}: {} checked.", plural(checked, "entry", "entries")),
+                        evidence(),
+                    )
+                } else {
+                    check(
                         "chain_verified",
                         "Ledger verified recently",
                         "warn",
-                        format!("Last verified intact at {when}, more than {window} ago."),
-                        evidence,
-                    ),
-                    _ => check(
-                        "chain_verified",
-                        "Ledger verified recently",
-                        "fail",
-                        match failed_seq {
-                            Some(seq) => format!("The verification at {when} FAILED at seq {seq}."),
-                            None => format!("The verification at {when} did not complete ({}).", v.outcome),
-                        },
-                        evidence,
-                    ),
+                        format!("Last verified intact in full at {at}, more than {window} ago."),
+                        evidence(),
+                    )
                 }
             }
+            (None, None) => check(
+                "chain_verified",
+                "Ledger verified recently",
+                "fail",
+                if recent.is_empty() {
+                    "The ledger has never been verified.".into()
+                } else {
+                    format!(
+                        "The ledger has not been verified in full lately ({} of ranges only).",
+                        plural(recent.len() as u64, "verification", "verifications")
+                    )
+                },
+                vec![link("Run a verification", "/integrity")],
+            ),
         });
 
         // Signed checkpoints, current and verifying with the public key.

@@ -15,6 +15,18 @@ use crate::support::{TestDb, both_backends, open_ledger};
 
 const N: u64 = 3000;
 
+/// A verification event as the API records it.
+fn e_template(ledger: &custos_engine::ledger::Ledger, outcome: &str, details: Value) -> Value {
+    let mut e = Demo::new(9, 1, ledger.now_us(), 1000).event(0);
+    e["id"] = uuid::Uuid::now_v7().to_string().into();
+    e["category"] = "integrity".into();
+    e["action"] = "audit.verify".into();
+    e["outcome"] = outcome.into();
+    e["occurred_at"] = chrono::Utc::now().to_rfc3339().into();
+    e["details"] = details;
+    e
+}
+
 fn status<'a>(r: &'a custos_engine::events::model::ComplianceReport, id: &str) -> &'a str {
     &r.checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no check {id}")).status
 }
@@ -110,6 +122,22 @@ both_backends! {
         assert_eq!(history.len(), 1);
         let r = events.compliance(24).await.unwrap();
         assert_eq!(status(&r, "chain_verified"), "pass", "{:?}", r.checks[0]);
+        // An intact verification of a range alone does not change that; a
+        // failed one of any range since fails the check, naming its seq.
+        let mut partial = e_template(&ledger, "success", serde_json::json!({
+            "scope": {"from_seq": 2, "to_seq": 3},
+            "report": {"from_seq": 2, "to_seq": 3, "entries_checked": 2, "failure": null}
+        }));
+        events.ingest(std::slice::from_ref(&partial), None, &Submitter { principal: "test".into() }).await.unwrap();
+        assert_eq!(status(&events.compliance(24).await.unwrap(), "chain_verified"), "pass");
+        partial = e_template(&ledger, "failure", serde_json::json!({
+            "scope": {"from_seq": 2, "to_seq": 3},
+            "report": {"from_seq": 2, "to_seq": 3, "entries_checked": 0, "failure": {"seq": 2, "kind": "mac", "detail": "x"}}
+        }));
+        events.ingest(std::slice::from_ref(&partial), None, &Submitter { principal: "test".into() }).await.unwrap();
+        let r = events.compliance(24).await.unwrap();
+        assert_eq!(status(&r, "chain_verified"), "fail");
+        assert!(r.checks[0].detail.contains("FAILED at seq 2"), "{}", r.checks[0].detail);
         ledger.checkpoint_now().await.unwrap();
         let r = events.compliance(24).await.unwrap();
         assert_eq!(status(&r, "checkpoints_signed"), "pass", "{:?}", r.checks[1]);
