@@ -161,6 +161,10 @@ pub struct LedgerSettings {
     pub kek_file: Option<PathBuf>,
     /// Seconds between checkpoints while events arrive.
     pub checkpoint_interval_secs: u64,
+    /// Seconds between scheduled verifications of the whole ledger (0: none).
+    /// Checked every 10 minutes (or this often, if shorter): a verification
+    /// runs when the last one of the whole ledger is older than this.
+    pub verify_interval_secs: u64,
     /// Most events per commit.
     pub max_batch: usize,
     /// Most append requests waiting for the sequencer.
@@ -211,6 +215,7 @@ impl Default for LedgerSettings {
             origin: "custos.local/ledger".into(),
             kek_file: None,
             checkpoint_interval_secs: 5,
+            verify_interval_secs: 86_400,
             max_batch: 1000,
             queue_depth: 4096,
         }

@@ -214,6 +214,22 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             }
         });
     }
+    // The whole ledger is verified on a schedule, recorded like any other
+    // verification (the compliance page's chain check reads them).
+    if config.ledger.verify_interval_secs > 0 {
+        let (ledger, events, mut verify_stop) = (ledger.clone(), events.clone(), stop.subscribe());
+        let every = Duration::from_secs(config.ledger.verify_interval_secs);
+        let check = every.min(Duration::from_secs(600));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(check) => {}
+                    _ = verify_stop.changed() => break,
+                }
+                scheduled_verification(&ledger, &events, every).await;
+            }
+        });
+    }
     let server = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
         (Some(cert), Some(key)) => {
             // One process-wide crypto provider for rustls (ring, as sqlx uses).
@@ -278,6 +294,41 @@ impl Running {
         db.close().await?;
         tracing::info!("shut down cleanly");
         Ok(())
+    }
+}
+
+/// Verifies the whole ledger if the last such verification (by anyone) is
+/// older than `every`, and records it as `audit.verify` by `custos`.
+async fn scheduled_verification(ledger: &Ledger, events: &custos_engine::events::Events, every: Duration) {
+    let due = match events.last_full_verification().await {
+        Ok(Some(at)) => ledger.now_us() - at >= every.as_micros() as i64,
+        Ok(None) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot tell when the ledger was last verified");
+            return;
+        }
+    };
+    if !due {
+        return;
+    }
+    let scope = custos_engine::ledger::verify::VerifyScope::default();
+    let result = ledger.verify(scope, |_| {}).await;
+    match &result {
+        Ok(r) if r.is_intact() => tracing::info!(entries = r.entries_checked, "scheduled verification: intact"),
+        Ok(r) => tracing::error!(failure = ?r.failure, "scheduled verification FAILED"),
+        Err(e) => tracing::error!(error = %e, "scheduled verification could not run"),
+    }
+    let actor = custos_model::Actor {
+        id: "custos".into(),
+        kind: "system".into(),
+        name: Some("scheduled verification".into()),
+        ip: None,
+        user_agent: None,
+        session_id: None,
+    };
+    let event = api::verify_jobs::verification_event(ledger, actor, None, scope, &result, None);
+    if let Err(e) = events.record(event).await {
+        tracing::error!(error = %e, "could not record the scheduled verification");
     }
 }
 

@@ -80,6 +80,46 @@ impl Jobs {
     }
 }
 
+/// The ledger event that records a verification's end (`audit.verify`):
+/// its requested scope (both null: the whole ledger) and its report, or why
+/// it could not run. Used by the API's jobs and the scheduled verification.
+pub fn verification_event(
+    ledger: &custos_engine::ledger::Ledger,
+    actor: custos_model::Actor,
+    request_id: Option<String>,
+    scope: VerifyScope,
+    result: &Result<VerifyReport, custos_engine::ledger::LedgerError>,
+    job: Option<Uuid>,
+) -> custos_model::Event {
+    let outcome = match result {
+        Ok(r) if r.is_intact() => "success",
+        Ok(_) => "failure",
+        Err(_) => "error",
+    };
+    let asked = serde_json::json!({ "from_seq": scope.from_seq, "to_seq": scope.to_seq });
+    let channel = if actor.kind == "system" { "system" } else { "api" };
+    let details = match result {
+        Ok(r) => serde_json::json!({ "job": job, "scope": asked, "report": r }),
+        Err(e) => serde_json::json!({ "job": job, "scope": asked, "error": e.to_string() }),
+    };
+    custos_model::Event {
+        id: Uuid::now_v7(),
+        occurred_at_us: ledger.now_us(),
+        category: "integrity".into(),
+        action: "audit.verify".into(),
+        outcome: outcome.into(),
+        reason: None,
+        severity: if outcome == "success" { "info" } else { "critical" }.into(),
+        actor,
+        resource: Some(custos_model::Resource { kind: "ledger".into(), id: Some(ledger.origin().into()), name: None }),
+        tenant: None,
+        source: custos_model::Source { application: Some("custos".into()), host: None, channel: channel.into() },
+        correlation: custos_model::Correlation { request_id, trace_id: None, parent_id: None },
+        metrics: None,
+        details: Some(details),
+    }
+}
+
 /// What to verify.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -145,38 +185,7 @@ pub async fn start(
     let task = tokio::spawn(async move {
         let progress_jobs = jobs.clone();
         let result = ledger.verify(scope, move |p: Progress| progress_jobs.progress(id, p)).await;
-        let outcome = match &result {
-            Ok(r) if r.is_intact() => "success",
-            Ok(_) => "failure",
-            Err(_) => "error",
-        };
-        // The scope asked for: both null is the whole ledger (what the
-        // compliance check counts as a full verification).
-        let asked = serde_json::json!({ "from_seq": scope.from_seq, "to_seq": scope.to_seq });
-        let details = match &result {
-            Ok(r) => serde_json::json!({ "job": id, "scope": asked, "report": r }),
-            Err(e) => serde_json::json!({ "job": id, "scope": asked, "error": e.to_string() }),
-        };
-        let event = custos_model::Event {
-            id: Uuid::now_v7(),
-            occurred_at_us: ledger.now_us(),
-            category: "integrity".into(),
-            action: "audit.verify".into(),
-            outcome: outcome.into(),
-            reason: None,
-            severity: if outcome == "success" { "info" } else { "critical" }.into(),
-            actor,
-            resource: Some(custos_model::Resource {
-                kind: "ledger".into(),
-                id: Some(ledger.origin().into()),
-                name: None,
-            }),
-            tenant: None,
-            source: custos_model::Source { application: Some("custos".into()), host: None, channel: "api".into() },
-            correlation: custos_model::Correlation { request_id, trace_id: None, parent_id: None },
-            metrics: None,
-            details: Some(details),
-        };
+        let event = verification_event(&ledger, actor, request_id, scope, &result, Some(id));
         if let Err(e) = events.record(event).await {
             tracing::error!(error = %e, "could not record the end of a verification");
         }

@@ -1065,3 +1065,41 @@ both_backends! {
         app.running.shutdown().await.unwrap();
     }
 }
+
+both_backends! {
+    /// The scheduled verification of the whole ledger runs by itself, is
+    /// recorded like any other (actor `custos`), and makes the compliance
+    /// chain check pass without anyone pressing "Verify".
+    async fn scheduled_verification_is_recorded(backend: Backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut config) = crate::support::test_config(backend, dir.path()).await else { return };
+        config.ledger.verify_interval_secs = 1;
+        let running = custos_server::start(&config).await.unwrap();
+        let app = TestApp {
+            base: format!("http://{}", running.addr),
+            client: reqwest::Client::new(),
+            running,
+            _dir: dir,
+        };
+        let officer = user_client(&app, "officer", &["compliance_officer"]).await;
+        let mut found = None;
+        for _ in 0..100 {
+            let (status, h) = officer.get("/api/audit/verifications?limit=5").await;
+            assert_eq!(status, StatusCode::OK, "{h}");
+            if let Some(v) = h.as_array().unwrap().iter().find(|v| v["actor"]["id"] == "custos") {
+                found = Some(v.clone());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let v = found.expect("a scheduled verification within 20 s");
+        assert_eq!(v["outcome"], "success", "{v}");
+        assert_eq!(v["source"]["channel"], "system");
+        assert!(v["details"]["scope"]["from_seq"].is_null() && v["details"]["scope"]["to_seq"].is_null(), "{v}");
+        assert!(v["details"]["report"]["entries_checked"].as_u64().unwrap() >= 1);
+        let (_, r) = officer.get("/api/compliance").await;
+        let chain = r["checks"].as_array().unwrap().iter().find(|c| c["id"] == "chain_verified").unwrap().clone();
+        assert_eq!(chain["status"], "pass", "{chain}");
+        app.running.shutdown().await.unwrap();
+    }
+}

@@ -51,7 +51,7 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub running: custos_server::Running,
-    _dir: tempfile::TempDir,
+    pub _dir: tempfile::TempDir,
 }
 
 impl TestApp {

@@ -172,7 +172,32 @@ pub const FRAMEWORKS: &[Mapping] = &[
     ),
 ];
 
+/// Whether an `audit.verify` event is of the whole ledger (its requested
+/// scope has neither bound; recorded before scopes were: it started at seq 1).
+pub fn is_full_verification(v: &EventView) -> bool {
+    let d = v.details.as_ref();
+    match d.and_then(|d| d.get("scope")) {
+        Some(scope) => {
+            scope.get("from_seq").is_none_or(|x| x.is_null()) && scope.get("to_seq").is_none_or(|x| x.is_null())
+        }
+        None => d
+            .and_then(|d| d.get("report"))
+            .and_then(|r| r.get("from_seq").and_then(|n| n.as_u64()))
+            .is_some_and(|n| n <= 1),
+    }
+}
+
 impl Events {
+    /// When the whole ledger was last verified (µs; whatever the outcome).
+    pub async fn last_full_verification(&self) -> Result<Option<i64>, EventsError> {
+        Ok(self
+            .recent_by_action("audit.verify", 20)
+            .await?
+            .iter()
+            .find(|v| is_full_verification(v))
+            .and_then(|v| super::service::parse_rfc3339(&v.recorded_at)))
+    }
+
     /// The newest events with `action`, newest first. The hours holding
     /// them are found in the rollups, so the search never walks the ledger.
     pub async fn recent_by_action(&self, action: &str, limit: usize) -> Result<Vec<EventView>, EventsError> {
@@ -296,16 +321,7 @@ impl Events {
             ]
         };
         let report_of = |v: &EventView| v.details.as_ref().and_then(|d| d.get("report")).cloned();
-        let is_full = |v: &EventView| {
-            let d = v.details.as_ref();
-            match d.and_then(|d| d.get("scope")) {
-                Some(scope) => {
-                    scope.get("from_seq").is_none_or(|x| x.is_null()) && scope.get("to_seq").is_none_or(|x| x.is_null())
-                }
-                // Recorded before scopes were: a run from the first seq.
-                None => report_of(v).and_then(|r| r.get("from_seq").and_then(|n| n.as_u64())).is_some_and(|n| n <= 1),
-            }
-        };
+        let is_full = is_full_verification;
         let when = |v: &EventView| {
             let at = super::service::parse_rfc3339(&v.recorded_at).unwrap_or(0);
             (
