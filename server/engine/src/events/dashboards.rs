@@ -204,27 +204,32 @@ impl Events {
     /// The analytics dashboard over `[from, to)` (widened to whole hours).
     pub async fn analytics(&self, from_us: i64, to_us: i64) -> Result<Analytics, EventsError> {
         let p = Period::new(from_us, to_us)?;
-        let mut queries = Vec::new();
-        let mut timed = Instant::now();
-        let mut lap = |name: &str| {
-            queries.push(QueryTime { name: name.into(), ms: (timed.elapsed().as_secs_f64() * 1e5).round() / 100.0 });
-            timed = Instant::now();
-        };
-        let by_category = self.series_of("category", &p).await?;
-        lap(QUERIES[0]);
-        let by_outcome = self.series_of("outcome", &p).await?;
-        lap(QUERIES[1]);
-        let top_actions = self.top_of("action", &p).await?;
-        lap(QUERIES[2]);
-        let top_actors = self.top_of("actor", &p).await?;
-        lap(QUERIES[3]);
-        let action_outcomes = self.sums_of("action_outcome", &p).await?;
-        lap(QUERIES[4]);
-        let resources = self.sums_of("resource_outcome", &p).await?;
-        let seen = self.last_seen("resource_outcome", &p).await?;
-        lap(QUERIES[5]);
-        let latency = self.sums_of("latency", &p).await?;
-        lap(QUERIES[6]);
+        // The queries run at once (each on its own pooled connection); each
+        // reports its own time.
+        async fn timed<T>(
+            name: &str,
+            f: impl std::future::Future<Output = Result<T, EventsError>>,
+        ) -> Result<(T, QueryTime), EventsError> {
+            let started = Instant::now();
+            let out = f.await?;
+            Ok((out, QueryTime { name: name.into(), ms: (started.elapsed().as_secs_f64() * 1e5).round() / 100.0 }))
+        }
+        let (c, o, ta, tr, ao, rs, lt) = tokio::join!(
+            timed(QUERIES[0], self.series_of("category", &p)),
+            timed(QUERIES[1], self.series_of("outcome", &p)),
+            timed(QUERIES[2], self.top_of("action", &p)),
+            timed(QUERIES[3], self.top_of("actor", &p)),
+            timed(QUERIES[4], self.sums_of("action_outcome", &p)),
+            timed(QUERIES[5], async {
+                let (sums, seen) =
+                    tokio::join!(self.sums_of("resource_outcome", &p), self.last_seen("resource_outcome", &p));
+                Ok((sums?, seen?))
+            }),
+            timed(QUERIES[6], self.sums_of("latency", &p)),
+        );
+        let ((by_category, q0), (by_outcome, q1), (top_actions, q2), (top_actors, q3)) = (c?, o?, ta?, tr?);
+        let ((action_outcomes, q4), ((resources, seen), q5), (latency, q6)) = (ao?, rs?, lt?);
+        let queries = vec![q0, q1, q2, q3, q4, q5, q6];
 
         let mut outcomes = OutcomeCounts::default();
         for s in &by_outcome {
