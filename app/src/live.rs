@@ -3,6 +3,52 @@
 
 use leptos::prelude::*;
 
+/// An open live tail (server-sent events); closed by [`Tail::close`].
+#[cfg(feature = "hydrate")]
+pub struct Tail {
+    source: web_sys::EventSource,
+    _listeners: Vec<wasm_bindgen::closure::Closure<dyn FnMut(web_sys::MessageEvent)>>,
+}
+
+#[cfg(feature = "hydrate")]
+impl Tail {
+    /// Stops following.
+    pub fn close(&self) {
+        self.source.close();
+    }
+}
+
+/// Opens `GET url` (the live tail): `state` says whether it is connected
+/// (`connected` once the server's `ready` arrives), `on_event` gets the data
+/// of each `audit` event (an event as JSON).
+#[cfg(feature = "hydrate")]
+pub fn open_tail(
+    url: &str,
+    state: RwSignal<String>,
+    connected: &'static str,
+    on_event: impl FnMut(String) + 'static,
+) -> Option<Tail> {
+    use wasm_bindgen::JsCast as _;
+    use wasm_bindgen::closure::Closure;
+    let Ok(source) = web_sys::EventSource::new(url) else {
+        state.set("could not connect".into());
+        return None;
+    };
+    state.set("connecting…".into());
+    let mut on_event = on_event;
+    let ready = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| state.set(connected.into()));
+    let audit = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |m: web_sys::MessageEvent| {
+        if let Some(text) = m.data().as_string() {
+            on_event(text);
+        }
+    });
+    let error = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| state.set("reconnecting…".into()));
+    let _ = source.add_event_listener_with_callback("ready", ready.as_ref().unchecked_ref());
+    let _ = source.add_event_listener_with_callback("audit", audit.as_ref().unchecked_ref());
+    let _ = source.add_event_listener_with_callback("error", error.as_ref().unchecked_ref());
+    Some(Tail { source, _listeners: vec![ready, audit, error] })
+}
+
 /// Counts new events (except the actions in `ignore`, such as the page's own
 /// reads, which the self-audit records) into `seen` while the page is open;
 /// `state` says whether the stream is connected.
@@ -10,19 +56,7 @@ use leptos::prelude::*;
 pub fn follow(ignore: &'static [&'static str], seen: RwSignal<u64>, state: RwSignal<String>) {
     #[cfg(feature = "hydrate")]
     {
-        use wasm_bindgen::JsCast as _;
-        use wasm_bindgen::closure::Closure;
-        type Listener = Closure<dyn FnMut(web_sys::MessageEvent)>;
-        let source: StoredValue<Option<(web_sys::EventSource, Vec<Listener>)>, LocalStorage> =
-            StoredValue::new_local(None);
-        let Ok(es) = web_sys::EventSource::new("/api/audit/tail") else {
-            state.set("live updates unavailable".into());
-            return;
-        };
-        state.set("connecting…".into());
-        let ready = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| state.set("live".into()));
-        let audit = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |m: web_sys::MessageEvent| {
-            let Some(text) = m.data().as_string() else { return };
+        let tail = open_tail("/api/audit/tail", state, "live", move |text| {
             let action = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_owned))
@@ -31,14 +65,10 @@ pub fn follow(ignore: &'static [&'static str], seen: RwSignal<u64>, state: RwSig
                 seen.update(|n| *n += 1);
             }
         });
-        let error = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| state.set("reconnecting…".into()));
-        let _ = es.add_event_listener_with_callback("ready", ready.as_ref().unchecked_ref());
-        let _ = es.add_event_listener_with_callback("audit", audit.as_ref().unchecked_ref());
-        let _ = es.add_event_listener_with_callback("error", error.as_ref().unchecked_ref());
-        source.set_value(Some((es, vec![ready, audit, error])));
+        let tail: StoredValue<Option<Tail>, LocalStorage> = StoredValue::new_local(tail);
         on_cleanup(move || {
-            if let Some((s, _)) = source.try_update_value(Option::take).flatten() {
-                s.close();
+            if let Some(t) = tail.try_update_value(Option::take).flatten() {
+                t.close();
             }
         });
     }

@@ -326,7 +326,7 @@ async fn scheduled_verification(ledger: &Ledger, events: &custos_engine::events:
         user_agent: None,
         session_id: None,
     };
-    let event = api::verify_jobs::verification_event(ledger, actor, None, scope, &result, None);
+    let event = api::verify_jobs::verification_event(ledger, actor, None, scope, &result, None, "system");
     if let Err(e) = events.record(event).await {
         tracing::error!(error = %e, "could not record the scheduled verification");
     }

@@ -615,14 +615,11 @@ fn live_tail(
 ) {
     #[cfg(feature = "hydrate")]
     {
-        use wasm_bindgen::JsCast as _;
-        use wasm_bindgen::closure::Closure;
-        type Listener = Closure<dyn FnMut(web_sys::MessageEvent)>;
-        let source: StoredValue<Option<(web_sys::EventSource, Vec<Listener>)>, LocalStorage> =
-            StoredValue::new_local(None);
+        use crate::live::Tail;
+        let source: StoredValue<Option<Tail>, LocalStorage> = StoredValue::new_local(None);
         let close = move || {
-            if let Some((s, _)) = source.try_update_value(Option::take).flatten() {
-                s.close();
+            if let Some(t) = source.try_update_value(Option::take).flatten() {
+                t.close();
             }
         };
         Effect::new(move |_| {
@@ -634,15 +631,7 @@ fn live_tail(
                 return;
             }
             let url = format!("/api/audit/tail?{}", f.tail_query(now_ms()));
-            let Ok(es) = web_sys::EventSource::new(&url) else {
-                state.set("could not connect".into());
-                return;
-            };
-            state.set("connecting…".into());
-            let ready =
-                Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| state.set("following new events".into()));
-            let audit = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |m: web_sys::MessageEvent| {
-                let Some(text) = m.data().as_string() else { return };
+            let tail = crate::live::open_tail(&url, state, "following new events", move |text| {
                 let Ok(e) = serde_json::from_str::<EventView>(&text) else { return };
                 if paused.get_untracked() {
                     buffered.update(|b| b.push(e));
@@ -655,11 +644,7 @@ fn live_tail(
                     });
                 }
             });
-            let error = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| state.set("reconnecting…".into()));
-            let _ = es.add_event_listener_with_callback("ready", ready.as_ref().unchecked_ref());
-            let _ = es.add_event_listener_with_callback("audit", audit.as_ref().unchecked_ref());
-            let _ = es.add_event_listener_with_callback("error", error.as_ref().unchecked_ref());
-            source.set_value(Some((es, vec![ready, audit, error])));
+            source.set_value(tail);
         });
         on_cleanup(close);
     }

@@ -90,6 +90,7 @@ pub fn verification_event(
     scope: VerifyScope,
     result: &Result<VerifyReport, custos_engine::ledger::LedgerError>,
     job: Option<Uuid>,
+    channel: &str,
 ) -> custos_model::Event {
     let outcome = match result {
         Ok(r) if r.is_intact() => "success",
@@ -97,7 +98,6 @@ pub fn verification_event(
         Err(_) => "error",
     };
     let asked = serde_json::json!({ "from_seq": scope.from_seq, "to_seq": scope.to_seq });
-    let channel = if actor.kind == "system" { "system" } else { "api" };
     let details = match result {
         Ok(r) => serde_json::json!({ "job": job, "scope": asked, "report": r }),
         Err(e) => serde_json::json!({ "job": job, "scope": asked, "error": e.to_string() }),
@@ -185,7 +185,7 @@ pub async fn start(
     let task = tokio::spawn(async move {
         let progress_jobs = jobs.clone();
         let result = ledger.verify(scope, move |p: Progress| progress_jobs.progress(id, p)).await;
-        let event = verification_event(&ledger, actor, request_id, scope, &result, Some(id));
+        let event = verification_event(&ledger, actor, request_id, scope, &result, Some(id), "api");
         if let Err(e) = events.record(event).await {
             tracing::error!(error = %e, "could not record the end of a verification");
         }

@@ -241,11 +241,8 @@ impl Events {
         let b = conn.get_database_backend();
         let lo = from_us.div_euclid(HOUR_US) * 60;
         let hi = (self.ledger().now_us() + DAY_US).div_euclid(HOUR_US) * 60;
-        let (period, mut values) = if dim == "total" {
-            ("(dimension = ? AND bucket >= ?)".to_owned(), vec![Value::from(dim.to_owned()), Value::BigInt(Some(lo))])
-        } else {
-            period_filter(dim, lo, hi)
-        };
+        // `total` has a row per minute: its hourly bounds are bounds in minutes too.
+        let (period, mut values) = period_filter(dim, lo, hi);
         let cond = match (value, prefix) {
             (None, _) => String::new(),
             (Some(v), false) => {
@@ -321,7 +318,6 @@ impl Events {
             ]
         };
         let report_of = |v: &EventView| v.details.as_ref().and_then(|d| d.get("report")).cloned();
-        let is_full = is_full_verification;
         let when = |v: &EventView| {
             let at = super::service::parse_rfc3339(&v.recorded_at).unwrap_or(0);
             (
@@ -329,9 +325,11 @@ impl Events {
                 (now - at) as f64 / HOUR_US as f64,
             )
         };
-        let failed =
-            recent.iter().take_while(|v| !(is_full(v) && v.outcome == "success")).find(|v| v.outcome != "success");
-        let full = recent.iter().find(|v| is_full(v) && v.outcome == "success");
+        let failed = recent
+            .iter()
+            .take_while(|v| !(is_full_verification(v) && v.outcome == "success"))
+            .find(|v| v.outcome != "success");
+        let full = recent.iter().find(|v| is_full_verification(v) && v.outcome == "success");
         checks.push(match (failed, full) {
             (Some(v), _) => {
                 let seq =

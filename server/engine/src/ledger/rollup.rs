@@ -44,9 +44,6 @@ pub const DIMENSIONS: [&str; 11] = [
     "latency",
 ];
 
-/// Suffix of a dimension's daily twin.
-pub const DAY: &str = ":day";
-
 /// (category, resource type) of the resources counted by id, with their
 /// latency: tools, MCP servers, plugins, notification channels. Other
 /// resources (documents, users, records…) have unbounded ids and are not
@@ -226,7 +223,7 @@ mod tests {
         assert_eq!(ints, vec![1440, 3 * 1440, 1320, 1440, 3 * 1440, 3 * 1440 + 60]);
         assert_eq!(v[0], Value::from("latency:day"));
         for d in DAILY {
-            assert_eq!(day_of(d), format!("{d}{DAY}"));
+            assert_eq!(day_of(d), format!("{d}:day"));
         }
     }
 
