@@ -150,3 +150,45 @@ both_backends! {
         ledger.shutdown(tasks).await.unwrap();
     }
 }
+
+both_backends! {
+    /// Durations travel beside the entries through the sequencer: a retried
+    /// id (in the same batch and in a later one) and untimed events between
+    /// timed ones must not shift a duration onto another entry.
+    async fn latency_stays_with_its_event_across_duplicates(backend: Backend) {
+        let Some(db) = TestDb::new(backend).await else { return };
+        let (ledger, tasks) = open_ledger(&db.db).await;
+        let events = Events::open(ledger.clone(), Limits::default()).await.unwrap();
+        let now = chrono::Utc::now();
+        let at = now.to_rfc3339();
+        let tool = |id: &str, ms: f64| serde_json::json!({
+            "id": id, "occurred_at": at, "category": "tool", "action": "tool.invoke", "outcome": "success",
+            "actor": {"id": "agent", "kind": "service"}, "resource": {"type": "tool", "id": "probe"},
+            "source": {"channel": "mcp"}, "metrics": {"duration_ms": ms},
+        });
+        let other = serde_json::json!({
+            "occurred_at": at, "category": "admin", "action": "user.create", "outcome": "success",
+            "actor": {"id": "root", "kind": "user"}, "source": {"channel": "ui"},
+        });
+        let a = "01a21b00-0000-7000-8000-00000000000a";
+        let c = "01a21b00-0000-7000-8000-00000000000c";
+        let by = Submitter { principal: "test".into() };
+        // The same id from two requests at once (one request may not repeat
+        // an id): they may share a batch, where the second is a duplicate.
+        let first = [tool(a, 5.0), other.clone(), tool(c, 5000.0)];
+        let again = [tool(a, 5.0)];
+        let (x, y) = tokio::join!(events.ingest(&again, None, &by), events.ingest(&first, None, &by));
+        x.unwrap();
+        y.unwrap();
+        // And a retry later, beside an untimed event.
+        events.ingest(&[tool(a, 5.0), other], None, &by).await.unwrap();
+        let hour = 3_600_000_000;
+        let t = now.timestamp_micros();
+        let an = events.analytics(t - hour, t + hour).await.unwrap();
+        let probe = an.tools.iter().find(|x| x.name == "probe").unwrap();
+        assert_eq!((probe.outcomes.success, probe.timed), (2, 2), "{probe:?}");
+        assert_eq!(probe.p50_ms, Some((latency_value(latency_bucket(5.0)) * 100.0).round() / 100.0));
+        assert_eq!(probe.p99_ms, Some((latency_value(latency_bucket(5000.0)) * 100.0).round() / 100.0));
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
