@@ -35,10 +35,19 @@ pub async fn change_password(current_password: String, new_password: String) -> 
     let me = crate::server::require_user()?;
     let ctx = expect_context::<crate::server::ServerContext>();
     let actor = crate::server::actor(&crate::server::caller());
-    ctx.identity
+    let epoch = ctx
+        .identity
         .change_password(&actor, me.user_id, &SecretString::from(current_password), &SecretString::from(new_password))
         .await
-        .map_err(crate::server::identity_error)
+        .map_err(crate::server::identity_error)?;
+    // Every other session of this user has ended; this one goes on.
+    let session: tower_sessions::Session = leptos_axum::extract()
+        .await
+        .map_err(|e| crate::server::internal_error("CU-ID-502", "cannot read the session", &e))?;
+    session
+        .insert(custos_engine::identity::service::SESSION_EPOCH_KEY, epoch)
+        .await
+        .map_err(|e| crate::server::internal_error("CU-ID-502", "cannot keep the session", &e))
 }
 
 /// Starts TOTP enrolment for the signed-in user.

@@ -82,9 +82,9 @@ pub fn require_user() -> Result<Principal, ServerFnError> {
 /// The request's client details for the audit record.
 pub fn actor(c: &Caller) -> custos_engine::identity::service::Actor {
     let parts = use_context::<http::request::Parts>();
-    let ip = parts.as_ref().and_then(|p| {
-        p.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string())
-    });
+    let ip = parts
+        .as_ref()
+        .and_then(|p| p.extensions.get::<custos_engine::identity::throttle::ClientIp>().map(|c| c.0.to_string()));
     let ua = parts
         .as_ref()
         .and_then(|p| p.headers.get(http::header::USER_AGENT))

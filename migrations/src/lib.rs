@@ -11,6 +11,7 @@ mod m20261126_000002_identity;
 mod m20261126_000003_events;
 mod m20261127_000004_saved_searches;
 mod m20261127_000005_rollups_by_time;
+mod m20261201_000006_trust_boundary;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_events::Migration),
             Box::new(m20261127_000004_saved_searches::Migration),
             Box::new(m20261127_000005_rollups_by_time::Migration),
+            Box::new(m20261201_000006_trust_boundary::Migration),
         ]
     }
 }

@@ -138,7 +138,14 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/rpc/list_api_keys", Rpc, USERS),
     r("POST", "/rpc/create_api_key", Rpc, USERS),
     r("POST", "/rpc/revoke_api_key", Rpc, USERS),
+    // Any other page: the "not found" page, for signed-in users only (an
+    // anonymous caller is sent to sign in and learns nothing of what exists).
+    // Never matches under /api or /rpc: an unknown endpoint there is refused.
+    r("GET", NOT_FOUND_PAGE, Page, SignedIn),
 ];
+
+/// The table's last row: every other GET of a page path.
+pub const NOT_FOUND_PAGE: &str = "/{*page}";
 
 /// Paths served as static files (the built site); public, not in the table.
 pub fn is_static(path: &str) -> bool {
@@ -159,9 +166,26 @@ fn matches(pattern: &str, path: &str) -> bool {
     }
 }
 
-/// The table's row for a request, if any.
+/// Whether a path is under the API or the server functions, where no
+/// catch-all row applies.
+pub fn is_endpoint_path(path: &str) -> bool {
+    path == "/api" || path == "/rpc" || path.starts_with("/api/") || path.starts_with("/rpc/")
+}
+
+/// The table's row for a request, if any. `HEAD` is looked up as `GET`
+/// (axum answers it with the GET handler), and the catch-all page row never
+/// covers `/api` or `/rpc`.
 pub fn find(method: &str, path: &str) -> Option<&'static Route> {
-    ROUTES.iter().find(|r| r.method == method && matches(r.path, path))
+    let method = if method.eq_ignore_ascii_case("HEAD") { "GET" } else { method };
+    ROUTES
+        .iter()
+        .find(|r| r.method == method && matches(r.path, path) && !(r.path == NOT_FOUND_PAGE && is_endpoint_path(path)))
+}
+
+/// Whether a row (of another method) exists for this path: the answer to a
+/// wrong method is then 405, not 404.
+pub fn path_exists(path: &str) -> bool {
+    ROUTES.iter().any(|r| r.path != NOT_FOUND_PAGE && matches(r.path, path))
 }
 
 /// What to do with a request.
@@ -228,6 +252,14 @@ mod tests {
         assert!(!matches("/admin/users", "/admin/users-x"));
         assert_eq!(find("GET", "/admin/users").map(|r| r.need), Some(USERS));
         assert!(find("DELETE", "/admin/users").is_none());
+        // HEAD is GET; unknown endpoints match nothing, unknown pages the catch-all.
+        assert_eq!(find("HEAD", "/api/audit").map(|r| r.path), Some("/api/audit"));
+        assert!(find("GET", "/api/nothing").is_none());
+        assert!(find("HEAD", "/rpc/nothing").is_none());
+        assert!(find("GET", "/api").is_none());
+        assert_eq!(find("GET", "/no/such/page").map(|r| r.path), Some(NOT_FOUND_PAGE));
+        assert!(find("POST", "/no/such/page").is_none());
+        assert!(path_exists("/api/audit") && !path_exists("/no/such/page"));
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub struct AuthSettings {
     pub failures_per_username: usize,
     /// The throttling window, in minutes.
     pub throttle_window_minutes: i64,
+    /// Anonymous API calls, refused API keys and throttled sign-ins per
+    /// client address and minute (each kind) before 429; the first of each
+    /// minute is recorded, the rest counted in one summary event.
+    pub anonymous_per_minute: u64,
 }
 
 impl Default for AuthSettings {
@@ -97,6 +101,7 @@ impl Default for AuthSettings {
             failures_per_address: 50,
             failures_per_username: 10,
             throttle_window_minutes: 5,
+            anonymous_per_minute: 120,
         }
     }
 }
@@ -115,6 +120,30 @@ pub struct ServerConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of the certificate.
     pub tls_key_file: Option<PathBuf>,
+    /// Custos is served over HTTPS by a TLS-terminating proxy: cookies are
+    /// marked `Secure` and responses carry HSTS, as when it serves TLS itself.
+    pub behind_tls_proxy: bool,
+    /// Proxies whose `X-Forwarded-For` is believed: addresses or CIDR
+    /// ranges (`10.0.0.0/8`, `::1`), as a list or comma-separated. The
+    /// client address (for throttling and the record) is then the nearest
+    /// address in that header that is not one of them. Empty: the peer.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// A list given as a TOML array or as one comma-separated string (the
+/// environment's form).
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Form::deserialize(d)? {
+        Form::List(v) => v,
+        Form::Text(t) => t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+    })
 }
 
 /// Database settings.
@@ -193,6 +222,8 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 30,
             tls_cert_file: None,
             tls_key_file: None,
+            behind_tls_proxy: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -278,6 +309,9 @@ impl Config {
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");
         }
+        if let Err(e) = crate::auth::client::TrustedProxies::parse(&self.server.trusted_proxies) {
+            return invalid("server.trusted_proxies", &e);
+        }
         if self.ledger.checkpoint_interval_secs == 0 {
             return invalid("ledger.checkpoint_interval_secs", "must be at least 1 second");
         }
@@ -348,6 +382,12 @@ impl Config {
     /// Whether HTTPS is served directly.
     pub fn tls(&self) -> bool {
         self.server.tls_cert_file.is_some()
+    }
+
+    /// Whether clients reach Custos over HTTPS (served here or by a proxy):
+    /// cookies `Secure`, HSTS.
+    pub fn https(&self) -> bool {
+        self.tls() || self.server.behind_tls_proxy
     }
 
     /// The KEK file path.

@@ -36,8 +36,13 @@ pub struct AppState {
     pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
     /// Users, roles, sessions, keys.
     pub identity: Arc<Identity>,
-    /// Served over TLS (cookies `Secure`, HSTS).
+    /// Clients reach it over HTTPS, directly or through a TLS proxy
+    /// (cookies `Secure`, HSTS).
     pub tls: bool,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub proxies: Arc<crate::auth::client::TrustedProxies>,
+    /// Expensive work in progress, bounded per principal.
+    pub busy: Arc<crate::limits::Busy>,
     /// A session ends this long after sign-in, active or not (µs).
     pub session_absolute_us: i64,
     /// A session ends after this much inactivity (seconds).
@@ -67,6 +72,16 @@ pub fn app(
     state: AppState,
 ) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, std::net::SocketAddr> {
     let routed = routes(state.clone());
+    wrap(state, routed)
+}
+
+/// Wraps routes in the layers every request passes (sessions, caller,
+/// self-audit, panic catching, access control, CSRF, headers, tracing).
+/// Tests wrap their own routes with it to see a panic answered and recorded.
+pub fn wrap(
+    state: AppState,
+    routed: Router,
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, std::net::SocketAddr> {
     let session_store =
         crate::auth::session_store::DbSessionStore::new(state.ledger.db().clone(), state.identity.clone());
     let sessions = tower_sessions::SessionManagerLayer::new(session_store)
@@ -82,6 +97,8 @@ pub fn app(
     let wrapped = Router::new()
         .fallback_service(routed)
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::enforce))
+        // Inside the self-audit: a panicking handler answers 500 and is recorded.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(state.clone(), crate::api::self_audit::record))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::load_caller))
         .layer(sessions)
@@ -171,6 +188,25 @@ pub fn rest_routes() -> Vec<(&'static str, &'static str, axum::routing::MethodRo
         ("GET", "/api/openapi.json", get(crate::api::docs::openapi_json)),
         ("GET", "/api/docs", get(crate::api::docs::docs_page)),
     ]
+}
+
+/// Marks a response made from a panic, so that the self-audit records it
+/// whatever the route.
+#[derive(Debug, Clone, Copy)]
+pub struct Panicked;
+
+/// The answer to a panicking handler: 500 in the API's error shape, with an
+/// operation id; the panic's message goes to the log only.
+fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    metrics::counter!("custos_http_panics_total").increment(1);
+    let mut res = internal_error("internal_error", "the server failed to handle this request", &detail);
+    res.extensions_mut().insert(Panicked);
+    res
 }
 
 /// The one mapping from an internal failure to an HTTP answer: a stable

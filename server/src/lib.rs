@@ -7,6 +7,7 @@ pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -107,6 +108,7 @@ pub async fn open_identity(config: &Config, ledger: &Ledger) -> Result<Identity,
         name_failures: a.failures_per_username,
         throttle_window_secs: a.throttle_window_minutes * 60,
         issuer: "Custos".into(),
+        noise_per_minute: a.anonymous_per_minute,
     };
     Identity::new(ledger.db().clone(), ledger.clone(), Arc::new(SystemClock), Arc::new(OsRandom), settings).await
 }
@@ -143,6 +145,8 @@ pub struct Running {
     /// Users and roles, for in-process callers (tests).
     pub identity: Arc<Identity>,
     pub events: Arc<custos_engine::events::Events>,
+    /// The HTTP layer's state (tests wrap their own routes with it).
+    pub state: http::AppState,
     stop: watch::Sender<bool>,
     shutting_down: Arc<AtomicBool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -187,7 +191,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         started,
         shutting_down: shutting_down.clone(),
         identity: identity.clone(),
-        tls: config.tls(),
+        tls: config.https(),
+        proxies: Arc::new(
+            auth::client::TrustedProxies::parse(&config.server.trusted_proxies)
+                .map_err(|e| StartError::Events(format!("server.trusted_proxies: {e}")))?,
+        ),
+        busy: Arc::default(),
         session_absolute_us: config.auth.session_absolute_hours * 3_600_000_000,
         session_idle_secs: config.auth.session_idle_minutes * 60,
         events: events.clone(),
@@ -195,7 +204,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         ingest_max_body: config.ingest.max_body_bytes,
         exports: Arc::new(custos_engine::events::export::ExportJobs::new(config.data_dir.join("exports"))),
     };
-    let app = http::app(state);
+    let app = http::app(state.clone());
     let (stop, mut stopped) = watch::channel(false);
     // Expired sessions are deleted every ten minutes.
     {
@@ -211,6 +220,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 if let Err(e) = store.delete_expired().await {
                     tracing::warn!(error = %e, "deleting expired sessions failed");
                 }
+            }
+        });
+    }
+    // Summaries of anonymous noise (refused keys, anonymous calls, throttled
+    // sign-ins), one event per source and minute, once the minute is over.
+    {
+        let (identity, mut noise_stop) = (identity.clone(), stop.subscribe());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = noise_stop.changed() => break,
+                }
+                identity.record_noise_summaries().await;
             }
         });
     }
@@ -266,6 +290,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         ledger,
         identity,
         events,
+        state,
         stop,
         shutting_down,
         server,
@@ -289,6 +314,7 @@ impl Running {
             tracing::error!(error = %e, "could not record the shutdown in the ledger");
         }
         self.ledger.shutdown(self.tasks).await?;
+        drop(self.state);
         let db = self.ledger.db().clone();
         drop(self.ledger);
         db.close().await?;

@@ -259,8 +259,10 @@ pub struct IngestReceipt {
     pub recorded_at: String,
     /// True when the id was already committed: this is the stored result.
     pub duplicate: bool,
-    /// True when the id was already committed for a different event: the
-    /// new one was not stored (the answer is then 409).
+    /// True when the id was already committed for a different event (or by
+    /// another submitter: ids are scoped per submitter, and such a receipt
+    /// has seq 0 and tells nothing of the other event): the new one was not
+    /// stored (the answer is then 409).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub conflict: bool,
 }

@@ -27,7 +27,51 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt as _;
         builder.mode(0o700);
     }
-    builder.create(dir)
+    builder.create(dir)?;
+    // An existing folder (made by an older version) is made private too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Whether an error says the database file itself is damaged (SQLite's
+/// SQLITE_CORRUPT and SQLITE_NOTADB: a file cut short, overwritten or
+/// edited below SQL). Verification reports that as a failed ledger, not as
+/// "could not verify": the stored bytes are not what was written. The
+/// messages are SQLite's own and stable.
+pub fn is_damaged_database(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if text.contains("database disk image is malformed") || text.contains("file is not a database") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Creates (or truncates) a file readable and writable by the owner only.
+pub fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+}
+
+/// Writes a whole file readable and writable by the owner only.
+pub fn write_private_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = create_private_file(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
 }
 
 /// Which database engine is behind a connection.

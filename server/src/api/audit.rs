@@ -104,6 +104,13 @@ pub async fn ingest(State(s): State<AppState>, ctx: Ctx, headers: HeaderMap, bod
         Ok(b) => b,
         Err(r) => return r,
     };
+    // Counted before anything is built: a body of a million tiny events is
+    // refused without materialising them.
+    let max = s.events.limits().max_batch;
+    let n = custos_engine::events::validate::count_events(&bytes, ndjson);
+    if n > max {
+        return events_error(EventsError::Body(custos_engine::events::validate::BodyError::TooMany { max, got: n }));
+    }
     let parsed = if ndjson {
         parse_ndjson_lines(&bytes).map(|(v, l)| (v, Some(l)))
     } else {
@@ -174,7 +181,7 @@ pub fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, Response>
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn search(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+pub async fn search(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery) -> Response {
     let pairs = match query_pairs(raw.as_deref()) {
         Ok(p) => p,
         Err(r) => return r,
@@ -182,6 +189,11 @@ pub async fn search(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Respo
     let filter = match SearchFilter::from_pairs(&pairs) {
         Ok(f) => f,
         Err(errors) => return bad_fields(errors),
+    };
+    // Free text decrypts what it scans: bounded per caller.
+    let _slot = match filter.q.is_some().then(|| s.busy.start(crate::limits::Work::TextScan, &ctx.principal())) {
+        Some(Err(r)) => return r.into_response(),
+        other => other.and_then(Result::ok),
     };
     match s.events.search(&filter).await {
         Ok(page) => axum::Json(page).into_response(),

@@ -172,7 +172,8 @@ pub async fn keys(State(s): State<AppState>) -> Response {
 /// Rotate the data key.
 ///
 /// A new data key (wrapped by the KEK) seals new events from now on; old
-/// keys stay to read older ones. Recorded in the ledger (`ledger.key.rotate`).
+/// keys stay to read older ones. Recorded in the ledger (`ledger.key.rotate`)
+/// before the key is made: if it cannot be recorded, nothing changes.
 #[utoipa::path(
     post, path = "/api/keys/rotate", tag = "verification",
     responses(
@@ -182,29 +183,9 @@ pub async fn keys(State(s): State<AppState>) -> Response {
     security(("api_key" = []), ("session" = []))
 )]
 pub async fn rotate(State(s): State<AppState>, ctx: Ctx) -> Response {
-    let key_id = match s.ledger.rotate_key().await {
-        Ok(k) => k,
-        Err(e) => return crate::http::internal_error("key_rotation_failed", "the data key could not be rotated", &e),
-    };
-    let event = custos_model::Event {
-        id: uuid::Uuid::now_v7(),
-        occurred_at_us: s.ledger.now_us(),
-        category: "admin".into(),
-        action: "ledger.key.rotate".into(),
-        outcome: "success".into(),
-        reason: None,
-        severity: "notice".into(),
-        actor: ctx.actor(),
-        resource: Some(custos_model::Resource { kind: "data_key".into(), id: Some(key_id.to_string()), name: None }),
-        tenant: None,
-        source: custos_model::Source { application: Some("custos".into()), host: None, channel: "api".into() },
-        correlation: custos_model::Correlation { request_id: ctx.request_id.clone(), trace_id: None, parent_id: None },
-        metrics: None,
-        details: Some(serde_json::json!({ "key_id": key_id })),
-    };
-    if let Err(e) = s.events.record(event).await {
-        // The key is rotated; not recording it is a failure the caller must see.
-        return crate::http::internal_error("not_recorded", "the key was rotated but could not be recorded", &e);
+    // Recorded first: no record, no new key.
+    if let Err(e) = s.events.rotate_key(&ctx.actor(), "api", ctx.request_id.clone()).await {
+        return events_error(e);
     }
     match key_status(&s).await {
         Ok(k) => axum::Json(k).into_response(),

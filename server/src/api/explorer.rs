@@ -55,8 +55,12 @@ pub async fn histogram(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
     };
     let now = s.ledger.now_us();
     let to = f.to_us.unwrap_or(now);
+    let from = f.from_us.unwrap_or(to.saturating_sub(86_400_000_000));
+    if from >= to {
+        return bad_field("from", "must be before `to` (which defaults to now)");
+    }
     f.to_us = Some(to);
-    f.from_us = Some(f.from_us.unwrap_or(to - 86_400_000_000));
+    f.from_us = Some(from);
     match s.events.histogram(&f, buckets).await {
         Ok(h) => axum::Json(h).into_response(),
         Err(e) => events_error(e),
@@ -79,7 +83,12 @@ pub async fn histogram(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn tail(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+pub async fn tail(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    credential: Option<axum::Extension<crate::auth::Credential>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let pairs = match query_pairs(raw.as_deref()) {
         Ok(p) => p,
         Err(r) => return r,
@@ -93,6 +102,11 @@ pub async fn tail(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Respons
     };
     filter.descending = false;
     filter.limit = 200;
+    let slot = match s.busy.start(crate::limits::Work::Tail, &ctx.principal()) {
+        Ok(slot) => slot,
+        Err(r) => return r.into_response(),
+    };
+    let credential = credential.map(|c| c.0).unwrap_or_default();
     let head = match s.ledger.head().await {
         Ok(h) => h.seq,
         Err(e) => return super::ledger_unavailable(&e),
@@ -100,6 +114,12 @@ pub async fn tail(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Respons
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let mut committed = s.ledger.subscribe_committed();
     tokio::spawn(async move {
+        let _slot = slot;
+        // The caller is checked again every few seconds: a session that
+        // ended (sign-out, timeout, password or role change, disabled user)
+        // or a revoked key closes the stream.
+        let mut recheck = tokio::time::interval(RECHECK);
+        recheck.tick().await;
         let ready = format!("event: ready\ndata: {{\"head\":{head}}}\n\n");
         if tx.send(Ok(Bytes::from(ready))).await.is_err() {
             return;
@@ -113,6 +133,13 @@ pub async fn tail(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Respons
             tokio::select! {
                 _ = committed.changed() => {}
                 _ = tick.tick() => {}
+                _ = recheck.tick() => {
+                    if !crate::auth::still_valid(&s, &credential).await {
+                        let _ = tx.send(Ok(Bytes::from_static(b"event: end\ndata: {\"reason\":\"signed out\"}\n\n"))).await;
+                        return;
+                    }
+                    continue;
+                }
             }
             let head = match s.ledger.head().await {
                 Ok(h) => h.seq,
@@ -167,6 +194,9 @@ pub async fn tail(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Respons
     )
         .into_response()
 }
+
+/// How often a live tail checks that its caller may still read.
+const RECHECK: Duration = Duration::from_secs(5);
 
 fn owner(ctx: &Ctx) -> String {
     ctx.actor().id

@@ -127,6 +127,10 @@ impl Write for ChannelWriter {
     security(("api_key" = []), ("session" = []))
 )]
 pub async fn export(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery) -> Response {
+    let slot = match s.busy.start(crate::limits::Work::Export, &ctx.principal()) {
+        Ok(slot) => slot,
+        Err(r) => return r.into_response(),
+    };
     let prepared = match prepare(&s, &ctx, raw.as_deref()).await {
         Ok(p) => p,
         Err(r) => return r,
@@ -135,6 +139,7 @@ pub async fn export(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let state = s.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         let error_tx = tx.clone();
         let run = tokio::task::spawn_blocking(move || {
             let progress = ExportProgress::default();
@@ -179,11 +184,15 @@ pub async fn export(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery
     security(("api_key" = []), ("session" = []))
 )]
 pub async fn start(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery) -> Response {
+    let slot = match s.busy.start(crate::limits::Work::Export, &ctx.principal()) {
+        Ok(slot) => slot,
+        Err(r) => return r.into_response(),
+    };
     let prepared = match prepare(&s, &ctx, raw.as_deref()).await {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let job = s.exports.start(s.events.clone(), prepared, requester(&ctx));
+    let job = s.exports.start(s.events.clone(), prepared, requester(&ctx), slot);
     (StatusCode::ACCEPTED, axum::Json(job)).into_response()
 }
 
@@ -270,21 +279,22 @@ pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -
 ///
 /// The manifest's JSON signed as a note by the ledger's key (the key of
 /// `GET /api/audit/checkpoints`): check a file with
-/// `custos verify-export FILE MANIFEST --key KEY`.
+/// `custos verify-export FILE MANIFEST --public-key KEY`. Only the user (or
+/// key) that made the export may read it.
 #[utoipa::path(
     get, path = "/api/audit/exports/{id}/manifest", tag = "audit",
     params(("id" = String, Path, description = "Export id")),
     responses(
         (status = 200, description = "The signed manifest", content_type = "text/plain"),
-        (status = 404, description = "No finished export with this id", body = ApiError),
+        (status = 404, description = "No finished export of yours with this id", body = ApiError),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn manifest(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn manifest(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Response {
     let Ok(id) = Uuid::parse_str(&id) else {
         return bad_field("id", "must be an export id (UUID)");
     };
-    match s.exports.manifest(id).await {
+    match s.exports.manifest(&owner(&ctx), id).await {
         Some(note) => (
             [
                 (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
@@ -293,6 +303,6 @@ pub async fn manifest(State(s): State<AppState>, Path(id): Path<String>) -> Resp
             note,
         )
             .into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", "no finished export with this id", vec![]),
+        None => error(StatusCode::NOT_FOUND, "not_found", "no finished export of yours with this id", vec![]),
     }
 }

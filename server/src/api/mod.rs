@@ -151,10 +151,10 @@ pub struct Ctx {
 impl Ctx {
     /// From a request's parts.
     pub fn of(parts: &axum::http::request::Parts) -> Ctx {
-        use axum::extract::ConnectInfo;
+        use custos_engine::identity::throttle::ClientIp;
         Ctx {
             caller: parts.extensions.get::<Caller>().cloned().unwrap_or_default(),
-            ip: parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string()),
+            ip: parts.extensions.get::<ClientIp>().map(|c| c.0.to_string()),
             user_agent: parts
                 .headers
                 .get(axum::http::header::USER_AGENT)
@@ -171,6 +171,12 @@ impl Ctx {
     /// The caller as an event actor.
     pub fn actor(&self) -> custos_model::Actor {
         actor_of(&self.caller, self.ip.clone(), self.user_agent.clone())
+    }
+
+    /// Who the caller is, for per-principal bounds (`user:<id>`, `api_key:<prefix>`).
+    pub fn principal(&self) -> String {
+        let a = self.actor();
+        format!("{}:{}", a.kind, a.id)
     }
 }
 

@@ -19,6 +19,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use custos_model::{Correlation, Event, Metrics, Resource, Source};
 
+use custos_engine::identity::noise::Verdict;
+
 use super::Ctx;
 use crate::access::{self, Kind};
 use crate::http::AppState;
@@ -110,35 +112,45 @@ fn recorded_query(raw: Option<&str>) -> Option<serde_json::Value> {
 }
 
 /// The middleware (inside `load_caller`, outside `enforce`, so refused
-/// requests are recorded too).
+/// requests are recorded too). Anonymous callers are gated per source and
+/// minute first: only the first of a minute is recorded on its own, the
+/// others are counted in a summary, and a flood is refused with 429 before
+/// it costs anything (`auth::gate_anonymous`).
 pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let route = access::find(&method, &path);
-    let unknown_api = route.is_none() && path.starts_with("/api/");
-    let (parts, body) = req.into_parts();
-    let ctx = Ctx::of(&parts);
+    let unknown_endpoint = route.is_none() && access::is_endpoint_path(&path);
+    let anonymous =
+        !req.extensions().get::<custos_engine::identity::service::Caller>().is_some_and(|c| c.is_authenticated());
     let wanted = match route.map(|r| r.kind) {
         Some(Kind::Api | Kind::Rpc) => true,
-        Some(Kind::Page) => ctx.caller.is_authenticated(),
+        Some(Kind::Page) => !anonymous,
         Some(Kind::Form | Kind::Ops) => false,
-        // Probes of API paths that do not exist are recorded too.
-        None => unknown_api,
+        // Probes of endpoints that do not exist are recorded too.
+        None => unknown_endpoint,
     };
-    if !wanted {
-        return next.run(Request::from_parts(parts, body)).await;
+    let mut wanted_alone = wanted;
+    if wanted && anonymous {
+        let topic = match route {
+            Some(r) => format!("{method} {}", r.path),
+            None => "unknown endpoint".to_owned(),
+        };
+        let public = route.is_some_and(|r| r.need == access::Need::Public);
+        match crate::auth::gate_anonymous(&s, &req, &topic, public) {
+            Ok(Verdict::Record) => {}
+            Ok(_) => wanted_alone = false,
+            Err(refused) => return axum::response::IntoResponse::into_response(refused),
+        }
     }
+    let (parts, body) = req.into_parts();
+    let ctx = Ctx::of(&parts);
     let query = recorded_query(parts.uri.query());
     let started = Instant::now();
-    let mut response = next.run(Request::from_parts(parts, body)).await;
-    if unknown_api && response.status() == axum::http::StatusCode::NOT_FOUND {
-        // An API client gets JSON, not the HTML 404 page.
-        response = super::error(
-            axum::http::StatusCode::NOT_FOUND,
-            "not_found",
-            "no such API endpoint; see /api/openapi.json",
-            vec![],
-        );
+    let response = next.run(Request::from_parts(parts, body)).await;
+    // A panic is recorded whatever the route.
+    if !wanted_alone && response.extensions().get::<crate::http::Panicked>().is_none() {
+        return response;
     }
     let status = response.status().as_u16();
     let outcome = match status {
@@ -147,12 +159,15 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         400..=499 => "failure",
         _ => "error",
     };
+    // Pages the catch-all row covers are recorded by their path, not "/{*page}".
     let template: String = match route {
-        Some(r) => r.path.to_owned(),
-        None => path.chars().take(200).collect(),
+        Some(r) if r.path != access::NOT_FOUND_PAGE => r.path.to_owned(),
+        _ => path.chars().take(200).collect(),
     };
-    let (category, action) =
-        if route.is_some() { classify(&method, &template) } else { ("data_access", "api.unknown".to_owned()) };
+    let (category, action) = match route {
+        Some(r) => classify(if method == "HEAD" { "GET" } else { &method }, r.path),
+        None => ("data_access", "api.unknown".to_owned()),
+    };
     let event = Event {
         id: uuid::Uuid::now_v7(),
         occurred_at_us: s.ledger.now_us(),

@@ -166,6 +166,10 @@ pub async fn start(
     if req.from_seq == Some(0) {
         return bad_field("from_seq", "seqs start at 1");
     }
+    let slot = match s.busy.start(crate::limits::Work::Verify, &ctx.principal()) {
+        Ok(slot) => slot,
+        Err(r) => return r.into_response(),
+    };
     let id = Uuid::now_v7();
     let job = JobView {
         id,
@@ -183,6 +187,7 @@ pub async fn start(
     let actor = ctx.actor();
     let request_id = ctx.request_id.clone();
     let task = tokio::spawn(async move {
+        let _slot = slot;
         let progress_jobs = jobs.clone();
         let result = ledger.verify(scope, move |p: Progress| progress_jobs.progress(id, p)).await;
         let event = verification_event(&ledger, actor, request_id, scope, &result, Some(id), "api");

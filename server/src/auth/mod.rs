@@ -3,6 +3,7 @@
 //! sign-in and sign-out forms (which work without JavaScript), and the
 //! security headers on every response.
 
+pub mod client;
 pub mod session_store;
 
 use std::net::SocketAddr;
@@ -12,14 +13,16 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use custos_engine::identity::service::{Actor, Caller, LoginAttempt, LoginOutcome, LoginRejection};
+use custos_engine::identity::noise::{NoiseKind, Verdict};
+use custos_engine::identity::service::{Actor, Caller, KeyCheck, LoginAttempt, LoginOutcome, LoginRejection};
+use custos_engine::identity::throttle::{ClientIp, address_key};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::request_id::RequestId;
 use tower_sessions::Session;
 
-use self::session_store::{AUTH_AT, MFA_PENDING, USER_ID};
+use self::session_store::{AUTH_AT, EPOCH, MFA_PENDING, USER_ID};
 use crate::access::{self, Decision, Kind};
 use crate::http::AppState;
 
@@ -30,28 +33,90 @@ const MFA_PENDING_US: i64 = 5 * 60 * 1_000_000;
 pub fn client_actor(
     caller: &Caller,
     channel: &'static str,
-    parts: (&HeaderMap, Option<SocketAddr>, Option<&RequestId>),
+    parts: (&HeaderMap, Option<std::net::IpAddr>, Option<&RequestId>),
 ) -> Actor {
     let (headers, addr, request_id) = parts;
     caller.actor(channel).from_client(
-        addr.map(|a| a.ip().to_string()),
+        addr.map(|a| a.to_string()),
         headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect()),
         request_id.and_then(|r| r.header_value().to_str().ok()).map(str::to_owned),
     )
 }
 
-fn peer(req: &Request) -> Option<SocketAddr> {
-    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+/// The client's address as resolved by [`load_caller`].
+pub fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions().get::<ClientIp>().map(|c| c.0)
 }
 
 fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(json!({ "code": code, "message": message }))).into_response()
 }
 
+/// 429 with `Retry-After`.
+fn throttled(retry_after_secs: u64, message: &str) -> Response {
+    let mut res = json_error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message);
+    if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
+/// What authenticated a request: live streams check it again while they run.
+#[derive(Debug, Clone, Default)]
+pub enum Credential {
+    /// Nobody.
+    #[default]
+    None,
+    /// A session of a user, under the epoch it started in.
+    Session {
+        /// The session's id.
+        id: tower_sessions::session::Id,
+        /// The user.
+        user_id: i64,
+        /// The user's session epoch when the session was (re)validated.
+        epoch: i64,
+        /// When the user signed in (µs).
+        auth_at: i64,
+    },
+    /// An API key.
+    ApiKey {
+        /// The key's id.
+        key_id: i64,
+    },
+}
+
+/// Whether the credential that opened a stream still holds: the session
+/// still exists, has not timed out, and its user is enabled with the same
+/// epoch (no password, MFA or role change since); the key is neither
+/// revoked nor expired.
+pub async fn still_valid(s: &AppState, credential: &Credential) -> bool {
+    match credential {
+        Credential::None => false,
+        Credential::ApiKey { key_id } => s.identity.api_key_usable(*key_id).await.unwrap_or(false),
+        Credential::Session { id, user_id, epoch, auth_at } => {
+            if s.ledger.now_us() - auth_at > s.session_absolute_us {
+                return false;
+            }
+            let store = session_store::DbSessionStore::new(s.ledger.db().clone(), s.identity.clone());
+            let alive = match tower_sessions::SessionStore::load(&store, id).await {
+                Ok(Some(record)) => record.data.get(USER_ID).and_then(|v| v.as_i64()) == Some(*user_id),
+                _ => false,
+            };
+            alive && matches!(s.identity.principal(*user_id).await, Ok(Some(p)) if p.session_epoch == *epoch)
+        }
+    }
+}
+
 /// Works out who is calling: an API key (`Authorization: Bearer cst_…`) or
-/// the session's user; puts the `Caller` in the request's extensions.
+/// the session's user; puts the `Caller`, the client's address and the
+/// `Credential` in the request's extensions. A source that keeps sending
+/// bad keys is answered 429 before any lookup.
 pub async fn load_caller(State(s): State<AppState>, session: Session, mut req: Request, next: Next) -> Response {
     let now = s.ledger.now_us();
+    if let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) {
+        let ip = s.proxies.client_ip(peer, req.headers());
+        req.extensions_mut().insert(ClientIp(ip));
+    }
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -59,24 +124,46 @@ pub async fn load_caller(State(s): State<AppState>, session: Session, mut req: R
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .map(str::to_owned);
+    let mut credential = Credential::None;
     let caller = if let Some(token) = bearer {
-        let actor = client_actor(&Caller::Anonymous, "api", (req.headers(), peer(&req), req.extensions().get()));
+        let actor = client_actor(&Caller::Anonymous, "api", (req.headers(), client_ip(&req), req.extensions().get()));
         match s.identity.authenticate_api_key(&token, &actor).await {
-            Ok(Some(key)) => Caller::ApiKey(key),
-            Ok(None) => return json_error(StatusCode::UNAUTHORIZED, "CU-AUTH-002", "the API key is not valid"),
+            Ok(KeyCheck::Valid(key)) => {
+                credential = Credential::ApiKey { key_id: key.key_id };
+                Caller::ApiKey(key)
+            }
+            Ok(KeyCheck::Refused) => {
+                return json_error(StatusCode::UNAUTHORIZED, "CU-AUTH-002", "the API key is not valid");
+            }
+            Ok(KeyCheck::Throttled { retry_after_secs }) => {
+                return throttled(retry_after_secs, "too many invalid API keys from this address; wait and try again");
+            }
             Err(e) => return crate::http::internal_error("CU-AUTH-900", "cannot check the API key", &e),
         }
     } else {
         match session.get::<i64>(USER_ID).await {
             Ok(Some(uid)) => {
                 let auth_at = session.get::<i64>(AUTH_AT).await.ok().flatten().unwrap_or(0);
+                let epoch = session.get::<i64>(EPOCH).await.ok().flatten().unwrap_or(0);
                 if now - auth_at > s.session_absolute_us {
                     let _ = session.flush().await;
                     s.identity.record_session_expired(uid, "absolute timeout").await;
                     Caller::Anonymous
                 } else {
                     match s.identity.principal(uid).await {
-                        Ok(Some(p)) => Caller::User(p),
+                        Ok(Some(p)) if p.session_epoch == epoch => {
+                            if let Some(id) = session.id() {
+                                credential = Credential::Session { id, user_id: uid, epoch, auth_at };
+                            }
+                            Caller::User(p)
+                        }
+                        Ok(Some(_)) => {
+                            // The password, MFA or roles changed since this
+                            // session started: it has ended.
+                            let _ = session.flush().await;
+                            s.identity.record_session_expired(uid, "credentials changed").await;
+                            Caller::Anonymous
+                        }
                         Ok(None) => {
                             // Disabled or deleted since signing in.
                             let _ = session.flush().await;
@@ -92,7 +179,33 @@ pub async fn load_caller(State(s): State<AppState>, session: Session, mut req: R
         }
     };
     req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(credential);
     next.run(req).await
+}
+
+/// Gates anonymous calls of the API and server functions per source and
+/// minute (see `custos_engine::identity::noise`): past the first of a
+/// minute on an endpoint they are not recorded one by one (the minute's
+/// summary counts them); beyond the limit, calls that would be refused
+/// anyway are refused at once (429). Public endpoints are never refused.
+/// Returns the verdict for the self-audit, or the refusal.
+pub fn gate_anonymous(s: &AppState, req: &Request, topic: &str, public: bool) -> Result<Verdict, Throttled> {
+    let source = client_ip(req).map(address_key).unwrap_or_default();
+    let kind = if public { NoiseKind::AnonymousPublic } else { NoiseKind::Anonymous };
+    match s.identity.noise().admit(kind, &source, topic) {
+        Verdict::Refuse { retry_after_secs } => Err(Throttled(retry_after_secs)),
+        v => Ok(v),
+    }
+}
+
+/// An anonymous flood refused: seconds to wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Throttled(pub u64);
+
+impl IntoResponse for Throttled {
+    fn into_response(self) -> Response {
+        throttled(self.0, "too many anonymous requests from this address; sign in or wait")
+    }
 }
 
 fn encode(s: &str) -> String {
@@ -104,14 +217,18 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// Applies the access table to every request.
+/// Applies the access table to every request. Deny by default: a request
+/// that matches no row (and is not a static file) never reaches a handler.
 pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    let Some(route) = access::find(req.method().as_str(), &path) else {
-        // Static files and unknown paths (the 404 page): nothing to protect.
-        return next.run(req).await;
-    };
     let caller = req.extensions().get::<Caller>().cloned().unwrap_or_default();
+    let Some(route) = access::find(req.method().as_str(), &path) else {
+        let get = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
+        if get && access::is_static(&path) {
+            return next.run(req).await;
+        }
+        return refuse_unlisted(&caller, &path);
+    };
     match (route.decide(&caller), route.kind) {
         (Decision::Allow, _) => next.run(req).await,
         (Decision::Unauthenticated, Kind::Page) => {
@@ -131,7 +248,7 @@ pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Res
             let actor = client_actor(
                 &caller,
                 if kind == Kind::Page { "ui" } else { "api" },
-                (req.headers(), peer(&req), req.extensions().get()),
+                (req.headers(), client_ip(&req), req.extensions().get()),
             );
             s.identity.record_access_denied(&actor, route.path, &route.need_text()).await;
             if kind == Kind::Page {
@@ -147,23 +264,44 @@ pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Res
     }
 }
 
-/// Only same-site relative paths may be redirected to after sign-in.
+/// The answer to a request no row of the access table covers: anonymous
+/// callers learn nothing (401); others get 405 for a wrong method on a
+/// known path, else 404. Nothing behind it runs.
+fn refuse_unlisted(caller: &Caller, path: &str) -> Response {
+    if !caller.is_authenticated() {
+        return json_error(StatusCode::UNAUTHORIZED, "CU-AUTH-001", "sign in, or send an API key, to use this");
+    }
+    if access::path_exists(path) {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "CU-HTTP-405", "this method is not served on this path");
+    }
+    json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /api/openapi.json")
+}
+
+/// Only a strict same-site path may be redirected to after sign-in: a `/`
+/// followed by path and query characters (no whitespace or control
+/// characters, which browsers strip, turning `/\t/evil.example` into
+/// `//evil.example`; no backslash; no second `/` at the start).
 fn safe_next(next: &str) -> &str {
-    let ok = next.starts_with('/')
+    let strict = next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    let ok = strict
+        && next.starts_with('/')
         && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && !next.contains(['\r', '\n', '\\'])
         && !next.starts_with("/login")
         && !next.starts_with("/auth/");
     if ok { next } else { "/" }
 }
 
-async fn start_session(session: &Session, user_id: i64, now: i64) -> Result<(), tower_sessions::session::Error> {
+async fn start_session(
+    session: &Session,
+    p: &custos_engine::identity::service::Principal,
+    now: i64,
+) -> Result<(), tower_sessions::session::Error> {
     // A new session id at every sign-in: a planted id is worth nothing.
     session.cycle_id().await?;
     session.remove_value(MFA_PENDING).await?;
-    session.insert(USER_ID, user_id).await?;
+    session.insert(USER_ID, p.user_id).await?;
     session.insert(AUTH_AT, now).await?;
+    session.insert(EPOCH, p.session_epoch).await?;
     Ok(())
 }
 
@@ -188,18 +326,18 @@ pub struct LoginForm {
 pub async fn login(
     State(s): State<AppState>,
     session: Session,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    client: Option<axum::Extension<ClientIp>>,
     headers: HeaderMap,
     request_id: Option<axum::Extension<RequestId>>,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let LoginForm { username, password, next } = form;
     let next = safe_next(&next).to_owned();
-    let actor = client_actor(&Caller::Anonymous, "ui", (&headers, Some(addr), request_id.as_deref()));
+    let actor = client_actor(&Caller::Anonymous, "ui", (&headers, client.map(|c| c.0.0), request_id.as_deref()));
     let password = SecretString::from(password);
     let attempt = LoginAttempt { username: &username, password: &password, actor };
     match s.identity.login(attempt).await {
-        Ok(LoginOutcome::Success(p)) => match start_session(&session, p.user_id, s.ledger.now_us()).await {
+        Ok(LoginOutcome::Success(p)) => match start_session(&session, &p, s.ledger.now_us()).await {
             Ok(()) => Redirect::to(&next).into_response(),
             Err(e) => crate::http::internal_error("CU-AUTH-902", "cannot start the session", &e),
         },
@@ -235,7 +373,7 @@ pub struct MfaForm {
 pub async fn mfa(
     State(s): State<AppState>,
     session: Session,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    client: Option<axum::Extension<ClientIp>>,
     headers: HeaderMap,
     request_id: Option<axum::Extension<RequestId>>,
     Form(form): Form<MfaForm>,
@@ -247,9 +385,9 @@ pub async fn mfa(
         let _ = session.remove_value(MFA_PENDING).await;
         return Redirect::to(&format!("/login?error=expired&next={}", encode(&next))).into_response();
     };
-    let actor = client_actor(&Caller::Anonymous, "ui", (&headers, Some(addr), request_id.as_deref()));
+    let actor = client_actor(&Caller::Anonymous, "ui", (&headers, client.map(|c| c.0.0), request_id.as_deref()));
     match s.identity.login_mfa(&actor, user_id, &form.code).await {
-        Ok(LoginOutcome::Success(p)) => match start_session(&session, p.user_id, now).await {
+        Ok(LoginOutcome::Success(p)) => match start_session(&session, &p, now).await {
             Ok(()) => Redirect::to(&next).into_response(),
             Err(e) => crate::http::internal_error("CU-AUTH-902", "cannot start the session", &e),
         },
@@ -270,7 +408,7 @@ pub async fn mfa(
 pub async fn logout(State(s): State<AppState>, session: Session, req: Request) -> Response {
     let caller = req.extensions().get::<Caller>().cloned().unwrap_or_default();
     if caller.user().is_some() {
-        let actor = client_actor(&caller, "ui", (req.headers(), peer(&req), req.extensions().get()));
+        let actor = client_actor(&caller, "ui", (req.headers(), client_ip(&req), req.extensions().get()));
         s.identity.record_logout(&actor).await;
     }
     // flush, not delete: delete keeps the data, which the layer would save again.

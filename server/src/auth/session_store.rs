@@ -15,6 +15,9 @@ use tower_sessions::session_store::{self, SessionStore};
 pub const USER_ID: &str = "uid";
 /// The session key holding when the user signed in (µs).
 pub const AUTH_AT: &str = "auth_at";
+/// The session key holding the user's session epoch when it started (see
+/// `Principal::session_epoch`).
+pub const EPOCH: &str = custos_engine::identity::service::SESSION_EPOCH_KEY;
 /// The session key holding a user who passed the password step and owes a code.
 pub const MFA_PENDING: &str = "mfa_pending";
 

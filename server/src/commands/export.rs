@@ -105,7 +105,8 @@ async fn run(
     };
     let worker = progress.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        let mut file = std::fs::File::create(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+        let mut file = custos_engine::storage::create_private_file(&out)
+            .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
         let m = prepared.run(&mut file, &worker).map_err(|e| e.to_string())?;
         file.sync_all().map_err(|e| format!("cannot write {}: {e}", out.display()))?;
         Ok(m)

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use custos_engine::clock::OsRandom;
 use custos_engine::keys::{FileKek, KekError};
-use custos_engine::ledger::NewEntry;
 use custos_engine::ledger::note::NoteVerifier;
 use custos_engine::storage::get_array;
 use sea_orm::ConnectionTrait;
@@ -54,21 +53,22 @@ async fn rotate(config: &Config) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let result = async {
-        let key_id = ledger.rotate_key().await?;
-        let payload = serde_json::json!({ "new_key_id": key_id });
-        let event = NewEntry::system(
-            ledger.now_us(),
-            "security",
-            "key.rotate",
-            ("data_key", Some(key_id.to_string())),
-            "cli",
-            &payload,
-        );
-        ledger.append_one(event).await?;
-        Ok::<_, custos_engine::ledger::LedgerError>(key_id)
-    }
-    .await;
+    // The same record as the API's (`ledger.key.rotate`), written before
+    // the key is made, by the operator at the command line.
+    let result = match custos_engine::events::Events::open(ledger.clone(), config.ingest.limits()).await {
+        Ok(events) => {
+            let operator = custos_model::Actor {
+                id: std::env::var("USER").map(|u| format!("cli:{u}")).unwrap_or_else(|_| "cli".into()),
+                kind: "system".into(),
+                name: Some("command line".into()),
+                ip: None,
+                user_agent: None,
+                session_id: None,
+            };
+            events.rotate_key(&operator, "cli", None).await.map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
     let _ = ledger.shutdown(tasks).await;
     match result {
         Ok(key_id) => {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use custos_engine::ledger::keyring::Keyring;
-use custos_engine::ledger::note::NoteVerifier;
+use custos_engine::ledger::note::{Checkpoint, NoteVerifier};
 use custos_engine::ledger::purge::verify_archive;
 use custos_engine::ledger::verify::{self, Progress, VerifyScope};
 use custos_engine::storage::{Database, PoolOptions};
@@ -42,9 +42,27 @@ pub struct VerifyArgs {
     /// Verify an archive bundle written by a retention purge instead.
     #[arg(long)]
     archive: Option<PathBuf>,
+    /// A checkpoint you kept (its signed note, or a file holding it;
+    /// repeatable): the ledger must still contain that tree. A ledger cut
+    /// below it, or rewritten, fails (exit 1) even if the database's own
+    /// checkpoints were removed or replaced.
+    #[arg(long = "trusted-checkpoint", value_name = "NOTE|FILE", conflicts_with_all = ["seq", "archive"])]
+    trusted_checkpoints: Vec<String>,
     /// Print the report as JSON on standard output.
     #[arg(long)]
     json: bool,
+}
+
+/// Reads a kept checkpoint (a note, or a file holding one) and checks its
+/// signature with the verifier.
+fn read_trusted_checkpoint(arg: &str, verifier: &NoteVerifier) -> Result<Checkpoint, String> {
+    let text = if std::path::Path::new(arg).is_file() {
+        std::fs::read_to_string(arg).map_err(|e| format!("cannot read {arg}: {e}"))?
+    } else {
+        arg.replace("\\n", "\n")
+    };
+    let text = if text.ends_with('\n') { text } else { format!("{text}\n") };
+    verifier.open_checkpoint(&text).map_err(|e| format!("{arg}: {e}"))
 }
 
 fn read_public_key(arg: &str) -> Result<NoteVerifier, String> {
@@ -88,6 +106,7 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
     }
     let db = match Database::connect(&url, &PoolOptions::default()).await {
         Ok(db) => db,
+        Err(e) if custos_engine::storage::is_damaged_database(&e) => return damaged(&e),
         Err(e) => return failed("cannot open the database", &e),
     };
     let keys = if args.with_kek {
@@ -101,6 +120,7 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
                 println!("ledger FAILED verification: {e}");
                 return ExitCode::from(1);
             }
+            Err(e) if custos_engine::storage::is_damaged_database(&e) => return damaged(&e),
             Err(e) => return failed("cannot load the ledger keys", &e),
         }
     } else {
@@ -162,9 +182,17 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
             last_print = Instant::now();
         }
     };
+    let mut trusted = Vec::new();
+    for arg in &args.trusted_checkpoints {
+        match read_trusted_checkpoint(arg, &verifier) {
+            Ok(cp) => trusted.push(cp),
+            Err(e) => return failed("invalid --trusted-checkpoint", &e),
+        }
+    }
     let scope = VerifyScope { from_seq: args.from, to_seq: args.to };
-    let report = match verify::verify(&db, &verifier, keys.as_ref(), scope, progress).await {
+    let report = match verify::verify_with(&db, &verifier, keys.as_ref(), scope, &trusted, progress).await {
         Ok(r) => r,
+        Err(e) if custos_engine::storage::is_damaged_database(&e) => return damaged(&e),
         Err(e) => return failed("verification could not run", &e),
     };
     let elapsed = started.elapsed();
@@ -173,16 +201,30 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
     } else {
         let rate = report.entries_checked as f64 / elapsed.as_secs_f64().max(1e-9);
         println!(
-            "checked seq {}..={}: {} entries, {} MACs, {} signed checkpoints ({} roots recomputed) in {:.2?} ({:.0} entries/s)",
+            "checked seq {}..={}: {} entries, {} MACs, {} signed checkpoints ({} roots recomputed), {} Merkle nodes, \
+             {} kept checkpoints in {:.2?} ({:.0} entries/s)",
             report.from_seq,
             report.to_seq,
             report.entries_checked,
             report.macs_checked,
             report.checkpoints_signed,
             report.checkpoints_matched,
+            report.nodes_checked,
+            report.trusted_checkpoints,
             elapsed,
             rate
         );
+        for p in &report.purges {
+            println!(
+                "purged by retention: seq {}..={} (signed purge record; anchor seq {}{}; archive {} sha256 {})",
+                p.from_seq,
+                p.through_seq,
+                p.anchor_seq,
+                if p.anchor_checked { ", anchor opened with the KEK and matching" } else { "" },
+                p.archive_name,
+                p.archive_sha256
+            );
+        }
         match &report.failure {
             None => println!(
                 "ledger is INTACT (verified tree size: {})",
@@ -197,6 +239,13 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
     }
     let _ = db.close().await;
     if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// The database file is damaged below SQL (cut short, overwritten): the
+/// ledger fails verification (exit 1), it is not a reading problem.
+fn damaged(e: &dyn std::fmt::Display) -> ExitCode {
+    println!("ledger FAILED verification: the database file is damaged (cut short or overwritten): {e}");
+    ExitCode::from(1)
 }
 
 fn sqlite_path(url: &str) -> Option<PathBuf> {
@@ -223,8 +272,8 @@ pub struct VerifyExportArgs {
 }
 
 /// Runs `custos verify-export`. Exit code 0: the file matches its manifest
-/// (and the signature verifies, with a key); 1: it does not; 2: could not
-/// check (unreadable file, malformed manifest, bad key).
+/// and the manifest's signature verifies; 1: it does not; 2: could not
+/// check (no `--public-key`, unreadable file, malformed manifest, bad key).
 pub fn verify_export(args: VerifyExportArgs) -> ExitCode {
     use custos_engine::events::export::{ManifestError, read_manifest, verify_file};
     let key = match args.public_key.as_deref().map(read_public_key) {
@@ -280,12 +329,19 @@ pub fn verify_export(args: VerifyExportArgs) -> ExitCode {
                 manifest.generated_at
             ),
             (true, false) => println!(
-                "{} matches its manifest ({} rows); the manifest's signature was NOT checked: pass --public-key",
+                "{} matches its manifest ({} rows), but the manifest's signature was NOT checked, so nothing is \
+                 proven: pass --public-key",
                 args.file.display(),
                 manifest.rows
             ),
             (false, _) => println!("{} does NOT match its manifest", args.file.display()),
         }
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    // Without the key the file only matches an unauthenticated manifest:
+    // anyone could have written both. That is not a verification.
+    match (ok, key.is_some()) {
+        (false, _) => ExitCode::from(1),
+        (true, true) => ExitCode::SUCCESS,
+        (true, false) => ExitCode::from(2),
+    }
 }

@@ -156,7 +156,7 @@ async fn every_route_and_server_function_is_enforced_for_every_role() {
             continue;
         }
         for (who, c, key) in &callers {
-            let url = format!("{}{}", app.base, route.path);
+            let url = format!("{}{}", app.base, route.path.replace(access::NOT_FOUND_PAGE, "/no/such/page"));
             let mut req = match (route.kind, route.method) {
                 (Kind::Api, m) => api_request(c, &app.base, m, route.path, n),
                 (_, "GET") => c.get(&url),
@@ -208,6 +208,9 @@ async fn every_route_and_server_function_is_enforced_for_every_role() {
                     assert!(status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN, "{ctx}")
                 }
                 (true, _, Kind::Api) => assert!(status.is_success(), "{ctx}"),
+                (true, _, Kind::Page) if route.path == access::NOT_FOUND_PAGE => {
+                    assert_eq!(status, StatusCode::NOT_FOUND, "{ctx}")
+                }
                 (true, _, _) => assert_eq!(status, StatusCode::OK, "{ctx}"),
                 (false, false, Kind::Page) => {
                     assert_eq!(status, StatusCode::SEE_OTHER, "{ctx}");
@@ -249,7 +252,8 @@ async fn every_registered_route_is_in_the_access_table_and_the_reverse() {
     for (method, path) in &registered {
         assert!(access::find(method, path).is_some(), "{method} {path} is served but not in the access table");
     }
-    for route in ROUTES {
+    // The catch-all page row is served by the fallback (the "not found" page).
+    for route in ROUTES.iter().filter(|r| r.path != access::NOT_FOUND_PAGE) {
         assert!(
             registered.iter().any(|(m, p)| m == route.method && p == route.path),
             "{} {} is in the access table but not served",
@@ -258,5 +262,55 @@ async fn every_registered_route_is_in_the_access_table_and_the_reverse() {
         );
     }
     assert!(registered.len() >= 30, "{registered:?}");
+    app.running.shutdown().await.unwrap();
+}
+
+/// Every method the router could answer, for every row of the table, as an
+/// anonymous caller: only public rows may answer anything but a refusal
+/// (HEAD is looked up as GET, an unlisted method is refused), and nothing
+/// outside the table runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_of_every_route_is_looked_up_in_the_table_deny_by_default() {
+    // (Many anonymous calls from one address: above the default flood limit.)
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.auth.anonymous_per_minute = 100_000).await.unwrap();
+    let anonymous = client();
+    let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    let mut checked = 0;
+    let concrete = |p: &str| {
+        p.replace("{id}", "1")
+            .replace("{job}", "0192f0c4-e4b0-7c3a-8e5f-1a2b3c4d5e6f")
+            .replace(access::NOT_FOUND_PAGE, "/x/y")
+    };
+    let mut paths: Vec<String> = ROUTES.iter().map(|r| concrete(r.path)).collect();
+    paths.extend(["/api/no-such-thing", "/rpc/no_such_fn", "/api", "/rpc"].map(str::to_owned));
+    for path in &paths {
+        for m in methods {
+            let method = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+            let res = anonymous.request(method, format!("{}{path}?actor=someone", app.base)).send().await.unwrap();
+            let status = res.status();
+            let row = access::find(m, path);
+            let ctx = format!("{m} {path}: {status} (row {:?})", row.map(|r| (r.method, r.path)));
+            match row {
+                Some(r) if r.need == access::Need::Public => {}
+                Some(r) if r.kind == Kind::Page => {
+                    assert_eq!(status, StatusCode::SEE_OTHER, "{ctx}");
+                }
+                _ => {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{ctx}");
+                    let body = res.bytes().await.unwrap();
+                    assert!(!body.windows(5).any(|w| w == b"\"seq\""), "nothing behind the refusal ran: {ctx}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= ROUTES.len() * methods.len(), "{checked}");
+    // HEAD is GET for the table: a viewer's HEAD of the compliance report is
+    // refused as its GET is, and an anonymous HEAD of a search runs nothing.
+    let viewer = crate::support::TestApp::signed_in(&app, "head_viewer", &["viewer"]).await;
+    let res = viewer.head(format!("{}/api/compliance", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = anonymous.head(format!("{}/api/audit?actor=admin", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     app.running.shutdown().await.unwrap();
 }

@@ -49,7 +49,7 @@ both_backends! {
         let res = app.get("/readyz").await;
         assert_eq!(res.status(), 503);
         let body: Value = res.json().await.unwrap();
-        assert_eq!(body["reason"], "5 migration(s) pending");
+        assert_eq!(body["reason"], "6 migration(s) pending");
         app.running.shutdown().await.unwrap();
     }
 }
@@ -59,7 +59,13 @@ use sea_orm::ConnectionTrait as _;
 #[tokio::test]
 async fn unknown_pages_are_404_and_a_missing_kek_stops_start_up() {
     let Some(app) = TestApp::spawn(Backend::Sqlite).await else { return };
-    assert_eq!(app.get("/no-such-page").await.status(), 404);
+    // Anonymous callers are sent to sign in: they learn nothing of what exists.
+    let res = app.get("/no-such-page").await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/login?next=/no-such-page");
+    let signed_in = app.signed_in("wanderer", &["viewer"]).await;
+    let res = signed_in.get(format!("{}/no-such-page", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), 404);
     app.running.shutdown().await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();

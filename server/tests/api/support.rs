@@ -56,8 +56,14 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// A server with some settings changed.
+    pub async fn spawn_with(backend: Backend, change: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let dir = tempfile::tempdir().unwrap();
-        let config = test_config(backend, dir.path()).await?;
+        let mut config = test_config(backend, dir.path()).await?;
+        change(&mut config);
         let running = custos_server::start(&config).await.unwrap();
         Some(TestApp {
             base: format!("http://{}", running.addr),

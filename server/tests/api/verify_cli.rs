@@ -66,3 +66,117 @@ fn custos_verify_exits_0_when_intact_1_when_tampered_and_2_when_it_cannot_verify
     assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong));
     assert!(text(&wrong).contains("does not match this database"), "{}", text(&wrong));
 }
+
+/// A copy of a database file (and its WAL, if any) to tamper with.
+fn copy_db(from: &std::path::Path, to: &std::path::Path) -> String {
+    std::fs::copy(from, to).unwrap();
+    format!("sqlite://{}", to.display())
+}
+
+/// Rewinds the head to `keep` entries (as someone covering a cut would).
+async fn rewind_head(url: &str, keep: u64) {
+    use custos_engine::ledger::store;
+    let db = custos_engine::storage::Database::connect(
+        &secrecy::SecretString::from(url.to_owned()),
+        &custos_engine::storage::PoolOptions::default(),
+    )
+    .await
+    .unwrap();
+    let last = store::read_entry(db.conn(), keep).await.unwrap().unwrap();
+    let mut frontier = custos_engine::ledger::merkle::Frontier::new();
+    for e in store::read_entries(db.conn(), 1, keep, keep).await.unwrap() {
+        frontier.push(e.leaf_hash, |_, _, _| {});
+    }
+    store::write_head(db.conn(), &store::Head { seq: keep, chain_hash: last.chain_hash, frontier }).await.unwrap();
+    db.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custos_verify_finds_a_cut_tail_a_changed_node_and_a_rollback_below_a_kept_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let url = format!("sqlite://{}", db.display());
+    let kek = "SGVyZSBpcyBhIDMyLWJ5dGUgdGVzdCBrZXkgISEhISE=";
+    let made =
+        custos(&["bench", "ingest", "--events", "1000", "--no-baseline", "--no-verify", "--database", &url], kek);
+    assert!(made.status.success(), "{}", text(&made));
+    let key = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["keys", "public-key"])
+        .env("CUSTOS_DATABASE__URL", &url)
+        .env("CUSTOS_LOG__FILTER", "warn")
+        .output()
+        .unwrap();
+    let vkey = String::from_utf8(key.stdout).unwrap().trim().to_owned();
+    // The auditor keeps the latest checkpoint (as `GET /api/audit/checkpoints` serves it).
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (size, note): (i64, String) = conn
+        .query_row("SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    drop(conn);
+    assert_eq!(size, 1000);
+    let kept = dir.path().join("kept.checkpoint");
+    std::fs::write(&kept, &note).unwrap();
+    let kept = kept.display().to_string();
+    let ok = custos(&["verify", "--database", &url, "--public-key", &vkey, "--trusted-checkpoint", &kept], kek);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    assert!(text(&ok).contains("1 kept checkpoints"), "{}", text(&ok));
+
+    let drop_guards = "DROP TRIGGER ledger_entries_guarded_delete; DROP TRIGGER checkpoints_no_delete; \
+                       DROP TRIGGER merkle_nodes_no_update; DROP TRIGGER merkle_nodes_no_delete;";
+    // 1. The last rows deleted: tampered (exit 1), not "could not verify".
+    let cut = copy_db(&db, &dir.path().join("cut.db"));
+    let c = rusqlite::Connection::open(dir.path().join("cut.db")).unwrap();
+    c.execute_batch(&format!("{drop_guards} DELETE FROM ledger_entries WHERE seq > 990;")).unwrap();
+    drop(c);
+    let out = custos(&["verify", "--database", &cut, "--public-key", &vkey], kek);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("FAILED verification at seq 991"), "{}", text(&out));
+    // 2. ...with the head rewound to match: the signed checkpoint still shows it.
+    rewind_head(&cut, 990).await;
+    let out = custos(&["verify", "--database", &cut, "--public-key", &vkey], kek);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("signed checkpoint covers 1000"), "{}", text(&out));
+    // 3. ...and the checkpoints and nodes beyond removed too: only a kept checkpoint shows it.
+    let c = rusqlite::Connection::open(dir.path().join("cut.db")).unwrap();
+    c.execute_batch(
+        "DELETE FROM checkpoints WHERE tree_size > 990; DELETE FROM merkle_nodes WHERE (idx + 1) << level > 990;",
+    )
+    .unwrap();
+    drop(c);
+    let out = custos(&["verify", "--database", &cut, "--public-key", &vkey], kek);
+    assert_eq!(out.status.code(), Some(0), "without a kept checkpoint a consistent cut is invisible: {}", text(&out));
+    let out = custos(&["verify", "--database", &cut, "--public-key", &vkey, "--trusted-checkpoint", &kept], kek);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("truncated"), "{}", text(&out));
+    // A kept checkpoint that is not signed by this ledger's key cannot be used (exit 2).
+    let forged = dir.path().join("forged.checkpoint");
+    std::fs::write(&forged, note.replace("\n1000\n", "\n1001\n")).unwrap();
+    let out = custos(
+        &["verify", "--database", &url, "--public-key", &vkey, "--trusted-checkpoint", &forged.display().to_string()],
+        kek,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // 4. A stored Merkle node changed: proofs would lie, verification says so.
+    let node = copy_db(&db, &dir.path().join("node.db"));
+    let c = rusqlite::Connection::open(dir.path().join("node.db")).unwrap();
+    c.execute_batch(&format!("{drop_guards} UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = 8 AND idx = 2;"))
+        .unwrap();
+    drop(c);
+    let out = custos(&["verify", "--database", &node, "--public-key", &vkey], kek);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("FAILED verification at seq 513") && text(&out).contains("Merkle node"),
+        "{}",
+        text(&out)
+    );
+
+    // 5. The file itself cut short (the last pages of a settled database): damaged, exit 1.
+    let short = dir.path().join("short.db");
+    let bytes = std::fs::read(&db).unwrap();
+    std::fs::write(&short, &bytes[..bytes.len() * 3 / 4]).unwrap();
+    let out = custos(&["verify", "--database", &format!("sqlite://{}", short.display()), "--public-key", &vkey], kek);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}

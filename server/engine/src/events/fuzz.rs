@@ -49,6 +49,26 @@ pub fn ingest_input(data: &[u8]) {
     }
 }
 
+/// Runs one input through every query-parameter parser of the engine: the
+/// range presets (`range=1€` once sliced inside a character), saved
+/// queries (percent-decoding, the search filter), and the body counter.
+/// None of it may panic; the search filter's time bounds stay ordered.
+pub fn query_input(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Some(us) = super::saved::parse_range(&text) {
+        assert!(us > 0, "a range is a positive span");
+    }
+    let _ = super::saved::check_query(&text);
+    if let Ok(pairs) = serde_urlencoded_pairs(&text)
+        && let Ok(f) = SearchFilter::from_pairs(&pairs)
+        && let (Some(a), Some(b)) = (f.from_us, f.to_us)
+    {
+        assert!(a < b, "from < to is enforced");
+    }
+    let n = super::validate::count_events(data, false) + super::validate::count_events(data, true);
+    assert!(n <= data.len() + 1, "counted events fit in the body");
+}
+
 /// `a=b&c=d` without percent-decoding (enough to reach the filter parser).
 fn serde_urlencoded_pairs(text: &str) -> Result<Vec<(String, String)>, ()> {
     Ok(text
@@ -90,6 +110,14 @@ mod tests {
         #[test]
         fn arbitrary_queries_never_panic(q in "[a-z_=&,.*%:0-9TZ+-]{0,80}") {
             super::ingest_input(q.as_bytes());
+            super::query_input(q.as_bytes());
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics_a_query_parser(q in "\\PC{0,40}", unit in "[mhd€é]?") {
+            super::query_input(format!("{q}{unit}").as_bytes());
+            super::query_input(format!("range={q}{unit}").as_bytes());
+            super::query_input(format!("from={q}&to={unit}").as_bytes());
         }
     }
 

@@ -79,6 +79,19 @@ pub fn check_rules(rules: &[MaskRule]) -> Result<(), RulesError> {
         if r.detector == Detector::SecretKey && r.action != MaskAction::Redact {
             return Err(RulesError(format!("rules[{i}]: secrets are only ever redacted")));
         }
+        if r.detector == Detector::SecretKey && r.keep_original {
+            return Err(RulesError(format!(
+                "rules[{i}].keep_original: secrets are never kept (not even for those who may unmask)"
+            )));
+        }
+        if r.detector == Detector::SecretKey && !r.enabled {
+            return Err(RulesError(format!("rules[{i}].enabled: the secret-key rule cannot be turned off")));
+        }
+    }
+    if !seen.contains(&Detector::SecretKey) {
+        return Err(RulesError(
+            "the secret-key rule (detector `secret_key`, action redact) is required: secrets are never stored".into(),
+        ));
     }
     Ok(())
 }
@@ -298,6 +311,12 @@ impl Masker {
         e.actor.id = actor_id.unwrap_or_default();
         self.mask_field(&mut e.actor.name, "actor.name", &mut originals, pseudonym);
         self.mask_field(&mut e.actor.ip, "actor.ip", &mut originals, pseudonym);
+        // A session id is a bearer secret of the application that sent it:
+        // only a keyed pseudonym is stored (still correlatable), never the
+        // id, and no original is kept.
+        if let Some(sid) = e.actor.session_id.as_mut() {
+            *sid = format!("sid:{}", pseudonym(sid));
+        }
         self.mask_field(&mut e.reason, "reason", &mut originals, pseudonym);
         if let Some(r) = e.resource.as_mut() {
             self.mask_field(&mut r.id, "resource.id", &mut originals, pseudonym);
@@ -377,12 +396,36 @@ mod tests {
             enabled: true,
         }];
         assert!(check_rules(&bad).is_err());
-        let off = vec![MaskRule {
-            detector: Detector::Email,
-            action: MaskAction::Redact,
-            keep_original: false,
-            enabled: false,
-        }];
+        let secret =
+            MaskRule { detector: Detector::SecretKey, action: MaskAction::Redact, keep_original: false, enabled: true };
+        let off = vec![
+            secret.clone(),
+            MaskRule { detector: Detector::Email, action: MaskAction::Redact, keep_original: false, enabled: false },
+        ];
         assert_eq!(Masker::new(off).unwrap().mask_text("a@b.co", &p).0, "a@b.co", "disabled rules do nothing");
+        // The secret-key rule can be neither kept, nor turned off, nor left out.
+        let kept = vec![MaskRule { keep_original: true, ..secret.clone() }];
+        assert!(check_rules(&kept).unwrap_err().0.contains("keep_original"));
+        let disabled = vec![MaskRule { enabled: false, ..secret.clone() }];
+        assert!(check_rules(&disabled).unwrap_err().0.contains("cannot be turned off"));
+        assert!(check_rules(&[]).unwrap_err().0.contains("secret-key rule"));
+        assert!(check_rules(&[secret]).is_ok());
+    }
+
+    #[test]
+    fn a_session_id_is_stored_as_a_keyed_pseudonym_and_never_kept() {
+        let masker = Masker::new(default_rules()).unwrap();
+        let mut e: Event = serde_json::from_value(serde_json::json!({
+            "id": "0192f0c4-e4b0-7c3a-8e5f-1a2b3c4d5e6f", "occurred_at_us": 1, "category": "authentication",
+            "action": "user.login", "outcome": "success", "severity": "info",
+            "actor": {"id": "u1", "kind": "user", "session_id": "s3cr3t-session"},
+            "source": {"channel": "api"}
+        }))
+        .unwrap();
+        let keyed = |v: &str| format!("k{}", v.len());
+        let originals = masker.mask_event(&mut e, &keyed);
+        let sid = e.actor.session_id.clone().unwrap();
+        assert!(sid.starts_with("sid:") && !sid.contains("s3cr3t"), "{sid}");
+        assert!(!originals.values().any(|v| v.contains("s3cr3t")), "{originals:?}");
     }
 }

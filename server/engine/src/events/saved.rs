@@ -29,8 +29,14 @@ impl Events {
         let (Some(from), Some(to)) = (f.from_us, f.to_us) else {
             return Err(invalid("from", "a histogram needs both from and to"));
         };
+        // Checked: a span that is negative or overflows is refused, never
+        // turned into a bucket count (it once asked for terabytes).
+        let span = match to.checked_sub(from) {
+            Some(span) if span > 0 => span as u64,
+            _ => return Err(invalid("from", "must be before `to`")),
+        };
         let buckets = buckets.clamp(1, MAX_BUCKETS);
-        let width = ((to - from).max(1) as u64).div_ceil(buckets).div_ceil(1_000_000).max(1) * 1_000_000;
+        let width = span.div_ceil(buckets).div_ceil(1_000_000).max(1).saturating_mul(1_000_000);
         let (actors, resource_ids) = self.masked_forms(f);
         let conn = self.ledger().db().conn();
         let b = conn.get_database_backend();
@@ -38,7 +44,8 @@ impl Events {
         values.insert(0, Value::BigInt(Some(width as i64)));
         values.insert(0, Value::BigInt(Some(from)));
         let rows = conn.query_all_raw(stmt_for(b, &sql, values)).await?;
-        let n = ((to - from) as u64).div_ceil(width) as usize;
+        // INVARIANT: width >= span / buckets, so n <= buckets <= MAX_BUCKETS.
+        let n = usize::try_from(span.div_ceil(width)).unwrap_or(0).min(MAX_BUCKETS as usize);
         let mut series: Vec<BucketCount> =
             (0..n).map(|i| BucketCount { start: rfc3339(from + (i as u64 * width) as i64), count: 0 }).collect();
         let mut total = 0;
@@ -157,7 +164,7 @@ pub const EXPLORER_PARAMETERS: [&str; 1] = ["range"];
 
 /// Checks a saved query: the search's parameters (without paging) and the
 /// explorer's `range` preset.
-fn check_query(query: &str) -> Result<(), EventsError> {
+pub(crate) fn check_query(query: &str) -> Result<(), EventsError> {
     let mut pairs = Vec::new();
     for part in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
@@ -182,7 +189,10 @@ fn check_query(query: &str) -> Result<(), EventsError> {
 
 /// `15m`, `24h`, `7d` -> microseconds.
 pub fn parse_range(s: &str) -> Option<i64> {
-    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+    // Split before the last character, not the last byte: `1€` must not
+    // slice inside a character.
+    let (at, _) = s.char_indices().last()?;
+    let (n, unit) = s.split_at(at);
     let n: i64 = n.parse().ok().filter(|n| (1..=100_000).contains(n))?;
     let unit_us = match unit {
         "m" => 60_000_000,
@@ -222,6 +232,9 @@ mod tests {
         assert_eq!(parse_range("7d"), Some(7 * 86_400_000_000));
         assert_eq!(parse_range("0h"), None);
         assert_eq!(parse_range("h"), None);
+        assert_eq!(parse_range("1€"), None);
+        assert_eq!(parse_range("€"), None);
+        assert_eq!(parse_range(""), None);
         assert!(check_query("action=user.*&range=24h&q=caf%C3%A9").is_ok());
         assert!(check_query("range=forever").is_err());
         assert!(check_query("bogus=1").is_err());

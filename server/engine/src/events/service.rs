@@ -22,6 +22,10 @@ use crate::ledger::types::{HeaderFields, StoredEntry};
 use crate::ledger::{Ledger, LedgerError, NewEntry, Receipt};
 use crate::storage::stmt_for;
 
+/// The sealed submitter of the events the server records about itself.
+/// Clients are `api_key:<prefix>` or `user:<id>`, never this.
+pub const SERVER_SUBMITTER: &str = "custos";
+
 /// Version of the sealed payload layout written by [`Events`].
 pub(crate) const PAYLOAD_VERSION: u64 = 1;
 
@@ -175,13 +179,22 @@ impl Events {
         let receipts = self.ledger.append(entries).await?;
         let mut out: Vec<IngestReceipt> = receipts.iter().map(receipt_view).collect();
         // A retry is a duplicate of the same content; the same id with other
-        // content is a conflict (checked on the duplicate path only).
+        // content is a conflict (checked on the duplicate path only). Ids
+        // are scoped per submitter: an id another submitter used is a
+        // conflict too, and its receipt tells nothing of the other's event.
         for (r, digest) in out.iter_mut().zip(&digests) {
             if r.duplicate
                 && let Some(entry) = self.ledger.entry(r.seq).await?
             {
                 let plain = self.ledger.open_payload(&entry).await?;
                 let stored: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
+                let same_submitter = stored.get("submitted_by").and_then(Value::as_str) == Some(by.principal.as_str());
+                if !same_submitter {
+                    r.conflict = true;
+                    r.seq = 0;
+                    r.recorded_at = String::new();
+                    continue;
+                }
                 r.conflict = stored.get("digest").and_then(Value::as_str).is_some_and(|d| d != digest);
             }
         }
@@ -193,7 +206,7 @@ impl Events {
     pub async fn record(&self, event: Event) -> Result<Receipt, EventsError> {
         let policy = self.current();
         // Custos's own events have fresh ids and are never retried: no digest.
-        Ok(self.ledger.append_one(self.seal_input(&policy, event, "custos", None)).await?)
+        Ok(self.ledger.append_one(self.seal_input(&policy, event, SERVER_SUBMITTER, None)).await?)
     }
 
     fn seal_input(&self, policy: &Policy, mut e: Event, by: &str, digest: Option<&String>) -> NewEntry {
@@ -564,6 +577,45 @@ impl Events {
     }
 }
 
+impl Events {
+    /// Rotates the data key, recorded before it happens (`ledger.key.rotate`
+    /// by `by`): if the ledger cannot record it, no key is made. A rotation
+    /// that then fails is recorded too, pointing at the first record.
+    /// Returns the new key's id.
+    pub async fn rotate_key(&self, by: &Actor, channel: &str, request_id: Option<String>) -> Result<u32, EventsError> {
+        let (_, previous) = self.ledger.keys().data_key_ids();
+        let next = self.ledger.next_key_id().await?;
+        let event = |outcome: &str, details: Value| Event {
+            id: Uuid::now_v7(),
+            occurred_at_us: self.ledger.now_us(),
+            category: "admin".into(),
+            action: "ledger.key.rotate".into(),
+            outcome: outcome.into(),
+            reason: None,
+            severity: if outcome == "success" { "notice" } else { "error" }.into(),
+            actor: by.clone(),
+            resource: Some(Resource { kind: "data_key".into(), id: Some(next.to_string()), name: None }),
+            tenant: None,
+            source: Source { application: Some("custos".into()), host: None, channel: channel.into() },
+            correlation: Correlation { request_id: request_id.clone(), trace_id: None, parent_id: None },
+            metrics: None,
+            details: Some(details),
+        };
+        let recorded = self.record(event("success", json!({ "key_id": next, "previous_key_id": previous }))).await?;
+        match self.ledger.rotate_key_to(next).await {
+            Ok(key_id) => Ok(key_id),
+            Err(e) => {
+                let details =
+                    json!({ "previous_key_id": previous, "recorded_as": recorded.event_id, "error": e.to_string() });
+                if let Err(le) = self.record(event("error", details)).await {
+                    tracing::error!(error = %le, "could not record a failed key rotation");
+                }
+                Err(e.into())
+            }
+        }
+    }
+}
+
 fn policy_from_row(r: &sea_orm::QueryResult) -> Result<Policy, EventsError> {
     let version: i64 = r.try_get("", "version")?;
     let rules_json: String = r.try_get("", "rules")?;
@@ -604,6 +656,17 @@ fn content_digest(e: &Event) -> String {
     use sha2::Digest as _;
     let bytes = serde_json::to_vec(e).unwrap_or_default();
     hex::encode(sha2::Sha256::digest(&bytes))
+}
+
+/// Whether a decrypted payload was sealed by the server about itself (its
+/// sealed submitter is Custos), not sent by a client.
+pub(crate) fn sealed_by_server(plain: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Sealed<'a> {
+        #[serde(borrow)]
+        submitted_by: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Sealed<'_>>(plain).is_ok_and(|s| s.submitted_by.as_deref() == Some(SERVER_SUBMITTER))
 }
 
 /// The view of a decrypted entry. Events ingested through [`Events`] carry

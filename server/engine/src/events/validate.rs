@@ -81,6 +81,40 @@ pub fn parse_json(body: &[u8]) -> Result<Vec<Value>, BodyError> {
     }
 }
 
+/// Counts the events in a body without building them: the items of a
+/// top-level JSON array (1 for an object), or the non-blank lines of NDJSON.
+/// A request can then be refused for holding too many events before memory
+/// is spent on millions of tiny values. A malformed body counts as what was
+/// read; the full parse reports the problem.
+pub fn count_events(body: &[u8], ndjson: bool) -> usize {
+    if ndjson {
+        return body.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).count();
+    }
+    struct Count<'c>(&'c std::cell::Cell<usize>);
+    impl<'de> serde::de::Visitor<'de> for Count<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an event or an array of events")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                self.0.set(self.0.get() + 1);
+            }
+            Ok(())
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            self.0.set(1);
+            while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+            Ok(())
+        }
+    }
+    // Counted as read, so that a long array cut short still counts.
+    let n = std::cell::Cell::new(0);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = serde::Deserializer::deserialize_any(&mut de, Count(&n));
+    n.get()
+}
+
 /// Parses an NDJSON body: one event object per line (blank lines ignored).
 pub fn parse_ndjson(body: &[u8]) -> Result<Vec<Value>, BodyError> {
     parse_ndjson_lines(body).map(|(values, _)| values)
@@ -220,6 +254,37 @@ fn valid_token(s: &str) -> bool {
     s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
+/// Action namespaces Custos writes about itself: ingest refuses them, so
+/// that no client can forge a verification, a purge, a key rotation or a
+/// policy change (each later feature adds its namespace here).
+pub const RESERVED_ACTION_PREFIXES: &[&str] = &[
+    "audit.",
+    "ledger.",
+    "custos.",
+    "rpc.",
+    "ui.",
+    "api.",
+    "alert.",
+    "siem.",
+    "retention.",
+    "compliance.",
+    "policy.masking.",
+    "search.saved.",
+    "demo.",
+];
+
+/// The actor id and application name of Custos itself: refused from clients.
+pub const RESERVED_NAME: &str = "custos";
+
+/// Whether an action is in a namespace Custos reserves for its own events.
+pub fn is_reserved_action(action: &str) -> bool {
+    RESERVED_ACTION_PREFIXES.iter().any(|p| action.starts_with(p) || action == &p[..p.len() - 1])
+}
+
+fn is_reserved_name(s: &str) -> bool {
+    s.trim().eq_ignore_ascii_case(RESERVED_NAME)
+}
+
 const TOP: &[&str] = &[
     "id",
     "occurred_at",
@@ -293,7 +358,16 @@ pub fn validate_one(
         c.one_of(v, "category", &CATEGORIES)
     };
     let action = c.string(obj, "action", "action", 128, true).and_then(|a| {
-        if valid_action(&a) {
+        if valid_action(&a) && is_reserved_action(&a) {
+            c.err(
+                "action",
+                format!(
+                    "`{a}` is in a namespace Custos reserves for its own records ({}); use another name",
+                    RESERVED_ACTION_PREFIXES.iter().map(|p| format!("{p}*")).collect::<Vec<_>>().join(", ")
+                ),
+            );
+            None
+        } else if valid_action(&a) {
             Some(a)
         } else {
             c.err("action", "must be a dotted lowercase verb like user.login (letters, digits, '.', '_', '-')");
@@ -321,7 +395,14 @@ pub fn validate_one(
             None
         }
         Some(a) => {
-            let id = c.string(a, "id", "actor.id", 256, true);
+            let id = c.string(a, "id", "actor.id", 256, true).and_then(|id| {
+                if is_reserved_name(&id) {
+                    c.err("actor.id", "`custos` is Custos itself; events from clients cannot claim it");
+                    None
+                } else {
+                    Some(id)
+                }
+            });
             let kind = {
                 let k = c.string(a, "kind", "actor.kind", 16, true);
                 c.one_of(k, "actor.kind", &ACTOR_KINDS)
@@ -354,7 +435,14 @@ pub fn validate_one(
     let source = match c.object(obj, "source", &["application", "host", "channel"]) {
         None => Some(Source { channel: "api".into(), ..Source::default() }),
         Some(s) => {
-            let application = c.string(s, "application", "source.application", 128, false);
+            let application = c.string(s, "application", "source.application", 128, false).and_then(|app| {
+                if is_reserved_name(&app) {
+                    c.err("source.application", "`custos` is Custos itself; events from clients cannot claim it");
+                    None
+                } else {
+                    Some(app)
+                }
+            });
             let host = c.string(s, "host", "source.host", 255, false);
             let channel = match c.string(s, "channel", "source.channel", 32, false) {
                 None => Some("api".to_owned()),
@@ -570,6 +658,10 @@ mod tests {
     #[test]
     fn bodies_are_json_objects_arrays_or_ndjson() {
         assert_eq!(parse_json(br#"{"a":1}"#).unwrap().len(), 1);
+        assert_eq!(count_events(br#"[{},{},{"a":[1,2,{}]}]"#, false), 3);
+        assert_eq!(count_events(br#"{"a":[1,2]}"#, false), 1);
+        assert_eq!(count_events(b"{}\n\n  \n{}\n{}", true), 3);
+        assert_eq!(count_events(b"[{},{},{", false), 2, "a body cut short counts what was read");
         assert_eq!(parse_json(br#"[{"a":1},{"b":2}]"#).unwrap().len(), 2);
         assert!(matches!(parse_json(b"{not json"), Err(BodyError::Malformed(_))));
         assert!(matches!(parse_json(b"42"), Err(BodyError::Malformed(_))));

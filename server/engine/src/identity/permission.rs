@@ -148,6 +148,12 @@ impl PermissionSet {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The permissions of this set that `holder` does not have (empty when
+    /// `holder` covers them all, as an admin covers everything).
+    pub fn not_held_by(&self, holder: &PermissionSet) -> Vec<Permission> {
+        self.0.iter().copied().filter(|p| !holder.allows(*p)).collect()
+    }
 }
 
 /// A role shipped with Custos (recreated if missing, never deleted).

@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq as _;
 use uuid::Uuid;
 
 use super::apikey::{self, Scope};
+use super::noise::{NoiseGate, NoiseKind, Verdict};
 use super::password::{self, PolicyError};
 use super::permission::{BUILTIN_ROLES, Permission, PermissionSet, UnknownPermission};
 use super::throttle::Throttle;
@@ -89,6 +90,8 @@ pub struct IdentitySettings {
     pub throttle_window_secs: i64,
     /// Issuer shown in authenticator apps.
     pub issuer: String,
+    /// Refused or anonymous requests per source and minute before 429.
+    pub noise_per_minute: u64,
 }
 
 impl Default for IdentitySettings {
@@ -100,7 +103,24 @@ impl Default for IdentitySettings {
             name_failures: 10,
             throttle_window_secs: 5 * 60,
             issuer: "Custos".into(),
+            noise_per_minute: 120,
         }
+    }
+}
+
+/// What an acting principal may grant to others: at most what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authority {
+    /// Custos itself (the command line, first-run set-up): unbounded.
+    System,
+    /// A user or key: the permissions it holds.
+    Holds(PermissionSet),
+}
+
+impl Default for Authority {
+    /// Nothing: a forgotten authority grants nothing.
+    fn default() -> Self {
+        Authority::Holds(PermissionSet::default())
     }
 }
 
@@ -121,12 +141,21 @@ pub struct Actor {
     pub channel: &'static str,
     /// Request id, for correlation.
     pub request_id: Option<String>,
+    /// What this actor may grant (never recorded).
+    pub authority: Authority,
 }
 
 impl Actor {
-    /// The system itself (first-run set-up).
+    /// The system itself (first-run set-up, the command line).
     pub fn system(channel: &'static str) -> Actor {
-        Actor { id: Some("custos".into()), kind: "system", name: Some("custos".into()), channel, ..Actor::default() }
+        Actor {
+            id: Some("custos".into()),
+            kind: "system",
+            name: Some("custos".into()),
+            channel,
+            authority: Authority::System,
+            ..Actor::default()
+        }
     }
 
     /// A signed-in user.
@@ -136,6 +165,7 @@ impl Actor {
             kind: "user",
             name: Some(p.username.clone()),
             channel,
+            authority: Authority::Holds(p.permissions.clone()),
             ..Actor::default()
         }
     }
@@ -170,6 +200,9 @@ pub struct Principal {
     pub mfa_required: bool,
     /// The password must be changed before anything else.
     pub must_change_password: bool,
+    /// Bumped whenever the user's credentials or roles change: a session
+    /// started under an older epoch has ended.
+    pub session_epoch: i64,
 }
 
 impl Principal {
@@ -359,6 +392,7 @@ impl Caller {
                 kind: "api_key",
                 name: Some(k.name.clone()),
                 channel,
+                authority: Authority::Holds(k.permissions()),
                 ..Actor::default()
             },
         }
@@ -393,7 +427,7 @@ pub struct MfaEnrollment {
 
 const RECOVERY_CODES: usize = 10;
 const USER_COLUMNS: &str = "id, username, email, display_name, password_hash, must_change_password, disabled, \
-    mfa_secret, mfa_enabled, mfa_last_step, failed_logins, locked_until, last_login_at";
+    mfa_secret, mfa_enabled, failed_logins, locked_until, last_login_at, session_epoch";
 
 struct UserRow {
     id: i64,
@@ -405,10 +439,10 @@ struct UserRow {
     disabled: bool,
     mfa_secret: Option<Vec<u8>>,
     mfa_enabled: bool,
-    mfa_last_step: Option<i64>,
     failed_logins: i64,
     locked_until: Option<i64>,
     last_login_at: Option<i64>,
+    session_epoch: i64,
 }
 
 fn flag(r: &QueryResult, col: &str) -> Result<bool, DbErr> {
@@ -426,10 +460,10 @@ fn user_from_row(r: &QueryResult) -> Result<UserRow, DbErr> {
         disabled: flag(r, "disabled")?,
         mfa_secret: r.try_get("", "mfa_secret")?,
         mfa_enabled: flag(r, "mfa_enabled")?,
-        mfa_last_step: r.try_get("", "mfa_last_step")?,
         failed_logins: r.try_get::<i32>("", "failed_logins")?.into(),
         locked_until: r.try_get("", "locked_until")?,
         last_login_at: r.try_get("", "last_login_at")?,
+        session_epoch: r.try_get("", "session_epoch")?,
     })
 }
 
@@ -468,6 +502,68 @@ fn recovery_hash(code: &str) -> Vec<u8> {
     Sha256::digest(format!("custos/v1/recovery-code:{norm}").as_bytes()).to_vec()
 }
 
+/// The session key holding the session epoch a session started under.
+pub const SESSION_EPOCH_KEY: &str = "epoch";
+
+/// The result of presenting a bearer token.
+#[derive(Debug)]
+pub enum KeyCheck {
+    /// A valid key.
+    Valid(ApiPrincipal),
+    /// Not a valid key (recorded, or counted in the minute's summary).
+    Refused,
+    /// Too many refused keys from this source this minute: refused before
+    /// any lookup.
+    Throttled {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+}
+
+/// A failed sign-in attempt, for [`Identity::login_failure`].
+#[derive(Clone, Copy)]
+struct Failed<'a> {
+    actor: &'a Actor,
+    username: &'a str,
+    /// The throttles' slots were already taken for this attempt.
+    counted: bool,
+}
+
+/// The key a client address is throttled under (its /64 for IPv6).
+fn throttle_key(actor: &Actor) -> String {
+    match actor.ip.as_deref().map(str::parse::<std::net::IpAddr>) {
+        Some(Ok(ip)) => super::throttle::address_key(ip),
+        Some(Err(_)) => actor.ip.clone().unwrap_or_default(),
+        None => String::new(),
+    }
+}
+
+impl KeyCheck {
+    /// The key's principal, when valid.
+    pub fn valid(self) -> Option<ApiPrincipal> {
+        match self {
+            KeyCheck::Valid(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// Refuses a change that would grant (or act on) permissions the actor does
+/// not hold; only `admin` (or Custos itself) may.
+fn need_authority(actor: &Actor, involved: &PermissionSet, what: &str) -> Result<(), IdentityError> {
+    let Authority::Holds(held) = &actor.authority else { return Ok(()) };
+    let missing = involved.not_held_by(held);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
+    Err(IdentityError::Refused(format!("{what} involves {list}, which you do not hold; only an admin may do this")))
+}
+
+/// Password hashes computed at once (each takes ~19 MiB and tens of ms of
+/// one core); more wait their turn instead of starving the server.
+const CONCURRENT_HASHES: usize = 2;
+
 /// The identity service.
 pub struct Identity {
     db: Database,
@@ -477,6 +573,13 @@ pub struct Identity {
     settings: IdentitySettings,
     ip_throttle: Throttle,
     name_throttle: Throttle,
+    /// Failures per unknown user name, so that an unknown name is "locked"
+    /// at the same threshold as an account (the answer never tells them apart).
+    unknown_names: Throttle,
+    /// Anonymous noise, per source and minute.
+    noise: NoiseGate,
+    /// Bounds concurrent password hashing.
+    hashing: tokio::sync::Semaphore,
     /// A hash to verify against when the user does not exist, so that an
     /// unknown name costs as much time as a wrong password.
     dummy_hash: String,
@@ -503,6 +606,13 @@ impl Identity {
         let id = Identity {
             ip_throttle: Throttle::new(settings.ip_failures, window, clock.clone()),
             name_throttle: Throttle::new(settings.name_failures, window, clock.clone()),
+            unknown_names: Throttle::new(
+                usize::try_from(settings.lockout_threshold.max(1)).unwrap_or(usize::MAX),
+                settings.lockout_secs.max(1),
+                clock.clone(),
+            ),
+            noise: NoiseGate::new(settings.noise_per_minute, clock.clone()),
+            hashing: tokio::sync::Semaphore::new(CONCURRENT_HASHES),
             db,
             ledger,
             clock,
@@ -521,6 +631,59 @@ impl Identity {
 
     fn now(&self) -> i64 {
         self.clock.now_us()
+    }
+
+    /// Checks a password against a PHC string on the blocking pool, at most
+    /// [`CONCURRENT_HASHES`] at once.
+    async fn password_matches(&self, password: &SecretString, phc: &str) -> bool {
+        let Ok(_permit) = self.hashing.acquire().await else { return false };
+        let (pw, phc) = (password.clone(), phc.to_owned());
+        tokio::task::spawn_blocking(move || password::verify(pw.expose_secret(), &phc)).await.unwrap_or(false)
+    }
+
+    /// Hashes a password on the blocking pool, at most [`CONCURRENT_HASHES`] at once.
+    async fn hash_password(&self, password: &SecretString) -> Result<String, IdentityError> {
+        let Ok(_permit) = self.hashing.acquire().await else { return Err(IdentityError::Hash) };
+        let (pw, rng) = (password.clone(), self.rng.clone());
+        tokio::task::spawn_blocking(move || password::hash(pw.expose_secret(), rng.as_ref()))
+            .await
+            .map_err(|_| IdentityError::Hash)?
+            .map_err(|_| IdentityError::Hash)
+    }
+
+    /// Every permission a user holds through their roles.
+    async fn user_permissions(&self, user_id: i64) -> Result<PermissionSet, IdentityError> {
+        let mut held = PermissionSet::default();
+        for (_, p, _) in self.roles_of(user_id).await? {
+            held.extend(&p);
+        }
+        Ok(held)
+    }
+
+    /// Every permission the named roles grant together.
+    async fn roles_permissions(&self, names: &[String]) -> Result<PermissionSet, IdentityError> {
+        let roles = self.list_roles().await?;
+        let mut all = PermissionSet::default();
+        for name in names {
+            match roles.iter().find(|r| &r.name == name) {
+                Some(r) => all.extend(&r.permissions),
+                None => return Err(invalid("roles", format!("no role named `{name}`"))),
+            }
+        }
+        Ok(all)
+    }
+
+    /// Ends every session of a user (they started under an older epoch).
+    async fn end_sessions(&self, user_id: i64) -> Result<i64, IdentityError> {
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(self.db.stmt(
+                "UPDATE users SET session_epoch = session_epoch + 1 WHERE id = ? RETURNING session_epoch",
+                vec![user_id.into()],
+            ))
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64>("", "session_epoch")).transpose()?.unwrap_or(0))
     }
 
     async fn ensure_builtin_roles(&self) -> Result<(), IdentityError> {
@@ -686,6 +849,7 @@ impl Identity {
             permissions,
             mfa_enabled: u.mfa_enabled,
             must_change_password: u.must_change_password,
+            session_epoch: u.session_epoch,
         })
     }
 
@@ -729,7 +893,8 @@ impl Identity {
             return Err(IdentityError::Conflict(format!("a user named `{username}` already exists")));
         }
         let role_ids = self.role_ids(&new.roles).await?;
-        let hash = password::hash(new.password.expose_secret(), self.rng.as_ref()).map_err(|_| IdentityError::Hash)?;
+        need_authority(actor, &self.roles_permissions(&new.roles).await?, "giving these roles")?;
+        let hash = self.hash_password(&new.password).await?;
         let resource = ("user", Some(username.clone()));
         let details = serde_json::json!({ "username": username, "email": email, "roles": new.roles });
         let recorded = self.record_change(actor, "user.create", resource.clone(), details).await?;
@@ -834,6 +999,7 @@ impl Identity {
         if actor.kind == "user" && actor.id.as_deref() == Some(&u.id.to_string()) && disabled {
             return Err(IdentityError::Refused("you cannot disable your own account".into()));
         }
+        need_authority(actor, &self.user_permissions(u.id).await?, &format!("changing user `{}`", u.username))?;
         let action = if disabled { "user.disable" } else { "user.enable" };
         let resource = ("user", Some(u.username.clone()));
         let recorded = self.record_change(actor, action, resource.clone(), serde_json::json!({})).await?;
@@ -841,8 +1007,14 @@ impl Identity {
             self.db
                 .conn()
                 .execute_raw(self.db.stmt(
-                    "UPDATE users SET disabled = ?, failed_logins = 0, locked_until = NULL, updated_at = ? WHERE id = ?",
-                    vec![Value::SmallInt(Some(i16::from(disabled))), self.now().into(), u.id.into()],
+                    "UPDATE users SET disabled = ?, failed_logins = 0, locked_until = NULL, updated_at = ?, \
+                     session_epoch = session_epoch + ? WHERE id = ?",
+                    vec![
+                        Value::SmallInt(Some(i16::from(disabled))),
+                        self.now().into(),
+                        i64::from(disabled).into(),
+                        u.id.into(),
+                    ],
                 ))
                 .await?;
             Ok(())
@@ -850,13 +1022,17 @@ impl Identity {
         .await
     }
 
-    async fn store_password(&self, user_id: i64, hash: String, must_change: bool) -> Result<(), IdentityError> {
+    /// Stores a new password hash and ends every session of the user;
+    /// returns the new session epoch.
+    async fn store_password(&self, user_id: i64, hash: String, must_change: bool) -> Result<i64, IdentityError> {
         let now = self.now();
-        self.db
+        let row = self
+            .db
             .conn()
-            .execute_raw(self.db.stmt(
+            .query_one_raw(self.db.stmt(
                 "UPDATE users SET password_hash = ?, must_change_password = ?, password_changed_at = ?, \
-                 failed_logins = 0, locked_until = NULL, updated_at = ? WHERE id = ?",
+                 failed_logins = 0, locked_until = NULL, updated_at = ?, session_epoch = session_epoch + 1 \
+                 WHERE id = ? RETURNING session_epoch",
                 vec![
                     hash.into(),
                     Value::SmallInt(Some(i16::from(must_change))),
@@ -866,7 +1042,7 @@ impl Identity {
                 ],
             ))
             .await?;
-        Ok(())
+        Ok(row.map(|r| r.try_get::<i64>("", "session_epoch")).transpose()?.unwrap_or(0))
     }
 
     /// An administrator sets a user's password (the user must change it at
@@ -879,8 +1055,13 @@ impl Identity {
         must_change: bool,
     ) -> Result<(), IdentityError> {
         let u = self.require_user(username).await?;
+        need_authority(
+            actor,
+            &self.user_permissions(u.id).await?,
+            &format!("resetting the password of `{}`", u.username),
+        )?;
         password::check_policy(new_password.expose_secret(), &u.username, u.email.as_deref()).map_err(policy_error)?;
-        let hash = password::hash(new_password.expose_secret(), self.rng.as_ref()).map_err(|_| IdentityError::Hash)?;
+        let hash = self.hash_password(new_password).await?;
         let resource = ("user", Some(u.username.clone()));
         let recorded = self
             .record_change(
@@ -890,19 +1071,23 @@ impl Identity {
                 serde_json::json!({ "must_change": must_change }),
             )
             .await?;
-        self.apply(actor, "user.password.reset", recorded, resource, self.store_password(u.id, hash, must_change)).await
+        self.apply(actor, "user.password.reset", recorded, resource, self.store_password(u.id, hash, must_change))
+            .await
+            .map(|_| ())
     }
 
     /// A user changes their own password (the current one is required).
+    /// Every other session of theirs ends; returns the new session epoch,
+    /// which the caller's own session takes on to stay signed in.
     pub async fn change_password(
         &self,
         actor: &Actor,
         user_id: i64,
         current: &SecretString,
         new_password: &SecretString,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<i64, IdentityError> {
         let u = self.user_by_id(user_id).await?.ok_or_else(|| IdentityError::NotFound("user".into()))?;
-        if !password::verify(current.expose_secret(), &u.password_hash) {
+        if !self.password_matches(current, &u.password_hash).await {
             let _ = self
                 .record(
                     actor,
@@ -920,7 +1105,7 @@ impl Identity {
             return Err(invalid("new_password", "must differ from the current password"));
         }
         password::check_policy(new_password.expose_secret(), &u.username, u.email.as_deref()).map_err(policy_error)?;
-        let hash = password::hash(new_password.expose_secret(), self.rng.as_ref()).map_err(|_| IdentityError::Hash)?;
+        let hash = self.hash_password(new_password).await?;
         let resource = ("user", Some(u.username.clone()));
         let recorded = self
             .record(
@@ -941,7 +1126,10 @@ impl Identity {
     pub async fn set_roles(&self, actor: &Actor, username: &str, roles: &[String]) -> Result<(), IdentityError> {
         let u = self.require_user(username).await?;
         let ids = self.role_ids(roles).await?;
+        need_authority(actor, &self.user_permissions(u.id).await?, &format!("changing the roles of `{}`", u.username))?;
+        need_authority(actor, &self.roles_permissions(roles).await?, "giving these roles")?;
         let before: Vec<String> = self.roles_of(u.id).await?.into_iter().map(|(n, _, _)| n).collect();
+        let removes = before.iter().any(|r| !roles.contains(r));
         if actor.kind == "user"
             && actor.id.as_deref() == Some(&u.id.to_string())
             && before.iter().any(|r| r == "admin")
@@ -965,6 +1153,11 @@ impl Identity {
                         vec![u.id.into(), (*id).into()],
                     ))
                     .await?;
+            }
+            // A role taken away ends the user's sessions (they may hold
+            // pages, tails or forms of what they may no longer do).
+            if removes {
+                self.end_sessions(u.id).await?;
             }
             Ok(())
         })
@@ -1001,6 +1194,15 @@ impl Identity {
             .collect()
     }
 
+    async fn role_member_ids(&self, role_id: i64) -> Result<Vec<i64>, IdentityError> {
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(self.db.stmt("SELECT user_id FROM user_roles WHERE role_id = ?", vec![role_id.into()]))
+            .await?;
+        Ok(rows.iter().map(|r| r.try_get::<i64>("", "user_id")).collect::<Result<_, _>>()?)
+    }
+
     fn validate_role_name(name: &str) -> Result<String, IdentityError> {
         let n = name.trim().to_lowercase();
         if !(2..=48).contains(&n.len()) || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
@@ -1025,6 +1227,7 @@ impl Identity {
         if permissions.is_empty() {
             return Err(invalid("permissions", "a role must grant at least one permission"));
         }
+        need_authority(actor, permissions, "this role")?;
         let resource = ("role", Some(name.clone()));
         let details = serde_json::json!({ "permissions": permissions.to_text(), "require_mfa": require_mfa });
         let recorded = self.record_change(actor, "role.create", resource.clone(), details).await?;
@@ -1072,6 +1275,18 @@ impl Identity {
         if perms.is_empty() {
             return Err(invalid("permissions", "a role must grant at least one permission"));
         }
+        need_authority(actor, &role.permissions, &format!("changing role `{}`", role.name))?;
+        need_authority(actor, &perms, &format!("changing role `{}`", role.name))?;
+        if role.require_mfa && !require_mfa {
+            // Members may hold other roles too: all they hold counts.
+            for member in self.role_member_ids(role.id).await? {
+                need_authority(
+                    actor,
+                    &self.user_permissions(member).await?,
+                    &format!("lifting the MFA requirement of role `{}`", role.name),
+                )?;
+            }
+        }
         let resource = ("role", Some(role.name.clone()));
         let details = serde_json::json!({
             "before": { "permissions": role.permissions.to_text(), "require_mfa": role.require_mfa },
@@ -1110,6 +1325,7 @@ impl Identity {
         if role.members > 0 {
             return Err(IdentityError::Conflict(format!("role `{name}` is held by {} user(s)", role.members)));
         }
+        need_authority(actor, &role.permissions, &format!("deleting role `{}`", role.name))?;
         let resource = ("role", Some(role.name.clone()));
         let recorded = self
             .record_change(
@@ -1128,10 +1344,17 @@ impl Identity {
 
     // --- sign-in --------------------------------------------------------------
 
-    async fn login_failure(&self, actor: &Actor, username: &str, reason: &str, user: Option<&UserRow>) {
-        let ip_key = actor.ip.clone().unwrap_or_default();
-        self.ip_throttle.fail(&ip_key);
-        self.name_throttle.fail(&normalize_username(username));
+    /// Records a failed sign-in. `counted`: the throttles' slots were
+    /// already taken for this attempt. `known`: the name is an account (an
+    /// unknown name is recorded as a pseudonym: what was typed may be a
+    /// password).
+    async fn login_failure(&self, failed: Failed<'_>, reason: &str, user: Option<&UserRow>, known: bool) {
+        let Failed { actor, username, counted } = failed;
+        let name = normalize_username(username);
+        if !counted {
+            self.ip_throttle.fail(&throttle_key(actor));
+            self.name_throttle.fail(&name);
+        }
         let mut locked_now = false;
         if let Some(u) = user {
             let failures = u.failed_logins + 1;
@@ -1150,10 +1373,11 @@ impl Identity {
             }
             locked_now = lock && u.locked_until.is_none_or(|t| t <= self.now());
         }
+        let shown = if known { name } else { format!("unknown:{}", self.ledger.keys().pseudonym(&name)) };
         let mut a = actor.clone();
-        a.name = Some(normalize_username(username));
+        a.name = Some(shown.clone());
         a.id = user.map(|u| u.id.to_string());
-        let resource = ("user", Some(normalize_username(username)));
+        let resource = ("user", Some(shown));
         let details = serde_json::json!({ "reason": reason });
         if let Err(e) =
             self.record(&a, "authentication", "user.login", "failure", "warning", resource.clone(), details).await
@@ -1170,46 +1394,64 @@ impl Identity {
         }
     }
 
-    /// The password step of signing in.
+    /// The password step of signing in. The throttles' slots are taken
+    /// before any password is hashed, so that a burst of parallel attempts
+    /// cannot all pass the check first.
     pub async fn login(&self, attempt: LoginAttempt<'_>) -> Result<LoginOutcome, IdentityError> {
         let actor = attempt.actor;
         let name = normalize_username(attempt.username);
-        let ip_key = actor.ip.clone().unwrap_or_default();
-        if let Some(retry_after_secs) = self.ip_throttle.check(&ip_key) {
-            let mut a = actor.clone();
-            a.name = Some(name.clone());
-            let _ = self
-                .record(
-                    &a,
-                    "security",
-                    "user.login",
-                    "denied",
-                    "warning",
-                    ("user", Some(name.clone())),
-                    serde_json::json!({ "reason": "client address throttled" }),
-                )
-                .await;
+        let ip_key = throttle_key(&actor);
+        if let Err(retry_after_secs) = self.ip_throttle.take(&ip_key) {
+            // Recorded once per source and minute; the rest are counted.
+            if self.noise.admit(NoiseKind::ThrottledSignIn, &ip_key, "sign-in") == Verdict::Record {
+                let mut a = actor.clone();
+                a.name = Some(format!("unknown:{}", self.ledger.keys().pseudonym(&name)));
+                let _ = self
+                    .record(
+                        &a,
+                        "security",
+                        "user.login",
+                        "denied",
+                        "warning",
+                        ("address", Some(ip_key.clone())),
+                        serde_json::json!({ "reason": "client address throttled" }),
+                    )
+                    .await;
+            }
             return Ok(LoginOutcome::Rejected(LoginRejection::Throttled { retry_after_secs }));
         }
-        let user = self.find_user(&name).await?;
+        let failed = Failed { actor: &actor, username: &name, counted: true };
         // Throttled names get the lockout answer whether or not they exist.
-        if self.name_throttle.check(&name).is_some() {
-            password::verify(attempt.password.expose_secret(), &self.dummy_hash);
-            self.login_failure(&actor, &name, "too many recent failures", None).await;
+        if self.name_throttle.take(&name).is_err() {
+            self.password_matches(attempt.password, &self.dummy_hash).await;
+            let known = self.find_user(&name).await?.is_some();
+            self.login_failure(failed, "too many recent failures", None, known).await;
             return Ok(LoginOutcome::Rejected(LoginRejection::LockedOut));
         }
+        let user = self.find_user(&name).await?;
         let Some(u) = user else {
-            password::verify(attempt.password.expose_secret(), &self.dummy_hash);
-            self.login_failure(&actor, &name, "unknown user", None).await;
-            return Ok(LoginOutcome::Rejected(LoginRejection::InvalidCredentials));
+            // An unknown name is "locked" at the same threshold as an account.
+            let locked = self.unknown_names.check(&name).is_some();
+            self.password_matches(attempt.password, &self.dummy_hash).await;
+            let reason = if locked { "unknown user (locked)" } else { "unknown user" };
+            self.login_failure(failed, reason, None, false).await;
+            if locked {
+                return Ok(LoginOutcome::Rejected(LoginRejection::LockedOut));
+            }
+            self.unknown_names.fail(&name);
+            return Ok(LoginOutcome::Rejected(if self.unknown_names.check(&name).is_some() {
+                LoginRejection::LockedOut
+            } else {
+                LoginRejection::InvalidCredentials
+            }));
         };
         if u.locked_until.is_some_and(|t| t > self.now()) {
-            password::verify(attempt.password.expose_secret(), &self.dummy_hash);
-            self.login_failure(&actor, &name, "account locked", None).await;
+            self.password_matches(attempt.password, &self.dummy_hash).await;
+            self.login_failure(failed, "account locked", None, true).await;
             return Ok(LoginOutcome::Rejected(LoginRejection::LockedOut));
         }
-        if !password::verify(attempt.password.expose_secret(), &u.password_hash) {
-            self.login_failure(&actor, &name, "wrong password", Some(&u)).await;
+        if !self.password_matches(attempt.password, &u.password_hash).await {
+            self.login_failure(failed, "wrong password", Some(&u), true).await;
             let locked = u.failed_logins + 1 >= self.settings.lockout_threshold;
             return Ok(LoginOutcome::Rejected(if locked {
                 LoginRejection::LockedOut
@@ -1218,9 +1460,11 @@ impl Identity {
             }));
         }
         if u.disabled {
-            self.login_failure(&actor, &name, "account disabled", None).await;
+            self.login_failure(failed, "account disabled", None, true).await;
             return Ok(LoginOutcome::Rejected(LoginRejection::InvalidCredentials));
         }
+        // The password was right: this attempt gives its address slot back.
+        self.ip_throttle.refund(&ip_key);
         if u.mfa_enabled {
             return Ok(LoginOutcome::MfaRequired { user_id: u.id });
         }
@@ -1280,7 +1524,8 @@ impl Identity {
                 serde_json::json!({ "reason": "wrong code" }),
             )
             .await;
-        self.login_failure(actor, &u.username, "wrong MFA code", Some(&u)).await;
+        let failed = Failed { actor, username: &u.username, counted: false };
+        self.login_failure(failed, "wrong MFA code", Some(&u), true).await;
         Ok(LoginOutcome::Rejected(LoginRejection::InvalidCredentials))
     }
 
@@ -1289,16 +1534,17 @@ impl Identity {
         let Some(secret) = self.mfa_secret(u)? else { return Ok(false) };
         if let Some(step) = totp::verify(&secret, code, self.now()) {
             let step = i64::try_from(step).unwrap_or(i64::MAX);
-            if u.mfa_last_step.is_some_and(|last| step <= last) {
-                return Ok(false);
-            }
-            self.db
+            // One conditional update: of two sign-ins racing with the same
+            // code, exactly one moves the last step and succeeds.
+            let used = self
+                .db
                 .conn()
-                .execute_raw(
-                    self.db.stmt("UPDATE users SET mfa_last_step = ? WHERE id = ?", vec![step.into(), u.id.into()]),
-                )
+                .execute_raw(self.db.stmt(
+                    "UPDATE users SET mfa_last_step = ? WHERE id = ? AND (mfa_last_step IS NULL OR mfa_last_step < ?)",
+                    vec![step.into(), u.id.into(), step.into()],
+                ))
                 .await?;
-            return Ok(true);
+            return Ok(used.rows_affected() == 1);
         }
         if code.trim().len() >= 10 {
             let used = self
@@ -1457,13 +1703,15 @@ impl Identity {
     /// An administrator removes a user's MFA (lost device).
     pub async fn mfa_reset(&self, actor: &Actor, username: &str) -> Result<(), IdentityError> {
         let u = self.require_user(username).await?;
+        need_authority(actor, &self.user_permissions(u.id).await?, &format!("resetting the MFA of `{}`", u.username))?;
         let resource = ("user", Some(u.username.clone()));
         let recorded = self.record_change(actor, "mfa.reset", resource.clone(), serde_json::json!({})).await?;
         self.apply(actor, "mfa.reset", recorded, resource, async {
             self.db
                 .conn()
                 .execute_raw(self.db.stmt(
-                    "UPDATE users SET mfa_secret = NULL, mfa_enabled = 0, mfa_last_step = NULL WHERE id = ?",
+                    "UPDATE users SET mfa_secret = NULL, mfa_enabled = 0, mfa_last_step = NULL, \
+                     session_epoch = session_epoch + 1 WHERE id = ?",
                     vec![u.id.into()],
                 ))
                 .await?;
@@ -1499,6 +1747,8 @@ impl Identity {
         let mut scopes = scopes.to_vec();
         scopes.sort();
         scopes.dedup();
+        let granted = ApiPrincipal { key_id: 0, prefix: String::new(), name: String::new(), scopes: scopes.clone() };
+        need_authority(actor, &granted.permissions(), "a key with these scopes")?;
         let token = apikey::generate(self.rng.as_ref())?;
         let scope_text = scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
         let resource = ("api_key", Some(token.prefix.clone()));
@@ -1602,26 +1852,34 @@ impl Identity {
     }
 
     /// Authenticates a bearer token. A refused token is recorded (without
-    /// the token; with its prefix when it has one).
-    pub async fn authenticate_api_key(
-        &self,
-        token: &str,
-        actor: &Actor,
-    ) -> Result<Option<ApiPrincipal>, IdentityError> {
+    /// the token; with its prefix when it has one) once per source, reason
+    /// and minute, the others counted in that minute's summary; beyond the
+    /// limit a source's bad tokens are answered 429 and not recorded.
+    pub async fn authenticate_api_key(&self, token: &str, actor: &Actor) -> Result<KeyCheck, IdentityError> {
+        // The lookup is one indexed read; what a flood of bad keys must not
+        // cost is a ledger write each (and a valid key from the same address
+        // must still work), so the gate is on the refusals.
+        let source = throttle_key(actor);
         let refuse = |reason: &'static str, prefix: Option<String>| async move {
-            let a = Actor { id: prefix.clone(), kind: "api_key", ..actor.clone() };
-            let _ = self
-                .record(
-                    &a,
-                    "security",
-                    "apikey.use",
-                    "denied",
-                    "warning",
-                    ("api_key", prefix),
-                    serde_json::json!({ "reason": reason }),
-                )
-                .await;
-            Ok(None)
+            match self.noise.admit(NoiseKind::RefusedApiKey, &source, reason) {
+                Verdict::Record => {
+                    let a = Actor { id: prefix.clone(), kind: "api_key", ..actor.clone() };
+                    let _ = self
+                        .record(
+                            &a,
+                            "security",
+                            "apikey.use",
+                            "denied",
+                            "warning",
+                            ("api_key", prefix),
+                            serde_json::json!({ "reason": reason }),
+                        )
+                        .await;
+                    Ok(KeyCheck::Refused)
+                }
+                Verdict::Count => Ok(KeyCheck::Refused),
+                Verdict::Refuse { retry_after_secs } => Ok(KeyCheck::Throttled { retry_after_secs }),
+            }
         };
         let Some(prefix) = apikey::prefix_of(token) else { return refuse("malformed key", None).await };
         let row = self
@@ -1656,12 +1914,64 @@ impl Identity {
                 .await?;
         }
         let scopes: String = r.try_get("", "scopes")?;
-        Ok(Some(ApiPrincipal {
+        Ok(KeyCheck::Valid(ApiPrincipal {
             key_id: id,
             prefix: prefix.to_owned(),
             name: r.try_get("", "name")?,
             scopes: scopes.split_whitespace().filter_map(Scope::parse).collect(),
         }))
+    }
+
+    /// Whether an API key is still usable (not revoked, not expired): live
+    /// streams check it again every few seconds.
+    pub async fn api_key_usable(&self, key_id: i64) -> Result<bool, IdentityError> {
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(
+                self.db.stmt("SELECT expires_at, revoked_at FROM api_keys WHERE id = ?", vec![key_id.into()]),
+            )
+            .await?;
+        let Some(r) = row else { return Ok(false) };
+        let now = self.now();
+        Ok(r.try_get::<Option<i64>>("", "revoked_at")?.is_none()
+            && r.try_get::<Option<i64>>("", "expires_at")?.is_none_or(|e| e > now))
+    }
+
+    /// The gate for anonymous noise (the server gates anonymous API calls
+    /// through it too).
+    pub fn noise(&self) -> &NoiseGate {
+        &self.noise
+    }
+
+    /// Records the summaries of noise minutes that have ended: one event per
+    /// kind, source and minute, with how many requests it stands for.
+    pub async fn record_noise_summaries(&self) {
+        for n in self.noise.drain() {
+            let actor = Actor { kind: "anonymous", channel: "api", ..Actor::default() };
+            let details = serde_json::json!({
+                "kind": n.kind.as_str(),
+                "requests": n.unrecorded,
+                "refused_429": n.refused,
+                "first_at_us": n.first_us,
+                "last_at_us": n.last_us,
+                "note": "requests after the first of the minute from this source, counted instead of recorded one by one",
+            });
+            if let Err(e) = self
+                .record(
+                    &actor,
+                    "security",
+                    n.kind.summary_action(),
+                    "denied",
+                    "warning",
+                    ("address", Some(n.source)),
+                    details,
+                )
+                .await
+            {
+                tracing::error!(error = %e, "could not record a summary of refused requests");
+            }
+        }
     }
 }
 

@@ -40,6 +40,26 @@ impl Throttle {
         Some(u64::try_from(oldest + self.window_us - now).unwrap_or(0).div_ceil(1_000_000).max(1))
     }
 
+    /// Takes a slot before the work it guards (a password hash): counted as
+    /// a failure at once, so that concurrent attempts cannot all pass the
+    /// check before any of them fails. `Err` holds the seconds to wait.
+    /// A success gives the slot back with [`Throttle::refund`].
+    pub fn take(&self, key: &str) -> Result<(), u64> {
+        if let Some(wait) = self.check(key) {
+            return Err(wait);
+        }
+        self.fail(key);
+        Ok(())
+    }
+
+    /// Gives back the newest slot of a key (the attempt succeeded).
+    pub fn refund(&self, key: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = map.get_mut(key) {
+            q.pop_back();
+        }
+    }
+
     /// Counts a failure.
     pub fn fail(&self, key: &str) {
         let now = self.clock.now_us();
@@ -58,6 +78,31 @@ impl Throttle {
     /// Forgets a key's failures (after a success).
     pub fn reset(&self, key: &str) {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// The client's address as the access layer resolved it (the peer, or the
+/// forwarded address when the peer is a trusted proxy). Put in a request's
+/// extensions by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+/// The key an address is throttled under: an IPv4 address as itself, an
+/// IPv6 address by its /64 (one subscriber usually holds a whole /64, so
+/// per-address limits would be trivially evaded), an IPv4-mapped IPv6
+/// address as the IPv4 address.
+pub fn address_key(ip: std::net::IpAddr) -> String {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
     }
 }
 
@@ -83,5 +128,26 @@ mod tests {
         t.fail("x");
         t.reset("x");
         assert_eq!(t.check("x"), None);
+    }
+
+    #[test]
+    fn a_slot_is_taken_before_the_work_and_refunded_after_a_success() {
+        let clock = Arc::new(ManualClock::new(1_000_000_000_000));
+        let t = Throttle::new(2, 60, clock);
+        assert_eq!(t.take("a"), Ok(()));
+        assert_eq!(t.take("a"), Ok(()));
+        assert!(t.take("a").is_err(), "two attempts in flight use the two slots");
+        t.refund("a");
+        assert_eq!(t.take("a"), Ok(()), "a success gives its slot back");
+    }
+
+    #[test]
+    fn ipv6_addresses_are_throttled_per_64_and_mapped_ipv4_as_ipv4() {
+        let k = |s: &str| address_key(s.parse().unwrap());
+        assert_eq!(k("192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("2001:db8:1:2:aaaa::1"), k("2001:db8:1:2:bbbb::99"));
+        assert_eq!(k("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
+        assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
     }
 }

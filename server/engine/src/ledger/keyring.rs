@@ -211,11 +211,12 @@ impl Keyring {
         &self.origin
     }
 
-    /// The key that seals new payloads.
-    pub fn current(&self) -> Arc<DataKey> {
+    /// The key that seals new payloads. `current` is set together with
+    /// `keys`, so a miss is a bug; it is an error, never a fallback key
+    /// (an all-zero key would seal events anyone could open).
+    pub fn current(&self) -> Result<Arc<DataKey>, LedgerError> {
         let d = self.data.read().unwrap_or_else(|p| p.into_inner());
-        // INVARIANT: `current` is always a key of `keys` (set together).
-        d.keys.get(&d.current).cloned().unwrap_or_else(|| Arc::new(DataKey::derive(0, &[0; 32])))
+        d.keys.get(&d.current).cloned().ok_or(LedgerError::KeysMissing)
     }
 
     /// A data key by id, if this process knows it.
@@ -283,9 +284,31 @@ impl Keyring {
         Ok(())
     }
 
+    /// The id the next key will get.
+    pub async fn next_key_id(db: &Database) -> Result<u32, LedgerError> {
+        let next: i64 = db
+            .conn()
+            .query_one_raw(
+                db.stmt("SELECT CAST(COALESCE(MAX(key_id), 0) + 1 AS BIGINT) AS next FROM ledger_keys", vec![]),
+            )
+            .await?
+            .map(|r| r.try_get("", "next"))
+            .transpose()?
+            .unwrap_or(1);
+        u32::try_from(next).map_err(|_| LedgerError::Corrupt("key ids exhausted".into()))
+    }
+
     /// Creates a new data key and seals new payloads with it from now on.
-    /// Old keys stay for reading. Returns the new key's id.
-    pub async fn rotate(&self, db: &Database, clock: &dyn Clock, rng: &dyn RandomSource) -> Result<u32, LedgerError> {
+    /// Old keys stay for reading. Returns the new key's id. With `expected`,
+    /// refuses if the new key would get another id (another process rotated
+    /// since the rotation was recorded).
+    pub async fn rotate(
+        &self,
+        db: &Database,
+        clock: &dyn Clock,
+        rng: &dyn RandomSource,
+        expected: Option<u32>,
+    ) -> Result<u32, LedgerError> {
         let mut dek = Zeroizing::new([0u8; 32]);
         rng.fill(dek.as_mut_slice())?;
         let mut iv = [0u8; 16];
@@ -302,6 +325,12 @@ impl Keyring {
             .transpose()?
             .unwrap_or(1);
         let key_id = u32::try_from(next).map_err(|_| LedgerError::Corrupt("key ids exhausted".into()))?;
+        if expected.is_some_and(|e| e != key_id) {
+            return Err(LedgerError::Invalid(format!(
+                "another rotation made key {} first; this one was not made",
+                key_id - 1
+            )));
+        }
         let wrapped = self.kek.wrap(KeyPurpose::Data, key_id, &iv, &dek);
         txn.execute_raw(db.stmt(
             "INSERT INTO ledger_keys (key_id, purpose, wrapped, public_key, created_at) VALUES (?, 'data', ?, NULL, ?)",

@@ -11,6 +11,7 @@ pub mod keyring;
 pub mod merkle;
 pub mod note;
 pub mod purge;
+pub mod purge_record;
 pub mod rollup;
 pub mod service;
 pub mod sqlite_direct;

@@ -7,11 +7,17 @@
 //!    the starting chain state, the covering signed checkpoint and a
 //!    consistency proof from the purged prefix to it, then every entry.
 //! 3. A `ledger.purge` entry (the anchor) is appended to the ledger.
-//! 4. In one transaction: a `ledger_purges` row authorises the delete (the
-//!    database refuses it otherwise), the rows are deleted, the row is closed.
+//! 4. The purge record (anchor, range, chain value, frontier, archive
+//!    digest: `purge_record`) is signed with the ledger's key.
+//! 5. In one transaction: a `ledger_purges` row with the signed record
+//!    authorises the delete (the database refuses it otherwise, and refuses
+//!    a row whose anchor the server did not write), the rows are deleted,
+//!    the row is closed.
 //!
-//! Verification then starts from the anchor's chain value and frontier; the
-//! following signed checkpoints prove that state right.
+//! Verification then starts from the signed chain value and frontier after
+//! checking the record's signature (and, with the KEK, that the anchor
+//! entry says the same); the following signed checkpoints prove that state
+//! right.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -238,12 +244,23 @@ impl Ledger {
             ))
             .await?;
 
+        let record = super::purge_record::PurgeRecord {
+            origin: self.origin().to_owned(),
+            anchor_seq: anchor.seq,
+            from_seq: from,
+            through_seq: through,
+            chain_hash: last.chain_hash,
+            frontier: frontier.encode(),
+            archive_sha256: digest,
+            archive_name: name.clone(),
+        };
+        let note = record.sign(self.keys().signer());
         let txn = self.db().conn().begin().await?;
         let b = txn.get_database_backend();
         txn.execute_raw(crate::storage::stmt_for(
             b,
             "INSERT INTO ledger_purges (anchor_seq, from_seq, through_seq, chain_hash, frontier, archive_sha256, \
-             archive_name, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+             archive_name, active, created_at, note) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
             vec![
                 seq_value(anchor.seq),
                 seq_value(from),
@@ -253,6 +270,7 @@ impl Ledger {
                 digest.to_vec().into(),
                 name.clone().into(),
                 anchor.recorded_at_us.into(),
+                note.into(),
             ],
         ))
         .await?;

@@ -264,7 +264,7 @@ impl Ledger {
         if *self.inner.stop.borrow() {
             return Err(LedgerError::Closed);
         }
-        let key = self.inner.keys.current();
+        let key = self.inner.keys.current()?;
         let mut items = Vec::with_capacity(entries.len());
         for e in entries {
             let mut iv = [0u8; 16];
@@ -296,9 +296,10 @@ impl Ledger {
         make_checkpoint(&self.inner).await
     }
 
-    /// The latest stored checkpoint.
+    /// The latest checkpoint signed with the ledger's key (rows that do not
+    /// verify are passed over).
     pub async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, LedgerError> {
-        store::latest_checkpoint(self.inner.db.conn()).await
+        store::latest_signed_checkpoint(self.inner.db.conn(), &self.verifier()).await
     }
 
     /// All stored checkpoints.
@@ -338,7 +339,18 @@ impl Ledger {
 
     /// Creates a new data key; new events are sealed with it, old keys still read.
     pub async fn rotate_key(&self) -> Result<u32, LedgerError> {
-        self.inner.keys.rotate(&self.inner.db, self.inner.clock.as_ref(), self.inner.rng.as_ref()).await
+        self.inner.keys.rotate(&self.inner.db, self.inner.clock.as_ref(), self.inner.rng.as_ref(), None).await
+    }
+
+    /// The id the next data key will get.
+    pub async fn next_key_id(&self) -> Result<u32, LedgerError> {
+        Keyring::next_key_id(&self.inner.db).await
+    }
+
+    /// Creates a new data key with exactly the id `expected` (refused if
+    /// another rotation took it).
+    pub async fn rotate_key_to(&self, expected: u32) -> Result<u32, LedgerError> {
+        self.inner.keys.rotate(&self.inner.db, self.inner.clock.as_ref(), self.inner.rng.as_ref(), Some(expected)).await
     }
 
     /// One stored entry.
@@ -433,7 +445,8 @@ impl Ledger {
 /// onto or signed. Returns the head, now trusted.
 async fn verify_tail_at_start(db: &Database, keys: &Keyring) -> Result<Head, LedgerError> {
     let head = store::read_head(db.conn()).await?;
-    let from = store::latest_checkpoint(db.conn()).await?.map_or(1, |c| c.tree_size + 1);
+    let from =
+        store::latest_signed_checkpoint(db.conn(), &keys.signer().verifier()).await?.map_or(1, |c| c.tree_size + 1);
     if head.seq >= from {
         let report = super::verify::verify(
             db,
@@ -1015,7 +1028,7 @@ async fn run_checkpointer(inner: Arc<Inner>) {
 
 async fn make_checkpoint(inner: &Inner) -> Result<Option<CheckpointRow>, LedgerError> {
     let conn = inner.db.conn();
-    let latest = store::latest_checkpoint(conn).await?;
+    let latest = store::latest_signed_checkpoint(conn, &inner.keys.signer().verifier()).await?;
     let (seq, root) = *inner.committed.borrow();
     if seq == 0 || latest.as_ref().is_some_and(|c| c.tree_size >= seq) {
         return Ok(latest);

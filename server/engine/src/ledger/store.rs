@@ -306,6 +306,31 @@ pub async fn latest_checkpoint(conn: &impl ConnectionTrait) -> Result<Option<Che
     row.as_ref().map(checkpoint_from_row).transpose()
 }
 
+/// The newest checkpoint whose note is signed by `verifier` and agrees
+/// with its row. Rows that do not verify (written behind Custos's back) are
+/// passed over: an unsigned row claiming a huge tree must not stop
+/// checkpointing, nor be served as the ledger's state. Verification reports
+/// such rows.
+pub async fn latest_signed_checkpoint(
+    conn: &impl ConnectionTrait,
+    verifier: &super::note::NoteVerifier,
+) -> Result<Option<CheckpointRow>, LedgerError> {
+    let mut before = None;
+    loop {
+        let page = read_checkpoints_page(conn, 64, before).await?;
+        let Some(last) = page.last() else { return Ok(None) };
+        before = Some(last.tree_size);
+        for row in page {
+            let signed = verifier.open_checkpoint(&row.note).is_ok_and(|c| {
+                c.tree_size == row.tree_size && c.root_hash == row.root_hash && c.origin == verifier.name()
+            });
+            if signed {
+                return Ok(Some(row));
+            }
+        }
+    }
+}
+
 /// Existing entries among `ids`: event id -> (seq, recorded_at).
 pub async fn find_event_ids(
     conn: &impl ConnectionTrait,
@@ -387,6 +412,27 @@ pub struct PurgeRow {
     pub archive_sha256: Hash,
     /// File name of the archive bundle.
     pub archive_name: String,
+    /// The signed purge record (`purge_record`); None only in a database
+    /// tampered with (the database refuses a purge without one).
+    pub note: Option<String>,
+}
+
+const PURGE_COLUMNS: &str =
+    "anchor_seq, from_seq, through_seq, chain_hash, frontier, archive_sha256, archive_name, note";
+
+fn purge_from_row(r: &QueryResult) -> Result<PurgeRow, LedgerError> {
+    let through_seq = to_u64(r.try_get("", "through_seq")?, "through seq")?;
+    let frontier_bytes: Vec<u8> = r.try_get("", "frontier")?;
+    Ok(PurgeRow {
+        anchor_seq: to_u64(r.try_get("", "anchor_seq")?, "anchor seq")?,
+        from_seq: to_u64(r.try_get("", "from_seq")?, "from seq")?,
+        through_seq,
+        chain_hash: get_array::<32>(r, "chain_hash")?,
+        frontier: Frontier::decode(through_seq, &frontier_bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))?,
+        archive_sha256: get_array::<32>(r, "archive_sha256")?,
+        archive_name: r.try_get("", "archive_name")?,
+        note: r.try_get("", "note")?,
+    })
 }
 
 /// The most recent purge (largest `through_seq`), if any.
@@ -395,23 +441,53 @@ pub async fn latest_purge(conn: &impl ConnectionTrait) -> Result<Option<PurgeRow
     let row = conn
         .query_one_raw(stmt_for(
             b,
-            "SELECT anchor_seq, from_seq, through_seq, chain_hash, frontier, archive_sha256, archive_name \
-             FROM ledger_purges ORDER BY through_seq DESC LIMIT 1",
+            &format!("SELECT {PURGE_COLUMNS} FROM ledger_purges ORDER BY through_seq DESC LIMIT 1"),
             vec![],
         ))
         .await?;
-    let Some(r) = row else { return Ok(None) };
-    let through_seq = to_u64(r.try_get("", "through_seq")?, "through seq")?;
-    let frontier_bytes: Vec<u8> = r.try_get("", "frontier")?;
-    Ok(Some(PurgeRow {
-        anchor_seq: to_u64(r.try_get("", "anchor_seq")?, "anchor seq")?,
-        from_seq: to_u64(r.try_get("", "from_seq")?, "from seq")?,
-        through_seq,
-        chain_hash: get_array::<32>(&r, "chain_hash")?,
-        frontier: Frontier::decode(through_seq, &frontier_bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))?,
-        archive_sha256: get_array::<32>(&r, "archive_sha256")?,
-        archive_name: r.try_get("", "archive_name")?,
-    }))
+    row.as_ref().map(purge_from_row).transpose()
+}
+
+/// Every purge, oldest first.
+pub async fn all_purges(conn: &impl ConnectionTrait) -> Result<Vec<PurgeRow>, LedgerError> {
+    let b = conn.get_database_backend();
+    let rows = conn
+        .query_all_raw(stmt_for(b, &format!("SELECT {PURGE_COLUMNS} FROM ledger_purges ORDER BY through_seq"), vec![]))
+        .await?;
+    rows.iter().map(purge_from_row).collect()
+}
+
+/// Stored Merkle nodes in (level, index) order after `after`, a page at a time.
+pub async fn read_nodes_page(
+    conn: &impl ConnectionTrait,
+    after: Option<(u32, u64)>,
+    limit: u64,
+) -> Result<Vec<(u32, u64, Hash)>, LedgerError> {
+    let b = conn.get_database_backend();
+    let (cond, values) = match after {
+        None => (String::new(), vec![]),
+        Some((level, idx)) => (
+            "WHERE level > ? OR (level = ? AND idx > ?)".to_owned(),
+            vec![i64::from(level).into(), i64::from(level).into(), seq_value(idx)],
+        ),
+    };
+    let rows = conn
+        .query_all_raw(stmt_for(
+            b,
+            &format!(
+                "SELECT CAST(level AS BIGINT) AS level, idx, hash FROM merkle_nodes {cond} ORDER BY level, idx LIMIT {limit}"
+            ),
+            values,
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let level: i64 = r.try_get("", "level")?;
+            let level =
+                u32::try_from(level).map_err(|_| LedgerError::Corrupt("merkle node level out of range".into()))?;
+            Ok((level, to_u64(r.try_get("", "idx")?, "node index")?, get_array::<32>(r, "hash")?))
+        })
+        .collect()
 }
 
 /// The largest seq present in `ledger_entries` (0 when empty).

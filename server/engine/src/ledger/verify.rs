@@ -13,7 +13,14 @@
 //!   from the leaves at its tree size equals the signed root (this catches a
 //!   ledger rewritten consistently by someone without the signing key);
 //! - that the ledger is not shorter than its latest checkpoint (truncation)
-//!   and agrees with the stored head.
+//!   and agrees with the stored head;
+//! - every stored Merkle node (the ones inclusion and consistency proofs are
+//!   served from) against the node recomputed from the leaves;
+//! - every purge record's signature, and with the KEK that its anchor entry
+//!   (MAC checked) says the same;
+//! - checkpoints an auditor kept (`--trusted-checkpoint`): the ledger must
+//!   still hold their trees (a consistency proof to the latest signed
+//!   checkpoint, and the root recomputed from the leaves where they are kept).
 //!
 //! Verification stops at the first failure and says which seq and why.
 
@@ -23,7 +30,7 @@ use super::encoding::{self, GENESIS_CHAIN};
 use super::error::LedgerError;
 use super::keyring::Keyring;
 use super::merkle::Frontier;
-use super::note::NoteVerifier;
+use super::note::{Checkpoint, NoteVerifier};
 use super::store;
 use super::types::{Hash, StoredEntry};
 use crate::storage::Database;
@@ -237,6 +244,29 @@ pub enum FailureKind {
     HeadMismatch,
     /// A stored key fails authentication under the KEK.
     KeyTampered,
+    /// A stored Merkle node differs from the one recomputed from the leaves
+    /// (or is missing, or should not exist).
+    NodeMismatch,
+    /// A purge record is unsigned, its signature does not verify, or its
+    /// anchor entry does not say the same.
+    PurgeInvalid,
+}
+
+/// A purge the verified ledger starts after (its signed record checked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PurgedRange {
+    /// First purged seq.
+    pub from_seq: u64,
+    /// Last purged seq.
+    pub through_seq: u64,
+    /// The anchor entry recording the purge.
+    pub anchor_seq: u64,
+    /// SHA-256 of the archive bundle holding the purged entries (hex).
+    pub archive_sha256: String,
+    /// The archive's file name.
+    pub archive_name: String,
+    /// The anchor entry was opened with the KEK and matches the record.
+    pub anchor_checked: bool,
 }
 
 /// The first failure found.
@@ -267,6 +297,12 @@ pub struct VerifyReport {
     pub checkpoints_matched: u64,
     /// Largest tree size proven equal to a signed checkpoint.
     pub verified_tree_size: Option<u64>,
+    /// Stored Merkle nodes compared with the recomputed ones.
+    pub nodes_checked: u64,
+    /// Checkpoints given by the auditor that the ledger was proven to extend.
+    pub trusted_checkpoints: u64,
+    /// Purges (oldest first): the ranges no longer in the ledger.
+    pub purges: Vec<PurgedRange>,
     /// The first failure, if any.
     pub failure: Option<Failure>,
 }
@@ -301,6 +337,19 @@ pub async fn verify(
     verifier: &NoteVerifier,
     keys: Option<&Keyring>,
     scope: VerifyScope,
+    progress: impl FnMut(Progress) + Send,
+) -> Result<VerifyReport, LedgerError> {
+    verify_with(db, verifier, keys, scope, &[], progress).await
+}
+
+/// [`verify`], also proving that the ledger extends each of `trusted`:
+/// checkpoints an auditor kept, whose signatures the caller has checked.
+pub async fn verify_with(
+    db: &Database,
+    verifier: &NoteVerifier,
+    keys: Option<&Keyring>,
+    scope: VerifyScope,
+    trusted: &[Checkpoint],
     mut progress: impl FnMut(Progress) + Send,
 ) -> Result<VerifyReport, LedgerError> {
     let conn = db.conn();
@@ -318,6 +367,9 @@ pub async fn verify(
         checkpoints_signed: 0,
         checkpoints_matched: 0,
         verified_tree_size: None,
+        nodes_checked: 0,
+        trusted_checkpoints: 0,
+        purges: Vec::new(),
         failure: None,
     };
 
@@ -350,6 +402,75 @@ pub async fn verify(
         return Ok(report);
     }
 
+    // 1b. Purge records: signed, and (with the KEK) agreeing with their anchors.
+    for p in store::all_purges(conn).await? {
+        // A later purge may have archived an earlier purge's anchor: then
+        // only its signed record is left to check.
+        let anchor_kept = p.anchor_seq >= retained_from;
+        match check_purge(conn, verifier, keys, &p, anchor_kept).await? {
+            Ok(anchor_checked) => report.purges.push(PurgedRange {
+                from_seq: p.from_seq,
+                through_seq: p.through_seq,
+                anchor_seq: p.anchor_seq,
+                archive_sha256: hex::encode(p.archive_sha256),
+                archive_name: p.archive_name.clone(),
+                anchor_checked,
+            }),
+            Err(why) => {
+                fail(
+                    &mut report,
+                    Some(p.anchor_seq),
+                    FailureKind::PurgeInvalid,
+                    format!("the purge of seq {}..={} (anchor seq {}): {why}", p.from_seq, p.through_seq, p.anchor_seq),
+                );
+                return Ok(report);
+            }
+        }
+    }
+
+    // 1c. Checkpoints the auditor kept: the ledger must still hold their
+    // trees. Beyond the head: truncated. Otherwise a consistency proof (from
+    // the stored nodes, which step 5 checks) to the latest signed checkpoint.
+    let max_seq = head.seq.max(store::max_entry_seq(conn).await?);
+    let latest_signed = checkpoints.iter().copied().max_by_key(|(size, _)| *size);
+    for t in trusted {
+        if t.tree_size > max_seq {
+            fail(
+                &mut report,
+                Some(max_seq + 1),
+                FailureKind::Truncated,
+                format!(
+                    "a checkpoint you kept covers {} entries but the ledger ends at seq {max_seq}: it was truncated",
+                    t.tree_size
+                ),
+            );
+            return Ok(report);
+        }
+        if let Some((size, root)) = latest_signed
+            && size >= t.tree_size
+            && t.tree_size > 0
+        {
+            let mut proof = Vec::new();
+            for r in super::merkle::consistency_ranges(t.tree_size, size) {
+                proof.push(store::range_hash(conn, r).await?);
+            }
+            if super::merkle::verify_consistency(t.tree_size, size, &t.root_hash, &root, &proof).is_err() {
+                fail(
+                    &mut report,
+                    Some(t.tree_size),
+                    FailureKind::RootMismatch,
+                    format!(
+                        "the ledger is not an extension of the checkpoint you kept ({} entries): its first {} entries \
+                         were rewritten",
+                        t.tree_size, t.tree_size
+                    ),
+                );
+                return Ok(report);
+            }
+        }
+        report.trusted_checkpoints += 1;
+    }
+
     // 2. Starting state: genesis, the purge anchor, or the stored state before `from`.
     let (mut chain, mut frontier): (Hash, Frontier) = if from == 1 {
         (GENESIS_CHAIN, Frontier::new())
@@ -362,13 +483,19 @@ pub async fn verify(
         (prev.chain_hash, store::frontier_at(conn, from - 1).await?)
     };
     // Owned (no closure held across the awaits below: the future stays Send).
-    let pending: Vec<(u64, Hash)> = checkpoints.iter().copied().filter(|(size, _)| *size >= from).collect();
+    // The auditor's checkpoints within reach are recomputed from the leaves too.
+    let mut pending: Vec<(u64, Hash)> = checkpoints.iter().copied().filter(|(size, _)| *size >= from).collect();
+    pending.extend(trusted.iter().filter(|t| t.tree_size >= from).map(|t| (t.tree_size, t.root_hash)));
+    pending.sort();
+    pending.dedup();
     let mut cps = pending.iter().peekable();
     let mut last_matched = from - 1;
     let total = (to + 1).saturating_sub(from);
     progress(Progress { checked: 0, total });
 
-    // 3. Entries.
+    // 3. Entries. The stored Merkle nodes the scan completes are kept, to be
+    // compared with the stored ones (step 5): about one per 128 entries.
+    let mut nodes: std::collections::HashMap<(u32, u64), Hash> = std::collections::HashMap::new();
     let mut expected = from;
     let mut pages = EntryPages::open(db, from, to, keys.map(Keyring::snapshot));
     'pages: while let Some(page) = pages.next().await {
@@ -443,7 +570,11 @@ pub async fn verify(
                 }
             }
             chain = next_chain;
-            frontier.push(leaf, |_, _, _| {});
+            frontier.push(leaf, |level, index, hash| {
+                if level >= super::merkle::STORED_MIN_LEVEL {
+                    nodes.insert((level, index), *hash);
+                }
+            });
             report.entries_checked += 1;
             expected += 1;
             while let Some((size, root)) = cps.peek() {
@@ -515,7 +646,158 @@ pub async fn verify(
             );
         }
     }
+    if report.failure.is_some() {
+        return Ok(report);
+    }
+
+    // 5. Stored Merkle nodes: each must equal the node recomputed from the
+    // leaves (inclusion and consistency proofs are served from them).
+    let scanned_to = expected - 1;
+    let mut after = None;
+    let mut beyond: Vec<(u64, u64, String)> = Vec::new();
+    'nodes: loop {
+        let page = store::read_nodes_page(conn, after, PAGE).await?;
+        let Some(&(level, idx, _)) = page.last() else { break };
+        after = Some((level, idx));
+        for (level, idx, hash) in page {
+            let Some((first, last)) = node_span(level, idx) else {
+                fail(
+                    &mut report,
+                    None,
+                    FailureKind::NodeMismatch,
+                    format!("a stored Merkle node has an impossible position (level {level}, index {idx})"),
+                );
+                break 'nodes;
+            };
+            if last < from {
+                continue;
+            }
+            let place = format!("the stored Merkle node over seq {first}..={last} (level {level}, index {idx})");
+            match nodes.remove(&(level, idx)) {
+                Some(h) if h == hash => report.nodes_checked += 1,
+                Some(_) => {
+                    fail(
+                        &mut report,
+                        Some(first),
+                        FailureKind::NodeMismatch,
+                        format!(
+                            "{place} differs from the one recomputed from those entries (proofs served from it would be false)"
+                        ),
+                    );
+                    break 'nodes;
+                }
+                None if last <= scanned_to => {
+                    fail(
+                        &mut report,
+                        Some(first),
+                        FailureKind::NodeMismatch,
+                        format!("{place} should not exist: the entries do not produce it"),
+                    );
+                    break 'nodes;
+                }
+                // Beyond what was scanned: appended since (checked below
+                // against the head), or beyond the end of the ledger.
+                None => beyond.push((first, last, place)),
+            }
+        }
+    }
+    // Nodes and the head are committed together: a node past the head
+    // read now was never committed by Custos.
+    if report.failure.is_none() && full_tail && !beyond.is_empty() {
+        let head_now = store::read_head(conn).await?.seq;
+        if let Some((first, _, place)) = beyond.into_iter().find(|(_, last, _)| *last > head_now) {
+            fail(
+                &mut report,
+                Some(first),
+                FailureKind::NodeMismatch,
+                format!("{place} lies beyond the end of the ledger (seq {head_now})"),
+            );
+        }
+    }
+    if report.failure.is_none()
+        && let Some(&(level, idx)) = nodes.keys().min_by_key(|(l, i)| node_span(*l, *i).map(|s| s.0))
+    {
+        let (first, last) = node_span(level, idx).unwrap_or((0, 0));
+        fail(
+            &mut report,
+            Some(first),
+            FailureKind::NodeMismatch,
+            format!("the stored Merkle node over seq {first}..={last} (level {level}, index {idx}) is missing"),
+        );
+    }
     Ok(report)
+}
+
+/// The seqs (first, last) a Merkle node covers; None for a position no
+/// tree of u64 leaves has.
+fn node_span(level: u32, idx: u64) -> Option<(u64, u64)> {
+    let width = 1u64.checked_shl(level)?;
+    let start = idx.checked_mul(width)?;
+    Some((start.checked_add(1)?, start.checked_add(width)?))
+}
+
+/// Checks a purge record: signed with the ledger's key, matching the stored
+/// purge, anchored on an entry the server wrote, and (with the KEK) that
+/// entry's sealed payload says the same. `Ok(Err(why))` when it does not
+/// hold; `Ok(Ok(anchor_opened))` when it does.
+async fn check_purge(
+    conn: &impl sea_orm::ConnectionTrait,
+    verifier: &NoteVerifier,
+    keys: Option<&Keyring>,
+    p: &store::PurgeRow,
+    anchor_kept: bool,
+) -> Result<Result<bool, String>, LedgerError> {
+    use super::purge_record::PurgeRecord;
+    let Some(note) = p.note.as_deref() else {
+        return Ok(Err("it has no signed purge record".into()));
+    };
+    let rec = match PurgeRecord::open(note, verifier) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let matches = rec.origin == verifier.name()
+        && rec.anchor_seq == p.anchor_seq
+        && rec.from_seq == p.from_seq
+        && rec.through_seq == p.through_seq
+        && rec.chain_hash == p.chain_hash
+        && rec.frontier == p.frontier.encode()
+        && rec.archive_sha256 == p.archive_sha256
+        && rec.archive_name == p.archive_name;
+    if !matches {
+        return Ok(Err("the stored purge does not match its signed record".into()));
+    }
+    if !anchor_kept {
+        return Ok(Ok(false));
+    }
+    let Some(anchor) = store::read_entry(conn, p.anchor_seq).await? else {
+        return Ok(Err("its anchor entry is missing".into()));
+    };
+    let f = &anchor.header.fields;
+    if f.action != "ledger.purge"
+        || f.actor_id.as_deref() != Some("custos")
+        || f.actor_kind.as_deref() != Some("system")
+        || f.source_app.as_deref() != Some("custos")
+    {
+        return Ok(Err("its anchor entry was not written by the server".into()));
+    }
+    let Some(keys) = keys else { return Ok(Ok(false)) };
+    let Some(key) = keys.get(anchor.key_id) else {
+        return Ok(Err(format!("its anchor entry names unknown key {}", anchor.key_id)));
+    };
+    let plain = match key.open(&encoding::header_bytes(&anchor.header), &anchor.iv, &anchor.ciphertext, &anchor.mac) {
+        Ok(p) => p,
+        Err(_) => return Ok(Err("its anchor entry fails its MAC or does not decrypt".into())),
+    };
+    let v: serde_json::Value = serde_json::from_slice(&plain).unwrap_or_default();
+    let says = v["from_seq"].as_u64() == Some(p.from_seq)
+        && v["through_seq"].as_u64() == Some(p.through_seq)
+        && v["chain_hash"].as_str() == Some(hex::encode(p.chain_hash).as_str())
+        && v["frontier"].as_str() == Some(hex::encode(p.frontier.encode()).as_str())
+        && v["archive_sha256"].as_str() == Some(hex::encode(p.archive_sha256).as_str());
+    if !says {
+        return Ok(Err("its anchor entry records a different purge".into()));
+    }
+    Ok(Ok(true))
 }
 
 /// An inclusion proof checked against a signed checkpoint.
@@ -600,7 +882,7 @@ pub async fn verify_entry(
         },
     };
     let mut inclusion = None;
-    if let Some(cp) = store::latest_checkpoint(conn).await?.filter(|c| c.tree_size >= seq) {
+    if let Some(cp) = store::latest_signed_checkpoint(conn, verifier).await?.filter(|c| c.tree_size >= seq) {
         let signed = verifier.open_checkpoint(&cp.note).ok();
         let mut hashes = Vec::new();
         for r in super::merkle::inclusion_ranges(seq - 1, cp.tree_size) {

@@ -16,15 +16,56 @@ use crate::support::{TestDb, both_backends, open_ledger};
 const N: u64 = 3000;
 
 /// A verification event as the API records it.
-fn e_template(ledger: &custos_engine::ledger::Ledger, outcome: &str, details: Value) -> Value {
-    let mut e = Demo::new(9, 1, ledger.now_us(), 1000).event(0);
-    e["id"] = uuid::Uuid::now_v7().to_string().into();
-    e["category"] = "integrity".into();
-    e["action"] = "audit.verify".into();
-    e["outcome"] = outcome.into();
-    e["occurred_at"] = chrono::Utc::now().to_rfc3339().into();
-    e["details"] = details;
-    e
+/// A verification as the server records it (`audit.verify` by custos).
+fn verification(ledger: &custos_engine::ledger::Ledger, outcome: &str, details: Value) -> custos_model::Event {
+    custos_model::Event {
+        id: uuid::Uuid::now_v7(),
+        occurred_at_us: ledger.now_us(),
+        category: "integrity".into(),
+        action: "audit.verify".into(),
+        outcome: outcome.into(),
+        reason: None,
+        severity: "info".into(),
+        actor: custos_model::Actor {
+            id: "custos".into(),
+            kind: "system".into(),
+            name: None,
+            ip: None,
+            user_agent: None,
+            session_id: None,
+        },
+        resource: None,
+        tenant: None,
+        source: custos_model::Source { application: Some("custos".into()), host: None, channel: "system".into() },
+        correlation: Default::default(),
+        metrics: None,
+        details: Some(details),
+    }
+}
+
+/// The same event sealed as a client's (its sealed submitter an API key),
+/// as an entry from before ingest refused Custos's namespaces would be.
+fn sealed_as_client(e: &custos_model::Event) -> custos_engine::ledger::NewEntry {
+    let payload = serde_json::json!({ "v": 1, "event": e, "unmasked": {}, "policy": 0, "submitted_by": "api_key:forger", "digest": null });
+    custos_engine::ledger::NewEntry {
+        event_id: e.id,
+        occurred_at_us: e.occurred_at_us,
+        fields: custos_engine::ledger::types::HeaderFields {
+            category: e.category.clone(),
+            action: e.action.clone(),
+            outcome: e.outcome.clone(),
+            severity: e.severity.clone(),
+            actor_id: Some(e.actor.id.clone()),
+            actor_kind: Some(e.actor.kind.clone()),
+            resource_type: None,
+            resource_id: None,
+            tenant: None,
+            channel: Some(e.source.channel.clone()),
+            source_app: e.source.application.clone(),
+        },
+        payload: payload.to_string().into_bytes(),
+        duration_ms: None,
+    }
 }
 
 fn status<'a>(r: &'a custos_engine::events::model::ComplianceReport, id: &str) -> &'a str {
@@ -111,32 +152,43 @@ both_backends! {
         // A verification recorded as the API records it.
         let report = ledger.verify(Default::default(), |_| {}).await.unwrap();
         assert!(report.is_intact());
+        // A client cannot send one: Custos's namespaces are refused at ingest.
         let mut e = custos_engine::events::demo::Demo::new(9, 1, ledger.now_us(), 1000).event(0);
-        e["category"] = "integrity".into();
         e["action"] = "audit.verify".into();
-        e["outcome"] = "success".into();
         e["occurred_at"] = chrono::Utc::now().to_rfc3339().into();
-        e["details"] = serde_json::json!({ "report": report });
-        events.ingest(&[e], None, &Submitter { principal: "test".into() }).await.unwrap();
+        let refused = events.ingest(&[e], None, &Submitter { principal: "test".into() }).await.unwrap_err();
+        assert!(format!("{refused:?}").contains("reserves for its own records"), "{refused:?}");
+        // Nor does a client-sealed success (an entry from before that rule) count.
+        let forged = verification(&ledger, "success", serde_json::json!({ "report": report }));
+        ledger.append_one(sealed_as_client(&forged)).await.unwrap();
+        assert!(events.recent_by_action("audit.verify", 5).await.unwrap().is_empty());
+        assert_eq!(status(&events.compliance(24).await.unwrap(), "chain_verified"), "fail", "a forged success is ignored");
+        events.record(verification(&ledger, "success", serde_json::json!({ "report": report }))).await.unwrap();
         let history = events.recent_by_action("audit.verify", 5).await.unwrap();
         assert_eq!(history.len(), 1);
         let r = events.compliance(24).await.unwrap();
         assert_eq!(status(&r, "chain_verified"), "pass", "{:?}", r.checks[0]);
         // An intact verification of a range alone does not change that; a
         // failed one of any range since fails the check, naming its seq.
-        let mut partial = e_template(&ledger, "success", serde_json::json!({
+        let partial = verification(&ledger, "success", serde_json::json!({
             "scope": {"from_seq": 2, "to_seq": 3},
             "report": {"from_seq": 2, "to_seq": 3, "entries_checked": 2, "failure": null}
         }));
-        events.ingest(std::slice::from_ref(&partial), None, &Submitter { principal: "test".into() }).await.unwrap();
+        events.record(partial).await.unwrap();
         assert_eq!(status(&events.compliance(24).await.unwrap(), "chain_verified"), "pass");
-        partial = e_template(&ledger, "failure", serde_json::json!({
+        let failed = verification(&ledger, "failure", serde_json::json!({
             "scope": {"from_seq": 2, "to_seq": 3},
             "report": {"from_seq": 2, "to_seq": 3, "entries_checked": 0, "failure": {"seq": 2, "kind": "mac", "detail": "x"}}
         }));
-        events.ingest(std::slice::from_ref(&partial), None, &Submitter { principal: "test".into() }).await.unwrap();
+        events.record(failed).await.unwrap();
         let r = events.compliance(24).await.unwrap();
         assert_eq!(status(&r, "chain_verified"), "fail");
+        assert!(r.checks[0].detail.contains("FAILED at seq 2"), "{}", r.checks[0].detail);
+        // A forged success of the whole ledger after it hides nothing.
+        let whole = verification(&ledger, "success", serde_json::json!({ "scope": {"from_seq": null, "to_seq": null}, "report": report }));
+        ledger.append_one(sealed_as_client(&whole)).await.unwrap();
+        let r = events.compliance(24).await.unwrap();
+        assert_eq!(status(&r, "chain_verified"), "fail", "a forged success does not hide the failure");
         assert!(r.checks[0].detail.contains("FAILED at seq 2"), "{}", r.checks[0].detail);
         ledger.checkpoint_now().await.unwrap();
         let r = events.compliance(24).await.unwrap();

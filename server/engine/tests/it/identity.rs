@@ -227,7 +227,7 @@ both_backends! {
         let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
         let admin = Actor::system("cli");
         let (key, token) = env.id.create_api_key(&admin, "portal ingest", &[Scope::Ingest], Some(T0 + 3_600_000_000)).await.unwrap();
-        let p = env.id.authenticate_api_key(token.expose_secret(), &client("10.3.0.1")).await.unwrap().unwrap();
+        let p = env.id.authenticate_api_key(token.expose_secret(), &client("10.3.0.1")).await.unwrap().valid().unwrap();
         assert_eq!(p.scopes, [Scope::Ingest]);
         assert!(p.permissions().allows(Permission::AuditIngest) && !p.permissions().allows(Permission::AuditRead));
         let listed = env.id.list_api_keys().await.unwrap();
@@ -237,14 +237,15 @@ both_backends! {
         let mut forged = token.expose_secret().to_owned();
         let last = forged.pop().unwrap();
         forged.push(if last == 'A' { 'B' } else { 'A' });
-        assert!(env.id.authenticate_api_key(&forged, &client("10.3.0.1")).await.unwrap().is_none());
+        assert!(env.id.authenticate_api_key(&forged, &client("10.3.0.1")).await.unwrap().valid().is_none());
         env.clock.advance_us(3_600_000_001);
-        assert!(env.id.authenticate_api_key(token.expose_secret(), &client("10.3.0.1")).await.unwrap().is_none(), "expired");
+        assert!(env.id.authenticate_api_key(token.expose_secret(), &client("10.3.0.1")).await.unwrap().valid().is_none(), "expired");
 
         let (_, reader) = env.id.create_api_key(&admin, "reader", &[Scope::Read], None).await.unwrap();
         let reader_prefix = custos_engine::identity::apikey::prefix_of(reader.expose_secret()).unwrap().to_owned();
         env.id.revoke_api_key(&admin, &reader_prefix).await.unwrap();
-        assert!(env.id.authenticate_api_key(reader.expose_secret(), &client("10.3.0.1")).await.unwrap().is_none(), "revoked");
+        // (From another address: refusals are recorded once per source and minute.)
+        assert!(env.id.authenticate_api_key(reader.expose_secret(), &client("10.3.0.2")).await.unwrap().valid().is_none(), "revoked");
         assert!(env.id.create_api_key(&admin, "none", &[], None).await.is_err());
 
         let events = env.events().await;
@@ -285,6 +286,151 @@ both_backends! {
         for want in ["role.create", "role.update", "role.delete", "user.roles.update", "user.disable"] {
             assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
         }
+        env.done().await;
+    }
+}
+
+/// A signed-in user as an actor: what they may grant is what they hold.
+async fn acting(env: &Env, name: &str) -> Actor {
+    let LoginOutcome::Success(p) = login(&env.id, name, "long enough password", "10.9.0.1").await else {
+        panic!("{name} signs in")
+    };
+    Actor::user(&p, "ui")
+}
+
+both_backends! {
+    async fn user_management_cannot_grant_or_touch_more_than_it_holds(backend: Backend) {
+        let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
+        let system = Actor::system("cli");
+        let managers = PermissionSet::of(&[Permission::UserManage, Permission::AuditRead]);
+        env.id.create_role(&system, "user_admins", "", &managers, false).await.unwrap();
+        env.id.create_role(&system, "mfa_admins", "", &PermissionSet::of(&[Permission::Admin]), true).await.unwrap();
+        env.id.create_user(&system, user("manny", "long enough password", &["user_admins"])).await.unwrap();
+        env.id.create_user(&system, user("root2", "long enough password", &["admin"])).await.unwrap();
+        env.id.create_user(&system, user("vic", "long enough password", &["viewer"])).await.unwrap();
+        let manny = acting(&env, "manny").await;
+        let refused = |r: Result<(), IdentityError>, what: &str| match r {
+            Err(IdentityError::Refused(m)) => assert!(m.contains("only an admin"), "{what}: {m}"),
+            other => panic!("{what} must be refused: {other:?}"),
+        };
+        let admin_perms = PermissionSet::of(&[Permission::Admin]);
+        refused(env.id.create_role(&manny, "escalate", "", &admin_perms, false).await, "a role with admin");
+        let export = PermissionSet::of(&[Permission::AuditExport]);
+        refused(env.id.create_role(&manny, "exporters", "", &export, false).await, "a role granting what he lacks");
+        refused(env.id.create_user(&manny, user("sock", "long enough password", &["admin"])).await.map(|_| ()), "an admin user");
+        refused(env.id.set_roles(&manny, "vic", &["admin".into()]).await, "granting admin");
+        refused(env.id.set_roles(&manny, "root2", &["viewer".into()]).await, "demoting an admin");
+        refused(env.id.reset_password(&manny, "root2", &secret("taken over password"), false).await, "an admin's password");
+        refused(env.id.mfa_reset(&manny, "root2").await, "an admin's MFA");
+        refused(env.id.set_disabled(&manny, "root2", true).await, "disabling an admin");
+        refused(env.id.update_role(&manny, "mfa_admins", None, false).await, "lifting MFA from admins");
+        let key = env.id.create_api_key(&manny, "reader", &[Scope::Read], None).await;
+        assert!(key.is_ok(), "he holds audit:read: {key:?}");
+        refused(env.id.create_api_key(&manny, "ingest", &[Scope::Ingest], None).await.map(|_| ()), "an ingest key");
+        // Within what he holds, he may act.
+        env.id.create_user(&manny, user("newbie", "long enough password", &["viewer"])).await.unwrap();
+        env.id.reset_password(&manny, "vic", &secret("a fresh password 1"), true).await.unwrap();
+        env.id.set_disabled(&manny, "vic", true).await.unwrap();
+        // An admin may do all of it.
+        let root = acting(&env, "root2").await;
+        env.id.set_roles(&root, "vic", &["admin".into()]).await.unwrap();
+        env.id.update_role(&root, "mfa_admins", None, false).await.unwrap();
+        env.done().await;
+    }
+}
+
+both_backends! {
+    async fn credential_and_role_changes_move_the_session_epoch(backend: Backend) {
+        let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
+        let system = Actor::system("cli");
+        let uid = env.id.create_user(&system, user("eve", "long enough password", &["viewer", "compliance_officer"])).await.unwrap();
+        async fn epoch_of(env: &Env, uid: i64) -> Option<i64> {
+            env.id.principal(uid).await.unwrap().map(|p| p.session_epoch)
+        }
+        let e0 = epoch_of(&env, uid).await.unwrap();
+        let me = acting(&env, "eve").await;
+        let e1 = env.id.change_password(&me, uid, &secret("long enough password"), &secret("another long password")).await.unwrap();
+        assert!(e1 > e0, "a password change ends other sessions");
+        assert_eq!(epoch_of(&env, uid).await, Some(e1));
+        env.id.reset_password(&system, "eve", &secret("reset long password"), false).await.unwrap();
+        let e2 = epoch_of(&env, uid).await.unwrap();
+        assert!(e2 > e1, "a reset too");
+        env.id.mfa_reset(&system, "eve").await.unwrap();
+        let e3 = epoch_of(&env, uid).await.unwrap();
+        assert!(e3 > e2, "an MFA reset too");
+        env.id.set_roles(&system, "eve", &["viewer".into(), "compliance_officer".into(), "security_analyst".into()]).await.unwrap();
+        assert_eq!(epoch_of(&env, uid).await, Some(e3), "adding a role keeps sessions");
+        env.id.set_roles(&system, "eve", &["viewer".into()]).await.unwrap();
+        let e4 = epoch_of(&env, uid).await.unwrap();
+        assert!(e4 > e3, "removing a role ends sessions");
+        env.id.set_disabled(&system, "eve", true).await.unwrap();
+        assert_eq!(epoch_of(&env, uid).await, None, "a disabled user has no session at all");
+        env.done().await;
+    }
+}
+
+both_backends! {
+    async fn an_unknown_name_is_answered_like_an_account_and_recorded_as_a_pseudonym(backend: Backend) {
+        let settings = IdentitySettings { lockout_threshold: 3, lockout_secs: 600, ..IdentitySettings::default() };
+        let Some(env) = Env::new(backend, settings).await else { return };
+        env.id.create_user(&Actor::system("cli"), user("ada", "correct horse battery", &["viewer"])).await.unwrap();
+        // The same answers at the same attempts, known or not.
+        for n in 1..=4 {
+            let known = login(&env.id, "ada", "wrong password!!", &format!("10.7.0.{n}")).await;
+            let unknown = login(&env.id, "hunter2-typed-as-name", "wrong password!!", &format!("10.8.0.{n}")).await;
+            assert_eq!(format!("{known:?}"), format!("{unknown:?}"), "attempt {n}");
+        }
+        let events = env.events().await;
+        let failures: Vec<_> = events.iter().filter(|(a, o, _)| a == "user.login" && o == "failure").collect();
+        assert!(failures.iter().any(|(_, _, p)| p.contains("\"unknown:")), "{failures:?}");
+        assert!(events.iter().all(|(_, _, p)| !p.contains("hunter2-typed-as-name")), "what was typed is never stored");
+        env.done().await;
+    }
+}
+
+both_backends! {
+    async fn a_totp_code_used_twice_at_once_signs_in_once(backend: Backend) {
+        let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
+        let uid = env.id.create_user(&Actor::system("cli"), user("rex", "my long password", &["viewer"])).await.unwrap();
+        let me = Actor { id: Some(uid.to_string()), kind: "user", name: Some("rex".into()), channel: "ui", ..Actor::default() };
+        let enrol = env.id.mfa_begin(uid).await.unwrap();
+        let secret_bytes = base32_decode(&enrol.secret_base32);
+        let code_at = |t: i64| format!("{:06}", totp::hotp(&secret_bytes, totp::step_at(t), 6));
+        env.id.mfa_confirm(&me, uid, &code_at(env.clock.now_us())).await.unwrap();
+        env.clock.advance_us(60_000_000);
+        let code = code_at(env.clock.now_us());
+        let (c1, c2) = (client("10.2.0.1"), client("10.2.0.2"));
+        let (a, b) = tokio::join!(env.id.login_mfa(&c1, uid, &code), env.id.login_mfa(&c2, uid, &code));
+        let wins = [a.unwrap(), b.unwrap()].iter().filter(|o| matches!(o, LoginOutcome::Success(_))).count();
+        assert_eq!(wins, 1, "exactly one of two racing sign-ins with one code succeeds");
+        env.done().await;
+    }
+}
+
+both_backends! {
+    async fn parallel_sign_ins_cannot_outrun_the_address_throttle_and_noise_is_summarised(backend: Backend) {
+        let settings = IdentitySettings { ip_failures: 3, noise_per_minute: 1000, ..IdentitySettings::default() };
+        let Some(env) = Env::new(backend, settings).await else { return };
+        // Ten wrong passwords at once from one address: slots are taken
+        // before hashing, so at most three are ever checked.
+        let attempts = (0..10).map(|i| {
+            let id = &env.id;
+            async move { login(id, &format!("name{i}"), "wrong password!!", "198.51.100.7").await }
+        });
+        let outcomes = futures_util::future::join_all(attempts).await;
+        let throttled = outcomes.iter().filter(|o| matches!(o, LoginOutcome::Rejected(LoginRejection::Throttled { .. }))).count();
+        assert_eq!(throttled, 7, "{outcomes:?}");
+        // The throttled ones are recorded once, then counted in one summary per minute.
+        let denied = |events: &[(String, String, String)]| {
+            events.iter().filter(|(a, o, _)| a == "user.login" && o == "denied").count()
+        };
+        assert_eq!(denied(&env.events().await), 1);
+        env.clock.advance_us(60_000_000);
+        env.id.record_noise_summaries().await;
+        let events = env.events().await;
+        let summary: Vec<_> = events.iter().filter(|(a, _, _)| a == "user.login.summary").collect();
+        assert_eq!(summary.len(), 1, "{summary:?}");
+        assert!(summary[0].2.contains("\"requests\":6"), "{}", summary[0].2);
         env.done().await;
     }
 }

@@ -13,5 +13,6 @@ mod ledger;
 mod properties;
 mod purge;
 mod tamper;
+mod trust;
 #[macro_use]
 mod support;

@@ -85,6 +85,12 @@ impl ExportJobs {
         self.dir.join(format!("{id}.manifest"))
     }
 
+    /// Who an export belongs to, kept beside its manifest (streamed exports
+    /// have no job, and manifests outlive restarts).
+    fn owner_path(&self, id: Uuid) -> PathBuf {
+        self.dir.join(format!("{id}.owner"))
+    }
+
     fn file_path(&self, id: Uuid, format: ExportFormat) -> PathBuf {
         self.dir.join(format!("{id}.{}", format.ext()))
     }
@@ -99,7 +105,7 @@ impl ExportJobs {
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for e in entries.flatten() {
                 let path = e.path();
-                if path.extension().is_some_and(|x| x == "manifest") {
+                if path.extension().is_some_and(|x| x == "manifest" || x == "owner") {
                     continue;
                 }
                 let old = e
@@ -129,7 +135,14 @@ impl ExportJobs {
     }
 
     /// Starts a background export; returns its first status.
-    pub fn start(self: &Arc<Self>, events: Arc<Events>, prepared: PreparedExport, who: Requester) -> ExportJob {
+    /// `hold` (a slot of the caller's bounds) is kept until the export ends.
+    pub fn start(
+        self: &Arc<Self>,
+        events: Arc<Events>,
+        prepared: PreparedExport,
+        who: Requester,
+        hold: impl Send + 'static,
+    ) -> ExportJob {
         self.sweep();
         let (id, format, name) = (prepared.spec().id, prepared.spec().format, prepared.file_name());
         let job = Arc::new(Job {
@@ -143,13 +156,16 @@ impl ExportJobs {
         let view = view(id, &job);
         let jobs = self.clone();
         tokio::spawn(async move {
+            let _hold = hold;
             let path = jobs.file_path(id, format);
             let part = path.with_extension("part");
             let dir = jobs.dir.clone();
             let progress = job.progress.clone();
             let run = tokio::task::spawn_blocking(move || -> Result<ExportManifest, String> {
-                std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create the exports directory: {e}"))?;
-                let mut file = std::fs::File::create(&part).map_err(|e| format!("cannot create the file: {e}"))?;
+                crate::storage::create_private_dir(&dir)
+                    .map_err(|e| format!("cannot create the exports directory: {e}"))?;
+                let mut file =
+                    crate::storage::create_private_file(&part).map_err(|e| format!("cannot create the file: {e}"))?;
                 let m = prepared.run(&mut file, &progress).map_err(|e| e.to_string())?;
                 file.sync_all().map_err(|e| format!("cannot write the file: {e}"))?;
                 std::fs::rename(&part, &path).map_err(|e| format!("cannot write the file: {e}"))?;
@@ -200,8 +216,13 @@ impl ExportJobs {
         Ok((path, name, job.format.content_type()))
     }
 
-    /// An export's signed manifest (any export that ended here).
-    pub async fn manifest(&self, id: Uuid) -> Option<String> {
+    /// An export's signed manifest, for the export's owner only (any
+    /// export that ended here, background or streamed).
+    pub async fn manifest(&self, owner: &str, id: Uuid) -> Option<String> {
+        let who = tokio::fs::read_to_string(self.owner_path(id)).await.ok()?;
+        if who != owner {
+            return None;
+        }
         tokio::fs::read_to_string(self.manifest_path(id)).await.ok()
     }
 
@@ -218,11 +239,16 @@ impl ExportJobs {
         if let Ok(m) = &result {
             let note = manifest_note(m, events.ledger().keys().signer());
             let path = self.manifest_path(id);
-            let kept = async {
-                tokio::fs::create_dir_all(&self.dir).await?;
-                tokio::fs::write(&path, note).await
-            };
-            if let Err(e) = kept.await {
+            let (dir, owner_path, owner) = (self.dir.clone(), self.owner_path(id), who.owner.clone());
+            let manifest_path = path.clone();
+            let kept = tokio::task::spawn_blocking(move || {
+                crate::storage::create_private_dir(&dir)?;
+                crate::storage::write_private_file(&owner_path, owner.as_bytes())?;
+                crate::storage::write_private_file(&manifest_path, note.as_bytes())
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+            if let Err(e) = kept {
                 tracing::error!(error = %e, path = %path.display(), "cannot keep an export manifest");
             }
         }
@@ -230,6 +256,7 @@ impl ExportJobs {
             tracing::error!(error = %e, export = %id, "an export's record could not be committed");
             let _ = tokio::fs::remove_file(self.file_path(id, format)).await;
             let _ = tokio::fs::remove_file(self.manifest_path(id)).await;
+            let _ = tokio::fs::remove_file(self.owner_path(id)).await;
             return Err("the export could not be recorded in the ledger; its file was discarded".into());
         }
         result

@@ -436,7 +436,7 @@ impl PdfSink {
             8.5,
             false,
             "The file's SHA-256 is in the export's manifest, signed with the ledger's key: check both with \
-             `custos verify-export FILE MANIFEST --key KEY`.",
+             `custos verify-export FILE MANIFEST --public-key KEY`.",
         );
         p.ops
     }

@@ -1,0 +1,138 @@
+//! Bounds on expensive work per principal: verifications, exports, live
+//! tails and free-text scans. Each holds a slot for as long as it runs; a
+//! principal (a user, or an API key) over its bound gets 429 with
+//! `Retry-After`, and the server over its global bound too, so that one
+//! caller cannot take both cores or every connection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Expensive operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Work {
+    /// A whole-ledger or range verification.
+    Verify,
+    /// An export, streamed or in the background.
+    Export,
+    /// A live tail (server-sent events).
+    Tail,
+    /// A search with free text (decrypts what it scans).
+    TextScan,
+}
+
+impl Work {
+    /// (per principal, for the whole server).
+    fn bounds(self) -> (u32, u32) {
+        match self {
+            Work::Verify => (1, 2),
+            Work::Export => (2, 4),
+            Work::Tail => (4, 256),
+            Work::TextScan => (2, 8),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Work::Verify => "verification",
+            Work::Export => "export",
+            Work::Tail => "live tail",
+            Work::TextScan => "free-text search",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    per: HashMap<(Work, String), u32>,
+    total: HashMap<Work, u32>,
+}
+
+/// The slots in use.
+#[derive(Debug, Default)]
+pub struct Busy {
+    counts: Mutex<Counts>,
+}
+
+/// A slot; given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    busy: Arc<Busy>,
+    work: Work,
+    principal: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.busy.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.per.get_mut(&(self.work, self.principal.clone())) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.per.remove(&(self.work, std::mem::take(&mut self.principal)));
+            }
+        }
+        if let Some(n) = c.total.get_mut(&self.work) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+impl Busy {
+    /// Takes a slot of `work` for `principal`, or says why not (a 429).
+    pub fn start(self: &Arc<Self>, work: Work, principal: &str) -> Result<Slot, TooMany> {
+        let (per, total) = work.bounds();
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = c.per.get(&(work, principal.to_owned())).copied().unwrap_or(0);
+        let all = c.total.get(&work).copied().unwrap_or(0);
+        if mine >= per {
+            return Err(TooMany(format!(
+                "you already have {mine} {} running (at most {per} at once); wait for it to finish",
+                work.name()
+            )));
+        }
+        if all >= total {
+            return Err(TooMany(format!(
+                "the server is running {all} of {total} {}s at once; try again shortly",
+                work.name()
+            )));
+        }
+        *c.per.entry((work, principal.to_owned())).or_default() += 1;
+        *c.total.entry(work).or_default() += 1;
+        Ok(Slot { busy: self.clone(), work, principal: principal.to_owned() })
+    }
+}
+
+/// Why a slot was refused; answered as 429 with `Retry-After`, in the API's
+/// error shape.
+#[derive(Debug)]
+pub struct TooMany(pub String);
+
+impl IntoResponse for TooMany {
+    fn into_response(self) -> Response {
+        let mut res = crate::api::error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", self.0, vec![]);
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_bounded_per_principal_and_given_back() {
+        let busy = Arc::new(Busy::default());
+        let a = busy.start(Work::Verify, "user:1").unwrap();
+        let refused = busy.start(Work::Verify, "user:1").unwrap_err().into_response();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "5");
+        let b = busy.start(Work::Verify, "user:2").unwrap();
+        assert!(busy.start(Work::Verify, "user:3").is_err(), "two verifications at once server-wide");
+        drop(a);
+        let _c = busy.start(Work::Verify, "user:1").unwrap();
+        drop(b);
+        assert!(busy.start(Work::Export, "user:1").is_ok(), "kinds are independent");
+    }
+}
