@@ -41,13 +41,13 @@ pub async fn change_password(current_password: String, new_password: String) -> 
         .await
         .map_err(crate::server::identity_error)?;
     // Every other session of this user has ended; this one goes on.
-    let session: tower_sessions::Session = leptos_axum::extract()
-        .await
-        .map_err(|e| crate::server::internal_error("CU-ID-502", "cannot read the session", &e))?;
-    session
-        .insert(custos_engine::identity::service::SESSION_EPOCH_KEY, epoch)
-        .await
-        .map_err(|e| crate::server::internal_error("CU-ID-502", "cannot keep the session", &e))
+    let kept = async {
+        let session: tower_sessions::Session = leptos_axum::extract().await.map_err(|e| e.to_string())?;
+        session.insert(custos_engine::identity::service::SESSION_EPOCH_KEY, epoch).await.map_err(|e| e.to_string())
+    };
+    kept.await.map_err(|e| {
+        crate::server::internal_error("CU-ID-502", "password changed; please sign in again with the new one", &e)
+    })
 }
 
 /// Starts TOTP enrolment for the signed-in user.

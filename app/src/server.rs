@@ -132,6 +132,7 @@ pub fn identity_error(e: custos_engine::identity::service::IdentityError) -> Ser
         E::NotFound(_) => refuse(S::NOT_FOUND, format!("CU-ID-404: {e}")),
         E::Conflict(_) => refuse(S::CONFLICT, format!("CU-ID-409: {e}")),
         E::Refused(_) => refuse(S::FORBIDDEN, format!("CU-ID-403: {e}")),
+        E::Busy => refuse(S::SERVICE_UNAVAILABLE, format!("CU-ID-429: {e}")),
         E::NotRecorded(_) => {
             internal_error("CU-ID-503", "the audit ledger could not record this change, so it was not made", &e)
         }

@@ -172,20 +172,30 @@ pub fn is_endpoint_path(path: &str) -> bool {
     path == "/api" || path == "/rpc" || path.starts_with("/api/") || path.starts_with("/rpc/")
 }
 
-/// The table's row for a request, if any. `HEAD` is looked up as `GET`
-/// (axum answers it with the GET handler), and the catch-all page row never
-/// covers `/api` or `/rpc`.
-pub fn find(method: &str, path: &str) -> Option<&'static Route> {
-    let method = if method.eq_ignore_ascii_case("HEAD") { "GET" } else { method };
-    ROUTES
-        .iter()
-        .find(|r| r.method == method && matches(r.path, path) && !(r.path == NOT_FOUND_PAGE && is_endpoint_path(path)))
+/// The method a request is looked up under: `HEAD` is `GET` (axum answers
+/// it with the GET handler), every other method is itself.
+pub fn table_method(method: &str) -> &str {
+    if method.eq_ignore_ascii_case("HEAD") { "GET" } else { method }
 }
 
-/// Whether a row (of another method) exists for this path: the answer to a
-/// wrong method is then 405, not 404.
-pub fn path_exists(path: &str) -> bool {
-    ROUTES.iter().any(|r| r.path != NOT_FOUND_PAGE && matches(r.path, path))
+/// The table's row for a request, if any (under [`table_method`]); the
+/// catch-all page row never covers `/api`, `/rpc` or the static files.
+pub fn find(method: &str, path: &str) -> Option<&'static Route> {
+    let method = table_method(method);
+    ROUTES.iter().find(|r| {
+        r.method == method
+            && matches(r.path, path)
+            && !(r.path == NOT_FOUND_PAGE && (is_endpoint_path(path) || is_static(path)))
+    })
+}
+
+/// The methods the table serves on a path (none: the path is unknown; the
+/// answer to a wrong method on a known path is 405 with these as `Allow`).
+pub fn methods_for(path: &str) -> Vec<&'static str> {
+    let mut m: Vec<&'static str> =
+        ROUTES.iter().filter(|r| r.path != NOT_FOUND_PAGE && matches(r.path, path)).map(|r| r.method).collect();
+    m.dedup();
+    m
 }
 
 /// What to do with a request.
@@ -259,7 +269,10 @@ mod tests {
         assert!(find("GET", "/api").is_none());
         assert_eq!(find("GET", "/no/such/page").map(|r| r.path), Some(NOT_FOUND_PAGE));
         assert!(find("POST", "/no/such/page").is_none());
-        assert!(path_exists("/api/audit") && !path_exists("/no/such/page"));
+        assert_eq!(methods_for("/api/policies/masking"), ["GET", "PUT"]);
+        assert!(methods_for("/no/such/page").is_empty());
+        // Static files are served to anyone, not taken for unknown pages.
+        assert!(find("GET", "/pkg/custos.js").is_none() && find("GET", "/favicon.ico").is_none());
     }
 
     #[test]

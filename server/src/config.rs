@@ -85,9 +85,11 @@ pub struct AuthSettings {
     pub failures_per_username: usize,
     /// The throttling window, in minutes.
     pub throttle_window_minutes: i64,
-    /// Anonymous API calls, refused API keys and throttled sign-ins per
-    /// client address and minute (each kind) before 429; the first of each
-    /// minute is recorded, the rest counted in one summary event.
+    /// Refused anonymous API calls and refused API keys per client address
+    /// and minute (each kind) before they are answered 429 and no longer
+    /// recorded. Below it, the first per endpoint and minute is recorded and
+    /// the rest counted in one summary event per minute (throttled sign-ins
+    /// and public reads are summarised the same way, never answered 429).
     pub anonymous_per_minute: u64,
 }
 

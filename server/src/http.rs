@@ -38,7 +38,7 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     /// Clients reach it over HTTPS, directly or through a TLS proxy
     /// (cookies `Secure`, HSTS).
-    pub tls: bool,
+    pub https: bool,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub proxies: Arc<crate::auth::client::TrustedProxies>,
     /// Expensive work in progress, bounded per principal.
@@ -88,7 +88,7 @@ pub fn wrap(
         .with_name("custos_session")
         .with_http_only(true)
         .with_same_site(tower_sessions::cookie::SameSite::Strict)
-        .with_secure(state.tls)
+        .with_secure(state.https)
         .with_path("/")
         .with_always_save(true)
         .with_expiry(tower_sessions::Expiry::OnInactivity(tower_sessions::cookie::time::Duration::seconds(

@@ -191,7 +191,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         started,
         shutting_down: shutting_down.clone(),
         identity: identity.clone(),
-        tls: config.https(),
+        https: config.https(),
         proxies: Arc::new(
             auth::client::TrustedProxies::parse(&config.server.trusted_proxies)
                 .map_err(|e| StartError::Events(format!("server.trusted_proxies: {e}")))?,

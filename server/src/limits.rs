@@ -34,12 +34,13 @@ impl Work {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// (one, many), for messages.
+    fn names(self) -> (&'static str, &'static str) {
         match self {
-            Work::Verify => "verification",
-            Work::Export => "export",
-            Work::Tail => "live tail",
-            Work::TextScan => "free-text search",
+            Work::Verify => ("verification", "verifications"),
+            Work::Export => ("export", "exports"),
+            Work::Tail => ("live tail", "live tails"),
+            Work::TextScan => ("free-text search", "free-text searches"),
         }
     }
 }
@@ -87,15 +88,16 @@ impl Busy {
         let mine = c.per.get(&(work, principal.to_owned())).copied().unwrap_or(0);
         let all = c.total.get(&work).copied().unwrap_or(0);
         if mine >= per {
+            let (one, many) = work.names();
             return Err(TooMany(format!(
-                "you already have {mine} {} running (at most {per} at once); wait for it to finish",
-                work.name()
+                "you already have {mine} {} running (at most {per} at once); wait for one to finish",
+                if mine == 1 { one } else { many }
             )));
         }
         if all >= total {
             return Err(TooMany(format!(
-                "the server is running {all} of {total} {}s at once; try again shortly",
-                work.name()
+                "the server is running {all} {} at once, its most; try again shortly",
+                work.names().1
             )));
         }
         *c.per.entry((work, principal.to_owned())).or_default() += 1;

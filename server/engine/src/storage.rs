@@ -27,8 +27,14 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt as _;
         builder.mode(0o700);
     }
-    builder.create(dir)?;
-    // An existing folder (made by an older version) is made private too.
+    builder.create(dir)
+}
+
+/// Makes a folder Custos owns outright (exports, archives) private, also
+/// when an older version created it with the default mode. Never used on
+/// folders the operator chose (the data directory may be shared).
+pub fn make_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    create_private_dir(dir)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -54,7 +60,8 @@ pub fn is_damaged_database(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Creates (or truncates) a file readable and writable by the owner only.
+/// Creates (or truncates) a file readable and writable by the owner only
+/// (an existing file is made so too).
 pub fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -63,7 +70,13 @@ pub fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::F
         use std::os::unix::fs::OpenOptionsExt as _;
         opts.mode(0o600);
     }
-    opts.open(path)
+    let file = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 /// Writes a whole file readable and writable by the owner only.

@@ -191,10 +191,13 @@ pub async fn search(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery
         Err(errors) => return bad_fields(errors),
     };
     // Free text decrypts what it scans: bounded per caller.
-    let _slot = match filter.q.is_some().then(|| s.busy.start(crate::limits::Work::TextScan, &ctx.principal())) {
-        Some(Err(r)) => return r.into_response(),
-        other => other.and_then(Result::ok),
-    };
+    let mut _slot = None;
+    if filter.q.is_some() {
+        match s.busy.start(crate::limits::Work::TextScan, &ctx.principal()) {
+            Ok(slot) => _slot = Some(slot),
+            Err(r) => return r.into_response(),
+        }
+    }
     match s.events.search(&filter).await {
         Ok(page) => axum::Json(page).into_response(),
         Err(e) => events_error(e),

@@ -8,6 +8,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custos_engine::events::SearchFilter;
+use custos_engine::identity::permission::Permission;
 use custos_model::{ApiError, Histogram, SavedSearch};
 use serde::Deserialize;
 
@@ -134,7 +135,7 @@ pub async fn tail(
                 _ = committed.changed() => {}
                 _ = tick.tick() => {}
                 _ = recheck.tick() => {
-                    if !crate::auth::still_valid(&s, &credential).await {
+                    if !crate::auth::still_valid(&s, &credential, Permission::AuditRead).await {
                         let _ = tx.send(Ok(Bytes::from_static(b"event: end\ndata: {\"reason\":\"signed out\"}\n\n"))).await;
                         return;
                     }

@@ -100,6 +100,11 @@ pub fn events_error(e: EventsError) -> Response {
             )
         }
         EventsError::Invalid(fe) => bad_fields(vec![fe]),
+        // A change refused for a state another caller changed first (a key
+        // rotation raced by another): nothing was made, try again.
+        EventsError::Ledger(custos_engine::ledger::LedgerError::Invalid(reason)) => {
+            error(StatusCode::CONFLICT, "conflict", format!("{reason}; nothing was changed"), vec![])
+        }
         EventsError::Ledger(e) => ledger_unavailable(&e),
         EventsError::Export(e) => ledger_unavailable(&e),
     }

@@ -165,7 +165,7 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         _ => path.chars().take(200).collect(),
     };
     let (category, action) = match route {
-        Some(r) => classify(if method == "HEAD" { "GET" } else { &method }, r.path),
+        Some(r) => classify(access::table_method(&method), r.path),
         None => ("data_access", "api.unknown".to_owned()),
     };
     let event = Event {

@@ -166,6 +166,17 @@ pub async fn start(
     if req.from_seq == Some(0) {
         return bad_field("from_seq", "seqs start at 1");
     }
+    // A range past the end cannot run: refused here rather than recorded as
+    // a verification that "could not run" (which the compliance page counts).
+    let head = match s.ledger.head().await {
+        Ok(h) => h.seq,
+        Err(e) => return super::ledger_unavailable(&e),
+    };
+    if let Some(from) = req.from_seq
+        && from > head
+    {
+        return bad_field("from_seq", format!("is beyond the ledger's last entry (seq {head})"));
+    }
     let slot = match s.busy.start(crate::limits::Work::Verify, &ctx.principal()) {
         Ok(slot) => slot,
         Err(r) => return r.into_response(),

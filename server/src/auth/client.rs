@@ -66,16 +66,27 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        // Right to left: each trusted hop appended the address it saw.
-        let hops: Vec<IpAddr> = headers
+        // Right to left: each trusted hop appended the address it saw, so
+        // the first untrusted one is the client. Walking stops at a hop that
+        // does not parse: what lies left of it is the client's own claim
+        // (a client cannot make its address unreadable and so fall back to
+        // the proxy's, which would throttle everyone behind it).
+        let hops: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .map(|h| h.trim().parse::<IpAddr>())
-            .collect::<Result<_, _>>()
-            .unwrap_or_default();
-        hops.iter().rev().copied().find(|ip| !self.trusts(*ip)).or_else(|| hops.first().copied()).unwrap_or(peer)
+            .map(str::trim)
+            .collect();
+        let mut nearest = peer;
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.parse::<IpAddr>() else { break };
+            nearest = ip;
+            if !self.trusts(ip) {
+                return ip;
+            }
+        }
+        nearest
     }
 }
 
@@ -100,8 +111,11 @@ mod tests {
         // A forged left part is skipped: the nearest untrusted hop counts.
         assert_eq!(p.client_ip(ip("10.1.2.3"), &headers("1.2.3.4, 198.51.100.1, 10.9.9.9")), ip("198.51.100.1"));
         assert_eq!(p.client_ip(ip("::1"), &headers("2001:db8::7")), ip("2001:db8::7"));
-        // Garbage in the header: the peer.
+        // Garbage in the header: the peer (only trusted hops were readable).
         assert_eq!(p.client_ip(ip("10.1.2.3"), &headers("not an address")), ip("10.1.2.3"));
+        // Garbage left of a real hop cannot pull the client into the proxy's bucket.
+        assert_eq!(p.client_ip(ip("10.1.2.3"), &headers("junk, 198.51.100.1")), ip("198.51.100.1"));
+        assert_eq!(p.client_ip(ip("10.1.2.3"), &headers("198.51.100.1, junk, 10.9.9.9")), ip("10.9.9.9"));
         assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).unwrap_err().contains("0 to 32"));
         assert!(TrustedProxies::parse(&["proxy.local".into()]).unwrap_err().contains("proxy.local"));
         assert!(TrustedProxies::parse(&[]).unwrap().client_ip(ip("10.0.0.1"), &headers("1.1.1.1")) == ip("10.0.0.1"));

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use custos_engine::identity::noise::{NoiseKind, Verdict};
+use custos_engine::identity::permission::Permission;
 use custos_engine::identity::service::{Actor, Caller, KeyCheck, LoginAttempt, LoginOutcome, LoginRejection};
 use custos_engine::identity::throttle::{ClientIp, address_key};
 use secrecy::SecretString;
@@ -85,11 +86,11 @@ pub enum Credential {
     },
 }
 
-/// Whether the credential that opened a stream still holds: the session
-/// still exists, has not timed out, and its user is enabled with the same
-/// epoch (no password, MFA or role change since); the key is neither
-/// revoked nor expired.
-pub async fn still_valid(s: &AppState, credential: &Credential) -> bool {
+/// Whether the credential that opened a stream still holds, and still
+/// grants `need`: the session still exists, has not timed out, and its user
+/// is enabled with the same epoch (no password, MFA or role change since)
+/// and owes no set-up; the key is neither revoked nor expired.
+pub async fn still_valid(s: &AppState, credential: &Credential, need: Permission) -> bool {
     match credential {
         Credential::None => false,
         Credential::ApiKey { key_id } => s.identity.api_key_usable(*key_id).await.unwrap_or(false),
@@ -102,15 +103,22 @@ pub async fn still_valid(s: &AppState, credential: &Credential) -> bool {
                 Ok(Some(record)) => record.data.get(USER_ID).and_then(|v| v.as_i64()) == Some(*user_id),
                 _ => false,
             };
-            alive && matches!(s.identity.principal(*user_id).await, Ok(Some(p)) if p.session_epoch == *epoch)
+            let granted = |p: &custos_engine::identity::service::Principal| {
+                p.session_epoch == *epoch
+                    && p.allows(need)
+                    && !p.must_change_password
+                    && (p.mfa_enabled || !p.mfa_required)
+            };
+            alive && matches!(s.identity.principal(*user_id).await, Ok(Some(p)) if granted(&p))
         }
     }
 }
 
 /// Works out who is calling: an API key (`Authorization: Bearer cst_…`) or
 /// the session's user; puts the `Caller`, the client's address and the
-/// `Credential` in the request's extensions. A source that keeps sending
-/// bad keys is answered 429 before any lookup.
+/// `Credential` in the request's extensions. Refused keys are recorded once
+/// per address, reason and minute; beyond the flood limit they are answered
+/// 429 and no longer recorded.
 pub async fn load_caller(State(s): State<AppState>, session: Session, mut req: Request, next: Next) -> Response {
     let now = s.ledger.now_us();
     if let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) {
@@ -271,10 +279,19 @@ fn refuse_unlisted(caller: &Caller, path: &str) -> Response {
     if !caller.is_authenticated() {
         return json_error(StatusCode::UNAUTHORIZED, "CU-AUTH-001", "sign in, or send an API key, to use this");
     }
-    if access::path_exists(path) {
-        return json_error(StatusCode::METHOD_NOT_ALLOWED, "CU-HTTP-405", "this method is not served on this path");
+    let methods = access::methods_for(path);
+    if !methods.is_empty() {
+        let mut res =
+            json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not served on this path");
+        if let Ok(v) = HeaderValue::from_str(&methods.join(", ")) {
+            res.headers_mut().insert(header::ALLOW, v);
+        }
+        return res;
     }
-    json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /api/openapi.json")
+    if path.starts_with("/rpc") {
+        return json_error(StatusCode::NOT_FOUND, "not_found", "no such server function");
+    }
+    json_error(StatusCode::NOT_FOUND, "not_found", "no such API endpoint; see /api/openapi.json")
 }
 
 /// Only a strict same-site path may be redirected to after sign-in: a `/`
@@ -344,7 +361,9 @@ pub async fn login(
         Ok(LoginOutcome::MfaRequired { user_id }) => {
             let stored = async {
                 session.cycle_id().await?;
-                session.insert(MFA_PENDING, (user_id, s.ledger.now_us())).await
+                // With the user's epoch: a password reset meanwhile voids it.
+                let epoch = s.identity.principal(user_id).await.ok().flatten().map_or(-1, |p| p.session_epoch);
+                session.insert(MFA_PENDING, (user_id, s.ledger.now_us(), epoch)).await
             };
             match stored.await {
                 Ok(()) => Redirect::to(&format!("/login/mfa?next={}", encode(&next))).into_response(),
@@ -380,8 +399,13 @@ pub async fn mfa(
 ) -> Response {
     let next = safe_next(&form.next).to_owned();
     let now = s.ledger.now_us();
-    let pending = session.get::<(i64, i64)>(MFA_PENDING).await.ok().flatten();
-    let Some((user_id, _)) = pending.filter(|(_, since)| now - since < MFA_PENDING_US) else {
+    let pending = session.get::<(i64, i64, i64)>(MFA_PENDING).await.ok().flatten();
+    let mut current = None;
+    if let Some((uid, _, _)) = pending {
+        current = s.identity.principal(uid).await.ok().flatten().map(|p| p.session_epoch);
+    }
+    let fresh = |(_, since, epoch): &(i64, i64, i64)| now - since < MFA_PENDING_US && current == Some(*epoch);
+    let Some((user_id, _, _)) = pending.filter(fresh) else {
         let _ = session.remove_value(MFA_PENDING).await;
         return Redirect::to(&format!("/login?error=expired&next={}", encode(&next))).into_response();
     };
@@ -436,7 +460,7 @@ pub async fn whoami(req: Request) -> Response {
 /// the nonce of their inline script).
 const CSP_NON_HTML: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-/// Security headers on every response; HSTS when served over TLS.
+/// Security headers on every response; HSTS when clients reach us over HTTPS.
 pub async fn security_headers(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let static_file = access::is_static(req.uri().path());
     let mut res = next.run(req).await;
@@ -451,7 +475,7 @@ pub async fn security_headers(State(s): State<AppState>, req: Request, next: Nex
         // Audit data is never to be kept in shared or browser caches.
         h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     }
-    if s.tls {
+    if s.https {
         h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     }
     res

@@ -46,7 +46,7 @@ pub struct VerifyArgs {
     /// repeatable): the ledger must still contain that tree. A ledger cut
     /// below it, or rewritten, fails (exit 1) even if the database's own
     /// checkpoints were removed or replaced.
-    #[arg(long = "trusted-checkpoint", value_name = "NOTE|FILE", conflicts_with_all = ["seq", "archive"])]
+    #[arg(long = "trusted-checkpoint", value_name = "NOTE|FILE", conflicts_with_all = ["seq", "archive", "from", "to"])]
     trusted_checkpoints: Vec<String>,
     /// Print the report as JSON on standard output.
     #[arg(long)]
@@ -192,7 +192,7 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
     let scope = VerifyScope { from_seq: args.from, to_seq: args.to };
     let report = match verify::verify_with(&db, &verifier, keys.as_ref(), scope, &trusted, progress).await {
         Ok(r) => r,
-        Err(e) if custos_engine::storage::is_damaged_database(&e) => return damaged(&e),
+        Err(e) if damaged_ledger(&e) => return damaged(&e),
         Err(e) => return failed("verification could not run", &e),
     };
     let elapsed = started.elapsed();
@@ -239,6 +239,18 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
     }
     let _ = db.close().await;
     if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// Whether a verification error means the ledger's stored state is damaged
+/// or gone (a corrupt file, a head or node row that does not decode, the
+/// ledger's tables missing), which is a failed verification, not a problem
+/// reading it.
+fn damaged_ledger(e: &custos_engine::ledger::LedgerError) -> bool {
+    let text = e.to_string();
+    matches!(e, custos_engine::ledger::LedgerError::Corrupt(_))
+        || custos_engine::storage::is_damaged_database(e)
+        || text.contains("no such table")
+        || (text.contains("relation") && text.contains("does not exist"))
 }
 
 /// The database file is damaged below SQL (cut short, overwritten): the

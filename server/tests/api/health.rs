@@ -57,7 +57,7 @@ both_backends! {
 use sea_orm::ConnectionTrait as _;
 
 #[tokio::test]
-async fn unknown_pages_are_404_and_a_missing_kek_stops_start_up() {
+async fn unknown_pages_send_anonymous_callers_to_sign_in_and_are_404_otherwise_and_a_missing_kek_stops_start_up() {
     let Some(app) = TestApp::spawn(Backend::Sqlite).await else { return };
     // Anonymous callers are sent to sign in: they learn nothing of what exists.
     let res = app.get("/no-such-page").await;

@@ -67,7 +67,7 @@ fn custos_verify_exits_0_when_intact_1_when_tampered_and_2_when_it_cannot_verify
     assert!(text(&wrong).contains("does not match this database"), "{}", text(&wrong));
 }
 
-/// A copy of a database file (and its WAL, if any) to tamper with.
+/// A copy of a (settled: no WAL left) database file to tamper with.
 fn copy_db(from: &std::path::Path, to: &std::path::Path) -> String {
     std::fs::copy(from, to).unwrap();
     format!("sqlite://{}", to.display())
@@ -158,6 +158,7 @@ async fn custos_verify_finds_a_cut_tail_a_changed_node_and_a_rollback_below_a_ke
         kek,
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("invalid --trusted-checkpoint"), "{}", text(&out));
 
     // 4. A stored Merkle node changed: proofs would lie, verification says so.
     let node = copy_db(&db, &dir.path().join("node.db"));
@@ -178,5 +179,19 @@ async fn custos_verify_finds_a_cut_tail_a_changed_node_and_a_rollback_below_a_ke
     let bytes = std::fs::read(&db).unwrap();
     std::fs::write(&short, &bytes[..bytes.len() * 3 / 4]).unwrap();
     let out = custos(&["verify", "--database", &format!("sqlite://{}", short.display()), "--public-key", &vkey], kek);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("the database file is damaged"), "{}", text(&out));
+    // The head row deleted (no trigger guards it: it moves at every commit),
+    // or the whole file emptied: failed, not "could not verify".
+    let headless = copy_db(&db, &dir.path().join("headless.db"));
+    rusqlite::Connection::open(dir.path().join("headless.db"))
+        .unwrap()
+        .execute_batch("DELETE FROM ledger_head;")
+        .unwrap();
+    let out = custos(&["verify", "--database", &headless, "--public-key", &vkey], kek);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let out = custos(&["verify", "--database", &format!("sqlite://{}", empty.display()), "--public-key", &vkey], kek);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }

@@ -172,6 +172,9 @@ pub const FRAMEWORKS: &[Mapping] = &[
     ),
 ];
 
+/// Most verification events read back to find the last full one.
+const FULL_SCAN: usize = 5000;
+
 /// Whether an `audit.verify` event is of the whole ledger (its requested
 /// scope has neither bound; recorded before scopes were: it started at seq 1).
 pub fn is_full_verification(v: &EventView) -> bool {
@@ -189,69 +192,88 @@ pub fn is_full_verification(v: &EventView) -> bool {
 
 impl Events {
     /// When the whole ledger was last verified (µs; whatever the outcome).
+    /// Range verifications in between, however many, do not hide it.
     pub async fn last_full_verification(&self) -> Result<Option<i64>, EventsError> {
-        Ok(self
-            .recent_by_action("audit.verify", 20)
-            .await?
-            .iter()
-            .find(|v| is_full_verification(v))
-            .and_then(|v| super::service::parse_rfc3339(&v.recorded_at)))
+        let back = self.own_by_action_until("audit.verify", FULL_SCAN, is_full_verification).await?;
+        Ok(back.last().filter(|v| is_full_verification(v)).and_then(|v| super::service::parse_rfc3339(&v.recorded_at)))
     }
 
     /// The newest events with `action` that the server sealed itself,
     /// newest first. Only entries whose sealed payload names Custos as the
     /// submitter count: an event a client sent (ingest refuses Custos's
-    /// namespaces, but entries from before that, or written by anyone with
-    /// the KEK's help, may exist) never stands for a verification. The hours
-    /// holding such events are found in the rollups, so the search never
-    /// walks the whole ledger.
+    /// namespaces, but entries from before that may exist) never stands for
+    /// a verification.
     pub async fn recent_by_action(&self, action: &str, limit: usize) -> Result<Vec<EventView>, EventsError> {
+        self.own_by_action_until(action, limit, |_| false).await
+    }
+
+    /// The server's own events with `action`, newest first, up to and with
+    /// the first one `stop` accepts, at most `max`. The hours holding such
+    /// events are found in the rollups (a few hours first, more if needed),
+    /// so the search does not walk the whole ledger.
+    pub async fn own_by_action_until(
+        &self,
+        action: &str,
+        max: usize,
+        stop: impl Fn(&EventView) -> bool,
+    ) -> Result<Vec<EventView>, EventsError> {
         let conn = self.ledger().db().conn();
         let b = conn.get_database_backend();
-        // The last hours with such an event (newest first: the key starts
-        // with the time, so this walks back only as far as needed); more
-        // hours than events wanted, as some may not be the server's own.
-        let hours = (limit as i64).saturating_mul(4).max(16);
-        let row = conn
-            .query_one_raw(stmt_for(
-                b,
-                "SELECT MIN(bucket) AS first FROM (SELECT bucket FROM audit_rollups \
-                 WHERE dimension = 'action' AND value = ? ORDER BY bucket DESC LIMIT ?) recent",
-                vec![action.into(), Value::BigInt(Some(hours))],
-            ))
-            .await?;
-        let first: Option<i64> = match row {
-            Some(r) => r.try_get("", "first").map_err(LedgerError::from)?,
-            None => None,
-        };
-        let Some(first) = first else { return Ok(Vec::new()) };
-        let f = SearchFilter {
-            actions: vec![action.into()],
-            from_us: Some(first * BUCKET_US),
-            descending: true,
-            limit: 200,
-            ..SearchFilter::default()
-        };
         let mut out = Vec::new();
         let mut after = None;
+        let mut hours = (max as i64).saturating_mul(4).clamp(16, 1 << 20);
         loop {
-            let (sql, values) = super::search::build_sql(&f, &[], &[], after, 200, b);
-            let rows = conn.query_all_raw(stmt_for(b, &sql, values)).await?;
-            let got = rows.len();
-            for r in &rows {
-                let entry = crate::ledger::store::entry_from_row(r)?;
-                after = Some(entry.header.seq);
-                let plain = self.ledger().open_payload(&entry).await?;
-                if super::service::sealed_by_server(&plain) {
-                    out.push(super::service::view_of(&entry, &plain, false));
-                    if out.len() >= limit {
-                        return Ok(out);
+            // The earliest of the last `hours` hours holding such an event
+            // (the rollup key starts with the time: this walks back only as
+            // far as needed).
+            let row = conn
+                .query_one_raw(stmt_for(
+                    b,
+                    "SELECT MIN(bucket) AS first, COUNT(*) AS n FROM (SELECT bucket FROM audit_rollups \
+                     WHERE dimension = 'action' AND value = ? ORDER BY bucket DESC LIMIT ?) recent",
+                    vec![action.into(), Value::BigInt(Some(hours))],
+                ))
+                .await?;
+            let (first, n): (Option<i64>, i64) = match row {
+                Some(r) => {
+                    (r.try_get("", "first").map_err(LedgerError::from)?, r.try_get("", "n").map_err(LedgerError::from)?)
+                }
+                None => (None, 0),
+            };
+            let Some(first) = first else { return Ok(out) };
+            let f = SearchFilter {
+                actions: vec![action.into()],
+                from_us: Some(first * BUCKET_US),
+                descending: true,
+                limit: 200,
+                ..SearchFilter::default()
+            };
+            loop {
+                let (sql, values) = super::search::build_sql(&f, &[], &[], after, 200, b);
+                let rows = conn.query_all_raw(stmt_for(b, &sql, values)).await?;
+                let got = rows.len();
+                for r in &rows {
+                    let entry = crate::ledger::store::entry_from_row(r)?;
+                    after = Some(entry.header.seq);
+                    let plain = self.ledger().open_payload(&entry).await?;
+                    if super::service::sealed_by_server(&plain) {
+                        let v = super::service::view_of(&entry, &plain, false);
+                        let done = stop(&v);
+                        out.push(v);
+                        if done || out.len() >= max {
+                            return Ok(out);
+                        }
                     }
                 }
+                if got < 200 {
+                    break;
+                }
             }
-            if got < 200 {
+            // Every hour holding the action has been read: nothing older.
+            if n < hours {
                 return Ok(out);
             }
+            hours = hours.saturating_mul(16);
         }
     }
 
@@ -336,7 +358,11 @@ impl Events {
 
         // The ledger was verified in full recently, and intact; any failed
         // verification since (of any range) fails the check.
-        let recent = self.recent_by_action("audit.verify", 20).await?;
+        // Back to the last intact verification of the whole ledger, however
+        // many range verifications came since.
+        let recent = self
+            .own_by_action_until("audit.verify", FULL_SCAN, |v| is_full_verification(v) && v.outcome == "success")
+            .await?;
         let window = format!("{verify_within_hours} h");
         let evidence = || {
             vec![

@@ -64,8 +64,36 @@ pub fn default_rules() -> Vec<MaskRule> {
 #[error("masking rules: {0}")]
 pub struct RulesError(pub String);
 
-/// Checks a rule list: one rule per detector, sane partial lengths.
+/// Checks a rule list before it is saved: the shape ([`check_shape`]) and
+/// the secret-key rule present, enabled, redacting and never keeping
+/// originals (the README promises secrets are never kept).
 pub fn check_rules(rules: &[MaskRule]) -> Result<(), RulesError> {
+    check_shape(rules)?;
+    for (i, r) in rules.iter().enumerate().filter(|(_, r)| r.detector == Detector::SecretKey) {
+        if r.keep_original {
+            return Err(RulesError(format!(
+                "rules[{i}].keep_original: secrets are never kept (not even for those who may unmask)"
+            )));
+        }
+        if !r.enabled {
+            return Err(RulesError(format!("rules[{i}].enabled: the secret-key rule cannot be turned off")));
+        }
+    }
+    if !rules.iter().any(|r| r.detector == Detector::SecretKey) {
+        return Err(RulesError(
+            "the secret-key rule (detector `secret_key`, action redact) is required: secrets are never stored".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The secret-key rule as it always applies.
+const SECRET_RULE: MaskRule =
+    MaskRule { detector: Detector::SecretKey, action: MaskAction::Redact, keep_original: false, enabled: true };
+
+/// Checks a rule list's shape: one rule per detector, sane partial lengths,
+/// secrets only redacted.
+pub fn check_shape(rules: &[MaskRule]) -> Result<(), RulesError> {
     let mut seen = std::collections::HashSet::new();
     for (i, r) in rules.iter().enumerate() {
         if !seen.insert(r.detector) {
@@ -79,19 +107,6 @@ pub fn check_rules(rules: &[MaskRule]) -> Result<(), RulesError> {
         if r.detector == Detector::SecretKey && r.action != MaskAction::Redact {
             return Err(RulesError(format!("rules[{i}]: secrets are only ever redacted")));
         }
-        if r.detector == Detector::SecretKey && r.keep_original {
-            return Err(RulesError(format!(
-                "rules[{i}].keep_original: secrets are never kept (not even for those who may unmask)"
-            )));
-        }
-        if r.detector == Detector::SecretKey && !r.enabled {
-            return Err(RulesError(format!("rules[{i}].enabled: the secret-key rule cannot be turned off")));
-        }
-    }
-    if !seen.contains(&Detector::SecretKey) {
-        return Err(RulesError(
-            "the secret-key rule (detector `secret_key`, action redact) is required: secrets are never stored".into(),
-        ));
     }
     Ok(())
 }
@@ -161,8 +176,15 @@ pub type Originals = BTreeMap<String, String>;
 
 impl Masker {
     /// Compiles a rule list.
-    pub fn new(rules: Vec<MaskRule>) -> Result<Masker, RulesError> {
-        check_rules(&rules)?;
+    /// A masker for a rule list of a valid shape. The secret-key rule always
+    /// applies as [`SECRET_RULE`], whatever the list says: a policy stored
+    /// before it was required still never keeps a secret.
+    pub fn new(mut rules: Vec<MaskRule>) -> Result<Masker, RulesError> {
+        check_shape(&rules)?;
+        match rules.iter_mut().find(|r| r.detector == Detector::SecretKey) {
+            Some(r) => *r = SECRET_RULE,
+            None => rules.insert(0, SECRET_RULE),
+        }
         let re = |p: &str| Regex::new(p).map_err(|e| RulesError(e.to_string()));
         Ok(Masker {
             rules,
@@ -410,6 +432,12 @@ mod tests {
         assert!(check_rules(&disabled).unwrap_err().0.contains("cannot be turned off"));
         assert!(check_rules(&[]).unwrap_err().0.contains("secret-key rule"));
         assert!(check_rules(&[secret]).is_ok());
+        // A policy stored before the rule was required still never keeps a secret.
+        let old = vec![MaskRule { keep_original: true, enabled: false, ..SECRET_RULE }];
+        let m = Masker::new(old).unwrap();
+        assert_eq!(m.rules(), &[SECRET_RULE]);
+        let m = Masker::new(vec![]).unwrap();
+        assert_eq!(m.rules(), &[SECRET_RULE], "and one without it gets it");
     }
 
     #[test]

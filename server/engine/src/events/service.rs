@@ -482,6 +482,7 @@ impl Events {
 
     /// Checks a rule list without saving it.
     pub fn check(rules: Vec<MaskRule>) -> Result<Masker, EventsError> {
+        super::mask::check_rules(&rules).map_err(|RulesError(e)| invalid("rules", e))?;
         Masker::new(rules).map_err(|RulesError(e)| invalid("rules", e))
     }
 

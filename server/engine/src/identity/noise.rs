@@ -9,8 +9,13 @@
 //!   recorded as it is (with its details);
 //! - the following ones are only counted, and once the minute is over one
 //!   summary event per source records how many there were;
-//! - beyond `limit` in a minute the request is refused (429) before any
-//!   work is done for it (no key lookup, no password hash, no query).
+//! - beyond `limit` in a minute: an anonymous call is refused (429) before
+//!   any work is done for it (no query, no record); a refused key is
+//!   answered 429 instead of 401 and not recorded (its lookup, one indexed
+//!   read, has been done: a valid key from the same address must work); a
+//!   throttled sign-in is answered as before (the address throttle already
+//!   refused it before any hash) and not recorded. Anonymous calls of public
+//!   endpoints are never refused, only counted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +27,7 @@ const MINUTE_US: i64 = 60_000_000;
 /// Most (kind, source) windows kept; beyond it new sources share one key.
 const MAX_SOURCES: usize = 50_000;
 /// Most topics recorded on their own per source and minute.
-const MAX_TOPICS: usize = 64;
+const MAX_TOPICS: usize = 4;
 /// The key sources share once [`MAX_SOURCES`] is reached.
 pub const OVERFLOW_SOURCE: &str = "(many sources)";
 
@@ -117,6 +122,9 @@ pub struct NoiseGate {
     clock: Arc<dyn Clock>,
     windows: Mutex<HashMap<(NoiseKind, String), Window>>,
     finished: Mutex<Vec<NoiseSummary>>,
+    /// The minute the full map was last swept (at most once a minute, so a
+    /// flood of new sources cannot make every request walk the map).
+    swept: std::sync::atomic::AtomicI64,
 }
 
 impl NoiseGate {
@@ -127,6 +135,7 @@ impl NoiseGate {
             clock,
             windows: Mutex::new(HashMap::new()),
             finished: Mutex::new(Vec::new()),
+            swept: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 
@@ -139,7 +148,9 @@ impl NoiseGate {
         let minute = now.div_euclid(MINUTE_US);
         let mut map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         let key = if map.len() >= MAX_SOURCES && !map.contains_key(&(kind, source.to_owned())) {
-            self.close_before(&mut map, minute);
+            if self.swept.swap(minute, std::sync::atomic::Ordering::Relaxed) != minute {
+                self.close_before(&mut map, minute);
+            }
             if map.len() >= MAX_SOURCES { OVERFLOW_SOURCE.to_owned() } else { source.to_owned() }
         } else {
             source.to_owned()

@@ -63,6 +63,9 @@ pub enum IdentityError {
     /// No randomness.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// Too many passwords waiting to be checked: try again in a few seconds.
+    #[error("too many sign-ins at once; try again in a few seconds")]
+    Busy,
 }
 
 impl From<UnknownPermission> for IdentityError {
@@ -445,6 +448,15 @@ struct UserRow {
     session_epoch: i64,
 }
 
+impl UserRow {
+    /// Consecutive failures that still count: none once a lock has run
+    /// out (a lock that expired starts the count afresh, as an unknown
+    /// name's does).
+    fn live_failures(&self, now: i64) -> i64 {
+        if self.locked_until.is_some_and(|t| t <= now) { 0 } else { self.failed_logins }
+    }
+}
+
 fn flag(r: &QueryResult, col: &str) -> Result<bool, DbErr> {
     Ok(r.try_get::<i16>("", col)? != 0)
 }
@@ -563,6 +575,18 @@ fn need_authority(actor: &Actor, involved: &PermissionSet, what: &str) -> Result
 /// Password hashes computed at once (each takes ~19 MiB and tens of ms of
 /// one core); more wait their turn instead of starving the server.
 const CONCURRENT_HASHES: usize = 2;
+/// Password checks that may wait for a turn; beyond, and after
+/// [`HASH_WAIT`], the attempt is refused (busy) instead of queueing for
+/// minutes behind a flood.
+const WAITING_HASHES: usize = 32;
+/// Longest wait for a turn to hash.
+const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The key a typed user name is throttled under: a digest, so that the
+/// throttles' memory does not grow with what is typed.
+fn name_key(name: &str) -> String {
+    hex::encode(&Sha256::digest(name.as_bytes())[..16])
+}
 
 /// The identity service.
 pub struct Identity {
@@ -580,6 +604,8 @@ pub struct Identity {
     noise: NoiseGate,
     /// Bounds concurrent password hashing.
     hashing: tokio::sync::Semaphore,
+    /// Password checks waiting for a turn.
+    hash_waiting: std::sync::atomic::AtomicUsize,
     /// A hash to verify against when the user does not exist, so that an
     /// unknown name costs as much time as a wrong password.
     dummy_hash: String,
@@ -613,6 +639,7 @@ impl Identity {
             ),
             noise: NoiseGate::new(settings.noise_per_minute, clock.clone()),
             hashing: tokio::sync::Semaphore::new(CONCURRENT_HASHES),
+            hash_waiting: std::sync::atomic::AtomicUsize::new(0),
             db,
             ledger,
             clock,
@@ -633,17 +660,32 @@ impl Identity {
         self.clock.now_us()
     }
 
-    /// Checks a password against a PHC string on the blocking pool, at most
-    /// [`CONCURRENT_HASHES`] at once.
-    async fn password_matches(&self, password: &SecretString, phc: &str) -> bool {
-        let Ok(_permit) = self.hashing.acquire().await else { return false };
-        let (pw, phc) = (password.clone(), phc.to_owned());
-        tokio::task::spawn_blocking(move || password::verify(pw.expose_secret(), &phc)).await.unwrap_or(false)
+    /// A turn to hash: at most [`CONCURRENT_HASHES`] at once, at most
+    /// [`WAITING_HASHES`] waiting, none waiting longer than [`HASH_WAIT`].
+    async fn hash_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, IdentityError> {
+        use std::sync::atomic::Ordering;
+        if self.hash_waiting.fetch_add(1, Ordering::SeqCst) >= WAITING_HASHES {
+            self.hash_waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(IdentityError::Busy);
+        }
+        let turn = tokio::time::timeout(HASH_WAIT, self.hashing.acquire()).await;
+        self.hash_waiting.fetch_sub(1, Ordering::SeqCst);
+        match turn {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(IdentityError::Busy),
+        }
     }
 
-    /// Hashes a password on the blocking pool, at most [`CONCURRENT_HASHES`] at once.
+    /// Checks a password against a PHC string on the blocking pool, in turn.
+    async fn password_matches(&self, password: &SecretString, phc: &str) -> Result<bool, IdentityError> {
+        let _permit = self.hash_turn().await?;
+        let (pw, phc) = (password.clone(), phc.to_owned());
+        Ok(tokio::task::spawn_blocking(move || password::verify(pw.expose_secret(), &phc)).await.unwrap_or(false))
+    }
+
+    /// Hashes a password on the blocking pool, in turn.
     async fn hash_password(&self, password: &SecretString) -> Result<String, IdentityError> {
-        let Ok(_permit) = self.hashing.acquire().await else { return Err(IdentityError::Hash) };
+        let _permit = self.hash_turn().await?;
         let (pw, rng) = (password.clone(), self.rng.clone());
         tokio::task::spawn_blocking(move || password::hash(pw.expose_secret(), rng.as_ref()))
             .await
@@ -1087,7 +1129,7 @@ impl Identity {
         new_password: &SecretString,
     ) -> Result<i64, IdentityError> {
         let u = self.user_by_id(user_id).await?.ok_or_else(|| IdentityError::NotFound("user".into()))?;
-        if !self.password_matches(current, &u.password_hash).await {
+        if !self.password_matches(current, &u.password_hash).await? {
             let _ = self
                 .record(
                     actor,
@@ -1292,6 +1334,9 @@ impl Identity {
             "before": { "permissions": role.permissions.to_text(), "require_mfa": role.require_mfa },
             "after": { "permissions": perms.to_text(), "require_mfa": require_mfa },
         });
+        // Members lose something (a permission, or their sessions' MFA
+        // exemption): their sessions end, as when a role is taken away.
+        let narrower = !role.permissions.not_held_by(&perms).is_empty() || (require_mfa && !role.require_mfa);
         let recorded = self.record_change(actor, "role.update", resource.clone(), details).await?;
         self.apply(actor, "role.update", recorded, resource, async {
             self.db
@@ -1306,6 +1351,11 @@ impl Identity {
                     ],
                 ))
                 .await?;
+            if narrower {
+                for member in self.role_member_ids(role.id).await? {
+                    self.end_sessions(member).await?;
+                }
+            }
             Ok(())
         })
         .await
@@ -1344,6 +1394,13 @@ impl Identity {
 
     // --- sign-in --------------------------------------------------------------
 
+    /// A user name as typed at sign-in, for the record: a keyed pseudonym
+    /// (`name:…`), never the text (it may be a password typed in the wrong
+    /// field); equal names give equal pseudonyms.
+    fn typed_name(&self, name: &str) -> String {
+        format!("name:{}", self.ledger.keys().pseudonym(name))
+    }
+
     /// Records a failed sign-in. `counted`: the throttles' slots were
     /// already taken for this attempt. `known`: the name is an account (an
     /// unknown name is recorded as a pseudonym: what was typed may be a
@@ -1353,11 +1410,11 @@ impl Identity {
         let name = normalize_username(username);
         if !counted {
             self.ip_throttle.fail(&throttle_key(actor));
-            self.name_throttle.fail(&name);
+            self.name_throttle.fail(&name_key(&name));
         }
         let mut locked_now = false;
         if let Some(u) = user {
-            let failures = u.failed_logins + 1;
+            let failures = u.live_failures(self.now()) + 1;
             let lock = failures >= self.settings.lockout_threshold;
             let until = lock.then(|| self.now() + self.settings.lockout_secs * 1_000_000);
             let res = self
@@ -1373,7 +1430,7 @@ impl Identity {
             }
             locked_now = lock && u.locked_until.is_none_or(|t| t <= self.now());
         }
-        let shown = if known { name } else { format!("unknown:{}", self.ledger.keys().pseudonym(&name)) };
+        let shown = if known { name } else { self.typed_name(&name) };
         let mut a = actor.clone();
         a.name = Some(shown.clone());
         a.id = user.map(|u| u.id.to_string());
@@ -1405,7 +1462,7 @@ impl Identity {
             // Recorded once per source and minute; the rest are counted.
             if self.noise.admit(NoiseKind::ThrottledSignIn, &ip_key, "sign-in") == Verdict::Record {
                 let mut a = actor.clone();
-                a.name = Some(format!("unknown:{}", self.ledger.keys().pseudonym(&name)));
+                a.name = Some(self.typed_name(&name));
                 let _ = self
                     .record(
                         &a,
@@ -1421,38 +1478,58 @@ impl Identity {
             return Ok(LoginOutcome::Rejected(LoginRejection::Throttled { retry_after_secs }));
         }
         let failed = Failed { actor: &actor, username: &name, counted: true };
+        // What no account can have is refused without hashing anything (a
+        // name or password megabytes long must cost neither memory nor time).
+        if name.chars().count() > 64 || attempt.password.expose_secret().len() > 4 * password::MAX_LENGTH {
+            self.login_failure(failed, "not a possible user name or password", None, false).await;
+            return Ok(LoginOutcome::Rejected(LoginRejection::InvalidCredentials));
+        }
+        let nkey = name_key(&name);
         // Throttled names get the lockout answer whether or not they exist.
-        if self.name_throttle.take(&name).is_err() {
-            self.password_matches(attempt.password, &self.dummy_hash).await;
+        if self.name_throttle.take(&nkey).is_err() {
             let known = self.find_user(&name).await?.is_some();
             self.login_failure(failed, "too many recent failures", None, known).await;
             return Ok(LoginOutcome::Rejected(LoginRejection::LockedOut));
         }
+        let checked = |r: Result<bool, IdentityError>| match r {
+            Ok(b) => Ok(b),
+            Err(IdentityError::Busy) => Err(LoginRejection::Throttled { retry_after_secs: 5 }),
+            Err(_) => Ok(false),
+        };
         let user = self.find_user(&name).await?;
         let Some(u) = user else {
             // An unknown name is "locked" at the same threshold as an account.
-            let locked = self.unknown_names.check(&name).is_some();
-            self.password_matches(attempt.password, &self.dummy_hash).await;
+            let locked = self.unknown_names.check(&nkey).is_some();
+            if let Err(busy) = checked(self.password_matches(attempt.password, &self.dummy_hash).await) {
+                return Ok(LoginOutcome::Rejected(busy));
+            }
             let reason = if locked { "unknown user (locked)" } else { "unknown user" };
             self.login_failure(failed, reason, None, false).await;
             if locked {
                 return Ok(LoginOutcome::Rejected(LoginRejection::LockedOut));
             }
-            self.unknown_names.fail(&name);
-            return Ok(LoginOutcome::Rejected(if self.unknown_names.check(&name).is_some() {
+            self.unknown_names.fail(&nkey);
+            return Ok(LoginOutcome::Rejected(if self.unknown_names.check(&nkey).is_some() {
                 LoginRejection::LockedOut
             } else {
                 LoginRejection::InvalidCredentials
             }));
         };
-        if u.locked_until.is_some_and(|t| t > self.now()) {
-            self.password_matches(attempt.password, &self.dummy_hash).await;
+        let now = self.now();
+        if u.locked_until.is_some_and(|t| t > now) {
+            if let Err(busy) = checked(self.password_matches(attempt.password, &self.dummy_hash).await) {
+                return Ok(LoginOutcome::Rejected(busy));
+            }
             self.login_failure(failed, "account locked", None, true).await;
             return Ok(LoginOutcome::Rejected(LoginRejection::LockedOut));
         }
-        if !self.password_matches(attempt.password, &u.password_hash).await {
+        let matches = match checked(self.password_matches(attempt.password, &u.password_hash).await) {
+            Ok(m) => m,
+            Err(busy) => return Ok(LoginOutcome::Rejected(busy)),
+        };
+        if !matches {
             self.login_failure(failed, "wrong password", Some(&u), true).await;
-            let locked = u.failed_logins + 1 >= self.settings.lockout_threshold;
+            let locked = u.live_failures(now) + 1 >= self.settings.lockout_threshold;
             return Ok(LoginOutcome::Rejected(if locked {
                 LoginRejection::LockedOut
             } else {
@@ -1472,7 +1549,7 @@ impl Identity {
     }
 
     async fn login_success(&self, actor: &Actor, u: &UserRow, mfa: bool) -> Result<Principal, IdentityError> {
-        self.name_throttle.reset(&u.username);
+        self.name_throttle.reset(&name_key(&u.username));
         self.db
             .conn()
             .execute_raw(self.db.stmt(
@@ -1832,6 +1909,9 @@ impl Identity {
         if key.revoked_us.is_some() {
             return Err(IdentityError::Conflict(format!("API key {prefix} is already revoked")));
         }
+        let held =
+            ApiPrincipal { key_id: key.id, prefix: String::new(), name: String::new(), scopes: key.scopes.clone() };
+        need_authority(actor, &held.permissions(), &format!("revoking API key {prefix}"))?;
         let resource = ("api_key", Some(key.prefix.clone()));
         let recorded = self
             .record_change(actor, "apikey.revoke", resource.clone(), serde_json::json!({ "name": key.name }))
@@ -1948,22 +2028,28 @@ impl Identity {
     /// kind, source and minute, with how many requests it stands for.
     pub async fn record_noise_summaries(&self) {
         for n in self.noise.drain() {
-            let actor = Actor { kind: "anonymous", channel: "api", ..Actor::default() };
+            // Public reads succeeded; sign-ins come from the UI.
+            let (outcome, severity) = match n.kind {
+                NoiseKind::AnonymousPublic => ("success", "info"),
+                _ => ("denied", "warning"),
+            };
+            let channel = if n.kind == NoiseKind::ThrottledSignIn { "ui" } else { "api" };
+            let actor = Actor { kind: "anonymous", channel, ..Actor::default() };
             let details = serde_json::json!({
                 "kind": n.kind.as_str(),
                 "requests": n.unrecorded,
-                "refused_429": n.refused,
+                "over_limit": n.refused,
                 "first_at_us": n.first_us,
                 "last_at_us": n.last_us,
-                "note": "requests after the first of the minute from this source, counted instead of recorded one by one",
+                "note": "requests from this address in this minute not recorded one by one (the first per endpoint was)",
             });
             if let Err(e) = self
                 .record(
                     &actor,
                     "security",
                     n.kind.summary_action(),
-                    "denied",
-                    "warning",
+                    outcome,
+                    severity,
                     ("address", Some(n.source)),
                     details,
                 )

@@ -45,10 +45,19 @@ impl Throttle {
     /// check before any of them fails. `Err` holds the seconds to wait.
     /// A success gives the slot back with [`Throttle::refund`].
     pub fn take(&self, key: &str) -> Result<(), u64> {
-        if let Some(wait) = self.check(key) {
-            return Err(wait);
+        let now = self.clock.now_us();
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked and counted under one lock: parallel attempts cannot both pass.
+        if let Some(q) = map.get_mut(key) {
+            while q.front().is_some_and(|t| *t <= now - self.window_us) {
+                q.pop_front();
+            }
+            if q.len() >= self.max {
+                let oldest = q.front().copied().unwrap_or(now);
+                return Err(u64::try_from(oldest + self.window_us - now).unwrap_or(0).div_ceil(1_000_000).max(1));
+            }
         }
-        self.fail(key);
+        self.push(&mut map, key, now);
         Ok(())
     }
 
@@ -64,6 +73,10 @@ impl Throttle {
     pub fn fail(&self, key: &str) {
         let now = self.clock.now_us();
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        self.push(&mut map, key, now);
+    }
+
+    fn push(&self, map: &mut HashMap<String, VecDeque<i64>>, key: &str, now: i64) {
         if map.len() >= MAX_KEYS {
             let horizon = now - self.window_us;
             map.retain(|_, q| q.back().is_some_and(|t| *t > horizon));

@@ -293,19 +293,6 @@ pub async fn read_checkpoints_page(
     rows.iter().map(checkpoint_from_row).collect()
 }
 
-/// The checkpoint with the largest tree size.
-pub async fn latest_checkpoint(conn: &impl ConnectionTrait) -> Result<Option<CheckpointRow>, LedgerError> {
-    let b = conn.get_database_backend();
-    let row = conn
-        .query_one_raw(stmt_for(
-            b,
-            "SELECT tree_size, root_hash, note, created_at FROM checkpoints ORDER BY tree_size DESC LIMIT 1",
-            vec![],
-        ))
-        .await?;
-    row.as_ref().map(checkpoint_from_row).transpose()
-}
-
 /// The newest checkpoint whose note is signed by `verifier` and agrees
 /// with its row. Rows that do not verify (written behind Custos's back) are
 /// passed over: an unsigned row claiming a huge tree must not stop

@@ -433,6 +433,8 @@ pub async fn verify_with(
     // the stored nodes, which step 5 checks) to the latest signed checkpoint.
     let max_seq = head.seq.max(store::max_entry_seq(conn).await?);
     let latest_signed = checkpoints.iter().copied().max_by_key(|(size, _)| *size);
+    // Kept sizes proven so far; the others must be proven by the scan.
+    let mut proven: Vec<u64> = Vec::new();
     for t in trusted {
         if t.tree_size > max_seq {
             fail(
@@ -467,8 +469,8 @@ pub async fn verify_with(
                 );
                 return Ok(report);
             }
+            proven.push(t.tree_size);
         }
-        report.trusted_checkpoints += 1;
     }
 
     // 2. Starting state: genesis, the purge anchor, or the stored state before `from`.
@@ -650,9 +652,35 @@ pub async fn verify_with(
         return Ok(report);
     }
 
+    // The kept checkpoints the scan reached were recomputed from the leaves
+    // (a mismatch failed above); any other is not proven.
+    let scanned_to = expected - 1;
+    for t in trusted {
+        if proven.contains(&t.tree_size) || (from..=scanned_to).contains(&t.tree_size) {
+            report.trusted_checkpoints += 1;
+        } else if full_tail && scope.from_seq.is_none() {
+            fail(
+                &mut report,
+                Some(t.tree_size),
+                FailureKind::RootMismatch,
+                format!(
+                    "the checkpoint you kept ({} entries) cannot be proven: no signed checkpoint of the ledger covers \
+                     it and its entries are no longer there",
+                    t.tree_size
+                ),
+            );
+            return Ok(report);
+        } else {
+            return Err(LedgerError::Invalid(format!(
+                "the checkpoint you kept ({} entries) lies outside seq {from}..={scanned_to}: verify the whole ledger \
+                 to check it",
+                t.tree_size
+            )));
+        }
+    }
+
     // 5. Stored Merkle nodes: each must equal the node recomputed from the
     // leaves (inclusion and consistency proofs are served from them).
-    let scanned_to = expected - 1;
     let mut after = None;
     let mut beyond: Vec<(u64, u64, String)> = Vec::new();
     'nodes: loop {

@@ -324,9 +324,18 @@ both_backends! {
         refused(env.id.mfa_reset(&manny, "root2").await, "an admin's MFA");
         refused(env.id.set_disabled(&manny, "root2", true).await, "disabling an admin");
         refused(env.id.update_role(&manny, "mfa_admins", None, false).await, "lifting MFA from admins");
+        // A role he fully holds, but one of its members outranks him.
+        env.id.create_role(&system, "readers_mfa", "", &PermissionSet::of(&[Permission::AuditRead]), true).await.unwrap();
+        env.id.create_user(&system, user("bigwig", "long enough password", &["readers_mfa", "admin"])).await.unwrap();
+        match env.id.update_role(&manny, "readers_mfa", None, false).await {
+            Err(IdentityError::Refused(m)) => assert!(m.contains("lifting the MFA requirement"), "{m}"),
+            other => panic!("lifting MFA from a role with an admin member: {other:?}"),
+        }
         let key = env.id.create_api_key(&manny, "reader", &[Scope::Read], None).await;
         assert!(key.is_ok(), "he holds audit:read: {key:?}");
         refused(env.id.create_api_key(&manny, "ingest", &[Scope::Ingest], None).await.map(|_| ()), "an ingest key");
+        let (ingest_key, _) = env.id.create_api_key(&system, "production ingest", &[Scope::Ingest], None).await.unwrap();
+        refused(env.id.revoke_api_key(&manny, &ingest_key.prefix).await, "revoking an ingest key");
         // Within what he holds, he may act.
         env.id.create_user(&manny, user("newbie", "long enough password", &["viewer"])).await.unwrap();
         env.id.reset_password(&manny, "vic", &secret("a fresh password 1"), true).await.unwrap();
@@ -343,6 +352,8 @@ both_backends! {
     async fn credential_and_role_changes_move_the_session_epoch(backend: Backend) {
         let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
         let system = Actor::system("cli");
+        let narrowed = PermissionSet::of(&[Permission::AuditRead, Permission::AuditExport]);
+        env.id.create_role(&system, "narrowed", "", &narrowed, false).await.unwrap();
         let uid = env.id.create_user(&system, user("eve", "long enough password", &["viewer", "compliance_officer"])).await.unwrap();
         async fn epoch_of(env: &Env, uid: i64) -> Option<i64> {
             env.id.principal(uid).await.unwrap().map(|p| p.session_epoch)
@@ -360,11 +371,26 @@ both_backends! {
         assert!(e3 > e2, "an MFA reset too");
         env.id.set_roles(&system, "eve", &["viewer".into(), "compliance_officer".into(), "security_analyst".into()]).await.unwrap();
         assert_eq!(epoch_of(&env, uid).await, Some(e3), "adding a role keeps sessions");
+        env.id.set_roles(&system, "eve", &["viewer".into(), "narrowed".into()]).await.unwrap();
+        let e3 = epoch_of(&env, uid).await.unwrap();
+        // A role that loses a permission ends its members' sessions; one that gains does not.
+        env.id.update_role(&system, "narrowed", Some(&PermissionSet::of(&[Permission::AuditRead])), false).await.unwrap();
+        let e3b = epoch_of(&env, uid).await.unwrap();
+        assert!(e3b > e3, "narrowing a role ends its members' sessions");
+        let wider = PermissionSet::of(&[Permission::AuditRead, Permission::AuditExport, Permission::AuditVerify]);
+        env.id.update_role(&system, "narrowed", Some(&wider), false).await.unwrap();
+        assert_eq!(epoch_of(&env, uid).await, Some(e3b), "widening keeps them");
+        env.id.update_role(&system, "narrowed", None, true).await.unwrap();
+        let e3 = epoch_of(&env, uid).await.unwrap();
+        assert!(e3 > e3b, "requiring MFA ends them");
         env.id.set_roles(&system, "eve", &["viewer".into()]).await.unwrap();
         let e4 = epoch_of(&env, uid).await.unwrap();
         assert!(e4 > e3, "removing a role ends sessions");
         env.id.set_disabled(&system, "eve", true).await.unwrap();
         assert_eq!(epoch_of(&env, uid).await, None, "a disabled user has no session at all");
+        env.id.set_disabled(&system, "eve", false).await.unwrap();
+        let e5 = epoch_of(&env, uid).await.unwrap();
+        assert!(e5 > e4, "sessions from before the disabling stay ended after re-enabling");
         env.done().await;
     }
 }
@@ -380,9 +406,19 @@ both_backends! {
             let unknown = login(&env.id, "hunter2-typed-as-name", "wrong password!!", &format!("10.8.0.{n}")).await;
             assert_eq!(format!("{known:?}"), format!("{unknown:?}"), "attempt {n}");
         }
+        // After the lock runs out, both start counting afresh.
+        env.clock.advance_us(601_000_000);
+        let known = login(&env.id, "ada", "wrong password!!", "10.7.1.1").await;
+        let unknown = login(&env.id, "hunter2-typed-as-name", "wrong password!!", "10.8.1.1").await;
+        assert!(matches!(known, LoginOutcome::Rejected(LoginRejection::InvalidCredentials)), "{known:?}");
+        assert_eq!(format!("{known:?}"), format!("{unknown:?}"));
+        // A name no account can have is refused at once, without hashing.
+        let huge = "n".repeat(100_000);
+        assert!(matches!(login(&env.id, &huge, "x", "10.9.9.9").await, LoginOutcome::Rejected(LoginRejection::InvalidCredentials)));
         let events = env.events().await;
         let failures: Vec<_> = events.iter().filter(|(a, o, _)| a == "user.login" && o == "failure").collect();
-        assert!(failures.iter().any(|(_, _, p)| p.contains("\"unknown:")), "{failures:?}");
+        assert!(failures.iter().any(|(_, _, p)| p.contains("\"name:")), "{failures:?}");
+        assert!(events.iter().all(|(_, _, p)| p.len() < 10_000), "nothing typed is stored, however long");
         assert!(events.iter().all(|(_, _, p)| !p.contains("hunter2-typed-as-name")), "what was typed is never stored");
         env.done().await;
     }

@@ -194,6 +194,11 @@ both_backends! {
         let report = public_verify(&ledger, &both).await;
         assert!(report.is_intact(), "{report:?}");
         assert_eq!(report.trusted_checkpoints, 2);
+        // A kept tree the ledger does not extend fails its consistency proof.
+        let other = Checkpoint { root_hash: [7; 32], ..kept_200.clone() };
+        let (seq, kind, detail) = failure(&public_verify(&ledger, &[other]).await);
+        assert_eq!((seq, kind), (Some(200), FailureKind::RootMismatch), "{detail}");
+        assert!(detail.contains("not an extension"), "{detail}");
         ledger.shutdown(tasks).await.unwrap();
         drop_all_guards(&t).await;
 

@@ -162,7 +162,7 @@ impl ExportJobs {
             let dir = jobs.dir.clone();
             let progress = job.progress.clone();
             let run = tokio::task::spawn_blocking(move || -> Result<ExportManifest, String> {
-                crate::storage::create_private_dir(&dir)
+                crate::storage::make_private_dir(&dir)
                     .map_err(|e| format!("cannot create the exports directory: {e}"))?;
                 let mut file =
                     crate::storage::create_private_file(&part).map_err(|e| format!("cannot create the file: {e}"))?;
@@ -242,7 +242,7 @@ impl ExportJobs {
             let (dir, owner_path, owner) = (self.dir.clone(), self.owner_path(id), who.owner.clone());
             let manifest_path = path.clone();
             let kept = tokio::task::spawn_blocking(move || {
-                crate::storage::create_private_dir(&dir)?;
+                crate::storage::make_private_dir(&dir)?;
                 crate::storage::write_private_file(&owner_path, owner.as_bytes())?;
                 crate::storage::write_private_file(&manifest_path, note.as_bytes())
             })
