@@ -1,7 +1,11 @@
 //! The access table: every route and every server function, with what it
 //! requires. One middleware (`auth::enforce`) applies it to every request,
-//! and a test walks it for every role and checks that no route exists that
-//! it does not list. Server functions also check for themselves.
+//! deny by default: `HEAD` is looked up as `GET`, the last row (`/{*page}`)
+//! covers unknown pages (never `/api`, `/rpc` or static files), and a
+//! request no row covers is refused before any handler (401 anonymous,
+//! else 405 or 404). Tests walk it for every role and every method and
+//! check that no route exists that it does not list. Server functions also
+//! check for themselves.
 
 use custos_engine::identity::permission::Permission;
 use custos_engine::identity::permission::Permission as P;

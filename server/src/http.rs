@@ -127,7 +127,7 @@ pub fn wrap(
 
 /// The routes (health, auth forms, API, UI and server functions).
 pub fn routes(state: AppState) -> Router {
-    let leptos_routes = generate_route_list(custos_app::App);
+    let leptos_routes = route_list();
     let ctx = ServerContext { ledger: state.ledger.clone(), identity: state.identity.clone(), started: state.started };
     let leptos_options = state.leptos.clone();
     let mut router = Router::new();
@@ -144,6 +144,16 @@ pub fn routes(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(custos_app::shell))
         .layer(middleware::from_fn(record_metrics))
         .with_state(state)
+}
+
+/// The UI's routes, generated once per process. Generating them runs the
+/// app with resource loading suppressed by a process-global flag: a page
+/// whose resource first polls meanwhile, in another server of the same
+/// process, would hang forever (leptos-rs/leptos#4773). One server per
+/// process generates before it serves; tests run many servers at once.
+pub fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(custos_app::App)).clone()
 }
 
 /// The routes registered outside Leptos: (method, path, handler). The

@@ -29,7 +29,7 @@ impl Work {
         match self {
             Work::Verify => (1, 2),
             Work::Export => (2, 4),
-            Work::Tail => (4, 256),
+            Work::Tail => (8, 256),
             Work::TextScan => (2, 8),
         }
     }

@@ -2,7 +2,12 @@
 //! (`/rpc/*`) and every page a signed-in user opens is recorded in the
 //! ledger (actor, action, resource, outcome, status code, latency, request
 //! id) before its response leaves. If the record cannot be committed, the
-//! response is replaced by 503: no data goes out unrecorded.
+//! response is replaced by 503: no data goes out unrecorded. Anonymous
+//! calls are the exception that keeps a flood from filling the ledger: the
+//! first per address, endpoint and minute is recorded, the others counted
+//! into a summary (`auth::gate_anonymous`); they are refused anyway, or
+//! read only public endpoints. A panicking handler's 500 is recorded
+//! whatever the route.
 //!
 //! Changes themselves are recorded by the code that makes them, before it
 //! makes them (identity, masking policy; ingested events are their own

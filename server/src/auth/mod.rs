@@ -1,7 +1,9 @@
 //! Authentication and authorisation at the HTTP edge: who is calling (a
-//! session or an API key), the access table's decision for every request,
-//! sign-in and sign-out forms (which work without JavaScript), and the
-//! security headers on every response.
+//! session under its user's current session epoch, or an API key) and from
+//! which address (`client`: trusted proxies), the access table's decision
+//! for every request, the gate for anonymous floods, the re-check of live
+//! streams (`still_valid`), sign-in and sign-out forms (which work without
+//! JavaScript), and the security headers on every response.
 
 pub mod client;
 pub mod session_store;

@@ -21,7 +21,13 @@ enum Who {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap()
+    // A request that hangs fails the test naming it (instead of hanging CI).
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap()
 }
 
 async fn signed_in(app: &TestApp, role: &str) -> reqwest::Client {
@@ -165,14 +171,14 @@ async fn every_route_and_server_function_is_enforced_for_every_role() {
             if let Some(k) = key {
                 req = req.bearer_auth(k);
             }
-            let res = req.send().await.unwrap();
+            let res = req.send().await.unwrap_or_else(|e| panic!("{} {} as {who:?}: {e}", route.method, route.path));
             let status = res.status();
             let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
             // The live tail is an endless stream: its status is enough.
             let body = if route.path == "/api/audit/tail" && status.is_success() {
                 String::new()
             } else {
-                res.text().await.unwrap_or_default()
+                res.text().await.unwrap_or_else(|e| panic!("{} {} as {who:?}: body: {e}", route.method, route.path))
             };
             let perms = match who {
                 Who::Anonymous => custos_engine::identity::permission::PermissionSet::default(),
@@ -246,7 +252,7 @@ async fn every_registered_route_is_in_the_access_table_and_the_reverse() {
     for (path, method) in leptos::server_fn::axum::server_fn_paths() {
         registered.push((method.to_string(), path.to_owned()));
     }
-    for listing in leptos_axum::generate_route_list(custos_app::App) {
+    for listing in custos_server::http::route_list() {
         registered.push(("GET".into(), listing.path().to_owned()));
     }
     for (method, path) in &registered {

@@ -514,7 +514,7 @@ async fn live_tails_are_bounded_per_caller() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     let reader: Client = key_client(&app, &[Scope::Read]).await;
     let mut open = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..8 {
         let res = reader.req(reqwest::Method::GET, "/api/audit/tail").send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         open.push(res);

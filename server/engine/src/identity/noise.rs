@@ -109,7 +109,7 @@ pub struct NoiseSummary {
     pub unrecorded: u64,
     /// Of those, refused with 429.
     pub refused: u64,
-    /// First and last request of the minute (µs).
+    /// First request of the minute (µs).
     pub first_us: i64,
     /// Last request (µs).
     pub last_us: i64,

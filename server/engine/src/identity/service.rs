@@ -1,5 +1,9 @@
 //! The identity service: users, roles, logins, MFA and API keys. Every
-//! change and every security event is recorded in the ledger.
+//! change and every security event is recorded in the ledger (anonymous
+//! noise, such as refused keys and throttled sign-ins, once per source and
+//! minute plus a summary: see `noise`). A change may grant, or act on, only
+//! what the actor holds ([`Authority`]); changing a user's credentials or
+//! narrowing their roles ends their sessions (the session epoch).
 //!
 //! Ordering of a change (the ledger and the identity tables share one SQLite
 //! writer, so a write transaction cannot wait on the sequencer): check the
@@ -203,8 +207,10 @@ pub struct Principal {
     pub mfa_required: bool,
     /// The password must be changed before anything else.
     pub must_change_password: bool,
-    /// Bumped whenever the user's credentials or roles change: a session
-    /// started under an older epoch has ended.
+    /// Bumped when the user's password or MFA is changed or reset, when the
+    /// user is disabled, loses a role, or one of their roles loses a
+    /// permission or starts requiring MFA: a session started under an older
+    /// epoch has ended. (Adding a role or enrolling MFA does not bump it.)
     pub session_epoch: i64,
 }
 

@@ -337,7 +337,9 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Creates a new data key; new events are sealed with it, old keys still read.
+    /// Creates a new data key; new events are sealed with it, old keys still
+    /// read. Unrecorded: a rotation by a person goes through
+    /// `Events::rotate_key`, which records it first.
     pub async fn rotate_key(&self) -> Result<u32, LedgerError> {
         self.inner.keys.rotate(&self.inner.db, self.inner.clock.as_ref(), self.inner.rng.as_ref(), None).await
     }
