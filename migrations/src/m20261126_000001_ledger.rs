@@ -1,7 +1,7 @@
 //! The ledger: sealed entries, the chain head, stored Merkle nodes, signed
 //! checkpoints, wrapped keys and purge anchors.
 //!
-//! Append-only is enforced here, by the database (DESIGN.md §3, invariant 2):
+//! Append-only is enforced here, by the database (docs/ARCHITECTURE.md §3, invariant 2):
 //! - `ledger_entries`, `merkle_nodes`, `checkpoints` and `ledger_keys` refuse
 //!   every UPDATE; `checkpoints` and `ledger_keys` refuse every DELETE.
 //! - a DELETE of ledger entries or Merkle nodes is refused unless an *active*

@@ -1,4 +1,4 @@
-//! Shared typed models: the audit event (DESIGN.md §2) as accepted and
+//! Shared typed models: the audit event (docs/ARCHITECTURE.md §2) as accepted and
 //! stored, and the shapes the API takes and returns. Plain serde, so the
 //! browser (wasm32) and the server use the same types.
 

@@ -1,7 +1,7 @@
 //! Database access: SQLite (embedded default) or PostgreSQL, through sea-orm.
 //!
 //! SQLite runs in WAL mode with `synchronous = FULL`, so a commit is fsynced
-//! before it is acknowledged (DESIGN.md §3, invariant 1), with foreign keys on
+//! before it is acknowledged (docs/ARCHITECTURE.md §3, invariant 1), with foreign keys on
 //! and a busy timeout for the occasional concurrent writer.
 
 use std::borrow::Cow;

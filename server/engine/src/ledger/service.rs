@@ -8,7 +8,7 @@
 //! entries, inserts them with their completed Merkle nodes, stores the new
 //! head and commits (one fsync). Every caller then gets its own result. If
 //! the commit fails, every caller in the batch gets an error and nothing of
-//! the batch is visible (DESIGN.md §3, invariants 1 and 4).
+//! the batch is visible (docs/ARCHITECTURE.md §3, invariants 1 and 4).
 //!
 //! The head is read inside each transaction, never cached, so a restart or a
 //! second server process on the same PostgreSQL database continues the same
