@@ -1,0 +1,89 @@
+//! Rows of the identity tables and the checks of what users type.
+
+use super::*;
+
+pub(super) const RECOVERY_CODES: usize = 10;
+pub(super) const USER_COLUMNS: &str = "id, username, email, display_name, password_hash, must_change_password, disabled, \
+    mfa_secret, mfa_enabled, failed_logins, locked_until, last_login_at, session_epoch";
+
+pub(super) struct UserRow {
+    pub(super) id: i64,
+    pub(super) username: String,
+    pub(super) email: Option<String>,
+    pub(super) display_name: Option<String>,
+    pub(super) password_hash: String,
+    pub(super) must_change_password: bool,
+    pub(super) disabled: bool,
+    pub(super) mfa_secret: Option<Vec<u8>>,
+    pub(super) mfa_enabled: bool,
+    pub(super) failed_logins: i64,
+    pub(super) locked_until: Option<i64>,
+    pub(super) last_login_at: Option<i64>,
+    pub(super) session_epoch: i64,
+}
+
+impl UserRow {
+    /// Consecutive failures that still count: none once a lock has run
+    /// out (a lock that expired starts the count afresh, as an unknown
+    /// name's does).
+    pub(super) fn live_failures(&self, now: i64) -> i64 {
+        if self.locked_until.is_some_and(|t| t <= now) { 0 } else { self.failed_logins }
+    }
+}
+
+pub(super) fn flag(r: &QueryResult, col: &str) -> Result<bool, DbErr> {
+    Ok(r.try_get::<i16>("", col)? != 0)
+}
+
+pub(super) fn user_from_row(r: &QueryResult) -> Result<UserRow, DbErr> {
+    Ok(UserRow {
+        id: r.try_get("", "id")?,
+        username: r.try_get("", "username")?,
+        email: r.try_get("", "email")?,
+        display_name: r.try_get("", "display_name")?,
+        password_hash: r.try_get("", "password_hash")?,
+        must_change_password: flag(r, "must_change_password")?,
+        disabled: flag(r, "disabled")?,
+        mfa_secret: r.try_get("", "mfa_secret")?,
+        mfa_enabled: flag(r, "mfa_enabled")?,
+        failed_logins: r.try_get::<i32>("", "failed_logins")?.into(),
+        locked_until: r.try_get("", "locked_until")?,
+        last_login_at: r.try_get("", "last_login_at")?,
+        session_epoch: r.try_get("", "session_epoch")?,
+    })
+}
+
+pub(super) fn normalize_username(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+pub(super) fn validate_username(s: &str) -> Result<String, IdentityError> {
+    let u = normalize_username(s);
+    if !(3..=64).contains(&u.chars().count()) {
+        return Err(invalid("username", "must be 3 to 64 characters long"));
+    }
+    if !u.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)) {
+        return Err(invalid("username", "may contain only letters, digits, '.', '_', '-' and '@'"));
+    }
+    Ok(u)
+}
+
+pub(super) fn validate_email(s: Option<&str>) -> Result<Option<String>, IdentityError> {
+    let Some(e) = s.map(str::trim).filter(|e| !e.is_empty()) else { return Ok(None) };
+    let valid = e.len() <= 254
+        && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
+        && !e.chars().any(char::is_whitespace);
+    if !valid {
+        return Err(invalid("email", "is not an e-mail address"));
+    }
+    Ok(Some(e.to_owned()))
+}
+
+pub(super) fn policy_error(e: PolicyError) -> IdentityError {
+    invalid("password", e.to_string())
+}
+
+pub(super) fn recovery_hash(code: &str) -> Vec<u8> {
+    let norm: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_lowercase();
+    Sha256::digest(format!("custos/v1/recovery-code:{norm}").as_bytes()).to_vec()
+}
