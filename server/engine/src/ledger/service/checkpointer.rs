@@ -1,0 +1,72 @@
+//! Signed checkpoints of committed heads, and the check of the ledger's
+//! tail before anything is appended to it.
+
+use super::sequencer::stopped;
+use super::*;
+
+/// Verifies (with MACs) the entries after the latest checkpoint before the
+/// ledger appends anything: a row forged since then must never be chained
+/// onto or signed. Returns the head, now trusted.
+pub(super) async fn verify_tail_at_start(db: &Database, keys: &Keyring) -> Result<Head, LedgerError> {
+    let head = store::read_head(db.conn()).await?;
+    let from =
+        store::latest_signed_checkpoint(db.conn(), &keys.signer().verifier()).await?.map_or(1, |c| c.tree_size + 1);
+    if head.seq >= from {
+        let report = crate::ledger::verify::verify(
+            db,
+            &keys.signer().verifier(),
+            Some(keys),
+            crate::ledger::verify::VerifyScope { from_seq: Some(from), to_seq: None },
+            |_| {},
+        )
+        .await?;
+        if let Some(f) = report.failure {
+            return Err(LedgerError::Corrupt(format!(
+                "the entries after the latest checkpoint fail verification ({}); refusing to append to a damaged ledger",
+                f.detail
+            )));
+        }
+    }
+    Ok(head)
+}
+
+pub(super) async fn run_checkpointer(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    let mut tick = tokio::time::interval(inner.cfg.checkpoint_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped(&mut stop) => break,
+        }
+        if let Err(e) = make_checkpoint(&inner).await {
+            metrics::counter!("custos_checkpoint_failures_total").increment(1);
+            tracing::error!(error = %e, "signing a checkpoint failed");
+        }
+        // A data key rotated by another process (`custos keys rotate`, a
+        // replica) becomes this process's sealing key too.
+        if let Err(e) = inner.keys.refresh(&inner.db).await {
+            tracing::error!(error = %e, "refreshing data keys failed");
+        }
+    }
+}
+
+pub(super) async fn make_checkpoint(inner: &Inner) -> Result<Option<CheckpointRow>, LedgerError> {
+    let conn = inner.db.conn();
+    let latest = store::latest_signed_checkpoint(conn, &inner.keys.signer().verifier()).await?;
+    let (seq, root) = *inner.committed.borrow();
+    if seq == 0 || latest.as_ref().is_some_and(|c| c.tree_size >= seq) {
+        return Ok(latest);
+    }
+    let cp = Checkpoint { origin: inner.keys.origin().to_owned(), tree_size: seq, root_hash: root };
+    let row = CheckpointRow {
+        tree_size: cp.tree_size,
+        root_hash: cp.root_hash,
+        note: inner.keys.signer().sign_checkpoint(&cp),
+        created_at_us: inner.clock.now_us(),
+    };
+    store::insert_checkpoint(conn, &row).await?;
+    metrics::counter!("custos_checkpoints_total").increment(1);
+    tracing::debug!(tree_size = row.tree_size, "checkpoint signed");
+    Ok(Some(row))
+}

@@ -1,0 +1,352 @@
+//! Committing a batch: sealing it onto the head (seqs, MACs, leaves, chain,
+//! Merkle nodes), checking entries another process appended first, and the
+//! two commit paths (a direct SQLite connection; sea-orm for PostgreSQL).
+
+use super::*;
+
+/// Checks entries that appeared in the database since the sequencer's last
+/// trusted head (appended by another replica, or forged) before anything is
+/// chained onto them: each must follow the chain and carry a valid MAC, and
+/// together they must lead to the stored head.
+pub(super) struct ForeignCheck {
+    pub(super) chain: Hash,
+    pub(super) frontier: crate::ledger::merkle::Frontier,
+    pub(super) next: u64,
+}
+
+impl ForeignCheck {
+    fn new(trusted: &Head, db_head: &Head) -> Result<Self, LedgerError> {
+        if db_head.seq < trusted.seq {
+            return Err(LedgerError::Corrupt(format!(
+                "the ledger head went back from seq {} to {}: entries were removed",
+                trusted.seq, db_head.seq
+            )));
+        }
+        Ok(ForeignCheck { chain: trusted.chain_hash, frontier: trusted.frontier.clone(), next: trusted.seq + 1 })
+    }
+
+    /// Checks the next entries; an unknown key is reported as such so that
+    /// the caller can load keys made by another process and try again.
+    fn feed(&mut self, keys: &Keyring, entries: &[StoredEntry]) -> Result<(), LedgerError> {
+        for e in entries {
+            let seq = e.header.seq;
+            let bad = |why: &str| LedgerError::Corrupt(format!("entry seq {seq} appended outside this process {why}"));
+            if seq != self.next {
+                return Err(bad("leaves a gap"));
+            }
+            let key = keys.get(e.key_id).ok_or(LedgerError::UnknownKey { seq, key_id: e.key_id })?;
+            let hb = encoding::header_bytes(&e.header);
+            if !key.verify_mac(&hb, &e.iv, &e.ciphertext, &e.mac) {
+                return Err(bad("has an invalid MAC"));
+            }
+            let leaf = encoding::leaf_hash(&hb, e.key_id, &e.iv, &e.ciphertext, &e.mac);
+            self.chain = encoding::chain_hash(&self.chain, &leaf);
+            if leaf != e.leaf_hash || self.chain != e.chain_hash {
+                return Err(bad("does not follow the chain"));
+            }
+            self.frontier.push(leaf, |_, _, _| {});
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    fn finish(self, db_head: &Head) -> Result<(), LedgerError> {
+        if self.next != db_head.seq + 1
+            || self.chain != db_head.chain_hash
+            || self.frontier.root() != db_head.frontier.root()
+        {
+            return Err(LedgerError::Corrupt("the stored ledger head does not match its entries".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A batch sealed onto a head: the rows to insert and the new head.
+pub(super) struct Sealed {
+    pub(super) entries: Vec<StoredEntry>,
+    /// Each entry's duration, for the latency rollups.
+    pub(super) durations: Vec<Option<f64>>,
+    pub(super) nodes: Vec<(u32, u64, Hash)>,
+    pub(super) receipts: Vec<Vec<Receipt>>,
+    pub(super) head: Head,
+}
+
+/// Assigns seqs, MACs, leaf and chain hashes to a batch, on top of `head`.
+/// Ids already committed (`known`) or repeated within the batch get the
+/// stored result instead of a new entry.
+pub(super) fn seal_batch(
+    keys: &Keyring,
+    recorded_at_us: i64,
+    mut head: Head,
+    batch: &[AppendRequest],
+    known: &HashMap<Uuid, (u64, i64)>,
+) -> Result<Sealed, LedgerError> {
+    let mut entries: Vec<StoredEntry> = Vec::new();
+    let mut durations: Vec<Option<f64>> = Vec::new();
+    let mut nodes: Vec<(u32, u64, Hash)> = Vec::new();
+    let mut in_batch: HashMap<Uuid, (u64, i64)> = HashMap::new();
+    let mut receipts = Vec::with_capacity(batch.len());
+    for req in batch {
+        let mut rs = Vec::with_capacity(req.items.len());
+        for item in &req.items {
+            if let Some(&(seq, at)) = known.get(&item.event_id).or_else(|| in_batch.get(&item.event_id)) {
+                rs.push(Receipt { seq, event_id: item.event_id, recorded_at_us: at, duplicate: true });
+                continue;
+            }
+            let seq = head.seq + 1;
+            let header = EntryHeader {
+                seq,
+                event_id: item.event_id,
+                occurred_at_us: item.occurred_at_us,
+                recorded_at_us,
+                fields: item.fields.clone(),
+            };
+            let key = keys.get(item.key_id).ok_or(LedgerError::UnknownKey { seq, key_id: item.key_id })?;
+            let hb = encoding::header_bytes(&header);
+            let mac = key.mac(&hb, &item.iv, &item.ciphertext);
+            let leaf_hash = encoding::leaf_hash(&hb, item.key_id, &item.iv, &item.ciphertext, &mac);
+            let chain_hash = encoding::chain_hash(&head.chain_hash, &leaf_hash);
+            head.frontier.push(leaf_hash, |level, index, hash| {
+                if level >= STORED_MIN_LEVEL {
+                    nodes.push((level, index, *hash));
+                }
+            });
+            head.seq = seq;
+            head.chain_hash = chain_hash;
+            in_batch.insert(item.event_id, (seq, recorded_at_us));
+            entries.push(StoredEntry {
+                header,
+                key_id: item.key_id,
+                iv: item.iv,
+                ciphertext: item.ciphertext.clone(),
+                mac,
+                leaf_hash,
+                chain_hash,
+            });
+            durations.push(item.duration_ms);
+            rs.push(Receipt { seq, event_id: item.event_id, recorded_at_us, duplicate: false });
+        }
+        receipts.push(rs);
+    }
+    Ok(Sealed { entries, durations, nodes, receipts, head })
+}
+
+/// The direct SQLite connection the sequencer commits through (SQLite only).
+pub(super) type DirectConn = Arc<std::sync::Mutex<rusqlite::Connection>>;
+
+/// The fast commit of a batch sealed on `prev` (blocking thread): refuses
+/// with `Conflict` if the database head is not `prev`.
+pub(super) fn commit_sealed(
+    conn: &mut rusqlite::Connection,
+    sealed: &Sealed,
+    prev: &Head,
+) -> Result<(), TryCommitError> {
+    use crate::ledger::sqlite_direct as direct;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let head = direct::read_head(&tx)?;
+    if head.seq != prev.seq || head.chain_hash != prev.chain_hash {
+        return Err(TryCommitError::Conflict);
+    }
+    write_sealed(&tx, sealed)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Inserts a sealed batch's entries and nodes and moves the head (inside the
+/// caller's transaction on a direct connection).
+pub(super) fn write_sealed(tx: &rusqlite::Connection, sealed: &Sealed) -> Result<(), TryCommitError> {
+    use crate::ledger::sqlite_direct as direct;
+    if sealed.entries.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = direct::insert_entries(tx, &sealed.entries) {
+        return Err(if direct::is_unique_violation(&e) { TryCommitError::Duplicate } else { e.into() });
+    }
+    direct::insert_nodes(tx, &sealed.nodes)?;
+    crate::ledger::rollup::write_direct(tx, &sealed.entries, &sealed.durations)?;
+    direct::write_head(tx, &sealed.head)?;
+    Ok(())
+}
+
+pub(super) enum TryCommitError {
+    /// The unique index refused an event id that is already committed.
+    Duplicate,
+    /// The database head is not the one the batch was sealed on.
+    Conflict,
+    Other(LedgerError),
+}
+
+impl From<LedgerError> for TryCommitError {
+    fn from(e: LedgerError) -> Self {
+        TryCommitError::Other(e)
+    }
+}
+
+impl From<sea_orm::DbErr> for TryCommitError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        TryCommitError::Other(e.into())
+    }
+}
+
+impl From<rusqlite::Error> for TryCommitError {
+    fn from(e: rusqlite::Error) -> Self {
+        TryCommitError::Other(e.into())
+    }
+}
+
+/// Commits one batch; returns it (for the replies) and the receipts per
+/// request, in order.
+pub(super) async fn commit_batch(
+    inner: &Arc<Inner>,
+    mut batch: Vec<AppendRequest>,
+    trusted: &mut Head,
+    direct: Option<&DirectConn>,
+) -> (Vec<AppendRequest>, Result<Vec<Vec<Receipt>>, LedgerError>) {
+    let mut known: HashMap<Uuid, (u64, i64)> = HashMap::new();
+    for attempt in 0..3 {
+        let result = match direct {
+            Some(conn) => {
+                let (inner2, conn, known2, trusted2) = (inner.clone(), conn.clone(), known.clone(), trusted.clone());
+                let joined = tokio::task::spawn_blocking(move || {
+                    let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+                    let r = commit_direct(&mut c, &inner2.keys, inner2.clock.as_ref(), &batch, &known2, &trusted2);
+                    (batch, r)
+                })
+                .await;
+                match joined {
+                    Ok((b, r)) => {
+                        batch = b;
+                        r
+                    }
+                    // The blocking task panicked: the batch (and its replies) are gone.
+                    Err(_) => return (Vec::new(), Err(LedgerError::CommitFailed)),
+                }
+            }
+            None => commit_orm(inner, &batch, &known, trusted).await,
+        };
+        match result {
+            Ok(sealed) => {
+                let root = sealed.head.frontier.root();
+                let seq = sealed.head.seq;
+                inner.committed.send_if_modified(|last| {
+                    let changed = seq > last.0;
+                    if changed {
+                        *last = (seq, root);
+                    }
+                    changed
+                });
+                *trusted = sealed.head;
+                return (batch, Ok(sealed.receipts));
+            }
+            // Optimistic: duplicates of committed ids are rare (client
+            // retries), so they are looked up only when the unique index
+            // refuses the batch; then the batch is sealed again.
+            Err(TryCommitError::Duplicate) if attempt < 2 => {
+                let ids: Vec<Uuid> = batch.iter().flat_map(|r| r.items.iter().map(|i| i.event_id)).collect();
+                let found = match direct {
+                    Some(conn) => {
+                        let conn = conn.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let c = conn.lock().unwrap_or_else(|p| p.into_inner());
+                            crate::ledger::sqlite_direct::find_event_ids(&c, &ids)
+                        })
+                        .await
+                        .unwrap_or(Err(LedgerError::CommitFailed))
+                    }
+                    None => store::find_event_ids(inner.db.conn(), &ids).await,
+                };
+                match found {
+                    Ok(f) => known = f,
+                    Err(e) => return (batch, Err(e)),
+                }
+            }
+            // Another process rotated the data key: load it and try again.
+            Err(TryCommitError::Other(LedgerError::UnknownKey { .. })) if attempt < 2 => {
+                if let Err(e) = inner.keys.refresh(&inner.db).await {
+                    return (batch, Err(e));
+                }
+            }
+            Err(TryCommitError::Duplicate | TryCommitError::Conflict) => {
+                return (batch, Err(LedgerError::CommitFailed));
+            }
+            Err(TryCommitError::Other(e)) => return (batch, Err(e)),
+        }
+    }
+    (batch, Err(LedgerError::CommitFailed))
+}
+
+/// The commit on a direct SQLite connection (runs on a blocking thread).
+pub(super) fn commit_direct(
+    conn: &mut rusqlite::Connection,
+    keys: &Keyring,
+    clock: &dyn Clock,
+    batch: &[AppendRequest],
+    known: &HashMap<Uuid, (u64, i64)>,
+    trusted: &Head,
+) -> Result<Sealed, TryCommitError> {
+    use crate::ledger::sqlite_direct as direct;
+    // IMMEDIATE: take the write lock first, so the head cannot move under us.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let head = direct::read_head(&tx)?;
+    if head.seq != trusted.seq || head.chain_hash != trusted.chain_hash {
+        let mut check = ForeignCheck::new(trusted, &head)?;
+        let mut failed = None;
+        direct::scan_entries(&tx, trusted.seq + 1, head.seq, 4096, |page| match check.feed(keys, &page) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        check.finish(&head)?;
+    }
+    let sealed = seal_batch(keys, clock.now_us(), head, batch, known)?;
+    write_sealed(&tx, &sealed)?;
+    tx.commit()?;
+    Ok(sealed)
+}
+
+pub(super) fn is_unique_violation(e: &LedgerError) -> bool {
+    match e {
+        LedgerError::Storage(crate::storage::StorageError::Db(db)) => {
+            matches!(db.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+        }
+        _ => false,
+    }
+}
+
+/// The commit through sea-orm (PostgreSQL).
+pub(super) async fn commit_orm(
+    inner: &Inner,
+    batch: &[AppendRequest],
+    known: &HashMap<Uuid, (u64, i64)>,
+    trusted: &Head,
+) -> Result<Sealed, TryCommitError> {
+    let txn = inner.db.conn().begin().await?;
+    let head = store::lock_head(&txn).await?;
+    if head.seq != trusted.seq || head.chain_hash != trusted.chain_hash {
+        let mut check = ForeignCheck::new(trusted, &head)?;
+        let mut next = trusted.seq + 1;
+        while next <= head.seq {
+            let page = store::read_entries(&txn, next, head.seq, 4096).await?;
+            let Some(last) = page.last() else { break };
+            next = last.header.seq + 1;
+            check.feed(&inner.keys, &page)?;
+        }
+        check.finish(&head)?;
+    }
+    let sealed = seal_batch(&inner.keys, inner.clock.now_us(), head, batch, known)?;
+    if !sealed.entries.is_empty() {
+        if let Err(e) = store::insert_entries(&txn, &sealed.entries).await {
+            return Err(if is_unique_violation(&e) { TryCommitError::Duplicate } else { TryCommitError::Other(e) });
+        }
+        store::insert_nodes(&txn, &sealed.nodes).await?;
+        crate::ledger::rollup::write_orm(&txn, &sealed.entries, &sealed.durations).await?;
+        store::write_head(&txn, &sealed.head).await?;
+    }
+    txn.commit().await?;
+    Ok(sealed)
+}

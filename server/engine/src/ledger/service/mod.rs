@@ -1,0 +1,453 @@
+//! The `Ledger` handle: append (through the single sequencer task), read,
+//! prove, checkpoint, rotate keys.
+//!
+//! One task, the sequencer, owns the chain head. Callers encrypt their
+//! payloads in their own tasks (parallel), then queue them; the sequencer
+//! takes whatever is queued (up to `max_batch` entries), and in ONE
+//! transaction locks the head row, assigns seqs, MACs, hashes and chains the
+//! entries, inserts them with their completed Merkle nodes, stores the new
+//! head and commits (one fsync). Every caller then gets its own result. If
+//! the commit fails, every caller in the batch gets an error and nothing of
+//! the batch is visible (docs/ARCHITECTURE.md §3, invariants 1 and 4).
+//!
+//! The head is read inside each transaction, never cached, so a restart or a
+//! second server process on the same PostgreSQL database continues the same
+//! gapless chain.
+//!
+//! Here the handle; `sequencer` (batching, the pipelined SQLite loop),
+//! `commit` (sealing a batch, checking foreign entries, the two commit
+//! paths) and `checkpointer` (signed checkpoints, the tail check at start).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::TransactionTrait;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+mod checkpointer;
+mod commit;
+mod sequencer;
+
+use self::checkpointer::{make_checkpoint, run_checkpointer, verify_tail_at_start};
+use self::sequencer::{run_pipelined_sequencer, run_sequencer};
+use super::encoding;
+use super::error::LedgerError;
+use super::keyring::Keyring;
+use super::merkle::{self, STORED_MIN_LEVEL};
+
+use super::note::{Checkpoint, NoteVerifier};
+use super::store::{self, CheckpointRow, Head};
+use super::types::{EntryHeader, Hash, HeaderFields, StoredEntry};
+use super::verify::EntryVerification;
+use crate::clock::{Clock, RandomSource};
+use crate::keys::KekProvider;
+use crate::storage::Database;
+
+/// An event to append: its clear header fields and its serialised payload.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// Event id; a retry with the same id returns the stored result.
+    pub event_id: Uuid,
+    /// When it happened at the source (µs since the epoch).
+    pub occurred_at_us: i64,
+    /// Clear, filterable fields (already masked).
+    pub fields: HeaderFields,
+    /// The full event, serialised; encrypted before it leaves the caller.
+    pub payload: Vec<u8>,
+    /// The event's `metrics.duration_ms`, counted in the latency rollups
+    /// (outside the seal, like every rollup); `None` when it has none.
+    pub duration_ms: Option<f64>,
+}
+
+impl NewEntry {
+    /// An event Custos records about itself (start, stop, key rotation,
+    /// purge…): actor `custos`, kind `system`, outcome success.
+    pub fn system(
+        occurred_at_us: i64,
+        category: &str,
+        action: &str,
+        resource: (&str, Option<String>),
+        channel: &str,
+        payload: &serde_json::Value,
+    ) -> NewEntry {
+        NewEntry {
+            event_id: Uuid::now_v7(),
+            occurred_at_us,
+            fields: HeaderFields {
+                category: category.into(),
+                action: action.into(),
+                outcome: "success".into(),
+                severity: "notice".into(),
+                actor_id: Some("custos".into()),
+                actor_kind: Some("system".into()),
+                resource_type: Some(resource.0.into()),
+                resource_id: resource.1,
+                tenant: None,
+                channel: Some(channel.into()),
+                source_app: Some("custos".into()),
+            },
+            payload: payload.to_string().into_bytes(),
+            duration_ms: None,
+        }
+    }
+}
+
+/// What the ledger returns for each committed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Receipt {
+    /// Ledger position.
+    pub seq: u64,
+    /// Event id.
+    pub event_id: Uuid,
+    /// Commit time (µs since the epoch).
+    pub recorded_at_us: i64,
+    /// True when the id was already committed and this is the stored result.
+    pub duplicate: bool,
+}
+
+/// Tuning of the ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// Log identity for a new ledger, e.g. `custos.example.com/ledger`.
+    pub origin: String,
+    /// Most entries per commit.
+    pub max_batch: usize,
+    /// Most append requests waiting for the sequencer (back-pressure beyond).
+    pub queue_depth: usize,
+    /// How often a checkpoint is signed while entries arrive.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            origin: "custos.local/ledger".into(),
+            max_batch: 1000,
+            queue_depth: 4096,
+            checkpoint_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// An entry encrypted by its caller, waiting for a seq.
+struct Prepared {
+    event_id: Uuid,
+    occurred_at_us: i64,
+    fields: HeaderFields,
+    key_id: u32,
+    iv: [u8; 16],
+    ciphertext: Vec<u8>,
+    duration_ms: Option<f64>,
+}
+
+struct AppendRequest {
+    items: Vec<Prepared>,
+    reply: oneshot::Sender<Result<Vec<Receipt>, LedgerError>>,
+}
+
+struct Inner {
+    db: Database,
+    keys: Keyring,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn RandomSource>,
+    cfg: LedgerConfig,
+    tx: mpsc::Sender<AppendRequest>,
+    /// The last head this process committed or verified: (seq, root).
+    /// Checkpoints sign only this, never a head merely read from the database.
+    committed: watch::Sender<(u64, Hash)>,
+    stop: watch::Sender<bool>,
+}
+
+/// Handle to the ledger; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("origin", &self.inner.keys.origin()).finish_non_exhaustive()
+    }
+}
+
+/// The background tasks of a running ledger; `Ledger::shutdown` ends them.
+#[derive(Debug)]
+pub struct LedgerTasks {
+    sequencer: tokio::task::JoinHandle<()>,
+    checkpointer: tokio::task::JoinHandle<()>,
+    wal: Option<super::sqlite_direct::Checkpointer>,
+}
+
+impl Ledger {
+    /// Opens the ledger on a migrated database: loads (or, for a brand-new
+    /// ledger, creates) its keys and starts the sequencer and checkpointer.
+    pub async fn open(
+        db: Database,
+        kek: &dyn KekProvider,
+        cfg: LedgerConfig,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn RandomSource>,
+    ) -> Result<(Ledger, LedgerTasks), LedgerError> {
+        let keys = Keyring::open(&db, kek, &cfg.origin, clock.as_ref(), rng.as_ref()).await?;
+        if keys.origin() != cfg.origin {
+            tracing::info!(stored = keys.origin(), configured = %cfg.origin, "ledger keeps the origin it was created with");
+        }
+        let head = verify_tail_at_start(&db, &keys).await?;
+        let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
+        let (committed, _) = watch::channel((head.seq, head.frontier.root()));
+        let (stop, _) = watch::channel(false);
+        let inner = Arc::new(Inner { db, keys, clock, rng, cfg, tx, committed, stop });
+        let (direct, wal) = match inner.db.sqlite_file() {
+            Some(path) => {
+                let busy = inner.db.busy_timeout();
+                let conn = super::sqlite_direct::open_writer(path, busy)?;
+                (
+                    Some(Arc::new(std::sync::Mutex::new(conn))),
+                    Some(super::sqlite_direct::Checkpointer::start(path, busy)?),
+                )
+            }
+            None => (None, None),
+        };
+        let sequencer = match direct {
+            Some(conn) => tokio::spawn(run_pipelined_sequencer(inner.clone(), rx, head, conn)),
+            None => tokio::spawn(run_sequencer(inner.clone(), rx, head)),
+        };
+        let checkpointer = tokio::spawn(run_checkpointer(inner.clone()));
+        Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer, wal }))
+    }
+
+    /// The current time from the ledger's clock (µs since the epoch).
+    pub fn now_us(&self) -> i64 {
+        self.inner.clock.now_us()
+    }
+
+    /// The database behind the ledger.
+    pub fn db(&self) -> &Database {
+        &self.inner.db
+    }
+
+    /// The key ring.
+    pub fn keys(&self) -> &Keyring {
+        &self.inner.keys
+    }
+
+    /// The ledger's origin.
+    pub fn origin(&self) -> &str {
+        self.inner.keys.origin()
+    }
+
+    /// The checkpoint verifier key, in signed-note form.
+    pub fn verifier_key(&self) -> String {
+        self.inner.keys.signer().verifier().to_vkey()
+    }
+
+    /// The checkpoint verifier.
+    pub fn verifier(&self) -> NoteVerifier {
+        self.inner.keys.signer().verifier()
+    }
+
+    /// Watches the last head committed or verified by this process: (seq, root).
+    pub fn subscribe_committed(&self) -> watch::Receiver<(u64, Hash)> {
+        self.inner.committed.subscribe()
+    }
+
+    /// Appends one event and waits for its commit.
+    pub async fn append_one(&self, entry: NewEntry) -> Result<Receipt, LedgerError> {
+        let mut r = self.append(vec![entry]).await?;
+        r.pop().ok_or(LedgerError::CommitFailed)
+    }
+
+    /// Appends events atomically (all in one commit) and waits for it.
+    pub async fn append(&self, entries: Vec<NewEntry>) -> Result<Vec<Receipt>, LedgerError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        if entries.len() > self.inner.cfg.max_batch {
+            return Err(LedgerError::Invalid(format!(
+                "at most {} events per append, got {}",
+                self.inner.cfg.max_batch,
+                entries.len()
+            )));
+        }
+        if *self.inner.stop.borrow() {
+            return Err(LedgerError::Closed);
+        }
+        let key = self.inner.keys.current()?;
+        let mut items = Vec::with_capacity(entries.len());
+        for e in entries {
+            let mut iv = [0u8; 16];
+            self.inner.rng.fill(&mut iv)?;
+            let ciphertext = key.encrypt(&iv, &e.payload);
+            items.push(Prepared {
+                event_id: e.event_id,
+                occurred_at_us: e.occurred_at_us,
+                fields: e.fields,
+                key_id: key.key_id(),
+                iv,
+                ciphertext,
+                duration_ms: e.duration_ms,
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.inner.tx.send(AppendRequest { items, reply }).await.map_err(|_| LedgerError::Closed)?;
+        rx.await.map_err(|_| LedgerError::CommitFailed)?
+    }
+
+    /// The current head, read from the database.
+    pub async fn head(&self) -> Result<Head, LedgerError> {
+        store::read_head(self.inner.db.conn()).await
+    }
+
+    /// Signs and stores a checkpoint of the current head, unless the latest
+    /// checkpoint already covers it. Returns the latest checkpoint.
+    pub async fn checkpoint_now(&self) -> Result<Option<CheckpointRow>, LedgerError> {
+        make_checkpoint(&self.inner).await
+    }
+
+    /// The latest checkpoint signed with the ledger's key (rows that do not
+    /// verify are passed over).
+    pub async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, LedgerError> {
+        store::latest_signed_checkpoint(self.inner.db.conn(), &self.verifier()).await
+    }
+
+    /// All stored checkpoints.
+    pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, LedgerError> {
+        store::read_checkpoints(self.inner.db.conn()).await
+    }
+
+    /// Newest checkpoints first, a page at a time.
+    pub async fn checkpoints_page(&self, limit: u64, before: Option<u64>) -> Result<Vec<CheckpointRow>, LedgerError> {
+        store::read_checkpoints_page(self.inner.db.conn(), limit, before).await
+    }
+
+    /// The keys (never their secrets), newest first, with the current data key marked.
+    pub async fn key_infos(&self) -> Result<Vec<custos_model::KeyInfo>, LedgerError> {
+        use sea_orm::ConnectionTrait as _;
+        let db = &self.inner.db;
+        let (_, current) = self.inner.keys.data_key_ids();
+        let rows = db
+            .conn()
+            .query_all_raw(db.stmt("SELECT CAST(key_id AS BIGINT) AS key_id, purpose, CAST(created_at AS BIGINT) AS created_at FROM ledger_keys ORDER BY key_id DESC", vec![]))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let key_id: i64 = r.try_get("", "key_id")?;
+            let purpose: String = r.try_get("", "purpose")?;
+            let created: i64 = r.try_get("", "created_at")?;
+            let key_id = u32::try_from(key_id).map_err(|_| LedgerError::Corrupt("key id out of range".into()))?;
+            out.push(custos_model::KeyInfo {
+                key_id,
+                current: purpose == "data" && key_id == current,
+                purpose,
+                created_at: crate::events::service::rfc3339(created),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Creates a new data key; new events are sealed with it, old keys still
+    /// read. Unrecorded: a rotation by a person goes through
+    /// `Events::rotate_key`, which records it first.
+    pub async fn rotate_key(&self) -> Result<u32, LedgerError> {
+        self.inner.keys.rotate(&self.inner.db, self.inner.clock.as_ref(), self.inner.rng.as_ref(), None).await
+    }
+
+    /// The id the next data key will get.
+    pub async fn next_key_id(&self) -> Result<u32, LedgerError> {
+        Keyring::next_key_id(&self.inner.db).await
+    }
+
+    /// Creates a new data key with exactly the id `expected` (refused if
+    /// another rotation took it).
+    pub async fn rotate_key_to(&self, expected: u32) -> Result<u32, LedgerError> {
+        self.inner.keys.rotate(&self.inner.db, self.inner.clock.as_ref(), self.inner.rng.as_ref(), Some(expected)).await
+    }
+
+    /// One stored entry.
+    pub async fn entry(&self, seq: u64) -> Result<Option<StoredEntry>, LedgerError> {
+        store::read_entry(self.inner.db.conn(), seq).await
+    }
+
+    /// Checks an entry's MAC and decrypts its payload.
+    pub async fn open_payload(&self, entry: &StoredEntry) -> Result<zeroize::Zeroizing<Vec<u8>>, LedgerError> {
+        let key = match self.inner.keys.get(entry.key_id) {
+            Some(k) => k,
+            None => {
+                self.inner.keys.refresh(&self.inner.db).await?;
+                self.inner
+                    .keys
+                    .get(entry.key_id)
+                    .ok_or(LedgerError::UnknownKey { seq: entry.header.seq, key_id: entry.key_id })?
+            }
+        };
+        let header = encoding::header_bytes(&entry.header);
+        key.open(&header, &entry.iv, &entry.ciphertext, &entry.mac)
+            .map_err(|e| LedgerError::Corrupt(format!("entry seq {}: {e}", entry.header.seq)))
+    }
+
+    /// Hash of the leaves `range` (leaf index = seq - 1).
+    pub async fn range_hash(&self, range: std::ops::Range<u64>) -> Result<Hash, LedgerError> {
+        store::range_hash(self.inner.db.conn(), range).await
+    }
+
+    /// The inclusion proof of entry `seq` in the tree of `tree_size` leaves.
+    pub async fn inclusion_proof(&self, seq: u64, tree_size: u64) -> Result<Vec<Hash>, LedgerError> {
+        if seq == 0 || seq > tree_size {
+            return Err(LedgerError::Invalid(format!("seq {seq} is not in a tree of {tree_size} entries")));
+        }
+        let mut out = Vec::new();
+        for r in merkle::inclusion_ranges(seq - 1, tree_size) {
+            out.push(self.range_hash(r).await?);
+        }
+        Ok(out)
+    }
+
+    /// The consistency proof between two tree sizes.
+    pub async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError> {
+        if old > new {
+            return Err(LedgerError::Invalid(format!("tree size {old} is larger than {new}")));
+        }
+        let mut out = Vec::new();
+        for r in merkle::consistency_ranges(old, new) {
+            out.push(self.range_hash(r).await?);
+        }
+        Ok(out)
+    }
+
+    /// Verifies a range or the whole ledger with this ledger's keys (MACs
+    /// and decryption included) against its own public key.
+    pub async fn verify(
+        &self,
+        scope: super::verify::VerifyScope,
+        progress: impl FnMut(super::verify::Progress) + Send,
+    ) -> Result<super::verify::VerifyReport, LedgerError> {
+        self.inner.keys.refresh(&self.inner.db).await?;
+        super::verify::verify(&self.inner.db, &self.verifier(), Some(&self.inner.keys), scope, progress).await
+    }
+
+    /// Verifies one entry: fields against leaf hash, MAC, decryption, and
+    /// inclusion in the latest signed checkpoint.
+    pub async fn verify_entry(&self, seq: u64) -> Result<EntryVerification, LedgerError> {
+        if self.inner.keys.get(self.entry(seq).await?.map_or(0, |e| e.key_id)).is_none() {
+            self.inner.keys.refresh(&self.inner.db).await?;
+        }
+        super::verify::verify_entry(&self.inner.db, &self.verifier(), Some(&self.inner.keys), seq).await
+    }
+
+    /// Stops accepting events, commits what is queued, signs a final
+    /// checkpoint and ends the background tasks.
+    pub async fn shutdown(&self, tasks: LedgerTasks) -> Result<(), LedgerError> {
+        self.inner.stop.send_replace(true);
+        // The sequencer ends when the queue is empty and closed; it holds a
+        // receiver and every `Ledger` clone a sender, so it is told instead.
+        let _ = tasks.checkpointer.await;
+        let _ = tasks.sequencer.await;
+        make_checkpoint(&self.inner).await?;
+        if let Some(wal) = tasks.wal {
+            let _ = tokio::task::spawn_blocking(move || wal.stop()).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! The sequencer: the one task that owns the chain head. It collects queued
+//! appends into batches and commits them (pipelined on SQLite), answering
+//! each caller after its own commit.
+
+use super::commit::*;
+use super::*;
+
+/// The sequencer on PostgreSQL: one batch at a time, each in one
+/// transaction that locks the head row (so replicas take turns).
+pub(super) async fn run_sequencer(inner: Arc<Inner>, mut rx: mpsc::Receiver<AppendRequest>, mut trusted: Head) {
+    let mut stop = inner.stop.subscribe();
+    while let Some(batch) = next_batch(&inner, &mut rx, &mut stop).await {
+        let started = std::time::Instant::now();
+        let (batch, result) = commit_batch(&inner, batch, &mut trusted, None).await;
+        metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+        reply(batch, result);
+    }
+}
+
+/// Collects the next batch: waits for one request, then takes whatever else
+/// is queued, up to `max_batch` events. None once stopped and drained.
+pub(super) async fn next_batch(
+    inner: &Inner,
+    rx: &mut mpsc::Receiver<AppendRequest>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Vec<AppendRequest>> {
+    let next = tokio::select! {
+        biased;
+        req = rx.recv() => req,
+        _ = stopped(stop) => {
+            // Drain what was queued before the stop, then end.
+            rx.close();
+            rx.recv().await
+        }
+    };
+    let first = next?;
+    let mut n = first.items.len();
+    let mut batch = vec![first];
+    while n < inner.cfg.max_batch {
+        match rx.try_recv() {
+            Ok(r) => {
+                n += r.items.len();
+                batch.push(r);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Answers every caller of a batch.
+pub(super) fn reply(batch: Vec<AppendRequest>, result: Result<Vec<Vec<Receipt>>, LedgerError>) {
+    let n: usize = batch.iter().map(|r| r.items.len()).sum();
+    metrics::histogram!("custos_ledger_batch_entries").record(n as f64);
+    match result {
+        Ok(receipts) => {
+            metrics::counter!("custos_ledger_entries_total").increment(n as u64);
+            for (req, r) in batch.into_iter().zip(receipts) {
+                let _ = req.reply.send(Ok(r));
+            }
+        }
+        Err(e) => {
+            metrics::counter!("custos_ledger_commit_failures_total").increment(1);
+            tracing::error!(error = %e, entries = n, "ledger batch commit failed; every caller in it gets an error");
+            for req in batch {
+                let _ = req.reply.send(Err(LedgerError::CommitFailed));
+            }
+        }
+    }
+}
+
+/// A batch sealed on an expected head, being committed on a blocking thread.
+pub(super) struct InFlight {
+    /// The head the batch leaves when it commits: the base for the next one.
+    pub(super) after: Head,
+    pub(super) task: tokio::task::JoinHandle<CommitOutcome>,
+}
+
+/// What a blocking commit hands back: the batch (for the replies), its
+/// receipts, and whether it committed.
+pub(super) type CommitOutcome = (Vec<AppendRequest>, Vec<Vec<Receipt>>, Result<(), TryCommitError>);
+
+pub(super) enum Step {
+    Settled(Result<CommitOutcome, tokio::task::JoinError>),
+    Batch(Option<Vec<AppendRequest>>),
+}
+
+/// The SQLite sequencer, pipelined: while batch N is inserted and fsynced on
+/// a blocking thread, batch N+1 is sealed here on the head N will leave. N+1
+/// is submitted only after N has committed. If N fails, if the database head
+/// is not the expected one (another process wrote), or if an event id is
+/// already committed, the batch takes the full path instead (`commit_batch`:
+/// read the head, verify foreign entries, look up duplicates, reseal).
+/// Callers are answered only after their own commit.
+pub(super) async fn run_pipelined_sequencer(
+    inner: Arc<Inner>,
+    mut rx: mpsc::Receiver<AppendRequest>,
+    mut trusted: Head,
+    conn: DirectConn,
+) {
+    let mut stop = inner.stop.subscribe();
+    let mut in_flight: Option<InFlight> = None;
+    loop {
+        let step = match in_flight.as_mut() {
+            Some(f) => tokio::select! {
+                biased;
+                joined = &mut f.task => Step::Settled(joined),
+                b = next_batch(&inner, &mut rx, &mut stop) => Step::Batch(b),
+            },
+            None => Step::Batch(next_batch(&inner, &mut rx, &mut stop).await),
+        };
+        match step {
+            Step::Settled(joined) => {
+                if let Some(f) = in_flight.take() {
+                    settle(&inner, f.after, joined, &mut trusted, &conn).await;
+                }
+            }
+            Step::Batch(None) => break,
+            Step::Batch(Some(batch)) => {
+                let base = in_flight.as_ref().map_or_else(|| trusted.clone(), |f| f.after.clone());
+                // This is the work that overlaps with the in-flight commit.
+                let sealed = seal_batch(&inner.keys, inner.clock.now_us(), base.clone(), &batch, &HashMap::new());
+                let base_holds = match in_flight.take() {
+                    Some(f) => {
+                        let joined = f.task.await;
+                        settle(&inner, f.after, joined, &mut trusted, &conn).await
+                    }
+                    None => true,
+                };
+                match sealed {
+                    Ok(sealed) if base_holds => in_flight = Some(submit(&conn, batch, sealed, base)),
+                    _ => {
+                        let (batch, result) = commit_batch(&inner, batch, &mut trusted, Some(&conn)).await;
+                        reply(batch, result);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(f) = in_flight.take() {
+        let joined = f.task.await;
+        settle(&inner, f.after, joined, &mut trusted, &conn).await;
+    }
+}
+
+/// Starts committing a sealed batch on `prev`.
+pub(super) fn submit(conn: &DirectConn, batch: Vec<AppendRequest>, sealed: Sealed, prev: Head) -> InFlight {
+    let after = sealed.head.clone();
+    let conn = conn.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+        let result = commit_sealed(&mut c, &sealed, &prev);
+        metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+        (batch, sealed.receipts, result)
+    });
+    InFlight { after, task }
+}
+
+/// Answers the callers of a finished in-flight batch. Returns whether the
+/// ledger now ends at `after` (so that a batch sealed on it may be submitted).
+pub(super) async fn settle(
+    inner: &Arc<Inner>,
+    after: Head,
+    joined: Result<CommitOutcome, tokio::task::JoinError>,
+    trusted: &mut Head,
+    conn: &DirectConn,
+) -> bool {
+    match joined {
+        Ok((batch, receipts, Ok(()))) => {
+            let (seq, root) = (after.seq, after.frontier.root());
+            inner.committed.send_if_modified(|last| {
+                let changed = seq > last.0;
+                if changed {
+                    *last = (seq, root);
+                }
+                changed
+            });
+            *trusted = after;
+            reply(batch, Ok(receipts));
+            true
+        }
+        Ok((batch, _, Err(TryCommitError::Other(e)))) if !matches!(e, LedgerError::UnknownKey { .. }) => {
+            reply(batch, Err(e));
+            false
+        }
+        // The head moved, an id was a duplicate, or a key is new: full path.
+        Ok((batch, _, Err(_))) => {
+            let (batch, result) = commit_batch(inner, batch, trusted, Some(conn)).await;
+            reply(batch, result);
+            false
+        }
+        // The blocking task panicked: its callers' replies are dropped, which
+        // they see as a failed commit. The database rolled back.
+        Err(_) => false,
+    }
+}
+
+/// Resolves once the stop flag is set.
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
