@@ -13,6 +13,7 @@ pub mod mask;
 pub mod saved;
 pub mod search;
 pub mod service;
+pub mod time;
 pub mod validate;
 
 pub use search::SearchFilter;

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::{ConnectionTrait, Value as DbValue};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -15,6 +14,7 @@ use super::model::{
     Stats, ValueCount,
 };
 use super::search::{self, SearchFilter};
+pub use super::time::{parse_rfc3339, rfc3339};
 use super::validate::{BodyError, FieldError, Limits, validate_lines};
 use crate::ledger::rollup::BUCKET_US;
 use crate::ledger::store::{self, entry_from_row};
@@ -58,18 +58,6 @@ impl From<sea_orm::DbErr> for EventsError {
 
 fn invalid(path: &str, reason: impl Into<String>) -> EventsError {
     EventsError::Invalid(FieldError { path: path.into(), reason: reason.into() })
-}
-
-/// RFC 3339 with microseconds, UTC.
-pub fn rfc3339(us: i64) -> String {
-    DateTime::<Utc>::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
-        .unwrap_or_else(|| us.to_string())
-}
-
-/// Parses an RFC 3339 date-time to µs since the epoch.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_micros())
 }
 
 struct Policy {

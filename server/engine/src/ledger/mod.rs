@@ -12,6 +12,7 @@ pub mod merkle;
 pub mod note;
 pub mod purge;
 pub mod purge_record;
+pub mod raw_page;
 pub mod rollup;
 pub mod service;
 pub mod sqlite_direct;

@@ -288,10 +288,10 @@ pub fn scan_raw(
     from: u64,
     to: u64,
     page: usize,
-    mut sink: impl FnMut(super::verify::RawPage) -> bool,
+    mut sink: impl FnMut(super::raw_page::RawPage) -> bool,
 ) -> Result<(), LedgerError> {
     use super::encoding::HeaderRef;
-    use super::verify::RawPage;
+    use super::raw_page::RawPage;
     let sql = format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq");
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params![seq_to(from), seq_to(to)])?;

@@ -26,13 +26,19 @@
 
 use serde::Serialize;
 
+mod entry;
+mod purges;
+
+pub use self::entry::{EntryVerification, InclusionCheck, verify_entry};
+use self::purges::{check_purge, node_span};
 use super::encoding::{self, GENESIS_CHAIN};
 use super::error::LedgerError;
 use super::keyring::Keyring;
 use super::merkle::Frontier;
 use super::note::{Checkpoint, NoteVerifier};
+pub use super::raw_page::{KeySnapshot, RawPage, RawRec};
 use super::store;
-use super::types::{Hash, StoredEntry};
+use super::types::Hash;
 use crate::storage::Database;
 
 /// Entries read per query.
@@ -45,113 +51,6 @@ pub struct VerifyScope {
     pub from_seq: Option<u64>,
     /// Last seq (default: the head).
     pub to_seq: Option<u64>,
-}
-
-/// A page of entries as verification needs them: each entry's canonical
-/// header bytes and ciphertext packed into one buffer, so that reading a
-/// million entries does not allocate a million times.
-#[derive(Debug, Default)]
-pub struct RawPage {
-    buf: Vec<u8>,
-    /// The entries, in seq order.
-    pub recs: Vec<RawRec>,
-}
-
-/// One entry of a `RawPage`.
-#[derive(Debug, Clone)]
-pub struct RawRec {
-    /// Ledger position (from the `seq` column).
-    pub seq: u64,
-    /// Data key id.
-    pub key_id: u32,
-    header: (u32, u32),
-    ciphertext: (u32, u32),
-    /// CBC IV.
-    pub iv: [u8; 16],
-    /// Stored MAC.
-    pub mac: Hash,
-    /// Stored leaf hash.
-    pub leaf_hash: Hash,
-    /// Stored chain value.
-    pub chain_hash: Hash,
-    /// MAC and padding, when already checked by the reader thread.
-    sealed: Option<Result<(), super::crypto::OpenError>>,
-}
-
-/// The data keys a scan checks MACs with, shareable with a reader thread.
-pub type KeySnapshot = std::collections::HashMap<u32, std::sync::Arc<super::crypto::DataKey>>;
-
-impl RawPage {
-    /// Checks every entry's MAC and padding (done on the reader thread, so
-    /// that both cores hash: this one MACs, the verifier hashes leaves).
-    fn check_sealed(&mut self, keys: &KeySnapshot) {
-        for i in 0..self.recs.len() {
-            let r = &self.recs[i];
-            let status = keys.get(&r.key_id).map(|k| k.check(self.header(r), &r.iv, self.ciphertext(r), &r.mac));
-            self.recs[i].sealed = status;
-        }
-    }
-
-    /// An empty page with room for `n` entries.
-    pub fn with_capacity(n: usize) -> Self {
-        RawPage { buf: Vec::with_capacity(n * 800), recs: Vec::with_capacity(n) }
-    }
-
-    /// Appends an entry from its borrowed parts.
-    #[allow(clippy::too_many_arguments)]
-    pub fn push(
-        &mut self,
-        header: &encoding::HeaderRef<'_>,
-        key_id: u32,
-        iv: [u8; 16],
-        ciphertext: &[u8],
-        mac: Hash,
-        leaf_hash: Hash,
-        chain_hash: Hash,
-    ) {
-        let h0 = self.buf.len() as u32;
-        encoding::write_header(&mut self.buf, header);
-        let h1 = self.buf.len() as u32;
-        self.buf.extend_from_slice(ciphertext);
-        let c1 = self.buf.len() as u32;
-        self.recs.push(RawRec {
-            seq: header.seq,
-            key_id,
-            header: (h0, h1),
-            ciphertext: (h1, c1),
-            iv,
-            mac,
-            leaf_hash,
-            chain_hash,
-            sealed: None,
-        });
-    }
-
-    /// Appends an owned entry.
-    pub fn push_entry(&mut self, e: &StoredEntry) {
-        let h = encoding::HeaderRef::of(&e.header);
-        self.push(&h, e.key_id, e.iv, &e.ciphertext, e.mac, e.leaf_hash, e.chain_hash);
-    }
-
-    /// The canonical header bytes of `r`.
-    pub fn header(&self, r: &RawRec) -> &[u8] {
-        &self.buf[r.header.0 as usize..r.header.1 as usize]
-    }
-
-    /// The ciphertext of `r`.
-    pub fn ciphertext(&self, r: &RawRec) -> &[u8] {
-        &self.buf[r.ciphertext.0 as usize..r.ciphertext.1 as usize]
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.recs.len()
-    }
-
-    /// Whether the page is empty.
-    pub fn is_empty(&self) -> bool {
-        self.recs.is_empty()
-    }
 }
 
 /// Pages of entries in seq order. On SQLite a reader thread holding one read
@@ -754,180 +653,4 @@ pub async fn verify_with(
         );
     }
     Ok(report)
-}
-
-/// The seqs (first, last) a Merkle node covers; None for a position no
-/// tree of u64 leaves has.
-fn node_span(level: u32, idx: u64) -> Option<(u64, u64)> {
-    let width = 1u64.checked_shl(level)?;
-    let start = idx.checked_mul(width)?;
-    Some((start.checked_add(1)?, start.checked_add(width)?))
-}
-
-/// Checks a purge record: signed with the ledger's key, matching the stored
-/// purge, anchored on an entry the server wrote, and (with the KEK) that
-/// entry's sealed payload says the same. `Ok(Err(why))` when it does not
-/// hold; `Ok(Ok(anchor_opened))` when it does.
-async fn check_purge(
-    conn: &impl sea_orm::ConnectionTrait,
-    verifier: &NoteVerifier,
-    keys: Option<&Keyring>,
-    p: &store::PurgeRow,
-    anchor_kept: bool,
-) -> Result<Result<bool, String>, LedgerError> {
-    use super::purge_record::PurgeRecord;
-    let Some(note) = p.note.as_deref() else {
-        return Ok(Err("it has no signed purge record".into()));
-    };
-    let rec = match PurgeRecord::open(note, verifier) {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    let matches = rec.origin == verifier.name()
-        && rec.anchor_seq == p.anchor_seq
-        && rec.from_seq == p.from_seq
-        && rec.through_seq == p.through_seq
-        && rec.chain_hash == p.chain_hash
-        && rec.frontier == p.frontier.encode()
-        && rec.archive_sha256 == p.archive_sha256
-        && rec.archive_name == p.archive_name;
-    if !matches {
-        return Ok(Err("the stored purge does not match its signed record".into()));
-    }
-    if !anchor_kept {
-        return Ok(Ok(false));
-    }
-    let Some(anchor) = store::read_entry(conn, p.anchor_seq).await? else {
-        return Ok(Err("its anchor entry is missing".into()));
-    };
-    let f = &anchor.header.fields;
-    if f.action != "ledger.purge"
-        || f.actor_id.as_deref() != Some("custos")
-        || f.actor_kind.as_deref() != Some("system")
-        || f.source_app.as_deref() != Some("custos")
-    {
-        return Ok(Err("its anchor entry was not written by the server".into()));
-    }
-    let Some(keys) = keys else { return Ok(Ok(false)) };
-    let Some(key) = keys.get(anchor.key_id) else {
-        return Ok(Err(format!("its anchor entry names unknown key {}", anchor.key_id)));
-    };
-    let plain = match key.open(&encoding::header_bytes(&anchor.header), &anchor.iv, &anchor.ciphertext, &anchor.mac) {
-        Ok(p) => p,
-        Err(_) => return Ok(Err("its anchor entry fails its MAC or does not decrypt".into())),
-    };
-    let v: serde_json::Value = serde_json::from_slice(&plain).unwrap_or_default();
-    let says = v["from_seq"].as_u64() == Some(p.from_seq)
-        && v["through_seq"].as_u64() == Some(p.through_seq)
-        && v["chain_hash"].as_str() == Some(hex::encode(p.chain_hash).as_str())
-        && v["frontier"].as_str() == Some(hex::encode(p.frontier.encode()).as_str())
-        && v["archive_sha256"].as_str() == Some(hex::encode(p.archive_sha256).as_str());
-    if !says {
-        return Ok(Err("its anchor entry records a different purge".into()));
-    }
-    Ok(Ok(true))
-}
-
-/// An inclusion proof checked against a signed checkpoint.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct InclusionCheck {
-    /// Tree size of the checkpoint.
-    pub tree_size: u64,
-    /// Its root hash.
-    #[serde(with = "hex_bytes")]
-    pub root_hash: Hash,
-    /// The signed note.
-    pub checkpoint: String,
-    /// The proof's hashes, bottom-up.
-    #[serde(serialize_with = "hex_list")]
-    pub hashes: Vec<Hash>,
-    /// Signature valid and proof leads to the signed root.
-    pub verified: bool,
-}
-
-/// The result of verifying one entry.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct EntryVerification {
-    /// The entry.
-    pub seq: u64,
-    /// Stored fields hash to the stored leaf hash.
-    pub leaf_matches: bool,
-    /// The MAC matches (checked before decrypting); None without keys.
-    pub mac_valid: Option<bool>,
-    /// The payload decrypts; None without keys.
-    pub decrypts: Option<bool>,
-    /// Inclusion in the latest signed checkpoint (None until one covers it).
-    pub inclusion: Option<InclusionCheck>,
-}
-
-impl EntryVerification {
-    /// Everything checked passed, and a signed checkpoint covers the entry.
-    pub fn is_intact(&self) -> bool {
-        self.leaf_matches
-            && self.mac_valid != Some(false)
-            && self.decrypts != Some(false)
-            && self.inclusion.as_ref().is_some_and(|i| i.verified)
-    }
-}
-
-mod hex_bytes {
-    pub fn serialize<S: serde::Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(h))
-    }
-}
-
-fn hex_list<S: serde::Serializer>(hs: &[Hash], s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeSeq as _;
-    let mut seq = s.serialize_seq(Some(hs.len()))?;
-    for h in hs {
-        seq.serialize_element(&hex::encode(h))?;
-    }
-    seq.end()
-}
-
-/// Verifies one entry: its stored fields against its leaf hash; with keys,
-/// its MAC and then its decryption; and its inclusion proof against the
-/// latest signed checkpoint (signature checked with `verifier`).
-pub async fn verify_entry(
-    db: &Database,
-    verifier: &NoteVerifier,
-    keys: Option<&Keyring>,
-    seq: u64,
-) -> Result<EntryVerification, LedgerError> {
-    let conn = db.conn();
-    let entry =
-        store::read_entry(conn, seq).await?.ok_or_else(|| LedgerError::Invalid(format!("no entry with seq {seq}")))?;
-    let header = encoding::header_bytes(&entry.header);
-    let leaf_matches =
-        encoding::leaf_hash(&header, entry.key_id, &entry.iv, &entry.ciphertext, &entry.mac) == entry.leaf_hash;
-    let (mac_valid, decrypts) = match keys.map(|k| k.get(entry.key_id)) {
-        None => (None, None),
-        Some(None) => (Some(false), Some(false)),
-        Some(Some(k)) => match k.open(&header, &entry.iv, &entry.ciphertext, &entry.mac) {
-            Ok(_) => (Some(true), Some(true)),
-            Err(super::crypto::OpenError::BadMac) => (Some(false), Some(false)),
-            Err(_) => (Some(true), Some(false)),
-        },
-    };
-    let mut inclusion = None;
-    if let Some(cp) = store::latest_signed_checkpoint(conn, verifier).await?.filter(|c| c.tree_size >= seq) {
-        let signed = verifier.open_checkpoint(&cp.note).ok();
-        let mut hashes = Vec::new();
-        for r in super::merkle::inclusion_ranges(seq - 1, cp.tree_size) {
-            hashes.push(store::range_hash(conn, r).await?);
-        }
-        let verified = signed.as_ref().is_some_and(|s| {
-            s.tree_size == cp.tree_size
-                && super::merkle::verify_inclusion(seq - 1, s.tree_size, &entry.leaf_hash, &hashes, &s.root_hash)
-                    .is_ok()
-        });
-        inclusion = Some(InclusionCheck {
-            tree_size: cp.tree_size,
-            root_hash: cp.root_hash,
-            checkpoint: cp.note,
-            hashes,
-            verified,
-        });
-    }
-    Ok(EntryVerification { seq, leaf_matches, mac_valid, decrypts, inclusion })
 }

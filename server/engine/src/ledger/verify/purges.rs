@@ -1,0 +1,75 @@
+//! Checks besides the chain: purge records and Merkle node positions.
+
+use super::*;
+
+/// The seqs (first, last) a Merkle node covers; None for a position no
+/// tree of u64 leaves has.
+pub(super) fn node_span(level: u32, idx: u64) -> Option<(u64, u64)> {
+    let width = 1u64.checked_shl(level)?;
+    let start = idx.checked_mul(width)?;
+    Some((start.checked_add(1)?, start.checked_add(width)?))
+}
+
+/// Checks a purge record: signed with the ledger's key, matching the stored
+/// purge, anchored on an entry the server wrote, and (with the KEK) that
+/// entry's sealed payload says the same. `Ok(Err(why))` when it does not
+/// hold; `Ok(Ok(anchor_opened))` when it does.
+pub(super) async fn check_purge(
+    conn: &impl sea_orm::ConnectionTrait,
+    verifier: &NoteVerifier,
+    keys: Option<&Keyring>,
+    p: &store::PurgeRow,
+    anchor_kept: bool,
+) -> Result<Result<bool, String>, LedgerError> {
+    use crate::ledger::purge_record::PurgeRecord;
+    let Some(note) = p.note.as_deref() else {
+        return Ok(Err("it has no signed purge record".into()));
+    };
+    let rec = match PurgeRecord::open(note, verifier) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let matches = rec.origin == verifier.name()
+        && rec.anchor_seq == p.anchor_seq
+        && rec.from_seq == p.from_seq
+        && rec.through_seq == p.through_seq
+        && rec.chain_hash == p.chain_hash
+        && rec.frontier == p.frontier.encode()
+        && rec.archive_sha256 == p.archive_sha256
+        && rec.archive_name == p.archive_name;
+    if !matches {
+        return Ok(Err("the stored purge does not match its signed record".into()));
+    }
+    if !anchor_kept {
+        return Ok(Ok(false));
+    }
+    let Some(anchor) = store::read_entry(conn, p.anchor_seq).await? else {
+        return Ok(Err("its anchor entry is missing".into()));
+    };
+    let f = &anchor.header.fields;
+    if f.action != "ledger.purge"
+        || f.actor_id.as_deref() != Some("custos")
+        || f.actor_kind.as_deref() != Some("system")
+        || f.source_app.as_deref() != Some("custos")
+    {
+        return Ok(Err("its anchor entry was not written by the server".into()));
+    }
+    let Some(keys) = keys else { return Ok(Ok(false)) };
+    let Some(key) = keys.get(anchor.key_id) else {
+        return Ok(Err(format!("its anchor entry names unknown key {}", anchor.key_id)));
+    };
+    let plain = match key.open(&encoding::header_bytes(&anchor.header), &anchor.iv, &anchor.ciphertext, &anchor.mac) {
+        Ok(p) => p,
+        Err(_) => return Ok(Err("its anchor entry fails its MAC or does not decrypt".into())),
+    };
+    let v: serde_json::Value = serde_json::from_slice(&plain).unwrap_or_default();
+    let says = v["from_seq"].as_u64() == Some(p.from_seq)
+        && v["through_seq"].as_u64() == Some(p.through_seq)
+        && v["chain_hash"].as_str() == Some(hex::encode(p.chain_hash).as_str())
+        && v["frontier"].as_str() == Some(hex::encode(p.frontier.encode()).as_str())
+        && v["archive_sha256"].as_str() == Some(hex::encode(p.archive_sha256).as_str());
+    if !says {
+        return Ok(Err("its anchor entry records a different purge".into()));
+    }
+    Ok(Ok(true))
+}
