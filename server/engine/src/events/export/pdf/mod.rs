@@ -5,6 +5,11 @@
 //! the page tree. Text is set in DejaVu Sans (embedded, Identity-H, with a
 //! ToUnicode map so the text can be searched and copied); the summary chart
 //! is drawn by plotters through a backend that emits PDF operators.
+//!
+//! Here the writer and the layout; `font` (the embedded font), `page` (a
+//! page's content stream), `chart` (the plotters backend). The writer is
+//! hand-written because the PDF engines available (typst) lay the whole
+//! document out in memory: a million-row export would not fit.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,7 +24,15 @@ use plotters_backend::{
 use super::Summary;
 use crate::events::model::EventView;
 
-const FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
+mod chart;
+mod font;
+mod page;
+
+use self::chart::{PdfCanvas, draw_histogram};
+use self::font::Font;
+use self::page::Page;
+
+const FONT: &[u8] = include_bytes!("../../../../assets/fonts/DejaVuSans.ttf");
 
 /// A4 landscape, in points.
 const PAGE_W: f32 = 841.89;
@@ -56,103 +69,6 @@ const FONT_FILE: u32 = 6;
 const TO_UNICODE: u32 = 7;
 const INFO: u32 = 8;
 const FIRST_FREE: u32 = 9;
-
-/// The embedded font: glyph lookup, advances, and the glyphs used (for the
-/// widths array and the ToUnicode map written at the end).
-struct Font {
-    face: ttf_parser::Face<'static>,
-    upem: f32,
-    used: BTreeMap<u16, char>,
-}
-
-impl Font {
-    fn load() -> io::Result<Font> {
-        let face = ttf_parser::Face::parse(FONT, 0).map_err(|e| io::Error::other(format!("font: {e}")))?;
-        let upem = f32::from(face.units_per_em());
-        Ok(Font { face, upem, used: BTreeMap::new() })
-    }
-
-    fn glyph(&self, c: char) -> u16 {
-        self.face.glyph_index(c).map_or(0, |g| g.0)
-    }
-
-    fn advance(&self, gid: u16) -> f32 {
-        f32::from(self.face.glyph_hor_advance(ttf_parser::GlyphId(gid)).unwrap_or(0))
-    }
-
-    /// Width of `text` at `size` points.
-    fn width(&self, text: &str, size: f32) -> f32 {
-        text.chars().map(|c| self.advance(self.glyph(c))).sum::<f32>() * size / self.upem
-    }
-
-    /// `text` as a hex string of glyph ids, recording what was used.
-    fn encode(&mut self, text: &str) -> String {
-        let mut s = String::with_capacity(text.len() * 4 + 2);
-        s.push('<');
-        for c in text.chars() {
-            let c = if c.is_control() { ' ' } else { c };
-            let g = self.glyph(c);
-            self.used.entry(g).or_insert(c);
-            let _ = write!(s, "{g:04X}");
-        }
-        s.push('>');
-        s
-    }
-
-    /// `text` cut (with an ellipsis) to fit `width` at `size`.
-    fn fit(&self, text: &str, width: f32, size: f32) -> String {
-        let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-        if self.width(&one_line, size) <= width {
-            return one_line;
-        }
-        let limit = width - self.width("…", size);
-        let mut out = String::new();
-        let mut w = 0.0;
-        for c in one_line.chars() {
-            let cw = self.advance(self.glyph(c)) * size / self.upem;
-            if w + cw > limit {
-                break;
-            }
-            w += cw;
-            out.push(c);
-        }
-        out.push('…');
-        out
-    }
-}
-
-/// A page's content stream under construction.
-struct Page<'f> {
-    ops: String,
-    font: &'f mut Font,
-}
-
-impl Page<'_> {
-    fn text(&mut self, x: f32, y: f32, size: f32, bold: bool, s: &str) {
-        let enc = self.font.encode(s);
-        // Bold: fill and stroke the outline (one embedded face keeps
-        // every export under a megabyte of font).
-        let mode = if bold { "2 Tr 0.35 w" } else { "0 Tr" };
-        let _ = writeln!(self.ops, "BT /F1 {size:.1} Tf {mode} {x:.2} {y:.2} Td {enc} Tj ET");
-    }
-
-    fn text_right(&mut self, right: f32, y: f32, size: f32, bold: bool, s: &str) {
-        let w = self.font.width(s, size);
-        self.text(right - w, y, size, bold, s);
-    }
-
-    fn fill_rgb(&mut self, (r, g, b): (f32, f32, f32)) {
-        let _ = writeln!(self.ops, "{r:.3} {g:.3} {b:.3} rg {r:.3} {g:.3} {b:.3} RG");
-    }
-
-    fn rect(&mut self, x: f32, y: f32, w: f32, h: f32) {
-        let _ = writeln!(self.ops, "{x:.2} {y:.2} {w:.2} {h:.2} re f");
-    }
-
-    fn line(&mut self, x1: f32, y1: f32, x2: f32, y2: f32, width: f32) {
-        let _ = writeln!(self.ops, "{width:.2} w {x1:.2} {y1:.2} m {x2:.2} {y2:.2} l S");
-    }
-}
 
 const INK: (f32, f32, f32) = (0.11, 0.13, 0.17);
 const MUTED: (f32, f32, f32) = (0.38, 0.42, 0.48);
@@ -566,189 +482,6 @@ fn pdf_text(s: &str) -> String {
     }
     out.push('>');
     out
-}
-
-/// Events per bucket over the summary's period, as bars.
-fn draw_histogram(canvas: &mut PdfCanvas<'_>, s: &Summary) -> Result<(), String> {
-    let (width_us, label) = s.bucket();
-    let series = s.series(width_us);
-    let root = plotters::drawing::IntoDrawingArea::into_drawing_area(canvas);
-    let max = series.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
-    let n = series.len().max(1) as u32;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Events per {label} (UTC)"), ("sans-serif", 12))
-        .margin(6)
-        .x_label_area_size(28)
-        .y_label_area_size(52)
-        .build_cartesian_2d((0u32..n).into_segmented(), 0u64..max + max / 10 + 1)
-        .map_err(|e| e.to_string())?;
-    let labels: Vec<String> = series
-        .iter()
-        .map(|(start, _)| {
-            let t = super::super::service::rfc3339(*start);
-            if width_us >= 86_400_000_000 {
-                t.get(..10).unwrap_or(&t).to_owned()
-            } else {
-                t.get(5..16).unwrap_or(&t).replace('T', " ")
-            }
-        })
-        .collect();
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .light_line_style(TRANSPARENT)
-        .y_desc("events")
-        .x_labels(8)
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
-            SegmentValue::Last => String::new(),
-        })
-        .label_style(("sans-serif", 8))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(
-            Histogram::vertical(&chart)
-                .style(RGBColor(41, 102, 184).filled())
-                .margin(1)
-                .data(series.iter().enumerate().map(|(i, (_, c))| (i as u32, *c))),
-        )
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-/// A plotters backend drawing into a PDF content stream: plotters' pixels
-/// are points, its origin the top left of the box at (`x`, `y` + `h`).
-struct PdfCanvas<'f> {
-    ops: String,
-    font: &'f mut Font,
-    x: f32,
-    y: f32,
-    w: f32,
-    h: f32,
-}
-
-impl PdfCanvas<'_> {
-    fn at(&self, (px, py): BackendCoord) -> (f32, f32) {
-        (self.x + px as f32, self.y + self.h - py as f32)
-    }
-
-    fn color(&mut self, c: BackendColor) -> bool {
-        if c.alpha <= 0.0 {
-            return false;
-        }
-        // Alpha blended against white (the page).
-        let mix = |v: u8| 1.0 - (1.0 - f32::from(v) / 255.0) * c.alpha as f32;
-        let (r, g, b) = (mix(c.rgb.0), mix(c.rgb.1), mix(c.rgb.2));
-        let _ = writeln!(self.ops, "{r:.3} {g:.3} {b:.3} rg {r:.3} {g:.3} {b:.3} RG");
-        true
-    }
-}
-
-#[derive(Debug)]
-struct CanvasError;
-
-impl std::fmt::Display for CanvasError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PDF canvas error")
-    }
-}
-
-impl std::error::Error for CanvasError {}
-
-impl plotters_backend::DrawingBackend for &mut PdfCanvas<'_> {
-    type ErrorType = CanvasError;
-
-    fn get_size(&self) -> (u32, u32) {
-        (self.w as u32, self.h as u32)
-    }
-
-    fn ensure_prepared(&mut self) -> Result<(), DrawingErrorKind<CanvasError>> {
-        Ok(())
-    }
-
-    fn present(&mut self) -> Result<(), DrawingErrorKind<CanvasError>> {
-        Ok(())
-    }
-
-    fn draw_pixel(&mut self, point: BackendCoord, color: BackendColor) -> Result<(), DrawingErrorKind<CanvasError>> {
-        if self.color(color) {
-            let (x, y) = self.at(point);
-            let _ = writeln!(self.ops, "{x:.2} {:.2} 1 1 re f", y - 1.0);
-        }
-        Ok(())
-    }
-
-    fn draw_line<S: BackendStyle>(
-        &mut self,
-        from: BackendCoord,
-        to: BackendCoord,
-        style: &S,
-    ) -> Result<(), DrawingErrorKind<CanvasError>> {
-        if self.color(style.color()) {
-            let ((x1, y1), (x2, y2)) = (self.at(from), self.at(to));
-            let w = style.stroke_width().max(1) as f32 * 0.5;
-            let _ = writeln!(self.ops, "{w:.2} w {x1:.2} {y1:.2} m {x2:.2} {y2:.2} l S");
-        }
-        Ok(())
-    }
-
-    fn draw_rect<S: BackendStyle>(
-        &mut self,
-        upper_left: BackendCoord,
-        bottom_right: BackendCoord,
-        style: &S,
-        fill: bool,
-    ) -> Result<(), DrawingErrorKind<CanvasError>> {
-        if self.color(style.color()) {
-            let ((x1, y1), (x2, y2)) = (self.at(upper_left), self.at(bottom_right));
-            let (x, y, w, h) = (x1.min(x2), y1.min(y2), (x2 - x1).abs(), (y2 - y1).abs());
-            if fill {
-                let _ = writeln!(self.ops, "{x:.2} {y:.2} {w:.2} {h:.2} re f");
-            } else {
-                let _ = writeln!(self.ops, "0.5 w {x:.2} {y:.2} {w:.2} {h:.2} re S");
-            }
-        }
-        Ok(())
-    }
-
-    fn draw_text<T: BackendTextStyle>(
-        &mut self,
-        text: &str,
-        style: &T,
-        pos: BackendCoord,
-    ) -> Result<(), DrawingErrorKind<CanvasError>> {
-        if !self.color(style.color()) {
-            return Ok(());
-        }
-        let size = style.size() as f32;
-        let width = self.font.width(text, size);
-        let anchor = style.anchor();
-        let (mut x, mut y) = self.at(pos);
-        x -= match anchor.h_pos {
-            HPos::Left => 0.0,
-            HPos::Center => width / 2.0,
-            HPos::Right => width,
-        };
-        y -= match anchor.v_pos {
-            VPos::Top => size * 0.8,
-            VPos::Center => size * 0.35,
-            VPos::Bottom => 0.0,
-        };
-        let enc = self.font.encode(text);
-        let _ = writeln!(self.ops, "BT /F1 {size:.1} Tf 0 Tr {x:.2} {y:.2} Td {enc} Tj ET");
-        Ok(())
-    }
-
-    fn estimate_text_size<T: BackendTextStyle>(
-        &self,
-        text: &str,
-        style: &T,
-    ) -> Result<(u32, u32), DrawingErrorKind<CanvasError>> {
-        let size = style.size() as f32;
-        Ok((self.font.width(text, size).ceil() as u32, size.ceil() as u32))
-    }
 }
 
 #[cfg(test)]
