@@ -16,9 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use custos_engine::clock::{OsRandom, SystemClock};
+use custos_engine::events::{OwnAction, OwnEvent};
 use custos_engine::identity::service::{Identity, IdentityError, IdentitySettings};
 use custos_engine::keys::{EnvKek, FileKek, KekError, KekProvider};
-use custos_engine::ledger::{Ledger, LedgerConfig, LedgerError, LedgerTasks, NewEntry};
+use custos_engine::ledger::{Ledger, LedgerConfig, LedgerError, LedgerTasks};
 use custos_engine::storage::{Database, PoolOptions, StorageError};
 use leptos::prelude::LeptosOptions;
 use tokio::sync::watch;
@@ -98,8 +99,11 @@ pub async fn open_ledger(config: &Config, db: Database) -> Result<(Ledger, Ledge
     Ledger::open(db, kek.as_ref(), cfg, Arc::new(SystemClock), Arc::new(OsRandom)).await
 }
 
-/// The identity service for a configuration.
-pub async fn open_identity(config: &Config, ledger: &Ledger) -> Result<Identity, IdentityError> {
+/// The identity service for a configuration (its records go through `events`).
+pub async fn open_identity(
+    config: &Config,
+    events: Arc<custos_engine::events::Events>,
+) -> Result<Identity, IdentityError> {
     let a = &config.auth;
     let settings = IdentitySettings {
         lockout_threshold: a.lockout_threshold,
@@ -110,7 +114,7 @@ pub async fn open_identity(config: &Config, ledger: &Ledger) -> Result<Identity,
         issuer: "Custos".into(),
         noise_per_minute: a.anonymous_per_minute,
     };
-    Identity::new(ledger.db().clone(), ledger.clone(), Arc::new(SystemClock), Arc::new(OsRandom), settings).await
+    Identity::new(events, Arc::new(SystemClock), Arc::new(OsRandom), settings).await
 }
 
 /// On a new installation, creates the first administrator from
@@ -162,15 +166,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let (ledger, tasks) = open_ledger(config, db).await?;
     let head = ledger.head().await?;
     tracing::info!(origin = ledger.origin(), entries = head.seq, "ledger open");
-    // The audit function's own start-up is an auditable event (NIST 800-53 AU-2).
-    ledger.append_one(lifecycle_event("custos.start", ledger.db().kind().as_str())).await?;
-    let identity = Arc::new(open_identity(config, &ledger).await?);
-    first_admin(&identity).await?;
     let events = Arc::new(
         custos_engine::events::Events::open(ledger.clone(), config.ingest.limits())
             .await
             .map_err(|e| StartError::Events(e.to_string()))?,
     );
+    // The audit function's own start-up is an auditable event (NIST 800-53 AU-2).
+    events
+        .record_own(lifecycle_event(OwnAction::Start, ledger.db().kind().as_str()))
+        .await
+        .map_err(|e| StartError::Events(e.to_string()))?;
+    let identity = Arc::new(open_identity(config, events.clone()).await?);
+    first_admin(&identity).await?;
 
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
@@ -310,7 +317,7 @@ impl Running {
             Err(_) => tracing::warn!("in-flight requests did not finish in time; closing anyway"),
         }
         let kind = self.ledger.db().kind().as_str();
-        if let Err(e) = self.ledger.append_one(lifecycle_event("custos.stop", kind)).await {
+        if let Err(e) = self.events.record_own(lifecycle_event(OwnAction::Stop, kind)).await {
             tracing::error!(error = %e, "could not record the shutdown in the ledger");
         }
         self.ledger.shutdown(self.tasks).await?;
@@ -344,30 +351,23 @@ async fn scheduled_verification(ledger: &Ledger, events: &custos_engine::events:
         Ok(r) => tracing::error!(failure = ?r.failure, "scheduled verification FAILED"),
         Err(e) => tracing::error!(error = %e, "scheduled verification could not run"),
     }
-    let actor = custos_model::Actor {
-        id: "custos".into(),
-        kind: "system".into(),
-        name: Some("scheduled verification".into()),
-        ip: None,
-        user_agent: None,
-        session_id: None,
-    };
-    let event = api::verify_jobs::verification_event(ledger, actor, None, scope, &result, None, "system");
-    if let Err(e) = events.record(event).await {
+    let custos = custos_engine::events::own::custos_actor("scheduled verification");
+    let event = api::verify_jobs::verification_event(ledger, custos, None, scope, &result, None, "system");
+    if let Err(e) = events.record_own(event).await {
         tracing::error!(error = %e, "could not record the scheduled verification");
     }
 }
 
 /// An event about Custos itself starting or stopping.
-fn lifecycle_event(action: &str, database: &str) -> NewEntry {
+fn lifecycle_event(action: OwnAction, database: &str) -> OwnEvent {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).ok().filter(|h| !h.is_empty());
-    let payload = serde_json::json!({
+    let details = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "database": database,
         "host": host,
         "pid": std::process::id(),
     });
-    NewEntry::system(chrono::Utc::now().timestamp_micros(), "system", action, ("service", host), "system", &payload)
+    OwnEvent::by_custos(action, "custos", "system").resource("service", host).details(details)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

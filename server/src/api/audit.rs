@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custos_engine::events::service::{parse_rfc3339, rfc3339};
 use custos_engine::events::validate::{FieldError, parse_json, parse_ndjson_lines};
-use custos_engine::events::{EventsError, SearchFilter, Submitter};
+use custos_engine::events::{EventsError, OwnAction, OwnEvent, SearchFilter, Submitter};
 use custos_engine::identity::permission::Permission;
 use custos_engine::identity::service::Caller;
 use custos_model::{ApiError, EventView, IngestReceipt, SearchPage, Stats};
@@ -300,8 +300,8 @@ pub async fn read_one(
     };
     if unmask {
         // Recorded before anything is revealed: no record, no originals.
-        let event = unmask_event(&ctx, &entry, reason.as_deref().unwrap_or(""), s.ledger.now_us());
-        if let Err(e) = s.events.record(event).await {
+        let event = unmask_event(&ctx, &entry, reason.as_deref().unwrap_or(""));
+        if let Err(e) = s.events.record_own(event).await {
             return events_error(e);
         }
     }
@@ -333,32 +333,12 @@ pub async fn read_one(
     .into_response()
 }
 
-fn unmask_event(
-    ctx: &Ctx,
-    entry: &custos_engine::ledger::types::StoredEntry,
-    reason: &str,
-    now: i64,
-) -> custos_model::Event {
-    custos_model::Event {
-        id: uuid::Uuid::now_v7(),
-        occurred_at_us: now,
-        category: "data_access".into(),
-        action: "audit.unmask".into(),
-        outcome: "success".into(),
-        reason: None,
-        severity: "warning".into(),
-        actor: ctx.actor(),
-        resource: Some(custos_model::Resource {
-            kind: "audit_event".into(),
-            id: Some(entry.header.event_id.to_string()),
-            name: None,
-        }),
-        tenant: entry.header.fields.tenant.clone(),
-        source: custos_model::Source { application: Some("custos".into()), host: None, channel: "api".into() },
-        correlation: custos_model::Correlation { request_id: ctx.request_id.clone(), trace_id: None, parent_id: None },
-        metrics: None,
-        details: Some(serde_json::json!({ "seq": entry.header.seq, "justification": reason })),
-    }
+fn unmask_event(ctx: &Ctx, entry: &custos_engine::ledger::types::StoredEntry, reason: &str) -> OwnEvent {
+    OwnEvent::new(OwnAction::Unmask, ctx.actor(), "api")
+        .resource("audit_event", Some(entry.header.event_id.to_string()))
+        .tenant(entry.header.fields.tenant.clone())
+        .request(ctx.request_id.clone())
+        .details(serde_json::json!({ "seq": entry.header.seq, "justification": reason }))
 }
 
 /// A signed checkpoint.

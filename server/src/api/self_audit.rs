@@ -22,7 +22,7 @@ use std::time::Instant;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use custos_model::{Correlation, Event, Metrics, Resource, Source};
+use custos_engine::events::{OwnAction, OwnEvent};
 
 use custos_engine::identity::noise::Verdict;
 
@@ -173,36 +173,15 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         Some(r) => classify(access::table_method(&method), r.path),
         None => ("data_access", "api.unknown".to_owned()),
     };
-    let event = Event {
-        id: uuid::Uuid::now_v7(),
-        occurred_at_us: s.ledger.now_us(),
-        category: category.into(),
-        action,
-        outcome: outcome.into(),
-        reason: None,
-        severity: match outcome {
-            "denied" => "warning",
-            "error" => "error",
-            _ => "info",
-        }
-        .into(),
-        actor: ctx.actor(),
-        resource: Some(Resource { kind: "endpoint".into(), id: Some(format!("{method} {template}")), name: None }),
-        tenant: None,
-        source: Source {
-            application: Some("custos".into()),
-            host: None,
-            channel: if matches!(route.map(|r| r.kind), Some(Kind::Page | Kind::Rpc)) { "ui" } else { "api" }.into(),
-        },
-        correlation: Correlation { request_id: ctx.request_id.clone(), trace_id: None, parent_id: None },
-        metrics: Some(Metrics {
-            duration_ms: Some((started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0),
-            status_code: Some(status),
-            bytes: None,
-        }),
-        details: Some(serde_json::json!({ "method": method, "path": template, "query": query })),
-    };
-    match s.events.record(event).await {
+    let channel = if matches!(route.map(|r| r.kind), Some(Kind::Page | Kind::Rpc)) { "ui" } else { "api" };
+    let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    let event = OwnEvent::new(OwnAction::Request { action, category }, ctx.actor(), channel)
+        .outcome(outcome)
+        .resource("endpoint", Some(format!("{method} {template}")))
+        .request(ctx.request_id.clone())
+        .timing(duration_ms, status)
+        .details(serde_json::json!({ "method": method, "path": template, "query": query }));
+    match s.events.record_own(event).await {
         Ok(_) => response,
         Err(e) => super::ledger_unavailable(&e),
     }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use custos_engine::events::{OwnAction, OwnEvent};
 use custos_engine::ledger::verify::{Progress, VerifyReport, VerifyScope};
 use custos_model::ApiError;
 use serde::{Deserialize, Serialize};
@@ -80,9 +81,9 @@ impl Jobs {
     }
 }
 
-/// The ledger event that records a verification's end (`audit.verify`):
-/// its requested scope (both null: the whole ledger) and its report, or why
-/// it could not run. Used by the API's jobs and the scheduled verification.
+/// The record of a verification's end (`audit.verify`): its requested
+/// scope (both null: the whole ledger) and its report, or why it could not
+/// run. Used by the API's jobs and the scheduled verification.
 pub fn verification_event(
     ledger: &custos_engine::ledger::Ledger,
     actor: custos_model::Actor,
@@ -91,7 +92,7 @@ pub fn verification_event(
     result: &Result<VerifyReport, custos_engine::ledger::LedgerError>,
     job: Option<Uuid>,
     channel: &str,
-) -> custos_model::Event {
+) -> OwnEvent {
     let outcome = match result {
         Ok(r) if r.is_intact() => "success",
         Ok(_) => "failure",
@@ -102,22 +103,11 @@ pub fn verification_event(
         Ok(r) => serde_json::json!({ "job": job, "scope": asked, "report": r }),
         Err(e) => serde_json::json!({ "job": job, "scope": asked, "error": e.to_string() }),
     };
-    custos_model::Event {
-        id: Uuid::now_v7(),
-        occurred_at_us: ledger.now_us(),
-        category: "integrity".into(),
-        action: "audit.verify".into(),
-        outcome: outcome.into(),
-        reason: None,
-        severity: if outcome == "success" { "info" } else { "critical" }.into(),
-        actor,
-        resource: Some(custos_model::Resource { kind: "ledger".into(), id: Some(ledger.origin().into()), name: None }),
-        tenant: None,
-        source: custos_model::Source { application: Some("custos".into()), host: None, channel: channel.into() },
-        correlation: custos_model::Correlation { request_id, trace_id: None, parent_id: None },
-        metrics: None,
-        details: Some(details),
-    }
+    OwnEvent::new(OwnAction::Verify, actor, channel)
+        .outcome(outcome)
+        .resource("ledger", Some(ledger.origin().into()))
+        .request(request_id)
+        .details(details)
 }
 
 /// What to verify.
@@ -202,7 +192,7 @@ pub async fn start(
         let progress_jobs = jobs.clone();
         let result = ledger.verify(scope, move |p: Progress| progress_jobs.progress(id, p)).await;
         let event = verification_event(&ledger, actor, request_id, scope, &result, Some(id), "api");
-        if let Err(e) = events.record(event).await {
+        if let Err(e) = events.record_own(event).await {
             tracing::error!(error = %e, "could not record the end of a verification");
         }
         jobs.update(id, |j| match result {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use custos_engine::events::{Events, Submitter, demo};
+use custos_engine::events::{Events, OwnAction, OwnEvent, Submitter, demo};
 
 use super::{failed, open_cli_ledger};
 use crate::config::Config;
@@ -121,32 +121,14 @@ async fn seed(events: Arc<Events>, args: &SeedArgs, batch: u64) -> ExitCode {
     reporter.abort();
     let secs = started.elapsed().as_secs_f64();
     let (d, dup) = (done.load(Ordering::Relaxed), duplicates.load(Ordering::Relaxed));
-    let record = custos_model::Event {
-        id: uuid::Uuid::now_v7(),
-        occurred_at_us: events.ledger().now_us(),
-        category: "system".into(),
-        action: "demo.seed".into(),
-        outcome: if error.is_none() { "success" } else { "error" }.into(),
-        reason: error.clone(),
-        severity: "notice".into(),
-        actor: custos_model::Actor {
-            id: std::env::var("USER").map(|u| format!("cli:{u}")).unwrap_or_else(|_| "cli".into()),
-            kind: "system".into(),
-            name: None,
-            ip: None,
-            user_agent: None,
-            session_id: None,
-        },
-        resource: None,
-        tenant: None,
-        source: custos_model::Source { application: Some("custos".into()), host: None, channel: "cli".into() },
-        correlation: custos_model::Correlation::default(),
-        metrics: None,
-        details: Some(serde_json::json!({
+    let record = OwnEvent::new(OwnAction::DemoSeed, custos_engine::events::own::cli_operator(), "cli")
+        .outcome(if error.is_none() { "success" } else { "error" })
+        .severity("notice")
+        .reason(error.clone())
+        .details(serde_json::json!({
             "requested": n, "ingested": d, "duplicates": dup, "days": args.days, "seed": seed, "seconds": secs,
-        })),
-    };
-    if let Err(e) = events.record(record).await {
+        }));
+    if let Err(e) = events.record_own(record).await {
         return failed("cannot record the demo run in the ledger", &e);
     }
     if let Some(e) = error {

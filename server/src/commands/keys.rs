@@ -57,14 +57,7 @@ async fn rotate(config: &Config) -> ExitCode {
     // the key is made, by the operator at the command line.
     let result = match custos_engine::events::Events::open(ledger.clone(), config.ingest.limits()).await {
         Ok(events) => {
-            let operator = custos_model::Actor {
-                id: std::env::var("USER").map(|u| format!("cli:{u}")).unwrap_or_else(|_| "cli".into()),
-                kind: "system".into(),
-                name: Some("command line".into()),
-                ip: None,
-                user_agent: None,
-                session_id: None,
-            };
+            let operator = custos_engine::events::own::cli_operator();
             events.rotate_key(&operator, "cli", None).await.map_err(|e| e.to_string())
         }
         Err(e) => Err(e.to_string()),

@@ -69,7 +69,14 @@ pub async fn user(config: &Config, cmd: UserCommand) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let identity = match crate::open_identity(config, &ledger).await {
+    let events = match custos_engine::events::Events::open(ledger.clone(), config.ingest.limits()).await {
+        Ok(e) => std::sync::Arc::new(e),
+        Err(e) => {
+            let _ = ledger.shutdown(tasks).await;
+            return failed("cannot open the events service", &e);
+        }
+    };
+    let identity = match crate::open_identity(config, events).await {
         Ok(i) => i,
         Err(e) => {
             let _ = ledger.shutdown(tasks).await;

@@ -10,11 +10,13 @@ pub mod export;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod mask;
+pub mod own;
 pub mod saved;
 pub mod search;
 pub mod service;
 pub mod time;
 pub mod validate;
 
+pub use own::{OwnAction, OwnEvent};
 pub use search::SearchFilter;
 pub use service::{Events, EventsError, Submitter};

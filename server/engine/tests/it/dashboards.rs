@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use custos_engine::events::demo::Demo;
 use custos_engine::events::validate::Limits;
-use custos_engine::events::{Events, Submitter};
+use custos_engine::events::{Events, OwnAction, OwnEvent, Submitter};
 use custos_engine::ledger::rollup::{latency_bucket, latency_value};
 use serde_json::Value;
 
@@ -17,35 +17,14 @@ const N: u64 = 3000;
 
 /// A verification event as the API records it.
 /// A verification as the server records it (`audit.verify` by custos).
-fn verification(ledger: &custos_engine::ledger::Ledger, outcome: &str, details: Value) -> custos_model::Event {
-    custos_model::Event {
-        id: uuid::Uuid::now_v7(),
-        occurred_at_us: ledger.now_us(),
-        category: "integrity".into(),
-        action: "audit.verify".into(),
-        outcome: outcome.into(),
-        reason: None,
-        severity: "info".into(),
-        actor: custos_model::Actor {
-            id: "custos".into(),
-            kind: "system".into(),
-            name: None,
-            ip: None,
-            user_agent: None,
-            session_id: None,
-        },
-        resource: None,
-        tenant: None,
-        source: custos_model::Source { application: Some("custos".into()), host: None, channel: "system".into() },
-        correlation: Default::default(),
-        metrics: None,
-        details: Some(details),
-    }
+fn verification(outcome: &str, details: Value) -> OwnEvent {
+    OwnEvent::by_custos(OwnAction::Verify, "test", "system").outcome(outcome).details(details)
 }
 
 /// The same event sealed as a client's (its sealed submitter an API key),
 /// as an entry from before ingest refused Custos's namespaces would be.
-fn sealed_as_client(e: &custos_model::Event) -> custos_engine::ledger::NewEntry {
+fn sealed_as_client(own: OwnEvent, now_us: i64) -> custos_engine::ledger::NewEntry {
+    let e = &own.build(now_us);
     let payload = serde_json::json!({ "v": 1, "event": e, "unmasked": {}, "policy": 0, "submitted_by": "api_key:forger", "digest": null });
     custos_engine::ledger::NewEntry {
         event_id: e.id,
@@ -159,34 +138,34 @@ both_backends! {
         let refused = events.ingest(&[e], None, &Submitter { principal: "test".into() }).await.unwrap_err();
         assert!(format!("{refused:?}").contains("reserves for its own records"), "{refused:?}");
         // Nor does a client-sealed success (an entry from before that rule) count.
-        let forged = verification(&ledger, "success", serde_json::json!({ "report": report }));
-        ledger.append_one(sealed_as_client(&forged)).await.unwrap();
+        let forged = verification("success", serde_json::json!({ "report": report }));
+        ledger.append_one(sealed_as_client(forged, ledger.now_us())).await.unwrap();
         assert!(events.recent_by_action("audit.verify", 5).await.unwrap().is_empty());
         assert_eq!(status(&events.compliance(24).await.unwrap(), "chain_verified"), "fail", "a forged success is ignored");
-        events.record(verification(&ledger, "success", serde_json::json!({ "report": report }))).await.unwrap();
+        events.record_own(verification("success", serde_json::json!({ "report": report }))).await.unwrap();
         let history = events.recent_by_action("audit.verify", 5).await.unwrap();
         assert_eq!(history.len(), 1);
         let r = events.compliance(24).await.unwrap();
         assert_eq!(status(&r, "chain_verified"), "pass", "{:?}", r.checks[0]);
         // An intact verification of a range alone does not change that; a
         // failed one of any range since fails the check, naming its seq.
-        let partial = verification(&ledger, "success", serde_json::json!({
+        let partial = verification("success", serde_json::json!({
             "scope": {"from_seq": 2, "to_seq": 3},
             "report": {"from_seq": 2, "to_seq": 3, "entries_checked": 2, "failure": null}
         }));
-        events.record(partial).await.unwrap();
+        events.record_own(partial).await.unwrap();
         assert_eq!(status(&events.compliance(24).await.unwrap(), "chain_verified"), "pass");
-        let failed = verification(&ledger, "failure", serde_json::json!({
+        let failed = verification("failure", serde_json::json!({
             "scope": {"from_seq": 2, "to_seq": 3},
             "report": {"from_seq": 2, "to_seq": 3, "entries_checked": 0, "failure": {"seq": 2, "kind": "mac", "detail": "x"}}
         }));
-        events.record(failed).await.unwrap();
+        events.record_own(failed).await.unwrap();
         let r = events.compliance(24).await.unwrap();
         assert_eq!(status(&r, "chain_verified"), "fail");
         assert!(r.checks[0].detail.contains("FAILED at seq 2"), "{}", r.checks[0].detail);
         // A forged success of the whole ledger after it hides nothing.
-        let whole = verification(&ledger, "success", serde_json::json!({ "scope": {"from_seq": null, "to_seq": null}, "report": report }));
-        ledger.append_one(sealed_as_client(&whole)).await.unwrap();
+        let whole = verification("success", serde_json::json!({ "scope": {"from_seq": null, "to_seq": null}, "report": report }));
+        ledger.append_one(sealed_as_client(whole, ledger.now_us())).await.unwrap();
         let r = events.compliance(24).await.unwrap();
         assert_eq!(status(&r, "chain_verified"), "fail", "a forged success does not hide the failure");
         assert!(r.checks[0].detail.contains("FAILED at seq 2"), "{}", r.checks[0].detail);

@@ -30,8 +30,12 @@ impl Env {
         let clock = Arc::new(ManualClock::new(T0));
         let (ledger, tasks) =
             Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
-        let id =
-            Identity::new(t.db.clone(), ledger.clone(), clock.clone(), Arc::new(OsRandom), settings).await.unwrap();
+        let events = Arc::new(
+            custos_engine::events::Events::open(ledger.clone(), custos_engine::events::validate::Limits::default())
+                .await
+                .unwrap(),
+        );
+        let id = Identity::new(events, clock.clone(), Arc::new(OsRandom), settings).await.unwrap();
         Some(Env { _t: t, clock, ledger, tasks: Some(tasks), id })
     }
 

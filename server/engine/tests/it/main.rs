@@ -10,6 +10,7 @@ mod identity;
 mod keys;
 mod known_answer;
 mod ledger;
+mod own_events;
 mod properties;
 mod purge;
 mod tamper;

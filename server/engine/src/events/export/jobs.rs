@@ -19,7 +19,8 @@ use uuid::Uuid;
 use super::run::{ExportProgress, PreparedExport};
 use super::{ExportFormat, manifest_note};
 use crate::events::Events;
-use crate::events::model::{Actor, Correlation, Event, ExportJob, ExportManifest, Resource, Source};
+use crate::events::model::{Actor, ExportJob, ExportManifest};
+use crate::events::own::{OwnAction, OwnEvent};
 
 /// Files of finished exports are deleted after this long.
 const FILE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -273,26 +274,15 @@ pub async fn record(
     result: &Result<ExportManifest, String>,
 ) -> Result<(), crate::events::EventsError> {
     let (action, outcome, details) = match result {
-        Ok(m) => ("audit.export.completed", "success", serde_json::to_value(m).unwrap_or_default()),
-        Err(e) => ("audit.export.failed", "failure", serde_json::json!({ "format": format.ext(), "error": e })),
+        Ok(m) => (OwnAction::ExportCompleted, "success", serde_json::to_value(m).unwrap_or_default()),
+        Err(e) => (OwnAction::ExportFailed, "failure", serde_json::json!({ "format": format.ext(), "error": e })),
     };
-    let event = Event {
-        id: Uuid::now_v7(),
-        occurred_at_us: events.ledger().now_us(),
-        category: "data_access".into(),
-        action: action.into(),
-        outcome: outcome.into(),
-        reason: None,
-        severity: "notice".into(),
-        actor: who.actor.clone(),
-        resource: Some(Resource { kind: "export".into(), id: Some(id.to_string()), name: None }),
-        tenant: None,
-        source: Source { application: Some("custos".into()), host: None, channel: who.channel.clone() },
-        correlation: Correlation { request_id: who.request_id.clone(), trace_id: None, parent_id: None },
-        metrics: None,
-        details: Some(details),
-    };
-    events.record(event).await.map(|_| ())
+    let event = OwnEvent::new(action, who.actor.clone(), &who.channel)
+        .outcome(outcome)
+        .resource("export", Some(id.to_string()))
+        .request(who.request_id.clone())
+        .details(details);
+    events.record_own(event).await.map(|_| ())
 }
 
 fn view(id: Uuid, j: &Job) -> ExportJob {

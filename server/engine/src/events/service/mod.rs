@@ -151,7 +151,7 @@ impl Events {
         let entries = events
             .into_iter()
             .zip(&digests)
-            .map(|(e, d)| self.seal_input(&policy, e, &by.principal, Some(d)))
+            .map(|(e, d)| self.seal_input(&policy, e, &by.principal, Some(d), true))
             .collect();
         let receipts = self.ledger.append(entries).await?;
         let mut out: Vec<IngestReceipt> = receipts.iter().map(receipt_view).collect();
@@ -180,15 +180,19 @@ impl Events {
 
     /// Records one event Custos produces itself (self-audit), masked by the
     /// same policy.
-    pub async fn record(&self, event: Event) -> Result<Receipt, EventsError> {
+    /// The one writer of Custos's own events (see `own`): sealed with the
+    /// server as the submitter, masked unless exempt.
+    pub(crate) async fn record_with(&self, event: Event, masking: super::own::Masking) -> Result<Receipt, EventsError> {
         let policy = self.current();
+        let mask = masking == super::own::Masking::Applied;
         // Custos's own events have fresh ids and are never retried: no digest.
-        Ok(self.ledger.append_one(self.seal_input(&policy, event, SERVER_SUBMITTER, None)).await?)
+        Ok(self.ledger.append_one(self.seal_input(&policy, event, SERVER_SUBMITTER, None, mask)).await?)
     }
 
-    fn seal_input(&self, policy: &Policy, mut e: Event, by: &str, digest: Option<&String>) -> NewEntry {
+    fn seal_input(&self, policy: &Policy, mut e: Event, by: &str, digest: Option<&String>, mask: bool) -> NewEntry {
         let keys = self.ledger.keys();
-        let originals = policy.masker.mask_event(&mut e, &|v| keys.pseudonym(v));
+        let originals =
+            if mask { policy.masker.mask_event(&mut e, &|v| keys.pseudonym(v)) } else { Default::default() };
         let fields = HeaderFields {
             category: e.category.clone(),
             action: e.action.clone(),

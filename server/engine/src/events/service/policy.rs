@@ -2,6 +2,7 @@
 //! (recorded before they are made, `based_on` refusing lost updates).
 
 use super::*;
+use crate::events::own::{OwnAction, OwnEvent};
 
 pub(super) struct Policy {
     pub(super) version: u64,
@@ -118,25 +119,11 @@ impl Events {
         }
         let version = current.version + 1;
         let now = self.ledger.now_us();
-        let event = Event {
-            id: Uuid::now_v7(),
-            occurred_at_us: now,
-            category: "policy".into(),
-            action: "policy.masking.update".into(),
-            outcome: "success".into(),
-            reason: None,
-            severity: "notice".into(),
-            actor: by.clone(),
-            resource: Some(Resource { kind: "masking_policy".into(), id: Some(version.to_string()), name: None }),
-            tenant: None,
-            source: Source { application: Some("custos".into()), host: None, channel: "api".into() },
-            correlation: Correlation { request_id, trace_id: None, parent_id: None },
-            metrics: None,
-            details: Some(
-                json!({ "version": version, "previous": current.version, "rules": rules, "comment": comment }),
-            ),
-        };
-        self.record(event).await?;
+        let event = OwnEvent::new(OwnAction::MaskingPolicyUpdate, by.clone(), "api")
+            .resource("masking_policy", Some(version.to_string()))
+            .request(request_id)
+            .details(json!({ "version": version, "previous": current.version, "rules": rules, "comment": comment }));
+        self.record_own(event).await?;
         let conn = self.ledger.db().conn();
         let b = conn.get_database_backend();
         let rules_json = serde_json::to_string(&rules).map_err(|e| invalid("rules", e.to_string()))?;

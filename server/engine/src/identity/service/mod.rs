@@ -23,7 +23,6 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
-use uuid::Uuid;
 
 use super::apikey::{self, Scope};
 use super::noise::{NoiseGate, NoiseKind, Verdict};
@@ -32,8 +31,9 @@ use super::permission::{BUILTIN_ROLES, Permission, PermissionSet, UnknownPermiss
 use super::throttle::Throttle;
 use super::totp;
 use crate::clock::{Clock, RandomError, RandomSource};
-use crate::ledger::types::HeaderFields;
-use crate::ledger::{Ledger, LedgerError, NewEntry, Receipt};
+use crate::events::EventsError;
+use crate::events::own::{OwnAction, OwnEvent};
+use crate::ledger::{Ledger, LedgerError, Receipt};
 use crate::storage::Database;
 
 mod apikeys;
@@ -97,6 +97,8 @@ fn name_key(name: &str) -> String {
 pub struct Identity {
     db: Database,
     ledger: Ledger,
+    /// The writer of Custos's own events.
+    events: Arc<crate::events::Events>,
     clock: Arc<dyn Clock>,
     rng: Arc<dyn RandomSource>,
     settings: IdentitySettings,
@@ -125,8 +127,7 @@ impl std::fmt::Debug for Identity {
 impl Identity {
     /// The service, with the built-in roles in place.
     pub async fn new(
-        db: Database,
-        ledger: Ledger,
+        events: Arc<crate::events::Events>,
         clock: Arc<dyn Clock>,
         rng: Arc<dyn RandomSource>,
         settings: IdentitySettings,
@@ -134,7 +135,9 @@ impl Identity {
         let dummy_hash =
             password::hash("custos dummy password for timing", rng.as_ref()).map_err(|_| IdentityError::Hash)?;
         let window = settings.throttle_window_secs;
+        let (ledger, db) = (events.ledger().clone(), events.ledger().db().clone());
         let id = Identity {
+            events,
             ip_throttle: Throttle::new(settings.ip_failures, window, clock.clone()),
             name_throttle: Throttle::new(settings.name_failures, window, clock.clone()),
             unknown_names: Throttle::new(
@@ -264,51 +267,40 @@ impl Identity {
     async fn record(
         &self,
         actor: &Actor,
-        category: &str,
-        action: &str,
+        category: &'static str,
+        action: &'static str,
         outcome: &str,
         severity: &str,
         resource: (&str, Option<String>),
         details: serde_json::Value,
     ) -> Result<Receipt, LedgerError> {
-        let payload = serde_json::json!({
-            "actor": {
-                "id": actor.id, "kind": actor.kind, "name": actor.name,
-                "ip": actor.ip, "user_agent": actor.user_agent,
-            },
-            "resource": { "type": resource.0, "id": resource.1 },
-            "source": { "application": "custos", "channel": actor.channel },
-            "correlation": { "request_id": actor.request_id },
-            "outcome": outcome,
-            "details": details,
-        });
-        let entry = NewEntry {
-            event_id: Uuid::now_v7(),
-            occurred_at_us: self.now(),
-            fields: HeaderFields {
-                category: category.into(),
-                action: action.into(),
-                outcome: outcome.into(),
-                severity: severity.into(),
-                actor_id: actor.id.clone(),
-                actor_kind: Some(actor.kind.into()),
-                resource_type: Some(resource.0.into()),
-                resource_id: resource.1,
-                tenant: None,
-                channel: Some(actor.channel.into()),
-                source_app: Some("custos".into()),
-            },
-            payload: payload.to_string().into_bytes(),
-            duration_ms: None,
+        // Through the one writer of own events: sealed with the server as the
+        // submitter, masked by the policy like any event.
+        let who = crate::events::model::Actor {
+            id: actor.id.clone().unwrap_or_else(|| "anonymous".into()),
+            kind: actor.kind.into(),
+            name: actor.name.clone(),
+            ip: actor.ip.clone(),
+            user_agent: actor.user_agent.clone(),
+            session_id: None,
         };
-        self.ledger.append_one(entry).await
+        let own = OwnEvent::new(OwnAction::Identity { action, category }, who, actor.channel)
+            .outcome(outcome)
+            .severity(severity)
+            .resource(resource.0, resource.1)
+            .request(actor.request_id.clone())
+            .details(details);
+        self.events.record_own(own).await.map_err(|e| match e {
+            EventsError::Ledger(l) => l,
+            other => LedgerError::Invalid(other.to_string()),
+        })
     }
 
     /// Records a change before it is made (refusing it if the ledger cannot).
     async fn record_change(
         &self,
         actor: &Actor,
-        action: &str,
+        action: &'static str,
         resource: (&str, Option<String>),
         details: serde_json::Value,
     ) -> Result<Receipt, IdentityError> {
@@ -322,7 +314,7 @@ impl Identity {
     async fn apply<T>(
         &self,
         actor: &Actor,
-        action: &str,
+        action: &'static str,
         recorded: Receipt,
         resource: (&str, Option<String>),
         change: impl std::future::Future<Output = Result<T, IdentityError>>,

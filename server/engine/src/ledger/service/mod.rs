@@ -62,8 +62,9 @@ pub struct NewEntry {
 }
 
 impl NewEntry {
-    /// An event Custos records about itself (start, stop, key rotation,
-    /// purge…): actor `custos`, kind `system`, outcome success.
+    /// An entry the ledger layer writes about itself (the purge anchor):
+    /// actor `custos`, kind `system`, outcome success. Every other own event
+    /// goes through `events::own` (the one writer, above this layer).
     pub fn system(
         occurred_at_us: i64,
         category: &str,

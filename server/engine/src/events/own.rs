@@ -1,0 +1,332 @@
+//! Custos's own events: one catalogue, one builder, one writer.
+//!
+//! Every event Custos records about itself (lifecycle, sign-ins and account
+//! changes, key rotation, verification, exports, unmasking, policy changes,
+//! the self-audit of requests, summaries of refused noise) is an
+//! [`OwnAction`] of this catalogue, which fixes its action name, category and
+//! default severity, and is built by [`OwnEvent`], which fills the source
+//! (application `custos`), the actor and the request correlation the same
+//! way for all. [`Events::record_own`] seals it with the server as the
+//! submitter (the only submitter the compliance checks trust) and applies
+//! the masking policy unless the action is exempt by name
+//! ([`Masking::Exempt`], each with its reason).
+//!
+//! The ledger layer's own anchor entries (`ledger.purge`) are the one
+//! exception: they are written below this layer, in the format the purge
+//! record check reads (`ledger/purge.rs`).
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::model::{Actor, Correlation, Event, Resource, Source};
+use super::service::{Events, EventsError};
+use crate::ledger::Receipt;
+
+/// Whether the masking policy applies to an own event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Masking {
+    /// Masked like any event.
+    Applied,
+    /// Sealed as built, for the reason given.
+    Exempt(&'static str),
+}
+
+/// Every action Custos records about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnAction {
+    /// The server started.
+    Start,
+    /// The server stopped.
+    Stop,
+    /// A data key rotation (recorded before it happens).
+    KeyRotate,
+    /// A verification of the ledger (a range or all of it).
+    Verify,
+    /// Masked values revealed, with a reason.
+    Unmask,
+    /// An export ended with its signed manifest.
+    ExportCompleted,
+    /// An export failed.
+    ExportFailed,
+    /// A new version of the masking policy.
+    MaskingPolicyUpdate,
+    /// Demo events seeded from the command line.
+    DemoSeed,
+    /// An account or access event of the identity service (`user.login`,
+    /// `role.create`, `apikey.use`, …): its action and category.
+    Identity {
+        /// The action, e.g. `user.login`.
+        action: &'static str,
+        /// The category: authentication, admin, security, authorization.
+        category: &'static str,
+    },
+    /// A request to Custos itself (the self-audit), named by its route.
+    Request {
+        /// The action, e.g. `audit.search` or `rpc.create_user`.
+        action: String,
+        /// The category.
+        category: &'static str,
+    },
+}
+
+impl OwnAction {
+    /// The action name.
+    pub fn name(&self) -> &str {
+        match self {
+            OwnAction::Start => "custos.start",
+            OwnAction::Stop => "custos.stop",
+            OwnAction::KeyRotate => "ledger.key.rotate",
+            OwnAction::Verify => "audit.verify",
+            OwnAction::Unmask => "audit.unmask",
+            OwnAction::ExportCompleted => "audit.export.completed",
+            OwnAction::ExportFailed => "audit.export.failed",
+            OwnAction::MaskingPolicyUpdate => "policy.masking.update",
+            OwnAction::DemoSeed => "demo.seed",
+            OwnAction::Identity { action, .. } => action,
+            OwnAction::Request { action, .. } => action,
+        }
+    }
+
+    /// The category.
+    pub fn category(&self) -> &str {
+        match self {
+            OwnAction::Start | OwnAction::Stop | OwnAction::DemoSeed => "system",
+            OwnAction::KeyRotate => "admin",
+            OwnAction::Verify => "integrity",
+            OwnAction::Unmask | OwnAction::ExportCompleted | OwnAction::ExportFailed => "data_access",
+            OwnAction::MaskingPolicyUpdate => "policy",
+            OwnAction::Identity { category, .. } | OwnAction::Request { category, .. } => category,
+        }
+    }
+
+    /// The severity of an outcome, unless the event says otherwise.
+    pub fn severity(&self, outcome: &str) -> &'static str {
+        match (self, outcome) {
+            (OwnAction::Verify, "success") => "info",
+            (OwnAction::Verify, _) => "critical",
+            (OwnAction::Unmask, _) => "warning",
+            (_, "error") => "error",
+            (_, "failure" | "denied") => "warning",
+            (OwnAction::Request { .. } | OwnAction::Identity { .. }, _) => "info",
+            _ => "notice",
+        }
+    }
+
+    /// Whether the masking policy applies.
+    pub fn masking(&self) -> Masking {
+        match self {
+            OwnAction::ExportCompleted => {
+                Masking::Exempt("the record carries the export's signed manifest, which must match it byte for byte")
+            }
+            _ => Masking::Applied,
+        }
+    }
+}
+
+/// Custos itself as an actor (`custos`, kind `system`), doing `name`.
+pub fn custos_actor(name: &str) -> Actor {
+    Actor {
+        id: super::validate::RESERVED_NAME.into(),
+        kind: "system".into(),
+        name: Some(name.to_owned()),
+        ip: None,
+        user_agent: None,
+        session_id: None,
+    }
+}
+
+/// The operator at the command line (`cli:$USER`, kind `system`).
+pub fn cli_operator() -> Actor {
+    Actor {
+        id: std::env::var("USER").map(|u| format!("cli:{u}")).unwrap_or_else(|_| "cli".into()),
+        kind: "system".into(),
+        name: Some("command line".into()),
+        ip: None,
+        user_agent: None,
+        session_id: None,
+    }
+}
+
+/// An own event being built.
+#[derive(Debug, Clone)]
+pub struct OwnEvent {
+    action: OwnAction,
+    actor: Actor,
+    channel: String,
+    outcome: String,
+    severity: Option<String>,
+    reason: Option<String>,
+    resource: Option<Resource>,
+    tenant: Option<String>,
+    request_id: Option<String>,
+    details: Option<Value>,
+    duration_ms: Option<f64>,
+    status_code: Option<u16>,
+}
+
+impl OwnEvent {
+    /// `action` by `actor` through `channel` (api, ui, cli, system), a success.
+    pub fn new(action: OwnAction, actor: Actor, channel: &str) -> OwnEvent {
+        OwnEvent {
+            action,
+            actor,
+            channel: channel.to_owned(),
+            outcome: "success".into(),
+            severity: None,
+            reason: None,
+            resource: None,
+            tenant: None,
+            request_id: None,
+            details: None,
+            duration_ms: None,
+            status_code: None,
+        }
+    }
+
+    /// Custos itself as the actor (`custos`, kind `system`), doing `name`.
+    pub fn by_custos(action: OwnAction, name: &str, channel: &str) -> OwnEvent {
+        OwnEvent::new(action, custos_actor(name), channel)
+    }
+
+    /// The outcome: success, failure, denied or error.
+    pub fn outcome(mut self, outcome: &str) -> Self {
+        self.outcome = outcome.to_owned();
+        self
+    }
+
+    /// A severity other than the action's default for the outcome.
+    pub fn severity(mut self, severity: &str) -> Self {
+        self.severity = Some(severity.to_owned());
+        self
+    }
+
+    /// Why (for failures and denials).
+    pub fn reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason;
+        self
+    }
+
+    /// What was acted on.
+    pub fn resource(mut self, kind: &str, id: Option<String>) -> Self {
+        self.resource = Some(Resource { kind: kind.to_owned(), id, name: None });
+        self
+    }
+
+    /// The tenant of what was acted on.
+    pub fn tenant(mut self, tenant: Option<String>) -> Self {
+        self.tenant = tenant;
+        self
+    }
+
+    /// The HTTP request, for correlation.
+    pub fn request(mut self, request_id: Option<String>) -> Self {
+        self.request_id = request_id;
+        self
+    }
+
+    /// Context.
+    pub fn details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// How long it took and the HTTP status (the self-audit).
+    pub fn timing(mut self, duration_ms: f64, status_code: u16) -> Self {
+        self.duration_ms = Some(duration_ms);
+        self.status_code = Some(status_code);
+        self
+    }
+
+    /// The action.
+    pub fn action(&self) -> &OwnAction {
+        &self.action
+    }
+
+    /// The event, at `now_us`.
+    pub fn build(self, now_us: i64) -> Event {
+        let severity = self.severity.unwrap_or_else(|| self.action.severity(&self.outcome).to_owned());
+        let metrics = (self.duration_ms.is_some() || self.status_code.is_some()).then_some(super::model::Metrics {
+            duration_ms: self.duration_ms,
+            status_code: self.status_code,
+            bytes: None,
+        });
+        Event {
+            id: Uuid::now_v7(),
+            occurred_at_us: now_us,
+            category: self.action.category().to_owned(),
+            action: self.action.name().to_owned(),
+            outcome: self.outcome,
+            reason: self.reason,
+            severity,
+            actor: self.actor,
+            resource: self.resource,
+            tenant: self.tenant,
+            source: Source {
+                application: Some(super::validate::RESERVED_NAME.into()),
+                host: None,
+                channel: self.channel,
+            },
+            correlation: Correlation { request_id: self.request_id, trace_id: None, parent_id: None },
+            metrics,
+            details: self.details,
+        }
+    }
+}
+
+impl Events {
+    /// Records one of Custos's own events: sealed with the server as the
+    /// submitter, masked unless its action is exempt.
+    pub async fn record_own(&self, own: OwnEvent) -> Result<Receipt, EventsError> {
+        let masking = own.action().masking();
+        let event = own.build(self.ledger().now_us());
+        self.record_with(event, masking).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fixed_action_is_in_a_reserved_namespace_and_named_once() {
+        let fixed = [
+            OwnAction::Start,
+            OwnAction::Stop,
+            OwnAction::KeyRotate,
+            OwnAction::Verify,
+            OwnAction::Unmask,
+            OwnAction::ExportCompleted,
+            OwnAction::ExportFailed,
+            OwnAction::MaskingPolicyUpdate,
+            OwnAction::DemoSeed,
+        ];
+        let mut names = std::collections::HashSet::new();
+        for a in &fixed {
+            assert!(super::super::validate::is_reserved_action(a.name()), "{} is not reserved", a.name());
+            assert!(names.insert(a.name()), "{} twice", a.name());
+            assert!(super::super::model::CATEGORIES.contains(&a.category()), "{}", a.category());
+        }
+        assert_eq!(OwnAction::Verify.severity("failure"), "critical");
+        assert_eq!(OwnAction::Start.severity("success"), "notice");
+        assert!(matches!(OwnAction::ExportCompleted.masking(), Masking::Exempt(_)));
+        assert_eq!(OwnAction::Unmask.masking(), Masking::Applied);
+    }
+
+    #[test]
+    fn the_builder_fills_source_actor_and_correlation_alike() {
+        let e = OwnEvent::by_custos(OwnAction::Verify, "scheduled verification", "system")
+            .outcome("failure")
+            .resource("ledger", Some("custos.test/ledger".into()))
+            .request(Some("req-1".into()))
+            .build(42);
+        assert_eq!(
+            (e.action.as_str(), e.category.as_str(), e.severity.as_str()),
+            ("audit.verify", "integrity", "critical")
+        );
+        assert_eq!((e.actor.id.as_str(), e.actor.kind.as_str()), ("custos", "system"));
+        assert_eq!(e.source.application.as_deref(), Some("custos"));
+        assert_eq!(e.source.channel, "system");
+        assert_eq!(e.correlation.request_id.as_deref(), Some("req-1"));
+        assert_eq!(e.occurred_at_us, 42);
+    }
+}
