@@ -42,6 +42,20 @@ pub enum Need {
     UserWith(Permission),
 }
 
+/// How the self-audit names a request to a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audit {
+    /// A REST route: its action and category (from `routes::rest_table`).
+    Named(&'static str, &'static str),
+    /// A page: `ui.page.view`.
+    PageView,
+    /// A server function: `rpc.<name>`, in this category (`admin` for one
+    /// that changes things, `data_access` for one that reads).
+    ServerFunction(&'static str),
+    /// Not recorded on its own (health, sign-in forms: they record themselves).
+    None,
+}
+
 /// One row of the table.
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
@@ -56,22 +70,53 @@ pub struct Route {
     /// Usable while a signed-in user must first change the password or
     /// enrol MFA (the account page and what it calls).
     pub during_setup: bool,
+    /// How the self-audit names it.
+    pub audit: Audit,
+}
+
+const fn audit_of(kind: Kind) -> Audit {
+    match kind {
+        Kind::Page => Audit::PageView,
+        Kind::Rpc => Audit::ServerFunction("admin"),
+        Kind::Api | Kind::Form | Kind::Ops => Audit::None,
+    }
 }
 
 const fn r(method: &'static str, path: &'static str, kind: Kind, need: Need) -> Route {
-    Route { method, path, kind, need, during_setup: false }
+    Route { method, path, kind, need, during_setup: false, audit: audit_of(kind) }
 }
 
 const fn setup(method: &'static str, path: &'static str, kind: Kind, need: Need) -> Route {
-    Route { method, path, kind, need, during_setup: true }
+    Route { method, path, kind, need, during_setup: true, audit: audit_of(kind) }
+}
+
+impl Route {
+    /// A server function that only reads: recorded as data access.
+    const fn reads(mut self) -> Route {
+        self.audit = Audit::ServerFunction("data_access");
+        self
+    }
+
+    /// The self-audit's (category, action) for this route.
+    pub fn audit_name(&self) -> (&'static str, String) {
+        match self.audit {
+            Audit::Named(action, category) => (category, action.to_owned()),
+            Audit::PageView => ("data_access", "ui.page.view".to_owned()),
+            Audit::ServerFunction(category) => {
+                (category, format!("rpc.{}", self.path.strip_prefix("/rpc/").unwrap_or(self.path)))
+            }
+            Audit::None => ("data_access", "http.request".to_owned()),
+        }
+    }
 }
 
 use Kind::*;
 use Need::*;
 const USERS: Need = Permission(custos_engine::identity::permission::Permission::UserManage);
 
-/// Every route and server function.
-pub const ROUTES: &[Route] = &[
+/// The routes that are not REST routes (`routes::rest_table` has those):
+/// operations, forms, pages, server functions, and last the catch-all page.
+const OTHER_ROUTES: &[Route] = &[
     // Operations.
     setup("GET", "/healthz", Ops, Public),
     setup("GET", "/readyz", Ops, Public),
@@ -92,54 +137,23 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/admin/users", Page, USERS),
     r("GET", "/admin/roles", Page, USERS),
     r("GET", "/admin/api-keys", Page, USERS),
-    // REST. Static segments before `{id}`: the first match wins.
-    setup("GET", "/api/whoami", Api, SignedIn),
-    r("POST", "/api/audit/events", Api, Permission(P::AuditIngest)),
-    r("GET", "/api/audit", Api, Permission(P::AuditRead)),
-    r("GET", "/api/audit/stats", Api, Permission(P::AuditRead)),
-    r("GET", "/api/audit/histogram", Api, Permission(P::AuditRead)),
-    r("GET", "/api/audit/tail", Api, Permission(P::AuditRead)),
-    r("GET", "/api/searches", Api, Permission(P::AuditRead)),
-    r("POST", "/api/searches", Api, Permission(P::AuditRead)),
-    r("DELETE", "/api/searches/{id}", Api, Permission(P::AuditRead)),
-    r("GET", "/api/audit/export", Api, Permission(P::AuditExport)),
-    r("POST", "/api/audit/exports", Api, Permission(P::AuditExport)),
-    r("GET", "/api/audit/exports/{id}", Api, Permission(P::AuditExport)),
-    r("GET", "/api/audit/exports/{id}/file", Api, Permission(P::AuditExport)),
-    r("GET", "/api/audit/exports/{id}/manifest", Api, Permission(P::AuditExport)),
-    r("GET", "/api/audit/checkpoints", Api, Permission(P::AuditRead)),
-    r("GET", "/api/audit/analytics", Api, Permission(P::AuditRead)),
-    r("GET", "/api/audit/verifications", Api, Permission(P::AuditVerify)),
-    r("GET", "/api/audit/public-key", Api, Permission(P::AuditRead)),
-    r("GET", "/api/compliance", Api, Permission(P::ReportGenerate)),
-    r("GET", "/api/keys", Api, Permission(P::AuditVerify)),
-    r("POST", "/api/keys/rotate", Api, Permission(P::Admin)),
-    r("POST", "/api/audit/verify", Api, Permission(P::AuditVerify)),
-    r("GET", "/api/audit/verify/{job}", Api, Permission(P::AuditVerify)),
-    r("GET", "/api/audit/{id}", Api, Permission(P::AuditRead)),
-    r("GET", "/api/policies/masking", Api, Permission(P::PolicyManage)),
-    r("PUT", "/api/policies/masking", Api, Permission(P::PolicyManage)),
-    r("GET", "/api/policies/masking/history", Api, Permission(P::PolicyManage)),
-    r("POST", "/api/policies/masking/preview", Api, Permission(P::PolicyManage)),
-    r("GET", "/api/openapi.json", Api, Public),
-    r("GET", "/api/docs", Api, Public),
     // Server functions.
-    setup("POST", "/rpc/whoami", Rpc, Public),
-    r("POST", "/rpc/status", Rpc, SignedIn),
+    setup("POST", "/rpc/whoami", Rpc, Public).reads(),
+    r("POST", "/rpc/status", Rpc, SignedIn).reads(),
     setup("POST", "/rpc/change_password", Rpc, User),
     setup("POST", "/rpc/mfa_begin", Rpc, User),
     setup("POST", "/rpc/mfa_confirm", Rpc, User),
-    r("POST", "/rpc/list_users", Rpc, USERS),
+    r("POST", "/rpc/list_users", Rpc, USERS).reads(),
     r("POST", "/rpc/create_user", Rpc, USERS),
     r("POST", "/rpc/set_user_disabled", Rpc, USERS),
     r("POST", "/rpc/reset_user_password", Rpc, USERS),
     r("POST", "/rpc/set_user_roles", Rpc, USERS),
     r("POST", "/rpc/reset_user_mfa", Rpc, USERS),
-    r("POST", "/rpc/list_roles", Rpc, USERS),
+    r("POST", "/rpc/list_roles", Rpc, USERS).reads(),
     r("POST", "/rpc/create_role", Rpc, USERS),
     r("POST", "/rpc/update_role", Rpc, USERS),
     r("POST", "/rpc/delete_role", Rpc, USERS),
-    r("POST", "/rpc/list_api_keys", Rpc, USERS),
+    r("POST", "/rpc/list_api_keys", Rpc, USERS).reads(),
     r("POST", "/rpc/create_api_key", Rpc, USERS),
     r("POST", "/rpc/revoke_api_key", Rpc, USERS),
     // Any other page: the "not found" page, for signed-in users only (an
@@ -147,6 +161,26 @@ pub const ROUTES: &[Route] = &[
     // Never matches under /api or /rpc: an unknown endpoint there is refused.
     r("GET", NOT_FOUND_PAGE, Page, SignedIn),
 ];
+
+/// Every route: the other routes with the REST table's rows placed before
+/// the server functions (and the catch-all page last).
+pub fn routes() -> &'static [Route] {
+    static ALL: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let split = OTHER_ROUTES.iter().position(|r| r.kind == Kind::Rpc).unwrap_or(OTHER_ROUTES.len());
+        let mut all: Vec<Route> = OTHER_ROUTES[..split].to_vec();
+        all.extend(crate::routes::table().iter().map(|t| Route {
+            method: t.method,
+            path: t.path,
+            kind: Kind::Api,
+            need: t.need,
+            during_setup: t.during_setup,
+            audit: Audit::Named(t.action, t.category),
+        }));
+        all.extend_from_slice(&OTHER_ROUTES[split..]);
+        all
+    })
+}
 
 /// The table's last row: every other GET of a page path.
 pub const NOT_FOUND_PAGE: &str = "/{*page}";
@@ -186,7 +220,7 @@ pub fn table_method(method: &str) -> &str {
 /// catch-all page row never covers `/api`, `/rpc` or the static files.
 pub fn find(method: &str, path: &str) -> Option<&'static Route> {
     let method = table_method(method);
-    ROUTES.iter().find(|r| {
+    routes().iter().find(|r| {
         r.method == method
             && matches(r.path, path)
             && !(r.path == NOT_FOUND_PAGE && (is_endpoint_path(path) || is_static(path)))
@@ -197,7 +231,7 @@ pub fn find(method: &str, path: &str) -> Option<&'static Route> {
 /// answer to a wrong method on a known path is 405 with these as `Allow`).
 pub fn methods_for(path: &str) -> Vec<&'static str> {
     let mut m: Vec<&'static str> =
-        ROUTES.iter().filter(|r| r.path != NOT_FOUND_PAGE && matches(r.path, path)).map(|r| r.method).collect();
+        routes().iter().filter(|r| r.path != NOT_FOUND_PAGE && matches(r.path, path)).map(|r| r.method).collect();
     m.dedup();
     m
 }
@@ -281,8 +315,8 @@ mod tests {
 
     #[test]
     fn every_route_is_listed_once() {
-        for (i, a) in ROUTES.iter().enumerate() {
-            for b in &ROUTES[i + 1..] {
+        for (i, a) in routes().iter().enumerate() {
+            for b in &routes()[i + 1..] {
                 assert!(!(a.method == b.method && a.path == b.path), "{} {} twice", a.method, a.path);
             }
         }

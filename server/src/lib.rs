@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod http;
 pub mod limits;
+pub mod routes;
 pub mod telemetry;
 
 use std::net::SocketAddr;

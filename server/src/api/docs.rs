@@ -7,8 +7,6 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, dashboards, explorer, exports, masking, verify_jobs};
-
 struct Security;
 
 impl Modify for Security {
@@ -43,34 +41,40 @@ impl Modify for Security {
         description = "Sealed, verifiable audit log. Every request is itself recorded in the ledger. \
             Errors are JSON `{code, message, fields[]}`; each field problem names its path and reason.",
     ),
-    paths(
-        audit::ingest, audit::search, audit::read_one, audit::checkpoints, audit::stats,
-        explorer::histogram, explorer::tail, explorer::list, explorer::save, explorer::delete,
-        exports::export, exports::start, exports::status, exports::file, exports::manifest,
-        verify_jobs::start, verify_jobs::status,
-        dashboards::analytics, dashboards::compliance, dashboards::verifications,
-        dashboards::keys, dashboards::rotate, dashboards::public_key,
-        masking::get_policy, masking::put_policy, masking::history, masking::preview,
-    ),
-    components(schemas(custos_model::EventInput, custos_model::ApiError, custos_model::FieldProblem)),
+    components(schemas(custos_model::EventInput, custos_model::ApiError, custos_model::FieldProblem, super::session::Whoami)),
     modifiers(&Security),
     tags(
         (name = "audit", description = "Record, search and read audit events"),
         (name = "verification", description = "Prove the ledger intact"),
         (name = "dashboards", description = "Analytics and compliance status"),
         (name = "masking", description = "PII masking rules"),
+        (name = "session", description = "Who the caller is"),
+        (name = "docs", description = "This description"),
     )
 )]
 pub struct ApiDoc;
 
-/// The document, as served.
+/// The document, as served: one operation per row of the route table, so
+/// what is documented is what is served.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
+    for route in crate::routes::table() {
+        doc.paths.add_path_operation(route.path, vec![route.http_method.clone()], route.operation.clone());
+    }
+    // Schemas the operations name, collected from their handlers' attributes.
+    let components = doc.components.get_or_insert_with(Default::default);
+    for (name, schema) in crate::routes::schemas() {
+        components.schemas.entry(name).or_insert(schema);
+    }
     doc
 }
 
 /// `GET /api/openapi.json`.
+#[utoipa::path(
+    get, path = "/api/openapi.json", tag = "docs",
+    responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json"))
+)]
 pub async fn openapi_json() -> Response {
     match document().to_pretty_json() {
         Ok(json) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response(),
@@ -95,6 +99,10 @@ const DOCS_HTML: &str = r#"<!doctype html>
 "#;
 
 /// `GET /api/docs`: Swagger UI over `/api/openapi.json`, all local.
+#[utoipa::path(
+    get, path = "/api/docs", tag = "docs",
+    responses((status = 200, description = "The docs UI (HTML)", content_type = "text/html"))
+)]
 pub async fn docs_page() -> Response {
     let mut res =
         ([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], DOCS_HTML).into_response();

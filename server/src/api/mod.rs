@@ -16,6 +16,7 @@ pub mod explorer;
 pub mod exports;
 pub mod masking;
 pub mod self_audit;
+pub mod session;
 pub mod verify_jobs;
 
 use axum::http::StatusCode;

@@ -30,72 +30,6 @@ use super::Ctx;
 use crate::access::{self, Kind};
 use crate::http::AppState;
 
-/// Category and action recorded for a route.
-pub fn classify(method: &str, route: &str) -> (&'static str, String) {
-    let action = match (method, route) {
-        ("POST", "/api/audit/events") => "audit.ingest",
-        ("GET", "/api/audit") => "audit.search",
-        ("GET", "/api/audit/stats") => "audit.stats",
-        ("GET", "/api/audit/histogram") => "audit.histogram",
-        ("GET", "/api/audit/tail") => "audit.tail",
-        ("GET", "/api/searches") => "search.saved.list",
-        ("POST", "/api/searches") => "search.saved.save",
-        ("DELETE", "/api/searches/{id}") => "search.saved.delete",
-        ("GET", "/api/audit/export") => "audit.export",
-        ("POST", "/api/audit/exports") => "audit.export",
-        ("GET", "/api/audit/exports/{id}") => "audit.export.status",
-        ("GET", "/api/audit/exports/{id}/file") => "audit.export.download",
-        ("GET", "/api/audit/exports/{id}/manifest") => "audit.export.manifest",
-        ("GET", "/api/audit/checkpoints") => "audit.checkpoints.read",
-        ("GET", "/api/audit/analytics") => "audit.analytics",
-        ("GET", "/api/audit/verifications") => "audit.verify.history",
-        ("GET", "/api/audit/public-key") => "audit.public_key.read",
-        ("GET", "/api/compliance") => "compliance.report",
-        ("GET", "/api/keys") => "ledger.keys.read",
-        ("POST", "/api/keys/rotate") => "ledger.key.rotate.request",
-        ("POST", "/api/audit/verify") => "audit.verify.start",
-        ("GET", "/api/audit/verify/{job}") => "audit.verify.status",
-        ("GET", "/api/audit/{id}") => "audit.read",
-        ("GET", "/api/policies/masking") => "policy.masking.read",
-        ("PUT", "/api/policies/masking") => "policy.masking.change",
-        ("GET", "/api/policies/masking/history") => "policy.masking.history",
-        ("POST", "/api/policies/masking/preview") => "policy.masking.preview",
-        ("GET", "/api/openapi.json") => "api.docs.read",
-        ("GET", "/api/docs") => "api.docs.read",
-        ("GET", "/api/whoami") => "session.whoami",
-        _ => "",
-    };
-    let action = if !action.is_empty() {
-        action.to_owned()
-    } else if let Some(f) = route.strip_prefix("/rpc/") {
-        format!("rpc.{f}")
-    } else {
-        "ui.page.view".to_owned()
-    };
-    let category = if action.starts_with("policy.") {
-        "policy"
-    } else if action.starts_with("audit.verify")
-        || action == "audit.checkpoints.read"
-        || action == "audit.public_key.read"
-        || action == "ledger.keys.read"
-    {
-        "integrity"
-    } else if action == "ledger.key.rotate.request" {
-        "admin"
-    } else if action == "audit.ingest" {
-        "data_access"
-    } else if action.starts_with("rpc.")
-        && !action.starts_with("rpc.list")
-        && action != "rpc.status"
-        && action != "rpc.whoami"
-    {
-        "admin"
-    } else {
-        "data_access"
-    };
-    (category, action)
-}
-
 fn is_secret_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     ["password", "secret", "token", "key", "auth", "cookie", "session", "credential"].iter().any(|s| n.contains(s))
@@ -170,7 +104,7 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         _ => path.chars().take(200).collect(),
     };
     let (category, action) = match route {
-        Some(r) => classify(access::table_method(&method), r.path),
+        Some(r) => r.audit_name(),
         None => ("data_access", "api.unknown".to_owned()),
     };
     let channel = if matches!(route.map(|r| r.kind), Some(Kind::Page | Kind::Rpc)) { "ui" } else { "api" };

@@ -442,22 +442,6 @@ pub async fn logout(State(s): State<AppState>, session: Session, req: Request) -
     Redirect::to("/login?signed_out=1").into_response()
 }
 
-/// `GET /api/whoami`: who the server thinks you are.
-pub async fn whoami(req: Request) -> Response {
-    match req.extensions().get::<Caller>() {
-        Some(Caller::User(p)) => axum::Json(json!({
-            "kind": "user", "username": p.username, "roles": p.roles,
-            "permissions": p.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Some(Caller::ApiKey(k)) => axum::Json(json!({
-            "kind": "api_key", "prefix": k.prefix, "name": k.name, "scopes": k.scopes,
-        }))
-        .into_response(),
-        _ => json_error(StatusCode::UNAUTHORIZED, "CU-AUTH-001", "sign in, or send an API key, to use this"),
-    }
-}
-
 /// The policy for responses that are not pages (pages set their own, with
 /// the nonce of their inline script).
 const CSP_NON_HTML: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";

@@ -4,7 +4,7 @@
 
 use custos_engine::identity::apikey::Scope;
 use custos_engine::identity::service::{Actor, NewUser};
-use custos_server::access::{self, Kind, ROUTES};
+use custos_server::access::{self, Kind};
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -156,7 +156,7 @@ async fn every_route_and_server_function_is_enforced_for_every_role() {
     callers.push((Who::Key(Scope::Ingest), client(), Some(ingest_key.expose_secret().to_owned())));
 
     let mut checked = 0;
-    for (n, route) in ROUTES.iter().enumerate() {
+    for (n, route) in access::routes().iter().enumerate() {
         // Signing out is walked last, separately.
         if route.path == "/auth/logout" {
             continue;
@@ -232,7 +232,7 @@ async fn every_route_and_server_function_is_enforced_for_every_role() {
             checked += 1;
         }
     }
-    assert!(checked >= ROUTES.len() * 7, "{checked} checks");
+    assert!(checked >= access::routes().len() * 7, "{checked} checks");
 
     // Sign-out ends the session: the next page asks to sign in again.
     for (who, c, _) in &callers[1..=ROLES.len()] {
@@ -248,7 +248,7 @@ async fn every_route_and_server_function_is_enforced_for_every_role() {
 async fn every_registered_route_is_in_the_access_table_and_the_reverse() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     let mut registered: Vec<(String, String)> =
-        custos_server::http::rest_routes().into_iter().map(|(m, p, _)| (m.to_owned(), p.to_owned())).collect();
+        custos_server::http::registered_routes().into_iter().map(|(m, p, _)| (m.to_owned(), p.to_owned())).collect();
     for (path, method) in leptos::server_fn::axum::server_fn_paths() {
         registered.push((method.to_string(), path.to_owned()));
     }
@@ -259,7 +259,7 @@ async fn every_registered_route_is_in_the_access_table_and_the_reverse() {
         assert!(access::find(method, path).is_some(), "{method} {path} is served but not in the access table");
     }
     // The catch-all page row is served by the fallback (the "not found" page).
-    for route in ROUTES.iter().filter(|r| r.path != access::NOT_FOUND_PAGE) {
+    for route in access::routes().iter().filter(|r| r.path != access::NOT_FOUND_PAGE) {
         assert!(
             registered.iter().any(|(m, p)| m == route.method && p == route.path),
             "{} {} is in the access table but not served",
@@ -292,7 +292,7 @@ async fn every_method_of_every_route_is_looked_up_in_the_table_deny_by_default()
         let status = anonymous.get(format!("{}{path}", app.base)).send().await.unwrap().status();
         assert!(status == StatusCode::OK || status == StatusCode::NOT_FOUND, "{path}: {status}");
     }
-    let mut paths: Vec<String> = ROUTES.iter().map(|r| concrete(r.path)).collect();
+    let mut paths: Vec<String> = access::routes().iter().map(|r| concrete(r.path)).collect();
     paths.extend(["/api/no-such-thing", "/rpc/no_such_fn", "/api", "/rpc"].map(str::to_owned));
     for path in &paths {
         for m in methods {
@@ -318,7 +318,7 @@ async fn every_method_of_every_route_is_looked_up_in_the_table_deny_by_default()
             checked += 1;
         }
     }
-    assert!(checked >= ROUTES.len() * methods.len(), "{checked}");
+    assert!(checked >= access::routes().len() * methods.len(), "{checked}");
     // HEAD is GET for the table: a viewer's HEAD of the compliance report is
     // refused as its GET is, and an anonymous HEAD of a search runs nothing.
     let viewer = crate::support::TestApp::signed_in(&app, "head_viewer", &["viewer"]).await;

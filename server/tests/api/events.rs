@@ -657,6 +657,32 @@ async fn openapi_document_and_offline_docs() {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} documented");
     }
     assert!(doc["components"]["schemas"]["EventInput"]["properties"]["occurred_at"].is_object());
+    // What is documented is exactly what is served under /api, and every
+    // schema an operation names is in the document.
+    let mut documented: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| format!("{} {path}", m.to_uppercase())))
+        .collect();
+    let mut served: Vec<String> = custos_server::http::registered_routes()
+        .into_iter()
+        .filter(|(_, p, _)| p.starts_with("/api/"))
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+    assert!(served.len() >= 30, "{served:?}");
+    let text = doc.to_string();
+    let mut refs = 0;
+    for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = piece.split('"').next().unwrap();
+        assert!(doc["components"]["schemas"][name].is_object(), "{name} is referenced but not defined");
+        refs += 1;
+    }
+    assert!(refs >= 20, "{refs} references");
+    assert_eq!(doc["paths"]["/api/whoami"]["get"]["tags"][0], "session");
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
     let res = app.get("/api/docs").await;
     assert_eq!(res.status(), StatusCode::OK);
