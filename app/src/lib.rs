@@ -11,6 +11,7 @@ compile_error!("custos-app: the `ssr` and `hydrate` features are mutually exclus
 pub mod api;
 pub mod charts;
 pub mod client;
+pub mod error;
 pub mod live;
 pub mod models;
 /// The audit event and the API shapes, shared with the engine.
@@ -54,7 +55,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 }
 
 /// The signed-in user, for every page (None when nobody is).
-pub type MeResource = Resource<Result<Option<models::Me>, ServerFnError>>;
+pub type MeResource = Resource<Result<Option<models::Me>, error::AppError>>;
 
 /// The application: layout and routes.
 #[component]

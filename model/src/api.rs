@@ -258,17 +258,168 @@ pub struct FieldProblem {
     pub reason: String,
 }
 
-/// The body of every 4xx/5xx from `/api`.
+/// The stable code of an error: one per kind of failure, each with its
+/// HTTP status. The wire form is the snake_case name (`invalid_request`);
+/// the README lists them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: a parameter or field is wrong; `fields` names each one.
+    InvalidRequest,
+    /// 400: the body is not valid JSON (or NDJSON).
+    MalformedBody,
+    /// 401: neither signed in nor an API key.
+    Unauthenticated,
+    /// 401: the API key is unknown, revoked or expired.
+    InvalidApiKey,
+    /// 403: the caller lacks the permission this needs.
+    Forbidden,
+    /// 403: the signed-in user must first change the password or enrol MFA.
+    SetupRequired,
+    /// 404: no such thing (event, job, export, route).
+    NotFound,
+    /// 404: the export is still being written.
+    NotReady,
+    /// 405: the path is served, not with this method.
+    MethodNotAllowed,
+    /// 409: the state changed first (a concurrent change, a reused id).
+    Conflict,
+    /// 410: it existed and has expired.
+    Gone,
+    /// 413: the body (or one of its texts) is larger than allowed.
+    PayloadTooLarge,
+    /// 413: more events in one request than allowed.
+    TooManyEvents,
+    /// 415: the Content-Type is not accepted.
+    UnsupportedMediaType,
+    /// 422: events failed validation; `fields` names each problem.
+    InvalidEvents,
+    /// 429: too much at once; `Retry-After` says when to try again.
+    TooManyRequests,
+    /// 500: the server failed; quote `operation_id`.
+    InternalError,
+    /// 500: an export could not be written (disk, format); the ledger is fine.
+    ExportFailed,
+    /// 500: a background job ended without a result (the server restarted).
+    JobLost,
+    /// 503: the ledger cannot record or read right now; nothing was changed.
+    LedgerUnavailable,
+    /// 503: the server is busy (password hashing slots); try again.
+    Busy,
+}
+
+impl ErrorCode {
+    /// Every code, in the README's order.
+    pub const ALL: [ErrorCode; 21] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::MalformedBody,
+        ErrorCode::Unauthenticated,
+        ErrorCode::InvalidApiKey,
+        ErrorCode::Forbidden,
+        ErrorCode::SetupRequired,
+        ErrorCode::NotFound,
+        ErrorCode::NotReady,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Conflict,
+        ErrorCode::Gone,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::TooManyEvents,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::InvalidEvents,
+        ErrorCode::TooManyRequests,
+        ErrorCode::InternalError,
+        ErrorCode::ExportFailed,
+        ErrorCode::JobLost,
+        ErrorCode::LedgerUnavailable,
+        ErrorCode::Busy,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::MalformedBody => "malformed_body",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::InvalidApiKey => "invalid_api_key",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::SetupRequired => "setup_required",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::NotReady => "not_ready",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Gone => "gone",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::TooManyEvents => "too_many_events",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::InvalidEvents => "invalid_events",
+            ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::InternalError => "internal_error",
+            ErrorCode::ExportFailed => "export_failed",
+            ErrorCode::JobLost => "job_lost",
+            ErrorCode::LedgerUnavailable => "ledger_unavailable",
+            ErrorCode::Busy => "busy",
+        }
+    }
+
+    /// Its HTTP status.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidRequest | ErrorCode::MalformedBody => 400,
+            ErrorCode::Unauthenticated | ErrorCode::InvalidApiKey => 401,
+            ErrorCode::Forbidden | ErrorCode::SetupRequired => 403,
+            ErrorCode::NotFound | ErrorCode::NotReady => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Conflict => 409,
+            ErrorCode::Gone => 410,
+            ErrorCode::PayloadTooLarge | ErrorCode::TooManyEvents => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::InvalidEvents => 422,
+            ErrorCode::TooManyRequests => 429,
+            ErrorCode::InternalError | ErrorCode::ExportFailed | ErrorCode::JobLost => 500,
+            ErrorCode::LedgerUnavailable | ErrorCode::Busy => 503,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The body of every error, 4xx and 5xx alike, from `/api`, the access
+/// layer and the UI's server functions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ApiError {
-    /// Short machine-readable code (`invalid_request`, `forbidden`…).
-    pub code: String,
+pub struct ErrorBody {
+    /// The stable code.
+    pub code: ErrorCode,
     /// A sentence for people.
     pub message: String,
     /// Per-field problems, when the request had any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldProblem>,
+    /// For a 5xx: quote it to an operator; the cause is in the server's log
+    /// under this id (never in the answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_id: Option<String>,
+}
+
+impl std::fmt::Display for ErrorBody {
+    /// The message, each field problem, and the operation id.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.fields.is_empty() {
+            f.write_str(&self.message)?;
+        } else {
+            let list: Vec<String> = self.fields.iter().map(|p| format!("{}: {}", p.path, p.reason)).collect();
+            f.write_str(&list.join("; "))?;
+        }
+        if let Some(op) = &self.operation_id {
+            write!(f, " (operation {op})")?;
+        }
+        Ok(())
+    }
 }
 
 /// An event as a client sends it to `POST /api/audit/events` (the wire
@@ -323,4 +474,21 @@ pub struct EventInput {
     /// Masked before it is stored (see the masking policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod error_code_tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn codes_are_distinct_match_their_wire_form_and_are_in_the_readme() {
+        let readme = include_str!("../../README.md");
+        for (i, c) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(serde_json::to_value(c).unwrap(), serde_json::json!(c.as_str()));
+            assert!(ErrorCode::ALL[i + 1..].iter().all(|o| o.as_str() != c.as_str()), "{c} twice");
+            assert!((400..600).contains(&c.status()));
+            let row = format!("| `{}` | {} |", c.as_str(), c.status());
+            assert!(readme.contains(&row), "README lacks the row `{row}`");
+        }
+    }
 }

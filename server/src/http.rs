@@ -189,21 +189,9 @@ fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .or_else(|| err.downcast_ref::<&str>().copied())
         .unwrap_or("(no message)");
     metrics::counter!("custos_http_panics_total").increment(1);
-    let mut res = internal_error("internal_error", "the server failed to handle this request", &detail);
+    let mut res = crate::api::ApiError::internal("the server failed to handle this request", &detail).into_response();
     res.extensions_mut().insert(Panicked);
     res
-}
-
-/// The one mapping from an internal failure to an HTTP answer: a stable
-/// code, a sentence and an operation id; the cause goes to the log only.
-pub fn internal_error(code: &'static str, message: &str, cause: &dyn std::fmt::Display) -> Response {
-    let operation_id = uuid::Uuid::now_v7().simple().to_string();
-    tracing::error!(code, operation_id, error = %cause, "{message}");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        axum::Json(json!({ "code": code, "message": message, "operation_id": operation_id })),
-    )
-        .into_response()
 }
 
 /// Drops a client's `x-request-id` unless it is short and made of safe

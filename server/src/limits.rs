@@ -7,8 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use crate::api::ApiError;
 
 /// Expensive operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,23 +81,26 @@ impl Drop for Slot {
 
 impl Busy {
     /// Takes a slot of `work` for `principal`, or says why not (a 429).
-    pub fn start(self: &Arc<Self>, work: Work, principal: &str) -> Result<Slot, TooMany> {
+    pub fn start(self: &Arc<Self>, work: Work, principal: &str) -> Result<Slot, ApiError> {
         let (per, total) = work.bounds();
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let mine = c.per.get(&(work, principal.to_owned())).copied().unwrap_or(0);
         let all = c.total.get(&work).copied().unwrap_or(0);
         if mine >= per {
             let (one, many) = work.names();
-            return Err(TooMany(format!(
-                "you already have {mine} {} running (at most {per} at once); wait for one to finish",
-                if mine == 1 { one } else { many }
-            )));
+            return Err(ApiError::too_many(
+                format!(
+                    "you already have {mine} {} running (at most {per} at once); wait for one to finish",
+                    if mine == 1 { one } else { many }
+                ),
+                5,
+            ));
         }
         if all >= total {
-            return Err(TooMany(format!(
-                "the server is running {all} {} at once, its most; try again shortly",
-                work.names().1
-            )));
+            return Err(ApiError::too_many(
+                format!("the server is running {all} {} at once, its most; try again shortly", work.names().1),
+                5,
+            ));
         }
         *c.per.entry((work, principal.to_owned())).or_default() += 1;
         *c.total.entry(work).or_default() += 1;
@@ -106,22 +108,11 @@ impl Busy {
     }
 }
 
-/// Why a slot was refused; answered as 429 with `Retry-After`, in the API's
-/// error shape.
-#[derive(Debug)]
-pub struct TooMany(pub String);
-
-impl IntoResponse for TooMany {
-    fn into_response(self) -> Response {
-        let mut res = crate::api::error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", self.0, vec![]);
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        res
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
 
     #[test]
     fn slots_are_bounded_per_principal_and_given_back() {

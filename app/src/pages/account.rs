@@ -9,7 +9,7 @@ use crate::models::Me;
 /// The signed-in user's own settings.
 #[component]
 pub fn AccountPage() -> impl IntoView {
-    let me = expect_context::<Resource<Result<Option<Me>, ServerFnError>>>();
+    let me = expect_context::<crate::MeResource>();
     let change = ServerAction::<ChangePassword>::new();
     let begin = ServerAction::<MfaBegin>::new();
     let confirm = ServerAction::<MfaConfirm>::new();

@@ -10,10 +10,10 @@ use custos_engine::events::validate::{FieldError, parse_json, parse_ndjson_lines
 use custos_engine::events::{EventsError, OwnAction, OwnEvent, SearchFilter, Submitter};
 use custos_engine::identity::permission::Permission;
 use custos_engine::identity::service::Caller;
-use custos_model::{ApiError, EventView, IngestReceipt, SearchPage, Stats};
+use custos_model::{ErrorBody, ErrorCode, EventView, IngestReceipt, SearchPage, Stats};
 use serde::Serialize;
 
-use super::{Ctx, bad_field, bad_fields, error, events_error, ledger_unavailable};
+use super::{ApiError, Ctx};
 use crate::http::AppState;
 
 /// Receipts for an ingest request, in the order the events were sent.
@@ -33,14 +33,13 @@ fn submitter(caller: &Caller) -> Submitter {
 }
 
 /// Reads a body up to `limit` bytes; 413 beyond.
-pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<axum::body::Bytes, Response> {
+pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the body is larger than {limit} bytes; nothing was stored"),
-            vec![custos_model::FieldProblem { path: "body".into(), reason: format!("at most {limit} bytes") }],
-        )
+        ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is larger than {limit} bytes; nothing was stored"))
+            .with_fields(vec![custos_model::FieldProblem {
+                path: "body".into(),
+                reason: format!("at most {limit} bytes"),
+            }])
     };
     if let Some(len) =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
@@ -69,15 +68,15 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
         (status = 200, description = "Every event was already committed (retries)", body = IngestResponse),
         (status = 409, description = "An id was already used for a different event: that event was not stored \
             (`conflict: true`); the others are as their receipts say", body = IngestResponse),
-        (status = 400, description = "Malformed JSON or empty body", body = ApiError),
-        (status = 413, description = "Body or batch too large", body = ApiError),
-        (status = 415, description = "Unsupported content type", body = ApiError),
-        (status = 422, description = "Invalid events: each problem with its field path", body = ApiError),
-        (status = 503, description = "The ledger cannot commit; nothing stored", body = ApiError),
+        (status = 400, description = "Malformed JSON or empty body", body = ErrorBody),
+        (status = 413, description = "Body or batch too large", body = ErrorBody),
+        (status = 415, description = "Unsupported content type", body = ErrorBody),
+        (status = 422, description = "Invalid events: each problem with its field path", body = ErrorBody),
+        (status = 503, description = "The ledger cannot commit; nothing stored", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
-pub async fn ingest(State(s): State<AppState>, ctx: Ctx, headers: HeaderMap, body: Body) -> Response {
+pub async fn ingest(State(s): State<AppState>, ctx: Ctx, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let ndjson = match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         None => false,
         Some(ct) => {
@@ -87,62 +86,51 @@ pub async fn ingest(State(s): State<AppState>, ctx: Ctx, headers: HeaderMap, bod
                 "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/json-seq" => true,
                 m if m.ends_with("+json") => false,
                 _ => {
-                    return error(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "unsupported_media_type",
+                    return Err(ApiError::new(
+                        ErrorCode::UnsupportedMediaType,
                         format!("Content-Type `{mime}` is not accepted; use application/json or application/x-ndjson"),
-                        vec![custos_model::FieldProblem {
-                            path: "Content-Type".into(),
-                            reason: "must be application/json or application/x-ndjson".into(),
-                        }],
-                    );
+                    )
+                    .with_fields(vec![custos_model::FieldProblem {
+                        path: "Content-Type".into(),
+                        reason: "must be application/json or application/x-ndjson".into(),
+                    }]));
                 }
             }
         }
     };
-    let bytes = match read_body(body, &headers, s.ingest_max_body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let bytes = read_body(body, &headers, s.ingest_max_body).await?;
     // Counted before anything is built: a body of a million tiny events is
     // refused without materialising them.
     let max = s.events.limits().max_batch;
     let n = custos_engine::events::validate::count_events(&bytes, ndjson);
     if n > max {
-        return events_error(EventsError::Body(custos_engine::events::validate::BodyError::TooMany { max, got: n }));
+        return Err(EventsError::Body(custos_engine::events::validate::BodyError::TooMany { max, got: n }).into());
     }
     let parsed = if ndjson {
         parse_ndjson_lines(&bytes).map(|(v, l)| (v, Some(l)))
     } else {
         parse_json(&bytes).map(|v| (v, None))
     };
-    let (items, lines) = match parsed {
-        Ok(p) => p,
-        Err(e) => return events_error(EventsError::Body(e)),
+    let (items, lines) = parsed.map_err(EventsError::Body)?;
+    let receipts = s.events.ingest(&items, lines.as_deref(), &submitter(&ctx.caller)).await?;
+    let status = if receipts.iter().any(|r| r.conflict) {
+        StatusCode::CONFLICT
+    } else if receipts.iter().all(|r| r.duplicate) {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
     };
-    match s.events.ingest(&items, lines.as_deref(), &submitter(&ctx.caller)).await {
-        Ok(receipts) => {
-            let status = if receipts.iter().any(|r| r.conflict) {
-                StatusCode::CONFLICT
-            } else if receipts.iter().all(|r| r.duplicate) {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
-            metrics::counter!("custos_events_ingested_total")
-                .increment(receipts.iter().filter(|r| !r.duplicate).count() as u64);
-            (status, axum::Json(IngestResponse { events: receipts })).into_response()
-        }
-        Err(e) => events_error(e),
-    }
+    metrics::counter!("custos_events_ingested_total")
+        .increment(receipts.iter().filter(|r| !r.duplicate).count() as u64);
+    Ok((status, axum::Json(IngestResponse { events: receipts })).into_response())
 }
 
 /// Decoded query pairs, or a 400.
-pub fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, Response> {
+pub fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     match raw {
         None => Ok(Vec::new()),
         Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-            .map_err(|e| bad_field("query", format!("cannot be decoded: {e}"))),
+            .map_err(|e| ApiError::field("query", format!("cannot be decoded: {e}"))),
     }
 }
 
@@ -177,31 +165,23 @@ pub fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, Response>
     ),
     responses(
         (status = 200, description = "A page of events", body = SearchPage),
-        (status = 400, description = "A bad parameter, named", body = ApiError),
+        (status = 400, description = "A bad parameter, named", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn search(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery) -> Response {
-    let pairs = match query_pairs(raw.as_deref()) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let filter = match SearchFilter::from_pairs(&pairs) {
-        Ok(f) => f,
-        Err(errors) => return bad_fields(errors),
-    };
+pub async fn search(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::Json<SearchPage>, ApiError> {
+    let pairs = query_pairs(raw.as_deref())?;
+    let filter = SearchFilter::from_pairs(&pairs).map_err(ApiError::fields)?;
     // Free text decrypts what it scans: bounded per caller.
-    let mut _slot = None;
-    if filter.q.is_some() {
-        match s.busy.start(crate::limits::Work::TextScan, &ctx.principal()) {
-            Ok(slot) => _slot = Some(slot),
-            Err(r) => return r.into_response(),
-        }
-    }
-    match s.events.search(&filter).await {
-        Ok(page) => axum::Json(page).into_response(),
-        Err(e) => events_error(e),
-    }
+    let _slot = match filter.q {
+        Some(_) => Some(s.busy.start(crate::limits::Work::TextScan, &ctx.principal())?),
+        None => None,
+    };
+    Ok(axum::Json(s.events.search(&filter).await?))
 }
 
 /// An event with its proof.
@@ -235,9 +215,9 @@ pub struct EventWithProof {
     ),
     responses(
         (status = 200, description = "The event, its proof and checkpoint", body = EventWithProof),
-        (status = 400, description = "Bad id or parameters", body = ApiError),
-        (status = 403, description = "Unmask without audit:unmask", body = ApiError),
-        (status = 404, description = "No such event", body = ApiError),
+        (status = 400, description = "Bad id or parameters", body = ErrorBody),
+        (status = 403, description = "Unmask without audit:unmask", body = ErrorBody),
+        (status = 404, description = "No such event", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
@@ -246,11 +226,8 @@ pub async fn read_one(
     ctx: Ctx,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Response {
-    let pairs = match query_pairs(raw.as_deref()) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+) -> Result<axum::Json<EventWithProof>, ApiError> {
+    let pairs = query_pairs(raw.as_deref())?;
     let mut unmask = false;
     let mut reason = None;
     let mut errors = Vec::new();
@@ -276,61 +253,39 @@ pub async fn read_one(
         }
     }
     if !errors.is_empty() {
-        return bad_fields(errors);
+        return Err(ApiError::fields(errors));
     }
     if unmask && !ctx.caller.allows(Permission::AuditUnmask) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "unmasking needs the permission `audit:unmask`",
-            vec![custos_model::FieldProblem { path: "unmask".into(), reason: "needs audit:unmask".into() }],
-        );
+        return Err(ApiError::forbidden("unmasking needs the permission `audit:unmask`").with_fields(vec![
+            custos_model::FieldProblem { path: "unmask".into(), reason: "needs audit:unmask".into() },
+        ]));
     }
     let found = if let Ok(uuid) = uuid::Uuid::parse_str(&id) {
         s.events.entry_by_id(uuid).await
     } else if let Ok(seq) = id.parse::<u64>() {
         s.ledger.entry(seq).await.map_err(EventsError::from)
     } else {
-        return bad_field("id", "must be an event id (UUID) or a seq (a positive whole number)");
+        return Err(ApiError::field("id", "must be an event id (UUID) or a seq (a positive whole number)"));
     };
-    let entry = match found {
-        Ok(Some(e)) => e,
-        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", format!("no event `{id}`"), vec![]),
-        Err(e) => return events_error(e),
-    };
+    let entry = found?.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
     if unmask {
         // Recorded before anything is revealed: no record, no originals.
-        let event = unmask_event(&ctx, &entry, reason.as_deref().unwrap_or(""));
-        if let Err(e) = s.events.record_own(event).await {
-            return events_error(e);
-        }
+        s.events.record_own(unmask_event(&ctx, &entry, reason.as_deref().unwrap_or(""))).await?;
     }
-    let view = match s.events.view(&entry, unmask).await {
-        Ok(v) => v,
-        Err(e) => return events_error(e),
-    };
+    let view = s.events.view(&entry, unmask).await?;
     let seq = entry.header.seq;
-    let mut verification = match s.ledger.verify_entry(seq).await {
-        Ok(v) => v,
-        Err(e) => return ledger_unavailable(&e),
-    };
+    let mut verification = s.ledger.verify_entry(seq).await.map_err(|e| ApiError::ledger(&e))?;
     if verification.inclusion.is_none() {
         // Not yet covered by a signed checkpoint: sign one now.
-        if let Err(e) = s.ledger.checkpoint_now().await {
-            return ledger_unavailable(&e);
-        }
-        verification = match s.ledger.verify_entry(seq).await {
-            Ok(v) => v,
-            Err(e) => return ledger_unavailable(&e),
-        };
+        s.ledger.checkpoint_now().await.map_err(|e| ApiError::ledger(&e))?;
+        verification = s.ledger.verify_entry(seq).await.map_err(|e| ApiError::ledger(&e))?;
     }
-    axum::Json(EventWithProof {
+    Ok(axum::Json(EventWithProof {
         event: view,
         verification,
         leaf_hash: hex::encode(entry.leaf_hash),
         public_key: s.ledger.verifier_key(),
-    })
-    .into_response()
+    }))
 }
 
 fn unmask_event(ctx: &Ctx, entry: &custos_engine::ledger::types::StoredEntry, reason: &str) -> OwnEvent {
@@ -383,37 +338,34 @@ pub struct CheckpointsResponse {
     ),
     responses(
         (status = 200, description = "Checkpoints", body = CheckpointsResponse),
-        (status = 400, description = "Bad parameter", body = ApiError),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn checkpoints(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let pairs = match query_pairs(raw.as_deref()) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub async fn checkpoints(
+    State(s): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::Json<CheckpointsResponse>, ApiError> {
+    let pairs = query_pairs(raw.as_deref())?;
     let mut limit = 100u64;
     let mut before = None;
     for (k, v) in &pairs {
         match k.as_str() {
             "limit" => match v.parse::<u64>() {
                 Ok(n) if (1..=1000).contains(&n) => limit = n,
-                _ => return bad_field("limit", "must be a whole number from 1 to 1000"),
+                _ => return Err(ApiError::field("limit", "must be a whole number from 1 to 1000")),
             },
             "before" => match v.parse::<u64>() {
                 Ok(n) => before = Some(n),
-                _ => return bad_field("before", "must be a tree size (a whole number)"),
+                _ => return Err(ApiError::field("before", "must be a tree size (a whole number)")),
             },
-            other => return bad_field(other, "unknown parameter; known: limit, before"),
+            other => return Err(ApiError::field(other, "unknown parameter; known: limit, before")),
         }
     }
-    let rows = match s.ledger.checkpoints_page(limit, before).await {
-        Ok(r) => r,
-        Err(e) => return ledger_unavailable(&e),
-    };
+    let rows = s.ledger.checkpoints_page(limit, before).await.map_err(|e| ApiError::ledger(&e))?;
     let next_before = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.tree_size)).flatten();
     let verifier = s.ledger.verifier();
-    axum::Json(CheckpointsResponse {
+    Ok(axum::Json(CheckpointsResponse {
         origin: s.ledger.origin().to_owned(),
         public_key: s.ledger.verifier_key(),
         checkpoints: rows
@@ -429,8 +381,7 @@ pub async fn checkpoints(State(s): State<AppState>, RawQuery(raw): RawQuery) -> 
             })
             .collect(),
         next_before,
-    })
-    .into_response()
+    }))
 }
 
 /// The dimensions `stats` can rank.
@@ -454,15 +405,12 @@ pub const STAT_DIMENSIONS: [&str; 7] = ["action", "actor", "outcome", "category"
     ),
     responses(
         (status = 200, description = "Statistics", body = Stats),
-        (status = 400, description = "Bad parameter", body = ApiError),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn stats(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let pairs = match query_pairs(raw.as_deref()) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub async fn stats(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Result<axum::Json<Stats>, ApiError> {
+    let pairs = query_pairs(raw.as_deref())?;
     let now = s.ledger.now_us();
     let (mut from, mut to, mut bucket, mut top) = (None, None, None, 10u64);
     let mut dims: Vec<&str> = Vec::new();
@@ -496,7 +444,7 @@ pub async fn stats(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Respon
         }
     }
     if !errors.is_empty() {
-        return bad_fields(errors);
+        return Err(ApiError::fields(errors));
     }
     let to = to.unwrap_or(now);
     let from = from.unwrap_or(to - 86_400_000_000);
@@ -513,8 +461,5 @@ pub async fn stats(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Respon
     if dims.is_empty() {
         dims = STAT_DIMENSIONS.to_vec();
     }
-    match s.events.stats(from, to, &bucket, top, &dims).await {
-        Ok(st) => axum::Json(st).into_response(),
-        Err(e) => events_error(e),
-    }
+    Ok(axum::Json(s.events.stats(from, to, &bucket, top, &dims).await?))
 }

@@ -7,10 +7,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custos_engine::events::saved::parse_range;
 use custos_engine::events::service::parse_rfc3339;
-use custos_model::{Analytics, ApiError, ComplianceReport, EventView, KeyStatus};
+use custos_model::{Analytics, ComplianceReport, ErrorBody, EventView, KeyStatus};
 
 use super::audit::query_pairs;
-use super::{Ctx, bad_field, events_error};
+use super::{ApiError, Ctx};
 use crate::http::AppState;
 
 /// Analytics over a period.
@@ -31,15 +31,12 @@ use crate::http::AppState;
     ),
     responses(
         (status = 200, description = "The figures", body = Analytics),
-        (status = 400, description = "A bad parameter, named", body = ApiError),
+        (status = 400, description = "A bad parameter, named", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn analytics(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let pairs = match query_pairs(raw.as_deref()) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub async fn analytics(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Result<axum::Json<Analytics>, ApiError> {
+    let pairs = query_pairs(raw.as_deref())?;
     let now = s.ledger.now_us();
     let (mut from, mut to, mut range) = (None, None, None);
     for (k, v) in &pairs {
@@ -47,24 +44,21 @@ pub async fn analytics(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
             "from" | "to" => match parse_rfc3339(v.trim()) {
                 Some(t) if k == "from" => from = Some(t),
                 Some(t) => to = Some(t),
-                None => return bad_field(k, "must be an RFC 3339 date-time, e.g. 2026-11-26T14:03:00Z"),
+                None => return Err(ApiError::field(k, "must be an RFC 3339 date-time, e.g. 2026-11-26T14:03:00Z")),
             },
             "range" => match parse_range(v.trim()) {
                 Some(r) => range = Some(r),
-                None => return bad_field("range", "must be a number and a unit m, h or d, e.g. 24h or 30d"),
+                None => return Err(ApiError::field("range", "must be a number and a unit m, h or d, e.g. 24h or 30d")),
             },
-            other => return bad_field(other, "unknown parameter; known: range, from, to"),
+            other => return Err(ApiError::field(other, "unknown parameter; known: range, from, to")),
         }
     }
     if range.is_some() && (from.is_some() || to.is_some()) {
-        return bad_field("range", "give either range or from/to, not both");
+        return Err(ApiError::field("range", "give either range or from/to, not both"));
     }
     let to = to.unwrap_or(now);
     let from = from.unwrap_or(to - range.unwrap_or(86_400_000_000));
-    match s.events.analytics(from, to).await {
-        Ok(a) => axum::Json(a).into_response(),
-        Err(e) => events_error(e),
-    }
+    Ok(axum::Json(s.events.analytics(from, to).await?))
 }
 
 /// Compliance status.
@@ -80,29 +74,26 @@ pub async fn analytics(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
     params(("verify_within_hours" = Option<u64>, Query, description = "1..8760, default 24")),
     responses(
         (status = 200, description = "Checks and controls", body = ComplianceReport),
-        (status = 400, description = "A bad parameter, named", body = ApiError),
+        (status = 400, description = "A bad parameter, named", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn compliance(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let pairs = match query_pairs(raw.as_deref()) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub async fn compliance(
+    State(s): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::Json<ComplianceReport>, ApiError> {
+    let pairs = query_pairs(raw.as_deref())?;
     let mut hours = 24;
     for (k, v) in &pairs {
         match k.as_str() {
             "verify_within_hours" => match v.trim().parse::<u64>() {
                 Ok(h) if (1..=8760).contains(&h) => hours = h,
-                _ => return bad_field(k, "must be a whole number of hours from 1 to 8760"),
+                _ => return Err(ApiError::field(k, "must be a whole number of hours from 1 to 8760")),
             },
-            other => return bad_field(other, "unknown parameter; known: verify_within_hours"),
+            other => return Err(ApiError::field(other, "unknown parameter; known: verify_within_hours")),
         }
     }
-    match s.events.compliance(hours).await {
-        Ok(r) => axum::Json(r).into_response(),
-        Err(e) => events_error(e),
-    }
+    Ok(axum::Json(s.events.compliance(hours).await?))
 }
 
 /// Past verifications, newest first.
@@ -115,34 +106,30 @@ pub async fn compliance(State(s): State<AppState>, RawQuery(raw): RawQuery) -> R
     params(("limit" = Option<u32>, Query, description = "1..100, default 20")),
     responses(
         (status = 200, description = "Verification events", body = Vec<EventView>),
-        (status = 400, description = "A bad parameter, named", body = ApiError),
+        (status = 400, description = "A bad parameter, named", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn verifications(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let pairs = match query_pairs(raw.as_deref()) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub async fn verifications(
+    State(s): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::Json<Vec<EventView>>, ApiError> {
+    let pairs = query_pairs(raw.as_deref())?;
     let mut limit = 20;
     for (k, v) in &pairs {
         match k.as_str() {
             "limit" => match v.trim().parse::<usize>() {
                 Ok(n) if (1..=100).contains(&n) => limit = n,
-                _ => return bad_field("limit", "must be a whole number from 1 to 100"),
+                _ => return Err(ApiError::field("limit", "must be a whole number from 1 to 100")),
             },
-            other => return bad_field(other, "unknown parameter; known: limit"),
+            other => return Err(ApiError::field(other, "unknown parameter; known: limit")),
         }
     }
-    match s.events.recent_by_action("audit.verify", limit).await {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(e) => events_error(e),
-    }
+    Ok(axum::Json(s.events.recent_by_action("audit.verify", limit).await?))
 }
 
-async fn key_status(s: &AppState) -> Result<KeyStatus, Response> {
-    let keys =
-        s.ledger.key_infos().await.map_err(|e| crate::http::internal_error("keys", "cannot read the keys", &e))?;
+async fn key_status(s: &AppState) -> Result<KeyStatus, ApiError> {
+    let keys = s.ledger.key_infos().await.map_err(|e| ApiError::internal("cannot read the keys", &e))?;
     let now = s.ledger.now_us();
     let current = keys.iter().find(|k| k.current);
     Ok(KeyStatus {
@@ -162,11 +149,8 @@ async fn key_status(s: &AppState) -> Result<KeyStatus, Response> {
     responses((status = 200, description = "Key status", body = KeyStatus)),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn keys(State(s): State<AppState>) -> Response {
-    match key_status(&s).await {
-        Ok(k) => axum::Json(k).into_response(),
-        Err(r) => r,
-    }
+pub async fn keys(State(s): State<AppState>) -> Result<axum::Json<KeyStatus>, ApiError> {
+    Ok(axum::Json(key_status(&s).await?))
 }
 
 /// Rotate the data key.
@@ -178,19 +162,14 @@ pub async fn keys(State(s): State<AppState>) -> Response {
     post, path = "/api/keys/rotate", tag = "verification",
     responses(
         (status = 200, description = "Rotated; the new key status", body = KeyStatus),
-        (status = 403, description = "Needs the admin permission", body = ApiError),
+        (status = 403, description = "Needs the admin permission", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn rotate(State(s): State<AppState>, ctx: Ctx) -> Response {
+pub async fn rotate(State(s): State<AppState>, ctx: Ctx) -> Result<axum::Json<KeyStatus>, ApiError> {
     // Recorded first: no record, no new key.
-    if let Err(e) = s.events.rotate_key(&ctx.actor(), "api", ctx.request_id.clone()).await {
-        return events_error(e);
-    }
-    match key_status(&s).await {
-        Ok(k) => axum::Json(k).into_response(),
-        Err(r) => r,
-    }
+    s.events.rotate_key(&ctx.actor(), "api", ctx.request_id.clone()).await?;
+    Ok(axum::Json(key_status(&s).await?))
 }
 
 /// The checkpoint signer's public key (C2SP vkey), as a file:

@@ -39,9 +39,9 @@ impl Modify for Security {
     info(
         title = "Custos API",
         description = "Sealed, verifiable audit log. Every request is itself recorded in the ledger. \
-            Errors are JSON `{code, message, fields[]}`; each field problem names its path and reason.",
+            Errors are JSON `{code, message, fields[], operation_id}` for every status: `code` is stable (see `ErrorCode`), each field problem names its path and reason, and a 5xx carries an operation id to quote (the cause is in the server's log).",
     ),
-    components(schemas(custos_model::EventInput, custos_model::ApiError, custos_model::FieldProblem, super::session::Whoami)),
+    components(schemas(custos_model::EventInput, custos_model::ErrorBody, custos_model::ErrorCode, custos_model::FieldProblem, super::session::Whoami)),
     modifiers(&Security),
     tags(
         (name = "audit", description = "Record, search and read audit events"),
@@ -78,7 +78,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
 pub async fn openapi_json() -> Response {
     match document().to_pretty_json() {
         Ok(json) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response(),
-        Err(e) => crate::http::internal_error("CU-API-001", "cannot render the OpenAPI document", &e),
+        Err(e) => super::ApiError::internal("cannot render the OpenAPI document", &e).into_response(),
     }
 }
 

@@ -9,11 +9,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custos_engine::events::SearchFilter;
 use custos_engine::identity::permission::Permission;
-use custos_model::{ApiError, Histogram, SavedSearch};
+use custos_model::{ErrorBody, Histogram, SavedSearch};
 use serde::Deserialize;
 
 use super::audit::query_pairs;
-use super::{Ctx, bad_field, bad_fields, error, events_error, read_json};
+use super::{ApiError, Ctx, read_json};
 use crate::http::AppState;
 
 /// Events per time bucket for a search.
@@ -29,43 +29,34 @@ use crate::http::AppState;
     ),
     responses(
         (status = 200, description = "Counts per bucket", body = Histogram),
-        (status = 400, description = "A bad parameter, named", body = ApiError),
+        (status = 400, description = "A bad parameter, named", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn histogram(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let pairs = match query_pairs(raw.as_deref()) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub async fn histogram(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Result<axum::Json<Histogram>, ApiError> {
+    let pairs = query_pairs(raw.as_deref())?;
     let mut buckets = 60;
     let mut filters = Vec::new();
     for (k, v) in pairs {
         match k.as_str() {
             "buckets" => match v.parse::<u64>() {
                 Ok(n) if (1..=500).contains(&n) => buckets = n,
-                _ => return bad_field("buckets", "must be a whole number from 1 to 500"),
+                _ => return Err(ApiError::field("buckets", "must be a whole number from 1 to 500")),
             },
-            "limit" | "cursor" | "order" => return bad_field(&k, "not a histogram parameter"),
+            "limit" | "cursor" | "order" => return Err(ApiError::field(&k, "not a histogram parameter")),
             _ => filters.push((k, v)),
         }
     }
-    let mut f = match SearchFilter::from_pairs(&filters) {
-        Ok(f) => f,
-        Err(e) => return bad_fields(e),
-    };
+    let mut f = SearchFilter::from_pairs(&filters).map_err(ApiError::fields)?;
     let now = s.ledger.now_us();
     let to = f.to_us.unwrap_or(now);
     let from = f.from_us.unwrap_or(to.saturating_sub(86_400_000_000));
     if from >= to {
-        return bad_field("from", "must be before `to` (which defaults to now)");
+        return Err(ApiError::field("from", "must be before `to` (which defaults to now)"));
     }
     f.to_us = Some(to);
     f.from_us = Some(from);
-    match s.events.histogram(&f, buckets).await {
-        Ok(h) => axum::Json(h).into_response(),
-        Err(e) => events_error(e),
-    }
+    Ok(axum::Json(s.events.histogram(&f, buckets).await?))
 }
 
 /// Live tail: new events matching a search, as server-sent events.
@@ -80,7 +71,7 @@ pub async fn histogram(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
     params(("action" = Option<Vec<String>>, Query, description = "Any filter of GET /api/audit")),
     responses(
         (status = 200, description = "text/event-stream", content_type = "text/event-stream"),
-        (status = 400, description = "A bad parameter, named", body = ApiError),
+        (status = 400, description = "A bad parameter, named", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
@@ -89,29 +80,17 @@ pub async fn tail(
     ctx: Ctx,
     credential: Option<axum::Extension<crate::auth::Credential>>,
     RawQuery(raw): RawQuery,
-) -> Response {
-    let pairs = match query_pairs(raw.as_deref()) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(raw.as_deref())?;
     if let Some((k, _)) = pairs.iter().find(|(k, _)| matches!(k.as_str(), "to" | "order" | "limit" | "cursor")) {
-        return bad_field(k, "a live tail follows new events: remove it");
+        return Err(ApiError::field(k, "a live tail follows new events: remove it"));
     }
-    let mut filter = match SearchFilter::from_pairs(&pairs) {
-        Ok(f) => f,
-        Err(e) => return bad_fields(e),
-    };
+    let mut filter = SearchFilter::from_pairs(&pairs).map_err(ApiError::fields)?;
     filter.descending = false;
     filter.limit = 200;
-    let slot = match s.busy.start(crate::limits::Work::Tail, &ctx.principal()) {
-        Ok(slot) => slot,
-        Err(r) => return r.into_response(),
-    };
+    let slot = s.busy.start(crate::limits::Work::Tail, &ctx.principal())?;
     let credential = credential.map(|c| c.0).unwrap_or_default();
-    let head = match s.ledger.head().await {
-        Ok(h) => h.seq,
-        Err(e) => return super::ledger_unavailable(&e),
-    };
+    let head = s.ledger.head().await.map_err(|e| ApiError::ledger(&e))?.seq;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let mut committed = s.ledger.subscribe_committed();
     tokio::spawn(async move {
@@ -185,7 +164,7 @@ pub async fn tail(
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-store"),
@@ -193,7 +172,7 @@ pub async fn tail(
         ],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response())
 }
 
 /// How often a live tail checks that its caller may still read.
@@ -209,11 +188,8 @@ fn owner(ctx: &Ctx) -> String {
     responses((status = 200, description = "Saved searches", body = Vec<SavedSearch>)),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn list(State(s): State<AppState>, ctx: Ctx) -> Response {
-    match s.events.saved_searches(&owner(&ctx)).await {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(e) => events_error(e),
-    }
+pub async fn list(State(s): State<AppState>, ctx: Ctx) -> Result<axum::Json<Vec<SavedSearch>>, ApiError> {
+    Ok(axum::Json(s.events.saved_searches(&owner(&ctx)).await?))
 }
 
 /// A search to save.
@@ -235,19 +211,19 @@ pub struct SaveSearch {
     request_body = SaveSearch,
     responses(
         (status = 201, description = "Saved", body = SavedSearch),
-        (status = 400, description = "A bad field, named", body = ApiError),
+        (status = 400, description = "A bad field, named", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn save(State(s): State<AppState>, ctx: Ctx, headers: axum::http::HeaderMap, body: Body) -> Response {
-    let req: SaveSearch = match read_json(body, &headers, 16 * 1024, None).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    match s.events.save_search(&owner(&ctx), &req.name, &req.query, req.shared).await {
-        Ok(saved) => (StatusCode::CREATED, axum::Json(saved)).into_response(),
-        Err(e) => events_error(e),
-    }
+pub async fn save(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, axum::Json<SavedSearch>), ApiError> {
+    let req: SaveSearch = read_json(body, &headers, 16 * 1024, None).await?;
+    let saved = s.events.save_search(&owner(&ctx), &req.name, &req.query, req.shared).await?;
+    Ok((StatusCode::CREATED, axum::Json(saved)))
 }
 
 /// Delete one of your saved searches.
@@ -256,14 +232,13 @@ pub async fn save(State(s): State<AppState>, ctx: Ctx, headers: axum::http::Head
     params(("id" = String, Path, description = "Saved search id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such saved search of yours", body = ApiError),
+        (status = 404, description = "No such saved search of yours", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn delete(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Response {
-    match s.events.delete_saved_search(&owner(&ctx), &id).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => error(StatusCode::NOT_FOUND, "not_found", "no such saved search of yours", vec![]),
-        Err(e) => events_error(e),
+pub async fn delete(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    match s.events.delete_saved_search(&owner(&ctx), &id).await? {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(ApiError::not_found("no such saved search of yours")),
     }
 }

@@ -23,18 +23,18 @@ use custos_engine::events::SearchFilter;
 use custos_engine::events::export::{
     ExportFormat, ExportProgress, ExportSpec, FileError, PreparedExport, Requester, export_filter,
 };
-use custos_model::{ApiError, ExportJob};
+use custos_model::{ErrorBody, ErrorCode, ExportJob};
 use uuid::Uuid;
 
 use super::audit::query_pairs;
-use super::{Ctx, bad_field, bad_fields, error, events_error};
+use super::{ApiError, Ctx};
 use crate::http::AppState;
 
 /// An export request's format, its search, and the filters as given.
 type Request = (ExportFormat, SearchFilter, Vec<(String, String)>);
 
 /// The export a request asks for, checked.
-fn parse_request(raw: Option<&str>) -> Result<Request, Response> {
+fn parse_request(raw: Option<&str>) -> Result<Request, ApiError> {
     let pairs = query_pairs(raw)?;
     let mut format = None;
     let mut filters = Vec::with_capacity(pairs.len());
@@ -45,13 +45,13 @@ fn parse_request(raw: Option<&str>) -> Result<Request, Response> {
         }
     }
     let Some(format) = format.as_deref().and_then(ExportFormat::parse) else {
-        return Err(bad_field("format", "must be csv, json, ndjson, xlsx or pdf"));
+        return Err(ApiError::field("format", "must be csv, json, ndjson, xlsx or pdf"));
     };
-    let filter = export_filter(&filters).map_err(bad_fields)?;
+    let filter = export_filter(&filters).map_err(ApiError::fields)?;
     Ok((format, filter, filters))
 }
 
-async fn prepare(s: &AppState, ctx: &Ctx, raw: Option<&str>) -> Result<PreparedExport, Response> {
+async fn prepare(s: &AppState, ctx: &Ctx, raw: Option<&str>) -> Result<PreparedExport, ApiError> {
     let (format, filter, filters) = parse_request(raw)?;
     let spec = ExportSpec {
         id: Uuid::now_v7(),
@@ -61,7 +61,7 @@ async fn prepare(s: &AppState, ctx: &Ctx, raw: Option<&str>) -> Result<PreparedE
         generated_by: author(ctx),
         xlsx_rows_per_sheet: s.exports.xlsx_rows_per_sheet,
     };
-    s.events.prepare_export(spec).await.map_err(events_error)
+    Ok(s.events.prepare_export(spec).await?)
 }
 
 /// Who an export is by, for its title page and manifest.
@@ -121,20 +121,14 @@ impl Write for ChannelWriter {
     ),
     responses(
         (status = 200, description = "The file, streamed", content_type = "text/csv"),
-        (status = 400, description = "A bad parameter, named", body = ApiError),
-        (status = 403, description = "Needs audit:export", body = ApiError),
+        (status = 400, description = "A bad parameter, named", body = ErrorBody),
+        (status = 403, description = "Needs audit:export", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn export(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery) -> Response {
-    let slot = match s.busy.start(crate::limits::Work::Export, &ctx.principal()) {
-        Ok(slot) => slot,
-        Err(r) => return r.into_response(),
-    };
-    let prepared = match prepare(&s, &ctx, raw.as_deref()).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub async fn export(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let slot = s.busy.start(crate::limits::Work::Export, &ctx.principal())?;
+    let prepared = prepare(&s, &ctx, raw.as_deref()).await?;
     let (id, format, name) = (prepared.spec().id, prepared.spec().format, prepared.file_name());
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let state = s.clone();
@@ -154,7 +148,7 @@ pub async fn export(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery
         let _ = state.exports.complete(&state.events, id, format, &requester(&ctx), run).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, format.content_type().to_owned()),
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
@@ -162,7 +156,7 @@ pub async fn export(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery
         ],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response())
 }
 
 /// Start a background export.
@@ -178,30 +172,35 @@ pub async fn export(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery
     ),
     responses(
         (status = 202, description = "Started", body = ExportJob),
-        (status = 400, description = "A bad parameter, named", body = ApiError),
-        (status = 403, description = "Needs audit:export", body = ApiError),
+        (status = 400, description = "A bad parameter, named", body = ErrorBody),
+        (status = 403, description = "Needs audit:export", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn start(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery) -> Response {
-    let slot = match s.busy.start(crate::limits::Work::Export, &ctx.principal()) {
-        Ok(slot) => slot,
-        Err(r) => return r.into_response(),
-    };
-    let prepared = match prepare(&s, &ctx, raw.as_deref()).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+pub async fn start(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    RawQuery(raw): RawQuery,
+) -> Result<(StatusCode, axum::Json<ExportJob>), ApiError> {
+    let slot = s.busy.start(crate::limits::Work::Export, &ctx.principal())?;
+    let prepared = prepare(&s, &ctx, raw.as_deref()).await?;
     let job = s.exports.start(s.events.clone(), prepared, requester(&ctx), slot);
-    (StatusCode::ACCEPTED, axum::Json(job)).into_response()
+    Ok((StatusCode::ACCEPTED, axum::Json(job)))
 }
 
-fn export_id(id: &str) -> Result<Uuid, Response> {
-    Uuid::parse_str(id).map_err(|_| bad_field("id", "must be an export id (UUID)"))
+fn export_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::field("id", "must be an export id (UUID)"))
 }
 
-fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "not_found", "no such export of yours", vec![])
+impl From<FileError> for ApiError {
+    fn from(e: FileError) -> ApiError {
+        let code = match e {
+            FileError::NotFound => ErrorCode::NotFound,
+            FileError::NotReady => ErrorCode::NotReady,
+            FileError::Gone => ErrorCode::Gone,
+        };
+        ApiError::new(code, e.to_string())
+    }
 }
 
 /// A background export's progress.
@@ -210,19 +209,17 @@ fn not_found() -> Response {
     params(("id" = String, Path, description = "Export id")),
     responses(
         (status = 200, description = "Progress, or the outcome", body = ExportJob),
-        (status = 404, description = "No such export of yours", body = ApiError),
+        (status = 404, description = "No such export of yours", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn status(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Response {
-    let id = match export_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    match s.exports.status(&owner(&ctx), id) {
-        Some(job) => axum::Json(job).into_response(),
-        None => not_found(),
-    }
+pub async fn status(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ExportJob>, ApiError> {
+    let job = s.exports.status(&owner(&ctx), export_id(&id)?);
+    job.map(axum::Json).ok_or_else(|| ApiError::not_found("no such export of yours"))
 }
 
 /// Download a finished background export.
@@ -231,26 +228,14 @@ pub async fn status(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>)
     params(("id" = String, Path, description = "Export id")),
     responses(
         (status = 200, description = "The file"),
-        (status = 404, description = "No such export of yours, or not finished", body = ApiError),
-        (status = 410, description = "Deleted (older than 24 hours)", body = ApiError),
+        (status = 404, description = "No such export of yours, or not finished", body = ErrorBody),
+        (status = 410, description = "Deleted (older than 24 hours)", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Response {
-    let id = match export_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let (path, name, content_type) = match s.exports.file(&owner(&ctx), id) {
-        Ok(f) => f,
-        Err(e @ FileError::NotFound) => return error(StatusCode::NOT_FOUND, "not_found", e.to_string(), vec![]),
-        Err(e @ FileError::NotReady) => return error(StatusCode::NOT_FOUND, "not_ready", e.to_string(), vec![]),
-        Err(e @ FileError::Gone) => return error(StatusCode::GONE, "gone", e.to_string(), vec![]),
-    };
-    let file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
-        Err(_) => return error(StatusCode::GONE, "gone", FileError::Gone.to_string(), vec![]),
-    };
+pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let (path, name, content_type) = s.exports.file(&owner(&ctx), export_id(&id)?)?;
+    let file = tokio::fs::File::open(&path).await.map_err(|_| ApiError::from(FileError::Gone))?;
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let stream = futures_util::stream::unfold(file, |mut f| async move {
         use tokio::io::AsyncReadExt as _;
@@ -264,7 +249,7 @@ pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -
             Err(e) => Some((Err(e), f)),
         }
     });
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, content_type.to_owned()),
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
@@ -272,7 +257,7 @@ pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -
         ],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response())
 }
 
 /// An export's signed manifest.
@@ -286,23 +271,23 @@ pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -
     params(("id" = String, Path, description = "Export id")),
     responses(
         (status = 200, description = "The signed manifest", content_type = "text/plain"),
-        (status = 404, description = "No finished export of yours with this id", body = ApiError),
+        (status = 404, description = "No finished export of yours with this id", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn manifest(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Response {
-    let Ok(id) = Uuid::parse_str(&id) else {
-        return bad_field("id", "must be an export id (UUID)");
-    };
-    match s.exports.manifest(&owner(&ctx), id).await {
-        Some(note) => (
-            [
-                (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
-                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"custos-export-{id}.manifest\"")),
-            ],
-            note,
-        )
-            .into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", "no finished export of yours with this id", vec![]),
-    }
+pub async fn manifest(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = export_id(&id)?;
+    let note = s
+        .exports
+        .manifest(&owner(&ctx), id)
+        .await
+        .ok_or_else(|| ApiError::not_found("no finished export of yours with this id"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"custos-export-{id}.manifest\"")),
+        ],
+        note,
+    )
+        .into_response())
 }

@@ -2,12 +2,11 @@
 //! and a preview (text in, masked text out).
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use custos_model::{ApiError, MaskRule, MaskingPolicy};
+use axum::http::HeaderMap;
+use custos_model::{ErrorBody, ErrorCode, MaskRule, MaskingPolicy};
 use serde::{Deserialize, Serialize};
 
-use super::{Ctx, events_error};
+use super::{ApiError, Ctx};
 use crate::http::AppState;
 
 /// The masking policy in force.
@@ -22,11 +21,9 @@ use crate::http::AppState;
     responses((status = 200, description = "The policy in force", body = MaskingPolicy)),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn get_policy(State(s): State<AppState>) -> Response {
-    match s.events.refresh_policy().await {
-        Ok(()) => axum::Json(s.events.policy()).into_response(),
-        Err(e) => events_error(e),
-    }
+pub async fn get_policy(State(s): State<AppState>) -> Result<axum::Json<MaskingPolicy>, ApiError> {
+    s.events.refresh_policy().await?;
+    Ok(axum::Json(s.events.policy()))
 }
 
 /// A new version of the rules.
@@ -53,24 +50,23 @@ pub struct PolicyUpdate {
     request_body(content = PolicyUpdate, content_type = "application/json"),
     responses(
         (status = 200, description = "The new version", body = MaskingPolicy),
-        (status = 400, description = "Invalid rules, or based_on is not the current version", body = ApiError),
-        (status = 503, description = "The ledger cannot record the change; nothing changed", body = ApiError),
+        (status = 400, description = "Invalid rules, or based_on is not the current version", body = ErrorBody),
+        (status = 503, description = "The ledger cannot record the change; nothing changed", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn put_policy(State(s): State<AppState>, ctx: Ctx, headers: HeaderMap, body: axum::body::Body) -> Response {
-    let update: PolicyUpdate = match super::read_json(body, &headers, 64 * 1024, None).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    match s
+pub async fn put_policy(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::Json<MaskingPolicy>, ApiError> {
+    let update: PolicyUpdate = super::read_json(body, &headers, 64 * 1024, None).await?;
+    let policy = s
         .events
         .set_policy(update.rules, update.based_on, &update.comment, &ctx.actor(), ctx.request_id.clone())
-        .await
-    {
-        Ok(p) => axum::Json(p).into_response(),
-        Err(e) => events_error(e),
-    }
+        .await?;
+    Ok(axum::Json(policy))
 }
 
 /// Every version, newest first.
@@ -86,11 +82,8 @@ pub struct PolicyHistory {
     responses((status = 200, description = "All versions", body = PolicyHistory)),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn history(State(s): State<AppState>) -> Response {
-    match s.events.policy_history().await {
-        Ok(versions) => axum::Json(PolicyHistory { versions }).into_response(),
-        Err(e) => events_error(e),
-    }
+pub async fn history(State(s): State<AppState>) -> Result<axum::Json<PolicyHistory>, ApiError> {
+    Ok(axum::Json(PolicyHistory { versions: s.events.policy_history().await? }))
 }
 
 /// Text to mask.
@@ -117,25 +110,19 @@ pub struct PreviewResponse {
     request_body(content = PreviewRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The masked text", body = PreviewResponse),
-        (status = 400, description = "Bad body or rules", body = ApiError),
+        (status = 400, description = "Bad body or rules", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn preview(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Body) -> Response {
-    let req: PreviewRequest = match super::read_json(body, &headers, 80 * 1024, None).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+pub async fn preview(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::Json<PreviewResponse>, ApiError> {
+    let req: PreviewRequest = super::read_json(body, &headers, 80 * 1024, None).await?;
     if req.text.len() > 64 * 1024 {
-        return super::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "text_too_large",
-            "text: at most 64 KiB",
-            vec![custos_model::FieldProblem { path: "text".into(), reason: "at most 64 KiB".into() }],
-        );
+        return Err(ApiError::new(ErrorCode::PayloadTooLarge, "text: at most 64 KiB")
+            .with_fields(vec![custos_model::FieldProblem { path: "text".into(), reason: "at most 64 KiB".into() }]));
     }
-    match s.events.preview(&req.text, req.rules) {
-        Ok(masked) => axum::Json(PreviewResponse { masked }).into_response(),
-        Err(e) => events_error(e),
-    }
+    Ok(axum::Json(PreviewResponse { masked: s.events.preview(&req.text, req.rules)? }))
 }

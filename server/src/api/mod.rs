@@ -5,13 +5,10 @@
 //! Every error is JSON (`ApiError`): a stable code, a sentence, and for bad
 //! input the field path and the reason of each problem.
 
-// Helpers return a finished error response as their `Err`: it is built once,
-// on the error path only, and returned straight to axum.
-#![allow(clippy::result_large_err)]
-
 pub mod audit;
 pub mod dashboards;
 pub mod docs;
+pub mod error;
 pub mod explorer;
 pub mod exports;
 pub mod masking;
@@ -19,43 +16,9 @@ pub mod self_audit;
 pub mod session;
 pub mod verify_jobs;
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use custos_engine::events::EventsError;
-use custos_engine::events::validate::{BodyError, FieldError};
 use custos_engine::identity::service::Caller;
-use custos_model::{ApiError, FieldProblem};
 
-/// A JSON error response.
-pub fn error(status: StatusCode, code: &str, message: impl Into<String>, fields: Vec<FieldProblem>) -> Response {
-    (status, axum::Json(ApiError { code: code.into(), message: message.into(), fields })).into_response()
-}
-
-/// 400 naming one field.
-pub fn bad_field(path: &str, reason: impl Into<String>) -> Response {
-    let reason = reason.into();
-    error(
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        format!("{path}: {reason}"),
-        vec![FieldProblem { path: path.into(), reason }],
-    )
-}
-
-fn problems(errors: Vec<FieldError>) -> Vec<FieldProblem> {
-    errors.into_iter().map(|e| FieldProblem { path: e.path, reason: e.reason }).collect()
-}
-
-/// 400 with several field problems.
-pub fn bad_fields(errors: Vec<FieldError>) -> Response {
-    let n = errors.len();
-    error(
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        format!("{n} problem(s) with the request; nothing was changed"),
-        problems(errors),
-    )
-}
+pub use self::error::ApiError;
 
 /// Reads a JSON body of at most `limit` bytes into `T` (413 beyond it, 400
 /// naming what is wrong otherwise). An empty body is `T::default()` when
@@ -65,66 +28,14 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     headers: &axum::http::HeaderMap,
     limit: usize,
     empty: Option<T>,
-) -> Result<T, Response> {
+) -> Result<T, ApiError> {
     let bytes = audit::read_body(body, headers, limit).await?;
     if let Some(default) = empty
         && bytes.iter().all(u8::is_ascii_whitespace)
     {
         return Ok(default);
     }
-    serde_json::from_slice(&bytes).map_err(|e| bad_field("body", e.to_string()))
-}
-
-/// The one mapping of an engine error to a response.
-pub fn events_error(e: EventsError) -> Response {
-    match e {
-        EventsError::Body(BodyError::Malformed(fe)) => error(
-            StatusCode::BAD_REQUEST,
-            "malformed_body",
-            format!("the body is not valid JSON: {}; nothing was stored", fe.reason),
-            problems(vec![fe]),
-        ),
-        EventsError::Body(BodyError::Empty) => bad_field("body", "contains no event; nothing was stored"),
-        EventsError::Body(BodyError::TooMany { max, got }) => error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_events",
-            format!("{got} events in one request; at most {max}; nothing was stored"),
-            vec![FieldProblem { path: "body".into(), reason: format!("at most {max} events per request") }],
-        ),
-        EventsError::Body(BodyError::Invalid(errors)) => {
-            let n = errors.len();
-            error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_events",
-                format!("{n} problem(s) in the events; nothing was stored"),
-                problems(errors),
-            )
-        }
-        EventsError::Invalid(fe) => bad_fields(vec![fe]),
-        // A change refused for a state another caller changed first (a key
-        // rotation raced by another): nothing was made, try again.
-        EventsError::Ledger(custos_engine::ledger::LedgerError::Invalid(reason)) => {
-            error(StatusCode::CONFLICT, "conflict", format!("{reason}; nothing was changed"), vec![])
-        }
-        EventsError::Ledger(e) => ledger_unavailable(&e),
-        EventsError::Export(e) => ledger_unavailable(&e),
-    }
-}
-
-/// 503: the ledger could not do it; nothing was committed.
-pub fn ledger_unavailable(cause: &dyn std::fmt::Display) -> Response {
-    let operation_id = uuid::Uuid::now_v7().simple().to_string();
-    tracing::error!(operation_id, error = %cause, "the ledger refused or failed an operation");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(axum::http::header::RETRY_AFTER, "5")],
-        axum::Json(serde_json::json!({
-            "code": "ledger_unavailable",
-            "message": "the audit ledger cannot record right now; nothing was changed. Try again later.",
-            "operation_id": operation_id,
-        })),
-    )
-        .into_response()
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::field("body", e.to_string()))
 }
 
 /// The caller as an event actor.

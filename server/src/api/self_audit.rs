@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use custos_engine::events::{OwnAction, OwnEvent};
 
 use custos_engine::identity::noise::Verdict;
@@ -117,6 +117,6 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         .details(serde_json::json!({ "method": method, "path": template, "query": query }));
     match s.events.record_own(event).await {
         Ok(_) => response,
-        Err(e) => super::ledger_unavailable(&e),
+        Err(e) => super::ApiError::ledger(&e).into_response(),
     }
 }

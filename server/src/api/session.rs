@@ -1,8 +1,6 @@
 //! `GET /api/whoami`: who the server thinks the caller is.
 
 use axum::extract::Request;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use custos_engine::identity::service::Caller;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -36,11 +34,11 @@ pub enum Whoami {
     get, path = "/api/whoami", tag = "session",
     responses(
         (status = 200, description = "The caller", body = Whoami),
-        (status = 401, description = "Neither signed in nor an API key", body = custos_model::ApiError),
+        (status = 401, description = "Neither signed in nor an API key", body = custos_model::ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn whoami(req: Request) -> Response {
+pub async fn whoami(req: Request) -> Result<axum::Json<Whoami>, super::ApiError> {
     let me = match req.extensions().get::<Caller>() {
         Some(Caller::User(p)) => Whoami::User {
             username: p.username.clone(),
@@ -52,14 +50,7 @@ pub async fn whoami(req: Request) -> Response {
             name: k.name.clone(),
             scopes: k.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
         },
-        _ => {
-            return super::error(
-                StatusCode::UNAUTHORIZED,
-                "CU-AUTH-001",
-                "sign in, or send an API key, to use this",
-                Vec::new(),
-            );
-        }
+        _ => return Err(super::ApiError::unauthenticated()),
     };
-    axum::Json(me).into_response()
+    Ok(axum::Json(me))
 }

@@ -9,14 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use custos_engine::events::{OwnAction, OwnEvent};
 use custos_engine::ledger::verify::{Progress, VerifyReport, VerifyScope};
-use custos_model::ApiError;
+use custos_model::{ErrorBody, ErrorCode};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Ctx, bad_field, error};
+use super::{ApiError, Ctx};
 use crate::http::AppState;
 
 const KEPT: usize = 50;
@@ -134,7 +133,7 @@ pub struct VerifyRequest {
     responses(
         (status = 202, description = "Started; poll status_url", body = JobView),
         (status = 200, description = "Finished (wait: true)", body = JobView),
-        (status = 400, description = "Bad range", body = ApiError),
+        (status = 400, description = "Bad range", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
@@ -143,34 +142,25 @@ pub async fn start(
     ctx: Ctx,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
-) -> Response {
-    let req: VerifyRequest = match super::read_json(body, &headers, 4096, Some(VerifyRequest::default())).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+) -> Result<(StatusCode, axum::Json<JobView>), ApiError> {
+    let req: VerifyRequest = super::read_json(body, &headers, 4096, Some(VerifyRequest::default())).await?;
     if let (Some(a), Some(b)) = (req.from_seq, req.to_seq)
         && (a == 0 || b < a)
     {
-        return bad_field("to_seq", "must be at least from_seq (seqs start at 1)");
+        return Err(ApiError::field("to_seq", "must be at least from_seq (seqs start at 1)"));
     }
     if req.from_seq == Some(0) {
-        return bad_field("from_seq", "seqs start at 1");
+        return Err(ApiError::field("from_seq", "seqs start at 1"));
     }
     // A range past the end cannot run: refused here rather than recorded as
     // a verification that "could not run" (which the compliance page counts).
-    let head = match s.ledger.head().await {
-        Ok(h) => h.seq,
-        Err(e) => return super::ledger_unavailable(&e),
-    };
+    let head = s.ledger.head().await.map_err(|e| ApiError::ledger(&e))?.seq;
     if let Some(from) = req.from_seq
         && from > head
     {
-        return bad_field("from_seq", format!("is beyond the ledger's last entry (seq {head})"));
+        return Err(ApiError::field("from_seq", format!("is beyond the ledger's last entry (seq {head})")));
     }
-    let slot = match s.busy.start(crate::limits::Work::Verify, &ctx.principal()) {
-        Ok(slot) => slot,
-        Err(r) => return r.into_response(),
-    };
+    let slot = s.busy.start(crate::limits::Work::Verify, &ctx.principal())?;
     let id = Uuid::now_v7();
     let job = JobView {
         id,
@@ -209,18 +199,15 @@ pub async fn start(
             }
         });
     });
-    if req.wait {
+    let status = if req.wait {
         let _ = task.await;
-        return match s.verify_jobs.get(id) {
-            Some(j) => (StatusCode::OK, axum::Json(j)).into_response(),
-            None => {
-                error(StatusCode::INTERNAL_SERVER_ERROR, "job_lost", "the job ended but its result is gone", vec![])
-            }
-        };
-    }
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
     match s.verify_jobs.get(id) {
-        Some(j) => (StatusCode::ACCEPTED, axum::Json(j)).into_response(),
-        None => error(StatusCode::INTERNAL_SERVER_ERROR, "job_lost", "the job is gone", vec![]),
+        Some(j) => Ok((status, axum::Json(j))),
+        None => Err(ApiError::failed(ErrorCode::JobLost, "the verification job is gone", &format!("job {id}"))),
     }
 }
 
@@ -230,18 +217,14 @@ pub async fn start(
     params(("job" = String, Path, description = "Job id from POST /api/audit/verify")),
     responses(
         (status = 200, description = "The job", body = JobView),
-        (status = 404, description = "No such job (jobs live in one process's memory)", body = ApiError),
+        (status = 404, description = "No such job (jobs live in one process's memory)", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn status(State(s): State<AppState>, Path(job): Path<String>) -> Response {
+pub async fn status(State(s): State<AppState>, Path(job): Path<String>) -> Result<axum::Json<JobView>, ApiError> {
     let Ok(id) = Uuid::parse_str(&job) else {
-        return bad_field("job", "must be a job id (UUID)");
+        return Err(ApiError::field("job", "must be a job id (UUID)"));
     };
-    match s.verify_jobs.get(id) {
-        Some(j) => axum::Json(j).into_response(),
-        None => {
-            error(StatusCode::NOT_FOUND, "not_found", format!("no verification job `{job}` on this server"), vec![])
-        }
-    }
+    let found = s.verify_jobs.get(id);
+    found.map(axum::Json).ok_or_else(|| ApiError::not_found(format!("no verification job `{job}` on this server")))
 }

@@ -21,13 +21,14 @@ use custos_engine::identity::service::{Actor, Caller, KeyCheck, LoginAttempt, Lo
 use custos_engine::identity::throttle::{ClientIp, address_key};
 use secrecy::SecretString;
 use serde::Deserialize;
-use serde_json::json;
 use tower_http::request_id::RequestId;
 use tower_sessions::Session;
 
 use self::session_store::{AUTH_AT, EPOCH, MFA_PENDING, USER_ID};
 use crate::access::{self, Decision, Kind};
+use crate::api::ApiError;
 use crate::http::AppState;
+use custos_model::ErrorCode;
 
 /// How long a password-checked sign-in may wait for its second factor.
 const MFA_PENDING_US: i64 = 5 * 60 * 1_000_000;
@@ -49,19 +50,6 @@ pub fn client_actor(
 /// The client's address as resolved by [`load_caller`].
 pub fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
     req.extensions().get::<ClientIp>().map(|c| c.0)
-}
-
-fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, axum::Json(json!({ "code": code, "message": message }))).into_response()
-}
-
-/// 429 with `Retry-After`.
-fn throttled(retry_after_secs: u64, message: &str) -> Response {
-    let mut res = json_error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message);
-    if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-        res.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    res
 }
 
 /// What authenticated a request: live streams check it again while they run.
@@ -143,12 +131,16 @@ pub async fn load_caller(State(s): State<AppState>, session: Session, mut req: R
                 Caller::ApiKey(key)
             }
             Ok(KeyCheck::Refused) => {
-                return json_error(StatusCode::UNAUTHORIZED, "CU-AUTH-002", "the API key is not valid");
+                return ApiError::new(ErrorCode::InvalidApiKey, "the API key is not valid").into_response();
             }
             Ok(KeyCheck::Throttled { retry_after_secs }) => {
-                return throttled(retry_after_secs, "too many invalid API keys from this address; wait and try again");
+                return ApiError::too_many(
+                    "too many invalid API keys from this address; wait and try again",
+                    retry_after_secs,
+                )
+                .into_response();
             }
-            Err(e) => return crate::http::internal_error("CU-AUTH-900", "cannot check the API key", &e),
+            Err(e) => return ApiError::internal("cannot check the API key", &e).into_response(),
         }
     } else {
         match session.get::<i64>(USER_ID).await {
@@ -180,7 +172,7 @@ pub async fn load_caller(State(s): State<AppState>, session: Session, mut req: R
                             Caller::Anonymous
                         }
                         Err(e) => {
-                            return crate::http::internal_error("CU-AUTH-901", "cannot load the signed-in user", &e);
+                            return ApiError::internal("cannot load the signed-in user", &e).into_response();
                         }
                     }
                 }
@@ -214,7 +206,7 @@ pub struct Throttled(pub u64);
 
 impl IntoResponse for Throttled {
     fn into_response(self) -> Response {
-        throttled(self.0, "too many anonymous requests from this address; sign in or wait")
+        ApiError::too_many("too many anonymous requests from this address; sign in or wait", self.0).into_response()
     }
 }
 
@@ -245,15 +237,13 @@ pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Res
             let next_path = req.uri().path_and_query().map_or("/", |p| p.as_str());
             Redirect::to(&format!("/login?next={}", encode(next_path))).into_response()
         }
-        (Decision::Unauthenticated, _) => {
-            json_error(StatusCode::UNAUTHORIZED, "CU-AUTH-001", "sign in, or send an API key, to use this")
-        }
+        (Decision::Unauthenticated, _) => ApiError::unauthenticated().into_response(),
         (Decision::SetupRequired, Kind::Page) => Redirect::to("/account").into_response(),
-        (Decision::SetupRequired, _) => json_error(
-            StatusCode::FORBIDDEN,
-            "CU-AUTH-004",
+        (Decision::SetupRequired, _) => ApiError::new(
+            ErrorCode::SetupRequired,
             "change your password or set up multi-factor authentication first (account page)",
-        ),
+        )
+        .into_response(),
         (Decision::Forbidden, kind) => {
             let actor = client_actor(
                 &caller,
@@ -268,7 +258,7 @@ pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Res
                 *res.status_mut() = StatusCode::FORBIDDEN;
                 res
             } else {
-                json_error(StatusCode::FORBIDDEN, "CU-AUTH-003", &format!("this needs {}", route.need_text()))
+                ApiError::forbidden(format!("this needs {}", route.need_text())).into_response()
             }
         }
     }
@@ -279,21 +269,21 @@ pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Res
 /// known path, else 404. Nothing behind it runs.
 fn refuse_unlisted(caller: &Caller, path: &str) -> Response {
     if !caller.is_authenticated() {
-        return json_error(StatusCode::UNAUTHORIZED, "CU-AUTH-001", "sign in, or send an API key, to use this");
+        return ApiError::unauthenticated().into_response();
     }
     let methods = access::methods_for(path);
     if !methods.is_empty() {
         let mut res =
-            json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not served on this path");
+            ApiError::new(ErrorCode::MethodNotAllowed, "this method is not served on this path").into_response();
         if let Ok(v) = HeaderValue::from_str(&methods.join(", ")) {
             res.headers_mut().insert(header::ALLOW, v);
         }
         return res;
     }
     if path.starts_with("/rpc") {
-        return json_error(StatusCode::NOT_FOUND, "not_found", "no such server function");
+        return ApiError::not_found("no such server function").into_response();
     }
-    json_error(StatusCode::NOT_FOUND, "not_found", "no such API endpoint; see /api/openapi.json")
+    ApiError::not_found("no such API endpoint; see /api/openapi.json").into_response()
 }
 
 /// Only a strict same-site path may be redirected to after sign-in: a `/`
@@ -358,7 +348,7 @@ pub async fn login(
     match s.identity.login(attempt).await {
         Ok(LoginOutcome::Success(p)) => match start_session(&session, &p, s.ledger.now_us()).await {
             Ok(()) => Redirect::to(&next).into_response(),
-            Err(e) => crate::http::internal_error("CU-AUTH-902", "cannot start the session", &e),
+            Err(e) => ApiError::internal("cannot start the session", &e).into_response(),
         },
         Ok(LoginOutcome::MfaRequired { user_id }) => {
             let stored = async {
@@ -369,14 +359,14 @@ pub async fn login(
             };
             match stored.await {
                 Ok(()) => Redirect::to(&format!("/login/mfa?next={}", encode(&next))).into_response(),
-                Err(e) => crate::http::internal_error("CU-AUTH-902", "cannot start the session", &e),
+                Err(e) => ApiError::internal("cannot start the session", &e).into_response(),
             }
         }
         Ok(LoginOutcome::Rejected(r)) => {
             Redirect::to(&format!("/login?error={}&next={}", rejection_code(r), encode(&next))).into_response()
         }
         Err(e) => {
-            let _ = crate::http::internal_error("CU-AUTH-903", "sign-in failed", &e);
+            let _ = ApiError::internal("sign-in failed", &e);
             Redirect::to(&format!("/login?error=unavailable&next={}", encode(&next))).into_response()
         }
     }
@@ -415,7 +405,7 @@ pub async fn mfa(
     match s.identity.login_mfa(&actor, user_id, &form.code).await {
         Ok(LoginOutcome::Success(p)) => match start_session(&session, &p, now).await {
             Ok(()) => Redirect::to(&next).into_response(),
-            Err(e) => crate::http::internal_error("CU-AUTH-902", "cannot start the session", &e),
+            Err(e) => ApiError::internal("cannot start the session", &e).into_response(),
         },
         Ok(LoginOutcome::Rejected(LoginRejection::InvalidCredentials)) => {
             Redirect::to(&format!("/login/mfa?error=invalid&next={}", encode(&next))).into_response()

@@ -311,7 +311,7 @@ async fn every_method_of_every_route_is_looked_up_in_the_table_deny_by_default()
                     assert_eq!(status, StatusCode::UNAUTHORIZED, "{ctx}");
                     if m != "HEAD" {
                         let body: serde_json::Value = res.json().await.unwrap();
-                        assert_eq!(body["code"], "CU-AUTH-001", "the access layer refused it: {ctx}");
+                        assert_eq!(body["code"], "unauthenticated", "the access layer refused it: {ctx}");
                     }
                 }
             }

@@ -462,8 +462,19 @@ async fn user_management_over_http_cannot_escalate() {
         let status = res.status();
         let text = res.text().await.unwrap();
         assert_eq!(status, StatusCode::FORBIDDEN, "{f}: {text}");
-        assert!(text.contains("only an admin"), "{f}: {text}");
+        // The API's error body, from a server function too.
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["code"], "forbidden", "{f}: {text}");
+        assert!(body["message"].as_str().unwrap().contains("only an admin"), "{f}: {text}");
     }
+    // Bad input names the field, as the REST API does.
+    let res = rpc("create_user", vec![("username", ""), ("password", "a long password 1"), ("roles", "viewer")]).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (body["code"].as_str(), body["fields"][0]["path"].as_str()),
+        (Some("invalid_request"), Some("username"))
+    );
     // Within what it holds, it may act.
     let res =
         rpc("create_user", vec![("username", "newbie"), ("password", "a long password 1"), ("roles", "viewer")]).await;

@@ -227,6 +227,6 @@ async fn a_user_who_owes_a_password_change_or_mfa_can_only_reach_the_account_pag
         .await
         .unwrap();
     assert_eq!(status.status(), StatusCode::FORBIDDEN);
-    assert!(status.text().await.unwrap().contains("CU-AUTH-004"));
+    assert!(status.text().await.unwrap().contains("\"setup_required\""));
     app.running.shutdown().await.unwrap();
 }

@@ -8,7 +8,7 @@ pub mod users;
 use leptos::prelude::*;
 
 /// The error of the last run of an action, if it failed.
-pub fn failure<T>(v: impl Get<Value = Option<Result<T, ServerFnError>>>) -> Option<String> {
+pub fn failure<T>(v: impl Get<Value = Option<Result<T, crate::error::AppError>>>) -> Option<String> {
     match v.get() {
         Some(Err(e)) => Some(e.to_string()),
         _ => None,
