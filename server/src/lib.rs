@@ -210,7 +210,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         events: events.clone(),
         verify_jobs: api::verify_jobs::Jobs::default(),
         ingest_max_body: config.ingest.max_body_bytes,
-        exports: Arc::new(custos_engine::events::export::ExportJobs::new(config.data_dir.join("exports"))),
+        exports: Arc::new(custos_engine::events::export::ExportJobs::new(
+            config.data_dir.join("exports"),
+            Arc::new(custos_export::Formats::default()),
+        )),
     };
     let app = http::app(state.clone());
     let (stop, mut stopped) = watch::channel(false);

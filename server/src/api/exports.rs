@@ -53,14 +53,7 @@ fn parse_request(raw: Option<&str>) -> Result<Request, ApiError> {
 
 async fn prepare(s: &AppState, ctx: &Ctx, raw: Option<&str>) -> Result<PreparedExport, ApiError> {
     let (format, filter, filters) = parse_request(raw)?;
-    let spec = ExportSpec {
-        id: Uuid::now_v7(),
-        format,
-        filter,
-        filters,
-        generated_by: author(ctx),
-        xlsx_rows_per_sheet: s.exports.xlsx_rows_per_sheet,
-    };
+    let spec = ExportSpec { id: Uuid::now_v7(), format, filter, filters, generated_by: author(ctx) };
     Ok(s.events.prepare_export(spec).await?)
 }
 
@@ -135,9 +128,10 @@ pub async fn export(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery
     tokio::spawn(async move {
         let _slot = slot;
         let error_tx = tx.clone();
+        let jobs = state.exports.clone();
         let run = tokio::task::spawn_blocking(move || {
             let progress = ExportProgress::default();
-            prepared.run(&mut ChannelWriter { tx }, &progress).map_err(|e| e.to_string())
+            prepared.run(jobs.formats(), &mut ChannelWriter { tx }, &progress).map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|e| Err(format!("the export stopped: {e}")));

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use custos_engine::events::SearchFilter;
 use custos_engine::events::export::{
-    ExportFormat, ExportProgress, ExportSpec, Requester, export_filter, jobs, manifest_note, xlsx::EXCEL_MAX_ROWS,
+    ExportFormat, ExportProgress, ExportSpec, Requester, export_filter, jobs, manifest_note,
 };
 
 use super::{failed, open_cli_ledger};
@@ -73,14 +73,7 @@ async fn run(
         Err(e) => return failed("cannot open the events service", &e),
     };
     let who = std::env::var("USER").map(|u| format!("cli:{u}")).unwrap_or_else(|_| "cli".into());
-    let spec = ExportSpec {
-        id: uuid::Uuid::now_v7(),
-        format,
-        filter,
-        filters: pairs,
-        generated_by: who.clone(),
-        xlsx_rows_per_sheet: EXCEL_MAX_ROWS,
-    };
+    let spec = ExportSpec { id: uuid::Uuid::now_v7(), format, filter, filters: pairs, generated_by: who.clone() };
     let started = Instant::now();
     let prepared = match events.prepare_export(spec).await {
         Ok(p) => p,
@@ -107,7 +100,7 @@ async fn run(
     let result = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let mut file = custos_engine::storage::create_private_file(&out)
             .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-        let m = prepared.run(&mut file, &worker).map_err(|e| e.to_string())?;
+        let m = prepared.run(&custos_export::Formats::default(), &mut file, &worker).map_err(|e| e.to_string())?;
         file.sync_all().map_err(|e| format!("cannot write {}: {e}", out.display()))?;
         Ok(m)
     })

@@ -49,20 +49,14 @@ async fn run(
 ) -> (Vec<u8>, custos_engine::events::model::ExportManifest) {
     let filters = pairs(filters);
     let filter = export::export_filter(&filters).unwrap();
-    let spec = ExportSpec {
-        id: uuid::Uuid::now_v7(),
-        format,
-        filter,
-        filters,
-        generated_by: "user:auditor".into(),
-        xlsx_rows_per_sheet: rows_per_sheet,
-    };
+    let spec = ExportSpec { id: uuid::Uuid::now_v7(), format, filter, filters, generated_by: "user:auditor".into() };
     let prepared = events.prepare_export(spec).await.unwrap();
     let total = prepared.total();
     let (bytes, manifest) = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         let progress = ExportProgress::default();
-        let m = prepared.run(&mut out, &progress).unwrap();
+        let formats = custos_export::Formats { xlsx_rows_per_sheet: rows_per_sheet };
+        let m = prepared.run(&formats, &mut out, &progress).unwrap();
         assert_eq!(progress.rows.load(std::sync::atomic::Ordering::Relaxed), m.rows, "progress reached the end");
         (out, m)
     })
@@ -231,7 +225,7 @@ async fn a_long_pdf_repeats_the_table_header_on_every_page() {
     let path = dir.path().join("long.pdf");
     std::fs::write(&path, &pdf).unwrap();
     assert!(tool("qpdf").arg("--check").arg(&path).output().unwrap().status.success());
-    let per = export::pdf::ROWS_PER_PAGE as u64;
+    let per = custos_export::pdf::ROWS_PER_PAGE as u64;
     let pages = 2 + m.rows.div_ceil(per);
     assert_eq!(pdf_pages(&path), pages);
     let text = String::from_utf8(tool("pdftotext").arg(&path).arg("-").output().unwrap().stdout).unwrap();

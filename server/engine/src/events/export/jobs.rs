@@ -66,8 +66,7 @@ pub enum FileError {
 pub struct ExportJobs {
     dir: PathBuf,
     jobs: Mutex<HashMap<Uuid, Arc<Job>>>,
-    /// Excel rows per sheet (Excel's limit; smaller only in tests).
-    pub xlsx_rows_per_sheet: u32,
+    formats: Arc<dyn super::ExportFormats>,
 }
 
 impl std::fmt::Debug for ExportJobs {
@@ -77,9 +76,15 @@ impl std::fmt::Debug for ExportJobs {
 }
 
 impl ExportJobs {
-    /// Exports under `dir` (created when first needed).
-    pub fn new(dir: PathBuf) -> ExportJobs {
-        ExportJobs { dir, jobs: Mutex::default(), xlsx_rows_per_sheet: super::xlsx::EXCEL_MAX_ROWS }
+    /// Exports under `dir` (created when first needed), written in the
+    /// formats `formats` makes.
+    pub fn new(dir: PathBuf, formats: Arc<dyn super::ExportFormats>) -> ExportJobs {
+        ExportJobs { dir, jobs: Mutex::default(), formats }
+    }
+
+    /// The formats exports are written in.
+    pub fn formats(&self) -> &dyn super::ExportFormats {
+        &*self.formats
     }
 
     fn manifest_path(&self, id: Uuid) -> PathBuf {
@@ -162,12 +167,13 @@ impl ExportJobs {
             let part = path.with_extension("part");
             let dir = jobs.dir.clone();
             let progress = job.progress.clone();
+            let formats = jobs.formats.clone();
             let run = tokio::task::spawn_blocking(move || -> Result<ExportManifest, String> {
                 crate::storage::make_private_dir(&dir)
                     .map_err(|e| format!("cannot create the exports directory: {e}"))?;
                 let mut file =
                     crate::storage::create_private_file(&part).map_err(|e| format!("cannot create the file: {e}"))?;
-                let m = prepared.run(&mut file, &progress).map_err(|e| e.to_string())?;
+                let m = prepared.run(&*formats, &mut file, &progress).map_err(|e| e.to_string())?;
                 file.sync_all().map_err(|e| format!("cannot write the file: {e}"))?;
                 std::fs::rename(&part, &path).map_err(|e| format!("cannot write the file: {e}"))?;
                 Ok(m)

@@ -1,18 +1,19 @@
 //! Exports: CSV, JSON, NDJSON, Excel and PDF, written as the rows are read
 //! (constant memory, no row cap), each with a manifest signed by the
-//! ledger's key that `custos verify-export` checks offline.
+//! ledger's key that `custos verify-export` checks offline. The engine
+//! drives the export (`run`) and signs its manifest; the formats are the
+//! `custos-export` crate's, behind [`ExportSink`] (`sink`).
 
 pub mod jobs;
-pub mod pdf;
 mod run;
-pub mod text;
-pub mod xlsx;
+mod sealed;
+mod sink;
 
 use std::collections::{BTreeMap, HashMap};
 
 pub use jobs::{ExportJobs, FileError, Requester};
 pub use run::{ExportProgress, ExportSpec, PreparedExport};
-pub use text::{CSV_COLUMNS, csv_header, csv_rows, json_rows, ndjson_rows, safe_cell};
+pub use sink::{Cover, ExportFormats, ExportSink, FLAT_COLUMNS, OwnedRow, PageBuffer, PageEncoder, Row, flat_cells};
 
 use crate::events::model::{EventView, ExportManifest};
 use crate::events::validate::FieldError;
@@ -68,7 +69,7 @@ impl ExportFormat {
         }
     }
 
-    /// Text formats are encoded on the worker threads.
+    /// The text formats (rows countable line by line).
     fn is_text(self) -> bool {
         matches!(self, ExportFormat::Csv | ExportFormat::Json | ExportFormat::Ndjson)
     }

@@ -12,10 +12,9 @@ use sea_orm::ConnectionTrait as _;
 use sha2::Digest as _;
 use uuid::Uuid;
 
-use super::pdf::{Cover, PdfSink};
-use super::xlsx::XlsxSink;
+use super::sink::{Cover, ExportFormats, ExportSink, OwnedRow, PageEncoder, Row};
 use super::{ExportFormat, Summary};
-use crate::events::model::{EventView, ExportManifest, ManifestCheckpoint};
+use crate::events::model::{ExportManifest, ManifestCheckpoint};
 use crate::events::search::{self, SearchFilter};
 use crate::events::service::{Events, EventsError, contains_text, rfc3339, view_of};
 use crate::ledger::crypto::DataKey;
@@ -42,8 +41,6 @@ pub struct ExportSpec {
     pub filters: Vec<(String, String)>,
     /// Who asked.
     pub generated_by: String,
-    /// Excel rows per sheet (Excel's limit unless testing the roll-over).
-    pub xlsx_rows_per_sheet: u32,
 }
 
 /// Progress an export reports while it runs (read from other threads).
@@ -132,14 +129,14 @@ impl Write for Hashing<'_> {
     }
 }
 
-/// A decoded slice of a page.
+/// A decoded page: its rows (for sinks that lay them out) or its encoded
+/// bytes (for sinks with a page encoder), and what every format counts.
 #[derive(Default)]
 struct Decoded {
-    views: Vec<EventView>,
-    times: Vec<(i64, i64)>,
+    rows: Vec<OwnedRow>,
     seqs: Vec<u64>,
     leaves: Vec<Hash>,
-    text: Vec<u8>,
+    bytes: Vec<u8>,
 }
 
 impl PreparedExport {
@@ -161,38 +158,41 @@ impl PreparedExport {
         format!("custos-audit-{t}-{}.{}", &self.spec.id.simple().to_string()[..8], self.spec.format.ext())
     }
 
-    /// Writes the file. Blocking: run it on a blocking thread. Returns the
-    /// manifest (to be signed and recorded by the caller).
-    pub fn run(self, out: &mut (dyn Write + Send), progress: &ExportProgress) -> Result<ExportManifest, EventsError> {
+    /// What the title page of a report says about this export.
+    pub fn cover(&self) -> Cover {
+        Cover {
+            origin: self.ledger.origin().to_owned(),
+            generated_by: self.spec.generated_by.clone(),
+            generated_at: rfc3339(self.generated_at_us),
+            filters: self.spec.filters.iter().map(|(k, v)| format!("{k} = {v}")).collect(),
+            checkpoint: self.checkpoint.as_ref().map(|c| (c.tree_size, hex::encode(c.root_hash))),
+            export_id: self.spec.id.to_string(),
+        }
+    }
+
+    /// Writes the file in its format (from `formats`). Blocking: run it on
+    /// a blocking thread. Returns the manifest (to be signed and recorded
+    /// by the caller).
+    pub fn run(
+        self,
+        formats: &dyn ExportFormats,
+        out: &mut (dyn Write + Send),
+        progress: &ExportProgress,
+    ) -> Result<ExportManifest, EventsError> {
         let format = self.spec.format;
         let file_name = self.file_name();
+        let mut sink: Box<dyn ExportSink> = formats.sink(format, self.cover()).map_err(io)?;
+        let encoder = sink.encoder();
+        let wants_summary = sink.wants_summary();
         let mut hashing = Hashing { out, sha: sha2::Sha256::new(), bytes: 0, progress };
         let mut entries_sha = sha2::Sha256::new();
         let mut summary = Summary::default();
         {
             let mut w = BufWriter::with_capacity(256 * 1024, &mut hashing);
-            let cover = Cover {
-                origin: self.ledger.origin().to_owned(),
-                generated_by: self.spec.generated_by.clone(),
-                generated_at: rfc3339(self.generated_at_us),
-                filters: self.spec.filters.iter().map(|(k, v)| format!("{k} = {v}")).collect(),
-                checkpoint: self.checkpoint.as_ref().map(|c| (c.tree_size, hex::encode(c.root_hash))),
-                export_id: self.spec.id.to_string(),
-            };
-            let mut pdf = match format {
-                ExportFormat::Pdf => Some(PdfSink::begin(cover, &mut w).map_err(io)?),
-                _ => None,
-            };
-            let mut xlsx = (format == ExportFormat::Xlsx).then(|| XlsxSink::new(self.spec.xlsx_rows_per_sheet));
-            match format {
-                ExportFormat::Csv => w.write_all(&super::csv_header()).map_err(io)?,
-                ExportFormat::Json => w.write_all(b"[\n").map_err(io)?,
-                _ => {}
-            }
-            let mut first_json = true;
+            sink.begin(&mut w).map_err(io)?;
             let needle = self.spec.filter.q.as_ref().map(|q| q.to_lowercase());
             let handle = tokio::runtime::Handle::try_current().ok();
-            let (keys, needle, this) = (&self.keys, needle.as_deref(), &self);
+            let (keys, needle, this, encoder) = (&self.keys, needle.as_deref(), &self, encoder.as_deref());
             std::thread::scope(|scope| -> Result<(), EventsError> {
                 // Reader -> two decoding workers -> this thread, which puts
                 // the pages back in order and writes them. Channels are
@@ -217,7 +217,7 @@ impl PreparedExport {
                                 Err(_) => break,
                             };
                             let Ok((i, page)) = next else { break };
-                            let decoded = page.and_then(|p| decode(&p, keys, needle, format));
+                            let decoded = page.and_then(|p| decode(&p, keys, needle, encoder));
                             let failed = decoded.is_err();
                             if tx.send((i, decoded)).is_err() || failed {
                                 break;
@@ -241,27 +241,15 @@ impl PreparedExport {
                                 entries_sha.update(leaf);
                                 summary.count_seq(*seq);
                             }
-                            match format {
-                                ExportFormat::Json if first_json && !part.text.is_empty() => {
-                                    w.write_all(part.text.get(2..).unwrap_or_default()).map_err(io)?;
-                                    first_json = false;
+                            if wants_summary {
+                                for r in &part.rows {
+                                    summary.add(&r.view, r.occurred_us);
                                 }
-                                f if f.is_text() => w.write_all(&part.text).map_err(io)?,
-                                ExportFormat::Xlsx => {
-                                    let rows: Vec<(i64, i64, &EventView)> =
-                                        part.times.iter().zip(&part.views).map(|((o, r), v)| (*o, *r, v)).collect();
-                                    if let Some(x) = xlsx.as_mut() {
-                                        x.rows(&rows).map_err(io)?;
-                                    }
-                                }
-                                _ => {
-                                    for (v, (o, _)) in part.views.iter().zip(&part.times) {
-                                        summary.add(v, *o);
-                                    }
-                                    if let Some(p) = pdf.as_mut() {
-                                        p.rows(&part.views, &mut w).map_err(io)?;
-                                    }
-                                }
+                            }
+                            if encoder.is_some() {
+                                sink.encoded(&part.bytes, &mut w).map_err(io)?;
+                            } else {
+                                sink.rows(&part.rows, &mut w).map_err(io)?;
                             }
                             progress.rows.store(summary.rows, Ordering::Relaxed);
                         }
@@ -274,15 +262,7 @@ impl PreparedExport {
                 result
             })?;
             let entries_hex = hex::encode(entries_sha.clone().finalize());
-            if format == ExportFormat::Json {
-                w.write_all(if first_json { b"]\n" } else { b"\n]\n" }).map_err(io)?;
-            }
-            if let Some(x) = xlsx {
-                x.finish(&mut w).map_err(io)?;
-            }
-            if let Some(p) = pdf {
-                p.finish(&summary, &entries_hex, &mut w).map_err(io)?;
-            }
+            sink.finish(&summary, &entries_hex, &mut w).map_err(io)?;
             w.flush().map_err(io)?;
         }
         let ledger = &self.ledger;
@@ -413,10 +393,13 @@ fn decode(
     entries: &[StoredEntry],
     keys: &HashMap<u32, Arc<DataKey>>,
     needle: Option<&str>,
-    format: ExportFormat,
+    encoder: Option<&dyn PageEncoder>,
 ) -> Result<Decoded, EventsError> {
     let mut d = Decoded::default();
-    let mut csv = (format == ExportFormat::Csv).then(super::text::CsvRows::new);
+    let mut page = encoder.map(|e| e.page());
+    // Without free text, encoders that need only the flat columns read them
+    // straight from the payload.
+    let flat = needle.is_none() && encoder.is_some_and(|e| e.flat_is_enough());
     for entry in entries {
         let seq = entry.header.seq;
         let key = keys.get(&entry.key_id).ok_or(LedgerError::UnknownKey { seq, key_id: entry.key_id })?;
@@ -424,14 +407,12 @@ fn decode(
         let plain = key
             .open(&header, &entry.iv, &entry.ciphertext, &entry.mac)
             .map_err(|e| LedgerError::Corrupt(format!("entry seq {seq}: {e}")))?;
-        // CSV without free text: straight from the payload, no view.
-        if needle.is_none()
-            && let Some(c) = csv.as_mut()
-            && c.push_sealed(entry, &plain)
+        if flat
+            && let Some(p) = page.as_mut()
+            && super::sealed::with_flat_cells(entry, &plain, |cells| p.push(Row::Flat(cells)))
         {
             d.seqs.push(seq);
             d.leaves.push(entry.leaf_hash);
-            d.times.push((entry.header.occurred_at_us, entry.header.recorded_at_us));
             continue;
         }
         let view = view_of(entry, &plain, false);
@@ -440,23 +421,14 @@ fn decode(
         }
         d.seqs.push(seq);
         d.leaves.push(entry.leaf_hash);
-        d.times.push((entry.header.occurred_at_us, entry.header.recorded_at_us));
-        match format {
-            ExportFormat::Csv => {
-                if let Some(c) = csv.as_mut() {
-                    c.push(&view);
-                }
-            }
-            ExportFormat::Ndjson => d.text.extend_from_slice(&super::ndjson_rows(std::slice::from_ref(&view))),
-            ExportFormat::Json => {
-                d.text.extend_from_slice(b",\n");
-                let _ = serde_json::to_writer(&mut d.text, &view);
-            }
-            _ => d.views.push(view),
+        let (occurred_us, recorded_us) = (entry.header.occurred_at_us, entry.header.recorded_at_us);
+        match page.as_mut() {
+            Some(p) => p.push(Row::View { view: &view, occurred_us, recorded_us }),
+            None => d.rows.push(OwnedRow { view, occurred_us, recorded_us }),
         }
     }
-    if let Some(c) = csv {
-        d.text = c.finish();
+    if let Some(p) = page {
+        d.bytes = p.finish();
     }
     Ok(d)
 }

@@ -5,10 +5,10 @@
 
 use std::io::Write;
 
+use custos_engine::events::export::{ExportSink, OwnedRow, PageEncoder, Summary, flat_cells};
 use rust_xlsxwriter::{Color, Format, FormatAlign, FormatBorder, Workbook, XlsxError};
 
 use super::text::CSV_COLUMNS;
-use crate::events::model::EventView;
 
 /// Excel's row limit per sheet.
 pub const EXCEL_MAX_ROWS: u32 = 1_048_576;
@@ -90,62 +90,60 @@ impl XlsxSink {
     }
 
     /// Appends rows.
-    pub fn rows(&mut self, items: &[(i64, i64, &EventView)]) -> std::io::Result<()> {
-        for (occurred_us, recorded_us, e) in items {
+    pub fn append(&mut self, items: &[OwnedRow]) -> std::io::Result<()> {
+        for OwnedRow { view: e, occurred_us, recorded_us } in items {
             let (sheet_no, row) = position(self.written, self.rows_per_sheet);
             if sheet_no + 1 > self.sheets {
                 self.add_sheet()?;
             }
             let (date, plain) = (self.date.clone(), self.plain.clone());
             let sheet = self.book.worksheet_from_index(sheet_no as usize).map_err(err)?;
-            let o = |v: &Option<String>| v.clone().unwrap_or_default();
-            let r = e.resource.as_ref();
             sheet.write_number_with_format(row, 0, e.seq as f64, &plain).map_err(err)?;
             sheet.write_string(row, 1, e.id.to_string()).map_err(err)?;
             sheet.write_number_with_format(row, 2, excel_serial(*occurred_us), &date).map_err(err)?;
             sheet.write_number_with_format(row, 3, excel_serial(*recorded_us), &date).map_err(err)?;
-            let texts = [
-                e.category.clone(),
-                e.action.clone(),
-                e.outcome.clone(),
-                e.severity.clone(),
-                e.actor.id.clone(),
-                e.actor.kind.clone(),
-                o(&e.actor.name),
-                o(&e.actor.ip),
-                r.map(|r| r.kind.clone()).unwrap_or_default(),
-                r.and_then(|r| r.id.clone()).unwrap_or_default(),
-                r.and_then(|r| r.name.clone()).unwrap_or_default(),
-                o(&e.tenant),
-                e.source.channel.clone(),
-                o(&e.source.application),
-                o(&e.correlation.request_id),
-                o(&e.reason),
-                e.details.as_ref().map(|d| d.to_string()).unwrap_or_default(),
-            ];
-            for (i, t) in texts.iter().enumerate() {
+            // The other columns as text, in the flat order.
+            for (i, t) in flat_cells(e).iter().enumerate().skip(4) {
                 if t.is_empty() {
                     continue;
                 }
                 // Strings are stored as strings: Excel never runs them.
                 let t = match t.char_indices().nth(EXCEL_MAX_CELL) {
                     Some((cut, _)) => &t[..cut],
-                    None => t.as_str(),
+                    None => t,
                 };
-                sheet.write_string(row, i as u16 + 4, t).map_err(err)?;
+                sheet.write_string(row, i as u16, t).map_err(err)?;
             }
             self.written += 1;
         }
         Ok(())
     }
 
-    /// Zips the workbook into `out`.
-    pub fn finish(mut self, out: &mut (dyn Write + Send)) -> std::io::Result<u32> {
+    /// Zips the workbook into `out`; returns the number of sheets.
+    pub fn save(mut self, out: &mut (dyn Write + Send)) -> std::io::Result<u32> {
         if self.sheets == 0 {
             self.add_sheet()?;
         }
         self.book.save_to_writer(out).map_err(err)?;
         Ok(self.sheets)
+    }
+}
+
+impl ExportSink for XlsxSink {
+    fn encoder(&self) -> Option<std::sync::Arc<dyn PageEncoder>> {
+        None
+    }
+
+    fn begin(&mut self, _: &mut (dyn Write + Send)) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn rows(&mut self, rows: &[OwnedRow], _: &mut (dyn Write + Send)) -> std::io::Result<()> {
+        self.append(rows)
+    }
+
+    fn finish(self: Box<Self>, _: &Summary, _: &str, out: &mut (dyn Write + Send)) -> std::io::Result<()> {
+        self.save(out).map(|_| ())
     }
 }
 

@@ -21,8 +21,7 @@ use plotters_backend::{
     BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind, text_anchor::HPos, text_anchor::VPos,
 };
 
-use super::Summary;
-use crate::events::model::EventView;
+use custos_engine::events::export::{Cover, ExportSink, OwnedRow, PageEncoder, Summary};
 
 mod chart;
 mod font;
@@ -32,7 +31,7 @@ use self::chart::{PdfCanvas, draw_histogram};
 use self::font::Font;
 use self::page::Page;
 
-const FONT: &[u8] = include_bytes!("../../../../assets/fonts/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 /// A4 landscape, in points.
 const PAGE_W: f32 = 841.89;
@@ -77,23 +76,6 @@ const STRIPE: (f32, f32, f32) = (0.94, 0.95, 0.97);
 const WHITE: (f32, f32, f32) = (1.0, 1.0, 1.0);
 const ACCENT: (f32, f32, f32) = (0.16, 0.40, 0.72);
 
-/// What the title page says about the export.
-#[derive(Debug, Clone, Default)]
-pub struct Cover {
-    /// The ledger's origin.
-    pub origin: String,
-    /// Who asked.
-    pub generated_by: String,
-    /// When (RFC 3339).
-    pub generated_at: String,
-    /// The filters as `name = value` lines.
-    pub filters: Vec<String>,
-    /// The checkpoint (size, root hex), if any.
-    pub checkpoint: Option<(u64, String)>,
-    /// The export id.
-    pub export_id: String,
-}
-
 /// Writes the PDF to `out` as rows arrive.
 pub struct PdfSink {
     font: Font,
@@ -107,13 +89,13 @@ pub struct PdfSink {
 }
 
 impl PdfSink {
-    /// Starts the document (header only).
-    pub fn begin(cover: Cover, out: &mut dyn Write) -> io::Result<PdfSink> {
+    /// A document about the export `cover` describes.
+    pub fn new(cover: Cover) -> io::Result<PdfSink> {
         let footer = match &cover.checkpoint {
             Some((size, root)) => format!("Checkpoint {size} · root {root} · export {}", cover.export_id),
             None => format!("No checkpoint yet · export {}", cover.export_id),
         };
-        let mut sink = PdfSink {
+        Ok(PdfSink {
             font: Font::load()?,
             cover,
             offsets: vec![0; FIRST_FREE as usize - 1],
@@ -122,12 +104,10 @@ impl PdfSink {
             rows_on_page: 0,
             current: String::new(),
             footer,
-        };
-        sink.raw(out, b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")?;
-        Ok(sink)
+        })
     }
 
-    fn raw(&mut self, out: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
+    fn raw(&mut self, out: &mut (dyn Write + Send), bytes: &[u8]) -> io::Result<()> {
         out.write_all(bytes)?;
         self.written += bytes.len() as u64;
         Ok(())
@@ -138,14 +118,14 @@ impl PdfSink {
         self.offsets.len() as u32
     }
 
-    fn object(&mut self, out: &mut dyn Write, id: u32, body: &[u8]) -> io::Result<()> {
+    fn object(&mut self, out: &mut (dyn Write + Send), id: u32, body: &[u8]) -> io::Result<()> {
         self.offsets[id as usize - 1] = self.written;
         self.raw(out, format!("{id} 0 obj\n").as_bytes())?;
         self.raw(out, body)?;
         self.raw(out, b"\nendobj\n")
     }
 
-    fn stream(&mut self, out: &mut dyn Write, id: u32, dict: &str, data: &[u8]) -> io::Result<()> {
+    fn stream(&mut self, out: &mut (dyn Write + Send), id: u32, dict: &str, data: &[u8]) -> io::Result<()> {
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
         z.write_all(data)?;
         let packed = z.finish()?;
@@ -155,7 +135,7 @@ impl PdfSink {
         self.object(out, id, &body)
     }
 
-    fn write_page(&mut self, out: &mut dyn Write, ops: &str) -> io::Result<u32> {
+    fn write_page(&mut self, out: &mut (dyn Write + Send), ops: &str) -> io::Result<u32> {
         let content = self.new_id();
         let page = self.new_id();
         self.stream(out, content, "", ops.as_bytes())?;
@@ -189,8 +169,8 @@ impl PdfSink {
     }
 
     /// Adds rows, writing each page as it fills.
-    pub fn rows(&mut self, items: &[EventView], out: &mut dyn Write) -> io::Result<()> {
-        for e in items {
+    fn table_rows(&mut self, items: &[OwnedRow], out: &mut (dyn Write + Send)) -> io::Result<()> {
+        for OwnedRow { view: e, .. } in items {
             if self.rows_on_page == 0 {
                 self.table_header();
             }
@@ -242,7 +222,7 @@ impl PdfSink {
         Ok(())
     }
 
-    fn flush_page(&mut self, out: &mut dyn Write) -> io::Result<()> {
+    fn flush_page(&mut self, out: &mut (dyn Write + Send)) -> io::Result<()> {
         let ops = std::mem::take(&mut self.current);
         let id = self.write_page(out, &ops)?;
         self.pages.push(id);
@@ -252,7 +232,7 @@ impl PdfSink {
 
     /// Writes the title and summary pages, the font, the page tree and the
     /// trailer. `entries_sha256` is the digest over the exported entries.
-    pub fn finish(mut self, summary: &Summary, entries_sha256: &str, out: &mut dyn Write) -> io::Result<u64> {
+    fn finish_pdf(mut self, summary: &Summary, entries_sha256: &str, out: &mut (dyn Write + Send)) -> io::Result<u64> {
         if self.rows_on_page > 0 {
             self.flush_page(out)?;
         }
@@ -303,7 +283,11 @@ impl PdfSink {
         p.text(MARGIN + 10.0, PAGE_H - 95.0, 11.0, false, &format!("Custos · {}", c.origin));
         let period = match (s.first_occurred_us, s.last_occurred_us) {
             (Some(a), Some(b)) => {
-                format!("{} — {}", super::super::service::rfc3339(a), super::super::service::rfc3339(b))
+                format!(
+                    "{} — {}",
+                    custos_engine::events::service::rfc3339(a),
+                    custos_engine::events::service::rfc3339(b)
+                )
             }
             _ => "no events".into(),
         };
@@ -400,7 +384,7 @@ impl PdfSink {
         Ok(ops)
     }
 
-    fn write_font(&mut self, out: &mut dyn Write) -> io::Result<()> {
+    fn write_font(&mut self, out: &mut (dyn Write + Send)) -> io::Result<()> {
         let upem = self.font.upem;
         let scale = |v: i16| (f32::from(v) * 1000.0 / upem) as i32;
         let face = &self.font.face;
@@ -451,6 +435,33 @@ impl PdfSink {
              /DescendantFonts [{FONT_CID} 0 R] /ToUnicode {TO_UNICODE} 0 R >>"
         );
         self.object(out, FONT_TYPE0, type0.as_bytes())
+    }
+}
+
+impl ExportSink for PdfSink {
+    fn encoder(&self) -> Option<std::sync::Arc<dyn PageEncoder>> {
+        None
+    }
+
+    fn begin(&mut self, out: &mut (dyn Write + Send)) -> io::Result<()> {
+        self.raw(out, b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    }
+
+    fn rows(&mut self, rows: &[OwnedRow], out: &mut (dyn Write + Send)) -> io::Result<()> {
+        self.table_rows(rows, out)
+    }
+
+    fn wants_summary(&self) -> bool {
+        true
+    }
+
+    fn finish(
+        self: Box<Self>,
+        summary: &Summary,
+        entries_sha256: &str,
+        out: &mut (dyn Write + Send),
+    ) -> io::Result<()> {
+        self.finish_pdf(summary, entries_sha256, out).map(|_| ())
     }
 }
 
