@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    custos_engine::events::fuzz::query_input(data);
+    custos_testkit::fuzz::query_input(data);
 });

@@ -119,20 +119,6 @@ const ACTORS: usize = 2000;
 const TENANTS: usize = 20;
 const SPAN_US: i64 = 30 * 86_400_000_000;
 
-/// A small deterministic generator (xorshift), so runs are comparable.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn rfc3339(us: i64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
         .unwrap()
@@ -141,21 +127,21 @@ fn rfc3339(us: i64) -> String {
 
 /// Event i of n: times in order over the last 30 days (with jitter), as
 /// events arrive in real life.
-fn event(i: usize, n: usize, start_us: i64, rng: &mut Rng) -> serde_json::Value {
-    let a = rng.below(ACTIONS.len());
-    let t = start_us + (i as i64) * (SPAN_US / n as i64) + (rng.below(60_000_000) as i64 - 30_000_000);
+fn event(i: usize, n: usize, start_us: i64, rng: &mut custos_testkit::Rng) -> serde_json::Value {
+    let a = rng.usize(..ACTIONS.len());
+    let t = start_us + (i as i64) * (SPAN_US / n as i64) + (rng.i64(..60_000_000) - 30_000_000);
     serde_json::json!({
         "occurred_at": rfc3339(t),
         "category": CATEGORIES[a],
         "action": ACTIONS[a],
-        "outcome": OUTCOMES[rng.below(OUTCOMES.len())],
+        "outcome": OUTCOMES[rng.usize(..OUTCOMES.len())],
         "severity": "info",
-        "actor": {"id": format!("u-{}", rng.below(ACTORS)), "kind": "user", "name": "Bench User"},
-        "resource": {"type": "document", "id": format!("doc-{}", rng.below(100_000))},
-        "tenant": format!("tenant-{}", rng.below(TENANTS)),
+        "actor": {"id": format!("u-{}", rng.usize(..ACTORS)), "kind": "user", "name": "Bench User"},
+        "resource": {"type": "document", "id": format!("doc-{}", rng.usize(..100_000))},
+        "tenant": format!("tenant-{}", rng.usize(..TENANTS)),
         "source": {"application": "bench", "host": "app-01", "channel": "api"},
         "correlation": {"request_id": format!("req-{i}")},
-        "details": {"path": "/v1/documents", "bytes": rng.below(1_000_000), "note": "routine operation by the bench"}
+        "details": {"path": "/v1/documents", "bytes": rng.usize(..1_000_000), "note": "routine operation by the bench"}
     })
 }
 
@@ -191,7 +177,8 @@ async fn run(a: Args) {
     let now = chrono::Utc::now().timestamp_micros();
     let start_us = now - SPAN_US - 120_000_000;
     println!("generating {} events in batches of {} (pre-serialised, not timed)…", a.events, a.batch);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // The same events every run, so runs compare.
+    let mut rng = custos_testkit::rng(0x9e37_79b9_7f4a_7c15);
     let bodies: Vec<Vec<u8>> = (0..a.events.div_ceil(a.batch))
         .map(|b| {
             let items: Vec<serde_json::Value> = (b * a.batch..((b + 1) * a.batch).min(a.events))
@@ -206,7 +193,7 @@ async fn run(a: Args) {
     let dir_b = tempfile::tempdir().unwrap();
     let server_b = start(dir_b.path(), a.postgres.as_deref()).await;
     let entries: Vec<Vec<NewEntry>> = {
-        let mut rng = Rng(7);
+        let mut rng = custos_testkit::rng(7);
         (0..a.events.div_ceil(a.batch))
             .map(|b| {
                 (b * a.batch..((b + 1) * a.batch).min(a.events))
@@ -314,20 +301,20 @@ async fn run(a: Args) {
     })
     .await
     .unwrap();
-    let mut rng = Rng(42);
+    let mut rng = custos_testkit::rng(42);
     let mut api = Vec::with_capacity(a.queries);
     let mut sql = Vec::with_capacity(a.queries);
     let mut per_kind: std::collections::BTreeMap<&str, Vec<Duration>> = Default::default();
     let mut returned = 0usize;
     for q in 0..a.queries {
-        let day = rng.below(29) as i64;
+        let day = rng.usize(..29) as i64;
         let from = start_us + day * 86_400_000_000 + 120_000_000;
         let to = from + 86_400_000_000;
         let (kind, filter) = match q % 4 {
-            0 => ("action", format!("action={}", ACTIONS[rng.below(ACTIONS.len())])),
-            1 => ("actor", format!("actor=u-{}", rng.below(ACTORS))),
+            0 => ("action", format!("action={}", ACTIONS[rng.usize(..ACTIONS.len())])),
+            1 => ("actor", format!("actor=u-{}", rng.usize(..ACTORS))),
             2 => ("outcome", "outcome=denied".to_owned()),
-            _ => ("tenant", format!("tenant=tenant-{}", rng.below(TENANTS))),
+            _ => ("tenant", format!("tenant=tenant-{}", rng.usize(..TENANTS))),
         };
         let query = format!("from={}&to={}&{filter}&limit=50", rfc3339(from), rfc3339(to)).replace('+', "%2B");
         // Baseline: the same statement straight on the database.
@@ -361,7 +348,7 @@ async fn run(a: Args) {
     // Not in the headline: an actor over all time (no time bound).
     let mut unbounded = Vec::new();
     for _ in 0..a.queries.min(100) {
-        let query = format!("actor=u-{}&limit=50", rng.below(ACTORS));
+        let query = format!("actor=u-{}&limit=50", rng.usize(..ACTORS));
         let t = Instant::now();
         let res = http.get(format!("{base}/api/audit?{query}")).bearer_auth(&key).send().await.unwrap();
         assert_eq!(res.status(), 200);

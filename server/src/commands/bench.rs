@@ -16,7 +16,7 @@ use custos_engine::clock::{OsRandom, RandomSource as _, SystemClock};
 use custos_engine::keys::{KekError, KekProvider};
 use custos_engine::ledger::crypto::Kek;
 use custos_engine::ledger::keyring::Keyring;
-use custos_engine::ledger::types::{EntryHeader, HeaderFields, StoredEntry};
+use custos_engine::ledger::types::{EntryHeader, StoredEntry};
 use custos_engine::ledger::verify::{self, VerifyScope};
 use custos_engine::ledger::{Ledger, LedgerConfig, NewEntry, sqlite_direct, store};
 use custos_engine::storage::{Database, PoolOptions};
@@ -105,62 +105,9 @@ pub async fn bench(config: &Config, cmd: BenchCommand) -> ExitCode {
     }
 }
 
-const ACTIONS: &[(&str, &str)] = &[
-    ("authentication", "user.login"),
-    ("authentication", "user.logout"),
-    ("authorization", "permission.check"),
-    ("admin", "user.update"),
-    ("policy", "policy.update"),
-    ("data_access", "document.read"),
-    ("mcp", "mcp.request"),
-    ("tool", "tool.invoke"),
-    ("configuration", "config.change"),
-    ("network", "firewall.rule.update"),
-    ("notification", "notification.send"),
-];
-
-/// A realistic event; its payload is 300-600 bytes.
+/// A realistic event; its payload is 300-600 bytes (the test kit's).
 pub fn sample_event(i: u64) -> NewEntry {
-    let (category, action) = ACTIONS[(i % ACTIONS.len() as u64) as usize];
-    let outcome = match i % 20 {
-        0 => "failure",
-        1 => "denied",
-        _ => "success",
-    };
-    let mut payload = serde_json::json!({
-        "actor": {"id": format!("user-{}", i % 503), "kind": "user", "name": format!("User {}", i % 503),
-                  "ip": format!("10.{}.{}.{}", i % 7, i % 251, i % 13), "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
-                  "session_id": format!("s-{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15))},
-        "resource": {"type": "document", "id": format!("doc-{}", i % 10_007)},
-        "source": {"application": "portal", "host": format!("app-{}.internal", i % 4), "channel": "api"},
-        "correlation": {"request_id": format!("req-{i:012}"), "trace_id": format!("{:032x}", i.wrapping_mul(31))},
-        "metrics": {"duration_ms": i % 900, "status_code": if outcome == "success" { 200 } else { 403 }},
-    });
-    let target = 300 + (i.wrapping_mul(7919) % 301) as usize;
-    let len = payload.to_string().len();
-    // `,"details":{"note":""}` adds 22 bytes around the padding.
-    if len + 22 < target {
-        payload["details"] = serde_json::json!({ "note": "x".repeat(target - len - 22) });
-    }
-    NewEntry {
-        event_id: uuid::Uuid::now_v7(),
-        occurred_at_us: chrono::Utc::now().timestamp_micros(),
-        fields: HeaderFields {
-            category: category.into(),
-            action: action.into(),
-            outcome: outcome.into(),
-            severity: if outcome == "success" { "info".into() } else { "warning".into() },
-            actor_id: Some(format!("user-{}", i % 503)),
-            actor_kind: Some("user".into()),
-            resource_type: Some("document".into()),
-            resource_id: Some(format!("doc-{}", i % 10_007)),
-            tenant: Some(format!("tenant-{}", i % 3)),
-            channel: Some("api".into()),
-            source_app: Some("portal".into()),
-        },
-        payload: payload.to_string().into_bytes(),
-        duration_ms: None,
-    }
+    NewEntry { occurred_at_us: chrono::Utc::now().timestamp_micros(), ..custos_testkit::events::entry(i) }
 }
 
 async fn fresh_db(url: &str, existing_ok: bool) -> Result<Database, String> {
@@ -447,16 +394,5 @@ fn redact(url: &str) -> String {
             format!("{}://…@{host}", scheme_user.split("://").next().unwrap_or("postgres"))
         }
         _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sample_payloads_are_between_300_and_600_bytes() {
-        let sizes: Vec<usize> = (0..2000).map(|i| super::sample_event(i).payload.len()).collect();
-        let (min, max) = (*sizes.iter().min().unwrap(), *sizes.iter().max().unwrap());
-        assert!(min >= 300 && max <= 600, "payload sizes {min}..={max}");
-        assert!(max - min > 150, "sizes vary: {min}..={max}");
     }
 }

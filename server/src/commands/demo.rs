@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use custos_engine::events::{Events, OwnAction, OwnEvent, Submitter, demo};
+use custos_engine::events::{Events, OwnAction, OwnEvent, Submitter};
+use custos_testkit::demo;
 
 use super::{failed, open_cli_ledger};
 use crate::config::Config;

@@ -20,21 +20,6 @@ fn cookie_client() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap()
 }
 
-/// A tiny deterministic generator (xorshift): the same inputs every run.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-}
-
 /// Values that have broken parsers elsewhere: extremes, signs, units,
 /// multi-byte characters, bad encodings, dates at the ends of the calendar.
 const NASTY: &[&str] = &[
@@ -124,16 +109,17 @@ both_backends! {
         assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("range")), "{err}");
 
         // Then random queries at every GET endpoint.
-        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        // The same inputs every run.
+        let mut g = custos_testkit::rng(0x9e37_79b9_7f4a_7c15);
         let mut sent = 0;
         let paths = custos_server::access::routes().iter().filter(|r| {
             r.method == "GET" && r.kind == custos_server::access::Kind::Api
         });
         for path in paths.map(|r| r.path.replace("{id}", "1").replace("{job}", "0192f0c4-e4b0-7c3a-8e5f-1a2b3c4d5e6f")) {
             for _ in 0..25 {
-                let n = 1 + g.next() % 4;
+                let n = g.usize(1..=4);
                 let query: Vec<String> = (0..n)
-                    .map(|_| format!("{}={}", g.pick(PARAMS), urlencode(g.pick(NASTY))))
+                    .map(|_| format!("{}={}", PARAMS[g.usize(..PARAMS.len())], urlencode(NASTY[g.usize(..NASTY.len())])))
                     .collect();
                 let url = format!("{path}?{}", query.join("&"));
                 let res = admin.req(reqwest::Method::GET, &url).send().await.unwrap();

@@ -1012,7 +1012,7 @@ both_backends! {
         let viewer = user_client(&app, "viewer", &["viewer"]).await;
         let admin = user_client(&app, "root", &["admin"]).await;
         let end = chrono::Utc::now().timestamp_micros();
-        let demo = custos_engine::events::demo::Demo::new(11, 600, end, 2 * 86_400_000_000);
+        let demo = custos_testkit::demo::Demo::new(11, 600, end, 2 * 86_400_000_000);
         let items: Vec<Value> = (0..600).map(|i| demo.event(i)).collect();
         let (status, body) = ingest.post_json("/api/audit/events", &Value::Array(items.clone())).await;
         assert_eq!(status, StatusCode::CREATED, "{}", &body.to_string()[..200.min(body.to_string().len())]);

@@ -7,34 +7,8 @@ use custos_engine::keys::FileKek;
 use custos_server::config::Config;
 use secrecy::SecretString;
 
-/// Which database a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// The PostgreSQL server for this run (None: skip, unless required).
-pub fn postgres_admin_url() -> Option<String> {
-    match std::env::var("CUSTOS_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("CUSTOS_REQUIRE_POSTGRES").is_err(),
-                "CUSTOS_REQUIRE_POSTGRES is set but CUSTOS_TEST_POSTGRES_URL is not"
-            );
-            eprintln!("CUSTOS_TEST_POSTGRES_URL is not set: skipping the PostgreSQL variant (make test runs it)");
-            None
-        }
-    }
-}
-
-/// A new, empty PostgreSQL database.
-pub async fn fresh_postgres() -> Option<String> {
-    let admin = postgres_admin_url()?;
-    let name = format!("custos_s_{}", uuid::Uuid::now_v7().simple());
-    Some(custos_engine::storage::create_postgres_database(&admin, &name).await.unwrap())
-}
+pub use custos_testkit::both_backends;
+pub use custos_testkit::db::{Backend, fresh_postgres, postgres_admin_url};
 
 /// A test configuration with its own data directory and KEK file.
 pub async fn test_config(backend: Backend, dir: &Path) -> Option<Config> {
@@ -101,18 +75,3 @@ impl TestApp {
         c
     }
 }
-
-/// Declares a test that runs against SQLite and against PostgreSQL.
-macro_rules! both_backends {
-    ($(#[$m:meta])* async fn $name:ident($b:ident: Backend) $body:block) => {
-        $(#[$m])*
-        async fn $name($b: $crate::support::Backend) $body
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name($crate::support::Backend::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$name($crate::support::Backend::Postgres).await }
-        }
-    };
-}
-pub(crate) use both_backends;

@@ -5,10 +5,7 @@ pub use custos_model as model;
 
 pub mod compliance;
 pub mod dashboards;
-pub mod demo;
 pub mod export;
-#[doc(hidden)]
-pub mod fuzz;
 pub mod mask;
 pub mod own;
 pub mod saved;

@@ -164,7 +164,7 @@ pub const EXPLORER_PARAMETERS: [&str; 1] = ["range"];
 
 /// Checks a saved query: the search's parameters (without paging) and the
 /// explorer's `range` preset.
-pub(crate) fn check_query(query: &str) -> Result<(), EventsError> {
+pub fn check_query(query: &str) -> Result<(), EventsError> {
     let mut pairs = Vec::new();
     for part in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use custos_engine::events::demo::Demo;
 use custos_engine::events::validate::Limits;
 use custos_engine::events::{Events, OwnAction, OwnEvent, Submitter};
 use custos_engine::ledger::rollup::{latency_bucket, latency_value};
+use custos_testkit::demo::Demo;
 use serde_json::Value;
 
 use crate::support::{TestDb, both_backends, open_ledger};
@@ -132,7 +132,7 @@ both_backends! {
         let report = ledger.verify(Default::default(), |_| {}).await.unwrap();
         assert!(report.is_intact());
         // A client cannot send one: Custos's namespaces are refused at ingest.
-        let mut e = custos_engine::events::demo::Demo::new(9, 1, ledger.now_us(), 1000).event(0);
+        let mut e = custos_testkit::demo::Demo::new(9, 1, ledger.now_us(), 1000).event(0);
         e["action"] = "audit.verify".into();
         e["occurred_at"] = chrono::Utc::now().to_rfc3339().into();
         let refused = events.ingest(&[e], None, &Submitter { principal: "test".into() }).await.unwrap_err();

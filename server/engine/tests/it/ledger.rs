@@ -56,7 +56,7 @@ both_backends! {
         let e = ledger.entry(500).await.unwrap().unwrap();
         let payload = ledger.open_payload(&e).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
-        assert_eq!(v["details"]["n"], 499);
+        assert_eq!(v["correlation"]["request_id"], "req-000000000499");
         ledger.shutdown(tasks).await.unwrap();
     }
 }

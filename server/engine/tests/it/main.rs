@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod dashboards;
-mod export;
 mod identity;
 mod keys;
 mod known_answer;

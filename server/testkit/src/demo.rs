@@ -9,47 +9,40 @@
 
 use serde_json::{Value, json};
 
-/// A small, fast, deterministic generator (SplitMix64).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+use crate::Rng;
 
-impl Rng {
-    /// A generator for `seed`.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
+/// Draws from the kit's seeded generator.
+trait Draw {
     /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
+    fn unit(&mut self) -> f64;
     /// Uniform in `0..n`.
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
+    fn below(&mut self, n: usize) -> usize;
+    /// One of `items`.
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T;
+    /// True with probability `p`.
+    fn chance(&mut self, p: f64) -> bool;
+    /// Log-normal around `median` (spread `sigma`).
+    fn lognormal(&mut self, median: f64, sigma: f64) -> f64;
+}
+
+impl Draw for Rng {
+    fn unit(&mut self) -> f64 {
+        self.f64()
     }
 
-    /// One of `items`.
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    fn below(&mut self, n: usize) -> usize {
+        self.usize(..n.max(1))
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
 
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
+    fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
     }
 
-    /// Log-normal around `median` (spread `sigma`).
-    pub fn lognormal(&mut self, median: f64, sigma: f64) -> f64 {
+    fn lognormal(&mut self, median: f64, sigma: f64) -> f64 {
         // Box-Muller.
         let (u1, u2) = (self.unit().max(1e-12), self.unit());
         let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
@@ -167,14 +160,14 @@ fn rfc3339(us: i64) -> String {
 }
 
 fn event_at(seed: u64, i: u64, at: i64) -> Value {
-    let mut rng = Rng::new(seed.wrapping_mul(0x1000_0000_01B3) ^ i);
+    let mut rng = crate::rng(seed.wrapping_mul(0x1000_0000_01B3) ^ i);
     let (uid, uname, email) = user(&mut rng);
     let app = *rng.pick(&APPS);
     let tenant = *rng.pick(&TENANTS);
-    let request_id = format!("req-{:016x}", rng.next_u64());
+    let request_id = format!("req-{:016x}", rng.u64(..));
     let person = json!({
         "id": uid, "kind": "user", "name": uname, "ip": ip(&mut rng),
-        "user_agent": *rng.pick(&USER_AGENTS), "session_id": format!("s-{:08x}", rng.next_u64() as u32),
+        "user_agent": *rng.pick(&USER_AGENTS), "session_id": format!("s-{:08x}", rng.u64(..) as u32),
     });
     let service = |rng: &mut Rng| json!({ "id": *rng.pick(&SERVICES), "kind": "service" });
     let roll = rng.unit();
@@ -429,8 +422,9 @@ mod tests {
         assert_eq!(demo.event(42), Demo::new(7, 2000, end, span).event(42));
         assert_ne!(demo.event(42), Demo::new(8, 2000, end, span).event(42));
         let items: Vec<Value> = (0..2000).map(|i| demo.event(i)).collect();
-        let limits = crate::events::validate::Limits { max_past_days: 400, ..Default::default() };
-        let valid = crate::events::validate::validate_batch(&items[..1000], end, &limits).expect("valid events");
+        let limits = custos_engine::events::validate::Limits { max_past_days: 400, ..Default::default() };
+        let valid =
+            custos_engine::events::validate::validate_batch(&items[..1000], end, &limits).expect("valid events");
         assert_eq!(valid.len(), 1000);
         let mut categories = std::collections::BTreeSet::new();
         let mut ids = std::collections::BTreeSet::new();

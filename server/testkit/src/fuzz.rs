@@ -5,9 +5,9 @@
 //! the search query parser. None of it may panic, and what validation
 //! accepts must be an event that masks and serialises.
 
-use super::mask::{Masker, default_rules};
-use super::search::{self, SearchFilter};
-use super::validate::{Limits, parse_json, parse_ndjson, validate_batch};
+use custos_engine::events::mask::{Masker, default_rules};
+use custos_engine::events::search::{self, SearchFilter};
+use custos_engine::events::validate::{Limits, parse_json, parse_ndjson, validate_batch};
 
 /// Runs one input through the parsers. Panics only on a broken invariant.
 pub fn ingest_input(data: &[u8]) {
@@ -24,7 +24,7 @@ pub fn ingest_input(data: &[u8]) {
             for mut e in events {
                 let _ = masker.mask_event(&mut e, &pseudonym);
                 let text = serde_json::to_string(&e).unwrap_or_else(|err| unreachable!("serialise: {err}"));
-                assert!(serde_json::from_str::<super::model::Event>(&text).is_ok(), "round trip");
+                assert!(serde_json::from_str::<custos_engine::events::model::Event>(&text).is_ok(), "round trip");
             }
         }
     }
@@ -55,17 +55,18 @@ pub fn ingest_input(data: &[u8]) {
 /// None of it may panic; the search filter's time bounds stay ordered.
 pub fn query_input(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    if let Some(us) = super::saved::parse_range(&text) {
+    if let Some(us) = custos_engine::events::saved::parse_range(&text) {
         assert!(us > 0, "a range is a positive span");
     }
-    let _ = super::saved::check_query(&text);
+    let _ = custos_engine::events::saved::check_query(&text);
     if let Ok(pairs) = serde_urlencoded_pairs(&text)
         && let Ok(f) = SearchFilter::from_pairs(&pairs)
         && let (Some(a), Some(b)) = (f.from_us, f.to_us)
     {
         assert!(a < b, "from < to is enforced");
     }
-    let n = super::validate::count_events(data, false) + super::validate::count_events(data, true);
+    let n = custos_engine::events::validate::count_events(data, false)
+        + custos_engine::events::validate::count_events(data, true);
     assert!(n <= data.len() + 1, "counted events fit in the body");
 }
 

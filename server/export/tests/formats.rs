@@ -1,7 +1,11 @@
-//! Exports on both databases: every format written by the engine, read
-//! back with real readers (csv, the zip of the workbook, qpdf and
-//! pdftotext), checked against a signed manifest, and the checks shown to
-//! fail on a changed file, a changed manifest and the wrong key.
+//! Exports on both databases: every format written by the engine through
+//! these sinks, read back with real readers (csv, the zip of the workbook,
+//! qpdf and pdftotext), checked against a signed manifest, and the checks
+//! shown to fail on a changed file, a changed manifest and the wrong key.
+//! (This crate's one integration-test binary.)
+
+// Tests may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read as _;
 
@@ -11,7 +15,7 @@ use custos_engine::events::{Events, Submitter};
 use custos_engine::ledger::note::NoteSigner;
 use serde_json::json;
 
-use crate::support::{Backend, TestDb, open_ledger};
+use custos_testkit::db::{Backend, TestDb, open_ledger};
 
 fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
     q.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()

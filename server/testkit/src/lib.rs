@@ -1,0 +1,26 @@
+//! The test kit: everything that makes data or databases for tests, benches
+//! and the CLI's `demo` and `bench` commands, in one place.
+//!
+//! - [`demo`]: the realistic data set (applications, people, services;
+//!   sign-ins, admin and policy changes, MCP, tools, notifications…),
+//!   deterministic per seed;
+//! - [`events`]: ledger entries for the ledger's own tests and benchmarks;
+//! - [`db`]: a fresh, migrated database per test (a SQLite file, or a new
+//!   database on the PostgreSQL server of `CUSTOS_TEST_POSTGRES_URL`), a
+//!   fixed KEK, and `both_backends!`;
+//! - [`fuzz`]: the fuzz targets' bodies (run by `cargo test` on generated
+//!   inputs, and by `cargo fuzz` in `fuzz/`);
+//! - [`Rng`]: the one seeded generator (fastrand's).
+
+pub mod db;
+pub mod demo;
+pub mod events;
+#[doc(hidden)]
+pub mod fuzz;
+
+pub use fastrand::Rng;
+
+/// A generator for `seed`: the same values for the same seed, every run.
+pub fn rng(seed: u64) -> Rng {
+    Rng::with_seed(seed)
+}
