@@ -26,17 +26,8 @@ impl std::fmt::Display for ClientError {
     }
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters kept).
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'*' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+/// Percent-encodes a query value.
+pub use custos_model::url::encode;
 
 /// `GET` a JSON document.
 pub async fn get_json<T: DeserializeOwned>(url: &str) -> Result<T, ClientError> {

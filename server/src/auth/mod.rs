@@ -210,15 +210,6 @@ impl IntoResponse for Throttled {
     }
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Applies the access table to every request. Deny by default: a request
 /// that matches no row (and is not a static file) never reaches a handler.
 pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Response {
@@ -235,7 +226,7 @@ pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Res
         (Decision::Allow, _) => next.run(req).await,
         (Decision::Unauthenticated, Kind::Page) => {
             let next_path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            Redirect::to(&format!("/login?next={}", encode(next_path))).into_response()
+            Redirect::to(&format!("/login?next={}", custos_model::url::encode_path(next_path))).into_response()
         }
         (Decision::Unauthenticated, _) => ApiError::unauthenticated().into_response(),
         (Decision::SetupRequired, Kind::Page) => Redirect::to("/account").into_response(),
@@ -358,16 +349,20 @@ pub async fn login(
                 session.insert(MFA_PENDING, (user_id, s.ledger.now_us(), epoch)).await
             };
             match stored.await {
-                Ok(()) => Redirect::to(&format!("/login/mfa?next={}", encode(&next))).into_response(),
+                Ok(()) => {
+                    Redirect::to(&format!("/login/mfa?next={}", custos_model::url::encode_path(&next))).into_response()
+                }
                 Err(e) => ApiError::internal("cannot start the session", &e).into_response(),
             }
         }
         Ok(LoginOutcome::Rejected(r)) => {
-            Redirect::to(&format!("/login?error={}&next={}", rejection_code(r), encode(&next))).into_response()
+            Redirect::to(&format!("/login?error={}&next={}", rejection_code(r), custos_model::url::encode_path(&next)))
+                .into_response()
         }
         Err(e) => {
             let _ = ApiError::internal("sign-in failed", &e);
-            Redirect::to(&format!("/login?error=unavailable&next={}", encode(&next))).into_response()
+            Redirect::to(&format!("/login?error=unavailable&next={}", custos_model::url::encode_path(&next)))
+                .into_response()
         }
     }
 }
@@ -399,7 +394,8 @@ pub async fn mfa(
     let fresh = |(_, since, epoch): &(i64, i64, i64)| now - since < MFA_PENDING_US && current == Some(*epoch);
     let Some((user_id, _, _)) = pending.filter(fresh) else {
         let _ = session.remove_value(MFA_PENDING).await;
-        return Redirect::to(&format!("/login?error=expired&next={}", encode(&next))).into_response();
+        return Redirect::to(&format!("/login?error=expired&next={}", custos_model::url::encode_path(&next)))
+            .into_response();
     };
     let actor = client_actor(&Caller::Anonymous, "ui", (&headers, client.map(|c| c.0.0), request_id.as_deref()));
     match s.identity.login_mfa(&actor, user_id, &form.code).await {
@@ -408,14 +404,17 @@ pub async fn mfa(
             Err(e) => ApiError::internal("cannot start the session", &e).into_response(),
         },
         Ok(LoginOutcome::Rejected(LoginRejection::InvalidCredentials)) => {
-            Redirect::to(&format!("/login/mfa?error=invalid&next={}", encode(&next))).into_response()
+            Redirect::to(&format!("/login/mfa?error=invalid&next={}", custos_model::url::encode_path(&next)))
+                .into_response()
         }
         Ok(LoginOutcome::Rejected(r)) => {
             let _ = session.remove_value(MFA_PENDING).await;
-            Redirect::to(&format!("/login?error={}&next={}", rejection_code(r), encode(&next))).into_response()
+            Redirect::to(&format!("/login?error={}&next={}", rejection_code(r), custos_model::url::encode_path(&next)))
+                .into_response()
         }
         Ok(LoginOutcome::MfaRequired { .. }) | Err(_) => {
-            Redirect::to(&format!("/login?error=unavailable&next={}", encode(&next))).into_response()
+            Redirect::to(&format!("/login?error=unavailable&next={}", custos_model::url::encode_path(&next)))
+                .into_response()
         }
     }
 }

@@ -103,7 +103,7 @@ both_backends! {
 
         // The two that once aborted or panicked the process, named.
         let future = (chrono::Utc::now() + chrono::Duration::days(3650)).to_rfc3339();
-        let (status, err) = admin.get(&format!("/api/audit/histogram?from={}", urlencode(&future))).await;
+        let (status, err) = admin.get(&format!("/api/audit/histogram?from={}", custos_model::url::encode(&future))).await;
         assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("from")), "{err}");
         let (status, err) = admin.get("/api/audit/analytics?range=1%E2%82%AC").await;
         assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("range")), "{err}");
@@ -119,7 +119,7 @@ both_backends! {
             for _ in 0..25 {
                 let n = g.usize(1..=4);
                 let query: Vec<String> = (0..n)
-                    .map(|_| format!("{}={}", PARAMS[g.usize(..PARAMS.len())], urlencode(NASTY[g.usize(..NASTY.len())])))
+                    .map(|_| format!("{}={}", PARAMS[g.usize(..PARAMS.len())], custos_model::url::encode(NASTY[g.usize(..NASTY.len())])))
                     .collect();
                 let url = format!("{path}?{}", query.join("&"));
                 let res = admin.req(reqwest::Method::GET, &url).send().await.unwrap();
@@ -138,15 +138,6 @@ both_backends! {
         assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("from_seq")), "{err}");
         app.running.shutdown().await.unwrap();
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -168,8 +168,8 @@ pub fn check_query(query: &str) -> Result<(), EventsError> {
     let mut pairs = Vec::new();
     for part in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        let k = percent_decode(k).ok_or_else(|| invalid("query", "is not a valid query string"))?;
-        let v = percent_decode(v).ok_or_else(|| invalid("query", "is not a valid query string"))?;
+        let k = custos_model::url::decode(k).ok_or_else(|| invalid("query", "is not a valid query string"))?;
+        let v = custos_model::url::decode(v).ok_or_else(|| invalid("query", "is not a valid query string"))?;
         match k.as_str() {
             "range" => {
                 if parse_range(&v).is_none() {
@@ -203,25 +203,6 @@ pub fn parse_range(s: &str) -> Option<i64> {
     Some(n * unit_us)
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,7 +220,5 @@ mod tests {
         assert!(check_query("range=forever").is_err());
         assert!(check_query("bogus=1").is_err());
         assert!(check_query("cursor=x").is_err());
-        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
-        assert_eq!(percent_decode("%zz"), None);
     }
 }

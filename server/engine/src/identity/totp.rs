@@ -50,40 +50,17 @@ pub fn verify(secret: &[u8], code: &str, now_us: i64) -> Option<u64> {
 
 /// RFC 4648 base32 without padding (how authenticator apps take secrets).
 pub fn base32(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
-    let (mut buf, mut bits) = (0u32, 0u32);
-    for &b in bytes {
-        buf = (buf << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(ALPHABET[((buf >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((buf << (5 - bits)) & 31) as usize] as char);
-    }
-    out
-}
-
-fn uri_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    data_encoding::BASE32_NOPAD.encode(bytes)
 }
 
 /// The `otpauth://` URI an authenticator app enrols from.
 pub fn otpauth_uri(issuer: &str, account: &str, secret: &[u8]) -> String {
     format!(
         "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm=SHA1&digits={DIGITS}&period={STEP_SECONDS}",
-        uri_encode(issuer),
-        uri_encode(account),
+        custos_model::url::encode(issuer),
+        custos_model::url::encode(account),
         base32(secret),
-        uri_encode(issuer)
+        custos_model::url::encode(issuer)
     )
 }
 

@@ -213,17 +213,7 @@ both_backends! {
 }
 
 fn base32_decode(s: &str) -> Vec<u8> {
-    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut buf, mut bits, mut out) = (0u32, 0u32, Vec::new());
-    for c in s.chars() {
-        buf = (buf << 5) | alphabet.find(c).unwrap() as u32;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-        }
-    }
-    out
+    data_encoding::BASE32_NOPAD.decode(s.as_bytes()).unwrap()
 }
 
 both_backends! {
