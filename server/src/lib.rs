@@ -4,6 +4,7 @@
 pub mod access;
 pub mod api;
 pub mod auth;
+pub mod background;
 pub mod commands;
 pub mod config;
 pub mod http;
@@ -155,6 +156,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     shutting_down: Arc<AtomicBool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: background::Background,
     tasks: LedgerTasks,
     shutdown_timeout: Duration,
 }
@@ -217,52 +219,32 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
     let app = http::app(state.clone());
     let (stop, mut stopped) = watch::channel(false);
+    let mut background = background::Background::new(stop.clone());
     // Expired sessions are deleted every ten minutes.
-    {
-        let store = auth::session_store::DbSessionStore::new(ledger.db().clone(), identity.clone());
-        let mut cleaner_stop = stop.subscribe();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(600));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = cleaner_stop.changed() => break,
-                }
-                if let Err(e) = store.delete_expired().await {
-                    tracing::warn!(error = %e, "deleting expired sessions failed");
-                }
+    let store = auth::session_store::DbSessionStore::new(ledger.db().clone(), identity.clone());
+    background.every("session cleaner", Duration::from_secs(600), move || {
+        let store = store.clone();
+        async move {
+            if let Err(e) = store.delete_expired().await {
+                tracing::warn!(error = %e, "deleting expired sessions failed");
             }
-        });
-    }
+        }
+    });
     // Summaries of anonymous noise (refused keys, anonymous calls, throttled
     // sign-ins), one event per source and minute, once the minute is over.
-    {
-        let (identity, mut noise_stop) = (identity.clone(), stop.subscribe());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = noise_stop.changed() => break,
-                }
-                identity.record_noise_summaries().await;
-            }
-        });
-    }
+    let noisy = identity.clone();
+    background.every("noise summaries", Duration::from_secs(10), move || {
+        let identity = noisy.clone();
+        async move { identity.record_noise_summaries().await }
+    });
     // The whole ledger is verified on a schedule, recorded like any other
     // verification (the compliance page's chain check reads them).
     if config.ledger.verify_interval_secs > 0 {
-        let (ledger, events, mut verify_stop) = (ledger.clone(), events.clone(), stop.subscribe());
+        let (ledger, events) = (ledger.clone(), events.clone());
         let every = Duration::from_secs(config.ledger.verify_interval_secs);
-        let check = every.min(Duration::from_secs(600));
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(check) => {}
-                    _ = verify_stop.changed() => break,
-                }
-                scheduled_verification(&ledger, &events, every).await;
-            }
+        background.every("scheduled verification", every.min(Duration::from_secs(600)), move || {
+            let (ledger, events) = (ledger.clone(), events.clone());
+            async move { scheduled_verification(&ledger, &events, every).await }
         });
     }
     let server = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
@@ -305,6 +287,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         stop,
         shutting_down,
         server,
+        background,
         tasks,
         shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
     })
@@ -313,13 +296,16 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 impl Running {
     /// Stops accepting connections, lets in-flight requests finish, commits
     /// queued events, signs a final checkpoint and closes the database.
-    pub async fn shutdown(self) -> Result<(), LedgerError> {
+    pub async fn shutdown(self) -> Result<background::Stopped, LedgerError> {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.stop.send_replace(true);
         match tokio::time::timeout(self.shutdown_timeout, self.server).await {
             Ok(_) => {}
             Err(_) => tracing::warn!("in-flight requests did not finish in time; closing anyway"),
         }
+        // Background work ends before the ledger closes: none is cut off
+        // while it records.
+        let stopped = self.background.stop(self.shutdown_timeout).await;
         let kind = self.ledger.db().kind().as_str();
         if let Err(e) = self.events.record_own(lifecycle_event(OwnAction::Stop, kind)).await {
             tracing::error!(error = %e, "could not record the shutdown in the ledger");
@@ -329,8 +315,13 @@ impl Running {
         let db = self.ledger.db().clone();
         drop(self.ledger);
         db.close().await?;
-        tracing::info!("shut down cleanly");
-        Ok(())
+        tracing::info!(background = ?stopped.finished, "shut down cleanly");
+        Ok(stopped)
+    }
+
+    /// The background tasks' names.
+    pub fn background_tasks(&self) -> &[&'static str] {
+        self.background.names()
     }
 }
 

@@ -35,7 +35,7 @@ pub async fn serve(config: &Config) -> ExitCode {
     crate::shutdown_signal().await;
     tracing::info!("shutdown requested");
     match running.shutdown().await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => failed("shutdown", &e),
     }
 }

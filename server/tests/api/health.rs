@@ -37,7 +37,11 @@ both_backends! {
         let entries: u64 = testid_text(&html, "ledger-entries").parse().unwrap();
         assert!(entries >= 3, "start-up, user creation and sign-in are recorded: {entries}");
         assert_eq!(testid_text(&html, "database"), kind);
-        app.running.shutdown().await.unwrap();
+        // Shutdown stops and awaits every background task before the ledger closes.
+        let tasks = app.running.background_tasks().to_vec();
+        assert_eq!(tasks, ["session cleaner", "noise summaries", "scheduled verification"]);
+        let stopped = app.running.shutdown().await.unwrap();
+        assert_eq!((stopped.finished.len(), stopped.aborted.len()), (tasks.len(), 0), "{stopped:?}");
     }
 }
 
