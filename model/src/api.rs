@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Actor, Correlation, Metrics, Resource, Source};
+use crate::{Actor, Correlation, JobState, Metrics, Resource, Source};
 use uuid::Uuid;
 
 /// What the ledger gave one ingested event.
@@ -193,7 +193,7 @@ pub struct ExportJob {
     /// The format.
     pub format: String,
     /// running, done or failed.
-    pub state: String,
+    pub state: JobState,
     /// Rows written so far.
     pub rows: u64,
     /// Rows expected (absent when unknown, e.g. with free text).

@@ -7,8 +7,10 @@ mod dashboards;
 mod event;
 mod masking;
 pub mod url;
+mod vocab;
 
 pub use api::*;
 pub use dashboards::*;
 pub use event::*;
 pub use masking::*;
+pub use vocab::*;

@@ -50,7 +50,7 @@ pub struct AppState {
     /// Ingest, search, statistics, masking policy.
     pub events: Arc<custos_engine::events::Events>,
     /// Online verification jobs.
-    pub verify_jobs: crate::api::verify_jobs::Jobs,
+    pub verifications: Arc<custos_engine::events::verification::Verifications>,
     /// Largest ingest body (bytes).
     pub ingest_max_body: usize,
     /// Background exports, their files and manifests.

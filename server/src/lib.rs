@@ -210,7 +210,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         session_absolute_us: config.auth.session_absolute_hours * 3_600_000_000,
         session_idle_secs: config.auth.session_idle_minutes * 60,
         events: events.clone(),
-        verify_jobs: api::verify_jobs::Jobs::default(),
+        verifications: Arc::default(),
         ingest_max_body: config.ingest.max_body_bytes,
         exports: Arc::new(custos_engine::events::export::ExportJobs::new(
             config.data_dir.join("exports"),
@@ -340,16 +340,16 @@ async fn scheduled_verification(ledger: &Ledger, events: &custos_engine::events:
         return;
     }
     let scope = custos_engine::ledger::verify::VerifyScope::default();
-    let result = ledger.verify(scope, |_| {}).await;
-    match &result {
+    let who = custos_engine::jobs::Requester {
+        owner: "custos".into(),
+        actor: custos_engine::events::own::custos_actor("scheduled verification"),
+        request_id: None,
+        channel: "system".into(),
+    };
+    match events.verify_and_record(scope, &who, None, |_| {}).await {
         Ok(r) if r.is_intact() => tracing::info!(entries = r.entries_checked, "scheduled verification: intact"),
         Ok(r) => tracing::error!(failure = ?r.failure, "scheduled verification FAILED"),
         Err(e) => tracing::error!(error = %e, "scheduled verification could not run"),
-    }
-    let custos = custos_engine::events::own::custos_actor("scheduled verification");
-    let event = api::verify_jobs::verification_event(ledger, custos, None, scope, &result, None, "system");
-    if let Err(e) = events.record_own(event).await {
-        tracing::error!(error = %e, "could not record the scheduled verification");
     }
 }
 

@@ -33,7 +33,7 @@ struct Report {
 
 #[derive(Debug, Clone, Deserialize)]
 struct Job {
-    state: String,
+    state: custos_model::JobState,
     checked: u64,
     total: u64,
     report: Option<Report>,
@@ -197,7 +197,7 @@ fn VerifyPanel(on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoV
     let to = RwSignal::new(String::new());
     let job = RwSignal::new(None::<Job>);
     let error = RwSignal::new(None::<String>);
-    let running = move || job.with(|j| j.as_ref().is_some_and(|j| j.state == "running"));
+    let running = move || job.with(|j| j.as_ref().is_some_and(|j| j.state == custos_model::JobState::Running));
     let start = move |_| {
         let on_done = on_done.clone();
         error.set(None);
@@ -225,7 +225,7 @@ fn VerifyPanel(on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoV
                 }
             };
             job.set(Some(current.clone()));
-            while current.state == "running" {
+            while current.state == custos_model::JobState::Running {
                 crate::client::sleep_ms(200).await;
                 match get_json::<Job>(&current.status_url).await {
                     Ok(j) => current = j,
@@ -241,7 +241,7 @@ fn VerifyPanel(on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoV
     };
     let percent = move || {
         job.with(|j| match j {
-            Some(j) if j.state != "running" => 100.0,
+            Some(j) if j.state != custos_model::JobState::Running => 100.0,
             Some(j) if j.total > 0 => (j.checked as f64 * 100.0 / j.total as f64).min(100.0),
             _ => 0.0,
         })
@@ -260,14 +260,14 @@ fn VerifyPanel(on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoV
             </div>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             {move || job.get().map(|j| {
-                let result = match (&j.state[..], &j.report, &j.error) {
+                let result = match (j.state.as_str(), &j.report, &j.error) {
                     ("running", _, _) => format!("{} of {} entries checked", thousands(j.checked), thousands(j.total)),
                     (_, Some(r), _) => match &r.failure {
                         Some(f) => failure_text(f),
                         None => format!("Intact: {} entries checked (seq {}–{}), {} checkpoint roots matched.", thousands(r.entries_checked), r.from_seq, r.to_seq, r.checkpoints_matched),
                     },
                     (_, None, Some(e)) => format!("The verification could not run: {e}"),
-                    _ => j.state.clone(),
+                    _ => j.state.to_string(),
                 };
                 let failed = j.report.as_ref().is_some_and(|r| r.failure.is_some()) || j.error.is_some();
                 view! {
@@ -276,7 +276,7 @@ fn VerifyPanel(on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoV
                         <div class="meter-bar" class:bad=failed style:width=move || format!("{:.1}%", percent())></div>
                     </div>
                     <p data-testid="verify-percent" class="muted small">{move || format!("{:.0} %", percent())}</p>
-                    <p data-testid="verify-result" class:error=failed class:ok=!failed && j.state == "done">{result}</p>
+                    <p data-testid="verify-result" class:error=failed class:ok=!failed && j.state == custos_model::JobState::Done>{result}</p>
                 }
             })}
         </section>

@@ -3,6 +3,7 @@
 pub mod clock;
 pub mod events;
 pub mod identity;
+pub mod jobs;
 pub mod keys;
 pub mod ledger;
 pub mod storage;

@@ -5,9 +5,10 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use custos_engine::events::service::{EventRef, Unmask};
 use custos_engine::events::service::{parse_rfc3339, rfc3339};
 use custos_engine::events::validate::{FieldError, parse_json, parse_ndjson_lines};
-use custos_engine::events::{EventsError, OwnAction, OwnEvent, SearchFilter, Submitter};
+use custos_engine::events::{EventsError, SearchFilter, Submitter};
 use custos_engine::identity::permission::Permission;
 use custos_engine::identity::service::Caller;
 use custos_model::{ErrorBody, ErrorCode, EventView, IngestReceipt, SearchPage, Stats};
@@ -238,62 +239,36 @@ pub async fn read_one(
                 "false" | "0" => unmask = false,
                 _ => errors.push(FieldError { path: "unmask".into(), reason: "must be true or false".into() }),
             },
-            "reason" => reason = Some(v.trim().to_owned()),
+            "reason" => reason = Some(v.as_str()),
             other => errors
                 .push(FieldError { path: other.into(), reason: "unknown parameter; known: unmask, reason".into() }),
         }
     }
-    if unmask {
-        match &reason {
-            Some(r) if (5..=500).contains(&r.chars().count()) => {}
-            _ => errors.push(FieldError {
-                path: "reason".into(),
-                reason: "is required with unmask=true (5 to 500 characters): say why".into(),
-            }),
+    let unmask = match unmask.then(|| Unmask::new(ctx.requester("api"), reason)) {
+        Some(Err(e)) => {
+            errors.push(e);
+            None
         }
-    }
+        Some(Ok(u)) => Some(u),
+        None => None,
+    };
     if !errors.is_empty() {
         return Err(ApiError::fields(errors));
     }
-    if unmask && !ctx.caller.allows(Permission::AuditUnmask) {
+    if unmask.is_some() && !ctx.caller.allows(Permission::AuditUnmask) {
         return Err(ApiError::forbidden("unmasking needs the permission `audit:unmask`").with_fields(vec![
             custos_model::FieldProblem { path: "unmask".into(), reason: "needs audit:unmask".into() },
         ]));
     }
-    let found = if let Ok(uuid) = uuid::Uuid::parse_str(&id) {
-        s.events.entry_by_id(uuid).await
-    } else if let Ok(seq) = id.parse::<u64>() {
-        s.ledger.entry(seq).await.map_err(EventsError::from)
-    } else {
-        return Err(ApiError::field("id", "must be an event id (UUID) or a seq (a positive whole number)"));
-    };
-    let entry = found?.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
-    if unmask {
-        // Recorded before anything is revealed: no record, no originals.
-        s.events.record_own(unmask_event(&ctx, &entry, reason.as_deref().unwrap_or(""))).await?;
-    }
-    let view = s.events.view(&entry, unmask).await?;
-    let seq = entry.header.seq;
-    let mut verification = s.ledger.verify_entry(seq).await.map_err(|e| ApiError::ledger(&e))?;
-    if verification.inclusion.is_none() {
-        // Not yet covered by a signed checkpoint: sign one now.
-        s.ledger.checkpoint_now().await.map_err(|e| ApiError::ledger(&e))?;
-        verification = s.ledger.verify_entry(seq).await.map_err(|e| ApiError::ledger(&e))?;
-    }
+    let at: EventRef = id.parse().map_err(|e| ApiError::fields(vec![e]))?;
+    let proven = s.events.read_with_proof(at, unmask.as_ref()).await?;
+    let proven = proven.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
     Ok(axum::Json(EventWithProof {
-        event: view,
-        verification,
-        leaf_hash: hex::encode(entry.leaf_hash),
+        event: proven.event,
+        verification: proven.verification,
+        leaf_hash: hex::encode(proven.leaf_hash),
         public_key: s.ledger.verifier_key(),
     }))
-}
-
-fn unmask_event(ctx: &Ctx, entry: &custos_engine::ledger::types::StoredEntry, reason: &str) -> OwnEvent {
-    OwnEvent::new(OwnAction::Unmask, ctx.actor(), "api")
-        .resource("audit_event", Some(entry.header.event_id.to_string()))
-        .tenant(entry.header.fields.tenant.clone())
-        .request(ctx.request_id.clone())
-        .details(serde_json::json!({ "seq": entry.header.seq, "justification": reason }))
 }
 
 /// A signed checkpoint.

@@ -66,14 +66,15 @@ fn author(ctx: &Ctx) -> String {
     }
 }
 
-/// Whose a background export is: the actor id (a name can change).
+/// Whose an export is: the principal (`kind:id`; a name can change, and a
+/// user and an API key never share one).
 fn owner(ctx: &Ctx) -> String {
-    ctx.actor().id
+    ctx.principal()
 }
 
 /// The caller as the requester of an export.
 fn requester(ctx: &Ctx) -> Requester {
-    Requester { owner: owner(ctx), actor: ctx.actor(), request_id: ctx.request_id.clone(), channel: "api".into() }
+    ctx.requester("api")
 }
 
 /// Writes into a bounded channel of chunks (the HTTP body): the export

@@ -95,6 +95,17 @@ impl Ctx {
         let a = self.actor();
         format!("{}:{}", a.kind, a.id)
     }
+
+    /// The caller as the requester of a job or an operation: owned by the
+    /// principal, recorded as the actor, correlated by the request id.
+    pub fn requester(&self, channel: &str) -> custos_engine::jobs::Requester {
+        custos_engine::jobs::Requester {
+            owner: self.principal(),
+            actor: self.actor(),
+            request_id: self.request_id.clone(),
+            channel: channel.into(),
+        }
+    }
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Ctx {

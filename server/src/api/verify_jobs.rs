@@ -1,24 +1,23 @@
 //! Online verification as jobs: `POST /api/audit/verify` starts one (or
 //! waits for it with `"wait": true`), `GET /api/audit/verify/{job}` shows
-//! its progress and, when done, its report. Jobs live in this process's
-//! memory (the 50 most recent are kept); the verification itself is
-//! recorded in the ledger (action `audit.verify`) when it ends.
+//! its progress and, when done, its report. The jobs are the engine's
+//! ([`custos_engine::events::verification`]): they live in this process's
+//! memory (the 50 most recent finished ones are kept) and each
+//! verification is recorded in the ledger (`audit.verify`) when it ends.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use custos_engine::events::{OwnAction, OwnEvent};
-use custos_engine::ledger::verify::{Progress, VerifyReport, VerifyScope};
-use custos_model::{ErrorBody, ErrorCode};
+use custos_engine::events::verification::Verification;
+use custos_engine::jobs::{Job, JobState};
+use custos_engine::ledger::verify::{VerifyReport, VerifyScope};
+use custos_model::ErrorBody;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{ApiError, Ctx};
 use crate::http::AppState;
-
-const KEPT: usize = 50;
 
 /// What a verification job is doing.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -26,7 +25,7 @@ pub struct JobView {
     /// Job id.
     pub id: Uuid,
     /// running, done or failed.
-    pub state: String,
+    pub state: JobState,
     /// Entries checked so far.
     pub checked: u64,
     /// Entries to check.
@@ -45,68 +44,24 @@ pub struct JobView {
     pub status_url: String,
 }
 
-/// The jobs of this process.
-#[derive(Debug, Clone, Default)]
-pub struct Jobs(Arc<Mutex<VecDeque<JobView>>>);
-
-impl Jobs {
-    fn update(&self, id: Uuid, f: impl FnOnce(&mut JobView)) {
-        let mut jobs = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(j) = jobs.iter_mut().find(|j| j.id == id) {
-            f(j);
+impl JobView {
+    fn of(job: &Job<Verification>) -> JobView {
+        let (report, error) = match job.outcome() {
+            None => (None, None),
+            Some(Ok(r)) => (Some(r), None),
+            Some(Err(e)) => (None, Some(e)),
+        };
+        JobView {
+            id: job.id,
+            state: job.state(),
+            checked: job.progress.checked.load(Ordering::Relaxed),
+            total: job.progress.total.load(Ordering::Relaxed),
+            intact: report.as_ref().map(VerifyReport::is_intact),
+            report,
+            error,
+            status_url: format!("/api/audit/verify/{}", job.id),
         }
     }
-
-    fn progress(&self, id: Uuid, p: Progress) {
-        let mut jobs = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(j) = jobs.iter_mut().find(|j| j.id == id) {
-            j.checked = p.checked;
-            j.total = p.total;
-        }
-    }
-
-    fn insert(&self, job: JobView) {
-        let mut jobs = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        while jobs.len() >= KEPT {
-            // Drop the oldest finished job (or the oldest if all run).
-            let i = jobs.iter().position(|j| j.state != "running").unwrap_or(0);
-            jobs.remove(i);
-        }
-        jobs.push_back(job);
-    }
-
-    fn get(&self, id: Uuid) -> Option<JobView> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).iter().find(|j| j.id == id).cloned()
-    }
-}
-
-/// The record of a verification's end (`audit.verify`): its requested
-/// scope (both null: the whole ledger) and its report, or why it could not
-/// run. Used by the API's jobs and the scheduled verification.
-pub fn verification_event(
-    ledger: &custos_engine::ledger::Ledger,
-    actor: custos_model::Actor,
-    request_id: Option<String>,
-    scope: VerifyScope,
-    result: &Result<VerifyReport, custos_engine::ledger::LedgerError>,
-    job: Option<Uuid>,
-    channel: &str,
-) -> OwnEvent {
-    let outcome = match result {
-        Ok(r) if r.is_intact() => "success",
-        Ok(_) => "failure",
-        Err(_) => "error",
-    };
-    let asked = serde_json::json!({ "from_seq": scope.from_seq, "to_seq": scope.to_seq });
-    let details = match result {
-        Ok(r) => serde_json::json!({ "job": job, "scope": asked, "report": r }),
-        Err(e) => serde_json::json!({ "job": job, "scope": asked, "error": e.to_string() }),
-    };
-    OwnEvent::new(OwnAction::Verify, actor, channel)
-        .outcome(outcome)
-        .resource("ledger", Some(ledger.origin().into()))
-        .request(request_id)
-        .details(details)
 }
 
 /// What to verify.
@@ -144,71 +99,19 @@ pub async fn start(
     body: axum::body::Body,
 ) -> Result<(StatusCode, axum::Json<JobView>), ApiError> {
     let req: VerifyRequest = super::read_json(body, &headers, 4096, Some(VerifyRequest::default())).await?;
-    if let (Some(a), Some(b)) = (req.from_seq, req.to_seq)
-        && (a == 0 || b < a)
-    {
-        return Err(ApiError::field("to_seq", "must be at least from_seq (seqs start at 1)"));
-    }
-    if req.from_seq == Some(0) {
-        return Err(ApiError::field("from_seq", "seqs start at 1"));
-    }
-    // A range past the end cannot run: refused here rather than recorded as
-    // a verification that "could not run" (which the compliance page counts).
-    let head = s.ledger.head().await.map_err(|e| ApiError::ledger(&e))?.seq;
-    if let Some(from) = req.from_seq
-        && from > head
-    {
-        return Err(ApiError::field("from_seq", format!("is beyond the ledger's last entry (seq {head})")));
-    }
-    let slot = s.busy.start(crate::limits::Work::Verify, &ctx.principal())?;
-    let id = Uuid::now_v7();
-    let job = JobView {
-        id,
-        state: "running".into(),
-        checked: 0,
-        total: 0,
-        report: None,
-        intact: None,
-        error: None,
-        status_url: format!("/api/audit/verify/{id}"),
-    };
-    s.verify_jobs.insert(job);
-    let (jobs, ledger, events) = (s.verify_jobs.clone(), s.ledger.clone(), s.events.clone());
     let scope = VerifyScope { from_seq: req.from_seq, to_seq: req.to_seq };
-    let actor = ctx.actor();
-    let request_id = ctx.request_id.clone();
-    let task = tokio::spawn(async move {
-        let _slot = slot;
-        let progress_jobs = jobs.clone();
-        let result = ledger.verify(scope, move |p: Progress| progress_jobs.progress(id, p)).await;
-        let event = verification_event(&ledger, actor, request_id, scope, &result, Some(id), "api");
-        if let Err(e) = events.record_own(event).await {
-            tracing::error!(error = %e, "could not record the end of a verification");
-        }
-        jobs.update(id, |j| match result {
-            Ok(r) => {
-                j.state = "done".into();
-                j.checked = r.entries_checked;
-                j.total = j.total.max(r.entries_checked);
-                j.intact = Some(r.is_intact());
-                j.report = Some(r);
-            }
-            Err(e) => {
-                j.state = "failed".into();
-                j.error = Some(e.to_string());
-            }
-        });
-    });
+    // A range that cannot run is refused here rather than recorded as a
+    // verification that "could not run" (which the compliance page counts).
+    s.events.check_verify_scope(scope).await?;
+    let slot = s.busy.start(crate::limits::Work::Verify, &ctx.principal())?;
+    let (job, task) = s.verifications.start(s.events.clone(), scope, ctx.requester("api"), slot);
     let status = if req.wait {
         let _ = task.await;
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    match s.verify_jobs.get(id) {
-        Some(j) => Ok((status, axum::Json(j))),
-        None => Err(ApiError::failed(ErrorCode::JobLost, "the verification job is gone", &format!("job {id}"))),
-    }
+    Ok((status, axum::Json(JobView::of(&job))))
 }
 
 /// A verification job's progress and result.
@@ -225,6 +128,8 @@ pub async fn status(State(s): State<AppState>, Path(job): Path<String>) -> Resul
     let Ok(id) = Uuid::parse_str(&job) else {
         return Err(ApiError::field("job", "must be a job id (UUID)"));
     };
-    let found = s.verify_jobs.get(id);
-    found.map(axum::Json).ok_or_else(|| ApiError::not_found(format!("no verification job `{job}` on this server")))
+    let found = s.verifications.get(id);
+    found
+        .map(|j| axum::Json(JobView::of(&j)))
+        .ok_or_else(|| ApiError::not_found(format!("no verification job `{job}` on this server")))
 }

@@ -2,6 +2,7 @@
 //! and its signed manifest.
 
 use super::*;
+use custos_model::JobState;
 
 /// Export buttons: a background export per click, its progress, then the
 /// download and its signed manifest.
@@ -14,7 +15,7 @@ pub(super) fn Exports(resolved: RwSignal<String>) -> impl IntoView {
             loop {
                 match get_json::<ExportJob>(&format!("/api/audit/exports/{id}")).await {
                     Ok(j) => {
-                        let running = j.state == "running";
+                        let running = j.state == JobState::Running;
                         job.set(Some(j));
                         if !running {
                             break;
@@ -48,7 +49,7 @@ pub(super) fn Exports(resolved: RwSignal<String>) -> impl IntoView {
             <span class="muted">"Export"</span>
             {[("csv", "CSV"), ("json", "JSON"), ("ndjson", "NDJSON"), ("xlsx", "Excel"), ("pdf", "PDF")].into_iter().map(|(f, label)| view! {
                 <button type="button" data-testid=format!("export-{f}") on:click=move |_| start(f)
-                    disabled=move || job.with(|j| j.as_ref().is_some_and(|j| j.state == "running"))>{label}</button>
+                    disabled=move || job.with(|j| j.as_ref().is_some_and(|j| j.state == JobState::Running))>{label}</button>
             }).collect_view()}
             {move || job.get().map(|j| {
                 let pct = j.total.filter(|t| *t > 0).map(|t| (j.rows as f64 * 100.0 / t as f64).min(100.0));

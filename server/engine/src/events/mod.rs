@@ -13,6 +13,7 @@ pub mod search;
 pub mod service;
 pub mod time;
 pub mod validate;
+pub mod verification;
 
 pub use own::{OwnAction, OwnEvent};
 pub use search::SearchFilter;

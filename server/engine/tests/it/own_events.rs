@@ -32,3 +32,53 @@ both_backends! {
         ledger.shutdown(tasks).await.unwrap();
     }
 }
+
+both_backends! {
+    async fn reading_with_proof_records_the_unmasking_first_and_verifying_records_its_end(backend: Backend) {
+        use custos_engine::events::service::{EventRef, Unmask};
+        use custos_engine::jobs::Requester;
+        use custos_engine::ledger::verify::VerifyScope;
+
+        let Some(t) = TestDb::new(backend).await else { return };
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        let events = Events::open(ledger.clone(), Limits::default()).await.unwrap();
+        let who = Requester {
+            owner: "user:ada".into(),
+            actor: custos_engine::events::own::custos_actor("test"),
+            request_id: Some("req-1".into()),
+            channel: "api".into(),
+        };
+        let r = events.record_own(OwnEvent::by_custos(OwnAction::DemoSeed, "test", "cli")).await.unwrap();
+
+        assert!(Unmask::new(who.clone(), Some("  why ")).is_err(), "a reason of 3 characters is refused");
+        assert_eq!("nope".parse::<EventRef>().unwrap_err().path, "id");
+        assert!(events.read_with_proof(EventRef::Seq(r.seq + 100), None).await.unwrap().is_none());
+
+        // Masked read: nothing recorded, the proof is against a signed checkpoint.
+        let before = ledger.head().await.unwrap().seq;
+        let p = events.read_with_proof(EventRef::Id(r.event_id), None).await.unwrap().unwrap();
+        assert_eq!(p.event.seq, r.seq);
+        assert!(p.verification.inclusion.is_some(), "covered by a checkpoint signed on demand");
+        assert_eq!(ledger.head().await.unwrap().seq, before, "a masked read records nothing");
+
+        // Unmasked read: the unmasking is in the ledger with its reason.
+        let u = Unmask::new(who.clone(), Some("case 42: subject access request")).unwrap();
+        events.read_with_proof(EventRef::Seq(r.seq), Some(&u)).await.unwrap().unwrap();
+        let unmasks = events.own_by_action_until("audit.unmask", 10, |_| false).await.unwrap();
+        assert_eq!(unmasks.len(), 1, "the unmasking was recorded");
+
+        // A verification is recorded with its outcome and scope.
+        let scope = VerifyScope { from_seq: Some(1), to_seq: None };
+        let mut seen = 0;
+        let report = events.verify_and_record(scope, &who, None, |p| seen = p.checked).await.unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert!(seen > 0, "progress was reported");
+        let verifies = events.own_by_action_until("audit.verify", 10, |_| false).await.unwrap();
+        assert_eq!(verifies.len(), 1);
+        assert!(events.check_verify_scope(VerifyScope { from_seq: Some(0), to_seq: None }).await.is_err());
+        assert!(events.check_verify_scope(VerifyScope { from_seq: Some(3), to_seq: Some(2) }).await.is_err());
+        let past = VerifyScope { from_seq: Some(ledger.head().await.unwrap().seq + 1), to_seq: None };
+        assert!(events.check_verify_scope(past).await.is_err(), "a range past the head cannot run");
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}

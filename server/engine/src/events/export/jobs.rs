@@ -9,43 +9,32 @@
 //! `audit.export.failed`). If that record cannot be committed the file is
 //! discarded: an export the ledger does not know of is not handed out.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
 use super::run::{ExportProgress, PreparedExport};
 use super::{ExportFormat, manifest_note};
 use crate::events::Events;
-use crate::events::model::{Actor, ExportJob, ExportManifest};
+use crate::events::model::{ExportJob, ExportManifest};
 use crate::events::own::{OwnAction, OwnEvent};
+pub use crate::jobs::Requester;
+use crate::jobs::{Job, JobKind, Registry};
 
 /// Files of finished exports are deleted after this long.
 const FILE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Finished jobs kept in memory.
 const KEPT: usize = 200;
 
-/// Who asked for an export.
-#[derive(Debug, Clone)]
-pub struct Requester {
-    /// The principal (only they see a background export).
-    pub owner: String,
-    /// As recorded in the ledger.
-    pub actor: Actor,
-    /// The HTTP request, for correlation.
-    pub request_id: Option<String>,
-    /// api, ui or cli.
-    pub channel: String,
-}
+/// Background exports in the job registry.
+struct Export;
 
-struct Job {
-    owner: String,
-    format: ExportFormat,
-    total: Option<u64>,
-    progress: Arc<ExportProgress>,
-    outcome: Mutex<Option<Result<(String, ExportManifest), String>>>,
+impl JobKind for Export {
+    type Info = (ExportFormat, Option<u64>);
+    type Progress = ExportProgress;
+    type Output = (String, ExportManifest);
 }
 
 /// Why a background export's file cannot be handed out.
@@ -65,7 +54,7 @@ pub enum FileError {
 /// The exports of this process.
 pub struct ExportJobs {
     dir: PathBuf,
-    jobs: Mutex<HashMap<Uuid, Arc<Job>>>,
+    jobs: Registry<Export>,
     formats: Arc<dyn super::ExportFormats>,
 }
 
@@ -79,7 +68,7 @@ impl ExportJobs {
     /// Exports under `dir` (created when first needed), written in the
     /// formats `formats` makes.
     pub fn new(dir: PathBuf, formats: Arc<dyn super::ExportFormats>) -> ExportJobs {
-        ExportJobs { dir, jobs: Mutex::default(), formats }
+        ExportJobs { dir, jobs: Registry::new(KEPT), formats }
     }
 
     /// The formats exports are written in.
@@ -101,12 +90,7 @@ impl ExportJobs {
         self.dir.join(format!("{id}.{}", format.ext()))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<Job>>> {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Deletes export files older than the TTL (manifests stay) and
-    /// forgets the oldest finished jobs beyond the ones kept.
+    /// Deletes export files older than the TTL (manifests stay).
     fn sweep(&self) {
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for e in entries.flatten() {
@@ -125,19 +109,6 @@ impl ExportJobs {
                 }
             }
         }
-        let mut jobs = self.lock();
-        if jobs.len() > KEPT {
-            let mut finished: Vec<Uuid> = jobs
-                .iter()
-                .filter(|(_, j)| j.outcome.lock().map(|o| o.is_some()).unwrap_or(true))
-                .map(|(id, _)| *id)
-                .collect();
-            finished.sort(); // UUIDv7: oldest first
-            let extra = jobs.len() - KEPT;
-            for id in finished.into_iter().take(extra) {
-                jobs.remove(&id);
-            }
-        }
     }
 
     /// Starts a background export; returns its first status.
@@ -151,15 +122,8 @@ impl ExportJobs {
     ) -> ExportJob {
         self.sweep();
         let (id, format, name) = (prepared.spec().id, prepared.spec().format, prepared.file_name());
-        let job = Arc::new(Job {
-            owner: who.owner.clone(),
-            format,
-            total: prepared.total(),
-            progress: Arc::default(),
-            outcome: Mutex::new(None),
-        });
-        self.lock().insert(id, job.clone());
-        let view = view(id, &job);
+        let job = self.jobs.insert(Some(id), &who.owner, (format, prepared.total()));
+        let view = view(&job);
         let jobs = self.clone();
         tokio::spawn(async move {
             let _hold = hold;
@@ -184,43 +148,39 @@ impl ExportJobs {
                 let _ = tokio::fs::remove_file(jobs.file_path(id, format).with_extension("part")).await;
             }
             let done = jobs.complete(&events, id, format, &who, run).await;
-            *job.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(done.map(|m| (name, m)));
+            job.finish(done.map(|m| (name, m)));
         });
         view
     }
 
     /// A background export's status, for its owner only.
     pub fn status(&self, owner: &str, id: Uuid) -> Option<ExportJob> {
-        let job = self.lock().get(&id).cloned()?;
-        (job.owner == owner).then(|| view(id, &job))
+        self.jobs.get_owned(owner, id).map(|j| view(&j))
     }
 
     /// Asks a running export of `owner` to stop.
     pub fn cancel(&self, owner: &str, id: Uuid) -> bool {
-        match self.lock().get(&id) {
-            Some(job) if job.owner == owner => {
+        match self.jobs.get_owned(owner, id) {
+            Some(job) => {
                 job.progress.cancel.store(true, Ordering::Relaxed);
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 
     /// A finished export's file: path, name and media type.
     pub fn file(&self, owner: &str, id: Uuid) -> Result<(PathBuf, String, &'static str), FileError> {
-        let job = self.lock().get(&id).cloned().ok_or(FileError::NotFound)?;
-        if job.owner != owner {
-            return Err(FileError::NotFound);
-        }
-        let name = match &*job.outcome.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(Ok((name, _))) => name.clone(),
-            _ => return Err(FileError::NotReady),
+        let job = self.jobs.get_owned(owner, id).ok_or(FileError::NotFound)?;
+        let Some(Ok((name, _))) = job.outcome() else {
+            return Err(FileError::NotReady);
         };
-        let path = self.file_path(id, job.format);
+        let format = job.info.0;
+        let path = self.file_path(id, format);
         if !path.is_file() {
             return Err(FileError::Gone);
         }
-        Ok((path, name, job.format.content_type()))
+        Ok((path, name, format.content_type()))
     }
 
     /// An export's signed manifest, for the export's owner only (any
@@ -291,19 +251,19 @@ pub async fn record(
     events.record_own(event).await.map(|_| ())
 }
 
-fn view(id: Uuid, j: &Job) -> ExportJob {
-    let outcome = j.outcome.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let (state, error, file_name, manifest) = match outcome {
-        None => ("running", None, None, None),
-        Some(Ok((name, m))) => ("done", None, Some(name), Some(m)),
-        Some(Err(e)) => ("failed", Some(e), None, None),
+fn view(j: &Job<Export>) -> ExportJob {
+    let (format, total) = j.info;
+    let (error, file_name, manifest) = match j.outcome() {
+        None => (None, None, None),
+        Some(Ok((name, m))) => (None, Some(name), Some(m)),
+        Some(Err(e)) => (Some(e), None, None),
     };
     ExportJob {
-        id,
-        format: j.format.ext().into(),
-        state: state.into(),
+        id: j.id,
+        format: format.ext().into(),
+        state: j.state(),
         rows: j.progress.rows.load(Ordering::Relaxed),
-        total: j.total,
+        total,
         bytes: j.progress.bytes.load(Ordering::Relaxed),
         error,
         file_name,

@@ -18,9 +18,11 @@ use super::model::{
 use super::search::{self, SearchFilter};
 mod keys;
 mod policy;
+mod read;
 mod view;
 
 use self::policy::Policy;
+pub use self::read::{EventRef, ProvenEvent, Unmask};
 pub(crate) use self::view::{contains_text, sealed_by_server, view_of};
 use self::view::{content_digest, items_last_seq, receipt_view};
 pub use super::time::{parse_rfc3339, rfc3339};
@@ -65,7 +67,7 @@ impl From<sea_orm::DbErr> for EventsError {
     }
 }
 
-fn invalid(path: &str, reason: impl Into<String>) -> EventsError {
+pub(crate) fn invalid(path: &str, reason: impl Into<String>) -> EventsError {
     EventsError::Invalid(FieldError { path: path.into(), reason: reason.into() })
 }
 
