@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ValueCount;
+use crate::{CheckStatus, ValueCount};
 
 /// A named series of counts, one per bucket of [`Analytics::buckets`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,14 +152,51 @@ pub struct Analytics {
     pub queries: Vec<QueryTime>,
 }
 
-/// Where the evidence for a check is.
+/// What shows a check's evidence: typed, so each client presents it its
+/// own way (the UI links the explorer or the integrity page).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct EvidenceLink {
+pub struct Evidence {
     /// What it shows.
     pub label: String,
-    /// A page of this server (explorer query, integrity page) or an API URL.
-    pub href: String,
+    /// Where it is.
+    pub about: EvidenceOf,
+}
+
+/// The kinds of evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EvidenceOf {
+    /// The events matching a search: `GET /api/audit`'s (and the
+    /// explorer's) parameters, e.g. `category`, `action`, `range`.
+    Events {
+        /// Parameter name to value.
+        filters: std::collections::BTreeMap<String, String>,
+    },
+    /// The verification runs and their reports.
+    Verifications,
+    /// The signed checkpoints and the public key that checks them.
+    Checkpoints,
+    /// The data keys and their rotation.
+    Keys,
+    /// The masking policy in force.
+    MaskingPolicy,
+    /// The masking policy's versions.
+    MaskingPolicyHistory,
+}
+
+impl Evidence {
+    /// Evidence of a kind.
+    pub fn new(label: &str, about: EvidenceOf) -> Evidence {
+        Evidence { label: label.into(), about }
+    }
+
+    /// The events matching `filters` (name, value pairs).
+    pub fn events(label: &str, filters: &[(&str, &str)]) -> Evidence {
+        let filters = filters.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Evidence::new(label, EvidenceOf::Events { filters })
+    }
 }
 
 /// One fact about the system, computed when asked.
@@ -171,11 +208,11 @@ pub struct ComplianceCheck {
     /// What is checked.
     pub title: String,
     /// `pass`, `warn`, `fail` or `not_configured`.
-    pub status: String,
+    pub status: CheckStatus,
     /// What was found, with the figures.
     pub detail: String,
     /// Where to see the evidence.
-    pub evidence: Vec<EvidenceLink>,
+    pub evidence: Vec<Evidence>,
 }
 
 /// A control of a framework and the checks that evidence it.
@@ -187,7 +224,7 @@ pub struct ComplianceControl {
     /// Its name.
     pub title: String,
     /// The worst status of its checks.
-    pub status: String,
+    pub status: CheckStatus,
     /// Ids of the checks (see [`ComplianceReport::checks`]).
     pub checks: Vec<String>,
 }

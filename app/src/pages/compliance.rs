@@ -7,17 +7,34 @@ use leptos_meta::Title;
 
 use crate::charts::{self, ChartHandle};
 use crate::client::{ClientError, get_json};
-use crate::event::{ComplianceCheck, ComplianceReport};
+use crate::event::{CheckStatus, ComplianceCheck, ComplianceReport, Evidence, EvidenceOf};
 
-const STATUSES: [(&str, &str, &str); 4] = [
-    ("pass", "Passing", "#3a9d5d"),
-    ("warn", "Attention", "#b8892b"),
-    ("fail", "Failing", "#b91c1c"),
-    ("not_configured", "Not configured", "#8a94a3"),
+const STATUSES: [(CheckStatus, &str, &str); 4] = [
+    (CheckStatus::Pass, "Passing", "#3a9d5d"),
+    (CheckStatus::Warn, "Attention", "#b8892b"),
+    (CheckStatus::Fail, "Failing", "#b91c1c"),
+    (CheckStatus::NotConfigured, "Not configured", "#8a94a3"),
 ];
 
-fn label(status: &str) -> &'static str {
+fn label(status: CheckStatus) -> &'static str {
     STATUSES.iter().find(|(s, _, _)| *s == status).map_or("Unknown", |(_, l, _)| *l)
+}
+
+/// Where the UI shows a piece of evidence: the explorer with the check's
+/// filters, the integrity page, or the policy's API while it has no page.
+fn href(e: &Evidence) -> String {
+    match &e.about {
+        EvidenceOf::Events { filters } => {
+            let q: Vec<String> = filters
+                .iter()
+                .map(|(k, v)| format!("{}={}", custos_model::url::encode(k), custos_model::url::encode(v)))
+                .collect();
+            format!("/events?{}", q.join("&"))
+        }
+        EvidenceOf::Verifications | EvidenceOf::Checkpoints | EvidenceOf::Keys => "/integrity".into(),
+        EvidenceOf::MaskingPolicy => "/api/policies/masking".into(),
+        EvidenceOf::MaskingPolicyHistory => "/api/policies/masking/history".into(),
+    }
 }
 
 /// The compliance page.
@@ -86,19 +103,19 @@ pub fn CompliancePage() -> impl IntoView {
 }
 
 #[component]
-fn Badge(status: String) -> impl IntoView {
-    view! { <span class=format!("tag status-{status}") data-status=status.clone()>{label(&status)}</span> }
+fn Badge(status: CheckStatus) -> impl IntoView {
+    view! { <span class=format!("tag status-{status}") data-status=status.as_str()>{label(status)}</span> }
 }
 
 #[component]
 fn Report(report: ComplianceReport) -> impl IntoView {
-    let count = |s: &str| report.checks.iter().filter(|c| c.status == s).count();
+    let count = |s: CheckStatus| report.checks.iter().filter(|c| c.status == s).count();
     let summary = STATUSES
         .iter()
         .map(|(s, l, _)| {
             view! {
                 <div class="card"><div class="card-label">{*l}</div>
-                    <div class="card-value" data-testid=format!("checks-{s}")>{count(s)}</div></div>
+                    <div class="card-value" data-testid=format!("checks-{s}")>{count(*s)}</div></div>
             }
         })
         .collect_view();
@@ -124,7 +141,7 @@ fn Report(report: ComplianceReport) -> impl IntoView {
                             {f.controls.iter().map(|c| view! {
                                 <tr data-control=c.id.clone()>
                                     <td><strong>{c.id.clone()}</strong>" "{c.title.clone()}</td>
-                                    <td><Badge status=c.status.clone()/></td>
+                                    <td><Badge status=c.status/></td>
                                     <td>{c.checks.iter().filter_map(|id| find(id)).map(|k| view! {
                                         <a class="check-link" href=format!("#check-{}", k.id) title=k.detail.clone()>
                                             <span class=format!("dot status-{}", k.status)></span>{k.title.clone()}
@@ -144,14 +161,27 @@ fn Report(report: ComplianceReport) -> impl IntoView {
 fn CheckItem(check: ComplianceCheck) -> impl IntoView {
     view! {
         <li id=format!("check-{}", check.id) data-check=check.id.clone()>
-            <Badge status=check.status.clone()/>
+            <Badge status=check.status/>
             <div>
                 <strong>{check.title.clone()}</strong>
                 <div class="check-detail">{check.detail.clone()}</div>
                 <div class="evidence">
-                    {check.evidence.iter().map(|e| view! { <a href=e.href.clone()>{e.label.clone()}</a> }).collect_view()}
+                    {check.evidence.iter().map(|e| view! { <a href=href(e)>{e.label.clone()}</a> }).collect_view()}
                 </div>
             </div>
         </li>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_becomes_links_of_this_ui() {
+        let e = Evidence::events("x", &[("action", "audit.*"), ("range", "30d")]);
+        assert_eq!(href(&e), "/events?action=audit.*&range=30d");
+        assert_eq!(href(&Evidence::new("k", EvidenceOf::Keys)), "/integrity");
+        assert_eq!(href(&Evidence::new("m", EvidenceOf::MaskingPolicyHistory)), "/api/policies/masking/history");
     }
 }

@@ -47,8 +47,8 @@ fn sealed_as_client(own: OwnEvent, now_us: i64) -> custos_engine::ledger::NewEnt
     }
 }
 
-fn status<'a>(r: &'a custos_engine::events::model::ComplianceReport, id: &str) -> &'a str {
-    &r.checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no check {id}")).status
+fn status(r: &custos_engine::events::model::ComplianceReport, id: &str) -> &'static str {
+    r.checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no check {id}")).status.as_str()
 }
 
 both_backends! {
@@ -127,7 +127,16 @@ both_backends! {
         assert_eq!(status(&r, "retention"), "not_configured");
         assert_eq!(status(&r, "encryption_keys"), "pass");
         let soc2 = r.frameworks.iter().find(|f| f.id == "soc2").unwrap();
-        assert_eq!(soc2.controls.iter().find(|c| c.id == "CC7.2").unwrap().status, "not_configured", "alerting is not built");
+        assert_eq!(soc2.controls.iter().find(|c| c.id == "CC7.2").unwrap().status.as_str(), "not_configured", "alerting is not built");
+        // Evidence is typed: the engine names what to look at, never a page of the UI.
+        let auth = r.checks.iter().find(|c| c.id == "auth_events_recorded").unwrap();
+        assert_eq!(
+            serde_json::to_value(&auth.evidence).unwrap(),
+            serde_json::json!([{ "label": "See them in the explorer",
+                "about": { "kind": "events", "filters": { "category": "authentication", "range": "30d" } } }])
+        );
+        let all = serde_json::to_string(&r.checks).unwrap();
+        assert!(!all.contains("\"/") && !all.contains("href"), "no paths in the engine's report: {all}");
         // A verification recorded as the API records it.
         let report = ledger.verify(Default::default(), |_| {}).await.unwrap();
         assert!(report.is_intact());
@@ -177,7 +186,7 @@ both_backends! {
         let r = events.compliance(24).await.unwrap();
         assert_eq!(status(&r, "append_only"), "fail");
         let iso = r.frameworks.iter().find(|f| f.id == "iso27001").unwrap();
-        assert_eq!(iso.controls.iter().find(|c| c.id == "A.5.28").unwrap().status, "fail");
+        assert_eq!(iso.controls.iter().find(|c| c.id == "A.5.28").unwrap().status.as_str(), "fail");
         ledger.shutdown(tasks).await.unwrap();
     }
 }

@@ -8,7 +8,8 @@
 use sea_orm::{ConnectionTrait as _, DbBackend, Value};
 
 use super::model::{
-    ComplianceCheck, ComplianceControl, ComplianceFramework, ComplianceReport, EventView, EvidenceLink,
+    CheckStatus, ComplianceCheck, ComplianceControl, ComplianceFramework, ComplianceReport, EventView, Evidence,
+    EvidenceOf,
 };
 use super::search::SearchFilter;
 use super::service::{Events, EventsError, rfc3339};
@@ -30,22 +31,8 @@ const KEY_MAX_AGE_DAYS: f64 = 365.0;
 /// Tables the database must guard against UPDATE and DELETE.
 const GUARDED: [&str; 4] = ["ledger_entries", "merkle_nodes", "checkpoints", "ledger_keys"];
 
-/// Status ranks: a control is as good as its worst check.
-fn rank(status: &str) -> u8 {
-    match status {
-        "fail" => 0,
-        "not_configured" => 1,
-        "warn" => 2,
-        _ => 3,
-    }
-}
-
-fn link(label: &str, href: &str) -> EvidenceLink {
-    EvidenceLink { label: label.into(), href: href.into() }
-}
-
-fn check(id: &str, title: &str, status: &str, detail: String, evidence: Vec<EvidenceLink>) -> ComplianceCheck {
-    ComplianceCheck { id: id.into(), title: title.into(), status: status.into(), detail, evidence }
+fn check(id: &str, title: &str, status: CheckStatus, detail: String, evidence: Vec<Evidence>) -> ComplianceCheck {
+    ComplianceCheck { id: id.into(), title: title.into(), status, detail, evidence }
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -246,8 +233,8 @@ impl Events {
         let window = format!("{verify_within_hours} h");
         let evidence = || {
             vec![
-                link("Verification history", "/integrity"),
-                link("The verification events", "/events?action=audit.verify&range=30d"),
+                Evidence::new("Verification history", EvidenceOf::Verifications),
+                Evidence::events("The verification events", &[("action", "audit.verify"), ("range", "30d")]),
             ]
         };
         let report_of = |v: &EventView| v.details.as_ref().and_then(|d| d.get("report")).cloned();
@@ -270,7 +257,7 @@ impl Events {
                 check(
                     "chain_verified",
                     "Ledger verified recently",
-                    "fail",
+                    CheckStatus::Fail,
                     match seq {
                         Some(seq) => format!("The verification at {} FAILED at seq {seq}.", when(v).0),
                         None => format!("The verification at {} did not complete ({}).", when(v).0, v.outcome),
@@ -285,7 +272,7 @@ impl Events {
                     check(
                         "chain_verified",
                         "Ledger verified recently",
-                        "pass",
+                        CheckStatus::Pass,
                         format!("Verified intact in full at {at}: {} checked.", plural(checked, "entry", "entries")),
                         evidence(),
                     )
@@ -293,7 +280,7 @@ impl Events {
                     check(
                         "chain_verified",
                         "Ledger verified recently",
-                        "warn",
+                        CheckStatus::Warn,
                         format!("Last verified intact in full at {at}, more than {window} ago."),
                         evidence(),
                     )
@@ -302,7 +289,7 @@ impl Events {
             (None, None) => check(
                 "chain_verified",
                 "Ledger verified recently",
-                "fail",
+                CheckStatus::Fail,
                 if recent.is_empty() {
                     "The ledger has never been verified.".into()
                 } else {
@@ -311,27 +298,26 @@ impl Events {
                         plural(recent.len() as u64, "verification", "verifications")
                     )
                 },
-                vec![link("Run a verification", "/integrity")],
+                vec![Evidence::new("Run a verification", EvidenceOf::Verifications)],
             ),
         });
 
         // Signed checkpoints, current and verifying with the public key.
         let head = ledger.head().await?;
         let cp = ledger.latest_checkpoint().await?;
-        let cp_links =
-            vec![link("Checkpoints", "/integrity"), link("Public key and checkpoints (API)", "/api/audit/checkpoints")];
+        let cp_links = vec![Evidence::new("Checkpoints and the public key", EvidenceOf::Checkpoints)];
         checks.push(match cp {
             None if head.seq == 0 => check(
                 "checkpoints_signed",
                 "Signed checkpoints are current",
-                "warn",
+                CheckStatus::Warn,
                 "The ledger is empty: nothing to sign yet.".into(),
                 cp_links,
             ),
             None => check(
                 "checkpoints_signed",
                 "Signed checkpoints are current",
-                "fail",
+                CheckStatus::Fail,
                 format!("{} in the ledger and no signed checkpoint.", plural(head.seq, "entry", "entries")),
                 cp_links,
             ),
@@ -343,7 +329,7 @@ impl Events {
                     check(
                         "checkpoints_signed",
                         "Signed checkpoints are current",
-                        "fail",
+                        CheckStatus::Fail,
                         format!("The latest checkpoint (size {}) does not verify with the ledger's public key.", c.tree_size),
                         cp_links,
                     )
@@ -351,7 +337,7 @@ impl Events {
                     check(
                         "checkpoints_signed",
                         "Signed checkpoints are current",
-                        "warn",
+                        CheckStatus::Warn,
                         format!("The latest signed checkpoint is {age_s:.0} s old and {behind} entries behind the head."),
                         cp_links,
                     )
@@ -359,7 +345,7 @@ impl Events {
                     check(
                         "checkpoints_signed",
                         "Signed checkpoints are current",
-                        "pass",
+                        CheckStatus::Pass,
                         format!(
                             "Checkpoint of {} signed {age_s:.0} s ago, verifies with the public key; {behind} newer entries.",
                             plural(c.tree_size, "entry", "entries")
@@ -375,13 +361,13 @@ impl Events {
         checks.push(check(
             "append_only",
             "The database refuses changes to the ledger",
-            if unguarded.is_empty() { "pass" } else { "fail" },
+            if unguarded.is_empty() { CheckStatus::Pass } else { CheckStatus::Fail },
             if unguarded.is_empty() {
                 format!("Triggers refuse UPDATE and DELETE on {}.", GUARDED.join(", "))
             } else {
                 format!("No trigger refuses UPDATE and DELETE on: {}.", unguarded.join(", "))
             },
-            vec![link("Integrity", "/integrity")],
+            vec![Evidence::new("Integrity", EvidenceOf::Verifications)],
         ));
 
         // Sealed with a current data key.
@@ -391,23 +377,23 @@ impl Events {
             None => check(
                 "encryption_keys",
                 "Events sealed with a current data key",
-                "fail",
+                CheckStatus::Fail,
                 "No data key is loaded.".into(),
-                vec![link("Keys", "/integrity")],
+                vec![Evidence::new("Keys", EvidenceOf::Keys)],
             ),
             Some(k) => {
                 let age = (now - super::service::parse_rfc3339(&k.created_at).unwrap_or(now)) as f64 / DAY_US as f64;
                 check(
                     "encryption_keys",
                     "Events sealed with a current data key",
-                    if age <= KEY_MAX_AGE_DAYS { "pass" } else { "warn" },
+                    if age <= KEY_MAX_AGE_DAYS { CheckStatus::Pass } else { CheckStatus::Warn },
                     format!(
                         "AES-256-CBC with HMAC-SHA256 under data key {} created {age:.0} days ago ({} in all){}.",
                         k.key_id,
                         plural(keys.iter().filter(|k| k.purpose == "data").count() as u64, "data key", "data keys"),
                         if age <= KEY_MAX_AGE_DAYS { "" } else { "; rotation is due (older than 365 days)" }
                     ),
-                    vec![link("Keys and rotation", "/integrity")],
+                    vec![Evidence::new("Keys and rotation", EvidenceOf::Keys)],
                 )
             }
         });
@@ -418,7 +404,7 @@ impl Events {
         checks.push(check(
             "masking_active",
             "Personal data masked by rules",
-            if active > 0 { "pass" } else { "warn" },
+            if active > 0 { CheckStatus::Pass } else { CheckStatus::Warn },
             if active > 0 {
                 format!("{} enabled in masking policy version {}.", plural(active, "rule", "rules"), policy.version)
             } else {
@@ -428,23 +414,23 @@ impl Events {
                 )
             },
             vec![
-                link("Masking policy (API)", "/api/policies/masking"),
-                link("Policy history (API)", "/api/policies/masking/history"),
+                Evidence::new("Masking policy", EvidenceOf::MaskingPolicy),
+                Evidence::new("Masking policy history", EvidenceOf::MaskingPolicyHistory),
             ],
         ));
 
         // What is being recorded, from the rollups over the last 30 days.
-        let recorded = |id: &str, title: &str, n: u64, what: &str, href: &str| {
+        let recorded = |id: &str, title: &str, n: u64, what: &str, filter: (&str, &str)| {
             check(
                 id,
                 title,
-                if n > 0 { "pass" } else { "warn" },
+                if n > 0 { CheckStatus::Pass } else { CheckStatus::Warn },
                 if n > 0 {
                     format!("{n} {what} recorded in the last {RECENT_DAYS} days.")
                 } else {
                     format!("No {what} recorded in the last {RECENT_DAYS} days.")
                 },
-                vec![link("See them in the explorer", href)],
+                vec![Evidence::events("See them in the explorer", &[filter, ("range", "30d")])],
             )
         };
         let auth = self.recent_count("category", Some("authentication"), false, since).await?;
@@ -453,7 +439,7 @@ impl Events {
             "Authentication events recorded",
             auth,
             "authentication events",
-            "/events?category=authentication&range=30d",
+            ("category", "authentication"),
         ));
         let admin = self.recent_count("category", Some("admin"), false, since).await?
             + self.recent_count("category", Some("policy"), false, since).await?;
@@ -462,7 +448,7 @@ impl Events {
             "Admin and policy changes recorded",
             admin,
             "admin and policy events",
-            "/events?category=admin&range=30d",
+            ("category", "admin"),
         ));
         let reads = self.recent_count("action", Some("audit."), true, since).await?;
         checks.push(recorded(
@@ -470,30 +456,30 @@ impl Events {
             "Access to the audit log recorded",
             reads,
             "reads, searches, exports and verifications of the audit log",
-            "/events?action=audit.*&range=30d",
+            ("action", "audit.*"),
         ));
         let total = self.recent_count("total", None, false, since).await?;
         let with_actor = self.recent_count("actor", None, false, since).await?;
         checks.push(check(
             "record_content",
             "Records say who, what, when, where and the outcome",
-            if with_actor == total { "pass" } else { "warn" },
+            if with_actor == total { CheckStatus::Pass } else { CheckStatus::Warn },
             format!(
                 "{with_actor} of {total} events in the last {RECENT_DAYS} days name their actor; every event has a time, \
                  category, action, outcome and source (refused at ingest otherwise)."
             ),
-            vec![link("Events", "/events?range=30d")],
+            vec![Evidence::events("Events", &[("range", "30d")])],
         ));
         let exports = self.recent_count("action", Some("audit.export.completed"), false, now - 90 * DAY_US).await?;
         checks.push(check(
             "exports_signed",
             "Reports and exports with signed manifests",
-            "pass",
+            CheckStatus::Pass,
             format!(
                 "Exports (CSV, JSON, Excel, PDF) carry a manifest signed with the ledger key; {} in the last 90 days.",
                 plural(exports, "export", "exports")
             ),
-            vec![link("Exports made", "/events?action=audit.export.completed&range=30d")],
+            vec![Evidence::events("Exports made", &[("action", "audit.export.completed"), ("range", "30d")])],
         ));
         // Commit times come from this server's clock and never go backwards.
         let newest = ledger.entry(head.seq).await?;
@@ -501,21 +487,21 @@ impl Events {
             Some(e) if e.header.recorded_at_us > now + 1_000_000 => check(
                 "clock",
                 "Time stamps from a consistent clock",
-                "fail",
+                CheckStatus::Fail,
                 format!("The newest entry was recorded at {}, after this server's time {}.", rfc3339(e.header.recorded_at_us), rfc3339(now)),
-                vec![link("Newest events", "/events?range=1h")],
+                vec![Evidence::events("Newest events", &[("range", "1h")])],
             ),
             Some(e) => check(
                 "clock",
                 "Time stamps from a consistent clock",
-                "pass",
+                CheckStatus::Pass,
                 format!(
                     "Every entry gets its commit time from the ledger's clock (UTC, never earlier than the previous one); newest at {}.",
                     rfc3339(e.header.recorded_at_us)
                 ),
-                vec![link("Newest events", "/events?range=1h")],
+                vec![Evidence::events("Newest events", &[("range", "1h")])],
             ),
-            None => check("clock", "Time stamps from a consistent clock", "pass", "The ledger is empty.".into(), vec![]),
+            None => check("clock", "Time stamps from a consistent clock", CheckStatus::Pass, "The ledger is empty.".into(), vec![]),
         });
         // Features that do not exist yet say so.
         for (id, title, what) in [
@@ -532,7 +518,7 @@ impl Events {
             ("siem_forwarding", "Events forwarded to a SIEM", "No SIEM destination is configured."),
             ("backups", "Backups of the ledger", "No backup is configured or recorded."),
         ] {
-            checks.push(check(id, title, "not_configured", what.into(), vec![]));
+            checks.push(check(id, title, CheckStatus::NotConfigured, what.into(), vec![]));
         }
 
         let frameworks = FRAMEWORKS
@@ -548,8 +534,9 @@ impl Events {
                         status: ids
                             .iter()
                             .filter_map(|c| checks.iter().find(|k| k.id == *c))
-                            .min_by_key(|k| rank(&k.status))
-                            .map_or_else(|| "not_configured".into(), |k| k.status.clone()),
+                            .map(|k| k.status)
+                            .min()
+                            .unwrap_or(CheckStatus::NotConfigured),
                         checks: ids.iter().map(|c| (*c).into()).collect(),
                     })
                     .collect(),
@@ -564,7 +551,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_mapped_check_exists_and_statuses_rank() {
+    fn every_mapped_check_exists() {
         let known = [
             "chain_verified",
             "checkpoints_signed",
@@ -590,10 +577,5 @@ mod tests {
                 }
             }
         }
-        assert!(
-            rank("fail") < rank("not_configured")
-                && rank("not_configured") < rank("warn")
-                && rank("warn") < rank("pass")
-        );
     }
 }
