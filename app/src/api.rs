@@ -267,7 +267,7 @@ pub async fn create_api_key(
         ),
     };
     let now = ctx.ledger.now_us();
-    let expires = days.map(|d| now + d * 86_400_000_000);
+    let expires = days.map(|d| now + d * custos_model::time::DAY_US);
     let (key, token) = ctx.identity.create_api_key(&actor, &name, &parsed, expires).await?;
     Ok(NewApiKey { key: key_view(key, now), token: token.expose_secret().to_owned() })
 }

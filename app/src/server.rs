@@ -95,19 +95,14 @@ impl ServerContext {
             origin: self.ledger.origin().to_owned(),
             ledger_entries: head.seq,
             checkpoint_tree_size: checkpoint.as_ref().map(|c| c.tree_size),
-            checkpoint_signed_at: checkpoint.as_ref().and_then(|c| {
-                chrono::DateTime::from_timestamp_micros(c.created_at_us)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            }),
+            checkpoint_signed_at: checkpoint.as_ref().map(|c| rfc3339(c.created_at_us)),
             current_key_id,
             uptime_seconds: self.started.elapsed().as_secs(),
         })
     }
 }
 
-/// Formats µs since the epoch as RFC 3339 (UTC, seconds).
+/// Formats µs since the epoch as RFC 3339 (UTC, to the second), for people.
 pub fn rfc3339(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
+    custos_engine::time::Timestamp::from_micros(us).rfc3339_seconds()
 }

@@ -6,6 +6,7 @@ mod api;
 mod dashboards;
 mod event;
 mod masking;
+pub mod time;
 pub mod url;
 mod vocab;
 

@@ -117,13 +117,8 @@ const CATEGORIES: [&str; 24] = [
 const OUTCOMES: [&str; 8] = ["success", "success", "success", "success", "success", "failure", "denied", "error"];
 const ACTORS: usize = 2000;
 const TENANTS: usize = 20;
-const SPAN_US: i64 = 30 * 86_400_000_000;
-
-fn rfc3339(us: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
+const SPAN_US: i64 = 30 * custos_engine::time::DAY_US;
+use custos_engine::time::rfc3339;
 
 /// Event i of n: times in order over the last 30 days (with jitter), as
 /// events arrive in real life.

@@ -12,12 +12,13 @@ pub mod limits;
 pub mod routes;
 pub mod telemetry;
 
+use custos_engine::time::HOUR_US;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use custos_engine::clock::{OsRandom, SystemClock};
+use custos_engine::clock::{Clock, OsRandom, RandomSource, SystemClock};
 use custos_engine::events::{OwnAction, OwnEvent};
 use custos_engine::identity::service::{Identity, IdentityError, IdentitySettings};
 use custos_engine::keys::{EnvKek, FileKek, KekError, KekProvider};
@@ -89,8 +90,18 @@ pub async fn open_database(config: &Config) -> Result<Database, StorageError> {
     Ok(db)
 }
 
-/// Opens the ledger on a migrated database.
+/// Opens the ledger on a migrated database (system clock, OS randomness).
 pub async fn open_ledger(config: &Config, db: Database) -> Result<(Ledger, LedgerTasks), LedgerError> {
+    open_ledger_with(config, db, Arc::new(SystemClock), Arc::new(OsRandom)).await
+}
+
+/// Opens the ledger on a migrated database with this clock and randomness.
+pub async fn open_ledger_with(
+    config: &Config,
+    db: Database,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn RandomSource>,
+) -> Result<(Ledger, LedgerTasks), LedgerError> {
     let kek = kek_provider(config)?;
     let cfg = LedgerConfig {
         origin: config.ledger.origin.clone(),
@@ -98,13 +109,24 @@ pub async fn open_ledger(config: &Config, db: Database) -> Result<(Ledger, Ledge
         queue_depth: config.ledger.queue_depth,
         checkpoint_interval: Duration::from_secs(config.ledger.checkpoint_interval_secs),
     };
-    Ledger::open(db, kek.as_ref(), cfg, Arc::new(SystemClock), Arc::new(OsRandom)).await
+    Ledger::open(db, kek.as_ref(), cfg, clock, rng).await
 }
 
-/// The identity service for a configuration (its records go through `events`).
+/// The identity service for a configuration (its records go through
+/// `events`), on the system clock and the OS's randomness.
 pub async fn open_identity(
     config: &Config,
     events: Arc<custos_engine::events::Events>,
+) -> Result<Identity, IdentityError> {
+    open_identity_with(config, events, Arc::new(SystemClock), Arc::new(OsRandom)).await
+}
+
+/// The identity service with this clock and randomness.
+pub async fn open_identity_with(
+    config: &Config,
+    events: Arc<custos_engine::events::Events>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn RandomSource>,
 ) -> Result<Identity, IdentityError> {
     let a = &config.auth;
     let settings = IdentitySettings {
@@ -116,7 +138,7 @@ pub async fn open_identity(
         issuer: "Custos".into(),
         noise_per_minute: a.anonymous_per_minute,
     };
-    Identity::new(events, Arc::new(SystemClock), Arc::new(OsRandom), settings).await
+    Identity::new(events, clock, rng, settings).await
 }
 
 /// On a new installation, creates the first administrator from
@@ -161,12 +183,27 @@ pub struct Running {
     shutdown_timeout: Duration,
 }
 
-/// Starts Custos: database, migrations, ledger, HTTP.
+/// Starts Custos: database, migrations, ledger, HTTP; on the system clock
+/// and the operating system's random generator.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
+    start_with(config, Arc::new(SystemClock), Arc::new(OsRandom)).await
+}
+
+/// Starts Custos on this clock and random source: every time the ledger
+/// and identity use (commit times, sessions' epochs, lockouts, throttles,
+/// key ages, the compliance checks' windows) is the clock's, so a test can
+/// move time with a `ManualClock` instead of sleeping or editing rows. (The
+/// HTTP session cookies' expiry stays on the wall clock: tower-sessions
+/// keeps it.)
+pub async fn start_with(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn RandomSource>,
+) -> Result<Running, StartError> {
     let started = Instant::now();
     let db = open_database(config).await?;
     tracing::info!(database = db.kind().as_str(), "database ready, migrations applied");
-    let (ledger, tasks) = open_ledger(config, db).await?;
+    let (ledger, tasks) = open_ledger_with(config, db, clock.clone(), rng.clone()).await?;
     let head = ledger.head().await?;
     tracing::info!(origin = ledger.origin(), entries = head.seq, "ledger open");
     let events = Arc::new(
@@ -179,7 +216,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         .record_own(lifecycle_event(OwnAction::Start, ledger.db().kind().as_str()))
         .await
         .map_err(|e| StartError::Events(e.to_string()))?;
-    let identity = Arc::new(open_identity(config, events.clone()).await?);
+    let identity = Arc::new(open_identity_with(config, events.clone(), clock, rng).await?);
     first_admin(&identity).await?;
 
     let listener = tokio::net::TcpListener::bind(config.server.bind)
@@ -207,7 +244,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 .map_err(|e| StartError::Events(format!("server.trusted_proxies: {e}")))?,
         ),
         busy: Arc::default(),
-        session_absolute_us: config.auth.session_absolute_hours * 3_600_000_000,
+        session_absolute_us: config.auth.session_absolute_hours * HOUR_US,
         session_idle_secs: config.auth.session_idle_minutes * 60,
         events: events.clone(),
         verifications: Arc::default(),

@@ -7,3 +7,4 @@ pub mod jobs;
 pub mod keys;
 pub mod ledger;
 pub mod storage;
+pub mod time;

@@ -3,6 +3,7 @@
 //! A sheet holds 1,048,576 rows, header included; the export continues on
 //! a new sheet ("Events 2", ...) with the header repeated.
 
+use custos_engine::time::DAY_US;
 use std::io::Write;
 
 use custos_engine::events::export::{ExportSink, OwnedRow, PageEncoder, Summary, flat_cells};
@@ -31,7 +32,7 @@ pub fn position(n: u64, rows_per_sheet: u32) -> (u32, u32) {
 /// Microseconds since the epoch as an Excel serial date (days since
 /// 1899-12-30, the 1900 date system).
 pub fn excel_serial(us: i64) -> f64 {
-    us as f64 / 86_400_000_000.0 + 25_569.0
+    us as f64 / DAY_US as f64 + 25_569.0
 }
 
 /// Builds the workbook sheet by sheet.

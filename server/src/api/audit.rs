@@ -11,6 +11,7 @@ use custos_engine::events::validate::{FieldError, parse_json, parse_ndjson_lines
 use custos_engine::events::{EventsError, SearchFilter, Submitter};
 use custos_engine::identity::permission::Permission;
 use custos_engine::identity::service::Caller;
+use custos_engine::time::{DAY_US, HOUR_US};
 use custos_model::{ErrorBody, ErrorCode, EventView, IngestReceipt, SearchPage, Stats};
 use serde::Serialize;
 
@@ -422,12 +423,12 @@ pub async fn stats(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Result
         return Err(ApiError::fields(errors));
     }
     let to = to.unwrap_or(now);
-    let from = from.unwrap_or(to - 86_400_000_000);
+    let from = from.unwrap_or(to - DAY_US);
     let bucket = bucket.unwrap_or_else(|| {
         let span = to - from;
-        if span <= 6 * 3_600_000_000 {
+        if span <= 6 * HOUR_US {
             "minute".into()
-        } else if span <= 14 * 86_400_000_000 {
+        } else if span <= 14 * DAY_US {
             "hour".into()
         } else {
             "day".into()

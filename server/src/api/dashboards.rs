@@ -7,6 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custos_engine::events::saved::parse_range;
 use custos_engine::events::service::parse_rfc3339;
+use custos_engine::time::DAY_US;
 use custos_model::{Analytics, ComplianceReport, ErrorBody, EventView, KeyStatus};
 
 use super::audit::query_pairs;
@@ -57,7 +58,7 @@ pub async fn analytics(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
         return Err(ApiError::field("range", "give either range or from/to, not both"));
     }
     let to = to.unwrap_or(now);
-    let from = from.unwrap_or(to - range.unwrap_or(86_400_000_000));
+    let from = from.unwrap_or(to - range.unwrap_or(DAY_US));
     Ok(axum::Json(s.events.analytics(from, to).await?))
 }
 
@@ -137,7 +138,7 @@ async fn key_status(s: &AppState) -> Result<KeyStatus, ApiError> {
         current_key_id: current.map_or(0, |k| k.key_id),
         current_key_age_days: current
             .and_then(|k| parse_rfc3339(&k.created_at))
-            .map_or(0.0, |t| ((now - t) as f64 / 86_400_000_000.0 * 10.0).round() / 10.0),
+            .map_or(0.0, |t| ((now - t) as f64 / DAY_US as f64 * 10.0).round() / 10.0),
         keys,
     })
 }

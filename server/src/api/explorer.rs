@@ -1,6 +1,7 @@
 //! What the events explorer needs besides search and read: the histogram
 //! of a search, the live tail (server-sent events) and saved searches.
 
+use custos_engine::time::DAY_US;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -50,7 +51,7 @@ pub async fn histogram(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
     let mut f = SearchFilter::from_pairs(&filters).map_err(ApiError::fields)?;
     let now = s.ledger.now_us();
     let to = f.to_us.unwrap_or(now);
-    let from = f.from_us.unwrap_or(to.saturating_sub(86_400_000_000));
+    let from = f.from_us.unwrap_or(to.saturating_sub(DAY_US));
     if from >= to {
         return Err(ApiError::field("from", "must be before `to` (which defaults to now)"));
     }

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod session_store;
 
+use custos_engine::time::MINUTE_US;
 use std::net::SocketAddr;
 
 use axum::Form;
@@ -31,7 +32,7 @@ use crate::http::AppState;
 use custos_model::ErrorCode;
 
 /// How long a password-checked sign-in may wait for its second factor.
-const MFA_PENDING_US: i64 = 5 * 60 * 1_000_000;
+const MFA_PENDING_US: i64 = 5 * MINUTE_US;
 
 /// The client's address, user agent and request id, as an audit actor.
 pub fn client_actor(

@@ -4,6 +4,7 @@
 //! same run: the category counts of the month taken from the ledger rows
 //! themselves (what the rollups save).
 
+use custos_engine::time::DAY_US;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -57,7 +58,7 @@ async fn run(events: &Events, args: &DashboardsArgs) -> ExitCode {
     println!("|---|---|---:|---:|---:|");
     let mut month_by_category = 0.0;
     for (label, days) in [("24 h", 1), ("7 days", 7), ("30 days", 30)] {
-        let from = now - days * 86_400_000_000;
+        let from = now - days * DAY_US;
         let mut times: std::collections::BTreeMap<String, Vec<f64>> = std::collections::BTreeMap::new();
         let mut order = Vec::new();
         for i in 0..args.runs.max(2) {
@@ -116,7 +117,7 @@ async fn run(events: &Events, args: &DashboardsArgs) -> ExitCode {
             .query_all_raw(custos_engine::storage::stmt_for(
                 b,
                 "SELECT category, COUNT(*) AS n FROM ledger_entries WHERE occurred_at >= ? AND occurred_at < ? GROUP BY category",
-                vec![(now - 30 * 86_400_000_000).into(), now.into()],
+                vec![(now - 30 * DAY_US).into(), now.into()],
             ))
             .await;
         let ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -3,6 +3,7 @@
 //! as an application would send them. The run itself is recorded in the
 //! ledger (`demo.seed`).
 
+use custos_engine::time::DAY_US;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,7 +67,7 @@ pub async fn demo(config: &Config, command: DemoCommand) -> ExitCode {
 
 async fn seed(events: Arc<Events>, args: &SeedArgs, batch: u64) -> ExitCode {
     let end = events.ledger().now_us();
-    let span = args.days as i64 * 86_400_000_000;
+    let span = args.days as i64 * DAY_US;
     let (n, seed) = (args.events, args.seed);
     let set = Arc::new(demo::Demo::new(seed, n, end, span));
     let next = Arc::new(AtomicU64::new(0));

@@ -7,6 +7,7 @@
 //! infrastructure and network changes; notifications sent and failed;
 //! security findings. Times follow a working-day rhythm over a period.
 
+use custos_engine::time::{DAY_US, HOUR_US, rfc3339};
 use serde_json::{Value, json};
 
 use crate::Rng;
@@ -98,8 +99,8 @@ fn ip(rng: &mut Rng) -> String {
 /// How busy an hour is: working hours (08:00-18:00 UTC) four times the
 /// night, weekends at 40%.
 fn hour_weight(hour_start_us: i64) -> f64 {
-    let hour = hour_start_us.div_euclid(3_600_000_000).rem_euclid(24);
-    let weekday = hour_start_us.div_euclid(86_400_000_000).rem_euclid(7); // 0 = Thursday 1970-01-01
+    let hour = hour_start_us.div_euclid(HOUR_US).rem_euclid(24);
+    let weekday = hour_start_us.div_euclid(DAY_US).rem_euclid(7); // 0 = Thursday 1970-01-01
     let mut w = if (8..18).contains(&hour) { 1.0 } else { 0.25 };
     if weekday == 2 || weekday == 3 {
         w *= 0.4; // Saturday, Sunday
@@ -123,13 +124,13 @@ impl Demo {
     /// The set for `seed`.
     pub fn new(seed: u64, n: u64, end_us: i64, span_us: i64) -> Demo {
         let start_us = end_us - span_us.max(1);
-        let hours = (span_us.max(1) as u64).div_ceil(3_600_000_000) as usize;
+        let hours = (span_us.max(1) as u64).div_ceil(HOUR_US as u64) as usize;
         let mut cdf = Vec::with_capacity(hours);
         let mut acc = 0.0;
         for h in 0..hours {
-            let at = start_us + h as i64 * 3_600_000_000;
+            let at = start_us + h as i64 * HOUR_US;
             // The last hour may be partial.
-            let len = (end_us - at).min(3_600_000_000) as f64 / 3_600_000_000.0;
+            let len = (end_us - at).min(HOUR_US) as f64 / HOUR_US as f64;
             acc += hour_weight(at) * len;
             cdf.push(acc);
         }
@@ -145,7 +146,7 @@ impl Demo {
         let h = self.cdf.partition_point(|c| *c < u).min(self.cdf.len() - 1);
         let lo = if h == 0 { 0.0 } else { self.cdf[h - 1] };
         let frac = ((u - lo) / (self.cdf[h] - lo).max(1e-12)).clamp(0.0, 1.0);
-        let t = self.start_us + h as i64 * 3_600_000_000 + (frac * 3_600_000_000.0) as i64;
+        let t = self.start_us + h as i64 * HOUR_US + (frac * HOUR_US as f64) as i64;
         t.clamp(self.start_us, self.end_us - 1)
     }
 
@@ -153,10 +154,6 @@ impl Demo {
     pub fn event(&self, i: u64) -> Value {
         event_at(self.seed, i, self.when(i))
     }
-}
-
-fn rfc3339(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 fn event_at(seed: u64, i: u64, at: i64) -> Value {

@@ -35,10 +35,20 @@ impl TestApp {
 
     /// A server with some settings changed.
     pub async fn spawn_with(backend: Backend, change: impl FnOnce(&mut Config)) -> Option<TestApp> {
+        Self::spawn_on(backend, change, std::sync::Arc::new(custos_engine::clock::SystemClock)).await
+    }
+
+    /// A server on `clock` (a `ManualClock` to move time instead of sleeping).
+    pub async fn spawn_on(
+        backend: Backend,
+        change: impl FnOnce(&mut Config),
+        clock: std::sync::Arc<dyn custos_engine::clock::Clock>,
+    ) -> Option<TestApp> {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(backend, dir.path()).await?;
         change(&mut config);
-        let running = custos_server::start(&config).await.unwrap();
+        let rng = std::sync::Arc::new(custos_engine::clock::OsRandom);
+        let running = custos_server::start_with(&config, clock, rng).await.unwrap();
         Some(TestApp {
             base: format!("http://{}", running.addr),
             client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),

@@ -178,7 +178,10 @@ fn replace_value(text: &str, key: &str, value: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_end_after_inactivity_and_after_the_absolute_limit_and_say_so_in_the_ledger() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    // On a clock the test moves (the cookie's idle expiry stays on the wall
+    // clock, which tower-sessions keeps: that one is edited in the store).
+    let clock = std::sync::Arc::new(custos_engine::clock::ManualClock::new(chrono::Utc::now().timestamp_micros()));
+    let app = TestApp::spawn_on(Backend::Sqlite, |_| {}, clock.clone()).await.unwrap();
     user(&app, "carol").await;
     // Idle: the stored expiry has passed.
     let idle = session_cookie(&login(&app, None, "carol").await);
@@ -186,9 +189,10 @@ async fn sessions_end_after_inactivity_and_after_the_absolute_limit_and_say_so_i
     assert_eq!(whoami(&app, &idle).await, StatusCode::UNAUTHORIZED);
     // Absolute: signed in longer ago than the limit (12 h by default), though active.
     let old = session_cookie(&login(&app, None, "carol").await);
-    let thirteen_hours_ago = chrono::Utc::now().timestamp_micros() - 13 * 3_600_000_000;
-    rewrite_session(&app, &old, |t| replace_value(t, "auth_at", &thirteen_hours_ago.to_string())).await;
-    assert_eq!(whoami(&app, &old).await, StatusCode::UNAUTHORIZED);
+    clock.advance_us(11 * custos_engine::time::HOUR_US);
+    assert_eq!(whoami(&app, &old).await, StatusCode::OK, "11 h after signing in, still signed in");
+    clock.advance_us(2 * custos_engine::time::HOUR_US);
+    assert_eq!(whoami(&app, &old).await, StatusCode::UNAUTHORIZED, "13 h after: over the 12 h limit");
     let events = expire_events(&app).await;
     assert_eq!(events.len(), 2, "{events:?}");
     assert!(events[0].contains("idle timeout") && events[1].contains("absolute timeout"), "{events:?}");

@@ -2,6 +2,7 @@
 //! sequencer writes in the commit's transaction (never a scan of the
 //! ledger), one named query per figure so that each can be timed.
 
+use crate::time::{DAY_US, HOUR_US};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -20,9 +21,7 @@ pub const QUERIES: [&str; 7] =
     ["volume_by_category", "volume_by_outcome", "top_actions", "top_actors", "action_outcomes", "resources", "latency"];
 
 /// Longest period: a year.
-pub const MAX_SPAN_US: i64 = 366 * 86_400_000_000;
-const HOUR_US: i64 = 60 * BUCKET_US;
-const DAY_US: i64 = 24 * HOUR_US;
+pub const MAX_SPAN_US: i64 = 366 * DAY_US;
 /// Up to this span the series are per hour, beyond it per day.
 const HOURLY_UP_TO_US: i64 = 7 * DAY_US;
 /// Values kept in the "top" lists.

@@ -11,7 +11,7 @@ pub mod own;
 pub mod saved;
 pub mod search;
 pub mod service;
-pub mod time;
+pub use crate::time;
 pub mod validate;
 pub mod verification;
 

@@ -1,5 +1,6 @@
 //! The explorer's histogram and saved searches.
 
+use crate::time::{DAY_US, HOUR_US, MINUTE_US, SECOND_US};
 use sea_orm::{ConnectionTrait as _, Value};
 use uuid::Uuid;
 
@@ -36,7 +37,8 @@ impl Events {
             _ => return Err(invalid("from", "must be before `to`")),
         };
         let buckets = buckets.clamp(1, MAX_BUCKETS);
-        let width = span.div_ceil(buckets).div_ceil(1_000_000).max(1).saturating_mul(1_000_000);
+        let second = SECOND_US as u64;
+        let width = span.div_ceil(buckets).div_ceil(second).max(1).saturating_mul(second);
         let (actors, resource_ids) = self.masked_forms(f);
         let conn = self.ledger().db().conn();
         let b = conn.get_database_backend();
@@ -57,7 +59,7 @@ impl Events {
                 total += c.max(0) as u64;
             }
         }
-        Ok(Histogram { from: rfc3339(from), to: rfc3339(to), bucket_seconds: width / 1_000_000, total, series })
+        Ok(Histogram { from: rfc3339(from), to: rfc3339(to), bucket_seconds: width / second, total, series })
     }
 
     /// The caller's saved searches and everyone's shared ones, by name.
@@ -195,9 +197,9 @@ pub fn parse_range(s: &str) -> Option<i64> {
     let (n, unit) = s.split_at(at);
     let n: i64 = n.parse().ok().filter(|n| (1..=100_000).contains(n))?;
     let unit_us = match unit {
-        "m" => 60_000_000,
-        "h" => 3_600_000_000,
-        "d" => 86_400_000_000,
+        "m" => MINUTE_US,
+        "h" => HOUR_US,
+        "d" => DAY_US,
         _ => return None,
     };
     Some(n * unit_us)

@@ -144,7 +144,7 @@ impl SearchFilter {
                 continue;
             }
             match k.as_str() {
-                "from" | "to" => match super::time::parse_rfc3339(v.trim()) {
+                "from" | "to" => match crate::time::parse_rfc3339(v.trim()) {
                     Some(us) if k == "from" => f.from_us = Some(us),
                     Some(us) => f.to_us = Some(us),
                     None => err(k, "must be an RFC 3339 date-time, e.g. 2026-11-26T14:03:00Z".into()),

@@ -2,6 +2,7 @@
 //! with its path and the reason, and a request with any bad item stores
 //! nothing.
 
+use crate::time::{DAY_US, SECOND_US};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -338,10 +339,10 @@ pub fn validate_one(
         ) {
             Ok(t) => {
                 let us = t.timestamp_micros();
-                if us > now_us + limits.max_future_secs * 1_000_000 {
+                if us > now_us + limits.max_future_secs * SECOND_US {
                     c.err("occurred_at", format!("is more than {} seconds in the future", limits.max_future_secs));
                     None
-                } else if us < now_us - limits.max_past_days * 86_400_000_000 {
+                } else if us < now_us - limits.max_past_days * DAY_US {
                     c.err("occurred_at", format!("is more than {} days in the past", limits.max_past_days));
                     None
                 } else {

@@ -17,13 +17,13 @@
 //!   refused it before any hash) and not recorded. Anonymous calls of public
 //!   endpoints are never refused, only counted.
 
+use crate::time::{MINUTE_US, SECOND_US};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::clock::Clock;
 
 /// One minute, in µs.
-const MINUTE_US: i64 = 60_000_000;
 /// Most (kind, source) windows kept; beyond it new sources share one key.
 const MAX_SOURCES: usize = 50_000;
 /// Most topics recorded on their own per source and minute.
@@ -165,7 +165,9 @@ impl NoiseGate {
         if w.seen > self.limit && kind != NoiseKind::AnonymousPublic {
             w.refused += 1;
             let next = (minute + 1) * MINUTE_US;
-            Verdict::Refuse { retry_after_secs: u64::try_from(next - now).unwrap_or(0).div_ceil(1_000_000).max(1) }
+            Verdict::Refuse {
+                retry_after_secs: u64::try_from(next - now).unwrap_or(0).div_ceil(SECOND_US as u64).max(1),
+            }
         } else if w.topics.len() < MAX_TOPICS && !w.topics.contains(topic) {
             w.topics.insert(topic.to_owned());
             Verdict::Record

@@ -2,6 +2,7 @@
 //! window: after `max` failures within `window`, attempts are refused until
 //! the oldest failure leaves the window.
 
+use crate::time::SECOND_US;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -22,7 +23,7 @@ pub struct Throttle {
 impl Throttle {
     /// At most `max` failures per `window_secs` per key.
     pub fn new(max: usize, window_secs: i64, clock: Arc<dyn Clock>) -> Self {
-        Throttle { max, window_us: window_secs * 1_000_000, clock, failures: Mutex::new(HashMap::new()) }
+        Throttle { max, window_us: window_secs * SECOND_US, clock, failures: Mutex::new(HashMap::new()) }
     }
 
     /// None when an attempt is allowed, else seconds until it will be.
@@ -37,7 +38,7 @@ impl Throttle {
             return None;
         }
         let oldest = q.front().copied().unwrap_or(now);
-        Some(u64::try_from(oldest + self.window_us - now).unwrap_or(0).div_ceil(1_000_000).max(1))
+        Some(u64::try_from(oldest + self.window_us - now).unwrap_or(0).div_ceil(SECOND_US as u64).max(1))
     }
 
     /// Takes a slot before the work it guards (a password hash): counted as
@@ -54,7 +55,10 @@ impl Throttle {
             }
             if q.len() >= self.max {
                 let oldest = q.front().copied().unwrap_or(now);
-                return Err(u64::try_from(oldest + self.window_us - now).unwrap_or(0).div_ceil(1_000_000).max(1));
+                return Err(u64::try_from(oldest + self.window_us - now)
+                    .unwrap_or(0)
+                    .div_ceil(SECOND_US as u64)
+                    .max(1));
             }
         }
         self.push(&mut map, key, now);

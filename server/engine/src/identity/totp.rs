@@ -1,6 +1,7 @@
 //! Time-based one-time passwords (RFC 6238, HMAC-SHA1, 30-second steps,
 //! 6 digits) and recovery codes.
 
+use crate::time::SECOND_US;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha1::Sha1;
 use subtle::ConstantTimeEq as _;
@@ -26,7 +27,7 @@ pub fn hotp(secret: &[u8], step: u64, digits: u32) -> u32 {
 
 /// The step a time falls in.
 pub fn step_at(unix_us: i64) -> u64 {
-    u64::try_from(unix_us.div_euclid(1_000_000) / STEP_SECONDS).unwrap_or(0)
+    u64::try_from(unix_us.div_euclid(SECOND_US) / STEP_SECONDS).unwrap_or(0)
 }
 
 /// Checks a 6-digit code at `now`, accepting the previous and next step for

@@ -21,6 +21,7 @@
 //! few values and read hourly rows (a month of categories is 10,000 rows). Rollups are derived data: they
 //! are not part of the sealed record and a purge leaves them in place.
 
+use crate::time::MINUTE_US;
 use std::collections::HashMap;
 
 use sea_orm::{ConnectionTrait, Value};
@@ -74,7 +75,7 @@ pub fn latency_value(bucket: i64) -> f64 {
 }
 
 /// Microseconds per bucket.
-pub const BUCKET_US: i64 = 60_000_000;
+pub const BUCKET_US: i64 = MINUTE_US;
 
 /// (dimension, value, bucket) -> count.
 pub type Counts = HashMap<(&'static str, String, i64), i64>;

@@ -2,6 +2,7 @@
 //! operators into the page.
 
 use super::*;
+use custos_engine::time::DAY_US;
 
 /// Events per bucket over the summary's period, as bars.
 pub(super) fn draw_histogram(canvas: &mut PdfCanvas<'_>, s: &Summary) -> Result<(), String> {
@@ -21,7 +22,7 @@ pub(super) fn draw_histogram(canvas: &mut PdfCanvas<'_>, s: &Summary) -> Result<
         .iter()
         .map(|(start, _)| {
             let t = custos_engine::events::service::rfc3339(*start);
-            if width_us >= 86_400_000_000 {
+            if width_us >= DAY_US {
                 t.get(..10).unwrap_or(&t).to_owned()
             } else {
                 t.get(5..16).unwrap_or(&t).replace('T', " ")

@@ -5,6 +5,7 @@
 //! that cannot be computed because its feature does not exist says
 //! `not_configured`.
 
+use crate::time::{DAY_US, HOUR_US, SECOND_US};
 use sea_orm::{ConnectionTrait as _, DbBackend, Value};
 
 use super::model::{
@@ -21,8 +22,6 @@ mod frameworks;
 
 pub use self::frameworks::FRAMEWORKS;
 
-const HOUR_US: i64 = 60 * BUCKET_US;
-const DAY_US: i64 = 24 * HOUR_US;
 /// The window "being recorded" checks look at.
 const RECENT_DAYS: i64 = 30;
 /// A data key older than this is due for rotation.
@@ -484,7 +483,7 @@ impl Events {
         // Commit times come from this server's clock and never go backwards.
         let newest = ledger.entry(head.seq).await?;
         checks.push(match newest {
-            Some(e) if e.header.recorded_at_us > now + 1_000_000 => check(
+            Some(e) if e.header.recorded_at_us > now + SECOND_US => check(
                 "clock",
                 "Time stamps from a consistent clock",
                 CheckStatus::Fail,

@@ -9,6 +9,7 @@ mod run;
 mod sealed;
 mod sink;
 
+use crate::time::{DAY_US, HOUR_US};
 use std::collections::{BTreeMap, HashMap};
 
 pub use jobs::{ExportJobs, FileError, Requester};
@@ -118,7 +119,6 @@ pub struct Summary {
 }
 
 const MAX_ACTIONS: usize = 10_000;
-const HOUR_US: i64 = 3_600_000_000;
 
 impl Summary {
     /// Counts one exported row (every format).
@@ -150,9 +150,9 @@ impl Summary {
             (Some(a), Some(b)) => b - a,
             _ => 0,
         };
-        if span <= 4 * 86_400_000_000 {
+        if span <= 4 * DAY_US {
             (HOUR_US, "hour")
-        } else if span <= 120 * 86_400_000_000 {
+        } else if span <= 120 * DAY_US {
             (24 * HOUR_US, "day")
         } else {
             (7 * 24 * HOUR_US, "week")

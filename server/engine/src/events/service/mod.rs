@@ -25,13 +25,13 @@ use self::policy::Policy;
 pub use self::read::{EventRef, ProvenEvent, Unmask};
 pub(crate) use self::view::{contains_text, sealed_by_server, view_of};
 use self::view::{content_digest, items_last_seq, receipt_view};
-pub use super::time::{parse_rfc3339, rfc3339};
 use super::validate::{BodyError, FieldError, Limits, validate_lines};
 use crate::ledger::rollup::BUCKET_US;
 use crate::ledger::store::{self, entry_from_row};
 use crate::ledger::types::{HeaderFields, StoredEntry};
 use crate::ledger::{Ledger, LedgerError, NewEntry, Receipt};
 use crate::storage::stmt_for;
+pub use crate::time::{parse_rfc3339, rfc3339};
 
 /// The sealed submitter of the events the server records about itself.
 /// Clients are `api_key:<prefix>` or `user:<id>`, never this.

@@ -1,6 +1,7 @@
 //! API keys: create, list, revoke, authenticate; the noise gate's summaries.
 
 use super::*;
+use crate::time::MINUTE_US;
 
 impl Identity {
     // --- API keys -------------------------------------------------------------
@@ -187,7 +188,7 @@ impl Identity {
         let id: i64 = r.try_get("", "id")?;
         // Last use to the minute: one write per key per minute, not per call.
         let last: Option<i64> = r.try_get("", "last_used_at")?;
-        if last.is_none_or(|l| now - l >= 60_000_000) {
+        if last.is_none_or(|l| now - l >= MINUTE_US) {
             self.db
                 .conn()
                 .execute_raw(

@@ -2,6 +2,7 @@
 //! sign-ins, sign-outs, refused access and expired sessions.
 
 use super::*;
+use crate::time::SECOND_US;
 
 impl Identity {
     // --- sign-in --------------------------------------------------------------
@@ -28,7 +29,7 @@ impl Identity {
         if let Some(u) = user {
             let failures = u.live_failures(self.now()) + 1;
             let lock = failures >= self.settings.lockout_threshold;
-            let until = lock.then(|| self.now() + self.settings.lockout_secs * 1_000_000);
+            let until = lock.then(|| self.now() + self.settings.lockout_secs * SECOND_US);
             let res = self
                 .db
                 .conn()
