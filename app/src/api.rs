@@ -97,8 +97,8 @@ pub async fn list_users() -> Result<Vec<UserView>, AppError> {
             roles: u.roles,
             disabled: u.disabled,
             mfa_enabled: u.mfa_enabled,
-            locked_until: u.locked_until_us.map(crate::server::rfc3339),
-            last_login: u.last_login_us.map(crate::server::rfc3339),
+            locked_until: u.locked_until_us.map(crate::server::rfc3339_seconds),
+            last_login: u.last_login_us.map(crate::server::rfc3339_seconds),
         })
         .collect())
 }
@@ -225,9 +225,9 @@ fn key_view(k: custos_engine::identity::service::ApiKeySummary, now: i64) -> Api
         prefix: k.prefix,
         name: k.name,
         scopes: k.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
-        created: crate::server::rfc3339(k.created_us),
-        expires: k.expires_us.map(crate::server::rfc3339),
-        last_used: k.last_used_us.map(crate::server::rfc3339),
+        created: crate::server::rfc3339_seconds(k.created_us),
+        expires: k.expires_us.map(crate::server::rfc3339_seconds),
+        last_used: k.last_used_us.map(crate::server::rfc3339_seconds),
         status: status.to_owned(),
     }
 }

@@ -1,5 +1,6 @@
 //! Server-side context of the UI (compiled with `ssr` only).
 
+use custos_model::Channel;
 use std::time::Instant;
 
 use std::sync::Arc;
@@ -79,7 +80,7 @@ pub fn actor(c: &Caller) -> custos_engine::identity::service::Actor {
         .map(|s| s.chars().take(256).collect());
     let request_id =
         parts.as_ref().and_then(|p| p.headers.get("x-request-id")).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    c.actor("ui").from_client(ip, ua, request_id)
+    c.actor(Channel::Ui).from_client(ip, ua, request_id)
 }
 
 impl ServerContext {
@@ -95,7 +96,7 @@ impl ServerContext {
             origin: self.ledger.origin().to_owned(),
             ledger_entries: head.seq,
             checkpoint_tree_size: checkpoint.as_ref().map(|c| c.tree_size),
-            checkpoint_signed_at: checkpoint.as_ref().map(|c| rfc3339(c.created_at_us)),
+            checkpoint_signed_at: checkpoint.as_ref().map(|c| rfc3339_seconds(c.created_at_us)),
             current_key_id,
             uptime_seconds: self.started.elapsed().as_secs(),
         })
@@ -103,6 +104,6 @@ impl ServerContext {
 }
 
 /// Formats µs since the epoch as RFC 3339 (UTC, to the second), for people.
-pub fn rfc3339(us: i64) -> String {
+pub fn rfc3339_seconds(us: i64) -> String {
     custos_engine::time::Timestamp::from_micros(us).rfc3339_seconds()
 }

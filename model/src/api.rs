@@ -301,8 +301,6 @@ pub enum ErrorCode {
     InternalError,
     /// 500: an export could not be written (disk, format); the ledger is fine.
     ExportFailed,
-    /// 500: a background job ended without a result (the server restarted).
-    JobLost,
     /// 503: the ledger cannot record or read right now; nothing was changed.
     LedgerUnavailable,
     /// 503: the server is busy (password hashing slots); try again.
@@ -311,7 +309,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the README's order.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidRequest,
         ErrorCode::MalformedBody,
         ErrorCode::Unauthenticated,
@@ -330,7 +328,6 @@ impl ErrorCode {
         ErrorCode::TooManyRequests,
         ErrorCode::InternalError,
         ErrorCode::ExportFailed,
-        ErrorCode::JobLost,
         ErrorCode::LedgerUnavailable,
         ErrorCode::Busy,
     ];
@@ -356,7 +353,6 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::InternalError => "internal_error",
             ErrorCode::ExportFailed => "export_failed",
-            ErrorCode::JobLost => "job_lost",
             ErrorCode::LedgerUnavailable => "ledger_unavailable",
             ErrorCode::Busy => "busy",
         }
@@ -376,7 +372,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InvalidEvents => 422,
             ErrorCode::TooManyRequests => 429,
-            ErrorCode::InternalError | ErrorCode::ExportFailed | ErrorCode::JobLost => 500,
+            ErrorCode::InternalError | ErrorCode::ExportFailed => 500,
             ErrorCode::LedgerUnavailable | ErrorCode::Busy => 503,
         }
     }

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::{Outcome, Severity};
+
 /// Event categories.
 pub const CATEGORIES: [&str; 15] = [
     "authentication",
@@ -22,9 +24,9 @@ pub const CATEGORIES: [&str; 15] = [
     "integrity",
 ];
 /// Outcomes.
-pub const OUTCOMES: [&str; 4] = ["success", "failure", "denied", "error"];
+pub const OUTCOMES: [&str; 4] = Outcome::WORDS;
 /// Severities, lowest first.
-pub const SEVERITIES: [&str; 6] = ["debug", "info", "notice", "warning", "error", "critical"];
+pub const SEVERITIES: [&str; 6] = Severity::WORDS;
 /// Kinds of actor.
 pub const ACTOR_KINDS: [&str; 4] = ["user", "service", "api_key", "system"];
 
@@ -122,12 +124,12 @@ pub struct Event {
     /// Dotted verb, e.g. `user.login`.
     pub action: String,
     /// success, failure, denied or error.
-    pub outcome: String,
+    pub outcome: Outcome,
     /// Why, for failures and denials.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// debug … critical.
-    pub severity: String,
+    pub severity: Severity,
     /// Who.
     pub actor: Actor,
     /// What.

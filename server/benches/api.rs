@@ -248,7 +248,7 @@ async fn run(a: Args) {
     let base = format!("http://{}", server.addr);
     let (_, key) = server
         .identity
-        .create_api_key(&Actor::system("cli"), "bench", &[Scope::Ingest, Scope::Read], None)
+        .create_api_key(&Actor::system(custos_model::Channel::Cli), "bench", &[Scope::Ingest, Scope::Read], None)
         .await
         .unwrap();
     let key = key.expose_secret().to_owned();
@@ -389,7 +389,7 @@ async fn run(a: Args) {
         roles: vec!["compliance_officer".into()],
         must_change_password: false,
     };
-    server.identity.create_user(&Actor::system("cli"), officer).await.unwrap();
+    server.identity.create_user(&Actor::system(custos_model::Channel::Cli), officer).await.unwrap();
     let browser =
         reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let res = browser

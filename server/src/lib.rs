@@ -13,6 +13,7 @@ pub mod routes;
 pub mod telemetry;
 
 use custos_engine::time::HOUR_US;
+use custos_model::Channel;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -343,6 +344,14 @@ impl Running {
         // Background work ends before the ledger closes: none is cut off
         // while it records.
         let stopped = self.background.stop(self.shutdown_timeout).await;
+        // Running jobs (exports, verifications) end and record their end
+        // first too; one still running then is cut off (an export cut off
+        // cannot record, so its file is discarded: fail closed).
+        if !self.state.verifications.wait_idle(self.shutdown_timeout).await
+            || !self.state.exports.wait_idle(self.shutdown_timeout).await
+        {
+            tracing::warn!("jobs were still running at shutdown");
+        }
         let kind = self.ledger.db().kind().as_str();
         if let Err(e) = self.events.record_own(lifecycle_event(OwnAction::Stop, kind)).await {
             tracing::error!(error = %e, "could not record the shutdown in the ledger");
@@ -377,12 +386,7 @@ async fn scheduled_verification(ledger: &Ledger, events: &custos_engine::events:
         return;
     }
     let scope = custos_engine::ledger::verify::VerifyScope::default();
-    let who = custos_engine::jobs::Requester {
-        owner: "custos".into(),
-        actor: custos_engine::events::own::custos_actor("scheduled verification"),
-        request_id: None,
-        channel: "system".into(),
-    };
+    let who = custos_engine::events::Requester::custos("scheduled verification");
     match events.verify_and_record(scope, &who, None, |_| {}).await {
         Ok(r) if r.is_intact() => tracing::info!(entries = r.entries_checked, "scheduled verification: intact"),
         Ok(r) => tracing::error!(failure = ?r.failure, "scheduled verification FAILED"),
@@ -399,7 +403,7 @@ fn lifecycle_event(action: OwnAction, database: &str) -> OwnEvent {
         "host": host,
         "pid": std::process::id(),
     });
-    OwnEvent::by_custos(action, "custos", "system").resource("service", host).details(details)
+    OwnEvent::by_custos(action, "custos", Channel::System).resource("service", host).details(details)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

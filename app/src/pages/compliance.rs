@@ -181,6 +181,7 @@ mod tests {
     fn evidence_becomes_links_of_this_ui() {
         let e = Evidence::events("x", &[("action", "audit.*"), ("range", "30d")]);
         assert_eq!(href(&e), "/events?action=audit.*&range=30d");
+        assert_eq!(href(&Evidence::events("x", &[("q", "a b&c=d")])), "/events?q=a%20b%26c%3Dd", "values are encoded");
         assert_eq!(href(&Evidence::new("k", EvidenceOf::Keys)), "/integrity");
         assert_eq!(href(&Evidence::new("m", EvidenceOf::MaskingPolicyHistory)), "/api/policies/masking/history");
     }

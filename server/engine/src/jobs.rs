@@ -6,26 +6,14 @@
 //! finished jobs beyond the number it keeps (running jobs are never
 //! forgotten; how many may run at once is bounded by the caller's slots).
 //! Jobs live in memory only: what they did is in the ledger, recorded by
-//! the work itself.
+//! the work itself. Who started a job is its owner: a principal
+//! (`kind:id`, [`crate::events::Requester::owner`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-pub use custos_model::{Actor, JobState};
+pub use custos_model::JobState;
 use uuid::Uuid;
-
-/// Who asked for a job.
-#[derive(Debug, Clone)]
-pub struct Requester {
-    /// The principal (`kind:id`): the owner of the job.
-    pub owner: String,
-    /// As recorded in the ledger.
-    pub actor: Actor,
-    /// The HTTP request, for correlation.
-    pub request_id: Option<String>,
-    /// api, ui, cli or system.
-    pub channel: String,
-}
 
 /// A kind of job: what it shows while it runs and what it ends with.
 pub trait JobKind: Send + Sync + 'static {
@@ -82,6 +70,22 @@ impl<K: JobKind> Job<K> {
 pub struct Registry<K: JobKind> {
     jobs: Mutex<HashMap<Uuid, Arc<Job<K>>>>,
     kept: usize,
+    /// How many jobs' tasks are running (shutdown waits for none).
+    running: tokio::sync::watch::Sender<usize>,
+}
+
+/// Ends a job when its task ends, however it ends: a task that panics or
+/// is aborted leaves a failed job, not one that runs forever.
+struct Finisher<K: JobKind> {
+    job: Arc<Job<K>>,
+    running: tokio::sync::watch::Sender<usize>,
+}
+
+impl<K: JobKind> Drop for Finisher<K> {
+    fn drop(&mut self) {
+        self.job.finish(Err("the job stopped before its end".into()));
+        self.running.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl<K: JobKind> std::fmt::Debug for Registry<K> {
@@ -93,7 +97,7 @@ impl<K: JobKind> std::fmt::Debug for Registry<K> {
 impl<K: JobKind> Registry<K> {
     /// A registry that remembers at most `kept` finished jobs.
     pub fn new(kept: usize) -> Registry<K> {
-        Registry { jobs: Mutex::default(), kept: kept.max(1) }
+        Registry { jobs: Mutex::default(), kept: kept.max(1), running: tokio::sync::watch::Sender::new(0) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<Job<K>>>> {
@@ -121,6 +125,42 @@ impl<K: JobKind> Registry<K> {
         }
         jobs.insert(job.id, job.clone());
         job
+    }
+
+    /// Starts a job: `work` gets the job (for its progress) and returns its
+    /// outcome, which the job keeps. `hold` (a slot of the caller's
+    /// bounds) is released after the outcome is kept. The handle resolves
+    /// when the job has ended.
+    pub fn spawn<F, Fut>(
+        &self,
+        id: Option<Uuid>,
+        owner: &str,
+        info: K::Info,
+        hold: impl Send + 'static,
+        work: F,
+    ) -> (Arc<Job<K>>, tokio::task::JoinHandle<()>)
+    where
+        F: FnOnce(Arc<Job<K>>) -> Fut,
+        Fut: std::future::Future<Output = Result<K::Output, String>> + Send + 'static,
+    {
+        let job = self.insert(id, owner, info);
+        self.running.send_modify(|n| *n += 1);
+        let finisher = Finisher { job: job.clone(), running: self.running.clone() };
+        let run = work(job.clone());
+        let task = tokio::spawn(async move {
+            let _hold = hold;
+            let finisher = finisher;
+            let outcome = run.await;
+            finisher.job.finish(outcome);
+        });
+        (job, task)
+    }
+
+    /// Waits up to `timeout` for every running job to end; false if some
+    /// still run (shutdown: none is cut off while it records its end).
+    pub async fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        let mut rx = self.running.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0)).await.is_ok()
     }
 
     /// A job by id, whoever started it.
@@ -185,5 +225,32 @@ mod tests {
         let f = r.insert(None, "user:a", "sixth");
         assert!([c.id, d.id, e.id, f.id].iter().all(|id| r.get(*id).is_some()));
         assert_eq!(r.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_spawned_job_always_ends_and_shutdown_can_wait_for_it() {
+        let r: Registry<Count> = Registry::new(10);
+        let (ok, task) = r.spawn(None, "user:a", "fine", (), |job| async move {
+            job.progress.store(3, Ordering::Relaxed);
+            Ok(3)
+        });
+        task.await.unwrap();
+        assert_eq!((ok.state(), ok.outcome()), (JobState::Done, Some(Ok(3))));
+        // A task that panics leaves a failed job, not a running one.
+        let (broken, task) = r.spawn(None, "user:a", "broken", (), |_| async move {
+            if true {
+                panic!("boom");
+            }
+            Ok(0)
+        });
+        assert!(task.await.is_err());
+        assert_eq!(broken.state(), JobState::Failed);
+        // One that never ends is waited for, up to the timeout.
+        let (stuck, _task) = r.spawn(None, "user:a", "stuck", (), |_| std::future::pending());
+        assert!(!r.wait_idle(std::time::Duration::from_millis(20)).await, "a job still runs");
+        assert_eq!(stuck.state(), JobState::Running);
+        _task.abort();
+        assert!(r.wait_idle(std::time::Duration::from_secs(5)).await, "aborted: it ended, as failed");
+        assert_eq!(stuck.state(), JobState::Failed);
     }
 }

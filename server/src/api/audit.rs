@@ -6,12 +6,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custos_engine::events::service::{EventRef, Unmask};
-use custos_engine::events::service::{parse_rfc3339, rfc3339};
 use custos_engine::events::validate::{FieldError, parse_json, parse_ndjson_lines};
 use custos_engine::events::{EventsError, SearchFilter, Submitter};
 use custos_engine::identity::permission::Permission;
 use custos_engine::identity::service::Caller;
 use custos_engine::time::{DAY_US, HOUR_US};
+use custos_engine::time::{parse_rfc3339, rfc3339};
+use custos_model::Channel;
 use custos_model::{ErrorBody, ErrorCode, EventView, IngestReceipt, SearchPage, Stats};
 use serde::Serialize;
 
@@ -245,7 +246,7 @@ pub async fn read_one(
                 .push(FieldError { path: other.into(), reason: "unknown parameter; known: unmask, reason".into() }),
         }
     }
-    let unmask = match unmask.then(|| Unmask::new(ctx.requester("api"), reason)) {
+    let unmask = match unmask.then(|| Unmask::new(ctx.requester(Channel::Api), reason)) {
         Some(Err(e)) => {
             errors.push(e);
             None
@@ -425,7 +426,7 @@ pub async fn stats(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Result
     let to = to.unwrap_or(now);
     let from = from.unwrap_or(to - DAY_US);
     let bucket = bucket.unwrap_or_else(|| {
-        let span = to - from;
+        let span = to.saturating_sub(from);
         if span <= 6 * HOUR_US {
             "minute".into()
         } else if span <= 14 * DAY_US {

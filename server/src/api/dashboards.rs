@@ -6,8 +6,9 @@ use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custos_engine::events::saved::parse_range;
-use custos_engine::events::service::parse_rfc3339;
 use custos_engine::time::DAY_US;
+use custos_engine::time::parse_rfc3339;
+use custos_model::Channel;
 use custos_model::{Analytics, ComplianceReport, ErrorBody, EventView, KeyStatus};
 
 use super::audit::query_pairs;
@@ -169,7 +170,7 @@ pub async fn keys(State(s): State<AppState>) -> Result<axum::Json<KeyStatus>, Ap
 )]
 pub async fn rotate(State(s): State<AppState>, ctx: Ctx) -> Result<axum::Json<KeyStatus>, ApiError> {
     // Recorded first: no record, no new key.
-    s.events.rotate_key(&ctx.actor(), "api", ctx.request_id.clone()).await?;
+    s.events.rotate_key(&ctx.actor(), Channel::Api, ctx.request_id.clone()).await?;
     Ok(axum::Json(key_status(&s).await?))
 }
 

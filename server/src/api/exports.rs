@@ -13,6 +13,7 @@
 //! the ledger (`audit.export.completed`, or `audit.export.failed`).
 //! `GET /api/audit/exports/{id}/manifest` returns it.
 
+use custos_model::Channel;
 use std::io::Write;
 
 use axum::body::{Body, Bytes};
@@ -21,7 +22,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custos_engine::events::SearchFilter;
 use custos_engine::events::export::{
-    ExportFormat, ExportProgress, ExportSpec, FileError, PreparedExport, Requester, export_filter,
+    ExportFormat, ExportProgress, ExportSpec, FileError, PreparedExport, export_filter,
 };
 use custos_model::{ErrorBody, ErrorCode, ExportJob};
 use uuid::Uuid;
@@ -64,17 +65,6 @@ fn author(ctx: &Ctx) -> String {
         Some(name) if name != a.id => format!("{} ({name})", a.id),
         _ => a.id,
     }
-}
-
-/// Whose an export is: the principal (`kind:id`; a name can change, and a
-/// user and an API key never share one).
-fn owner(ctx: &Ctx) -> String {
-    ctx.principal()
-}
-
-/// The caller as the requester of an export.
-fn requester(ctx: &Ctx) -> Requester {
-    ctx.requester("api")
 }
 
 /// Writes into a bounded channel of chunks (the HTTP body): the export
@@ -140,7 +130,7 @@ pub async fn export(State(s): State<AppState>, ctx: Ctx, RawQuery(raw): RawQuery
             tracing::warn!(export = %id, error = %e, "a streamed export did not finish");
             let _ = error_tx.send(Err(std::io::Error::other("export failed"))).await;
         }
-        let _ = state.exports.complete(&state.events, id, format, &requester(&ctx), run).await;
+        let _ = state.exports.complete(&state.events, id, format, &ctx.requester(Channel::Api), run).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
     Ok((
@@ -179,7 +169,7 @@ pub async fn start(
 ) -> Result<(StatusCode, axum::Json<ExportJob>), ApiError> {
     let slot = s.busy.start(crate::limits::Work::Export, &ctx.principal())?;
     let prepared = prepare(&s, &ctx, raw.as_deref()).await?;
-    let job = s.exports.start(s.events.clone(), prepared, requester(&ctx), slot);
+    let job = s.exports.start(s.events.clone(), prepared, ctx.requester(Channel::Api), slot);
     Ok((StatusCode::ACCEPTED, axum::Json(job)))
 }
 
@@ -213,7 +203,7 @@ pub async fn status(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ExportJob>, ApiError> {
-    let job = s.exports.status(&owner(&ctx), export_id(&id)?);
+    let job = s.exports.status(&ctx.principal(), export_id(&id)?);
     job.map(axum::Json).ok_or_else(|| ApiError::not_found("no such export of yours"))
 }
 
@@ -229,7 +219,7 @@ pub async fn status(
     security(("api_key" = []), ("session" = []))
 )]
 pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let (path, name, content_type) = s.exports.file(&owner(&ctx), export_id(&id)?)?;
+    let (path, name, content_type) = s.exports.file(&ctx.principal(), export_id(&id)?)?;
     let file = tokio::fs::File::open(&path).await.map_err(|_| ApiError::from(FileError::Gone))?;
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let stream = futures_util::stream::unfold(file, |mut f| async move {
@@ -274,7 +264,7 @@ pub async fn manifest(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String
     let id = export_id(&id)?;
     let note = s
         .exports
-        .manifest(&owner(&ctx), id)
+        .manifest(&ctx.principal(), id)
         .await
         .ok_or_else(|| ApiError::not_found("no finished export of yours with this id"))?;
     Ok((

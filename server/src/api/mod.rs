@@ -17,6 +17,7 @@ pub mod session;
 pub mod verify_jobs;
 
 use custos_engine::identity::service::Caller;
+use custos_model::Channel;
 
 pub use self::error::ApiError;
 
@@ -40,7 +41,7 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
 
 /// The caller as an event actor.
 pub fn actor_of(caller: &Caller, ip: Option<String>, user_agent: Option<String>) -> custos_model::Actor {
-    let a = caller.actor("api");
+    let a = caller.actor(Channel::Api);
     custos_model::Actor {
         id: a.id.unwrap_or_else(|| "anonymous".into()),
         kind: a.kind.into(),
@@ -98,13 +99,8 @@ impl Ctx {
 
     /// The caller as the requester of a job or an operation: owned by the
     /// principal, recorded as the actor, correlated by the request id.
-    pub fn requester(&self, channel: &str) -> custos_engine::jobs::Requester {
-        custos_engine::jobs::Requester {
-            owner: self.principal(),
-            actor: self.actor(),
-            request_id: self.request_id.clone(),
-            channel: channel.into(),
-        }
+    pub fn requester(&self, channel: Channel) -> custos_engine::events::Requester {
+        custos_engine::events::Requester::new(self.actor(), channel, self.request_id.clone())
     }
 }
 

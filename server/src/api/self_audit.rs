@@ -17,6 +17,7 @@
 //! Never recorded: request bodies, headers (API keys, cookies, session
 //! ids, tokens) and query values of parameters named like secrets.
 
+use custos_model::{Channel, Outcome};
 use std::time::Instant;
 
 use axum::extract::{Request, State};
@@ -93,10 +94,10 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
     }
     let status = response.status().as_u16();
     let outcome = match status {
-        200..=399 => "success",
-        401 | 403 => "denied",
-        400..=499 => "failure",
-        _ => "error",
+        200..=399 => Outcome::Success,
+        401 | 403 => Outcome::Denied,
+        400..=499 => Outcome::Failure,
+        _ => Outcome::Error,
     };
     // Pages the catch-all row covers are recorded by their path, not "/{*page}".
     let template: String = match route {
@@ -107,7 +108,8 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         Some(r) => r.audit_name(),
         None => ("data_access", "api.unknown".to_owned()),
     };
-    let channel = if matches!(route.map(|r| r.kind), Some(Kind::Page | Kind::Rpc)) { "ui" } else { "api" };
+    let channel =
+        if matches!(route.map(|r| r.kind), Some(Kind::Page | Kind::Rpc)) { Channel::Ui } else { Channel::Api };
     let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     let event = OwnEvent::new(OwnAction::Request { action, category }, ctx.actor(), channel)
         .outcome(outcome)

@@ -5,6 +5,7 @@
 //! memory (the 50 most recent finished ones are kept) and each
 //! verification is recorded in the ledger (`audit.verify`) when it ends.
 
+use custos_model::Channel;
 use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, State};
@@ -104,7 +105,7 @@ pub async fn start(
     // verification that "could not run" (which the compliance page counts).
     s.events.check_verify_scope(scope).await?;
     let slot = s.busy.start(crate::limits::Work::Verify, &ctx.principal())?;
-    let (job, task) = s.verifications.start(s.events.clone(), scope, ctx.requester("api"), slot);
+    let (job, task) = s.verifications.start(s.events.clone(), scope, ctx.requester(Channel::Api), slot);
     let status = if req.wait {
         let _ = task.await;
         StatusCode::OK

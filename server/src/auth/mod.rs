@@ -9,6 +9,7 @@ pub mod client;
 pub mod session_store;
 
 use custos_engine::time::MINUTE_US;
+use custos_model::Channel;
 use std::net::SocketAddr;
 
 use axum::Form;
@@ -37,7 +38,7 @@ const MFA_PENDING_US: i64 = 5 * MINUTE_US;
 /// The client's address, user agent and request id, as an audit actor.
 pub fn client_actor(
     caller: &Caller,
-    channel: &'static str,
+    channel: Channel,
     parts: (&HeaderMap, Option<std::net::IpAddr>, Option<&RequestId>),
 ) -> Actor {
     let (headers, addr, request_id) = parts;
@@ -125,7 +126,8 @@ pub async fn load_caller(State(s): State<AppState>, session: Session, mut req: R
         .map(str::to_owned);
     let mut credential = Credential::None;
     let caller = if let Some(token) = bearer {
-        let actor = client_actor(&Caller::Anonymous, "api", (req.headers(), client_ip(&req), req.extensions().get()));
+        let actor =
+            client_actor(&Caller::Anonymous, Channel::Api, (req.headers(), client_ip(&req), req.extensions().get()));
         match s.identity.authenticate_api_key(&token, &actor).await {
             Ok(KeyCheck::Valid(key)) => {
                 credential = Credential::ApiKey { key_id: key.key_id };
@@ -239,7 +241,7 @@ pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Res
         (Decision::Forbidden, kind) => {
             let actor = client_actor(
                 &caller,
-                if kind == Kind::Page { "ui" } else { "api" },
+                if kind == Kind::Page { Channel::Ui } else { Channel::Api },
                 (req.headers(), client_ip(&req), req.extensions().get()),
             );
             s.identity.record_access_denied(&actor, route.path, &route.need_text()).await;
@@ -334,7 +336,7 @@ pub async fn login(
 ) -> Response {
     let LoginForm { username, password, next } = form;
     let next = safe_next(&next).to_owned();
-    let actor = client_actor(&Caller::Anonymous, "ui", (&headers, client.map(|c| c.0.0), request_id.as_deref()));
+    let actor = client_actor(&Caller::Anonymous, Channel::Ui, (&headers, client.map(|c| c.0.0), request_id.as_deref()));
     let password = SecretString::from(password);
     let attempt = LoginAttempt { username: &username, password: &password, actor };
     match s.identity.login(attempt).await {
@@ -398,7 +400,7 @@ pub async fn mfa(
         return Redirect::to(&format!("/login?error=expired&next={}", custos_model::url::encode_path(&next)))
             .into_response();
     };
-    let actor = client_actor(&Caller::Anonymous, "ui", (&headers, client.map(|c| c.0.0), request_id.as_deref()));
+    let actor = client_actor(&Caller::Anonymous, Channel::Ui, (&headers, client.map(|c| c.0.0), request_id.as_deref()));
     match s.identity.login_mfa(&actor, user_id, &form.code).await {
         Ok(LoginOutcome::Success(p)) => match start_session(&session, &p, now).await {
             Ok(()) => Redirect::to(&next).into_response(),
@@ -424,7 +426,7 @@ pub async fn mfa(
 pub async fn logout(State(s): State<AppState>, session: Session, req: Request) -> Response {
     let caller = req.extensions().get::<Caller>().cloned().unwrap_or_default();
     if caller.user().is_some() {
-        let actor = client_actor(&caller, "ui", (req.headers(), client_ip(&req), req.extensions().get()));
+        let actor = client_actor(&caller, Channel::Ui, (req.headers(), client_ip(&req), req.extensions().get()));
         s.identity.record_logout(&actor).await;
     }
     // flush, not delete: delete keeps the data, which the layer would save again.

@@ -4,6 +4,7 @@
 //! ledger (`demo.seed`).
 
 use custos_engine::time::DAY_US;
+use custos_model::{Channel, Outcome, Severity};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,9 +124,9 @@ async fn seed(events: Arc<Events>, args: &SeedArgs, batch: u64) -> ExitCode {
     reporter.abort();
     let secs = started.elapsed().as_secs_f64();
     let (d, dup) = (done.load(Ordering::Relaxed), duplicates.load(Ordering::Relaxed));
-    let record = OwnEvent::new(OwnAction::DemoSeed, custos_engine::events::own::cli_operator(), "cli")
-        .outcome(if error.is_none() { "success" } else { "error" })
-        .severity("notice")
+    let record = OwnEvent::new(OwnAction::DemoSeed, custos_engine::events::own::cli_operator(), Channel::Cli)
+        .outcome(if error.is_none() { Outcome::Success } else { Outcome::Error })
+        .severity(Severity::Notice)
         .reason(error.clone())
         .details(serde_json::json!({
             "requested": n, "ingested": d, "duplicates": dup, "days": args.days, "seed": seed, "seconds": secs,

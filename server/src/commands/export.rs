@@ -7,9 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use custos_engine::events::SearchFilter;
-use custos_engine::events::export::{
-    ExportFormat, ExportProgress, ExportSpec, Requester, export_filter, jobs, manifest_note,
-};
+use custos_engine::events::export::{ExportFormat, ExportProgress, ExportSpec, export_filter, jobs, manifest_note};
 
 use super::{failed, open_cli_ledger};
 use crate::config::Config;
@@ -72,8 +70,9 @@ async fn run(
         Ok(e) => e,
         Err(e) => return failed("cannot open the events service", &e),
     };
-    let who = std::env::var("USER").map(|u| format!("cli:{u}")).unwrap_or_else(|_| "cli".into());
-    let spec = ExportSpec { id: uuid::Uuid::now_v7(), format, filter, filters: pairs, generated_by: who.clone() };
+    let who = custos_engine::events::Requester::cli();
+    let spec =
+        ExportSpec { id: uuid::Uuid::now_v7(), format, filter, filters: pairs, generated_by: who.actor.id.clone() };
     let started = Instant::now();
     let prepared = match events.prepare_export(spec).await {
         Ok(p) => p,
@@ -119,19 +118,6 @@ async fn run(
     if let Err(e) = std::fs::write(&mpath, manifest_note(&manifest, ledger.keys().signer())) {
         return failed(&format!("cannot write {}", mpath.display()), &e);
     }
-    let who = Requester {
-        owner: who.clone(),
-        actor: custos_model::Actor {
-            id: who,
-            kind: "system".into(),
-            name: None,
-            ip: None,
-            user_agent: None,
-            session_id: None,
-        },
-        request_id: None,
-        channel: "cli".into(),
-    };
     if let Err(e) = jobs::record(&events, id, format, &who, &Ok(manifest.clone())).await {
         let _ = std::fs::remove_file(&args.out);
         let _ = std::fs::remove_file(&mpath);

@@ -1,5 +1,6 @@
 //! `custos keys …`.
 
+use custos_model::Channel;
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -58,7 +59,7 @@ async fn rotate(config: &Config) -> ExitCode {
     let result = match custos_engine::events::Events::open(ledger.clone(), config.ingest.limits()).await {
         Ok(events) => {
             let operator = custos_engine::events::own::cli_operator();
-            events.rotate_key(&operator, "cli", None).await.map_err(|e| e.to_string())
+            events.rotate_key(&operator, Channel::Cli, None).await.map_err(|e| e.to_string())
         }
         Err(e) => Err(e.to_string()),
     };

@@ -1,6 +1,7 @@
 //! `custos user …`: manage users from the command line (recorded in the
 //! ledger with channel `cli`).
 
+use custos_model::Channel;
 use std::io::Read as _;
 use std::process::ExitCode;
 
@@ -83,7 +84,7 @@ pub async fn user(config: &Config, cmd: UserCommand) -> ExitCode {
             return failed("cannot open identities", &e);
         }
     };
-    let actor = Actor::system("cli");
+    let actor = Actor::system(Channel::Cli);
     let result: Result<String, String> = async {
         match cmd {
             UserCommand::Create { username, email, display_name, roles, password_stdin } => {

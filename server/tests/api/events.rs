@@ -5,6 +5,7 @@
 
 use custos_engine::identity::apikey::Scope;
 use custos_engine::identity::service::Actor;
+use custos_model::Channel;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
@@ -96,8 +97,12 @@ impl Client {
 }
 
 pub(crate) async fn key_client(app: &TestApp, scopes: &[Scope]) -> Client {
-    let (_, token) =
-        app.running.identity.create_api_key(&Actor::system("cli"), &format!("{scopes:?}"), scopes, None).await.unwrap();
+    let (_, token) = app
+        .running
+        .identity
+        .create_api_key(&Actor::system(Channel::Cli), &format!("{scopes:?}"), scopes, None)
+        .await
+        .unwrap();
     Client { base: app.base.clone(), http: reqwest::Client::new(), key: Some(token.expose_secret().to_owned()) }
 }
 

@@ -1,5 +1,6 @@
 //! Spawning Custos like a client would meet it.
 
+use custos_model::Channel;
 use std::path::Path;
 
 use custos_engine::clock::OsRandom;
@@ -72,7 +73,7 @@ impl TestApp {
             roles: roles.iter().map(|r| r.to_string()).collect(),
             must_change_password: false,
         };
-        self.running.identity.create_user(&Actor::system("cli"), new).await.unwrap();
+        self.running.identity.create_user(&Actor::system(Channel::Cli), new).await.unwrap();
         let c =
             reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let res = c

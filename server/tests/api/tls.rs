@@ -1,5 +1,6 @@
 //! Serving HTTPS directly: HSTS, and session cookies marked Secure.
 
+use custos_model::Channel;
 use std::process::Command;
 
 use custos_engine::clock::OsRandom;
@@ -44,7 +45,7 @@ async fn https_is_served_with_hsts_and_secure_session_cookies() {
         roles: vec!["viewer".into()],
         must_change_password: false,
     };
-    running.identity.create_user(&Actor::system("cli"), new).await.unwrap();
+    running.identity.create_user(&Actor::system(Channel::Cli), new).await.unwrap();
     let base = format!("https://127.0.0.1:{}", running.addr.port());
 
     let health = curl(&[&format!("{base}/healthz")]);

@@ -11,10 +11,11 @@ use sea_orm::{ConnectionTrait as _, QueryResult, Value};
 use super::model::{
     ActionMetrics, Analytics, AuthMetrics, OutcomeCounts, QueryTime, ResourceMetrics, Series, ValueCount,
 };
-use super::service::{Events, EventsError, rfc3339};
+use super::service::{Events, EventsError};
 use crate::ledger::LedgerError;
 use crate::ledger::rollup::{BUCKET_US, day_of, latency_value, period_filter};
 use crate::storage::stmt_for;
+use crate::time::rfc3339;
 
 /// The dashboard's queries, in the order they run.
 pub const QUERIES: [&str; 7] =

@@ -11,10 +11,9 @@ pub mod own;
 pub mod saved;
 pub mod search;
 pub mod service;
-pub use crate::time;
 pub mod validate;
 pub mod verification;
 
-pub use own::{OwnAction, OwnEvent};
+pub use own::{OwnAction, OwnEvent, Requester};
 pub use search::SearchFilter;
 pub use service::{Events, EventsError, Submitter};

@@ -18,7 +18,7 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::model::{Actor, Correlation, Event, Resource, Source};
+use super::model::{Actor, Channel, Correlation, Event, Outcome, Resource, Severity, Source};
 use super::service::{Events, EventsError};
 use crate::ledger::Receipt;
 
@@ -100,15 +100,15 @@ impl OwnAction {
     }
 
     /// The severity of an outcome, unless the event says otherwise.
-    pub fn severity(&self, outcome: &str) -> &'static str {
+    pub fn severity(&self, outcome: Outcome) -> Severity {
         match (self, outcome) {
-            (OwnAction::Verify, "success") => "info",
-            (OwnAction::Verify, _) => "critical",
-            (OwnAction::Unmask, _) => "warning",
-            (_, "error") => "error",
-            (_, "failure" | "denied") => "warning",
-            (OwnAction::Request { .. } | OwnAction::Identity { .. }, _) => "info",
-            _ => "notice",
+            (OwnAction::Verify, Outcome::Success) => Severity::Info,
+            (OwnAction::Verify, _) => Severity::Critical,
+            (OwnAction::Unmask, _) => Severity::Warning,
+            (_, Outcome::Error) => Severity::Error,
+            (_, Outcome::Failure | Outcome::Denied) => Severity::Warning,
+            (OwnAction::Request { .. } | OwnAction::Identity { .. }, _) => Severity::Info,
+            _ => Severity::Notice,
         }
     }
 
@@ -147,14 +147,47 @@ pub fn cli_operator() -> Actor {
     }
 }
 
+/// Who asks Custos for something it records (an export, a verification,
+/// an unmasking): the actor as recorded, the principal that owns the
+/// resulting job, the way in and the request.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    /// The principal (`kind:id`): a job's owner. A user and an API key
+    /// never share one, and a name change does not change it.
+    pub owner: String,
+    /// As recorded in the ledger.
+    pub actor: Actor,
+    /// The HTTP request, for correlation.
+    pub request_id: Option<String>,
+    /// The way in.
+    pub channel: Channel,
+}
+
+impl Requester {
+    /// `actor` through `channel`, owning what it starts as `kind:id`.
+    pub fn new(actor: Actor, channel: Channel, request_id: Option<String>) -> Requester {
+        Requester { owner: format!("{}:{}", actor.kind, actor.id), actor, request_id, channel }
+    }
+
+    /// Custos itself doing `name` (schedules).
+    pub fn custos(name: &str) -> Requester {
+        Requester::new(custos_actor(name), Channel::System, None)
+    }
+
+    /// The operator at the command line.
+    pub fn cli() -> Requester {
+        Requester::new(cli_operator(), Channel::Cli, None)
+    }
+}
+
 /// An own event being built.
 #[derive(Debug, Clone)]
 pub struct OwnEvent {
     action: OwnAction,
     actor: Actor,
-    channel: String,
-    outcome: String,
-    severity: Option<String>,
+    channel: Channel,
+    outcome: Outcome,
+    severity: Option<Severity>,
     reason: Option<String>,
     resource: Option<Resource>,
     tenant: Option<String>,
@@ -165,13 +198,13 @@ pub struct OwnEvent {
 }
 
 impl OwnEvent {
-    /// `action` by `actor` through `channel` (api, ui, cli, system), a success.
-    pub fn new(action: OwnAction, actor: Actor, channel: &str) -> OwnEvent {
+    /// `action` by `actor` through `channel`, a success.
+    pub fn new(action: OwnAction, actor: Actor, channel: Channel) -> OwnEvent {
         OwnEvent {
             action,
             actor,
-            channel: channel.to_owned(),
-            outcome: "success".into(),
+            channel,
+            outcome: Outcome::Success,
             severity: None,
             reason: None,
             resource: None,
@@ -184,19 +217,19 @@ impl OwnEvent {
     }
 
     /// Custos itself as the actor (`custos`, kind `system`), doing `name`.
-    pub fn by_custos(action: OwnAction, name: &str, channel: &str) -> OwnEvent {
+    pub fn by_custos(action: OwnAction, name: &str, channel: Channel) -> OwnEvent {
         OwnEvent::new(action, custos_actor(name), channel)
     }
 
-    /// The outcome: success, failure, denied or error.
-    pub fn outcome(mut self, outcome: &str) -> Self {
-        self.outcome = outcome.to_owned();
+    /// The outcome (a success unless said otherwise).
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
         self
     }
 
     /// A severity other than the action's default for the outcome.
-    pub fn severity(mut self, severity: &str) -> Self {
-        self.severity = Some(severity.to_owned());
+    pub fn severity(mut self, severity: Severity) -> Self {
+        self.severity = Some(severity);
         self
     }
 
@@ -244,7 +277,7 @@ impl OwnEvent {
 
     /// The event, at `now_us`.
     pub fn build(self, now_us: i64) -> Event {
-        let severity = self.severity.unwrap_or_else(|| self.action.severity(&self.outcome).to_owned());
+        let severity = self.severity.unwrap_or_else(|| self.action.severity(self.outcome));
         let metrics = (self.duration_ms.is_some() || self.status_code.is_some()).then_some(super::model::Metrics {
             duration_ms: self.duration_ms,
             status_code: self.status_code,
@@ -264,7 +297,7 @@ impl OwnEvent {
             source: Source {
                 application: Some(super::validate::RESERVED_NAME.into()),
                 host: None,
-                channel: self.channel,
+                channel: self.channel.as_str().to_owned(),
             },
             correlation: Correlation { request_id: self.request_id, trace_id: None, parent_id: None },
             metrics,
@@ -306,16 +339,16 @@ mod tests {
             assert!(names.insert(a.name()), "{} twice", a.name());
             assert!(super::super::model::CATEGORIES.contains(&a.category()), "{}", a.category());
         }
-        assert_eq!(OwnAction::Verify.severity("failure"), "critical");
-        assert_eq!(OwnAction::Start.severity("success"), "notice");
+        assert_eq!(OwnAction::Verify.severity(Outcome::Failure), Severity::Critical);
+        assert_eq!(OwnAction::Start.severity(Outcome::Success), Severity::Notice);
         assert!(matches!(OwnAction::ExportCompleted.masking(), Masking::Exempt(_)));
         assert_eq!(OwnAction::Unmask.masking(), Masking::Applied);
     }
 
     #[test]
     fn the_builder_fills_source_actor_and_correlation_alike() {
-        let e = OwnEvent::by_custos(OwnAction::Verify, "scheduled verification", "system")
-            .outcome("failure")
+        let e = OwnEvent::by_custos(OwnAction::Verify, "scheduled verification", Channel::System)
+            .outcome(Outcome::Failure)
             .resource("ledger", Some("custos.test/ledger".into()))
             .request(Some("req-1".into()))
             .build(42);

@@ -6,9 +6,10 @@ use uuid::Uuid;
 
 use super::model::{BucketCount, Histogram, SavedSearch};
 use super::search::{self, SearchFilter};
-use super::service::{Events, EventsError, rfc3339};
+use super::service::{Events, EventsError};
 use crate::ledger::LedgerError;
 use crate::storage::stmt_for;
+use crate::time::rfc3339;
 
 /// Most buckets a histogram has.
 pub const MAX_BUCKETS: u64 = 500;

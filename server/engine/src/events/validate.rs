@@ -6,9 +6,7 @@ use crate::time::{DAY_US, SECOND_US};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::model::{
-    ACTOR_KINDS, Actor, CATEGORIES, Correlation, Event, Metrics, OUTCOMES, Resource, SEVERITIES, Source,
-};
+use super::model::{ACTOR_KINDS, Actor, CATEGORIES, Correlation, Event, Metrics, Outcome, Resource, Severity, Source};
 
 /// Limits on what one request may carry.
 #[derive(Debug, Clone, Copy)]
@@ -214,6 +212,17 @@ impl Checker<'_> {
         }
     }
 
+    /// A word of a vocabulary enum; the error lists the allowed words.
+    fn word<T: std::str::FromStr<Err = String>>(&mut self, value: Option<String>, path: &str) -> Option<T> {
+        match value?.parse() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.err(path, e);
+                None
+            }
+        }
+    }
+
     fn one_of(&mut self, value: Option<String>, path: &str, allowed: &[&str]) -> Option<String> {
         let v = value?;
         if allowed.contains(&v.as_str()) {
@@ -377,14 +386,14 @@ pub fn validate_one(
     });
     let outcome = {
         let v = c.string(obj, "outcome", "outcome", 16, true);
-        c.one_of(v, "outcome", &OUTCOMES)
+        c.word::<Outcome>(v, "outcome")
     };
     let reason = c.string(obj, "reason", "reason", 1024, false);
     let severity = match obj.get("severity") {
-        None | Some(Value::Null) => Some("info".to_owned()),
+        None | Some(Value::Null) => Some(Severity::Info),
         _ => {
             let v = c.string(obj, "severity", "severity", 16, true);
-            c.one_of(v, "severity", &SEVERITIES)
+            c.word::<Severity>(v, "severity")
         }
     };
 

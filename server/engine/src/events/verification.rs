@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::model::Outcome;
+use super::own::Requester;
 use super::own::{OwnAction, OwnEvent};
 use super::{Events, EventsError};
-use crate::jobs::{Job, JobKind, Registry, Requester};
+use crate::jobs::{Job, JobKind, Registry};
 use crate::ledger::LedgerError;
 use crate::ledger::verify::{Progress, VerifyReport, VerifyScope};
 
@@ -36,16 +38,16 @@ impl Events {
     ) -> Result<VerifyReport, LedgerError> {
         let result = self.ledger().verify(scope, progress).await;
         let outcome = match &result {
-            Ok(r) if r.is_intact() => "success",
-            Ok(_) => "failure",
-            Err(_) => "error",
+            Ok(r) if r.is_intact() => Outcome::Success,
+            Ok(_) => Outcome::Failure,
+            Err(_) => Outcome::Error,
         };
         let asked = json!({ "from_seq": scope.from_seq, "to_seq": scope.to_seq });
         let details = match &result {
             Ok(r) => json!({ "job": job, "scope": asked, "report": r }),
             Err(e) => json!({ "job": job, "scope": asked, "error": e.to_string() }),
         };
-        let event = OwnEvent::new(OwnAction::Verify, who.actor.clone(), &who.channel)
+        let event = OwnEvent::new(OwnAction::Verify, who.actor.clone(), who.channel)
             .outcome(outcome)
             .resource("ledger", Some(self.ledger().origin().into()))
             .request(who.request_id.clone())
@@ -121,24 +123,26 @@ impl Verifications {
         who: Requester,
         hold: impl Send + 'static,
     ) -> (Arc<Job<Verification>>, tokio::task::JoinHandle<()>) {
-        let job = self.jobs.insert(None, &who.owner, scope);
-        let running = job.clone();
-        let task = tokio::spawn(async move {
-            let _hold = hold;
-            let progress = running.progress.clone();
+        let owner = who.owner.clone();
+        self.jobs.spawn(None, &owner, scope, hold, move |job| async move {
+            let progress = job.progress.clone();
             let result = events
-                .verify_and_record(scope, &who, Some(running.id), move |p: Progress| {
+                .verify_and_record(scope, &who, Some(job.id), move |p: Progress| {
                     progress.checked.store(p.checked, Ordering::Relaxed);
                     progress.total.store(p.total, Ordering::Relaxed);
                 })
                 .await;
             if let Ok(r) = &result {
-                running.progress.checked.store(r.entries_checked, Ordering::Relaxed);
-                running.progress.total.fetch_max(r.entries_checked, Ordering::Relaxed);
+                job.progress.checked.store(r.entries_checked, Ordering::Relaxed);
+                job.progress.total.fetch_max(r.entries_checked, Ordering::Relaxed);
             }
-            running.finish(result.map_err(|e| e.to_string()));
-        });
-        (job, task)
+            result.map_err(|e| e.to_string())
+        })
+    }
+
+    /// Waits up to `timeout` for the running verifications to end.
+    pub async fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        self.jobs.wait_idle(timeout).await
     }
 
     /// A verification job (any caller allowed to verify may follow one).

@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 
 use crate::clock::Clock;
 
-/// One minute, in µs.
 /// Most (kind, source) windows kept; beyond it new sources share one key.
 const MAX_SOURCES: usize = 50_000;
 /// Most topics recorded on their own per source and minute.

@@ -140,35 +140,67 @@ pub async fn insert_nodes(conn: &impl ConnectionTrait, nodes: &[(u32, u64, Hash)
     Ok(())
 }
 
+/// A `ledger_entries` row as the database has it (`ENTRY_COLUMNS`).
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct EntryRow {
+    seq: i64,
+    event_id: Uuid,
+    occurred_at: i64,
+    recorded_at: i64,
+    category: String,
+    action: String,
+    outcome: String,
+    severity: String,
+    actor_id: Option<String>,
+    actor_kind: Option<String>,
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    tenant: Option<String>,
+    channel: Option<String>,
+    source_app: Option<String>,
+    key_id: i32,
+    iv: Vec<u8>,
+    ciphertext: Vec<u8>,
+    mac: Vec<u8>,
+    leaf_hash: Vec<u8>,
+    chain_hash: Vec<u8>,
+}
+
+fn fixed<const N: usize>(v: Vec<u8>, col: &str) -> Result<[u8; N], LedgerError> {
+    v.try_into()
+        .map_err(|v: Vec<u8>| LedgerError::Corrupt(format!("column {col}: expected {N} bytes, found {}", v.len())))
+}
+
 /// Decodes one `ledger_entries` row.
 pub fn entry_from_row(row: &QueryResult) -> Result<StoredEntry, LedgerError> {
-    let key_id: i32 = row.try_get("", "key_id")?;
+    use sea_orm::FromQueryResult as _;
+    let r = EntryRow::from_query_result(row, "")?;
     Ok(StoredEntry {
         header: EntryHeader {
-            seq: to_u64(row.try_get("", "seq")?, "seq")?,
-            event_id: row.try_get::<Uuid>("", "event_id")?,
-            occurred_at_us: row.try_get("", "occurred_at")?,
-            recorded_at_us: row.try_get("", "recorded_at")?,
+            seq: to_u64(r.seq, "seq")?,
+            event_id: r.event_id,
+            occurred_at_us: r.occurred_at,
+            recorded_at_us: r.recorded_at,
             fields: HeaderFields {
-                category: row.try_get("", "category")?,
-                action: row.try_get("", "action")?,
-                outcome: row.try_get("", "outcome")?,
-                severity: row.try_get("", "severity")?,
-                actor_id: row.try_get("", "actor_id")?,
-                actor_kind: row.try_get("", "actor_kind")?,
-                resource_type: row.try_get("", "resource_type")?,
-                resource_id: row.try_get("", "resource_id")?,
-                tenant: row.try_get("", "tenant")?,
-                channel: row.try_get("", "channel")?,
-                source_app: row.try_get("", "source_app")?,
+                category: r.category,
+                action: r.action,
+                outcome: r.outcome,
+                severity: r.severity,
+                actor_id: r.actor_id,
+                actor_kind: r.actor_kind,
+                resource_type: r.resource_type,
+                resource_id: r.resource_id,
+                tenant: r.tenant,
+                channel: r.channel,
+                source_app: r.source_app,
             },
         },
-        key_id: u32::try_from(key_id).map_err(|_| LedgerError::Corrupt(format!("negative key id {key_id}")))?,
-        iv: get_array::<16>(row, "iv")?,
-        ciphertext: row.try_get("", "ciphertext")?,
-        mac: get_array::<32>(row, "mac")?,
-        leaf_hash: get_array::<32>(row, "leaf_hash")?,
-        chain_hash: get_array::<32>(row, "chain_hash")?,
+        key_id: u32::try_from(r.key_id).map_err(|_| LedgerError::Corrupt(format!("negative key id {}", r.key_id)))?,
+        iv: fixed(r.iv, "iv")?,
+        ciphertext: r.ciphertext,
+        mac: fixed(r.mac, "mac")?,
+        leaf_hash: fixed(r.leaf_hash, "leaf_hash")?,
+        chain_hash: fixed(r.chain_hash, "chain_hash")?,
     })
 }
 

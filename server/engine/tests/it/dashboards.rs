@@ -3,6 +3,7 @@
 //! from the events themselves; compliance checks that follow what the
 //! system does (a verification recorded, the guards dropped).
 
+use custos_engine::events::model::{Channel, Outcome};
 use std::collections::BTreeMap;
 
 use custos_engine::events::validate::Limits;
@@ -15,10 +16,9 @@ use crate::support::{TestDb, both_backends, open_ledger};
 
 const N: u64 = 3000;
 
-/// A verification event as the API records it.
 /// A verification as the server records it (`audit.verify` by custos).
-fn verification(outcome: &str, details: Value) -> OwnEvent {
-    OwnEvent::by_custos(OwnAction::Verify, "test", "system").outcome(outcome).details(details)
+fn verification(outcome: Outcome, details: Value) -> OwnEvent {
+    OwnEvent::by_custos(OwnAction::Verify, "test", Channel::System).outcome(outcome).details(details)
 }
 
 /// The same event sealed as a client's (its sealed submitter an API key),
@@ -32,8 +32,8 @@ fn sealed_as_client(own: OwnEvent, now_us: i64) -> custos_engine::ledger::NewEnt
         fields: custos_engine::ledger::types::HeaderFields {
             category: e.category.clone(),
             action: e.action.clone(),
-            outcome: e.outcome.clone(),
-            severity: e.severity.clone(),
+            outcome: e.outcome.as_str().into(),
+            severity: e.severity.as_str().into(),
             actor_id: Some(e.actor.id.clone()),
             actor_kind: Some(e.actor.kind.clone()),
             resource_type: None,
@@ -137,7 +137,7 @@ both_backends! {
         );
         let all = serde_json::to_string(&r.checks).unwrap();
         assert!(!all.contains("\"/") && !all.contains("href"), "no paths in the engine's report: {all}");
-        // A verification recorded as the API records it.
+        // A real verification report; the records below are built by hand to test which ones count.
         let report = ledger.verify(Default::default(), |_| {}).await.unwrap();
         assert!(report.is_intact());
         // A client cannot send one: Custos's namespaces are refused at ingest.
@@ -147,24 +147,24 @@ both_backends! {
         let refused = events.ingest(&[e], None, &Submitter { principal: "test".into() }).await.unwrap_err();
         assert!(format!("{refused:?}").contains("reserves for its own records"), "{refused:?}");
         // Nor does a client-sealed success (an entry from before that rule) count.
-        let forged = verification("success", serde_json::json!({ "report": report }));
+        let forged = verification(Outcome::Success, serde_json::json!({ "report": report }));
         ledger.append_one(sealed_as_client(forged, ledger.now_us())).await.unwrap();
         assert!(events.recent_by_action("audit.verify", 5).await.unwrap().is_empty());
         assert_eq!(status(&events.compliance(24).await.unwrap(), "chain_verified"), "fail", "a forged success is ignored");
-        events.record_own(verification("success", serde_json::json!({ "report": report }))).await.unwrap();
+        events.record_own(verification(Outcome::Success, serde_json::json!({ "report": report }))).await.unwrap();
         let history = events.recent_by_action("audit.verify", 5).await.unwrap();
         assert_eq!(history.len(), 1);
         let r = events.compliance(24).await.unwrap();
         assert_eq!(status(&r, "chain_verified"), "pass", "{:?}", r.checks[0]);
         // An intact verification of a range alone does not change that; a
         // failed one of any range since fails the check, naming its seq.
-        let partial = verification("success", serde_json::json!({
+        let partial = verification(Outcome::Success, serde_json::json!({
             "scope": {"from_seq": 2, "to_seq": 3},
             "report": {"from_seq": 2, "to_seq": 3, "entries_checked": 2, "failure": null}
         }));
         events.record_own(partial).await.unwrap();
         assert_eq!(status(&events.compliance(24).await.unwrap(), "chain_verified"), "pass");
-        let failed = verification("failure", serde_json::json!({
+        let failed = verification(Outcome::Failure, serde_json::json!({
             "scope": {"from_seq": 2, "to_seq": 3},
             "report": {"from_seq": 2, "to_seq": 3, "entries_checked": 0, "failure": {"seq": 2, "kind": "mac", "detail": "x"}}
         }));
@@ -173,7 +173,7 @@ both_backends! {
         assert_eq!(status(&r, "chain_verified"), "fail");
         assert!(r.checks[0].detail.contains("FAILED at seq 2"), "{}", r.checks[0].detail);
         // A forged success of the whole ledger after it hides nothing.
-        let whole = verification("success", serde_json::json!({ "scope": {"from_seq": null, "to_seq": null}, "report": report }));
+        let whole = verification(Outcome::Success, serde_json::json!({ "scope": {"from_seq": null, "to_seq": null}, "report": report }));
         ledger.append_one(sealed_as_client(whole, ledger.now_us())).await.unwrap();
         let r = events.compliance(24).await.unwrap();
         assert_eq!(status(&r, "chain_verified"), "fail", "a forged success does not hide the failure");

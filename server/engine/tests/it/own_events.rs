@@ -1,6 +1,7 @@
 //! Custos's own events go through one writer: sealed with the server as the
 //! submitter, masked by the policy unless their action is exempt by name.
 
+use custos_engine::events::model::Channel;
 use custos_engine::events::validate::Limits;
 use custos_engine::events::{Events, OwnAction, OwnEvent};
 use serde_json::json;
@@ -12,7 +13,7 @@ both_backends! {
         let Some(t) = TestDb::new(backend).await else { return };
         let (ledger, tasks) = open_ledger(&t.db).await;
         let events = Events::open(ledger.clone(), Limits::default()).await.unwrap();
-        let masked = OwnEvent::by_custos(OwnAction::Unmask, "test", "api")
+        let masked = OwnEvent::by_custos(OwnAction::Unmask, "test", Channel::Api)
             .details(json!({ "justification": "asked by ada@example.org" }));
         let r = events.record_own(masked).await.unwrap();
         let v = events.view(&ledger.entry(r.seq).await.unwrap().unwrap(), false).await.unwrap();
@@ -21,7 +22,7 @@ both_backends! {
         assert_eq!(v.source.application.as_deref(), Some("custos"));
         assert_eq!((v.action.as_str(), v.category.as_str(), v.severity.as_str()), ("audit.unmask", "data_access", "warning"));
         // The export record carries the signed manifest verbatim.
-        let exempt = OwnEvent::by_custos(OwnAction::ExportCompleted, "test", "api")
+        let exempt = OwnEvent::by_custos(OwnAction::ExportCompleted, "test", Channel::Api)
             .details(json!({ "filters": [["actor", "ada@example.org"]] }));
         let r = events.record_own(exempt).await.unwrap();
         let v = events.view(&ledger.entry(r.seq).await.unwrap().unwrap(), false).await.unwrap();
@@ -36,19 +37,15 @@ both_backends! {
 both_backends! {
     async fn reading_with_proof_records_the_unmasking_first_and_verifying_records_its_end(backend: Backend) {
         use custos_engine::events::service::{EventRef, Unmask};
-        use custos_engine::jobs::Requester;
+        use custos_engine::events::Requester;
         use custos_engine::ledger::verify::VerifyScope;
 
         let Some(t) = TestDb::new(backend).await else { return };
         let (ledger, tasks) = open_ledger(&t.db).await;
         let events = Events::open(ledger.clone(), Limits::default()).await.unwrap();
-        let who = Requester {
-            owner: "user:ada".into(),
-            actor: custos_engine::events::own::custos_actor("test"),
-            request_id: Some("req-1".into()),
-            channel: "api".into(),
-        };
-        let r = events.record_own(OwnEvent::by_custos(OwnAction::DemoSeed, "test", "cli")).await.unwrap();
+        let who = Requester::new(custos_engine::events::own::custos_actor("test"), Channel::Api, Some("req-1".into()));
+        assert_eq!(who.owner, "system:custos", "owned by the principal, kind:id");
+        let r = events.record_own(OwnEvent::by_custos(OwnAction::DemoSeed, "test", Channel::Cli)).await.unwrap();
 
         assert!(Unmask::new(who.clone(), Some("  why ")).is_err(), "a reason of 3 characters is refused");
         assert_eq!("nope".parse::<EventRef>().unwrap_err().path, "id");
@@ -66,6 +63,11 @@ both_backends! {
         events.read_with_proof(EventRef::Seq(r.seq), Some(&u)).await.unwrap().unwrap();
         let unmasks = events.own_by_action_until("audit.unmask", 10, |_| false).await.unwrap();
         assert_eq!(unmasks.len(), 1, "the unmasking was recorded");
+        let u = &unmasks[0];
+        assert_eq!(u.details.as_ref().unwrap()["justification"], "case 42: subject access request");
+        assert_eq!(u.details.as_ref().unwrap()["seq"], r.seq);
+        assert_eq!(u.correlation.request_id.as_deref(), Some("req-1"));
+        assert!(u.seq > r.seq, "recorded after the event it reveals, before the answer");
 
         // A verification is recorded with its outcome and scope.
         let scope = VerifyScope { from_seq: Some(1), to_seq: None };
@@ -75,6 +77,11 @@ both_backends! {
         assert!(seen > 0, "progress was reported");
         let verifies = events.own_by_action_until("audit.verify", 10, |_| false).await.unwrap();
         assert_eq!(verifies.len(), 1);
+        let v = &verifies[0];
+        assert_eq!((v.outcome.as_str(), v.severity.as_str()), ("success", "info"));
+        let d = v.details.as_ref().unwrap();
+        assert_eq!((d["scope"]["from_seq"].as_u64(), d["scope"]["to_seq"].as_u64()), (Some(1), None));
+        assert_eq!(d["report"]["entries_checked"].as_u64(), Some(report.entries_checked));
         assert!(events.check_verify_scope(VerifyScope { from_seq: Some(0), to_seq: None }).await.is_err());
         assert!(events.check_verify_scope(VerifyScope { from_seq: Some(3), to_seq: Some(2) }).await.is_err());
         let past = VerifyScope { from_seq: Some(ledger.head().await.unwrap().seq + 1), to_seq: None };

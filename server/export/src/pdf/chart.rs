@@ -21,7 +21,7 @@ pub(super) fn draw_histogram(canvas: &mut PdfCanvas<'_>, s: &Summary) -> Result<
     let labels: Vec<String> = series
         .iter()
         .map(|(start, _)| {
-            let t = custos_engine::events::service::rfc3339(*start);
+            let t = custos_engine::time::rfc3339(*start);
             if width_us >= DAY_US {
                 t.get(..10).unwrap_or(&t).to_owned()
             } else {

@@ -283,11 +283,7 @@ impl PdfSink {
         p.text(MARGIN + 10.0, PAGE_H - 95.0, 11.0, false, &format!("Custos · {}", c.origin));
         let period = match (s.first_occurred_us, s.last_occurred_us) {
             (Some(a), Some(b)) => {
-                format!(
-                    "{} — {}",
-                    custos_engine::events::service::rfc3339(a),
-                    custos_engine::events::service::rfc3339(b)
-                )
+                format!("{} — {}", custos_engine::time::rfc3339(a), custos_engine::time::rfc3339(b))
             }
             _ => "no events".into(),
         };

@@ -13,10 +13,11 @@ use super::model::{
     EvidenceOf,
 };
 use super::search::SearchFilter;
-use super::service::{Events, EventsError, rfc3339};
+use super::service::{Events, EventsError};
 use crate::ledger::LedgerError;
 use crate::ledger::rollup::{BUCKET_US, period_filter};
 use crate::storage::stmt_for;
+use crate::time::rfc3339;
 
 mod frameworks;
 
@@ -61,7 +62,7 @@ impl Events {
     /// Range verifications in between, however many, do not hide it.
     pub async fn last_full_verification(&self) -> Result<Option<i64>, EventsError> {
         let back = self.own_by_action_until("audit.verify", FULL_SCAN, is_full_verification).await?;
-        Ok(back.last().filter(|v| is_full_verification(v)).and_then(|v| super::service::parse_rfc3339(&v.recorded_at)))
+        Ok(back.last().filter(|v| is_full_verification(v)).and_then(|v| crate::time::parse_rfc3339(&v.recorded_at)))
     }
 
     /// The newest events with `action` that the server sealed itself,
@@ -238,7 +239,7 @@ impl Events {
         };
         let report_of = |v: &EventView| v.details.as_ref().and_then(|d| d.get("report")).cloned();
         let when = |v: &EventView| {
-            let at = super::service::parse_rfc3339(&v.recorded_at).unwrap_or(0);
+            let at = crate::time::parse_rfc3339(&v.recorded_at).unwrap_or(0);
             (
                 format!("{} ({:.1} h ago)", v.recorded_at, (now - at) as f64 / HOUR_US as f64),
                 (now - at) as f64 / HOUR_US as f64,
@@ -322,7 +323,7 @@ impl Events {
             ),
             Some(c) => {
                 let signed = ledger.verifier().open_checkpoint(&c.note).is_ok_and(|p| p.tree_size == c.tree_size && p.root_hash == c.root_hash);
-                let age_s = (now - c.created_at_us) as f64 / 1e6;
+                let age_s = (now - c.created_at_us) as f64 / SECOND_US as f64;
                 let behind = head.seq.saturating_sub(c.tree_size);
                 if !signed {
                     check(
@@ -332,7 +333,7 @@ impl Events {
                         format!("The latest checkpoint (size {}) does not verify with the ledger's public key.", c.tree_size),
                         cp_links,
                     )
-                } else if behind > 0 && age_s > 3600.0 {
+                } else if behind > 0 && now - c.created_at_us > HOUR_US {
                     check(
                         "checkpoints_signed",
                         "Signed checkpoints are current",
@@ -381,7 +382,7 @@ impl Events {
                 vec![Evidence::new("Keys", EvidenceOf::Keys)],
             ),
             Some(k) => {
-                let age = (now - super::service::parse_rfc3339(&k.created_at).unwrap_or(now)) as f64 / DAY_US as f64;
+                let age = (now - crate::time::parse_rfc3339(&k.created_at).unwrap_or(now)) as f64 / DAY_US as f64;
                 check(
                     "encryption_keys",
                     "Events sealed with a current data key",

@@ -18,9 +18,9 @@ use uuid::Uuid;
 use super::run::{ExportProgress, PreparedExport};
 use super::{ExportFormat, manifest_note};
 use crate::events::Events;
-use crate::events::model::{ExportJob, ExportManifest};
+use crate::events::model::{ExportJob, ExportManifest, Outcome};
+use crate::events::own::Requester;
 use crate::events::own::{OwnAction, OwnEvent};
-pub use crate::jobs::Requester;
 use crate::jobs::{Job, JobKind, Registry};
 
 /// Files of finished exports are deleted after this long.
@@ -122,11 +122,9 @@ impl ExportJobs {
     ) -> ExportJob {
         self.sweep();
         let (id, format, name) = (prepared.spec().id, prepared.spec().format, prepared.file_name());
-        let job = self.jobs.insert(Some(id), &who.owner, (format, prepared.total()));
-        let view = view(&job);
         let jobs = self.clone();
-        tokio::spawn(async move {
-            let _hold = hold;
+        let owner = who.owner.clone();
+        let (job, _) = self.jobs.spawn(Some(id), &owner, (format, prepared.total()), hold, move |job| async move {
             let path = jobs.file_path(id, format);
             let part = path.with_extension("part");
             let dir = jobs.dir.clone();
@@ -148,9 +146,14 @@ impl ExportJobs {
                 let _ = tokio::fs::remove_file(jobs.file_path(id, format).with_extension("part")).await;
             }
             let done = jobs.complete(&events, id, format, &who, run).await;
-            job.finish(done.map(|m| (name, m)));
+            done.map(|m| (name, m))
         });
-        view
+        view(&job)
+    }
+
+    /// Waits up to `timeout` for the running background exports to end.
+    pub async fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        self.jobs.wait_idle(timeout).await
     }
 
     /// A background export's status, for its owner only.
@@ -240,10 +243,12 @@ pub async fn record(
     result: &Result<ExportManifest, String>,
 ) -> Result<(), crate::events::EventsError> {
     let (action, outcome, details) = match result {
-        Ok(m) => (OwnAction::ExportCompleted, "success", serde_json::to_value(m).unwrap_or_default()),
-        Err(e) => (OwnAction::ExportFailed, "failure", serde_json::json!({ "format": format.ext(), "error": e })),
+        Ok(m) => (OwnAction::ExportCompleted, Outcome::Success, serde_json::to_value(m).unwrap_or_default()),
+        Err(e) => {
+            (OwnAction::ExportFailed, Outcome::Failure, serde_json::json!({ "format": format.ext(), "error": e }))
+        }
     };
-    let event = OwnEvent::new(action, who.actor.clone(), &who.channel)
+    let event = OwnEvent::new(action, who.actor.clone(), who.channel)
         .outcome(outcome)
         .resource("export", Some(id.to_string()))
         .request(who.request_id.clone())

@@ -12,7 +12,7 @@ mod sink;
 use crate::time::{DAY_US, HOUR_US};
 use std::collections::{BTreeMap, HashMap};
 
-pub use jobs::{ExportJobs, FileError, Requester};
+pub use jobs::{ExportJobs, FileError};
 pub use run::{ExportProgress, ExportSpec, PreparedExport};
 pub use sink::{Cover, ExportFormats, ExportSink, FLAT_COLUMNS, OwnedRow, PageBuffer, PageEncoder, Row, flat_cells};
 

@@ -16,12 +16,13 @@ use super::sink::{Cover, ExportFormats, ExportSink, OwnedRow, PageEncoder, Row};
 use super::{ExportFormat, Summary};
 use crate::events::model::{ExportManifest, ManifestCheckpoint};
 use crate::events::search::{self, SearchFilter};
-use crate::events::service::{Events, EventsError, contains_text, rfc3339, view_of};
+use crate::events::service::{Events, EventsError, contains_text, view_of};
 use crate::ledger::crypto::DataKey;
 use crate::ledger::store::{CheckpointRow, entry_from_row};
 use crate::ledger::types::{Hash, StoredEntry};
 use crate::ledger::{LedgerError, encoding};
 use crate::storage::stmt_for;
+use crate::time::rfc3339;
 
 /// Entries per page read.
 const PAGE: usize = 2048;

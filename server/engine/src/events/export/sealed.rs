@@ -5,8 +5,9 @@
 
 use std::borrow::Cow;
 
-use crate::events::service::{PAYLOAD_VERSION, rfc3339};
+use crate::events::service::PAYLOAD_VERSION;
 use crate::ledger::types::StoredEntry;
+use crate::time::rfc3339;
 
 #[derive(serde::Deserialize)]
 struct SealedRef<'a> {

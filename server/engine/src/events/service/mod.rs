@@ -31,7 +31,7 @@ use crate::ledger::store::{self, entry_from_row};
 use crate::ledger::types::{HeaderFields, StoredEntry};
 use crate::ledger::{Ledger, LedgerError, NewEntry, Receipt};
 use crate::storage::stmt_for;
-pub use crate::time::{parse_rfc3339, rfc3339};
+use crate::time::rfc3339;
 
 /// The sealed submitter of the events the server records about itself.
 /// Clients are `api_key:<prefix>` or `user:<id>`, never this.
@@ -198,8 +198,8 @@ impl Events {
         let fields = HeaderFields {
             category: e.category.clone(),
             action: e.action.clone(),
-            outcome: e.outcome.clone(),
-            severity: e.severity.clone(),
+            outcome: e.outcome.as_str().to_owned(),
+            severity: e.severity.as_str().to_owned(),
             actor_id: Some(e.actor.id.clone()),
             actor_kind: Some(e.actor.kind.clone()),
             resource_type: e.resource.as_ref().map(|r| r.kind.clone()),

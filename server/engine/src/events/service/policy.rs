@@ -2,6 +2,7 @@
 //! (recorded before they are made, `based_on` refusing lost updates).
 
 use super::*;
+use crate::events::model::Channel;
 use crate::events::own::{OwnAction, OwnEvent};
 
 pub(super) struct Policy {
@@ -119,7 +120,7 @@ impl Events {
         }
         let version = current.version + 1;
         let now = self.ledger.now_us();
-        let event = OwnEvent::new(OwnAction::MaskingPolicyUpdate, by.clone(), "api")
+        let event = OwnEvent::new(OwnAction::MaskingPolicyUpdate, by.clone(), Channel::Api)
             .resource("masking_policy", Some(version.to_string()))
             .request(request_id)
             .details(json!({ "version": version, "previous": current.version, "rules": rules, "comment": comment }));

@@ -2,8 +2,8 @@
 //! recorded before anything is revealed.
 
 use super::*;
+use crate::events::own::Requester;
 use crate::events::own::{OwnAction, OwnEvent};
-use crate::jobs::Requester;
 use crate::ledger::EntryVerification;
 
 /// Which event: by its id or its seq.
@@ -83,7 +83,7 @@ impl Events {
         };
         let Some(entry) = found else { return Ok(None) };
         if let Some(u) = unmask {
-            let event = OwnEvent::new(OwnAction::Unmask, u.by.actor.clone(), &u.by.channel)
+            let event = OwnEvent::new(OwnAction::Unmask, u.by.actor.clone(), u.by.channel)
                 .resource("audit_event", Some(entry.header.event_id.to_string()))
                 .tenant(entry.header.fields.tenant.clone())
                 .request(u.by.request_id.clone())

@@ -84,18 +84,31 @@ impl Identity {
                 vec![],
             ))
             .await?;
+        /// An `api_keys` row, without its secret.
+        #[derive(sea_orm::FromQueryResult)]
+        struct KeyRecord {
+            id: i64,
+            prefix: String,
+            name: String,
+            scopes: String,
+            created_at: i64,
+            expires_at: Option<i64>,
+            revoked_at: Option<i64>,
+            last_used_at: Option<i64>,
+        }
+        use sea_orm::FromQueryResult as _;
         rows.iter()
             .map(|r| {
-                let scopes: String = r.try_get("", "scopes")?;
+                let k = KeyRecord::from_query_result(r, "")?;
                 Ok(ApiKeySummary {
-                    id: r.try_get("", "id")?,
-                    prefix: r.try_get("", "prefix")?,
-                    name: r.try_get("", "name")?,
-                    scopes: scopes.split_whitespace().filter_map(Scope::parse).collect(),
-                    created_us: r.try_get("", "created_at")?,
-                    expires_us: r.try_get("", "expires_at")?,
-                    revoked_us: r.try_get("", "revoked_at")?,
-                    last_used_us: r.try_get("", "last_used_at")?,
+                    id: k.id,
+                    prefix: k.prefix,
+                    name: k.name,
+                    scopes: k.scopes.split_whitespace().filter_map(Scope::parse).collect(),
+                    created_us: k.created_at,
+                    expires_us: k.expires_at,
+                    revoked_us: k.revoked_at,
+                    last_used_us: k.last_used_at,
                 })
             })
             .collect()
@@ -152,8 +165,8 @@ impl Identity {
                             &a,
                             "security",
                             "apikey.use",
-                            "denied",
-                            "warning",
+                            Outcome::Denied,
+                            Severity::Warning,
                             ("api_key", prefix),
                             serde_json::json!({ "reason": reason }),
                         )
@@ -233,10 +246,10 @@ impl Identity {
         for n in self.noise.drain() {
             // Public reads succeeded; sign-ins come from the UI.
             let (outcome, severity) = match n.kind {
-                NoiseKind::AnonymousPublic => ("success", "info"),
-                _ => ("denied", "warning"),
+                NoiseKind::AnonymousPublic => (Outcome::Success, Severity::Info),
+                _ => (Outcome::Denied, Severity::Warning),
             };
-            let channel = if n.kind == NoiseKind::ThrottledSignIn { "ui" } else { "api" };
+            let channel = if n.kind == NoiseKind::ThrottledSignIn { Channel::Ui } else { Channel::Api };
             let actor = Actor { kind: "anonymous", channel, ..Actor::default() };
             let details = serde_json::json!({
                 "kind": n.kind.as_str(),

@@ -45,8 +45,8 @@ impl Identity {
                     actor,
                     "authentication",
                     "mfa.enroll",
-                    "failure",
-                    "warning",
+                    Outcome::Failure,
+                    Severity::Warning,
                     resource,
                     serde_json::json!({ "reason": "wrong code" }),
                 )
@@ -65,8 +65,8 @@ impl Identity {
             actor,
             "authentication",
             "mfa.enroll",
-            "success",
-            "notice",
+            Outcome::Success,
+            Severity::Notice,
             resource.clone(),
             serde_json::json!({ "method": "totp" }),
         )

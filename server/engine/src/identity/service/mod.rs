@@ -32,6 +32,7 @@ use super::throttle::Throttle;
 use super::totp;
 use crate::clock::{Clock, RandomError, RandomSource};
 use crate::events::EventsError;
+use crate::events::model::{Channel, Outcome, Severity};
 use crate::events::own::{OwnAction, OwnEvent};
 use crate::ledger::{Ledger, LedgerError, Receipt};
 use crate::storage::Database;
@@ -269,8 +270,8 @@ impl Identity {
         actor: &Actor,
         category: &'static str,
         action: &'static str,
-        outcome: &str,
-        severity: &str,
+        outcome: Outcome,
+        severity: Severity,
         resource: (&str, Option<String>),
         details: serde_json::Value,
     ) -> Result<Receipt, LedgerError> {
@@ -304,7 +305,7 @@ impl Identity {
         resource: (&str, Option<String>),
         details: serde_json::Value,
     ) -> Result<Receipt, IdentityError> {
-        self.record(actor, "admin", action, "success", "notice", resource, details)
+        self.record(actor, "admin", action, Outcome::Success, Severity::Notice, resource, details)
             .await
             .map_err(IdentityError::NotRecorded)
     }
@@ -323,7 +324,9 @@ impl Identity {
             Ok(v) => Ok(v),
             Err(e) => {
                 let details = serde_json::json!({ "reason": e.to_string(), "recorded_as": recorded.event_id });
-                if let Err(le) = self.record(actor, "admin", action, "error", "error", resource, details).await {
+                if let Err(le) =
+                    self.record(actor, "admin", action, Outcome::Error, Severity::Error, resource, details).await
+                {
                     tracing::error!(error = %le, "could not record the failure of a recorded change");
                 }
                 Err(e)

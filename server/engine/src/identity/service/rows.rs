@@ -35,21 +35,42 @@ pub(super) fn flag(r: &QueryResult, col: &str) -> Result<bool, DbErr> {
     Ok(r.try_get::<i16>("", col)? != 0)
 }
 
+/// A `users` row as the database has it (`USER_COLUMNS`; flags are
+/// SMALLINT on both databases).
+#[derive(sea_orm::FromQueryResult)]
+struct UserRecord {
+    id: i64,
+    username: String,
+    email: Option<String>,
+    display_name: Option<String>,
+    password_hash: String,
+    must_change_password: i16,
+    disabled: i16,
+    mfa_secret: Option<Vec<u8>>,
+    mfa_enabled: i16,
+    failed_logins: i32,
+    locked_until: Option<i64>,
+    last_login_at: Option<i64>,
+    session_epoch: i64,
+}
+
 pub(super) fn user_from_row(r: &QueryResult) -> Result<UserRow, DbErr> {
+    use sea_orm::FromQueryResult as _;
+    let u = UserRecord::from_query_result(r, "")?;
     Ok(UserRow {
-        id: r.try_get("", "id")?,
-        username: r.try_get("", "username")?,
-        email: r.try_get("", "email")?,
-        display_name: r.try_get("", "display_name")?,
-        password_hash: r.try_get("", "password_hash")?,
-        must_change_password: flag(r, "must_change_password")?,
-        disabled: flag(r, "disabled")?,
-        mfa_secret: r.try_get("", "mfa_secret")?,
-        mfa_enabled: flag(r, "mfa_enabled")?,
-        failed_logins: r.try_get::<i32>("", "failed_logins")?.into(),
-        locked_until: r.try_get("", "locked_until")?,
-        last_login_at: r.try_get("", "last_login_at")?,
-        session_epoch: r.try_get("", "session_epoch")?,
+        id: u.id,
+        username: u.username,
+        email: u.email,
+        display_name: u.display_name,
+        password_hash: u.password_hash,
+        must_change_password: u.must_change_password != 0,
+        disabled: u.disabled != 0,
+        mfa_secret: u.mfa_secret,
+        mfa_enabled: u.mfa_enabled != 0,
+        failed_logins: u.failed_logins.into(),
+        locked_until: u.locked_until,
+        last_login_at: u.last_login_at,
+        session_epoch: u.session_epoch,
     })
 }
 

@@ -49,8 +49,9 @@ impl Identity {
         a.id = user.map(|u| u.id.to_string());
         let resource = ("user", Some(shown));
         let details = serde_json::json!({ "reason": reason });
-        if let Err(e) =
-            self.record(&a, "authentication", "user.login", "failure", "warning", resource.clone(), details).await
+        if let Err(e) = self
+            .record(&a, "authentication", "user.login", Outcome::Failure, Severity::Warning, resource.clone(), details)
+            .await
         {
             tracing::error!(error = %e, "could not record a failed sign-in");
         }
@@ -58,7 +59,10 @@ impl Identity {
             let details = serde_json::json!({
                 "failures": self.settings.lockout_threshold, "lockout_seconds": self.settings.lockout_secs,
             });
-            if let Err(e) = self.record(&a, "security", "user.lockout", "success", "warning", resource, details).await {
+            if let Err(e) = self
+                .record(&a, "security", "user.lockout", Outcome::Success, Severity::Warning, resource, details)
+                .await
+            {
                 tracing::error!(error = %e, "could not record a lockout");
             }
         }
@@ -81,8 +85,8 @@ impl Identity {
                         &a,
                         "security",
                         "user.login",
-                        "denied",
-                        "warning",
+                        Outcome::Denied,
+                        Severity::Warning,
                         ("address", Some(ip_key.clone())),
                         serde_json::json!({ "reason": "client address throttled" }),
                     )
@@ -179,9 +183,17 @@ impl Identity {
         let a = Actor { id: Some(u.id.to_string()), kind: "user", name: Some(u.username.clone()), ..actor.clone() };
         let details = serde_json::json!({ "mfa": mfa, "roles": principal.roles });
         // A sign-in that cannot be recorded does not happen.
-        self.record(&a, "authentication", "user.login", "success", "info", ("user", Some(u.username.clone())), details)
-            .await
-            .map_err(IdentityError::NotRecorded)?;
+        self.record(
+            &a,
+            "authentication",
+            "user.login",
+            Outcome::Success,
+            Severity::Info,
+            ("user", Some(u.username.clone())),
+            details,
+        )
+        .await
+        .map_err(IdentityError::NotRecorded)?;
         Ok(principal)
     }
 
@@ -204,7 +216,15 @@ impl Identity {
         let resource = ("user", Some(u.username.clone()));
         if self.check_second_factor(&u, code).await? {
             let _ = self
-                .record(&a, "authentication", "mfa.verify", "success", "info", resource, serde_json::json!({}))
+                .record(
+                    &a,
+                    "authentication",
+                    "mfa.verify",
+                    Outcome::Success,
+                    Severity::Info,
+                    resource,
+                    serde_json::json!({}),
+                )
                 .await;
             return self.login_success(actor, &u, true).await.map(LoginOutcome::Success);
         }
@@ -213,8 +233,8 @@ impl Identity {
                 &a,
                 "authentication",
                 "mfa.verify",
-                "failure",
-                "warning",
+                Outcome::Failure,
+                Severity::Warning,
                 resource,
                 serde_json::json!({ "reason": "wrong code" }),
             )
@@ -263,8 +283,8 @@ impl Identity {
                 actor,
                 "authorization",
                 "access.denied",
-                "denied",
-                "warning",
+                Outcome::Denied,
+                Severity::Warning,
                 ("route", Some(route.into())),
                 details,
             )
@@ -278,7 +298,15 @@ impl Identity {
     pub async fn record_logout(&self, actor: &Actor) {
         let resource = ("user", actor.name.clone());
         if let Err(e) = self
-            .record(actor, "authentication", "user.logout", "success", "info", resource, serde_json::json!({}))
+            .record(
+                actor,
+                "authentication",
+                "user.logout",
+                Outcome::Success,
+                Severity::Info,
+                resource,
+                serde_json::json!({}),
+            )
             .await
         {
             tracing::error!(error = %e, "could not record a sign-out");
@@ -292,12 +320,21 @@ impl Identity {
             id: Some(user_id.to_string()),
             kind: "user",
             name: name.clone(),
-            channel: "ui",
+            channel: Channel::Ui,
             ..Actor::default()
         };
         let details = serde_json::json!({ "reason": reason });
-        if let Err(e) =
-            self.record(&actor, "authentication", "session.expire", "success", "info", ("user", name), details).await
+        if let Err(e) = self
+            .record(
+                &actor,
+                "authentication",
+                "session.expire",
+                Outcome::Success,
+                Severity::Info,
+                ("user", name),
+                details,
+            )
+            .await
         {
             tracing::error!(error = %e, "could not record a session expiry");
         }

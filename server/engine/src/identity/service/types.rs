@@ -117,7 +117,7 @@ pub struct Actor {
     /// Client user agent.
     pub user_agent: Option<String>,
     /// ui, api or cli.
-    pub channel: &'static str,
+    pub channel: Channel,
     /// Request id, for correlation.
     pub request_id: Option<String>,
     /// What this actor may grant (never recorded).
@@ -126,7 +126,7 @@ pub struct Actor {
 
 impl Actor {
     /// The system itself (first-run set-up, the command line).
-    pub fn system(channel: &'static str) -> Actor {
+    pub fn system(channel: Channel) -> Actor {
         Actor {
             id: Some("custos".into()),
             kind: "system",
@@ -138,7 +138,7 @@ impl Actor {
     }
 
     /// A signed-in user.
-    pub fn user(p: &Principal, channel: &'static str) -> Actor {
+    pub fn user(p: &Principal, channel: Channel) -> Actor {
         Actor {
             id: Some(p.user_id.to_string()),
             kind: "user",
@@ -364,7 +364,7 @@ impl Caller {
     }
 
     /// The caller as the actor of an audit record.
-    pub fn actor(&self, channel: &'static str) -> Actor {
+    pub fn actor(&self, channel: Channel) -> Actor {
         match self {
             Caller::Anonymous => Actor { kind: "anonymous", channel, ..Actor::default() },
             Caller::User(p) => Actor::user(p, channel),

@@ -169,7 +169,7 @@ impl Identity {
             roles: vec!["admin".into()],
             must_change_password: generated,
         };
-        self.create_user(&Actor::system("cli"), new).await?;
+        self.create_user(&Actor::system(Channel::Cli), new).await?;
         Ok(Some((username, generated.then_some(password))))
     }
 
@@ -309,8 +309,8 @@ impl Identity {
                     actor,
                     "authentication",
                     "user.password.change",
-                    "failure",
-                    "warning",
+                    Outcome::Failure,
+                    Severity::Warning,
                     ("user", Some(u.username.clone())),
                     serde_json::json!({ "reason": "current password incorrect" }),
                 )
@@ -328,8 +328,8 @@ impl Identity {
                 actor,
                 "authentication",
                 "user.password.change",
-                "success",
-                "notice",
+                Outcome::Success,
+                Severity::Notice,
                 resource.clone(),
                 serde_json::json!({}),
             )

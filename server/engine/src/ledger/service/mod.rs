@@ -342,7 +342,7 @@ impl Ledger {
                 key_id,
                 current: purpose == "data" && key_id == current,
                 purpose,
-                created_at: crate::events::service::rfc3339(created),
+                created_at: crate::time::rfc3339(created),
             });
         }
         Ok(out)
