@@ -209,6 +209,18 @@ async fn exports_in_every_format(backend: Backend) {
     }
     let cp = m.checkpoint.as_ref().unwrap();
     assert!(text.contains(&cp.root), "checkpoint root in the footer");
+    // Only the glyphs used are embedded: a subset (its name tagged
+    // `ABCDEF+`), and the report is far smaller than the 760 KB font.
+    let fonts = String::from_utf8(tool("pdffonts").arg(&path).output().unwrap().stdout).unwrap();
+    let row = fonts.lines().find(|l| l.contains("DejaVuSans")).unwrap_or_else(|| panic!("no font:\n{fonts}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert!(cols[0].len() > 7 && cols[0].as_bytes()[6] == b'+', "a subset tag: {row}");
+    assert_eq!(
+        &cols[cols.len() - 5..cols.len() - 2],
+        ["yes", "yes", "yes"],
+        "embedded, subset, with a Unicode map: {row}"
+    );
+    assert!(pdf.len() < 150_000, "a 3-page report with a font subset is {} bytes", pdf.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

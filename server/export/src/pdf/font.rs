@@ -1,6 +1,8 @@
 //! The embedded font: DejaVu Sans read with ttf-parser, its widths, the
 //! glyphs a text needs, and the objects that embed it (a CID font with a
-//! ToUnicode map, so text can be searched and copied).
+//! ToUnicode map, so text can be searched and copied). Only the glyphs a
+//! report uses are embedded (`subsetter`, the subsetter typst uses): a
+//! report carries tens of KB of font, not the whole 760 KB file.
 
 use super::*;
 
@@ -66,4 +68,33 @@ impl Font {
         out.push('…');
         out
     }
+}
+
+/// The font cut down to `used` glyphs (original ids) and the CIDToGIDMap
+/// stream that sends each original id (the CID the pages use) to its id in
+/// the subset: two bytes per CID, big-endian, unused ones to 0 (.notdef).
+pub(super) fn subset(used: impl Iterator<Item = u16>) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let used: Vec<u16> = used.collect();
+    let remapper = subsetter::GlyphRemapper::new_from_glyphs(&used);
+    let data = subsetter::subset(FONT, 0, &remapper).map_err(|e| io::Error::other(format!("font subset: {e}")))?;
+    let max = used.iter().copied().max().unwrap_or(0) as usize;
+    let mut map = vec![0u8; 2 * (max + 1)];
+    for g in used {
+        let new = remapper.get(g).unwrap_or(0);
+        map[2 * g as usize..2 * g as usize + 2].copy_from_slice(&new.to_be_bytes());
+    }
+    Ok((data, map))
+}
+
+/// The subset's PostScript name: a tag of six capitals drawn from the
+/// glyphs it holds, `+`, the font's name (PDF 32000-1 9.6.4).
+pub(super) fn subset_name(used: impl Iterator<Item = u16>) -> String {
+    let mut h: u32 = 2_166_136_261; // FNV-1a over the glyph ids
+    for g in used {
+        for b in g.to_be_bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(16_777_619);
+        }
+    }
+    let tag: String = (0..6).map(|i| char::from(b'A' + ((h >> (i * 5)) % 26) as u8)).collect();
+    format!("{tag}+DejaVuSans")
 }

@@ -2,7 +2,8 @@
 //! rows arrive (one page in memory at a time), so an export of a million
 //! events is some 25,000 pages in constant memory. The title and summary
 //! pages are written last, when the counts are known, and placed first in
-//! the page tree. Text is set in DejaVu Sans (embedded, Identity-H, with a
+//! the page tree. Text is set in DejaVu Sans (a subset of the glyphs used,
+//! embedded at the end with a CIDToGIDMap, Identity-H, with a
 //! ToUnicode map so the text can be searched and copied); the summary chart
 //! is drawn by plotters through a backend that emits PDF operators.
 //!
@@ -67,7 +68,8 @@ const FONT_DESC: u32 = 5;
 const FONT_FILE: u32 = 6;
 const TO_UNICODE: u32 = 7;
 const INFO: u32 = 8;
-const FIRST_FREE: u32 = 9;
+const CID_TO_GID: u32 = 9;
+const FIRST_FREE: u32 = 10;
 
 const INK: (f32, f32, f32) = (0.11, 0.13, 0.17);
 const MUTED: (f32, f32, f32) = (0.38, 0.42, 0.48);
@@ -387,9 +389,16 @@ impl PdfSink {
         let bbox = face.global_bounding_box();
         let (ascent, descent) = (scale(face.ascender()), scale(face.descender()));
         let cap = face.capital_height().map_or(ascent, scale);
-        self.stream(out, FONT_FILE, &format!("/Length1 {}", FONT.len()), FONT)?;
+        // Only the glyphs the report uses are embedded. The pages address
+        // glyphs by their id in the full font (CID = original glyph id, known
+        // only now that every page is written); the subset numbers them
+        // afresh, and the CIDToGIDMap stream maps the one to the other.
+        let (subset, cid_to_gid) = font::subset(self.font.used.keys().copied())?;
+        self.stream(out, FONT_FILE, &format!("/Length1 {}", subset.len()), &subset)?;
+        self.stream(out, CID_TO_GID, "", &cid_to_gid)?;
+        let name = font::subset_name(self.font.used.keys().copied());
         let desc = format!(
-            "<< /Type /FontDescriptor /FontName /DejaVuSans /Flags 32 /FontBBox [{} {} {} {}] /ItalicAngle 0 \
+            "<< /Type /FontDescriptor /FontName /{name} /Flags 32 /FontBBox [{} {} {} {}] /ItalicAngle 0 \
              /Ascent {ascent} /Descent {descent} /CapHeight {cap} /StemV 80 /FontFile2 {FONT_FILE} 0 R >>",
             scale(bbox.x_min),
             scale(bbox.y_min),
@@ -403,9 +412,9 @@ impl PdfSink {
             let _ = write!(widths, "{gid} [{w}] ");
         }
         let cid = format!(
-            "<< /Type /Font /Subtype /CIDFontType2 /BaseFont /DejaVuSans \
+            "<< /Type /Font /Subtype /CIDFontType2 /BaseFont /{name} \
              /CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> \
-             /FontDescriptor {FONT_DESC} 0 R /CIDToGIDMap /Identity /DW 600 /W [{widths}] >>"
+             /FontDescriptor {FONT_DESC} 0 R /CIDToGIDMap {CID_TO_GID} 0 R /DW 600 /W [{widths}] >>"
         );
         self.object(out, FONT_CID, cid.as_bytes())?;
         let mut cmap = String::from(
@@ -427,7 +436,7 @@ impl PdfSink {
         cmap.push_str("endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n");
         self.stream(out, TO_UNICODE, "", cmap.as_bytes())?;
         let type0 = format!(
-            "<< /Type /Font /Subtype /Type0 /BaseFont /DejaVuSans /Encoding /Identity-H \
+            "<< /Type /Font /Subtype /Type0 /BaseFont /{name} /Encoding /Identity-H \
              /DescendantFonts [{FONT_CID} 0 R] /ToUnicode {TO_UNICODE} 0 R >>"
         );
         self.object(out, FONT_TYPE0, type0.as_bytes())
