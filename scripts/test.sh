@@ -11,6 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
+# No incremental caches: every CI run is a fresh clone, so they only pile up
+# in a persistent target directory (tens of GB) and never speed a run up.
+export CARGO_INCREMENTAL=0
 work=$(mktemp -d "${TMPDIR:-/tmp}/custos-test.XXXXXX")
 chmod 755 "$work"
 server_pid=""

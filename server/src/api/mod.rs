@@ -41,15 +41,7 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
 
 /// The caller as an event actor.
 pub fn actor_of(caller: &Caller, ip: Option<String>, user_agent: Option<String>) -> custos_model::Actor {
-    let a = caller.actor(Channel::Api);
-    custos_model::Actor {
-        id: a.id.unwrap_or_else(|| "anonymous".into()),
-        kind: a.kind.into(),
-        name: a.name,
-        ip,
-        user_agent,
-        session_id: None,
-    }
+    caller.actor(Channel::Api).from_client(ip, user_agent, None).recorded()
 }
 
 /// Who is calling and from where: the caller (set by `auth::load_caller`),

@@ -2,6 +2,7 @@
 //! API keys, brute-force throttling, and the security events they record.
 
 pub mod apikey;
+pub mod names;
 pub mod noise;
 pub mod password;
 pub mod permission;

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::apikey::{self, Scope};
+use super::names::{Email, Username};
 use super::noise::{NoiseGate, NoiseKind, Verdict};
 use super::password::{self, PolicyError};
 use super::permission::{BUILTIN_ROLES, Permission, PermissionSet, UnknownPermission};
@@ -277,15 +278,7 @@ impl Identity {
     ) -> Result<Receipt, LedgerError> {
         // Through the one writer of own events: sealed with the server as the
         // submitter, masked by the policy like any event.
-        let who = crate::events::model::Actor {
-            id: actor.id.clone().unwrap_or_else(|| "anonymous".into()),
-            kind: actor.kind.into(),
-            name: actor.name.clone(),
-            ip: actor.ip.clone(),
-            user_agent: actor.user_agent.clone(),
-            session_id: None,
-        };
-        let own = OwnEvent::new(OwnAction::Identity { action, category }, who, actor.channel)
+        let own = OwnEvent::new(OwnAction::Identity { action, category }, actor.recorded(), actor.channel)
             .outcome(outcome)
             .severity(severity)
             .resource(resource.0, resource.1)

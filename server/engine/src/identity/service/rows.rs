@@ -74,30 +74,10 @@ pub(super) fn user_from_row(r: &QueryResult) -> Result<UserRow, DbErr> {
     })
 }
 
-pub(super) fn normalize_username(s: &str) -> String {
-    s.trim().to_lowercase()
-}
-
-pub(super) fn validate_username(s: &str) -> Result<String, IdentityError> {
-    let u = normalize_username(s);
-    if !(3..=64).contains(&u.chars().count()) {
-        return Err(invalid("username", "must be 3 to 64 characters long"));
+impl From<crate::identity::names::Refused> for IdentityError {
+    fn from(r: crate::identity::names::Refused) -> IdentityError {
+        invalid(r.field, r.reason)
     }
-    if !u.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)) {
-        return Err(invalid("username", "may contain only letters, digits, '.', '_', '-' and '@'"));
-    }
-    Ok(u)
-}
-
-pub(super) fn validate_email(s: Option<&str>) -> Result<Option<String>, IdentityError> {
-    let Some(e) = s.map(str::trim).filter(|e| !e.is_empty()) else { return Ok(None) };
-    let valid = e.len() <= 254
-        && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
-        && !e.chars().any(char::is_whitespace);
-    if !valid {
-        return Err(invalid("email", "is not an e-mail address"));
-    }
-    Ok(Some(e.to_owned()))
 }
 
 pub(super) fn policy_error(e: PolicyError) -> IdentityError {

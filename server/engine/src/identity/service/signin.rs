@@ -20,7 +20,7 @@ impl Identity {
     /// password).
     pub(super) async fn login_failure(&self, failed: Failed<'_>, reason: &str, user: Option<&UserRow>, known: bool) {
         let Failed { actor, username, counted } = failed;
-        let name = normalize_username(username);
+        let name = Username::lookup_key(username);
         if !counted {
             self.ip_throttle.fail(&throttle_key(actor));
             self.name_throttle.fail(&name_key(&name));
@@ -73,7 +73,7 @@ impl Identity {
     /// cannot all pass the check first.
     pub async fn login(&self, attempt: LoginAttempt<'_>) -> Result<LoginOutcome, IdentityError> {
         let actor = attempt.actor;
-        let name = normalize_username(attempt.username);
+        let name = Username::lookup_key(attempt.username);
         let ip_key = throttle_key(&actor);
         if let Err(retry_after_secs) = self.ip_throttle.take(&ip_key) {
             // Recorded once per source and minute; the rest are counted.

@@ -156,6 +156,20 @@ impl Actor {
         self.request_id = request_id;
         self
     }
+
+    /// The actor as an event records it (the one conversion: identity's
+    /// records and the API's own events name actors the same way; an
+    /// anonymous caller is `anonymous`).
+    pub fn recorded(&self) -> crate::events::model::Actor {
+        crate::events::model::Actor {
+            id: self.id.clone().unwrap_or_else(|| "anonymous".into()),
+            kind: self.kind.into(),
+            name: self.name.clone(),
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            session_id: None,
+        }
+    }
 }
 
 /// A signed-in user and what they may do.

@@ -11,7 +11,7 @@ impl Identity {
             .conn()
             .query_one_raw(self.db.stmt(
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?"),
-                vec![normalize_username(username).into()],
+                vec![Username::lookup_key(username).into()],
             ))
             .await?;
         Ok(row.as_ref().map(user_from_row).transpose()?)
@@ -97,16 +97,17 @@ impl Identity {
 
     /// Creates a user.
     pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<i64, IdentityError> {
-        let username = validate_username(&new.username)?;
-        let email = validate_email(new.email.as_deref())?;
-        password::check_policy(new.password.expose_secret(), &username, email.as_deref()).map_err(policy_error)?;
-        if self.find_user(&username).await?.is_some() {
+        let username = Username::parse(&new.username)?;
+        let email = Email::parse_optional(new.email.as_deref())?;
+        password::check_policy(new.password.expose_secret(), username.as_str(), email.as_ref().map(Email::as_str))
+            .map_err(policy_error)?;
+        if self.find_user(username.as_str()).await?.is_some() {
             return Err(IdentityError::Conflict(format!("a user named `{username}` already exists")));
         }
         let role_ids = self.role_ids(&new.roles).await?;
         need_authority(actor, &self.roles_permissions(&new.roles).await?, "giving these roles")?;
         let hash = self.hash_password(&new.password).await?;
-        let resource = ("user", Some(username.clone()));
+        let resource = ("user", Some(username.to_string()));
         let details = serde_json::json!({ "username": username, "email": email, "roles": new.roles });
         let recorded = self.record_change(actor, "user.create", resource.clone(), details).await?;
         self.apply(actor, "user.create", recorded, resource, async {
@@ -118,8 +119,8 @@ impl Identity {
                     "INSERT INTO users (username, email, display_name, password_hash, must_change_password, \
                      password_changed_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     vec![
-                        username.clone().into(),
-                        email.clone().into(),
+                        username.as_str().into(),
+                        email.as_ref().map(Email::as_str).into(),
                         new.display_name.clone().into(),
                         hash.into(),
                         Value::SmallInt(Some(i16::from(new.must_change_password))),
