@@ -211,12 +211,7 @@ impl Kek {
     pub fn wrap(&self, purpose: KeyPurpose, key_id: u32, iv: &[u8; 16], secret: &[u8; 32]) -> Vec<u8> {
         let ct = cbc_encrypt(&self.enc, iv, secret);
         let mac = self.wrap_mac(purpose, key_id, iv, &ct);
-        let mut out = Vec::with_capacity(1 + 16 + ct.len() + 32);
-        out.push(WRAP_VERSION);
-        out.extend_from_slice(iv);
-        out.extend_from_slice(&ct);
-        out.extend_from_slice(&mac);
-        out
+        sealed_form(iv, &ct, &mac)
     }
 
     /// Unwraps a secret, checking the MAC (and so the purpose and key id) first.
@@ -269,12 +264,7 @@ impl Kek {
     pub fn seal(&self, purpose: &str, id: u64, iv: &[u8; 16], secret: &[u8]) -> Vec<u8> {
         let ct = cbc_encrypt(&self.enc, iv, secret);
         let mac = self.secret_mac(purpose, id, iv, &ct);
-        let mut out = Vec::with_capacity(1 + 16 + ct.len() + 32);
-        out.push(WRAP_VERSION);
-        out.extend_from_slice(iv);
-        out.extend_from_slice(&ct);
-        out.extend_from_slice(&mac);
-        out
+        sealed_form(iv, &ct, &mac)
     }
 
     /// Opens a sealed secret, checking the MAC (purpose and id) first.
@@ -292,6 +282,17 @@ impl Kek {
         }
         cbc_decrypt(&self.enc, &iv, ct).map(Zeroizing::new)
     }
+}
+
+/// The stored form of a wrapped key or sealed secret:
+/// `u8 version || [16] iv || ct || [32] mac`.
+fn sealed_form(iv: &[u8; 16], ct: &[u8], mac: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 16 + ct.len() + mac.len());
+    out.push(WRAP_VERSION);
+    out.extend_from_slice(iv);
+    out.extend_from_slice(ct);
+    out.extend_from_slice(mac);
+    out
 }
 
 #[cfg(test)]

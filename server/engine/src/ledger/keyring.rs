@@ -286,16 +286,7 @@ impl Keyring {
 
     /// The id the next key will get.
     pub async fn next_key_id(db: &Database) -> Result<u32, LedgerError> {
-        let next: i64 = db
-            .conn()
-            .query_one_raw(
-                db.stmt("SELECT CAST(COALESCE(MAX(key_id), 0) + 1 AS BIGINT) AS next FROM ledger_keys", vec![]),
-            )
-            .await?
-            .map(|r| r.try_get("", "next"))
-            .transpose()?
-            .unwrap_or(1);
-        u32::try_from(next).map_err(|_| LedgerError::Corrupt("key ids exhausted".into()))
+        next_key_id_on(db, db.conn()).await
     }
 
     /// Creates a new data key and seals new payloads with it from now on.
@@ -316,15 +307,7 @@ impl Keyring {
         let txn = db.conn().begin().await?;
         // Serialise with the sequencer and other replicas (see `initialise`).
         super::store::lock_head(&txn).await?;
-        let next: i64 = txn
-            .query_one_raw(
-                db.stmt("SELECT CAST(COALESCE(MAX(key_id), 0) + 1 AS BIGINT) AS next FROM ledger_keys", vec![]),
-            )
-            .await?
-            .map(|r| r.try_get("", "next"))
-            .transpose()?
-            .unwrap_or(1);
-        let key_id = u32::try_from(next).map_err(|_| LedgerError::Corrupt("key ids exhausted".into()))?;
+        let key_id = next_key_id_on(db, &txn).await?;
         if expected.is_some_and(|e| e != key_id) {
             return Err(LedgerError::Invalid(format!(
                 "another rotation made key {} first; this one was not made",
@@ -334,7 +317,7 @@ impl Keyring {
         let wrapped = self.kek.wrap(KeyPurpose::Data, key_id, &iv, &dek);
         txn.execute_raw(db.stmt(
             "INSERT INTO ledger_keys (key_id, purpose, wrapped, public_key, created_at) VALUES (?, 'data', ?, NULL, ?)",
-            vec![Value::Int(Some(next as i32)), wrapped.into(), clock.now_us().into()],
+            vec![Value::Int(Some(key_id as i32)), wrapped.into(), clock.now_us().into()],
         ))
         .await?;
         txn.commit().await?;
@@ -344,4 +327,15 @@ impl Keyring {
         tracing::info!(key_id, "data key rotated");
         Ok(key_id)
     }
+}
+/// The id the next key will get, read on `conn` (the pool, or the
+/// transaction of a rotation that holds the head lock).
+async fn next_key_id_on(db: &Database, conn: &impl sea_orm::ConnectionTrait) -> Result<u32, LedgerError> {
+    let next: i64 = conn
+        .query_one_raw(db.stmt("SELECT CAST(COALESCE(MAX(key_id), 0) + 1 AS BIGINT) AS next FROM ledger_keys", vec![]))
+        .await?
+        .map(|r| r.try_get("", "next"))
+        .transpose()?
+        .unwrap_or(1);
+    u32::try_from(next).map_err(|_| LedgerError::Corrupt("key ids exhausted".into()))
 }

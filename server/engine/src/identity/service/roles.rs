@@ -101,12 +101,7 @@ impl Identity {
         permissions: Option<&PermissionSet>,
         require_mfa: bool,
     ) -> Result<(), IdentityError> {
-        let role = self
-            .list_roles()
-            .await?
-            .into_iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| IdentityError::NotFound(format!("role `{name}`")))?;
+        let role = self.role(name).await?;
         if role.builtin && permissions.is_some_and(|p| *p != role.permissions) {
             return Err(IdentityError::Refused(format!("the permissions of built-in role `{name}` cannot be changed")));
         }
@@ -158,14 +153,15 @@ impl Identity {
         .await
     }
 
+    /// A role by name.
+    async fn role(&self, name: &str) -> Result<RoleSummary, IdentityError> {
+        let roles = self.list_roles().await?;
+        roles.into_iter().find(|r| r.name == name).ok_or_else(|| IdentityError::NotFound(format!("role `{name}`")))
+    }
+
     /// Deletes a custom role that nobody holds.
     pub async fn delete_role(&self, actor: &Actor, name: &str) -> Result<(), IdentityError> {
-        let role = self
-            .list_roles()
-            .await?
-            .into_iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| IdentityError::NotFound(format!("role `{name}`")))?;
+        let role = self.role(name).await?;
         if role.builtin {
             return Err(IdentityError::Refused(format!("built-in role `{name}` cannot be deleted")));
         }
