@@ -72,7 +72,7 @@ pub async fn mfa_confirm(code: String) -> Result<Vec<String>, AppError> {
 }
 
 #[cfg(feature = "ssr")]
-fn admin() -> Result<(crate::server::ServerContext, custos_engine::identity::service::Actor), AppError> {
+fn admin() -> Result<(crate::server::ServerContext, custos_engine::identity::service::Acting), AppError> {
     use custos_engine::identity::permission::Permission;
     let caller = crate::server::require(Permission::UserManage)?;
     Ok((expect_context::<crate::server::ServerContext>(), crate::server::actor(&caller)))

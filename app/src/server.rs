@@ -68,7 +68,7 @@ pub fn require_user() -> Result<Principal, AppError> {
 }
 
 /// The request's client details for the audit record.
-pub fn actor(c: &Caller) -> custos_engine::identity::service::Actor {
+pub fn actor(c: &Caller) -> custos_engine::identity::service::Acting {
     let parts = use_context::<http::request::Parts>();
     let ip = parts
         .as_ref()

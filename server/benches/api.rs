@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use custos_engine::clock::OsRandom;
 use custos_engine::events::SearchFilter;
 use custos_engine::identity::apikey::Scope;
-use custos_engine::identity::service::Actor;
+use custos_engine::identity::service::Acting;
 use custos_engine::keys::FileKek;
 use custos_engine::ledger::NewEntry;
 use custos_engine::ledger::types::HeaderFields;
@@ -248,7 +248,7 @@ async fn run(a: Args) {
     let base = format!("http://{}", server.addr);
     let (_, key) = server
         .identity
-        .create_api_key(&Actor::system(custos_model::Channel::Cli), "bench", &[Scope::Ingest, Scope::Read], None)
+        .create_api_key(&Acting::system(custos_model::Channel::Cli), "bench", &[Scope::Ingest, Scope::Read], None)
         .await
         .unwrap();
     let key = key.expose_secret().to_owned();
@@ -389,7 +389,7 @@ async fn run(a: Args) {
         roles: vec!["compliance_officer".into()],
         must_change_password: false,
     };
-    server.identity.create_user(&Actor::system(custos_model::Channel::Cli), officer).await.unwrap();
+    server.identity.create_user(&Acting::system(custos_model::Channel::Cli), officer).await.unwrap();
     let browser =
         reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let res = browser

@@ -19,7 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use custos_engine::identity::noise::{NoiseKind, Verdict};
 use custos_engine::identity::permission::Permission;
-use custos_engine::identity::service::{Actor, Caller, KeyCheck, LoginAttempt, LoginOutcome, LoginRejection};
+use custos_engine::identity::service::{Acting, Caller, KeyCheck, LoginAttempt, LoginOutcome, LoginRejection};
 use custos_engine::identity::throttle::{ClientIp, address_key};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -40,7 +40,7 @@ pub fn client_actor(
     caller: &Caller,
     channel: Channel,
     parts: (&HeaderMap, Option<std::net::IpAddr>, Option<&RequestId>),
-) -> Actor {
+) -> Acting {
     let (headers, addr, request_id) = parts;
     caller.actor(channel).from_client(
         addr.map(|a| a.to_string()),

@@ -6,7 +6,7 @@ use std::io::Read as _;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use custos_engine::identity::service::{Actor, NewUser};
+use custos_engine::identity::service::{Acting, NewUser};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::failed;
@@ -84,7 +84,7 @@ pub async fn user(config: &Config, cmd: UserCommand) -> ExitCode {
             return failed("cannot open identities", &e);
         }
     };
-    let actor = Actor::system(Channel::Cli);
+    let actor = Acting::system(Channel::Cli);
     let result: Result<String, String> = async {
         match cmd {
             UserCommand::Create { username, email, display_name, roles, password_stdin } => {

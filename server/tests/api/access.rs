@@ -3,7 +3,7 @@
 //! the table does not list.
 
 use custos_engine::identity::apikey::Scope;
-use custos_engine::identity::service::{Actor, NewUser};
+use custos_engine::identity::service::{Acting, NewUser};
 use custos_model::Channel;
 use custos_server::access::{self, Kind};
 use reqwest::StatusCode;
@@ -125,7 +125,7 @@ fn api_request(c: &reqwest::Client, base: &str, method: &str, path: &str, n: usi
 async fn every_route_and_server_function_is_enforced_for_every_role() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     let id = &app.running.identity;
-    let system = Actor::system(Channel::Cli);
+    let system = Acting::system(Channel::Cli);
     for role in ROLES {
         let new = NewUser {
             username: format!("m_{role}"),

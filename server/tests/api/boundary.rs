@@ -8,7 +8,7 @@ use custos_model::Channel;
 use std::time::Duration;
 
 use custos_engine::identity::apikey::Scope;
-use custos_engine::identity::service::Actor;
+use custos_engine::identity::service::Acting;
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use secrecy::ExposeSecret as _;
@@ -401,7 +401,7 @@ both_backends! {
         assert!(text.starts_with("event: ready") && text.contains("event: end"), "{text}");
         // ...and when its key is revoked.
         let (key, token) =
-            app.running.identity.create_api_key(&Actor::system(Channel::Cli), "tailer", &[Scope::Read], None).await.unwrap();
+            app.running.identity.create_api_key(&Acting::system(Channel::Cli), "tailer", &[Scope::Read], None).await.unwrap();
         let tail = reqwest::Client::new()
             .get(format!("{}/api/audit/tail", app.base))
             .bearer_auth(token.expose_secret())
@@ -409,7 +409,7 @@ both_backends! {
             .await
             .unwrap();
         assert_eq!(tail.status(), StatusCode::OK);
-        app.running.identity.revoke_api_key(&Actor::system(Channel::Cli), &key.prefix).await.unwrap();
+        app.running.identity.revoke_api_key(&Acting::system(Channel::Cli), &key.prefix).await.unwrap();
         let text = tokio::time::timeout(Duration::from_secs(60), tail.text()).await.expect("the tail closed").unwrap();
         assert!(text.contains("event: end"), "{text}");
         app.running.shutdown().await.unwrap();
@@ -419,7 +419,7 @@ both_backends! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_management_over_http_cannot_escalate() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
-    let system = Actor::system(Channel::Cli);
+    let system = Acting::system(Channel::Cli);
     let perms = custos_engine::identity::permission::PermissionSet::parse("user:manage audit:read").unwrap();
     app.running.identity.create_role(&system, "helpdesk", "", &perms, false).await.unwrap();
     let helpdesk = app.signed_in("helpdesk1", &["helpdesk"]).await;

@@ -4,7 +4,7 @@
 //! API; the self-audit of every endpoint; a ledger that cannot record.
 
 use custos_engine::identity::apikey::Scope;
-use custos_engine::identity::service::Actor;
+use custos_engine::identity::service::Acting;
 use custos_model::Channel;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret as _;
@@ -100,7 +100,7 @@ pub(crate) async fn key_client(app: &TestApp, scopes: &[Scope]) -> Client {
     let (_, token) = app
         .running
         .identity
-        .create_api_key(&Actor::system(Channel::Cli), &format!("{scopes:?}"), scopes, None)
+        .create_api_key(&Acting::system(Channel::Cli), &format!("{scopes:?}"), scopes, None)
         .await
         .unwrap();
     Client { base: app.base.clone(), http: reqwest::Client::new(), key: Some(token.expose_secret().to_owned()) }

@@ -64,7 +64,7 @@ impl TestApp {
 
     /// A client signed in as a new user with `roles` (cookies kept, redirects not followed).
     pub async fn signed_in(&self, username: &str, roles: &[&str]) -> reqwest::Client {
-        use custos_engine::identity::service::{Actor, NewUser};
+        use custos_engine::identity::service::{Acting, NewUser};
         let new = NewUser {
             username: username.into(),
             email: None,
@@ -73,7 +73,7 @@ impl TestApp {
             roles: roles.iter().map(|r| r.to_string()).collect(),
             must_change_password: false,
         };
-        self.running.identity.create_user(&Actor::system(Channel::Cli), new).await.unwrap();
+        self.running.identity.create_user(&Acting::system(Channel::Cli), new).await.unwrap();
         let c =
             reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let res = c

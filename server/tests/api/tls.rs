@@ -4,7 +4,7 @@ use custos_model::Channel;
 use std::process::Command;
 
 use custos_engine::clock::OsRandom;
-use custos_engine::identity::service::{Actor, NewUser};
+use custos_engine::identity::service::{Acting, NewUser};
 use custos_engine::keys::FileKek;
 use custos_server::config::Config;
 use secrecy::SecretString;
@@ -45,7 +45,7 @@ async fn https_is_served_with_hsts_and_secure_session_cookies() {
         roles: vec!["viewer".into()],
         must_change_password: false,
     };
-    running.identity.create_user(&Actor::system(Channel::Cli), new).await.unwrap();
+    running.identity.create_user(&Acting::system(Channel::Cli), new).await.unwrap();
     let base = format!("https://127.0.0.1:{}", running.addr.port());
 
     let health = curl(&[&format!("{base}/healthz")]);

@@ -1,6 +1,6 @@
 //! Web hardening: session fixation, CSRF, security headers, timeouts' effects.
 
-use custos_engine::identity::service::{Actor, NewUser};
+use custos_engine::identity::service::{Acting, NewUser};
 use custos_model::Channel;
 use reqwest::StatusCode;
 use secrecy::SecretString;
@@ -16,7 +16,7 @@ async fn user(app: &TestApp, name: &str) {
         roles: vec!["viewer".into()],
         must_change_password: false,
     };
-    app.running.identity.create_user(&Actor::system(Channel::Cli), new).await.unwrap();
+    app.running.identity.create_user(&Acting::system(Channel::Cli), new).await.unwrap();
 }
 
 fn session_cookie(res: &reqwest::Response) -> String {
@@ -77,7 +77,7 @@ async fn the_session_id_changes_at_sign_in_and_the_old_one_dies() {
     assert_eq!(whoami(&app, &alices).await, StatusCode::UNAUTHORIZED);
     // A disabled user's live session stops working at the next request.
     let again = session_cookie(&login(&app, None, "mallory").await);
-    app.running.identity.set_disabled(&Actor::system(Channel::Cli), "mallory", true).await.unwrap();
+    app.running.identity.set_disabled(&Acting::system(Channel::Cli), "mallory", true).await.unwrap();
     assert_eq!(whoami(&app, &again).await, StatusCode::UNAUTHORIZED);
     app.running.shutdown().await.unwrap();
 }
@@ -205,7 +205,7 @@ async fn sessions_end_after_inactivity_and_after_the_absolute_limit_and_say_so_i
 async fn a_user_who_owes_a_password_change_or_mfa_can_only_reach_the_account_page() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     user(&app, "dave").await;
-    let system = Actor::system(Channel::Cli);
+    let system = Acting::system(Channel::Cli);
     app.running.identity.update_role(&system, "viewer", None, true).await.unwrap();
     let c = session_cookie(&login(&app, None, "dave").await);
     let get = |path: &'static str| {

@@ -7,7 +7,7 @@ use custos_engine::clock::{Clock as _, ManualClock, OsRandom};
 use custos_engine::identity::apikey::Scope;
 use custos_engine::identity::permission::{Permission, PermissionSet};
 use custos_engine::identity::service::{
-    Actor, Identity, IdentityError, IdentitySettings, LoginAttempt, LoginOutcome, LoginRejection, NewUser,
+    Acting, Identity, IdentityError, IdentitySettings, LoginAttempt, LoginOutcome, LoginRejection, NewUser,
 };
 use custos_engine::identity::totp;
 use custos_engine::ledger::{Ledger, LedgerTasks};
@@ -65,8 +65,10 @@ fn secret(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
 }
 
-fn client(ip: &str) -> Actor {
-    Actor { kind: "user", channel: Channel::Ui, ip: Some(ip.into()), ..Actor::default() }
+fn client(ip: &str) -> Acting {
+    let mut a = Acting::anonymous(Channel::Ui).from_client(Some(ip.into()), None, None);
+    a.actor.kind = "user".into();
+    a
 }
 
 async fn login(id: &Identity, user: &str, pw: &str, ip: &str) -> LoginOutcome {
@@ -87,7 +89,7 @@ fn user(name: &str, pw: &str, roles: &[&str]) -> NewUser {
 both_backends! {
     async fn users_sign_in_with_the_permissions_of_their_roles(backend: Backend) {
         let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
-        let admin = Actor::system(Channel::Cli);
+        let admin = Acting::system(Channel::Cli);
         let roles = env.id.list_roles().await.unwrap();
         let names: Vec<_> = roles.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["admin", "compliance_officer", "notification_manager", "security_analyst", "viewer"]);
@@ -130,7 +132,7 @@ both_backends! {
     async fn repeated_failures_lock_the_account_without_revealing_whether_it_exists(backend: Backend) {
         let settings = IdentitySettings { lockout_threshold: 3, lockout_secs: 600, name_failures: 3, ..IdentitySettings::default() };
         let Some(env) = Env::new(backend, settings).await else { return };
-        env.id.create_user(&Actor::system(Channel::Cli), user("ada", "correct horse battery", &["viewer"])).await.unwrap();
+        env.id.create_user(&Acting::system(Channel::Cli), user("ada", "correct horse battery", &["viewer"])).await.unwrap();
 
         let id = &env.id;
         let wrong = |n: &'static str| login(id, n, "wrong password!!", "10.1.1.1");
@@ -181,8 +183,8 @@ both_backends! {
 both_backends! {
     async fn totp_enrolment_sign_in_replay_and_recovery_codes(backend: Backend) {
         let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
-        let uid = env.id.create_user(&Actor::system(Channel::Cli), user("mia", "my long password", &["security_analyst"])).await.unwrap();
-        let me = Actor { id: Some(uid.to_string()), kind: "user", name: Some("mia".into()), channel: Channel::Ui, ..Actor::default() };
+        let uid = env.id.create_user(&Acting::system(Channel::Cli), user("mia", "my long password", &["security_analyst"])).await.unwrap();
+        let me = Acting::anonymous(Channel::Ui).as_user(uid, "mia");
         let enrol = env.id.mfa_begin(uid).await.unwrap();
         assert!(enrol.otpauth_uri.contains(&format!("secret={}", enrol.secret_base32)));
         let secret = base32_decode(&enrol.secret_base32);
@@ -220,7 +222,7 @@ fn base32_decode(s: &str) -> Vec<u8> {
 both_backends! {
     async fn api_keys_have_scopes_expire_and_can_be_revoked(backend: Backend) {
         let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
-        let admin = Actor::system(Channel::Cli);
+        let admin = Acting::system(Channel::Cli);
         let (key, token) = env.id.create_api_key(&admin, "portal ingest", &[Scope::Ingest], Some(T0 + 3_600_000_000)).await.unwrap();
         let p = env.id.authenticate_api_key(token.expose_secret(), &client("10.3.0.1")).await.unwrap().valid().unwrap();
         assert_eq!(p.scopes, [Scope::Ingest]);
@@ -257,7 +259,7 @@ both_backends! {
 both_backends! {
     async fn custom_roles_and_their_rules(backend: Backend) {
         let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
-        let admin = Actor::system(Channel::Cli);
+        let admin = Acting::system(Channel::Cli);
         let perms = PermissionSet::of(&[Permission::AuditRead, Permission::AuditUnmask]);
         env.id.create_role(&admin, "auditor", "External auditor", &perms, true).await.unwrap();
         env.id.create_user(&admin, user("eve", "external auditor pw", &["auditor"])).await.unwrap();
@@ -286,17 +288,17 @@ both_backends! {
 }
 
 /// A signed-in user as an actor: what they may grant is what they hold.
-async fn acting(env: &Env, name: &str) -> Actor {
+async fn acting(env: &Env, name: &str) -> Acting {
     let LoginOutcome::Success(p) = login(&env.id, name, "long enough password", "10.9.0.1").await else {
         panic!("{name} signs in")
     };
-    Actor::user(&p, Channel::Ui)
+    Acting::user(&p, Channel::Ui)
 }
 
 both_backends! {
     async fn user_management_cannot_grant_or_touch_more_than_it_holds(backend: Backend) {
         let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
-        let system = Actor::system(Channel::Cli);
+        let system = Acting::system(Channel::Cli);
         let managers = PermissionSet::of(&[Permission::UserManage, Permission::AuditRead]);
         env.id.create_role(&system, "user_admins", "", &managers, false).await.unwrap();
         env.id.create_role(&system, "mfa_admins", "", &PermissionSet::of(&[Permission::Admin]), true).await.unwrap();
@@ -346,7 +348,7 @@ both_backends! {
 both_backends! {
     async fn credential_and_role_changes_move_the_session_epoch(backend: Backend) {
         let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
-        let system = Actor::system(Channel::Cli);
+        let system = Acting::system(Channel::Cli);
         let narrowed = PermissionSet::of(&[Permission::AuditRead, Permission::AuditExport]);
         env.id.create_role(&system, "narrowed", "", &narrowed, false).await.unwrap();
         let uid = env.id.create_user(&system, user("eve", "long enough password", &["viewer", "compliance_officer"])).await.unwrap();
@@ -394,7 +396,7 @@ both_backends! {
     async fn an_unknown_name_is_answered_like_an_account_and_recorded_as_a_pseudonym(backend: Backend) {
         let settings = IdentitySettings { lockout_threshold: 3, lockout_secs: 600, ..IdentitySettings::default() };
         let Some(env) = Env::new(backend, settings).await else { return };
-        env.id.create_user(&Actor::system(Channel::Cli), user("ada", "correct horse battery", &["viewer"])).await.unwrap();
+        env.id.create_user(&Acting::system(Channel::Cli), user("ada", "correct horse battery", &["viewer"])).await.unwrap();
         // The same answers at the same attempts, known or not.
         for n in 1..=4 {
             let known = login(&env.id, "ada", "wrong password!!", &format!("10.7.0.{n}")).await;
@@ -422,8 +424,8 @@ both_backends! {
 both_backends! {
     async fn a_totp_code_used_twice_at_once_signs_in_once(backend: Backend) {
         let Some(env) = Env::new(backend, IdentitySettings::default()).await else { return };
-        let uid = env.id.create_user(&Actor::system(Channel::Cli), user("rex", "my long password", &["viewer"])).await.unwrap();
-        let me = Actor { id: Some(uid.to_string()), kind: "user", name: Some("rex".into()), channel: Channel::Ui, ..Actor::default() };
+        let uid = env.id.create_user(&Acting::system(Channel::Cli), user("rex", "my long password", &["viewer"])).await.unwrap();
+        let me = Acting::anonymous(Channel::Ui).as_user(uid, "rex");
         let enrol = env.id.mfa_begin(uid).await.unwrap();
         let secret_bytes = base32_decode(&enrol.secret_base32);
         let code_at = |t: i64| format!("{:06}", totp::hotp(&secret_bytes, totp::step_at(t), 6));

@@ -9,7 +9,7 @@ impl Identity {
     /// Creates an API key; the token is returned once and never stored.
     pub async fn create_api_key(
         &self,
-        actor: &Actor,
+        actor: &Acting,
         name: &str,
         scopes: &[Scope],
         expires_us: Option<i64>,
@@ -34,8 +34,7 @@ impl Identity {
         let resource = ("api_key", Some(token.prefix.clone()));
         let details = serde_json::json!({ "name": name, "scopes": scope_text, "expires_at_us": expires_us });
         let recorded = self.record_change(actor, "apikey.create", resource.clone(), details).await?;
-        let created_by =
-            if actor.kind == "user" { actor.id.as_deref().and_then(|i| i.parse::<i64>().ok()) } else { None };
+        let created_by = if actor.actor.kind == "user" { actor.actor.id.parse::<i64>().ok() } else { None };
         let now = self.now();
         let id = self
             .apply(actor, "apikey.create", recorded, resource, async {
@@ -115,7 +114,7 @@ impl Identity {
     }
 
     /// Revokes a key at once.
-    pub async fn revoke_api_key(&self, actor: &Actor, prefix: &str) -> Result<(), IdentityError> {
+    pub async fn revoke_api_key(&self, actor: &Acting, prefix: &str) -> Result<(), IdentityError> {
         let key = self
             .list_api_keys()
             .await?
@@ -151,7 +150,7 @@ impl Identity {
     /// the token; with its prefix when it has one) once per source, reason
     /// and minute, the others counted in that minute's summary; beyond the
     /// limit a source's bad tokens are answered 429 and not recorded.
-    pub async fn authenticate_api_key(&self, token: &str, actor: &Actor) -> Result<KeyCheck, IdentityError> {
+    pub async fn authenticate_api_key(&self, token: &str, actor: &Acting) -> Result<KeyCheck, IdentityError> {
         // The lookup is one indexed read; what a flood of bad keys must not
         // cost is a ledger write each (and a valid key from the same address
         // must still work), so the gate is on the refusals.
@@ -159,7 +158,9 @@ impl Identity {
         let refuse = |reason: &'static str, prefix: Option<String>| async move {
             match self.noise.admit(NoiseKind::RefusedApiKey, &source, reason) {
                 Verdict::Record => {
-                    let a = Actor { id: prefix.clone(), kind: "api_key", ..actor.clone() };
+                    let mut a = actor.clone();
+                    a.actor.id = prefix.clone().unwrap_or_else(|| "anonymous".into());
+                    a.actor.kind = "api_key".into();
                     let _ = self
                         .record(
                             &a,
@@ -250,7 +251,7 @@ impl Identity {
                 _ => (Outcome::Denied, Severity::Warning),
             };
             let channel = if n.kind == NoiseKind::ThrottledSignIn { Channel::Ui } else { Channel::Api };
-            let actor = Actor { kind: "anonymous", channel, ..Actor::default() };
+            let actor = Acting::anonymous(channel);
             let details = serde_json::json!({
                 "kind": n.kind.as_str(),
                 "requests": n.unrecorded,

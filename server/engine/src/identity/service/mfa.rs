@@ -30,7 +30,7 @@ impl Identity {
     }
 
     /// Confirms enrolment with a first code; returns the recovery codes (shown once).
-    pub async fn mfa_confirm(&self, actor: &Actor, user_id: i64, code: &str) -> Result<Vec<String>, IdentityError> {
+    pub async fn mfa_confirm(&self, actor: &Acting, user_id: i64, code: &str) -> Result<Vec<String>, IdentityError> {
         let u = self.user_by_id(user_id).await?.ok_or_else(|| IdentityError::NotFound("user".into()))?;
         if u.mfa_enabled {
             return Err(IdentityError::Conflict("multi-factor authentication is already enabled".into()));
@@ -96,7 +96,7 @@ impl Identity {
     }
 
     /// An administrator removes a user's MFA (lost device).
-    pub async fn mfa_reset(&self, actor: &Actor, username: &str) -> Result<(), IdentityError> {
+    pub async fn mfa_reset(&self, actor: &Acting, username: &str) -> Result<(), IdentityError> {
         let u = self.require_user(username).await?;
         need_authority(actor, &self.user_permissions(u.id).await?, &format!("resetting the MFA of `{}`", u.username))?;
         let resource = ("user", Some(u.username.clone()));

@@ -52,24 +52,24 @@ pub use self::types::*;
 /// A failed sign-in attempt, for [`Identity::login_failure`].
 #[derive(Clone, Copy)]
 struct Failed<'a> {
-    actor: &'a Actor,
+    actor: &'a Acting,
     username: &'a str,
     /// The throttles' slots were already taken for this attempt.
     counted: bool,
 }
 
 /// The key a client address is throttled under (its /64 for IPv6).
-fn throttle_key(actor: &Actor) -> String {
-    match actor.ip.as_deref().map(str::parse::<std::net::IpAddr>) {
+fn throttle_key(actor: &Acting) -> String {
+    match actor.actor.ip.as_deref().map(str::parse::<std::net::IpAddr>) {
         Some(Ok(ip)) => super::throttle::address_key(ip),
-        Some(Err(_)) => actor.ip.clone().unwrap_or_default(),
+        Some(Err(_)) => actor.actor.ip.clone().unwrap_or_default(),
         None => String::new(),
     }
 }
 
 /// Refuses a change that would grant (or act on) permissions the actor does
 /// not hold; only `admin` (or Custos itself) may.
-fn need_authority(actor: &Actor, involved: &PermissionSet, what: &str) -> Result<(), IdentityError> {
+fn need_authority(actor: &Acting, involved: &PermissionSet, what: &str) -> Result<(), IdentityError> {
     let Authority::Holds(held) = &actor.authority else { return Ok(()) };
     let missing = involved.not_held_by(held);
     if missing.is_empty() {
@@ -268,7 +268,7 @@ impl Identity {
     #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
-        actor: &Actor,
+        actor: &Acting,
         category: &'static str,
         action: &'static str,
         outcome: Outcome,
@@ -293,7 +293,7 @@ impl Identity {
     /// Records a change before it is made (refusing it if the ledger cannot).
     async fn record_change(
         &self,
-        actor: &Actor,
+        actor: &Acting,
         action: &'static str,
         resource: (&str, Option<String>),
         details: serde_json::Value,
@@ -307,7 +307,7 @@ impl Identity {
     /// failure too, pointing at the first event.
     async fn apply<T>(
         &self,
-        actor: &Actor,
+        actor: &Acting,
         action: &'static str,
         recorded: Receipt,
         resource: (&str, Option<String>),

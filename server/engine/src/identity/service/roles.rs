@@ -53,7 +53,7 @@ impl Identity {
     /// Creates a custom role.
     pub async fn create_role(
         &self,
-        actor: &Actor,
+        actor: &Acting,
         name: &str,
         description: &str,
         permissions: &PermissionSet,
@@ -96,7 +96,7 @@ impl Identity {
     /// requires MFA (any role).
     pub async fn update_role(
         &self,
-        actor: &Actor,
+        actor: &Acting,
         name: &str,
         permissions: Option<&PermissionSet>,
         require_mfa: bool,
@@ -160,7 +160,7 @@ impl Identity {
     }
 
     /// Deletes a custom role that nobody holds.
-    pub async fn delete_role(&self, actor: &Actor, name: &str) -> Result<(), IdentityError> {
+    pub async fn delete_role(&self, actor: &Acting, name: &str) -> Result<(), IdentityError> {
         let role = self.role(name).await?;
         if role.builtin {
             return Err(IdentityError::Refused(format!("built-in role `{name}` cannot be deleted")));

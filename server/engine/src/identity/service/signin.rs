@@ -45,8 +45,10 @@ impl Identity {
         }
         let shown = if known { name } else { self.typed_name(&name) };
         let mut a = actor.clone();
-        a.name = Some(shown.clone());
-        a.id = user.map(|u| u.id.to_string());
+        a.actor.name = Some(shown.clone());
+        if let Some(u) = user {
+            a.actor.id = u.id.to_string();
+        }
         let resource = ("user", Some(shown));
         let details = serde_json::json!({ "reason": reason });
         if let Err(e) = self
@@ -79,7 +81,7 @@ impl Identity {
             // Recorded once per source and minute; the rest are counted.
             if self.noise.admit(NoiseKind::ThrottledSignIn, &ip_key, "sign-in") == Verdict::Record {
                 let mut a = actor.clone();
-                a.name = Some(self.typed_name(&name));
+                a.actor.name = Some(self.typed_name(&name));
                 let _ = self
                     .record(
                         &a,
@@ -167,7 +169,7 @@ impl Identity {
 
     pub(super) async fn login_success(
         &self,
-        actor: &Actor,
+        actor: &Acting,
         u: &UserRow,
         mfa: bool,
     ) -> Result<Principal, IdentityError> {
@@ -180,7 +182,7 @@ impl Identity {
             ))
             .await?;
         let principal = self.principal_of(u).await?;
-        let a = Actor { id: Some(u.id.to_string()), kind: "user", name: Some(u.username.clone()), ..actor.clone() };
+        let a = actor.as_user(u.id, &u.username);
         let details = serde_json::json!({ "mfa": mfa, "roles": principal.roles });
         // A sign-in that cannot be recorded does not happen.
         self.record(
@@ -205,14 +207,14 @@ impl Identity {
     }
 
     /// The second step: a TOTP code or a recovery code.
-    pub async fn login_mfa(&self, actor: &Actor, user_id: i64, code: &str) -> Result<LoginOutcome, IdentityError> {
+    pub async fn login_mfa(&self, actor: &Acting, user_id: i64, code: &str) -> Result<LoginOutcome, IdentityError> {
         let Some(u) = self.user_by_id(user_id).await? else {
             return Ok(LoginOutcome::Rejected(LoginRejection::InvalidCredentials));
         };
         if u.disabled || u.locked_until.is_some_and(|t| t > self.now()) {
             return Ok(LoginOutcome::Rejected(LoginRejection::LockedOut));
         }
-        let a = Actor { id: Some(u.id.to_string()), kind: "user", name: Some(u.username.clone()), ..actor.clone() };
+        let a = actor.as_user(u.id, &u.username);
         let resource = ("user", Some(u.username.clone()));
         if self.check_second_factor(&u, code).await? {
             let _ = self
@@ -276,7 +278,7 @@ impl Identity {
     }
 
     /// Records an access that was refused (authenticated, but not allowed).
-    pub async fn record_access_denied(&self, actor: &Actor, route: &str, needed: &str) {
+    pub async fn record_access_denied(&self, actor: &Acting, route: &str, needed: &str) {
         let details = serde_json::json!({ "route": route, "needed": needed });
         if let Err(e) = self
             .record(
@@ -295,8 +297,8 @@ impl Identity {
     }
 
     /// Records a sign-out.
-    pub async fn record_logout(&self, actor: &Actor) {
-        let resource = ("user", actor.name.clone());
+    pub async fn record_logout(&self, actor: &Acting) {
+        let resource = ("user", actor.actor.name.clone());
         if let Err(e) = self
             .record(
                 actor,
@@ -316,13 +318,8 @@ impl Identity {
     /// Records that a session ended by timeout.
     pub async fn record_session_expired(&self, user_id: i64, reason: &str) {
         let name = self.user_by_id(user_id).await.ok().flatten().map(|u| u.username);
-        let actor = Actor {
-            id: Some(user_id.to_string()),
-            kind: "user",
-            name: name.clone(),
-            channel: Channel::Ui,
-            ..Actor::default()
-        };
+        let mut actor = Acting::anonymous(Channel::Ui).as_user(user_id, "");
+        actor.actor.name = name.clone();
         let details = serde_json::json!({ "reason": reason });
         if let Err(e) = self
             .record(

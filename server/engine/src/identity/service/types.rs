@@ -103,19 +103,15 @@ impl Default for Authority {
     }
 }
 
-/// Who is acting, for the audit record (never carries secrets).
+/// Someone acting through the identity service: the [`Actor`] as events
+/// record them (the one actor type), how they came in, the request, and
+/// what they may grant (never recorded, never carries secrets).
+///
+/// [`Actor`]: crate::events::model::Actor
 #[derive(Debug, Clone, Default)]
-pub struct Actor {
-    /// User id, key prefix, or `custos`.
-    pub id: Option<String>,
-    /// user, api_key or system.
-    pub kind: &'static str,
-    /// User name or key name.
-    pub name: Option<String>,
-    /// Client address.
-    pub ip: Option<String>,
-    /// Client user agent.
-    pub user_agent: Option<String>,
+pub struct Acting {
+    /// Who, as recorded: user id, key prefix, `custos`, or `anonymous`.
+    pub actor: crate::events::model::Actor,
     /// ui, api or cli.
     pub channel: Channel,
     /// Request id, for correlation.
@@ -124,51 +120,60 @@ pub struct Actor {
     pub authority: Authority,
 }
 
-impl Actor {
+impl Acting {
+    fn new(id: &str, kind: &str, name: Option<String>, channel: Channel, authority: Authority) -> Acting {
+        let actor = crate::events::model::Actor {
+            id: id.to_owned(),
+            kind: kind.to_owned(),
+            name,
+            ip: None,
+            user_agent: None,
+            session_id: None,
+        };
+        Acting { actor, channel, request_id: None, authority }
+    }
+
     /// The system itself (first-run set-up, the command line).
-    pub fn system(channel: Channel) -> Actor {
-        Actor {
-            id: Some("custos".into()),
-            kind: "system",
-            name: Some("custos".into()),
-            channel,
-            authority: Authority::System,
-            ..Actor::default()
-        }
+    pub fn system(channel: Channel) -> Acting {
+        Acting::new("custos", "system", Some("custos".into()), channel, Authority::System)
     }
 
     /// A signed-in user.
-    pub fn user(p: &Principal, channel: Channel) -> Actor {
-        Actor {
-            id: Some(p.user_id.to_string()),
-            kind: "user",
-            name: Some(p.username.clone()),
-            channel,
-            authority: Authority::Holds(p.permissions.clone()),
-            ..Actor::default()
-        }
+    pub fn user(p: &Principal, channel: Channel) -> Acting {
+        let held = Authority::Holds(p.permissions.clone());
+        Acting::new(&p.user_id.to_string(), "user", Some(p.username.clone()), channel, held)
+    }
+
+    /// Someone not signed in (nothing to grant).
+    pub fn anonymous(channel: Channel) -> Acting {
+        Acting::new("anonymous", "anonymous", None, channel, Authority::default())
     }
 
     /// With client details.
     pub fn from_client(mut self, ip: Option<String>, user_agent: Option<String>, request_id: Option<String>) -> Self {
-        self.ip = ip;
-        self.user_agent = user_agent;
+        self.actor.ip = ip;
+        self.actor.user_agent = user_agent;
         self.request_id = request_id;
         self
     }
 
-    /// The actor as an event records it (the one conversion: identity's
-    /// records and the API's own events name actors the same way; an
-    /// anonymous caller is `anonymous`).
+    /// The actor as an event records it.
     pub fn recorded(&self) -> crate::events::model::Actor {
-        crate::events::model::Actor {
-            id: self.id.clone().unwrap_or_else(|| "anonymous".into()),
-            kind: self.kind.into(),
-            name: self.name.clone(),
-            ip: self.ip.clone(),
-            user_agent: self.user_agent.clone(),
-            session_id: None,
-        }
+        self.actor.clone()
+    }
+
+    /// Whether this is the signed-in user `user_id`.
+    pub fn is_user(&self, user_id: i64) -> bool {
+        self.actor.kind == "user" && self.actor.id == user_id.to_string()
+    }
+
+    /// As `user` (a sign-in that just succeeded), keeping the way in and the client.
+    pub fn as_user(&self, user_id: i64, username: &str) -> Acting {
+        let mut a = self.clone();
+        a.actor.id = user_id.to_string();
+        a.actor.kind = "user".into();
+        a.actor.name = Some(username.to_owned());
+        a
     }
 }
 
@@ -215,7 +220,7 @@ pub struct LoginAttempt<'a> {
     /// As typed.
     pub password: &'a SecretString,
     /// Client address and details, for throttling and the record.
-    pub actor: Actor,
+    pub actor: Acting,
 }
 
 /// Why a login was refused. Deliberately coarse: the message never tells
@@ -378,18 +383,13 @@ impl Caller {
     }
 
     /// The caller as the actor of an audit record.
-    pub fn actor(&self, channel: Channel) -> Actor {
+    pub fn actor(&self, channel: Channel) -> Acting {
         match self {
-            Caller::Anonymous => Actor { kind: "anonymous", channel, ..Actor::default() },
-            Caller::User(p) => Actor::user(p, channel),
-            Caller::ApiKey(k) => Actor {
-                id: Some(k.prefix.clone()),
-                kind: "api_key",
-                name: Some(k.name.clone()),
-                channel,
-                authority: Authority::Holds(k.permissions()),
-                ..Actor::default()
-            },
+            Caller::Anonymous => Acting::anonymous(channel),
+            Caller::User(p) => Acting::user(p, channel),
+            Caller::ApiKey(k) => {
+                Acting::new(&k.prefix, "api_key", Some(k.name.clone()), channel, Authority::Holds(k.permissions()))
+            }
         }
     }
 }

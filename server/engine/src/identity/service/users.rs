@@ -96,7 +96,7 @@ impl Identity {
     }
 
     /// Creates a user.
-    pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<i64, IdentityError> {
+    pub async fn create_user(&self, actor: &Acting, new: NewUser) -> Result<i64, IdentityError> {
         let username = Username::parse(&new.username)?;
         let email = Email::parse_optional(new.email.as_deref())?;
         password::check_policy(new.password.expose_secret(), username.as_str(), email.as_ref().map(Email::as_str))
@@ -170,7 +170,7 @@ impl Identity {
             roles: vec!["admin".into()],
             must_change_password: generated,
         };
-        self.create_user(&Actor::system(Channel::Cli), new).await?;
+        self.create_user(&Acting::system(Channel::Cli), new).await?;
         Ok(Some((username, generated.then_some(password))))
     }
 
@@ -206,9 +206,9 @@ impl Identity {
     }
 
     /// Disables or re-enables a user (their sessions end at the next request).
-    pub async fn set_disabled(&self, actor: &Actor, username: &str, disabled: bool) -> Result<(), IdentityError> {
+    pub async fn set_disabled(&self, actor: &Acting, username: &str, disabled: bool) -> Result<(), IdentityError> {
         let u = self.require_user(username).await?;
-        if actor.kind == "user" && actor.id.as_deref() == Some(&u.id.to_string()) && disabled {
+        if actor.is_user(u.id) && disabled {
             return Err(IdentityError::Refused("you cannot disable your own account".into()));
         }
         need_authority(actor, &self.user_permissions(u.id).await?, &format!("changing user `{}`", u.username))?;
@@ -266,7 +266,7 @@ impl Identity {
     /// next sign-in unless `must_change` is false). Also lifts a lockout.
     pub async fn reset_password(
         &self,
-        actor: &Actor,
+        actor: &Acting,
         username: &str,
         new_password: &SecretString,
         must_change: bool,
@@ -298,7 +298,7 @@ impl Identity {
     /// which the caller's own session takes on to stay signed in.
     pub async fn change_password(
         &self,
-        actor: &Actor,
+        actor: &Acting,
         user_id: i64,
         current: &SecretString,
         new_password: &SecretString,
@@ -340,18 +340,14 @@ impl Identity {
     }
 
     /// Replaces a user's roles.
-    pub async fn set_roles(&self, actor: &Actor, username: &str, roles: &[String]) -> Result<(), IdentityError> {
+    pub async fn set_roles(&self, actor: &Acting, username: &str, roles: &[String]) -> Result<(), IdentityError> {
         let u = self.require_user(username).await?;
         let ids = self.role_ids(roles).await?;
         need_authority(actor, &self.user_permissions(u.id).await?, &format!("changing the roles of `{}`", u.username))?;
         need_authority(actor, &self.roles_permissions(roles).await?, "giving these roles")?;
         let before: Vec<String> = self.roles_of(u.id).await?.into_iter().map(|(n, _, _)| n).collect();
         let removes = before.iter().any(|r| !roles.contains(r));
-        if actor.kind == "user"
-            && actor.id.as_deref() == Some(&u.id.to_string())
-            && before.iter().any(|r| r == "admin")
-            && !roles.iter().any(|r| r == "admin")
-        {
+        if actor.is_user(u.id) && before.iter().any(|r| r == "admin") && !roles.iter().any(|r| r == "admin") {
             return Err(IdentityError::Refused("you cannot remove your own admin role".into()));
         }
         let resource = ("user", Some(u.username.clone()));
