@@ -31,7 +31,7 @@ pub const SEVERITIES: [&str; 6] = Severity::WORDS;
 pub const ACTOR_KINDS: [&str; 4] = ["user", "service", "api_key", "system"];
 
 /// Who acted.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Actor {
     /// Stable id (user id, service name…).

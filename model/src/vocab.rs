@@ -144,6 +144,29 @@ mod tests {
         }
     }
 
+    /// serde's names and the macro's words must not drift apart.
+    fn round_trips<T>(all: &[T])
+    where
+        T: Copy + PartialEq + std::fmt::Debug + std::fmt::Display + serde::Serialize + serde::de::DeserializeOwned,
+        T: std::str::FromStr<Err = String>,
+    {
+        for v in all {
+            let wire = serde_json::to_string(v).unwrap();
+            assert_eq!(wire, format!("\"{v}\""));
+            assert_eq!(serde_json::from_str::<T>(&wire).unwrap(), *v);
+            assert_eq!(v.to_string().parse::<T>(), Ok(*v));
+        }
+    }
+
+    #[test]
+    fn every_vocabulary_keeps_its_wire_words() {
+        round_trips(&Outcome::ALL);
+        round_trips(&Severity::ALL);
+        round_trips(&Channel::ALL);
+        round_trips(&JobState::ALL);
+        round_trips(&CheckStatus::ALL);
+    }
+
     #[test]
     fn outcomes_and_severities_keep_their_wire_words() {
         for o in Outcome::ALL {

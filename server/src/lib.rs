@@ -347,10 +347,12 @@ impl Running {
         // Running jobs (exports, verifications) end and record their end
         // first too; one still running then is cut off (an export cut off
         // cannot record, so its file is discarded: fail closed).
-        if !self.state.verifications.wait_idle(self.shutdown_timeout).await
-            || !self.state.exports.wait_idle(self.shutdown_timeout).await
-        {
-            tracing::warn!("jobs were still running at shutdown");
+        let (verifications, exports) = tokio::join!(
+            self.state.verifications.wait_idle(self.shutdown_timeout),
+            self.state.exports.wait_idle(self.shutdown_timeout)
+        );
+        if !(verifications && exports) {
+            tracing::warn!(verifications, exports, "jobs were still running at shutdown");
         }
         let kind = self.ledger.db().kind().as_str();
         if let Err(e) = self.events.record_own(lifecycle_event(OwnAction::Stop, kind)).await {

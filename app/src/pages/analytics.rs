@@ -359,7 +359,7 @@ fn Outcomes(data: Data, drill: Drill) -> impl IntoView {
     view! { <ChartPanel title="Outcomes".into() id="outcomes" height=280><span></span></ChartPanel> }
 }
 
-const OUTCOMES: [&str; 4] = ["success", "failure", "denied", "error"];
+const OUTCOMES: [&str; 4] = crate::event::Outcome::WORDS;
 
 fn by_outcome(items: &[(String, [u64; 4])]) -> Vec<(String, Vec<f64>, String)> {
     OUTCOMES

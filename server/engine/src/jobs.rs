@@ -104,8 +104,9 @@ impl<K: JobKind> Registry<K> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new running job with id `id` (a fresh UUIDv7 when `None`).
-    pub fn insert(&self, id: Option<Uuid>, owner: &str, info: K::Info) -> Arc<Job<K>> {
+    /// A new running job with id `id` (a fresh UUIDv7 when `None`); only
+    /// through `spawn`, which makes sure it ends.
+    fn insert(&self, id: Option<Uuid>, owner: &str, info: K::Info) -> Arc<Job<K>> {
         let job = Arc::new(Job {
             id: id.unwrap_or_else(Uuid::now_v7),
             owner: owner.to_owned(),

@@ -74,12 +74,6 @@ pub(super) fn user_from_row(r: &QueryResult) -> Result<UserRow, DbErr> {
     })
 }
 
-impl From<crate::identity::names::Refused> for IdentityError {
-    fn from(r: crate::identity::names::Refused) -> IdentityError {
-        invalid(r.field, r.reason)
-    }
-}
-
 pub(super) fn policy_error(e: PolicyError) -> IdentityError {
     invalid("password", e.to_string())
 }

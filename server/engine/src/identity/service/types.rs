@@ -54,6 +54,12 @@ pub(super) fn invalid(field: &'static str, reason: impl Into<String>) -> Identit
     IdentityError::Invalid { field, reason: reason.into() }
 }
 
+impl From<crate::identity::names::Refused> for IdentityError {
+    fn from(r: crate::identity::names::Refused) -> IdentityError {
+        invalid(r.field, r.reason)
+    }
+}
+
 /// Brute-force and MFA settings.
 #[derive(Debug, Clone)]
 pub struct IdentitySettings {
@@ -108,7 +114,7 @@ impl Default for Authority {
 /// what they may grant (never recorded, never carries secrets).
 ///
 /// [`Actor`]: crate::events::model::Actor
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Acting {
     /// Who, as recorded: user id, key prefix, `custos`, or `anonymous`.
     pub actor: crate::events::model::Actor,
