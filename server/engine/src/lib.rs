@@ -6,5 +6,6 @@ pub mod identity;
 pub mod jobs;
 pub mod keys;
 pub mod ledger;
+pub mod policies;
 pub mod storage;
 pub mod time;
