@@ -440,13 +440,13 @@ pub struct EventInput {
     /// `mcp.request` (at most 128 characters).
     pub action: String,
     /// success, failure, denied or error.
-    pub outcome: String,
+    pub outcome: crate::Outcome,
     /// Why (failures, denials); at most 1024 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// debug, info (default), notice, warning, error or critical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub severity: Option<String>,
+    pub severity: Option<crate::Severity>,
     /// Who: `id` (required, at most 256) and `kind` (user, service, api_key,
     /// system); optional name, ip (an IPv4/IPv6 address), user_agent,
     /// session_id.

@@ -70,6 +70,7 @@ impl<K: JobKind> Job<K> {
 pub struct Registry<K: JobKind> {
     jobs: Mutex<HashMap<Uuid, Arc<Job<K>>>>,
     kept: usize,
+    per_owner: usize,
     /// How many jobs' tasks are running (shutdown waits for none).
     running: tokio::sync::watch::Sender<usize>,
 }
@@ -97,7 +98,20 @@ impl<K: JobKind> std::fmt::Debug for Registry<K> {
 impl<K: JobKind> Registry<K> {
     /// A registry that remembers at most `kept` finished jobs.
     pub fn new(kept: usize) -> Registry<K> {
-        Registry { jobs: Mutex::default(), kept: kept.max(1), running: tokio::sync::watch::Sender::new(0) }
+        Registry::with_owner_bound(kept, kept)
+    }
+
+    /// At most `kept` finished jobs, and at most `per_owner` of one owner's:
+    /// an owner's new job forgets that owner's oldest finished ones first,
+    /// so one principal's flood of jobs cannot push out everyone else's
+    /// results.
+    pub fn with_owner_bound(kept: usize, per_owner: usize) -> Registry<K> {
+        Registry {
+            jobs: Mutex::default(),
+            kept: kept.max(1),
+            per_owner: per_owner.clamp(1, kept.max(1)),
+            running: tokio::sync::watch::Sender::new(0),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<Job<K>>>> {
@@ -115,6 +129,17 @@ impl<K: JobKind> Registry<K> {
             outcome: Mutex::new(None),
         });
         let mut jobs = self.lock();
+        let mut own: Vec<Uuid> = jobs
+            .iter()
+            .filter(|(_, j)| j.owner == owner && j.state() != JobState::Running)
+            .map(|(id, _)| *id)
+            .collect();
+        if own.len() >= self.per_owner {
+            own.sort(); // UUIDv7: oldest first
+            for id in own.iter().take(own.len() + 1 - self.per_owner) {
+                jobs.remove(id);
+            }
+        }
         if jobs.len() >= self.kept {
             let mut finished: Vec<Uuid> =
                 jobs.iter().filter(|(_, j)| j.state() != JobState::Running).map(|(id, _)| *id).collect();
@@ -226,6 +251,18 @@ mod tests {
         let f = r.insert(None, "user:a", "sixth");
         assert!([c.id, d.id, e.id, f.id].iter().all(|id| r.get(*id).is_some()));
         assert_eq!(r.len(), 4);
+    }
+
+    #[test]
+    fn one_owner_cannot_push_out_the_others_finished_jobs() {
+        let r: Registry<Count> = Registry::with_owner_bound(10, 2);
+        let victim = r.insert(None, "user:v", "report");
+        victim.finish(Ok(1));
+        for _ in 0..50 {
+            r.insert(None, "user:flood", "x").finish(Ok(0));
+        }
+        assert!(r.get_owned("user:v", victim.id).is_some(), "the victim's finished job is still there");
+        assert_eq!(r.len(), 3, "the flood kept only its own 2 newest");
     }
 
     #[tokio::test]

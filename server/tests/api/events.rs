@@ -658,6 +658,9 @@ async fn openapi_document_and_offline_docs() {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} documented");
     }
     assert!(doc["components"]["schemas"]["EventInput"]["properties"]["occurred_at"].is_object());
+    // The closed vocabularies are listed: a client can generate them.
+    let outcome = serde_json::to_string(&doc["components"]["schemas"]["Outcome"]).unwrap();
+    assert!(["success", "failure", "denied", "error"].iter().all(|w| outcome.contains(w)), "{outcome}");
     // What is documented is exactly what is served under /api, and every
     // schema an operation names is in the document.
     let mut documented: Vec<String> = doc["paths"]

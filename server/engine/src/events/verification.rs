@@ -108,7 +108,7 @@ pub struct Verifications {
 
 impl Default for Verifications {
     fn default() -> Verifications {
-        Verifications { jobs: Registry::new(KEPT) }
+        Verifications { jobs: Registry::with_owner_bound(KEPT, 10) }
     }
 }
 

@@ -25,8 +25,9 @@ use crate::jobs::{Job, JobKind, Registry};
 
 /// Files of finished exports are deleted after this long.
 const FILE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-/// Finished jobs kept in memory.
+/// Finished jobs kept in memory, and of one principal.
 const KEPT: usize = 200;
+const KEPT_PER_OWNER: usize = 20;
 
 /// Background exports in the job registry.
 struct Export;
@@ -68,7 +69,7 @@ impl ExportJobs {
     /// Exports under `dir` (created when first needed), written in the
     /// formats `formats` makes.
     pub fn new(dir: PathBuf, formats: Arc<dyn super::ExportFormats>) -> ExportJobs {
-        ExportJobs { dir, jobs: Registry::new(KEPT), formats }
+        ExportJobs { dir, jobs: Registry::with_owner_bound(KEPT, KEPT_PER_OWNER), formats }
     }
 
     /// The formats exports are written in.
