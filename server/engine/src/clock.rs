@@ -6,11 +6,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Microseconds since the Unix epoch (UTC).
     fn now_us(&self) -> i64;
-
-    /// The current time.
-    fn now(&self) -> crate::time::Timestamp {
-        crate::time::Timestamp::from_micros(self.now_us())
-    }
 }
 
 /// The system's wall clock.

@@ -339,7 +339,11 @@ fn placeholders(backend: DbBackend, sql: &str) -> Cow<'_, str> {
 
 /// Reads a column that must hold exactly `N` bytes.
 pub fn get_array<const N: usize>(row: &QueryResult, col: &str) -> Result<[u8; N], DbErr> {
-    let v: Vec<u8> = row.try_get("", col)?;
+    array_of(row.try_get("", col)?, col)
+}
+
+/// Column `col`'s bytes as a fixed-size array (a hash, an IV, a MAC).
+pub fn array_of<const N: usize>(v: Vec<u8>, col: &str) -> Result<[u8; N], DbErr> {
     v.try_into().map_err(|v: Vec<u8>| DbErr::Type(format!("column {col}: expected {N} bytes, found {}", v.len())))
 }
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::error::LedgerError;
 use super::merkle::{self, Frontier, STORED_MIN_LEVEL, Subtree};
 use super::types::{EntryHeader, Hash, HeaderFields, StoredEntry};
-use crate::storage::{get_array, stmt_for};
+use crate::storage::{array_of, get_array, stmt_for};
 
 /// Columns of `ledger_entries`, in insert order.
 pub const ENTRY_COLUMNS: &str = "seq, event_id, occurred_at, recorded_at, category, action, outcome, severity, \
@@ -166,11 +166,6 @@ struct EntryRow {
     chain_hash: Vec<u8>,
 }
 
-fn fixed<const N: usize>(v: Vec<u8>, col: &str) -> Result<[u8; N], LedgerError> {
-    v.try_into()
-        .map_err(|v: Vec<u8>| LedgerError::Corrupt(format!("column {col}: expected {N} bytes, found {}", v.len())))
-}
-
 /// Decodes one `ledger_entries` row.
 pub fn entry_from_row(row: &QueryResult) -> Result<StoredEntry, LedgerError> {
     use sea_orm::FromQueryResult as _;
@@ -196,11 +191,11 @@ pub fn entry_from_row(row: &QueryResult) -> Result<StoredEntry, LedgerError> {
             },
         },
         key_id: u32::try_from(r.key_id).map_err(|_| LedgerError::Corrupt(format!("negative key id {}", r.key_id)))?,
-        iv: fixed(r.iv, "iv")?,
+        iv: array_of(r.iv, "iv")?,
         ciphertext: r.ciphertext,
-        mac: fixed(r.mac, "mac")?,
-        leaf_hash: fixed(r.leaf_hash, "leaf_hash")?,
-        chain_hash: fixed(r.chain_hash, "chain_hash")?,
+        mac: array_of(r.mac, "mac")?,
+        leaf_hash: array_of(r.leaf_hash, "leaf_hash")?,
+        chain_hash: array_of(r.chain_hash, "chain_hash")?,
     })
 }
 
