@@ -22,6 +22,10 @@ pub struct ServerContext {
     pub ledger: Ledger,
     /// Users, roles and keys.
     pub identity: Arc<Identity>,
+    /// The policy store.
+    pub policies: Arc<custos_engine::policies::PolicyStore>,
+    /// The events service.
+    pub events: Arc<custos_engine::events::Events>,
     /// When the server started.
     pub started: Instant,
 }

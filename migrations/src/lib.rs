@@ -12,6 +12,7 @@ mod m20261126_000003_events;
 mod m20261127_000004_saved_searches;
 mod m20261127_000005_rollups_by_time;
 mod m20261201_000006_trust_boundary;
+mod m20261202_000007_policies;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_saved_searches::Migration),
             Box::new(m20261127_000005_rollups_by_time::Migration),
             Box::new(m20261201_000006_trust_boundary::Migration),
+            Box::new(m20261202_000007_policies::Migration),
         ]
     }
 }

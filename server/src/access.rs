@@ -307,7 +307,8 @@ mod tests {
         assert!(find("GET", "/api").is_none());
         assert_eq!(find("GET", "/no/such/page").map(|r| r.path), Some(NOT_FOUND_PAGE));
         assert!(find("POST", "/no/such/page").is_none());
-        assert_eq!(methods_for("/api/policies/masking"), ["GET", "PUT"]);
+        assert_eq!(methods_for("/api/policies/masking"), ["GET"]);
+        assert_eq!(methods_for("/api/policies/masking/proposals"), ["POST"]);
         assert!(methods_for("/no/such/page").is_empty());
         // Static files are served to anyone, not taken for unknown pages.
         assert!(find("GET", "/pkg/custos.js").is_none() && find("GET", "/favicon.ico").is_none());

@@ -34,6 +34,41 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Limits on what `POST /api/audit/events` accepts.
     pub ingest: IngestSettings,
+    /// How each policy kind's proposals are reviewed (`[policies.masking]`).
+    pub policies: std::collections::BTreeMap<String, PolicyReview>,
+}
+
+/// A policy kind's review rule.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyReview {
+    /// Approvals needed from people other than the author (default 1;
+    /// 0: a proposal takes effect at once, recorded with a warning).
+    pub approvals: u32,
+    /// Days a proposal waits for its approvals (default 7).
+    pub proposal_ttl_days: u32,
+}
+
+impl Default for PolicyReview {
+    fn default() -> Self {
+        PolicyReview { approvals: 1, proposal_ttl_days: 7 }
+    }
+}
+
+impl Config {
+    /// The configured review rules, by kind.
+    pub fn review_rules(&self) -> std::collections::BTreeMap<String, custos_engine::policies::review::ReviewRule> {
+        self.policies
+            .iter()
+            .map(|(k, r)| {
+                let rule = custos_engine::policies::review::ReviewRule {
+                    approvals: r.approvals,
+                    ttl_us: i64::from(r.proposal_ttl_days) * custos_engine::time::DAY_US,
+                };
+                (k.clone(), rule)
+            })
+            .collect()
+    }
 }
 
 /// Limits on ingest requests.
@@ -212,6 +247,7 @@ impl Default for Config {
             ledger: LedgerSettings::default(),
             auth: AuthSettings::default(),
             ingest: IngestSettings::default(),
+            policies: Default::default(),
         }
     }
 }
@@ -344,6 +380,17 @@ impl Config {
                 "auth.session_absolute_hours",
                 "must be at least 1 hour and not shorter than the idle timeout",
             );
+        }
+        for (kind, r) in &self.policies {
+            if !custos_engine::policies::kinds::all().iter().any(|k| k.name() == kind) {
+                return invalid("policies", &format!("no policy kind `{kind}` (kinds: masking)"));
+            }
+            if r.approvals > 5 {
+                return invalid("policies.approvals", &format!("{kind}: at most 5 approvals"));
+            }
+            if !(1..=90).contains(&r.proposal_ttl_days) {
+                return invalid("policies.proposal_ttl_days", &format!("{kind}: between 1 and 90 days"));
+            }
         }
         let i = &self.ingest;
         if !(1..=10_000).contains(&i.max_batch) {

@@ -49,6 +49,8 @@ pub struct AppState {
     pub session_idle_secs: i64,
     /// Ingest, search, statistics, masking policy.
     pub events: Arc<custos_engine::events::Events>,
+    /// The policy store.
+    pub policies: Arc<custos_engine::policies::PolicyStore>,
     /// Online verification jobs.
     pub verifications: Arc<custos_engine::events::verification::Verifications>,
     /// Largest ingest body (bytes).
@@ -128,7 +130,13 @@ pub fn wrap(
 /// The routes (health, auth forms, API, UI and server functions).
 pub fn routes(state: AppState) -> Router {
     let leptos_routes = route_list();
-    let ctx = ServerContext { ledger: state.ledger.clone(), identity: state.identity.clone(), started: state.started };
+    let ctx = ServerContext {
+        ledger: state.ledger.clone(),
+        identity: state.identity.clone(),
+        policies: state.policies.clone(),
+        events: state.events.clone(),
+        started: state.started,
+    };
     let leptos_options = state.leptos.clone();
     let mut router = Router::new();
     // Rows sharing a path (GET and POST /api/searches) merge.

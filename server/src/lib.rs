@@ -174,6 +174,8 @@ pub struct Running {
     /// Users and roles, for in-process callers (tests).
     pub identity: Arc<Identity>,
     pub events: Arc<custos_engine::events::Events>,
+    /// The policy store, for in-process callers (tests).
+    pub policies: Arc<custos_engine::policies::PolicyStore>,
     /// The HTTP layer's state (tests wrap their own routes with it).
     pub state: http::AppState,
     stop: watch::Sender<bool>,
@@ -219,6 +221,11 @@ pub async fn start_with(
         .map_err(|e| StartError::Events(e.to_string()))?;
     let identity = Arc::new(open_identity_with(config, events.clone(), clock, rng).await?);
     first_admin(&identity).await?;
+    let policies = Arc::new(
+        custos_engine::policies::PolicyStore::open(events.clone(), identity.clone(), &config.review_rules())
+            .await
+            .map_err(|e| StartError::Events(format!("policies: {e}")))?,
+    );
 
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
@@ -248,6 +255,7 @@ pub async fn start_with(
         session_absolute_us: config.auth.session_absolute_hours * HOUR_US,
         session_idle_secs: config.auth.session_idle_minutes * 60,
         events: events.clone(),
+        policies: policies.clone(),
         verifications: Arc::default(),
         ingest_max_body: config.ingest.max_body_bytes,
         exports: Arc::new(custos_engine::events::export::ExportJobs::new(
@@ -274,6 +282,26 @@ pub async fn start_with(
     background.every("noise summaries", Duration::from_secs(10), move || {
         let identity = noisy.clone();
         async move { identity.record_noise_summaries().await }
+    });
+    // Another replica's policy change takes effect here within two seconds;
+    // proposals past their time are closed every minute.
+    let refreshing = policies.clone();
+    background.every("policy refresh", Duration::from_secs(2), move || {
+        let store = refreshing.clone();
+        async move {
+            if let Err(e) = store.refresh().await {
+                tracing::warn!(error = %e, "policy refresh failed");
+            }
+        }
+    });
+    let expiring = policies.clone();
+    background.every("policy expiry", Duration::from_secs(60), move || {
+        let store = expiring.clone();
+        async move {
+            if let Err(e) = store.expire_due().await {
+                tracing::warn!(error = %e, "closing expired policy proposals failed");
+            }
+        }
     });
     // The whole ledger is verified on a schedule, recorded like any other
     // verification (the compliance page's chain check reads them).
@@ -321,6 +349,7 @@ pub async fn start_with(
         ledger,
         identity,
         events,
+        policies,
         state,
         stop,
         shutting_down,

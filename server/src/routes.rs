@@ -112,6 +112,8 @@ pub fn rest_table() -> Vec<RestRoute> {
     let export = Permission(P::AuditExport);
     let verify = Permission(P::AuditVerify);
     let policy = Permission(P::PolicyManage);
+    let policy_read = Permission(P::PolicyRead);
+    let approve = Permission(P::PolicyApprove);
     vec![
         row!(session::whoami => SignedIn, "session.whoami", "data_access").during_setup(),
         row!(audit::ingest => Permission(P::AuditIngest), "audit.ingest", "data_access"),
@@ -137,10 +139,20 @@ pub fn rest_table() -> Vec<RestRoute> {
         row!(verify_jobs::start => verify, "audit.verify.start", "integrity"),
         row!(verify_jobs::status => verify, "audit.verify.status", "integrity"),
         row!(audit::read_one => read, "audit.read", "data_access"),
-        row!(masking::get_policy => policy, "policy.masking.read", "policy"),
-        row!(masking::put_policy => policy, "policy.masking.change", "policy"),
         row!(masking::history => policy, "policy.masking.history", "policy"),
         row!(masking::preview => policy, "policy.masking.preview", "policy"),
+        row!(policies::overview => policy_read, "api.policies.overview", "policy"),
+        row!(policies::trail => policy_read, "api.policies.trail", "policy"),
+        row!(policies::proposal => policy_read, "api.policies.proposal.read", "policy"),
+        row!(policies::approve => approve, "api.policies.proposal.approve", "policy"),
+        row!(policies::reject => approve, "api.policies.proposal.reject", "policy"),
+        row!(policies::activate => policy_read, "api.policies.proposal.activate", "policy"),
+        row!(policies::kind => policy_read, "api.policies.kind.read", "policy"),
+        row!(policies::versions => policy_read, "api.policies.versions", "policy"),
+        row!(policies::version => policy_read, "api.policies.version.read", "policy"),
+        row!(policies::diff => policy_read, "api.policies.diff", "policy"),
+        row!(policies::propose => policy_read, "api.policies.propose", "policy"),
+        row!(policies::test => policy_read, "api.policies.test", "policy"),
         row!(docs::openapi_json => Public, "api.docs.read", "data_access"),
         row!(docs::docs_page => Public, "api.docs.read", "data_access"),
     ]

@@ -200,6 +200,21 @@ impl From<IdentityError> for ApiError {
     }
 }
 
+impl From<custos_engine::policies::PolicyError> for ApiError {
+    fn from(e: custos_engine::policies::PolicyError) -> ApiError {
+        use custos_engine::policies::PolicyError as P;
+        match e {
+            P::NotFound(m) => ApiError::not_found(m),
+            P::Forbidden(m) => ApiError::forbidden(m),
+            P::Invalid(fe) => ApiError::fields(vec![fe]),
+            P::Conflict(m) => ApiError::new(ErrorCode::Conflict, format!("{m}; nothing was changed")),
+            P::Gone(m) => ApiError::new(ErrorCode::Gone, m),
+            P::Events(e) => e.into(),
+            P::Identity(e) => e.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

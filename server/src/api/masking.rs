@@ -1,73 +1,15 @@
-//! `/api/policies/masking`: the PII masking rules, their version history,
-//! and a preview (text in, masked text out).
+//! `/api/policies/masking/history` and `/preview`: the masking rules'
+//! versions in their first shape, and a preview (text in, masked text
+//! out). Reading the kind and changing it go through the policy store
+//! (`GET /api/policies/masking`, `POST /api/policies/masking/proposals`).
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use custos_model::{ErrorBody, ErrorCode, MaskRule, MaskingPolicy};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, Ctx};
+use super::ApiError;
 use crate::http::AppState;
-
-/// The masking policy in force.
-///
-/// Version 0 is the built-in default set. Rules: one per detector (email,
-/// phone, payment_card, iban, us_ssn, ip_address, secret_key), each with an
-/// action (`redact`, `partial` keeping `keep_last` characters, or
-/// `pseudonymize` with a keyed HMAC) and `keep_original` (keep the value in
-/// the encrypted payload for holders of `audit:unmask`).
-#[utoipa::path(
-    get, path = "/api/policies/masking", tag = "masking",
-    responses((status = 200, description = "The policy in force", body = MaskingPolicy)),
-    security(("api_key" = []), ("session" = []))
-)]
-pub async fn get_policy(State(s): State<AppState>) -> Result<axum::Json<MaskingPolicy>, ApiError> {
-    s.events.refresh_policy().await?;
-    Ok(axum::Json(s.events.policy()))
-}
-
-/// A new version of the rules.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyUpdate {
-    /// The complete rule list.
-    pub rules: Vec<MaskRule>,
-    /// The version this change is based on (the one you read): a change
-    /// made meanwhile by someone else is not silently overwritten.
-    pub based_on: u64,
-    /// Why (kept in the history and the ledger).
-    #[serde(default)]
-    pub comment: String,
-}
-
-/// Replace the masking rules (a new version).
-///
-/// Applies to events ingested from now on; stored events keep the masking
-/// they were sealed with. The change is recorded in the ledger
-/// (`policy.masking.update`) before it takes effect.
-#[utoipa::path(
-    put, path = "/api/policies/masking", tag = "masking",
-    request_body(content = PolicyUpdate, content_type = "application/json"),
-    responses(
-        (status = 200, description = "The new version", body = MaskingPolicy),
-        (status = 400, description = "Invalid rules, or based_on is not the current version", body = ErrorBody),
-        (status = 503, description = "The ledger cannot record the change; nothing changed", body = ErrorBody),
-    ),
-    security(("api_key" = []), ("session" = []))
-)]
-pub async fn put_policy(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Result<axum::Json<MaskingPolicy>, ApiError> {
-    let update: PolicyUpdate = super::read_json(body, &headers, 64 * 1024, None).await?;
-    let policy = s
-        .events
-        .set_policy(update.rules, update.based_on, &update.comment, &ctx.actor(), ctx.request_id.clone())
-        .await?;
-    Ok(axum::Json(policy))
-}
 
 /// Every version, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

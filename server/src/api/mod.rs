@@ -12,6 +12,7 @@ pub mod error;
 pub mod explorer;
 pub mod exports;
 pub mod masking;
+pub mod policies;
 pub mod self_audit;
 pub mod session;
 pub mod verify_jobs;

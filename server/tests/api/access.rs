@@ -92,13 +92,27 @@ const PAST_AUTH_ONLY: &[&str] = &[
     "/api/audit/exports/{id}/manifest",
     // An unknown saved search: 404 once past authorisation.
     "/api/searches/{id}",
-    // Only the first allowed caller's change is based on the current version.
-    "/api/policies/masking",
+    // An unknown proposal ("1"): 404 once past authorisation.
+    "/api/policies/proposals/{id}",
+    "/api/policies/proposals/{id}/approve",
+    "/api/policies/proposals/{id}/reject",
+    "/api/policies/proposals/{id}/activate",
 ];
+
+/// Routes the table opens with `policy:read` whose store also wants the
+/// kind's own permission (masking: `policy:manage`).
+const KIND_PERMISSION: &[&str] = &["/api/policies/{kind}/proposals", "/api/policies/{kind}/test"];
 
 /// A request that succeeds for an allowed caller of a JSON API route.
 fn api_request(c: &reqwest::Client, base: &str, method: &str, path: &str, n: usize) -> reqwest::RequestBuilder {
-    let url = format!("{base}{}", path.replace("{id}", "1").replace("{job}", "0192f0c4-e4b0-7c3a-8e5f-1a2b3c4d5e6f"));
+    let url = format!(
+        "{base}{}",
+        path.replace("{id}", "1")
+            .replace("{job}", "0192f0c4-e4b0-7c3a-8e5f-1a2b3c4d5e6f")
+            .replace("{kind}", "masking")
+            .replace("{n}", "0")
+    );
+    let secret_only = serde_json::json!({"rules": [{"detector": "secret_key", "action": {"type": "redact"}}]});
     match (method, path) {
         ("GET", "/api/audit/export") => c.get(format!("{url}?format=csv")),
         ("POST", "/api/audit/exports") => c.post(format!("{url}?format=csv")),
@@ -106,6 +120,7 @@ fn api_request(c: &reqwest::Client, base: &str, method: &str, path: &str, n: usi
             c.post(url).json(&serde_json::json!({"name": format!("matrix {n}"), "query": "range=24h"}))
         }
         ("DELETE", _) => c.delete(url),
+        ("GET", "/api/policies/{kind}/diff") => c.get(format!("{url}?from=0&to=0")),
         ("GET", _) => c.get(url),
         ("POST", "/api/audit/events") => c.post(url).json(&serde_json::json!({
             "occurred_at": chrono::Utc::now().to_rfc3339(), "category": "system", "action": "matrix.check",
@@ -114,9 +129,10 @@ fn api_request(c: &reqwest::Client, base: &str, method: &str, path: &str, n: usi
         })),
         ("POST", "/api/audit/verify") => c.post(url).json(&serde_json::json!({"wait": true, "to_seq": 1})),
         ("POST", "/api/policies/masking/preview") => c.post(url).json(&serde_json::json!({"text": "a@b.io"})),
-        ("PUT", "/api/policies/masking") => {
-            c.put(url).json(&serde_json::json!({"rules": [], "based_on": 0, "comment": "matrix"}))
+        ("POST", "/api/policies/{kind}/proposals") => {
+            c.post(url).json(&serde_json::json!({"content": secret_only, "based_on": 0, "reason": "matrix"}))
         }
+        ("POST", "/api/policies/{kind}/test") => c.post(url).json(&serde_json::json!({"content": secret_only})),
         _ => c.post(url),
     }
 }
@@ -200,6 +216,9 @@ async fn every_route_and_server_function_is_enforced_for_every_role() {
                 access::Need::Public => true,
                 access::Need::SignedIn => authenticated,
                 access::Need::User => matches!(who, Who::Role(_)),
+                access::Need::Permission(p) if KIND_PERMISSION.contains(&route.path) => {
+                    perms.allows(p) && perms.allows(custos_engine::identity::permission::Permission::PolicyManage)
+                }
                 access::Need::Permission(p) => perms.allows(p),
                 access::Need::UserWith(p) => matches!(who, Who::Role(_)) && perms.allows(p),
             };

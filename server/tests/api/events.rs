@@ -69,12 +69,6 @@ impl Client {
         (StatusCode::from_u16(status).unwrap(), serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
-    pub(crate) async fn put_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let res = self.req(reqwest::Method::PUT, path).json(body).send().await.unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-
     /// Every event matching a query, following cursors.
     pub(crate) async fn all(&self, query: &str) -> Vec<Value> {
         let mut out = Vec::new();
@@ -532,15 +526,15 @@ async fn masking_rules_mask_unmask_and_keep_a_history(backend: Backend) {
     assert_eq!(unmasks[0]["details"]["justification"], "incident 42");
     assert_eq!(unmasks[0]["resource"]["id"], id);
 
-    // The policy API: read, preview, change, history.
+    // The policy store: read, preview, propose, a second person approves.
     let (status, p) = admin.get("/api/policies/masking").await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(p["version"], 0);
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(p["active"]["version"], 0);
     assert_eq!(viewer.get("/api/policies/masking").await.0, StatusCode::FORBIDDEN);
     let (status, pv) = admin.post_json("/api/policies/masking/preview", &json!({"text": "mail a@b.io, ssn 123-45-6789"})).await;
     assert_eq!(status, StatusCode::OK, "{pv}");
     assert!(pv["masked"].as_str().unwrap().contains("[us_ssn]") && !pv["masked"].as_str().unwrap().contains("a@b.io"));
-    let mut rules = p["rules"].as_array().unwrap().clone();
+    let mut rules = p["active"]["content"]["rules"].as_array().unwrap().clone();
     for r in &mut rules {
         if r["detector"] == "email" {
             r["action"] = json!({"type": "redact"});
@@ -549,18 +543,31 @@ async fn masking_rules_mask_unmask_and_keep_a_history(backend: Backend) {
     }
     let (status, pv) = admin.post_json("/api/policies/masking/preview", &json!({"text": "mail a@b.io", "rules": rules})).await;
     assert_eq!((status, pv["masked"].as_str()), (StatusCode::OK, Some("mail [email]")));
-    let (status, err) = admin.put_json("/api/policies/masking", &json!({"rules": rules, "based_on": 7, "comment": "x"})).await;
-    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("based_on")), "{err}");
+    let propose = "/api/policies/masking/proposals";
+    let (status, err) = admin.post_json(propose, &json!({"content": {"rules": rules}, "based_on": 7, "reason": "x"})).await;
+    assert_eq!((status, err["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{err}");
     let mut twice = rules.clone();
     twice.push(rules[0].clone());
-    let (status, err) = admin.put_json("/api/policies/masking", &json!({"rules": twice, "based_on": 0})).await;
-    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("rules")), "{err}");
-    let (status, err) = admin.put_json("/api/policies/masking", &json!({"rules": [{"detector": "dna", "action": {"type": "redact"}}], "based_on": 0})).await;
-    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("body")), "{err}");
-    let (status, v1) = admin.put_json("/api/policies/masking", &json!({"rules": rules, "based_on": 0, "comment": "no e-mail pseudonyms"})).await;
-    assert_eq!(status, StatusCode::OK, "{v1}");
-    assert_eq!(v1["version"], 1);
-    assert_eq!(v1["created_by"], "m_admin");
+    let (status, err) = admin.post_json(propose, &json!({"content": {"rules": twice}, "based_on": 0, "reason": "x"})).await;
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("content.rules")), "{err}");
+    let (status, err) = admin.post_json(propose, &json!({"content": {"rules": [{"detector": "dna", "action": {"type": "redact"}}]}, "based_on": 0, "reason": "x"})).await;
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("content")), "{err}");
+    let (status, err) = admin.post_json(propose, &json!({"content": {"rules": rules}, "based_on": 0})).await;
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("body")), "a reason is required: {err}");
+    let (status, prop) = admin.post_json(propose, &json!({"content": {"rules": rules}, "based_on": 0, "reason": "no e-mail pseudonyms"})).await;
+    assert_eq!((status, prop["state"].as_str()), (StatusCode::CREATED, Some("pending")), "{prop}");
+    let pid = prop["id"].as_str().unwrap();
+    let (status, err) = admin.post_json(&format!("/api/policies/proposals/{pid}/approve"), &json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the author cannot approve: {err}");
+    let (status, err) = admin.post_json(&format!("/api/policies/proposals/{pid}/activate"), &json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "others can approve: {err}");
+    let approver = user_client(&app, "m_approver", &["admin"]).await;
+    let (status, v1) = approver.post_json(&format!("/api/policies/proposals/{pid}/approve"), &json!({"comment": "fine"})).await;
+    assert_eq!((status, v1["state"].as_str(), v1["version"].as_u64()), (StatusCode::OK, Some("approved"), Some(1)), "{v1}");
+    let (_, k) = viewer.get("/api/policies/masking").await;
+    assert_eq!(k["code"], "forbidden");
+    let (_, k) = admin.get("/api/policies/masking").await;
+    assert_eq!((k["active"]["version"].as_u64(), k["active"]["author_name"].as_str()), (Some(1), Some("m_admin")));
     let mut e2 = event(2, 1);
     e2["details"] = json!({"note": "reach me at carol@example.net"});
     assert_eq!(ingest.post_json("/api/audit/events", &e2).await.0, StatusCode::CREATED);
@@ -573,18 +580,29 @@ async fn masking_rules_mask_unmask_and_keep_a_history(backend: Backend) {
     let versions: Vec<u64> = h["versions"].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
     assert_eq!(versions, vec![1, 0]);
     assert_eq!(h["versions"][0]["comment"], "no e-mail pseudonyms");
-    let changes = admin.all("action=policy.masking.update").await;
+    let changes = admin.all("action=custos.policy.activated").await;
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0]["details"]["version"], 1);
+    let (status, trail) = admin.get("/api/policies/trail?kind=masking").await;
+    assert_eq!(status, StatusCode::OK, "{trail}");
+    let steps: Vec<&str> = trail["items"].as_array().unwrap().iter().map(|t| t["step"].as_str().unwrap()).collect();
+    for step in ["proposed", "tested", "approved", "activated"] {
+        assert!(steps.contains(&step), "{step} in {steps:?}");
+    }
+    let (status, err) = admin.get("/api/policies/trail?step=deleted").await;
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("step")));
+    let (status, d) = admin.get("/api/policies/masking/diff?from=0&to=1").await;
+    assert_eq!((status, d["patch"][0]["op"].as_str()), (StatusCode::OK, Some("replace")), "{d}");
     // Each endpoint called left its self-audit record, with the outcome.
     let status = admin.http.post(format!("{}/rpc/status", admin.base)).send().await.unwrap();
     assert_eq!(status.status(), StatusCode::OK);
     for (action, outcome) in [
-        ("policy.masking.read", "success"),
-        ("policy.masking.read", "denied"),
+        ("api.policies.kind.read", "success"),
+        ("api.policies.kind.read", "denied"),
         ("policy.masking.preview", "success"),
-        ("policy.masking.change", "success"),
-        ("policy.masking.change", "failure"),
+        ("api.policies.propose", "success"),
+        ("api.policies.propose", "failure"),
+        ("api.policies.proposal.approve", "success"),
         ("policy.masking.history", "success"),
         ("audit.unmask", "success"),
         ("rpc.status", "success"),
@@ -592,7 +610,7 @@ async fn masking_rules_mask_unmask_and_keep_a_history(backend: Backend) {
         let found = admin.all(&format!("action={action}&outcome={outcome}")).await;
         assert!(!found.is_empty(), "no self-audit record {action} {outcome}");
     }
-    let reads = admin.all("action=policy.masking.read&outcome=denied").await;
+    let reads = admin.all("action=api.policies.kind.read&outcome=denied").await;
     assert_eq!(reads[0]["actor"]["name"], "m_viewer", "who was refused is recorded");
     assert_eq!(reads[0]["metrics"]["status_code"], 403);
     app.running.shutdown().await.unwrap();
@@ -607,7 +625,7 @@ async fn a_ledger_that_cannot_record_refuses_requests_and_nothing_changes() {
     let reader = key_client(&app, &[Scope::Read]).await;
     let admin = user_client(&app, "down_admin", &["admin"]).await;
     let (_, p) = admin.get("/api/policies/masking").await;
-    let rules = p["rules"].clone();
+    let rules = p["active"]["content"]["rules"].clone();
     let db = app.running.ledger.db().conn();
     db.execute_unprepared(
         "CREATE TRIGGER injected_failure BEFORE INSERT ON ledger_entries BEGIN SELECT RAISE(ABORT, 'injected'); END",
@@ -619,15 +637,20 @@ async fn a_ledger_that_cannot_record_refuses_requests_and_nothing_changes() {
     let (status, err) = ingest.post_json("/api/audit/events", &e).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{err}");
     assert_eq!(err["code"], "ledger_unavailable");
-    let (status, _) =
-        admin.put_json("/api/policies/masking", &json!({"rules": rules, "based_on": 0, "comment": "while down"})).await;
+    let (status, _) = admin
+        .post_json(
+            "/api/policies/masking/proposals",
+            &json!({"content": {"rules": rules}, "based_on": 0, "reason": "while down"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a change that cannot be recorded is refused");
     let (status, _) = reader.get("/api/audit").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "no data goes out unrecorded");
     db.execute_unprepared("DROP TRIGGER injected_failure").await.unwrap();
     assert_eq!(app.running.ledger.head().await.unwrap().seq, head, "nothing was committed");
     let (_, p) = admin.get("/api/policies/masking").await;
-    assert_eq!(p["version"], 0, "the policy did not change");
+    assert_eq!(p["active"]["version"], 0, "the policy did not change");
+    assert!(p["pending"].as_array().unwrap().is_empty(), "nor was anything proposed");
     let (status, _) = reader.get(&format!("/api/audit/{}", e["id"].as_str().unwrap())).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "the event was not stored");
     // Recovered: the same request now succeeds.
@@ -652,7 +675,9 @@ async fn openapi_document_and_offline_docs() {
         ("/api/audit/verify", "post"),
         ("/api/audit/checkpoints", "get"),
         ("/api/audit/stats", "get"),
-        ("/api/policies/masking", "put"),
+        ("/api/policies/{kind}", "get"),
+        ("/api/policies/{kind}/proposals", "post"),
+        ("/api/policies/trail", "get"),
         ("/api/policies/masking/preview", "post"),
     ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} documented");

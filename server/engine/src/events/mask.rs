@@ -171,6 +171,9 @@ impl std::fmt::Debug for Masker {
 /// A detector, its pattern, and a check of each match.
 type Pass<'a> = (Detector, &'a Regex, fn(&regex::Captures<'_>) -> bool);
 
+/// Told of each value masked: detector, value, replacement.
+pub type Seen<'a> = &'a mut dyn FnMut(Detector, &str, &str);
+
 /// Where masked originals go: field path -> original value.
 pub type Originals = BTreeMap<String, String>;
 
@@ -231,6 +234,12 @@ impl Masker {
     /// Masks the detected values in a text. Returns the masked text and
     /// whether a rule that keeps originals changed it.
     pub fn mask_text(&self, text: &str, pseudonym: &dyn Fn(&str) -> String) -> (String, bool) {
+        self.mask_text_seen(text, pseudonym, &mut |_, _, _| {})
+    }
+
+    /// [`Masker::mask_text`], telling `seen` each value masked: its
+    /// detector, the value and its replacement (a dry-run counts with it).
+    pub fn mask_text_seen(&self, text: &str, pseudonym: &dyn Fn(&str) -> String, seen: Seen<'_>) -> (String, bool) {
         let mut out = text.to_owned();
         let mut keep = false;
         // Most specific first: a card number must not be taken for a phone.
@@ -252,7 +261,9 @@ impl Masker {
             let next = re.replace_all(&out, |c: &regex::Captures<'_>| {
                 if valid(c) {
                     changed = true;
-                    Self::replace(rule.action, detector, &c[0], pseudonym)
+                    let replacement = Self::replace(rule.action, detector, &c[0], pseudonym);
+                    seen(detector, &c[0], &replacement);
+                    replacement
                 } else {
                     c[0].to_owned()
                 }
@@ -271,9 +282,10 @@ impl Masker {
         path: &str,
         originals: &mut Originals,
         pseudonym: &dyn Fn(&str) -> String,
+        seen: Seen<'_>,
     ) {
         if let Some(v) = value.as_mut() {
-            let (masked, keep) = self.mask_text(v, pseudonym);
+            let (masked, keep) = self.mask_text_seen(v, pseudonym, seen);
             if masked != *v {
                 if keep {
                     originals.insert(path.to_owned(), v.clone());
@@ -288,10 +300,17 @@ impl Masker {
         SECRET_KEY_NAMES.iter().any(|s| k == *s || k.split(['_', '-', '.']).any(|part| part == *s) || k.ends_with(s))
     }
 
-    fn mask_value(&self, v: &mut Value, path: &str, originals: &mut Originals, pseudonym: &dyn Fn(&str) -> String) {
+    fn mask_value(
+        &self,
+        v: &mut Value,
+        path: &str,
+        originals: &mut Originals,
+        pseudonym: &dyn Fn(&str) -> String,
+        seen: Seen<'_>,
+    ) {
         match v {
             Value::String(s) => {
-                let (masked, keep) = self.mask_text(s, pseudonym);
+                let (masked, keep) = self.mask_text_seen(s, pseudonym, seen);
                 if masked != *s {
                     if keep {
                         originals.insert(path.to_owned(), s.clone());
@@ -301,7 +320,7 @@ impl Masker {
             }
             Value::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
-                    self.mask_value(item, &format!("{path}[{i}]"), originals, pseudonym);
+                    self.mask_value(item, &format!("{path}[{i}]"), originals, pseudonym, seen);
                 }
             }
             Value::Object(map) => {
@@ -315,10 +334,12 @@ impl Masker {
                         if rule.keep_original {
                             originals.insert(p, item.to_string());
                         }
+                        // The value itself is never passed on, not even to a dry-run.
+                        seen(Detector::SecretKey, k, "[secret]");
                         *item = Value::String("[secret]".into());
                         continue;
                     }
-                    self.mask_value(item, &p, originals, pseudonym);
+                    self.mask_value(item, &p, originals, pseudonym, seen);
                 }
             }
             _ => {}
@@ -327,25 +348,31 @@ impl Masker {
 
     /// Masks an event in place; returns the originals that rules keep.
     pub fn mask_event(&self, e: &mut Event, pseudonym: &dyn Fn(&str) -> String) -> Originals {
+        self.mask_event_seen(e, pseudonym, &mut |_, _, _| {})
+    }
+
+    /// [`Masker::mask_event`], telling `seen` each value masked (for a
+    /// secret key: the key's name, never its value).
+    pub fn mask_event_seen(&self, e: &mut Event, pseudonym: &dyn Fn(&str) -> String, seen: Seen<'_>) -> Originals {
         let mut originals = Originals::new();
         let mut actor_id = Some(std::mem::take(&mut e.actor.id));
-        self.mask_field(&mut actor_id, "actor.id", &mut originals, pseudonym);
+        self.mask_field(&mut actor_id, "actor.id", &mut originals, pseudonym, seen);
         e.actor.id = actor_id.unwrap_or_default();
-        self.mask_field(&mut e.actor.name, "actor.name", &mut originals, pseudonym);
-        self.mask_field(&mut e.actor.ip, "actor.ip", &mut originals, pseudonym);
+        self.mask_field(&mut e.actor.name, "actor.name", &mut originals, pseudonym, seen);
+        self.mask_field(&mut e.actor.ip, "actor.ip", &mut originals, pseudonym, seen);
         // A session id is a bearer secret of the application that sent it:
         // only a keyed pseudonym is stored (still correlatable), never the
         // id, and no original is kept.
         if let Some(sid) = e.actor.session_id.as_mut() {
             *sid = format!("sid:{}", pseudonym(sid));
         }
-        self.mask_field(&mut e.reason, "reason", &mut originals, pseudonym);
+        self.mask_field(&mut e.reason, "reason", &mut originals, pseudonym, seen);
         if let Some(r) = e.resource.as_mut() {
-            self.mask_field(&mut r.id, "resource.id", &mut originals, pseudonym);
-            self.mask_field(&mut r.name, "resource.name", &mut originals, pseudonym);
+            self.mask_field(&mut r.id, "resource.id", &mut originals, pseudonym, seen);
+            self.mask_field(&mut r.name, "resource.name", &mut originals, pseudonym, seen);
         }
         if let Some(d) = e.details.as_mut() {
-            self.mask_value(d, "details", &mut originals, pseudonym);
+            self.mask_value(d, "details", &mut originals, pseudonym, seen);
         }
         originals
     }

@@ -52,6 +52,10 @@ pub enum OwnAction {
     MaskingPolicyUpdate,
     /// Demo events seeded from the command line.
     DemoSeed,
+    /// A step of the policy store: `custos.policy.proposed`, `…tested`,
+    /// `…approved`, `…rejected`, `…expired`, `…activated`,
+    /// `…rolled_back`, `…rule_set` (see `policies::store`).
+    PolicyStep(&'static str),
     /// An account or access event of the identity service (`user.login`,
     /// `role.create`, `apikey.use`, …): its action and category.
     Identity {
@@ -82,6 +86,7 @@ impl OwnAction {
             OwnAction::ExportFailed => "audit.export.failed",
             OwnAction::MaskingPolicyUpdate => "policy.masking.update",
             OwnAction::DemoSeed => "demo.seed",
+            OwnAction::PolicyStep(action) => action,
             OwnAction::Identity { action, .. } => action,
             OwnAction::Request { action, .. } => action,
         }
@@ -94,7 +99,7 @@ impl OwnAction {
             OwnAction::KeyRotate => "admin",
             OwnAction::Verify => "integrity",
             OwnAction::Unmask | OwnAction::ExportCompleted | OwnAction::ExportFailed => "data_access",
-            OwnAction::MaskingPolicyUpdate => "policy",
+            OwnAction::MaskingPolicyUpdate | OwnAction::PolicyStep(_) => "policy",
             OwnAction::Identity { category, .. } | OwnAction::Request { category, .. } => category,
         }
     }
@@ -118,6 +123,10 @@ impl OwnAction {
             OwnAction::ExportCompleted => {
                 Masking::Exempt("the record carries the export's signed manifest, which must match it byte for byte")
             }
+            OwnAction::PolicyStep(_) => Masking::Exempt(
+                "the record carries the document's hash and JSON Patch, which must reproduce the stored version \
+                 byte for byte; its free text (reasons, comments) is masked by the store before",
+            ),
             _ => Masking::Applied,
         }
     }
@@ -332,6 +341,7 @@ mod tests {
             OwnAction::ExportFailed,
             OwnAction::MaskingPolicyUpdate,
             OwnAction::DemoSeed,
+            OwnAction::PolicyStep("custos.policy.proposed"),
         ];
         let mut names = std::collections::HashSet::new();
         for a in &fixed {

@@ -22,6 +22,10 @@ pub enum Permission {
     ReportGenerate,
     /// Manage masking and classification policies.
     PolicyManage,
+    /// Read policies, their versions, proposals and trail.
+    PolicyRead,
+    /// Approve or reject other people's policy proposals.
+    PolicyApprove,
     /// Manage alert rules.
     AlertManage,
     /// Manage notification channels and read the notification log.
@@ -43,7 +47,7 @@ pub struct UnknownPermission(pub String);
 
 impl Permission {
     /// Every permission, in display order.
-    pub const ALL: [Permission; 13] = [
+    pub const ALL: [Permission; 15] = [
         Permission::AuditRead,
         Permission::AuditIngest,
         Permission::AuditExport,
@@ -51,6 +55,8 @@ impl Permission {
         Permission::AuditUnmask,
         Permission::ReportGenerate,
         Permission::PolicyManage,
+        Permission::PolicyRead,
+        Permission::PolicyApprove,
         Permission::AlertManage,
         Permission::NotificationManage,
         Permission::SiemManage,
@@ -69,6 +75,8 @@ impl Permission {
             Permission::AuditUnmask => "audit:unmask",
             Permission::ReportGenerate => "report:generate",
             Permission::PolicyManage => "policy:manage",
+            Permission::PolicyRead => "policy:read",
+            Permission::PolicyApprove => "policy:approve",
             Permission::AlertManage => "alert:manage",
             Permission::NotificationManage => "notification:manage",
             Permission::SiemManage => "siem:manage",
@@ -92,7 +100,9 @@ impl Permission {
             Permission::AuditVerify => "Run integrity verification",
             Permission::AuditUnmask => "See masked values (audited)",
             Permission::ReportGenerate => "Generate compliance reports",
-            Permission::PolicyManage => "Manage masking policies",
+            Permission::PolicyManage => "Propose masking policy changes",
+            Permission::PolicyRead => "Read policies and their trail",
+            Permission::PolicyApprove => "Approve others' policy proposals",
             Permission::AlertManage => "Manage alert rules",
             Permission::NotificationManage => "Manage notifications",
             Permission::SiemManage => "Manage SIEM destinations",
@@ -182,6 +192,7 @@ pub const BUILTIN_ROLES: [BuiltinRole; 5] = [
             Permission::AuditExport,
             Permission::AuditVerify,
             Permission::ReportGenerate,
+            Permission::PolicyRead,
         ],
     },
     BuiltinRole {

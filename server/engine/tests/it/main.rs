@@ -10,6 +10,7 @@ mod keys;
 mod known_answer;
 mod ledger;
 mod own_events;
+mod policies;
 mod properties;
 mod purge;
 mod tamper;

@@ -2,8 +2,64 @@
 //! (recorded before they are made, `based_on` refusing lost updates).
 
 use super::*;
-use crate::events::model::Channel;
-use crate::events::own::{OwnAction, OwnEvent};
+use crate::events::model::{Detector, MaskAction};
+
+/// What a masking dry-run found ([`Events::masking_dry_run`]).
+#[derive(Debug, Default)]
+pub struct MaskingDryRun {
+    /// The proposal's rules, as in force (the secret-key rule first).
+    pub rules: Vec<MaskRule>,
+    /// Events looked at.
+    pub events: u64,
+    /// Originals put back (kept by the policy the event was stored under).
+    pub restored: u64,
+    /// The oldest and newest event's recording time.
+    pub from_us: Option<i64>,
+    /// See `from_us`.
+    pub to_us: Option<i64>,
+    /// Values each detector masks under the policy in force.
+    pub current: BTreeMap<Detector, u64>,
+    /// Under the proposal.
+    pub proposed: BTreeMap<Detector, u64>,
+    /// Up to three (event id, today, proposed) per detector.
+    pub examples: BTreeMap<Detector, Vec<(String, String, String)>>,
+    /// Examples not shown (the policy in force leaves the value in clear,
+    /// or the proposal would show more of it).
+    pub examples_withheld: u64,
+}
+
+/// Puts a kept original back at `path` (`actor.id`, `details.a.list[0]`);
+/// false when the path is not there.
+fn put_back(event: &mut Value, path: &str, original: &str) -> bool {
+    let mut at = event;
+    let mut tokens = Vec::new();
+    for part in path.split('.') {
+        let (key, rest) = part.split_once('[').unwrap_or((part, ""));
+        tokens.push(Value::String(key.to_owned()));
+        for idx in rest.split('[').filter(|s| !s.is_empty()) {
+            match idx.trim_end_matches(']').parse::<u64>() {
+                Ok(i) => tokens.push(Value::from(i)),
+                Err(_) => return false,
+            }
+        }
+    }
+    for t in &tokens {
+        let next = match (at, t) {
+            (Value::Object(m), Value::String(k)) => m.get_mut(k),
+            (Value::Array(a), Value::Number(i)) => i.as_u64().and_then(|i| a.get_mut(i as usize)),
+            _ => None,
+        };
+        match next {
+            Some(n) => at = n,
+            None => return false,
+        }
+    }
+    if !at.is_string() {
+        return false;
+    }
+    *at = Value::String(original.to_owned());
+    true
+}
 
 pub(super) struct Policy {
     pub(super) version: u64,
@@ -94,71 +150,122 @@ impl Events {
         })
     }
 
-    /// Saves a new policy version. `based_on` must be the version in force
-    /// (optimistic concurrency: two admins cannot silently overwrite each
-    /// other). The change is recorded in the ledger first: if it cannot be
-    /// recorded, nothing changes.
-    pub async fn set_policy(
-        &self,
-        rules: Vec<MaskRule>,
-        based_on: u64,
+    /// Writes masking version `version` in the policy store's activation
+    /// transaction (the database refuses it without its `policy_versions`
+    /// row); [`Events::refresh_policy`] then puts it in force.
+    pub async fn insert_masking_version(
+        tx: &impl ConnectionTrait,
+        version: u64,
+        rules: &[MaskRule],
+        at_us: i64,
+        by: &str,
         comment: &str,
-        by: &Actor,
-        request_id: Option<String>,
-    ) -> Result<MaskingPolicy, EventsError> {
-        if comment.chars().count() > 500 {
-            return Err(invalid("comment", "must be at most 500 characters"));
-        }
-        let masker = Self::check(rules.clone())?;
-        self.refresh_policy().await?;
-        let current = self.current();
-        if based_on != current.version {
-            return Err(invalid(
-                "based_on",
-                format!("version {based_on} is not the current version {}; reload and try again", current.version),
-            ));
-        }
-        let version = current.version + 1;
-        let now = self.ledger.now_us();
-        let event = OwnEvent::new(OwnAction::MaskingPolicyUpdate, by.clone(), Channel::Api)
-            .resource("masking_policy", Some(version.to_string()))
-            .request(request_id)
-            .details(json!({ "version": version, "previous": current.version, "rules": rules, "comment": comment }));
-        self.record_own(event).await?;
-        let conn = self.ledger.db().conn();
-        let b = conn.get_database_backend();
-        let rules_json = serde_json::to_string(&rules).map_err(|e| invalid("rules", e.to_string()))?;
-        conn.execute_raw(stmt_for(
+    ) -> Result<(), EventsError> {
+        let b = tx.get_database_backend();
+        let rules_json = serde_json::to_string(rules).map_err(|e| invalid("rules", e.to_string()))?;
+        tx.execute_raw(stmt_for(
             b,
             "INSERT INTO masking_policy_versions (version, rules, created_at, created_by, comment) VALUES (?, ?, ?, ?, ?)",
-            vec![
-                (version as i64).into(),
-                rules_json.into(),
-                now.into(),
-                by.name.clone().unwrap_or_else(|| by.id.clone()).into(),
-                comment.to_owned().into(),
-            ],
+            vec![(version as i64).into(), rules_json.into(), at_us.into(), by.to_owned().into(), comment.to_owned().into()],
         ))
-        .await
-        .map_err(|e| match e.sql_err() {
-            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
-                invalid("based_on", "another change was saved at the same time; reload and try again")
+        .await?;
+        Ok(())
+    }
+
+    /// Masks free text (a reason, a comment) by the policy in force.
+    pub fn mask_free_text(&self, text: &str) -> String {
+        let keys = self.ledger.keys();
+        self.current().masker.mask_text(text, &|v| keys.pseudonym(v)).0
+    }
+
+    /// The newest events applications sent (Custos's own are left out),
+    /// recorded at or after `since_us`, at most `limit`, newest first.
+    pub async fn sample(&self, since_us: i64, limit: u64) -> Result<Vec<StoredEntry>, EventsError> {
+        let conn = self.ledger.db().conn();
+        let b = conn.get_database_backend();
+        let rows = conn
+            .query_all_raw(stmt_for(
+                b,
+                &format!(
+                    "SELECT {} FROM ledger_entries WHERE recorded_at >= ? \
+                     AND (source_app IS NULL OR source_app <> 'custos') ORDER BY seq DESC LIMIT ?",
+                    store::ENTRY_COLUMNS
+                ),
+                vec![since_us.into(), (limit as i64).into()],
+            ))
+            .await?;
+        Ok(rows.iter().map(entry_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// A dry-run of masking `rules` over a sample of recent events, with
+    /// the live masker: each event as it was sent (the originals the
+    /// policy of its day kept put back), masked by the policy in force and
+    /// by the proposal, counting the values each detector masks. Examples
+    /// show both results masked by the policy in force again, and only
+    /// where it masks the value: no value it hides is shown, and no example
+    /// where the proposal would show more of a value than it does.
+    pub async fn masking_dry_run(
+        &self,
+        rules: Vec<MaskRule>,
+        since_us: i64,
+        limit: u64,
+    ) -> Result<MaskingDryRun, EventsError> {
+        let proposed = Self::check(rules)?;
+        let current = self.current();
+        let keys = self.ledger.keys();
+        let pseudonym = |v: &str| keys.pseudonym(v);
+        let entries = self.sample(since_us, limit).await?;
+        let mut run = MaskingDryRun { events: entries.len() as u64, ..Default::default() };
+        for entry in &entries {
+            run.from_us =
+                Some(run.from_us.map_or(entry.header.recorded_at_us, |t: i64| t.min(entry.header.recorded_at_us)));
+            run.to_us =
+                Some(run.to_us.map_or(entry.header.recorded_at_us, |t: i64| t.max(entry.header.recorded_at_us)));
+            let plain = self.ledger.open_payload(entry).await?;
+            let payload: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
+            let mut event = payload.get("event").cloned().unwrap_or(Value::Null);
+            if let Some(kept) = payload.get("unmasked").and_then(Value::as_object) {
+                for (path, original) in kept {
+                    if let Some(v) = original.as_str()
+                        && put_back(&mut event, path, v)
+                    {
+                        run.restored += 1;
+                    }
+                }
             }
-            _ => e.into(),
-        })?;
-        let policy = Policy {
-            version,
-            masker,
-            created_at_us: Some(now),
-            created_by: by.name.clone().or_else(|| Some(by.id.clone())),
-            comment: comment.to_owned(),
-        };
-        let view = policy.view();
-        let mut slot = self.policy.write().unwrap_or_else(|p| p.into_inner());
-        if version > slot.version {
-            *slot = Arc::new(policy);
+            let Ok(event) = serde_json::from_value::<Event>(event) else { continue };
+            let id = event.id.to_string();
+            current.masker.mask_event_seen(&mut event.clone(), &pseudonym, &mut |d, _, _| {
+                *run.current.entry(d).or_default() += 1;
+            });
+            let mut examples = std::mem::take(&mut run.examples);
+            proposed.mask_event_seen(&mut event.clone(), &pseudonym, &mut |d, found, replacement| {
+                *run.proposed.entry(d).or_default() += 1;
+                let list: &mut Vec<(String, String, String)> = examples.entry(d).or_default();
+                if d == Detector::SecretKey || list.len() >= 3 {
+                    return;
+                }
+                let (now, _) = current.masker.mask_text(found, &pseudonym);
+                let proposed_action = proposed.rules().iter().find(|r| r.detector == d).map(|r| r.action);
+                let current_rule = current.masker.rules().iter().find(|r| r.detector == d && r.enabled);
+                let shows_more = match (current_rule.map(|r| r.action), proposed_action) {
+                    (_, None) => true,
+                    (None, _) => true,
+                    (Some(MaskAction::Partial { keep_last: m }), Some(MaskAction::Partial { keep_last: n })) => n > m,
+                    (Some(_), Some(MaskAction::Partial { .. })) => true,
+                    _ => false,
+                };
+                if now == found || shows_more {
+                    run.examples_withheld += 1;
+                    return;
+                }
+                let (after, _) = current.masker.mask_text(replacement, &pseudonym);
+                list.push((id.clone(), now, after));
+            });
+            run.examples = examples;
         }
-        Ok(view)
+        run.rules = proposed.rules().to_vec();
+        Ok(run)
     }
 }
 

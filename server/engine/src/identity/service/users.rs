@@ -174,6 +174,24 @@ impl Identity {
         Ok(Some((username, generated.then_some(password))))
     }
 
+    /// The users who may do `p` now (enabled, through one of their roles),
+    /// as principals `user:<id>`: who can approve a policy proposal.
+    pub async fn holders_of(&self, p: Permission) -> Result<Vec<String>, IdentityError> {
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(self.db.stmt(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"), vec![]))
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let u = user_from_row(r)?;
+            if !u.disabled && self.principal_of(&u).await?.allows(p) {
+                out.push(format!("user:{}", u.id));
+            }
+        }
+        Ok(out)
+    }
+
     /// All users.
     pub async fn list_users(&self) -> Result<Vec<UserSummary>, IdentityError> {
         let rows = self

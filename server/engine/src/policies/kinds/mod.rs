@@ -1,0 +1,82 @@
+//! The policy kinds: each a typed document with a validator, a summary, a
+//! dry-run against history with the live feature's own code, and how a
+//! version is written and put in force. Adding a kind is a file here and a
+//! line in [`all`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use custos_model::{PolicyVersion, TestReport};
+use sea_orm::DatabaseTransaction;
+use serde_json::Value;
+
+use super::PolicyError;
+use super::review::ReviewRule;
+use crate::events::Events;
+use crate::events::validate::FieldError;
+use crate::identity::permission::Permission;
+
+pub mod masking;
+
+/// A kind's asynchronous step.
+pub type KindFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, PolicyError>> + Send + 'a>>;
+
+/// Which history a dry-run looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Events recorded since (µs).
+    pub since_us: i64,
+    /// At most this many, newest first.
+    pub limit: u64,
+}
+
+/// One policy kind.
+pub trait PolicyKind: Send + Sync + 'static {
+    /// Its name in paths and the ledger: `[a-z_]+`, never `trail` or
+    /// `proposals`.
+    fn name(&self) -> &'static str;
+    /// For people.
+    fn title(&self) -> &'static str;
+    /// What proposing a change needs (besides `policy:read`).
+    fn permission(&self) -> Permission;
+    /// Its review rule unless configured (`[policies.<kind>]`).
+    fn default_rule(&self) -> ReviewRule {
+        ReviewRule::default()
+    }
+    /// Version 0: the built-in defaults.
+    fn defaults(&self) -> Value;
+    /// Parses and checks a document; returns its canonical form (every
+    /// field spelt out), or the field at fault (paths under `content`).
+    fn validate(&self, doc: &Value) -> Result<Value, FieldError>;
+    /// One line for people.
+    fn summary(&self, doc: &Value) -> String;
+    /// A dry-run of a (valid) document over recent history, with the code
+    /// the live feature uses.
+    fn test<'a>(&'a self, events: &'a Events, doc: &'a Value, sample: Sample) -> KindFuture<'a, TestReport>;
+    /// Writes what the live feature reads, in the activation's transaction.
+    fn persist<'a>(&'a self, tx: &'a DatabaseTransaction, version: &'a PolicyVersion) -> KindFuture<'a, ()>;
+    /// Brings the live feature on this replica up to the stored versions
+    /// (idempotent; other replicas call it from their refresh).
+    fn apply<'a>(&'a self, events: &'a Events) -> KindFuture<'a, ()>;
+}
+
+/// Every kind, in display order.
+pub fn all() -> Vec<Arc<dyn PolicyKind>> {
+    vec![Arc::new(masking::MaskingKind)]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kind_names_are_path_segments_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for k in super::all() {
+            let n = k.name();
+            assert!(!n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{n}");
+            assert!(!["trail", "proposals"].contains(&n), "{n} is a route");
+            assert!(seen.insert(n), "{n} twice");
+            assert!(k.validate(&k.defaults()).is_ok(), "{n}'s defaults are valid");
+        }
+    }
+}
