@@ -20,6 +20,7 @@ pub async fn get_status() -> Result<SystemStatus, AppError> {
 #[server(prefix = "/rpc", endpoint = "whoami")]
 pub async fn whoami() -> Result<Option<Me>, AppError> {
     Ok(crate::server::caller().user().map(|p| Me {
+        principal: format!("user:{}", p.user_id),
         username: p.username.clone(),
         display_name: p.display_name.clone(),
         email: p.email.clone(),

@@ -92,6 +92,10 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/analytics") view=|| view! { <Guard permission="audit:read"><pages::analytics::AnalyticsPage/></Guard> }/>
                     <Route path=path!("/compliance") view=|| view! { <Guard permission="report:generate"><pages::compliance::CompliancePage/></Guard> }/>
                     <Route path=path!("/integrity") view=|| view! { <Guard permission="audit:verify"><pages::integrity::IntegrityPage/></Guard> }/>
+                    <Route path=path!("/policies") view=|| view! { <Guard permission="policy:read"><pages::policies::PoliciesPage/></Guard> }/>
+                    <Route path=path!("/policies/trail") view=|| view! { <Guard permission="policy:read"><pages::policies::trail::TrailPage/></Guard> }/>
+                    <Route path=path!("/policies/masking/edit") view=|| view! { <Guard permission="policy:manage"><pages::policies::masking::MaskingEditorPage/></Guard> }/>
+                    <Route path=path!("/policies/proposals/:id") view=|| view! { <Guard permission="policy:read"><pages::policies::review::ReviewPage/></Guard> }/>
                     <Route path=path!("/admin/users") view=|| view! { <Guard permission="user:manage"><pages::admin::users::UsersPage/></Guard> }/>
                     <Route path=path!("/admin/roles") view=|| view! { <Guard permission="user:manage"><pages::admin::roles::RolesPage/></Guard> }/>
                     <Route path=path!("/admin/api-keys") view=|| view! { <Guard permission="user:manage"><pages::admin::api_keys::ApiKeysPage/></Guard> }/>
@@ -133,6 +137,7 @@ fn Navigation(me: Option<models::Me>) -> impl IntoView {
             {me.can("audit:read").then(|| view! { <A href="/events">"Events"</A> <A href="/analytics">"Analytics"</A> })}
             {me.can("report:generate").then(|| view! { <A href="/compliance">"Compliance"</A> })}
             {me.can("audit:verify").then(|| view! { <A href="/integrity">"Integrity"</A> })}
+            {me.can("policy:read").then(|| view! { <A href="/policies">"Policies"<PolicyBadge me=me.clone()/></A> })}
             {admin.then(|| view! {
                 <A href="/admin/users">"Users"</A>
                 <A href="/admin/roles">"Roles"</A>
@@ -147,4 +152,33 @@ fn Navigation(me: Option<models::Me>) -> impl IntoView {
         </div>
     }
     .into_any()
+}
+
+/// The number of proposals waiting for this approver, beside "Policies"
+/// (only for holders of `policy:approve`; fetched once in the browser).
+#[component]
+fn PolicyBadge(me: models::Me) -> impl IntoView {
+    let waiting = RwSignal::new(0usize);
+    if me.can("policy:approve") {
+        let principal = me.principal.clone();
+        Effect::new(move |_| {
+            let principal = principal.clone();
+            leptos::task::spawn_local(async move {
+                if let Ok(o) = client::get_json::<event::PolicyOverview>("/api/policies").await {
+                    let n = o
+                        .kinds
+                        .iter()
+                        .flat_map(|k| &k.pending)
+                        .filter(|p| p.author != principal && !p.decisions.iter().any(|d| d.principal == principal))
+                        .count();
+                    waiting.set(n);
+                }
+            });
+        });
+    }
+    view! {
+        {move || (waiting.get() > 0).then(|| view! {
+            " "<span class="badge" data-testid="policy-badge" title="Proposals waiting for your review">{waiting.get()}</span>
+        })}
+    }
 }

@@ -26,6 +26,8 @@ pub struct SystemStatus {
 /// The signed-in user, as the UI needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Me {
+    /// The principal, `user:<id>` (as policy proposals name their author).
+    pub principal: String,
     /// User name.
     pub username: String,
     /// Display name.

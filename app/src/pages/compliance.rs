@@ -21,7 +21,7 @@ fn label(status: CheckStatus) -> &'static str {
 }
 
 /// Where the UI shows a piece of evidence: the explorer with the check's
-/// filters, the integrity page, or the policy's API while it has no page.
+/// filters, the integrity page, the policies page or the policy trail.
 fn href(e: &Evidence) -> String {
     match &e.about {
         EvidenceOf::Events { filters } => {
@@ -32,8 +32,17 @@ fn href(e: &Evidence) -> String {
             format!("/events?{}", q.join("&"))
         }
         EvidenceOf::Verifications | EvidenceOf::Checkpoints | EvidenceOf::Keys => "/integrity".into(),
-        EvidenceOf::MaskingPolicy => "/api/policies/masking".into(),
-        EvidenceOf::MaskingPolicyHistory => "/api/policies/masking/history".into(),
+        EvidenceOf::MaskingPolicy => "/policies".into(),
+        EvidenceOf::MaskingPolicyHistory => "/policies/trail?kind=masking".into(),
+    }
+}
+
+/// What opening an evidence link needs (the page's own permission).
+fn needs(e: &Evidence) -> &'static str {
+    match &e.about {
+        EvidenceOf::Events { .. } => "audit:read",
+        EvidenceOf::Verifications | EvidenceOf::Checkpoints | EvidenceOf::Keys => "audit:verify",
+        EvidenceOf::MaskingPolicy | EvidenceOf::MaskingPolicyHistory => "policy:read",
     }
 }
 
@@ -166,7 +175,16 @@ fn CheckItem(check: ComplianceCheck) -> impl IntoView {
                 <strong>{check.title.clone()}</strong>
                 <div class="check-detail">{check.detail.clone()}</div>
                 <div class="evidence">
-                    {check.evidence.iter().map(|e| view! { <a href=href(e)>{e.label.clone()}</a> }).collect_view()}
+                    {check.evidence.iter().map(|e| {
+                        // A link only to a page the viewer may open.
+                        let me = use_context::<crate::MeResource>();
+                        let may = me.and_then(|m| m.get_untracked()).and_then(|r| r.ok().flatten()).is_some_and(|m| m.can(needs(e)));
+                        if may {
+                            view! { <a href=href(e)>{e.label.clone()}</a> }.into_any()
+                        } else {
+                            view! { <span class="muted" title=format!("Opening it needs {}", needs(e))>{e.label.clone()}</span> }.into_any()
+                        }
+                    }).collect_view()}
                 </div>
             </div>
         </li>
@@ -183,6 +201,8 @@ mod tests {
         assert_eq!(href(&e), "/events?action=audit.*&range=30d");
         assert_eq!(href(&Evidence::events("x", &[("q", "a b&c=d")])), "/events?q=a%20b%26c%3Dd", "values are encoded");
         assert_eq!(href(&Evidence::new("k", EvidenceOf::Keys)), "/integrity");
-        assert_eq!(href(&Evidence::new("m", EvidenceOf::MaskingPolicyHistory)), "/api/policies/masking/history");
+        assert_eq!(href(&Evidence::new("m", EvidenceOf::MaskingPolicyHistory)), "/policies/trail?kind=masking");
+        assert_eq!(needs(&Evidence::new("m", EvidenceOf::MaskingPolicy)), "policy:read");
+        assert_eq!(needs(&e), "audit:read");
     }
 }

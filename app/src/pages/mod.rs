@@ -10,3 +10,4 @@ pub mod home;
 pub mod integrity;
 pub mod login;
 pub mod not_found;
+pub mod policies;

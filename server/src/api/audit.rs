@@ -162,6 +162,7 @@ pub fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError>
         ("from" = Option<String>, Query, description = "occurred_at >= from (RFC 3339)"),
         ("to" = Option<String>, Query, description = "occurred_at < to (RFC 3339)"),
         ("q" = Option<String>, Query, description = "Free text (at most 200 characters)"),
+        ("own" = Option<String>, Query, description = "`exclude`: leave out Custos's own activity (what it records about itself: page views, API reads, policy steps); `include` (default)"),
         ("order" = Option<String>, Query, description = "desc (default) or asc"),
         ("limit" = Option<u32>, Query, description = "1..1000, default 50"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),

@@ -591,6 +591,13 @@ async fn masking_rules_mask_unmask_and_keep_a_history(backend: Backend) {
     }
     let (status, err) = admin.get("/api/policies/trail?step=deleted").await;
     assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("step")));
+    // Custos's own activity can be left out of a search.
+    let policy_events = admin.all("category=policy").await;
+    assert!(policy_events.iter().any(|e| e["source"]["application"] == "custos"));
+    let apps_only = admin.all("category=policy&own=exclude").await;
+    assert!(apps_only.iter().all(|e| e["source"]["application"] != "custos"), "{apps_only:?}");
+    let (status, err) = admin.get("/api/audit?own=maybe").await;
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("own")));
     let (status, d) = admin.get("/api/policies/masking/diff?from=0&to=1").await;
     assert_eq!((status, d["patch"][0]["op"].as_str()), (StatusCode::OK, Some("replace")), "{d}");
     // Each endpoint called left its self-audit record, with the outcome.

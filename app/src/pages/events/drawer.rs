@@ -157,7 +157,7 @@ pub(super) fn EventFields(ev: serde_json::Value, utc: bool) -> impl IntoView {
 }
 
 #[component]
-pub(super) fn Integrity(v: serde_json::Value) -> impl IntoView {
+pub(crate) fn Integrity(v: serde_json::Value) -> impl IntoView {
     let ver = &v["verification"];
     let inc = &ver["inclusion"];
     let ok = |b: &serde_json::Value| match b.as_bool() {

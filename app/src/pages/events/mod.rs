@@ -21,6 +21,7 @@ mod histogram;
 mod saved;
 
 use self::browser::*;
+pub(crate) use self::drawer::Integrity;
 use self::drawer::*;
 use self::exports::*;
 use self::histogram::*;
@@ -77,6 +78,9 @@ struct Filters {
     range: String,
     from: String,
     to: String,
+    /// Leave out Custos's own activity (a preference kept per user in this
+    /// browser, not part of the URL).
+    hide_own: bool,
 }
 
 impl Filters {
@@ -127,6 +131,9 @@ impl Filters {
         if let Some(t) = to {
             parts.push(format!("to={}", encode(&t)));
         }
+        if self.hide_own {
+            parts.push("own=exclude".into());
+        }
         parts.join("&")
     }
 
@@ -136,6 +143,9 @@ impl Filters {
         let mut parts: Vec<String> = self.values.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
         if let (Some(f), _) = self.bounds(now_ms) {
             parts.push(format!("from={}", encode(&f)));
+        }
+        if self.hide_own {
+            parts.push("own=exclude".into());
         }
         parts.join("&")
     }
@@ -213,8 +223,17 @@ enum Load {
 pub fn EventsPage() -> impl IntoView {
     let query = use_query_map();
     let navigate = use_navigate();
-    let filters = Memo::new(move |_| query.with(Filters::from_query));
+    // Custos's own activity (page views, API reads) hidden or shown,
+    // remembered per user in this browser.
+    let hide_own = RwSignal::new(false);
+    let filters = Memo::new(move |_| Filters { hide_own: hide_own.get(), ..query.with(Filters::from_query) });
     let me = expect_context::<crate::MeResource>();
+    let own_key = move || me.get().and_then(|r| r.ok().flatten()).map(|m| format!("custos.hide_own.{}", m.username));
+    Effect::new(move |_| {
+        if let Some(k) = own_key() {
+            hide_own.set(local_get(&k).as_deref() == Some("1"));
+        }
+    });
     let can = move |p: &str| me.get().and_then(|r| r.ok().flatten()).is_some_and(|m| m.can(p));
 
     // The form: edited locally, applied to the URL.
@@ -435,6 +454,15 @@ pub fn EventsPage() -> impl IntoView {
                             }}
                         </Show>
                     </div>
+                    <label class="check" title="Custos records its own page views and API reads; hide them here">
+                        <input type="checkbox" data-testid="hide-own" prop:checked=move || hide_own.get()
+                            on:change=move |ev| {
+                                let v = event_target_checked(&ev);
+                                hide_own.set(v);
+                                if let Some(k) = own_key() { local_set(&k, if v { "1" } else { "0" }); }
+                            }/>
+                        "Hide Custos's own activity"
+                    </label>
                     <label class="check">
                         <input type="checkbox" data-testid="utc-toggle" prop:checked=move || utc.get()
                             on:change=move |ev| { let v = event_target_checked(&ev); utc.set(v); local_set("custos.tz", if v { "utc" } else { "local" }); }/>

@@ -54,10 +54,13 @@ pub struct SearchFilter {
     pub after_seq: Option<u64>,
     /// Only entries up to this seq (an export's checkpoint; not a parameter).
     pub max_seq: Option<u64>,
+    /// Leave out Custos's own activity (`own=exclude`): the entries it
+    /// sealed itself (application `custos`, a name clients may not use).
+    pub exclude_own: bool,
 }
 
 /// Every parameter `GET /api/audit` takes.
-pub const PARAMETERS: [&str; 15] = [
+pub const PARAMETERS: [&str; 16] = [
     "actor",
     "action",
     "resource_type",
@@ -70,6 +73,7 @@ pub const PARAMETERS: [&str; 15] = [
     "from",
     "to",
     "q",
+    "own",
     "order",
     "limit",
     "cursor",
@@ -157,6 +161,11 @@ impl SearchFilter {
                         f.q = Some(q.to_owned());
                     }
                 }
+                "own" => match v.as_str() {
+                    "include" => f.exclude_own = false,
+                    "exclude" => f.exclude_own = true,
+                    _ => err(k, "must be include or exclude".into()),
+                },
                 "order" => match v.as_str() {
                     "asc" => order_given = Some(false),
                     "desc" => order_given = Some(true),
@@ -316,6 +325,9 @@ fn where_clause(
     if let Some(s) = f.max_seq {
         conds.push("seq <= ?".into());
         values.push(seq_value(s));
+    }
+    if f.exclude_own {
+        conds.push("(source_app IS NULL OR source_app <> 'custos')".into());
     }
     let wh = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
     (wh, values)

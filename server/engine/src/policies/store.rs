@@ -1121,7 +1121,10 @@ impl PolicyStore {
                 },
                 "actor" | "from" | "to" | "cursor" | "limit" => pairs.push((k.clone(), v.clone())),
                 other => {
-                    return Err(invalid(other, "unknown parameter: kind, actor, step, from, to, source, cursor, limit"));
+                    return Err(invalid(
+                        other,
+                        "unknown parameter: kind, actor, step, from, to, source, cursor, limit",
+                    ));
                 }
             }
         }

@@ -260,7 +260,9 @@ impl Events {
                     return;
                 }
                 let (after, _) = current.masker.mask_text(replacement, &pseudonym);
-                list.push((id.clone(), now, after));
+                if after != now {
+                    list.push((id.clone(), now, after));
+                }
             });
             run.examples = examples;
         }
