@@ -3,11 +3,13 @@
 //!
 //! - `policy_versions` is append-only (UPDATE, DELETE, TRUNCATE refused), and
 //!   a version can only be inserted together with the ledger entry that
-//!   records its activation: `ledger_seq` must name an entry the server
-//!   sealed (`source_app` `custos`, a value ingest refuses from clients) with
-//!   action `custos.policy.activated` or `custos.policy.rolled_back` on
-//!   resource `policy`/`<kind>` (or, for the masking versions written before
-//!   the store, their `policy.masking.update` entry).
+//!   records its activation: `ledger_seq` (each entry backs one version)
+//!   must name a successful entry the server sealed (`source_app` `custos`,
+//!   a value ingest refuses from clients) with action
+//!   `custos.policy.activated` or `custos.policy.rolled_back` on resource
+//!   `policy`/`<kind>` (or, for the masking versions written before the
+//!   store, their `policy.masking.update` entry); versions follow each other
+//!   without gaps.
 //! - a new `masking_policy_versions` row needs its `policy_versions` row
 //!   (the masking kind writes both in one transaction).
 //! - a proposal changes only while pending; what was proposed (kind, base,
@@ -19,18 +21,28 @@ use sea_orm_migration::sea_orm::DbBackend;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// The activation entry a version needs (both backends).
+/// The activation entry a version needs (both backends): a successful
+/// entry the server sealed, naming this kind, and the next version number.
 const NEEDS_RECORD: &str = "EXISTS (SELECT 1 FROM ledger_entries e WHERE e.seq = NEW.ledger_seq AND e.source_app = 'custos' \
+     AND e.outcome = 'success' \
      AND ((e.action IN ('custos.policy.activated', 'custos.policy.rolled_back') \
            AND e.resource_type = 'policy' AND e.resource_id = NEW.kind) \
        OR (NEW.kind = 'masking' AND e.action = 'policy.masking.update' \
-           AND e.resource_type = 'masking_policy' AND e.resource_id = CAST(NEW.version AS TEXT))))";
+           AND e.resource_type = 'masking_policy' AND e.resource_id = CAST(NEW.version AS TEXT)))) \
+     AND NEW.version = COALESCE((SELECT MAX(p.version) FROM policy_versions p WHERE p.kind = NEW.kind), 0) + 1";
 
-/// What a proposal may never change (both backends).
-const PROPOSAL_FIXED: &str = "OLD.state <> 'pending' OR NEW.id <> OLD.id OR NEW.kind <> OLD.kind \
-     OR NEW.based_on <> OLD.based_on OR NEW.content <> OLD.content OR NEW.sha256 <> OLD.sha256 \
-     OR NEW.diff <> OLD.diff OR NEW.reason <> OLD.reason OR NEW.author <> OLD.author \
-     OR NEW.proposed_at <> OLD.proposed_at OR NEW.proposed_seq <> OLD.proposed_seq";
+/// What a proposal may never change; `same` compares nullable columns
+/// (`IS` in SQLite, `IS NOT DISTINCT FROM` in PostgreSQL).
+fn proposal_fixed(same: &str) -> String {
+    format!(
+        "OLD.state <> 'pending' OR NEW.id <> OLD.id OR NEW.kind <> OLD.kind \
+         OR NEW.based_on <> OLD.based_on OR NEW.content <> OLD.content OR NEW.sha256 <> OLD.sha256 \
+         OR NEW.diff <> OLD.diff OR NEW.reason <> OLD.reason OR NEW.author <> OLD.author \
+         OR NEW.proposed_at <> OLD.proposed_at OR NEW.proposed_seq <> OLD.proposed_seq \
+         OR NEW.approvals_needed <> OLD.approvals_needed OR NEW.expires_at <> OLD.expires_at \
+         OR NEW.eligible <> OLD.eligible OR NOT (NEW.restores {same} OLD.restores)"
+    )
+}
 
 fn tables(int: &str) -> Vec<String> {
     vec![
@@ -47,7 +59,7 @@ fn tables(int: &str) -> Vec<String> {
             reason TEXT NOT NULL,
             proposal_id TEXT,
             restores {int},
-            ledger_seq {int} NOT NULL,
+            ledger_seq {int} NOT NULL UNIQUE,
             created_at {int} NOT NULL,
             PRIMARY KEY (kind, version))"
         ),
@@ -66,6 +78,7 @@ fn tables(int: &str) -> Vec<String> {
             proposed_at {int} NOT NULL,
             expires_at {int} NOT NULL,
             approvals_needed {int} NOT NULL,
+            eligible {int} NOT NULL DEFAULT 0,
             state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'expired')),
             approvers TEXT NOT NULL DEFAULT '[]',
             comments TEXT NOT NULL DEFAULT '[]',
@@ -106,8 +119,9 @@ fn sqlite() -> Vec<String> {
          BEGIN SELECT RAISE(ABORT, 'custos: a masking version needs its policy version'); END"
             .to_owned(),
         format!(
-            "CREATE TRIGGER policy_proposals_only_pending BEFORE UPDATE ON policy_proposals WHEN {PROPOSAL_FIXED} \
-             BEGIN SELECT RAISE(ABORT, 'custos: a decided proposal, or what was proposed, cannot change'); END"
+            "CREATE TRIGGER policy_proposals_only_pending BEFORE UPDATE ON policy_proposals WHEN {} \
+             BEGIN SELECT RAISE(ABORT, 'custos: a decided proposal, or what was proposed, cannot change'); END",
+            proposal_fixed("IS")
         ),
         "CREATE TRIGGER policy_proposals_no_delete BEFORE DELETE ON policy_proposals \
          BEGIN SELECT RAISE(ABORT, 'policy_proposals are kept'); END"
@@ -154,11 +168,12 @@ fn postgres() -> Vec<String> {
                IF TG_OP = 'DELETE' THEN
                  RAISE EXCEPTION 'policy_proposals are kept' USING ERRCODE = 'P0001';
                END IF;
-               IF {PROPOSAL_FIXED} THEN
+               IF {} THEN
                  RAISE EXCEPTION 'custos: a decided proposal, or what was proposed, cannot change' USING ERRCODE = 'P0001';
                END IF;
                RETURN NEW;
-             END $$"
+             END $$",
+            proposal_fixed("IS NOT DISTINCT FROM")
         ),
         "CREATE TRIGGER policy_proposals_guard BEFORE UPDATE OR DELETE ON policy_proposals \
          FOR EACH ROW EXECUTE FUNCTION custos_guard_policy_proposal()"

@@ -38,34 +38,31 @@ pub struct Config {
     pub policies: std::collections::BTreeMap<String, PolicyReview>,
 }
 
-/// A policy kind's review rule.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+/// A policy kind's review rule; a setting left out keeps the kind's default.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyReview {
-    /// Approvals needed from people other than the author (default 1;
+    /// Approvals needed from people other than the author (masking: 1;
     /// 0: a proposal takes effect at once, recorded with a warning).
-    pub approvals: u32,
+    pub approvals: Option<u32>,
     /// Days a proposal waits for its approvals (default 7).
-    pub proposal_ttl_days: u32,
-}
-
-impl Default for PolicyReview {
-    fn default() -> Self {
-        PolicyReview { approvals: 1, proposal_ttl_days: 7 }
-    }
+    pub proposal_ttl_days: Option<u32>,
 }
 
 impl Config {
-    /// The configured review rules, by kind.
+    /// The configured review rules, by kind (each setting left out keeps
+    /// the kind's default).
     pub fn review_rules(&self) -> std::collections::BTreeMap<String, custos_engine::policies::review::ReviewRule> {
+        let kinds = custos_engine::policies::kinds::all();
         self.policies
             .iter()
-            .map(|(k, r)| {
+            .filter_map(|(name, r)| {
+                let default = kinds.iter().find(|k| k.name() == name)?.default_rule();
                 let rule = custos_engine::policies::review::ReviewRule {
-                    approvals: r.approvals,
-                    ttl_us: i64::from(r.proposal_ttl_days) * custos_engine::time::DAY_US,
+                    approvals: r.approvals.unwrap_or(default.approvals),
+                    ttl_us: r.proposal_ttl_days.map_or(default.ttl_us, |d| i64::from(d) * custos_engine::time::DAY_US),
                 };
-                (k.clone(), rule)
+                Some((name.clone(), rule))
             })
             .collect()
     }
@@ -381,15 +378,19 @@ impl Config {
                 "must be at least 1 hour and not shorter than the idle timeout",
             );
         }
+        let kinds: Vec<&str> = custos_engine::policies::kinds::all().iter().map(|k| k.name()).collect();
         for (kind, r) in &self.policies {
-            if !custos_engine::policies::kinds::all().iter().any(|k| k.name() == kind) {
-                return invalid("policies", &format!("no policy kind `{kind}` (kinds: masking)"));
+            if !kinds.contains(&kind.as_str()) {
+                return invalid("policies", &format!("no policy kind `{kind}` (kinds: {})", kinds.join(", ")));
             }
-            if r.approvals > 5 {
-                return invalid("policies.approvals", &format!("{kind}: at most 5 approvals"));
+            if r.approvals.is_some_and(|a| a > 5) {
+                return invalid("policies.<kind>.approvals", &format!("policies.{kind}.approvals must be at most 5"));
             }
-            if !(1..=90).contains(&r.proposal_ttl_days) {
-                return invalid("policies.proposal_ttl_days", &format!("{kind}: between 1 and 90 days"));
+            if r.proposal_ttl_days.is_some_and(|d| !(1..=90).contains(&d)) {
+                return invalid(
+                    "policies.<kind>.proposal_ttl_days",
+                    &format!("policies.{kind}.proposal_ttl_days must be between 1 and 90"),
+                );
             }
         }
         let i = &self.ingest;

@@ -42,7 +42,9 @@ pub async fn overview(State(s): State<AppState>) -> Result<axum::Json<PolicyOver
 /// changes saved before the store as `activated`) and the `policy` events
 /// applications sent (their `details.before`/`after` as a diff). Filters:
 /// `kind`, `actor`, `step`, `from`, `to` (RFC 3339), `source` (`custos` or
-/// `applications`), `limit` (default 50), `cursor` (keyset paging).
+/// `applications`), `limit` (default 50), `cursor` (keyset paging). The
+/// events applications send are audit events: only for holders of
+/// `audit:read` too.
 #[utoipa::path(
     get, path = "/api/policies/trail", tag = "policies",
     params(
@@ -61,9 +63,14 @@ pub async fn overview(State(s): State<AppState>) -> Result<axum::Json<PolicyOver
     ),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn trail(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<axum::Json<TrailPage>, ApiError> {
+pub async fn trail(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    RawQuery(q): RawQuery,
+) -> Result<axum::Json<TrailPage>, ApiError> {
     let pairs = super::audit::query_pairs(q.as_deref())?;
-    Ok(axum::Json(s.policies.trail(&TrailQuery { pairs }).await?))
+    let applications = ctx.caller.allows(custos_engine::identity::permission::Permission::AuditRead);
+    Ok(axum::Json(s.policies.trail(&TrailQuery { pairs, applications }).await?))
 }
 
 /// One proposal.
@@ -284,6 +291,7 @@ pub struct ProposalBody {
     /// (409), not overwritten.
     pub based_on: u64,
     /// Why (required, at most 1,000 characters).
+    #[serde(default)]
     pub reason: String,
     /// A rollback: propose this older version's content again.
     #[serde(default)]
@@ -327,7 +335,7 @@ pub async fn propose(
 pub struct TestBody {
     /// The document (masking: `{"rules": [...]}`).
     pub content: Value,
-    /// Events to look at, newest first (default 1,000, at most 10,000).
+    /// Events to look at, newest first (default 1,000, at most 5,000).
     #[serde(default)]
     pub limit: Option<u64>,
     /// How far back (days, default 7, at most 90).
@@ -357,7 +365,7 @@ pub async fn test(
     body: axum::body::Body,
 ) -> Result<axum::Json<TestReport>, ApiError> {
     let b: TestBody = super::read_json(body, &headers, 256 * 1024, None).await?;
-    let days = b.days.unwrap_or(7);
+    let days = b.days.unwrap_or(custos_engine::policies::store::DEFAULT_SAMPLE_DAYS as u32);
     if !(1..=90).contains(&days) {
         return Err(ApiError::field("days", "must be between 1 and 90"));
     }

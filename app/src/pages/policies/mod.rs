@@ -191,7 +191,11 @@ pub fn PoliciesPage() -> impl IntoView {
         {move || match data.get() {
             None => view! { <p class="muted">"Loading…"</p> }.into_any(),
             Some(Err(e)) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
-            Some(Ok(o)) => o.kinds.into_iter().map(|k| view! { <KindPanel k=k can_edit=can("policy:manage") reload=reload/> }).collect_view().into_any(),
+            Some(Ok(o)) => o.kinds.into_iter().map(|k| {
+                // Proposing needs the kind's own permission.
+                let can_edit = can(&k.permission);
+                view! { <KindPanel k=k can_edit=can_edit reload=reload/> }
+            }).collect_view().into_any(),
         }}
     }
 }

@@ -291,8 +291,18 @@ pub fn is_reserved_action(action: &str) -> bool {
     RESERVED_ACTION_PREFIXES.iter().any(|p| action.starts_with(p) || action == &p[..p.len() - 1])
 }
 
+/// Characters that show nothing (zero-width, joiners, direction marks,
+/// variation selectors, tags): a name made of `custos` and these looks like
+/// `custos`.
+fn is_invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F | 0x200B..=0x200F
+        | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0xE0000..=0xE0FFF)
+}
+
 fn is_reserved_name(s: &str) -> bool {
-    s.trim().eq_ignore_ascii_case(RESERVED_NAME)
+    let seen: String = s.chars().filter(|c| !c.is_whitespace() && !is_invisible(*c)).collect();
+    seen.to_lowercase() == RESERVED_NAME
 }
 
 const TOP: &[&str] = &[
@@ -582,6 +592,18 @@ pub fn validate_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn look_alikes_of_the_reserved_name_are_reserved() {
+        for name in
+            ["custos", " Custos ", "CUSTOS", "cus\u{200b}tos", "custos\u{200b}", "\u{feff}custos", "cus\u{00ad}tos"]
+        {
+            assert!(is_reserved_name(name), "{name:?}");
+        }
+        for name in ["custos-app", "cust0s", "my custos"] {
+            assert!(!is_reserved_name(name), "{name:?}");
+        }
+    }
     use serde_json::json;
 
     const NOW: i64 = 1_800_000_000_000_000;

@@ -57,6 +57,11 @@ pub mod step {
     pub const ALL: [&str; 8] = [PROPOSED, TESTED, APPROVED, REJECTED, EXPIRED, ACTIVATED, ROLLED_BACK, RULE_SET];
     /// The masking versions saved before the store.
     pub const LEGACY_MASKING: &str = "policy.masking.update";
+
+    /// The steps' short names (`proposed`, …).
+    pub fn names() -> Vec<&'static str> {
+        ALL.iter().filter_map(|a| a.strip_prefix("custos.policy.")).collect()
+    }
 }
 
 /// The longest reason or comment.
@@ -85,6 +90,10 @@ pub struct TrailQuery {
     /// Decoded query pairs: `kind`, `actor`, `step`, `from`, `to`,
     /// `source` (`custos` or `applications`), `cursor`, `limit`.
     pub pairs: Vec<(String, String)>,
+    /// Whether the caller may see the policy events applications send
+    /// (they are audit events: `audit:read`); without it, the store's own
+    /// steps only.
+    pub applications: bool,
 }
 
 struct KindState {
@@ -109,6 +118,12 @@ impl std::fmt::Debug for PolicyStore {
     }
 }
 
+/// Whether a decision counts as an approval (an approver's, or the
+/// author's activation alone).
+fn approves(d: &Decided) -> bool {
+    d.decision == "approved" || d.decision == "activated_alone"
+}
+
 fn decided_list(text: &str) -> Vec<Decided> {
     serde_json::from_str(text).unwrap_or_default()
 }
@@ -131,10 +146,46 @@ fn review_error(e: ReviewError) -> PolicyError {
     }
 }
 
+/// A step of the store as an own event. The event is exempt from the
+/// masking policy (its document and patch must stay byte for byte), so the
+/// actor's name, address and user agent are masked here.
+fn step_event(events: &Events, action: &'static str, by: &Requester, kind: &str) -> OwnEvent {
+    let mut actor = by.actor.clone();
+    for field in [&mut actor.name, &mut actor.ip, &mut actor.user_agent] {
+        if let Some(v) = field.as_mut() {
+            *v = events.mask_free_text(v);
+        }
+    }
+    OwnEvent::new(OwnAction::PolicyStep(action), actor, by.channel)
+        .resource("policy", Some(kind.to_owned()))
+        .request(by.request_id.clone())
+}
+
+/// Records that a recorded change failed, pointing at its record.
+async fn record_failure(
+    events: &Events,
+    action: &'static str,
+    by: &Requester,
+    kind: &str,
+    first: &Receipt,
+    e: &PolicyError,
+) {
+    let own = step_event(events, action, by, kind)
+        .outcome(Outcome::Error)
+        .reason(Some(e.to_string()))
+        .details(json!({ "kind": kind, "recorded_as": first.event_id.to_string(), "error": e.to_string() }));
+    if let Err(le) = events.record_own(own).await {
+        tracing::error!(error = %le, "could not record the failure of a recorded policy change");
+    }
+}
+
+/// Most proposals one person may have waiting per kind.
+const MAX_PENDING_PER_AUTHOR: i64 = 10;
+
 const VERSION_COLUMNS: &str = "kind, version, content, sha256, author, author_name, approvers, alone, reason, proposal_id, restores, ledger_seq, created_at";
 const PROPOSAL_COLUMNS: &str = "id, kind, based_on, content, sha256, diff, reason, restores, author, author_name, \
      proposed_at, expires_at, approvals_needed, state, approvers, comments, alone, decided_at, version, revision, \
-     proposed_seq, test_report";
+     proposed_seq, test_report, eligible";
 
 /// A proposal row and what the store needs of it.
 struct ProposalRow {
@@ -143,6 +194,29 @@ struct ProposalRow {
     proposed_at_us: i64,
     expires_at_us: i64,
     revision: i64,
+    /// Who else could approve it when it was proposed.
+    eligible: usize,
+}
+
+impl ProposalRow {
+    /// Refused unless still pending (expired: 410; decided: 409).
+    fn pending(&self) -> Result<(), PolicyError> {
+        match self.view.state.as_str() {
+            "pending" => Ok(()),
+            "expired" => Err(review_error(ReviewError::NotPending("expired"))),
+            "approved" => Err(review_error(ReviewError::NotPending("approved"))),
+            _ => Err(review_error(ReviewError::NotPending("rejected"))),
+        }
+    }
+
+    /// Its rule (fixed when it was proposed) and its review so far.
+    fn review(&self) -> (ReviewRule, Review) {
+        let rule =
+            ReviewRule { approvals: self.view.approvals_needed, ttl_us: self.expires_at_us - self.proposed_at_us };
+        let mut review = Review::new(&self.view.author, self.proposed_at_us, rule);
+        review.approvers = self.approvers.clone();
+        (rule, review)
+    }
 }
 
 impl PolicyStore {
@@ -175,6 +249,7 @@ impl PolicyStore {
             changing: tokio::sync::Mutex::new(()),
         };
         store.import_masking().await?;
+        store.reconcile().await?;
         store.record_rules().await?;
         store.refresh().await?;
         Ok(store)
@@ -205,21 +280,24 @@ impl PolicyStore {
     }
 
     fn step(&self, action: &'static str, by: &Requester, kind: &str) -> OwnEvent {
-        OwnEvent::new(OwnAction::PolicyStep(action), by.actor.clone(), by.channel)
-            .resource("policy", Some(kind.to_owned()))
-            .request(by.request_id.clone())
+        step_event(&self.events, action, by, kind)
     }
 
     /// Records that a recorded change failed, pointing at its record.
     async fn record_failure(&self, action: &'static str, by: &Requester, kind: &str, first: &Receipt, e: &PolicyError) {
-        let own = self
-            .step(action, by, kind)
-            .outcome(Outcome::Error)
-            .reason(Some(e.to_string()))
-            .details(json!({ "kind": kind, "recorded_as": first.event_id.to_string(), "error": e.to_string() }));
-        if let Err(le) = self.record(own).await {
-            tracing::error!(error = %le, "could not record the failure of a recorded policy change");
-        }
+        record_failure(&self.events, action, by, kind, first, e).await;
+    }
+
+    /// The people other than `author` (and those in `except`) who may
+    /// approve now: enabled users holding `policy:approve`.
+    async fn other_approvers(&self, author: &str, except: &[String]) -> Result<usize, PolicyError> {
+        Ok(self
+            .identity
+            .holders_of(Permission::PolicyApprove)
+            .await?
+            .into_iter()
+            .filter(|p| p != author && !except.contains(p))
+            .count())
     }
 
     // --- reading ----------------------------------------------------------
@@ -372,6 +450,7 @@ impl PolicyStore {
             proposed_at_us,
             expires_at_us,
             revision: r.try_get("", "revision")?,
+            eligible: r.try_get::<i64>("", "eligible")?.max(0) as usize,
             view: Proposal {
                 id: r.try_get("", "id")?,
                 based_on: r.try_get::<i64>("", "based_on")? as u64,
@@ -439,23 +518,6 @@ impl PolicyStore {
         rows.iter().map(|r| self.proposal_from_row(r).map(|p| p.view)).collect()
     }
 
-    /// Recently decided or expired proposals of a kind, newest first.
-    pub async fn decided(&self, kind: &str, limit: u64) -> Result<Vec<Proposal>, PolicyError> {
-        let b = self.conn().get_database_backend();
-        let rows = self
-            .conn()
-            .query_all_raw(stmt_for(
-                b,
-                &format!(
-                    "SELECT {PROPOSAL_COLUMNS} FROM policy_proposals WHERE kind = ? AND state <> 'pending' \
-                     ORDER BY proposed_at DESC LIMIT ?"
-                ),
-                vec![kind.into(), (limit.clamp(1, 200) as i64).into()],
-            ))
-            .await?;
-        rows.iter().map(|r| self.proposal_from_row(r).map(|p| p.view)).collect()
-    }
-
     /// A kind: its version in force, rule and pending proposals.
     pub async fn kind(&self, name: &str) -> Result<PolicyKindView, PolicyError> {
         let k = self.state(name)?;
@@ -478,17 +540,6 @@ impl PolicyStore {
         Ok(PolicyOverview { kinds })
     }
 
-    /// Whether `principal` could approve at least one pending proposal
-    /// (for the navigation's badge): how many wait for them.
-    pub async fn waiting_for(&self, principal: &str) -> Result<usize, PolicyError> {
-        Ok(self
-            .pending(None)
-            .await?
-            .iter()
-            .filter(|p| p.author != principal && !p.decisions.iter().any(|d| d.principal == principal))
-            .count())
-    }
-
     // --- keeping up -------------------------------------------------------
 
     /// Brings every kind on this replica up to its newest stored version
@@ -505,7 +556,7 @@ impl PolicyStore {
             let Ok(k) = self.state(&name) else { continue };
             let known = self.applied.read().unwrap_or_else(|p| p.into_inner()).get(k.kind.name()).copied();
             if known.is_none_or(|n| n < v) {
-                k.kind.apply(&self.events).await?;
+                k.kind.apply(&self.events, &self.version(&name, v).await?).await?;
                 self.applied.write().unwrap_or_else(|p| p.into_inner()).insert(k.kind.name(), v);
             }
         }
@@ -560,6 +611,67 @@ impl PolicyStore {
                 ],
             ))
             .await?;
+        }
+        Ok(())
+    }
+
+    /// Finds activations the ledger recorded whose version was never stored
+    /// (the process stopped between the two) and records their failure, so
+    /// the trail rebuilt from the ledger leaves them out. Only entries older
+    /// than five minutes: another replica may be storing a newer one now.
+    async fn reconcile(&self) -> Result<(), PolicyError> {
+        let b = self.conn().get_database_backend();
+        let backed: std::collections::BTreeSet<u64> = self
+            .conn()
+            .query_all_raw(stmt_for(b, "SELECT ledger_seq FROM policy_versions", vec![]))
+            .await?
+            .iter()
+            .map(|r| r.try_get::<i64>("", "ledger_seq").map(|v| v as u64))
+            .collect::<Result<_, _>>()?;
+        let mut f = SearchFilter {
+            categories: vec!["policy".into()],
+            actions: vec![step::ACTIVATED.into(), step::ROLLED_BACK.into()],
+            descending: false,
+            limit: 1000,
+            ..Default::default()
+        };
+        let mut done = std::collections::BTreeSet::new();
+        let mut candidates = Vec::new();
+        loop {
+            let page = self.events.search(&f).await?;
+            let last = page.items.last().map(|e| e.seq);
+            for e in page.items.into_iter().filter(|e| e.source.application.as_deref() == Some("custos")) {
+                let d = e.details.clone().unwrap_or(Value::Null);
+                if let Some(first) = d.get("recorded_as").and_then(Value::as_str) {
+                    done.insert(first.to_owned());
+                } else if e.outcome == "success" && !backed.contains(&e.seq) {
+                    candidates.push(e);
+                }
+            }
+            match (page.next_cursor, last) {
+                (Some(_), Some(seq)) => f.after_seq = Some(seq),
+                _ => break,
+            }
+        }
+        let cutoff = self.now() - 5 * 60 * 1_000_000;
+        let by = Requester::custos("policy store start-up");
+        for e in candidates {
+            let at = crate::time::parse_rfc3339(&e.recorded_at).unwrap_or(i64::MAX);
+            if done.contains(&e.id.to_string()) || at > cutoff {
+                continue;
+            }
+            let kind = e.details.as_ref().and_then(|d| d.get("kind")?.as_str().map(str::to_owned)).unwrap_or_default();
+            let receipt = Receipt { seq: e.seq, event_id: e.id, recorded_at_us: at, duplicate: false };
+            let err = PolicyError::Conflict("the version was not stored (the server stopped first)".into());
+            tracing::warn!(seq = e.seq, kind, "a recorded policy activation has no version: recording its failure");
+            self.record_failure(
+                if e.action == step::ROLLED_BACK { step::ROLLED_BACK } else { step::ACTIVATED },
+                &by,
+                &kind,
+                &receipt,
+                &err,
+            )
+            .await;
         }
         Ok(())
     }
@@ -645,11 +757,18 @@ impl PolicyStore {
         }
         let doc = k.kind.validate(content).map_err(PolicyError::Invalid)?;
         let sample = sample.unwrap_or_else(|| self.sample());
-        if !(1..=10_000).contains(&sample.limit) {
-            return Err(invalid("limit", "must be between 1 and 10000"));
+        if !(1..=5_000).contains(&sample.limit) {
+            return Err(invalid("limit", "must be between 1 and 5000"));
         }
-        let report = k.kind.test(&self.events, &doc, sample).await?;
+        let mut report = k.kind.test(&self.events, &doc, sample).await?;
         self.record_test(by, kind, None, &report).await?;
+        if !held.allows(Permission::AuditRead) {
+            // Examples are values from stored events: for readers of the log.
+            for r in &mut report.rows {
+                r.examples.clear();
+            }
+            report.notes.push("Examples are shown to holders of audit:read only.".into());
+        }
         Ok(report)
     }
 
@@ -692,17 +811,44 @@ impl PolicyStore {
             return Err(PolicyError::Forbidden("only a signed-in person can propose a policy change".into()));
         }
         let reason = self.text("reason", &p.reason, true)?;
-        let content = match (p.restores, &p.content) {
-            (Some(n), _) => {
-                self.version(kind, n)
-                    .await
-                    .map_err(|_| invalid("restores", format!("{kind} has no version {n}")))?
-                    .content
+        let (field, content) = match (p.restores, &p.content) {
+            (Some(_), Some(_)) => return Err(invalid("content", "leave it out for a rollback (`restores`)")),
+            (Some(n), None) => {
+                let old = match self.version(kind, n).await {
+                    Err(PolicyError::NotFound(m)) => return Err(invalid("restores", m)),
+                    other => other?,
+                };
+                // An old version must still be valid for this release.
+                let valid = k.kind.validate(&old.content).map_err(|f| {
+                    invalid("restores", format!("version {n} is no longer a valid policy: {}: {}", f.path, f.reason))
+                })?;
+                ("restores", valid)
             }
-            (None, Some(c)) => k.kind.validate(c).map_err(PolicyError::Invalid)?,
+            (None, Some(c)) => ("content", k.kind.validate(c).map_err(PolicyError::Invalid)?),
             (None, None) => return Err(invalid("content", "is required (or `restores`, for a rollback)")),
         };
+        // The dry-run is made before taking the change lock: it reads history.
+        let test = k.kind.test(&self.events, &content, self.sample()).await?;
         let _one = self.changing.lock().await;
+        let waiting = self
+            .conn()
+            .query_one_raw(stmt_for(
+                self.conn().get_database_backend(),
+                "SELECT COUNT(*) AS n FROM policy_proposals WHERE kind = ? AND author = ? AND state = 'pending' \
+                 AND expires_at > ?",
+                vec![kind.into(), by.owner.clone().into(), self.now().into()],
+            ))
+            .await?
+            .map(|r| r.try_get::<i64>("", "n"))
+            .transpose()?
+            .unwrap_or(0);
+        if waiting >= MAX_PENDING_PER_AUTHOR {
+            return Err(PolicyError::Conflict(format!(
+                "you have {waiting} {kind} proposals waiting for review (at most {MAX_PENDING_PER_AUTHOR}); \
+                 wait for their review or expiry"
+            )));
+        }
+        let eligible = self.other_approvers(&by.owner, &[]).await?;
         self.refresh().await?;
         let current = self.active(kind).await?;
         if p.based_on != current.version {
@@ -714,7 +860,7 @@ impl PolicyStore {
         let sha256 = patch::sha256_hex(&content);
         if sha256 == current.sha256 {
             return Err(invalid(
-                "content",
+                field,
                 format!("is the same as version {} in force: nothing to change", current.version),
             ));
         }
@@ -724,7 +870,6 @@ impl PolicyStore {
         let id = Uuid::now_v7().to_string();
         let expires = now + rule.ttl_us;
         let author_name = by.actor.name.clone().unwrap_or_else(|| by.actor.id.clone());
-        let test = k.kind.test(&self.events, &content, self.sample()).await?;
         let receipt = self
             .record(self.step(step::PROPOSED, by, kind).details(json!({
                 "kind": kind,
@@ -745,7 +890,7 @@ impl PolicyStore {
                 self.conn().get_database_backend(),
                 &format!(
                     "INSERT INTO policy_proposals ({PROPOSAL_COLUMNS}) VALUES \
-                          (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', '[]', '[]', 0, NULL, NULL, 0, ?, ?)"
+                          (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', '[]', '[]', 0, NULL, NULL, 0, ?, ?, ?)"
                 ),
                 vec![
                     id.clone().into(),
@@ -771,6 +916,7 @@ impl PolicyStore {
                         ..test.clone()
                     })
                     .into(),
+                    (eligible as i64).into(),
                 ],
             ))
             .await;
@@ -782,7 +928,7 @@ impl PolicyStore {
         self.record_test(by, kind, Some(&id), &test).await?;
         let row = self.proposal_row(&id).await?;
         if rule.approvals == 0 {
-            return self.make_version(by, k, row, Vec::new(), false).await;
+            return self.make_version(by, k, row, Vec::new(), false, None).await;
         }
         Ok(row.view)
     }
@@ -804,18 +950,23 @@ impl PolicyStore {
         let _one = self.changing.lock().await;
         let row = self.proposal_row(id).await?;
         let k = self.state(&row.view.kind)?;
-        let rule = ReviewRule { approvals: row.view.approvals_needed, ttl_us: row.expires_at_us - row.proposed_at_us };
-        if row.view.state != "pending" {
-            return Err(review_error(ReviewError::NotPending(match row.view.state.as_str() {
-                "expired" => "expired",
-                "approved" => "approved",
-                _ => "rejected",
-            })));
-        }
-        let mut review = Review::new(&row.view.author, row.proposed_at_us, rule);
-        review.approvers = row.approvers.clone();
+        row.pending()?;
+        let (rule, mut review) = row.review();
         let now = self.now();
         let state = review.decide(rule, &by.owner, decision, now).map_err(review_error)?;
+        // A second account made after the proposal (by its author, say)
+        // cannot be the second person.
+        let created = match by.owner.strip_prefix("user:").and_then(|id| id.parse::<i64>().ok()) {
+            Some(id) => self.identity.user_created_at(id).await?,
+            None => None,
+        };
+        if created.is_none_or(|t| t > row.proposed_at_us) {
+            return Err(PolicyError::Forbidden(
+                "your account was created after this proposal was made: only people whose accounts predate a \
+                 proposal may decide on it"
+                    .into(),
+            ));
+        }
         let name = by.actor.name.clone().unwrap_or_else(|| by.actor.id.clone());
         let word = if decision == Decision::Approve { "approved" } else { "rejected" };
         let entry = Decided { principal: by.owner.clone(), name, decision: word.into(), at: rfc3339(now), comment };
@@ -837,9 +988,9 @@ impl PolicyStore {
         let mut decisions = row.view.decisions.clone();
         decisions.push(entry);
         if state == ReviewState::Approved {
-            return self.make_version(by, k, row, decisions, false).await;
+            return self.make_version(by, k, row, decisions, false, Some((action, &receipt))).await;
         }
-        let approvers: Vec<&Decided> = decisions.iter().filter(|d| d.decision == "approved").collect();
+        let approvers: Vec<&Decided> = decisions.iter().filter(|d| approves(d)).collect();
         let new_state = if state == ReviewState::Rejected { "rejected" } else { "pending" };
         let updated = self
             .conn()
@@ -882,25 +1033,23 @@ impl PolicyStore {
         if !held.allows(k.kind.permission()) {
             return Err(PolicyError::Forbidden(format!("activating needs {}", k.kind.permission())));
         }
-        let rule = ReviewRule { approvals: row.view.approvals_needed, ttl_us: row.expires_at_us - row.proposed_at_us };
-        if row.view.state != "pending" {
-            return Err(review_error(ReviewError::NotPending(if row.view.state == "expired" {
-                "expired"
-            } else {
-                "decided"
-            })));
-        }
-        let others = self
-            .identity
-            .holders_of(Permission::PolicyApprove)
-            .await?
-            .into_iter()
-            .filter(|p| *p != row.view.author && !row.approvers.contains(p))
-            .count();
-        let mut review = Review::new(&row.view.author, row.proposed_at_us, rule);
-        review.approvers = row.approvers.clone();
+        row.pending()?;
+        let now_others = self.other_approvers(&row.view.author, &row.approvers).await?;
+        // Who could approve when it was proposed counts too: disabling the
+        // other approvers afterwards does not open the way alone.
+        let others = now_others.max(row.eligible.saturating_sub(row.approvers.len()));
+        let (rule, mut review) = row.review();
         let now = self.now();
-        review.activate_alone(rule, &by.owner, others, now).map_err(review_error)?;
+        review.activate_alone(rule, &by.owner, others, now).map_err(|e| match e {
+            ReviewError::NotAlone(_) if by.owner == row.view.author && now_others < others => {
+                PolicyError::Forbidden(format!(
+                    "{} other people could approve this when it was proposed: ask them, or propose it again if they no \
+                 longer can",
+                    row.eligible
+                ))
+            }
+            e => review_error(e),
+        })?;
         self.refresh().await?;
         self.stale_check(&row).await?;
         let mut decisions = row.view.decisions.clone();
@@ -911,7 +1060,7 @@ impl PolicyStore {
             at: rfc3339(now),
             comment: format!("approved without a second person: {others} other user(s) can approve {}", row.view.kind),
         });
-        self.make_version(by, k, row, decisions, true).await
+        self.make_version(by, k, row, decisions, true, None).await
     }
 
     async fn stale_check(&self, row: &ProposalRow) -> Result<(), PolicyError> {
@@ -936,12 +1085,39 @@ impl PolicyStore {
         row: ProposalRow,
         decisions: Vec<Decided>,
         alone: bool,
+        approval: Option<(&'static str, &Receipt)>,
     ) -> Result<Proposal, PolicyError> {
+        let made = self.store_version(by, k, &row, decisions, alone).await;
+        let made = match (made, approval) {
+            (Err(e), Some((action, receipt))) => {
+                // The approval's record said it worked: record that it did not.
+                self.record_failure(action, by, k.kind.name(), receipt, &e).await;
+                Err(e)
+            }
+            (r, _) => r,
+        }?;
+        k.kind.apply(&self.events, &made).await?;
+        self.applied.write().unwrap_or_else(|p| p.into_inner()).insert(k.kind.name(), made.version);
+        self.proposal(&row.view.id).await
+    }
+
+    /// Records the activation, then stores the version in one transaction
+    /// run as its own task: a request that goes away meanwhile does not
+    /// leave a recorded activation without its version (or without the
+    /// record of its failure).
+    async fn store_version(
+        &self,
+        by: &Requester,
+        k: &KindState,
+        row: &ProposalRow,
+        decisions: Vec<Decided>,
+        alone: bool,
+    ) -> Result<PolicyVersion, PolicyError> {
         let kind = k.kind.name();
         let previous = self.version(kind, row.view.based_on).await?;
         let version = row.view.based_on + 1;
         let now = self.now();
-        let approvers: Vec<Decided> = decisions.iter().filter(|d| d.decision != "rejected").cloned().collect();
+        let approvers: Vec<Decided> = decisions.iter().filter(|d| approves(d)).cloned().collect();
         let action = if row.view.restores.is_some() { step::ROLLED_BACK } else { step::ACTIVATED };
         let severity = if alone || row.view.restores.is_some() { Severity::Warning } else { Severity::Notice };
         let receipt = self
@@ -977,8 +1153,14 @@ impl PolicyStore {
             created_at: Some(rfc3339(now)),
             ledger_seq: Some(receipt.seq),
         };
-        let result: Result<(), PolicyError> = async {
-            let tx = self.conn().begin().await?;
+        let (conn, events, kind_impl, by_owned) =
+            (self.conn().clone(), self.events.clone(), k.kind.clone(), by.clone());
+        let (id, revision, made_out) = (row.view.id.clone(), row.revision, made.clone());
+        let task = tokio::spawn(async move {
+            let kind = kind_impl.name();
+            let made = made_out;
+            let result: Result<(), PolicyError> = async {
+            let tx = conn.begin().await?;
             let b = tx.get_database_backend();
             let closed = tx
                 .execute_raw(stmt_for(
@@ -991,8 +1173,8 @@ impl PolicyStore {
                         i64::from(alone).into(),
                         now.into(),
                         (version as i64).into(),
-                        row.view.id.clone().into(),
-                        row.revision.into(),
+                        id.clone().into(),
+                        revision.into(),
                     ],
                 ))
                 .await?;
@@ -1025,18 +1207,20 @@ impl PolicyStore {
                 )),
                 _ => e.into(),
             })?;
-            k.kind.persist(&tx, &made).await?;
+            kind_impl.persist(&tx, &made).await?;
             tx.commit().await?;
             Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            self.record_failure(action, by, kind, &receipt, &e).await;
-            return Err(e);
-        }
-        k.kind.apply(&self.events).await?;
-        self.applied.write().unwrap_or_else(|p| p.into_inner()).insert(kind, version);
-        self.proposal(&row.view.id).await
+            }
+            .await;
+            if let Err(e) = &result {
+                record_failure(&events, action, &by_owned, kind, &receipt, e).await;
+            }
+            result
+        });
+        task.await.map_err(|e| {
+            PolicyError::Events(crate::ledger::LedgerError::Corrupt(format!("storing a policy version: {e}")).into())
+        })??;
+        Ok(made)
     }
 
     /// Closes the pending proposals whose time ran out (recorded as
@@ -1095,57 +1279,88 @@ impl PolicyStore {
 
     // --- the trail --------------------------------------------------------
 
+    /// The masking versions saved before the store (no proposal).
+    async fn legacy_masking_versions(&self) -> Result<Vec<u64>, PolicyError> {
+        let b = self.conn().get_database_backend();
+        let rows = self
+            .conn()
+            .query_all_raw(stmt_for(
+                b,
+                "SELECT version FROM policy_versions WHERE kind = 'masking' AND proposal_id IS NULL ORDER BY version LIMIT 90",
+                vec![],
+            ))
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get::<i64>("", "version")? as u64)).collect()
+    }
+
     /// Every policy step the ledger holds, newest first: the store's own
     /// (and the masking changes saved before it), and the `policy` events
     /// applications sent. Filters: `kind`, `actor`, `step`, `from`, `to`,
     /// `source` (`custos`, `applications`), `cursor`, `limit`.
     pub async fn trail(&self, q: &TrailQuery) -> Result<TrailPage, PolicyError> {
         let mut pairs = vec![("category".to_owned(), "policy".to_owned())];
-        let mut source = None;
+        let (mut kind, mut wanted_step, mut own) = (None, None, None);
         for (k, v) in &q.pairs {
             match k.as_str() {
-                "kind" => pairs.push(("resource_id".into(), v.clone())),
+                "kind" => kind = Some(v.clone()),
                 "step" => {
-                    let action = format!("custos.policy.{v}");
-                    if !step::ALL.contains(&action.as_str()) {
-                        return Err(invalid(
-                            "step",
-                            "must be one of proposed, tested, approved, rejected, expired, activated, rolled_back, rule_set",
-                        ));
+                    if !step::names().contains(&v.as_str()) {
+                        return Err(invalid("step", format!("must be one of {}", step::names().join(", "))));
                     }
-                    pairs.push(("action".into(), action));
+                    wanted_step = Some(v.clone());
                 }
                 "source" => match v.as_str() {
-                    "custos" | "applications" => source = Some(v.clone()),
+                    "custos" => own = Some(true),
+                    "applications" => own = Some(false),
                     _ => return Err(invalid("source", "must be custos or applications")),
                 },
                 "actor" | "from" | "to" | "cursor" | "limit" => pairs.push((k.clone(), v.clone())),
                 other => {
                     return Err(invalid(
                         other,
-                        "unknown parameter: kind, actor, step, from, to, source, cursor, limit",
+                        "unknown parameter: kind, actor, step, source, from, to, cursor, limit",
                     ));
                 }
             }
+        }
+        if !q.applications {
+            if own == Some(false) {
+                return Err(PolicyError::Forbidden("the policy events applications send need audit:read".into()));
+            }
+            own = Some(true);
+        }
+        // The masking changes saved before the store are `activated` steps
+        // of kind masking, recorded as `policy.masking.update` on resource
+        // `masking_policy`/<version>: the filters take them in.
+        let legacy = kind.as_deref().is_none_or(|k| k == "masking")
+            && wanted_step.as_deref().is_none_or(|s| s == "activated")
+            && own != Some(false);
+        if let Some(k) = &kind {
+            pairs.push(("resource_id".into(), k.clone()));
+            if legacy {
+                for v in self.legacy_masking_versions().await? {
+                    pairs.push(("resource_id".into(), v.to_string()));
+                }
+            }
+        }
+        match &wanted_step {
+            Some(s) => pairs.push(("action".into(), format!("custos.policy.{s}"))),
+            None if own == Some(true) => pairs.push(("action".into(), "custos.policy.*".into())),
+            None => {}
+        }
+        if legacy && (wanted_step.is_some() || own == Some(true)) {
+            pairs.push(("action".into(), step::LEGACY_MASKING.into()));
         }
         let mut f = SearchFilter::from_pairs(&pairs).map_err(|mut e| PolicyError::Invalid(e.remove(0)))?;
         if q.pairs.iter().all(|(k, _)| k != "limit") {
             f.limit = 50;
         }
+        f.exclude_own = own == Some(false);
         let page = self.events.search(&f).await?;
-        let items = page
-            .items
-            .iter()
-            .filter(|e| {
-                let own = e.source.application.as_deref() == Some("custos");
-                match source.as_deref() {
-                    Some("custos") => own,
-                    Some("applications") => !own,
-                    _ => true,
-                }
-            })
-            .map(trail_entry)
-            .collect();
+        // An application's event may carry a legacy version number as its
+        // resource id: only the kind asked for stays.
+        let items =
+            page.items.iter().map(trail_entry).filter(|t| kind.as_deref().is_none_or(|k| t.kind == k)).collect();
         Ok(TrailPage { items, next_cursor: page.next_cursor })
     }
 }

@@ -16,6 +16,7 @@ pub const FRAMEWORKS: &[Mapping] = &[
                 &["auth_events_recorded", "admin_actions_recorded", "log_access_recorded", "alerting"],
             ),
             ("CC7.3", "Evaluate security events", &["alerting", "siem_forwarding", "chain_verified"]),
+            ("CC8.1", "Authorize and approve changes", &["policy_changes_reviewed", "admin_actions_recorded"]),
         ],
     ),
     (
@@ -36,6 +37,7 @@ pub const FRAMEWORKS: &[Mapping] = &[
             ),
             ("A.8.16", "Monitoring activities", &["alerting", "siem_forwarding", "log_access_recorded"]),
             ("A.5.28", "Collection of evidence", &["chain_verified", "checkpoints_signed", "append_only"]),
+            ("A.8.32", "Change management", &["policy_changes_reviewed"]),
         ],
     ),
     (
@@ -67,6 +69,7 @@ pub const FRAMEWORKS: &[Mapping] = &[
             ("AU-6", "Audit record review, analysis and reporting", &["log_access_recorded", "alerting"]),
             ("AU-7", "Audit record reduction and report generation", &["exports_signed"]),
             ("AU-8", "Time stamps", &["clock"]),
+            ("CM-3", "Configuration change control", &["policy_changes_reviewed"]),
             ("AU-9", "Protection of audit information", &["append_only", "encryption_keys", "chain_verified"]),
             ("AU-10", "Non-repudiation", &["checkpoints_signed", "chain_verified"]),
             ("AU-11", "Audit record retention", &["retention", "backups"]),

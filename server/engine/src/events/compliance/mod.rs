@@ -419,6 +419,9 @@ impl Events {
             ],
         ));
 
+        // Policy changes of the last 90 days: each approved by a second person?
+        checks.push(self.policy_review_check(now - 90 * DAY_US).await?);
+
         // What is being recorded, from the rollups over the last 30 days.
         let recorded = |id: &str, title: &str, n: u64, what: &str, filter: (&str, &str)| {
             check(
@@ -543,6 +546,76 @@ impl Events {
             })
             .collect();
         Ok(ComplianceReport { generated_at: rfc3339(now), verify_within_hours, checks, frameworks })
+    }
+
+    /// The policy store's versions since `since_us`: how many were
+    /// activated by their author alone, and which kinds need no approval.
+    async fn policy_review_check(&self, since_us: i64) -> Result<ComplianceCheck, EventsError> {
+        let conn = self.ledger().db().conn();
+        let b = conn.get_database_backend();
+        let row = conn
+            .query_one_raw(stmt_for(
+                b,
+                "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(alone), 0) AS BIGINT) AS alone FROM policy_versions \
+                 WHERE created_at >= ? AND proposal_id IS NOT NULL",
+                vec![since_us.into()],
+            ))
+            .await?;
+        let (n, alone) = match row {
+            Some(r) => (r.try_get::<i64>("", "n")? as u64, r.try_get::<i64>("", "alone")? as u64),
+            None => (0, 0),
+        };
+        let unreviewed: Vec<String> = conn
+            .query_all_raw(stmt_for(
+                b,
+                "SELECT kind FROM policy_review_rules WHERE approvals = 0 ORDER BY kind",
+                vec![],
+            ))
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String>("", "kind"))
+            .collect::<Result<_, _>>()?;
+        let (status, detail) = if !unreviewed.is_empty() {
+            (
+                CheckStatus::Warn,
+                format!(
+                    "Changes to {} take effect without a second person (policies.<kind>.approvals = 0).",
+                    unreviewed.join(", ")
+                ),
+            )
+        } else if alone > 0 {
+            (
+                CheckStatus::Warn,
+                format!(
+                    "{alone} of {} in the last 90 days took effect without a second person (nobody else could \
+                     approve them); add a second approver.",
+                    plural(n, "policy change", "policy changes")
+                ),
+            )
+        } else if n == 0 {
+            (
+                CheckStatus::Pass,
+                "No policy change in the last 90 days; every change needs a second person's approval.".into(),
+            )
+        } else {
+            (
+                CheckStatus::Pass,
+                format!(
+                    "{} in the last 90 days, each approved by someone other than its author.",
+                    plural(n, "policy change", "policy changes")
+                ),
+            )
+        };
+        Ok(check(
+            "policy_changes_reviewed",
+            "Policy changes reviewed by a second person",
+            status,
+            detail,
+            vec![
+                Evidence::events("Policy activations", &[("action", "custos.policy.*"), ("range", "30d")]),
+                Evidence::new("Policy trail", EvidenceOf::MaskingPolicyHistory),
+            ],
+        ))
     }
 }
 

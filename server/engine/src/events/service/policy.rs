@@ -2,7 +2,7 @@
 //! (recorded before they are made, `based_on` refusing lost updates).
 
 use super::*;
-use crate::events::model::{Detector, MaskAction};
+use crate::events::model::Detector;
 
 /// What a masking dry-run found ([`Events::masking_dry_run`]).
 #[derive(Debug, Default)]
@@ -21,11 +21,9 @@ pub struct MaskingDryRun {
     pub current: BTreeMap<Detector, u64>,
     /// Under the proposal.
     pub proposed: BTreeMap<Detector, u64>,
-    /// Up to three (event id, today, proposed) per detector.
+    /// Up to three (event id, as stored, under the proposal) per detector,
+    /// from values stored in clear.
     pub examples: BTreeMap<Detector, Vec<(String, String, String)>>,
-    /// Examples not shown (the policy in force leaves the value in clear,
-    /// or the proposal would show more of it).
-    pub examples_withheld: u64,
 }
 
 /// Puts a kept original back at `path` (`actor.id`, `details.a.list[0]`);
@@ -198,12 +196,11 @@ impl Events {
     }
 
     /// A dry-run of masking `rules` over a sample of recent events, with
-    /// the live masker: each event as it was sent (the originals the
+    /// the live masker. Counts: each event as it was sent (the originals the
     /// policy of its day kept put back), masked by the policy in force and
-    /// by the proposal, counting the values each detector masks. Examples
-    /// show both results masked by the policy in force again, and only
-    /// where it masks the value: no value it hides is shown, and no example
-    /// where the proposal would show more of a value than it does.
+    /// by the proposal, the values each detector masks. Examples: only from
+    /// the events as stored (what readers of the log already see), never
+    /// from originals put back, so no value any policy hid is shown.
     pub async fn masking_dry_run(
         &self,
         rules: Vec<MaskRule>,
@@ -217,54 +214,41 @@ impl Events {
         let entries = self.sample(since_us, limit).await?;
         let mut run = MaskingDryRun { events: entries.len() as u64, ..Default::default() };
         for entry in &entries {
-            run.from_us =
-                Some(run.from_us.map_or(entry.header.recorded_at_us, |t: i64| t.min(entry.header.recorded_at_us)));
-            run.to_us =
-                Some(run.to_us.map_or(entry.header.recorded_at_us, |t: i64| t.max(entry.header.recorded_at_us)));
+            let at = entry.header.recorded_at_us;
+            run.from_us = Some(run.from_us.map_or(at, |t: i64| t.min(at)));
+            run.to_us = Some(run.to_us.map_or(at, |t: i64| t.max(at)));
             let plain = self.ledger.open_payload(entry).await?;
             let payload: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
-            let mut event = payload.get("event").cloned().unwrap_or(Value::Null);
+            let stored = payload.get("event").cloned().unwrap_or(Value::Null);
+            let mut sent = stored.clone();
             if let Some(kept) = payload.get("unmasked").and_then(Value::as_object) {
                 for (path, original) in kept {
                     if let Some(v) = original.as_str()
-                        && put_back(&mut event, path, v)
+                        && put_back(&mut sent, path, v)
                     {
                         run.restored += 1;
                     }
                 }
             }
-            let Ok(event) = serde_json::from_value::<Event>(event) else { continue };
-            let id = event.id.to_string();
-            current.masker.mask_event_seen(&mut event.clone(), &pseudonym, &mut |d, _, _| {
+            let (Ok(sent), Ok(mut stored)) =
+                (serde_json::from_value::<Event>(sent), serde_json::from_value::<Event>(stored))
+            else {
+                continue;
+            };
+            let id = stored.id.to_string();
+            current.masker.mask_event_seen(&mut sent.clone(), &pseudonym, &mut |d, _, _| {
                 *run.current.entry(d).or_default() += 1;
             });
-            let mut examples = std::mem::take(&mut run.examples);
-            proposed.mask_event_seen(&mut event.clone(), &pseudonym, &mut |d, found, replacement| {
+            proposed.mask_event_seen(&mut sent.clone(), &pseudonym, &mut |d, _, _| {
                 *run.proposed.entry(d).or_default() += 1;
-                let list: &mut Vec<(String, String, String)> = examples.entry(d).or_default();
-                if d == Detector::SecretKey || list.len() >= 3 {
-                    return;
-                }
-                let (now, _) = current.masker.mask_text(found, &pseudonym);
-                let proposed_action = proposed.rules().iter().find(|r| r.detector == d).map(|r| r.action);
-                let current_rule = current.masker.rules().iter().find(|r| r.detector == d && r.enabled);
-                let shows_more = match (current_rule.map(|r| r.action), proposed_action) {
-                    (_, None) => true,
-                    (None, _) => true,
-                    (Some(MaskAction::Partial { keep_last: m }), Some(MaskAction::Partial { keep_last: n })) => n > m,
-                    (Some(_), Some(MaskAction::Partial { .. })) => true,
-                    _ => false,
-                };
-                if now == found || shows_more {
-                    run.examples_withheld += 1;
-                    return;
-                }
-                let (after, _) = current.masker.mask_text(replacement, &pseudonym);
-                if after != now {
-                    list.push((id.clone(), now, after));
+            });
+            let examples = &mut run.examples;
+            proposed.mask_event_seen(&mut stored, &pseudonym, &mut |d, found, replacement| {
+                let list = examples.entry(d).or_default();
+                if d != Detector::SecretKey && list.len() < 3 && found != replacement {
+                    list.push((id.clone(), found.to_owned(), replacement.to_owned()));
                 }
             });
-            run.examples = examples;
         }
         run.rules = proposed.rules().to_vec();
         Ok(run)

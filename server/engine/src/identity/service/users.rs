@@ -174,6 +174,16 @@ impl Identity {
         Ok(Some((username, generated.then_some(password))))
     }
 
+    /// When a user's account was created (µs; None for no such user).
+    pub async fn user_created_at(&self, user_id: i64) -> Result<Option<i64>, IdentityError> {
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(self.db.stmt("SELECT created_at FROM users WHERE id = ?", vec![user_id.into()]))
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64>("", "created_at")).transpose()?)
+    }
+
     /// The users who may do `p` now (enabled, through one of their roles),
     /// as principals `user:<id>`: who can approve a policy proposal.
     pub async fn holders_of(&self, p: Permission) -> Result<Vec<String>, IdentityError> {

@@ -92,7 +92,7 @@ impl PolicyKind for MaskingKind {
 
     fn test<'a>(&'a self, events: &'a Events, doc: &'a Value, sample: Sample) -> KindFuture<'a, TestReport> {
         Box::pin(async move {
-            let d = parse(doc).map_err(super::super::PolicyError::Invalid)?;
+            let d = parse(doc).map_err(crate::policies::PolicyError::Invalid)?;
             let run = events.masking_dry_run(d.rules, sample.since_us, sample.limit).await?;
             let rows = run
                 .rules
@@ -121,20 +121,16 @@ impl PolicyKind for MaskingKind {
                  the original, else as it was stored (a value masked then without keeping the original is counted \
                  as it is now)."
                     .to_owned(),
+                "Examples come only from values stored in clear (what readers of the log already see): originals \
+                 kept for unmasking are counted, never shown."
+                    .to_owned(),
             ];
             if run.restored > 0 {
-                notes.push(format!("{} kept original value(s) were put back for the test.", run.restored));
-            }
-            if run.examples_withheld > 0 {
-                notes.push(format!(
-                    "{} example(s) withheld: the policy in force leaves the value in clear, or the proposal would \
-                     show more of it than the policy in force does.",
-                    run.examples_withheld
-                ));
+                notes.push(format!("{} kept original value(s) were put back for the counts.", run.restored));
             }
             Ok(TestReport {
                 kind: self.name().into(),
-                sha256: super::super::patch::sha256_hex(doc),
+                sha256: crate::policies::patch::sha256_hex(doc),
                 events: run.events,
                 from: run.from_us.map(rfc3339),
                 to: run.to_us.map(rfc3339),
@@ -146,14 +142,16 @@ impl PolicyKind for MaskingKind {
 
     fn persist<'a>(&'a self, tx: &'a sea_orm::DatabaseTransaction, v: &'a PolicyVersion) -> KindFuture<'a, ()> {
         Box::pin(async move {
-            let d = parse(&v.content).map_err(super::super::PolicyError::Invalid)?;
+            let d = parse(&v.content).map_err(crate::policies::PolicyError::Invalid)?;
             let at = crate::time::parse_rfc3339(v.created_at.as_deref().unwrap_or_default()).unwrap_or_default();
             Events::insert_masking_version(tx, v.version, &d.rules, at, &v.author_name, &v.reason).await?;
             Ok(())
         })
     }
 
-    fn apply<'a>(&'a self, events: &'a Events) -> KindFuture<'a, ()> {
+    fn apply<'a>(&'a self, events: &'a Events, _active: &'a PolicyVersion) -> KindFuture<'a, ()> {
+        // The events service reads the version it puts in force from
+        // `masking_policy_versions`, written by `persist`.
         Box::pin(async move { Ok(events.refresh_policy().await?) })
     }
 }

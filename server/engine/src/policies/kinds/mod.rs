@@ -44,7 +44,9 @@ pub trait PolicyKind: Send + Sync + 'static {
     fn default_rule(&self) -> ReviewRule {
         ReviewRule::default()
     }
-    /// Version 0: the built-in defaults.
+    /// Version 0: the built-in defaults. Never change them in a later
+    /// release: the first version's recorded patch is taken from them, and
+    /// the trail rebuilt from the ledger replays it onto them.
     fn defaults(&self) -> Value;
     /// Parses and checks a document; returns its canonical form (every
     /// field spelt out), or the field at fault (paths under `content`).
@@ -52,13 +54,15 @@ pub trait PolicyKind: Send + Sync + 'static {
     /// One line for people.
     fn summary(&self, doc: &Value) -> String;
     /// A dry-run of a (valid) document over recent history, with the code
-    /// the live feature uses.
+    /// the live feature uses (`sample` bounds it; a kind whose effect is
+    /// not per event may read history its own way, within the same bound).
     fn test<'a>(&'a self, events: &'a Events, doc: &'a Value, sample: Sample) -> KindFuture<'a, TestReport>;
     /// Writes what the live feature reads, in the activation's transaction.
     fn persist<'a>(&'a self, tx: &'a DatabaseTransaction, version: &'a PolicyVersion) -> KindFuture<'a, ()>;
-    /// Brings the live feature on this replica up to the stored versions
-    /// (idempotent; other replicas call it from their refresh).
-    fn apply<'a>(&'a self, events: &'a Events) -> KindFuture<'a, ()>;
+    /// Puts `active` (the newest stored version) in force on this replica
+    /// (idempotent; other replicas call it from their refresh). A kind may
+    /// read its own table instead, as masking does.
+    fn apply<'a>(&'a self, events: &'a Events, active: &'a PolicyVersion) -> KindFuture<'a, ()>;
 }
 
 /// Every kind, in display order.
