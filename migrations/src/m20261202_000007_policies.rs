@@ -81,7 +81,7 @@ fn tables(int: &str) -> Vec<String> {
             eligible {int} NOT NULL DEFAULT 0,
             state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'expired')),
             approvers TEXT NOT NULL DEFAULT '[]',
-            comments TEXT NOT NULL DEFAULT '[]',
+            decisions TEXT NOT NULL DEFAULT '[]',
             alone {int} NOT NULL DEFAULT 0,
             decided_at {int},
             version {int},

@@ -48,7 +48,9 @@ pub enum OwnAction {
     ExportCompleted,
     /// An export failed.
     ExportFailed,
-    /// A new version of the masking policy.
+    /// A new version of the masking policy, as saved before the policy
+    /// store (no longer written: the store records `custos.policy.*`; kept
+    /// to read those entries, which the store imports).
     MaskingPolicyUpdate,
     /// Demo events seeded from the command line.
     DemoSeed,

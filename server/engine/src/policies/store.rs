@@ -184,7 +184,7 @@ const MAX_PENDING_PER_AUTHOR: i64 = 10;
 
 const VERSION_COLUMNS: &str = "kind, version, content, sha256, author, author_name, approvers, alone, reason, proposal_id, restores, ledger_seq, created_at";
 const PROPOSAL_COLUMNS: &str = "id, kind, based_on, content, sha256, diff, reason, restores, author, author_name, \
-     proposed_at, expires_at, approvals_needed, state, approvers, comments, alone, decided_at, version, revision, \
+     proposed_at, expires_at, approvals_needed, state, approvers, decisions, alone, decided_at, version, revision, \
      proposed_seq, test_report, eligible";
 
 /// A proposal row and what the store needs of it.
@@ -435,7 +435,7 @@ impl PolicyStore {
         let content: Value = serde_json::from_str(&r.try_get::<String>("", "content")?).unwrap_or(Value::Null);
         let diff: Vec<PatchOp> = serde_json::from_str(&r.try_get::<String>("", "diff")?).unwrap_or_default();
         let approvers: Vec<Decided> = decided_list(&r.try_get::<String>("", "approvers")?);
-        let decisions: Vec<Decided> = decided_list(&r.try_get::<String>("", "comments")?);
+        let decisions: Vec<Decided> = decided_list(&r.try_get::<String>("", "decisions")?);
         let test: Option<TestReport> =
             r.try_get::<Option<String>>("", "test_report")?.and_then(|t| serde_json::from_str(&t).ok());
         let proposed_at_us: i64 = r.try_get("", "proposed_at")?;
@@ -996,7 +996,7 @@ impl PolicyStore {
             .conn()
             .execute_raw(stmt_for(
                 self.conn().get_database_backend(),
-                "UPDATE policy_proposals SET state = ?, approvers = ?, comments = ?, decided_at = ?, \
+                "UPDATE policy_proposals SET state = ?, approvers = ?, decisions = ?, decided_at = ?, \
                  revision = revision + 1 WHERE id = ? AND revision = ? AND state = 'pending'",
                 vec![
                     new_state.into(),
@@ -1165,7 +1165,7 @@ impl PolicyStore {
             let closed = tx
                 .execute_raw(stmt_for(
                     b,
-                    "UPDATE policy_proposals SET state = 'approved', approvers = ?, comments = ?, alone = ?, \
+                    "UPDATE policy_proposals SET state = 'approved', approvers = ?, decisions = ?, alone = ?, \
                      decided_at = ?, version = ?, revision = revision + 1 WHERE id = ? AND revision = ? AND state = 'pending'",
                     vec![
                         to_json(&approvers).into(),

@@ -631,6 +631,7 @@ mod tests {
             "append_only",
             "encryption_keys",
             "masking_active",
+            "policy_changes_reviewed",
             "auth_events_recorded",
             "admin_actions_recorded",
             "log_access_recorded",
