@@ -96,7 +96,9 @@ test('compliance: every status computed, with its evidence; a verification turns
   for (const f of ['soc2', 'iso27001', 'iso27017', 'iso27018', 'iso27701', 'nist80053', 'pcidss4', 'hipaa', 'gdpr', 'sox']) {
     await expect(page.getByTestId(`framework-${f}`)).toBeVisible();
   }
-  await expect(page.getByTestId('framework-nist80053').locator('tr[data-control]')).toHaveCount(11);
+  await expect(page.getByTestId('framework-nist80053').locator('tr[data-control]')).toHaveCount(12);
+  // Computed from the policy store: no change yet, or each approved by a second person.
+  await expect(page.locator('[data-check="policy_changes_reviewed"] [data-status]')).toHaveText('Passing');
   await expect(page.locator('[data-check="retention"] [data-status]')).toHaveText('Not configured');
   await expect(page.locator('[data-check="append_only"] [data-status]')).toHaveText('Passing');
   await chartDrawn(page, 'controls-chart');

@@ -592,6 +592,20 @@ async fn masking_rules_mask_unmask_and_keep_a_history(backend: Backend) {
     }
     let (status, err) = admin.get("/api/policies/trail?step=deleted").await;
     assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("step")));
+    // A policy event an application sends is in the trail, its before/after as a diff.
+    let mut app_policy = event(2, 1);
+    app_policy["action"] = json!("mcp.policy.update");
+    app_policy["resource"] = json!({"type": "mcp_policy", "id": "tools-allowlist"});
+    app_policy["details"] = json!({"before": {"allow": ["read"]}, "after": {"allow": ["read", "write"]}});
+    assert_eq!(ingest.post_json("/api/audit/events", &app_policy).await.0, StatusCode::CREATED);
+    let (status, t) = admin.get("/api/policies/trail?source=applications&kind=tools-allowlist").await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let items = t["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{t}");
+    assert_eq!((items[0]["action"].as_str(), items[0]["application"].as_str()), (Some("mcp.policy.update"), Some("billing")));
+    assert_eq!(items[0]["diff"], json!([{"op": "add", "path": "/allow/1", "value": "write"}]));
+    let (_, own) = admin.get("/api/policies/trail?source=custos").await;
+    assert!(own["items"].as_array().unwrap().iter().all(|i| i["application"] == "custos"), "{own}");
     // Custos's own activity can be left out of a search.
     let policy_events = admin.all("category=policy").await;
     assert!(policy_events.iter().any(|e| e["source"]["application"] == "custos"));
