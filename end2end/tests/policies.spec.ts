@@ -153,3 +153,29 @@ test('a masking change is edited in a form, tested, approved by a second admin, 
   expect(viewerErrors).toEqual([]);
   expect(consoleErrors).toEqual([]);
 });
+
+test('the author withdraws a proposal, and the trail records it', async ({ page, consoleErrors }) => {
+  await signIn(page, ADMIN.username, ADMIN.password);
+  await page.goto('/policies/masking/edit');
+  await hydrated(page);
+  // Turn the phone rule off (or on again, on a second run).
+  const on = page.getByTestId('rule-phone').getByTestId('rule-enabled');
+  await expect(on).toBeVisible();
+  if (await on.isChecked()) await on.uncheck(); else await on.check();
+  const reason = `a change not needed after all (${RUN})`;
+  await page.getByTestId('reason').fill(reason);
+  await page.getByTestId('submit-proposal').click();
+  await expect(page).toHaveURL(/\/policies\/proposals\/[0-9a-f-]+$/);
+  await hydrated(page);
+  await expect(page.getByTestId('proposal-state')).toHaveText('pending');
+  await page.getByTestId('comment').fill('withdrawn by its author');
+  await page.getByTestId('withdraw').click();
+  await expect(page.getByTestId('proposal-state')).toHaveText('withdrawn');
+  await expect(page.getByTestId('decisions')).toContainText('withdrawn by its author');
+
+  await page.goto('/policies/trail?step=withdrawn');
+  await hydrated(page);
+  await expect(page.locator('[data-step="withdrawn"]', { hasText: 'withdrawn by its author' }).first()).toBeVisible();
+  await expect(page.locator('select[name="step"]')).toHaveValue('withdrawn');
+  expect(consoleErrors).toEqual([]);
+});

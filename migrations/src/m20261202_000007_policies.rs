@@ -79,7 +79,7 @@ fn tables(int: &str) -> Vec<String> {
             expires_at {int} NOT NULL,
             approvals_needed {int} NOT NULL,
             eligible {int} NOT NULL DEFAULT 0,
-            state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'expired')),
+            state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'expired', 'withdrawn')),
             approvers TEXT NOT NULL DEFAULT '[]',
             decisions TEXT NOT NULL DEFAULT '[]',
             alone {int} NOT NULL DEFAULT 0,

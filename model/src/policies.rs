@@ -38,7 +38,7 @@ pub struct Decided {
     pub principal: String,
     /// Their name when they decided.
     pub name: String,
-    /// `approved`, `rejected` or `activated_alone`.
+    /// `approved`, `rejected`, `activated_alone` or `withdrawn`.
     pub decision: String,
     /// When (RFC 3339).
     pub at: String,
@@ -124,7 +124,7 @@ pub struct Proposal {
     pub expires_at: String,
     /// Approvals it needs.
     pub approvals_needed: u32,
-    /// `pending`, `approved`, `rejected` or `expired`.
+    /// `pending`, `approved`, `rejected`, `expired` or `withdrawn`.
     pub state: String,
     /// Every decision so far, in order.
     pub decisions: Vec<Decided>,
@@ -239,7 +239,7 @@ pub struct TrailEntry {
     /// When (RFC 3339).
     pub at: String,
     /// The step (`proposed`, `tested`, `approved`, `rejected`, `expired`,
-    /// `activated`, `rolled_back`, `rule_set`), or the action of an event an
+    /// `activated`, `rolled_back`, `rule_set`, `withdrawn`), or the action of an event an
     /// application sent.
     pub step: String,
     /// The action recorded.

@@ -147,6 +147,7 @@ pub fn rest_table() -> Vec<RestRoute> {
         row!(policies::approve => approve, "api.policies.proposal.approve", "admin"),
         row!(policies::reject => approve, "api.policies.proposal.reject", "admin"),
         row!(policies::activate => policy_read, "api.policies.proposal.activate", "admin"),
+        row!(policies::withdraw => policy_read, "api.policies.proposal.withdraw", "admin"),
         row!(policies::kind => policy_read, "api.policies.kind.read", "data_access"),
         row!(policies::versions => policy_read, "api.policies.versions", "data_access"),
         row!(policies::version => policy_read, "api.policies.version.read", "data_access"),

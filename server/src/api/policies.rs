@@ -38,7 +38,7 @@ pub async fn overview(State(s): State<AppState>) -> Result<axum::Json<PolicyOver
 /// The trail: every policy step the ledger holds, newest first.
 ///
 /// The store's own steps (`custos.policy.proposed`, `tested`, `approved`,
-/// `rejected`, `expired`, `activated`, `rolled_back`, `rule_set`; masking
+/// `rejected`, `withdrawn`, `expired`, `activated`, `rolled_back`, `rule_set`; masking
 /// changes saved before the store as `activated`) and the `policy` events
 /// applications sent (their `details.before`/`after` as a diff). Filters:
 /// `kind`, `actor`, `step`, `from`, `to` (RFC 3339), `source` (`custos` or
@@ -50,7 +50,7 @@ pub async fn overview(State(s): State<AppState>) -> Result<axum::Json<PolicyOver
     params(
         ("kind" = Option<String>, Query, description = "A kind, e.g. masking"),
         ("actor" = Option<String>, Query, description = "Who (actor id)"),
-        ("step" = Option<String>, Query, description = "proposed, tested, approved, rejected, expired, activated, rolled_back, rule_set"),
+        ("step" = Option<String>, Query, description = "proposed, tested, approved, rejected, withdrawn, expired, activated, rolled_back, rule_set"),
         ("from" = Option<String>, Query, description = "From (RFC 3339)"),
         ("to" = Option<String>, Query, description = "Until (RFC 3339)"),
         ("source" = Option<String>, Query, description = "custos or applications"),
@@ -178,6 +178,31 @@ pub async fn activate(
 ) -> Result<axum::Json<Proposal>, ApiError> {
     let by = ctx.requester(Channel::Api);
     Ok(axum::Json(s.policies.activate_alone(&by, &held(&ctx), &id).await?))
+}
+
+/// The author withdraws their pending proposal (an optional comment).
+#[utoipa::path(
+    post, path = "/api/policies/proposals/{id}/withdraw", tag = "policies",
+    params(("id" = String, Path, description = "The proposal's id")),
+    request_body(content = DecisionBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The proposal, withdrawn", body = Proposal),
+        (status = 403, description = "Not its author", body = ErrorBody),
+        (status = 409, description = "No longer pending", body = ErrorBody),
+        (status = 410, description = "Expired", body = ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub async fn withdraw(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::Json<Proposal>, ApiError> {
+    let b: DecisionBody = super::read_json(body, &headers, 8 * 1024, Some(DecisionBody::default())).await?;
+    let by = ctx.requester(Channel::Api);
+    Ok(axum::Json(s.policies.withdraw(&by, &id, &b.comment).await?))
 }
 
 /// A kind: its version in force, review rule and pending proposals.

@@ -97,6 +97,7 @@ const PAST_AUTH_ONLY: &[&str] = &[
     "/api/policies/proposals/{id}/approve",
     "/api/policies/proposals/{id}/reject",
     "/api/policies/proposals/{id}/activate",
+    "/api/policies/proposals/{id}/withdraw",
 ];
 
 /// Routes the table opens with `policy:read` whose store also wants the

@@ -553,7 +553,7 @@ async fn masking_rules_mask_unmask_and_keep_a_history(backend: Backend) {
     let (status, err) = admin.post_json(propose, &json!({"content": {"rules": twice}, "based_on": 0, "reason": "x"})).await;
     assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("content.rules")), "{err}");
     let (status, err) = admin.post_json(propose, &json!({"content": {"rules": [{"detector": "dna", "action": {"type": "redact"}}]}, "based_on": 0, "reason": "x"})).await;
-    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("content")), "{err}");
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("content.rules[0]")), "{err}");
     let (status, err) = admin.post_json(propose, &json!({"content": {"rules": rules}, "based_on": 0})).await;
     assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("reason")), "a reason is required: {err}");
     let (status, prop) = admin.post_json(propose, &json!({"content": {"rules": rules}, "based_on": 0, "reason": "no e-mail pseudonyms"})).await;

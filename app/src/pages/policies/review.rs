@@ -135,7 +135,10 @@ pub fn ReviewPage() -> impl IntoView {
                                 </div>
                                 {mine.then(|| view! {
                                     <p class="muted small">"You proposed this: someone else must approve it. While nobody else can approve policies (a new installation), you may activate it alone; that is recorded as approved without a second person."</p>
-                                    <div><button type="button" data-testid="activate-alone" disabled=move || busy.get() on:click=move |_| act("activate")>"Activate without a second person"</button></div>
+                                    <div class="actions">
+                                        <button type="button" data-testid="activate-alone" disabled=move || busy.get() on:click=move |_| act("activate")>"Activate without a second person"</button>
+                                        <button type="button" class="danger" data-testid="withdraw" disabled=move || busy.get() on:click=move |_| act("withdraw")>"Withdraw"</button>
+                                    </div>
                                 })}
                             </div>
                         })}

@@ -21,8 +21,8 @@ const FILTERS: [(&str, &str); 6] = [
     ("from", "From (RFC 3339)"),
     ("to", "To (RFC 3339)"),
 ];
-const STEPS: [&str; 8] =
-    ["proposed", "tested", "approved", "rejected", "expired", "activated", "rolled_back", "rule_set"];
+const STEPS: [&str; 9] =
+    ["proposed", "tested", "approved", "rejected", "withdrawn", "expired", "activated", "rolled_back", "rule_set"];
 
 /// The trail page.
 #[component]
@@ -92,7 +92,7 @@ pub fn TrailPage() -> impl IntoView {
                     <a href="/api/audit/export?format=json&category=policy">"JSON"</a></span>
             })}
         </div>
-        <p class="lead">"Every step of every policy, as the ledger recorded it: proposals, tests, approvals, rejections, expiries, activations and rollbacks, and the policy events applications send."</p>
+        <p class="lead">"Every step of every policy, as the ledger recorded it: proposals, tests, approvals, rejections, withdrawals, expiries, activations and rollbacks, and the policy events applications send."</p>
         <form class="filters" on:submit=apply data-testid="trail-filters">
             {FILTERS.iter().enumerate().map(|(i, (k, label))| {
                 let value = move || draft.with(|d| d[i].1.clone());

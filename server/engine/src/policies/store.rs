@@ -16,7 +16,6 @@ use std::sync::{Arc, RwLock};
 
 use custos_model::{
     Decided, PatchOp, PolicyDiff, PolicyKindView, PolicyOverview, PolicyVersion, Proposal, ReviewRuleView, TestReport,
-    TrailEntry, TrailPage,
 };
 use sea_orm::{ConnectionTrait, QueryResult, TransactionTrait, Value as DbValue};
 use serde_json::{Value, json};
@@ -53,8 +52,11 @@ pub mod step {
     pub const ROLLED_BACK: &str = "custos.policy.rolled_back";
     /// A kind's review rule changed (configuration).
     pub const RULE_SET: &str = "custos.policy.rule_set";
+    /// The author withdrew a pending proposal.
+    pub const WITHDRAWN: &str = "custos.policy.withdrawn";
     /// Every step, in order.
-    pub const ALL: [&str; 8] = [PROPOSED, TESTED, APPROVED, REJECTED, EXPIRED, ACTIVATED, ROLLED_BACK, RULE_SET];
+    pub const ALL: [&str; 9] =
+        [PROPOSED, TESTED, APPROVED, REJECTED, EXPIRED, ACTIVATED, ROLLED_BACK, RULE_SET, WITHDRAWN];
     /// The masking versions saved before the store.
     pub const LEGACY_MASKING: &str = "policy.masking.update";
 
@@ -103,7 +105,7 @@ struct KindState {
 
 /// The policy store.
 pub struct PolicyStore {
-    events: Arc<Events>,
+    pub(super) events: Arc<Events>,
     identity: Arc<Identity>,
     kinds: Vec<KindState>,
     /// The newest version applied on this replica, per kind.
@@ -205,6 +207,7 @@ impl ProposalRow {
             "pending" => Ok(()),
             "expired" => Err(review_error(ReviewError::NotPending("expired"))),
             "approved" => Err(review_error(ReviewError::NotPending("approved"))),
+            "withdrawn" => Err(review_error(ReviewError::NotPending("withdrawn"))),
             _ => Err(review_error(ReviewError::NotPending("rejected"))),
         }
     }
@@ -255,7 +258,7 @@ impl PolicyStore {
         Ok(store)
     }
 
-    fn conn(&self) -> &sea_orm::DatabaseConnection {
+    pub(super) fn conn(&self) -> &sea_orm::DatabaseConnection {
         self.events.ledger().db().conn()
     }
 
@@ -1063,6 +1066,50 @@ impl PolicyStore {
         self.make_version(by, k, row, decisions, true, None).await
     }
 
+    /// The author withdraws a pending proposal (recorded, with a comment).
+    pub async fn withdraw(&self, by: &Requester, id: &str, comment: &str) -> Result<Proposal, PolicyError> {
+        let comment = self.text("comment", comment, false)?;
+        let _one = self.changing.lock().await;
+        let row = self.proposal_row(id).await?;
+        if by.owner != row.view.author {
+            return Err(PolicyError::Forbidden("only its author may withdraw a proposal".into()));
+        }
+        row.pending()?;
+        let now = self.now();
+        let receipt = self
+            .record(self.step(step::WITHDRAWN, by, &row.view.kind).details(json!({
+                "kind": row.view.kind,
+                "proposal": id,
+                "sha256": row.view.sha256,
+                "comment": comment,
+            })))
+            .await?;
+        let mut decisions = row.view.decisions.clone();
+        decisions.push(Decided {
+            principal: by.owner.clone(),
+            name: by.actor.name.clone().unwrap_or_else(|| by.actor.id.clone()),
+            decision: "withdrawn".into(),
+            at: rfc3339(now),
+            comment,
+        });
+        let updated = self
+            .conn()
+            .execute_raw(stmt_for(
+                self.conn().get_database_backend(),
+                "UPDATE policy_proposals SET state = 'withdrawn', decisions = ?, decided_at = ?, \
+                 revision = revision + 1 WHERE id = ? AND revision = ? AND state = 'pending'",
+                vec![to_json(&decisions).into(), now.into(), id.into(), row.revision.into()],
+            ))
+            .await;
+        let e = match updated {
+            Ok(r) if r.rows_affected() == 1 => return self.proposal(id).await,
+            Ok(_) => PolicyError::Conflict("someone decided on this proposal at the same time; reload".into()),
+            Err(e) => e.into(),
+        };
+        self.record_failure(step::WITHDRAWN, by, &row.view.kind, &receipt, &e).await;
+        Err(e)
+    }
+
     async fn stale_check(&self, row: &ProposalRow) -> Result<(), PolicyError> {
         let in_force = self.stored_max(&row.view.kind).await?;
         if in_force != row.view.based_on {
@@ -1275,151 +1322,5 @@ impl PolicyStore {
             }
         }
         Ok(n)
-    }
-
-    // --- the trail --------------------------------------------------------
-
-    /// The masking versions saved before the store (no proposal).
-    async fn legacy_masking_versions(&self) -> Result<Vec<u64>, PolicyError> {
-        let b = self.conn().get_database_backend();
-        let rows = self
-            .conn()
-            .query_all_raw(stmt_for(
-                b,
-                "SELECT version FROM policy_versions WHERE kind = 'masking' AND proposal_id IS NULL ORDER BY version LIMIT 90",
-                vec![],
-            ))
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get::<i64>("", "version")? as u64)).collect()
-    }
-
-    /// Every policy step the ledger holds, newest first: the store's own
-    /// (and the masking changes saved before it), and the `policy` events
-    /// applications sent. Filters: `kind`, `actor`, `step`, `from`, `to`,
-    /// `source` (`custos`, `applications`), `cursor`, `limit`.
-    pub async fn trail(&self, q: &TrailQuery) -> Result<TrailPage, PolicyError> {
-        let mut pairs = vec![("category".to_owned(), "policy".to_owned())];
-        let (mut kind, mut wanted_step, mut own) = (None, None, None);
-        for (k, v) in &q.pairs {
-            match k.as_str() {
-                "kind" => kind = Some(v.clone()),
-                "step" => {
-                    if !step::names().contains(&v.as_str()) {
-                        return Err(invalid("step", format!("must be one of {}", step::names().join(", "))));
-                    }
-                    wanted_step = Some(v.clone());
-                }
-                "source" => match v.as_str() {
-                    "custos" => own = Some(true),
-                    "applications" => own = Some(false),
-                    _ => return Err(invalid("source", "must be custos or applications")),
-                },
-                "actor" | "from" | "to" | "cursor" | "limit" => pairs.push((k.clone(), v.clone())),
-                other => {
-                    return Err(invalid(
-                        other,
-                        "unknown parameter: kind, actor, step, source, from, to, cursor, limit",
-                    ));
-                }
-            }
-        }
-        if !q.applications {
-            if own == Some(false) {
-                return Err(PolicyError::Forbidden("the policy events applications send need audit:read".into()));
-            }
-            own = Some(true);
-        }
-        // The masking changes saved before the store are `activated` steps
-        // of kind masking, recorded as `policy.masking.update` on resource
-        // `masking_policy`/<version>: the filters take them in.
-        let legacy = kind.as_deref().is_none_or(|k| k == "masking")
-            && wanted_step.as_deref().is_none_or(|s| s == "activated")
-            && own != Some(false);
-        if let Some(k) = &kind {
-            pairs.push(("resource_id".into(), k.clone()));
-            if legacy {
-                for v in self.legacy_masking_versions().await? {
-                    pairs.push(("resource_id".into(), v.to_string()));
-                }
-            }
-        }
-        match &wanted_step {
-            Some(s) => pairs.push(("action".into(), format!("custos.policy.{s}"))),
-            None if own == Some(true) => pairs.push(("action".into(), "custos.policy.*".into())),
-            None => {}
-        }
-        if legacy && (wanted_step.is_some() || own == Some(true)) {
-            pairs.push(("action".into(), step::LEGACY_MASKING.into()));
-        }
-        let mut f = SearchFilter::from_pairs(&pairs).map_err(|mut e| PolicyError::Invalid(e.remove(0)))?;
-        if q.pairs.iter().all(|(k, _)| k != "limit") {
-            f.limit = 50;
-        }
-        f.exclude_own = own == Some(false);
-        let page = self.events.search(&f).await?;
-        // An application's event may carry a legacy version number as its
-        // resource id: only the kind asked for stays.
-        let items =
-            page.items.iter().map(trail_entry).filter(|t| kind.as_deref().is_none_or(|k| t.kind == k)).collect();
-        Ok(TrailPage { items, next_cursor: page.next_cursor })
-    }
-}
-
-/// A policy event as a trail entry.
-pub fn trail_entry(e: &custos_model::EventView) -> TrailEntry {
-    let d = e.details.clone().unwrap_or(Value::Null);
-    let own = e.source.application.as_deref() == Some("custos");
-    let step = match e.action.strip_prefix("custos.policy.") {
-        Some(s) if own => s.to_owned(),
-        _ if own && e.action == step::LEGACY_MASKING => "activated".into(),
-        _ => e.action.clone(),
-    };
-    let s = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_owned);
-    let before = d.get("before").cloned();
-    let after = d.get("after").cloned();
-    let mut diff: Vec<PatchOp> = d.get("diff").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
-    if diff.is_empty()
-        && let (Some(b), Some(a)) = (&before, &after)
-    {
-        diff = patch::diff(b, a);
-    }
-    let kind = if own && e.action == step::LEGACY_MASKING {
-        "masking".to_owned()
-    } else {
-        s("kind")
-            .or_else(|| e.resource.as_ref().map(|r| r.id.clone().unwrap_or_else(|| r.kind.clone())))
-            .unwrap_or_default()
-    };
-    let approvers = match d.get("approvers") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| {
-                x.as_str().map(str::to_owned).or_else(|| x.get("name").and_then(Value::as_str).map(str::to_owned))
-            })
-            .collect(),
-        _ => vec![],
-    };
-    TrailEntry {
-        seq: e.seq,
-        event_id: e.id.to_string(),
-        at: e.recorded_at.clone(),
-        step,
-        action: e.action.clone(),
-        outcome: e.outcome.clone(),
-        kind,
-        actor: e.actor.id.clone(),
-        actor_name: e.actor.name.clone(),
-        application: e.source.application.clone(),
-        version: d.get("version").and_then(Value::as_u64),
-        proposal: s("proposal"),
-        sha256: s("sha256"),
-        diff,
-        before,
-        after,
-        text: s("reason").or_else(|| s("comment")).or_else(|| e.reason.clone()).filter(|t| !t.is_empty()),
-        alone: d.get("alone").and_then(Value::as_bool).unwrap_or(false),
-        approvers,
-        severity: e.severity.clone(),
-        details: e.details.clone(),
     }
 }

@@ -165,7 +165,7 @@ both_backends! {
         assert!(matches!(&refused, PolicyError::Invalid(f) if f.path == "reason"), "{refused}");
         let bad = json!({"rules": [{"detector": "dna", "action": {"type": "redact"}}]});
         let refused = store.propose(&alice, &alice_can, "masking", proposal(bad, 0)).await.unwrap_err();
-        assert!(matches!(&refused, PolicyError::Invalid(f) if f.path == "content"), "{refused}");
+        assert!(matches!(&refused, PolicyError::Invalid(f) if f.path == "content.rules[0]"), "{refused}");
 
         let p = store.propose(&alice, &alice_can, "masking", proposal(doc.clone(), 0)).await.unwrap();
         assert_eq!((p.state.as_str(), p.based_on, p.approvals_needed), ("pending", 0, 1));
@@ -287,6 +287,16 @@ both_backends! {
         let stale = store.decide(&bob, &bob_can, &other.id, Decision::Approve, "").await.unwrap_err();
         assert!(matches!(&stale, PolicyError::Conflict(m) if m.contains("in force now")), "{stale}");
 
+        // Its author may withdraw a proposal; nobody else may.
+        let mut doc5 = doc.clone();
+        doc5["rules"][3]["enabled"] = json!(false);
+        let w = store.propose(&alice, &alice_can, "masking", proposal(doc5, 2)).await.unwrap();
+        assert!(matches!(store.withdraw(&bob, &w.id, "").await, Err(PolicyError::Forbidden(_))));
+        let gone = store.withdraw(&alice, &w.id, "not needed after all").await.unwrap();
+        assert_eq!((gone.state.as_str(), gone.decisions.last().unwrap().decision.as_str()), ("withdrawn", "withdrawn"));
+        assert!(matches!(store.decide(&bob, &bob_can, &w.id, Decision::Approve, "").await, Err(PolicyError::Conflict(_))));
+        assert!(env.steps().await.iter().any(|(a, _, d)| a == "custos.policy.withdrawn" && d["proposal"] == w.id.as_str()));
+
         // Expiry: seven days later the proposal is gone.
         let p = store.propose(&alice, &alice_can, "masking", proposal(doc.clone(), 2)).await.unwrap();
         env.clock.advance_us(7 * DAY_US);
@@ -333,6 +343,23 @@ both_backends! {
         assert_eq!(store.versions("masking", None, 10).await.unwrap().len(), 2, "version 1 and the defaults");
         assert_eq!(store.proposal(&p.id).await.unwrap().decisions.len(), 2);
         same_trail(&env, &store).await;
+
+        // Another replica (its own events service over the same database)
+        // takes the new version at its next refresh.
+        let replica_events = Arc::new(
+            Events::open(env.ledger.clone(), custos_engine::events::validate::Limits::default()).await.unwrap(),
+        );
+        let replica = PolicyStore::open(replica_events.clone(), env.identity.clone(), &BTreeMap::new()).await.unwrap();
+        assert_eq!(replica_events.policy().version, 1);
+        let mut doc4 = redact_email(&store);
+        doc4["rules"][3]["enabled"] = json!(false);
+        let p = store.propose(&alice, &alice_can, "masking", proposal(doc4, 1)).await.unwrap();
+        store.decide(&carol, &carol_can, &p.id, Decision::Approve, "").await.unwrap();
+        store.decide(&bob, &bob_can, &p.id, Decision::Approve, "").await.unwrap();
+        assert_eq!(env.events.policy().version, 2, "in force at once here");
+        assert_eq!(replica_events.policy().version, 1, "not yet on the other replica");
+        replica.refresh().await.unwrap();
+        assert_eq!(replica_events.policy().version, 2, "taken at its refresh");
         env.done().await;
     }
 }

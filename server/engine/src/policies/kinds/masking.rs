@@ -25,8 +25,20 @@ pub struct MaskingDoc {
 }
 
 fn parse(doc: &Value) -> Result<MaskingDoc, FieldError> {
-    serde_json::from_value(doc.clone())
-        .map_err(|e| FieldError { path: "content".into(), reason: format!("not a masking policy: {e}") })
+    serde_json::from_value(doc.clone()).map_err(|e| {
+        // Name the rule at fault when the document's shape is right.
+        let bad_rule = doc.get("rules").and_then(Value::as_array).and_then(|rules| {
+            rules.iter().enumerate().find_map(|(i, r)| {
+                serde_json::from_value::<MaskRule>(r.clone())
+                    .err()
+                    .map(|e| FieldError { path: format!("content.rules[{i}]"), reason: e.to_string() })
+            })
+        });
+        bad_rule.unwrap_or_else(|| FieldError {
+            path: "content".into(),
+            reason: format!("not a masking policy ({{\"rules\": [...]}}): {e}"),
+        })
+    })
 }
 
 /// `redact`, `partial 4`, `pseudonymize`.
@@ -153,5 +165,25 @@ impl PolicyKind for MaskingKind {
         // The events service reads the version it puts in force from
         // `masking_policy_versions`, written by `persist`.
         Box::pin(async move { Ok(events.refresh_policy().await?) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_bad_document_names_the_rule_at_fault() {
+        let k = MaskingKind;
+        let e = k.validate(&json!({"rules": [{"detector": "secret_key", "action": {"type": "redact"}}, {"detector": "dna", "action": {"type": "redact"}}]})).unwrap_err();
+        assert_eq!(e.path, "content.rules[1]");
+        assert!(e.reason.contains("dna"), "{}", e.reason);
+        let e = k.validate(&json!({"rulez": []})).unwrap_err();
+        assert_eq!(e.path, "content");
+        let e = k.validate(&json!({"rules": []})).unwrap_err();
+        assert_eq!(e.path, "content.rules", "{e:?}");
+        assert!(k.validate(&k.defaults()).is_ok());
+        assert!(k.summary(&k.defaults()).starts_with("7 rule(s): secret_key: redact"), "{}", k.summary(&k.defaults()));
     }
 }
