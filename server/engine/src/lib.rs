@@ -1,5 +1,6 @@
 //! The Custos engine: everything but HTTP and UI.
 
+pub mod alerts;
 pub mod clock;
 pub mod events;
 pub mod identity;

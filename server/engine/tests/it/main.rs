@@ -4,6 +4,7 @@
 // Tests may panic: that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod alerts;
 mod dashboards;
 mod identity;
 mod keys;
