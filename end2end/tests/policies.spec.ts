@@ -124,7 +124,8 @@ test('a masking change is edited in a form, tested, approved by a second admin, 
   // The policies page shows the new version and who approved it.
   await b.goto('/policies');
   await hydrated(b);
-  await expect(b.getByTestId('active-approval')).toContainText(approver);
+  await expect(b.getByTestId('kind-masking').getByTestId('active-approval')).toContainText(approver);
+  await expect(b.getByTestId('kind-alert_rules')).toContainText('Alert rules');
 
   // The explorer hides Custos's own activity on request, remembered for this user.
   await b.goto('/events?category=policy&range=1h');

@@ -139,7 +139,7 @@ pub fn TestReportView(report: TestReport) -> impl IntoView {
         <section class="test-report" data-testid="test-report">
             <p class="muted small">{format!("Sample: {period}.")}</p>
             <table class="data compact">
-                <thead><tr><th>"Rule"</th><th>"Masked today"</th><th>"Under the proposal"</th><th>"Examples (as stored → proposed)"</th></tr></thead>
+                <thead><tr><th>"Rule"</th><th>"With the version in force"</th><th>"With the proposal"</th><th>"Examples (as stored → proposed)"</th></tr></thead>
                 <tbody>
                     {report.rows.into_iter().map(|r| {
                         let changed = r.current != r.proposed;

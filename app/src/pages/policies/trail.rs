@@ -188,7 +188,7 @@ fn Entry(e: TrailEntry) -> impl IntoView {
                         None => ().into_any(),
                     }}
                     {e.details.clone().filter(|d| d.get("counts").is_some()).map(|d| view! {
-                        <table class="data compact"><thead><tr><th>"Rule"</th><th>"Masked today"</th><th>"Under the proposal"</th></tr></thead>
+                        <table class="data compact"><thead><tr><th>"Rule"</th><th>"With the version in force"</th><th>"With the proposal"</th></tr></thead>
                         <tbody>{d["counts"].as_array().cloned().unwrap_or_default().into_iter().map(|c| view! {
                             <tr><td>{c["label"].as_str().unwrap_or_default().to_owned()}</td><td>{c["current"].to_string()}</td><td>{c["proposed"].to_string()}</td></tr>
                         }).collect_view()}</tbody></table>

@@ -25,16 +25,27 @@ pub struct WouldHaveFired {
     pub first_seqs: Vec<u64>,
 }
 
+/// What a dry-run found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DryRun {
+    /// Per rule id.
+    pub fired: BTreeMap<String, WouldHaveFired>,
+    /// Events read.
+    pub events: u64,
+    /// The period was cut short at the bound.
+    pub cut: bool,
+}
+
 /// A dry-run: `rules` over the events that occurred in `from_us..to_us`, in
 /// commit order, by the evaluator that runs live. At most `max_events` are
-/// read; the second value says whether the period was cut short there.
+/// read: it answers the events read and whether the period was cut short.
 pub async fn dry_run(
     events: &Events,
     rules: Vec<Rule>,
     from_us: i64,
     to_us: i64,
     max_events: u64,
-) -> Result<(BTreeMap<String, WouldHaveFired>, bool), EventsError> {
+) -> Result<DryRun, EventsError> {
     let mut out: BTreeMap<String, WouldHaveFired> =
         rules.iter().map(|r| (r.id.clone(), WouldHaveFired::default())).collect();
     let mut x = Evaluator::new(rules);
@@ -71,7 +82,7 @@ pub async fn dry_run(
             last_at = at;
             seen += 1;
             if seen >= max_events {
-                return Ok((out, true));
+                return Ok(DryRun { fired: out, events: seen, cut: true });
             }
         }
         match (page.next_cursor, last) {
@@ -79,6 +90,7 @@ pub async fn dry_run(
             _ => break,
         }
     }
-    note(x.on_tick(to_us), &mut out);
-    Ok((out, false))
+    // Silences are judged up to now, not up to a bound in the future.
+    note(x.on_tick(to_us.min(events.ledger().now_us())), &mut out);
+    Ok(DryRun { fired: out, events: seen, cut: false })
 }

@@ -763,7 +763,8 @@ impl PolicyStore {
         if !(1..=5_000).contains(&sample.limit) {
             return Err(invalid("limit", "must be between 1 and 5000"));
         }
-        let mut report = k.kind.test(&self.events, &doc, sample).await?;
+        let current = self.active(kind).await?;
+        let mut report = k.kind.test(&self.events, &current.content, &doc, sample).await?;
         self.record_test(by, kind, None, &report).await?;
         if !held.allows(Permission::AuditRead) {
             // Examples are values from stored events: for readers of the log.
@@ -831,7 +832,8 @@ impl PolicyStore {
             (None, None) => return Err(invalid("content", "is required (or `restores`, for a rollback)")),
         };
         // The dry-run is made before taking the change lock: it reads history.
-        let test = k.kind.test(&self.events, &content, self.sample()).await?;
+        let in_force = self.active(kind).await?;
+        let test = k.kind.test(&self.events, &in_force.content, &content, self.sample()).await?;
         let _one = self.changing.lock().await;
         let waiting = self
             .conn()

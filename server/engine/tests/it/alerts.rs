@@ -25,15 +25,17 @@ both_backends! {
         events.ingest(&[login("ada", "failure"), login("ada", "success")], None, &by).await.unwrap();
         let now = ledger.now_us();
         let hour = 3_600_000_000;
-        let (fired, cut) = dry_run(&events, builtin_rules(), now - hour, now + 60_000_000, 10_000).await.unwrap();
-        assert!(!cut);
+        let run = dry_run(&events, builtin_rules(), now - hour, now + 60_000_000, 10_000).await.unwrap();
+        assert!(!run.cut);
+        assert_eq!(run.events, 8);
+        let fired = run.fired;
         let brute = &fired["brute_force"];
         assert_eq!((brute.alerts, brute.repeats), (1, 1), "the fifth failure opens it, the sixth is counted into it");
         assert_eq!(brute.first_seqs.len(), 5);
         assert_eq!(fired["password_spraying"].alerts, 0, "two accounts from the address, not ten");
         assert_eq!(fired["admin_granted"].alerts, 0);
-        let (_, cut) = dry_run(&events, builtin_rules(), now - hour, now + 60_000_000, 3).await.unwrap();
-        assert!(cut, "a bounded dry-run says it stopped early");
+        let run = dry_run(&events, builtin_rules(), now - hour, now + 60_000_000, 3).await.unwrap();
+        assert!(run.cut && run.events == 3, "a bounded dry-run says it stopped early");
         ledger.shutdown(tasks).await.unwrap();
     }
 }

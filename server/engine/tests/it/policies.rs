@@ -476,3 +476,45 @@ both_backends! {
         env.done().await;
     }
 }
+
+both_backends! {
+    /// Alert rules are a policy kind: the built-in pack is version 0, a
+    /// change is tried on history by the evaluator that runs live, and only
+    /// holders of alert:manage propose.
+    async fn alert_rules_are_a_kind_tested_on_history(backend: Backend) {
+        let Some(env) = Env::new(backend).await else { return };
+        let store = env.store(&[]).await;
+        let (sam, sam_can) = env.person("sam", &["security_analyst"]).await;
+        let (olivia, olivia_can) = env.person("olivia", &["compliance_officer"]).await;
+        let at = custos_engine::time::rfc3339(env.clock.now_us());
+        let failure = json!({
+            "occurred_at": at, "category": "authentication", "action": "user.login", "outcome": "failure",
+            "actor": {"id": "mallory", "kind": "user", "ip": "198.51.100.9"}, "source": {"channel": "ui", "application": "portal"},
+        });
+        for _ in 0..6 {
+            env.events.ingest(std::slice::from_ref(&failure), None, &Submitter { principal: "test".into() }).await.unwrap();
+        }
+        let defaults = store.version("alert_rules", 0).await.unwrap();
+        assert!(defaults.summary.starts_with("10 of 10 rule(s) enabled"), "{}", defaults.summary);
+        let mut doc = defaults.content.clone();
+        doc["rules"][0]["enabled"] = json!(false);
+        let report = store.test(&sam, &sam_can, "alert_rules", &doc, None).await.unwrap();
+        let brute = report.rows.iter().find(|r| r.label.starts_with("Brute force")).unwrap();
+        assert_eq!((brute.current, brute.proposed), (1, 0), "{report:?}");
+        assert!(report.events >= 6);
+        let refused = store.test(&olivia, &olivia_can, "alert_rules", &doc, None).await.unwrap_err();
+        assert!(matches!(refused, PolicyError::Forbidden(_)), "alert:manage is needed");
+        let mut twice = defaults.content.clone();
+        twice["rules"][1]["id"] = json!("brute_force");
+        let e = store.propose(&sam, &sam_can, "alert_rules", proposal(twice, 0)).await.unwrap_err();
+        assert!(matches!(&e, PolicyError::Invalid(f) if f.path == "content.rules[1].id"), "{e}");
+        let mut bad = defaults.content.clone();
+        bad["rules"][0]["severity"] = json!("urgent");
+        let e = store.propose(&sam, &sam_can, "alert_rules", proposal(bad, 0)).await.unwrap_err();
+        assert!(matches!(&e, PolicyError::Invalid(f) if f.path == "content.rules[0].severity"), "{e}");
+        let p = store.propose(&sam, &sam_can, "alert_rules", proposal(doc, 0)).await.unwrap();
+        assert_eq!(p.state, "pending");
+        assert!(p.test.unwrap().rows.iter().any(|r| r.label.starts_with("Brute force") && r.current == 1 && r.proposed == 0));
+        env.done().await;
+    }
+}

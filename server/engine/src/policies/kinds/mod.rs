@@ -17,6 +17,7 @@ use crate::events::Events;
 use crate::events::validate::FieldError;
 use crate::identity::permission::Permission;
 
+pub mod alert_rules;
 pub mod masking;
 
 /// A kind's asynchronous step.
@@ -56,7 +57,14 @@ pub trait PolicyKind: Send + Sync + 'static {
     /// A dry-run of a (valid) document over recent history, with the code
     /// the live feature uses (`sample` bounds it; a kind whose effect is
     /// not per event may read history its own way, within the same bound).
-    fn test<'a>(&'a self, events: &'a Events, doc: &'a Value, sample: Sample) -> KindFuture<'a, TestReport>;
+    /// `current` is the version in force, for comparison.
+    fn test<'a>(
+        &'a self,
+        events: &'a Events,
+        current: &'a Value,
+        doc: &'a Value,
+        sample: Sample,
+    ) -> KindFuture<'a, TestReport>;
     /// Writes what the live feature reads, in the activation's transaction.
     fn persist<'a>(&'a self, tx: &'a DatabaseTransaction, version: &'a PolicyVersion) -> KindFuture<'a, ()>;
     /// Puts `active` (the newest stored version) in force on this replica
@@ -67,7 +75,7 @@ pub trait PolicyKind: Send + Sync + 'static {
 
 /// Every kind, in display order.
 pub fn all() -> Vec<Arc<dyn PolicyKind>> {
-    vec![Arc::new(masking::MaskingKind)]
+    vec![Arc::new(masking::MaskingKind), Arc::new(alert_rules::AlertRulesKind)]
 }
 
 #[cfg(test)]
