@@ -35,19 +35,7 @@ pub struct AlertRulesDoc {
 const MAX_RULES: usize = 200;
 
 fn parse(doc: &Value) -> Result<AlertRulesDoc, FieldError> {
-    serde_json::from_value(doc.clone()).map_err(|e| {
-        let bad_rule = doc.get("rules").and_then(Value::as_array).and_then(|rules| {
-            rules.iter().enumerate().find_map(|(i, r)| {
-                serde_json::from_value::<Rule>(r.clone())
-                    .err()
-                    .map(|e| FieldError { path: format!("content.rules[{i}]"), reason: e.to_string() })
-            })
-        });
-        bad_rule.unwrap_or_else(|| FieldError {
-            path: "content".into(),
-            reason: format!("not a list of alert rules ({{\"rules\": [...]}}): {e}"),
-        })
-    })
+    super::parse_rules_doc::<AlertRulesDoc, Rule>(doc, "a list of alert rules")
 }
 
 impl PolicyKind for AlertRulesKind {

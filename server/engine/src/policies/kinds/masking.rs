@@ -25,20 +25,7 @@ pub struct MaskingDoc {
 }
 
 fn parse(doc: &Value) -> Result<MaskingDoc, FieldError> {
-    serde_json::from_value(doc.clone()).map_err(|e| {
-        // Name the rule at fault when the document's shape is right.
-        let bad_rule = doc.get("rules").and_then(Value::as_array).and_then(|rules| {
-            rules.iter().enumerate().find_map(|(i, r)| {
-                serde_json::from_value::<MaskRule>(r.clone())
-                    .err()
-                    .map(|e| FieldError { path: format!("content.rules[{i}]"), reason: e.to_string() })
-            })
-        });
-        bad_rule.unwrap_or_else(|| FieldError {
-            path: "content".into(),
-            reason: format!("not a masking policy ({{\"rules\": [...]}}): {e}"),
-        })
-    })
+    super::parse_rules_doc::<MaskingDoc, MaskRule>(doc, "a masking policy")
 }
 
 /// `redact`, `partial 4`, `pseudonymize`.

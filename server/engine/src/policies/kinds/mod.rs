@@ -73,6 +73,29 @@ pub trait PolicyKind: Send + Sync + 'static {
     fn apply<'a>(&'a self, events: &'a Events, active: &'a PolicyVersion) -> KindFuture<'a, ()>;
 }
 
+/// Parses a `{"rules": [R, …]}` document of type `D`; when it does not
+/// parse, names the first rule at fault (`content.rules[i]`) or, when the
+/// shape itself is wrong, `content` with `what` the document should be.
+pub(crate) fn parse_rules_doc<D, R>(doc: &Value, what: &str) -> Result<D, FieldError>
+where
+    D: serde::de::DeserializeOwned,
+    R: serde::de::DeserializeOwned,
+{
+    serde_json::from_value(doc.clone()).map_err(|e| {
+        let bad_rule = doc.get("rules").and_then(Value::as_array).and_then(|rules| {
+            rules.iter().enumerate().find_map(|(i, r)| {
+                serde_json::from_value::<R>(r.clone())
+                    .err()
+                    .map(|e| FieldError { path: format!("content.rules[{i}]"), reason: e.to_string() })
+            })
+        });
+        bad_rule.unwrap_or_else(|| FieldError {
+            path: "content".into(),
+            reason: format!("not {what} ({{\"rules\": [...]}}): {e}"),
+        })
+    })
+}
+
 /// Every kind, in display order.
 pub fn all() -> Vec<Arc<dyn PolicyKind>> {
     vec![Arc::new(masking::MaskingKind), Arc::new(alert_rules::AlertRulesKind)]
