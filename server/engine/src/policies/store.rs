@@ -1292,6 +1292,22 @@ impl PolicyStore {
         let mut n = 0;
         for r in &rows {
             let row = self.proposal_from_row(r)?;
+            // Claimed first (its revision only; the state changes after the
+            // record): on several replicas, one records each expiry, the
+            // others skip it, rather than each recording it and all but one
+            // recording a failure.
+            let claimed = self
+                .conn()
+                .execute_raw(stmt_for(
+                    b,
+                    "UPDATE policy_proposals SET revision = revision + 1 WHERE id = ? AND revision = ? AND state = 'pending'",
+                    vec![row.view.id.clone().into(), row.revision.into()],
+                ))
+                .await?;
+            if claimed.rows_affected() != 1 {
+                continue;
+            }
+            let revision = row.revision + 1;
             let receipt = self
                 .record(self.step(step::EXPIRED, &by, &row.view.kind).severity(Severity::Info).details(json!({
                     "kind": row.view.kind,
@@ -1307,7 +1323,7 @@ impl PolicyStore {
                     b,
                     "UPDATE policy_proposals SET state = 'expired', decided_at = ?, revision = revision + 1 \
                      WHERE id = ? AND revision = ? AND state = 'pending'",
-                    vec![self.now().into(), row.view.id.clone().into(), row.revision.into()],
+                    vec![self.now().into(), row.view.id.clone().into(), revision.into()],
                 ))
                 .await;
             match done {

@@ -360,6 +360,18 @@ both_backends! {
         assert_eq!(replica_events.policy().version, 1, "not yet on the other replica");
         replica.refresh().await.unwrap();
         assert_eq!(replica_events.policy().version, 2, "taken at its refresh");
+
+        // Two replicas closing the same expired proposal: one records it.
+        let mut doc5 = redact_email(&store);
+        doc5["rules"][2]["enabled"] = json!(false);
+        let late = store.propose(&alice, &alice_can, "masking", proposal(doc5, 2)).await.unwrap();
+        env.clock.advance_us(8 * DAY_US);
+        let (a, b) = tokio::join!(store.expire_due(), other.expire_due());
+        assert_eq!(a.unwrap() + b.unwrap(), 1);
+        let steps = env.steps().await;
+        let expired: Vec<_> = steps.iter().filter(|(a, _, d)| a == "custos.policy.expired" && d["proposal"] == late.id.as_str()).collect();
+        assert_eq!(expired.len(), 1, "{expired:?}");
+        assert!(expired[0].1 == "success" && !steps.iter().any(|(a, o, _)| a == "custos.policy.expired" && o == "error"));
         env.done().await;
     }
 }
