@@ -184,6 +184,10 @@ pub enum EvidenceOf {
     MaskingPolicy,
     /// The masking policy's versions.
     MaskingPolicyHistory,
+    /// The alert inbox.
+    Alerts,
+    /// The alert rules in force.
+    AlertRules,
 }
 
 impl Evidence {

@@ -2,6 +2,7 @@
 //! stored, and the shapes the API takes and returns. Plain serde, so the
 //! browser (wasm32) and the server use the same types.
 
+mod alerts;
 mod api;
 mod dashboards;
 mod event;
@@ -11,6 +12,7 @@ pub mod time;
 pub mod url;
 mod vocab;
 
+pub use alerts::*;
 pub use api::*;
 pub use dashboards::*;
 pub use event::*;

@@ -51,6 +51,8 @@ pub struct AppState {
     pub events: Arc<custos_engine::events::Events>,
     /// The policy store.
     pub policies: Arc<custos_engine::policies::PolicyStore>,
+    /// The alerts the rules opened.
+    pub alerts: Arc<custos_engine::alerts::store::Alerts>,
     /// Online verification jobs.
     pub verifications: Arc<custos_engine::events::verification::Verifications>,
     /// Largest ingest body (bytes).

@@ -176,6 +176,9 @@ pub struct Running {
     pub events: Arc<custos_engine::events::Events>,
     /// The policy store, for in-process callers (tests).
     pub policies: Arc<custos_engine::policies::PolicyStore>,
+    /// The alerts, for in-process callers (tests).
+    pub alerts: Arc<custos_engine::alerts::store::Alerts>,
+    evaluator: Arc<tokio::sync::Mutex<custos_engine::alerts::live::Live>>,
     /// The HTTP layer's state (tests wrap their own routes with it).
     pub state: http::AppState,
     stop: watch::Sender<bool>,
@@ -226,6 +229,7 @@ pub async fn start_with(
             .await
             .map_err(|e| StartError::Events(format!("policies: {e}")))?,
     );
+    let alerts = Arc::new(custos_engine::alerts::store::Alerts::new(events.clone()));
 
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
@@ -256,6 +260,7 @@ pub async fn start_with(
         session_idle_secs: config.auth.session_idle_minutes * 60,
         events: events.clone(),
         policies: policies.clone(),
+        alerts: alerts.clone(),
         verifications: Arc::default(),
         ingest_max_body: config.ingest.max_body_bytes,
         exports: Arc::new(custos_engine::events::export::ExportJobs::new(
@@ -300,6 +305,27 @@ pub async fn start_with(
         async move {
             if let Err(e) = store.expire_due().await {
                 tracing::warn!(error = %e, "closing expired policy proposals failed");
+            }
+        }
+    });
+    // Alert rules on every commit, on the one replica holding the lease;
+    // four passes a second keep an alert within a second of its commit.
+    let evaluator = Arc::new(tokio::sync::Mutex::new(custos_engine::alerts::live::Live::new(
+        alerts.clone(),
+        policies.clone(),
+        &replica_name(),
+    )));
+    let evaluating = evaluator.clone();
+    background.every("alert evaluator", Duration::from_millis(250), move || {
+        let live = evaluating.clone();
+        async move {
+            match live.lock().await.step().await {
+                Ok(pass) => {
+                    if !pass.opened.is_empty() {
+                        tracing::info!(opened = pass.opened.len(), cursor = pass.cursor, "alerts opened");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "alert evaluation failed; it resumes from its last cursor"),
             }
         }
     });
@@ -350,6 +376,8 @@ pub async fn start_with(
         identity,
         events,
         policies,
+        alerts,
+        evaluator,
         state,
         stop,
         shutting_down,
@@ -373,6 +401,10 @@ impl Running {
         // Background work ends before the ledger closes: none is cut off
         // while it records.
         let stopped = self.background.stop(self.shutdown_timeout).await;
+        // Another replica takes the alert evaluation over at once.
+        if let Err(e) = self.evaluator.lock().await.release().await {
+            tracing::warn!(error = %e, "could not hand the alert evaluation over");
+        }
         // Running jobs (exports, verifications) end and record their end
         // first too; one still running then is cut off (an export cut off
         // cannot record, so its file is discarded: fail closed).
@@ -423,6 +455,18 @@ async fn scheduled_verification(ledger: &Ledger, events: &custos_engine::events:
         Ok(r) => tracing::error!(failure = ?r.failure, "scheduled verification FAILED"),
         Err(e) => tracing::error!(error = %e, "scheduled verification could not run"),
     }
+}
+
+/// This process's name among replicas (leases): host, process id and a
+/// random part, so two processes never share one.
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    format!(
+        "{}:{}:{}",
+        if host.is_empty() { "custos" } else { &host },
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// An event about Custos itself starting or stopping.

@@ -114,6 +114,7 @@ pub fn rest_table() -> Vec<RestRoute> {
     let policy = Permission(P::PolicyManage);
     let policy_read = Permission(P::PolicyRead);
     let approve = Permission(P::PolicyApprove);
+    let alert = Permission(P::AlertManage);
     vec![
         row!(session::whoami => SignedIn, "session.whoami", "data_access").during_setup(),
         row!(audit::ingest => Permission(P::AuditIngest), "audit.ingest", "data_access"),
@@ -154,6 +155,11 @@ pub fn rest_table() -> Vec<RestRoute> {
         row!(policies::diff => policy_read, "api.policies.diff", "data_access"),
         row!(policies::propose => policy_read, "api.policies.propose", "admin"),
         row!(policies::test => policy_read, "api.policies.test", "admin"),
+        row!(alerts::list => read, "alerts.list", "data_access"),
+        row!(alerts::read => read, "alerts.read", "data_access"),
+        row!(alerts::acknowledge => alert, "alerts.acknowledge", "admin"),
+        row!(alerts::resolve => alert, "alerts.resolve", "admin"),
+        row!(alerts::comment => alert, "alerts.comment", "admin"),
         row!(docs::openapi_json => Public, "api.docs.read", "data_access"),
         row!(docs::docs_page => Public, "api.docs.read", "data_access"),
     ]

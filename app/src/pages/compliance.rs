@@ -34,13 +34,16 @@ fn href(e: &Evidence) -> String {
         EvidenceOf::Verifications | EvidenceOf::Checkpoints | EvidenceOf::Keys => "/integrity".into(),
         EvidenceOf::MaskingPolicy => "/policies".into(),
         EvidenceOf::MaskingPolicyHistory => "/policies/trail?kind=masking".into(),
+        EvidenceOf::Alerts => "/alerts".into(),
+        EvidenceOf::AlertRules => "/policies/alert_rules".into(),
     }
 }
 
 /// What opening an evidence link needs (the page's own permission).
 fn needs(e: &Evidence) -> &'static str {
     match &e.about {
-        EvidenceOf::Events { .. } => "audit:read",
+        EvidenceOf::Events { .. } | EvidenceOf::Alerts => "audit:read",
+        EvidenceOf::AlertRules => "policy:read",
         EvidenceOf::Verifications | EvidenceOf::Checkpoints | EvidenceOf::Keys => "audit:verify",
         EvidenceOf::MaskingPolicy | EvidenceOf::MaskingPolicyHistory => "policy:read",
     }

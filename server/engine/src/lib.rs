@@ -6,6 +6,7 @@ pub mod events;
 pub mod identity;
 pub mod jobs;
 pub mod keys;
+pub mod lease;
 pub mod ledger;
 pub mod policies;
 pub mod storage;

@@ -48,6 +48,8 @@ impl Modify for Security {
         (name = "verification", description = "Prove the ledger intact"),
         (name = "dashboards", description = "Analytics and compliance status"),
         (name = "masking", description = "PII masking rules"),
+        (name = "policies", description = "Policies: versions, proposals, four-eyes review, dry-runs, the trail"),
+        (name = "alerts", description = "Alerts the rules opened: acknowledge, comment, resolve"),
         (name = "session", description = "Who the caller is"),
         (name = "docs", description = "This description"),
     )

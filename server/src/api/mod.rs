@@ -5,6 +5,7 @@
 //! Every error is JSON (`ApiError`): a stable code, a sentence, and for bad
 //! input the field path and the reason of each problem.
 
+pub mod alerts;
 pub mod audit;
 pub mod dashboards;
 pub mod docs;

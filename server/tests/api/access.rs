@@ -98,6 +98,12 @@ const PAST_AUTH_ONLY: &[&str] = &[
     "/api/policies/proposals/{id}/reject",
     "/api/policies/proposals/{id}/activate",
     "/api/policies/proposals/{id}/withdraw",
+    // An unknown alert ("1"): 404 (or 400 for a comment without text)
+    // once past authorisation.
+    "/api/alerts/{id}",
+    "/api/alerts/{id}/acknowledge",
+    "/api/alerts/{id}/resolve",
+    "/api/alerts/{id}/comment",
 ];
 
 /// Routes the table opens with `policy:read` whose store also wants the

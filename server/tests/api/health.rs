@@ -39,7 +39,10 @@ both_backends! {
         assert_eq!(testid_text(&html, "database"), kind);
         // Shutdown stops and awaits every background task before the ledger closes.
         let tasks = app.running.background_tasks().to_vec();
-        assert_eq!(tasks, ["session cleaner", "noise summaries", "policy refresh", "policy expiry", "scheduled verification"]);
+        assert_eq!(
+            tasks,
+            ["session cleaner", "noise summaries", "policy refresh", "policy expiry", "alert evaluator", "scheduled verification"]
+        );
         let stopped = app.running.shutdown().await.unwrap();
         assert_eq!((stopped.finished.len(), stopped.aborted.len()), (tasks.len(), 0), "{stopped:?}");
     }
@@ -53,7 +56,7 @@ both_backends! {
         let res = app.get("/readyz").await;
         assert_eq!(res.status(), 503);
         let body: Value = res.json().await.unwrap();
-        assert_eq!(body["reason"], "7 migration(s) pending");
+        assert_eq!(body["reason"], "8 migration(s) pending");
         app.running.shutdown().await.unwrap();
     }
 }

@@ -2,6 +2,7 @@
 //! HTTP, and the real `custos` binary for crash and multi-process tests.
 
 mod access;
+mod alerts;
 mod boundary;
 mod crash;
 mod events;

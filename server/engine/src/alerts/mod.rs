@@ -1,13 +1,19 @@
 //! Alerting (issue 16): rules evaluated on the live stream of commits and,
 //! by the same evaluator, as a dry-run over history.
 //!
-//! Built so far: the rules and their evaluator ([`rules`]), pure: events
-//! and their commit times in, firings out. The live subscription, the
-//! alerts' storage and transitions, the notification channels with their
-//! durable outbox, the rules as a policy kind, the API and the pages come
-//! next.
+//! - [`rules`]: the rules and their evaluator, pure: events and their
+//!   commit times in, firings out;
+//! - [`store`]: the alerts they open, counted into while unresolved, and
+//!   their transitions, each a ledger event;
+//! - [`live`]: the evaluation of every commit on the replica holding the
+//!   lease, its windows rebuilt from the ledger after a restart.
+//!
+//! The rules are a policy kind (`policies::kinds::alert_rules`). The
+//! notification channels and their durable outbox come next.
 
+pub mod live;
 pub mod rules;
+pub mod store;
 
 use std::collections::BTreeMap;
 

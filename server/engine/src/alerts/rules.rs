@@ -286,7 +286,8 @@ pub struct Firing {
     pub group: BTreeMap<String, String>,
     /// The matches in the window that made it fire (0 for absence).
     pub count: u64,
-    /// The ledger positions of the matches it saw (at most 20).
+    /// The ledger positions of the matches it saw (at most 20; for
+    /// absence, the last match before the silence).
     pub seqs: Vec<u64>,
     /// When (µs, commit time of the last match, or the tick for absence).
     pub at_us: i64,
@@ -303,8 +304,9 @@ struct GroupState {
     fired_at: Option<i64>,
     /// When `first` of a sequence last matched.
     first_at: Option<(i64, u64)>,
-    /// When the group last matched (absence).
+    /// When the group last matched, and the match (absence).
     seen_at: Option<i64>,
+    seen_seq: u64,
     /// Absence already reported for this silence.
     silent: bool,
 }
@@ -409,6 +411,7 @@ impl Evaluator {
                 }
                 Condition::Absence { .. } => {
                     state.seen_at = Some(at_us);
+                    state.seen_seq = e.seq;
                     state.silent = false;
                 }
             }
@@ -429,11 +432,13 @@ impl Evaluator {
                 && now_us - seen >= *window_secs as i64 * SECOND_US
             {
                 state.silent = true;
-                due.push((*i, key.clone()));
+                due.push((*i, key.clone(), state.seen_seq));
             }
         }
-        for (i, key) in due {
-            out.push(self.fire(i, key, 0, vec![], now_us));
+        for (i, key, seen) in due {
+            // The last match before the silence: where to look, and what
+            // makes this firing unique.
+            out.push(self.fire(i, key, 0, vec![seen], now_us));
         }
         self.prune(now_us);
         out

@@ -58,6 +58,9 @@ pub enum OwnAction {
     /// `…approved`, `…rejected`, `…expired`, `…activated`,
     /// `…rolled_back`, `…rule_set` (see `policies::store`).
     PolicyStep(&'static str),
+    /// A step of an alert: `custos.alert.opened` (by Custos, with the
+    /// rule's severity), `…acknowledged`, `…resolved`, `…commented`.
+    AlertStep(&'static str),
     /// An account or access event of the identity service (`user.login`,
     /// `role.create`, `apikey.use`, …): its action and category.
     Identity {
@@ -88,7 +91,7 @@ impl OwnAction {
             OwnAction::ExportFailed => "audit.export.failed",
             OwnAction::MaskingPolicyUpdate => "policy.masking.update",
             OwnAction::DemoSeed => "demo.seed",
-            OwnAction::PolicyStep(action) => action,
+            OwnAction::PolicyStep(action) | OwnAction::AlertStep(action) => action,
             OwnAction::Identity { action, .. } => action,
             OwnAction::Request { action, .. } => action,
         }
@@ -102,6 +105,7 @@ impl OwnAction {
             OwnAction::Verify => "integrity",
             OwnAction::Unmask | OwnAction::ExportCompleted | OwnAction::ExportFailed => "data_access",
             OwnAction::MaskingPolicyUpdate | OwnAction::PolicyStep(_) => "policy",
+            OwnAction::AlertStep(_) => "security",
             OwnAction::Identity { category, .. } | OwnAction::Request { category, .. } => category,
         }
     }

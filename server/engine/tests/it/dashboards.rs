@@ -127,7 +127,9 @@ both_backends! {
         assert_eq!(status(&r, "retention"), "not_configured");
         assert_eq!(status(&r, "encryption_keys"), "pass");
         let soc2 = r.frameworks.iter().find(|f| f.id == "soc2").unwrap();
-        assert_eq!(soc2.controls.iter().find(|c| c.id == "CC7.2").unwrap().status.as_str(), "not_configured", "alerting is not built");
+        assert_eq!(status(&r, "alerting"), "fail", "the built-in rules are enabled, but nothing evaluates them here");
+        assert!(r.checks.iter().any(|c| c.id == "alerting" && c.detail.contains("lease is not held")));
+        assert_eq!(soc2.controls.iter().find(|c| c.id == "CC7.2").unwrap().status.as_str(), "fail", "as good as its worst check");
         // Evidence is typed: the engine names what to look at, never a page of the UI.
         let auth = r.checks.iter().find(|c| c.id == "auth_events_recorded").unwrap();
         assert_eq!(

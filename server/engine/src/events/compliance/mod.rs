@@ -506,17 +506,13 @@ impl Events {
             ),
             None => check("clock", "Time stamps from a consistent clock", CheckStatus::Pass, "The ledger is empty.".into(), vec![]),
         });
+        checks.push(self.alerting_check().await?);
         // Features that do not exist yet say so.
         for (id, title, what) in [
             (
                 "retention",
                 "Retention policy and legal hold",
                 "No retention policy is configured: events are kept indefinitely and nothing is archived.",
-            ),
-            (
-                "alerting",
-                "Alert rules on security events",
-                "No alert rules are configured: nothing notifies anyone of failures, denials or integrity problems.",
             ),
             ("siem_forwarding", "Events forwarded to a SIEM", "No SIEM destination is configured."),
             ("backups", "Backups of the ledger", "No backup is configured or recorded."),
@@ -546,6 +542,74 @@ impl Events {
             })
             .collect();
         Ok(ComplianceReport { generated_at: rfc3339(now), verify_within_hours, checks, frameworks })
+    }
+
+    /// Alert rules in force and evaluated: the rules enabled (the built-in
+    /// pack unless changed), the one on failures of the ledger's
+    /// verification among them (PCI DSS 10.7.2), and an evaluator holding
+    /// its lease. Alerts reach people in the inbox only until notification
+    /// channels exist: a warning, not a pass.
+    async fn alerting_check(&self) -> Result<ComplianceCheck, EventsError> {
+        use crate::alerts::rules::{Rule, builtin_rules};
+        let conn = self.ledger().db().conn();
+        let b = conn.get_database_backend();
+        let row = conn
+            .query_one_raw(stmt_for(
+                b,
+                "SELECT version, content FROM policy_versions WHERE kind = 'alert_rules' ORDER BY version DESC LIMIT 1",
+                vec![],
+            ))
+            .await?;
+        let (version, rules): (i64, Vec<Rule>) = match row {
+            Some(r) => {
+                let doc: serde_json::Value =
+                    serde_json::from_str(&r.try_get::<String>("", "content")?).unwrap_or_default();
+                let rules = doc.get("rules").cloned().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+                (r.try_get("", "version")?, rules)
+            }
+            None => (0, builtin_rules()),
+        };
+        let enabled = rules.iter().filter(|r| r.enabled).count();
+        let integrity = rules.iter().any(|r| {
+            r.enabled
+                && r.matcher.actions.iter().any(|a| a == "audit.verify" || a == "audit.*")
+                && !r.matcher.outcomes.is_empty()
+                && !r.matcher.outcomes.iter().any(|o| o == "success")
+        });
+        let lease = crate::lease::Lease::current(self.ledger(), crate::alerts::live::LEASE).await?;
+        let evidence = vec![
+            Evidence::new("The alert rules in force", EvidenceOf::AlertRules),
+            Evidence::new("The alert inbox", EvidenceOf::Alerts),
+        ];
+        let which = if version == 0 { "the built-in pack".to_owned() } else { format!("version {version}") };
+        let (status, detail) = if enabled == 0 {
+            (CheckStatus::Fail, format!("No alert rule is enabled ({which})."))
+        } else if lease.is_none() {
+            (
+                CheckStatus::Fail,
+                format!(
+                    "{} enabled ({which}), but no replica is evaluating them: the evaluator's lease is not held.",
+                    plural(enabled as u64, "alert rule", "alert rules")
+                ),
+            )
+        } else if !integrity {
+            (
+                CheckStatus::Warn,
+                format!(
+                    "{} enabled ({which}) and evaluated on every commit, but none alerts on a failed verification of                      the ledger (PCI DSS 10.7.2).",
+                    plural(enabled as u64, "alert rule", "alert rules")
+                ),
+            )
+        } else {
+            (
+                CheckStatus::Warn,
+                format!(
+                    "{} enabled ({which}), evaluated on every commit (failed verifications included); alerts reach                      people in the alert inbox only: no e-mail or webhook channel exists yet.",
+                    plural(enabled as u64, "alert rule", "alert rules")
+                ),
+            )
+        };
+        Ok(check("alerting", "Alert rules on security events", status, detail, evidence))
     }
 
     /// The policy store's versions since `since_us`: how many were

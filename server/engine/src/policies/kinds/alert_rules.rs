@@ -1,9 +1,8 @@
 //! Alert rules as a policy kind: `{"rules": [Rule, …]}`, version 0 being
 //! the built-in pack. Changes are proposed, tried on history by the
 //! evaluator that runs live (`alerts::dry_run`) and reviewed like any
-//! policy. (Issue 16: the live evaluation that reads the version in force
-//! is not built yet; until then the rules are kept, tested and reviewed,
-//! and nothing fires.)
+//! policy. The live evaluator (`alerts::live`) reads the version in force
+//! every two seconds and rebuilds its windows when it changes.
 
 use std::collections::BTreeSet;
 
@@ -153,7 +152,8 @@ impl PolicyKind for AlertRulesKind {
     }
 
     fn apply<'a>(&'a self, _events: &'a Events, _active: &'a PolicyVersion) -> KindFuture<'a, ()> {
-        // Nothing evaluates rules live yet (issue 16).
+        // The live evaluator reads the version in force itself (on the
+        // replica holding its lease).
         Box::pin(async { Ok(()) })
     }
 }

@@ -1,0 +1,286 @@
+//! Live evaluation: the rules in force, on every event the ledger commits,
+//! on exactly one replica.
+//!
+//! The replica holding the `alert-evaluator` lease reads the events
+//! committed after its cursor, in commit order, feeds them to the
+//! [`Evaluator`] at their commit times, lets time pass for the absence
+//! rules, stores what fires ([`Alerts::on_firing`]) and then saves the
+//! cursor. On taking the lease (a start, a takeover, a restart) or when the
+//! rules change, the evaluator's windows are rebuilt by replaying the
+//! recent window of the ledger up to the cursor, firings discarded: a
+//! threshold half-way through its window before a restart fires at the
+//! right count after it. Everything it stores is idempotent, so events
+//! evaluated twice (a crash before the cursor was saved) open nothing
+//! twice. It never blocks ingest: the ledger is its buffer.
+//!
+//! The alerts' own ledger entries (`custos.alert.*`) are not evaluated: an
+//! alert about alerts would feed itself.
+
+use std::sync::Arc;
+
+use custos_model::{Alert, EventView};
+
+use super::rules::{Condition, Evaluator, Rule};
+use super::store::{Alerts, AlertsError};
+use crate::events::SearchFilter;
+use crate::lease::Lease;
+use crate::policies::PolicyStore;
+use crate::policies::kinds::alert_rules::AlertRulesDoc;
+use crate::time::{DAY_US, SECOND_US, parse_rfc3339};
+
+/// The lease's name.
+pub const LEASE: &str = "alert-evaluator";
+/// The lease lapses this long after its last renewal.
+const LEASE_TTL_US: i64 = 15 * SECOND_US;
+/// Renewed (and the cursor saved) at least this often.
+const RENEW_US: i64 = 3 * SECOND_US;
+/// How often the version of the rules in force is looked at.
+const RULES_CHECK_US: i64 = 2 * SECOND_US;
+/// The most events replayed to rebuild the windows.
+const REPLAY_MAX: u64 = 200_000;
+/// The most events evaluated in one pass (the next pass goes on).
+const PASS_MAX: u64 = 20_000;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone)]
+pub struct Pass {
+    /// This replica holds the lease (and evaluated).
+    pub held: bool,
+    /// The windows were rebuilt first: events replayed.
+    pub replayed: Option<u64>,
+    /// Events evaluated.
+    pub events: u64,
+    /// Alerts opened.
+    pub opened: Vec<Alert>,
+    /// Firings counted into open alerts.
+    pub counted: u64,
+    /// Where the cursor is now.
+    pub cursor: u64,
+}
+
+struct Run {
+    x: Evaluator,
+    version: u64,
+    cursor: u64,
+    last_at: i64,
+    saved_at: i64,
+    rules_checked_at: i64,
+}
+
+/// The live evaluator of one replica.
+pub struct Live {
+    alerts: Arc<Alerts>,
+    policies: Arc<PolicyStore>,
+    lease: Lease,
+    run: Option<Run>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").field("holder", &self.lease.holder()).finish_non_exhaustive()
+    }
+}
+
+fn is_alert_step(e: &EventView) -> bool {
+    e.action.starts_with("custos.alert.")
+}
+
+/// How far back the windows reach: the longest window or cooldown of the
+/// enabled rules, twice (an absence seen just before a restart), at most a
+/// day.
+fn replay_span_us(rules: &[Rule]) -> i64 {
+    let longest = rules
+        .iter()
+        .filter(|r| r.enabled)
+        .map(|r| {
+            let window = match &r.condition {
+                Condition::Immediate => 0,
+                Condition::Threshold { window_secs, .. }
+                | Condition::Distinct { window_secs, .. }
+                | Condition::Sequence { window_secs, .. }
+                | Condition::Absence { window_secs } => *window_secs,
+            };
+            window.max(r.cooldown_secs)
+        })
+        .max()
+        .unwrap_or(0);
+    (2 * longest as i64 * SECOND_US).min(DAY_US)
+}
+
+impl Live {
+    /// The evaluator of the replica `holder` (unique per process).
+    pub fn new(alerts: Arc<Alerts>, policies: Arc<PolicyStore>, holder: &str) -> Live {
+        let lease = Lease::new(alerts.events().ledger().clone(), LEASE, holder, LEASE_TTL_US);
+        Live { alerts, policies, lease, run: None }
+    }
+
+    /// Gives the lease up (a clean stop): another replica takes over at
+    /// once, from the cursor saved here.
+    pub async fn release(&mut self) -> Result<(), AlertsError> {
+        if let Some(run) = self.run.take() {
+            self.lease.save(run.cursor).await?;
+        }
+        self.lease.release().await?;
+        Ok(())
+    }
+
+    async fn rules_in_force(&self) -> Result<(u64, Vec<Rule>), AlertsError> {
+        let v = self.policies.active("alert_rules").await.map_err(|e| AlertsError::Conflict(e.to_string()))?;
+        let doc: AlertRulesDoc = serde_json::from_value(v.content)
+            .map_err(|e| AlertsError::Conflict(format!("the alert rules in force do not parse: {e}")))?;
+        Ok((v.version, doc.rules))
+    }
+
+    /// Evaluates what was committed since the last pass (if this replica
+    /// holds the lease). On an error nothing is lost: the next pass starts
+    /// again from the cursor last saved.
+    pub async fn step(&mut self) -> Result<Pass, AlertsError> {
+        let r = self.pass().await;
+        if r.is_err() {
+            self.run = None;
+        }
+        r
+    }
+
+    async fn pass(&mut self) -> Result<Pass, AlertsError> {
+        let events = self.alerts.events().clone();
+        let ledger = events.ledger().clone();
+        let now = ledger.now_us();
+        let mut pass = Pass::default();
+        // Take the lease, or renew it when due.
+        let due = self.run.as_ref().is_none_or(|r| now - r.saved_at >= RENEW_US);
+        if due {
+            let Some(held) = self.lease.acquire().await? else {
+                self.run = None;
+                return Ok(pass);
+            };
+            // Another replica held it meanwhile and went further: start
+            // again from its cursor.
+            if let (Some(run), Some(c)) = (&self.run, held.cursor)
+                && c != run.cursor
+            {
+                self.run = None;
+            }
+            if self.run.is_none() {
+                let (version, rules) = self.rules_in_force().await?;
+                let head = ledger.head().await.map_err(crate::events::EventsError::from)?.seq;
+                // The first holder ever starts at the live edge: history is
+                // what the dry-run is for.
+                let cursor = held.cursor.unwrap_or(head).min(head);
+                let (x, replayed, last_at) = self.rebuild(rules, cursor, now).await?;
+                pass.replayed = Some(replayed);
+                self.run = Some(Run { x, version, cursor, last_at, saved_at: 0, rules_checked_at: now });
+            }
+        }
+        pass.held = true;
+        // The rules changed: rebuild the windows for the new ones.
+        let check = self
+            .run
+            .as_ref()
+            .map(|r| (r.version, r.cursor))
+            .filter(|_| self.run.as_ref().is_some_and(|r| now - r.rules_checked_at >= RULES_CHECK_US));
+        if let Some((old, cursor)) = check {
+            let (version, rules) = self.rules_in_force().await?;
+            let rebuilt = if version != old { Some(self.rebuild(rules, cursor, now).await?) } else { None };
+            if let Some(run) = &mut self.run {
+                run.rules_checked_at = now;
+                if let Some((x, replayed, last_at)) = rebuilt {
+                    pass.replayed = Some(replayed);
+                    run.x = x;
+                    run.version = version;
+                    run.last_at = run.last_at.max(last_at);
+                }
+            }
+        }
+        let Some(run) = &mut self.run else { return Ok(pass) };
+        let head = ledger.head().await.map_err(crate::events::EventsError::from)?.seq;
+        let upto = head.min(run.cursor + PASS_MAX);
+        let mut f = SearchFilter { descending: false, limit: 500, max_seq: Some(upto), ..Default::default() };
+        while run.cursor < upto {
+            f.after_seq = Some(run.cursor);
+            let page = events.search(&f).await?;
+            for e in &page.items {
+                if !is_alert_step(e) {
+                    let at = parse_rfc3339(&e.recorded_at).unwrap_or(run.last_at).max(run.last_at);
+                    run.last_at = at;
+                    for firing in run.x.on_event(e, at) {
+                        note(&self.alerts, &mut pass, &run.x, &firing, run.version).await?;
+                    }
+                    pass.events += 1;
+                }
+                run.cursor = e.seq;
+            }
+            if page.next_cursor.is_none() {
+                // Entries the search does not show (purged) are passed over.
+                run.cursor = upto;
+            }
+        }
+        for firing in run.x.on_tick(now.max(run.last_at)) {
+            note(&self.alerts, &mut pass, &run.x, &firing, run.version).await?;
+        }
+        pass.cursor = run.cursor;
+        if due || !pass.opened.is_empty() || now - run.saved_at >= RENEW_US {
+            if !self.lease.save(run.cursor).await? {
+                // Another replica took over: it goes on from the cursor
+                // last saved; what was evaluated here since is idempotent.
+                self.run = None;
+                pass.held = false;
+                return Ok(pass);
+            }
+            run.saved_at = now;
+        }
+        Ok(pass)
+    }
+
+    /// An evaluator for `rules` whose windows hold the recent events up to
+    /// `cursor` (their firings discarded: they were stored when they
+    /// happened).
+    async fn rebuild(&self, rules: Vec<Rule>, cursor: u64, now: i64) -> Result<(Evaluator, u64, i64), AlertsError> {
+        let span = replay_span_us(&rules);
+        let mut x = Evaluator::new(rules);
+        let mut last_at = now - span;
+        let mut replayed = 0;
+        if span > 0 && cursor > 0 {
+            let mut f = SearchFilter {
+                from_us: Some(now - span),
+                descending: false,
+                limit: 1000,
+                after_seq: Some(cursor.saturating_sub(REPLAY_MAX)),
+                max_seq: Some(cursor),
+                ..Default::default()
+            };
+            loop {
+                let page = self.alerts.events().search(&f).await?;
+                for e in &page.items {
+                    if is_alert_step(e) {
+                        continue;
+                    }
+                    let at = parse_rfc3339(&e.recorded_at).unwrap_or(last_at).max(last_at);
+                    last_at = at;
+                    x.on_event(e, at);
+                    replayed += 1;
+                }
+                match (page.next_cursor, page.items.last()) {
+                    (Some(_), Some(e)) => f.after_seq = Some(e.seq),
+                    _ => break,
+                }
+            }
+        }
+        Ok((x, replayed, last_at))
+    }
+}
+
+async fn note(
+    alerts: &Alerts,
+    pass: &mut Pass,
+    x: &Evaluator,
+    firing: &super::rules::Firing,
+    version: u64,
+) -> Result<(), AlertsError> {
+    let Some(rule) = x.rules().iter().find(|r| r.id == firing.rule) else { return Ok(()) };
+    match alerts.on_firing(firing, rule, version).await? {
+        Some(alert) => pass.opened.push(alert),
+        None => pass.counted += 1,
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! Leases: a kind of background work (alert evaluation, later each
+//! forwarding destination, retention, report schedules) is done by exactly
+//! one replica at a time. The holder renews its lease before it lapses; a
+//! replica that stops renewing (stopped, crashed, cut off) loses it once it
+//! lapses and another takes it over, continuing at the cursor the last
+//! holder saved. Every write the work makes is idempotent or fenced by the
+//! holder, so two replicas briefly both believing they hold it (a paused
+//! process) cannot double anything.
+
+use sea_orm::{ConnectionTrait, DbErr};
+
+use crate::ledger::Ledger;
+use crate::storage::stmt_for;
+
+/// One lease, as one replica sees it.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    ledger: Ledger,
+    name: String,
+    holder: String,
+    ttl_us: i64,
+}
+
+/// A lease held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// How far the work got (the ledger position last saved); `None`
+    /// when nobody has saved one yet.
+    pub cursor: Option<u64>,
+    /// Held since (µs): another replica took it over when this is recent.
+    pub taken_at: i64,
+}
+
+impl Lease {
+    /// The lease `name` for this replica (`holder`, unique per process),
+    /// lapsing `ttl_us` after the last renewal. Times are the ledger's
+    /// clock.
+    pub fn new(ledger: Ledger, name: &str, holder: &str, ttl_us: i64) -> Lease {
+        Lease { ledger, name: name.to_owned(), holder: holder.to_owned(), ttl_us }
+    }
+
+    /// This replica's name for it.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Takes the lease if it is free or lapsed, or renews it if this
+    /// replica holds it; `None` when another replica holds it.
+    pub async fn acquire(&self) -> Result<Option<Held>, DbErr> {
+        let db = self.ledger.db();
+        let b = db.backend();
+        let now = self.ledger.now_us();
+        db.conn()
+            .execute_raw(stmt_for(
+                b,
+                "INSERT INTO leases (name, holder, until_us, taken_at, cursor_seq) VALUES (?, ?, ?, ?, -1) \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_us = excluded.until_us, \
+                 taken_at = CASE WHEN leases.holder = excluded.holder THEN leases.taken_at ELSE excluded.taken_at END \
+                 WHERE leases.holder = excluded.holder OR leases.until_us < ?",
+                vec![
+                    self.name.clone().into(),
+                    self.holder.clone().into(),
+                    (now + self.ttl_us).into(),
+                    now.into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+        let row = db
+            .conn()
+            .query_one_raw(stmt_for(
+                b,
+                "SELECT holder, taken_at, cursor_seq FROM leases WHERE name = ?",
+                vec![self.name.clone().into()],
+            ))
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let holder: String = row.try_get("", "holder")?;
+        if holder != self.holder {
+            return Ok(None);
+        }
+        Ok(Some(Held {
+            cursor: u64::try_from(row.try_get::<i64>("", "cursor_seq")?).ok(),
+            taken_at: row.try_get("", "taken_at")?,
+        }))
+    }
+
+    /// Saves how far the work got and renews the lease; false when this
+    /// replica no longer holds it (then it must stop: another took over).
+    pub async fn save(&self, cursor: u64) -> Result<bool, DbErr> {
+        let db = self.ledger.db();
+        let now = self.ledger.now_us();
+        let done = db
+            .conn()
+            .execute_raw(stmt_for(
+                db.backend(),
+                "UPDATE leases SET cursor_seq = ?, until_us = ? WHERE name = ? AND holder = ? AND until_us >= ?",
+                vec![
+                    (cursor as i64).into(),
+                    (now + self.ttl_us).into(),
+                    self.name.clone().into(),
+                    self.holder.clone().into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives the lease up at once (a clean stop), so another replica need
+    /// not wait for it to lapse.
+    pub async fn release(&self) -> Result<(), DbErr> {
+        let db = self.ledger.db();
+        db.conn()
+            .execute_raw(stmt_for(
+                db.backend(),
+                "UPDATE leases SET until_us = 0 WHERE name = ? AND holder = ?",
+                vec![self.name.clone().into(), self.holder.clone().into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Who holds `name` now, and until when (µs), if anyone does.
+    pub async fn current(ledger: &Ledger, name: &str) -> Result<Option<(String, i64)>, DbErr> {
+        let db = ledger.db();
+        let row = db
+            .conn()
+            .query_one_raw(stmt_for(
+                db.backend(),
+                "SELECT holder, until_us FROM leases WHERE name = ?",
+                vec![name.into()],
+            ))
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let until: i64 = row.try_get("", "until_us")?;
+        Ok((until >= ledger.now_us()).then(|| row.try_get("", "holder")).transpose()?.map(|h| (h, until)))
+    }
+}

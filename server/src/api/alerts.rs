@@ -1,0 +1,207 @@
+//! `/api/alerts`: the alerts the rules opened, and acknowledging,
+//! commenting on and resolving them (each step a ledger event).
+//!
+//! Reading needs `audit:read` (an alert names who and what its events
+//! name); acting on one needs `alert:manage`.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use custos_engine::alerts::store::{AlertQuery, AlertsError, Step};
+use custos_model::{Alert, AlertPage, AlertStatus, Channel, ErrorBody, ErrorCode};
+use serde::Deserialize;
+
+use super::{ApiError, Ctx};
+use crate::http::AppState;
+
+impl From<AlertsError> for ApiError {
+    fn from(e: AlertsError) -> ApiError {
+        match e {
+            AlertsError::NotFound(m) => ApiError::not_found(m),
+            AlertsError::Conflict(m) => ApiError::new(ErrorCode::Conflict, format!("{m}; nothing was changed")),
+            AlertsError::Invalid(fe) => ApiError::fields(vec![fe]),
+            AlertsError::Events(e) => e.into(),
+        }
+    }
+}
+
+fn list_query(pairs: Vec<(String, String)>) -> Result<AlertQuery, ApiError> {
+    let mut q = AlertQuery { limit: 50, ..Default::default() };
+    let time = |k: &str, v: &str| {
+        custos_engine::time::parse_rfc3339(v)
+            .ok_or_else(|| ApiError::field(k, format!("`{v}` is not a time in RFC 3339 (2027-01-15T08:00:00Z)")))
+    };
+    for (k, v) in pairs {
+        let values = || v.split(',').map(str::trim).filter(|s| !s.is_empty());
+        match k.as_str() {
+            "status" => {
+                for s in values() {
+                    q.status.push(
+                        AlertStatus::parse(s).ok_or_else(|| {
+                            ApiError::field("status", format!("`{s}`: open, acknowledged or resolved"))
+                        })?,
+                    );
+                }
+            }
+            "severity" => {
+                for s in values() {
+                    if !custos_model::SEVERITIES.contains(&s) {
+                        return Err(ApiError::field(
+                            "severity",
+                            format!("`{s}`: one of {}", custos_model::SEVERITIES.join(", ")),
+                        ));
+                    }
+                    q.severities.push(s.to_owned());
+                }
+            }
+            "rule" => q.rule = Some(v),
+            "from" => q.from_us = Some(time("from", &v)?),
+            "to" => q.to_us = Some(time("to", &v)?),
+            "limit" => {
+                q.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=200).contains(n))
+                    .ok_or_else(|| ApiError::field("limit", "a number from 1 to 200"))?
+            }
+            "cursor" => q.cursor = Some(v),
+            other => {
+                return Err(ApiError::field(
+                    other,
+                    "unknown parameter (status, severity, rule, from, to, limit, cursor)",
+                ));
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// Alerts, newest first.
+///
+/// Filters: `status` (open, acknowledged, resolved; repeated or
+/// comma-separated), `severity`, `rule` (a rule id), `from`/`to` (when it
+/// opened, RFC 3339), `limit` (1 to 200, default 50), `cursor` (from the
+/// previous page). `counts` gives how many alerts are in each status.
+#[utoipa::path(
+    get, path = "/api/alerts", tag = "alerts",
+    params(
+        ("status" = Option<Vec<String>>, Query, description = "open, acknowledged, resolved"),
+        ("severity" = Option<Vec<String>>, Query, description = "The rule's severity"),
+        ("rule" = Option<String>, Query, description = "A rule id"),
+        ("from" = Option<String>, Query, description = "Opened at or after (RFC 3339)"),
+        ("to" = Option<String>, Query, description = "Opened before (RFC 3339)"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 200"),
+        ("cursor" = Option<String>, Query, description = "From the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of alerts", body = AlertPage),
+        (status = 400, description = "A filter is wrong, named", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<axum::Json<AlertPage>, ApiError> {
+    let q = list_query(super::audit::query_pairs(q.as_deref())?)?;
+    Ok(axum::Json(s.alerts.list(&q).await?))
+}
+
+/// One alert, with its history.
+#[utoipa::path(
+    get, path = "/api/alerts/{id}", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id")),
+    responses(
+        (status = 200, description = "The alert", body = Alert),
+        (status = 404, description = "No such alert", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<Alert>, ApiError> {
+    Ok(axum::Json(s.alerts.get(&id).await?))
+}
+
+/// What someone says with a step.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepBody {
+    /// At most 2,000 characters; required to comment.
+    #[serde(default)]
+    pub comment: String,
+}
+
+async fn step(
+    s: &AppState,
+    ctx: &Ctx,
+    id: &str,
+    step: Step,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::Json<Alert>, ApiError> {
+    let b: StepBody = super::read_json(body, headers, 16 * 1024, Some(StepBody::default())).await?;
+    let by = ctx.requester(Channel::Api);
+    Ok(axum::Json(s.alerts.step(id, step, &by, &b.comment).await?))
+}
+
+/// Acknowledges an open alert: someone is on it.
+#[utoipa::path(
+    post, path = "/api/alerts/{id}/acknowledge", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id")),
+    request_body(content = StepBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The alert after the step", body = Alert),
+        (status = 404, description = "No such alert", body = ErrorBody),
+        (status = 409, description = "It is not open any more", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn acknowledge(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::Json<Alert>, ApiError> {
+    step(&s, &ctx, &id, Step::Acknowledge, &headers, body).await
+}
+
+/// Resolves an open or acknowledged alert. A later firing of its rule and
+/// group opens a new one.
+#[utoipa::path(
+    post, path = "/api/alerts/{id}/resolve", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id")),
+    request_body(content = StepBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The alert after the step", body = Alert),
+        (status = 404, description = "No such alert", body = ErrorBody),
+        (status = 409, description = "It is resolved already", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn resolve(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::Json<Alert>, ApiError> {
+    step(&s, &ctx, &id, Step::Resolve, &headers, body).await
+}
+
+/// Comments on an alert (any status).
+#[utoipa::path(
+    post, path = "/api/alerts/{id}/comment", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id")),
+    request_body(content = StepBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The alert after the comment", body = Alert),
+        (status = 400, description = "No comment, or too long", body = ErrorBody),
+        (status = 404, description = "No such alert", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn comment(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::Json<Alert>, ApiError> {
+    step(&s, &ctx, &id, Step::Comment, &headers, body).await
+}
