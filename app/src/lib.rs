@@ -89,6 +89,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login/mfa") view=pages::login::MfaPage/>
                     <Route path=path!("/account") view=pages::account::AccountPage/>
                     <Route path=path!("/events") view=|| view! { <Guard permission="audit:read"><pages::events::EventsPage/></Guard> }/>
+                    <Route path=path!("/alerts") view=|| view! { <Guard permission="audit:read"><pages::alerts::AlertsPage/></Guard> }/>
                     <Route path=path!("/analytics") view=|| view! { <Guard permission="audit:read"><pages::analytics::AnalyticsPage/></Guard> }/>
                     <Route path=path!("/compliance") view=|| view! { <Guard permission="report:generate"><pages::compliance::CompliancePage/></Guard> }/>
                     <Route path=path!("/integrity") view=|| view! { <Guard permission="audit:verify"><pages::integrity::IntegrityPage/></Guard> }/>
@@ -134,7 +135,12 @@ fn Navigation(me: Option<models::Me>) -> impl IntoView {
     view! {
         <nav aria-label="Main">
             <A href="/" exact=true>"Overview"</A>
-            {me.can("audit:read").then(|| view! { <A href="/events">"Events"</A> <A href="/analytics">"Analytics"</A> })}
+            {me.can("audit:read").then(|| view! {
+                <A href="/events">"Events"</A>
+                <A href="/analytics">"Analytics"</A>
+                <A href="/alerts">"Alerts"<AlertBadge/></A>
+                <pages::alerts::AlertToast/>
+            })}
             {me.can("report:generate").then(|| view! { <A href="/compliance">"Compliance"</A> })}
             {me.can("audit:verify").then(|| view! { <A href="/integrity">"Integrity"</A> })}
             {me.can("policy:read").then(|| view! { <A href="/policies">"Policies"<PolicyBadge me=me.clone()/></A> })}
@@ -152,6 +158,25 @@ fn Navigation(me: Option<models::Me>) -> impl IntoView {
         </div>
     }
     .into_any()
+}
+
+/// The number of open alerts, beside "Alerts" (fetched once in the
+/// browser; the inbox itself is live).
+#[component]
+fn AlertBadge() -> impl IntoView {
+    let open = RwSignal::new(0u64);
+    Effect::new(move |_| {
+        leptos::task::spawn_local(async move {
+            if let Ok(p) = client::get_json::<event::AlertPage>("/api/alerts?status=open&limit=1").await {
+                open.set(p.counts.get("open").copied().unwrap_or(0));
+            }
+        });
+    });
+    view! {
+        {move || (open.get() > 0).then(|| view! {
+            " "<span class="badge" data-testid="alert-badge" title="Open alerts">{open.get()}</span>
+        })}
+    }
 }
 
 /// The number of proposals waiting for this approver, beside "Policies"

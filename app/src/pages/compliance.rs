@@ -35,7 +35,7 @@ fn href(e: &Evidence) -> String {
         EvidenceOf::MaskingPolicy => "/policies".into(),
         EvidenceOf::MaskingPolicyHistory => "/policies/trail?kind=masking".into(),
         EvidenceOf::Alerts => "/alerts".into(),
-        EvidenceOf::AlertRules => "/policies/alert_rules".into(),
+        EvidenceOf::AlertRules => "/policies".into(),
     }
 }
 
