@@ -56,6 +56,9 @@ test-tools: tools
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  echo "==> installing PostgreSQL (server binaries for the throw-away test cluster)"; \
 	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq postgresql; fi
+	@if ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then \
+	  echo "==> installing aiosmtpd (the SMTP sink the notification tests deliver mail to)"; \
+	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq python3-aiosmtpd; fi
 	@if ! command -v qpdf >/dev/null || ! command -v pdftotext >/dev/null; then \
 	  echo "==> installing qpdf and poppler-utils (the tests check exported PDFs with real readers)"; \
 	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq qpdf poppler-utils; fi

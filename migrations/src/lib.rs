@@ -14,6 +14,7 @@ mod m20261127_000005_rollups_by_time;
 mod m20261201_000006_trust_boundary;
 mod m20261202_000007_policies;
 mod m20261203_000008_alerts;
+mod m20261204_000009_notifications;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_trust_boundary::Migration),
             Box::new(m20261202_000007_policies::Migration),
             Box::new(m20261203_000008_alerts::Migration),
+            Box::new(m20261204_000009_notifications::Migration),
         ]
     }
 }

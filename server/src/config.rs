@@ -36,6 +36,41 @@ pub struct Config {
     pub ingest: IngestSettings,
     /// How each policy kind's proposals are reviewed (`[policies.masking]`).
     pub policies: std::collections::BTreeMap<String, PolicyReview>,
+    /// How alert notifications are delivered.
+    pub notifications: NotificationSettings,
+}
+
+/// How alert notifications are delivered (the channels themselves are the
+/// `notifications` policy, set in the browser).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationSettings {
+    /// This server's address as people reach it (`https://custos.example.org`),
+    /// for the links in messages; without it links are paths.
+    pub public_url: Option<String>,
+    /// The first retry of a failed delivery after this many seconds; each
+    /// next one waits twice as long, at most 6 hours.
+    pub retry_base_secs: u64,
+    /// A message still failing this many hours after it was queued is
+    /// given up (dead-lettered, with the reason).
+    pub give_up_hours: u64,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        NotificationSettings { public_url: None, retry_base_secs: 10, give_up_hours: 24 }
+    }
+}
+
+impl NotificationSettings {
+    /// As the engine takes them.
+    pub fn engine(&self) -> custos_engine::notify::Settings {
+        custos_engine::notify::Settings {
+            retry_base_us: self.retry_base_secs as i64 * 1_000_000,
+            give_up_us: self.give_up_hours as i64 * 3_600_000_000,
+            public_url: self.public_url.clone(),
+        }
+    }
 }
 
 /// A policy kind's review rule; a setting left out keeps the kind's default.
@@ -245,6 +280,7 @@ impl Default for Config {
             auth: AuthSettings::default(),
             ingest: IngestSettings::default(),
             policies: Default::default(),
+            notifications: NotificationSettings::default(),
         }
     }
 }
@@ -392,6 +428,16 @@ impl Config {
                     &format!("policies.{kind}.proposal_ttl_days must be between 1 and 90"),
                 );
             }
+        }
+        let n = &self.notifications;
+        if n.public_url.as_deref().is_some_and(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
+            return invalid("notifications.public_url", "an http:// or https:// URL, e.g. https://custos.example.org");
+        }
+        if !(1..=3600).contains(&n.retry_base_secs) {
+            return invalid("notifications.retry_base_secs", "must be between 1 and 3600");
+        }
+        if !(1..=168).contains(&n.give_up_hours) {
+            return invalid("notifications.give_up_hours", "must be between 1 and 168 (a week)");
         }
         let i = &self.ingest;
         if !(1..=10_000).contains(&i.max_batch) {

@@ -53,6 +53,9 @@ pub struct AppState {
     pub policies: Arc<custos_engine::policies::PolicyStore>,
     /// The alerts the rules opened.
     pub alerts: Arc<custos_engine::alerts::store::Alerts>,
+    /// Notifications: the delivery log and channel tests (delivery itself
+    /// is a background task with its own notifier).
+    pub notifier: Arc<custos_engine::notify::Notifier>,
     /// Online verification jobs.
     pub verifications: Arc<custos_engine::events::verification::Verifications>,
     /// Largest ingest body (bytes).

@@ -179,6 +179,7 @@ pub struct Running {
     /// The alerts, for in-process callers (tests).
     pub alerts: Arc<custos_engine::alerts::store::Alerts>,
     evaluator: Arc<tokio::sync::Mutex<custos_engine::alerts::live::Live>>,
+    sender: Arc<tokio::sync::Mutex<custos_engine::notify::Notifier>>,
     /// The HTTP layer's state (tests wrap their own routes with it).
     pub state: http::AppState,
     stop: watch::Sender<bool>,
@@ -230,6 +231,13 @@ pub async fn start_with(
             .map_err(|e| StartError::Events(format!("policies: {e}")))?,
     );
     let alerts = Arc::new(custos_engine::alerts::store::Alerts::new(events.clone()));
+    let replica = replica_name();
+    let notifier = Arc::new(custos_engine::notify::Notifier::new(
+        alerts.clone(),
+        policies.clone(),
+        &replica,
+        config.notifications.engine(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
@@ -261,6 +269,7 @@ pub async fn start_with(
         events: events.clone(),
         policies: policies.clone(),
         alerts: alerts.clone(),
+        notifier,
         verifications: Arc::default(),
         ingest_max_body: config.ingest.max_body_bytes,
         exports: Arc::new(custos_engine::events::export::ExportJobs::new(
@@ -313,7 +322,7 @@ pub async fn start_with(
     let evaluator = Arc::new(tokio::sync::Mutex::new(custos_engine::alerts::live::Live::new(
         alerts.clone(),
         policies.clone(),
-        &replica_name(),
+        &replica,
     )));
     let evaluating = evaluator.clone();
     background.every("alert evaluator", Duration::from_millis(250), move || {
@@ -326,6 +335,27 @@ pub async fn start_with(
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "alert evaluation failed; it resumes from its last cursor"),
+            }
+        }
+    });
+    // Notifications: queued for new alerts and delivered (with retries)
+    // by the one replica holding the notifier's lease.
+    let sender = Arc::new(tokio::sync::Mutex::new(custos_engine::notify::Notifier::new(
+        alerts.clone(),
+        policies.clone(),
+        &replica,
+        config.notifications.engine(),
+    )));
+    let sending = sender.clone();
+    background.every("notifier", Duration::from_millis(500), move || {
+        let sender = sending.clone();
+        async move {
+            match sender.lock().await.step().await {
+                Ok(p) if p.failed + p.dead > 0 => {
+                    tracing::warn!(delivered = p.delivered, failed = p.failed, dead = p.dead, "notifications failed")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "the notifier failed; it tries again"),
             }
         }
     });
@@ -378,6 +408,7 @@ pub async fn start_with(
         policies,
         alerts,
         evaluator,
+        sender,
         state,
         stop,
         shutting_down,
@@ -404,6 +435,9 @@ impl Running {
         // Another replica takes the alert evaluation over at once.
         if let Err(e) = self.evaluator.lock().await.release().await {
             tracing::warn!(error = %e, "could not hand the alert evaluation over");
+        }
+        if let Err(e) = self.sender.lock().await.release().await {
+            tracing::warn!(error = %e, "could not hand the notifications over");
         }
         // Running jobs (exports, verifications) end and record their end
         // first too; one still running then is cut off (an export cut off

@@ -115,6 +115,7 @@ pub fn rest_table() -> Vec<RestRoute> {
     let policy_read = Permission(P::PolicyRead);
     let approve = Permission(P::PolicyApprove);
     let alert = Permission(P::AlertManage);
+    let notify = Permission(P::NotificationManage);
     vec![
         row!(session::whoami => SignedIn, "session.whoami", "data_access").during_setup(),
         row!(audit::ingest => Permission(P::AuditIngest), "audit.ingest", "data_access"),
@@ -160,6 +161,8 @@ pub fn rest_table() -> Vec<RestRoute> {
         row!(alerts::acknowledge => alert, "alerts.acknowledge", "admin"),
         row!(alerts::resolve => alert, "alerts.resolve", "admin"),
         row!(alerts::comment => alert, "alerts.comment", "admin"),
+        row!(notifications::logs => notify, "notifications.logs", "data_access"),
+        row!(notifications::test => notify, "notifications.channel.test", "admin"),
         row!(docs::openapi_json => Public, "api.docs.read", "data_access"),
         row!(docs::docs_page => Public, "api.docs.read", "data_access"),
     ]

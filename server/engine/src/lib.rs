@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod keys;
 pub mod lease;
 pub mod ledger;
+pub mod notify;
 pub mod policies;
 pub mod storage;
 pub mod time;

@@ -50,6 +50,7 @@ impl Modify for Security {
         (name = "masking", description = "PII masking rules"),
         (name = "policies", description = "Policies: versions, proposals, four-eyes review, dry-runs, the trail"),
         (name = "alerts", description = "Alerts the rules opened: acknowledge, comment, resolve"),
+        (name = "notifications", description = "The log of every delivery attempt; a channel's test"),
         (name = "session", description = "Who the caller is"),
         (name = "docs", description = "This description"),
     )

@@ -13,6 +13,7 @@ pub mod error;
 pub mod explorer;
 pub mod exports;
 pub mod masking;
+pub mod notifications;
 pub mod policies;
 pub mod self_audit;
 pub mod session;

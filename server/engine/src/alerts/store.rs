@@ -198,51 +198,7 @@ impl Alerts {
 
     /// Alerts, newest first.
     pub async fn list(&self, q: &AlertQuery) -> Result<AlertPage, AlertsError> {
-        let limit = q.limit.clamp(1, 200);
-        let mut sql = String::from("SELECT * FROM alerts WHERE 1 = 1");
-        let mut vals: Vec<DbValue> = Vec::new();
-        let list = |sql: &mut String, vals: &mut Vec<DbValue>, col: &str, items: Vec<String>| {
-            if !items.is_empty() {
-                sql.push_str(&format!(" AND {col} IN ({})", vec!["?"; items.len()].join(", ")));
-                vals.extend(items.into_iter().map(DbValue::from));
-            }
-        };
-        list(&mut sql, &mut vals, "status", q.status.iter().map(|s| s.as_str().to_owned()).collect());
-        list(&mut sql, &mut vals, "severity", q.severities.clone());
-        if let Some(rule) = &q.rule {
-            sql.push_str(" AND rule_id = ?");
-            vals.push(rule.clone().into());
-        }
-        if let Some(from) = q.from_us {
-            sql.push_str(" AND opened_at >= ?");
-            vals.push(from.into());
-        }
-        if let Some(to) = q.to_us {
-            sql.push_str(" AND opened_at < ?");
-            vals.push(to.into());
-        }
-        if let Some(c) = &q.cursor {
-            let (at, id) = decode_cursor(c).ok_or_else(|| invalid("cursor", "not a cursor this API returned"))?;
-            sql.push_str(" AND (opened_at < ? OR (opened_at = ? AND id < ?))");
-            vals.extend([at.into(), at.into(), id.into()]);
-        }
-        sql.push_str(&format!(" ORDER BY opened_at DESC, id DESC LIMIT {}", limit + 1));
-        let rows = self.conn().query_all_raw(stmt_for(self.backend(), &sql, vals)).await?;
-        let mut items = rows.iter().map(alert_of).collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().and_then(|a| parse_rfc3339(&a.opened_at).map(|at| encode_cursor(at, &a.id)))
-        } else {
-            None
-        };
-        let counts = self
-            .conn()
-            .query_all_raw(stmt_for(self.backend(), "SELECT status, COUNT(*) AS n FROM alerts GROUP BY status", vec![]))
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get::<String>("", "status")?, r.try_get::<i64>("", "n")?.max(0) as u64)))
-            .collect::<Result<BTreeMap<_, _>, DbErr>>()?;
-        Ok(AlertPage { items, next_cursor, counts })
+        list(&self.events, q).await
     }
 
     /// A firing of `rule` (version `rules_version` of the rules): opens an
@@ -436,6 +392,61 @@ impl Alerts {
         }
         self.get(id).await
     }
+}
+
+/// Alerts, newest first, in `events`' database.
+pub async fn list(events: &Events, q: &AlertQuery) -> Result<AlertPage, AlertsError> {
+    let limit = q.limit.clamp(1, 200);
+    let mut sql = String::from("SELECT * FROM alerts WHERE 1 = 1");
+    let mut vals: Vec<DbValue> = Vec::new();
+    let list = |sql: &mut String, vals: &mut Vec<DbValue>, col: &str, items: Vec<String>| {
+        if !items.is_empty() {
+            sql.push_str(&format!(" AND {col} IN ({})", vec!["?"; items.len()].join(", ")));
+            vals.extend(items.into_iter().map(DbValue::from));
+        }
+    };
+    list(&mut sql, &mut vals, "status", q.status.iter().map(|s| s.as_str().to_owned()).collect());
+    list(&mut sql, &mut vals, "severity", q.severities.clone());
+    if let Some(rule) = &q.rule {
+        sql.push_str(" AND rule_id = ?");
+        vals.push(rule.clone().into());
+    }
+    if let Some(from) = q.from_us {
+        sql.push_str(" AND opened_at >= ?");
+        vals.push(from.into());
+    }
+    if let Some(to) = q.to_us {
+        sql.push_str(" AND opened_at < ?");
+        vals.push(to.into());
+    }
+    if let Some(c) = &q.cursor {
+        let (at, id) = decode_cursor(c).ok_or_else(|| invalid("cursor", "not a cursor this API returned"))?;
+        sql.push_str(" AND (opened_at < ? OR (opened_at = ? AND id < ?))");
+        vals.extend([at.into(), at.into(), id.into()]);
+    }
+    sql.push_str(&format!(" ORDER BY opened_at DESC, id DESC LIMIT {}", limit + 1));
+    let rows = events.ledger().db().conn().query_all_raw(stmt_for(events.ledger().db().backend(), &sql, vals)).await?;
+    let mut items = rows.iter().map(alert_of).collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().and_then(|a| parse_rfc3339(&a.opened_at).map(|at| encode_cursor(at, &a.id)))
+    } else {
+        None
+    };
+    let counts = events
+        .ledger()
+        .db()
+        .conn()
+        .query_all_raw(stmt_for(
+            events.ledger().db().backend(),
+            "SELECT status, COUNT(*) AS n FROM alerts GROUP BY status",
+            vec![],
+        ))
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get::<String>("", "status")?, r.try_get::<i64>("", "n")?.max(0) as u64)))
+        .collect::<Result<BTreeMap<_, _>, DbErr>>()?;
+    Ok(AlertPage { items, next_cursor, counts })
 }
 
 fn alert_of(r: &QueryResult) -> Result<Alert, DbErr> {

@@ -61,6 +61,9 @@ pub enum OwnAction {
     /// A step of an alert: `custos.alert.opened` (by Custos, with the
     /// rule's severity), `…acknowledged`, `…resolved`, `…commented`.
     AlertStep(&'static str),
+    /// A notification step: `custos.notification.tested` (by the person),
+    /// `…failed` and `…dead` (by Custos, for a delivery that failed).
+    NotificationStep(&'static str),
     /// An account or access event of the identity service (`user.login`,
     /// `role.create`, `apikey.use`, …): its action and category.
     Identity {
@@ -91,7 +94,9 @@ impl OwnAction {
             OwnAction::ExportFailed => "audit.export.failed",
             OwnAction::MaskingPolicyUpdate => "policy.masking.update",
             OwnAction::DemoSeed => "demo.seed",
-            OwnAction::PolicyStep(action) | OwnAction::AlertStep(action) => action,
+            OwnAction::PolicyStep(action) | OwnAction::AlertStep(action) | OwnAction::NotificationStep(action) => {
+                action
+            }
             OwnAction::Identity { action, .. } => action,
             OwnAction::Request { action, .. } => action,
         }
@@ -105,7 +110,7 @@ impl OwnAction {
             OwnAction::Verify => "integrity",
             OwnAction::Unmask | OwnAction::ExportCompleted | OwnAction::ExportFailed => "data_access",
             OwnAction::MaskingPolicyUpdate | OwnAction::PolicyStep(_) => "policy",
-            OwnAction::AlertStep(_) => "security",
+            OwnAction::AlertStep(_) | OwnAction::NotificationStep(_) => "security",
             OwnAction::Identity { category, .. } | OwnAction::Request { category, .. } => category,
         }
     }

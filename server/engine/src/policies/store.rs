@@ -758,6 +758,7 @@ impl PolicyStore {
         if !held.allows(k.kind.permission()) {
             return Err(PolicyError::Forbidden(format!("testing a {kind} policy needs {}", k.kind.permission())));
         }
+        let content = &k.kind.prepare(&self.events, content.clone()).map_err(PolicyError::Invalid)?;
         let doc = k.kind.validate(content).map_err(PolicyError::Invalid)?;
         let sample = sample.unwrap_or_else(|| self.sample());
         if !(1..=5_000).contains(&sample.limit) {
@@ -828,7 +829,10 @@ impl PolicyStore {
                 })?;
                 ("restores", valid)
             }
-            (None, Some(c)) => ("content", k.kind.validate(c).map_err(PolicyError::Invalid)?),
+            (None, Some(c)) => {
+                let c = k.kind.prepare(&self.events, c.clone()).map_err(PolicyError::Invalid)?;
+                ("content", k.kind.validate(&c).map_err(PolicyError::Invalid)?)
+            }
             (None, None) => return Err(invalid("content", "is required (or `restores`, for a rollback)")),
         };
         // The dry-run is made before taking the change lock: it reads history.

@@ -10,6 +10,7 @@ mod identity;
 mod keys;
 mod known_answer;
 mod ledger;
+mod notify;
 mod own_events;
 mod policies;
 mod properties;

@@ -550,6 +550,7 @@ impl Events {
     /// its lease. Alerts reach people in the inbox only until notification
     /// channels exist: a warning, not a pass.
     async fn alerting_check(&self) -> Result<ComplianceCheck, EventsError> {
+        let now = self.ledger().now_us();
         use crate::alerts::rules::{Rule, builtin_rules};
         let conn = self.ledger().db().conn();
         let b = conn.get_database_backend();
@@ -596,20 +597,73 @@ impl Events {
             (
                 CheckStatus::Warn,
                 format!(
-                    "{} enabled ({which}) and evaluated on every commit, but none alerts on a failed verification of                      the ledger (PCI DSS 10.7.2).",
+                    "{} enabled ({which}) and evaluated on every commit, but none alerts on a failed verification of the ledger (PCI DSS 10.7.2).",
                     plural(enabled as u64, "alert rule", "alert rules")
                 ),
             )
         } else {
-            (
-                CheckStatus::Warn,
-                format!(
-                    "{} enabled ({which}), evaluated on every commit (failed verifications included); alerts reach                      people in the alert inbox only: no e-mail or webhook channel exists yet.",
-                    plural(enabled as u64, "alert rule", "alert rules")
-                ),
-            )
+            let rules = plural(enabled as u64, "alert rule", "alert rules");
+            let channels = self.integrity_channels().await?;
+            let dead = self.dead_notifications(now - 7 * DAY_US).await?;
+            if channels.is_empty() {
+                (
+                    CheckStatus::Warn,
+                    format!(
+                        "{rules} enabled ({which}), evaluated on every commit (failed verifications included); but no \
+                         notification channel is routed the failed-verification alert: it reaches the alert inbox only."
+                    ),
+                )
+            } else if dead > 0 {
+                (
+                    CheckStatus::Warn,
+                    format!(
+                        "{rules} enabled ({which}) and sent to {}; but {} could not be delivered in the last 7 days \
+                         (see the notification log).",
+                        channels.join(", "),
+                        plural(dead, "message", "messages")
+                    ),
+                )
+            } else {
+                (
+                    CheckStatus::Pass,
+                    format!(
+                        "{rules} enabled ({which}), evaluated on every commit; a failed verification is sent to {}.",
+                        channels.join(", ")
+                    ),
+                )
+            }
         };
         Ok(check("alerting", "Alert rules on security events", status, detail, evidence))
+    }
+
+    /// The channels (names) a failed verification's alert goes to, by the
+    /// notifications policy in force.
+    async fn integrity_channels(&self) -> Result<Vec<String>, EventsError> {
+        let conn = self.ledger().db().conn();
+        let row = conn
+            .query_one_raw(stmt_for(
+                conn.get_database_backend(),
+                "SELECT content FROM policy_versions WHERE kind = 'notifications' ORDER BY version DESC LIMIT 1",
+                vec![],
+            ))
+            .await?;
+        let Some(row) = row else { return Ok(vec![]) };
+        let doc: serde_json::Value = serde_json::from_str(&row.try_get::<String>("", "content")?).unwrap_or_default();
+        let doc = crate::notify::channels::NotificationsDoc::parse(&doc).unwrap_or_default();
+        Ok(doc.route("verification_failed", "critical").iter().map(|c| format!("{} ({})", c.name, c.kind)).collect())
+    }
+
+    /// Messages given up on since `since_us`.
+    async fn dead_notifications(&self, since_us: i64) -> Result<u64, EventsError> {
+        let conn = self.ledger().db().conn();
+        let row = conn
+            .query_one_raw(stmt_for(
+                conn.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM notification_attempts WHERE status = 'dead' AND at >= ?",
+                vec![since_us.into()],
+            ))
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0).max(0) as u64)
     }
 
     /// The policy store's versions since `since_us`: how many were

@@ -19,6 +19,7 @@ use crate::identity::permission::Permission;
 
 pub mod alert_rules;
 pub mod masking;
+pub mod notifications;
 
 /// A kind's asynchronous step.
 pub type KindFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, PolicyError>> + Send + 'a>>;
@@ -49,6 +50,11 @@ pub trait PolicyKind: Send + Sync + 'static {
     /// release: the first version's recorded patch is taken from them, and
     /// the trail rebuilt from the ledger replays it onto them.
     fn defaults(&self) -> Value;
+    /// What a proposal's document becomes before it is checked, stored or
+    /// recorded: e.g. secrets given in clear, sealed. The default keeps it.
+    fn prepare(&self, _events: &Events, doc: Value) -> Result<Value, FieldError> {
+        Ok(doc)
+    }
     /// Parses and checks a document; returns its canonical form (every
     /// field spelt out), or the field at fault (paths under `content`).
     fn validate(&self, doc: &Value) -> Result<Value, FieldError>;
@@ -98,7 +104,11 @@ where
 
 /// Every kind, in display order.
 pub fn all() -> Vec<Arc<dyn PolicyKind>> {
-    vec![Arc::new(masking::MaskingKind), Arc::new(alert_rules::AlertRulesKind)]
+    vec![
+        Arc::new(masking::MaskingKind),
+        Arc::new(alert_rules::AlertRulesKind),
+        Arc::new(notifications::NotificationsKind),
+    ]
 }
 
 #[cfg(test)]

@@ -1,0 +1,186 @@
+//! Sending one message over one channel: a webhook (JSON, signed), a chat's
+//! incoming webhook (Slack, Teams, Mattermost) or e-mail (SMTP with
+//! STARTTLS, TLS or, for a local relay, none; with authentication).
+//!
+//! **Webhook signatures.** Each webhook request carries
+//! `X-Custos-Timestamp` (Unix seconds) and `X-Custos-Signature:
+//! v1=<hex>`, the HMAC-SHA256 under the channel's secret of the timestamp,
+//! a `.`, and the exact body bytes. A receiver recomputes it over the body
+//! it received, compares in constant time, and refuses a timestamp more
+//! than five minutes from its clock (a replay). `Idempotency-Key` is the
+//! same on every retry of one message: a receiver drops a repeat.
+//!
+//! Errors never carry a URL (a chat's URL is its credential) nor a secret.
+
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit as _, Mac as _};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::channels::{ChannelDef, open};
+use crate::ledger::Ledger;
+
+/// How long one try may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A message, ready for any channel.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The e-mail subject.
+    pub subject: String,
+    /// The text (e-mail body, chat message).
+    pub text: String,
+    /// A webhook's JSON body.
+    pub json: Value,
+    /// The same on every try of this message.
+    pub idempotency_key: String,
+}
+
+/// How one try went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Delivered (a 2xx, or the SMTP server accepted it).
+    pub delivered: bool,
+    /// The HTTP status or SMTP reply code.
+    pub code: Option<u16>,
+    /// How long it took.
+    pub latency_ms: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The signature of a webhook body at `timestamp`: `v1=<hex>`.
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let Ok(mut mac) = <Hmac<Sha256>>::new_from_slice(secret) else { return String::new() };
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn clean(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control() || *c == ' ').take(300).collect()
+}
+
+/// Sends `m` over `c` (now: Unix seconds, for the signature).
+pub async fn send(http: &reqwest::Client, ledger: &Ledger, c: &ChannelDef, m: &Message, now_secs: i64) -> Outcome {
+    let started = Instant::now();
+    let r = match c.kind.as_str() {
+        "webhook" => webhook(http, ledger, c, m, now_secs).await,
+        "slack" | "mattermost" | "teams" => chat(http, ledger, c, m).await,
+        "email" => email(ledger, c, m).await,
+        other => Err((None, format!("unknown channel type {other}"))),
+    };
+    let latency_ms = started.elapsed().as_millis() as u64;
+    match r {
+        Ok(code) => Outcome { delivered: true, code, latency_ms, error: None },
+        Err((code, e)) => Outcome { delivered: false, code, latency_ms, error: Some(clean(&e)) },
+    }
+}
+
+type Tried = Result<Option<u16>, (Option<u16>, String)>;
+
+async fn post(req: reqwest::RequestBuilder) -> Tried {
+    match req.timeout(TIMEOUT).send().await {
+        Ok(res) => {
+            let code = res.status().as_u16();
+            if res.status().is_success() {
+                Ok(Some(code))
+            } else {
+                let text = res.text().await.unwrap_or_default();
+                Err((Some(code), format!("the receiver answered {code}: {}", text.trim())))
+            }
+        }
+        Err(e) => {
+            let what = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "could not connect"
+            } else {
+                "the request failed"
+            };
+            Err((None, format!("{what}: {}", e.without_url())))
+        }
+    }
+}
+
+async fn webhook(http: &reqwest::Client, ledger: &Ledger, c: &ChannelDef, m: &Message, now_secs: i64) -> Tried {
+    let url = c.url.as_deref().ok_or((None, "no URL".to_owned()))?;
+    let secret = c.secret.as_ref().ok_or((None, "no secret".to_owned()))?;
+    let secret = open(ledger, &c.id, secret).map_err(|e| (None, e))?;
+    let body = serde_json::to_vec(&m.json).map_err(|e| (None, e.to_string()))?;
+    let sig = signature(secret.as_bytes(), now_secs, &body);
+    post(
+        http.post(url)
+            .header("content-type", "application/json")
+            .header("x-custos-timestamp", now_secs.to_string())
+            .header("x-custos-signature", sig)
+            .header("idempotency-key", &m.idempotency_key)
+            .body(body),
+    )
+    .await
+}
+
+async fn chat(http: &reqwest::Client, ledger: &Ledger, c: &ChannelDef, m: &Message) -> Tried {
+    let secret = c.secret.as_ref().ok_or((None, "no incoming-webhook URL".to_owned()))?;
+    let url = open(ledger, &c.id, secret).map_err(|e| (None, e))?;
+    // Slack, Mattermost and Teams' incoming webhooks all take `text`.
+    let body = json!({ "text": m.text });
+    post(http.post(url.as_str()).json(&body)).await
+}
+
+async fn email(ledger: &Ledger, c: &ChannelDef, m: &Message) -> Tried {
+    use lettre::message::{Mailbox, header::ContentType};
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
+    let err = |e: String| (None, e);
+    let host = c.smtp_host.as_deref().ok_or_else(|| err("no SMTP host".into()))?;
+    let from: Mailbox = c.from.as_deref().unwrap_or_default().parse().map_err(|e| err(format!("from: {e}")))?;
+    let mut mail = lettre::Message::builder()
+        .from(from)
+        .subject(&m.subject)
+        .message_id(Some(format!("<{}@custos>", m.idempotency_key)))
+        .header(ContentType::TEXT_PLAIN);
+    for to in &c.to {
+        mail = mail.to(to.parse().map_err(|e| err(format!("to {to}: {e}")))?);
+    }
+    let mail = mail.body(m.text.clone()).map_err(|e| err(e.to_string()))?;
+    let tls = c.smtp_tls.as_deref().unwrap_or("starttls");
+    let builder = match tls {
+        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| err(e.to_string()))?,
+        "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+        _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(|e| err(e.to_string()))?,
+    };
+    let port = c.smtp_port.unwrap_or(match tls {
+        "tls" => 465,
+        "none" => 25,
+        _ => 587,
+    });
+    let mut builder = builder.port(port).timeout(Some(TIMEOUT));
+    if let Some(user) = &c.smtp_username {
+        let password = match &c.smtp_password {
+            Some(s) => open(ledger, &c.id, s).map_err(err)?.to_string(),
+            None => String::new(),
+        };
+        builder = builder.credentials(Credentials::new(user.clone(), password));
+    }
+    let transport = builder.build();
+    match transport.send(mail).await {
+        Ok(r) => Ok(Some(u16::from(r.code()))),
+        Err(e) => Err((e.status().map(u16::from), format!("the SMTP server refused or failed: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_signature_is_hmac_sha256_over_the_timestamp_a_dot_and_the_body() {
+        // A value any receiver can reproduce (e.g. `printf '1700000000.{}' |
+        // openssl dgst -sha256 -hmac 'a webhook secret!'`).
+        let s = super::signature(b"a webhook secret!", 1_700_000_000, b"{}");
+        assert_eq!(s, "v1=de54b582d831510b698eea29c5565a4281719585bac6e4234d6e7f8a3da6478d");
+        assert_ne!(s, super::signature(b"a webhook secret!", 1_700_000_001, b"{}"), "the timestamp is signed");
+        assert_ne!(s, super::signature(b"another secret!!", 1_700_000_000, b"{}"));
+    }
+}
