@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DATA_DIR ?= ./data
 BIND ?= 127.0.0.1:3000
 
-.PHONY: help run demo test tools test-tools build site check-wasm bench-ingest bench-api bench-dashboards lint
+.PHONY: help run demo test tools test-tools build site check-wasm bench-ingest bench-api bench-dashboards bench-alerts lint
 
 help:
 	@echo "make run    build the release site and start Custos on http://$(BIND) (SQLite under $(DATA_DIR))"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-api      HTTP ingest, search and exports on 1M events (see README)"
 	@echo "make demo           add DEMO_EVENTS (100000) realistic demo events to $(DATA_DIR), then 'make run'"
 	@echo "make bench-dashboards   each dashboard query on DASH_EVENTS (10M) seeded events (see README)"
+	@echo "make bench-alerts   ingest with and without 50 alert rules; commit -> alert, -> webhook (see README)"
 
 ## Tools ------------------------------------------------------------------
 
@@ -100,6 +101,9 @@ bench-ingest: site
 API_EVENTS ?= 1000000
 bench-api:
 	cargo bench -p custos-server --bench api -- --events $(API_EVENTS) --queries 400
+
+bench-alerts: site
+	$(TARGET_DIR)/release/custos bench alerts
 
 # Seeds once (10M events: ~7 minutes and ~14 GB), then times every query.
 DASH_EVENTS ?= 10000000

@@ -90,11 +90,13 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/account") view=pages::account::AccountPage/>
                     <Route path=path!("/events") view=|| view! { <Guard permission="audit:read"><pages::events::EventsPage/></Guard> }/>
                     <Route path=path!("/alerts") view=|| view! { <Guard permission="audit:read"><pages::alerts::AlertsPage/></Guard> }/>
+                    <Route path=path!("/notifications") view=|| view! { <Guard permission="notification:manage"><pages::notifications::NotificationsPage/></Guard> }/>
                     <Route path=path!("/analytics") view=|| view! { <Guard permission="audit:read"><pages::analytics::AnalyticsPage/></Guard> }/>
                     <Route path=path!("/compliance") view=|| view! { <Guard permission="report:generate"><pages::compliance::CompliancePage/></Guard> }/>
                     <Route path=path!("/integrity") view=|| view! { <Guard permission="audit:verify"><pages::integrity::IntegrityPage/></Guard> }/>
                     <Route path=path!("/policies") view=|| view! { <Guard permission="policy:read"><pages::policies::PoliciesPage/></Guard> }/>
                     <Route path=path!("/policies/trail") view=|| view! { <Guard permission="policy:read"><pages::policies::trail::TrailPage/></Guard> }/>
+                    <Route path=path!("/policies/alert_rules/edit") view=|| view! { <Guard permission="alert:manage"><pages::policies::alert_rules::AlertRulesEditorPage/></Guard> }/>
                     <Route path=path!("/policies/masking/edit") view=|| view! { <Guard permission="policy:manage"><pages::policies::masking::MaskingEditorPage/></Guard> }/>
                     <Route path=path!("/policies/proposals/:id") view=|| view! { <Guard permission="policy:read"><pages::policies::review::ReviewPage/></Guard> }/>
                     <Route path=path!("/admin/users") view=|| view! { <Guard permission="user:manage"><pages::admin::users::UsersPage/></Guard> }/>
@@ -131,6 +133,7 @@ fn Guard(permission: &'static str, children: ChildrenFn) -> impl IntoView {
 fn Navigation(me: Option<models::Me>) -> impl IntoView {
     let Some(me) = me else { return ().into_any() };
     let admin = me.can("user:manage");
+    let notify = me.can("notification:manage");
     let who = me.display_name.clone().unwrap_or_else(|| me.username.clone());
     view! {
         <nav aria-label="Main">
@@ -144,6 +147,7 @@ fn Navigation(me: Option<models::Me>) -> impl IntoView {
             {me.can("report:generate").then(|| view! { <A href="/compliance">"Compliance"</A> })}
             {me.can("audit:verify").then(|| view! { <A href="/integrity">"Integrity"</A> })}
             {me.can("policy:read").then(|| view! { <A href="/policies">"Policies"<PolicyBadge me=me.clone()/></A> })}
+            {notify.then(|| view! { <A href="/notifications">"Notifications"</A> })}
             {admin.then(|| view! {
                 <A href="/admin/users">"Users"</A>
                 <A href="/admin/roles">"Roles"</A>

@@ -31,7 +31,8 @@ test('navigation shows what an administrator may open, and unknown pages say so'
   await signIn(page, ADMIN.username, ADMIN.password);
   await hydrated(page);
   const nav = page.getByRole('navigation', { name: 'Main' });
-  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Events', 'Analytics', 'Compliance', 'Integrity', 'Policies', 'Users', 'Roles', 'API keys']);
+  // "Alerts" carries the number of open alerts, when there are any.
+  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Events', 'Analytics', /^Alerts( \d+)?$/, 'Compliance', 'Integrity', 'Policies', 'Notifications', 'Users', 'Roles', 'API keys']);
 
   await nav.getByRole('link', { name: 'Roles' }).click();
   await expect(page).toHaveURL(/\/admin\/roles$/);

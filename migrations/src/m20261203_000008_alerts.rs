@@ -20,7 +20,7 @@ pub struct Migration;
 fn alert_fixed(same: &str) -> String {
     format!(
         "NEW.id <> OLD.id OR NEW.rule_id <> OLD.rule_id OR NEW.group_key <> OLD.group_key \
-         OR NEW.trigger_key <> OLD.trigger_key OR NEW.opened_at <> OLD.opened_at \
+         OR NEW.trigger_key <> OLD.trigger_key OR NEW.opened_at <> OLD.opened_at OR NEW.created_at <> OLD.created_at \
          OR NEW.rules_version <> OLD.rules_version \
          OR (OLD.opened_seq IS NOT NULL AND NOT (NEW.opened_seq {same} OLD.opened_seq)) \
          OR (OLD.status = 'resolved' AND NEW.status <> 'resolved')"
@@ -54,6 +54,7 @@ fn tables(int: &str) -> Vec<String> {
             last_at {int} NOT NULL,
             last_seq {int} NOT NULL,
             updated_at {int} NOT NULL,
+            created_at {int} NOT NULL,
             opened_seq {int},
             rules_version {int} NOT NULL,
             history TEXT NOT NULL DEFAULT '[]')"

@@ -9,7 +9,10 @@
 //!   Rows are never deleted.
 //! - `notification_attempts`: append-only (no update, no delete): each try
 //!   with its time, channel, status, response code, latency and error.
-//! - `alerts.notified_at`: when the alert's messages were queued.
+//! - `alerts.notified_at`: when the alert's messages were queued;
+//!   `alerts.silenced_by`: the silence that kept it from being sent.
+//! - `alert_silences`: while in force, the alerts a silence covers are not
+//!   sent. None is deleted; only `ended_at` (ending one early) is set.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
@@ -54,6 +57,20 @@ fn tables(int: &str, serial: &str) -> Vec<String> {
         ),
         "CREATE INDEX notification_attempts_at ON notification_attempts (at)".into(),
         format!("ALTER TABLE alerts ADD COLUMN notified_at {int}"),
+        "ALTER TABLE alerts ADD COLUMN silenced_by TEXT".into(),
+        format!(
+            "CREATE TABLE alert_silences (
+            id TEXT PRIMARY KEY NOT NULL,
+            rule_id TEXT,
+            group_key TEXT NOT NULL,
+            starts_at {int} NOT NULL,
+            ends_at {int} NOT NULL,
+            ended_at {int},
+            reason TEXT NOT NULL CHECK (length(reason) > 0),
+            author TEXT NOT NULL,
+            author_name TEXT NOT NULL,
+            created_seq {int} NOT NULL)"
+        ),
     ]
 }
 
@@ -68,6 +85,15 @@ fn sqlite() -> Vec<String> {
             .to_owned(),
         "CREATE TRIGGER notification_outbox_no_delete BEFORE DELETE ON notification_outbox \
          BEGIN SELECT RAISE(ABORT, 'notification_outbox rows are kept'); END"
+            .to_owned(),
+        "CREATE TRIGGER alert_silences_no_delete BEFORE DELETE ON alert_silences \
+         BEGIN SELECT RAISE(ABORT, 'alert_silences are kept'); END"
+            .to_owned(),
+        "CREATE TRIGGER alert_silences_fixed BEFORE UPDATE ON alert_silences \
+         WHEN OLD.ended_at IS NOT NULL OR NEW.id <> OLD.id OR NOT (NEW.rule_id IS OLD.rule_id) \
+           OR NEW.group_key <> OLD.group_key OR NEW.starts_at <> OLD.starts_at OR NEW.ends_at <> OLD.ends_at \
+           OR NEW.reason <> OLD.reason OR NEW.author <> OLD.author OR NEW.created_seq <> OLD.created_seq \
+         BEGIN SELECT RAISE(ABORT, 'custos: a silence only ends early, once'); END"
             .to_owned(),
     ]);
     s
@@ -84,6 +110,22 @@ fn postgres() -> Vec<String> {
             .to_owned(),
         "CREATE TRIGGER notification_outbox_no_delete BEFORE DELETE ON notification_outbox \
          FOR EACH ROW EXECUTE FUNCTION custos_refuse()"
+            .to_owned(),
+        "CREATE FUNCTION custos_guard_silence() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF TG_OP = 'DELETE' THEN
+             RAISE EXCEPTION 'alert_silences are kept' USING ERRCODE = 'P0001';
+           END IF;
+           IF OLD.ended_at IS NOT NULL OR NEW.id <> OLD.id OR NEW.rule_id IS DISTINCT FROM OLD.rule_id
+              OR NEW.group_key <> OLD.group_key OR NEW.starts_at <> OLD.starts_at OR NEW.ends_at <> OLD.ends_at
+              OR NEW.reason <> OLD.reason OR NEW.author <> OLD.author OR NEW.created_seq <> OLD.created_seq THEN
+             RAISE EXCEPTION 'custos: a silence only ends early, once' USING ERRCODE = 'P0001';
+           END IF;
+           RETURN NEW;
+         END $$"
+            .to_owned(),
+        "CREATE TRIGGER alert_silences_guard BEFORE UPDATE OR DELETE ON alert_silences \
+         FOR EACH ROW EXECUTE FUNCTION custos_guard_silence()"
             .to_owned(),
     ]);
     s

@@ -92,6 +92,35 @@ pub struct Alert {
     pub explore: String,
     /// Acknowledgements, comments, resolution, oldest first.
     pub history: Vec<AlertStep>,
+    /// The silence that kept it from being sent, if one did.
+    #[serde(default)]
+    pub silenced_by: Option<String>,
+}
+
+/// A silence: alerts it covers are opened and shown, not sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AlertSilence {
+    /// Its id.
+    pub id: String,
+    /// The rule it silences (none: any rule).
+    pub rule: Option<String>,
+    /// Group values an alert must have, all of them.
+    pub group: BTreeMap<String, String>,
+    /// From (RFC 3339).
+    pub starts_at: String,
+    /// Until (RFC 3339; when it was ended, if early).
+    pub ends_at: String,
+    /// Ended before its time.
+    pub ended_early: bool,
+    /// Why (masked by the policy in force).
+    pub reason: String,
+    /// Who (`user:<id>`).
+    pub author: String,
+    /// Their name then.
+    pub author_name: String,
+    /// The ledger entry that records it.
+    pub seq: u64,
 }
 
 /// Alerts, newest first.

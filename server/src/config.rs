@@ -54,11 +54,20 @@ pub struct NotificationSettings {
     /// A message still failing this many hours after it was queued is
     /// given up (dead-lettered, with the reason).
     pub give_up_hours: u64,
+    /// Lets channels reach private, loopback and link-local addresses (a
+    /// relay on this host, an internal SOAR). Off by default: otherwise a
+    /// channel is a way into the internal network.
+    pub allow_private_destinations: bool,
 }
 
 impl Default for NotificationSettings {
     fn default() -> Self {
-        NotificationSettings { public_url: None, retry_base_secs: 10, give_up_hours: 24 }
+        NotificationSettings {
+            public_url: None,
+            retry_base_secs: 10,
+            give_up_hours: 24,
+            allow_private_destinations: false,
+        }
     }
 }
 
@@ -69,6 +78,7 @@ impl NotificationSettings {
             retry_base_us: self.retry_base_secs as i64 * 1_000_000,
             give_up_us: self.give_up_hours as i64 * 3_600_000_000,
             public_url: self.public_url.clone(),
+            allow_private: self.allow_private_destinations,
         }
     }
 }

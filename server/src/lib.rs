@@ -347,7 +347,7 @@ pub async fn start_with(
         config.notifications.engine(),
     )));
     let sending = sender.clone();
-    background.every("notifier", Duration::from_millis(500), move || {
+    background.every("notifier", Duration::from_millis(250), move || {
         let sender = sending.clone();
         async move {
             match sender.lock().await.step().await {

@@ -12,7 +12,7 @@ use leptos_router::hooks::use_query_map;
 
 use super::policies::when;
 use crate::client::{ClientError, encode, get_json, send_json};
-use crate::event::{Alert, AlertPage, AlertStatus};
+use crate::event::{Alert, AlertPage, AlertSilence, AlertStatus};
 
 const TABS: [(&str, &str); 4] =
     [("open", "Open"), ("acknowledged", "Acknowledged"), ("resolved", "Resolved"), ("all", "All")];
@@ -27,6 +27,7 @@ pub fn AlertsPage() -> impl IntoView {
     let me = expect_context::<crate::MeResource>();
     let can_act = move || me.get().and_then(|r| r.ok().flatten()).is_some_and(|m| m.can("alert:manage"));
     let page = RwSignal::new(None::<Result<AlertPage, ClientError>>);
+    let silences_version = RwSignal::new(0u32);
     let more = RwSignal::new(Vec::<Alert>::new());
     let reload = move || {
         let s = status.get_untracked();
@@ -101,12 +102,82 @@ pub fn AlertsPage() -> impl IntoView {
                 let has_more = p.next_cursor.is_some();
                 view! {
                     <ul class="alerts" data-testid="alerts">
-                        {items.into_iter().map(|a| view! { <AlertItem alert=a can_act=can_act() on_change=move || reload()/> }).collect_view()}
+                        {items.into_iter().map(|a| view! { <AlertItem alert=a can_act=can_act() on_change=move || { reload(); silences_version.update(|v| *v += 1); }/> }).collect_view()}
                     </ul>
                     {has_more.then(|| view! { <button type="button" on:click=load_more data-testid="more-alerts">"More"</button> })}
                 }.into_any()
             }
         }}
+        <Silences can_act=can_act() version=silences_version/>
+    }
+}
+
+/// The silences in force (and the last ended), with "End now".
+#[component]
+fn Silences(can_act: bool, version: RwSignal<u32>) -> impl IntoView {
+    let list = RwSignal::new(None::<Result<Vec<AlertSilence>, ClientError>>);
+    Effect::new(move |_| {
+        version.track();
+        leptos::task::spawn_local(async move {
+            list.set(Some(get_json::<Vec<AlertSilence>>("/api/alerts/silences").await))
+        });
+    });
+    let error = RwSignal::new(None::<String>);
+    let end = move |id: String| {
+        leptos::task::spawn_local(async move {
+            match send_json::<AlertSilence>("POST", &format!("/api/alerts/silences/{}/end", encode(&id)), None).await {
+                Ok(_) => version.update(|v| *v += 1),
+                Err(e) => error.set(Some(e.to_string())),
+            }
+        });
+    };
+    view! {
+        <section class="panel">
+            <h2>"Silences"</h2>
+            <p class="muted small">"While a silence is in force, the alerts it covers are opened and shown here, not sent. Making and ending one are recorded in the ledger."</p>
+            {move || match list.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Some(Ok(l)) if l.is_empty() => view! { <p class="muted" data-testid="no-silences">"None."</p> }.into_any(),
+                Some(Ok(l)) => view! {
+                    <table class="data" data-testid="silences">
+                        <thead><tr><th>"Covers"</th><th>"Until"</th><th>"Why"</th><th>"By"</th><th></th></tr></thead>
+                        <tbody>
+                            {l.into_iter().map(|s| {
+                                let over = s.ended_early || s.ends_at < js_now();
+                                let covers = format!("{}{}", s.rule.clone().unwrap_or_else(|| "any rule".into()),
+                                    s.group.iter().map(|(k, v)| format!(", {k} {v}")).collect::<String>());
+                                let id = s.id.clone();
+                                view! {
+                                    <tr data-testid="silence-row" data-active=(!over).to_string()>
+                                        <td>{covers}</td>
+                                        <td>{when(&s.ends_at)}{s.ended_early.then_some(" (ended early)")}</td>
+                                        <td>{s.reason.clone()}</td>
+                                        <td>{s.author_name.clone()}</td>
+                                        <td>{(can_act && !over).then(|| view! {
+                                            <button type="button" class="small" data-testid="end-silence" on:click=move |_| end(id.clone())>"End now"</button>
+                                        })}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            }}
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </section>
+    }
+}
+
+/// Now, as RFC 3339 (UTC), in the browser; empty on the server.
+fn js_now() -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::Date::new_0().to_iso_string().as_string().unwrap_or_default()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        String::new()
     }
 }
 
@@ -134,6 +205,28 @@ fn AlertItem(alert: Alert, can_act: bool, on_change: impl Fn() + Copy + Send + S
         });
     };
     let (act1, act2, act3) = (act.clone(), act.clone(), act);
+    let hours = RwSignal::new("4".to_owned());
+    let silence_group = alert.group.clone();
+    let silence_rule = alert.rule_id.clone();
+    let silence = move |_| {
+        busy.set(true);
+        error.set(None);
+        let body = serde_json::json!({
+            "rule": silence_rule, "group": silence_group, "hours": hours.get_untracked().parse::<u32>().unwrap_or(4),
+            "reason": comment.get_untracked(),
+        })
+        .to_string();
+        leptos::task::spawn_local(async move {
+            match send_json::<AlertSilence>("POST", "/api/alerts/silences", Some(body)).await {
+                Ok(_) => {
+                    comment.set(String::new());
+                    on_change();
+                }
+                Err(e) => error.set(Some(e.to_string())),
+            }
+            busy.set(false);
+        });
+    };
     let group = if alert.group.is_empty() {
         String::new()
     } else {
@@ -148,6 +241,7 @@ fn AlertItem(alert: Alert, can_act: bool, on_change: impl Fn() + Copy + Send + S
                 " "<strong data-testid="alert-rule">{alert.rule_name.clone()}</strong>
                 {(!group.is_empty()).then(|| view! { <span class="muted">" — "{group.clone()}</span> })}
                 " "<span class=format!("tag state-{word}") data-testid="alert-status">{word}</span>
+                {alert.silenced_by.is_some().then(|| view! { " "<span class="tag" data-testid="alert-silenced" title="A silence kept it from being sent">"silenced"</span> })}
             </div>
             <div class="small muted">
                 <span data-testid="alert-matches">{format!("{} match{}", alert.matches, if alert.matches == 1 { "" } else { "es" })}</span>
@@ -175,6 +269,14 @@ fn AlertItem(alert: Alert, can_act: bool, on_change: impl Fn() + Copy + Send + S
                         <button type="button" class="small" data-testid="resolve" disabled=move || busy.get() on:click=move |_| act2("resolve")>"Resolve"</button>
                     })}
                     <button type="button" class="small" data-testid="add-comment" disabled=move || busy.get() || comment.get().trim().is_empty() on:click=move |_| act3("comment")>"Comment"</button>
+                    <select class="small" data-testid="silence-hours" aria-label="Silence for" on:change=move |ev| hours.set(event_target_value(&ev)) prop:value=move || hours.get()>
+                        <option value="1">"1 hour"</option>
+                        <option value="4">"4 hours"</option>
+                        <option value="24">"1 day"</option>
+                        <option value="168">"7 days"</option>
+                    </select>
+                    <button type="button" class="small" data-testid="silence" title="Alerts of this rule and group are shown, not sent; the comment is the reason"
+                        disabled=move || busy.get() || comment.get().trim().is_empty() on:click=silence>"Silence"</button>
                 </div>
             })}
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}

@@ -11,4 +11,5 @@ pub mod home;
 pub mod integrity;
 pub mod login;
 pub mod not_found;
+pub mod notifications;
 pub mod policies;

@@ -27,7 +27,7 @@ pub struct Held {
     /// How far the work got (the ledger position last saved); `None`
     /// when nobody has saved one yet.
     pub cursor: Option<u64>,
-    /// Held since (µs): another replica took it over when this is recent.
+    /// When this replica took it (µs).
     pub taken_at: i64,
 }
 
@@ -85,8 +85,9 @@ impl Lease {
         }))
     }
 
-    /// Saves how far the work got and renews the lease; false when this
-    /// replica no longer holds it (then it must stop: another took over).
+    /// Saves how far the work got and renews the lease; false when another
+    /// replica holds it (then this one must stop: it took over). A lease
+    /// that lapsed and that nobody took is still this replica's.
     pub async fn save(&self, cursor: u64) -> Result<bool, DbErr> {
         let db = self.ledger.db();
         let now = self.ledger.now_us();
@@ -94,13 +95,12 @@ impl Lease {
             .conn()
             .execute_raw(stmt_for(
                 db.backend(),
-                "UPDATE leases SET cursor_seq = ?, until_us = ? WHERE name = ? AND holder = ? AND until_us >= ?",
+                "UPDATE leases SET cursor_seq = ?, until_us = ? WHERE name = ? AND holder = ?",
                 vec![
                     (cursor as i64).into(),
                     (now + self.ttl_us).into(),
                     self.name.clone().into(),
                     self.holder.clone().into(),
-                    now.into(),
                 ],
             ))
             .await?;

@@ -7,7 +7,7 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use custos_engine::alerts::store::{AlertQuery, AlertsError, Step};
-use custos_model::{Alert, AlertPage, AlertStatus, Channel, ErrorBody, ErrorCode};
+use custos_model::{Alert, AlertPage, AlertSilence, AlertStatus, Channel, ErrorBody, ErrorCode};
 use serde::Deserialize;
 
 use super::{ApiError, Ctx};
@@ -204,4 +204,85 @@ pub async fn comment(
     body: axum::body::Body,
 ) -> Result<axum::Json<Alert>, ApiError> {
     step(&s, &ctx, &id, Step::Comment, &headers, body).await
+}
+
+/// The silences in force, then the last 50 that ended.
+#[utoipa::path(
+    get, path = "/api/alerts/silences", tag = "alerts",
+    responses((status = 200, description = "Silences", body = Vec<AlertSilence>)),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn silences(State(s): State<AppState>) -> Result<axum::Json<Vec<AlertSilence>>, ApiError> {
+    Ok(axum::Json(s.alerts.silences().await?))
+}
+
+/// A silence to make.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceBody {
+    /// The rule it silences (leave out: any rule, then `group` is needed).
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// Group values an alert must have, all of them (e.g. `{"actor": "ada"}`).
+    #[serde(default)]
+    pub group: std::collections::BTreeMap<String, String>,
+    /// How long, from now: 1 to 720 hours.
+    pub hours: u32,
+    /// Why (required; recorded).
+    pub reason: String,
+}
+
+/// Silences alerts for a while: the ones it covers are still opened and
+/// shown, not sent. Recorded as `custos.alert.silenced`.
+#[utoipa::path(
+    post, path = "/api/alerts/silences", tag = "alerts",
+    request_body(content = SilenceBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The silence, in force", body = AlertSilence),
+        (status = 400, description = "A field is wrong, named", body = ErrorBody),
+        (status = 409, description = "Too many silences in force", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn silence(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<(axum::http::StatusCode, axum::Json<AlertSilence>), ApiError> {
+    let b: SilenceBody = super::read_json(body, &headers, 16 * 1024, None).await?;
+    let by = ctx.requester(Channel::Api);
+    let made = s
+        .alerts
+        .silence(
+            &by,
+            custos_engine::alerts::silences::NewSilence {
+                rule: b.rule,
+                group: b.group,
+                hours: b.hours,
+                reason: b.reason,
+            },
+        )
+        .await?;
+    Ok((axum::http::StatusCode::CREATED, axum::Json(made)))
+}
+
+/// Ends a silence now. Recorded as `custos.alert.unsilenced`.
+#[utoipa::path(
+    post, path = "/api/alerts/silences/{id}/end", tag = "alerts",
+    params(("id" = String, Path, description = "The silence's id")),
+    responses(
+        (status = 200, description = "The silence, ended", body = AlertSilence),
+        (status = 404, description = "No such silence", body = ErrorBody),
+        (status = 409, description = "It has ended already", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn end_silence(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<axum::Json<AlertSilence>, ApiError> {
+    let by = ctx.requester(Channel::Api);
+    Ok(axum::Json(s.alerts.end_silence(&by, &id).await?))
 }

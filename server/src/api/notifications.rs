@@ -19,7 +19,12 @@ fn log_query(pairs: Vec<(String, String)>) -> Result<LogQuery, ApiError> {
     for (k, v) in pairs {
         let values = || v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
         match k.as_str() {
-            "channel" => q.channels.extend(values()),
+            "channel" => {
+                q.channels.extend(values());
+                if q.channels.len() > 50 {
+                    return Err(ApiError::field("channel", "at most 50 channels"));
+                }
+            }
             "status" => {
                 for s in values() {
                     if !["delivered", "failed", "dead"].contains(&s.as_str()) {

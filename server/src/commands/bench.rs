@@ -34,6 +34,8 @@ pub enum BenchCommand {
     Ingest(IngestArgs),
     /// Time each dashboard query on this data directory's ledger (seed it with `custos demo seed`).
     Dashboards(super::bench_dashboards::DashboardsArgs),
+    /// Ingest with and without 50 alert rules; commit → alert stored and → webhook delivered.
+    Alerts(super::bench_alerts::AlertsArgs),
 }
 
 /// Arguments of `custos bench ingest`.
@@ -102,6 +104,7 @@ pub async fn bench(config: &Config, cmd: BenchCommand) -> ExitCode {
             Err(e) => failed("benchmark failed", &e),
         },
         BenchCommand::Dashboards(args) => super::bench_dashboards::dashboards(config, args).await,
+        BenchCommand::Alerts(args) => super::bench_alerts::alerts(args).await,
     }
 }
 

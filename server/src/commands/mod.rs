@@ -1,6 +1,7 @@
 //! The CLI's commands. Each returns the process exit code.
 
 mod bench;
+mod bench_alerts;
 mod bench_dashboards;
 mod demo;
 mod export;

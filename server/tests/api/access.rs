@@ -104,6 +104,9 @@ const PAST_AUTH_ONLY: &[&str] = &[
     "/api/alerts/{id}/acknowledge",
     "/api/alerts/{id}/resolve",
     "/api/alerts/{id}/comment",
+    // An unknown silence ("1"): 404; a silence without a body: 400.
+    "/api/alerts/silences/{id}/end",
+    "/api/alerts/silences",
     // An unknown channel ("1"): 404 once past authorisation.
     "/api/notifications/channels/{id}/test",
 ];

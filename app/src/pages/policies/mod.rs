@@ -10,6 +10,7 @@ use leptos_meta::Title;
 use crate::client::{ClientError, encode, get_json, send_json};
 use crate::event::{PatchOp, PolicyKindView, PolicyOverview, PolicyVersion, Proposal, TestReport};
 
+pub mod alert_rules;
 pub mod masking;
 pub mod review;
 pub mod trail;
@@ -250,7 +251,12 @@ fn KindPanel(k: PolicyKindView, can_edit: bool, reload: RwSignal<u32>) -> impl I
         <section class="panel policy-kind" data-testid=format!("kind-{}", k.kind)>
             <div class="page-head">
                 <h2>{k.title.clone()}" "<span class="tag">{k.kind.clone()}</span></h2>
-                {(can_edit && k.kind == "masking").then(|| view! { <a class="button primary" href="/policies/masking/edit" data-testid="edit-masking">"Propose a change"</a> })}
+                {can_edit.then(|| match k.kind.as_str() {
+                    "masking" => Some(view! { <a class="button primary" href="/policies/masking/edit" data-testid="edit-masking">"Propose a change"</a> }.into_any()),
+                    "alert_rules" => Some(view! { <a class="button primary" href="/policies/alert_rules/edit" data-testid="edit-alert_rules">"Edit the rules"</a> }.into_any()),
+                    "notifications" => Some(view! { <a class="button primary" href="/notifications" data-testid="edit-notifications">"Channels and delivery log"</a> }.into_any()),
+                    _ => None,
+                })}
             </div>
             <dl class="facts">
                 <dt>"In force"</dt>

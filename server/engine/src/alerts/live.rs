@@ -20,9 +20,13 @@ use std::sync::Arc;
 
 use custos_model::{Alert, EventView};
 
+use serde_json::json;
+
 use super::rules::{Condition, Evaluator, Rule};
 use super::store::{Alerts, AlertsError};
 use crate::events::SearchFilter;
+use crate::events::model::{Channel, Outcome};
+use crate::events::own::{OwnAction, OwnEvent};
 use crate::lease::Lease;
 use crate::policies::PolicyStore;
 use crate::policies::kinds::alert_rules::AlertRulesDoc;
@@ -34,8 +38,6 @@ pub const LEASE: &str = "alert-evaluator";
 const LEASE_TTL_US: i64 = 15 * SECOND_US;
 /// Renewed (and the cursor saved) at least this often.
 const RENEW_US: i64 = 3 * SECOND_US;
-/// How often the version of the rules in force is looked at.
-const RULES_CHECK_US: i64 = 2 * SECOND_US;
 /// The most events replayed to rebuild the windows.
 const REPLAY_MAX: u64 = 200_000;
 /// The most events evaluated in one pass (the next pass goes on).
@@ -61,10 +63,14 @@ pub struct Pass {
 struct Run {
     x: Evaluator,
     version: u64,
+    /// The last event evaluated.
     cursor: u64,
+    /// The cursor this replica last saved (the lease's, unless another
+    /// replica took over meanwhile).
+    saved: u64,
+    /// Commit time of the last event evaluated.
     last_at: i64,
     saved_at: i64,
-    rules_checked_at: i64,
 }
 
 /// The live evaluator of one replica.
@@ -73,6 +79,9 @@ pub struct Live {
     policies: Arc<PolicyStore>,
     lease: Lease,
     run: Option<Run>,
+    /// The event being evaluated, and how many passes failed on it.
+    current: Option<u64>,
+    failing: Option<(u64, u32)>,
 }
 
 impl std::fmt::Debug for Live {
@@ -107,11 +116,18 @@ fn replay_span_us(rules: &[Rule]) -> i64 {
     (2 * longest as i64 * SECOND_US).min(DAY_US)
 }
 
+/// Passes failing on the same event before it is passed over (and that
+/// recorded): one event the evaluator cannot take must not stop it.
+const POISON_AFTER: u32 = 3;
+/// A pass stops after this long; the next goes on (the lease is renewed in
+/// between).
+const PASS_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Live {
     /// The evaluator of the replica `holder` (unique per process).
     pub fn new(alerts: Arc<Alerts>, policies: Arc<PolicyStore>, holder: &str) -> Live {
         let lease = Lease::new(alerts.events().ledger().clone(), LEASE, holder, LEASE_TTL_US);
-        Live { alerts, policies, lease, run: None }
+        Live { alerts, policies, lease, run: None, current: None, failing: None }
     }
 
     /// Gives the lease up (a clean stop): another replica takes over at
@@ -133,16 +149,44 @@ impl Live {
 
     /// Evaluates what was committed since the last pass (if this replica
     /// holds the lease). On an error nothing is lost: the next pass starts
-    /// again from the cursor last saved.
+    /// again from the cursor last saved. An event on which three passes in
+    /// a row failed is passed over, and that is recorded
+    /// (`custos.alert.evaluation_failed`, with the error): one event cannot
+    /// stop the evaluation of all the others.
     pub async fn step(&mut self) -> Result<Pass, AlertsError> {
+        self.current = None;
         let r = self.pass().await;
-        if r.is_err() {
-            self.run = None;
+        match (&r, self.current) {
+            (Ok(_), _) => self.failing = None,
+            (Err(e), Some(seq)) => {
+                self.run = None;
+                let n = match self.failing {
+                    Some((s, n)) if s == seq => n + 1,
+                    _ => 1,
+                };
+                self.failing = Some((seq, n));
+                if n >= POISON_AFTER && self.lease.save(seq).await.unwrap_or(false) {
+                    self.failing = None;
+                    let event = OwnEvent::by_custos(
+                        OwnAction::AlertStep("custos.alert.evaluation_failed"),
+                        "alert evaluator",
+                        Channel::System,
+                    )
+                    .outcome(Outcome::Error)
+                    .reason(Some(e.to_string()))
+                    .details(json!({ "seq": seq, "passes": n }));
+                    if let Err(e) = self.alerts.events().record_own(event).await {
+                        tracing::error!(error = %e, seq, "could not record an event passed over by the alert evaluator");
+                    }
+                }
+            }
+            (Err(_), None) => self.run = None,
         }
         r
     }
 
     async fn pass(&mut self) -> Result<Pass, AlertsError> {
+        let started = std::time::Instant::now();
         let events = self.alerts.events().clone();
         let ledger = events.ledger().clone();
         let now = ledger.now_us();
@@ -154,10 +198,10 @@ impl Live {
                 self.run = None;
                 return Ok(pass);
             };
-            // Another replica held it meanwhile and went further: start
-            // again from its cursor.
+            // Another replica held it meanwhile and saved another cursor:
+            // start again from its cursor.
             if let (Some(run), Some(c)) = (&self.run, held.cursor)
-                && c != run.cursor
+                && c != run.saved
             {
                 self.run = None;
             }
@@ -169,23 +213,22 @@ impl Live {
                 let cursor = held.cursor.unwrap_or(head).min(head);
                 let (x, replayed, last_at) = self.rebuild(rules, cursor, now).await?;
                 pass.replayed = Some(replayed);
-                self.run = Some(Run { x, version, cursor, last_at, saved_at: 0, rules_checked_at: now });
+                self.lease.save(cursor).await?;
+                self.run = Some(Run { x, version, cursor, saved: cursor, last_at, saved_at: now });
             }
         }
         pass.held = true;
-        // The rules changed: rebuild the windows for the new ones.
-        let check = self
-            .run
-            .as_ref()
-            .map(|r| (r.version, r.cursor))
-            .filter(|_| self.run.as_ref().is_some_and(|r| now - r.rules_checked_at >= RULES_CHECK_US));
-        if let Some((old, cursor)) = check {
-            let (version, rules) = self.rules_in_force().await?;
-            let rebuilt = if version != old { Some(self.rebuild(rules, cursor, now).await?) } else { None };
-            if let Some(run) = &mut self.run {
-                run.rules_checked_at = now;
-                if let Some((x, replayed, last_at)) = rebuilt {
-                    pass.replayed = Some(replayed);
+        // The rules changed (looked at on every pass, before the events:
+        // an event committed after a change is judged by the new rules):
+        // rebuild the windows for the new ones.
+        if let Some((old, cursor)) = self.run.as_ref().map(|r| (r.version, r.cursor)) {
+            let current =
+                self.policies.active_version("alert_rules").await.map_err(|e| AlertsError::Conflict(e.to_string()))?;
+            if current != old {
+                let (version, rules) = self.rules_in_force().await?;
+                let (x, replayed, last_at) = self.rebuild(rules, cursor, now).await?;
+                pass.replayed = Some(replayed);
+                if let Some(run) = &mut self.run {
                     run.x = x;
                     run.version = version;
                     run.last_at = run.last_at.max(last_at);
@@ -196,10 +239,11 @@ impl Live {
         let head = ledger.head().await.map_err(crate::events::EventsError::from)?.seq;
         let upto = head.min(run.cursor + PASS_MAX);
         let mut f = SearchFilter { descending: false, limit: 500, max_seq: Some(upto), ..Default::default() };
-        while run.cursor < upto {
+        while run.cursor < upto && started.elapsed() < PASS_BUDGET {
             f.after_seq = Some(run.cursor);
             let page = events.search(&f).await?;
             for e in &page.items {
+                self.current = Some(e.seq);
                 if !is_alert_step(e) {
                     let at = parse_rfc3339(&e.recorded_at).unwrap_or(run.last_at).max(run.last_at);
                     run.last_at = at;
@@ -210,16 +254,32 @@ impl Live {
                 }
                 run.cursor = e.seq;
             }
+            self.current = None;
             if page.next_cursor.is_none() {
                 // Entries the search does not show (purged) are passed over.
                 run.cursor = upto;
             }
+            // A long pass keeps its lease.
+            let t = ledger.now_us();
+            if t - run.saved_at >= RENEW_US {
+                if !self.lease.save(run.cursor).await? {
+                    self.run = None;
+                    pass.held = false;
+                    return Ok(pass);
+                }
+                run.saved = run.cursor;
+                run.saved_at = t;
+            }
         }
-        for firing in run.x.on_tick(now.max(run.last_at)) {
+        // Time passes for the absence rules: the clock once the evaluator is
+        // at the head, the last commit it read while it catches up (a backlog
+        // is not a silence).
+        let tick_at = if run.cursor >= head { now.max(run.last_at) } else { run.last_at };
+        for firing in run.x.on_tick(tick_at) {
             note(&self.alerts, &mut pass, &run.x, &firing, run.version).await?;
         }
         pass.cursor = run.cursor;
-        if due || !pass.opened.is_empty() || now - run.saved_at >= RENEW_US {
+        if run.cursor != run.saved && (!pass.opened.is_empty() || now - run.saved_at >= SECOND_US) {
             if !self.lease.save(run.cursor).await? {
                 // Another replica took over: it goes on from the cursor
                 // last saved; what was evaluated here since is idempotent.
@@ -227,28 +287,50 @@ impl Live {
                 pass.held = false;
                 return Ok(pass);
             }
+            run.saved = run.cursor;
             run.saved_at = now;
         }
         Ok(pass)
     }
 
-    /// An evaluator for `rules` whose windows hold the recent events up to
-    /// `cursor` (their firings discarded: they were stored when they
-    /// happened).
+    /// An evaluator for `rules` whose windows hold the events committed in
+    /// the span before the cursor's event, up to it (their firings
+    /// discarded: they were stored when they happened). Answers it, the
+    /// events replayed and the cursor's commit time.
     async fn rebuild(&self, rules: Vec<Rule>, cursor: u64, now: i64) -> Result<(Evaluator, u64, i64), AlertsError> {
+        let ledger = self.alerts.events().ledger();
         let span = replay_span_us(&rules);
         let mut x = Evaluator::new(rules);
-        let mut last_at = now - span;
+        let committed = |seq: u64| async move {
+            ledger
+                .entry(seq)
+                .await
+                .map(|e| e.map(|e| e.header.recorded_at_us))
+                .map_err(crate::events::EventsError::from)
+        };
+        let anchor = if cursor == 0 { now } else { committed(cursor).await?.unwrap_or(now) };
         let mut replayed = 0;
         if span > 0 && cursor > 0 {
+            // Commit times grow with the position: the first entry of the
+            // span by bisection, at most REPLAY_MAX entries back.
+            let (mut lo, mut hi) = (cursor.saturating_sub(REPLAY_MAX).max(1), cursor + 1);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if committed(mid).await?.is_some_and(|t| t >= anchor - span) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
             let mut f = SearchFilter {
-                from_us: Some(now - span),
                 descending: false,
                 limit: 1000,
-                after_seq: Some(cursor.saturating_sub(REPLAY_MAX)),
+                after_seq: Some(lo - 1),
                 max_seq: Some(cursor),
                 ..Default::default()
             };
+            let mut last_at = anchor - span;
+            let mut renewed = std::time::Instant::now();
             loop {
                 let page = self.alerts.events().search(&f).await?;
                 for e in &page.items {
@@ -260,13 +342,18 @@ impl Live {
                     x.on_event(e, at);
                     replayed += 1;
                 }
+                // A long replay keeps the lease.
+                if renewed.elapsed() >= std::time::Duration::from_micros(RENEW_US as u64) {
+                    self.lease.save(cursor).await?;
+                    renewed = std::time::Instant::now();
+                }
                 match (page.next_cursor, page.items.last()) {
                     (Some(_), Some(e)) => f.after_seq = Some(e.seq),
                     _ => break,
                 }
             }
         }
-        Ok((x, replayed, last_at))
+        Ok((x, replayed, anchor))
     }
 }
 

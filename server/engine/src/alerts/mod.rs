@@ -13,6 +13,7 @@
 
 pub mod live;
 pub mod rules;
+pub mod silences;
 pub mod store;
 
 use std::collections::BTreeMap;

@@ -12,7 +12,7 @@
 //! does not fire again within the rule's cooldown; what matches meanwhile is
 //! counted in the firing that is open.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use custos_model::EventView;
 use serde::{Deserialize, Serialize};
@@ -258,14 +258,14 @@ impl Rule {
         match &self.condition {
             Condition::Immediate => Ok(()),
             Condition::Threshold { count, window_secs } => {
-                if *count < 1 {
-                    return bad("condition.count", "at least 1");
+                if !(1..=MAX_RECENT as u32).contains(count) {
+                    return bad("condition.count", "1 to 10,000");
                 }
                 window(*window_secs)
             }
             Condition::Distinct { count, field: f, window_secs } => {
-                if *count < 2 {
-                    return bad("condition.count", "at least 2");
+                if !(2..=MAX_RECENT as u32).contains(count) {
+                    return bad("condition.count", "2 to 10,000");
                 }
                 if !is_field(f) {
                     return bad("condition.field", &format!("`{f}` is not a field"));
@@ -298,8 +298,11 @@ pub struct Firing {
 
 #[derive(Debug, Default)]
 struct GroupState {
-    /// (time, seq, counted value) of recent matches.
+    /// (time, seq, counted value) of recent matches (at most
+    /// [`MAX_RECENT`], and for a threshold no more than it needs).
     recent: VecDeque<(i64, u64, Option<String>)>,
+    /// How often each counted value is in `recent` (distinct).
+    values: BTreeMap<String, u32>,
     /// When the group last fired.
     fired_at: Option<i64>,
     /// When `first` of a sequence last matched.
@@ -311,17 +314,65 @@ struct GroupState {
     silent: bool,
 }
 
+/// Most recent matches a group keeps: a flood makes a distinct count
+/// approximate (the oldest values go first), never unbounded.
+pub const MAX_RECENT: usize = 10_000;
+/// Most groups a rule keeps: beyond, new groups are not tracked (counted in
+/// [`Evaluator::overflow`]) and the ones tracked keep working.
+pub const MAX_GROUPS: usize = 10_000;
+/// Longest group value kept (characters).
+const MAX_VALUE: usize = 200;
+
+impl GroupState {
+    fn push(&mut self, at: i64, seq: u64, value: Option<String>, cap: usize) {
+        if let Some(v) = &value {
+            *self.values.entry(v.clone()).or_default() += 1;
+        }
+        self.recent.push_back((at, seq, value));
+        while self.recent.len() > cap {
+            self.pop();
+        }
+    }
+
+    fn pop(&mut self) {
+        if let Some((_, _, Some(v))) = self.recent.pop_front()
+            && let Some(n) = self.values.get_mut(&v)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.values.remove(&v);
+            }
+        }
+    }
+
+    fn expire(&mut self, now_us: i64, window_us: i64) {
+        while self.recent.front().is_some_and(|(t, _, _)| now_us - t >= window_us) {
+            self.pop();
+        }
+    }
+}
+
 /// The state of all rules: feed it events in commit order, and ticks.
 #[derive(Debug, Default)]
 pub struct Evaluator {
     rules: Vec<Rule>,
     groups: BTreeMap<(usize, Vec<String>), GroupState>,
+    /// Groups held per rule.
+    per_rule: Vec<usize>,
+    /// Matches not tracked because their rule was at [`MAX_GROUPS`].
+    overflow: u64,
 }
 
 impl Evaluator {
     /// An evaluator for these rules (the disabled ones are kept, silent).
     pub fn new(rules: Vec<Rule>) -> Evaluator {
-        Evaluator { rules, groups: BTreeMap::new() }
+        let per_rule = vec![0; rules.len()];
+        Evaluator { rules, groups: BTreeMap::new(), per_rule, overflow: 0 }
+    }
+
+    /// Matches not tracked because their rule held [`MAX_GROUPS`] groups.
+    pub fn overflow(&self) -> u64 {
+        self.overflow
     }
 
     /// The rules.
@@ -330,7 +381,7 @@ impl Evaluator {
     }
 
     fn key(rule: &Rule, e: &EventView) -> Option<Vec<String>> {
-        rule.group_by.iter().map(|g| field(e, g)).collect()
+        rule.group_by.iter().map(|g| field(e, g).map(|v| v.chars().take(MAX_VALUE).collect())).collect()
     }
 
     fn fire(&mut self, i: usize, key: Vec<String>, count: u64, seqs: Vec<u64>, at: i64) -> Firing {
@@ -368,14 +419,21 @@ impl Evaluator {
             }
             let Some(key) = Self::key(rule, e) else { continue };
             let condition = rule.condition.clone();
+            if !self.groups.contains_key(&(i, key.clone())) {
+                if self.per_rule[i] >= MAX_GROUPS {
+                    self.overflow += 1;
+                    continue;
+                }
+                self.per_rule[i] += 1;
+            }
             let state = self.groups.entry((i, key.clone())).or_default();
             match condition {
                 Condition::Immediate => out.push(self.fire(i, key, 1, vec![e.seq], at_us)),
                 Condition::Threshold { count, window_secs } => {
-                    state.recent.push_back((at_us, e.seq, None));
-                    while state.recent.front().is_some_and(|(t, _, _)| at_us - t >= window_secs as i64 * SECOND_US) {
-                        state.recent.pop_front();
-                    }
+                    // A threshold needs no more than its count (and 20 for
+                    // the alert's list).
+                    state.push(at_us, e.seq, None, (count as usize).clamp(20, MAX_RECENT));
+                    state.expire(at_us, window_secs as i64 * SECOND_US);
                     let n = state.recent.len() as u64;
                     if n >= u64::from(count) {
                         let seqs = state.recent.iter().rev().take(20).map(|(_, s, _)| *s).collect();
@@ -384,12 +442,9 @@ impl Evaluator {
                 }
                 Condition::Distinct { count, field: f, window_secs } => {
                     let Some(v) = field(e, &f) else { continue };
-                    state.recent.push_back((at_us, e.seq, Some(v)));
-                    while state.recent.front().is_some_and(|(t, _, _)| at_us - t >= window_secs as i64 * SECOND_US) {
-                        state.recent.pop_front();
-                    }
-                    let distinct: BTreeSet<&String> = state.recent.iter().filter_map(|(_, _, v)| v.as_ref()).collect();
-                    let n = distinct.len() as u64;
+                    state.push(at_us, e.seq, Some(v.chars().take(MAX_VALUE).collect()), MAX_RECENT);
+                    state.expire(at_us, window_secs as i64 * SECOND_US);
+                    let n = state.values.len() as u64;
                     if n >= u64::from(count) {
                         let seqs = state.recent.iter().rev().take(20).map(|(_, s, _)| *s).collect();
                         out.push(self.fire(i, key, n, seqs, at_us));
@@ -450,6 +505,7 @@ impl Evaluator {
     /// their silence is what the rule watches.
     fn prune(&mut self, now_us: i64) {
         let rules = &self.rules;
+        let per_rule = &mut self.per_rule;
         self.groups.retain(|(i, _), state| {
             let rule = &rules[*i];
             let window = match &rule.condition {
@@ -459,12 +515,14 @@ impl Evaluator {
                 | Condition::Distinct { window_secs, .. }
                 | Condition::Sequence { window_secs, .. } => *window_secs as i64 * SECOND_US,
             };
-            while state.recent.front().is_some_and(|(t, _, _)| now_us - t >= window) {
-                state.recent.pop_front();
-            }
+            state.expire(now_us, window);
             let cooling = state.fired_at.is_some_and(|t| now_us - t < rule.cooldown_secs as i64 * SECOND_US);
             let waiting = state.first_at.is_some_and(|(t, _)| now_us - t < window);
-            !state.recent.is_empty() || cooling || waiting
+            let keep = !state.recent.is_empty() || cooling || waiting;
+            if !keep {
+                per_rule[*i] -= 1;
+            }
+            keep
         });
     }
 
@@ -533,7 +591,10 @@ pub fn builtin_rules() -> Vec<Rule> {
             "admin_granted",
             "The admin role was granted",
             "critical",
+            // Custos's own record of a role change: an application cannot
+            // send one (its name is reserved), so it cannot be forged.
             Matcher {
+                applications: vec!["custos".into()],
                 details: vec![detail("after", DetailTest::Contains("admin".into()))],
                 ..m(&["user.roles.update"], &["success"])
             },
@@ -605,6 +666,7 @@ pub fn builtin_rules() -> Vec<Rule> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::BTreeSet;
 
     const T0: i64 = 1_800_000_000_000_000;
 
@@ -679,6 +741,20 @@ mod tests {
         assert_eq!(x.groups(), 1, "ada's cooldown is over and her matches are old: forgotten");
         x.on_tick(T0 + 800 * SECOND_US);
         assert_eq!(x.groups(), 0);
+    }
+
+    #[test]
+    fn groups_per_rule_are_bounded_and_freed_when_they_go_quiet() {
+        let r = rule(Condition::Threshold { count: 2, window_secs: 60 }, &["actor"]);
+        let mut x = Evaluator::new(vec![r]);
+        for i in 0..(MAX_GROUPS as u64 + 5) {
+            x.on_event(&ev(i, "user.login", "failure", &format!("a{i}"), "ip"), T0);
+        }
+        assert_eq!((x.groups(), x.overflow()), (MAX_GROUPS, 5));
+        x.on_tick(T0 + 61 * SECOND_US);
+        assert_eq!(x.groups(), 0);
+        x.on_event(&ev(1, "user.login", "failure", "z", "ip"), T0 + 62 * SECOND_US);
+        assert_eq!(x.groups(), 1, "room again");
     }
 
     #[test]
@@ -760,6 +836,8 @@ mod tests {
         }
         let mut grant = ev(9, "user.roles.update", "success", "root", "a");
         grant.details = Some(json!({"before": ["viewer"], "after": ["viewer", "admin"]}));
+        assert!(x.on_event(&grant, T0 + 10).iter().all(|f| f.rule != "admin_granted"), "an application's claim");
+        grant.source.application = Some("custos".into());
         for f in x.on_event(&grant, T0 + 10) {
             fired.insert(f.rule);
         }

@@ -30,6 +30,8 @@ use crate::time::{SECOND_US, parse_rfc3339, rfc3339};
 const MAX_SEQS: usize = 50;
 /// Longest comment.
 const MAX_COMMENT: usize = 2000;
+/// Most steps (acknowledgements, comments, resolution) on one alert.
+const MAX_HISTORY: usize = 200;
 
 /// Why an alert operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -218,12 +220,18 @@ impl Alerts {
             .conn()
             .query_one_raw(stmt_for(
                 b,
-                "SELECT id, seqs FROM alerts WHERE rule_id = ? AND group_key = ? AND status <> 'resolved' \
+                "SELECT * FROM alerts WHERE rule_id = ? AND group_key = ? AND status <> 'resolved' \
                  ORDER BY opened_at DESC, id DESC LIMIT 1",
                 vec![rule.id.clone().into(), group.clone().into()],
             ))
             .await?;
         if let Some(row) = unresolved {
+            // Opened by a pass cut off before it recorded the opening: the
+            // record is written now (the alert is notified once it is).
+            if row.try_get::<Option<i64>>("", "opened_seq")?.is_none() {
+                let alert = alert_of(&row)?;
+                return Ok(Some(self.record_opening(alert, rule, rules_version).await?));
+            }
             let id: String = row.try_get("", "id")?;
             let mut seqs: Vec<u64> = serde_json::from_str(&row.try_get::<String>("", "seqs")?).unwrap_or_default();
             if seqs.len() < MAX_SEQS && !seqs.contains(&trigger) {
@@ -265,13 +273,12 @@ impl Alerts {
         seqs.sort_unstable();
         seqs.truncate(MAX_SEQS);
         let filter = explorer_filter(rule, &firing.group);
-        let inserted = self
-            .conn()
+        self.conn()
             .execute_raw(stmt_for(
                 b,
                 "INSERT INTO alerts (id, rule_id, rule_name, severity, group_key, trigger_key, status, matches, seqs, \
-                 filter, since_us, opened_at, last_at, last_seq, updated_at, rules_version) \
-                 VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (trigger_key) DO NOTHING",
+                 filter, since_us, opened_at, last_at, last_seq, updated_at, created_at, rules_version) \
+                 VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (trigger_key) DO NOTHING",
                 vec![
                     id.clone().into(),
                     rule.id.clone().into(),
@@ -287,12 +294,11 @@ impl Alerts {
                     firing.at_us.into(),
                     (trigger as i64).into(),
                     now.into(),
+                    now.into(),
                     (rules_version as i64).into(),
                 ],
             ))
-            .await?
-            .rows_affected()
-            == 1;
+            .await?;
         // Opened now, or by an evaluation cut off before its record: the
         // ledger entry is written once either way.
         let row = self
@@ -304,6 +310,11 @@ impl Alerts {
         if alert.opened_seq.is_some() {
             return Ok(None);
         }
+        Ok(Some(self.record_opening(alert, rule, rules_version).await?))
+    }
+
+    /// Records an alert's opening in the ledger and notes its position.
+    async fn record_opening(&self, alert: Alert, rule: &Rule, rules_version: u64) -> Result<Alert, AlertsError> {
         let severity = rule.severity.parse::<Severity>().unwrap_or(Severity::Notice);
         let event =
             OwnEvent::by_custos(OwnAction::AlertStep("custos.alert.opened"), "alert evaluator", Channel::System)
@@ -311,19 +322,18 @@ impl Alerts {
                 .resource("alert", Some(alert.id.clone()))
                 .details(json!({
                     "rule": rule.id, "rule_name": rule.name, "rule_severity": rule.severity,
-                    "rules_version": rules_version, "group": firing.group, "matches": alert.matches,
+                    "rules_version": rules_version, "group": alert.group, "matches": alert.matches,
                     "seqs": alert.seqs,
                 }));
         let receipt = self.events.record_own(event).await?;
         self.conn()
             .execute_raw(stmt_for(
-                b,
+                self.backend(),
                 "UPDATE alerts SET opened_seq = ? WHERE id = ? AND opened_seq IS NULL",
                 vec![(receipt.seq as i64).into(), alert.id.clone().into()],
             ))
             .await?;
-        let _ = inserted;
-        Ok(Some(Alert { opened_seq: Some(receipt.seq), ..alert }))
+        Ok(Alert { opened_seq: Some(receipt.seq), ..alert })
     }
 
     /// Acknowledges, resolves or comments on an alert, recorded in the
@@ -337,19 +347,18 @@ impl Alerts {
             return Err(invalid("comment", "required: what do you want to say?"));
         }
         let comment = self.events.mask_free_text(comment);
-        let alert = self.get(id).await?;
-        let to = match (step, alert.status) {
-            (Step::Acknowledge, AlertStatus::Open) => AlertStatus::Acknowledged,
-            (Step::Resolve, AlertStatus::Open | AlertStatus::Acknowledged) => AlertStatus::Resolved,
-            (Step::Comment, s) => s,
-            (_, s) => {
-                return Err(AlertsError::Conflict(format!(
-                    "the alert is {}: it cannot be {}",
-                    s.as_str(),
-                    step.name()
-                )));
-            }
+        let applies = |alert: &Alert| match (step, alert.status) {
+            (Step::Acknowledge, AlertStatus::Open) => Ok(AlertStatus::Acknowledged),
+            (Step::Resolve, AlertStatus::Open | AlertStatus::Acknowledged) => Ok(AlertStatus::Resolved),
+            (Step::Comment, s) => Ok(s),
+            (_, s) => Err(AlertsError::Conflict(format!("the alert is {}: it cannot be {}", s.as_str(), step.name()))),
         };
+        let mut alert = self.get(id).await?;
+        let mut to = applies(&alert)?;
+        if alert.history.len() >= MAX_HISTORY {
+            return Err(AlertsError::Conflict(format!("the alert has {MAX_HISTORY} steps already: no more are kept")));
+        }
+        // Recorded first, then applied.
         let event = OwnEvent::new(OwnAction::AlertStep(step.action()), by.actor.clone(), by.channel)
             .request(by.request_id.clone())
             .resource("alert", Some(alert.id.clone()))
@@ -358,39 +367,55 @@ impl Alerts {
                 "comment": comment,
             }));
         let receipt = self.events.record_own(event).await?;
-        let mut history = alert.history.clone();
-        history.push(AlertStep {
+        let entry = AlertStep {
             step: step.name().into(),
             principal: by.owner.clone(),
             name: by.actor.name.clone().unwrap_or_else(|| by.actor.id.clone()),
             at: rfc3339(receipt.recorded_at_us),
             comment,
             seq: receipt.seq,
-        });
-        let done = self
-            .conn()
-            .execute_raw(stmt_for(
-                self.backend(),
-                "UPDATE alerts SET status = ?, history = ?, updated_at = ? WHERE id = ? AND status = ? AND history = ?",
-                vec![
-                    to.as_str().into(),
-                    serde_json::to_string(&history).unwrap_or_default().into(),
-                    self.now().into(),
-                    alert.id.clone().into(),
-                    alert.status.as_str().into(),
-                    serde_json::to_string(&alert.history).unwrap_or_default().into(),
-                ],
-            ))
-            .await?;
-        if done.rows_affected() != 1 {
-            // Someone else changed it between our read and our write; our
-            // step is in the ledger (it was asked for and recorded) but not
-            // applied.
-            return Err(AlertsError::Conflict(
-                "the alert changed meanwhile (someone else acted on it): reload and try again".into(),
-            ));
+        };
+        // Someone else may act on it between the read and the write: the
+        // step recorded is applied to the alert as it is then, while it
+        // still applies; if it no longer does (resolved meanwhile), that
+        // is recorded too.
+        for _ in 0..5 {
+            let mut history = alert.history.clone();
+            history.push(entry.clone());
+            let done = self
+                .conn()
+                .execute_raw(stmt_for(
+                    self.backend(),
+                    "UPDATE alerts SET status = ?, history = ?, updated_at = ? WHERE id = ? AND status = ? AND history = ?",
+                    vec![
+                        to.as_str().into(),
+                        serde_json::to_string(&history).unwrap_or_default().into(),
+                        self.now().into(),
+                        alert.id.clone().into(),
+                        alert.status.as_str().into(),
+                        serde_json::to_string(&alert.history).unwrap_or_default().into(),
+                    ],
+                ))
+                .await?;
+            if done.rows_affected() == 1 {
+                return self.get(id).await;
+            }
+            alert = self.get(id).await?;
+            to = match applies(&alert) {
+                Ok(t) => t,
+                Err(e) => {
+                    let undone = OwnEvent::new(OwnAction::AlertStep(step.action()), by.actor.clone(), by.channel)
+                        .outcome(crate::events::model::Outcome::Failure)
+                        .reason(Some(format!("not applied: {e} (someone else acted on it first)")))
+                        .request(by.request_id.clone())
+                        .resource("alert", Some(alert.id.clone()))
+                        .details(json!({ "rule": alert.rule_id, "recorded": receipt.seq }));
+                    self.events.record_own(undone).await?;
+                    return Err(e);
+                }
+            };
         }
-        self.get(id).await
+        Err(AlertsError::Conflict("the alert keeps changing: reload and try again".into()))
     }
 }
 
@@ -478,5 +503,6 @@ fn alert_of(r: &QueryResult) -> Result<Alert, DbErr> {
             .collect::<Vec<_>>()
             .join("&"),
         history: serde_json::from_str(&json("history")?).unwrap_or_default(),
+        silenced_by: r.try_get("", "silenced_by")?,
     })
 }

@@ -197,13 +197,13 @@ pub const BUILTIN_ROLES: [BuiltinRole; 5] = [
     },
     BuiltinRole {
         name: "security_analyst",
-        description: "Reads the audit log and manages alert rules",
-        permissions: &[Permission::AuditRead, Permission::AlertManage],
+        description: "Reads the audit log, manages alerts and alert rules",
+        permissions: &[Permission::AuditRead, Permission::AlertManage, Permission::PolicyRead],
     },
     BuiltinRole {
         name: "notification_manager",
-        description: "Manages notifications",
-        permissions: &[Permission::NotificationManage],
+        description: "Manages notification channels and reads their delivery log",
+        permissions: &[Permission::NotificationManage, Permission::PolicyRead],
     },
     BuiltinRole { name: "viewer", description: "Reads the audit log, masked", permissions: &[Permission::AuditRead] },
 ];

@@ -135,7 +135,15 @@ fn bad(path: String, reason: impl Into<String>) -> FieldError {
 }
 
 fn is_http_url(u: &str) -> bool {
-    (u.starts_with("https://") || u.starts_with("http://")) && u.len() > 8 && u.len() <= 2048 && !u.contains(' ')
+    (u.starts_with("https://") || u.starts_with("http://"))
+        && u.len() <= 2048
+        && reqwest::Url::parse(u)
+            .is_ok_and(|p| p.host_str().is_some() && p.username().is_empty() && p.password().is_none())
+}
+
+/// A host name that is this machine.
+fn is_loopback_host(h: &str) -> bool {
+    h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn is_mail(a: &str) -> bool {
@@ -217,7 +225,12 @@ impl NotificationsDoc {
                 "webhook" => {
                     match &c.url {
                         Some(u) if is_http_url(u) => {}
-                        _ => return Err(bad(at("url"), "an http:// or https:// URL")),
+                        _ => {
+                            return Err(bad(
+                                at("url"),
+                                "an http:// or https:// URL, without a user name or password in it",
+                            ));
+                        }
                     }
                     secret_ok(&c.secret, "secret", true)?;
                     if let Some(Secret { value: Some(v), .. }) = &c.secret
@@ -262,6 +275,15 @@ impl NotificationsDoc {
                     }
                     if c.smtp_password.is_some() && c.smtp_username.is_none() {
                         return Err(bad(at("smtp_username"), "required with a password"));
+                    }
+                    if c.smtp_tls.as_deref() == Some("none")
+                        && c.smtp_username.is_some()
+                        && !c.smtp_host.as_deref().is_some_and(is_loopback_host)
+                    {
+                        return Err(bad(
+                            at("smtp_tls"),
+                            "a password is only sent without TLS to a relay on this host (localhost, 127.0.0.1, ::1)",
+                        ));
                     }
                     secret_ok(&c.smtp_password, "smtp_password", false)?;
                 }
@@ -311,47 +333,86 @@ impl NotificationsDoc {
     }
 }
 
-/// What a channel's secrets are bound to when sealed.
-fn binding(channel: &str) -> u64 {
-    let d = Sha256::digest(channel.as_bytes());
+/// What a channel's secret is bound to when sealed: the channel's id and
+/// type, the field, and where the secret is sent (a webhook's URL; an SMTP
+/// server, port, user and encryption). A sealed secret copied to another
+/// channel, or left in place while its destination changes, does not open:
+/// whoever changes where a secret goes must give it again.
+fn binding(c: &ChannelDef, field: &str) -> u64 {
+    let destination = match (c.kind.as_str(), field) {
+        ("webhook", _) => c.url.clone().unwrap_or_default(),
+        ("email", _) => format!(
+            "{}|{}|{}|{}",
+            c.smtp_host.as_deref().unwrap_or_default(),
+            c.smtp_port.unwrap_or(0),
+            c.smtp_username.as_deref().unwrap_or_default(),
+            c.smtp_tls.as_deref().unwrap_or("starttls")
+        ),
+        _ => String::new(),
+    };
+    let d = Sha256::digest(format!("{}\n{}\n{field}\n{destination}", c.id, c.kind).as_bytes());
     u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
 const PURPOSE: &str = "notification";
 
-/// Seals every secret given in clear (bound to its channel's id), and
-/// keeps the ones already sealed.
+/// Seals every secret given in clear (bound to its channel and
+/// destination), and checks that the ones already sealed still open where
+/// they are (else the field is named: give the secret again).
 pub fn seal_all(ledger: &Ledger, doc: &mut NotificationsDoc) -> Result<(), FieldError> {
     for (i, c) in doc.channels.iter_mut().enumerate() {
-        let id = binding(&c.id);
+        let bound = c.clone();
         for (f, s) in [("secret", &mut c.secret), ("smtp_password", &mut c.smtp_password)] {
-            if let Some(secret) = s
-                && let Some(v) = secret.value.take()
-            {
-                let sealed = ledger
-                    .keys()
-                    .seal_secret(PURPOSE, id, v.as_bytes(), &crate::clock::OsRandom)
-                    .map_err(|e| bad(format!("content.channels[{i}].{f}"), format!("cannot be sealed: {e}")))?;
-                let tail: String = v.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-                *secret = Secret {
-                    value: None,
-                    sealed: Some(base64::engine::general_purpose::STANDARD.encode(sealed)),
-                    hint: Some(format!("…{tail}")),
-                };
+            let Some(secret) = s else { continue };
+            let path = format!("content.channels[{i}].{f}");
+            match secret.value.take() {
+                Some(v) => {
+                    let sealed = ledger
+                        .keys()
+                        .seal_secret(PURPOSE, binding(&bound, f), v.as_bytes(), &crate::clock::OsRandom)
+                        .map_err(|e| bad(path, format!("cannot be sealed: {e}")))?;
+                    // A hint only for secrets long enough to keep most of
+                    // them hidden.
+                    let n = v.chars().count();
+                    let hint = if n >= 16 {
+                        let tail: String = v.chars().skip(n - 4).collect();
+                        format!("…{tail}")
+                    } else {
+                        "…".into()
+                    };
+                    *secret = Secret {
+                        value: None,
+                        sealed: Some(base64::engine::general_purpose::STANDARD.encode(sealed)),
+                        hint: Some(hint),
+                    };
+                }
+                None => {
+                    if open(ledger, &bound, f, secret).is_err() {
+                        return Err(bad(
+                            path,
+                            "this sealed secret does not belong here (its channel or destination changed): give it \
+                             again as {\"value\": …}",
+                        ));
+                    }
+                }
             }
         }
     }
     Ok(())
 }
 
-/// Opens a channel's sealed secret.
-pub fn open(ledger: &Ledger, channel: &str, secret: &Secret) -> Result<zeroize::Zeroizing<String>, String> {
+/// Opens a channel's sealed secret (`field`: `secret` or `smtp_password`).
+pub fn open(
+    ledger: &Ledger,
+    c: &ChannelDef,
+    field: &str,
+    secret: &Secret,
+) -> Result<zeroize::Zeroizing<String>, String> {
     let sealed = secret.sealed.as_deref().ok_or("the secret is not sealed")?;
     let raw = base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|_| "the sealed secret is damaged")?;
-    let clear = ledger
-        .keys()
-        .open_secret(PURPOSE, binding(channel), &raw)
-        .map_err(|_| "the sealed secret does not open (sealed for another channel, or under another KEK)")?;
+    let clear = ledger.keys().open_secret(PURPOSE, binding(c, field), &raw).map_err(
+        |_| "the sealed secret does not open (sealed for another channel or destination, or under another KEK)",
+    )?;
     String::from_utf8(clear.to_vec()).map(zeroize::Zeroizing::new).map_err(|_| "the sealed secret is damaged".into())
 }
 

@@ -51,6 +51,8 @@ const RENEW_US: i64 = 3 * SECOND_US;
 const TOO_OLD_US: i64 = HOUR_US;
 /// Entries tried in one pass.
 const BATCH: u64 = 20;
+/// A claimed entry is tried again after this if its try never ended.
+const CLAIM_US: i64 = 60 * SECOND_US;
 
 /// How delivery retries.
 #[derive(Debug, Clone)]
@@ -62,11 +64,15 @@ pub struct Settings {
     /// The server's address as people reach it (`https://custos.example.org`),
     /// for links in messages; without it links are paths.
     pub public_url: Option<String>,
+    /// Destinations on private, loopback or link-local addresses are
+    /// allowed (an internal relay; tests). Off by default: a channel must
+    /// not be a way into the internal network (SSRF).
+    pub allow_private: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { retry_base_us: 10 * SECOND_US, give_up_us: 24 * HOUR_US, public_url: None }
+        Settings { retry_base_us: 10 * SECOND_US, give_up_us: 24 * HOUR_US, public_url: None, allow_private: false }
     }
 }
 
@@ -225,16 +231,32 @@ impl Notifier {
             .conn()
             .query_all_raw(stmt_for(
                 self.b(),
-                "SELECT id, opened_at FROM alerts WHERE notified_at IS NULL AND opened_seq IS NOT NULL \
-                 ORDER BY opened_at LIMIT 100",
+                "SELECT id, created_at FROM alerts WHERE notified_at IS NULL AND opened_seq IS NOT NULL \
+                 ORDER BY created_at LIMIT 100",
                 vec![],
             ))
             .await?;
+        let silences = self.alerts.active_silences().await?;
         let mut queued = 0;
+        let mut skipped = Vec::new();
         for r in rows {
             let id: String = r.try_get("", "id")?;
-            let opened_at: i64 = r.try_get("", "opened_at")?;
-            if now - opened_at <= TOO_OLD_US {
+            let created_at: i64 = r.try_get("", "created_at")?;
+            if now - created_at > TOO_OLD_US {
+                skipped.push(id.clone());
+            } else if let Some(silence) = {
+                let alert = self.alerts.get(&id).await?;
+                silences.iter().find(|s| crate::alerts::silences::covers(s, &alert)).map(|s| s.id.clone())
+            } {
+                // Shown in the inbox, not sent: the alert names the silence.
+                self.conn()
+                    .execute_raw(stmt_for(
+                        self.b(),
+                        "UPDATE alerts SET silenced_by = ? WHERE id = ? AND silenced_by IS NULL",
+                        vec![silence.into(), id.clone().into()],
+                    ))
+                    .await?;
+            } else {
                 let alert = self.alerts.get(&id).await?;
                 for c in doc.route(&alert.rule_id, &alert.severity) {
                     let key = format!("{}:{}", alert.id, c.id);
@@ -273,6 +295,22 @@ impl Notifier {
                 ))
                 .await?;
         }
+        if !skipped.is_empty() {
+            // Not sent, and said so.
+            let event = OwnEvent::by_custos(
+                OwnAction::NotificationStep("custos.notification.skipped"),
+                "notifier",
+                Channel::System,
+            )
+            .outcome(EventOutcome::Failure)
+            .severity(Severity::Warning)
+            .reason(Some(format!(
+                "{} alert(s) were stored more than an hour before the notifier could queue them; not sent",
+                skipped.len()
+            )))
+            .details(json!({ "alerts": skipped.iter().take(50).collect::<Vec<_>>(), "count": skipped.len() }));
+            self.alerts.events().record_own(event).await?;
+        }
         Ok(queued)
     }
 
@@ -289,7 +327,25 @@ impl Notifier {
                 vec![now.into()],
             ))
             .await?;
-        let tries = rows.iter().map(|r| self.deliver_one(doc, r, now));
+        // Claimed before they are tried: another notifier (a takeover
+        // while this one paused) does not send them too.
+        let mut claimed = Vec::new();
+        for r in rows {
+            let id: String = r.try_get("", "id")?;
+            let next_at: i64 = r.try_get("", "next_at")?;
+            let done = self
+                .conn()
+                .execute_raw(stmt_for(
+                    self.b(),
+                    "UPDATE notification_outbox SET next_at = ? WHERE id = ? AND status = 'pending' AND next_at = ?",
+                    vec![(now + CLAIM_US).into(), id.into(), next_at.into()],
+                ))
+                .await?;
+            if done.rows_affected() == 1 {
+                claimed.push(r);
+            }
+        }
+        let tries = claimed.iter().map(|r| self.deliver_one(doc, r, now));
         for r in futures_util::future::join_all(tries).await {
             match r? {
                 Status::Delivered => pass.delivered += 1,
@@ -316,18 +372,26 @@ impl Notifier {
             idempotency_key: r.try_get("", "idempotency_key")?,
         };
         let outcome = match doc.channels.iter().find(|c| c.id == channel_id) {
-            Some(c) if c.enabled => send::send(&self.http, self.ledger(), c, &message, now / SECOND_US).await,
-            Some(_) => {
-                Outcome { delivered: false, code: None, latency_ms: 0, error: Some("the channel is disabled".into()) }
+            Some(c) if c.enabled => {
+                send::send(&self.http, self.ledger(), c, &message, now / SECOND_US, self.settings.allow_private).await
             }
+            // Turned off for a while: kept, and tried again later.
+            Some(_) => Outcome {
+                delivered: false,
+                code: None,
+                latency_ms: 0,
+                error: Some("the channel is turned off".into()),
+                permanent: false,
+            },
             None => Outcome {
                 delivered: false,
                 code: None,
                 latency_ms: 0,
                 error: Some("the channel was removed from the notifications policy".into()),
+                permanent: true,
             },
         };
-        let give_up = !outcome.delivered && (now - created_at >= self.settings.give_up_us || outcome.error_is_final());
+        let give_up = !outcome.delivered && (now - created_at >= self.settings.give_up_us || outcome.permanent);
         let status = if outcome.delivered {
             Status::Delivered
         } else if give_up {
@@ -335,6 +399,24 @@ impl Notifier {
         } else {
             Status::Failed
         };
+        // A failure is recorded in the ledger before it is logged and the
+        // entry moves on.
+        if status != Status::Delivered {
+            let (action, severity) = match status {
+                Status::Dead => ("custos.notification.dead", Severity::Error),
+                _ => ("custos.notification.failed", Severity::Warning),
+            };
+            let event = OwnEvent::by_custos(OwnAction::NotificationStep(action), "notifier", Channel::System)
+                .outcome(EventOutcome::Failure)
+                .severity(severity)
+                .reason(outcome.error.clone())
+                .resource("notification_channel", Some(channel_id.clone()))
+                .details(json!({
+                    "message": id, "alert": alert_id, "rule": rule_id, "channel_type": channel_type,
+                    "attempt": attempt, "response_code": outcome.code, "latency_ms": outcome.latency_ms,
+                }));
+            self.alerts.events().record_own(event).await?;
+        }
         let at = self.ledger().now_us();
         self.log_attempt(
             &id,
@@ -358,7 +440,10 @@ impl Notifier {
                 "UPDATE notification_outbox SET attempts = ?, next_at = ?, last_error = ? WHERE id = ? AND status = 'pending'",
                 vec![
                     i64::from(attempt).into(),
-                    (at + backoff_us(self.settings.retry_base_us, attempt)).into(),
+                    // The last try falls on the give-up time itself.
+                    (at + backoff_us(self.settings.retry_base_us, attempt))
+                        .min(created_at + self.settings.give_up_us)
+                        .into(),
                     outcome.error.clone().into(),
                     id.clone().into(),
                 ],
@@ -369,22 +454,6 @@ impl Notifier {
             ),
         };
         self.conn().execute_raw(stmt_for(self.b(), sql, vals)).await?;
-        if status != Status::Delivered {
-            let (action, severity) = match status {
-                Status::Dead => ("custos.notification.dead", Severity::Error),
-                _ => ("custos.notification.failed", Severity::Warning),
-            };
-            let event = OwnEvent::by_custos(OwnAction::NotificationStep(action), "notifier", Channel::System)
-                .outcome(EventOutcome::Failure)
-                .severity(severity)
-                .reason(outcome.error.clone())
-                .resource("notification_channel", Some(channel_id.clone()))
-                .details(json!({
-                    "message": id, "alert": alert_id, "rule": rule_id, "channel_type": channel_type,
-                    "attempt": attempt, "response_code": outcome.code, "latency_ms": outcome.latency_ms,
-                }));
-            self.alerts.events().record_own(event).await?;
-        }
         Ok(status)
     }
 
@@ -447,7 +516,7 @@ impl Notifier {
             json: json!({"type": "custos.test", "idempotency_key": key, "text": text}),
             idempotency_key: key.clone(),
         };
-        let o = send::send(&self.http, self.ledger(), c, &m, now / SECOND_US).await;
+        let o = send::send(&self.http, self.ledger(), c, &m, now / SECOND_US, self.settings.allow_private).await;
         let status = if o.delivered { Status::Delivered } else { Status::Dead };
         let payload = json!({"subject": m.subject, "text": m.text, "json": m.json});
         self.conn()
@@ -482,11 +551,16 @@ impl Notifier {
                     "message": id, "channel_type": c.kind, "response_code": o.code, "latency_ms": o.latency_ms,
                 }));
         self.alerts.events().record_own(event).await?;
-        let page = self.log(&LogQuery { limit: 1, ..Default::default() }).await?;
-        page.items
-            .into_iter()
-            .find(|a| a.message_id == id)
-            .ok_or_else(|| AlertsError::NotFound("the test's log entry".into()))
+        let row = self
+            .conn()
+            .query_one_raw(stmt_for(
+                self.b(),
+                "SELECT * FROM notification_attempts WHERE outbox_id = ?",
+                vec![id.into()],
+            ))
+            .await?
+            .ok_or_else(|| AlertsError::NotFound("the test's log entry".into()))?;
+        Ok(attempt_of(&row)?)
     }
 
     /// The log of delivery attempts, newest first.
@@ -525,20 +599,7 @@ impl Notifier {
         let rows = self.conn().query_all_raw(stmt_for(self.b(), &sql, vals)).await?;
         let mut items = Vec::with_capacity(rows.len());
         for r in &rows {
-            items.push(NotificationAttempt {
-                id: r.try_get::<i64>("", "id")?.max(0) as u64,
-                at: rfc3339(r.try_get("", "at")?),
-                message_id: r.try_get("", "outbox_id")?,
-                alert_id: r.try_get("", "alert_id")?,
-                rule_id: r.try_get("", "rule_id")?,
-                channel_id: r.try_get("", "channel_id")?,
-                channel_type: r.try_get("", "channel_type")?,
-                attempt: r.try_get::<i64>("", "attempt")?.clamp(0, i64::from(u32::MAX)) as u32,
-                status: r.try_get("", "status")?,
-                response_code: r.try_get::<Option<i64>>("", "response_code")?.and_then(|c| u16::try_from(c).ok()),
-                latency_ms: r.try_get::<i64>("", "latency_ms")?.max(0) as u64,
-                error: r.try_get("", "error")?,
-            });
+            items.push(attempt_of(r)?);
         }
         let next_cursor = if items.len() as u64 > limit {
             items.truncate(limit as usize);
@@ -550,7 +611,8 @@ impl Notifier {
             .conn()
             .query_all_raw(stmt_for(
                 self.b(),
-                "SELECT status, COUNT(*) AS n FROM notification_outbox WHERE status IN ('pending', 'dead') GROUP BY status",
+                "SELECT status, COUNT(*) AS n FROM notification_outbox WHERE status IN ('pending', 'dead') \
+                 AND alert_id IS NOT NULL GROUP BY status",
                 vec![],
             ))
             .await?;
@@ -565,6 +627,23 @@ impl Notifier {
         }
         Ok(NotificationLog { items, next_cursor, pending, dead })
     }
+}
+
+fn attempt_of(r: &QueryResult) -> Result<NotificationAttempt, DbErr> {
+    Ok(NotificationAttempt {
+        id: r.try_get::<i64>("", "id")?.max(0) as u64,
+        at: rfc3339(r.try_get("", "at")?),
+        message_id: r.try_get("", "outbox_id")?,
+        alert_id: r.try_get("", "alert_id")?,
+        rule_id: r.try_get("", "rule_id")?,
+        channel_id: r.try_get("", "channel_id")?,
+        channel_type: r.try_get("", "channel_type")?,
+        attempt: r.try_get::<i64>("", "attempt")?.clamp(0, i64::from(u32::MAX)) as u32,
+        status: r.try_get("", "status")?,
+        response_code: r.try_get::<Option<i64>>("", "response_code")?.and_then(|c| u16::try_from(c).ok()),
+        latency_ms: r.try_get::<i64>("", "latency_ms")?.max(0) as u64,
+        error: r.try_get("", "error")?,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -588,16 +667,6 @@ impl Status {
             Status::Delivered => "delivered",
             _ => "dead",
         }
-    }
-}
-
-impl Outcome {
-    /// A failure no retry can mend: the secret does not open, the
-    /// channel is gone or off.
-    fn error_is_final(&self) -> bool {
-        self.error.as_deref().is_some_and(|e| {
-            e.starts_with("the sealed secret") || e.starts_with("the channel ") || e.starts_with("unknown channel type")
-        })
     }
 }
 

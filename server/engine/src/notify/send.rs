@@ -48,6 +48,9 @@ pub struct Outcome {
     pub latency_ms: u64,
     /// Why it failed.
     pub error: Option<String>,
+    /// No retry can mend it (the secret does not open, the destination
+    /// is refused).
+    pub permanent: bool,
 }
 
 /// The signature of a webhook body at `timestamp`: `v1=<hex>`.
@@ -64,22 +67,102 @@ fn clean(s: &str) -> String {
 }
 
 /// Sends `m` over `c` (now: Unix seconds, for the signature).
-pub async fn send(http: &reqwest::Client, ledger: &Ledger, c: &ChannelDef, m: &Message, now_secs: i64) -> Outcome {
+pub async fn send(
+    http: &reqwest::Client,
+    ledger: &Ledger,
+    c: &ChannelDef,
+    m: &Message,
+    now_secs: i64,
+    allow_private: bool,
+) -> Outcome {
     let started = Instant::now();
     let r = match c.kind.as_str() {
-        "webhook" => webhook(http, ledger, c, m, now_secs).await,
-        "slack" | "mattermost" | "teams" => chat(http, ledger, c, m).await,
-        "email" => email(ledger, c, m).await,
-        other => Err((None, format!("unknown channel type {other}"))),
+        "webhook" => webhook(http, ledger, c, m, now_secs, allow_private).await,
+        "slack" | "mattermost" | "teams" => chat(http, ledger, c, m, allow_private).await,
+        "email" => email(ledger, c, m, allow_private).await,
+        other => Err(Failure::Permanent(format!("unknown channel type {other}"))),
     };
     let latency_ms = started.elapsed().as_millis() as u64;
     match r {
-        Ok(code) => Outcome { delivered: true, code, latency_ms, error: None },
-        Err((code, e)) => Outcome { delivered: false, code, latency_ms, error: Some(clean(&e)) },
+        Ok(code) => Outcome { delivered: true, code, latency_ms, error: None, permanent: false },
+        Err(Failure::Retry(code, e)) => {
+            Outcome { delivered: false, code, latency_ms, error: Some(clean(&e)), permanent: false }
+        }
+        Err(Failure::Permanent(e)) => {
+            Outcome { delivered: false, code: None, latency_ms, error: Some(clean(&e)), permanent: true }
+        }
     }
 }
 
-type Tried = Result<Option<u16>, (Option<u16>, String)>;
+/// Why a try failed.
+enum Failure {
+    /// Worth trying again (with the response code, if one came).
+    Retry(Option<u16>, String),
+    /// Not worth it.
+    Permanent(String),
+}
+
+type Tried = Result<Option<u16>, Failure>;
+
+/// Whether an address is one a notification may not reach unless the
+/// operator allows private destinations: loopback, private (RFC 1918,
+/// unique local), link-local (cloud metadata), carrier-grade NAT,
+/// multicast, unspecified, broadcast, documentation.
+pub fn is_private(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_multicast()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_documentation()
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || o[0] == 0
+        }
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let s = a.segments();
+            a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Resolves `host:port` and refuses it when any address is private (see
+/// [`is_private`]) unless allowed.
+async fn check_destination(host: &str, port: u16, allow_private: bool) -> Result<(), Failure> {
+    if allow_private {
+        return Ok(());
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<std::net::SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+        Ok(a) => a.collect(),
+        Err(e) => return Err(Failure::Retry(None, format!("cannot resolve the destination: {e}"))),
+    };
+    if addrs.iter().any(|a| is_private(a.ip())) {
+        return Err(Failure::Permanent(
+            "the destination is a private, loopback or link-local address; set notifications.allow_private_destinations \
+             to allow it"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn check_url(url: &str, allow_private: bool) -> Result<(), Failure> {
+    let u = reqwest::Url::parse(url).map_err(|e| Failure::Permanent(format!("not a URL: {e}")))?;
+    let host = u.host_str().ok_or_else(|| Failure::Permanent("the URL has no host".into()))?;
+    check_destination(host, u.port_or_known_default().unwrap_or(443), allow_private).await
+}
 
 async fn post(req: reqwest::RequestBuilder) -> Tried {
     match req.timeout(TIMEOUT).send().await {
@@ -88,8 +171,10 @@ async fn post(req: reqwest::RequestBuilder) -> Tried {
             if res.status().is_success() {
                 Ok(Some(code))
             } else {
-                let text = res.text().await.unwrap_or_default();
-                Err((Some(code), format!("the receiver answered {code}: {}", text.trim())))
+                // The body is not kept: it may hold what the destination
+                // should not tell (an internal service's answer).
+                let why = res.status().canonical_reason().unwrap_or("");
+                Err(Failure::Retry(Some(code), format!("the receiver answered {code} {why}")))
             }
         }
         Err(e) => {
@@ -100,16 +185,24 @@ async fn post(req: reqwest::RequestBuilder) -> Tried {
             } else {
                 "the request failed"
             };
-            Err((None, format!("{what}: {}", e.without_url())))
+            Err(Failure::Retry(None, format!("{what}: {}", e.without_url())))
         }
     }
 }
 
-async fn webhook(http: &reqwest::Client, ledger: &Ledger, c: &ChannelDef, m: &Message, now_secs: i64) -> Tried {
-    let url = c.url.as_deref().ok_or((None, "no URL".to_owned()))?;
-    let secret = c.secret.as_ref().ok_or((None, "no secret".to_owned()))?;
-    let secret = open(ledger, &c.id, secret).map_err(|e| (None, e))?;
-    let body = serde_json::to_vec(&m.json).map_err(|e| (None, e.to_string()))?;
+async fn webhook(
+    http: &reqwest::Client,
+    ledger: &Ledger,
+    c: &ChannelDef,
+    m: &Message,
+    now_secs: i64,
+    allow_private: bool,
+) -> Tried {
+    let url = c.url.as_deref().ok_or(Failure::Permanent("no URL".to_owned()))?;
+    let secret = c.secret.as_ref().ok_or(Failure::Permanent("no secret".to_owned()))?;
+    let secret = open(ledger, c, "secret", secret).map_err(Failure::Permanent)?;
+    check_url(url, allow_private).await?;
+    let body = serde_json::to_vec(&m.json).map_err(|e| Failure::Permanent(e.to_string()))?;
     let sig = signature(secret.as_bytes(), now_secs, &body);
     post(
         http.post(url)
@@ -122,20 +215,24 @@ async fn webhook(http: &reqwest::Client, ledger: &Ledger, c: &ChannelDef, m: &Me
     .await
 }
 
-async fn chat(http: &reqwest::Client, ledger: &Ledger, c: &ChannelDef, m: &Message) -> Tried {
-    let secret = c.secret.as_ref().ok_or((None, "no incoming-webhook URL".to_owned()))?;
-    let url = open(ledger, &c.id, secret).map_err(|e| (None, e))?;
-    // Slack, Mattermost and Teams' incoming webhooks all take `text`.
-    let body = json!({ "text": m.text });
+async fn chat(http: &reqwest::Client, ledger: &Ledger, c: &ChannelDef, m: &Message, allow_private: bool) -> Tried {
+    let secret = c.secret.as_ref().ok_or(Failure::Permanent("no incoming-webhook URL".to_owned()))?;
+    let url = open(ledger, c, "secret", secret).map_err(Failure::Permanent)?;
+    check_url(&url, allow_private).await?;
+    // Slack, Mattermost and Teams' incoming webhooks all take `text`; what
+    // came from events (actor ids, names) must not become mentions or
+    // links: `&`, `<` and `>` are escaped as their markup wants.
+    let text = m.text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let body = json!({ "text": text });
     post(http.post(url.as_str()).json(&body)).await
 }
 
-async fn email(ledger: &Ledger, c: &ChannelDef, m: &Message) -> Tried {
+async fn email(ledger: &Ledger, c: &ChannelDef, m: &Message, allow_private: bool) -> Tried {
     use lettre::message::{Mailbox, header::ContentType};
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
-    let err = |e: String| (None, e);
-    let host = c.smtp_host.as_deref().ok_or_else(|| err("no SMTP host".into()))?;
+    let err = Failure::Permanent;
+    let host = c.smtp_host.as_deref().ok_or_else(|| Failure::Permanent("no SMTP host".into()))?;
     let from: Mailbox = c.from.as_deref().unwrap_or_default().parse().map_err(|e| err(format!("from: {e}")))?;
     let mut mail = lettre::Message::builder()
         .from(from)
@@ -157,10 +254,11 @@ async fn email(ledger: &Ledger, c: &ChannelDef, m: &Message) -> Tried {
         "none" => 25,
         _ => 587,
     });
+    check_destination(host, port, allow_private).await?;
     let mut builder = builder.port(port).timeout(Some(TIMEOUT));
     if let Some(user) = &c.smtp_username {
         let password = match &c.smtp_password {
-            Some(s) => open(ledger, &c.id, s).map_err(err)?.to_string(),
+            Some(s) => open(ledger, c, "smtp_password", s).map_err(Failure::Permanent)?.to_string(),
             None => String::new(),
         };
         builder = builder.credentials(Credentials::new(user.clone(), password));
@@ -168,7 +266,7 @@ async fn email(ledger: &Ledger, c: &ChannelDef, m: &Message) -> Tried {
     let transport = builder.build();
     match transport.send(mail).await {
         Ok(r) => Ok(Some(u16::from(r.code()))),
-        Err(e) => Err((e.status().map(u16::from), format!("the SMTP server refused or failed: {e}"))),
+        Err(e) => Err(Failure::Retry(e.status().map(u16::from), format!("the SMTP server refused or failed: {e}"))),
     }
 }
 

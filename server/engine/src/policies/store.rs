@@ -103,6 +103,10 @@ struct KindState {
     rule: ReviewRule,
 }
 
+/// How long a replica's claim on an expired proposal holds before another
+/// replica may take it (the first died between claim and record).
+const CLAIM_US: i64 = 5 * 60 * 1_000_000;
+
 /// The policy store.
 pub struct PolicyStore {
     pub(super) events: Arc<Events>,
@@ -375,6 +379,11 @@ impl PolicyStore {
     pub async fn active(&self, kind: &str) -> Result<PolicyVersion, PolicyError> {
         let n = self.stored_max(kind).await?;
         self.version(kind, n).await
+    }
+
+    /// The number of the version in force (one cheap query).
+    pub async fn active_version(&self, kind: &str) -> Result<u64, PolicyError> {
+        self.stored_max(kind).await
     }
 
     async fn stored_max(&self, kind: &str) -> Result<u64, PolicyError> {
@@ -1287,25 +1296,27 @@ impl PolicyStore {
                 b,
                 &format!(
                     "SELECT {PROPOSAL_COLUMNS} FROM policy_proposals WHERE state = 'pending' AND expires_at <= ? \
-                     ORDER BY expires_at LIMIT 100"
+                     AND (decided_at IS NULL OR decided_at < ?) ORDER BY expires_at LIMIT 100"
                 ),
-                vec![self.now().into()],
+                vec![self.now().into(), (self.now() - CLAIM_US).into()],
             ))
             .await?;
         let by = Requester::custos("proposal expiry");
         let mut n = 0;
         for r in &rows {
             let row = self.proposal_from_row(r)?;
-            // Claimed first (its revision only; the state changes after the
-            // record): on several replicas, one records each expiry, the
-            // others skip it, rather than each recording it and all but one
-            // recording a failure.
+            // Claimed first (its revision, and `decided_at` as the claim's
+            // time, so a replica reading it after the claim skips it; the
+            // state changes after the record): on several replicas, one
+            // records each expiry, the others skip it. A claim whose
+            // replica died is taken again after CLAIM_US.
             let claimed = self
                 .conn()
                 .execute_raw(stmt_for(
                     b,
-                    "UPDATE policy_proposals SET revision = revision + 1 WHERE id = ? AND revision = ? AND state = 'pending'",
-                    vec![row.view.id.clone().into(), row.revision.into()],
+                    "UPDATE policy_proposals SET revision = revision + 1, decided_at = ? \
+                     WHERE id = ? AND revision = ? AND state = 'pending'",
+                    vec![self.now().into(), row.view.id.clone().into(), row.revision.into()],
                 ))
                 .await?;
             if claimed.rows_affected() != 1 {

@@ -125,6 +125,11 @@ mod live {
             let p = b.step().await.unwrap();
             assert!(p.held);
             assert!(p.replayed.unwrap() >= 3, "the window was rebuilt: {p:?}");
+            // Passes between renewals keep the windows (no rebuild).
+            clock.advance_us(SECOND_US);
+            assert_eq!(b.step().await.unwrap().replayed, None);
+            clock.advance_us(3 * SECOND_US);
+            assert_eq!(b.step().await.unwrap().replayed, None, "a renewal is not a takeover");
             fail(&events, &clock, "mallory").await;
             assert!(b.step().await.unwrap().opened.is_empty(), "four in the window");
             fail(&events, &clock, "mallory").await;
@@ -188,6 +193,38 @@ mod live {
             assert!(conn.execute_raw(sql("UPDATE alerts SET status = 'open'")).await.is_err());
             assert!(conn.execute_raw(sql("UPDATE alerts SET rule_id = 'other'")).await.is_err());
             assert!(conn.execute_raw(sql("DELETE FROM alerts")).await.is_err());
+
+            // An alert stored by a pass cut off before it recorded its
+            // opening is recorded by the next firing of its trigger.
+            let conn = t.db.conn();
+            conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+                conn.get_database_backend(),
+                if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+                    "INSERT INTO alerts (id, rule_id, rule_name, severity, group_key, trigger_key, status, matches, seqs, filter, \
+                     since_us, opened_at, last_at, last_seq, updated_at, created_at, rules_version) \
+                     VALUES ($1, 'brute_force', 'Brute force', 'warning', '{\"actor\":\"cut\"}', $2, 'open', 5, '[77]', '[]', \
+                     0, 0, 0, 77, 0, 0, 0)"
+                } else {
+                    "INSERT INTO alerts (id, rule_id, rule_name, severity, group_key, trigger_key, status, matches, seqs, filter, \
+                     since_us, opened_at, last_at, last_seq, updated_at, created_at, rules_version) \
+                     VALUES (?, 'brute_force', 'Brute force', 'warning', '{\"actor\":\"cut\"}', ?, 'open', 5, '[77]', '[]', \
+                     0, 0, 0, 77, 0, 0, 0)"
+                },
+                vec!["0192f0c4-e4b0-7c3a-8e5f-1a2b3c4d5e60".into(), "brute_force|{\"actor\":\"cut\"}|77".into()],
+            ))
+            .await
+            .unwrap();
+            let cut = Firing {
+                rule: rule.id.clone(),
+                group: [("actor".to_owned(), "cut".to_owned())].into(),
+                count: 5,
+                seqs: vec![77],
+                at_us: clock.now_us(),
+                new: true,
+            };
+            let repaired = alerts.on_firing(&cut, &rule, 0).await.unwrap().expect("its opening is recorded now");
+            assert!(repaired.opened_seq.is_some());
+            assert!(alerts.on_firing(&cut, &rule, 0).await.unwrap().is_none(), "once");
 
             // A clean stop hands the lease over at once.
             b.release().await.unwrap();

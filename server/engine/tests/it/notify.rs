@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use custos_engine::alerts::rules::{Firing, builtin_rules};
+use custos_engine::alerts::silences::NewSilence;
 use custos_engine::alerts::store::Alerts;
 use custos_engine::clock::{Clock as _, ManualClock, OsRandom};
 use custos_engine::events::model::{Actor, Channel};
@@ -151,12 +152,12 @@ fn signature_ok(secret: &str, headers: &BTreeMap<String, String>, body: &[u8]) -
     headers["x-custos-signature"] == format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-async fn steps(ledger: &Ledger, events: &Events) -> Vec<String> {
+async fn steps(ledger: &Ledger, events: &Events, prefix: &str) -> Vec<String> {
     let head = ledger.head().await.unwrap().seq;
     let mut out = Vec::new();
     for seq in 1..=head {
         let e = ledger.entry(seq).await.unwrap().unwrap();
-        if e.header.fields.action.starts_with("custos.notification.") {
+        if e.header.fields.action.starts_with(prefix) {
             out.push(events.view(&e, false).await.unwrap().action);
         }
     }
@@ -219,7 +220,12 @@ both_backends! {
             assert!(!v.contains(WEBHOOK_SECRET) && !v.contains(SMTP_PASSWORD), "no secret in the ledger: {v}");
         }
 
-        let settings = Settings { retry_base_us: 10 * SECOND_US, give_up_us: 120 * SECOND_US, public_url: Some("https://custos.example.org".into()) };
+        let settings = Settings {
+            retry_base_us: 10 * SECOND_US,
+            give_up_us: 120 * SECOND_US,
+            public_url: Some("https://custos.example.org".into()),
+            allow_private: true,
+        };
         let mut notifier = Notifier::new(alerts.clone(), store.clone(), "replica-a", settings.clone());
         let rule = builtin_rules().into_iter().find(|r| r.id == "brute_force").unwrap();
         let mut seq = 1000;
@@ -251,6 +257,20 @@ both_backends! {
         assert_eq!(mails.len(), 1, "authenticated with the sealed password");
         assert!(mails[0].contains("Subject: [Custos] warning: Brute force") && mails[0].contains("actor mallory"), "{}", mails[0]);
         assert!(mails[0].contains("To: secops@example.org"));
+
+        // A silence: the alert is opened and shown, not sent.
+        let quiet = alerts
+            .silence(&nora, NewSilence { rule: Some("brute_force".into()), group: [("actor".to_owned(), "quiet".to_owned())].into(), hours: 1, reason: "maintenance".into() })
+            .await
+            .unwrap();
+        let q = alerts.on_firing(&open("quiet"), &rule, 0).await.unwrap().unwrap();
+        assert_eq!(notifier.step().await.unwrap().queued, 0);
+        assert_eq!(alerts.get(&q.id).await.unwrap().silenced_by, Some(quiet.id.clone()));
+        assert!(alerts.silence(&nora, NewSilence { rule: None, group: BTreeMap::new(), hours: 1, reason: "all".into() }).await.is_err(), "not everything");
+        assert!(alerts.silence(&nora, NewSilence { rule: Some("x".into()), group: BTreeMap::new(), hours: 0, reason: "r".into() }).await.is_err());
+        let ended = alerts.end_silence(&nora, &quiet.id).await.unwrap();
+        assert!(ended.ended_early);
+        assert!(matches!(alerts.end_silence(&nora, &quiet.id).await, Err(custos_engine::alerts::store::AlertsError::Conflict(_))));
 
         // The receiver is down: the try fails, is logged and recorded, and
         // is retried after the backoff; nothing is lost.
@@ -284,17 +304,39 @@ both_backends! {
         down.store(false, Ordering::SeqCst);
 
         // Another replica does not deliver while this one holds the lease.
-        let mut other = Notifier::new(alerts.clone(), store.clone(), "replica-b", settings);
+        let mut other = Notifier::new(alerts.clone(), store.clone(), "replica-b", settings.clone());
         assert!(!other.step().await.unwrap().held);
+
+        // By default a channel may not reach this host (SSRF): refused,
+        // and a failed test is not a message given up.
+        let strict = Notifier::new(alerts.clone(), store.clone(), "replica-c", Settings { allow_private: false, ..settings.clone() });
+        let refused = strict.test_channel(&nora, "soar").await.unwrap();
+        assert_eq!(refused.status, "dead");
+        assert!(refused.error.as_deref().unwrap().contains("private"), "{refused:?}");
+        assert_eq!(notifier.log(&LogQuery { limit: 1, ..Default::default() }).await.unwrap().dead, 1, "tests are not counted");
+
+        // Moving a sealed secret to another destination needs the secret
+        // again: the sealed one does not open there.
+        let mut moved = store.active("notifications").await.unwrap().content;
+        moved["channels"][0]["url"] = json!("https://attacker.example.net/x");
+        let e = store
+            .propose(&nora, &held, "notifications", NewProposal { content: Some(moved), restores: None, based_on: 1, reason: "move it".into() })
+            .await
+            .unwrap_err();
+        assert!(matches!(&e, custos_engine::policies::PolicyError::Invalid(f) if f.path == "content.channels[0].secret"), "{e:?}");
 
         // A channel's test, now, logged and recorded.
         let tried = notifier.test_channel(&nora, "soar").await.unwrap();
         assert_eq!((tried.status.as_str(), tried.response_code), ("delivered", Some(200)));
         assert!(matches!(notifier.test_channel(&nora, "nope").await, Err(custos_engine::alerts::store::AlertsError::NotFound(_))));
-        let recorded = steps(&ledger, &events).await;
+        let recorded = steps(&ledger, &events, "custos.notification.").await;
         assert_eq!(recorded.iter().filter(|s| *s == "custos.notification.failed").count(), 4, "{recorded:?}");
         assert_eq!(recorded.iter().filter(|s| *s == "custos.notification.dead").count(), 1);
         assert_eq!(recorded.last().map(String::as_str), Some("custos.notification.tested"));
+        let alert_steps = steps(&ledger, &events, "custos.alert.").await;
+        let at = |a: &str| alert_steps.iter().position(|s| s == a).unwrap();
+        assert!(at("custos.alert.silenced") < at("custos.alert.unsilenced"), "{alert_steps:?}");
+        assert_eq!(recorded.iter().filter(|s| *s == "custos.notification.tested").count(), 2);
 
         // The log is append-only.
         let conn = t.db.conn();

@@ -571,13 +571,29 @@ impl Events {
             None => (0, builtin_rules()),
         };
         let enabled = rules.iter().filter(|r| r.enabled).count();
-        let integrity = rules.iter().any(|r| {
-            r.enabled
-                && r.matcher.actions.iter().any(|a| a == "audit.verify" || a == "audit.*")
-                && !r.matcher.outcomes.is_empty()
-                && !r.matcher.outcomes.iter().any(|o| o == "success")
-        });
+        let integrity: Vec<&Rule> = rules
+            .iter()
+            .filter(|r| {
+                r.enabled
+                    && r.matcher.actions.iter().any(|a| a == "audit.verify" || a == "audit.*")
+                    && !r.matcher.outcomes.is_empty()
+                    && !r.matcher.outcomes.iter().any(|o| o == "success")
+            })
+            .collect();
         let lease = crate::lease::Lease::current(self.ledger(), crate::alerts::live::LEASE).await?;
+        // How far behind the head the evaluator's saved cursor is.
+        let cursor = conn
+            .query_one_raw(stmt_for(
+                b,
+                "SELECT cursor_seq FROM leases WHERE name = ?",
+                vec![crate::alerts::live::LEASE.into()],
+            ))
+            .await?
+            .map(|r| r.try_get::<i64>("", "cursor_seq"))
+            .transpose()?
+            .unwrap_or(-1);
+        let head = self.ledger().head().await?.seq as i64;
+        let behind = if cursor < 0 { 0 } else { head - cursor };
         let evidence = vec![
             Evidence::new("The alert rules in force", EvidenceOf::AlertRules),
             Evidence::new("The alert inbox", EvidenceOf::Alerts),
@@ -593,7 +609,16 @@ impl Events {
                     plural(enabled as u64, "alert rule", "alert rules")
                 ),
             )
-        } else if !integrity {
+        } else if behind > 10_000 {
+            (
+                CheckStatus::Fail,
+                format!(
+                    "{} enabled ({which}), but the evaluator is {behind} entries behind the ledger's head: alerts are \
+                     late or stuck (see the server's log and custos.alert.evaluation_failed events).",
+                    plural(enabled as u64, "alert rule", "alert rules")
+                ),
+            )
+        } else if integrity.is_empty() {
             (
                 CheckStatus::Warn,
                 format!(
@@ -603,7 +628,14 @@ impl Events {
             )
         } else {
             let rules = plural(enabled as u64, "alert rule", "alert rules");
-            let channels = self.integrity_channels().await?;
+            let mut channels = Vec::new();
+            for r in &integrity {
+                for c in self.integrity_channels(&r.id, &r.severity).await? {
+                    if !channels.contains(&c) {
+                        channels.push(c);
+                    }
+                }
+            }
             let dead = self.dead_notifications(now - 7 * DAY_US).await?;
             if channels.is_empty() {
                 (
@@ -638,7 +670,7 @@ impl Events {
 
     /// The channels (names) a failed verification's alert goes to, by the
     /// notifications policy in force.
-    async fn integrity_channels(&self) -> Result<Vec<String>, EventsError> {
+    async fn integrity_channels(&self, rule: &str, severity: &str) -> Result<Vec<String>, EventsError> {
         let conn = self.ledger().db().conn();
         let row = conn
             .query_one_raw(stmt_for(
@@ -650,7 +682,7 @@ impl Events {
         let Some(row) = row else { return Ok(vec![]) };
         let doc: serde_json::Value = serde_json::from_str(&row.try_get::<String>("", "content")?).unwrap_or_default();
         let doc = crate::notify::channels::NotificationsDoc::parse(&doc).unwrap_or_default();
-        Ok(doc.route("verification_failed", "critical").iter().map(|c| format!("{} ({})", c.name, c.kind)).collect())
+        Ok(doc.route(rule, severity).iter().map(|c| format!("{} ({})", c.name, c.kind)).collect())
     }
 
     /// Messages given up on since `since_us`.
@@ -659,7 +691,7 @@ impl Events {
         let row = conn
             .query_one_raw(stmt_for(
                 conn.get_database_backend(),
-                "SELECT COUNT(*) AS n FROM notification_attempts WHERE status = 'dead' AND at >= ?",
+                "SELECT COUNT(*) AS n FROM notification_attempts WHERE status = 'dead' AND at >= ? AND alert_id IS NOT NULL",
                 vec![since_us.into()],
             ))
             .await?;

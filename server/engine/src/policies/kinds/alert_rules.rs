@@ -2,7 +2,8 @@
 //! the built-in pack. Changes are proposed, tried on history by the
 //! evaluator that runs live (`alerts::dry_run`) and reviewed like any
 //! policy. The live evaluator (`alerts::live`) reads the version in force
-//! every two seconds and rebuilds its windows when it changes.
+//! on every pass, before the events it judges, and rebuilds its windows
+//! when it changes.
 
 use std::collections::BTreeSet;
 
