@@ -79,9 +79,10 @@ pub struct Live {
     policies: Arc<PolicyStore>,
     lease: Lease,
     run: Option<Run>,
-    /// The event being evaluated, and how many passes failed on it.
+    /// The event being evaluated (or the first one a failing search was
+    /// to read), and how many passes failed on it since when.
     current: Option<u64>,
-    failing: Option<(u64, u32)>,
+    failing: Option<(u64, u32, i64)>,
 }
 
 impl std::fmt::Debug for Live {
@@ -119,6 +120,8 @@ fn replay_span_us(rules: &[Rule]) -> i64 {
 /// Passes failing on the same event before it is passed over (and that
 /// recorded): one event the evaluator cannot take must not stop it.
 const POISON_AFTER: u32 = 3;
+/// ... over at least this long (a minute).
+const POISON_SPAN_US: i64 = 60 * SECOND_US;
 /// A pass stops after this long; the next goes on (the lease is renewed in
 /// between).
 const PASS_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
@@ -156,16 +159,25 @@ impl Live {
     pub async fn step(&mut self) -> Result<Pass, AlertsError> {
         self.current = None;
         let r = self.pass().await;
+        let now = self.alerts.events().ledger().now_us();
         match (&r, self.current) {
-            (Ok(_), _) => self.failing = None,
+            // Forgotten only once the evaluation went past it (a pass that
+            // only rebuilt its windows did not).
+            (Ok(p), _) => {
+                if self.failing.is_some_and(|(s, _, _)| p.cursor >= s) {
+                    self.failing = None;
+                }
+            }
             (Err(e), Some(seq)) => {
                 self.run = None;
-                let n = match self.failing {
-                    Some((s, n)) if s == seq => n + 1,
-                    _ => 1,
+                let (n, since) = match self.failing {
+                    Some((s, n, since)) if s == seq => (n + 1, since),
+                    _ => (1, now),
                 };
-                self.failing = Some((seq, n));
-                if n >= POISON_AFTER && self.lease.save(seq).await.unwrap_or(false) {
+                self.failing = Some((seq, n, since));
+                // A passing hiccup (a busy database) is not a poison: the
+                // failures must span POISON_SPAN_US too.
+                if n >= POISON_AFTER && now - since >= POISON_SPAN_US && self.lease.save(seq).await.unwrap_or(false) {
                     self.failing = None;
                     let event = OwnEvent::by_custos(
                         OwnAction::AlertStep("custos.alert.evaluation_failed"),
@@ -186,7 +198,6 @@ impl Live {
     }
 
     async fn pass(&mut self) -> Result<Pass, AlertsError> {
-        let started = std::time::Instant::now();
         let events = self.alerts.events().clone();
         let ledger = events.ledger().clone();
         let now = ledger.now_us();
@@ -200,10 +211,12 @@ impl Live {
             };
             // Another replica held it meanwhile and saved another cursor:
             // start again from its cursor.
-            if let (Some(run), Some(c)) = (&self.run, held.cursor)
-                && c != run.saved
-            {
-                self.run = None;
+            if let Some(run) = &mut self.run {
+                if held.cursor != Some(run.saved) {
+                    self.run = None;
+                } else {
+                    run.saved_at = now;
+                }
             }
             if self.run.is_none() {
                 let (version, rules) = self.rules_in_force().await?;
@@ -213,7 +226,10 @@ impl Live {
                 let cursor = held.cursor.unwrap_or(head).min(head);
                 let (x, replayed, last_at) = self.rebuild(rules, cursor, now).await?;
                 pass.replayed = Some(replayed);
-                self.lease.save(cursor).await?;
+                if !self.lease.save(cursor).await? {
+                    // Taken over during the rebuild.
+                    return Ok(pass);
+                }
                 self.run = Some(Run { x, version, cursor, saved: cursor, last_at, saved_at: now });
             }
         }
@@ -232,15 +248,22 @@ impl Live {
                     run.x = x;
                     run.version = version;
                     run.last_at = run.last_at.max(last_at);
+                    // The rebuild renewed the lease with this cursor.
+                    run.saved = cursor;
                 }
             }
         }
         let Some(run) = &mut self.run else { return Ok(pass) };
+        // The budget is for reading events (a rebuild has its own).
+        let started = std::time::Instant::now();
         let head = ledger.head().await.map_err(crate::events::EventsError::from)?.seq;
         let upto = head.min(run.cursor + PASS_MAX);
         let mut f = SearchFilter { descending: false, limit: 500, max_seq: Some(upto), ..Default::default() };
         while run.cursor < upto && started.elapsed() < PASS_BUDGET {
             f.after_seq = Some(run.cursor);
+            // A search that fails is pinned on the next event: one that
+            // cannot be read is passed over like one that cannot be judged.
+            self.current = Some(run.cursor + 1);
             let page = events.search(&f).await?;
             for e in &page.items {
                 self.current = Some(e.seq);
@@ -276,7 +299,11 @@ impl Live {
         // is not a silence).
         let tick_at = if run.cursor >= head { now.max(run.last_at) } else { run.last_at };
         for firing in run.x.on_tick(tick_at) {
-            note(&self.alerts, &mut pass, &run.x, &firing, run.version).await?;
+            // An absence that cannot be stored does not hold the events
+            // back: it is logged, and the evaluation goes on.
+            if let Err(e) = note(&self.alerts, &mut pass, &run.x, &firing, run.version).await {
+                tracing::error!(error = %e, rule = %firing.rule, "an absence alert could not be stored");
+            }
         }
         pass.cursor = run.cursor;
         if run.cursor != run.saved && (!pass.opened.is_empty() || now - run.saved_at >= SECOND_US) {
@@ -308,7 +335,16 @@ impl Live {
                 .map(|e| e.map(|e| e.header.recorded_at_us))
                 .map_err(crate::events::EventsError::from)
         };
-        let anchor = if cursor == 0 { now } else { committed(cursor).await?.unwrap_or(now) };
+        // The cursor's commit time; if its entry is gone (purged), the next
+        // one kept; at the head of an empty ledger, now.
+        let anchor = match if cursor == 0 { None } else { committed(cursor).await? } {
+            Some(t) => t,
+            None => {
+                let f = SearchFilter { descending: false, limit: 1, after_seq: Some(cursor), ..Default::default() };
+                let next = self.alerts.events().search(&f).await?;
+                next.items.first().and_then(|e| parse_rfc3339(&e.recorded_at)).unwrap_or(now)
+            }
+        };
         let mut replayed = 0;
         if span > 0 && cursor > 0 {
             // Commit times grow with the position: the first entry of the

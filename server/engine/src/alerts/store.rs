@@ -415,7 +415,15 @@ impl Alerts {
                 }
             };
         }
-        Err(AlertsError::Conflict("the alert keeps changing: reload and try again".into()))
+        let e = AlertsError::Conflict("the alert keeps changing: reload and try again".into());
+        let undone = OwnEvent::new(OwnAction::AlertStep(step.action()), by.actor.clone(), by.channel)
+            .outcome(crate::events::model::Outcome::Failure)
+            .reason(Some(format!("not applied: {e}")))
+            .request(by.request_id.clone())
+            .resource("alert", Some(alert.id.clone()))
+            .details(json!({ "rule": alert.rule_id, "recorded": receipt.seq }));
+        self.events.record_own(undone).await?;
+        Err(e)
     }
 }
 

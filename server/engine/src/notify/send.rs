@@ -128,6 +128,16 @@ pub fn is_private(ip: std::net::IpAddr) -> bool {
                 return is_private(IpAddr::V4(v4));
             }
             let s = a.segments();
+            // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) carry an IPv4
+            // address: judged by it.
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+                let v4 = std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+                return is_private(IpAddr::V4(v4));
+            }
+            if s[0] == 0x2002 {
+                let v4 = std::net::Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
+                return is_private(IpAddr::V4(v4));
+            }
             a.is_loopback()
                 || a.is_unspecified()
                 || a.is_multicast()
@@ -139,9 +149,11 @@ pub fn is_private(ip: std::net::IpAddr) -> bool {
 
 /// Resolves `host:port` and refuses it when any address is private (see
 /// [`is_private`]) unless allowed.
-async fn check_destination(host: &str, port: u16, allow_private: bool) -> Result<(), Failure> {
+/// The addresses `host:port` resolves to, checked (see [`is_private`]);
+/// empty when private destinations are allowed (nothing to pin).
+async fn check_destination(host: &str, port: u16, allow_private: bool) -> Result<Vec<std::net::SocketAddr>, Failure> {
     if allow_private {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<std::net::SocketAddr> = match tokio::net::lookup_host((host, port)).await {
@@ -155,13 +167,26 @@ async fn check_destination(host: &str, port: u16, allow_private: bool) -> Result
                 .into(),
         ));
     }
-    Ok(())
+    Ok(addrs)
 }
 
-async fn check_url(url: &str, allow_private: bool) -> Result<(), Failure> {
+/// The client for `url`: when private destinations are refused, one that
+/// connects only to the addresses just checked (a second lookup cannot
+/// answer otherwise: DNS rebinding).
+async fn client_for(http: &reqwest::Client, url: &str, allow_private: bool) -> Result<reqwest::Client, Failure> {
     let u = reqwest::Url::parse(url).map_err(|e| Failure::Permanent(format!("not a URL: {e}")))?;
-    let host = u.host_str().ok_or_else(|| Failure::Permanent("the URL has no host".into()))?;
-    check_destination(host, u.port_or_known_default().unwrap_or(443), allow_private).await
+    let host = u.host_str().ok_or_else(|| Failure::Permanent("the URL has no host".into()))?.to_owned();
+    let addrs = check_destination(&host, u.port_or_known_default().unwrap_or(443), allow_private).await?;
+    if addrs.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(http.clone());
+    }
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Custos/", env!("CARGO_PKG_VERSION")))
+        .resolve_to_addrs(&host, &addrs)
+        .build()
+        .map_err(|e| Failure::Retry(None, format!("cannot make the HTTP client: {e}")))
 }
 
 async fn post(req: reqwest::RequestBuilder) -> Tried {
@@ -201,7 +226,7 @@ async fn webhook(
     let url = c.url.as_deref().ok_or(Failure::Permanent("no URL".to_owned()))?;
     let secret = c.secret.as_ref().ok_or(Failure::Permanent("no secret".to_owned()))?;
     let secret = open(ledger, c, "secret", secret).map_err(Failure::Permanent)?;
-    check_url(url, allow_private).await?;
+    let http = client_for(http, url, allow_private).await?;
     let body = serde_json::to_vec(&m.json).map_err(|e| Failure::Permanent(e.to_string()))?;
     let sig = signature(secret.as_bytes(), now_secs, &body);
     post(
@@ -218,7 +243,7 @@ async fn webhook(
 async fn chat(http: &reqwest::Client, ledger: &Ledger, c: &ChannelDef, m: &Message, allow_private: bool) -> Tried {
     let secret = c.secret.as_ref().ok_or(Failure::Permanent("no incoming-webhook URL".to_owned()))?;
     let url = open(ledger, c, "secret", secret).map_err(Failure::Permanent)?;
-    check_url(&url, allow_private).await?;
+    let http = client_for(http, &url, allow_private).await?;
     // Slack, Mattermost and Teams' incoming webhooks all take `text`; what
     // came from events (actor ids, names) must not become mentions or
     // links: `&`, `<` and `>` are escaped as their markup wants.
@@ -272,6 +297,30 @@ async fn email(ledger: &Ledger, c: &ChannelDef, m: &Message, allow_private: bool
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn private_destinations_are_recognised_in_every_form() {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:c0a8:0101::1",
+        ] {
+            assert!(super::is_private(a.parse().unwrap()), "{a}");
+        }
+        for a in ["93.184.216.34", "2606:4700::6810:85e5", "64:ff9b::5db8:d822", "2002:5db8:d822::1"] {
+            assert!(!super::is_private(a.parse().unwrap()), "{a}");
+        }
+    }
+
     #[test]
     fn the_signature_is_hmac_sha256_over_the_timestamp_a_dot_and_the_body() {
         // A value any receiver can reproduce (e.g. `printf '1700000000.{}' |
