@@ -86,6 +86,8 @@ struct Form {
     then_outcomes: RwSignal<String>,
     group_by: RwSignal<String>,
     cooldown_mins: RwSignal<String>,
+    /// `8-18`: only outside these UTC hours.
+    off_hours: RwSignal<String>,
     /// The rule being edited (its index), or a new one.
     editing: RwSignal<Option<usize>>,
 }
@@ -123,6 +125,10 @@ impl Form {
         self.then_actions.set(list(&c["then"]["actions"]));
         self.then_outcomes.set(list(&c["then"]["outcomes"]));
         self.group_by.set(list(&r["group_by"]));
+        self.off_hours.set(match r["matcher"]["outside_hours"].as_array() {
+            Some(h) if h.len() == 2 => format!("{}-{}", h[0], h[1]),
+            _ => String::new(),
+        });
         self.cooldown_mins
             .set(r["cooldown_secs"].as_u64().map(|w| (w as f64 / 60.0).to_string()).unwrap_or_else(|| "0".into()));
     }
@@ -136,6 +142,10 @@ impl Form {
             "actions": split(&g(self.actions)), "outcomes": split(&g(self.outcomes)),
             "categories": split(&g(self.categories)), "applications": split(&g(self.applications)),
         });
+        if let Some((a, b)) = g(self.off_hours).split_once('-') {
+            matcher["outside_hours"] =
+                json!([a.trim().parse::<u8>().unwrap_or(0), b.trim().parse::<u8>().unwrap_or(0)]);
+        }
         if !g(self.detail_path).trim().is_empty() {
             let raw = g(self.detail_value);
             let value = match g(self.detail_op).as_str() {
@@ -191,6 +201,7 @@ pub fn AlertRulesEditorPage() -> impl IntoView {
         then_outcomes: RwSignal::new(String::new()),
         group_by: RwSignal::new(String::new()),
         cooldown_mins: RwSignal::new(String::new()),
+        off_hours: RwSignal::new(String::new()),
         editing: RwSignal::new(None),
     };
     form.clear();
@@ -351,6 +362,7 @@ fn RuleForm(form: Form, rules: RwSignal<Vec<Value>>, run_test: Callback<()>) -> 
                         {text("Outcomes", form.outcomes, "rule-outcomes", "failure, denied")}
                         {text("Categories", form.categories, "rule-categories", "authentication")}
                         {text("Source applications", form.applications, "rule-applications", "")}
+                        {text("Only outside these hours, UTC (e.g. 8-18)", form.off_hours, "rule-off-hours", "")}
                         <div class="inline">
                             {text("details.", form.detail_path, "rule-detail-path", "rows")}
                             <select data-testid="rule-detail-op" on:change=move |ev| form.detail_op.set(event_target_value(&ev)) prop:value=move || form.detail_op.get()>

@@ -69,6 +69,10 @@ pub struct Matcher {
     pub applications: Vec<String>,
     /// Conditions on `details`, all of them.
     pub details: Vec<DetailMatch>,
+    /// Only events that occurred outside these hours of the day, UTC
+    /// (`[8, 18]`: before 08:00 or from 18:00): working hours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outside_hours: Option<[u8; 2]>,
 }
 
 fn any_of(list: &[String], value: Option<&str>) -> bool {
@@ -115,6 +119,11 @@ impl Matcher {
             && any_of(&self.channels, Some(&e.source.channel))
             && any_of(&self.applications, e.source.application.as_deref())
             && self.details.iter().all(|d| detail(e, &d.path).is_some_and(|v| d.test.holds(v)))
+            && self.outside_hours.is_none_or(|[from, to]| {
+                crate::time::parse_rfc3339(&e.occurred_at)
+                    .map(|us| us.div_euclid(3_600_000_000).rem_euclid(24) as u8)
+                    .is_some_and(|h| h < from || h >= to)
+            })
     }
 }
 
@@ -245,6 +254,11 @@ impl Rule {
         }
         if !custos_model::SEVERITIES.contains(&self.severity.as_str()) {
             return bad("severity", &format!("one of {}", custos_model::SEVERITIES.join(", ")));
+        }
+        if let Some([from, to]) = self.matcher.outside_hours
+            && !(from < to && to <= 24)
+        {
+            return bad("matcher.outside_hours", "[from, to): hours of the day, UTC, from < to <= 24 (e.g. [8, 18])");
         }
         if let Some(g) = self.group_by.iter().find(|g| !is_field(g)) {
             return bad(
@@ -603,6 +617,19 @@ pub fn builtin_rules() -> Vec<Rule> {
             0,
         ),
         rule(
+            "apikey_off_hours",
+            "An API key was created outside working hours (08:00-18:00 UTC)",
+            "warning",
+            Matcher {
+                applications: vec!["custos".into()],
+                outside_hours: Some([8, 18]),
+                ..m(&["apikey.create"], &["success"])
+            },
+            Condition::Immediate,
+            &[],
+            0,
+        ),
+        rule(
             "export_mass",
             "An export of more than 100,000 events",
             "warning",
@@ -741,6 +768,24 @@ mod tests {
         assert_eq!(x.groups(), 1, "ada's cooldown is over and her matches are old: forgotten");
         x.on_tick(T0 + 800 * SECOND_US);
         assert_eq!(x.groups(), 0);
+    }
+
+    #[test]
+    fn working_hours_are_judged_in_utc() {
+        let m: Matcher = serde_json::from_value(json!({"outside_hours": [8, 18]})).unwrap();
+        let mut e = ev(1, "apikey.create", "success", "root", "a");
+        for (at, off) in [
+            ("2027-01-15T07:59:59Z", true),
+            ("2027-01-15T08:00:00Z", false),
+            ("2027-01-15T17:59:59Z", false),
+            ("2027-01-15T18:00:00Z", true),
+        ] {
+            e.occurred_at = at.into();
+            assert_eq!(m.matches(&e), off, "{at}");
+        }
+        let mut r = rule(Condition::Immediate, &[]);
+        r.matcher.outside_hours = Some([18, 8]);
+        assert_eq!(r.check().unwrap_err().0, "matcher.outside_hours");
     }
 
     #[test]

@@ -507,7 +507,7 @@ both_backends! {
             env.events.ingest(std::slice::from_ref(&failure), None, &Submitter { principal: "test".into() }).await.unwrap();
         }
         let defaults = store.version("alert_rules", 0).await.unwrap();
-        assert!(defaults.summary.starts_with("10 of 10 rule(s) enabled"), "{}", defaults.summary);
+        assert!(defaults.summary.starts_with("11 of 11 rule(s) enabled"), "{}", defaults.summary);
         let mut doc = defaults.content.clone();
         doc["rules"][0]["enabled"] = json!(false);
         let report = store.test(&sam, &sam_can, "alert_rules", &doc, None).await.unwrap();
