@@ -60,6 +60,13 @@ test-tools: tools
 	@if ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then \
 	  echo "==> installing aiosmtpd (the SMTP sink the notification tests deliver mail to)"; \
 	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq python3-aiosmtpd; fi
+	@if [ ! -x /usr/sbin/rsyslogd ] || [ ! -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ]; then \
+	  echo "==> installing rsyslog with GnuTLS (the SIEM forwarding tests send syslog over TLS to it)"; \
+	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq rsyslog rsyslog-gnutls; fi
+	@if ! $(HOME)/.cache/custos/pyvenv/bin/python -c 'import pycef' 2>/dev/null; then \
+	  echo "==> installing pycef in $(HOME)/.cache/custos/pyvenv (an independent CEF parser for the forwarding tests)"; \
+	  if ! /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq python3-venv; fi; \
+	  /usr/bin/python3 -m venv $(HOME)/.cache/custos/pyvenv && $(HOME)/.cache/custos/pyvenv/bin/pip install -q pycef; fi
 	@if ! command -v qpdf >/dev/null || ! command -v pdftotext >/dev/null; then \
 	  echo "==> installing qpdf and poppler-utils (the tests check exported PDFs with real readers)"; \
 	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq qpdf poppler-utils; fi

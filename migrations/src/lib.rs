@@ -15,6 +15,7 @@ mod m20261201_000006_trust_boundary;
 mod m20261202_000007_policies;
 mod m20261203_000008_alerts;
 mod m20261204_000009_notifications;
+mod m20261205_000010_forwarding;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_policies::Migration),
             Box::new(m20261203_000008_alerts::Migration),
             Box::new(m20261204_000009_notifications::Migration),
+            Box::new(m20261205_000010_forwarding::Migration),
         ]
     }
 }

@@ -38,6 +38,39 @@ pub struct Config {
     pub policies: std::collections::BTreeMap<String, PolicyReview>,
     /// How alert notifications are delivered.
     pub notifications: NotificationSettings,
+    /// SIEM forwarding (the destinations themselves are the `forwarding`
+    /// policy, set in the browser).
+    pub forwarding: ForwardingSettings,
+}
+
+/// How events are forwarded to SIEMs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardingSettings {
+    /// A failing destination is tried again after this many seconds, then
+    /// twice as long each time, at most 5 minutes apart.
+    pub retry_base_secs: u64,
+    /// Lets destinations be private, loopback or link-local addresses. On
+    /// by default: SIEMs usually live inside the network, and destinations
+    /// are set by `siem:manage` holders through policy review. Turn it off
+    /// where every SIEM is reached over the internet.
+    pub allow_private_destinations: bool,
+}
+
+impl Default for ForwardingSettings {
+    fn default() -> Self {
+        ForwardingSettings { retry_base_secs: 1, allow_private_destinations: true }
+    }
+}
+
+impl ForwardingSettings {
+    /// As the engine takes them.
+    pub fn engine(&self) -> custos_engine::forward::Settings {
+        custos_engine::forward::Settings {
+            retry_base_us: self.retry_base_secs.max(1) as i64 * 1_000_000,
+            allow_private: self.allow_private_destinations,
+        }
+    }
 }
 
 /// How alert notifications are delivered (the channels themselves are the
@@ -291,6 +324,7 @@ impl Default for Config {
             ingest: IngestSettings::default(),
             policies: Default::default(),
             notifications: NotificationSettings::default(),
+            forwarding: ForwardingSettings::default(),
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct AppState {
     /// Notifications: the delivery log and channel tests (delivery itself
     /// is a background task with its own notifier).
     pub notifier: Arc<custos_engine::notify::Notifier>,
+    /// SIEM forwarding: destinations' health, tests, previews, pauses and
+    /// replays (the background task forwards through the same forwarder).
+    pub forwarder: Arc<custos_engine::forward::Forwarder>,
     /// Online verification jobs.
     pub verifications: Arc<custos_engine::events::verification::Verifications>,
     /// Largest ingest body (bytes).

@@ -180,6 +180,7 @@ pub struct Running {
     pub alerts: Arc<custos_engine::alerts::store::Alerts>,
     evaluator: Arc<tokio::sync::Mutex<custos_engine::alerts::live::Live>>,
     sender: Arc<tokio::sync::Mutex<custos_engine::notify::Notifier>>,
+    forwarder: Arc<custos_engine::forward::Forwarder>,
     /// The HTTP layer's state (tests wrap their own routes with it).
     pub state: http::AppState,
     stop: watch::Sender<bool>,
@@ -238,6 +239,12 @@ pub async fn start_with(
         &replica,
         config.notifications.engine(),
     ));
+    let forwarder = Arc::new(custos_engine::forward::Forwarder::new(
+        events.clone(),
+        policies.clone(),
+        &replica,
+        config.forwarding.engine(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
@@ -270,6 +277,7 @@ pub async fn start_with(
         policies: policies.clone(),
         alerts: alerts.clone(),
         notifier,
+        forwarder: forwarder.clone(),
         verifications: Arc::default(),
         ingest_max_body: config.ingest.max_body_bytes,
         exports: Arc::new(custos_engine::events::export::ExportJobs::new(
@@ -359,6 +367,17 @@ pub async fn start_with(
             }
         }
     });
+    // SIEM forwarding: each destination of the forwarding policy in its own
+    // task, on the one replica holding the destination's lease.
+    let forwarding = forwarder.clone();
+    background.every("forwarder", Duration::from_millis(250), move || {
+        let forwarder = forwarding.clone();
+        async move {
+            if let Err(e) = forwarder.step().await {
+                tracing::warn!(error = %e, "forwarding failed; it resumes from the destinations' cursors");
+            }
+        }
+    });
     // The whole ledger is verified on a schedule, recorded like any other
     // verification (the compliance page's chain check reads them).
     if config.ledger.verify_interval_secs > 0 {
@@ -409,6 +428,7 @@ pub async fn start_with(
         alerts,
         evaluator,
         sender,
+        forwarder,
         state,
         stop,
         shutting_down,
@@ -439,6 +459,8 @@ impl Running {
         if let Err(e) = self.sender.lock().await.release().await {
             tracing::warn!(error = %e, "could not hand the notifications over");
         }
+        // The destinations' cursors are saved and their leases given up.
+        self.forwarder.release(self.shutdown_timeout).await;
         // Running jobs (exports, verifications) end and record their end
         // first too; one still running then is cut off (an export cut off
         // cannot record, so its file is discarded: fail closed).

@@ -116,6 +116,7 @@ pub fn rest_table() -> Vec<RestRoute> {
     let approve = Permission(P::PolicyApprove);
     let alert = Permission(P::AlertManage);
     let notify = Permission(P::NotificationManage);
+    let siem = Permission(P::SiemManage);
     vec![
         row!(session::whoami => SignedIn, "session.whoami", "data_access").during_setup(),
         row!(audit::ingest => Permission(P::AuditIngest), "audit.ingest", "data_access"),
@@ -166,6 +167,12 @@ pub fn rest_table() -> Vec<RestRoute> {
         row!(alerts::comment => alert, "alerts.comment", "admin"),
         row!(notifications::logs => notify, "notifications.logs", "data_access"),
         row!(notifications::test => notify, "notifications.channel.test", "admin"),
+        row!(forwarding::status => siem, "forwarding.status", "data_access"),
+        row!(forwarding::pause => siem, "forwarding.destination.pause", "admin"),
+        row!(forwarding::resume => siem, "forwarding.destination.resume", "admin"),
+        row!(forwarding::replay => siem, "forwarding.destination.replay", "admin"),
+        row!(forwarding::test => siem, "forwarding.destination.test", "admin"),
+        row!(forwarding::preview => siem, "forwarding.preview", "data_access"),
         row!(docs::openapi_json => Public, "api.docs.read", "data_access"),
         row!(docs::docs_page => Public, "api.docs.read", "data_access"),
     ]

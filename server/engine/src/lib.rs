@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod clock;
 pub mod events;
+pub mod forward;
 pub mod identity;
 pub mod jobs;
 pub mod keys;

@@ -51,6 +51,7 @@ impl Modify for Security {
         (name = "policies", description = "Policies: versions, proposals, four-eyes review, dry-runs, the trail"),
         (name = "alerts", description = "Alerts the rules opened: acknowledge, comment, resolve"),
         (name = "notifications", description = "The log of every delivery attempt; a channel's test"),
+        (name = "forwarding", description = "SIEM destinations: health, pause, resume, replay, test, format preview"),
         (name = "session", description = "Who the caller is"),
         (name = "docs", description = "This description"),
     )

@@ -12,6 +12,7 @@ pub mod docs;
 pub mod error;
 pub mod explorer;
 pub mod exports;
+pub mod forwarding;
 pub mod masking;
 pub mod notifications;
 pub mod policies;

@@ -12,7 +12,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::support::{Backend, TestApp};
 
-const ROLES: [&str; 5] = ["admin", "compliance_officer", "security_analyst", "notification_manager", "viewer"];
+const ROLES: [&str; 6] =
+    ["admin", "compliance_officer", "security_analyst", "notification_manager", "siem_manager", "viewer"];
 
 #[derive(Debug)]
 enum Who {
@@ -109,6 +110,12 @@ const PAST_AUTH_ONLY: &[&str] = &[
     "/api/alerts/silences",
     // An unknown channel ("1"): 404 once past authorisation.
     "/api/notifications/channels/{id}/test",
+    // An unknown destination ("1"): 404 once past authorisation; a replay
+    // without a body: 4xx.
+    "/api/forwarding/destinations/{id}/pause",
+    "/api/forwarding/destinations/{id}/resume",
+    "/api/forwarding/destinations/{id}/replay",
+    "/api/forwarding/destinations/{id}/test",
 ];
 
 /// Routes the table opens with `policy:read` whose store also wants the
@@ -140,6 +147,9 @@ fn api_request(c: &reqwest::Client, base: &str, method: &str, path: &str, n: usi
             "source": {"channel": "api"}
         })),
         ("POST", "/api/audit/verify") => c.post(url).json(&serde_json::json!({"wait": true, "to_seq": 1})),
+        ("POST", "/api/forwarding/preview") => c.post(url).json(&serde_json::json!({
+            "id": "p", "name": "Preview", "type": "webhook", "url": "https://siem.example.org/in", "auth": "none"
+        })),
         ("POST", "/api/policies/masking/preview") => c.post(url).json(&serde_json::json!({"text": "a@b.io"})),
         ("POST", "/api/policies/{kind}/proposals") => {
             c.post(url).json(&serde_json::json!({"content": secret_only, "based_on": 0, "reason": "matrix"}))

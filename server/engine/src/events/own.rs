@@ -64,6 +64,9 @@ pub enum OwnAction {
     /// A notification step: `custos.notification.tested` (by the person),
     /// `…failed` and `…dead` (by Custos, for a delivery that failed).
     NotificationStep(&'static str),
+    /// A forwarding step: `custos.forward.{paused, resumed, replayed,
+    /// tested}` (by the person), `…failed` and `…recovered` (by Custos).
+    ForwardStep(&'static str),
     /// An account or access event of the identity service (`user.login`,
     /// `role.create`, `apikey.use`, …): its action and category.
     Identity {
@@ -94,9 +97,10 @@ impl OwnAction {
             OwnAction::ExportFailed => "audit.export.failed",
             OwnAction::MaskingPolicyUpdate => "policy.masking.update",
             OwnAction::DemoSeed => "demo.seed",
-            OwnAction::PolicyStep(action) | OwnAction::AlertStep(action) | OwnAction::NotificationStep(action) => {
-                action
-            }
+            OwnAction::PolicyStep(action)
+            | OwnAction::AlertStep(action)
+            | OwnAction::NotificationStep(action)
+            | OwnAction::ForwardStep(action) => action,
             OwnAction::Identity { action, .. } => action,
             OwnAction::Request { action, .. } => action,
         }
@@ -111,6 +115,7 @@ impl OwnAction {
             OwnAction::Unmask | OwnAction::ExportCompleted | OwnAction::ExportFailed => "data_access",
             OwnAction::MaskingPolicyUpdate | OwnAction::PolicyStep(_) => "policy",
             OwnAction::AlertStep(_) | OwnAction::NotificationStep(_) => "security",
+            OwnAction::ForwardStep(_) => "system",
             OwnAction::Identity { category, .. } | OwnAction::Request { category, .. } => category,
         }
     }

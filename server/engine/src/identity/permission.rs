@@ -178,7 +178,7 @@ pub struct BuiltinRole {
 }
 
 /// The built-in roles.
-pub const BUILTIN_ROLES: [BuiltinRole; 5] = [
+pub const BUILTIN_ROLES: [BuiltinRole; 6] = [
     BuiltinRole {
         name: "admin",
         description: "Full access, including users, roles and keys",
@@ -204,6 +204,11 @@ pub const BUILTIN_ROLES: [BuiltinRole; 5] = [
         name: "notification_manager",
         description: "Manages notification channels and reads their delivery log",
         permissions: &[Permission::NotificationManage, Permission::PolicyRead],
+    },
+    BuiltinRole {
+        name: "siem_manager",
+        description: "Manages SIEM forwarding destinations (previews show masked events)",
+        permissions: &[Permission::SiemManage, Permission::PolicyRead, Permission::AuditRead],
     },
     BuiltinRole { name: "viewer", description: "Reads the audit log, masked", permissions: &[Permission::AuditRead] },
 ];

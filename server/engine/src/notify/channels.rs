@@ -350,11 +350,72 @@ fn binding(c: &ChannelDef, field: &str) -> u64 {
         ),
         _ => String::new(),
     };
-    let d = Sha256::digest(format!("{}\n{}\n{field}\n{destination}", c.id, c.kind).as_bytes());
-    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    binding_of(&format!("{}\n{}\n{field}\n{destination}", c.id, c.kind))
 }
 
 const PURPOSE: &str = "notification";
+
+/// Seals a secret given in clear under the KEK for `purpose`, bound to
+/// `binding`; a secret already sealed must open there (else `path` is
+/// named: give it again).
+pub(crate) fn seal_secret(
+    ledger: &Ledger,
+    purpose: &str,
+    binding: u64,
+    secret: &mut Secret,
+    path: String,
+) -> Result<(), FieldError> {
+    match secret.value.take() {
+        Some(v) => {
+            let sealed = ledger
+                .keys()
+                .seal_secret(purpose, binding, v.as_bytes(), &crate::clock::OsRandom)
+                .map_err(|e| bad(path, format!("cannot be sealed: {e}")))?;
+            // A hint only for secrets long enough to keep most of them
+            // hidden.
+            let n = v.chars().count();
+            let hint = if n >= 16 {
+                let tail: String = v.chars().skip(n - 4).collect();
+                format!("…{tail}")
+            } else {
+                "…".into()
+            };
+            *secret = Secret {
+                value: None,
+                sealed: Some(base64::engine::general_purpose::STANDARD.encode(sealed)),
+                hint: Some(hint),
+            };
+            Ok(())
+        }
+        None if open_secret(ledger, purpose, binding, secret).is_err() => Err(bad(
+            path,
+            "this sealed secret does not belong here (what it is for or where it is sent changed): give it again \
+             as {\"value\": …}",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Opens a sealed secret (see [`seal_secret`]).
+pub(crate) fn open_secret(
+    ledger: &Ledger,
+    purpose: &str,
+    binding: u64,
+    secret: &Secret,
+) -> Result<zeroize::Zeroizing<String>, String> {
+    let sealed = secret.sealed.as_deref().ok_or("the secret is not sealed")?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|_| "the sealed secret is damaged")?;
+    let clear = ledger.keys().open_secret(purpose, binding, &raw).map_err(
+        |_| "the sealed secret does not open (sealed for another channel or destination, or under another KEK)",
+    )?;
+    String::from_utf8(clear.to_vec()).map(zeroize::Zeroizing::new).map_err(|_| "the sealed secret is damaged".into())
+}
+
+/// A binding of a secret: the digest of what it is bound to.
+pub(crate) fn binding_of(what: &str) -> u64 {
+    let d = Sha256::digest(what.as_bytes());
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
 
 /// Seals every secret given in clear (bound to its channel and
 /// destination), and checks that the ones already sealed still open where
@@ -364,38 +425,7 @@ pub fn seal_all(ledger: &Ledger, doc: &mut NotificationsDoc) -> Result<(), Field
         let bound = c.clone();
         for (f, s) in [("secret", &mut c.secret), ("smtp_password", &mut c.smtp_password)] {
             let Some(secret) = s else { continue };
-            let path = format!("content.channels[{i}].{f}");
-            match secret.value.take() {
-                Some(v) => {
-                    let sealed = ledger
-                        .keys()
-                        .seal_secret(PURPOSE, binding(&bound, f), v.as_bytes(), &crate::clock::OsRandom)
-                        .map_err(|e| bad(path, format!("cannot be sealed: {e}")))?;
-                    // A hint only for secrets long enough to keep most of
-                    // them hidden.
-                    let n = v.chars().count();
-                    let hint = if n >= 16 {
-                        let tail: String = v.chars().skip(n - 4).collect();
-                        format!("…{tail}")
-                    } else {
-                        "…".into()
-                    };
-                    *secret = Secret {
-                        value: None,
-                        sealed: Some(base64::engine::general_purpose::STANDARD.encode(sealed)),
-                        hint: Some(hint),
-                    };
-                }
-                None => {
-                    if open(ledger, &bound, f, secret).is_err() {
-                        return Err(bad(
-                            path,
-                            "this sealed secret does not belong here (its channel or destination changed): give it \
-                             again as {\"value\": …}",
-                        ));
-                    }
-                }
-            }
+            seal_secret(ledger, PURPOSE, binding(&bound, f), secret, format!("content.channels[{i}].{f}"))?;
         }
     }
     Ok(())
@@ -408,12 +438,7 @@ pub fn open(
     field: &str,
     secret: &Secret,
 ) -> Result<zeroize::Zeroizing<String>, String> {
-    let sealed = secret.sealed.as_deref().ok_or("the secret is not sealed")?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|_| "the sealed secret is damaged")?;
-    let clear = ledger.keys().open_secret(PURPOSE, binding(c, field), &raw).map_err(
-        |_| "the sealed secret does not open (sealed for another channel or destination, or under another KEK)",
-    )?;
-    String::from_utf8(clear.to_vec()).map(zeroize::Zeroizing::new).map_err(|_| "the sealed secret is damaged".into())
+    open_secret(ledger, PURPOSE, binding(c, field), secret)
 }
 
 /// Fills a template: `{rule}`, `{rule_id}`, `{severity}`, `{group}`,

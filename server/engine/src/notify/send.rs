@@ -95,14 +95,14 @@ pub async fn send(
 }
 
 /// Why a try failed.
-enum Failure {
+pub(crate) enum Failure {
     /// Worth trying again (with the response code, if one came).
     Retry(Option<u16>, String),
     /// Not worth it.
     Permanent(String),
 }
 
-type Tried = Result<Option<u16>, Failure>;
+pub(crate) type Tried = Result<Option<u16>, Failure>;
 
 /// Whether an address is one a notification may not reach unless the
 /// operator allows private destinations: loopback, private (RFC 1918,
@@ -151,7 +151,11 @@ pub fn is_private(ip: std::net::IpAddr) -> bool {
 /// [`is_private`]) unless allowed.
 /// The addresses `host:port` resolves to, checked (see [`is_private`]);
 /// empty when private destinations are allowed (nothing to pin).
-async fn check_destination(host: &str, port: u16, allow_private: bool) -> Result<Vec<std::net::SocketAddr>, Failure> {
+pub(crate) async fn check_destination(
+    host: &str,
+    port: u16,
+    allow_private: bool,
+) -> Result<Vec<std::net::SocketAddr>, Failure> {
     if allow_private {
         return Ok(Vec::new());
     }
@@ -162,8 +166,8 @@ async fn check_destination(host: &str, port: u16, allow_private: bool) -> Result
     };
     if addrs.iter().any(|a| is_private(a.ip())) {
         return Err(Failure::Permanent(
-            "the destination is a private, loopback or link-local address; set notifications.allow_private_destinations \
-             to allow it"
+            "the destination is a private, loopback or link-local address, which this server's configuration refuses \
+             (allow_private_destinations)"
                 .into(),
         ));
     }
@@ -173,7 +177,11 @@ async fn check_destination(host: &str, port: u16, allow_private: bool) -> Result
 /// The client for `url`: when private destinations are refused, one that
 /// connects only to the addresses just checked (a second lookup cannot
 /// answer otherwise: DNS rebinding).
-async fn client_for(http: &reqwest::Client, url: &str, allow_private: bool) -> Result<reqwest::Client, Failure> {
+pub(crate) async fn client_for(
+    http: &reqwest::Client,
+    url: &str,
+    allow_private: bool,
+) -> Result<reqwest::Client, Failure> {
     let u = reqwest::Url::parse(url).map_err(|e| Failure::Permanent(format!("not a URL: {e}")))?;
     let host = u.host_str().ok_or_else(|| Failure::Permanent("the URL has no host".into()))?.to_owned();
     let addrs = check_destination(&host, u.port_or_known_default().unwrap_or(443), allow_private).await?;
@@ -189,7 +197,7 @@ async fn client_for(http: &reqwest::Client, url: &str, allow_private: bool) -> R
         .map_err(|e| Failure::Retry(None, format!("cannot make the HTTP client: {e}")))
 }
 
-async fn post(req: reqwest::RequestBuilder) -> Tried {
+pub(crate) async fn post(req: reqwest::RequestBuilder) -> Tried {
     match req.timeout(TIMEOUT).send().await {
         Ok(res) => {
             let code = res.status().as_u16();

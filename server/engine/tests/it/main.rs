@@ -6,6 +6,7 @@
 
 mod alerts;
 mod dashboards;
+mod forward;
 mod identity;
 mod keys;
 mod known_answer;

@@ -26,77 +26,26 @@ use custos_engine::time::SECOND_US;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::support::{KEK, TestDb, both_backends, config};
+use crate::support::{Got, KEK, TestDb, both_backends, config, http_receiver};
 
 const T0: i64 = 1_800_000_000_000_000;
 const WEBHOOK_SECRET: &str = "a webhook secret of some length";
 const SMTP_PASSWORD: &str = "the smtp password";
 
-/// A request the receiver got: headers (lower-case names) and body.
-type Got = (BTreeMap<String, String>, Vec<u8>);
-
-/// A small HTTP/1.1 server: answers 200, or 503 while `down`.
+/// The webhook: answers 200, or 503 while `down`.
 async fn receiver() -> (String, Arc<Mutex<Vec<Got>>>, Arc<AtomicBool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks/custos", listener.local_addr().unwrap());
-    let got: Arc<Mutex<Vec<Got>>> = Arc::default();
     let down = Arc::new(AtomicBool::new(false));
-    let (g, d) = (got.clone(), down.clone());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut tcp, _)) = listener.accept().await else { return };
-            let (g, d) = (g.clone(), d.clone());
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let (head_end, len) = loop {
-                    let n = tcp.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..i]).to_string();
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        break (i + 4, len);
-                    }
-                };
-                while buf.len() < head_end + len {
-                    let n = tcp.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                let headers = head
-                    .lines()
-                    .skip(1)
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-                    .collect();
-                let status = if d.load(Ordering::SeqCst) { "503 Service Unavailable" } else { "200 OK" };
-                if status.starts_with("200") {
-                    g.lock().unwrap().push((headers, buf[head_end..].to_vec()));
-                }
-                let _ = tcp
-                    .write_all(
-                        format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes(),
-                    )
-                    .await;
-            });
+    let d = down.clone();
+    let (base, got) = http_receiver(move |_| {
+        if d.load(Ordering::SeqCst) {
+            ("503 Service Unavailable", String::new(), false)
+        } else {
+            ("200 OK", String::new(), true)
         }
-    });
-    (url, got, down)
+    })
+    .await;
+    (format!("{base}/hooks/custos"), got, down)
 }
 
 /// The aiosmtpd sink, stopped when dropped.
@@ -246,7 +195,7 @@ both_backends! {
         let pass = notifier.step().await.unwrap();
         assert_eq!((pass.queued, pass.delivered, pass.failed), (2, 2, 0), "{pass:?}");
         assert_eq!(notifier.step().await.unwrap().queued, 0, "queued once");
-        let (headers, body) = got.lock().unwrap()[0].clone();
+        let Got { headers, body, .. } = got.lock().unwrap()[0].clone();
         assert!(signature_ok(WEBHOOK_SECRET, &headers, &body), "the receiver verifies the signature: {headers:?}");
         assert!(!signature_ok("another secret entirely", &headers, &body));
         assert_eq!(headers["idempotency-key"], format!("{}:soar", a1.id));

@@ -4,3 +4,95 @@
 pub use custos_testkit::both_backends;
 pub use custos_testkit::db::{Backend, KEK, StaticKek, TestDb, config, open_ledger};
 pub use custos_testkit::events::{entry as event, fill};
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// A request a test receiver got: method and path, headers (lower-case
+/// names), body.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub line: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// How a test receiver answers a request: status line and JSON body, and
+/// whether to keep the request.
+pub type Answer = (&'static str, String, bool);
+
+/// A small HTTP/1.1 server on a local port (one request per connection),
+/// answering with `answer`; returns its base URL and what it kept.
+pub async fn http_receiver<F>(answer: F) -> (String, Arc<Mutex<Vec<Got>>>)
+where
+    F: Fn(&Got) -> Answer + Send + Sync + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let got: Arc<Mutex<Vec<Got>>> = Arc::default();
+    let answer = Arc::new(answer);
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else { return };
+            let (g, answer) = (g.clone(), answer.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16384];
+                let (head_end, len) = loop {
+                    let n = tcp.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_string();
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        break (i + 4, len);
+                    }
+                };
+                while buf.len() < head_end + len {
+                    let n = tcp.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let request = Got {
+                    line: head.lines().next().unwrap_or_default().to_owned(),
+                    headers: head
+                        .lines()
+                        .skip(1)
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                        .collect(),
+                    body: buf[head_end..].to_vec(),
+                };
+                let (status, body, keep) = answer(&request);
+                if keep {
+                    g.lock().unwrap().push(request);
+                }
+                let _ = tcp
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    (url, got)
+}

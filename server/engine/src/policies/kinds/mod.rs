@@ -18,6 +18,7 @@ use crate::events::validate::FieldError;
 use crate::identity::permission::Permission;
 
 pub mod alert_rules;
+pub mod forwarding;
 pub mod masking;
 pub mod notifications;
 
@@ -108,6 +109,7 @@ pub fn all() -> Vec<Arc<dyn PolicyKind>> {
         Arc::new(masking::MaskingKind),
         Arc::new(alert_rules::AlertRulesKind),
         Arc::new(notifications::NotificationsKind),
+        Arc::new(forwarding::ForwardingKind),
     ]
 }
 

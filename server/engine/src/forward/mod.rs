@@ -1,0 +1,898 @@
+//! SIEM forwarding (issue 17): every event the ledger commits, pushed to
+//! each destination of the forwarding policy in its format, in order, at
+//! least once, and every signed checkpoint with them.
+//!
+//! The ledger is the buffer. Each destination has a cursor (the last
+//! ledger position delivered), kept in its lease row (`forward:<id>`): the
+//! one replica holding the lease reads the entries after the cursor (the
+//! destination's filter applied, values masked as the explorer shows them
+//! without `audit:unmask`), formats a batch, sends it and only then moves
+//! the cursor. A destination that is down is retried with exponential
+//! backoff (1 s doubling to 5 minutes) and loses nothing however long it
+//! is down; ingest never waits for it. After a crash between a send and
+//! the cursor's save the batch is sent again: receivers drop repeats by
+//! the event id and seq every record carries. Syslog has no
+//! acknowledgement: a batch counts as delivered once the stream is seen
+//! alive after it was written (a receiver that died meanwhile gets the
+//! batch again on the next connection).
+//!
+//! Each destination runs in its own task, so one that hangs does not hold
+//! the others back. People can pause, resume and replay a destination
+//! (recorded); a destination starting to fail, and recovering, is
+//! recorded by Custos (`custos.forward.failed` / `…recovered`), once per
+//! transition.
+
+pub mod dest;
+pub mod format;
+pub mod transport;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use custos_model::{DestinationHealth, EventView, ForwardPreview, ForwardTest, ForwardingStatus, Severity};
+use sea_orm::{ConnectionTrait as _, DbErr, QueryResult};
+use serde_json::json;
+
+use self::dest::{DestinationDef, ForwardingDoc};
+use self::format::{CheckpointMsg, Record};
+use self::transport::{Item, SendError, Stream};
+use crate::alerts::store::AlertsError;
+use crate::events::model::{Channel, Outcome as EventOutcome};
+use crate::events::own::{OwnAction, OwnEvent, Requester};
+use crate::events::validate::FieldError;
+use crate::events::{Events, SearchFilter};
+use crate::lease::Lease;
+use crate::policies::PolicyStore;
+use crate::storage::stmt_for;
+use crate::time::{SECOND_US, parse_rfc3339, rfc3339};
+
+/// The policy kind's name.
+pub const KIND: &str = "forwarding";
+const LEASE_TTL_US: i64 = 15 * SECOND_US;
+const RENEW_US: i64 = 3 * SECOND_US;
+/// The longest wait between tries of a failing destination.
+const BACKOFF_MAX_US: i64 = 300 * SECOND_US;
+/// Checkpoints sent in one batch at most (a long outage's backlog of them
+/// goes over several).
+const CHECKPOINTS_MAX: u64 = 100;
+
+/// The lease name of a destination.
+pub fn lease_name(id: &str) -> String {
+    format!("forward:{id}")
+}
+
+/// How forwarding behaves.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The first retry's delay; each next one doubles, up to 5 minutes.
+    pub retry_base_us: i64,
+    /// Destinations on private, loopback or link-local addresses are
+    /// allowed (on by default: SIEMs usually live inside the network).
+    pub allow_private: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { retry_base_us: SECOND_US, allow_private: true }
+    }
+}
+
+/// One destination on this replica.
+struct Runner {
+    def: DestinationDef,
+    lease: Lease,
+    stream: Option<Stream>,
+    /// The cursor, while this replica holds the lease.
+    cursor: Option<u64>,
+    renewed_at: i64,
+    last_send_at: i64,
+}
+
+/// The forwarder of one replica.
+pub struct Forwarder {
+    events: Arc<Events>,
+    policies: Arc<PolicyStore>,
+    holder: String,
+    http: reqwest::Client,
+    settings: Settings,
+    hostname: String,
+    runners: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Runner>>>>,
+    tasks: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder").field("holder", &self.holder).finish_non_exhaustive()
+    }
+}
+
+fn invalid(path: &str, reason: impl Into<String>) -> AlertsError {
+    AlertsError::Invalid(FieldError { path: path.into(), reason: reason.into() })
+}
+
+/// What a destination's pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pass {
+    /// This replica holds its lease.
+    pub held: bool,
+    /// Events delivered.
+    pub events: u64,
+    /// Checkpoints delivered.
+    pub checkpoints: u64,
+    /// The send failed.
+    pub failed: bool,
+}
+
+/// The wait after `n` failures in a row.
+pub fn backoff_us(base_us: i64, failures: u32) -> i64 {
+    base_us.saturating_mul(1i64 << failures.saturating_sub(1).min(30)).min(BACKOFF_MAX_US)
+}
+
+/// Where a destination sends, for people (no secret).
+pub fn address(d: &DestinationDef) -> String {
+    match d.kind.as_str() {
+        "syslog" => format!("{}://{}:{}", d.transport(), d.host.as_deref().unwrap_or(""), d.syslog_port()),
+        _ => d.url.clone().unwrap_or_default(),
+    }
+}
+
+fn item_of(format: &str, e: &EventView) -> Item {
+    Item {
+        record: format::event(format, e),
+        seq: e.seq,
+        id: e.id.to_string(),
+        time: e.occurred_at.clone(),
+        action: e.action.clone(),
+        severity: e.severity.clone(),
+    }
+}
+
+fn checkpoint_item(format: &str, c: &CheckpointMsg) -> Item {
+    Item {
+        record: format::checkpoint(format, c),
+        seq: c.tree_size,
+        id: format!("checkpoint-{}", c.tree_size),
+        time: c.created_at.clone(),
+        action: "custos.checkpoint".into(),
+        severity: "info".into(),
+    }
+}
+
+impl Forwarder {
+    /// The forwarder of the replica `holder` (unique per process).
+    pub fn new(events: Arc<Events>, policies: Arc<PolicyStore>, holder: &str, settings: Settings) -> Forwarder {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(transport::TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Custos/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Forwarder {
+            events,
+            policies,
+            holder: holder.to_owned(),
+            http,
+            settings,
+            hostname: transport::local_hostname(),
+            runners: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn ledger(&self) -> &crate::ledger::Ledger {
+        self.events.ledger()
+    }
+
+    fn conn(&self) -> &sea_orm::DatabaseConnection {
+        self.ledger().db().conn()
+    }
+
+    fn b(&self) -> sea_orm::DbBackend {
+        self.ledger().db().backend()
+    }
+
+    /// The forwarding policy in force (version, document).
+    pub async fn doc(&self) -> Result<(u64, ForwardingDoc), AlertsError> {
+        let v = self.policies.active(KIND).await.map_err(|e| AlertsError::Conflict(e.to_string()))?;
+        let doc = ForwardingDoc::parse(&v.content).map_err(AlertsError::Invalid)?;
+        Ok((v.version, doc))
+    }
+
+    /// Starts a pass for every enabled destination whose previous pass has
+    /// ended; stops the runners of destinations no longer in force.
+    pub async fn step(self: &Arc<Self>) -> Result<(), AlertsError> {
+        let (_, doc) = self.doc().await?;
+        let mut gone: Vec<Arc<tokio::sync::Mutex<Runner>>> = Vec::new();
+        let mut start = Vec::new();
+        {
+            let mut runners = self.runners.lock().unwrap_or_else(|p| p.into_inner());
+            let live: Vec<&str> = doc.destinations.iter().filter(|d| d.enabled).map(|d| d.id.as_str()).collect();
+            let ids: Vec<String> = runners.keys().cloned().collect();
+            for id in ids {
+                if !live.contains(&id.as_str())
+                    && let Some(r) = runners.remove(&id)
+                {
+                    gone.push(r);
+                }
+            }
+            for d in doc.destinations.iter().filter(|d| d.enabled) {
+                let r = runners.entry(d.id.clone()).or_insert_with(|| {
+                    Arc::new(tokio::sync::Mutex::new(Runner {
+                        def: d.clone(),
+                        lease: Lease::new(self.ledger().clone(), &lease_name(&d.id), &self.holder, LEASE_TTL_US),
+                        stream: None,
+                        cursor: None,
+                        renewed_at: 0,
+                        last_send_at: 0,
+                    }))
+                });
+                start.push((d.clone(), r.clone()));
+            }
+        }
+        for r in gone {
+            let mut r = r.lock().await;
+            r.stream = None;
+            r.cursor = None;
+            let _ = r.lease.release().await;
+        }
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|_, t| !t.is_finished());
+        for (d, r) in start {
+            if tasks.contains_key(&d.id) {
+                continue;
+            }
+            let me = self.clone();
+            let id = d.id.clone();
+            tasks.insert(
+                id.clone(),
+                tokio::spawn(async move {
+                    let mut r = r.lock().await;
+                    if r.def != d {
+                        // Its policy changed: a new connection with the new settings.
+                        r.def = d;
+                        r.stream = None;
+                    }
+                    if let Err(e) = me.pass(&mut r).await {
+                        tracing::warn!(destination = %id, error = %e, "a forwarding pass failed; it tries again");
+                    }
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// One pass of every destination, awaited (tests, benchmarks).
+    pub async fn run_once(self: &Arc<Self>) -> Result<(), AlertsError> {
+        self.step().await?;
+        let tasks: Vec<_> = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, t)| t).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(())
+    }
+
+    /// Waits for the passes in progress (at most `timeout`) and gives every
+    /// lease up, saving the cursors.
+    pub async fn release(&self, timeout: std::time::Duration) {
+        let tasks: Vec<_> = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, t)| t).collect();
+        let _ = tokio::time::timeout(timeout, futures_util::future::join_all(tasks)).await;
+        let runners: Vec<_> = self.runners.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, r)| r).collect();
+        for r in runners {
+            if let Ok(mut r) = r.try_lock() {
+                if let Some(c) = r.cursor.take() {
+                    let _ = r.lease.save(c).await;
+                }
+                r.stream = None;
+                let _ = r.lease.release().await;
+            }
+        }
+    }
+
+    async fn state_row(&self, id: &str) -> Result<Option<QueryResult>, DbErr> {
+        self.conn()
+            .query_one_raw(stmt_for(self.b(), "SELECT * FROM forward_state WHERE destination_id = ?", vec![id.into()]))
+            .await
+    }
+
+    async fn ensure_state(&self, id: &str) -> Result<(), DbErr> {
+        self.conn()
+            .execute_raw(stmt_for(
+                self.b(),
+                "INSERT INTO forward_state (destination_id, updated_at) VALUES (?, ?) \
+                 ON CONFLICT (destination_id) DO NOTHING",
+                vec![id.into(), self.ledger().now_us().into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// One pass of one destination (the runner locked).
+    async fn pass(&self, r: &mut Runner) -> Result<Pass, AlertsError> {
+        let ledger = self.ledger().clone();
+        let now = ledger.now_us();
+        let id = r.def.id.clone();
+        // The lease: renewed every few seconds; taken over at the saved cursor.
+        if r.cursor.is_none() || now - r.renewed_at >= RENEW_US {
+            let held = match r.cursor {
+                Some(c) => r.lease.save(c).await?,
+                None => false,
+            };
+            if !held {
+                r.stream = None;
+                r.cursor = None;
+                let Some(h) = r.lease.acquire().await? else { return Ok(Pass::default()) };
+                self.ensure_state(&id).await?;
+                let cursor = match h.cursor {
+                    Some(c) => c,
+                    None if r.def.start == "beginning" => 0,
+                    None => ledger.head().await.map_err(crate::events::EventsError::from)?.seq,
+                };
+                if h.cursor.is_none() {
+                    // Checkpoints from here on, too.
+                    self.conn()
+                        .execute_raw(stmt_for(
+                            self.b(),
+                            "UPDATE forward_state SET checkpoint_size = ? WHERE destination_id = ?",
+                            vec![(cursor as i64).into(), id.clone().into()],
+                        ))
+                        .await?;
+                }
+                if !r.lease.save(cursor).await? {
+                    return Ok(Pass::default());
+                }
+                r.cursor = Some(cursor);
+            }
+            r.renewed_at = now;
+        }
+        let Some(mut cursor) = r.cursor else { return Ok(Pass::default()) };
+        let mut pass = Pass { held: true, ..Default::default() };
+        let Some(state) = self.state_row(&id).await? else { return Ok(pass) };
+        let paused: i64 = state.try_get("", "paused")?;
+        let replay: Option<i64> = state.try_get("", "replay_seq")?;
+        let failures = state.try_get::<i64>("", "failures")?.max(0) as u32;
+        let next_at: i64 = state.try_get("", "next_at")?;
+        let mut checkpoint_size = state.try_get::<i64>("", "checkpoint_size")?.max(0) as u64;
+        if let Some(from) = replay {
+            // A replay asked for: the cursor goes back (the request is
+            // cleared only if it is still the one read).
+            cursor = from.max(0) as u64;
+            checkpoint_size = checkpoint_size.min(cursor);
+            self.conn()
+                .execute_raw(stmt_for(
+                    self.b(),
+                    "UPDATE forward_state SET replay_seq = NULL, checkpoint_size = ?, failures = 0, next_at = 0 \
+                     WHERE destination_id = ? AND replay_seq = ?",
+                    vec![(checkpoint_size as i64).into(), id.clone().into(), from.into()],
+                ))
+                .await?;
+            if !r.lease.save(cursor).await? {
+                r.cursor = None;
+                return Ok(Pass::default());
+            }
+            r.cursor = Some(cursor);
+            r.stream = None;
+        }
+        if paused != 0 {
+            r.stream = None;
+            self.set_state(&id, "paused").await?;
+            return Ok(pass);
+        }
+        if replay.is_none() && now < next_at {
+            return Ok(pass);
+        }
+        let head = ledger.head().await.map_err(crate::events::EventsError::from)?.seq;
+        self.lag_metrics(&id, cursor, head).await;
+        // The events: a page after the cursor, up to the head.
+        let mut f: SearchFilter = r.def.search_filter().map_err(AlertsError::Invalid)?;
+        f.descending = false;
+        f.limit = r.def.batch_size.clamp(1, 1000) as usize;
+        f.after_seq = Some(cursor);
+        f.max_seq = Some(head);
+        let page = if cursor < head {
+            self.events.search(&f).await?
+        } else {
+            custos_model::SearchPage { items: vec![], next_cursor: None, scanned: None }
+        };
+        let upto = match (&page.next_cursor, page.items.last()) {
+            (Some(_), Some(last)) => last.seq,
+            _ => head,
+        };
+        let mut items: Vec<Item> = page.items.iter().map(|e| item_of(&r.def.format, e)).collect();
+        let n_events = items.len() as u64;
+        let mut new_cp = checkpoint_size;
+        if r.def.checkpoints {
+            for c in self.checkpoints_after(checkpoint_size, upto).await? {
+                new_cp = c.tree_size;
+                items.push(checkpoint_item(&r.def.format, &c));
+            }
+        }
+        if items.is_empty() {
+            if upto > cursor {
+                if !r.lease.save(upto).await? {
+                    r.cursor = None;
+                    return Ok(Pass::default());
+                }
+                r.cursor = Some(upto);
+                r.renewed_at = now;
+            }
+            if failures == 0 {
+                self.set_state(&id, "ok").await?;
+            }
+            return Ok(pass);
+        }
+        // A partial batch waits a little for more (batch_interval_ms).
+        let full = page.next_cursor.is_some() || items.len() >= r.def.batch_size as usize;
+        if !full && failures == 0 && now - r.last_send_at < i64::from(r.def.batch_interval_ms) * 1000 {
+            return Ok(pass);
+        }
+        let sent = self.send(r, &items, now).await;
+        r.last_send_at = ledger.now_us();
+        match sent {
+            Ok(truncated) => {
+                if !r.lease.save(upto).await? {
+                    // Another replica took over meanwhile: it sends from its
+                    // own cursor (a repeat at worst).
+                    r.cursor = None;
+                    r.stream = None;
+                    return Ok(Pass::default());
+                }
+                r.cursor = Some(upto);
+                r.renewed_at = now;
+                let at = ledger.now_us();
+                self.conn()
+                    .execute_raw(stmt_for(
+                        self.b(),
+                        "UPDATE forward_state SET state = 'ok', failures = 0, next_at = 0, last_success_at = ?, \
+                         delivered = delivered + ?, truncated = truncated + ?, checkpoint_size = ?, updated_at = ? \
+                         WHERE destination_id = ?",
+                        vec![
+                            at.into(),
+                            (n_events as i64).into(),
+                            (truncated as i64).into(),
+                            (new_cp as i64).into(),
+                            at.into(),
+                            id.clone().into(),
+                        ],
+                    ))
+                    .await?;
+                metrics::counter!("custos_forward_events_total", "destination" => id.clone()).increment(n_events);
+                self.lag_metrics(&id, upto, head).await;
+                if failures > 0 {
+                    let event = OwnEvent::by_custos(
+                        OwnAction::ForwardStep("custos.forward.recovered"),
+                        "forwarder",
+                        Channel::System,
+                    )
+                    .resource("forward_destination", Some(id.clone()))
+                    .details(json!({"destination": id, "type": r.def.kind, "failures": failures, "cursor": upto}));
+                    self.events.record_own(event).await?;
+                }
+                pass.events = n_events;
+                pass.checkpoints = items.len() as u64 - n_events;
+            }
+            Err(e) => {
+                r.stream = None;
+                pass.failed = true;
+                let failures = failures + 1;
+                let wait = if e.permanent { BACKOFF_MAX_US } else { backoff_us(self.settings.retry_base_us, failures) };
+                let at = ledger.now_us();
+                if failures == 1 {
+                    // Recorded once per transition, not per try.
+                    let event = OwnEvent::by_custos(
+                        OwnAction::ForwardStep("custos.forward.failed"),
+                        "forwarder",
+                        Channel::System,
+                    )
+                    .outcome(EventOutcome::Failure)
+                    .severity(Severity::Warning)
+                    .reason(Some(e.message.clone()))
+                    .resource("forward_destination", Some(id.clone()))
+                    .details(json!({
+                        "destination": id, "type": r.def.kind, "cursor": cursor, "lag_events": head - cursor,
+                        "response_code": e.code, "permanent": e.permanent,
+                    }));
+                    self.events.record_own(event).await?;
+                }
+                self.conn()
+                    .execute_raw(stmt_for(
+                        self.b(),
+                        "UPDATE forward_state SET state = 'failing', failures = ?, next_at = ?, last_error = ?, \
+                         last_error_at = ?, updated_at = ? WHERE destination_id = ?",
+                        vec![
+                            i64::from(failures).into(),
+                            (at + wait).into(),
+                            e.message.clone().into(),
+                            at.into(),
+                            at.into(),
+                            id.clone().into(),
+                        ],
+                    ))
+                    .await?;
+                metrics::counter!("custos_forward_failures_total", "destination" => id.clone()).increment(1);
+            }
+        }
+        Ok(pass)
+    }
+
+    async fn set_state(&self, id: &str, state: &str) -> Result<(), DbErr> {
+        self.conn()
+            .execute_raw(stmt_for(
+                self.b(),
+                "UPDATE forward_state SET state = ?, updated_at = ? WHERE destination_id = ? AND state <> ?",
+                vec![state.into(), self.ledger().now_us().into(), id.into(), state.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn lag_metrics(&self, id: &str, cursor: u64, head: u64) {
+        let secs = self.lag_seconds(cursor, head).await.unwrap_or(0.0);
+        metrics::gauge!("custos_forward_lag_events", "destination" => id.to_owned())
+            .set(head.saturating_sub(cursor) as f64);
+        metrics::gauge!("custos_forward_lag_seconds", "destination" => id.to_owned()).set(secs);
+        metrics::gauge!("custos_forward_cursor", "destination" => id.to_owned()).set(cursor as f64);
+    }
+
+    async fn lag_seconds(&self, cursor: u64, head: u64) -> Result<f64, DbErr> {
+        if cursor >= head {
+            return Ok(0.0);
+        }
+        let row = self
+            .conn()
+            .query_one_raw(stmt_for(
+                self.b(),
+                "SELECT recorded_at FROM ledger_entries WHERE seq > ? ORDER BY seq LIMIT 1",
+                vec![(cursor as i64).into()],
+            ))
+            .await?;
+        let Some(row) = row else { return Ok(0.0) };
+        let at: i64 = row.try_get("", "recorded_at")?;
+        Ok(((self.ledger().now_us() - at).max(0)) as f64 / 1e6)
+    }
+
+    /// Signed checkpoints with `after < tree_size <= upto`, oldest first.
+    async fn checkpoints_after(&self, after: u64, upto: u64) -> Result<Vec<CheckpointMsg>, DbErr> {
+        let rows = self
+            .conn()
+            .query_all_raw(stmt_for(
+                self.b(),
+                &format!(
+                    "SELECT tree_size, root_hash, note, created_at FROM checkpoints WHERE tree_size > ? AND tree_size <= ? \
+                     ORDER BY tree_size LIMIT {CHECKPOINTS_MAX}"
+                ),
+                vec![(after as i64).into(), (upto as i64).into()],
+            ))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let root: Vec<u8> = r.try_get("", "root_hash")?;
+            out.push(CheckpointMsg {
+                tree_size: r.try_get::<i64>("", "tree_size")?.max(0) as u64,
+                root_hash: hex::encode(root),
+                note: r.try_get("", "note")?,
+                created_at: rfc3339(r.try_get("", "created_at")?),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Sends a batch; answers how many UDP messages were cut.
+    async fn send(&self, r: &mut Runner, items: &[Item], now: i64) -> Result<u64, SendError> {
+        let d = r.def.clone();
+        let allow = self.settings.allow_private;
+        match d.kind.as_str() {
+            "syslog" => {
+                let messages = transport::syslog_messages(&d, &self.hostname, items);
+                if d.transport() == "udp" {
+                    return transport::syslog_udp(&d, &messages, allow).await;
+                }
+                if let Some(s) = &r.stream
+                    && !s.alive().await
+                {
+                    r.stream = None;
+                }
+                if r.stream.is_none() {
+                    r.stream = Some(transport::connect(self.ledger(), &d, allow).await?);
+                }
+                let Some(stream) = r.stream.as_mut() else { return Err(transport_error("no connection")) };
+                transport::syslog_stream(stream, &messages).await?;
+                // Delivered once the stream is seen alive after it (a
+                // receiver that went away resets the connection).
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                if !stream.alive().await {
+                    r.stream = None;
+                    return Err(transport_error("the syslog server closed the connection; the batch is sent again"));
+                }
+                Ok(0)
+            }
+            "splunk_hec" => {
+                transport::hec(&self.http, self.ledger(), &d, &self.hostname, items, allow).await.map(|_| 0)
+            }
+            _ => transport::webhook(&self.http, self.ledger(), &d, items, now / SECOND_US, allow).await.map(|_| 0),
+        }
+    }
+
+    // --- what people see and do ---------------------------------------------
+
+    /// Every destination of the policy in force, with its health.
+    pub async fn status(&self) -> Result<ForwardingStatus, AlertsError> {
+        let (version, doc) = self.doc().await?;
+        let head = self.ledger().head().await.map_err(crate::events::EventsError::from)?.seq;
+        let mut out = Vec::with_capacity(doc.destinations.len());
+        for d in &doc.destinations {
+            let state = self.state_row(&d.id).await?;
+            let lease = self
+                .conn()
+                .query_one_raw(stmt_for(
+                    self.b(),
+                    "SELECT holder, until_us, cursor_seq FROM leases WHERE name = ?",
+                    vec![lease_name(&d.id).into()],
+                ))
+                .await?;
+            let cursor = match &lease {
+                Some(l) => u64::try_from(l.try_get::<i64>("", "cursor_seq")?).ok(),
+                None => None,
+            };
+            let holder = match &lease {
+                Some(l) if l.try_get::<i64>("", "until_us")? >= self.ledger().now_us() => {
+                    Some(l.try_get::<String>("", "holder")?)
+                }
+                _ => None,
+            };
+            let get_i = |c: &str| -> Result<Option<i64>, DbErr> {
+                match &state {
+                    Some(s) => s.try_get::<Option<i64>>("", c),
+                    None => Ok(None),
+                }
+            };
+            let paused = get_i("paused")?.unwrap_or(0) != 0;
+            let stored = match &state {
+                Some(s) => s.try_get::<String>("", "state")?,
+                None => "starting".into(),
+            };
+            let state_word = if !d.enabled {
+                "off".to_owned()
+            } else if paused {
+                "paused".to_owned()
+            } else {
+                stored
+            };
+            let failures = get_i("failures")?.unwrap_or(0).max(0) as u32;
+            let next_at = get_i("next_at")?.unwrap_or(0);
+            let (lag_events, lag_seconds) = match cursor {
+                Some(c) => (head.saturating_sub(c), self.lag_seconds(c, head).await?),
+                None => (0, 0.0),
+            };
+            out.push(DestinationHealth {
+                id: d.id.clone(),
+                name: d.name.clone(),
+                kind: d.kind.clone(),
+                format: d.format.clone(),
+                address: address(d),
+                enabled: d.enabled,
+                paused,
+                state: state_word,
+                cursor,
+                head,
+                lag_events,
+                lag_seconds,
+                delivered: get_i("delivered")?.unwrap_or(0).max(0) as u64,
+                truncated: get_i("truncated")?.unwrap_or(0).max(0) as u64,
+                checkpoint_size: get_i("checkpoint_size")?.unwrap_or(0).max(0) as u64,
+                failures,
+                last_success_at: get_i("last_success_at")?.map(rfc3339),
+                last_error: match &state {
+                    Some(s) => s.try_get("", "last_error")?,
+                    None => None,
+                },
+                last_error_at: get_i("last_error_at")?.map(rfc3339),
+                next_try_at: (failures > 0 && next_at > 0).then(|| rfc3339(next_at)),
+                replay_pending: get_i("replay_seq")?.map(|s| s.max(0) as u64),
+                holder,
+            });
+        }
+        Ok(ForwardingStatus { version, destinations: out })
+    }
+
+    async fn find(&self, id: &str) -> Result<DestinationDef, AlertsError> {
+        let (_, doc) = self.doc().await?;
+        doc.destinations
+            .into_iter()
+            .find(|d| d.id == id)
+            .ok_or_else(|| AlertsError::NotFound(format!("no destination `{id}` in the forwarding policy in force")))
+    }
+
+    async fn record(
+        &self,
+        by: &Requester,
+        action: &'static str,
+        id: &str,
+        reason: Option<String>,
+        details: serde_json::Value,
+    ) -> Result<u64, AlertsError> {
+        let event = OwnEvent::new(OwnAction::ForwardStep(action), by.actor.clone(), by.channel)
+            .request(by.request_id.clone())
+            .reason(reason)
+            .resource("forward_destination", Some(id.to_owned()))
+            .details(details);
+        Ok(self.events.record_own(event).await?.seq)
+    }
+
+    /// Pauses or resumes a destination (recorded first).
+    pub async fn set_paused(
+        &self,
+        by: &Requester,
+        id: &str,
+        paused: bool,
+        reason: Option<String>,
+    ) -> Result<(), AlertsError> {
+        let d = self.find(id).await?;
+        self.ensure_state(&d.id).await?;
+        let action = if paused { "custos.forward.paused" } else { "custos.forward.resumed" };
+        self.record(by, action, id, reason, json!({"destination": id, "type": d.kind})).await?;
+        self.conn()
+            .execute_raw(stmt_for(
+                self.b(),
+                "UPDATE forward_state SET paused = ?, state = ?, updated_at = ? WHERE destination_id = ?",
+                vec![
+                    i64::from(paused).into(),
+                    (if paused { "paused" } else { "starting" }).into(),
+                    self.ledger().now_us().into(),
+                    id.into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Asks the destination's forwarder to send again from a ledger
+    /// position or time (recorded first); answers the first seq resent.
+    pub async fn replay(
+        &self,
+        by: &Requester,
+        id: &str,
+        from_seq: Option<u64>,
+        from_time: Option<&str>,
+        reason: &str,
+    ) -> Result<u64, AlertsError> {
+        let d = self.find(id).await?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 1000 {
+            return Err(invalid("reason", "1 to 1,000 characters: why the events are sent again"));
+        }
+        let head = self.ledger().head().await.map_err(crate::events::EventsError::from)?.seq;
+        let first = match (from_seq, from_time) {
+            (Some(s), None) => {
+                if s == 0 || s > head.max(1) {
+                    return Err(invalid("from_seq", format!("a ledger position from 1 to {head}")));
+                }
+                s
+            }
+            (None, Some(t)) => {
+                let at = parse_rfc3339(t).ok_or_else(|| invalid("from_time", "an RFC 3339 time"))?;
+                let row = self
+                    .conn()
+                    .query_one_raw(stmt_for(
+                        self.b(),
+                        "SELECT MIN(seq) AS seq FROM ledger_entries WHERE recorded_at >= ?",
+                        vec![at.into()],
+                    ))
+                    .await?;
+                match row.and_then(|r| r.try_get::<Option<i64>>("", "seq").ok().flatten()) {
+                    Some(s) => s.max(1) as u64,
+                    None => return Err(invalid("from_time", "no entry was committed at or after this time")),
+                }
+            }
+            _ => return Err(invalid("from_seq", "give either from_seq or from_time")),
+        };
+        self.ensure_state(&d.id).await?;
+        self.record(
+            by,
+            "custos.forward.replayed",
+            id,
+            Some(reason.to_owned()),
+            json!({"destination": id, "type": d.kind, "from_seq": first, "head": head}),
+        )
+        .await?;
+        self.conn()
+            .execute_raw(stmt_for(
+                self.b(),
+                "UPDATE forward_state SET replay_seq = ?, updated_at = ? WHERE destination_id = ?",
+                vec![(first as i64 - 1).into(), self.ledger().now_us().into(), id.into()],
+            ))
+            .await?;
+        Ok(first)
+    }
+
+    /// Records a test event and sends it to the destination at once (it
+    /// also goes in order later, like every event).
+    pub async fn test(&self, by: &Requester, id: &str) -> Result<ForwardTest, AlertsError> {
+        let d = self.find(id).await?;
+        let seq = self
+            .record(
+                by,
+                "custos.forward.tested",
+                id,
+                None,
+                json!({"destination": id, "type": d.kind, "format": d.format, "test": true}),
+            )
+            .await?;
+        let f = SearchFilter {
+            descending: false,
+            limit: 1,
+            after_seq: Some(seq - 1),
+            max_seq: Some(seq),
+            ..Default::default()
+        };
+        let page = self.events.search(&f).await?;
+        let e = page.items.first().ok_or_else(|| AlertsError::NotFound("the test event".into()))?;
+        let items = vec![item_of(&d.format, e)];
+        let mut r = Runner {
+            def: d.clone(),
+            lease: Lease::new(self.ledger().clone(), &format!("forward-test:{id}"), &self.holder, LEASE_TTL_US),
+            stream: None,
+            cursor: None,
+            renewed_at: 0,
+            last_send_at: 0,
+        };
+        let started = std::time::Instant::now();
+        let now = self.ledger().now_us();
+        let sent = self.send(&mut r, &items, now).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        Ok(match sent {
+            Ok(_) => ForwardTest { delivered: true, seq, response_code: None, latency_ms, error: None },
+            Err(e) => ForwardTest { delivered: false, seq, response_code: e.code, latency_ms, error: Some(e.message) },
+        })
+    }
+
+    /// A destination's format on the newest event its filter takes.
+    pub async fn preview(&self, d: &DestinationDef) -> Result<ForwardPreview, AlertsError> {
+        let mut f = d.search_filter().map_err(AlertsError::Invalid)?;
+        f.descending = true;
+        f.limit = 1;
+        let page = self.events.search(&f).await?;
+        let Some(e) = page.items.first() else {
+            return Ok(ForwardPreview { seq: None, record: String::new(), wire: String::new() });
+        };
+        let item = item_of(&d.format, e);
+        let record = match &item.record {
+            Record::Json(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+            Record::Text(s) => s.clone(),
+        };
+        let wire = match d.kind.as_str() {
+            "syslog" => {
+                let m = transport::syslog_messages(d, &self.hostname, std::slice::from_ref(&item));
+                let m = m.first().cloned().unwrap_or_default();
+                if d.transport() == "udp" { m } else { String::from_utf8_lossy(&format::octet_frame(&m)).into_owned() }
+            }
+            "splunk_hec" => {
+                String::from_utf8_lossy(&transport::hec_body(d, &self.hostname, std::slice::from_ref(&item)))
+                    .into_owned()
+            }
+            _ => {
+                if d.body.as_deref() == Some("ndjson") {
+                    item.record.value().to_string()
+                } else {
+                    json!([item.record.value()]).to_string()
+                }
+            }
+        };
+        Ok(ForwardPreview { seq: Some(e.seq), record, wire })
+    }
+}
+
+fn transport_error(message: &str) -> SendError {
+    SendError { message: message.into(), code: None, permanent: false }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        let s = 1_000_000;
+        assert_eq!(super::backoff_us(s, 1), s);
+        assert_eq!(super::backoff_us(s, 4), 8 * s);
+        assert_eq!(super::backoff_us(s, 30), 300 * s);
+    }
+}
