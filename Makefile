@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DATA_DIR ?= ./data
 BIND ?= 127.0.0.1:3000
 
-.PHONY: help run demo test tools test-tools build site check-wasm bench-ingest bench-api bench-dashboards bench-alerts lint
+.PHONY: help run demo test tools test-tools build site check-wasm bench-ingest bench-api bench-dashboards bench-alerts bench-forward lint
 
 help:
 	@echo "make run    build the release site and start Custos on http://$(BIND) (SQLite under $(DATA_DIR))"
@@ -26,6 +26,7 @@ help:
 	@echo "make demo           add DEMO_EVENTS (100000) realistic demo events to $(DATA_DIR), then 'make run'"
 	@echo "make bench-dashboards   each dashboard query on DASH_EVENTS (10M) seeded events (see README)"
 	@echo "make bench-alerts   ingest with and without 50 alert rules; commit -> alert, -> webhook (see README)"
+	@echo "make bench-forward  SIEM forwarding: a backlog caught up over syslog/TLS and HEC; commit -> received (see README)"
 
 ## Tools ------------------------------------------------------------------
 
@@ -111,6 +112,11 @@ bench-api:
 
 bench-alerts: site
 	$(TARGET_DIR)/release/custos bench alerts
+
+# FORWARD_EVENTS: the backlog each destination catches up with.
+FORWARD_EVENTS ?= 1000000
+bench-forward: site
+	$(TARGET_DIR)/release/custos bench forward --events $(FORWARD_EVENTS)
 
 # Seeds once (10M events: ~7 minutes and ~14 GB), then times every query.
 DASH_EVENTS ?= 10000000

@@ -90,6 +90,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/account") view=pages::account::AccountPage/>
                     <Route path=path!("/events") view=|| view! { <Guard permission="audit:read"><pages::events::EventsPage/></Guard> }/>
                     <Route path=path!("/alerts") view=|| view! { <Guard permission="audit:read"><pages::alerts::AlertsPage/></Guard> }/>
+                    <Route path=path!("/forwarding") view=|| view! { <Guard permission="siem:manage"><pages::forwarding::ForwardingPage/></Guard> }/>
                     <Route path=path!("/notifications") view=|| view! { <Guard permission="notification:manage"><pages::notifications::NotificationsPage/></Guard> }/>
                     <Route path=path!("/analytics") view=|| view! { <Guard permission="audit:read"><pages::analytics::AnalyticsPage/></Guard> }/>
                     <Route path=path!("/compliance") view=|| view! { <Guard permission="report:generate"><pages::compliance::CompliancePage/></Guard> }/>
@@ -134,6 +135,7 @@ fn Navigation(me: Option<models::Me>) -> impl IntoView {
     let Some(me) = me else { return ().into_any() };
     let admin = me.can("user:manage");
     let notify = me.can("notification:manage");
+    let siem = me.can("siem:manage");
     let who = me.display_name.clone().unwrap_or_else(|| me.username.clone());
     view! {
         <nav aria-label="Main">
@@ -148,6 +150,7 @@ fn Navigation(me: Option<models::Me>) -> impl IntoView {
             {me.can("audit:verify").then(|| view! { <A href="/integrity">"Integrity"</A> })}
             {me.can("policy:read").then(|| view! { <A href="/policies">"Policies"<PolicyBadge me=me.clone()/></A> })}
             {notify.then(|| view! { <A href="/notifications">"Notifications"</A> })}
+            {siem.then(|| view! { <A href="/forwarding">"Forwarding"</A> })}
             {admin.then(|| view! {
                 <A href="/admin/users">"Users"</A>
                 <A href="/admin/roles">"Roles"</A>

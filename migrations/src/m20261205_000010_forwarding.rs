@@ -7,7 +7,10 @@
 //! by the replica holding it. Here: whether people paused it, a replay
 //! they asked for (applied by the holder), how many checkpoints went out,
 //! and its health (state, failures, last success and error, events
-//! delivered, messages cut). Rows are never deleted.
+//! delivered, messages cut), and whether its failing was recorded (so a
+//! flapping destination records at most one failure and one recovery
+//! every five minutes). Rows are never deleted: a destination added again
+//! under the same id resumes at its cursor.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
@@ -24,6 +27,8 @@ fn table(int: &str) -> String {
         checkpoint_size {int} NOT NULL DEFAULT 0,
         state TEXT NOT NULL DEFAULT 'starting',
         failures {int} NOT NULL DEFAULT 0,
+        failed_recorded {int} NOT NULL DEFAULT 0,
+        failed_recorded_at {int},
         next_at {int} NOT NULL DEFAULT 0,
         last_success_at {int},
         last_error TEXT,

@@ -141,6 +141,7 @@ const OTHER_ROUTES: &[Route] = &[
     r("GET", "/policies/alert_rules/edit", Page, UserWith(P::AlertManage)),
     r("GET", "/alerts", Page, UserWith(P::AuditRead)),
     r("GET", "/notifications", Page, UserWith(P::NotificationManage)),
+    r("GET", "/forwarding", Page, UserWith(P::SiemManage)),
     r("GET", "/admin/users", Page, USERS),
     r("GET", "/admin/roles", Page, USERS),
     r("GET", "/admin/api-keys", Page, USERS),

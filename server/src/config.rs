@@ -483,6 +483,9 @@ impl Config {
         if !(1..=168).contains(&n.give_up_hours) {
             return invalid("notifications.give_up_hours", "must be between 1 and 168 (a week)");
         }
+        if !(1..=300).contains(&self.forwarding.retry_base_secs) {
+            return invalid("forwarding.retry_base_secs", "must be between 1 and 300");
+        }
         let i = &self.ingest;
         if !(1..=10_000).contains(&i.max_batch) {
             return invalid("ingest.max_batch", "must be between 1 and 10000");

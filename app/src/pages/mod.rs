@@ -7,6 +7,7 @@ pub mod analytics;
 pub mod compliance;
 pub mod events;
 pub mod forbidden;
+pub mod forwarding;
 pub mod home;
 pub mod integrity;
 pub mod login;

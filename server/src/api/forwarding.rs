@@ -186,5 +186,6 @@ fn parse_destination(mut v: serde_json::Value) -> Result<DestinationDef, ApiErro
             }
         }
     }
-    serde_json::from_value(v).map_err(|e| ApiError::field("destination", e.to_string()))
+    serde_json::from_value(v)
+        .map_err(|e| ApiError::field("destination", custos_engine::forward::dest::scrub(&e.to_string())))
 }

@@ -36,6 +36,8 @@ pub enum BenchCommand {
     Dashboards(super::bench_dashboards::DashboardsArgs),
     /// Ingest with and without 50 alert rules; commit → alert stored and → webhook delivered.
     Alerts(super::bench_alerts::AlertsArgs),
+    /// SIEM forwarding: ingest, catch-up of a backlog over syslog/TLS and HEC, commit → received.
+    Forward(super::bench_forward::ForwardArgs),
 }
 
 /// Arguments of `custos bench ingest`.
@@ -105,6 +107,7 @@ pub async fn bench(config: &Config, cmd: BenchCommand) -> ExitCode {
         },
         BenchCommand::Dashboards(args) => super::bench_dashboards::dashboards(config, args).await,
         BenchCommand::Alerts(args) => super::bench_alerts::alerts(args).await,
+        BenchCommand::Forward(args) => super::bench_forward::forward(args).await,
     }
 }
 

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_alerts;
 mod bench_dashboards;
+mod bench_forward;
 mod demo;
 mod export;
 mod keys;

@@ -147,7 +147,13 @@ impl Live {
         let v = self.policies.active("alert_rules").await.map_err(|e| AlertsError::Conflict(e.to_string()))?;
         let doc: AlertRulesDoc = serde_json::from_value(v.content)
             .map_err(|e| AlertsError::Conflict(format!("the alert rules in force do not parse: {e}")))?;
-        Ok((v.version, doc.rules))
+        let mut rules = doc.rules;
+        for r in super::rules::system_rules() {
+            if !rules.iter().any(|x| x.id == r.id) {
+                rules.push(r);
+            }
+        }
+        Ok((v.version, rules))
     }
 
     /// Evaluates what was committed since the last pass (if this replica

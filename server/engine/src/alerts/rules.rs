@@ -689,6 +689,29 @@ pub fn builtin_rules() -> Vec<Rule> {
     ]
 }
 
+/// Rules always in force besides the `alert_rules` policy: Custos's own
+/// health, which no policy should turn off. (They are not in the policy's
+/// version 0, whose content must never change.) A rule in the policy with
+/// the same id replaces one of these.
+pub fn system_rules() -> Vec<Rule> {
+    vec![Rule {
+        id: "forward_destination_down".into(),
+        name: "A SIEM forwarding destination is failing".into(),
+        enabled: true,
+        severity: "error".into(),
+        // Custos's own record, written once when a destination starts to
+        // fail (an application cannot send one: the name is reserved).
+        matcher: Matcher {
+            actions: vec!["custos.forward.failed".into()],
+            applications: vec!["custos".into()],
+            ..Matcher::default()
+        },
+        condition: Condition::Immediate,
+        group_by: vec!["resource".into()],
+        cooldown_secs: 0,
+    }]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -723,6 +746,22 @@ mod tests {
             group_by: group_by.iter().map(|s| s.to_string()).collect(),
             cooldown_secs: 0,
         }
+    }
+
+    #[test]
+    fn a_forwarding_destination_failing_opens_an_alert_per_destination_from_custos_only() {
+        let mut x = Evaluator::new(system_rules());
+        let failed = |app: &str, dest: &str| {
+            let mut e = ev(9, "custos.forward.failed", "failure", "custos", "203.0.113.7");
+            e.source.application = Some(app.into());
+            e.resource =
+                Some(custos_model::Resource { kind: "forward_destination".into(), id: Some(dest.into()), name: None });
+            e
+        };
+        let f = x.on_event(&failed("custos", "siem"), 1);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].group.get("resource").map(String::as_str), Some("siem"));
+        assert!(x.on_event(&failed("portal", "siem"), 2).is_empty(), "an application cannot forge it");
     }
 
     #[test]

@@ -172,6 +172,24 @@ fn is_url(u: &str, https_only: bool) -> bool {
             .is_ok_and(|p| p.host_str().is_some() && p.username().is_empty() && p.password().is_none())
 }
 
+/// A URL to this machine.
+fn loopback_url(u: &str) -> bool {
+    reqwest::Url::parse(u).ok().and_then(|p| p.host_str().map(str::to_owned)).is_some_and(|h| {
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+/// A parser's message without the values it quotes (a secret given in the
+/// wrong shape must not come back in the error).
+pub fn scrub(message: &str) -> String {
+    static QUOTED: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    match QUOTED.get_or_init(|| regex::Regex::new(r#"(string|value) "(?:[^"\\]|\\.)*""#).ok()) {
+        Some(re) => re.replace_all(message, "$1 (not shown)").into_owned(),
+        None => "a value is not of the expected shape".into(),
+    }
+}
+
 fn is_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
@@ -199,16 +217,39 @@ impl DestinationDef {
                 format!("`{k}` cannot filter a destination; use {}", FILTER_PARAMETERS.join(", ")),
             ));
         }
+        // Words with a vocabulary are checked (a typo would forward nothing).
+        for (k, v) in &pairs {
+            let words: &[&str] = match k.as_str() {
+                "outcome" => &custos_model::OUTCOMES,
+                "category" => &custos_model::CATEGORIES,
+                "severity" => &custos_model::SEVERITIES,
+                _ => continue,
+            };
+            if let Some(w) = v.split(',').map(str::trim).find(|w| !words.contains(w)) {
+                return Err(bad("filter".into(), format!("{k} `{w}`: one of {}", words.join(", "))));
+            }
+        }
         SearchFilter::from_pairs(&pairs).map_err(|errs| {
             let e = errs.into_iter().next().unwrap_or(FieldError { path: String::new(), reason: "invalid".into() });
             bad("filter".into(), format!("{}: {}", e.path, e.reason))
         })
     }
 
-    /// Where it sends, for the secrets' binding.
+    /// Where and how it sends, for the secrets' binding: a secret opens
+    /// only where it was given (the address, the TLS trust, the way a
+    /// webhook uses it).
     fn address(&self) -> String {
         match self.kind.as_str() {
-            "syslog" => format!("{}:{}:{}", self.host.as_deref().unwrap_or(""), self.syslog_port(), self.transport()),
+            "syslog" => format!(
+                "{}:{}:{}\n{}\n{}\n{}",
+                self.host.as_deref().unwrap_or(""),
+                self.syslog_port(),
+                self.transport(),
+                self.server_name.as_deref().unwrap_or(""),
+                self.ca_pem.as_deref().unwrap_or(""),
+                self.client_cert_pem.as_deref().unwrap_or("")
+            ),
+            "webhook" => format!("{}\n{}", self.url.as_deref().unwrap_or(""), self.auth.as_deref().unwrap_or("hmac")),
             _ => self.url.clone().unwrap_or_default(),
         }
     }
@@ -244,11 +285,14 @@ impl ForwardingDoc {
             if let Some(items) = doc.get("destinations").and_then(Value::as_array) {
                 for (i, item) in items.iter().enumerate() {
                     if let Err(e) = serde_json::from_value::<DestinationDef>(item.clone()) {
-                        return bad(format!("content.destinations[{i}]"), e.to_string());
+                        return bad(format!("content.destinations[{i}]"), scrub(&e.to_string()));
                     }
                 }
             }
-            bad("content".into(), format!("not a forwarding policy ({{\"destinations\": [...]}}): {e}"))
+            bad(
+                "content".into(),
+                format!("not a forwarding policy ({{\"destinations\": [...]}}): {}", scrub(&e.to_string())),
+            )
         })
     }
 
@@ -353,6 +397,12 @@ impl ForwardingDoc {
                     }
                 }
                 "splunk_hec" => {
+                    if d.url.as_deref().is_some_and(|u| u.starts_with("http://") && !loopback_url(u)) {
+                        return Err(bad(
+                            at("url"),
+                            "https:// (the token must not cross the network in clear); http:// only to this host",
+                        ));
+                    }
                     if !d.url.as_deref().is_some_and(|u| is_url(u, false)) {
                         return Err(bad(
                             at("url"),
@@ -385,6 +435,12 @@ impl ForwardingDoc {
                     }
                     match d.auth.as_deref().unwrap_or("hmac") {
                         "none" => unused("secret", d.secret.is_some())?,
+                        "bearer" if d.url.as_deref().is_some_and(|u| u.starts_with("http://") && !loopback_url(u)) => {
+                            return Err(bad(
+                                at("url"),
+                                "https:// with a bearer token (it must not cross the network in clear); http:// only to this host",
+                            ));
+                        }
                         "bearer" | "hmac" => {
                             secret_ok(&d.secret, "secret", true)?;
                             if let Some(Secret { value: Some(v), .. }) = &d.secret
@@ -458,5 +514,11 @@ mod tests {
         bad(&|v| v["destinations"][2]["auth"] = json!("basic"), "content.destinations[2].auth");
         bad(&|v| v["destinations"][2]["id"] = json!("sys"), "content.destinations[2].id");
         bad(&|v| v["destinations"][2]["colour"] = json!("red"), "content.destinations[2]");
+        bad(&|v| v["destinations"][1]["url"] = json!("http://splunk.example.org:8088"), "content.destinations[1].url");
+        // A secret in the wrong shape is not echoed back.
+        let mut v = ok.clone();
+        v["destinations"][1]["token"] = json!("a-clear-token-value");
+        let err = ForwardingDoc::parse(&v).unwrap_err();
+        assert!(!err.reason.contains("a-clear-token-value"), "{}", err.reason);
     }
 }

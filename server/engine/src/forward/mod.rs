@@ -77,6 +77,16 @@ impl Default for Settings {
     }
 }
 
+/// A syslog batch written on the stream and not yet confirmed.
+#[derive(Debug, Clone, Copy)]
+struct Unconfirmed {
+    upto: u64,
+    checkpoint: u64,
+    events: u64,
+    truncated: u64,
+    at: std::time::Instant,
+}
+
 /// One destination on this replica.
 struct Runner {
     def: DestinationDef,
@@ -85,8 +95,50 @@ struct Runner {
     /// The cursor, while this replica holds the lease.
     cursor: Option<u64>,
     renewed_at: i64,
+    /// When this replica last tried to take the lease (it did not hold it).
+    tried_at: i64,
     last_send_at: i64,
+    /// Syslog: batches written after the cursor, oldest first.
+    unconfirmed: std::collections::VecDeque<Unconfirmed>,
+    /// Events per batch now: halved while a receiver refuses a batch's
+    /// content, to find the event at fault; grows back after.
+    limit: usize,
 }
+
+impl Runner {
+    fn new(def: DestinationDef, lease: Lease) -> Runner {
+        let limit = def.batch_size.clamp(1, 1000) as usize;
+        Runner {
+            def,
+            lease,
+            stream: None,
+            cursor: None,
+            renewed_at: 0,
+            tried_at: i64::MIN / 2,
+            last_send_at: 0,
+            unconfirmed: Default::default(),
+            limit,
+        }
+    }
+
+    /// Another replica holds the lease: forget what this one had.
+    fn lose(&mut self) -> Result<Pass, AlertsError> {
+        self.cursor = None;
+        self.stream = None;
+        self.unconfirmed.clear();
+        Ok(Pass::default())
+    }
+}
+
+/// A syslog batch counts as delivered once the stream is seen alive this
+/// long after it was written.
+const CONFIRM_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+/// The most bytes of records in one batch.
+const BATCH_BYTES: usize = 4 << 20;
+/// A destination's failing (and recovery) is recorded at most this often.
+const RECORD_FAILING_EVERY_US: i64 = 300 * SECOND_US;
+/// A send given up because another replica took the lease.
+const LEASE_LOST: &str = "another replica took this destination over";
 
 /// The forwarder of one replica.
 pub struct Forwarder {
@@ -98,6 +150,10 @@ pub struct Forwarder {
     hostname: String,
     runners: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Runner>>>>,
     tasks: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// The policy in force, by version (read again only when it changes).
+    cached: Mutex<Option<(u64, ForwardingDoc)>>,
+    /// Destinations a test is being sent to now (one at a time each).
+    testing: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -177,6 +233,8 @@ impl Forwarder {
             hostname: transport::local_hostname(),
             runners: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
+            cached: Mutex::new(None),
+            testing: Mutex::new(Default::default()),
         }
     }
 
@@ -194,8 +252,16 @@ impl Forwarder {
 
     /// The forwarding policy in force (version, document).
     pub async fn doc(&self) -> Result<(u64, ForwardingDoc), AlertsError> {
-        let v = self.policies.active(KIND).await.map_err(|e| AlertsError::Conflict(e.to_string()))?;
+        let conflict = |e: crate::policies::PolicyError| AlertsError::Conflict(e.to_string());
+        let version = self.policies.active_version(KIND).await.map_err(conflict)?;
+        if let Some((v, d)) = self.cached.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && *v == version
+        {
+            return Ok((version, d.clone()));
+        }
+        let v = self.policies.active(KIND).await.map_err(conflict)?;
         let doc = ForwardingDoc::parse(&v.content).map_err(AlertsError::Invalid)?;
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((v.version, doc.clone()));
         Ok((v.version, doc))
     }
 
@@ -218,23 +284,27 @@ impl Forwarder {
             }
             for d in doc.destinations.iter().filter(|d| d.enabled) {
                 let r = runners.entry(d.id.clone()).or_insert_with(|| {
-                    Arc::new(tokio::sync::Mutex::new(Runner {
-                        def: d.clone(),
-                        lease: Lease::new(self.ledger().clone(), &lease_name(&d.id), &self.holder, LEASE_TTL_US),
-                        stream: None,
-                        cursor: None,
-                        renewed_at: 0,
-                        last_send_at: 0,
-                    }))
+                    Arc::new(tokio::sync::Mutex::new(Runner::new(
+                        d.clone(),
+                        Lease::new(self.ledger().clone(), &lease_name(&d.id), &self.holder, LEASE_TTL_US),
+                    )))
                 });
                 start.push((d.clone(), r.clone()));
             }
         }
         for r in gone {
-            let mut r = r.lock().await;
-            r.stream = None;
-            r.cursor = None;
-            let _ = r.lease.release().await;
+            // Given up once its pass ends (a pass that hangs does not hold
+            // the other destinations back).
+            tokio::spawn(async move {
+                let mut r = r.lock().await;
+                if let Some(c) = r.cursor {
+                    let _ = r.lease.save(c).await;
+                }
+                r.stream = None;
+                r.cursor = None;
+                r.unconfirmed.clear();
+                let _ = r.lease.release().await;
+            });
         }
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.retain(|_, t| !t.is_finished());
@@ -249,9 +319,13 @@ impl Forwarder {
                 tokio::spawn(async move {
                     let mut r = r.lock().await;
                     if r.def != d {
-                        // Its policy changed: a new connection with the new settings.
+                        // Its policy changed: a new connection with the new
+                        // settings (what was written and not confirmed is
+                        // sent again).
+                        r.limit = d.batch_size.clamp(1, 1000) as usize;
                         r.def = d;
                         r.stream = None;
+                        r.unconfirmed.clear();
                     }
                     if let Err(e) = me.pass(&mut r).await {
                         tracing::warn!(destination = %id, error = %e, "a forwarding pass failed; it tries again");
@@ -312,15 +386,16 @@ impl Forwarder {
         let ledger = self.ledger().clone();
         let now = ledger.now_us();
         let id = r.def.id.clone();
-        // The lease: renewed every few seconds; taken over at the saved cursor.
-        if r.cursor.is_none() || now - r.renewed_at >= RENEW_US {
-            let held = match r.cursor {
-                Some(c) => r.lease.save(c).await?,
-                None => false,
-            };
-            if !held {
+        // The lease: renewed every few seconds; taken over at the saved
+        // cursor (a replica that does not hold it tries every few seconds).
+        match r.cursor {
+            None => {
+                if now - r.tried_at < RENEW_US {
+                    return Ok(Pass::default());
+                }
+                r.tried_at = now;
                 r.stream = None;
-                r.cursor = None;
+                r.unconfirmed.clear();
                 let Some(h) = r.lease.acquire().await? else { return Ok(Pass::default()) };
                 self.ensure_state(&id).await?;
                 let cursor = match h.cursor {
@@ -339,25 +414,38 @@ impl Forwarder {
                         .await?;
                 }
                 if !r.lease.save(cursor).await? {
-                    return Ok(Pass::default());
+                    return r.lose();
                 }
                 r.cursor = Some(cursor);
+                r.renewed_at = now;
+                r.limit = r.def.batch_size.clamp(1, 1000) as usize;
             }
-            r.renewed_at = now;
+            Some(c) if now - r.renewed_at >= RENEW_US => {
+                if !r.lease.save(c).await? {
+                    return r.lose();
+                }
+                r.renewed_at = now;
+            }
+            Some(_) => {}
         }
         let Some(mut cursor) = r.cursor else { return Ok(Pass::default()) };
         let mut pass = Pass { held: true, ..Default::default() };
         let Some(state) = self.state_row(&id).await? else { return Ok(pass) };
         let paused: i64 = state.try_get("", "paused")?;
         let replay: Option<i64> = state.try_get("", "replay_seq")?;
-        let failures = state.try_get::<i64>("", "failures")?.max(0) as u32;
+        let mut failures = state.try_get::<i64>("", "failures")?.max(0) as u32;
         let next_at: i64 = state.try_get("", "next_at")?;
         let mut checkpoint_size = state.try_get::<i64>("", "checkpoint_size")?.max(0) as u64;
         if let Some(from) = replay {
-            // A replay asked for: the cursor goes back (the request is
-            // cleared only if it is still the one read).
-            cursor = from.max(0) as u64;
+            // A replay only goes back (never past what was not sent). The
+            // cursor is saved first; the request is cleared after, only if
+            // it is still the one read.
+            cursor = (from.max(0) as u64).min(cursor);
+            if !r.lease.save(cursor).await? {
+                return r.lose();
+            }
             checkpoint_size = checkpoint_size.min(cursor);
+            failures = 0;
             self.conn()
                 .execute_raw(stmt_for(
                     self.b(),
@@ -366,121 +454,163 @@ impl Forwarder {
                     vec![(checkpoint_size as i64).into(), id.clone().into(), from.into()],
                 ))
                 .await?;
-            if !r.lease.save(cursor).await? {
-                r.cursor = None;
-                return Ok(Pass::default());
-            }
             r.cursor = Some(cursor);
             r.stream = None;
+            r.unconfirmed.clear();
         }
         if paused != 0 {
             r.stream = None;
+            r.unconfirmed.clear();
             self.set_state(&id, "paused").await?;
             return Ok(pass);
         }
         if replay.is_none() && now < next_at {
             return Ok(pass);
         }
+        let streamed = r.def.kind == "syslog" && r.def.transport() != "udp";
+        // Syslog: what was written a while ago is delivered if the stream
+        // still stands; if it fell, it is all sent again.
+        if streamed && !r.unconfirmed.is_empty() {
+            let alive = match r.stream.as_mut() {
+                Some(s) => s.alive().await,
+                None => false,
+            };
+            if alive {
+                let mut done: Option<Unconfirmed> = None;
+                let (mut events, mut truncated) = (0, 0);
+                while r.unconfirmed.front().is_some_and(|u| u.at.elapsed() >= CONFIRM_AFTER) {
+                    if let Some(u) = r.unconfirmed.pop_front() {
+                        events += u.events;
+                        truncated += u.truncated;
+                        done = Some(u);
+                    }
+                }
+                if let Some(u) = done {
+                    if !self.confirm(r, &id, u.upto, u.checkpoint, events, truncated).await? {
+                        return r.lose();
+                    }
+                    cursor = u.upto;
+                    checkpoint_size = u.checkpoint;
+                }
+            } else {
+                r.stream = None;
+                r.unconfirmed.clear();
+            }
+        }
+        let (from, cp_from) = match r.unconfirmed.back() {
+            Some(u) => (u.upto, u.checkpoint),
+            None => (cursor, checkpoint_size),
+        };
         let head = ledger.head().await.map_err(crate::events::EventsError::from)?.seq;
         self.lag_metrics(&id, cursor, head).await;
-        // The events: a page after the cursor, up to the head.
+        // A partial batch waits a little for more (batch_interval_ms):
+        // looked at before anything is read.
+        let interval_us = i64::from(r.def.batch_interval_ms) * 1000;
+        if failures == 0 && head.saturating_sub(from) < r.limit as u64 && now - r.last_send_at < interval_us {
+            return Ok(pass);
+        }
+        // The events: a page after what was sent, up to the head.
         let mut f: SearchFilter = r.def.search_filter().map_err(AlertsError::Invalid)?;
         f.descending = false;
-        f.limit = r.def.batch_size.clamp(1, 1000) as usize;
-        f.after_seq = Some(cursor);
+        f.limit = r.limit;
+        f.after_seq = Some(from);
         f.max_seq = Some(head);
-        let page = if cursor < head {
+        let page = if from < head {
             self.events.search(&f).await?
         } else {
             custos_model::SearchPage { items: vec![], next_cursor: None, scanned: None }
         };
-        let upto = match (&page.next_cursor, page.items.last()) {
+        let mut upto = match (&page.next_cursor, page.items.last()) {
             (Some(_), Some(last)) => last.seq,
             _ => head,
         };
-        let mut items: Vec<Item> = page.items.iter().map(|e| item_of(&r.def.format, e)).collect();
+        let mut items: Vec<Item> = Vec::with_capacity(page.items.len());
+        let mut bytes = 0;
+        for e in &page.items {
+            let item = item_of(&r.def.format, e);
+            bytes += item.record.line().len();
+            items.push(item);
+            if bytes >= BATCH_BYTES {
+                // The rest goes in the next batch.
+                upto = e.seq;
+                break;
+            }
+        }
+        drop(page);
         let n_events = items.len() as u64;
-        let mut new_cp = checkpoint_size;
+        let mut new_cp = cp_from;
         if r.def.checkpoints {
-            for c in self.checkpoints_after(checkpoint_size, upto).await? {
+            for c in self.checkpoints_after(cp_from, upto).await? {
                 new_cp = c.tree_size;
                 items.push(checkpoint_item(&r.def.format, &c));
             }
         }
         if items.is_empty() {
-            if upto > cursor {
-                if !r.lease.save(upto).await? {
-                    r.cursor = None;
-                    return Ok(Pass::default());
+            if upto > from {
+                if streamed && !r.unconfirmed.is_empty() {
+                    // Moves on with the batches before it.
+                    r.unconfirmed.push_back(Unconfirmed {
+                        upto,
+                        checkpoint: new_cp,
+                        events: 0,
+                        truncated: 0,
+                        at: std::time::Instant::now(),
+                    });
+                } else {
+                    if !r.lease.save(upto).await? {
+                        return r.lose();
+                    }
+                    r.cursor = Some(upto);
+                    r.renewed_at = now;
                 }
-                r.cursor = Some(upto);
-                r.renewed_at = now;
             }
             if failures == 0 {
                 self.set_state(&id, "ok").await?;
             }
             return Ok(pass);
         }
-        // A partial batch waits a little for more (batch_interval_ms).
-        let full = page.next_cursor.is_some() || items.len() >= r.def.batch_size as usize;
-        if !full && failures == 0 && now - r.last_send_at < i64::from(r.def.batch_interval_ms) * 1000 {
-            return Ok(pass);
-        }
-        let sent = self.send(r, &items, now).await;
+        let sent = self.send_renewing(r, &items, now, cursor).await;
         r.last_send_at = ledger.now_us();
         match sent {
             Ok(truncated) => {
-                if !r.lease.save(upto).await? {
-                    // Another replica took over meanwhile: it sends from its
-                    // own cursor (a repeat at worst).
-                    r.cursor = None;
-                    r.stream = None;
-                    return Ok(Pass::default());
+                r.limit = (r.limit * 2).min(r.def.batch_size.clamp(1, 1000) as usize);
+                if streamed {
+                    r.unconfirmed.push_back(Unconfirmed {
+                        upto,
+                        checkpoint: new_cp,
+                        events: n_events,
+                        truncated,
+                        at: std::time::Instant::now(),
+                    });
+                    // Healthy again: it is confirmed on a later pass.
+                    self.recovered(r, &id, failures, upto).await?;
+                } else {
+                    if !self.confirm(r, &id, upto, new_cp, n_events, truncated).await? {
+                        return r.lose();
+                    }
+                    self.recovered(r, &id, failures, upto).await?;
                 }
-                r.cursor = Some(upto);
-                r.renewed_at = now;
-                let at = ledger.now_us();
-                self.conn()
-                    .execute_raw(stmt_for(
-                        self.b(),
-                        "UPDATE forward_state SET state = 'ok', failures = 0, next_at = 0, last_success_at = ?, \
-                         delivered = delivered + ?, truncated = truncated + ?, checkpoint_size = ?, updated_at = ? \
-                         WHERE destination_id = ?",
-                        vec![
-                            at.into(),
-                            (n_events as i64).into(),
-                            (truncated as i64).into(),
-                            (new_cp as i64).into(),
-                            at.into(),
-                            id.clone().into(),
-                        ],
-                    ))
-                    .await?;
-                metrics::counter!("custos_forward_events_total", "destination" => id.clone()).increment(n_events);
-                self.lag_metrics(&id, upto, head).await;
-                if failures > 0 {
-                    let event = OwnEvent::by_custos(
-                        OwnAction::ForwardStep("custos.forward.recovered"),
-                        "forwarder",
-                        Channel::System,
-                    )
-                    .resource("forward_destination", Some(id.clone()))
-                    .details(json!({"destination": id, "type": r.def.kind, "failures": failures, "cursor": upto}));
-                    self.events.record_own(event).await?;
-                }
+                self.lag_metrics(&id, r.cursor.unwrap_or(cursor), head).await;
                 pass.events = n_events;
                 pass.checkpoints = items.len() as u64 - n_events;
             }
+            Err(e) if e.message == LEASE_LOST => return r.lose(),
             Err(e) => {
                 r.stream = None;
+                r.unconfirmed.clear();
                 pass.failed = true;
-                let failures = failures + 1;
-                let wait = if e.permanent { BACKOFF_MAX_US } else { backoff_us(self.settings.retry_base_us, failures) };
-                let at = ledger.now_us();
-                if failures == 1 {
-                    // Recorded once per transition, not per try.
+                let refused = matches!(e.code, Some(400 | 413 | 422));
+                if refused && n_events > 1 {
+                    // The receiver refuses this batch's content: smaller
+                    // batches find the event at fault.
+                    r.limit = (n_events as usize / 2).max(1);
+                } else if refused && n_events == 1 {
+                    // One event the receiver will never take: passed over,
+                    // and that is recorded (it stays in the ledger, and a
+                    // replay can send it again).
+                    let seq = items[0].seq;
                     let event = OwnEvent::by_custos(
-                        OwnAction::ForwardStep("custos.forward.failed"),
+                        OwnAction::ForwardStep("custos.forward.skipped"),
                         "forwarder",
                         Channel::System,
                     )
@@ -488,31 +618,137 @@ impl Forwarder {
                     .severity(Severity::Warning)
                     .reason(Some(e.message.clone()))
                     .resource("forward_destination", Some(id.clone()))
-                    .details(json!({
-                        "destination": id, "type": r.def.kind, "cursor": cursor, "lag_events": head - cursor,
-                        "response_code": e.code, "permanent": e.permanent,
-                    }));
+                    .details(json!({"destination": id, "type": r.def.kind, "seq": seq, "response_code": e.code}));
                     self.events.record_own(event).await?;
+                    if !r.lease.save(seq).await? {
+                        return r.lose();
+                    }
+                    r.cursor = Some(seq);
+                    r.limit = r.def.batch_size.clamp(1, 1000) as usize;
+                    return Ok(pass);
                 }
-                self.conn()
-                    .execute_raw(stmt_for(
-                        self.b(),
-                        "UPDATE forward_state SET state = 'failing', failures = ?, next_at = ?, last_error = ?, \
-                         last_error_at = ?, updated_at = ? WHERE destination_id = ?",
-                        vec![
-                            i64::from(failures).into(),
-                            (at + wait).into(),
-                            e.message.clone().into(),
-                            at.into(),
-                            at.into(),
-                            id.clone().into(),
-                        ],
-                    ))
-                    .await?;
-                metrics::counter!("custos_forward_failures_total", "destination" => id.clone()).increment(1);
+                self.failed(r, &id, failures, cursor, head, &e).await?;
             }
         }
         Ok(pass)
+    }
+
+    /// Moves the cursor to `upto` (the lease saved first) and writes the
+    /// destination's success; false when another replica took the lease.
+    async fn confirm(
+        &self,
+        r: &mut Runner,
+        id: &str,
+        upto: u64,
+        checkpoint: u64,
+        events: u64,
+        truncated: u64,
+    ) -> Result<bool, AlertsError> {
+        if !r.lease.save(upto).await? {
+            return Ok(false);
+        }
+        let at = self.ledger().now_us();
+        r.cursor = Some(upto);
+        r.renewed_at = at;
+        self.conn()
+            .execute_raw(stmt_for(
+                self.b(),
+                "UPDATE forward_state SET state = 'ok', failures = 0, next_at = 0, last_success_at = ?, \
+                 delivered = delivered + ?, truncated = truncated + ?, checkpoint_size = ?, updated_at = ? \
+                 WHERE destination_id = ?",
+                vec![
+                    at.into(),
+                    (events as i64).into(),
+                    (truncated as i64).into(),
+                    (checkpoint as i64).into(),
+                    at.into(),
+                    id.into(),
+                ],
+            ))
+            .await?;
+        metrics::counter!("custos_forward_events_total", "destination" => id.to_owned()).increment(events);
+        Ok(true)
+    }
+
+    /// After a success: a recorded failing is followed by its recovery.
+    async fn recovered(&self, r: &Runner, id: &str, failures: u32, cursor: u64) -> Result<(), AlertsError> {
+        let done = self
+            .conn()
+            .execute_raw(stmt_for(
+                self.b(),
+                "UPDATE forward_state SET failed_recorded = 0, state = 'ok', failures = 0, next_at = 0 \
+                 WHERE destination_id = ? AND failed_recorded = 1",
+                vec![id.into()],
+            ))
+            .await?;
+        if done.rows_affected() == 1 {
+            let event =
+                OwnEvent::by_custos(OwnAction::ForwardStep("custos.forward.recovered"), "forwarder", Channel::System)
+                    .resource("forward_destination", Some(id.to_owned()))
+                    .details(json!({"destination": id, "type": r.def.kind, "failures": failures, "cursor": cursor}));
+            self.events.record_own(event).await?;
+        }
+        Ok(())
+    }
+
+    /// After a failed send: backoff, and the failing recorded (once per
+    /// transition, at most every five minutes).
+    async fn failed(
+        &self,
+        r: &Runner,
+        id: &str,
+        failures: u32,
+        cursor: u64,
+        head: u64,
+        e: &SendError,
+    ) -> Result<(), AlertsError> {
+        let failures = failures + 1;
+        let wait = if e.permanent { BACKOFF_MAX_US } else { backoff_us(self.settings.retry_base_us, failures) };
+        let at = self.ledger().now_us();
+        let record = self
+            .conn()
+            .execute_raw(stmt_for(
+                self.b(),
+                "UPDATE forward_state SET failed_recorded = 1, failed_recorded_at = ? WHERE destination_id = ? \
+                 AND failed_recorded = 0 AND (failed_recorded_at IS NULL OR failed_recorded_at < ?)",
+                vec![at.into(), id.into(), (at - RECORD_FAILING_EVERY_US).into()],
+            ))
+            .await?
+            .rows_affected()
+            == 1;
+        if record {
+            let event = OwnEvent::by_custos(
+                OwnAction::ForwardStep("custos.forward.failed"),
+                "forwarder",
+                Channel::System,
+            )
+            .outcome(EventOutcome::Failure)
+            .severity(Severity::Warning)
+            .reason(Some(e.message.clone()))
+            .resource("forward_destination", Some(id.to_owned()))
+            .details(json!({
+                "destination": id, "type": r.def.kind, "cursor": cursor, "lag_events": head.saturating_sub(cursor),
+                "response_code": e.code, "permanent": e.permanent,
+            }));
+            self.events.record_own(event).await?;
+        }
+        self.conn()
+            .execute_raw(stmt_for(
+                self.b(),
+                "UPDATE forward_state SET state = 'failing', failures = ?, next_at = ?, last_error = ?, \
+                 last_error_at = ?, updated_at = ? WHERE destination_id = ?",
+                vec![
+                    i64::from(failures).into(),
+                    (at + wait).into(),
+                    e.message.clone().into(),
+                    at.into(),
+                    at.into(),
+                    id.into(),
+                ],
+            ))
+            .await?;
+        metrics::counter!("custos_forward_failures_total", "destination" => id.to_owned()).increment(1);
+        Ok(())
     }
 
     async fn set_state(&self, id: &str, state: &str) -> Result<(), DbErr> {
@@ -577,6 +813,27 @@ impl Forwarder {
         Ok(out)
     }
 
+    /// Sends a batch, renewing the lease while the send takes long (a HEC
+    /// waiting for its indexers); gives up at once if another replica
+    /// took the lease meanwhile.
+    async fn send_renewing(&self, r: &mut Runner, items: &[Item], now: i64, cursor: u64) -> Result<u64, SendError> {
+        let lease = r.lease.clone();
+        let send = self.send(r, items, now);
+        tokio::pin!(send);
+        let mut tick = tokio::time::interval(std::time::Duration::from_micros(RENEW_US as u64));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                sent = &mut send => return sent,
+                _ = tick.tick() => {
+                    if !lease.save(cursor).await.unwrap_or(false) {
+                        return Err(transport_error(LEASE_LOST));
+                    }
+                }
+            }
+        }
+    }
+
     /// Sends a batch; answers how many UDP messages were cut.
     async fn send(&self, r: &mut Runner, items: &[Item], now: i64) -> Result<u64, SendError> {
         let d = r.def.clone();
@@ -587,23 +844,23 @@ impl Forwarder {
                 if d.transport() == "udp" {
                     return transport::syslog_udp(&d, &messages, allow).await;
                 }
-                if let Some(s) = &r.stream
+                if let Some(s) = r.stream.as_mut()
                     && !s.alive().await
                 {
                     r.stream = None;
+                    if !r.unconfirmed.is_empty() {
+                        return Err(transport_error(
+                            "the syslog connection fell; what it had not confirmed is sent again",
+                        ));
+                    }
                 }
                 if r.stream.is_none() {
+                    // A new connection: what the old one had not confirmed
+                    // is sent again (the caller starts from the cursor).
                     r.stream = Some(transport::connect(self.ledger(), &d, allow).await?);
                 }
                 let Some(stream) = r.stream.as_mut() else { return Err(transport_error("no connection")) };
                 transport::syslog_stream(stream, &messages).await?;
-                // Delivered once the stream is seen alive after it (a
-                // receiver that went away resets the connection).
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                if !stream.alive().await {
-                    r.stream = None;
-                    return Err(transport_error("the syslog server closed the connection; the batch is sent again"));
-                }
                 Ok(0)
             }
             "splunk_hec" => {
@@ -786,6 +1043,26 @@ impl Forwarder {
             }
             _ => return Err(invalid("from_seq", "give either from_seq or from_time")),
         };
+        // A replay goes back, never forward past what was not sent.
+        let row = self
+            .conn()
+            .query_one_raw(stmt_for(
+                self.b(),
+                "SELECT cursor_seq FROM leases WHERE name = ?",
+                vec![lease_name(id).into()],
+            ))
+            .await?;
+        let cursor = row.and_then(|r| r.try_get::<i64>("", "cursor_seq").ok()).and_then(|c| u64::try_from(c).ok());
+        match cursor {
+            None => return Err(AlertsError::Conflict(format!("the destination `{id}` has not started yet"))),
+            Some(c) if first > c + 1 => {
+                return Err(invalid(
+                    "from_seq",
+                    format!("a replay goes back: `{id}` has sent up to #{c}, so start at #{} or before", c + 1),
+                ));
+            }
+            Some(_) => {}
+        }
         self.ensure_state(&d.id).await?;
         self.record(
             by,
@@ -809,6 +1086,27 @@ impl Forwarder {
     /// also goes in order later, like every event).
     pub async fn test(&self, by: &Requester, id: &str) -> Result<ForwardTest, AlertsError> {
         let d = self.find(id).await?;
+        if !d.enabled {
+            return Err(AlertsError::Conflict(format!("the destination `{id}` is turned off in the policy")));
+        }
+        let paused = match self.state_row(id).await? {
+            Some(r) => r.try_get::<i64>("", "paused")? != 0,
+            None => false,
+        };
+        if paused {
+            return Err(AlertsError::Conflict(format!("the destination `{id}` is paused: resume it to test it")));
+        }
+        // One test at a time per destination.
+        if !self.testing.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned()) {
+            return Err(AlertsError::Conflict(format!("a test of `{id}` is being sent; wait for it")));
+        }
+        let r = self.test_now(by, d).await;
+        self.testing.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        r
+    }
+
+    async fn test_now(&self, by: &Requester, d: DestinationDef) -> Result<ForwardTest, AlertsError> {
+        let id = d.id.as_str();
         let seq = self
             .record(
                 by,
@@ -828,17 +1126,22 @@ impl Forwarder {
         let page = self.events.search(&f).await?;
         let e = page.items.first().ok_or_else(|| AlertsError::NotFound("the test event".into()))?;
         let items = vec![item_of(&d.format, e)];
-        let mut r = Runner {
-            def: d.clone(),
-            lease: Lease::new(self.ledger().clone(), &format!("forward-test:{id}"), &self.holder, LEASE_TTL_US),
-            stream: None,
-            cursor: None,
-            renewed_at: 0,
-            last_send_at: 0,
-        };
+        let mut r = Runner::new(
+            d.clone(),
+            Lease::new(self.ledger().clone(), &format!("forward-test:{id}"), &self.holder, LEASE_TTL_US),
+        );
         let started = std::time::Instant::now();
         let now = self.ledger().now_us();
-        let sent = self.send(&mut r, &items, now).await;
+        let mut sent = self.send(&mut r, &items, now).await;
+        // Syslog: delivered once the stream stands a while after the write.
+        if sent.is_ok()
+            && let Some(stream) = r.stream.as_mut()
+        {
+            tokio::time::sleep(CONFIRM_AFTER).await;
+            if !stream.alive().await {
+                sent = Err(transport_error("the syslog server closed the connection after the write"));
+            }
+        }
         let latency_ms = started.elapsed().as_millis() as u64;
         Ok(match sent {
             Ok(_) => ForwardTest { delivered: true, seq, response_code: None, latency_ms, error: None },

@@ -78,23 +78,29 @@ pub enum Stream {
 }
 
 impl Stream {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Tcp(t) => t,
-            Stream::Tls(t) => t.get_ref().0,
+    /// Whether the peer is still there: not closed, not reset. Read
+    /// through the TLS layer (a session ticket or `close_notify` the server
+    /// sent is taken in), without waiting. Syslog has no acknowledgement:
+    /// a batch counts as delivered only once the stream is seen alive a
+    /// while after it was written.
+    pub async fn alive(&mut self) -> bool {
+        use tokio::io::AsyncReadExt as _;
+        let mut b = [0u8; 512];
+        for _ in 0..64 {
+            let r = match self {
+                Stream::Tcp(t) => tokio::time::timeout(Duration::ZERO, t.read(&mut b)).await,
+                Stream::Tls(t) => tokio::time::timeout(Duration::ZERO, t.read(&mut b)).await,
+            };
+            match r {
+                // Nothing to read: the connection stands.
+                Err(_) => return true,
+                Ok(Ok(0)) | Ok(Err(_)) => return false,
+                // A syslog server sends nothing of its own: taken in, and
+                // looked at again.
+                Ok(Ok(_)) => {}
+            }
         }
-    }
-
-    /// Whether the peer is still there: not closed, not reset. A batch
-    /// written on a stream counts as delivered only once the stream is
-    /// seen alive after it (syslog has no acknowledgement).
-    pub async fn alive(&self) -> bool {
-        let mut b = [0u8; 1];
-        match tokio::time::timeout(Duration::ZERO, self.tcp().peek(&mut b)).await {
-            Err(_) => true,
-            Ok(Ok(n)) => n > 0,
-            Ok(Err(_)) => false,
-        }
+        true
     }
 
     async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -324,13 +330,15 @@ pub async fn hec(
     let code = res.status().as_u16();
     if !res.status().is_success() {
         let why = res.status().canonical_reason().unwrap_or("");
-        let permanent = matches!(code, 400 | 401 | 403);
+        // A refused token does not mend by itself; a refused body (400) is
+        // the batch's: it is split until the event at fault is found.
+        let permanent = matches!(code, 401 | 403);
         return Err(SendError { message: format!("the collector answered {code} {why}"), code: Some(code), permanent });
     }
     if !d.hec_ack {
         return Ok(Some(code));
     }
-    let answer: Value = res.json().await.unwrap_or_default();
+    let answer = capped_json(res).await;
     let Some(ack) = answer.get("ackId").and_then(Value::as_u64) else {
         return Err(permanent("hec_ack is on but the collector gave no ackId (turn on indexer acknowledgement)"));
     };
@@ -348,13 +356,25 @@ pub async fn hec(
         if let Ok(r) = r
             && r.status().is_success()
         {
-            let v: Value = r.json().await.unwrap_or_default();
+            let v = capped_json(r).await;
             if v["acks"][ack.to_string()].as_bool() == Some(true) {
                 return Ok(Some(code));
             }
         }
     }
     Err(retry(format!("the indexers did not acknowledge the batch within {} s", ACK_WAIT.as_secs())))
+}
+
+/// A small JSON answer (at most 64 KiB read; more is not an answer).
+async fn capped_json(mut res: reqwest::Response) -> Value {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = res.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() > 65_536 {
+            return Value::Null;
+        }
+    }
+    serde_json::from_slice(&body).unwrap_or_default()
 }
 
 /// Sends a batch to a webhook.

@@ -164,7 +164,7 @@ impl NotificationsDoc {
                             serde_json::from_value::<RouteDef>(item.clone()).err()
                         };
                         if let Some(e) = err {
-                            return bad(format!("content.{list}[{i}]"), e.to_string());
+                            return bad(format!("content.{list}[{i}]"), crate::forward::dest::scrub(&e.to_string()));
                         }
                     }
                 }

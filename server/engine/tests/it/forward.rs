@@ -325,7 +325,7 @@ both_backends! {
         // Runs passes until every destination is at the head (rsyslog
         // writes what it received a little later).
         async fn drain(fwd: &Arc<Forwarder>, ledger: &Ledger, clock: &ManualClock) {
-            for _ in 0..200 {
+            for _ in 0..400 {
                 fwd.run_once().await.unwrap();
                 let head = ledger.head().await.unwrap().seq;
                 let s = fwd.status().await.unwrap();
@@ -333,6 +333,9 @@ both_backends! {
                     return;
                 }
                 clock.advance_us(SECOND_US / 4);
+                // Syslog batches are confirmed a while (real time) after
+                // they were written.
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
             }
             panic!("the destinations did not catch up: {:?}", fwd.status().await.unwrap());
         }
