@@ -188,6 +188,8 @@ pub enum EvidenceOf {
     Alerts,
     /// The alert rules in force.
     AlertRules,
+    /// The SIEM destinations and their health.
+    Forwarding,
 }
 
 impl Evidence {

@@ -36,6 +36,7 @@ fn href(e: &Evidence) -> String {
         EvidenceOf::MaskingPolicyHistory => "/policies/trail?kind=masking".into(),
         EvidenceOf::Alerts => "/alerts".into(),
         EvidenceOf::AlertRules => "/policies".into(),
+        EvidenceOf::Forwarding => "/forwarding".into(),
     }
 }
 
@@ -44,6 +45,7 @@ fn needs(e: &Evidence) -> &'static str {
     match &e.about {
         EvidenceOf::Events { .. } | EvidenceOf::Alerts => "audit:read",
         EvidenceOf::AlertRules => "policy:read",
+        EvidenceOf::Forwarding => "siem:manage",
         EvidenceOf::Verifications | EvidenceOf::Checkpoints | EvidenceOf::Keys => "audit:verify",
         EvidenceOf::MaskingPolicy | EvidenceOf::MaskingPolicyHistory => "policy:read",
     }

@@ -58,15 +58,17 @@ pub struct DestinationDef {
     /// every event when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
-    /// Events per batch (1-5,000; default 500).
+    /// Events per batch (1-1,000; default 500).
     #[serde(default = "default_batch")]
     pub batch_size: u32,
-    /// The longest a partial batch waits for more events (0-60,000 ms;
-    /// default 200).
+    /// The least time between two batches that are not full (0-60,000 ms;
+    /// default 200): events arriving meanwhile go together.
     #[serde(default = "default_interval")]
     pub batch_interval_ms: u32,
     /// Where a new destination starts: `now` (default: the events committed
-    /// from its creation on) or `beginning` (the whole ledger).
+    /// from the first time it runs on) or `beginning` (the whole ledger).
+    /// A destination removed and added again under the same id resumes at
+    /// its cursor instead.
     #[serde(default = "default_start")]
     pub start: String,
     /// Also send every signed checkpoint (default on).
@@ -323,8 +325,8 @@ impl ForwardingDoc {
                 return Err(bad(at("filter"), "at most 2,000 characters"));
             }
             d.search_filter().map_err(|e| bad(at("filter"), e.reason))?;
-            if !(1..=5000).contains(&d.batch_size) {
-                return Err(bad(at("batch_size"), "1 to 5,000 events"));
+            if !(1..=1000).contains(&d.batch_size) {
+                return Err(bad(at("batch_size"), "1 to 1,000 events"));
             }
             if d.batch_interval_ms > 60_000 {
                 return Err(bad(at("batch_interval_ms"), "0 to 60,000 ms"));

@@ -504,7 +504,11 @@ fn ocsf(e: &EventView) -> Value {
             // The subject: the account acted on when it is one, else the actor.
             let subject = match &e.resource {
                 Some(r) if matches!(r.kind.as_str(), "user" | "account" | "api_key" | "apikey") => {
-                    json!({"uid": r.id.clone().unwrap_or_default(), "name": r.name, "type": "User", "type_id": 1})
+                    let mut u = json!({"uid": r.id.clone().unwrap_or_default(), "type": "User", "type_id": 1});
+                    if let Some(n) = &r.name {
+                        u["name"] = json!(n);
+                    }
+                    u
                 }
                 _ => user_obj(e),
             };
@@ -676,16 +680,17 @@ fn sd_value(s: &str) -> String {
 
 /// One RFC 5424 message: `<PRI>1 TIMESTAMP HOST APP - MSGID [custos@32473
 /// seq=".." id=".."] MSG` (the structured data names the ledger position
-/// and the event id; 32473 is the private enterprise number RFC 5612 keeps
+/// and the event id, or a checkpoint's `tree_size`; 32473 is the private enterprise number RFC 5612 keeps
 /// for examples and documentation).
 pub fn syslog(h: &SyslogHeader<'_>, msg: &str) -> String {
     let pri = u16::from(FACILITY) * 8 + u16::from(syslog_severity(h.severity));
     format!(
-        "<{pri}>1 {} {} {} - {} [custos@32473 seq=\"{}\" id=\"{}\"] {msg}",
+        "<{pri}>1 {} {} {} - {} [custos@32473 {}=\"{}\" id=\"{}\"] {msg}",
         token(h.timestamp, 64),
         token(h.hostname, 255),
         token(h.app, 48),
         token(h.msgid, 32),
+        if h.checkpoint { "tree_size" } else { "seq" },
         h.seq,
         sd_value(h.id)
     )
@@ -704,8 +709,10 @@ pub struct SyslogHeader<'a> {
     pub app: &'a str,
     /// MSGID (the action).
     pub msgid: &'a str,
-    /// The ledger position.
+    /// The ledger position (a checkpoint: its tree size).
     pub seq: u64,
+    /// A checkpoint: the structured data names `tree_size`, not `seq`.
+    pub checkpoint: bool,
     /// The event id.
     pub id: &'a str,
 }
@@ -806,6 +813,7 @@ mod tests {
             app: "custos",
             msgid: "user.login",
             seq: 42,
+            checkpoint: false,
             id: "i\"d]",
         };
         let m = syslog(&h, "hello");

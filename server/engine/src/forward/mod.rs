@@ -194,6 +194,7 @@ pub fn address(d: &DestinationDef) -> String {
 
 fn item_of(format: &str, e: &EventView) -> Item {
     Item {
+        checkpoint: false,
         record: format::event(format, e),
         seq: e.seq,
         id: e.id.to_string(),
@@ -205,6 +206,7 @@ fn item_of(format: &str, e: &EventView) -> Item {
 
 fn checkpoint_item(format: &str, c: &CheckpointMsg) -> Item {
     Item {
+        checkpoint: true,
         record: format::checkpoint(format, c),
         seq: c.tree_size,
         id: format!("checkpoint-{}", c.tree_size),
@@ -269,7 +271,7 @@ impl Forwarder {
     /// ended; stops the runners of destinations no longer in force.
     pub async fn step(self: &Arc<Self>) -> Result<(), AlertsError> {
         let (_, doc) = self.doc().await?;
-        let mut gone: Vec<Arc<tokio::sync::Mutex<Runner>>> = Vec::new();
+        let mut gone: Vec<(String, Arc<tokio::sync::Mutex<Runner>>)> = Vec::new();
         let mut start = Vec::new();
         {
             let mut runners = self.runners.lock().unwrap_or_else(|p| p.into_inner());
@@ -279,7 +281,7 @@ impl Forwarder {
                 if !live.contains(&id.as_str())
                     && let Some(r) = runners.remove(&id)
                 {
-                    gone.push(r);
+                    gone.push((id, r));
                 }
             }
             for d in doc.destinations.iter().filter(|d| d.enabled) {
@@ -292,11 +294,16 @@ impl Forwarder {
                 start.push((d.clone(), r.clone()));
             }
         }
-        for r in gone {
+        for (id, r) in gone {
             // Given up once its pass ends (a pass that hangs does not hold
-            // the other destinations back).
+            // the other destinations back), unless the destination is back
+            // meanwhile (its new runner holds the same lease).
+            let me = self.clone();
             tokio::spawn(async move {
                 let mut r = r.lock().await;
+                if me.runners.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id) {
+                    return;
+                }
                 if let Some(c) = r.cursor {
                     let _ = r.lease.save(c).await;
                 }
@@ -346,6 +353,16 @@ impl Forwarder {
         Ok(())
     }
 
+    /// Stops every pass at once, saving nothing and releasing nothing:
+    /// what a crash (kill -9) does. The leases lapse; another replica
+    /// resumes at the saved cursors.
+    pub fn abort(&self) {
+        for (_, t) in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+            t.abort();
+        }
+        self.runners.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Waits for the passes in progress (at most `timeout`) and gives every
     /// lease up, saving the cursors.
     pub async fn release(&self, timeout: std::time::Duration) {
@@ -364,9 +381,7 @@ impl Forwarder {
     }
 
     async fn state_row(&self, id: &str) -> Result<Option<QueryResult>, DbErr> {
-        self.conn()
-            .query_one_raw(stmt_for(self.b(), "SELECT * FROM forward_state WHERE destination_id = ?", vec![id.into()]))
-            .await
+        state_row(self.conn(), self.b(), id).await
     }
 
     async fn ensure_state(&self, id: &str) -> Result<(), DbErr> {
@@ -491,10 +506,22 @@ impl Forwarder {
                     }
                     cursor = u.upto;
                     checkpoint_size = u.checkpoint;
+                    self.recovered(r, &id, failures, cursor).await?;
+                    failures = 0;
                 }
             } else {
+                // The server went away after taking the batches (or refused
+                // the connection after the handshake): they are sent again,
+                // after the backoff, and the destination is failing.
                 r.stream = None;
                 r.unconfirmed.clear();
+                let head = ledger.head().await.map_err(crate::events::EventsError::from)?.seq;
+                let e = transport_error(
+                    "the syslog server closed the connection before the batches written were confirmed; they are sent again",
+                );
+                self.failed(r, &id, failures, cursor, head, &e).await?;
+                pass.failed = true;
+                return Ok(pass);
             }
         }
         let (from, cp_from) = match r.unconfirmed.back() {
@@ -539,7 +566,9 @@ impl Forwarder {
         drop(page);
         let n_events = items.len() as u64;
         let mut new_cp = cp_from;
-        if r.def.checkpoints {
+        // (Not while a refused batch is being split: the event at fault is
+        // looked for alone.)
+        if r.def.checkpoints && r.limit == r.def.batch_size.clamp(1, 1000) as usize {
             for c in self.checkpoints_after(cp_from, upto).await? {
                 new_cp = c.tree_size;
                 items.push(checkpoint_item(&r.def.format, &c));
@@ -575,6 +604,8 @@ impl Forwarder {
             Ok(truncated) => {
                 r.limit = (r.limit * 2).min(r.def.batch_size.clamp(1, 1000) as usize);
                 if streamed {
+                    // Confirmed (and a failing destination recovered) on a
+                    // later pass, once the stream is seen to stand.
                     r.unconfirmed.push_back(Unconfirmed {
                         upto,
                         checkpoint: new_cp,
@@ -582,8 +613,6 @@ impl Forwarder {
                         truncated,
                         at: std::time::Instant::now(),
                     });
-                    // Healthy again: it is confirmed on a later pass.
-                    self.recovered(r, &id, failures, upto).await?;
                 } else {
                     if !self.confirm(r, &id, upto, new_cp, n_events, truncated).await? {
                         return r.lose();
@@ -602,30 +631,54 @@ impl Forwarder {
                 let refused = matches!(e.code, Some(400 | 413 | 422));
                 if refused && n_events > 1 {
                     // The receiver refuses this batch's content: smaller
-                    // batches find the event at fault.
+                    // batches, tried at once, find the event at fault
+                    // (checkpoints wait).
                     r.limit = (n_events as usize / 2).max(1);
-                } else if refused && n_events == 1 {
-                    // One event the receiver will never take: passed over,
-                    // and that is recorded (it stays in the ledger, and a
-                    // replay can send it again).
-                    let seq = items[0].seq;
-                    let event = OwnEvent::by_custos(
-                        OwnAction::ForwardStep("custos.forward.skipped"),
-                        "forwarder",
-                        Channel::System,
-                    )
-                    .outcome(EventOutcome::Failure)
-                    .severity(Severity::Warning)
-                    .reason(Some(e.message.clone()))
-                    .resource("forward_destination", Some(id.clone()))
-                    .details(json!({"destination": id, "type": r.def.kind, "seq": seq, "response_code": e.code}));
-                    self.events.record_own(event).await?;
-                    if !r.lease.save(seq).await? {
-                        return r.lose();
-                    }
-                    r.cursor = Some(seq);
-                    r.limit = r.def.batch_size.clamp(1, 1000) as usize;
+                    let at = ledger.now_us();
+                    self.conn()
+                        .execute_raw(stmt_for(
+                            self.b(),
+                            "UPDATE forward_state SET last_error = ?, last_error_at = ?, updated_at = ? \
+                             WHERE destination_id = ?",
+                            vec![e.message.clone().into(), at.into(), at.into(), id.clone().into()],
+                        ))
+                        .await?;
                     return Ok(pass);
+                } else if refused && n_events == 1 && items.len() == 1 {
+                    // One event refused alone. Passed over only if the
+                    // receiver takes the next one (a receiver refusing
+                    // everything is failing, not fed around): that is
+                    // recorded, and a replay can send it again.
+                    let seq = items[0].seq;
+                    let mut f: SearchFilter = r.def.search_filter().map_err(AlertsError::Invalid)?;
+                    f.descending = false;
+                    f.limit = 1;
+                    f.after_seq = Some(seq);
+                    f.max_seq = Some(head);
+                    let next = self.events.search(&f).await?;
+                    if let Some(n) = next.items.first() {
+                        let probe = vec![item_of(&r.def.format, n)];
+                        if self.send_renewing(r, &probe, now, cursor).await.is_ok() {
+                            let event = OwnEvent::by_custos(
+                                OwnAction::ForwardStep("custos.forward.skipped"),
+                                "forwarder",
+                                Channel::System,
+                            )
+                            .outcome(EventOutcome::Failure)
+                            .severity(Severity::Warning)
+                            .reason(Some(e.message.clone()))
+                            .resource("forward_destination", Some(id.clone()))
+                            .details(json!({
+                                "destination": id, "type": r.def.kind, "seq": seq, "next_delivered": n.seq,
+                                "response_code": e.code,
+                            }));
+                            self.events.record_own(event).await?;
+                            if !self.confirm(r, &id, n.seq, checkpoint_size, 1, 0).await? {
+                                return r.lose();
+                            }
+                            return Ok(pass);
+                        }
+                    }
                 }
                 self.failed(r, &id, failures, cursor, head, &e).await?;
             }
@@ -771,20 +824,7 @@ impl Forwarder {
     }
 
     async fn lag_seconds(&self, cursor: u64, head: u64) -> Result<f64, DbErr> {
-        if cursor >= head {
-            return Ok(0.0);
-        }
-        let row = self
-            .conn()
-            .query_one_raw(stmt_for(
-                self.b(),
-                "SELECT recorded_at FROM ledger_entries WHERE seq > ? ORDER BY seq LIMIT 1",
-                vec![(cursor as i64).into()],
-            ))
-            .await?;
-        let Some(row) = row else { return Ok(0.0) };
-        let at: i64 = row.try_get("", "recorded_at")?;
-        Ok(((self.ledger().now_us() - at).max(0)) as f64 / 1e6)
+        lag_seconds(self.ledger(), cursor, head).await
     }
 
     /// Signed checkpoints with `after < tree_size <= upto`, oldest first.
@@ -875,81 +915,7 @@ impl Forwarder {
     /// Every destination of the policy in force, with its health.
     pub async fn status(&self) -> Result<ForwardingStatus, AlertsError> {
         let (version, doc) = self.doc().await?;
-        let head = self.ledger().head().await.map_err(crate::events::EventsError::from)?.seq;
-        let mut out = Vec::with_capacity(doc.destinations.len());
-        for d in &doc.destinations {
-            let state = self.state_row(&d.id).await?;
-            let lease = self
-                .conn()
-                .query_one_raw(stmt_for(
-                    self.b(),
-                    "SELECT holder, until_us, cursor_seq FROM leases WHERE name = ?",
-                    vec![lease_name(&d.id).into()],
-                ))
-                .await?;
-            let cursor = match &lease {
-                Some(l) => u64::try_from(l.try_get::<i64>("", "cursor_seq")?).ok(),
-                None => None,
-            };
-            let holder = match &lease {
-                Some(l) if l.try_get::<i64>("", "until_us")? >= self.ledger().now_us() => {
-                    Some(l.try_get::<String>("", "holder")?)
-                }
-                _ => None,
-            };
-            let get_i = |c: &str| -> Result<Option<i64>, DbErr> {
-                match &state {
-                    Some(s) => s.try_get::<Option<i64>>("", c),
-                    None => Ok(None),
-                }
-            };
-            let paused = get_i("paused")?.unwrap_or(0) != 0;
-            let stored = match &state {
-                Some(s) => s.try_get::<String>("", "state")?,
-                None => "starting".into(),
-            };
-            let state_word = if !d.enabled {
-                "off".to_owned()
-            } else if paused {
-                "paused".to_owned()
-            } else {
-                stored
-            };
-            let failures = get_i("failures")?.unwrap_or(0).max(0) as u32;
-            let next_at = get_i("next_at")?.unwrap_or(0);
-            let (lag_events, lag_seconds) = match cursor {
-                Some(c) => (head.saturating_sub(c), self.lag_seconds(c, head).await?),
-                None => (0, 0.0),
-            };
-            out.push(DestinationHealth {
-                id: d.id.clone(),
-                name: d.name.clone(),
-                kind: d.kind.clone(),
-                format: d.format.clone(),
-                address: address(d),
-                enabled: d.enabled,
-                paused,
-                state: state_word,
-                cursor,
-                head,
-                lag_events,
-                lag_seconds,
-                delivered: get_i("delivered")?.unwrap_or(0).max(0) as u64,
-                truncated: get_i("truncated")?.unwrap_or(0).max(0) as u64,
-                checkpoint_size: get_i("checkpoint_size")?.unwrap_or(0).max(0) as u64,
-                failures,
-                last_success_at: get_i("last_success_at")?.map(rfc3339),
-                last_error: match &state {
-                    Some(s) => s.try_get("", "last_error")?,
-                    None => None,
-                },
-                last_error_at: get_i("last_error_at")?.map(rfc3339),
-                next_try_at: (failures > 0 && next_at > 0).then(|| rfc3339(next_at)),
-                replay_pending: get_i("replay_seq")?.map(|s| s.max(0) as u64),
-                holder,
-            });
-        }
-        Ok(ForwardingStatus { version, destinations: out })
+        Ok(status_of(self.ledger(), version, &doc).await?)
     }
 
     async fn find(&self, id: &str) -> Result<DestinationDef, AlertsError> {
@@ -1183,6 +1149,116 @@ impl Forwarder {
         };
         Ok(ForwardPreview { seq: Some(e.seq), record, wire })
     }
+}
+
+/// Every destination of `doc` (the forwarding policy's version `version`)
+/// with its health, as any replica sees it from the database.
+pub async fn status_of(
+    ledger: &crate::ledger::Ledger,
+    version: u64,
+    doc: &ForwardingDoc,
+) -> Result<ForwardingStatus, crate::events::EventsError> {
+    let conn = ledger.db().conn();
+    let b = ledger.db().backend();
+    let head = ledger.head().await?.seq;
+    let mut out = Vec::with_capacity(doc.destinations.len());
+    for d in &doc.destinations {
+        let state = state_row(conn, b, &d.id).await?;
+        let lease = conn
+            .query_one_raw(stmt_for(
+                b,
+                "SELECT holder, until_us, cursor_seq FROM leases WHERE name = ?",
+                vec![lease_name(&d.id).into()],
+            ))
+            .await?;
+        let cursor = match &lease {
+            Some(l) => u64::try_from(l.try_get::<i64>("", "cursor_seq")?).ok(),
+            None => None,
+        };
+        let holder = match &lease {
+            Some(l) if l.try_get::<i64>("", "until_us")? >= ledger.now_us() => Some(l.try_get::<String>("", "holder")?),
+            _ => None,
+        };
+        let get_i = |c: &str| -> Result<Option<i64>, DbErr> {
+            match &state {
+                Some(s) => s.try_get::<Option<i64>>("", c),
+                None => Ok(None),
+            }
+        };
+        let paused = get_i("paused")?.unwrap_or(0) != 0;
+        let stored = match &state {
+            Some(s) => s.try_get::<String>("", "state")?,
+            None => "starting".into(),
+        };
+        let state_word = if !d.enabled {
+            "off".to_owned()
+        } else if paused {
+            "paused".to_owned()
+        } else {
+            stored
+        };
+        let failures = get_i("failures")?.unwrap_or(0).max(0) as u32;
+        let next_at = get_i("next_at")?.unwrap_or(0);
+        let (lag_events, lag_seconds) = match cursor {
+            Some(c) => (head.saturating_sub(c), lag_seconds(ledger, c, head).await?),
+            None => (0, 0.0),
+        };
+        out.push(DestinationHealth {
+            id: d.id.clone(),
+            name: d.name.clone(),
+            kind: d.kind.clone(),
+            format: d.format.clone(),
+            address: address(d),
+            enabled: d.enabled,
+            paused,
+            state: state_word,
+            cursor,
+            head,
+            lag_events,
+            lag_seconds,
+            delivered: get_i("delivered")?.unwrap_or(0).max(0) as u64,
+            truncated: get_i("truncated")?.unwrap_or(0).max(0) as u64,
+            checkpoint_size: get_i("checkpoint_size")?.unwrap_or(0).max(0) as u64,
+            failures,
+            last_success_at: get_i("last_success_at")?.map(rfc3339),
+            last_error: match &state {
+                Some(s) => s.try_get("", "last_error")?,
+                None => None,
+            },
+            last_error_at: get_i("last_error_at")?.map(rfc3339),
+            next_try_at: (failures > 0 && next_at > 0).then(|| rfc3339(next_at)),
+            replay_pending: get_i("replay_seq")?.map(|s| s.max(0) as u64),
+            holder,
+        });
+    }
+    Ok(ForwardingStatus { version, destinations: out })
+}
+
+async fn state_row(
+    conn: &sea_orm::DatabaseConnection,
+    b: sea_orm::DbBackend,
+    id: &str,
+) -> Result<Option<QueryResult>, DbErr> {
+    conn.query_one_raw(stmt_for(b, "SELECT * FROM forward_state WHERE destination_id = ?", vec![id.into()])).await
+}
+
+/// How long the oldest entry after `cursor` has waited (seconds).
+async fn lag_seconds(ledger: &crate::ledger::Ledger, cursor: u64, head: u64) -> Result<f64, DbErr> {
+    if cursor >= head {
+        return Ok(0.0);
+    }
+    let row = ledger
+        .db()
+        .conn()
+        .query_one_raw(stmt_for(
+            ledger.db().backend(),
+            "SELECT recorded_at FROM ledger_entries WHERE seq > ? ORDER BY seq LIMIT 1",
+            vec![(cursor as i64).into()],
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(0.0) };
+    let at: i64 = row.try_get("", "recorded_at")?;
+    Ok(((ledger.now_us() - at).max(0)) as f64 / 1e6)
 }
 
 fn transport_error(message: &str) -> SendError {

@@ -28,8 +28,11 @@ const ACK_WAIT: Duration = Duration::from_secs(30);
 pub struct Item {
     /// The record.
     pub record: Record,
-    /// The event's ledger position (a checkpoint: its tree size).
+    /// The event's ledger position (a checkpoint: its tree size, which is
+    /// not an event's position: see `checkpoint`).
     pub seq: u64,
+    /// A signed checkpoint, not an event.
+    pub checkpoint: bool,
     /// The event's id (a checkpoint: `checkpoint-<size>`).
     pub id: String,
     /// The event's time (RFC 3339).
@@ -211,6 +214,7 @@ pub fn syslog_messages(d: &DestinationDef, hostname: &str, items: &[Item]) -> Ve
                 app: "custos",
                 msgid: &i.action,
                 seq: i.seq,
+                checkpoint: i.checkpoint,
                 id: &i.id,
             };
             format::syslog(&h, &i.record.line())
@@ -286,7 +290,11 @@ pub fn hec_body(d: &DestinationDef, hostname: &str, items: &[Item]) -> Vec<u8> {
             "time": secs, "host": d.hostname.as_deref().unwrap_or(hostname), "source": "custos",
             "sourcetype": d.sourcetype.as_deref().unwrap_or("custos:audit"),
             "event": i.record.value(),
-            "fields": {"custos_seq": i.seq, "custos_id": i.id},
+            "fields": if i.checkpoint {
+                json!({"custos_tree_size": i.seq, "custos_id": i.id})
+            } else {
+                json!({"custos_seq": i.seq, "custos_id": i.id})
+            },
         });
         if let Some(ix) = &d.index {
             o["index"] = json!(ix);
@@ -399,11 +407,14 @@ pub async fn webhook(
         let all: Vec<Value> = items.iter().map(|i| i.record.value()).collect();
         (serde_json::to_vec(&all).map_err(|e| retry(e.to_string()))?, "application/json")
     };
-    let mut req = http
-        .post(url)
-        .header("content-type", kind)
-        .header("x-custos-first-seq", items.first().map_or(0, |i| i.seq).to_string())
-        .header("x-custos-last-seq", items.last().map_or(0, |i| i.seq).to_string());
+    let mut req = http.post(url).header("content-type", kind);
+    // The ledger positions of the events in the batch (checkpoints carry
+    // tree sizes instead).
+    let mut seqs = items.iter().filter(|i| !i.checkpoint).map(|i| i.seq);
+    if let Some(first) = seqs.next() {
+        let last = seqs.next_back().unwrap_or(first);
+        req = req.header("x-custos-first-seq", first.to_string()).header("x-custos-last-seq", last.to_string());
+    }
     if d.gzip {
         body = gzip(&body)?;
         req = req.header("content-encoding", "gzip");

@@ -27,7 +27,7 @@ use hmac::{Hmac, KeyInit as _, Mac as _};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::support::{Got, KEK, TestDb, both_backends, config, http_receiver};
+use crate::support::{Got, KEK, TestDb, both_backends, config, http_receiver, http_receiver_holding};
 
 const T0: i64 = 1_800_000_000_000_000;
 const HEC_TOKEN: &str = "11111111-2222-3333-4444-555555555555";
@@ -104,11 +104,14 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The seq in an RFC 5424 message's structured data.
+/// The seq (an event) or tree size (a checkpoint) in an RFC 5424
+/// message's structured data.
 fn syslog_seq(line: &str) -> Option<(u64, bool)> {
-    let at = line.find("seq=\"")? + 5;
+    let checkpoint = line.contains(" custos.checkpoint [");
+    let key = if checkpoint { "tree_size=\"" } else { " seq=\"" };
+    let at = line.find(key)? + key.len();
     let seq = line[at..].split('"').next()?.parse().ok()?;
-    Some((seq, line.contains("custos.checkpoint")))
+    Some((seq, checkpoint))
 }
 
 /// Events (by seq) and checkpoints (by tree size) in the records a receiver got.
@@ -153,6 +156,17 @@ impl Received {
         assert_eq!(first, (1..=head).collect::<Vec<_>>(), "{what}: every event, in order, without a gap");
         self.events.len() as u64 - first.len() as u64
     }
+}
+
+/// Every record the webhook got (OCSF), as received.
+fn hook_values(got: &[Got]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for g in got {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&g.body[..]).read_to_string(&mut text).unwrap();
+        out.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+    }
+    out
 }
 
 fn hook_records(got: &[Got]) -> Received {
@@ -242,7 +256,8 @@ both_backends! {
         let next_ack = Arc::new(AtomicU64::new(0));
         let acked: Arc<Mutex<BTreeMap<u64, bool>>> = Arc::default();
         let (n, a) = (next_ack.clone(), acked.clone());
-        let (hec_url, hec_got) = http_receiver(move |g| {
+        let hec_hold = Arc::new(AtomicU64::new(0));
+        let (hec_url, hec_got) = http_receiver_holding(hec_hold.clone(), move |g| {
             if g.headers.get("authorization").map(String::as_str) != Some(&format!("Splunk {HEC_TOKEN}")) {
                 return ("401 Unauthorized", r#"{"text":"Invalid token","code":4}"#.into(), false);
             }
@@ -396,6 +411,36 @@ both_backends! {
             assert!(matches!(p["outcome"].as_str(), Some("failure" | "success")) && p["application"] == "portal", "{p}");
         }
 
+        // OCSF checked against the OCSF schema (compiled by ocsf-lib from
+        // PyPI, trimmed: scripts/ocsf-trim.py): logins (3002), account and
+        // policy changes (3001, 3004), Custos's own records and checkpoints
+        // (base event).
+        let ocsf: Vec<Value> = hook_values(&hook_got.lock().unwrap());
+        let classes: std::collections::BTreeSet<u64> = ocsf.iter().filter_map(|v| v["class_uid"].as_u64()).collect();
+        for c in [0, 3001, 3002, 3004] {
+            assert!(classes.contains(&c), "class {c} among the records: {classes:?}");
+        }
+        let out = std::process::Command::new("/usr/bin/python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/ocsf-check.py"))
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/vectors/ocsf-schema.json"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                let lines: Vec<String> = ocsf.iter().map(Value::to_string).collect();
+                c.stdin.take().unwrap().write_all(lines.join("\n").as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "every OCSF record conforms: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+
         // Receivers down: the webhook answers 503, rsyslog is stopped.
         hook_down.store(true, Ordering::SeqCst);
         rsyslog.stop();
@@ -454,7 +499,34 @@ both_backends! {
         assert_eq!((dup_hec, dup_hook), (0, 0));
         assert!(dup_syslog <= 40, "at most one batch again after the syslog server died: {dup_syslog}");
 
-        // A replay sends it all again from a position.
+        // A crash between a send and the cursor's save: the collector took
+        // a batch and has not answered when the replica dies. Another
+        // resumes at the saved cursor: the batch arrives again (a repeat
+        // receivers drop by id and seq), nothing is lost.
+        hec_hold.store(4000, Ordering::SeqCst);
+        let before = hec_got.lock().unwrap().len();
+        ingest(25, "e").await;
+        fwd.step().await.unwrap();
+        for _ in 0..200 {
+            if hec_got.lock().unwrap().len() > before {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(hec_got.lock().unwrap().len() > before, "the collector took the batch");
+        fwd.abort();
+        hec_hold.store(0, Ordering::SeqCst);
+        let fwd = Arc::new(Forwarder::new(events.clone(), store.clone(), "replica-c", settings.clone()));
+        clock.advance_us(16 * SECOND_US);
+        drain(&fwd, &ledger, &clock).await;
+        let head = ledger.head().await.unwrap().seq;
+        let repeats = hec_records(&hec_got.lock().unwrap()).complete(head, "hec after a crash mid-send");
+        assert!((1..=70).contains(&repeats), "the batch cut off arrived again, once: {repeats}");
+
+        // A replay sends it all again from a position, checkpoints too.
+        ledger.checkpoint_now().await.unwrap();
+        drain(&fwd, &ledger, &clock).await;
+        let cps_before = hec_records(&hec_got.lock().unwrap()).checkpoints.len();
         let from = fwd.replay(&sam, "splunk", Some(10), None, "the SIEM was restored").await.unwrap();
         assert_eq!(from, 10);
         assert!(fwd.replay(&sam, "splunk", Some(head + 100), None, "x").await.is_err(), "beyond the head");
@@ -463,7 +535,18 @@ both_backends! {
         drain(&fwd, &ledger, &clock).await;
         let again = hec_records(&hec_got.lock().unwrap()).events[before..].to_vec();
         assert_eq!(again.first(), Some(&10), "from seq 10");
-        assert!(again.windows(2).all(|w| w[0] < w[1]));
+        assert!(again.windows(2).all(|w| w[1] == w[0] + 1), "in order, without a gap");
+        assert!(*again.last().unwrap() >= head, "up to the head");
+        assert!(hec_records(&hec_got.lock().unwrap()).checkpoints.len() > cps_before, "checkpoints sent again");
+        // A replay only goes back (never skips what was not sent).
+        fwd.set_paused(&sam, "splunk", true, None).await.unwrap();
+        ingest(5, "g").await;
+        let at = fwd.status().await.unwrap().destinations.iter().find(|d| d.id == "splunk").unwrap().cursor.unwrap();
+        let err = fwd.replay(&sam, "splunk", Some(at + 2), None, "forward").await.unwrap_err();
+        assert!(err.to_string().contains("goes back"), "{err}");
+        fwd.set_paused(&sam, "splunk", false, None).await.unwrap();
+        assert!(fwd.replay(&sam, "splunk", None, Some("2020-01-01T00:00:00Z"), "from a time").await.is_ok());
+        drain(&fwd, &ledger, &clock).await;
         let steps = actions(&ledger, &events, "custos.forward.").await;
         for a in ["custos.forward.paused", "custos.forward.resumed", "custos.forward.replayed"] {
             assert!(steps.iter().any(|s| s == a), "{a} recorded: {steps:?}");
@@ -474,6 +557,43 @@ both_backends! {
         assert!(test.delivered, "{test:?}");
         let lines = settle(&rsyslog, test.seq).await;
         assert!(lines.iter().any(|l| l.contains(&format!("seq=\"{}\"", test.seq)) && l.contains("custos.forward.tested")));
+
+        // Compliance: every destination delivering.
+        let report = events.compliance(24).await.unwrap();
+        let siem = report.checks.iter().find(|c| c.id == "siem_forwarding").unwrap();
+        assert_eq!(siem.status, custos_model::CheckStatus::Pass, "{}", siem.detail);
+
+        // A syslog destination without the client certificate rsyslog
+        // requires: the server drops the connection after taking the
+        // write; nothing counts as delivered, the destination is failing,
+        // and compliance says so.
+        let mut doc = store.active("forwarding").await.unwrap().content;
+        doc["destinations"].as_array_mut().unwrap().push(json!({
+            "id": "nocert", "name": "rsyslog without a client certificate", "type": "syslog", "format": "leef",
+            "host": "127.0.0.1", "port": rsyslog.port, "transport": "tls", "ca_pem": pem("ca.pem"),
+            "server_name": "localhost", "batch_interval_ms": 0
+        }));
+        let v = store.active_version("forwarding").await.unwrap();
+        store
+            .propose(&sam, &held, "forwarding", NewProposal { content: Some(doc), restores: None, based_on: v, reason: "one more".into() })
+            .await
+            .unwrap();
+        // It starts at the head ("now"), then has events to send.
+        fwd.run_once().await.unwrap();
+        ingest(10, "f").await;
+        for _ in 0..12 {
+            fwd.run_once().await.unwrap();
+            clock.advance_us(2 * SECOND_US);
+            tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        }
+        let s = fwd.status().await.unwrap();
+        let nocert = s.destinations.iter().find(|d| d.id == "nocert").unwrap();
+        assert_eq!(nocert.state, "failing", "{nocert:?}");
+        assert_eq!(nocert.delivered, 0, "{nocert:?}");
+        let report = events.compliance(24).await.unwrap();
+        let siem = report.checks.iter().find(|c| c.id == "siem_forwarding").unwrap();
+        assert_eq!(siem.status, custos_model::CheckStatus::Fail, "{}", siem.detail);
+        assert!(siem.detail.contains("rsyslog without a client certificate"), "{}", siem.detail);
 
         // No secret ever went into the ledger.
         let head = ledger.head().await.unwrap().seq;

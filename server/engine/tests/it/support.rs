@@ -29,6 +29,18 @@ pub async fn http_receiver<F>(answer: F) -> (String, Arc<Mutex<Vec<Got>>>)
 where
     F: Fn(&Got) -> Answer + Send + Sync + 'static,
 {
+    http_receiver_holding(Arc::default(), answer).await
+}
+
+/// The same, holding each answer `hold` milliseconds after the request was
+/// read and kept (a receiver that took a batch and has not answered yet).
+pub async fn http_receiver_holding<F>(
+    hold: Arc<std::sync::atomic::AtomicU64>,
+    answer: F,
+) -> (String, Arc<Mutex<Vec<Got>>>)
+where
+    F: Fn(&Got) -> Answer + Send + Sync + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let got: Arc<Mutex<Vec<Got>>> = Arc::default();
@@ -37,7 +49,7 @@ where
     tokio::spawn(async move {
         loop {
             let Ok((mut tcp, _)) = listener.accept().await else { return };
-            let (g, answer) = (g.clone(), answer.clone());
+            let (g, answer, hold) = (g.clone(), answer.clone(), hold.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 16384];
@@ -81,6 +93,10 @@ where
                 let (status, body, keep) = answer(&request);
                 if keep {
                     g.lock().unwrap().push(request);
+                }
+                let ms = hold.load(std::sync::atomic::Ordering::SeqCst);
+                if ms > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
                 }
                 let _ = tcp
                     .write_all(

@@ -507,6 +507,7 @@ impl Events {
             None => check("clock", "Time stamps from a consistent clock", CheckStatus::Pass, "The ledger is empty.".into(), vec![]),
         });
         checks.push(self.alerting_check().await?);
+        checks.push(self.siem_check().await?);
         // Features that do not exist yet say so.
         for (id, title, what) in [
             (
@@ -514,7 +515,6 @@ impl Events {
                 "Retention policy and legal hold",
                 "No retention policy is configured: events are kept indefinitely and nothing is archived.",
             ),
-            ("siem_forwarding", "Events forwarded to a SIEM", "No SIEM destination is configured."),
             ("backups", "Backups of the ledger", "No backup is configured or recorded."),
         ] {
             checks.push(check(id, title, CheckStatus::NotConfigured, what.into(), vec![]));
@@ -542,6 +542,90 @@ impl Events {
             })
             .collect();
         Ok(ComplianceReport { generated_at: rfc3339(now), verify_within_hours, checks, frameworks })
+    }
+
+    /// Events forwarded to a SIEM (SOC 2 CC7.3, ISO/IEC 27001 A.8.16, NIST
+    /// SP 800-53 AU-6(4)): from the forwarding policy in force and each
+    /// enabled destination's health, as any replica sees it. None
+    /// configured: not configured (events stay in Custos only). All
+    /// delivering within five minutes: pass. Paused, behind by more than
+    /// five minutes, or failing for less than an hour: warn. Failing for an
+    /// hour or more (or never delivered since it started failing): fail.
+    async fn siem_check(&self) -> Result<ComplianceCheck, EventsError> {
+        let conn = self.ledger().db().conn();
+        let b = conn.get_database_backend();
+        let row = conn
+            .query_one_raw(stmt_for(
+                b,
+                "SELECT version, content FROM policy_versions WHERE kind = 'forwarding' ORDER BY version DESC LIMIT 1",
+                vec![],
+            ))
+            .await?;
+        let (version, doc) = match row {
+            Some(r) => {
+                let content: serde_json::Value =
+                    serde_json::from_str(&r.try_get::<String>("", "content")?).unwrap_or_default();
+                let doc = crate::forward::dest::ForwardingDoc::parse(&content).unwrap_or_default();
+                (r.try_get::<i64>("", "version")?.max(0) as u64, doc)
+            }
+            None => (0, Default::default()),
+        };
+        let title = "Events forwarded to a SIEM";
+        let evidence = vec![
+            Evidence::new("The destinations and their health", EvidenceOf::Forwarding),
+            Evidence::events("Forwarding steps and failures", &[("action", "custos.forward.*"), ("range", "30d")]),
+        ];
+        let status = crate::forward::status_of(self.ledger(), version, &doc).await?;
+        let on: Vec<_> = status.destinations.iter().filter(|d| d.enabled).collect();
+        if on.is_empty() {
+            return Ok(check(
+                "siem_forwarding",
+                title,
+                CheckStatus::NotConfigured,
+                "No SIEM destination is turned on: events stay in Custos only (add one on the forwarding page).".into(),
+                evidence,
+            ));
+        }
+        let now = self.ledger().now_us();
+        let mut fail = Vec::new();
+        let mut warn = Vec::new();
+        for d in &on {
+            let last_ok = d.last_success_at.as_deref().and_then(crate::time::parse_rfc3339);
+            if d.state == "failing" {
+                // Nothing delivered for an hour (or ever) while failing.
+                if last_ok.is_none_or(|t| now - t >= HOUR_US) {
+                    fail.push(format!(
+                        "{} has been failing for over an hour ({})",
+                        d.name,
+                        d.last_error.clone().unwrap_or_default()
+                    ));
+                } else {
+                    warn.push(format!("{} is failing ({})", d.name, d.last_error.clone().unwrap_or_default()));
+                }
+            } else if d.paused {
+                warn.push(format!("{} is paused", d.name));
+            } else if d.lag_seconds > 300.0 {
+                warn.push(format!("{} is {:.0} s behind ({} entries)", d.name, d.lag_seconds, d.lag_events));
+            } else if d.holder.is_none() && d.cursor.is_some() {
+                warn.push(format!("{} is not being forwarded by any replica", d.name));
+            }
+        }
+        let names: Vec<String> = on.iter().map(|d| format!("{} ({}, {})", d.name, d.kind, d.format)).collect();
+        let (st, detail) = if !fail.is_empty() {
+            (CheckStatus::Fail, format!("{}.", fail.join("; ")))
+        } else if !warn.is_empty() {
+            (CheckStatus::Warn, format!("{}.", warn.join("; ")))
+        } else {
+            (
+                CheckStatus::Pass,
+                format!(
+                    "{} forwarded in real time (version {version} of the forwarding policy): {}; every one within five                      minutes of the ledger's head, signed checkpoints included.",
+                    plural(on.len() as u64, "destination", "destinations"),
+                    names.join(", ")
+                ),
+            )
+        };
+        Ok(check("siem_forwarding", title, st, detail, evidence))
     }
 
     /// Alert rules in force and evaluated: the rules enabled (the built-in
