@@ -61,6 +61,12 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Timestamp::parse(s).map(Timestamp::micros)
 }
 
+/// Exponential backoff: the wait after `failures` failures in a row,
+/// `base_us` after the first, doubling, at most `cap_us`.
+pub fn backoff_us(base_us: i64, failures: u32, cap_us: i64) -> i64 {
+    base_us.saturating_mul(1i64 << failures.saturating_sub(1).min(30)).min(cap_us)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

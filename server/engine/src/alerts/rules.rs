@@ -699,10 +699,11 @@ pub fn system_rules() -> Vec<Rule> {
         name: "A SIEM forwarding destination is failing".into(),
         enabled: true,
         severity: "error".into(),
-        // Custos's own record, written once when a destination starts to
-        // fail (an application cannot send one: the name is reserved).
+        // Custos's own records, written once when a destination starts to
+        // fail, and when an event it refused is passed over (an application
+        // cannot send one: the name is reserved).
         matcher: Matcher {
-            actions: vec!["custos.forward.failed".into()],
+            actions: vec!["custos.forward.failed".into(), "custos.forward.skipped".into()],
             applications: vec!["custos".into()],
             ..Matcher::default()
         },

@@ -65,7 +65,8 @@ pub enum OwnAction {
     /// `…failed` and `…dead` (by Custos, for a delivery that failed).
     NotificationStep(&'static str),
     /// A forwarding step: `custos.forward.{paused, resumed, replayed,
-    /// tested}` (by the person), `…failed` and `…recovered` (by Custos).
+    /// tested}` (by the person), `…failed`, `…recovered` and `…skipped`
+    /// (by Custos).
     ForwardStep(&'static str),
     /// An account or access event of the identity service (`user.login`,
     /// `role.create`, `apikey.use`, …): its action and category.

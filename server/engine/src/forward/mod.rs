@@ -8,19 +8,31 @@
 //! destination's filter applied, values masked as the explorer shows them
 //! without `audit:unmask`), formats a batch, sends it and only then moves
 //! the cursor. A destination that is down is retried with exponential
-//! backoff (1 s doubling to 5 minutes) and loses nothing however long it
+//! backoff (1 s doubling to 5 minutes; 5 minutes straight for a failure no
+//! retry mends, such as a refused token) and loses nothing however long it
 //! is down; ingest never waits for it. After a crash between a send and
 //! the cursor's save the batch is sent again: receivers drop repeats by
-//! the event id and seq every record carries. Syslog has no
-//! acknowledgement: a batch counts as delivered once the stream is seen
-//! alive after it was written (a receiver that died meanwhile gets the
-//! batch again on the next connection).
+//! the event id and seq every record carries.
+//!
+//! Positions, and where each lives:
+//! - the *cursor* (delivered): the lease row, written only by the holder
+//!   (`Lease::save`); `Runner::cursor` is this replica's copy, `None` when
+//!   it does not hold the lease;
+//! - *sent* (syslog only): batches written on the stream after the cursor
+//!   and not yet confirmed (`Runner::unconfirmed`); syslog has no
+//!   acknowledgement, so a batch counts as delivered once the stream is
+//!   seen standing a while after it (read through TLS), and when the
+//!   stream falls first they are all sent again;
+//! - the last checkpoint sent (`forward_state.checkpoint_size`), moved with
+//!   the cursor.
 //!
 //! Each destination runs in its own task, so one that hangs does not hold
 //! the others back. People can pause, resume and replay a destination
 //! (recorded); a destination starting to fail, and recovering, is
 //! recorded by Custos (`custos.forward.failed` / `…recovered`), once per
-//! transition.
+//! transition and at most every five minutes; an event a receiver refuses
+//! alone while taking the next is passed over and recorded
+//! (`custos.forward.skipped`).
 
 pub mod dest;
 pub mod format;
@@ -181,7 +193,7 @@ pub struct Pass {
 
 /// The wait after `n` failures in a row.
 pub fn backoff_us(base_us: i64, failures: u32) -> i64 {
-    base_us.saturating_mul(1i64 << failures.saturating_sub(1).min(30)).min(BACKOFF_MAX_US)
+    crate::time::backoff_us(base_us, failures, BACKOFF_MAX_US)
 }
 
 /// Where a destination sends, for people (no secret).

@@ -143,8 +143,7 @@ fn invalid(path: &str, reason: &str) -> AlertsError {
 
 /// The wait before try `n + 1` after `n` failed tries.
 pub fn backoff_us(base_us: i64, failed: u32) -> i64 {
-    let cap = 6 * HOUR_US;
-    base_us.saturating_mul(1i64 << failed.saturating_sub(1).min(30)).min(cap)
+    crate::time::backoff_us(base_us, failed, 6 * HOUR_US)
 }
 
 impl Notifier {
