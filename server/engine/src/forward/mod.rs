@@ -189,7 +189,12 @@ pub struct Pass {
     pub checkpoints: u64,
     /// The send failed.
     pub failed: bool,
+    /// A full batch went and more are waiting.
+    pub more: bool,
 }
+
+/// The longest one destination's passes go on back to back.
+const PASS_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The wait after `n` failures in a row.
 pub fn backoff_us(base_us: i64, failures: u32) -> i64 {
@@ -346,8 +351,18 @@ impl Forwarder {
                         r.stream = None;
                         r.unconfirmed.clear();
                     }
-                    if let Err(e) = me.pass(&mut r).await {
-                        tracing::warn!(destination = %id, error = %e, "a forwarding pass failed; it tries again");
+                    // Batch after batch while more are waiting (a backlog),
+                    // for at most two seconds; then the next tick.
+                    let started = std::time::Instant::now();
+                    loop {
+                        match me.pass(&mut r).await {
+                            Ok(p) if p.more && started.elapsed() < PASS_BUDGET => {}
+                            Ok(_) => break,
+                            Err(e) => {
+                                tracing::warn!(destination = %id, error = %e, "a forwarding pass failed; it tries again");
+                                break;
+                            }
+                        }
                     }
                 }),
             );
@@ -634,6 +649,7 @@ impl Forwarder {
                 self.lag_metrics(&id, r.cursor.unwrap_or(cursor), head).await;
                 pass.events = n_events;
                 pass.checkpoints = items.len() as u64 - n_events;
+                pass.more = upto < head;
             }
             Err(e) if e.message == LEASE_LOST => return r.lose(),
             Err(e) => {
