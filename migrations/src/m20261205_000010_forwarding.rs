@@ -27,6 +27,7 @@ fn table(int: &str) -> String {
         checkpoint_size {int} NOT NULL DEFAULT 0,
         state TEXT NOT NULL DEFAULT 'starting',
         failures {int} NOT NULL DEFAULT 0,
+        failing_since {int},
         failed_recorded {int} NOT NULL DEFAULT 0,
         failed_recorded_at {int},
         next_at {int} NOT NULL DEFAULT 0,

@@ -39,6 +39,10 @@ pub struct DestinationHealth {
     pub checkpoint_size: u64,
     /// Failed tries in a row.
     pub failures: u32,
+    /// Since when it has been failing (RFC 3339), while it is.
+    pub failing_since: Option<String>,
+    /// Signed checkpoints are sent too.
+    pub checkpoints: bool,
     /// When it last delivered (RFC 3339).
     pub last_success_at: Option<String>,
     /// The last failure.

@@ -147,12 +147,11 @@ impl Live {
         let v = self.policies.active("alert_rules").await.map_err(|e| AlertsError::Conflict(e.to_string()))?;
         let doc: AlertRulesDoc = serde_json::from_value(v.content)
             .map_err(|e| AlertsError::Conflict(format!("the alert rules in force do not parse: {e}")))?;
-        let mut rules = doc.rules;
-        for r in super::rules::system_rules() {
-            if !rules.iter().any(|x| x.id == r.id) {
-                rules.push(r);
-            }
-        }
+        // The system rules always apply: a policy rule with the same id is
+        // left out (no policy turns Custos's own health off).
+        let system = super::rules::system_rules();
+        let mut rules: Vec<Rule> = doc.rules.into_iter().filter(|r| !system.iter().any(|x| x.id == r.id)).collect();
+        rules.extend(system);
         Ok((v.version, rules))
     }
 

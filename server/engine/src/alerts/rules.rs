@@ -709,7 +709,9 @@ pub fn system_rules() -> Vec<Rule> {
         },
         condition: Condition::Immediate,
         group_by: vec!["resource".into()],
-        cooldown_secs: 0,
+        // One alert per destination every five minutes at most (skipped
+        // events could come one after another).
+        cooldown_secs: 300,
     }]
 }
 

@@ -115,6 +115,8 @@ struct Runner {
     /// Events per batch now: halved while a receiver refuses a batch's
     /// content, to find the event at fault; grows back after.
     limit: usize,
+    /// A refused batch is being split: checkpoints wait.
+    splitting: bool,
 }
 
 impl Runner {
@@ -130,6 +132,7 @@ impl Runner {
             last_send_at: 0,
             unconfirmed: Default::default(),
             limit,
+            splitting: false,
         }
     }
 
@@ -347,9 +350,19 @@ impl Forwarder {
                         // settings (what was written and not confirmed is
                         // sent again).
                         r.limit = d.batch_size.clamp(1, 1000) as usize;
+                        r.splitting = false;
                         r.def = d;
                         r.stream = None;
                         r.unconfirmed.clear();
+                        // Tried again at once with the new settings.
+                        let _ = me
+                            .conn()
+                            .execute_raw(stmt_for(
+                                me.b(),
+                                "UPDATE forward_state SET next_at = 0 WHERE destination_id = ?",
+                                vec![id.clone().into()],
+                            ))
+                            .await;
                     }
                     // Batch after batch while more are waiting (a backlog),
                     // for at most two seconds; then the next tick.
@@ -394,7 +407,12 @@ impl Forwarder {
     /// lease up, saving the cursors.
     pub async fn release(&self, timeout: std::time::Duration) {
         let tasks: Vec<_> = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, t)| t).collect();
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
         let _ = tokio::time::timeout(timeout, futures_util::future::join_all(tasks)).await;
+        // A pass still running then is cut off (it sends nothing more).
+        for a in aborts {
+            a.abort();
+        }
         let runners: Vec<_> = self.runners.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, r)| r).collect();
         for r in runners {
             if let Ok(mut r) = r.try_lock() {
@@ -595,7 +613,7 @@ impl Forwarder {
         let mut new_cp = cp_from;
         // (Not while a refused batch is being split: the event at fault is
         // looked for alone.)
-        if r.def.checkpoints && r.limit == r.def.batch_size.clamp(1, 1000) as usize {
+        if r.def.checkpoints && !r.splitting {
             for c in self.checkpoints_after(cp_from, upto).await? {
                 new_cp = c.tree_size;
                 items.push(checkpoint_item(&r.def.format, &c));
@@ -630,6 +648,9 @@ impl Forwarder {
         match sent {
             Ok(truncated) => {
                 r.limit = (r.limit * 2).min(r.def.batch_size.clamp(1, 1000) as usize);
+                if r.limit == r.def.batch_size.clamp(1, 1000) as usize {
+                    r.splitting = false;
+                }
                 if streamed {
                     // Confirmed (and a failing destination recovered) on a
                     // later pass, once the stream is seen to stand.
@@ -657,54 +678,56 @@ impl Forwarder {
                 r.unconfirmed.clear();
                 pass.failed = true;
                 let refused = matches!(e.code, Some(400 | 413 | 422));
-                if refused && n_events > 1 {
+                let note_refusal = |at: i64| {
+                    stmt_for(
+                        self.b(),
+                        "UPDATE forward_state SET last_error = ?, last_error_at = ?, updated_at = ? \
+                         WHERE destination_id = ?",
+                        vec![e.message.clone().into(), at.into(), at.into(), id.clone().into()],
+                    )
+                };
+                if refused && (n_events > 1 || (n_events == 1 && items.len() > 1)) {
                     // The receiver refuses this batch's content: smaller
-                    // batches, tried at once, find the event at fault
-                    // (checkpoints wait).
+                    // batches, without checkpoints, tried at once, find the
+                    // record at fault.
+                    r.splitting = true;
                     r.limit = (n_events as usize / 2).max(1);
-                    let at = ledger.now_us();
-                    self.conn()
-                        .execute_raw(stmt_for(
-                            self.b(),
-                            "UPDATE forward_state SET last_error = ?, last_error_at = ?, updated_at = ? \
-                             WHERE destination_id = ?",
-                            vec![e.message.clone().into(), at.into(), at.into(), id.clone().into()],
-                        ))
-                        .await?;
+                    self.conn().execute_raw(note_refusal(ledger.now_us())).await?;
                     return Ok(pass);
-                } else if refused && n_events == 1 && items.len() == 1 {
+                } else if refused && n_events == 0 {
+                    // Only checkpoints, and refused: this receiver does not
+                    // take them. Passed over (the events go on), recorded.
+                    self.skipped(r, &id, &e, json!({"checkpoints_to": new_cp})).await?;
+                    if !self.confirm(r, &id, upto, new_cp, 0, 0).await? {
+                        return r.lose();
+                    }
+                    return Ok(pass);
+                } else if refused && n_events == 1 {
                     // One event refused alone. Passed over only if the
-                    // receiver takes the next one (a receiver refusing
-                    // everything is failing, not fed around): that is
-                    // recorded, and a replay can send it again.
+                    // receiver takes a record it took before (the last one
+                    // delivered, sent again: a repeat it drops), so a
+                    // receiver refusing everything is failing, not fed
+                    // around, and events someone crafted cannot make it skip
+                    // others. Recorded; a replay can send it again.
                     let seq = items[0].seq;
                     let mut f: SearchFilter = r.def.search_filter().map_err(AlertsError::Invalid)?;
-                    f.descending = false;
+                    f.descending = true;
                     f.limit = 1;
-                    f.after_seq = Some(seq);
-                    f.max_seq = Some(head);
-                    let next = self.events.search(&f).await?;
-                    if let Some(n) = next.items.first() {
-                        let probe = vec![item_of(&r.def.format, n)];
-                        if self.send_renewing(r, &probe, now, cursor).await.is_ok() {
-                            let event = OwnEvent::by_custos(
-                                OwnAction::ForwardStep("custos.forward.skipped"),
-                                "forwarder",
-                                Channel::System,
-                            )
-                            .outcome(EventOutcome::Failure)
-                            .severity(Severity::Warning)
-                            .reason(Some(e.message.clone()))
-                            .resource("forward_destination", Some(id.clone()))
-                            .details(json!({
-                                "destination": id, "type": r.def.kind, "seq": seq, "next_delivered": n.seq,
-                                "response_code": e.code,
-                            }));
-                            self.events.record_own(event).await?;
-                            if !self.confirm(r, &id, n.seq, checkpoint_size, 1, 0).await? {
-                                return r.lose();
+                    f.after_seq = None;
+                    f.max_seq = Some(cursor);
+                    let known = if cursor > 0 { self.events.search(&f).await?.items } else { Vec::new() };
+                    if let Some(k) = known.first() {
+                        let probe = vec![item_of(&r.def.format, k)];
+                        match self.send_renewing(r, &probe, now, cursor).await {
+                            Ok(_) => {
+                                self.skipped(r, &id, &e, json!({"seq": seq, "probe": k.seq})).await?;
+                                if !self.confirm(r, &id, seq, checkpoint_size, 0, 0).await? {
+                                    return r.lose();
+                                }
+                                return Ok(pass);
                             }
-                            return Ok(pass);
+                            Err(p) if p.message == LEASE_LOST => return r.lose(),
+                            Err(_) => {}
                         }
                     }
                 }
@@ -734,9 +757,9 @@ impl Forwarder {
         self.conn()
             .execute_raw(stmt_for(
                 self.b(),
-                "UPDATE forward_state SET state = 'ok', failures = 0, next_at = 0, last_success_at = ?, \
-                 delivered = delivered + ?, truncated = truncated + ?, checkpoint_size = ?, updated_at = ? \
-                 WHERE destination_id = ?",
+                "UPDATE forward_state SET state = 'ok', failures = 0, next_at = 0, failing_since = NULL, \
+                 last_success_at = ?, delivered = delivered + ?, truncated = truncated + ?, checkpoint_size = ?, \
+                 updated_at = ? WHERE destination_id = ?",
                 vec![
                     at.into(),
                     (events as i64).into(),
@@ -749,6 +772,22 @@ impl Forwarder {
             .await?;
         metrics::counter!("custos_forward_events_total", "destination" => id.to_owned()).increment(events);
         Ok(true)
+    }
+
+    /// A record the receiver refused, passed over: recorded.
+    async fn skipped(&self, r: &Runner, id: &str, e: &SendError, what: serde_json::Value) -> Result<(), AlertsError> {
+        let mut details = json!({"destination": id, "type": r.def.kind, "response_code": e.code});
+        if let (Some(d), Some(w)) = (details.as_object_mut(), what.as_object()) {
+            d.extend(w.clone());
+        }
+        let event = OwnEvent::by_custos(OwnAction::ForwardStep("custos.forward.skipped"), "forwarder", Channel::System)
+            .outcome(EventOutcome::Failure)
+            .severity(Severity::Warning)
+            .reason(Some(e.message.clone()))
+            .resource("forward_destination", Some(id.to_owned()))
+            .details(details);
+        self.events.record_own(event).await?;
+        Ok(())
     }
 
     /// After a success: a recorded failing is followed by its recovery.
@@ -817,11 +856,12 @@ impl Forwarder {
             .execute_raw(stmt_for(
                 self.b(),
                 "UPDATE forward_state SET state = 'failing', failures = ?, next_at = ?, last_error = ?, \
-                 last_error_at = ?, updated_at = ? WHERE destination_id = ?",
+                 last_error_at = ?, failing_since = COALESCE(failing_since, ?), updated_at = ? WHERE destination_id = ?",
                 vec![
                     i64::from(failures).into(),
                     (at + wait).into(),
                     e.message.clone().into(),
+                    at.into(),
                     at.into(),
                     at.into(),
                     id.into(),
@@ -1218,6 +1258,7 @@ pub async fn status_of(
             Some(s) => s.try_get::<String>("", "state")?,
             None => "starting".into(),
         };
+        let stored_failing = stored == "failing";
         let state_word = if !d.enabled {
             "off".to_owned()
         } else if paused {
@@ -1248,6 +1289,8 @@ pub async fn status_of(
             truncated: get_i("truncated")?.unwrap_or(0).max(0) as u64,
             checkpoint_size: get_i("checkpoint_size")?.unwrap_or(0).max(0) as u64,
             failures,
+            failing_since: if failures > 0 || stored_failing { get_i("failing_since")?.map(rfc3339) } else { None },
+            checkpoints: d.checkpoints,
             last_success_at: get_i("last_success_at")?.map(rfc3339),
             last_error: match &state {
                 Some(s) => s.try_get("", "last_error")?,

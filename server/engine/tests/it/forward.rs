@@ -5,8 +5,11 @@
 //! HMAC signature of gzipped NDJSON. Every event arrives, by seq without
 //! gaps, through receivers going down and coming back, a replica dying
 //! without a word (its lease lapses and another resumes at the cursor), a
-//! pause and a replay; checkpoints go out too; CEF is read back by an
-//! independent parser (pycef).
+//! crash between a send and the cursor's save, a pause and a replay;
+//! checkpoints go out too; CEF is read back by an independent parser
+//! (pycef), OCSF checked against the OCSF schema. Also: UDP (cut at its
+//! cap) and plain TCP; an event a receiver refuses alone passed over, a
+//! receiver refusing everything failing.
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -592,6 +595,16 @@ both_backends! {
         assert_eq!(nocert.delivered, 0, "{nocert:?}");
         let report = events.compliance(24).await.unwrap();
         let siem = report.checks.iter().find(|c| c.id == "siem_forwarding").unwrap();
+        assert_eq!(siem.status, custos_model::CheckStatus::Warn, "failing, not yet for an hour: {}", siem.detail);
+        assert!(siem.detail.contains("rsyslog without a client certificate"), "{}", siem.detail);
+        // Still failing an hour later: a failure.
+        for _ in 0..13 {
+            clock.advance_us(300 * SECOND_US);
+            fwd.run_once().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        }
+        let report = events.compliance(24).await.unwrap();
+        let siem = report.checks.iter().find(|c| c.id == "siem_forwarding").unwrap();
         assert_eq!(siem.status, custos_model::CheckStatus::Fail, "{}", siem.detail);
         assert!(siem.detail.contains("rsyslog without a client certificate"), "{}", siem.detail);
 
@@ -609,6 +622,225 @@ both_backends! {
         assert!(conn.execute_raw(sql("DELETE FROM forward_state")).await.is_err());
         fwd.release(std::time::Duration::from_secs(5)).await;
         assert!(clock.now_us() > T0);
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn syslog_over_udp_cuts_long_messages_and_plain_tcp_frames_them(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        // A UDP receiver (one datagram per message) and a plain TCP one
+        // (octet-counted frames).
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let udp_port = udp.local_addr().unwrap().port();
+        let datagrams: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let d = datagrams.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 70_000];
+            while let Ok((n, _)) = udp.recv_from(&mut buf).await {
+                d.lock().unwrap().push(buf[..n].to_vec());
+            }
+        });
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp_port = tcp.local_addr().unwrap().port();
+        let stream: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let s = stream.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt as _;
+            while let Ok((mut c, _)) = tcp.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65_536];
+                    while let Ok(n) = c.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        s.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        });
+
+        let clock = Arc::new(ManualClock::new(T0));
+        let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
+        let events = Arc::new(Events::open(ledger.clone(), Default::default()).await.unwrap());
+        let identity = Arc::new(
+            Identity::new(events.clone(), clock.clone(), Arc::new(OsRandom), IdentitySettings::default()).await.unwrap(),
+        );
+        let rules: BTreeMap<String, ReviewRule> =
+            [("forwarding".to_owned(), ReviewRule { approvals: 0, ..ReviewRule::default() })].into();
+        let store = Arc::new(PolicyStore::open(events.clone(), identity.clone(), &rules).await.unwrap());
+        let id = identity
+            .create_user(&Acting::system(Channel::Cli), NewUser {
+                username: "sam".into(), email: None, display_name: None,
+                password: SecretString::from("a long enough password".to_owned()),
+                roles: vec!["siem_manager".into()], must_change_password: false,
+            })
+            .await
+            .unwrap();
+        let held = identity.principal(id).await.unwrap().unwrap().permissions;
+        let sam = Requester::new(
+            Actor { id: id.to_string(), kind: "user".into(), name: Some("sam".into()), ip: None, user_agent: None, session_id: None },
+            Channel::Ui,
+            None,
+        );
+        let doc = json!({"destinations": [
+            {"id": "udp", "name": "UDP", "type": "syslog", "format": "json", "host": "127.0.0.1", "port": udp_port,
+             "transport": "udp", "udp_max_bytes": 480, "batch_interval_ms": 0, "checkpoints": false},
+            {"id": "tcp", "name": "TCP", "type": "syslog", "format": "leef", "host": "127.0.0.1", "port": tcp_port,
+             "transport": "tcp", "batch_interval_ms": 0, "filter": "category=authentication&outcome=failure"}
+        ]});
+        store
+            .propose(&sam, &held, "forwarding", NewProposal { content: Some(doc), restores: None, based_on: 0, reason: "udp and tcp".into() })
+            .await
+            .unwrap();
+        let fwd = Arc::new(Forwarder::new(events.clone(), store.clone(), "replica-a", Settings { retry_base_us: SECOND_US, allow_private: true }));
+        fwd.run_once().await.unwrap();
+        let by = Submitter { principal: "test".into() };
+        let items: Vec<Value> = (0..30).map(|i| json!({
+            "occurred_at": "2027-01-15T08:00:00Z", "category": "authentication", "action": "user.login",
+            "outcome": if i % 2 == 0 { "failure" } else { "success" },
+            "actor": {"id": format!("u{i}"), "kind": "user"}, "source": {"channel": "api", "application": "portal"},
+            "details": {"padding": "x".repeat(if i == 3 { 2000 } else { 10 })},
+        })).collect();
+        let receipts = events.ingest(&items, None, &by).await.unwrap();
+        for _ in 0..40 {
+            fwd.run_once().await.unwrap();
+            clock.advance_us(SECOND_US / 4);
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        let status = fwd.status().await.unwrap();
+        let head = ledger.head().await.unwrap().seq;
+        assert!(status.destinations.iter().all(|d| d.cursor == Some(head)), "{status:?}");
+
+        // UDP: every event in a datagram of at most 480 bytes; the long one cut, and counted.
+        let got = datagrams.lock().unwrap().clone();
+        assert!(got.iter().all(|g| g.len() <= 480));
+        let seqs: Vec<u64> = got
+            .iter()
+            .filter_map(|g| {
+                let m = String::from_utf8_lossy(g).to_string();
+                let at = m.find(" seq=\"")? + 6;
+                m[at..].split('"').next()?.parse().ok()
+            })
+            .collect();
+        for r in &receipts {
+            assert!(seqs.contains(&r.seq), "seq {} arrived over UDP", r.seq);
+        }
+        let udp = status.destinations.iter().find(|d| d.id == "udp").unwrap();
+        assert!(udp.truncated >= 1, "{udp:?}");
+
+        // TCP: octet-counted frames, the filter applied (failed sign-ins only).
+        let bytes = stream.lock().unwrap().clone();
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let sp = at + bytes[at..].iter().position(|b| *b == b' ').unwrap();
+            let len: usize = std::str::from_utf8(&bytes[at..sp]).unwrap().parse().unwrap();
+            frames.push(String::from_utf8(bytes[sp + 1..sp + 1 + len].to_vec()).unwrap());
+            at = sp + 1 + len;
+        }
+        let framed: Vec<u64> = frames.iter().filter_map(|f| syslog_seq(f)).filter(|(_, c)| !c).map(|(s, _)| s).collect();
+        let failures: Vec<u64> = receipts.iter().step_by(2).map(|r| r.seq).collect();
+        assert_eq!(framed, failures, "only the failed sign-ins, in order");
+        assert!(frames.iter().all(|f| f.contains("LEEF:2.0|Custos|Custos|")));
+        fwd.release(std::time::Duration::from_secs(5)).await;
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn an_event_a_receiver_refuses_alone_is_passed_over_and_recorded_but_a_receiver_refusing_all_is_failing(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        // A webhook refusing (400) any batch holding a poisoned event; a
+        // second one refusing everything.
+        let (hook_url, hook_got) = http_receiver(|g| {
+            if String::from_utf8_lossy(&g.body).contains("poison") {
+                ("400 Bad Request", String::new(), false)
+            } else {
+                ("200 OK", String::new(), true)
+            }
+        })
+        .await;
+        let (wall_url, wall_got) = http_receiver(|_| ("400 Bad Request", String::new(), false)).await;
+        let clock = Arc::new(ManualClock::new(T0));
+        let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
+        let events = Arc::new(Events::open(ledger.clone(), Default::default()).await.unwrap());
+        let identity = Arc::new(
+            Identity::new(events.clone(), clock.clone(), Arc::new(OsRandom), IdentitySettings::default()).await.unwrap(),
+        );
+        let rules: BTreeMap<String, ReviewRule> =
+            [("forwarding".to_owned(), ReviewRule { approvals: 0, ..ReviewRule::default() })].into();
+        let store = Arc::new(PolicyStore::open(events.clone(), identity.clone(), &rules).await.unwrap());
+        let id = identity
+            .create_user(&Acting::system(Channel::Cli), NewUser {
+                username: "sam".into(), email: None, display_name: None,
+                password: SecretString::from("a long enough password".to_owned()),
+                roles: vec!["siem_manager".into()], must_change_password: false,
+            })
+            .await
+            .unwrap();
+        let held = identity.principal(id).await.unwrap().unwrap().permissions;
+        let sam = Requester::new(
+            Actor { id: id.to_string(), kind: "user".into(), name: Some("sam".into()), ip: None, user_agent: None, session_id: None },
+            Channel::Ui,
+            None,
+        );
+        let doc = json!({"destinations": [
+            {"id": "picky", "name": "Picky", "type": "webhook", "url": format!("{hook_url}/in"), "auth": "none",
+             "body": "ndjson", "batch_interval_ms": 0, "checkpoints": false, "filter": "action=doc.read"},
+            {"id": "wall", "name": "Wall", "type": "webhook", "url": format!("{wall_url}/in"), "auth": "none",
+             "batch_interval_ms": 0, "checkpoints": false, "filter": "action=doc.read"}
+        ]});
+        store
+            .propose(&sam, &held, "forwarding", NewProposal { content: Some(doc), restores: None, based_on: 0, reason: "picky".into() })
+            .await
+            .unwrap();
+        let fwd = Arc::new(Forwarder::new(events.clone(), store.clone(), "replica-a", Settings { retry_base_us: SECOND_US, allow_private: true }));
+        fwd.run_once().await.unwrap();
+        let by = Submitter { principal: "test".into() };
+        let event = |i: usize| json!({
+            "occurred_at": "2027-01-15T08:00:00Z", "category": "data_access", "action": "doc.read", "outcome": "success",
+            "actor": {"id": format!("u{i}"), "kind": "user"}, "source": {"channel": "api", "application": "portal"},
+            "details": {"note": if i == 17 { "poison" } else { "fine" }},
+        });
+        // Some delivered first (a record the receiver took before), then
+        // one poisoned among others.
+        let first = events.ingest(&(0..5).map(event).collect::<Vec<_>>(), None, &by).await.unwrap();
+        for _ in 0..4 {
+            fwd.run_once().await.unwrap();
+            clock.advance_us(SECOND_US);
+        }
+        let rest = events.ingest(&(5..40).map(event).collect::<Vec<_>>(), None, &by).await.unwrap();
+        for _ in 0..60 {
+            fwd.run_once().await.unwrap();
+            clock.advance_us(SECOND_US);
+        }
+        let poisoned = rest[12].seq;
+        let got: Vec<u64> = hook_got
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|g| String::from_utf8_lossy(&g.body).lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_u64().unwrap()).collect::<Vec<_>>())
+            .collect();
+        let mut want: Vec<u64> = first.iter().chain(rest.iter()).map(|r| r.seq).filter(|s| *s != poisoned).collect();
+        want.sort();
+        let mut seen: Vec<u64> = got.clone();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen, want, "every event but the poisoned one");
+        assert!(!got.contains(&poisoned));
+        let skipped = actions(&ledger, &events, "custos.forward.skipped").await;
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        let s = fwd.status().await.unwrap();
+        let picky = s.destinations.iter().find(|d| d.id == "picky").unwrap();
+        assert_eq!(picky.state, "ok", "{picky:?}");
+        // Refusing everything: failing, nothing passed over.
+        let wall = s.destinations.iter().find(|d| d.id == "wall").unwrap();
+        assert_eq!(wall.state, "failing", "{wall:?}");
+        assert!(wall_got.lock().unwrap().is_empty());
+        assert!(wall.cursor.unwrap() < first[0].seq, "nothing moved past: {wall:?}");
+        fwd.release(std::time::Duration::from_secs(5)).await;
         ledger.shutdown(tasks).await.unwrap();
     }
 }

@@ -591,9 +591,10 @@ impl Events {
         let mut warn = Vec::new();
         for d in &on {
             let last_ok = d.last_success_at.as_deref().and_then(crate::time::parse_rfc3339);
+            let failing_since = d.failing_since.as_deref().and_then(crate::time::parse_rfc3339).unwrap_or(now);
             if d.state == "failing" {
-                // Nothing delivered for an hour (or ever) while failing.
-                if last_ok.is_none_or(|t| now - t >= HOUR_US) {
+                // Failing for an hour with nothing delivered in that hour.
+                if now - failing_since >= HOUR_US && last_ok.is_none_or(|t| now - t >= HOUR_US) {
                     fail.push(format!(
                         "{} has been failing for over an hour ({})",
                         d.name,
@@ -604,9 +605,13 @@ impl Events {
                 }
             } else if d.paused {
                 warn.push(format!("{} is paused", d.name));
+            } else if d.lag_seconds > 3600.0 {
+                fail.push(format!("{} is more than an hour behind ({} entries)", d.name, d.lag_events));
             } else if d.lag_seconds > 300.0 {
                 warn.push(format!("{} is {:.0} s behind ({} entries)", d.name, d.lag_seconds, d.lag_events));
-            } else if d.holder.is_none() && d.cursor.is_some() {
+            } else if d.cursor.is_none() {
+                warn.push(format!("{} has not been started by any replica yet", d.name));
+            } else if d.holder.is_none() {
                 warn.push(format!("{} is not being forwarded by any replica", d.name));
             }
         }
@@ -619,9 +624,10 @@ impl Events {
             (
                 CheckStatus::Pass,
                 format!(
-                    "{} forwarded in real time (version {version} of the forwarding policy): {}; every one within five                      minutes of the ledger's head, signed checkpoints included.",
+                    "{} forwarded in real time (version {version} of the forwarding policy): {}; every one within five minutes of the ledger's head{}.",
                     plural(on.len() as u64, "destination", "destinations"),
-                    names.join(", ")
+                    names.join(", "),
+                    if on.iter().all(|d| d.checkpoints) { ", signed checkpoints included" } else { "" }
                 ),
             )
         };
