@@ -27,7 +27,7 @@ use super::format::FORMATS;
 use crate::events::SearchFilter;
 use crate::events::validate::FieldError;
 use crate::ledger::Ledger;
-use crate::notify::channels::{Secret, binding_of, open_secret, seal_secret};
+use crate::notify::channels::{Secret, binding_of, check_secret, open_secret, seal_secret};
 
 /// Destination types.
 pub const TYPES: [&str; 3] = ["syslog", "splunk_hec", "webhook"];
@@ -334,22 +334,8 @@ impl ForwardingDoc {
             if !matches!(d.start.as_str(), "now" | "beginning") {
                 return Err(bad(at("start"), "now or beginning"));
             }
-            let secret_ok = |s: &Option<Secret>, f: &str, required: bool| -> Result<(), FieldError> {
-                match s {
-                    None if required => Err(bad(at(f), "required")),
-                    None => Ok(()),
-                    Some(Secret { value: Some(_), .. }) if sealed_only => {
-                        Err(bad(at(f), "a secret in clear cannot be stored: propose it as {\"value\": …}"))
-                    }
-                    Some(Secret { value: Some(v), .. }) if v.is_empty() || v.len() > 16_384 => {
-                        Err(bad(at(f), "1 to 16,384 characters"))
-                    }
-                    Some(Secret { value: None, sealed: None, .. }) => {
-                        Err(bad(at(f), "give the secret as {\"value\": \"…\"}"))
-                    }
-                    Some(_) => Ok(()),
-                }
-            };
+            let secret_ok =
+                |s: &Option<Secret>, f: &str, required: bool| check_secret(s, at(f), required, sealed_only, 16_384);
             let unused = |f: &str, set: bool| -> Result<(), FieldError> {
                 if set { Err(bad(at(f), format!("not used by a {} destination", d.kind))) } else { Ok(()) }
             };

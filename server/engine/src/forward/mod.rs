@@ -95,7 +95,6 @@ struct Unconfirmed {
     upto: u64,
     checkpoint: u64,
     events: u64,
-    truncated: u64,
     at: std::time::Instant,
 }
 
@@ -537,16 +536,15 @@ impl Forwarder {
             };
             if alive {
                 let mut done: Option<Unconfirmed> = None;
-                let (mut events, mut truncated) = (0, 0);
+                let mut events = 0;
                 while r.unconfirmed.front().is_some_and(|u| u.at.elapsed() >= CONFIRM_AFTER) {
                     if let Some(u) = r.unconfirmed.pop_front() {
                         events += u.events;
-                        truncated += u.truncated;
                         done = Some(u);
                     }
                 }
                 if let Some(u) = done {
-                    if !self.confirm(r, &id, u.upto, u.checkpoint, events, truncated).await? {
+                    if !self.confirm(r, &id, u.upto, u.checkpoint, events, 0).await? {
                         return r.lose();
                     }
                     cursor = u.upto;
@@ -627,7 +625,6 @@ impl Forwarder {
                         upto,
                         checkpoint: new_cp,
                         events: 0,
-                        truncated: 0,
                         at: std::time::Instant::now(),
                     });
                 } else {
@@ -658,7 +655,6 @@ impl Forwarder {
                         upto,
                         checkpoint: new_cp,
                         events: n_events,
-                        truncated,
                         at: std::time::Instant::now(),
                     });
                 } else {

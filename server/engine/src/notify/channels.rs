@@ -200,22 +200,8 @@ impl NotificationsDoc {
             if c.name.trim().is_empty() || c.name.chars().count() > 200 {
                 return Err(bad(at("name"), "1 to 200 characters"));
             }
-            let secret_ok = |s: &Option<Secret>, f: &str, required: bool| -> Result<(), FieldError> {
-                match s {
-                    None if required => Err(bad(at(f), "required")),
-                    None => Ok(()),
-                    Some(Secret { value: Some(_), .. }) if sealed_only => {
-                        Err(bad(at(f), "a secret in clear cannot be stored: propose it as {\"value\": …}"))
-                    }
-                    Some(Secret { value: Some(v), .. }) if v.is_empty() || v.len() > 4096 => {
-                        Err(bad(at(f), "1 to 4,096 characters"))
-                    }
-                    Some(Secret { value: None, sealed: None, .. }) => {
-                        Err(bad(at(f), "give the secret as {\"value\": \"…\"}"))
-                    }
-                    Some(_) => Ok(()),
-                }
-            };
+            let secret_ok =
+                |s: &Option<Secret>, f: &str, required: bool| check_secret(s, at(f), required, sealed_only, 4096);
             for (f, v) in [("subject", &c.subject), ("body", &c.body)] {
                 if v.as_ref().is_some_and(|t| t.chars().count() > 4000) {
                     return Err(bad(at(f), "at most 4,000 characters"));
@@ -330,6 +316,30 @@ impl NotificationsDoc {
             }
         }
         out
+    }
+}
+
+/// Checks a secret field at `path`: present when `required`, given as
+/// `{"value": …}` of 1 to `max` bytes (refused in clear when `sealed_only`:
+/// what is stored never holds one) or already sealed.
+pub(crate) fn check_secret(
+    s: &Option<Secret>,
+    path: String,
+    required: bool,
+    sealed_only: bool,
+    max: usize,
+) -> Result<(), FieldError> {
+    match s {
+        None if required => Err(bad(path, "required")),
+        None => Ok(()),
+        Some(Secret { value: Some(_), .. }) if sealed_only => {
+            Err(bad(path, "a secret in clear cannot be stored: propose it as {\"value\": …}"))
+        }
+        Some(Secret { value: Some(v), .. }) if v.is_empty() || v.len() > max => {
+            Err(bad(path, format!("1 to {max} bytes")))
+        }
+        Some(Secret { value: None, sealed: None, .. }) => Err(bad(path, "give the secret as {\"value\": \"…\"}")),
+        Some(_) => Ok(()),
     }
 }
 

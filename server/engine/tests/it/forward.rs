@@ -227,6 +227,58 @@ fn syslog_records(lines: &[String]) -> Received {
     r
 }
 
+/// A ledger on a manual clock, its events and policy store (forwarding
+/// changes take effect without approval), and `sam`, a siem_manager.
+struct World {
+    clock: Arc<ManualClock>,
+    ledger: Ledger,
+    tasks: custos_engine::ledger::LedgerTasks,
+    events: Arc<Events>,
+    store: Arc<PolicyStore>,
+    sam: Requester,
+    held: custos_engine::identity::permission::PermissionSet,
+}
+
+async fn world(t: &TestDb) -> World {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
+    let events = Arc::new(Events::open(ledger.clone(), Default::default()).await.unwrap());
+    let identity = Arc::new(
+        Identity::new(events.clone(), clock.clone(), Arc::new(OsRandom), IdentitySettings::default()).await.unwrap(),
+    );
+    let rules: BTreeMap<String, ReviewRule> =
+        [("forwarding".to_owned(), ReviewRule { approvals: 0, ..ReviewRule::default() })].into();
+    let store = Arc::new(PolicyStore::open(events.clone(), identity.clone(), &rules).await.unwrap());
+    let id = identity
+        .create_user(
+            &Acting::system(Channel::Cli),
+            NewUser {
+                username: "sam".into(),
+                email: None,
+                display_name: None,
+                password: SecretString::from("a long enough password".to_owned()),
+                roles: vec!["siem_manager".into()],
+                must_change_password: false,
+            },
+        )
+        .await
+        .unwrap();
+    let held = identity.principal(id).await.unwrap().unwrap().permissions;
+    let sam = Requester::new(
+        Actor {
+            id: id.to_string(),
+            kind: "user".into(),
+            name: Some("sam".into()),
+            ip: None,
+            user_agent: None,
+            session_id: None,
+        },
+        Channel::Ui,
+        None,
+    );
+    World { clock, ledger, tasks, events, store, sam, held }
+}
+
 async fn actions(ledger: &Ledger, events: &Events, prefix: &str) -> Vec<String> {
     let head = ledger.head().await.unwrap().seq;
     let mut out = Vec::new();
@@ -277,29 +329,7 @@ both_backends! {
         })
         .await;
 
-        let clock = Arc::new(ManualClock::new(T0));
-        let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
-        let events = Arc::new(Events::open(ledger.clone(), Default::default()).await.unwrap());
-        let identity = Arc::new(
-            Identity::new(events.clone(), clock.clone(), Arc::new(OsRandom), IdentitySettings::default()).await.unwrap(),
-        );
-        let rules: BTreeMap<String, ReviewRule> =
-            [("forwarding".to_owned(), ReviewRule { approvals: 0, ..ReviewRule::default() })].into();
-        let store = Arc::new(PolicyStore::open(events.clone(), identity.clone(), &rules).await.unwrap());
-        let id = identity
-            .create_user(&Acting::system(Channel::Cli), NewUser {
-                username: "sam".into(), email: None, display_name: None,
-                password: SecretString::from("a long enough password".to_owned()),
-                roles: vec!["siem_manager".into()], must_change_password: false,
-            })
-            .await
-            .unwrap();
-        let held = identity.principal(id).await.unwrap().unwrap().permissions;
-        let sam = Requester::new(
-            Actor { id: id.to_string(), kind: "user".into(), name: Some("sam".into()), ip: None, user_agent: None, session_id: None },
-            Channel::Ui,
-            None,
-        );
+        let World { clock, ledger, tasks, events, store, sam, held } = world(&t).await;
         let doc = json!({"destinations": [
             {"id": "rsyslog", "name": "rsyslog", "type": "syslog", "format": "cef", "host": "127.0.0.1", "port": rsyslog.port,
              "transport": "tls", "ca_pem": pem("ca.pem"), "server_name": "localhost",
@@ -661,29 +691,7 @@ both_backends! {
             }
         });
 
-        let clock = Arc::new(ManualClock::new(T0));
-        let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
-        let events = Arc::new(Events::open(ledger.clone(), Default::default()).await.unwrap());
-        let identity = Arc::new(
-            Identity::new(events.clone(), clock.clone(), Arc::new(OsRandom), IdentitySettings::default()).await.unwrap(),
-        );
-        let rules: BTreeMap<String, ReviewRule> =
-            [("forwarding".to_owned(), ReviewRule { approvals: 0, ..ReviewRule::default() })].into();
-        let store = Arc::new(PolicyStore::open(events.clone(), identity.clone(), &rules).await.unwrap());
-        let id = identity
-            .create_user(&Acting::system(Channel::Cli), NewUser {
-                username: "sam".into(), email: None, display_name: None,
-                password: SecretString::from("a long enough password".to_owned()),
-                roles: vec!["siem_manager".into()], must_change_password: false,
-            })
-            .await
-            .unwrap();
-        let held = identity.principal(id).await.unwrap().unwrap().permissions;
-        let sam = Requester::new(
-            Actor { id: id.to_string(), kind: "user".into(), name: Some("sam".into()), ip: None, user_agent: None, session_id: None },
-            Channel::Ui,
-            None,
-        );
+        let World { clock, ledger, tasks, events, store, sam, held } = world(&t).await;
         let doc = json!({"destinations": [
             {"id": "udp", "name": "UDP", "type": "syslog", "format": "json", "host": "127.0.0.1", "port": udp_port,
              "transport": "udp", "udp_max_bytes": 480, "batch_interval_ms": 0, "checkpoints": false},
@@ -763,29 +771,7 @@ both_backends! {
         })
         .await;
         let (wall_url, wall_got) = http_receiver(|_| ("400 Bad Request", String::new(), false)).await;
-        let clock = Arc::new(ManualClock::new(T0));
-        let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
-        let events = Arc::new(Events::open(ledger.clone(), Default::default()).await.unwrap());
-        let identity = Arc::new(
-            Identity::new(events.clone(), clock.clone(), Arc::new(OsRandom), IdentitySettings::default()).await.unwrap(),
-        );
-        let rules: BTreeMap<String, ReviewRule> =
-            [("forwarding".to_owned(), ReviewRule { approvals: 0, ..ReviewRule::default() })].into();
-        let store = Arc::new(PolicyStore::open(events.clone(), identity.clone(), &rules).await.unwrap());
-        let id = identity
-            .create_user(&Acting::system(Channel::Cli), NewUser {
-                username: "sam".into(), email: None, display_name: None,
-                password: SecretString::from("a long enough password".to_owned()),
-                roles: vec!["siem_manager".into()], must_change_password: false,
-            })
-            .await
-            .unwrap();
-        let held = identity.principal(id).await.unwrap().unwrap().permissions;
-        let sam = Requester::new(
-            Actor { id: id.to_string(), kind: "user".into(), name: Some("sam".into()), ip: None, user_agent: None, session_id: None },
-            Channel::Ui,
-            None,
-        );
+        let World { clock, ledger, tasks, events, store, sam, held } = world(&t).await;
         let doc = json!({"destinations": [
             {"id": "picky", "name": "Picky", "type": "webhook", "url": format!("{hook_url}/in"), "auth": "none",
              "body": "ndjson", "batch_interval_ms": 0, "checkpoints": false, "filter": "action=doc.read"},
