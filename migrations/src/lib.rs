@@ -16,6 +16,7 @@ mod m20261202_000007_policies;
 mod m20261203_000008_alerts;
 mod m20261204_000009_notifications;
 mod m20261205_000010_forwarding;
+mod m20261206_000011_retention;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_alerts::Migration),
             Box::new(m20261204_000009_notifications::Migration),
             Box::new(m20261205_000010_forwarding::Migration),
+            Box::new(m20261206_000011_retention::Migration),
         ]
     }
 }

@@ -11,5 +11,6 @@ pub mod lease;
 pub mod ledger;
 pub mod notify;
 pub mod policies;
+pub mod retention;
 pub mod storage;
 pub mod time;

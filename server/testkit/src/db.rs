@@ -91,7 +91,10 @@ impl TestDb {
             DbKind::Sqlite => {
                 for t in [
                     "ledger_entries_no_update",
-                    "ledger_entries_guarded_delete",
+                    "ledger_entries_delete_purged_or_tombstoned",
+                    "ledger_tombstones_no_update",
+                    "ledger_tombstones_no_delete",
+                    "ledger_tombstones_need_record",
                     "checkpoints_no_update",
                     "checkpoints_no_delete",
                     "ledger_keys_no_update",
@@ -103,6 +106,8 @@ impl TestDb {
             DbKind::Postgres => {
                 self.sql("DROP TRIGGER ledger_entries_no_update ON ledger_entries").await;
                 self.sql("DROP TRIGGER ledger_entries_guarded_delete ON ledger_entries").await;
+                self.sql("DROP TRIGGER ledger_tombstones_no_change ON ledger_tombstones").await;
+                self.sql("DROP TRIGGER ledger_tombstones_need_record ON ledger_tombstones").await;
                 self.sql("DROP TRIGGER checkpoints_no_change ON checkpoints").await;
                 self.sql("DROP TRIGGER ledger_keys_no_change ON ledger_keys").await;
             }

@@ -68,6 +68,10 @@ pub enum OwnAction {
     /// tested}` (by the person), `…failed`, `…recovered` and `…skipped`
     /// (by Custos).
     ForwardStep(&'static str),
+    /// A retention step: `custos.retention.run_started` (by whoever asked,
+    /// or Custos on its schedule), `…run_completed`, `…run_failed` (by
+    /// Custos), `…archive_verified` (by the person).
+    RetentionStep(&'static str),
     /// An account or access event of the identity service (`user.login`,
     /// `role.create`, `apikey.use`, …): its action and category.
     Identity {
@@ -101,7 +105,8 @@ impl OwnAction {
             OwnAction::PolicyStep(action)
             | OwnAction::AlertStep(action)
             | OwnAction::NotificationStep(action)
-            | OwnAction::ForwardStep(action) => action,
+            | OwnAction::ForwardStep(action)
+            | OwnAction::RetentionStep(action) => action,
             OwnAction::Identity { action, .. } => action,
             OwnAction::Request { action, .. } => action,
         }
@@ -117,6 +122,7 @@ impl OwnAction {
             OwnAction::MaskingPolicyUpdate | OwnAction::PolicyStep(_) => "policy",
             OwnAction::AlertStep(_) | OwnAction::NotificationStep(_) => "security",
             OwnAction::ForwardStep(_) => "system",
+            OwnAction::RetentionStep(_) => "integrity",
             OwnAction::Identity { category, .. } | OwnAction::Request { category, .. } => category,
         }
     }

@@ -59,6 +59,62 @@ pub struct SearchFilter {
     pub exclude_own: bool,
 }
 
+/// The parameters of the explorer's filter that select by clear columns
+/// (what forwarding destinations and legal holds may use: no free text, no
+/// time, no paging).
+pub const FILTER_PARAMETERS: [&str; 10] =
+    ["actor", "action", "resource_type", "resource_id", "outcome", "category", "channel", "severity", "tenant", "own"];
+
+/// Parses a filter in the explorer's language (`actor=alice&category=admin`,
+/// a leading `?` allowed), limited to [`FILTER_PARAMETERS`]; words with a
+/// vocabulary are checked (a typo would select nothing). Errors name
+/// `path`.
+pub fn filter_of_query(q: &str, path: &str) -> Result<SearchFilter, FieldError> {
+    let bad = |reason: String| FieldError { path: path.to_owned(), reason };
+    let q = q.trim().trim_start_matches('?');
+    let pairs: Vec<(String, String)> = if q.is_empty() {
+        Vec::new()
+    } else {
+        reqwest::Url::parse(&format!("http://x/?{q}"))
+            .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+            .unwrap_or_default()
+    };
+    if let Some((k, _)) = pairs.iter().find(|(k, _)| !FILTER_PARAMETERS.contains(&k.as_str())) {
+        return Err(bad(format!("`{k}` cannot be used here; use {}", FILTER_PARAMETERS.join(", "))));
+    }
+    for (k, v) in &pairs {
+        let words: &[&str] = match k.as_str() {
+            "outcome" => &custos_model::OUTCOMES,
+            "category" => &custos_model::CATEGORIES,
+            "severity" => &custos_model::SEVERITIES,
+            _ => continue,
+        };
+        if let Some(w) = v.split(',').map(str::trim).find(|w| !words.contains(w)) {
+            return Err(bad(format!("{k} `{w}`: one of {}", words.join(", "))));
+        }
+    }
+    SearchFilter::from_pairs(&pairs).map_err(|errs| {
+        let e = errs.into_iter().next().unwrap_or(FieldError { path: String::new(), reason: "invalid".into() });
+        bad(format!("{}: {}", e.path, e.reason))
+    })
+}
+
+/// `SELECT seq` of the entries a filter selects (without `q`) within
+/// `from..=to`, in seq order.
+pub fn seqs_sql(
+    f: &SearchFilter,
+    actors: &[String],
+    resource_ids: &[String],
+    from: u64,
+    to: u64,
+) -> (String, Vec<Value>) {
+    let (wh, mut values) = where_clause(f, actors, resource_ids, None);
+    let join = if wh.is_empty() { " WHERE" } else { " AND" };
+    values.push(seq_value(from));
+    values.push(seq_value(to));
+    (format!("SELECT seq FROM ledger_entries{wh}{join} seq >= ? AND seq <= ? ORDER BY seq"), values)
+}
+
 /// Every parameter `GET /api/audit` takes.
 pub const PARAMETERS: [&str; 16] = [
     "actor",

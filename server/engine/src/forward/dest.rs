@@ -34,8 +34,7 @@ pub const TYPES: [&str; 3] = ["syslog", "splunk_hec", "webhook"];
 const MAX_DESTINATIONS: usize = 20;
 const PURPOSE: &str = "forwarding";
 /// The parameters of the explorer's filter a destination may use.
-pub const FILTER_PARAMETERS: [&str; 10] =
-    ["actor", "action", "resource_type", "resource_id", "outcome", "category", "channel", "severity", "tenant", "own"];
+pub use crate::events::search::FILTER_PARAMETERS;
 
 /// One destination.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,30 +210,7 @@ impl DestinationDef {
 
     /// The events it takes, as a search filter.
     pub fn search_filter(&self) -> Result<SearchFilter, FieldError> {
-        let q = self.filter.as_deref().unwrap_or("").trim().trim_start_matches('?');
-        let pairs: Vec<(String, String)> = if q.is_empty() { Vec::new() } else { url_pairs(q) };
-        if let Some((k, _)) = pairs.iter().find(|(k, _)| !FILTER_PARAMETERS.contains(&k.as_str())) {
-            return Err(bad(
-                "filter".into(),
-                format!("`{k}` cannot filter a destination; use {}", FILTER_PARAMETERS.join(", ")),
-            ));
-        }
-        // Words with a vocabulary are checked (a typo would forward nothing).
-        for (k, v) in &pairs {
-            let words: &[&str] = match k.as_str() {
-                "outcome" => &custos_model::OUTCOMES,
-                "category" => &custos_model::CATEGORIES,
-                "severity" => &custos_model::SEVERITIES,
-                _ => continue,
-            };
-            if let Some(w) = v.split(',').map(str::trim).find(|w| !words.contains(w)) {
-                return Err(bad("filter".into(), format!("{k} `{w}`: one of {}", words.join(", "))));
-            }
-        }
-        SearchFilter::from_pairs(&pairs).map_err(|errs| {
-            let e = errs.into_iter().next().unwrap_or(FieldError { path: String::new(), reason: "invalid".into() });
-            bad("filter".into(), format!("{}: {}", e.path, e.reason))
-        })
+        crate::events::search::filter_of_query(self.filter.as_deref().unwrap_or(""), "filter")
     }
 
     /// Where and how it sends, for the secrets' binding: a secret opens
@@ -274,12 +250,6 @@ impl DestinationDef {
 }
 
 /// `a=b&c=d` as pairs, percent-decoded.
-fn url_pairs(q: &str) -> Vec<(String, String)> {
-    reqwest::Url::parse(&format!("http://x/?{q}"))
-        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
-        .unwrap_or_default()
-}
-
 impl ForwardingDoc {
     /// Parses a document; the first bad destination is named.
     pub fn parse(doc: &Value) -> Result<ForwardingDoc, FieldError> {

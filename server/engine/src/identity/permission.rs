@@ -178,7 +178,7 @@ pub struct BuiltinRole {
 }
 
 /// The built-in roles.
-pub const BUILTIN_ROLES: [BuiltinRole; 6] = [
+pub const BUILTIN_ROLES: [BuiltinRole; 7] = [
     BuiltinRole {
         name: "admin",
         description: "Full access, including users, roles and keys",
@@ -209,6 +209,11 @@ pub const BUILTIN_ROLES: [BuiltinRole; 6] = [
         name: "siem_manager",
         description: "Manages SIEM forwarding destinations (previews show masked events)",
         permissions: &[Permission::SiemManage, Permission::PolicyRead, Permission::AuditRead],
+    },
+    BuiltinRole {
+        name: "records_manager",
+        description: "Manages retention, legal holds, archives and backups",
+        permissions: &[Permission::RetentionManage, Permission::PolicyRead, Permission::AuditRead],
     },
     BuiltinRole { name: "viewer", description: "Reads the audit log, masked", permissions: &[Permission::AuditRead] },
 ];

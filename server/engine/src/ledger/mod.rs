@@ -17,6 +17,7 @@ pub mod rollup;
 pub mod service;
 pub mod sqlite_direct;
 pub mod store;
+pub mod tombstone;
 pub mod types;
 pub mod verify;
 

@@ -103,8 +103,44 @@ pub struct ArchivedEntry {
     pub chain_hash: String,
 }
 
+/// The format of a retention purge's bundle (a prefix, every entry).
+pub const ARCHIVE_V1: &str = "custos-archive/v1";
+/// The format of a removal's bundle (`tombstone`): every seq of the range,
+/// the removed entries as sealed, the others as their hashes.
+pub const ARCHIVE_V2: &str = "custos-archive/v2";
+
+/// An entry line of a `custos-archive/v2` bundle not removed (still in the
+/// ledger, or removed before): only its hashes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeptLine {
+    /// seq.
+    pub seq: u64,
+    /// Always true.
+    pub kept: bool,
+    /// hex.
+    pub leaf_hash: String,
+    /// hex.
+    pub chain_hash: String,
+}
+
+/// A line after the header.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ArchiveLine {
+    /// Only the hashes (v2).
+    Kept(KeptLine),
+    /// The entry as sealed.
+    Entry(Box<ArchivedEntry>),
+}
+
+impl ArchiveLine {
+    pub(crate) fn kept(seq: u64, leaf: &Hash, chain: &Hash) -> ArchiveLine {
+        ArchiveLine::Kept(KeptLine { seq, kept: true, leaf_hash: hex::encode(leaf), chain_hash: hex::encode(chain) })
+    }
+}
+
 impl ArchivedEntry {
-    fn from_stored(e: &StoredEntry) -> Self {
+    pub(crate) fn from_stored(e: &StoredEntry) -> Self {
         ArchivedEntry {
             seq: e.header.seq,
             event_id: e.header.event_id,
@@ -121,19 +157,21 @@ impl ArchivedEntry {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
     move |source| LedgerError::Io { path: path.display().to_string(), source }
 }
 
-struct HashingWriter<W> {
-    inner: W,
-    hash: Sha256,
+pub(crate) struct HashingWriter<W> {
+    pub(crate) inner: W,
+    pub(crate) hash: Sha256,
+    pub(crate) bytes: u64,
 }
 
 impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -187,9 +225,9 @@ impl Ledger {
         );
         let path = archive_dir.join(&name);
         let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(io_err(&path))?;
-        let mut w = HashingWriter { inner: std::io::BufWriter::new(file), hash: Sha256::new() };
+        let mut w = HashingWriter { inner: std::io::BufWriter::new(file), hash: Sha256::new(), bytes: 0 };
         let header = ArchiveHeader {
-            format: "custos-archive/v1".into(),
+            format: ARCHIVE_V1.into(),
             origin: self.origin().to_owned(),
             from_seq: from,
             through_seq: through,
@@ -320,17 +358,49 @@ pub enum ArchiveError {
     Checkpoint(String),
 }
 
+/// What an intact archive holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArchiveSummary {
+    /// `custos-archive/v1` (a purge) or `custos-archive/v2` (a removal).
+    pub format: String,
+    /// First seq of its range.
+    pub from_seq: u64,
+    /// Last seq of its range.
+    pub through_seq: u64,
+    /// Entries it holds as sealed (each proven).
+    pub entries: u64,
+    /// Seqs given only by their hashes (v2).
+    pub kept: u64,
+    /// The signed checkpoint's tree size it is proven against.
+    pub checkpoint_size: u64,
+    /// `tombstone::tombstones_digest` of the seqs it holds as sealed: what
+    /// a retention record signs for a removal.
+    pub entries_sha256: String,
+}
+
 /// Verifies an archive bundle with only the ledger's public key. Returns the
 /// number of entries verified.
 pub fn verify_archive(path: &Path, verifier: &NoteVerifier) -> Result<u64, ArchiveError> {
+    verify_archive_summary(path, verifier).map(|s| s.entries)
+}
+
+/// Verifies an archive bundle with only the ledger's public key: every
+/// entry's leaf hash recomputed from its sealed fields, the chain followed,
+/// and the tree they build proven consistent with the signed checkpoint.
+pub fn verify_archive_summary(path: &Path, verifier: &NoteVerifier) -> Result<ArchiveSummary, ArchiveError> {
     use std::io::BufRead as _;
     let file = std::fs::File::open(path)?;
     let mut lines = std::io::BufReader::new(file).lines();
     let header: ArchiveHeader =
         serde_json::from_str(&lines.next().ok_or_else(|| ArchiveError::Format("empty file".into()))??)
             .map_err(|e| ArchiveError::Format(e.to_string()))?;
-    if header.format != "custos-archive/v1" {
-        return Err(ArchiveError::Format(format!("unknown format {}", header.format)));
+    let v2 = match header.format.as_str() {
+        ARCHIVE_V1 => false,
+        ARCHIVE_V2 => true,
+        other => return Err(ArchiveError::Format(format!("unknown format {other}"))),
+    };
+    if header.from_seq == 0 || header.through_seq < header.from_seq {
+        return Err(ArchiveError::Format("range out of order".into()));
     }
     let hex32 = |s: &str| -> Result<Hash, ArchiveError> {
         hex::decode(s).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| ArchiveError::Format(format!("bad hash {s}")))
@@ -341,33 +411,51 @@ pub fn verify_archive(path: &Path, verifier: &NoteVerifier) -> Result<u64, Archi
         Frontier::decode(header.from_seq - 1, &start_frontier).map_err(|e| ArchiveError::Format(e.to_string()))?;
     let cp = verifier.open_checkpoint(&header.checkpoint).map_err(|e| ArchiveError::Checkpoint(e.to_string()))?;
     let mut expected = header.from_seq;
+    let (mut entries, mut kept) = (0u64, 0u64);
+    let mut held = Sha256::new();
+    held.update(b"custos.tombstones/v1");
     for line in lines {
         let line = line?;
         if line.is_empty() {
             continue;
         }
-        let a: ArchivedEntry = serde_json::from_str(&line).map_err(|e| ArchiveError::Format(e.to_string()))?;
-        let bad = |reason: &str| ArchiveError::Entry { seq: a.seq, reason: reason.to_owned() };
-        if a.seq != expected {
+        let parsed: ArchiveLine = serde_json::from_str(&line).map_err(|e| ArchiveError::Format(e.to_string()))?;
+        let (seq, leaf, stored_chain) = match parsed {
+            ArchiveLine::Kept(k) => {
+                if !v2 || !k.kept {
+                    return Err(ArchiveError::Entry { seq: k.seq, reason: "an entry line without the entry".into() });
+                }
+                kept += 1;
+                (k.seq, hex32(&k.leaf_hash)?, hex32(&k.chain_hash)?)
+            }
+            ArchiveLine::Entry(a) => {
+                let bad = |reason: &str| ArchiveError::Entry { seq: a.seq, reason: reason.to_owned() };
+                let header_bytes = encoding::header_bytes(&EntryHeader {
+                    seq: a.seq,
+                    event_id: a.event_id,
+                    occurred_at_us: a.occurred_at,
+                    recorded_at_us: a.recorded_at,
+                    fields: a.fields.clone(),
+                });
+                let iv: [u8; 16] =
+                    B64.decode(&a.iv).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| bad("bad iv"))?;
+                let ct = B64.decode(&a.ciphertext).map_err(|_| bad("bad ciphertext"))?;
+                let mac = hex32(&a.mac)?;
+                let leaf = encoding::leaf_hash(&header_bytes, a.key_id, &iv, &ct, &mac);
+                if leaf != hex32(&a.leaf_hash)? {
+                    return Err(bad("stored fields do not match the leaf hash"));
+                }
+                entries += 1;
+                held.update(a.seq.to_be_bytes());
+                (a.seq, leaf, hex32(&a.chain_hash)?)
+            }
+        };
+        if seq != expected {
             return Err(ArchiveError::Entry { seq: expected, reason: "missing".into() });
         }
-        let header_bytes = encoding::header_bytes(&EntryHeader {
-            seq: a.seq,
-            event_id: a.event_id,
-            occurred_at_us: a.occurred_at,
-            recorded_at_us: a.recorded_at,
-            fields: a.fields.clone(),
-        });
-        let iv: [u8; 16] = B64.decode(&a.iv).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| bad("bad iv"))?;
-        let ct = B64.decode(&a.ciphertext).map_err(|_| bad("bad ciphertext"))?;
-        let mac = hex32(&a.mac)?;
-        let leaf = encoding::leaf_hash(&header_bytes, a.key_id, &iv, &ct, &mac);
-        if leaf != hex32(&a.leaf_hash)? {
-            return Err(bad("stored fields do not match the leaf hash"));
-        }
         chain = encoding::chain_hash(&chain, &leaf);
-        if chain != hex32(&a.chain_hash)? {
-            return Err(bad("chain value does not follow"));
+        if chain != stored_chain {
+            return Err(ArchiveError::Entry { seq, reason: "chain value does not follow".into() });
         }
         frontier.push(leaf, |_, _, _| {});
         expected += 1;
@@ -378,5 +466,14 @@ pub fn verify_archive(path: &Path, verifier: &NoteVerifier) -> Result<u64, Archi
     let proof: Vec<Hash> = header.consistency_proof.iter().map(|h| hex32(h)).collect::<Result<_, _>>()?;
     merkle::verify_consistency(header.through_seq, cp.tree_size, &frontier.root(), &cp.root_hash, &proof)
         .map_err(|e| ArchiveError::Checkpoint(e.to_string()))?;
-    Ok(header.through_seq + 1 - header.from_seq)
+    let digest: Hash = held.finalize().into();
+    Ok(ArchiveSummary {
+        format: header.format,
+        from_seq: header.from_seq,
+        through_seq: header.through_seq,
+        entries,
+        kept,
+        checkpoint_size: cp.tree_size,
+        entries_sha256: hex::encode(digest),
+    })
 }

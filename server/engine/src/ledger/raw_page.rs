@@ -34,6 +34,9 @@ pub struct RawRec {
     pub chain_hash: Hash,
     /// MAC and padding, when already checked by the reader thread.
     pub(crate) sealed: Option<Result<(), super::crypto::OpenError>>,
+    /// A tombstone (the entry was removed under the retention record
+    /// anchored at this seq): only `seq`, `leaf_hash` and `chain_hash`.
+    pub tombstone: Option<u64>,
 }
 
 /// The data keys a scan checks MACs with, shareable with a reader thread.
@@ -45,6 +48,9 @@ impl RawPage {
     pub(crate) fn check_sealed(&mut self, keys: &KeySnapshot) {
         for i in 0..self.recs.len() {
             let r = &self.recs[i];
+            if r.tombstone.is_some() {
+                continue;
+            }
             let status = keys.get(&r.key_id).map(|k| k.check(self.header(r), &r.iv, self.ciphertext(r), &r.mac));
             self.recs[i].sealed = status;
         }
@@ -82,6 +88,24 @@ impl RawPage {
             leaf_hash,
             chain_hash,
             sealed: None,
+            tombstone: None,
+        });
+    }
+
+    /// Appends a tombstone.
+    pub fn push_tombstone(&mut self, t: &super::store::TombstoneRow) {
+        let at = self.buf.len() as u32;
+        self.recs.push(RawRec {
+            seq: t.seq,
+            key_id: 0,
+            header: (at, at),
+            ciphertext: (at, at),
+            iv: [0; 16],
+            mac: [0; 32],
+            leaf_hash: t.leaf_hash,
+            chain_hash: t.chain_hash,
+            sealed: None,
+            tombstone: Some(t.anchor_seq),
         });
     }
 

@@ -295,8 +295,35 @@ pub fn scan_raw(
     let sql = format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq");
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params![seq_to(from), seq_to(to)])?;
+    // Tombstones (entries removed by retention) are merged in seq order,
+    // read in the same transaction.
+    let mut tomb_stmt = conn.prepare_cached(
+        "SELECT seq, anchor_seq, leaf_hash, chain_hash FROM ledger_tombstones WHERE seq >= ?1 AND seq <= ?2 \
+         ORDER BY seq",
+    )?;
+    let mut tomb_rows = tomb_stmt.query(params![seq_to(from), seq_to(to)])?;
+    let mut next_tomb = || -> Result<Option<super::store::TombstoneRow>, LedgerError> {
+        let Some(row) = tomb_rows.next()? else { return Ok(None) };
+        Ok(Some(super::store::TombstoneRow {
+            seq: seq_from(row.get(0)?)?,
+            anchor_seq: seq_from(row.get(1)?)?,
+            leaf_hash: array::<32>(row, 2, "leaf_hash")?,
+            chain_hash: array::<32>(row, 3, "chain_hash")?,
+        }))
+    };
+    let mut tomb = next_tomb()?;
     let mut buf = RawPage::with_capacity(page);
     while let Some(row) = rows.next()? {
+        let seq = seq_from(row.get(0)?)?;
+        while let Some(t) = tomb.filter(|t| t.seq <= seq) {
+            if t.seq < seq {
+                buf.push_tombstone(&t);
+                if buf.len() >= page && !sink(std::mem::replace(&mut buf, RawPage::with_capacity(page))) {
+                    return Ok(());
+                }
+            }
+            tomb = next_tomb()?;
+        }
         let event_id: &[u8; 16] =
             blob(row, 1)?.try_into().map_err(|_| LedgerError::Corrupt("event_id is not 16 bytes".into()))?;
         let key_id: i64 = row.get(15)?;
@@ -325,9 +352,16 @@ pub fn scan_raw(
             array::<32>(row, 19, "leaf_hash")?,
             array::<32>(row, 20, "chain_hash")?,
         );
-        if buf.len() == page && !sink(std::mem::replace(&mut buf, RawPage::with_capacity(page))) {
+        if buf.len() >= page && !sink(std::mem::replace(&mut buf, RawPage::with_capacity(page))) {
             return Ok(());
         }
+    }
+    while let Some(t) = tomb {
+        buf.push_tombstone(&t);
+        if buf.len() >= page && !sink(std::mem::replace(&mut buf, RawPage::with_capacity(page))) {
+            return Ok(());
+        }
+        tomb = next_tomb()?;
     }
     if !buf.is_empty() {
         sink(buf);

@@ -222,7 +222,8 @@ pub async fn read_entry(conn: &impl ConnectionTrait, seq: u64) -> Result<Option<
     Ok(read_entries(conn, seq, seq, 1).await?.into_iter().next())
 }
 
-/// Leaf hashes of seqs `from..=to` (leaf index = seq - 1), in order.
+/// Leaf hashes of seqs `from..=to` (leaf index = seq - 1), in order: of
+/// the entries and of the tombstones that replaced removed ones.
 pub async fn read_leaf_hashes(
     conn: &impl ConnectionTrait,
     from: u64,
@@ -232,8 +233,9 @@ pub async fn read_leaf_hashes(
     let rows = conn
         .query_all_raw(stmt_for(
             b,
-            "SELECT seq, leaf_hash FROM ledger_entries WHERE seq >= ? AND seq <= ? ORDER BY seq",
-            vec![seq_value(from), seq_value(to)],
+            "SELECT seq, leaf_hash FROM ledger_entries WHERE seq >= ? AND seq <= ? \
+             UNION ALL SELECT seq, leaf_hash FROM ledger_tombstones WHERE seq >= ? AND seq <= ? ORDER BY seq",
+            vec![seq_value(from), seq_value(to), seq_value(from), seq_value(to)],
         ))
         .await?;
     rows.iter().map(|r| Ok((to_u64(r.try_get("", "seq")?, "seq")?, get_array::<32>(r, "leaf_hash")?))).collect()
@@ -509,4 +511,54 @@ pub async fn max_entry_seq(conn: &impl ConnectionTrait) -> Result<u64, LedgerErr
     let b = conn.get_database_backend();
     let row = conn.query_one_raw(stmt_for(b, "SELECT COALESCE(MAX(seq), 0) AS m FROM ledger_entries", vec![])).await?;
     to_u64(row.map(|r| r.try_get::<i64>("", "m")).transpose()?.unwrap_or(0), "seq")
+}
+
+/// A tombstone: an entry removed by retention or erasure, its seq, leaf
+/// hash and chain value kept (see `ledger::tombstone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TombstoneRow {
+    /// The removed entry's seq.
+    pub seq: u64,
+    /// The retention record (its anchor seq) that removed it.
+    pub anchor_seq: u64,
+    /// Its leaf hash.
+    pub leaf_hash: Hash,
+    /// Its chain value.
+    pub chain_hash: Hash,
+}
+
+/// Tombstones with `from <= seq <= to`, in seq order, at most `limit`.
+pub async fn read_tombstones(
+    conn: &impl ConnectionTrait,
+    from: u64,
+    to: u64,
+    limit: u64,
+) -> Result<Vec<TombstoneRow>, LedgerError> {
+    let b = conn.get_database_backend();
+    let rows = conn
+        .query_all_raw(stmt_for(
+            b,
+            "SELECT seq, anchor_seq, leaf_hash, chain_hash FROM ledger_tombstones WHERE seq >= ? AND seq <= ? \
+             ORDER BY seq LIMIT ?",
+            vec![seq_value(from), seq_value(to), seq_value(limit)],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TombstoneRow {
+                seq: to_u64(r.try_get("", "seq")?, "seq")?,
+                anchor_seq: to_u64(r.try_get("", "anchor_seq")?, "anchor seq")?,
+                leaf_hash: get_array::<32>(r, "leaf_hash")?,
+                chain_hash: get_array::<32>(r, "chain_hash")?,
+            })
+        })
+        .collect()
+}
+
+/// The chain value after `seq`: of its entry, or of its tombstone.
+pub async fn chain_at(conn: &impl ConnectionTrait, seq: u64) -> Result<Option<Hash>, LedgerError> {
+    if let Some(e) = read_entry(conn, seq).await? {
+        return Ok(Some(e.chain_hash));
+    }
+    Ok(read_tombstones(conn, seq, seq, 1).await?.first().map(|t| t.chain_hash))
 }

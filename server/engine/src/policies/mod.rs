@@ -62,3 +62,22 @@ impl From<crate::ledger::LedgerError> for PolicyError {
 pub(crate) fn invalid(path: &str, reason: impl Into<String>) -> PolicyError {
     PolicyError::Invalid(FieldError { path: path.into(), reason: reason.into() })
 }
+
+/// The version in force of `kind` and its content, read straight from the
+/// store's table (for readers without the store: compliance checks,
+/// dry-runs of another kind). `None` before the kind's first version.
+pub async fn in_force(
+    conn: &impl sea_orm::ConnectionTrait,
+    kind: &str,
+) -> Result<Option<(u64, serde_json::Value)>, sea_orm::DbErr> {
+    let row = conn
+        .query_one_raw(crate::storage::stmt_for(
+            conn.get_database_backend(),
+            "SELECT version, content FROM policy_versions WHERE kind = ? ORDER BY version DESC LIMIT 1",
+            vec![kind.into()],
+        ))
+        .await?;
+    let Some(r) = row else { return Ok(None) };
+    let content = serde_json::from_str(&r.try_get::<String>("", "content")?).unwrap_or_default();
+    Ok(Some((r.try_get::<i64>("", "version")?.max(0) as u64, content)))
+}

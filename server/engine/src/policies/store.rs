@@ -844,6 +844,11 @@ impl PolicyStore {
             }
             (None, None) => return Err(invalid("content", "is required (or `restores`, for a rollback)")),
         };
+        if let Some((needed, why)) = k.kind.needs(&content)
+            && !held.allows(needed)
+        {
+            return Err(PolicyError::Forbidden(format!("{why}: it needs {needed}")));
+        }
         // The dry-run is made before taking the change lock: it reads history.
         let in_force = self.active(kind).await?;
         let test = k.kind.test(&self.events, &in_force.content, &content, self.sample()).await?;

@@ -92,7 +92,7 @@ both_backends! {
         let admin = Acting::system(Channel::Cli);
         let roles = env.id.list_roles().await.unwrap();
         let names: Vec<_> = roles.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["admin", "compliance_officer", "notification_manager", "security_analyst", "siem_manager", "viewer"]);
+        assert_eq!(names, ["admin", "compliance_officer", "notification_manager", "records_manager", "security_analyst", "siem_manager", "viewer"]);
 
         let first = env.id.ensure_first_admin(None, None).await.unwrap().unwrap();
         assert_eq!(first.0, "admin");

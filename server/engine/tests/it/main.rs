@@ -16,6 +16,7 @@ mod own_events;
 mod policies;
 mod properties;
 mod purge;
+mod retention;
 mod tamper;
 mod trust;
 #[macro_use]

@@ -30,7 +30,7 @@ mod entry;
 mod purges;
 
 pub use self::entry::{EntryVerification, InclusionCheck, verify_entry};
-use self::purges::{check_purge, node_span};
+use self::purges::{check_purge, check_removal, node_span};
 use super::encoding::{self, GENESIS_CHAIN};
 use super::error::LedgerError;
 use super::keyring::Keyring;
@@ -98,18 +98,41 @@ impl<'a> EntryPages<'a> {
                 if *next > *to {
                     return None;
                 }
-                match store::read_entries(db.conn(), *next, *to, PAGE).await {
-                    Ok(page) if page.is_empty() => None,
-                    Ok(page) => {
-                        *next = page.last().map_or(*to + 1, |e| e.header.seq + 1);
-                        let mut raw = RawPage::with_capacity(page.len());
-                        for e in &page {
-                            raw.push_entry(e);
-                        }
-                        Some(Ok(raw))
-                    }
-                    Err(e) => Some(Err(e)),
+                // Entries first, then the tombstones up to the last entry
+                // read (or the end): an entry removed between the two reads
+                // is then seen twice, and the entry is kept.
+                let page = match store::read_entries(db.conn(), *next, *to, PAGE).await {
+                    Ok(page) => page,
+                    Err(e) => return Some(Err(e)),
+                };
+                let upto = if page.len() as u64 == PAGE { page.last().map_or(*to, |e| e.header.seq) } else { *to };
+                let tombs = match store::read_tombstones(db.conn(), *next, upto, PAGE).await {
+                    Ok(t) => t,
+                    Err(e) => return Some(Err(e)),
+                };
+                // Stop the page where either list may continue beyond.
+                let mut upto = upto;
+                if tombs.len() as u64 == PAGE {
+                    upto = upto.min(tombs.last().map_or(upto, |t| t.seq));
                 }
+                if page.is_empty() && tombs.is_empty() {
+                    return None;
+                }
+                let mut raw = RawPage::with_capacity(page.len());
+                let mut ti = tombs.iter().filter(|t| t.seq <= upto).peekable();
+                for e in page.iter().filter(|e| e.header.seq <= upto) {
+                    while let Some(t) = ti.next_if(|t| t.seq <= e.header.seq) {
+                        if t.seq < e.header.seq {
+                            raw.push_tombstone(t);
+                        }
+                    }
+                    raw.push_entry(e);
+                }
+                for t in ti {
+                    raw.push_tombstone(t);
+                }
+                *next = upto + 1;
+                Some(Ok(raw))
             }
         }
     }
@@ -149,6 +172,32 @@ pub enum FailureKind {
     /// A purge record is unsigned, its signature does not verify, or its
     /// anchor entry does not say the same.
     PurgeInvalid,
+    /// A retention record (entries replaced by tombstones) does not verify,
+    /// its tombstones are not the set it signed, or a tombstone has no valid
+    /// record.
+    RemovalInvalid,
+}
+
+/// Entries removed by retention or erasure under one signed record: their
+/// tombstones stand in for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemovedSet {
+    /// The anchor entry recording the removal.
+    pub anchor_seq: u64,
+    /// First removed seq.
+    pub from_seq: u64,
+    /// Last removed seq.
+    pub through_seq: u64,
+    /// How many entries of the range were removed.
+    pub removed: u64,
+    /// `retention` or `erasure`.
+    pub reason: String,
+    /// SHA-256 of the archive bundle holding them (hex).
+    pub archive_sha256: String,
+    /// The archive's file name.
+    pub archive_name: String,
+    /// The anchor entry was opened with the KEK and matches the record.
+    pub anchor_checked: bool,
 }
 
 /// A purge the verified ledger starts after (its signed record checked).
@@ -188,6 +237,9 @@ pub struct VerifyReport {
     pub to_seq: u64,
     /// Entries whose leaf and chain were recomputed.
     pub entries_checked: u64,
+    /// Tombstones (entries removed by retention or erasure) whose chain
+    /// value was followed and whose signed record was checked.
+    pub tombstones_checked: u64,
     /// Entries whose MAC and decryption were checked (0 without the KEK).
     pub macs_checked: u64,
     /// Checkpoints whose signature verified.
@@ -202,6 +254,8 @@ pub struct VerifyReport {
     pub trusted_checkpoints: u64,
     /// Purges (oldest first): the ranges no longer in the ledger.
     pub purges: Vec<PurgedRange>,
+    /// Removals (oldest first): the entries replaced by tombstones.
+    pub removals: Vec<RemovedSet>,
     /// The first failure, if any.
     pub failure: Option<Failure>,
 }
@@ -262,6 +316,7 @@ pub async fn verify_with(
         from_seq: from,
         to_seq: to,
         entries_checked: 0,
+        tombstones_checked: 0,
         macs_checked: 0,
         checkpoints_signed: 0,
         checkpoints_matched: 0,
@@ -269,6 +324,7 @@ pub async fn verify_with(
         nodes_checked: 0,
         trusted_checkpoints: 0,
         purges: Vec::new(),
+        removals: Vec::new(),
         failure: None,
     };
 
@@ -327,6 +383,41 @@ pub async fn verify_with(
         }
     }
 
+    // 1b'. Retention records: signed, exactly their tombstones, and (with
+    // the KEK) agreeing with their anchors. A tombstone stands in for an
+    // entry only under one of these.
+    let mut removal_anchors = std::collections::HashSet::new();
+    for r in crate::ledger::tombstone::all_records(conn).await? {
+        let anchor_kept = r.anchor_seq >= retained_from;
+        match check_removal(conn, verifier, keys, &r, anchor_kept).await? {
+            Ok(anchor_checked) => {
+                removal_anchors.insert(r.anchor_seq);
+                report.removals.push(RemovedSet {
+                    anchor_seq: r.anchor_seq,
+                    from_seq: r.from_seq,
+                    through_seq: r.through_seq,
+                    removed: r.removed,
+                    reason: r.reason.clone(),
+                    archive_sha256: hex::encode(r.archive_sha256),
+                    archive_name: r.archive_name.clone(),
+                    anchor_checked,
+                })
+            }
+            Err(why) => {
+                fail(
+                    &mut report,
+                    Some(r.anchor_seq),
+                    FailureKind::RemovalInvalid,
+                    format!(
+                        "the removal of {} entries in seq {}..={} (anchor seq {}): {why}",
+                        r.removed, r.from_seq, r.through_seq, r.anchor_seq
+                    ),
+                );
+                return Ok(report);
+            }
+        }
+    }
+
     // 1c. Checkpoints the auditor kept: the ledger must still hold their
     // trees. Beyond the head: truncated. Otherwise a consistency proof (from
     // the stored nodes, which step 5 checks) to the latest signed checkpoint.
@@ -378,10 +469,10 @@ pub async fn verify_with(
     } else if let Some(p) = purge.as_ref().filter(|p| p.through_seq + 1 == from) {
         (p.chain_hash, p.frontier.clone())
     } else {
-        let prev = store::read_entry(conn, from - 1).await?.ok_or_else(|| {
+        let prev = store::chain_at(conn, from - 1).await?.ok_or_else(|| {
             LedgerError::Invalid(format!("cannot start at seq {from}: entry {} is missing", from - 1))
         })?;
-        (prev.chain_hash, store::frontier_at(conn, from - 1).await?)
+        (prev, store::frontier_at(conn, from - 1).await?)
     };
     // Owned (no closure held across the awaits below: the future stays Send).
     // The auditor's checkpoints within reach are recomputed from the leaves too.
@@ -414,7 +505,21 @@ pub async fn verify_with(
             }
             let hb = page.header(e);
             let ct = page.ciphertext(e);
-            let leaf = encoding::leaf_hash(hb, e.key_id, &e.iv, ct, &e.mac);
+            let tombstone = e.tombstone.is_some();
+            if let Some(anchor) = e.tombstone
+                && !removal_anchors.contains(&anchor)
+            {
+                fail(
+                    &mut report,
+                    Some(seq),
+                    FailureKind::RemovalInvalid,
+                    format!("entry seq {seq} was replaced by a tombstone without a valid retention record"),
+                );
+                break 'pages;
+            }
+            // A tombstone's leaf cannot be recomputed (the entry is gone):
+            // the chain and the signed roots below check it.
+            let leaf = if tombstone { e.leaf_hash } else { encoding::leaf_hash(hb, e.key_id, &e.iv, ct, &e.mac) };
             if leaf != e.leaf_hash {
                 fail(
                     &mut report,
@@ -434,7 +539,7 @@ pub async fn verify_with(
                 );
                 break 'pages;
             }
-            if let Some(keys) = keys {
+            if let Some(keys) = keys.filter(|_| !tombstone) {
                 let Some(key) = keys.get(e.key_id) else {
                     fail(
                         &mut report,
@@ -476,7 +581,11 @@ pub async fn verify_with(
                     nodes.insert((level, index), *hash);
                 }
             });
-            report.entries_checked += 1;
+            if tombstone {
+                report.tombstones_checked += 1;
+            } else {
+                report.entries_checked += 1;
+            }
             expected += 1;
             while let Some((size, root)) = cps.peek() {
                 if *size > frontier.size() {
@@ -503,7 +612,7 @@ pub async fn verify_with(
                 cps.next();
             }
         }
-        progress(Progress { checked: report.entries_checked, total });
+        progress(Progress { checked: report.entries_checked + report.tombstones_checked, total });
     }
     if report.failure.is_some() {
         return Ok(report);

@@ -73,3 +73,76 @@ pub(super) async fn check_purge(
     }
     Ok(Ok(true))
 }
+
+/// Checks a retention record (a removal): signed with the ledger's key,
+/// matching the stored row, its tombstones exactly the signed set, and
+/// (with the KEK) its anchor entry saying the same. `Ok(Err(why))` when it
+/// does not hold; `Ok(Ok(anchor_opened))` when it does.
+pub(super) async fn check_removal(
+    conn: &impl sea_orm::ConnectionTrait,
+    verifier: &NoteVerifier,
+    keys: Option<&Keyring>,
+    r: &crate::ledger::tombstone::RetentionRow,
+    anchor_kept: bool,
+) -> Result<Result<bool, String>, LedgerError> {
+    use crate::ledger::tombstone::{ANCHOR_ACTION, RetentionRecord, record_seqs, tombstones_digest};
+    let rec = match RetentionRecord::open(&r.note, verifier) {
+        Ok(rec) => rec,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let matches = rec.origin == verifier.name()
+        && rec.anchor_seq == r.anchor_seq
+        && rec.from_seq == r.from_seq
+        && rec.through_seq == r.through_seq
+        && rec.removed == r.removed
+        && rec.tombstones_sha256 == r.tombstones_sha256
+        && rec.archive_sha256 == r.archive_sha256
+        && rec.archive_name == r.archive_name
+        && rec.reason == r.reason;
+    if !matches {
+        return Ok(Err("the stored record does not match its signed note".into()));
+    }
+    let seqs = record_seqs(conn, r.anchor_seq).await?;
+    if seqs.len() as u64 != rec.removed || tombstones_digest(seqs.iter().copied()) != rec.tombstones_sha256 {
+        return Ok(Err(format!(
+            "its tombstones ({}) are not the {} entries its signed record removed",
+            seqs.len(),
+            rec.removed
+        )));
+    }
+    if seqs.first().is_some_and(|s| *s < rec.from_seq) || seqs.last().is_some_and(|s| *s > rec.through_seq) {
+        return Ok(Err("its tombstones lie outside its signed range".into()));
+    }
+    if !anchor_kept {
+        return Ok(Ok(false));
+    }
+    let Some(anchor) = store::read_entry(conn, r.anchor_seq).await? else {
+        return Ok(Err("its anchor entry is missing".into()));
+    };
+    let f = &anchor.header.fields;
+    if f.action != ANCHOR_ACTION
+        || f.actor_id.as_deref() != Some("custos")
+        || f.actor_kind.as_deref() != Some("system")
+        || f.source_app.as_deref() != Some("custos")
+    {
+        return Ok(Err("its anchor entry was not written by the server".into()));
+    }
+    let Some(keys) = keys else { return Ok(Ok(false)) };
+    let Some(key) = keys.get(anchor.key_id) else {
+        return Ok(Err(format!("its anchor entry names unknown key {}", anchor.key_id)));
+    };
+    let plain = match key.open(&encoding::header_bytes(&anchor.header), &anchor.iv, &anchor.ciphertext, &anchor.mac) {
+        Ok(p) => p,
+        Err(_) => return Ok(Err("its anchor entry fails its MAC or does not decrypt".into())),
+    };
+    let v: serde_json::Value = serde_json::from_slice(&plain).unwrap_or_default();
+    let says = v["from_seq"].as_u64() == Some(r.from_seq)
+        && v["through_seq"].as_u64() == Some(r.through_seq)
+        && v["removed"].as_u64() == Some(r.removed)
+        && v["tombstones_sha256"].as_str() == Some(hex::encode(r.tombstones_sha256).as_str())
+        && v["archive_sha256"].as_str() == Some(hex::encode(r.archive_sha256).as_str());
+    if !says {
+        return Ok(Err("its anchor entry records a different removal".into()));
+    }
+    Ok(Ok(true))
+}

@@ -19,8 +19,10 @@ use crate::identity::permission::Permission;
 
 pub mod alert_rules;
 pub mod forwarding;
+pub mod legal_holds;
 pub mod masking;
 pub mod notifications;
+pub mod retention;
 
 /// A kind's asynchronous step.
 pub type KindFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, PolicyError>> + Send + 'a>>;
@@ -55,6 +57,11 @@ pub trait PolicyKind: Send + Sync + 'static {
     /// recorded: e.g. secrets given in clear, sealed. The default keeps it.
     fn prepare(&self, _events: &Events, doc: Value) -> Result<Value, FieldError> {
         Ok(doc)
+    }
+    /// A permission this document needs beyond [`PolicyKind::permission`]
+    /// (e.g. a retention rule below the floor needs `admin`), and why.
+    fn needs(&self, _doc: &Value) -> Option<(Permission, &'static str)> {
+        None
     }
     /// Parses and checks a document; returns its canonical form (every
     /// field spelt out), or the field at fault (paths under `content`).
@@ -110,6 +117,8 @@ pub fn all() -> Vec<Arc<dyn PolicyKind>> {
         Arc::new(alert_rules::AlertRulesKind),
         Arc::new(notifications::NotificationsKind),
         Arc::new(forwarding::ForwardingKind),
+        Arc::new(retention::RetentionKind),
+        Arc::new(legal_holds::LegalHoldsKind),
     ]
 }
 

@@ -1,0 +1,149 @@
+//! Retention, legal holds and archives: what a run would do and did, the
+//! archives it wrote, the presets people pick periods from.
+
+use serde::{Deserialize, Serialize};
+
+/// Periods people pick from: (label, days; `None` is forever).
+pub const RETENTION_PRESETS: [(&str, Option<u32>); 6] = [
+    ("90 days", Some(90)),
+    ("1 year", Some(365)),
+    ("3 years", Some(1095)),
+    ("5 years", Some(1825)),
+    ("7 years", Some(2555)),
+    ("Forever", None),
+];
+
+/// Periods regimes require: (framework, days, what it asks).
+pub const RETENTION_FRAMEWORKS: [(&str, u32, &str); 4] = [
+    ("PCI DSS", 365, "PCI DSS 4.0 10.5.1: at least 12 months, the last 3 immediately available"),
+    ("HIPAA", 2190, "HIPAA 164.316(b)(2): 6 years"),
+    ("SOX", 2555, "SOX (SEC 17 CFR 210.2-06): 7 years"),
+    ("GDPR", 365, "GDPR Art. 5(1)(e): no longer than the purpose needs (one year here; choose yours)"),
+];
+
+/// Removable events of one category in one month (of their recording).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RemovalCount {
+    /// The category.
+    pub category: String,
+    /// `YYYY-MM` (UTC) of their recording.
+    pub month: String,
+    /// How many.
+    pub events: u64,
+}
+
+/// What a run would remove now (a dry-run), with the policy in force or
+/// a proposed one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetentionPlan {
+    /// When it was computed (RFC 3339).
+    pub at: String,
+    /// Events that would be removed.
+    pub removable: u64,
+    /// Expired events kept by a legal hold.
+    pub held: u64,
+    /// Entries looked at.
+    pub scanned: u64,
+    /// By category and month.
+    pub by_category_month: Vec<RemovalCount>,
+    /// Removable events per rule id (`default` for the default period).
+    pub by_rule: Vec<(String, u64)>,
+    /// Held events per hold id.
+    pub by_hold: Vec<(String, u64)>,
+    /// The oldest removable event's seq and recording time.
+    pub oldest: Option<(u64, String)>,
+}
+
+/// A retention run (or an erasure).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetentionRun {
+    /// Its id.
+    pub id: String,
+    /// `retention` (or `erasure`).
+    pub kind: String,
+    /// `schedule` or `manual`.
+    pub trigger: String,
+    /// Who asked (a principal, or `custos`).
+    pub requested_by: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339, once finished.
+    pub finished_at: Option<String>,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// Ledger positions looked at so far.
+    pub scanned: u64,
+    /// Ledger positions to look at.
+    pub total: u64,
+    /// Events removed (archived, then replaced by tombstones).
+    pub removed: u64,
+    /// Expired events kept by legal holds.
+    pub held: u64,
+    /// Archive bundles written.
+    pub archives: u64,
+    /// Why it failed (nothing of the failing step was removed).
+    pub error: Option<String>,
+}
+
+/// An archive bundle in the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArchiveInfo {
+    /// File name.
+    pub name: String,
+    /// `local`.
+    pub location: String,
+    /// Where it is.
+    pub uri: String,
+    /// The ledger entry recording the removal it holds.
+    pub anchor_seq: Option<u64>,
+    /// First seq of its range.
+    pub from_seq: u64,
+    /// Last seq of its range.
+    pub through_seq: u64,
+    /// Entries it holds as sealed.
+    pub entries: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the file (hex).
+    pub sha256: String,
+    /// `retention` or `erasure`.
+    pub reason: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Last verified (RFC 3339).
+    pub verified_at: Option<String>,
+    /// Whether that verification passed.
+    pub verified_ok: Option<bool>,
+    /// What it found.
+    pub verified_detail: Option<String>,
+}
+
+/// Retention as it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetentionStatus {
+    /// The retention policy version in force.
+    pub policy_version: u64,
+    /// One line on it.
+    pub summary: String,
+    /// The floor no rule may go below without an admin's override (days).
+    pub min_days: u32,
+    /// Legal holds in force (not released).
+    pub holds_active: u64,
+    /// The daily run's time (UTC, `HH:MM`), if scheduled.
+    pub schedule: Option<String>,
+    /// The next scheduled run (RFC 3339).
+    pub next_run: Option<String>,
+    /// The last run.
+    pub last_run: Option<RetentionRun>,
+    /// The oldest event still in the ledger: seq and recording time.
+    pub oldest: Option<(u64, String)>,
+    /// Events removed so far (tombstones).
+    pub removed_total: u64,
+    /// Where archives are written.
+    pub archive_dir: String,
+}

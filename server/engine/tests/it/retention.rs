@@ -1,0 +1,214 @@
+//! Retention with a controlled clock: events of several categories age
+//! past their periods; a run archives and removes exactly the expired ones
+//! not under a legal hold; the explorer no longer finds them; verification
+//! still passes and names the removals; inclusion proofs of the entries
+//! that stay still verify; the archive verifies offline and holds exactly
+//! the removed entries; the database refuses removals outside the path;
+//! a tombstone without its record is caught.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use custos_engine::clock::{ManualClock, OsRandom};
+use custos_engine::events::model::{Actor, Channel};
+use custos_engine::events::{Events, Requester, SearchFilter, Submitter};
+use custos_engine::identity::service::{Acting, Identity, IdentitySettings, NewUser};
+use custos_engine::ledger::Ledger;
+use custos_engine::ledger::purge::verify_archive_summary;
+use custos_engine::ledger::verify::{self, FailureKind, VerifyScope};
+use custos_engine::policies::PolicyError;
+use custos_engine::policies::review::ReviewRule;
+use custos_engine::policies::{NewProposal, PolicyStore};
+use custos_engine::retention::{Retention, Settings};
+use custos_engine::time::DAY_US;
+use sea_orm::ConnectionTrait;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::support::{KEK, TestDb, both_backends, config};
+
+const T0: i64 = 1_800_000_000_000_000;
+
+async fn person(identity: &Identity, name: &str, role: &str) -> (Requester, custos_engine::identity::permission::PermissionSet) {
+    let id = identity
+        .create_user(
+            &Acting::system(Channel::Cli),
+            NewUser {
+                username: name.into(),
+                email: None,
+                display_name: None,
+                password: SecretString::from("a long enough password".to_owned()),
+                roles: vec![role.into()],
+                must_change_password: false,
+            },
+        )
+        .await
+        .unwrap();
+    let held = identity.principal(id).await.unwrap().unwrap().permissions;
+    let actor =
+        Actor { id: id.to_string(), kind: "user".into(), name: Some(name.into()), ip: None, user_agent: None, session_id: None };
+    (Requester::new(actor, Channel::Ui, None), held)
+}
+
+fn event(category: &str, action: &str, actor: &str, at: &str) -> Value {
+    json!({
+        "occurred_at": at, "category": category, "action": action, "outcome": "success",
+        "actor": {"id": actor, "kind": "user"}, "resource": {"type": "document", "id": "doc-1"},
+        "source": {"application": "crm"}, "details": {"note": "hello"}
+    })
+}
+
+async fn count(events: &Events, category: &str) -> usize {
+    let f = SearchFilter { categories: vec![category.into()], limit: 1000, descending: true, ..Default::default() };
+    events.search(&f).await.unwrap().items.len()
+}
+
+both_backends! {
+    async fn a_run_removes_exactly_the_expired_events_not_on_hold_and_the_ledger_still_verifies(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let archives = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
+        let events = Arc::new(Events::open(ledger.clone(), Default::default()).await.unwrap());
+        let identity = Arc::new(
+            Identity::new(events.clone(), clock.clone(), Arc::new(OsRandom), IdentitySettings::default()).await.unwrap(),
+        );
+        let alone = ReviewRule { approvals: 0, ..ReviewRule::default() };
+        let rules: BTreeMap<String, ReviewRule> =
+            [("retention".to_owned(), alone), ("legal_holds".to_owned(), alone)].into();
+        let store = Arc::new(PolicyStore::open(events.clone(), identity.clone(), &rules).await.unwrap());
+        let (rita, rita_may) = person(&identity, "rita", "records_manager").await;
+        let (ada, ada_may) = person(&identity, "ada", "admin").await;
+
+        // Day 0: logins by alice and bob, tool calls, admin actions.
+        let by = Submitter { principal: "test".into() };
+        let mut old = Vec::new();
+        for i in 0..20 {
+            old.push(event("authentication", "user.login", if i % 2 == 0 { "alice" } else { "bob" }, "2027-01-15T08:00:00Z"));
+            old.push(event("tool", "tool.call", "agent-7", "2027-01-15T08:00:00Z"));
+            old.push(event("admin", "role.grant", "alice", "2027-01-15T08:00:00Z"));
+        }
+        let day0 = events.ingest(&old, None, &by).await.unwrap();
+        let seq_of = |i: usize| day0[i].seq;
+        // Day 100: more logins (not expired at day 400 under one year).
+        clock.advance_us(100 * DAY_US);
+        let recent: Vec<Value> = (0..5).map(|_| event("authentication", "user.login", "bob", "2027-04-25T08:00:00Z")).collect();
+        events.ingest(&recent, None, &by).await.unwrap();
+        clock.advance_us(300 * DAY_US);
+
+        // Tools kept 90 days (below the floor: an admin's override), logins a year.
+        let doc = json!({"rules": [
+            {"id": "tools", "category": "tool", "days": 90, "floor_override": "tool calls carry no personal data"},
+            {"id": "logins", "category": "authentication", "days": 365, "framework": "PCI DSS"},
+        ]});
+        let proposal = |content: Value, based_on: u64| NewProposal { content: Some(content), restores: None, based_on, reason: "retention".into() };
+        let err = store.propose(&rita, &rita_may, "retention", proposal(doc.clone(), 0)).await.unwrap_err();
+        assert!(matches!(&err, PolicyError::Forbidden(m) if m.contains("floor")), "{err:?}");
+        let too_short = json!({"rules": [{"id": "tools", "category": "tool", "days": 90}]});
+        let err = store.propose(&ada, &ada_may, "retention", proposal(too_short, 0)).await.unwrap_err();
+        assert!(err.to_string().contains("content.rules[0].days"), "{err}");
+        store.propose(&ada, &ada_may, "retention", proposal(doc, 0)).await.unwrap();
+        // A hold on alice's logins (litigation).
+        let holds = json!({"holds": [{"id": "case-1", "case_id": "LIT-2027-7", "reason": "litigation", "query": "actor=alice&category=authentication"}]});
+        let p = store.propose(&rita, &rita_may, "legal_holds", proposal(holds.clone(), 0)).await.unwrap();
+        assert_eq!(p.version, Some(1));
+        // Removing a hold is refused: it must be released.
+        let err = store.propose(&rita, &rita_may, "legal_holds", proposal(json!({"holds": []}), 1)).await.unwrap_err();
+        assert!(err.to_string().contains("release it instead"), "{err}");
+
+        let retention = Retention::new(events.clone(), store.clone(), "replica-a", Settings { archive_dir: archives.path().to_path_buf(), run_at_minute: Some(180) });
+        let plan = retention.plan().await.unwrap();
+        assert_eq!((plan.removable, plan.held), (30, 10), "{plan:?}");
+        assert_eq!(plan.by_rule, vec![("logins".to_owned(), 10), ("tools".to_owned(), 20)]);
+        assert_eq!(plan.by_category_month.iter().map(|c| c.events).sum::<u64>(), 30);
+        assert_eq!(count(&events, "tool").await, 20);
+
+        let run = retention.run_now(&rita, "manual").await.unwrap();
+        assert_eq!((run.state.as_str(), run.removed, run.held, run.archives), ("done", 30, 10, 1), "{run:?}");
+        // The explorer no longer finds them; alice's held logins, the recent ones and admin actions stay.
+        assert_eq!(count(&events, "tool").await, 0);
+        assert_eq!(count(&events, "authentication").await, 10 + 5);
+        assert_eq!(count(&events, "admin").await >= 20, true);
+        assert!(ledger.entry(seq_of(1)).await.unwrap().is_none(), "a tool call is gone");
+        assert!(ledger.entry(seq_of(0)).await.unwrap().is_some(), "alice's login is held");
+        assert!(ledger.entry(seq_of(3)).await.unwrap().is_none(), "bob's old login is gone");
+
+        // Verification passes and names the removal; proofs of what stays verify.
+        ledger.checkpoint_now().await.unwrap();
+        let report = verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {}).await.unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.tombstones_checked, 30);
+        assert_eq!(report.removals.len(), 1);
+        assert!(report.removals[0].anchor_checked && report.removals[0].reason == "retention");
+        let public_only = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |_| {}).await.unwrap();
+        assert!(public_only.is_intact(), "{public_only:?}");
+        let cp = ledger.latest_checkpoint().await.unwrap().unwrap();
+        for i in [0usize, 2, 59] {
+            let e = ledger.entry(seq_of(i)).await.unwrap().unwrap();
+            let proof = ledger.inclusion_proof(seq_of(i), cp.tree_size).await.unwrap();
+            custos_engine::ledger::merkle::verify_inclusion(seq_of(i) - 1, cp.tree_size, &e.leaf_hash, &proof, &cp.root_hash).unwrap();
+        }
+
+        // The archive verifies offline with the public key and holds exactly the removed entries.
+        let archives_listed = retention.archives().await.unwrap();
+        assert_eq!(archives_listed.len(), 1);
+        let a = &archives_listed[0];
+        let summary = verify_archive_summary(std::path::Path::new(&a.uri), &ledger.verifier()).unwrap();
+        assert_eq!((summary.entries, a.entries), (30, 30));
+        let checked = retention.verify_archive(&a.name, &rita).await.unwrap();
+        assert_eq!(checked.verified_ok, Some(true), "{checked:?}");
+        let text = std::fs::read_to_string(&a.uri).unwrap();
+        let bad = archives.path().join("bad.ndjson");
+        std::fs::write(&bad, text.replacen("tool.call", "tool.kill", 1)).unwrap();
+        assert!(verify_archive_summary(&bad, &ledger.verifier()).is_err(), "a changed archive does not verify");
+
+        // A second run finds nothing more; releasing the hold lets alice's logins go.
+        assert_eq!(retention.run_now(&rita, "manual").await.unwrap().removed, 0);
+        let released = json!({"holds": [{"id": "case-1", "case_id": "LIT-2027-7", "reason": "litigation", "query": "actor=alice&category=authentication", "released": {"reason": "case closed"}}]});
+        store.propose(&rita, &rita_may, "legal_holds", proposal(released, 1)).await.unwrap();
+        let run = retention.run_now(&rita, "manual").await.unwrap();
+        assert_eq!((run.removed, run.held), (10, 0));
+        assert_eq!(count(&events, "authentication").await, 5);
+        let report = verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {}).await.unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!((report.tombstones_checked, report.removals.len()), (40, 2));
+        let runs = retention.runs(10).await.unwrap();
+        assert_eq!(runs.len(), 3);
+        let status = retention.status().await.unwrap();
+        assert_eq!((status.removed_total, status.holds_active), (40, 0));
+
+        // The ledger records the runs.
+        let head = ledger.head().await.unwrap().seq;
+        let mut steps = Vec::new();
+        for seq in 1..=head {
+            if let Some(e) = ledger.entry(seq).await.unwrap() && e.header.fields.action.starts_with("custos.retention.") {
+                steps.push(e.header.fields.action.clone());
+            }
+        }
+        assert_eq!(steps.iter().filter(|a| *a == "custos.retention.run_completed").count(), 3, "{steps:?}");
+
+        // The database refuses removals outside the path.
+        let survivor = seq_of(2);
+        let err = t.db.conn().execute_unprepared(&format!("DELETE FROM ledger_entries WHERE seq = {survivor}")).await.unwrap_err();
+        assert!(err.to_string().contains("tombstones"), "{err}");
+        let e = ledger.entry(survivor).await.unwrap().unwrap();
+        let err = t.db.conn().execute_unprepared(&format!(
+            "INSERT INTO ledger_tombstones (seq, anchor_seq, leaf_hash, chain_hash) VALUES ({survivor}, {}, {}, {})",
+            report.removals[0].anchor_seq, t.blob(&e.leaf_hash), t.blob(&e.chain_hash)
+        )).await.unwrap_err();
+        assert!(err.to_string().contains("active retention record"), "{err}");
+        let err = t.db.conn().execute_unprepared(&format!("DELETE FROM ledger_tombstones WHERE seq = {}", seq_of(1))).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+
+        // Someone with raw access hides an entry behind a forged tombstone: caught.
+        t.drop_guards().await;
+        t.sql(&format!("DELETE FROM ledger_entries WHERE seq = {survivor}")).await;
+        t.sql(&format!(
+            "INSERT INTO ledger_tombstones (seq, anchor_seq, leaf_hash, chain_hash) VALUES ({survivor}, {}, {}, {})",
+            report.removals[0].anchor_seq, t.blob(&e.leaf_hash), t.blob(&e.chain_hash)
+        )).await;
+        let report = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |_| {}).await.unwrap();
+        assert_eq!(report.failure.as_ref().map(|f| f.kind), Some(FailureKind::RemovalInvalid), "{report:?}");
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
