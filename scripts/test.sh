@@ -65,12 +65,15 @@ step "release server on a free port"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 export CUSTOS_DATA_DIR="$work/data"
 "$target_dir/release/custos" keys init >/dev/null
-# Demo events for the dashboards (through the ingest path).
+# Events recorded 200 days ago, for the retention suite (first: commit
+# times never go backwards), then demo events for the dashboards (through
+# the ingest path).
+"$target_dir/release/custos" demo seed --events 300 --days 5 --seed 7 --recorded-days-ago 200 2>&1 | tail -n 1
 "$target_dir/release/custos" demo seed --events 5000 --days 7 2>&1 | tail -n 1
 # The first administrator, known to the Playwright suite.
 export E2E_ADMIN_PASSWORD="e2e admin password $(date +%s)"
 # The notification tests deliver to receivers on this host.
-CUSTOS_NOTIFICATIONS__ALLOW_PRIVATE_DESTINATIONS=true \
+CUSTOS_NOTIFICATIONS__ALLOW_PRIVATE_DESTINATIONS=true CUSTOS_BACKUP__INTERVAL_HOURS=0 \
 CUSTOS_ADMIN_USERNAME=admin CUSTOS_ADMIN_PASSWORD="$E2E_ADMIN_PASSWORD" \
 CUSTOS_SERVER__BIND="127.0.0.1:$port" CUSTOS_SERVER__SITE_ROOT="$root/target/site" CUSTOS_LEDGER__CHECKPOINT_INTERVAL_SECS=1 \
   "$target_dir/release/custos" serve >"$work/server.log" 2>&1 &

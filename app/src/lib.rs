@@ -91,6 +91,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/events") view=|| view! { <Guard permission="audit:read"><pages::events::EventsPage/></Guard> }/>
                     <Route path=path!("/alerts") view=|| view! { <Guard permission="audit:read"><pages::alerts::AlertsPage/></Guard> }/>
                     <Route path=path!("/forwarding") view=|| view! { <Guard permission="siem:manage"><pages::forwarding::ForwardingPage/></Guard> }/>
+                    <Route path=path!("/retention") view=|| view! { <Guard permission="policy:read"><pages::retention::RetentionPage/></Guard> }/>
+                    <Route path=path!("/backups") view=|| view! { <Guard permission="policy:read"><pages::backups::BackupsPage/></Guard> }/>
                     <Route path=path!("/notifications") view=|| view! { <Guard permission="notification:manage"><pages::notifications::NotificationsPage/></Guard> }/>
                     <Route path=path!("/analytics") view=|| view! { <Guard permission="audit:read"><pages::analytics::AnalyticsPage/></Guard> }/>
                     <Route path=path!("/compliance") view=|| view! { <Guard permission="report:generate"><pages::compliance::CompliancePage/></Guard> }/>
@@ -136,6 +138,7 @@ fn Navigation(me: Option<models::Me>) -> impl IntoView {
     let admin = me.can("user:manage");
     let notify = me.can("notification:manage");
     let siem = me.can("siem:manage");
+    let retention = me.can("retention:manage");
     let who = me.display_name.clone().unwrap_or_else(|| me.username.clone());
     view! {
         <nav aria-label="Main">
@@ -151,6 +154,7 @@ fn Navigation(me: Option<models::Me>) -> impl IntoView {
             {me.can("policy:read").then(|| view! { <A href="/policies">"Policies"<PolicyBadge me=me.clone()/></A> })}
             {notify.then(|| view! { <A href="/notifications">"Notifications"</A> })}
             {siem.then(|| view! { <A href="/forwarding">"Forwarding"</A> })}
+            {retention.then(|| view! { <A href="/retention">"Retention"</A> <A href="/backups">"Backups"</A> })}
             {admin.then(|| view! {
                 <A href="/admin/users">"Users"</A>
                 <A href="/admin/roles">"Roles"</A>

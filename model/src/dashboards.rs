@@ -190,6 +190,10 @@ pub enum EvidenceOf {
     AlertRules,
     /// The SIEM destinations and their health.
     Forwarding,
+    /// Retention: rules, legal holds, runs and archives.
+    Retention,
+    /// The backups.
+    Backups,
 }
 
 impl Evidence {

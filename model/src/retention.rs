@@ -147,3 +147,58 @@ pub struct RetentionStatus {
     /// Where archives are written.
     pub archive_dir: String,
 }
+
+/// A backup in the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BackupInfo {
+    /// File name.
+    pub name: String,
+    /// `local`.
+    pub location: String,
+    /// Where it is.
+    pub uri: String,
+    /// `schedule` or `manual`.
+    pub trigger: String,
+    /// Who asked (a principal, or `custos`).
+    pub requested_by: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339.
+    pub finished_at: Option<String>,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the file (hex).
+    pub sha256: Option<String>,
+    /// The ledger's head when it was taken.
+    pub head_seq: Option<u64>,
+    /// The tree size of the signed checkpoint inside.
+    pub checkpoint_size: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When its file was deleted (beyond `backup.keep`).
+    pub removed_at: Option<String>,
+}
+
+/// Backups as they stand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BackupStatus {
+    /// Whether Custos takes the backups itself (SQLite); on PostgreSQL the
+    /// database's own tools do.
+    pub supported: bool,
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    /// A backup every this many hours (none: on demand only).
+    pub interval_hours: Option<u64>,
+    /// Backups kept.
+    pub keep: u32,
+    /// Where they are written.
+    pub dir: String,
+    /// The newest backup that succeeded.
+    pub last_success: Option<BackupInfo>,
+    /// When the next scheduled one is due (RFC 3339).
+    pub next_due: Option<String>,
+}

@@ -142,6 +142,8 @@ const OTHER_ROUTES: &[Route] = &[
     r("GET", "/alerts", Page, UserWith(P::AuditRead)),
     r("GET", "/notifications", Page, UserWith(P::NotificationManage)),
     r("GET", "/forwarding", Page, UserWith(P::SiemManage)),
+    r("GET", "/retention", Page, UserWith(P::PolicyRead)),
+    r("GET", "/backups", Page, UserWith(P::PolicyRead)),
     r("GET", "/admin/users", Page, USERS),
     r("GET", "/admin/roles", Page, USERS),
     r("GET", "/admin/api-keys", Page, USERS),

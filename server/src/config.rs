@@ -41,6 +41,66 @@ pub struct Config {
     /// SIEM forwarding (the destinations themselves are the `forwarding`
     /// policy, set in the browser).
     pub forwarding: ForwardingSettings,
+    /// Retention runs and archives (the rules and legal holds are the
+    /// `retention` and `legal_holds` policies, set in the browser).
+    pub retention: RetentionSettings,
+    /// Backups of the embedded SQLite database.
+    pub backup: BackupSettings,
+}
+
+/// How the SQLite database is backed up (PostgreSQL: its own tools).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupSettings {
+    /// A backup every this many hours; 0: on demand only.
+    pub interval_hours: u64,
+    /// Backups kept; older ones are deleted after a new one succeeds.
+    pub keep: u32,
+    /// Where backups are written (default: `<data_dir>/backups`). Put it on
+    /// another disk: a backup on the disk it protects does not survive it.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        BackupSettings { interval_hours: 24, keep: 7, dir: None }
+    }
+}
+
+/// How retention runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// No retention rule may keep events fewer days than this unless an
+    /// admin overrides it (recorded with a reason). PCI DSS asks for 12
+    /// months.
+    pub min_days: u32,
+    /// The daily run's time, `HH:MM` UTC, or `off` (runs on demand only).
+    pub run_at: String,
+    /// Where archive bundles are written (default: `<data_dir>/archives`).
+    pub archive_dir: Option<PathBuf>,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings { min_days: 365, run_at: "03:00".into(), archive_dir: None }
+    }
+}
+
+impl RetentionSettings {
+    /// The daily run's minute after midnight UTC, `None` when off.
+    pub fn run_at_minute(&self) -> Result<Option<u32>, &'static str> {
+        if self.run_at.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let bad = "a time HH:MM (UTC), e.g. 03:00, or off";
+        let (h, m) = self.run_at.split_once(':').ok_or(bad)?;
+        let (h, m): (u32, u32) = (h.parse().map_err(|_| bad)?, m.parse().map_err(|_| bad)?);
+        if h > 23 || m > 59 || self.run_at.len() != 5 {
+            return Err(bad);
+        }
+        Ok(Some(h * 60 + m))
+    }
 }
 
 /// How events are forwarded to SIEMs.
@@ -325,6 +385,8 @@ impl Default for Config {
             policies: Default::default(),
             notifications: NotificationSettings::default(),
             forwarding: ForwardingSettings::default(),
+            retention: RetentionSettings::default(),
+            backup: BackupSettings::default(),
         }
     }
 }
@@ -485,6 +547,18 @@ impl Config {
         }
         if !(1..=300).contains(&self.forwarding.retry_base_secs) {
             return invalid("forwarding.retry_base_secs", "must be between 1 and 300");
+        }
+        if !(1..=36_500).contains(&self.retention.min_days) {
+            return invalid("retention.min_days", "must be between 1 and 36500 (100 years)");
+        }
+        if let Err(why) = self.retention.run_at_minute() {
+            return invalid("retention.run_at", why);
+        }
+        if self.backup.interval_hours > 24 * 365 {
+            return invalid("backup.interval_hours", "must be between 0 (off) and 8760 (a year)");
+        }
+        if !(1..=1000).contains(&self.backup.keep) {
+            return invalid("backup.keep", "must be between 1 and 1000");
         }
         let i = &self.ingest;
         if !(1..=10_000).contains(&i.max_batch) {

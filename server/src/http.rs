@@ -59,6 +59,10 @@ pub struct AppState {
     /// SIEM forwarding: destinations' health, tests, previews, pauses and
     /// replays (the background task forwards through the same forwarder).
     pub forwarder: Arc<custos_engine::forward::Forwarder>,
+    /// Retention runs, their history and the archive catalogue.
+    pub retention: Arc<custos_engine::retention::Retention>,
+    /// Backups (SQLite), their schedule and catalogue.
+    pub backups: Arc<custos_engine::backup::Backups>,
     /// Online verification jobs.
     pub verifications: Arc<custos_engine::events::verification::Verifications>,
     /// Largest ingest body (bytes).

@@ -245,6 +245,31 @@ pub async fn start_with(
         &replica,
         config.forwarding.engine(),
     ));
+    custos_engine::retention::doc::set_floor_days(config.retention.min_days);
+    let retention = Arc::new(custos_engine::retention::Retention::new(
+        events.clone(),
+        policies.clone(),
+        &replica,
+        custos_engine::retention::Settings {
+            archive_dir: config.retention.archive_dir.clone().unwrap_or_else(|| config.data_dir.join("archives")),
+            run_at_minute: config.retention.run_at_minute().unwrap_or(Some(180)),
+        },
+    ));
+    if let Err(e) = retention.close_interrupted().await {
+        tracing::warn!(error = %e, "closing interrupted retention runs failed");
+    }
+    let backups = Arc::new(custos_engine::backup::Backups::new(
+        events.clone(),
+        &replica,
+        custos_engine::backup::Settings {
+            dir: config.backup.dir.clone().unwrap_or_else(|| config.data_dir.join("backups")),
+            interval_us: (config.backup.interval_hours > 0).then(|| config.backup.interval_hours as i64 * HOUR_US),
+            keep: config.backup.keep,
+        },
+    ));
+    if let Err(e) = backups.close_interrupted().await {
+        tracing::warn!(error = %e, "closing interrupted backups failed");
+    }
 
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
@@ -278,6 +303,8 @@ pub async fn start_with(
         alerts: alerts.clone(),
         notifier,
         forwarder: forwarder.clone(),
+        retention: retention.clone(),
+        backups: backups.clone(),
         verifications: Arc::default(),
         ingest_max_body: config.ingest.max_body_bytes,
         exports: Arc::new(custos_engine::events::export::ExportJobs::new(
@@ -375,6 +402,32 @@ pub async fn start_with(
         async move {
             if let Err(e) = forwarder.step().await {
                 tracing::warn!(error = %e, "forwarding failed; it resumes from the destinations' cursors");
+            }
+        }
+    });
+    // Retention: the daily run, on the replica holding its lease.
+    let retaining = retention.clone();
+    background.every("retention", Duration::from_secs(60), move || {
+        let retention = retaining.clone();
+        async move {
+            match retention.step().await {
+                Ok(Some(run)) => tracing::info!(removed = run.removed, held = run.held, "scheduled retention run done"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "the scheduled retention run failed; it is tried again tomorrow"),
+            }
+        }
+    });
+    // Backups (SQLite): when the last is older than the interval.
+    let backing_up = backups.clone();
+    background.every("backup", Duration::from_secs(60), move || {
+        let backups = backing_up.clone();
+        async move {
+            match backups.step().await {
+                Ok(Some(b)) => tracing::info!(backup = %b.name, bytes = b.bytes, "scheduled backup taken"),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "the scheduled backup failed; it is tried again after the interval")
+                }
             }
         }
     });

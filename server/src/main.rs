@@ -41,6 +41,11 @@ enum Command {
     VerifyExport(commands::VerifyExportArgs),
     /// Sign a checkpoint of the current ledger head now.
     Checkpoint,
+    /// Backups of the SQLite database: create, list, restore (and check) one.
+    Backup {
+        #[command(subcommand)]
+        command: commands::BackupCommand,
+    },
     /// Demo data: `custos demo seed --events N` sends realistic events through the ingest path.
     Demo {
         #[command(subcommand)]
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
             Command::User { command } => commands::user(&config, command).await,
             Command::Verify(args) => commands::verify(&config, args).await,
             Command::Checkpoint => commands::checkpoint(&config).await,
+            Command::Backup { command } => commands::backup(&config, command).await,
             Command::VerifyExport(args) => commands::verify_export(args),
             Command::Export(args) => commands::export(&config, args).await,
             Command::Bench { command } => commands::bench(&config, command).await,

@@ -117,6 +117,7 @@ pub fn rest_table() -> Vec<RestRoute> {
     let alert = Permission(P::AlertManage);
     let notify = Permission(P::NotificationManage);
     let siem = Permission(P::SiemManage);
+    let retention = Permission(P::RetentionManage);
     vec![
         row!(session::whoami => SignedIn, "session.whoami", "data_access").during_setup(),
         row!(audit::ingest => Permission(P::AuditIngest), "audit.ingest", "data_access"),
@@ -173,6 +174,18 @@ pub fn rest_table() -> Vec<RestRoute> {
         row!(forwarding::replay => siem, "forwarding.destination.replay", "admin"),
         row!(forwarding::test => siem, "forwarding.destination.test", "admin"),
         row!(forwarding::preview => siem, "forwarding.preview", "data_access"),
+        row!(retention::status => policy_read, "retention.status", "data_access"),
+        row!(retention::plan => policy_read, "retention.plan", "data_access"),
+        row!(retention::runs => policy_read, "retention.runs", "data_access"),
+        row!(retention::start => retention, "retention.run.start", "admin"),
+        row!(retention::run => policy_read, "retention.run.read", "data_access"),
+        row!(retention::archives => policy_read, "retention.archives", "data_access"),
+        row!(retention::verify => retention, "retention.archive.verify", "integrity"),
+        row!(retention::download => retention, "retention.archive.download", "data_access"),
+        row!(backups::list => policy_read, "backups.list", "data_access"),
+        row!(backups::start => retention, "backups.create", "admin"),
+        row!(backups::read => policy_read, "backups.read", "data_access"),
+        row!(backups::download => retention, "backups.download", "data_access"),
         row!(docs::openapi_json => Public, "api.docs.read", "data_access"),
         row!(docs::docs_page => Public, "api.docs.read", "data_access"),
     ]

@@ -37,6 +37,8 @@ fn href(e: &Evidence) -> String {
         EvidenceOf::Alerts => "/alerts".into(),
         EvidenceOf::AlertRules => "/policies".into(),
         EvidenceOf::Forwarding => "/forwarding".into(),
+        EvidenceOf::Retention => "/retention".into(),
+        EvidenceOf::Backups => "/backups".into(),
     }
 }
 
@@ -46,6 +48,8 @@ fn needs(e: &Evidence) -> &'static str {
         EvidenceOf::Events { .. } | EvidenceOf::Alerts => "audit:read",
         EvidenceOf::AlertRules => "policy:read",
         EvidenceOf::Forwarding => "siem:manage",
+        EvidenceOf::Retention => "policy:read",
+        EvidenceOf::Backups => "policy:read",
         EvidenceOf::Verifications | EvidenceOf::Checkpoints | EvidenceOf::Keys => "audit:verify",
         EvidenceOf::MaskingPolicy | EvidenceOf::MaskingPolicyHistory => "policy:read",
     }

@@ -18,6 +18,18 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system's clock moved by a fixed offset: `custos demo seed
+/// --recorded-days-ago` records demo events as if committed in the past
+/// (into a ledger with nothing newer), to try retention without waiting.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OffsetClock(pub i64);
+
+impl Clock for OffsetClock {
+    fn now_us(&self) -> i64 {
+        chrono::Utc::now().timestamp_micros() + self.0
+    }
+}
+
 /// A clock that only moves when told to (tests).
 #[derive(Debug, Default)]
 pub struct ManualClock(AtomicI64);

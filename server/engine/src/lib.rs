@@ -1,6 +1,7 @@
 //! The Custos engine: everything but HTTP and UI.
 
 pub mod alerts;
+pub mod backup;
 pub mod clock;
 pub mod events;
 pub mod forward;

@@ -52,6 +52,8 @@ impl Modify for Security {
         (name = "alerts", description = "Alerts the rules opened: acknowledge, comment, resolve"),
         (name = "notifications", description = "The log of every delivery attempt; a channel's test"),
         (name = "forwarding", description = "SIEM destinations: health, pause, resume, replay, test, format preview"),
+        (name = "retention", description = "Retention: status, dry-run, runs, archive catalogue (verify, download)"),
+        (name = "backups", description = "Backups of the embedded database: schedule, list, take one, download"),
         (name = "session", description = "Who the caller is"),
         (name = "docs", description = "This description"),
     )

@@ -220,7 +220,13 @@ pub async fn status(
 )]
 pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Result<Response, ApiError> {
     let (path, name, content_type) = s.exports.file(&ctx.principal(), export_id(&id)?)?;
-    let file = tokio::fs::File::open(&path).await.map_err(|_| ApiError::from(FileError::Gone))?;
+    file_response(&path, &name, content_type).await.ok_or_else(|| ApiError::from(FileError::Gone))
+}
+
+/// A file streamed as an attachment named `name`; `None` when it cannot
+/// be opened.
+pub(crate) async fn file_response(path: &std::path::Path, name: &str, content_type: &str) -> Option<Response> {
+    let file = tokio::fs::File::open(path).await.ok()?;
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let stream = futures_util::stream::unfold(file, |mut f| async move {
         use tokio::io::AsyncReadExt as _;
@@ -234,15 +240,17 @@ pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -
             Err(e) => Some((Err(e), f)),
         }
     });
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type.to_owned()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
-            (header::CONTENT_LENGTH, len.to_string()),
-        ],
-        Body::from_stream(stream),
+    Some(
+        (
+            [
+                (header::CONTENT_TYPE, content_type.to_owned()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+                (header::CONTENT_LENGTH, len.to_string()),
+            ],
+            Body::from_stream(stream),
+        )
+            .into_response(),
     )
-        .into_response())
 }
 
 /// An export's signed manifest.

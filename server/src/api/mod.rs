@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod backups;
 pub mod dashboards;
 pub mod docs;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod forwarding;
 pub mod masking;
 pub mod notifications;
 pub mod policies;
+pub mod retention;
 pub mod self_audit;
 pub mod session;
 pub mod verify_jobs;

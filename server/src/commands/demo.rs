@@ -42,6 +42,11 @@ pub struct SeedArgs {
     /// Events per ingest call (at most the ledger's batch size).
     #[arg(long, default_value_t = 1000)]
     batch: u64,
+    /// Record them as if Custos had committed them DAYS ago (to try
+    /// retention without waiting): only into a ledger holding nothing
+    /// recorded after that time.
+    #[arg(long, value_name = "DAYS")]
+    recorded_days_ago: Option<u64>,
 }
 
 /// Runs `custos demo`.
@@ -54,9 +59,15 @@ pub async fn demo(config: &Config, command: DemoCommand) -> ExitCode {
         return failed("--days", &format!("must be from 1 to {} (ingest.max_past_days)", config.ingest.max_past_days));
     }
     let batch = args.batch.clamp(1, config.ledger.max_batch as u64);
-    let (ledger, tasks) = match open_cli_ledger(config).await {
-        Ok(l) => l,
-        Err(code) => return code,
+    let (ledger, tasks) = match args.recorded_days_ago {
+        None => match open_cli_ledger(config).await {
+            Ok(l) => l,
+            Err(code) => return code,
+        },
+        Some(days) => match open_in_the_past(config, days).await {
+            Ok(l) => l,
+            Err(code) => return code,
+        },
     };
     let code = match Events::open(ledger.clone(), config.ingest.limits()).await {
         Ok(events) => seed(Arc::new(events), &args, batch).await,
@@ -64,6 +75,35 @@ pub async fn demo(config: &Config, command: DemoCommand) -> ExitCode {
     };
     let _ = ledger.shutdown(tasks).await;
     code
+}
+
+/// The ledger on a clock `days` in the past; refused when the ledger holds
+/// an entry recorded after that (commit times never go backwards).
+async fn open_in_the_past(
+    config: &Config,
+    days: u64,
+) -> Result<(custos_engine::ledger::Ledger, custos_engine::ledger::LedgerTasks), ExitCode> {
+    if !(1..=36_500).contains(&days) {
+        return Err(failed("--recorded-days-ago", &"must be from 1 to 36500"));
+    }
+    let offset = -(days as i64) * DAY_US;
+    let db = crate::open_database(config).await.map_err(|e| failed("cannot open the database", &e))?;
+    let clock = Arc::new(custos_engine::clock::OffsetClock(offset));
+    let (ledger, tasks) = crate::open_ledger_with(config, db, clock, Arc::new(custos_engine::clock::OsRandom))
+        .await
+        .map_err(|e| failed("cannot open the ledger", &e))?;
+    let head = ledger.head().await.map_err(|e| failed("cannot read the ledger", &e))?.seq;
+    if head > 0 {
+        let newest = ledger.entry(head).await.ok().flatten().map(|e| e.header.recorded_at_us);
+        if newest.is_none_or(|t| t > ledger.now_us()) {
+            let _ = ledger.shutdown(tasks).await;
+            return Err(failed(
+                "--recorded-days-ago",
+                &format!("the ledger already holds events recorded after {days} days ago: use it on a new ledger"),
+            ));
+        }
+    }
+    Ok((ledger, tasks))
 }
 
 async fn seed(events: Arc<Events>, args: &SeedArgs, batch: u64) -> ExitCode {

@@ -1,5 +1,6 @@
 //! The CLI's commands. Each returns the process exit code.
 
+mod backup;
 mod bench;
 mod bench_alerts;
 mod bench_dashboards;
@@ -12,6 +13,7 @@ mod verify;
 
 use std::process::ExitCode;
 
+pub use backup::{BackupCommand, backup};
 pub use bench::{BenchCommand, bench, sample_event};
 pub use demo::{DemoCommand, demo};
 pub use export::{ExportArgs, export};

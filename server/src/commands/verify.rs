@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use custos_engine::ledger::keyring::Keyring;
 use custos_engine::ledger::note::{Checkpoint, NoteVerifier};
-use custos_engine::ledger::purge::verify_archive;
+use custos_engine::ledger::purge::verify_archive_summary;
 use custos_engine::ledger::verify::{self, Progress, VerifyScope};
 use custos_engine::storage::{Database, PoolOptions};
 use secrecy::SecretString;
@@ -55,7 +55,7 @@ pub struct VerifyArgs {
 
 /// Reads a kept checkpoint (a note, or a file holding one) and checks its
 /// signature with the verifier.
-fn read_trusted_checkpoint(arg: &str, verifier: &NoteVerifier) -> Result<Checkpoint, String> {
+pub(crate) fn read_trusted_checkpoint(arg: &str, verifier: &NoteVerifier) -> Result<Checkpoint, String> {
     let text = if std::path::Path::new(arg).is_file() {
         std::fs::read_to_string(arg).map_err(|e| format!("cannot read {arg}: {e}"))?
     } else {
@@ -85,9 +85,23 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
         let Some(v) = verifier else {
             return failed("verifying an archive", &"--public-key is required");
         };
-        return match verify_archive(path, &v) {
-            Ok(n) => {
-                println!("archive {} is intact: {n} entries verified against its signed checkpoint", path.display());
+        return match verify_archive_summary(path, &v) {
+            Ok(s) => {
+                println!(
+                    "archive {} is intact: {} entries verified against its signed checkpoint ({} entries), seq \
+                     {}..={}{}; entries digest {} (a retention record's `tombstones` value)",
+                    path.display(),
+                    s.entries,
+                    s.checkpoint_size,
+                    s.from_seq,
+                    s.through_seq,
+                    if s.kept > 0 {
+                        format!(", {} positions kept in the ledger given by their hashes", s.kept)
+                    } else {
+                        String::new()
+                    },
+                    s.entries_sha256
+                );
                 ExitCode::SUCCESS
             }
             Err(e @ custos_engine::ledger::purge::ArchiveError::Io(_)) => failed("cannot read the archive", &e),
@@ -223,6 +237,26 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
                 if p.anchor_checked { ", anchor opened with the KEK and matching" } else { "" },
                 p.archive_name,
                 p.archive_sha256
+            );
+        }
+        for r in &report.removals {
+            println!(
+                "removed by {}: {} entries in seq {}..={}, replaced by tombstones (signed retention record; anchor seq \
+                 {}{}; archive {} sha256 {})",
+                r.reason,
+                r.removed,
+                r.from_seq,
+                r.through_seq,
+                r.anchor_seq,
+                if r.anchor_checked { ", anchor opened with the KEK and matching" } else { "" },
+                r.archive_name,
+                r.archive_sha256
+            );
+        }
+        if report.tombstones_checked > 0 {
+            println!(
+                "{} tombstones followed in the chain (each under a checked retention record)",
+                report.tombstones_checked
             );
         }
         match &report.failure {

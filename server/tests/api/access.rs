@@ -12,8 +12,15 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::support::{Backend, TestApp};
 
-const ROLES: [&str; 6] =
-    ["admin", "compliance_officer", "security_analyst", "notification_manager", "siem_manager", "viewer"];
+const ROLES: [&str; 7] = [
+    "admin",
+    "compliance_officer",
+    "security_analyst",
+    "notification_manager",
+    "siem_manager",
+    "records_manager",
+    "viewer",
+];
 
 #[derive(Debug)]
 enum Who {
@@ -116,6 +123,16 @@ const PAST_AUTH_ONLY: &[&str] = &[
     "/api/forwarding/destinations/{id}/resume",
     "/api/forwarding/destinations/{id}/replay",
     "/api/forwarding/destinations/{id}/test",
+    // An unknown run or archive: 404 once past authorisation; starting a
+    // run while one goes on: 409.
+    "/api/retention/runs",
+    "/api/retention/runs/{id}",
+    "/api/retention/archives/{name}/verify",
+    "/api/retention/archives/{name}/download",
+    // An unknown backup: 404; taking one while one is taken: 409.
+    "/api/backups",
+    "/api/backups/{name}",
+    "/api/backups/{name}/download",
 ];
 
 /// Routes the table opens with `policy:read` whose store also wants the

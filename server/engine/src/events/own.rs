@@ -72,6 +72,9 @@ pub enum OwnAction {
     /// or Custos on its schedule), `…run_completed`, `…run_failed` (by
     /// Custos), `…archive_verified` (by the person).
     RetentionStep(&'static str),
+    /// A backup step: `custos.backup.created` or `…failed` (by whoever
+    /// asked, or Custos on its schedule).
+    BackupStep(&'static str),
     /// An account or access event of the identity service (`user.login`,
     /// `role.create`, `apikey.use`, …): its action and category.
     Identity {
@@ -106,7 +109,8 @@ impl OwnAction {
             | OwnAction::AlertStep(action)
             | OwnAction::NotificationStep(action)
             | OwnAction::ForwardStep(action)
-            | OwnAction::RetentionStep(action) => action,
+            | OwnAction::RetentionStep(action)
+            | OwnAction::BackupStep(action) => action,
             OwnAction::Identity { action, .. } => action,
             OwnAction::Request { action, .. } => action,
         }
@@ -122,7 +126,7 @@ impl OwnAction {
             OwnAction::MaskingPolicyUpdate | OwnAction::PolicyStep(_) => "policy",
             OwnAction::AlertStep(_) | OwnAction::NotificationStep(_) => "security",
             OwnAction::ForwardStep(_) => "system",
-            OwnAction::RetentionStep(_) => "integrity",
+            OwnAction::RetentionStep(_) | OwnAction::BackupStep(_) => "integrity",
             OwnAction::Identity { category, .. } | OwnAction::Request { category, .. } => category,
         }
     }

@@ -106,7 +106,7 @@ impl Permission {
             Permission::AlertManage => "Manage alert rules",
             Permission::NotificationManage => "Manage notifications",
             Permission::SiemManage => "Manage SIEM destinations",
-            Permission::RetentionManage => "Manage retention and legal hold",
+            Permission::RetentionManage => "Manage retention, legal holds, archives and backups",
             Permission::UserManage => "Manage users, roles and API keys",
             Permission::Admin => "Everything",
         }

@@ -25,6 +25,10 @@ const INFO_KEK_MAC: &[u8] = b"custos/v1/kek/hmac-sha256";
 const INFO_PSEUDONYM: &[u8] = b"custos/v1/pseudonym/hmac-sha256";
 const TAG_WRAP: &str = "custos/v1/key-wrap";
 const TAG_SECRET: &str = "custos/v1/sealed-secret";
+const TAG_BACKUP: &str = "custos/v1/backup";
+const TAG_BACKUP_CHUNK: &str = "custos/v1/backup-chunk";
+const INFO_BACKUP_ENC: &[u8] = b"custos/v1/backup/aes-256-cbc";
+const INFO_BACKUP_MAC: &[u8] = b"custos/v1/backup/hmac-sha256";
 const WRAP_VERSION: u8 = 1;
 
 /// A 32-byte secret that is wiped from memory when dropped.
@@ -281,6 +285,75 @@ impl Kek {
             return Err(OpenError::BadMac);
         }
         cbc_decrypt(&self.enc, &iv, ct).map(Zeroizing::new)
+    }
+}
+
+/// The keys of one backup file, derived from the KEK and the file's random
+/// salt: a backup opens only with the KEK of the ledger it was taken from.
+pub struct BackupKey {
+    enc: Secret32,
+    mac: HmacSha256,
+}
+
+impl std::fmt::Debug for BackupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BackupKey(..)")
+    }
+}
+
+impl Kek {
+    /// The keys of a backup file with this salt.
+    pub fn backup_key(&self, salt: &[u8; 32]) -> BackupKey {
+        let mut m = self.mac.clone();
+        m.put_str(TAG_BACKUP);
+        m.put(salt);
+        let prk: Secret32 = Zeroizing::new(m.finalize().into_bytes().into());
+        BackupKey { enc: hkdf_32(&*prk, INFO_BACKUP_ENC), mac: keyed_hmac(&hkdf_32(&*prk, INFO_BACKUP_MAC)) }
+    }
+}
+
+impl BackupKey {
+    fn chunk_mac(&self, index: u64, last: bool, header_digest: &[u8; 32], iv: &[u8; 16], ct: &[u8]) -> [u8; 32] {
+        let mut m = self.mac.clone();
+        m.put_str(TAG_BACKUP_CHUNK);
+        m.put_u64(index);
+        m.put(&[u8::from(last)]);
+        m.put(header_digest);
+        m.put(iv);
+        m.put_bytes(ct);
+        m.finalize().into_bytes().into()
+    }
+
+    /// Encrypts chunk `index` of a backup (`last` for the final one), bound
+    /// to the file's header: returns the ciphertext and its MAC.
+    pub fn seal_chunk(
+        &self,
+        index: u64,
+        last: bool,
+        header_digest: &[u8; 32],
+        iv: &[u8; 16],
+        plain: &[u8],
+    ) -> (Vec<u8>, [u8; 32]) {
+        let ct = cbc_encrypt(&self.enc, iv, plain);
+        let mac = self.chunk_mac(index, last, header_digest, iv, &ct);
+        (ct, mac)
+    }
+
+    /// Opens a chunk, checking its MAC (and so its place, finality and
+    /// header) first.
+    pub fn open_chunk(
+        &self,
+        index: u64,
+        last: bool,
+        header_digest: &[u8; 32],
+        iv: &[u8; 16],
+        ct: &[u8],
+        mac: &[u8; 32],
+    ) -> Result<Vec<u8>, OpenError> {
+        if !bool::from(self.chunk_mac(index, last, header_digest, iv, ct).ct_eq(mac)) {
+            return Err(OpenError::BadMac);
+        }
+        cbc_decrypt(&self.enc, iv, ct)
     }
 }
 

@@ -62,6 +62,11 @@ pub(crate) async fn read_meta(db: &Database, name: &str) -> Result<Option<String
 }
 
 impl Keyring {
+    /// The keys of a backup file with this salt (derived from the KEK).
+    pub fn backup_key(&self, salt: &[u8; 32]) -> super::crypto::BackupKey {
+        self.kek.backup_key(salt)
+    }
+
     /// Loads the keys, creating them on a brand-new ledger (and only then).
     ///
     /// `origin` names a new ledger; an existing ledger keeps the origin it was

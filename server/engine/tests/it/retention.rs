@@ -29,7 +29,11 @@ use crate::support::{KEK, TestDb, both_backends, config};
 
 const T0: i64 = 1_800_000_000_000_000;
 
-async fn person(identity: &Identity, name: &str, role: &str) -> (Requester, custos_engine::identity::permission::PermissionSet) {
+async fn person(
+    identity: &Identity,
+    name: &str,
+    role: &str,
+) -> (Requester, custos_engine::identity::permission::PermissionSet) {
     let id = identity
         .create_user(
             &Acting::system(Channel::Cli),
@@ -45,8 +49,14 @@ async fn person(identity: &Identity, name: &str, role: &str) -> (Requester, cust
         .await
         .unwrap();
     let held = identity.principal(id).await.unwrap().unwrap().permissions;
-    let actor =
-        Actor { id: id.to_string(), kind: "user".into(), name: Some(name.into()), ip: None, user_agent: None, session_id: None };
+    let actor = Actor {
+        id: id.to_string(),
+        kind: "user".into(),
+        name: Some(name.into()),
+        ip: None,
+        user_agent: None,
+        session_id: None,
+    };
     (Requester::new(actor, Channel::Ui, None), held)
 }
 
@@ -128,7 +138,7 @@ both_backends! {
         // The explorer no longer finds them; alice's held logins, the recent ones and admin actions stay.
         assert_eq!(count(&events, "tool").await, 0);
         assert_eq!(count(&events, "authentication").await, 10 + 5);
-        assert_eq!(count(&events, "admin").await >= 20, true);
+        assert!(count(&events, "admin").await >= 20);
         assert!(ledger.entry(seq_of(1)).await.unwrap().is_none(), "a tool call is gone");
         assert!(ledger.entry(seq_of(0)).await.unwrap().is_some(), "alice's login is held");
         assert!(ledger.entry(seq_of(3)).await.unwrap().is_none(), "bob's old login is gone");

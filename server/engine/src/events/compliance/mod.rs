@@ -508,17 +508,9 @@ impl Events {
         });
         checks.push(self.alerting_check().await?);
         checks.push(self.siem_check().await?);
+        checks.push(self.retention_check().await?);
         // Features that do not exist yet say so.
-        for (id, title, what) in [
-            (
-                "retention",
-                "Retention policy and legal hold",
-                "No retention policy is configured: events are kept indefinitely and nothing is archived.",
-            ),
-            ("backups", "Backups of the ledger", "No backup is configured or recorded."),
-        ] {
-            checks.push(check(id, title, CheckStatus::NotConfigured, what.into(), vec![]));
-        }
+        checks.push(self.backups_check().await?);
 
         let frameworks = FRAMEWORKS
             .iter()
@@ -632,6 +624,186 @@ impl Events {
             )
         };
         Ok(check("siem_forwarding", title, st, detail, evidence))
+    }
+    /// Backups, from the catalogue. PostgreSQL: the database's own tools
+    /// take them, which Custos cannot see: not configured, saying so. SQLite:
+    /// no backup ever, or none succeeded in the last 48 hours: fail; the
+    /// latest attempt failed, or the backups lie beside the database they
+    /// protect: warn; otherwise pass.
+    async fn backups_check(&self) -> Result<ComplianceCheck, EventsError> {
+        let title = "Backups of the ledger";
+        let evidence = vec![
+            Evidence::new("The backups", EvidenceOf::Backups),
+            Evidence::events("Backups taken", &[("action", "custos.backup.*")]),
+        ];
+        let Some(db_file) = self.ledger().db().sqlite_file().map(std::path::Path::to_path_buf) else {
+            return Ok(check(
+                "backups",
+                title,
+                CheckStatus::NotConfigured,
+                "This Custos runs on PostgreSQL, whose backups (pg_basebackup, point-in-time recovery) Custos cannot \
+                 see: keep their evidence, and check a restored copy with `custos verify`."
+                    .into(),
+                evidence,
+            ));
+        };
+        let now = self.ledger().now_us();
+        let conn = self.ledger().db().conn();
+        let b = conn.get_database_backend();
+        let last_done = conn
+            .query_one_raw(stmt_for(
+                b,
+                "SELECT started_at, uri, bytes, head_seq FROM backups WHERE state = 'done' ORDER BY started_at DESC LIMIT 1",
+                vec![],
+            ))
+            .await?;
+        let last_try = conn
+            .query_one_raw(stmt_for(
+                b,
+                "SELECT state, error, started_at FROM backups WHERE state <> 'running' ORDER BY started_at DESC LIMIT 1",
+                vec![],
+            ))
+            .await?;
+        let Some(done) = last_done else {
+            return Ok(check("backups", title, CheckStatus::Fail, "No backup has been taken.".into(), evidence));
+        };
+        let at: i64 = done.try_get("", "started_at")?;
+        let uri: String = done.try_get("", "uri")?;
+        let summary = format!(
+            "The last backup ({}, {} bytes, ledger head seq {}) is {uri}, encrypted under a key derived from the KEK.",
+            rfc3339(at),
+            done.try_get::<i64>("", "bytes")?,
+            done.try_get::<Option<i64>>("", "head_seq")?.unwrap_or(0)
+        );
+        let failed_since = match &last_try {
+            Some(r) if r.try_get::<String>("", "state")? == "failed" => {
+                Some(r.try_get::<Option<String>>("", "error")?.unwrap_or_default())
+            }
+            _ => None,
+        };
+        let beside = db_file.parent().is_some_and(|d| std::path::Path::new(&uri).starts_with(d));
+        let (status, detail) = if at < now - 48 * HOUR_US {
+            (CheckStatus::Fail, format!("No backup succeeded in the last 48 hours. {summary}"))
+        } else if let Some(e) = failed_since {
+            (CheckStatus::Warn, format!("The latest backup failed: {e}. {summary}"))
+        } else if beside {
+            (
+                CheckStatus::Warn,
+                format!(
+                    "{summary} It lies in the database's own directory: a lost disk takes both. Set backup.dir to \
+                     another disk, or copy the backups off this machine."
+                ),
+            )
+        } else {
+            (CheckStatus::Pass, summary)
+        };
+        Ok(check("backups", title, status, detail, evidence))
+    }
+
+    /// Retention and legal hold, from the policies in force and the runs.
+    /// Never set (version 0 of both): not configured. A run that failed, or
+    /// no run finished in the last 48 hours while a rule lets events
+    /// expire: fail. A rule below the floor (an admin's recorded override)
+    /// or no run yet: warn. Otherwise pass (periods named; or everything
+    /// kept, nothing expiring).
+    async fn retention_check(&self) -> Result<ComplianceCheck, EventsError> {
+        use crate::retention::doc::{HOLDS_KIND, HoldsDoc, RETENTION_KIND, RetentionDoc, floor_days};
+        let now = self.ledger().now_us();
+        let conn = self.ledger().db().conn();
+        let b = conn.get_database_backend();
+        let (version, doc) = match crate::policies::in_force(conn, RETENTION_KIND).await? {
+            Some((v, c)) => (v, RetentionDoc::parse(&c).unwrap_or_default()),
+            None => (0, RetentionDoc::default()),
+        };
+        let (holds_version, holds) = match crate::policies::in_force(conn, HOLDS_KIND).await? {
+            Some((v, c)) => (v, HoldsDoc::parse(&c).unwrap_or_default()),
+            None => (0, HoldsDoc::default()),
+        };
+        let title = "Retention policy and legal hold";
+        let evidence = vec![
+            Evidence::new("Retention rules, holds, runs and archives", EvidenceOf::Retention),
+            Evidence::events("Retention runs", &[("action", "custos.retention.*")]),
+        ];
+        if version == 0 && holds_version == 0 {
+            return Ok(check(
+                "retention",
+                title,
+                CheckStatus::NotConfigured,
+                "No retention policy is set: events are kept indefinitely and nothing expires or is archived.".into(),
+                evidence,
+            ));
+        }
+        let last = conn
+            .query_one_raw(stmt_for(
+                b,
+                "SELECT state, started_at, finished_at, removed, error FROM retention_runs \
+                 WHERE kind = 'retention' AND state <> 'running' ORDER BY started_at DESC LIMIT 1",
+                vec![],
+            ))
+            .await?;
+        let holds_on = holds.holds.iter().filter(|h| h.active()).count() as u64;
+        let periods: Vec<String> = doc
+            .rules
+            .iter()
+            .filter(|r| r.enabled)
+            .map(|r| {
+                format!(
+                    "{} ({})",
+                    r.category.clone().or_else(|| r.action.clone()).unwrap_or_else(|| r.id.clone()),
+                    r.days.map_or("forever".into(), |d| format!("{d} days"))
+                )
+            })
+            .collect();
+        let summary = format!(
+            "Version {version} in force: {}; other events {}. {} in force. Expiry counts from the time Custos \
+             recorded an event; every removal is archived first and leaves a signed record.",
+            if periods.is_empty() { "no rule".into() } else { periods.join(", ") },
+            doc.default_days.map_or("kept indefinitely".into(), |d| format!("kept {d} days")),
+            plural(holds_on, "legal hold", "legal holds")
+        );
+        let expiring = doc.shortest_days().is_some();
+        let overrides: Vec<&str> =
+            doc.rules.iter().filter(|r| r.enabled && r.floor_override.is_some()).map(|r| r.id.as_str()).collect();
+        let (status, detail) = match last {
+            Some(r) if r.try_get::<String>("", "state")? == "failed" => (
+                CheckStatus::Fail,
+                format!(
+                    "The last retention run ({}) failed: {}. {summary}",
+                    rfc3339(r.try_get("", "started_at")?),
+                    r.try_get::<Option<String>>("", "error")?.unwrap_or_default()
+                ),
+            ),
+            Some(r) if expiring && r.try_get::<i64>("", "started_at")? < now - 48 * HOUR_US => (
+                CheckStatus::Fail,
+                format!(
+                    "No retention run in the last 48 hours (the last on {}): expired events are kept past their \
+                     period. {summary}",
+                    rfc3339(r.try_get("", "started_at")?)
+                ),
+            ),
+            None if expiring => (
+                CheckStatus::Warn,
+                format!("Rules let events expire, but no retention run has finished yet. {summary}"),
+            ),
+            _ if !overrides.is_empty() => (
+                CheckStatus::Warn,
+                format!(
+                    "Rule(s) {} keep events less than the floor of {} days (an admin's recorded override). {summary}",
+                    overrides.join(", "),
+                    floor_days()
+                ),
+            ),
+            Some(r) => (
+                CheckStatus::Pass,
+                format!(
+                    "The last retention run ({}) removed {} expired event(s). {summary}",
+                    rfc3339(r.try_get("", "started_at")?),
+                    r.try_get::<i64>("", "removed")?
+                ),
+            ),
+            None => (CheckStatus::Pass, format!("Nothing expires under the policy in force. {summary}")),
+        };
+        Ok(check("retention", title, status, detail, evidence))
     }
 
     /// Alert rules in force and evaluated: the rules enabled (the built-in

@@ -224,6 +224,11 @@ impl Ledger {
         self.inner.clock.now_us()
     }
 
+    /// Random bytes from the ledger's source.
+    pub fn random(&self, buf: &mut [u8]) -> Result<(), LedgerError> {
+        Ok(self.inner.rng.fill(buf)?)
+    }
+
     /// The database behind the ledger.
     pub fn db(&self) -> &Database {
         &self.inner.db
