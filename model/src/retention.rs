@@ -62,8 +62,10 @@ pub struct RetentionPlan {
 pub struct RetentionRun {
     /// Its id.
     pub id: String,
-    /// `retention` (or `erasure`).
+    /// `retention` or `erasure`.
     pub kind: String,
+    /// The erasure request it carries out.
+    pub request: Option<String>,
     /// `schedule` or `manual`.
     pub trigger: String,
     /// Who asked (a principal, or `custos`).

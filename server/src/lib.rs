@@ -246,6 +246,8 @@ pub async fn start_with(
         config.forwarding.engine(),
     ));
     custos_engine::retention::doc::set_floor_days(config.retention.min_days);
+    custos_engine::retention::doc::set_scheduled(!matches!(config.retention.run_at_minute(), Ok(None)));
+    custos_engine::backup::set_interval_hours(config.backup.interval_hours);
     let retention = Arc::new(custos_engine::retention::Retention::new(
         events.clone(),
         policies.clone(),
@@ -405,9 +407,10 @@ pub async fn start_with(
             }
         }
     });
-    // Retention: the daily run, on the replica holding its lease.
+    // Retention: approved erasure requests within seconds, and the daily
+    // run, on the replica holding its lease.
     let retaining = retention.clone();
-    background.every("retention", Duration::from_secs(60), move || {
+    background.every("retention", Duration::from_secs(5), move || {
         let retention = retaining.clone();
         async move {
             match retention.step().await {

@@ -36,17 +36,24 @@ pub fn RetentionPage() -> impl IntoView {
     let archives = RwSignal::new(None::<Result<Vec<ArchiveInfo>, ClientError>>);
     let rules = RwSignal::new(None::<Result<PolicyKindView, ClientError>>);
     let holds = RwSignal::new(None::<Result<PolicyKindView, ClientError>>);
+    let erasures = RwSignal::new(None::<Result<PolicyKindView, ClientError>>);
+    // After an action: what it changes (the policy forms keep what was typed).
     let load = move || {
         leptos::task::spawn_local(async move {
             status.set(Some(get_json::<RetentionStatus>("/api/retention").await));
             runs.set(Some(get_json::<Vec<RetentionRun>>("/api/retention/runs?limit=20").await));
             archives.set(Some(get_json::<Vec<ArchiveInfo>>("/api/retention/archives").await));
-            rules.set(Some(get_json::<PolicyKindView>("/api/policies/retention").await));
-            holds.set(Some(get_json::<PolicyKindView>("/api/policies/legal_holds").await));
             plan.set(Some(get_json::<RetentionPlan>("/api/retention/plan").await));
         });
     };
-    Effect::new(move |_| load());
+    Effect::new(move |_| {
+        leptos::task::spawn_local(async move {
+            rules.set(Some(get_json::<PolicyKindView>("/api/policies/retention").await));
+            holds.set(Some(get_json::<PolicyKindView>("/api/policies/legal_holds").await));
+            erasures.set(Some(get_json::<PolicyKindView>("/api/policies/erasures").await));
+        });
+        load();
+    });
     view! {
         <Title text="Retention"/>
         <h1>"Retention and legal hold"</h1>
@@ -57,12 +64,17 @@ pub fn RetentionPage() -> impl IntoView {
         {move || match rules.get() {
             None => view! { <p class="muted">"Loading…"</p> }.into_any(),
             Some(Err(e)) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
-            Some(Ok(k)) => view! { <Rules kind=k can_manage=can_manage min_days=status.get().and_then(|s| s.ok()).map_or(365, |s| s.min_days)/> }.into_any(),
+            Some(Ok(k)) => view! { <Rules kind=k can_manage=can_manage min_days=status.get_untracked().and_then(|s| s.ok()).map_or(365, |s| s.min_days)/> }.into_any(),
         }}
         {move || match holds.get() {
             None => ().into_any(),
             Some(Err(e)) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
             Some(Ok(k)) => view! { <Holds kind=k can_manage=can_manage/> }.into_any(),
+        }}
+        {move || match erasures.get() {
+            None => ().into_any(),
+            Some(Err(e)) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+            Some(Ok(k)) => view! { <Erasures kind=k can_manage=can_manage runs=runs/> }.into_any(),
         }}
         <RunsPanel runs=runs/>
         <ArchivesPanel archives=archives can_manage=can_manage reload=load/>
@@ -295,6 +307,7 @@ fn Rules(kind: PolicyKindView, can_manage: Signal<bool>, min_days: u32) -> impl 
                                 framework.set((*name).into());
                                 preset.set(d.to_string());
                             } else {
+                                framework.set(String::new());
                                 preset.set(v);
                             }
                         }>
@@ -489,7 +502,7 @@ fn ArchivesPanel(
                                 <tr data-archive=a.name.clone()>
                                     <td class="wrap">{a.name.clone()}</td>
                                     <td>{format!("#{}–#{}", a.from_seq, a.through_seq)}</td>
-                                    <td>{a.entries}</td>
+                                    <td data-testid="archive-entries">{a.entries}</td>
                                     <td>{format!("{} KiB", a.bytes.div_ceil(1024))}</td>
                                     <td class="mono small">{a.sha256[..16.min(a.sha256.len())].to_owned()}"…"</td>
                                     <td data-testid="archive-verified">{verified}</td>
@@ -503,6 +516,89 @@ fn ArchivesPanel(
                     </table>
                 }.into_any(),
             }}
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </section>
+    }
+}
+
+#[component]
+fn Erasures(
+    kind: PolicyKindView,
+    can_manage: Signal<bool>,
+    runs: RwSignal<Option<Result<Vec<RetentionRun>, ClientError>>>,
+) -> impl IntoView {
+    let doc = kind.active.content.clone();
+    let version = kind.active.version;
+    let list: Vec<Value> = doc.get("requests").and_then(Value::as_array).cloned().unwrap_or_default();
+    let error = RwSignal::new(None::<String>);
+    let propose = proposer("erasures", version, error);
+    let id = RwSignal::new(String::new());
+    let subject = RwSignal::new(String::new());
+    let why = RwSignal::new(String::new());
+    let reference = RwSignal::new(String::new());
+    let submit = {
+        let doc = doc.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let mut r = json!({"id": id.get_untracked().trim(), "subject": subject.get_untracked().trim(),
+                "reason": why.get_untracked().trim()});
+            let reference = reference.get_untracked().trim().to_owned();
+            if !reference.is_empty() {
+                r["reference"] = json!(reference);
+            }
+            let mut d = doc.clone();
+            if !d.get("requests").is_some_and(Value::is_array) {
+                d["requests"] = json!([]);
+            }
+            if let Some(requests) = d["requests"].as_array_mut() {
+                requests.push(r);
+            }
+            propose(d, format!("erase {} (request {})", subject.get_untracked().trim(), id.get_untracked().trim()));
+        }
+    };
+    // How each request went: its latest erasure run (runs are newest first).
+    let state_of = move |rid: &str| -> String {
+        runs.with(|r| {
+            let run = r.as_ref().and_then(|r| r.as_ref().ok()).and_then(|list| {
+                list.iter().find(|x| x.kind == "erasure" && x.request.as_deref() == Some(rid)).cloned()
+            });
+            match run {
+                Some(x) if x.state == "done" => format!("erased {} ({} kept by holds)", x.removed, x.held),
+                Some(x) if x.state == "failed" => {
+                    format!("failed: {} (tried again within the hour)", x.error.unwrap_or_default())
+                }
+                Some(x) => format!("{}…", x.state),
+                None => "waiting for approval, or for the next minute's pass".to_owned(),
+            }
+        })
+    };
+    view! {
+        <section class="panel" data-testid="erasures">
+            <h2>"Erasure requests (GDPR Art. 17)"</h2>
+            <p class="muted small">{format!("Version {version} in force: {}. A request names one data subject (an actor, a pseudonym as stored, or a resource). Once a second person approves it, that subject's events are archived and removed within a minute, except those under a legal hold (counted as held); the erasure is recorded. Filed requests stay listed.", kind.active.summary)}</p>
+            {pending(&kind)}
+            {(!list.is_empty()).then(|| view! {
+                <table class="data small" data-testid="erasures-table">
+                    <thead><tr><th>"Request"</th><th>"Subject"</th><th>"Why"</th><th>"Reference"</th><th>"State"</th></tr></thead>
+                    <tbody>{list.iter().map(|r| {
+                        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+                        let rid = s("id");
+                        let (key, attr) = (rid.clone(), rid.clone());
+                        view! { <tr data-request=attr><td>{rid}</td><td>{s("subject")}</td><td>{s("reason")}</td><td>{s("reference")}</td><td data-testid="erasure-state">{move || state_of(&key)}</td></tr> }
+                    }).collect_view()}</tbody>
+                </table>
+            })}
+            {move || can_manage.get().then(|| { let submit = submit.clone(); view! {
+                <form class="stack narrow" on:submit=submit data-testid="add-erasure">
+                    <h3>"File a request"</h3>
+                    <label>"Id (a-z, 0-9, - and _)"<input type="text" data-testid="erasure-id" placeholder="dsr-2027-17" prop:value=move || id.get() on:input=move |ev| id.set(event_target_value(&ev))/></label>
+                    <label>"Subject (actor=…, or resource_id=…; tenant= may narrow it)"<input type="text" data-testid="erasure-subject" placeholder="actor=alice@example.org" prop:value=move || subject.get() on:input=move |ev| subject.set(event_target_value(&ev))/></label>
+                    <label>"Why"<input type="text" data-testid="erasure-reason" prop:value=move || why.get() on:input=move |ev| why.set(event_target_value(&ev))/></label>
+                    <label>"Reference (optional)"<input type="text" data-testid="erasure-reference" prop:value=move || reference.get() on:input=move |ev| reference.set(event_target_value(&ev))/></label>
+                    <p class="small muted">"The proposal page shows how many events it would erase (the dry-run) before anyone approves it."</p>
+                    <button type="submit" class="primary" data-testid="submit-erasure">"Submit for review"</button>
+                </form>
+            }})}
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         </section>
     }

@@ -240,7 +240,7 @@ pub fn decrypt(src: &Path, dst: &Path, kek: &Kek) -> Result<BackupHeader, Backup
             if last {
                 let mut rest = [0u8; 1];
                 if r.read(&mut rest).map_err(io(src))? != 0 {
-                    return Err(BackupError::Format("data after the last chunk".into()));
+                    return Err(BackupError::Auth(index + 1));
                 }
                 break;
             }
@@ -271,6 +271,19 @@ pub fn sqlite_integrity(path: &Path) -> Result<(), String> {
     if found == ["ok"] { Ok(()) } else { Err(found.join("; ")) }
 }
 
+static INTERVAL_HOURS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(24);
+
+/// Records the configured backup interval (hours, 0: on demand only), at
+/// start-up, for the compliance check.
+pub fn set_interval_hours(hours: u64) {
+    INTERVAL_HOURS.store(hours, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The configured backup interval (hours, 0: on demand only).
+pub fn interval_hours() -> u64 {
+    INTERVAL_HOURS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Settings (`[backup]`).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -288,7 +301,8 @@ pub struct Backups {
     events: Arc<Events>,
     holder: String,
     settings: Settings,
-    running: tokio::sync::Mutex<()>,
+    /// One backup at a time (held from its start to its end).
+    running: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn db_err(e: DbErr) -> AlertsError {
@@ -321,7 +335,7 @@ fn info_of(r: &QueryResult) -> Result<BackupInfo, DbErr> {
 impl Backups {
     /// Backups for `holder` (this replica's name).
     pub fn new(events: Arc<Events>, holder: &str, settings: Settings) -> Backups {
-        Backups { events, holder: holder.to_owned(), settings, running: tokio::sync::Mutex::new(()) }
+        Backups { events, holder: holder.to_owned(), settings, running: Arc::new(tokio::sync::Mutex::new(())) }
     }
 
     fn conn(&self) -> &sea_orm::DatabaseConnection {
@@ -335,16 +349,16 @@ impl Backups {
     /// Takes a backup now (`trigger`: `manual` or `schedule`) and waits
     /// for it. Recorded (`custos.backup.created` or `…failed`).
     pub async fn create(&self, by: &Requester, trigger: &str) -> Result<BackupInfo, AlertsError> {
-        let name = self.begin(by, trigger).await?;
-        self.finish(&name, by, trigger).await
+        let (name, guard) = self.begin(by, trigger).await?;
+        self.finish(&name, by, trigger, guard).await
     }
 
     /// Starts a backup in the background; returns it as started.
     pub async fn start(self: &Arc<Self>, by: &Requester) -> Result<BackupInfo, AlertsError> {
-        let name = self.begin(by, "manual").await?;
+        let (name, guard) = self.begin(by, "manual").await?;
         let (me, by2, n) = (self.clone(), by.clone(), name.clone());
         tokio::spawn(async move {
-            if let Err(e) = me.finish(&n, &by2, "manual").await {
+            if let Err(e) = me.finish(&n, &by2, "manual", guard).await {
                 tracing::warn!(backup = %n, error = %e, "backup failed");
             }
         });
@@ -352,7 +366,11 @@ impl Backups {
     }
 
     /// Checks a backup can be taken here now and catalogues it as running.
-    async fn begin(&self, by: &Requester, trigger: &str) -> Result<String, AlertsError> {
+    async fn begin(
+        &self,
+        by: &Requester,
+        trigger: &str,
+    ) -> Result<(String, tokio::sync::OwnedMutexGuard<()>), AlertsError> {
         if self.events.ledger().db().sqlite_file().is_none() {
             return Err(AlertsError::Conflict(
                 "this Custos runs on PostgreSQL: back it up with pg_basebackup or point-in-time recovery (see the \
@@ -360,20 +378,9 @@ impl Backups {
                     .into(),
             ));
         }
-        let running = self
-            .conn()
-            .query_one_raw(stmt_for(
-                self.backend(),
-                "SELECT COUNT(*) AS n FROM backups WHERE state = 'running'",
-                vec![],
-            ))
-            .await
-            .map_err(db_err)?
-            .and_then(|r| r.try_get::<i64>("", "n").ok())
-            .unwrap_or(0);
-        if running > 0 || self.running.try_lock().is_err() {
+        let Ok(guard) = self.running.clone().try_lock_owned() else {
             return Err(AlertsError::Conflict("a backup is being taken; wait for it to finish".into()));
-        }
+        };
         let ledger = self.events.ledger();
         let now = ledger.now_us();
         let stamp = rfc3339(now).replace([':', '-'], "").chars().take(15).collect::<String>();
@@ -398,12 +405,17 @@ impl Backups {
             ))
             .await
             .map_err(db_err)?;
-        Ok(name)
+        Ok((name, guard))
     }
 
     /// Takes a begun backup, records how it ended, prunes old ones.
-    async fn finish(&self, name: &str, by: &Requester, trigger: &str) -> Result<BackupInfo, AlertsError> {
-        let _one = self.running.lock().await;
+    async fn finish(
+        &self,
+        name: &str,
+        by: &Requester,
+        trigger: &str,
+        _guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<BackupInfo, AlertsError> {
         let ledger = self.events.ledger();
         let path = self.settings.dir.join(name);
         let outcome = self.take(&path).await;
@@ -431,7 +443,7 @@ impl Backups {
             ))
             .await
             .map_err(db_err)?;
-        let pruned = if error.is_none() { self.prune().await? } else { Vec::new() };
+        let pruned = if error.is_none() { self.prune(trigger).await? } else { Vec::new() };
         let mut event = OwnEvent::new(
             OwnAction::BackupStep(if error.is_none() { "custos.backup.created" } else { "custos.backup.failed" }),
             by.actor.clone(),
@@ -459,22 +471,17 @@ impl Backups {
         let ledger = self.events.ledger();
         let cp = ledger.checkpoint_now().await.map_err(|e| format!("signing a checkpoint: {e}"))?;
         let head = ledger.head().await.map_err(|e| e.to_string())?.seq;
-        crate::storage::create_private_dir(&self.settings.dir)
-            .map_err(|e| format!("{}: {e}", self.settings.dir.display()))?;
-        let tmp = self
-            .settings
-            .dir
-            .join(format!(".{}.copy", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+        let work = self.work_dir().map_err(|e| format!("{}: {e}", self.settings.dir.display()))?;
+        // The copy is plain: in a directory only the owner can enter, in a
+        // file created empty and owner-only before SQLite writes it.
+        let tmp = work
+            .join(format!("{}.copy", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+        private_file(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
         let quoted = tmp.display().to_string().replace('\'', "''");
         let copied = self.conn().execute_unprepared(&format!("VACUUM INTO '{quoted}'")).await;
         if let Err(e) = copied {
             let _ = std::fs::remove_file(&tmp);
             return Err(format!("copying the database: {e}"));
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
         }
         let mut salt = [0u8; 32];
         ledger.random(&mut salt).map_err(|e| e.to_string())?;
@@ -505,24 +512,42 @@ impl Backups {
         Ok((sha, bytes, head, cp.map_or(0, |c| c.tree_size)))
     }
 
-    /// Deletes the files of finished backups beyond the newest `keep`.
-    async fn prune(&self) -> Result<Vec<String>, AlertsError> {
+    /// The private directory plain copies are made in (0700, tightened
+    /// if it exists).
+    fn work_dir(&self) -> std::io::Result<PathBuf> {
+        let work = self.settings.dir.join(".work");
+        crate::storage::create_private_dir(&work)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&self.settings.dir, std::fs::Permissions::from_mode(0o700))?;
+            std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(work)
+    }
+
+    /// Deletes the files of finished backups beyond the newest `keep` of
+    /// the same trigger (scheduled and manual backups rotate apart, so
+    /// backups taken by hand cannot push the scheduled ones out).
+    async fn prune(&self, trigger: &str) -> Result<Vec<String>, AlertsError> {
         let rows = self
             .conn()
             .query_all_raw(stmt_for(
                 self.backend(),
                 &format!(
-                    "SELECT {COLUMNS} FROM backups WHERE state = 'done' AND removed_at IS NULL \
+                    "SELECT {COLUMNS} FROM backups WHERE state = 'done' AND removed_at IS NULL AND trigger = ? \
                      ORDER BY started_at DESC, name DESC"
                 ),
-                vec![],
+                vec![trigger.into()],
             ))
             .await
             .map_err(db_err)?;
         let mut pruned = Vec::new();
         for r in rows.iter().skip(self.settings.keep.max(1) as usize) {
             let b = info_of(r).map_err(db_err)?;
-            match std::fs::remove_file(&b.uri) {
+            // Only a file of this directory, by its checked name.
+            let Ok(name) = crate::storage::plain_file_name(&b.name, ".cbk") else { continue };
+            match std::fs::remove_file(self.settings.dir.join(name)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
@@ -635,17 +660,24 @@ impl Backups {
         out.map(Some)
     }
 
-    /// Where a catalogued backup's file is.
+    /// Always in the backup directory, by its checked name (never a path
+    /// read from the database).
     pub async fn path_of(&self, name: &str) -> Result<PathBuf, AlertsError> {
-        let b = self.get(name).await?;
+        let b = self.get(crate::storage::plain_file_name(name, ".cbk")?).await?;
         if b.removed_at.is_some() || b.state != "done" {
             return Err(AlertsError::NotFound(format!("backup {name} is not available (state {})", b.state)));
         }
-        Ok(PathBuf::from(b.uri))
+        Ok(self.settings.dir.join(&b.name))
     }
 
-    /// Backups that were being taken when a process stopped: failed.
+    /// Backups that were being taken when a process stopped: failed, and
+    /// their plain copies deleted.
     pub async fn close_interrupted(&self) -> Result<(), AlertsError> {
+        if let Ok(entries) = std::fs::read_dir(self.settings.dir.join(".work")) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         self.conn()
             .execute_raw(stmt_for(
                 self.backend(),
@@ -656,5 +688,99 @@ impl Backups {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(salt: &[u8; 32]) -> BackupHeader {
+        BackupHeader {
+            format: FORMAT.into(),
+            origin: "custos.test/ledger".into(),
+            created_at: "2027-01-15T08:00:00Z".into(),
+            head_seq: 7,
+            checkpoint: None,
+            checkpoint_size: 0,
+            salt: hex::encode(salt),
+            source: "test".into(),
+        }
+    }
+
+    /// The byte ranges of each chunk (after the header) of a backup file.
+    fn chunks(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+        let hlen = u32::from_be_bytes(bytes[16..20].try_into().unwrap()) as usize;
+        let mut at = 20 + hlen;
+        let mut out = Vec::new();
+        while at < bytes.len() {
+            let len = u32::from_be_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
+            let end = at + 21 + len + 32;
+            out.push(at..end);
+            at = end;
+        }
+        out
+    }
+
+    #[test]
+    fn chunks_round_trip_and_cannot_be_reordered_dropped_or_moved_between_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = Kek::from_bytes(&[3; 32]);
+        let salt = [5u8; 32];
+        let key = kek.backup_key(&salt);
+        let mut counter = 0u8;
+        let mut ivs = |iv: &mut [u8; 16]| {
+            counter = counter.wrapping_add(1);
+            *iv = [counter; 16];
+            Ok(())
+        };
+        // 2.5 chunks, then exactly two chunks, then empty.
+        for (name, len) in [("a", CHUNK * 5 / 2), ("b", CHUNK * 2), ("c", 0)] {
+            let src = dir.path().join(format!("{name}.db"));
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            std::fs::write(&src, &data).unwrap();
+            let dst = dir.path().join(format!("{name}.cbk"));
+            encrypt_file(&src, &dst, &key, &header(&salt), &mut ivs).unwrap();
+            let out = dir.path().join(format!("{name}.out"));
+            decrypt(&dst, &out, &kek).unwrap();
+            assert_eq!(std::fs::read(&out).unwrap(), data, "{name}");
+            let n = chunks(&std::fs::read(&dst).unwrap()).len();
+            assert_eq!(n, len.div_ceil(CHUNK).max(1), "{name}: no empty trailing chunk");
+        }
+        let a = std::fs::read(dir.path().join("a.cbk")).unwrap();
+        let ranges = chunks(&a);
+        assert_eq!(ranges.len(), 3);
+        let refused = dir.path().join("refused.out");
+        let try_bytes = |bytes: Vec<u8>| {
+            let f = dir.path().join("t.cbk");
+            std::fs::write(&f, bytes).unwrap();
+            let r = decrypt(&f, &refused, &kek);
+            assert!(!refused.exists(), "nothing left behind");
+            r
+        };
+        // Two chunks swapped.
+        let mut swapped = a[..ranges[0].start].to_vec();
+        swapped.extend_from_slice(&a[ranges[1].clone()]);
+        swapped.extend_from_slice(&a[ranges[0].clone()]);
+        swapped.extend_from_slice(&a[ranges[2].clone()]);
+        assert!(matches!(try_bytes(swapped), Err(BackupError::Auth(0))));
+        // The last chunk dropped: the file ends without its final chunk.
+        assert!(matches!(try_bytes(a[..ranges[2].start].to_vec()), Err(BackupError::Auth(2))));
+        // A chunk of another backup (same KEK and salt, same position).
+        let b = std::fs::read(dir.path().join("b.cbk")).unwrap();
+        let rb = chunks(&b);
+        let mut mixed = a[..ranges[1].start].to_vec();
+        mixed.extend_from_slice(&b[rb[1].clone()]);
+        mixed.extend_from_slice(&a[ranges[2].clone()]);
+        assert!(try_bytes(mixed).is_err());
+        // The header changed (its digest is in every MAC).
+        let mut h = a.clone();
+        let at = a.windows(12).position(|w| w == b"\"head_seq\":7").unwrap();
+        h[at + 11] = b'9';
+        assert!(matches!(try_bytes(h), Err(BackupError::Auth(0))));
+        // Bytes after the final chunk.
+        let mut longer = a.clone();
+        longer.push(0);
+        assert!(matches!(try_bytes(longer), Err(BackupError::Auth(_))));
     }
 }

@@ -19,6 +19,18 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// Creates `dir` (and missing parents) readable by the owner only: audit
 /// data, keys and archives are nobody else's business.
+/// `name` when it is a plain file name with extension `ext` (letters,
+/// digits, `-`, `_`, `.`; no path), else a 404: names of archives and
+/// backups come from URLs.
+pub fn plain_file_name<'a>(name: &'a str, ext: &str) -> Result<&'a str, crate::alerts::store::AlertsError> {
+    let ok = name.len() <= 200
+        && name.ends_with(ext)
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok { Ok(name) } else { Err(crate::alerts::store::AlertsError::NotFound(format!("no file named {name}"))) }
+}
+
+/// Creates a directory (and its parents) readable by the owner only.
 pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);

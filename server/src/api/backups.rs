@@ -65,10 +65,7 @@ pub async fn start(
 }
 
 fn backup_name(name: &str) -> Result<&str, ApiError> {
-    let ok = name.len() <= 200
-        && name.ends_with(".cbk")
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok { Ok(name) } else { Err(ApiError::not_found("no such backup")) }
+    Ok(custos_engine::storage::plain_file_name(name, ".cbk")?)
 }
 
 /// One backup.

@@ -83,7 +83,7 @@ pub async fn run(State(s): State<AppState>, Path(id): Path<String>) -> Result<ax
     if id.len() > 64 {
         return Err(ApiError::not_found("no such run"));
     }
-    Ok(axum::Json(s.retention.run(&id).await?))
+    Ok(axum::Json(s.retention.get_run(&id).await?))
 }
 
 /// Runs retention now, in the background: expired events not under a
@@ -119,10 +119,7 @@ pub async fn archives(State(s): State<AppState>) -> Result<axum::Json<Vec<Archiv
 }
 
 fn archive_name(name: &str) -> Result<&str, ApiError> {
-    let ok = name.len() <= 200
-        && name.ends_with(".ndjson")
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok { Ok(name) } else { Err(ApiError::not_found("no such archive")) }
+    Ok(custos_engine::storage::plain_file_name(name, ".ndjson")?)
 }
 
 /// Verifies an archive with the ledger's public key (every entry proven

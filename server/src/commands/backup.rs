@@ -134,7 +134,7 @@ async fn restore(config: &Config, args: RestoreArgs) -> ExitCode {
     }
     let target = args.to.join("custos.db");
     let partial = args.to.join("custos.db.partial");
-    if target.exists() || partial.exists() {
+    if target.exists() || partial.exists() || args.to.join("custos.db.failed").exists() {
         return failed(
             "cannot restore",
             &format!("{} already holds a database: restore into a new or empty directory", args.to.display()),
@@ -148,6 +148,14 @@ async fn restore(config: &Config, args: RestoreArgs) -> ExitCode {
         header.head_seq,
         target.display()
     );
+    // A kept checkpoint that cannot be read fails before the work.
+    if let Some(arg) = &args.trusted_checkpoint
+        && !std::path::Path::new(arg).is_file()
+        && !arg.contains('\n')
+        && !arg.contains("\\n")
+    {
+        return failed("invalid --trusted-checkpoint", &format!("{arg}: neither a file nor a signed note"));
+    }
     let (src, dst) = (args.file.clone(), partial.clone());
     let decrypted = tokio::task::spawn_blocking(move || backup::decrypt(&src, &dst, &kek)).await;
     match decrypted {
@@ -159,17 +167,45 @@ async fn restore(config: &Config, args: RestoreArgs) -> ExitCode {
         Ok(Err(e)) => return failed("cannot decrypt the backup", &e),
         Err(e) => return failed("cannot decrypt the backup", &e),
     }
-    if let Err(e) = std::fs::rename(&partial, &target) {
-        return failed("cannot move the restored database into place", &e);
-    }
     println!("every chunk authenticated under the KEK");
-    if let Err(found) = backup::sqlite_integrity(&target) {
+    // Checked where it lies; moved into place only when intact, so a
+    // server started on the directory never finds a restore that failed.
+    let code = check_restored(&partial, provider.as_ref(), &header, &args).await;
+    if code == ExitCode::SUCCESS {
+        if let Err(e) = std::fs::rename(&partial, &target) {
+            return failed("cannot move the restored database into place", &e);
+        }
+        println!("restored backup is INTACT: {}", target.display());
+        println!(
+            "to run it: copy the KEK file ({}) next to it or point ledger.kek_file at it, then `CUSTOS_DATA_DIR={} \
+             custos serve`",
+            config.kek_file().display(),
+            args.to.display()
+        );
+    } else {
+        let kept = args.to.join("custos.db.failed");
+        if std::fs::rename(&partial, &kept).is_ok() {
+            eprintln!("the restored copy that failed is kept for inspection as {}", kept.display());
+        }
+    }
+    code
+}
+
+/// Checks a decrypted database: integrity, keys under the KEK, the whole
+/// ledger verified, the header's checkpoint, a kept checkpoint.
+async fn check_restored(
+    file: &std::path::Path,
+    provider: &dyn custos_engine::keys::KekProvider,
+    header: &backup::BackupHeader,
+    args: &RestoreArgs,
+) -> ExitCode {
+    if let Err(found) = backup::sqlite_integrity(file) {
         println!("backup FAILED: the database's integrity check found: {found}");
         return ExitCode::from(1);
     }
     println!("database integrity check: ok");
 
-    let url = SecretString::from(format!("sqlite://{}?mode=rw", target.display()));
+    let url = SecretString::from(format!("sqlite://{}?mode=rw", file.display()));
     let db = match Database::connect(&url, &PoolOptions::default()).await {
         Ok(db) => db,
         Err(e) => return failed("cannot open the restored database", &e),
@@ -177,7 +213,7 @@ async fn restore(config: &Config, args: RestoreArgs) -> ExitCode {
     if let Err(e) = db.migrate().await {
         return failed("cannot bring the restored database to this version's schema", &e);
     }
-    let keys = match Keyring::load(&db, provider.as_ref()).await {
+    let keys = match Keyring::load(&db, provider).await {
         Ok(k) => k,
         Err(e) => {
             println!("backup FAILED: its ledger keys do not open under this KEK: {e}");
@@ -230,12 +266,5 @@ async fn restore(config: &Config, args: RestoreArgs) -> ExitCode {
             println!("the checkpoint you gave ({} entries) is proven: the backup holds its tree", t.tree_size);
         }
     }
-    println!("restored backup is INTACT");
-    println!(
-        "to run it: copy the KEK file ({}) next to it or point ledger.kek_file at it, then `CUSTOS_DATA_DIR={} custos \
-         serve`",
-        config.kek_file().display(),
-        args.to.display()
-    );
     ExitCode::SUCCESS
 }

@@ -285,4 +285,28 @@ fn a_backup_restores_into_a_verified_ledger_after_the_data_directory_is_lost() {
     let out = run(&["backup", "restore", &file, "--to", dir.path().join("r4").to_str().unwrap()], other);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("not the KEK it was taken under"), "{}", text(&out));
+    for r in ["r3", "r4"] {
+        assert!(
+            !dir.path().join(r).join("custos.db").exists() && !dir.path().join(r).join("custos.db.partial").exists()
+        );
+    }
+
+    // A backup of a ledger someone had already tampered with authenticates
+    // (it is what was there) but fails verification: it is not put in place.
+    assert!(run(&["demo", "seed", "--events", "50", "--days", "1", "--seed", "3"], kek).status.success());
+    let conn = rusqlite::Connection::open(data.join("custos.db")).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER ledger_entries_no_update; UPDATE ledger_entries SET outcome = 'denied' WHERE seq = 20;",
+    )
+    .unwrap();
+    drop(conn);
+    let made = run(&["backup", "create"], kek);
+    assert!(made.status.success(), "{}", text(&made));
+    let out = text(&made);
+    let tampered = out.split("backup ").nth(1).and_then(|s| s.split(" written").next()).unwrap().to_owned();
+    let r5 = dir.path().join("r5");
+    let out = run(&["backup", "restore", &tampered, "--to", r5.to_str().unwrap()], kek);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("FAILED verification at seq 20"), "{}", text(&out));
+    assert!(!r5.join("custos.db").exists() && r5.join("custos.db.failed").exists(), "kept aside, not in place");
 }

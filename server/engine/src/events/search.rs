@@ -100,19 +100,30 @@ pub fn filter_of_query(q: &str, path: &str) -> Result<SearchFilter, FieldError> 
 }
 
 /// `SELECT seq` of the entries a filter selects (without `q`) within
-/// `from..=to`, in seq order.
+/// `from..=to`, in seq order; `recorded` bounds the commit time too
+/// (`recorded_at >= a`, `< b`).
 pub fn seqs_sql(
     f: &SearchFilter,
     actors: &[String],
     resource_ids: &[String],
     from: u64,
     to: u64,
+    recorded: (Option<i64>, Option<i64>),
 ) -> (String, Vec<Value>) {
     let (wh, mut values) = where_clause(f, actors, resource_ids, None);
     let join = if wh.is_empty() { " WHERE" } else { " AND" };
+    let mut extra = String::new();
+    if let Some(a) = recorded.0 {
+        extra.push_str(" AND recorded_at >= ?");
+        values.push(a.into());
+    }
+    if let Some(b) = recorded.1 {
+        extra.push_str(" AND recorded_at < ?");
+        values.push(b.into());
+    }
     values.push(seq_value(from));
     values.push(seq_value(to));
-    (format!("SELECT seq FROM ledger_entries{wh}{join} seq >= ? AND seq <= ? ORDER BY seq"), values)
+    (format!("SELECT seq FROM ledger_entries{wh}{join} seq >= 0{extra} AND seq >= ? AND seq <= ? ORDER BY seq"), values)
 }
 
 /// Every parameter `GET /api/audit` takes.

@@ -249,7 +249,6 @@ impl DestinationDef {
     }
 }
 
-/// `a=b&c=d` as pairs, percent-decoded.
 impl ForwardingDoc {
     /// Parses a document; the first bad destination is named.
     pub fn parse(doc: &Value) -> Result<ForwardingDoc, FieldError> {

@@ -193,6 +193,12 @@ impl Ledger {
                  holds none"
             )));
         }
+        if !store::read_tombstones(conn, from, through, 1).await?.is_empty() {
+            return Err(LedgerError::Invalid(format!(
+                "seq {from}..={through} holds entries removed by retention (tombstones): compacting such a range is \
+                 not built yet"
+            )));
+        }
         let cp = self.checkpoint_now().await?.ok_or_else(|| LedgerError::Invalid("the ledger is empty".into()))?;
         if cp.tree_size < through {
             return Err(LedgerError::Invalid(format!("seq {through} is not yet covered by a signed checkpoint")));
@@ -412,8 +418,7 @@ pub fn verify_archive_summary(path: &Path, verifier: &NoteVerifier) -> Result<Ar
     let cp = verifier.open_checkpoint(&header.checkpoint).map_err(|e| ArchiveError::Checkpoint(e.to_string()))?;
     let mut expected = header.from_seq;
     let (mut entries, mut kept) = (0u64, 0u64);
-    let mut held = Sha256::new();
-    held.update(b"custos.tombstones/v1");
+    let mut held = super::tombstone::TombstonesDigest::new();
     for line in lines {
         let line = line?;
         if line.is_empty() {
@@ -446,7 +451,7 @@ pub fn verify_archive_summary(path: &Path, verifier: &NoteVerifier) -> Result<Ar
                     return Err(bad("stored fields do not match the leaf hash"));
                 }
                 entries += 1;
-                held.update(a.seq.to_be_bytes());
+                held.push(a.seq);
                 (a.seq, leaf, hex32(&a.chain_hash)?)
             }
         };
@@ -466,7 +471,7 @@ pub fn verify_archive_summary(path: &Path, verifier: &NoteVerifier) -> Result<Ar
     let proof: Vec<Hash> = header.consistency_proof.iter().map(|h| hex32(h)).collect::<Result<_, _>>()?;
     merkle::verify_consistency(header.through_seq, cp.tree_size, &frontier.root(), &cp.root_hash, &proof)
         .map_err(|e| ArchiveError::Checkpoint(e.to_string()))?;
-    let digest: Hash = held.finalize().into();
+    let digest: Hash = held.finish();
     Ok(ArchiveSummary {
         format: header.format,
         from_seq: header.from_seq,

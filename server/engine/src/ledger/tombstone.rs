@@ -166,12 +166,39 @@ impl RetentionRecord {
 /// The digest of a set of removed seqs (ascending): SHA-256 over the tag
 /// `custos.tombstones/v1` and each seq as 8 big-endian bytes.
 pub fn tombstones_digest(seqs: impl IntoIterator<Item = u64>) -> Hash {
-    let mut h = Sha256::new();
-    h.update(b"custos.tombstones/v1");
+    let mut d = TombstonesDigest::new();
     for s in seqs {
-        h.update(s.to_be_bytes());
+        d.push(s);
     }
-    h.finalize().into()
+    d.finish()
+}
+
+/// [`tombstones_digest`], a seq at a time.
+pub struct TombstonesDigest(Sha256);
+
+impl TombstonesDigest {
+    /// An empty set.
+    pub fn new() -> Self {
+        let mut h = Sha256::new();
+        h.update(b"custos.tombstones/v1");
+        TombstonesDigest(h)
+    }
+
+    /// Adds the next seq (ascending).
+    pub fn push(&mut self, seq: u64) {
+        self.0.update(seq.to_be_bytes());
+    }
+
+    /// The digest.
+    pub fn finish(self) -> Hash {
+        self.0.finalize().into()
+    }
+}
+
+impl Default for TombstonesDigest {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// What one removal did.

@@ -2,9 +2,10 @@
 //! period is found, and what a hold keeps.
 //!
 //! **Precedence.** An event's period is the *longest* among the enabled
-//! rules that match it (forever beats any number of days): a rule can only
-//! keep events longer, never shorten what another rule requires. Events no
-//! rule matches keep the default period (forever unless set). Legal holds
+//! rules that match it (forever beats any number of days): among matching
+//! rules a rule can only keep events longer, never shorten what another
+//! requires. The default period (forever unless set) applies only to
+//! events no rule matches. Legal holds
 //! override every period. The entries that anchor purges and removals are
 //! never removed. Expiry counts from the time Custos recorded the event
 //! (`recorded_at`), never from the time the application claims
@@ -40,6 +41,19 @@ pub fn floor_days() -> u32 {
     FLOOR_DAYS.load(Ordering::Relaxed)
 }
 
+static SCHEDULED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Records whether retention runs daily (`retention.run_at` not `off`), at
+/// start-up, for the compliance check.
+pub fn set_scheduled(on: bool) {
+    SCHEDULED.store(on, Ordering::Relaxed);
+}
+
+/// Whether retention runs daily.
+pub fn scheduled() -> bool {
+    SCHEDULED.load(Ordering::Relaxed)
+}
+
 const MAX_RULES: usize = 100;
 const MAX_HOLDS: usize = 200;
 /// The longest period a rule may give (100 years); longer is "forever".
@@ -65,7 +79,8 @@ fn check_id(path: String, id: &str) -> Result<(), FieldError> {
 
 fn check_text(path: String, t: &str, max: usize, required: bool) -> Result<(), FieldError> {
     if (required && t.trim().is_empty()) || t.chars().count() > max {
-        return Err(bad(path, format!("{} to {max} characters", u8::from(required))));
+        let least = if required { "1 to" } else { "at most" };
+        return Err(bad(path, format!("{least} {max} characters")));
     }
     Ok(())
 }
@@ -428,6 +443,120 @@ impl HoldsDoc {
 /// expires (µs).
 pub fn expires_at(recorded_at_us: i64, days: u32) -> i64 {
     recorded_at_us.saturating_add(i64::from(days) * DAY_US)
+}
+
+/// The erasure-request policy kind's name.
+pub const ERASURES_KIND: &str = "erasures";
+
+/// One erasure request (GDPR Art. 17): one data subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    /// Its id.
+    pub id: String,
+    /// The subject, in the explorer's filter language, naming an actor
+    /// (`actor=alice`, or a pseudonym as stored) or a resource
+    /// (`resource_id=…`, with `resource_type` if wanted); `tenant` may
+    /// narrow it.
+    pub subject: String,
+    /// Why (the data subject's request, its reference).
+    pub reason: String,
+    /// The request's reference (a ticket).
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+impl ErasureRequest {
+    /// The events it erases, as a search filter.
+    pub fn filter(&self, at: &str) -> Result<SearchFilter, FieldError> {
+        let f = crate::events::search::filter_of_query(&self.subject, &format!("{at}.subject"))?;
+        if f.actors.is_empty() && f.resource_ids.is_empty() {
+            return Err(bad(format!("{at}.subject"), "must name the data subject: `actor=…` or `resource_id=…`"));
+        }
+        if f.actors.iter().any(|a| a == crate::events::validate::RESERVED_NAME) {
+            return Err(bad(format!("{at}.subject"), "Custos itself is not a data subject"));
+        }
+        let allowed = f.actions.is_empty()
+            && f.outcomes.is_empty()
+            && f.categories.is_empty()
+            && f.channels.is_empty()
+            && f.severities.is_empty()
+            && !f.exclude_own;
+        if !allowed {
+            return Err(bad(
+                format!("{at}.subject"),
+                "names a subject only: actor, resource_type, resource_id, tenant (an erasure takes all their events)",
+            ));
+        }
+        Ok(f)
+    }
+}
+
+/// The erasure-request policy: the register of requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ErasuresDoc {
+    /// Every request, carried out or not.
+    #[serde(default)]
+    pub requests: Vec<ErasureRequest>,
+}
+
+impl ErasuresDoc {
+    /// Parses a document; the first bad request is named.
+    pub fn parse(doc: &Value) -> Result<ErasuresDoc, FieldError> {
+        serde_json::from_value(doc.clone()).map_err(|e| {
+            if let Some(items) = doc.get("requests").and_then(Value::as_array) {
+                for (i, item) in items.iter().enumerate() {
+                    if let Err(e) = serde_json::from_value::<ErasureRequest>(item.clone()) {
+                        return bad(format!("content.requests[{i}]"), e.to_string());
+                    }
+                }
+            }
+            bad("content".into(), format!("not an erasure register ({{\"requests\": [...]}}): {e}"))
+        })
+    }
+
+    /// Checks it.
+    pub fn check(&self) -> Result<(), FieldError> {
+        if self.requests.len() > 10_000 {
+            return Err(bad("content.requests".into(), "at most 10,000 requests"));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, r) in self.requests.iter().enumerate() {
+            let at = format!("content.requests[{i}]");
+            check_id(format!("{at}.id"), &r.id)?;
+            if !ids.insert(r.id.as_str()) {
+                return Err(bad(format!("{at}.id"), format!("`{}` is used by another request", r.id)));
+            }
+            if r.subject.len() > 1000 {
+                return Err(bad(format!("{at}.subject"), "at most 1,000 characters"));
+            }
+            r.filter(&at)?;
+            check_text(format!("{at}.reason"), &r.reason, 1000, true)?;
+            check_text(format!("{at}.reference"), r.reference.as_deref().unwrap_or(""), 128, false)?;
+        }
+        Ok(())
+    }
+
+    /// A change may only add requests: a filed request is never removed or
+    /// rewritten (the policy is their register).
+    pub fn check_change(&self, in_force: &ErasuresDoc) -> Result<(), FieldError> {
+        for old in &in_force.requests {
+            match self.requests.iter().enumerate().find(|(_, r)| r.id == old.id) {
+                None => {
+                    return Err(bad(
+                        "content.requests".into(),
+                        format!("request `{}` cannot be removed: filed requests are kept", old.id),
+                    ));
+                }
+                Some((i, r)) if r != old => {
+                    return Err(bad(format!("content.requests[{i}]"), "a filed request cannot be changed"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

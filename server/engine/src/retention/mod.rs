@@ -24,9 +24,10 @@ use sea_orm::{ConnectionTrait, DbErr, QueryResult};
 use serde_json::json;
 use uuid::Uuid;
 
-use self::doc::{Clear, HOLDS_KIND, HoldsDoc, RETENTION_KIND, RetentionDoc, expires_at};
+use self::doc::{Clear, ERASURES_KIND, ErasuresDoc, HOLDS_KIND, HoldsDoc, RETENTION_KIND, RetentionDoc, expires_at};
 use crate::alerts::store::AlertsError;
 use crate::events::Events;
+use crate::events::SearchFilter;
 use crate::events::model::{Channel, Outcome};
 use crate::events::own::{OwnAction, OwnEvent, Requester};
 use crate::events::validate::FieldError;
@@ -62,8 +63,12 @@ pub struct Retention {
     policies: Arc<PolicyStore>,
     holder: String,
     settings: Settings,
-    /// One run at a time in this process.
-    running: tokio::sync::Mutex<()>,
+    /// One run at a time in this process (held from its start to its end).
+    running: Arc<tokio::sync::Mutex<()>>,
+    /// One dry-run at a time.
+    planning: tokio::sync::Mutex<()>,
+    /// One archive verification at a time.
+    verifying: tokio::sync::Mutex<()>,
 }
 
 fn db_err(e: DbErr) -> AlertsError {
@@ -95,13 +100,21 @@ fn row_of(r: &QueryResult) -> Result<Row, DbErr> {
     })
 }
 
+/// What a run removes.
+pub enum Target {
+    /// Expired events under these rules, at this time (µs).
+    Expired(RetentionDoc, i64),
+    /// Every event of one data subject (an erasure request, by id).
+    Subject(Box<SearchFilter>, String),
+}
+
 /// What the scan found in one page.
 struct PageVerdict {
     last_seq: u64,
-    /// (seq, recorded_at, category, rule id or `default`).
+    /// (seq, recorded_at, category, rule id or `default`, or the request).
     removable: Vec<(u64, i64, String, String)>,
     held: Vec<(u64, String)>,
-    /// Whether nothing after this page can have expired yet.
+    /// Whether nothing after this page can be removed.
     done: bool,
 }
 
@@ -114,6 +127,7 @@ fn run_of(r: &QueryResult) -> Result<RetentionRun, DbErr> {
     Ok(RetentionRun {
         id: r.try_get("", "id")?,
         kind: r.try_get("", "kind")?,
+        request: r.try_get("", "detail")?,
         trigger: r.try_get("", "trigger")?,
         requested_by: r.try_get("", "requested_by")?,
         started_at: rfc3339(r.try_get("", "started_at")?),
@@ -148,46 +162,59 @@ fn archive_of(r: &QueryResult) -> Result<ArchiveInfo, DbErr> {
     })
 }
 
-const RUN_COLUMNS: &str =
-    "id, kind, trigger, requested_by, started_at, finished_at, state, scanned, total, removed, held, archives, error";
+const RUN_COLUMNS: &str = "id, kind, detail, trigger, requested_by, started_at, finished_at, state, scanned, total, \
+     removed, held, archives, error";
 const ARCHIVE_COLUMNS: &str = "name, location, uri, anchor_seq, from_seq, through_seq, entries, bytes, sha256, reason, \
      created_at, verified_at, verified_ok, verified_detail";
 
-impl Retention {
-    /// Retention for `holder` (this replica's name).
-    pub fn new(events: Arc<Events>, policies: Arc<PolicyStore>, holder: &str, settings: Settings) -> Retention {
-        Retention { events, policies, holder: holder.to_owned(), settings, running: tokio::sync::Mutex::new(()) }
+/// Seqs within `first..=last` that legal holds in force keep, with the
+/// hold keeping each. A hold's period covers an event that occurred in it
+/// or was recorded in it (an application sets `occurred_at`; Custos sets
+/// `recorded_at`). Fails (and nothing is removed) when a hold cannot be
+/// evaluated.
+async fn held_in(
+    events: &Events,
+    holds: &HoldsDoc,
+    first: u64,
+    last: u64,
+) -> Result<BTreeMap<u64, String>, AlertsError> {
+    let conn = events.ledger().db().conn();
+    let backend = events.ledger().db().backend();
+    let filters = holds.active_filters().map_err(|e: FieldError| {
+        conflict(format!("legal hold {} cannot be evaluated, so nothing is removed: {}", e.path, e.reason))
+    })?;
+    let mut held: BTreeMap<u64, String> = BTreeMap::new();
+    for (hold, f) in filters {
+        let (actors, resources) = events.masked_forms(&f);
+        let mut queries = vec![crate::events::search::seqs_sql(&f, &actors, &resources, first, last, (None, None))];
+        if f.from_us.is_some() || f.to_us.is_some() {
+            let untimed = SearchFilter { from_us: None, to_us: None, ..f.clone() };
+            queries.push(crate::events::search::seqs_sql(
+                &untimed,
+                &actors,
+                &resources,
+                first,
+                last,
+                (f.from_us, f.to_us),
+            ));
+        }
+        for (sql, values) in queries {
+            let kept = conn.query_all_raw(stmt_for(backend, &sql, values)).await.map_err(|e| {
+                conflict(format!("legal hold {} cannot be evaluated, so nothing is removed: {e}", hold.id))
+            })?;
+            for k in kept {
+                let seq = k.try_get::<i64>("", "seq").map_err(db_err)?.max(0) as u64;
+                held.entry(seq).or_insert_with(|| hold.id.clone());
+            }
+        }
     }
-
-    fn conn(&self) -> &sea_orm::DatabaseConnection {
-        self.events.ledger().db().conn()
-    }
-
-    fn backend(&self) -> sea_orm::DbBackend {
-        self.events.ledger().db().backend()
-    }
-
-    /// The retention and hold policies in force. Fails (and nothing is
-    /// removed) when either cannot be read.
-    async fn in_force(&self) -> Result<(RetentionDoc, HoldsDoc), AlertsError> {
-        let r = self.policies.active(RETENTION_KIND).await.map_err(conflict)?;
-        let h = self.policies.active(HOLDS_KIND).await.map_err(conflict)?;
-        let doc = RetentionDoc::parse(&r.content).map_err(AlertsError::Invalid)?;
-        let holds = HoldsDoc::parse(&h.content)
-            .map_err(|e| conflict(format!("the legal holds cannot be read, so nothing is removed: {}", e.reason)))?;
-        Ok((doc, holds))
-    }
-
-    /// What a run would remove now under the policies in force.
-    pub async fn plan(&self) -> Result<RetentionPlan, AlertsError> {
-        let (doc, holds) = self.in_force().await?;
-        plan(&self.events, &doc, &holds).await
-    }
+    Ok(held)
 }
 
 /// What a run would remove now under `doc` and `holds` (the dry-run).
 pub async fn plan(events: &Events, doc: &RetentionDoc, holds: &HoldsDoc) -> Result<RetentionPlan, AlertsError> {
     let now = events.ledger().now_us();
+    let target = Target::Expired(doc.clone(), now);
     let mut by_cm: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_hold: BTreeMap<String, u64> = BTreeMap::new();
@@ -195,7 +222,7 @@ pub async fn plan(events: &Events, doc: &RetentionDoc, holds: &HoldsDoc) -> Resu
     let mut oldest = None;
     let mut after = 0u64;
     loop {
-        let Some(v) = judge_page(events, doc, holds, now, after).await? else { break };
+        let Some(v) = judge_page(events, &target, holds, after).await? else { break };
         scanned += v.last_seq - after;
         for (seq, at, category, rule) in &v.removable {
             removable += 1;
@@ -229,24 +256,27 @@ pub async fn plan(events: &Events, doc: &RetentionDoc, holds: &HoldsDoc) -> Resu
     })
 }
 
-/// Judges the entries after `after` (one page): which have expired and
-/// are not held. `None` when there are none left.
+/// Judges the entries after `after` (one page): which `target` takes and
+/// which of those a legal hold keeps. `None` when there are none left. The
+/// entries that anchor purges and removals are never taken.
 async fn judge_page(
     events: &Events,
-    doc: &RetentionDoc,
+    target: &Target,
     holds: &HoldsDoc,
-    now: i64,
     after: u64,
 ) -> Result<Option<PageVerdict>, AlertsError> {
-    let Some(shortest) = doc.shortest_days() else { return Ok(None) };
-    let latest_expiring = now - i64::from(shortest) * DAY_US;
+    if let Target::Expired(doc, _) = target
+        && doc.shortest_days().is_none()
+    {
+        return Ok(None);
+    }
     let conn = events.ledger().db().conn();
     let backend = events.ledger().db().backend();
     let rows = conn
         .query_all_raw(stmt_for(
             backend,
             "SELECT seq, recorded_at, category, action, tenant, source_app FROM ledger_entries \
-                 WHERE seq > ? ORDER BY seq LIMIT ?",
+             WHERE seq > ? ORDER BY seq LIMIT ?",
             vec![seq_value(after), seq_value(PAGE)],
         ))
         .await
@@ -254,46 +284,47 @@ async fn judge_page(
     let rows: Vec<Row> = rows.iter().map(row_of).collect::<Result<_, _>>().map_err(db_err)?;
     let (Some(first), Some(last)) = (rows.first(), rows.last()) else { return Ok(None) };
     let (first_seq, last_seq) = (first.seq, last.seq);
-    let mut expired: Vec<(u64, i64, String, String)> = Vec::new();
-    for r in &rows {
-        if matches!(r.action.as_str(), ANCHOR_ACTION | "ledger.purge") && r.source_app.as_deref() == Some("custos") {
-            continue;
+    let anchor = |r: &Row| {
+        matches!(r.action.as_str(), ANCHOR_ACTION | "ledger.purge") && r.source_app.as_deref() == Some("custos")
+    };
+    let mut taken: Vec<(u64, i64, String, String)> = Vec::new();
+    let mut done = rows.len() < PAGE as usize;
+    match target {
+        Target::Expired(doc, now) => {
+            let latest_expiring = now - i64::from(doc.shortest_days().unwrap_or(0)) * DAY_US;
+            done = done || rows.iter().all(|r| r.recorded_at > latest_expiring);
+            for r in rows.iter().filter(|r| !anchor(r)) {
+                let clear = Clear {
+                    category: &r.category,
+                    action: &r.action,
+                    tenant: r.tenant.as_deref(),
+                    source_app: r.source_app.as_deref(),
+                };
+                let (days, rule) = doc.period(&clear);
+                if let Some(days) = days
+                    && expires_at(r.recorded_at, days) <= *now
+                {
+                    taken.push((r.seq, r.recorded_at, r.category.clone(), rule.unwrap_or("default").to_owned()));
+                }
+            }
         }
-        let clear = Clear {
-            category: &r.category,
-            action: &r.action,
-            tenant: r.tenant.as_deref(),
-            source_app: r.source_app.as_deref(),
-        };
-        let (days, rule) = doc.period(&clear);
-        if let Some(days) = days
-            && expires_at(r.recorded_at, days) <= now
-        {
-            expired.push((r.seq, r.recorded_at, r.category.clone(), rule.unwrap_or("default").to_owned()));
-        }
-    }
-    let done = rows.len() < PAGE as usize || rows.iter().all(|r| r.recorded_at > latest_expiring);
-    let mut held_seqs: BTreeMap<u64, String> = BTreeMap::new();
-    if !expired.is_empty() {
-        // Fail closed: a hold that cannot be evaluated stops the run.
-        let filters = holds.active_filters().map_err(|e: FieldError| {
-            conflict(format!("legal hold {} cannot be evaluated, so nothing is removed: {}", e.path, e.reason))
-        })?;
-        for (hold, f) in filters {
-            let (actors, resources) = events.masked_forms(&f);
-            let (sql, values) = crate::events::search::seqs_sql(&f, &actors, &resources, first_seq, last_seq);
-            let kept = conn.query_all_raw(stmt_for(backend, &sql, values)).await.map_err(|e| {
-                conflict(format!("legal hold {} cannot be evaluated, so nothing is removed: {e}", hold.id))
-            })?;
-            for k in kept {
-                let seq = k.try_get::<i64>("", "seq").map_err(db_err)?.max(0) as u64;
-                held_seqs.entry(seq).or_insert_with(|| hold.id.clone());
+        Target::Subject(f, request) => {
+            let (actors, resources) = events.masked_forms(f);
+            let (sql, values) =
+                crate::events::search::seqs_sql(f, &actors, &resources, first_seq, last_seq, (None, None));
+            let found = conn.query_all_raw(stmt_for(backend, &sql, values)).await.map_err(db_err)?;
+            let subject: std::collections::HashSet<u64> =
+                found.iter().filter_map(|r| r.try_get::<i64>("", "seq").ok()).map(|v| v.max(0) as u64).collect();
+            for r in rows.iter().filter(|r| subject.contains(&r.seq) && !anchor(r)) {
+                taken.push((r.seq, r.recorded_at, r.category.clone(), request.clone()));
             }
         }
     }
-    let mut removable = Vec::with_capacity(expired.len());
+    let held_seqs =
+        if taken.is_empty() { BTreeMap::new() } else { held_in(events, holds, first_seq, last_seq).await? };
+    let mut removable = Vec::with_capacity(taken.len());
     let mut held = Vec::new();
-    for e in expired {
+    for e in taken {
         match held_seqs.get(&e.0) {
             Some(hold) => held.push((e.0, hold.clone())),
             None => removable.push(e),
@@ -303,38 +334,98 @@ async fn judge_page(
 }
 
 impl Retention {
+    /// Retention for `holder` (this replica's name).
+    pub fn new(events: Arc<Events>, policies: Arc<PolicyStore>, holder: &str, settings: Settings) -> Retention {
+        Retention {
+            events,
+            policies,
+            holder: holder.to_owned(),
+            settings,
+            running: Arc::new(tokio::sync::Mutex::new(())),
+            planning: tokio::sync::Mutex::new(()),
+            verifying: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn conn(&self) -> &sea_orm::DatabaseConnection {
+        self.events.ledger().db().conn()
+    }
+
+    fn backend(&self) -> sea_orm::DbBackend {
+        self.events.ledger().db().backend()
+    }
+
+    fn lease(&self) -> Lease {
+        Lease::new(self.events.ledger().clone(), LEASE, &self.holder, LEASE_TTL_US)
+    }
+
+    /// The retention and hold policies in force. Fails (and nothing is
+    /// removed) when either cannot be read.
+    async fn in_force(&self) -> Result<(RetentionDoc, HoldsDoc), AlertsError> {
+        let r = self.policies.active(RETENTION_KIND).await.map_err(conflict)?;
+        let doc = RetentionDoc::parse(&r.content).map_err(AlertsError::Invalid)?;
+        Ok((doc, self.holds_in_force().await?))
+    }
+
+    async fn holds_in_force(&self) -> Result<HoldsDoc, AlertsError> {
+        let h = self.policies.active(HOLDS_KIND).await.map_err(conflict)?;
+        HoldsDoc::parse(&h.content)
+            .map_err(|e| conflict(format!("the legal holds cannot be read, so nothing is removed: {}", e.reason)))
+    }
+
+    /// What a run would remove now under the policies in force. One at a
+    /// time (409 while another is computed): it reads the ledger.
+    pub async fn plan(&self) -> Result<RetentionPlan, AlertsError> {
+        let Ok(_one) = self.planning.try_lock() else {
+            return Err(AlertsError::Conflict("a dry-run is being computed; try again in a moment".into()));
+        };
+        let (doc, holds) = self.in_force().await?;
+        plan(&self.events, &doc, &holds).await
+    }
+
     /// Runs retention now and waits for it: `trigger` is `manual` or
     /// `schedule`. Refused (409) while another run is going on, here or on
     /// another replica.
     pub async fn run_now(&self, by: &Requester, trigger: &str) -> Result<RetentionRun, AlertsError> {
-        let id = self.begin(by, trigger).await?;
-        self.execute(&id).await
+        let (doc, _) = self.in_force().await?;
+        let now = self.events.ledger().now_us();
+        let (id, guard) = self.begin(by, trigger, "retention", None).await?;
+        self.execute(&id, Target::Expired(doc, now), guard).await
     }
 
     /// Starts a run in the background; returns it as started.
     pub async fn start(self: &Arc<Self>, by: &Requester) -> Result<RetentionRun, AlertsError> {
-        let id = self.begin(by, "manual").await?;
+        let (doc, _) = self.in_force().await?;
+        let now = self.events.ledger().now_us();
+        let (id, guard) = self.begin(by, "manual", "retention", None).await?;
         let me = self.clone();
         let run_id = id.clone();
         tokio::spawn(async move {
-            if let Err(e) = me.execute(&run_id).await {
+            if let Err(e) = me.execute(&run_id, Target::Expired(doc, now), guard).await {
                 tracing::warn!(run = %run_id, error = %e, "retention run failed");
             }
         });
-        self.run(&id).await
+        self.get_run(&id).await
     }
 
-    /// Records the run's start and stores it as running.
-    async fn begin(&self, by: &Requester, trigger: &str) -> Result<String, AlertsError> {
-        // Fail early (and record nothing) when the policies cannot be read.
-        self.in_force().await?;
-        let lease = Lease::new(self.events.ledger().clone(), LEASE, &self.holder, LEASE_TTL_US);
-        if self.running.try_lock().is_err() || lease.acquire().await.map_err(db_err)?.is_none() {
-            let who = Lease::current(self.events.ledger(), LEASE).await.map_err(db_err)?;
-            return Err(AlertsError::Conflict(format!(
+    /// Takes this process's run lock and the lease, records the run's
+    /// start and stores it as running.
+    async fn begin(
+        &self,
+        by: &Requester,
+        trigger: &str,
+        kind: &str,
+        request: Option<&str>,
+    ) -> Result<(String, tokio::sync::OwnedMutexGuard<()>), AlertsError> {
+        let busy = |who: Option<(String, i64)>| {
+            AlertsError::Conflict(format!(
                 "a retention run is going on{}; wait for it to finish",
                 who.map(|(h, _)| format!(" (on {h})")).unwrap_or_default()
-            )));
+            ))
+        };
+        let Ok(guard) = self.running.clone().try_lock_owned() else { return Err(busy(None)) };
+        if self.lease().acquire().await.map_err(db_err)?.is_none() {
+            return Err(busy(Lease::current(self.events.ledger(), LEASE).await.map_err(db_err)?));
         }
         let id = Uuid::now_v7().to_string();
         let now = self.events.ledger().now_us();
@@ -344,27 +435,41 @@ impl Retention {
                 OwnEvent::new(OwnAction::RetentionStep("custos.retention.run_started"), by.actor.clone(), by.channel)
                     .request(by.request_id.clone())
                     .resource("retention_run", Some(id.clone()))
-                    .details(json!({"run": id, "trigger": trigger, "head": total})),
+                    .details(json!({"run": id, "kind": kind, "trigger": trigger, "request": request, "head": total})),
             )
             .await?;
         self.conn()
             .execute_raw(stmt_for(
                 self.backend(),
-                "INSERT INTO retention_runs (id, kind, trigger, requested_by, started_at, state, total) \
-                 VALUES (?, 'retention', ?, ?, ?, 'running', ?)",
-                vec![id.clone().into(), trigger.into(), by.owner.clone().into(), now.into(), seq_value(total)],
+                "INSERT INTO retention_runs (id, kind, trigger, requested_by, started_at, state, total, detail) \
+                 VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+                vec![
+                    id.clone().into(),
+                    kind.into(),
+                    trigger.into(),
+                    by.owner.clone().into(),
+                    now.into(),
+                    seq_value(total),
+                    request.map(str::to_owned).into(),
+                ],
             ))
             .await
             .map_err(db_err)?;
-        Ok(id)
+        Ok((id, guard))
     }
 
     /// Runs a begun run to its end, recording how it ended.
-    async fn execute(&self, id: &str) -> Result<RetentionRun, AlertsError> {
-        let Ok(_one) = self.running.try_lock() else {
-            return Err(AlertsError::Conflict("a retention run is going on here".into()));
+    async fn execute(
+        &self,
+        id: &str,
+        target: Target,
+        _guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<RetentionRun, AlertsError> {
+        let reason = match &target {
+            Target::Expired(..) => "retention",
+            Target::Subject(..) => "erasure",
         };
-        let outcome = self.remove_expired(id).await;
+        let outcome = self.remove_all(id, &target, reason).await;
         let now = self.events.ledger().now_us();
         let (state, error) = match &outcome {
             Ok(()) => ("done", None),
@@ -373,12 +478,13 @@ impl Retention {
         self.conn()
             .execute_raw(stmt_for(
                 self.backend(),
-                "UPDATE retention_runs SET state = ?, finished_at = ?, error = ? WHERE id = ?",
+                "UPDATE retention_runs SET state = ?, finished_at = ?, error = ?, \
+                 total = CASE WHEN scanned > total THEN scanned ELSE total END WHERE id = ?",
                 vec![state.into(), now.into(), error.clone().into(), id.into()],
             ))
             .await
             .map_err(db_err)?;
-        let run = self.run(id).await?;
+        let run = self.get_run(id).await?;
         let mut event = OwnEvent::by_custos(
             OwnAction::RetentionStep(if error.is_none() {
                 "custos.retention.run_completed"
@@ -390,22 +496,42 @@ impl Retention {
         )
         .resource("retention_run", Some(id.to_owned()))
         .details(json!({
-            "run": id, "removed": run.removed, "held": run.held, "archives": run.archives,
+            "run": id, "kind": reason, "removed": run.removed, "held": run.held, "archives": run.archives,
             "scanned": run.scanned, "error": error,
         }));
         if error.is_some() {
             event = event.outcome(Outcome::Failure).severity(Severity::Warning).reason(error.clone());
         }
         self.events.record_own(event).await?;
-        let lease = Lease::new(self.events.ledger().clone(), LEASE, &self.holder, LEASE_TTL_US);
-        let _ = lease.release().await;
+        let _ = self.lease().release().await;
         outcome.map(|()| run)
     }
 
-    async fn remove_expired(&self, id: &str) -> Result<(), AlertsError> {
-        let (doc, holds) = self.in_force().await?;
-        let lease = Lease::new(self.events.ledger().clone(), LEASE, &self.holder, LEASE_TTL_US);
-        let now = self.events.ledger().now_us();
+    async fn save_progress(
+        &self,
+        id: &str,
+        scanned: u64,
+        removed: u64,
+        held: u64,
+        archives: u64,
+    ) -> Result<(), AlertsError> {
+        self.conn()
+            .execute_raw(stmt_for(
+                self.backend(),
+                "UPDATE retention_runs SET scanned = ?, removed = ?, held = ?, archives = ? WHERE id = ?",
+                vec![seq_value(scanned), seq_value(removed), seq_value(held), seq_value(archives), id.into()],
+            ))
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Scans the ledger and removes what `target` takes, in sets; before
+    /// each set the lease is renewed and the legal holds read again (a hold
+    /// placed during the run keeps what it covers).
+    async fn remove_all(&self, id: &str, target: &Target, reason: &str) -> Result<(), AlertsError> {
+        let mut holds = self.holds_in_force().await?;
+        let lease = self.lease();
         let mut after = 0u64;
         let mut pending: Vec<u64> = Vec::new();
         let (mut removed, mut held, mut archives) = (0u64, 0u64, 0u64);
@@ -413,31 +539,43 @@ impl Retention {
             if !lease.save(after).await.map_err(db_err)? {
                 return Err(AlertsError::Conflict("another replica took the retention run over".into()));
             }
-            let verdict = judge_page(&self.events, &doc, &holds, now, after).await?;
+            let verdict = judge_page(&self.events, target, &holds, after).await?;
             let (last, done) = verdict.as_ref().map_or((after, true), |v| (v.last_seq, v.done));
+            let mut sets: Vec<Vec<u64>> = Vec::new();
             if let Some(v) = &verdict {
                 held += v.held.len() as u64;
                 for (seq, ..) in &v.removable {
                     if pending.first().is_some_and(|f| seq - f >= MAX_SPAN) || pending.len() >= MAX_PER_RECORD {
-                        removed += self.remove(id, &std::mem::take(&mut pending)).await?;
-                        archives += 1;
+                        sets.push(std::mem::take(&mut pending));
                     }
                     pending.push(*seq);
                 }
             }
             if done && !pending.is_empty() {
-                removed += self.remove(id, &std::mem::take(&mut pending)).await?;
+                sets.push(std::mem::take(&mut pending));
+            }
+            for mut set in sets {
+                if !lease.save(after).await.map_err(db_err)? {
+                    return Err(AlertsError::Conflict("another replica took the retention run over".into()));
+                }
+                let now_holds = self.holds_in_force().await?;
+                if now_holds != holds {
+                    holds = now_holds;
+                    let (Some(&a), Some(&b)) = (set.first(), set.last()) else { continue };
+                    let kept = held_in(&self.events, &holds, a, b).await?;
+                    let before = set.len();
+                    set.retain(|s| !kept.contains_key(s));
+                    held += (before - set.len()) as u64;
+                }
+                if set.is_empty() {
+                    continue;
+                }
+                removed += self.remove(id, &set, reason).await?;
                 archives += 1;
+                self.save_progress(id, after, removed, held, archives).await?;
             }
             after = last;
-            self.conn()
-                .execute_raw(stmt_for(
-                    self.backend(),
-                    "UPDATE retention_runs SET scanned = ?, removed = ?, held = ?, archives = ? WHERE id = ?",
-                    vec![seq_value(after), seq_value(removed), seq_value(held), seq_value(archives), id.into()],
-                ))
-                .await
-                .map_err(db_err)?;
+            self.save_progress(id, after, removed, held, archives).await?;
             if done {
                 return Ok(());
             }
@@ -446,37 +584,62 @@ impl Retention {
 
     /// Removes one set (archive, anchor, signed record, tombstones) and
     /// catalogues the archive.
-    async fn remove(&self, run_id: &str, seqs: &[u64]) -> Result<u64, AlertsError> {
+    async fn remove(&self, run_id: &str, seqs: &[u64], reason: &str) -> Result<u64, AlertsError> {
         let out = self
             .events
             .ledger()
-            .tombstone(seqs, &self.settings.archive_dir, "retention", run_id)
+            .tombstone(seqs, &self.settings.archive_dir, reason, run_id)
             .await
             .map_err(|e| AlertsError::Events(e.into()))?;
+        self.catalogue(
+            &out.archive_name,
+            Some(out.anchor_seq),
+            (out.from_seq, out.through_seq),
+            out.removed,
+            out.archive_bytes,
+            &out.archive_sha256,
+            reason,
+        )
+        .await?;
+        Ok(out.removed)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn catalogue(
+        &self,
+        name: &str,
+        anchor: Option<u64>,
+        (from, through): (u64, u64),
+        entries: u64,
+        bytes: u64,
+        sha256: &str,
+        reason: &str,
+    ) -> Result<(), AlertsError> {
         self.conn()
             .execute_raw(stmt_for(
                 self.backend(),
                 "INSERT INTO archives (name, location, uri, anchor_seq, from_seq, through_seq, entries, bytes, sha256, \
-                 reason, created_at) VALUES (?, 'local', ?, ?, ?, ?, ?, ?, ?, 'retention', ?)",
+                 reason, created_at) VALUES (?, 'local', ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
                 vec![
-                    out.archive_name.clone().into(),
-                    out.archive_path.display().to_string().into(),
-                    seq_value(out.anchor_seq),
-                    seq_value(out.from_seq),
-                    seq_value(out.through_seq),
-                    seq_value(out.removed),
-                    seq_value(out.archive_bytes),
-                    out.archive_sha256.clone().into(),
+                    name.into(),
+                    self.settings.archive_dir.join(name).display().to_string().into(),
+                    anchor.map(seq_value).unwrap_or(sea_orm::Value::BigInt(None)),
+                    seq_value(from),
+                    seq_value(through),
+                    seq_value(entries),
+                    seq_value(bytes),
+                    sha256.into(),
+                    reason.into(),
                     self.events.ledger().now_us().into(),
                 ],
             ))
             .await
             .map_err(db_err)?;
-        Ok(out.removed)
+        Ok(())
     }
 
     /// One run.
-    pub async fn run(&self, id: &str) -> Result<RetentionRun, AlertsError> {
+    pub async fn get_run(&self, id: &str) -> Result<RetentionRun, AlertsError> {
         let row = self
             .conn()
             .query_one_raw(stmt_for(
@@ -533,10 +696,12 @@ impl Retention {
         archive_of(&row).map_err(db_err)
     }
 
-    /// The file of a catalogued archive (for download).
+    /// The file of a catalogued archive (for download): always in the
+    /// archive directory, by its checked name (never a path read from the
+    /// database).
     pub async fn archive_path(&self, name: &str) -> Result<PathBuf, AlertsError> {
-        let a = self.archive(name).await?;
-        Ok(PathBuf::from(a.uri))
+        let a = self.archive(crate::storage::plain_file_name(name, ".ndjson")?).await?;
+        Ok(self.settings.archive_dir.join(&a.name))
     }
 
     /// Verifies a catalogued archive with the public key only (its entries
@@ -544,8 +709,11 @@ impl Retention {
     /// entries its signed retention record removed; recorded, and stored
     /// in the catalogue.
     pub async fn verify_archive(&self, name: &str, by: &Requester) -> Result<ArchiveInfo, AlertsError> {
+        let path = self.archive_path(name).await?;
         let a = self.archive(name).await?;
-        let path = PathBuf::from(&a.uri);
+        let Ok(_one) = self.verifying.try_lock() else {
+            return Err(AlertsError::Conflict("an archive is being verified; try again when it is done".into()));
+        };
         let verifier = self.events.ledger().verifier();
         let checked =
             tokio::task::spawn_blocking(move || crate::ledger::purge::verify_archive_summary(&path, &verifier))
@@ -613,6 +781,7 @@ impl Retention {
     /// The scheduler's tick: on the replica holding the lease, runs when a
     /// day's run is due and has not run yet.
     pub async fn step(&self) -> Result<Option<RetentionRun>, AlertsError> {
+        self.erase_pending().await?;
         let Some(minute) = self.settings.run_at_minute else { return Ok(None) };
         let now = self.events.ledger().now_us();
         let due = now - now.rem_euclid(DAY_US) + i64::from(minute) * MINUTE_US;
@@ -638,6 +807,60 @@ impl Retention {
             Err(AlertsError::Conflict(m)) if m.starts_with("a retention run is going on") => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Carries out the approved erasure requests not done yet (each once;
+    /// one that failed is tried again after an hour), one at a time, on
+    /// the replica holding the lease.
+    pub async fn erase_pending(&self) -> Result<Vec<RetentionRun>, AlertsError> {
+        let v = self.policies.active(ERASURES_KIND).await.map_err(conflict)?;
+        let register = ErasuresDoc::parse(&v.content).map_err(AlertsError::Invalid)?;
+        let mut done = Vec::new();
+        if register.requests.is_empty() {
+            return Ok(done);
+        }
+        // Each request's latest run (state, start), in one query.
+        let rows = self
+            .conn()
+            .query_all_raw(stmt_for(
+                self.backend(),
+                "SELECT detail, state, started_at FROM retention_runs WHERE kind = 'erasure' ORDER BY started_at",
+                vec![],
+            ))
+            .await
+            .map_err(db_err)?;
+        let mut latest: std::collections::HashMap<String, (String, i64)> = std::collections::HashMap::new();
+        for r in &rows {
+            let request: Option<String> = r.try_get("", "detail").map_err(db_err)?;
+            if let Some(request) = request {
+                latest.insert(
+                    request,
+                    (r.try_get("", "state").map_err(db_err)?, r.try_get("", "started_at").map_err(db_err)?),
+                );
+            }
+        }
+        for (i, request) in register.requests.iter().enumerate() {
+            let now = self.events.ledger().now_us();
+            if let Some((state, at)) = latest.get(&request.id)
+                && (state != "failed" || *at > now - crate::time::HOUR_US)
+            {
+                continue;
+            }
+            let filter = request.filter(&format!("content.requests[{i}]")).map_err(AlertsError::Invalid)?;
+            let by = Requester::new(crate::events::own::custos_actor("erasure"), Channel::System, None);
+            let (id, guard) = match self.begin(&by, "policy", "erasure", Some(&request.id)).await {
+                Ok(x) => x,
+                Err(AlertsError::Conflict(m)) if m.starts_with("a retention run is going on") => return Ok(done),
+                Err(e) => return Err(e),
+            };
+            match self.execute(&id, Target::Subject(Box::new(filter), request.id.clone()), guard).await {
+                Ok(run) => done.push(run),
+                Err(e) => {
+                    tracing::warn!(request = %request.id, error = %e, "an erasure failed; tried again in an hour")
+                }
+            }
+        }
+        Ok(done)
     }
 
     /// Retention as it stands.
@@ -688,6 +911,20 @@ impl Retention {
     /// (at start-up; their removed sets are complete: each is one
     /// transaction).
     pub async fn close_interrupted(&self) -> Result<(), AlertsError> {
+        // A removal committed just before a stop may miss its catalogue row.
+        for r in crate::ledger::tombstone::all_records(self.conn()).await.map_err(conflict)? {
+            let bytes = std::fs::metadata(self.settings.archive_dir.join(&r.archive_name)).map_or(0, |m| m.len());
+            self.catalogue(
+                &r.archive_name,
+                Some(r.anchor_seq),
+                (r.from_seq, r.through_seq),
+                r.removed,
+                bytes,
+                &hex::encode(r.archive_sha256),
+                &r.reason,
+            )
+            .await?;
+        }
         let now = self.events.ledger().now_us();
         let lease = Lease::current(self.events.ledger(), LEASE).await.map_err(db_err)?;
         if lease.is_some_and(|(_, until)| until > now) {

@@ -17,7 +17,7 @@ use custos_engine::ledger::Ledger;
 use custos_engine::ledger::purge::verify_archive_summary;
 use custos_engine::ledger::verify::{self, FailureKind, VerifyScope};
 use custos_engine::policies::PolicyError;
-use custos_engine::policies::review::ReviewRule;
+use custos_engine::policies::review::{Decision, ReviewRule};
 use custos_engine::policies::{NewProposal, PolicyStore};
 use custos_engine::retention::{Retention, Settings};
 use custos_engine::time::DAY_US;
@@ -219,6 +219,97 @@ both_backends! {
         )).await;
         let report = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |_| {}).await.unwrap();
         assert_eq!(report.failure.as_ref().map(|f| f.kind), Some(FailureKind::RemovalInvalid), "{report:?}");
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn an_approved_erasure_removes_one_subjects_events_except_those_on_hold_and_a_put_back_entry_is_caught(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let archives = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
+        let events = Arc::new(Events::open(ledger.clone(), Default::default()).await.unwrap());
+        let identity = Arc::new(
+            Identity::new(events.clone(), clock.clone(), Arc::new(OsRandom), IdentitySettings::default()).await.unwrap(),
+        );
+        // Erasures need a second person (the default review); holds take effect at once here.
+        let rules: BTreeMap<String, ReviewRule> =
+            [("legal_holds".to_owned(), ReviewRule { approvals: 0, ..ReviewRule::default() })].into();
+        let store = Arc::new(PolicyStore::open(events.clone(), identity.clone(), &rules).await.unwrap());
+        let (rita, rita_may) = person(&identity, "rita", "records_manager").await;
+        let (ada, ada_may) = person(&identity, "ada", "admin").await;
+        let by = Submitter { principal: "test".into() };
+        let mut items = Vec::new();
+        for i in 0..12 {
+            items.push(event("data_access", "document.read", if i % 3 == 0 { "carol" } else { "dave" }, "2027-01-15T08:00:00Z"));
+        }
+        items.push(event("admin", "role.grant", "carol", "2027-01-15T08:00:00Z"));
+        let receipts = events.ingest(&items, None, &by).await.unwrap();
+        let carol: Vec<u64> = receipts.iter().enumerate().filter(|(i, _)| *i % 3 == 0 || *i == 12).map(|(_, r)| r.seq).collect();
+        assert_eq!(carol.len(), 5);
+        // Carol's admin action is under a hold.
+        let holds = json!({"holds": [{"id": "audit-1", "case_id": "AUD-9", "reason": "internal audit", "query": "category=admin"}]});
+        store.propose(&rita, &rita_may, "legal_holds", NewProposal { content: Some(holds), restores: None, based_on: 0, reason: "audit".into() }).await.unwrap();
+
+        let retention = Retention::new(events.clone(), store.clone(), "replica-a", Settings { archive_dir: archives.path().to_path_buf(), run_at_minute: None });
+        // A request naming no subject, or Custos itself, is refused.
+        for (subject, why) in [("category=admin", "must name the data subject"), ("actor=custos", "not a data subject")] {
+            let bad = json!({"requests": [{"id": "r0", "subject": subject, "reason": "x"}]});
+            let err = store.propose(&rita, &rita_may, "erasures", NewProposal { content: Some(bad), restores: None, based_on: 0, reason: "x".into() }).await.unwrap_err();
+            assert!(err.to_string().contains(why), "{err}");
+        }
+        let request = json!({"requests": [{"id": "dsr-17", "subject": "actor=carol", "reason": "GDPR Art. 17 request", "reference": "DSR-17"}]});
+        let p = store.propose(&rita, &rita_may, "erasures", NewProposal { content: Some(request), restores: None, based_on: 0, reason: "carol asked".into() }).await.unwrap();
+        assert_eq!(p.test.as_ref().map(|t| t.events), Some(5), "the dry-run counts carol's events");
+        // Not before a second person approves.
+        assert!(retention.erase_pending().await.unwrap().is_empty());
+        assert!(ledger.entry(carol[0]).await.unwrap().is_some());
+        store.decide(&ada, &ada_may, &p.id, Decision::Approve, "checked the request").await.unwrap();
+        let done = retention.erase_pending().await.unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].kind.as_str(), done[0].removed, done[0].held), ("erasure", 4, 1), "{:?}", done[0]);
+        for s in &carol[..4] {
+            assert!(ledger.entry(*s).await.unwrap().is_none(), "carol's event {s} is erased");
+        }
+        assert!(ledger.entry(carol[4]).await.unwrap().is_some(), "the held one stays");
+        assert!(ledger.entry(receipts[1].seq).await.unwrap().is_some(), "dave's stay");
+        // Done once.
+        assert!(retention.erase_pending().await.unwrap().is_empty());
+        ledger.checkpoint_now().await.unwrap();
+        let report = verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {}).await.unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.removals.iter().map(|r| (r.reason.as_str(), r.removed)).collect::<Vec<_>>(), [("erasure", 4)]);
+        // A filed request cannot be withdrawn from the register.
+        let v = store.active("erasures").await.unwrap().version;
+        let err = store.propose(&rita, &rita_may, "erasures", NewProposal { content: Some(json!({"requests": []})), restores: None, based_on: v, reason: "undo".into() }).await.unwrap_err();
+        assert!(err.to_string().contains("cannot be removed"), "{err}");
+
+        // Someone with raw access puts an erased entry back from the archive: caught.
+        let archive = &retention.archives().await.unwrap()[0];
+        let text = std::fs::read_to_string(&archive.uri).unwrap();
+        let line = text.lines().find(|l| l.contains(&format!("\"seq\":{},", carol[0])) && l.contains("ciphertext")).unwrap();
+        let a: custos_engine::ledger::purge::ArchivedEntry = serde_json::from_str(line).unwrap();
+        t.drop_guards().await;
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let f = &a.fields;
+        let q = |v: &Option<String>| v.as_ref().map_or("NULL".into(), |s| format!("'{s}'"));
+        t.sql(&format!(
+            "INSERT INTO ledger_entries (seq, event_id, occurred_at, recorded_at, category, action, outcome, severity, actor_id, actor_kind, \
+             resource_type, resource_id, tenant, channel, source_app, key_id, iv, ciphertext, mac, leaf_hash, chain_hash) VALUES \
+             ({}, {}, {}, {}, '{}', '{}', '{}', '{}', {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+            a.seq,
+            if matches!(backend, crate::support::Backend::Postgres) { format!("'{}'", a.event_id) } else { t.blob(a.event_id.as_bytes()) },
+            a.occurred_at, a.recorded_at, f.category, f.action, f.outcome, f.severity,
+            q(&f.actor_id), q(&f.actor_kind), q(&f.resource_type), q(&f.resource_id), q(&f.tenant), q(&f.channel), q(&f.source_app),
+            a.key_id, t.blob(&b64.decode(&a.iv).unwrap()), t.blob(&b64.decode(&a.ciphertext).unwrap()),
+            t.blob(&hex::decode(&a.mac).unwrap()), t.blob(&hex::decode(&a.leaf_hash).unwrap()), t.blob(&hex::decode(&a.chain_hash).unwrap()),
+        )).await;
+        let report = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |_| {}).await.unwrap();
+        let failure = report.failure.expect("caught");
+        assert_eq!((failure.kind, failure.seq), (FailureKind::RemovalInvalid, Some(carol[0])), "{}", failure.detail);
+        assert!(failure.detail.contains("put back"), "{}", failure.detail);
         ledger.shutdown(tasks).await.unwrap();
     }
 }

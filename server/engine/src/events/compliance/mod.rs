@@ -627,7 +627,8 @@ impl Events {
     }
     /// Backups, from the catalogue. PostgreSQL: the database's own tools
     /// take them, which Custos cannot see: not configured, saying so. SQLite:
-    /// no backup ever, or none succeeded in the last 48 hours: fail; the
+    /// no backup ever, or none succeeded in twice the configured interval
+    /// (at least 48 hours; a week when on demand only): fail; the
     /// latest attempt failed, or the backups lie beside the database they
     /// protect: warn; otherwise pass.
     async fn backups_check(&self) -> Result<ComplianceCheck, EventsError> {
@@ -682,8 +683,12 @@ impl Events {
             _ => None,
         };
         let beside = db_file.parent().is_some_and(|d| std::path::Path::new(&uri).starts_with(d));
-        let (status, detail) = if at < now - 48 * HOUR_US {
-            (CheckStatus::Fail, format!("No backup succeeded in the last 48 hours. {summary}"))
+        // Twice the configured interval (at least 48 hours); a week when
+        // backups are taken on demand only.
+        let every = crate::backup::interval_hours();
+        let allowed = if every == 0 { 7 * 24 } else { (2 * every).max(48) };
+        let (status, detail) = if at < now - allowed as i64 * HOUR_US {
+            (CheckStatus::Fail, format!("No backup succeeded in the last {allowed} hours. {summary}"))
         } else if let Some(e) = failed_since {
             (CheckStatus::Warn, format!("The latest backup failed: {e}. {summary}"))
         } else if beside {
@@ -702,8 +707,8 @@ impl Events {
 
     /// Retention and legal hold, from the policies in force and the runs.
     /// Never set (version 0 of both): not configured. A run that failed, or
-    /// no run finished in the last 48 hours while a rule lets events
-    /// expire: fail. A rule below the floor (an admin's recorded override)
+    /// no run started in the last 48 hours (a week when runs are on demand
+    /// only) while a rule lets events expire: fail. A rule below the floor (an admin's recorded override)
     /// or no run yet: warn. Otherwise pass (periods named; or everything
     /// kept, nothing expiring).
     async fn retention_check(&self) -> Result<ComplianceCheck, EventsError> {
@@ -762,6 +767,8 @@ impl Events {
             plural(holds_on, "legal hold", "legal holds")
         );
         let expiring = doc.shortest_days().is_some();
+        // Daily runs: 48 hours; on demand only (`retention.run_at = off`): a week.
+        let allowed_hours: i64 = if crate::retention::doc::scheduled() { 48 } else { 7 * 24 };
         let overrides: Vec<&str> =
             doc.rules.iter().filter(|r| r.enabled && r.floor_override.is_some()).map(|r| r.id.as_str()).collect();
         let (status, detail) = match last {
@@ -773,11 +780,11 @@ impl Events {
                     r.try_get::<Option<String>>("", "error")?.unwrap_or_default()
                 ),
             ),
-            Some(r) if expiring && r.try_get::<i64>("", "started_at")? < now - 48 * HOUR_US => (
+            Some(r) if expiring && r.try_get::<i64>("", "started_at")? < now - allowed_hours * HOUR_US => (
                 CheckStatus::Fail,
                 format!(
-                    "No retention run in the last 48 hours (the last on {}): expired events are kept past their \
-                     period. {summary}",
+                    "No retention run in the last {allowed_hours} hours (the last on {}): expired events are kept \
+                     past their period. {summary}",
                     rfc3339(r.try_get("", "started_at")?)
                 ),
             ),

@@ -100,7 +100,8 @@ impl<'a> EntryPages<'a> {
                 }
                 // Entries first, then the tombstones up to the last entry
                 // read (or the end): an entry removed between the two reads
-                // is then seen twice, and the entry is kept.
+                // is then seen twice; if it is still there now, a removed
+                // entry was put back (both are passed on, and reported).
                 let page = match store::read_entries(db.conn(), *next, *to, PAGE).await {
                     Ok(page) => page,
                     Err(e) => return Some(Err(e)),
@@ -118,24 +119,54 @@ impl<'a> EntryPages<'a> {
                 if page.is_empty() && tombs.is_empty() {
                     return None;
                 }
-                let mut raw = RawPage::with_capacity(page.len());
-                let mut ti = tombs.iter().filter(|t| t.seq <= upto).peekable();
-                for e in page.iter().filter(|e| e.header.seq <= upto) {
-                    while let Some(t) = ti.next_if(|t| t.seq <= e.header.seq) {
-                        if t.seq < e.header.seq {
-                            raw.push_tombstone(t);
+                // Seqs read both as an entry and as a tombstone: still an
+                // entry now?
+                let entry_seqs: std::collections::HashSet<u64> = page.iter().map(|e| e.header.seq).collect();
+                let twice: Vec<u64> =
+                    tombs.iter().map(|t| t.seq).filter(|s| *s <= upto && entry_seqs.contains(s)).collect();
+                let mut put_back = std::collections::HashSet::new();
+                for seq in twice {
+                    match store::read_entry(db.conn(), seq).await {
+                        Ok(Some(_)) => {
+                            put_back.insert(seq);
                         }
+                        Ok(None) => {}
+                        Err(e) => return Some(Err(e)),
                     }
-                    raw.push_entry(e);
-                }
-                for t in ti {
-                    raw.push_tombstone(t);
                 }
                 *next = upto + 1;
-                Some(Ok(raw))
+                Some(Ok(merge_page(&page, &tombs, upto, &put_back)))
             }
         }
     }
+}
+
+/// Entries and tombstones up to `upto` in seq order. A seq read as both:
+/// only the tombstone (removed between the two reads), or both when it is
+/// in `put_back` (still an entry: a removed entry was put back, which the
+/// scan reports).
+fn merge_page(
+    page: &[super::types::StoredEntry],
+    tombs: &[store::TombstoneRow],
+    upto: u64,
+    put_back: &std::collections::HashSet<u64>,
+) -> RawPage {
+    let mut raw = RawPage::with_capacity(page.len());
+    let mut ti = tombs.iter().filter(|t| t.seq <= upto).peekable();
+    for e in page.iter().filter(|e| e.header.seq <= upto) {
+        let mut removed = false;
+        while let Some(t) = ti.next_if(|t| t.seq <= e.header.seq) {
+            raw.push_tombstone(t);
+            removed = t.seq == e.header.seq;
+        }
+        if !removed || put_back.contains(&e.header.seq) {
+            raw.push_entry(e);
+        }
+    }
+    for t in ti {
+        raw.push_tombstone(t);
+    }
+    raw
 }
 
 /// What kind of tampering or damage was found.
@@ -494,6 +525,15 @@ pub async fn verify_with(
         let page = page?;
         for e in &page.recs {
             let seq = e.seq;
+            if seq + 1 == expected && expected > from {
+                fail(
+                    &mut report,
+                    Some(seq),
+                    FailureKind::RemovalInvalid,
+                    format!("entry seq {seq} is in the ledger beside its tombstone: a removed entry was put back"),
+                );
+                break 'pages;
+            }
             if seq != expected {
                 fail(
                     &mut report,

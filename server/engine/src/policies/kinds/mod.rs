@@ -18,6 +18,7 @@ use crate::events::validate::FieldError;
 use crate::identity::permission::Permission;
 
 pub mod alert_rules;
+pub mod erasures;
 pub mod forwarding;
 pub mod legal_holds;
 pub mod masking;
@@ -119,6 +120,7 @@ pub fn all() -> Vec<Arc<dyn PolicyKind>> {
         Arc::new(forwarding::ForwardingKind),
         Arc::new(retention::RetentionKind),
         Arc::new(legal_holds::LegalHoldsKind),
+        Arc::new(erasures::ErasuresKind),
     ]
 }
 
