@@ -122,7 +122,7 @@ pub fn BackupsPage() -> impl IntoView {
             <h2>"Restoring"</h2>
             <ol class="small">
                 <li>"On the machine that will run Custos, with the same KEK (the key file, or CUSTOS_KEK): "<code>"custos backup restore FILE --to NEW_DIR --trusted-checkpoint CHECKPOINT"</code>". Every chunk is authenticated, the database's integrity checked, the whole ledger verified with the KEK, and you are told how many events the backup is behind a checkpoint you kept (from a SIEM, an export, an auditor)."</li>
-                <li>"Start Custos on it: "<code>"CUSTOS_DATA_DIR=NEW_DIR custos serve"</code>"."</li>
+                <li>"Copy the KEK file next to it (or point ledger.kek_file at it) and start Custos on it: "<code>"CUSTOS_DATA_DIR=NEW_DIR custos serve"</code>"."</li>
                 <li>"Events recorded after the backup are not in it: replay them from their source, or from a SIEM that received them."</li>
             </ol>
         </section>

@@ -41,6 +41,7 @@ use crate::events::model::Outcome;
 use crate::events::own::{OwnAction, OwnEvent, Requester};
 use crate::lease::Lease;
 use crate::ledger::crypto::{BackupKey, Kek};
+use crate::retention::db_err;
 use crate::storage::stmt_for;
 use crate::time::{HOUR_US, rfc3339};
 
@@ -303,10 +304,6 @@ pub struct Backups {
     settings: Settings,
     /// One backup at a time (held from its start to its end).
     running: Arc<tokio::sync::Mutex<()>>,
-}
-
-fn db_err(e: DbErr) -> AlertsError {
-    AlertsError::Events(e.into())
 }
 
 const COLUMNS: &str = "name, location, uri, trigger, requested_by, started_at, finished_at, state, bytes, sha256, \

@@ -71,11 +71,13 @@ pub struct Retention {
     verifying: tokio::sync::Mutex<()>,
 }
 
-fn db_err(e: DbErr) -> AlertsError {
+/// A database error as the services' error (fail closed).
+pub(crate) fn db_err(e: DbErr) -> AlertsError {
     AlertsError::Events(e.into())
 }
 
-fn conflict(e: impl std::fmt::Display) -> AlertsError {
+/// Any refusal as a conflict (409), with its reason.
+pub(crate) fn conflict(e: impl std::fmt::Display) -> AlertsError {
     AlertsError::Conflict(e.to_string())
 }
 

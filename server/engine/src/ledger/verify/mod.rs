@@ -803,3 +803,62 @@ pub async fn verify_with(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::types::{EntryHeader, HeaderFields, StoredEntry};
+
+    fn entry(seq: u64) -> StoredEntry {
+        StoredEntry {
+            header: EntryHeader {
+                seq,
+                event_id: uuid::Uuid::nil(),
+                occurred_at_us: 0,
+                recorded_at_us: 0,
+                fields: HeaderFields::default(),
+            },
+            key_id: 1,
+            iv: [0; 16],
+            ciphertext: vec![0; 16],
+            mac: [0; 32],
+            leaf_hash: [seq as u8; 32],
+            chain_hash: [seq as u8; 32],
+        }
+    }
+
+    fn tomb(seq: u64) -> store::TombstoneRow {
+        store::TombstoneRow { seq, anchor_seq: 99, leaf_hash: [seq as u8; 32], chain_hash: [seq as u8; 32] }
+    }
+
+    fn order(raw: &RawPage) -> Vec<(u64, bool)> {
+        raw.recs.iter().map(|r| (r.seq, r.tombstone.is_some())).collect()
+    }
+
+    #[test]
+    fn pages_merge_entries_and_tombstones_in_seq_order_up_to_the_bound() {
+        let page = [entry(1), entry(3), entry(4), entry(7)];
+        let tombs = [tomb(2), tomb(5), tomb(6), tomb(8), tomb(9)];
+        let none = std::collections::HashSet::new();
+        let all = merge_page(&page, &tombs, 9, &none);
+        assert_eq!(
+            order(&all),
+            [(1, false), (2, true), (3, false), (4, false), (5, true), (6, true), (7, false), (8, true), (9, true)]
+        );
+        // Bounded: nothing past `upto` (read again with the next page).
+        let cut = merge_page(&page, &tombs, 5, &none);
+        assert_eq!(order(&cut), [(1, false), (2, true), (3, false), (4, false), (5, true)]);
+    }
+
+    #[test]
+    fn a_seq_read_twice_is_the_tombstone_unless_the_entry_is_still_there() {
+        let page = [entry(1), entry(2), entry(3)];
+        let tombs = [tomb(2)];
+        // Removed between the two reads: the tombstone only.
+        let raced = merge_page(&page, &tombs, 3, &std::collections::HashSet::new());
+        assert_eq!(order(&raced), [(1, false), (2, true), (3, false)]);
+        // Still an entry: both, and the scan reports it.
+        let back = merge_page(&page, &tombs, 3, &[2u64].into_iter().collect());
+        assert_eq!(order(&back), [(1, false), (2, true), (2, false), (3, false)]);
+    }
+}
