@@ -61,6 +61,9 @@ CUSTOS_TEST_POSTGRES_URL=$pg_url CUSTOS_REQUIRE_POSTGRES=1 cargo test --locked
 step "release build (server and WASM site)"
 cargo leptos build --release
 
+step "PostgreSQL restore drill (pg_basebackup, then custos verify)"
+scripts/pg-backup-drill.sh "$target_dir/release/custos"
+
 step "release server on a free port"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 export CUSTOS_DATA_DIR="$work/data"
