@@ -203,6 +203,45 @@ pub async fn write_orm(
     Ok(())
 }
 
+/// Takes removed entries out of the counts (in the removal's transaction),
+/// deleting the rows that reach zero: the dashboards then count what the
+/// ledger holds, and an erased actor's name leaves the actor counts too.
+pub async fn subtract_orm(
+    conn: &impl ConnectionTrait,
+    entries: &[StoredEntry],
+    durations: &[Option<f64>],
+) -> Result<(), LedgerError> {
+    let b = conn.get_database_backend();
+    let counts: Vec<_> = aggregate(entries, durations).into_iter().collect();
+    for chunk in counts.chunks(500) {
+        let mut values = Vec::with_capacity(chunk.len() * 4);
+        for ((dim, value, bucket), count) in chunk {
+            values.extend([
+                Value::from(dim.to_string()),
+                Value::from(value.clone()),
+                Value::BigInt(Some(*bucket)),
+                Value::BigInt(Some(-*count)),
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO audit_rollups (dimension, value, bucket, count) VALUES {} \
+             ON CONFLICT (dimension, value, bucket) DO UPDATE SET count = audit_rollups.count + excluded.count",
+            vec!["(?,?,?,?)"; chunk.len()].join(",")
+        );
+        conn.execute_raw(stmt_for(b, &sql, values)).await?;
+        let mut keys = Vec::with_capacity(chunk.len() * 3);
+        for ((dim, value, bucket), _) in chunk {
+            keys.extend([Value::from(dim.to_string()), Value::from(value.clone()), Value::BigInt(Some(*bucket))]);
+        }
+        let sql = format!(
+            "DELETE FROM audit_rollups WHERE count <= 0 AND ({})",
+            vec!["(dimension = ? AND value = ? AND bucket = ?)"; chunk.len()].join(" OR ")
+        );
+        conn.execute_raw(stmt_for(b, &sql, keys)).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

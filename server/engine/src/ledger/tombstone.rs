@@ -369,7 +369,7 @@ impl Ledger {
         );
         let path = archive_dir.join(&name);
         let written = self.write_removal_archive(&path, seqs, start_chain, &start_frontier, &cp.note, &proof).await;
-        let (digest, bytes) = match written {
+        let (digest, bytes, removed_entries) = match written {
             Ok(v) => v,
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
@@ -456,6 +456,9 @@ impl Ledger {
                 )));
             }
         }
+        // The dashboards' counts follow (a subject's name leaves them too).
+        let durations: Vec<Option<f64>> = removed_entries.iter().map(|e| self.duration_of(e)).collect();
+        super::rollup::subtract_orm(&txn, &removed_entries, &durations).await?;
         txn.execute_raw(stmt_for(
             b,
             "UPDATE ledger_retentions SET active = 0 WHERE anchor_seq = ?",
@@ -477,8 +480,17 @@ impl Ledger {
         })
     }
 
+    /// An entry's `metrics.duration_ms`, read from its sealed payload (the
+    /// latency counts hold it).
+    fn duration_of(&self, e: &super::types::StoredEntry) -> Option<f64> {
+        let key = self.keys().get(e.key_id)?;
+        let plain = key.open(&super::encoding::header_bytes(&e.header), &e.iv, &e.ciphertext, &e.mac).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&plain).ok()?;
+        v.get("metrics")?.get("duration_ms")?.as_f64()
+    }
+
     /// Writes the `custos-archive/v2` bundle of a removal; returns its
-    /// digest and size.
+    /// digest, size and the removed entries.
     async fn write_removal_archive(
         &self,
         path: &Path,
@@ -487,8 +499,9 @@ impl Ledger {
         start_frontier: &Frontier,
         checkpoint: &str,
         proof: &[Hash],
-    ) -> Result<(Hash, u64), LedgerError> {
+    ) -> Result<(Hash, u64, Vec<super::types::StoredEntry>), LedgerError> {
         let (from, through) = (seqs[0], seqs[seqs.len() - 1]);
+        let mut removed = Vec::with_capacity(seqs.len());
         let conn = self.db().conn();
         let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io_err(path))?;
         let mut w = HashingWriter { inner: std::io::BufWriter::new(file), hash: Sha256::new(), bytes: 0 };
@@ -518,6 +531,7 @@ impl Ledger {
                                 "entry seq {seq} anchors a purge or a removal and cannot be removed"
                             )));
                         }
+                        removed.push(e.clone());
                         ArchiveLine::Entry(Box::new(ArchivedEntry::from_stored(e)))
                     } else {
                         ArchiveLine::kept(seq, &e.leaf_hash, &e.chain_hash)
@@ -542,7 +556,7 @@ impl Ledger {
             .into_inner()
             .map_err(|e| LedgerError::Io { path: path.display().to_string(), source: e.into_error() })?;
         file.sync_all().map_err(io_err(path))?;
-        Ok((digest, bytes))
+        Ok((digest, bytes, removed))
     }
 }
 

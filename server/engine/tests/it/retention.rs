@@ -142,6 +142,29 @@ both_backends! {
         assert!(ledger.entry(seq_of(1)).await.unwrap().is_none(), "a tool call is gone");
         assert!(ledger.entry(seq_of(0)).await.unwrap().is_some(), "alice's login is held");
         assert!(ledger.entry(seq_of(3)).await.unwrap().is_none(), "bob's old login is gone");
+        // The dashboards' counts follow: no tool calls, no agent-7 left in them.
+        let count_of = |dim: &'static str, value: &'static str| {
+            let db = t.db.clone();
+            async move {
+                db.conn()
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        db.backend(),
+                        format!("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM audit_rollups WHERE dimension = '{dim}' AND value = '{value}'"),
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .try_get::<i64>("", "n")
+                    .unwrap()
+            }
+        };
+        assert_eq!(count_of("category", "tool").await, 0);
+        assert_eq!(count_of("actor", "agent-7").await, 0);
+        assert_eq!(count_of("category", "authentication").await, 15, "alice's held logins and the recent ones");
+        let rows: i64 = t.db.conn()
+            .query_one_raw(sea_orm::Statement::from_string(t.db.backend(), "SELECT COUNT(*) AS n FROM audit_rollups WHERE value = 'agent-7'".to_owned()))
+            .await.unwrap().unwrap().try_get("", "n").unwrap();
+        assert_eq!(rows, 0, "rows that reach zero are deleted");
 
         // Verification passes and names the removal; proofs of what stays verify.
         ledger.checkpoint_now().await.unwrap();
