@@ -178,6 +178,18 @@ fn PlanPanel(plan: RwSignal<Option<Result<RetentionPlan, ClientError>>>) -> impl
     }
 }
 
+/// `doc` with `item` appended to its list `key` (made if missing).
+fn with_item(doc: &Value, key: &str, item: Value) -> Value {
+    let mut d = doc.clone();
+    if !d.get(key).is_some_and(Value::is_array) {
+        d[key] = json!([]);
+    }
+    if let Some(list) = d[key].as_array_mut() {
+        list.push(item);
+    }
+    d
+}
+
 /// Proposes `content` to `kind`, then opens the proposal.
 fn proposer(kind: &'static str, version: u64, error: RwSignal<Option<String>>) -> impl Fn(Value, String) + Clone {
     let navigate = use_navigate();
@@ -245,13 +257,7 @@ fn Rules(kind: PolicyKindView, can_manage: Signal<bool>, min_days: u32) -> impl 
             if days().is_some_and(|d| d < min_days) {
                 r["floor_override"] = json!(override_reason.get_untracked().trim());
             }
-            let mut d = doc.clone();
-            if !d.get("rules").is_some_and(Value::is_array) {
-                d["rules"] = json!([]);
-            }
-            if let Some(rules) = d["rules"].as_array_mut() {
-                rules.push(r);
-            }
+            let d = with_item(&doc, "rules", r);
             propose(d, reason.get_untracked());
         }
     };
@@ -371,13 +377,7 @@ fn Holds(kind: PolicyKindView, can_manage: Signal<bool>) -> impl IntoView {
                     h[k] = json!(v);
                 }
             }
-            let mut d = doc.clone();
-            if !d.get("holds").is_some_and(Value::is_array) {
-                d["holds"] = json!([]);
-            }
-            if let Some(holds) = d["holds"].as_array_mut() {
-                holds.push(h);
-            }
+            let d = with_item(&doc, "holds", h);
             propose(
                 d,
                 format!("place the legal hold {} (case {})", id.get_untracked().trim(), case.get_untracked().trim()),
@@ -546,13 +546,7 @@ fn Erasures(
             if !reference.is_empty() {
                 r["reference"] = json!(reference);
             }
-            let mut d = doc.clone();
-            if !d.get("requests").is_some_and(Value::is_array) {
-                d["requests"] = json!([]);
-            }
-            if let Some(requests) = d["requests"].as_array_mut() {
-                requests.push(r);
-            }
+            let d = with_item(&doc, "requests", r);
             propose(d, format!("erase {} (request {})", subject.get_untracked().trim(), id.get_untracked().trim()));
         }
     };

@@ -180,6 +180,37 @@ impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
 }
 
 impl Ledger {
+    /// The signed checkpoint covering `through`, once `from..=through` has
+    /// verified with its MACs: nothing is archived and taken out of a damaged
+    /// range, nor of one no signed checkpoint covers yet. `what` names the
+    /// operation in the refusal.
+    pub(crate) async fn signed_and_intact(
+        &self,
+        from: u64,
+        through: u64,
+        what: &str,
+    ) -> Result<store::CheckpointRow, LedgerError> {
+        let cp = self.checkpoint_now().await?.ok_or_else(|| LedgerError::Invalid("the ledger is empty".into()))?;
+        if cp.tree_size < through {
+            return Err(LedgerError::Invalid(format!("seq {through} is not yet covered by a signed checkpoint")));
+        }
+        let report = verify::verify(
+            self.db(),
+            &self.verifier(),
+            Some(self.keys()),
+            VerifyScope { from_seq: Some(from), to_seq: Some(through) },
+            |_| {},
+        )
+        .await?;
+        if let Some(f) = report.failure {
+            return Err(LedgerError::Corrupt(format!(
+                "refusing to {what} a range that fails verification: {}",
+                f.detail
+            )));
+        }
+        Ok(cp)
+    }
+
     /// Purges entries up to `through_seq` (rounded down to a multiple of 256)
     /// into an archive bundle in `archive_dir`, leaving an anchor in the ledger.
     pub async fn purge_through(&self, through_seq: u64, archive_dir: &Path) -> Result<PurgeOutcome, LedgerError> {
@@ -199,25 +230,7 @@ impl Ledger {
                  not built yet"
             )));
         }
-        let cp = self.checkpoint_now().await?.ok_or_else(|| LedgerError::Invalid("the ledger is empty".into()))?;
-        if cp.tree_size < through {
-            return Err(LedgerError::Invalid(format!("seq {through} is not yet covered by a signed checkpoint")));
-        }
-        // Never archive and anchor a damaged range.
-        let report = verify::verify(
-            self.db(),
-            &self.verifier(),
-            Some(self.keys()),
-            VerifyScope { from_seq: Some(from), to_seq: Some(through) },
-            |_| {},
-        )
-        .await?;
-        if let Some(f) = report.failure {
-            return Err(LedgerError::Corrupt(format!(
-                "refusing to purge a range that fails verification: {}",
-                f.detail
-            )));
-        }
+        let cp = self.signed_and_intact(from, through, "purge").await?;
 
         let (start_chain, start_frontier) = match &previous {
             Some(p) => (p.chain_hash, p.frontier.clone()),

@@ -43,7 +43,6 @@ use super::purge::{ArchiveHeader, ArchiveLine, ArchivedEntry, HashingWriter, io_
 use super::service::{Ledger, NewEntry};
 use super::store::{self, seq_value};
 use super::types::Hash;
-use super::verify::{self, VerifyScope};
 use crate::storage::stmt_for;
 
 /// The first line of every retention record.
@@ -330,25 +329,7 @@ impl Ledger {
         if from < retained_from {
             return Err(LedgerError::Invalid(format!("seq {from} was purged already")));
         }
-        let cp = self.checkpoint_now().await?.ok_or_else(|| LedgerError::Invalid("the ledger is empty".into()))?;
-        if cp.tree_size < through {
-            return Err(LedgerError::Invalid(format!("seq {through} is not yet covered by a signed checkpoint")));
-        }
-        // Never archive and remove from a damaged range.
-        let report = verify::verify(
-            self.db(),
-            &self.verifier(),
-            Some(self.keys()),
-            VerifyScope { from_seq: Some(from), to_seq: Some(through) },
-            |_| {},
-        )
-        .await?;
-        if let Some(f) = report.failure {
-            return Err(LedgerError::Corrupt(format!(
-                "refusing to remove entries from a range that fails verification: {}",
-                f.detail
-            )));
-        }
+        let cp = self.signed_and_intact(from, through, "remove entries from").await?;
         let start_chain = if from == 1 {
             GENESIS_CHAIN
         } else if let Some(p) = store::latest_purge(conn).await?.filter(|p| p.through_seq + 1 == from) {

@@ -43,26 +43,11 @@ pub(super) async fn check_purge(
     if !anchor_kept {
         return Ok(Ok(false));
     }
-    let Some(anchor) = store::read_entry(conn, p.anchor_seq).await? else {
-        return Ok(Err("its anchor entry is missing".into()));
+    let v = match open_anchor(conn, keys, p.anchor_seq, "ledger.purge").await? {
+        Ok(Some(v)) => v,
+        Ok(None) => return Ok(Ok(false)),
+        Err(why) => return Ok(Err(why)),
     };
-    let f = &anchor.header.fields;
-    if f.action != "ledger.purge"
-        || f.actor_id.as_deref() != Some("custos")
-        || f.actor_kind.as_deref() != Some("system")
-        || f.source_app.as_deref() != Some("custos")
-    {
-        return Ok(Err("its anchor entry was not written by the server".into()));
-    }
-    let Some(keys) = keys else { return Ok(Ok(false)) };
-    let Some(key) = keys.get(anchor.key_id) else {
-        return Ok(Err(format!("its anchor entry names unknown key {}", anchor.key_id)));
-    };
-    let plain = match key.open(&encoding::header_bytes(&anchor.header), &anchor.iv, &anchor.ciphertext, &anchor.mac) {
-        Ok(p) => p,
-        Err(_) => return Ok(Err("its anchor entry fails its MAC or does not decrypt".into())),
-    };
-    let v: serde_json::Value = serde_json::from_slice(&plain).unwrap_or_default();
     let says = v["from_seq"].as_u64() == Some(p.from_seq)
         && v["through_seq"].as_u64() == Some(p.through_seq)
         && v["chain_hash"].as_str() == Some(hex::encode(p.chain_hash).as_str())
@@ -116,26 +101,11 @@ pub(super) async fn check_removal(
     if !anchor_kept {
         return Ok(Ok(false));
     }
-    let Some(anchor) = store::read_entry(conn, r.anchor_seq).await? else {
-        return Ok(Err("its anchor entry is missing".into()));
+    let v = match open_anchor(conn, keys, r.anchor_seq, ANCHOR_ACTION).await? {
+        Ok(Some(v)) => v,
+        Ok(None) => return Ok(Ok(false)),
+        Err(why) => return Ok(Err(why)),
     };
-    let f = &anchor.header.fields;
-    if f.action != ANCHOR_ACTION
-        || f.actor_id.as_deref() != Some("custos")
-        || f.actor_kind.as_deref() != Some("system")
-        || f.source_app.as_deref() != Some("custos")
-    {
-        return Ok(Err("its anchor entry was not written by the server".into()));
-    }
-    let Some(keys) = keys else { return Ok(Ok(false)) };
-    let Some(key) = keys.get(anchor.key_id) else {
-        return Ok(Err(format!("its anchor entry names unknown key {}", anchor.key_id)));
-    };
-    let plain = match key.open(&encoding::header_bytes(&anchor.header), &anchor.iv, &anchor.ciphertext, &anchor.mac) {
-        Ok(p) => p,
-        Err(_) => return Ok(Err("its anchor entry fails its MAC or does not decrypt".into())),
-    };
-    let v: serde_json::Value = serde_json::from_slice(&plain).unwrap_or_default();
     let says = v["from_seq"].as_u64() == Some(r.from_seq)
         && v["through_seq"].as_u64() == Some(r.through_seq)
         && v["removed"].as_u64() == Some(r.removed)
@@ -145,4 +115,35 @@ pub(super) async fn check_removal(
         return Ok(Err("its anchor entry records a different removal".into()));
     }
     Ok(Ok(true))
+}
+
+/// The anchor entry at `seq` of a purge or a removal: it must be there,
+/// written by the server with `action`; with the KEK, its sealed payload
+/// (MAC checked) as JSON. `Ok(Ok(None))` without the KEK; `Ok(Err(why))`
+/// when it does not hold.
+async fn open_anchor(
+    conn: &impl sea_orm::ConnectionTrait,
+    keys: Option<&Keyring>,
+    seq: u64,
+    action: &str,
+) -> Result<Result<Option<serde_json::Value>, String>, LedgerError> {
+    let Some(anchor) = store::read_entry(conn, seq).await? else {
+        return Ok(Err("its anchor entry is missing".into()));
+    };
+    let f = &anchor.header.fields;
+    if f.action != action
+        || f.actor_id.as_deref() != Some("custos")
+        || f.actor_kind.as_deref() != Some("system")
+        || f.source_app.as_deref() != Some("custos")
+    {
+        return Ok(Err("its anchor entry was not written by the server".into()));
+    }
+    let Some(keys) = keys else { return Ok(Ok(None)) };
+    let Some(key) = keys.get(anchor.key_id) else {
+        return Ok(Err(format!("its anchor entry names unknown key {}", anchor.key_id)));
+    };
+    match key.open(&encoding::header_bytes(&anchor.header), &anchor.iv, &anchor.ciphertext, &anchor.mac) {
+        Ok(plain) => Ok(Ok(Some(serde_json::from_slice(&plain).unwrap_or_default()))),
+        Err(_) => Ok(Err("its anchor entry fails its MAC or does not decrypt".into())),
+    }
 }
