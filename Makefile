@@ -64,10 +64,10 @@ test-tools: tools
 	@if [ ! -x /usr/sbin/rsyslogd ] || [ ! -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ]; then \
 	  echo "==> installing rsyslog with GnuTLS (the SIEM forwarding tests send syslog over TLS to it)"; \
 	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq rsyslog rsyslog-gnutls; fi
-	@if ! $(HOME)/.cache/custos/pyvenv/bin/python -c 'import pycef' 2>/dev/null; then \
-	  echo "==> installing pycef in $(HOME)/.cache/custos/pyvenv (an independent CEF parser for the forwarding tests)"; \
+	@if ! $(HOME)/.cache/custos/pyvenv/bin/python -c 'import pycef, moto.server' 2>/dev/null; then \
+	  echo "==> installing pycef and moto in $(HOME)/.cache/custos/pyvenv (an independent CEF parser for the forwarding tests, an S3 API server for archives and backups)"; \
 	  if ! /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq python3-venv; fi; \
-	  /usr/bin/python3 -m venv $(HOME)/.cache/custos/pyvenv && $(HOME)/.cache/custos/pyvenv/bin/pip install -q pycef; fi
+	  /usr/bin/python3 -m venv $(HOME)/.cache/custos/pyvenv && $(HOME)/.cache/custos/pyvenv/bin/pip install -q pycef 'moto[server]==5.2.1'; fi
 	@if ! command -v qpdf >/dev/null || ! command -v pdftotext >/dev/null; then \
 	  echo "==> installing qpdf and poppler-utils (the tests check exported PDFs with real readers)"; \
 	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq qpdf poppler-utils; fi

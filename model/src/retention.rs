@@ -96,9 +96,10 @@ pub struct RetentionRun {
 pub struct ArchiveInfo {
     /// File name.
     pub name: String,
-    /// `local`.
+    /// `local` (the archive or backup directory) or `object_store` (an
+    /// S3-compatible store; a local copy may be kept too).
     pub location: String,
-    /// Where it is.
+    /// Where it is: a path, or `s3://bucket/prefix/…`.
     pub uri: String,
     /// The ledger entry recording the removal it holds.
     pub anchor_seq: Option<u64>,
@@ -112,7 +113,8 @@ pub struct ArchiveInfo {
     pub bytes: u64,
     /// SHA-256 of the file (hex).
     pub sha256: String,
-    /// `retention` or `erasure`.
+    /// `retention` or `erasure` (entries removed), or `cold_copy` (a copy
+    /// of sealed entries, nothing removed).
     pub reason: String,
     /// RFC 3339.
     pub created_at: String,
@@ -148,6 +150,13 @@ pub struct RetentionStatus {
     pub removed_total: u64,
     /// Where archives are written.
     pub archive_dir: String,
+    /// The object store archives are uploaded to (`s3://bucket/prefix`),
+    /// with its Object Lock (`compliance, 2555 days`), if configured.
+    pub object_store: Option<String>,
+    /// Cold copies of sealed entries: `daily` or `monthly`, if on.
+    pub cold_copies: Option<String>,
+    /// The last seq copied by a cold copy.
+    pub cold_copied_through: Option<u64>,
 }
 
 /// A backup in the catalogue.
@@ -156,9 +165,10 @@ pub struct RetentionStatus {
 pub struct BackupInfo {
     /// File name.
     pub name: String,
-    /// `local`.
+    /// `local` (the archive or backup directory) or `object_store` (an
+    /// S3-compatible store; a local copy may be kept too).
     pub location: String,
-    /// Where it is.
+    /// Where it is: a path, or `s3://bucket/prefix/…`.
     pub uri: String,
     /// `schedule` or `manual`.
     pub trigger: String,
@@ -199,6 +209,9 @@ pub struct BackupStatus {
     pub keep: u32,
     /// Where they are written.
     pub dir: String,
+    /// The object store backups are uploaded to (`s3://bucket/prefix`),
+    /// with its Object Lock, if configured.
+    pub object_store: Option<String>,
     /// The newest backup that succeeded.
     pub last_success: Option<BackupInfo>,
     /// When the next scheduled one is due (RFC 3339).

@@ -46,6 +46,80 @@ pub struct Config {
     pub retention: RetentionSettings,
     /// Backups of the embedded SQLite database.
     pub backup: BackupSettings,
+    /// An S3-compatible object store for archives and backups.
+    pub object_store: ObjectStoreSettings,
+}
+
+/// An S3-compatible object store (AWS S3, MinIO, Ceph, …) archives and
+/// backups are uploaded to. Off while `url` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectStoreSettings {
+    /// `s3://bucket` or `s3://bucket/prefix`; empty: local directories only.
+    pub url: String,
+    /// The store's address when it is not AWS, e.g. `https://minio.example:9000`.
+    pub endpoint: Option<String>,
+    /// The bucket's region.
+    pub region: String,
+    /// The access key; without one, the AWS environment (`AWS_ACCESS_KEY_ID`,
+    /// an instance role, …) is used.
+    pub access_key_id: Option<String>,
+    /// Its secret (best from `CUSTOS_OBJECT_STORE__SECRET_ACCESS_KEY`).
+    #[serde(skip_serializing)]
+    pub secret_access_key: Option<SecretString>,
+    /// Lets `endpoint` be plain `http://` (a store on the same host).
+    pub allow_http: bool,
+    /// Object Lock on every upload: `off`, `governance` or `compliance`
+    /// (the bucket must have Object Lock enabled).
+    pub object_lock: String,
+    /// For how many days from its upload an object stays locked.
+    pub object_lock_days: u32,
+    /// Upload archive bundles (before anything they hold is removed).
+    pub archives: bool,
+    /// Upload backups (a backup fails when its upload does).
+    pub backups: bool,
+    /// Keep the local file after a confirmed upload.
+    pub keep_local: bool,
+}
+
+impl Default for ObjectStoreSettings {
+    fn default() -> Self {
+        ObjectStoreSettings {
+            url: String::new(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: false,
+            object_lock: "off".into(),
+            object_lock_days: 0,
+            archives: true,
+            backups: true,
+            keep_local: false,
+        }
+    }
+}
+
+impl ObjectStoreSettings {
+    /// The store, if configured (checked by [`Config::validate`]).
+    pub fn remote(&self) -> Result<Option<std::sync::Arc<custos_engine::objstore::Remote>>, String> {
+        use custos_engine::objstore::{LockMode, Remote, Settings};
+        if self.url.is_empty() {
+            return Ok(None);
+        }
+        let mode = LockMode::parse(&self.object_lock).map_err(|e| format!("object_store.object_lock {e}"))?;
+        let remote = Remote::new(Settings {
+            url: self.url.clone(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.as_ref().map(|s| s.expose_secret().to_owned()),
+            allow_http: self.allow_http,
+            lock: mode.map(|m| (m, self.object_lock_days)),
+            keep_local: self.keep_local,
+        })?;
+        Ok(Some(std::sync::Arc::new(remote)))
+    }
 }
 
 /// How the SQLite database is backed up (PostgreSQL: its own tools).
@@ -79,11 +153,15 @@ pub struct RetentionSettings {
     pub run_at: String,
     /// Where archive bundles are written (default: `<data_dir>/archives`).
     pub archive_dir: Option<PathBuf>,
+    /// Cold copies: `daily` or `monthly`, every entry sealed since the last
+    /// copy is archived (and uploaded, with an object store) long before it
+    /// expires; `off` (default).
+    pub cold_copies: String,
 }
 
 impl Default for RetentionSettings {
     fn default() -> Self {
-        RetentionSettings { min_days: 365, run_at: "03:00".into(), archive_dir: None }
+        RetentionSettings { min_days: 365, run_at: "03:00".into(), archive_dir: None, cold_copies: "off".into() }
     }
 }
 
@@ -387,6 +465,7 @@ impl Default for Config {
             forwarding: ForwardingSettings::default(),
             retention: RetentionSettings::default(),
             backup: BackupSettings::default(),
+            object_store: ObjectStoreSettings::default(),
         }
     }
 }
@@ -554,11 +633,48 @@ impl Config {
         if let Err(why) = self.retention.run_at_minute() {
             return invalid("retention.run_at", why);
         }
+        if let Err(why) = custos_engine::retention::ColdCopies::parse(&self.retention.cold_copies) {
+            return invalid("retention.cold_copies", why);
+        }
         if self.backup.interval_hours > 24 * 365 {
             return invalid("backup.interval_hours", "must be between 0 (off) and 8760 (a year)");
         }
         if !(1..=1000).contains(&self.backup.keep) {
             return invalid("backup.keep", "must be between 1 and 1000");
+        }
+        let o = &self.object_store;
+        if !o.url.is_empty() {
+            if let Err(why) = custos_engine::objstore::parse_url(&o.url) {
+                return invalid("object_store.url", why);
+            }
+            if let Some(e) = &o.endpoint {
+                let http = e.starts_with("http://");
+                if !(http || e.starts_with("https://")) || e.len() < 10 {
+                    return invalid(
+                        "object_store.endpoint",
+                        "an http:// or https:// URL, e.g. https://minio.example:9000",
+                    );
+                }
+                if http && !o.allow_http {
+                    return invalid(
+                        "object_store.endpoint",
+                        "is plain http://; set object_store.allow_http = true to allow it",
+                    );
+                }
+            }
+            if o.access_key_id.is_some() != o.secret_access_key.is_some() {
+                return invalid("object_store.secret_access_key", "access_key_id and secret_access_key go together");
+            }
+            match custos_engine::objstore::LockMode::parse(&o.object_lock) {
+                Err(why) => return invalid("object_store.object_lock", why),
+                Ok(Some(_)) if !(1..=36_500).contains(&o.object_lock_days) => {
+                    return invalid("object_store.object_lock_days", "must be between 1 and 36500 with Object Lock on");
+                }
+                Ok(_) => {}
+            }
+            if !o.archives && !o.backups {
+                return invalid("object_store.url", "is set but neither archives nor backups are uploaded");
+            }
         }
         let i = &self.ingest;
         if !(1..=10_000).contains(&i.max_batch) {
@@ -724,5 +840,41 @@ mod tests {
         });
         let err = Config::load(Some(Path::new("/nonexistent/custos.toml"))).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/custos.toml") && err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn the_object_store_is_checked_and_its_secret_never_printed() {
+        let bad = |pairs: &[(&str, &str)], field: &str, why: &str| {
+            Jail::expect_with(|jail| {
+                for (k, v) in pairs {
+                    jail.set_env(k, v);
+                }
+                let err = Config::load(None).unwrap_err().to_string();
+                assert!(err.contains(field) && err.contains(why), "{err}");
+                assert!(!err.contains("s3cr3t"), "{err}");
+                Ok(())
+            });
+        };
+        let url = ("CUSTOS_OBJECT_STORE__URL", "s3://audit-archive/custos");
+        bad(&[("CUSTOS_OBJECT_STORE__URL", "https://audit-archive")], "object_store.url", "s3://");
+        bad(&[url, ("CUSTOS_OBJECT_STORE__ENDPOINT", "http://127.0.0.1:9000")], "object_store.endpoint", "allow_http");
+        bad(&[url, ("CUSTOS_OBJECT_STORE__SECRET_ACCESS_KEY", "s3cr3t")], "object_store.secret_access_key", "together");
+        bad(&[url, ("CUSTOS_OBJECT_STORE__OBJECT_LOCK", "compliance")], "object_store.object_lock_days", "36500");
+        bad(&[url, ("CUSTOS_OBJECT_STORE__OBJECT_LOCK", "forever")], "object_store.object_lock", "governance");
+        bad(&[("CUSTOS_RETENTION__COLD_COPIES", "weekly")], "retention.cold_copies", "daily or monthly");
+        Jail::expect_with(|jail| {
+            jail.set_env(url.0, url.1);
+            jail.set_env("CUSTOS_OBJECT_STORE__ENDPOINT", "http://127.0.0.1:9000");
+            jail.set_env("CUSTOS_OBJECT_STORE__ALLOW_HTTP", "true");
+            jail.set_env("CUSTOS_OBJECT_STORE__ACCESS_KEY_ID", "custos");
+            jail.set_env("CUSTOS_OBJECT_STORE__SECRET_ACCESS_KEY", "s3cr3t");
+            jail.set_env("CUSTOS_OBJECT_STORE__OBJECT_LOCK", "governance");
+            jail.set_env("CUSTOS_OBJECT_STORE__OBJECT_LOCK_DAYS", "2555");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(!format!("{c:?}").contains("s3cr3t"), "the secret is not in the Debug form");
+            let remote = c.object_store.remote().map_err(|e| e.to_string())?.expect("configured");
+            assert_eq!(remote.describe(), "s3://audit-archive/custos (Object Lock: governance, 2555 days)");
+            Ok(())
+        });
     }
 }

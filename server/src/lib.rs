@@ -57,6 +57,9 @@ pub enum StartError {
         /// Why.
         reason: String,
     },
+    /// The object store's client.
+    #[error("cannot set up the object store: {0}")]
+    ObjectStore(String),
     /// Listening socket.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -248,6 +251,9 @@ pub async fn start_with(
     custos_engine::retention::doc::set_floor_days(config.retention.min_days);
     custos_engine::retention::doc::set_scheduled(!matches!(config.retention.run_at_minute(), Ok(None)));
     custos_engine::backup::set_interval_hours(config.backup.interval_hours);
+    // Checked by the configuration's validation; a client that cannot be
+    // built stops start-up rather than keep archives only locally.
+    let remote = config.object_store.remote().map_err(StartError::ObjectStore)?;
     let retention = Arc::new(custos_engine::retention::Retention::new(
         events.clone(),
         policies.clone(),
@@ -255,6 +261,8 @@ pub async fn start_with(
         custos_engine::retention::Settings {
             archive_dir: config.retention.archive_dir.clone().unwrap_or_else(|| config.data_dir.join("archives")),
             run_at_minute: config.retention.run_at_minute().unwrap_or(Some(180)),
+            remote: remote.clone().filter(|_| config.object_store.archives),
+            cold_copies: custos_engine::retention::ColdCopies::parse(&config.retention.cold_copies).unwrap_or(None),
         },
     ));
     if let Err(e) = retention.close_interrupted().await {
@@ -267,6 +275,7 @@ pub async fn start_with(
             dir: config.backup.dir.clone().unwrap_or_else(|| config.data_dir.join("backups")),
             interval_us: (config.backup.interval_hours > 0).then(|| config.backup.interval_hours as i64 * HOUR_US),
             keep: config.backup.keep,
+            remote: remote.clone().filter(|_| config.object_store.backups),
         },
     ));
     if let Err(e) = backups.close_interrupted().await {

@@ -75,7 +75,10 @@ pub fn BackupsPage() -> impl IntoView {
                                         (Some(h), Some(next)) => format!("every {h} hour(s); next due {}; the newest {} kept", when(next), s.keep),
                                         _ => format!("on demand only (backup.interval_hours = 0); the newest {} kept", s.keep),
                                     }}</dd>
-                                    <dt>"Written to"</dt><dd class="small">{s.dir.clone()}</dd>
+                                    <dt>"Written to"</dt><dd class="small" data-testid="backup-where">{match &s.object_store {
+                                        Some(o) => format!("{}, then uploaded to {o} (a backup fails if its upload does)", s.dir),
+                                        None => format!("{} only: put it on another disk, or configure [object_store]", s.dir),
+                                    }}</dd>
                                 </dl>
                             }.into_any()
                         } else {
@@ -103,7 +106,7 @@ pub fn BackupsPage() -> impl IntoView {
                                         let available = b.state == "done" && b.removed_at.is_none();
                                         view! {
                                             <tr data-state=b.state.clone()>
-                                                <td>{when(&b.started_at)}</td><td>{format!("{} ({})", b.requested_by, b.trigger)}</td>
+                                                <td>{when(&b.started_at)}<br/><span class="muted">{if b.location == "object_store" { b.uri.clone() } else { "local directory".into() }}</span></td><td>{format!("{} ({})", b.requested_by, b.trigger)}</td>
                                                 <td>{if b.removed_at.is_some() { "deleted (beyond the newest kept)".into() } else { b.state.clone() }}{b.error.map(|e| format!(": {e}"))}</td>
                                                 <td>{size(b.bytes)}</td><td>{b.head_seq.map(|h| format!("#{h}")).unwrap_or_default()}</td>
                                                 <td class="mono small">{b.sha256.map(|h| format!("{}…", &h[..16.min(h.len())])).unwrap_or_default()}</td>

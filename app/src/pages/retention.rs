@@ -131,7 +131,15 @@ fn StatusPanel(
                         <dt>"Last run"</dt><dd data-testid="last-run">{s.last_run.as_ref().map_or("none yet".into(), |r| format!("{} ({}): {} removed, {} held", when(&r.started_at), r.state, r.removed, r.held))}</dd>
                         <dt>"Oldest event kept"</dt><dd>{s.oldest.as_ref().map_or("none".into(), |(seq, at)| format!("#{seq}, recorded {}", when(at)))}</dd>
                         <dt>"Removed so far"</dt><dd data-testid="removed-total">{s.removed_total}</dd>
-                        <dt>"Archives"</dt><dd class="small">{s.archive_dir.clone()}</dd>
+                        <dt>"Cold copies"</dt><dd data-testid="cold-copies">{match (&s.cold_copies, s.cold_copied_through) {
+                            (Some(every), Some(t)) => format!("{every}: sealed entries copied through #{t}"),
+                            (Some(every), None) => format!("{every}: the first copy is made at the next tick"),
+                            (None, _) => "off (retention.cold_copies)".into(),
+                        }}</dd>
+                        <dt>"Archives"</dt><dd class="small" data-testid="archive-where">{match &s.object_store {
+                            Some(o) => format!("uploaded to {o} before anything is removed (staged in {})", s.archive_dir),
+                            None => format!("{} (no object store configured)", s.archive_dir),
+                        }}</dd>
                     </dl>
                 }.into_any(),
             }}
@@ -500,7 +508,7 @@ fn ArchivesPanel(
                             };
                             view! {
                                 <tr data-archive=a.name.clone()>
-                                    <td class="wrap">{a.name.clone()}</td>
+                                    <td class="wrap">{a.name.clone()}<br/><span class="muted" data-testid="archive-location">{format!("{}; {}", match a.reason.as_str() { "cold_copy" => "cold copy", "erasure" => "erasure", _ => "retention" }, if a.location == "object_store" { a.uri.clone() } else { "local directory".into() })}</span></td>
                                     <td>{format!("#{}–#{}", a.from_seq, a.through_seq)}</td>
                                     <td data-testid="archive-entries">{a.entries}</td>
                                     <td>{format!("{} KiB", a.bytes.div_ceil(1024))}</td>

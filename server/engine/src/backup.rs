@@ -41,6 +41,7 @@ use crate::events::model::Outcome;
 use crate::events::own::{OwnAction, OwnEvent, Requester};
 use crate::lease::Lease;
 use crate::ledger::crypto::{BackupKey, Kek};
+use crate::objstore::{Kind, LocalCopy, Remote};
 use crate::retention::db_err;
 use crate::storage::stmt_for;
 use crate::time::{HOUR_US, rfc3339};
@@ -295,6 +296,9 @@ pub struct Settings {
     pub interval_us: Option<i64>,
     /// Backups kept; older ones are deleted after a new one succeeds.
     pub keep: u32,
+    /// The object store each backup is uploaded to, if any (a backup
+    /// fails when its upload does).
+    pub remote: Option<Arc<crate::objstore::Remote>>,
 }
 
 /// Backups.
@@ -415,7 +419,17 @@ impl Backups {
     ) -> Result<BackupInfo, AlertsError> {
         let ledger = self.events.ledger();
         let path = self.settings.dir.join(name);
-        let outcome = self.take(&path).await;
+        let mut outcome = self.take(&path).await;
+        let mut uploaded = None;
+        if let (Ok(_), Some(r)) = (&outcome, &self.settings.remote) {
+            match r.upload(Kind::Backups, name, &path, ledger.now_us()).await {
+                Ok(uri) => uploaded = Some(uri),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    outcome = Err(format!("uploading to {}: {e}", r.location()));
+                }
+            }
+        }
         let finished = ledger.now_us();
         let (state, error) = match &outcome {
             Ok(_) => ("done", None),
@@ -440,6 +454,19 @@ impl Backups {
             ))
             .await
             .map_err(db_err)?;
+        if let Some(uri) = &uploaded {
+            self.conn()
+                .execute_raw(stmt_for(
+                    self.backend(),
+                    "UPDATE backups SET location = 'object_store', uri = ? WHERE name = ?",
+                    vec![uri.clone().into(), name.into()],
+                ))
+                .await
+                .map_err(db_err)?;
+            if self.settings.remote.as_ref().is_some_and(|r| !r.keep_local()) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
         let pruned = if error.is_none() { self.prune(trigger).await? } else { Vec::new() };
         let mut event = OwnEvent::new(
             OwnAction::BackupStep(if error.is_none() { "custos.backup.created" } else { "custos.backup.failed" }),
@@ -450,7 +477,7 @@ impl Backups {
         .resource("backup", Some(name.to_owned()))
         .details(json!({
             "backup": name, "trigger": trigger, "sha256": sha, "bytes": bytes, "head_seq": head,
-            "checkpoint_size": cp, "error": error, "pruned": pruned,
+            "checkpoint_size": cp, "error": error, "pruned": pruned, "uri": uploaded,
         }));
         if let Some(e) = &error {
             event = event.outcome(Outcome::Failure).reason(Some(e.clone()));
@@ -544,6 +571,14 @@ impl Backups {
             let b = info_of(r).map_err(db_err)?;
             // Only a file of this directory, by its checked name.
             let Ok(name) = crate::storage::plain_file_name(&b.name, ".cbk") else { continue };
+            if let (Some(r), "object_store") = (&self.settings.remote, b.location.as_str()) {
+                // Under Object Lock the store may refuse until the lock's
+                // date (or keep the locked version behind a delete marker).
+                if let Err(e) = r.delete(Kind::Backups, name).await {
+                    tracing::warn!(backup = %b.name, error = %e, "an old backup could not be deleted from the object store");
+                    continue;
+                }
+            }
             match std::fs::remove_file(self.settings.dir.join(name)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -622,6 +657,7 @@ impl Backups {
             interval_hours: self.settings.interval_us.map(|us| (us / HOUR_US) as u64),
             keep: self.settings.keep,
             dir: self.settings.dir.display().to_string(),
+            object_store: self.settings.remote.as_ref().map(|r| r.describe()),
             last_success: last,
             next_due,
         })
@@ -657,14 +693,16 @@ impl Backups {
         out.map(Some)
     }
 
-    /// Always in the backup directory, by its checked name (never a path
-    /// read from the database).
-    pub async fn path_of(&self, name: &str) -> Result<PathBuf, AlertsError> {
+    /// A backup's file: in the backup directory by its checked name (never
+    /// a path read from the database), or fetched from the object store.
+    pub async fn file_of(&self, name: &str) -> Result<LocalCopy, AlertsError> {
         let b = self.get(crate::storage::plain_file_name(name, ".cbk")?).await?;
         if b.removed_at.is_some() || b.state != "done" {
             return Err(AlertsError::NotFound(format!("backup {name} is not available (state {})", b.state)));
         }
-        Ok(self.settings.dir.join(&b.name))
+        Remote::local_copy(self.settings.remote.as_deref(), Kind::Backups, &self.settings.dir, &b.name, &b.location)
+            .await
+            .map_err(AlertsError::NotFound)
     }
 
     /// Backups that were being taken when a process stopped: failed, and

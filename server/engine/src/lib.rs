@@ -11,6 +11,7 @@ pub mod keys;
 pub mod lease;
 pub mod ledger;
 pub mod notify;
+pub mod objstore;
 pub mod policies;
 pub mod retention;
 pub mod storage;

@@ -60,6 +60,7 @@ fn settings(config: &Config) -> backup::Settings {
         dir: config.backup.dir.clone().unwrap_or_else(|| config.data_dir.join("backups")),
         interval_us: None,
         keep: config.backup.keep,
+        remote: config.object_store.remote().ok().flatten().filter(|_| config.object_store.backups),
     }
 }
 

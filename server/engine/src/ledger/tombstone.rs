@@ -221,6 +221,25 @@ pub struct TombstoneOutcome {
     pub archive_sha256: String,
 }
 
+/// A cold copy written.
+#[derive(Debug, Clone)]
+pub struct ColdCopy {
+    /// First seq of its range.
+    pub from_seq: u64,
+    /// Last seq of its range.
+    pub through_seq: u64,
+    /// Entries it holds as sealed.
+    pub entries: u64,
+    /// The bundle.
+    pub path: PathBuf,
+    /// Its name.
+    pub name: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+}
+
 /// A stored retention record.
 #[derive(Debug, Clone)]
 pub struct RetentionRow {
@@ -313,6 +332,24 @@ impl Ledger {
         reason: &str,
         run_id: &str,
     ) -> Result<TombstoneOutcome, LedgerError> {
+        self.tombstone_with(seqs, archive_dir, reason, run_id, async |_: &Path, _: &str| Ok(())).await
+    }
+
+    /// [`Ledger::tombstone`], with `keep` called on the written archive
+    /// (its path and name) before anything is removed: an upload to the
+    /// object store, say. If it fails, nothing is removed and the local
+    /// file is deleted.
+    pub async fn tombstone_with<F>(
+        &self,
+        seqs: &[u64],
+        archive_dir: &Path,
+        reason: &str,
+        run_id: &str,
+        keep: F,
+    ) -> Result<TombstoneOutcome, LedgerError>
+    where
+        F: AsyncFnOnce(&Path, &str) -> Result<(), String>,
+    {
         if !matches!(reason, "retention" | "erasure") {
             return Err(LedgerError::Invalid(format!("unknown removal reason {reason}")));
         }
@@ -329,18 +366,7 @@ impl Ledger {
         if from < retained_from {
             return Err(LedgerError::Invalid(format!("seq {from} was purged already")));
         }
-        let cp = self.signed_and_intact(from, through, "remove entries from").await?;
-        let start_chain = if from == 1 {
-            GENESIS_CHAIN
-        } else if let Some(p) = store::latest_purge(conn).await?.filter(|p| p.through_seq + 1 == from) {
-            p.chain_hash
-        } else {
-            store::chain_at(conn, from - 1)
-                .await?
-                .ok_or_else(|| LedgerError::Corrupt(format!("entry seq {} is missing", from - 1)))?
-        };
-        let start_frontier: Frontier = store::frontier_at(conn, from - 1).await?;
-        let proof = self.consistency_proof(through, cp.tree_size).await?;
+        let (start_chain, start_frontier, cp, proof) = self.archive_start(from, through, "remove entries from").await?;
 
         crate::storage::create_private_dir(archive_dir).map_err(io_err(archive_dir))?;
         let name = format!(
@@ -349,8 +375,10 @@ impl Ledger {
             uuid::Uuid::now_v7().simple()
         );
         let path = archive_dir.join(&name);
-        let written = self.write_removal_archive(&path, seqs, start_chain, &start_frontier, &cp.note, &proof).await;
-        let (digest, bytes, removed_entries) = match written {
+        let written = self
+            .write_archive(&path, (from, through), Some(seqs), start_chain, &start_frontier, &cp.note, &proof)
+            .await;
+        let (digest, bytes, removed_entries, _) = match written {
             Ok(v) => v,
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
@@ -359,6 +387,13 @@ impl Ledger {
         };
         if let Ok(dir) = std::fs::File::open(archive_dir) {
             let _ = dir.sync_all();
+        }
+        if let Err(e) = keep(&path, &name).await {
+            let _ = std::fs::remove_file(&path);
+            return Err(LedgerError::Io {
+                path: name,
+                source: std::io::Error::other(format!("the archive could not be kept, so nothing was removed: {e}")),
+            });
         }
 
         let set_digest = tombstones_digest(seqs.iter().copied());
@@ -461,6 +496,80 @@ impl Ledger {
         })
     }
 
+    /// A cold copy: every entry of `from..=through` still in the ledger
+    /// (which a signed checkpoint must cover, and which is verified first)
+    /// written as sealed into a `custos-archive/v2` bundle in `archive_dir`
+    /// (removed positions as their hashes), then handed to `keep` (an
+    /// upload, say; on failure the file is deleted). Nothing in the ledger
+    /// changes.
+    pub async fn cold_copy<F>(
+        &self,
+        (from, through): (u64, u64),
+        archive_dir: &Path,
+        keep: F,
+    ) -> Result<ColdCopy, LedgerError>
+    where
+        F: AsyncFnOnce(&Path, &str) -> Result<(), String>,
+    {
+        let conn = self.db().conn();
+        let retained_from = store::latest_purge(conn).await?.map_or(1, |p| p.through_seq + 1);
+        if from < retained_from.max(1) || through < from {
+            return Err(LedgerError::Invalid(format!(
+                "cannot copy seq {from}..={through} (held from seq {retained_from})"
+            )));
+        }
+        let (start_chain, start_frontier, cp, proof) = self.archive_start(from, through, "copy entries from").await?;
+        crate::storage::create_private_dir(archive_dir).map_err(io_err(archive_dir))?;
+        let name = format!(
+            "custos-copy-{}-{from:012}-{through:012}-{}.ndjson",
+            self.origin().replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+            uuid::Uuid::now_v7().simple()
+        );
+        let path = archive_dir.join(&name);
+        let written =
+            self.write_archive(&path, (from, through), None, start_chain, &start_frontier, &cp.note, &proof).await;
+        let (digest, bytes, _, entries) = match written {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        if let Ok(dir) = std::fs::File::open(archive_dir) {
+            let _ = dir.sync_all();
+        }
+        if let Err(e) = keep(&path, &name).await {
+            let _ = std::fs::remove_file(&path);
+            return Err(LedgerError::Io { path: name, source: std::io::Error::other(e) });
+        }
+        Ok(ColdCopy { from_seq: from, through_seq: through, entries, path, name, bytes, sha256: hex::encode(digest) })
+    }
+
+    /// What an archive of `from..=through` starts from: the chain value and
+    /// Merkle frontier before it, a signed checkpoint covering it (the
+    /// range verified first) and the consistency proof to it.
+    async fn archive_start(
+        &self,
+        from: u64,
+        through: u64,
+        what: &str,
+    ) -> Result<(Hash, Frontier, store::CheckpointRow, Vec<Hash>), LedgerError> {
+        let conn = self.db().conn();
+        let cp = self.signed_and_intact(from, through, what).await?;
+        let start_chain = if from == 1 {
+            GENESIS_CHAIN
+        } else if let Some(p) = store::latest_purge(conn).await?.filter(|p| p.through_seq + 1 == from) {
+            p.chain_hash
+        } else {
+            store::chain_at(conn, from - 1)
+                .await?
+                .ok_or_else(|| LedgerError::Corrupt(format!("entry seq {} is missing", from - 1)))?
+        };
+        let start_frontier: Frontier = store::frontier_at(conn, from - 1).await?;
+        let proof = self.consistency_proof(through, cp.tree_size).await?;
+        Ok((start_chain, start_frontier, cp, proof))
+    }
+
     /// An entry's `metrics.duration_ms`, read from its sealed payload (the
     /// latency counts hold it).
     fn duration_of(&self, e: &super::types::StoredEntry) -> Option<f64> {
@@ -472,17 +581,24 @@ impl Ledger {
 
     /// Writes the `custos-archive/v2` bundle of a removal; returns its
     /// digest, size and the removed entries.
-    async fn write_removal_archive(
+    /// Writes a `custos-archive/v2` bundle of `from..=through`: the entries
+    /// `seqs` as sealed (returned), the other positions as their hashes;
+    /// `seqs = None`: every entry still there as sealed (a cold copy;
+    /// nothing returned).
+    #[allow(clippy::too_many_arguments)]
+    async fn write_archive(
         &self,
         path: &Path,
-        seqs: &[u64],
+        (from, through): (u64, u64),
+        seqs: Option<&[u64]>,
         start_chain: Hash,
         start_frontier: &Frontier,
         checkpoint: &str,
         proof: &[Hash],
-    ) -> Result<(Hash, u64, Vec<super::types::StoredEntry>), LedgerError> {
-        let (from, through) = (seqs[0], seqs[seqs.len() - 1]);
-        let mut removed = Vec::with_capacity(seqs.len());
+    ) -> Result<(Hash, u64, Vec<super::types::StoredEntry>, u64), LedgerError> {
+        let mut sealed = 0u64;
+        let mut removed = Vec::with_capacity(seqs.map_or(0, <[u64]>::len));
+        let copy_all = seqs.is_none();
         let conn = self.db().conn();
         let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io_err(path))?;
         let mut w = HashingWriter { inner: std::io::BufWriter::new(file), hash: Sha256::new(), bytes: 0 };
@@ -497,7 +613,7 @@ impl Ledger {
             consistency_proof: proof.iter().map(hex::encode).collect(),
         };
         writeln!(w, "{}", serde_json::to_string(&header).map_err(json_err)?).map_err(io_err(path))?;
-        let mut wanted = seqs.iter().copied().peekable();
+        let mut wanted = seqs.unwrap_or_default().iter().copied().peekable();
         let mut next = from;
         while next <= through {
             let upto = (next + 4095).min(through);
@@ -506,13 +622,17 @@ impl Ledger {
             let (mut ei, mut ti) = (entries.iter().peekable(), tombs.iter().peekable());
             for seq in next..=upto {
                 let line = if let Some(e) = ei.next_if(|e| e.header.seq == seq) {
-                    if wanted.next_if_eq(&seq).is_some() {
+                    if copy_all {
+                        sealed += 1;
+                        ArchiveLine::Entry(Box::new(ArchivedEntry::from_stored(e)))
+                    } else if wanted.next_if_eq(&seq).is_some() {
                         if matches!(e.header.fields.action.as_str(), ANCHOR_ACTION | "ledger.purge") {
                             return Err(LedgerError::Invalid(format!(
                                 "entry seq {seq} anchors a purge or a removal and cannot be removed"
                             )));
                         }
                         removed.push(e.clone());
+                        sealed += 1;
                         ArchiveLine::Entry(Box::new(ArchivedEntry::from_stored(e)))
                     } else {
                         ArchiveLine::kept(seq, &e.leaf_hash, &e.chain_hash)
@@ -537,7 +657,7 @@ impl Ledger {
             .into_inner()
             .map_err(|e| LedgerError::Io { path: path.display().to_string(), source: e.into_error() })?;
         file.sync_all().map_err(io_err(path))?;
-        Ok((digest, bytes, removed))
+        Ok((digest, bytes, removed, sealed))
     }
 }
 

@@ -16,7 +16,7 @@
 pub mod doc;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use custos_model::{ArchiveInfo, RemovalCount, RetentionPlan, RetentionRun, RetentionStatus};
@@ -34,6 +34,7 @@ use crate::events::validate::FieldError;
 use crate::lease::Lease;
 use crate::ledger::store::seq_value;
 use crate::ledger::tombstone::{ANCHOR_ACTION, MAX_PER_RECORD};
+use crate::objstore::{Kind, LocalCopy, Remote};
 use crate::policies::PolicyStore;
 use crate::storage::stmt_for;
 use crate::time::{DAY_US, MINUTE_US, rfc3339};
@@ -55,7 +56,59 @@ pub struct Settings {
     /// The daily run's time, minutes after midnight UTC; `None`: no
     /// schedule (runs on demand only).
     pub run_at_minute: Option<u32>,
+    /// The object store each archive is uploaded to before anything it
+    /// holds is removed, if any.
+    pub remote: Option<Arc<Remote>>,
+    /// Cold copies: entries sealed by a signed checkpoint copied into
+    /// archives every day or month, long before they expire.
+    pub cold_copies: Option<ColdCopies>,
 }
+
+/// How often cold copies are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColdCopies {
+    /// After each UTC day.
+    Daily,
+    /// After each calendar month (UTC).
+    Monthly,
+}
+
+impl ColdCopies {
+    /// `daily`, `monthly`, or `off` (none).
+    pub fn parse(s: &str) -> Result<Option<ColdCopies>, &'static str> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" | "" => Ok(None),
+            "daily" => Ok(Some(ColdCopies::Daily)),
+            "monthly" => Ok(Some(ColdCopies::Monthly)),
+            _ => Err("must be off, daily or monthly"),
+        }
+    }
+
+    /// `daily` or `monthly`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColdCopies::Daily => "daily",
+            ColdCopies::Monthly => "monthly",
+        }
+    }
+
+    /// The period `us` falls in (days or months since 1970).
+    fn period(self, us: i64) -> i64 {
+        match self {
+            ColdCopies::Daily => us.div_euclid(DAY_US),
+            ColdCopies::Monthly => {
+                use chrono::Datelike as _;
+                let d = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
+                i64::from(d.year()) * 12 + i64::from(d.month0())
+            }
+        }
+    }
+}
+
+/// A cold copy spans at most this many positions (bigger ranges are cut).
+pub const COPY_SPAN: u64 = 50_000;
+/// After a failed cold copy, the next try waits this long.
+const COPY_RETRY_US: i64 = 3_600_000_000;
 
 /// Retention.
 pub struct Retention {
@@ -69,6 +122,8 @@ pub struct Retention {
     planning: tokio::sync::Mutex<()>,
     /// One archive verification at a time.
     verifying: tokio::sync::Mutex<()>,
+    /// No cold copy is tried before this time (µs) after one failed.
+    copy_retry_at: std::sync::atomic::AtomicI64,
 }
 
 /// A database error as the services' error (fail closed).
@@ -346,6 +401,7 @@ impl Retention {
             running: Arc::new(tokio::sync::Mutex::new(())),
             planning: tokio::sync::Mutex::new(()),
             verifying: tokio::sync::Mutex::new(()),
+            copy_retry_at: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -587,14 +643,24 @@ impl Retention {
     /// Removes one set (archive, anchor, signed record, tombstones) and
     /// catalogues the archive.
     async fn remove(&self, run_id: &str, seqs: &[u64], reason: &str) -> Result<u64, AlertsError> {
-        let out = self
-            .events
-            .ledger()
-            .tombstone(seqs, &self.settings.archive_dir, reason, run_id)
+        let ledger = self.events.ledger();
+        let remote = self.settings.remote.as_deref();
+        let now = ledger.now_us();
+        let mut uploaded = None;
+        // Uploaded (and read back) before anything is removed.
+        let keep = async |path: &Path, name: &str| -> Result<(), String> {
+            if let Some(r) = remote {
+                uploaded = Some(r.upload(Kind::Archives, name, path, now).await?);
+            }
+            Ok(())
+        };
+        let out = ledger
+            .tombstone_with(seqs, &self.settings.archive_dir, reason, run_id, keep)
             .await
             .map_err(|e| AlertsError::Events(e.into()))?;
         self.catalogue(
             &out.archive_name,
+            uploaded.as_deref(),
             Some(out.anchor_seq),
             (out.from_seq, out.through_seq),
             out.removed,
@@ -603,6 +669,9 @@ impl Retention {
             reason,
         )
         .await?;
+        if uploaded.is_some() && remote.is_some_and(|r| !r.keep_local()) {
+            let _ = std::fs::remove_file(&out.archive_path);
+        }
         Ok(out.removed)
     }
 
@@ -610,6 +679,7 @@ impl Retention {
     async fn catalogue(
         &self,
         name: &str,
+        uploaded: Option<&str>,
         anchor: Option<u64>,
         (from, through): (u64, u64),
         entries: u64,
@@ -621,10 +691,13 @@ impl Retention {
             .execute_raw(stmt_for(
                 self.backend(),
                 "INSERT INTO archives (name, location, uri, anchor_seq, from_seq, through_seq, entries, bytes, sha256, \
-                 reason, created_at) VALUES (?, 'local', ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                 reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
                 vec![
                     name.into(),
-                    self.settings.archive_dir.join(name).display().to_string().into(),
+                    if uploaded.is_some() { "object_store" } else { "local" }.into(),
+                    uploaded
+                        .map_or_else(|| self.settings.archive_dir.join(name).display().to_string(), str::to_owned)
+                        .into(),
                     anchor.map(seq_value).unwrap_or(sea_orm::Value::BigInt(None)),
                     seq_value(from),
                     seq_value(through),
@@ -698,12 +771,15 @@ impl Retention {
         archive_of(&row).map_err(db_err)
     }
 
-    /// The file of a catalogued archive (for download): always in the
-    /// archive directory, by its checked name (never a path read from the
-    /// database).
-    pub async fn archive_path(&self, name: &str) -> Result<PathBuf, AlertsError> {
+    /// The file of a catalogued archive: in the archive directory by its
+    /// checked name (never a path read from the database), or fetched from
+    /// the object store.
+    pub async fn archive_file(&self, name: &str) -> Result<LocalCopy, AlertsError> {
         let a = self.archive(crate::storage::plain_file_name(name, ".ndjson")?).await?;
-        Ok(self.settings.archive_dir.join(&a.name))
+        let remote = self.settings.remote.as_deref();
+        Remote::local_copy(remote, Kind::Archives, &self.settings.archive_dir, &a.name, &a.location)
+            .await
+            .map_err(AlertsError::NotFound)
     }
 
     /// Verifies a catalogued archive with the public key only (its entries
@@ -711,11 +787,12 @@ impl Retention {
     /// entries its signed retention record removed; recorded, and stored
     /// in the catalogue.
     pub async fn verify_archive(&self, name: &str, by: &Requester) -> Result<ArchiveInfo, AlertsError> {
-        let path = self.archive_path(name).await?;
-        let a = self.archive(name).await?;
+        let a = self.archive(crate::storage::plain_file_name(name, ".ndjson")?).await?;
         let Ok(_one) = self.verifying.try_lock() else {
             return Err(AlertsError::Conflict("an archive is being verified; try again when it is done".into()));
         };
+        let copy = self.archive_file(name).await?;
+        let path = copy.path.clone();
         let verifier = self.events.ledger().verifier();
         let checked =
             tokio::task::spawn_blocking(move || crate::ledger::purge::verify_archive_summary(&path, &verifier))
@@ -726,6 +803,20 @@ impl Retention {
             Ok(s) => {
                 let record = records.iter().find(|r| Some(r.anchor_seq) == a.anchor_seq);
                 match record {
+                    None if a.reason == "cold_copy" => {
+                        if (s.from_seq, s.through_seq, s.entries) == (a.from_seq, a.through_seq, a.entries) {
+                            (
+                                true,
+                                format!(
+                                    "intact: a cold copy of the {} entries in seq {}..={}, proven against the signed \
+                                     checkpoint of {} entries",
+                                    s.entries, s.from_seq, s.through_seq, s.checkpoint_size
+                                ),
+                            )
+                        } else {
+                            (false, "the cold copy verifies but does not hold the range it was catalogued with".into())
+                        }
+                    }
                     Some(r) if hex::encode(r.tombstones_sha256) == s.entries_sha256 && r.removed == s.entries => (
                         true,
                         format!(
@@ -784,6 +875,9 @@ impl Retention {
     /// day's run is due and has not run yet.
     pub async fn step(&self) -> Result<Option<RetentionRun>, AlertsError> {
         self.erase_pending().await?;
+        if let Err(e) = self.copy_sealed(false).await {
+            tracing::warn!(error = %e, "a cold copy failed; tried again in an hour");
+        }
         let Some(minute) = self.settings.run_at_minute else { return Ok(None) };
         let now = self.events.ledger().now_us();
         let due = now - now.rem_euclid(DAY_US) + i64::from(minute) * MINUTE_US;
@@ -809,6 +903,121 @@ impl Retention {
             Err(AlertsError::Conflict(m)) if m.starts_with("a retention run is going on") => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Cold copies (`retention.cold_copies`): once a new day or month has
+    /// begun since the last copy, on the replica holding the lease, copies
+    /// every entry sealed since then (covered by a signed checkpoint,
+    /// verified first) into archives of at most [`COPY_SPAN`] positions,
+    /// uploaded to the object store if there is one, catalogued and
+    /// recorded (`custos.retention.cold_copy`). `force`: now, whatever the
+    /// period. A failure is recorded and tried again after an hour.
+    pub async fn copy_sealed(&self, force: bool) -> Result<Vec<ArchiveInfo>, AlertsError> {
+        use std::sync::atomic::Ordering;
+        let Some(every) = self.settings.cold_copies else { return Ok(Vec::new()) };
+        let ledger = self.events.ledger();
+        let now = ledger.now_us();
+        if !force && now < self.copy_retry_at.load(Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
+        let last = self
+            .conn()
+            .query_one_raw(stmt_for(
+                self.backend(),
+                "SELECT MAX(through_seq) AS t, MAX(created_at) AS at FROM archives WHERE reason = 'cold_copy'",
+                vec![],
+            ))
+            .await
+            .map_err(db_err)?;
+        let get = |c: &str| last.as_ref().and_then(|r| r.try_get::<Option<i64>>("", c).ok().flatten());
+        let (copied_through, copied_at) = (get("t").map_or(0, |t| t as u64), get("at"));
+        if !force && copied_at.is_some_and(|at| every.period(at) == every.period(now)) {
+            return Ok(Vec::new());
+        }
+        let sealed = ledger.latest_checkpoint().await.map_err(conflict)?.map_or(0, |c| c.tree_size);
+        let retained_from =
+            crate::ledger::store::latest_purge(self.conn()).await.map_err(conflict)?.map_or(1, |p| p.through_seq + 1);
+        let mut from = (copied_through + 1).max(retained_from);
+        if from > sealed {
+            return Ok(Vec::new());
+        }
+        // Not beside a run (here or on another replica).
+        let Ok(_guard) = self.running.clone().try_lock_owned() else { return Ok(Vec::new()) };
+        let lease = self.lease();
+        if lease.acquire().await.map_err(db_err)?.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut made = Vec::new();
+        let outcome: Result<(), AlertsError> = async {
+            while from <= sealed {
+                let through = (from + COPY_SPAN - 1).min(sealed);
+                let c = self.copy_one(from, through).await?;
+                made.push(c);
+                from = through + 1;
+                lease.save(through).await.map_err(db_err)?;
+            }
+            Ok(())
+        }
+        .await;
+        let _ = lease.release().await;
+        if let Err(e) = outcome {
+            self.copy_retry_at.store(now + COPY_RETRY_US, Ordering::Relaxed);
+            self.events
+                .record_own(
+                    OwnEvent::by_custos(
+                        OwnAction::RetentionStep("custos.retention.cold_copy_failed"),
+                        "retention",
+                        Channel::System,
+                    )
+                    .outcome(Outcome::Failure)
+                    .severity(Severity::Warning)
+                    .reason(Some(e.to_string()))
+                    .details(
+                        json!({"from_seq": from, "through_seq": sealed, "error": e.to_string(), "copied": made.len()}),
+                    ),
+                )
+                .await?;
+            return Err(e);
+        }
+        Ok(made)
+    }
+
+    /// One cold copy: written, uploaded, catalogued, recorded.
+    async fn copy_one(&self, from: u64, through: u64) -> Result<ArchiveInfo, AlertsError> {
+        let ledger = self.events.ledger();
+        let remote = self.settings.remote.as_deref();
+        let now = ledger.now_us();
+        let mut uploaded = None;
+        let keep = async |path: &Path, name: &str| -> Result<(), String> {
+            if let Some(r) = remote {
+                uploaded = Some(r.upload(Kind::Archives, name, path, now).await?);
+            }
+            Ok(())
+        };
+        let c = ledger
+            .cold_copy((from, through), &self.settings.archive_dir, keep)
+            .await
+            .map_err(|e| AlertsError::Events(e.into()))?;
+        self.catalogue(&c.name, uploaded.as_deref(), None, (from, through), c.entries, c.bytes, &c.sha256, "cold_copy")
+            .await?;
+        if uploaded.is_some() && remote.is_some_and(|r| !r.keep_local()) {
+            let _ = std::fs::remove_file(&c.path);
+        }
+        self.events
+            .record_own(
+                OwnEvent::by_custos(
+                    OwnAction::RetentionStep("custos.retention.cold_copy"),
+                    "retention",
+                    Channel::System,
+                )
+                .resource("archive", Some(c.name.clone()))
+                .details(json!({
+                    "archive": c.name, "from_seq": from, "through_seq": through, "entries": c.entries,
+                    "bytes": c.bytes, "sha256": c.sha256, "uri": uploaded,
+                })),
+            )
+            .await?;
+        self.archive(&c.name).await
     }
 
     /// Carries out the approved erasure requests not done yet (each once;
@@ -894,6 +1103,17 @@ impl Retention {
             .and_then(|r| r.try_get::<i64>("", "n").ok())
             .unwrap_or(0)
             .max(0) as u64;
+        let copied_through = self
+            .conn()
+            .query_one_raw(stmt_for(
+                self.backend(),
+                "SELECT MAX(through_seq) AS t FROM archives WHERE reason = 'cold_copy'",
+                vec![],
+            ))
+            .await
+            .map_err(db_err)?
+            .and_then(|r| r.try_get::<Option<i64>>("", "t").ok().flatten())
+            .map(|t| t.max(0) as u64);
         let now = self.events.ledger().now_us();
         Ok(RetentionStatus {
             policy_version: r.version,
@@ -906,6 +1126,9 @@ impl Retention {
             oldest,
             removed_total,
             archive_dir: self.settings.archive_dir.display().to_string(),
+            object_store: self.settings.remote.as_ref().map(|r| r.describe()),
+            cold_copies: self.settings.cold_copies.map(|c| c.as_str().to_owned()),
+            cold_copied_through: copied_through,
         })
     }
 
@@ -914,10 +1137,19 @@ impl Retention {
     /// transaction).
     pub async fn close_interrupted(&self) -> Result<(), AlertsError> {
         // A removal committed just before a stop may miss its catalogue row.
+        // Downloads in progress when the process stopped.
+        if let Ok(entries) = std::fs::read_dir(self.settings.archive_dir.join(".work")) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        // With an object store, every removal happened after its upload.
+        let remote = self.settings.remote.as_deref();
         for r in crate::ledger::tombstone::all_records(self.conn()).await.map_err(conflict)? {
             let bytes = std::fs::metadata(self.settings.archive_dir.join(&r.archive_name)).map_or(0, |m| m.len());
             self.catalogue(
                 &r.archive_name,
+                remote.map(|o| o.uri(Kind::Archives, &r.archive_name)).as_deref(),
                 Some(r.anchor_seq),
                 (r.from_seq, r.through_seq),
                 r.removed,

@@ -29,7 +29,7 @@ both_backends! {
         let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
         let events = Arc::new(Events::open(ledger.clone(), Default::default()).await.unwrap());
         let dir = tempfile::tempdir().unwrap();
-        let backups = Arc::new(Backups::new(events.clone(), "replica-a", Settings { dir: dir.path().join("b"), interval_us: Some(24 * HOUR_US), keep: 2 }));
+        let backups = Arc::new(Backups::new(events.clone(), "replica-a", Settings { dir: dir.path().join("b"), interval_us: Some(24 * HOUR_US), keep: 2, remote: None }));
         let ingest = |n: usize| {
             let events = events.clone();
             let by = Submitter { principal: "test".into() };
@@ -119,6 +119,65 @@ both_backends! {
         std::fs::write(&bad, &raw[..raw.len() - 32]).unwrap();
         assert!(backup::decrypt(&bad, &refused, &kek).is_err());
         assert!(!refused.exists());
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn backups_go_to_the_object_store_and_come_back_whole(backend: Backend) {
+        use custos_engine::objstore::Remote;
+        if !matches!(backend, crate::support::Backend::Sqlite) {
+            return; // PostgreSQL is backed up by its own tools (above).
+        }
+        let Some(t) = TestDb::new(backend).await else { return };
+        let s3 = crate::support::S3Server::start().await;
+        s3.bucket("custos-backups", false).await;
+        let clock = Arc::new(ManualClock::new(T0));
+        let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
+        let events = Arc::new(Events::open(ledger.clone(), Default::default()).await.unwrap());
+        let items: Vec<_> = (0..50).map(|i| json!({
+            "occurred_at": "2027-01-15T08:00:00Z", "category": "data_access", "action": "document.read",
+            "outcome": "success", "actor": {"id": format!("u{i}"), "kind": "user"}, "source": {"application": "crm"}
+        })).collect();
+        events.ingest(&items, None, &Submitter { principal: "test".into() }).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let settings = |remote, keep| Settings { dir: dir.path().join("b"), interval_us: None, keep, remote };
+
+        // The store refuses (no such bucket): the backup fails and says where.
+        let missing = Arc::new(Remote::new(s3.settings("s3://no-such-bucket", None)).unwrap());
+        let failing = Backups::new(events.clone(), "replica-a", settings(Some(missing), 2));
+        let err = failing.create(&Requester::custos("test"), "manual").await.unwrap_err();
+        assert!(err.to_string().contains("uploading to s3://no-such-bucket"), "{err}");
+        assert_eq!(failing.list(5).await.unwrap()[0].state, "failed");
+
+        let remote = Arc::new(Remote::new(s3.settings("s3://custos-backups/site-a", None)).unwrap());
+        let backups = Backups::new(events.clone(), "replica-a", settings(Some(remote), 1));
+        let first = backups.create(&Requester::custos("test"), "manual").await.unwrap();
+        assert_eq!((first.location.as_str(), first.uri.as_str()), ("object_store", format!("s3://custos-backups/site-a/backups/{}", first.name).as_str()));
+        assert!(!dir.path().join("b").join(&first.name).exists(), "not kept locally");
+        let seen = s3.inspect("custos-backups", &format!("site-a/backups/{}", first.name), false);
+        assert_eq!((seen["status"].as_u64(), seen["size"].as_u64()), (Some(200), Some(first.bytes)), "{seen}");
+        // Fetched back, it decrypts into a database that verifies.
+        let copy = backups.file_of(&first.name).await.unwrap();
+        let out = dir.path().join("restored.db");
+        backup::decrypt(&copy.path, &out, &Kek::from_bytes(&KEK.0)).unwrap();
+        drop(copy);
+        backup::sqlite_integrity(&out).unwrap();
+        let db = Database::connect(&SecretString::from(format!("sqlite://{}?mode=rw", out.display())), &PoolOptions::default()).await.unwrap();
+        let keys = Keyring::load(&db, &KEK).await.unwrap();
+        let report = verify::verify(&db, &keys.signer().verifier(), Some(&keys), VerifyScope::default(), |_| {}).await.unwrap();
+        assert!(report.is_intact() && report.entries_checked >= 50, "{report:?}");
+        db.close().await.unwrap();
+        // Beyond `keep` (1), the older one is deleted from the store too.
+        clock.advance_us(HOUR_US);
+        let second = backups.create(&Requester::custos("test"), "manual").await.unwrap();
+        let list = backups.list(5).await.unwrap();
+        assert!(list.iter().find(|b| b.name == first.name).unwrap().removed_at.is_some());
+        let seen = s3.inspect("custos-backups", &format!("site-a/backups/{}", first.name), false);
+        assert_eq!(seen["status"].as_u64(), Some(404), "{seen}");
+        assert!(backups.file_of(&first.name).await.is_err());
+        assert!(backups.file_of(&second.name).await.is_ok());
+        assert_eq!(backups.status().await.unwrap().object_store.as_deref(), Some("s3://custos-backups/site-a"));
         ledger.shutdown(tasks).await.unwrap();
     }
 }

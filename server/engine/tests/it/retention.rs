@@ -126,7 +126,7 @@ both_backends! {
         let err = store.propose(&rita, &rita_may, "legal_holds", proposal(json!({"holds": []}), 1)).await.unwrap_err();
         assert!(err.to_string().contains("release it instead"), "{err}");
 
-        let retention = Retention::new(events.clone(), store.clone(), "replica-a", Settings { archive_dir: archives.path().to_path_buf(), run_at_minute: Some(180) });
+        let retention = Retention::new(events.clone(), store.clone(), "replica-a", Settings { archive_dir: archives.path().to_path_buf(), run_at_minute: Some(180), remote: None, cold_copies: None });
         let plan = retention.plan().await.unwrap();
         assert_eq!((plan.removable, plan.held), (30, 10), "{plan:?}");
         assert_eq!(plan.by_rule, vec![("logins".to_owned(), 10), ("tools".to_owned(), 20)]);
@@ -275,7 +275,7 @@ both_backends! {
         let holds = json!({"holds": [{"id": "audit-1", "case_id": "AUD-9", "reason": "internal audit", "query": "category=admin"}]});
         store.propose(&rita, &rita_may, "legal_holds", NewProposal { content: Some(holds), restores: None, based_on: 0, reason: "audit".into() }).await.unwrap();
 
-        let retention = Retention::new(events.clone(), store.clone(), "replica-a", Settings { archive_dir: archives.path().to_path_buf(), run_at_minute: None });
+        let retention = Retention::new(events.clone(), store.clone(), "replica-a", Settings { archive_dir: archives.path().to_path_buf(), run_at_minute: None, remote: None, cold_copies: None });
         // A request naming no subject, or Custos itself, is refused.
         for (subject, why) in [("category=admin", "must name the data subject"), ("actor=custos", "not a data subject")] {
             let bad = json!({"requests": [{"id": "r0", "subject": subject, "reason": "x"}]});
@@ -333,6 +333,115 @@ both_backends! {
         let failure = report.failure.expect("caught");
         assert_eq!((failure.kind, failure.seq), (FailureKind::RemovalInvalid, Some(carol[0])), "{}", failure.detail);
         assert!(failure.detail.contains("put back"), "{}", failure.detail);
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn archives_go_to_the_object_store_under_object_lock_before_anything_is_removed(backend: Backend) {
+        use custos_engine::objstore::{LockMode, Remote};
+        let Some(t) = TestDb::new(backend).await else { return };
+        let s3 = crate::support::S3Server::start().await;
+        s3.bucket("custos-archive", true).await;
+        let archives = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
+        let events = Arc::new(Events::open(ledger.clone(), Default::default()).await.unwrap());
+        let identity = Arc::new(
+            Identity::new(events.clone(), clock.clone(), Arc::new(OsRandom), IdentitySettings::default()).await.unwrap(),
+        );
+        let rules: BTreeMap<String, ReviewRule> = [("retention".to_owned(), ReviewRule { approvals: 0, ..ReviewRule::default() })].into();
+        let store = Arc::new(PolicyStore::open(events.clone(), identity.clone(), &rules).await.unwrap());
+        let (ada, ada_may) = person(&identity, "ada", "admin").await;
+        let by = Submitter { principal: "test".into() };
+        let old: Vec<Value> = (0..12).map(|_| event("tool", "tool.call", "agent-7", "2027-01-15T08:00:00Z")).collect();
+        let day0 = events.ingest(&old, None, &by).await.unwrap();
+        clock.advance_us(400 * DAY_US);
+        let doc = json!({"rules": [{"id": "tools", "category": "tool", "days": 90, "floor_override": "no personal data"}]});
+        store.propose(&ada, &ada_may, "retention", NewProposal { content: Some(doc), restores: None, based_on: 0, reason: "r".into() }).await.unwrap();
+
+        // A store that cannot take the archive (no such bucket): nothing is
+        // removed, no archive is left behind, the run says why.
+        let missing = Arc::new(Remote::new(s3.settings("s3://no-such-bucket/custos", None)).unwrap());
+        let settings = |remote| Settings { archive_dir: archives.path().to_path_buf(), run_at_minute: None, remote, cold_copies: None };
+        let failing = Retention::new(events.clone(), store.clone(), "replica-a", settings(Some(missing)));
+        let err = failing.run_now(&ada, "manual").await.unwrap_err();
+        assert!(err.to_string().contains("nothing was removed") && err.to_string().contains("NoSuchBucket"), "{err}");
+        let run = failing.runs(1).await.unwrap().remove(0);
+        assert_eq!((run.state.as_str(), run.removed), ("failed", 0), "{run:?}");
+        assert!(ledger.entry(day0[0].seq).await.unwrap().is_some());
+        assert_eq!(std::fs::read_dir(archives.path()).unwrap().filter(|e| e.as_ref().unwrap().path().is_file()).count(), 0);
+        assert!(failing.archives().await.unwrap().is_empty());
+
+        // Under Object Lock (compliance, 30 days): uploaded, read back, then removed.
+        let remote = Arc::new(Remote::new(s3.settings("s3://custos-archive/eu", Some((LockMode::Compliance, 30)))).unwrap());
+        let retention = Retention::new(events.clone(), store.clone(), "replica-a", settings(Some(remote)));
+        let run = retention.run_now(&ada, "manual").await.unwrap();
+        assert_eq!((run.state.as_str(), run.removed), ("done", 12), "{run:?}");
+        let a = retention.archives().await.unwrap().remove(0);
+        assert_eq!(a.location, "object_store");
+        assert!(a.uri.starts_with("s3://custos-archive/eu/archives/custos-retention-") && a.uri.ends_with(&a.name), "{a:?}");
+        assert!(!archives.path().join(&a.name).exists(), "the local copy is not kept (keep_local off)");
+        let status = retention.status().await.unwrap();
+        assert_eq!(status.object_store.as_deref(), Some("s3://custos-archive/eu (Object Lock: compliance, 30 days)"));
+
+        // The store holds it under its lock, until 30 days after the upload.
+        let seen = s3.inspect("custos-archive", &format!("eu/archives/{}", a.name), true);
+        assert_eq!((seen["status"].as_u64(), seen["size"].as_u64()), (Some(200), Some(a.bytes)), "{seen}");
+        assert_eq!(seen["lock_mode"], "COMPLIANCE", "{seen}");
+        let until = seen["lock_until"].as_str().unwrap();
+        let expected = custos_engine::time::rfc3339(T0 + 430 * DAY_US);
+        assert_eq!(&until[..10], &expected[..10], "locked until 30 days after the upload: {seen}");
+        assert_eq!(seen["delete_version"], "AccessDenied", "a locked version cannot be deleted: {seen}");
+
+        // Verified and downloaded from the store (a temporary copy, deleted after).
+        let checked = retention.verify_archive(&a.name, &ada).await.unwrap();
+        assert_eq!(checked.verified_ok, Some(true), "{checked:?}");
+        let copy = retention.archive_file(&a.name).await.unwrap();
+        let bytes = std::fs::read(&copy.path).unwrap();
+        assert_eq!(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)), a.sha256);
+        let summary = verify_archive_summary(&copy.path, &ledger.verifier()).unwrap();
+        assert_eq!(summary.entries, 12);
+        let temp = copy.path.clone();
+        drop(copy);
+        assert!(!temp.exists());
+        let report = verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {}).await.unwrap();
+        assert!(report.is_intact() && report.tombstones_checked == 12, "{report:?}");
+
+        // Cold copies (daily): everything sealed so far, the removed
+        // positions as their hashes; once a day; then what came since.
+        let remote = Arc::new(Remote::new(s3.settings("s3://custos-archive/eu", None)).unwrap());
+        let copies = Retention::new(events.clone(), store.clone(), "replica-a", Settings {
+            cold_copies: Some(custos_engine::retention::ColdCopies::Daily), ..settings(Some(remote))
+        });
+        let sealed = ledger.checkpoint_now().await.unwrap().unwrap().tree_size;
+        let made = copies.copy_sealed(false).await.unwrap();
+        assert_eq!(made.len(), 1);
+        let first = &made[0];
+        assert_eq!((first.reason.as_str(), first.from_seq, first.through_seq, first.entries), ("cold_copy", 1, sealed, sealed - 12), "{first:?}");
+        assert_eq!(first.location, "object_store");
+        assert!(copies.verify_archive(&first.name, &ada).await.unwrap().verified_ok == Some(true));
+        let copy = copies.archive_file(&first.name).await.unwrap();
+        let summary = verify_archive_summary(&copy.path, &ledger.verifier()).unwrap();
+        assert_eq!((summary.entries, summary.kept), (sealed - 12, 12), "removed positions are kept as hashes");
+        drop(copy);
+        assert!(copies.copy_sealed(false).await.unwrap().is_empty(), "once a day");
+        clock.advance_us(DAY_US);
+        events.ingest(&old[..3], None, &by).await.unwrap();
+        let sealed2 = ledger.checkpoint_now().await.unwrap().unwrap().tree_size;
+        let made = copies.copy_sealed(false).await.unwrap();
+        assert_eq!(made.len(), 1);
+        assert_eq!((made[0].from_seq, made[0].through_seq), (sealed + 1, sealed2));
+        let status = copies.status().await.unwrap();
+        assert_eq!((status.cold_copies.as_deref(), status.cold_copied_through), (Some("daily"), Some(sealed2)));
+        let head = ledger.head().await.unwrap().seq;
+        let mut recorded = 0;
+        for seq in 1..=head {
+            if let Some(e) = ledger.entry(seq).await.unwrap() && e.header.fields.action == "custos.retention.cold_copy" {
+                recorded += 1;
+            }
+        }
+        assert_eq!(recorded, 2);
         ledger.shutdown(tasks).await.unwrap();
     }
 }

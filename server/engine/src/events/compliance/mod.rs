@@ -696,7 +696,7 @@ impl Events {
                 CheckStatus::Warn,
                 format!(
                     "{summary} It lies in the database's own directory: a lost disk takes both. Set backup.dir to \
-                     another disk, or copy the backups off this machine."
+                     another disk, or configure [object_store] to upload them off this machine."
                 ),
             )
         } else {
