@@ -3,8 +3,9 @@
 #   1. formatting, clippy (warnings are errors) and the WASM dependency guard;
 #   2. a throw-away PostgreSQL cluster;
 #   3. every Rust test, against SQLite files and that PostgreSQL;
-#   4. the release build; the release server on a free port with a fresh data directory
-#      holding demo events, and a second one on a copy whose ledger was tampered with;
+#   4. the release build; the PostgreSQL restore drill; an S3 API server (moto); the
+#      release server on a free port with a fresh data directory holding demo events
+#      (archives and backups to that S3), and a second one on a ledger tampered with;
 #   5. the Playwright suite in Debian's Chromium.
 # Everything started here is stopped by PID on exit, also when a step fails.
 set -euo pipefail
@@ -18,6 +19,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/custos-test.XXXXXX")
 chmod 755 "$work"
 server_pid=""
 tampered_pid=""
+moto_pid=""
 started_at=$(date +%s)
 
 step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - started_at ))"; }
@@ -35,6 +37,7 @@ cleanup() {
   local status=$?
   stop_pid "$server_pid"
   stop_pid "$tampered_pid"
+  stop_pid "$moto_pid"
   scripts/pg-throwaway.sh stop "$work/pg" || true
   if [ $status -ne 0 ] && [ -f "$work/server.log" ]; then
     echo "---- last lines of the server log ----"; tail -n 40 "$work/server.log"
@@ -64,6 +67,18 @@ cargo leptos build --release
 step "PostgreSQL restore drill (pg_basebackup, then custos verify)"
 scripts/pg-backup-drill.sh "$target_dir/release/custos"
 
+step "S3 API server (moto) with an Object Lock bucket, for archives and backups"
+s3port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+"$HOME/.cache/custos/pyvenv/bin/moto_server" -H 127.0.0.1 -p "$s3port" >"$work/moto.log" 2>&1 &
+moto_pid=$!
+for i in $(seq 1 120); do
+  if curl -s -o /dev/null "http://127.0.0.1:$s3port/"; then break; fi
+  [ "$i" = 120 ] && { echo "moto did not start in 60 s"; tail -n 20 "$work/moto.log"; exit 1; }
+  sleep 0.5
+done
+curl -fsS -X PUT -H 'x-amz-bucket-object-lock-enabled: true' "http://127.0.0.1:$s3port/custos-e2e" >/dev/null
+echo "S3 API at http://127.0.0.1:$s3port, bucket custos-e2e"
+
 step "release server on a free port"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 export CUSTOS_DATA_DIR="$work/data"
@@ -75,7 +90,12 @@ export CUSTOS_DATA_DIR="$work/data"
 "$target_dir/release/custos" demo seed --events 5000 --days 7 2>&1 | tail -n 1
 # The first administrator, known to the Playwright suite.
 export E2E_ADMIN_PASSWORD="e2e admin password $(date +%s)"
-# The notification tests deliver to receivers on this host.
+# The notification tests deliver to receivers on this host. Archives and
+# backups go to the S3 API server under Object Lock; cold copies daily.
+CUSTOS_OBJECT_STORE__URL=s3://custos-e2e/custos CUSTOS_OBJECT_STORE__ENDPOINT="http://127.0.0.1:$s3port" \
+CUSTOS_OBJECT_STORE__ALLOW_HTTP=true CUSTOS_OBJECT_STORE__ACCESS_KEY_ID=custos-e2e \
+CUSTOS_OBJECT_STORE__SECRET_ACCESS_KEY=custos-e2e-secret CUSTOS_OBJECT_STORE__OBJECT_LOCK=governance \
+CUSTOS_OBJECT_STORE__OBJECT_LOCK_DAYS=1 CUSTOS_RETENTION__COLD_COPIES=daily \
 CUSTOS_NOTIFICATIONS__ALLOW_PRIVATE_DESTINATIONS=true CUSTOS_BACKUP__INTERVAL_HOURS=0 \
 CUSTOS_ADMIN_USERNAME=admin CUSTOS_ADMIN_PASSWORD="$E2E_ADMIN_PASSWORD" \
 CUSTOS_SERVER__BIND="127.0.0.1:$port" CUSTOS_SERVER__SITE_ROOT="$root/target/site" CUSTOS_LEDGER__CHECKPOINT_INTERVAL_SECS=1 \

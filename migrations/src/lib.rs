@@ -17,6 +17,7 @@ mod m20261203_000008_alerts;
 mod m20261204_000009_notifications;
 mod m20261205_000010_forwarding;
 mod m20261206_000011_retention;
+mod m20261207_000012_compaction;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000009_notifications::Migration),
             Box::new(m20261205_000010_forwarding::Migration),
             Box::new(m20261206_000011_retention::Migration),
+            Box::new(m20261207_000012_compaction::Migration),
         ]
     }
 }

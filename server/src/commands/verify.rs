@@ -241,12 +241,13 @@ pub async fn verify(config: &Config, args: VerifyArgs) -> ExitCode {
         }
         for r in &report.removals {
             println!(
-                "removed by {}: {} entries in seq {}..={}, replaced by tombstones (signed retention record; anchor seq \
-                 {}{}; archive {} sha256 {})",
+                "removed by {}: {} entries in seq {}..={}, replaced by tombstones{} (signed retention record; anchor \
+                 seq {}{}; archive {} sha256 {})",
                 r.reason,
                 r.removed,
                 r.from_seq,
                 r.through_seq,
+                if r.compacted { ", since compacted by a purge" } else { "" },
                 r.anchor_seq,
                 if r.anchor_checked { ", anchor opened with the KEK and matching" } else { "" },
                 r.archive_name,

@@ -93,7 +93,7 @@ impl TestDb {
                     "ledger_entries_no_update",
                     "ledger_entries_delete_purged_or_tombstoned",
                     "ledger_tombstones_no_update",
-                    "ledger_tombstones_no_delete",
+                    "ledger_tombstones_delete_purged",
                     "ledger_tombstones_need_record",
                     "checkpoints_no_update",
                     "checkpoints_no_delete",
@@ -106,7 +106,8 @@ impl TestDb {
             DbKind::Postgres => {
                 self.sql("DROP TRIGGER ledger_entries_no_update ON ledger_entries").await;
                 self.sql("DROP TRIGGER ledger_entries_guarded_delete ON ledger_entries").await;
-                self.sql("DROP TRIGGER ledger_tombstones_no_change ON ledger_tombstones").await;
+                self.sql("DROP TRIGGER ledger_tombstones_no_update ON ledger_tombstones").await;
+                self.sql("DROP TRIGGER ledger_tombstones_delete_purged ON ledger_tombstones").await;
                 self.sql("DROP TRIGGER ledger_tombstones_need_record ON ledger_tombstones").await;
                 self.sql("DROP TRIGGER checkpoints_no_change ON checkpoints").await;
                 self.sql("DROP TRIGGER ledger_keys_no_change ON ledger_keys").await;

@@ -56,7 +56,7 @@ both_backends! {
         let res = app.get("/readyz").await;
         assert_eq!(res.status(), 503);
         let body: Value = res.json().await.unwrap();
-        assert_eq!(body["reason"], "11 migration(s) pending");
+        assert_eq!(body["reason"], "12 migration(s) pending");
         app.running.shutdown().await.unwrap();
     }
 }

@@ -51,8 +51,16 @@ pub struct PurgeOutcome {
     pub through_seq: u64,
     /// Where the archive bundle was written.
     pub archive_path: PathBuf,
+    /// Its name.
+    pub archive_name: String,
+    /// Its size in bytes.
+    pub archive_bytes: u64,
     /// Its SHA-256, hex.
     pub archive_sha256: String,
+    /// Entries it holds as sealed.
+    pub entries: u64,
+    /// Tombstones the purge took (a compaction).
+    pub tombstones: u64,
 }
 
 /// First line of an archive bundle.
@@ -214,6 +222,27 @@ impl Ledger {
     /// Purges entries up to `through_seq` (rounded down to a multiple of 256)
     /// into an archive bundle in `archive_dir`, leaving an anchor in the ledger.
     pub async fn purge_through(&self, through_seq: u64, archive_dir: &Path) -> Result<PurgeOutcome, LedgerError> {
+        self.purge_through_with(through_seq, archive_dir, async |_: &Path, _: &str| Ok(())).await
+    }
+
+    /// [`Ledger::purge_through`], with `keep` called on the written archive
+    /// before anything is deleted (an upload, say; if it fails, nothing is
+    /// deleted and the local file is removed).
+    ///
+    /// A range holding tombstones is a **compaction**: allowed only when
+    /// every entry left in it is the anchor of a removal or a purge, and no
+    /// removal's range is cut by its end. It is archived as
+    /// `custos-archive/v2` (the anchors as sealed, the tombstones as their
+    /// hashes), and its tombstones are deleted with the entries.
+    pub async fn purge_through_with<F>(
+        &self,
+        through_seq: u64,
+        archive_dir: &Path,
+        keep: F,
+    ) -> Result<PurgeOutcome, LedgerError>
+    where
+        F: AsyncFnOnce(&Path, &str) -> Result<(), String>,
+    {
         let conn = self.db().conn();
         let previous = store::latest_purge(conn).await?;
         let from = previous.as_ref().map_or(1, |p| p.through_seq + 1);
@@ -224,11 +253,9 @@ impl Ledger {
                  holds none"
             )));
         }
-        if !store::read_tombstones(conn, from, through, 1).await?.is_empty() {
-            return Err(LedgerError::Invalid(format!(
-                "seq {from}..={through} holds entries removed by retention (tombstones): compacting such a range is \
-                 not built yet"
-            )));
+        let compaction = !store::read_tombstones(conn, from, through, 1).await?.is_empty();
+        if compaction {
+            self.check_compactable(from, through).await?;
         }
         let cp = self.signed_and_intact(from, through, "purge").await?;
 
@@ -239,55 +266,43 @@ impl Ledger {
         let proof = self.consistency_proof(through, cp.tree_size).await?;
         crate::storage::create_private_dir(archive_dir).map_err(io_err(archive_dir))?;
         let name = format!(
-            "custos-archive-{}-{from:012}-{through:012}.ndjson",
-            self.origin().replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            "custos-archive-{}-{from:012}-{through:012}-{}.ndjson",
+            self.origin().replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+            uuid::Uuid::now_v7().simple()
         );
         let path = archive_dir.join(&name);
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(io_err(&path))?;
-        let mut w = HashingWriter { inner: std::io::BufWriter::new(file), hash: Sha256::new(), bytes: 0 };
-        let header = ArchiveHeader {
-            format: ARCHIVE_V1.into(),
-            origin: self.origin().to_owned(),
-            from_seq: from,
-            through_seq: through,
-            start_chain_hash: hex::encode(start_chain),
-            start_frontier: hex::encode(start_frontier.encode()),
-            checkpoint: cp.note.clone(),
-            consistency_proof: proof.iter().map(hex::encode).collect(),
+        let written = if compaction {
+            self.write_archive(&path, (from, through), None, start_chain, &start_frontier, &cp.note, &proof)
+                .await
+                .map(|(digest, bytes, _, sealed)| (digest, bytes, sealed))
+        } else {
+            self.write_purge_archive(&path, (from, through), start_chain, &start_frontier, &cp.note, &proof).await
         };
-        let line = serde_json::to_string(&header).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-        writeln!(w, "{line}").map_err(io_err(&path))?;
-        let mut next = from;
-        while next <= through {
-            let page = store::read_entries(conn, next, through, 4096).await?;
-            for e in &page {
-                let line = serde_json::to_string(&ArchivedEntry::from_stored(e))
-                    .map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-                writeln!(w, "{line}").map_err(io_err(&path))?;
-                next = e.header.seq + 1;
+        let (digest, bytes, entries) = match written {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
             }
-            if page.is_empty() {
-                return Err(LedgerError::Corrupt(format!("entry seq {next} vanished during the purge")));
-            }
-        }
-        w.flush().map_err(io_err(&path))?;
-        let digest: Hash = w.hash.finalize().into();
-        let file = w
-            .inner
-            .into_inner()
-            .map_err(|e| LedgerError::Io { path: path.display().to_string(), source: e.into_error() })?;
-        file.sync_all().map_err(io_err(&path))?;
+        };
         if let Ok(dir) = std::fs::File::open(archive_dir) {
             let _ = dir.sync_all();
         }
+        if let Err(e) = keep(&path, &name).await {
+            let _ = std::fs::remove_file(&path);
+            return Err(LedgerError::Io {
+                path: name,
+                source: std::io::Error::other(format!("the archive could not be kept, so nothing was purged: {e}")),
+            });
+        }
 
-        let last = store::read_entry(conn, through)
+        let last_chain = store::chain_at(conn, through)
             .await?
-            .ok_or_else(|| LedgerError::Corrupt(format!("entry seq {through} is missing")))?;
+            .ok_or_else(|| LedgerError::Corrupt(format!("seq {through} is missing")))?;
         let frontier = store::frontier_at(conn, through).await?;
         let payload = serde_json::json!({
             "from_seq": from, "through_seq": through,
-            "chain_hash": hex::encode(last.chain_hash), "frontier": hex::encode(frontier.encode()),
+            "chain_hash": hex::encode(last_chain), "frontier": hex::encode(frontier.encode()),
             "archive_sha256": hex::encode(digest), "archive_name": name,
         });
         let anchor = self
@@ -306,7 +321,7 @@ impl Ledger {
             anchor_seq: anchor.seq,
             from_seq: from,
             through_seq: through,
-            chain_hash: last.chain_hash,
+            chain_hash: last_chain,
             frontier: frontier.encode(),
             archive_sha256: digest,
             archive_name: name.clone(),
@@ -322,7 +337,7 @@ impl Ledger {
                 seq_value(anchor.seq),
                 seq_value(from),
                 seq_value(through),
-                last.chain_hash.to_vec().into(),
+                last_chain.to_vec().into(),
                 frontier.encode().into(),
                 digest.to_vec().into(),
                 name.clone().into(),
@@ -337,6 +352,14 @@ impl Ledger {
             vec![seq_value(from), seq_value(through)],
         ))
         .await?;
+        let tombstones = txn
+            .execute_raw(crate::storage::stmt_for(
+                b,
+                "DELETE FROM ledger_tombstones WHERE seq >= ? AND seq <= ?",
+                vec![seq_value(from), seq_value(through)],
+            ))
+            .await?
+            .rows_affected();
         txn.execute_raw(crate::storage::stmt_for(
             b,
             "UPDATE ledger_purges SET active = 0 WHERE anchor_seq = ?",
@@ -344,14 +367,146 @@ impl Ledger {
         ))
         .await?;
         txn.commit().await?;
-        tracing::info!(from, through, anchor = anchor.seq, archive = %path.display(), "ledger range purged into an archive");
+        tracing::info!(from, through, anchor = anchor.seq, tombstones, archive = %path.display(), "ledger range purged into an archive");
         Ok(PurgeOutcome {
             anchor_seq: anchor.seq,
             from_seq: from,
             through_seq: through,
             archive_path: path,
+            archive_name: name,
+            archive_bytes: bytes,
             archive_sha256: hex::encode(digest),
+            entries,
+            tombstones,
         })
+    }
+
+    /// A compaction's range: every entry left in it anchors a removal or a
+    /// purge, and its end cuts no removal's range.
+    async fn check_compactable(&self, from: u64, through: u64) -> Result<(), LedgerError> {
+        let conn = self.db().conn();
+        let mut next = from;
+        while next <= through {
+            let page = store::read_entries(conn, next, through, 4096).await?;
+            let Some(last) = page.last() else { break };
+            if let Some(e) =
+                page.iter().find(|e| !matches!(e.header.fields.action.as_str(), "ledger.retention" | "ledger.purge"))
+            {
+                return Err(LedgerError::Invalid(format!(
+                    "seq {from}..={through} still holds events (seq {}): only a range of tombstones and anchors can \
+                     be compacted",
+                    e.header.seq
+                )));
+            }
+            next = last.header.seq + 1;
+        }
+        if let Some(r) = super::tombstone::all_records(conn)
+            .await?
+            .into_iter()
+            .find(|r| r.from_seq <= through && through < r.through_seq)
+        {
+            return Err(LedgerError::Invalid(format!(
+                "seq {through} cuts the removal of seq {}..={} (anchor seq {}): a compaction takes removals whole",
+                r.from_seq, r.through_seq, r.anchor_seq
+            )));
+        }
+        Ok(())
+    }
+
+    /// The longest prefix a compaction can take now (see
+    /// [`Ledger::purge_through_with`]), looking at most `limit` positions
+    /// ahead, rounded down to a whole block of 256: `None` when it holds
+    /// no tombstone or no whole block.
+    pub async fn compactable_through(&self, limit: u64) -> Result<Option<u64>, LedgerError> {
+        let conn = self.db().conn();
+        let from = store::latest_purge(conn).await?.map_or(1, |p| p.through_seq + 1);
+        let Some(sealed) = self.latest_checkpoint().await?.map(|c| c.tree_size) else { return Ok(None) };
+        let end = sealed.min(from.saturating_add(limit.max(1) - 1));
+        let (mut last_ok, mut tombstones) = (from - 1, 0u64);
+        let mut next = from;
+        'scan: while next <= end {
+            let upto = (next + 4095).min(end);
+            let entries = store::read_entries(conn, next, upto, 4096).await?;
+            let tombs = store::read_tombstones(conn, next, upto, 4096).await?;
+            let (mut ei, mut ti) = (entries.iter().peekable(), tombs.iter().peekable());
+            for seq in next..=upto {
+                if ti.next_if(|t| t.seq == seq).is_some() {
+                    tombstones += 1;
+                } else if ei
+                    .next_if(|e| {
+                        e.header.seq == seq
+                            && matches!(e.header.fields.action.as_str(), "ledger.retention" | "ledger.purge")
+                    })
+                    .is_none()
+                {
+                    break 'scan;
+                }
+                last_ok = seq;
+            }
+            next = upto + 1;
+        }
+        if tombstones == 0 {
+            return Ok(None);
+        }
+        let records = super::tombstone::all_records(conn).await?;
+        let mut through = last_ok - last_ok % PURGE_ALIGNMENT;
+        while let Some(r) = records.iter().find(|r| r.from_seq <= through && through < r.through_seq) {
+            let before = r.from_seq.saturating_sub(1);
+            through = before - before % PURGE_ALIGNMENT;
+        }
+        Ok((through >= from).then_some(through))
+    }
+
+    /// A purge's `custos-archive/v1` bundle: every entry of the range as
+    /// sealed. Returns its digest, size and entry count.
+    async fn write_purge_archive(
+        &self,
+        path: &Path,
+        (from, through): (u64, u64),
+        start_chain: Hash,
+        start_frontier: &Frontier,
+        checkpoint: &str,
+        proof: &[Hash],
+    ) -> Result<(Hash, u64, u64), LedgerError> {
+        let conn = self.db().conn();
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(io_err(path))?;
+        let mut w = HashingWriter { inner: std::io::BufWriter::new(file), hash: Sha256::new(), bytes: 0 };
+        let header = ArchiveHeader {
+            format: ARCHIVE_V1.into(),
+            origin: self.origin().to_owned(),
+            from_seq: from,
+            through_seq: through,
+            start_chain_hash: hex::encode(start_chain),
+            start_frontier: hex::encode(start_frontier.encode()),
+            checkpoint: checkpoint.to_owned(),
+            consistency_proof: proof.iter().map(hex::encode).collect(),
+        };
+        let line = serde_json::to_string(&header).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        writeln!(w, "{line}").map_err(io_err(path))?;
+        let mut next = from;
+        let mut entries = 0u64;
+        while next <= through {
+            let page = store::read_entries(conn, next, through, 4096).await?;
+            for e in &page {
+                let line = serde_json::to_string(&ArchivedEntry::from_stored(e))
+                    .map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+                writeln!(w, "{line}").map_err(io_err(path))?;
+                next = e.header.seq + 1;
+                entries += 1;
+            }
+            if page.is_empty() {
+                return Err(LedgerError::Corrupt(format!("entry seq {next} vanished during the purge")));
+            }
+        }
+        w.flush().map_err(io_err(path))?;
+        let digest: Hash = w.hash.finalize().into();
+        let bytes = w.bytes;
+        let file = w
+            .inner
+            .into_inner()
+            .map_err(|e| LedgerError::Io { path: path.display().to_string(), source: e.into_error() })?;
+        file.sync_all().map_err(io_err(path))?;
+        Ok((digest, bytes, entries))
     }
 }
 

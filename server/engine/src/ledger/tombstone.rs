@@ -586,7 +586,7 @@ impl Ledger {
     /// `seqs = None`: every entry still there as sealed (a cold copy;
     /// nothing returned).
     #[allow(clippy::too_many_arguments)]
-    async fn write_archive(
+    pub(super) async fn write_archive(
         &self,
         path: &Path,
         (from, through): (u64, u64),

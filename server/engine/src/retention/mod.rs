@@ -45,8 +45,10 @@ pub const LEASE: &str = "retention";
 const LEASE_TTL_US: i64 = 60_000_000;
 /// Entries read per query.
 const PAGE: u64 = 5_000;
-/// A set removed under one record spans at most this many positions.
-const MAX_SPAN: u64 = 200_000;
+/// A set removed under one record lies within one block of this many
+/// positions (a multiple of the Merkle tile, 256), so a compaction ending at
+/// a block's end never cuts a removal in two.
+pub const REMOVAL_BLOCK: u64 = 16_384;
 
 /// Settings (`[retention]`).
 #[derive(Debug, Clone)]
@@ -105,6 +107,10 @@ impl ColdCopies {
     }
 }
 
+/// A compaction takes at most this many positions at a time.
+pub const COMPACT_SPAN: u64 = 200_000;
+/// Compactions per run at most (the rest at the next run).
+const COMPACT_MAX: u64 = 10;
 /// A cold copy spans at most this many positions (bigger ranges are cut).
 pub const COPY_SPAN: u64 = 50_000;
 /// After a failed cold copy, the next try waits this long.
@@ -603,7 +609,9 @@ impl Retention {
             if let Some(v) = &verdict {
                 held += v.held.len() as u64;
                 for (seq, ..) in &v.removable {
-                    if pending.first().is_some_and(|f| seq - f >= MAX_SPAN) || pending.len() >= MAX_PER_RECORD {
+                    if pending.first().is_some_and(|f| (f - 1) / REMOVAL_BLOCK != (seq - 1) / REMOVAL_BLOCK)
+                        || pending.len() >= MAX_PER_RECORD
+                    {
                         sets.push(std::mem::take(&mut pending));
                     }
                     pending.push(*seq);
@@ -635,9 +643,71 @@ impl Retention {
             after = last;
             self.save_progress(id, after, removed, held, archives).await?;
             if done {
+                archives += self.compact(&lease, after).await?;
+                self.save_progress(id, after, removed, held, archives).await?;
                 return Ok(());
             }
         }
+    }
+
+    /// Compaction: while the ledger starts with a stretch of at least 256
+    /// positions holding only tombstones and the anchors of removals, a
+    /// purge takes it (archived and uploaded first, catalogued, recorded
+    /// as `custos.retention.compacted`), at most [`COMPACT_SPAN`] positions
+    /// at a time and [`COMPACT_MAX`] times per run. Returns how many.
+    async fn compact(&self, lease: &Lease, cursor: u64) -> Result<u64, AlertsError> {
+        let ledger = self.events.ledger();
+        let mut done = 0;
+        while done < COMPACT_MAX {
+            let Some(through) = ledger.compactable_through(COMPACT_SPAN).await.map_err(conflict)? else { break };
+            if !lease.save(cursor).await.map_err(db_err)? {
+                return Err(AlertsError::Conflict("another replica took the retention run over".into()));
+            }
+            let remote = self.settings.remote.as_deref();
+            let now = ledger.now_us();
+            let mut uploaded = None;
+            let keep = async |path: &Path, name: &str| -> Result<(), String> {
+                if let Some(r) = remote {
+                    uploaded = Some(r.upload(Kind::Archives, name, path, now).await?);
+                }
+                Ok(())
+            };
+            let out = ledger
+                .purge_through_with(through, &self.settings.archive_dir, keep)
+                .await
+                .map_err(|e| AlertsError::Events(e.into()))?;
+            self.catalogue(
+                &out.archive_name,
+                uploaded.as_deref(),
+                Some(out.anchor_seq),
+                (out.from_seq, out.through_seq),
+                out.entries,
+                out.archive_bytes,
+                &out.archive_sha256,
+                "compaction",
+            )
+            .await?;
+            if uploaded.is_some() && remote.is_some_and(|r| !r.keep_local()) {
+                let _ = std::fs::remove_file(&out.archive_path);
+            }
+            self.events
+                .record_own(
+                    OwnEvent::by_custos(
+                        OwnAction::RetentionStep("custos.retention.compacted"),
+                        "retention",
+                        Channel::System,
+                    )
+                    .resource("archive", Some(out.archive_name.clone()))
+                    .details(json!({
+                        "archive": out.archive_name, "from_seq": out.from_seq, "through_seq": out.through_seq,
+                        "tombstones": out.tombstones, "anchors": out.entries, "purge_anchor_seq": out.anchor_seq,
+                        "sha256": out.archive_sha256, "uri": uploaded,
+                    })),
+                )
+                .await?;
+            done += 1;
+        }
+        Ok(done)
     }
 
     /// Removes one set (archive, anchor, signed record, tombstones) and
@@ -802,7 +872,32 @@ impl Retention {
         let (ok, detail) = match checked {
             Ok(s) => {
                 let record = records.iter().find(|r| Some(r.anchor_seq) == a.anchor_seq);
+                let purge = match a.reason.as_str() {
+                    "compaction" => crate::ledger::store::all_purges(self.conn())
+                        .await
+                        .map_err(conflict)?
+                        .into_iter()
+                        .find(|p| Some(p.anchor_seq) == a.anchor_seq),
+                    _ => None,
+                };
                 match record {
+                    None if a.reason == "compaction" => match purge {
+                        Some(p)
+                            if (p.from_seq, p.through_seq) == (s.from_seq, s.through_seq)
+                                && hex::encode(p.archive_sha256) == a.sha256 =>
+                        {
+                            (
+                                true,
+                                format!(
+                                    "intact: the compaction of seq {}..={} ({} anchors as sealed, {} removed \
+                                     positions as hashes), proven against the signed checkpoint of {} entries; the \
+                                     digest its signed purge record names",
+                                    s.from_seq, s.through_seq, s.entries, s.kept, s.checkpoint_size
+                                ),
+                            )
+                        }
+                        _ => (false, "no signed purge record names this archive and its range".into()),
+                    },
                     None if a.reason == "cold_copy" => {
                         if (s.from_seq, s.through_seq, s.entries) == (a.from_seq, a.through_seq, a.entries) {
                             (

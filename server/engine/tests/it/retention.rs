@@ -231,6 +231,8 @@ both_backends! {
         )).await.unwrap_err();
         assert!(err.to_string().contains("active retention record"), "{err}");
         let err = t.db.conn().execute_unprepared(&format!("DELETE FROM ledger_tombstones WHERE seq = {}", seq_of(1))).await.unwrap_err();
+        assert!(err.to_string().contains("only by a purge"), "{err}");
+        let err = t.db.conn().execute_unprepared(&format!("UPDATE ledger_tombstones SET anchor_seq = 1 WHERE seq = {}", seq_of(1))).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
 
         // Someone with raw access hides an entry behind a forged tombstone: caught.
@@ -442,6 +444,72 @@ both_backends! {
             }
         }
         assert_eq!(recorded, 2);
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn a_prefix_of_tombstones_is_compacted_by_a_purge_and_the_ledger_still_verifies(backend: Backend) {
+        use custos_engine::retention::REMOVAL_BLOCK;
+        let Some(t) = TestDb::new(backend).await else { return };
+        let archives = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
+        let events = Arc::new(Events::open(ledger.clone(), Default::default()).await.unwrap());
+        // A full block and a bit more of events that will expire, first.
+        let by = Submitter { principal: "test".into() };
+        let n = REMOVAL_BLOCK as usize + 116;
+        for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+            let items: Vec<Value> = chunk.iter().map(|_| event("tool", "tool.call", "agent-7", "2027-01-15T08:00:00Z")).collect();
+            events.ingest(&items, None, &by).await.unwrap();
+        }
+        let identity = Arc::new(
+            Identity::new(events.clone(), clock.clone(), Arc::new(OsRandom), IdentitySettings::default()).await.unwrap(),
+        );
+        let rules: BTreeMap<String, ReviewRule> = [("retention".to_owned(), ReviewRule { approvals: 0, ..ReviewRule::default() })].into();
+        let store = Arc::new(PolicyStore::open(events.clone(), identity.clone(), &rules).await.unwrap());
+        let (ada, ada_may) = person(&identity, "ada", "admin").await;
+        clock.advance_us(400 * DAY_US);
+        let doc = json!({"rules": [{"id": "tools", "category": "tool", "days": 90, "floor_override": "no personal data"}]});
+        store.propose(&ada, &ada_may, "retention", NewProposal { content: Some(doc), restores: None, based_on: 0, reason: "r".into() }).await.unwrap();
+        let retention = Retention::new(events.clone(), store.clone(), "replica-a", Settings { archive_dir: archives.path().to_path_buf(), run_at_minute: None, remote: None, cold_copies: None });
+        let run = retention.run_now(&ada, "manual").await.unwrap();
+        // Two removals (one per block), then the first block compacted.
+        assert_eq!((run.removed, run.archives), (n as u64, 3), "{run:?}");
+        let listed = retention.archives().await.unwrap();
+        let compaction = listed.iter().find(|a| a.reason == "compaction").expect("a compaction");
+        assert_eq!((compaction.from_seq, compaction.through_seq, compaction.entries), (1, REMOVAL_BLOCK, 0), "{compaction:?}");
+        let tombstones: i64 = t.db.conn()
+            .query_one_raw(sea_orm::Statement::from_string(t.db.backend(), "SELECT COUNT(*) AS n FROM ledger_tombstones".to_owned()))
+            .await.unwrap().unwrap().try_get("", "n").unwrap();
+        assert_eq!(tombstones, 116, "the compacted block's tombstones are gone");
+        let checked = retention.verify_archive(&compaction.name, &ada).await.unwrap();
+        assert_eq!(checked.verified_ok, Some(true), "{checked:?}");
+
+        // Verification starts after the purge, checks both removals' signed
+        // records (the first compacted) and follows the remaining tombstones.
+        ledger.checkpoint_now().await.unwrap();
+        let report = verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {}).await.unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.tombstones_checked, 116);
+        assert_eq!(report.purges.len(), 1);
+        let compacted: Vec<bool> = report.removals.iter().map(|r| r.compacted).collect();
+        assert_eq!(compacted, vec![true, false]);
+        // A proof of an entry that stays still verifies.
+        let cp = ledger.latest_checkpoint().await.unwrap().unwrap();
+        let head = ledger.head().await.unwrap().seq;
+        let e = ledger.entry(head).await.unwrap().unwrap();
+        let proof = ledger.inclusion_proof(head, cp.tree_size).await.unwrap();
+        custos_engine::ledger::merkle::verify_inclusion(head - 1, cp.tree_size, &e.leaf_hash, &proof, &cp.root_hash).unwrap();
+
+        // A tombstone is deleted only by a purge of its range.
+        let err = t.db.conn()
+            .execute_unprepared(&format!("DELETE FROM ledger_tombstones WHERE seq = {}", REMOVAL_BLOCK + 5))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("only by a purge"), "{err}");
+        // Nothing more to compact: the rest of the ledger holds events.
+        assert!(ledger.compactable_through(1_000_000).await.unwrap().is_none());
         ledger.shutdown(tasks).await.unwrap();
     }
 }

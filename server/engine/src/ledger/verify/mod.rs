@@ -229,6 +229,9 @@ pub struct RemovedSet {
     pub archive_name: String,
     /// The anchor entry was opened with the KEK and matches the record.
     pub anchor_checked: bool,
+    /// A later purge (a compaction) took its range: its signed record is
+    /// checked, its tombstones are gone with the range.
+    pub compacted: bool,
 }
 
 /// A purge the verified ledger starts after (its signed record checked).
@@ -420,7 +423,14 @@ pub async fn verify_with(
     let mut removal_anchors = std::collections::HashSet::new();
     for r in crate::ledger::tombstone::all_records(conn).await? {
         let anchor_kept = r.anchor_seq >= retained_from;
-        match check_removal(conn, verifier, keys, &r, anchor_kept).await? {
+        // A compaction (a purge) took its whole range: its tombstones are gone.
+        let compacted = r.through_seq < retained_from;
+        let checked = if r.from_seq < retained_from && !compacted {
+            Err(format!("the purge through seq {} cuts its range", retained_from - 1))
+        } else {
+            check_removal(conn, verifier, keys, &r, anchor_kept, compacted).await?
+        };
+        match checked {
             Ok(anchor_checked) => {
                 removal_anchors.insert(r.anchor_seq);
                 report.removals.push(RemovedSet {
@@ -432,6 +442,7 @@ pub async fn verify_with(
                     archive_sha256: hex::encode(r.archive_sha256),
                     archive_name: r.archive_name.clone(),
                     anchor_checked,
+                    compacted,
                 })
             }
             Err(why) => {

@@ -69,6 +69,7 @@ pub(super) async fn check_removal(
     keys: Option<&Keyring>,
     r: &crate::ledger::tombstone::RetentionRow,
     anchor_kept: bool,
+    compacted: bool,
 ) -> Result<Result<bool, String>, LedgerError> {
     use crate::ledger::tombstone::{ANCHOR_ACTION, RetentionRecord, record_seqs, tombstones_digest};
     let rec = match RetentionRecord::open(&r.note, verifier) {
@@ -88,7 +89,11 @@ pub(super) async fn check_removal(
         return Ok(Err("the stored record does not match its signed note".into()));
     }
     let seqs = record_seqs(conn, r.anchor_seq).await?;
-    if seqs.len() as u64 != rec.removed || tombstones_digest(seqs.iter().copied()) != rec.tombstones_sha256 {
+    if compacted {
+        if !seqs.is_empty() {
+            return Ok(Err(format!("{} of its tombstones remain inside a purged range", seqs.len())));
+        }
+    } else if seqs.len() as u64 != rec.removed || tombstones_digest(seqs.iter().copied()) != rec.tombstones_sha256 {
         return Ok(Err(format!(
             "its tombstones ({}) are not the {} entries its signed record removed",
             seqs.len(),
