@@ -508,7 +508,7 @@ fn ArchivesPanel(
                             };
                             view! {
                                 <tr data-archive=a.name.clone()>
-                                    <td class="wrap">{a.name.clone()}<br/><span class="muted" data-testid="archive-location">{format!("{}; {}", match a.reason.as_str() { "cold_copy" => "cold copy", "erasure" => "erasure", _ => "retention" }, if a.location == "object_store" { a.uri.clone() } else { "local directory".into() })}</span></td>
+                                    <td class="wrap">{a.name.clone()}<br/><span class="muted" data-testid="archive-location">{format!("{}; {}", match a.reason.as_str() { "cold_copy" => "cold copy", "erasure" => "erasure", "compaction" => "compaction", _ => "retention" }, if a.location == "object_store" { a.uri.clone() } else { "local directory".into() })}</span></td>
                                     <td>{format!("#{}–#{}", a.from_seq, a.through_seq)}</td>
                                     <td data-testid="archive-entries">{a.entries}</td>
                                     <td>{format!("{} KiB", a.bytes.div_ceil(1024))}</td>

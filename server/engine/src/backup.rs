@@ -29,7 +29,7 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use custos_model::{BackupInfo, BackupStatus};
+use custos_model::{BackupInfo, BackupStatus, Severity};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -41,7 +41,7 @@ use crate::events::model::Outcome;
 use crate::events::own::{OwnAction, OwnEvent, Requester};
 use crate::lease::Lease;
 use crate::ledger::crypto::{BackupKey, Kek};
-use crate::objstore::{Kind, LocalCopy, Remote};
+use crate::objstore::{Kind, LocalCopy, Remote, Source};
 use crate::retention::db_err;
 use crate::storage::stmt_for;
 use crate::time::{HOUR_US, rfc3339};
@@ -419,20 +419,21 @@ impl Backups {
     ) -> Result<BackupInfo, AlertsError> {
         let ledger = self.events.ledger();
         let path = self.settings.dir.join(name);
-        let mut outcome = self.take(&path).await;
-        let mut uploaded = None;
+        let outcome = self.take(&path).await;
+        // A backup the store did not take is kept here (done, local, with
+        // the reason): the compliance check warns until one is uploaded.
+        let (mut uploaded, mut upload_error) = (None, None);
         if let (Ok(_), Some(r)) = (&outcome, &self.settings.remote) {
             match r.upload(Kind::Backups, name, &path, ledger.now_us()).await {
                 Ok(uri) => uploaded = Some(uri),
                 Err(e) => {
-                    let _ = std::fs::remove_file(&path);
-                    outcome = Err(format!("uploading to {}: {e}", r.location()));
+                    upload_error = Some(format!("not uploaded to {} ({e}); kept in backup.dir only", r.location()))
                 }
             }
         }
         let finished = ledger.now_us();
         let (state, error) = match &outcome {
-            Ok(_) => ("done", None),
+            Ok(_) => ("done", upload_error.clone()),
             Err(e) => ("failed", Some(e.clone())),
         };
         let (sha, bytes, head, cp) = outcome.clone().unwrap_or_default();
@@ -467,9 +468,9 @@ impl Backups {
                 let _ = std::fs::remove_file(&path);
             }
         }
-        let pruned = if error.is_none() { self.prune(trigger).await? } else { Vec::new() };
+        let pruned = if state == "done" { self.prune(trigger).await? } else { Vec::new() };
         let mut event = OwnEvent::new(
-            OwnAction::BackupStep(if error.is_none() { "custos.backup.created" } else { "custos.backup.failed" }),
+            OwnAction::BackupStep(if state == "done" { "custos.backup.created" } else { "custos.backup.failed" }),
             by.actor.clone(),
             by.channel,
         )
@@ -479,13 +480,15 @@ impl Backups {
             "backup": name, "trigger": trigger, "sha256": sha, "bytes": bytes, "head_seq": head,
             "checkpoint_size": cp, "error": error, "pruned": pruned, "uri": uploaded,
         }));
-        if let Some(e) = &error {
-            event = event.outcome(Outcome::Failure).reason(Some(e.clone()));
+        match (state, &error) {
+            ("done", Some(e)) => event = event.severity(Severity::Warning).reason(Some(e.clone())),
+            (_, Some(e)) => event = event.outcome(Outcome::Failure).reason(Some(e.clone())),
+            _ => {}
         }
         self.events.record_own(event).await?;
-        match error {
-            None => self.get(name).await,
-            Some(e) => Err(AlertsError::Conflict(format!("the backup failed: {e}"))),
+        match (state, error) {
+            ("done", _) => self.get(name).await,
+            (_, e) => Err(AlertsError::Conflict(format!("the backup failed: {}", e.unwrap_or_default()))),
         }
     }
 
@@ -571,10 +574,15 @@ impl Backups {
             let b = info_of(r).map_err(db_err)?;
             // Only a file of this directory, by its checked name.
             let Ok(name) = crate::storage::plain_file_name(&b.name, ".cbk") else { continue };
-            if let (Some(r), "object_store") = (&self.settings.remote, b.location.as_str()) {
+            if b.location == "object_store" {
                 // Under Object Lock the store may refuse until the lock's
                 // date (or keep the locked version behind a delete marker).
-                if let Err(e) = r.delete(Kind::Backups, name).await {
+                // Without the store configured, it is left (and listed).
+                let deleted = match &self.settings.remote {
+                    Some(r) => r.delete(name, &b.uri).await,
+                    None => Err("no object store is configured".into()),
+                };
+                if let Err(e) = deleted {
                     tracing::warn!(backup = %b.name, error = %e, "an old backup could not be deleted from the object store");
                     continue;
                 }
@@ -693,6 +701,18 @@ impl Backups {
         out.map(Some)
     }
 
+    /// Where a backup is downloaded from: the backup directory (by its
+    /// checked name), or streamed from the object store.
+    pub async fn source_of(&self, name: &str) -> Result<Source, AlertsError> {
+        let b = self.get(crate::storage::plain_file_name(name, ".cbk")?).await?;
+        if b.removed_at.is_some() || b.state != "done" {
+            return Err(AlertsError::NotFound(format!("backup {name} is not available (state {})", b.state)));
+        }
+        Remote::source(self.settings.remote.as_deref(), &self.settings.dir, &b.name, (&b.location, &b.uri))
+            .await
+            .map_err(AlertsError::NotFound)
+    }
+
     /// A backup's file: in the backup directory by its checked name (never
     /// a path read from the database), or fetched from the object store.
     pub async fn file_of(&self, name: &str) -> Result<LocalCopy, AlertsError> {
@@ -700,7 +720,7 @@ impl Backups {
         if b.removed_at.is_some() || b.state != "done" {
             return Err(AlertsError::NotFound(format!("backup {name} is not available (state {})", b.state)));
         }
-        Remote::local_copy(self.settings.remote.as_deref(), Kind::Backups, &self.settings.dir, &b.name, &b.location)
+        Remote::local_copy(self.settings.remote.as_deref(), &self.settings.dir, &b.name, (&b.location, &b.uri))
             .await
             .map_err(AlertsError::NotFound)
     }

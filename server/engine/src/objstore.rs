@@ -153,9 +153,23 @@ impl std::fmt::Debug for Remote {
     }
 }
 
-/// The store's error, without credentials (the crate never prints them).
+/// The store's error, short: what failed and the store's error code (the
+/// full text, with the request's address and the store's answer, goes to
+/// the log only). Credentials are never in either.
 fn store_err(what: &str, e: object_store::Error) -> String {
-    format!("{what}: {e}")
+    let full = e.to_string();
+    tracing::warn!(what, error = %full, "object store request failed");
+    let code = full.split_once("<Code>").and_then(|(_, rest)| rest.split_once("</Code>")).map(|(c, _)| c);
+    match (code, &e) {
+        (Some(code), _) => format!("{what}: the store answered {code}"),
+        (None, object_store::Error::NotFound { .. }) => format!("{what}: not found in the store"),
+        (None, _) => {
+            // Without the store's answer (an unreachable host, a timeout):
+            // the crate's message up to any response body.
+            let short = full.split("<?xml").next().unwrap_or_default().trim_end_matches([':', ' ']);
+            format!("{what}: {}", short.chars().take(300).collect::<String>())
+        }
+    }
 }
 
 impl Remote {
@@ -204,6 +218,21 @@ impl Remote {
         }
     }
 
+    /// The key of a catalogued file from its `uri`: in this store's bucket
+    /// and ending with its name (a file uploaded under another prefix
+    /// stays readable after the prefix changes; one in another bucket is
+    /// not reachable with this configuration).
+    fn key_for(&self, name: &str, uri: &str) -> Result<Key, String> {
+        let in_bucket = uri
+            .strip_prefix("s3://")
+            .and_then(|r| r.strip_prefix(self.bucket.as_str()))
+            .and_then(|r| r.strip_prefix('/'));
+        match in_bucket {
+            Some(key) if key == name || key.ends_with(&format!("/{name}")) => Ok(Key::from(key)),
+            _ => Err(format!("{name} is stored at {uri}, outside the configured store {}", self.location())),
+        }
+    }
+
     /// Where a file is (`s3://bucket/prefix/archives/NAME`).
     pub fn uri(&self, kind: Kind, name: &str) -> String {
         format!("s3://{}/{}", self.bucket, self.key(kind, name))
@@ -238,15 +267,34 @@ impl Remote {
         self.settings.keep_local
     }
 
+    /// A catalogued file for a download: `dir/name` when it is there, else
+    /// (when the catalogue says it is in the store) streamed from the
+    /// store, with no copy on disk.
+    pub async fn source(
+        remote: Option<&Remote>,
+        dir: &Path,
+        name: &str,
+        (location, uri): (&str, &str),
+    ) -> Result<Source, String> {
+        let path = dir.join(name);
+        if path.is_file() {
+            return Ok(Source::Local(path));
+        }
+        let Some(r) = remote.filter(|_| location == "object_store") else {
+            return Err(format!("{name} is not where the catalogue says"));
+        };
+        let (size, stream) = r.stream(&r.key_for(name, uri)?).await?;
+        Ok(Source::Remote(size, stream))
+    }
+
     /// A catalogued file as a local file: `dir/name` when it is there,
     /// else (when the catalogue says it is in the store) downloaded into
     /// `dir/.work` for as long as the returned copy lives.
     pub async fn local_copy(
         remote: Option<&Remote>,
-        kind: Kind,
         dir: &Path,
         name: &str,
-        location: &str,
+        (location, uri): (&str, &str),
     ) -> Result<LocalCopy, String> {
         let path = dir.join(name);
         if path.is_file() {
@@ -259,12 +307,15 @@ impl Remote {
         crate::storage::create_private_dir(&work).map_err(|e| format!("{}: {e}", work.display()))?;
         let tmp = work.join(format!("fetch-{}-{name}", uuid::Uuid::now_v7().simple()));
         let copy = LocalCopy { path: tmp, temp: true };
-        r.download(kind, name, &copy.path).await?;
+        r.download(&r.key_for(name, uri)?, &copy.path).await?;
         Ok(copy)
     }
 
     /// Uploads a local file (with its checksum and, if configured, Object
     /// Lock until `now + days`), then reads its size back. Returns its URI.
+    /// Up to 64 MiB in one request, checked by the file's SHA-256; larger
+    /// files in parts of 16 MiB, each checked by its own SHA-256 (S3's
+    /// composite checksum), a failed upload aborted.
     pub async fn upload(&self, kind: Kind, name: &str, path: &Path, now_us: i64) -> Result<String, String> {
         let key = self.key(kind, name);
         let len = tokio::fs::metadata(path).await.map_err(|e| format!("{}: {e}", path.display()))?.len();
@@ -295,15 +346,27 @@ impl Remote {
             let upload = store.put_multipart(&key).await.map_err(|e| store_err("starting the upload", e))?;
             let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
             let mut buf = vec![0u8; PART];
-            loop {
-                let n = file.read(&mut buf).await.map_err(|e| format!("{}: {e}", path.display()))?;
-                if n == 0 {
-                    break;
+            let sent: Result<(), String> = async {
+                loop {
+                    let n = file.read(&mut buf).await.map_err(|e| format!("{}: {e}", path.display()))?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    w.wait_for_capacity(2).await.map_err(|e| store_err("uploading a part", e))?;
+                    w.write(&buf[..n]);
                 }
-                w.wait_for_capacity(2).await.map_err(|e| store_err("uploading a part", e))?;
-                w.write(&buf[..n]);
             }
-            w.finish().await.map_err(|e| store_err("completing the upload", e))?;
+            .await;
+            match sent {
+                Ok(()) => {
+                    w.finish().await.map_err(|e| store_err("completing the upload", e))?;
+                }
+                Err(e) => {
+                    // The parts sent so far would stay (and be billed).
+                    let _ = w.abort().await;
+                    return Err(e);
+                }
+            }
         }
         let meta = self.plain.head(&key).await.map_err(|e| store_err("reading the upload back", e))?;
         if meta.size != len {
@@ -313,10 +376,10 @@ impl Remote {
     }
 
     /// Downloads a file into `to` (created, owner only); its size.
-    pub async fn download(&self, kind: Kind, name: &str, to: &Path) -> Result<u64, String> {
+    async fn download(&self, key: &Key, to: &Path) -> Result<u64, String> {
         use futures_util::StreamExt as _;
         use tokio::io::AsyncWriteExt as _;
-        let got = self.plain.get(&self.key(kind, name)).await.map_err(|e| store_err("downloading", e))?;
+        let got = self.plain.get(key).await.map_err(|e| store_err("downloading", e))?;
         let mut opts = tokio::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -333,9 +396,39 @@ impl Remote {
         Ok(n)
     }
 
-    /// Deletes a file (refused by the store while it is locked).
-    pub async fn delete(&self, kind: Kind, name: &str) -> Result<(), String> {
-        self.plain.delete(&self.key(kind, name)).await.map_err(|e| store_err("deleting", e))
+    /// A file as a stream of its bytes, with its size (a download passed
+    /// through without a copy on disk).
+    async fn stream(
+        &self,
+        key: &Key,
+    ) -> Result<(u64, futures_util::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>), String> {
+        use futures_util::StreamExt as _;
+        let got = self.plain.get(key).await.map_err(|e| store_err("downloading", e))?;
+        let size = got.meta.size;
+        let stream = got.into_stream().map(|r| r.map_err(std::io::Error::other)).boxed();
+        Ok((size, stream))
+    }
+
+    /// Deletes a catalogued file (refused by the store while it is locked).
+    pub async fn delete(&self, name: &str, uri: &str) -> Result<(), String> {
+        self.plain.delete(&self.key_for(name, uri)?).await.map_err(|e| store_err("deleting", e))
+    }
+}
+
+/// Where a download reads from.
+pub enum Source {
+    /// The local file.
+    Local(std::path::PathBuf),
+    /// The store's object: its size and its bytes.
+    Remote(u64, futures_util::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Local(p) => f.debug_tuple("Local").field(p).finish(),
+            Source::Remote(size, _) => f.debug_tuple("Remote").field(size).finish(),
+        }
     }
 }
 
@@ -405,5 +498,11 @@ mod tests {
         assert_eq!(r.uri(Kind::Archives, "a.ndjson"), "s3://bucket-1/custos/archives/a.ndjson");
         assert_eq!(r.uri(Kind::Backups, "b.cbk"), "s3://bucket-1/custos/backups/b.cbk");
         assert!(!format!("{r:?}").contains("wJalr"));
+        // A catalogued URI is followed within the bucket, never outside it.
+        let uri = "s3://bucket-1/old-prefix/archives/a.ndjson";
+        assert_eq!(r.key_for("a.ndjson", uri).unwrap().as_ref(), "old-prefix/archives/a.ndjson");
+        assert!(r.key_for("b.ndjson", uri).is_err());
+        assert!(r.key_for("a.ndjson", "s3://bucket-2/custos/archives/a.ndjson").is_err());
+        assert!(r.key_for("a.ndjson", "s3://bucket-10/archives/a.ndjson").is_err());
     }
 }

@@ -95,10 +95,9 @@ pub async fn read(State(s): State<AppState>, Path(name): Path<String>) -> Result
 )]
 pub async fn download(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let name = backup_name(&name)?;
-    // Fetched from the object store when not kept locally; a temporary
-    // copy is deleted once opened (the response reads the open file).
-    let copy = s.backups.file_of(name).await?;
-    super::exports::file_response(&copy.path, name, "application/octet-stream")
+    // Passed through from the object store when not kept locally.
+    let source = s.backups.source_of(name).await?;
+    super::exports::source_response(source, name, "application/octet-stream")
         .await
         .ok_or_else(|| ApiError::not_found("the backup's file is not where the catalogue says"))
 }

@@ -225,6 +225,29 @@ pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -
 
 /// A file streamed as an attachment named `name`; `None` when it cannot
 /// be opened.
+/// A download of an archive or a backup: the local file, or passed through
+/// from the object store.
+pub(crate) async fn source_response(
+    source: custos_engine::objstore::Source,
+    name: &str,
+    content_type: &str,
+) -> Option<Response> {
+    match source {
+        custos_engine::objstore::Source::Local(path) => file_response(&path, name, content_type).await,
+        custos_engine::objstore::Source::Remote(len, stream) => Some(
+            (
+                [
+                    (header::CONTENT_TYPE, content_type.to_owned()),
+                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+                    (header::CONTENT_LENGTH, len.to_string()),
+                ],
+                Body::from_stream(stream),
+            )
+                .into_response(),
+        ),
+    }
+}
+
 pub(crate) async fn file_response(path: &std::path::Path, name: &str, content_type: &str) -> Option<Response> {
     let file = tokio::fs::File::open(path).await.ok()?;
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);

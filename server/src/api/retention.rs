@@ -158,8 +158,8 @@ pub async fn verify(
 )]
 pub async fn download(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let name = archive_name(&name)?;
-    let copy = s.retention.archive_file(name).await?;
-    super::exports::file_response(&copy.path, name, "application/x-ndjson")
+    let source = s.retention.archive_source(name).await?;
+    super::exports::source_response(source, name, "application/x-ndjson")
         .await
         .ok_or_else(|| ApiError::not_found("the archive's file is not where the catalogue says"))
 }

@@ -389,9 +389,7 @@ impl Ledger {
         while next <= through {
             let page = store::read_entries(conn, next, through, 4096).await?;
             let Some(last) = page.last() else { break };
-            if let Some(e) =
-                page.iter().find(|e| !matches!(e.header.fields.action.as_str(), "ledger.retention" | "ledger.purge"))
-            {
+            if let Some(e) = page.iter().find(|e| !is_server_anchor(e)) {
                 return Err(LedgerError::Invalid(format!(
                     "seq {from}..={through} still holds events (seq {}): only a range of tombstones and anchors can \
                      be compacted",
@@ -414,9 +412,12 @@ impl Ledger {
     }
 
     /// The longest prefix a compaction can take now (see
-    /// [`Ledger::purge_through_with`]), looking at most `limit` positions
-    /// ahead, rounded down to a whole block of 256: `None` when it holds
-    /// no tombstone or no whole block.
+    /// [`Ledger::purge_through_with`]): from the first position kept, the
+    /// stretch of tombstones and server-written anchors (at most `limit`
+    /// positions, within the latest signed checkpoint), its end rounded
+    /// down to a multiple of 256 and then moved back before any removal it
+    /// would cut (and rounded down again) until none is cut. `None` when no
+    /// such end is left, or the prefix up to it holds no tombstone.
     pub async fn compactable_through(&self, limit: u64) -> Result<Option<u64>, LedgerError> {
         let conn = self.db().conn();
         let from = store::latest_purge(conn).await?.map_or(1, |p| p.through_seq + 1);
@@ -432,13 +433,7 @@ impl Ledger {
             for seq in next..=upto {
                 if ti.next_if(|t| t.seq == seq).is_some() {
                     tombstones += 1;
-                } else if ei
-                    .next_if(|e| {
-                        e.header.seq == seq
-                            && matches!(e.header.fields.action.as_str(), "ledger.retention" | "ledger.purge")
-                    })
-                    .is_none()
-                {
+                } else if ei.next_if(|e| e.header.seq == seq && is_server_anchor(e)).is_none() {
                     break 'scan;
                 }
                 last_ok = seq;
@@ -454,7 +449,10 @@ impl Ledger {
             let before = r.from_seq.saturating_sub(1);
             through = before - before % PURGE_ALIGNMENT;
         }
-        Ok((through >= from).then_some(through))
+        if through < from || store::read_tombstones(conn, from, through, 1).await?.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(through))
     }
 
     /// A purge's `custos-archive/v1` bundle: every entry of the range as
@@ -508,6 +506,17 @@ impl Ledger {
         file.sync_all().map_err(io_err(path))?;
         Ok((digest, bytes, entries))
     }
+}
+
+/// The anchor of a removal or a purge, written by the server itself (as
+/// the database's guards require of the anchors records point at).
+fn is_server_anchor(e: &StoredEntry) -> bool {
+    let f = &e.header.fields;
+    matches!(f.action.as_str(), "ledger.retention" | "ledger.purge")
+        && f.actor_id.as_deref() == Some("custos")
+        && f.actor_kind.as_deref() == Some("system")
+        && f.source_app.as_deref() == Some("custos")
+        && f.channel.as_deref() == Some("system")
 }
 
 /// Why an archive bundle did not verify.

@@ -8,8 +8,9 @@
 //! the expired ones, the legal holds that keep them (each hold's filter
 //! run as SQL over the same range, so it selects exactly what the explorer
 //! would). If the holds cannot be read or evaluated, nothing is removed.
-//! The removable seqs go to `Ledger::tombstone` in sets of at most 20,000
-//! entries within 200,000 positions: each set an archive bundle, an anchor
+//! The removable seqs go to `Ledger::tombstone` in sets within one block of
+//! [`REMOVAL_BLOCK`] positions (so at most that many entries): each set an
+//! archive bundle, an anchor
 //! and a signed record. A dry-run ([`Retention::plan`]) is the same scan
 //! without the removal.
 
@@ -34,7 +35,7 @@ use crate::events::validate::FieldError;
 use crate::lease::Lease;
 use crate::ledger::store::seq_value;
 use crate::ledger::tombstone::{ANCHOR_ACTION, MAX_PER_RECORD};
-use crate::objstore::{Kind, LocalCopy, Remote};
+use crate::objstore::{Kind, LocalCopy, Remote, Source};
 use crate::policies::PolicyStore;
 use crate::storage::stmt_for;
 use crate::time::{DAY_US, MINUTE_US, rfc3339};
@@ -46,8 +47,9 @@ const LEASE_TTL_US: i64 = 60_000_000;
 /// Entries read per query.
 const PAGE: u64 = 5_000;
 /// A set removed under one record lies within one block of this many
-/// positions (a multiple of the Merkle tile, 256), so a compaction ending at
-/// a block's end never cuts a removal in two.
+/// positions (a multiple of the Merkle tile, 256), so every block's end is
+/// a place where a compaction cuts no removal in two (compaction looks for
+/// the furthest such place, see `Ledger::compactable_through`).
 pub const REMOVAL_BLOCK: u64 = 16_384;
 
 /// Settings (`[retention]`).
@@ -116,6 +118,23 @@ pub const COPY_SPAN: u64 = 50_000;
 /// After a failed cold copy, the next try waits this long.
 const COPY_RETRY_US: i64 = 3_600_000_000;
 
+/// An archive's way to the object store (see [`Retention::upload`]).
+struct Upload<'a> {
+    remote: Option<&'a Remote>,
+    now: i64,
+    /// Where it was uploaded.
+    uri: Option<String>,
+}
+
+impl Upload<'_> {
+    async fn keep(&mut self, path: &Path, name: &str) -> Result<(), String> {
+        if let Some(r) = self.remote {
+            self.uri = Some(r.upload(Kind::Archives, name, path, self.now).await?);
+        }
+        Ok(())
+    }
+}
+
 /// Retention.
 pub struct Retention {
     events: Arc<Events>,
@@ -128,7 +147,7 @@ pub struct Retention {
     planning: tokio::sync::Mutex<()>,
     /// One archive verification at a time.
     verifying: tokio::sync::Mutex<()>,
-    /// No cold copy is tried before this time (µs) after one failed.
+    /// After a cold copy failed: when it is tried again (µs); 0: none failed.
     copy_retry_at: std::sync::atomic::AtomicI64,
 }
 
@@ -663,33 +682,25 @@ impl Retention {
             if !lease.save(cursor).await.map_err(db_err)? {
                 return Err(AlertsError::Conflict("another replica took the retention run over".into()));
             }
-            let remote = self.settings.remote.as_deref();
-            let now = ledger.now_us();
-            let mut uploaded = None;
-            let keep = async |path: &Path, name: &str| -> Result<(), String> {
-                if let Some(r) = remote {
-                    uploaded = Some(r.upload(Kind::Archives, name, path, now).await?);
-                }
-                Ok(())
-            };
+            let mut up = self.upload();
             let out = ledger
-                .purge_through_with(through, &self.settings.archive_dir, keep)
+                .purge_through_with(through, &self.settings.archive_dir, async |p: &Path, n: &str| up.keep(p, n).await)
                 .await
                 .map_err(|e| AlertsError::Events(e.into()))?;
-            self.catalogue(
-                &out.archive_name,
-                uploaded.as_deref(),
+            let uploaded = up.uri.clone();
+            let at = (&out.archive_path, out.archive_name.as_str());
+            let range = (out.from_seq, out.through_seq);
+            self.catalogue_kept(
+                &up,
+                at,
                 Some(out.anchor_seq),
-                (out.from_seq, out.through_seq),
+                range,
                 out.entries,
                 out.archive_bytes,
                 &out.archive_sha256,
                 "compaction",
             )
             .await?;
-            if uploaded.is_some() && remote.is_some_and(|r| !r.keep_local()) {
-                let _ = std::fs::remove_file(&out.archive_path);
-            }
             self.events
                 .record_own(
                     OwnEvent::by_custos(
@@ -714,35 +725,55 @@ impl Retention {
     /// catalogues the archive.
     async fn remove(&self, run_id: &str, seqs: &[u64], reason: &str) -> Result<u64, AlertsError> {
         let ledger = self.events.ledger();
-        let remote = self.settings.remote.as_deref();
-        let now = ledger.now_us();
-        let mut uploaded = None;
         // Uploaded (and read back) before anything is removed.
-        let keep = async |path: &Path, name: &str| -> Result<(), String> {
-            if let Some(r) = remote {
-                uploaded = Some(r.upload(Kind::Archives, name, path, now).await?);
-            }
-            Ok(())
-        };
+        let mut up = self.upload();
         let out = ledger
-            .tombstone_with(seqs, &self.settings.archive_dir, reason, run_id, keep)
+            .tombstone_with(seqs, &self.settings.archive_dir, reason, run_id, async |p: &Path, n: &str| {
+                up.keep(p, n).await
+            })
             .await
             .map_err(|e| AlertsError::Events(e.into()))?;
-        self.catalogue(
-            &out.archive_name,
-            uploaded.as_deref(),
+        let at = (&out.archive_path, out.archive_name.as_str());
+        let range = (out.from_seq, out.through_seq);
+        self.catalogue_kept(
+            &up,
+            at,
             Some(out.anchor_seq),
-            (out.from_seq, out.through_seq),
+            range,
             out.removed,
             out.archive_bytes,
             &out.archive_sha256,
             reason,
         )
         .await?;
-        if uploaded.is_some() && remote.is_some_and(|r| !r.keep_local()) {
-            let _ = std::fs::remove_file(&out.archive_path);
-        }
         Ok(out.removed)
+    }
+
+    /// The hook that uploads an archive (when there is an object store)
+    /// once it is written, before anything it holds is removed.
+    fn upload(&self) -> Upload<'_> {
+        Upload { remote: self.settings.remote.as_deref(), now: self.events.ledger().now_us(), uri: None }
+    }
+
+    /// Catalogues an archive written through `up`; the local file is then
+    /// deleted if it was uploaded (unless `object_store.keep_local`).
+    #[allow(clippy::too_many_arguments)]
+    async fn catalogue_kept(
+        &self,
+        up: &Upload<'_>,
+        (path, name): (&PathBuf, &str),
+        anchor: Option<u64>,
+        range: (u64, u64),
+        entries: u64,
+        bytes: u64,
+        sha256: &str,
+        reason: &str,
+    ) -> Result<(), AlertsError> {
+        self.catalogue(name, up.uri.as_deref(), anchor, range, entries, bytes, sha256, reason).await?;
+        if up.uri.is_some() && up.remote.is_some_and(|r| !r.keep_local()) {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -841,13 +872,24 @@ impl Retention {
         archive_of(&row).map_err(db_err)
     }
 
+    /// Where a catalogued archive is downloaded from: the archive
+    /// directory (by its checked name, never a path read from the
+    /// database), or streamed from the object store.
+    pub async fn archive_source(&self, name: &str) -> Result<Source, AlertsError> {
+        let a = self.archive(crate::storage::plain_file_name(name, ".ndjson")?).await?;
+        let remote = self.settings.remote.as_deref();
+        Remote::source(remote, &self.settings.archive_dir, &a.name, (&a.location, &a.uri))
+            .await
+            .map_err(AlertsError::NotFound)
+    }
+
     /// The file of a catalogued archive: in the archive directory by its
     /// checked name (never a path read from the database), or fetched from
     /// the object store.
     pub async fn archive_file(&self, name: &str) -> Result<LocalCopy, AlertsError> {
         let a = self.archive(crate::storage::plain_file_name(name, ".ndjson")?).await?;
         let remote = self.settings.remote.as_deref();
-        Remote::local_copy(remote, Kind::Archives, &self.settings.archive_dir, &a.name, &a.location)
+        Remote::local_copy(remote, &self.settings.archive_dir, &a.name, (&a.location, &a.uri))
             .await
             .map_err(AlertsError::NotFound)
     }
@@ -1009,12 +1051,27 @@ impl Retention {
     /// period. A failure is recorded and tried again after an hour.
     pub async fn copy_sealed(&self, force: bool) -> Result<Vec<ArchiveInfo>, AlertsError> {
         use std::sync::atomic::Ordering;
-        let Some(every) = self.settings.cold_copies else { return Ok(Vec::new()) };
-        let ledger = self.events.ledger();
-        let now = ledger.now_us();
+        if self.settings.cold_copies.is_none() {
+            return Ok(Vec::new());
+        }
+        let now = self.events.ledger().now_us();
         if !force && now < self.copy_retry_at.load(Ordering::Relaxed) {
             return Ok(Vec::new());
         }
+        // After a failure, the rest is copied at the retry whatever the
+        // period (a chunk copied before the failure does not count as the
+        // period's copy).
+        let retrying = self.copy_retry_at.load(Ordering::Relaxed) > 0;
+        let out = self.copy_sealed_now(force || retrying).await;
+        let retry_at = if out.is_err() { now + COPY_RETRY_US } else { 0 };
+        self.copy_retry_at.store(retry_at, Ordering::Relaxed);
+        out
+    }
+
+    async fn copy_sealed_now(&self, force: bool) -> Result<Vec<ArchiveInfo>, AlertsError> {
+        let Some(every) = self.settings.cold_copies else { return Ok(Vec::new()) };
+        let ledger = self.events.ledger();
+        let now = ledger.now_us();
         let last = self
             .conn()
             .query_one_raw(stmt_for(
@@ -1049,14 +1106,15 @@ impl Retention {
                 let c = self.copy_one(from, through).await?;
                 made.push(c);
                 from = through + 1;
-                lease.save(through).await.map_err(db_err)?;
+                if !lease.save(through).await.map_err(db_err)? {
+                    return Err(AlertsError::Conflict("another replica took the retention lease over".into()));
+                }
             }
             Ok(())
         }
         .await;
         let _ = lease.release().await;
         if let Err(e) = outcome {
-            self.copy_retry_at.store(now + COPY_RETRY_US, Ordering::Relaxed);
             self.events
                 .record_own(
                     OwnEvent::by_custos(
@@ -1080,24 +1138,14 @@ impl Retention {
     /// One cold copy: written, uploaded, catalogued, recorded.
     async fn copy_one(&self, from: u64, through: u64) -> Result<ArchiveInfo, AlertsError> {
         let ledger = self.events.ledger();
-        let remote = self.settings.remote.as_deref();
-        let now = ledger.now_us();
-        let mut uploaded = None;
-        let keep = async |path: &Path, name: &str| -> Result<(), String> {
-            if let Some(r) = remote {
-                uploaded = Some(r.upload(Kind::Archives, name, path, now).await?);
-            }
-            Ok(())
-        };
+        let mut up = self.upload();
         let c = ledger
-            .cold_copy((from, through), &self.settings.archive_dir, keep)
+            .cold_copy((from, through), &self.settings.archive_dir, async |p: &Path, n: &str| up.keep(p, n).await)
             .await
             .map_err(|e| AlertsError::Events(e.into()))?;
-        self.catalogue(&c.name, uploaded.as_deref(), None, (from, through), c.entries, c.bytes, &c.sha256, "cold_copy")
+        let uploaded = up.uri.clone();
+        self.catalogue_kept(&up, (&c.path, &c.name), None, (from, through), c.entries, c.bytes, &c.sha256, "cold_copy")
             .await?;
-        if uploaded.is_some() && remote.is_some_and(|r| !r.keep_local()) {
-            let _ = std::fs::remove_file(&c.path);
-        }
         self.events
             .record_own(
                 OwnEvent::by_custos(
@@ -1231,20 +1279,24 @@ impl Retention {
     /// (at start-up; their removed sets are complete: each is one
     /// transaction).
     pub async fn close_interrupted(&self) -> Result<(), AlertsError> {
-        // A removal committed just before a stop may miss its catalogue row.
-        // Downloads in progress when the process stopped.
+        // Verifications in progress when the process stopped.
         if let Ok(entries) = std::fs::read_dir(self.settings.archive_dir.join(".work")) {
             for e in entries.flatten() {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        // With an object store, every removal happened after its upload.
+        // A removal committed just before a stop may miss its catalogue row
+        // (rows there already are kept as they are). Its archive is local
+        // when the file is there; otherwise, with an object store, it was
+        // uploaded (the local file is deleted only after that).
         let remote = self.settings.remote.as_deref();
         for r in crate::ledger::tombstone::all_records(self.conn()).await.map_err(conflict)? {
-            let bytes = std::fs::metadata(self.settings.archive_dir.join(&r.archive_name)).map_or(0, |m| m.len());
+            let local = std::fs::metadata(self.settings.archive_dir.join(&r.archive_name)).ok();
+            let bytes = local.as_ref().map_or(0, std::fs::Metadata::len);
+            let uploaded = remote.filter(|_| local.is_none()).map(|o| o.uri(Kind::Archives, &r.archive_name));
             self.catalogue(
                 &r.archive_name,
-                remote.map(|o| o.uri(Kind::Archives, &r.archive_name)).as_deref(),
+                uploaded.as_deref(),
                 Some(r.anchor_seq),
                 (r.from_seq, r.through_seq),
                 r.removed,

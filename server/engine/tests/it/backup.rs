@@ -143,12 +143,15 @@ both_backends! {
         let dir = tempfile::tempdir().unwrap();
         let settings = |remote, keep| Settings { dir: dir.path().join("b"), interval_us: None, keep, remote };
 
-        // The store refuses (no such bucket): the backup fails and says where.
+        // The store refuses (no such bucket): the backup is kept here, and says why.
         let missing = Arc::new(Remote::new(s3.settings("s3://no-such-bucket", None)).unwrap());
         let failing = Backups::new(events.clone(), "replica-a", settings(Some(missing), 2));
-        let err = failing.create(&Requester::custos("test"), "manual").await.unwrap_err();
-        assert!(err.to_string().contains("uploading to s3://no-such-bucket"), "{err}");
-        assert_eq!(failing.list(5).await.unwrap()[0].state, "failed");
+        let kept = failing.create(&Requester::custos("test"), "manual").await.unwrap();
+        assert_eq!((kept.state.as_str(), kept.location.as_str()), ("done", "local"));
+        let why = kept.error.clone().unwrap_or_default();
+        assert!(why.contains("not uploaded to s3://no-such-bucket") && why.contains("NoSuchBucket"), "{why}");
+        assert!(dir.path().join("b").join(&kept.name).exists());
+        clock.advance_us(HOUR_US);
 
         let remote = Arc::new(Remote::new(s3.settings("s3://custos-backups/site-a", None)).unwrap());
         let backups = Backups::new(events.clone(), "replica-a", settings(Some(remote), 1));

@@ -410,6 +410,31 @@ both_backends! {
         let report = verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |_| {}).await.unwrap();
         assert!(report.is_intact() && report.tombstones_checked == 12, "{report:?}");
 
+        // A cold copy the store refuses: recorded, tried again an hour later
+        // (not every tick), whatever the period.
+        let failed_copies = |ledger: custos_engine::ledger::Ledger| async move {
+            let head = ledger.head().await.unwrap().seq;
+            let mut n = 0;
+            for seq in 1..=head {
+                if let Some(e) = ledger.entry(seq).await.unwrap() && e.header.fields.action == "custos.retention.cold_copy_failed" {
+                    n += 1;
+                }
+            }
+            n
+        };
+        let nowhere = Arc::new(Remote::new(s3.settings("s3://no-such-bucket", None)).unwrap());
+        let refused = Retention::new(events.clone(), store.clone(), "replica-a", Settings {
+            cold_copies: Some(custos_engine::retention::ColdCopies::Daily), ..settings(Some(nowhere))
+        });
+        let err = refused.copy_sealed(false).await.unwrap_err();
+        assert!(err.to_string().contains("NoSuchBucket"), "{err}");
+        assert!(refused.copy_sealed(false).await.unwrap().is_empty(), "not again before the hour");
+        assert_eq!(failed_copies(ledger.clone()).await, 1);
+        clock.advance_us(3_700_000_000);
+        assert!(refused.copy_sealed(false).await.is_err(), "tried again after the hour");
+        assert_eq!(failed_copies(ledger.clone()).await, 2);
+        assert!(refused.archives().await.unwrap().iter().all(|a| a.reason != "cold_copy"));
+
         // Cold copies (daily): everything sealed so far, the removed
         // positions as their hashes; once a day; then what came since.
         let remote = Arc::new(Remote::new(s3.settings("s3://custos-archive/eu", None)).unwrap());
@@ -472,13 +497,20 @@ both_backends! {
         clock.advance_us(400 * DAY_US);
         let doc = json!({"rules": [{"id": "tools", "category": "tool", "days": 90, "floor_override": "no personal data"}]});
         store.propose(&ada, &ada_may, "retention", NewProposal { content: Some(doc), restores: None, based_on: 0, reason: "r".into() }).await.unwrap();
-        let retention = Retention::new(events.clone(), store.clone(), "replica-a", Settings { archive_dir: archives.path().to_path_buf(), run_at_minute: None, remote: None, cold_copies: None });
+        // Archives to an object store: the compaction's too, before it deletes anything.
+        let s3 = crate::support::S3Server::start().await;
+        s3.bucket("custos-compaction", false).await;
+        let remote = Arc::new(custos_engine::objstore::Remote::new(s3.settings("s3://custos-compaction", None)).unwrap());
+        let retention = Retention::new(events.clone(), store.clone(), "replica-a", Settings { archive_dir: archives.path().to_path_buf(), run_at_minute: None, remote: Some(remote), cold_copies: None });
         let run = retention.run_now(&ada, "manual").await.unwrap();
         // Two removals (one per block), then the first block compacted.
         assert_eq!((run.removed, run.archives), (n as u64, 3), "{run:?}");
         let listed = retention.archives().await.unwrap();
         let compaction = listed.iter().find(|a| a.reason == "compaction").expect("a compaction");
         assert_eq!((compaction.from_seq, compaction.through_seq, compaction.entries), (1, REMOVAL_BLOCK, 0), "{compaction:?}");
+        assert_eq!(compaction.location, "object_store");
+        let seen = s3.inspect("custos-compaction", &format!("archives/{}", compaction.name), false);
+        assert_eq!(seen["size"].as_u64(), Some(compaction.bytes), "{seen}");
         let tombstones: i64 = t.db.conn()
             .query_one_raw(sea_orm::Statement::from_string(t.db.backend(), "SELECT COUNT(*) AS n FROM ledger_tombstones".to_owned()))
             .await.unwrap().unwrap().try_get("", "n").unwrap();

@@ -654,7 +654,7 @@ impl Events {
         let last_done = conn
             .query_one_raw(stmt_for(
                 b,
-                "SELECT started_at, uri, bytes, head_seq FROM backups WHERE state = 'done' ORDER BY started_at DESC LIMIT 1",
+                "SELECT started_at, uri, bytes, head_seq, error FROM backups WHERE state = 'done' ORDER BY started_at DESC LIMIT 1",
                 vec![],
             ))
             .await?;
@@ -683,6 +683,8 @@ impl Events {
             _ => None,
         };
         let beside = db_file.parent().is_some_and(|d| std::path::Path::new(&uri).starts_with(d));
+        // Taken, but the object store did not take it.
+        let not_uploaded: Option<String> = done.try_get("", "error")?;
         // Twice the configured interval (at least 48 hours); a week when
         // backups are taken on demand only.
         let every = crate::backup::interval_hours();
@@ -691,6 +693,8 @@ impl Events {
             (CheckStatus::Fail, format!("No backup succeeded in the last {allowed} hours. {summary}"))
         } else if let Some(e) = failed_since {
             (CheckStatus::Warn, format!("The latest backup failed: {e}. {summary}"))
+        } else if let Some(e) = not_uploaded {
+            (CheckStatus::Warn, format!("The latest backup was {e}. {summary}"))
         } else if beside {
             (
                 CheckStatus::Warn,
