@@ -123,7 +123,7 @@ test('cold copies and archives go to the object store, and verify when fetched b
   await signIn(page, ADMIN.username, ADMIN.password);
   await page.goto('/retention');
   await hydrated(page);
-  await expect(page.getByTestId('archive-where')).toContainText('uploaded to s3://custos-e2e/custos (Object Lock: governance, 1 days)');
+  await expect(page.getByTestId('archive-where')).toContainText('uploaded to s3://custos-e2e/custos (Object Lock: governance, 1 day)');
   await expect(page.getByTestId('cold-copies')).toContainText(/daily: sealed entries copied through #\d+/);
   const copy = page.getByTestId('archives-table').locator('tbody tr', { hasText: 'cold copy; s3://custos-e2e/custos/archives/custos-copy-' }).last();
   await expect(copy).toBeVisible();

@@ -76,7 +76,7 @@ pub fn BackupsPage() -> impl IntoView {
                                         _ => format!("on demand only (backup.interval_hours = 0); the newest {} kept", s.keep),
                                     }}</dd>
                                     <dt>"Written to"</dt><dd class="small" data-testid="backup-where">{match &s.object_store {
-                                        Some(o) => format!("{}, then uploaded to {o} (a backup fails if its upload does)", s.dir),
+                                        Some(o) => format!("{}, then uploaded to {o} (kept here, with a warning, if the store refuses it)", s.dir),
                                         None => format!("{} only: put it on another disk, or configure [object_store]", s.dir),
                                     }}</dd>
                                 </dl>
@@ -124,6 +124,7 @@ pub fn BackupsPage() -> impl IntoView {
         <section class="panel">
             <h2>"Restoring"</h2>
             <ol class="small">
+                <li>"A backup in the object store: download it here, or with any S3 client (aws s3 cp, mc cp, rclone) from the address in the list."</li>
                 <li>"On the machine that will run Custos, with the same KEK (the key file, or CUSTOS_KEK): "<code>"custos backup restore FILE --to NEW_DIR --trusted-checkpoint CHECKPOINT"</code>". Every chunk is authenticated, the database's integrity checked, the whole ledger verified with the KEK, and you are told how many events the backup is behind a checkpoint you kept (from a SIEM, an export, an auditor)."</li>
                 <li>"Copy the KEK file next to it (or point ledger.kek_file at it) and start Custos on it: "<code>"CUSTOS_DATA_DIR=NEW_DIR custos serve"</code>"."</li>
                 <li>"Events recorded after the backup are not in it: replay them from their source, or from a SIEM that received them."</li>

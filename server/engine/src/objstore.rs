@@ -256,7 +256,8 @@ impl Remote {
     pub fn describe(&self) -> String {
         match self.settings.lock {
             Some((mode, days)) => {
-                format!("{} (Object Lock: {}, {days} days)", self.location(), mode.header().to_lowercase())
+                let unit = if days == 1 { "day" } else { "days" };
+                format!("{} (Object Lock: {}, {days} {unit})", self.location(), mode.header().to_lowercase())
             }
             None => self.location(),
         }
