@@ -468,7 +468,9 @@ impl Backups {
                 let _ = std::fs::remove_file(&path);
             }
         }
-        let pruned = if state == "done" { self.prune(trigger).await? } else { Vec::new() };
+        // Not after a backup the store refused: older uploaded ones may be
+        // the only ones off this machine.
+        let pruned = if state == "done" && upload_error.is_none() { self.prune(trigger).await? } else { Vec::new() };
         let mut event = OwnEvent::new(
             OwnAction::BackupStep(if state == "done" { "custos.backup.created" } else { "custos.backup.failed" }),
             by.actor.clone(),

@@ -145,6 +145,9 @@ pub struct Remote {
     prefix: String,
     /// For reads, size checks and deletes (no lock headers).
     plain: AmazonS3,
+    /// For downloads passed through to a client, which may take longer
+    /// than any fixed timeout (no overall timeout; connecting still has one).
+    streaming: AmazonS3,
 }
 
 impl std::fmt::Debug for Remote {
@@ -180,15 +183,23 @@ impl Remote {
         let plain = Self::builder(&settings, &bucket, HeaderMap::new())
             .build()
             .map_err(|e| store_err("object_store: the client could not be built", e))?;
-        Ok(Remote { settings, bucket, prefix, plain })
+        let streaming = Self::builder(&settings, &bucket, HeaderMap::new())
+            .with_client_options(Self::options(&settings, HeaderMap::new()).with_timeout_disabled())
+            .build()
+            .map_err(|e| store_err("object_store: the client could not be built", e))?;
+        Ok(Remote { settings, bucket, prefix, plain, streaming })
     }
 
-    fn builder(s: &Settings, bucket: &str, headers: HeaderMap) -> AmazonS3Builder {
-        let options = ClientOptions::new()
+    fn options(s: &Settings, headers: HeaderMap) -> ClientOptions {
+        ClientOptions::new()
             .with_allow_http(s.allow_http)
             .with_timeout(Duration::from_secs(300))
             .with_connect_timeout(Duration::from_secs(10))
-            .with_default_headers(headers);
+            .with_default_headers(headers)
+    }
+
+    fn builder(s: &Settings, bucket: &str, headers: HeaderMap) -> AmazonS3Builder {
+        let options = Self::options(s, headers);
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_region(&s.region)
@@ -404,7 +415,7 @@ impl Remote {
         key: &Key,
     ) -> Result<(u64, futures_util::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>), String> {
         use futures_util::StreamExt as _;
-        let got = self.plain.get(key).await.map_err(|e| store_err("downloading", e))?;
+        let got = self.streaming.get(key).await.map_err(|e| store_err("downloading", e))?;
         let size = got.meta.size;
         let stream = got.into_stream().map(|r| r.map_err(std::io::Error::other)).boxed();
         Ok((size, stream))

@@ -223,8 +223,6 @@ pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -
     file_response(&path, &name, content_type).await.ok_or_else(|| ApiError::from(FileError::Gone))
 }
 
-/// A file streamed as an attachment named `name`; `None` when it cannot
-/// be opened.
 /// A download of an archive or a backup: the local file, or passed through
 /// from the object store.
 pub(crate) async fn source_response(
@@ -248,6 +246,8 @@ pub(crate) async fn source_response(
     }
 }
 
+/// A file streamed as an attachment named `name`; `None` when it cannot
+/// be opened.
 pub(crate) async fn file_response(path: &std::path::Path, name: &str, content_type: &str) -> Option<Response> {
     let file = tokio::fs::File::open(path).await.ok()?;
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);

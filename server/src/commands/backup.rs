@@ -87,7 +87,14 @@ async fn catalogue(config: &Config, command: BackupCommand) -> ExitCode {
                                 b.head_seq.unwrap_or_default(),
                                 b.checkpoint_size.unwrap_or_default()
                             );
-                            ExitCode::SUCCESS
+                            match b.error {
+                                // Kept here, but not off this machine: a failure for scripts.
+                                Some(e) => {
+                                    eprintln!("custos: the backup was {e}");
+                                    ExitCode::from(1)
+                                }
+                                None => ExitCode::SUCCESS,
+                            }
                         }
                         Err(e) => failed("backup failed", &e),
                     }
@@ -96,14 +103,15 @@ async fn catalogue(config: &Config, command: BackupCommand) -> ExitCode {
                     Ok(list) => {
                         for b in list {
                             println!(
-                                "{}  {}  {}  {} bytes  head {}  {}{}",
+                                "{}  {}  {}  {} bytes  head {}  {}{}{}",
                                 b.started_at,
                                 b.state,
                                 b.name,
                                 b.bytes,
                                 b.head_seq.unwrap_or_default(),
                                 b.uri,
-                                if b.removed_at.is_some() { "  (deleted)" } else { "" }
+                                if b.removed_at.is_some() { "  (deleted)" } else { "" },
+                                b.error.map(|e| format!("  ({e})")).unwrap_or_default()
                             );
                         }
                         ExitCode::SUCCESS

@@ -1062,14 +1062,23 @@ impl Retention {
         // period (a chunk copied before the failure does not count as the
         // period's copy).
         let retrying = self.copy_retry_at.load(Ordering::Relaxed) > 0;
-        let out = self.copy_sealed_now(force || retrying).await;
-        let retry_at = if out.is_err() { now + COPY_RETRY_US } else { 0 };
-        self.copy_retry_at.store(retry_at, Ordering::Relaxed);
-        out
+        match self.copy_sealed_now(force || retrying).await {
+            Err(e) => {
+                self.copy_retry_at.store(now + COPY_RETRY_US, Ordering::Relaxed);
+                Err(e)
+            }
+            Ok(Some(made)) => {
+                self.copy_retry_at.store(0, Ordering::Relaxed);
+                Ok(made)
+            }
+            // A run or another replica had the lease: tried at a later tick.
+            Ok(None) => Ok(Vec::new()),
+        }
     }
 
-    async fn copy_sealed_now(&self, force: bool) -> Result<Vec<ArchiveInfo>, AlertsError> {
-        let Some(every) = self.settings.cold_copies else { return Ok(Vec::new()) };
+    /// `None` when a run here or another replica holds the lease.
+    async fn copy_sealed_now(&self, force: bool) -> Result<Option<Vec<ArchiveInfo>>, AlertsError> {
+        let Some(every) = self.settings.cold_copies else { return Ok(Some(Vec::new())) };
         let ledger = self.events.ledger();
         let now = ledger.now_us();
         let last = self
@@ -1084,20 +1093,20 @@ impl Retention {
         let get = |c: &str| last.as_ref().and_then(|r| r.try_get::<Option<i64>>("", c).ok().flatten());
         let (copied_through, copied_at) = (get("t").map_or(0, |t| t as u64), get("at"));
         if !force && copied_at.is_some_and(|at| every.period(at) == every.period(now)) {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         let sealed = ledger.latest_checkpoint().await.map_err(conflict)?.map_or(0, |c| c.tree_size);
         let retained_from =
             crate::ledger::store::latest_purge(self.conn()).await.map_err(conflict)?.map_or(1, |p| p.through_seq + 1);
         let mut from = (copied_through + 1).max(retained_from);
         if from > sealed {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         // Not beside a run (here or on another replica).
-        let Ok(_guard) = self.running.clone().try_lock_owned() else { return Ok(Vec::new()) };
+        let Ok(_guard) = self.running.clone().try_lock_owned() else { return Ok(None) };
         let lease = self.lease();
         if lease.acquire().await.map_err(db_err)?.is_none() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let mut made = Vec::new();
         let outcome: Result<(), AlertsError> = async {
@@ -1132,7 +1141,7 @@ impl Retention {
                 .await?;
             return Err(e);
         }
-        Ok(made)
+        Ok(Some(made))
     }
 
     /// One cold copy: written, uploaded, catalogued, recorded.
