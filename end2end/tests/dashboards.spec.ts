@@ -89,7 +89,7 @@ test('compliance: every status computed, with its evidence; a verification turns
   await expect(page.getByTestId('checks')).toBeVisible();
   const res = await page.request.get('/api/compliance');
   const r = await res.json();
-  for (const status of ['pass', 'warn', 'fail', 'not_configured']) {
+  for (const status of ['pass', 'warn', 'fail', 'no_evidence', 'not_configured']) {
     const n = r.checks.filter((c: any) => c.status === status).length;
     await expect(page.getByTestId(`checks-${status}`)).toHaveText(String(n));
   }

@@ -217,7 +217,7 @@ pub struct ComplianceCheck {
     pub id: String,
     /// What is checked.
     pub title: String,
-    /// `pass`, `warn`, `fail` or `not_configured`.
+    /// `pass`, `warn`, `fail`, `no_evidence` or `not_configured`.
     pub status: CheckStatus,
     /// What was found, with the figures.
     pub detail: String,

@@ -27,6 +27,9 @@ pub enum CheckStatus {
     Fail,
     /// The feature it needs is not built or not set up.
     NotConfigured,
+    /// Set up, but nothing in the period shows it in use (no export, say):
+    /// not a pass.
+    NoEvidence,
     /// Met, with something to look at.
     Warn,
     /// Met.
@@ -130,7 +133,7 @@ words!(Severity {
 });
 words!(Channel { Api => "api", Ui => "ui", Cli => "cli", System => "system" });
 words!(JobState { Running => "running", Done => "done", Failed => "failed" });
-words!(CheckStatus { Fail => "fail", NotConfigured => "not_configured", Warn => "warn", Pass => "pass" });
+words!(CheckStatus { Fail => "fail", NotConfigured => "not_configured", NoEvidence => "no_evidence", Warn => "warn", Pass => "pass" });
 
 #[cfg(test)]
 mod tests {
@@ -186,6 +189,6 @@ mod tests {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
         use CheckStatus::*;
-        assert!(Fail < NotConfigured && NotConfigured < Warn && Warn < Pass);
+        assert!(Fail < NotConfigured && NotConfigured < NoEvidence && NoEvidence < Warn && Warn < Pass);
     }
 }

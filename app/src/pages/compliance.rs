@@ -9,10 +9,11 @@ use crate::charts::{self, ChartHandle};
 use crate::client::{ClientError, get_json};
 use crate::event::{CheckStatus, ComplianceCheck, ComplianceReport, Evidence, EvidenceOf};
 
-const STATUSES: [(CheckStatus, &str, &str); 4] = [
+const STATUSES: [(CheckStatus, &str, &str); 5] = [
     (CheckStatus::Pass, "Passing", "#3a9d5d"),
     (CheckStatus::Warn, "Attention", "#b8892b"),
     (CheckStatus::Fail, "Failing", "#b91c1c"),
+    (CheckStatus::NoEvidence, "No evidence", "#6b7fa3"),
     (CheckStatus::NotConfigured, "Not configured", "#8a94a3"),
 ];
 

@@ -807,6 +807,19 @@ async fn exports_stream_every_matching_event_in_each_format(backend: Backend) {
     assert_eq!(text.lines().filter(|l| serde_json::from_str::<Value>(l).is_ok()).count(), sent);
     let empty: Vec<Value> = get(&officer, "format=json&tenant=nobody").await.unwrap().json().await.unwrap();
     assert!(empty.is_empty());
+    // The compliance check on signed exports now has evidence: these exports.
+    // (Each is recorded once its stream has ended: looked at until then.)
+    let mut signed = Value::Null;
+    for _ in 0..100 {
+        let report: Value = officer.http.get(format!("{}/api/compliance", officer.base)).send().await.unwrap().json().await.unwrap();
+        signed = report["checks"].as_array().unwrap().iter().find(|c| c["id"] == "exports_signed").unwrap().clone();
+        if signed["status"] == "pass" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(signed["status"], "pass", "{signed}");
+    assert!(signed["detail"].as_str().unwrap().contains("exports in the last 90 days, each with a manifest"), "{signed}");
 
     for (q, field) in [("format=xml", "format"), ("tenant=acme", "format"), ("format=csv&limit=5", "limit"), ("format=csv&bogus=1", "bogus")] {
         let res = get(&officer, q).await.unwrap();

@@ -30,12 +30,13 @@ use crate::client::{ClientError, encode, get_json, send_json};
 use crate::event::{CATEGORIES, EventView, ExportJob, Histogram, OUTCOMES, SEVERITIES, SavedSearch, SearchPage};
 
 /// Range presets: URL value and label.
-const PRESETS: [(&str, &str); 6] = [
+const PRESETS: [(&str, &str); 7] = [
     ("15m", "Last 15 minutes"),
     ("1h", "Last hour"),
     ("24h", "Last 24 hours"),
     ("7d", "Last 7 days"),
     ("30d", "Last 30 days"),
+    ("90d", "Last 90 days"),
     ("", "Custom range"),
 ];
 

@@ -125,6 +125,7 @@ both_backends! {
         assert_eq!(status(&r, "append_only"), "pass");
         assert_eq!(status(&r, "auth_events_recorded"), "pass");
         assert_eq!(status(&r, "retention"), "not_configured");
+        assert_eq!(status(&r, "exports_signed"), "no_evidence", "no export yet: no evidence, not a pass");
         assert_eq!(status(&r, "encryption_keys"), "pass");
         let soc2 = r.frameworks.iter().find(|f| f.id == "soc2").unwrap();
         assert_eq!(status(&r, "alerting"), "fail", "the built-in rules are enabled, but nothing evaluates them here");
