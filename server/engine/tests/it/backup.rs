@@ -181,6 +181,17 @@ both_backends! {
         assert!(backups.file_of(&first.name).await.is_err());
         assert!(backups.file_of(&second.name).await.is_ok());
         assert_eq!(backups.status().await.unwrap().object_store.as_deref(), Some("s3://custos-backups/site-a"));
+        // With `keep_local`, the uploaded file stays here too, and is read from here.
+        let keeping = Arc::new(Remote::new(custos_engine::objstore::Settings { keep_local: true, ..s3.settings("s3://custos-backups/site-b", None) }).unwrap());
+        let kept_too = Backups::new(events.clone(), "replica-a", settings(Some(keeping), 3));
+        clock.advance_us(HOUR_US);
+        let third = kept_too.create(&Requester::custos("test"), "manual").await.unwrap();
+        assert_eq!((third.location.as_str(), third.error.as_deref()), ("object_store", None));
+        let local = dir.path().join("b").join(&third.name);
+        assert!(local.exists(), "kept locally");
+        assert_eq!(kept_too.file_of(&third.name).await.unwrap().path, local);
+        let seen = s3.inspect("custos-backups", &format!("site-b/backups/{}", third.name), false);
+        assert_eq!(seen["size"].as_u64(), Some(third.bytes), "{seen}");
         ledger.shutdown(tasks).await.unwrap();
     }
 }
