@@ -187,6 +187,54 @@ impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
     }
 }
 
+impl HashingWriter<std::io::BufWriter<std::fs::File>> {
+    /// Flushes and syncs the archive at `path`: its SHA-256 and size.
+    pub(crate) fn finish(mut self, path: &Path) -> Result<(Hash, u64), LedgerError> {
+        use std::io::Write as _;
+        self.flush().map_err(io_err(path))?;
+        let digest: Hash = self.hash.finalize().into();
+        let file = self
+            .inner
+            .into_inner()
+            .map_err(|e| LedgerError::Io { path: path.display().to_string(), source: e.into_error() })?;
+        file.sync_all().map_err(io_err(path))?;
+        Ok((digest, self.bytes))
+    }
+}
+
+/// An archive written (`written`) at `path` in `archive_dir`: on a write
+/// error the file is removed; otherwise the directory is synced and `keep`
+/// called (an upload, say), the file removed if that fails. Nothing has
+/// been taken out of the ledger yet; `what` says what is then not done.
+pub(crate) async fn settle_archive<T, F>(
+    written: Result<T, LedgerError>,
+    (archive_dir, path, name): (&Path, &Path, &str),
+    keep: F,
+    what: &str,
+) -> Result<T, LedgerError>
+where
+    F: AsyncFnOnce(&Path, &str) -> Result<(), String>,
+{
+    let out = match written {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+    };
+    if let Ok(dir) = std::fs::File::open(archive_dir) {
+        let _ = dir.sync_all();
+    }
+    if let Err(e) = keep(path, name).await {
+        let _ = std::fs::remove_file(path);
+        return Err(LedgerError::Io {
+            path: name.to_owned(),
+            source: std::io::Error::other(format!("the archive could not be kept, so {what}: {e}")),
+        });
+    }
+    Ok(out)
+}
+
 impl Ledger {
     /// The signed checkpoint covering `through`, once `from..=through` has
     /// verified with its MACs: nothing is archived and taken out of a damaged
@@ -278,23 +326,8 @@ impl Ledger {
         } else {
             self.write_purge_archive(&path, (from, through), start_chain, &start_frontier, &cp.note, &proof).await
         };
-        let (digest, bytes, entries) = match written {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                return Err(e);
-            }
-        };
-        if let Ok(dir) = std::fs::File::open(archive_dir) {
-            let _ = dir.sync_all();
-        }
-        if let Err(e) = keep(&path, &name).await {
-            let _ = std::fs::remove_file(&path);
-            return Err(LedgerError::Io {
-                path: name,
-                source: std::io::Error::other(format!("the archive could not be kept, so nothing was purged: {e}")),
-            });
-        }
+        let (digest, bytes, entries) =
+            settle_archive(written, (archive_dir, &path, &name), keep, "nothing was purged").await?;
 
         let last_chain = store::chain_at(conn, through)
             .await?
@@ -496,14 +529,7 @@ impl Ledger {
                 return Err(LedgerError::Corrupt(format!("entry seq {next} vanished during the purge")));
             }
         }
-        w.flush().map_err(io_err(path))?;
-        let digest: Hash = w.hash.finalize().into();
-        let bytes = w.bytes;
-        let file = w
-            .inner
-            .into_inner()
-            .map_err(|e| LedgerError::Io { path: path.display().to_string(), source: e.into_error() })?;
-        file.sync_all().map_err(io_err(path))?;
+        let (digest, bytes) = w.finish(path)?;
         Ok((digest, bytes, entries))
     }
 }

@@ -39,7 +39,7 @@ use super::encoding::GENESIS_CHAIN;
 use super::error::LedgerError;
 use super::merkle::Frontier;
 use super::note::{NoteError, NoteSigner, NoteVerifier};
-use super::purge::{ArchiveHeader, ArchiveLine, ArchivedEntry, HashingWriter, io_err};
+use super::purge::{ArchiveHeader, ArchiveLine, ArchivedEntry, HashingWriter, io_err, settle_archive};
 use super::service::{Ledger, NewEntry};
 use super::store::{self, seq_value};
 use super::types::Hash;
@@ -378,23 +378,8 @@ impl Ledger {
         let written = self
             .write_archive(&path, (from, through), Some(seqs), start_chain, &start_frontier, &cp.note, &proof)
             .await;
-        let (digest, bytes, removed_entries, _) = match written {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                return Err(e);
-            }
-        };
-        if let Ok(dir) = std::fs::File::open(archive_dir) {
-            let _ = dir.sync_all();
-        }
-        if let Err(e) = keep(&path, &name).await {
-            let _ = std::fs::remove_file(&path);
-            return Err(LedgerError::Io {
-                path: name,
-                source: std::io::Error::other(format!("the archive could not be kept, so nothing was removed: {e}")),
-            });
-        }
+        let (digest, bytes, removed_entries, _) =
+            settle_archive(written, (archive_dir, &path, &name), keep, "nothing was removed").await?;
 
         let set_digest = tombstones_digest(seqs.iter().copied());
         let payload = serde_json::json!({
@@ -528,20 +513,8 @@ impl Ledger {
         let path = archive_dir.join(&name);
         let written =
             self.write_archive(&path, (from, through), None, start_chain, &start_frontier, &cp.note, &proof).await;
-        let (digest, bytes, _, entries) = match written {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                return Err(e);
-            }
-        };
-        if let Ok(dir) = std::fs::File::open(archive_dir) {
-            let _ = dir.sync_all();
-        }
-        if let Err(e) = keep(&path, &name).await {
-            let _ = std::fs::remove_file(&path);
-            return Err(LedgerError::Io { path: name, source: std::io::Error::other(e) });
-        }
+        let (digest, bytes, _, entries) =
+            settle_archive(written, (archive_dir, &path, &name), keep, "no copy was made").await?;
         Ok(ColdCopy { from_seq: from, through_seq: through, entries, path, name, bytes, sha256: hex::encode(digest) })
     }
 
@@ -649,14 +622,7 @@ impl Ledger {
             }
             next = upto + 1;
         }
-        w.flush().map_err(io_err(path))?;
-        let digest: Hash = w.hash.finalize().into();
-        let bytes = w.bytes;
-        let file = w
-            .inner
-            .into_inner()
-            .map_err(|e| LedgerError::Io { path: path.display().to_string(), source: e.into_error() })?;
-        file.sync_all().map_err(io_err(path))?;
+        let (digest, bytes) = w.finish(path)?;
         Ok((digest, bytes, removed, sealed))
     }
 }
