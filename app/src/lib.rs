@@ -96,6 +96,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/notifications") view=|| view! { <Guard permission="notification:manage"><pages::notifications::NotificationsPage/></Guard> }/>
                     <Route path=path!("/analytics") view=|| view! { <Guard permission="audit:read"><pages::analytics::AnalyticsPage/></Guard> }/>
                     <Route path=path!("/compliance") view=|| view! { <Guard permission="report:generate"><pages::compliance::CompliancePage/></Guard> }/>
+                    <Route path=path!("/reports") view=|| view! { <Guard permission="report:generate"><pages::reports::ReportsPage/></Guard> }/>
                     <Route path=path!("/integrity") view=|| view! { <Guard permission="audit:verify"><pages::integrity::IntegrityPage/></Guard> }/>
                     <Route path=path!("/policies") view=|| view! { <Guard permission="policy:read"><pages::policies::PoliciesPage/></Guard> }/>
                     <Route path=path!("/policies/trail") view=|| view! { <Guard permission="policy:read"><pages::policies::trail::TrailPage/></Guard> }/>
@@ -149,7 +150,7 @@ fn Navigation(me: Option<models::Me>) -> impl IntoView {
                 <A href="/alerts">"Alerts"<AlertBadge/></A>
                 <pages::alerts::AlertToast/>
             })}
-            {me.can("report:generate").then(|| view! { <A href="/compliance">"Compliance"</A> })}
+            {me.can("report:generate").then(|| view! { <A href="/compliance">"Compliance"</A> <A href="/reports">"Reports"</A> })}
             {me.can("audit:verify").then(|| view! { <A href="/integrity">"Integrity"</A> })}
             {me.can("policy:read").then(|| view! { <A href="/policies">"Policies"<PolicyBadge me=me.clone()/></A> })}
             {notify.then(|| view! { <A href="/notifications">"Notifications"</A> })}

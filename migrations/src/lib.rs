@@ -18,6 +18,7 @@ mod m20261204_000009_notifications;
 mod m20261205_000010_forwarding;
 mod m20261206_000011_retention;
 mod m20261207_000012_compaction;
+mod m20261208_000013_reports;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000010_forwarding::Migration),
             Box::new(m20261206_000011_retention::Migration),
             Box::new(m20261207_000012_compaction::Migration),
+            Box::new(m20261208_000013_reports::Migration),
         ]
     }
 }

@@ -133,6 +133,7 @@ const OTHER_ROUTES: &[Route] = &[
     r("GET", "/events", Page, UserWith(P::AuditRead)),
     r("GET", "/analytics", Page, UserWith(P::AuditRead)),
     r("GET", "/compliance", Page, UserWith(P::ReportGenerate)),
+    r("GET", "/reports", Page, UserWith(P::ReportGenerate)),
     r("GET", "/integrity", Page, UserWith(P::AuditVerify)),
     r("GET", "/policies", Page, UserWith(P::PolicyRead)),
     r("GET", "/policies/trail", Page, UserWith(P::PolicyRead)),

@@ -48,6 +48,25 @@ pub struct Config {
     pub backup: BackupSettings,
     /// An S3-compatible object store for archives and backups.
     pub object_store: ObjectStoreSettings,
+    /// Compliance evidence reports.
+    pub reports: ReportSettings,
+}
+
+/// Compliance evidence reports (the daily snapshots are always taken).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSettings {
+    /// The organisation named on each report's cover.
+    pub organisation: Option<String>,
+    /// Reports kept (1-100000); older ones are deleted, their records stay
+    /// in the ledger.
+    pub keep: u32,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        ReportSettings { organisation: None, keep: 500 }
+    }
 }
 
 /// An S3-compatible object store (AWS S3, MinIO, Ceph, …) archives and
@@ -466,6 +485,7 @@ impl Default for Config {
             retention: RetentionSettings::default(),
             backup: BackupSettings::default(),
             object_store: ObjectStoreSettings::default(),
+            reports: ReportSettings::default(),
         }
     }
 }
@@ -557,6 +577,14 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |setting, reason: &str| Err(ConfigError::Invalid { setting, reason: reason.to_owned() });
+        if let Some(o) = &self.reports.organisation
+            && (o.trim().is_empty() || o.chars().count() > 200 || o.chars().any(char::is_control))
+        {
+            return invalid("reports.organisation", "must be 1 to 200 characters on one line");
+        }
+        if !(1..=100_000).contains(&self.reports.keep) {
+            return invalid("reports.keep", "must be 1 to 100000");
+        }
         if let Some(url) = &self.database.url
             && custos_engine::storage::DbKind::from_url(url.expose_secret()).is_none()
         {

@@ -63,6 +63,8 @@ pub struct AppState {
     pub retention: Arc<custos_engine::retention::Retention>,
     /// Backups (SQLite), their schedule and catalogue.
     pub backups: Arc<custos_engine::backup::Backups>,
+    /// Compliance snapshots and evidence reports.
+    pub reports: Arc<custos_engine::reports::Reports>,
     /// Online verification jobs.
     pub verifications: Arc<custos_engine::events::verification::Verifications>,
     /// Largest ingest body (bytes).

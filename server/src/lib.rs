@@ -282,6 +282,18 @@ pub async fn start_with(
         tracing::warn!(error = %e, "closing interrupted backups failed");
     }
 
+    let reports = Arc::new(custos_engine::reports::Reports::new(
+        events.clone(),
+        policies.clone(),
+        Arc::new(custos_export::Formats::default()),
+        &replica,
+        custos_engine::reports::Settings {
+            organisation: config.reports.organisation.clone(),
+            verify_within_hours: (config.ledger.verify_interval_secs.div_ceil(3600) * 2).max(24),
+            keep: config.reports.keep,
+        },
+    ));
+
     let listener = tokio::net::TcpListener::bind(config.server.bind)
         .await
         .map_err(|source| StartError::Bind { addr: config.server.bind, source })?;
@@ -316,6 +328,7 @@ pub async fn start_with(
         forwarder: forwarder.clone(),
         retention: retention.clone(),
         backups: backups.clone(),
+        reports: reports.clone(),
         verifications: Arc::default(),
         ingest_max_body: config.ingest.max_body_bytes,
         exports: Arc::new(custos_engine::events::export::ExportJobs::new(
@@ -440,6 +453,21 @@ pub async fn start_with(
                 Err(e) => {
                     tracing::warn!(error = %e, "the scheduled backup failed; it is tried again after the interval")
                 }
+            }
+        }
+    });
+    // A compliance snapshot for each day, at the day's first tick (on the
+    // replica holding its lease): the evidence reports read them.
+    let snapshotting = reports.clone();
+    background.every("compliance snapshots", Duration::from_secs(60), move || {
+        let reports = snapshotting.clone();
+        async move {
+            match reports.snapshot_step().await {
+                Ok(Some(day)) => {
+                    tracing::info!(day = %custos_engine::reports::period::date(day), "compliance snapshot taken")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "the compliance snapshot failed; it is tried again in a minute"),
             }
         }
     });

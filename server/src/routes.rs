@@ -118,6 +118,7 @@ pub fn rest_table() -> Vec<RestRoute> {
     let notify = Permission(P::NotificationManage);
     let siem = Permission(P::SiemManage);
     let retention = Permission(P::RetentionManage);
+    let report = Permission(P::ReportGenerate);
     vec![
         row!(session::whoami => SignedIn, "session.whoami", "data_access").during_setup(),
         row!(audit::ingest => Permission(P::AuditIngest), "audit.ingest", "data_access"),
@@ -137,7 +138,7 @@ pub fn rest_table() -> Vec<RestRoute> {
         row!(dashboards::analytics => read, "audit.analytics", "data_access"),
         row!(dashboards::verifications => verify, "audit.verify.history", "integrity"),
         row!(dashboards::public_key => read, "audit.public_key.read", "integrity"),
-        row!(dashboards::compliance => Permission(P::ReportGenerate), "compliance.report", "data_access"),
+        row!(dashboards::compliance => report, "compliance.report", "data_access"),
         row!(dashboards::keys => verify, "ledger.keys.read", "integrity"),
         row!(dashboards::rotate => Permission(P::Admin), "ledger.key.rotate.request", "admin"),
         row!(verify_jobs::start => verify, "audit.verify.start", "integrity"),
@@ -186,6 +187,13 @@ pub fn rest_table() -> Vec<RestRoute> {
         row!(backups::start => retention, "backups.create", "admin"),
         row!(backups::read => policy_read, "backups.read", "data_access"),
         row!(backups::download => retention, "backups.download", "data_access"),
+        row!(reports::frameworks => report, "reports.frameworks", "data_access"),
+        row!(reports::history => report, "compliance.history", "data_access"),
+        row!(reports::list => report, "reports.list", "data_access"),
+        row!(reports::generate => report, "reports.generate", "data_access"),
+        row!(reports::read => report, "reports.read", "data_access"),
+        row!(reports::manifest => report, "reports.manifest", "data_access"),
+        row!(reports::download => report, "reports.download", "data_access"),
         row!(docs::openapi_json => Public, "api.docs.read", "data_access"),
         row!(docs::docs_page => Public, "api.docs.read", "data_access"),
     ]

@@ -7,7 +7,9 @@ use leptos_meta::Title;
 
 use crate::charts::{self, ChartHandle};
 use crate::client::{ClientError, get_json};
-use crate::event::{CheckStatus, ComplianceCheck, ComplianceReport, Evidence, EvidenceOf};
+use crate::event::{
+    CheckStatus, ComplianceCheck, ComplianceHistory, ComplianceReport, Evidence, EvidenceOf, REPORT_PERIODS,
+};
 
 const STATUSES: [(CheckStatus, &str, &str); 5] = [
     (CheckStatus::Pass, "Passing", "#3a9d5d"),
@@ -113,6 +115,7 @@ pub fn CompliancePage() -> impl IntoView {
             <h2>"Controls by status"</h2>
             <div id="controls-chart" class="chart h220"></div>
         </section>
+        <PeriodView/>
         {move || match data.get() {
             None => view! { <p class="muted">"Computing the checks…"</p> }.into_any(),
             Some(Err(e)) => view! { <p class="error" role="alert">{format!("The checks could not be computed: {e}")}</p> }.into_any(),
@@ -121,8 +124,9 @@ pub fn CompliancePage() -> impl IntoView {
     }
 }
 
+/// A status as a coloured tag.
 #[component]
-fn Badge(status: CheckStatus) -> impl IntoView {
+pub fn Badge(status: CheckStatus) -> impl IntoView {
     view! { <span class=format!("tag status-{status}") data-status=status.as_str()>{label(status)}</span> }
 }
 
@@ -174,6 +178,72 @@ fn Report(report: ComplianceReport) -> impl IntoView {
             }
         }).collect_view()}
     }
+}
+
+/// The daily snapshots over a period, and the evidence report for it.
+#[component]
+fn PeriodView() -> impl IntoView {
+    let period = RwSignal::new("last_30_days".to_owned());
+    let hist = RwSignal::new(None::<Result<ComplianceHistory, ClientError>>);
+    Effect::new(move |_| {
+        let p = period.get();
+        leptos::task::spawn_local(async move {
+            hist.set(Some(get_json::<ComplianceHistory>(&format!("/api/compliance/history?period={p}")).await));
+        });
+    });
+    let ready = RwSignal::new(None::<crate::event::ReportInfo>);
+    let done = Callback::new(move |r| ready.set(Some(r)));
+    view! {
+        <section class="panel" data-testid="compliance-period" aria-label="Over a period">
+            <div class="page-head">
+                <h2>"Over a period"</h2>
+                <label>"Period"
+                    <select data-testid="history-period" on:change=move |ev| period.set(event_target_value(&ev))>
+                        {REPORT_PERIODS.iter().map(|(v, l)| view! {
+                            <option value=*v selected=move || period.get() == *v>{*l}</option>
+                        }).collect_view()}
+                    </select>
+                </label>
+            </div>
+            <p class="muted small">"From the daily snapshots the server records in the ledger at the start of each day (UTC): what the checks were then, not recomputed. A day without a snapshot is a gap."</p>
+            {move || match hist.get() {
+                None => view! { <p class="muted">"Reading the snapshots…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Some(Ok(h)) => {
+                    let days = h.days.len();
+                    view! {
+                        <p data-testid="history-summary">{format!("{} to {}: snapshots on {} of {days} days.", h.from, h.to, h.snapshots)}
+                            {(h.snapshots == 0).then_some(" The first is taken a minute after the server starts, then at the start of each day (UTC).")}</p>
+                        <div class="day-strip" data-testid="history-days" aria-label="Each day">
+                            {h.days.iter().map(|d| {
+                                let (class, title) = match &d.fail {
+                                    None if d.unverified => ("day fail", format!("{}: the snapshot no longer matches its sealed record", d.day)),
+                                    None => ("day gap", format!("{}: no snapshot", d.day)),
+                                    Some(f) if f.is_empty() => ("day ok", format!("{}: nothing failing", d.day)),
+                                    Some(f) => ("day fail", format!("{}: failing {}", d.day, f.join(", "))),
+                                };
+                                view! { <span class=class title=title></span> }
+                            }).collect_view()}
+                        </div>
+                        <table class="compact small" data-testid="history-checks">
+                            <thead><tr><th>"Check"</th><th>"Pass"</th><th>"Warning"</th><th>"Fail"</th><th>"No evidence"</th><th>"Not configured"</th><th>"No snapshot"</th></tr></thead>
+                            <tbody>{h.checks.iter().map(|c| view! {
+                                <tr data-check=c.id.clone()><td>{c.id.clone()}</td><td>{c.days.pass}</td><td>{c.days.warn}</td>
+                                    <td class={if c.days.fail > 0 { "bad" } else { "" }}>{c.days.fail}</td><td>{c.days.no_evidence}</td>
+                                    <td>{c.days.not_configured}</td><td>{c.days.missing}</td></tr>
+                            }).collect_view()}</tbody>
+                        </table>
+                    }.into_any()
+                }
+            }}
+            <h3>"Download evidence report"</h3>
+            <super::reports::GenerateForm on_done=done period=period/>
+            {move || ready.get().map(|r| view! {
+                <p data-testid="report-ready" role="status">{format!("Report for {} to {}: ", r.period_from, r.period_to)}<super::reports::ReportLinks report=r/></p>
+            })}
+        </section>
+    }
+    .into_any()
 }
 
 #[component]

@@ -15,4 +15,5 @@ pub mod login;
 pub mod not_found;
 pub mod notifications;
 pub mod policies;
+pub mod reports;
 pub mod retention;

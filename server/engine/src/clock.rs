@@ -43,6 +43,10 @@ impl ManualClock {
     pub fn advance_us(&self, us: i64) {
         self.0.fetch_add(us, Ordering::SeqCst);
     }
+    /// Sets the clock to `us`.
+    pub fn set_us(&self, us: i64) {
+        self.0.store(us, Ordering::SeqCst);
+    }
 }
 
 impl Clock for ManualClock {

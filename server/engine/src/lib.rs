@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod notify;
 pub mod objstore;
 pub mod policies;
+pub mod reports;
 pub mod retention;
 pub mod storage;
 pub mod time;

@@ -40,4 +40,8 @@ impl ExportFormats for Formats {
             ExportFormat::Pdf => Box::new(pdf::PdfSink::new(cover)?),
         })
     }
+
+    fn report_pdf(&self, report: &custos_model::EvidenceReport, json_sha256: &str) -> io::Result<Vec<u8>> {
+        pdf::report::write_report(report, json_sha256)
+    }
 }

@@ -54,6 +54,7 @@ impl Modify for Security {
         (name = "forwarding", description = "SIEM destinations: health, pause, resume, replay, test, format preview"),
         (name = "retention", description = "Retention: status, dry-run, runs, archive catalogue (verify, download)"),
         (name = "backups", description = "Backups of the embedded database: schedule, list, take one, download"),
+        (name = "reports", description = "Compliance evidence reports per framework and period (PDF and JSON, signed), and the daily snapshots"),
         (name = "session", description = "Who the caller is"),
         (name = "docs", description = "This description"),
     )

@@ -17,6 +17,7 @@ pub mod forwarding;
 pub mod masking;
 pub mod notifications;
 pub mod policies;
+pub mod reports;
 pub mod retention;
 pub mod self_audit;
 pub mod session;

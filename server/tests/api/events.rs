@@ -937,7 +937,11 @@ fn open_manifest(note: &str) -> Value {
     serde_json::from_str(&note[..note.rfind("\n\n").unwrap() + 1]).unwrap()
 }
 
-fn verify_export(file: &std::path::Path, manifest: &std::path::Path, key: Option<&str>) -> std::process::Output {
+pub(crate) fn verify_export(
+    file: &std::path::Path,
+    manifest: &std::path::Path,
+    key: Option<&str>,
+) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_custos"));
     cmd.arg("verify-export").arg(file).arg(manifest).env("CUSTOS_LOG__FILTER", "warn");
     if let Some(k) = key {
@@ -946,7 +950,7 @@ fn verify_export(file: &std::path::Path, manifest: &std::path::Path, key: Option
     cmd.output().unwrap()
 }
 
-fn out(o: &std::process::Output) -> String {
+pub(crate) fn out(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 

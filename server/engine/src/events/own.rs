@@ -75,6 +75,10 @@ pub enum OwnAction {
     /// A backup step: `custos.backup.created` or `…failed` (by whoever
     /// asked, or Custos on its schedule).
     BackupStep(&'static str),
+    /// A compliance evidence step: `custos.compliance.snapshot` (by
+    /// Custos, daily), `custos.report.generated` (by whoever asked, or
+    /// Custos on a schedule).
+    ReportStep(&'static str),
     /// An account or access event of the identity service (`user.login`,
     /// `role.create`, `apikey.use`, …): its action and category.
     Identity {
@@ -110,7 +114,8 @@ impl OwnAction {
             | OwnAction::NotificationStep(action)
             | OwnAction::ForwardStep(action)
             | OwnAction::RetentionStep(action)
-            | OwnAction::BackupStep(action) => action,
+            | OwnAction::BackupStep(action)
+            | OwnAction::ReportStep(action) => action,
             OwnAction::Identity { action, .. } => action,
             OwnAction::Request { action, .. } => action,
         }
@@ -126,7 +131,7 @@ impl OwnAction {
             OwnAction::MaskingPolicyUpdate | OwnAction::PolicyStep(_) => "policy",
             OwnAction::AlertStep(_) | OwnAction::NotificationStep(_) => "security",
             OwnAction::ForwardStep(_) => "system",
-            OwnAction::RetentionStep(_) | OwnAction::BackupStep(_) => "integrity",
+            OwnAction::RetentionStep(_) | OwnAction::BackupStep(_) | OwnAction::ReportStep(_) => "integrity",
             OwnAction::Identity { category, .. } | OwnAction::Request { category, .. } => category,
         }
     }
@@ -153,6 +158,9 @@ impl OwnAction {
             OwnAction::PolicyStep(_) => Masking::Exempt(
                 "the record carries the document's hash and JSON Patch, which must reproduce the stored version \
                  byte for byte; its free text (reasons, comments) is masked by the store before",
+            ),
+            OwnAction::ReportStep(_) => Masking::Exempt(
+                "the record carries the digests of the snapshot or report it stands for, which must match them",
             ),
             _ => Masking::Applied,
         }

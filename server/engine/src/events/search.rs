@@ -325,6 +325,13 @@ pub fn build_sql(
     (format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries{hint}{wh} ORDER BY {key} {order} LIMIT ?"), values)
 }
 
+/// The entry at `position` (0-based, seq order) among those matching.
+pub(crate) fn nth_sql(f: &SearchFilter, position: u64) -> (String, Vec<Value>) {
+    let (wh, mut values) = where_clause(f, &[], &[], None);
+    values.push(seq_value(position));
+    (format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries{wh} ORDER BY seq ASC LIMIT 1 OFFSET ?"), values)
+}
+
 /// Counts per bucket: `(occurred_at - ?) / ?` as `b`, with the `from`
 /// and width values to be put first.
 pub fn histogram_sql(

@@ -48,6 +48,43 @@ impl Font {
         s
     }
 
+    /// `text` broken into lines no wider than `width` at `size`, at
+    /// spaces where it can be (a word wider than the line is cut).
+    pub(super) fn wrap(&self, text: &str, width: f32, size: f32) -> Vec<String> {
+        let mut lines = Vec::new();
+        for para in text.split('\n') {
+            let mut line = String::new();
+            for word in para.split(' ') {
+                let candidate = if line.is_empty() { word.to_owned() } else { format!("{line} {word}") };
+                if self.width(&candidate, size) <= width {
+                    line = candidate;
+                    continue;
+                }
+                if !line.is_empty() {
+                    lines.push(std::mem::take(&mut line));
+                }
+                let mut w = word.to_owned();
+                while self.width(&w, size) > width {
+                    let mut cut = String::new();
+                    for c in w.chars() {
+                        if self.width(&format!("{cut}{c}"), size) > width {
+                            break;
+                        }
+                        cut.push(c);
+                    }
+                    if cut.is_empty() {
+                        break;
+                    }
+                    w = w[cut.len()..].to_owned();
+                    lines.push(cut);
+                }
+                line = w;
+            }
+            lines.push(line);
+        }
+        lines
+    }
+
     /// `text` cut (with an ellipsis) to fit `width` at `size`.
     pub(super) fn fit(&self, text: &str, width: f32, size: f32) -> String {
         let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();

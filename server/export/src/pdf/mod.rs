@@ -27,6 +27,7 @@ use custos_engine::events::export::{Cover, ExportSink, OwnedRow, PageEncoder, Su
 mod chart;
 mod font;
 mod page;
+pub mod report;
 
 use self::chart::{PdfCanvas, draw_histogram};
 use self::font::Font;
@@ -243,21 +244,33 @@ impl PdfSink {
         let title_id = self.write_page(out, &title)?;
         let summary_ops = self.summary_page(summary)?;
         let summary_id = self.write_page(out, &summary_ops)?;
-        self.write_font(out)?;
+        let mut kids = vec![title_id, summary_id];
+        kids.extend(self.pages.iter().copied());
+        let info = (
+            format!("Custos audit export {}", self.cover.export_id),
+            self.cover.generated_by.clone(),
+            format!("{} events; entries SHA-256 {entries_sha256}", summary.rows),
+        );
+        self.close(out, &kids, &info)?;
+        Ok(total_pages as u64)
+    }
 
-        let mut kids = String::with_capacity(self.pages.len() * 9 + 20);
-        let _ = write!(kids, "{title_id} 0 R {summary_id} 0 R");
-        for id in &self.pages {
-            let _ = write!(kids, " {id} 0 R");
+    /// Writes the font, the page tree of `kids` in order, the catalog, the
+    /// document information (title, author, subject) and the trailer.
+    fn close(&mut self, out: &mut (dyn Write + Send), kids: &[u32], info: &(String, String, String)) -> io::Result<()> {
+        self.write_font(out)?;
+        let mut list = String::with_capacity(kids.len() * 9 + 20);
+        for (i, id) in kids.iter().enumerate() {
+            let _ = write!(list, "{}{id} 0 R", if i > 0 { " " } else { "" });
         }
-        let tree = format!("<< /Type /Pages /Count {total_pages} /Kids [{kids}] >>");
+        let tree = format!("<< /Type /Pages /Count {} /Kids [{list}] >>", kids.len());
         self.object(out, PAGES, tree.as_bytes())?;
         self.object(out, CATALOG, format!("<< /Type /Catalog /Pages {PAGES} 0 R >>").as_bytes())?;
         let info = format!(
             "<< /Title {} /Author {} /Producer (Custos) /Subject {} >>",
-            pdf_text(&format!("Custos audit export {}", self.cover.export_id)),
-            pdf_text(&self.cover.generated_by),
-            pdf_text(&format!("{} events; entries SHA-256 {entries_sha256}", summary.rows)),
+            pdf_text(&info.0),
+            pdf_text(&info.1),
+            pdf_text(&info.2),
         );
         self.object(out, INFO, info.as_bytes())?;
 
@@ -271,8 +284,7 @@ impl PdfSink {
             "trailer\n<< /Size {} /Root {CATALOG} 0 R /Info {INFO} 0 R >>\nstartxref\n{xref_at}\n%%EOF\n",
             self.offsets.len() + 1
         );
-        self.raw(out, xref.as_bytes())?;
-        Ok(total_pages as u64)
+        self.raw(out, xref.as_bytes())
     }
 
     fn title_page(&mut self, s: &Summary, entries_sha256: &str, pages: usize) -> String {

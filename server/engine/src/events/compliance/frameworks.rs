@@ -126,4 +126,71 @@ pub const FRAMEWORKS: &[Mapping] = &[
             ("ITGC-OPS", "Computer operations", &["chain_verified", "backups"]),
         ],
     ),
+    (
+        "nistcsf2",
+        "NIST CSF 2.0",
+        &[
+            (
+                "DE.CM-01",
+                "Networks and network services are monitored",
+                &["auth_events_recorded", "alerting", "siem_forwarding"],
+            ),
+            (
+                "DE.CM-03",
+                "Personnel activity and technology usage are monitored",
+                &["auth_events_recorded", "admin_actions_recorded", "log_access_recorded"],
+            ),
+            ("DE.CM-09", "Computing hardware, software and data are monitored", &["chain_verified", "alerting"]),
+            (
+                "PR.PS-04",
+                "Log records are generated and made available for continuous monitoring",
+                &["record_content", "siem_forwarding", "append_only", "checkpoints_signed"],
+            ),
+            ("PR.DS-01", "Data at rest is protected", &["encryption_keys", "backups"]),
+        ],
+    ),
+    (
+        "asvs",
+        "OWASP ASVS 4.0 (V7 logging)",
+        &[
+            ("V7.1", "Log content requirements", &["record_content", "masking_active"]),
+            ("V7.2", "Log processing requirements", &["auth_events_recorded", "admin_actions_recorded"]),
+            ("V7.3", "Log protection requirements", &["append_only", "chain_verified", "encryption_keys"]),
+            ("V7.3.4", "Time sources are synchronised", &["clock"]),
+        ],
+    ),
+    (
+        "ccpa",
+        "CCPA / CPRA",
+        &[
+            (
+                "1798.100",
+                "Consumers' requests and their handling are recorded",
+                &["log_access_recorded", "record_content"],
+            ),
+            ("1798.105", "Deletion of personal information", &["retention"]),
+            (
+                "1798.150",
+                "Reasonable security of personal information",
+                &["masking_active", "encryption_keys", "chain_verified"],
+            ),
+        ],
+    ),
+    (
+        "nist800207",
+        "NIST SP 800-207 (zero trust)",
+        &[
+            ("Tenet 5", "Integrity and security posture of assets monitored", &["chain_verified", "alerting"]),
+            (
+                "Tenet 6",
+                "Authentication and authorization dynamic and strictly enforced",
+                &["auth_events_recorded", "policy_changes_reviewed"],
+            ),
+            (
+                "Tenet 7",
+                "Information collected on the state of assets and communications",
+                &["record_content", "siem_forwarding", "log_access_recorded"],
+            ),
+        ],
+    ),
 ];

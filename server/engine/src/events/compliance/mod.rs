@@ -154,10 +154,24 @@ impl Events {
         prefix: bool,
         from_us: i64,
     ) -> Result<u64, EventsError> {
+        self.count_between(dim, value, prefix, from_us, self.ledger().now_us() + DAY_US).await
+    }
+
+    /// Sum of a dimension's values (all, or `value`, or those starting
+    /// with it when `prefix`) in the hours from `from_us` to `to_us`
+    /// (whole hours: the rollups' grain).
+    pub(crate) async fn count_between(
+        &self,
+        dim: &str,
+        value: Option<&str>,
+        prefix: bool,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<u64, EventsError> {
         let conn = self.ledger().db().conn();
         let b = conn.get_database_backend();
         let lo = from_us.div_euclid(HOUR_US) * 60;
-        let hi = (self.ledger().now_us() + DAY_US).div_euclid(HOUR_US) * 60;
+        let hi = to_us.div_euclid(HOUR_US) * 60;
         // `total` has a row per minute: its hourly bounds are bounds in minutes too.
         let (period, mut values) = period_filter(dim, lo, hi);
         let cond = match (value, prefix) {

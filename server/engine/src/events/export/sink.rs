@@ -175,4 +175,8 @@ pub trait ExportSink: Send {
 pub trait ExportFormats: Send + Sync + std::fmt::Debug {
     /// A sink writing `format`.
     fn sink(&self, format: ExportFormat, cover: Cover) -> io::Result<Box<dyn ExportSink>>;
+
+    /// An evidence report as a PDF; `json_sha256` is its JSON twin's
+    /// digest (printed on the cover).
+    fn report_pdf(&self, report: &custos_model::EvidenceReport, json_sha256: &str) -> io::Result<Vec<u8>>;
 }
