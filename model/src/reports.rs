@@ -331,8 +331,8 @@ pub struct PolicyChange {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportSample {
-    /// The seed: position i of control c is SHA-256(seed ‖ c ‖ i) mod the
-    /// population, in seq order.
+    /// The seed: see `draw` in the engine's `reports::build` (and the
+    /// README) for how positions follow from it.
     pub seed: String,
     /// Events per control.
     pub per_control: u32,

@@ -71,10 +71,25 @@ pub async fn generate(
     ctx: Ctx,
     body: axum::body::Bytes,
 ) -> Result<(axum::http::StatusCode, axum::Json<ReportInfo>), ApiError> {
+    may_read_contents(&ctx)?;
     let req: ReportRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::field("body", format!("not a report request: {e}")))?;
     let r = s.reports.generate(&ctx.requester(Channel::Api), &req, "manual", None).await?;
     Ok((axum::http::StatusCode::CREATED, axum::Json(r)))
+}
+
+/// A report shows sampled events, verifications and policy changes: making
+/// or reading one needs the permissions that show those too.
+fn may_read_contents(ctx: &Ctx) -> Result<(), ApiError> {
+    use custos_engine::identity::permission::Permission as P;
+    for (p, name) in [(P::AuditRead, "audit:read"), (P::AuditVerify, "audit:verify"), (P::PolicyRead, "policy:read")] {
+        if !ctx.caller.allows(p) {
+            return Err(ApiError::forbidden(format!(
+                "a report shows events, verifications and policy changes: it needs {name} as well as report:generate"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn report_id(id: &str) -> Result<Uuid, ApiError> {
@@ -114,8 +129,10 @@ pub async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<a
 )]
 pub async fn download(
     State(s): State<AppState>,
+    ctx: Ctx,
     Path((id, file)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    may_read_contents(&ctx)?;
     let (id, kind) = (report_id(&id)?, file_kind(&file)?);
     let (name, body) = s.reports.file(id, kind).await?;
     Ok((

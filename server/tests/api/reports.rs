@@ -96,6 +96,11 @@ async fn a_report_shows_the_failed_day_and_the_gap_and_verifies_offline(backend:
     clock.set_us((day_of(T0) + 90) * DAY_US + 2 * HOUR_US);
     let officer = user_client(&app, "r_officer", &["compliance_officer"]).await;
     let viewer = user_client(&app, "r_viewer", &["viewer"]).await;
+    // A role with report:generate alone sees the history, not the contents.
+    let perms = custos_engine::identity::permission::PermissionSet::parse("report:generate").unwrap();
+    let system = custos_engine::identity::service::Acting::system(Channel::Cli);
+    app.running.identity.create_role(&system, "reporter_only", "", &perms, false).await.unwrap();
+    let reporter = user_client(&app, "r_reporter", &["reporter_only"]).await;
     let (from, to) = (date(day_of(T0)), date(day_of(T0) + 89));
     let ask = json!({"framework": "pcidss4", "from": from, "to": to, "seed": "auditor-2027"});
     let (st, info) = officer.post_json("/api/reports", &ask).await;
@@ -241,6 +246,11 @@ async fn a_report_shows_the_failed_day_and_the_gap_and_verifies_offline(backend:
     assert_eq!(officer.get(&format!("/api/reports/{id}/xml")).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(officer.get(&format!("/api/reports/{}", uuid::Uuid::now_v7())).await.0, StatusCode::NOT_FOUND);
     assert_eq!(viewer.post_json("/api/reports", &ask).await.0, StatusCode::FORBIDDEN);
+    let (st, err) = reporter.post_json("/api/reports", &ask).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("audit:read"), "{err}");
+    assert_eq!(reporter.get(&format!("/api/reports/{id}/json")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(reporter.get("/api/reports").await.0, StatusCode::OK, "the history is theirs to see");
     for path in ["/api/reports", &format!("/api/reports/{id}/pdf"), &format!("/api/reports/{id}/pdf/manifest"), "/api/compliance/history?period=last_30_days"] {
         assert_eq!(viewer.get(path).await.0, StatusCode::FORBIDDEN, "{path}");
     }

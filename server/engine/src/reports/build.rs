@@ -256,10 +256,18 @@ pub async fn classes(
     Ok(out)
 }
 
-/// Position `i` of `control`'s draw: SHA-256(seed ‖ 0 ‖ control ‖ 0 ‖ i)
-/// read as a big-endian number, modulo the population.
+/// The sample's domain: a draw's hash starts with it (and a NUL).
+pub const SAMPLE_DOMAIN: &str = "custos.report.sample.v1";
+
+/// Position `i` of `control`'s draw: the first 8 bytes, big-endian, of
+/// SHA-256(`custos.report.sample.v1` ‖ 0 ‖ seed ‖ 0 ‖ control ‖ 0 ‖ i as
+/// 4 bytes big-endian), modulo the population. Positions already drawn
+/// are skipped (the next `i` is tried), so a control's sample is distinct
+/// events. An auditor recomputes it with any SHA-256 (see the README).
 pub fn draw(seed: &str, control: &str, i: u32, population: u64) -> u64 {
     let mut h = Sha256::new();
+    h.update(SAMPLE_DOMAIN.as_bytes());
+    h.update([0]);
     h.update(seed.as_bytes());
     h.update([0]);
     h.update(control.as_bytes());
@@ -491,6 +499,61 @@ mod tests {
         assert_ne!(a, d);
         assert!(a.iter().all(|p| *p < 1000));
         assert_eq!(draw("s", "c", 0, 0), 0, "an empty population draws nothing past it");
+        // A fixed vector (computed independently, with Python's hashlib).
+        let v: Vec<u64> = (0..5).map(|i| draw("auditor-2027", "10.2", i, 1000)).collect();
+        assert_eq!(v, [264, 558, 398, 570, 172]);
+    }
+
+    fn snap(day: i64, statuses: &[(&str, CheckStatus)]) -> (i64, Snapshot) {
+        let checks = statuses
+            .iter()
+            .map(|(id, st)| ComplianceCheck {
+                id: (*id).into(),
+                title: (*id).into(),
+                status: *st,
+                detail: format!("{id} on day {day}"),
+                evidence: vec![custos_model::Evidence::events("e", &[("category", "admin"), ("range", "30d")])],
+            })
+            .collect();
+        (
+            day,
+            Snapshot { day, taken_at_us: day * DAY_US, seq: day as u64, sha256: String::new(), checks, verified: true },
+        )
+    }
+
+    #[test]
+    fn controls_take_their_worst_day_show_gaps_and_list_exceptions() {
+        use CheckStatus::*;
+        let mut days: BTreeMap<i64, Snapshot> =
+            [snap(10, &[("a", Pass), ("b", Pass)]), snap(11, &[("a", Fail), ("b", Pass)]), snap(13, &[("a", Pass)])]
+                .into_iter()
+                .collect();
+        // Day 12 has no snapshot; day 13's lacks `b` (not configured then).
+        let controls: [Control; 2] = [("C1", "one", &["a", "b"]), ("C2", "two", &["b"])];
+        let (cs, checks, exceptions, total) = controls_over(&controls, &days, (10, 13));
+        assert_eq!(cs[0].status, Fail);
+        assert_eq!(cs[0].daily, "PF-C");
+        assert_eq!(cs[0].failing_days, [date(11)]);
+        assert_eq!(cs[0].days, DayCounts { pass: 1, fail: 1, not_configured: 1, missing: 1, ..Default::default() });
+        assert_eq!(cs[1].status, NotConfigured, "b was not computed on day 13");
+        let a = checks.iter().find(|c| c.id == "a").unwrap();
+        assert_eq!(a.status, Fail);
+        assert_eq!(a.last_detail.as_deref(), Some("a on day 13"));
+        let EvidenceOf::Events { filters } = &a.evidence[0].about else { panic!() };
+        assert_eq!(filters.get("from").map(String::as_str), Some(format!("{}T00:00:00Z", date(10)).as_str()));
+        assert!(!filters.contains_key("range"), "the period replaces the relative range");
+        assert_eq!(total, 2);
+        assert_eq!((exceptions[0].check.as_str(), exceptions[0].status), ("a", Fail), "failures first");
+        // A snapshot that no longer matches its record is not used: a gap.
+        days.get_mut(&11).unwrap().verified = false;
+        let (cs, ..) = controls_over(&controls, &days, (10, 13));
+        assert_eq!(cs[0].daily, "P--C");
+        assert_eq!(cs[0].status, NotConfigured);
+        let all_pass: BTreeMap<i64, Snapshot> = [snap(10, &[("a", Pass), ("b", Pass)])].into_iter().collect();
+        let (cs, ..) = controls_over(&controls, &all_pass, (10, 11));
+        assert_eq!(cs[0].status, Warn, "a pass with a day missing is a warning");
+        let (cs, ..) = controls_over(&controls, &BTreeMap::new(), (10, 11));
+        assert_eq!(cs[0].status, NoEvidence);
     }
 
     #[test]

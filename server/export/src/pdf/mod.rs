@@ -533,4 +533,19 @@ mod tests {
         assert_eq!(f.fit("short", 60.0, 7.0), "short");
         assert_eq!(f.fit("two\nlines", 200.0, 7.0), "two lines");
     }
+
+    #[test]
+    fn text_wraps_at_spaces_and_cuts_long_words_on_character_boundaries() {
+        let f = Font::load().unwrap();
+        let text = "Verified intact in full at 2027-03-31: 10 entries checked; Prüfung bestanden ✓";
+        let lines = f.wrap(text, 120.0, 8.0);
+        assert!(lines.len() > 1, "{lines:?}");
+        assert!(lines.iter().all(|l| f.width(l, 8.0) <= 120.0), "{lines:?}");
+        assert_eq!(lines.join(" "), text, "nothing lost or reordered");
+        let word = "ééééééééééééééééééééééééééééééééééééééééé";
+        let cut = f.wrap(word, 40.0, 8.0);
+        assert!(cut.len() > 1 && cut.iter().all(|l| f.width(l, 8.0) <= 40.0), "{cut:?}");
+        assert_eq!(cut.concat(), word);
+        assert_eq!(f.wrap("a\nb", 100.0, 8.0), ["a", "b"]);
+    }
 }

@@ -447,10 +447,11 @@ impl Doc<'_> {
         self.heading("Sample for the auditor's tests")?;
         self.para(
             &format!(
-                "Seed {}: event i of control c is the one at position SHA-256(seed, c, i) modulo the population, in \
+                "Seed {} ({}): event i of control c is the one at position SHA-256(custos.report.sample.v1, seed, c, i) modulo the population, in \
                  ledger order; the same seed draws the same events. Each is provable with its leaf hash and the \
                  checkpoint on the cover.",
-                r.sample.seed
+                r.sample.seed,
+                if r.seed_chosen { "chosen by whoever asked" } else { "drawn by the server" }
             ),
             8.0,
             MUTED,
