@@ -32,7 +32,7 @@ test('navigation shows what an administrator may open, and unknown pages say so'
   await hydrated(page);
   const nav = page.getByRole('navigation', { name: 'Main' });
   // "Alerts" carries the number of open alerts, when there are any.
-  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Events', 'Analytics', /^Alerts( \d+)?$/, 'Compliance', 'Integrity', 'Policies', 'Notifications', 'Forwarding', 'Retention', 'Backups', 'Users', 'Roles', 'API keys']);
+  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Events', 'Analytics', /^Alerts( \d+)?$/, 'Compliance', 'Reports', 'Integrity', 'Policies', 'Notifications', 'Forwarding', 'Retention', 'Backups', 'Users', 'Roles', 'API keys']);
 
   await nav.getByRole('link', { name: 'Roles' }).click();
   await expect(page).toHaveURL(/\/admin\/roles$/);

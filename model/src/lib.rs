@@ -4,6 +4,7 @@
 
 mod alerts;
 mod api;
+pub mod cron;
 mod dashboards;
 mod event;
 mod forwarding;
