@@ -1,8 +1,9 @@
 //! Five-field cron expressions (minute hour day-of-month month
 //! day-of-week), in UTC, for report schedules: `*`, values, ranges `a-b`,
 //! steps `*/n` and `a-b/n`, comma lists, month and day names (`jan`,
-//! `mon`); day of week 0 and 7 are Sunday. When both day fields are
-//! restricted a day matching either runs (as Vixie cron does).
+//! `mon`); day of week 0 and 7 are Sunday. A day field is unrestricted
+//! only when it is exactly `*`; when both are restricted, a day matching
+//! either runs (POSIX; Vixie cron also treats `*/n` as unrestricted).
 
 use crate::time::{DAY_US, MINUTE_US};
 
@@ -49,8 +50,8 @@ fn field(i: usize, text: &str) -> Result<(u64, bool), String> {
         let (range, step) = match part.split_once('/') {
             Some((r, s)) => {
                 let step = s.parse::<u32>().map_err(|_| format!("{name}: step `{s}` is not a number"))?;
-                if step == 0 {
-                    return Err(format!("{name}: a step of 0"));
+                if step == 0 || step > hi {
+                    return Err(format!("{name}: a step of {step} (1-{hi})"));
                 }
                 (r, step)
             }
@@ -193,6 +194,10 @@ mod tests {
         assert_eq!(next("0 12 13 * fri", "2027-01-09T00:00"), at("2027-01-13T12:00"), "either day field");
         assert_eq!(next("0 0 1 jan,jul *", "2027-02-01T00:00"), at("2027-07-01T00:00"));
         assert_eq!(next("5 0-23/6 * * *", "2027-01-01T06:05"), at("2027-01-01T12:05"));
+        // Strictly after, from a time that is not a whole minute.
+        let cron = Cron::parse("0 6 * * *").unwrap();
+        assert_eq!(cron.next_after(at("2027-01-01T06:00") - 1), Some(at("2027-01-01T06:00")));
+        assert_eq!(cron.next_after(at("2027-01-01T06:00") + 1), Some(at("2027-01-02T06:00")));
     }
 
     #[test]
@@ -206,6 +211,7 @@ mod tests {
         assert!(e("0 6 1 * 8").starts_with("day of week"));
         assert!(e("0 6 1 * x").contains("not a number"));
         assert!(e("*/0 6 1 * *").contains("step of 0"));
+        assert!(e("59/4294967295 * * * *").starts_with("minute: a step of 4294967295"), "no wrap-around");
         assert!(e("0 6 5-2 * *").contains("backwards"));
         assert_eq!(e("0 0 30 feb *"), "the expression never matches a date");
     }
