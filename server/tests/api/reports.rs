@@ -91,6 +91,10 @@ async fn a_report_shows_the_failed_day_and_the_gap_and_verifies_offline(backend:
     assert!(err.contains("append-only"), "{err}");
     let err = conn.execute_unprepared("DELETE FROM compliance_snapshots").await.unwrap_err().to_string();
     assert!(err.contains("append-only"), "{err}");
+    // Nor can a gap be filled in: a row needs the server's snapshot record.
+    let fill = format!("INSERT INTO compliance_snapshots (day, taken_at, seq, sha256, checks) VALUES ({gap_day}, 0, 1, 'x', '[]')");
+    let err = conn.execute_unprepared(&fill).await.unwrap_err().to_string();
+    assert!(err.contains("needs its record written by the server"), "{err}");
 
     // The next morning, an officer asks for the 90 days.
     clock.set_us((day_of(T0) + 90) * DAY_US + 2 * HOUR_US);
