@@ -19,6 +19,7 @@ mod m20261205_000010_forwarding;
 mod m20261206_000011_retention;
 mod m20261207_000012_compaction;
 mod m20261208_000013_reports;
+mod m20261209_000014_report_runs;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_retention::Migration),
             Box::new(m20261207_000012_compaction::Migration),
             Box::new(m20261208_000013_reports::Migration),
+            Box::new(m20261209_000014_report_runs::Migration),
         ]
     }
 }

@@ -429,3 +429,133 @@ pub struct CheckHistory {
     /// Its days by status.
     pub days: DayCounts,
 }
+
+/// The `report_schedules` policy's document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleDoc {
+    /// The schedules.
+    pub schedules: Vec<ReportSchedule>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn twelve() -> u32 {
+    12
+}
+
+/// A report made and sent on a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReportSchedule {
+    /// Stable id, `[a-z0-9_-]{1,64}`.
+    pub id: String,
+    /// For people.
+    pub name: String,
+    /// Off: nothing is planned (default on).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// When, a five-field cron expression in UTC (`0 6 1 * *`: 06:00 on
+    /// the first of each month).
+    pub cron: String,
+    /// The framework's id (`GET /api/reports/frameworks`).
+    pub framework: String,
+    /// The named period, relative to the day the run is due
+    /// (`previous_month`, `previous_quarter`, `last_30_days`,
+    /// `last_90_days`, `last_365_days`, `month_to_date`).
+    pub period: String,
+    /// Who receives it: channels of the notifications policy. An e-mail
+    /// channel gets the PDF attached (a link and the digest when it is
+    /// larger than 10 MiB); a webhook or chat, a link and the digest.
+    pub recipients: Vec<ScheduleRecipient>,
+    /// The schedule's newest reports kept (1-1000, default 12); older ones
+    /// are deleted (their records stay in the ledger).
+    #[serde(default = "twelve")]
+    pub keep: u32,
+}
+
+/// A schedule's recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRecipient {
+    /// A channel's id in the notifications policy.
+    pub channel: String,
+    /// For an e-mail channel: these addresses instead of the channel's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+}
+
+/// One run of a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportRun {
+    /// Its id.
+    pub id: String,
+    /// The schedule.
+    pub schedule_id: String,
+    /// When it was due (RFC 3339).
+    pub due_at: String,
+    /// `planned`, `running`, `done`, `failed`, `missed` or `cancelled`.
+    pub state: String,
+    /// Tries so far.
+    pub attempts: u32,
+    /// When it started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// The report it made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_id: Option<String>,
+    /// Why it failed, was missed or cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Its messages, one per recipient.
+    #[serde(default)]
+    pub deliveries: Vec<RunDelivery>,
+}
+
+/// A run's message to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunDelivery {
+    /// The channel.
+    pub channel: String,
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+    /// Tries so far.
+    pub attempts: u32,
+    /// The last try's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A schedule in force, with its next and last run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScheduleStatus {
+    /// The schedule.
+    pub schedule: ReportSchedule,
+    /// Its next run (RFC 3339), unless off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+    /// Its latest run that ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<ReportRun>,
+}
+
+/// The report schedules in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SchedulesView {
+    /// The `report_schedules` policy version in force.
+    pub version: u64,
+    /// Each schedule.
+    pub schedules: Vec<ScheduleStatus>,
+}

@@ -291,6 +291,7 @@ pub async fn start_with(
             organisation: config.reports.organisation.clone(),
             verify_within_hours: (config.ledger.verify_interval_secs.div_ceil(3600) * 2).max(24),
             keep: config.reports.keep,
+            public_url: config.notifications.public_url.clone(),
         },
     ));
 
@@ -468,6 +469,21 @@ pub async fn start_with(
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "the compliance snapshot failed; it is tried again in a minute"),
+            }
+        }
+    });
+    // Scheduled reports: planned, run and sent (on the replica holding
+    // their lease).
+    let scheduling = reports.clone();
+    background.every("report schedules", Duration::from_secs(60), move || {
+        let reports = scheduling.clone();
+        async move {
+            match reports.schedule_step().await {
+                Ok(p) if p.done + p.failed + p.missed > 0 => {
+                    tracing::info!(done = p.done, failed = p.failed, missed = p.missed, "scheduled reports run")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "the report scheduler failed; it tries again in a minute"),
             }
         }
     });

@@ -191,6 +191,8 @@ pub fn rest_table() -> Vec<RestRoute> {
         row!(reports::history => report, "compliance.history", "data_access"),
         row!(reports::list => report, "reports.list", "data_access"),
         row!(reports::generate => report, "reports.generate", "data_access"),
+        row!(reports::schedules => report, "reports.schedules.list", "data_access"),
+        row!(reports::runs => report, "reports.runs.list", "data_access"),
         row!(reports::read => report, "reports.read", "data_access"),
         row!(reports::manifest => report, "reports.manifest", "data_access"),
         row!(reports::download => report, "reports.download", "data_access"),

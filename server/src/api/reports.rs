@@ -5,12 +5,17 @@
 //! Everything here needs `report:generate`; reports are the
 //! organisation's evidence, so everyone with it sees the history.
 //! `/api/compliance/history`: the snapshots' statuses over a period.
+//! `/api/reports/schedules` and `/api/reports/runs`: the schedules in
+//! force (the `report_schedules` policy, changed through policy review)
+//! and their runs.
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use custos_engine::reports::{ReportFile, period};
-use custos_model::{Channel, ComplianceHistory, ErrorBody, ReportFramework, ReportInfo, ReportRequest};
+use custos_model::{
+    Channel, ComplianceHistory, ErrorBody, ReportFramework, ReportInfo, ReportRequest, ReportRun, SchedulesView,
+};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -90,6 +95,53 @@ fn may_read_contents(ctx: &Ctx) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// Which runs.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// Only this schedule's.
+    pub schedule: Option<String>,
+    /// At most this many (1-500, default 50), newest due first.
+    pub limit: Option<u64>,
+}
+
+/// The report schedules in force (the `report_schedules` policy), each
+/// with its next run and its latest run that ended. Change them through
+/// `POST /api/policies/report_schedules/proposals`.
+#[utoipa::path(
+    get, path = "/api/reports/schedules", tag = "reports",
+    responses((status = 200, description = "The schedules", body = SchedulesView)),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn schedules(State(s): State<AppState>) -> Result<axum::Json<SchedulesView>, ApiError> {
+    Ok(axum::Json(s.reports.schedules().await?))
+}
+
+/// The schedules' runs, newest due first: planned, running, done (with the
+/// report and each recipient's delivery), failed, missed or cancelled.
+#[utoipa::path(
+    get, path = "/api/reports/runs", tag = "reports",
+    params(RunsQuery),
+    responses(
+        (status = 200, description = "The runs", body = Vec<ReportRun>),
+        (status = 400, description = "A parameter is wrong (named)", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn runs(
+    State(s): State<AppState>,
+    Query(q): Query<RunsQuery>,
+) -> Result<axum::Json<Vec<ReportRun>>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::field("limit", "between 1 and 500"));
+    }
+    if q.schedule.as_ref().is_some_and(|id| id.is_empty() || id.len() > 64) {
+        return Err(ApiError::field("schedule", "a schedule's id (1 to 64 characters)"));
+    }
+    Ok(axum::Json(s.reports.runs(q.schedule.as_deref(), limit).await?))
 }
 
 fn report_id(id: &str) -> Result<Uuid, ApiError> {

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod events;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod smtp;
 
 pub use fastrand::Rng;
 

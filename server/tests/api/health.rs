@@ -41,7 +41,7 @@ both_backends! {
         let tasks = app.running.background_tasks().to_vec();
         assert_eq!(
             tasks,
-            ["session cleaner", "noise summaries", "policy refresh", "policy expiry", "alert evaluator", "notifier", "forwarder", "retention", "backup", "compliance snapshots", "scheduled verification"]
+            ["session cleaner", "noise summaries", "policy refresh", "policy expiry", "alert evaluator", "notifier", "forwarder", "retention", "backup", "compliance snapshots", "report schedules", "scheduled verification"]
         );
         let stopped = app.running.shutdown().await.unwrap();
         assert_eq!((stopped.finished.len(), stopped.aborted.len()), (tasks.len(), 0), "{stopped:?}");
@@ -56,7 +56,7 @@ both_backends! {
         let res = app.get("/readyz").await;
         assert_eq!(res.status(), 503);
         let body: Value = res.json().await.unwrap();
-        assert_eq!(body["reason"], "13 migration(s) pending");
+        assert_eq!(body["reason"], "14 migration(s) pending");
         app.running.shutdown().await.unwrap();
     }
 }

@@ -278,3 +278,199 @@ async fn a_report_shows_the_failed_day_and_the_gap_and_verifies_offline(backend:
     app.running.shutdown().await.unwrap();
 }
 }
+
+const SMTP_PASSWORD: &str = "the report smtp password";
+
+/// The attachment named `name` in a MIME message, decoded (base64).
+fn attachment(mail: &str, name: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let at = mail.find("Content-Disposition: attachment").unwrap_or_else(|| panic!("no attachment: {mail}"));
+    let body = &mail[at..];
+    assert!(body[..body.find("Content-Type").unwrap()].contains(name), "the attachment is {name}: {mail}");
+    let start = body.find("\r\n\r\n").map(|i| i + 4).or_else(|| body.find("\n\n").map(|i| i + 2)).unwrap();
+    let encoded: String = body[start..].lines().take_while(|l| !l.starts_with("--")).collect::<Vec<_>>().concat();
+    base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap()
+}
+
+async fn runs(c: &Client) -> Vec<Value> {
+    let (st, runs) = c.get("/api/reports/runs?schedule=daily-pci").await;
+    assert_eq!(st, StatusCode::OK, "{runs}");
+    runs.as_array().unwrap().clone()
+}
+
+/// Steps the scheduler until the run due at `due` has ended (the server's
+/// own pass may take it first; either way one run).
+async fn ran(app: &TestApp, c: &Client, due: i64) -> Value {
+    let due = custos_engine::time::rfc3339(due);
+    for _ in 0..50 {
+        app.running.state.reports.schedule_step().await.unwrap();
+        if let Some(r) = runs(c)
+            .await
+            .into_iter()
+            .find(|r| r["due_at"] == due.as_str() && r["state"] != "planned" && r["state"] != "running")
+        {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the run due at {due} did not end: {:?}", runs(c).await);
+}
+
+both_backends! {
+async fn a_schedule_fires_once_at_its_time_and_mails_the_pdf(backend: Backend) {
+    use custos_engine::time::{MINUTE_US, rfc3339};
+    let sink = custos_testkit::smtp::SmtpSink::start(SMTP_PASSWORD);
+    // 2027-02-01, 05:00 UTC.
+    let feb1 = day_of(T0) + 31;
+    let clock = Arc::new(ManualClock::new(feb1 * DAY_US + 5 * HOUR_US));
+    let Some(app) = TestApp::spawn_on(backend, |c| {
+        c.notifications.allow_private_destinations = true;
+        for kind in ["notifications", "report_schedules"] {
+            c.policies.insert(kind.into(), custos_server::config::PolicyReview { approvals: Some(0), ..Default::default() });
+        }
+    }, clock.clone()).await
+    else {
+        return;
+    };
+    let notifier = user_client(&app, "s_notify", &["notification_manager"]).await;
+    let officer = user_client(&app, "s_officer", &["compliance_officer"]).await;
+    let perms = custos_engine::identity::permission::PermissionSet::parse("report:generate policy:read").unwrap();
+    let system = custos_engine::identity::service::Acting::system(Channel::Cli);
+    app.running.identity.create_role(&system, "scheduler_only", "", &perms, false).await.unwrap();
+    let reporter = user_client(&app, "s_reporter", &["scheduler_only"]).await;
+    let channels = json!({"channels": [
+        {"id": "mail", "name": "Compliance mail", "type": "email", "to": ["secops@example.org"],
+         "from": "custos@example.org", "smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_tls": "none",
+         "smtp_username": "custos", "smtp_password": {"value": SMTP_PASSWORD}}
+    ], "routes": []});
+    let (st, p) = notifier
+        .post_json("/api/policies/notifications/proposals", &json!({"content": channels, "based_on": 0, "reason": "mail"}))
+        .await;
+    assert_eq!((st, p["version"].as_u64()), (StatusCode::OK, Some(1)), "in force at once (no approval configured): {p}");
+
+    // Daily at 06:00, last month's PCI DSS report to the QSA; one kept.
+    let schedule = json!({"id": "daily-pci", "name": "PCI for the QSA", "cron": "0 6 * * *", "framework": "pcidss4",
+        "period": "previous_month", "recipients": [{"channel": "mail", "to": ["qsa@example.org"]}], "keep": 1});
+    let propose = "/api/policies/report_schedules/proposals";
+    let mut wrong = schedule.clone();
+    wrong["recipients"][0]["channel"] = json!("nope");
+    let (st, err) = officer.post_json(propose, &json!({"content": {"schedules": [wrong]}, "based_on": 0, "reason": "x"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(err["fields"][0]["path"], "content.schedules[0].recipients[0].channel", "{err}");
+    let mut wrong = schedule.clone();
+    wrong["cron"] = json!("0 6 31 2 *");
+    let (st, err) = officer.post_json(propose, &json!({"content": {"schedules": [wrong]}, "based_on": 0, "reason": "x"})).await;
+    assert_eq!((st, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("content.schedules[0].cron")), "{err}");
+    let (st, err) = reporter.post_json(propose, &json!({"content": {"schedules": [schedule]}, "based_on": 0, "reason": "x"})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "a report carries events: {err}");
+    assert!(err["message"].as_str().unwrap().contains("audit:read"), "{err}");
+    let (st, p) = officer.post_json(propose, &json!({"content": {"schedules": [schedule]}, "based_on": 0, "reason": "QSA"})).await;
+    assert_eq!((st, p["version"].as_u64()), (StatusCode::OK, Some(1)), "in force at once (no approval configured): {p}");
+    let test = &p["test"];
+    assert!(test.to_string().contains("2027-02-01 06:00 UTC: pcidss4 covering 2027-01-01 to 2027-01-31"), "{test}");
+
+    // 05:59: planned, not run.
+    let six = feb1 * DAY_US + 6 * HOUR_US;
+    clock.set_us(six - MINUTE_US);
+    app.running.state.reports.schedule_step().await.unwrap();
+    let list = runs(&officer).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!((list[0]["state"].as_str(), list[0]["due_at"].as_str()), (Some("planned"), Some(rfc3339(six).as_str())));
+    let (_, view) = officer.get("/api/reports/schedules").await;
+    assert_eq!(view["schedules"][0]["next_run"], rfc3339(six), "{view}");
+    assert_eq!(reporter.get("/api/reports/schedules").await.0, StatusCode::OK);
+    assert_eq!(officer.get("/api/reports/runs?limit=0").await.0, StatusCode::BAD_REQUEST);
+
+    // 06:00: it runs, once.
+    clock.set_us(six);
+    let run = ran(&app, &officer, six).await;
+    assert_eq!(run["state"], "done", "{run}");
+    let report_id = run["report_id"].as_str().unwrap().to_owned();
+    // Another replica's pass finds nothing to do.
+    let other = custos_engine::reports::Reports::new(
+        app.running.events.clone(),
+        app.running.policies.clone(),
+        Arc::new(custos_export::Formats::default()),
+        "replica-b",
+        Default::default(),
+    );
+    let pass = other.schedule_step().await.unwrap();
+    assert_eq!((pass.done, pass.failed), (0, 0), "{pass:?}");
+    let list = runs(&officer).await;
+    assert_eq!(list.iter().filter(|r| r["due_at"] == rfc3339(six).as_str()).count(), 1, "{list:?}");
+    let (_, info) = officer.get(&format!("/api/reports/{report_id}")).await;
+    assert_eq!((info["trigger"].as_str(), info["schedule"].as_str()), (Some("schedule"), Some("daily-pci")), "{info}");
+    assert_eq!((info["period_from"].as_str(), info["period_to"].as_str()), (Some("2027-01-01"), Some("2027-01-31")));
+    let pdf_sha = info["pdf_sha256"].as_str().unwrap().to_owned();
+
+    // The mail arrives with the PDF attached, to the schedule's address.
+    let mut mails = Vec::new();
+    for _ in 0..100 {
+        mails = sink.mails();
+        if !mails.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(mails.len(), 1, "one mail");
+    let mail = &mails[0];
+    assert!(mail.contains("To: qsa@example.org") && !mail.contains("secops@example.org"), "{mail}");
+    assert!(mail.contains("multipart/mixed"), "{mail}");
+    assert!(mail.contains(&pdf_sha), "the text names the digest");
+    let pdf = attachment(mail, "custos-report-pcidss4-2027-01-01-2027-01-31.pdf");
+    assert!(pdf.starts_with(b"%PDF-"));
+    use sha2::Digest as _;
+    assert_eq!(hex::encode(sha2::Sha256::digest(&pdf)), pdf_sha, "the attachment is the report");
+    let mut delivered = false;
+    for _ in 0..50 {
+        let r = runs(&officer).await.into_iter().find(|r| r["due_at"] == rfc3339(six).as_str()).unwrap();
+        if r["deliveries"][0]["status"] == "delivered" {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(delivered, "the run shows its delivery");
+    let (_, page) = officer.get("/api/audit?action=custos.report.scheduled").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["items"][0]["details"]["report"], report_id.as_str());
+
+    // The next day's run replaces it (keep 1).
+    let six2 = six + DAY_US;
+    clock.set_us(six2);
+    // (A day later, the session has ended: a fresh one.)
+    let officer = user_client(&app, "s_officer2", &["compliance_officer"]).await;
+    let run2 = ran(&app, &officer, six2).await;
+    assert_eq!(run2["state"], "done", "{run2}");
+    let (_, all) = officer.get("/api/reports").await;
+    let kept: Vec<&str> = all.as_array().unwrap().iter().filter(|r| r["schedule"] == "daily-pci").map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(kept, [run2["report_id"].as_str().unwrap()], "keep 1");
+
+    // Changed to 07:00: the planned 06:00 run (tomorrow) is cancelled, 07:00
+    // today planned.
+    let mut later = schedule.clone();
+    later["cron"] = json!("0 7 * * *");
+    let (st, p) = officer.post_json(propose, &json!({"content": {"schedules": [later]}, "based_on": 1, "reason": "later"})).await;
+    assert_eq!((st, p["version"].as_u64()), (StatusCode::OK, Some(2)), "{p}");
+    app.running.state.reports.schedule_step().await.unwrap();
+    let list = runs(&officer).await;
+    let six3 = rfc3339(six2 + DAY_US);
+    let cancelled = list.iter().find(|r| r["due_at"] == six3.as_str()).unwrap();
+    assert_eq!((cancelled["state"].as_str(), cancelled["error"].as_str()), (Some("cancelled"), Some("the schedule was changed")));
+    let seven = six2 + HOUR_US;
+    assert!(list.iter().any(|r| r["due_at"] == rfc3339(seven).as_str() && r["state"] == "planned"), "{list:?}");
+
+    // Down for three days: the 07:00 run is missed, the latest runs.
+    clock.set_us(seven + 3 * DAY_US + 30 * MINUTE_US);
+    let officer = user_client(&app, "s_officer3", &["compliance_officer"]).await;
+    let latest = ran(&app, &officer, seven + 3 * DAY_US).await;
+    assert_eq!(latest["state"], "done", "{latest}");
+    let list = runs(&officer).await;
+    let missed = list.iter().find(|r| r["due_at"] == rfc3339(seven).as_str()).unwrap();
+    assert_eq!(missed["state"], "missed", "{missed}");
+    assert!(missed["error"].as_str().unwrap().contains("3 later occurrence(s)"), "{missed}");
+    let (_, page) = officer.get("/api/audit?action=custos.report.schedule_missed").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    app.running.shutdown().await.unwrap();
+}
+}

@@ -146,7 +146,7 @@ fn is_loopback_host(h: &str) -> bool {
     h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-fn is_mail(a: &str) -> bool {
+pub(crate) fn is_mail(a: &str) -> bool {
     let a = a.trim();
     a.len() <= 254 && a.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'))
 }

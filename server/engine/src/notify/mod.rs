@@ -221,6 +221,8 @@ impl Notifier {
             subject,
             text,
             idempotency_key: key.to_owned(),
+            to: Vec::new(),
+            attachment: None,
         }
     }
 
@@ -364,13 +366,25 @@ impl Notifier {
         let created_at: i64 = r.try_get("", "created_at")?;
         let attempt = r.try_get::<i64>("", "attempts")?.max(0) as u32 + 1;
         let payload: Value = serde_json::from_str(&r.try_get::<String>("", "payload")?).unwrap_or_default();
+        let (attachment, unattachable) = match self.attachment(&payload["attach"]).await? {
+            Ok(a) => (a, None),
+            Err(why) => (None, Some(why)),
+        };
         let message = Message {
             subject: payload["subject"].as_str().unwrap_or_default().to_owned(),
             text: payload["text"].as_str().unwrap_or_default().to_owned(),
             json: payload["json"].clone(),
             idempotency_key: r.try_get("", "idempotency_key")?,
+            to: payload["to"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default(),
+            attachment,
         };
         let outcome = match doc.channels.iter().find(|c| c.id == channel_id) {
+            _ if unattachable.is_some() => {
+                Outcome { delivered: false, code: None, latency_ms: 0, error: unattachable, permanent: true }
+            }
             Some(c) if c.enabled => {
                 send::send(&self.http, self.ledger(), c, &message, now / SECOND_US, self.settings.allow_private).await
             }
@@ -456,6 +470,30 @@ impl Notifier {
         Ok(status)
     }
 
+    /// The file a message carries (`{"report", "file", "name",
+    /// "sha256"}`: a report's PDF, read when sent, never copied into the
+    /// outbox), or why it cannot be sent: the report was deleted, or no
+    /// longer matches the digest the message announces.
+    async fn attachment(&self, spec: &Value) -> Result<Result<Option<send::Attachment>, String>, AlertsError> {
+        let (Some(report), Some(name), Some(sha)) =
+            (spec["report"].as_str(), spec["name"].as_str(), spec["sha256"].as_str())
+        else {
+            return Ok(Ok(None));
+        };
+        let row = self
+            .conn()
+            .query_one_raw(stmt_for(self.b(), "SELECT pdf FROM reports WHERE id = ?", vec![report.into()]))
+            .await?;
+        let Some(bytes) = row.map(|r| r.try_get::<Option<Vec<u8>>>("", "pdf")).transpose()?.flatten() else {
+            return Ok(Err(format!("report {report} was deleted (its schedule's keep) before it could be sent")));
+        };
+        use sha2::Digest as _;
+        if hex::encode(sha2::Sha256::digest(&bytes)) != sha {
+            return Ok(Err(format!("report {report}'s PDF no longer matches its digest; not sent")));
+        }
+        Ok(Ok(Some(send::Attachment { name: name.to_owned(), content_type: "application/pdf".into(), bytes })))
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn log_attempt(
         &self,
@@ -514,6 +552,8 @@ impl Notifier {
             text: text.clone(),
             json: json!({"type": "custos.test", "idempotency_key": key, "text": text}),
             idempotency_key: key.clone(),
+            to: Vec::new(),
+            attachment: None,
         };
         let o = send::send(&self.http, self.ledger(), c, &m, now / SECOND_US, self.settings.allow_private).await;
         let status = if o.delivered { Status::Delivered } else { Status::Dead };

@@ -35,6 +35,27 @@ pub struct Message {
     pub json: Value,
     /// The same on every try of this message.
     pub idempotency_key: String,
+    /// For e-mail: these addresses instead of the channel's.
+    pub to: Vec<String>,
+    /// For e-mail: a file attached.
+    pub attachment: Option<Attachment>,
+}
+
+/// A file an e-mail carries.
+#[derive(Clone)]
+pub struct Attachment {
+    /// Its name.
+    pub name: String,
+    /// Its media type.
+    pub content_type: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment").field("name", &self.name).field("bytes", &self.bytes.len()).finish()
+    }
 }
 
 /// How one try went.
@@ -261,7 +282,7 @@ async fn chat(http: &reqwest::Client, ledger: &Ledger, c: &ChannelDef, m: &Messa
 }
 
 async fn email(ledger: &Ledger, c: &ChannelDef, m: &Message, allow_private: bool) -> Tried {
-    use lettre::message::{Mailbox, header::ContentType};
+    use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
     let err = Failure::Permanent;
@@ -270,12 +291,22 @@ async fn email(ledger: &Ledger, c: &ChannelDef, m: &Message, allow_private: bool
     let mut mail = lettre::Message::builder()
         .from(from)
         .subject(&m.subject)
-        .message_id(Some(format!("<{}@custos>", m.idempotency_key)))
-        .header(ContentType::TEXT_PLAIN);
-    for to in &c.to {
+        .message_id(Some(format!("<{}@custos>", m.idempotency_key)));
+    for to in if m.to.is_empty() { &c.to } else { &m.to } {
         mail = mail.to(to.parse().map_err(|e| err(format!("to {to}: {e}")))?);
     }
-    let mail = mail.body(m.text.clone()).map_err(|e| err(e.to_string()))?;
+    let mail = match &m.attachment {
+        None => mail.header(ContentType::TEXT_PLAIN).body(m.text.clone()),
+        Some(a) => {
+            let kind = ContentType::parse(&a.content_type).map_err(|e| err(format!("the attachment's type: {e}")))?;
+            mail.multipart(
+                MultiPart::mixed()
+                    .singlepart(SinglePart::plain(m.text.clone()))
+                    .singlepart(lettre::message::Attachment::new(a.name.clone()).body(a.bytes.clone(), kind)),
+            )
+        }
+    }
+    .map_err(|e| err(e.to_string()))?;
     let tls = c.smtp_tls.as_deref().unwrap_or("starttls");
     let builder = match tls {
         "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| err(e.to_string()))?,

@@ -844,9 +844,7 @@ impl PolicyStore {
             }
             (None, None) => return Err(invalid("content", "is required (or `restores`, for a rollback)")),
         };
-        if let Some((needed, why)) = k.kind.needs(&content)
-            && !held.allows(needed)
-        {
+        if let Some((needed, why)) = k.kind.needs(&content).into_iter().find(|(p, _)| !held.allows(*p)) {
             return Err(PolicyError::Forbidden(format!("{why}: it needs {needed}")));
         }
         // The dry-run is made before taking the change lock: it reads history.

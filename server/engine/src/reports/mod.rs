@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod period;
+pub mod schedule;
 pub mod snapshot;
 
 use std::sync::Arc;
@@ -40,11 +41,14 @@ pub struct Settings {
     /// Reports kept; older ones are deleted (their records stay in the
     /// ledger).
     pub keep: u32,
+    /// The server's address as people reach it, for links in the messages
+    /// of scheduled reports; without it links are paths.
+    pub public_url: Option<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { organisation: None, verify_within_hours: 24, keep: 500 }
+        Settings { organisation: None, verify_within_hours: 24, keep: 500, public_url: None }
     }
 }
 
@@ -208,6 +212,21 @@ impl Reports {
         trigger: &str,
         schedule: Option<&str>,
     ) -> Result<ReportInfo, AlertsError> {
+        let today = day_of(self.events.ledger().now_us());
+        self.make(by, req, trigger, schedule, today, false).await
+    }
+
+    /// Generates a report with named periods taken relative to `today`;
+    /// `wait`: for a free slot rather than refusing (409).
+    pub(crate) async fn make(
+        &self,
+        by: &Requester,
+        req: &ReportRequest,
+        trigger: &str,
+        schedule: Option<&str>,
+        today: i64,
+        wait: bool,
+    ) -> Result<ReportInfo, AlertsError> {
         let ledger = self.events.ledger();
         let now = ledger.now_us();
         let Some(&(fid, fname, controls)) = crate::events::compliance::FRAMEWORKS.iter().find(|f| f.0 == req.framework)
@@ -215,7 +234,7 @@ impl Reports {
             let known: Vec<&str> = crate::events::compliance::FRAMEWORKS.iter().map(|f| f.0).collect();
             return Err(invalid("framework", &format!("unknown framework; known: {}", known.join(", "))));
         };
-        let (from, to) = period::resolve(req.period.as_deref(), req.from.as_deref(), req.to.as_deref(), day_of(now))
+        let (from, to) = period::resolve(req.period.as_deref(), req.from.as_deref(), req.to.as_deref(), today)
             .map_err(AlertsError::Invalid)?;
         let seed = match &req.seed {
             Some(s) if s.is_empty() || s.len() > 128 || !s.chars().all(|c| c.is_ascii_graphic()) => {
@@ -224,7 +243,11 @@ impl Reports {
             Some(s) => s.clone(),
             None => hex::encode(&Uuid::now_v7().as_bytes()[8..16]),
         };
-        let Ok(_slot) = self.slots.try_acquire() else { return Err(busy()) };
+        let _slot = if wait {
+            self.slots.acquire().await.map_err(|e| internal("a report slot", e))?
+        } else {
+            self.slots.try_acquire().map_err(|_| busy())?
+        };
         let id = Uuid::now_v7();
         let checkpoint = ledger.checkpoint_now().await.map_err(crate::events::EventsError::from)?;
         let max_seq = checkpoint.as_ref().map_or(0, |c| c.tree_size);

@@ -23,6 +23,7 @@ use custos_engine::notify::{LogQuery, Notifier, Settings};
 use custos_engine::policies::review::ReviewRule;
 use custos_engine::policies::{NewProposal, PolicyStore};
 use custos_engine::time::SECOND_US;
+use custos_testkit::smtp::SmtpSink;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -48,51 +49,6 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Got>>>, Arc<AtomicBool>) {
     (format!("{base}/hooks/custos"), got, down)
 }
 
-/// The aiosmtpd sink, stopped when dropped.
-struct SmtpSink {
-    child: std::process::Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl SmtpSink {
-    fn start() -> SmtpSink {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/smtp-sink.py");
-        let mut child = std::process::Command::new("/usr/bin/python3")
-            .args([script, "--port", &port.to_string(), "--user", "custos", "--password", SMTP_PASSWORD, "--dir"])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the SMTP sink needs /usr/bin/python3 with aiosmtpd (make test-tools installs python3-aiosmtpd)");
-        use std::io::BufRead as _;
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("ready"), "the SMTP sink did not start: {line:?}");
-        SmtpSink { child, port, dir }
-    }
-
-    fn mails(&self) -> Vec<String> {
-        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
-            .map(|e| e.path())
-            .collect();
-        files.sort();
-        files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn signature_ok(secret: &str, headers: &BTreeMap<String, String>, body: &[u8]) -> bool {
     let ts = &headers["x-custos-timestamp"];
     let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(secret.as_bytes()).unwrap();
@@ -116,7 +72,7 @@ async fn steps(ledger: &Ledger, events: &Events, prefix: &str) -> Vec<String> {
 both_backends! {
     async fn alerts_reach_a_webhook_and_a_mailbox_through_the_outbox_with_retries(backend: Backend) {
         let Some(t) = TestDb::new(backend).await else { return };
-        let sink = SmtpSink::start();
+        let sink = SmtpSink::start(SMTP_PASSWORD);
         let (url, got, down) = receiver().await;
         let clock = Arc::new(ManualClock::new(T0));
         let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();

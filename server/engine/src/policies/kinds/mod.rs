@@ -23,6 +23,7 @@ pub mod forwarding;
 pub mod legal_holds;
 pub mod masking;
 pub mod notifications;
+pub mod report_schedules;
 pub mod retention;
 
 /// A kind's asynchronous step.
@@ -59,10 +60,10 @@ pub trait PolicyKind: Send + Sync + 'static {
     fn prepare(&self, _events: &Events, doc: Value) -> Result<Value, FieldError> {
         Ok(doc)
     }
-    /// A permission this document needs beyond [`PolicyKind::permission`]
-    /// (e.g. a retention rule below the floor needs `admin`), and why.
-    fn needs(&self, _doc: &Value) -> Option<(Permission, &'static str)> {
-        None
+    /// Permissions this document needs beyond [`PolicyKind::permission`]
+    /// (e.g. a retention rule below the floor needs `admin`), each with why.
+    fn needs(&self, _doc: &Value) -> Vec<(Permission, &'static str)> {
+        Vec::new()
     }
     /// Parses and checks a document; returns its canonical form (every
     /// field spelt out), or the field at fault (paths under `content`).
@@ -121,6 +122,7 @@ pub fn all() -> Vec<Arc<dyn PolicyKind>> {
         Arc::new(retention::RetentionKind),
         Arc::new(legal_holds::LegalHoldsKind),
         Arc::new(erasures::ErasuresKind),
+        Arc::new(report_schedules::ReportSchedulesKind),
     ]
 }
 

@@ -101,10 +101,15 @@ impl PolicyKind for RetentionKind {
         Permission::RetentionManage
     }
 
-    fn needs(&self, doc: &Value) -> Option<(Permission, &'static str)> {
-        RetentionDoc::parse(doc).ok().filter(RetentionDoc::overrides_floor).map(|_| {
-            (Permission::Admin, "a rule below the retention floor (retention.min_days) is an admin's override")
-        })
+    fn needs(&self, doc: &Value) -> Vec<(Permission, &'static str)> {
+        RetentionDoc::parse(doc)
+            .ok()
+            .filter(RetentionDoc::overrides_floor)
+            .map(|_| {
+                (Permission::Admin, "a rule below the retention floor (retention.min_days) is an admin's override")
+            })
+            .into_iter()
+            .collect()
     }
 
     fn defaults(&self) -> Value {
