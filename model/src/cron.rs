@@ -93,6 +93,13 @@ fn civil(day: i64) -> (i64, u32, u32, u32) {
     (y, m, d, (day + 4).rem_euclid(7) as u32)
 }
 
+/// A run time for people: `YYYY-MM-DD HH:MM UTC`.
+pub fn format_utc(us: i64) -> String {
+    let (y, m, d, _) = civil(us.div_euclid(DAY_US));
+    let minute = us.rem_euclid(DAY_US) / MINUTE_US;
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", minute / 60, minute % 60)
+}
+
 impl Cron {
     /// Parses an expression; the error names the field.
     pub fn parse(s: &str) -> Result<Cron, String> {
@@ -179,6 +186,12 @@ mod tests {
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
         let days = era * 146_097 + doe - 719_468;
         days * DAY_US + h * 3_600_000_000 + mi * MINUTE_US
+    }
+
+    #[test]
+    fn run_times_print_in_utc() {
+        assert_eq!(format_utc(at("2027-02-01T06:05")), "2027-02-01 06:05 UTC");
+        assert_eq!(format_utc(at("2028-02-29T23:59")), "2028-02-29 23:59 UTC");
     }
 
     #[test]

@@ -6,14 +6,13 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_navigate;
 use serde_json::{Value, json};
 
-use super::policies::when;
+use super::policies::{pending, proposer, when, with_item};
 use crate::client::{ClientError, get_json, send_json};
 use crate::event::{
-    ArchiveInfo, CATEGORIES, PolicyKindView, Proposal, RETENTION_FRAMEWORKS, RETENTION_PRESETS, RetentionPlan,
-    RetentionRun, RetentionStatus,
+    ArchiveInfo, CATEGORIES, PolicyKindView, RETENTION_FRAMEWORKS, RETENTION_PRESETS, RetentionPlan, RetentionRun,
+    RetentionStatus,
 };
 
 fn period(days: Option<u64>) -> String {
@@ -184,43 +183,6 @@ fn PlanPanel(plan: RwSignal<Option<Result<RetentionPlan, ClientError>>>) -> impl
             }}
         </section>
     }
-}
-
-/// `doc` with `item` appended to its list `key` (made if missing).
-fn with_item(doc: &Value, key: &str, item: Value) -> Value {
-    let mut d = doc.clone();
-    if !d.get(key).is_some_and(Value::is_array) {
-        d[key] = json!([]);
-    }
-    if let Some(list) = d[key].as_array_mut() {
-        list.push(item);
-    }
-    d
-}
-
-/// Proposes `content` to `kind`, then opens the proposal.
-fn proposer(kind: &'static str, version: u64, error: RwSignal<Option<String>>) -> impl Fn(Value, String) + Clone {
-    let navigate = use_navigate();
-    move |content: Value, reason: String| {
-        let navigate = navigate.clone();
-        error.set(None);
-        let body = json!({ "content": content, "based_on": version, "reason": reason }).to_string();
-        leptos::task::spawn_local(async move {
-            match send_json::<Proposal>("POST", &format!("/api/policies/{kind}/proposals"), Some(body)).await {
-                Ok(p) => navigate(&format!("/policies/proposals/{}", p.id), Default::default()),
-                Err(e) => error.set(Some(e.to_string())),
-            }
-        });
-    }
-}
-
-fn pending(kind: &PolicyKindView) -> impl IntoView + use<> {
-    (!kind.pending.is_empty()).then(|| {
-        view! {
-            <p class="small">"Waiting for review: "
-                {kind.pending.iter().map(|p| view! { <a href=format!("/policies/proposals/{}", p.id)>{p.reason.clone()}</a>" " }).collect_view()}</p>
-        }
-    })
 }
 
 #[component]

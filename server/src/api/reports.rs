@@ -108,14 +108,17 @@ pub struct RunsQuery {
 }
 
 /// The report schedules in force (the `report_schedules` policy), each
-/// with its next run and its latest run that ended. Change them through
+/// with its next run and its latest run that ended. Needs what reading a
+/// report needs (they name the recipients). Change them through
 /// `POST /api/policies/report_schedules/proposals`.
 #[utoipa::path(
     get, path = "/api/reports/schedules", tag = "reports",
     responses((status = 200, description = "The schedules", body = SchedulesView)),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn schedules(State(s): State<AppState>) -> Result<axum::Json<SchedulesView>, ApiError> {
+pub async fn schedules(State(s): State<AppState>, ctx: Ctx) -> Result<axum::Json<SchedulesView>, ApiError> {
+    // They name who receives the reports.
+    may_read_contents(&ctx)?;
     Ok(axum::Json(s.reports.schedules().await?))
 }
 
@@ -132,8 +135,10 @@ pub async fn schedules(State(s): State<AppState>) -> Result<axum::Json<Schedules
 )]
 pub async fn runs(
     State(s): State<AppState>,
+    ctx: Ctx,
     Query(q): Query<RunsQuery>,
 ) -> Result<axum::Json<Vec<ReportRun>>, ApiError> {
+    may_read_contents(&ctx)?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::field("limit", "between 1 and 500"));

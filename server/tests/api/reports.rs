@@ -334,6 +334,7 @@ async fn a_schedule_fires_once_at_its_time_and_mails_the_pdf(backend: Backend) {
     };
     let notifier = user_client(&app, "s_notify", &["notification_manager"]).await;
     let officer = user_client(&app, "s_officer", &["compliance_officer"]).await;
+    let planner = user_client(&app, "s_planner", &["compliance_officer", "notification_manager"]).await;
     let perms = custos_engine::identity::permission::PermissionSet::parse("report:generate policy:read").unwrap();
     let system = custos_engine::identity::service::Acting::system(Channel::Cli);
     app.running.identity.create_role(&system, "scheduler_only", "", &perms, false).await.unwrap();
@@ -354,17 +355,24 @@ async fn a_schedule_fires_once_at_its_time_and_mails_the_pdf(backend: Backend) {
     let propose = "/api/policies/report_schedules/proposals";
     let mut wrong = schedule.clone();
     wrong["recipients"][0]["channel"] = json!("nope");
-    let (st, err) = officer.post_json(propose, &json!({"content": {"schedules": [wrong]}, "based_on": 0, "reason": "x"})).await;
+    let (st, err) = planner.post_json(propose, &json!({"content": {"schedules": [wrong]}, "based_on": 0, "reason": "x"})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{err}");
     assert_eq!(err["fields"][0]["path"], "content.schedules[0].recipients[0].channel", "{err}");
     let mut wrong = schedule.clone();
     wrong["cron"] = json!("0 6 31 2 *");
-    let (st, err) = officer.post_json(propose, &json!({"content": {"schedules": [wrong]}, "based_on": 0, "reason": "x"})).await;
+    let (st, err) = planner.post_json(propose, &json!({"content": {"schedules": [wrong]}, "based_on": 0, "reason": "x"})).await;
     assert_eq!((st, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("content.schedules[0].cron")), "{err}");
     let (st, err) = reporter.post_json(propose, &json!({"content": {"schedules": [schedule]}, "based_on": 0, "reason": "x"})).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "a report carries events: {err}");
     assert!(err["message"].as_str().unwrap().contains("audit:read"), "{err}");
-    let (st, p) = officer.post_json(propose, &json!({"content": {"schedules": [schedule]}, "based_on": 0, "reason": "QSA"})).await;
+    let (st, err) = officer.post_json(propose, &json!({"content": {"schedules": [schedule]}, "based_on": 0, "reason": "x"})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "addresses instead of the channel's: {err}");
+    assert!(err["message"].as_str().unwrap().contains("notification:manage"), "{err}");
+    let mut often = schedule.clone();
+    often["cron"] = json!("*/30 * * * *");
+    let (st, err) = planner.post_json(propose, &json!({"content": {"schedules": [often]}, "based_on": 0, "reason": "x"})).await;
+    assert_eq!((st, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("content.schedules[0].cron")), "{err}");
+    let (st, p) = planner.post_json(propose, &json!({"content": {"schedules": [schedule]}, "based_on": 0, "reason": "QSA"})).await;
     assert_eq!((st, p["version"].as_u64()), (StatusCode::OK, Some(1)), "in force at once (no approval configured): {p}");
     let test = &p["test"];
     assert!(test.to_string().contains("2027-02-01 06:00 UTC: pcidss4 covering 2027-01-01 to 2027-01-31"), "{test}");
@@ -378,7 +386,8 @@ async fn a_schedule_fires_once_at_its_time_and_mails_the_pdf(backend: Backend) {
     assert_eq!((list[0]["state"].as_str(), list[0]["due_at"].as_str()), (Some("planned"), Some(rfc3339(six).as_str())));
     let (_, view) = officer.get("/api/reports/schedules").await;
     assert_eq!(view["schedules"][0]["next_run"], rfc3339(six), "{view}");
-    assert_eq!(reporter.get("/api/reports/schedules").await.0, StatusCode::OK);
+    assert_eq!(reporter.get("/api/reports/schedules").await.0, StatusCode::FORBIDDEN, "they name the recipients");
+    assert_eq!(reporter.get("/api/reports/runs").await.0, StatusCode::FORBIDDEN);
     assert_eq!(officer.get("/api/reports/runs?limit=0").await.0, StatusCode::BAD_REQUEST);
 
     // 06:00: it runs, once.
@@ -433,7 +442,10 @@ async fn a_schedule_fires_once_at_its_time_and_mails_the_pdf(backend: Backend) {
     assert!(delivered, "the run shows its delivery");
     let (_, page) = officer.get("/api/audit?action=custos.report.scheduled").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
-    assert_eq!(page["items"][0]["details"]["report"], report_id.as_str());
+    let record = &page["items"][0]["details"];
+    assert_eq!(record["report"], report_id.as_str());
+    assert_eq!(record["recipients"][0]["to"], json!(["qsa@example.org"]), "the record names where it went: {record}");
+    assert_eq!((record["policy_version"].as_u64(), record["recipients"][0]["attached"].as_bool()), (Some(1), Some(true)));
 
     // The next day's run replaces it (keep 1).
     let six2 = six + DAY_US;
@@ -450,7 +462,8 @@ async fn a_schedule_fires_once_at_its_time_and_mails_the_pdf(backend: Backend) {
     // today planned.
     let mut later = schedule.clone();
     later["cron"] = json!("0 7 * * *");
-    let (st, p) = officer.post_json(propose, &json!({"content": {"schedules": [later]}, "based_on": 1, "reason": "later"})).await;
+    let planner = user_client(&app, "s_planner2", &["compliance_officer", "notification_manager"]).await;
+    let (st, p) = planner.post_json(propose, &json!({"content": {"schedules": [later]}, "based_on": 1, "reason": "later"})).await;
     assert_eq!((st, p["version"].as_u64()), (StatusCode::OK, Some(2)), "{p}");
     app.running.state.reports.schedule_step().await.unwrap();
     let list = runs(&officer).await;

@@ -2,12 +2,12 @@
 //! browser, and their server-side stand-ins (the server renders no times).
 
 #[cfg(feature = "hydrate")]
-pub(super) fn now_ms() -> f64 {
+pub(crate) fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
 #[cfg(not(feature = "hydrate"))]
-pub(super) fn now_ms() -> f64 {
+pub(crate) fn now_ms() -> f64 {
     0.0
 }
 

@@ -14,7 +14,7 @@ use leptos_router::NavigateOptions;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use leptos_router::params::ParamsMap;
 
-mod browser;
+pub(crate) mod browser;
 mod drawer;
 mod exports;
 mod histogram;

@@ -6,6 +6,8 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::hooks::use_navigate;
+use serde_json::{Value, json};
 
 use crate::client::{ClientError, encode, get_json, send_json};
 use crate::event::{PatchOp, PolicyKindView, PolicyOverview, PolicyVersion, Proposal, TestReport};
@@ -19,6 +21,47 @@ pub mod trail;
 pub(crate) fn when(s: &str) -> String {
     let s = s.split('.').next().unwrap_or(s).trim_end_matches('Z').replace('T', " ");
     if s.is_empty() { "—".into() } else { format!("{s} UTC") }
+}
+
+/// `doc` with `item` appended to its list `key` (made if missing).
+pub(crate) fn with_item(doc: &Value, key: &str, item: Value) -> Value {
+    let mut d = doc.clone();
+    if !d.get(key).is_some_and(Value::is_array) {
+        d[key] = json!([]);
+    }
+    if let Some(list) = d[key].as_array_mut() {
+        list.push(item);
+    }
+    d
+}
+
+/// Proposes `content` to `kind`, then opens the proposal.
+pub(crate) fn proposer(
+    kind: &'static str,
+    version: u64,
+    error: RwSignal<Option<String>>,
+) -> impl Fn(Value, String) + Clone {
+    let navigate = use_navigate();
+    move |content: Value, reason: String| {
+        let navigate = navigate.clone();
+        error.set(None);
+        let body = json!({ "content": content, "based_on": version, "reason": reason }).to_string();
+        leptos::task::spawn_local(async move {
+            match send_json::<Proposal>("POST", &format!("/api/policies/{kind}/proposals"), Some(body)).await {
+                Ok(p) => navigate(&format!("/policies/proposals/{}", p.id), Default::default()),
+                Err(e) => error.set(Some(e.to_string())),
+            }
+        });
+    }
+}
+
+pub(crate) fn pending(kind: &PolicyKindView) -> impl IntoView + use<> {
+    (!kind.pending.is_empty()).then(|| {
+        view! {
+            <p class="small">"Waiting for review: "
+                {kind.pending.iter().map(|p| view! { <a href=format!("/policies/proposals/{}", p.id)>{p.reason.clone()}</a>" " }).collect_view()}</p>
+        }
+    })
 }
 
 /// A JSON Pointer and what an operation does there, for people.

@@ -415,12 +415,14 @@ impl Reports {
         self.get(id).await
     }
 
-    /// Deletes the reports beyond the newest `keep` (their records stay).
+    /// Deletes the reports asked for by people beyond the newest `keep`
+    /// (their records stay); a schedule's are kept by its own `keep`.
     async fn prune(&self) -> Result<(), AlertsError> {
         self.conn()
             .execute_raw(stmt_for(
                 self.backend(),
-                "DELETE FROM reports WHERE id NOT IN (SELECT id FROM reports ORDER BY generated_at DESC, id DESC LIMIT ?)",
+                "DELETE FROM reports WHERE schedule IS NULL AND id NOT IN (SELECT id FROM reports WHERE schedule IS NULL \
+                 ORDER BY generated_at DESC, id DESC LIMIT ?)",
                 vec![Value::BigInt(Some(i64::from(self.settings.keep.max(1))))],
             ))
             .await?;

@@ -21,6 +21,7 @@
 //!   and tried again 10 minutes later, three times in all.
 
 use custos_model::cron::Cron;
+pub use custos_model::cron::format_utc as when;
 use custos_model::{
     REPORT_PERIODS, ReportInfo, ReportRequest, ReportRun, ReportSchedule, RunDelivery, ScheduleDoc, ScheduleStatus,
     SchedulesView, Severity,
@@ -29,7 +30,7 @@ use sea_orm::{ConnectionTrait as _, QueryResult, Value as DbValue};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::period::{date, day_of};
+use super::period::day_of;
 use super::{ReportFile, Reports, file_name};
 use crate::alerts::store::AlertsError;
 use crate::events::model::{Channel, Outcome};
@@ -53,13 +54,16 @@ const MAX_RECIPIENTS: usize = 20;
 pub const TRIES: u32 = 3;
 /// Between tries.
 const RETRY_US: i64 = 10 * MINUTE_US;
-/// A run `running` for longer was on a replica that stopped.
-const STALE_US: i64 = 60 * MINUTE_US;
+/// A run `running` for longer was on a replica that stopped (it counts as
+/// a try).
+const STALE_US: i64 = 6 * 60 * MINUTE_US;
+/// The shortest time between two runs of a schedule.
+const MIN_INTERVAL_US: i64 = 60 * MINUTE_US;
 /// A PDF larger than this is not attached: the message carries its link
 /// and digest.
 pub const ATTACH_MAX: usize = 10 * 1024 * 1024;
 /// Occurrences looked through to find the latest one that passed.
-const CATCH_UP_MAX: u32 = 100_000;
+const CATCH_UP_MAX: u32 = 10_000;
 
 fn bad(path: String, reason: impl Into<String>) -> FieldError {
     FieldError { path, reason: reason.into() }
@@ -98,10 +102,21 @@ pub fn check(d: &ScheduleDoc) -> Result<(), FieldError> {
         if !ids.insert(s.id.as_str()) {
             return Err(bad(at("id"), format!("`{}` is used by another schedule", s.id)));
         }
-        if s.name.trim().is_empty() || s.name.chars().count() > 200 || s.name.chars().any(char::is_control) {
-            return Err(bad(at("name"), "1 to 200 characters on one line"));
+        if s.name.trim().is_empty()
+            || s.name.chars().count() > 200
+            || s.name.chars().any(|c| c.is_control() || is_format(c))
+        {
+            return Err(bad(at("name"), "1 to 200 characters on one line, without control or direction characters"));
         }
-        Cron::parse(&s.cron).map_err(|e| bad(at("cron"), e))?;
+        let cron = Cron::parse(&s.cron).map_err(|e| bad(at("cron"), e))?;
+        if let Some(gap) = shortest_gap(&cron)
+            && gap < MIN_INTERVAL_US
+        {
+            return Err(bad(
+                at("cron"),
+                format!("runs {} minute(s) apart at times; a schedule runs at most once an hour", gap / MINUTE_US),
+            ));
+        }
         if !crate::events::compliance::FRAMEWORKS.iter().any(|f| f.0 == s.framework) {
             let known: Vec<&str> = crate::events::compliance::FRAMEWORKS.iter().map(|f| f.0).collect();
             return Err(bad(at("framework"), format!("unknown framework; known: {}", known.join(", "))));
@@ -125,7 +140,9 @@ pub fn check(d: &ScheduleDoc) -> Result<(), FieldError> {
             if r.to.len() > MAX_RECIPIENTS {
                 return Err(bad(rat("to"), format!("at most {MAX_RECIPIENTS} addresses")));
             }
-            if let Some((k, a)) = r.to.iter().enumerate().find(|(_, a)| !is_mail(a)) {
+            if let Some((k, a)) =
+                r.to.iter().enumerate().find(|(_, a)| !is_mail(a) || a.parse::<lettre::Address>().is_err())
+            {
                 return Err(bad(
                     format!("content.schedules[{i}].recipients[{j}].to[{k}]"),
                     format!("`{a}` is not an e-mail address"),
@@ -137,6 +154,20 @@ pub fn check(d: &ScheduleDoc) -> Result<(), FieldError> {
         }
     }
     Ok(())
+}
+
+/// Unicode format characters (direction overrides, zero-width): a name
+/// that reads otherwise than it is.
+fn is_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{00AD}')
+}
+
+/// The shortest time between two of the next runs (over a year's worth of
+/// them, from a fixed day), or `None` when it runs at most once.
+fn shortest_gap(cron: &Cron) -> Option<i64> {
+    // 2027-01-01 (a Friday); every field's pattern shows within a year.
+    let runs = next_runs(cron, 1_798_761_600_000_000 - 1, 2_000);
+    runs.windows(2).map(|w| w[1] - w[0]).min()
 }
 
 /// Checks the recipients against the notifications policy: each names a
@@ -217,6 +248,18 @@ pub struct SchedulePass {
     pub failed: u64,
 }
 
+/// A message a run sends.
+struct Outgoing {
+    channel: String,
+    kind: String,
+    /// The addresses (e-mail).
+    to: Vec<String>,
+    attached: bool,
+    key: String,
+    channels_version: u64,
+    payload: Value,
+}
+
 const RUN_COLUMNS: &str = "id, schedule_id, due_at, state, attempts, started_at, finished_at, report_id, error";
 
 /// A message safe to show: field errors and conflicts as they are, other
@@ -246,12 +289,12 @@ impl Reports {
             return Ok(SchedulePass::default());
         }
         let mut pass = SchedulePass { held: true, ..Default::default() };
-        let out = self.schedule_pass(&mut pass).await;
+        let out = self.schedule_pass(&lease, &mut pass).await;
         let _ = lease.release().await;
         out.map(|()| pass)
     }
 
-    async fn schedule_pass(&self, pass: &mut SchedulePass) -> Result<(), AlertsError> {
+    async fn schedule_pass(&self, lease: &Lease, pass: &mut SchedulePass) -> Result<(), AlertsError> {
         let now = self.events.ledger().now_us();
         let (version, doc) = in_force(self.conn()).await?;
         self.plan(version, &doc, now, pass).await?;
@@ -269,7 +312,11 @@ impl Reports {
             let schedule_id: String = r.try_get("", "schedule_id")?;
             let due_at: i64 = r.try_get("", "due_at")?;
             let Some(s) = doc.schedules.iter().find(|s| s.id == schedule_id && s.enabled) else { continue };
-            match self.run_one(&id, s, due_at).await? {
+            // Each run renews the lease: a pass may take a while.
+            if lease.acquire().await?.is_none() {
+                break;
+            }
+            match self.run_one(&id, s, version, due_at).await? {
                 Some(true) => pass.done += 1,
                 Some(false) => pass.failed += 1,
                 None => {}
@@ -327,16 +374,22 @@ impl Reports {
         now: i64,
         pass: &mut SchedulePass,
     ) -> Result<(), AlertsError> {
-        // Runs left `running` by a replica that stopped: tried again.
+        // Runs left `running` by a replica that stopped: tried again, or
+        // failed once they have had their tries.
+        let stopped = "the replica running it stopped before it ended";
+        self.conn()
+            .execute_raw(stmt_for(
+                self.b(),
+                "UPDATE report_runs SET state = 'failed', finished_at = ?, error = ? WHERE state = 'running' \
+                 AND started_at < ? AND attempts >= ?",
+                vec![now.into(), stopped.into(), (now - STALE_US).into(), i64::from(TRIES).into()],
+            ))
+            .await?;
         self.conn()
             .execute_raw(stmt_for(
                 self.b(),
                 "UPDATE report_runs SET state = 'planned', next_at = ?, error = ? WHERE state = 'running' AND started_at < ?",
-                vec![
-                    now.into(),
-                    "the replica running it stopped before it ended; tried again".into(),
-                    (now - STALE_US).into(),
-                ],
+                vec![now.into(), format!("{stopped}; tried again").into(), (now - STALE_US).into()],
             ))
             .await?;
         // Schedules removed from the policy.
@@ -425,7 +478,13 @@ impl Reports {
 
     /// Claims and runs one due run: `Some(true)` done, `Some(false)`
     /// failed, `None` when another replica claimed it.
-    async fn run_one(&self, id: &str, s: &ReportSchedule, due_at: i64) -> Result<Option<bool>, AlertsError> {
+    async fn run_one(
+        &self,
+        id: &str,
+        s: &ReportSchedule,
+        version: u64,
+        due_at: i64,
+    ) -> Result<Option<bool>, AlertsError> {
         let now = self.events.ledger().now_us();
         let claimed = self
             .conn()
@@ -455,33 +514,56 @@ impl Reports {
         };
         match self.make(&by, &req, "schedule", Some(&s.id), day_of(due_at), true).await {
             Ok(info) => {
-                let (queued, not_queued) = self.queue_deliveries(id, s, &info).await?;
-                let end = self.events.ledger().now_us();
+                // Recorded before anything is sent: no record, no mail.
+                let (messages, not_queued) = self.messages(id, s, &info).await?;
                 let note = (!not_queued.is_empty())
                     .then(|| not_queued.iter().map(|(c, why)| format!("{c}: {why}")).collect::<Vec<_>>().join("; "));
-                self.conn()
-                    .execute_raw(stmt_for(
-                        self.b(),
-                        "UPDATE report_runs SET state = 'done', finished_at = ?, report_id = ?, error = ? WHERE id = ?",
-                        vec![end.into(), info.id.to_string().into(), note.clone().into(), id.into()],
-                    ))
-                    .await?;
+                let author = self.policies.version(KIND, version).await.map(|v| v.author).unwrap_or_default();
                 let event = OwnEvent::by_custos(
                     OwnAction::ReportStep("custos.report.scheduled"),
                     "report scheduler",
                     Channel::System,
                 )
                 .outcome(if not_queued.is_empty() { Outcome::Success } else { Outcome::Failure })
-                .reason(note)
+                .reason(note.clone())
                 .resource("report_schedule", Some(s.id.clone()))
                 .details(json!({
                     "schedule": s.id, "run": id, "due_at": rfc3339(due_at), "report": info.id,
+                    "policy_version": version, "policy_author": author,
                     "framework": info.framework, "from": info.period_from, "to": info.period_to,
                     "pdf_sha256": info.pdf_sha256, "json_sha256": info.json_sha256,
-                    "queued": queued,
+                    "recipients": messages.iter().map(|m| json!({
+                        "channel": m.channel, "type": m.kind, "to": m.to, "attached": m.attached,
+                    })).collect::<Vec<_>>(),
                     "not_queued": not_queued.iter().map(|(c, why)| json!({"channel": c, "reason": why})).collect::<Vec<_>>(),
                 }));
-                self.events.record_own(event).await?;
+                if let Err(e) = self.events.record_own(event).await {
+                    let end = self.events.ledger().now_us();
+                    self.conn()
+                        .execute_raw(stmt_for(
+                            self.b(),
+                            "UPDATE report_runs SET state = 'failed', finished_at = ?, report_id = ?, error = ? \
+                             WHERE id = ? AND state = 'running'",
+                            vec![
+                                end.into(),
+                                info.id.to_string().into(),
+                                "its sending could not be recorded in the ledger; nothing was sent".into(),
+                                id.into(),
+                            ],
+                        ))
+                        .await?;
+                    return Err(e.into());
+                }
+                self.queue(&info, &messages).await?;
+                let end = self.events.ledger().now_us();
+                self.conn()
+                    .execute_raw(stmt_for(
+                        self.b(),
+                        "UPDATE report_runs SET state = 'done', finished_at = ?, report_id = ?, error = ? \
+                         WHERE id = ? AND state = 'running'",
+                        vec![end.into(), info.id.to_string().into(), note.into(), id.into()],
+                    ))
+                    .await?;
                 self.prune_schedule(&s.id, s.keep).await?;
                 Ok(Some(true))
             }
@@ -491,12 +573,13 @@ impl Reports {
                 let end = self.events.ledger().now_us();
                 let (sql, vals): (&str, Vec<DbValue>) = if again {
                     (
-                        "UPDATE report_runs SET state = 'planned', next_at = ?, error = ? WHERE id = ?",
+                        "UPDATE report_runs SET state = 'planned', next_at = ?, error = ? WHERE id = ? AND state = 'running'",
                         vec![(end + RETRY_US).into(), why.clone().into(), id.into()],
                     )
                 } else {
                     (
-                        "UPDATE report_runs SET state = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                        "UPDATE report_runs SET state = 'failed', finished_at = ?, error = ? WHERE id = ? \
+                         AND state = 'running'",
                         vec![end.into(), why.clone().into(), id.into()],
                     )
                 };
@@ -520,15 +603,14 @@ impl Reports {
         }
     }
 
-    /// Queues one message per recipient; answers the channels queued and
-    /// those that could not be (with why).
-    async fn queue_deliveries(
+    /// The message for each recipient, and the recipients no message can
+    /// go to (with why).
+    async fn messages(
         &self,
         run: &str,
         s: &ReportSchedule,
         info: &ReportInfo,
-    ) -> Result<(Vec<String>, Vec<(String, String)>), AlertsError> {
-        let now = self.events.ledger().now_us();
+    ) -> Result<(Vec<Outgoing>, Vec<(String, String)>), AlertsError> {
         let (version, channels) = match crate::policies::in_force(self.conn(), crate::notify::KIND).await? {
             Some((v, c)) => (v, NotificationsDoc::parse(&c).map_err(AlertsError::Invalid)?),
             None => (0, NotificationsDoc::default()),
@@ -537,11 +619,13 @@ impl Reports {
             .conn()
             .query_one_raw(stmt_for(
                 self.b(),
-                "SELECT LENGTH(pdf) AS n FROM reports WHERE id = ?",
+                "SELECT CAST(LENGTH(pdf) AS BIGINT) AS n FROM reports WHERE id = ?",
                 vec![info.id.to_string().into()],
             ))
             .await?
-            .and_then(|r| r.try_get::<Option<i64>>("", "n").ok().flatten())
+            .map(|r| r.try_get::<Option<i64>>("", "n"))
+            .transpose()?
+            .flatten()
             .unwrap_or(0)
             .max(0) as usize;
         let framework =
@@ -551,13 +635,17 @@ impl Reports {
         let status = info.status.map_or("unknown".to_owned(), |s| s.as_str().replace('_', " "));
         let pdf_sha = info.pdf_sha256.clone().unwrap_or_default();
         let name = file_name(&info.framework, &info.period_from, &info.period_to, ReportFile::Pdf);
-        let mut queued = Vec::new();
+        let mut out = Vec::new();
         let mut not_queued = Vec::new();
         for r in &s.recipients {
             let Some(c) = channels.channels.iter().find(|c| c.id == r.channel) else {
                 not_queued.push((r.channel.clone(), "no such channel in the notifications policy in force".into()));
                 continue;
             };
+            if !r.to.is_empty() && c.kind != "email" {
+                not_queued.push((r.channel.clone(), format!("now a {} channel: the addresses are for e-mail", c.kind)));
+                continue;
+            }
             let attach = c.kind == "email" && pdf_len <= ATTACH_MAX;
             let key = format!("report:{run}:{}", c.id);
             let subject =
@@ -588,8 +676,30 @@ impl Reports {
             if attach {
                 payload["attach"] = json!({"report": info.id, "file": "pdf", "name": name, "sha256": pdf_sha});
             }
-            let done = self
-                .conn()
+            out.push(Outgoing {
+                channel: c.id.clone(),
+                kind: c.kind.clone(),
+                to: if c.kind != "email" {
+                    Vec::new()
+                } else if r.to.is_empty() {
+                    c.to.clone()
+                } else {
+                    r.to.clone()
+                },
+                attached: attach,
+                key,
+                channels_version: version,
+                payload,
+            });
+        }
+        Ok((out, not_queued))
+    }
+
+    /// Queues the messages in the notifications outbox (once each).
+    async fn queue(&self, info: &ReportInfo, messages: &[Outgoing]) -> Result<(), AlertsError> {
+        let now = self.events.ledger().now_us();
+        for m in messages {
+            self.conn()
                 .execute_raw(stmt_for(
                     self.b(),
                     "INSERT INTO notification_outbox (id, idempotency_key, channel_id, channel_type, channels_version, \
@@ -597,22 +707,19 @@ impl Reports {
                      VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
                     vec![
                         Uuid::now_v7().to_string().into(),
-                        key.into(),
-                        c.id.clone().into(),
-                        c.kind.clone().into(),
-                        (version as i64).into(),
-                        payload.to_string().into(),
+                        m.key.clone().into(),
+                        m.channel.clone().into(),
+                        m.kind.clone().into(),
+                        (m.channels_version as i64).into(),
+                        m.payload.to_string().into(),
                         now.into(),
                         now.into(),
                         info.id.to_string().into(),
                     ],
                 ))
                 .await?;
-            if done.rows_affected() == 1 {
-                queued.push(c.id.clone());
-            }
         }
-        Ok((queued, not_queued))
+        Ok(())
     }
 
     /// Deletes the schedule's reports beyond its newest `keep`.
@@ -733,12 +840,6 @@ impl Reports {
     }
 }
 
-/// A run time for people: `YYYY-MM-DD HH:MM UTC`.
-pub fn when(us: i64) -> String {
-    let s = rfc3339(us);
-    format!("{} {} UTC", date(day_of(us)), s.get(11..16).unwrap_or(""))
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -789,6 +890,16 @@ mod tests {
             "content.schedules[0].recipients[1].channel"
         );
         assert_eq!(fault(with("keep", json!(0))).0, "content.schedules[0].keep");
+        let (p, r) = fault(with("cron", json!("0,30 9 * * *")));
+        assert_eq!(p, "content.schedules[0].cron");
+        assert!(r.contains("30 minute(s) apart"), "{r}");
+        super::check(&super::parse(&with("cron", json!("0 * * * *"))).unwrap()).expect("hourly is allowed");
+        assert_eq!(fault(with("name", json!("PCI \u{202E}fdp.exe"))).0, "content.schedules[0].name");
+        assert_eq!(
+            fault(with("recipients", json!([{"channel": "a", "to": ["Boss <boss@example.org>"]}]))).0,
+            "content.schedules[0].recipients[0].to[0]",
+            "bare addresses only"
+        );
         assert_eq!(fault(with("surprise", json!(1))).0, "content.schedules[0]");
         assert_eq!(fault(json!({"schedules": [good(), good()]})).0, "content.schedules[1].id");
         assert_eq!(fault(json!([])).0, "content");

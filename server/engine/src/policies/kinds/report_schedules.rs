@@ -4,8 +4,10 @@
 //! many reports to keep. The dry-run checks the recipients against the
 //! notifications policy in force and lists each schedule's next runs with
 //! the period each would cover. Proposing needs `report:generate`, and,
-//! since the reports carry a sample of events and the verifications,
-//! `audit:read` and `audit:verify` too.
+//! since the reports carry a sample of events, the verifications and the
+//! policy changes, `audit:read`, `audit:verify` and `policy:read`; sending
+//! them out needs `audit:export` (as an export), and addresses in place of
+//! an e-mail channel's own, `notification:manage`.
 
 use custos_model::cron::Cron;
 use custos_model::{PolicyVersion, TestReport, TestRow};
@@ -38,9 +40,24 @@ impl PolicyKind for ReportSchedulesKind {
         Permission::ReportGenerate
     }
 
-    fn needs(&self, _doc: &Value) -> Vec<(Permission, &'static str)> {
-        let why = "a scheduled report carries a sample of events and the verifications";
-        vec![(Permission::AuditRead, why), (Permission::AuditVerify, why)]
+    fn needs(&self, doc: &Value) -> Vec<(Permission, &'static str)> {
+        let why = "a scheduled report carries a sample of events, the verifications and the policy changes";
+        let mut need =
+            vec![(Permission::AuditRead, why), (Permission::AuditVerify, why), (Permission::PolicyRead, why)];
+        let d = parse(doc).unwrap_or_default();
+        if d.schedules.iter().any(|s| !s.recipients.is_empty()) {
+            need.push((
+                Permission::AuditExport,
+                "a scheduled report sends its contents out of Custos, as an export does",
+            ));
+        }
+        if d.schedules.iter().flat_map(|s| &s.recipients).any(|r| !r.to.is_empty()) {
+            need.push((
+                Permission::NotificationManage,
+                "addresses instead of an e-mail channel's own redirect what that channel sends",
+            ));
+        }
+        need
     }
 
     fn defaults(&self) -> Value {
