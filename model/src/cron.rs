@@ -149,6 +149,31 @@ impl Cron {
         }
     }
 
+    /// The next `n` times after `us` (fewer when it stops matching).
+    pub fn next_runs(&self, us: i64, n: usize) -> Vec<i64> {
+        let mut out = Vec::with_capacity(n);
+        let mut t = us;
+        while out.len() < n {
+            match self.next_after(t) {
+                Some(next) => {
+                    out.push(next);
+                    t = next;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// The shortest time between two runs (µs) over a year's worth of
+    /// them from a fixed day (every field's pattern shows within a year),
+    /// or `None` when it runs at most once.
+    pub fn shortest_gap(&self) -> Option<i64> {
+        // 2027-01-01T00:00Z, a Friday.
+        let runs = self.next_runs(1_798_761_600_000_000 - 1, 2_000);
+        runs.windows(2).map(|w| w[1] - w[0]).min()
+    }
+
     /// The first time it matches strictly after `us` (µs since the epoch,
     /// whole minutes), within eight years.
     pub fn next_after(&self, us: i64) -> Option<i64> {

@@ -177,21 +177,17 @@ fn period_label(v: &str) -> String {
     REPORT_PERIODS.iter().find(|p| p.0 == v).map_or(v.to_owned(), |p| p.1.to_owned())
 }
 
-/// A cron expression's next three runs, or why it is wrong.
+/// A cron expression's next three runs, or why the server would refuse it.
 fn cron_preview(expr: &str) -> Result<Vec<String>, String> {
     let cron = Cron::parse(expr.trim())?;
-    let mut t = (super::events::browser::now_ms() * 1000.0) as i64;
-    let mut out = Vec::new();
-    for _ in 0..3 {
-        match cron.next_after(t) {
-            Some(n) => {
-                out.push(format_utc(n));
-                t = n;
-            }
-            None => break,
-        }
+    if let Some(gap) = cron.shortest_gap().filter(|g| *g < 3_600_000_000) {
+        return Err(format!(
+            "runs {} minute(s) apart at times; a schedule runs at most once an hour",
+            gap / 60_000_000
+        ));
     }
-    Ok(out)
+    let now = (super::events::browser::now_ms() * 1000.0) as i64;
+    Ok(cron.next_runs(now, 3).into_iter().map(format_utc).collect())
 }
 
 /// The schedules in force, their runs, and a form proposing another.
@@ -206,11 +202,19 @@ fn SchedulesPanel() -> impl IntoView {
     });
     let can_redirect =
         Signal::derive(move || me.get().and_then(|r| r.ok().flatten()).is_some_and(|m| m.can("notification:manage")));
+    let can_read = Signal::derive(move || {
+        me.get()
+            .and_then(|r| r.ok().flatten())
+            .is_some_and(|m| ["report:generate", "audit:read", "audit:verify", "policy:read"].iter().all(|p| m.can(p)))
+    });
     let view_ = RwSignal::new(None::<Result<SchedulesView, ClientError>>);
     let runs = RwSignal::new(None::<Result<Vec<ReportRun>, ClientError>>);
     let kind = RwSignal::new(None::<Result<PolicyKindView, ClientError>>);
     let channels = RwSignal::new(Vec::<(String, String, String)>::new());
     Effect::new(move |_| {
+        if !can_read.get() {
+            return;
+        }
         leptos::task::spawn_local(async move {
             view_.set(Some(get_json::<SchedulesView>("/api/reports/schedules").await));
             runs.set(Some(get_json::<Vec<ReportRun>>("/api/reports/runs?limit=20").await));
@@ -238,15 +242,16 @@ fn SchedulesPanel() -> impl IntoView {
     view! {
         <section class="panel" data-testid="report-schedules">
             <h2>"Schedules"</h2>
-            <p class="muted small">"A schedule makes a framework's report at the times of its cron expression (UTC), over a period taken from the day it runs, e-mails the PDF to its recipients through the notification channels (a webhook or chat gets the link and the digest), and keeps its newest reports. Schedules are a policy: every change is a proposal, reviewed like any policy. "
+            <p class="muted small">"A schedule makes a framework's report at the times of its cron expression (UTC), over a period taken from the day the run is due, e-mails the PDF to its recipients through the notification channels (a webhook or chat gets the link and the digest), and keeps its newest reports. Schedules are a policy: every change is a proposal, reviewed like any policy. "
                 <a href="/policies/trail?kind=report_schedules">"Their trail →"</a></p>
             {move || match view_.get() {
+                None if !can_read.get() => view! { <p class="muted small" data-testid="schedules-need">"The schedules name who receives the reports: seeing them needs audit:read, audit:verify and policy:read, as reading a report does."</p> }.into_any(),
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
                 Some(Err(e)) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
                 Some(Ok(v)) if v.schedules.is_empty() => view! { <p class="muted" data-testid="no-schedules">"No schedule: reports are made when someone asks."</p> }.into_any(),
                 Some(Ok(v)) => view! {
                     <table class="data small" data-testid="schedules-table">
-                        <thead><tr><th>"Schedule"</th><th>"When (UTC)"</th><th>"Report"</th><th>"To"</th><th>"Kept"</th><th>"Next run"</th><th>"Last run"</th></tr></thead>
+                        <thead><tr><th>"Schedule"</th><th>"When (UTC)"</th><th>"Report"</th><th>"To"</th><th>"Kept"</th><th>"Next run"</th><th>"Last run"</th><th></th></tr></thead>
                         <tbody>{v.schedules.into_iter().map(|st| {
                             let s = st.schedule;
                             let to: Vec<String> = s.recipients.iter().map(|r| if r.to.is_empty() { r.channel.clone() } else { format!("{} ({})", r.channel, r.to.join(", ")) }).collect();
@@ -259,6 +264,7 @@ fn SchedulesPanel() -> impl IntoView {
                                     <td>{s.keep}</td>
                                     <td>{if s.enabled { st.next_run.as_deref().map(when).unwrap_or_else(|| "—".into()) } else { "off".into() }}</td>
                                     <td>{st.last_run.map(|r| format!("{} ({})", when(&r.due_at), r.state)).unwrap_or_else(|| "none yet".into())}</td>
+                                    <td>{let (sid, on) = (s.id.clone(), s.enabled); move || kind.get().and_then(Result::ok).map(|k| view! { <ScheduleActions kind=k id=sid.clone() enabled=on/> })}</td>
                                 </tr>
                             }
                         }).collect_view()}</tbody>
@@ -288,11 +294,45 @@ fn SchedulesPanel() -> impl IntoView {
             {move || match kind.get() {
                 Some(Ok(k)) => view! { <ScheduleForm kind=k channels=channels can_redirect=can_redirect/> }.into_any(),
                 Some(Err(e)) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                None if can_read.get() && !can_propose.get() => view! { <p class="muted small">"Proposing a schedule also needs audit:export: a report sent out of Custos is an export."</p> }.into_any(),
                 None => ().into_any(),
             }}
         </section>
     }
     .into_any()
+}
+
+/// Turning a schedule off or on, and removing it: each a proposal.
+#[component]
+fn ScheduleActions(kind: PolicyKindView, id: String, enabled: bool) -> impl IntoView {
+    let error = RwSignal::new(None::<String>);
+    let propose = proposer("report_schedules", kind.active.version, error);
+    let doc = kind.active.content.clone();
+    let change = move |remove: bool| {
+        let mut d = doc.clone();
+        if let Some(list) = d.get_mut("schedules").and_then(Value::as_array_mut) {
+            if remove {
+                list.retain(|x| x.get("id").and_then(Value::as_str) != Some(id.as_str()));
+            } else if let Some(x) = list.iter_mut().find(|x| x.get("id").and_then(Value::as_str) == Some(id.as_str())) {
+                x["enabled"] = json!(!enabled);
+            }
+        }
+        let what = if remove {
+            "remove"
+        } else if enabled {
+            "turn off"
+        } else {
+            "turn on"
+        };
+        propose(d, format!("{what} the report schedule {id}"));
+    };
+    let toggle = change.clone();
+    view! {
+        <button type="button" class="small" data-testid="schedule-toggle" on:click=move |_| toggle(false)>{if enabled { "Turn off…" } else { "Turn on…" }}</button>
+        " "
+        <button type="button" class="small danger" data-testid="schedule-remove" on:click=move |_| change(true)>"Remove…"</button>
+        {move || error.get().map(|e| view! { <p class="error small" role="alert">{e}</p> })}
+    }
 }
 
 /// Proposes a new schedule (the version in force plus one).
@@ -368,13 +408,13 @@ fn ScheduleForm(
                     }).collect_view()}
                 </select>
             </label>
-            <label>"Period (from the day it runs)"
+            <label>"Period (from the day the run is due, UTC)"
                 <select data-testid="schedule-period" on:change=move |ev| per.set(event_target_value(&ev))>
                     {REPORT_PERIODS.iter().map(|(v, l)| view! { <option value=*v selected=move || per.get() == *v>{*l}</option> }).collect_view()}
                 </select>
             </label>
             <label>"Send to (a notification channel)"
-                <select data-testid="schedule-channel" on:change=move |ev| channel.set(event_target_value(&ev))>
+                <select data-testid="schedule-channel" required on:change=move |ev| channel.set(event_target_value(&ev))>
                     <option value="">"choose…"</option>
                     {move || channels.get().into_iter().map(|(cid, cname, ctype)| view! {
                         <option value=cid.clone()>{format!("{cname} ({ctype})")}</option>

@@ -339,6 +339,9 @@ async fn a_schedule_fires_once_at_its_time_and_mails_the_pdf(backend: Backend) {
     let system = custos_engine::identity::service::Acting::system(Channel::Cli);
     app.running.identity.create_role(&system, "scheduler_only", "", &perms, false).await.unwrap();
     let reporter = user_client(&app, "s_reporter", &["scheduler_only"]).await;
+    let reports_check = |c: &Value| c["checks"].as_array().unwrap().iter().find(|k| k["id"] == "reports_scheduled").unwrap()["status"].clone();
+    let (_, now) = officer.get("/api/compliance").await;
+    assert_eq!(reports_check(&now), "not_configured", "no schedule yet");
     let channels = json!({"channels": [
         {"id": "mail", "name": "Compliance mail", "type": "email", "to": ["secops@example.org"],
          "from": "custos@example.org", "smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_tls": "none",
@@ -440,6 +443,8 @@ async fn a_schedule_fires_once_at_its_time_and_mails_the_pdf(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(delivered, "the run shows its delivery");
+    let (_, now) = officer.get("/api/compliance").await;
+    assert_eq!(reports_check(&now), "pass", "made and sent: {now}");
     let (_, page) = officer.get("/api/audit?action=custos.report.scheduled").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
     let record = &page["items"][0]["details"];

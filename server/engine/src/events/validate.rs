@@ -294,7 +294,7 @@ pub fn is_reserved_action(action: &str) -> bool {
 /// Characters that show nothing (zero-width, joiners, direction marks,
 /// variation selectors, tags): a name made of `custos` and these looks like
 /// `custos`.
-fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     matches!(c as u32,
         0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F | 0x200B..=0x200F
         | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0xE0000..=0xE0FFF)

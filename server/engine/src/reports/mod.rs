@@ -38,8 +38,8 @@ pub struct Settings {
     /// Hours within which the ledger must have been verified (the
     /// snapshot's `chain_verified`).
     pub verify_within_hours: u64,
-    /// Reports kept; older ones are deleted (their records stay in the
-    /// ledger).
+    /// Reports people asked for kept; older ones are deleted (their
+    /// records stay in the ledger). A schedule keeps its own (`keep`).
     pub keep: u32,
     /// The server's address as people reach it, for links in the messages
     /// of scheduled reports; without it links are paths.

@@ -13,12 +13,19 @@
 //!   and a later occurrence has passed too (recorded,
 //!   `custos.report.schedule_missed`); the latest occurrence runs instead;
 //! - **claims** each due run (`planned` → `running`, one replica wins),
-//!   generates its report (waiting for a free slot), queues one message
-//!   per recipient in the notifications outbox (an e-mail carries the PDF;
-//!   no bytes are copied into the outbox), records
-//!   `custos.report.scheduled`, and deletes the schedule's reports beyond
-//!   its `keep`. A failed run is recorded (`custos.report.schedule_failed`)
-//!   and tried again 10 minutes later, three times in all.
+//!   generates its report (waiting for a free slot), records
+//!   `custos.report.scheduled` (where each message goes), then queues one
+//!   message per recipient in the notifications outbox (an e-mail carries
+//!   the PDF; no bytes are copied into the outbox), and deletes the
+//!   schedule's reports beyond its `keep` (not those with a message still
+//!   to send). A failed run is recorded (`custos.report.schedule_failed`)
+//!   and tried again 10 minutes later: three tries in all (a field error
+//!   is not tried again). A run left `running` for 6 hours (its replica
+//!   stopped) is tried again, as one of its tries.
+//!
+//! Only a schedule's cron expression decides its runs: a change of it (or
+//! turning the schedule off, or removing it) cancels the planned run; any
+//! other change applies to the runs to come, the planned one included.
 
 use custos_model::cron::Cron;
 pub use custos_model::cron::format_utc as when;
@@ -104,12 +111,12 @@ pub fn check(d: &ScheduleDoc) -> Result<(), FieldError> {
         }
         if s.name.trim().is_empty()
             || s.name.chars().count() > 200
-            || s.name.chars().any(|c| c.is_control() || is_format(c))
+            || s.name.chars().any(|c| c.is_control() || crate::events::validate::is_invisible(c))
         {
             return Err(bad(at("name"), "1 to 200 characters on one line, without control or direction characters"));
         }
         let cron = Cron::parse(&s.cron).map_err(|e| bad(at("cron"), e))?;
-        if let Some(gap) = shortest_gap(&cron)
+        if let Some(gap) = cron.shortest_gap()
             && gap < MIN_INTERVAL_US
         {
             return Err(bad(
@@ -156,20 +163,6 @@ pub fn check(d: &ScheduleDoc) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// Unicode format characters (direction overrides, zero-width): a name
-/// that reads otherwise than it is.
-fn is_format(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{00AD}')
-}
-
-/// The shortest time between two of the next runs (over a year's worth of
-/// them, from a fixed day), or `None` when it runs at most once.
-fn shortest_gap(cron: &Cron) -> Option<i64> {
-    // 2027-01-01 (a Friday); every field's pattern shows within a year.
-    let runs = next_runs(cron, 1_798_761_600_000_000 - 1, 2_000);
-    runs.windows(2).map(|w| w[1] - w[0]).min()
-}
-
 /// Checks the recipients against the notifications policy: each names a
 /// channel of it, and only an e-mail channel takes addresses.
 pub fn check_recipients(d: &ScheduleDoc, channels: &NotificationsDoc) -> Result<(), FieldError> {
@@ -202,25 +195,10 @@ pub fn check_recipients(d: &ScheduleDoc, channels: &NotificationsDoc) -> Result<
     Ok(())
 }
 
-/// A schedule's digest: a planned run made under another is cancelled.
+/// What decides a schedule's runs (its cron expression): a planned run
+/// made under another is cancelled.
 pub fn fingerprint(s: &ReportSchedule) -> String {
-    crate::policies::patch::sha256_hex(&serde_json::to_value(s).unwrap_or_default())
-}
-
-/// The next `n` run times of a cron expression after `us`.
-pub fn next_runs(cron: &Cron, us: i64, n: usize) -> Vec<i64> {
-    let mut out = Vec::with_capacity(n);
-    let mut t = us;
-    while out.len() < n {
-        match cron.next_after(t) {
-            Some(next) => {
-                out.push(next);
-                t = next;
-            }
-            None => break,
-        }
-    }
-    out
+    crate::policies::patch::sha256_hex(&json!({"cron": s.cron.trim()}))
 }
 
 /// The schedules policy in force: (version, document).
@@ -276,10 +254,6 @@ fn shown(e: &AlertsError) -> String {
 }
 
 impl Reports {
-    fn b(&self) -> sea_orm::DbBackend {
-        self.backend()
-    }
-
     /// Plans, cancels and runs what is due, on the replica holding the
     /// lease.
     pub async fn schedule_step(&self) -> Result<SchedulePass, AlertsError> {
@@ -301,7 +275,7 @@ impl Reports {
         let due = self
             .conn()
             .query_all_raw(stmt_for(
-                self.b(),
+                self.backend(),
                 "SELECT id, schedule_id, due_at FROM report_runs WHERE state = 'planned' AND next_at <= ? \
                  ORDER BY due_at LIMIT 20",
                 vec![now.into()],
@@ -334,7 +308,7 @@ impl Reports {
         let done = self
             .conn()
             .execute_raw(stmt_for(
-                self.b(),
+                self.backend(),
                 "UPDATE report_runs SET state = ?, error = ?, finished_at = ? WHERE id = ? AND state = 'planned'",
                 vec![state.into(), error.into(), now.into(), id.into()],
             ))
@@ -348,7 +322,7 @@ impl Reports {
         let done = self
             .conn()
             .execute_raw(stmt_for(
-                self.b(),
+                self.backend(),
                 "INSERT INTO report_runs (id, schedule_id, schedule_sha256, policy_version, due_at, state, next_at, \
                  attempts) VALUES (?, ?, ?, ?, ?, 'planned', ?, 0) \
                  ON CONFLICT (schedule_id, due_at) DO UPDATE SET state = 'planned', schedule_sha256 = excluded.schedule_sha256, \
@@ -379,7 +353,7 @@ impl Reports {
         let stopped = "the replica running it stopped before it ended";
         self.conn()
             .execute_raw(stmt_for(
-                self.b(),
+                self.backend(),
                 "UPDATE report_runs SET state = 'failed', finished_at = ?, error = ? WHERE state = 'running' \
                  AND started_at < ? AND attempts >= ?",
                 vec![now.into(), stopped.into(), (now - STALE_US).into(), i64::from(TRIES).into()],
@@ -387,26 +361,29 @@ impl Reports {
             .await?;
         self.conn()
             .execute_raw(stmt_for(
-                self.b(),
+                self.backend(),
                 "UPDATE report_runs SET state = 'planned', next_at = ?, error = ? WHERE state = 'running' AND started_at < ?",
                 vec![now.into(), format!("{stopped}; tried again").into(), (now - STALE_US).into()],
             ))
             .await?;
-        // Schedules removed from the policy.
+        // Planned runs of schedules removed, turned off or whose times
+        // changed: cancelled.
         let planned = self
             .conn()
             .query_all_raw(stmt_for(
-                self.b(),
-                "SELECT id, schedule_id, schedule_sha256, due_at FROM report_runs WHERE state = 'planned'",
+                self.backend(),
+                "SELECT id, schedule_id, schedule_sha256, due_at, attempts FROM report_runs WHERE state = 'planned' \
+                 ORDER BY due_at",
                 vec![],
             ))
             .await?;
-        let mut kept: Vec<(String, String, i64)> = Vec::new();
+        let mut kept: Vec<(String, String, i64, i64)> = Vec::new();
         for r in planned {
             let id: String = r.try_get("", "id")?;
             let sid: String = r.try_get("", "schedule_id")?;
             let sha: String = r.try_get("", "schedule_sha256")?;
             let due_at: i64 = r.try_get("", "due_at")?;
+            let attempts: i64 = r.try_get("", "attempts")?;
             let why = match doc.schedules.iter().find(|s| s.id == sid) {
                 None => Some("the schedule was removed"),
                 Some(s) if !s.enabled => Some("the schedule was turned off"),
@@ -415,14 +392,18 @@ impl Reports {
             };
             match why {
                 Some(why) => pass.cancelled += self.set_state(&id, "cancelled", why, now).await?,
-                None => kept.push((id, sid, due_at)),
+                None => kept.push((id, sid, due_at, attempts)),
             }
         }
         for s in doc.schedules.iter().filter(|s| s.enabled) {
             let Ok(cron) = Cron::parse(&s.cron) else { continue };
-            if let Some((id, _, due_at)) = kept.iter().find(|k| k.1 == s.id) {
-                // Overdue, with a later occurrence passed too: missed; the
-                // latest occurrence runs instead.
+            if let Some((id, _, due_at, attempts)) = kept.iter().find(|k| k.1 == s.id) {
+                // Never tried, overdue, with a later occurrence passed too:
+                // missed; the latest occurrence runs instead. (A run being
+                // tried again keeps its time.)
+                if *attempts > 0 {
+                    continue;
+                }
                 let Some(next) = cron.next_after(*due_at).filter(|n| *n <= now) else { continue };
                 let (mut latest, mut passed) = (next, 1u32);
                 while let Some(n) = cron.next_after(latest).filter(|n| *n <= now) {
@@ -463,7 +444,7 @@ impl Reports {
             let last = self
                 .conn()
                 .query_one_raw(stmt_for(
-                    self.b(),
+                    self.backend(),
                     "SELECT MAX(due_at) AS d FROM report_runs WHERE schedule_id = ? AND state <> 'cancelled'",
                     vec![s.id.clone().into()],
                 ))
@@ -489,7 +470,7 @@ impl Reports {
         let claimed = self
             .conn()
             .execute_raw(stmt_for(
-                self.b(),
+                self.backend(),
                 "UPDATE report_runs SET state = 'running', started_at = ?, attempts = attempts + 1 \
                  WHERE id = ? AND state = 'planned' AND next_at <= ?",
                 vec![now.into(), id.into(), now.into()],
@@ -500,7 +481,7 @@ impl Reports {
         }
         let attempts = self
             .conn()
-            .query_one_raw(stmt_for(self.b(), "SELECT attempts FROM report_runs WHERE id = ?", vec![id.into()]))
+            .query_one_raw(stmt_for(self.backend(), "SELECT attempts FROM report_runs WHERE id = ?", vec![id.into()]))
             .await?
             .map_or(Ok(1), |r| r.try_get::<i64>("", "attempts"))?
             .max(1) as u32;
@@ -541,7 +522,7 @@ impl Reports {
                     let end = self.events.ledger().now_us();
                     self.conn()
                         .execute_raw(stmt_for(
-                            self.b(),
+                            self.backend(),
                             "UPDATE report_runs SET state = 'failed', finished_at = ?, report_id = ?, error = ? \
                              WHERE id = ? AND state = 'running'",
                             vec![
@@ -558,7 +539,7 @@ impl Reports {
                 let end = self.events.ledger().now_us();
                 self.conn()
                     .execute_raw(stmt_for(
-                        self.b(),
+                        self.backend(),
                         "UPDATE report_runs SET state = 'done', finished_at = ?, report_id = ?, error = ? \
                          WHERE id = ? AND state = 'running'",
                         vec![end.into(), info.id.to_string().into(), note.into(), id.into()],
@@ -583,7 +564,7 @@ impl Reports {
                         vec![end.into(), why.clone().into(), id.into()],
                     )
                 };
-                self.conn().execute_raw(stmt_for(self.b(), sql, vals)).await?;
+                self.conn().execute_raw(stmt_for(self.backend(), sql, vals)).await?;
                 let event = OwnEvent::by_custos(
                     OwnAction::ReportStep("custos.report.schedule_failed"),
                     "report scheduler",
@@ -618,7 +599,7 @@ impl Reports {
         let pdf_len = self
             .conn()
             .query_one_raw(stmt_for(
-                self.b(),
+                self.backend(),
                 "SELECT CAST(LENGTH(pdf) AS BIGINT) AS n FROM reports WHERE id = ?",
                 vec![info.id.to_string().into()],
             ))
@@ -653,7 +634,10 @@ impl Reports {
             let how = if attach {
                 format!("The PDF is attached ({name}).")
             } else if c.kind == "email" {
-                format!("The PDF ({pdf_len} bytes) is larger than the 10 MiB attachments may be: download it at {link}")
+                format!(
+                    "The PDF ({pdf_len} bytes) is larger than the {} MiB attachments may be: download it at {link}",
+                    ATTACH_MAX >> 20
+                )
             } else {
                 format!("Download it at {link}")
             };
@@ -701,7 +685,7 @@ impl Reports {
         for m in messages {
             self.conn()
                 .execute_raw(stmt_for(
-                    self.b(),
+                    self.backend(),
                     "INSERT INTO notification_outbox (id, idempotency_key, channel_id, channel_type, channels_version, \
                      payload, status, attempts, next_at, created_at, report_id) \
                      VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
@@ -722,13 +706,15 @@ impl Reports {
         Ok(())
     }
 
-    /// Deletes the schedule's reports beyond its newest `keep`.
+    /// Deletes the schedule's reports beyond its newest `keep`, except those
+    /// with a message still to send.
     async fn prune_schedule(&self, schedule: &str, keep: u32) -> Result<(), AlertsError> {
         self.conn()
             .execute_raw(stmt_for(
-                self.b(),
+                self.backend(),
                 "DELETE FROM reports WHERE schedule = ? AND id NOT IN (SELECT id FROM reports WHERE schedule = ? \
-                 ORDER BY generated_at DESC, id DESC LIMIT ?)",
+                 ORDER BY generated_at DESC, id DESC LIMIT ?) AND id NOT IN (SELECT report_id FROM notification_outbox \
+                 WHERE status = 'pending' AND report_id IS NOT NULL)",
                 vec![schedule.into(), schedule.into(), DbValue::BigInt(Some(i64::from(keep.max(1))))],
             ))
             .await?;
@@ -742,7 +728,7 @@ impl Reports {
             let rows = self
                 .conn()
                 .query_all_raw(stmt_for(
-                    self.b(),
+                    self.backend(),
                     "SELECT channel_id, status, attempts, last_error FROM notification_outbox WHERE report_id = ? \
                      ORDER BY channel_id",
                     vec![rid.clone().into()],
@@ -785,7 +771,7 @@ impl Reports {
                 (format!("SELECT {RUN_COLUMNS} FROM report_runs ORDER BY due_at DESC, id DESC LIMIT ?"), vec![limit])
             }
         };
-        let rows = self.conn().query_all_raw(stmt_for(self.b(), &sql, vals)).await?;
+        let rows = self.conn().query_all_raw(stmt_for(self.backend(), &sql, vals)).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             out.push(self.run_of(r).await?);
@@ -802,7 +788,7 @@ impl Reports {
             let planned = self
                 .conn()
                 .query_one_raw(stmt_for(
-                    self.b(),
+                    self.backend(),
                     "SELECT due_at, schedule_sha256 FROM report_runs WHERE schedule_id = ? AND state = 'planned' \
                      ORDER BY due_at LIMIT 1",
                     vec![s.id.clone().into()],
@@ -822,7 +808,7 @@ impl Reports {
             let last = self
                 .conn()
                 .query_one_raw(stmt_for(
-                    self.b(),
+                    self.backend(),
                     &format!(
                         "SELECT {RUN_COLUMNS} FROM report_runs WHERE schedule_id = ? \
                          AND state IN ('done', 'failed', 'missed') ORDER BY due_at DESC LIMIT 1"

@@ -67,7 +67,7 @@ pub const FRAMEWORKS: &[Mapping] = &[
             ("AU-4", "Audit log storage capacity", &["retention"]),
             ("AU-5", "Response to audit logging process failures", &["alerting", "checkpoints_signed"]),
             ("AU-6", "Audit record review, analysis and reporting", &["log_access_recorded", "alerting"]),
-            ("AU-7", "Audit record reduction and report generation", &["exports_signed"]),
+            ("AU-7", "Audit record reduction and report generation", &["exports_signed", "reports_scheduled"]),
             ("AU-8", "Time stamps", &["clock"]),
             ("CM-3", "Configuration change control", &["policy_changes_reviewed"]),
             ("AU-9", "Protection of audit information", &["append_only", "encryption_keys", "chain_verified"]),

@@ -541,8 +541,8 @@ impl Events {
         checks.push(self.alerting_check().await?);
         checks.push(self.siem_check().await?);
         checks.push(self.retention_check().await?);
-        // Features that do not exist yet say so.
         checks.push(self.backups_check().await?);
+        checks.push(self.reports_check().await?);
 
         let frameworks = FRAMEWORKS
             .iter()
@@ -566,6 +566,80 @@ impl Events {
             })
             .collect();
         Ok(ComplianceReport { generated_at: rfc3339(now), verify_within_hours, checks, frameworks })
+    }
+
+    /// Evidence reports made and sent on a schedule (NIST SP 800-53 AU-7):
+    /// from the `report_schedules` policy in force and
+    /// each enabled schedule's last run that ended. None on: not
+    /// configured. On, none run yet: no evidence. A last run failed or
+    /// missed, or one of its messages given up: warn. Otherwise pass.
+    async fn reports_check(&self) -> Result<ComplianceCheck, EventsError> {
+        let conn = self.ledger().db().conn();
+        let b = conn.get_database_backend();
+        let title = "Evidence reports made and sent on a schedule";
+        let evidence =
+            vec![Evidence::events("Reports generated and sent", &[("action", "custos.report.*"), ("range", "90d")])];
+        let doc = match crate::policies::in_force(conn, crate::reports::schedule::KIND).await? {
+            Some((_, c)) => crate::reports::schedule::parse(&c).unwrap_or_default(),
+            None => Default::default(),
+        };
+        let on: Vec<_> = doc.schedules.iter().filter(|s| s.enabled).collect();
+        if on.is_empty() {
+            return Ok(check(
+                "reports_scheduled",
+                title,
+                CheckStatus::NotConfigured,
+                "No report schedule is on: evidence reports are made only when someone asks (add a schedule on the \
+                 reports page)."
+                    .into(),
+                evidence,
+            ));
+        }
+        let (mut ran, mut bad) = (0u64, Vec::new());
+        for sch in &on {
+            let last = conn
+                .query_one_raw(stmt_for(
+                    b,
+                    "SELECT due_at, state, report_id FROM report_runs WHERE schedule_id = ? \
+                     AND state IN ('done', 'failed', 'missed') ORDER BY due_at DESC LIMIT 1",
+                    vec![sch.id.clone().into()],
+                ))
+                .await?;
+            let Some(r) = last else { continue };
+            ran += 1;
+            let state: String = r.try_get("", "state")?;
+            let due = rfc3339(r.try_get("", "due_at")?);
+            if state != "done" {
+                bad.push(format!("{}'s run due {due} {state}", sch.id));
+                continue;
+            }
+            let report: Option<String> = r.try_get("", "report_id")?;
+            let dead = conn
+                .query_one_raw(stmt_for(
+                    b,
+                    "SELECT COUNT(*) AS n FROM notification_outbox WHERE report_id = ? AND status = 'dead'",
+                    vec![report.unwrap_or_default().into()],
+                ))
+                .await?
+                .map(|r| r.try_get::<i64>("", "n"))
+                .transpose()?
+                .unwrap_or(0);
+            if dead > 0 {
+                bad.push(format!("{}'s report due {due} was not delivered to {dead} recipient(s)", sch.id));
+            }
+        }
+        let n = plural(on.len() as u64, "schedule", "schedules");
+        let (status, detail) = if !bad.is_empty() {
+            (CheckStatus::Warn, format!("{n} on; {}.", bad.join("; ")))
+        } else if ran == 0 {
+            (CheckStatus::NoEvidence, format!("{n} on; none has run yet."))
+        } else {
+            (
+                CheckStatus::Pass,
+                format!("{n} on; the last run of each that has run made its report and sent it ({ran} run)."),
+            )
+        };
+        Ok(check("reports_scheduled", title, status, detail, evidence))
     }
 
     /// Events forwarded to a SIEM (SOC 2 CC7.3, ISO/IEC 27001 A.8.16, NIST
@@ -1097,6 +1171,7 @@ mod tests {
             "alerting",
             "siem_forwarding",
             "backups",
+            "reports_scheduled",
         ];
         for (_, _, controls) in FRAMEWORKS {
             for (id, _, checks) in *controls {

@@ -20,7 +20,7 @@ use crate::identity::permission::Permission;
 use crate::notify::channels::NotificationsDoc;
 use crate::policies::PolicyError;
 use crate::reports::period::{date, day_of, resolve};
-use crate::reports::schedule::{KIND, check, check_recipients, next_runs, parse, when};
+use crate::reports::schedule::{KIND, check, check_recipients, parse, when};
 use crate::time::rfc3339;
 
 /// The report schedules kind.
@@ -125,7 +125,7 @@ impl PolicyKind for ReportSchedulesKind {
                     },
                     if s.enabled { "" } else { ", off" }
                 );
-                let runs = Cron::parse(&s.cron).map(|c| next_runs(&c, now, 3)).unwrap_or_default();
+                let runs = Cron::parse(&s.cron).map(|c| c.next_runs(now, 3)).unwrap_or_default();
                 let examples: Vec<String> = runs
                     .iter()
                     .map(|t| match resolve(Some(&s.period), None, None, day_of(*t)) {
