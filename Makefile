@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DATA_DIR ?= ./data
 BIND ?= 127.0.0.1:3000
 
-.PHONY: help run demo test tools test-tools build site check-wasm bench-ingest bench-api bench-dashboards bench-alerts bench-forward lint
+.PHONY: help run demo test tools test-tools build site check-wasm replicas bench-ingest bench-api bench-dashboards bench-alerts bench-forward lint
 
 help:
 	@echo "make run    build the release site and start Custos on http://$(BIND) (SQLite under $(DATA_DIR))"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench-dashboards   each dashboard query on DASH_EVENTS (10M) seeded events (see README)"
 	@echo "make bench-alerts   ingest with and without 50 alert rules; commit -> alert, -> webhook (see README)"
 	@echo "make bench-forward  SIEM forwarding: a backlog caught up over syslog/TLS and HEC; commit -> received (see README)"
+	@echo "make replicas       three replicas on one throw-away PostgreSQL; REPLICA_RUNS (10) kill -9 failovers under load (see README)"
 
 ## Tools ------------------------------------------------------------------
 
@@ -117,6 +118,12 @@ bench-alerts: site
 FORWARD_EVENTS ?= 1000000
 bench-forward: site
 	$(TARGET_DIR)/release/custos bench forward --events $(FORWARD_EVENTS)
+
+# Three replicas on one throw-away PostgreSQL under load; each run kills the
+# alert evaluator's lease holder (kill -9) and times the takeover.
+REPLICA_RUNS ?= 10
+replicas: site test-tools
+	scripts/replicas.sh $(TARGET_DIR)/release/custos $(REPLICA_RUNS)
 
 # Seeds once (10M events: ~7 minutes and ~14 GB), then times every query.
 DASH_EVENTS ?= 10000000

@@ -3,7 +3,8 @@
 #   1. formatting, clippy (warnings are errors) and the WASM dependency guard;
 #   2. a throw-away PostgreSQL cluster;
 #   3. every Rust test, against SQLite files and that PostgreSQL;
-#   4. the release build; the PostgreSQL restore drill; an S3 API server (moto); the
+#   4. the release build; the PostgreSQL restore drill; three replicas on one
+#      PostgreSQL with a kill -9 under load (scripts/replicas.sh); an S3 API server (moto); the
 #      release server on a free port with a fresh data directory holding demo events
 #      (archives and backups to that S3), and a second one on a ledger tampered with;
 #   5. the Playwright suite in Debian's Chromium.
@@ -66,6 +67,9 @@ cargo leptos build --release
 
 step "PostgreSQL restore drill (pg_basebackup, then custos verify)"
 scripts/pg-backup-drill.sh "$target_dir/release/custos"
+
+step "three replicas on one PostgreSQL, kill -9 of a lease holder under load"
+scripts/replicas.sh "$target_dir/release/custos" 1
 
 step "S3 API server (moto) with an Object Lock bucket, for archives and backups"
 s3port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')

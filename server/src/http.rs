@@ -65,6 +65,8 @@ pub struct AppState {
     pub backups: Arc<custos_engine::backup::Backups>,
     /// Compliance snapshots and evidence reports.
     pub reports: Arc<custos_engine::reports::Reports>,
+    /// This process's name among replicas (its leases).
+    pub replica: String,
     /// Online verification jobs.
     pub verifications: Arc<custos_engine::events::verification::Verifications>,
     /// Largest ingest body (bytes).
@@ -267,7 +269,18 @@ async fn readyz(State(s): State<AppState>) -> Response {
             return unready("cannot read migration state".into());
         }
     }
-    (StatusCode::OK, axum::Json(json!({ "status": "ready", "database": db.kind().as_str(), "migrations": "current" })))
+    // The leases this replica holds now (names only: the route is public).
+    let leases: Vec<serde_json::Value> = custos_engine::lease::held_by(&s.ledger, &s.replica)
+        .into_iter()
+        .filter(|l| l.held)
+        .map(|l| json!({"name": l.name, "since": l.since_us.map(custos_engine::time::rfc3339)}))
+        .collect();
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "status": "ready", "database": db.kind().as_str(), "migrations": "current", "leases": leases,
+        })),
+    )
         .into_response()
 }
 

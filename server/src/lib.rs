@@ -330,6 +330,7 @@ pub async fn start_with(
         retention: retention.clone(),
         backups: backups.clone(),
         reports: reports.clone(),
+        replica: replica.clone(),
         verifications: Arc::default(),
         ingest_max_body: config.ingest.max_body_bytes,
         exports: Arc::new(custos_engine::events::export::ExportJobs::new(
@@ -492,9 +493,27 @@ pub async fn start_with(
     if config.ledger.verify_interval_secs > 0 {
         let (ledger, events) = (ledger.clone(), events.clone());
         let every = Duration::from_secs(config.ledger.verify_interval_secs);
+        // One replica at a time (the lease outlasts a long verification).
+        let lease = custos_engine::lease::Lease::new(
+            ledger.clone(),
+            "scheduled-verification",
+            &replica,
+            custos_engine::time::HOUR_US,
+        );
         background.every("scheduled verification", every.min(Duration::from_secs(600)), move || {
-            let (ledger, events) = (ledger.clone(), events.clone());
-            async move { scheduled_verification(&ledger, &events, every).await }
+            let (ledger, events, lease) = (ledger.clone(), events.clone(), lease.clone());
+            async move {
+                match lease.acquire().await {
+                    Ok(Some(_)) => {
+                        scheduled_verification(&ledger, &events, every).await;
+                        if let Err(e) = lease.release().await {
+                            tracing::warn!(error = %e, "cannot release the scheduled verification's lease");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot take the scheduled verification's lease"),
+                }
+            }
         });
     }
     let server = match (&config.server.tls_cert_file, &config.server.tls_key_file) {

@@ -56,7 +56,17 @@ fn lag(d: &DestinationHealth) -> String {
     if d.lag_events == 0 {
         return "caught up".into();
     }
+    if live(d) {
+        // Entries committed a moment ago (this page's own audited reads,
+        // among others) are on their way.
+        return format!("live: {} entries, {:.1} s", d.lag_events, d.lag_seconds);
+    }
     format!("{} entries, {:.1} s", d.lag_events, d.lag_seconds)
+}
+
+/// Caught up, or behind only by what was committed in the last 2 seconds.
+fn live(d: &DestinationHealth) -> bool {
+    d.cursor.is_some() && (d.lag_events == 0 || d.lag_seconds < 2.0)
 }
 
 /// The destinations' health, refreshed every two seconds.
@@ -172,7 +182,7 @@ fn DestinationRow(d: DestinationHealth, reload: impl Fn() + Copy + Send + Sync +
                 {(d.failures > 0).then(|| view! { <br/><span class="small muted">{format!("{} failed tries", d.failures)}</span> })}
                 {d.next_try_at.clone().map(|t| view! { <br/><span class="small muted">{format!("next try {}", when(&t))}</span> })}
             </td>
-            <td data-testid="destination-lag" data-lag=d.lag_events.to_string() data-cursor=d.cursor.unwrap_or(0).to_string()>{lag(&d)}
+            <td data-testid="destination-lag" data-lag=d.lag_events.to_string() data-live=live(&d).to_string() data-cursor=d.cursor.unwrap_or(0).to_string()>{lag(&d)}
                 <br/><span class="small muted">{format!("at #{} of #{}", d.cursor.map(|c| c.to_string()).unwrap_or_else(|| "—".into()), d.head)}</span></td>
             <td data-testid="destination-delivered" data-delivered=d.delivered.to_string()>{d.delivered.to_string()}
                 {(d.truncated > 0).then(|| view! { <br/><span class="small error">{format!("{} cut at the UDP size", d.truncated)}</span> })}

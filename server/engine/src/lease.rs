@@ -6,6 +6,14 @@
 //! holder saved. Every write the work makes is idempotent or fenced by the
 //! holder, so two replicas briefly both believing they hold it (a paused
 //! process) cannot double anything.
+//!
+//! What each replica last learnt about its leases is kept in the process
+//! (in the ledger handle, [`held_by`]: `/readyz` lists them) and exported as metrics:
+//! `custos_lease_held{lease}` (1 while held) and
+//! `custos_lease_acquired_total{lease}` (each time this replica took one).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use sea_orm::{ConnectionTrait, DbErr};
 
@@ -29,6 +37,44 @@ pub struct Held {
     pub cursor: Option<u64>,
     /// When this replica took it (µs).
     pub taken_at: i64,
+}
+
+/// A lease as this replica last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseState {
+    /// The lease.
+    pub name: String,
+    /// This replica held it at its last try.
+    pub held: bool,
+    /// Since when (µs), while held.
+    pub since_us: Option<i64>,
+}
+
+/// By holder, then lease: (held, since).
+pub(crate) type Seen = Mutex<BTreeMap<String, BTreeMap<String, (bool, Option<i64>)>>>;
+
+fn note(ledger: &Ledger, holder: &str, name: &str, held: Option<i64>) {
+    let mut seen = ledger.lease_seen().lock().unwrap_or_else(|p| p.into_inner());
+    let leases = seen.entry(holder.to_owned()).or_default();
+    let before = leases.get(name).copied();
+    if held.is_some() && before.is_none_or(|(was, since)| !was || since != held) {
+        metrics::counter!("custos_lease_acquired_total", "lease" => name.to_owned()).increment(1);
+    }
+    metrics::gauge!("custos_lease_held", "lease" => name.to_owned()).set(if held.is_some() { 1.0 } else { 0.0 });
+    leases.insert(name.to_owned(), (held.is_some(), held));
+}
+
+/// The leases replica `holder` has tried on `ledger`, with whether it holds
+/// each (as of its last try), by name.
+pub fn held_by(ledger: &Ledger, holder: &str) -> Vec<LeaseState> {
+    let seen = ledger.lease_seen().lock().unwrap_or_else(|p| p.into_inner());
+    seen.get(holder)
+        .map(|m| {
+            m.iter()
+                .map(|(name, (held, since))| LeaseState { name: name.clone(), held: *held, since_us: *since })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Lease {
@@ -74,15 +120,21 @@ impl Lease {
                 vec![self.name.clone().into()],
             ))
             .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            note(&self.ledger, &self.holder, &self.name, None);
+            return Ok(None);
+        };
         let holder: String = row.try_get("", "holder")?;
         if holder != self.holder {
+            note(&self.ledger, &self.holder, &self.name, None);
             return Ok(None);
         }
-        Ok(Some(Held {
+        let held = Held {
             cursor: u64::try_from(row.try_get::<i64>("", "cursor_seq")?).ok(),
             taken_at: row.try_get("", "taken_at")?,
-        }))
+        };
+        note(&self.ledger, &self.holder, &self.name, Some(held.taken_at));
+        Ok(Some(held))
     }
 
     /// Saves how far the work got and renews the lease; false when another
@@ -104,6 +156,9 @@ impl Lease {
                 ],
             ))
             .await?;
+        if done.rows_affected() != 1 {
+            note(&self.ledger, &self.holder, &self.name, None);
+        }
         Ok(done.rows_affected() == 1)
     }
 
@@ -118,6 +173,7 @@ impl Lease {
                 vec![self.name.clone().into(), self.holder.clone().into()],
             ))
             .await?;
+        note(&self.ledger, &self.holder, &self.name, None);
         Ok(())
     }
 

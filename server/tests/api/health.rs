@@ -18,6 +18,20 @@ both_backends! {
         let kind = if backend == Backend::Sqlite { "sqlite" } else { "postgres" };
         assert_eq!((body["status"].as_str(), body["database"].as_str(), body["migrations"].as_str()),
                    (Some("ready"), Some(kind), Some("current")));
+        // The leases this replica holds: the alert evaluator and the
+        // notifier keep theirs (the only replica here).
+        let mut held = Vec::new();
+        for _ in 0..100 {
+            let body: Value = app.get("/readyz").await.json().await.unwrap();
+            held = body["leases"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_owned()).collect();
+            if held.iter().any(|n| n == "alert-evaluator") && held.iter().any(|n| n == "notifier") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(held.iter().any(|n| n == "alert-evaluator") && held.iter().any(|n| n == "notifier"), "{held:?}");
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        assert!(metrics.contains("custos_lease_held{lease=\"alert-evaluator\"} 1"), "{metrics}");
 
         // A client's request id is kept; a hostile one is replaced.
         let res = app.client.get(format!("{}/healthz", app.base)).header("x-request-id", "trace-123").send().await.unwrap();

@@ -125,6 +125,13 @@ mod live {
             let p = b.step().await.unwrap();
             assert!(p.held);
             assert!(p.replayed.unwrap() >= 3, "the window was rebuilt: {p:?}");
+            // What each replica knows of its leases (`/readyz` lists them).
+            let seen = |h: &str| {
+                custos_engine::lease::held_by(&ledger, h).into_iter().find(|l| l.name == "alert-evaluator").map(|l| l.held)
+            };
+            assert_eq!(seen("replica-b"), Some(true), "b holds it now");
+            assert_eq!(seen("replica-a"), Some(true), "a never learnt (it died)");
+            assert_eq!(seen("replica-z"), None, "a replica that never tried knows nothing");
             // Passes between renewals keep the windows (no rebuild).
             clock.advance_us(SECOND_US);
             assert_eq!(b.step().await.unwrap().replayed, None);
@@ -152,6 +159,7 @@ mod live {
             // A third replica is kept out while b holds the lease.
             let mut c = Live::new(alerts.clone(), store.clone(), "replica-c");
             assert!(!c.step().await.unwrap().held);
+            assert_eq!(seen("replica-c"), Some(false), "c tried and was kept out");
 
             // People acknowledge, comment and resolve, each recorded.
             let ada = Requester::new(

@@ -159,6 +159,8 @@ struct Inner {
     /// Checkpoints sign only this, never a head merely read from the database.
     committed: watch::Sender<(u64, Hash)>,
     stop: watch::Sender<bool>,
+    /// What this process's replicas last learnt of their leases.
+    leases: crate::lease::Seen,
 }
 
 /// Handle to the ledger; cheap to clone.
@@ -182,6 +184,11 @@ pub struct LedgerTasks {
 }
 
 impl Ledger {
+    /// What this process's replicas last learnt of their leases.
+    pub(crate) fn lease_seen(&self) -> &crate::lease::Seen {
+        &self.inner.leases
+    }
+
     /// Opens the ledger on a migrated database: loads (or, for a brand-new
     /// ledger, creates) its keys and starts the sequencer and checkpointer.
     pub async fn open(
@@ -199,7 +206,7 @@ impl Ledger {
         let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
         let (committed, _) = watch::channel((head.seq, head.frontier.root()));
         let (stop, _) = watch::channel(false);
-        let inner = Arc::new(Inner { db, keys, clock, rng, cfg, tx, committed, stop });
+        let inner = Arc::new(Inner { db, keys, clock, rng, cfg, tx, committed, stop, leases: Default::default() });
         let (direct, wal) = match inner.db.sqlite_file() {
             Some(path) => {
                 let busy = inner.db.busy_timeout();

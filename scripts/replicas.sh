@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Several Custos replicas on one PostgreSQL, and kill -9 under load
+# (README: Scale-out).
+#
+#   replicas.sh CUSTOS_BINARY [RUNS]
+#
+# A throw-away PostgreSQL, three `custos serve` replicas on it (one KEK,
+# their own data directories and ports), an API key, then ingest from four
+# writers spread over the replicas. RUNS times (default 1), while the load
+# goes on, the replica holding the `alert-evaluator` lease is killed with
+# SIGKILL; the time until a surviving replica holds it (its `/readyz` lists
+# it) is the failover time; the killed replica is started again. Then every
+# event a replica acknowledged is read back, the replicas stop and `custos
+# verify --with-kek` checks the chain. Prints one line of figures; exits
+# non-zero, saying why, when any step does not hold.
+set -euo pipefail
+
+custos=${1:?usage: replicas.sh CUSTOS_BINARY [RUNS]}
+runs=${2:-1}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+chmod 755 "$work"
+cleanup() {
+  for f in "$work"/pid*; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true; done
+  "$root/scripts/pg-throwaway.sh" stop "$work/pg" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "replicas: $*" >&2; for f in "$work"/r*.log; do echo "--- $f" >&2; tail -5 "$f" >&2 || true; done; exit 1; }
+free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+url=$("$root/scripts/pg-throwaway.sh" start "$work/pg")
+export CUSTOS_KEK="SGVyZSBpcyBhIDMyLWJ5dGUgdGVzdCBrZXkgISEhISE="
+export CUSTOS_DATABASE__URL="$url" CUSTOS_LOG__FILTER=warn
+export CUSTOS_ADMIN_USERNAME=admin CUSTOS_ADMIN_PASSWORD="replicas admin password $$"
+export CUSTOS_BACKUP__INTERVAL_HOURS=0
+CUSTOS_DATA_DIR="$work/r0" "$custos" migrate >/dev/null || fail "migrations failed"
+
+# Starting replica N (on its port, with its data directory); the Python
+# driver starts a killed one again the same way.
+ports=("$(free)" "$(free)" "$(free)")
+{
+  echo 'set -euo pipefail'
+  for v in CUSTOS_KEK CUSTOS_DATABASE__URL CUSTOS_LOG__FILTER CUSTOS_ADMIN_USERNAME CUSTOS_ADMIN_PASSWORD CUSTOS_BACKUP__INTERVAL_HOURS; do
+    printf 'export %s=%q\n' "$v" "${!v}"
+  done
+  printf 'ports=(%s)\ncustos=%q\nwork=%q\n' "${ports[*]}" "$custos" "$work"
+  cat <<'SH'
+CUSTOS_DATA_DIR="$work/r$1" CUSTOS_SERVER__BIND="127.0.0.1:${ports[$1]}" nohup "$custos" serve >>"$work/r$1.log" 2>&1 &
+echo $! >"$work/pid$1"
+for _ in $(seq 1 120); do curl -fsS "http://127.0.0.1:${ports[$1]}/readyz" >/dev/null 2>&1 && exit 0; sleep 0.25; done
+echo "replica $1 did not become ready" >&2
+exit 1
+SH
+} >"$work/start.sh"
+for i in 0 1 2; do bash "$work/start.sh" "$i" || fail "replica $i did not start"; done
+
+# The load and the kills, in Python (threads, one HTTP client each).
+cat >"$work/drive.py" <<'PY'
+import json, os, signal, subprocess, sys, threading, time, uuid, urllib.request, urllib.parse, http.cookiejar, statistics
+
+ports = [int(p) for p in sys.argv[1].split(",")]
+runs = int(sys.argv[2])
+work = sys.argv[3]
+base = lambda i: f"http://127.0.0.1:{ports[i]}"
+
+def pid_of(i):
+    return int(open(f"{work}/pid{i}").read())
+
+# An API key, made by the admin through the server function.
+jar = http.cookiejar.CookieJar()
+op = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k): return None
+op.add_handler(NoRedirect())
+form = urllib.parse.urlencode({"username": "admin", "password": os.environ["CUSTOS_ADMIN_PASSWORD"], "next": "/"}).encode()
+try:
+    op.open(urllib.request.Request(base(0) + "/auth/login", data=form))
+except urllib.error.HTTPError as e:
+    if e.code != 303: raise
+req = urllib.request.Request(base(0) + "/rpc/create_api_key",
+    data=urllib.parse.urlencode({"name": "replicas load", "scopes": "ingest,read"}).encode(),
+    headers={"Origin": base(0), "Accept": "application/json"})
+token = json.load(op.open(req))["token"]
+auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+acked, refused, stop = [], [0], threading.Event()
+lock = threading.Lock()
+
+def writer(n):
+    i = n % len(ports)
+    while not stop.is_set():
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        batch = [{"id": str(uuid.uuid4()), "occurred_at": now, "category": "authentication", "action": "user.login",
+                  "outcome": "success", "actor": {"id": f"w{n}", "kind": "user"}, "source": {"application": "load"}}
+                 for _ in range(20)]
+        try:
+            r = urllib.request.urlopen(urllib.request.Request(base(i) + "/api/audit/events",
+                data=json.dumps(batch).encode(), headers=auth), timeout=10)
+            if r.status in (200, 201):
+                with lock: acked.extend(e["id"] for e in batch)
+        except Exception:
+            # A killed replica, or one shutting down: nothing acknowledged.
+            with lock: refused[0] += 1
+            i = (i + 1) % len(ports)
+        time.sleep(0.02)
+
+def holder(lease, alive):
+    for i in alive:
+        try:
+            r = json.load(urllib.request.urlopen(base(i) + "/readyz", timeout=2))
+            if any(l["name"] == lease for l in r.get("leases", [])):
+                return i
+        except Exception:
+            pass
+    return None
+
+threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+for t in threads: t.start()
+failovers = []
+try:
+    for run in range(runs):
+        time.sleep(3)
+        deadline = time.time() + 30
+        while (h := holder("alert-evaluator", range(len(ports)))) is None:
+            if time.time() > deadline: sys.exit("nobody holds alert-evaluator")
+            time.sleep(0.2)
+        os.kill(pid_of(h), signal.SIGKILL)
+        killed_at = time.time()
+        alive = [i for i in range(len(ports)) if i != h]
+        while holder("alert-evaluator", alive) is None:
+            if time.time() - killed_at > 60: sys.exit("no surviving replica took alert-evaluator within 60 s")
+            time.sleep(0.1)
+        failovers.append((time.time() - killed_at) * 1000)
+        # The killed replica comes back.
+        subprocess.run(["bash", f"{work}/start.sh", str(h)], check=True)
+finally:
+    stop.set()
+    for t in threads: t.join()
+
+# Every acknowledged event is there.
+missing = 0
+for k, eid in enumerate(acked):
+    try:
+        r = urllib.request.urlopen(urllib.request.Request(base(k % len(ports)) + f"/api/audit/{eid}", headers=auth), timeout=10)
+        missing += r.status != 200
+    except urllib.error.HTTPError:
+        missing += 1
+print(json.dumps({"acked": len(acked), "missing": missing, "refused_requests": refused[0],
+    "failover_ms": [round(f) for f in failovers],
+    "median_ms": round(statistics.median(failovers)), "max_ms": round(max(failovers))}))
+PY
+
+out=$(python3 "$work/drive.py" "$(IFS=,; echo "${ports[*]}")" "$runs" "$work") || fail "the load or a failover failed: $out"
+for i in 0 1 2; do kill -TERM "$(cat "$work/pid$i")" 2>/dev/null || true; done
+for i in 0 1 2; do while kill -0 "$(cat "$work/pid$i")" 2>/dev/null; do sleep 0.2; done; done
+acked=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["acked"])')
+missing=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["missing"])')
+[ "$missing" = 0 ] || fail "$missing of $acked acknowledged events are missing: $out"
+[ "$acked" -gt 0 ] || fail "no event was acknowledged: $out"
+verdict=$(CUSTOS_DATA_DIR="$work/r0" "$custos" verify --database "$url" --with-kek) || fail "the chain does not verify: $verdict"
+echo "$verdict" | grep -q "ledger is INTACT" || fail "no INTACT verdict: $verdict"
+entries=$(echo "$verdict" | sed -n 's/.*: \([0-9]*\) entries, .*/\1/p' | head -1)
+echo "replicas: 3 replicas on one PostgreSQL, $runs kill -9 of the alert-evaluator's holder under load: $out; ${entries} entries, chain intact with their MACs"
