@@ -53,6 +53,7 @@ echo "replica $1 did not become ready" >&2
 exit 1
 SH
 } >"$work/start.sh"
+chmod 600 "$work/start.sh" # it holds the KEK and the admin's password
 for i in 0 1 2; do bash "$work/start.sh" "$i" || fail "replica $i did not start"; done
 
 # The load and the kills, in Python (threads, one HTTP client each).
