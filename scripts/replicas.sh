@@ -14,31 +14,41 @@
 # verify --with-kek` checks the chain. Prints one line of figures; exits
 # non-zero, saying why, when any step does not hold.
 set -euo pipefail
+umask 077
 
 custos=${1:?usage: replicas.sh CUSTOS_BINARY [RUNS]}
 runs=${2:-1}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
-chmod 755 "$work"
+# The postgres user reaches its directory below; nothing else is readable.
+chmod 711 "$work"
+driver=""
 cleanup() {
+  [ -n "$driver" ] && kill -9 "$driver" 2>/dev/null || true
   for f in "$work"/pid*; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true; done
   "$root/scripts/pg-throwaway.sh" stop "$work/pg" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 fail() { echo "replicas: $*" >&2; for f in "$work"/r*.log; do echo "--- $f" >&2; tail -5 "$f" >&2 || true; done; exit 1; }
-free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 url=$("$root/scripts/pg-throwaway.sh" start "$work/pg")
 export CUSTOS_KEK="SGVyZSBpcyBhIDMyLWJ5dGUgdGVzdCBrZXkgISEhISE="
 export CUSTOS_DATABASE__URL="$url" CUSTOS_LOG__FILTER=warn
-export CUSTOS_ADMIN_USERNAME=admin CUSTOS_ADMIN_PASSWORD="replicas admin password $$"
+export CUSTOS_ADMIN_USERNAME=admin
+CUSTOS_ADMIN_PASSWORD="replicas $(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
+export CUSTOS_ADMIN_PASSWORD
 export CUSTOS_BACKUP__INTERVAL_HOURS=0
 CUSTOS_DATA_DIR="$work/r0" "$custos" migrate >/dev/null || fail "migrations failed"
 
 # Starting replica N (on its port, with its data directory); the Python
 # driver starts a killed one again the same way.
-ports=("$(free)" "$(free)" "$(free)")
+# Three distinct free ports, held open together while they are chosen.
+read -r -a ports < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
 {
   echo 'set -euo pipefail'
   for v in CUSTOS_KEK CUSTOS_DATABASE__URL CUSTOS_LOG__FILTER CUSTOS_ADMIN_USERNAME CUSTOS_ADMIN_PASSWORD CUSTOS_BACKUP__INTERVAL_HOURS; do
@@ -48,7 +58,7 @@ ports=("$(free)" "$(free)" "$(free)")
   cat <<'SH'
 CUSTOS_DATA_DIR="$work/r$1" CUSTOS_SERVER__BIND="127.0.0.1:${ports[$1]}" nohup "$custos" serve >>"$work/r$1.log" 2>&1 &
 echo $! >"$work/pid$1"
-for _ in $(seq 1 120); do curl -fsS "http://127.0.0.1:${ports[$1]}/readyz" >/dev/null 2>&1 && exit 0; sleep 0.25; done
+for _ in $(seq 1 120); do curl -m 2 -fsS "http://127.0.0.1:${ports[$1]}/readyz" >/dev/null 2>&1 && exit 0; sleep 0.25; done
 echo "replica $1 did not become ready" >&2
 exit 1
 SH
@@ -76,13 +86,13 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 op.add_handler(NoRedirect())
 form = urllib.parse.urlencode({"username": "admin", "password": os.environ["CUSTOS_ADMIN_PASSWORD"], "next": "/"}).encode()
 try:
-    op.open(urllib.request.Request(base(0) + "/auth/login", data=form))
+    op.open(urllib.request.Request(base(0) + "/auth/login", data=form), timeout=10)
 except urllib.error.HTTPError as e:
     if e.code != 303: raise
 req = urllib.request.Request(base(0) + "/rpc/create_api_key",
     data=urllib.parse.urlencode({"name": "replicas load", "scopes": "ingest,read"}).encode(),
     headers={"Origin": base(0), "Accept": "application/json"})
-token = json.load(op.open(req))["token"]
+token = json.load(op.open(req, timeout=10))["token"]
 auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 acked, refused, stop = [], [0], threading.Event()
@@ -110,7 +120,7 @@ def holder(lease, alive):
     for i in alive:
         try:
             r = json.load(urllib.request.urlopen(base(i) + "/readyz", timeout=2))
-            if any(l["name"] == lease for l in r.get("leases", [])):
+            if lease in r.get("leases", []):
                 return i
         except Exception:
             pass
@@ -134,14 +144,14 @@ try:
             time.sleep(0.1)
         failovers.append((time.time() - killed_at) * 1000)
         # The killed replica comes back.
-        subprocess.run(["bash", f"{work}/start.sh", str(h)], check=True)
+        subprocess.run(["bash", f"{work}/start.sh", str(h)], check=True, timeout=90)
 finally:
     stop.set()
     for t in threads: t.join()
 
 # Every acknowledged event is there (read back a page of 1,000 at a time).
 stored, cursor = set(), None
-while True:
+for _ in range(100_000):
     q = "action=replicas.load&limit=1000" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
     page = json.load(urllib.request.urlopen(urllib.request.Request(base(1) + "/api/audit?" + q, headers=auth), timeout=60))
     stored.update(e["id"] for e in page["items"])
@@ -154,9 +164,16 @@ print(json.dumps({"acked": len(acked), "missing": missing, "refused_requests": r
     "median_ms": round(statistics.median(failovers)), "max_ms": round(max(failovers))}))
 PY
 
-out=$(python3 "$work/drive.py" "$(IFS=,; echo "${ports[*]}")" "$runs" "$work") || fail "the load or a failover failed: $out"
+python3 "$work/drive.py" "$(IFS=,; echo "${ports[*]}")" "$runs" "$work" >"$work/out" &
+driver=$!
+wait "$driver" || fail "the load or a failover failed: $(cat "$work/out")"
+driver=""
+out=$(cat "$work/out")
 for i in 0 1 2; do kill -TERM "$(cat "$work/pid$i")" 2>/dev/null || true; done
-for i in 0 1 2; do while kill -0 "$(cat "$work/pid$i")" 2>/dev/null; do sleep 0.2; done; done
+for i in 0 1 2; do
+  for _ in $(seq 1 150); do kill -0 "$(cat "$work/pid$i")" 2>/dev/null || break; sleep 0.2; done
+  kill -0 "$(cat "$work/pid$i")" 2>/dev/null && fail "replica $i did not stop within 30 s of SIGTERM"
+done
 acked=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["acked"])')
 missing=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["missing"])')
 [ "$missing" = 0 ] || fail "$missing of $acked acknowledged events are missing: $out"

@@ -269,12 +269,20 @@ async fn readyz(State(s): State<AppState>) -> Response {
             return unready("cannot read migration state".into());
         }
     }
-    // The leases this replica holds now (names only: the route is public).
-    let leases: Vec<serde_json::Value> = custos_engine::lease::held_by(&s.ledger, &s.replica)
-        .into_iter()
-        .filter(|l| l.held)
-        .map(|l| json!({"name": l.name, "since": l.since_us.map(custos_engine::time::rfc3339)}))
-        .collect();
+    // The leases this replica holds now. The route is public: names only,
+    // and the SIEM destinations counted, not named.
+    let mut leases: Vec<String> = Vec::new();
+    let mut forwarding = 0;
+    for l in custos_engine::lease::held_by(&s.ledger, &s.replica).into_iter().filter(|l| l.held) {
+        if l.name.starts_with("forward:") {
+            forwarding += 1;
+        } else {
+            leases.push(l.name);
+        }
+    }
+    if forwarding > 0 {
+        leases.push(format!("forward ({forwarding} destination(s))"));
+    }
     (
         StatusCode::OK,
         axum::Json(json!({

@@ -39,39 +39,40 @@ pub struct Held {
     pub taken_at: i64,
 }
 
-/// A lease as this replica last saw it.
+/// A lease as this replica knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseState {
     /// The lease.
     pub name: String,
-    /// This replica held it at its last try.
+    /// This replica holds it: it took or renewed it last, and it has not
+    /// lapsed since (a replica that stops renewing no longer claims it).
     pub held: bool,
-    /// Since when (µs), while held.
-    pub since_us: Option<i64>,
 }
 
-/// By holder, then lease: (held, since).
-pub(crate) type Seen = Mutex<BTreeMap<String, BTreeMap<String, (bool, Option<i64>)>>>;
+/// By holder, then lease: until when (µs) it is this replica's, if it is.
+pub(crate) type Seen = Mutex<BTreeMap<String, BTreeMap<String, Option<i64>>>>;
 
-fn note(ledger: &Ledger, holder: &str, name: &str, held: Option<i64>) {
+/// Records what a try learnt: `until` when this replica holds the lease
+/// (`taken`: it was just taken rather than renewed).
+fn note(ledger: &Ledger, holder: &str, name: &str, until: Option<i64>, taken: bool) {
     let mut seen = ledger.lease_seen().lock().unwrap_or_else(|p| p.into_inner());
     let leases = seen.entry(holder.to_owned()).or_default();
-    let before = leases.get(name).copied();
-    if held.is_some() && before.is_none_or(|(was, since)| !was || since != held) {
+    if taken {
         metrics::counter!("custos_lease_acquired_total", "lease" => name.to_owned()).increment(1);
     }
-    metrics::gauge!("custos_lease_held", "lease" => name.to_owned()).set(if held.is_some() { 1.0 } else { 0.0 });
-    leases.insert(name.to_owned(), (held.is_some(), held));
+    metrics::gauge!("custos_lease_held", "lease" => name.to_owned()).set(if until.is_some() { 1.0 } else { 0.0 });
+    leases.insert(name.to_owned(), until);
 }
 
-/// The leases replica `holder` has tried on `ledger`, with whether it holds
-/// each (as of its last try), by name.
+/// The leases replica `holder` has tried on `ledger`, by name, each with
+/// whether it holds it now.
 pub fn held_by(ledger: &Ledger, holder: &str) -> Vec<LeaseState> {
+    let now = ledger.now_us();
     let seen = ledger.lease_seen().lock().unwrap_or_else(|p| p.into_inner());
     seen.get(holder)
         .map(|m| {
             m.iter()
-                .map(|(name, (held, since))| LeaseState { name: name.clone(), held: *held, since_us: *since })
+                .map(|(name, until)| LeaseState { name: name.clone(), held: until.is_some_and(|u| u > now) })
                 .collect()
         })
         .unwrap_or_default()
@@ -121,19 +122,19 @@ impl Lease {
             ))
             .await?;
         let Some(row) = row else {
-            note(&self.ledger, &self.holder, &self.name, None);
+            note(&self.ledger, &self.holder, &self.name, None, false);
             return Ok(None);
         };
         let holder: String = row.try_get("", "holder")?;
         if holder != self.holder {
-            note(&self.ledger, &self.holder, &self.name, None);
+            note(&self.ledger, &self.holder, &self.name, None, false);
             return Ok(None);
         }
         let held = Held {
             cursor: u64::try_from(row.try_get::<i64>("", "cursor_seq")?).ok(),
             taken_at: row.try_get("", "taken_at")?,
         };
-        note(&self.ledger, &self.holder, &self.name, Some(held.taken_at));
+        note(&self.ledger, &self.holder, &self.name, Some(now + self.ttl_us), held.taken_at == now);
         Ok(Some(held))
     }
 
@@ -156,15 +157,17 @@ impl Lease {
                 ],
             ))
             .await?;
-        if done.rows_affected() != 1 {
-            note(&self.ledger, &self.holder, &self.name, None);
-        }
-        Ok(done.rows_affected() == 1)
+        let kept = done.rows_affected() == 1;
+        note(&self.ledger, &self.holder, &self.name, kept.then_some(now + self.ttl_us), false);
+        Ok(kept)
     }
 
     /// Gives the lease up at once (a clean stop), so another replica need
     /// not wait for it to lapse.
     pub async fn release(&self) -> Result<(), DbErr> {
+        // Not claimed from now on, whether or not the write goes through
+        // (if it does not, the lease lapses on its own).
+        note(&self.ledger, &self.holder, &self.name, None, false);
         let db = self.ledger.db();
         db.conn()
             .execute_raw(stmt_for(
@@ -173,7 +176,6 @@ impl Lease {
                 vec![self.name.clone().into(), self.holder.clone().into()],
             ))
             .await?;
-        note(&self.ledger, &self.holder, &self.name, None);
         Ok(())
     }
 

@@ -23,7 +23,7 @@ both_backends! {
         let mut held = Vec::new();
         for _ in 0..100 {
             let body: Value = app.get("/readyz").await.json().await.unwrap();
-            held = body["leases"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_owned()).collect();
+            held = body["leases"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_owned()).collect();
             if held.iter().any(|n| n == "alert-evaluator") && held.iter().any(|n| n == "notifier") {
                 break;
             }
