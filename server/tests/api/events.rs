@@ -1109,6 +1109,11 @@ both_backends! {
         let check = |r: &Value, id: &str| r["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap().clone();
         assert_eq!(check(&r, "chain_verified")["status"], "fail");
         assert_eq!(check(&r, "append_only")["status"], "pass");
+        // The clock: on PostgreSQL compared with the database server's.
+        let clock = check(&r, "clock");
+        assert_eq!(clock["status"], "pass", "{clock}");
+        let compared = clock["detail"].as_str().unwrap().contains("of the database server's");
+        assert_eq!(compared, app.running.ledger.db().kind() == custos_engine::storage::DbKind::Postgres, "{clock}");
         // The server evaluates the built-in rules; alerts reach the inbox
         // only (no notification channel yet): a warning.
         assert_eq!(check(&r, "alerting")["status"], "warn", "{}", check(&r, "alerting"));

@@ -104,3 +104,61 @@ fn testid_text<'a>(html: &'a str, id: &str) -> &'a str {
     let start = at + html[at..].find('>').unwrap() + 1;
     &html[start..start + html[start..].find('<').unwrap()]
 }
+
+both_backends! {
+    /// A clock stepped back or forward on the server: commit times never go
+    /// back, and the compliance clock check says what happened.
+    async fn clock_jumps_hold_commit_times_and_the_clock_check_reports_them(backend: Backend) {
+        use custos_engine::clock::ManualClock;
+        use custos_engine::identity::apikey::Scope;
+        use reqwest::StatusCode;
+        use serde_json::json;
+        use std::sync::Arc;
+
+        use crate::events::{key_client, user_client};
+        const HOUR: i64 = 3_600_000_000;
+        let t0 = chrono::Utc::now().timestamp_micros();
+        let clock = Arc::new(ManualClock::new(t0));
+        let Some(app) = TestApp::spawn_on(backend, |_| {}, clock.clone()).await else { return };
+        let ingest = key_client(&app, &[Scope::Ingest]).await;
+        let event = |n: u32| {
+            json!({"category": "data_access", "action": "clock.test", "outcome": "success",
+                   "occurred_at": "2026-01-01T00:00:00Z", "actor": {"id": format!("u{n}"), "kind": "user"},
+                   "source": {"application": "clock-test"}})
+        };
+        let (status, first) = ingest.post_json("/api/audit/events", &event(1)).await;
+        assert_eq!(status, StatusCode::CREATED, "{first}");
+        let recorded = |v: &serde_json::Value| v["events"][0]["recorded_at"].as_str().unwrap().to_owned();
+        let check = |r: &serde_json::Value| {
+            r["checks"].as_array().unwrap().iter().find(|c| c["id"] == "clock").unwrap().clone()
+        };
+
+        // Stepped back an hour: the next event is recorded at the newest
+        // entry's time, not an hour earlier, and the check fails saying so.
+        clock.set_us(t0 - HOUR);
+        let (status, held) = ingest.post_json("/api/audit/events", &event(2)).await;
+        assert_eq!(status, StatusCode::CREATED, "{held}");
+        assert_eq!(recorded(&held), recorded(&first), "{held} is not held at {first}'s time");
+        assert!(held["events"][0]["seq"].as_u64() > first["events"][0]["seq"].as_u64());
+        let officer = user_client(&app, "clock_officer", &["compliance_officer"]).await;
+        let (status, r) = officer.get("/api/compliance").await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        let c = check(&r);
+        assert_eq!(c["status"], "fail", "{c}");
+        assert!(c["detail"].as_str().unwrap().contains("this clock was set back"), "{c}");
+
+        // Two hours forward: an hour ahead of the real time. On PostgreSQL
+        // the database server's clock shows it; on SQLite there is no other
+        // clock to compare with.
+        clock.set_us(t0 + HOUR);
+        let officer = user_client(&app, "clock_officer2", &["compliance_officer"]).await;
+        let (_, r) = officer.get("/api/compliance").await;
+        let c = check(&r);
+        if app.running.ledger.db().kind() == custos_engine::storage::DbKind::Postgres {
+            assert_eq!(c["status"], "warn", "{c}");
+            assert!(c["detail"].as_str().unwrap().contains("ahead of the database server's"), "{c}");
+        } else {
+            assert_eq!(c["status"], "pass", "{c}");
+        }
+    }
+}

@@ -87,7 +87,9 @@ async fn rewind_head(url: &str, keep: u64) {
     for e in store::read_entries(db.conn(), 1, keep, keep).await.unwrap() {
         frontier.push(e.leaf_hash, |_, _, _| {});
     }
-    store::write_head(db.conn(), &store::Head { seq: keep, chain_hash: last.chain_hash, frontier }).await.unwrap();
+    store::write_head(db.conn(), &store::Head { seq: keep, chain_hash: last.chain_hash, frontier, recorded_at_us: 0 })
+        .await
+        .unwrap();
     db.close().await.unwrap();
 }
 

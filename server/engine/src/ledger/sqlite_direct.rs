@@ -119,13 +119,14 @@ fn seq_to(v: u64) -> i64 {
 
 /// Reads the head (inside the caller's transaction).
 pub fn read_head(conn: &Connection) -> Result<Head, LedgerError> {
-    let mut stmt = conn.prepare_cached("SELECT seq, chain_hash, frontier FROM ledger_head WHERE id = 1")?;
+    let mut stmt = conn.prepare_cached(super::store::HEAD_SELECT)?;
     let mut rows = stmt.query([])?;
     let row = rows.next()?.ok_or_else(|| LedgerError::Corrupt("ledger_head row is missing".into()))?;
     let seq = seq_from(row.get(0)?)?;
     let chain_hash = array::<32>(row, 1, "chain_hash")?;
     let frontier = Frontier::decode(seq, blob(row, 2)?).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-    Ok(Head { seq, chain_hash, frontier })
+    let recorded_at_us: Option<i64> = row.get(3)?;
+    Ok(Head { seq, chain_hash, frontier, recorded_at_us: recorded_at_us.unwrap_or(0) })
 }
 
 /// Stores the head.

@@ -26,6 +26,10 @@ pub struct Head {
     pub chain_hash: Hash,
     /// Merkle frontier of the tree of `seq` leaves.
     pub frontier: Frontier,
+    /// Commit time (µs) of the entry at `seq`, 0 when the ledger is empty:
+    /// the next entry is never recorded earlier (commit times never go
+    /// backwards, whatever a replica's clock does).
+    pub recorded_at_us: i64,
 }
 
 fn to_u64(v: i64, what: &str) -> Result<u64, LedgerError> {
@@ -42,7 +46,8 @@ fn head_from_row(row: &QueryResult) -> Result<Head, LedgerError> {
     let chain_hash = get_array::<32>(row, "chain_hash")?;
     let frontier_bytes: Vec<u8> = row.try_get("", "frontier")?;
     let frontier = Frontier::decode(seq, &frontier_bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-    Ok(Head { seq, chain_hash, frontier })
+    let recorded_at_us: Option<i64> = row.try_get("", "last_recorded_at")?;
+    Ok(Head { seq, chain_hash, frontier, recorded_at_us: recorded_at_us.unwrap_or(0) })
 }
 
 /// Locks the head row for this transaction (a write first, so SQLite takes
@@ -52,7 +57,8 @@ pub async fn lock_head(conn: &impl ConnectionTrait) -> Result<Head, LedgerError>
     let row = conn
         .query_one_raw(stmt_for(
             b,
-            "UPDATE ledger_head SET seq = seq WHERE id = 1 RETURNING seq, chain_hash, frontier",
+            "UPDATE ledger_head SET seq = seq WHERE id = 1 RETURNING seq, chain_hash, frontier, \
+             (SELECT recorded_at FROM ledger_entries WHERE ledger_entries.seq = ledger_head.seq) AS last_recorded_at",
             vec![],
         ))
         .await?
@@ -60,11 +66,16 @@ pub async fn lock_head(conn: &impl ConnectionTrait) -> Result<Head, LedgerError>
     head_from_row(&row)
 }
 
+/// The head with its newest entry's commit time.
+pub(crate) const HEAD_SELECT: &str = "SELECT seq, chain_hash, frontier, \
+    (SELECT recorded_at FROM ledger_entries WHERE ledger_entries.seq = ledger_head.seq) AS last_recorded_at \
+    FROM ledger_head WHERE id = 1";
+
 /// Reads the head without locking.
 pub async fn read_head(conn: &impl ConnectionTrait) -> Result<Head, LedgerError> {
     let b = conn.get_database_backend();
     let row = conn
-        .query_one_raw(stmt_for(b, "SELECT seq, chain_hash, frontier FROM ledger_head WHERE id = 1", vec![]))
+        .query_one_raw(stmt_for(b, HEAD_SELECT, vec![]))
         .await?
         .ok_or_else(|| LedgerError::Corrupt("ledger_head row is missing".into()))?;
     head_from_row(&row)

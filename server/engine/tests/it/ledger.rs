@@ -249,6 +249,59 @@ both_backends! {
 }
 
 both_backends! {
+    async fn commit_times_never_go_backwards_whatever_a_replicas_clock_does(backend: Backend) {
+        use custos_engine::clock::ManualClock;
+        const T0: i64 = 1_780_000_000_000_000;
+        const HOUR: i64 = 3_600_000_000;
+        let Some(t) = TestDb::new(backend).await else { return };
+        // Two replicas on one database, each with its own clock.
+        let (ca, cb) = (Arc::new(ManualClock::new(T0)), Arc::new(ManualClock::new(T0)));
+        let open = |clock: Arc<ManualClock>| {
+            let url = t.url.clone();
+            async move {
+                let db = TestDb::connect(&url).await;
+                Ledger::open(db, &StaticKek([0x42; 32]), config(), clock, Arc::new(OsRandom)).await.unwrap()
+            }
+        };
+        let (a, ta) = open(ca.clone()).await;
+        let (b, tb) = open(cb.clone()).await;
+        let first = a.append_one(event(1)).await.unwrap();
+        assert_eq!(first.recorded_at_us, T0);
+        // A's clock steps back an hour: its commits are held at the newest time.
+        ca.set_us(T0 - HOUR);
+        let held = a.append_one(event(2)).await.unwrap();
+        assert_eq!(held.recorded_at_us, T0, "a clock stepped back does not take commit times back");
+        // B's clock jumps an hour ahead: its entry is recorded then, and A,
+        // still behind, follows that time rather than going back.
+        cb.set_us(T0 + HOUR);
+        let ahead = b.append_one(event(3)).await.unwrap();
+        assert_eq!(ahead.recorded_at_us, T0 + HOUR);
+        ca.set_us(T0 + 60_000_000);
+        let after = a.append_one(event(4)).await.unwrap();
+        assert_eq!(after.recorded_at_us, T0 + HOUR, "the other replica's newer time holds");
+        assert!(after.seq > ahead.seq && ahead.seq > held.seq && held.seq > first.seq);
+        a.shutdown(ta).await.unwrap();
+        // Reopened with a clock still behind: the floor comes from the database.
+        let (a, ta) = open(ca.clone()).await;
+        let reopened = a.append_one(event(5)).await.unwrap();
+        assert_eq!(reopened.recorded_at_us, T0 + HOUR);
+        // Once the clock passes the newest time, it is used again.
+        ca.set_us(T0 + 2 * HOUR);
+        assert_eq!(a.append_one(event(6)).await.unwrap().recorded_at_us, T0 + 2 * HOUR);
+        // Stored times are monotone in seq order, and the chain verifies.
+        let mut last = 0;
+        for seq in 1..=6 {
+            let at = a.entry(seq).await.unwrap().unwrap().header.recorded_at_us;
+            assert!(at >= last, "seq {seq} recorded at {at}, before {last}");
+            last = at;
+        }
+        assert!(verify_all(&a).await.is_intact());
+        a.shutdown(ta).await.unwrap();
+        b.shutdown(tb).await.unwrap();
+    }
+}
+
+both_backends! {
     async fn failed_batches_amid_concurrent_appends_never_leave_a_gap(backend: Backend) {
         // On SQLite the sequencer seals batch N+1 while N commits; when N
         // fails, N+1 must not be committed on the head N would have left.

@@ -138,7 +138,9 @@ async fn forge_row(t: &TestDb, seq: u64) {
     store::insert_entries(t.db.conn(), &[forged.clone()]).await.unwrap();
     let mut frontier: Frontier = store::read_head(t.db.conn()).await.unwrap().frontier;
     frontier.push(forged.leaf_hash, |_, _, _| {});
-    store::write_head(t.db.conn(), &store::Head { seq, chain_hash: forged.chain_hash, frontier }).await.unwrap();
+    store::write_head(t.db.conn(), &store::Head { seq, chain_hash: forged.chain_hash, frontier, recorded_at_us: 0 })
+        .await
+        .unwrap();
 }
 
 both_backends! {
@@ -196,7 +198,7 @@ both_backends! {
             rewritten.push(e);
         }
         store::insert_entries(t.db.conn(), &rewritten).await.unwrap();
-        store::write_head(t.db.conn(), &store::Head { seq: N, chain_hash: chain, frontier }).await.unwrap();
+        store::write_head(t.db.conn(), &store::Head { seq: N, chain_hash: chain, frontier, recorded_at_us: 0 }).await.unwrap();
         let public = verify::verify(&t.db, &ledger.verifier(), None, VerifyScope::default(), |_| {}).await.unwrap();
         let (seq, kind) = failure(&public);
         assert_eq!(kind, FailureKind::RootMismatch);

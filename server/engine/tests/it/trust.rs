@@ -212,7 +212,7 @@ both_backends! {
         for e in store::read_entries(t.db.conn(), 1, keep, keep).await.unwrap() {
             frontier.push(e.leaf_hash, |_, _, _| {});
         }
-        store::write_head(t.db.conn(), &store::Head { seq: keep, chain_hash: last.chain_hash, frontier }).await.unwrap();
+        store::write_head(t.db.conn(), &store::Head { seq: keep, chain_hash: last.chain_hash, frontier, recorded_at_us: 0 }).await.unwrap();
         assert!(public_verify(&ledger, &[]).await.is_intact(), "without a kept checkpoint this is undetectable");
         let (seq, kind, detail) = failure(&public_verify(&ledger, std::slice::from_ref(&kept)).await);
         assert_eq!((seq, kind), (Some(keep + 1), FailureKind::Truncated), "{detail}");
@@ -235,7 +235,7 @@ both_backends! {
             rewritten.push(e);
         }
         store::insert_entries(t.db.conn(), &rewritten).await.unwrap();
-        store::write_head(t.db.conn(), &store::Head { seq: keep, chain_hash: chain, frontier }).await.unwrap();
+        store::write_head(t.db.conn(), &store::Head { seq: keep, chain_hash: chain, frontier, recorded_at_us: 0 }).await.unwrap();
         assert!(public_verify(&ledger, &[]).await.is_intact(), "without a kept checkpoint this is undetectable");
         let (seq, kind, detail) = failure(&public_verify(&ledger, std::slice::from_ref(&kept_200)).await);
         assert_eq!(kind, FailureKind::RootMismatch, "a rewritten prefix does not have the kept root: {detail}");

@@ -516,28 +516,7 @@ impl Events {
             detail,
             vec![Evidence::events("Exports made", &[("action", "audit.export.completed"), ("range", "90d")])],
         ));
-        // Commit times come from this server's clock and never go backwards.
-        let newest = ledger.entry(head.seq).await?;
-        checks.push(match newest {
-            Some(e) if e.header.recorded_at_us > now + SECOND_US => check(
-                "clock",
-                "Time stamps from a consistent clock",
-                CheckStatus::Fail,
-                format!("The newest entry was recorded at {}, after this server's time {}.", rfc3339(e.header.recorded_at_us), rfc3339(now)),
-                vec![Evidence::events("Newest events", &[("range", "1h")])],
-            ),
-            Some(e) => check(
-                "clock",
-                "Time stamps from a consistent clock",
-                CheckStatus::Pass,
-                format!(
-                    "Every entry gets its commit time from the ledger's clock (UTC, never earlier than the previous one); newest at {}.",
-                    rfc3339(e.header.recorded_at_us)
-                ),
-                vec![Evidence::events("Newest events", &[("range", "1h")])],
-            ),
-            None => check("clock", "Time stamps from a consistent clock", CheckStatus::Pass, "The ledger is empty.".into(), vec![]),
-        });
+        checks.push(self.clock_check(head.seq).await?);
         checks.push(self.alerting_check().await?);
         checks.push(self.siem_check().await?);
         checks.push(self.retention_check().await?);
@@ -566,6 +545,92 @@ impl Events {
             })
             .collect();
         Ok(ComplianceReport { generated_at: rfc3339(now), verify_within_hours, checks, frameworks })
+    }
+
+    /// Time stamps from a consistent clock (AU-8, PCI DSS 10.6): commit
+    /// times come from the ledger's clock and never go backwards (a
+    /// replica whose clock is behind the newest entry commits at that
+    /// entry's time). Fails while this replica's clock is behind the newest
+    /// entry by more than a second (it was stepped back, or another
+    /// replica's runs ahead); on PostgreSQL, warns when this replica's
+    /// clock differs from the database server's by more than a second.
+    async fn clock_check(&self, head_seq: u64) -> Result<ComplianceCheck, EventsError> {
+        let ledger = self.ledger();
+        let title = "Time stamps from a consistent clock";
+        let evidence = || vec![Evidence::events("Newest events", &[("range", "1h")])];
+        let Some(newest) = ledger.entry(head_seq).await? else {
+            return Ok(check("clock", title, CheckStatus::Pass, "The ledger is empty.".into(), vec![]));
+        };
+        let newest = newest.header.recorded_at_us;
+        let now = ledger.now_us();
+        if newest > now + SECOND_US {
+            return Ok(check(
+                "clock",
+                title,
+                CheckStatus::Fail,
+                format!(
+                    "The newest entry was recorded at {}, {} s after this server's time {}: this clock was set back, \
+                     or another replica's runs ahead. Commit times are held at the newest entry's until the clock \
+                     catches up; synchronise the clocks (NTP).",
+                    rfc3339(newest),
+                    (newest - now) / SECOND_US,
+                    rfc3339(now)
+                ),
+                evidence(),
+            ));
+        }
+        let skew = self.database_clock_skew_us().await?;
+        if let Some(skew) = skew.filter(|s| s.abs() > SECOND_US) {
+            return Ok(check(
+                "clock",
+                title,
+                CheckStatus::Warn,
+                format!(
+                    "This server's clock is {:.1} s {} the database server's: replicas with unsynchronised clocks \
+                     hold each other's commit times back. Synchronise the clocks (NTP).",
+                    (skew.abs() as f64) / SECOND_US as f64,
+                    if skew > 0 { "behind" } else { "ahead of" }
+                ),
+                evidence(),
+            ));
+        }
+        Ok(check(
+            "clock",
+            title,
+            CheckStatus::Pass,
+            format!(
+                "Every entry gets its commit time from the ledger's clock (UTC, never earlier than the previous \
+                 one); newest at {}{}.",
+                rfc3339(newest),
+                match skew {
+                    Some(s) =>
+                        format!("; this server's clock is within {} ms of the database server's", s.abs() / 1000),
+                    None => String::new(),
+                }
+            ),
+            evidence(),
+        ))
+    }
+
+    /// On PostgreSQL, how far (µs) the database server's clock is ahead of
+    /// this one's, taken halfway through the round trip; `None` on SQLite
+    /// (the same machine's clock).
+    async fn database_clock_skew_us(&self) -> Result<Option<i64>, EventsError> {
+        let conn = self.ledger().db().conn();
+        if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(None);
+        }
+        let before = self.ledger().now_us();
+        let row = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) AS us",
+            ))
+            .await?;
+        let after = self.ledger().now_us();
+        let Some(row) = row else { return Ok(None) };
+        let db_us: i64 = row.try_get("", "us")?;
+        Ok(Some(db_us - (before + after) / 2))
     }
 
     /// Evidence reports made and sent on a schedule (NIST SP 800-53 AU-7):

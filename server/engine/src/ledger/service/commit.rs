@@ -71,6 +71,9 @@ pub(super) struct Sealed {
     pub(super) head: Head,
 }
 
+/// Whether the last batch sealed here found the clock behind the ledger.
+static CLOCK_BEHIND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Assigns seqs, MACs, leaf and chain hashes to a batch, on top of `head`.
 /// Ids already committed (`known`) or repeated within the batch get the
 /// stored result instead of a new entry.
@@ -86,6 +89,25 @@ pub(super) fn seal_batch(
     let mut nodes: Vec<(u32, u64, Hash)> = Vec::new();
     let mut in_batch: HashMap<Uuid, (u64, i64)> = HashMap::new();
     let mut receipts = Vec::with_capacity(batch.len());
+    // Commit times never go backwards: a clock behind the newest entry
+    // (stepped back, or another replica's ahead) is held at that time.
+    let behind = head.recorded_at_us.saturating_sub(recorded_at_us) > crate::time::SECOND_US;
+    if behind {
+        metrics::counter!("custos_ledger_clock_behind_total").increment(1);
+    }
+    // Said once when it starts and once when it ends, not per batch.
+    if CLOCK_BEHIND.swap(behind, std::sync::atomic::Ordering::Relaxed) != behind {
+        if behind {
+            tracing::warn!(
+                behind_ms = (head.recorded_at_us - recorded_at_us) / 1000,
+                "this replica's clock is behind the ledger's newest entry; commit times are held at that entry's \
+                 until the clock catches up (the compliance clock check fails meanwhile)"
+            );
+        } else {
+            tracing::info!("this replica's clock has caught up with the ledger's newest entry");
+        }
+    }
+    let recorded_at_us = recorded_at_us.max(head.recorded_at_us);
     for req in batch {
         let mut rs = Vec::with_capacity(req.items.len());
         for item in &req.items {
@@ -113,6 +135,7 @@ pub(super) fn seal_batch(
             });
             head.seq = seq;
             head.chain_hash = chain_hash;
+            head.recorded_at_us = recorded_at_us;
             in_batch.insert(item.event_id, (seq, recorded_at_us));
             entries.push(StoredEntry {
                 header,
