@@ -319,6 +319,10 @@ pub struct IngestSettings {
     pub max_future_secs: i64,
     /// How old `occurred_at` may be, days.
     pub max_past_days: i64,
+    /// With SQLite: events are refused (503) while the disk holding the
+    /// database has less than this many MiB free, leaving the rest for the
+    /// records of reads and changes. 0 turns the check off.
+    pub min_free_disk_mb: u64,
 }
 
 impl Default for IngestSettings {
@@ -330,6 +334,7 @@ impl Default for IngestSettings {
             max_details_depth: 8,
             max_future_secs: 300,
             max_past_days: 3650,
+            min_free_disk_mb: 256,
         }
     }
 }
@@ -467,6 +472,9 @@ pub struct LedgerSettings {
     pub max_batch: usize,
     /// Most append requests waiting for the sequencer.
     pub queue_depth: usize,
+    /// Seconds a write waits for its commit before it is answered 503
+    /// (the database down, hung or slow): requests never hang on it.
+    pub commit_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -525,6 +533,7 @@ impl Default for LedgerSettings {
             verify_interval_secs: 86_400,
             max_batch: 1000,
             queue_depth: 4096,
+            commit_timeout_secs: 10,
         }
     }
 }
@@ -604,6 +613,9 @@ impl Config {
         }
         if self.ledger.queue_depth == 0 {
             return invalid("ledger.queue_depth", "must be at least 1");
+        }
+        if !(1..=600).contains(&self.ledger.commit_timeout_secs) {
+            return invalid("ledger.commit_timeout_secs", "must be between 1 and 600 seconds");
         }
         if self.ledger.origin.is_empty() || self.ledger.origin.chars().any(|c| c.is_whitespace() || c == '+') {
             return invalid(

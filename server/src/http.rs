@@ -71,6 +71,11 @@ pub struct AppState {
     pub verifications: Arc<custos_engine::events::verification::Verifications>,
     /// Largest ingest body (bytes).
     pub ingest_max_body: usize,
+    /// How long a write waits for its commit (`ledger.commit_timeout_secs`);
+    /// an ingest request is answered 503 a second after it at the latest.
+    pub commit_timeout: Duration,
+    /// The disk watermark for new events (SQLite).
+    pub disk: Arc<crate::disk::DiskGuard>,
     /// Background exports, their files and manifests.
     pub exports: std::sync::Arc<custos_engine::events::export::ExportJobs>,
 }
@@ -137,6 +142,7 @@ pub fn wrap(
                     );
                 }),
         )
+        .layer(middleware::from_fn_with_state(state.clone(), ingest_deadline))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
         .layer(middleware::map_request(sanitize_request_id));
@@ -245,6 +251,35 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     res
 }
 
+/// An ingest request is answered within the commit timeout and a second,
+/// whatever it waits on (an API key or session read, the commit itself):
+/// with the database down, hung or slow, applications get a 503 to retry,
+/// not a connection held open. Its work is dropped; a commit already handed
+/// to the database may still land (a retry with the same ids gets the
+/// stored receipts).
+async fn ingest_deadline(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != axum::http::Method::POST || req.uri().path() != "/api/audit/events" {
+        return next.run(req).await;
+    }
+    let deadline = s.commit_timeout + Duration::from_secs(1);
+    match tokio::time::timeout(deadline, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            metrics::counter!("custos_ingest_deadline_exceeded_total").increment(1);
+            let e = crate::api::ApiError::failed(
+                custos_model::ErrorCode::LedgerUnavailable,
+                format!(
+                    "the audit ledger did not answer within {} s (the database is down, hung or slow); the events \
+                     may still be recorded: retry with the same ids",
+                    deadline.as_secs()
+                ),
+                &"ingest deadline exceeded",
+            );
+            crate::api::ApiError { retry_after: Some(5), ..e }.into_response()
+        }
+    }
+}
+
 async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, axum::Json(json!({ "status": "alive" })))
 }
@@ -257,14 +292,20 @@ async fn readyz(State(s): State<AppState>) -> Response {
         return unready("shutting down".into());
     }
     let db = s.ledger.db();
-    if let Err(e) = db.ping().await {
-        tracing::warn!(error = %e, "readiness: database unreachable");
-        return unready("database unreachable".into());
+    // Bounded: a hung database makes the replica unready, not the probe hang.
+    match tokio::time::timeout(Duration::from_secs(2), db.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            return unready("database unreachable".into());
+        }
+        Err(_) => return unready("the database did not answer within 2 s".into()),
     }
-    match db.pending_migrations().await {
-        Ok(p) if p.is_empty() => {}
-        Ok(p) => return unready(format!("{} migration(s) pending", p.len())),
-        Err(e) => {
+    match tokio::time::timeout(Duration::from_secs(2), db.pending_migrations()).await {
+        Ok(Ok(p)) if p.is_empty() => {}
+        Ok(Ok(p)) => return unready(format!("{} migration(s) pending", p.len())),
+        Err(_) => return unready("the database did not answer within 2 s".into()),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: cannot read migration state");
             return unready("cannot read migration state".into());
         }

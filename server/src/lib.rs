@@ -7,6 +7,7 @@ pub mod auth;
 pub mod background;
 pub mod commands;
 pub mod config;
+pub mod disk;
 pub mod http;
 pub mod limits;
 pub mod routes;
@@ -112,6 +113,7 @@ pub async fn open_ledger_with(
         max_batch: config.ledger.max_batch,
         queue_depth: config.ledger.queue_depth,
         checkpoint_interval: Duration::from_secs(config.ledger.checkpoint_interval_secs),
+        commit_timeout: Duration::from_secs(config.ledger.commit_timeout_secs),
     };
     Ledger::open(db, kek.as_ref(), cfg, clock, rng).await
 }
@@ -333,6 +335,15 @@ pub async fn start_with(
         replica: replica.clone(),
         verifications: Arc::default(),
         ingest_max_body: config.ingest.max_body_bytes,
+        commit_timeout: Duration::from_secs(config.ledger.commit_timeout_secs),
+        disk: Arc::new(disk::DiskGuard::new(
+            ledger
+                .db()
+                .sqlite_file()
+                .and_then(|f| f.parent())
+                .map(|d| if d.as_os_str().is_empty() { std::path::PathBuf::from(".") } else { d.to_path_buf() }),
+            config.ingest.min_free_disk_mb,
+        )),
         exports: Arc::new(custos_engine::events::export::ExportJobs::new(
             config.data_dir.join("exports"),
             Arc::new(custos_export::Formats::default()),

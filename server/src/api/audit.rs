@@ -101,6 +101,7 @@ pub async fn ingest(State(s): State<AppState>, ctx: Ctx, headers: HeaderMap, bod
             }
         }
     };
+    s.disk.check()?;
     let bytes = read_body(body, &headers, s.ingest_max_body).await?;
     // Counted before anything is built: a body of a million tiny events is
     // refused without materialising them.

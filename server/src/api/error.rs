@@ -144,6 +144,11 @@ impl From<LedgerError> for ApiError {
             LedgerError::Invalid(reason) => {
                 ApiError::new(ErrorCode::Conflict, format!("{reason}; nothing was changed"))
             }
+            // Not "nothing was changed": the commit may still land.
+            e @ LedgerError::TimedOut { .. } => {
+                let e = ApiError::failed(ErrorCode::LedgerUnavailable, e.to_string(), &e);
+                ApiError { retry_after: Some(5), ..e }
+            }
             e => ApiError::ledger(&e),
         }
     }

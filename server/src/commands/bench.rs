@@ -275,6 +275,8 @@ async fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode, String> {
         max_batch: args.batch,
         queue_depth: args.concurrency * 2,
         checkpoint_interval: Duration::from_secs(5),
+        // A benchmark measures; it does not give up on a slow commit.
+        commit_timeout: Duration::from_secs(600),
     };
     let (ledger, tasks) = Ledger::open(db.clone(), kek.as_ref(), cfg, Arc::new(SystemClock), Arc::new(OsRandom))
         .await

@@ -162,3 +162,73 @@ both_backends! {
         }
     }
 }
+
+/// A database that does not commit (held by another writer) answers 503
+/// within the commit timeout instead of holding the request; the event
+/// retried with the same id is stored once. Below the disk watermark,
+/// events are refused with 503 naming the setting while reads go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_does_not_commit_answers_503_in_time_and_retries_store_once() {
+    use custos_engine::identity::apikey::Scope;
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    use crate::events::key_client;
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.ledger.commit_timeout_secs = 1;
+        c.database.busy_timeout_ms = 4000;
+    })
+    .await
+    else {
+        return;
+    };
+    let ingest = key_client(&app, &[Scope::Ingest, Scope::Read]).await;
+    let id = uuid::Uuid::new_v4();
+    let event = json!({"id": id, "category": "data_access", "action": "hung.test", "outcome": "success",
+                       "occurred_at": "2026-01-01T00:00:00Z", "actor": {"id": "u1", "kind": "user"},
+                       "source": {"application": "hung-test"}});
+    // Another process takes the write lock and keeps it.
+    let file = app.running.ledger.db().sqlite_file().unwrap().to_path_buf();
+    let holder = rusqlite::Connection::open(&file).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (status, e) = ingest.post_json("/api/audit/events", &event).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+    assert_eq!(e["code"], "ledger_unavailable", "{e}");
+    // The commit's timeout (1 s) or, when an earlier write of the request
+    // waits on the lock (the key's use), the request's deadline (2 s).
+    let m = e["message"].as_str().unwrap();
+    assert!(m.contains("did not commit within 1 s") || m.contains("did not answer within 2 s"), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("retry with the same ids"), "{e}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    // The retry: stored once, whether or not the first try landed late.
+    let mut receipts = Vec::new();
+    for _ in 0..20 {
+        let (status, r) = ingest.post_json("/api/audit/events", &event).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            continue;
+        }
+        assert!(status == StatusCode::CREATED || status == StatusCode::OK, "{status} {r}");
+        receipts.push(r);
+        break;
+    }
+    assert_eq!(receipts.len(), 1, "the retry was accepted");
+    let (status, found) = ingest.get("/api/audit?action=hung.test").await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["items"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["items"][0]["id"], id.to_string());
+    drop(app);
+
+    // The disk watermark: a minimum above what this disk has free.
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| c.ingest.min_free_disk_mb = u64::MAX >> 24).await else {
+        return;
+    };
+    let ingest = key_client(&app, &[Scope::Ingest, Scope::Read]).await;
+    let (status, e) = ingest.post_json("/api/audit/events", &event).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("ingest.min_free_disk_mb"), "{e}");
+    let (status, found) = ingest.get("/api/audit?action=hung.test").await;
+    assert_eq!(status, StatusCode::OK, "reads go on: {found}");
+    assert_eq!(found["items"].as_array().unwrap().len(), 0);
+}

@@ -43,6 +43,16 @@ pub enum LedgerError {
     /// The batch holding this event could not be committed; nothing of it was stored.
     #[error("the ledger could not commit the batch; nothing of it was stored")]
     CommitFailed,
+    /// The commit did not come within the configured time (the database
+    /// down, hung or slow). The events may still be committed.
+    #[error(
+        "the ledger did not commit within {secs} s (the database is down, hung or slow); the events may still be \
+         committed: retry with the same ids"
+    )]
+    TimedOut {
+        /// The timeout.
+        secs: f64,
+    },
     /// Stored data is not in the shape the ledger wrote.
     #[error("ledger data is corrupt: {0}")]
     Corrupt(String),

@@ -119,6 +119,9 @@ pub struct LedgerConfig {
     pub queue_depth: usize,
     /// How often a checkpoint is signed while entries arrive.
     pub checkpoint_interval: Duration,
+    /// How long an append waits for its commit (queueing included) before
+    /// it gives up with [`LedgerError::TimedOut`].
+    pub commit_timeout: Duration,
 }
 
 impl Default for LedgerConfig {
@@ -128,6 +131,7 @@ impl Default for LedgerConfig {
             max_batch: 1000,
             queue_depth: 4096,
             checkpoint_interval: Duration::from_secs(5),
+            commit_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -304,8 +308,22 @@ impl Ledger {
             });
         }
         let (reply, rx) = oneshot::channel();
-        self.inner.tx.send(AppendRequest { items, reply }).await.map_err(|_| LedgerError::Closed)?;
-        rx.await.map_err(|_| LedgerError::CommitFailed)?
+        // Bounded: with the database down or hung, callers are answered
+        // instead of waiting on it. A batch already handed to the database
+        // may still commit after this gives up; a retry with the same ids
+        // then gets the stored receipts.
+        let timeout = self.inner.cfg.commit_timeout;
+        let wait = async {
+            self.inner.tx.send(AppendRequest { items, reply }).await.map_err(|_| LedgerError::Closed)?;
+            rx.await.map_err(|_| LedgerError::CommitFailed)?
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => {
+                metrics::counter!("custos_ledger_commit_timeouts_total").increment(1);
+                Err(LedgerError::TimedOut { secs: timeout.as_secs_f64() })
+            }
+        }
     }
 
     /// The current head, read from the database.
