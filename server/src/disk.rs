@@ -33,10 +33,10 @@ impl DiskGuard {
     pub fn free_bytes(&self) -> Option<u64> {
         let dir = self.dir.as_ref()?;
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, free)) = *last {
-            if at.elapsed() < FRESH {
-                return Some(free);
-            }
+        if let Some((at, free)) = *last
+            && at.elapsed() < FRESH
+        {
+            return Some(free);
         }
         let free = match rustix::fs::statvfs(dir) {
             Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
