@@ -52,18 +52,36 @@ fn head_from_row(row: &QueryResult) -> Result<Head, LedgerError> {
 
 /// Locks the head row for this transaction (a write first, so SQLite takes
 /// its write lock at once and PostgreSQL locks the row) and returns it.
+///
+/// The newest entry's commit time is read by a second statement: on
+/// PostgreSQL an `UPDATE` that waited for another replica's commit returns
+/// that commit's head row, but a subquery in the same statement still sees
+/// the snapshot taken before it (without the entry it added).
 pub async fn lock_head(conn: &impl ConnectionTrait) -> Result<Head, LedgerError> {
     let b = conn.get_database_backend();
     let row = conn
         .query_one_raw(stmt_for(
             b,
             "UPDATE ledger_head SET seq = seq WHERE id = 1 RETURNING seq, chain_hash, frontier, \
-             (SELECT recorded_at FROM ledger_entries WHERE ledger_entries.seq = ledger_head.seq) AS last_recorded_at",
+             CAST(NULL AS BIGINT) AS last_recorded_at",
             vec![],
         ))
         .await?
         .ok_or_else(|| LedgerError::Corrupt("ledger_head row is missing".into()))?;
-    head_from_row(&row)
+    let mut head = head_from_row(&row)?;
+    if head.seq > 0 {
+        let newest = conn
+            .query_one_raw(stmt_for(
+                b,
+                "SELECT recorded_at FROM ledger_entries WHERE seq = ?",
+                vec![seq_value(head.seq)],
+            ))
+            .await?;
+        if let Some(r) = newest {
+            head.recorded_at_us = r.try_get("", "recorded_at")?;
+        }
+    }
+    Ok(head)
 }
 
 /// The head with its newest entry's commit time.

@@ -288,9 +288,26 @@ both_backends! {
         // Once the clock passes the newest time, it is used again.
         ca.set_us(T0 + 2 * HOUR);
         assert_eq!(a.append_one(event(6)).await.unwrap().recorded_at_us, T0 + 2 * HOUR);
+        // Both at once, B's clock an hour ahead of A's: a replica whose
+        // commit waited for the other's still sees that commit's time.
+        cb.set_us(T0 + 3 * HOUR);
+        let mut writers = Vec::new();
+        for k in 0..8u64 {
+            let l = if k % 2 == 0 { a.clone() } else { b.clone() };
+            writers.push(tokio::spawn(async move {
+                for i in 0..25u64 {
+                    l.append_one(event(100 + k * 100 + i)).await.unwrap();
+                }
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
         // Stored times are monotone in seq order, and the chain verifies.
+        let head = a.head().await.unwrap().seq;
+        assert_eq!(head, 6 + 8 * 25);
         let mut last = 0;
-        for seq in 1..=6 {
+        for seq in 1..=head {
             let at = a.entry(seq).await.unwrap().unwrap().header.recorded_at_us;
             assert!(at >= last, "seq {seq} recorded at {at}, before {last}");
             last = at;
@@ -339,5 +356,44 @@ both_backends! {
         assert!(report.is_intact(), "{report:?}");
         assert_eq!(report.entries_checked, n);
         ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn replicas_hear_each_others_commits(backend: Backend) {
+        use std::time::Duration;
+        let Some(t) = TestDb::new(backend).await else { return };
+        // On PostgreSQL the head is not polled within the test: only its
+        // NOTIFY can tell A of B's commits. SQLite has none: it is polled.
+        let head_poll = match backend {
+            crate::support::Backend::Postgres => Duration::from_secs(3600),
+            _ => Duration::from_millis(200),
+        };
+        let open = || {
+            let url = t.url.clone();
+            async move {
+                let db = TestDb::connect(&url).await;
+                let cfg = custos_engine::ledger::LedgerConfig { head_poll, ..config() };
+                Ledger::open(db, &StaticKek([0x42; 32]), cfg, Arc::new(SystemClock), Arc::new(OsRandom)).await.unwrap()
+            }
+        };
+        let (a, ta) = open().await;
+        let (b, tb) = open().await;
+        let mut heard = a.subscribe_head();
+        heard.borrow_and_update();
+        for i in 1..=3u64 {
+            let r = b.append_one(event(i)).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(30), async {
+                while *heard.borrow_and_update() < r.seq {
+                    heard.changed().await.unwrap();
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("A never heard of B's commit {}", r.seq));
+        }
+        let own = a.append_one(event(10)).await.unwrap();
+        assert_eq!(*a.subscribe_head().borrow(), own.seq, "its own commit, at once");
+        a.shutdown(ta).await.unwrap();
+        b.shutdown(tb).await.unwrap();
     }
 }
