@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DATA_DIR ?= ./data
 BIND ?= 127.0.0.1:3000
 
-.PHONY: help run demo test tools test-tools build site check-wasm replicas bench-ingest bench-api bench-dashboards bench-alerts bench-forward lint
+.PHONY: help run demo test tools test-tools build site check-wasm replicas faults bench-ingest bench-api bench-dashboards bench-alerts bench-forward lint
 
 help:
 	@echo "make run    build the release site and start Custos on http://$(BIND) (SQLite under $(DATA_DIR))"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench-dashboards   each dashboard query on DASH_EVENTS (10M) seeded events (see README)"
 	@echo "make bench-alerts   ingest with and without 50 alert rules; commit -> alert, -> webhook (see README)"
 	@echo "make bench-forward  SIEM forwarding: a backlog caught up over syslog/TLS and HEC; commit -> received (see README)"
+	@echo "make faults         the fault suite: kill -9, PostgreSQL restart and freeze, disk full, clock jumps, a tail across replicas, schemathesis (README: Faults)"
 	@echo "make replicas       three replicas on one throw-away PostgreSQL; REPLICA_RUNS (10) kill -9 failovers under load (see README)"
 
 ## Tools ------------------------------------------------------------------
@@ -62,13 +63,16 @@ test-tools: tools
 	@if ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then \
 	  echo "==> installing aiosmtpd (the SMTP sink the notification tests deliver mail to)"; \
 	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq python3-aiosmtpd; fi
+	@if ! ls /usr/lib/*-linux-gnu/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then \
+	  echo "==> installing libfaketime (the fault suite steps one replica's clock)"; \
+	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq faketime; fi
 	@if [ ! -x /usr/sbin/rsyslogd ] || [ ! -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ]; then \
 	  echo "==> installing rsyslog with GnuTLS (the SIEM forwarding tests send syslog over TLS to it)"; \
 	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq rsyslog rsyslog-gnutls; fi
-	@if ! $(HOME)/.cache/custos/pyvenv/bin/python -c 'import pycef, moto.server' 2>/dev/null; then \
-	  echo "==> installing pycef and moto in $(HOME)/.cache/custos/pyvenv (an independent CEF parser for the forwarding tests, an S3 API server for archives and backups)"; \
+	@if ! $(HOME)/.cache/custos/pyvenv/bin/python -c 'import pycef, moto.server, schemathesis' 2>/dev/null; then \
+	  echo "==> installing pycef, moto and schemathesis in $(HOME)/.cache/custos/pyvenv (an independent CEF parser for the forwarding tests, an S3 API server for archives and backups, the API conformance fuzzer)"; \
 	  if ! /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq python3-venv; fi; \
-	  /usr/bin/python3 -m venv $(HOME)/.cache/custos/pyvenv && $(HOME)/.cache/custos/pyvenv/bin/pip install -q pycef 'moto[server]==5.2.1'; fi
+	  /usr/bin/python3 -m venv $(HOME)/.cache/custos/pyvenv && $(HOME)/.cache/custos/pyvenv/bin/pip install -q pycef 'moto[server]==5.2.1' 'schemathesis==4.32.5'; fi
 	@if ! command -v qpdf >/dev/null || ! command -v pdftotext >/dev/null; then \
 	  echo "==> installing qpdf and poppler-utils (the tests check exported PDFs with real readers)"; \
 	  $(SUDO) apt-get update -qq; $(SUDO) apt-get install -y -qq qpdf poppler-utils; fi
@@ -124,6 +128,11 @@ bench-forward: site
 REPLICA_RUNS ?= 10
 replicas: site test-tools
 	scripts/replicas.sh $(TARGET_DIR)/release/custos $(REPLICA_RUNS)
+
+# Every fault scenario (or FAULTS="pg-hung disk-full"); one line of figures each.
+FAULTS ?=
+faults: site test-tools
+	python3 scripts/faults.py $(TARGET_DIR)/release/custos $(FAULTS)
 
 # Seeds once (10M events: ~7 minutes and ~14 GB), then times every query.
 DASH_EVENTS ?= 10000000

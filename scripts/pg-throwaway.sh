@@ -3,13 +3,15 @@
 #
 #   pg-throwaway.sh start DIR   initdb into DIR, start on a free port, print the URL
 #   pg-throwaway.sh stop DIR    stop it (by the PID in DIR/data/postmaster.pid) and remove DIR
+#   pg-throwaway.sh down DIR    stop it (fast shutdown: connections are cut), keep DIR
+#   pg-throwaway.sh up DIR      start it again on the same port
 #
 # Runs the server as the `postgres` user when invoked as root (initdb refuses
 # root). Listens on 127.0.0.1 only, trust authentication, no fsync (tests).
 set -euo pipefail
 
-cmd=${1:?usage: pg-throwaway.sh start|stop DIR}
-dir=${2:?usage: pg-throwaway.sh start|stop DIR}
+cmd=${1:?usage: pg-throwaway.sh start|stop|down|up DIR}
+dir=${2:?usage: pg-throwaway.sh start|stop|down|up DIR}
 
 find_bin() {
   local b
@@ -37,10 +39,20 @@ case "$cmd" in
     as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
     port=$(free_port)
+    echo "$port" >"$dir/port"
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" start >/dev/null \
       || { cat "$dir/server.log" >&2; exit 1; }
     echo "postgres://postgres@127.0.0.1:$port/postgres"
+    ;;
+  down)
+    as_owner "$(find_bin)/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null
+    ;;
+  up)
+    port=$(cat "$dir/port")
+    as_owner "$(find_bin)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" start >/dev/null \
+      || { tail -n 20 "$dir/server.log" >&2; exit 1; }
     ;;
   stop)
     bin=$(find_bin)
@@ -52,5 +64,5 @@ case "$cmd" in
     fi
     rm -rf "$dir"
     ;;
-  *) echo "usage: pg-throwaway.sh start|stop DIR" >&2; exit 2 ;;
+  *) echo "usage: pg-throwaway.sh start|stop|down|up DIR" >&2; exit 2 ;;
 esac

@@ -4,7 +4,8 @@
 #   2. a throw-away PostgreSQL cluster;
 #   3. every Rust test, against SQLite files and that PostgreSQL;
 #   4. the release build; the PostgreSQL restore drill; three replicas on one
-#      PostgreSQL with a kill -9 under load (scripts/replicas.sh); an S3 API server (moto); the
+#      PostgreSQL with a kill -9 under load (scripts/replicas.sh); the fault
+#      suite (scripts/faults.py); an S3 API server (moto); the
 #      release server on a free port with a fresh data directory holding demo events
 #      (archives and backups to that S3), and a second one on a ledger tampered with;
 #   5. the Playwright suite in Debian's Chromium.
@@ -70,6 +71,10 @@ scripts/pg-backup-drill.sh "$target_dir/release/custos"
 
 step "three replicas on one PostgreSQL, kill -9 of a lease holder under load"
 scripts/replicas.sh "$target_dir/release/custos" 1
+
+step "the fault suite: kill -9, PostgreSQL restart and freeze, disk full, clock jumps, tail across replicas, schemathesis"
+# Bounded as a whole: a scenario that hangs fails the run instead.
+timeout --signal=TERM --kill-after=60 2400 python3 scripts/faults.py "$target_dir/release/custos"
 
 step "S3 API server (moto) with an Object Lock bucket, for archives and backups"
 s3port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')

@@ -240,11 +240,35 @@ pub fn find(method: &str, path: &str) -> Option<&'static Route> {
 
 /// The methods the table serves on a path (none: the path is unknown; the
 /// answer to a wrong method on a known path is 405 with these as `Allow`).
+/// As the router does, only the most specific pattern counts: a static
+/// segment beats `{id}` (`/api/audit/exports` is not `/api/audit/{id}`).
 pub fn methods_for(path: &str) -> Vec<&'static str> {
+    let candidates: Vec<&Route> =
+        routes().iter().filter(|r| r.path != NOT_FOUND_PAGE && matches(r.path, path)).collect();
+    let Some(best) = candidates.iter().map(|r| specificity(r.path)).max() else {
+        return Vec::new();
+    };
     let mut m: Vec<&'static str> =
-        routes().iter().filter(|r| r.path != NOT_FOUND_PAGE && matches(r.path, path)).map(|r| r.method).collect();
+        candidates.iter().filter(|r| specificity(r.path) == best).map(|r| r.method).collect();
+    m.sort_unstable();
     m.dedup();
     m
+}
+
+/// Per segment: static 2, `{param}` 1, `{*rest}` 0, compared in order.
+fn specificity(pattern: &str) -> Vec<u8> {
+    pattern
+        .split('/')
+        .map(|seg| {
+            if seg.starts_with("{*") {
+                0
+            } else if seg.starts_with('{') {
+                1
+            } else {
+                2
+            }
+        })
+        .collect()
 }
 
 /// What to do with a request.
@@ -321,6 +345,8 @@ mod tests {
         assert_eq!(methods_for("/api/policies/masking"), ["GET"]);
         assert_eq!(methods_for("/api/policies/masking/proposals"), ["POST"]);
         assert!(methods_for("/no/such/page").is_empty());
+        // A static segment beats {id}, as in the router.
+        assert_eq!(methods_for("/api/audit/exports"), ["POST"]);
         // Static files are served to anyone, not taken for unknown pages.
         assert!(find("GET", "/pkg/custos.js").is_none() && find("GET", "/favicon.ico").is_none());
     }

@@ -50,6 +50,24 @@ pub struct Config {
     pub object_store: ObjectStoreSettings,
     /// Compliance evidence reports.
     pub reports: ReportSettings,
+    /// Several replicas on one PostgreSQL.
+    pub cluster: ClusterSettings,
+}
+
+/// Several replicas on one PostgreSQL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// Seconds the continuous background leases (alert evaluator, notifier,
+    /// each SIEM destination) stay with a replica that stopped renewing
+    /// them: how long another takes to continue its work (10-300).
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings { lease_ttl_secs: 15 }
+    }
 }
 
 /// Compliance evidence reports (the daily snapshots are always taken).
@@ -494,6 +512,7 @@ impl Default for Config {
             backup: BackupSettings::default(),
             object_store: ObjectStoreSettings::default(),
             reports: ReportSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -613,6 +632,10 @@ impl Config {
         }
         if self.ledger.queue_depth == 0 {
             return invalid("ledger.queue_depth", "must be at least 1");
+        }
+        if !(10..=300).contains(&self.cluster.lease_ttl_secs) {
+            // Holders renew every 3 s and a pass runs up to 5 s.
+            return invalid("cluster.lease_ttl_secs", "must be between 10 and 300 seconds");
         }
         if !(1..=600).contains(&self.ledger.commit_timeout_secs) {
             return invalid("ledger.commit_timeout_secs", "must be between 1 and 600 seconds");
@@ -878,6 +901,17 @@ mod tests {
             assert!(err.contains("database.url") && !err.contains("mysql://x"), "the URL may hold a password: {err}");
             Ok(())
         });
+        for (var, value, setting, why) in [
+            ("CUSTOS_CLUSTER__LEASE_TTL_SECS", "5", "cluster.lease_ttl_secs", "between 10 and 300"),
+            ("CUSTOS_LEDGER__COMMIT_TIMEOUT_SECS", "0", "ledger.commit_timeout_secs", "between 1 and 600"),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(var, value);
+                let err = Config::load(None).unwrap_err().to_string();
+                assert!(err.contains(setting) && err.contains(why), "{err}");
+                Ok(())
+            });
+        }
         let err = Config::load(Some(Path::new("/nonexistent/custos.toml"))).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/custos.toml") && err.contains("does not exist"), "{err}");
     }

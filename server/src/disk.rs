@@ -6,38 +6,42 @@
 //! lost: SQLite commits whole transactions or none.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::api::ApiError;
 
-/// How long a reading of the free space is used.
-const FRESH: Duration = Duration::from_secs(1);
-
-/// Free space under one directory, against a minimum.
+/// Free space under one database file, against a minimum.
 #[derive(Debug)]
 pub struct DiskGuard {
-    dir: Option<PathBuf>,
+    /// The SQLite database file and its write-ahead log.
+    file: Option<(PathBuf, PathBuf)>,
     min_free: u64,
-    last: Mutex<Option<(Instant, u64)>>,
+    /// 0: not read yet, 1: above the watermark, 2: below (for the log).
+    state: AtomicU8,
 }
 
 impl DiskGuard {
-    /// Watches the filesystem of `dir` (`None`: nothing to watch, as on
-    /// PostgreSQL, whose disk is the database server's).
-    pub fn new(dir: Option<PathBuf>, min_free_mb: u64) -> DiskGuard {
-        DiskGuard { dir, min_free: min_free_mb.saturating_mul(1024 * 1024), last: Mutex::new(None) }
+    /// Watches the disk of the SQLite database `file` (`None`: nothing to
+    /// watch, as on PostgreSQL, whose disk is the database server's).
+    pub fn new(file: Option<PathBuf>, min_free_mb: u64) -> DiskGuard {
+        let file = file.map(|f| {
+            let mut wal = f.clone().into_os_string();
+            wal.push("-wal");
+            (f, PathBuf::from(wal))
+        });
+        DiskGuard { file, min_free: min_free_mb.saturating_mul(1024 * 1024), state: AtomicU8::new(0) }
     }
 
-    /// Free bytes for unprivileged writers, read at most once a second.
+    /// Free bytes for unprivileged writers, less the write-ahead log's size:
+    /// checkpointing copies the log into the database file, which may grow
+    /// by as much. Read on every call (two system calls, no cache: a burst
+    /// of large events fills a small disk within a second).
     pub fn free_bytes(&self) -> Option<u64> {
-        let dir = self.dir.as_ref()?;
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, free)) = *last
-            && at.elapsed() < FRESH
-        {
-            return Some(free);
-        }
+        let (file, wal) = self.file.as_ref()?;
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
         let free = match rustix::fs::statvfs(dir) {
             Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
             Err(e) => {
@@ -45,9 +49,11 @@ impl DiskGuard {
                 return None;
             }
         };
-        let was_low = last.is_some_and(|(_, f)| f < self.min_free);
+        let pending = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+        let free = free.saturating_sub(pending);
         let low = free < self.min_free;
-        if low != was_low || last.is_none() && low {
+        let was = self.state.swap(if low { 2 } else { 1 }, Ordering::Relaxed);
+        if was != 0 && (was == 2) != low || was == 0 && low {
             if low {
                 tracing::warn!(
                     free_mb = free / (1024 * 1024),
@@ -62,7 +68,6 @@ impl DiskGuard {
             }
         }
         metrics::gauge!("custos_disk_free_bytes").set(free as f64);
-        *last = Some((Instant::now(), free));
         Some(free)
     }
 
@@ -94,11 +99,16 @@ mod tests {
     #[test]
     fn refuses_below_the_watermark_only() {
         let dir = tempfile::tempdir().unwrap();
-        let free = DiskGuard::new(Some(dir.path().into()), 0).free_bytes().unwrap();
+        let db = dir.path().join("custos.db");
+        let free = DiskGuard::new(Some(db.clone()), 0).free_bytes().unwrap();
         assert!(free > 0);
-        assert!(DiskGuard::new(Some(dir.path().into()), 0).check().is_ok());
+        assert!(DiskGuard::new(Some(db.clone()), 0).check().is_ok());
+        // The write-ahead log counts as used.
+        std::fs::write(dir.path().join("custos.db-wal"), vec![1u8; 8 << 20]).unwrap();
+        let less = DiskGuard::new(Some(db.clone()), 0).free_bytes().unwrap();
+        assert!(less + (6 << 20) < free, "{less} against {free}");
         // A watermark above what any disk here has.
-        let e = DiskGuard::new(Some(dir.path().into()), u64::MAX / (2 << 20)).check().unwrap_err();
+        let e = DiskGuard::new(Some(db), u64::MAX / (2 << 20)).check().unwrap_err();
         assert_eq!(e.status().as_u16(), 503);
         assert!(e.message.contains("ingest.min_free_disk_mb"), "{}", e.message);
         assert_eq!(e.retry_after, Some(30));

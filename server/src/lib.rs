@@ -114,6 +114,8 @@ pub async fn open_ledger_with(
         queue_depth: config.ledger.queue_depth,
         checkpoint_interval: Duration::from_secs(config.ledger.checkpoint_interval_secs),
         commit_timeout: Duration::from_secs(config.ledger.commit_timeout_secs),
+        lease_ttl: Duration::from_secs(config.cluster.lease_ttl_secs),
+        ..LedgerConfig::default()
     };
     Ledger::open(db, kek.as_ref(), cfg, clock, rng).await
 }
@@ -337,11 +339,7 @@ pub async fn start_with(
         ingest_max_body: config.ingest.max_body_bytes,
         commit_timeout: Duration::from_secs(config.ledger.commit_timeout_secs),
         disk: Arc::new(disk::DiskGuard::new(
-            ledger
-                .db()
-                .sqlite_file()
-                .and_then(|f| f.parent())
-                .map(|d| if d.as_os_str().is_empty() { std::path::PathBuf::from(".") } else { d.to_path_buf() }),
+            ledger.db().sqlite_file().map(|f| f.to_path_buf()),
             config.ingest.min_free_disk_mb,
         )),
         exports: Arc::new(custos_engine::events::export::ExportJobs::new(

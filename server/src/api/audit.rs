@@ -334,9 +334,10 @@ pub async fn checkpoints(
                 Ok(n) if (1..=1000).contains(&n) => limit = n,
                 _ => return Err(ApiError::field("limit", "must be a whole number from 1 to 1000")),
             },
+            // A tree size is a seq: at most 2^63 - 1, as the document says.
             "before" => match v.parse::<u64>() {
-                Ok(n) => before = Some(n),
-                _ => return Err(ApiError::field("before", "must be a tree size (a whole number)")),
+                Ok(n) if i64::try_from(n).is_ok() => before = Some(n),
+                _ => return Err(ApiError::field("before", "must be a tree size (a whole number below 2^63)")),
             },
             other => return Err(ApiError::field(other, "unknown parameter; known: limit, before")),
         }

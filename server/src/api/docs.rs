@@ -67,7 +67,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     for route in crate::routes::table() {
-        doc.paths.add_path_operation(route.path, vec![route.http_method.clone()], route.operation.clone());
+        doc.paths.add_path_operation(route.path, vec![route.http_method.clone()], with_access(route));
     }
     // Schemas the operations name, collected from their handlers' attributes.
     let components = doc.components.get_or_insert_with(Default::default);
@@ -75,6 +75,51 @@ pub fn document() -> utoipa::openapi::OpenApi {
         components.schemas.entry(name).or_insert(schema);
     }
     doc
+}
+
+/// A row's operation with what its access check adds: the security schemes
+/// it takes, and the answers every route may give besides its own (401 and
+/// 403 from the access check; 503 when the ledger cannot record the request,
+/// as every request is recorded).
+fn with_access(route: &crate::routes::RestRoute) -> utoipa::openapi::path::Operation {
+    use crate::access::Need;
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build(),
+        )
+    };
+    let mut op = route.operation.clone();
+    let schemes: &[&str] = match route.need {
+        Need::Public => &[],
+        Need::User | Need::UserWith(_) => &["session"],
+        Need::SignedIn | Need::Permission(_) => &["api_key", "session"],
+    };
+    let responses = &mut op.responses.responses;
+    if !schemes.is_empty() {
+        op.security = Some(schemes.iter().map(|s| SecurityRequirement::new(*s, Vec::<String>::new())).collect());
+        responses.entry("401".into()).or_insert_with(|| error("No session or API key, or one no longer valid"));
+        responses.entry("403".into()).or_insert_with(|| {
+            error(
+                "The caller lacks what this needs (the message names it; API keys carry only `ingest` and \
+                 `read`), or a signed-in user owes a password change or MFA enrolment first",
+            )
+        });
+    }
+    responses.entry("503".into()).or_insert_with(|| {
+        error(
+            "The ledger cannot record this request (every request is recorded), or its commit timed out: retry \
+             later (a write that timed out may still land: retry it with the same ids)",
+        )
+    });
+    op
 }
 
 /// `GET /api/openapi.json`.

@@ -65,7 +65,9 @@ pub async fn histogram(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
 /// The filters of `GET /api/audit` (without `to`, `order`, `limit` and
 /// `cursor`). The stream starts with an event `ready` (`{"head": seq}`);
 /// then each new matching event is an event `audit` whose data is the
-/// event (as `GET /api/audit` returns it), within a second of its commit.
+/// event (as `GET /api/audit` returns it), as soon as this replica hears of
+/// its commit (at once for its own; on PostgreSQL, other replicas' are
+/// announced by `NOTIFY`, with a 5-second read of the head as a fallback).
 /// A comment line every 15 seconds keeps proxies from closing it.
 #[utoipa::path(
     get, path = "/api/audit/tail", tag = "audit",
@@ -93,7 +95,9 @@ pub async fn tail(
     let credential = credential.map(|c| c.0).unwrap_or_default();
     let head = s.ledger.head().await.map_err(|e| ApiError::ledger(&e))?.seq;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-    let mut committed = s.ledger.subscribe_committed();
+    // One watch per replica, fed by its own commits and by the others'
+    // (PostgreSQL LISTEN/NOTIFY): no tail reads the head itself.
+    let mut heard = s.ledger.subscribe_head();
     tokio::spawn(async move {
         let _slot = slot;
         // The caller is checked again every few seconds: a session that
@@ -101,20 +105,33 @@ pub async fn tail(
         // or a revoked key closes the stream.
         let mut recheck = tokio::time::interval(RECHECK);
         recheck.tick().await;
+        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+        keep_alive.tick().await;
         let ready = format!("event: ready\ndata: {{\"head\":{head}}}\n\n");
         if tx.send(Ok(Bytes::from(ready))).await.is_err() {
             return;
         }
         let mut last = head;
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        let mut idle = 0u32;
+        // A query that failed is tried again a second later.
+        let mut behind = false;
         loop {
-            // Our own commits wake us at once; the tick catches other
-            // replicas' and keeps the connection checked.
             tokio::select! {
-                _ = committed.changed() => {}
-                _ = tick.tick() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)), if behind => {}
+                changed = heard.changed() => {
+                    if changed.is_err() {
+                        return; // the ledger is shutting down
+                    }
+                }
+                _ = keep_alive.tick() => {
+                    if tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 _ = recheck.tick() => {
+                    if tx.is_closed() {
+                        return;
+                    }
                     if !crate::auth::still_valid(&s, &credential, Permission::AuditRead).await {
                         let _ = tx.send(Ok(Bytes::from_static(b"event: end\ndata: {\"reason\":\"signed out\"}\n\n"))).await;
                         return;
@@ -122,20 +139,19 @@ pub async fn tail(
                     continue;
                 }
             }
-            let head = match s.ledger.head().await {
-                Ok(h) => h.seq,
-                Err(_) => continue,
-            };
+            let head = *heard.borrow_and_update();
             if head > last {
                 let mut f = filter.clone();
                 f.max_seq = Some(head);
                 let mut after = last;
+                behind = false;
                 loop {
                     f.after_seq = Some(after);
                     let page = match s.events.search(&f).await {
                         Ok(p) => p,
                         Err(e) => {
-                            tracing::warn!(error = %e, "live tail: a query failed");
+                            tracing::warn!(error = %e, "live tail: a query failed; trying again in a second");
+                            behind = true;
                             break;
                         }
                     };
@@ -151,13 +167,8 @@ pub async fn tail(
                         _ => break,
                     }
                 }
-                last = head;
-                idle = 0;
-            } else {
-                idle += 1;
-                if idle.is_multiple_of(30) && tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
-                    return;
-                }
+                last = if behind { after } else { head };
+                keep_alive.reset();
             }
             if tx.is_closed() {
                 return;
@@ -178,6 +189,8 @@ pub async fn tail(
 
 /// How often a live tail checks that its caller may still read.
 const RECHECK: Duration = Duration::from_secs(5);
+/// How long a quiet live tail waits before a comment line.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 fn owner(ctx: &Ctx) -> String {
     ctx.actor().id

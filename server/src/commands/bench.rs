@@ -277,6 +277,7 @@ async fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode, String> {
         checkpoint_interval: Duration::from_secs(5),
         // A benchmark measures; it does not give up on a slow commit.
         commit_timeout: Duration::from_secs(600),
+        ..LedgerConfig::default()
     };
     let (ledger, tasks) = Ledger::open(db.clone(), kek.as_ref(), cfg, Arc::new(SystemClock), Arc::new(OsRandom))
         .await

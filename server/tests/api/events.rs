@@ -307,6 +307,10 @@ async fn ingest_search_read_verify_stats(backend: Backend) {
     assert!(!cps["checkpoints"].as_array().unwrap().is_empty());
     assert_eq!(cps["public_key"], got["public_key"]);
     assert!(cps["checkpoints"][0]["note"].as_str().unwrap().starts_with(&format!("{}\n", cps["origin"].as_str().unwrap())));
+    // A tree size beyond the document's int64 is refused, not read as "all".
+    let (status, err) = reader.get("/api/audit/checkpoints?before=9223372036854775808").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(err["fields"][0]["path"], "before");
 
     // Stats from rollups: totals and top values agree with what was sent.
     let (status, st) = reader.get(&format!("/api/audit/stats?from={}&bucket=minute&dimensions=action,tenant", custos_model::url::encode(&ts(120)))).await;
@@ -705,6 +709,18 @@ async fn openapi_document_and_offline_docs() {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} documented");
     }
     assert!(doc["components"]["schemas"]["EventInput"]["properties"]["occurred_at"].is_object());
+    // What the access check adds: schemes, and its answers on every route.
+    let search = &doc["paths"]["/api/audit"]["get"];
+    assert_eq!(search["security"], json!([{"api_key": []}, {"session": []}]), "{search}");
+    for status in ["401", "403", "503"] {
+        assert_eq!(
+            search["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody",
+            "{status}"
+        );
+    }
+    assert!(doc["paths"]["/api/openapi.json"]["get"]["security"].is_null(), "public routes need nothing");
+    assert!(doc["paths"]["/api/openapi.json"]["get"]["responses"]["401"].is_null());
     // The closed vocabularies are listed: a client can generate them.
     let outcome = serde_json::to_string(&doc["components"]["schemas"]["Outcome"]).unwrap();
     assert!(["success", "failure", "denied", "error"].iter().all(|w| outcome.contains(w)), "{outcome}");

@@ -34,8 +34,6 @@ use crate::time::{DAY_US, SECOND_US, parse_rfc3339};
 
 /// The lease's name.
 pub const LEASE: &str = "alert-evaluator";
-/// The lease lapses this long after its last renewal.
-const LEASE_TTL_US: i64 = 15 * SECOND_US;
 /// Renewed (and the cursor saved) at least this often.
 const RENEW_US: i64 = 3 * SECOND_US;
 /// The most events replayed to rebuild the windows.
@@ -129,7 +127,8 @@ const PASS_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 impl Live {
     /// The evaluator of the replica `holder` (unique per process).
     pub fn new(alerts: Arc<Alerts>, policies: Arc<PolicyStore>, holder: &str) -> Live {
-        let lease = Lease::new(alerts.events().ledger().clone(), LEASE, holder, LEASE_TTL_US);
+        let lease =
+            Lease::new(alerts.events().ledger().clone(), LEASE, holder, alerts.events().ledger().lease_ttl_us());
         Live { alerts, policies, lease, run: None, current: None, failing: None }
     }
 

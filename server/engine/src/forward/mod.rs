@@ -60,7 +60,6 @@ use crate::time::{SECOND_US, parse_rfc3339, rfc3339};
 
 /// The policy kind's name.
 pub const KIND: &str = "forwarding";
-const LEASE_TTL_US: i64 = 15 * SECOND_US;
 const RENEW_US: i64 = 3 * SECOND_US;
 /// The longest wait between tries of a failing destination.
 const BACKOFF_MAX_US: i64 = 300 * SECOND_US;
@@ -307,7 +306,12 @@ impl Forwarder {
                 let r = runners.entry(d.id.clone()).or_insert_with(|| {
                     Arc::new(tokio::sync::Mutex::new(Runner::new(
                         d.clone(),
-                        Lease::new(self.ledger().clone(), &lease_name(&d.id), &self.holder, LEASE_TTL_US),
+                        Lease::new(
+                            self.ledger().clone(),
+                            &lease_name(&d.id),
+                            &self.holder,
+                            self.ledger().lease_ttl_us(),
+                        ),
                     )))
                 });
                 start.push((d.clone(), r.clone()));
@@ -1158,7 +1162,12 @@ impl Forwarder {
         let items = vec![item_of(&d.format, e)];
         let mut r = Runner::new(
             d.clone(),
-            Lease::new(self.ledger().clone(), &format!("forward-test:{id}"), &self.holder, LEASE_TTL_US),
+            Lease::new(
+                self.ledger().clone(),
+                &format!("forward-test:{id}"),
+                &self.holder,
+                self.ledger().lease_ttl_us(),
+            ),
         );
         let started = std::time::Instant::now();
         let now = self.ledger().now_us();

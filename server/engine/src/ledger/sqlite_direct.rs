@@ -44,6 +44,9 @@ fn open_with(path: &Path, busy_timeout: Duration, autocheckpoint: bool) -> Resul
     // The filter indexes take inserts at many points at once: keep their
     // hot pages cached (64 MiB) instead of re-reading them every commit.
     conn.pragma_update(None, "cache_size", -65_536i64)?;
+    // A burst may grow the write-ahead log far; once checkpointed, it is
+    // cut back to this size instead of holding the disk space for good.
+    conn.pragma_update(None, "journal_size_limit", 64i64 << 20)?;
     if !autocheckpoint {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     }

@@ -45,7 +45,6 @@ use crate::time::{HOUR_US, SECOND_US, rfc3339};
 pub const LEASE: &str = "notifier";
 /// The policy kind's name.
 pub const KIND: &str = "notifications";
-const LEASE_TTL_US: i64 = 15 * SECOND_US;
 const RENEW_US: i64 = 3 * SECOND_US;
 /// Alerts older than this when first seen are not sent.
 const TOO_OLD_US: i64 = HOUR_US;
@@ -151,7 +150,8 @@ impl Notifier {
     pub fn new(alerts: Arc<Alerts>, policies: Arc<PolicyStore>, holder: &str, settings: Settings) -> Notifier {
         // One process-wide crypto provider for rustls (ring, as the rest).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let lease = Lease::new(alerts.events().ledger().clone(), LEASE, holder, LEASE_TTL_US);
+        let lease =
+            Lease::new(alerts.events().ledger().clone(), LEASE, holder, alerts.events().ledger().lease_ttl_us());
         let http = reqwest::Client::builder()
             .timeout(send::TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())

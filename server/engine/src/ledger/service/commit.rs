@@ -258,6 +258,7 @@ pub(super) async fn commit_batch(
                     }
                     changed
                 });
+                super::heard::raise(&inner.heard, seq);
                 *trusted = sealed.head;
                 return (batch, Ok(sealed.receipts));
             }
@@ -371,5 +372,8 @@ pub(super) async fn commit_orm(
         store::write_head(&txn, &sealed.head).await?;
     }
     txn.commit().await?;
+    if !sealed.entries.is_empty() {
+        super::heard::announce(inner).await;
+    }
     Ok(sealed)
 }

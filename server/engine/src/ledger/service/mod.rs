@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 mod checkpointer;
 mod commit;
+mod heard;
 mod sequencer;
 
 use self::checkpointer::{make_checkpoint, run_checkpointer, verify_tail_at_start};
@@ -122,6 +123,13 @@ pub struct LedgerConfig {
     /// How long an append waits for its commit (queueing included) before
     /// it gives up with [`LedgerError::TimedOut`].
     pub commit_timeout: Duration,
+    /// How long the continuous background leases (alert evaluator,
+    /// notifier, each SIEM destination) stay with a holder that stopped
+    /// renewing them: the failover bound.
+    pub lease_ttl: Duration,
+    /// How often the head is read in case another replica's commit went
+    /// unannounced (live tails hear them through LISTEN/NOTIFY).
+    pub head_poll: Duration,
 }
 
 impl Default for LedgerConfig {
@@ -132,6 +140,8 @@ impl Default for LedgerConfig {
             queue_depth: 4096,
             checkpoint_interval: Duration::from_secs(5),
             commit_timeout: Duration::from_secs(10),
+            lease_ttl: Duration::from_secs(15),
+            head_poll: Duration::from_secs(5),
         }
     }
 }
@@ -162,6 +172,9 @@ struct Inner {
     /// The last head this process committed or verified: (seq, root).
     /// Checkpoints sign only this, never a head merely read from the database.
     committed: watch::Sender<(u64, Hash)>,
+    /// The newest seq this replica knows committed, by it or another
+    /// replica (`heard`): what live tails wait on.
+    heard: watch::Sender<u64>,
     stop: watch::Sender<bool>,
     /// What this process's replicas last learnt of their leases.
     leases: crate::lease::Seen,
@@ -184,10 +197,18 @@ impl std::fmt::Debug for Ledger {
 pub struct LedgerTasks {
     sequencer: tokio::task::JoinHandle<()>,
     checkpointer: tokio::task::JoinHandle<()>,
+    poller: tokio::task::JoinHandle<()>,
+    listener: Option<tokio::task::JoinHandle<()>>,
     wal: Option<super::sqlite_direct::Checkpointer>,
 }
 
 impl Ledger {
+    /// How long (µs) a continuous lease stays with a holder that stopped
+    /// renewing it (`LedgerConfig::lease_ttl`).
+    pub fn lease_ttl_us(&self) -> i64 {
+        i64::try_from(self.inner.cfg.lease_ttl.as_micros()).unwrap_or(i64::MAX)
+    }
+
     /// What this process's replicas last learnt of their leases.
     pub(crate) fn lease_seen(&self) -> &crate::lease::Seen {
         &self.inner.leases
@@ -209,8 +230,10 @@ impl Ledger {
         let head = verify_tail_at_start(&db, &keys).await?;
         let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
         let (committed, _) = watch::channel((head.seq, head.frontier.root()));
+        let (heard, _) = watch::channel(head.seq);
         let (stop, _) = watch::channel(false);
-        let inner = Arc::new(Inner { db, keys, clock, rng, cfg, tx, committed, stop, leases: Default::default() });
+        let inner =
+            Arc::new(Inner { db, keys, clock, rng, cfg, tx, committed, heard, stop, leases: Default::default() });
         let (direct, wal) = match inner.db.sqlite_file() {
             Some(path) => {
                 let busy = inner.db.busy_timeout();
@@ -227,7 +250,12 @@ impl Ledger {
             None => tokio::spawn(run_sequencer(inner.clone(), rx, head)),
         };
         let checkpointer = tokio::spawn(run_checkpointer(inner.clone()));
-        Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer, wal }))
+        let poller = tokio::spawn(heard::run_poller(inner.clone()));
+        let listener = (inner.db.conn().get_database_backend() == sea_orm::DbBackend::Postgres).then(|| {
+            let pool = inner.db.conn().get_postgres_connection_pool().clone();
+            tokio::spawn(heard::run_listener(inner.clone(), pool))
+        });
+        Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer, poller, listener, wal }))
     }
 
     /// The current time from the ledger's clock (µs since the epoch).
@@ -270,6 +298,14 @@ impl Ledger {
         self.inner.committed.subscribe()
     }
 
+    /// Watches the newest seq this replica knows committed: its own commits
+    /// at once, other replicas' as PostgreSQL announces them (`LISTEN
+    /// custos_commits`), and the head read every 5 s in case an announcement
+    /// was lost. One listener per replica serves every watcher.
+    pub fn subscribe_head(&self) -> watch::Receiver<u64> {
+        self.inner.heard.subscribe()
+    }
+
     /// Appends one event and waits for its commit.
     pub async fn append_one(&self, entry: NewEntry) -> Result<Receipt, LedgerError> {
         let mut r = self.append(vec![entry]).await?;
@@ -309,9 +345,10 @@ impl Ledger {
         }
         let (reply, rx) = oneshot::channel();
         // Bounded: with the database down or hung, callers are answered
-        // instead of waiting on it. A batch already handed to the database
-        // may still commit after this gives up; a retry with the same ids
-        // then gets the stored receipts.
+        // instead of waiting on it. A request still queued when this gives
+        // up is dropped unsealed (`next_batch`); one already handed to the
+        // database may still commit, and a retry with the same ids then
+        // gets the stored receipts.
         let timeout = self.inner.cfg.commit_timeout;
         let wait = async {
             self.inner.tx.send(AppendRequest { items, reply }).await.map_err(|_| LedgerError::Closed)?;
@@ -475,6 +512,11 @@ impl Ledger {
         // receiver and every `Ledger` clone a sender, so it is told instead.
         let _ = tasks.checkpointer.await;
         let _ = tasks.sequencer.await;
+        let _ = tasks.poller.await;
+        if let Some(listener) = tasks.listener {
+            listener.abort();
+            let _ = listener.await;
+        }
         make_checkpoint(&self.inner).await?;
         if let Some(wal) = tasks.wal {
             let _ = tokio::task::spawn_blocking(move || wal.stop()).await;

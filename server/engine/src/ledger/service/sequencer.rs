@@ -19,25 +19,37 @@ pub(super) async fn run_sequencer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Appe
 
 /// Collects the next batch: waits for one request, then takes whatever else
 /// is queued, up to `max_batch` events. None once stopped and drained.
+///
+/// A request whose caller stopped waiting (its commit timeout passed, or
+/// the client went away) is dropped unsealed: what was answered 503 does
+/// not land later unless it was already being committed.
 pub(super) async fn next_batch(
     inner: &Inner,
     rx: &mut mpsc::Receiver<AppendRequest>,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Vec<AppendRequest>> {
-    let next = tokio::select! {
-        biased;
-        req = rx.recv() => req,
-        _ = stopped(stop) => {
-            // Drain what was queued before the stop, then end.
-            rx.close();
-            rx.recv().await
+    let first = loop {
+        let next = tokio::select! {
+            biased;
+            req = rx.recv() => req,
+            _ = stopped(stop) => {
+                // Drain what was queued before the stop, then end.
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let r = next?;
+        if r.reply.is_closed() {
+            abandoned(&r);
+            continue;
         }
+        break r;
     };
-    let first = next?;
     let mut n = first.items.len();
     let mut batch = vec![first];
     while n < inner.cfg.max_batch {
         match rx.try_recv() {
+            Ok(r) if r.reply.is_closed() => abandoned(&r),
             Ok(r) => {
                 n += r.items.len();
                 batch.push(r);
@@ -46,6 +58,10 @@ pub(super) async fn next_batch(
         }
     }
     Some(batch)
+}
+
+fn abandoned(r: &AppendRequest) {
+    metrics::counter!("custos_ledger_abandoned_entries_total").increment(r.items.len() as u64);
 }
 
 /// Answers every caller of a batch.
@@ -176,6 +192,7 @@ pub(super) async fn settle(
                 }
                 changed
             });
+            super::heard::raise(&inner.heard, seq);
             *trusted = after;
             reply(batch, Ok(receipts));
             true
