@@ -137,6 +137,9 @@ class Env:
                              capture_output=True, text=True).stdout.strip()
         self.pg = d
         self.env["CUSTOS_DATABASE__URL"] = url
+        # Migrated once, before any replica starts.
+        subprocess.run([self.binary, "migrate"], env=dict(self.env, CUSTOS_DATA_DIR=f"{self.work}/r0"), check=True,
+                       capture_output=True)
         return url
 
     def pg_pids(self):
@@ -369,8 +372,6 @@ def sqlite_kill9(env):
 
 def pg_restart(env):
     env.postgres()
-    subprocess.run([env.binary, "migrate"], env=dict(env.env, CUSTOS_DATA_DIR=f"{env.work}/r0"), check=True,
-                   capture_output=True)
     env.start(0)
     env.start(1)
     auth = api_key(env, 0)
@@ -411,8 +412,6 @@ def pg_restart(env):
 
 def pg_hung(env):
     env.postgres()
-    subprocess.run([env.binary, "migrate"], env=dict(env.env, CUSTOS_DATA_DIR=f"{env.work}/r0"), check=True,
-                   capture_output=True)
     env.start(0)
     auth = api_key(env, 0)
     load = Load(env, [env.base(0)], auth, "faults.pghung")
@@ -530,8 +529,6 @@ def clock_jumps(env):
         report("clock-jumps", skipped="libfaketime is not installed (apt-get install faketime)")
         return
     env.postgres()
-    subprocess.run([env.binary, "migrate"], env=dict(env.env, CUSTOS_DATA_DIR=f"{env.work}/r0"), check=True,
-                   capture_output=True)
     offset = os.path.join(env.work, "faketime")
     with open(offset, "w") as f:
         f.write("+0\n")
@@ -616,8 +613,6 @@ def clock_jumps(env):
 def tail_across_replicas(env):
     """A live tail on replica 0 hears what replica 1 commits (NOTIFY)."""
     env.postgres()
-    subprocess.run([env.binary, "migrate"], env=dict(env.env, CUSTOS_DATA_DIR=f"{env.work}/r0"), check=True,
-                   capture_output=True)
     env.start(0)
     env.start(1)
     auth = api_key(env, 0)
