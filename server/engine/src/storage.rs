@@ -72,6 +72,29 @@ pub fn is_damaged_database(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether a database error says the database cannot be reached right now
+/// rather than that the statement failed: no connection free within the
+/// pool's timeout, the connection lost or refused, PostgreSQL shutting
+/// down, restarting or not yet accepting (SQLSTATE class 08, 57P01-57P03),
+/// SQLite busy or locked. Callers answer those 503 with Retry-After: the
+/// same request will work once the database is back.
+pub fn is_unreachable(e: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as X;
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(x)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(x)) => {
+            match &**x {
+                X::Io(_) | X::PoolTimedOut | X::PoolClosed | X::WorkerCrashed | X::Tls(_) => true,
+                X::Database(d) => d.code().is_some_and(|c| {
+                    c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "5" | "6" | "261" | "517")
+                }),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 /// Creates (or truncates) a file readable and writable by the owner only
 /// (an existing file is made so too).
 pub fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
@@ -367,5 +390,18 @@ mod tests {
     fn postgres_placeholders_are_numbered_in_order() {
         assert_eq!(placeholders(DbBackend::Postgres, "a = ? AND b IN (?, ?)"), "a = $1 AND b IN ($2, $3)");
         assert_eq!(placeholders(DbBackend::Sqlite, "a = ?"), "a = ?");
+    }
+
+    #[test]
+    fn unreachable_databases_are_told_from_failed_statements() {
+        use sea_orm::sqlx::Error as X;
+        use sea_orm::{ConnAcquireErr, RuntimeErr};
+        let sqlx = |e: X| DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(e)));
+        assert!(is_unreachable(&DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
+        assert!(is_unreachable(&sqlx(X::PoolTimedOut)));
+        assert!(is_unreachable(&sqlx(X::Io(std::io::ErrorKind::ConnectionRefused.into()))));
+        assert!(!is_unreachable(&sqlx(X::RowNotFound)));
+        assert!(!is_unreachable(&DbErr::Custom("constraint failed".into())));
+        assert!(!is_unreachable(&DbErr::RecordNotFound("x".into())));
     }
 }

@@ -83,6 +83,24 @@ impl ApiError {
         ApiError::failed(ErrorCode::InternalError, message, cause)
     }
 
+    /// 503 with `Retry-After`: the database cannot be reached right now
+    /// (down, restarting, every connection in use). The same request will
+    /// work once it is back.
+    pub fn unreachable(cause: &dyn std::fmt::Display) -> ApiError {
+        let e = ApiError::failed(
+            ErrorCode::LedgerUnavailable,
+            "the database cannot be reached right now; nothing was changed. Try again shortly.",
+            cause,
+        );
+        ApiError { retry_after: Some(5), ..e }
+    }
+
+    /// 503 when the identity service could not reach the database, else
+    /// 500 with `message`.
+    pub fn identity_failed(message: impl Into<String>, cause: &IdentityError) -> ApiError {
+        if cause.is_unreachable() { ApiError::unreachable(cause) } else { ApiError::internal(message, cause) }
+    }
+
     /// 503: the ledger could not do it; nothing was committed.
     pub fn ledger(cause: &dyn std::fmt::Display) -> ApiError {
         let e = ApiError::failed(
@@ -200,7 +218,7 @@ impl From<IdentityError> for ApiError {
                 ApiError { retry_after: Some(2), ..ApiError::new(ErrorCode::Busy, e.to_string()) }
             }
             IdentityError::NotRecorded(cause) => ApiError::ledger(&cause),
-            e => ApiError::internal("the change could not be made", &e),
+            e => ApiError::identity_failed("the change could not be made", &e),
         }
     }
 }

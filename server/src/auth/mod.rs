@@ -143,7 +143,7 @@ pub async fn load_caller(State(s): State<AppState>, session: Session, mut req: R
                 )
                 .into_response();
             }
-            Err(e) => return ApiError::internal("cannot check the API key", &e).into_response(),
+            Err(e) => return ApiError::identity_failed("cannot check the API key", &e).into_response(),
         }
     } else {
         match session.get::<i64>(USER_ID).await {
@@ -175,12 +175,15 @@ pub async fn load_caller(State(s): State<AppState>, session: Session, mut req: R
                             Caller::Anonymous
                         }
                         Err(e) => {
-                            return ApiError::internal("cannot load the signed-in user", &e).into_response();
+                            return ApiError::identity_failed("cannot load the signed-in user", &e).into_response();
                         }
                     }
                 }
             }
-            _ => Caller::Anonymous,
+            Ok(None) => Caller::Anonymous,
+            // The session store is the database (unreadable records are
+            // dropped there): it cannot be reached. Not "signed out".
+            Err(e) => return ApiError::unreachable(&e).into_response(),
         }
     };
     req.extensions_mut().insert(caller);

@@ -44,6 +44,19 @@ pub enum IdentityError {
     Busy,
 }
 
+impl IdentityError {
+    /// Whether the database could not be reached (see
+    /// [`crate::storage::is_unreachable`]): worth trying again shortly.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            IdentityError::Db(e) | IdentityError::Ledger(LedgerError::Storage(crate::storage::StorageError::Db(e))) => {
+                crate::storage::is_unreachable(e)
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<UnknownPermission> for IdentityError {
     fn from(e: UnknownPermission) -> Self {
         IdentityError::Invalid { field: "permissions", reason: e.to_string() }
