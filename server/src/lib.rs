@@ -360,6 +360,16 @@ pub async fn start_with(
             }
         }
     });
+    // So are the shared sign-in throttles' counts that no window holds.
+    let sweeper = identity.clone();
+    background.every("throttle sweeper", Duration::from_secs(600), move || {
+        let sweeper = sweeper.clone();
+        async move {
+            if let Err(e) = sweeper.sweep_throttles().await {
+                tracing::warn!(error = %e, "deleting old sign-in throttle counts failed");
+            }
+        }
+    });
     // Summaries of anonymous noise (refused keys, anonymous calls, throttled
     // sign-ins), one event per source and minute, once the minute is over.
     let noisy = identity.clone();

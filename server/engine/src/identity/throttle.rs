@@ -3,6 +3,7 @@
 //! the oldest failure leaves the window.
 
 use crate::time::SECOND_US;
+use sea_orm::ConnectionTrait as _;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -96,6 +97,177 @@ impl Throttle {
     pub fn reset(&self, key: &str) {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
+}
+
+/// A throttle that replicas share: counted in memory (exact for this
+/// process, and answering floods without a query), and on PostgreSQL also
+/// in `throttle_hits`, where every replica counts and reads the same key's
+/// attempts, so that spreading attempts over replicas buys no more. Slots
+/// are taken under a per-key advisory lock: parallel attempts on several
+/// replicas cannot all pass the count. When the table cannot be read the
+/// memory's verdict stands (the sign-in then fails on the database anyway).
+#[derive(Debug)]
+pub struct SharedThrottle {
+    local: Throttle,
+    shared: Option<(crate::storage::Database, &'static str)>,
+}
+
+impl SharedThrottle {
+    /// `scope` names this throttle in the table; the table is used on
+    /// PostgreSQL only.
+    pub fn new(local: Throttle, db: &crate::storage::Database, scope: &'static str) -> Self {
+        let shared = (db.kind() == crate::storage::DbKind::Postgres).then(|| (db.clone(), scope));
+        SharedThrottle { local, shared }
+    }
+
+    fn horizon(&self) -> i64 {
+        self.local.clock.now_us() - self.local.window_us
+    }
+
+    /// Seconds until the oldest of `n` attempts since `oldest` leaves the
+    /// window, when `n` reaches the limit.
+    fn wait(&self, n: i64, oldest: Option<i64>) -> Option<u64> {
+        if usize::try_from(n).unwrap_or(usize::MAX) < self.local.max {
+            return None;
+        }
+        let now = self.local.clock.now_us();
+        let until = oldest.unwrap_or(now) + self.local.window_us - now;
+        Some(u64::try_from(until).unwrap_or(0).div_ceil(SECOND_US as u64).max(1))
+    }
+
+    async fn count(&self, key: &str) -> Result<Option<u64>, sea_orm::DbErr> {
+        let Some((db, scope)) = &self.shared else { return Ok(None) };
+        let row = db
+            .conn()
+            .query_one_raw(db.stmt(
+                "SELECT COUNT(*) AS n, MIN(at_us) AS oldest FROM throttle_hits \
+                 WHERE scope = ? AND key = ? AND at_us > ?",
+                vec![(*scope).into(), key.into(), self.horizon().into()],
+            ))
+            .await?;
+        let (n, oldest) = match row {
+            Some(r) => (r.try_get::<i64>("", "n")?, r.try_get::<Option<i64>>("", "oldest")?),
+            None => (0, None),
+        };
+        Ok(self.wait(n, oldest))
+    }
+
+    async fn take_shared(&self, key: &str) -> Result<Result<(), u64>, sea_orm::DbErr> {
+        use sea_orm::TransactionTrait as _;
+        let Some((db, scope)) = &self.shared else { return Ok(Ok(())) };
+        let txn = db.conn().begin().await?;
+        txn.execute_raw(db.stmt(
+            "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
+            vec![format!("custos-throttle:{scope}:{key}").into()],
+        ))
+        .await?;
+        txn.execute_raw(db.stmt(
+            "DELETE FROM throttle_hits WHERE scope = ? AND key = ? AND at_us <= ?",
+            vec![(*scope).into(), key.into(), self.horizon().into()],
+        ))
+        .await?;
+        let row = txn
+            .query_one_raw(db.stmt(
+                "SELECT COUNT(*) AS n, MIN(at_us) AS oldest FROM throttle_hits WHERE scope = ? AND key = ?",
+                vec![(*scope).into(), key.into()],
+            ))
+            .await?;
+        let (n, oldest) = match row {
+            Some(r) => (r.try_get::<i64>("", "n")?, r.try_get::<Option<i64>>("", "oldest")?),
+            None => (0, None),
+        };
+        if let Some(secs) = self.wait(n, oldest) {
+            txn.commit().await?;
+            return Ok(Err(secs));
+        }
+        self.insert(&txn, key).await?;
+        txn.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn insert(&self, conn: &impl sea_orm::ConnectionTrait, key: &str) -> Result<(), sea_orm::DbErr> {
+        let Some((db, scope)) = &self.shared else { return Ok(()) };
+        conn.execute_raw(db.stmt(
+            "INSERT INTO throttle_hits (scope, key, at_us) VALUES (?, ?, ?)",
+            vec![(*scope).into(), key.into(), self.local.clock.now_us().into()],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str, newest_only: bool) -> Result<(), sea_orm::DbErr> {
+        let Some((db, scope)) = &self.shared else { return Ok(()) };
+        let sql = if newest_only {
+            "DELETE FROM throttle_hits WHERE id = \
+             (SELECT MAX(id) FROM throttle_hits WHERE scope = ? AND key = ?)"
+        } else {
+            "DELETE FROM throttle_hits WHERE scope = ? AND key = ?"
+        };
+        db.conn().execute_raw(db.stmt(sql, vec![(*scope).into(), key.into()])).await?;
+        Ok(())
+    }
+
+    /// None when an attempt is allowed, else seconds until it will be.
+    pub async fn check(&self, key: &str) -> Option<u64> {
+        if let Some(secs) = self.local.check(key) {
+            return Some(secs);
+        }
+        self.count(key).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the shared sign-in throttle; this replica's count stands");
+            None
+        })
+    }
+
+    /// Takes a slot before the work it guards (see [`Throttle::take`]), on
+    /// this replica and then in the shared count.
+    pub async fn take(&self, key: &str) -> Result<(), u64> {
+        self.local.take(key)?;
+        match self.take_shared(key).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(secs)) => {
+                self.local.refund(key);
+                Err(secs)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count in the shared sign-in throttle; this replica's count stands");
+                Ok(())
+            }
+        }
+    }
+
+    /// Gives back the newest slot of a key (the attempt succeeded).
+    pub async fn refund(&self, key: &str) {
+        self.local.refund(key);
+        if let Err(e) = self.delete(key, true).await {
+            tracing::warn!(error = %e, "cannot give back a slot of the shared sign-in throttle");
+        }
+    }
+
+    /// Counts a failure.
+    pub async fn fail(&self, key: &str) {
+        self.local.fail(key);
+        if let Some((db, _)) = &self.shared
+            && let Err(e) = self.insert(db.conn(), key).await
+        {
+            tracing::warn!(error = %e, "cannot count a failure in the shared sign-in throttle");
+        }
+    }
+
+    /// Forgets a key's failures (after a success).
+    pub async fn reset(&self, key: &str) {
+        self.local.reset(key);
+        if let Err(e) = self.delete(key, false).await {
+            tracing::warn!(error = %e, "cannot reset the shared sign-in throttle");
+        }
+    }
+}
+
+/// Deletes the shared throttles' counts older than `horizon_us` (run with
+/// the expired sessions' sweep). Returns how many went.
+pub async fn sweep_shared(db: &crate::storage::Database, horizon_us: i64) -> Result<u64, sea_orm::DbErr> {
+    let r =
+        db.conn().execute_raw(db.stmt("DELETE FROM throttle_hits WHERE at_us < ?", vec![horizon_us.into()])).await?;
+    Ok(r.rows_affected())
 }
 
 /// The client's address as the access layer resolved it (the peer, or the

@@ -467,3 +467,51 @@ both_backends! {
         env.done().await;
     }
 }
+
+/// Replicas are processes with their own memory: on PostgreSQL the sign-in
+/// throttles count in the database, so attempts spread over replicas buy
+/// no more than on one. (SQLite has one process.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_sign_in_throttles() {
+    let settings = IdentitySettings { ip_failures: 4, name_failures: 3, ..IdentitySettings::default() };
+    let Some(a) = Env::new(Backend::Postgres, settings.clone()).await else { return };
+    // A second replica: its own ledger, identity service and memory.
+    let (ledger, tasks) =
+        Ledger::open(TestDb::connect(&a._t.url).await, &KEK, config(), a.clock.clone(), Arc::new(OsRandom))
+            .await
+            .unwrap();
+    let events = Arc::new(
+        custos_engine::events::Events::open(ledger.clone(), custos_engine::events::validate::Limits::default())
+            .await
+            .unwrap(),
+    );
+    let b = Identity::new(events, a.clock.clone(), Arc::new(OsRandom), settings).await.unwrap();
+    let throttled = |o: &LoginOutcome| matches!(o, LoginOutcome::Rejected(LoginRejection::Throttled { .. }));
+
+    // Four failures from one address, two on each replica: the fifth is
+    // refused on both, though neither saw four.
+    for i in 0..2 {
+        assert!(!throttled(&login(&a.id, &format!("a{i}"), "wrong password!!", "192.0.2.50").await));
+        assert!(!throttled(&login(&b, &format!("b{i}"), "wrong password!!", "192.0.2.50").await));
+    }
+    assert!(throttled(&login(&a.id, "c", "wrong password!!", "192.0.2.50").await));
+    assert!(throttled(&login(&b, "c", "wrong password!!", "192.0.2.50").await));
+
+    // One typed name from several addresses and replicas: locked at three.
+    let name = |ip: &'static str, on: &'static str| (ip, on);
+    let mut outcomes = Vec::new();
+    for (ip, on) in
+        [name("198.51.100.1", "a"), name("198.51.100.2", "b"), name("198.51.100.3", "a"), name("198.51.100.4", "b")]
+    {
+        let id = if on == "a" { &a.id } else { &b };
+        outcomes.push(login(id, "root", "wrong password!!", ip).await);
+    }
+    assert!(matches!(outcomes[3], LoginOutcome::Rejected(LoginRejection::LockedOut)), "{outcomes:?}");
+
+    // Past the window the counts lapse, and the sweep deletes them.
+    a.clock.advance_us((IdentitySettings::default().lockout_secs.max(300) + 1) * 1_000_000);
+    assert!(a.id.sweep_throttles().await.unwrap() >= 7);
+    assert!(!throttled(&login(&b, "d", "wrong password!!", "192.0.2.50").await));
+    ledger.shutdown(tasks).await.unwrap();
+    a.done().await;
+}

@@ -29,7 +29,7 @@ use super::names::{Email, Username};
 use super::noise::{NoiseGate, NoiseKind, Verdict};
 use super::password::{self, PolicyError};
 use super::permission::{BUILTIN_ROLES, Permission, PermissionSet, UnknownPermission};
-use super::throttle::Throttle;
+use super::throttle::{SharedThrottle, Throttle};
 use super::totp;
 use crate::clock::{Clock, RandomError, RandomSource};
 use crate::events::EventsError;
@@ -104,11 +104,11 @@ pub struct Identity {
     clock: Arc<dyn Clock>,
     rng: Arc<dyn RandomSource>,
     settings: IdentitySettings,
-    ip_throttle: Throttle,
-    name_throttle: Throttle,
+    ip_throttle: SharedThrottle,
+    name_throttle: SharedThrottle,
     /// Failures per unknown user name, so that an unknown name is "locked"
     /// at the same threshold as an account (the answer never tells them apart).
-    unknown_names: Throttle,
+    unknown_names: SharedThrottle,
     /// Anonymous noise, per source and minute.
     noise: NoiseGate,
     /// Bounds concurrent password hashing.
@@ -140,12 +140,24 @@ impl Identity {
         let (ledger, db) = (events.ledger().clone(), events.ledger().db().clone());
         let id = Identity {
             events,
-            ip_throttle: Throttle::new(settings.ip_failures, window, clock.clone()),
-            name_throttle: Throttle::new(settings.name_failures, window, clock.clone()),
-            unknown_names: Throttle::new(
-                usize::try_from(settings.lockout_threshold.max(1)).unwrap_or(usize::MAX),
-                settings.lockout_secs.max(1),
-                clock.clone(),
+            ip_throttle: SharedThrottle::new(
+                Throttle::new(settings.ip_failures, window, clock.clone()),
+                &db,
+                "address",
+            ),
+            name_throttle: SharedThrottle::new(
+                Throttle::new(settings.name_failures, window, clock.clone()),
+                &db,
+                "name",
+            ),
+            unknown_names: SharedThrottle::new(
+                Throttle::new(
+                    usize::try_from(settings.lockout_threshold.max(1)).unwrap_or(usize::MAX),
+                    settings.lockout_secs.max(1),
+                    clock.clone(),
+                ),
+                &db,
+                "unknown-name",
             ),
             noise: NoiseGate::new(settings.noise_per_minute, clock.clone()),
             hashing: tokio::sync::Semaphore::new(CONCURRENT_HASHES),

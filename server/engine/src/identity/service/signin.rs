@@ -22,8 +22,8 @@ impl Identity {
         let Failed { actor, username, counted } = failed;
         let name = Username::lookup_key(username);
         if !counted {
-            self.ip_throttle.fail(&throttle_key(actor));
-            self.name_throttle.fail(&name_key(&name));
+            self.ip_throttle.fail(&throttle_key(actor)).await;
+            self.name_throttle.fail(&name_key(&name)).await;
         }
         let mut locked_now = false;
         if let Some(u) = user {
@@ -70,6 +70,16 @@ impl Identity {
         }
     }
 
+    /// Deletes the shared sign-in throttles' counts that no window still
+    /// holds (PostgreSQL; nothing to do on SQLite). Returns how many went.
+    pub async fn sweep_throttles(&self) -> Result<u64, IdentityError> {
+        if self.db.kind() != crate::storage::DbKind::Postgres {
+            return Ok(0);
+        }
+        let longest = self.settings.throttle_window_secs.max(self.settings.lockout_secs).max(1);
+        Ok(super::super::throttle::sweep_shared(&self.db, self.now() - longest * SECOND_US).await?)
+    }
+
     /// The password step of signing in. The throttles' slots are taken
     /// before any password is hashed, so that a burst of parallel attempts
     /// cannot all pass the check first.
@@ -77,7 +87,7 @@ impl Identity {
         let actor = attempt.actor;
         let name = Username::lookup_key(attempt.username);
         let ip_key = throttle_key(&actor);
-        if let Err(retry_after_secs) = self.ip_throttle.take(&ip_key) {
+        if let Err(retry_after_secs) = self.ip_throttle.take(&ip_key).await {
             // Recorded once per source and minute; the rest are counted.
             if self.noise.admit(NoiseKind::ThrottledSignIn, &ip_key, "sign-in") == Verdict::Record {
                 let mut a = actor.clone();
@@ -105,7 +115,7 @@ impl Identity {
         }
         let nkey = name_key(&name);
         // Throttled names get the lockout answer whether or not they exist.
-        if self.name_throttle.take(&nkey).is_err() {
+        if self.name_throttle.take(&nkey).await.is_err() {
             let known = self.find_user(&name).await?.is_some();
             self.login_failure(failed, "too many recent failures", None, known).await;
             return Ok(LoginOutcome::Rejected(LoginRejection::LockedOut));
@@ -118,7 +128,7 @@ impl Identity {
         let user = self.find_user(&name).await?;
         let Some(u) = user else {
             // An unknown name is "locked" at the same threshold as an account.
-            let locked = self.unknown_names.check(&nkey).is_some();
+            let locked = self.unknown_names.check(&nkey).await.is_some();
             if let Err(busy) = checked(self.password_matches(attempt.password, &self.dummy_hash).await) {
                 return Ok(LoginOutcome::Rejected(busy));
             }
@@ -127,8 +137,8 @@ impl Identity {
             if locked {
                 return Ok(LoginOutcome::Rejected(LoginRejection::LockedOut));
             }
-            self.unknown_names.fail(&nkey);
-            return Ok(LoginOutcome::Rejected(if self.unknown_names.check(&nkey).is_some() {
+            self.unknown_names.fail(&nkey).await;
+            return Ok(LoginOutcome::Rejected(if self.unknown_names.check(&nkey).await.is_some() {
                 LoginRejection::LockedOut
             } else {
                 LoginRejection::InvalidCredentials
@@ -160,7 +170,7 @@ impl Identity {
             return Ok(LoginOutcome::Rejected(LoginRejection::InvalidCredentials));
         }
         // The password was right: this attempt gives its address slot back.
-        self.ip_throttle.refund(&ip_key);
+        self.ip_throttle.refund(&ip_key).await;
         if u.mfa_enabled {
             return Ok(LoginOutcome::MfaRequired { user_id: u.id });
         }
@@ -173,7 +183,7 @@ impl Identity {
         u: &UserRow,
         mfa: bool,
     ) -> Result<Principal, IdentityError> {
-        self.name_throttle.reset(&name_key(&u.username));
+        self.name_throttle.reset(&name_key(&u.username)).await;
         self.db
             .conn()
             .execute_raw(self.db.stmt(
