@@ -58,7 +58,7 @@ both_backends! {
         let tasks = app.running.background_tasks().to_vec();
         assert_eq!(
             tasks,
-            ["session cleaner", "noise summaries", "policy refresh", "policy expiry", "alert evaluator", "notifier", "forwarder", "retention", "backup", "compliance snapshots", "report schedules", "scheduled verification"]
+            ["session cleaner", "throttle sweeper", "noise summaries", "policy refresh", "policy expiry", "alert evaluator", "notifier", "forwarder", "retention", "backup", "compliance snapshots", "report schedules", "scheduled verification"]
         );
         let stopped = app.running.shutdown().await.unwrap();
         assert_eq!((stopped.finished.len(), stopped.aborted.len()), (tasks.len(), 0), "{stopped:?}");
@@ -73,7 +73,7 @@ both_backends! {
         let res = app.get("/readyz").await;
         assert_eq!(res.status(), 503);
         let body: Value = res.json().await.unwrap();
-        assert_eq!(body["reason"], "14 migration(s) pending");
+        assert_eq!(body["reason"], "15 migration(s) pending");
         app.running.shutdown().await.unwrap();
     }
 }
