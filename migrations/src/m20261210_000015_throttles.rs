@@ -4,12 +4,13 @@
 //! slot taken before a password is checked) per throttle (`scope`: the
 //! client address, the typed name, the unknown name) and key, at its time.
 //! A throttle refuses a key once it has its limit of rows within its
-//! window, whichever replica counted them. Rows older than the window are
-//! deleted when the key is next counted and by the sweep with the expired
-//! sessions; they are counters, not records (each refused or failed
-//! sign-in is in the ledger). Used on PostgreSQL, where several replicas
-//! share the database; a SQLite database has one process, which counts in
-//! memory.
+//! window, whichever replica counted them. Keys are keyed pseudonyms.
+//! Rows older than the window are deleted when the key is next counted and
+//! by the identity service's sweep every 10 minutes; they are counters,
+//! not records (each refused or failed sign-in is in the ledger), so on
+//! PostgreSQL the table is UNLOGGED (no WAL; emptied after a crash). Used
+//! on PostgreSQL, where several replicas share the database; a SQLite
+//! database has one process, which counts in memory.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
@@ -17,10 +18,10 @@ use sea_orm_migration::sea_orm::DbBackend;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-fn tables(id: &str, int: &str) -> Vec<String> {
+fn tables(table: &str, id: &str, int: &str) -> Vec<String> {
     vec![
         format!(
-            "CREATE TABLE throttle_hits (
+            "CREATE {table} throttle_hits (
             id {id},
             scope TEXT NOT NULL,
             key TEXT NOT NULL,
@@ -36,8 +37,8 @@ fn tables(id: &str, int: &str) -> Vec<String> {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let ddl = match manager.get_database_backend() {
-            DbBackend::Sqlite => tables("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
-            DbBackend::Postgres => tables("BIGSERIAL PRIMARY KEY", "BIGINT"),
+            DbBackend::Sqlite => tables("TABLE", "INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
+            DbBackend::Postgres => tables("UNLOGGED TABLE", "BIGSERIAL PRIMARY KEY", "BIGINT"),
             other => return Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
         };
         let conn = manager.get_connection();

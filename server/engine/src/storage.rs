@@ -76,7 +76,7 @@ pub fn is_damaged_database(e: &(dyn std::error::Error + 'static)) -> bool {
 /// rather than that the statement failed: no connection free within the
 /// pool's timeout, the connection lost or refused, PostgreSQL shutting
 /// down, restarting or not yet accepting (SQLSTATE class 08, 57P01-57P03),
-/// SQLite busy or locked. Callers answer those 503 with Retry-After: the
+/// SQLite busy. Callers answer those 503 with Retry-After: the
 /// same request will work once the database is back.
 pub fn is_unreachable(e: &DbErr) -> bool {
     use sea_orm::sqlx::Error as X;
@@ -86,7 +86,7 @@ pub fn is_unreachable(e: &DbErr) -> bool {
             match &**x {
                 X::Io(_) | X::PoolTimedOut | X::PoolClosed | X::WorkerCrashed | X::Tls(_) => true,
                 X::Database(d) => d.code().is_some_and(|c| {
-                    c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "5" | "6" | "261" | "517")
+                    c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "5" | "261" | "517")
                 }),
                 _ => false,
             }
@@ -401,6 +401,44 @@ mod tests {
         assert!(is_unreachable(&sqlx(X::PoolTimedOut)));
         assert!(is_unreachable(&sqlx(X::Io(std::io::ErrorKind::ConnectionRefused.into()))));
         assert!(!is_unreachable(&sqlx(X::RowNotFound)));
+        // Errors the server sent, by their code.
+        #[derive(Debug)]
+        struct Coded(&'static str);
+        impl std::fmt::Display for Coded {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Coded {}
+        impl sea_orm::sqlx::error::DatabaseError for Coded {
+            fn message(&self) -> &str {
+                self.0
+            }
+            fn code(&self) -> Option<Cow<'_, str>> {
+                Some(Cow::Borrowed(self.0))
+            }
+            fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+                self
+            }
+            fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+                self
+            }
+            fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+                self
+            }
+            fn kind(&self) -> sea_orm::sqlx::error::ErrorKind {
+                sea_orm::sqlx::error::ErrorKind::Other
+            }
+        }
+        let coded = |c: &'static str| is_unreachable(&sqlx(X::Database(Box::new(Coded(c)))));
+        // PostgreSQL shutting down, crashed, starting; a connection failure; SQLite busy.
+        for c in ["57P01", "57P02", "57P03", "08006", "08001", "5", "261", "517"] {
+            assert!(coded(c), "{c}");
+        }
+        // A unique violation, a syntax error, a constraint: the statement failed.
+        for c in ["23505", "42601", "23514", "2067"] {
+            assert!(!coded(c), "{c}");
+        }
         assert!(!is_unreachable(&DbErr::Custom("constraint failed".into())));
         assert!(!is_unreachable(&DbErr::RecordNotFound("x".into())));
     }

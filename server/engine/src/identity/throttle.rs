@@ -38,8 +38,13 @@ impl Throttle {
         if q.len() < self.max {
             return None;
         }
-        let oldest = q.front().copied().unwrap_or(now);
-        Some(u64::try_from(oldest + self.window_us - now).unwrap_or(0).div_ceil(SECOND_US as u64).max(1))
+        Some(self.retry_secs(q.front().copied(), now))
+    }
+
+    /// Seconds until the oldest counted attempt (at `oldest`) leaves the
+    /// window: at least one.
+    fn retry_secs(&self, oldest: Option<i64>, now: i64) -> u64 {
+        u64::try_from(oldest.unwrap_or(now) + self.window_us - now).unwrap_or(0).div_ceil(SECOND_US as u64).max(1)
     }
 
     /// Takes a slot before the work it guards (a password hash): counted as
@@ -55,11 +60,7 @@ impl Throttle {
                 q.pop_front();
             }
             if q.len() >= self.max {
-                let oldest = q.front().copied().unwrap_or(now);
-                return Err(u64::try_from(oldest + self.window_us - now)
-                    .unwrap_or(0)
-                    .div_ceil(SECOND_US as u64)
-                    .max(1));
+                return Err(self.retry_secs(q.front().copied(), now));
             }
         }
         self.push(&mut map, key, now);
@@ -102,108 +103,109 @@ impl Throttle {
 /// A throttle that replicas share: counted in memory (exact for this
 /// process, and answering floods without a query), and on PostgreSQL also
 /// in `throttle_hits`, where every replica counts and reads the same key's
-/// attempts, so that spreading attempts over replicas buys no more. Slots
-/// are taken under a per-key advisory lock: parallel attempts on several
-/// replicas cannot all pass the count. When the table cannot be read the
-/// memory's verdict stands (the sign-in then fails on the database anyway).
+/// attempts, so that spreading attempts over replicas buys no more. Keys
+/// are stored as keyed pseudonyms (a typed name may be a password; an
+/// address is personal data). A slot is taken in one statement under a
+/// per-key advisory lock, tried, not waited for: an attempt on a key whose
+/// count another attempt is taking is refused at once (retry in a second),
+/// so that a burst neither outruns the count nor holds connections. When
+/// the table cannot be reached the memory's verdict stands (the sign-in
+/// then fails on the database anyway).
 #[derive(Debug)]
 pub struct SharedThrottle {
     local: Throttle,
-    shared: Option<(crate::storage::Database, &'static str)>,
+    shared: Option<(crate::ledger::Ledger, &'static str)>,
 }
 
 impl SharedThrottle {
     /// `scope` names this throttle in the table; the table is used on
     /// PostgreSQL only.
-    pub fn new(local: Throttle, db: &crate::storage::Database, scope: &'static str) -> Self {
-        let shared = (db.kind() == crate::storage::DbKind::Postgres).then(|| (db.clone(), scope));
+    pub fn new(local: Throttle, ledger: &crate::ledger::Ledger, scope: &'static str) -> Self {
+        let shared = (ledger.db().kind() == crate::storage::DbKind::Postgres).then(|| (ledger.clone(), scope));
         SharedThrottle { local, shared }
+    }
+
+    /// The key as stored: a keyed pseudonym.
+    fn stored(ledger: &crate::ledger::Ledger, key: &str) -> String {
+        ledger.keys().pseudonym(key)
     }
 
     fn horizon(&self) -> i64 {
         self.local.clock.now_us() - self.local.window_us
     }
 
-    /// Seconds until the oldest of `n` attempts since `oldest` leaves the
-    /// window, when `n` reaches the limit.
+    /// The seconds to wait when `n` attempts (the oldest at `oldest`) fill
+    /// the window.
     fn wait(&self, n: i64, oldest: Option<i64>) -> Option<u64> {
-        if usize::try_from(n).unwrap_or(usize::MAX) < self.local.max {
-            return None;
-        }
-        let now = self.local.clock.now_us();
-        let until = oldest.unwrap_or(now) + self.local.window_us - now;
-        Some(u64::try_from(until).unwrap_or(0).div_ceil(SECOND_US as u64).max(1))
+        (usize::try_from(n).unwrap_or(usize::MAX) >= self.local.max)
+            .then(|| self.local.retry_secs(oldest, self.local.clock.now_us()))
     }
 
     async fn count(&self, key: &str) -> Result<Option<u64>, sea_orm::DbErr> {
-        let Some((db, scope)) = &self.shared else { return Ok(None) };
+        let Some((ledger, scope)) = &self.shared else { return Ok(None) };
+        let db = ledger.db();
         let row = db
             .conn()
             .query_one_raw(db.stmt(
                 "SELECT COUNT(*) AS n, MIN(at_us) AS oldest FROM throttle_hits \
                  WHERE scope = ? AND key = ? AND at_us > ?",
-                vec![(*scope).into(), key.into(), self.horizon().into()],
+                vec![(*scope).into(), Self::stored(ledger, key).into(), self.horizon().into()],
             ))
             .await?;
-        let (n, oldest) = match row {
-            Some(r) => (r.try_get::<i64>("", "n")?, r.try_get::<Option<i64>>("", "oldest")?),
-            None => (0, None),
-        };
-        Ok(self.wait(n, oldest))
+        let Some(r) = row else { return Ok(None) };
+        Ok(self.wait(r.try_get("", "n")?, r.try_get("", "oldest")?))
     }
 
+    /// One statement: try the key's lock; count its attempts in the
+    /// window; delete those that left it; count this one if there is room.
     async fn take_shared(&self, key: &str) -> Result<Result<(), u64>, sea_orm::DbErr> {
-        use sea_orm::TransactionTrait as _;
-        let Some((db, scope)) = &self.shared else { return Ok(Ok(())) };
-        let txn = db.conn().begin().await?;
-        txn.execute_raw(db.stmt(
-            "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
-            vec![format!("custos-throttle:{scope}:{key}").into()],
-        ))
-        .await?;
-        txn.execute_raw(db.stmt(
-            "DELETE FROM throttle_hits WHERE scope = ? AND key = ? AND at_us <= ?",
-            vec![(*scope).into(), key.into(), self.horizon().into()],
-        ))
-        .await?;
-        let row = txn
+        let Some((ledger, scope)) = &self.shared else { return Ok(Ok(())) };
+        let db = ledger.db();
+        let (key, horizon, now) = (Self::stored(ledger, key), self.horizon(), self.local.clock.now_us());
+        let max = i64::try_from(self.local.max).unwrap_or(i64::MAX);
+        let row = db
+            .conn()
             .query_one_raw(db.stmt(
-                "SELECT COUNT(*) AS n, MIN(at_us) AS oldest FROM throttle_hits WHERE scope = ? AND key = ?",
-                vec![(*scope).into(), key.into()],
+                "WITH l AS (SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0)) AS got), \
+                 c AS (SELECT COUNT(*) AS n, MIN(at_us) AS oldest FROM throttle_hits \
+                       WHERE scope = ? AND key = ? AND at_us > ?), \
+                 d AS (DELETE FROM throttle_hits WHERE scope = ? AND key = ? AND at_us <= ? AND (SELECT got FROM l)), \
+                 i AS (INSERT INTO throttle_hits (scope, key, at_us) SELECT ?, ?, ? FROM l, c \
+                       WHERE l.got AND c.n < ? RETURNING id) \
+                 SELECT l.got, c.n, c.oldest FROM l, c",
+                vec![
+                    format!("custos-throttle:{scope}:{key}").into(),
+                    (*scope).into(),
+                    key.clone().into(),
+                    horizon.into(),
+                    (*scope).into(),
+                    key.clone().into(),
+                    horizon.into(),
+                    (*scope).into(),
+                    key.into(),
+                    now.into(),
+                    max.into(),
+                ],
             ))
             .await?;
-        let (n, oldest) = match row {
-            Some(r) => (r.try_get::<i64>("", "n")?, r.try_get::<Option<i64>>("", "oldest")?),
-            None => (0, None),
-        };
-        if let Some(secs) = self.wait(n, oldest) {
-            txn.commit().await?;
-            return Ok(Err(secs));
+        let Some(r) = row else { return Ok(Ok(())) };
+        if !r.try_get::<bool>("", "got")? {
+            return Ok(Err(1));
         }
-        self.insert(&txn, key).await?;
-        txn.commit().await?;
-        Ok(Ok(()))
+        Ok(match self.wait(r.try_get("", "n")?, r.try_get("", "oldest")?) {
+            Some(secs) => Err(secs),
+            None => Ok(()),
+        })
     }
 
-    async fn insert(&self, conn: &impl sea_orm::ConnectionTrait, key: &str) -> Result<(), sea_orm::DbErr> {
-        let Some((db, scope)) = &self.shared else { return Ok(()) };
-        conn.execute_raw(db.stmt(
-            "INSERT INTO throttle_hits (scope, key, at_us) VALUES (?, ?, ?)",
-            vec![(*scope).into(), key.into(), self.local.clock.now_us().into()],
-        ))
-        .await?;
-        Ok(())
-    }
-
-    async fn delete(&self, key: &str, newest_only: bool) -> Result<(), sea_orm::DbErr> {
-        let Some((db, scope)) = &self.shared else { return Ok(()) };
-        let sql = if newest_only {
-            "DELETE FROM throttle_hits WHERE id = \
-             (SELECT MAX(id) FROM throttle_hits WHERE scope = ? AND key = ?)"
-        } else {
-            "DELETE FROM throttle_hits WHERE scope = ? AND key = ?"
-        };
-        db.conn().execute_raw(db.stmt(sql, vec![(*scope).into(), key.into()])).await?;
+    async fn write(&self, sql: &str, key: &str, with_time: bool) -> Result<(), sea_orm::DbErr> {
+        let Some((ledger, scope)) = &self.shared else { return Ok(()) };
+        let db = ledger.db();
+        let mut values = vec![(*scope).into(), Self::stored(ledger, key).into()];
+        if with_time {
+            values.push(self.local.clock.now_us().into());
+        }
+        db.conn().execute_raw(db.stmt(sql, values)).await?;
         Ok(())
     }
 
@@ -238,7 +240,9 @@ impl SharedThrottle {
     /// Gives back the newest slot of a key (the attempt succeeded).
     pub async fn refund(&self, key: &str) {
         self.local.refund(key);
-        if let Err(e) = self.delete(key, true).await {
+        let sql = "DELETE FROM throttle_hits WHERE id = \
+                   (SELECT MAX(id) FROM throttle_hits WHERE scope = ? AND key = ?)";
+        if let Err(e) = self.write(sql, key, false).await {
             tracing::warn!(error = %e, "cannot give back a slot of the shared sign-in throttle");
         }
     }
@@ -246,9 +250,8 @@ impl SharedThrottle {
     /// Counts a failure.
     pub async fn fail(&self, key: &str) {
         self.local.fail(key);
-        if let Some((db, _)) = &self.shared
-            && let Err(e) = self.insert(db.conn(), key).await
-        {
+        let sql = "INSERT INTO throttle_hits (scope, key, at_us) VALUES (?, ?, ?)";
+        if let Err(e) = self.write(sql, key, true).await {
             tracing::warn!(error = %e, "cannot count a failure in the shared sign-in throttle");
         }
     }
@@ -256,14 +259,14 @@ impl SharedThrottle {
     /// Forgets a key's failures (after a success).
     pub async fn reset(&self, key: &str) {
         self.local.reset(key);
-        if let Err(e) = self.delete(key, false).await {
+        if let Err(e) = self.write("DELETE FROM throttle_hits WHERE scope = ? AND key = ?", key, false).await {
             tracing::warn!(error = %e, "cannot reset the shared sign-in throttle");
         }
     }
 }
 
-/// Deletes the shared throttles' counts older than `horizon_us` (run with
-/// the expired sessions' sweep). Returns how many went.
+/// Deletes the shared throttles' counts older than `horizon_us` (the
+/// identity service's sweep, every 10 minutes). Returns how many went.
 pub async fn sweep_shared(db: &crate::storage::Database, horizon_us: i64) -> Result<u64, sea_orm::DbErr> {
     let r =
         db.conn().execute_raw(db.stmt("DELETE FROM throttle_hits WHERE at_us < ?", vec![horizon_us.into()])).await?;

@@ -18,7 +18,7 @@ use crate::support::{Backend, KEK, TestDb, both_backends, config};
 const T0: i64 = 1_800_000_000_000_000;
 
 struct Env {
-    _t: TestDb,
+    db: TestDb,
     clock: Arc<ManualClock>,
     ledger: Ledger,
     tasks: Option<LedgerTasks>,
@@ -37,7 +37,7 @@ impl Env {
                 .unwrap(),
         );
         let id = Identity::new(events, clock.clone(), Arc::new(OsRandom), settings).await.unwrap();
-        Some(Env { _t: t, clock, ledger, tasks: Some(tasks), id })
+        Some(Env { db: t, clock, ledger, tasks: Some(tasks), id })
     }
 
     async fn done(mut self) {
@@ -477,7 +477,7 @@ async fn replicas_share_the_sign_in_throttles() {
     let Some(a) = Env::new(Backend::Postgres, settings.clone()).await else { return };
     // A second replica: its own ledger, identity service and memory.
     let (ledger, tasks) =
-        Ledger::open(TestDb::connect(&a._t.url).await, &KEK, config(), a.clock.clone(), Arc::new(OsRandom))
+        Ledger::open(TestDb::connect(&a.db.url).await, &KEK, config(), a.clock.clone(), Arc::new(OsRandom))
             .await
             .unwrap();
     let events = Arc::new(
@@ -498,11 +498,8 @@ async fn replicas_share_the_sign_in_throttles() {
     assert!(throttled(&login(&b, "c", "wrong password!!", "192.0.2.50").await));
 
     // One typed name from several addresses and replicas: locked at three.
-    let name = |ip: &'static str, on: &'static str| (ip, on);
     let mut outcomes = Vec::new();
-    for (ip, on) in
-        [name("198.51.100.1", "a"), name("198.51.100.2", "b"), name("198.51.100.3", "a"), name("198.51.100.4", "b")]
-    {
+    for (ip, on) in [("198.51.100.1", "a"), ("198.51.100.2", "b"), ("198.51.100.3", "a"), ("198.51.100.4", "b")] {
         let id = if on == "a" { &a.id } else { &b };
         outcomes.push(login(id, "root", "wrong password!!", ip).await);
     }

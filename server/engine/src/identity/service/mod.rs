@@ -142,12 +142,12 @@ impl Identity {
             events,
             ip_throttle: SharedThrottle::new(
                 Throttle::new(settings.ip_failures, window, clock.clone()),
-                &db,
+                &ledger,
                 "address",
             ),
             name_throttle: SharedThrottle::new(
                 Throttle::new(settings.name_failures, window, clock.clone()),
-                &db,
+                &ledger,
                 "name",
             ),
             unknown_names: SharedThrottle::new(
@@ -156,7 +156,7 @@ impl Identity {
                     settings.lockout_secs.max(1),
                     clock.clone(),
                 ),
-                &db,
+                &ledger,
                 "unknown-name",
             ),
             noise: NoiseGate::new(settings.noise_per_minute, clock.clone()),
