@@ -23,10 +23,14 @@ suite exits non-zero, saying why, when anything it checks does not hold:
                  `custos verify` and SQLite's integrity check pass.
                  Needs root (mount); skipped, and said so, otherwise.
   clock-jumps    Two replicas on PostgreSQL, one under libfaketime: its
-                 clock stepped back an hour, then forward: seqs and commit
-                 times never go backwards, the compliance clock check fails
-                 (behind) and warns (ahead of the database server's), the
-                 chain verifies. Skipped, and said so, without libfaketime.
+                 clock stepped back an hour (it records at the newest
+                 entry's time; the compliance clock check fails), then an
+                 hour ahead (it refuses to commit, 503 saying why, and
+                 /readyz says unready; the other replica records at the
+                 right time), then set right (it records again): seqs and
+                 commit times never go backwards, none lies in the future,
+                 the chain verifies. Skipped, and said so, without
+                 libfaketime.
   tail-across-replicas
                  Two replicas on PostgreSQL: a live tail on one shows each
                  event sent to the other (LISTEN/NOTIFY), with the delay.
@@ -568,19 +572,28 @@ def clock_jumps(env):
     behind = clock_check(1)
     time.sleep(2)
     jump("+3600")
-    ahead_events = post(1, 2, shift=3600)
-    ahead_self = clock_check(1)
-    ahead_other = clock_check(0)
+    # An hour ahead: the replica refuses to commit (its times would hold
+    # everyone's back for the hour) and says so; it leaves the rotation.
+    refused_status, refused, _ = http("POST", env.base(1) + "/api/audit/events",
+                                      [event("faults.clock", 2, shift=3600)], auth)
+    check(refused_status == 503 and "ahead of the database server" in (refused or {}).get("message", ""),
+          f"an hour ahead, ingest on that replica answered {refused_status}: {refused}")
+    ready_ahead, ready_body, _ = http("GET", env.base(1) + "/readyz")
+    check(ready_ahead == 503 and "ahead" in (ready_body or {}).get("reason", ""),
+          f"an hour ahead, /readyz answered {ready_ahead}: {ready_body}")
+    # The other replica goes on at the right time, not held an hour ahead.
     held_on_0 = post(0, 3)
+    real_now = int(time.time() * 1e6)
+    other = clock_check(0)
+    jump("+0")
+    resumed = post(1, 4)
     time.sleep(1)
     load.stop()
     check(before == "pass", f"before any jump the clock check said {before}")
     check(behind["status"] == "fail", f"an hour behind, the clock check said {behind}")
-    check(ahead_self["status"] == "warn" and "ahead of the database server" in ahead_self["detail"],
-          f"an hour ahead, the replica's own clock check said {ahead_self}")
-    check(ahead_other["status"] == "fail", f"the other replica's clock check said {ahead_other}")
-    check(min(e["recorded_at"] for e in held_on_0) >= max(e["recorded_at"] for e in ahead_events),
-          "the other replica recorded earlier than the replica ahead")
+    check(max(e["recorded_at"] for e in held_on_0) <= real_now + 5_000_000,
+          "the other replica's commit times were held ahead of the real time")
+    check(other["status"] == "pass", f"the other replica's clock check said {other}")
     # Every entry, in seq order: commit times never go backwards.
     rows, cursor = [], None
     while True:
@@ -603,10 +616,12 @@ def clock_jumps(env):
     for i in (0, 1):
         env.stop(i)
     entries = env.verify()
-    report("clock-jumps", jumps=["-1h", "+1h"], entries_read=len(rows), backward_steps=0,
-           held_while_behind=f"{held}/{len(back)}",
-           clock_check={"before": before, "behind": behind["status"], "ahead_self": ahead_self["status"],
-                        "ahead_other": ahead_other["status"]},
+    ahead_of_real = max(r[1] for r in rows) - int(time.time() * 1e6)
+    check(ahead_of_real <= 5_000_000, f"an entry was recorded {ahead_of_real / 1e6:.0f} s in the future")
+    report("clock-jumps", jumps=["-1h", "+1h", "0"], entries_read=len(rows), backward_steps=0,
+           held_while_behind=f"{held}/{len(back)}", ahead_refused=f"{refused_status} (readyz {ready_ahead})",
+           resumed_after_sync=len(resumed), recorded_in_future=0,
+           clock_check={"before": before, "behind": behind["status"], "other_while_ahead": other["status"]},
            acked=acked, missing=0, entries=entries, chain="intact")
 
 

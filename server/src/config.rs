@@ -493,6 +493,11 @@ pub struct LedgerSettings {
     /// Seconds a write waits for its commit before it is answered 503
     /// (the database down, hung or slow): requests never hang on it.
     pub commit_timeout_secs: u64,
+    /// On PostgreSQL, seconds this replica's clock may run ahead of the
+    /// database server's before it refuses to commit (0: no limit): commit
+    /// times never go backwards, so a replica ahead would hold every
+    /// replica's back.
+    pub max_clock_ahead_secs: u64,
 }
 
 impl Default for Config {
@@ -553,6 +558,7 @@ impl Default for LedgerSettings {
             max_batch: 1000,
             queue_depth: 4096,
             commit_timeout_secs: 10,
+            max_clock_ahead_secs: 60,
         }
     }
 }
@@ -639,6 +645,9 @@ impl Config {
         }
         if !(1..=600).contains(&self.ledger.commit_timeout_secs) {
             return invalid("ledger.commit_timeout_secs", "must be between 1 and 600 seconds");
+        }
+        if self.ledger.max_clock_ahead_secs > 86_400 {
+            return invalid("ledger.max_clock_ahead_secs", "must be at most 86400 seconds (0: no limit)");
         }
         if self.ledger.origin.is_empty() || self.ledger.origin.chars().any(|c| c.is_whitespace() || c == '+') {
             return invalid(
@@ -904,6 +913,7 @@ mod tests {
         for (var, value, setting, why) in [
             ("CUSTOS_CLUSTER__LEASE_TTL_SECS", "5", "cluster.lease_ttl_secs", "between 10 and 300"),
             ("CUSTOS_LEDGER__COMMIT_TIMEOUT_SECS", "0", "ledger.commit_timeout_secs", "between 1 and 600"),
+            ("CUSTOS_LEDGER__MAX_CLOCK_AHEAD_SECS", "86401", "ledger.max_clock_ahead_secs", "at most 86400"),
         ] {
             Jail::expect_with(|jail| {
                 jail.set_env(var, value);

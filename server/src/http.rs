@@ -310,6 +310,14 @@ async fn readyz(State(s): State<AppState>) -> Response {
             return unready("cannot read migration state".into());
         }
     }
+    // A clock so far ahead that the ledger refuses its commits: out of
+    // the load balancer's rotation, saying why.
+    if let Ok(Some(ahead)) = tokio::time::timeout(Duration::from_secs(2), s.ledger.clock_too_far_ahead()).await {
+        return unready(format!(
+            "this server's clock is {ahead} s ahead of the database server's (more than \
+             ledger.max_clock_ahead_secs): it records nothing until one of them is set right"
+        ));
+    }
     // The leases this replica holds now. The route is public: names only,
     // and the SIEM destinations counted, not named.
     let mut leases: Vec<String> = Vec::new();

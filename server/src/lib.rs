@@ -115,6 +115,7 @@ pub async fn open_ledger_with(
         checkpoint_interval: Duration::from_secs(config.ledger.checkpoint_interval_secs),
         commit_timeout: Duration::from_secs(config.ledger.commit_timeout_secs),
         lease_ttl: Duration::from_secs(config.cluster.lease_ttl_secs),
+        max_clock_ahead: Duration::from_secs(config.ledger.max_clock_ahead_secs),
         ..LedgerConfig::default()
     };
     Ledger::open(db, kek.as_ref(), cfg, clock, rng).await

@@ -94,6 +94,13 @@ impl Lease {
     /// Takes the lease if it is free or lapsed, or renews it if this
     /// replica holds it; `None` when another replica holds it.
     pub async fn acquire(&self) -> Result<Option<Held>, DbErr> {
+        // A clock so far ahead of the database server's that the ledger
+        // refuses its commits would also see every holder's lease lapsed,
+        // and hold what it takes that much longer: it takes and renews none.
+        if self.ledger.clock_too_far_ahead().await.is_some() {
+            note(&self.ledger, &self.holder, &self.name, None, false);
+            return Ok(None);
+        }
         let db = self.ledger.db();
         let b = db.backend();
         let now = self.ledger.now_us();

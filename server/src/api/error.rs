@@ -89,7 +89,7 @@ impl ApiError {
     pub fn unreachable(cause: &dyn std::fmt::Display) -> ApiError {
         let e = ApiError::failed(
             ErrorCode::LedgerUnavailable,
-            "the database cannot be reached right now; nothing was changed. Try again shortly.",
+            "the database cannot be reached right now; try again shortly.",
             cause,
         );
         ApiError { retry_after: Some(5), ..e }
@@ -162,8 +162,9 @@ impl From<LedgerError> for ApiError {
             LedgerError::Invalid(reason) => {
                 ApiError::new(ErrorCode::Conflict, format!("{reason}; nothing was changed"))
             }
-            // Not "nothing was changed": the commit may still land.
-            e @ LedgerError::TimedOut { .. } => {
+            // Their own words: a timed-out commit may still land; a clock
+            // ahead leaves other replicas recording.
+            e @ (LedgerError::TimedOut { .. } | LedgerError::ClockAhead { .. }) => {
                 let e = ApiError::failed(ErrorCode::LedgerUnavailable, e.to_string(), &e);
                 ApiError { retry_after: Some(5), ..e }
             }

@@ -119,6 +119,8 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         .details(serde_json::json!({ "method": method, "path": template, "query": query }));
     match s.events.record_own(event).await {
         Ok(_) => response,
-        Err(e) => super::ApiError::ledger(&e).into_response(),
+        // Saying why when it is the caller's to act on (a clock ahead: try
+        // another replica).
+        Err(e) => super::ApiError::from(e).into_response(),
     }
 }

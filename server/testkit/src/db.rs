@@ -142,7 +142,13 @@ pub const KEK: StaticKek = StaticKek([0x42; 32]);
 
 /// The tests' ledger configuration.
 pub fn config() -> LedgerConfig {
-    LedgerConfig { origin: "custos.test/ledger".into(), ..LedgerConfig::default() }
+    // Tests move manual clocks to any time: no limit on a clock ahead of
+    // the database server's (the test of that limit sets its own).
+    LedgerConfig {
+        origin: "custos.test/ledger".into(),
+        max_clock_ahead: std::time::Duration::ZERO,
+        ..LedgerConfig::default()
+    }
 }
 
 /// A ledger on `db` with the tests' KEK, the system clock and OS randomness.

@@ -163,6 +163,52 @@ both_backends! {
     }
 }
 
+/// On PostgreSQL, a server whose clock runs more than
+/// `ledger.max_clock_ahead_secs` ahead of the database server's records
+/// nothing (503 saying why; its commit times would hold every replica's
+/// back), leaves the rotation (`/readyz` 503), and records again once set
+/// right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_far_ahead_of_the_database_clock_refuses_to_record_and_is_unready() {
+    use custos_engine::clock::ManualClock;
+    use custos_engine::identity::apikey::Scope;
+    use reqwest::StatusCode;
+    use serde_json::{Value, json};
+    use std::sync::Arc;
+
+    use crate::events::key_client;
+    let real = || chrono::Utc::now().timestamp_micros();
+    let clock = Arc::new(ManualClock::new(real()));
+    let Some(app) = TestApp::spawn_on(Backend::Postgres, |c| c.ledger.max_clock_ahead_secs = 60, clock.clone()).await
+    else {
+        return;
+    };
+    let ingest = key_client(&app, &[Scope::Ingest]).await;
+    let event = || {
+        json!({"category": "data_access", "action": "clock.ahead", "outcome": "success",
+               "occurred_at": chrono::Utc::now().to_rfc3339(),
+               "actor": {"id": "u1", "kind": "user"}, "source": {"application": "clock-test"}})
+    };
+    let (status, body) = ingest.post_json("/api/audit/events", &event()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(app.get("/readyz").await.status(), 200);
+
+    clock.set_us(real() + 3_600_000_000);
+    let (status, body) = ingest.post_json("/api/audit/events", &event()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "ledger_unavailable");
+    assert!(body["message"].as_str().unwrap().contains("ahead of the database server's"), "{body}");
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 503);
+    let ready: Value = res.json().await.unwrap();
+    assert!(ready["reason"].as_str().unwrap().contains("ahead of the database server's"), "{ready}");
+
+    clock.set_us(real());
+    let (status, body) = ingest.post_json("/api/audit/events", &event()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(app.get("/readyz").await.status(), 200);
+}
+
 /// A database that does not commit (held by another writer) answers 503
 /// within the commit timeout instead of holding the request; the event
 /// retried with the same id is stored once. Below the disk watermark,

@@ -47,6 +47,9 @@ impl TestApp {
     ) -> Option<TestApp> {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(backend, dir.path()).await?;
+        // Manual clocks are set to any time: no limit on a clock ahead of
+        // the database server's.
+        config.ledger.max_clock_ahead_secs = 0;
         change(&mut config);
         let rng = std::sync::Arc::new(custos_engine::clock::OsRandom);
         let running = custos_server::start_with(&config, clock, rng).await.unwrap();

@@ -53,6 +53,19 @@ pub enum LedgerError {
         /// The timeout.
         secs: f64,
     },
+    /// This replica's clock runs ahead of the database server's by more
+    /// than `ledger.max_clock_ahead_secs`: its commit times would hold every
+    /// replica's back (times never go backwards), so it commits nothing.
+    #[error(
+        "this server's clock is {ahead_secs:.0} s ahead of the database server's (more than {limit_secs} s): it records \
+         nothing until one of them is set right (NTP); nothing was stored. Other replicas go on recording"
+    )]
+    ClockAhead {
+        /// How far ahead.
+        ahead_secs: f64,
+        /// The limit (`ledger.max_clock_ahead_secs`).
+        limit_secs: u64,
+    },
     /// Stored data is not in the shape the ledger wrote.
     #[error("ledger data is corrupt: {0}")]
     Corrupt(String),

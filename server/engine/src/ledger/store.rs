@@ -58,6 +58,13 @@ fn head_from_row(row: &QueryResult) -> Result<Head, LedgerError> {
 /// that commit's head row, but a subquery in the same statement still sees
 /// the snapshot taken before it (without the entry it added).
 pub async fn lock_head(conn: &impl ConnectionTrait) -> Result<Head, LedgerError> {
+    Ok(lock_head_and_clock(conn).await?.0)
+}
+
+/// [`lock_head`], and on PostgreSQL the database server's clock (µs) read
+/// in the same statement as the newest entry's time, after the lock was
+/// granted (no extra round trip).
+pub async fn lock_head_and_clock(conn: &impl ConnectionTrait) -> Result<(Head, Option<i64>), LedgerError> {
     let b = conn.get_database_backend();
     let row = conn
         .query_one_raw(stmt_for(
@@ -69,7 +76,24 @@ pub async fn lock_head(conn: &impl ConnectionTrait) -> Result<Head, LedgerError>
         .await?
         .ok_or_else(|| LedgerError::Corrupt("ledger_head row is missing".into()))?;
     let mut head = head_from_row(&row)?;
-    if head.seq > 0 {
+    let mut server_now = None;
+    if b == sea_orm::DbBackend::Postgres {
+        // Its own statement: a subquery of the UPDATE above would read the
+        // snapshot from before a commit it waited for.
+        let r = conn
+            .query_one_raw(stmt_for(
+                b,
+                "SELECT (SELECT recorded_at FROM ledger_entries WHERE seq = ?) AS recorded_at, \
+                 CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) AS server_now",
+                vec![seq_value(head.seq)],
+            ))
+            .await?
+            .ok_or_else(|| LedgerError::Corrupt("the head's time could not be read".into()))?;
+        if let Some(at) = r.try_get::<Option<i64>>("", "recorded_at")? {
+            head.recorded_at_us = at;
+        }
+        server_now = Some(r.try_get::<i64>("", "server_now")?);
+    } else if head.seq > 0 {
         let newest = conn
             .query_one_raw(stmt_for(
                 b,
@@ -81,7 +105,7 @@ pub async fn lock_head(conn: &impl ConnectionTrait) -> Result<Head, LedgerError>
             head.recorded_at_us = r.try_get("", "recorded_at")?;
         }
     }
-    Ok(head)
+    Ok((head, server_now))
 }
 
 /// The head with its newest entry's commit time.

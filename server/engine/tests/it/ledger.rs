@@ -397,3 +397,84 @@ both_backends! {
         b.shutdown(tb).await.unwrap();
     }
 }
+
+/// A replica whose clock runs ahead of the database server's by more than
+/// `max_clock_ahead` commits nothing: commit times never go backwards, so
+/// its times would hold every replica's back. Set right, it commits again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_far_ahead_of_the_database_server_clock_refuses_to_commit() {
+    use custos_engine::clock::ManualClock;
+    use std::time::Duration;
+    let Some(t) = TestDb::new(crate::support::Backend::Postgres).await else { return };
+    let real = || chrono::Utc::now().timestamp_micros();
+    let clock = Arc::new(ManualClock::new(real() + 3_600_000_000));
+    let cfg = custos_engine::ledger::LedgerConfig { max_clock_ahead: Duration::from_secs(60), ..config() };
+    let (ledger, tasks) =
+        Ledger::open(t.db.clone(), &StaticKek([0x42; 32]), cfg, clock.clone(), Arc::new(OsRandom)).await.unwrap();
+    let before = ledger.head().await.unwrap().seq;
+    let skew = ledger.database_clock_skew_us().await.unwrap().unwrap();
+    assert!(skew < -3_500_000_000, "the database server's clock is an hour behind this one: {skew}");
+    match ledger.append_one(event(1)).await {
+        Err(e @ LedgerError::ClockAhead { limit_secs: 60, .. }) => {
+            assert!(e.to_string().contains("ahead of the database server's"), "{e}")
+        }
+        other => panic!("an hour ahead, the append gave {other:?}"),
+    }
+    assert_eq!(ledger.head().await.unwrap().seq, before, "nothing was stored");
+    // Within the limit: committed, at this clock's time.
+    clock.set_us(real() + 30_000_000);
+    let r = ledger.append_one(event(2)).await.unwrap();
+    assert!(r.recorded_at_us <= real() + 31_000_000);
+    ledger.shutdown(tasks).await.unwrap();
+}
+
+/// An append whose caller gave up (commit timeout) while it was still
+/// queued is dropped unsealed: it never lands later. Only a batch already
+/// handed to the database when its caller gave up may still land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_abandoned_in_the_queue_are_dropped_unsealed() {
+    use std::time::Duration;
+    let Some(t) = TestDb::new(crate::support::Backend::Sqlite).await else { return };
+    let cfg = custos_engine::ledger::LedgerConfig { commit_timeout: Duration::from_secs(2), ..config() };
+    let (ledger, tasks) =
+        Ledger::open(t.db.clone(), &StaticKek([0x42; 32]), cfg, Arc::new(SystemClock), Arc::new(OsRandom))
+            .await
+            .unwrap();
+    let before = ledger.head().await.unwrap().seq;
+    // Another connection holds the write lock: the next commit waits for
+    // it (within the busy timeout, 5 s).
+    let locker = rusqlite::Connection::open(t.db.sqlite_file().unwrap()).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let append = |e: custos_engine::ledger::NewEntry| {
+        let l = ledger.clone();
+        tokio::spawn(async move { l.append_one(e).await })
+    };
+    let handed = event(1);
+    let handed_id = handed.event_id;
+    let first = append(handed);
+    // Ample time for the sequencer to hand it to the database, even on a
+    // loaded machine (the lock is released within the 5 s busy timeout:
+    // about 3 s from here).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let queued: Vec<_> = (2..=4).map(event).collect();
+    let queued_ids: HashSet<_> = queued.iter().map(|e| e.event_id).collect();
+    let waiting: Vec<_> = queued.into_iter().map(append).collect();
+    for w in waiting {
+        assert!(matches!(w.await.unwrap(), Err(LedgerError::TimedOut { .. })));
+    }
+    assert!(matches!(first.await.unwrap(), Err(LedgerError::TimedOut { .. })));
+    locker.execute_batch("COMMIT").unwrap();
+    drop(locker);
+    let last = event(5);
+    let last_id = last.event_id;
+    let after = ledger.append_one(last).await.unwrap();
+    let mut stored = HashSet::new();
+    for seq in before + 1..=after.seq {
+        stored.insert(ledger.entry(seq).await.unwrap().unwrap().header.event_id);
+    }
+    assert!(stored.is_disjoint(&queued_ids), "an append abandoned in the queue was committed");
+    assert!(stored.contains(&last_id));
+    stored.remove(&handed_id);
+    assert_eq!(stored.len(), 1, "only the batch handed to the database may land besides the last");
+    ledger.shutdown(tasks).await.unwrap();
+}

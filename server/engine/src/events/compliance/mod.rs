@@ -579,7 +579,7 @@ impl Events {
                 evidence(),
             ));
         }
-        let skew = self.database_clock_skew_us().await?;
+        let skew = ledger.database_clock_skew_us().await?;
         if let Some(skew) = skew.filter(|s| s.abs() > SECOND_US) {
             return Ok(check(
                 "clock",
@@ -610,27 +610,6 @@ impl Events {
             ),
             evidence(),
         ))
-    }
-
-    /// On PostgreSQL, how far (µs) the database server's clock is ahead of
-    /// this one's, taken halfway through the round trip; `None` on SQLite
-    /// (the same machine's clock).
-    async fn database_clock_skew_us(&self) -> Result<Option<i64>, EventsError> {
-        let conn = self.ledger().db().conn();
-        if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
-            return Ok(None);
-        }
-        let before = self.ledger().now_us();
-        let row = conn
-            .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) AS us",
-            ))
-            .await?;
-        let after = self.ledger().now_us();
-        let Some(row) = row else { return Ok(None) };
-        let db_us: i64 = row.try_get("", "us")?;
-        Ok(Some(db_us - (before + after) / 2))
     }
 
     /// Evidence reports made and sent on a schedule (NIST SP 800-53 AU-7):

@@ -342,6 +342,35 @@ pub(super) fn is_unique_violation(e: &LedgerError) -> bool {
     }
 }
 
+/// Whether this replica's clock (`now`) is so far ahead of the database
+/// server's that committing would hold every replica's commit times back;
+/// the refusal is said once when it starts and once when it ends.
+fn refuse_clock_ahead(cfg: &super::LedgerConfig, now: i64, server_now: i64) -> Result<(), LedgerError> {
+    let ahead = now - server_now;
+    let limit = cfg.max_clock_ahead;
+    let refused = !limit.is_zero() && ahead > i64::try_from(limit.as_micros()).unwrap_or(i64::MAX);
+    if CLOCK_AHEAD.swap(refused, std::sync::atomic::Ordering::Relaxed) != refused {
+        if refused {
+            tracing::error!(
+                ahead_ms = ahead / 1000,
+                limit_secs = limit.as_secs(),
+                "this replica's clock is ahead of the database server's by more than ledger.max_clock_ahead_secs; \
+                 it commits nothing until its clock is synchronised (NTP)"
+            );
+        } else {
+            tracing::info!("this replica's clock is back within ledger.max_clock_ahead_secs of the database server's");
+        }
+    }
+    if refused {
+        metrics::counter!("custos_ledger_clock_ahead_refusals_total").increment(1);
+        return Err(LedgerError::ClockAhead { ahead_secs: ahead as f64 / 1e6, limit_secs: limit.as_secs() });
+    }
+    Ok(())
+}
+
+/// Whether the last commit here was refused for a clock ahead.
+static CLOCK_AHEAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The commit through sea-orm (PostgreSQL).
 pub(super) async fn commit_orm(
     inner: &Inner,
@@ -350,7 +379,11 @@ pub(super) async fn commit_orm(
     trusted: &Head,
 ) -> Result<Sealed, TryCommitError> {
     let txn = inner.db.conn().begin().await?;
-    let head = store::lock_head(&txn).await?;
+    let (head, server_now) = store::lock_head_and_clock(&txn).await?;
+    let now = inner.clock.now_us();
+    if let Some(server_now) = server_now {
+        refuse_clock_ahead(&inner.cfg, now, server_now)?;
+    }
     if head.seq != trusted.seq || head.chain_hash != trusted.chain_hash {
         let mut check = ForeignCheck::new(trusted, &head)?;
         let mut next = trusted.seq + 1;
@@ -362,7 +395,7 @@ pub(super) async fn commit_orm(
         }
         check.finish(&head)?;
     }
-    let sealed = seal_batch(&inner.keys, inner.clock.now_us(), head, batch, known)?;
+    let sealed = seal_batch(&inner.keys, now, head, batch, known)?;
     if !sealed.entries.is_empty() {
         if let Err(e) = store::insert_entries(&txn, &sealed.entries).await {
             return Err(if is_unique_violation(&e) { TryCommitError::Duplicate } else { TryCommitError::Other(e) });

@@ -130,6 +130,11 @@ pub struct LedgerConfig {
     /// How often the head is read in case another replica's commit went
     /// unannounced (live tails hear them through LISTEN/NOTIFY).
     pub head_poll: Duration,
+    /// On PostgreSQL, how far this replica's clock may run ahead of the
+    /// database server's before it refuses to commit
+    /// ([`LedgerError::ClockAhead`]): commit times never go backwards, so a
+    /// clock ahead would hold every replica's back. Zero: no limit.
+    pub max_clock_ahead: Duration,
 }
 
 impl Default for LedgerConfig {
@@ -142,6 +147,7 @@ impl Default for LedgerConfig {
             commit_timeout: Duration::from_secs(10),
             lease_ttl: Duration::from_secs(15),
             head_poll: Duration::from_secs(5),
+            max_clock_ahead: Duration::from_secs(60),
         }
     }
 }
@@ -207,6 +213,49 @@ impl Ledger {
     /// renewing it (`LedgerConfig::lease_ttl`).
     pub fn lease_ttl_us(&self) -> i64 {
         i64::try_from(self.inner.cfg.lease_ttl.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// How far (µs) this replica's clock may run ahead of the database
+    /// server's before it refuses to commit (`LedgerConfig::max_clock_ahead`;
+    /// 0: no limit).
+    pub fn max_clock_ahead_us(&self) -> i64 {
+        i64::try_from(self.inner.cfg.max_clock_ahead.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// On PostgreSQL, how far (µs) the database server's clock is ahead of
+    /// this replica's, taken halfway through the round trip (negative: this
+    /// one is ahead); `None` on SQLite (the same machine's clock).
+    pub async fn database_clock_skew_us(&self) -> Result<Option<i64>, LedgerError> {
+        use sea_orm::ConnectionTrait as _;
+        let conn = self.inner.db.conn();
+        if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(None);
+        }
+        let before = self.now_us();
+        let row = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) AS us",
+            ))
+            .await?;
+        let after = self.now_us();
+        let Some(row) = row else { return Ok(None) };
+        let db_us: i64 = row.try_get("", "us")?;
+        Ok(Some(db_us - (before + after) / 2))
+    }
+
+    /// On PostgreSQL with a limit set: how many seconds this replica's
+    /// clock runs ahead of the database server's when that is more than
+    /// `LedgerConfig::max_clock_ahead` (its commits are refused, and it
+    /// takes no lease: its clock would make every holder's look lapsed).
+    /// `None` otherwise, or when the database cannot be asked.
+    pub async fn clock_too_far_ahead(&self) -> Option<i64> {
+        let limit = self.max_clock_ahead_us();
+        if limit == 0 {
+            return None;
+        }
+        let skew = self.database_clock_skew_us().await.ok().flatten()?;
+        (-skew > limit).then_some(-skew / crate::time::SECOND_US)
     }
 
     /// What this process's replicas last learnt of their leases.

@@ -79,7 +79,15 @@ pub(super) fn reply(batch: Vec<AppendRequest>, result: Result<Vec<Vec<Receipt>>,
             metrics::counter!("custos_ledger_commit_failures_total").increment(1);
             tracing::error!(error = %e, entries = n, "ledger batch commit failed; every caller in it gets an error");
             for req in batch {
-                let _ = req.reply.send(Err(LedgerError::CommitFailed));
+                // The error itself is not `Clone`; its callers learn the
+                // reason when it is theirs to act on.
+                let theirs = match &e {
+                    LedgerError::ClockAhead { ahead_secs, limit_secs } => {
+                        LedgerError::ClockAhead { ahead_secs: *ahead_secs, limit_secs: *limit_secs }
+                    }
+                    _ => LedgerError::CommitFailed,
+                };
+                let _ = req.reply.send(Err(theirs));
             }
         }
     }
@@ -143,8 +151,25 @@ pub(super) async fn run_pipelined_sequencer(
                     }
                     None => true,
                 };
+                // Callers who gave up while the batch before committed: their
+                // events are dropped unsealed (the rest is sealed afresh).
+                let taken = batch.len();
+                let batch: Vec<AppendRequest> = batch
+                    .into_iter()
+                    .filter(|r| {
+                        let gone = r.reply.is_closed();
+                        if gone {
+                            abandoned(r);
+                        }
+                        !gone
+                    })
+                    .collect();
+                if batch.is_empty() {
+                    continue;
+                }
+                let pruned = batch.len() != taken;
                 match sealed {
-                    Ok(sealed) if base_holds => in_flight = Some(submit(&conn, batch, sealed, base)),
+                    Ok(sealed) if base_holds && !pruned => in_flight = Some(submit(&conn, batch, sealed, base)),
                     _ => {
                         let (batch, result) = commit_batch(&inner, batch, &mut trusted, Some(&conn)).await;
                         reply(batch, result);
