@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DATA_DIR ?= ./data
 BIND ?= 127.0.0.1:3000
 
-.PHONY: help run demo test tools test-tools build site check-wasm replicas faults bench-ingest bench-api bench-dashboards bench-alerts bench-forward lint
+.PHONY: help run demo test tools test-tools build site check-wasm replicas faults bench-replicas bench-ingest bench-api bench-dashboards bench-alerts bench-forward lint
 
 help:
 	@echo "make run    build the release site and start Custos on http://$(BIND) (SQLite under $(DATA_DIR))"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench-dashboards   each dashboard query on DASH_EVENTS (10M) seeded events (see README)"
 	@echo "make bench-alerts   ingest with and without 50 alert rules; commit -> alert, -> webhook (see README)"
 	@echo "make bench-forward  SIEM forwarding: a backlog caught up over syslog/TLS and HEC; commit -> received (see README)"
+	@echo "make bench-replicas ingest with 1, 2 and 3 processes on one PostgreSQL, next to plain inserts (see README)"
 	@echo "make faults         the fault suite: kill -9, PostgreSQL restart and freeze, disk full, clock jumps, a tail across replicas, schemathesis (README: Faults)"
 	@echo "make replicas       three replicas on one throw-away PostgreSQL; REPLICA_RUNS (10) kill -9 failovers under load (see README)"
 
@@ -128,6 +129,13 @@ bench-forward: site
 REPLICA_RUNS ?= 10
 replicas: site test-tools
 	scripts/replicas.sh $(TARGET_DIR)/release/custos $(REPLICA_RUNS)
+
+# Ingest with 1, 2 and 3 processes on one throw-away PostgreSQL, next to
+# plain inserts in the same run; medians of REPLICA_BENCH_ROUNDS rounds.
+REPLICA_BENCH_EVENTS ?= 300000
+REPLICA_BENCH_ROUNDS ?= 3
+bench-replicas: site test-tools
+	python3 scripts/replicas-bench.py $(TARGET_DIR)/release/custos $(REPLICA_BENCH_EVENTS) $(REPLICA_BENCH_ROUNDS)
 
 # Every fault scenario (or FAULTS="pg-hung disk-full"); one line of figures each.
 FAULTS ?=

@@ -77,6 +77,10 @@ pub struct IngestArgs {
     /// Append to a database that already holds entries (several processes on one database).
     #[arg(long)]
     existing_ok: bool,
+    /// Start sending at this time (Unix milliseconds), once ready: several
+    /// processes on one database start together (scripts/replicas-bench.py).
+    #[arg(long)]
+    start_at_ms: Option<i64>,
     /// Skip the verification pass.
     #[arg(long)]
     no_verify: bool,
@@ -134,6 +138,7 @@ struct Results {
     batch: usize,
     database: String,
     ingest_events_per_sec: f64,
+    ingest_secs: f64,
     baseline_inserts_per_sec: Option<f64>,
     ingest_vs_baseline: Option<f64>,
     verify_events_per_sec: Option<f64>,
@@ -296,6 +301,13 @@ async fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode, String> {
     let streamed = args.stream.then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
     let total = args.events;
     let queue: Arc<Mutex<std::vec::IntoIter<NewEntry>>> = Arc::new(Mutex::new(events.into_iter()));
+    if let Some(at) = args.start_at_ms {
+        let wait = at - chrono::Utc::now().timestamp_millis();
+        if wait < 0 {
+            return Err(format!("--start-at-ms is {} ms past: the events took longer to prepare", -wait));
+        }
+        tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
+    }
     let started = Instant::now();
     let mut clients = Vec::new();
     for _ in 0..args.concurrency.max(1) {
@@ -363,6 +375,7 @@ async fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode, String> {
         batch: args.batch,
         database: db.kind().as_str().into(),
         ingest_events_per_sec: rate,
+        ingest_secs: elapsed.as_secs_f64(),
         baseline_inserts_per_sec: baseline_rate,
         ingest_vs_baseline: baseline_rate.map(|b| rate / b),
         verify_events_per_sec: verify_rate,
