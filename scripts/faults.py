@@ -14,7 +14,8 @@ suite exits non-zero, saying why, when anything it checks does not hold:
                  left hanging), both replicas accept again by themselves,
                  every acknowledged event is there, the chain verifies.
   pg-hung        PostgreSQL frozen (SIGSTOP) for 10 s: ingest is answered
-                 503 within the commit timeout, /readyz says unready; after
+                 503 within the commit timeout, a read within the read
+                 timeout, /readyz says unready; after
                  SIGCONT writing resumes; nothing acknowledged is lost.
   disk-full      SQLite on a 64 MiB tmpfs: below the watermark events get
                  503 and reads go on; then, the watermark off, the disk
@@ -69,6 +70,7 @@ COMMIT_TIMEOUT = 3  # ledger.commit_timeout_secs for these servers
 # latest; 3 s more for a noisy machine (a hung request would take 13 s, the
 # writers' own timeout).
 ANSWER_BOUND = COMMIT_TIMEOUT + 1 + 3
+READ_TIMEOUT = 3  # server.read_timeout_secs for these servers
 FAKETIME = [
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
     "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
@@ -133,6 +135,7 @@ class Env:
             "CUSTOS_ADMIN_PASSWORD": "faults " + secrets.token_urlsafe(18),
             "CUSTOS_BACKUP__INTERVAL_HOURS": "0",
             "CUSTOS_LEDGER__COMMIT_TIMEOUT_SECS": str(COMMIT_TIMEOUT),
+            "CUSTOS_SERVER__READ_TIMEOUT_SECS": str(READ_TIMEOUT),
         })
 
     def postgres(self):
@@ -433,7 +436,8 @@ def pg_hung(env):
     frozen_at = time.monotonic()
     time.sleep(1)
     ready, _, ready_s = http("GET", env.base(0) + "/readyz", timeout=COMMIT_TIMEOUT + 10)
-    time.sleep(9)
+    read, read_body, read_s = http("GET", env.base(0) + "/api/audit?limit=1", headers=auth, timeout=READ_TIMEOUT + 10)
+    time.sleep(7)
     with load.lock:
         during = dict(load.statuses)
     for pid in env.pg_pids():
@@ -453,6 +457,8 @@ def pg_hung(env):
     check(slowest <= ANSWER_BOUND, f"an ingest request took {slowest:.1f} s with the database frozen "
                                    f"(bound: commit timeout {COMMIT_TIMEOUT} s + 1 s, and slack)")
     check(ready == 503, f"/readyz answered {ready} with the database frozen")
+    check(read == 503 and read_s <= READ_TIMEOUT + 3,
+          f"a read answered {read} after {read_s:.1f} s with the database frozen (bound {READ_TIMEOUT} s): {read_body}")
     check(during.get(0, 0) == 0, f"{during.get(0)} requests were not answered within {load.timeout} s")
     check(during.get(503, 0) > 0, f"no request was answered 503 while frozen: {during}")
     check(not load.others, f"answers other than 2xx and 503: {load.others[:3]}")
@@ -461,7 +467,8 @@ def pg_hung(env):
     entries = env.verify()
     report("pg-hung", frozen_s=round(thawed - frozen_at, 1), commit_timeout_s=COMMIT_TIMEOUT,
            answers_while_frozen=dict(sorted(during.items())), slowest_answer_s=round(slowest, 2),
-           readyz_status=ready, readyz_s=round(ready_s, 2), resumed_s=round(first[0] - thawed, 2),
+           readyz_status=ready, readyz_s=round(ready_s, 2), read_status=read, read_s=round(read_s, 2),
+           resumed_s=round(first[0] - thawed, 2),
            acked=acked, missing=0, entries=entries, chain="intact")
 
 

@@ -408,6 +408,11 @@ pub struct ServerConfig {
     pub site_root: PathBuf,
     /// Seconds to wait for in-flight requests at shutdown.
     pub shutdown_timeout_secs: u64,
+    /// Seconds an API read (`GET`/`HEAD` under `/api/`) may take before
+    /// its answer starts: beyond, 503 (the database hung or slow), so that
+    /// reads never hang on it. Streamed bodies (live tails, exports,
+    /// downloads) count only until they start.
+    pub read_timeout_secs: u64,
     /// PEM certificate chain: with `tls_key_file`, serve HTTPS directly.
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of the certificate.
@@ -528,6 +533,7 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
             site_root: PathBuf::from("target/site"),
             shutdown_timeout_secs: 30,
+            read_timeout_secs: 30,
             tls_cert_file: None,
             tls_key_file: None,
             behind_tls_proxy: false,
@@ -642,6 +648,9 @@ impl Config {
         if !(10..=300).contains(&self.cluster.lease_ttl_secs) {
             // Holders renew every 3 s and a pass runs up to 5 s.
             return invalid("cluster.lease_ttl_secs", "must be between 10 and 300 seconds");
+        }
+        if !(1..=600).contains(&self.server.read_timeout_secs) {
+            return invalid("server.read_timeout_secs", "must be between 1 and 600 seconds");
         }
         if !(1..=600).contains(&self.ledger.commit_timeout_secs) {
             return invalid("ledger.commit_timeout_secs", "must be between 1 and 600 seconds");
@@ -913,6 +922,7 @@ mod tests {
         for (var, value, setting, why) in [
             ("CUSTOS_CLUSTER__LEASE_TTL_SECS", "5", "cluster.lease_ttl_secs", "between 10 and 300"),
             ("CUSTOS_LEDGER__COMMIT_TIMEOUT_SECS", "0", "ledger.commit_timeout_secs", "between 1 and 600"),
+            ("CUSTOS_SERVER__READ_TIMEOUT_SECS", "0", "server.read_timeout_secs", "between 1 and 600"),
             ("CUSTOS_LEDGER__MAX_CLOCK_AHEAD_SECS", "86401", "ledger.max_clock_ahead_secs", "at most 86400"),
         ] {
             Jail::expect_with(|jail| {

@@ -74,6 +74,9 @@ pub struct AppState {
     /// How long a write waits for its commit (`ledger.commit_timeout_secs`);
     /// an ingest request is answered 503 a second after it at the latest.
     pub commit_timeout: Duration,
+    /// How long an API read may take before its answer starts
+    /// (`server.read_timeout_secs`).
+    pub read_timeout: Duration,
     /// The disk watermark for new events (SQLite).
     pub disk: Arc<crate::disk::DiskGuard>,
     /// Background exports, their files and manifests.
@@ -126,6 +129,11 @@ pub fn wrap(
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::load_caller))
         .layer(sessions)
         .layer(tower_http::csrf::CsrfLayer::new())
+        // Outside every layer that may wait on the database (sessions, the
+        // caller's key or user, the self-audit), inside the request trace
+        // and the security headers: a request given up is logged and
+        // answered like any other.
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::security_headers))
         .layer(
             TraceLayer::new_for_http()
@@ -142,7 +150,6 @@ pub fn wrap(
                     );
                 }),
         )
-        .layer(middleware::from_fn_with_state(state.clone(), ingest_deadline))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
         .layer(middleware::map_request(sanitize_request_id));
@@ -251,29 +258,45 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     res
 }
 
-/// An ingest request is answered within the commit timeout and a second,
-/// whatever it waits on (an API key or session read, the commit itself):
-/// with the database down, hung or slow, applications get a 503 to retry,
-/// not a connection held open. Its work is dropped; a commit already handed
-/// to the database may still land (a retry with the same ids gets the
-/// stored receipts).
-async fn ingest_deadline(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if req.method() != axum::http::Method::POST || req.uri().path() != "/api/audit/events" {
-        return next.run(req).await;
-    }
-    let deadline = s.commit_timeout + Duration::from_secs(1);
-    match tokio::time::timeout(deadline, next.run(req)).await {
+/// Requests never hang on the database. An ingest request is answered
+/// within the commit timeout and a second, whatever it waits on (an API key
+/// or session read, the commit itself): applications get a 503 to retry,
+/// not a connection held open; its work is dropped, and a commit already
+/// handed to the database may still land (a retry with the same ids gets
+/// the stored receipts). An API read is answered 503 when its answer has
+/// not started within `server.read_timeout_secs`: nothing was sent (a
+/// streamed body, once started, is not bounded).
+async fn deadline(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path());
+    let ingest = method == axum::http::Method::POST && path == "/api/audit/events";
+    let read = matches!(method, axum::http::Method::GET | axum::http::Method::HEAD) && path.starts_with("/api/");
+    let bound = match (ingest, read) {
+        (true, _) => s.commit_timeout + Duration::from_secs(1),
+        (_, true) => s.read_timeout,
+        _ => return next.run(req).await,
+    };
+    match tokio::time::timeout(bound, next.run(req)).await {
         Ok(res) => res,
         Err(_) => {
-            metrics::counter!("custos_ingest_deadline_exceeded_total").increment(1);
-            let e = crate::api::ApiError::failed(
-                custos_model::ErrorCode::LedgerUnavailable,
+            let message = if ingest {
+                metrics::counter!("custos_ingest_deadline_exceeded_total").increment(1);
                 format!(
                     "the audit ledger did not answer within {} s (the database is down, hung or slow); the events \
                      may still be recorded: retry with the same ids",
-                    deadline.as_secs()
-                ),
-                &"ingest deadline exceeded",
+                    bound.as_secs()
+                )
+            } else {
+                metrics::counter!("custos_read_deadline_exceeded_total").increment(1);
+                format!(
+                    "the database did not answer within {} s (it is down, hung or slow); nothing was sent. Try again \
+                     shortly",
+                    bound.as_secs()
+                )
+            };
+            let e = crate::api::ApiError::failed(
+                custos_model::ErrorCode::LedgerUnavailable,
+                message,
+                &"request deadline exceeded",
             );
             crate::api::ApiError { retry_after: Some(5), ..e }.into_response()
         }

@@ -339,6 +339,7 @@ pub async fn start_with(
         verifications: Arc::default(),
         ingest_max_body: config.ingest.max_body_bytes,
         commit_timeout: Duration::from_secs(config.ledger.commit_timeout_secs),
+        read_timeout: Duration::from_secs(config.server.read_timeout_secs),
         disk: Arc::new(disk::DiskGuard::new(
             ledger.db().sqlite_file().map(|f| f.to_path_buf()),
             config.ingest.min_free_disk_mb,

@@ -209,6 +209,35 @@ async fn a_server_far_ahead_of_the_database_clock_refuses_to_record_and_is_unrea
     assert_eq!(app.get("/readyz").await.status(), 200);
 }
 
+/// A read the database does not answer (here: PostgreSQL with the ledger
+/// table locked by another transaction) is answered 503 once
+/// `server.read_timeout_secs` has passed, instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_the_database_does_not_answer_is_given_up_with_503() {
+    use custos_engine::identity::apikey::Scope;
+    use reqwest::StatusCode;
+    use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
+
+    use crate::events::key_client;
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |c| c.server.read_timeout_secs = 1).await else { return };
+    let reader = key_client(&app, &[Scope::Read]).await;
+    let (status, _) = reader.get("/api/audit?limit=1").await;
+    assert_eq!(status, StatusCode::OK);
+    let lock = app.running.ledger.db().conn().begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE ledger_entries IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    // Without the bound this request would wait for the lock: a liveness
+    // guard, not a measure.
+    let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(60), reader.get("/api/audit?limit=1"))
+        .await
+        .expect("the read was not given up");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "ledger_unavailable");
+    assert!(body["message"].as_str().unwrap().contains("did not answer within 1 s"), "{body}");
+    lock.rollback().await.unwrap();
+    let (status, _) = reader.get("/api/audit?limit=1").await;
+    assert_eq!(status, StatusCode::OK, "reads go on once the database answers");
+}
+
 /// A database that does not commit (held by another writer) answers 503
 /// within the commit timeout instead of holding the request; the event
 /// retried with the same id is stored once. Below the disk watermark,
