@@ -87,8 +87,8 @@ impl Default for ReportSettings {
     }
 }
 
-/// An S3-compatible object store (AWS S3, MinIO, Ceph, …) archives and
-/// backups are uploaded to. Off while `url` is empty.
+/// An S3-compatible object store (AWS S3, MinIO, Ceph, …) archives,
+/// backups and background exports are uploaded to. Off while `url` is empty.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ObjectStoreSettings {
@@ -115,6 +115,9 @@ pub struct ObjectStoreSettings {
     pub archives: bool,
     /// Upload backups (a backup fails when its upload does).
     pub backups: bool,
+    /// Upload finished background exports (kept 24 hours, never locked),
+    /// so that every replica serves their download.
+    pub exports: bool,
     /// Keep the local file after a confirmed upload.
     pub keep_local: bool,
 }
@@ -132,6 +135,7 @@ impl Default for ObjectStoreSettings {
             object_lock_days: 0,
             archives: true,
             backups: true,
+            exports: true,
             keep_local: false,
         }
     }
@@ -753,8 +757,8 @@ impl Config {
                 }
                 Ok(_) => {}
             }
-            if !o.archives && !o.backups {
-                return invalid("object_store.url", "is set but neither archives nor backups are uploaded");
+            if !o.archives && !o.backups && !o.exports {
+                return invalid("object_store.url", "is set but neither archives, backups nor exports are uploaded");
             }
         }
         let i = &self.ingest;

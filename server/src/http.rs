@@ -264,8 +264,9 @@ async fn record_metrics(req: Request, next: Next) -> Response {
 /// not a connection held open; its work is dropped, and a commit already
 /// handed to the database may still land (a retry with the same ids gets
 /// the stored receipts). An API read is answered 503 when its answer has
-/// not started within `server.read_timeout_secs`: nothing was sent (a
-/// streamed body, once started, is not bounded).
+/// not started within `server.read_timeout_secs`: no data was returned
+/// (a streamed body, once started, is not bounded), and `Retry-After` is
+/// the bound (the given-up query may still run).
 async fn deadline(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path());
     let ingest = method == axum::http::Method::POST && path == "/api/audit/events";
@@ -288,17 +289,16 @@ async fn deadline(State(s): State<AppState>, req: Request, next: Next) -> Respon
             } else {
                 metrics::counter!("custos_read_deadline_exceeded_total").increment(1);
                 format!(
-                    "the database did not answer within {} s (it is down, hung or slow); nothing was sent. Try again \
-                     shortly",
+                    "the answer did not start within {} s (the database or the object store is down, hung or \
+                     slow); no data was returned. Try again later",
                     bound.as_secs()
                 )
             };
-            let e = crate::api::ApiError::failed(
-                custos_model::ErrorCode::LedgerUnavailable,
-                message,
-                &"request deadline exceeded",
-            );
-            crate::api::ApiError { retry_after: Some(5), ..e }.into_response()
+            // A read given up may still run in the database for a while:
+            // a client that waits the bound before retrying does not pile
+            // new ones on it.
+            let retry_after = if ingest { 5 } else { bound.as_secs().max(5) };
+            crate::api::ApiError::retry_later(message, retry_after, &"request deadline exceeded").into_response()
         }
     }
 }

@@ -259,6 +259,8 @@ pub async fn start_with(
     // Checked by the configuration's validation; a client that cannot be
     // built stops start-up rather than keep archives only locally.
     let remote = config.object_store.remote().map_err(StartError::ObjectStore)?;
+    // Export and verification jobs, visible from every replica.
+    let jobs = custos_engine::jobs::JobStore::new(ledger.clone(), &replica);
     let retention = Arc::new(custos_engine::retention::Retention::new(
         events.clone(),
         policies.clone(),
@@ -336,7 +338,7 @@ pub async fn start_with(
         backups: backups.clone(),
         reports: reports.clone(),
         replica: replica.clone(),
-        verifications: Arc::default(),
+        verifications: Arc::new(custos_engine::events::verification::Verifications::new(Some(jobs.clone()))),
         ingest_max_body: config.ingest.max_body_bytes,
         commit_timeout: Duration::from_secs(config.ledger.commit_timeout_secs),
         read_timeout: Duration::from_secs(config.server.read_timeout_secs),
@@ -344,10 +346,13 @@ pub async fn start_with(
             ledger.db().sqlite_file().map(|f| f.to_path_buf()),
             config.ingest.min_free_disk_mb,
         )),
-        exports: Arc::new(custos_engine::events::export::ExportJobs::new(
-            config.data_dir.join("exports"),
-            Arc::new(custos_export::Formats::default()),
-        )),
+        exports: Arc::new(
+            custos_engine::events::export::ExportJobs::new(
+                config.data_dir.join("exports"),
+                Arc::new(custos_export::Formats::default()),
+            )
+            .shared(Some(jobs), remote.clone().filter(|_| config.object_store.exports)),
+        ),
     };
     let app = http::app(state.clone());
     let (stop, mut stopped) = watch::channel(false);

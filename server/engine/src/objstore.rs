@@ -12,7 +12,8 @@
 //! by reading the object's size back; an archive's entries are removed
 //! from the ledger only after that.
 //!
-//! Keys: `<prefix>/archives/<name>` and `<prefix>/backups/<name>`.
+//! Keys: `<prefix>/archives/<name>`, `<prefix>/backups/<name>` and
+//! `<prefix>/exports/<name>` (background exports, for 24 hours, unlocked).
 
 use std::path::Path;
 use std::time::Duration;
@@ -35,6 +36,9 @@ pub enum Kind {
     Archives,
     /// Encrypted backups.
     Backups,
+    /// Finished background exports, so that every replica can serve them
+    /// (deleted after 24 hours, never locked).
+    Exports,
 }
 
 impl Kind {
@@ -42,6 +46,7 @@ impl Kind {
         match self {
             Kind::Archives => "archives",
             Kind::Backups => "backups",
+            Kind::Exports => "exports",
         }
     }
 }
@@ -332,7 +337,7 @@ impl Remote {
         let key = self.key(kind, name);
         let len = tokio::fs::metadata(path).await.map_err(|e| format!("{}: {e}", path.display()))?.len();
         let mut headers = HeaderMap::new();
-        if let Some((mode, days)) = self.settings.lock {
+        if let Some((mode, days)) = self.settings.lock.filter(|_| kind != Kind::Exports) {
             let until = now_us / 1_000_000 + i64::from(days) * 86_400;
             let until = chrono::DateTime::from_timestamp(until, 0).ok_or("the lock's date is out of range")?;
             // S3 takes a locked upload only with a checksum it can check:

@@ -83,16 +83,27 @@ impl ApiError {
         ApiError::failed(ErrorCode::InternalError, message, cause)
     }
 
+    /// 503 `ledger_unavailable` saying `message`, with `Retry-After`
+    /// (seconds); the cause is logged under the operation id.
+    pub fn retry_later(message: impl Into<String>, retry_after: u64, cause: &dyn std::fmt::Display) -> ApiError {
+        let e = ApiError::failed(ErrorCode::LedgerUnavailable, message, cause);
+        ApiError { retry_after: Some(retry_after.max(1)), ..e }
+    }
+
     /// 503 with `Retry-After`: the database cannot be reached right now
     /// (down, restarting, every connection in use). The same request will
     /// work once it is back.
     pub fn unreachable(cause: &dyn std::fmt::Display) -> ApiError {
-        let e = ApiError::failed(
-            ErrorCode::LedgerUnavailable,
-            "the database cannot be reached right now; try again shortly.",
-            cause,
-        );
-        ApiError { retry_after: Some(5), ..e }
+        ApiError::retry_later("the database cannot be reached right now; try again shortly.", 5, cause)
+    }
+
+    /// 503 when the database could not be reached, else 500 with `message`.
+    pub fn database(message: impl Into<String>, cause: &sea_orm::DbErr) -> ApiError {
+        if custos_engine::storage::is_unreachable(cause) {
+            ApiError::unreachable(cause)
+        } else {
+            ApiError::internal(message, cause)
+        }
     }
 
     /// 503 when the identity service could not reach the database, else
@@ -103,12 +114,11 @@ impl ApiError {
 
     /// 503: the ledger could not do it; nothing was committed.
     pub fn ledger(cause: &dyn std::fmt::Display) -> ApiError {
-        let e = ApiError::failed(
-            ErrorCode::LedgerUnavailable,
+        ApiError::retry_later(
             "the audit ledger cannot record right now; nothing was changed. Try again later.",
+            5,
             cause,
-        );
-        ApiError { retry_after: Some(5), ..e }
+        )
     }
 
     /// With these field problems.
@@ -165,8 +175,7 @@ impl From<LedgerError> for ApiError {
             // Their own words: a timed-out commit may still land; a clock
             // ahead leaves other replicas recording.
             e @ (LedgerError::TimedOut { .. } | LedgerError::ClockAhead { .. }) => {
-                let e = ApiError::failed(ErrorCode::LedgerUnavailable, e.to_string(), &e);
-                ApiError { retry_after: Some(5), ..e }
+                ApiError::retry_later(e.to_string(), 5, &e)
             }
             e => ApiError::ledger(&e),
         }

@@ -6,10 +6,12 @@
 //!   to a file under `<data_dir>/exports`; `GET /api/audit/exports/{id}`
 //!   reports its progress and `…/file` downloads it (the UI's way: a
 //!   progress bar, then the download). Files are deleted after 24 hours.
+//!   Any replica answers the polls (the job's row) and, with an object
+//!   store for exports, serves the download.
 //!
 //! Either way the export is bounded by a checkpoint signed at its start, and
 //! when it ends its manifest (SHA-256, rows, seq range, filters, checkpoint)
-//! is signed with the ledger's key, kept as `<id>.manifest` and recorded in
+//! is signed with the ledger's key, kept in the database and recorded in
 //! the ledger (`audit.export.completed`, or `audit.export.failed`).
 //! `GET /api/audit/exports/{id}/manifest` returns it.
 
@@ -169,7 +171,7 @@ pub async fn start(
 ) -> Result<(StatusCode, axum::Json<ExportJob>), ApiError> {
     let slot = s.busy.start(crate::limits::Work::Export, &ctx.principal())?;
     let prepared = prepare(&s, &ctx, raw.as_deref()).await?;
-    let job = s.exports.start(s.events.clone(), prepared, ctx.requester(Channel::Api), slot);
+    let job = s.exports.start(s.events.clone(), prepared, ctx.requester(Channel::Api), slot).await;
     Ok((StatusCode::ACCEPTED, axum::Json(job)))
 }
 
@@ -183,6 +185,10 @@ impl From<FileError> for ApiError {
             FileError::NotFound => ErrorCode::NotFound,
             FileError::NotReady => ErrorCode::NotReady,
             FileError::Gone => ErrorCode::Gone,
+            FileError::Elsewhere(_) => ErrorCode::Conflict,
+            FileError::Unavailable(_) => {
+                return ApiError::retry_later(e.to_string(), 5, &e);
+            }
         };
         ApiError::new(code, e.to_string())
     }
@@ -203,7 +209,8 @@ pub async fn status(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ExportJob>, ApiError> {
-    let job = s.exports.status(&ctx.principal(), export_id(&id)?);
+    let job = s.exports.status(&ctx.principal(), export_id(&id)?).await;
+    let job = job.map_err(|e| ApiError::database("cannot read the export's job", &e))?;
     job.map(axum::Json).ok_or_else(|| ApiError::not_found("no such export of yours"))
 }
 
@@ -214,13 +221,15 @@ pub async fn status(
     responses(
         (status = 200, description = "The file"),
         (status = 404, description = "No such export of yours, or not finished", body = ErrorBody),
+        (status = 409, description = "Written by another replica and not in a store this one reads (configure object_store.exports)", body = ErrorBody),
         (status = 410, description = "Deleted (older than 24 hours)", body = ErrorBody),
+        (status = 503, description = "The database or the object store did not answer", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
 pub async fn file(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let (path, name, content_type) = s.exports.file(&ctx.principal(), export_id(&id)?)?;
-    file_response(&path, &name, content_type).await.ok_or_else(|| ApiError::from(FileError::Gone))
+    let (source, name, content_type) = s.exports.file(&ctx.principal(), export_id(&id)?).await?;
+    source_response(source, &name, content_type).await.ok_or_else(|| ApiError::from(FileError::Gone))
 }
 
 /// A download of an archive or a backup: the local file, or passed through
@@ -297,6 +306,7 @@ pub async fn manifest(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String
         .exports
         .manifest(&ctx.principal(), id)
         .await
+        .map_err(|e| ApiError::database("cannot read the export's manifest", &e))?
         .ok_or_else(|| ApiError::not_found("no finished export of yours with this id"))?;
     Ok((
         [

@@ -1,9 +1,10 @@
 //! Online verification as jobs: `POST /api/audit/verify` starts one (or
 //! waits for it with `"wait": true`), `GET /api/audit/verify/{job}` shows
 //! its progress and, when done, its report. The jobs are the engine's
-//! ([`custos_engine::events::verification`]): they live in this process's
-//! memory (the 50 most recent finished ones are kept) and each
-//! verification is recorded in the ledger (`audit.verify`) when it ends.
+//! ([`custos_engine::events::verification`]): each is a row in the
+//! database too, so any replica answers its status (kept 30 days), and
+//! each verification is recorded in the ledger (`audit.verify`) when it
+//! ends.
 
 use custos_model::Channel;
 use std::sync::atomic::Ordering;
@@ -105,7 +106,7 @@ pub async fn start(
     // verification that "could not run" (which the compliance page counts).
     s.events.check_verify_scope(scope).await?;
     let slot = s.busy.start(crate::limits::Work::Verify, &ctx.principal())?;
-    let (job, task) = s.verifications.start(s.events.clone(), scope, ctx.requester(Channel::Api), slot);
+    let (job, task) = s.verifications.start(s.events.clone(), scope, ctx.requester(Channel::Api), slot).await;
     let status = if req.wait {
         let _ = task.await;
         StatusCode::OK
@@ -121,7 +122,7 @@ pub async fn start(
     params(("job" = String, Path, description = "Job id from POST /api/audit/verify")),
     responses(
         (status = 200, description = "The job", body = JobView),
-        (status = 404, description = "No such job (jobs live in one process's memory)", body = ErrorBody),
+        (status = 404, description = "No such job (on any replica)", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
@@ -129,8 +130,8 @@ pub async fn status(State(s): State<AppState>, Path(job): Path<String>) -> Resul
     let Ok(id) = Uuid::parse_str(&job) else {
         return Err(ApiError::field("job", "must be a job id (UUID)"));
     };
-    let found = s.verifications.get(id);
+    let found = s.verifications.get(id).await.map_err(|e| ApiError::database("cannot read the job", &e))?;
     found
         .map(|j| axum::Json(JobView::of(&j)))
-        .ok_or_else(|| ApiError::not_found(format!("no verification job `{job}` on this server")))
+        .ok_or_else(|| ApiError::not_found(format!("no verification job `{job}`")))
 }

@@ -10,6 +10,8 @@
 //!   fixed KEK, and `both_backends!`;
 //! - [`fuzz`]: the fuzz targets' bodies (run by `cargo test` on generated
 //!   inputs, and by `cargo fuzz` in `fuzz/`);
+//! - [`smtp`], [`s3`]: real servers tests talk to (an SMTP sink, moto's
+//!   S3 API);
 //! - [`Rng`]: the one seeded generator (fastrand's).
 
 pub mod db;
@@ -17,6 +19,7 @@ pub mod demo;
 pub mod events;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod s3;
 pub mod smtp;
 
 pub use fastrand::Rng;

@@ -485,6 +485,18 @@ async fn manifests_are_their_owners_and_export_files_are_private() {
     }
     assert_eq!(fetched, StatusCode::OK, "the owner reads the manifest");
     assert_eq!(other.req(reqwest::Method::GET, &path).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    // A background export's file, under the exports directory.
+    let (status, job) = owner.post_json("/api/audit/exports?format=csv", &json!(null)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let status_path = format!("/api/audit/exports/{}", job["id"].as_str().unwrap());
+    for _ in 0..200 {
+        if owner.get(&status_path).await.1["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(owner.get(&status_path).await.1["state"], "done");
+    assert_eq!(other.get(&status_path).await.0, StatusCode::NOT_FOUND, "another user does not see it");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;

@@ -1199,6 +1199,7 @@ both_backends! {
             base: format!("http://{}", running.addr),
             client: reqwest::Client::new(),
             running,
+            config,
             _dir: dir,
         };
         let officer = user_client(&app, "officer", &["compliance_officer"]).await;

@@ -73,7 +73,7 @@ both_backends! {
         let res = app.get("/readyz").await;
         assert_eq!(res.status(), 503);
         let body: Value = res.json().await.unwrap();
-        assert_eq!(body["reason"], "15 migration(s) pending");
+        assert_eq!(body["reason"], "16 migration(s) pending");
         app.running.shutdown().await.unwrap();
     }
 }
@@ -232,7 +232,7 @@ async fn a_read_the_database_does_not_answer_is_given_up_with_503() {
         .expect("the read was not given up");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["code"], "ledger_unavailable");
-    assert!(body["message"].as_str().unwrap().contains("did not answer within 1 s"), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("did not start within 1 s"), "{body}");
     lock.rollback().await.unwrap();
     let (status, _) = reader.get("/api/audit?limit=1").await;
     assert_eq!(status, StatusCode::OK, "reads go on once the database answers");

@@ -7,6 +7,7 @@ mod boundary;
 mod crash;
 mod events;
 mod health;
+mod replicas;
 mod reports;
 mod support;
 mod tls;

@@ -26,6 +26,7 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub running: custos_server::Running,
+    pub config: Config,
     pub _dir: tempfile::TempDir,
 }
 
@@ -51,14 +52,34 @@ impl TestApp {
         // the database server's.
         config.ledger.max_clock_ahead_secs = 0;
         change(&mut config);
+        Some(Self::start(config, clock, dir).await)
+    }
+
+    async fn start(
+        config: Config,
+        clock: std::sync::Arc<dyn custos_engine::clock::Clock>,
+        dir: tempfile::TempDir,
+    ) -> TestApp {
         let rng = std::sync::Arc::new(custos_engine::clock::OsRandom);
         let running = custos_server::start_with(&config, clock, rng).await.unwrap();
-        Some(TestApp {
+        TestApp {
             base: format!("http://{}", running.addr),
             client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             running,
+            config,
             _dir: dir,
-        })
+        }
+    }
+
+    /// Another replica of this server: the same database and KEK, its own
+    /// data directory and port, with some settings changed.
+    pub async fn replica(&self, change: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = self.config.clone();
+        config.data_dir = dir.path().to_path_buf();
+        std::fs::copy(self.config.kek_file(), config.kek_file()).unwrap();
+        change(&mut config);
+        Self::start(config, std::sync::Arc::new(custos_engine::clock::SystemClock), dir).await
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -16,7 +16,7 @@ use super::model::Outcome;
 use super::own::Requester;
 use super::own::{OwnAction, OwnEvent};
 use super::{Events, EventsError};
-use crate::jobs::{Job, JobKind, Registry};
+use crate::jobs::{Job, JobKind, JobStore, Registry, Snapshot};
 use crate::ledger::LedgerError;
 use crate::ledger::verify::{Progress, VerifyReport, VerifyScope};
 
@@ -94,7 +94,19 @@ pub struct VerifyProgress {
     pub total: AtomicU64,
 }
 
+impl Snapshot for VerifyProgress {
+    fn save(&self) -> serde_json::Value {
+        json!({ "checked": self.checked.load(Ordering::Relaxed), "total": self.total.load(Ordering::Relaxed) })
+    }
+
+    fn load(saved: &serde_json::Value) -> VerifyProgress {
+        let n = |k: &str| saved.get(k).and_then(serde_json::Value::as_u64).unwrap_or_default();
+        VerifyProgress { checked: AtomicU64::new(n("checked")), total: AtomicU64::new(n("total")) }
+    }
+}
+
 impl JobKind for Verification {
+    const KIND: &'static str = "verification";
     type Info = VerifyScope;
     type Progress = VerifyProgress;
     type Output = VerifyReport;
@@ -108,15 +120,21 @@ pub struct Verifications {
 
 impl Default for Verifications {
     fn default() -> Verifications {
-        Verifications { jobs: Registry::with_owner_bound(KEPT, 10) }
+        Verifications::new(None)
     }
 }
 
 impl Verifications {
+    /// Verifications kept in this process and, with `store`, shared with
+    /// the other replicas.
+    pub fn new(store: Option<JobStore>) -> Verifications {
+        Verifications { jobs: Registry::with_owner_bound(KEPT, 10).shared(store) }
+    }
+
     /// Starts verifying `scope` for `who`; `hold` (a slot of the caller's
     /// bounds) is kept until the verification ends. The handle resolves
     /// when it has ended and been recorded.
-    pub fn start(
+    pub async fn start(
         &self,
         events: Arc<Events>,
         scope: VerifyScope,
@@ -124,20 +142,22 @@ impl Verifications {
         hold: impl Send + 'static,
     ) -> (Arc<Job<Verification>>, tokio::task::JoinHandle<()>) {
         let owner = who.owner.clone();
-        self.jobs.spawn(None, &owner, scope, hold, move |job| async move {
-            let progress = job.progress.clone();
-            let result = events
-                .verify_and_record(scope, &who, Some(job.id), move |p: Progress| {
-                    progress.checked.store(p.checked, Ordering::Relaxed);
-                    progress.total.store(p.total, Ordering::Relaxed);
-                })
-                .await;
-            if let Ok(r) = &result {
-                job.progress.checked.store(r.entries_checked, Ordering::Relaxed);
-                job.progress.total.fetch_max(r.entries_checked, Ordering::Relaxed);
-            }
-            result.map_err(|e| e.to_string())
-        })
+        self.jobs
+            .spawn(None, &owner, scope, hold, move |job| async move {
+                let progress = job.progress.clone();
+                let result = events
+                    .verify_and_record(scope, &who, Some(job.id), move |p: Progress| {
+                        progress.checked.store(p.checked, Ordering::Relaxed);
+                        progress.total.store(p.total, Ordering::Relaxed);
+                    })
+                    .await;
+                if let Ok(r) = &result {
+                    job.progress.checked.store(r.entries_checked, Ordering::Relaxed);
+                    job.progress.total.fetch_max(r.entries_checked, Ordering::Relaxed);
+                }
+                result.map_err(|e| e.to_string())
+            })
+            .await
     }
 
     /// Waits up to `timeout` for the running verifications to end.
@@ -145,8 +165,9 @@ impl Verifications {
         self.jobs.wait_idle(timeout).await
     }
 
-    /// A verification job (any caller allowed to verify may follow one).
-    pub fn get(&self, id: Uuid) -> Option<Arc<Job<Verification>>> {
-        self.jobs.get(id)
+    /// A verification job (any caller allowed to verify may follow one),
+    /// wherever it runs.
+    pub async fn get(&self, id: Uuid) -> Result<Option<Arc<Job<Verification>>>, sea_orm::DbErr> {
+        self.jobs.get(id).await
     }
 }

@@ -130,8 +130,8 @@ both_backends! {
             return; // PostgreSQL is backed up by its own tools (above).
         }
         let Some(t) = TestDb::new(backend).await else { return };
-        let s3 = crate::support::S3Server::start().await;
-        s3.bucket("custos-backups", false).await;
+        let s3 = crate::support::S3Server::start();
+        s3.bucket("custos-backups", false);
         let clock = Arc::new(ManualClock::new(T0));
         let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
         let events = Arc::new(Events::open(ledger.clone(), Default::default()).await.unwrap());
@@ -199,8 +199,8 @@ both_backends! {
 #[tokio::test]
 async fn a_file_over_64_mib_is_uploaded_in_parts_and_comes_back_whole() {
     use custos_engine::objstore::{Kind, LockMode, Remote};
-    let s3 = crate::support::S3Server::start().await;
-    s3.bucket("custos-parts", true).await;
+    let s3 = crate::support::S3Server::start();
+    s3.bucket("custos-parts", true);
     let dir = tempfile::tempdir().unwrap();
     // 70 MiB of varied bytes: five parts of 16 MiB and a last one.
     let path = dir.path().join("big.cbk");

@@ -9,6 +9,7 @@ mod backup;
 mod dashboards;
 mod forward;
 mod identity;
+mod jobs;
 mod keys;
 mod known_answer;
 mod ledger;

@@ -343,8 +343,8 @@ both_backends! {
     async fn archives_go_to_the_object_store_under_object_lock_before_anything_is_removed(backend: Backend) {
         use custos_engine::objstore::{LockMode, Remote};
         let Some(t) = TestDb::new(backend).await else { return };
-        let s3 = crate::support::S3Server::start().await;
-        s3.bucket("custos-archive", true).await;
+        let s3 = crate::support::S3Server::start();
+        s3.bucket("custos-archive", true);
         let archives = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(T0));
         let (ledger, tasks) = Ledger::open(t.db.clone(), &KEK, config(), clock.clone(), Arc::new(OsRandom)).await.unwrap();
@@ -498,8 +498,8 @@ both_backends! {
         let doc = json!({"rules": [{"id": "tools", "category": "tool", "days": 90, "floor_override": "no personal data"}]});
         store.propose(&ada, &ada_may, "retention", NewProposal { content: Some(doc), restores: None, based_on: 0, reason: "r".into() }).await.unwrap();
         // Archives to an object store: the compaction's too, before it deletes anything.
-        let s3 = crate::support::S3Server::start().await;
-        s3.bucket("custos-compaction", false).await;
+        let s3 = crate::support::S3Server::start();
+        s3.bucket("custos-compaction", false);
         let remote = Arc::new(custos_engine::objstore::Remote::new(s3.settings("s3://custos-compaction", None)).unwrap());
         let retention = Retention::new(events.clone(), store.clone(), "replica-a", Settings { archive_dir: archives.path().to_path_buf(), run_at_minute: None, remote: Some(remote), cold_copies: None });
         let run = retention.run_now(&ada, "manual").await.unwrap();

@@ -4,10 +4,17 @@
 //! its progress is polled; only the user who started it sees it, and its
 //! file is deleted after 24 hours. Every export, background or streamed,
 //! ends in [`ExportJobs::complete`]: the manifest is signed with the
-//! ledger's key, kept as `<id>.manifest`, and the export is recorded in the
-//! ledger (`audit.export.completed` with the manifest, or
-//! `audit.export.failed`). If that record cannot be committed the file is
-//! discarded: an export the ledger does not know of is not handed out.
+//! ledger's key, kept (in the export's row of `jobs`, or `<id>.manifest`
+//! without a shared store), and the export is recorded in the ledger
+//! (`audit.export.completed` with the manifest, or `audit.export.failed`).
+//! If that record cannot be committed the file is discarded: an export the
+//! ledger does not know of is not handed out.
+//!
+//! Several replicas: a background export's progress and outcome are in
+//! its job's row, so any replica answers a poll; its file is uploaded to
+//! the object store (`<prefix>/exports/`) when one is configured for
+//! exports, so any replica serves the download (else only the replica
+//! that wrote it, or all of them if the exports directory is shared).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +28,8 @@ use crate::events::Events;
 use crate::events::model::{ExportJob, ExportManifest, Outcome};
 use crate::events::own::Requester;
 use crate::events::own::{OwnAction, OwnEvent};
-use crate::jobs::{Job, JobKind, Registry};
+use crate::jobs::{Job, JobKind, JobStore, Place, Registry, Snapshot};
+use crate::objstore::{Kind, Remote, Source};
 
 /// Files of finished exports are deleted after this long.
 const FILE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -33,9 +41,31 @@ const KEPT_PER_OWNER: usize = 20;
 struct Export;
 
 impl JobKind for Export {
+    const KIND: &'static str = "export";
     type Info = (ExportFormat, Option<u64>);
     type Progress = ExportProgress;
     type Output = (String, ExportManifest);
+}
+
+/// Streamed exports' rows (their manifests only).
+const STREAMED: &str = "export-streamed";
+
+impl Snapshot for ExportProgress {
+    fn save(&self) -> serde_json::Value {
+        serde_json::json!({ "rows": self.rows.load(Ordering::Relaxed), "bytes": self.bytes.load(Ordering::Relaxed) })
+    }
+
+    fn load(saved: &serde_json::Value) -> ExportProgress {
+        let n = |k: &str| saved.get(k).and_then(serde_json::Value::as_u64).unwrap_or_default();
+        let p = ExportProgress::default();
+        p.rows.store(n("rows"), Ordering::Relaxed);
+        p.bytes.store(n("bytes"), Ordering::Relaxed);
+        p
+    }
+
+    fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Why a background export's file cannot be handed out.
@@ -50,6 +80,14 @@ pub enum FileError {
     /// Deleted after 24 hours.
     #[error("the file was deleted (exports are kept 24 hours)")]
     Gone,
+    /// Written by another replica, and not in a store this one reads.
+    #[error(
+        "the file is kept by replica {0} only: configure an object store for exports (object_store.exports) or share the exports directory so that every replica serves it"
+    )]
+    Elsewhere(String),
+    /// The object store or the database did not answer.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The exports of this process.
@@ -57,6 +95,8 @@ pub struct ExportJobs {
     dir: PathBuf,
     jobs: Registry<Export>,
     formats: Arc<dyn super::ExportFormats>,
+    /// Where finished files are uploaded for the other replicas.
+    remote: Option<Arc<Remote>>,
 }
 
 impl std::fmt::Debug for ExportJobs {
@@ -69,7 +109,19 @@ impl ExportJobs {
     /// Exports under `dir` (created when first needed), written in the
     /// formats `formats` makes.
     pub fn new(dir: PathBuf, formats: Arc<dyn super::ExportFormats>) -> ExportJobs {
-        ExportJobs { dir, jobs: Registry::with_owner_bound(KEPT, KEPT_PER_OWNER), formats }
+        ExportJobs { dir, jobs: Registry::with_owner_bound(KEPT, KEPT_PER_OWNER), formats, remote: None }
+    }
+
+    /// The same, with jobs and manifests kept in `store` for every replica
+    /// and finished files uploaded to `remote`.
+    pub fn shared(mut self, store: Option<JobStore>, remote: Option<Arc<Remote>>) -> ExportJobs {
+        self.jobs = self.jobs.shared(store);
+        self.remote = remote;
+        self
+    }
+
+    fn store(&self) -> Option<&JobStore> {
+        self.jobs.store()
     }
 
     /// The formats exports are written in.
@@ -89,6 +141,26 @@ impl ExportJobs {
 
     fn file_path(&self, id: Uuid, format: ExportFormat) -> PathBuf {
         self.dir.join(format!("{id}.{}", format.ext()))
+    }
+
+    /// Deletes the store's copies of files older than the TTL (a few at a
+    /// time; every replica may, deleting twice is harmless).
+    async fn sweep_remote(&self) {
+        let (Some(store), Some(remote)) = (self.store(), &self.remote) else { return };
+        let before = store_now(store) - FILE_TTL.as_micros() as i64;
+        let old = match store.files_ended_before(<Export as JobKind>::KIND, before, 20).await {
+            Ok(old) => old,
+            Err(e) => return tracing::debug!(error = %e, "cannot list old export files"),
+        };
+        for (id, uri) in old {
+            let name = uri.rsplit('/').next().unwrap_or_default().to_owned();
+            match remote.delete(&name, &uri).await {
+                Ok(()) => {
+                    let _ = store.set_file(id, None).await;
+                }
+                Err(e) => tracing::warn!(error = %e, export = %id, "cannot delete an old export from the object store"),
+            }
+        }
     }
 
     /// Deletes export files older than the TTL (manifests stay).
@@ -114,7 +186,7 @@ impl ExportJobs {
 
     /// Starts a background export; returns its first status.
     /// `hold` (a slot of the caller's bounds) is kept until the export ends.
-    pub fn start(
+    pub async fn start(
         self: &Arc<Self>,
         events: Arc<Events>,
         prepared: PreparedExport,
@@ -122,34 +194,58 @@ impl ExportJobs {
         hold: impl Send + 'static,
     ) -> ExportJob {
         self.sweep();
+        let sweeper = self.clone();
+        tokio::spawn(async move { sweeper.sweep_remote().await });
         let (id, format, name) = (prepared.spec().id, prepared.spec().format, prepared.file_name());
         let jobs = self.clone();
         let owner = who.owner.clone();
-        let (job, _) = self.jobs.spawn(Some(id), &owner, (format, prepared.total()), hold, move |job| async move {
-            let path = jobs.file_path(id, format);
-            let part = path.with_extension("part");
-            let dir = jobs.dir.clone();
-            let progress = job.progress.clone();
-            let formats = jobs.formats.clone();
-            let run = tokio::task::spawn_blocking(move || -> Result<ExportManifest, String> {
-                crate::storage::make_private_dir(&dir)
-                    .map_err(|e| format!("cannot create the exports directory: {e}"))?;
-                let mut file =
-                    crate::storage::create_private_file(&part).map_err(|e| format!("cannot create the file: {e}"))?;
-                let m = prepared.run(&*formats, &mut file, &progress).map_err(|e| e.to_string())?;
-                file.sync_all().map_err(|e| format!("cannot write the file: {e}"))?;
-                std::fs::rename(&part, &path).map_err(|e| format!("cannot write the file: {e}"))?;
-                Ok(m)
+        let (job, _) = self
+            .jobs
+            .spawn(Some(id), &owner, (format, prepared.total()), hold, move |job| async move {
+                let path = jobs.file_path(id, format);
+                let part = path.with_extension("part");
+                let dir = jobs.dir.clone();
+                let progress = job.progress.clone();
+                let formats = jobs.formats.clone();
+                let run = tokio::task::spawn_blocking(move || -> Result<ExportManifest, String> {
+                    crate::storage::make_private_dir(&dir)
+                        .map_err(|e| format!("cannot create the exports directory: {e}"))?;
+                    let mut file = crate::storage::create_private_file(&part)
+                        .map_err(|e| format!("cannot create the file: {e}"))?;
+                    let m = prepared.run(&*formats, &mut file, &progress).map_err(|e| e.to_string())?;
+                    file.sync_all().map_err(|e| format!("cannot write the file: {e}"))?;
+                    std::fs::rename(&part, &path).map_err(|e| format!("cannot write the file: {e}"))?;
+                    Ok(m)
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("the export stopped: {e}")));
+                if run.is_err() {
+                    let _ = tokio::fs::remove_file(jobs.file_path(id, format).with_extension("part")).await;
+                }
+                let done = jobs.complete(&events, id, format, &who, run).await;
+                if done.is_ok() {
+                    jobs.upload(id, format, &events).await;
+                }
+                done.map(|m| (name, m))
             })
-            .await
-            .unwrap_or_else(|e| Err(format!("the export stopped: {e}")));
-            if run.is_err() {
-                let _ = tokio::fs::remove_file(jobs.file_path(id, format).with_extension("part")).await;
-            }
-            let done = jobs.complete(&events, id, format, &who, run).await;
-            done.map(|m| (name, m))
-        });
+            .await;
         view(&job)
+    }
+
+    /// Uploads a finished file for the other replicas (a failure leaves it
+    /// served by this replica only, logged).
+    async fn upload(&self, id: Uuid, format: ExportFormat, events: &Events) {
+        let (Some(store), Some(remote)) = (self.store(), &self.remote) else { return };
+        let path = self.file_path(id, format);
+        let name = format!("{id}.{}", format.ext());
+        match remote.upload(Kind::Exports, &name, &path, events.ledger().now_us()).await {
+            Ok(uri) => {
+                if let Err(e) = store.set_file(id, Some(&uri)).await {
+                    tracing::warn!(error = %e, export = %id, "an uploaded export could not be catalogued");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, export = %id, "an export could not be uploaded to the object store"),
+        }
     }
 
     /// Waits up to `timeout` for the running background exports to end.
@@ -157,44 +253,68 @@ impl ExportJobs {
         self.jobs.wait_idle(timeout).await
     }
 
-    /// A background export's status, for its owner only.
-    pub fn status(&self, owner: &str, id: Uuid) -> Option<ExportJob> {
-        self.jobs.get_owned(owner, id).map(|j| view(&j))
+    /// A background export's status, for its owner only, wherever it runs.
+    pub async fn status(&self, owner: &str, id: Uuid) -> Result<Option<ExportJob>, sea_orm::DbErr> {
+        Ok(self.jobs.get_owned(owner, id).await?.map(|j| view(&j)))
     }
 
-    /// Asks a running export of `owner` to stop.
-    pub fn cancel(&self, owner: &str, id: Uuid) -> bool {
-        match self.jobs.get_owned(owner, id) {
-            Some(job) => {
-                job.progress.cancel.store(true, Ordering::Relaxed);
-                true
-            }
-            None => false,
-        }
+    /// Asks a running export of `owner` to stop, wherever it runs.
+    pub async fn cancel(&self, owner: &str, id: Uuid) -> Result<bool, sea_orm::DbErr> {
+        self.jobs.cancel(owner, id).await
     }
 
-    /// A finished export's file: path, name and media type.
-    pub fn file(&self, owner: &str, id: Uuid) -> Result<(PathBuf, String, &'static str), FileError> {
-        let job = self.jobs.get_owned(owner, id).ok_or(FileError::NotFound)?;
+    /// A finished export's file: where to read it, its name and media type.
+    pub async fn file(&self, owner: &str, id: Uuid) -> Result<(Source, String, &'static str), FileError> {
+        let unavailable = |e: sea_orm::DbErr| {
+            tracing::warn!(error = %e, export = %id, "cannot read an export's job");
+            FileError::Unavailable("the database did not answer; try again shortly".into())
+        };
+        let job = self.jobs.get_owned(owner, id).await.map_err(unavailable)?.ok_or(FileError::NotFound)?;
         let Some(Ok((name, _))) = job.outcome() else {
             return Err(FileError::NotReady);
         };
         let format = job.info.0;
         let path = self.file_path(id, format);
-        if !path.is_file() {
-            return Err(FileError::Gone);
+        if path.is_file() {
+            return Ok((Source::Local(path), name, format.content_type()));
         }
-        Ok((path, name, format.content_type()))
+        match &job.place {
+            Place::Here => Err(FileError::Gone),
+            Place::Replica { name: replica, file_uri, finished_at } => {
+                let now = self.store().map(store_now).unwrap_or_default();
+                if finished_at.is_some_and(|t| now - t > FILE_TTL.as_micros() as i64) {
+                    return Err(FileError::Gone);
+                }
+                match (file_uri, &self.remote) {
+                    (Some(uri), Some(_)) => {
+                        let key = format!("{id}.{}", format.ext());
+                        let source = Remote::source(self.remote.as_deref(), &self.dir, &key, ("object_store", uri))
+                            .await
+                            .map_err(|e| {
+                                FileError::Unavailable(format!("the object store did not hand the file out: {e}"))
+                            })?;
+                        Ok((source, name, format.content_type()))
+                    }
+                    _ => Err(FileError::Elsewhere(replica.clone())),
+                }
+            }
+        }
     }
 
     /// An export's signed manifest, for the export's owner only (any
-    /// export that ended here, background or streamed).
-    pub async fn manifest(&self, owner: &str, id: Uuid) -> Option<String> {
-        let who = tokio::fs::read_to_string(self.owner_path(id)).await.ok()?;
-        if who != owner {
-            return None;
+    /// export that ended on any replica, background or streamed; manifests
+    /// kept as files before they were kept in the database are still read).
+    pub async fn manifest(&self, owner: &str, id: Uuid) -> Result<Option<String>, sea_orm::DbErr> {
+        if let Some(store) = self.store()
+            && let Some(note) = store.note(id, owner).await?
+        {
+            return Ok(Some(note));
         }
-        tokio::fs::read_to_string(self.manifest_path(id)).await.ok()
+        let Ok(who) = tokio::fs::read_to_string(self.owner_path(id)).await else { return Ok(None) };
+        if who != owner {
+            return Ok(None);
+        }
+        Ok(tokio::fs::read_to_string(self.manifest_path(id)).await.ok())
     }
 
     /// Ends an export: signs and keeps the manifest and records the export
@@ -207,7 +327,12 @@ impl ExportJobs {
         who: &Requester,
         result: Result<ExportManifest, String>,
     ) -> Result<ExportManifest, String> {
-        if let Ok(m) = &result {
+        if let (Ok(m), Some(store)) = (&result, self.store()) {
+            let note = manifest_note(m, events.ledger().keys().signer());
+            if let Err(e) = store.set_note(STREAMED, id, &who.owner, Some(&note)).await {
+                tracing::error!(error = %e, export = %id, "cannot keep an export manifest");
+            }
+        } else if let Ok(m) = &result {
             let note = manifest_note(m, events.ledger().keys().signer());
             let path = self.manifest_path(id);
             let (dir, owner_path, owner) = (self.dir.clone(), self.owner_path(id), who.owner.clone());
@@ -228,6 +353,9 @@ impl ExportJobs {
             let _ = tokio::fs::remove_file(self.file_path(id, format)).await;
             let _ = tokio::fs::remove_file(self.manifest_path(id)).await;
             let _ = tokio::fs::remove_file(self.owner_path(id)).await;
+            if let Some(store) = self.store() {
+                let _ = store.set_note(STREAMED, id, &who.owner, None).await;
+            }
             return Err("the export could not be recorded in the ledger; its file was discarded".into());
         }
         result
@@ -255,6 +383,10 @@ pub async fn record(
         .request(who.request_id.clone())
         .details(details);
     events.record_own(event).await.map(|_| ())
+}
+
+fn store_now(store: &JobStore) -> i64 {
+    store.now_us()
 }
 
 fn view(j: &Job<Export>) -> ExportJob {

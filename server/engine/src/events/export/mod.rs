@@ -21,7 +21,8 @@ use crate::events::validate::FieldError;
 use crate::ledger::note::NoteVerifier;
 
 /// An export format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     /// RFC 4180 CSV.
     Csv,

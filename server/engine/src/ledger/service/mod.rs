@@ -184,7 +184,14 @@ struct Inner {
     stop: watch::Sender<bool>,
     /// What this process's replicas last learnt of their leases.
     leases: crate::lease::Seen,
+    /// The database server's clock (µs) as last read, and when (this
+    /// process's monotonic clock): the clock check of leases and `/readyz`
+    /// reads the database's clock at most every [`SKEW_CACHE`].
+    db_clock: std::sync::Mutex<Option<(std::time::Instant, i64)>>,
 }
+
+/// How long a reading of the database server's clock is used for.
+const SKEW_CACHE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Handle to the ledger; cheap to clone.
 #[derive(Clone)]
@@ -248,14 +255,29 @@ impl Ledger {
     /// clock runs ahead of the database server's when that is more than
     /// `LedgerConfig::max_clock_ahead` (its commits are refused, and it
     /// takes no lease: its clock would make every holder's look lapsed).
-    /// `None` otherwise, or when the database cannot be asked.
+    /// `None` otherwise, or when the database cannot be asked. The
+    /// database's clock is read at most every 10 s.
     pub async fn clock_too_far_ahead(&self) -> Option<i64> {
         let limit = self.max_clock_ahead_us();
         if limit == 0 {
             return None;
         }
-        let skew = self.database_clock_skew_us().await.ok().flatten()?;
-        (-skew > limit).then_some(-skew / crate::time::SECOND_US)
+        // The database's clock now: read within the last few seconds and
+        // carried forward by the monotonic clock (this replica's own clock
+        // may jump meanwhile; that is what is checked), else read again.
+        let cached = *self.inner.db_clock.lock().unwrap_or_else(|p| p.into_inner());
+        let db_now = match cached {
+            Some((at, db_us)) if at.elapsed() < SKEW_CACHE => db_us + at.elapsed().as_micros() as i64,
+            _ => {
+                let skew = self.database_clock_skew_us().await.ok().flatten()?;
+                let db_us = self.now_us() + skew;
+                *self.inner.db_clock.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((std::time::Instant::now(), db_us));
+                db_us
+            }
+        };
+        let ahead = self.now_us() - db_now;
+        (ahead > limit).then_some(ahead / crate::time::SECOND_US)
     }
 
     /// What this process's replicas last learnt of their leases.
@@ -281,8 +303,19 @@ impl Ledger {
         let (committed, _) = watch::channel((head.seq, head.frontier.root()));
         let (heard, _) = watch::channel(head.seq);
         let (stop, _) = watch::channel(false);
-        let inner =
-            Arc::new(Inner { db, keys, clock, rng, cfg, tx, committed, heard, stop, leases: Default::default() });
+        let inner = Arc::new(Inner {
+            db,
+            keys,
+            clock,
+            rng,
+            cfg,
+            tx,
+            committed,
+            heard,
+            stop,
+            leases: Default::default(),
+            db_clock: Default::default(),
+        });
         let (direct, wal) = match inner.db.sqlite_file() {
             Some(path) => {
                 let busy = inner.db.busy_timeout();

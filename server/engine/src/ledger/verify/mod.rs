@@ -24,7 +24,7 @@
 //!
 //! Verification stops at the first failure and says which seq and why.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 mod entry;
 mod purges;
@@ -45,7 +45,7 @@ use crate::storage::Database;
 const PAGE: u64 = 4096;
 
 /// Which part of the ledger to verify.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct VerifyScope {
     /// First seq (default: the start of the retained ledger).
     pub from_seq: Option<u64>,
@@ -170,7 +170,7 @@ fn merge_page(
 }
 
 /// What kind of tampering or damage was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// A seq is missing: a row was deleted.
@@ -211,7 +211,7 @@ pub enum FailureKind {
 
 /// Entries removed by retention or erasure under one signed record: their
 /// tombstones stand in for them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemovedSet {
     /// The anchor entry recording the removal.
     pub anchor_seq: u64,
@@ -235,7 +235,7 @@ pub struct RemovedSet {
 }
 
 /// A purge the verified ledger starts after (its signed record checked).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurgedRange {
     /// First purged seq.
     pub from_seq: u64,
@@ -252,7 +252,7 @@ pub struct PurgedRange {
 }
 
 /// The first failure found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// The failing entry (or the first seq of the failing range).
     pub seq: Option<u64>,
@@ -263,7 +263,7 @@ pub struct Failure {
 }
 
 /// The outcome of a verification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyReport {
     /// First seq verified.
     pub from_seq: u64,
