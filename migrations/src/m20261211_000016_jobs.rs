@@ -1,15 +1,18 @@
 //! Jobs visible from every replica (issue 20).
 //!
-//! `jobs`: one row per background job (an export, a verification), written
-//! by the replica that runs it: what it was asked (`info`), its progress
-//! (updated every couple of seconds with `heartbeat_at`), and its outcome
-//! once it ends. Any replica answers a job's status from this row; a
-//! running job whose replica has stopped updating it is reported failed.
-//! `cancel` asks the running replica to stop it. `file_uri` is where a
-//! finished export's file is kept in the shared object store; `note` the
-//! export's signed manifest. Jobs are not records (every export and
-//! verification is in the ledger): rows are deleted after 30 days, an
-//! export's row (its manifest) after its retention of manifests.
+//! `jobs`: one row per background job (`kind`: `export`, `verification`),
+//! written by the replica that runs it: what it was asked (`info`), its
+//! progress (updated every couple of seconds with `heartbeat_at`), and its
+//! outcome once it ends. Any replica answers a job's status from this row;
+//! a running job whose row has not been updated for a while is reported
+//! failed (its replica stopped). `cancel` asks the running replica to stop
+//! it. `file_uri` is where a finished export's file is kept in the shared
+//! object store (for 24 hours); `note` an export's signed manifest (rows of
+//! kind `export-streamed` hold the manifests of streamed exports, which
+//! have no job). Times are the database server's clock (µs). Jobs are not
+//! records (every export and verification is in the ledger): rows without
+//! a manifest are deleted after 30 days; manifests are kept, as their
+//! files were before.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
@@ -36,7 +39,9 @@ fn tables(int: &str) -> Vec<String> {
             note TEXT
         )"
         ),
-        "CREATE INDEX jobs_by_heartbeat ON jobs (kind, heartbeat_at)".into(),
+        // The sweeps: rows past their time, store copies past 24 hours.
+        "CREATE INDEX jobs_to_sweep ON jobs (heartbeat_at) WHERE note IS NULL".into(),
+        "CREATE INDEX jobs_with_files ON jobs (finished_at) WHERE file_uri IS NOT NULL".into(),
     ]
 }
 

@@ -116,7 +116,10 @@ pub struct ObjectStoreSettings {
     /// Upload backups (a backup fails when its upload does).
     pub backups: bool,
     /// Upload finished background exports (kept 24 hours, never locked),
-    /// so that every replica serves their download.
+    /// so that every replica serves their download. Off by default: an
+    /// export holds decrypted events, and the bucket's readers would read
+    /// them (turn it on for several replicas, on a bucket or prefix only
+    /// Custos reads).
     pub exports: bool,
     /// Keep the local file after a confirmed upload.
     pub keep_local: bool,
@@ -135,7 +138,7 @@ impl Default for ObjectStoreSettings {
             object_lock_days: 0,
             archives: true,
             backups: true,
-            exports: true,
+            exports: false,
             keep_local: false,
         }
     }

@@ -357,24 +357,21 @@ pub async fn start_with(
     let app = http::app(state.clone());
     let (stop, mut stopped) = watch::channel(false);
     let mut background = background::Background::new(stop.clone());
-    // Expired sessions are deleted every ten minutes.
+    // Every ten minutes: expired sessions, the shared sign-in throttles'
+    // counts no window holds, and export files past their 24 hours (here
+    // and in the object store). Each is idempotent: every replica sweeps.
     let store = auth::session_store::DbSessionStore::new(ledger.db().clone(), identity.clone());
-    background.every("session cleaner", Duration::from_secs(600), move || {
-        let store = store.clone();
+    let (sweeper, exports) = (identity.clone(), state.exports.clone());
+    background.every("sweeper", Duration::from_secs(600), move || {
+        let (store, sweeper, exports) = (store.clone(), sweeper.clone(), exports.clone());
         async move {
             if let Err(e) = store.delete_expired().await {
                 tracing::warn!(error = %e, "deleting expired sessions failed");
             }
-        }
-    });
-    // So are the shared sign-in throttles' counts that no window holds.
-    let sweeper = identity.clone();
-    background.every("throttle sweeper", Duration::from_secs(600), move || {
-        let sweeper = sweeper.clone();
-        async move {
             if let Err(e) = sweeper.sweep_throttles().await {
                 tracing::warn!(error = %e, "deleting old sign-in throttle counts failed");
             }
+            exports.sweep_files().await;
         }
     });
     // Summaries of anonymous noise (refused keys, anonymous calls, throttled

@@ -1,5 +1,5 @@
-//! The jobs of this process: long work (an export, a verification) that
-//! runs in the background while its progress is polled.
+//! Jobs: long work (an export, a verification) that runs in the
+//! background while its progress is polled.
 //!
 //! One registry for every kind of job: it hands out ids, keeps who started
 //! each job, its kind's progress and its outcome, and forgets the oldest
@@ -66,14 +66,14 @@ pub enum Place {
     /// In this process.
     Here,
     /// Known from its row: the replica that ran it, where its file is kept
-    /// in the shared store, and when it ended (µs).
+    /// in the shared store, and how long ago it ended.
     Replica {
         /// The replica's name.
         name: String,
         /// Where its file is in the shared object store, once uploaded.
         file_uri: Option<String>,
-        /// When it ended.
-        finished_at: Option<i64>,
+        /// How long ago (µs, the database's clock) it ended.
+        ended_us_ago: Option<i64>,
     },
 }
 
@@ -120,7 +120,10 @@ impl<K: JobKind> Job<K> {
     }
 }
 
-/// The `jobs` table, as one replica writes and reads it.
+/// The `jobs` table, as one replica writes and reads it. Its times
+/// (`started_at`, `heartbeat_at`, `finished_at`) are the database server's
+/// clock, so that a replica's clock running behind or ahead does not make
+/// another replica's jobs look stopped or alive.
 #[derive(Clone)]
 pub struct JobStore {
     ledger: Ledger,
@@ -143,9 +146,10 @@ pub struct JobRow {
     info: String,
     progress: String,
     outcome: Option<String>,
-    heartbeat_at: i64,
-    /// When it ended (µs).
-    pub finished_at: Option<i64>,
+    /// How long ago (µs, the database's clock) the row was last updated.
+    age_us: i64,
+    /// How long ago (µs) the job ended.
+    pub ended_us_ago: Option<i64>,
     /// Where its file is in the shared store.
     pub file_uri: Option<String>,
 }
@@ -156,6 +160,14 @@ fn outcome_json<T: Serialize>(outcome: &Result<T, String>) -> String {
         Err(e) => serde_json::json!({ "error": e }),
     }
     .to_string()
+}
+
+/// The database server's clock in µs, as SQL.
+fn db_now(backend: sea_orm::DbBackend) -> &'static str {
+    match backend {
+        sea_orm::DbBackend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
+        _ => "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
+    }
 }
 
 impl JobStore {
@@ -169,21 +181,20 @@ impl JobStore {
         &self.replica
     }
 
-    /// The ledger's time (µs).
-    pub fn now_us(&self) -> i64 {
-        self.ledger.now_us()
+    /// `sql` with `NOW` replaced by the database's clock (µs).
+    fn sql(&self, sql: &str, values: Vec<sea_orm::Value>) -> sea_orm::Statement {
+        let b = self.ledger.db().backend();
+        stmt_for(b, &sql.replace("NOW", db_now(b)), values)
     }
 
     async fn exec(&self, sql: &str, values: Vec<sea_orm::Value>) -> Result<u64, DbErr> {
-        let db = self.ledger.db();
-        Ok(db.conn().execute_raw(stmt_for(db.backend(), sql, values)).await?.rows_affected())
+        Ok(self.ledger.db().conn().execute_raw(self.sql(sql, values)).await?.rows_affected())
     }
 
     async fn insert(&self, kind: &str, id: Uuid, owner: &str, info: String, progress: String) -> Result<(), DbErr> {
-        let now = self.ledger.now_us();
         self.exec(
             "INSERT INTO jobs (id, kind, owner, replica, info, progress, started_at, heartbeat_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, NOW, NOW)",
             vec![
                 id.to_string().into(),
                 kind.into(),
@@ -191,40 +202,39 @@ impl JobStore {
                 self.replica.clone().into(),
                 info.into(),
                 progress.into(),
-                now.into(),
-                now.into(),
             ],
         )
         .await?;
-        // Old rows go as new ones come (an indexed delete).
-        self.exec(
-            "DELETE FROM jobs WHERE kind = ? AND heartbeat_at < ? AND note IS NULL",
-            vec![kind.into(), (now - ROW_TTL_US).into()],
-        )
-        .await?;
+        // Old rows go as new ones come (an indexed delete; a failure only
+        // leaves them for the next one).
+        if let Err(e) =
+            self.exec("DELETE FROM jobs WHERE note IS NULL AND heartbeat_at < NOW - ?", vec![ROW_TTL_US.into()]).await
+        {
+            tracing::debug!(error = %e, "old job rows could not be deleted");
+        }
         Ok(())
     }
 
     /// Saves a running job's progress; whether it was asked to stop.
     async fn beat(&self, id: Uuid, progress: String) -> Result<bool, DbErr> {
         self.exec(
-            "UPDATE jobs SET progress = ?, heartbeat_at = ? WHERE id = ? AND outcome IS NULL",
-            vec![progress.into(), self.ledger.now_us().into(), id.to_string().into()],
+            "UPDATE jobs SET progress = ?, heartbeat_at = NOW WHERE id = ? AND outcome IS NULL",
+            vec![progress.into(), id.to_string().into()],
         )
         .await?;
-        let db = self.ledger.db();
-        let row = db
+        let row = self
+            .ledger
+            .db()
             .conn()
-            .query_one_raw(stmt_for(db.backend(), "SELECT cancel FROM jobs WHERE id = ?", vec![id.to_string().into()]))
+            .query_one_raw(self.sql("SELECT cancel FROM jobs WHERE id = ?", vec![id.to_string().into()]))
             .await?;
         Ok(row.map(|r| r.try_get::<i64>("", "cancel")).transpose()?.unwrap_or(0) != 0)
     }
 
     async fn finish(&self, id: Uuid, progress: String, outcome: String) -> Result<(), DbErr> {
-        let now = self.ledger.now_us();
         self.exec(
-            "UPDATE jobs SET progress = ?, outcome = ?, heartbeat_at = ?, finished_at = ? WHERE id = ?",
-            vec![progress.into(), outcome.into(), now.into(), now.into(), id.to_string().into()],
+            "UPDATE jobs SET progress = ?, outcome = ?, heartbeat_at = NOW, finished_at = NOW WHERE id = ?",
+            vec![progress.into(), outcome.into(), id.to_string().into()],
         )
         .await
         .map(|_| ())
@@ -232,13 +242,13 @@ impl JobStore {
 
     /// A job's row (`kind`, `id`).
     pub async fn row(&self, kind: &str, id: Uuid) -> Result<Option<JobRow>, DbErr> {
-        let db = self.ledger.db();
-        let Some(r) = db
+        let Some(r) = self
+            .ledger
+            .db()
             .conn()
-            .query_one_raw(stmt_for(
-                db.backend(),
-                "SELECT owner, replica, info, progress, outcome, heartbeat_at, finished_at, file_uri \
-                 FROM jobs WHERE id = ? AND kind = ?",
+            .query_one_raw(self.sql(
+                "SELECT owner, replica, info, progress, outcome, NOW - heartbeat_at AS age_us, \
+                 NOW - finished_at AS ended_us_ago, file_uri FROM jobs WHERE id = ? AND kind = ?",
                 vec![id.to_string().into(), kind.into()],
             ))
             .await?
@@ -251,19 +261,19 @@ impl JobStore {
             info: r.try_get("", "info")?,
             progress: r.try_get("", "progress")?,
             outcome: r.try_get("", "outcome")?,
-            heartbeat_at: r.try_get("", "heartbeat_at")?,
-            finished_at: r.try_get("", "finished_at")?,
+            age_us: r.try_get("", "age_us")?,
+            ended_us_ago: r.try_get("", "ended_us_ago")?,
             file_uri: r.try_get("", "file_uri")?,
         }))
     }
 
-    /// Asks the replica running job `id` of `owner` (any owner: `None`)
-    /// to stop it; false when there is no such running job.
-    async fn request_cancel(&self, kind: &str, owner: Option<&str>, id: Uuid) -> Result<bool, DbErr> {
+    /// Asks the replica running job `id` of `owner` to stop it; false when
+    /// `owner` has no such running job.
+    async fn request_cancel(&self, kind: &str, owner: &str, id: Uuid) -> Result<bool, DbErr> {
         let n = self
             .exec(
-                "UPDATE jobs SET cancel = 1 WHERE id = ? AND kind = ? AND (owner = ? OR ?) AND outcome IS NULL",
-                vec![id.to_string().into(), kind.into(), owner.unwrap_or_default().into(), owner.is_none().into()],
+                "UPDATE jobs SET cancel = 1 WHERE id = ? AND kind = ? AND owner = ? AND outcome IS NULL",
+                vec![id.to_string().into(), kind.into(), owner.into()],
             )
             .await?;
         Ok(n > 0)
@@ -280,16 +290,17 @@ impl JobStore {
         .map(|_| ())
     }
 
-    /// Files in the shared store of `kind`'s jobs that ended before
-    /// `before` (µs), up to `limit`: id and URI.
-    pub async fn files_ended_before(&self, kind: &str, before: i64, limit: u64) -> Result<Vec<(Uuid, String)>, DbErr> {
-        let db = self.ledger.db();
-        let rows = db
+    /// Files in the shared store of jobs that ended more than `older_than`
+    /// (µs) ago, oldest first, up to `limit`: id and URI.
+    pub async fn files_older_than(&self, older_than: i64, limit: u64) -> Result<Vec<(Uuid, String)>, DbErr> {
+        let rows = self
+            .ledger
+            .db()
             .conn()
-            .query_all_raw(stmt_for(
-                db.backend(),
-                "SELECT id, file_uri FROM jobs WHERE kind = ? AND file_uri IS NOT NULL AND finished_at < ? LIMIT ?",
-                vec![kind.into(), before.into(), (limit as i64).into()],
+            .query_all_raw(self.sql(
+                "SELECT id, file_uri FROM jobs WHERE file_uri IS NOT NULL AND finished_at < NOW - ? \
+                 ORDER BY finished_at LIMIT ?",
+                vec![older_than.into(), (limit as i64).into()],
             ))
             .await?;
         rows.iter()
@@ -305,19 +316,15 @@ impl JobStore {
     /// on its row, or on a row of `kind` made for it (work that ran
     /// without a job, such as a streamed export). `None` removes it.
     pub async fn set_note(&self, kind: &str, id: Uuid, owner: &str, note: Option<&str>) -> Result<(), DbErr> {
-        let now = self.ledger.now_us();
         self.exec(
             "INSERT INTO jobs (id, kind, owner, replica, info, progress, outcome, started_at, heartbeat_at, \
-             finished_at, note) VALUES (?, ?, ?, ?, 'null', '{}', '{\"error\":\"no job\"}', ?, ?, ?, ?) \
+             finished_at, note) VALUES (?, ?, ?, ?, 'null', '{}', '{\"error\":\"no job\"}', NOW, NOW, NOW, ?) \
              ON CONFLICT (id) DO UPDATE SET note = excluded.note",
             vec![
                 id.to_string().into(),
                 kind.into(),
                 owner.into(),
                 self.replica.clone().into(),
-                now.into(),
-                now.into(),
-                now.into(),
                 note.map(str::to_owned).into(),
             ],
         )
@@ -327,14 +334,13 @@ impl JobStore {
 
     /// Job `id`'s note, for `owner` only.
     pub async fn note(&self, id: Uuid, owner: &str) -> Result<Option<String>, DbErr> {
-        let db = self.ledger.db();
-        let row = db
+        let row = self
+            .ledger
+            .db()
             .conn()
-            .query_one_raw(stmt_for(
-                db.backend(),
-                "SELECT note FROM jobs WHERE id = ? AND owner = ?",
-                vec![id.to_string().into(), owner.into()],
-            ))
+            .query_one_raw(
+                self.sql("SELECT note FROM jobs WHERE id = ? AND owner = ?", vec![id.to_string().into(), owner.into()]),
+            )
             .await?;
         Ok(row.map(|r| r.try_get::<Option<String>>("", "note")).transpose()?.flatten())
     }
@@ -389,10 +395,15 @@ struct Finisher<K: JobKind> {
     job: Arc<Job<K>>,
     running: tokio::sync::watch::Sender<usize>,
     store: Option<JobStore>,
+    /// The task updating the job's row, stopped with the job.
+    beat: Option<tokio::task::AbortHandle>,
 }
 
 impl<K: JobKind> Drop for Finisher<K> {
     fn drop(&mut self) {
+        if let Some(beat) = &self.beat {
+            beat.abort();
+        }
         let ended = self.job.state() != JobState::Running;
         self.job.finish(Err("the job stopped before its end".into()));
         // An end the task did not save (a panic, an abort): saved now if a
@@ -446,17 +457,10 @@ impl<K: JobKind> Registry<K> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new running job with id `id` (a fresh UUIDv7 when `None`); only
-    /// through `spawn`, which makes sure it ends.
-    fn insert(&self, id: Option<Uuid>, owner: &str, info: K::Info) -> Arc<Job<K>> {
-        let job = Arc::new(Job {
-            id: id.unwrap_or_else(Uuid::now_v7),
-            owner: owner.to_owned(),
-            info,
-            progress: Arc::default(),
-            place: Place::Here,
-            outcome: Mutex::new(None),
-        });
+    /// Keeps `job` (running), forgetting the oldest finished jobs beyond
+    /// the bounds; only through `spawn`, which makes sure it ends.
+    fn insert(&self, job: Arc<Job<K>>) {
+        let owner = job.owner.as_str();
         let mut jobs = self.lock();
         let mut own: Vec<Uuid> = jobs
             .iter()
@@ -478,16 +482,28 @@ impl<K: JobKind> Registry<K> {
                 jobs.remove(&id);
             }
         }
-        jobs.insert(job.id, job.clone());
-        job
+        jobs.insert(job.id, job);
+    }
+
+    /// A new job, not yet kept.
+    fn new_job(id: Option<Uuid>, owner: &str, info: K::Info) -> Arc<Job<K>> {
+        Arc::new(Job {
+            id: id.unwrap_or_else(Uuid::now_v7),
+            owner: owner.to_owned(),
+            info,
+            progress: Arc::default(),
+            place: Place::Here,
+            outcome: Mutex::new(None),
+        })
     }
 
     /// Starts a job: `work` gets the job (for its progress) and returns its
     /// outcome, which the job keeps. `hold` (a slot of the caller's
     /// bounds) is released after the outcome is kept. The handle resolves
     /// when the job has ended. When shared, the job's row is written
-    /// before this returns (a poll on another replica finds it); a row
-    /// that cannot be written leaves the job known here only (logged).
+    /// before the job is kept or started (a poll on another replica finds
+    /// it; a caller that goes away meanwhile leaves nothing running); a
+    /// row that cannot be written leaves the job known here only (logged).
     pub async fn spawn<F, Fut>(
         &self,
         id: Option<Uuid>,
@@ -500,8 +516,7 @@ impl<K: JobKind> Registry<K> {
         F: FnOnce(Arc<Job<K>>) -> Fut,
         Fut: std::future::Future<Output = Result<K::Output, String>> + Send + 'static,
     {
-        let job = self.insert(id, owner, info);
-        self.running.send_modify(|n| *n += 1);
+        let job = Self::new_job(id, owner, info);
         let store = match &self.store {
             Some(store) => {
                 let info = serde_json::to_string(&job.info).unwrap_or_else(|_| "null".into());
@@ -515,14 +530,17 @@ impl<K: JobKind> Registry<K> {
             }
             None => None,
         };
-        let finisher = Finisher { job: job.clone(), running: self.running.clone(), store: store.clone() };
+        // From here on nothing awaits before the task owns the job's end.
+        self.insert(job.clone());
+        self.running.send_modify(|n| *n += 1);
+        let beat = store.clone().map(|s| tokio::spawn(beat(s, job.clone())).abort_handle());
+        let finisher = Finisher { job: job.clone(), running: self.running.clone(), store: store.clone(), beat };
         let run = work(job.clone());
         let task = tokio::spawn(async move {
             let _hold = hold;
             let finisher = finisher;
-            let beating = store.clone().map(|s| tokio::spawn(beat(s, finisher.job.clone())));
             let outcome = run.await;
-            if let Some(b) = beating {
+            if let Some(b) = &finisher.beat {
                 b.abort();
             }
             finisher.job.finish(outcome);
@@ -548,7 +566,7 @@ impl<K: JobKind> Registry<K> {
         }
         let Some(store) = &self.store else { return Ok(None) };
         let Some(row) = store.row(K::KIND, id).await? else { return Ok(None) };
-        Ok(Self::from_row(id, row, store.ledger.now_us()))
+        Ok(Self::from_row(id, row))
     }
 
     /// A job by id, only for the one who started it.
@@ -560,21 +578,21 @@ impl<K: JobKind> Registry<K> {
     /// such job runs.
     pub async fn cancel(&self, owner: &str, id: Uuid) -> Result<bool, DbErr> {
         if let Some(job) = self.lock().get(&id).cloned() {
-            if job.owner != owner {
+            if job.owner != owner || job.state() != JobState::Running {
                 return Ok(false);
             }
             job.progress.cancel();
             return Ok(true);
         }
         match &self.store {
-            Some(store) => store.request_cancel(K::KIND, Some(owner), id).await,
+            Some(store) => store.request_cancel(K::KIND, owner, id).await,
             None => Ok(false),
         }
     }
 
-    /// A job as its row tells it (`now`: the ledger's time, µs). A row that
-    /// does not parse (written by another version) is no job.
-    fn from_row(id: Uuid, row: JobRow, now: i64) -> Option<Arc<Job<K>>> {
+    /// A job as its row tells it. A row that does not parse (written by
+    /// another version) is no job.
+    fn from_row(id: Uuid, row: JobRow) -> Option<Arc<Job<K>>> {
         let info: K::Info = match serde_json::from_str(&row.info) {
             Ok(i) => i,
             Err(e) => {
@@ -584,10 +602,10 @@ impl<K: JobKind> Registry<K> {
         };
         let progress = serde_json::from_str(&row.progress).unwrap_or(serde_json::Value::Null);
         let outcome = match row.outcome.as_deref().map(serde_json::from_str::<serde_json::Value>) {
-            None if now - row.heartbeat_at > STALE_US => Some(Err(format!(
+            None if row.age_us > STALE_US => Some(Err(format!(
                 "the job stopped: replica {} stopped updating it ({} s ago)",
                 row.replica,
-                (now - row.heartbeat_at) / 1_000_000
+                row.age_us / 1_000_000
             ))),
             None => None,
             Some(Ok(mut v)) => match (v.get_mut("ok").map(serde_json::Value::take), v.get("error")) {
@@ -605,7 +623,7 @@ impl<K: JobKind> Registry<K> {
             owner: row.owner,
             info,
             progress: Arc::new(K::Progress::load(&progress)),
-            place: Place::Replica { name: row.replica, file_uri: row.file_uri, finished_at: row.finished_at },
+            place: Place::Replica { name: row.replica, file_uri: row.file_uri, ended_us_ago: row.ended_us_ago },
             outcome: Mutex::new(outcome),
         }))
     }
@@ -634,6 +652,12 @@ mod tests {
         type Output = u64;
     }
 
+    fn add(r: &Registry<Count>, owner: &str, info: String) -> Arc<Job<Count>> {
+        let job = Registry::<Count>::new_job(None, owner, info);
+        r.insert(job.clone());
+        job
+    }
+
     impl Snapshot for AtomicU64 {
         fn save(&self) -> serde_json::Value {
             self.load(Ordering::Relaxed).into()
@@ -646,8 +670,8 @@ mod tests {
     #[tokio::test]
     async fn jobs_have_owners_states_and_forget_only_the_oldest_finished() {
         let r: Registry<Count> = Registry::new(3);
-        let a = r.insert(None, "user:a", "first".into());
-        let b = r.insert(None, "user:b", "second".into());
+        let a = add(&r, "user:a", "first".into());
+        let b = add(&r, "user:b", "second".into());
         a.progress.store(5, Ordering::Relaxed);
         assert_eq!(r.get(a.id).await.unwrap().unwrap().progress.load(Ordering::Relaxed), 5, "progress is shared");
         assert_eq!(a.state(), JobState::Running);
@@ -661,20 +685,20 @@ mod tests {
         b.finish(Err("disk full".into()));
         assert_eq!(b.state(), JobState::Failed);
 
-        let c = r.insert(None, "user:a", "third".into());
+        let c = add(&r, "user:a", "third".into());
         assert_eq!(r.len(), 3);
         // Full: the oldest finished (a) goes, then b; the running c and d stay.
-        let d = r.insert(None, "user:a", "fourth".into());
+        let d = add(&r, "user:a", "fourth".into());
         assert!(
             r.get(a.id).await.unwrap().is_none()
                 && r.get(b.id).await.unwrap().is_some()
                 && r.get(c.id).await.unwrap().is_some()
                 && r.get(d.id).await.unwrap().is_some()
         );
-        let e = r.insert(None, "user:a", "fifth".into());
+        let e = add(&r, "user:a", "fifth".into());
         assert!(r.get(b.id).await.unwrap().is_none());
         // Only running jobs left: none is forgotten, the registry grows.
-        let f = r.insert(None, "user:a", "sixth".into());
+        let f = add(&r, "user:a", "sixth".into());
         for id in [c.id, d.id, e.id, f.id] {
             assert!(r.get(id).await.unwrap().is_some());
         }
@@ -684,10 +708,10 @@ mod tests {
     #[tokio::test]
     async fn one_owner_cannot_push_out_the_others_finished_jobs() {
         let r: Registry<Count> = Registry::with_owner_bound(10, 2);
-        let victim = r.insert(None, "user:v", "report".into());
+        let victim = add(&r, "user:v", "report".into());
         victim.finish(Ok(1));
         for _ in 0..50 {
-            r.insert(None, "user:flood", "x".into()).finish(Ok(0));
+            add(&r, "user:flood", "x".into()).finish(Ok(0));
         }
         assert!(r.get_owned("user:v", victim.id).await.unwrap().is_some(), "the victim's finished job is still there");
         assert_eq!(r.len(), 3, "the flood kept only its own 2 newest");

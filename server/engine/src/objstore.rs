@@ -1,5 +1,6 @@
-//! Archives and backups in an S3-compatible object store (AWS S3, MinIO,
-//! Ceph, Wasabi, …), through the `object_store` crate.
+//! Archives, backups and (for replicas) finished background exports in an
+//! S3-compatible object store (AWS S3, MinIO, Ceph, Wasabi, …), through the
+//! `object_store` crate.
 //!
 //! Files are always written locally first (the archive and backup
 //! directories are their staging areas), then uploaded with a SHA-256

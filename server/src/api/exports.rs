@@ -185,7 +185,7 @@ impl From<FileError> for ApiError {
             FileError::NotFound => ErrorCode::NotFound,
             FileError::NotReady => ErrorCode::NotReady,
             FileError::Gone => ErrorCode::Gone,
-            FileError::Elsewhere(_) => ErrorCode::Conflict,
+            FileError::Elsewhere | FileError::NotUploaded => ErrorCode::Conflict,
             FileError::Unavailable(_) => {
                 return ApiError::retry_later(e.to_string(), 5, &e);
             }
@@ -221,7 +221,7 @@ pub async fn status(
     responses(
         (status = 200, description = "The file"),
         (status = 404, description = "No such export of yours, or not finished", body = ErrorBody),
-        (status = 409, description = "Written by another replica and not in a store this one reads (configure object_store.exports)", body = ErrorBody),
+        (status = 409, description = "Written by another replica and not in the object store (object_store.exports off, or its upload failed)", body = ErrorBody),
         (status = 410, description = "Deleted (older than 24 hours)", body = ErrorBody),
         (status = 503, description = "The database or the object store did not answer", body = ErrorBody),
     ),

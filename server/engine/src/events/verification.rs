@@ -20,7 +20,8 @@ use crate::jobs::{Job, JobKind, JobStore, Registry, Snapshot};
 use crate::ledger::LedgerError;
 use crate::ledger::verify::{Progress, VerifyReport, VerifyScope};
 
-/// Finished verification jobs kept in memory.
+/// Finished verification jobs kept in this process's memory (every job is
+/// also a row in `jobs`, which the other replicas read).
 const KEPT: usize = 50;
 
 impl Events {
@@ -112,7 +113,8 @@ impl JobKind for Verification {
     type Output = VerifyReport;
 }
 
-/// The verifications of this process, run in the background.
+/// Verifications run in the background: this process's, and (through
+/// their rows) every replica's.
 #[derive(Debug)]
 pub struct Verifications {
     jobs: Registry<Verification>,

@@ -71,7 +71,7 @@ both_backends! {
         let (job, task) = va.start(events.clone(), VerifyScope::default(), who, ()).await;
         task.await.unwrap();
         let there = vb.get(job.id).await.unwrap().expect("replica b finds a's verification");
-        assert_eq!(there.place, Place::Replica { name: "replica-a".into(), file_uri: None, finished_at: there_finished(&there.place) });
+        assert_eq!(there.place, Place::Replica { name: "replica-a".into(), file_uri: None, ended_us_ago: there_ended(&there.place) });
         assert_eq!(there.state(), JobState::Done);
         let (here, there_report) = (job.outcome().unwrap().unwrap(), there.outcome().unwrap().unwrap());
         assert_eq!(there_report, here, "the same report on both replicas");
@@ -105,19 +105,41 @@ both_backends! {
         assert_eq!((ended.state(), ended.outcome()), (JobState::Failed, Some(Err("cancelled".to_owned()))));
         assert!(!rb.cancel("user:ann", job.id).await.unwrap(), "an ended job cannot be cancelled");
 
+        // A job that panics ends failed on every replica, and its row stops
+        // being updated.
+        let (broken, task) = ra
+            .spawn(None, "user:ann", "broken".into(), (), |_| async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                panic!("boom")
+            })
+            .await;
+        assert!(task.await.is_err());
+        eventually("b sees the panicked job failed", async || {
+            rb.get(broken.id).await.unwrap().unwrap().state() == JobState::Failed
+        })
+        .await;
+        let why = rb.get(broken.id).await.unwrap().unwrap().outcome().unwrap().unwrap_err();
+        assert!(why.contains("stopped before its end"), "{why}");
+
         // A job whose replica died (its row no longer updated) is reported
-        // failed once the row is older than the bound, naming the replica.
-        let dead = uuid::Uuid::now_v7();
-        t.db.conn()
-            .execute_unprepared(&format!(
-                "INSERT INTO jobs (id, kind, owner, replica, info, progress, started_at, heartbeat_at) \
-                 VALUES ('{dead}', 'test-wait', 'user:ann', 'replica-c', '\"lost\"', '{{\"n\": 3}}', {T0}, {T0})"
-            ))
-            .await
-            .unwrap();
-        let running = rb.get(dead).await.unwrap().unwrap();
+        // failed once the row is older than the bound (the database's
+        // clock, here the same machine's), naming the replica.
+        let now_us = chrono::Utc::now().timestamp_micros();
+        let (fresh, dead) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        for (id, at) in [(fresh, now_us), (dead, now_us - custos_engine::jobs::STALE_US - 2_000_000)] {
+            t.db.conn()
+                .execute_unprepared(&format!(
+                    "INSERT INTO jobs (id, kind, owner, replica, info, progress, started_at, heartbeat_at) \
+                     VALUES ('{id}', 'test-wait', 'user:ann', 'replica-c', '\"lost\"', '{{\"n\": 3}}', {at}, {at})"
+                ))
+                .await
+                .unwrap();
+        }
+        let running = rb.get(fresh).await.unwrap().unwrap();
         assert_eq!((running.state(), running.progress.n.load(Ordering::Relaxed)), (JobState::Running, 3));
-        clock.advance_us(custos_engine::jobs::STALE_US + 1_000_000);
+        // The ledger's clock (a manual one, here a year ahead) plays no part.
+        clock.advance_us(365 * 86_400_000_000);
+        assert_eq!(rb.get(fresh).await.unwrap().unwrap().state(), JobState::Running, "the database's clock decides");
         let stopped = rb.get(dead).await.unwrap().unwrap();
         assert_eq!(stopped.state(), JobState::Failed);
         let why = stopped.outcome().unwrap().unwrap_err();
@@ -125,11 +147,11 @@ both_backends! {
     }
 }
 
-fn there_finished(place: &Place) -> Option<i64> {
+fn there_ended(place: &Place) -> Option<i64> {
     match place {
-        Place::Replica { finished_at, .. } => {
-            assert!(finished_at.is_some(), "the row says when it ended");
-            *finished_at
+        Place::Replica { ended_us_ago, .. } => {
+            assert!(ended_us_ago.is_some_and(|t| t >= 0), "the row says when it ended");
+            *ended_us_ago
         }
         Place::Here => panic!("a job of another replica is not here"),
     }

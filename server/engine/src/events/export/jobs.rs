@@ -3,18 +3,20 @@
 //! A background export writes its file under the exports directory while
 //! its progress is polled; only the user who started it sees it, and its
 //! file is deleted after 24 hours. Every export, background or streamed,
-//! ends in [`ExportJobs::complete`]: the manifest is signed with the
-//! ledger's key, kept (in the export's row of `jobs`, or `<id>.manifest`
-//! without a shared store), and the export is recorded in the ledger
-//! (`audit.export.completed` with the manifest, or `audit.export.failed`).
-//! If that record cannot be committed the file is discarded: an export the
-//! ledger does not know of is not handed out.
+//! ends in [`ExportJobs::complete`]: the export is recorded in the ledger
+//! (`audit.export.completed` with the manifest, or `audit.export.failed`),
+//! then its manifest, signed with the ledger's key, is kept in the
+//! database (the export's row of `jobs`; manifests kept as
+//! `<id>.manifest` files by earlier versions are still read). If the
+//! record cannot be committed the file is discarded and no manifest kept:
+//! an export the ledger does not know of is not handed out.
 //!
 //! Several replicas: a background export's progress and outcome are in
 //! its job's row, so any replica answers a poll; its file is uploaded to
 //! the object store (`<prefix>/exports/`) when one is configured for
 //! exports, so any replica serves the download (else only the replica
-//! that wrote it, or all of them if the exports directory is shared).
+//! that wrote it, or all of them if the exports directory is shared). The
+//! store's copies are deleted after 24 hours like the local files.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +35,8 @@ use crate::objstore::{Kind, Remote, Source};
 
 /// Files of finished exports are deleted after this long.
 const FILE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-/// Finished jobs kept in memory, and of one principal.
+/// Finished jobs kept in this process's memory, and of one principal (every
+/// job is also a row in `jobs`).
 const KEPT: usize = 200;
 const KEPT_PER_OWNER: usize = 20;
 
@@ -80,23 +83,40 @@ pub enum FileError {
     /// Deleted after 24 hours.
     #[error("the file was deleted (exports are kept 24 hours)")]
     Gone,
-    /// Written by another replica, and not in a store this one reads.
+    /// Written by another replica, and this one reads no store for exports.
     #[error(
-        "the file is kept by replica {0} only: configure an object store for exports (object_store.exports) or share the exports directory so that every replica serves it"
+        "the file was written by another replica and is kept only there: turn on object_store.exports (or share the exports directory) so that every replica serves it, or try again (another request may reach that replica)"
     )]
-    Elsewhere(String),
+    Elsewhere,
+    /// Written by another replica whose upload to the store did not happen.
+    #[error(
+        "the file was written by another replica and is not in the object store (its upload failed; that replica's log says why): try again (another request may reach that replica)"
+    )]
+    NotUploaded,
     /// The object store or the database did not answer.
     #[error("{0}")]
     Unavailable(String),
 }
 
-/// The exports of this process.
+/// Background exports: this process's, and (through their rows) every
+/// replica's.
 pub struct ExportJobs {
     dir: PathBuf,
     jobs: Registry<Export>,
     formats: Arc<dyn super::ExportFormats>,
     /// Where finished files are uploaded for the other replicas.
     remote: Option<Arc<Remote>>,
+    /// A sweep of the store runs.
+    sweeping: std::sync::atomic::AtomicBool,
+}
+
+/// Clears a flag when dropped.
+struct Clear<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Clear<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for ExportJobs {
@@ -109,7 +129,13 @@ impl ExportJobs {
     /// Exports under `dir` (created when first needed), written in the
     /// formats `formats` makes.
     pub fn new(dir: PathBuf, formats: Arc<dyn super::ExportFormats>) -> ExportJobs {
-        ExportJobs { dir, jobs: Registry::with_owner_bound(KEPT, KEPT_PER_OWNER), formats, remote: None }
+        ExportJobs {
+            dir,
+            jobs: Registry::with_owner_bound(KEPT, KEPT_PER_OWNER),
+            formats,
+            remote: None,
+            sweeping: Default::default(),
+        }
     }
 
     /// The same, with jobs and manifests kept in `store` for every replica
@@ -143,24 +169,52 @@ impl ExportJobs {
         self.dir.join(format!("{id}.{}", format.ext()))
     }
 
-    /// Deletes the store's copies of files older than the TTL (a few at a
-    /// time; every replica may, deleting twice is harmless).
+    /// The name of export `id`'s file in the store when `uri` is where
+    /// this store keeps it (`<prefix>/exports/<id>.<ext>`); `None` for any
+    /// other object, which is neither served nor deleted as an export.
+    fn remote_name(remote: &Remote, id: Uuid, uri: &str) -> Option<String> {
+        let name = uri.rsplit('/').next()?;
+        let ext = name.strip_prefix(&format!("{id}."))?;
+        ExportFormat::parse(ext)?;
+        (remote.uri(Kind::Exports, name) == uri).then(|| name.to_owned())
+    }
+
+    /// Deletes the store's copies of files older than the TTL, oldest
+    /// first (every 10 minutes and at each export's start; one sweep at a
+    /// time per replica; two replicas deleting the same one is harmless).
     async fn sweep_remote(&self) {
         let (Some(store), Some(remote)) = (self.store(), &self.remote) else { return };
-        let before = store_now(store) - FILE_TTL.as_micros() as i64;
-        let old = match store.files_ended_before(<Export as JobKind>::KIND, before, 20).await {
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _done = Clear(&self.sweeping);
+        let old = match store.files_older_than(FILE_TTL.as_micros() as i64, 50).await {
             Ok(old) => old,
             Err(e) => return tracing::debug!(error = %e, "cannot list old export files"),
         };
         for (id, uri) in old {
-            let name = uri.rsplit('/').next().unwrap_or_default().to_owned();
-            match remote.delete(&name, &uri).await {
-                Ok(()) => {
-                    let _ = store.set_file(id, None).await;
-                }
-                Err(e) => tracing::warn!(error = %e, export = %id, "cannot delete an old export from the object store"),
+            let deleted = match Self::remote_name(remote, id, &uri) {
+                Some(name) => remote.delete(&name, &uri).await,
+                // Not an export's object: forget it, touch nothing.
+                None => Err(format!("{uri} is not where this store keeps exports; left alone")),
+            };
+            if let Err(e) = &deleted {
+                tracing::warn!(error = %e, export = %id, "an old export was not deleted from the object store");
+            }
+            // Either way the row stops naming it: one that cannot be deleted
+            // does not hold up the others (a lifecycle rule on the prefix is
+            // the backstop).
+            if let Err(e) = store.set_file(id, None).await {
+                tracing::debug!(error = %e, export = %id, "cannot update an export's row");
             }
         }
+    }
+
+    /// Deletes export files older than the TTL, here and in the store.
+    pub async fn sweep_files(self: &Arc<Self>) {
+        let local = self.clone();
+        let _ = tokio::task::spawn_blocking(move || local.sweep()).await;
+        self.sweep_remote().await;
     }
 
     /// Deletes export files older than the TTL (manifests stay).
@@ -280,23 +334,24 @@ impl ExportJobs {
         }
         match &job.place {
             Place::Here => Err(FileError::Gone),
-            Place::Replica { name: replica, file_uri, finished_at } => {
-                let now = self.store().map(store_now).unwrap_or_default();
-                if finished_at.is_some_and(|t| now - t > FILE_TTL.as_micros() as i64) {
+            Place::Replica { name: replica, file_uri, ended_us_ago } => {
+                if ended_us_ago.is_some_and(|t| t > FILE_TTL.as_micros() as i64) {
                     return Err(FileError::Gone);
                 }
-                match (file_uri, &self.remote) {
-                    (Some(uri), Some(_)) => {
-                        let key = format!("{id}.{}", format.ext());
-                        let source = Remote::source(self.remote.as_deref(), &self.dir, &key, ("object_store", uri))
-                            .await
-                            .map_err(|e| {
-                                FileError::Unavailable(format!("the object store did not hand the file out: {e}"))
-                            })?;
-                        Ok((source, name, format.content_type()))
-                    }
-                    _ => Err(FileError::Elsewhere(replica.clone())),
-                }
+                let (Some(remote), Some(uri)) = (&self.remote, file_uri) else {
+                    tracing::info!(export = %id, replica, "an export's file was asked of a replica that does not have it");
+                    return Err(if self.remote.is_some() { FileError::NotUploaded } else { FileError::Elsewhere });
+                };
+                let Some(key) = Self::remote_name(remote, id, uri) else {
+                    tracing::warn!(export = %id, uri, "an export's row names an object outside this store's exports");
+                    return Err(FileError::Elsewhere);
+                };
+                let source =
+                    Remote::source(Some(remote), &self.dir, &key, ("object_store", uri)).await.map_err(|e| {
+                        tracing::warn!(export = %id, error = %e, "an export could not be read from the object store");
+                        FileError::Unavailable("the object store did not hand the file out; try again shortly".into())
+                    })?;
+                Ok((source, name, format.content_type()))
             }
         }
     }
@@ -317,8 +372,9 @@ impl ExportJobs {
         Ok(tokio::fs::read_to_string(self.manifest_path(id)).await.ok())
     }
 
-    /// Ends an export: signs and keeps the manifest and records the export
-    /// in the ledger (fail closed: no record, no file).
+    /// Ends an export: records it in the ledger, then keeps its signed
+    /// manifest in the database (fail closed: no record, no file and no
+    /// manifest).
     pub async fn complete(
         &self,
         events: &Events,
@@ -327,36 +383,16 @@ impl ExportJobs {
         who: &Requester,
         result: Result<ExportManifest, String>,
     ) -> Result<ExportManifest, String> {
+        if let Err(e) = record(events, id, format, who, &result).await {
+            tracing::error!(error = %e, export = %id, "an export's record could not be committed");
+            let _ = tokio::fs::remove_file(self.file_path(id, format)).await;
+            return Err("the export could not be recorded in the ledger; its file was discarded".into());
+        }
         if let (Ok(m), Some(store)) = (&result, self.store()) {
             let note = manifest_note(m, events.ledger().keys().signer());
             if let Err(e) = store.set_note(STREAMED, id, &who.owner, Some(&note)).await {
                 tracing::error!(error = %e, export = %id, "cannot keep an export manifest");
             }
-        } else if let Ok(m) = &result {
-            let note = manifest_note(m, events.ledger().keys().signer());
-            let path = self.manifest_path(id);
-            let (dir, owner_path, owner) = (self.dir.clone(), self.owner_path(id), who.owner.clone());
-            let manifest_path = path.clone();
-            let kept = tokio::task::spawn_blocking(move || {
-                crate::storage::make_private_dir(&dir)?;
-                crate::storage::write_private_file(&owner_path, owner.as_bytes())?;
-                crate::storage::write_private_file(&manifest_path, note.as_bytes())
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-            if let Err(e) = kept {
-                tracing::error!(error = %e, path = %path.display(), "cannot keep an export manifest");
-            }
-        }
-        if let Err(e) = record(events, id, format, who, &result).await {
-            tracing::error!(error = %e, export = %id, "an export's record could not be committed");
-            let _ = tokio::fs::remove_file(self.file_path(id, format)).await;
-            let _ = tokio::fs::remove_file(self.manifest_path(id)).await;
-            let _ = tokio::fs::remove_file(self.owner_path(id)).await;
-            if let Some(store) = self.store() {
-                let _ = store.set_note(STREAMED, id, &who.owner, None).await;
-            }
-            return Err("the export could not be recorded in the ledger; its file was discarded".into());
         }
         result
     }
@@ -383,10 +419,6 @@ pub async fn record(
         .request(who.request_id.clone())
         .details(details);
     events.record_own(event).await.map(|_| ())
-}
-
-fn store_now(store: &JobStore) -> i64 {
-    store.now_us()
 }
 
 fn view(j: &Job<Export>) -> ExportJob {
