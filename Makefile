@@ -125,7 +125,7 @@ bench-forward: site
 	$(TARGET_DIR)/release/custos bench forward --events $(FORWARD_EVENTS)
 
 # Three replicas on one throw-away PostgreSQL under load; each run kills the
-# alert evaluator's lease holder (kill -9) and times the takeover.
+# holder of each lease held all the time (kill -9) and times the takeovers.
 REPLICA_RUNS ?= 10
 replicas: site test-tools
 	scripts/replicas.sh $(TARGET_DIR)/release/custos $(REPLICA_RUNS)

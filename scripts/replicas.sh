@@ -7,8 +7,9 @@
 # A throw-away PostgreSQL, three `custos serve` replicas on it (one KEK,
 # their own data directories and ports), an API key, then ingest from four
 # writers spread over the replicas. RUNS times (default 1), while the load
-# goes on, the replica holding the `alert-evaluator` lease, then the one
-# holding `notifier` (the leases held all the time), is killed with
+# goes on, the replica holding the `alert-evaluator` lease, then the ones
+# holding `notifier` and `forward:udp` (a UDP syslog destination: the
+# leases held all the time), is killed with
 # SIGKILL; the time until a surviving replica holds each lease the killed
 # one held (its `/readyz` lists it) is that lease's failover time; the
 # killed replica is started again. Then every
@@ -41,6 +42,9 @@ export CUSTOS_ADMIN_USERNAME=admin
 CUSTOS_ADMIN_PASSWORD="replicas $(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
 export CUSTOS_ADMIN_PASSWORD
 export CUSTOS_BACKUP__INTERVAL_HOURS=0
+# A forwarding destination takes effect without a second person's approval
+# here, so that its lease is there to fail over.
+export CUSTOS_POLICIES__FORWARDING__APPROVALS=0
 CUSTOS_DATA_DIR="$work/r0" "$custos" migrate >/dev/null || fail "migrations failed"
 
 # Starting replica N (on its port, with its data directory); the Python
@@ -53,7 +57,7 @@ for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
 {
   echo 'set -euo pipefail'
-  for v in CUSTOS_KEK CUSTOS_DATABASE__URL CUSTOS_LOG__FILTER CUSTOS_ADMIN_USERNAME CUSTOS_ADMIN_PASSWORD CUSTOS_BACKUP__INTERVAL_HOURS; do
+  for v in CUSTOS_KEK CUSTOS_DATABASE__URL CUSTOS_LOG__FILTER CUSTOS_ADMIN_USERNAME CUSTOS_ADMIN_PASSWORD CUSTOS_BACKUP__INTERVAL_HOURS CUSTOS_POLICIES__FORWARDING__APPROVALS; do
     printf 'export %s=%q\n' "$v" "${!v}"
   done
   printf 'ports=(%s)\ncustos=%q\nwork=%q\n' "${ports[*]}" "$custos" "$work"
@@ -96,6 +100,15 @@ req = urllib.request.Request(base(0) + "/rpc/create_api_key",
     headers={"Origin": base(0), "Accept": "application/json"})
 token = json.load(op.open(req, timeout=10))["token"]
 auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+# One SIEM destination (syslog over UDP to a local port nobody reads: every
+# send succeeds), whose lease `forward:udp` fails over like the others.
+doc = {"destinations": [{"id": "udp", "name": "UDP", "type": "syslog", "format": "json", "host": "127.0.0.1",
+                         "port": 9, "transport": "udp", "batch_interval_ms": 0, "checkpoints": False}]}
+req = urllib.request.Request(base(0) + "/api/policies/forwarding/proposals",
+    data=json.dumps({"content": doc, "based_on": 0, "reason": "replicas: a destination to fail over"}).encode(),
+    headers={"Origin": base(0), "Accept": "application/json", "Content-Type": "application/json"})
+took = op.open(req, timeout=10)
+if took.status != 200: sys.exit(f"the forwarding destination did not take effect: {took.status} {took.read()[:300]}")
 
 acked, refused, stop = [], [0], threading.Event()
 lock = threading.Lock()
@@ -118,28 +131,27 @@ def writer(n):
             i = (i + 1) % len(ports)
         time.sleep(0.02)
 
-def holder(lease, alive):
-    for i in alive:
-        try:
-            r = json.load(urllib.request.urlopen(base(i) + "/readyz", timeout=2))
-            if lease in r.get("leases", []):
-                return i
-        except Exception:
-            pass
-    return None
-
 def held(i):
+    """The leases replica i lists in /readyz (its destinations' leases are
+    listed as "forward (N destination(s))": here the one, forward:udp)."""
     try:
-        return set(json.load(urllib.request.urlopen(base(i) + "/readyz", timeout=2)).get("leases", []))
+        leases = json.load(urllib.request.urlopen(base(i) + "/readyz", timeout=2)).get("leases", [])
     except Exception:
         return set()
+    return {"forward:udp" if lease.startswith("forward (") else lease for lease in leases}
+
+def holder(lease, alive):
+    for i in alive:
+        if lease in held(i):
+            return i
+    return None
 
 threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
 for t in threads: t.start()
 # The leases held all the time (the others are taken for a pass and
 # released after it): each run kills the holder of each in turn and times
 # the takeover of every lease the killed replica held.
-LEASES = ["alert-evaluator", "notifier"]
+LEASES = ["alert-evaluator", "notifier", "forward:udp"]
 failovers = {lease: [] for lease in LEASES}
 try:
     for run in range(runs):
@@ -147,7 +159,8 @@ try:
             time.sleep(3)
             deadline = time.time() + 30
             while (h := holder(target, range(len(ports)))) is None:
-                if time.time() > deadline: sys.exit(f"nobody holds {target}")
+                if time.time() > deadline:
+                    sys.exit(f"nobody holds {target}; the replicas hold {[sorted(held(i)) for i in range(len(ports))]}")
                 time.sleep(0.2)
             lost = held(h) & set(LEASES)
             os.kill(pid_of(h), signal.SIGKILL)
