@@ -176,11 +176,6 @@ impl JobStore {
         JobStore { ledger, replica: replica.to_owned() }
     }
 
-    /// This replica's name.
-    pub fn replica(&self) -> &str {
-        &self.replica
-    }
-
     /// `sql` with `NOW` replaced by the database's clock (µs).
     fn sql(&self, sql: &str, values: Vec<sea_orm::Value>) -> sea_orm::Statement {
         let b = self.ledger.db().backend();
