@@ -95,16 +95,19 @@ pub struct Job<K: JobKind> {
 impl<K: JobKind> Job<K> {
     /// Running, done or failed.
     pub fn state(&self) -> JobState {
-        match &*self.lock() {
-            None => JobState::Running,
-            Some(Ok(_)) => JobState::Done,
-            Some(Err(_)) => JobState::Failed,
-        }
+        state_of(&self.lock())
     }
 
     /// The outcome, once finished (`Err` holds why it failed).
     pub fn outcome(&self) -> Option<Result<K::Output, String>> {
         self.lock().clone()
+    }
+
+    /// The state and the outcome read together: a job seen between two
+    /// separate reads could show `failed` with no error.
+    pub fn snapshot(&self) -> (JobState, Option<Result<K::Output, String>>) {
+        let outcome = self.lock().clone();
+        (state_of(&outcome), outcome)
     }
 
     /// Records how the job ended. The first outcome stays.
@@ -152,6 +155,14 @@ pub struct JobRow {
     pub ended_us_ago: Option<i64>,
     /// Where its file is in the shared store.
     pub file_uri: Option<String>,
+}
+
+fn state_of<T>(outcome: &Option<Result<T, String>>) -> JobState {
+    match outcome {
+        None => JobState::Running,
+        Some(Ok(_)) => JobState::Done,
+        Some(Err(_)) => JobState::Failed,
+    }
 }
 
 fn outcome_json<T: Serialize>(outcome: &Result<T, String>) -> String {
@@ -211,17 +222,16 @@ impl JobStore {
     }
 
     /// Saves a running job's progress; whether it was asked to stop.
+    /// One statement a beat: the update answers the cancel flag.
     async fn beat(&self, id: Uuid, progress: String) -> Result<bool, DbErr> {
-        self.exec(
-            "UPDATE jobs SET progress = ?, heartbeat_at = NOW WHERE id = ? AND outcome IS NULL",
-            vec![progress.into(), id.to_string().into()],
-        )
-        .await?;
         let row = self
             .ledger
             .db()
             .conn()
-            .query_one_raw(self.sql("SELECT cancel FROM jobs WHERE id = ?", vec![id.to_string().into()]))
+            .query_one_raw(self.sql(
+                "UPDATE jobs SET progress = ?, heartbeat_at = NOW WHERE id = ? AND outcome IS NULL RETURNING cancel",
+                vec![progress.into(), id.to_string().into()],
+            ))
             .await?;
         Ok(row.map(|r| r.try_get::<i64>("", "cancel")).transpose()?.unwrap_or(0) != 0)
     }

@@ -143,7 +143,7 @@ async fn step(
 #[utoipa::path(
     post, path = "/api/alerts/{id}/acknowledge", tag = "alerts",
     params(("id" = String, Path, description = "The alert's id")),
-    request_body(content = StepBody, content_type = "application/json"),
+    request_body(content = Option<StepBody>, description = "Optional (an empty body takes the defaults)", content_type = "application/json"),
     responses(
         (status = 200, description = "The alert after the step", body = Alert),
         (status = 404, description = "No such alert", body = ErrorBody),
@@ -166,7 +166,7 @@ pub async fn acknowledge(
 #[utoipa::path(
     post, path = "/api/alerts/{id}/resolve", tag = "alerts",
     params(("id" = String, Path, description = "The alert's id")),
-    request_body(content = StepBody, content_type = "application/json"),
+    request_body(content = Option<StepBody>, description = "Optional (an empty body takes the defaults)", content_type = "application/json"),
     responses(
         (status = 200, description = "The alert after the step", body = Alert),
         (status = 404, description = "No such alert", body = ErrorBody),

@@ -4,7 +4,7 @@
 //! it up (see the README) and taking one here is refused (409). Reading
 //! needs `policy:read`; taking and downloading need `retention:manage`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use custos_model::{BackupInfo, BackupStatus, Channel, ErrorBody};
 use serde::{Deserialize, Serialize};
@@ -36,7 +36,10 @@ pub struct ListQuery {
     responses((status = 200, description = "Backups", body = BackupsView)),
     security(("api_key" = []), ("session" = []))
 )]
-pub async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<axum::Json<BackupsView>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    super::ApiQuery(q): super::ApiQuery<ListQuery>,
+) -> Result<axum::Json<BackupsView>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::field("limit", "between 1 and 500"));

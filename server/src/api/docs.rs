@@ -77,12 +77,15 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// A row's operation with what its access check adds: the security schemes
-/// it takes, and the answers every route may give besides its own (401 and
-/// 403 from the access check; 503 when the ledger cannot record the request,
-/// as every request is recorded).
+/// A row's operation with what the layers around its handler add: its
+/// unique `operationId`; the security schemes it takes; and the answers
+/// every route may give besides its own (401 and 403 from the access
+/// check; 400 for a path value, query or body that does not parse, 404 for
+/// a path value naming nothing, 413 for a body over the bound; 503 when
+/// the ledger cannot record the request, as every request is recorded).
 fn with_access(route: &crate::routes::RestRoute) -> utoipa::openapi::path::Operation {
     use crate::access::Need;
+    use utoipa::openapi::path::ParameterIn;
     use utoipa::openapi::security::SecurityRequirement;
     use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
     let error = |description: &str| {
@@ -97,14 +100,22 @@ fn with_access(route: &crate::routes::RestRoute) -> utoipa::openapi::path::Opera
         )
     };
     let mut op = route.operation.clone();
+    // The handlers' names repeat across modules (`status`, `list`, …);
+    // OpenAPI wants each operation's id unique, which clients and
+    // schemathesis's links rely on.
+    op.operation_id = Some(operation_id(route.method, route.path));
     let schemes: &[&str] = match route.need {
         Need::Public => &[],
         Need::User | Need::UserWith(_) => &["session"],
         Need::SignedIn | Need::Permission(_) => &["api_key", "session"],
     };
-    let responses = &mut op.responses.responses;
+    let takes = |place: ParameterIn| op.parameters.iter().flatten().any(|p| p.parameter_in == place);
+    let (in_path, in_query, body) = (takes(ParameterIn::Path), takes(ParameterIn::Query), op.request_body.is_some());
     if !schemes.is_empty() {
         op.security = Some(schemes.iter().map(|s| SecurityRequirement::new(*s, Vec::<String>::new())).collect());
+    }
+    let responses = &mut op.responses.responses;
+    if !schemes.is_empty() {
         responses.entry("401".into()).or_insert_with(|| error("No session or API key, or one no longer valid"));
         responses.entry("403".into()).or_insert_with(|| {
             error(
@@ -113,6 +124,24 @@ fn with_access(route: &crate::routes::RestRoute) -> utoipa::openapi::path::Opera
             )
         });
     }
+    // What every handler answers for its inputs, besides its own answers.
+    if in_path || in_query || body {
+        let what = [(in_path, "a path value"), (in_query, "a query value"), (body, "the body")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, what)| *what)
+            .collect::<Vec<_>>()
+            .join(" or ");
+        responses.entry("400".into()).or_insert_with(|| {
+            error(&format!("Bad input: {what} is malformed or out of range; the message and `fields` name it and why"))
+        });
+    }
+    if body {
+        responses.entry("413".into()).or_insert_with(|| error("The body is larger than this operation takes"));
+    }
+    if in_path {
+        responses.entry("404".into()).or_insert_with(|| error("Nothing by this name or id (or not yours to see)"));
+    }
     responses.entry("503".into()).or_insert_with(|| {
         error(
             "The ledger cannot record this request (every request is recorded), or its commit timed out: retry \
@@ -120,6 +149,17 @@ fn with_access(route: &crate::routes::RestRoute) -> utoipa::openapi::path::Opera
         )
     });
     op
+}
+
+/// An operation's id from its method and path: `GET /api/audit/verify/{job}`
+/// is `get_audit_verify_job`.
+fn operation_id(method: &str, path: &str) -> String {
+    let words = path
+        .trim_start_matches("/api/")
+        .split(['/', '-', '.', '{', '}'])
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase);
+    std::iter::once(method.to_ascii_lowercase()).chain(words).collect::<Vec<_>>().join("_")
 }
 
 /// `GET /api/openapi.json`.
@@ -168,4 +208,37 @@ pub async fn docs_page() -> Response {
         ),
     );
     res
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_operation_has_its_own_id() {
+        let doc = super::document();
+        let mut ids: Vec<String> = doc.paths.paths.values().flat_map(item_ids).collect();
+        let n = ids.len();
+        ids.sort();
+        let repeated: Vec<&String> = ids.windows(2).filter(|w| w[0] == w[1]).map(|w| &w[0]).collect();
+        assert!(repeated.is_empty(), "repeated operation ids: {repeated:?}");
+        assert!(n >= 30, "{n}");
+        assert_eq!(super::operation_id("GET", "/api/reports/{id}/{file}/manifest"), "get_reports_id_file_manifest");
+    }
+
+    fn item_ids(item: &utoipa::openapi::PathItem) -> Vec<String> {
+        [&item.get, &item.post, &item.put, &item.delete, &item.patch]
+            .into_iter()
+            .flatten()
+            .map(|op| op.operation_id.clone().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        let e = crate::api::query_error("Failed to deserialize query string: limit: invalid digit found in string");
+        assert_eq!((e.fields[0].path.as_str(), e.message.as_str()), ("limit", "limit: invalid digit found in string"));
+        let e = crate::api::query_error("Failed to deserialize query string: expected `,` or `}`");
+        assert_eq!(e.fields[0].path, "query");
+        let long = format!("q: {}", "x".repeat(500));
+        assert!(crate::api::query_error(&long).message.chars().count() <= 210);
+    }
 }

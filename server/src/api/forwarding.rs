@@ -48,7 +48,7 @@ fn reason(r: Option<String>) -> Result<Option<String>, ApiError> {
 #[utoipa::path(
     post, path = "/api/forwarding/destinations/{id}/pause", tag = "forwarding",
     params(("id" = String, Path, description = "The destination's id")),
-    request_body(content = PauseRequest, description = "Why (optional)"),
+    request_body(content = Option<PauseRequest>, description = "Why (optional)", content_type = "application/json"),
     responses(
         (status = 204, description = "Paused"),
         (status = 404, description = "No such destination in the policy in force", body = ErrorBody),
@@ -59,9 +59,11 @@ pub async fn pause(
     State(s): State<AppState>,
     ctx: Ctx,
     Path(id): Path<String>,
-    body: Option<axum::Json<PauseRequest>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    let why = reason(body.map(|b| b.0.reason).unwrap_or_default())?;
+    let body: PauseRequest = super::read_json(body, &headers, 8 * 1024, Some(PauseRequest::default())).await?;
+    let why = reason(body.reason)?;
     s.forwarder.set_paused(&ctx.requester(Channel::Api), &id, true, why).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
@@ -71,7 +73,7 @@ pub async fn pause(
 #[utoipa::path(
     post, path = "/api/forwarding/destinations/{id}/resume", tag = "forwarding",
     params(("id" = String, Path, description = "The destination's id")),
-    request_body(content = PauseRequest, description = "Why (optional)"),
+    request_body(content = Option<PauseRequest>, description = "Why (optional)", content_type = "application/json"),
     responses(
         (status = 204, description = "Resumed"),
         (status = 404, description = "No such destination in the policy in force", body = ErrorBody),
@@ -82,9 +84,11 @@ pub async fn resume(
     State(s): State<AppState>,
     ctx: Ctx,
     Path(id): Path<String>,
-    body: Option<axum::Json<PauseRequest>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    let why = reason(body.map(|b| b.0.reason).unwrap_or_default())?;
+    let body: PauseRequest = super::read_json(body, &headers, 8 * 1024, Some(PauseRequest::default())).await?;
+    let why = reason(body.reason)?;
     s.forwarder.set_paused(&ctx.requester(Channel::Api), &id, false, why).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
@@ -116,8 +120,10 @@ pub async fn replay(
     State(s): State<AppState>,
     ctx: Ctx,
     Path(id): Path<String>,
-    axum::Json(r): axum::Json<ReplayRequest>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<(axum::http::StatusCode, axum::Json<ReplayStarted>), ApiError> {
+    let r: ReplayRequest = super::read_json(body, &headers, 8 * 1024, None).await?;
     let from_seq =
         s.forwarder.replay(&ctx.requester(Channel::Api), &id, r.from_seq, r.from_time.as_deref(), &r.reason).await?;
     Ok((axum::http::StatusCode::ACCEPTED, axum::Json(ReplayStarted { from_seq })))
@@ -160,8 +166,10 @@ pub async fn test(
 pub async fn preview(
     State(s): State<AppState>,
     ctx: Ctx,
-    axum::Json(d): axum::Json<serde_json::Value>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<axum::Json<ForwardPreview>, ApiError> {
+    let d: serde_json::Value = super::read_json(body, &headers, 64 * 1024, None).await?;
     if !ctx.caller.allows(Permission::AuditRead) {
         return Err(ApiError::forbidden("the preview shows a real event: it needs audit:read"));
     }

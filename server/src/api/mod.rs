@@ -28,9 +28,10 @@ use custos_model::Channel;
 
 pub use self::error::ApiError;
 
-/// Reads a JSON body of at most `limit` bytes into `T` (413 beyond it, 400
-/// naming what is wrong otherwise). An empty body is `T::default()` when
-/// `empty` is given.
+/// Reads a JSON object of at most `limit` bytes into `T` (413 beyond it,
+/// 400 naming what is wrong otherwise). An empty body is `T::default()`
+/// when `empty` is given. Anything but an object is refused: serde would
+/// otherwise read a struct from an array of its fields (`[null, null]`).
 pub async fn read_json<T: serde::de::DeserializeOwned>(
     body: axum::body::Body,
     headers: &axum::http::HeaderMap,
@@ -43,7 +44,41 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     {
         return Ok(default);
     }
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::field("body", "must be a JSON object"));
+    }
     serde_json::from_slice(&bytes).map_err(|e| ApiError::field("body", e.to_string()))
+}
+
+/// A query string read into `T`. A value that does not parse answers 400
+/// in JSON naming the parameter, like every other error (axum's own
+/// `Query` answers in plain text).
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(ApiQuery(q)),
+            Err(e) => Err(query_error(&e.body_text())),
+        }
+    }
+}
+
+/// A query string's problem as a 400: `limit: invalid digit found in
+/// string` names `limit`; a message without a name names `query`. At most
+/// 200 characters of it (it may quote the caller's value).
+pub fn query_error(message: &str) -> ApiError {
+    let message = message.strip_prefix("Failed to deserialize query string: ").unwrap_or(message);
+    let message: String = message.chars().take(200).collect();
+    let message = message.as_str();
+    match message.split_once(": ") {
+        Some((name, reason)) if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            ApiError::field(name, reason)
+        }
+        _ => ApiError::field("query", message),
+    }
 }
 
 /// The caller as an event actor.

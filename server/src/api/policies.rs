@@ -7,7 +7,7 @@
 //! and testing need also the kind's own permission (masking:
 //! `policy:manage`), checked by the store.
 
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use custos_engine::identity::permission::PermissionSet;
 use custos_engine::policies::review::Decision;
@@ -114,7 +114,7 @@ async fn decide(
 #[utoipa::path(
     post, path = "/api/policies/proposals/{id}/approve", tag = "policies",
     params(("id" = String, Path, description = "The proposal's id")),
-    request_body(content = DecisionBody, content_type = "application/json"),
+    request_body(content = Option<DecisionBody>, description = "Optional (an empty body takes the defaults)", content_type = "application/json"),
     responses(
         (status = 200, description = "The proposal after the decision", body = Proposal),
         (status = 403, description = "Your own proposal, or not a person with policy:approve", body = ErrorBody),
@@ -184,7 +184,7 @@ pub async fn activate(
 #[utoipa::path(
     post, path = "/api/policies/proposals/{id}/withdraw", tag = "policies",
     params(("id" = String, Path, description = "The proposal's id")),
-    request_body(content = DecisionBody, content_type = "application/json"),
+    request_body(content = Option<DecisionBody>, description = "Optional (an empty body takes the defaults)", content_type = "application/json"),
     responses(
         (status = 200, description = "The proposal, withdrawn", body = Proposal),
         (status = 403, description = "Not its author", body = ErrorBody),
@@ -250,9 +250,8 @@ pub struct VersionList {
 pub async fn versions(
     State(s): State<AppState>,
     Path(kind): Path<String>,
-    q: Result<Query<VersionsQuery>, axum::extract::rejection::QueryRejection>,
+    super::ApiQuery(q): super::ApiQuery<VersionsQuery>,
 ) -> Result<axum::Json<VersionList>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::field("query", e.body_text()))?;
     Ok(axum::Json(VersionList { versions: s.policies.versions(&kind, q.before, q.limit.unwrap_or(50)).await? }))
 }
 
@@ -298,9 +297,8 @@ pub struct DiffQuery {
 pub async fn diff(
     State(s): State<AppState>,
     Path(kind): Path<String>,
-    q: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
+    super::ApiQuery(q): super::ApiQuery<DiffQuery>,
 ) -> Result<axum::Json<PolicyDiff>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::field("query", e.body_text()))?;
     Ok(axum::Json(s.policies.diff(&kind, q.from, q.to).await?))
 }
 

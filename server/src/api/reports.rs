@@ -9,7 +9,7 @@
 //! force (the `report_schedules` policy, changed through policy review)
 //! and their runs.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use custos_engine::reports::{ReportFile, period};
@@ -49,7 +49,7 @@ pub async fn frameworks() -> axum::Json<Vec<ReportFramework>> {
 )]
 pub async fn list(
     State(s): State<AppState>,
-    Query(q): Query<ListQuery>,
+    super::ApiQuery(q): super::ApiQuery<ListQuery>,
 ) -> Result<axum::Json<Vec<ReportInfo>>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
@@ -136,7 +136,7 @@ pub async fn schedules(State(s): State<AppState>, ctx: Ctx) -> Result<axum::Json
 pub async fn runs(
     State(s): State<AppState>,
     ctx: Ctx,
-    Query(q): Query<RunsQuery>,
+    super::ApiQuery(q): super::ApiQuery<RunsQuery>,
 ) -> Result<axum::Json<Vec<ReportRun>>, ApiError> {
     may_read_contents(&ctx)?;
     let limit = q.limit.unwrap_or(50);
@@ -261,7 +261,7 @@ pub struct HistoryQuery {
 )]
 pub async fn history(
     State(s): State<AppState>,
-    Query(q): Query<HistoryQuery>,
+    super::ApiQuery(q): super::ApiQuery<HistoryQuery>,
 ) -> Result<axum::Json<ComplianceHistory>, ApiError> {
     let today = period::day_of(s.ledger.now_us());
     let (from, to) = period::resolve(q.period.as_deref(), q.from.as_deref(), q.to.as_deref(), today)

@@ -6,7 +6,7 @@
 //! `policy:read`; running, verifying and downloading archives need
 //! `retention:manage`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use custos_model::{ArchiveInfo, Channel, ErrorBody, RetentionPlan, RetentionRun, RetentionStatus};
 use serde::Deserialize;
@@ -60,7 +60,7 @@ pub struct RunsQuery {
 )]
 pub async fn runs(
     State(s): State<AppState>,
-    Query(q): Query<RunsQuery>,
+    super::ApiQuery(q): super::ApiQuery<RunsQuery>,
 ) -> Result<axum::Json<Vec<RetentionRun>>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {

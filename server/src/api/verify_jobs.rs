@@ -48,14 +48,15 @@ pub struct JobView {
 
 impl JobView {
     fn of(job: &Job<Verification>) -> JobView {
-        let (report, error) = match job.outcome() {
+        let (state, outcome) = job.snapshot();
+        let (report, error) = match outcome {
             None => (None, None),
             Some(Ok(r)) => (Some(r), None),
             Some(Err(e)) => (None, Some(e)),
         };
         JobView {
             id: job.id,
-            state: job.state(),
+            state,
             checked: job.progress.checked.load(Ordering::Relaxed),
             total: job.progress.total.load(Ordering::Relaxed),
             intact: report.as_ref().map(VerifyReport::is_intact),
@@ -86,7 +87,7 @@ pub struct VerifyRequest {
 /// with `wait: true` 200 with the finished job.
 #[utoipa::path(
     post, path = "/api/audit/verify", tag = "verification",
-    request_body(content = VerifyRequest, content_type = "application/json"),
+    request_body(content = Option<VerifyRequest>, description = "Optional (an empty body takes the defaults)", content_type = "application/json"),
     responses(
         (status = 202, description = "Started; poll status_url", body = JobView),
         (status = 200, description = "Finished (wait: true)", body = JobView),

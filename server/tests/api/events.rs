@@ -741,6 +741,42 @@ async fn openapi_document_and_offline_docs() {
     served.sort();
     assert_eq!(documented, served);
     assert!(served.len() >= 30, "{served:?}");
+    // Every operation has its own id (clients and links name operations by it).
+    let operations: Vec<(&String, &Value)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| ops.as_object().unwrap().values().map(move |op| (p, op)))
+        .collect();
+    let mut ids: Vec<&str> = operations.iter().map(|(_, op)| op["operationId"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), operations.len(), "operation ids repeat: {ids:?}");
+    assert_eq!(doc["paths"]["/api/audit/verify/{job}"]["get"]["operationId"], "get_audit_verify_job");
+    // Bad input is documented where it can come: every operation taking a
+    // path value lists 400 and 404, every one taking a body 400 and 413.
+    for (path, op) in &operations {
+        let takes_path = op["parameters"].as_array().is_some_and(|ps| ps.iter().any(|p| p["in"] == "path"));
+        for status in ["400", "404"].iter().filter(|_| takes_path) {
+            assert!(op["responses"][status].is_object(), "{path} lists {status}");
+        }
+        for status in ["400", "413"].iter().filter(|_| op["requestBody"].is_object()) {
+            assert!(op["responses"][status].is_object(), "{path} lists {status}");
+        }
+    }
+    // A body that may be left out is not marked required.
+    assert_ne!(doc["paths"]["/api/audit/verify"]["post"]["requestBody"]["required"], true);
+    assert_eq!(doc["paths"]["/api/alerts/{id}/comment"]["post"]["requestBody"]["required"], true);
+    // ... and answered in JSON naming the field, however the handler reads it.
+    let admin = user_client(&app, "doc_admin", &["admin"]).await;
+    let (status, err) = admin.get("/api/reports/runs?limit=-1").await;
+    assert_eq!((status, err["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{err}");
+    assert_eq!(err["fields"][0]["path"], "limit", "{err}");
+    let (status, err) = admin.post_json("/api/forwarding/destinations/siem/pause", &json!({"why": "x"})).await;
+    assert_eq!((status, err["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("body")), "{err}");
+    // A struct is not read from an array of its fields.
+    let (status, err) = admin.post_json("/api/audit/verify", &json!([null, null])).await;
+    assert_eq!((status, err["message"].as_str()), (StatusCode::BAD_REQUEST, Some("body: must be a JSON object")));
     let text = doc.to_string();
     let mut refs = 0;
     for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

@@ -1,5 +1,7 @@
 //! Several replicas on one PostgreSQL, as behind a load balancer: a job
-//! started on one is followed, downloaded and proven on another.
+//! started on one is followed, downloaded and proven on another; an export
+//! the ledger cannot record leaves nothing behind on any of them (and on
+//! SQLite, on the one server).
 
 use std::time::Duration;
 
@@ -118,4 +120,77 @@ fn sha2_hex(bytes: &[u8]) -> String {
 
 fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Makes the ledger refuse one action's records (an injected fault).
+async fn refuse_records(app: &TestApp, backend: Backend, action: &str) {
+    use sea_orm::ConnectionTrait as _;
+    let db = app.running.ledger.db().conn();
+    let statements = match backend {
+        Backend::Sqlite => vec![format!(
+            "CREATE TRIGGER injected_refusal BEFORE INSERT ON ledger_entries WHEN NEW.action = '{action}' \
+             BEGIN SELECT RAISE(ABORT, 'injected'); END"
+        )],
+        Backend::Postgres => vec![
+            "CREATE FUNCTION injected_refusal() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected'; END $$"
+                .to_owned(),
+            format!(
+                "CREATE TRIGGER injected_refusal BEFORE INSERT ON ledger_entries FOR EACH ROW \
+                 WHEN (NEW.action = '{action}') EXECUTE FUNCTION injected_refusal()"
+            ),
+        ],
+    };
+    for sql in statements {
+        db.execute_unprepared(&sql).await.unwrap();
+    }
+}
+
+/// Fail closed: an export whose record the ledger refuses ends failed on
+/// every replica, its file discarded and no manifest kept, so nothing
+/// leaves unrecorded; the ledger still verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_the_ledger_cannot_record_leaves_no_file_and_no_manifest() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(a) = TestApp::spawn(backend).await else { continue };
+        let b = match backend {
+            Backend::Postgres => Some(a.replica(|_| {}).await),
+            Backend::Sqlite => None,
+        };
+        let ingest = key_client(&a, &[Scope::Ingest]).await;
+        let batch: Vec<Value> = (0..30).map(|i| event(i, 1)).collect();
+        assert_eq!(ingest.post_json("/api/audit/events", &json!(batch)).await.0, StatusCode::CREATED);
+        let on_a = user_client(&a, "refused_exporter", &["admin"]).await;
+        refuse_records(&a, backend, "audit.export.completed").await;
+
+        let (status, started) = on_a.post_json("/api/audit/exports?format=csv", &json!(null)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{backend:?}: {started}");
+        let id = started["id"].as_str().unwrap().to_owned();
+        let path = format!("/api/audit/exports/{id}");
+        let mut askers = vec![on(&a, &on_a)];
+        askers.extend(b.iter().map(|b| on(b, &on_a)));
+        for c in &askers {
+            // A poll recorded in the same batch as the refused record may
+            // itself be refused (503): polled again.
+            let (_, job) = poll(c, &path, |s, j| s == StatusCode::OK && j["state"] != "running").await;
+            assert_eq!(job["state"], "failed", "{backend:?}: {job}");
+            assert!(job["error"].as_str().is_some_and(|e| e.contains("could not be recorded")), "{backend:?}: {job}");
+            let (status, body) = c.get(&format!("{path}/file")).await;
+            assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_ready")), "{body}");
+            let (status, body) = c.get(&format!("{path}/manifest")).await;
+            assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{body}");
+        }
+        for app in std::iter::once(&a).chain(b.as_ref()) {
+            let left: Vec<_> = std::fs::read_dir(app._dir.path().join("exports"))
+                .map(|d| d.filter_map(Result::ok).map(|f| f.file_name()).collect())
+                .unwrap_or_default();
+            assert!(left.iter().all(|f| !f.to_string_lossy().starts_with(&id)), "{backend:?}: files left {left:?}");
+        }
+        let report = a.running.ledger.verify(Default::default(), |_| {}).await.unwrap();
+        assert!(report.is_intact(), "{backend:?}: {report:?}");
+        if let Some(b) = b {
+            b.running.shutdown().await.unwrap();
+        }
+        a.running.shutdown().await.unwrap();
+    }
 }

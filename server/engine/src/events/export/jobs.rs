@@ -423,7 +423,8 @@ pub async fn record(
 
 fn view(j: &Job<Export>) -> ExportJob {
     let (format, total) = j.info;
-    let (error, file_name, manifest) = match j.outcome() {
+    let (state, outcome) = j.snapshot();
+    let (error, file_name, manifest) = match outcome {
         None => (None, None, None),
         Some(Ok((name, m))) => (None, Some(name), Some(m)),
         Some(Err(e)) => (Some(e), None, None),
@@ -431,7 +432,7 @@ fn view(j: &Job<Export>) -> ExportJob {
     ExportJob {
         id: j.id,
         format: format.ext().into(),
-        state: j.state(),
+        state,
         rows: j.progress.rows.load(Ordering::Relaxed),
         total,
         bytes: j.progress.bytes.load(Ordering::Relaxed),
