@@ -6,7 +6,13 @@
 //!    validation, no masking.
 //! 2. Ingest over HTTP: `--clients` clients POST pre-serialised batches of
 //!    `--batch` events to `/api/audit/events` with an API key.
-//! 3. Search: `--queries` first-page searches (limit 50) over HTTP, each a
+//! 3. Single-event ingest at a fixed rate: one event per request, at 1,000
+//!    and 5,000 requests/s for `--single-secs` seconds each, over keep-alive
+//!    connections (open loop: each request's latency counts from when it
+//!    was due, so a server falling behind shows); baseline: `GET /healthz`
+//!    on the same server at the same rates. Also the ledger entries each
+//!    event cost (its own entry, plus the self-audit's).
+//! 4. Search: `--queries` first-page searches (limit 50) over HTTP, each a
 //!    random one-day window plus one other filter (action, actor, outcome or
 //!    tenant): p50 and p95. Baseline: the same SQL statement run directly on
 //!    the database (rows only: no decryption, no HTTP, no self-audit record).
@@ -32,12 +38,14 @@ struct Args {
     batch: usize,
     clients: usize,
     queries: usize,
+    /// Seconds per rate of the single-event phase (0: skipped).
+    single_secs: usize,
     /// A PostgreSQL server (admin URL): fresh databases are created on it.
     postgres: Option<String>,
 }
 
 fn args() -> Args {
-    let mut a = Args { events: 1_000_000, batch: 1000, clients: 4, queries: 400, postgres: None };
+    let mut a = Args { events: 1_000_000, batch: 1000, clients: 4, queries: 400, single_secs: 5, postgres: None };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -47,13 +55,16 @@ fn args() -> Args {
             ("--batch", Some(v)) => a.batch = v,
             ("--clients", Some(v)) => a.clients = v,
             ("--queries", Some(v)) => a.queries = v,
+            ("--single-secs", Some(v)) => a.single_secs = v,
             ("--postgres", _) if i + 1 < argv.len() => a.postgres = Some(argv[i + 1].clone()),
             ("--bench", _) => {
                 i += 1;
                 continue;
             }
             (other, _) => {
-                eprintln!("unknown or incomplete argument `{other}`; use --events N --batch N --clients N --queries N");
+                eprintln!(
+                    "unknown or incomplete argument `{other}`; use --events N --batch N --clients N --queries N --single-secs N"
+                );
                 std::process::exit(2);
             }
         }
@@ -160,6 +171,61 @@ async fn start(dir: &std::path::Path, postgres: Option<&str>) -> custos_server::
     }
     FileKek::generate(&config.kek_file(), &OsRandom).unwrap();
     custos_server::start(&config).await.unwrap()
+}
+
+/// What a fixed-rate phase measured.
+struct Rated {
+    ok: usize,
+    refused: usize,
+    achieved: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Sends one request per entry of `bodies` at `rate` per second (a body:
+/// `POST /api/audit/events`; none: `GET /healthz`), at most 512 in flight.
+/// Latency counts from when each request was due.
+async fn fixed_rate(http: &reqwest::Client, rate: usize, bodies: Vec<Option<Vec<u8>>>, base: &str, key: &str) -> Rated {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
+    let t0 = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(bodies.len());
+    for (i, body) in bodies.into_iter().enumerate() {
+        let due = t0 + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due).await;
+        let permit = in_flight.clone().acquire_owned().await.unwrap();
+        let (http, base, key) = (http.clone(), base.to_owned(), key.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let req = match body {
+                Some(b) => http
+                    .post(format!("{base}/api/audit/events"))
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(b),
+                None => http.get(format!("{base}/healthz")),
+            };
+            let ok = matches!(req.send().await, Ok(r) if r.status().is_success());
+            drop(permit);
+            (ok, due.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut refused = 0;
+    for t in tasks {
+        let (ok, took) = t.await.unwrap();
+        if ok {
+            latencies.push(took);
+        } else {
+            refused += 1;
+        }
+    }
+    let achieved = latencies.len() as f64 / t0.elapsed().as_secs_f64();
+    latencies.sort();
+    let (p50, p99) = if latencies.is_empty() {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        (percentile(&latencies, 0.50), percentile(&latencies, 0.99))
+    };
+    Rated { ok: latencies.len(), refused, achieved, p50, p99 }
 }
 
 fn main() {
@@ -288,7 +354,42 @@ async fn run(a: Args) {
         http_rate / seq_rate
     );
 
-    // 3. Search: first page, a one-day window and one other filter.
+    // 3. Single events at fixed rates, next to /healthz at the same rates.
+    if a.single_secs > 0 {
+        // Connections kept open for reuse (keep-alive), as many as in flight.
+        let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
+        let mut rng = custos_testkit::rng(99);
+        for rate in [1000usize, 5000] {
+            let n = rate * a.single_secs;
+            let bodies: Vec<Vec<u8>> = (0..n)
+                .map(|_| serde_json::to_vec(&event(rng.usize(..a.events), a.events, start_us, &mut rng)).unwrap())
+                .collect();
+            server.state.ingest_summaries.record(&server.events).await;
+            let before = server.ledger.head().await.unwrap().seq;
+            let ingest = fixed_rate(&http, rate, bodies.into_iter().map(Some).collect(), &base, &key).await;
+            server.state.ingest_summaries.record(&server.events).await;
+            let entries = server.ledger.head().await.unwrap().seq - before;
+            let health = fixed_rate(&http, rate, vec![None; n], &base, &key).await;
+            println!(
+                "single events at {rate}/s for {} s: {} answered ({} refused), achieved {:.0}/s, p50 {:.2} ms, p99 {:.2} ms; \
+                 /healthz at the same rate (baseline): achieved {:.0}/s, p50 {:.2} ms, p99 {:.2} ms; \
+                 {:.3} ledger entries per event ({entries} entries for {} events, summaries included)",
+                a.single_secs,
+                ingest.ok,
+                ingest.refused,
+                ingest.achieved,
+                ms(ingest.p50),
+                ms(ingest.p99),
+                health.achieved,
+                ms(health.p50),
+                ms(health.p99),
+                entries as f64 / ingest.ok.max(1) as f64,
+                ingest.ok
+            );
+        }
+    }
+
+    // 4. Search: first page, a one-day window and one other filter.
     let conn = server.ledger.db().conn();
     conn.execute_unprepared(match server.ledger.db().kind() {
         custos_engine::storage::DbKind::Sqlite => "ANALYZE",
@@ -378,7 +479,7 @@ async fn run(a: Args) {
         ms(percentile(&unbounded, 0.5)),
         ms(percentile(&unbounded, 0.95))
     );
-    // 4. Export everything as CSV over HTTP (streamed), against a plain
+    // 5. Export everything as CSV over HTTP (streamed), against a plain
     // read of the same rows in seq order.
     // API keys read or ingest; exports are for people: a compliance officer.
     let officer = custos_engine::identity::service::NewUser {
@@ -455,7 +556,7 @@ async fn run(a: Args) {
     );
     server.shutdown().await.unwrap();
 
-    // 5. The same exports by `custos export` in a process of its own: wall
+    // 6. The same exports by `custos export` in a process of its own: wall
     // time and peak resident memory (VmHWM) of that process alone.
     if a.postgres.is_none() {
         for format in ["csv", "xlsx"] {

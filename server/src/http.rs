@@ -81,6 +81,8 @@ pub struct AppState {
     pub disk: Arc<crate::disk::DiskGuard>,
     /// Background exports, their files and manifests.
     pub exports: std::sync::Arc<custos_engine::events::export::ExportJobs>,
+    /// Ingest requests counted into summaries (the self-audit's).
+    pub ingest_summaries: Arc<crate::api::ingest_summary::IngestSummaries>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -353,6 +353,7 @@ pub async fn start_with(
             )
             .shared(Some(jobs), remote.clone().filter(|_| config.object_store.exports)),
         ),
+        ingest_summaries: Arc::default(),
     };
     let app = http::app(state.clone());
     let (stop, mut stopped) = watch::channel(false);
@@ -380,6 +381,15 @@ pub async fn start_with(
     background.every("noise summaries", Duration::from_secs(10), move || {
         let identity = noisy.clone();
         async move { identity.record_noise_summaries().await }
+    });
+    // Ingest requests, one summary per caller, outcome and minute (the
+    // events are their own record); the last ones at shutdown.
+    let (summaries, summarised) = (state.ingest_summaries.clone(), events.clone());
+    background.every("ingest summaries", api::ingest_summary::PERIOD, move || {
+        let (summaries, events) = (summaries.clone(), summarised.clone());
+        async move {
+            summaries.record(&events).await;
+        }
     });
     // Another replica's policy change takes effect here within two seconds;
     // proposals past their time are closed every minute.
@@ -622,6 +632,8 @@ impl Running {
         if !(verifications && exports) {
             tracing::warn!(verifications, exports, "jobs were still running at shutdown");
         }
+        // The requests answered since the last summaries.
+        self.state.ingest_summaries.record(&self.events).await;
         let kind = self.ledger.db().kind().as_str();
         if let Err(e) = self.events.record_own(lifecycle_event(OwnAction::Stop, kind)).await {
             tracing::error!(error = %e, "could not record the shutdown in the ledger");

@@ -80,9 +80,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// A row's operation with what the layers around its handler add: its
 /// unique `operationId`; the security schemes it takes; and the answers
 /// every route may give besides its own (401 and 403 from the access
-/// check; 400 for a path value, query or body that does not parse, 404 for
-/// a path value naming nothing, 413 for a body over the bound; 503 when
-/// the ledger cannot record the request, as every request is recorded).
+/// check, 429 from the flood gate and the per-caller bounds; 400 for a
+/// path value, query or body that does not parse, 404 for a path value
+/// naming nothing, 413 for a body over the bound; 503 when the ledger
+/// cannot record the request, as every request is recorded).
 fn with_access(route: &crate::routes::RestRoute) -> utoipa::openapi::path::Operation {
     use crate::access::Need;
     use utoipa::openapi::path::ParameterIn;
@@ -121,6 +122,13 @@ fn with_access(route: &crate::routes::RestRoute) -> utoipa::openapi::path::Opera
             error(
                 "The caller lacks what this needs (the message names it; API keys carry only `ingest` and \
                  `read`), or a signed-in user owes a password change or MFA enrolment first",
+            )
+        });
+        responses.entry("429".into()).or_insert_with(|| {
+            error(
+                "Too many: refused anonymous calls or refused API keys from this address beyond \
+                 `auth.anonymous_per_minute` this minute, or more of this work at once than one caller may run \
+                 (verifications, exports, live tails, free-text searches); `Retry-After` says when to try again",
             )
         });
     }

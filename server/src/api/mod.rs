@@ -14,6 +14,7 @@ pub mod error;
 pub mod explorer;
 pub mod exports;
 pub mod forwarding;
+pub mod ingest_summary;
 pub mod masking;
 pub mod notifications;
 pub mod policies;

@@ -28,6 +28,7 @@ use custos_engine::events::{OwnAction, OwnEvent};
 use custos_engine::identity::noise::Verdict;
 
 use super::Ctx;
+use super::ingest_summary::{Counted, IngestTally};
 use crate::access::{self, Kind};
 use crate::http::AppState;
 
@@ -86,6 +87,12 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
     let (parts, body) = req.into_parts();
     let ctx = Ctx::of(&parts);
     let query = recorded_query(parts.uri.query());
+    let declared_bytes = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
     let started = Instant::now();
     let response = next.run(Request::from_parts(parts, body)).await;
     // A panic is recorded whatever the route.
@@ -111,6 +118,26 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
     let channel =
         if matches!(route.map(|r| r.kind), Some(Kind::Page | Kind::Rpc)) { Channel::Ui } else { Channel::Api };
     let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    // Ingest requests with a caller are counted into a summary per caller
+    // and minute (`ingest_summary`): their events are their own record.
+    // Refusals of the caller (401, 403) and panics are recorded one by one.
+    let panicked = response.extensions().get::<crate::http::Panicked>().is_some();
+    if route.is_some_and(|r| matches!(r.audit, access::Audit::Named("audit.ingest", _)))
+        && !anonymous
+        && !matches!(status, 401 | 403)
+        && !panicked
+    {
+        let tally = response
+            .extensions()
+            .get::<IngestTally>()
+            .copied()
+            .unwrap_or(IngestTally { bytes: declared_bytes, ..IngestTally::default() });
+        let counted =
+            Counted { actor: ctx.actor(), outcome, status, tally, duration_ms, request_id: ctx.request_id.clone() };
+        if s.ingest_summaries.add(counted, s.ledger.now_us()) {
+            return response;
+        }
+    }
     let event = OwnEvent::new(OwnAction::Request { action, category }, ctx.actor(), channel)
         .outcome(outcome)
         .resource("endpoint", Some(format!("{method} {template}")))

@@ -182,7 +182,7 @@ async fn ingest_search_read_verify_stats(backend: Backend) {
     assert_eq!(again, batch_seqs);
     assert!(body["events"].as_array().unwrap().iter().all(|r| r["duplicate"] == true));
     let head_after = app.running.ledger.head().await.unwrap().seq;
-    assert_eq!(head_after, head_before + 1, "only the retry's own self-audit record was added");
+    assert_eq!(head_after, head_before, "a retry adds nothing (it is counted in its caller's ingest summary)");
     // The same id with other content is a conflict: not stored, 409.
     let mut changed = one.clone();
     changed["action"] = json!("user.delete");
@@ -328,9 +328,11 @@ async fn ingest_search_read_verify_stats(backend: Backend) {
     assert!(st["total"].as_u64().unwrap() >= sent.len() as u64, "sent events plus self-audit records");
     assert_eq!(st["series"].as_array().unwrap().len(), 121, "two hours of minutes, empty ones included");
 
-    // The self-audit record of each endpoint called.
+    // The self-audit record of each endpoint called (ingest requests in
+    // their caller's summary).
+    app.running.state.ingest_summaries.record(&app.running.events).await;
     for (action, outcome) in [
-        ("audit.ingest", "success"),
+        ("audit.ingest.summary", "success"),
         ("audit.search", "success"),
         ("audit.read", "success"),
         ("audit.read", "failure"),
@@ -345,7 +347,9 @@ async fn ingest_search_read_verify_stats(backend: Backend) {
         assert!(!found.is_empty(), "no self-audit record {action} {outcome}");
         let e = &found[0];
         if action != "audit.verify" {
-            assert!(e["metrics"]["status_code"].as_u64().is_some() && e["metrics"]["duration_ms"].as_f64().is_some(), "{e}");
+            // A summary counts statuses in its details instead.
+            let timed = e["metrics"]["status_code"].as_u64().is_some() && e["metrics"]["duration_ms"].as_f64().is_some();
+            assert!(timed || e["details"]["statuses"].is_object(), "{e}");
             assert!(e["correlation"]["request_id"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
             assert!(e["resource"]["id"].as_str().unwrap().contains("/api/"), "{e}");
         }
@@ -418,6 +422,14 @@ async fn bad_input_is_refused_with_the_field_and_stores_nothing(backend: Backend
         ("oversize body", "application/json", vec![b' '; 9 * 1024 * 1024], StatusCode::PAYLOAD_TOO_LARGE, "body"),
         ("wrong content type", "text/plain", good.to_string().into_bytes(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),
     ];
+    // What the summary of refused requests must count (a summary may hold
+    // refusals of earlier steps of this test too).
+    app.running.state.ingest_summaries.record(&app.running.events).await;
+    let refused = cases.len() as u64;
+    let mut statuses = std::collections::BTreeMap::<String, u64>::new();
+    for (_, _, _, want, _) in &cases {
+        *statuses.entry(want.as_u16().to_string()).or_default() += 1;
+    }
     for (name, ct, body, want, path) in cases {
         let before = app.running.ledger.head().await.unwrap().seq;
         let (status, err) = ingest.post_raw("/api/audit/events", ct, body).await;
@@ -428,13 +440,18 @@ async fn bad_input_is_refused_with_the_field_and_stores_nothing(backend: Backend
             assert!(paths.iter().any(|p| p.starts_with(path)), "{name}: wants a problem at `{path}`: {err}");
             assert!(err["fields"].as_array().unwrap().iter().all(|f| !f["reason"].as_str().unwrap().is_empty()));
         }
-        // Nothing stored but the refused request's own self-audit record.
-        let after = app.running.ledger.head().await.unwrap().seq;
-        assert_eq!(after, before + 1, "{name}");
-        let (_, rec) = reader.get(&format!("/api/audit/{after}")).await;
-        assert_eq!(rec["event"]["action"], "audit.ingest", "{name}");
-        assert_eq!(rec["event"]["outcome"], "failure", "{name}");
+        // Nothing stored: the refusal is counted into its caller's summary.
+        assert_eq!(app.running.ledger.head().await.unwrap().seq, before, "{name}");
     }
+    // One summary of them all: each refusal counted by its status.
+    assert_eq!(app.running.state.ingest_summaries.record(&app.running.events).await, 1);
+    let summaries = reader.all("action=audit.ingest.summary&outcome=failure").await;
+    let newest = summaries.iter().max_by_key(|e| e["seq"].as_u64()).unwrap();
+    let summary = &newest["details"];
+    assert_eq!(summary["requests"], refused, "{summary}");
+    assert_eq!((summary["events_stored"].as_u64(), summary["first_seq"].as_u64()), (Some(0), None), "{summary}");
+    assert_eq!(summary["statuses"], json!(statuses), "{summary}");
+    assert_eq!(newest["actor"]["kind"], "api_key", "{summary}");
     // Unicode and injection-looking text where free text is allowed is
     // stored as sent and found again.
     let mut odd = event(20, 1);
@@ -641,6 +658,55 @@ async fn masking_rules_mask_unmask_and_keep_a_history(backend: Backend) {
     assert_eq!(reads[0]["metrics"]["status_code"], 403);
     app.running.shutdown().await.unwrap();
 }
+}
+
+/// One ledger entry per event sent, not two: ingest requests are counted
+/// into one summary per caller and outcome, recorded every minute (here:
+/// when asked), while reads stay recorded one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_requests_are_summarised_per_caller_not_recorded_one_by_one() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let ingest = key_client(&app, &[Scope::Ingest]).await;
+    let other = key_client(&app, &[Scope::Ingest]).await;
+    let reader = key_client(&app, &[Scope::Read]).await;
+    let summaries = &app.running.state.ingest_summaries;
+    summaries.record(&app.running.events).await;
+    let before = app.running.ledger.head().await.unwrap().seq;
+    let first = event(0, 1);
+    assert_eq!(ingest.post_json("/api/audit/events", &first).await.0, StatusCode::CREATED);
+    for i in 1..20 {
+        assert_eq!(ingest.post_json("/api/audit/events", &event(i, 1)).await.0, StatusCode::CREATED);
+    }
+    assert_eq!(ingest.post_json("/api/audit/events", &first).await.0, StatusCode::OK, "a retry");
+    let batch: Vec<Value> = (20..25).map(|i| event(i, 1)).collect();
+    assert_eq!(other.post_json("/api/audit/events", &json!(batch)).await.0, StatusCode::CREATED);
+    assert_eq!(app.running.ledger.head().await.unwrap().seq, before + 25, "one entry per event, none per request");
+    // One summary per caller.
+    assert_eq!(summaries.record(&app.running.events).await, 2);
+    assert_eq!(app.running.ledger.head().await.unwrap().seq, before + 27);
+    let found = reader.all("action=audit.ingest.summary&outcome=success").await;
+    let of = |requests: u64| {
+        found.iter().find(|e| e["details"]["requests"] == requests).unwrap_or_else(|| panic!("{found:?}"))
+    };
+    let one_by_one = &of(21)["details"];
+    assert_eq!(
+        (&one_by_one["events_stored"], &one_by_one["duplicates"], &one_by_one["first_seq"], &one_by_one["last_seq"]),
+        (&json!(20), &json!(1), &json!(before + 1), &json!(before + 20)),
+        "{one_by_one}"
+    );
+    assert_eq!(one_by_one["statuses"], json!({"200": 1, "201": 20}), "{one_by_one}");
+    assert!(one_by_one["bytes"].as_u64().unwrap() > 20 * 100, "{one_by_one}");
+    assert_eq!(of(21)["resource"]["id"], "POST /api/audit/events");
+    assert_eq!(of(1)["details"]["events_stored"], 5);
+    assert_ne!(of(1)["actor"]["id"], of(21)["actor"]["id"], "each caller its own summary");
+    // Nothing open is recorded twice.
+    assert_eq!(summaries.record(&app.running.events).await, 0);
+    // Reads stay recorded one by one.
+    let head = app.running.ledger.head().await.unwrap().seq;
+    assert_eq!(reader.get("/api/audit?limit=1").await.0, StatusCode::OK);
+    let (_, rec) = reader.get(&format!("/api/audit/{}", head + 1)).await;
+    assert_eq!(rec["event"]["action"], "audit.search", "{rec}");
+    app.running.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
