@@ -180,19 +180,27 @@ struct Rated {
     achieved: f64,
     p50: Duration,
     p99: Duration,
+    /// The latest a request was sent after it was due (the in-flight cap
+    /// reached, or the generator itself behind).
+    late: Duration,
 }
 
 /// Sends one request per entry of `bodies` at `rate` per second (a body:
-/// `POST /api/audit/events`; none: `GET /healthz`), at most 512 in flight.
-/// Latency counts from when each request was due.
+/// `POST /api/audit/events`; none: `GET /healthz`). Latency counts from
+/// when each request was due, so a server falling behind shows in it. At
+/// most 512 are in flight: beyond, requests leave late (reported), and the
+/// load is no longer open; answers that are not 2xx (or none) are counted
+/// as refused and left out of the percentiles.
 async fn fixed_rate(http: &reqwest::Client, rate: usize, bodies: Vec<Option<Vec<u8>>>, base: &str, key: &str) -> Rated {
     let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
+    let mut late = Duration::ZERO;
     let t0 = tokio::time::Instant::now();
     let mut tasks = Vec::with_capacity(bodies.len());
     for (i, body) in bodies.into_iter().enumerate() {
         let due = t0 + Duration::from_secs_f64(i as f64 / rate as f64);
         tokio::time::sleep_until(due).await;
         let permit = in_flight.clone().acquire_owned().await.unwrap();
+        late = late.max(due.elapsed());
         let (http, base, key) = (http.clone(), base.to_owned(), key.to_owned());
         tasks.push(tokio::spawn(async move {
             let req = match body {
@@ -225,7 +233,7 @@ async fn fixed_rate(http: &reqwest::Client, rate: usize, bodies: Vec<Option<Vec<
     } else {
         (percentile(&latencies, 0.50), percentile(&latencies, 0.99))
     };
-    Rated { ok: latencies.len(), refused, achieved, p50, p99 }
+    Rated { ok: latencies.len(), refused, achieved, p50, p99, late }
 }
 
 fn main() {
@@ -371,8 +379,9 @@ async fn run(a: Args) {
             let entries = server.ledger.head().await.unwrap().seq - before;
             let health = fixed_rate(&http, rate, vec![None; n], &base, &key).await;
             println!(
-                "single events at {rate}/s for {} s: {} answered ({} refused), achieved {:.0}/s, p50 {:.2} ms, p99 {:.2} ms; \
-                 /healthz at the same rate (baseline): achieved {:.0}/s, p50 {:.2} ms, p99 {:.2} ms; \
+                "single events at {rate}/s for {} s: {} answered ({} refused), achieved {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, \
+                 sent up to {:.1} ms late; /healthz at the same rate (baseline): achieved {:.0}/s, p50 {:.2} ms, \
+                 p99 {:.2} ms, sent up to {:.1} ms late; \
                  {:.3} ledger entries per event ({entries} entries for {} events, summaries included)",
                 a.single_secs,
                 ingest.ok,
@@ -380,9 +389,11 @@ async fn run(a: Args) {
                 ingest.achieved,
                 ms(ingest.p50),
                 ms(ingest.p99),
+                ms(ingest.late),
                 health.achieved,
                 ms(health.p50),
                 ms(health.p99),
+                ms(health.late),
                 entries as f64 / ingest.ok.max(1) as f64,
                 ingest.ok
             );

@@ -348,6 +348,9 @@ pub struct IngestSettings {
     /// database has less than this many MiB free, leaving the rest for the
     /// records of reads and changes. 0 turns the check off.
     pub min_free_disk_mb: u64,
+    /// Accepted ingest requests are counted per caller and recorded as one
+    /// `audit.ingest.summary` every this many seconds (and at shutdown).
+    pub summary_secs: u64,
 }
 
 impl Default for IngestSettings {
@@ -360,6 +363,7 @@ impl Default for IngestSettings {
             max_future_secs: 300,
             max_past_days: 3650,
             min_free_disk_mb: 256,
+            summary_secs: 60,
         }
     }
 }
@@ -659,6 +663,9 @@ impl Config {
         if !(1..=600).contains(&self.server.read_timeout_secs) {
             return invalid("server.read_timeout_secs", "must be between 1 and 600 seconds");
         }
+        if !(1..=86_400).contains(&self.ingest.summary_secs) {
+            return invalid("ingest.summary_secs", "must be between 1 and 86400 seconds (a day)");
+        }
         if !(1..=600).contains(&self.ledger.commit_timeout_secs) {
             return invalid("ledger.commit_timeout_secs", "must be between 1 and 600 seconds");
         }
@@ -821,6 +828,9 @@ impl Config {
         let mut c = Config { data_dir: data_dir.to_owned(), ..Config::default() };
         c.server.bind = SocketAddr::from(([127, 0, 0, 1], 0));
         c.ledger.origin = "custos.test/ledger".into();
+        // Tests record the ingest summaries when they ask (and at
+        // shutdown), not on a timer that could fire mid-test.
+        c.ingest.summary_secs = 24 * 3600;
         c
     }
 }

@@ -385,7 +385,7 @@ pub async fn start_with(
     // Ingest requests, one summary per caller, outcome and minute (the
     // events are their own record); the last ones at shutdown.
     let (summaries, summarised) = (state.ingest_summaries.clone(), events.clone());
-    background.every("ingest summaries", api::ingest_summary::PERIOD, move || {
+    background.every("ingest summaries", Duration::from_secs(config.ingest.summary_secs.max(1)), move || {
         let (summaries, events) = (summaries.clone(), summarised.clone());
         async move {
             summaries.record(&events).await;
@@ -632,8 +632,14 @@ impl Running {
         if !(verifications && exports) {
             tracing::warn!(verifications, exports, "jobs were still running at shutdown");
         }
-        // The requests answered since the last summaries.
+        // The requests answered since the last summaries (any answered
+        // from now on is recorded one by one).
+        self.state.ingest_summaries.close();
         self.state.ingest_summaries.record(&self.events).await;
+        let lost = self.state.ingest_summaries.pending();
+        if lost > 0 {
+            tracing::error!(requests = lost, "the last ingest summaries could not be recorded at shutdown");
+        }
         let kind = self.ledger.db().kind().as_str();
         if let Err(e) = self.events.record_own(lifecycle_event(OwnAction::Stop, kind)).await {
             tracing::error!(error = %e, "could not record the shutdown in the ledger");

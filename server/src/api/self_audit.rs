@@ -2,7 +2,10 @@
 //! (`/rpc/*`) and every page a signed-in user opens is recorded in the
 //! ledger (actor, action, resource, outcome, status code, latency, request
 //! id) before its response leaves. If the record cannot be committed, the
-//! response is replaced by 503: no data goes out unrecorded. Anonymous
+//! response is replaced by 503: no data goes out unrecorded. Accepted
+//! ingest requests are counted into a summary per caller instead
+//! (`ingest_summary`): their events, committed before the answer, each
+//! with its submitter, are their own record. Anonymous
 //! calls are the exception that keeps a flood from filling the ledger: the
 //! first per address, endpoint and minute is recorded, the others counted
 //! into a summary (`auth::gate_anonymous`); they are refused anyway, or
@@ -87,12 +90,7 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
     let (parts, body) = req.into_parts();
     let ctx = Ctx::of(&parts);
     let query = recorded_query(parts.uri.query());
-    let declared_bytes = parts
-        .headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
+
     let started = Instant::now();
     let response = next.run(Request::from_parts(parts, body)).await;
     // A panic is recorded whatever the route.
@@ -118,22 +116,16 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
     let channel =
         if matches!(route.map(|r| r.kind), Some(Kind::Page | Kind::Rpc)) { Channel::Ui } else { Channel::Api };
     let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
-    // Ingest requests with a caller are counted into a summary per caller
-    // and minute (`ingest_summary`): their events are their own record.
-    // Refusals of the caller (401, 403) and panics are recorded one by one.
-    let panicked = response.extensions().get::<crate::http::Panicked>().is_some();
-    if route.is_some_and(|r| matches!(r.audit, access::Audit::Named("audit.ingest", _)))
+    // Accepted ingest requests with a caller are counted into a summary
+    // per caller (`ingest_summary`): their events, committed before this
+    // answer, are their own record. Refusals are recorded one by one.
+    if let Some(tally) = response.extensions().get::<IngestTally>().copied()
+        && (200..300).contains(&status)
         && !anonymous
-        && !matches!(status, 401 | 403)
-        && !panicked
+        && route.is_some_and(|r| matches!(r.audit, access::Audit::Named("audit.ingest", _)))
+        && response.extensions().get::<crate::http::Panicked>().is_none()
     {
-        let tally = response
-            .extensions()
-            .get::<IngestTally>()
-            .copied()
-            .unwrap_or(IngestTally { bytes: declared_bytes, ..IngestTally::default() });
-        let counted =
-            Counted { actor: ctx.actor(), outcome, status, tally, duration_ms, request_id: ctx.request_id.clone() };
+        let counted = Counted { actor: ctx.actor(), status, tally, duration_ms, request_id: ctx.request_id.clone() };
         if s.ingest_summaries.add(counted, s.ledger.now_us()) {
             return response;
         }
