@@ -135,7 +135,7 @@ use custos_engine::time::rfc3339;
 /// events arrive in real life.
 fn event(i: usize, n: usize, start_us: i64, rng: &mut custos_testkit::Rng) -> serde_json::Value {
     let a = rng.usize(..ACTIONS.len());
-    let t = start_us + (i as i64) * (SPAN_US / n as i64) + (rng.i64(..60_000_000) - 30_000_000);
+    let t = start_us + (i as i64) * (SPAN_US / n as i64) + (rng.i64(0..60_000_000) - 30_000_000);
     serde_json::json!({
         "occurred_at": rfc3339(t),
         "category": CATEGORIES[a],
