@@ -97,6 +97,14 @@ impl Route {
         self
     }
 
+    /// Whether pages read this endpoint again by themselves (a refresh every
+    /// few seconds, a running job's progress): a signed-in user's repeats
+    /// of a read already recorded are counted into one `audit.presence` per
+    /// period (`api::summaries`) instead of recorded one by one.
+    pub fn polled(&self) -> bool {
+        POLLED.contains(&(self.method, self.path))
+    }
+
     /// The self-audit's (category, action) for this route.
     pub fn audit_name(&self) -> (&'static str, String) {
         match self.audit {
@@ -109,6 +117,17 @@ impl Route {
         }
     }
 }
+
+/// The endpoints the pages poll (see [`Route::polled`]).
+const POLLED: &[(&str, &str)] = &[
+    ("POST", "/rpc/status"),
+    ("GET", "/api/forwarding/destinations"),
+    ("GET", "/api/audit/analytics"),
+    ("GET", "/api/audit/exports/{id}"),
+    ("GET", "/api/audit/verify/{job}"),
+    ("GET", "/api/backups/{name}"),
+    ("GET", "/api/retention/runs/{id}"),
+];
 
 use Kind::*;
 use Need::*;

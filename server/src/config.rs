@@ -437,6 +437,11 @@ pub struct ServerConfig {
     /// address in that header that is not one of them. Empty: the peer.
     #[serde(deserialize_with = "list_or_csv")]
     pub trusted_proxies: Vec<String>,
+    /// A signed-in user's repeated reads of the endpoints pages poll are
+    /// counted and recorded as one `audit.presence` per user, browser and
+    /// this many seconds (and at shutdown); the first read of each is
+    /// recorded on its own.
+    pub presence_secs: u64,
 }
 
 /// A list given as a TOML array or as one comma-separated string (the
@@ -549,6 +554,7 @@ impl Default for ServerConfig {
             tls_key_file: None,
             behind_tls_proxy: false,
             trusted_proxies: Vec::new(),
+            presence_secs: 60,
         }
     }
 }
@@ -665,6 +671,9 @@ impl Config {
         }
         if !(1..=86_400).contains(&self.ingest.summary_secs) {
             return invalid("ingest.summary_secs", "must be between 1 and 86400 seconds (a day)");
+        }
+        if !(1..=86_400).contains(&self.server.presence_secs) {
+            return invalid("server.presence_secs", "must be between 1 and 86400 seconds (a day)");
         }
         if !(1..=600).contains(&self.ledger.commit_timeout_secs) {
             return invalid("ledger.commit_timeout_secs", "must be between 1 and 600 seconds");
@@ -831,6 +840,7 @@ impl Config {
         // Tests record the ingest summaries when they ask (and at
         // shutdown), not on a timer that could fire mid-test.
         c.ingest.summary_secs = 24 * 3600;
+        c.server.presence_secs = 24 * 3600;
         c
     }
 }

@@ -82,7 +82,9 @@ pub struct AppState {
     /// Background exports, their files and manifests.
     pub exports: std::sync::Arc<custos_engine::events::export::ExportJobs>,
     /// Ingest requests counted into summaries (the self-audit's).
-    pub ingest_summaries: Arc<crate::api::ingest_summary::IngestSummaries>,
+    pub ingest_summaries: Arc<crate::api::summaries::Summaries>,
+    /// Repeated reads of polled endpoints, counted per user (`audit.presence`).
+    pub presence: Arc<crate::api::summaries::Summaries>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -353,7 +353,8 @@ pub async fn start_with(
             )
             .shared(Some(jobs), remote.clone().filter(|_| config.object_store.exports)),
         ),
-        ingest_summaries: Arc::default(),
+        ingest_summaries: Arc::new(api::summaries::Summaries::new(api::summaries::SummaryKind::Ingest)),
+        presence: Arc::new(api::summaries::Summaries::new(api::summaries::SummaryKind::Presence)),
     };
     let app = http::app(state.clone());
     let (stop, mut stopped) = watch::channel(false);
@@ -389,6 +390,15 @@ pub async fn start_with(
         let (summaries, events) = (summaries.clone(), summarised.clone());
         async move {
             summaries.record(&events).await;
+        }
+    });
+    // The pages' automatic refreshes, one summary per user, browser and
+    // period; the last ones at shutdown.
+    let (presence, summarised) = (state.presence.clone(), events.clone());
+    background.every("presence summaries", Duration::from_secs(config.server.presence_secs.max(1)), move || {
+        let (presence, events) = (presence.clone(), summarised.clone());
+        async move {
+            presence.record(&events).await;
         }
     });
     // Another replica's policy change takes effect here within two seconds;
@@ -634,11 +644,13 @@ impl Running {
         }
         // The requests answered since the last summaries (any answered
         // from now on is recorded one by one).
-        self.state.ingest_summaries.close();
-        self.state.ingest_summaries.record(&self.events).await;
-        let lost = self.state.ingest_summaries.pending();
-        if lost > 0 {
-            tracing::error!(requests = lost, "the last ingest summaries could not be recorded at shutdown");
+        for (summaries, what) in [(&self.state.ingest_summaries, "ingest"), (&self.state.presence, "presence")] {
+            summaries.close();
+            summaries.record(&self.events).await;
+            let lost = summaries.pending();
+            if lost > 0 {
+                tracing::error!(requests = lost, what, "the last request summaries could not be recorded at shutdown");
+            }
         }
         let kind = self.ledger.db().kind().as_str();
         if let Err(e) = self.events.record_own(lifecycle_event(OwnAction::Stop, kind)).await {

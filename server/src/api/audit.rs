@@ -126,7 +126,7 @@ pub async fn ingest(State(s): State<AppState>, ctx: Ctx, headers: HeaderMap, bod
     };
     metrics::counter!("custos_events_ingested_total")
         .increment(receipts.iter().filter(|r| !r.duplicate).count() as u64);
-    let tally = super::ingest_summary::IngestTally::of(&receipts, bytes.len());
+    let tally = super::summaries::IngestTally::of(&receipts, bytes.len());
     let mut response = (status, axum::Json(IngestResponse { events: receipts })).into_response();
     // For the self-audit's summary of ingest requests.
     response.extensions_mut().insert(tally);

@@ -14,7 +14,6 @@ pub mod error;
 pub mod explorer;
 pub mod exports;
 pub mod forwarding;
-pub mod ingest_summary;
 pub mod masking;
 pub mod notifications;
 pub mod policies;
@@ -22,6 +21,7 @@ pub mod reports;
 pub mod retention;
 pub mod self_audit;
 pub mod session;
+pub mod summaries;
 pub mod verify_jobs;
 
 use custos_engine::identity::service::Caller;

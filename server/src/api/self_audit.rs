@@ -4,8 +4,10 @@
 //! id) before its response leaves. If the record cannot be committed, the
 //! response is replaced by 503: no data goes out unrecorded. Accepted
 //! ingest requests are counted into a summary per caller instead
-//! (`ingest_summary`): their events, committed before the answer, each
-//! with its submitter, are their own record. Anonymous
+//! (`summaries`): their events, committed before the answer, each
+//! with its submitter, are their own record. A signed-in user's repeated
+//! reads of the endpoints pages poll are counted into one presence record
+//! per period, after the first is recorded on its own (`summaries`). Anonymous
 //! calls are the exception that keeps a flood from filling the ledger: the
 //! first per address, endpoint and minute is recorded, the others counted
 //! into a summary (`auth::gate_anonymous`); they are refused anyway, or
@@ -31,7 +33,7 @@ use custos_engine::events::{OwnAction, OwnEvent};
 use custos_engine::identity::noise::Verdict;
 
 use super::Ctx;
-use super::ingest_summary::{Counted, IngestTally};
+use super::summaries::{Counted, IngestTally};
 use crate::access::{self, Kind};
 use crate::http::AppState;
 
@@ -117,7 +119,7 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         if matches!(route.map(|r| r.kind), Some(Kind::Page | Kind::Rpc)) { Channel::Ui } else { Channel::Api };
     let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     // Accepted ingest requests with a caller are counted into a summary
-    // per caller (`ingest_summary`): their events, committed before this
+    // per caller (`summaries`): their events, committed before this
     // answer, are their own record. Refusals are recorded one by one.
     if let Some(tally) = response.extensions().get::<IngestTally>().copied()
         && (200..300).contains(&status)
@@ -125,8 +127,36 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         && route.is_some_and(|r| matches!(r.audit, access::Audit::Named("audit.ingest", _)))
         && response.extensions().get::<crate::http::Panicked>().is_none()
     {
-        let counted = Counted { actor: ctx.actor(), status, tally, duration_ms, request_id: ctx.request_id.clone() };
+        let endpoint = format!("{method} {template}");
+        let counted =
+            Counted { actor: ctx.actor(), status, tally, duration_ms, request_id: ctx.request_id.clone(), endpoint };
         if s.ingest_summaries.add(counted, s.ledger.now_us()) {
+            return response;
+        }
+    }
+    // A signed-in user's successful read of an endpoint pages poll: counted
+    // when the same read (path values and query) was recorded once already.
+    let polled = (route.is_some_and(|r| r.polled())
+        && (200..300).contains(&status)
+        && matches!(ctx.caller, custos_engine::identity::service::Caller::User(_))
+        && response.extensions().get::<crate::http::Panicked>().is_none())
+    .then(|| {
+        let shown: String = path.chars().take(200).collect();
+        match &query {
+            Some(q) => format!("{method} {shown} {q}"),
+            None => format!("{method} {shown}"),
+        }
+    });
+    if let Some(endpoint) = &polled {
+        let counted = Counted {
+            actor: ctx.actor(),
+            status,
+            tally: IngestTally::default(),
+            duration_ms,
+            request_id: ctx.request_id.clone(),
+            endpoint: endpoint.clone(),
+        };
+        if s.presence.add(counted, s.ledger.now_us()) {
             return response;
         }
     }
@@ -137,7 +167,12 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         .timing(duration_ms, status)
         .details(serde_json::json!({ "method": method, "path": template, "query": query }));
     match s.events.record_own(event).await {
-        Ok(_) => response,
+        Ok(_) => {
+            if let Some(endpoint) = polled {
+                s.presence.seen(&ctx.actor(), endpoint);
+            }
+            response
+        }
         // Saying why when it is the caller's to act on (a clock ahead: try
         // another replica).
         Err(e) => super::ApiError::from(e).into_response(),

@@ -24,6 +24,23 @@ pub mod smtp;
 
 pub use fastrand::Rng;
 
+/// A file of this repository (`rel` from its root, e.g.
+/// `scripts/smtp-sink.py`), found from the directory of the package under
+/// test (cargo sets `CARGO_MANIFEST_DIR` when it runs a test), not from
+/// where this crate was compiled: a shared target directory may hold this
+/// crate built from another checkout (a CI clone since removed).
+pub fn repo_file(rel: &str) -> std::path::PathBuf {
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default();
+    start
+        .ancestors()
+        .map(|dir| dir.join(rel))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{rel} not found above {}", start.display()))
+}
+
 /// A generator for `seed`: the same values for the same seed, every run.
 pub fn rng(seed: u64) -> Rng {
     Rng::with_seed(seed)

@@ -17,9 +17,10 @@ impl SmtpSink {
     pub fn start(password: &str) -> SmtpSink {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/smtp-sink.py");
+        let script = crate::repo_file("scripts/smtp-sink.py");
         let mut child = std::process::Command::new("/usr/bin/python3")
-            .args([script, "--port", &port.to_string(), "--user", USER, "--password", password, "--dir"])
+            .arg(script)
+            .args(["--port", &port.to_string(), "--user", USER, "--password", password, "--dir"])
             .arg(dir.path())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())

@@ -716,6 +716,67 @@ async fn ingest_requests_are_summarised_per_caller_not_recorded_one_by_one() {
     app.running.shutdown().await.unwrap();
 }
 
+/// A page refreshing itself writes one presence record per user, browser
+/// and period (`server.presence_secs`; here: when asked), after the first
+/// read of each endpoint is recorded on its own; any other read, a read
+/// with other values, and an API key's reads stay recorded one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pages_refreshes_are_one_presence_record_per_user_and_period() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let admin = user_client(&app, "poller", &["admin"]).await;
+    let reader = key_client(&app, &[Scope::Read]).await;
+    let presence = &app.running.state.presence;
+    let head = || async { app.running.ledger.head().await.unwrap().seq };
+    let before = head().await;
+    let destinations = "/api/forwarding/destinations";
+    for _ in 0..5 {
+        assert_eq!(admin.get(destinations).await.0, StatusCode::OK);
+    }
+    assert_eq!(head().await, before + 1, "the first read recorded on its own, the repeats counted");
+    for _ in 0..3 {
+        assert_eq!(admin.get("/api/audit/analytics?range=24h").await.0, StatusCode::OK);
+    }
+    assert_eq!(admin.get("/api/audit/analytics?range=7d").await.0, StatusCode::OK);
+    let status = admin.http.post(format!("{}/rpc/status", admin.base)).send().await.unwrap();
+    assert_eq!(status.status(), StatusCode::OK);
+    assert_eq!(head().await, before + 4, "other values, another endpoint: recorded on their own");
+    // Not polled, refused, or an API key's: one by one.
+    assert_eq!(admin.get("/api/audit?limit=1").await.0, StatusCode::OK);
+    assert_eq!(admin.get("/api/audit?limit=1").await.0, StatusCode::OK);
+    assert_eq!(admin.get("/api/audit/exports/00000000-0000-0000-0000-000000000000").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(admin.get("/api/audit/exports/00000000-0000-0000-0000-000000000000").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(reader.get("/api/audit/analytics?range=24h").await.0, StatusCode::OK);
+    assert_eq!(reader.get("/api/audit/analytics?range=24h").await.0, StatusCode::OK);
+    assert_eq!(head().await, before + 10);
+    // One record for the period: 4 + 2 repeats, by endpoint.
+    assert_eq!(presence.record(&app.running.events).await, 1);
+    assert_eq!(head().await, before + 11);
+    let found = admin.all("action=audit.presence").await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let p = &found[0];
+    assert_eq!((p["actor"]["name"].as_str(), p["outcome"].as_str()), (Some("poller"), Some("success")), "{p}");
+    assert_eq!(p["details"]["requests"], 6, "{p}");
+    assert_eq!(
+        p["details"]["endpoints"],
+        json!({"GET /api/forwarding/destinations": 4, "GET /api/audit/analytics [[\"range\",\"24h\"]]": 2}),
+        "{p}"
+    );
+    assert_eq!(p["details"]["statuses"], json!({"200": 6}));
+    // Still polling next period: counted from the first read.
+    let at = head().await;
+    assert_eq!(admin.get(destinations).await.0, StatusCode::OK);
+    assert_eq!(head().await, at);
+    assert_eq!(presence.record(&app.running.events).await, 1);
+    // A period without a read: the next one is recorded on its own again.
+    assert_eq!(presence.record(&app.running.events).await, 0);
+    let at = head().await;
+    assert_eq!(admin.get(destinations).await.0, StatusCode::OK);
+    assert_eq!(head().await, at + 1);
+    assert_eq!(admin.get(destinations).await.0, StatusCode::OK);
+    assert_eq!(presence.pending(), 1, "the repeat counted");
+    app.running.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_that_cannot_record_refuses_requests_and_nothing_changes() {
     use sea_orm::ConnectionTrait as _;

@@ -58,7 +58,7 @@ both_backends! {
         let tasks = app.running.background_tasks().to_vec();
         assert_eq!(
             tasks,
-            ["sweeper", "noise summaries", "ingest summaries", "policy refresh", "policy expiry", "alert evaluator", "notifier", "forwarder", "retention", "backup", "compliance snapshots", "report schedules", "scheduled verification"]
+            ["sweeper", "noise summaries", "ingest summaries", "presence summaries", "policy refresh", "policy expiry", "alert evaluator", "notifier", "forwarder", "retention", "backup", "compliance snapshots", "report schedules", "scheduled verification"]
         );
         let stopped = app.running.shutdown().await.unwrap();
         assert_eq!((stopped.finished.len(), stopped.aborted.len()), (tasks.len(), 0), "{stopped:?}");

@@ -295,7 +295,7 @@ both_backends! {
     async fn every_event_reaches_rsyslog_hec_and_a_webhook_in_order_through_outages_crashes_and_replays(backend: Backend) {
         let Some(t) = TestDb::new(backend).await else { return };
         let pki = tempfile::tempdir().unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/test-pki.sh");
+        let script = custos_testkit::repo_file("scripts/test-pki.sh");
         assert!(std::process::Command::new(script).arg(pki.path()).status().unwrap().success(), "the test PKI");
         let pem = |f: &str| std::fs::read_to_string(pki.path().join(f)).unwrap();
         let mut rsyslog = Rsyslog::start(pki.path(), free_port());
@@ -454,8 +454,8 @@ both_backends! {
             assert!(classes.contains(&c), "class {c} among the records: {classes:?}");
         }
         let out = std::process::Command::new("/usr/bin/python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/ocsf-check.py"))
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/vectors/ocsf-schema.json"))
+            .arg(custos_testkit::repo_file("scripts/ocsf-check.py"))
+            .arg(custos_testkit::repo_file("server/engine/tests/it/vectors/ocsf-schema.json"))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
