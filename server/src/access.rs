@@ -345,6 +345,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_polled_endpoint_is_a_read_in_the_table() {
+        for (method, path) in POLLED {
+            let r = routes().iter().find(|r| r.method == *method && r.path == *path);
+            let r = r.unwrap_or_else(|| panic!("{method} {path} is polled but not a route"));
+            assert!(r.polled());
+            assert!(
+                *method == "GET" || r.audit == Audit::ServerFunction("data_access"),
+                "{method} {path}: only reads may be counted"
+            );
+        }
+    }
+
+    #[test]
     fn patterns_match_whole_segments() {
         assert!(matches("/api/audit/{id}", "/api/audit/42"));
         assert!(!matches("/api/audit/{id}", "/api/audit/"));

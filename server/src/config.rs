@@ -438,9 +438,9 @@ pub struct ServerConfig {
     #[serde(deserialize_with = "list_or_csv")]
     pub trusted_proxies: Vec<String>,
     /// A signed-in user's repeated reads of the endpoints pages poll are
-    /// counted and recorded as one `audit.presence` per user, browser and
-    /// this many seconds (and at shutdown); the first read of each is
-    /// recorded on its own.
+    /// counted and recorded as one `audit.presence` per user, address,
+    /// browser and this many seconds (and at shutdown); the first read of
+    /// each is recorded on its own.
     pub presence_secs: u64,
 }
 
@@ -672,8 +672,8 @@ impl Config {
         if !(1..=86_400).contains(&self.ingest.summary_secs) {
             return invalid("ingest.summary_secs", "must be between 1 and 86400 seconds (a day)");
         }
-        if !(1..=86_400).contains(&self.server.presence_secs) {
-            return invalid("server.presence_secs", "must be between 1 and 86400 seconds (a day)");
+        if !(1..=3_600).contains(&self.server.presence_secs) {
+            return invalid("server.presence_secs", "must be between 1 and 3600 seconds (an hour)");
         }
         if !(1..=600).contains(&self.ledger.commit_timeout_secs) {
             return invalid("ledger.commit_timeout_secs", "must be between 1 and 600 seconds");
@@ -837,10 +837,10 @@ impl Config {
         let mut c = Config { data_dir: data_dir.to_owned(), ..Config::default() };
         c.server.bind = SocketAddr::from(([127, 0, 0, 1], 0));
         c.ledger.origin = "custos.test/ledger".into();
-        // Tests record the ingest summaries when they ask (and at
+        // Tests record the ingest and presence summaries when they ask (and at
         // shutdown), not on a timer that could fire mid-test.
         c.ingest.summary_secs = 24 * 3600;
-        c.server.presence_secs = 24 * 3600;
+        c.server.presence_secs = 3600;
         c
     }
 }

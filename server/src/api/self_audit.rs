@@ -33,7 +33,7 @@ use custos_engine::events::{OwnAction, OwnEvent};
 use custos_engine::identity::noise::Verdict;
 
 use super::Ctx;
-use super::summaries::{Counted, IngestTally};
+use super::summaries::{Counted, IngestTally, MAX_COUNTED_PATH, MAX_COUNTED_QUERY};
 use crate::access::{self, Kind};
 use crate::http::AppState;
 
@@ -92,6 +92,7 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
     let (parts, body) = req.into_parts();
     let ctx = Ctx::of(&parts);
     let query = recorded_query(parts.uri.query());
+    let query_len = parts.uri.query().map_or(0, str::len);
 
     let started = Instant::now();
     let response = next.run(Request::from_parts(parts, body)).await;
@@ -127,25 +128,33 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         && route.is_some_and(|r| matches!(r.audit, access::Audit::Named("audit.ingest", _)))
         && response.extensions().get::<crate::http::Panicked>().is_none()
     {
-        let endpoint = format!("{method} {template}");
-        let counted =
-            Counted { actor: ctx.actor(), status, tally, duration_ms, request_id: ctx.request_id.clone(), endpoint };
+        let route = format!("{method} {template}");
+        let counted = Counted {
+            actor: ctx.actor(),
+            status,
+            tally,
+            duration_ms,
+            request_id: ctx.request_id.clone(),
+            endpoint: route.clone(),
+            route,
+        };
         if s.ingest_summaries.add(counted, s.ledger.now_us()) {
             return response;
         }
     }
     // A signed-in user's successful read of an endpoint pages poll: counted
-    // when the same read (path values and query) was recorded once already.
+    // when the same read (path and query, byte for byte: short enough to be
+    // kept whole, no secret-looking parameter) was recorded once already.
     let polled = (route.is_some_and(|r| r.polled())
         && (200..300).contains(&status)
         && matches!(ctx.caller, custos_engine::identity::service::Caller::User(_))
-        && response.extensions().get::<crate::http::Panicked>().is_none())
-    .then(|| {
-        let shown: String = path.chars().take(200).collect();
-        match &query {
-            Some(q) => format!("{method} {shown} {q}"),
-            None => format!("{method} {shown}"),
-        }
+        && response.extensions().get::<crate::http::Panicked>().is_none()
+        && path.len() <= MAX_COUNTED_PATH
+        && query_len <= MAX_COUNTED_QUERY
+        && !query.as_ref().is_some_and(|q| q.to_string().contains("[secret]")))
+    .then(|| match &query {
+        Some(q) => format!("{method} {path} {q}"),
+        None => format!("{method} {path}"),
     });
     if let Some(endpoint) = &polled {
         let counted = Counted {
@@ -154,6 +163,7 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
             tally: IngestTally::default(),
             duration_ms,
             request_id: ctx.request_id.clone(),
+            route: format!("{method} {template}"),
             endpoint: endpoint.clone(),
         };
         if s.presence.add(counted, s.ledger.now_us()) {
@@ -168,13 +178,17 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         .details(serde_json::json!({ "method": method, "path": template, "query": query }));
     match s.events.record_own(event).await {
         Ok(_) => {
+            s.presence.ledger_recorded(true);
             if let Some(endpoint) = polled {
-                s.presence.seen(&ctx.actor(), endpoint);
+                s.presence.recorded_alone(&ctx.actor(), endpoint, s.ledger.now_us());
             }
             response
         }
         // Saying why when it is the caller's to act on (a clock ahead: try
         // another replica).
-        Err(e) => super::ApiError::from(e).into_response(),
+        Err(e) => {
+            s.presence.ledger_recorded(false);
+            super::ApiError::from(e).into_response()
+        }
     }
 }

@@ -23,12 +23,18 @@
 //!   running job's progress) wrote a record every few seconds per open tab.
 //!   A signed-in user's successful read of a polled endpoint
 //!   ([`crate::access::Route::polled`]) is recorded one by one the first
-//!   time (per endpoint, its path values and query), then its repeats are
+//!   time (per endpoint, its path values and query: a read with other
+//!   values is first recorded on its own too), then its repeats are
 //!   counted: one record per user, address and browser and period, listing
-//!   each endpoint with how many times it was read. A read with other
-//!   values, a refusal, an API key's read and every other endpoint are
-//!   recorded one by one. A user who stops polling for a whole period is
-//!   recorded one by one again on the next read.
+//!   each endpoint with how many times it was read. An endpoint not read
+//!   for a whole period, or recorded on its own more than an hour ago, is
+//!   recorded on its own again at its next read. Only paths and queries
+//!   short enough to be kept whole (no secret-looking parameter) are
+//!   counted, as repeats of the same bytes. Once the ledger failed to
+//!   record, nothing is counted until a record succeeds (fail closed: the
+//!   repeats are recorded one by one, so refused while it cannot record).
+//!   Refused reads, an API key's reads and every other endpoint are
+//!   recorded one by one.
 //!
 //! Also recorded one by one: anonymous requests (gated per address), 401,
 //! 403 and panics, requests while more than 10,000 callers are open, and
@@ -111,8 +117,10 @@ pub struct Counted {
     pub duration_ms: f64,
     /// Its request id.
     pub request_id: Option<String>,
-    /// The endpoint: method and route (ingest), or method, path and the
-    /// recorded query (presence).
+    /// The route: method and path template (`GET /api/audit/exports/{id}`).
+    pub route: String,
+    /// The endpoint as counted: the route (ingest), or the method, path and
+    /// recorded query (presence: a read with other values is another one).
     pub endpoint: String,
 }
 
@@ -121,15 +129,16 @@ struct Summary {
     /// The caller; its address and user agent only where every request
     /// agreed (the lists below say which there were).
     actor: Actor,
-    /// Requests counted (0: only the endpoints already recorded one by one,
-    /// whose repeats are to be counted).
     requests: u64,
     stored: u64,
     duplicates: u64,
     bytes: u64,
     seqs: Option<(u64, u64)>,
     statuses: BTreeMap<u16, u64>,
+    /// Requests by endpoint (method, path and query for presence).
     endpoints: BTreeMap<String, u64>,
+    /// The routes (method and path template) of those endpoints.
+    routes: BTreeSet<String>,
     addresses: BTreeSet<String>,
     user_agents: BTreeSet<String>,
     more_listed: bool,
@@ -175,6 +184,7 @@ impl Summary {
             seqs: c.tally.seqs,
             statuses: BTreeMap::from([(c.status, 1)]),
             endpoints: BTreeMap::from([(c.endpoint, 1)]),
+            routes: BTreeSet::from([c.route]),
             more_listed: false,
             slowest_ms: c.duration_ms,
             first_request_id: c.request_id.clone(),
@@ -184,45 +194,9 @@ impl Summary {
         }
     }
 
-    /// Nothing counted yet, `endpoints` already recorded one by one.
-    /// (Its times are those of the first request merged into it.)
-    fn seen(actor: Actor, endpoints: impl IntoIterator<Item = String>) -> Summary {
-        Summary {
-            actor,
-            requests: 0,
-            stored: 0,
-            duplicates: 0,
-            bytes: 0,
-            seqs: None,
-            statuses: BTreeMap::new(),
-            endpoints: endpoints.into_iter().map(|e| (e, 0)).collect(),
-            addresses: BTreeSet::new(),
-            user_agents: BTreeSet::new(),
-            more_listed: false,
-            slowest_ms: 0.0,
-            first_request_id: None,
-            last_request_id: None,
-            first_at_us: 0,
-            last_at_us: 0,
-        }
-    }
-
     /// A newer summary of the same caller folded into this one: the next
     /// request, or what was counted while this one failed to be recorded.
     fn merge(&mut self, newer: Summary) {
-        if newer.requests == 0 {
-            for e in newer.endpoints.into_keys() {
-                self.endpoints.entry(e).or_insert(0);
-            }
-            return;
-        }
-        if self.requests == 0 {
-            let seen = std::mem::replace(self, newer);
-            for e in seen.endpoints.into_keys() {
-                self.endpoints.entry(e).or_insert(0);
-            }
-            return;
-        }
         self.requests = self.requests.saturating_add(newer.requests);
         self.stored = self.stored.saturating_add(newer.stored);
         self.duplicates = self.duplicates.saturating_add(newer.duplicates);
@@ -236,6 +210,7 @@ impl Summary {
             let c = self.endpoints.entry(endpoint).or_default();
             *c = c.saturating_add(n);
         }
+        self.routes.extend(newer.routes);
         for a in newer.addresses {
             self.more_listed |= !list(&mut self.addresses, &Some(a));
         }
@@ -258,11 +233,10 @@ impl Summary {
     fn event(&self, kind: SummaryKind) -> OwnEvent {
         let statuses: serde_json::Map<String, serde_json::Value> =
             self.statuses.iter().map(|(s, n)| (s.to_string(), (*n).into())).collect();
-        // Only the endpoints read in this period.
         let endpoints: serde_json::Map<String, serde_json::Value> =
-            self.endpoints.iter().filter(|(_, n)| **n > 0).map(|(e, n)| (e.clone(), (*n).into())).collect();
-        let resource = match endpoints.len() {
-            1 => endpoints.keys().next().cloned(),
+            self.endpoints.iter().map(|(e, n)| (e.clone(), (*n).into())).collect();
+        let resource = match self.routes.len() {
+            1 => self.routes.iter().next().cloned(),
             n => Some(format!("{n} endpoints")),
         };
         let mut details = serde_json::json!({
@@ -317,120 +291,212 @@ impl Summary {
     }
 }
 
+/// Per presence key, the endpoints recorded one by one whose repeats are
+/// counted: whether each was read (or recorded) since the last period
+/// ended, and when it was recorded on its own.
+type Recorded = HashMap<String, BTreeMap<String, Seen>>;
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    read: bool,
+    recorded_at_us: i64,
+}
+
+/// How long a read recorded on its own stands for its repeats: after this,
+/// the next read is recorded on its own again (at least one record per
+/// hour of a page left open says what it showed then).
+const RECORDED_FOR_US: i64 = 3_600_000_000;
+/// Most address and browser pairs summarised per user; beyond, their reads
+/// are recorded one by one.
+const MAX_PER_USER: usize = 8;
+/// Longest path and query counted (bytes, as sent); a longer request is
+/// recorded on its own. The endpoint is counted exactly as sent: two reads
+/// are repeats only when their paths and queries are byte for byte equal.
+pub const MAX_COUNTED_PATH: usize = 200;
+/// See [`MAX_COUNTED_PATH`].
+pub const MAX_COUNTED_QUERY: usize = 128;
+
 /// The open summaries of one kind in this process.
 #[derive(Debug)]
 pub struct Summaries {
     kind: SummaryKind,
-    open: Mutex<HashMap<String, Summary>>,
-    /// Set once shutdown has begun: requests are then recorded one by one.
-    closed: AtomicBool,
+    /// What was counted and not yet recorded, by caller; `None` once
+    /// shutdown has begun (requests are then recorded one by one).
+    open: Mutex<Option<HashMap<String, Summary>>>,
+    /// What was counted before shutdown began, still to be recorded.
+    closing: Mutex<HashMap<String, Summary>>,
+    /// (Presence) the endpoints whose repeats are counted, by caller.
+    recorded: Mutex<Recorded>,
+    /// (Presence) the ledger failed to record the last time it was asked:
+    /// nothing is counted until a record succeeds (reads are then recorded
+    /// one by one, and refused with 503 while the ledger cannot record).
+    failing: AtomicBool,
 }
 
 impl Summaries {
     /// No summary open yet.
     pub fn new(kind: SummaryKind) -> Summaries {
-        Summaries { kind, open: Mutex::default(), closed: AtomicBool::new(false) }
+        Summaries {
+            kind,
+            open: Mutex::new(Some(HashMap::new())),
+            closing: Mutex::default(),
+            recorded: Mutex::default(),
+            failing: AtomicBool::new(false),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Summary>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, Summary>>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_recorded(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        self.recorded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn user(actor: &Actor) -> String {
+        format!("{}:{}", actor.kind, actor.id)
     }
 
     fn key(&self, actor: &Actor) -> String {
         match self.kind {
-            SummaryKind::Ingest => format!("{}:{}", actor.kind, actor.id),
+            SummaryKind::Ingest => Self::user(actor),
             SummaryKind::Presence => format!(
-                "{}:{}:{}:{}",
-                actor.kind,
-                actor.id,
+                "{}:{}:{}",
+                Self::user(actor),
                 actor.ip.as_deref().unwrap_or(""),
                 actor.user_agent.as_deref().unwrap_or("")
             ),
         }
     }
 
+    /// Whether the ledger recorded the last record asked of it (the
+    /// self-audit says so after each one it makes).
+    pub fn ledger_recorded(&self, ok: bool) {
+        self.failing.store(!ok, Ordering::SeqCst);
+    }
+
     /// Counts an answered request; false when it is to be recorded on its
     /// own: shutdown has begun, too many callers are open, or (presence)
-    /// its endpoint has not been recorded one by one yet ([`Self::seen`]).
+    /// its endpoint was not recorded one by one within the last hour or not
+    /// read in this period or the last ([`Self::recorded_alone`]), or the
+    /// ledger's last record failed.
     pub fn add(&self, c: Counted, now_us: i64) -> bool {
-        if self.closed.load(Ordering::SeqCst) {
-            return false;
-        }
         let key = self.key(&c.actor);
-        let mut open = self.lock();
+        if self.kind == SummaryKind::Presence {
+            if self.failing.load(Ordering::SeqCst) {
+                return false;
+            }
+            let mut recorded = self.lock_recorded();
+            match recorded.get_mut(&key).and_then(|r| r.get_mut(&c.endpoint)) {
+                Some(seen) if now_us - seen.recorded_at_us < RECORDED_FOR_US => seen.read = true,
+                _ => return false,
+            }
+        }
+        let mut guard = self.lock();
+        let Some(open) = guard.as_mut() else { return false };
         let full = open.len() >= MAX_OPEN;
         match open.get_mut(&key) {
-            Some(s) if self.kind == SummaryKind::Ingest || s.endpoints.contains_key(&c.endpoint) => {
-                s.merge(Summary::of(c, now_us));
-                true
-            }
-            Some(_) => false,
-            None if self.kind == SummaryKind::Presence || full => false,
+            Some(s) => s.merge(Summary::of(c, now_us)),
+            None if full => return false,
             None => {
                 open.insert(key, Summary::of(c, now_us));
-                true
             }
         }
+        true
     }
 
     /// (Presence) `endpoint` was just recorded one by one for `actor`: its
-    /// repeats are counted from now on.
-    pub fn seen(&self, actor: &Actor, endpoint: String) {
-        if self.closed.load(Ordering::SeqCst) {
+    /// repeats are counted from now on, while it is read at least once a
+    /// period, for an hour.
+    pub fn recorded_alone(&self, actor: &Actor, endpoint: String, now_us: i64) {
+        if endpoint.len() > MAX_COUNTED_PATH + MAX_COUNTED_QUERY + 16 {
             return;
         }
         let key = self.key(actor);
-        let mut open = self.lock();
-        let full = open.len() >= MAX_OPEN;
-        match open.get_mut(&key) {
-            Some(s) if s.endpoints.len() < MAX_ENDPOINTS => {
-                s.endpoints.entry(endpoint).or_insert(0);
+        let user = format!("{}:", Self::user(actor));
+        let seen = Seen { read: true, recorded_at_us: now_us };
+        let mut recorded = self.lock_recorded();
+        let full = recorded.len() >= MAX_OPEN;
+        let room =
+            recorded.contains_key(&key) || recorded.keys().filter(|k| k.starts_with(&user)).count() < MAX_PER_USER;
+        match recorded.get_mut(&key) {
+            Some(r) if r.len() < MAX_ENDPOINTS || r.contains_key(&endpoint) => {
+                r.insert(endpoint, seen);
             }
             Some(_) => {}
-            None if !full => {
-                open.insert(key, Summary::seen(actor.clone(), [endpoint]));
+            None if !full && room => {
+                recorded.insert(key, BTreeMap::from([(endpoint, seen)]));
             }
             None => {}
         }
     }
 
     /// No more counting: the requests still answered are recorded one by
-    /// one (shutdown; the last summaries are recorded next).
+    /// one (shutdown). What was counted is kept for [`Self::record`].
     pub fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        let mut guard = self.lock();
+        if let Some(open) = guard.take() {
+            self.closing.lock().unwrap_or_else(|p| p.into_inner()).extend(open);
+        }
     }
 
-    /// Records every summary that counted something; one that cannot be
-    /// recorded is kept for the next time. A presence summary goes on
-    /// counting its endpoints' repeats; one that counted nothing this
-    /// period is dropped. How many were recorded.
-    pub async fn record(&self, events: &Events) -> usize {
-        let taken: Vec<(String, Summary)> = {
-            let mut open = self.lock();
-            open.retain(|_, s| s.requests > 0);
-            match self.kind {
-                SummaryKind::Ingest => open.drain().collect(),
-                SummaryKind::Presence => open
-                    .iter_mut()
-                    .map(|(k, s)| {
-                        let seen = Summary::seen(s.actor.clone(), s.endpoints.keys().cloned());
-                        (k.clone(), std::mem::replace(s, seen))
-                    })
-                    .collect(),
-            }
+    /// Ends the period: takes every summary, and (presence) forgets the
+    /// endpoints not read during it, so that the next read of one is
+    /// recorded on its own again.
+    fn take(&self) -> Vec<(String, Summary)> {
+        let mut recorded = self.lock_recorded();
+        for endpoints in recorded.values_mut() {
+            endpoints.retain(|_, seen| std::mem::replace(&mut seen.read, false));
+        }
+        recorded.retain(|_, endpoints| !endpoints.is_empty());
+        drop(recorded);
+        let mut taken: Vec<(String, Summary)> =
+            self.closing.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        if let Some(open) = self.lock().as_mut() {
+            taken.extend(open.drain());
+        }
+        taken
+    }
+
+    /// Puts back a summary that could not be recorded, merged with what
+    /// was counted since.
+    fn restore(&self, key: String, mut kept: Summary) {
+        let mut guard = self.lock();
+        let mut closing = self.closing.lock().unwrap_or_else(|p| p.into_inner());
+        let open = match guard.as_mut() {
+            Some(open) => open,
+            None => &mut *closing,
         };
+        if let Some(newer) = open.remove(&key) {
+            kept.merge(newer);
+        }
+        open.insert(key, kept);
+    }
+
+    /// Records every summary of the period ending; one that cannot be
+    /// recorded is kept for the next time (also when this is cut off before
+    /// trying it). How many were recorded.
+    pub async fn record(&self, events: &Events) -> usize {
+        struct Left<'a>(&'a Summaries, Vec<(String, Summary)>);
+        impl Drop for Left<'_> {
+            fn drop(&mut self) {
+                for (key, summary) in self.1.drain(..) {
+                    self.0.restore(key, summary);
+                }
+            }
+        }
+        let mut left = Left(self, self.take());
         let mut recorded = 0;
-        for (key, summary) in taken {
+        while let Some((key, summary)) = left.1.pop() {
             match events.record_own(summary.event(self.kind)).await {
-                Ok(_) => recorded += 1,
+                Ok(_) => {
+                    recorded += 1;
+                    self.ledger_recorded(true);
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, kind = ?self.kind, requests = summary.requests, "a request summary could not be recorded; kept for the next try");
-                    let mut open = self.lock();
-                    let mut kept = summary;
-                    if let Some(newer) = open.remove(&key) {
-                        kept.merge(newer);
-                    }
-                    open.insert(key, kept);
+                    tracing::warn!(error = %e, kind = ?self.kind, caller = %key, requests = summary.requests, "a request summary could not be recorded; kept for the next try");
+                    self.ledger_recorded(false);
+                    self.restore(key, summary);
                 }
             }
         }
@@ -439,7 +505,8 @@ impl Summaries {
 
     /// Requests counted and not yet recorded.
     pub fn pending(&self) -> u64 {
-        self.lock().values().map(|s| s.requests).sum()
+        let closing: u64 = self.closing.lock().unwrap_or_else(|p| p.into_inner()).values().map(|s| s.requests).sum();
+        closing + self.lock().as_ref().map_or(0, |open| open.values().map(|s| s.requests).sum())
     }
 }
 
@@ -464,7 +531,8 @@ mod tests {
             tally,
             duration_ms: 1.5,
             request_id: Some(id.into()),
-            endpoint: "POST /api/audit".into(),
+            route: "POST /api/audit/events".into(),
+            endpoint: "POST /api/audit/events".into(),
         }
     }
 
@@ -474,7 +542,8 @@ mod tests {
         assert!(all.add(counted("10.0.0.1", "a", 201, Some((5, 9)), "r1"), 100));
         assert!(all.add(counted("10.0.0.1", "a", 200, None, "r2"), 200));
         assert!(all.add(counted("10.0.0.2", "a", 201, Some((3, 3)), "r3"), 300));
-        let open = all.lock();
+        let guard = all.lock();
+        let open = guard.as_ref().unwrap();
         let s = open.get("api_key:k1").unwrap();
         assert_eq!((s.requests, s.stored, s.seqs, s.bytes), (3, 6, Some((3, 9)), u64::MAX), "saturated bytes");
         assert_eq!(s.actor.ip, None, "two addresses: none stands for all");
@@ -482,10 +551,10 @@ mod tests {
         assert_eq!(s.addresses.len(), 2);
         assert_eq!((s.first_request_id.as_deref(), s.last_request_id.as_deref()), (Some("r1"), Some("r3")));
         assert!(!s.more_listed);
-        drop(open);
+        drop(guard);
         // A kept summary merges the newer one: its last request id, no
         // false "more" for an address already listed.
-        let mut older = all.lock().remove("api_key:k1").unwrap();
+        let mut older = all.lock().as_mut().unwrap().remove("api_key:k1").unwrap();
         older.merge(Summary::of(counted("10.0.0.2", "a", 201, None, "r4"), 400));
         assert_eq!((older.requests, older.last_request_id.as_deref(), older.more_listed), (4, Some("r4"), false));
         assert_eq!((older.first_at_us, older.last_at_us), (100, 400));
@@ -501,7 +570,8 @@ mod tests {
         for i in 0..20 {
             assert!(all.add(counted(&format!("10.0.0.{i}"), "a", 201, None, "r"), i));
         }
-        let open = all.lock();
+        let guard = all.lock();
+        let open = guard.as_ref().unwrap();
         let s = open.get("api_key:k1").unwrap();
         assert_eq!((s.addresses.len(), s.more_listed, s.requests), (MAX_LISTED, true, 20));
     }
@@ -521,64 +591,96 @@ mod tests {
             tally: IngestTally::default(),
             duration_ms: 2.0,
             request_id: Some(id.into()),
+            route: endpoint.split(' ').take(2).collect::<Vec<_>>().join(" "),
             endpoint: endpoint.into(),
         }
     }
 
+    const STATUS: &str = "POST /rpc/status";
+
     #[test]
     fn presence_counts_only_repeats_of_an_endpoint_already_recorded() {
         let all = Summaries::new(SummaryKind::Presence);
-        let status = "POST /rpc/status";
-        // The first read is recorded on its own, then marked seen.
-        assert!(!all.add(poll("1", "firefox", status, "r1"), 100));
-        all.seen(&poll("1", "firefox", status, "r1").actor, status.into());
-        assert!(all.add(poll("1", "firefox", status, "r2"), 200));
-        assert!(all.add(poll("1", "firefox", status, "r3"), 300));
+        // The first read is recorded on its own, then its repeats counted.
+        assert!(!all.add(poll("1", "firefox", STATUS, "r1"), 100));
+        all.recorded_alone(&poll("1", "firefox", STATUS, "r1").actor, STATUS.into(), 0);
+        assert!(all.add(poll("1", "firefox", STATUS, "r2"), 200));
+        assert!(all.add(poll("1", "firefox", STATUS, "r3"), 300));
         // Another endpoint, or the same one with other values, is not counted
-        // until recorded once; nor another browser of the same user.
+        // until recorded once; nor another browser or address of the same user.
         assert!(!all.add(poll("1", "firefox", "GET /api/audit/analytics [[\"range\",\"7d\"]]", "r4"), 400));
-        assert!(!all.add(poll("1", "chrome", status, "r5"), 500));
+        assert!(!all.add(poll("1", "chrome", STATUS, "r5"), 500));
+        let mut elsewhere = poll("1", "firefox", STATUS, "r6");
+        elsewhere.actor.ip = Some("10.9.9.9".into());
+        assert!(!all.add(elsewhere, 600));
         assert_eq!(all.pending(), 2);
-        let open = all.lock();
-        let s = open.values().find(|s| s.requests > 0).unwrap();
-        assert_eq!(s.endpoints.get(status), Some(&2));
-        assert_eq!((s.first_at_us, s.last_at_us), (200, 300), "times of the counted requests, not of the mark");
+        let taken = all.take();
+        assert_eq!(taken.len(), 1);
+        let s = &taken[0].1;
+        assert_eq!((s.requests, s.endpoints.get(STATUS)), (2, Some(&2)));
+        assert_eq!((s.first_at_us, s.last_at_us), (200, 300));
         assert_eq!((s.first_request_id.as_deref(), s.last_request_id.as_deref()), (Some("r2"), Some("r3")));
-        drop(open);
+        assert_eq!(s.routes, BTreeSet::from([STATUS.to_owned()]));
         // Endpoints beyond the bound are recorded one by one.
         for i in 0..(MAX_ENDPOINTS + 5) {
-            all.seen(&poll("2", "x", "", "").actor, format!("GET /api/audit/exports/{i}"));
+            all.recorded_alone(&poll("2", "x", "", "").actor, format!("GET /api/audit/exports/{i}"), 0);
         }
         assert!(all.add(poll("2", "x", "GET /api/audit/exports/3", "a"), 1));
         assert!(!all.add(poll("2", "x", &format!("GET /api/audit/exports/{}", MAX_ENDPOINTS + 1), "b"), 1));
+        // Once the ledger failed to record, nothing is counted (reads are
+        // recorded one by one, or refused) until a record succeeds.
+        all.ledger_recorded(false);
+        assert!(!all.add(poll("1", "firefox", STATUS, "r8"), 800));
+        all.ledger_recorded(true);
+        assert!(all.add(poll("1", "firefox", STATUS, "r9"), 900));
+        // A read recorded on its own stands for its repeats for an hour.
+        assert!(!all.add(poll("1", "firefox", STATUS, "r10"), RECORDED_FOR_US + 1));
+        // At most MAX_PER_USER address and browser pairs per user.
+        for i in 0..(MAX_PER_USER + 3) {
+            all.recorded_alone(&poll("3", &format!("agent{i}"), "", "").actor, STATUS.into(), 0);
+        }
+        assert_eq!(all.lock_recorded().keys().filter(|k| k.starts_with("user:3:")).count(), MAX_PER_USER);
+        // Once closed, nothing more is counted or marked.
+        all.close();
+        assert!(!all.add(poll("1", "firefox", STATUS, "r7"), 700));
     }
 
     #[test]
-    fn a_presence_summary_that_counted_nothing_for_a_period_is_dropped() {
+    fn an_endpoint_not_read_for_a_whole_period_is_recorded_on_its_own_again() {
         let all = Summaries::new(SummaryKind::Presence);
-        let status = "POST /rpc/status";
-        all.seen(&poll("1", "f", status, "r1").actor, status.into());
-        assert!(all.add(poll("1", "f", status, "r2"), 200));
-        // What `record` does under its lock: the counted summary is taken, its
-        // endpoints stay seen; next period, nothing counted: dropped.
-        let take = |all: &Summaries| {
-            let mut open = all.lock();
-            open.retain(|_, s| s.requests > 0);
-            let n = open.len();
-            for s in open.values_mut() {
-                *s = Summary::seen(s.actor.clone(), s.endpoints.keys().cloned());
-            }
-            n
-        };
-        assert_eq!(take(&all), 1);
-        assert!(all.add(poll("1", "f", status, "r3"), 300), "still polling: counted");
-        assert_eq!(take(&all), 1);
-        assert_eq!(take(&all), 0, "a period without a read");
-        assert!(!all.add(poll("1", "f", status, "r4"), 400), "recorded one by one again");
-        // A summary kept after a failed record takes the next period's counts.
-        let mut kept = Summary::of(poll("1", "f", status, "r5"), 500);
-        kept.merge(Summary::seen(kept.actor.clone(), ["GET /api/forwarding/destinations".to_owned()]));
-        kept.merge(Summary::of(poll("1", "f", status, "r6"), 600));
-        assert_eq!((kept.requests, kept.endpoints.len(), kept.last_at_us), (2, 2, 600));
+        let export = "GET /api/audit/exports/abc";
+        all.recorded_alone(&poll("1", "f", STATUS, "").actor, STATUS.into(), 0);
+        all.recorded_alone(&poll("1", "f", export, "").actor, export.into(), 0);
+        assert!(all.add(poll("1", "f", STATUS, "r1"), 100));
+        // Period 1 ends: both were read or recorded in it, both kept.
+        assert_eq!(all.take().len(), 1);
+        assert!(all.add(poll("1", "f", STATUS, "r2"), 200), "still polling: counted");
+        // Period 2 ends: the export's progress was not read in it.
+        assert_eq!(all.take().len(), 1);
+        assert!(all.add(poll("1", "f", STATUS, "r3"), 300));
+        assert!(!all.add(poll("1", "f", export, "r4"), 300), "read again later: recorded on its own");
+        // Two periods without a read: nothing is left for this user.
+        assert_eq!(all.take().len(), 1);
+        assert!(all.take().is_empty());
+        assert!(all.lock_recorded().is_empty(), "the list of recorded endpoints does not grow for ever");
+        assert!(!all.add(poll("1", "f", STATUS, "r5"), 400));
+    }
+
+    #[test]
+    fn a_summary_that_could_not_be_recorded_takes_the_next_periods_counts() {
+        let all = Summaries::new(SummaryKind::Presence);
+        all.recorded_alone(&poll("1", "f", STATUS, "").actor, STATUS.into(), 0);
+        assert!(all.add(poll("1", "f", STATUS, "r1"), 100));
+        let (key, failed) = all.take().pop().unwrap();
+        // Counted while the record was being tried.
+        assert!(all.add(poll("1", "f", STATUS, "r2"), 200));
+        all.restore(key, failed);
+        assert!(all.add(poll("1", "f", STATUS, "r3"), 300));
+        let (_, s) = all.take().pop().unwrap();
+        assert_eq!(
+            (s.requests, s.first_request_id.as_deref(), s.last_request_id.as_deref()),
+            (3, Some("r1"), Some("r3"))
+        );
+        assert_eq!((s.first_at_us, s.last_at_us, s.endpoints.get(STATUS)), (100, 300, Some(&3)));
     }
 }

@@ -34,11 +34,13 @@ pub fn repo_file(rel: &str) -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_default();
-    start
+    let root = start
         .ancestors()
-        .map(|dir| dir.join(rel))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{rel} not found above {}", start.display()))
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .unwrap_or_else(|| panic!("no workspace (Cargo.lock) above {}", start.display()));
+    let file = root.join(rel);
+    assert!(file.exists(), "{} not found", file.display());
+    file
 }
 
 /// A generator for `seed`: the same values for the same seed, every run.

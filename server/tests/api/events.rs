@@ -762,6 +762,7 @@ async fn a_pages_refreshes_are_one_presence_record_per_user_and_period() {
         "{p}"
     );
     assert_eq!(p["details"]["statuses"], json!({"200": 6}));
+    assert_eq!(p["resource"]["id"], "2 endpoints", "{p}");
     // Still polling next period: counted from the first read.
     let at = head().await;
     assert_eq!(admin.get(destinations).await.0, StatusCode::OK);
@@ -774,6 +775,29 @@ async fn a_pages_refreshes_are_one_presence_record_per_user_and_period() {
     assert_eq!(head().await, at + 1);
     assert_eq!(admin.get(destinations).await.0, StatusCode::OK);
     assert_eq!(presence.pending(), 1, "the repeat counted");
+    // Not counted: a query too long to be kept whole, or a secret-looking
+    // parameter (both recorded on their own every time).
+    let long = format!("{destinations}?pad={}", "x".repeat(200));
+    for _ in 0..2 {
+        assert_eq!(admin.get(&long).await.0, StatusCode::OK);
+        assert_eq!(admin.get(&format!("{destinations}?token=abc")).await.0, StatusCode::OK);
+    }
+    assert_eq!(presence.pending(), 1);
+    // The ledger fails closed: once a record failed, repeats are recorded
+    // one by one again, so refused like any read while it cannot record.
+    use sea_orm::ConnectionTrait as _;
+    let db = app.running.ledger.db().conn();
+    db.execute_unprepared(
+        "CREATE TRIGGER injected_failure BEFORE INSERT ON ledger_entries BEGIN SELECT RAISE(ABORT, 'injected'); END",
+    )
+    .await
+    .unwrap();
+    assert_eq!(admin.get("/api/audit?limit=1").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(admin.get(destinations).await.0, StatusCode::SERVICE_UNAVAILABLE, "not counted while failing");
+    assert_eq!(presence.record(&app.running.events).await, 0, "kept");
+    db.execute_unprepared("DROP TRIGGER injected_failure").await.unwrap();
+    assert_eq!(presence.pending(), 1, "the kept summary waits for the next period");
+    assert_eq!(presence.record(&app.running.events).await, 1);
     app.running.shutdown().await.unwrap();
 }
 
