@@ -185,6 +185,43 @@ struct Rated {
     late: Duration,
 }
 
+/// The bucket counts (upper bound, cumulative count) of one Prometheus
+/// histogram in `/metrics` text, for the series whose labels contain `with`.
+fn buckets(text: &str, name: &str, with: &str) -> Vec<(f64, u64)> {
+    let prefix = format!("{name}_bucket{{");
+    let mut out: Vec<(f64, u64)> = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with(&prefix) && l.contains(with)) {
+        let Some(le) = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else { continue };
+        let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) };
+        let count: u64 = line.rsplit(' ').next().and_then(|c| c.parse().ok()).unwrap_or(0);
+        match out.iter_mut().find(|(b, _)| *b == le) {
+            Some((_, c)) => *c += count,
+            None => out.push((le, count)),
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// The p50 and p99 (each as its bucket's upper bound, ms) of what a
+/// histogram counted between two `/metrics` readings, and how many.
+fn bucket_quantiles(before: &[(f64, u64)], after: &[(f64, u64)]) -> (String, String, u64) {
+    let delta: Vec<(f64, u64)> =
+        after.iter().map(|(le, c)| (*le, c - before.iter().find(|(b, _)| b == le).map_or(0, |(_, c0)| *c0))).collect();
+    let total = delta.last().map_or(0, |(_, c)| *c);
+    let q = |p: f64| {
+        if total == 0 {
+            return "n/a".to_owned();
+        }
+        let want = (total as f64 * p).ceil() as u64;
+        match delta.iter().find(|(_, c)| *c >= want.max(1)) {
+            Some((le, _)) if le.is_finite() => format!("≤ {} ms", le * 1000.0),
+            _ => "> 5 s".to_owned(),
+        }
+    };
+    (q(0.50), q(0.99), total)
+}
+
 /// Sends one request per entry of `bodies` at `rate` per second (a body:
 /// `POST /api/audit/events`; none: `GET /healthz`). Latency counts from
 /// when each request was due, so a server falling behind shows in it. At
@@ -374,8 +411,29 @@ async fn run(a: Args) {
                 .collect();
             server.state.ingest_summaries.record(&server.events).await;
             let before = server.ledger.head().await.unwrap().seq;
+            let m0 = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
             let ingest = fixed_rate(&http, rate, bodies.into_iter().map(Some).collect(), &base, &key).await;
+            let m1 = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
             server.state.ingest_summaries.record(&server.events).await;
+            // Where the time went, from the server's own histograms over the
+            // phase: the ingest route's handler (after the API key check and
+            // before the self-audit: body, validation, masking, sealing and
+            // the wait for the commit), and the ledger's commits (each a
+            // batch; the phase's other commits, summaries and background
+            // writes, included).
+            let route = "route=\"/api/audit/events\"";
+            let (h50, h99, _) = bucket_quantiles(
+                &buckets(&m0, "custos_http_request_duration_seconds", route),
+                &buckets(&m1, "custos_http_request_duration_seconds", route),
+            );
+            let (c50, c99, commits) = bucket_quantiles(
+                &buckets(&m0, "custos_ledger_commit_seconds", ""),
+                &buckets(&m1, "custos_ledger_commit_seconds", ""),
+            );
+            println!(
+                "  inside the server at {rate}/s: the ingest handler p50 {h50}, p99 {h99}; ledger commits: {commits} (mean {:.1} events each), p50 {c50}, p99 {c99}",
+                ingest.ok as f64 / commits.max(1) as f64
+            );
             let entries = server.ledger.head().await.unwrap().seq - before;
             let health = fixed_rate(&http, rate, vec![None; n], &base, &key).await;
             println!(

@@ -240,6 +240,8 @@ both_backends! {
 
         let (_, reader) = env.id.create_api_key(&admin, "reader", &[Scope::Read], None).await.unwrap();
         let reader_prefix = custos_engine::identity::apikey::prefix_of(reader.expose_secret()).unwrap().to_owned();
+        // In use (so found valid a moment ago), then revoked: refused at once.
+        assert!(env.id.authenticate_api_key(reader.expose_secret(), &client("10.3.0.2")).await.unwrap().valid().is_some());
         env.id.revoke_api_key(&admin, &reader_prefix).await.unwrap();
         // (From another address: refusals are recorded once per source and minute.)
         assert!(env.id.authenticate_api_key(reader.expose_secret(), &client("10.3.0.2")).await.unwrap().valid().is_none(), "revoked");
@@ -452,7 +454,12 @@ both_backends! {
         });
         let outcomes = futures_util::future::join_all(attempts).await;
         let throttled = outcomes.iter().filter(|o| matches!(o, LoginOutcome::Rejected(LoginRejection::Throttled { .. }))).count();
-        assert_eq!(throttled, 7, "{outcomes:?}");
+        // At least seven: on PostgreSQL an attempt that finds another holding
+        // the address's shared count is refused too (retry in 1 s), so
+        // fewer than three may be checked under load, never more.
+        assert!((7..=9).contains(&throttled), "{outcomes:?}");
+        let checked = outcomes.iter().filter(|o| matches!(o, LoginOutcome::Rejected(LoginRejection::InvalidCredentials))).count();
+        assert_eq!(checked + throttled, 10, "{outcomes:?}");
         // The throttled ones are recorded once, then counted in one summary per minute.
         let denied = |events: &[(String, String, String)]| {
             events.iter().filter(|(a, o, _)| a == "user.login" && o == "denied").count()
@@ -463,7 +470,7 @@ both_backends! {
         let events = env.events().await;
         let summary: Vec<_> = events.iter().filter(|(a, _, _)| a == "user.login.summary").collect();
         assert_eq!(summary.len(), 1, "{summary:?}");
-        assert!(summary[0].2.contains("\"requests\":6"), "{}", summary[0].2);
+        assert!(summary[0].2.contains(&format!("\"requests\":{}", throttled - 1)), "{}", summary[0].2);
         env.done().await;
     }
 }

@@ -141,6 +141,9 @@ impl Identity {
                     ),
                 )
                 .await?;
+            // Refused here from now on; on other replicas once their
+            // cached check is older than KEY_CACHE_US.
+            self.key_cache.clear();
             Ok(())
         })
         .await
@@ -179,6 +182,12 @@ impl Identity {
             }
         };
         let Some(prefix) = apikey::prefix_of(token) else { return refuse("malformed key", None).await };
+        let digest = apikey::hash(token);
+        let now = self.now();
+        let generation = match self.key_cache.get(&digest, now) {
+            Ok(principal) => return Ok(KeyCheck::Valid(principal)),
+            Err(generation) => generation,
+        };
         let row = self
             .db
             .conn()
@@ -189,14 +198,14 @@ impl Identity {
             .await?;
         let Some(r) = row else { return refuse("unknown key", Some(prefix.to_owned())).await };
         let stored: Vec<u8> = r.try_get("", "secret_hash")?;
-        if !bool::from(apikey::hash(token).as_slice().ct_eq(&stored)) {
+        if !bool::from(digest.as_slice().ct_eq(&stored)) {
             return refuse("wrong secret", Some(prefix.to_owned())).await;
         }
-        let now = self.now();
         if r.try_get::<Option<i64>>("", "revoked_at")?.is_some() {
             return refuse("revoked", Some(prefix.to_owned())).await;
         }
-        if r.try_get::<Option<i64>>("", "expires_at")?.is_some_and(|e| e <= now) {
+        let expires_at: Option<i64> = r.try_get("", "expires_at")?;
+        if expires_at.is_some_and(|e| e <= now) {
             return refuse("expired", Some(prefix.to_owned())).await;
         }
         let id: i64 = r.try_get("", "id")?;
@@ -211,12 +220,14 @@ impl Identity {
                 .await?;
         }
         let scopes: String = r.try_get("", "scopes")?;
-        Ok(KeyCheck::Valid(ApiPrincipal {
+        let principal = ApiPrincipal {
             key_id: id,
             prefix: prefix.to_owned(),
             name: r.try_get("", "name")?,
             scopes: scopes.split_whitespace().filter_map(Scope::parse).collect(),
-        }))
+        };
+        self.key_cache.put(generation, digest, now, expires_at, principal.clone());
+        Ok(KeyCheck::Valid(principal))
     }
 
     /// Whether an API key is still usable (not revoked, not expired): live
@@ -275,5 +286,109 @@ impl Identity {
                 tracing::error!(error = %e, "could not record a summary of refused requests");
             }
         }
+    }
+}
+
+/// How long a key found valid is taken as valid without reading its row
+/// again (µs): a revoked key is refused at once by the replica that revoked
+/// it, and within this long by the others; an expired one at once. Without
+/// it, every request with a key cost a database round trip (on SQLite, a hop
+/// to a pooled connection's thread and back): single-event ingest topped out
+/// at about 3,200 requests/s instead of 4,500 (issue 21).
+pub const KEY_CACHE_US: i64 = 1_000_000;
+/// Most keys cached at once; beyond, the cache starts again.
+const KEY_CACHE_MAX: usize = 10_000;
+
+/// Keys found valid in the last [`KEY_CACHE_US`], by the SHA-256 of the
+/// token (the token itself is not kept).
+#[derive(Debug, Default)]
+pub(crate) struct KeyCache {
+    inner: std::sync::Mutex<Cached>,
+}
+
+#[derive(Debug, Default)]
+struct Cached {
+    /// Moves on at each revocation: a check that read its row before one
+    /// does not cache what it read.
+    generation: u64,
+    keys: std::collections::HashMap<[u8; 32], CachedKey>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedKey {
+    checked_us: i64,
+    expires_at: Option<i64>,
+    principal: ApiPrincipal,
+}
+
+impl KeyCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key if it was found valid less than [`KEY_CACHE_US`] ago and has
+    /// not expired; otherwise the generation to [`Self::put`] it under once
+    /// checked.
+    fn get(&self, digest: &[u8; 32], now: i64) -> Result<ApiPrincipal, u64> {
+        let c = self.lock();
+        match c.keys.get(digest) {
+            Some(k) if (0..KEY_CACHE_US).contains(&(now - k.checked_us)) && k.expires_at.is_none_or(|e| e > now) => {
+                Ok(k.principal.clone())
+            }
+            _ => Err(c.generation),
+        }
+    }
+
+    /// Caches a key checked since [`Self::get`] gave `generation`, unless
+    /// a key was revoked meanwhile.
+    fn put(&self, generation: u64, digest: [u8; 32], now: i64, expires_at: Option<i64>, principal: ApiPrincipal) {
+        let mut c = self.lock();
+        if c.generation != generation {
+            return;
+        }
+        if c.keys.len() >= KEY_CACHE_MAX && !c.keys.contains_key(&digest) {
+            c.keys.clear();
+        }
+        c.keys.insert(digest, CachedKey { checked_us: now, expires_at, principal });
+    }
+
+    /// A key was revoked: nothing cached stands, nor what is being checked.
+    fn clear(&self) {
+        let mut c = self.lock();
+        c.generation += 1;
+        c.keys.clear();
+    }
+}
+
+#[cfg(test)]
+mod key_cache_tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_key_lasts_a_second_and_never_past_its_expiry() {
+        let cache = KeyCache::default();
+        let p = ApiPrincipal { key_id: 1, prefix: "ck_x".into(), name: "n".into(), scopes: vec![] };
+        cache.put(0, [1; 32], 1_000, Some(1_500_000), p);
+        assert!(cache.get(&[1; 32], 1_000).is_ok());
+        assert!(cache.get(&[2; 32], 1_000).is_err(), "another token");
+        assert!(cache.get(&[1; 32], 1_000 + KEY_CACHE_US - 1).is_ok());
+        assert!(cache.get(&[1; 32], 1_000 + KEY_CACHE_US).is_err(), "read again after a second");
+        assert!(cache.get(&[1; 32], 999).is_err(), "a clock stepped back reads again");
+        cache.put(0, [3; 32], 1_000_000, Some(1_500_000), cache_principal());
+        assert!(cache.get(&[3; 32], 1_499_999).is_ok());
+        assert!(cache.get(&[3; 32], 1_500_000).is_err(), "expired: refused at once");
+        // A check that began before a revocation does not cache its result.
+        let generation = cache.get(&[4; 32], 1_000).unwrap_err();
+        cache.clear();
+        assert!(cache.get(&[1; 32], 1_000).is_err(), "revoked: refused at once here");
+        cache.put(generation, [4; 32], 1_000, None, cache_principal());
+        assert!(cache.get(&[4; 32], 1_000).is_err(), "read before the revocation: not cached");
+        let generation = cache.get(&[4; 32], 1_000).unwrap_err();
+        cache.put(generation, [4; 32], 1_000, None, cache_principal());
+        assert!(cache.get(&[4; 32], 1_000).is_ok());
+    }
+
+    fn cache_principal() -> ApiPrincipal {
+        ApiPrincipal { key_id: 3, prefix: "ck_y".into(), name: "m".into(), scopes: vec![] }
     }
 }

@@ -111,6 +111,8 @@ pub struct Identity {
     unknown_names: SharedThrottle,
     /// Anonymous noise, per source and minute.
     noise: NoiseGate,
+    /// Keys found valid in the last second.
+    key_cache: apikeys::KeyCache,
     /// Bounds concurrent password hashing.
     hashing: tokio::sync::Semaphore,
     /// Password checks waiting for a turn.
@@ -160,6 +162,7 @@ impl Identity {
                 "unknown-name",
             ),
             noise: NoiseGate::new(settings.noise_per_minute, clock.clone()),
+            key_cache: apikeys::KeyCache::default(),
             hashing: tokio::sync::Semaphore::new(CONCURRENT_HASHES),
             hash_waiting: std::sync::atomic::AtomicUsize::new(0),
             db,
