@@ -143,8 +143,8 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         }
     }
     // A signed-in user's successful read of an endpoint pages poll: counted
-    // when the same read (path and query, byte for byte: short enough to be
-    // kept whole, no secret-looking parameter) was recorded once already.
+    // when the same read (the same path and decoded query, short enough to
+    // be kept whole, no secret-looking parameter) was recorded once already.
     let polled = (route.is_some_and(|r| r.polled())
         && (200..300).contains(&status)
         && matches!(ctx.caller, custos_engine::identity::service::Caller::User(_))
@@ -176,9 +176,10 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         .request(ctx.request_id.clone())
         .timing(duration_ms, status)
         .details(serde_json::json!({ "method": method, "path": template, "query": query }));
+    let failures = s.presence.failures();
     match s.events.record_own(event).await {
         Ok(_) => {
-            s.presence.ledger_recorded(true);
+            s.presence.ledger_recorded(failures, true);
             if let Some(endpoint) = polled {
                 s.presence.recorded_alone(&ctx.actor(), endpoint, s.ledger.now_us());
             }
@@ -187,7 +188,7 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         // Saying why when it is the caller's to act on (a clock ahead: try
         // another replica).
         Err(e) => {
-            s.presence.ledger_recorded(false);
+            s.presence.ledger_recorded(failures, false);
             super::ApiError::from(e).into_response()
         }
     }

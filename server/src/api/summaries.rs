@@ -30,7 +30,7 @@
 //!   for a whole period, or recorded on its own more than an hour ago, is
 //!   recorded on its own again at its next read. Only paths and queries
 //!   short enough to be kept whole (no secret-looking parameter) are
-//!   counted, as repeats of the same bytes. Once the ledger failed to
+//!   counted, as repeats of the same path and decoded query. Once the ledger failed to
 //!   record, nothing is counted until a record succeeds (fail closed: the
 //!   repeats are recorded one by one, so refused while it cannot record).
 //!   Refused reads, an API key's reads and every other endpoint are
@@ -49,7 +49,6 @@ use std::sync::Mutex;
 
 use custos_engine::events::{Events, OwnAction, OwnEvent};
 use custos_model::{Actor, Channel, IngestReceipt, Outcome};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Most addresses and user agents listed in one summary (beyond, a flag
 /// says there were more).
@@ -310,8 +309,8 @@ const RECORDED_FOR_US: i64 = 3_600_000_000;
 /// are recorded one by one.
 const MAX_PER_USER: usize = 8;
 /// Longest path and query counted (bytes, as sent); a longer request is
-/// recorded on its own. The endpoint is counted exactly as sent: two reads
-/// are repeats only when their paths and queries are byte for byte equal.
+/// recorded on its own. Two reads are repeats only when their paths and
+/// decoded queries are equal (the query as the self-audit records it).
 pub const MAX_COUNTED_PATH: usize = 200;
 /// See [`MAX_COUNTED_PATH`].
 pub const MAX_COUNTED_QUERY: usize = 128;
@@ -327,10 +326,11 @@ pub struct Summaries {
     closing: Mutex<HashMap<String, Summary>>,
     /// (Presence) the endpoints whose repeats are counted, by caller.
     recorded: Mutex<Recorded>,
-    /// (Presence) the ledger failed to record the last time it was asked:
-    /// nothing is counted until a record succeeds (reads are then recorded
-    /// one by one, and refused with 503 while the ledger cannot record).
-    failing: AtomicBool,
+    /// (Presence) whether the ledger's latest record failed, and how many
+    /// failed so far: nothing is counted until a record begun after the
+    /// last failure succeeds (reads are then recorded one by one, and
+    /// refused with 503 while the ledger cannot record).
+    failing: Mutex<(bool, u64)>,
 }
 
 impl Summaries {
@@ -341,7 +341,7 @@ impl Summaries {
             open: Mutex::new(Some(HashMap::new())),
             closing: Mutex::default(),
             recorded: Mutex::default(),
-            failing: AtomicBool::new(false),
+            failing: Mutex::new((false, 0)),
         }
     }
 
@@ -360,8 +360,9 @@ impl Summaries {
     fn key(&self, actor: &Actor) -> String {
         match self.kind {
             SummaryKind::Ingest => Self::user(actor),
+            // A line break can be in neither an address nor a header value.
             SummaryKind::Presence => format!(
-                "{}:{}:{}",
+                "{}:\n{}\n{}",
                 Self::user(actor),
                 actor.ip.as_deref().unwrap_or(""),
                 actor.user_agent.as_deref().unwrap_or("")
@@ -369,10 +370,27 @@ impl Summaries {
         }
     }
 
-    /// Whether the ledger recorded the last record asked of it (the
-    /// self-audit says so after each one it makes).
-    pub fn ledger_recorded(&self, ok: bool) {
-        self.failing.store(!ok, Ordering::SeqCst);
+    fn lock_failing(&self) -> std::sync::MutexGuard<'_, (bool, u64)> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Taken before asking the ledger to record: passed back to
+    /// [`Self::ledger_recorded`].
+    pub fn failures(&self) -> u64 {
+        self.lock_failing().1
+    }
+
+    /// Whether the ledger recorded a record asked of it when
+    /// [`Self::failures`] said `before` (the self-audit says so after each
+    /// one it makes). A success only clears a failure that came before it
+    /// was asked: one sent before an outage and answered after does not.
+    pub fn ledger_recorded(&self, before: u64, ok: bool) {
+        let mut f = self.lock_failing();
+        if !ok {
+            *f = (true, f.1 + 1);
+        } else if f.1 == before {
+            f.0 = false;
+        }
     }
 
     /// Counts an answered request; false when it is to be recorded on its
@@ -383,7 +401,7 @@ impl Summaries {
     pub fn add(&self, c: Counted, now_us: i64) -> bool {
         let key = self.key(&c.actor);
         if self.kind == SummaryKind::Presence {
-            if self.failing.load(Ordering::SeqCst) {
+            if self.lock_failing().0 {
                 return false;
             }
             let mut recorded = self.lock_recorded();
@@ -409,7 +427,7 @@ impl Summaries {
     /// repeats are counted from now on, while it is read at least once a
     /// period, for an hour.
     pub fn recorded_alone(&self, actor: &Actor, endpoint: String, now_us: i64) {
-        if endpoint.len() > MAX_COUNTED_PATH + MAX_COUNTED_QUERY + 16 {
+        if endpoint.len() > MAX_COUNTED_PATH + MAX_COUNTED_QUERY + 16 || self.lock().is_none() {
             return;
         }
         let key = self.key(actor);
@@ -488,14 +506,17 @@ impl Summaries {
         let mut left = Left(self, self.take());
         let mut recorded = 0;
         while let Some((key, summary)) = left.1.pop() {
+            // (Cut off here, this summary is lost, not put back: it may be
+            // committing.)
+            let before = self.failures();
             match events.record_own(summary.event(self.kind)).await {
                 Ok(_) => {
                     recorded += 1;
-                    self.ledger_recorded(true);
+                    self.ledger_recorded(before, true);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, kind = ?self.kind, caller = %key, requests = summary.requests, "a request summary could not be recorded; kept for the next try");
-                    self.ledger_recorded(false);
+                    self.ledger_recorded(before, false);
                     self.restore(key, summary);
                 }
             }
@@ -629,9 +650,14 @@ mod tests {
         assert!(!all.add(poll("2", "x", &format!("GET /api/audit/exports/{}", MAX_ENDPOINTS + 1), "b"), 1));
         // Once the ledger failed to record, nothing is counted (reads are
         // recorded one by one, or refused) until a record succeeds.
-        all.ledger_recorded(false);
+        let before = all.failures();
+        all.ledger_recorded(before, false);
         assert!(!all.add(poll("1", "firefox", STATUS, "r8"), 800));
-        all.ledger_recorded(true);
+        // A record asked before the failure and answered after it does not
+        // clear it; one asked after does.
+        all.ledger_recorded(before, true);
+        assert!(!all.add(poll("1", "firefox", STATUS, "r8"), 800));
+        all.ledger_recorded(all.failures(), true);
         assert!(all.add(poll("1", "firefox", STATUS, "r9"), 900));
         // A read recorded on its own stands for its repeats for an hour.
         assert!(!all.add(poll("1", "firefox", STATUS, "r10"), RECORDED_FOR_US + 1));
@@ -642,6 +668,8 @@ mod tests {
         assert_eq!(all.lock_recorded().keys().filter(|k| k.starts_with("user:3:")).count(), MAX_PER_USER);
         // Once closed, nothing more is counted or marked.
         all.close();
+        all.recorded_alone(&poll("4", "z", "", "").actor, STATUS.into(), 0);
+        assert!(!all.lock_recorded().keys().any(|k| k.starts_with("user:4:")));
         assert!(!all.add(poll("1", "firefox", STATUS, "r7"), 700));
     }
 

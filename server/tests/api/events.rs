@@ -716,8 +716,8 @@ async fn ingest_requests_are_summarised_per_caller_not_recorded_one_by_one() {
     app.running.shutdown().await.unwrap();
 }
 
-/// A page refreshing itself writes one presence record per user, browser
-/// and period (`server.presence_secs`; here: when asked), after the first
+/// A page refreshing itself writes one presence record per user, address,
+/// browser and period (`server.presence_secs`; here: when asked), after the first
 /// read of each endpoint is recorded on its own; any other read, a read
 /// with other values, and an API key's reads stay recorded one by one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
