@@ -72,6 +72,97 @@ async fn run(
     (bytes, manifest)
 }
 
+/// An export's file, or the error that stopped it.
+async fn try_run(events: &Events, format: ExportFormat, filters: &[(&str, &str)]) -> Result<Vec<u8>, String> {
+    let filters = pairs(filters);
+    let filter = export::export_filter(&filters).unwrap();
+    let spec = ExportSpec { id: uuid::Uuid::now_v7(), format, filter, filters, generated_by: "user:auditor".into() };
+    let prepared = events.prepare_export(spec).await.map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let m = prepared.run(&custos_export::Formats::default(), &mut out, &ExportProgress::default());
+        m.map(|_| out).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap()
+}
+
+/// A changed clear column or ciphertext byte stops the export at that
+/// entry, whichever way the rows are read (the CSV's fast path from the
+/// page's header bytes, free text and JSON through the decoded event).
+async fn a_tampered_entry_stops_every_export_at_its_seq(backend: Backend) {
+    const K: u64 = 17;
+    let Some((db, events, _tasks)) = setup(backend, 40).await else { return };
+    // Rows with every header field (the fixture has no tenant, channel or
+    // application), then the same CSV both ways: the fast path's cells are
+    // the decoded event's, byte for byte.
+    let full: Vec<serde_json::Value> = (0..3)
+        .map(|i| {
+            json!({
+                "occurred_at": chrono::Utc::now().to_rfc3339(), "category": "admin", "action": "role.grant",
+                "outcome": "success", "severity": "warning", "tenant": format!("tenant-{i}"),
+                "actor": {"id": "alice", "kind": "user", "name": "Alice", "ip": "10.0.0.1"},
+                "resource": {"type": "role", "id": "admin", "name": "Admin"},
+                "source": {"application": "console", "channel": "ui"},
+                "correlation": {"request_id": format!("req-{i}")}, "reason": "ticket 7",
+                "details": {"name": "Zoë"},
+            })
+        })
+        .collect();
+    events.ingest(&full, None, &Submitter { principal: "test".into() }).await.unwrap();
+    let fast = try_run(&events, ExportFormat::Csv, &[]).await.unwrap();
+    // Every row names Zoë: free text takes the decoding path for all of them.
+    let decoded = try_run(&events, ExportFormat::Csv, &[("q", "zoë")]).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&decoded));
+    assert!(String::from_utf8_lossy(&fast).contains("tenant-2"));
+    assert_eq!(
+        fast.iter().filter(|b| **b == b'\n').count(),
+        1 + 40 + 3,
+        "the header and every row (details are JSON text: their line breaks are escaped)"
+    );
+
+    let ways: [(ExportFormat, &[(&str, &str)]); 3] =
+        [(ExportFormat::Csv, &[]), (ExportFormat::Csv, &[("q", "row")]), (ExportFormat::Json, &[])];
+    db.drop_guards().await;
+    let original = events.ledger().entry(K).await.unwrap().unwrap();
+    let mut flipped = original.ciphertext.clone();
+    flipped[5] ^= 1;
+    let at = format!("WHERE seq = {K}");
+    let tampering = [
+        (
+            format!("UPDATE ledger_entries SET action = action || 'x' {at}"),
+            format!("UPDATE ledger_entries SET action = substr(action, 1, length(action) - 1) {at}"),
+        ),
+        (
+            format!("UPDATE ledger_entries SET tenant = 'acme' {at}"),
+            format!("UPDATE ledger_entries SET tenant = NULL {at}"),
+        ),
+        (
+            format!("UPDATE ledger_entries SET ciphertext = {} {at}", db.blob(&flipped)),
+            format!("UPDATE ledger_entries SET ciphertext = {} {at}", db.blob(&original.ciphertext)),
+        ),
+    ];
+    for (change, undo) in &tampering {
+        db.sql(change).await;
+        for (format, filters) in ways {
+            let err = try_run(&events, format, filters).await.unwrap_err();
+            assert!(err.contains(&format!("seq {K}")), "{change}, {format:?} {filters:?}: {err}");
+        }
+        db.sql(undo).await;
+        assert_eq!(try_run(&events, ExportFormat::Csv, &[]).await.unwrap(), fast, "undone: {change}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_entry_stops_every_export_at_its_seq_on_sqlite() {
+    a_tampered_entry_stops_every_export_at_its_seq(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_entry_stops_every_export_at_its_seq_on_postgres() {
+    a_tampered_entry_stops_every_export_at_its_seq(Backend::Postgres).await;
+}
+
 fn all_ok(checks: &[export::Check]) -> bool {
     checks.iter().all(|c| c.ok)
 }

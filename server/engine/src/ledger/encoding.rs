@@ -105,7 +105,8 @@ impl Sink for hmac::Hmac<Sha256> {
     }
 }
 
-/// A header's fields, borrowed (from an `EntryHeader` or a database row).
+/// A header's fields, borrowed (from an `EntryHeader`, a database row, or
+/// header bytes read back with `parse_header`).
 #[derive(Debug, Clone, Copy)]
 pub struct HeaderRef<'a> {
     /// Ledger position.
@@ -164,6 +165,45 @@ pub fn write_header(out: &mut impl Sink, h: &HeaderRef<'_>) {
             }
         }
     }
+}
+
+/// Reads header bytes written by `write_header` back into their borrowed
+/// fields; None when the bytes are not exactly one header of this format
+/// version.
+pub fn parse_header(bytes: &[u8]) -> Option<HeaderRef<'_>> {
+    struct Reader<'a>(&'a [u8]);
+    impl<'a> Reader<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            let (head, rest) = self.0.split_at_checked(n)?;
+            self.0 = rest;
+            Some(head)
+        }
+        fn array<const N: usize>(&mut self) -> Option<&'a [u8; N]> {
+            self.take(N)?.try_into().ok()
+        }
+        fn bytes(&mut self) -> Option<&'a [u8]> {
+            let n = u32::from_be_bytes(*self.array::<4>()?);
+            self.take(usize::try_from(n).ok()?)
+        }
+        fn opt(&mut self) -> Option<Option<&'a [u8]>> {
+            match self.array::<1>()? {
+                [0] => Some(None),
+                [1] => self.bytes().map(Some),
+                _ => None,
+            }
+        }
+    }
+    let mut r = Reader(bytes);
+    if *r.array::<1>()? != [FORMAT_VERSION] {
+        return None;
+    }
+    let seq = u64::from_be_bytes(*r.array()?);
+    let event_id = r.array::<16>()?;
+    let occurred_at_us = i64::from_be_bytes(*r.array()?);
+    let recorded_at_us = i64::from_be_bytes(*r.array()?);
+    let required = [r.bytes()?, r.bytes()?, r.bytes()?, r.bytes()?];
+    let optional = [r.opt()?, r.opt()?, r.opt()?, r.opt()?, r.opt()?, r.opt()?, r.opt()?];
+    r.0.is_empty().then_some(HeaderRef { seq, event_id, occurred_at_us, recorded_at_us, required, optional })
 }
 
 /// Encodes the clear header of an entry.
@@ -236,5 +276,39 @@ mod tests {
         b.put_opt(Some(""));
         assert_eq!(a, [0]);
         assert_eq!(b, [1, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_header_reads_back_as_written_and_nothing_else_reads_as_one() {
+        let id = [7u8; 16];
+        let h = HeaderRef {
+            seq: 42,
+            event_id: &id,
+            occurred_at_us: -5,
+            recorded_at_us: 1_764_000_000_000_000,
+            required: [b"authentication", b"user.login", b"success", b""],
+            optional: [Some(b"alice"), None, Some(b""), None, Some(b"acme"), Some(b"api"), None],
+        };
+        let mut bytes = Vec::new();
+        write_header(&mut bytes, &h);
+        let back = parse_header(&bytes).expect("a header");
+        assert_eq!(
+            (back.seq, back.event_id, back.occurred_at_us, back.recorded_at_us, back.required, back.optional),
+            (h.seq, h.event_id, h.occurred_at_us, h.recorded_at_us, h.required, h.optional)
+        );
+        for n in 0..bytes.len() {
+            assert!(parse_header(&bytes[..n]).is_none(), "{n} bytes of {}", bytes.len());
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(parse_header(&longer).is_none());
+        let mut version = bytes.clone();
+        version[0] = 2;
+        assert!(parse_header(&version).is_none());
+        // The first optional field's tag (after the fixed part and the four strings).
+        let tag = 1 + 8 + 16 + 8 + 8 + h.required.iter().map(|s| 4 + s.len()).sum::<usize>();
+        let mut flag = bytes.clone();
+        flag[tag] = 2;
+        assert!(parse_header(&flag).is_none());
     }
 }

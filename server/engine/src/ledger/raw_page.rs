@@ -1,13 +1,15 @@
-//! A page of ledger entries as verification reads them: each entry's
-//! canonical header bytes and ciphertext packed into one buffer. Shared by
-//! the verifier and the direct SQLite reader (neither depends on the other).
+//! A page of ledger entries as the verifier and the export read them: each
+//! entry's canonical header bytes and ciphertext packed into one buffer.
+//! Shared by the verifier, the export and the direct SQLite reader (none
+//! depends on another).
 
+use super::LedgerError;
 use super::encoding;
-use super::types::{Hash, StoredEntry};
+use super::types::{EntryHeader, Hash, HeaderFields, StoredEntry};
 
-/// A page of entries as verification needs them: each entry's canonical
-/// header bytes and ciphertext packed into one buffer, so that reading a
-/// million entries does not allocate a million times.
+/// A page of entries: each entry's canonical header bytes (what its MAC
+/// and leaf hash cover) and ciphertext packed into one buffer, so that
+/// reading a million entries does not allocate a million times.
 #[derive(Debug, Default)]
 pub struct RawPage {
     buf: Vec<u8>,
@@ -32,7 +34,8 @@ pub struct RawRec {
     pub leaf_hash: Hash,
     /// Stored chain value.
     pub chain_hash: Hash,
-    /// MAC and padding, when already checked by the reader thread.
+    /// MAC and padding, when already checked by the verifier's reader
+    /// thread (the export checks them on its workers).
     pub(crate) sealed: Option<Result<(), super::crypto::OpenError>>,
     /// A tombstone (the entry was removed under the retention record
     /// anchored at this seq): only `seq`, `leaf_hash` and `chain_hash`.
@@ -61,7 +64,9 @@ impl RawPage {
         RawPage { buf: Vec::with_capacity(n * 800), recs: Vec::with_capacity(n) }
     }
 
-    /// Appends an entry from its borrowed parts.
+    /// Appends an entry from its borrowed parts (refused when the page's
+    /// buffer would pass 4 GiB, which only rows far over the ingest limits
+    /// can make it do).
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
@@ -72,12 +77,16 @@ impl RawPage {
         mac: Hash,
         leaf_hash: Hash,
         chain_hash: Hash,
-    ) {
-        let h0 = self.buf.len() as u32;
+    ) -> Result<(), LedgerError> {
+        let at = |len: usize| {
+            u32::try_from(len)
+                .map_err(|_| LedgerError::Corrupt(format!("entry seq {}: a page of over 4 GiB", header.seq)))
+        };
+        let h0 = at(self.buf.len())?;
         encoding::write_header(&mut self.buf, header);
-        let h1 = self.buf.len() as u32;
+        let h1 = at(self.buf.len())?;
+        let c1 = at(self.buf.len() + ciphertext.len())?;
         self.buf.extend_from_slice(ciphertext);
-        let c1 = self.buf.len() as u32;
         self.recs.push(RawRec {
             seq: header.seq,
             key_id,
@@ -90,6 +99,7 @@ impl RawPage {
             sealed: None,
             tombstone: None,
         });
+        Ok(())
     }
 
     /// Appends a tombstone.
@@ -110,9 +120,9 @@ impl RawPage {
     }
 
     /// Appends an owned entry.
-    pub fn push_entry(&mut self, e: &StoredEntry) {
+    pub fn push_entry(&mut self, e: &StoredEntry) -> Result<(), LedgerError> {
         let h = encoding::HeaderRef::of(&e.header);
-        self.push(&h, e.key_id, e.iv, &e.ciphertext, e.mac, e.leaf_hash, e.chain_hash);
+        self.push(&h, e.key_id, e.iv, &e.ciphertext, e.mac, e.leaf_hash, e.chain_hash)
     }
 
     /// The canonical header bytes of `r`.
@@ -123,6 +133,50 @@ impl RawPage {
     /// The ciphertext of `r`.
     pub fn ciphertext(&self, r: &RawRec) -> &[u8] {
         &self.buf[r.ciphertext.0 as usize..r.ciphertext.1 as usize]
+    }
+
+    /// The header fields of `r`, parsed back from its header bytes and
+    /// borrowed from the page (None for a tombstone, or bytes that do not
+    /// read back).
+    pub fn header_ref(&self, r: &RawRec) -> Option<encoding::HeaderRef<'_>> {
+        encoding::parse_header(self.header(r))
+    }
+
+    /// `r` as an owned entry (not for tombstones).
+    pub fn entry(&self, r: &RawRec) -> Result<StoredEntry, LedgerError> {
+        let corrupt = |what: &str| LedgerError::Corrupt(format!("entry seq {}: {what}", r.seq));
+        let h = self.header_ref(r).ok_or_else(|| corrupt("its header does not read back"))?;
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| corrupt("a header field is not UTF-8"));
+        let opt = |b: Option<&[u8]>| b.map(text).transpose();
+        let [category, action, outcome, severity] = h.required;
+        let [actor_id, actor_kind, resource_type, resource_id, tenant, channel, source_app] = h.optional;
+        Ok(StoredEntry {
+            header: EntryHeader {
+                seq: h.seq,
+                event_id: uuid::Uuid::from_bytes(*h.event_id),
+                occurred_at_us: h.occurred_at_us,
+                recorded_at_us: h.recorded_at_us,
+                fields: HeaderFields {
+                    category: text(category)?,
+                    action: text(action)?,
+                    outcome: text(outcome)?,
+                    severity: text(severity)?,
+                    actor_id: opt(actor_id)?,
+                    actor_kind: opt(actor_kind)?,
+                    resource_type: opt(resource_type)?,
+                    resource_id: opt(resource_id)?,
+                    tenant: opt(tenant)?,
+                    channel: opt(channel)?,
+                    source_app: opt(source_app)?,
+                },
+            },
+            key_id: r.key_id,
+            iv: r.iv,
+            ciphertext: self.ciphertext(r).to_vec(),
+            mac: r.mac,
+            leaf_hash: r.leaf_hash,
+            chain_hash: r.chain_hash,
+        })
     }
 
     /// Number of entries.

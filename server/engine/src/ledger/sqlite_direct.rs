@@ -1,5 +1,6 @@
 //! The ledger's hot loops on SQLite, straight to SQLite (rusqlite) instead of
-//! through sea-orm and sqlx: the sequencer's commit and verification's scan.
+//! through sea-orm and sqlx: the sequencer's commit, verification's scan and
+//! the rows an export reads (`push_raw`).
 //!
 //! sqlx runs SQLite on a worker thread and ships every row across a channel as
 //! owned values; for a million small rows that hand-off, not SQLite, is the
@@ -285,6 +286,40 @@ fn opt_text<'r>(row: &'r Row<'_>, idx: usize) -> Result<Option<&'r [u8]>, Ledger
     }
 }
 
+/// Appends the entry of a row of `ENTRY_COLUMNS` to `buf`, borrowing its
+/// columns (no allocation per entry).
+pub(crate) fn push_raw(buf: &mut super::raw_page::RawPage, row: &Row<'_>) -> Result<(), LedgerError> {
+    use super::encoding::HeaderRef;
+    let event_id: &[u8; 16] =
+        blob(row, 1)?.try_into().map_err(|_| LedgerError::Corrupt("event_id is not 16 bytes".into()))?;
+    let key_id: i64 = row.get(15)?;
+    let header = HeaderRef {
+        seq: seq_from(row.get(0)?)?,
+        event_id,
+        occurred_at_us: row.get(2)?,
+        recorded_at_us: row.get(3)?,
+        required: [text(row, 4)?, text(row, 5)?, text(row, 6)?, text(row, 7)?],
+        optional: [
+            opt_text(row, 8)?,
+            opt_text(row, 9)?,
+            opt_text(row, 10)?,
+            opt_text(row, 11)?,
+            opt_text(row, 12)?,
+            opt_text(row, 13)?,
+            opt_text(row, 14)?,
+        ],
+    };
+    buf.push(
+        &header,
+        u32::try_from(key_id).map_err(|_| LedgerError::Corrupt(format!("key id {key_id}")))?,
+        array::<16>(row, 16, "iv")?,
+        blob(row, 17)?,
+        array::<32>(row, 18, "mac")?,
+        array::<32>(row, 19, "leaf_hash")?,
+        array::<32>(row, 20, "chain_hash")?,
+    )
+}
+
 /// Like `scan_entries`, but fills `RawPage`s straight from the row data,
 /// without an allocation per entry (verification's scan).
 pub fn scan_raw(
@@ -294,7 +329,6 @@ pub fn scan_raw(
     page: usize,
     mut sink: impl FnMut(super::raw_page::RawPage) -> bool,
 ) -> Result<(), LedgerError> {
-    use super::encoding::HeaderRef;
     use super::raw_page::RawPage;
     let sql = format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq");
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -329,34 +363,7 @@ pub fn scan_raw(
             }
             tomb = next_tomb()?;
         }
-        let event_id: &[u8; 16] =
-            blob(row, 1)?.try_into().map_err(|_| LedgerError::Corrupt("event_id is not 16 bytes".into()))?;
-        let key_id: i64 = row.get(15)?;
-        let header = HeaderRef {
-            seq: seq_from(row.get(0)?)?,
-            event_id,
-            occurred_at_us: row.get(2)?,
-            recorded_at_us: row.get(3)?,
-            required: [text(row, 4)?, text(row, 5)?, text(row, 6)?, text(row, 7)?],
-            optional: [
-                opt_text(row, 8)?,
-                opt_text(row, 9)?,
-                opt_text(row, 10)?,
-                opt_text(row, 11)?,
-                opt_text(row, 12)?,
-                opt_text(row, 13)?,
-                opt_text(row, 14)?,
-            ],
-        };
-        buf.push(
-            &header,
-            u32::try_from(key_id).map_err(|_| LedgerError::Corrupt(format!("key id {key_id}")))?,
-            array::<16>(row, 16, "iv")?,
-            blob(row, 17)?,
-            array::<32>(row, 18, "mac")?,
-            array::<32>(row, 19, "leaf_hash")?,
-            array::<32>(row, 20, "chain_hash")?,
-        );
+        push_raw(&mut buf, row)?;
         if buf.len() >= page && !sink(std::mem::replace(&mut buf, RawPage::with_capacity(page))) {
             return Ok(());
         }

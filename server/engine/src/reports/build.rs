@@ -230,7 +230,7 @@ pub async fn count(
 async fn count_filter(events: &Events, f: &SearchFilter) -> Result<u64, AlertsError> {
     let conn = events.ledger().db().conn();
     let b = conn.get_database_backend();
-    let (sql, values) = crate::events::search::count_sql(f, &[], &[]);
+    let (sql, values) = crate::events::search::count_sql(f, &[], &[], b);
     let row = conn.query_one_raw(stmt_for(b, &sql, values)).await?;
     let n: i64 = match row {
         Some(r) => r.try_get("", "n").map_err(LedgerError::from).map_err(crate::events::EventsError::from)?,

@@ -17,10 +17,11 @@ use super::{ExportFormat, Summary};
 use crate::events::model::{ExportManifest, ManifestCheckpoint};
 use crate::events::search::{self, SearchFilter};
 use crate::events::service::{Events, EventsError, contains_text, view_of};
+use crate::ledger::LedgerError;
 use crate::ledger::crypto::DataKey;
+use crate::ledger::raw_page::RawPage;
 use crate::ledger::store::{CheckpointRow, entry_from_row};
 use crate::ledger::types::{Hash, StoredEntry};
-use crate::ledger::{LedgerError, encoding};
 use crate::storage::stmt_for;
 use crate::time::rfc3339;
 
@@ -85,7 +86,7 @@ impl Events {
         let total = if spec.filter.q.is_none() {
             let conn = ledger.db().conn();
             let b = conn.get_database_backend();
-            let (sql, values) = search::count_sql(&spec.filter, &actors, &resource_ids);
+            let (sql, values) = search::count_sql(&spec.filter, &actors, &resource_ids, b);
             let row = conn.query_one_raw(stmt_for(b, &sql, values)).await?;
             let n: i64 = row.map(|r| r.try_get("", "n")).transpose().map_err(LedgerError::from)?.unwrap_or(0);
             Some(n.max(0) as u64)
@@ -198,7 +199,7 @@ impl PreparedExport {
                 // Reader -> two decoding workers -> this thread, which puts
                 // the pages back in order and writes them. Channels are
                 // bounded: a few pages in flight, whatever the export's size.
-                type Page = (usize, Result<Vec<StoredEntry>, EventsError>);
+                type Page = (usize, Result<RawPage, EventsError>);
                 let (page_tx, page_rx) = std::sync::mpsc::sync_channel::<Page>(2);
                 let page_rx = Arc::new(std::sync::Mutex::new(page_rx));
                 let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<(usize, Result<Decoded, EventsError>)>(4);
@@ -295,7 +296,7 @@ impl PreparedExport {
     fn pages(
         &self,
         handle: Option<tokio::runtime::Handle>,
-    ) -> Box<dyn Iterator<Item = Result<Vec<StoredEntry>, EventsError>> + '_> {
+    ) -> Box<dyn Iterator<Item = Result<RawPage, EventsError>> + '_> {
         let db = self.ledger.db();
         let f = self.spec.filter.clone();
         if let Some(path) = db.sqlite_file().map(std::path::Path::to_path_buf) {
@@ -308,7 +309,7 @@ impl PreparedExport {
                 i64::MAX as u64,
                 sea_orm::DbBackend::Sqlite,
             );
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<StoredEntry>, EventsError>>(2);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RawPage, EventsError>>(2);
             std::thread::spawn(move || {
                 let run = || -> Result<(), LedgerError> {
                     let mut conn = crate::ledger::sqlite_direct::open(&path, busy)?;
@@ -319,11 +320,14 @@ impl PreparedExport {
                     let params: Vec<rusqlite::types::Value> = values.iter().map(to_sqlite).collect::<Result<_, _>>()?;
                     let mut stmt = snapshot.prepare(&sql)?;
                     let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-                    let mut buf = Vec::with_capacity(PAGE);
+                    // Each page's columns are copied into one buffer (no
+                    // allocation per entry on this thread, which is the
+                    // one that cannot be shared); the workers read them.
+                    let mut buf = RawPage::with_capacity(PAGE);
                     while let Some(row) = rows.next()? {
-                        buf.push(crate::ledger::sqlite_direct::entry_from_row(row)?);
+                        crate::ledger::sqlite_direct::push_raw(&mut buf, row)?;
                         if buf.len() == PAGE
-                            && tx.send(Ok(std::mem::replace(&mut buf, Vec::with_capacity(PAGE)))).is_err()
+                            && tx.send(Ok(std::mem::replace(&mut buf, RawPage::with_capacity(PAGE)))).is_err()
                         {
                             return Ok(());
                         }
@@ -363,7 +367,16 @@ impl PreparedExport {
                 Ok(v) => {
                     done = v.len() < PAGE;
                     after = v.last().map(|e| e.header.seq);
-                    Some(Ok(v))
+                    // The same pages as SQLite's (a copy, small next to the
+                    // query's own cost here), so the workers read one kind.
+                    let mut page = RawPage::with_capacity(v.len());
+                    for e in &v {
+                        if let Err(e) = page.push_entry(e) {
+                            done = true;
+                            return Some(Err(e.into()));
+                        }
+                    }
+                    Some(Ok(page))
                 }
                 Err(e) => {
                     done = true;
@@ -391,7 +404,7 @@ fn to_sqlite(v: &sea_orm::Value) -> Result<rusqlite::types::Value, LedgerError> 
 }
 
 fn decode(
-    entries: &[StoredEntry],
+    entries: &RawPage,
     keys: &HashMap<u32, Arc<DataKey>>,
     needle: Option<&str>,
     encoder: Option<&dyn PageEncoder>,
@@ -399,29 +412,32 @@ fn decode(
     let mut d = Decoded::default();
     let mut page = encoder.map(|e| e.page());
     // Without free text, encoders that need only the flat columns read them
-    // straight from the payload.
+    // straight from the MAC-checked header bytes and the decrypted payload,
+    // without building the event.
     let flat = needle.is_none() && encoder.is_some_and(|e| e.flat_is_enough());
-    for entry in entries {
-        let seq = entry.header.seq;
-        let key = keys.get(&entry.key_id).ok_or(LedgerError::UnknownKey { seq, key_id: entry.key_id })?;
-        let header = encoding::header_bytes(&entry.header);
+    for rec in &entries.recs {
+        let seq = rec.seq;
+        let key = keys.get(&rec.key_id).ok_or(LedgerError::UnknownKey { seq, key_id: rec.key_id })?;
+        // The header bytes as stored in the page: the ones the MAC covers.
         let plain = key
-            .open(&header, &entry.iv, &entry.ciphertext, &entry.mac)
+            .open(entries.header(rec), &rec.iv, entries.ciphertext(rec), &rec.mac)
             .map_err(|e| LedgerError::Corrupt(format!("entry seq {seq}: {e}")))?;
         if flat
             && let Some(p) = page.as_mut()
-            && super::sealed::with_flat_cells(entry, &plain, |cells| p.push(Row::Flat(cells)))
+            && let Some(header) = entries.header_ref(rec)
+            && super::sealed::with_flat_cells(&header, &plain, |cells| p.push(Row::Flat(cells)))
         {
             d.seqs.push(seq);
-            d.leaves.push(entry.leaf_hash);
+            d.leaves.push(rec.leaf_hash);
             continue;
         }
-        let view = view_of(entry, &plain, false);
+        let entry = entries.entry(rec)?;
+        let view = view_of(&entry, &plain, false);
         if needle.is_some_and(|n| !contains_text(&view, n)) {
             continue;
         }
         d.seqs.push(seq);
-        d.leaves.push(entry.leaf_hash);
+        d.leaves.push(rec.leaf_hash);
         let (occurred_us, recorded_us) = (entry.header.occurred_at_us, entry.header.recorded_at_us);
         match page.as_mut() {
             Some(p) => p.push(Row::View { view: &view, occurred_us, recorded_us }),

@@ -135,7 +135,7 @@ impl<'a> EntryPages<'a> {
                     }
                 }
                 *next = upto + 1;
-                Some(Ok(merge_page(&page, &tombs, upto, &put_back)))
+                Some(merge_page(&page, &tombs, upto, &put_back))
             }
         }
     }
@@ -150,7 +150,7 @@ fn merge_page(
     tombs: &[store::TombstoneRow],
     upto: u64,
     put_back: &std::collections::HashSet<u64>,
-) -> RawPage {
+) -> Result<RawPage, LedgerError> {
     let mut raw = RawPage::with_capacity(page.len());
     let mut ti = tombs.iter().filter(|t| t.seq <= upto).peekable();
     for e in page.iter().filter(|e| e.header.seq <= upto) {
@@ -160,13 +160,13 @@ fn merge_page(
             removed = t.seq == e.header.seq;
         }
         if !removed || put_back.contains(&e.header.seq) {
-            raw.push_entry(e);
+            raw.push_entry(e)?;
         }
     }
     for t in ti {
         raw.push_tombstone(t);
     }
-    raw
+    Ok(raw)
 }
 
 /// What kind of tampering or damage was found.
@@ -851,13 +851,13 @@ mod tests {
         let page = [entry(1), entry(3), entry(4), entry(7)];
         let tombs = [tomb(2), tomb(5), tomb(6), tomb(8), tomb(9)];
         let none = std::collections::HashSet::new();
-        let all = merge_page(&page, &tombs, 9, &none);
+        let all = merge_page(&page, &tombs, 9, &none).unwrap();
         assert_eq!(
             order(&all),
             [(1, false), (2, true), (3, false), (4, false), (5, true), (6, true), (7, false), (8, true), (9, true)]
         );
         // Bounded: nothing past `upto` (read again with the next page).
-        let cut = merge_page(&page, &tombs, 5, &none);
+        let cut = merge_page(&page, &tombs, 5, &none).unwrap();
         assert_eq!(order(&cut), [(1, false), (2, true), (3, false), (4, false), (5, true)]);
     }
 
@@ -866,10 +866,10 @@ mod tests {
         let page = [entry(1), entry(2), entry(3)];
         let tombs = [tomb(2)];
         // Removed between the two reads: the tombstone only.
-        let raced = merge_page(&page, &tombs, 3, &std::collections::HashSet::new());
+        let raced = merge_page(&page, &tombs, 3, &std::collections::HashSet::new()).unwrap();
         assert_eq!(order(&raced), [(1, false), (2, true), (3, false)]);
         // Still an entry: both, and the scan reports it.
-        let back = merge_page(&page, &tombs, 3, &[2u64].into_iter().collect());
+        let back = merge_page(&page, &tombs, 3, &[2u64].into_iter().collect()).unwrap();
         assert_eq!(order(&back), [(1, false), (2, true), (2, false), (3, false)]);
     }
 }

@@ -79,7 +79,7 @@ impl PolicyKind for ErasuresKind {
                 }
                 let f = r.filter(&format!("content.requests[{i}]")).map_err(crate::policies::PolicyError::Invalid)?;
                 let (actors, resources) = events.masked_forms(&f);
-                let (sql, values) = crate::events::search::count_sql(&f, &actors, &resources);
+                let (sql, values) = crate::events::search::count_sql(&f, &actors, &resources, b);
                 let n: i64 = sea_orm::ConnectionTrait::query_one_raw(conn, stmt_for(b, &sql, values))
                     .await
                     .map_err(|e| crate::policies::PolicyError::Conflict(e.to_string()))?

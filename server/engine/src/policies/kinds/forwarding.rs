@@ -91,7 +91,7 @@ impl PolicyKind for ForwardingKind {
                     let mut f = d.search_filter().map_err(invalid)?;
                     f.from_us = Some(sample.since_us);
                     let (actors, resources) = events.masked_forms(&f);
-                    let (sql, values) = crate::events::search::count_sql(&f, &actors, &resources);
+                    let (sql, values) = crate::events::search::count_sql(&f, &actors, &resources, b);
                     let row = sea_orm::ConnectionTrait::query_one_raw(conn, stmt_for(b, &sql, values))
                         .await
                         .map_err(|e| crate::policies::PolicyError::Conflict(e.to_string()))?;
