@@ -98,7 +98,7 @@ test('compliance: every status computed, with its evidence; a verification turns
       const n = r.checks.filter((c: any) => c.status === status).length;
       await expect(page.getByTestId(`checks-${status}`)).toHaveText(String(n), { timeout: 3_000 });
     }
-  }).toPass({ timeout: 30_000 });
+  }).toPass({ timeout: 15_000 });
   for (const f of ['soc2', 'iso27001', 'iso27017', 'iso27018', 'iso27701', 'nist80053', 'pcidss4', 'hipaa', 'gdpr', 'sox']) {
     await expect(page.getByTestId(`framework-${f}`)).toBeVisible();
   }

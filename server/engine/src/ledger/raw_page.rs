@@ -1,7 +1,7 @@
 //! A page of ledger entries as the verifier and the export read them: each
 //! entry's canonical header bytes and ciphertext packed into one buffer.
-//! Shared by the verifier, the export and the direct SQLite reader (none
-//! depends on another).
+//! Filled by the direct SQLite reader (`sqlite_direct`) and from owned
+//! entries; read by the verifier and the export.
 
 use super::LedgerError;
 use super::encoding;
