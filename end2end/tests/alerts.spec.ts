@@ -4,6 +4,19 @@ import { Page } from '@playwright/test';
 // Names unique to this run: the suite can run again on the same server.
 const RUN = Date.now().toString(36);
 
+/** `n` failed sign-ins of `actor` in one request (one batch, as an application sends them). */
+async function failuresAtOnce(page: Page, baseURL: string, actor: string, n: number) {
+  const event = {
+    occurred_at: new Date().toISOString(), category: 'authentication', action: 'user.login', outcome: 'failure',
+    actor: { id: actor, kind: 'user', ip: '198.51.100.9' }, source: { application: 'portal', channel: 'ui' },
+  };
+  const res = await page.request.post('/api/audit/events', {
+    data: Array.from({ length: n }, () => event),
+    headers: { origin: new URL(baseURL).origin },
+  });
+  expect(res.status(), await res.text()).toBe(201);
+}
+
 async function failures(page: Page, baseURL: string, actor: string, n: number) {
   for (let i = 0; i < n; i++) {
     const res = await page.request.post('/api/audit/events', {
@@ -23,9 +36,12 @@ test('failed sign-ins open an alert that appears in the open inbox without a rel
   await hydrated(page);
   await expect(page.getByTestId('alerts-live')).toHaveText('live');
 
-  // An application reports six failed sign-ins of one account.
+  // An application reports six failed sign-ins of one account, in one
+  // batch. (Sent one by one, the sixth can reach the evaluator after the
+  // alert opened at five; it is counted into the alert, but the open inbox
+  // does not update a count live yet: only alerts opening and moving.)
   const actor = `mallory_${RUN}`;
-  await failures(page, baseURL!, actor, 6);
+  await failuresAtOnce(page, baseURL!, actor, 6);
 
   // The brute-force rule opens one alert; the page shows it live, and a
   // toast says so.
