@@ -4,29 +4,29 @@ import { Page } from '@playwright/test';
 // Names unique to this run: the suite can run again on the same server.
 const RUN = Date.now().toString(36);
 
-/** `n` failed sign-ins of `actor` in one request (one batch, as an application sends them). */
-async function failuresAtOnce(page: Page, baseURL: string, actor: string, n: number) {
-  const event = {
+/** A failed sign-in of `actor`, as an application reports it. */
+function failedSignIn(actor: string) {
+  return {
     occurred_at: new Date().toISOString(), category: 'authentication', action: 'user.login', outcome: 'failure',
     actor: { id: actor, kind: 'user', ip: '198.51.100.9' }, source: { application: 'portal', channel: 'ui' },
   };
-  const res = await page.request.post('/api/audit/events', {
-    data: Array.from({ length: n }, () => event),
-    headers: { origin: new URL(baseURL).origin },
-  });
+}
+
+/** Posts `data` (one event or a batch) and expects it stored. */
+async function send(page: Page, baseURL: string, data: object) {
+  const res = await page.request.post('/api/audit/events', { data, headers: { origin: new URL(baseURL).origin } });
   expect(res.status(), await res.text()).toBe(201);
 }
 
+/** `n` failed sign-ins of `actor` in one request (one batch, as an application sends them). */
+async function failuresAtOnce(page: Page, baseURL: string, actor: string, n: number) {
+  await send(page, baseURL, Array.from({ length: n }, () => failedSignIn(actor)));
+}
+
+/** `n` failed sign-ins of `actor`, one request each. */
 async function failures(page: Page, baseURL: string, actor: string, n: number) {
   for (let i = 0; i < n; i++) {
-    const res = await page.request.post('/api/audit/events', {
-      data: {
-        occurred_at: new Date().toISOString(), category: 'authentication', action: 'user.login', outcome: 'failure',
-        actor: { id: actor, kind: 'user', ip: '198.51.100.9' }, source: { application: 'portal', channel: 'ui' },
-      },
-      headers: { origin: new URL(baseURL).origin },
-    });
-    expect(res.status(), await res.text()).toBe(201);
+    await send(page, baseURL, failedSignIn(actor));
   }
 }
 

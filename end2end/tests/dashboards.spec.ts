@@ -88,9 +88,10 @@ test('compliance: every status computed, with its evidence; a verification turns
   await hydrated(page);
   await expect(page.getByTestId('checks')).toBeVisible();
   // The page's counts are the API's. The two are read a moment apart and a
-  // check may change in between (the first compliance snapshot is recorded
-  // a minute after the server starts, about when this test runs): the API is
-  // read, the page checks again, and the pair is compared until it agrees.
+  // check may change in between (background work about a minute after the
+  // server starts, about when this test runs, changed one in a CI run): the
+  // API is read, the page checks again, and the pair is compared until it
+  // agrees.
   await expect(async () => {
     const r = await (await page.request.get('/api/compliance')).json();
     await page.getByTestId('refresh').click();
