@@ -1,9 +1,11 @@
-//! Live updates for dashboards: the live tail (server-sent events) tells a
-//! page that events were committed, and the page reloads its figures.
+//! Live updates: a stream of server-sent events (the live tail of new
+//! events, the alerts' changes) tells a page that something changed, and
+//! the page reloads what it shows.
 
 use leptos::prelude::*;
 
-/// An open live tail (server-sent events); closed by [`Tail::close`].
+/// An open stream of server-sent events (a live tail, the alerts' changes);
+/// closed by [`Tail::close`] or, with [`close_on_cleanup`], with its page.
 #[cfg(feature = "hydrate")]
 pub struct Tail {
     source: web_sys::EventSource,
@@ -28,6 +30,20 @@ pub fn open_tail(
     connected: &'static str,
     on_event: impl FnMut(String) + 'static,
 ) -> Option<Tail> {
+    open_stream(url, "audit", state, connected, on_event)
+}
+
+/// Opens `GET url`, a stream of server-sent events: `state` says whether it
+/// is connected (`connected` once the server's `ready` arrives), `on_event`
+/// gets the data of each event named `event`.
+#[cfg(feature = "hydrate")]
+pub fn open_stream(
+    url: &str,
+    event: &str,
+    state: RwSignal<String>,
+    connected: &'static str,
+    on_event: impl FnMut(String) + 'static,
+) -> Option<Tail> {
     use wasm_bindgen::JsCast as _;
     use wasm_bindgen::closure::Closure;
     let Ok(source) = web_sys::EventSource::new(url) else {
@@ -37,16 +53,27 @@ pub fn open_tail(
     state.set("connecting…".into());
     let mut on_event = on_event;
     let ready = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| state.set(connected.into()));
-    let audit = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |m: web_sys::MessageEvent| {
+    let listener = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |m: web_sys::MessageEvent| {
         if let Some(text) = m.data().as_string() {
             on_event(text);
         }
     });
     let error = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| state.set("reconnecting…".into()));
     let _ = source.add_event_listener_with_callback("ready", ready.as_ref().unchecked_ref());
-    let _ = source.add_event_listener_with_callback("audit", audit.as_ref().unchecked_ref());
+    let _ = source.add_event_listener_with_callback(event, listener.as_ref().unchecked_ref());
     let _ = source.add_event_listener_with_callback("error", error.as_ref().unchecked_ref());
-    Some(Tail { source, _listeners: vec![ready, audit, error] })
+    Some(Tail { source, _listeners: vec![ready, listener, error] })
+}
+
+/// Closes `tail` when the component that opened it goes away.
+#[cfg(feature = "hydrate")]
+pub fn close_on_cleanup(tail: Option<Tail>) {
+    let tail: StoredValue<Option<Tail>, LocalStorage> = StoredValue::new_local(tail);
+    on_cleanup(move || {
+        if let Some(t) = tail.try_update_value(Option::take).flatten() {
+            t.close();
+        }
+    });
 }
 
 /// Counts new events (except the actions in `ignore`, such as the page's own
@@ -65,12 +92,7 @@ pub fn follow(ignore: &'static [&'static str], seen: RwSignal<u64>, state: RwSig
                 seen.update(|n| *n += 1);
             }
         });
-        let tail: StoredValue<Option<Tail>, LocalStorage> = StoredValue::new_local(tail);
-        on_cleanup(move || {
-            if let Some(t) = tail.try_update_value(Option::take).flatten() {
-                t.close();
-            }
-        });
+        close_on_cleanup(tail);
     }
 }
 

@@ -37,9 +37,7 @@ test('failed sign-ins open an alert that appears in the open inbox without a rel
   await expect(page.getByTestId('alerts-live')).toHaveText('live');
 
   // An application reports six failed sign-ins of one account, in one
-  // batch. (Sent one by one, the sixth can reach the evaluator after the
-  // alert opened at five; it is counted into the alert, but the open inbox
-  // does not update a count live yet: only alerts opening and moving.)
+  // batch.
   const actor = `mallory_${RUN}`;
   await failuresAtOnce(page, baseURL!, actor, 6);
 
@@ -51,6 +49,18 @@ test('failed sign-ins open an alert that appears in the open inbox without a rel
   await expect(alert.getByTestId('alert-status')).toHaveText('open');
   await expect(alert.getByTestId('alert-matches')).toHaveText('6 matches');
   await expect(page.getByTestId('alert-toast').first()).toContainText('New alert');
+
+  // While someone types a comment, two more failures arrive one by one:
+  // each is counted into the open alert, and the count changes in place,
+  // without a reload; the comment being typed stays, and so does focus.
+  const box = alert.getByTestId('alert-comment');
+  await box.click();
+  await box.pressSequentially('calling the account');
+  await failures(page, baseURL!, actor, 2);
+  await expect(alert.getByTestId('alert-matches')).toHaveText('8 matches');
+  await expect(box).toHaveValue('calling the account');
+  await expect(box).toBeFocused();
+  await box.pressSequentially(' owner');
   await snapshot(page, 'alerts-inbox-open');
 
   // Its events, in the explorer.
@@ -58,8 +68,8 @@ test('failed sign-ins open an alert that appears in the open inbox without a rel
   expect(href).toContain(`actor=${actor}`);
   expect(href).toContain('action=user.login');
 
-  // Acknowledged with a comment: it leaves the open tab.
-  await alert.getByTestId('alert-comment').fill('calling the account owner');
+  // Acknowledged with that comment: it leaves the open tab.
+  await expect(box).toHaveValue('calling the account owner');
   await alert.getByTestId('acknowledge').click();
   await expect(alert).toHaveCount(0);
   await page.goto('/alerts?status=acknowledged');

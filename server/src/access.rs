@@ -122,6 +122,7 @@ impl Route {
 const POLLED: &[(&str, &str)] = &[
     ("POST", "/rpc/status"),
     ("GET", "/api/forwarding/destinations"),
+    ("GET", "/api/alerts"),
     ("GET", "/api/audit/analytics"),
     ("GET", "/api/audit/exports/{id}"),
     ("GET", "/api/audit/verify/{job}"),

@@ -18,6 +18,8 @@ pub enum Work {
     Export,
     /// A live tail (server-sent events).
     Tail,
+    /// The alerts' live stream (server-sent events).
+    AlertStream,
     /// A search with free text (decrypts what it scans).
     TextScan,
 }
@@ -29,6 +31,7 @@ impl Work {
             Work::Verify => (1, 2),
             Work::Export => (2, 4),
             Work::Tail => (8, 256),
+            Work::AlertStream => (8, 256),
             Work::TextScan => (2, 8),
         }
     }
@@ -39,6 +42,7 @@ impl Work {
             Work::Verify => ("verification", "verifications"),
             Work::Export => ("export", "exports"),
             Work::Tail => ("live tail", "live tails"),
+            Work::AlertStream => ("live stream of the alerts", "live streams of the alerts"),
             Work::TextScan => ("free-text search", "free-text searches"),
         }
     }

@@ -163,6 +163,7 @@ pub fn rest_table() -> Vec<RestRoute> {
         row!(alerts::silences => read, "alerts.silences.list", "data_access"),
         row!(alerts::silence => alert, "alerts.silence", "admin"),
         row!(alerts::end_silence => alert, "alerts.silence.end", "admin"),
+        row!(alerts::live => read, "alerts.live", "data_access"),
         row!(alerts::read => read, "alerts.read", "data_access"),
         row!(alerts::acknowledge => alert, "alerts.acknowledge", "admin"),
         row!(alerts::resolve => alert, "alerts.resolve", "admin"),

@@ -1,6 +1,6 @@
 //! The alert inbox: the alerts the rules opened, open / acknowledged /
-//! resolved (the status in the URL), updated live as alerts open and move
-//! (the ledger's tail of `custos.alert.*`), each linking to its events in
+//! resolved (the status in the URL), updated live as alerts open, count
+//! repeats and move (`/api/alerts/live`), each linking to its events in
 //! the explorer; holders of `alert:manage` acknowledge, comment on and
 //! resolve them, each step recorded in the ledger.
 //!
@@ -25,22 +25,45 @@ pub fn AlertsPage() -> impl IntoView {
         query.with(|q| q.get("status").filter(|s| TABS.iter().any(|(t, _)| t == s)).unwrap_or_else(|| "open".into()))
     });
     let me = expect_context::<crate::MeResource>();
-    let can_act = move || me.get().and_then(|r| r.ok().flatten()).is_some_and(|m| m.can("alert:manage"));
+    let can_act =
+        Signal::derive(move || me.get().and_then(|r| r.ok().flatten()).is_some_and(|m| m.can("alert:manage")));
     let page = RwSignal::new(None::<Result<AlertPage, ClientError>>);
+    // A live reload that failed: said beside the list, which stays.
+    let stale = RwSignal::new(None::<String>);
     let silences_version = RwSignal::new(0u32);
     let more = RwSignal::new(Vec::<Alert>::new());
-    let reload = move || {
+    // Reads the tab again: as many alerts as are shown (the pages loaded
+    // with "More" too, up to 200), or the first 50 when the tab changed.
+    let reload = move |live: bool| {
         let s = status.get_untracked();
+        let shown = if live {
+            page.with_untracked(|p| p.as_ref().and_then(|p| p.as_ref().ok()).map_or(0, |p| p.items.len()))
+                + more.with_untracked(Vec::len)
+        } else {
+            0
+        };
+        let limit = shown.clamp(50, 200);
         leptos::task::spawn_local(async move {
             let filter = if s == "all" { String::new() } else { format!("status={s}&") };
-            let p = get_json::<AlertPage>(&format!("/api/alerts?{filter}limit=50")).await;
-            more.set(Vec::new());
-            page.set(Some(p));
+            let p = get_json::<AlertPage>(&format!("/api/alerts?{filter}limit={limit}")).await;
+            if status.get_untracked() != s {
+                return; // the tab changed meanwhile
+            }
+            match p {
+                Err(e) if live && matches!(page.get_untracked(), Some(Ok(_))) => {
+                    stale.set(Some(format!("Not up to date: {e}")));
+                }
+                p => {
+                    stale.set(None);
+                    more.set(Vec::new());
+                    page.set(Some(p));
+                }
+            }
         });
     };
     Effect::new(move |_| {
         status.track();
-        reload();
+        reload(false);
     });
     let load_more = move |_| {
         let Some(Ok(p)) = page.get_untracked() else { return };
@@ -60,19 +83,33 @@ pub fn AlertsPage() -> impl IntoView {
             }
         });
     };
-    // Live: every alert step is a ledger event; reload on each.
+    // Live: the server says when alerts open, count a repeat, move or are
+    // silenced (at most once a second); the page reads them again, and
+    // each time the stream (re)connects, for what it may have missed.
     let live = RwSignal::new(String::new());
     #[cfg(feature = "hydrate")]
     {
-        use crate::live::Tail;
-        let tail = crate::live::open_tail("/api/audit/tail?action=custos.alert.*", live, "live", move |_| reload());
-        let tail: StoredValue<Option<Tail>, LocalStorage> = StoredValue::new_local(tail);
-        on_cleanup(move || {
-            if let Some(t) = tail.try_update_value(Option::take).flatten() {
-                t.close();
+        let tail = crate::live::open_stream("/api/alerts/live", "changed", live, "live", move |_| reload(true));
+        crate::live::close_on_cleanup(tail);
+        Effect::new(move |was: Option<bool>| {
+            let connected = live.get() == "live";
+            if connected && was == Some(false) {
+                reload(true);
             }
+            connected
         });
     }
+    let items = Memo::new(move |_| match page.get() {
+        Some(Ok(p)) => p.items.iter().cloned().chain(more.get()).collect::<Vec<Alert>>(),
+        _ => Vec::new(),
+    });
+    let shown = Memo::new(move |_| match page.get() {
+        None => Shown::Loading,
+        Some(Err(e)) => Shown::Failed(e.to_string()),
+        Some(Ok(_)) if items.with(Vec::is_empty) => Shown::Empty,
+        Some(Ok(_)) => Shown::List,
+    });
+    let has_more = Memo::new(move |_| matches!(page.get(), Some(Ok(p)) if p.next_cursor.is_some()));
     view! {
         <Title text="Alerts"/>
         <h1>"Alerts " <span class="tag live-state" data-testid="alerts-live">{move || live.get()}</span></h1>
@@ -91,25 +128,33 @@ pub fn AlertsPage() -> impl IntoView {
                 }
             }).collect_view()}
         </nav>
-        {move || match page.get() {
-            None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-            Some(Err(e)) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
-            Some(Ok(p)) => {
-                let items: Vec<Alert> = p.items.iter().cloned().chain(more.get()).collect();
-                if items.is_empty() {
-                    return view! { <p class="muted" data-testid="no-alerts">"No alerts here."</p> }.into_any();
-                }
-                let has_more = p.next_cursor.is_some();
-                view! {
-                    <ul class="alerts" data-testid="alerts">
-                        {items.into_iter().map(|a| view! { <AlertItem alert=a can_act=can_act() on_change=move || { reload(); silences_version.update(|v| *v += 1); }/> }).collect_view()}
-                    </ul>
-                    {has_more.then(|| view! { <button type="button" on:click=load_more data-testid="more-alerts">"More"</button> })}
-                }.into_any()
-            }
+        {move || match shown.get() {
+            Shown::Loading => view! { <p class="muted">"Loading…"</p> }.into_any(),
+            Shown::Failed(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
+            Shown::Empty => view! { <p class="muted" data-testid="no-alerts">"No alerts here."</p> }.into_any(),
+            // Keyed by id: an alert that changes (a repeat counted, a step)
+            // updates in place, and what someone is typing stays.
+            Shown::List => view! {
+                {move || stale.get().map(|e| view! { <p class="error" role="alert" data-testid="alerts-stale">{e}</p> })}
+                <ul class="alerts" data-testid="alerts">
+                    <For each=move || items.get() key=|a| a.id.clone() let:a>
+                        <AlertItem id=a.id items can_act on_change=move || { reload(true); silences_version.update(|v| *v += 1); }/>
+                    </For>
+                </ul>
+                {move || has_more.get().then(|| view! { <button type="button" on:click=load_more data-testid="more-alerts">"More"</button> })}
+            }.into_any(),
         }}
-        <Silences can_act=can_act() version=silences_version/>
+        <Silences can_act=can_act.get_untracked() version=silences_version/>
     }
+}
+
+/// What the inbox shows.
+#[derive(Clone, PartialEq)]
+enum Shown {
+    Loading,
+    Failed(String),
+    Empty,
+    List,
 }
 
 /// The silences in force (and the last ended), with "End now".
@@ -182,13 +227,27 @@ fn js_now() -> String {
 }
 
 /// One alert: what fired, for whom, how often, its history and the steps.
+/// What can change (its count, status, history, silence) follows `items`
+/// in place; the comment box is kept.
 #[component]
-fn AlertItem(alert: Alert, can_act: bool, on_change: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoView {
+fn AlertItem(
+    id: String,
+    items: Memo<Vec<Alert>>,
+    #[prop(into)] can_act: Signal<bool>,
+    on_change: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let first = items.with_untracked(|v| v.iter().find(|a| a.id == id).cloned());
+    let Some(first) = first else { return ().into_any() };
+    let this = id.clone();
+    // As the list has it; as last seen while it leaves the list.
+    let alert = Memo::new(move |last: Option<&Alert>| {
+        items.with(|v| v.iter().find(|a| a.id == this).cloned()).unwrap_or_else(|| last.unwrap_or(&first).clone())
+    });
     let comment = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
-    let id = alert.id.clone();
-    let act = move |step: &'static str| {
+    // Callbacks (Copy): the actions are drawn again if `can_act` changes.
+    let act = Callback::new(move |step: &'static str| {
         let id = id.clone();
         busy.set(true);
         error.set(None);
@@ -203,12 +262,11 @@ fn AlertItem(alert: Alert, can_act: bool, on_change: impl Fn() + Copy + Send + S
             }
             busy.set(false);
         });
-    };
-    let (act1, act2, act3) = (act.clone(), act.clone(), act);
+    });
     let hours = RwSignal::new("4".to_owned());
-    let silence_group = alert.group.clone();
-    let silence_rule = alert.rule_id.clone();
-    let silence = move |_| {
+    let fixed = alert.get_untracked();
+    let (silence_group, silence_rule) = (fixed.group.clone(), fixed.rule_id.clone());
+    let silence = Callback::new(move |()| {
         busy.set(true);
         error.set(None);
         let body = serde_json::json!({
@@ -226,49 +284,45 @@ fn AlertItem(alert: Alert, can_act: bool, on_change: impl Fn() + Copy + Send + S
             }
             busy.set(false);
         });
-    };
-    let group = if alert.group.is_empty() {
-        String::new()
-    } else {
-        alert.group.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
-    };
-    let status = alert.status;
-    let word = status.as_str();
+    });
+    let group = fixed.group.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
+    let status = Memo::new(move |_| alert.with(|a| a.status));
+    let word = move || status.get().as_str();
     view! {
-        <li class=format!("alert sev-{}", alert.severity) data-testid="alert" data-rule=alert.rule_id.clone() data-status=word>
+        <li class=format!("alert sev-{}", fixed.severity) data-testid="alert" data-rule=fixed.rule_id.clone() data-status=word>
             <div class="alert-head">
-                <span class=format!("tag sev-{}", alert.severity)>{alert.severity.clone()}</span>
-                " "<strong data-testid="alert-rule">{alert.rule_name.clone()}</strong>
+                <span class=format!("tag sev-{}", fixed.severity)>{fixed.severity.clone()}</span>
+                " "<strong data-testid="alert-rule">{fixed.rule_name.clone()}</strong>
                 {(!group.is_empty()).then(|| view! { <span class="muted">" — "{group.clone()}</span> })}
-                " "<span class=format!("tag state-{word}") data-testid="alert-status">{word}</span>
-                {alert.silenced_by.is_some().then(|| view! { " "<span class="tag" data-testid="alert-silenced" title="A silence kept it from being sent">"silenced"</span> })}
+                " "<span class=move || format!("tag state-{}", word()) data-testid="alert-status">{word}</span>
+                {move || alert.with(|a| a.silenced_by.is_some()).then(|| view! { " "<span class="tag" data-testid="alert-silenced" title="A silence kept it from being sent">"silenced"</span> })}
             </div>
             <div class="small muted">
-                <span data-testid="alert-matches">{format!("{} match{}", alert.matches, if alert.matches == 1 { "" } else { "es" })}</span>
-                {format!(" · opened {} · last {}", when(&alert.opened_at), when(&alert.last_at))}
-                {alert.opened_seq.map(|s| format!(" · ledger entry {s}"))}
-                {format!(" · rules version {}", alert.rules_version)}
-                " · "<a href=format!("/events?{}", alert.explore) data-testid="alert-events">"Its events →"</a>
+                <span data-testid="alert-matches">{move || alert.with(|a| format!("{} match{}", a.matches, if a.matches == 1 { "" } else { "es" }))}</span>
+                {move || alert.with(|a| format!(" · opened {} · last {}", when(&a.opened_at), when(&a.last_at)))}
+                {move || alert.with(|a| a.opened_seq.map(|s| format!(" · ledger entry {s}")))}
+                {format!(" · rules version {}", fixed.rules_version)}
+                " · "<a href=move || alert.with(|a| format!("/events?{}", a.explore)) data-testid="alert-events">"Its events →"</a>
             </div>
-            {(!alert.history.is_empty()).then(|| view! {
+            {move || alert.with(|a| (!a.history.is_empty()).then(|| view! {
                 <ul class="history small" data-testid="alert-history">
-                    {alert.history.iter().map(|h| view! {
+                    {a.history.iter().map(|h| view! {
                         <li><strong>{h.name.clone()}</strong>{format!(" {} on {}", h.step, when(&h.at))}
                             {(!h.comment.is_empty()).then(|| view! { ": "<q>{h.comment.clone()}</q> })}</li>
                     }).collect_view()}
                 </ul>
-            })}
-            {can_act.then(|| view! {
+            }))}
+            {move || can_act.get().then(|| view! {
                 <div class="alert-actions">
                     <input type="text" placeholder="Comment (recorded in the ledger)" data-testid="alert-comment" maxlength="2000"
                         prop:value=move || comment.get() on:input=move |ev| comment.set(event_target_value(&ev))/>
-                    {(status == AlertStatus::Open).then(|| view! {
-                        <button type="button" class="primary small" data-testid="acknowledge" disabled=move || busy.get() on:click=move |_| act1("acknowledge")>"Acknowledge"</button>
+                    {move || (status.get() == AlertStatus::Open).then(|| view! {
+                        <button type="button" class="primary small" data-testid="acknowledge" disabled=move || busy.get() on:click=move |_| act.run("acknowledge")>"Acknowledge"</button>
                     })}
-                    {(status != AlertStatus::Resolved).then(|| view! {
-                        <button type="button" class="small" data-testid="resolve" disabled=move || busy.get() on:click=move |_| act2("resolve")>"Resolve"</button>
+                    {move || (status.get() != AlertStatus::Resolved).then(|| view! {
+                        <button type="button" class="small" data-testid="resolve" disabled=move || busy.get() on:click=move |_| act.run("resolve")>"Resolve"</button>
                     })}
-                    <button type="button" class="small" data-testid="add-comment" disabled=move || busy.get() || comment.get().trim().is_empty() on:click=move |_| act3("comment")>"Comment"</button>
+                    <button type="button" class="small" data-testid="add-comment" disabled=move || busy.get() || comment.get().trim().is_empty() on:click=move |_| act.run("comment")>"Comment"</button>
                     <select class="small" data-testid="silence-hours" aria-label="Silence for" on:change=move |ev| hours.set(event_target_value(&ev)) prop:value=move || hours.get()>
                         <option value="1">"1 hour"</option>
                         <option value="4">"4 hours"</option>
@@ -276,12 +330,13 @@ fn AlertItem(alert: Alert, can_act: bool, on_change: impl Fn() + Copy + Send + S
                         <option value="168">"7 days"</option>
                     </select>
                     <button type="button" class="small" data-testid="silence" title="Alerts of this rule and group are shown, not sent; the comment is the reason"
-                        disabled=move || busy.get() || comment.get().trim().is_empty() on:click=silence>"Silence"</button>
+                        disabled=move || busy.get() || comment.get().trim().is_empty() on:click=move |_| silence.run(())>"Silence"</button>
                 </div>
             })}
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         </li>
     }
+    .into_any()
 }
 
 /// A toast on every page when an alert opens (for readers of the audit
@@ -292,7 +347,6 @@ pub fn AlertToast() -> impl IntoView {
     let toasts = RwSignal::new(Vec::<(u64, String, String)>::new());
     #[cfg(feature = "hydrate")]
     {
-        use crate::live::Tail;
         let state = RwSignal::new(String::new());
         let next = StoredValue::new(0u64);
         let tail = crate::live::open_tail("/api/audit/tail?action=custos.alert.opened", state, "live", move |text| {
@@ -312,12 +366,7 @@ pub fn AlertToast() -> impl IntoView {
                 toasts.update(|t| t.retain(|(i, _, _)| *i != n));
             });
         });
-        let tail: StoredValue<Option<Tail>, LocalStorage> = StoredValue::new_local(tail);
-        on_cleanup(move || {
-            if let Some(t) = tail.try_update_value(Option::take).flatten() {
-                t.close();
-            }
-        });
+        crate::live::close_on_cleanup(tail);
     }
     view! {
         <div class="toasts" aria-live="polite">

@@ -103,6 +103,75 @@ pub async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<ax
     Ok(axum::Json(s.alerts.list(&q).await?))
 }
 
+/// Live changes to the alerts, as server-sent events.
+///
+/// The stream starts with an event `ready`; then an event `changed` each
+/// time alerts open, count a repeat, take a step or are silenced. Both
+/// carry `{"version": "…"}`, which differs whenever what `GET /api/alerts`
+/// shows may differ: they say that something changed, not what, so read
+/// `GET /api/alerts` again (and after each `ready`: a reconnected stream
+/// does not repeat what it missed). Changes made by this replica are sent
+/// at once, other replicas' within about two seconds; at most one
+/// `changed` a second. A comment line every 15 seconds keeps proxies from
+/// closing it; the caller is checked again every few seconds, and a stream
+/// whose session ended or whose key was revoked ends with an event `end`.
+#[utoipa::path(
+    get, path = "/api/alerts/live", tag = "alerts",
+    responses(
+        (status = 200, description = "text/event-stream", content_type = "text/event-stream"),
+        (status = 400, description = "It takes no parameter", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub async fn live(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    credential: Option<axum::Extension<crate::auth::Credential>>,
+    RawQuery(q): RawQuery,
+) -> Result<axum::response::Response, ApiError> {
+    use super::sse::{Upkeep, channel, event};
+    if let Some((k, _)) = super::audit::query_pairs(q.as_deref())?.first() {
+        return Err(ApiError::field(k, "unknown parameter: the alerts' live stream takes none"));
+    }
+    let slot = s.busy.start(crate::limits::Work::AlertStream, &ctx.principal())?;
+    let credential = credential.map(|c| c.0).unwrap_or_default();
+    let mut changes = s.alerts.subscribe_changes().await?;
+    let version = |changes: &mut tokio::sync::watch::Receiver<_>| {
+        let d: custos_engine::alerts::store::AlertsDigest = *changes.borrow_and_update();
+        format!("{{\"version\":\"{}\"}}", d.version())
+    };
+    let (tx, response) = channel(4);
+    tokio::spawn(async move {
+        let _slot = slot;
+        let mut upkeep = Upkeep::new(s.clone(), credential, custos_engine::identity::permission::Permission::AuditRead);
+        if tx.send(Ok(event("ready", &version(&mut changes)))).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return; // the service is gone
+                    }
+                    if tx.send(Ok(event("changed", &version(&mut changes)))).await.is_err() {
+                        return;
+                    }
+                    upkeep.sent();
+                    // At most one a second: what changes meanwhile is
+                    // sent as one.
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                chore = upkeep.due() => {
+                    if !upkeep.run(chore, &tx).await {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(response)
+}
+
 /// One alert, with its history.
 #[utoipa::path(
     get, path = "/api/alerts/{id}", tag = "alerts",

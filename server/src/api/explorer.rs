@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use custos_engine::events::SearchFilter;
 use custos_engine::identity::permission::Permission;
 use custos_model::{ErrorBody, Histogram, SavedSearch};
@@ -94,21 +94,14 @@ pub async fn tail(
     let slot = s.busy.start(crate::limits::Work::Tail, &ctx.principal())?;
     let credential = credential.map(|c| c.0).unwrap_or_default();
     let head = s.ledger.head().await.map_err(|e| ApiError::ledger(&e))?.seq;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let (tx, response) = super::sse::channel(16);
     // One watch per replica, fed by its own commits and by the others'
     // (PostgreSQL LISTEN/NOTIFY): no tail reads the head itself.
     let mut heard = s.ledger.subscribe_head();
     tokio::spawn(async move {
         let _slot = slot;
-        // The caller is checked again every few seconds: a session that
-        // ended (sign-out, timeout, password or role change, disabled user)
-        // or a revoked key closes the stream.
-        let mut recheck = tokio::time::interval(RECHECK);
-        recheck.tick().await;
-        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
-        keep_alive.tick().await;
-        let ready = format!("event: ready\ndata: {{\"head\":{head}}}\n\n");
-        if tx.send(Ok(Bytes::from(ready))).await.is_err() {
+        let mut upkeep = super::sse::Upkeep::new(s.clone(), credential, Permission::AuditRead);
+        if tx.send(Ok(super::sse::event("ready", &format!("{{\"head\":{head}}}")))).await.is_err() {
             return;
         }
         let mut last = head;
@@ -122,18 +115,8 @@ pub async fn tail(
                         return; // the ledger is shutting down
                     }
                 }
-                _ = keep_alive.tick() => {
-                    if tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                _ = recheck.tick() => {
-                    if tx.is_closed() {
-                        return;
-                    }
-                    if !crate::auth::still_valid(&s, &credential, Permission::AuditRead).await {
-                        let _ = tx.send(Ok(Bytes::from_static(b"event: end\ndata: {\"reason\":\"signed out\"}\n\n"))).await;
+                chore = upkeep.due() => {
+                    if !upkeep.run(chore, &tx).await {
                         return;
                     }
                     continue;
@@ -168,29 +151,15 @@ pub async fn tail(
                     }
                 }
                 last = if behind { after } else { head };
-                keep_alive.reset();
+                upkeep.sent();
             }
             if tx.is_closed() {
                 return;
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::HeaderName::from_static("x-accel-buffering"), "no"),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    Ok(response)
 }
-
-/// How often a live tail checks that its caller may still read.
-const RECHECK: Duration = Duration::from_secs(5);
-/// How long a quiet live tail waits before a comment line.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 fn owner(ctx: &Ctx) -> String {
     ctx.actor().id

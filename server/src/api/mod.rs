@@ -21,6 +21,7 @@ pub mod reports;
 pub mod retention;
 pub mod self_audit;
 pub mod session;
+mod sse;
 pub mod summaries;
 pub mod verify_jobs;
 

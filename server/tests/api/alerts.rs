@@ -20,6 +20,28 @@ fn failure(actor: &str) -> Value {
     })
 }
 
+/// The data of the next server-sent event named `name` on `res` (`seen`
+/// keeps what was read past it); fails after 20 s.
+async fn next_event(res: &mut reqwest::Response, seen: &mut String, name: &str) -> Value {
+    let head = format!("event: {name}\n");
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(at) = seen.find(&head)
+                && let Some(end) = seen[at..].find("\n\n")
+            {
+                let block = seen[at..at + end].to_owned();
+                seen.replace_range(..at + end + 2, "");
+                let data = block.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or("null");
+                return serde_json::from_str(data).unwrap();
+            }
+            let chunk = res.chunk().await.unwrap().expect("the stream ended");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no event `{name}` within 20 s; read: {seen}"))
+}
+
 both_backends! {
     async fn failed_sign_ins_open_an_alert_that_people_move_through_the_ledger(backend: Backend) {
         let Some(app) = TestApp::spawn(backend).await else { return };
@@ -57,8 +79,28 @@ both_backends! {
         let (status, _) = viewer.post_json(&format!("/api/alerts/{id}/acknowledge"), &json!({})).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
 
+        // The inbox's live stream: a repeat counted into the open alert
+        // (which writes no ledger entry of its own) is an event `changed`.
+        let mut live = viewer.req(reqwest::Method::GET, "/api/alerts/live").send().await.unwrap();
+        assert_eq!(live.status(), StatusCode::OK);
+        assert_eq!(live.headers()["content-type"], "text/event-stream");
+        let mut seen = String::new();
+        let ready = next_event(&mut live, &mut seen, "ready").await;
+        let (status, body) = ingest.post_json("/api/audit/events", &failure("mallory")).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let counted = next_event(&mut live, &mut seen, "changed").await;
+        assert!(counted["version"].is_string() && counted["version"] != ready["version"], "{ready} then {counted}");
+        let (_, one) = viewer.get(&format!("/api/alerts/{id}")).await;
+        assert_eq!(one["matches"], 7, "{one}");
+
         let (status, a) = analyst.post_json(&format!("/api/alerts/{id}/acknowledge"), &json!({"comment": "on it"})).await;
         assert_eq!((status, a["status"].as_str()), (StatusCode::OK, Some("acknowledged")), "{a}");
+        // A step is one too.
+        let stepped = next_event(&mut live, &mut seen, "changed").await;
+        assert!(stepped["version"].is_string() && stepped["version"] != counted["version"], "{counted} then {stepped}");
+        drop(live);
+        let (status, e) = viewer.get("/api/alerts/live?status=open").await;
+        assert_eq!((status, e["fields"][0]["path"].as_str()), (StatusCode::BAD_REQUEST, Some("status")), "{e}");
         let (status, e) = analyst.post_json(&format!("/api/alerts/{id}/acknowledge"), &json!({})).await;
         assert_eq!(status, StatusCode::CONFLICT, "{e}");
         let (status, e) = analyst.post_json(&format!("/api/alerts/{id}/comment"), &json!({"comment": ""})).await;

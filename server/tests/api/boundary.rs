@@ -126,7 +126,7 @@ both_backends! {
                 let res = admin.req(reqwest::Method::GET, &url).send().await.unwrap();
                 let status = res.status();
                 assert!(!status.is_server_error(), "GET {url}: {status}");
-                if !path.ends_with("/tail") {
+                if !path.ends_with("/tail") && !path.ends_with("/live") {
                     let _ = res.bytes().await;
                 }
                 sent += 1;
@@ -402,16 +402,20 @@ both_backends! {
         // ...and when its key is revoked.
         let (key, token) =
             app.running.identity.create_api_key(&Acting::system(Channel::Cli), "tailer", &[Scope::Read], None).await.unwrap();
-        let tail = reqwest::Client::new()
-            .get(format!("{}/api/audit/tail", app.base))
-            .bearer_auth(token.expose_secret())
-            .send()
-            .await
-            .unwrap();
+        let open = |path: &'static str| {
+            reqwest::Client::new().get(format!("{}{path}", app.base)).bearer_auth(token.expose_secret()).send()
+        };
+        let tail = open("/api/audit/tail").await.unwrap();
         assert_eq!(tail.status(), StatusCode::OK);
+        // (The alerts' live stream is checked the same way.)
+        let alerts = open("/api/alerts/live").await.unwrap();
+        assert_eq!(alerts.status(), StatusCode::OK);
         app.running.identity.revoke_api_key(&Acting::system(Channel::Cli), &key.prefix).await.unwrap();
-        let text = tokio::time::timeout(Duration::from_secs(60), tail.text()).await.expect("the tail closed").unwrap();
-        assert!(text.contains("event: end"), "{text}");
+        for (name, stream) in [("tail", tail), ("alerts stream", alerts)] {
+            let text =
+                tokio::time::timeout(Duration::from_secs(60), stream.text()).await.expect(name).unwrap();
+            assert!(text.starts_with("event: ready") && text.contains("event: end"), "{name}: {text}");
+        }
         app.running.shutdown().await.unwrap();
     }
 }
@@ -525,6 +529,15 @@ async fn live_tails_are_bounded_per_caller() {
     assert_eq!(res.headers()["retry-after"], "5");
     let other = key_client(&app, &[Scope::Read]).await;
     assert_eq!(other.req(reqwest::Method::GET, "/api/audit/tail").send().await.unwrap().status(), StatusCode::OK);
+    // The alerts' live streams are counted apart from the tails (every
+    // page's alert toast holds a tail already).
+    for _ in 0..8 {
+        let res = reader.req(reqwest::Method::GET, "/api/alerts/live").send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        open.push(res);
+    }
+    let res = reader.req(reqwest::Method::GET, "/api/alerts/live").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     drop(open);
     app.running.shutdown().await.unwrap();
 }

@@ -11,11 +11,13 @@
 //! `…commented` (by the person, with their comment masked).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
 
 use custos_model::{Alert, AlertPage, AlertStatus, AlertStep, Severity};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value as DbValue};
 use serde_json::json;
+use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use super::rules::{Firing, Rule};
@@ -157,16 +159,121 @@ fn explorer_filter(rule: &Rule, group: &BTreeMap<String, String>) -> Vec<(String
     out
 }
 
+/// What the alerts table holds, in five figures that only grow (alerts are
+/// never deleted: a trigger forbids it): an alert opening, its opening
+/// recorded in the ledger, a repeat counted into one, a step
+/// (acknowledged, resolved, commented: each appends to its history) and a
+/// silence applied each raise at least one, on whichever replica made the
+/// change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AlertsDigest {
+    /// Alerts.
+    pub alerts: u64,
+    /// Alerts whose opening is recorded.
+    pub recorded: u64,
+    /// Their matches, summed.
+    pub matches: u64,
+    /// The length of their histories (as stored), summed.
+    pub history: u64,
+    /// Alerts silenced.
+    pub silenced: u64,
+}
+
+impl AlertsDigest {
+    /// An opaque version: different whenever the alerts changed.
+    pub fn version(&self) -> String {
+        format!("{}.{}.{}.{}.{}", self.alerts, self.recorded, self.matches, self.history, self.silenced)
+    }
+
+    /// Whether `self` is at least `other` in every figure (read no earlier).
+    fn covers(&self, other: &AlertsDigest) -> bool {
+        self.alerts >= other.alerts
+            && self.recorded >= other.recorded
+            && self.matches >= other.matches
+            && self.history >= other.history
+            && self.silenced >= other.silenced
+    }
+}
+
+/// How often the alerts are read for changes while someone watches
+/// (changes made by this replica are heard at once).
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// The least time between two such reads, however many changes.
+const WATCH_GAP: Duration = Duration::from_millis(250);
+
 /// The alerts service.
 #[derive(Debug)]
 pub struct Alerts {
     events: Arc<Events>,
+    /// The digest as last read, for [`Alerts::subscribe_changes`].
+    changes: watch::Sender<AlertsDigest>,
+    /// Wakes the watcher after this replica changed an alert.
+    poke: Arc<Notify>,
+    /// The watcher, started by the first subscriber.
+    watcher: OnceLock<()>,
 }
 
 impl Alerts {
     /// Alerts over this events service's database.
     pub fn new(events: Arc<Events>) -> Alerts {
-        Alerts { events }
+        Alerts {
+            events,
+            changes: watch::Sender::new(AlertsDigest::default()),
+            poke: Arc::default(),
+            watcher: OnceLock::new(),
+        }
+    }
+
+    /// The alerts' digest now (one read of the table).
+    pub async fn digest(&self) -> Result<AlertsDigest, AlertsError> {
+        let row = self
+            .conn()
+            .query_one_raw(stmt_for(
+                self.backend(),
+                "SELECT COUNT(*) AS n, COUNT(opened_seq) AS r, CAST(COALESCE(SUM(matches), 0) AS BIGINT) AS m, \
+                 CAST(COALESCE(SUM(LENGTH(history)), 0) AS BIGINT) AS h, COUNT(silenced_by) AS s FROM alerts",
+                vec![],
+            ))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("the alerts' digest read no row".into()))?;
+        let n = |c: &str| -> Result<u64, DbErr> { Ok(row.try_get::<i64>("", c)?.max(0) as u64) };
+        Ok(AlertsDigest { alerts: n("n")?, recorded: n("r")?, matches: n("m")?, history: n("h")?, silenced: n("s")? })
+    }
+
+    /// Watches the alerts for changes: the digest now, then each new one.
+    /// Changes this replica makes are heard at once; others' (another
+    /// replica's evaluator, a step taken through another replica) within
+    /// [`WATCH_EVERY`]. One watcher per service reads the table for every
+    /// subscriber, and only while there is one; the first subscriber
+    /// (nobody watching) reads it before this returns, the others take
+    /// the watcher's last reading.
+    pub async fn subscribe_changes(self: &Arc<Self>) -> Result<watch::Receiver<AlertsDigest>, AlertsError> {
+        if self.changes.receiver_count() == 0 {
+            let now = self.digest().await?;
+            self.publish(now);
+        }
+        let rx = self.changes.subscribe();
+        self.watcher.get_or_init(|| {
+            tokio::spawn(watch_changes(Arc::downgrade(self), self.poke.clone()));
+        });
+        Ok(rx)
+    }
+
+    /// Makes `now` the digest, unless one read later is there already
+    /// (two reads can finish out of order).
+    fn publish(&self, now: AlertsDigest) {
+        self.changes.send_if_modified(|d| {
+            let newer = now != *d && now.covers(d);
+            if newer {
+                *d = now;
+            }
+            newer
+        });
+    }
+
+    /// Tells the watcher this replica changed an alert.
+    pub(crate) fn changed(&self) {
+        self.poke.notify_one();
     }
 
     /// The events service.
@@ -254,6 +361,7 @@ impl Alerts {
                     ],
                 ))
                 .await?;
+            self.changed();
             return Ok(None);
         }
         if !firing.new {
@@ -299,6 +407,7 @@ impl Alerts {
                 ],
             ))
             .await?;
+        self.changed();
         // Opened now, or by an evaluation cut off before its record: the
         // ledger entry is written once either way.
         let row = self
@@ -333,6 +442,7 @@ impl Alerts {
                 vec![(receipt.seq as i64).into(), alert.id.clone().into()],
             ))
             .await?;
+        self.changed();
         Ok(Alert { opened_seq: Some(receipt.seq), ..alert })
     }
 
@@ -398,6 +508,7 @@ impl Alerts {
                 ))
                 .await?;
             if done.rows_affected() == 1 {
+                self.changed();
                 return self.get(id).await;
             }
             alert = self.get(id).await?;
@@ -424,6 +535,26 @@ impl Alerts {
             .details(json!({ "rule": alert.rule_id, "recorded": receipt.seq }));
         self.events.record_own(undone).await?;
         Err(e)
+    }
+}
+
+/// Reads the alerts' digest after each change this replica makes and every
+/// [`WATCH_EVERY`], while anyone subscribes; ends soon after the service.
+async fn watch_changes(alerts: Weak<Alerts>, poke: Arc<Notify>) {
+    loop {
+        tokio::select! {
+            _ = poke.notified() => {}
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+        }
+        let Some(a) = alerts.upgrade() else { return };
+        if a.changes.receiver_count() > 0 {
+            match a.digest().await {
+                Ok(now) => a.publish(now),
+                Err(e) => tracing::warn!(error = %e, "alerts watcher: the alerts could not be read; trying again"),
+            }
+        }
+        drop(a);
+        tokio::time::sleep(WATCH_GAP).await;
     }
 }
 

@@ -257,6 +257,7 @@ impl Notifier {
                         vec![silence.into(), id.clone().into()],
                     ))
                     .await?;
+                self.alerts.changed();
             } else {
                 let alert = self.alerts.get(&id).await?;
                 for c in doc.route(&alert.rule_id, &alert.severity) {
