@@ -11,7 +11,8 @@
 //!    connections (open loop: each request's latency counts from when it
 //!    was due, so a server falling behind shows); baseline: `GET /healthz`
 //!    on the same server at the same rates. Also the ledger entries each
-//!    event cost (its own entry, plus the self-audit's).
+//!    event cost (its own entry, plus the self-audit's). `--settle-secs N`
+//!    checkpoints the WAL and waits N s first.
 //! 4. Search: `--queries` first-page searches (limit 50) over HTTP, each a
 //!    random one-day window plus one other filter (action, actor, outcome or
 //!    tenant): p50 and p95. Baseline: the same SQL statement run directly on
@@ -40,12 +41,24 @@ struct Args {
     queries: usize,
     /// Seconds per rate of the single-event phase (0: skipped).
     single_secs: usize,
+    /// Before the single-event phase: copy the WAL into the database
+    /// (SQLite) and wait this many seconds, so the phase does not share the
+    /// machine with what follows the bulk phase (0: at once).
+    settle_secs: usize,
     /// A PostgreSQL server (admin URL): fresh databases are created on it.
     postgres: Option<String>,
 }
 
 fn args() -> Args {
-    let mut a = Args { events: 1_000_000, batch: 1000, clients: 4, queries: 400, single_secs: 5, postgres: None };
+    let mut a = Args {
+        events: 1_000_000,
+        batch: 1000,
+        clients: 4,
+        queries: 400,
+        single_secs: 5,
+        settle_secs: 0,
+        postgres: None,
+    };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -56,6 +69,7 @@ fn args() -> Args {
             ("--clients", Some(v)) => a.clients = v,
             ("--queries", Some(v)) => a.queries = v,
             ("--single-secs", Some(v)) => a.single_secs = v,
+            ("--settle-secs", Some(v)) => a.settle_secs = v,
             ("--postgres", _) if i + 1 < argv.len() => a.postgres = Some(argv[i + 1].clone()),
             ("--bench", _) => {
                 i += 1;
@@ -63,7 +77,7 @@ fn args() -> Args {
             }
             (other, _) => {
                 eprintln!(
-                    "unknown or incomplete argument `{other}`; use --events N --batch N --clients N --queries N --single-secs N"
+                    "unknown or incomplete argument `{other}`; use --events N --batch N --clients N --queries N --single-secs N --settle-secs N"
                 );
                 std::process::exit(2);
             }
@@ -404,6 +418,13 @@ async fn run(a: Args) {
         // Connections kept open for reuse (keep-alive), as many as in flight.
         let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
         let mut rng = custos_testkit::rng(99);
+        if a.settle_secs > 0 {
+            if server.ledger.db().kind() == custos_engine::storage::DbKind::Sqlite {
+                server.ledger.db().conn().execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(a.settle_secs as u64)).await;
+            println!("settled: the WAL checkpointed and {} s of quiet before the single-event phase", a.settle_secs);
+        }
         for rate in [1000usize, 5000] {
             let n = rate * a.single_secs;
             let bodies: Vec<Vec<u8>> = (0..n)
@@ -430,8 +451,13 @@ async fn run(a: Args) {
                 &buckets(&m0, "custos_ledger_commit_seconds", ""),
                 &buckets(&m1, "custos_ledger_commit_seconds", ""),
             );
+            let (w50, w99, appends) = bucket_quantiles(
+                &buckets(&m0, "custos_ledger_append_wait_seconds", ""),
+                &buckets(&m1, "custos_ledger_append_wait_seconds", ""),
+            );
             println!(
-                "  inside the server at {rate}/s: the ingest handler p50 {h50}, p99 {h99}; ledger commits: {commits} (mean {:.1} events each), p50 {c50}, p99 {c99}",
+                "  inside the server at {rate}/s: the ingest handler p50 {h50}, p99 {h99}; each append's wait for its commit \
+                 ({appends}, queue included) p50 {w50}, p99 {w99}; ledger commits: {commits} (mean {:.1} events each), p50 {c50}, p99 {c99}",
                 ingest.ok as f64 / commits.max(1) as f64
             );
             let entries = server.ledger.head().await.unwrap().seq - before;

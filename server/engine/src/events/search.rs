@@ -110,7 +110,7 @@ pub fn seqs_sql(
     to: u64,
     recorded: (Option<i64>, Option<i64>),
 ) -> (String, Vec<Value>) {
-    let (wh, mut values) = where_clause(f, actors, resource_ids, None, "seq <= ?");
+    let (wh, mut values) = where_clause(f, actors, resource_ids, None, HeadBound::Range);
     let join = if wh.is_empty() { " WHERE" } else { " AND" };
     let mut extra = String::new();
     if let Some(a) = recorded.0 {
@@ -309,7 +309,7 @@ pub fn build_sql(
     limit: u64,
     backend: sea_orm::DbBackend,
 ) -> (String, Vec<Value>) {
-    let (wh, mut values) = where_clause(f, actors, resource_ids, after, "seq <= ?");
+    let (wh, mut values) = where_clause(f, actors, resource_ids, after, HeadBound::Range);
     let order = if f.descending { "DESC" } else { "ASC" };
     let bounded = f.from_us.is_some() || f.to_us.is_some();
     let (hint, key) = match backend {
@@ -327,7 +327,7 @@ pub fn build_sql(
 
 /// The entry at `position` (0-based, seq order) among those matching.
 pub(crate) fn nth_sql(f: &SearchFilter, position: u64) -> (String, Vec<Value>) {
-    let (wh, mut values) = where_clause(f, &[], &[], None, "seq <= ?");
+    let (wh, mut values) = where_clause(f, &[], &[], None, HeadBound::Range);
     values.push(seq_value(position));
     (format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries{wh} ORDER BY seq ASC LIMIT 1 OFFSET ?"), values)
 }
@@ -340,7 +340,7 @@ pub fn histogram_sql(
     resource_ids: &[String],
     backend: sea_orm::DbBackend,
 ) -> (String, Vec<Value>) {
-    let (wh, values) = where_clause(f, actors, resource_ids, None, "seq <= ?");
+    let (wh, values) = where_clause(f, actors, resource_ids, None, HeadBound::Range);
     let hint = match backend {
         sea_orm::DbBackend::Sqlite => " INDEXED BY ledger_entries_time_filters",
         _ => "",
@@ -359,9 +359,18 @@ pub fn count_sql(
     // range it makes SQLite count by walking the table itself (every row's
     // ciphertext: 0.3 s for 1M events); `+seq` is the same test without the
     // rowid range, so a covering index is counted instead (0.07 s).
-    let bound = if b == sea_orm::DbBackend::Sqlite { "+seq <= ?" } else { "seq <= ?" };
+    let bound = if b == sea_orm::DbBackend::Sqlite { HeadBound::NotARange } else { HeadBound::Range };
     let (wh, values) = where_clause(f, actors, resource_ids, None, bound);
     (format!("SELECT COUNT(*) AS n FROM ledger_entries{wh}"), values)
+}
+
+/// How a search's snapshot bound (`max_seq`) is written.
+#[derive(Clone, Copy)]
+enum HeadBound {
+    /// `seq <= ?`: a range of rowids, which SQLite may walk.
+    Range,
+    /// `+seq <= ?` (SQLite only): the same test, not usable as a range.
+    NotARange,
 }
 
 /// The WHERE clause (with a leading space, or empty) and its values.
@@ -370,7 +379,7 @@ fn where_clause(
     actors: &[String],
     resource_ids: &[String],
     after: Option<u64>,
-    max_seq_bound: &str,
+    bound: HeadBound,
 ) -> (String, Vec<Value>) {
     let mut conds = Vec::new();
     let mut values = Vec::new();
@@ -408,7 +417,13 @@ fn where_clause(
         values.push(seq_value(s));
     }
     if let Some(s) = f.max_seq {
-        conds.push(max_seq_bound.into());
+        conds.push(
+            match bound {
+                HeadBound::Range => "seq <= ?",
+                HeadBound::NotARange => "+seq <= ?",
+            }
+            .into(),
+        );
         values.push(seq_value(s));
     }
     if f.exclude_own {

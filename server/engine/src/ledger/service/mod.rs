@@ -432,12 +432,18 @@ impl Ledger {
         // database may still commit, and a retry with the same ids then
         // gets the stored receipts.
         let timeout = self.inner.cfg.commit_timeout;
+        // Per caller (the commit histogram counts batches): from the queue
+        // to the reply, the wait behind other batches included.
+        let started = std::time::Instant::now();
         let wait = async {
             self.inner.tx.send(AppendRequest { items, reply }).await.map_err(|_| LedgerError::Closed)?;
             rx.await.map_err(|_| LedgerError::CommitFailed)?
         };
         match tokio::time::timeout(timeout, wait).await {
-            Ok(result) => result,
+            Ok(result) => {
+                metrics::histogram!("custos_ledger_append_wait_seconds").record(started.elapsed().as_secs_f64());
+                result
+            }
             Err(_) => {
                 metrics::counter!("custos_ledger_commit_timeouts_total").increment(1);
                 Err(LedgerError::TimedOut { secs: timeout.as_secs_f64() })
