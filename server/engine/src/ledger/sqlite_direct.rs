@@ -55,6 +55,9 @@ fn open_with(path: &Path, busy_timeout: Duration, autocheckpoint: bool) -> Resul
     Ok(conn)
 }
 
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(2000);
+
 /// Copies committed WAL frames into the database file in the background, so
 /// that the sequencer's commits pay only for their own WAL fsync. PASSIVE
 /// checkpoints never block writers or readers; durability is unchanged (every
@@ -75,7 +78,7 @@ impl Checkpointer {
             .name("custos-wal-checkpoint".into())
             .spawn(move || {
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(200));
+                    std::thread::sleep(CHECKPOINT_EVERY);
                     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                         tracing::warn!(error = %e, "background WAL checkpoint failed");
                     }
