@@ -22,6 +22,7 @@ mod m20261208_000013_reports;
 mod m20261209_000014_report_runs;
 mod m20261210_000015_throttles;
 mod m20261211_000016_jobs;
+mod m20261212_000017_rollup_pending;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000014_report_runs::Migration),
             Box::new(m20261210_000015_throttles::Migration),
             Box::new(m20261211_000016_jobs::Migration),
+            Box::new(m20261212_000017_rollup_pending::Migration),
         ]
     }
 }

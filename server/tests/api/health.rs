@@ -73,7 +73,7 @@ both_backends! {
         let res = app.get("/readyz").await;
         assert_eq!(res.status(), 503);
         let body: Value = res.json().await.unwrap();
-        assert_eq!(body["reason"], "16 migration(s) pending");
+        assert_eq!(body["reason"], "17 migration(s) pending");
         app.running.shutdown().await.unwrap();
     }
 }

@@ -105,6 +105,8 @@ fn quantile(hist: &BTreeMap<i64, u64>, q: f64) -> Option<f64> {
 
 impl Events {
     async fn rollup_rows(&self, sql: &str, values: Vec<Value>) -> Result<Vec<QueryResult>, EventsError> {
+        // Counts held by this process's writer first (SQLite).
+        self.ledger().settle_rollups().await?;
         let conn = self.ledger().db().conn();
         let b = conn.get_database_backend();
         Ok(conn.query_all_raw(stmt_for(b, sql, values)).await?)

@@ -14,6 +14,7 @@ pub mod purge;
 pub mod purge_record;
 pub mod raw_page;
 pub mod rollup;
+pub mod rollup_buffer;
 pub mod service;
 pub mod sqlite_direct;
 pub mod store;

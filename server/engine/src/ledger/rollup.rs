@@ -20,6 +20,10 @@
 //! its edges from the hourly rows (see [`period_filter`]); the others have
 //! few values and read hourly rows (a month of categories is 10,000 rows). Rollups are derived data: they
 //! are not part of the sealed record and a purge leaves them in place.
+//!
+//! On SQLite the writer holds a commit's counts in memory and writes them
+//! about once a second, exactly (see [`super::rollup_buffer`]); readers ask
+//! it to write them first ([`super::Ledger::settle_rollups`]).
 
 use crate::time::MINUTE_US;
 use std::collections::HashMap;
@@ -161,17 +165,29 @@ pub fn aggregate(entries: &[StoredEntry], durations: &[Option<f64>]) -> Counts {
 const UPSERT: &str = "INSERT INTO audit_rollups (dimension, value, bucket, count) VALUES (?, ?, ?, ?) \
     ON CONFLICT (dimension, value, bucket) DO UPDATE SET count = audit_rollups.count + excluded.count";
 
-/// Adds a batch's counts on a direct SQLite connection (in its transaction).
-pub fn write_direct(
-    conn: &rusqlite::Connection,
-    entries: &[StoredEntry],
-    durations: &[Option<f64>],
-) -> Result<(), LedgerError> {
+/// Adds counts on a direct SQLite connection (in its transaction). On
+/// SQLite the writer holds its counts for about a second before writing
+/// them (see [`super::rollup_buffer`]).
+pub fn write_counts_direct(conn: &rusqlite::Connection, counts: &Counts) -> Result<(), LedgerError> {
+    if counts.is_empty() {
+        return Ok(());
+    }
     let mut stmt = conn.prepare_cached(UPSERT)?;
-    for ((dim, value, bucket), count) in aggregate(entries, durations) {
+    for ((dim, value, bucket), count) in counts {
         stmt.execute(rusqlite::params![dim, value, bucket, count])?;
     }
     Ok(())
+}
+
+/// An entry's `metrics.duration_ms`, read from its sealed payload (for the
+/// latency counts of entries counted after their commit: a removal, or
+/// counts a stopped writer left unwritten). `None` without the key or the
+/// field.
+pub fn duration_of(keys: &super::keyring::Keyring, e: &StoredEntry) -> Option<f64> {
+    let key = keys.get(e.key_id)?;
+    let plain = key.open(&super::encoding::header_bytes(&e.header), &e.iv, &e.ciphertext, &e.mac).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&plain).ok()?;
+    v.get("metrics")?.get("duration_ms")?.as_f64()
 }
 
 /// Adds a batch's counts through sea-orm (in the caller's transaction).

@@ -410,6 +410,9 @@ impl Ledger {
         };
         let note = record.sign(self.keys().signer());
 
+        // The removed entries' counts are taken away below: every count
+        // held in memory (this writer's, and any a stopped one left) first.
+        self.settle_all_rollups().await?;
         let txn = conn.begin().await?;
         let b = txn.get_database_backend();
         txn.execute_raw(stmt_for(
@@ -458,7 +461,8 @@ impl Ledger {
             }
         }
         // The dashboards' counts follow (a subject's name leaves them too).
-        let durations: Vec<Option<f64>> = removed_entries.iter().map(|e| self.duration_of(e)).collect();
+        let durations: Vec<Option<f64>> =
+            removed_entries.iter().map(|e| super::rollup::duration_of(self.keys(), e)).collect();
         super::rollup::subtract_orm(&txn, &removed_entries, &durations).await?;
         txn.execute_raw(stmt_for(
             b,
@@ -541,15 +545,6 @@ impl Ledger {
         let start_frontier: Frontier = store::frontier_at(conn, from - 1).await?;
         let proof = self.consistency_proof(through, cp.tree_size).await?;
         Ok((start_chain, start_frontier, cp, proof))
-    }
-
-    /// An entry's `metrics.duration_ms`, read from its sealed payload (the
-    /// latency counts hold it).
-    fn duration_of(&self, e: &super::types::StoredEntry) -> Option<f64> {
-        let key = self.keys().get(e.key_id)?;
-        let plain = key.open(&super::encoding::header_bytes(&e.header), &e.iv, &e.ciphertext, &e.mac).ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&plain).ok()?;
-        v.get("metrics")?.get("duration_ms")?.as_f64()
     }
 
     /// Writes the `custos-archive/v2` bundle of a removal; returns its

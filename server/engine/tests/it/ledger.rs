@@ -478,3 +478,122 @@ async fn appends_abandoned_in_the_queue_are_dropped_unsealed() {
     assert_eq!(stored.len(), 1, "only the batch handed to the database may land besides the last");
     ledger.shutdown(tasks).await.unwrap();
 }
+
+/// Tool calls with a duration (counted in the latency rollups too), in
+/// requests of ten; returns each entry's duration by seq.
+async fn append_tool_calls(ledger: &Ledger, range: std::ops::Range<u64>) -> Vec<(u64, f64)> {
+    let mut out = Vec::new();
+    let items: Vec<u64> = range.collect();
+    for chunk in items.chunks(10) {
+        let entries: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let mut e = event(i);
+                e.fields.category = "tool".into();
+                e.fields.resource_type = Some("tool".into());
+                e.fields.resource_id = Some(format!("tool-{}", i % 3));
+                // The payload's metrics.duration_ms is `i % 900`.
+                e.duration_ms = Some((i % 900) as f64);
+                e
+            })
+            .collect();
+        for (r, &i) in ledger.append(entries).await.unwrap().iter().zip(chunk) {
+            out.push((r.seq, (i % 900) as f64));
+        }
+    }
+    out
+}
+
+type Counts = std::collections::BTreeMap<(String, String, i64), i64>;
+
+async fn stored_counts(t: &TestDb) -> Counts {
+    let rows =
+        t.db.conn()
+            .query_all_raw(sea_orm::Statement::from_string(
+                t.db.backend(),
+                "SELECT dimension, value, bucket, count FROM audit_rollups",
+            ))
+            .await
+            .unwrap();
+    rows.iter()
+        .map(|r| {
+            let key = (
+                r.try_get("", "dimension").unwrap(),
+                r.try_get("", "value").unwrap(),
+                r.try_get("", "bucket").unwrap(),
+            );
+            (key, r.try_get::<i64>("", "count").unwrap())
+        })
+        .filter(|(_, n)| *n != 0)
+        .collect()
+}
+
+/// What the counts must be: every stored entry counted once.
+async fn expected_counts(t: &TestDb, durations: &std::collections::HashMap<u64, f64>) -> Counts {
+    let entries = custos_engine::ledger::store::read_entries(t.db.conn(), 1, u64::MAX >> 1, 100_000).await.unwrap();
+    let ds: Vec<Option<f64>> = entries.iter().map(|e| durations.get(&e.header.seq).copied()).collect();
+    custos_engine::ledger::rollup::aggregate(&entries, &ds)
+        .into_iter()
+        .map(|((d, v, b), n)| ((d.to_owned(), v, b), n))
+        .collect()
+}
+
+async fn count_sql(t: &TestDb, sql: &str) -> i64 {
+    let row = t.db.conn().query_one_raw(sea_orm::Statement::from_string(t.db.backend(), sql.to_owned())).await;
+    row.unwrap().unwrap().try_get_by_index::<i64>(0).unwrap()
+}
+
+both_backends! {
+    async fn dashboard_counts_stay_exact_when_held_by_two_writers_and_one_is_killed(backend: Backend) {
+        use std::time::Duration;
+        let Some(t) = TestDb::new(backend).await else { return };
+        let sqlite = t.db.sqlite_file().is_some();
+        let total = "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM audit_rollups WHERE dimension = 'total'";
+        let pending = "SELECT CAST(COUNT(*) AS BIGINT) FROM ledger_rollup_pending";
+        // Held for an hour: nothing is written unless asked, or at shutdown.
+        let held = custos_engine::ledger::LedgerConfig { rollups_every: Duration::from_secs(3600), ..config() };
+        let open = |cfg: custos_engine::ledger::LedgerConfig| {
+            let url = t.url.clone();
+            async move {
+                Ledger::open(TestDb::connect(&url).await, &StaticKek([0x42; 32]), cfg, Arc::new(SystemClock), Arc::new(OsRandom))
+                    .await
+                    .unwrap()
+            }
+        };
+        let (a, ta) = open(held.clone()).await;
+        let mut durations: std::collections::HashMap<u64, f64> = append_tool_calls(&a, 0..150).await.into_iter().collect();
+        if sqlite {
+            assert_eq!(count_sql(&t, total).await, 0, "a's counts are held in memory");
+            assert_eq!(count_sql(&t, pending).await, 15, "one row per commit says which entries are not counted yet");
+        } else {
+            assert_eq!(count_sql(&t, total).await, 150, "PostgreSQL counts in each commit");
+            assert_eq!(count_sql(&t, pending).await, 0);
+        }
+        // A second writer starting while a lives leaves a's rows alone.
+        let (b, tb) = open(held.clone()).await;
+        durations.extend(append_tool_calls(&b, 150..230).await);
+        b.settle_rollups().await.unwrap();
+        assert_eq!(count_sql(&t, total).await, if sqlite { 80 } else { 230 }, "b wrote its own counts only");
+        // a stops as a kill -9 would: its counts are never written.
+        ta.abort().await;
+        drop(a);
+        b.shutdown(tb).await.unwrap();
+        assert_eq!(count_sql(&t, total).await, if sqlite { 80 } else { 230 });
+        // The next writer to start counts what a left, from the ledger.
+        let (c, tc) = open(config()).await;
+        assert_eq!(count_sql(&t, pending).await, 0);
+        assert_eq!(stored_counts(&t).await, expected_counts(&t, &durations).await, "every dimension, latency included");
+        durations.extend(append_tool_calls(&c, 230..260).await);
+        c.shutdown(tc).await.unwrap();
+        assert_eq!(count_sql(&t, total).await, 260);
+        assert_eq!(stored_counts(&t).await, expected_counts(&t, &durations).await);
+        if let Some(path) = t.db.sqlite_file() {
+            let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().contains("-rollups-"))
+                .collect();
+            assert!(left.is_empty(), "lock files left behind: {left:?}");
+        }
+    }
+}

@@ -154,41 +154,52 @@ pub(super) fn seal_batch(
     Ok(Sealed { entries, durations, nodes, receipts, head })
 }
 
-/// The direct SQLite connection the sequencer commits through (SQLite only).
-pub(super) type DirectConn = Arc<std::sync::Mutex<rusqlite::Connection>>;
+/// SQLite's writer: the direct connection the sequencer commits through,
+/// and the dashboards' counts it holds between writes.
+pub(super) struct Writer {
+    pub(super) conn: rusqlite::Connection,
+    pub(super) rollups: crate::ledger::rollup_buffer::Buffer,
+}
+
+/// The writer, shared by the sequencer's commits and the writes of held
+/// counts (SQLite only).
+pub(super) type DirectConn = Arc<std::sync::Mutex<Writer>>;
 
 /// The fast commit of a batch sealed on `prev` (blocking thread): refuses
 /// with `Conflict` if the database head is not `prev`.
-pub(super) fn commit_sealed(
-    conn: &mut rusqlite::Connection,
-    sealed: &Sealed,
-    prev: &Head,
-) -> Result<(), TryCommitError> {
+pub(super) fn commit_sealed(w: &mut Writer, sealed: &Sealed, prev: &Head) -> Result<(), TryCommitError> {
     use crate::ledger::sqlite_direct as direct;
+    let Writer { conn, rollups } = w;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let head = direct::read_head(&tx)?;
     if head.seq != prev.seq || head.chain_hash != prev.chain_hash {
         return Err(TryCommitError::Conflict);
     }
-    write_sealed(&tx, sealed)?;
+    let staged = write_sealed(&tx, sealed, rollups)?;
     tx.commit()?;
+    rollups.committed(staged);
     Ok(())
 }
 
-/// Inserts a sealed batch's entries and nodes and moves the head (inside the
-/// caller's transaction on a direct connection).
-pub(super) fn write_sealed(tx: &rusqlite::Connection, sealed: &Sealed) -> Result<(), TryCommitError> {
+/// Inserts a sealed batch's entries and nodes, stages its counts and moves
+/// the head (inside the caller's transaction on a direct connection). The
+/// staged counts go to `rollups` once the transaction has committed.
+pub(super) fn write_sealed(
+    tx: &rusqlite::Connection,
+    sealed: &Sealed,
+    rollups: &mut crate::ledger::rollup_buffer::Buffer,
+) -> Result<crate::ledger::rollup_buffer::Staged, TryCommitError> {
     use crate::ledger::sqlite_direct as direct;
     if sealed.entries.is_empty() {
-        return Ok(());
+        return Ok(crate::ledger::rollup_buffer::Staged::Nothing);
     }
     if let Err(e) = direct::insert_entries(tx, &sealed.entries) {
         return Err(if direct::is_unique_violation(&e) { TryCommitError::Duplicate } else { e.into() });
     }
     direct::insert_nodes(tx, &sealed.nodes)?;
-    crate::ledger::rollup::write_direct(tx, &sealed.entries, &sealed.durations)?;
+    let staged = rollups.stage(tx, &sealed.entries, &sealed.durations)?;
     direct::write_head(tx, &sealed.head)?;
-    Ok(())
+    Ok(staged)
 }
 
 pub(super) enum TryCommitError {
@@ -272,7 +283,7 @@ pub(super) async fn commit_batch(
                         let conn = conn.clone();
                         tokio::task::spawn_blocking(move || {
                             let c = conn.lock().unwrap_or_else(|p| p.into_inner());
-                            crate::ledger::sqlite_direct::find_event_ids(&c, &ids)
+                            crate::ledger::sqlite_direct::find_event_ids(&c.conn, &ids)
                         })
                         .await
                         .unwrap_or(Err(LedgerError::CommitFailed))
@@ -301,7 +312,7 @@ pub(super) async fn commit_batch(
 
 /// The commit on a direct SQLite connection (runs on a blocking thread).
 pub(super) fn commit_direct(
-    conn: &mut rusqlite::Connection,
+    w: &mut Writer,
     keys: &Keyring,
     clock: &dyn Clock,
     batch: &[AppendRequest],
@@ -309,6 +320,7 @@ pub(super) fn commit_direct(
     trusted: &Head,
 ) -> Result<Sealed, TryCommitError> {
     use crate::ledger::sqlite_direct as direct;
+    let Writer { conn, rollups } = w;
     // IMMEDIATE: take the write lock first, so the head cannot move under us.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let head = direct::read_head(&tx)?;
@@ -328,8 +340,9 @@ pub(super) fn commit_direct(
         check.finish(&head)?;
     }
     let sealed = seal_batch(keys, clock.now_us(), head, batch, known)?;
-    write_sealed(&tx, &sealed)?;
+    let staged = write_sealed(&tx, &sealed, rollups)?;
     tx.commit()?;
+    rollups.committed(staged);
     Ok(sealed)
 }
 

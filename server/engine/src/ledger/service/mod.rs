@@ -135,6 +135,11 @@ pub struct LedgerConfig {
     /// ([`LedgerError::ClockAhead`]): commit times never go backwards, so a
     /// clock ahead would hold every replica's back. Zero: no limit.
     pub max_clock_ahead: Duration,
+    /// On SQLite, how long the dashboards' counts of committed entries are
+    /// held in memory before they are written (in a commit's transaction,
+    /// or one of their own when ingest stops); readers ask for them first
+    /// (see [`super::rollup_buffer`]). PostgreSQL writes them in each commit.
+    pub rollups_every: Duration,
 }
 
 impl Default for LedgerConfig {
@@ -148,6 +153,7 @@ impl Default for LedgerConfig {
             lease_ttl: Duration::from_secs(15),
             head_poll: Duration::from_secs(5),
             max_clock_ahead: Duration::from_secs(60),
+            rollups_every: super::rollup_buffer::WRITE_EVERY,
         }
     }
 }
@@ -188,6 +194,35 @@ struct Inner {
     /// process's monotonic clock): the clock check of leases and `/readyz`
     /// reads the database's clock at most every [`SKEW_CACHE`].
     db_clock: std::sync::Mutex<Option<(std::time::Instant, i64)>>,
+    /// SQLite's writer (connection and held counts), and how many entries'
+    /// counts it holds.
+    writer: Option<(commit::DirectConn, Arc<std::sync::atomic::AtomicU64>)>,
+}
+
+/// Writes the counts SQLite's writer holds once they are due (a second
+/// old), when no commit has written them meanwhile (ingest stopped).
+async fn run_rollup_writer(inner: Arc<Inner>) {
+    let Some((w, held)) = inner.writer.clone() else { return };
+    let mut stop = inner.stop.subscribe();
+    loop {
+        tokio::select! {
+            _ = sequencer::stopped(&mut stop) => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+        }
+        if held.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let w = w.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
+            let commit::Writer { conn, rollups } = &mut *g;
+            if rollups.due() { rollups.write_now(conn) } else { Ok(()) }
+        })
+        .await;
+        if let Ok(Err(e)) = written {
+            tracing::warn!(error = %e, "the dashboards' held counts could not be written; trying again");
+        }
+    }
 }
 
 /// How long a reading of the database server's clock is used for.
@@ -212,7 +247,25 @@ pub struct LedgerTasks {
     checkpointer: tokio::task::JoinHandle<()>,
     poller: tokio::task::JoinHandle<()>,
     listener: Option<tokio::task::JoinHandle<()>>,
+    rollups: Option<tokio::task::JoinHandle<()>>,
     wal: Option<super::sqlite_direct::Checkpointer>,
+}
+
+impl LedgerTasks {
+    /// Stops every task at once and writes nothing more: what a crash
+    /// leaves behind (held counts unwritten, no last checkpoint). For tests
+    /// of recovery; drop every `Ledger` handle after it.
+    #[doc(hidden)]
+    pub async fn abort(self) {
+        for t in [Some(self.sequencer), Some(self.checkpointer), Some(self.poller), self.listener, self.rollups]
+            .into_iter()
+            .flatten()
+        {
+            t.abort();
+            let _ = t.await;
+        }
+        drop(self.wal);
+    }
 }
 
 impl Ledger {
@@ -299,6 +352,18 @@ impl Ledger {
             tracing::info!(stored = keys.origin(), configured = %cfg.origin, "ledger keeps the origin it was created with");
         }
         let head = verify_tail_at_start(&db, &keys).await?;
+        // SQLite's writer; first, the counts of entries a writer that
+        // stopped left uncounted (bounded: about a second of ingest each).
+        let writer = match db.sqlite_file() {
+            Some(path) => {
+                let mut conn = super::sqlite_direct::open_writer(path, db.busy_timeout())?;
+                let rollups = super::rollup_buffer::Buffer::new(path, cfg.rollups_every);
+                super::rollup_buffer::recover(&mut conn, path, &keys, rollups.owner())?;
+                let held = rollups.held();
+                Some((Arc::new(std::sync::Mutex::new(commit::Writer { conn, rollups })), held))
+            }
+            None => None,
+        };
         let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
         let (committed, _) = watch::channel((head.seq, head.frontier.root()));
         let (heard, _) = watch::channel(head.seq);
@@ -315,29 +380,60 @@ impl Ledger {
             stop,
             leases: Default::default(),
             db_clock: Default::default(),
+            writer,
         });
-        let (direct, wal) = match inner.db.sqlite_file() {
-            Some(path) => {
-                let busy = inner.db.busy_timeout();
-                let conn = super::sqlite_direct::open_writer(path, busy)?;
-                (
-                    Some(Arc::new(std::sync::Mutex::new(conn))),
-                    Some(super::sqlite_direct::Checkpointer::start(path, busy)?),
-                )
-            }
-            None => (None, None),
+        let wal = match inner.db.sqlite_file() {
+            Some(path) => Some(super::sqlite_direct::Checkpointer::start(path, inner.db.busy_timeout())?),
+            None => None,
         };
-        let sequencer = match direct {
-            Some(conn) => tokio::spawn(run_pipelined_sequencer(inner.clone(), rx, head, conn)),
+        let sequencer = match &inner.writer {
+            Some((conn, _)) => tokio::spawn(run_pipelined_sequencer(inner.clone(), rx, head, conn.clone())),
             None => tokio::spawn(run_sequencer(inner.clone(), rx, head)),
         };
+        let rollups = inner.writer.is_some().then(|| tokio::spawn(run_rollup_writer(inner.clone())));
         let checkpointer = tokio::spawn(run_checkpointer(inner.clone()));
         let poller = tokio::spawn(heard::run_poller(inner.clone()));
         let listener = (inner.db.conn().get_database_backend() == sea_orm::DbBackend::Postgres).then(|| {
             let pool = inner.db.conn().get_postgres_connection_pool().clone();
             tokio::spawn(heard::run_listener(inner.clone(), pool))
         });
-        Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer, poller, listener, wal }))
+        Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer, poller, listener, rollups, wal }))
+    }
+
+    /// Writes the dashboards' counts this process holds (SQLite's writer
+    /// holds them for up to a second), so that a read of `audit_rollups`
+    /// after it counts every entry this process committed before it. Free
+    /// when nothing is held, and on PostgreSQL (counted in each commit).
+    pub async fn settle_rollups(&self) -> Result<(), LedgerError> {
+        let Some((w, held)) = &self.inner.writer else { return Ok(()) };
+        if held.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        let w = w.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
+            let commit::Writer { conn, rollups } = &mut *g;
+            rollups.write_now(conn)
+        })
+        .await
+        .map_err(|_| LedgerError::CommitFailed)?
+    }
+
+    /// Like [`Ledger::settle_rollups`], and also counts the entries that
+    /// writers which stopped without writing their counts left (found at
+    /// start-up otherwise): before counts are taken away (a removal).
+    pub async fn settle_all_rollups(&self) -> Result<(), LedgerError> {
+        let Some((w, _)) = &self.inner.writer else { return Ok(()) };
+        let (w, inner) = (w.clone(), self.inner.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
+            let commit::Writer { conn, rollups } = &mut *g;
+            rollups.write_now(conn)?;
+            let path = inner.db.sqlite_file().ok_or(LedgerError::CommitFailed)?;
+            super::rollup_buffer::recover(conn, path, &inner.keys, rollups.owner()).map(|_| ())
+        })
+        .await
+        .map_err(|_| LedgerError::CommitFailed)?
     }
 
     /// The current time from the ledger's clock (µs since the epoch).
@@ -604,6 +700,26 @@ impl Ledger {
         if let Some(listener) = tasks.listener {
             listener.abort();
             let _ = listener.await;
+        }
+        if let Some(rollups) = tasks.rollups {
+            let _ = rollups.await;
+        }
+        if let Some((w, _)) = &self.inner.writer {
+            let w = w.clone();
+            let closed = tokio::task::spawn_blocking(move || {
+                let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
+                let commit::Writer { conn, rollups } = &mut *g;
+                rollups.close(conn)
+            })
+            .await;
+            match closed {
+                Ok(Ok(())) => {}
+                // Left for the next start to count from the ledger.
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the dashboards' held counts could not be written at shutdown")
+                }
+                Err(_) => tracing::warn!("the dashboards' held counts could not be written at shutdown"),
+            }
         }
         make_checkpoint(&self.inner).await?;
         if let Some(wal) = tasks.wal {
