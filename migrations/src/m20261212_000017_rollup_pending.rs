@@ -4,12 +4,13 @@
 //! (`audit_rollups`) in every commit: it adds them up in memory and writes
 //! them about once a second, in one transaction. `ledger_rollup_pending`
 //! says, in the same transaction as each commit, which entries are
-//! committed but not yet counted: one row per commit, `from_seq` to
+//! committed but not yet counted: one row per commit whose counts are
+//! held, `from_seq` to
 //! `through_seq`, under the writing process's `owner` id. A write of the
 //! counts deletes its owner's rows in the same transaction, so that an
 //! entry is counted exactly when no row covers it. Rows left by a process
 //! that stopped without writing (a crash) are counted from the ledger by
-//! the next process that opens it. PostgreSQL replicas still write their
+//! the next writer to start, or by a running one within 5 s. PostgreSQL replicas still write their
 //! counts in each commit and leave this table empty.
 
 use sea_orm_migration::prelude::*;

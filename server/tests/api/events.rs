@@ -133,7 +133,7 @@ pub(crate) fn event(i: usize, minutes_ago: i64) -> Value {
 /// duplicate batches count nothing).
 async fn assert_rollups_match_ledger(app: &TestApp) {
     use sea_orm::ConnectionTrait as _;
-    app.running.ledger.settle_rollups().await.unwrap();
+    app.running.ledger.settle_rollups().await;
     let db = app.running.ledger.db().conn();
     let b = db.get_database_backend();
     let one = |sql: &str| {

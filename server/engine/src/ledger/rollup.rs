@@ -1,6 +1,8 @@
-//! Rollups: event counts per minute and per dimension value, written in the
-//! same transaction as the entries they count, so statistics never scan the
-//! ledger and never disagree with it (a failed commit counts nothing).
+//! Rollups: event counts per minute and per dimension value, so statistics
+//! never scan the ledger. They never disagree with it: on PostgreSQL they
+//! are written in the commit's transaction; on SQLite the writer holds them
+//! for up to a second and writes them exactly (see
+//! [`super::rollup_buffer`]). A failed commit counts nothing.
 //!
 //! `bucket` is in minutes since the Unix epoch of `occurred_at`: the minute
 //! itself for the `total` dimension (value ''), which draws the time series;
@@ -179,9 +181,9 @@ pub fn write_counts_direct(conn: &rusqlite::Connection, counts: &Counts) -> Resu
     Ok(())
 }
 
-/// An entry's `metrics.duration_ms`, read from its sealed payload (for the
-/// latency counts of entries counted after their commit: a removal, or
-/// counts a stopped writer left unwritten). `None` without the key or the
+/// An entry's `metrics.duration_ms`, read from its sealed payload (for a
+/// removal's subtraction, or counting the entries a stopped writer left
+/// uncounted). `None` without the key or the
 /// field.
 pub fn duration_of(keys: &super::keyring::Keyring, e: &StoredEntry) -> Option<f64> {
     let key = keys.get(e.key_id)?;

@@ -410,9 +410,12 @@ impl Ledger {
         };
         let note = record.sign(self.keys().signer());
 
-        // The removed entries' counts are taken away below: every count
-        // held in memory (this writer's, and any a stopped one left) first.
-        self.settle_all_rollups().await?;
+        // The removed entries' counts are taken away below: every count of
+        // them held in memory (this writer's, a stopped one's, another live
+        // process's) is written first.
+        if let (Some(lo), Some(hi)) = (seqs.iter().min(), seqs.iter().max()) {
+            self.settle_all_rollups(*lo, *hi).await?;
+        }
         let txn = conn.begin().await?;
         let b = txn.get_database_backend();
         txn.execute_raw(stmt_for(

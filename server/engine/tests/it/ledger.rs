@@ -572,7 +572,7 @@ both_backends! {
         // A second writer starting while a lives leaves a's rows alone.
         let (b, tb) = open(held.clone()).await;
         durations.extend(append_tool_calls(&b, 150..230).await);
-        b.settle_rollups().await.unwrap();
+        b.settle_rollups().await;
         assert_eq!(count_sql(&t, total).await, if sqlite { 80 } else { 230 }, "b wrote its own counts only");
         // a stops as a kill -9 would: its counts are never written.
         ta.abort().await;
@@ -586,6 +586,32 @@ both_backends! {
         durations.extend(append_tool_calls(&c, 230..260).await);
         c.shutdown(tc).await.unwrap();
         assert_eq!(count_sql(&t, total).await, 260);
+        assert_eq!(stored_counts(&t).await, expected_counts(&t, &durations).await);
+        // A live writer wrongly judged dead (its lock file deleted under it):
+        // another start counts its entries, and it then counts nothing twice.
+        let lock_files = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().contains("-rollups-"))
+                .map(|e| e.path())
+                .collect()
+        };
+        let (d, td) = open(held.clone()).await;
+        durations.extend(append_tool_calls(&d, 260..300).await);
+        if let Some(path) = t.db.sqlite_file() {
+            let files = lock_files(path.parent().unwrap());
+            assert_eq!(files.len(), 1, "d holds counts, so its lock file is there");
+            std::fs::remove_file(&files[0]).unwrap();
+        }
+        let (e, te) = open(config()).await;
+        if sqlite {
+            assert_eq!(count_sql(&t, total).await, 300, "e counted d's entries, taking d for dead");
+        }
+        d.settle_rollups().await;
+        assert_eq!(count_sql(&t, total).await, 300, "d found its rows gone and wrote nothing twice");
+        d.shutdown(td).await.unwrap();
+        e.shutdown(te).await.unwrap();
         assert_eq!(stored_counts(&t).await, expected_counts(&t, &durations).await);
         if let Some(path) = t.db.sqlite_file() {
             let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())

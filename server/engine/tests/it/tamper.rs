@@ -255,3 +255,21 @@ async fn open_err(t: &TestDb) -> LedgerError {
     .await
     .unwrap_err()
 }
+
+both_backends! {
+    async fn a_forged_row_far_beyond_the_head_is_reached_at_once(backend: Backend) {
+        // The verifier reads page-wide seq ranges; across a range with no
+        // rows it jumps to the next seq held instead of walking the gap.
+        let Some((t, ledger, tasks)) = setup(backend).await else { return };
+        ledger.shutdown(tasks).await.unwrap();
+        let far = N + 1_000_000_000;
+        let mut forged = store::read_entry(t.db.conn(), N).await.unwrap().unwrap();
+        forged.header.seq = far;
+        forged.header.event_id = uuid::Uuid::now_v7();
+        store::insert_entries(t.db.conn(), &[forged]).await.unwrap();
+        let report = verify::verify(&t.db, &ledger.verifier(), None, VerifyScope::default(), |_| {}).await.unwrap();
+        // Reported where the next entry was due, naming the row found.
+        assert_eq!(failure(&report), (Some(N + 1), FailureKind::UnexpectedEntry));
+        assert!(format!("{report:?}").contains(&far.to_string()), "{report:?}");
+    }
+}

@@ -85,7 +85,7 @@ impl Events {
         max: usize,
         stop: impl Fn(&EventView) -> bool,
     ) -> Result<Vec<EventView>, EventsError> {
-        self.ledger().settle_rollups().await?;
+        self.ledger().settle_rollups().await;
         let conn = self.ledger().db().conn();
         let b = conn.get_database_backend();
         let mut out = Vec::new();
@@ -169,7 +169,7 @@ impl Events {
         from_us: i64,
         to_us: i64,
     ) -> Result<u64, EventsError> {
-        self.ledger().settle_rollups().await?;
+        self.ledger().settle_rollups().await;
         let conn = self.ledger().db().conn();
         let b = conn.get_database_backend();
         let lo = from_us.div_euclid(HOUR_US) * 60;

@@ -357,7 +357,7 @@ impl Events {
             return Err(invalid("top", "must be between 1 and 100"));
         }
         let (lo, hi) = (start.div_euclid(BUCKET_US), (to_us + BUCKET_US - 1).div_euclid(BUCKET_US));
-        self.ledger.settle_rollups().await?;
+        self.ledger.settle_rollups().await;
         let conn = self.ledger.db().conn();
         let b = conn.get_database_backend();
         let rows = conn

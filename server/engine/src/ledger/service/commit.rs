@@ -163,7 +163,7 @@ pub(super) struct Writer {
 
 /// The writer, shared by the sequencer's commits and the writes of held
 /// counts (SQLite only).
-pub(super) type DirectConn = Arc<std::sync::Mutex<Writer>>;
+pub(super) type SharedWriter = Arc<std::sync::Mutex<Writer>>;
 
 /// The fast commit of a batch sealed on `prev` (blocking thread): refuses
 /// with `Conflict` if the database head is not `prev`.
@@ -234,7 +234,7 @@ pub(super) async fn commit_batch(
     inner: &Arc<Inner>,
     mut batch: Vec<AppendRequest>,
     trusted: &mut Head,
-    direct: Option<&DirectConn>,
+    direct: Option<&SharedWriter>,
 ) -> (Vec<AppendRequest>, Result<Vec<Vec<Receipt>>, LedgerError>) {
     let mut known: HashMap<Uuid, (u64, i64)> = HashMap::new();
     for attempt in 0..3 {

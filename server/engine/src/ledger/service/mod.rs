@@ -196,27 +196,36 @@ struct Inner {
     db_clock: std::sync::Mutex<Option<(std::time::Instant, i64)>>,
     /// SQLite's writer (connection and held counts), and how many entries'
     /// counts it holds.
-    writer: Option<(commit::DirectConn, Arc<std::sync::atomic::AtomicU64>)>,
+    writer: Option<(commit::SharedWriter, Arc<super::rollup_buffer::Shared>)>,
 }
 
 /// Writes the counts SQLite's writer holds once they are due (a second
 /// old), when no commit has written them meanwhile (ingest stopped).
 async fn run_rollup_writer(inner: Arc<Inner>) {
-    let Some((w, held)) = inner.writer.clone() else { return };
+    let Some((w, shared)) = inner.writer.clone() else { return };
+    let every = inner.cfg.rollups_every;
     let mut stop = inner.stop.subscribe();
-    loop {
+    for tick in 1u64.. {
         tokio::select! {
             _ = sequencer::stopped(&mut stop) => return,
             _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
         }
-        if held.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        // Every 5 s: the counts another writer on the file left when it stopped.
+        let recover = tick % 20 == 0;
+        if !recover && !super::rollup_buffer::Buffer::due(&shared, every) {
             continue;
         }
-        let w = w.clone();
+        let (w, inner2) = (w.clone(), inner.clone());
         let written = tokio::task::spawn_blocking(move || {
             let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
             let commit::Writer { conn, rollups } = &mut *g;
-            if rollups.due() { rollups.write_now(conn) } else { Ok(()) }
+            if super::rollup_buffer::Buffer::due(&rollups.shared(), every) {
+                rollups.write_now(conn, &inner2.keys)?;
+            }
+            if recover {
+                super::rollup_buffer::recover(conn, rollups.db_path(), &inner2.keys, rollups.owner())?;
+            }
+            Ok::<_, LedgerError>(())
         })
         .await;
         if let Ok(Err(e)) = written {
@@ -352,15 +361,13 @@ impl Ledger {
             tracing::info!(stored = keys.origin(), configured = %cfg.origin, "ledger keeps the origin it was created with");
         }
         let head = verify_tail_at_start(&db, &keys).await?;
-        // SQLite's writer; first, the counts of entries a writer that
-        // stopped left uncounted (bounded: about a second of ingest each).
+        // SQLite's writer.
         let writer = match db.sqlite_file() {
             Some(path) => {
-                let mut conn = super::sqlite_direct::open_writer(path, db.busy_timeout())?;
+                let conn = super::sqlite_direct::open_writer(path, db.busy_timeout())?;
                 let rollups = super::rollup_buffer::Buffer::new(path, cfg.rollups_every);
-                super::rollup_buffer::recover(&mut conn, path, &keys, rollups.owner())?;
-                let held = rollups.held();
-                Some((Arc::new(std::sync::Mutex::new(commit::Writer { conn, rollups })), held))
+                let shared = rollups.shared();
+                Some((Arc::new(std::sync::Mutex::new(commit::Writer { conn, rollups })), shared))
             }
             None => None,
         };
@@ -382,6 +389,18 @@ impl Ledger {
             db_clock: Default::default(),
             writer,
         });
+        // The counts of entries a writer that stopped left uncounted
+        // (bounded: about a second of ingest each), before anything is read.
+        if let Some((w, _)) = &inner.writer {
+            let (w, inner) = (w.clone(), inner.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
+                let commit::Writer { conn, rollups } = &mut *g;
+                super::rollup_buffer::recover(conn, rollups.db_path(), &inner.keys, rollups.owner())
+            })
+            .await
+            .map_err(|_| LedgerError::CommitFailed)??;
+        }
         let wal = match inner.db.sqlite_file() {
             Some(path) => Some(super::sqlite_direct::Checkpointer::start(path, inner.db.busy_timeout())?),
             None => None,
@@ -404,36 +423,59 @@ impl Ledger {
     /// holds them for up to a second), so that a read of `audit_rollups`
     /// after it counts every entry this process committed before it. Free
     /// when nothing is held, and on PostgreSQL (counted in each commit).
-    pub async fn settle_rollups(&self) -> Result<(), LedgerError> {
-        let Some((w, held)) = &self.inner.writer else { return Ok(()) };
-        if held.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+    pub async fn settle_rollups(&self) {
+        if let Err(e) = self.write_held_rollups().await {
+            // The read goes on with counts up to a second behind.
+            tracing::warn!(error = %e, "the dashboards' held counts could not be written before a read");
+        }
+    }
+
+    async fn write_held_rollups(&self) -> Result<(), LedgerError> {
+        let Some((w, shared)) = &self.inner.writer else { return Ok(()) };
+        let want = shared.staged();
+        if shared.written_through(want) {
             return Ok(());
         }
-        let w = w.clone();
+        let (w, shared, inner) = (w.clone(), shared.clone(), self.inner.clone());
         tokio::task::spawn_blocking(move || {
             let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
+            // Readers waiting at once share one write.
+            if shared.written_through(want) {
+                return Ok(());
+            }
             let commit::Writer { conn, rollups } = &mut *g;
-            rollups.write_now(conn)
+            rollups.write_now(conn, &inner.keys)
         })
         .await
         .map_err(|_| LedgerError::CommitFailed)?
     }
 
-    /// Like [`Ledger::settle_rollups`], and also counts the entries that
-    /// writers which stopped without writing their counts left (found at
-    /// start-up otherwise): before counts are taken away (a removal).
-    pub async fn settle_all_rollups(&self) -> Result<(), LedgerError> {
+    /// Before counts of the entries `from..=through` are taken away (a
+    /// removal): writes the counts this process holds, counts what stopped
+    /// writers left, and waits (up to 5 s) for other live processes on the
+    /// same file to write theirs for those entries.
+    pub async fn settle_all_rollups(&self, from: u64, through: u64) -> Result<(), LedgerError> {
         let Some((w, _)) = &self.inner.writer else { return Ok(()) };
-        let (w, inner) = (w.clone(), self.inner.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
-            let commit::Writer { conn, rollups } = &mut *g;
-            rollups.write_now(conn)?;
-            let path = inner.db.sqlite_file().ok_or(LedgerError::CommitFailed)?;
-            super::rollup_buffer::recover(conn, path, &inner.keys, rollups.owner()).map(|_| ())
-        })
-        .await
-        .map_err(|_| LedgerError::CommitFailed)?
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (w, inner) = (w.clone(), self.inner.clone());
+            let held = tokio::task::spawn_blocking(move || {
+                let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
+                let commit::Writer { conn, rollups } = &mut *g;
+                rollups.write_now(conn, &inner.keys)?;
+                super::rollup_buffer::recover(conn, rollups.db_path(), &inner.keys, rollups.owner())?;
+                super::rollup_buffer::held_elsewhere(conn, rollups.owner(), from, through)
+            })
+            .await
+            .map_err(|_| LedgerError::CommitFailed)??;
+            if !held {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(LedgerError::TimedOut { secs: 5.0 });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The current time from the ledger's clock (µs since the epoch).
@@ -705,11 +747,11 @@ impl Ledger {
             let _ = rollups.await;
         }
         if let Some((w, _)) = &self.inner.writer {
-            let w = w.clone();
+            let (w, inner) = (w.clone(), self.inner.clone());
             let closed = tokio::task::spawn_blocking(move || {
                 let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
                 let commit::Writer { conn, rollups } = &mut *g;
-                rollups.close(conn)
+                rollups.close(conn, &inner.keys)
             })
             .await;
             match closed {

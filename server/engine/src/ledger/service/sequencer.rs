@@ -120,7 +120,7 @@ pub(super) async fn run_pipelined_sequencer(
     inner: Arc<Inner>,
     mut rx: mpsc::Receiver<AppendRequest>,
     mut trusted: Head,
-    conn: DirectConn,
+    conn: SharedWriter,
 ) {
     let mut stop = inner.stop.subscribe();
     let mut in_flight: Option<InFlight> = None;
@@ -185,7 +185,7 @@ pub(super) async fn run_pipelined_sequencer(
 }
 
 /// Starts committing a sealed batch on `prev`.
-pub(super) fn submit(conn: &DirectConn, batch: Vec<AppendRequest>, sealed: Sealed, prev: Head) -> InFlight {
+pub(super) fn submit(conn: &SharedWriter, batch: Vec<AppendRequest>, sealed: Sealed, prev: Head) -> InFlight {
     let after = sealed.head.clone();
     let conn = conn.clone();
     let task = tokio::task::spawn_blocking(move || {
@@ -205,7 +205,7 @@ pub(super) async fn settle(
     after: Head,
     joined: Result<CommitOutcome, tokio::task::JoinError>,
     trusted: &mut Head,
-    conn: &DirectConn,
+    conn: &SharedWriter,
 ) -> bool {
     match joined {
         Ok((batch, receipts, Ok(()))) => {
