@@ -366,6 +366,11 @@ impl Ledger {
         if from < retained_from {
             return Err(LedgerError::Invalid(format!("seq {from} was purged already")));
         }
+        // The removed entries' counts are taken away below: every count of
+        // them held in memory (this writer's, a stopped one's, another live
+        // process's) is written first, before anything is archived or
+        // recorded (if that cannot be done, nothing has happened yet).
+        self.settle_all_rollups(from, through).await?;
         let (start_chain, start_frontier, cp, proof) = self.archive_start(from, through, "remove entries from").await?;
 
         crate::storage::create_private_dir(archive_dir).map_err(io_err(archive_dir))?;
@@ -410,12 +415,6 @@ impl Ledger {
         };
         let note = record.sign(self.keys().signer());
 
-        // The removed entries' counts are taken away below: every count of
-        // them held in memory (this writer's, a stopped one's, another live
-        // process's) is written first.
-        if let (Some(lo), Some(hi)) = (seqs.iter().min(), seqs.iter().max()) {
-            self.settle_all_rollups(*lo, *hi).await?;
-        }
         let txn = conn.begin().await?;
         let b = txn.get_database_backend();
         txn.execute_raw(stmt_for(
