@@ -7,7 +7,7 @@
 //! the writer's [`Buffer`] once it has committed. The buffer is written, in
 //! a transaction of its own under the writer's lock (so between commits):
 //! by a task that looks every 250 ms, once the oldest held count is a
-//! second old ([`Buffer::due`]) or many keys are held; when a reader of the
+//! second old ([`Shared::due`]) or many keys are held; when a reader of the
 //! counts asks ([`crate::ledger::Ledger::settle_rollups`]: dashboards,
 //! statistics, compliance checks; readers waiting at once share one write);
 //! before a removal takes counts away; and at shutdown.
@@ -76,6 +76,16 @@ impl Shared {
         self.staged.load(Ordering::Acquire)
     }
 
+    /// Whether the held counts are older than `every` or many enough to be
+    /// written (read without the writer's lock).
+    pub fn due(&self, every: Duration) -> bool {
+        let oldest = self.oldest.load(Ordering::Relaxed);
+        oldest != 0 && {
+            let now = START.elapsed().as_millis() as u64 + 1;
+            now.saturating_sub(oldest) >= every.as_millis() as u64
+        } || self.keys.load(Ordering::Relaxed) >= MAX_KEYS as u64
+    }
+
     /// Whether every commit numbered up to `n` has its counts written.
     pub fn written_through(&self, n: u64) -> bool {
         self.written.load(Ordering::Acquire) >= n
@@ -95,8 +105,6 @@ pub struct Buffer {
     lock: Option<std::fs::File>,
     /// The lock file could not be made: counts are written in each commit.
     unlockable: bool,
-    /// How long counts are held.
-    every: Duration,
 }
 
 /// A commit's counts, added to the buffer only once the commit is durable
@@ -180,7 +188,7 @@ fn count_from_ledger(tx: &Connection, keys: &Keyring, ranges: &[(u64, u64)]) -> 
 
 impl Buffer {
     /// A buffer for a writer of the SQLite file `db_path`.
-    pub fn new(db_path: &Path, every: Duration) -> Buffer {
+    pub fn new(db_path: &Path) -> Buffer {
         Buffer {
             owner: uuid::Uuid::now_v7().to_string(),
             counts: Counts::new(),
@@ -189,7 +197,6 @@ impl Buffer {
             db_path: canonical(db_path),
             lock: None,
             unlockable: false,
-            every,
         }
     }
 
@@ -206,22 +213,6 @@ impl Buffer {
     /// What can be read without the writer's lock.
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
-    }
-
-    /// Whether the held counts are old or many enough to be written (read
-    /// without the writer's lock).
-    pub fn due(shared: &Shared, every: Duration) -> bool {
-        let oldest = shared.oldest.load(Ordering::Relaxed);
-        oldest != 0 && {
-            // Compared with the buffer's own clock, through the shared start.
-            let now = START.elapsed().as_millis() as u64 + 1;
-            now.saturating_sub(oldest) >= every.as_millis() as u64
-        } || shared.keys.load(Ordering::Relaxed) >= MAX_KEYS as u64
-    }
-
-    /// How long counts are held.
-    pub fn every(&self) -> Duration {
-        self.every
     }
 
     fn ensure_lock(&mut self) -> bool {

@@ -212,14 +212,14 @@ async fn run_rollup_writer(inner: Arc<Inner>) {
         }
         // Every 5 s: the counts another writer on the file left when it stopped.
         let recover = tick % 20 == 0;
-        if !recover && !super::rollup_buffer::Buffer::due(&shared, every) {
+        if !recover && !shared.due(every) {
             continue;
         }
-        let (w, inner2) = (w.clone(), inner.clone());
+        let (w, inner2, shared) = (w.clone(), inner.clone(), shared.clone());
         let written = tokio::task::spawn_blocking(move || {
             let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
             let commit::Writer { conn, rollups } = &mut *g;
-            if super::rollup_buffer::Buffer::due(&rollups.shared(), every) {
+            if shared.due(every) {
                 rollups.write_now(conn, &inner2.keys)?;
             }
             if recover {
@@ -365,7 +365,7 @@ impl Ledger {
         let writer = match db.sqlite_file() {
             Some(path) => {
                 let conn = super::sqlite_direct::open_writer(path, db.busy_timeout())?;
-                let rollups = super::rollup_buffer::Buffer::new(path, cfg.rollups_every);
+                let rollups = super::rollup_buffer::Buffer::new(path);
                 let shared = rollups.shared();
                 Some((Arc::new(std::sync::Mutex::new(commit::Writer { conn, rollups })), shared))
             }
