@@ -5,7 +5,7 @@ Performance, "Several replicas").
     replicas-bench.py CUSTOS_BINARY [EVENTS] [ROUNDS]
 
 A throw-away PostgreSQL cluster. In each round, first the baseline: plain
-multi-row inserts of rows of the same size, in transactions of the same
+inserts (binary COPY) of rows of the same size, in transactions of the same
 size, no crypto, no sequencer (`custos bench ingest`'s own baseline), and
 one Custos process into a fresh database; then, each into a fresh database,
 2 and 3 Custos processes at once (`custos bench ingest --existing-ok`,

@@ -81,6 +81,10 @@ pub enum LedgerError {
     /// Database failure on a direct SQLite connection.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A task of the ledger's own stopped unexpectedly (a bug, or a panic
+    /// in it): nothing is concluded from the work it did not finish.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// I/O failure (archives).
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod keyring;
 pub mod merkle;
 pub mod note;
+pub mod pg_direct;
 pub mod purge;
 pub mod purge_record;
 pub mod raw_page;

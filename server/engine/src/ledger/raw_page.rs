@@ -46,8 +46,8 @@ pub struct RawRec {
 pub type KeySnapshot = std::collections::HashMap<u32, std::sync::Arc<super::crypto::DataKey>>;
 
 impl RawPage {
-    /// Checks every entry's MAC and padding (done on the reader thread, so
-    /// that both cores hash: this one MACs, the verifier hashes leaves).
+    /// Checks every entry's MAC and padding (done off the verifier's task
+    /// when it is behind, so that MACs and leaf hashes are computed at once).
     pub(crate) fn check_sealed(&mut self, keys: &KeySnapshot) {
         for i in 0..self.recs.len() {
             let r = &self.recs[i];

@@ -192,35 +192,6 @@ pub fn duration_of(keys: &super::keyring::Keyring, e: &StoredEntry) -> Option<f6
     v.get("metrics")?.get("duration_ms")?.as_f64()
 }
 
-/// Adds a batch's counts through sea-orm (in the caller's transaction).
-pub async fn write_orm(
-    conn: &impl ConnectionTrait,
-    entries: &[StoredEntry],
-    durations: &[Option<f64>],
-) -> Result<(), LedgerError> {
-    let b = conn.get_database_backend();
-    let counts: Vec<_> = aggregate(entries, durations).into_iter().collect();
-    // 4 parameters a row; 500 rows a statement.
-    for chunk in counts.chunks(500) {
-        let sql = format!(
-            "INSERT INTO audit_rollups (dimension, value, bucket, count) VALUES {} \
-             ON CONFLICT (dimension, value, bucket) DO UPDATE SET count = audit_rollups.count + excluded.count",
-            vec!["(?,?,?,?)"; chunk.len()].join(",")
-        );
-        let mut values = Vec::with_capacity(chunk.len() * 4);
-        for ((dim, value, bucket), count) in chunk {
-            values.extend([
-                Value::from(dim.to_string()),
-                Value::from(value.clone()),
-                Value::BigInt(Some(*bucket)),
-                Value::BigInt(Some(*count)),
-            ]);
-        }
-        conn.execute_raw(stmt_for(b, &sql, values)).await?;
-    }
-    Ok(())
-}
-
 /// Takes removed entries out of the counts (in the removal's transaction),
 /// deleting the rows that reach zero: the dashboards then count what the
 /// ledger holds, and an erased actor's name leaves the actor counts too.

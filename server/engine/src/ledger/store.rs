@@ -50,62 +50,14 @@ fn head_from_row(row: &QueryResult) -> Result<Head, LedgerError> {
     Ok(Head { seq, chain_hash, frontier, recorded_at_us: recorded_at_us.unwrap_or(0) })
 }
 
-/// Locks the head row for this transaction (a write first, so SQLite takes
-/// its write lock at once and PostgreSQL locks the row) and returns it.
-///
-/// The newest entry's commit time is read by a second statement: on
-/// PostgreSQL an `UPDATE` that waited for another replica's commit returns
-/// that commit's head row, but a subquery in the same statement still sees
-/// the snapshot taken before it (without the entry it added).
-pub async fn lock_head(conn: &impl ConnectionTrait) -> Result<Head, LedgerError> {
-    Ok(lock_head_and_clock(conn).await?.0)
-}
-
-/// [`lock_head`], and on PostgreSQL the database server's clock (µs) read
-/// in the same statement as the newest entry's time, after the lock was
-/// granted (no extra round trip).
-pub async fn lock_head_and_clock(conn: &impl ConnectionTrait) -> Result<(Head, Option<i64>), LedgerError> {
+/// Locks the head row for this transaction: a write first, so SQLite takes
+/// its write lock at once and PostgreSQL locks the row (other writers of
+/// the ledger wait until this transaction ends). The commits themselves
+/// lock it on their direct connections (`sqlite_direct`, `pg_direct`).
+pub async fn lock_head(conn: &impl ConnectionTrait) -> Result<(), LedgerError> {
     let b = conn.get_database_backend();
-    let row = conn
-        .query_one_raw(stmt_for(
-            b,
-            "UPDATE ledger_head SET seq = seq WHERE id = 1 RETURNING seq, chain_hash, frontier, \
-             CAST(NULL AS BIGINT) AS last_recorded_at",
-            vec![],
-        ))
-        .await?
-        .ok_or_else(|| LedgerError::Corrupt("ledger_head row is missing".into()))?;
-    let mut head = head_from_row(&row)?;
-    let mut server_now = None;
-    if b == sea_orm::DbBackend::Postgres {
-        // Its own statement: a subquery of the UPDATE above would read the
-        // snapshot from before a commit it waited for.
-        let r = conn
-            .query_one_raw(stmt_for(
-                b,
-                "SELECT (SELECT recorded_at FROM ledger_entries WHERE seq = ?) AS recorded_at, \
-                 CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) AS server_now",
-                vec![seq_value(head.seq)],
-            ))
-            .await?
-            .ok_or_else(|| LedgerError::Corrupt("the head's time could not be read".into()))?;
-        if let Some(at) = r.try_get::<Option<i64>>("", "recorded_at")? {
-            head.recorded_at_us = at;
-        }
-        server_now = Some(r.try_get::<i64>("", "server_now")?);
-    } else if head.seq > 0 {
-        let newest = conn
-            .query_one_raw(stmt_for(
-                b,
-                "SELECT recorded_at FROM ledger_entries WHERE seq = ?",
-                vec![seq_value(head.seq)],
-            ))
-            .await?;
-        if let Some(r) = newest {
-            head.recorded_at_us = r.try_get("", "recorded_at")?;
-        }
-    }
-    Ok((head, server_now))
+    conn.execute_raw(stmt_for(b, "UPDATE ledger_head SET seq = seq WHERE id = 1", vec![])).await?;
+    Ok(())
 }
 
 /// The head with its newest entry's commit time.
@@ -172,21 +124,6 @@ pub async fn insert_entries(conn: &impl ConnectionTrait, entries: &[StoredEntry]
                 e.leaf_hash.to_vec().into(),
                 e.chain_hash.to_vec().into(),
             ]);
-        }
-        conn.execute_raw(stmt_for(b, &sql, values)).await?;
-    }
-    Ok(())
-}
-
-/// Inserts stored Merkle nodes `(level, index, hash)`.
-pub async fn insert_nodes(conn: &impl ConnectionTrait, nodes: &[(u32, u64, Hash)]) -> Result<(), LedgerError> {
-    let b = conn.get_database_backend();
-    for chunk in nodes.chunks(ROWS_PER_INSERT) {
-        let sql =
-            format!("INSERT INTO merkle_nodes (level, idx, hash) VALUES {}", vec!["(?,?,?)"; chunk.len()].join(","));
-        let mut values = Vec::with_capacity(chunk.len() * 3);
-        for (level, idx, hash) in chunk {
-            values.extend([Value::SmallInt(Some(*level as i16)), seq_value(*idx), hash.to_vec().into()]);
         }
         conn.execute_raw(stmt_for(b, &sql, values)).await?;
     }

@@ -1,6 +1,7 @@
 //! Committing a batch: sealing it onto the head (seqs, MACs, leaves, chain,
 //! Merkle nodes), checking entries another process appended first, and the
-//! two commit paths (a direct SQLite connection; sea-orm for PostgreSQL).
+//! two commit paths, each straight on its driver (`sqlite_direct` on rusqlite,
+//! `pg_direct` on sqlx).
 
 use super::*;
 
@@ -216,12 +217,6 @@ impl From<LedgerError> for TryCommitError {
     }
 }
 
-impl From<sea_orm::DbErr> for TryCommitError {
-    fn from(e: sea_orm::DbErr) -> Self {
-        TryCommitError::Other(e.into())
-    }
-}
-
 impl From<rusqlite::Error> for TryCommitError {
     fn from(e: rusqlite::Error) -> Self {
         TryCommitError::Other(e.into())
@@ -256,7 +251,7 @@ pub(super) async fn commit_batch(
                     Err(_) => return (Vec::new(), Err(LedgerError::CommitFailed)),
                 }
             }
-            None => commit_orm(inner, &batch, &known, trusted).await,
+            None => commit_pg(inner, &batch, &known, trusted).await,
         };
         match result {
             Ok(sealed) => {
@@ -384,24 +379,27 @@ fn refuse_clock_ahead(cfg: &super::LedgerConfig, now: i64, server_now: i64) -> R
 /// Whether the last commit here was refused for a clock ahead.
 static CLOCK_AHEAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// The commit through sea-orm (PostgreSQL).
-pub(super) async fn commit_orm(
-    inner: &Inner,
+/// The commit on PostgreSQL, straight on sqlx (see [`pg_direct`]): the
+/// head row locked, foreign entries checked, one binary `COPY` of the
+/// entries, one statement for the Merkle nodes, the dashboards' counts and
+/// the head, in one transaction.
+pub(super) async fn commit_pg(
+    inner: &Arc<Inner>,
     batch: &[AppendRequest],
     known: &HashMap<Uuid, (u64, i64)>,
     trusted: &Head,
 ) -> Result<Sealed, TryCommitError> {
-    let txn = inner.db.conn().begin().await?;
-    let (head, server_now) = store::lock_head_and_clock(&txn).await?;
+    use crate::ledger::pg_direct::{self, db_err};
+    let pool = inner.db.conn().get_postgres_connection_pool();
+    let mut txn = pool.begin().await.map_err(db_err)?;
+    let (head, server_now) = pg_direct::lock_head_and_clock(&mut txn).await?;
     let now = inner.clock.now_us();
-    if let Some(server_now) = server_now {
-        refuse_clock_ahead(&inner.cfg, now, server_now)?;
-    }
+    refuse_clock_ahead(&inner.cfg, now, server_now)?;
     if head.seq != trusted.seq || head.chain_hash != trusted.chain_hash {
         let mut check = ForeignCheck::new(trusted, &head)?;
         let mut next = trusted.seq + 1;
         while next <= head.seq {
-            let page = store::read_entries(&txn, next, head.seq, 4096).await?;
+            let page = pg_direct::read_entries(&mut txn, next, head.seq, 4096).await?;
             let Some(last) = page.last() else { break };
             next = last.header.seq + 1;
             check.feed(&inner.keys, &page)?;
@@ -410,16 +408,17 @@ pub(super) async fn commit_orm(
     }
     let sealed = seal_batch(&inner.keys, now, head, batch, known)?;
     if !sealed.entries.is_empty() {
-        if let Err(e) = store::insert_entries(&txn, &sealed.entries).await {
+        if let Err(e) = pg_direct::insert_entries(&mut txn, &sealed.entries).await {
             return Err(if is_unique_violation(&e) { TryCommitError::Duplicate } else { TryCommitError::Other(e) });
         }
-        store::insert_nodes(&txn, &sealed.nodes).await?;
-        crate::ledger::rollup::write_orm(&txn, &sealed.entries, &sealed.durations).await?;
-        store::write_head(&txn, &sealed.head).await?;
+        let counts = crate::ledger::rollup::aggregate(&sealed.entries, &sealed.durations);
+        pg_direct::write_nodes_counts_head(&mut txn, &sealed.nodes, &counts, &sealed.head).await?;
     }
-    txn.commit().await?;
+    txn.commit().await.map_err(db_err)?;
     if !sealed.entries.is_empty() {
-        super::heard::announce(inner).await;
+        // Other replicas' tails are woken without holding up the next batch.
+        let inner = inner.clone();
+        tokio::spawn(async move { super::heard::announce(&inner).await });
     }
     Ok(sealed)
 }

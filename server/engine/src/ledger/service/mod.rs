@@ -22,7 +22,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::TransactionTrait;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 

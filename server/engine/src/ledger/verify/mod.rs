@@ -53,22 +53,57 @@ pub struct VerifyScope {
     pub to_seq: Option<u64>,
 }
 
-/// Pages of entries in seq order. On SQLite a reader thread holding one read
-/// transaction (so one consistent snapshot) reads ahead while the caller
-/// hashes; elsewhere, keyset-paged queries.
-enum EntryPages<'a> {
-    Direct(tokio::sync::mpsc::Receiver<Result<RawPage, LedgerError>>),
-    Orm { db: &'a Database, next: u64, to: u64 },
+/// Pages of entries in seq order, read ahead by a task of their own while
+/// the caller hashes: on SQLite a reader thread holding one read
+/// transaction (so one consistent snapshot); on PostgreSQL keyset-paged
+/// queries on one pooled connection, decoded straight from sqlx's rows.
+/// When the verifier is behind (the queue is full), the reader has the next
+/// page's MACs checked off the verifier's task (on SQLite by its own
+/// thread; on PostgreSQL on a blocking thread), so that MACs and leaf
+/// hashes are computed on both cores.
+struct EntryPages {
+    rx: tokio::sync::mpsc::Receiver<Result<RawPage, LedgerError>>,
+    /// The reader: when the pages stop, whether it ended or failed.
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl<'a> EntryPages<'a> {
-    fn open(db: &'a Database, from: u64, to: u64, keys: Option<KeySnapshot>) -> Self {
+impl EntryPages {
+    fn open(db: &Database, from: u64, to: u64, keys: Option<KeySnapshot>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
         let Some(path) = db.sqlite_file().map(std::path::Path::to_path_buf) else {
-            return EntryPages::Orm { db, next: from, to };
+            let db = db.clone();
+            let keys = keys.map(std::sync::Arc::new);
+            let reader = tokio::spawn(async move {
+                let mut conn = match db.conn().get_postgres_connection_pool().acquire().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(super::pg_direct::db_err(e))).await;
+                        return;
+                    }
+                };
+                let mut next = from;
+                while let Some(mut page) = pg_page(&mut conn, &mut next, to).await {
+                    if let (Ok(p), Some(keys)) = (&mut page, &keys)
+                        && tx.capacity() == 0
+                    {
+                        let (mut p, keys) = (std::mem::take(p), keys.clone());
+                        page = tokio::task::spawn_blocking(move || {
+                            p.check_sealed(&keys);
+                            p
+                        })
+                        .await
+                        .map_err(|e| LedgerError::Internal(format!("a MAC check stopped: {e}")));
+                    }
+                    let failed = page.is_err();
+                    if tx.send(page).await.is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            return EntryPages { rx, reader: Some(reader) };
         };
         let busy = db.busy_timeout();
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
-        tokio::task::spawn_blocking(move || {
+        let reader = tokio::task::spawn_blocking(move || {
             let run = || -> Result<(), LedgerError> {
                 let mut conn = super::sqlite_direct::open(&path, busy)?;
                 let snapshot = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
@@ -88,73 +123,88 @@ impl<'a> EntryPages<'a> {
                 let _ = tx.blocking_send(Err(e));
             }
         });
-        EntryPages::Direct(rx)
+        EntryPages { rx, reader: Some(reader) }
     }
 
+    /// The next page; after the last one, an error if the reader stopped
+    /// without saying why (a panic), rather than an end that would read as
+    /// missing entries.
     async fn next(&mut self) -> Option<Result<RawPage, LedgerError>> {
-        match self {
-            EntryPages::Direct(rx) => rx.recv().await,
-            EntryPages::Orm { db, next, to } => loop {
-                if *next > *to {
-                    return None;
-                }
-                // At most PAGE seqs a query: a range as wide as the page,
-                // not the whole rest of the ledger. PostgreSQL plans a wide
-                // range with LIMIT from its statistics, and right after a
-                // bulk ingest (before autovacuum's ANALYZE) it sorted the
-                // whole range for each page: 120 ms a page of 4,096 instead
-                // of 2-7 ms.
-                let hi = (*to).min(next.saturating_add(PAGE - 1));
-                // Entries first, then the tombstones up to the last entry
-                // read (or the end): an entry removed between the two reads
-                // is then seen twice; if it is still there now, a removed
-                // entry was put back (both are passed on, and reported).
-                let page = match store::read_entries(db.conn(), *next, hi, PAGE).await {
-                    Ok(page) => page,
-                    Err(e) => return Some(Err(e)),
-                };
-                let upto = if page.len() as u64 == PAGE { page.last().map_or(hi, |e| e.header.seq) } else { hi };
-                let tombs = match store::read_tombstones(db.conn(), *next, upto, PAGE).await {
-                    Ok(t) => t,
-                    Err(e) => return Some(Err(e)),
-                };
-                // Stop the page where either list may continue beyond.
-                let mut upto = upto;
-                if tombs.len() as u64 == PAGE {
-                    upto = upto.min(tombs.last().map_or(upto, |t| t.seq));
-                }
-                if page.is_empty() && tombs.is_empty() {
-                    // Nothing in this range (rows deleted: the next page's
-                    // first seq shows the gap): on to the next seq held,
-                    // however far (a forged row may sit at any seq).
-                    match store::next_held_seq(db.conn(), hi.saturating_add(1), *to).await {
-                        Ok(Some(s)) => {
-                            *next = s;
-                            continue;
-                        }
-                        Ok(None) => return None,
-                        Err(e) => return Some(Err(e)),
-                    }
-                }
-                // Seqs read both as an entry and as a tombstone: still an
-                // entry now?
-                let entry_seqs: std::collections::HashSet<u64> = page.iter().map(|e| e.header.seq).collect();
-                let twice: Vec<u64> =
-                    tombs.iter().map(|t| t.seq).filter(|s| *s <= upto && entry_seqs.contains(s)).collect();
-                let mut put_back = std::collections::HashSet::new();
-                for seq in twice {
-                    match store::read_entry(db.conn(), seq).await {
-                        Ok(Some(_)) => {
-                            put_back.insert(seq);
-                        }
-                        Ok(None) => {}
-                        Err(e) => return Some(Err(e)),
-                    }
-                }
-                *next = upto + 1;
-                return Some(merge_page(&page, &tombs, upto, &put_back));
-            },
+        if let Some(page) = self.rx.recv().await {
+            return Some(page);
         }
+        match self.reader.take()?.await {
+            Ok(()) => None,
+            Err(e) => Some(Err(LedgerError::Internal(format!("the verification's reader stopped: {e}")))),
+        }
+    }
+}
+
+/// The next page on PostgreSQL from `next` (moved past it), or `None` at
+/// `to`.
+async fn pg_page(
+    conn: &mut sea_orm::sqlx::PgConnection,
+    next: &mut u64,
+    to: u64,
+) -> Option<Result<RawPage, LedgerError>> {
+    loop {
+        if *next > to {
+            return None;
+        }
+        // At most PAGE seqs a query: a range as wide as the page,
+        // not the whole rest of the ledger. PostgreSQL plans a wide
+        // range with LIMIT from its statistics, and right after a
+        // bulk ingest (before autovacuum's ANALYZE) it sorted the
+        // whole range for each page: 120 ms a page of 4,096 instead
+        // of 2-7 ms.
+        let hi = to.min(next.saturating_add(PAGE - 1));
+        // Entries first, then the tombstones up to the last entry
+        // read (or the end): an entry removed between the two reads
+        // is then seen twice; if it is still there now, a removed
+        // entry was put back (both are passed on, and reported).
+        let page = match super::pg_direct::read_entries(conn, *next, hi, PAGE).await {
+            Ok(page) => page,
+            Err(e) => return Some(Err(e)),
+        };
+        let upto = if page.len() as u64 == PAGE { page.last().map_or(hi, |e| e.header.seq) } else { hi };
+        let tombs = match super::pg_direct::read_tombstones(conn, *next, upto, PAGE).await {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        // Stop the page where either list may continue beyond.
+        let mut upto = upto;
+        if tombs.len() as u64 == PAGE {
+            upto = upto.min(tombs.last().map_or(upto, |t| t.seq));
+        }
+        if page.is_empty() && tombs.is_empty() {
+            // Nothing in this range (rows deleted: the next page's
+            // first seq shows the gap): on to the next seq held,
+            // however far (a forged row may sit at any seq).
+            match super::pg_direct::next_held_seq(conn, hi.saturating_add(1), to).await {
+                Ok(Some(s)) => {
+                    *next = s;
+                    continue;
+                }
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        // Seqs read both as an entry and as a tombstone: still an
+        // entry now?
+        let entry_seqs: std::collections::HashSet<u64> = page.iter().map(|e| e.header.seq).collect();
+        let twice: Vec<u64> = tombs.iter().map(|t| t.seq).filter(|s| *s <= upto && entry_seqs.contains(s)).collect();
+        let mut put_back = std::collections::HashSet::new();
+        for seq in twice {
+            match super::pg_direct::read_entries(conn, seq, seq, 1).await.map(|e| e.into_iter().next()) {
+                Ok(Some(_)) => {
+                    put_back.insert(seq);
+                }
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        *next = upto + 1;
+        return Some(merge_page(&page, &tombs, upto, &put_back));
     }
 }
 

@@ -1,0 +1,370 @@
+//! PostgreSQL's hot paths straight on sqlx, as [`super::sqlite_direct`]'s
+//! are on rusqlite: a commit inserts its entries with one binary `COPY`,
+//! then its Merkle nodes, the dashboards' counts and the new head with one
+//! statement (`UNNEST`ed arrays; its text never changes, so sqlx prepares it
+//! once per connection); the verifier reads pages decoded straight from
+//! sqlx's rows.
+//!
+//! The statements run on connections of sea-orm's own pool (the sqlx pool
+//! inside it).
+
+use std::sync::Arc;
+
+use sea_orm::sqlx::{self, Connection as _, Row, postgres::PgConnection, postgres::PgRow};
+use uuid::Uuid;
+
+use super::error::LedgerError;
+use super::merkle::Frontier;
+use super::rollup::Counts;
+use super::store::{ENTRY_COLUMNS, Head, TombstoneRow};
+use super::types::{EntryHeader, Hash, HeaderFields, StoredEntry};
+
+/// A transaction on a pooled PostgreSQL connection.
+pub type PgTx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// sqlx's error as sea-orm would have reported it (so the callers' checks,
+/// unique violations among them, see the same error).
+pub fn db_err(e: sqlx::Error) -> LedgerError {
+    LedgerError::from(sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))
+}
+
+/// A hash, IV or MAC column's bytes as the fixed-size array it must be.
+fn array_of<const N: usize>(v: Vec<u8>, col: &str) -> Result<[u8; N], LedgerError> {
+    let len = v.len();
+    v.try_into().map_err(|_| LedgerError::Corrupt(format!("column {col}: expected {N} bytes, found {len}")))
+}
+
+fn seq_i64(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64, LedgerError> {
+    u64::try_from(v).map_err(|_| LedgerError::Corrupt(format!("negative {what} {v}")))
+}
+
+/// Locks the head row for this transaction and returns it, with the
+/// database server's clock (µs) read after the lock was granted. The newest
+/// entry's time is read by a second statement: a subquery of the `UPDATE`
+/// would read the snapshot from before a commit it waited for.
+pub async fn lock_head_and_clock(conn: &mut PgConnection) -> Result<(Head, i64), LedgerError> {
+    let row = sqlx::query("UPDATE ledger_head SET seq = seq WHERE id = 1 RETURNING seq, chain_hash, frontier")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| LedgerError::Corrupt("ledger_head row is missing".into()))?;
+    let seq = to_u64(row.try_get("seq").map_err(db_err)?, "head seq")?;
+    let chain_hash = array_of::<32>(row.try_get("chain_hash").map_err(db_err)?, "chain_hash")?;
+    let frontier_bytes: Vec<u8> = row.try_get("frontier").map_err(db_err)?;
+    let frontier = Frontier::decode(seq, &frontier_bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+    let r = sqlx::query(
+        "SELECT (SELECT recorded_at FROM ledger_entries WHERE seq = $1) AS recorded_at, \
+         CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) AS server_now",
+    )
+    .bind(seq_i64(seq))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    let recorded_at: Option<i64> = r.try_get("recorded_at").map_err(db_err)?;
+    let server_now: i64 = r.try_get("server_now").map_err(db_err)?;
+    Ok((Head { seq, chain_hash, frontier, recorded_at_us: recorded_at.unwrap_or(0) }, server_now))
+}
+
+const COPY_ENTRIES: &str = "COPY ledger_entries (seq, event_id, occurred_at, recorded_at, category, action, outcome, \
+    severity, actor_id, actor_kind, resource_type, resource_id, tenant, channel, source_app, key_id, iv, ciphertext, \
+    mac, leaf_hash, chain_hash) FROM STDIN (FORMAT binary)";
+
+/// The fields of one row in `COPY`'s binary format: each a 32-bit length
+/// (-1 for NULL) and the value in the type's binary form.
+fn field(buf: &mut Vec<u8>, v: &[u8]) {
+    buf.extend_from_slice(&(v.len() as i32).to_be_bytes());
+    buf.extend_from_slice(v);
+}
+
+fn opt_field(buf: &mut Vec<u8>, v: &Option<String>) {
+    match v {
+        Some(s) => field(buf, s.as_bytes()),
+        None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
+}
+
+/// The bytes of one entry's tuple: the field count, 21 lengths, the fixed
+/// fields (8 + 16 + 8 + 8 + 4 + 16 + 4 × 32) and the variable ones.
+fn encoded_len(e: &StoredEntry) -> usize {
+    let f = &e.header.fields;
+    let opt = |v: &Option<String>| v.as_ref().map_or(0, String::len);
+    2 + 21 * 4
+        + 188
+        + f.category.len()
+        + f.action.len()
+        + f.outcome.len()
+        + f.severity.len()
+        + opt(&f.actor_id)
+        + opt(&f.actor_kind)
+        + opt(&f.resource_type)
+        + opt(&f.resource_id)
+        + opt(&f.tenant)
+        + opt(&f.channel)
+        + opt(&f.source_app)
+        + e.ciphertext.len()
+}
+
+/// `entries` as a `COPY … (FORMAT binary)` stream for [`COPY_ENTRIES`]'s
+/// columns: the signature, flags and header extension, one tuple each
+/// (field count, then the fields), and the trailer. `bigint` is 8 bytes
+/// big-endian, `integer` 4, `uuid` its 16 bytes, `text` its UTF-8 bytes,
+/// `bytea` its bytes.
+pub fn encode_entries(entries: &[StoredEntry]) -> Vec<u8> {
+    let size: usize = entries.iter().map(encoded_len).sum();
+    let mut buf = Vec::with_capacity(21 + size);
+    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    for e in entries {
+        let h = &e.header;
+        let f = &h.fields;
+        buf.extend_from_slice(&21i16.to_be_bytes());
+        field(&mut buf, &seq_i64(h.seq).to_be_bytes());
+        field(&mut buf, h.event_id.as_bytes());
+        field(&mut buf, &h.occurred_at_us.to_be_bytes());
+        field(&mut buf, &h.recorded_at_us.to_be_bytes());
+        field(&mut buf, f.category.as_bytes());
+        field(&mut buf, f.action.as_bytes());
+        field(&mut buf, f.outcome.as_bytes());
+        field(&mut buf, f.severity.as_bytes());
+        opt_field(&mut buf, &f.actor_id);
+        opt_field(&mut buf, &f.actor_kind);
+        opt_field(&mut buf, &f.resource_type);
+        opt_field(&mut buf, &f.resource_id);
+        opt_field(&mut buf, &f.tenant);
+        opt_field(&mut buf, &f.channel);
+        opt_field(&mut buf, &f.source_app);
+        field(&mut buf, &(e.key_id as i32).to_be_bytes());
+        field(&mut buf, &e.iv);
+        field(&mut buf, &e.ciphertext);
+        field(&mut buf, &e.mac);
+        field(&mut buf, &e.leaf_hash);
+        field(&mut buf, &e.chain_hash);
+    }
+    buf.extend_from_slice(&(-1i16).to_be_bytes());
+    buf
+}
+
+/// Inserts entries with one binary `COPY`. A committed event id makes it
+/// fail with the unique index's violation, as an `INSERT` would.
+pub async fn insert_entries(conn: &mut PgConnection, entries: &[StoredEntry]) -> Result<(), LedgerError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let data = encode_entries(entries);
+    let data_len = data.len();
+    let mut copy = conn.copy_in_raw(COPY_ENTRIES).await.map_err(db_err)?;
+    if let Err(e) = copy.send(data).await {
+        // The connection is in COPY mode: end it (its transaction is then
+        // rolled back by the caller).
+        let _ = copy.abort("the send failed").await;
+        return Err(db_err(e));
+    }
+    copy.finish().await.map_err(db_err)?;
+    // sqlx keeps its write buffer at the largest size it ever held: a
+    // batch of big events would stay allocated on each pooled connection.
+    if data_len > BUFFER_KEPT {
+        conn.shrink_buffers();
+    }
+    Ok(())
+}
+
+/// Above this size a COPY's buffer is released after it (1 MiB).
+const BUFFER_KEPT: usize = 1 << 20;
+
+/// Writes the rest of a commit in one statement (one round trip): the
+/// batch's stored Merkle nodes and the dashboards' counts, each from
+/// `UNNEST`ed arrays by a data-modifying `WITH` (always run, in the same
+/// snapshot), and the new head. The keys of `counts` are distinct (an
+/// upsert may not touch one row twice).
+pub async fn write_nodes_counts_head(
+    conn: &mut PgConnection,
+    nodes: &[(u32, u64, Hash)],
+    counts: &Counts,
+    head: &Head,
+) -> Result<(), LedgerError> {
+    let levels: Vec<i16> = nodes.iter().map(|n| n.0 as i16).collect();
+    let idx: Vec<i64> = nodes.iter().map(|n| seq_i64(n.1)).collect();
+    let hashes: Vec<&[u8]> = nodes.iter().map(|n| &n.2[..]).collect();
+    let mut dims = Vec::with_capacity(counts.len());
+    let mut values = Vec::with_capacity(counts.len());
+    let mut buckets = Vec::with_capacity(counts.len());
+    let mut adds = Vec::with_capacity(counts.len());
+    for ((dim, value, bucket), n) in counts {
+        dims.push(*dim);
+        values.push(value.as_str());
+        buckets.push(*bucket);
+        adds.push(*n);
+    }
+    sqlx::query(
+        "WITH nodes AS (INSERT INTO merkle_nodes (level, idx, hash) \
+           SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[])), \
+         counts AS (INSERT INTO audit_rollups (dimension, value, bucket, count) \
+           SELECT * FROM UNNEST($4::text[], $5::text[], $6::bigint[], $7::bigint[]) \
+           ON CONFLICT (dimension, value, bucket) DO UPDATE SET count = audit_rollups.count + excluded.count) \
+         UPDATE ledger_head SET seq = $8, chain_hash = $9, frontier = $10 WHERE id = 1",
+    )
+    .bind(levels)
+    .bind(idx)
+    .bind(hashes)
+    .bind(dims)
+    .bind(values)
+    .bind(buckets)
+    .bind(adds)
+    .bind(seq_i64(head.seq))
+    .bind(&head.chain_hash[..])
+    .bind(head.frontier.encode())
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn entry_from_pg_row(r: &PgRow) -> Result<StoredEntry, LedgerError> {
+    let get = |e: sqlx::Error| LedgerError::Corrupt(format!("a ledger_entries row cannot be read: {e}"));
+    let bytes = |i: usize, what: &str| -> Result<Vec<u8>, LedgerError> {
+        r.try_get::<Vec<u8>, _>(i)
+            .map_err(|e| LedgerError::Corrupt(format!("ledger_entries.{what} cannot be read: {e}")))
+    };
+    let key_id: i32 = r.try_get(15).map_err(get)?;
+    Ok(StoredEntry {
+        header: EntryHeader {
+            seq: to_u64(r.try_get(0).map_err(get)?, "seq")?,
+            event_id: r.try_get::<Uuid, _>(1).map_err(get)?,
+            occurred_at_us: r.try_get(2).map_err(get)?,
+            recorded_at_us: r.try_get(3).map_err(get)?,
+            fields: HeaderFields {
+                category: r.try_get(4).map_err(get)?,
+                action: r.try_get(5).map_err(get)?,
+                outcome: r.try_get(6).map_err(get)?,
+                severity: r.try_get(7).map_err(get)?,
+                actor_id: r.try_get(8).map_err(get)?,
+                actor_kind: r.try_get(9).map_err(get)?,
+                resource_type: r.try_get(10).map_err(get)?,
+                resource_id: r.try_get(11).map_err(get)?,
+                tenant: r.try_get(12).map_err(get)?,
+                channel: r.try_get(13).map_err(get)?,
+                source_app: r.try_get(14).map_err(get)?,
+            },
+        },
+        key_id: u32::try_from(key_id).map_err(|_| LedgerError::Corrupt(format!("negative key id {key_id}")))?,
+        iv: array_of(bytes(16, "iv")?, "iv")?,
+        ciphertext: bytes(17, "ciphertext")?,
+        mac: array_of(bytes(18, "mac")?, "mac")?,
+        leaf_hash: array_of(bytes(19, "leaf_hash")?, "leaf_hash")?,
+        chain_hash: array_of(bytes(20, "chain_hash")?, "chain_hash")?,
+    })
+}
+
+/// Entries with `from <= seq <= to`, in seq order, at most `limit`, decoded
+/// straight from sqlx's rows.
+pub async fn read_entries(
+    conn: &mut PgConnection,
+    from: u64,
+    to: u64,
+    limit: u64,
+) -> Result<Vec<StoredEntry>, LedgerError> {
+    let sql = format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(seq_i64(from))
+        .bind(seq_i64(to))
+        .bind(seq_i64(limit))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    rows.iter().map(entry_from_pg_row).collect()
+}
+
+/// Tombstones with `from <= seq <= to`, in seq order, at most `limit`.
+pub async fn read_tombstones(
+    conn: &mut PgConnection,
+    from: u64,
+    to: u64,
+    limit: u64,
+) -> Result<Vec<TombstoneRow>, LedgerError> {
+    let rows = sqlx::query(
+        "SELECT seq, anchor_seq, leaf_hash, chain_hash FROM ledger_tombstones WHERE seq >= $1 AND seq <= $2 \
+         ORDER BY seq LIMIT $3",
+    )
+    .bind(seq_i64(from))
+    .bind(seq_i64(to))
+    .bind(seq_i64(limit))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            let get = |e: sqlx::Error| LedgerError::Corrupt(format!("a ledger_tombstones row cannot be read: {e}"));
+            Ok(TombstoneRow {
+                seq: to_u64(r.try_get("seq").map_err(get)?, "seq")?,
+                anchor_seq: to_u64(r.try_get("anchor_seq").map_err(get)?, "anchor seq")?,
+                leaf_hash: array_of(r.try_get("leaf_hash").map_err(get)?, "leaf_hash")?,
+                chain_hash: array_of(r.try_get("chain_hash").map_err(get)?, "chain_hash")?,
+            })
+        })
+        .collect()
+}
+
+/// The first seq held in `from..=to`, by an entry or a tombstone.
+pub async fn next_held_seq(conn: &mut PgConnection, from: u64, to: u64) -> Result<Option<u64>, LedgerError> {
+    let m: Option<i64> = sqlx::query_scalar(
+        "SELECT LEAST((SELECT MIN(seq) FROM ledger_entries WHERE seq >= $1 AND seq <= $2), \
+         (SELECT MIN(seq) FROM ledger_tombstones WHERE seq >= $1 AND seq <= $2))",
+    )
+    .bind(seq_i64(from))
+    .bind(seq_i64(to))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    m.map(|m| to_u64(m, "seq")).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_copy_stream_has_postgresql_binary_framing() {
+        let e = StoredEntry {
+            header: EntryHeader {
+                seq: 7,
+                event_id: Uuid::from_bytes([9; 16]),
+                occurred_at_us: -1,
+                recorded_at_us: 2,
+                fields: HeaderFields {
+                    category: "c".into(),
+                    action: "a".into(),
+                    outcome: "o".into(),
+                    severity: "s".into(),
+                    actor_id: Some("é".into()),
+                    ..HeaderFields::default()
+                },
+            },
+            key_id: 3,
+            iv: [1; 16],
+            ciphertext: vec![5; 32],
+            mac: [2; 32],
+            leaf_hash: [3; 32],
+            chain_hash: [4; 32],
+        };
+        let b = encode_entries(&[e]);
+        assert_eq!(&b[..11], b"PGCOPY\n\xff\r\n\0");
+        assert_eq!(&b[11..19], &[0; 8]);
+        assert_eq!(&b[19..21], &21i16.to_be_bytes());
+        // seq: length 8, then 7 big-endian.
+        assert_eq!(&b[21..25], &8i32.to_be_bytes());
+        assert_eq!(&b[25..33], &7i64.to_be_bytes());
+        // occurred_at: -1 as two's complement.
+        assert_eq!(&b[33 + 4 + 16 + 4..33 + 4 + 16 + 12], &(-1i64).to_be_bytes());
+        // The trailer.
+        assert_eq!(&b[b.len() - 2..], &(-1i16).to_be_bytes());
+        // Four NOT NULL texts of one byte, actor_id of two (é), six NULLs.
+        let expected =
+            11 + 8 + 2 + (4 + 8) * 3 + 4 + 16 + (4 + 1) * 4 + (4 + 2) + 4 * 6 + (4 + 4) + (4 + 16) + (4 + 32) * 4 + 2;
+        assert_eq!(b.len(), expected);
+    }
+}
