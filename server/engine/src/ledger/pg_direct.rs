@@ -269,14 +269,19 @@ pub async fn read_entries(
     limit: u64,
 ) -> Result<Vec<StoredEntry>, LedgerError> {
     let sql = format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(seq_i64(from))
-        .bind(seq_i64(to))
-        .bind(seq_i64(limit))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_err)?;
+    let rows = fetch_range(conn, sqlx::query(sqlx::AssertSqlSafe(sql)), from, to, limit).await?;
     rows.iter().map(entry_from_pg_row).collect()
+}
+
+/// Runs a query whose `$1`, `$2`, `$3` are a seq range's bounds and a row limit.
+async fn fetch_range(
+    conn: &mut PgConnection,
+    query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    from: u64,
+    to: u64,
+    limit: u64,
+) -> Result<Vec<PgRow>, LedgerError> {
+    query.bind(seq_i64(from)).bind(seq_i64(to)).bind(seq_i64(limit)).fetch_all(&mut *conn).await.map_err(db_err)
 }
 
 /// Tombstones with `from <= seq <= to`, in seq order, at most `limit`.
@@ -286,16 +291,11 @@ pub async fn read_tombstones(
     to: u64,
     limit: u64,
 ) -> Result<Vec<TombstoneRow>, LedgerError> {
-    let rows = sqlx::query(
+    let query = sqlx::query(
         "SELECT seq, anchor_seq, leaf_hash, chain_hash FROM ledger_tombstones WHERE seq >= $1 AND seq <= $2 \
          ORDER BY seq LIMIT $3",
-    )
-    .bind(seq_i64(from))
-    .bind(seq_i64(to))
-    .bind(seq_i64(limit))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    );
+    let rows = fetch_range(conn, query, from, to, limit).await?;
     rows.iter()
         .map(|r| {
             let get = |e: sqlx::Error| LedgerError::Corrupt(format!("a ledger_tombstones row cannot be read: {e}"));

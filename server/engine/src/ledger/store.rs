@@ -503,27 +503,6 @@ pub async fn max_entry_seq(conn: &impl ConnectionTrait) -> Result<u64, LedgerErr
     to_u64(row.map(|r| r.try_get::<i64>("", "m")).transpose()?.unwrap_or(0), "seq")
 }
 
-/// The first seq in `from..=to` held by an entry or a tombstone, if any
-/// (an index lookup in each table, whatever the gap before it).
-pub async fn next_held_seq(conn: &impl ConnectionTrait, from: u64, to: u64) -> Result<Option<u64>, LedgerError> {
-    let b = conn.get_database_backend();
-    let mut first: Option<u64> = None;
-    for table in ["ledger_entries", "ledger_tombstones"] {
-        let row = conn
-            .query_one_raw(stmt_for(
-                b,
-                &format!("SELECT MIN(seq) AS m FROM {table} WHERE seq >= ? AND seq <= ?"),
-                vec![seq_value(from), seq_value(to)],
-            ))
-            .await?;
-        if let Some(m) = row.map(|r| r.try_get::<Option<i64>>("", "m")).transpose()?.flatten() {
-            let m = to_u64(m, "seq")?;
-            first = Some(first.map_or(m, |f| f.min(m)));
-        }
-    }
-    Ok(first)
-}
-
 /// A tombstone: an entry removed by retention or erasure, its seq, leaf
 /// hash and chain value kept (see `ledger::tombstone`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -71,10 +71,10 @@ impl EntryPages {
     fn open(db: &Database, from: u64, to: u64, keys: Option<KeySnapshot>) -> Self {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let Some(path) = db.sqlite_file().map(std::path::Path::to_path_buf) else {
-            let db = db.clone();
+            let pool = db.conn().get_postgres_connection_pool().clone();
             let keys = keys.map(std::sync::Arc::new);
             let reader = tokio::spawn(async move {
-                let mut conn = match db.conn().get_postgres_connection_pool().acquire().await {
+                let mut conn = match pool.acquire().await {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = tx.send(Err(super::pg_direct::db_err(e))).await;
