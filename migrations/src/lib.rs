@@ -23,6 +23,7 @@ mod m20261209_000014_report_runs;
 mod m20261210_000015_throttles;
 mod m20261211_000016_jobs;
 mod m20261212_000017_rollup_pending;
+mod m20261213_000018_own_index;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261210_000015_throttles::Migration),
             Box::new(m20261211_000016_jobs::Migration),
             Box::new(m20261212_000017_rollup_pending::Migration),
+            Box::new(m20261213_000018_own_index::Migration),
         ]
     }
 }

@@ -57,6 +57,11 @@ pub struct SearchFilter {
     /// Leave out Custos's own activity (`own=exclude`): the entries it
     /// sealed itself (application `custos`, a name clients may not use).
     pub exclude_own: bool,
+    /// Only Custos's own activity (not a parameter): read through the
+    /// partial index of its entries (`ledger_entries_own`, by category and
+    /// seq), so that looking for its rare records (policy steps) does not
+    /// walk a ledger of millions of application events.
+    pub only_own: bool,
 }
 
 /// The parameters of the explorer's filter that select by clear columns
@@ -314,6 +319,7 @@ pub fn build_sql(
     let bounded = f.from_us.is_some() || f.to_us.is_some();
     let (hint, key) = match backend {
         sea_orm::DbBackend::Sqlite if bounded => (" INDEXED BY ledger_entries_time_filters", "seq"),
+        sea_orm::DbBackend::Sqlite if f.only_own => (" INDEXED BY ledger_entries_own", "seq"),
         // PostgreSQL has no index hints; ordering by an expression keeps
         // it from walking the primary key backwards through the whole
         // table when the window is old (it cannot know that seq and
@@ -428,6 +434,11 @@ fn where_clause(
     }
     if f.exclude_own {
         conds.push("(source_app IS NULL OR source_app <> 'custos')".into());
+    }
+    if f.only_own {
+        // A literal, not a bound value: the planners use a partial index
+        // only for a WHERE that implies its own.
+        conds.push(format!("source_app = '{}'", crate::events::validate::RESERVED_NAME));
     }
     let wh = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
     (wh, values)

@@ -645,6 +645,7 @@ impl PolicyStore {
             actions: vec![step::ACTIVATED.into(), step::ROLLED_BACK.into()],
             descending: false,
             limit: 1000,
+            only_own: true,
             ..Default::default()
         };
         let mut done = std::collections::BTreeSet::new();
@@ -652,7 +653,7 @@ impl PolicyStore {
         loop {
             let page = self.events.search(&f).await?;
             let last = page.items.last().map(|e| e.seq);
-            for e in page.items.into_iter().filter(|e| e.source.application.as_deref() == Some("custos")) {
+            for e in page.items {
                 let d = e.details.clone().unwrap_or(Value::Null);
                 if let Some(first) = d.get("recorded_as").and_then(Value::as_str) {
                     done.insert(first.to_owned());

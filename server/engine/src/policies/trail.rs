@@ -192,12 +192,17 @@ pub async fn rebuild(
     kinds: &[std::sync::Arc<dyn PolicyKind>],
 ) -> Result<BTreeMap<String, Vec<ProvenVersion>>, PolicyError> {
     let mut all = Vec::new();
-    let mut f =
-        SearchFilter { categories: vec!["policy".into()], descending: false, limit: 1000, ..Default::default() };
+    let mut f = SearchFilter {
+        categories: vec!["policy".into()],
+        descending: false,
+        limit: 1000,
+        only_own: true,
+        ..Default::default()
+    };
     loop {
         let page = events.search(&f).await?;
         let last = page.items.last().map(|e| e.seq);
-        all.extend(page.items.into_iter().filter(|e| e.source.application.as_deref() == Some("custos")));
+        all.extend(page.items);
         match (page.next_cursor, last) {
             (Some(_), Some(seq)) => f.after_seq = Some(seq),
             _ => break,

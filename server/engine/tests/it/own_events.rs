@@ -89,3 +89,69 @@ both_backends! {
         ledger.shutdown(tasks).await.unwrap();
     }
 }
+
+both_backends! {
+    async fn own_only_searches_find_custos_records_through_their_own_index(backend: Backend) {
+        use custos_engine::events::Submitter;
+        use custos_engine::events::search::{SearchFilter, build_sql};
+        use sea_orm::ConnectionTrait as _;
+
+        let Some(t) = TestDb::new(backend).await else { return };
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        let events = Events::open(ledger.clone(), Limits::default()).await.unwrap();
+        // An application's events in the category Custos's own records use,
+        // around two of Custos's own.
+        let app = |action: &str| {
+            json!({
+                "occurred_at": custos_engine::time::rfc3339(ledger.now_us()), "category": "data_access",
+                "action": action, "outcome": "success", "actor": {"id": "svc", "kind": "service"},
+                "source": {"channel": "api", "application": "crm"},
+            })
+        };
+        let by = Submitter { principal: "test".into() };
+        events.ingest(&[app("record.read"), app("record.export")], None, &by).await.unwrap();
+        let first = events
+            .record_own(OwnEvent::by_custos(OwnAction::Unmask, "test", Channel::Api).details(json!({ "why": "a" })))
+            .await
+            .unwrap();
+        events.ingest(&[app("record.export")], None, &by).await.unwrap();
+        let second = events
+            .record_own(OwnEvent::by_custos(OwnAction::Unmask, "test", Channel::Api).details(json!({ "why": "b" })))
+            .await
+            .unwrap();
+
+        let f = SearchFilter {
+            categories: vec!["data_access".into()],
+            descending: false,
+            limit: 1000,
+            only_own: true,
+            ..Default::default()
+        };
+        let page = events.search(&f).await.unwrap();
+        let seqs: Vec<u64> = page.items.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![first.seq, second.seq], "Custos's own records only, in seq order");
+        assert!(page.items.iter().all(|e| e.source.application.as_deref() == Some("custos")));
+        let all = events.search(&SearchFilter { only_own: false, ..f.clone() }).await.unwrap();
+        assert_eq!(all.items.len(), 5, "without the flag the applications' events come too");
+
+        let newest = events.search(&SearchFilter { descending: true, ..f.clone() }).await.unwrap();
+        assert_eq!(newest.items.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![second.seq, first.seq]);
+
+        // SQLite reads them through the partial index, not the whole table.
+        let conn = ledger.db().conn();
+        let b = conn.get_database_backend();
+        if b == sea_orm::DbBackend::Sqlite {
+            for descending in [false, true] {
+                let f = SearchFilter { descending, ..f.clone() };
+                let (sql, values) = build_sql(&f, &[], &[], None, 1001, b);
+                let plan = conn
+                    .query_all_raw(custos_engine::storage::stmt_for(b, &format!("EXPLAIN QUERY PLAN {sql}"), values))
+                    .await
+                    .unwrap();
+                let text: Vec<String> = plan.iter().map(|r| r.try_get::<String>("", "detail").unwrap()).collect();
+                assert!(text.iter().any(|d| d.contains("ledger_entries_own")), "{text:?}");
+            }
+        }
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
