@@ -30,6 +30,7 @@ use custos_engine::identity::service::Acting;
 use custos_engine::keys::FileKek;
 use custos_engine::ledger::NewEntry;
 use custos_engine::ledger::types::HeaderFields;
+use custos_server::commands::bench_report::{Aim, Row};
 use custos_server::config::Config;
 use sea_orm::ConnectionTrait as _;
 use secrecy::ExposeSecret as _;
@@ -412,6 +413,17 @@ async fn run(a: Args) {
         mean_event,
         http_rate / seq_rate
     );
+    let db_name = match server.ledger.db().kind() {
+        custos_engine::storage::DbKind::Sqlite => "SQLite",
+        _ => "PostgreSQL",
+    };
+    Row::new(
+        format!("{db_name} ingest over HTTP, batches of {} ({} events)", a.batch, a.events),
+        http_rate,
+        "events/s",
+    )
+    .baseline("the sequencer alone", seq_rate)
+    .record();
 
     // 3. Single events at fixed rates, next to /healthz at the same rates.
     if a.single_secs > 0 {
@@ -504,6 +516,12 @@ async fn run(a: Args) {
                 entries as f64 / ingest.ok.max(1) as f64,
                 ingest.ok
             );
+            let row = Row::new(format!("{db_name} single-event ingest p99 at {rate}/s"), ms(ingest.p99), "ms")
+                .baseline("GET /healthz at the same rate, p99", ms(health.p99));
+            if rate == 1000 { row.aim(Aim::AtMost { value: 10.0 }) } else { row }.record();
+            Row::new(format!("{db_name} single-event ingest at {rate}/s, achieved"), ingest.achieved, "requests/s")
+                .baseline("GET /healthz at the same rate", health.achieved)
+                .record();
         }
     }
 
@@ -597,6 +615,13 @@ async fn run(a: Args) {
         ms(percentile(&unbounded, 0.5)),
         ms(percentile(&unbounded, 0.95))
     );
+    Row::new(
+        format!("{db_name} search p95, one-day window + one filter ({} events)", a.events),
+        ms(percentile(&api, 0.95)),
+        "ms",
+    )
+    .baseline("its SQL alone, p95", ms(percentile(&sql, 0.95)))
+    .record();
     // 5. Export everything as CSV over HTTP (streamed), against a plain
     // read of the same rows in seq order.
     // API keys read or ingest; exports are for people: a compliance officer.
@@ -670,6 +695,13 @@ async fn run(a: Args) {
         .unwrap();
         (t.elapsed().as_secs_f64(), n)
     });
+    let csv = Row::new(format!("{db_name} CSV export over HTTP ({} rows)", lines.saturating_sub(1)), export_secs, "s");
+    match raw_scan {
+        Some((raw_secs, _)) => csv.baseline("the raw scan of the same rows", raw_secs),
+        None => csv.baseline("a plain paged read of the same rows", scan_secs),
+    }
+    .aim(Aim::AtMost { value: 5.0 })
+    .record();
     if let Some((raw_secs, n)) = raw_scan {
         println!(
             "  raw scan of the same rows (the read's ceiling): {raw_secs:.2} s ({n} rows); the CSV export takes {:.2}x its time",
@@ -691,6 +723,10 @@ async fn run(a: Args) {
         scan_secs,
         scan_secs / xlsx_secs
     );
+    Row::new(format!("{db_name} XLSX export over HTTP ({} rows)", lines.saturating_sub(1)), xlsx_secs, "s")
+        .baseline("a plain paged read of the same rows", scan_secs)
+        .aim(Aim::AtMost { value: 30.0 })
+        .record();
     server.shutdown().await.unwrap();
 
     // 6. The same exports by `custos export` in a process of its own: wall
@@ -723,6 +759,21 @@ async fn run(a: Args) {
                 scan_secs,
                 scan_secs / field("export_seconds")
             );
+            let label = format.to_uppercase();
+            let secs = Row::new(
+                format!("SQLite {label} export, custos export ({} rows)", lines.saturating_sub(1)),
+                field("export_seconds"),
+                "s",
+            );
+            match raw_scan {
+                Some((raw_secs, _)) => secs.baseline("the raw scan of the same rows", raw_secs),
+                None => secs,
+            }
+            .aim(Aim::AtMost { value: if format == "csv" { 5.0 } else { 30.0 } })
+            .record();
+            Row::new(format!("SQLite {label} export, custos export, peak RSS"), field("peak_rss_kib") / 1024.0, "MB")
+                .aim(Aim::AtMost { value: 150.0 })
+                .record();
             if let Some((raw_secs, _)) = raw_scan {
                 println!(
                     "  the raw scan of the same rows (the read's ceiling) took {raw_secs:.2} s: {:.2}x its time",

@@ -39,6 +39,8 @@ pub enum BenchCommand {
     Alerts(super::bench_alerts::AlertsArgs),
     /// SIEM forwarding: ingest, catch-up of a backlog over syslog/TLS and HEC, commit → received.
     Forward(super::bench_forward::ForwardArgs),
+    /// First-page searches over HTTP on this data directory's ledger (seed it with `custos demo seed`), next to their SQL alone.
+    Search(super::bench_search::SearchArgs),
 }
 
 /// Arguments of `custos bench ingest`.
@@ -113,6 +115,7 @@ pub async fn bench(config: &Config, cmd: BenchCommand) -> ExitCode {
         BenchCommand::Dashboards(args) => super::bench_dashboards::dashboards(config, args).await,
         BenchCommand::Alerts(args) => super::bench_alerts::alerts(args).await,
         BenchCommand::Forward(args) => super::bench_forward::forward(args).await,
+        BenchCommand::Search(args) => super::bench_search::search(config, args).await,
     }
 }
 
@@ -135,6 +138,8 @@ async fn fresh_db(url: &str, existing_ok: bool) -> Result<Database, String> {
 
 #[derive(serde::Serialize)]
 struct Results {
+    /// PostgreSQL without fsync (a test cluster).
+    fsync_off: bool,
     events: u64,
     batch: usize,
     database: String,
@@ -379,7 +384,20 @@ async fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode, String> {
         verify_rate = Some(rate);
     }
 
+    // PostgreSQL's fsync setting, said in the rows (a test cluster runs without).
+    let fsync_off = match db.kind() {
+        custos_engine::storage::DbKind::Postgres => {
+            use sea_orm::ConnectionTrait as _;
+            let row = db
+                .conn()
+                .query_one_raw(sea_orm::Statement::from_string(db.conn().get_database_backend(), "SHOW fsync"))
+                .await;
+            matches!(row, Ok(Some(r)) if r.try_get::<String>("", "fsync").is_ok_and(|v| v == "off"))
+        }
+        _ => false,
+    };
     let results = Results {
+        fsync_off,
         events: args.events,
         batch: args.batch,
         database: db.kind().as_str().into(),
@@ -407,10 +425,42 @@ async fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode, String> {
             println!("baseline plain reads   {b:>10.0} rows/s   -> verify = {r:.2} x baseline");
         }
     }
+    report(&results);
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rows for `make bench`'s table, held to the performance issue's aims.
+fn report(r: &Results) {
+    use super::bench_report::{Aim, Row};
+    let pg = r.database != "sqlite";
+    let name = match (pg, r.fsync_off) {
+        (true, true) => "PostgreSQL (fsync off)",
+        (true, false) => "PostgreSQL",
+        _ => "SQLite",
+    };
+    let n = r.events;
+    let row = Row::new(format!("{name} ingest, sealed ({n} events)"), r.ingest_events_per_sec, "events/s");
+    match r.baseline_inserts_per_sec {
+        Some(b) => row.baseline("plain inserts of the same rows", b),
+        None => row,
+    }
+    .aim(Aim::RatioAtLeast { value: if pg { 0.8 } else { 0.9 } })
+    .record();
+    Row::new(format!("{name} ingest, sealed ({n} events), absolute"), r.ingest_events_per_sec, "events/s")
+        .aim(Aim::AtLeast { value: if pg { 100_000.0 } else { 150_000.0 } })
+        .record();
+    if let Some(v) = r.verify_events_per_sec {
+        let row = Row::new(format!("{name} full verification, with MACs ({n} events)"), v, "events/s");
+        match r.baseline_reads_per_sec {
+            Some(b) => row.baseline("a plain read of the same rows", b),
+            None => row,
+        }
+        .aim(Aim::AtLeast { value: if pg { 300_000.0 } else { 1_000_000.0 } })
+        .record();
+    }
 }
 
 fn tempfile_dir() -> Result<PathBuf, String> {

@@ -385,6 +385,13 @@ async fn go(args: AlertsArgs) -> Result<(), String> {
         pct(&mut d, 0.99),
         pct(&mut d, 1.0)
     );
+    use super::bench_report::{Aim, Row};
+    Row::new(format!("Ingest with {} alert rules evaluated live", args.rules), with.ingest_per_sec, "events/s")
+        .baseline("ingest with no rule (before and after)", baseline)
+        .aim(Aim::RatioAtLeast { value: 0.9 })
+        .record();
+    Row::new(format!("Commit → alert stored p99, at {} events/s", args.rate), pct(&mut s, 0.99), "ms").record();
+    Row::new("Commit → webhook delivered p99", pct(&mut d, 0.99), "ms").record();
     if s.len() < with.markers || d.len() < with.markers {
         return Err(format!(
             "{} markers committed, {} alerts stored, {} webhooks delivered: something was lost",

@@ -393,6 +393,9 @@ async fn go(args: ForwardArgs) -> Result<(), String> {
             "| {label}: catch-up of a {backlog}-event backlog | {secs:.1} s, {rate:.0} events/s ({:.2}× the ingest rate) |",
             rate / ingest_per_sec
         );
+        super::bench_report::Row::new(format!("{label}: catch-up of a {backlog}-event backlog"), rate, "events/s")
+            .baseline("ingest with destinations paused", ingest_per_sec)
+            .record();
     }
     for (d, label) in [("syslog", "Syslog over TLS"), ("hec", "Splunk HEC")] {
         let mut ms = latency[d].clone();
@@ -404,6 +407,13 @@ async fn go(args: ForwardArgs) -> Result<(), String> {
             pct(&mut ms, 0.99),
             pct(&mut ms, 1.0)
         );
+        super::bench_report::Row::new(
+            format!("{label}: commit → received p99, at {} events/s", args.rate),
+            pct(&mut ms, 0.99),
+            "ms",
+        )
+        .aim(super::bench_report::Aim::AtMost { value: 1000.0 })
+        .record();
     }
     println!("| Events received more than once (syslog, HEC) | {}, {} |", repeats["syslog"], repeats["hec"]);
     Ok(())

@@ -5,6 +5,8 @@ mod bench;
 mod bench_alerts;
 mod bench_dashboards;
 mod bench_forward;
+pub mod bench_report;
+mod bench_search;
 mod demo;
 mod export;
 mod keys;
