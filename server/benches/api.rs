@@ -551,7 +551,8 @@ async fn run(a: Args) {
         let query = format!("from={}&to={}&{filter}&limit=50", rfc3339(from), rfc3339(to)).replace('+', "%2B");
         // Baseline: the same statement straight on the database.
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&query).unwrap();
-        let f = SearchFilter::from_pairs(&pairs).unwrap();
+        let mut f = SearchFilter::from_pairs(&pairs).unwrap();
+        f.by_time = true; // as GET /api/audit reads
         let (stmt, values) = custos_engine::events::search::build_sql(
             &f,
             &f.actors,

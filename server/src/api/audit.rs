@@ -151,7 +151,11 @@ pub fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError>
 /// text in the decrypted, masked events within the filtered set; it examines
 /// at most 10,000 entries per request and then returns what it found with a
 /// `next_cursor` to continue (`scanned` says how many it examined). Pages
-/// are keyset-based: pass `next_cursor` back as `cursor`.
+/// come in event time, newest first unless `order=asc`: by `occurred_at`,
+/// then by seq (ledger order) among equal times, so an event sent late
+/// appears where its time puts it. Pages are keyset-based: pass
+/// `next_cursor` back as `cursor`. (The live tail and exports read in
+/// ledger order.)
 #[utoipa::path(
     get, path = "/api/audit", tag = "audit",
     params(
@@ -184,7 +188,8 @@ pub async fn search(
     RawQuery(raw): RawQuery,
 ) -> Result<axum::Json<SearchPage>, ApiError> {
     let pairs = query_pairs(raw.as_deref())?;
-    let filter = SearchFilter::from_pairs(&pairs).map_err(ApiError::fields)?;
+    let mut filter = SearchFilter::from_pairs(&pairs).map_err(ApiError::fields)?;
+    filter.by_time = true;
     // Free text decrypts what it scans: bounded per caller.
     let _slot = match filter.q {
         Some(_) => Some(s.busy.start(crate::limits::Work::TextScan, &ctx.principal())?),

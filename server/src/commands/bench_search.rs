@@ -204,7 +204,8 @@ async fn run(running: &crate::Running, key: &str, args: &SearchArgs) -> Result<(
     let one = |pairs: Vec<(String, String)>, sql_first: bool| {
         let (http, base) = (http.clone(), base.clone());
         async move {
-            let f = SearchFilter::from_pairs(&pairs).map_err(|e| format!("{e:?}"))?;
+            let mut f = SearchFilter::from_pairs(&pairs).map_err(|e| format!("{e:?}"))?;
+            f.by_time = true; // as GET /api/audit reads
             let (stmt, values) = build_sql(&f, &f.actors, &f.resource_ids, None, 51, backend);
             let sql = || async {
                 let t = Instant::now();

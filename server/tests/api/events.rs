@@ -146,8 +146,17 @@ async fn assert_rollups_match_ledger(app: &TestApp) {
     assert_eq!(rolled, entries, "rollup total vs ledger entries");
 }
 
-fn seqs(items: &[Value]) -> Vec<u64> {
-    items.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+/// (occurred_at µs, seq) of each item: the order of search pages.
+fn time_keys(items: &[Value]) -> Vec<(i64, u64)> {
+    items
+        .iter()
+        .map(|e| {
+            (
+                custos_engine::time::parse_rfc3339(e["occurred_at"].as_str().unwrap()).unwrap(),
+                e["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 both_backends! {
@@ -233,8 +242,9 @@ async fn ingest_search_read_verify_stats(backend: Backend) {
     assert_eq!(reader.all(&q).await.len(), in_range, "{q}");
     assert!(in_range > 5);
 
-    // Paging: descending by default, ascending on request; keyset cursors
-    // visit every event once, whatever the page size.
+    // Paging: in event time (occurred_at, then seq), newest first by
+    // default, oldest first on request; keyset cursors visit every event
+    // once, whatever the page size.
     let mut cursor: Option<String> = None;
     let mut paged = Vec::new();
     loop {
@@ -246,15 +256,19 @@ async fn ingest_search_read_verify_stats(backend: Backend) {
         assert_eq!(status, StatusCode::OK, "{page}");
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 7);
-        paged.extend(seqs(items));
+        paged.extend(time_keys(items));
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
         }
     }
     assert_eq!(paged.len(), sent.len());
-    assert!(paged.windows(2).all(|w| w[0] > w[1]), "descending, no repeats");
-    let asc = seqs(&reader.all("tenant=acme,globex&order=asc").await);
+    assert!(paged.windows(2).all(|w| w[0] > w[1]), "newest event first, no repeats: {paged:?}");
+    assert!(
+        paged.windows(2).any(|w| w[0].1 < w[1].1),
+        "the batch's times fall as its seqs rise: event time, not ledger order"
+    );
+    let asc = time_keys(&reader.all("tenant=acme,globex&order=asc").await);
     assert!(asc.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(asc.len(), sent.len());
 

@@ -52,6 +52,18 @@ pub struct SearchFilter {
     pub limit: usize,
     /// Continue after this seq (from a cursor).
     pub after_seq: Option<u64>,
+    /// Pages in event-time order, `(occurred_at, seq)`, as `GET /api/audit`
+    /// serves them (not a parameter: that handler sets it). Otherwise
+    /// ledger order (`seq`), which tails, exports and the engines read.
+    /// Event-time pages are read through `ledger_entries_time_filters`,
+    /// which is in that order: a page costs its own rows whatever its
+    /// window holds (ledger order made the database read and sort every
+    /// entry of the window first).
+    pub by_time: bool,
+    /// With `by_time`: the `occurred_at` (µs) of the entry `after_seq`
+    /// names (from a cursor; an older cursor carries the seq alone and the
+    /// search looks the time up).
+    pub after_time: Option<i64>,
     /// Only entries up to this seq (an export's checkpoint; not a parameter).
     pub max_seq: Option<u64>,
     /// Leave out Custos's own activity (`own=exclude`): the entries it
@@ -151,17 +163,24 @@ pub const PARAMETERS: [&str; 16] = [
     "cursor",
 ];
 
-/// An opaque cursor: the direction and the last seq returned.
-pub fn cursor(descending: bool, seq: u64) -> String {
-    let raw = format!("v1:{}:{seq}", if descending { "d" } else { "a" });
+/// An opaque cursor: the direction and the last entry returned (its seq,
+/// and its `occurred_at` for a page in event-time order).
+pub fn cursor(descending: bool, occurred_at: Option<i64>, seq: u64) -> String {
+    let d = if descending { "d" } else { "a" };
+    let raw = match occurred_at {
+        Some(t) => format!("v2:{d}:{t}:{seq}"),
+        None => format!("v1:{d}:{seq}"),
+    };
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn parse_cursor(s: &str) -> Option<(bool, u64)> {
+/// A parsed cursor: descending, the time (v2 only), the seq.
+fn parse_cursor(s: &str) -> Option<(bool, Option<i64>, u64)> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()?;
     let raw = String::from_utf8(raw).ok()?;
     let mut parts = raw.split(':');
-    if parts.next()? != "v1" {
+    let version = parts.next()?;
+    if version != "v1" && version != "v2" {
         return None;
     }
     let desc = match parts.next()? {
@@ -169,8 +188,12 @@ fn parse_cursor(s: &str) -> Option<(bool, u64)> {
         "a" => false,
         _ => return None,
     };
+    let time = match version {
+        "v2" => Some(parts.next()?.parse().ok()?),
+        _ => None,
+    };
     let seq = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some((desc, seq))
+    parts.next().is_none().then_some((desc, time, seq))
 }
 
 impl SearchFilter {
@@ -268,12 +291,13 @@ impl SearchFilter {
         if let Some(d) = order_given {
             f.descending = d;
         }
-        if let Some((desc, seq)) = cursor_value {
+        if let Some((desc, time, seq)) = cursor_value {
             if order_given.is_some_and(|d| d != desc) {
                 err("cursor", "was made for the other order".into());
             }
             f.descending = desc;
             f.after_seq = Some(seq);
+            f.after_time = time;
         }
         if errors.is_empty() { Ok(f) } else { Err(errors) }
     }
@@ -298,14 +322,21 @@ fn any_of(conds: &mut Vec<String>, values: &mut Vec<Value>, column: &str, list: 
     values.extend(list.iter().map(|v| Value::from(v.clone())));
 }
 
-/// The statement for one page: `limit` rows after `after` in the filter's
+/// The statement for one page: `limit` rows after `after` (a seq; with
+/// `by_time`, the entry at `f.after_time` and that seq) in the filter's
 /// order. `actors` and `resource_ids` are the expanded (raw + masked) lists.
 ///
-/// With a time bound, SQLite is told to read the time index (which carries
-/// every filter column, so non-matching entries are skipped inside it):
-/// left to itself, its planner prefers walking the table in `seq` order to
-/// avoid a sort, which is fast for recent windows and very slow for old
-/// ones. PostgreSQL gets the same effect from ordering by an expression.
+/// In event-time order (`by_time`), SQLite is told to read the time index,
+/// which is in that order and carries the common filter columns: the read
+/// stops after `limit` matches, whatever the window holds (a rare value
+/// still walks the index, not the table). PostgreSQL picks that index
+/// itself (a backward scan with an incremental sort of equal times).
+///
+/// In ledger order with a time bound, SQLite is told to read the time
+/// index too (non-matching entries are skipped inside it): left to itself,
+/// its planner prefers walking the table in `seq` order to avoid a sort,
+/// which is fast for recent windows and very slow for old ones. PostgreSQL
+/// gets the same effect from ordering by an expression.
 pub fn build_sql(
     f: &SearchFilter,
     actors: &[String],
@@ -317,6 +348,19 @@ pub fn build_sql(
     let (wh, mut values) = where_clause(f, actors, resource_ids, after, HeadBound::Range);
     let order = if f.descending { "DESC" } else { "ASC" };
     let bounded = f.from_us.is_some() || f.to_us.is_some();
+    if f.by_time {
+        let hint = match backend {
+            sea_orm::DbBackend::Sqlite => " INDEXED BY ledger_entries_time_filters",
+            _ => "",
+        };
+        values.push(seq_value(limit));
+        return (
+            format!(
+                "SELECT {ENTRY_COLUMNS} FROM ledger_entries{hint}{wh} ORDER BY occurred_at {order}, seq {order} LIMIT ?"
+            ),
+            values,
+        );
+    }
     let (hint, key) = match backend {
         sea_orm::DbBackend::Sqlite if bounded => (" INDEXED BY ledger_entries_time_filters", "seq"),
         sea_orm::DbBackend::Sqlite if f.only_own => (" INDEXED BY ledger_entries_own", "seq"),
@@ -418,9 +462,20 @@ fn where_clause(
         conds.push("occurred_at < ?".into());
         values.push(t.into());
     }
-    if let Some(s) = after {
-        conds.push(if f.descending { "seq < ?" } else { "seq > ?" }.into());
-        values.push(seq_value(s));
+    match (after, f.by_time.then_some(f.after_time).flatten()) {
+        (Some(s), Some(t)) => {
+            // (occurred_at, seq) past the cursor's, with the time as a
+            // range the index can seek to.
+            let (le, lt) = if f.descending { ("<=", "<") } else { (">=", ">") };
+            conds.push(format!("occurred_at {le} ? AND (occurred_at {lt} ? OR seq {lt} ?)"));
+            values.extend([t.into(), t.into(), seq_value(s)]);
+        }
+        (Some(s), None) => {
+            debug_assert!(!f.by_time, "an event-time page after a seq needs its time");
+            conds.push(if f.descending { "seq < ?" } else { "seq > ?" }.into());
+            values.push(seq_value(s));
+        }
+        (None, _) => {}
     }
     if let Some(s) = f.max_seq {
         conds.push(
@@ -476,10 +531,17 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_keep_the_order() {
-        let c = cursor(false, 42);
+        let c = cursor(false, None, 42);
         let f = SearchFilter::from_pairs(&pairs(&[("cursor", &c)])).unwrap();
-        assert_eq!((f.descending, f.after_seq), (false, Some(42)));
+        assert_eq!((f.descending, f.after_seq, f.after_time), (false, Some(42), None));
         assert!(SearchFilter::from_pairs(&pairs(&[("cursor", &c), ("order", "desc")])).is_err());
+        let c = cursor(true, Some(-7), 9);
+        let f = SearchFilter::from_pairs(&pairs(&[("cursor", &c)])).unwrap();
+        assert_eq!((f.descending, f.after_seq, f.after_time), (true, Some(9), Some(-7)));
+        for bad in ["v2:d:9", "v2:d:x:9", "v3:d:1:9", "v1:d:1:9"] {
+            let c = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bad);
+            assert!(SearchFilter::from_pairs(&pairs(&[("cursor", &c)])).is_err(), "{bad}");
+        }
     }
 
     #[test]

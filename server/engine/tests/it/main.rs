@@ -19,6 +19,7 @@ mod policies;
 mod properties;
 mod purge;
 mod retention;
+mod search;
 mod tamper;
 mod trust;
 #[macro_use]

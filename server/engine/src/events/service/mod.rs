@@ -24,7 +24,7 @@ mod view;
 use self::policy::Policy;
 pub use self::read::{EventRef, ProvenEvent, Unmask};
 pub(crate) use self::view::{contains_text, sealed_by_server, view_of};
-use self::view::{content_digest, items_last_seq, receipt_view};
+use self::view::{content_digest, receipt_view};
 use super::validate::{BodyError, FieldError, Limits, validate_lines};
 use crate::ledger::rollup::BUCKET_US;
 use crate::ledger::store::{self, entry_from_row};
@@ -269,8 +269,26 @@ impl Events {
         let conn = self.ledger.db().conn();
         let b = conn.get_database_backend();
         let needle = f.q.as_ref().map(|q| q.to_lowercase());
+        let mut f = f.clone();
+        if f.by_time
+            && let (Some(seq), None) = (f.after_seq, f.after_time)
+        {
+            // A cursor from before event-time pages carries the seq alone.
+            let (sql, values) =
+                ("SELECT occurred_at FROM ledger_entries WHERE seq = ?".to_owned(), vec![store::seq_value(seq)]);
+            let row = conn.query_one_raw(stmt_for(b, &sql, values)).await?;
+            let t = row.map(|r| r.try_get::<i64>("", "occurred_at")).transpose().map_err(LedgerError::from)?;
+            match t {
+                Some(t) => f.after_time = Some(t),
+                None => return Err(invalid("cursor", "its entry is no longer in the ledger; search again")),
+            }
+        }
+        // Where the next read starts, and the key of the last item kept:
+        // (occurred_at, seq); the time is used in event-time order only.
+        let time_of = |t: i64| f.by_time.then_some(t);
+        let mut after = f.after_seq.map(|s| (f.after_time.unwrap_or_default(), s));
+        let mut last_kept = None;
         let mut items = Vec::new();
-        let mut after = f.after_seq;
         let mut scanned = 0u64;
         let mut next_cursor = None;
         loop {
@@ -278,25 +296,29 @@ impl Events {
                 None => f.limit as u64 + 1,
                 Some(_) => 256.min(self.q_scan_limit - scanned).max(1),
             };
-            let (sql, values) = search::build_sql(f, &actors, &resource_ids, after, want, b);
+            f.after_time = after.map(|(t, _)| t);
+            let (sql, values) = search::build_sql(&f, &actors, &resource_ids, after.map(|(_, s)| s), want, b);
             let rows = conn.query_all_raw(stmt_for(b, &sql, values)).await?;
             let got = rows.len() as u64;
             for row in &rows {
                 let entry = entry_from_row(row)?;
-                after = Some(entry.header.seq);
+                let key = (entry.header.occurred_at_us, entry.header.seq);
+                after = Some(key);
                 match &needle {
                     None => {
                         if items.len() == f.limit {
-                            next_cursor = Some(search::cursor(f.descending, items_last_seq(&items)));
+                            next_cursor = last_kept.map(|(t, s)| search::cursor(f.descending, time_of(t), s));
                             break;
                         }
                         items.push(self.view(&entry, false).await?);
+                        last_kept = Some(key);
                     }
                     Some(n) => {
                         scanned += 1;
                         let v = self.view(&entry, false).await?;
                         if contains_text(&v, n) {
                             items.push(v);
+                            last_kept = Some(key);
                             if items.len() == f.limit {
                                 break;
                             }
@@ -308,7 +330,7 @@ impl Events {
                 None => break,
                 Some(_) => {
                     if items.len() == f.limit {
-                        next_cursor = Some(search::cursor(f.descending, items_last_seq(&items)));
+                        next_cursor = last_kept.map(|(t, s)| search::cursor(f.descending, time_of(t), s));
                         break;
                     }
                     if got < want {
@@ -316,7 +338,7 @@ impl Events {
                     }
                     if scanned >= self.q_scan_limit {
                         // Bound reached: the client continues from here.
-                        next_cursor = after.map(|s| search::cursor(f.descending, s));
+                        next_cursor = after.map(|(t, s)| search::cursor(f.descending, time_of(t), s));
                         break;
                     }
                 }

@@ -3,10 +3,6 @@
 
 use super::*;
 
-pub(super) fn items_last_seq(items: &[EventView]) -> u64 {
-    items.last().map_or(0, |v| v.seq)
-}
-
 pub(crate) fn contains_text(v: &EventView, needle: &str) -> bool {
     serde_json::to_string(v).map(|s| s.to_lowercase().contains(needle)).unwrap_or(false)
 }
