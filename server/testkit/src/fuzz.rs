@@ -43,7 +43,7 @@ pub fn ingest_input(data: &[u8]) {
                 &f,
                 &f.actors,
                 &f.resource_ids,
-                f.after_seq,
+                f.after(),
                 f.limit as u64 + 1,
                 sea_orm::DbBackend::Sqlite,
             );

@@ -72,6 +72,32 @@ const PAGE: usize = 100;
 /// Rows the live tail keeps on screen.
 const TAIL_KEEP: usize = 1000;
 
+/// Where a live event goes among `rows`, which are newest first in event
+/// time (`occurred_at`, then seq, as search pages come): its place by that
+/// order, or None when it is already shown, or when it falls after the
+/// last row loaded while more can be loaded (an event sent late: "Load
+/// more" brings it in its place). `occurred_at` is RFC 3339 in UTC with
+/// microseconds, so its text sorts as its time.
+fn tail_slot(rows: &[EventView], e: &EventView, more: bool) -> Option<usize> {
+    if rows.iter().any(|x| x.seq == e.seq) {
+        return None;
+    }
+    let key = |x: &EventView| (x.occurred_at.clone(), x.seq);
+    let at = rows.partition_point(|x| key(x) > key(e));
+    (at < rows.len() || !more).then_some(at)
+}
+
+/// Puts live events in their places (see [`tail_slot`]), keeping at most
+/// [`TAIL_KEEP`] rows.
+fn place_live(rows: &mut Vec<EventView>, new: Vec<EventView>, more: bool) {
+    for e in new {
+        if let Some(at) = tail_slot(rows, &e, more) {
+            rows.insert(at, e);
+        }
+    }
+    rows.truncate(TAIL_KEEP);
+}
+
 /// The explorer's state as it lives in the URL.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Filters {
@@ -273,7 +299,11 @@ pub fn EventsPage() -> impl IntoView {
         leptos::task::spawn_local(async move {
             match get_json::<SearchPage>(&format!("/api/audit?{api}&limit={PAGE}&cursor={}", encode(&c))).await {
                 Ok(p) => {
-                    rows.update(|r| r.extend(p.items));
+                    // A live event placed earlier may come again here.
+                    rows.update(|r| {
+                        let shown: std::collections::HashSet<u64> = r.iter().map(|e| e.seq).collect();
+                        r.extend(p.items.into_iter().filter(|e| !shown.contains(&e.seq)));
+                    });
                     cursor.set(p.next_cursor);
                 }
                 Err(e) => load.set(Load::Failed(e)),
@@ -306,7 +336,7 @@ pub fn EventsPage() -> impl IntoView {
     let paused = RwSignal::new(false);
     let buffered = RwSignal::new(Vec::<EventView>::new());
     let tail_state = RwSignal::new(String::new());
-    live_tail(filters, live, paused, rows, buffered, tail_state);
+    live_tail(filters, live, paused, rows, cursor, buffered, tail_state);
 
     let apply = {
         let go = go.clone();
@@ -443,10 +473,10 @@ pub fn EventsPage() -> impl IntoView {
                             {move || if paused.get() {
                                 view! {
                                     <button type="button" data-testid="tail-resume" on:click=move |_| {
-                                        let mut new = buffered.get_untracked();
+                                        let new = buffered.get_untracked();
                                         buffered.set(Vec::new());
-                                        new.reverse();
-                                        rows.update(|r| { new.append(r); new.truncate(TAIL_KEEP); *r = new; });
+                                        let more = cursor.with_untracked(Option::is_some);
+                                        rows.update(|r| place_live(r, new, more));
                                         paused.set(false);
                                     }>{move || format!("Resume ({} new)", buffered.with(Vec::len))}</button>
                                 }.into_any()
@@ -571,6 +601,7 @@ fn live_tail(
     live: RwSignal<bool>,
     paused: RwSignal<bool>,
     rows: RwSignal<Vec<EventView>>,
+    cursor: RwSignal<Option<String>>,
     buffered: RwSignal<Vec<EventView>>,
     state: RwSignal<String>,
 ) {
@@ -597,16 +628,52 @@ fn live_tail(
                 if paused.get_untracked() {
                     buffered.update(|b| b.push(e));
                 } else {
-                    rows.update(|r| {
-                        if !r.iter().any(|x| x.seq == e.seq) {
-                            r.insert(0, e);
-                            r.truncate(TAIL_KEEP);
-                        }
-                    });
+                    let more = cursor.with_untracked(Option::is_some);
+                    rows.update(|r| place_live(r, vec![e], more));
                 }
             });
             source.set_value(tail);
         });
         on_cleanup(close);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, minute: u32) -> EventView {
+        serde_json::from_value(serde_json::json!({
+            "seq": seq, "id": "01890000-0000-7000-8000-000000000000",
+            "occurred_at": format!("2026-12-04T10:{minute:02}:00.000000Z"), "recorded_at": "2026-12-04T10:59:00.000000Z",
+            "category": "c", "action": "a", "outcome": "success", "severity": "info",
+            "actor": {"id": "u", "kind": "user"}, "source": {"channel": "api"}, "correlation": {},
+        }))
+        .unwrap()
+    }
+
+    fn seqs(rows: &[EventView]) -> Vec<u64> {
+        rows.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn live_events_take_their_place_in_event_time() {
+        // Newest first: minute 30, 20 (seq 5 and 4: equal times by seq), 10.
+        let mut rows = vec![ev(6, 30), ev(5, 20), ev(4, 20), ev(3, 10)];
+        // A new event at minute 40 goes first; one sent late (minute 20,
+        // seq 7) goes before the older seqs of its minute; one already
+        // shown is not repeated.
+        place_live(&mut rows, vec![ev(8, 40), ev(7, 20), ev(5, 20)], true);
+        assert_eq!(seqs(&rows), vec![8, 6, 7, 5, 4, 3]);
+        // Older than every loaded row: left to "Load more" while there is
+        // more, placed last when everything is loaded.
+        place_live(&mut rows, vec![ev(9, 5)], true);
+        assert_eq!(rows.len(), 6);
+        place_live(&mut rows, vec![ev(9, 5)], false);
+        assert_eq!(seqs(&rows).last(), Some(&9));
+        // Never more than TAIL_KEEP rows.
+        let mut many: Vec<EventView> = (0..TAIL_KEEP as u64).map(|s| ev(s + 100, 1)).rev().collect();
+        place_live(&mut many, vec![ev(50, 59)], true);
+        assert_eq!((many.len(), many[0].seq), (TAIL_KEEP, 50));
     }
 }

@@ -1,6 +1,7 @@
 //! Search filters: parsed from query parameters, turned into one SQL
-//! statement over the clear header columns, paged by keyset (`seq`), never
-//! OFFSET.
+//! statement over the clear header columns, paged by keyset, never OFFSET:
+//! on `seq` in ledger order (tails, exports, the engines), on
+//! `(occurred_at, seq)` in event-time order (`by_time`, the API's pages).
 //!
 //! Multi-valued filters take repeated parameters and comma lists alike
 //! (`action=a&action=b` = `action=a,b`); values within one filter are ORed,
@@ -50,15 +51,19 @@ pub struct SearchFilter {
     pub descending: bool,
     /// Page size, 1..=1000.
     pub limit: usize,
-    /// Continue after this seq (from a cursor).
+    /// Continue after this seq (from a cursor; with `by_time`, after the
+    /// entry at `after_time` and this seq).
     pub after_seq: Option<u64>,
     /// Pages in event-time order, `(occurred_at, seq)`, as `GET /api/audit`
     /// serves them (not a parameter: that handler sets it). Otherwise
     /// ledger order (`seq`), which tails, exports and the engines read.
-    /// Event-time pages are read through `ledger_entries_time_filters`,
-    /// which is in that order: a page costs its own rows whatever its
-    /// window holds (ledger order made the database read and sort every
-    /// entry of the window first).
+    /// Event-time pages are read through `ledger_entries_by_time`,
+    /// which is in that order (`occurred_at, seq`, then the common filter
+    /// columns): a page stops after its own matches, however many entries
+    /// its window holds (ledger order made the database read and sort every
+    /// entry of the window first). A rare value, or a filter the index does
+    /// not carry (`resource_id`, `channel`, `severity`, `own`), still walks
+    /// the index until it has a page.
     pub by_time: bool,
     /// With `by_time`: the `occurred_at` (µs) of the entry `after_seq`
     /// names (from a cursor; an older cursor carries the seq alone and the
@@ -163,13 +168,35 @@ pub const PARAMETERS: [&str; 16] = [
     "cursor",
 ];
 
+/// Where a page starts: after this entry, in the page's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// Ledger order: after this seq.
+    Seq(u64),
+    /// Event-time order: after the entry with this `occurred_at` (µs) and
+    /// this seq.
+    Time(i64, u64),
+}
+
+impl SearchFilter {
+    /// Where the cursor this filter was parsed with starts, in its order
+    /// (event time only once the entry's time is known).
+    pub fn after(&self) -> Option<After> {
+        match (self.after_seq, self.after_time) {
+            (Some(s), Some(t)) if self.by_time => Some(After::Time(t, s)),
+            (Some(s), _) => Some(After::Seq(s)),
+            (None, _) => None,
+        }
+    }
+}
+
 /// An opaque cursor: the direction and the last entry returned (its seq,
 /// and its `occurred_at` for a page in event-time order).
-pub fn cursor(descending: bool, occurred_at: Option<i64>, seq: u64) -> String {
+pub fn cursor(descending: bool, after: After) -> String {
     let d = if descending { "d" } else { "a" };
-    let raw = match occurred_at {
-        Some(t) => format!("v2:{d}:{t}:{seq}"),
-        None => format!("v1:{d}:{seq}"),
+    let raw = match after {
+        After::Time(t, seq) => format!("v2:{d}:{t}:{seq}"),
+        After::Seq(seq) => format!("v1:{d}:{seq}"),
     };
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
@@ -322,15 +349,15 @@ fn any_of(conds: &mut Vec<String>, values: &mut Vec<Value>, column: &str, list: 
     values.extend(list.iter().map(|v| Value::from(v.clone())));
 }
 
-/// The statement for one page: `limit` rows after `after` (a seq; with
-/// `by_time`, the entry at `f.after_time` and that seq) in the filter's
-/// order. `actors` and `resource_ids` are the expanded (raw + masked) lists.
+/// The statement for one page: `limit` rows after `after` in the filter's
+/// order (`After::Time` for `by_time`, `After::Seq` otherwise). `actors`
+/// and `resource_ids` are the expanded (raw + masked) lists.
 ///
 /// In event-time order (`by_time`), SQLite is told to read the time index,
-/// which is in that order and carries the common filter columns: the read
-/// stops after `limit` matches, whatever the window holds (a rare value
-/// still walks the index, not the table). PostgreSQL picks that index
-/// itself (a backward scan with an incremental sort of equal times).
+/// which is in that order (`occurred_at, seq`, then the common filter
+/// columns): the read stops after `limit` matches, whatever the window
+/// holds (a rare value still walks the index, not the table). PostgreSQL
+/// chooses that index itself (seen in its plans on the 10M bench ledger).
 ///
 /// In ledger order with a time bound, SQLite is told to read the time
 /// index too (non-matching entries are skipped inside it): left to itself,
@@ -341,7 +368,7 @@ pub fn build_sql(
     f: &SearchFilter,
     actors: &[String],
     resource_ids: &[String],
-    after: Option<u64>,
+    after: Option<After>,
     limit: u64,
     backend: sea_orm::DbBackend,
 ) -> (String, Vec<Value>) {
@@ -350,7 +377,7 @@ pub fn build_sql(
     let bounded = f.from_us.is_some() || f.to_us.is_some();
     if f.by_time {
         let hint = match backend {
-            sea_orm::DbBackend::Sqlite => " INDEXED BY ledger_entries_time_filters",
+            sea_orm::DbBackend::Sqlite => " INDEXED BY ledger_entries_by_time",
             _ => "",
         };
         values.push(seq_value(limit));
@@ -362,7 +389,7 @@ pub fn build_sql(
         );
     }
     let (hint, key) = match backend {
-        sea_orm::DbBackend::Sqlite if bounded => (" INDEXED BY ledger_entries_time_filters", "seq"),
+        sea_orm::DbBackend::Sqlite if bounded => (" INDEXED BY ledger_entries_by_time", "seq"),
         sea_orm::DbBackend::Sqlite if f.only_own => (" INDEXED BY ledger_entries_own", "seq"),
         // PostgreSQL has no index hints; ordering by an expression keeps
         // it from walking the primary key backwards through the whole
@@ -392,7 +419,7 @@ pub fn histogram_sql(
 ) -> (String, Vec<Value>) {
     let (wh, values) = where_clause(f, actors, resource_ids, None, HeadBound::Range);
     let hint = match backend {
-        sea_orm::DbBackend::Sqlite => " INDEXED BY ledger_entries_time_filters",
+        sea_orm::DbBackend::Sqlite => " INDEXED BY ledger_entries_by_time",
         _ => "",
     };
     (format!("SELECT (occurred_at - ?) / ? AS b, COUNT(*) AS n FROM ledger_entries{hint}{wh} GROUP BY b"), values)
@@ -428,7 +455,7 @@ fn where_clause(
     f: &SearchFilter,
     actors: &[String],
     resource_ids: &[String],
-    after: Option<u64>,
+    after: Option<After>,
     bound: HeadBound,
 ) -> (String, Vec<Value>) {
     let mut conds = Vec::new();
@@ -462,20 +489,23 @@ fn where_clause(
         conds.push("occurred_at < ?".into());
         values.push(t.into());
     }
-    match (after, f.by_time.then_some(f.after_time).flatten()) {
-        (Some(s), Some(t)) => {
+    debug_assert!(
+        after.is_none() || f.by_time == matches!(after, Some(After::Time(..))),
+        "a page's start is in its own order"
+    );
+    match after {
+        Some(After::Time(t, s)) => {
             // (occurred_at, seq) past the cursor's, with the time as a
             // range the index can seek to.
             let (le, lt) = if f.descending { ("<=", "<") } else { (">=", ">") };
             conds.push(format!("occurred_at {le} ? AND (occurred_at {lt} ? OR seq {lt} ?)"));
             values.extend([t.into(), t.into(), seq_value(s)]);
         }
-        (Some(s), None) => {
-            debug_assert!(!f.by_time, "an event-time page after a seq needs its time");
+        Some(After::Seq(s)) => {
             conds.push(if f.descending { "seq < ?" } else { "seq > ?" }.into());
             values.push(seq_value(s));
         }
-        (None, _) => {}
+        None => {}
     }
     if let Some(s) = f.max_seq {
         conds.push(
@@ -531,13 +561,15 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_keep_the_order() {
-        let c = cursor(false, None, 42);
+        let c = cursor(false, After::Seq(42));
         let f = SearchFilter::from_pairs(&pairs(&[("cursor", &c)])).unwrap();
         assert_eq!((f.descending, f.after_seq, f.after_time), (false, Some(42), None));
         assert!(SearchFilter::from_pairs(&pairs(&[("cursor", &c), ("order", "desc")])).is_err());
-        let c = cursor(true, Some(-7), 9);
+        let c = cursor(true, After::Time(-7, 9));
         let f = SearchFilter::from_pairs(&pairs(&[("cursor", &c)])).unwrap();
         assert_eq!((f.descending, f.after_seq, f.after_time), (true, Some(9), Some(-7)));
+        assert_eq!(f.after(), Some(After::Seq(9)), "ledger order unless by_time");
+        assert_eq!(SearchFilter { by_time: true, ..f }.after(), Some(After::Time(-7, 9)));
         for bad in ["v2:d:9", "v2:d:x:9", "v3:d:1:9", "v1:d:1:9"] {
             let c = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bad);
             assert!(SearchFilter::from_pairs(&pairs(&[("cursor", &c)])).is_err(), "{bad}");

@@ -356,7 +356,8 @@ pub async fn verifications(events: &Events, from: i64, to: i64) -> Result<Report
     let mut days = BTreeSet::new();
     let (mut after, mut read, mut failures, mut others) = (None, 0usize, Vec::new(), Vec::new());
     loop {
-        let (sql, values) = crate::events::search::build_sql(&f, &[], &[], after, 200, b);
+        let (sql, values) =
+            crate::events::search::build_sql(&f, &[], &[], after.map(crate::events::search::After::Seq), 200, b);
         let rows = conn.query_all_raw(stmt_for(b, &sql, values)).await?;
         for r in &rows {
             let entry = crate::ledger::store::entry_from_row(r).map_err(crate::events::EventsError::from)?;

@@ -1,11 +1,13 @@
 //! Event-time pages (what `GET /api/audit` serves): events whose times do
-//! not follow their ledger order come back by `(occurred_at, seq)`, every
-//! event exactly once across pages in both directions, with filters, a
-//! window and free text; a cursor made before event-time pages (the seq
-//! alone) continues where it left off; ledger-order searches are
-//! unchanged; SQLite reads the pages through the time index.
+//! not follow their ledger order, and a run of 25 sharing one time, come
+//! back by `(occurred_at, seq)`, every event exactly once across pages in
+//! both directions, with filters, a window and free text (also when the
+//! text scan's bound ends a page early); a cursor made before event-time
+//! pages (the seq alone) continues after its entry's place in event time;
+//! ledger-order searches are unchanged; SQLite reads the pages through the
+//! time index without sorting.
 
-use custos_engine::events::search::{SearchFilter, build_sql, cursor};
+use custos_engine::events::search::{After, SearchFilter, build_sql, cursor};
 use custos_engine::events::validate::Limits;
 use custos_engine::events::{Events, Submitter};
 use sea_orm::ConnectionTrait as _;
@@ -36,15 +38,17 @@ both_backends! {
     async fn event_time_pages_follow_occurred_at_and_cover_every_event_once(backend: Backend) {
         let Some(t) = TestDb::new(backend).await else { return };
         let (ledger, tasks) = open_ledger(&t.db).await;
-        let events = Events::open(ledger.clone(), Limits::default()).await.unwrap();
+        let mut events = Events::open(ledger.clone(), Limits::default()).await.unwrap();
         let by = Submitter { principal: "test".into() };
         let t0 = ledger.now_us() - 24 * 60 * MINUTE;
-        // 60 events whose times jump around (13 distinct minutes, so many
-        // share a time): a late event's time is older than its neighbours'.
-        let items: Vec<_> = (0..60i64)
+        // 60 events whose times jump around (13 distinct minutes, so some
+        // share a time): a late event's time is older than its neighbours';
+        // then 25 with one time (a client sending whole seconds, fast).
+        let minute = |i: i64| if i < 60 { i * 7 % 13 } else { 20 };
+        let items: Vec<_> = (0..85i64)
             .map(|i| {
                 json!({
-                    "occurred_at": custos_engine::time::rfc3339(t0 + (i * 7 % 13) * MINUTE),
+                    "occurred_at": custos_engine::time::rfc3339(t0 + minute(i) * MINUTE),
                     "category": "data_access",
                     "action": if i % 3 == 0 { "record.export" } else { "record.read" },
                     "outcome": "success", "actor": {"id": format!("u-{}", i % 4), "kind": "user"},
@@ -53,7 +57,7 @@ both_backends! {
             })
             .collect();
         let receipts = events.ingest(&items, None, &by).await.unwrap();
-        let stored: Vec<(u64, i64)> = receipts.iter().zip(0..).map(|(r, i): (_, i64)| (r.seq, t0 + (i * 7 % 13) * MINUTE)).collect();
+        let stored: Vec<(u64, i64)> = receipts.iter().zip(0..).map(|(r, i): (_, i64)| (r.seq, t0 + minute(i) * MINUTE)).collect();
         let by_time = |keep: &dyn Fn(usize) -> bool, descending: bool| {
             let mut v: Vec<(u64, i64)> = stored.iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, k)| *k).collect();
             v.sort_by_key(|&(s, t)| (t, s));
@@ -88,20 +92,31 @@ both_backends! {
                 limit: 3,
                 ..base.clone()
             };
-            let want = by_time(&|i| i % 3 == 0 && (2..9).contains(&(i as i64 * 7 % 13)), descending);
+            let want = by_time(&|i| i % 3 == 0 && (2..9).contains(&minute(i as i64)), descending);
             assert!(want.len() > 3, "more than one page");
             assert_eq!(all_pages(&events, &f).await, want, "window and action, descending={descending}");
 
-            // Free text pages the same way.
+            // Free text pages the same way, also when the scan's bound (9
+            // entries here) ends a page before it is full.
             let f = SearchFilter { descending, q: Some("even".into()), limit: 4, ..base.clone() };
-            assert_eq!(all_pages(&events, &f).await, by_time(&|i| i % 2 == 0, descending), "q, descending={descending}");
+            let even = by_time(&|i| i % 2 == 0, descending);
+            assert_eq!(all_pages(&events, &f).await, even, "q, descending={descending}");
+            events.q_scan_limit = 9;
+            let wide = SearchFilter { limit: 10, ..f.clone() };
+            let first = events.search(&wide).await.unwrap();
+            assert_eq!(first.scanned, Some(9));
+            assert!(first.items.len() < 10 && first.next_cursor.is_some(), "ended by the bound: {first:?}");
+            for f in [&f, &wide] {
+                assert_eq!(all_pages(&events, f).await, even, "q under the scan bound, descending={descending}");
+            }
+            events.q_scan_limit = 10_000;
         }
 
         // A cursor from before event-time pages (the seq alone) continues
         // after its entry in event-time order.
         let newest_first = by_time(&|_| true, true);
         let (seq, _) = newest_first[10];
-        let old = SearchFilter::from_pairs(&[("cursor".to_owned(), cursor(true, None, seq))]).unwrap();
+        let old = SearchFilter::from_pairs(&[("cursor".to_owned(), cursor(true, After::Seq(seq)))]).unwrap();
         assert_eq!(old.after_time, None);
         let f = SearchFilter { after_seq: old.after_seq, limit: 5, ..base.clone() };
         let page = events.search(&f).await.unwrap();
@@ -128,14 +143,14 @@ both_backends! {
                 SearchFilter { actors: vec!["u-1".into()], ..base.clone() },
                 SearchFilter { from_us: Some(t0), to_us: Some(t0 + MINUTE), after_seq: Some(5), after_time: Some(t0), ..base.clone() },
             ] {
-                let (sql, values) = build_sql(&f, &f.actors, &[], f.after_seq, 8, b);
+                let (sql, values) = build_sql(&f, &f.actors, &[], f.after(), 8, b);
                 let plan = conn
                     .query_all_raw(custos_engine::storage::stmt_for(b, &format!("EXPLAIN QUERY PLAN {sql}"), values))
                     .await
                     .unwrap();
                 let text: Vec<String> = plan.iter().map(|r| r.try_get::<String>("", "detail").unwrap()).collect();
-                assert!(text.iter().any(|d| d.contains("ledger_entries_time_filters")), "{text:?}");
-                assert!(!text.iter().any(|d| d.contains("TEMP B-TREE FOR ORDER BY")), "no sort of every match: {text:?}");
+                assert!(text.iter().any(|d| d.contains("ledger_entries_by_time")), "{text:?}");
+                assert!(!text.iter().any(|d| d.contains("TEMP B-TREE")), "no sort, not even of equal times: {text:?}");
             }
         }
         ledger.shutdown(tasks).await.unwrap();

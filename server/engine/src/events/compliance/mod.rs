@@ -118,7 +118,8 @@ impl Events {
                 ..SearchFilter::default()
             };
             loop {
-                let (sql, values) = super::search::build_sql(&f, &[], &[], after, 200, b);
+                let (sql, values) =
+                    super::search::build_sql(&f, &[], &[], after.map(super::search::After::Seq), 200, b);
                 let rows = conn.query_all_raw(stmt_for(b, &sql, values)).await?;
                 let got = rows.len();
                 for r in &rows {

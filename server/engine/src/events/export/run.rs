@@ -356,7 +356,8 @@ impl PreparedExport {
                 return None;
             }
             let b = conn.get_database_backend();
-            let (sql, values) = search::build_sql(&f, &self.actors, &self.resource_ids, after, PAGE as u64, b);
+            let (sql, values) =
+                search::build_sql(&f, &self.actors, &self.resource_ids, after.map(search::After::Seq), PAGE as u64, b);
             let page = handle.block_on(conn.query_all_raw(stmt_for(b, &sql, values)));
             let entries: Result<Vec<StoredEntry>, EventsError> = match page {
                 Ok(rows) => rows.iter().map(|r| entry_from_row(r).map_err(EventsError::from)).collect(),

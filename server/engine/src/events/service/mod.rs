@@ -270,10 +270,10 @@ impl Events {
         let b = conn.get_database_backend();
         let needle = f.q.as_ref().map(|q| q.to_lowercase());
         let mut f = f.clone();
+        // A cursor from before event-time pages carries the seq alone.
         if f.by_time
             && let (Some(seq), None) = (f.after_seq, f.after_time)
         {
-            // A cursor from before event-time pages carries the seq alone.
             let (sql, values) =
                 ("SELECT occurred_at FROM ledger_entries WHERE seq = ?".to_owned(), vec![store::seq_value(seq)]);
             let row = conn.query_one_raw(stmt_for(b, &sql, values)).await?;
@@ -283,10 +283,8 @@ impl Events {
                 None => return Err(invalid("cursor", "its entry is no longer in the ledger; search again")),
             }
         }
-        // Where the next read starts, and the key of the last item kept:
-        // (occurred_at, seq); the time is used in event-time order only.
-        let time_of = |t: i64| f.by_time.then_some(t);
-        let mut after = f.after_seq.map(|s| (f.after_time.unwrap_or_default(), s));
+        // Where the next read starts, and the last item kept.
+        let mut after = f.after();
         let mut last_kept = None;
         let mut items = Vec::new();
         let mut scanned = 0u64;
@@ -296,18 +294,20 @@ impl Events {
                 None => f.limit as u64 + 1,
                 Some(_) => 256.min(self.q_scan_limit - scanned).max(1),
             };
-            f.after_time = after.map(|(t, _)| t);
-            let (sql, values) = search::build_sql(&f, &actors, &resource_ids, after.map(|(_, s)| s), want, b);
+            let (sql, values) = search::build_sql(&f, &actors, &resource_ids, after, want, b);
             let rows = conn.query_all_raw(stmt_for(b, &sql, values)).await?;
             let got = rows.len() as u64;
             for row in &rows {
                 let entry = entry_from_row(row)?;
-                let key = (entry.header.occurred_at_us, entry.header.seq);
+                let key = match f.by_time {
+                    true => search::After::Time(entry.header.occurred_at_us, entry.header.seq),
+                    false => search::After::Seq(entry.header.seq),
+                };
                 after = Some(key);
                 match &needle {
                     None => {
                         if items.len() == f.limit {
-                            next_cursor = last_kept.map(|(t, s)| search::cursor(f.descending, time_of(t), s));
+                            next_cursor = last_kept.map(|a| search::cursor(f.descending, a));
                             break;
                         }
                         items.push(self.view(&entry, false).await?);
@@ -330,7 +330,7 @@ impl Events {
                 None => break,
                 Some(_) => {
                     if items.len() == f.limit {
-                        next_cursor = last_kept.map(|(t, s)| search::cursor(f.descending, time_of(t), s));
+                        next_cursor = last_kept.map(|a| search::cursor(f.descending, a));
                         break;
                     }
                     if got < want {
@@ -338,7 +338,7 @@ impl Events {
                     }
                     if scanned >= self.q_scan_limit {
                         // Bound reached: the client continues from here.
-                        next_cursor = after.map(|(t, s)| search::cursor(f.descending, time_of(t), s));
+                        next_cursor = after.map(|a| search::cursor(f.descending, a));
                         break;
                     }
                 }
