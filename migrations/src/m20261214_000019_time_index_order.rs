@@ -9,9 +9,11 @@
 //! `ledger_entries_by_time (occurred_at, seq, …the same filter columns)`,
 //! in the pages' exact order; the filter columns after the range column
 //! were only ever tested inside the index, which they still are. (A new
-//! name, built before the old index goes: dropping the old one and
-//! creating it again under its name failed on SQLite inside the migration,
-//! `already exists` right after the drop; not investigated further.)
+//! name, built before the old index goes. Dropping the old one and
+//! creating it again under its name failed on SQLite, `already exists`
+//! right after the drop, when this migration still ran without a
+//! transaction: likely the two statements went to two pooled connections,
+//! the second with a stale schema; not investigated further.)
 //!
 //! On an existing ledger the index is built again once, in the migration
 //! (one pass over the table); on PostgreSQL that build holds off writes to
@@ -25,6 +27,13 @@ pub struct Migration;
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// One transaction on both databases (sea-orm runs SQLite's without
+    /// one by default): stopped halfway, the migration leaves nothing
+    /// behind and runs whole at the next start.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         db.execute_unprepared(

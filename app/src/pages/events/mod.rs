@@ -82,20 +82,30 @@ fn tail_slot(rows: &[EventView], e: &EventView, more: bool) -> Option<usize> {
     if rows.iter().any(|x| x.seq == e.seq) {
         return None;
     }
-    let key = |x: &EventView| (x.occurred_at.clone(), x.seq);
+    fn key(x: &EventView) -> (&str, u64) {
+        (x.occurred_at.as_str(), x.seq)
+    }
     let at = rows.partition_point(|x| key(x) > key(e));
     (at < rows.len() || !more).then_some(at)
 }
 
 /// Puts live events in their places (see [`tail_slot`]), keeping at most
-/// [`TAIL_KEEP`] rows.
-fn place_live(rows: &mut Vec<EventView>, new: Vec<EventView>, more: bool) {
+/// [`TAIL_KEEP`] rows. True when rows were let go while more could be
+/// loaded: the cursor then points past rows no longer shown, and "Load
+/// more" would skip them, so the caller drops it (search again to page
+/// further back).
+fn place_live(rows: &mut Vec<EventView>, new: Vec<EventView>, more: bool) -> bool {
+    let mut trimmed = false;
     for e in new {
         if let Some(at) = tail_slot(rows, &e, more) {
             rows.insert(at, e);
+            if rows.len() > TAIL_KEEP {
+                rows.truncate(TAIL_KEEP);
+                trimmed = true;
+            }
         }
     }
-    rows.truncate(TAIL_KEEP);
+    trimmed && more
 }
 
 /// The explorer's state as it lives in the URL.
@@ -476,7 +486,9 @@ pub fn EventsPage() -> impl IntoView {
                                         let new = buffered.get_untracked();
                                         buffered.set(Vec::new());
                                         let more = cursor.with_untracked(Option::is_some);
-                                        rows.update(|r| place_live(r, new, more));
+                                        if rows.try_update(|r| place_live(r, new, more)).unwrap_or(false) {
+                                            cursor.set(None);
+                                        }
                                         paused.set(false);
                                     }>{move || format!("Resume ({} new)", buffered.with(Vec::len))}</button>
                                 }.into_any()
@@ -629,7 +641,9 @@ fn live_tail(
                     buffered.update(|b| b.push(e));
                 } else {
                     let more = cursor.with_untracked(Option::is_some);
-                    rows.update(|r| place_live(r, vec![e], more));
+                    if rows.try_update(|r| place_live(r, vec![e], more)).unwrap_or(false) {
+                        cursor.set(None);
+                    }
                 }
             });
             source.set_value(tail);
@@ -671,9 +685,12 @@ mod tests {
         assert_eq!(rows.len(), 6);
         place_live(&mut rows, vec![ev(9, 5)], false);
         assert_eq!(seqs(&rows).last(), Some(&9));
-        // Never more than TAIL_KEEP rows.
+        // Never more than TAIL_KEEP rows; letting rows go while more could
+        // be loaded is reported (the cursor is then dropped).
         let mut many: Vec<EventView> = (0..TAIL_KEEP as u64).map(|s| ev(s + 100, 1)).rev().collect();
-        place_live(&mut many, vec![ev(50, 59)], true);
+        assert!(place_live(&mut many, vec![ev(50, 59)], true));
         assert_eq!((many.len(), many[0].seq), (TAIL_KEEP, 50));
+        assert!(!place_live(&mut many, vec![ev(51, 59)], false), "nothing more to load");
+        assert!(!place_live(&mut rows, vec![ev(60, 59)], true), "room left");
     }
 }

@@ -372,7 +372,10 @@ pub fn build_sql(
     limit: u64,
     backend: sea_orm::DbBackend,
 ) -> (String, Vec<Value>) {
-    let (wh, mut values) = where_clause(f, actors, resource_ids, after, HeadBound::Range);
+    debug_assert!(
+        after.is_none() || f.by_time == matches!(after, Some(After::Time(..))),
+        "a page's start is in its own order"
+    );
     let order = if f.descending { "DESC" } else { "ASC" };
     let bounded = f.from_us.is_some() || f.to_us.is_some();
     if f.by_time {
@@ -380,14 +383,33 @@ pub fn build_sql(
             sea_orm::DbBackend::Sqlite => " INDEXED BY ledger_entries_by_time",
             _ => "",
         };
+        let by_time = format!("ORDER BY occurred_at {order}, seq {order}");
+        let Some(After::Time(t, s)) = after else {
+            let (wh, mut values) = where_clause(f, actors, resource_ids, None, HeadBound::Range);
+            values.push(seq_value(limit));
+            return (format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries{hint}{wh} {by_time} LIMIT ?"), values);
+        };
+        // After a cursor: the rest of its time's entries, then the entries
+        // of later times (in the page's direction), each a seek in the
+        // index, at most `limit` rows from each. One condition on
+        // `(occurred_at, seq)` would let the database seek on the time
+        // only, walking every entry already shown of a run sharing it.
+        let (same, mut values) = where_clause(f, actors, resource_ids, Some(Start::SameTime(t, s)), HeadBound::Range);
+        values.push(seq_value(limit));
+        let (past, more) = where_clause(f, actors, resource_ids, Some(Start::PastTime(t)), HeadBound::Range);
+        values.extend(more);
+        values.push(seq_value(limit));
         values.push(seq_value(limit));
         return (
             format!(
-                "SELECT {ENTRY_COLUMNS} FROM ledger_entries{hint}{wh} ORDER BY occurred_at {order}, seq {order} LIMIT ?"
+                "SELECT * FROM (SELECT {ENTRY_COLUMNS} FROM ledger_entries{hint}{same} ORDER BY seq {order} LIMIT ?) AS same_time \
+                 UNION ALL SELECT * FROM (SELECT {ENTRY_COLUMNS} FROM ledger_entries{hint}{past} {by_time} LIMIT ?) AS past_time \
+                 {by_time} LIMIT ?"
             ),
             values,
         );
     }
+    let (wh, mut values) = where_clause(f, actors, resource_ids, after.map(Start::of), HeadBound::Range);
     let (hint, key) = match backend {
         sea_orm::DbBackend::Sqlite if bounded => (" INDEXED BY ledger_entries_by_time", "seq"),
         sea_orm::DbBackend::Sqlite if f.only_own => (" INDEXED BY ledger_entries_own", "seq"),
@@ -441,6 +463,26 @@ pub fn count_sql(
     (format!("SELECT COUNT(*) AS n FROM ledger_entries{wh}"), values)
 }
 
+/// Where a statement starts reading, as conditions.
+#[derive(Clone, Copy)]
+enum Start {
+    /// Past this seq, in the page's direction.
+    Seq(u64),
+    /// At this `occurred_at`, past this seq.
+    SameTime(i64, u64),
+    /// Past this `occurred_at`.
+    PastTime(i64),
+}
+
+impl Start {
+    fn of(after: After) -> Start {
+        match after {
+            // In ledger order the seq alone is the key.
+            After::Seq(s) | After::Time(_, s) => Start::Seq(s),
+        }
+    }
+}
+
 /// How a search's snapshot bound (`max_seq`) is written.
 #[derive(Clone, Copy)]
 enum HeadBound {
@@ -455,7 +497,7 @@ fn where_clause(
     f: &SearchFilter,
     actors: &[String],
     resource_ids: &[String],
-    after: Option<After>,
+    start: Option<Start>,
     bound: HeadBound,
 ) -> (String, Vec<Value>) {
     let mut conds = Vec::new();
@@ -489,21 +531,19 @@ fn where_clause(
         conds.push("occurred_at < ?".into());
         values.push(t.into());
     }
-    debug_assert!(
-        after.is_none() || f.by_time == matches!(after, Some(After::Time(..))),
-        "a page's start is in its own order"
-    );
-    match after {
-        Some(After::Time(t, s)) => {
-            // (occurred_at, seq) past the cursor's, with the time as a
-            // range the index can seek to.
-            let (le, lt) = if f.descending { ("<=", "<") } else { (">=", ">") };
-            conds.push(format!("occurred_at {le} ? AND (occurred_at {lt} ? OR seq {lt} ?)"));
-            values.extend([t.into(), t.into(), seq_value(s)]);
-        }
-        Some(After::Seq(s)) => {
-            conds.push(if f.descending { "seq < ?" } else { "seq > ?" }.into());
+    let lt = if f.descending { "<" } else { ">" };
+    match start {
+        Some(Start::Seq(s)) => {
+            conds.push(format!("seq {lt} ?"));
             values.push(seq_value(s));
+        }
+        Some(Start::SameTime(t, s)) => {
+            conds.push(format!("occurred_at = ? AND seq {lt} ?"));
+            values.extend([t.into(), seq_value(s)]);
+        }
+        Some(Start::PastTime(t)) => {
+            conds.push(format!("occurred_at {lt} ?"));
+            values.push(t.into());
         }
         None => {}
     }
