@@ -53,6 +53,21 @@ pub(super) fn show_time(s: &str, utc: bool) -> String {
     d.to_locale_string("default", &opts).into()
 }
 
+/// A histogram bar's label in the browser's locale and zone: the date for
+/// spans of days, the time of day (with AM/PM where the locale uses it)
+/// otherwise.
+#[cfg(feature = "hydrate")]
+pub(super) fn chart_label(s: &str, days: bool) -> String {
+    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(s));
+    let opts = js_sys::Object::new();
+    let parts: &[(&str, &str)] =
+        if days { &[("month", "2-digit"), ("day", "2-digit")] } else { &[("hour", "2-digit"), ("minute", "2-digit")] };
+    for (k, v) in parts {
+        let _ = js_sys::Reflect::set(&opts, &(*k).into(), &(*v).into());
+    }
+    d.to_locale_string("default", &opts).into()
+}
+
 #[cfg(not(feature = "hydrate"))]
 pub(super) fn show_time(s: &str, _utc: bool) -> String {
     s.to_owned()

@@ -112,18 +112,8 @@ pub(super) fn draw_histogram(h: &Histogram, handle: ChartStore) {
     };
     let width = (el.get_bounding_client_rect().width() as u32).max(200);
     let span_ms = h.bucket_seconds as f64 * 1000.0 * h.series.len() as f64;
-    let labels: Vec<String> = h
-        .series
-        .iter()
-        .map(|b| {
-            let t = show_time(&b.start, false);
-            if span_ms > 2.0 * 86_400_000.0 {
-                t.chars().take(10).collect()
-            } else {
-                t.chars().skip(12).take(5).collect()
-            }
-        })
-        .collect();
+    let labels: Vec<String> =
+        h.series.iter().map(|b| super::browser::chart_label(&b.start, span_ms > 2.0 * 86_400_000.0)).collect();
     let counts: Vec<i64> = h.series.iter().map(|b| b.count as i64).collect();
     let chart = charming::Chart::new()
         .animation(false)
