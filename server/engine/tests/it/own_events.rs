@@ -94,7 +94,6 @@ both_backends! {
     async fn own_only_searches_find_custos_records_through_their_own_index(backend: Backend) {
         use custos_engine::events::Submitter;
         use custos_engine::events::search::{SearchFilter, build_sql};
-        use sea_orm::ConnectionTrait as _;
 
         let Some(t) = TestDb::new(backend).await else { return };
         let (ledger, tasks) = open_ledger(&t.db).await;
@@ -144,11 +143,7 @@ both_backends! {
             for descending in [false, true] {
                 let f = SearchFilter { descending, ..f.clone() };
                 let (sql, values) = build_sql(&f, &[], &[], None, 1001, b);
-                let plan = conn
-                    .query_all_raw(custos_engine::storage::stmt_for(b, &format!("EXPLAIN QUERY PLAN {sql}"), values))
-                    .await
-                    .unwrap();
-                let text: Vec<String> = plan.iter().map(|r| r.try_get::<String>("", "detail").unwrap()).collect();
+                let text = crate::support::sqlite_plan(ledger.db(), &sql, values).await;
                 assert!(text.iter().any(|d| d.contains("ledger_entries_own")), "{text:?}");
             }
         }

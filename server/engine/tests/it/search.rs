@@ -144,11 +144,7 @@ both_backends! {
                 SearchFilter { from_us: Some(t0), to_us: Some(t0 + MINUTE), after_seq: Some(5), after_time: Some(t0), ..base.clone() },
             ] {
                 let (sql, values) = build_sql(&f, &f.actors, &[], f.after(), 8, b);
-                let plan = conn
-                    .query_all_raw(custos_engine::storage::stmt_for(b, &format!("EXPLAIN QUERY PLAN {sql}"), values))
-                    .await
-                    .unwrap();
-                let text: Vec<String> = plan.iter().map(|r| r.try_get::<String>("", "detail").unwrap()).collect();
+                let text = crate::support::sqlite_plan(ledger.db(), &sql, values).await;
                 assert!(text.iter().any(|d| d.contains("ledger_entries_by_time")), "{text:?}");
                 if f.after_seq.is_none() {
                     assert!(!text.iter().any(|d| d.contains("TEMP B-TREE")), "no sort, not even of equal times: {text:?}");

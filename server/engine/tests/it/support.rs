@@ -114,3 +114,15 @@ where
 }
 
 pub use custos_testkit::s3::S3Server;
+
+/// SQLite's plan for a statement: the `detail` of each step.
+pub async fn sqlite_plan(db: &custos_engine::storage::Database, sql: &str, values: Vec<sea_orm::Value>) -> Vec<String> {
+    use sea_orm::ConnectionTrait as _;
+    let conn = db.conn();
+    let b = conn.get_database_backend();
+    let plan = conn
+        .query_all_raw(custos_engine::storage::stmt_for(b, &format!("EXPLAIN QUERY PLAN {sql}"), values))
+        .await
+        .unwrap();
+    plan.iter().map(|r| r.try_get::<String>("", "detail").unwrap()).collect()
+}

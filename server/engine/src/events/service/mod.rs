@@ -274,12 +274,8 @@ impl Events {
         if f.by_time
             && let (Some(seq), None) = (f.after_seq, f.after_time)
         {
-            let (sql, values) =
-                ("SELECT occurred_at FROM ledger_entries WHERE seq = ?".to_owned(), vec![store::seq_value(seq)]);
-            let row = conn.query_one_raw(stmt_for(b, &sql, values)).await?;
-            let t = row.map(|r| r.try_get::<i64>("", "occurred_at")).transpose().map_err(LedgerError::from)?;
-            match t {
-                Some(t) => f.after_time = Some(t),
+            match self.ledger.entry(seq).await? {
+                Some(e) => f.after_time = Some(e.header.occurred_at_us),
                 None => return Err(invalid("cursor", "its entry is no longer in the ledger; search again")),
             }
         }
