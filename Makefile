@@ -117,8 +117,12 @@ bench-ingest: site
 	$(TARGET_DIR)/release/custos bench ingest --events $(EVENTS)
 
 API_EVENTS ?= 1000000
+# LEPTOS_OUTPUT_NAME as cargo-leptos sets it: this build also writes
+# $(TARGET_DIR)/release/custos, and without it leptos is compiled to ask for
+# pkg/custos_bg.wasm, which the site does not hold (the explorer bench after
+# it then never hydrated).
 bench-api:
-	cargo bench -p custos-server --bench api -- --events $(API_EVENTS) --queries 400
+	LEPTOS_OUTPUT_NAME=custos cargo bench -p custos-server --bench api -- --events $(API_EVENTS) --queries 400
 
 bench-alerts: site
 	$(TARGET_DIR)/release/custos bench alerts

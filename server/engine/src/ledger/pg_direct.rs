@@ -5,8 +5,9 @@
 //! once per connection); the verifier reads pages decoded straight from
 //! sqlx's rows.
 //!
-//! The statements run on connections of sea-orm's own pool (the sqlx pool
-//! inside it).
+//! The commits run on the sequencer's own connection (`PgWriter` in
+//! `service/commit.rs`), the reads on connections of sea-orm's own pool
+//! (the sqlx pool inside it).
 
 use std::sync::Arc;
 
@@ -166,7 +167,8 @@ pub async fn insert_entries(conn: &mut PgConnection, entries: &[StoredEntry]) ->
     }
     copy.finish().await.map_err(db_err)?;
     // sqlx keeps its write buffer at the largest size it ever held: a
-    // batch of big events would stay allocated on each pooled connection.
+    // batch of big events would stay allocated on the connection (the
+    // sequencer's lives as long as the process).
     if data_len > BUFFER_KEPT {
         conn.shrink_buffers();
     }

@@ -32,6 +32,14 @@ pub struct Head {
     pub recorded_at_us: i64,
 }
 
+impl Head {
+    /// Whether this is the same head as `other`: the same last seq and the
+    /// chain value after it (so the same entries up to it).
+    pub fn is(&self, other: &Head) -> bool {
+        self.seq == other.seq && self.chain_hash == other.chain_hash
+    }
+}
+
 fn to_u64(v: i64, what: &str) -> Result<u64, LedgerError> {
     u64::try_from(v).map_err(|_| LedgerError::Corrupt(format!("negative {what} {v}")))
 }

@@ -320,8 +320,8 @@ both_backends! {
 
 both_backends! {
     async fn failed_batches_amid_concurrent_appends_never_leave_a_gap(backend: Backend) {
-        // On SQLite the sequencer seals batch N+1 while N commits; when N
-        // fails, N+1 must not be committed on the head N would have left.
+        // The sequencer seals batch N+1 while N commits; when N fails, N+1
+        // must not be committed on the head N would have left.
         let Some(t) = TestDb::new(backend).await else { return };
         let (ledger, tasks) = open_ledger(&t.db).await;
         inject_failure(&t).await;
@@ -426,6 +426,55 @@ async fn a_replica_far_ahead_of_the_database_server_clock_refuses_to_commit() {
     let r = ledger.append_one(event(2)).await.unwrap();
     assert!(r.recorded_at_us <= real() + 31_000_000);
     ledger.shutdown(tasks).await.unwrap();
+}
+
+/// PostgreSQL's sequencer commits on a connection of its own, outside the
+/// pool, named `custos-sequencer`. When the server closes it between
+/// commits (a restart, an operator's `pg_terminate_backend`), the next
+/// commit opens a new one instead of failing its callers, and the chain
+/// goes on without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sequencers_own_postgres_connection_is_replaced_when_the_server_closes_it() {
+    let Some(t) = TestDb::new(crate::support::Backend::Postgres).await else { return };
+    let (ledger, tasks) = open_ledger(&t.db).await;
+    fill(&ledger, 5, 5).await;
+    let sequencer_pids = || async {
+        let rows =
+            t.db.conn()
+                .query_all_raw(t.db.stmt(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'custos-sequencer'",
+                    vec![],
+                ))
+                .await
+                .unwrap();
+        rows.iter().map(|r| r.try_get::<i32>("", "pid").unwrap()).collect::<Vec<_>>()
+    };
+    let mut seen = HashSet::new();
+    for round in 0..3u64 {
+        let pids = sequencer_pids().await;
+        assert_eq!(pids.len(), 1, "one sequencer connection: {pids:?}");
+        assert!(seen.insert(pids[0]), "a new connection each round: {pids:?} after {seen:?}");
+        // Waits (up to 5 s) until the backend has gone.
+        let sql = format!("SELECT pg_terminate_backend({}, 5000) AS gone", pids[0]);
+        let gone = t.db.conn().query_one_raw(t.db.stmt(&sql, vec![])).await.unwrap().unwrap();
+        assert!(gone.try_get::<bool>("", "gone").unwrap());
+        let r = ledger.append_one(event(100 + round)).await.unwrap();
+        assert_eq!(r.seq, 6 + round, "committed on a new connection, no gap");
+    }
+    ledger.checkpoint_now().await.unwrap();
+    assert!(verify_all(&ledger).await.is_intact());
+    ledger.shutdown(tasks).await.unwrap();
+    // Closed at shutdown (the backend leaves pg_stat_activity as it exits).
+    let mut left = sequencer_pids().await;
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        left = sequencer_pids().await;
+    }
+    assert!(left.is_empty(), "the sequencer's connection is closed at shutdown: {left:?}");
 }
 
 /// An append whose caller gave up (commit timeout) while it was still

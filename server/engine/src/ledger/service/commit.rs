@@ -4,6 +4,7 @@
 //! `pg_direct` on sqlx).
 
 use super::*;
+use sea_orm::sqlx;
 
 /// Checks entries that appeared in the database since the sequencer's last
 /// trusted head (appended by another replica, or forged) before anything is
@@ -173,7 +174,7 @@ pub(super) fn commit_sealed(w: &mut Writer, sealed: &Sealed, prev: &Head) -> Res
     let Writer { conn, rollups } = w;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let head = direct::read_head(&tx)?;
-    if head.seq != prev.seq || head.chain_hash != prev.chain_hash {
+    if !head.is(prev) {
         return Err(TryCommitError::Conflict);
     }
     let staged = write_sealed(&tx, sealed, rollups)?;
@@ -223,18 +224,30 @@ impl From<rusqlite::Error> for TryCommitError {
     }
 }
 
-/// Commits one batch; returns it (for the replies) and the receipts per
-/// request, in order.
+/// Commits one batch by the full path; returns it (for the replies) and the
+/// receipts per request, in order.
 pub(super) async fn commit_batch(
+    inner: &Arc<Inner>,
+    batch: Vec<AppendRequest>,
+    trusted: &mut Head,
+    writer: &Committer,
+) -> (Vec<AppendRequest>, Result<Vec<Vec<Receipt>>, LedgerError>) {
+    let started = std::time::Instant::now();
+    let done = commit_batch_tries(inner, batch, trusted, writer).await;
+    metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+    done
+}
+
+async fn commit_batch_tries(
     inner: &Arc<Inner>,
     mut batch: Vec<AppendRequest>,
     trusted: &mut Head,
-    direct: Option<&SharedWriter>,
+    writer: &Committer,
 ) -> (Vec<AppendRequest>, Result<Vec<Vec<Receipt>>, LedgerError>) {
     let mut known: HashMap<Uuid, (u64, i64)> = HashMap::new();
     for attempt in 0..3 {
-        let result = match direct {
-            Some(conn) => {
+        let result = match writer {
+            Committer::Sqlite(conn) => {
                 let (inner2, conn, known2, trusted2) = (inner.clone(), conn.clone(), known.clone(), trusted.clone());
                 let joined = tokio::task::spawn_blocking(move || {
                     let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -251,7 +264,7 @@ pub(super) async fn commit_batch(
                     Err(_) => return (Vec::new(), Err(LedgerError::CommitFailed)),
                 }
             }
-            None => commit_pg(inner, &batch, &known, trusted).await,
+            Committer::Postgres(pg) => pg.lock().await.commit(inner, &batch, &known, trusted).await,
         };
         match result {
             Ok(sealed) => {
@@ -273,8 +286,8 @@ pub(super) async fn commit_batch(
             // refuses the batch; then the batch is sealed again.
             Err(TryCommitError::Duplicate) if attempt < 2 => {
                 let ids: Vec<Uuid> = batch.iter().flat_map(|r| r.items.iter().map(|i| i.event_id)).collect();
-                let found = match direct {
-                    Some(conn) => {
+                let found = match writer {
+                    Committer::Sqlite(conn) => {
                         let conn = conn.clone();
                         tokio::task::spawn_blocking(move || {
                             let c = conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -283,7 +296,7 @@ pub(super) async fn commit_batch(
                         .await
                         .unwrap_or(Err(LedgerError::CommitFailed))
                     }
-                    None => store::find_event_ids(inner.db.conn(), &ids).await,
+                    Committer::Postgres(_) => store::find_event_ids(inner.db.conn(), &ids).await,
                 };
                 match found {
                     Ok(f) => known = f,
@@ -319,7 +332,7 @@ pub(super) fn commit_direct(
     // IMMEDIATE: take the write lock first, so the head cannot move under us.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let head = direct::read_head(&tx)?;
-    if head.seq != trusted.seq || head.chain_hash != trusted.chain_hash {
+    if !head.is(trusted) {
         let mut check = ForeignCheck::new(trusted, &head)?;
         let mut failed = None;
         direct::scan_entries(&tx, trusted.seq + 1, head.seq, 4096, |page| match check.feed(keys, &page) {
@@ -379,46 +392,217 @@ fn refuse_clock_ahead(cfg: &super::LedgerConfig, now: i64, server_now: i64) -> R
 /// Whether the last commit here was refused for a clock ahead.
 static CLOCK_AHEAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// The commit on PostgreSQL, straight on sqlx (see [`pg_direct`]): the
-/// head row locked, foreign entries checked, one binary `COPY` of the
-/// entries, one statement for the Merkle nodes, the dashboards' counts and
-/// the head, in one transaction.
-pub(super) async fn commit_pg(
-    inner: &Arc<Inner>,
-    batch: &[AppendRequest],
-    known: &HashMap<Uuid, (u64, i64)>,
-    trusted: &Head,
-) -> Result<Sealed, TryCommitError> {
-    use crate::ledger::pg_direct::{self, db_err};
-    let pool = inner.db.conn().get_postgres_connection_pool();
-    let mut txn = pool.begin().await.map_err(db_err)?;
-    let (head, server_now) = pg_direct::lock_head_and_clock(&mut txn).await?;
-    let now = inner.clock.now_us();
-    refuse_clock_ahead(&inner.cfg, now, server_now)?;
-    if head.seq != trusted.seq || head.chain_hash != trusted.chain_hash {
-        let mut check = ForeignCheck::new(trusted, &head)?;
-        let mut next = trusted.seq + 1;
-        while next <= head.seq {
-            let page = pg_direct::read_entries(&mut txn, next, head.seq, 4096).await?;
-            let Some(last) = page.last() else { break };
-            next = last.header.seq + 1;
-            check.feed(&inner.keys, &page)?;
+/// Where the sequencer commits: SQLite's writer, or PostgreSQL's own
+/// connection. Each is shared by the sequencer and the commit in flight
+/// (the lock hands it over; the two never want it at once).
+#[derive(Clone)]
+pub(super) enum Committer {
+    Sqlite(SharedWriter),
+    Postgres(SharedPg),
+}
+
+/// The PostgreSQL sequencer's connection, shared as SQLite's writer is.
+pub(super) type SharedPg = Arc<tokio::sync::Mutex<PgWriter>>;
+
+/// The name the sequencer's connection shows in `pg_stat_activity`.
+pub const PG_SEQUENCER_APPLICATION: &str = "custos-sequencer";
+
+/// The PostgreSQL sequencer's connection: one of its own, outside the pool
+/// (so each replica holds one more than `database.max_connections`), named
+/// [`PG_SEQUENCER_APPLICATION`]. Every commit runs on the same backend, with
+/// its caches warm, and pays no acquire (sqlx pings a pooled connection
+/// before handing it out). It is opened on the first commit.
+///
+/// Its transaction is spelled out (`BEGIN`, `COMMIT`, `ROLLBACK`). A moved
+/// head, a duplicate id, a refused clock or a failed check of foreign
+/// entries rolls back and keeps the connection; any other failure drops it,
+/// so the server rolls back whatever the transaction wrote and no
+/// connection is reused in an unknown state (mid-`COPY`, or after a
+/// `COMMIT` whose answer was lost). A commit that never finished (its task
+/// panicked) leaves `in_txn` set: the connection is dropped before the
+/// next `BEGIN`, which PostgreSQL would otherwise take as a warning and run
+/// inside the old transaction.
+#[derive(Default)]
+pub(super) struct PgWriter {
+    conn: Option<sqlx::PgConnection>,
+    in_txn: bool,
+}
+
+impl PgWriter {
+    fn discard(&mut self) {
+        self.conn = None;
+        self.in_txn = false;
+    }
+
+    /// Opens the connection (bounded as the pool's acquire is, by
+    /// `database.busy_timeout_ms`).
+    async fn connect(inner: &Inner) -> Result<sqlx::PgConnection, LedgerError> {
+        use sqlx::Connection as _;
+        let pool = inner.db.conn().get_postgres_connection_pool();
+        let options = pool.connect_options().as_ref().clone().application_name(PG_SEQUENCER_APPLICATION);
+        match tokio::time::timeout(inner.db.busy_timeout(), sqlx::PgConnection::connect_with(&options)).await {
+            Ok(c) => c.map_err(crate::ledger::pg_direct::db_err),
+            Err(_) => Err(LedgerError::Storage(crate::storage::StorageError::Connect {
+                kind: "postgres",
+                reason: "the sequencer's connection did not open within database.busy_timeout_ms".into(),
+            })),
         }
-        check.finish(&head)?;
     }
-    let sealed = seal_batch(&inner.keys, now, head, batch, known)?;
-    if !sealed.entries.is_empty() {
-        if let Err(e) = pg_direct::insert_entries(&mut txn, &sealed.entries).await {
-            return Err(if is_unique_violation(&e) { TryCommitError::Duplicate } else { TryCommitError::Other(e) });
+
+    /// Begins a transaction and locks the head row; returns the head and
+    /// this replica's time, read once the lock is held. The time checked
+    /// against the database server's clock is that, or `stamp` when the
+    /// batch was sealed earlier with a later time. A held connection that
+    /// cannot begin or lock (the server restarted, a network path dropped
+    /// it while idle: `BEGIN` waits at most `database.busy_timeout_ms`) is
+    /// replaced once: nothing was written on it.
+    async fn begin(&mut self, inner: &Inner, stamp: i64) -> Result<(Head, i64), LedgerError> {
+        use crate::ledger::pg_direct::{self, db_err};
+        if self.in_txn {
+            self.discard();
         }
-        let counts = crate::ledger::rollup::aggregate(&sealed.entries, &sealed.durations);
-        pg_direct::write_nodes_counts_head(&mut txn, &sealed.nodes, &counts, &sealed.head).await?;
+        let mut fresh = false;
+        let (head, server_now) = loop {
+            if self.conn.is_none() {
+                self.conn = Some(Self::connect(inner).await?);
+                fresh = true;
+            }
+            let Some(conn) = self.conn.as_mut() else { continue };
+            self.in_txn = true;
+            let began = tokio::time::timeout(inner.db.busy_timeout(), sqlx::raw_sql("BEGIN").execute(&mut *conn)).await;
+            let locked = match began {
+                Ok(Ok(_)) => pg_direct::lock_head_and_clock(conn).await,
+                Ok(Err(e)) => Err(db_err(e)),
+                Err(_) => Err(db_err(sqlx::Error::PoolTimedOut)),
+            };
+            match locked {
+                Ok(locked) => break locked,
+                Err(e) => {
+                    self.discard();
+                    if fresh {
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let now = inner.clock.now_us();
+        if let Err(e) = refuse_clock_ahead(&inner.cfg, now.max(stamp), server_now) {
+            self.rollback().await;
+            return Err(e);
+        }
+        Ok((head, now))
     }
-    txn.commit().await.map_err(db_err)?;
-    if !sealed.entries.is_empty() {
-        // Other replicas' tails are woken without holding up the next batch.
-        let inner = inner.clone();
-        tokio::spawn(async move { super::heard::announce(&inner).await });
+
+    /// Ends the transaction begun by [`Self::begin`] without keeping
+    /// anything of it; the connection is kept if the rollback works.
+    async fn rollback(&mut self) {
+        if let Some(c) = &mut self.conn {
+            match sqlx::raw_sql("ROLLBACK").execute(&mut *c).await {
+                Ok(_) => self.in_txn = false,
+                Err(_) => self.discard(),
+            }
+        }
     }
-    Ok(sealed)
+
+    /// Closes the connection at shutdown (between commits).
+    pub(super) async fn close(&mut self) {
+        use sqlx::Connection as _;
+        if let Some(c) = self.conn.take()
+            && !self.in_txn
+        {
+            let _ = c.close().await;
+        }
+        self.in_txn = false;
+    }
+
+    /// Writes a sealed batch in the begun transaction and commits it.
+    async fn write(&mut self, inner: &Arc<Inner>, sealed: &Sealed) -> Result<(), TryCommitError> {
+        use crate::ledger::pg_direct::{self, db_err};
+        let Some(conn) = self.conn.as_mut() else { return Err(LedgerError::CommitFailed.into()) };
+        let written = async {
+            if !sealed.entries.is_empty() {
+                if let Err(e) = pg_direct::insert_entries(conn, &sealed.entries).await {
+                    return Err(if is_unique_violation(&e) { TryCommitError::Duplicate } else { e.into() });
+                }
+                let counts = crate::ledger::rollup::aggregate(&sealed.entries, &sealed.durations);
+                pg_direct::write_nodes_counts_head(conn, &sealed.nodes, &counts, &sealed.head).await?;
+            }
+            sqlx::raw_sql("COMMIT").execute(&mut *conn).await.map_err(db_err)?;
+            Ok(())
+        }
+        .await;
+        match written {
+            Ok(()) => self.in_txn = false,
+            // The unique index refused the batch: the connection is sound.
+            Err(TryCommitError::Duplicate) => {
+                self.rollback().await;
+                return written;
+            }
+            Err(_) => {
+                self.discard();
+                return written;
+            }
+        }
+        if !sealed.entries.is_empty() {
+            // Other replicas' tails are woken without holding up the next batch.
+            let inner = inner.clone();
+            tokio::spawn(async move { super::heard::announce(&inner).await });
+        }
+        Ok(())
+    }
+
+    /// The full commit: the head locked, foreign entries checked, the batch
+    /// sealed on the database's head, written and committed.
+    pub(super) async fn commit(
+        &mut self,
+        inner: &Arc<Inner>,
+        batch: &[AppendRequest],
+        known: &HashMap<Uuid, (u64, i64)>,
+        trusted: &Head,
+    ) -> Result<Sealed, TryCommitError> {
+        use crate::ledger::pg_direct;
+        let (head, now) = self.begin(inner, i64::MIN).await?;
+        let checked = async {
+            if !head.is(trusted) {
+                let conn = self.conn.as_mut().ok_or(LedgerError::CommitFailed)?;
+                let mut check = ForeignCheck::new(trusted, &head)?;
+                let mut next = trusted.seq + 1;
+                while next <= head.seq {
+                    let page = pg_direct::read_entries(conn, next, head.seq, 4096).await?;
+                    let Some(last) = page.last() else { break };
+                    next = last.header.seq + 1;
+                    check.feed(&inner.keys, &page)?;
+                }
+                check.finish(&head)?;
+            }
+            seal_batch(&inner.keys, now, head, batch, known)
+        }
+        .await;
+        let sealed = match checked {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                self.rollback().await;
+                return Err(e.into());
+            }
+        };
+        self.write(inner, &sealed).await?;
+        Ok(sealed)
+    }
+
+    /// The fast commit of a batch sealed on `prev` (before the head was
+    /// locked, while the batch before it committed): refuses with
+    /// `Conflict` if the database head is not `prev`.
+    pub(super) async fn commit_sealed(
+        &mut self,
+        inner: &Arc<Inner>,
+        sealed: &Sealed,
+        prev: &Head,
+    ) -> Result<(), TryCommitError> {
+        let (head, _) = self.begin(inner, sealed.head.recorded_at_us).await?;
+        if !head.is(prev) {
+            self.rollback().await;
+            return Err(TryCommitError::Conflict);
+        }
+        self.write(inner, sealed).await
+    }
 }

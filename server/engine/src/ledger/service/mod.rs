@@ -3,20 +3,24 @@
 //!
 //! One task, the sequencer, owns the chain head. Callers encrypt their
 //! payloads in their own tasks (parallel), then queue them; the sequencer
-//! takes whatever is queued (up to `max_batch` entries), and in ONE
-//! transaction locks the head row, assigns seqs, MACs, hashes and chains the
-//! entries, inserts them with their completed Merkle nodes, stores the new
-//! head and commits (one fsync). Every caller then gets its own result. If
-//! the commit fails, every caller in the batch gets an error and nothing of
-//! the batch is visible (docs/ARCHITECTURE.md §3, invariants 1 and 4).
+//! takes whatever is queued (up to `max_batch` entries), assigns seqs, MACs,
+//! hashes and chains the entries, and commits them in ONE transaction that
+//! locks the head row, inserts them with their completed Merkle nodes and
+//! stores the new head (one fsync). Every caller then gets its own result.
+//! If the commit fails, every caller in the batch gets an error and nothing
+//! of the batch is visible (docs/ARCHITECTURE.md §3, invariants 1 and 4).
 //!
-//! The head is read inside each transaction, never cached, so a restart or a
-//! second server process on the same PostgreSQL database continues the same
-//! gapless chain.
+//! A batch is sealed on the head the sequencer trusts (while the batch
+//! before it commits), and its transaction checks, under the head row's
+//! lock, that the stored head is still that one; if not (a restart, a
+//! second server process or replica on the same database, a forged row),
+//! the batch takes the full path: the stored head is read in the
+//! transaction, the entries since are checked, and the batch is sealed
+//! again on it. So every process continues the same gapless chain.
 //!
-//! Here the handle; `sequencer` (batching, the pipelined SQLite loop),
-//! `commit` (sealing a batch, checking foreign entries, the two commit
-//! paths) and `checkpointer` (signed checkpoints, the tail check at start).
+//! Here the handle; `sequencer` (batching, the pipelined loop), `commit`
+//! (sealing a batch, checking foreign entries, the two commit paths) and
+//! `checkpointer` (signed checkpoints, the tail check at start).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,7 +35,7 @@ mod heard;
 mod sequencer;
 
 use self::checkpointer::{make_checkpoint, run_checkpointer, verify_tail_at_start};
-use self::sequencer::{run_pipelined_sequencer, run_sequencer};
+use self::sequencer::run_sequencer;
 use super::encoding;
 use super::error::LedgerError;
 use super::keyring::Keyring;
@@ -404,10 +408,11 @@ impl Ledger {
             Some(path) => Some(super::sqlite_direct::Checkpointer::start(path, inner.db.busy_timeout())?),
             None => None,
         };
-        let sequencer = match &inner.writer {
-            Some((conn, _)) => tokio::spawn(run_pipelined_sequencer(inner.clone(), rx, head, conn.clone())),
-            None => tokio::spawn(run_sequencer(inner.clone(), rx, head)),
+        let committer = match &inner.writer {
+            Some((conn, _)) => commit::Committer::Sqlite(conn.clone()),
+            None => commit::Committer::Postgres(commit::SharedPg::default()),
         };
+        let sequencer = tokio::spawn(run_sequencer(inner.clone(), rx, head, committer));
         let rollups = inner.writer.is_some().then(|| tokio::spawn(run_rollup_writer(inner.clone())));
         let checkpointer = tokio::spawn(run_checkpointer(inner.clone()));
         let poller = tokio::spawn(heard::run_poller(inner.clone()));

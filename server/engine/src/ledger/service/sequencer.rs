@@ -1,21 +1,9 @@
 //! The sequencer: the one task that owns the chain head. It collects queued
-//! appends into batches and commits them (pipelined on SQLite), answering
-//! each caller after its own commit.
+//! appends into batches and commits them, pipelined, answering each caller
+//! after its own commit.
 
 use super::commit::*;
 use super::*;
-
-/// The sequencer on PostgreSQL: one batch at a time, each in one
-/// transaction that locks the head row (so replicas take turns).
-pub(super) async fn run_sequencer(inner: Arc<Inner>, mut rx: mpsc::Receiver<AppendRequest>, mut trusted: Head) {
-    let mut stop = inner.stop.subscribe();
-    while let Some(batch) = next_batch(&inner, &mut rx, &mut stop).await {
-        let started = std::time::Instant::now();
-        let (batch, result) = commit_batch(&inner, batch, &mut trusted, None).await;
-        metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
-        reply(batch, result);
-    }
-}
 
 /// Collects the next batch: waits for one request, then takes whatever else
 /// is queued, up to `max_batch` events. None once stopped and drained.
@@ -93,14 +81,15 @@ pub(super) fn reply(batch: Vec<AppendRequest>, result: Result<Vec<Vec<Receipt>>,
     }
 }
 
-/// A batch sealed on an expected head, being committed on a blocking thread.
+/// A batch sealed on an expected head, being committed (on a blocking
+/// thread for SQLite, a task for PostgreSQL).
 pub(super) struct InFlight {
     /// The head the batch leaves when it commits: the base for the next one.
     pub(super) after: Head,
     pub(super) task: tokio::task::JoinHandle<CommitOutcome>,
 }
 
-/// What a blocking commit hands back: the batch (for the replies), its
+/// What a commit in flight hands back: the batch (for the replies), its
 /// receipts, and whether it committed.
 pub(super) type CommitOutcome = (Vec<AppendRequest>, Vec<Vec<Receipt>>, Result<(), TryCommitError>);
 
@@ -109,18 +98,20 @@ pub(super) enum Step {
     Batch(Option<Vec<AppendRequest>>),
 }
 
-/// The SQLite sequencer, pipelined: while batch N is inserted and fsynced on
-/// a blocking thread, batch N+1 is sealed here on the head N will leave. N+1
-/// is submitted only after N has committed. If N fails, if the database head
-/// is not the expected one (another process wrote), or if an event id is
-/// already committed, the batch takes the full path instead (`commit_batch`:
-/// read the head, verify foreign entries, look up duplicates, reseal).
-/// Callers are answered only after their own commit.
-pub(super) async fn run_pipelined_sequencer(
+/// The sequencer, pipelined: while batch N is committed (on SQLite,
+/// inserted and fsynced on a blocking thread; on PostgreSQL, copied and
+/// committed on the sequencer's own connection), batch N+1 is sealed here on
+/// the head N will leave. N+1 is submitted only after N has committed. If N
+/// fails, if the database head is not the expected one (another process or
+/// replica wrote), or if an event id is already committed, the batch takes
+/// the full path instead (`commit_batch`: lock and read the head, verify
+/// foreign entries, look up duplicates, reseal). Callers are answered only
+/// after their own commit.
+pub(super) async fn run_sequencer(
     inner: Arc<Inner>,
     mut rx: mpsc::Receiver<AppendRequest>,
     mut trusted: Head,
-    conn: SharedWriter,
+    conn: Committer,
 ) {
     let mut stop = inner.stop.subscribe();
     let mut in_flight: Option<InFlight> = None;
@@ -169,9 +160,9 @@ pub(super) async fn run_pipelined_sequencer(
                 }
                 let pruned = batch.len() != taken;
                 match sealed {
-                    Ok(sealed) if base_holds && !pruned => in_flight = Some(submit(&conn, batch, sealed, base)),
+                    Ok(sealed) if base_holds && !pruned => in_flight = Some(submit(&inner, &conn, batch, sealed, base)),
                     _ => {
-                        let (batch, result) = commit_batch(&inner, batch, &mut trusted, Some(&conn)).await;
+                        let (batch, result) = commit_batch(&inner, batch, &mut trusted, &conn).await;
                         reply(batch, result);
                     }
                 }
@@ -182,19 +173,41 @@ pub(super) async fn run_pipelined_sequencer(
         let joined = f.task.await;
         settle(&inner, f.after, joined, &mut trusted, &conn).await;
     }
+    if let Committer::Postgres(pg) = &conn {
+        pg.lock().await.close().await;
+    }
 }
 
 /// Starts committing a sealed batch on `prev`.
-pub(super) fn submit(conn: &SharedWriter, batch: Vec<AppendRequest>, sealed: Sealed, prev: Head) -> InFlight {
+pub(super) fn submit(
+    inner: &Arc<Inner>,
+    conn: &Committer,
+    batch: Vec<AppendRequest>,
+    sealed: Sealed,
+    prev: Head,
+) -> InFlight {
     let after = sealed.head.clone();
-    let conn = conn.clone();
-    let task = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
-        let result = commit_sealed(&mut c, &sealed, &prev);
-        metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
-        (batch, sealed.receipts, result)
-    });
+    let task = match conn {
+        Committer::Sqlite(conn) => {
+            let conn = conn.clone();
+            tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+                let result = commit_sealed(&mut c, &sealed, &prev);
+                metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+                (batch, sealed.receipts, result)
+            })
+        }
+        Committer::Postgres(pg) => {
+            let (pg, inner) = (pg.clone(), inner.clone());
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let result = pg.lock().await.commit_sealed(&inner, &sealed, &prev).await;
+                metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+                (batch, sealed.receipts, result)
+            })
+        }
+    };
     InFlight { after, task }
 }
 
@@ -205,7 +218,7 @@ pub(super) async fn settle(
     after: Head,
     joined: Result<CommitOutcome, tokio::task::JoinError>,
     trusted: &mut Head,
-    conn: &SharedWriter,
+    conn: &Committer,
 ) -> bool {
     match joined {
         Ok((batch, receipts, Ok(()))) => {
@@ -228,12 +241,14 @@ pub(super) async fn settle(
         }
         // The head moved, an id was a duplicate, or a key is new: full path.
         Ok((batch, _, Err(_))) => {
-            let (batch, result) = commit_batch(inner, batch, trusted, Some(conn)).await;
+            let (batch, result) = commit_batch(inner, batch, trusted, conn).await;
             reply(batch, result);
             false
         }
-        // The blocking task panicked: its callers' replies are dropped, which
-        // they see as a failed commit. The database rolled back.
+        // The commit's task panicked: its callers' replies are dropped, which
+        // they see as a failed commit. The database rolled back (SQLite's
+        // transaction on unwinding; PostgreSQL's when the connection, left
+        // in its transaction, is dropped before the next commit).
         Err(_) => false,
     }
 }
