@@ -429,7 +429,8 @@ pub(super) struct PgWriter {
 }
 
 impl PgWriter {
-    fn discard(&mut self) {
+    /// Drops the connection (the server rolls back an open transaction).
+    pub(super) fn discard(&mut self) {
         self.conn = None;
         self.in_txn = false;
     }

@@ -246,10 +246,16 @@ pub(super) async fn settle(
             false
         }
         // The commit's task panicked: its callers' replies are dropped, which
-        // they see as a failed commit. The database rolled back (SQLite's
-        // transaction on unwinding; PostgreSQL's when the connection, left
-        // in its transaction, is dropped before the next commit).
-        Err(_) => false,
+        // they see as a failed commit. The database rolls back: SQLite's
+        // transaction on unwinding; PostgreSQL's as the connection, left in
+        // its transaction (holding the head row's lock, which other
+        // replicas wait for), is dropped here.
+        Err(_) => {
+            if let Committer::Postgres(pg) = conn {
+                pg.lock().await.discard();
+            }
+            false
+        }
     }
 }
 
