@@ -2,8 +2,8 @@
 //! are on rusqlite: a commit inserts its entries with one binary `COPY`,
 //! then its Merkle nodes, the dashboards' counts and the new head with one
 //! statement (`UNNEST`ed arrays; its text never changes, so sqlx prepares it
-//! once per connection); the verifier reads pages decoded straight from
-//! sqlx's rows.
+//! once per connection); the verifier reads its pages with one binary
+//! `COPY … TO STDOUT` each, decoded straight into a [`RawPage`].
 //!
 //! The commits run on the sequencer's own connection (`PgWriter` in
 //! `service/commit.rs`), the reads on connections of sea-orm's own pool
@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::error::LedgerError;
 use super::merkle::Frontier;
+use super::raw_page::RawPage;
 use super::rollup::Counts;
 use super::store::{ENTRY_COLUMNS, Head, TombstoneRow};
 use super::types::{EntryHeader, Hash, HeaderFields, StoredEntry};
@@ -286,6 +287,134 @@ async fn fetch_range(
     query.bind(seq_i64(from)).bind(seq_i64(to)).bind(seq_i64(limit)).fetch_all(&mut *conn).await.map_err(db_err)
 }
 
+/// Entries with `from <= seq <= to`, in seq order, by one binary `COPY …
+/// TO STDOUT` into a [`RawPage`] (the verifier's read): PostgreSQL sends
+/// the columns in their binary form, and each entry's fields are borrowed
+/// from the received bytes into the page's one buffer, without a value or
+/// an allocation per column. `data` is the buffer the stream is gathered
+/// in, kept by the caller from one page to the next. The bounds are
+/// integers written into the statement (`COPY` takes no parameters).
+pub async fn copy_entries_raw(
+    conn: &mut PgConnection,
+    from: u64,
+    to: u64,
+    data: &mut Vec<u8>,
+) -> Result<RawPage, LedgerError> {
+    use futures_util::StreamExt as _;
+    let sql = format!(
+        "COPY (SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq >= {} AND seq <= {} ORDER BY seq) \
+         TO STDOUT (FORMAT binary)",
+        seq_i64(from),
+        seq_i64(to)
+    );
+    data.clear();
+    let mut stream = conn.copy_out_raw(&sql).await.map_err(db_err)?;
+    while let Some(chunk) = stream.next().await {
+        data.extend_from_slice(&chunk.map_err(db_err)?);
+    }
+    drop(stream);
+    decode_entries(data)
+}
+
+/// Reads the fields of a `COPY … (FORMAT binary)` stream.
+struct CopyReader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> CopyReader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], LedgerError> {
+        let end = self.at.checked_add(n).filter(|end| *end <= self.data.len()).ok_or_else(|| {
+            LedgerError::Corrupt(format!("the COPY stream ends at byte {} inside a row", self.data.len()))
+        })?;
+        let b = &self.data[self.at..end];
+        self.at = end;
+        Ok(b)
+    }
+
+    fn i16(&mut self) -> Result<i16, LedgerError> {
+        Ok(i16::from_be_bytes(self.take(2)?.try_into().unwrap_or_default()))
+    }
+
+    fn i32(&mut self) -> Result<i32, LedgerError> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into().unwrap_or_default()))
+    }
+
+    /// One field: its bytes, or `None` for NULL (length -1).
+    fn field(&mut self) -> Result<Option<&'a [u8]>, LedgerError> {
+        match self.i32()? {
+            -1 => Ok(None),
+            n => {
+                let n = usize::try_from(n)
+                    .map_err(|_| LedgerError::Corrupt(format!("the COPY stream has a field of length {n}")))?;
+                self.take(n).map(Some)
+            }
+        }
+    }
+
+    fn required(&mut self, col: &str) -> Result<&'a [u8], LedgerError> {
+        self.field()?.ok_or_else(|| LedgerError::Corrupt(format!("ledger_entries.{col} is NULL")))
+    }
+
+    fn fixed<const N: usize>(&mut self, col: &str) -> Result<&'a [u8; N], LedgerError> {
+        let b = self.required(col)?;
+        b.try_into().map_err(|_| LedgerError::Corrupt(format!("column {col}: expected {N} bytes, found {}", b.len())))
+    }
+
+    fn i64(&mut self, col: &str) -> Result<i64, LedgerError> {
+        Ok(i64::from_be_bytes(*self.fixed::<8>(col)?))
+    }
+}
+
+/// Decodes a binary `COPY` stream of [`ENTRY_COLUMNS`] (the mirror of
+/// [`encode_entries`]) into a page. Anything that does not read back (a
+/// wrong signature, a row cut short, a field of the wrong size, a NULL
+/// where the schema forbids one) is `Corrupt`, never a panic.
+pub fn decode_entries(data: &[u8]) -> Result<RawPage, LedgerError> {
+    let mut r = CopyReader { data, at: 0 };
+    if r.take(11).ok() != Some(b"PGCOPY\n\xff\r\n\0".as_slice()) {
+        return Err(LedgerError::Corrupt("the COPY stream does not start with PGCOPY's signature".into()));
+    }
+    let flags = r.i32()?;
+    if flags & (1 << 16) != 0 {
+        return Err(LedgerError::Corrupt("the COPY stream carries OIDs".into()));
+    }
+    let extension = usize::try_from(r.i32()?)
+        .map_err(|_| LedgerError::Corrupt("the COPY stream's header extension has a negative length".into()))?;
+    r.take(extension)?;
+    // About as many bytes as the stream (less the lengths and key ids).
+    let mut page = RawPage::with_capacity(data.len() / 800 + 1);
+    loop {
+        match r.i16()? {
+            -1 => break,
+            21 => {}
+            n => return Err(LedgerError::Corrupt(format!("the COPY stream has a row of {n} fields, not 21"))),
+        }
+        let seq = to_u64(r.i64("seq")?, "seq")?;
+        let event_id = r.fixed::<16>("event_id")?;
+        let occurred_at_us = r.i64("occurred_at")?;
+        let recorded_at_us = r.i64("recorded_at")?;
+        let required =
+            [r.required("category")?, r.required("action")?, r.required("outcome")?, r.required("severity")?];
+        let mut optional = [None; 7];
+        for o in &mut optional {
+            *o = r.field()?;
+        }
+        let key_id = i32::from_be_bytes(*r.fixed::<4>("key_id")?);
+        let header = super::encoding::HeaderRef { seq, event_id, occurred_at_us, recorded_at_us, required, optional };
+        page.push(
+            &header,
+            u32::try_from(key_id).map_err(|_| LedgerError::Corrupt(format!("negative key id {key_id}")))?,
+            *r.fixed::<16>("iv")?,
+            r.required("ciphertext")?,
+            *r.fixed::<32>("mac")?,
+            *r.fixed::<32>("leaf_hash")?,
+            *r.fixed::<32>("chain_hash")?,
+        )?;
+    }
+    Ok(page)
+}
+
 /// Tombstones with `from <= seq <= to`, in seq order, at most `limit`.
 pub async fn read_tombstones(
     conn: &mut PgConnection,
@@ -329,11 +458,10 @@ pub async fn next_held_seq(conn: &mut PgConnection, from: u64, to: u64) -> Resul
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_copy_stream_has_postgresql_binary_framing() {
-        let e = StoredEntry {
+    fn sample(seq: u64, actor: Option<&str>) -> StoredEntry {
+        StoredEntry {
             header: EntryHeader {
-                seq: 7,
+                seq,
                 event_id: Uuid::from_bytes([9; 16]),
                 occurred_at_us: -1,
                 recorded_at_us: 2,
@@ -342,7 +470,8 @@ mod tests {
                     action: "a".into(),
                     outcome: "o".into(),
                     severity: "s".into(),
-                    actor_id: Some("é".into()),
+                    actor_id: actor.map(Into::into),
+                    tenant: Some("t".into()),
                     ..HeaderFields::default()
                 },
             },
@@ -352,7 +481,13 @@ mod tests {
             mac: [2; 32],
             leaf_hash: [3; 32],
             chain_hash: [4; 32],
-        };
+        }
+    }
+
+    #[test]
+    fn the_copy_stream_has_postgresql_binary_framing() {
+        let mut e = sample(7, Some("é"));
+        e.header.fields.tenant = None;
         let b = encode_entries(&[e]);
         assert_eq!(&b[..11], b"PGCOPY\n\xff\r\n\0");
         assert_eq!(&b[11..19], &[0; 8]);
@@ -368,5 +503,49 @@ mod tests {
         let expected =
             11 + 8 + 2 + (4 + 8) * 3 + 4 + 16 + (4 + 1) * 4 + (4 + 2) + 4 * 6 + (4 + 4) + (4 + 16) + (4 + 32) * 4 + 2;
         assert_eq!(b.len(), expected);
+    }
+
+    #[test]
+    fn a_copy_stream_reads_back_as_the_entries_it_was_written_from() {
+        let entries = [sample(7, Some("é")), sample(8, None), sample(9, Some(""))];
+        let page = decode_entries(&encode_entries(&entries)).unwrap();
+        assert_eq!(page.len(), 3);
+        for (r, e) in page.recs.iter().zip(&entries) {
+            assert_eq!(r.seq, e.header.seq);
+            assert_eq!(&page.entry(r).unwrap(), e);
+            // The header bytes the MAC and leaf cover, as the owned path writes them.
+            let mut h = Vec::new();
+            super::super::encoding::write_header(&mut h, &super::super::encoding::HeaderRef::of(&e.header));
+            assert_eq!(page.header(r), h.as_slice());
+        }
+        // An empty range: the signature, the header and the trailer.
+        assert!(decode_entries(&encode_entries(&[])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_copy_stream_is_refused_at_every_cut_and_never_panics() {
+        let whole = encode_entries(&[sample(1, Some("a")), sample(2, None)]);
+        // Cut anywhere before the trailer's end: an error, not a short page.
+        for cut in 0..whole.len() {
+            assert!(decode_entries(&whole[..cut]).is_err(), "cut at {cut} was accepted");
+        }
+        // Any byte flipped: a page or an error, never a panic.
+        for at in 0..whole.len() {
+            let mut b = whole.clone();
+            b[at] ^= 0xa5;
+            let _ = decode_entries(&b);
+        }
+        // A NULL where the schema has NOT NULL (category: after seq, event_id
+        // and the two times).
+        let mut b = whole.clone();
+        let category = 19 + 2 + (4 + 8) + (4 + 16) + (4 + 8) * 2;
+        b.splice(category..category + 4 + 1, (-1i32).to_be_bytes());
+        let err = decode_entries(&b).unwrap_err().to_string();
+        assert!(err.contains("category is NULL"), "{err}");
+        // A row of another width.
+        let mut b = whole;
+        b[19..21].copy_from_slice(&20i16.to_be_bytes());
+        let err = decode_entries(&b).unwrap_err().to_string();
+        assert!(err.contains("20 fields"), "{err}");
     }
 }

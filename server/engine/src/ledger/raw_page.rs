@@ -119,6 +119,35 @@ impl RawPage {
         });
     }
 
+    /// Merges `tombs` (in seq order) into this page of entries (in seq
+    /// order) and drops what lies past `upto`. A seq read both as an entry
+    /// and as a tombstone keeps only the tombstone (the entry was removed
+    /// between the two reads), or both when it is in `put_back` (still an
+    /// entry: a removed entry was put back, which the scan reports).
+    pub fn merge_tombstones(
+        &mut self,
+        tombs: &[super::store::TombstoneRow],
+        upto: u64,
+        put_back: &std::collections::HashSet<u64>,
+    ) {
+        let entries = std::mem::take(&mut self.recs);
+        self.recs.reserve(entries.len() + tombs.len());
+        let mut ti = tombs.iter().filter(|t| t.seq <= upto).peekable();
+        for e in entries.into_iter().filter(|e| e.seq <= upto) {
+            let mut removed = false;
+            while let Some(t) = ti.next_if(|t| t.seq <= e.seq) {
+                self.push_tombstone(t);
+                removed = t.seq == e.seq;
+            }
+            if !removed || put_back.contains(&e.seq) {
+                self.recs.push(e);
+            }
+        }
+        for t in ti {
+            self.push_tombstone(t);
+        }
+    }
+
     /// Appends an owned entry.
     pub fn push_entry(&mut self, e: &StoredEntry) -> Result<(), LedgerError> {
         let h = encoding::HeaderRef::of(&e.header);
