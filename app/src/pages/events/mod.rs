@@ -108,6 +108,24 @@ fn place_live(rows: &mut Vec<EventView>, new: Vec<EventView>, more: bool) -> boo
     trimmed && more
 }
 
+/// Live events held while the tail is paused: at most [`TAIL_KEEP`], the
+/// newest by event time (an older one could not stay on screen once
+/// resumed, so holding it would only grow a tab left paused), and how many
+/// arrived.
+#[derive(Debug, Clone, Default)]
+struct Held {
+    events: Vec<EventView>,
+    arrived: usize,
+}
+
+impl Held {
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    fn hold(&mut self, e: EventView) {
+        self.arrived += 1;
+        place_live(&mut self.events, vec![e], false);
+    }
+}
+
 /// The explorer's state as it lives in the URL.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Filters {
@@ -344,7 +362,7 @@ pub fn EventsPage() -> impl IntoView {
     // Live tail.
     let live = RwSignal::new(false);
     let paused = RwSignal::new(false);
-    let buffered = RwSignal::new(Vec::<EventView>::new());
+    let buffered = RwSignal::new(Held::default());
     let tail_state = RwSignal::new(String::new());
     live_tail(filters, live, paused, rows, cursor, buffered, tail_state);
 
@@ -483,14 +501,14 @@ pub fn EventsPage() -> impl IntoView {
                             {move || if paused.get() {
                                 view! {
                                     <button type="button" data-testid="tail-resume" on:click=move |_| {
-                                        let new = buffered.get_untracked();
-                                        buffered.set(Vec::new());
+                                        let new = buffered.get_untracked().events;
+                                        buffered.set(Held::default());
                                         let more = cursor.with_untracked(Option::is_some);
                                         if rows.try_update(|r| place_live(r, new, more)).unwrap_or(false) {
                                             cursor.set(None);
                                         }
                                         paused.set(false);
-                                    }>{move || format!("Resume ({} new)", buffered.with(Vec::len))}</button>
+                                    }>{move || format!("Resume ({} new)", buffered.with(|h| h.arrived))}</button>
                                 }.into_any()
                             } else {
                                 view! { <button type="button" data-testid="tail-pause" on:click=move |_| paused.set(true)>"Pause"</button> }.into_any()
@@ -614,7 +632,7 @@ fn live_tail(
     paused: RwSignal<bool>,
     rows: RwSignal<Vec<EventView>>,
     cursor: RwSignal<Option<String>>,
-    buffered: RwSignal<Vec<EventView>>,
+    buffered: RwSignal<Held>,
     state: RwSignal<String>,
 ) {
     #[cfg(feature = "hydrate")]
@@ -630,7 +648,7 @@ fn live_tail(
             let f = filters.get();
             let on = live.get();
             close();
-            buffered.set(Vec::new());
+            buffered.set(Held::default());
             if !on {
                 return;
             }
@@ -638,7 +656,7 @@ fn live_tail(
             let tail = crate::live::open_tail(&url, state, "following new events", move |text| {
                 let Ok(e) = serde_json::from_str::<EventView>(&text) else { return };
                 if paused.get_untracked() {
-                    buffered.update(|b| b.push(e));
+                    buffered.update(|h| h.hold(e));
                 } else {
                     let more = cursor.with_untracked(Option::is_some);
                     if rows.try_update(|r| place_live(r, vec![e], more)).unwrap_or(false) {
@@ -692,5 +710,26 @@ mod tests {
         assert_eq!((many.len(), many[0].seq), (TAIL_KEEP, 50));
         assert!(!place_live(&mut many, vec![ev(51, 59)], false), "nothing more to load");
         assert!(!place_live(&mut rows, vec![ev(60, 59)], true), "room left");
+    }
+
+    #[test]
+    fn a_paused_tail_holds_only_the_events_resuming_could_show() {
+        let mut held = Held::default();
+        // 1,500 events, arriving oldest first, then one late (minute 0).
+        for s in 0..1500u64 {
+            held.hold(ev(s + 1, (s / 30) as u32));
+        }
+        held.hold(ev(2000, 0));
+        assert_eq!(held.arrived, 1501);
+        assert_eq!(held.events.len(), TAIL_KEEP);
+        // The newest by event time, newest first: the late one is not held.
+        assert_eq!(held.events[0].seq, 1500);
+        assert!(held.events.iter().all(|e| e.seq > 500 && e.seq != 2000));
+        // Resuming places exactly what holding every event would have.
+        let mut all: Vec<EventView> = Vec::new();
+        let mut kept: Vec<EventView> = Vec::new();
+        place_live(&mut all, (0..1500u64).map(|s| ev(s + 1, (s / 30) as u32)).collect(), false);
+        place_live(&mut kept, held.events.clone(), false);
+        assert_eq!(seqs(&all), seqs(&kept));
     }
 }
