@@ -501,8 +501,7 @@ pub fn EventsPage() -> impl IntoView {
                             {move || if paused.get() {
                                 view! {
                                     <button type="button" data-testid="tail-resume" on:click=move |_| {
-                                        let new = buffered.get_untracked().events;
-                                        buffered.set(Held::default());
+                                        let new = buffered.try_update(std::mem::take).map(|h| h.events).unwrap_or_default();
                                         let more = cursor.with_untracked(Option::is_some);
                                         if rows.try_update(|r| place_live(r, new, more)).unwrap_or(false) {
                                             cursor.set(None);
@@ -725,11 +724,17 @@ mod tests {
         // The newest by event time, newest first: the late one is not held.
         assert_eq!(held.events[0].seq, 1500);
         assert!(held.events.iter().all(|e| e.seq > 500 && e.seq != 2000));
-        // Resuming places exactly what holding every event would have.
-        let mut all: Vec<EventView> = Vec::new();
-        let mut kept: Vec<EventView> = Vec::new();
-        place_live(&mut all, (0..1500u64).map(|s| ev(s + 1, (s / 30) as u32)).collect(), false);
-        place_live(&mut kept, held.events.clone(), false);
-        assert_eq!(seqs(&all), seqs(&kept));
+        // Resuming over the rows on screen (with more to load, or not)
+        // shows exactly what holding every event would have.
+        let every: Vec<EventView> =
+            (0..1500u64).map(|s| ev(s + 1, (s / 30) as u32)).chain(std::iter::once(ev(2000, 0))).collect();
+        let screen: Vec<EventView> = (0..10u64).map(|s| ev(3000 - s, 0)).collect();
+        for more in [true, false] {
+            let (mut all, mut kept) = (screen.clone(), screen.clone());
+            let all_trimmed = place_live(&mut all, every.clone(), more);
+            let kept_trimmed = place_live(&mut kept, held.events.clone(), more);
+            assert_eq!(seqs(&all), seqs(&kept), "more: {more}");
+            assert_eq!(all_trimmed, kept_trimmed, "more: {more}");
+        }
     }
 }

@@ -11,7 +11,11 @@
 
 use std::sync::Arc;
 
-use sea_orm::sqlx::{self, Connection as _, Row, postgres::PgConnection, postgres::PgRow};
+use sea_orm::sqlx::{
+    self, Connection as _, Postgres, Row,
+    pool::PoolConnection,
+    postgres::{PgConnection, PgRow},
+};
 use uuid::Uuid;
 
 use super::error::LedgerError;
@@ -294,12 +298,35 @@ async fn fetch_range(
 /// an allocation per column. `data` is the buffer the stream is gathered
 /// in, kept by the caller from one page to the next. The bounds are
 /// integers written into the statement (`COPY` takes no parameters).
+///
+/// On any error the connection is closed instead of going back to the
+/// pool: a `COPY` refused as it starts leaves the server's `ReadyForQuery`
+/// unread by sqlx (0.9), and a connection one answer behind would hand the
+/// next query the previous one's result.
 pub async fn copy_entries_raw(
-    conn: &mut PgConnection,
+    conn: &mut PoolConnection<Postgres>,
     from: u64,
     to: u64,
     data: &mut Vec<u8>,
 ) -> Result<RawPage, LedgerError> {
+    let rows = usize::try_from(to.saturating_sub(from).saturating_add(1)).unwrap_or(usize::MAX);
+    let page = gather_copy(conn, from, to, data).await.and_then(|()| decode_entries(data, rows));
+    if page.is_err() {
+        conn.close_on_drop();
+    }
+    // One page of huge rows does not keep its memory for the rest of a scan.
+    if data.capacity() > COPY_BUFFER_KEPT {
+        *data = Vec::new();
+    }
+    page
+}
+
+/// Above this size the buffer a page's `COPY` stream was gathered in is
+/// released after the page (64 MiB; a page of 4,096 entries within the
+/// ingest limits is a few MiB).
+const COPY_BUFFER_KEPT: usize = 64 << 20;
+
+async fn gather_copy(conn: &mut PgConnection, from: u64, to: u64, data: &mut Vec<u8>) -> Result<(), LedgerError> {
     use futures_util::StreamExt as _;
     let sql = format!(
         "COPY (SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq >= {} AND seq <= {} ORDER BY seq) \
@@ -310,10 +337,16 @@ pub async fn copy_entries_raw(
     data.clear();
     let mut stream = conn.copy_out_raw(&sql).await.map_err(db_err)?;
     while let Some(chunk) = stream.next().await {
-        data.extend_from_slice(&chunk.map_err(db_err)?);
+        let chunk = chunk.map_err(db_err)?;
+        // A page's offsets are 32-bit: past 4 GiB it cannot be held.
+        if data.len() + chunk.len() > u32::MAX as usize {
+            return Err(LedgerError::Corrupt(format!(
+                "the entries from seq {from} to {to} hold over 4 GiB: far over the ingest limits"
+            )));
+        }
+        data.extend_from_slice(&chunk);
     }
-    drop(stream);
-    decode_entries(data)
+    Ok(())
 }
 
 /// Reads the fields of a `COPY … (FORMAT binary)` stream.
@@ -369,24 +402,28 @@ impl<'a> CopyReader<'a> {
 /// Decodes a binary `COPY` stream of [`ENTRY_COLUMNS`] (the mirror of
 /// [`encode_entries`]) into a page. Anything that does not read back (a
 /// wrong signature, a row cut short, a field of the wrong size, a NULL
-/// where the schema forbids one) is `Corrupt`, never a panic.
-pub fn decode_entries(data: &[u8]) -> Result<RawPage, LedgerError> {
+/// where the schema forbids one, anything after the trailer) is `Corrupt`,
+/// never a panic. `rows` is how many entries to make room for.
+pub fn decode_entries(data: &[u8], rows: usize) -> Result<RawPage, LedgerError> {
     let mut r = CopyReader { data, at: 0 };
     if r.take(11).ok() != Some(b"PGCOPY\n\xff\r\n\0".as_slice()) {
         return Err(LedgerError::Corrupt("the COPY stream does not start with PGCOPY's signature".into()));
     }
+    // Bits 0-15 are for incompatible formats and bit 16 is OIDs: a reader
+    // stops on any of them; bits 17-31 are to be ignored.
     let flags = r.i32()?;
-    if flags & (1 << 16) != 0 {
-        return Err(LedgerError::Corrupt("the COPY stream carries OIDs".into()));
+    if flags & 0x1_ffff != 0 {
+        return Err(LedgerError::Corrupt(format!("the COPY stream's header has flags {flags:#x}")));
     }
     let extension = usize::try_from(r.i32()?)
         .map_err(|_| LedgerError::Corrupt("the COPY stream's header extension has a negative length".into()))?;
     r.take(extension)?;
-    // About as many bytes as the stream (less the lengths and key ids).
-    let mut page = RawPage::with_capacity(data.len() / 800 + 1);
+    // The page holds about as many bytes as the stream (less the lengths).
+    let mut page = RawPage::with_room(rows.min(data.len() / 100 + 1), data.len());
     loop {
         match r.i16()? {
-            -1 => break,
+            -1 if r.at == data.len() => break,
+            -1 => return Err(LedgerError::Corrupt("the COPY stream goes on after its trailer".into())),
             21 => {}
             n => return Err(LedgerError::Corrupt(format!("the COPY stream has a row of {n} fields, not 21"))),
         }
@@ -508,7 +545,7 @@ mod tests {
     #[test]
     fn a_copy_stream_reads_back_as_the_entries_it_was_written_from() {
         let entries = [sample(7, Some("é")), sample(8, None), sample(9, Some(""))];
-        let page = decode_entries(&encode_entries(&entries)).unwrap();
+        let page = decode_entries(&encode_entries(&entries), 3).unwrap();
         assert_eq!(page.len(), 3);
         for (r, e) in page.recs.iter().zip(&entries) {
             assert_eq!(r.seq, e.header.seq);
@@ -519,7 +556,7 @@ mod tests {
             assert_eq!(page.header(r), h.as_slice());
         }
         // An empty range: the signature, the header and the trailer.
-        assert!(decode_entries(&encode_entries(&[])).unwrap().is_empty());
+        assert!(decode_entries(&encode_entries(&[]), 0).unwrap().is_empty());
     }
 
     #[test]
@@ -527,25 +564,61 @@ mod tests {
         let whole = encode_entries(&[sample(1, Some("a")), sample(2, None)]);
         // Cut anywhere before the trailer's end: an error, not a short page.
         for cut in 0..whole.len() {
-            assert!(decode_entries(&whole[..cut]).is_err(), "cut at {cut} was accepted");
+            assert!(decode_entries(&whole[..cut], 2).is_err(), "cut at {cut} was accepted");
         }
         // Any byte flipped: a page or an error, never a panic.
         for at in 0..whole.len() {
             let mut b = whole.clone();
             b[at] ^= 0xa5;
-            let _ = decode_entries(&b);
+            let _ = decode_entries(&b, 2);
         }
         // A NULL where the schema has NOT NULL (category: after seq, event_id
         // and the two times).
         let mut b = whole.clone();
         let category = 19 + 2 + (4 + 8) + (4 + 16) + (4 + 8) * 2;
         b.splice(category..category + 4 + 1, (-1i32).to_be_bytes());
-        let err = decode_entries(&b).unwrap_err().to_string();
+        let err = decode_entries(&b, 2).unwrap_err().to_string();
         assert!(err.contains("category is NULL"), "{err}");
         // A row of another width.
-        let mut b = whole;
+        let mut b = whole.clone();
         b[19..21].copy_from_slice(&20i16.to_be_bytes());
-        let err = decode_entries(&b).unwrap_err().to_string();
+        let err = decode_entries(&b, 2).unwrap_err().to_string();
         assert!(err.contains("20 fields"), "{err}");
+        // A fixed-size column of another size (event_id one byte short).
+        let mut b = whole.clone();
+        b[33..37].copy_from_slice(&15i32.to_be_bytes());
+        b.remove(37);
+        let err = decode_entries(&b, 2).unwrap_err().to_string();
+        assert!(err.contains("event_id: expected 16 bytes, found 15"), "{err}");
+        // A negative key id.
+        let one = encode_entries(&[sample(1, None)]);
+        let key_id = one.len() - 2 - (4 + 32) * 4 - (4 + 16) - 4;
+        let mut b = one.clone();
+        b[key_id..key_id + 4].copy_from_slice(&(-3i32).to_be_bytes());
+        let err = decode_entries(&b, 1).unwrap_err().to_string();
+        assert!(err.contains("negative key id -3"), "{err}");
+        // Header flags: OIDs (bit 16) or an incompatible format (bits
+        // 0-15) are refused; bits 17-31 are ignored, as the format says.
+        for (flags, refused) in [(1 << 16, true), (1, true), (1 << 15, true), (1 << 17, false), (i32::MIN, false)] {
+            let mut b = one.clone();
+            b[11..15].copy_from_slice(&flags.to_be_bytes());
+            assert_eq!(decode_entries(&b, 1).is_err(), refused, "flags {flags:#x}");
+        }
+        // A header extension is skipped.
+        let mut b = one.clone();
+        b[15..19].copy_from_slice(&3i32.to_be_bytes());
+        b.splice(19..19, [7, 7, 7]);
+        assert_eq!(decode_entries(&b, 1).unwrap().len(), 1);
+        // Anything after the trailer.
+        let mut b = one;
+        b.push(0);
+        let err = decode_entries(&b, 1).unwrap_err().to_string();
+        assert!(err.contains("after its trailer"), "{err}");
+    }
+
+    #[test]
+    fn the_copy_in_and_copy_out_column_lists_agree() {
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(words(COPY_ENTRIES).contains(&format!("({})", words(ENTRY_COLUMNS))), "{COPY_ENTRIES}");
     }
 }

@@ -1,7 +1,9 @@
 //! A page of ledger entries as the verifier and the export read them: each
 //! entry's canonical header bytes and ciphertext packed into one buffer.
-//! Filled by the direct SQLite reader (`sqlite_direct`) and from owned
-//! entries; read by the verifier and the export.
+//! Filled by the direct SQLite reader (`sqlite_direct`), by PostgreSQL's
+//! binary `COPY` decoder (`pg_direct::decode_entries`, with the tombstones
+//! merged in by [`RawPage::merge_tombstones`]) and from owned entries; read
+//! by the verifier and the export.
 
 use super::LedgerError;
 use super::encoding;
@@ -57,6 +59,12 @@ impl RawPage {
             let status = keys.get(&r.key_id).map(|k| k.check(self.header(r), &r.iv, self.ciphertext(r), &r.mac));
             self.recs[i].sealed = status;
         }
+    }
+
+    /// An empty page with room for `recs` entries and `bytes` of headers
+    /// and ciphertexts.
+    pub fn with_room(recs: usize, bytes: usize) -> Self {
+        RawPage { buf: Vec::with_capacity(bytes), recs: Vec::with_capacity(recs) }
     }
 
     /// An empty page with room for `n` entries.
@@ -216,5 +224,80 @@ impl RawPage {
     /// Whether the page is empty.
     pub fn is_empty(&self) -> bool {
         self.recs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::store::TombstoneRow;
+    use std::collections::HashSet;
+
+    fn entry(seq: u64) -> StoredEntry {
+        StoredEntry {
+            header: EntryHeader {
+                seq,
+                event_id: uuid::Uuid::from_bytes([seq as u8; 16]),
+                occurred_at_us: seq as i64,
+                recorded_at_us: 0,
+                fields: HeaderFields { category: format!("c{seq}"), ..HeaderFields::default() },
+            },
+            key_id: 1,
+            iv: [0; 16],
+            ciphertext: vec![seq as u8; 16 + seq as usize],
+            mac: [0; 32],
+            leaf_hash: [seq as u8; 32],
+            chain_hash: [seq as u8; 32],
+        }
+    }
+
+    fn tomb(seq: u64) -> TombstoneRow {
+        TombstoneRow { seq, anchor_seq: 99, leaf_hash: [seq as u8; 32], chain_hash: [seq as u8; 32] }
+    }
+
+    /// Entries and tombstones merged as the PostgreSQL reader merges them;
+    /// every entry kept still reads back as itself.
+    fn merged(entries: &[StoredEntry], tombs: &[TombstoneRow], upto: u64, put_back: &HashSet<u64>) -> RawPage {
+        let mut raw = RawPage::with_room(entries.len(), 0);
+        for e in entries {
+            raw.push_entry(e).unwrap();
+        }
+        raw.merge_tombstones(tombs, upto, put_back);
+        for r in raw.recs.iter().filter(|r| r.tombstone.is_none()) {
+            assert_eq!(&raw.entry(r).unwrap(), entries.iter().find(|e| e.header.seq == r.seq).unwrap());
+        }
+        raw
+    }
+
+    fn order(raw: &RawPage) -> Vec<(u64, bool)> {
+        raw.recs.iter().map(|r| (r.seq, r.tombstone.is_some())).collect()
+    }
+
+    #[test]
+    fn pages_merge_entries_and_tombstones_in_seq_order_up_to_the_bound() {
+        let page = [entry(1), entry(3), entry(4), entry(7)];
+        let tombs = [tomb(2), tomb(5), tomb(6), tomb(8), tomb(9)];
+        let none = HashSet::new();
+        let all = merged(&page, &tombs, 9, &none);
+        assert_eq!(
+            order(&all),
+            [(1, false), (2, true), (3, false), (4, false), (5, true), (6, true), (7, false), (8, true), (9, true)]
+        );
+        assert!(all.recs.iter().filter(|r| r.tombstone.is_some()).all(|r| r.leaf_hash == [r.seq as u8; 32]));
+        // Bounded: nothing past `upto` (read again with the next page).
+        let cut = merged(&page, &tombs, 5, &none);
+        assert_eq!(order(&cut), [(1, false), (2, true), (3, false), (4, false), (5, true)]);
+    }
+
+    #[test]
+    fn a_seq_read_twice_is_the_tombstone_unless_the_entry_is_still_there() {
+        let page = [entry(1), entry(2), entry(3)];
+        let tombs = [tomb(2)];
+        // Removed between the two reads: the tombstone only.
+        let raced = merged(&page, &tombs, 3, &HashSet::new());
+        assert_eq!(order(&raced), [(1, false), (2, true), (3, false)]);
+        // Still an entry: both, and the scan reports it.
+        let back = merged(&page, &tombs, 3, &[2u64].into_iter().collect());
+        assert_eq!(order(&back), [(1, false), (2, true), (2, false), (3, false)]);
     }
 }

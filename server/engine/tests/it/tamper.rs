@@ -279,3 +279,29 @@ both_backends! {
         assert_eq!(failure(&report), (Some(N + 1), FailureKind::MissingEntry));
     }
 }
+
+/// A verification whose read fails on PostgreSQL (here a column renamed
+/// under it, so the page's `COPY` is refused as it starts) reports the
+/// error and puts no connection back in the pool one answer behind: sqlx
+/// leaves such a refusal's `ReadyForQuery` unread, and a connection
+/// returned in that state would give each later query the previous one's
+/// result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_refused_on_postgresql_leaves_every_pooled_connection_in_step() {
+    let Some((t, ledger, tasks)) = setup(Backend::Postgres).await else { return };
+    t.sql("ALTER TABLE ledger_entries RENAME COLUMN tenant TO tenant_renamed").await;
+    let refused = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |_| {}).await;
+    let err = refused.expect_err("a verification that could not read must not report a result");
+    assert!(err.to_string().contains("tenant"), "{err}");
+    t.sql("ALTER TABLE ledger_entries RENAME COLUMN tenant_renamed TO tenant").await;
+    // Round the pool several times: each query answered with its own row.
+    for n in 0..40i64 {
+        let row =
+            sea_orm::ConnectionTrait::query_one_raw(t.db.conn(), t.db.stmt(&format!("SELECT {n}::int8 AS n"), vec![]))
+                .await
+                .unwrap();
+        assert_eq!(row.map(|r| r.try_get::<i64>("", "n").unwrap()), Some(n), "query {n}");
+    }
+    assert!(keyed_verify(&ledger).await.is_intact());
+    ledger.shutdown(tasks).await.unwrap();
+}
