@@ -238,20 +238,16 @@ impl Buffer {
     }
 
     /// In a commit's transaction, after its entries: records the batch as
-    /// not yet counted (or, without a lock file, writes its counts). Pass
-    /// the result to [`Buffer::committed`] once the transaction committed.
-    pub fn stage(
-        &mut self,
-        tx: &Connection,
-        entries: &[StoredEntry],
-        durations: &[Option<f64>],
-    ) -> Result<Staged, LedgerError> {
+    /// not yet counted (or, without a lock file, writes its counts).
+    /// `counts` are the entries' counts, added up when the batch was sealed.
+    /// Pass the result to [`Buffer::committed`] once the transaction
+    /// committed.
+    pub fn stage(&mut self, tx: &Connection, entries: &[StoredEntry], counts: &Counts) -> Result<Staged, LedgerError> {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(Staged::Nothing);
         };
-        let counts = aggregate(entries, durations);
         if !self.ensure_lock() {
-            write_counts_direct(tx, &counts)?;
+            write_counts_direct(tx, counts)?;
             return Ok(Staged::Nothing);
         }
         tx.prepare_cached("INSERT INTO ledger_rollup_pending (owner, from_seq, through_seq) VALUES (?1, ?2, ?3)")?
@@ -260,7 +256,7 @@ impl Buffer {
         // then also sees that there is something to write (a commit that
         // fails leaves a number that a write passes over).
         self.shared.staged.fetch_add(1, Ordering::AcqRel);
-        Ok(Staged::Held { counts })
+        Ok(Staged::Held { counts: counts.clone() })
     }
 
     /// Adds what a committed transaction staged.

@@ -66,9 +66,11 @@ impl ForeignCheck {
 /// A batch sealed onto a head: the rows to insert and the new head.
 pub(super) struct Sealed {
     pub(super) entries: Vec<StoredEntry>,
-    /// Each entry's duration, for the latency rollups.
-    pub(super) durations: Vec<Option<f64>>,
     pub(super) nodes: Vec<(u32, u64, Hash)>,
+    /// The dashboards' counts of the entries (their durations included),
+    /// added up while sealing (on the pipelined path, while the batch
+    /// before commits) rather than inside the commit.
+    pub(super) counts: crate::ledger::rollup::Counts,
     pub(super) receipts: Vec<Vec<Receipt>>,
     pub(super) head: Head,
 }
@@ -153,7 +155,8 @@ pub(super) fn seal_batch(
         }
         receipts.push(rs);
     }
-    Ok(Sealed { entries, durations, nodes, receipts, head })
+    let counts = crate::ledger::rollup::aggregate(&entries, &durations);
+    Ok(Sealed { entries, nodes, counts, receipts, head })
 }
 
 /// SQLite's writer: the direct connection the sequencer commits through,
@@ -199,7 +202,7 @@ pub(super) fn write_sealed(
         return Err(if direct::is_unique_violation(&e) { TryCommitError::Duplicate } else { e.into() });
     }
     direct::insert_nodes(tx, &sealed.nodes)?;
-    let staged = rollups.stage(tx, &sealed.entries, &sealed.durations)?;
+    let staged = rollups.stage(tx, &sealed.entries, &sealed.counts)?;
     direct::write_head(tx, &sealed.head)?;
     Ok(staged)
 }
@@ -453,10 +456,12 @@ impl PgWriter {
     /// Begins a transaction and locks the head row; returns the head and
     /// this replica's time, read once the lock is held. The time checked
     /// against the database server's clock is that, or `stamp` when the
-    /// batch was sealed earlier with a later time. A held connection that
-    /// cannot begin or lock (the server restarted, a network path dropped
-    /// it while idle: `BEGIN` waits at most `database.busy_timeout_ms`) is
-    /// replaced once: nothing was written on it.
+    /// batch was sealed earlier with a later time. `BEGIN` and the head's
+    /// lock go in one round trip, and wait at most
+    /// `database.busy_timeout_ms` together (as SQLite's write lock does).
+    /// A held connection that cannot begin or lock in that time (the server
+    /// restarted, a network path dropped it while idle, another replica
+    /// held the lock) is replaced once: nothing was written on it.
     async fn begin(&mut self, inner: &Inner, stamp: i64) -> Result<(Head, i64), LedgerError> {
         use crate::ledger::pg_direct::{self, db_err};
         if self.in_txn {
@@ -470,10 +475,8 @@ impl PgWriter {
             }
             let Some(conn) = self.conn.as_mut() else { continue };
             self.in_txn = true;
-            let began = tokio::time::timeout(inner.db.busy_timeout(), sqlx::raw_sql("BEGIN").execute(&mut *conn)).await;
-            let locked = match began {
-                Ok(Ok(_)) => pg_direct::lock_head_and_clock(conn).await,
-                Ok(Err(e)) => Err(db_err(e)),
+            let locked = match tokio::time::timeout(inner.db.busy_timeout(), pg_direct::begin_and_lock(conn)).await {
+                Ok(locked) => locked,
                 Err(_) => Err(db_err(sqlx::Error::PoolTimedOut)),
             };
             match locked {
@@ -525,8 +528,7 @@ impl PgWriter {
                 if let Err(e) = pg_direct::insert_entries(conn, &sealed.entries).await {
                     return Err(if is_unique_violation(&e) { TryCommitError::Duplicate } else { e.into() });
                 }
-                let counts = crate::ledger::rollup::aggregate(&sealed.entries, &sealed.durations);
-                pg_direct::write_nodes_counts_head(conn, &sealed.nodes, &counts, &sealed.head).await?;
+                pg_direct::write_nodes_counts_head(conn, &sealed.nodes, &sealed.counts, &sealed.head).await?;
             }
             sqlx::raw_sql("COMMIT").execute(&mut *conn).await.map_err(db_err)?;
             Ok(())

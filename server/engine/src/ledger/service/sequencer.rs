@@ -133,8 +133,26 @@ pub(super) async fn run_sequencer(
             Step::Batch(None) => break,
             Step::Batch(Some(batch)) => {
                 let base = in_flight.as_ref().map_or_else(|| trusted.clone(), |f| f.after.clone());
-                // This is the work that overlaps with the in-flight commit.
-                let sealed = seal_batch(&inner.keys, inner.clock.now_us(), base.clone(), &batch, &HashMap::new());
+                // This is the work that overlaps with the in-flight commit,
+                // on a blocking thread: a few ms of MACs and hashes for
+                // 1,000 events, which on a runtime worker would hold up the
+                // tasks queued behind it there (on PostgreSQL, the commit's
+                // own task, waiting to send its next statement).
+                let (inner2, base2, now) = (inner.clone(), base.clone(), inner.clock.now_us());
+                let sealing = tokio::task::spawn_blocking(move || {
+                    let sealed = seal_batch(&inner2.keys, now, base2, &batch, &HashMap::new());
+                    (batch, sealed)
+                });
+                let (batch, sealed) = match sealing.await {
+                    Ok(done) => done,
+                    // A panic while sealing: the batch's callers see their
+                    // replies dropped (a failed commit); the rest goes on.
+                    Err(e) => {
+                        tracing::error!(error = %e, "sealing a batch stopped; its callers get an error");
+                        metrics::counter!("custos_ledger_commit_failures_total").increment(1);
+                        continue;
+                    }
+                };
                 let base_holds = match in_flight.take() {
                     Some(f) => {
                         let joined = f.task.await;
@@ -160,7 +178,16 @@ pub(super) async fn run_sequencer(
                 }
                 let pruned = batch.len() != taken;
                 match sealed {
-                    Ok(sealed) if base_holds && !pruned => in_flight = Some(submit(&inner, &conn, batch, sealed, base)),
+                    Ok(sealed) if base_holds && !pruned => {
+                        in_flight = Some(submit(&inner, &conn, batch, sealed, base));
+                        // Let the commit start before the next batch is
+                        // sealed here: on PostgreSQL it is a task spawned
+                        // from this worker, which tokio puts in the worker's
+                        // LIFO slot, where no other worker may steal it; the
+                        // sealing (a few ms for 1,000 events) would hold
+                        // back its BEGIN until this task yields.
+                        tokio::task::yield_now().await;
+                    }
                     _ => {
                         let (batch, result) = commit_batch(&inner, batch, &mut trusted, &conn).await;
                         reply(batch, result);
