@@ -191,7 +191,8 @@ pub enum StorageError {
 pub struct PoolOptions {
     /// Most connections in the pool.
     pub max_connections: u32,
-    /// How long SQLite waits for a lock, and the pool for a connection.
+    /// How long SQLite waits for a lock, PostgreSQL's sequencer for the
+    /// ledger head's lock, and the pool for a connection.
     pub busy_timeout: Duration,
 }
 

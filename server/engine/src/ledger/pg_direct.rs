@@ -50,22 +50,29 @@ fn to_u64(v: i64, what: &str) -> Result<u64, LedgerError> {
 
 /// Begins a transaction, locks the head row for it and returns the head,
 /// with the database server's clock (µs) read after the lock was granted:
-/// three statements in one simple query, so one round trip (the commit
-/// waited about a millisecond between each answer and its next statement
-/// on a busy machine). Each statement takes its own snapshot, so the
-/// newest entry's time, read by the third, includes a commit the lock
-/// waited for (a subquery of the `UPDATE` would not). An error leaves the
-/// transaction in an unknown state: the caller drops the connection.
-pub async fn begin_and_lock(conn: &mut PgConnection) -> Result<(Head, i64), LedgerError> {
-    let rows = sqlx::raw_sql(
-        "BEGIN; \
+/// one simple query, so one round trip (the commit waited about a
+/// millisecond between each answer and its next statement on a busy
+/// machine). The transaction is READ COMMITTED, so each statement takes
+/// its own snapshot and the newest entry's time, read by the last one,
+/// includes a commit the lock waited for (a subquery of the `UPDATE` would
+/// not). The lock waits at most `lock_timeout` on the server (then
+/// [`is_lock_timeout`]: the connection is sound once rolled back); the
+/// results come as text, with `bytea` pinned to hex. Any other error leaves
+/// the transaction in an unknown state: the caller drops the connection.
+pub async fn begin_and_lock(
+    conn: &mut PgConnection,
+    lock_timeout: std::time::Duration,
+) -> Result<(Head, i64), LedgerError> {
+    let sql = format!(
+        "BEGIN ISOLATION LEVEL READ COMMITTED; \
+         SET LOCAL lock_timeout = '{}ms'; \
+         SET LOCAL bytea_output = 'hex'; \
          UPDATE ledger_head SET seq = seq WHERE id = 1 RETURNING seq, chain_hash, frontier; \
          SELECT (SELECT recorded_at FROM ledger_entries WHERE seq = (SELECT seq FROM ledger_head WHERE id = 1)) \
            AS recorded_at, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) AS server_now",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_err)?;
+        lock_timeout.as_millis().max(1)
+    );
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await.map_err(db_err)?;
     // The UPDATE's row, then the SELECT's; without a head row, the SELECT's alone.
     let [head_row, clock_row] = rows.as_slice() else {
         return Err(LedgerError::Corrupt("ledger_head row is missing".into()));
@@ -77,6 +84,16 @@ pub async fn begin_and_lock(conn: &mut PgConnection) -> Result<(Head, i64), Ledg
     let recorded_at: Option<i64> = clock_row.try_get("recorded_at").map_err(db_err)?;
     let server_now: i64 = clock_row.try_get("server_now").map_err(db_err)?;
     Ok((Head { seq, chain_hash, frontier, recorded_at_us: recorded_at.unwrap_or(0) }, server_now))
+}
+
+/// Whether `e` is PostgreSQL's `lock_timeout` (SQLSTATE 55P03): the lock
+/// was not granted in time, and the connection is sound.
+pub fn is_lock_timeout(e: &LedgerError) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    let LedgerError::Storage(crate::storage::StorageError::Db(DbErr::Exec(RuntimeErr::SqlxError(e)))) = e else {
+        return false;
+    };
+    e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03")
 }
 
 const COPY_ENTRIES: &str = "COPY ledger_entries (seq, event_id, occurred_at, recorded_at, category, action, outcome, \

@@ -477,6 +477,63 @@ async fn the_sequencers_own_postgres_connection_is_replaced_when_the_server_clos
     assert!(left.is_empty(), "the sequencer's connection is closed at shutdown: {left:?}");
 }
 
+/// On PostgreSQL the head's lock waits at most `database.busy_timeout_ms`,
+/// on the server (`lock_timeout`): while another session holds it, a batch
+/// fails after that time instead of waiting without end, the sequencer
+/// keeps its connection (no backend is left waiting for the lock, none is
+/// opened in its place), and once the lock is free the chain goes on
+/// without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_lock_held_elsewhere_fails_the_batch_after_the_busy_timeout_and_keeps_the_connection() {
+    use std::time::Duration;
+    let Some(t) = TestDb::new(crate::support::Backend::Postgres).await else { return };
+    let opts = custos_engine::storage::PoolOptions { max_connections: 4, busy_timeout: Duration::from_millis(400) };
+    let db =
+        custos_engine::storage::Database::connect(&secrecy::SecretString::from(t.url.clone()), &opts).await.unwrap();
+    let (ledger, tasks) = open_ledger(&db).await;
+    fill(&ledger, 3, 3).await;
+    let sequencer = || async {
+        let rows =
+            t.db.conn()
+                .query_all_raw(t.db.stmt(
+                    "SELECT pid, wait_event_type FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'custos-sequencer'",
+                    vec![],
+                ))
+                .await
+                .unwrap();
+        rows.iter()
+            .map(|r| {
+                (r.try_get::<i32>("", "pid").unwrap(), r.try_get::<Option<String>>("", "wait_event_type").unwrap())
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = sequencer().await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    // Another session takes the head row's lock and keeps it.
+    let mut holder = <sea_orm::sqlx::PgConnection as sea_orm::sqlx::Connection>::connect(&t.url).await.unwrap();
+    sea_orm::sqlx::raw_sql("BEGIN; SELECT seq FROM ledger_head WHERE id = 1 FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let refused = ledger.append_one(event(50)).await;
+    assert!(matches!(refused, Err(LedgerError::CommitFailed)), "{refused:?}");
+    // Well before the 10 s commit timeout (the lock's wait is bounded).
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    let during = sequencer().await;
+    assert_eq!(during.len(), 1, "one sequencer connection, none left waiting: {during:?}");
+    assert_eq!(during[0].0, before[0].0, "the same connection, kept");
+    assert_ne!(during[0].1.as_deref(), Some("Lock"), "not waiting for the lock any more: {during:?}");
+    sea_orm::sqlx::raw_sql("ROLLBACK").execute(&mut holder).await.unwrap();
+    let r = ledger.append_one(event(51)).await.unwrap();
+    assert_eq!(r.seq, 4, "the chain goes on without a gap");
+    assert_eq!(sequencer().await[0].0, before[0].0);
+    ledger.checkpoint_now().await.unwrap();
+    assert!(verify_all(&ledger).await.is_intact());
+    ledger.shutdown(tasks).await.unwrap();
+}
+
 /// An append whose caller gave up (commit timeout) while it was still
 /// queued is dropped unsealed: it never lands later. Only a batch already
 /// handed to the database when its caller gave up may still land.

@@ -407,6 +407,11 @@ pub(super) enum Committer {
 /// The PostgreSQL sequencer's connection, shared as SQLite's writer is.
 pub(super) type SharedPg = Arc<tokio::sync::Mutex<PgWriter>>;
 
+/// How much longer than `database.busy_timeout_ms` the sequencer waits
+/// for the answer to its `BEGIN` before it takes the connection for dead
+/// (the server itself gives up the head's lock after busy_timeout).
+const NO_ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The name the sequencer's connection shows in `pg_stat_activity`.
 pub const PG_SEQUENCER_APPLICATION: &str = "custos-sequencer";
 
@@ -457,13 +462,15 @@ impl PgWriter {
     /// this replica's time, read once the lock is held. The time checked
     /// against the database server's clock is that, or `stamp` when the
     /// batch was sealed earlier with a later time. `BEGIN` and the head's
-    /// lock go in one round trip, and wait at most
-    /// `database.busy_timeout_ms` together (as SQLite's write lock does).
-    /// A held connection that cannot begin or lock in that time (the server
-    /// restarted, a network path dropped it while idle, another replica
-    /// held the lock) is replaced once: nothing was written on it.
+    /// lock go in one round trip; the lock waits at most
+    /// `database.busy_timeout_ms` (PostgreSQL's `lock_timeout`, as SQLite's
+    /// write lock waits), after which the batch fails and the connection,
+    /// rolled back, is kept. A held connection that fails otherwise, or
+    /// does not answer within that time and a second (the server
+    /// restarted, a network path dropped it while idle), is replaced once:
+    /// nothing was written on it.
     async fn begin(&mut self, inner: &Inner, stamp: i64) -> Result<(Head, i64), LedgerError> {
-        use crate::ledger::pg_direct::{self, db_err};
+        use crate::ledger::pg_direct;
         if self.in_txn {
             self.discard();
         }
@@ -475,12 +482,24 @@ impl PgWriter {
             }
             let Some(conn) = self.conn.as_mut() else { continue };
             self.in_txn = true;
-            let locked = match tokio::time::timeout(inner.db.busy_timeout(), pg_direct::begin_and_lock(conn)).await {
-                Ok(locked) => locked,
-                Err(_) => Err(db_err(sqlx::Error::PoolTimedOut)),
-            };
+            // The server bounds the lock's wait; this, a little longer,
+            // catches a connection that no longer answers.
+            let wait = inner.db.busy_timeout();
+            let answer = tokio::time::timeout(wait + NO_ANSWER_GRACE, pg_direct::begin_and_lock(conn, wait)).await;
+            let locked = answer.unwrap_or_else(|_| {
+                Err(LedgerError::Storage(crate::storage::StorageError::Connect {
+                    kind: "postgres",
+                    reason: "the sequencer's connection did not answer BEGIN within database.busy_timeout_ms".into(),
+                }))
+            });
             match locked {
                 Ok(locked) => break locked,
+                // Another replica held the head's lock past busy_timeout:
+                // this batch fails, the connection stays.
+                Err(e) if pg_direct::is_lock_timeout(&e) => {
+                    self.rollback().await;
+                    return Err(e);
+                }
                 Err(e) => {
                     self.discard();
                     if fresh {

@@ -100,8 +100,8 @@ pub(super) enum Step {
 
 /// The sequencer, pipelined: while batch N is committed (on SQLite,
 /// inserted and fsynced on a blocking thread; on PostgreSQL, copied and
-/// committed on the sequencer's own connection), batch N+1 is sealed here on
-/// the head N will leave. N+1 is submitted only after N has committed. If N
+/// committed on the sequencer's own connection), batch N+1 is sealed (on a
+/// blocking thread) on the head N will leave. N+1 is submitted only after N has committed. If N
 /// fails, if the database head is not the expected one (another process or
 /// replica wrote), or if an event id is already committed, the batch takes
 /// the full path instead (`commit_batch`: lock and read the head, verify
@@ -136,8 +136,10 @@ pub(super) async fn run_sequencer(
                 // This is the work that overlaps with the in-flight commit,
                 // on a blocking thread: a few ms of MACs and hashes for
                 // 1,000 events, which on a runtime worker would hold up the
-                // tasks queued behind it there (on PostgreSQL, the commit's
-                // own task, waiting to send its next statement).
+                // tasks queued behind it there. On PostgreSQL that was the
+                // commit's own task: spawned from this worker, tokio puts it
+                // in the worker's LIFO slot, which no other worker may take,
+                // and it sent its BEGIN only once this task yielded.
                 let (inner2, base2, now) = (inner.clone(), base.clone(), inner.clock.now_us());
                 let sealing = tokio::task::spawn_blocking(move || {
                     let sealed = seal_batch(&inner2.keys, now, base2, &batch, &HashMap::new());
@@ -148,8 +150,10 @@ pub(super) async fn run_sequencer(
                     // A panic while sealing: the batch's callers see their
                     // replies dropped (a failed commit); the rest goes on.
                     Err(e) => {
-                        tracing::error!(error = %e, "sealing a batch stopped; its callers get an error");
-                        metrics::counter!("custos_ledger_commit_failures_total").increment(1);
+                        if e.is_panic() {
+                            tracing::error!(error = %e, "sealing a batch stopped; its callers get an error");
+                            metrics::counter!("custos_ledger_commit_failures_total").increment(1);
+                        }
                         continue;
                     }
                 };
@@ -178,16 +182,7 @@ pub(super) async fn run_sequencer(
                 }
                 let pruned = batch.len() != taken;
                 match sealed {
-                    Ok(sealed) if base_holds && !pruned => {
-                        in_flight = Some(submit(&inner, &conn, batch, sealed, base));
-                        // Let the commit start before the next batch is
-                        // sealed here: on PostgreSQL it is a task spawned
-                        // from this worker, which tokio puts in the worker's
-                        // LIFO slot, where no other worker may steal it; the
-                        // sealing (a few ms for 1,000 events) would hold
-                        // back its BEGIN until this task yields.
-                        tokio::task::yield_now().await;
-                    }
+                    Ok(sealed) if base_holds && !pruned => in_flight = Some(submit(&inner, &conn, batch, sealed, base)),
                     _ => {
                         let (batch, result) = commit_batch(&inner, batch, &mut trusted, &conn).await;
                         reply(batch, result);
