@@ -101,12 +101,12 @@ pub(super) enum Step {
 /// The sequencer, pipelined: while batch N is committed (on SQLite,
 /// inserted and fsynced on a blocking thread; on PostgreSQL, copied and
 /// committed on the sequencer's own connection), batch N+1 is sealed (on a
-/// blocking thread) on the head N will leave. N+1 is submitted only after N has committed. If N
-/// fails, if the database head is not the expected one (another process or
-/// replica wrote), or if an event id is already committed, the batch takes
-/// the full path instead (`commit_batch`: lock and read the head, verify
-/// foreign entries, look up duplicates, reseal). Callers are answered only
-/// after their own commit.
+/// blocking thread) on the head N will leave. N+1 is submitted only after
+/// N has committed. If N fails, if the database head is not the expected
+/// one (another process or replica wrote), or if an event id is already
+/// committed, the batch takes the full path instead (`commit_batch`: lock
+/// and read the head, verify foreign entries, look up duplicates, reseal).
+/// Callers are answered only after their own commit.
 pub(super) async fn run_sequencer(
     inner: Arc<Inner>,
     mut rx: mpsc::Receiver<AppendRequest>,

@@ -172,8 +172,6 @@ async fn pg_page(
             Ok(t) => t,
             Err(e) => return Some(Err(e)),
         };
-        // Both lists are whole up to `hi` (PAGE seqs, each a key).
-        let upto = hi;
         if page.is_empty() && tombs.is_empty() {
             // Nothing in this range (rows deleted: the next page's
             // first seq shows the gap): on to the next seq held,
@@ -192,7 +190,7 @@ async fn pg_page(
             // Seqs read both as an entry and as a tombstone: still an
             // entry now?
             let entry_seqs: std::collections::HashSet<u64> = page.recs.iter().map(|r| r.seq).collect();
-            let twice = tombs.iter().map(|t| t.seq).filter(|s| *s <= upto && entry_seqs.contains(s));
+            let twice = tombs.iter().map(|t| t.seq).filter(|s| entry_seqs.contains(s));
             for seq in twice.collect::<Vec<_>>() {
                 match super::pg_direct::read_entries(conn, seq, seq, 1).await.map(|e| e.into_iter().next()) {
                     Ok(Some(_)) => {
@@ -203,8 +201,9 @@ async fn pg_page(
                 }
             }
         }
-        *next = upto + 1;
-        page.merge_tombstones(&tombs, upto, &put_back);
+        // Both lists are whole up to `hi` (PAGE seqs, each a key).
+        *next = hi + 1;
+        page.merge_tombstones(&tombs, hi, &put_back);
         return Some(Ok(page));
     }
 }
