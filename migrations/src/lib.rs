@@ -25,6 +25,7 @@ mod m20261211_000016_jobs;
 mod m20261212_000017_rollup_pending;
 mod m20261213_000018_own_index;
 mod m20261214_000019_time_index_order;
+mod m20261215_000020_rollup_deltas;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261212_000017_rollup_pending::Migration),
             Box::new(m20261213_000018_own_index::Migration),
             Box::new(m20261214_000019_time_index_order::Migration),
+            Box::new(m20261215_000020_rollup_deltas::Migration),
         ]
     }
 }

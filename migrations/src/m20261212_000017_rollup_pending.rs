@@ -10,8 +10,9 @@
 //! counts deletes its owner's rows in the same transaction, so that an
 //! entry is counted exactly when no row covers it. Rows left by a process
 //! that stopped without writing (a crash) are counted from the ledger by
-//! the next writer to start, or by a running one within 5 s. PostgreSQL replicas still write their
-//! counts in each commit and leave this table empty.
+//! the next writer to start, or by a running one within 5 s. PostgreSQL replicas leave this table
+//! empty (they wrote their counts in each commit; since migration 20, as one row of
+//! `audit_rollup_deltas`).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;

@@ -1,5 +1,5 @@
 //! The analytics dashboard: what is happening, at a glance. Every figure
-//! comes from `GET /api/audit/analytics` (rollups written at commit); the
+//! comes from `GET /api/audit/analytics` (rollups, never a scan); the
 //! charts update as events arrive, and a click on a bar or slice opens the
 //! explorer with that filter.
 
@@ -112,7 +112,7 @@ pub fn AnalyticsPage() -> impl IntoView {
                 <span class="muted small" data-testid="updates">{move || format!("{} new events seen", seen.get())}</span>
             </div>
         </div>
-        <p class="lead">"Counts come from rollups written in the same transaction as the events; click a bar or a slice to open those events in the explorer."</p>
+        <p class="lead">"Counts come from rollups that count every committed event exactly once; click a bar or a slice to open those events in the explorer."</p>
         {move || match data.get() {
             None => view! { <p class="muted">"Loading the figures…"</p> }.into_any(),
             Some(Err(e)) => view! { <p class="error" role="alert">{format!("The figures could not be loaded: {e}")}</p> }.into_any(),

@@ -378,7 +378,7 @@ pub const STAT_DIMENSIONS: [&str; 7] = ["action", "actor", "outcome", "category"
 
 /// Counts over time and top values.
 ///
-/// Read from rollups maintained at commit (per minute and dimension),
+/// Read from the rollups (per minute and dimension, exact at the read),
 /// never from a scan of the ledger. `from`/`to` (RFC 3339) default to the
 /// last 24 hours; `bucket` (minute, hour, day) defaults to a width that
 /// gives at most a few hundred points; `top` (1..100, default 10) values per

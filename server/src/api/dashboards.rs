@@ -20,7 +20,7 @@ use crate::http::AppState;
 /// Events over time by category and by outcome, top actions and actors,
 /// failure and denial rates, sign-in figures, tools (invocations, outcomes,
 /// latency p50/p95/p99 from a histogram with buckets 19% wide), MCP,
-/// plugins and notifications; read from rollups written at commit. The
+/// plugins and notifications; read from the rollups (never a scan). The
 /// period is `range` (`15m`, `24h`, `7d`…, ending now) or `from`/`to` (RFC
 /// 3339), default the last 24 hours, widened to whole hours; series are per
 /// hour up to 7 days, per day beyond (at most 366 days).

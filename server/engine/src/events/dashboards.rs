@@ -1,5 +1,5 @@
-//! The analytics dashboard: every figure read from the rollups the sequencer
-//! maintains (never a scan of the ledger; see `ledger::rollup`), one named
+//! The analytics dashboard: every figure read from the rollups the commits
+//! count into (never a scan of the ledger; see `ledger::rollup`), one named
 //! query per figure so that each can be timed.
 
 use crate::time::{DAY_US, HOUR_US};
@@ -105,7 +105,8 @@ fn quantile(hist: &BTreeMap<i64, u64>, q: f64) -> Option<f64> {
 
 impl Events {
     async fn rollup_rows(&self, sql: &str, values: Vec<Value>) -> Result<Vec<QueryResult>, EventsError> {
-        // Counts held by this process's writer first (SQLite).
+        // Counts held by this process's writer first (SQLite; on PostgreSQL
+        // the view `audit_rollups_current` counts the waiting rows itself).
         self.ledger().settle_rollups().await;
         let conn = self.ledger().db().conn();
         let b = conn.get_database_backend();
@@ -124,7 +125,7 @@ impl Events {
             period_filter(dim, p.lo, p.hi)
         };
         let sql = format!(
-            "SELECT value, (bucket - {start}) / {width} AS b, CAST(SUM(count) AS BIGINT) AS n FROM audit_rollups \
+            "SELECT value, (bucket - {start}) / {width} AS b, CAST(SUM(count) AS BIGINT) AS n FROM audit_rollups_current \
              WHERE {cond} GROUP BY value, (bucket - {start}) / {width}",
             start = p.start,
             width = p.width,
@@ -146,7 +147,7 @@ impl Events {
     async fn top_of(&self, dim: &str, p: &Period) -> Result<Vec<ValueCount>, EventsError> {
         let (cond, values) = period_filter(dim, p.lo, p.hi);
         let sql = format!(
-            "SELECT value, CAST(SUM(count) AS BIGINT) AS n FROM audit_rollups \
+            "SELECT value, CAST(SUM(count) AS BIGINT) AS n FROM audit_rollups_current \
              WHERE {cond} GROUP BY value ORDER BY n DESC, value LIMIT {TOP}"
         );
         let mut out = Vec::new();
@@ -159,8 +160,9 @@ impl Events {
     /// Per value of a dimension over the period: its sum.
     async fn sums_of(&self, dim: &str, p: &Period) -> Result<Vec<(String, u64)>, EventsError> {
         let (cond, values) = period_filter(dim, p.lo, p.hi);
-        let sql =
-            format!("SELECT value, CAST(SUM(count) AS BIGINT) AS n FROM audit_rollups WHERE {cond} GROUP BY value");
+        let sql = format!(
+            "SELECT value, CAST(SUM(count) AS BIGINT) AS n FROM audit_rollups_current WHERE {cond} GROUP BY value"
+        );
         let mut out = Vec::new();
         for r in self.rollup_rows(&sql, values).await? {
             out.push((text(&r, "value")?, int(&r, "n")?.max(0) as u64));
@@ -173,7 +175,8 @@ impl Events {
     /// with its count there.
     async fn last_seen(&self, dim: &str, p: &Period) -> Result<Vec<Sum>, EventsError> {
         let recent = (p.hi - 1440).max(p.lo);
-        let sql = "SELECT value, bucket, count FROM audit_rollups WHERE dimension = ? AND bucket >= ? AND bucket < ?";
+        let sql =
+            "SELECT value, bucket, count FROM audit_rollups_current WHERE dimension = ? AND bucket >= ? AND bucket < ?";
         let mut out: BTreeMap<String, Sum> = BTreeMap::new();
         let keep = |value: String, bucket: i64, count: u64, out: &mut BTreeMap<String, Sum>| {
             let s = out.entry(value.clone()).or_insert(Sum { value, last: bucket, last_count: 0 });

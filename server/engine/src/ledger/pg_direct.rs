@@ -1,8 +1,9 @@
 //! PostgreSQL's hot paths straight on sqlx, as [`super::sqlite_direct`]'s
 //! are on rusqlite: a commit inserts its entries with one binary `COPY`,
-//! then its Merkle nodes, the dashboards' counts and the new head with one
-//! statement (`UNNEST`ed arrays; its text never changes, so sqlx prepares it
-//! once per connection); the verifier reads its pages with one binary
+//! then its Merkle nodes, the dashboards' counts (one row of arrays, folded
+//! into `audit_rollups` later: [`FOLD_SLICE`]) and the new head with one
+//! statement (its text never changes, so sqlx prepares it once per
+//! connection); the verifier reads its pages with one binary
 //! `COPY … TO STDOUT` each, decoded straight into a [`RawPage`].
 //!
 //! The commits run on the sequencer's own connection (`PgWriter` in
@@ -205,10 +206,10 @@ pub async fn insert_entries(conn: &mut PgConnection, entries: &[StoredEntry]) ->
 const BUFFER_KEPT: usize = 1 << 20;
 
 /// Writes the rest of a commit in one statement (one round trip): the
-/// batch's stored Merkle nodes and the dashboards' counts, each from
-/// `UNNEST`ed arrays by a data-modifying `WITH` (always run, in the same
-/// snapshot), and the new head. The keys of `counts` are distinct (an
-/// upsert may not touch one row twice).
+/// batch's stored Merkle nodes (from `UNNEST`ed arrays) and its dashboard
+/// counts (one row of four arrays in `audit_rollup_deltas`, folded into
+/// `audit_rollups` later: [`FOLD_SLICE`]), each by a data-modifying
+/// `WITH` (always run, in the same snapshot), and the new head.
 pub async fn write_nodes_counts_head(
     conn: &mut PgConnection,
     nodes: &[(u32, u64, Hash)],
@@ -231,9 +232,8 @@ pub async fn write_nodes_counts_head(
     sqlx::query(
         "WITH nodes AS (INSERT INTO merkle_nodes (level, idx, hash) \
            SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[])), \
-         counts AS (INSERT INTO audit_rollups (dimension, value, bucket, count) \
-           SELECT * FROM UNNEST($4::text[], $5::text[], $6::bigint[], $7::bigint[]) \
-           ON CONFLICT (dimension, value, bucket) DO UPDATE SET count = audit_rollups.count + excluded.count) \
+         counts AS (INSERT INTO audit_rollup_deltas (dimensions, vals, buckets, counts) \
+           SELECT $4::text[], $5::text[], $6::bigint[], $7::bigint[] WHERE cardinality($4::text[]) > 0) \
          UPDATE ledger_head SET seq = $8, chain_hash = $9, frontier = $10 WHERE id = 1",
     )
     .bind(levels)
@@ -251,6 +251,43 @@ pub async fn write_nodes_counts_head(
     .map_err(db_err)?;
     Ok(())
 }
+
+/// Serialises the folds of `audit_rollup_deltas` (a removal's is held
+/// until the removal commits): a removal must find its entries' counts
+/// folded, and no fold may add to them meanwhile, before it takes them
+/// away. An advisory lock next to the migrations' (`storage.rs`: key
+/// 4302917144236181, "custos-migrate" as an integer; this is the next one).
+pub const FOLD_LOCK: &str = "SELECT pg_advisory_xact_lock(4302917144236182)";
+
+/// The fold of [`FOLD_ALL`] and [`FOLD_SLICE`] after its `DELETE … RETURNING`:
+/// every moved row's counts added up per key and added to `audit_rollups`
+/// in key order (one statement: the rows it deletes are the rows it adds).
+macro_rules! fold_from {
+    ($moved:literal) => {
+        concat!(
+            "WITH moved AS (",
+            $moved,
+            " RETURNING dimensions, vals, buckets, counts), \
+             flat AS (SELECT u.d, u.v, u.b, u.n FROM moved, \
+               UNNEST(moved.dimensions, moved.vals, moved.buckets, moved.counts) AS u(d, v, b, n)) \
+             INSERT INTO audit_rollups (dimension, value, bucket, count) \
+             SELECT d, v, b, CAST(SUM(n) AS BIGINT) FROM flat GROUP BY d, v, b ORDER BY d, v, b \
+             ON CONFLICT (dimension, value, bucket) DO UPDATE SET count = audit_rollups.count + excluded.count"
+        )
+    };
+}
+
+/// Folds every row of `audit_rollup_deltas` into `audit_rollups` (a
+/// removal's fold; run under [`FOLD_LOCK`], in a transaction).
+pub const FOLD_ALL: &str = fold_from!("DELETE FROM audit_rollup_deltas");
+
+/// Folds the oldest 1,000 rows of `audit_rollup_deltas` (the background
+/// fold, once a second; under [`FOLD_LOCK`], in a transaction): about 15 s
+/// of commits at this machine's fastest ingest, so a backlog left while
+/// folds failed is caught up within seconds, and no fold grows with it.
+pub const FOLD_SLICE: &str = fold_from!(
+    "DELETE FROM audit_rollup_deltas WHERE id IN (SELECT id FROM audit_rollup_deltas ORDER BY id LIMIT 1000)"
+);
 
 fn entry_from_pg_row(r: &PgRow) -> Result<StoredEntry, LedgerError> {
     let get = |e: sqlx::Error| LedgerError::Corrupt(format!("a ledger_entries row cannot be read: {e}"));

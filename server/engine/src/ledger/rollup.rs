@@ -1,14 +1,16 @@
 //! Rollups: event counts per minute and per dimension value, so statistics
-//! never scan the ledger. They never disagree with it: on PostgreSQL they
-//! are written in the commit's transaction; on SQLite the writer holds them
-//! for up to a second and writes them exactly (see
+//! never scan the ledger. They never disagree with it: on PostgreSQL each
+//! commit writes its counts, in its transaction, as one row of
+//! `audit_rollup_deltas` that any replica folds into `audit_rollups` about
+//! once a second and before a read ([`fold_pg`]); on SQLite the writer
+//! holds them for up to a second and writes them exactly (see
 //! [`super::rollup_buffer`]). A failed commit counts nothing.
 //!
 //! `bucket` is in minutes since the Unix epoch of `occurred_at`: the minute
 //! itself for the `total` dimension (value ''), which draws the time series;
 //! the whole hour for the ranked dimensions (`category`, `action`,
 //! `outcome`, `severity`, `actor`, `channel`, `tenant`), which keeps their
-//! rows (and the commit's upserts) 60 times fewer when events are spread
+//! rows (and the upserts that write them) 60 times fewer when events are spread
 //! in time. Three more dimensions feed the dashboards, also per hour:
 //! `action_outcome` (value `category/outcome/action`), `resource_outcome`
 //! (value `category/outcome/resource id`, for the categories and resource
@@ -23,9 +25,9 @@
 //! few values and read hourly rows (a month of categories is 10,000 rows). Rollups are derived data: they
 //! are not part of the sealed record and a purge leaves them in place.
 //!
-//! On SQLite the writer holds a commit's counts in memory and writes them
-//! about once a second, exactly (see [`super::rollup_buffer`]); readers ask
-//! it to write them first ([`super::Ledger::settle_rollups`]).
+//! Readers ask for the counts to be settled first
+//! ([`super::Ledger::settle_rollups`]: SQLite's writer writes what it
+//! holds; on PostgreSQL the waiting rows are folded).
 
 use crate::time::MINUTE_US;
 use std::collections::HashMap;
@@ -86,8 +88,8 @@ pub const BUCKET_US: i64 = MINUTE_US;
 /// (dimension, value, bucket) -> count.
 pub type Counts = HashMap<(&'static str, String, i64), i64>;
 
-/// The dimensions with a daily twin (each twin is one more upsert per value
-/// and batch at commit): the dashboards' own. The others read hourly rows (a
+/// The dimensions with a daily twin (each twin is one more key per value
+/// and batch): the dashboards' own. The others read hourly rows (a
 /// month of actors is ~100,000 rows for 140 actors).
 pub const DAILY: [&str; 3] = ["action_outcome", "resource_outcome", "latency"];
 
@@ -179,6 +181,16 @@ pub fn write_counts_direct(conn: &rusqlite::Connection, counts: &Counts) -> Resu
         stmt.execute(rusqlite::params![dim, value, bucket, count])?;
     }
     Ok(())
+}
+
+/// On PostgreSQL, in `conn`'s transaction: takes the folds' lock (held
+/// until the transaction ends) and moves the commits' counts waiting in
+/// `audit_rollup_deltas` into `audit_rollups`: all of them, or (`all`
+/// false) the oldest 1,000 rows. Returns how many keys were added to.
+pub async fn fold_pg(conn: &impl ConnectionTrait, all: bool) -> Result<u64, LedgerError> {
+    use super::pg_direct::{FOLD_ALL, FOLD_LOCK, FOLD_SLICE};
+    conn.execute_unprepared(FOLD_LOCK).await?;
+    Ok(conn.execute_unprepared(if all { FOLD_ALL } else { FOLD_SLICE }).await?.rows_affected())
 }
 
 /// An entry's `metrics.duration_ms`, read from its sealed payload (for a

@@ -1,7 +1,8 @@
 //! The dashboards' counts held in memory by SQLite's writer, and written
 //! about once a second instead of in every commit (issue 21: writing them
-//! per commit cost about a third of ingest). PostgreSQL replicas write
-//! their counts in every commit, as before.
+//! per commit cost about a third of ingest). PostgreSQL commits insert
+//! theirs as one row of `audit_rollup_deltas`, folded later (see
+//! [`super::rollup::fold_pg`]; migration 20).
 //!
 //! **What is held, and when it is written.** Each commit adds its counts to
 //! the writer's [`Buffer`] once it has committed. The buffer is written, in
@@ -47,7 +48,8 @@ use super::keyring::Keyring;
 use super::rollup::{Counts, aggregate, duration_of, write_counts_direct};
 use super::types::StoredEntry;
 
-/// How long counts are held before they are written, by default
+/// How long counts are held before they are written (SQLite), or how often
+/// the waiting rows are folded (PostgreSQL), by default
 /// (`LedgerConfig::rollups_every`).
 pub const WRITE_EVERY: Duration = Duration::from_secs(1);
 

@@ -366,10 +366,12 @@ impl Ledger {
         if from < retained_from {
             return Err(LedgerError::Invalid(format!("seq {from} was purged already")));
         }
-        // The removed entries' counts are taken away below: every count of
-        // them held in memory (this writer's, a stopped one's, another live
-        // process's) is written first, before anything is archived or
-        // recorded (if that cannot be done, nothing has happened yet).
+        // The removed entries' counts are taken away below. On SQLite every
+        // count of them held in memory (this writer's, a stopped one's,
+        // another live process's) is written first, before anything is
+        // archived or recorded (if that cannot be done, nothing has happened
+        // yet); on PostgreSQL the removal's transaction folds the waiting
+        // counts itself.
         self.settle_all_rollups(from, through).await?;
         let (start_chain, start_frontier, cp, proof) = self.archive_start(from, through, "remove entries from").await?;
 
@@ -417,6 +419,11 @@ impl Ledger {
 
         let txn = conn.begin().await?;
         let b = txn.get_database_backend();
+        if b == sea_orm::DbBackend::Postgres {
+            // The fold below must see every commit before it (whatever the
+            // server's default isolation).
+            txn.execute_unprepared("SET TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
+        }
         txn.execute_raw(stmt_for(
             b,
             "INSERT INTO ledger_retentions (anchor_seq, from_seq, through_seq, removed, tombstones_sha256, \
@@ -465,6 +472,11 @@ impl Ledger {
         // The dashboards' counts follow (a subject's name leaves them too).
         let durations: Vec<Option<f64>> =
             removed_entries.iter().map(|e| super::rollup::duration_of(self.keys(), e)).collect();
+        if b == sea_orm::DbBackend::Postgres {
+            // Their counts may still wait in `audit_rollup_deltas`: all
+            // folded first (the folds' lock is then held until this commits).
+            super::rollup::fold_pg(&txn, true).await?;
+        }
         super::rollup::subtract_orm(&txn, &removed_entries, &durations).await?;
         txn.execute_raw(stmt_for(
             b,

@@ -613,11 +613,20 @@ async fn append_tool_calls(ledger: &Ledger, range: std::ops::Range<u64>) -> Vec<
 type Counts = std::collections::BTreeMap<(String, String, i64), i64>;
 
 async fn stored_counts(t: &TestDb) -> Counts {
+    counts_in(t, "audit_rollups").await
+}
+
+/// The counts in a table or view (a key may appear more than once in
+/// `audit_rollups_current`: added up).
+async fn counts_in(t: &TestDb, relation: &str) -> Counts {
     let rows =
         t.db.conn()
             .query_all_raw(sea_orm::Statement::from_string(
                 t.db.backend(),
-                "SELECT dimension, value, bucket, count FROM audit_rollups",
+                format!(
+                    "SELECT dimension, value, bucket, CAST(SUM(count) AS BIGINT) AS count FROM {relation} \
+                     GROUP BY dimension, value, bucket"
+                ),
             ))
             .await
             .unwrap();
@@ -668,23 +677,49 @@ both_backends! {
         };
         let (a, ta) = open(held.clone()).await;
         let mut durations: std::collections::HashMap<u64, f64> = append_tool_calls(&a, 0..150).await.into_iter().collect();
+        let deltas = "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_rollup_deltas";
+        assert_eq!(count_sql(&t, total).await, 0, "a's counts are not in audit_rollups yet");
         if sqlite {
-            assert_eq!(count_sql(&t, total).await, 0, "a's counts are held in memory");
             assert_eq!(count_sql(&t, pending).await, 15, "one row per commit says which entries are not counted yet");
         } else {
-            assert_eq!(count_sql(&t, total).await, 150, "PostgreSQL counts in each commit");
+            assert_eq!(count_sql(&t, deltas).await, 15, "each commit left one row of counts to fold");
             assert_eq!(count_sql(&t, pending).await, 0);
         }
-        // A second writer starting while a lives leaves a's rows alone.
+        // A second writer starting while a lives leaves a's rows alone
+        // (SQLite); on PostgreSQL its settling folds every commit's counts.
         let (b, tb) = open(held.clone()).await;
         durations.extend(append_tool_calls(&b, 150..230).await);
+        if !sqlite {
+            // a's last commits; then a stops as a kill -9 would: nothing
+            // has been folded (every hour), every commit's row waits.
+            durations.extend(append_tool_calls(&a, 230..240).await);
+            ta.abort().await;
+            drop(a);
+            assert_eq!(count_sql(&t, deltas).await, 24);
+            assert_eq!(count_sql(&t, total).await, 0);
+            // A reader counts them all, from the waiting rows.
+            b.settle_rollups().await;
+            let current = "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM audit_rollups_current \
+                           WHERE dimension = 'total'";
+            assert_eq!(count_sql(&t, current).await, 240, "a's counts (a killed) and b's");
+            assert_eq!(counts_in(&t, "audit_rollups_current").await, expected_counts(&t, &durations).await);
+            // b's shutdown folds them: each once.
+            b.shutdown(tb).await.unwrap();
+            assert_eq!(count_sql(&t, deltas).await, 0, "every row folded");
+            assert_eq!(
+                stored_counts(&t).await,
+                expected_counts(&t, &durations).await,
+                "every dimension, latency included, each entry once"
+            );
+            return;
+        }
         b.settle_rollups().await;
-        assert_eq!(count_sql(&t, total).await, if sqlite { 80 } else { 230 }, "b wrote its own counts only");
+        assert_eq!(count_sql(&t, total).await, 80, "b wrote its own counts only");
         // a stops as a kill -9 would: its counts are never written.
         ta.abort().await;
         drop(a);
         b.shutdown(tb).await.unwrap();
-        assert_eq!(count_sql(&t, total).await, if sqlite { 80 } else { 230 });
+        assert_eq!(count_sql(&t, total).await, 80);
         // The next writer to start counts what a left, from the ledger.
         let (c, tc) = open(config()).await;
         assert_eq!(count_sql(&t, pending).await, 0);
@@ -728,4 +763,91 @@ both_backends! {
             assert!(left.is_empty(), "lock files left behind: {left:?}");
         }
     }
+}
+
+both_backends! {
+    async fn a_removal_takes_away_counts_not_yet_written(backend: Backend) {
+        use std::time::Duration;
+        let Some(t) = TestDb::new(backend).await else { return };
+        let sqlite = t.db.sqlite_file().is_some();
+        // Held for an hour: nothing is written or folded unless asked.
+        let held = custos_engine::ledger::LedgerConfig { rollups_every: Duration::from_secs(3600), ..config() };
+        let (l, tasks) =
+            Ledger::open(TestDb::connect(&t.url).await, &StaticKek([0x42; 32]), held, Arc::new(SystemClock), Arc::new(OsRandom))
+                .await
+                .unwrap();
+        let durations: std::collections::HashMap<u64, f64> = append_tool_calls(&l, 0..100).await.into_iter().collect();
+        let total = "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM audit_rollups WHERE dimension = 'total'";
+        assert_eq!(count_sql(&t, total).await, 0, "nothing counted in audit_rollups yet");
+        if !sqlite {
+            assert_eq!(count_sql(&t, "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_rollup_deltas").await, 10);
+        }
+        let mut seqs: Vec<u64> = durations.keys().copied().filter(|s| s % 3 == 0).collect();
+        seqs.sort_unstable();
+        l.checkpoint_now().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        l.tombstone(&seqs, dir.path(), "erasure", "run-1").await.unwrap();
+        l.settle_rollups().await;
+        // Without the counts written (folded) first, the removal's
+        // subtraction would have found no rows and the counts, once
+        // written, would still include the removed entries.
+        // (The removal's anchor is one more entry, counted too.)
+        let left = 100 - seqs.len() as i64 + 1;
+        let current = "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM audit_rollups_current WHERE dimension = 'total'";
+        assert_eq!(count_sql(&t, current).await, left, "the kept entries and the removal's anchor");
+        assert_eq!(counts_in(&t, "audit_rollups_current").await, expected_counts(&t, &durations).await);
+        // Once everything is written (SQLite's writer at shutdown, the last
+        // fold on PostgreSQL), the table alone holds the same counts.
+        l.shutdown(tasks).await.unwrap();
+        assert_eq!(count_sql(&t, total).await, left);
+        assert_eq!(stored_counts(&t).await, expected_counts(&t, &durations).await);
+    }
+}
+
+/// Two replicas committing while both fold every few milliseconds, and
+/// readers reading meanwhile: every read counts each committed entry once
+/// (never a fold's rows twice or not at all), and so does the table once
+/// both stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folds_racing_commits_on_two_replicas_count_each_entry_once() {
+    use std::time::Duration;
+    let Some(t) = TestDb::new(crate::support::Backend::Postgres).await else { return };
+    let often = custos_engine::ledger::LedgerConfig { rollups_every: Duration::from_millis(5), ..config() };
+    let open = || async {
+        Ledger::open(
+            TestDb::connect(&t.url).await,
+            &StaticKek([0x42; 32]),
+            often.clone(),
+            Arc::new(SystemClock),
+            Arc::new(OsRandom),
+        )
+        .await
+        .unwrap()
+    };
+    let ((a, ta), (b, tb)) = (open().await, open().await);
+    let current = "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM audit_rollups_current WHERE dimension = 'total'";
+    let reads = async {
+        let mut seen = Vec::new();
+        for _ in 0..40 {
+            seen.push(count_sql(&t, current).await);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        seen
+    };
+    let (da, db, seen) = tokio::join!(append_tool_calls(&a, 0..300), append_tool_calls(&b, 300..600), reads);
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "a read never counts fewer than the one before: {seen:?}");
+    assert!(*seen.last().unwrap() <= 600, "{seen:?}");
+    let durations: std::collections::HashMap<u64, f64> = da.into_iter().chain(db).collect();
+    assert_eq!(count_sql(&t, current).await, 600);
+    assert_eq!(counts_in(&t, "audit_rollups_current").await, expected_counts(&t, &durations).await);
+    assert!(
+        count_sql(&t, "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM audit_rollups WHERE dimension = 'total'")
+            .await
+            > 0,
+        "the background folds ran"
+    );
+    a.shutdown(ta).await.unwrap();
+    b.shutdown(tb).await.unwrap();
+    assert_eq!(count_sql(&t, "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_rollup_deltas").await, 0);
+    assert_eq!(stored_counts(&t).await, expected_counts(&t, &durations).await);
 }

@@ -150,7 +150,7 @@ both_backends! {
                 db.conn()
                     .query_one_raw(sea_orm::Statement::from_string(
                         db.backend(),
-                        format!("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM audit_rollups WHERE dimension = '{dim}' AND value = '{value}'"),
+                        format!("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM audit_rollups_current WHERE dimension = '{dim}' AND value = '{value}'"),
                     ))
                     .await
                     .unwrap()

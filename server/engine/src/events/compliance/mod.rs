@@ -98,7 +98,7 @@ impl Events {
             let row = conn
                 .query_one_raw(stmt_for(
                     b,
-                    "SELECT MIN(bucket) AS first, COUNT(*) AS n FROM (SELECT bucket FROM audit_rollups \
+                    "SELECT MIN(bucket) AS first, COUNT(*) AS n FROM (SELECT DISTINCT bucket FROM audit_rollups_current \
                      WHERE dimension = 'action' AND value = ? ORDER BY bucket DESC LIMIT ?) recent",
                     vec![action.into(), Value::BigInt(Some(hours))],
                 ))
@@ -190,8 +190,9 @@ impl Events {
                 " AND value >= ? AND value < ?".to_owned()
             }
         };
-        let sql =
-            format!("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM audit_rollups WHERE {period}{cond}");
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM audit_rollups_current WHERE {period}{cond}"
+        );
         let row = conn.query_one_raw(stmt_for(b, &sql, values)).await?;
         let n: i64 = match row {
             Some(r) => r.try_get("", "n").map_err(LedgerError::from)?,

@@ -381,7 +381,7 @@ impl Events {
         let rows = conn
             .query_all_raw(stmt_for(
                 b,
-                "SELECT bucket, count FROM audit_rollups WHERE dimension = 'total' AND value = '' \
+                "SELECT bucket, count FROM audit_rollups_current WHERE dimension = 'total' AND value = '' \
                  AND bucket >= ? AND bucket < ? ORDER BY bucket",
                 vec![lo.into(), hi.into()],
             ))
@@ -404,7 +404,7 @@ impl Events {
             let rows = conn
                 .query_all_raw(stmt_for(
                     b,
-                    "SELECT value, CAST(SUM(count) AS BIGINT) AS n FROM audit_rollups \
+                    "SELECT value, CAST(SUM(count) AS BIGINT) AS n FROM audit_rollups_current \
                      WHERE dimension = ? AND bucket >= ? AND bucket < ? GROUP BY value ORDER BY n DESC, value LIMIT ?",
                     vec![dim.to_string().into(), lo_h.into(), hi_h.into(), (top as i64).into()],
                 ))

@@ -141,7 +141,9 @@ pub struct LedgerConfig {
     /// On SQLite, how long the dashboards' counts of committed entries are
     /// held in memory before they are written (in a commit's transaction,
     /// or one of their own when ingest stops); readers ask for them first
-    /// (see [`super::rollup_buffer`]). PostgreSQL writes them in each commit.
+    /// (see [`super::rollup_buffer`]). On PostgreSQL, how often this replica
+    /// folds every commit's counts from `audit_rollup_deltas` into
+    /// `audit_rollups`.
     pub rollups_every: Duration,
 }
 
@@ -202,6 +204,12 @@ struct Inner {
     writer: Option<(commit::SharedWriter, Arc<super::rollup_buffer::Shared>)>,
 }
 
+impl Inner {
+    fn is_postgres(&self) -> bool {
+        self.db.conn().get_database_backend() == sea_orm::DbBackend::Postgres
+    }
+}
+
 /// Writes the counts SQLite's writer holds once they are due (a second
 /// old), when no commit has written them meanwhile (ingest stopped).
 async fn run_rollup_writer(inner: Arc<Inner>) {
@@ -235,6 +243,37 @@ async fn run_rollup_writer(inner: Arc<Inner>) {
             tracing::warn!(error = %e, "the dashboards' held counts could not be written; trying again");
         }
     }
+}
+
+/// On PostgreSQL: folds the commits' counts waiting in
+/// `audit_rollup_deltas` into `audit_rollups` every `rollups_every` (every
+/// replica does; a fold finding nothing costs one statement). Shutdown
+/// folds once more after the sequencer's last commit.
+async fn run_rollup_folder(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        tokio::select! {
+            _ = sequencer::stopped(&mut stop) => return,
+            _ = tokio::time::sleep(inner.cfg.rollups_every) => {}
+        }
+        if let Err(e) = fold_pg_rollups(&inner, false).await {
+            // Readers still count the waiting rows (`audit_rollups_current`).
+            tracing::warn!(error = %e, "the dashboards' counts could not be folded; trying again");
+        }
+    }
+}
+
+/// One fold on PostgreSQL (the oldest 1,000 rows, or `all`), in a
+/// transaction of its own; waits for another fold (or a removal) at most
+/// `database.busy_timeout_ms`.
+async fn fold_pg_rollups(inner: &Inner, all: bool) -> Result<u64, LedgerError> {
+    use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
+    let txn = inner.db.conn().begin().await?;
+    txn.execute_unprepared("SET TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
+    txn.execute_unprepared(&format!("SET LOCAL lock_timeout = {}", inner.db.busy_timeout().as_millis().max(1))).await?;
+    let keys = super::rollup::fold_pg(&txn, all).await?;
+    txn.commit().await?;
+    Ok(keys)
 }
 
 /// How long a reading of the database server's clock is used for.
@@ -413,20 +452,26 @@ impl Ledger {
             None => commit::Committer::Postgres(commit::SharedPg::default()),
         };
         let sequencer = tokio::spawn(run_sequencer(inner.clone(), rx, head, committer));
-        let rollups = inner.writer.is_some().then(|| tokio::spawn(run_rollup_writer(inner.clone())));
+        let rollups = if inner.writer.is_some() {
+            Some(tokio::spawn(run_rollup_writer(inner.clone())))
+        } else {
+            inner.is_postgres().then(|| tokio::spawn(run_rollup_folder(inner.clone())))
+        };
         let checkpointer = tokio::spawn(run_checkpointer(inner.clone()));
         let poller = tokio::spawn(heard::run_poller(inner.clone()));
-        let listener = (inner.db.conn().get_database_backend() == sea_orm::DbBackend::Postgres).then(|| {
+        let listener = inner.is_postgres().then(|| {
             let pool = inner.db.conn().get_postgres_connection_pool().clone();
             tokio::spawn(heard::run_listener(inner.clone(), pool))
         });
         Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer, poller, listener, rollups, wal }))
     }
 
-    /// Writes the dashboards' counts this process holds (SQLite's writer
-    /// holds them for up to a second), so that a read of `audit_rollups`
-    /// after it counts every entry this process committed before it. Free
-    /// when nothing is held, and on PostgreSQL (counted in each commit).
+    /// Before a read of the dashboards' counts (`audit_rollups_current`):
+    /// SQLite's writer writes the counts it holds (free when nothing is
+    /// held), so that the read counts every entry this process committed
+    /// before it. Free on PostgreSQL, where the view also counts the rows
+    /// every replica's commits left in `audit_rollup_deltas`, in the read's
+    /// snapshot: exact, with no lock and no write.
     pub async fn settle_rollups(&self) {
         if let Err(e) = self.write_held_rollups().await {
             // The read goes on with counts up to a second behind.
@@ -455,9 +500,10 @@ impl Ledger {
     }
 
     /// Before counts of the entries `from..=through` are taken away (a
-    /// removal): writes the counts this process holds, counts what stopped
-    /// writers left, and waits (up to 5 s) for other live processes on the
-    /// same file to write theirs for those entries.
+    /// removal) on SQLite: writes the counts this process holds, counts what
+    /// stopped writers left, and waits (up to 5 s) for other live processes
+    /// on the same file to write theirs for those entries. Nothing to do on
+    /// PostgreSQL, where the removal's transaction folds the waiting rows.
     pub async fn settle_all_rollups(&self, from: u64, through: u64) -> Result<(), LedgerError> {
         let Some((w, _)) = &self.inner.writer else { return Ok(()) };
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -749,6 +795,12 @@ impl Ledger {
         }
         if let Some(rollups) = tasks.rollups {
             let _ = rollups.await;
+        }
+        if self.inner.is_postgres()
+            && let Err(e) = fold_pg_rollups(&self.inner, true).await
+        {
+            // Left in `audit_rollup_deltas` for the next fold, by any replica.
+            tracing::warn!(error = %e, "the dashboards' counts could not be folded at shutdown");
         }
         if let Some((w, _)) = &self.inner.writer {
             let (w, inner) = (w.clone(), self.inner.clone());
