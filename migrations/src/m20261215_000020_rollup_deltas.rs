@@ -7,7 +7,7 @@
 //! A commit now inserts one row in `audit_rollup_deltas` instead, in the
 //! same transaction as its entries: the batch's (dimension, value, bucket,
 //! count) as four arrays of equal length (`vals`, since `VALUES` is a
-//! keyword). Every replica folds those rows into `audit_rollups` about once
+//! keyword). Every replica folds those rows into `audit_rollups` four times
 //! a second, in transactions of their own (a fold deletes the rows it adds,
 //! in one statement), and a removal folds them inside its own transaction
 //! before it takes its entries' counts away. So an entry is counted in
@@ -23,7 +23,18 @@
 //! up.
 //!
 //! `id` orders the rows for a fold of the oldest first, and gives the table
-//! the primary key that logical replication of deletes needs.
+//! the primary key that logical replication of deletes needs; the arrays
+//! of a row must be of one length (a row that is not would stop every
+//! fold).
+//!
+//! A removal by a version before this one would take its entries' counts
+//! away without folding first: the subtraction would find no row for counts
+//! still waiting, and the fold would then add the removed entries back (an
+//! erased name back in the actor counts). So on PostgreSQL a removal's
+//! record (`ledger_retentions`) is refused unless the transaction says it
+//! folds (`SET LOCAL custos.removal_folds = 'on'`, which only this version
+//! and later say): during a rolling upgrade, an older replica's retention
+//! run or erasure fails with nothing removed.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
@@ -58,8 +69,29 @@ impl MigrationTrait for Migration {
                         dimensions TEXT[] NOT NULL,
                         vals TEXT[] NOT NULL,
                         buckets BIGINT[] NOT NULL,
-                        counts BIGINT[] NOT NULL
+                        counts BIGINT[] NOT NULL,
+                        CHECK (cardinality(dimensions) = cardinality(vals)
+                               AND cardinality(vals) = cardinality(buckets)
+                               AND cardinality(buckets) = cardinality(counts))
                     )",
+                )
+                .await?;
+                conn.execute_unprepared(
+                    r#"CREATE FUNCTION custos_guard_removal_folds() RETURNS trigger LANGUAGE plpgsql AS $$
+                       BEGIN
+                         IF current_setting('custos.removal_folds', true) IS DISTINCT FROM 'on' THEN
+                           RAISE EXCEPTION 'custos: a removal must fold the waiting dashboard counts first (a replica older than migration 20?)'
+                             USING ERRCODE = 'P0001';
+                         END IF;
+                         RETURN NEW;
+                       END $$"#,
+                )
+                .await?;
+                // Named to fire before the record's other checks (PostgreSQL
+                // fires a table's BEFORE triggers in name order).
+                conn.execute_unprepared(
+                    "CREATE TRIGGER ledger_retentions_fold_first BEFORE INSERT ON ledger_retentions \
+                     FOR EACH ROW EXECUTE FUNCTION custos_guard_removal_folds()",
                 )
                 .await?;
                 conn.execute_unprepared(

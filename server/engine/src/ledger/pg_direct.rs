@@ -282,9 +282,10 @@ macro_rules! fold_from {
 pub const FOLD_ALL: &str = fold_from!("DELETE FROM audit_rollup_deltas");
 
 /// Folds the oldest 1,000 rows of `audit_rollup_deltas` (the background
-/// fold, once a second; under [`FOLD_LOCK`], in a transaction): about 15 s
-/// of commits at this machine's fastest ingest, so a backlog left while
-/// folds failed is caught up within seconds, and no fold grows with it.
+/// fold, four times a second; under [`FOLD_LOCK`], in a transaction): about
+/// 15 s of commits at this machine's fastest ingest, so a backlog left
+/// while folds failed is caught up within seconds, and no fold grows with
+/// it.
 pub const FOLD_SLICE: &str = fold_from!(
     "DELETE FROM audit_rollup_deltas WHERE id IN (SELECT id FROM audit_rollup_deltas ORDER BY id LIMIT 1000)"
 );

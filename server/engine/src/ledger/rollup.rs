@@ -1,9 +1,10 @@
 //! Rollups: event counts per minute and per dimension value, so statistics
 //! never scan the ledger. They never disagree with it: on PostgreSQL each
 //! commit writes its counts, in its transaction, as one row of
-//! `audit_rollup_deltas` that any replica folds into `audit_rollups` about
-//! once a second and before a read ([`fold_pg`]); on SQLite the writer
-//! holds them for up to a second and writes them exactly (see
+//! `audit_rollup_deltas` that any replica folds into `audit_rollups` a few
+//! times a second ([`fold_pg`]), and readers read the view
+//! `audit_rollups_current` (the table and the waiting rows); on SQLite the
+//! writer holds them for up to a second and writes them exactly (see
 //! [`super::rollup_buffer`]). A failed commit counts nothing.
 //!
 //! `bucket` is in minutes since the Unix epoch of `occurred_at`: the minute
@@ -27,7 +28,8 @@
 //!
 //! Readers ask for the counts to be settled first
 //! ([`super::Ledger::settle_rollups`]: SQLite's writer writes what it
-//! holds; on PostgreSQL the waiting rows are folded).
+//! holds; nothing to do on PostgreSQL, where the view counts the waiting
+//! rows).
 
 use crate::time::MINUTE_US;
 use std::collections::HashMap;

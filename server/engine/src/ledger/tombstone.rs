@@ -421,8 +421,11 @@ impl Ledger {
         let b = txn.get_database_backend();
         if b == sea_orm::DbBackend::Postgres {
             // The fold below must see every commit before it (whatever the
-            // server's default isolation).
+            // server's default isolation); and the record is refused from a
+            // transaction that does not say it folds (migration 20: an older
+            // replica's removal would not).
             txn.execute_unprepared("SET TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
+            txn.execute_unprepared("SET LOCAL custos.removal_folds = 'on'").await?;
         }
         txn.execute_raw(stmt_for(
             b,

@@ -585,6 +585,64 @@ async fn appends_abandoned_in_the_queue_are_dropped_unsealed() {
     ledger.shutdown(tasks).await.unwrap();
 }
 
+/// On PostgreSQL a sealed batch may wait in the committer behind one that
+/// waits for the head's lock: if its callers give up meanwhile, it is not
+/// committed as sealed (it is sealed again without them), so what was
+/// answered with a timeout does not land later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_abandoned_behind_a_waiting_commit_on_postgresql_are_dropped_unsealed() {
+    use std::time::Duration;
+    let Some(t) = TestDb::new(crate::support::Backend::Postgres).await else { return };
+    // The head's lock is waited for up to 20 s: the first batch always
+    // lands (the lock is released after about 3 s), so the second is the
+    // one sealed on it and waiting behind it.
+    let opts = custos_engine::storage::PoolOptions { max_connections: 4, busy_timeout: Duration::from_secs(20) };
+    let db =
+        custos_engine::storage::Database::connect(&secrecy::SecretString::from(t.url.clone()), &opts).await.unwrap();
+    let cfg = custos_engine::ledger::LedgerConfig { commit_timeout: Duration::from_secs(2), ..config() };
+    let (ledger, tasks) =
+        Ledger::open(db, &StaticKek([0x42; 32]), cfg, Arc::new(SystemClock), Arc::new(OsRandom)).await.unwrap();
+    fill(&ledger, 3, 3).await;
+    let before = ledger.head().await.unwrap().seq;
+    // Another session holds the head row's lock: the next commit waits for
+    // it (within the busy timeout, 5 s).
+    let mut holder = <sea_orm::sqlx::PgConnection as sea_orm::sqlx::Connection>::connect(&t.url).await.unwrap();
+    sea_orm::sqlx::raw_sql("BEGIN; SELECT seq FROM ledger_head WHERE id = 1 FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let append = |e: custos_engine::ledger::NewEntry| {
+        let l = ledger.clone();
+        tokio::spawn(async move { l.append_one(e).await })
+    };
+    let handed = event(101);
+    let handed_id = handed.event_id;
+    let first = append(handed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Sealed and handed to the committer behind the first (two in flight).
+    let queued: Vec<_> = (102..=104).map(event).collect();
+    let queued_ids: HashSet<_> = queued.iter().map(|e| e.event_id).collect();
+    let waiting: Vec<_> = queued.into_iter().map(append).collect();
+    for w in waiting {
+        assert!(matches!(w.await.unwrap(), Err(LedgerError::TimedOut { .. })));
+    }
+    assert!(matches!(first.await.unwrap(), Err(LedgerError::TimedOut { .. })));
+    sea_orm::sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    let last = event(105);
+    let last_id = last.event_id;
+    let after = ledger.append_one(last).await.unwrap();
+    let mut stored = HashSet::new();
+    for seq in before + 1..=after.seq {
+        stored.insert(ledger.entry(seq).await.unwrap().unwrap().header.event_id);
+    }
+    assert!(stored.is_disjoint(&queued_ids), "an append abandoned behind a waiting commit was committed");
+    assert!(stored.contains(&last_id));
+    assert!(stored.remove(&handed_id), "the batch handed to the database before the timeouts landed");
+    assert_eq!(stored.len(), 1, "only the batch handed to the database may land besides the last");
+    assert!(verify_all(&ledger).await.is_intact());
+    ledger.shutdown(tasks).await.unwrap();
+}
+
 /// Tool calls with a duration (counted in the latency rollups too), in
 /// requests of ten; returns each entry's duration by seq.
 async fn append_tool_calls(ledger: &Ledger, range: std::ops::Range<u64>) -> Vec<(u64, f64)> {
@@ -686,7 +744,7 @@ both_backends! {
             assert_eq!(count_sql(&t, pending).await, 0);
         }
         // A second writer starting while a lives leaves a's rows alone
-        // (SQLite); on PostgreSQL its settling folds every commit's counts.
+        // (SQLite); on PostgreSQL every commit's row waits to be folded.
         let (b, tb) = open(held.clone()).await;
         durations.extend(append_tool_calls(&b, 150..230).await);
         if !sqlite {
@@ -787,6 +845,13 @@ both_backends! {
         l.checkpoint_now().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         l.tombstone(&seqs, dir.path(), "erasure", "run-1").await.unwrap();
+        if !sqlite {
+            // A removal's record from a transaction that does not say it
+            // folds (a replica older than migration 20) is refused.
+            let copy = "INSERT INTO ledger_retentions SELECT * FROM ledger_retentions";
+            let err = t.db.conn().execute_unprepared(copy).await.unwrap_err().to_string();
+            assert!(err.contains("must fold the waiting dashboard counts first"), "{err}");
+        }
         l.settle_rollups().await;
         // Without the counts written (folded) first, the removal's
         // subtraction would have found no rows and the counts, once

@@ -163,7 +163,7 @@ both_backends! {
         assert_eq!(count_of("actor", "agent-7").await, 0);
         assert_eq!(count_of("category", "authentication").await, 15, "alice's held logins and the recent ones");
         let rows: i64 = t.db.conn()
-            .query_one_raw(sea_orm::Statement::from_string(t.db.backend(), "SELECT COUNT(*) AS n FROM audit_rollups WHERE value = 'agent-7'".to_owned()))
+            .query_one_raw(sea_orm::Statement::from_string(t.db.backend(), "SELECT COUNT(*) AS n FROM audit_rollups_current WHERE value = 'agent-7'".to_owned()))
             .await.unwrap().unwrap().try_get("", "n").unwrap();
         assert_eq!(rows, 0, "rows that reach zero are deleted");
 

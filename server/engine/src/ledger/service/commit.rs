@@ -212,6 +212,9 @@ pub(super) enum TryCommitError {
     Duplicate,
     /// The database head is not the one the batch was sealed on.
     Conflict,
+    /// A caller gave up while the batch waited for its turn (PostgreSQL's
+    /// committer): it is sealed again without their events.
+    Abandoned,
     Other(LedgerError),
 }
 
@@ -312,7 +315,7 @@ async fn commit_batch_tries(
                     return (batch, Err(e));
                 }
             }
-            Err(TryCommitError::Duplicate | TryCommitError::Conflict) => {
+            Err(TryCommitError::Duplicate | TryCommitError::Conflict | TryCommitError::Abandoned) => {
                 return (batch, Err(LedgerError::CommitFailed));
             }
             Err(TryCommitError::Other(e)) => return (batch, Err(e)),
@@ -396,8 +399,10 @@ fn refuse_clock_ahead(cfg: &super::LedgerConfig, now: i64, server_now: i64) -> R
 static CLOCK_AHEAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Where the sequencer commits: SQLite's writer, or PostgreSQL's own
-/// connection. Each is shared by the sequencer and the commit in flight
-/// (the lock hands it over; the two never want it at once).
+/// connection. Each is shared by the sequencer's full path and the commits
+/// in flight (the lock hands it over; on PostgreSQL a full path may wait
+/// for a batch in flight, which then fails its head check and settles by
+/// the full path after it).
 #[derive(Clone)]
 pub(super) enum Committer {
     Sqlite(SharedWriter),

@@ -141,9 +141,9 @@ pub struct LedgerConfig {
     /// On SQLite, how long the dashboards' counts of committed entries are
     /// held in memory before they are written (in a commit's transaction,
     /// or one of their own when ingest stops); readers ask for them first
-    /// (see [`super::rollup_buffer`]). On PostgreSQL, how often this replica
-    /// folds every commit's counts from `audit_rollup_deltas` into
-    /// `audit_rollups`.
+    /// (see [`super::rollup_buffer`]). On PostgreSQL, a quarter of it is how
+    /// often this replica folds the commits' counts from
+    /// `audit_rollup_deltas` into `audit_rollups`.
     pub rollups_every: Duration,
 }
 
@@ -246,21 +246,51 @@ async fn run_rollup_writer(inner: Arc<Inner>) {
 }
 
 /// On PostgreSQL: folds the commits' counts waiting in
-/// `audit_rollup_deltas` into `audit_rollups` every `rollups_every` (every
-/// replica does; a fold finding nothing costs one statement). Shutdown
-/// folds once more after the sequencer's last commit.
+/// `audit_rollup_deltas` into `audit_rollups` four times per
+/// `rollups_every` (every replica does; a fold finding nothing costs one
+/// statement): readers of `audit_rollups_current` unnest the waiting rows,
+/// so the fewer the cheaper. A failing fold is said once, then once a
+/// minute while it lasts, with how many rows wait. Shutdown folds once
+/// more after the sequencer's last commit.
 async fn run_rollup_folder(inner: Arc<Inner>) {
+    let every = (inner.cfg.rollups_every / 4).max(Duration::from_millis(5));
     let mut stop = inner.stop.subscribe();
+    let mut failing: Option<(u64, std::time::Instant)> = None;
     loop {
         tokio::select! {
             _ = sequencer::stopped(&mut stop) => return,
-            _ = tokio::time::sleep(inner.cfg.rollups_every) => {}
+            _ = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = fold_pg_rollups(&inner, false).await {
-            // Readers still count the waiting rows (`audit_rollups_current`).
-            tracing::warn!(error = %e, "the dashboards' counts could not be folded; trying again");
+        match fold_pg_rollups(&inner, false).await {
+            Ok(_) => {
+                if let Some((failures, _)) = failing.take() {
+                    tracing::info!(failures, "the dashboards' counts are folded again");
+                }
+            }
+            Err(e) => {
+                let (failures, said) = failing.get_or_insert((0, std::time::Instant::now()));
+                *failures += 1;
+                if *failures == 1 || said.elapsed() >= Duration::from_secs(60) {
+                    *said = std::time::Instant::now();
+                    let waiting = waiting_rollup_rows(&inner).await;
+                    // Readers still count the waiting rows (`audit_rollups_current`).
+                    tracing::warn!(error = %e, failures = *failures, waiting = ?waiting,
+                        "the dashboards' counts could not be folded; trying again");
+                }
+            }
         }
     }
+}
+
+/// How many rows wait in `audit_rollup_deltas` (for the log).
+async fn waiting_rollup_rows(inner: &Inner) -> Option<i64> {
+    use sea_orm::ConnectionTrait as _;
+    let conn = inner.db.conn();
+    let stmt = sea_orm::Statement::from_string(
+        conn.get_database_backend(),
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_rollup_deltas".to_owned(),
+    );
+    conn.query_one_raw(stmt).await.ok().flatten().and_then(|r| r.try_get_by_index::<i64>(0).ok())
 }
 
 /// One fold on PostgreSQL (the oldest 1,000 rows, or `all`), in a

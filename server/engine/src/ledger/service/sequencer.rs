@@ -52,6 +52,20 @@ fn abandoned(r: &AppendRequest) {
     metrics::counter!("custos_ledger_abandoned_entries_total").increment(r.items.len() as u64);
 }
 
+/// The batch without the requests whose callers gave up (counted).
+fn without_abandoned(batch: Vec<AppendRequest>) -> Vec<AppendRequest> {
+    batch
+        .into_iter()
+        .filter(|r| {
+            let gone = r.reply.is_closed();
+            if gone {
+                abandoned(r);
+            }
+            !gone
+        })
+        .collect()
+}
+
 /// Answers every caller of a batch.
 pub(super) fn reply(batch: Vec<AppendRequest>, result: Result<Vec<Vec<Receipt>>, LedgerError>) {
     let n: usize = batch.iter().map(|r| r.items.len()).sum();
@@ -82,11 +96,93 @@ pub(super) fn reply(batch: Vec<AppendRequest>, result: Result<Vec<Vec<Receipt>>,
 }
 
 /// A batch sealed on an expected head, being committed (on a blocking
-/// thread for SQLite, a task for PostgreSQL).
+/// thread for SQLite, by the committer task for PostgreSQL).
 pub(super) struct InFlight {
     /// The head the batch leaves when it commits: the base for the next one.
     pub(super) after: Head,
-    pub(super) task: tokio::task::JoinHandle<CommitOutcome>,
+    pub(super) done: Done,
+}
+
+/// How a commit in flight ends: its outcome, or `None` if the commit
+/// stopped (a panic; its callers' replies are dropped).
+pub(super) enum Done {
+    /// SQLite: the blocking commit's task.
+    Task(tokio::task::JoinHandle<CommitOutcome>),
+    /// PostgreSQL: the committer's answer.
+    Answer(tokio::sync::oneshot::Receiver<CommitOutcome>),
+}
+
+impl std::future::Future for Done {
+    type Output = Option<CommitOutcome>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Done::Task(t) => std::pin::Pin::new(t).poll(cx).map(Result::ok),
+            Done::Answer(a) => std::pin::Pin::new(a).poll(cx).map(Result::ok),
+        }
+    }
+}
+
+/// A task aborted when this is dropped: PostgreSQL's committer ends with
+/// the sequencer, even one aborted (a test's stand-in for a kill).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A sealed batch for PostgreSQL's committer, and where its outcome goes.
+pub(super) struct Job {
+    batch: Vec<AppendRequest>,
+    sealed: Sealed,
+    prev: Head,
+    answer: tokio::sync::oneshot::Sender<CommitOutcome>,
+}
+
+/// PostgreSQL's committer: commits the sealed batches the sequencer sends,
+/// one after the other on the sequencer's connection. With two batches in
+/// flight ([`depth`]), the next one is already waiting when a `COMMIT`
+/// returns, and its `BEGIN` goes out at once, from this same task: no
+/// other task has to wake first (the sequencer answering callers, a task
+/// spawned per batch; about 2 ms per commit on two busy cores). A batch one
+/// of whose callers gave up while it waited is not committed as sealed
+/// (the full path reseals it without them), nor is one sealed on a batch
+/// that did not commit. A commit that panics drops the connection (its
+/// state is unknown) and its callers' replies.
+async fn run_pg_committer(inner: Arc<Inner>, pg: SharedPg, mut jobs: mpsc::Receiver<Job>) {
+    use futures_util::FutureExt as _;
+    // The head the last batch would have left had it committed, when it did
+    // not: a batch sealed on it cannot commit as sealed, and is sent down
+    // the full path without a trip for the head's lock.
+    let mut failed: Option<Head> = None;
+    while let Some(Job { batch, sealed, prev, answer }) = jobs.recv().await {
+        let result = if failed.as_ref().is_some_and(|f| prev.is(f)) {
+            Err(TryCommitError::Conflict)
+        } else {
+            let mut w = pg.lock().await;
+            if batch.iter().any(|r| r.reply.is_closed()) {
+                Err(TryCommitError::Abandoned)
+            } else {
+                let started = std::time::Instant::now();
+                let committed =
+                    std::panic::AssertUnwindSafe(w.commit_sealed(&inner, &sealed, &prev)).catch_unwind().await;
+                metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+                match committed {
+                    Ok(result) => result,
+                    Err(_) => {
+                        w.discard();
+                        failed = Some(sealed.head.clone());
+                        tracing::error!("a commit stopped (panic); its callers get an error");
+                        continue;
+                    }
+                }
+            }
+        };
+        failed = result.is_err().then(|| sealed.head.clone());
+        let _ = answer.send((batch, sealed.receipts, result));
+    }
 }
 
 /// What a commit in flight hands back: the batch (for the replies), its
@@ -94,19 +190,33 @@ pub(super) struct InFlight {
 pub(super) type CommitOutcome = (Vec<AppendRequest>, Vec<Vec<Receipt>>, Result<(), TryCommitError>);
 
 pub(super) enum Step {
-    Settled(Result<CommitOutcome, tokio::task::JoinError>),
+    Settled(Option<CommitOutcome>),
     Batch(Option<Vec<AppendRequest>>),
+}
+
+/// How many sealed batches may be in flight at once. On PostgreSQL two:
+/// the committer ([`run_pg_committer`]) finds batch N+1 waiting when N's
+/// `COMMIT` returns. On SQLite one: its commit is a blocking call on the
+/// writer's connection, and N+1 is submitted once N has settled.
+fn depth(conn: &Committer) -> usize {
+    match conn {
+        Committer::Postgres(_) => 2,
+        Committer::Sqlite(_) => 1,
+    }
 }
 
 /// The sequencer, pipelined: while batch N is committed (on SQLite,
 /// inserted and fsynced on a blocking thread; on PostgreSQL, copied and
 /// committed on the sequencer's own connection), batch N+1 is sealed (on a
-/// blocking thread) on the head N will leave. N+1 is submitted only after
-/// N has committed. If N fails, if the database head is not the expected
-/// one (another process or replica wrote), or if an event id is already
-/// committed, the batch takes the full path instead (`commit_batch`: lock
-/// and read the head, verify foreign entries, look up duplicates, reseal).
-/// Callers are answered only after their own commit.
+/// blocking thread) on the head N will leave. On SQLite N+1 is submitted
+/// only after N has committed; on PostgreSQL it is submitted at once and
+/// committed when N's commit ends (see [`depth`]). If a batch before it failed,
+/// if the database head is not the expected one (another process or
+/// replica wrote), or if an event id is already committed, the batch takes
+/// the full path instead (`commit_batch`: lock and read the head, verify
+/// foreign entries, look up duplicates, reseal), once every batch before
+/// it has settled. Callers are answered only after their own commit, in
+/// order.
 pub(super) async fn run_sequencer(
     inner: Arc<Inner>,
     mut rx: mpsc::Receiver<AppendRequest>,
@@ -114,25 +224,34 @@ pub(super) async fn run_sequencer(
     conn: Committer,
 ) {
     let mut stop = inner.stop.subscribe();
-    let mut in_flight: Option<InFlight> = None;
+    let depth = depth(&conn);
+    let committer = match &conn {
+        Committer::Postgres(pg) => {
+            let (jobs, rx) = mpsc::channel(depth);
+            Some((jobs, AbortOnDrop(tokio::spawn(run_pg_committer(inner.clone(), pg.clone(), rx)))))
+        }
+        Committer::Sqlite(_) => None,
+    };
+    let jobs = committer.as_ref().map(|(jobs, _)| jobs.clone());
+    let mut in_flight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
     loop {
-        let step = match in_flight.as_mut() {
+        let step = match in_flight.front_mut() {
             Some(f) => tokio::select! {
                 biased;
-                joined = &mut f.task => Step::Settled(joined),
+                joined = &mut f.done => Step::Settled(joined),
                 b = next_batch(&inner, &mut rx, &mut stop) => Step::Batch(b),
             },
             None => Step::Batch(next_batch(&inner, &mut rx, &mut stop).await),
         };
         match step {
             Step::Settled(joined) => {
-                if let Some(f) = in_flight.take() {
+                if let Some(f) = in_flight.pop_front() {
                     settle(&inner, f.after, joined, &mut trusted, &conn).await;
                 }
             }
             Step::Batch(None) => break,
             Step::Batch(Some(batch)) => {
-                let base = in_flight.as_ref().map_or_else(|| trusted.clone(), |f| f.after.clone());
+                let base = in_flight.back().map_or_else(|| trusted.clone(), |f| f.after.clone());
                 // This is the work that overlaps with the in-flight commit,
                 // on a blocking thread: a few ms of MACs and hashes for
                 // 1,000 events, which on a runtime worker would hold up the
@@ -157,33 +276,35 @@ pub(super) async fn run_sequencer(
                         continue;
                     }
                 };
-                let base_holds = match in_flight.take() {
-                    Some(f) => {
-                        let joined = f.task.await;
-                        settle(&inner, f.after, joined, &mut trusted, &conn).await
-                    }
-                    None => true,
-                };
-                // Callers who gave up while the batch before committed: their
-                // events are dropped unsealed (the rest is sealed afresh).
+                // Room for this batch (the full path only once every batch
+                // before it has settled: it reads the head they leave).
+                let keep = if sealed.is_ok() { depth - 1 } else { 0 };
+                let mut base_holds = true;
+                while in_flight.len() > keep {
+                    let Some(f) = in_flight.pop_front() else { break };
+                    let joined = f.done.await;
+                    base_holds &= settle(&inner, f.after, joined, &mut trusted, &conn).await;
+                }
+                // Callers who gave up meanwhile: their events are dropped
+                // unsealed (the rest is sealed afresh).
                 let taken = batch.len();
-                let batch: Vec<AppendRequest> = batch
-                    .into_iter()
-                    .filter(|r| {
-                        let gone = r.reply.is_closed();
-                        if gone {
-                            abandoned(r);
-                        }
-                        !gone
-                    })
-                    .collect();
+                let batch = without_abandoned(batch);
                 if batch.is_empty() {
                     continue;
                 }
                 let pruned = batch.len() != taken;
                 match sealed {
-                    Ok(sealed) if base_holds && !pruned => in_flight = Some(submit(&inner, &conn, batch, sealed, base)),
+                    Ok(sealed) if base_holds && !pruned => {
+                        in_flight.push_back(submit(&conn, jobs.as_ref(), batch, sealed, base).await);
+                    }
                     _ => {
+                        // A batch still in flight was sealed on a head that
+                        // will not hold either: it settles (by the full path)
+                        // before this one.
+                        while let Some(f) = in_flight.pop_front() {
+                            let joined = f.done.await;
+                            settle(&inner, f.after, joined, &mut trusted, &conn).await;
+                        }
                         let (batch, result) = commit_batch(&inner, batch, &mut trusted, &conn).await;
                         reply(batch, result);
                     }
@@ -191,46 +312,58 @@ pub(super) async fn run_sequencer(
             }
         }
     }
-    if let Some(f) = in_flight.take() {
-        let joined = f.task.await;
+    while let Some(f) = in_flight.pop_front() {
+        let joined = f.done.await;
         settle(&inner, f.after, joined, &mut trusted, &conn).await;
+    }
+    drop(jobs);
+    if let Some((jobs, mut task)) = committer {
+        drop(jobs);
+        let _ = (&mut task.0).await;
     }
     if let Committer::Postgres(pg) = &conn {
         pg.lock().await.close().await;
     }
 }
 
-/// Starts committing a sealed batch on `prev`.
-pub(super) fn submit(
-    inner: &Arc<Inner>,
+/// Starts committing a sealed batch on `prev`: on SQLite on a blocking
+/// thread, on PostgreSQL by the committer (`jobs`).
+pub(super) async fn submit(
     conn: &Committer,
+    jobs: Option<&mpsc::Sender<Job>>,
     batch: Vec<AppendRequest>,
     sealed: Sealed,
     prev: Head,
 ) -> InFlight {
     let after = sealed.head.clone();
-    let task = match conn {
-        Committer::Sqlite(conn) => {
+    let done = match (conn, jobs) {
+        (Committer::Sqlite(conn), _) => {
             let conn = conn.clone();
-            tokio::task::spawn_blocking(move || {
+            Done::Task(tokio::task::spawn_blocking(move || {
                 let started = std::time::Instant::now();
                 let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
                 let result = commit_sealed(&mut c, &sealed, &prev);
                 metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
                 (batch, sealed.receipts, result)
-            })
+            }))
         }
-        Committer::Postgres(pg) => {
-            let (pg, inner) = (pg.clone(), inner.clone());
-            tokio::spawn(async move {
-                let started = std::time::Instant::now();
-                let result = pg.lock().await.commit_sealed(&inner, &sealed, &prev).await;
-                metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
-                (batch, sealed.receipts, result)
-            })
+        (Committer::Postgres(_), jobs) => {
+            let (answer, done) = tokio::sync::oneshot::channel();
+            // Fails only if the committer ended (it never should): the
+            // answer's sender is then dropped, which settles as a stopped
+            // commit (its callers get an error).
+            let sent = match jobs {
+                Some(jobs) => jobs.send(Job { batch, sealed, prev, answer }).await.is_ok(),
+                None => false,
+            };
+            if !sent {
+                tracing::error!("the PostgreSQL committer has ended; the batch is not committed");
+                metrics::counter!("custos_ledger_commit_failures_total").increment(1);
+            }
+            Done::Answer(done)
         }
     };
-    InFlight { after, task }
+    InFlight { after, done }
 }
 
 /// Answers the callers of a finished in-flight batch. Returns whether the
@@ -238,12 +371,12 @@ pub(super) fn submit(
 pub(super) async fn settle(
     inner: &Arc<Inner>,
     after: Head,
-    joined: Result<CommitOutcome, tokio::task::JoinError>,
+    joined: Option<CommitOutcome>,
     trusted: &mut Head,
     conn: &Committer,
 ) -> bool {
     match joined {
-        Ok((batch, receipts, Ok(()))) => {
+        Some((batch, receipts, Ok(()))) => {
             let (seq, root) = (after.seq, after.frontier.root());
             inner.committed.send_if_modified(|last| {
                 let changed = seq > last.0;
@@ -257,27 +390,29 @@ pub(super) async fn settle(
             reply(batch, Ok(receipts));
             true
         }
-        Ok((batch, _, Err(TryCommitError::Other(e)))) if !matches!(e, LedgerError::UnknownKey { .. }) => {
+        Some((batch, _, Err(TryCommitError::Other(e)))) if !matches!(e, LedgerError::UnknownKey { .. }) => {
             reply(batch, Err(e));
             false
         }
-        // The head moved, an id was a duplicate, or a key is new: full path.
-        Ok((batch, _, Err(_))) => {
+        // The head moved, an id was a duplicate, a key is new, or a caller
+        // gave up while the batch waited: full path, without the callers
+        // who gave up by now (their events dropped unsealed, on both
+        // databases: what was answered with a timeout does not land).
+        Some((batch, _, Err(_))) => {
+            let batch = without_abandoned(batch);
+            if batch.is_empty() {
+                return false;
+            }
             let (batch, result) = commit_batch(inner, batch, trusted, conn).await;
             reply(batch, result);
             false
         }
-        // The commit's task panicked: its callers' replies are dropped, which
-        // they see as a failed commit. The database rolls back: SQLite's
-        // transaction on unwinding; PostgreSQL's as the connection, left in
-        // its transaction (holding the head row's lock, which other
-        // replicas wait for), is dropped here.
-        Err(_) => {
-            if let Committer::Postgres(pg) = conn {
-                pg.lock().await.discard();
-            }
-            false
-        }
+        // The commit stopped (a panic): its callers' replies are dropped,
+        // which they see as a failed commit. The database rolls back:
+        // SQLite's transaction on unwinding; PostgreSQL's as the committer
+        // drops the connection, left in its transaction (holding the head
+        // row's lock, which other replicas wait for).
+        None => false,
     }
 }
 
