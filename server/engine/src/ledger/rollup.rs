@@ -187,12 +187,26 @@ pub fn write_counts_direct(conn: &rusqlite::Connection, counts: &Counts) -> Resu
 
 /// On PostgreSQL, in `conn`'s transaction: takes the folds' lock (held
 /// until the transaction ends) and moves the commits' counts waiting in
-/// `audit_rollup_deltas` into `audit_rollups`: all of them, or (`all`
-/// false) the oldest 1,000 rows. Returns how many keys were added to.
+/// `audit_rollup_deltas` into `audit_rollups`. `all`: every row, waiting
+/// for the lock (a removal, shutdown); otherwise the oldest 1,000 rows, and
+/// nothing if another fold or a removal holds the lock (the background
+/// fold: the next tick, or that other fold, takes them). Returns how many
+/// keys were added to.
 pub async fn fold_pg(conn: &impl ConnectionTrait, all: bool) -> Result<u64, LedgerError> {
-    use super::pg_direct::{FOLD_ALL, FOLD_LOCK, FOLD_SLICE};
-    conn.execute_unprepared(FOLD_LOCK).await?;
-    Ok(conn.execute_unprepared(if all { FOLD_ALL } else { FOLD_SLICE }).await?.rows_affected())
+    use super::pg_direct::{FOLD_ALL, FOLD_LOCK, FOLD_LOCK_TRY, FOLD_SLICE};
+    if all {
+        conn.execute_unprepared(FOLD_LOCK).await?;
+        return Ok(conn.execute_unprepared(FOLD_ALL).await?.rows_affected());
+    }
+    let stmt = sea_orm::Statement::from_string(conn.get_database_backend(), FOLD_LOCK_TRY.to_owned());
+    let got = match conn.query_one_raw(stmt).await? {
+        Some(row) => row.try_get_by_index::<bool>(0)?,
+        None => false,
+    };
+    if !got {
+        return Ok(0);
+    }
+    Ok(conn.execute_unprepared(FOLD_SLICE).await?.rows_affected())
 }
 
 /// An entry's `metrics.duration_ms`, read from its sealed payload (for a

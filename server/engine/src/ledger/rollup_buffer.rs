@@ -48,9 +48,9 @@ use super::keyring::Keyring;
 use super::rollup::{Counts, aggregate, duration_of, write_counts_direct};
 use super::types::StoredEntry;
 
-/// How long counts are held before they are written (SQLite), or how often
-/// the waiting rows are folded (PostgreSQL), by default
-/// (`LedgerConfig::rollups_every`).
+/// How long counts are held before they are written (SQLite), by default
+/// (`LedgerConfig::rollups_every`); on PostgreSQL a quarter of it is how
+/// often the waiting rows are folded.
 pub const WRITE_EVERY: Duration = Duration::from_secs(1);
 
 /// Most (dimension, value, bucket) keys held (about 100 bytes each) before

@@ -605,7 +605,7 @@ async fn appends_abandoned_behind_a_waiting_commit_on_postgresql_are_dropped_uns
     fill(&ledger, 3, 3).await;
     let before = ledger.head().await.unwrap().seq;
     // Another session holds the head row's lock: the next commit waits for
-    // it (within the busy timeout, 5 s).
+    // it (busy timeout 20 s, longer than the lock is held).
     let mut holder = <sea_orm::sqlx::PgConnection as sea_orm::sqlx::Connection>::connect(&t.url).await.unwrap();
     sea_orm::sqlx::raw_sql("BEGIN; SELECT seq FROM ledger_head WHERE id = 1 FOR UPDATE")
         .execute(&mut holder)
@@ -749,7 +749,8 @@ both_backends! {
         durations.extend(append_tool_calls(&b, 150..230).await);
         if !sqlite {
             // a's last commits; then a stops as a kill -9 would: nothing
-            // has been folded (every hour), every commit's row waits.
+            // has been folded (every 15 minutes: none during the test),
+            // every commit's row waits (15 of a's, 8 of b's, 1 more of a's).
             durations.extend(append_tool_calls(&a, 230..240).await);
             ta.abort().await;
             drop(a);
@@ -769,6 +770,8 @@ both_backends! {
                 expected_counts(&t, &durations).await,
                 "every dimension, latency included, each entry once"
             );
+            // The rest is SQLite's crash story (lock files, counting from
+            // the ledger); PostgreSQL has none beyond the transaction.
             return;
         }
         b.settle_rollups().await;
@@ -828,7 +831,7 @@ both_backends! {
         use std::time::Duration;
         let Some(t) = TestDb::new(backend).await else { return };
         let sqlite = t.db.sqlite_file().is_some();
-        // Held for an hour: nothing is written or folded unless asked.
+        // Held for an hour (folds every 15 minutes): none during the test.
         let held = custos_engine::ledger::LedgerConfig { rollups_every: Duration::from_secs(3600), ..config() };
         let (l, tasks) =
             Ledger::open(TestDb::connect(&t.url).await, &StaticKek([0x42; 32]), held, Arc::new(SystemClock), Arc::new(OsRandom))
@@ -847,7 +850,8 @@ both_backends! {
         l.tombstone(&seqs, dir.path(), "erasure", "run-1").await.unwrap();
         if !sqlite {
             // A removal's record from a transaction that does not say it
-            // folds (a replica older than migration 20) is refused.
+            // folds (a replica older than migration 20) is refused (the
+            // trigger fires before the record's other checks, by name).
             let copy = "INSERT INTO ledger_retentions SELECT * FROM ledger_retentions";
             let err = t.db.conn().execute_unprepared(copy).await.unwrap_err().to_string();
             assert!(err.contains("must fold the waiting dashboard counts first"), "{err}");

@@ -400,9 +400,10 @@ static CLOCK_AHEAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 
 /// Where the sequencer commits: SQLite's writer, or PostgreSQL's own
 /// connection. Each is shared by the sequencer's full path and the commits
-/// in flight (the lock hands it over; on PostgreSQL a full path may wait
-/// for a batch in flight, which then fails its head check and settles by
-/// the full path after it).
+/// in flight (the lock hands it over). The full path runs only once every
+/// batch in flight has settled; on PostgreSQL the committer may still be
+/// starting a batch sealed on a failed one, which it refuses without the
+/// database, or which fails its head check.
 #[derive(Clone)]
 pub(super) enum Committer {
     Sqlite(SharedWriter),

@@ -1,6 +1,6 @@
 //! The sequencer: the one task that owns the chain head. It collects queued
-//! appends into batches and commits them, pipelined, answering each caller
-//! after its own commit.
+//! appends into batches and commits them, pipelined (on PostgreSQL through
+//! its committer task), answering each caller after its own commit.
 
 use super::commit::*;
 use super::*;
@@ -255,10 +255,9 @@ pub(super) async fn run_sequencer(
                 // This is the work that overlaps with the in-flight commit,
                 // on a blocking thread: a few ms of MACs and hashes for
                 // 1,000 events, which on a runtime worker would hold up the
-                // tasks queued behind it there. On PostgreSQL that was the
-                // commit's own task: spawned from this worker, tokio puts it
-                // in the worker's LIFO slot, which no other worker may take,
-                // and it sent its BEGIN only once this task yielded.
+                // tasks queued behind it there (once, on PostgreSQL, the
+                // commit's own task, spawned from this worker into its LIFO
+                // slot, which no other worker may take).
                 let (inner2, base2, now) = (inner.clone(), base.clone(), inner.clock.now_us());
                 let sealing = tokio::task::spawn_blocking(move || {
                     let sealed = seal_batch(&inner2.keys, now, base2, &batch, &HashMap::new());
@@ -316,6 +315,7 @@ pub(super) async fn run_sequencer(
         let joined = f.done.await;
         settle(&inner, f.after, joined, &mut trusted, &conn).await;
     }
+    // Both senders gone, the committer's `recv` ends once it is idle.
     drop(jobs);
     if let Some((jobs, mut task)) = committer {
         drop(jobs);
