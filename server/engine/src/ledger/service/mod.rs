@@ -293,9 +293,12 @@ async fn waiting_rollup_rows(inner: &Inner) -> Option<i64> {
     conn.query_one_raw(stmt).await.ok().flatten().and_then(|r| r.try_get_by_index::<i64>(0).ok())
 }
 
-/// One fold on PostgreSQL (the oldest 1,000 rows, or `all`), in a
-/// transaction of its own; waits for another fold (or a removal) at most
-/// `database.busy_timeout_ms`.
+/// One fold on PostgreSQL, in a transaction of its own: the oldest 1,000
+/// rows, skipped while another fold or a removal holds the folds' lock; or
+/// (`all`, at shutdown) every row, waiting for that lock at most
+/// `database.busy_timeout_ms`. Every replica folds, none by lease: a fold
+/// is one transaction (a replica stopped mid-fold leaves the rows for the
+/// next), and two never overlap.
 async fn fold_pg_rollups(inner: &Inner, all: bool) -> Result<u64, LedgerError> {
     use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
     let txn = inner.db.conn().begin().await?;
