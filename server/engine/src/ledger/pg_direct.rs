@@ -1,9 +1,13 @@
 //! PostgreSQL's hot paths straight on sqlx, as [`super::sqlite_direct`]'s
-//! are on rusqlite: a commit inserts its entries with one binary `COPY`,
-//! then its Merkle nodes, the dashboards' counts (one row of arrays, folded
-//! into `audit_rollups` later: [`FOLD_SLICE`]) and the new head with one
-//! statement (its text never changes, so sqlx prepares it once per
-//! connection); the verifier reads its pages with one binary
+//! are on rusqlite. A batch sealed on the head it finds commits in one
+//! statement ([`commit_in_one_statement`]: the head moved under its lock,
+//! then the entries, Merkle nodes and dashboard counts inserted from
+//! `UNNEST`ed arrays; one round trip). The full path, in its own
+//! transaction, inserts the entries with one binary `COPY`, then its
+//! Merkle nodes, the dashboards' counts (one row of arrays, folded into
+//! `audit_rollups` later: [`FOLD_SLICE`]) and the new head with one
+//! statement (each of these two statements' text never changes, so sqlx
+//! prepares it once per connection). The verifier reads its pages with one binary
 //! `COPY … TO STDOUT` each, decoded straight into a [`RawPage`].
 //!
 //! The commits run on the sequencer's own connection (`PgWriter` in
@@ -85,6 +89,37 @@ pub async fn begin_and_lock(
     let recorded_at: Option<i64> = clock_row.try_get("recorded_at").map_err(db_err)?;
     let server_now: i64 = clock_row.try_get("server_now").map_err(db_err)?;
     Ok((Head { seq, chain_hash, frontier, recorded_at_us: recorded_at.unwrap_or(0) }, server_now))
+}
+
+/// Whether `e` says the connection was lost: an I/O or protocol error,
+/// or the server's own word that it closes the connection (SQLSTATE class
+/// 08, connection exception, or 57P01-57P03 and 57P05: terminated by an
+/// administrator, a crash, a shutdown or `idle_session_timeout`). A statement's outcome is then
+/// unknown.
+pub fn is_connection_lost(e: &LedgerError) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    let LedgerError::Storage(crate::storage::StorageError::Db(DbErr::Exec(RuntimeErr::SqlxError(e)))) = e else {
+        return false;
+    };
+    match &**e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => {
+            d.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "57P05"))
+        }
+        _ => false,
+    }
+}
+
+/// The head's seq and chain hash, read outside any transaction.
+pub async fn read_head(conn: &mut PgConnection) -> Result<(u64, Hash), LedgerError> {
+    let row = sqlx::query("SELECT seq, chain_hash FROM ledger_head WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| LedgerError::Corrupt("ledger_head row is missing".into()))?;
+    let seq = to_u64(row.try_get("seq").map_err(db_err)?, "head seq")?;
+    let chain_hash = array_of::<32>(row.try_get("chain_hash").map_err(db_err)?, "chain_hash")?;
+    Ok((seq, chain_hash))
 }
 
 /// Whether `e` is PostgreSQL's `lock_timeout` (SQLSTATE 55P03): the lock
@@ -177,8 +212,9 @@ pub fn encode_entries(entries: &[StoredEntry]) -> Vec<u8> {
     buf
 }
 
-/// Inserts entries with one binary `COPY`. A committed event id makes it
-/// fail with the unique index's violation, as an `INSERT` would.
+/// Inserts entries with one binary `COPY` (the full path's). A committed
+/// event id makes it fail with the unique index's violation, as an
+/// `INSERT` would.
 pub async fn insert_entries(conn: &mut PgConnection, entries: &[StoredEntry]) -> Result<(), LedgerError> {
     if entries.is_empty() {
         return Ok(());
@@ -205,20 +241,18 @@ pub async fn insert_entries(conn: &mut PgConnection, entries: &[StoredEntry]) ->
 /// Above this size a COPY's buffer is released after it (1 MiB).
 const BUFFER_KEPT: usize = 1 << 20;
 
-/// Writes the rest of a commit in one statement (one round trip): the
-/// batch's stored Merkle nodes (from `UNNEST`ed arrays) and its dashboard
-/// counts (one row of four arrays in `audit_rollup_deltas`, folded into
-/// `audit_rollups` later: [`FOLD_SLICE`]), each by a data-modifying
-/// `WITH` (always run, in the same snapshot), and the new head.
-pub async fn write_nodes_counts_head(
-    conn: &mut PgConnection,
-    nodes: &[(u32, u64, Hash)],
-    counts: &Counts,
-    head: &Head,
-) -> Result<(), LedgerError> {
-    let levels: Vec<i16> = nodes.iter().map(|n| n.0 as i16).collect();
-    let idx: Vec<i64> = nodes.iter().map(|n| seq_i64(n.1)).collect();
-    let hashes: Vec<&[u8]> = nodes.iter().map(|n| &n.2[..]).collect();
+/// The stored Merkle nodes as three arrays (level, index, hash).
+fn node_arrays(nodes: &[(u32, u64, Hash)]) -> (Vec<i16>, Vec<i64>, Vec<&[u8]>) {
+    let levels = nodes.iter().map(|n| n.0 as i16).collect();
+    let idx = nodes.iter().map(|n| seq_i64(n.1)).collect();
+    let hashes = nodes.iter().map(|n| &n.2[..]).collect();
+    (levels, idx, hashes)
+}
+
+/// A batch's dashboard counts as the four arrays of one
+/// `audit_rollup_deltas` row (dimension, value, bucket, count).
+#[allow(clippy::type_complexity)]
+fn count_arrays(counts: &Counts) -> (Vec<&'static str>, Vec<&str>, Vec<i64>, Vec<i64>) {
     let mut dims = Vec::with_capacity(counts.len());
     let mut values = Vec::with_capacity(counts.len());
     let mut buckets = Vec::with_capacity(counts.len());
@@ -229,6 +263,22 @@ pub async fn write_nodes_counts_head(
         buckets.push(*bucket);
         adds.push(*n);
     }
+    (dims, values, buckets, adds)
+}
+
+/// Writes the rest of a full-path commit in one statement: the
+/// batch's stored Merkle nodes (from `UNNEST`ed arrays) and its dashboard
+/// counts (one row of four arrays in `audit_rollup_deltas`, folded into
+/// `audit_rollups` later: [`FOLD_SLICE`]), each by a data-modifying
+/// `WITH` (always run, in the same snapshot), and the new head.
+pub async fn write_nodes_counts_head(
+    conn: &mut PgConnection,
+    nodes: &[(u32, u64, Hash)],
+    counts: &Counts,
+    head: &Head,
+) -> Result<(), LedgerError> {
+    let (levels, idx, hashes) = node_arrays(nodes);
+    let (dims, values, buckets, adds) = count_arrays(counts);
     sqlx::query(
         "WITH nodes AS (INSERT INTO merkle_nodes (level, idx, hash) \
            SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[])), \
@@ -251,6 +301,162 @@ pub async fn write_nodes_counts_head(
     .map_err(db_err)?;
     Ok(())
 }
+
+/// How a commit in one statement ([`commit_in_one_statement`]) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OneStatement {
+    /// Whether the batch was written and committed (the head was the one
+    /// it was sealed on, and the clock was not refused).
+    pub committed: bool,
+    /// The database server's clock (µs), read after the head's lock.
+    pub server_now: i64,
+}
+
+/// The fast commit of a batch sealed on `prev`, in one statement and so in
+/// one round trip and one transaction of its own (the connection is not
+/// in a transaction): the head row's `UPDATE` waits for the head's lock
+/// (at most the session's `lock_timeout`) and, under READ COMMITTED,
+/// re-checks its condition on the newest head once granted. Only if the
+/// head is still `prev` and `stamp` is not more than `max_ahead_us` ahead
+/// of the server's clock does it move, and only then (each `INSERT` reads
+/// its `RETURNING`, so runs after it) are the entries (from `UNNEST`ed
+/// arrays, one per column), the stored Merkle nodes and the dashboard
+/// counts inserted. Otherwise nothing is written, and the caller tells a
+/// moved head from a refused clock by `server_now`. A committed event id
+/// fails the whole statement with the unique index's violation.
+#[allow(clippy::too_many_arguments)]
+pub async fn commit_in_one_statement(
+    conn: &mut PgConnection,
+    entries: &[StoredEntry],
+    nodes: &[(u32, u64, Hash)],
+    counts: &Counts,
+    prev: &Head,
+    head: &Head,
+    stamp: i64,
+    max_ahead_us: i64,
+) -> Result<OneStatement, LedgerError> {
+    let n = entries.len();
+    let mut seq = Vec::with_capacity(n);
+    let mut event_id = Vec::with_capacity(n);
+    let mut occurred_at = Vec::with_capacity(n);
+    let mut recorded_at = Vec::with_capacity(n);
+    let (mut category, mut action, mut outcome, mut severity) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut actor_id, mut actor_kind, mut resource_type, mut resource_id) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut tenant, mut channel, mut source_app) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut key_id = Vec::with_capacity(n);
+    let (mut iv, mut ciphertext, mut mac, mut leaf_hash, mut chain_hash) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for e in entries {
+        let h = &e.header;
+        let f = &h.fields;
+        seq.push(seq_i64(h.seq));
+        event_id.push(h.event_id);
+        occurred_at.push(h.occurred_at_us);
+        recorded_at.push(h.recorded_at_us);
+        category.push(f.category.as_str());
+        action.push(f.action.as_str());
+        outcome.push(f.outcome.as_str());
+        severity.push(f.severity.as_str());
+        actor_id.push(f.actor_id.as_deref());
+        actor_kind.push(f.actor_kind.as_deref());
+        resource_type.push(f.resource_type.as_deref());
+        resource_id.push(f.resource_id.as_deref());
+        tenant.push(f.tenant.as_deref());
+        channel.push(f.channel.as_deref());
+        source_app.push(f.source_app.as_deref());
+        key_id.push(e.key_id as i32);
+        iv.push(&e.iv[..]);
+        ciphertext.push(&e.ciphertext[..]);
+        mac.push(&e.mac[..]);
+        leaf_hash.push(&e.leaf_hash[..]);
+        chain_hash.push(&e.chain_hash[..]);
+    }
+    let (levels, idx, hashes) = node_arrays(nodes);
+    let (dims, values, buckets, adds) = count_arrays(counts);
+    let rows = sqlx::query(ONE_STATEMENT)
+        .bind(seq_i64(head.seq))
+        .bind(&head.chain_hash[..])
+        .bind(head.frontier.encode())
+        .bind(seq_i64(prev.seq))
+        .bind(&prev.chain_hash[..])
+        .bind(stamp)
+        .bind(max_ahead_us)
+        .bind(seq)
+        .bind(event_id)
+        .bind(occurred_at)
+        .bind(recorded_at)
+        .bind(category)
+        .bind(action)
+        .bind(outcome)
+        .bind(severity)
+        .bind(actor_id)
+        .bind(actor_kind)
+        .bind(resource_type)
+        .bind(resource_id)
+        .bind(tenant)
+        .bind(channel)
+        .bind(source_app)
+        .bind(key_id)
+        .bind(iv)
+        .bind(ciphertext)
+        .bind(mac)
+        .bind(leaf_hash)
+        .bind(chain_hash)
+        .bind(levels)
+        .bind(idx)
+        .bind(hashes)
+        .bind(dims)
+        .bind(values)
+        .bind(buckets)
+        .bind(adds)
+        // All of the answer, up to the server's ReadyForQuery: an error
+        // after the row (the commit's own) must not go unread.
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    // sqlx keeps its write buffer at the largest size it ever held (as
+    // after a `COPY`: [`insert_entries`]).
+    if entries.iter().map(|e| e.ciphertext.len() + 200).sum::<usize>() > BUFFER_KEPT {
+        conn.shrink_buffers();
+    }
+    let [row] = rows.as_slice() else {
+        return Err(LedgerError::Corrupt(format!("the commit's statement answered {} rows", rows.len())));
+    };
+    Ok(OneStatement {
+        committed: row.try_get::<i64, _>("moved").map_err(db_err)? == 1,
+        server_now: row.try_get("server_now").map_err(db_err)?,
+    })
+}
+
+/// [`commit_in_one_statement`]'s text. The clock is read by the `UPDATE`'s
+/// condition (again when a newer head makes it re-check) and by the last
+/// `SELECT`, after it.
+const ONE_STATEMENT: &str = "WITH moved AS (UPDATE ledger_head SET seq = $1, chain_hash = $2, frontier = $3 \
+       WHERE id = 1 AND seq = $4 AND chain_hash = $5 \
+         AND $6::bigint - CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) <= $7::bigint \
+       RETURNING 1), \
+     entries AS (INSERT INTO ledger_entries (seq, event_id, occurred_at, recorded_at, category, action, outcome, \
+       severity, actor_id, actor_kind, resource_type, resource_id, tenant, channel, source_app, key_id, iv, \
+       ciphertext, mac, leaf_hash, chain_hash) \
+       SELECT * FROM UNNEST($8::bigint[], $9::uuid[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], \
+         $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], \
+         $22::text[], $23::integer[], $24::bytea[], $25::bytea[], $26::bytea[], $27::bytea[], $28::bytea[]) \
+       WHERE EXISTS (SELECT 1 FROM moved)), \
+     nodes AS (INSERT INTO merkle_nodes (level, idx, hash) \
+       SELECT * FROM UNNEST($29::smallint[], $30::bigint[], $31::bytea[]) WHERE EXISTS (SELECT 1 FROM moved)), \
+     counts AS (INSERT INTO audit_rollup_deltas (dimensions, vals, buckets, counts) \
+       SELECT $32::text[], $33::text[], $34::bigint[], $35::bigint[] \
+       WHERE cardinality($32::text[]) > 0 AND EXISTS (SELECT 1 FROM moved)) \
+     SELECT (SELECT count(*) FROM moved) AS moved, \
+       CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) AS server_now";
 
 /// Serialises the folds of `audit_rollup_deltas` (a removal's is held
 /// until the removal commits): a removal must find its entries' counts
@@ -683,5 +889,16 @@ mod tests {
     fn the_copy_in_and_copy_out_column_lists_agree() {
         let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(words(COPY_ENTRIES).contains(&format!("({})", words(ENTRY_COLUMNS))), "{COPY_ENTRIES}");
+        // The fast commit inserts the same columns, in the order of its arrays.
+        assert!(words(ONE_STATEMENT).contains(&format!("({})", words(ENTRY_COLUMNS))), "{ONE_STATEMENT}");
+    }
+
+    #[test]
+    fn a_lost_connection_is_told_from_a_refusal() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(is_connection_lost(&db_err(sqlx::Error::Io(io))));
+        assert!(is_connection_lost(&db_err(sqlx::Error::Protocol("unexpected message".into()))));
+        assert!(!is_connection_lost(&db_err(sqlx::Error::RowNotFound)));
+        assert!(!is_connection_lost(&LedgerError::CommitFailed));
     }
 }

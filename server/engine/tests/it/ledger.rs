@@ -432,7 +432,8 @@ async fn a_replica_far_ahead_of_the_database_server_clock_refuses_to_commit() {
 /// pool, named `custos-sequencer`. When the server closes it between
 /// commits (a restart, an operator's `pg_terminate_backend`), the next
 /// commit opens a new one instead of failing its callers, and the chain
-/// goes on without a gap.
+/// goes on without a gap: at once (the lost answer is settled from the
+/// head) and after a second idle (the connection is probed first).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sequencers_own_postgres_connection_is_replaced_when_the_server_closes_it() {
     let Some(t) = TestDb::new(crate::support::Backend::Postgres).await else { return };
@@ -459,6 +460,13 @@ async fn the_sequencers_own_postgres_connection_is_replaced_when_the_server_clos
         let sql = format!("SELECT pg_terminate_backend({}, 5000) AS gone", pids[0]);
         let gone = t.db.conn().query_one_raw(t.db.stmt(&sql, vec![])).await.unwrap().unwrap();
         assert!(gone.try_get::<bool>("", "gone").unwrap());
+        if round == 1 {
+            // Idle for over a second: the connection is probed (and
+            // replaced) before the statement is sent. The other rounds
+            // send it on the dead connection, and the lost answer is
+            // settled from the head (the batch did not commit; sent again).
+            tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        }
         let r = ledger.append_one(event(100 + round)).await.unwrap();
         assert_eq!(r.seq, 6 + round, "committed on a new connection, no gap");
     }
@@ -919,4 +927,138 @@ async fn folds_racing_commits_on_two_replicas_count_each_entry_once() {
     b.shutdown(tb).await.unwrap();
     assert_eq!(count_sql(&t, "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_rollup_deltas").await, 0);
     assert_eq!(stored_counts(&t).await, expected_counts(&t, &durations).await);
+}
+
+/// What [`LossyProxy`] does to the next fast commit that passes it.
+#[derive(Clone, Copy, Debug)]
+enum Loss {
+    /// Forwards the statement, reads PostgreSQL's whole answer (the batch
+    /// committed) and closes the client's side instead of passing it on.
+    Answer,
+    /// Closes both sides instead of forwarding the statement.
+    Statement,
+}
+
+/// A TCP proxy between a ledger and the test PostgreSQL that loses, once
+/// armed, the answer to (or the text of) the next PostgreSQL fast commit:
+/// the first `Bind` message over 64 KiB from the client (the fast commit's
+/// arrays; nothing else the ledger sends is that large in these tests).
+struct LossyProxy {
+    url: String,
+    armed: Arc<std::sync::Mutex<Option<Loss>>>,
+    tripped: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl LossyProxy {
+    async fn start(target_url: &str) -> LossyProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // postgres://user@host:port/db: the proxy takes host:port's place.
+        let at = target_url.find('@').unwrap() + 1;
+        let slash = at + target_url[at..].find('/').unwrap();
+        let upstream = target_url[at..slash].to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("{}{}{}", &target_url[..at], listener.local_addr().unwrap(), &target_url[slash..]);
+        let armed: Arc<std::sync::Mutex<Option<Loss>>> = Arc::default();
+        let tripped: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let (a, n) = (armed.clone(), tripped.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+                let (armed, tripped) = (a.clone(), n.clone());
+                tokio::spawn(async move {
+                    let (mut cb, mut sb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+                    let mut swallow = false;
+                    loop {
+                        tokio::select! {
+                            r = client.read(&mut cb) => {
+                                let Ok(k) = r else { return };
+                                if k == 0 {
+                                    return;
+                                }
+                                let big_bind = k >= 5
+                                    && cb[0] == b'B'
+                                    && u32::from_be_bytes([cb[1], cb[2], cb[3], cb[4]]) > 64 * 1024;
+                                if big_bind && let Some(loss) = armed.lock().unwrap().take() {
+                                    tripped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                    match loss {
+                                        Loss::Statement => return,
+                                        Loss::Answer => swallow = true,
+                                    }
+                                }
+                                if server.write_all(&cb[..k]).await.is_err() {
+                                    return;
+                                }
+                            }
+                            r = server.read(&mut sb) => {
+                                let Ok(k) = r else { return };
+                                if k == 0 {
+                                    return;
+                                }
+                                if swallow {
+                                    // ReadyForQuery, idle: the statement's
+                                    // transaction has ended (committed).
+                                    if sb[..k].windows(6).any(|w| w == b"Z\0\0\0\x05I") {
+                                        return;
+                                    }
+                                    continue;
+                                }
+                                if client.write_all(&sb[..k]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        LossyProxy { url, armed, tripped }
+    }
+
+    fn arm(&self, loss: Loss) {
+        *self.armed.lock().unwrap() = Some(loss);
+    }
+
+    fn tripped(&self) -> usize {
+        self.tripped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// PostgreSQL's fast commit is one statement in a transaction of its own;
+/// when its answer is lost with the connection, whether it committed is
+/// read from the head on a new connection. Committed (the answer lost after
+/// PostgreSQL committed): the callers get their receipts, not an error and
+/// not duplicates, each event is stored once. Not committed (the statement
+/// lost before the server saw it): it is sent once more, and the chain goes
+/// on without a gap. Both fail without the recovery (the callers get an
+/// error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_commit_whose_answer_is_lost_is_settled_from_the_head() {
+    let Some(t) = TestDb::new(crate::support::Backend::Postgres).await else { return };
+    let proxy = LossyProxy::start(&t.url).await;
+    let (ledger, tasks) = open_ledger(&TestDb::connect(&proxy.url).await).await;
+    fill(&ledger, 5, 5).await;
+    for (round, loss) in [Loss::Answer, Loss::Statement, Loss::Answer].into_iter().enumerate() {
+        let before = ledger.head().await.unwrap().seq;
+        proxy.arm(loss);
+        let first = 1_000 * (round as u64 + 1);
+        let receipts = ledger.append((first..first + 300).map(event).collect()).await;
+        let receipts = receipts.unwrap_or_else(|e| panic!("{loss:?}: the batch's callers got {e}"));
+        assert_eq!(proxy.tripped(), round + 1, "{loss:?}: the fast commit passed the proxy");
+        let seqs: Vec<u64> = receipts.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (before + 1..=before + 300).collect::<Vec<_>>(), "{loss:?}: one seq each, no gap");
+        assert!(receipts.iter().all(|r| !r.duplicate), "{loss:?}: stored by this batch, not found as duplicates");
+    }
+    // The next batch commits on the head the settled ones left.
+    let r = ledger.append_one(event(9_999)).await.unwrap();
+    assert_eq!(r.seq, 5 + 3 * 300 + 1);
+    let stored =
+        t.db.conn()
+            .query_one_raw(t.db.stmt("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ledger_entries", vec![]))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(stored.try_get::<i64>("", "n").unwrap(), 5 + 3 * 300 + 1, "each event stored once");
+    ledger.checkpoint_now().await.unwrap();
+    assert!(verify_all(&ledger).await.is_intact());
+    ledger.shutdown(tasks).await.unwrap();
 }

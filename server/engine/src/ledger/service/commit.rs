@@ -395,6 +395,15 @@ fn refuse_clock_ahead(cfg: &super::LedgerConfig, now: i64, server_now: i64) -> R
     Ok(())
 }
 
+/// After a commit whose statement checked the clock itself: a refusal
+/// said before is said to have ended (nothing is refused here: the
+/// server's clock read after the commit may have stepped back).
+fn clock_back_within() {
+    if CLOCK_AHEAD.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!("this replica's clock is back within ledger.max_clock_ahead_secs of the database server's");
+    }
+}
+
 /// Whether the last commit here was refused for a clock ahead.
 static CLOCK_AHEAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -414,8 +423,9 @@ pub(super) enum Committer {
 pub(super) type SharedPg = Arc<tokio::sync::Mutex<PgWriter>>;
 
 /// How much longer than `database.busy_timeout_ms` the sequencer waits
-/// for the answer to its `BEGIN` before it takes the connection for dead
-/// (the server itself gives up the head's lock after busy_timeout).
+/// for the answer to its `BEGIN` (or an idle connection's `SELECT 1`)
+/// before it takes the connection for dead (the server itself gives up the
+/// head's lock after busy_timeout).
 const NO_ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The name the sequencer's connection shows in `pg_stat_activity`.
@@ -427,19 +437,25 @@ pub const PG_SEQUENCER_APPLICATION: &str = "custos-sequencer";
 /// its caches warm, and pays no acquire (sqlx pings a pooled connection
 /// before handing it out). It is opened on the first commit.
 ///
-/// Its transaction is spelled out (`BEGIN`, `COMMIT`, `ROLLBACK`). A moved
-/// head, a duplicate id, a refused clock or a failed check of foreign
-/// entries rolls back and keeps the connection; any other failure drops it,
-/// so the server rolls back whatever the transaction wrote and no
-/// connection is reused in an unknown state (mid-`COPY`, or after a
-/// `COMMIT` whose answer was lost). A commit that never finished (its task
-/// panicked) leaves `in_txn` set: the connection is dropped before the
-/// next `BEGIN`, which PostgreSQL would otherwise take as a warning and run
-/// inside the old transaction.
+/// A batch sealed on the head it finds commits in one statement, a
+/// transaction of its own ([`PgWriter::commit_sealed`]). The full path's
+/// transaction is spelled out (`BEGIN`, `COMMIT`, `ROLLBACK`). A moved
+/// head, a duplicate id, a refused clock, a lock not granted within
+/// busy_timeout or a failed check of foreign entries writes nothing and
+/// keeps the connection; any other failure drops it, so the server rolls
+/// back whatever an open transaction wrote and no connection is reused in
+/// an unknown state (mid-`COPY`, or after a `COMMIT` or a statement whose
+/// answer was lost). A commit that never finished (its task panicked)
+/// leaves `in_txn` set: the connection is dropped before the next commit
+/// (PostgreSQL would take a `BEGIN` as a warning and run it inside the old
+/// transaction).
 #[derive(Default)]
 pub(super) struct PgWriter {
     conn: Option<sqlx::PgConnection>,
+    /// A transaction is open, or a statement's answer has not come.
     in_txn: bool,
+    /// When the connection last answered (opened, probed or committed).
+    last_answer: Option<std::time::Instant>,
 }
 
 impl PgWriter {
@@ -455,7 +471,21 @@ impl PgWriter {
         use sqlx::Connection as _;
         let pool = inner.db.conn().get_postgres_connection_pool();
         let options = pool.connect_options().as_ref().clone().application_name(PG_SEQUENCER_APPLICATION);
-        match tokio::time::timeout(inner.db.busy_timeout(), sqlx::PgConnection::connect_with(&options)).await {
+        let opened = async {
+            let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+            // The fast commit's one statement relies on READ COMMITTED (a
+            // moved head is re-checked, not a serialization failure) and
+            // waits for the head's lock at most busy_timeout, as the full
+            // path's transaction says again with `SET LOCAL`. Set here, not
+            // as startup options, which poolers such as PgBouncer refuse.
+            let set = format!(
+                "SET default_transaction_isolation = 'read committed'; SET lock_timeout = '{}ms'",
+                inner.db.busy_timeout().as_millis().max(1)
+            );
+            sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&mut conn).await?;
+            Ok::<_, sqlx::Error>(conn)
+        };
+        match tokio::time::timeout(inner.db.busy_timeout(), opened).await {
             Ok(c) => c.map_err(crate::ledger::pg_direct::db_err),
             Err(_) => Err(LedgerError::Storage(crate::storage::StorageError::Connect {
                 kind: "postgres",
@@ -465,9 +495,9 @@ impl PgWriter {
     }
 
     /// Begins a transaction and locks the head row; returns the head and
-    /// this replica's time, read once the lock is held. The time checked
-    /// against the database server's clock is that, or `stamp` when the
-    /// batch was sealed earlier with a later time. `BEGIN` and the head's
+    /// this replica's time, read once the lock is held and checked against
+    /// the database server's clock (the full path's; a fast commit checks
+    /// the clock in its statement). `BEGIN` and the head's
     /// lock go in one round trip; the lock waits at most
     /// `database.busy_timeout_ms` (PostgreSQL's `lock_timeout`, as SQLite's
     /// write lock waits), after which the batch fails and the connection,
@@ -475,7 +505,7 @@ impl PgWriter {
     /// does not answer within that time and a second (the server
     /// restarted, a network path dropped it while idle), is replaced once:
     /// nothing was written on it.
-    async fn begin(&mut self, inner: &Inner, stamp: i64) -> Result<(Head, i64), LedgerError> {
+    async fn begin(&mut self, inner: &Inner) -> Result<(Head, i64), LedgerError> {
         use crate::ledger::pg_direct;
         if self.in_txn {
             self.discard();
@@ -499,7 +529,10 @@ impl PgWriter {
                 }))
             });
             match locked {
-                Ok(locked) => break locked,
+                Ok(locked) => {
+                    self.last_answer = Some(std::time::Instant::now());
+                    break locked;
+                }
                 // Another replica held the head's lock past busy_timeout:
                 // this batch fails, the connection stays.
                 Err(e) if pg_direct::is_lock_timeout(&e) => {
@@ -515,7 +548,7 @@ impl PgWriter {
             }
         };
         let now = inner.clock.now_us();
-        if let Err(e) = refuse_clock_ahead(&inner.cfg, now.max(stamp), server_now) {
+        if let Err(e) = refuse_clock_ahead(&inner.cfg, now, server_now) {
             self.rollback().await;
             return Err(e);
         }
@@ -560,7 +593,10 @@ impl PgWriter {
         }
         .await;
         match written {
-            Ok(()) => self.in_txn = false,
+            Ok(()) => {
+                self.in_txn = false;
+                self.last_answer = Some(std::time::Instant::now());
+            }
             // The unique index refused the batch: the connection is sound.
             Err(TryCommitError::Duplicate) => {
                 self.rollback().await;
@@ -571,11 +607,7 @@ impl PgWriter {
                 return written;
             }
         }
-        if !sealed.entries.is_empty() {
-            // Other replicas' tails are woken without holding up the next batch.
-            let inner = inner.clone();
-            tokio::spawn(async move { super::heard::announce(&inner).await });
-        }
+        self.committed(inner, sealed);
         Ok(())
     }
 
@@ -589,7 +621,7 @@ impl PgWriter {
         trusted: &Head,
     ) -> Result<Sealed, TryCommitError> {
         use crate::ledger::pg_direct;
-        let (head, now) = self.begin(inner, i64::MIN).await?;
+        let (head, now) = self.begin(inner).await?;
         let checked = async {
             if !head.is(trusted) {
                 let conn = self.conn.as_mut().ok_or(LedgerError::CommitFailed)?;
@@ -619,18 +651,226 @@ impl PgWriter {
 
     /// The fast commit of a batch sealed on `prev` (before the head was
     /// locked, while the batch before it committed): refuses with
-    /// `Conflict` if the database head is not `prev`.
+    /// `Conflict` if the database head is not `prev`. One statement, so one
+    /// round trip ([`crate::ledger::pg_direct::commit_in_one_statement`]),
+    /// where the full path takes five (`BEGIN` and the lock, the `COPY`'s
+    /// two, the nodes, counts and head, `COMMIT`). A connection idle for
+    /// [`IDLE_PROBE`] is asked a `SELECT 1` first (bounded as `BEGIN` is):
+    /// one that died while idle is replaced with nothing sent on it. If the
+    /// statement's answer is lost ([`Self::after_lost_answer`]), the head
+    /// says whether it committed.
     pub(super) async fn commit_sealed(
         &mut self,
         inner: &Arc<Inner>,
         sealed: &Sealed,
         prev: &Head,
     ) -> Result<(), TryCommitError> {
-        let (head, _) = self.begin(inner, sealed.head.recorded_at_us).await?;
-        if !head.is(prev) {
-            self.rollback().await;
+        if self.in_txn {
+            self.discard();
+        }
+        self.ready(inner).await?;
+        let stamp = inner.clock.now_us().max(sealed.head.recorded_at_us);
+        let done = match self.one_statement(inner, sealed, prev, stamp).await {
+            Sent::Answered(done) => done,
+            Sent::Lost(e) => self.after_lost_answer(inner, sealed, prev, stamp, e).await?,
+            Sent::Refused(e) => return Err(e),
+        };
+        if !done.committed {
+            // Refused for the clock (said and counted here), else the head
+            // moved. The statement's clock check read the server's clock
+            // before `server_now`: a refusal right at the limit can come
+            // back as a conflict, and the full path then refuses it.
+            refuse_clock_ahead(&inner.cfg, stamp, done.server_now)?;
             return Err(TryCommitError::Conflict);
         }
-        self.write(inner, sealed).await
+        clock_back_within();
+        self.committed(inner, sealed);
+        Ok(())
+    }
+
+    /// The statement's answer was lost with its connection: whether the
+    /// batch committed is read from the head, on a new connection. The
+    /// batch's own chain hash there means it did; the head it was sealed on
+    /// means it did not, and it is sent once more (the statement checks the
+    /// head again, so an old backend still running it is waited for);
+    /// another head is a conflict for the full path (which finds the
+    /// batch's ids among the committed ones if it did commit, beneath a
+    /// later batch).
+    async fn after_lost_answer(
+        &mut self,
+        inner: &Arc<Inner>,
+        sealed: &Sealed,
+        prev: &Head,
+        stamp: i64,
+        lost: LedgerError,
+    ) -> Result<crate::ledger::pg_direct::OneStatement, TryCommitError> {
+        let head = match self.read_head(inner).await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "the sequencer's connection was lost during a commit, and the head could not be read \
+                     on a new one: the batch's callers get an error (a retry with the same ids gets the \
+                     stored receipts if it committed)"
+                );
+                return Err(lost.into());
+            }
+        };
+        if head == (sealed.head.seq, sealed.head.chain_hash) {
+            // Committed here; with synchronous replication, perhaps not yet
+            // on a standby (a backend ended while it waited says so and
+            // goes). A write of this connection's own waits for a later
+            // position, so the batch's is then replicated too.
+            if let Err(e) = self.write_after(inner).await {
+                tracing::warn!(error = %e, "a commit whose answer was lost could not be confirmed as replicated");
+                return Err(lost.into());
+            }
+            return Ok(crate::ledger::pg_direct::OneStatement { committed: true, server_now: stamp });
+        }
+        if head != (prev.seq, prev.chain_hash) {
+            return Err(TryCommitError::Conflict);
+        }
+        match self.one_statement(inner, sealed, prev, stamp).await {
+            Sent::Answered(done) => Ok(done),
+            Sent::Lost(e) => Err(e.into()),
+            Sent::Refused(e) => Err(e),
+        }
+    }
+
+    /// Sends [`crate::ledger::pg_direct::commit_in_one_statement`] and waits
+    /// for its answer, at most `ledger.commit_timeout` (the callers' own
+    /// wait) and a second: no answer by then is taken as a lost one. A
+    /// unique violation or the lock's timeout leaves the connection sound
+    /// (the statement wrote nothing); any other error drops it.
+    async fn one_statement(&mut self, inner: &Inner, sealed: &Sealed, prev: &Head, stamp: i64) -> Sent {
+        use crate::ledger::pg_direct;
+        let Some(conn) = self.conn.as_mut() else { return Sent::Refused(LedgerError::CommitFailed.into()) };
+        let limit = &inner.cfg.max_clock_ahead;
+        let max_ahead = if limit.is_zero() { i64::MAX } else { i64::try_from(limit.as_micros()).unwrap_or(i64::MAX) };
+        // Until its answer: a dropped future (a panic, an abort) leaves the
+        // connection mid-statement, and the next commit or `close` drops it.
+        self.in_txn = true;
+        let statement = pg_direct::commit_in_one_statement(
+            conn,
+            &sealed.entries,
+            &sealed.nodes,
+            &sealed.counts,
+            prev,
+            &sealed.head,
+            stamp,
+            max_ahead,
+        );
+        let answer = tokio::time::timeout(inner.cfg.commit_timeout + NO_ANSWER_GRACE, statement).await;
+        let answer = answer.unwrap_or_else(|_| {
+            let silent = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within ledger.commit_timeout");
+            Err(pg_direct::db_err(sqlx::Error::Io(silent)))
+        });
+        match answer {
+            Ok(done) => {
+                self.in_txn = false;
+                self.last_answer = Some(std::time::Instant::now());
+                Sent::Answered(done)
+            }
+            Err(e) if is_unique_violation(&e) => {
+                self.in_txn = false;
+                Sent::Refused(TryCommitError::Duplicate)
+            }
+            Err(e) if pg_direct::is_lock_timeout(&e) => {
+                self.in_txn = false;
+                Sent::Refused(e.into())
+            }
+            Err(e) => {
+                self.discard();
+                if pg_direct::is_connection_lost(&e) { Sent::Lost(e) } else { Sent::Refused(e.into()) }
+            }
+        }
+    }
+
+    /// The database's head (seq, chain hash), read on a new connection
+    /// (the old one lost), within `database.busy_timeout_ms` and a second.
+    async fn read_head(&mut self, inner: &Inner) -> Result<(u64, crate::ledger::types::Hash), LedgerError> {
+        self.discard();
+        let conn = self.conn.insert(Self::connect(inner).await?);
+        let wait = inner.db.busy_timeout() + NO_ANSWER_GRACE;
+        match tokio::time::timeout(wait, crate::ledger::pg_direct::read_head(conn)).await {
+            Ok(Ok(head)) => {
+                self.last_answer = Some(std::time::Instant::now());
+                Ok(head)
+            }
+            Ok(Err(e)) => {
+                self.discard();
+                Err(e)
+            }
+            Err(_) => {
+                self.discard();
+                Err(LedgerError::CommitFailed)
+            }
+        }
+    }
+
+    /// A write transaction of its own on the connection (the head row
+    /// rewritten as it is), within `database.busy_timeout_ms` and a second:
+    /// its commit returns once it (and so all before it) is as durable as
+    /// `synchronous_commit` asks.
+    async fn write_after(&mut self, inner: &Inner) -> Result<(), LedgerError> {
+        let Some(conn) = self.conn.as_mut() else { return Err(LedgerError::CommitFailed) };
+        let wait = inner.db.busy_timeout() + NO_ANSWER_GRACE;
+        let write = sqlx::raw_sql("UPDATE ledger_head SET seq = seq WHERE id = 1").execute(&mut *conn);
+        match tokio::time::timeout(wait, write).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                self.discard();
+                Err(crate::ledger::pg_direct::db_err(e))
+            }
+            Err(_) => {
+                self.discard();
+                Err(LedgerError::CommitFailed)
+            }
+        }
+    }
+
+    /// After a commit: other replicas' tails are woken without holding up
+    /// the next batch.
+    fn committed(&self, inner: &Arc<Inner>, sealed: &Sealed) {
+        if !sealed.entries.is_empty() {
+            let inner = inner.clone();
+            tokio::spawn(async move { super::heard::announce(&inner).await });
+        }
+    }
+
+    /// Opens the connection if there is none, or checks one idle for
+    /// [`IDLE_PROBE`] with a `SELECT 1` (replaced if it fails or does not
+    /// answer within `database.busy_timeout_ms` and a second).
+    async fn ready(&mut self, inner: &Inner) -> Result<(), LedgerError> {
+        let idle = self.last_answer.is_none_or(|t| t.elapsed() >= IDLE_PROBE);
+        if let Some(conn) = self.conn.as_mut()
+            && idle
+        {
+            let wait = inner.db.busy_timeout() + NO_ANSWER_GRACE;
+            match tokio::time::timeout(wait, sqlx::raw_sql("SELECT 1").execute(&mut *conn)).await {
+                Ok(Ok(_)) => self.last_answer = Some(std::time::Instant::now()),
+                _ => self.discard(),
+            }
+        }
+        if self.conn.is_none() {
+            self.conn = Some(Self::connect(inner).await?);
+            self.last_answer = Some(std::time::Instant::now());
+        }
+        Ok(())
     }
 }
+
+/// How a fast commit's statement ended ([`PgWriter::one_statement`]).
+enum Sent {
+    /// The server answered: committed, or refused for the head or the clock.
+    Answered(crate::ledger::pg_direct::OneStatement),
+    /// The connection was lost before the answer: the outcome is unknown.
+    Lost(LedgerError),
+    /// Nothing was written (a duplicate id, the lock's timeout), or the
+    /// statement failed on the server.
+    Refused(TryCommitError),
+}
+
+/// How long the sequencer's connection may have been idle before a fast
+/// commit checks it first ([`PgWriter::ready`]).
+const IDLE_PROBE: std::time::Duration = std::time::Duration::from_secs(1);

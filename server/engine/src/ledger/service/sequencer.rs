@@ -143,8 +143,8 @@ pub(super) struct Job {
 
 /// PostgreSQL's committer: commits the sealed batches the sequencer sends,
 /// one after the other on the sequencer's connection. With two batches in
-/// flight ([`depth`]), the next one is already waiting when a `COMMIT`
-/// returns, and its `BEGIN` goes out at once, from this same task: no
+/// flight ([`depth`]), the next one is already waiting when a commit's
+/// answer returns, and its statement goes out at once, from this same task: no
 /// other task has to wake first (the sequencer answering callers, a task
 /// spawned per batch; about 2 ms per commit on two busy cores). A batch one
 /// of whose callers gave up while it waited is not committed as sealed
@@ -196,7 +196,7 @@ pub(super) enum Step {
 
 /// How many sealed batches may be in flight at once. On PostgreSQL two:
 /// the committer ([`run_pg_committer`]) finds batch N+1 waiting when N's
-/// `COMMIT` returns. On SQLite one: its commit is a blocking call on the
+/// commit returns. On SQLite one: its commit is a blocking call on the
 /// writer's connection, and N+1 is submitted once N has settled.
 fn depth(conn: &Committer) -> usize {
     match conn {
@@ -206,8 +206,8 @@ fn depth(conn: &Committer) -> usize {
 }
 
 /// The sequencer, pipelined: while batch N is committed (on SQLite,
-/// inserted and fsynced on a blocking thread; on PostgreSQL, copied and
-/// committed on the sequencer's own connection), batch N+1 is sealed (on a
+/// inserted and fsynced on a blocking thread; on PostgreSQL, committed by
+/// one statement on the sequencer's own connection), batch N+1 is sealed (on a
 /// blocking thread) on the head N will leave. On SQLite N+1 is submitted
 /// only after N has committed; on PostgreSQL it is submitted at once and
 /// committed when N's commit ends (see [`depth`]). If a batch before it failed,
@@ -408,10 +408,16 @@ pub(super) async fn settle(
             false
         }
         // The commit stopped (a panic): its callers' replies are dropped,
-        // which they see as a failed commit. The database rolls back:
-        // SQLite's transaction on unwinding; PostgreSQL's as the committer
-        // drops the connection, left in its transaction (holding the head
-        // row's lock, which other replicas wait for).
+        // which they see as a failed commit. SQLite's transaction rolls
+        // back on unwinding. On PostgreSQL the committer drops the
+        // connection: a full path's open transaction is rolled back (its
+        // lock on the head row, which other replicas wait for, goes with
+        // it), but a fast commit's one statement, once sent, runs in a
+        // transaction of its own and may still commit: its entries are then
+        // stored although their callers got an error, and the next batch,
+        // sealed on a head that is no longer the database's, takes the full
+        // path, which checks them as foreign entries (a retry with the same
+        // ids gets their receipts).
         None => false,
     }
 }
