@@ -420,20 +420,20 @@ pub async fn commit_in_one_statement(
         // All of the answer, up to the server's ReadyForQuery: an error
         // after the row (the commit's own) must not go unread.
         .fetch_all(&mut *conn)
-        .await
-        .map_err(db_err)?;
+        .await;
     // sqlx keeps its write buffer at the largest size it ever held (as
-    // after a `COPY`: [`insert_entries`]).
+    // after a `COPY`: [`insert_entries`]), refused statements included.
     if entries.iter().map(|e| e.ciphertext.len() + 200).sum::<usize>() > BUFFER_KEPT {
         conn.shrink_buffers();
     }
-    let [row] = rows.as_slice() else {
-        return Err(LedgerError::Corrupt(format!("the commit's statement answered {} rows", rows.len())));
-    };
-    Ok(OneStatement {
-        committed: row.try_get::<i64, _>("moved").map_err(db_err)? == 1,
-        server_now: row.try_get("server_now").map_err(db_err)?,
-    })
+    let rows = rows.map_err(db_err)?;
+    // Answered to the end, so committed if it moved the head: an answer
+    // that cannot be read is a lost one (settled from the head).
+    let unreadable = |what: String| db_err(sqlx::Error::Protocol(format!("the commit's statement answered {what}")));
+    let [row] = rows.as_slice() else { return Err(unreadable(format!("{} rows", rows.len()))) };
+    let moved: i64 = row.try_get("moved").map_err(|e| unreadable(e.to_string()))?;
+    let server_now: i64 = row.try_get("server_now").map_err(|e| unreadable(e.to_string()))?;
+    Ok(OneStatement { committed: moved == 1, server_now })
 }
 
 /// [`commit_in_one_statement`]'s text. The clock is read by the `UPDATE`'s

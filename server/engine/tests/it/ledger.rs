@@ -957,7 +957,9 @@ impl LossyProxy {
         let slash = at + target_url[at..].find('/').unwrap();
         let upstream = target_url[at..slash].to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("{}{}{}", &target_url[..at], listener.local_addr().unwrap(), &target_url[slash..]);
+        // Plain TCP, for the proxy to read the messages.
+        let tls_off = if target_url.contains('?') { "&sslmode=disable" } else { "?sslmode=disable" };
+        let url = format!("{}{}{}{tls_off}", &target_url[..at], listener.local_addr().unwrap(), &target_url[slash..]);
         let armed: Arc<std::sync::Mutex<Option<Loss>>> = Arc::default();
         let tripped: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
         let (a, n) = (armed.clone(), tripped.clone());
@@ -968,6 +970,8 @@ impl LossyProxy {
                 tokio::spawn(async move {
                     let (mut cb, mut sb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
                     let mut swallow = false;
+                    // The answer's last bytes, for a ReadyForQuery split over two reads.
+                    let mut tail: Vec<u8> = Vec::new();
                     loop {
                         tokio::select! {
                             r = client.read(&mut cb) => {
@@ -997,9 +1001,11 @@ impl LossyProxy {
                                 if swallow {
                                     // ReadyForQuery, idle: the statement's
                                     // transaction has ended (committed).
-                                    if sb[..k].windows(6).any(|w| w == b"Z\0\0\0\x05I") {
+                                    tail.extend_from_slice(&sb[..k]);
+                                    if tail.windows(6).any(|w| w == b"Z\0\0\0\x05I") {
                                         return;
                                     }
+                                    tail.drain(..tail.len().saturating_sub(5));
                                     continue;
                                 }
                                 if client.write_all(&sb[..k]).await.is_err() {

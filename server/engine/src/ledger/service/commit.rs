@@ -423,9 +423,10 @@ pub(super) enum Committer {
 pub(super) type SharedPg = Arc<tokio::sync::Mutex<PgWriter>>;
 
 /// How much longer than `database.busy_timeout_ms` the sequencer waits
-/// for the answer to its `BEGIN` (or an idle connection's `SELECT 1`)
-/// before it takes the connection for dead (the server itself gives up the
-/// head's lock after busy_timeout).
+/// for the answer to its `BEGIN` (or an idle connection's `SELECT 1`, a
+/// head read) before it takes the connection for dead (the server itself
+/// gives up the head's lock after busy_timeout); also added to the fast
+/// commit's own wait ([`PgWriter::one_statement`]).
 const NO_ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The name the sequencer's connection shows in `pg_stat_activity`.
@@ -456,19 +457,33 @@ pub(super) struct PgWriter {
     in_txn: bool,
     /// When the connection last answered (opened, probed or committed).
     last_answer: Option<std::time::Instant>,
+    /// The connection's backend (`pg_backend_pid()`): when an answer is
+    /// lost, it is ended before the head is read.
+    pid: Option<i32>,
 }
 
 impl PgWriter {
     /// Drops the connection (the server rolls back an open transaction).
     pub(super) fn discard(&mut self) {
         self.conn = None;
+        self.pid = None;
         self.in_txn = false;
+    }
+
+    /// Opens a new connection in place of any held.
+    async fn open(&mut self, inner: &Inner) -> Result<(), LedgerError> {
+        self.discard();
+        let (conn, pid) = Self::connect(inner).await?;
+        self.conn = Some(conn);
+        self.pid = Some(pid);
+        self.last_answer = Some(std::time::Instant::now());
+        Ok(())
     }
 
     /// Opens the connection (bounded as the pool's acquire is, by
     /// `database.busy_timeout_ms`).
-    async fn connect(inner: &Inner) -> Result<sqlx::PgConnection, LedgerError> {
-        use sqlx::Connection as _;
+    async fn connect(inner: &Inner) -> Result<(sqlx::PgConnection, i32), LedgerError> {
+        use sqlx::{Connection as _, Row as _};
         let pool = inner.db.conn().get_postgres_connection_pool();
         let options = pool.connect_options().as_ref().clone().application_name(PG_SEQUENCER_APPLICATION);
         let opened = async {
@@ -477,13 +492,18 @@ impl PgWriter {
             // moved head is re-checked, not a serialization failure) and
             // waits for the head's lock at most busy_timeout, as the full
             // path's transaction says again with `SET LOCAL`. Set here, not
-            // as startup options, which poolers such as PgBouncer refuse.
+            // as startup options, which poolers such as PgBouncer refuse. A
+            // statement that fails is not logged with its parameters (a
+            // batch's header fields). The backend's pid is kept for
+            // [`Self::after_lost_answer`].
             let set = format!(
-                "SET default_transaction_isolation = 'read committed'; SET lock_timeout = '{}ms'",
+                "SET default_transaction_isolation = 'read committed'; SET lock_timeout = '{}ms'; \
+                 SET log_parameter_max_length_on_error = 0; SELECT pg_backend_pid() AS pid",
                 inner.db.busy_timeout().as_millis().max(1)
             );
-            sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&mut conn).await?;
-            Ok::<_, sqlx::Error>(conn)
+            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(set)).fetch_all(&mut conn).await?;
+            let pid: i32 = rows.last().ok_or(sqlx::Error::RowNotFound)?.try_get("pid")?;
+            Ok::<_, sqlx::Error>((conn, pid))
         };
         match tokio::time::timeout(inner.db.busy_timeout(), opened).await {
             Ok(c) => c.map_err(crate::ledger::pg_direct::db_err),
@@ -513,7 +533,7 @@ impl PgWriter {
         let mut fresh = false;
         let (head, server_now) = loop {
             if self.conn.is_none() {
-                self.conn = Some(Self::connect(inner).await?);
+                self.open(inner).await?;
                 fresh = true;
             }
             let Some(conn) = self.conn.as_mut() else { continue };
@@ -672,7 +692,7 @@ impl PgWriter {
         let stamp = inner.clock.now_us().max(sealed.head.recorded_at_us);
         let done = match self.one_statement(inner, sealed, prev, stamp).await {
             Sent::Answered(done) => done,
-            Sent::Lost(e) => self.after_lost_answer(inner, sealed, prev, stamp, e).await?,
+            Sent::Lost(e, pid) => self.after_lost_answer(inner, sealed, prev, stamp, e, pid).await?,
             Sent::Refused(e) => return Err(e),
         };
         if !done.committed {
@@ -688,8 +708,10 @@ impl PgWriter {
         Ok(())
     }
 
-    /// The statement's answer was lost with its connection: whether the
-    /// batch committed is read from the head, on a new connection. The
+    /// The statement's answer was lost with its connection: its backend is
+    /// ended (it may still be running the statement, waiting for the head's
+    /// lock) and whether the batch committed is read from the head, on a
+    /// new connection. The
     /// batch's own chain hash there means it did; the head it was sealed on
     /// means it did not, and it is sent once more (the statement checks the
     /// head again, so an old backend still running it is waited for);
@@ -703,8 +725,9 @@ impl PgWriter {
         prev: &Head,
         stamp: i64,
         lost: LedgerError,
+        lost_pid: Option<i32>,
     ) -> Result<crate::ledger::pg_direct::OneStatement, TryCommitError> {
-        let head = match self.read_head(inner).await {
+        let head = match self.read_head(inner, lost_pid).await {
             Ok(head) => head,
             Err(e) => {
                 tracing::warn!(
@@ -732,14 +755,15 @@ impl PgWriter {
         }
         match self.one_statement(inner, sealed, prev, stamp).await {
             Sent::Answered(done) => Ok(done),
-            Sent::Lost(e) => Err(e.into()),
+            Sent::Lost(e, _) => Err(e.into()),
             Sent::Refused(e) => Err(e),
         }
     }
 
     /// Sends [`crate::ledger::pg_direct::commit_in_one_statement`] and waits
-    /// for its answer, at most `ledger.commit_timeout` (the callers' own
-    /// wait) and a second: no answer by then is taken as a lost one. A
+    /// for its answer, at most the longer of `ledger.commit_timeout` (the
+    /// callers' own wait) and `database.busy_timeout_ms` (the lock's), and a
+    /// second: no answer by then is taken as a lost one. A
     /// unique violation or the lock's timeout leaves the connection sound
     /// (the statement wrote nothing); any other error drops it.
     async fn one_statement(&mut self, inner: &Inner, sealed: &Sealed, prev: &Head, stamp: i64) -> Sent {
@@ -760,9 +784,10 @@ impl PgWriter {
             stamp,
             max_ahead,
         );
-        let answer = tokio::time::timeout(inner.cfg.commit_timeout + NO_ANSWER_GRACE, statement).await;
+        let wait = inner.cfg.commit_timeout.max(inner.db.busy_timeout()) + NO_ANSWER_GRACE;
+        let answer = tokio::time::timeout(wait, statement).await;
         let answer = answer.unwrap_or_else(|_| {
-            let silent = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within ledger.commit_timeout");
+            let silent = std::io::Error::new(std::io::ErrorKind::TimedOut, "the commit's statement was not answered");
             Err(pg_direct::db_err(sqlx::Error::Io(silent)))
         });
         match answer {
@@ -780,19 +805,36 @@ impl PgWriter {
                 Sent::Refused(e.into())
             }
             Err(e) => {
+                let pid = self.pid;
                 self.discard();
-                if pg_direct::is_connection_lost(&e) { Sent::Lost(e) } else { Sent::Refused(e.into()) }
+                if pg_direct::is_connection_lost(&e) { Sent::Lost(e, pid) } else { Sent::Refused(e.into()) }
             }
         }
     }
 
     /// The database's head (seq, chain hash), read on a new connection
-    /// (the old one lost), within `database.busy_timeout_ms` and a second.
-    async fn read_head(&mut self, inner: &Inner) -> Result<(u64, crate::ledger::types::Hash), LedgerError> {
-        self.discard();
-        let conn = self.conn.insert(Self::connect(inner).await?);
+    /// (the old one lost), within `database.busy_timeout_ms` and a second;
+    /// first the old connection's backend is ended (waiting up to 5 s for
+    /// it to go), so that the head read is final (a failure to end it is
+    /// logged: the statement's own check still makes a resend safe).
+    async fn read_head(
+        &mut self,
+        inner: &Inner,
+        lost_pid: Option<i32>,
+    ) -> Result<(u64, crate::ledger::types::Hash), LedgerError> {
+        self.open(inner).await?;
+        let Some(conn) = self.conn.as_mut() else { return Err(LedgerError::CommitFailed) };
         let wait = inner.db.busy_timeout() + NO_ANSWER_GRACE;
-        match tokio::time::timeout(wait, crate::ledger::pg_direct::read_head(conn)).await {
+        let read = async {
+            if let Some(pid) = lost_pid {
+                let ended = sqlx::query("SELECT pg_terminate_backend($1, 5000)").bind(pid).execute(&mut *conn).await;
+                if let Err(e) = ended {
+                    tracing::warn!(error = %e, pid, "the lost connection's backend could not be ended");
+                }
+            }
+            crate::ledger::pg_direct::read_head(conn).await
+        };
+        match tokio::time::timeout(wait + std::time::Duration::from_secs(5), read).await {
             Ok(Ok(head)) => {
                 self.last_answer = Some(std::time::Instant::now());
                 Ok(head)
@@ -808,19 +850,27 @@ impl PgWriter {
         }
     }
 
-    /// A write transaction of its own on the connection (the head row
+    /// With synchronous replication (`synchronous_standby_names` set), a
+    /// write transaction of its own on the connection (the head row
     /// rewritten as it is), within `database.busy_timeout_ms` and a second:
     /// its commit returns once it (and so all before it) is as durable as
-    /// `synchronous_commit` asks.
+    /// `synchronous_commit` asks. Without, the condition is false before
+    /// the row is locked, and nothing is written or waited for.
     async fn write_after(&mut self, inner: &Inner) -> Result<(), LedgerError> {
         let Some(conn) = self.conn.as_mut() else { return Err(LedgerError::CommitFailed) };
         let wait = inner.db.busy_timeout() + NO_ANSWER_GRACE;
-        let write = sqlx::raw_sql("UPDATE ledger_head SET seq = seq WHERE id = 1").execute(&mut *conn);
+        let write = sqlx::raw_sql(
+            "UPDATE ledger_head SET seq = seq WHERE id = 1 AND current_setting('synchronous_standby_names') <> ''",
+        )
+        .execute(&mut *conn);
         match tokio::time::timeout(wait, write).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
-                self.discard();
-                Err(crate::ledger::pg_direct::db_err(e))
+                let e = crate::ledger::pg_direct::db_err(e);
+                if !crate::ledger::pg_direct::is_lock_timeout(&e) {
+                    self.discard();
+                }
+                Err(e)
             }
             Err(_) => {
                 self.discard();
@@ -853,8 +903,7 @@ impl PgWriter {
             }
         }
         if self.conn.is_none() {
-            self.conn = Some(Self::connect(inner).await?);
-            self.last_answer = Some(std::time::Instant::now());
+            self.open(inner).await?;
         }
         Ok(())
     }
@@ -864,8 +913,9 @@ impl PgWriter {
 enum Sent {
     /// The server answered: committed, or refused for the head or the clock.
     Answered(crate::ledger::pg_direct::OneStatement),
-    /// The connection was lost before the answer: the outcome is unknown.
-    Lost(LedgerError),
+    /// The connection was lost before the answer: the outcome is unknown
+    /// (with the lost connection's backend pid).
+    Lost(LedgerError, Option<i32>),
     /// Nothing was written (a duplicate id, the lock's timeout), or the
     /// statement failed on the server.
     Refused(TryCommitError),
