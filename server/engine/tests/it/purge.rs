@@ -76,3 +76,36 @@ both_backends! {
         ledger.shutdown(tasks).await.unwrap();
     }
 }
+
+both_backends! {
+    /// A purge that commits as a verification starts (here: from the
+    /// progress report sent just before its scan) would show as the purged
+    /// entries missing: the verification runs again from the new start,
+    /// and the ledger is reported intact.
+    async fn a_purge_committed_as_a_verification_starts_is_verified_from_the_new_start(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let archives = tempfile::tempdir().unwrap();
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        fill(&ledger, 700, 100).await;
+        ledger.checkpoint_now().await.unwrap();
+        let (mut purged, mut starts) = (false, 0);
+        let report = verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |p| {
+            if p.checked > 0 {
+                return;
+            }
+            starts += 1;
+            if !purged {
+                purged = true;
+                let purge = ledger.purge_through(600, archives.path());
+                tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(purge)).unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(starts, 2, "verified again from the purge's anchor");
+        // 513..=700 and the purge's anchor entry.
+        assert_eq!((report.from_seq, report.to_seq, report.entries_checked, report.purges.len()), (513, 701, 189, 1));
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}

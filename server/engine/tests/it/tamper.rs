@@ -305,3 +305,42 @@ async fn a_read_refused_on_postgresql_leaves_every_pooled_connection_in_step() {
     assert!(keyed_verify(&ledger).await.is_intact());
     ledger.shutdown(tasks).await.unwrap();
 }
+
+both_backends! {
+    /// A removal that commits after verification has read the retention
+    /// records but before its scan starts (here: from the progress report
+    /// sent just before the scan) has its record checked when its
+    /// tombstones are met, instead of being reported as tombstones without
+    /// one.
+    async fn a_removal_committed_as_the_scan_starts_is_checked_not_reported(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        fill(&ledger, N, 8).await;
+        ledger.checkpoint_now().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut removed = false;
+        let report = verify::verify(ledger.db(), &ledger.verifier(), Some(ledger.keys()), VerifyScope::default(), |p| {
+            if p.checked == 0 && !removed {
+                removed = true;
+                let removal = ledger.tombstone(&[K, K + 1], dir.path(), "erasure", "late");
+                tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(removal)).unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        assert!(removed);
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!((report.entries_checked, report.tombstones_checked, report.removals.len()), (N - 2, 2, 1), "{report:?}");
+        assert!(report.removals[0].anchor_checked, "{report:?}");
+        // A tombstone naming a record that is nowhere is still reported.
+        t.drop_guards().await;
+        t.sql("INSERT INTO ledger_tombstones (seq, anchor_seq, leaf_hash, chain_hash) \
+               SELECT seq, 1000000, leaf_hash, chain_hash FROM ledger_entries WHERE seq = 30")
+            .await;
+        t.sql("DELETE FROM ledger_entries WHERE seq = 30").await;
+        let report = keyed_verify(&ledger).await;
+        assert_eq!(failure(&report), (Some(30), FailureKind::RemovalInvalid));
+        assert!(report.failure.unwrap().detail.contains("without a valid retention record"));
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}

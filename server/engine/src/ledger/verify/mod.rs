@@ -355,6 +355,43 @@ fn fail(report: &mut VerifyReport, seq: Option<u64>, kind: FailureKind, detail: 
     }
 }
 
+/// A retention record, checked: signed, exactly its tombstones, and (with
+/// the KEK) agreeing with its anchor. A tombstone stands in for an entry
+/// only under one of these. `Err` says why it fails.
+async fn removed_set(
+    conn: &impl sea_orm::ConnectionTrait,
+    verifier: &NoteVerifier,
+    keys: Option<&Keyring>,
+    r: &crate::ledger::tombstone::RetentionRow,
+    retained_from: u64,
+) -> Result<Result<RemovedSet, String>, LedgerError> {
+    let anchor_kept = r.anchor_seq >= retained_from;
+    // A compaction (a purge) took its whole range: its tombstones are gone.
+    let compacted = r.through_seq < retained_from;
+    let checked = if r.from_seq < retained_from && !compacted {
+        Err(format!("the purge through seq {} cuts its range", retained_from - 1))
+    } else {
+        check_removal(conn, verifier, keys, r, anchor_kept, compacted).await?
+    };
+    Ok(match checked {
+        Ok(anchor_checked) => Ok(RemovedSet {
+            anchor_seq: r.anchor_seq,
+            from_seq: r.from_seq,
+            through_seq: r.through_seq,
+            removed: r.removed,
+            reason: r.reason.clone(),
+            archive_sha256: hex::encode(r.archive_sha256),
+            archive_name: r.archive_name.clone(),
+            anchor_checked,
+            compacted,
+        }),
+        Err(why) => Err(format!(
+            "the removal of {} entries in seq {}..={} (anchor seq {}): {why}",
+            r.removed, r.from_seq, r.through_seq, r.anchor_seq
+        )),
+    })
+}
+
 /// Verifies the ledger in `db`. `verifier` is the checkpoint public key (from
 /// the auditor, not from the database); `keys`, when given, adds MAC and
 /// decryption checks. `progress` is called every few thousand entries.
@@ -370,6 +407,11 @@ pub async fn verify(
 
 /// [`verify`], also proving that the ledger extends each of `trusted`:
 /// checkpoints an auditor kept, whose signatures the caller has checked.
+///
+/// A purge that commits while it runs (after the start was read, before
+/// the scan's snapshot) would show as the purged entries missing: a
+/// failure found with a purge newer than the one it started from is
+/// verified again from the new start (at most twice).
 pub async fn verify_with(
     db: &Database,
     verifier: &NoteVerifier,
@@ -378,9 +420,34 @@ pub async fn verify_with(
     trusted: &[Checkpoint],
     mut progress: impl FnMut(Progress) + Send,
 ) -> Result<VerifyReport, LedgerError> {
+    let mut again = 2;
+    loop {
+        let (report, started_after) = verify_once(db, verifier, keys, scope, trusted, &mut progress).await?;
+        if report.failure.is_none() || again == 0 {
+            return Ok(report);
+        }
+        let now = store::latest_purge(db.conn()).await?.map(|p| p.through_seq);
+        if now == started_after {
+            return Ok(report);
+        }
+        again -= 1;
+    }
+}
+
+/// One pass of [`verify_with`], and the last seq of the purge it started
+/// after.
+async fn verify_once(
+    db: &Database,
+    verifier: &NoteVerifier,
+    keys: Option<&Keyring>,
+    scope: VerifyScope,
+    trusted: &[Checkpoint],
+    progress: &mut (impl FnMut(Progress) + Send),
+) -> Result<(VerifyReport, Option<u64>), LedgerError> {
     let conn = db.conn();
     let head = store::read_head(conn).await?;
     let purge = store::latest_purge(conn).await?;
+    let started_after = purge.as_ref().map(|p| p.through_seq);
     let retained_from = purge.as_ref().map_or(1, |p| p.through_seq + 1);
     let from = scope.from_seq.unwrap_or(retained_from).max(retained_from);
     let full_tail = scope.to_seq.is_none();
@@ -427,7 +494,7 @@ pub async fn verify_with(
         }
     }
     if report.failure.is_some() {
-        return Ok(report);
+        return Ok((report, started_after));
     }
 
     // 1b. Purge records: signed, and (with the KEK) agreeing with their anchors.
@@ -451,7 +518,7 @@ pub async fn verify_with(
                     FailureKind::PurgeInvalid,
                     format!("the purge of seq {}..={} (anchor seq {}): {why}", p.from_seq, p.through_seq, p.anchor_seq),
                 );
-                return Ok(report);
+                return Ok((report, started_after));
             }
         }
     }
@@ -461,40 +528,14 @@ pub async fn verify_with(
     // entry only under one of these.
     let mut removal_anchors = std::collections::HashSet::new();
     for r in crate::ledger::tombstone::all_records(conn).await? {
-        let anchor_kept = r.anchor_seq >= retained_from;
-        // A compaction (a purge) took its whole range: its tombstones are gone.
-        let compacted = r.through_seq < retained_from;
-        let checked = if r.from_seq < retained_from && !compacted {
-            Err(format!("the purge through seq {} cuts its range", retained_from - 1))
-        } else {
-            check_removal(conn, verifier, keys, &r, anchor_kept, compacted).await?
-        };
-        match checked {
-            Ok(anchor_checked) => {
+        match removed_set(conn, verifier, keys, &r, retained_from).await? {
+            Ok(set) => {
                 removal_anchors.insert(r.anchor_seq);
-                report.removals.push(RemovedSet {
-                    anchor_seq: r.anchor_seq,
-                    from_seq: r.from_seq,
-                    through_seq: r.through_seq,
-                    removed: r.removed,
-                    reason: r.reason.clone(),
-                    archive_sha256: hex::encode(r.archive_sha256),
-                    archive_name: r.archive_name.clone(),
-                    anchor_checked,
-                    compacted,
-                })
+                report.removals.push(set);
             }
             Err(why) => {
-                fail(
-                    &mut report,
-                    Some(r.anchor_seq),
-                    FailureKind::RemovalInvalid,
-                    format!(
-                        "the removal of {} entries in seq {}..={} (anchor seq {}): {why}",
-                        r.removed, r.from_seq, r.through_seq, r.anchor_seq
-                    ),
-                );
-                return Ok(report);
+                fail(&mut report, Some(r.anchor_seq), FailureKind::RemovalInvalid, why);
+                return Ok((report, started_after));
             }
         }
     }
@@ -517,7 +558,7 @@ pub async fn verify_with(
                     t.tree_size
                 ),
             );
-            return Ok(report);
+            return Ok((report, started_after));
         }
         if let Some((size, root)) = latest_signed
             && size >= t.tree_size
@@ -538,7 +579,7 @@ pub async fn verify_with(
                         t.tree_size, t.tree_size
                     ),
                 );
-                return Ok(report);
+                return Ok((report, started_after));
             }
             proven.push(t.tree_size);
         }
@@ -599,13 +640,34 @@ pub async fn verify_with(
             if let Some(anchor) = e.tombstone
                 && !removal_anchors.contains(&anchor)
             {
-                fail(
-                    &mut report,
-                    Some(seq),
-                    FailureKind::RemovalInvalid,
-                    format!("entry seq {seq} was replaced by a tombstone without a valid retention record"),
-                );
-                break 'pages;
+                // A removal that committed after the records were read
+                // above (the scan's snapshot is newer): its record, checked
+                // as those were.
+                let late =
+                    crate::ledger::tombstone::all_records(conn).await?.into_iter().find(|r| r.anchor_seq == anchor);
+                let checked = match &late {
+                    Some(r) => Some(removed_set(conn, verifier, keys, r, retained_from).await?),
+                    None => None,
+                };
+                match checked {
+                    Some(Ok(set)) => {
+                        removal_anchors.insert(anchor);
+                        report.removals.push(set);
+                    }
+                    Some(Err(why)) => {
+                        fail(&mut report, Some(anchor), FailureKind::RemovalInvalid, why);
+                        break 'pages;
+                    }
+                    None => {
+                        fail(
+                            &mut report,
+                            Some(seq),
+                            FailureKind::RemovalInvalid,
+                            format!("entry seq {seq} was replaced by a tombstone without a valid retention record"),
+                        );
+                        break 'pages;
+                    }
+                }
             }
             // A tombstone's leaf cannot be recomputed (the entry is gone):
             // the chain and the signed roots below check it.
@@ -705,11 +767,11 @@ pub async fn verify_with(
         progress(Progress { checked: report.entries_checked + report.tombstones_checked, total });
     }
     if report.failure.is_some() {
-        return Ok(report);
+        return Ok((report, started_after));
     }
     if expected <= to {
         fail(&mut report, Some(expected), FailureKind::MissingEntry, format!("entry seq {expected} is missing"));
-        return Ok(report);
+        return Ok((report, started_after));
     }
 
     // 4. The tail: against the latest checkpoint and the stored head.
@@ -723,7 +785,7 @@ pub async fn verify_with(
                 FailureKind::Truncated,
                 format!("the ledger ends at seq {to} but a signed checkpoint covers {size} entries"),
             );
-            return Ok(report);
+            return Ok((report, started_after));
         }
         // Entries and the head are committed together and the head only
         // grows, so reading the largest seq first and the head second gives
@@ -747,7 +809,7 @@ pub async fn verify_with(
         }
     }
     if report.failure.is_some() {
-        return Ok(report);
+        return Ok((report, started_after));
     }
 
     // The kept checkpoints the scan reached were recomputed from the leaves
@@ -767,7 +829,7 @@ pub async fn verify_with(
                     t.tree_size
                 ),
             );
-            return Ok(report);
+            return Ok((report, started_after));
         } else {
             return Err(LedgerError::Invalid(format!(
                 "the checkpoint you kept ({} entries) lies outside seq {from}..={scanned_to}: verify the whole ledger \
@@ -851,5 +913,5 @@ pub async fn verify_with(
             format!("the stored Merkle node over seq {first}..={last} (level {level}, index {idx}) is missing"),
         );
     }
-    Ok(report)
+    Ok((report, started_after))
 }
