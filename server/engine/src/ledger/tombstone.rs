@@ -267,13 +267,28 @@ pub struct RetentionRow {
 
 /// Every retention record, oldest first.
 pub async fn all_records(conn: &impl ConnectionTrait) -> Result<Vec<RetentionRow>, LedgerError> {
+    records(conn, "ORDER BY anchor_seq", vec![]).await
+}
+
+/// The retention record anchored at `anchor_seq`, if there is one.
+pub async fn record_at(conn: &impl ConnectionTrait, anchor_seq: u64) -> Result<Option<RetentionRow>, LedgerError> {
+    Ok(records(conn, "WHERE anchor_seq = ?", vec![seq_value(anchor_seq)]).await?.pop())
+}
+
+async fn records(
+    conn: &impl ConnectionTrait,
+    tail: &str,
+    values: Vec<sea_orm::Value>,
+) -> Result<Vec<RetentionRow>, LedgerError> {
     let b = conn.get_database_backend();
     let rows = conn
         .query_all_raw(stmt_for(
             b,
-            "SELECT anchor_seq, from_seq, through_seq, removed, tombstones_sha256, archive_sha256, archive_name, \
-             reason, run_id, note FROM ledger_retentions ORDER BY anchor_seq",
-            vec![],
+            &format!(
+                "SELECT anchor_seq, from_seq, through_seq, removed, tombstones_sha256, archive_sha256, archive_name, \
+                 reason, run_id, note FROM ledger_retentions {tail}"
+            ),
+            values,
         ))
         .await?;
     let n = |r: &sea_orm::QueryResult, c: &str| -> Result<u64, LedgerError> {

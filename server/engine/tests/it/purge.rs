@@ -7,7 +7,7 @@ use custos_engine::ledger::store;
 use custos_engine::ledger::verify::{self, FailureKind, VerifyScope};
 use sea_orm::ConnectionTrait;
 
-use crate::support::{TestDb, both_backends, fill, open_ledger};
+use crate::support::{TestDb, block_on, both_backends, fill, open_ledger};
 
 both_backends! {
     async fn a_purge_archives_anchors_and_deletes_and_verification_continues(backend: Backend) {
@@ -96,16 +96,58 @@ both_backends! {
             starts += 1;
             if !purged {
                 purged = true;
-                let purge = ledger.purge_through(600, archives.path());
-                tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(purge)).unwrap();
+                block_on(ledger.purge_through(600, archives.path())).unwrap();
             }
         })
         .await
         .unwrap();
         assert!(report.is_intact(), "{report:?}");
-        assert_eq!(starts, 2, "verified again from the purge's anchor");
+        assert_eq!(starts, 2, "verified again from the purge's end");
         // 513..=700 and the purge's anchor entry.
         assert_eq!((report.from_seq, report.to_seq, report.entries_checked, report.purges.len()), (513, 701, 189, 1));
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
+    /// A purge row forged while a verification runs cannot buy a tampered
+    /// ledger a clean report: the pass that found the damage is run again
+    /// (a newer purge appeared), and the rerun checks the forged record.
+    async fn a_purge_forged_during_a_verification_is_reported_not_used_to_rerun_clean(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let archives = tempfile::tempdir().unwrap();
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        fill(&ledger, 700, 100).await;
+        ledger.purge_through(600, archives.path()).await.unwrap();
+        ledger.checkpoint_now().await.unwrap();
+        t.drop_guards().await;
+        t.sql("DELETE FROM ledger_entries WHERE seq = 600").await;
+        let report = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |_| {}).await.unwrap();
+        assert_eq!(report.failure.map(|f| (f.seq, f.kind)), Some((Some(600), FailureKind::MissingEntry)));
+        // Once the first pass has read the purges: a copy of the real one
+        // claiming seqs 513..=1024 (past the damage), with no valid note.
+        let drop = match backend {
+            crate::support::Backend::Sqlite => "DROP TRIGGER ledger_purges_need_signed_anchor",
+            crate::support::Backend::Postgres => "DROP TRIGGER ledger_purges_need_anchor ON ledger_purges",
+        };
+        t.sql(drop).await;
+        let forge = "INSERT INTO ledger_purges (anchor_seq, from_seq, through_seq, chain_hash, frontier, archive_sha256, \
+                     archive_name, active, created_at, note) SELECT 2000, 513, 1024, chain_hash, frontier, archive_sha256, \
+                     archive_name, active, created_at, note FROM ledger_purges WHERE anchor_seq = 701";
+        let mut forged = false;
+        let report = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |p| {
+            if p.checked == 0 && !forged {
+                forged = true;
+                block_on(t.db.conn().execute_unprepared(forge)).unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        // The rerun (a newer purge appeared) stops at the forged record,
+        // before its scan.
+        assert!(forged);
+        let failure = report.failure.expect("not intact");
+        assert_eq!((failure.seq, failure.kind), (Some(2000), FailureKind::PurgeInvalid), "{}", failure.detail);
         ledger.shutdown(tasks).await.unwrap();
     }
 }

@@ -126,3 +126,9 @@ pub async fn sqlite_plan(db: &custos_engine::storage::Database, sql: &str, value
         .unwrap();
     plan.iter().map(|r| r.try_get::<String>("", "detail").unwrap()).collect()
 }
+
+/// Runs `f` to completion from synchronous code inside a multi-threaded
+/// test (a callback such as verification's progress report).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}

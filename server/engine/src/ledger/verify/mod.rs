@@ -20,9 +20,16 @@
 //!   (MAC checked) says the same;
 //! - checkpoints an auditor kept (`--trusted-checkpoint`): the ledger must
 //!   still hold their trees (a consistency proof to the latest signed
-//!   checkpoint, and the root recomputed from the leaves where they are kept).
+//!   checkpoint, and the root recomputed from the leaves where they are kept);
+//! - every retention record (entries removed by retention or erasure and
+//!   replaced by tombstones): signed, exactly its tombstones, and with the
+//!   KEK agreeing with its anchor entry; a tombstone stands only under one.
 //!
-//! Verification stops at the first failure and says which seq and why.
+//! Verification stops at the first failure and says which seq and why. It
+//! runs beside a live server: entries appended meanwhile are left to the
+//! next run, a removal that commits meanwhile is checked when its
+//! tombstones are met, and a purge that commits meanwhile has the pass run
+//! again from its end ([`verify_with`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +37,7 @@ mod entry;
 mod purges;
 
 pub use self::entry::{EntryVerification, InclusionCheck, verify_entry};
-use self::purges::{check_purge, check_removal, node_span};
+use self::purges::{check_purge, check_retention_record, node_span};
 use super::encoding::{self, GENESIS_CHAIN};
 use super::error::LedgerError;
 use super::keyring::Keyring;
@@ -355,46 +362,10 @@ fn fail(report: &mut VerifyReport, seq: Option<u64>, kind: FailureKind, detail: 
     }
 }
 
-/// A retention record, checked: signed, exactly its tombstones, and (with
-/// the KEK) agreeing with its anchor. A tombstone stands in for an entry
-/// only under one of these. `Err` says why it fails.
-async fn removed_set(
-    conn: &impl sea_orm::ConnectionTrait,
-    verifier: &NoteVerifier,
-    keys: Option<&Keyring>,
-    r: &crate::ledger::tombstone::RetentionRow,
-    retained_from: u64,
-) -> Result<Result<RemovedSet, String>, LedgerError> {
-    let anchor_kept = r.anchor_seq >= retained_from;
-    // A compaction (a purge) took its whole range: its tombstones are gone.
-    let compacted = r.through_seq < retained_from;
-    let checked = if r.from_seq < retained_from && !compacted {
-        Err(format!("the purge through seq {} cuts its range", retained_from - 1))
-    } else {
-        check_removal(conn, verifier, keys, r, anchor_kept, compacted).await?
-    };
-    Ok(match checked {
-        Ok(anchor_checked) => Ok(RemovedSet {
-            anchor_seq: r.anchor_seq,
-            from_seq: r.from_seq,
-            through_seq: r.through_seq,
-            removed: r.removed,
-            reason: r.reason.clone(),
-            archive_sha256: hex::encode(r.archive_sha256),
-            archive_name: r.archive_name.clone(),
-            anchor_checked,
-            compacted,
-        }),
-        Err(why) => Err(format!(
-            "the removal of {} entries in seq {}..={} (anchor seq {}): {why}",
-            r.removed, r.from_seq, r.through_seq, r.anchor_seq
-        )),
-    })
-}
-
 /// Verifies the ledger in `db`. `verifier` is the checkpoint public key (from
 /// the auditor, not from the database); `keys`, when given, adds MAC and
-/// decryption checks. `progress` is called every few thousand entries.
+/// decryption checks. `progress` is called every few thousand entries (from 0
+/// again when a pass is rerun: see [`verify_with`]).
 pub async fn verify(
     db: &Database,
     verifier: &NoteVerifier,
@@ -405,13 +376,20 @@ pub async fn verify(
     verify_with(db, verifier, keys, scope, &[], progress).await
 }
 
+/// Passes a verification may take beyond the first (see [`verify_with`]).
+const MAX_RERUNS: u32 = 2;
+
 /// [`verify`], also proving that the ledger extends each of `trusted`:
 /// checkpoints an auditor kept, whose signatures the caller has checked.
 ///
-/// A purge that commits while it runs (after the start was read, before
-/// the scan's snapshot) would show as the purged entries missing: a
-/// failure found with a purge newer than the one it started from is
-/// verified again from the new start (at most twice).
+/// Verification runs beside a live server. A purge that commits while it
+/// runs takes entries the scan has not reached yet: they read as missing
+/// (or a scoped verification's start is gone). So a pass that ends on a
+/// missing entry at or below a purge newer than the one it started from
+/// (or on an error, with such a purge) is run again from the new start,
+/// at most [`MAX_RERUNS`] times; each rerun reports progress from 0 again
+/// and is logged. A rerun's own purge records are checked like any
+/// others; if a rerun cannot complete, the earlier pass's report stands.
 pub async fn verify_with(
     db: &Database,
     verifier: &NoteVerifier,
@@ -420,35 +398,80 @@ pub async fn verify_with(
     trusted: &[Checkpoint],
     mut progress: impl FnMut(Progress) + Send,
 ) -> Result<VerifyReport, LedgerError> {
-    let mut again = 2;
+    let mut earlier: Option<VerifyReport> = None;
+    let mut reruns_left = MAX_RERUNS;
     loop {
-        let (report, started_after) = verify_once(db, verifier, keys, scope, trusted, &mut progress).await?;
-        if report.failure.is_none() || again == 0 {
-            return Ok(report);
+        let (outcome, purged_through) = match store::all_purges(db.conn()).await {
+            Ok(purges) => {
+                let purged_through = purges.last().map(|p| p.through_seq);
+                (verify_once(db, verifier, keys, scope, trusted, &purges, &mut progress).await, purged_through)
+            }
+            Err(e) => return settled(Err(e), earlier),
+        };
+        // The seq below which a purge could have taken what this pass
+        // missed: a missing entry, or an error.
+        let missed = match &outcome {
+            Ok(VerifyReport {
+                failure: Some(Failure { kind: FailureKind::MissingEntry, seq: Some(s), .. }), ..
+            }) => Some(*s),
+            Ok(_) => None,
+            Err(_) => Some(0),
+        };
+        if let Some(missed) = missed.filter(|_| reruns_left > 0) {
+            let purged_now = store::latest_purge(db.conn()).await.ok().flatten().map(|p| p.through_seq);
+            if let Some(now) = purged_now.filter(|now| Some(*now) > purged_through && missed <= *now) {
+                let found = match &outcome {
+                    Ok(report) => report.failure.as_ref().map(|f| f.detail.clone()).unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(
+                    purged_through = now,
+                    found,
+                    "a purge committed while the ledger was verified: verifying again from its end"
+                );
+                if let Ok(report) = outcome {
+                    earlier = Some(report);
+                }
+                reruns_left -= 1;
+                continue;
+            }
         }
-        let now = store::latest_purge(db.conn()).await?.map(|p| p.through_seq);
-        if now == started_after {
-            return Ok(report);
-        }
-        again -= 1;
+        return settled(outcome, earlier);
     }
 }
 
-/// One pass of [`verify_with`], and the last seq of the purge it started
-/// after.
+/// A pass's outcome, or the earlier pass's report when a rerun could not
+/// complete.
+fn settled(
+    outcome: Result<VerifyReport, LedgerError>,
+    earlier: Option<VerifyReport>,
+) -> Result<VerifyReport, LedgerError> {
+    match (outcome, earlier) {
+        (Ok(report), _) => Ok(report),
+        (Err(e), Some(report)) => {
+            tracing::warn!(error = %e, "the verification's rerun failed: the earlier pass's report stands");
+            Ok(report)
+        }
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// One pass of [`verify_with`], from the end of the last of `purges` (every
+/// purge record, oldest first, each checked below).
 async fn verify_once(
     db: &Database,
     verifier: &NoteVerifier,
     keys: Option<&Keyring>,
     scope: VerifyScope,
     trusted: &[Checkpoint],
+    purges: &[store::PurgeRow],
     progress: &mut (impl FnMut(Progress) + Send),
-) -> Result<(VerifyReport, Option<u64>), LedgerError> {
+) -> Result<VerifyReport, LedgerError> {
     let conn = db.conn();
     let head = store::read_head(conn).await?;
-    let purge = store::latest_purge(conn).await?;
-    let started_after = purge.as_ref().map(|p| p.through_seq);
-    let retained_from = purge.as_ref().map_or(1, |p| p.through_seq + 1);
+    // The start is taken from the same records step 1b checks.
+    let purge = purges.last();
+    let retained_from = purge.map_or(1, |p| p.through_seq + 1);
     let from = scope.from_seq.unwrap_or(retained_from).max(retained_from);
     let full_tail = scope.to_seq.is_none();
     let to = scope.to_seq.unwrap_or(head.seq).min(head.seq.max(store::max_entry_seq(conn).await?));
@@ -494,15 +517,15 @@ async fn verify_once(
         }
     }
     if report.failure.is_some() {
-        return Ok((report, started_after));
+        return Ok(report);
     }
 
     // 1b. Purge records: signed, and (with the KEK) agreeing with their anchors.
-    for p in store::all_purges(conn).await? {
+    for p in purges {
         // A later purge may have archived an earlier purge's anchor: then
         // only its signed record is left to check.
         let anchor_kept = p.anchor_seq >= retained_from;
-        match check_purge(conn, verifier, keys, &p, anchor_kept).await? {
+        match check_purge(conn, verifier, keys, p, anchor_kept).await? {
             Ok(anchor_checked) => report.purges.push(PurgedRange {
                 from_seq: p.from_seq,
                 through_seq: p.through_seq,
@@ -518,24 +541,25 @@ async fn verify_once(
                     FailureKind::PurgeInvalid,
                     format!("the purge of seq {}..={} (anchor seq {}): {why}", p.from_seq, p.through_seq, p.anchor_seq),
                 );
-                return Ok((report, started_after));
+                return Ok(report);
             }
         }
     }
 
     // 1b'. Retention records: signed, exactly their tombstones, and (with
     // the KEK) agreeing with their anchors. A tombstone stands in for an
-    // entry only under one of these.
+    // entry only under one of these (or under one that commits after this
+    // read, checked when the scan meets its tombstones).
     let mut removal_anchors = std::collections::HashSet::new();
     for r in crate::ledger::tombstone::all_records(conn).await? {
-        match removed_set(conn, verifier, keys, &r, retained_from).await? {
+        match check_retention_record(conn, verifier, keys, &r, retained_from).await? {
             Ok(set) => {
                 removal_anchors.insert(r.anchor_seq);
                 report.removals.push(set);
             }
             Err(why) => {
                 fail(&mut report, Some(r.anchor_seq), FailureKind::RemovalInvalid, why);
-                return Ok((report, started_after));
+                return Ok(report);
             }
         }
     }
@@ -558,7 +582,7 @@ async fn verify_once(
                     t.tree_size
                 ),
             );
-            return Ok((report, started_after));
+            return Ok(report);
         }
         if let Some((size, root)) = latest_signed
             && size >= t.tree_size
@@ -579,7 +603,7 @@ async fn verify_once(
                         t.tree_size, t.tree_size
                     ),
                 );
-                return Ok((report, started_after));
+                return Ok(report);
             }
             proven.push(t.tree_size);
         }
@@ -588,7 +612,7 @@ async fn verify_once(
     // 2. Starting state: genesis, the purge anchor, or the stored state before `from`.
     let (mut chain, mut frontier): (Hash, Frontier) = if from == 1 {
         (GENESIS_CHAIN, Frontier::new())
-    } else if let Some(p) = purge.as_ref().filter(|p| p.through_seq + 1 == from) {
+    } else if let Some(p) = purge.filter(|p| p.through_seq + 1 == from) {
         (p.chain_hash, p.frontier.clone())
     } else {
         let prev = store::chain_at(conn, from - 1).await?.ok_or_else(|| {
@@ -605,6 +629,8 @@ async fn verify_once(
     let mut cps = pending.iter().peekable();
     let mut last_matched = from - 1;
     let total = (to + 1).saturating_sub(from);
+    // (Sent after the records above are read and before the scan starts:
+    // the tests commit a removal or a purge from it to race the scan.)
     progress(Progress { checked: 0, total });
 
     // 3. Entries. The stored Merkle nodes the scan completes are kept, to be
@@ -641,29 +667,25 @@ async fn verify_once(
                 && !removal_anchors.contains(&anchor)
             {
                 // A removal that committed after the records were read
-                // above (the scan's snapshot is newer): its record, checked
+                // above (the scan reads a later state): its record, checked
                 // as those were.
-                let late =
-                    crate::ledger::tombstone::all_records(conn).await?.into_iter().find(|r| r.anchor_seq == anchor);
-                let checked = match &late {
-                    Some(r) => Some(removed_set(conn, verifier, keys, r, retained_from).await?),
-                    None => None,
+                let late = match crate::ledger::tombstone::record_at(conn, anchor).await? {
+                    Some(r) => check_retention_record(conn, verifier, keys, &r, retained_from).await?,
+                    None => Err(format!("no retention record is anchored at seq {anchor}")),
                 };
-                match checked {
-                    Some(Ok(set)) => {
+                match late {
+                    Ok(set) => {
                         removal_anchors.insert(anchor);
                         report.removals.push(set);
                     }
-                    Some(Err(why)) => {
-                        fail(&mut report, Some(anchor), FailureKind::RemovalInvalid, why);
-                        break 'pages;
-                    }
-                    None => {
+                    Err(why) => {
                         fail(
                             &mut report,
                             Some(seq),
                             FailureKind::RemovalInvalid,
-                            format!("entry seq {seq} was replaced by a tombstone without a valid retention record"),
+                            format!(
+                                "entry seq {seq} was replaced by a tombstone without a valid retention record: {why}"
+                            ),
                         );
                         break 'pages;
                     }
@@ -767,11 +789,11 @@ async fn verify_once(
         progress(Progress { checked: report.entries_checked + report.tombstones_checked, total });
     }
     if report.failure.is_some() {
-        return Ok((report, started_after));
+        return Ok(report);
     }
     if expected <= to {
         fail(&mut report, Some(expected), FailureKind::MissingEntry, format!("entry seq {expected} is missing"));
-        return Ok((report, started_after));
+        return Ok(report);
     }
 
     // 4. The tail: against the latest checkpoint and the stored head.
@@ -785,7 +807,7 @@ async fn verify_once(
                 FailureKind::Truncated,
                 format!("the ledger ends at seq {to} but a signed checkpoint covers {size} entries"),
             );
-            return Ok((report, started_after));
+            return Ok(report);
         }
         // Entries and the head are committed together and the head only
         // grows, so reading the largest seq first and the head second gives
@@ -809,7 +831,7 @@ async fn verify_once(
         }
     }
     if report.failure.is_some() {
-        return Ok((report, started_after));
+        return Ok(report);
     }
 
     // The kept checkpoints the scan reached were recomputed from the leaves
@@ -829,7 +851,7 @@ async fn verify_once(
                     t.tree_size
                 ),
             );
-            return Ok((report, started_after));
+            return Ok(report);
         } else {
             return Err(LedgerError::Invalid(format!(
                 "the checkpoint you kept ({} entries) lies outside seq {from}..={scanned_to}: verify the whole ledger \
@@ -913,5 +935,5 @@ async fn verify_once(
             format!("the stored Merkle node over seq {first}..={last} (level {level}, index {idx}) is missing"),
         );
     }
-    Ok((report, started_after))
+    Ok(report)
 }

@@ -1,4 +1,5 @@
-//! Checks besides the chain: purge records and Merkle node positions.
+//! Checks besides the chain: purge and retention records, and Merkle node
+//! positions.
 
 use super::*;
 
@@ -151,4 +152,42 @@ async fn open_anchor(
         Ok(plain) => Ok(Ok(Some(serde_json::from_slice(&plain).unwrap_or_default()))),
         Err(_) => Ok(Err("its anchor entry fails its MAC or does not decrypt".into())),
     }
+}
+
+/// A retention record checked as a whole: not cut by the purge before
+/// `retained_from`, signed, exactly its tombstones, and (with the KEK)
+/// agreeing with its anchor ([`check_removal`]); `Ok(Err(why))` when it
+/// fails. A tombstone stands in for an entry only under one of these.
+pub(super) async fn check_retention_record(
+    conn: &impl sea_orm::ConnectionTrait,
+    verifier: &NoteVerifier,
+    keys: Option<&Keyring>,
+    r: &crate::ledger::tombstone::RetentionRow,
+    retained_from: u64,
+) -> Result<Result<super::RemovedSet, String>, LedgerError> {
+    let anchor_kept = r.anchor_seq >= retained_from;
+    // A compaction (a purge) took its whole range: its tombstones are gone.
+    let compacted = r.through_seq < retained_from;
+    let checked = if r.from_seq < retained_from && !compacted {
+        Err(format!("the purge through seq {} cuts its range", retained_from - 1))
+    } else {
+        check_removal(conn, verifier, keys, r, anchor_kept, compacted).await?
+    };
+    Ok(match checked {
+        Ok(anchor_checked) => Ok(super::RemovedSet {
+            anchor_seq: r.anchor_seq,
+            from_seq: r.from_seq,
+            through_seq: r.through_seq,
+            removed: r.removed,
+            reason: r.reason.clone(),
+            archive_sha256: hex::encode(r.archive_sha256),
+            archive_name: r.archive_name.clone(),
+            anchor_checked,
+            compacted,
+        }),
+        Err(why) => Err(format!(
+            "the removal of {} entries in seq {}..={} (anchor seq {}): {why}",
+            r.removed, r.from_seq, r.through_seq, r.anchor_seq
+        )),
+    })
 }
