@@ -182,7 +182,9 @@ bench-ui: bench-seed test-tools
 
 # PostgreSQL: a cluster of its own under BENCH_PG_DIR (or the server at
 # BENCH_PG_URL); the search ledger is seeded once (10M: ~12 minutes) and kept.
-BENCH_PG_DIR ?= $(TARGET_DIR)/bench-pg
+# Under /var/tmp, not the target directory: run as root, the cluster runs as
+# the postgres user, who cannot reach a target directory under /root.
+BENCH_PG_DIR ?= /var/tmp/custos-bench-pg
 PG_INGEST_EVENTS ?= 100000
 PG_SEARCH_EVENTS ?= 10000000
 bench-pg: site test-tools

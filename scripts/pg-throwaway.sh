@@ -36,6 +36,14 @@ case "$cmd" in
     bin=$(find_bin)
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    # As root the server runs as `postgres`, which must reach DIR: a private
+    # parent (such as /root, where a CARGO_TARGET_DIR under ~/.cache lies)
+    # would stop initdb with a bare "Permission denied".
+    as_owner test -w "$dir" -a -x "$dir" || {
+      echo "pg-throwaway: $dir is not reachable by the postgres user (a parent directory is private):" \
+        "choose a directory under /tmp or /var/tmp" >&2
+      exit 1
+    }
     as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
     port=$(free_port)
