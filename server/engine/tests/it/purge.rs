@@ -7,7 +7,7 @@ use custos_engine::ledger::store;
 use custos_engine::ledger::verify::{self, FailureKind, VerifyScope};
 use sea_orm::ConnectionTrait;
 
-use crate::support::{TestDb, block_on, both_backends, fill, open_ledger};
+use crate::support::{Backend, TestDb, block_on, both_backends, fill, open_ledger};
 
 both_backends! {
     async fn a_purge_archives_anchors_and_deletes_and_verification_continues(backend: Backend) {
@@ -109,45 +109,78 @@ both_backends! {
     }
 }
 
+/// A ledger of 700 entries purged through 512, entry 600 then deleted,
+/// verified while `forge` runs once the first pass has read the purges
+/// (from its progress report; the purges' insert guard dropped).
+async fn verified_while_forging(backend: Backend, forge: &[&str]) -> verify::VerifyReport {
+    let t = TestDb::new(backend).await.expect("a database");
+    let archives = tempfile::tempdir().unwrap();
+    let (ledger, tasks) = open_ledger(&t.db).await;
+    fill(&ledger, 700, 100).await;
+    ledger.purge_through(600, archives.path()).await.unwrap();
+    ledger.checkpoint_now().await.unwrap();
+    t.drop_guards().await;
+    t.sql("DELETE FROM ledger_entries WHERE seq = 600").await;
+    let report = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |_| {}).await.unwrap();
+    assert_eq!(report.failure.map(|f| (f.seq, f.kind)), Some((Some(600), FailureKind::MissingEntry)));
+    let drop = match backend {
+        crate::support::Backend::Sqlite => "DROP TRIGGER ledger_purges_need_signed_anchor",
+        crate::support::Backend::Postgres => "DROP TRIGGER ledger_purges_need_anchor ON ledger_purges",
+    };
+    t.sql(drop).await;
+    let mut forged = false;
+    let report = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |p| {
+        if p.checked == 0 && !forged {
+            forged = true;
+            for sql in forge {
+                block_on(t.db.conn().execute_unprepared(sql)).unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(forged);
+    ledger.shutdown(tasks).await.unwrap();
+    report
+}
+
+/// A copy of the real purge record (anchor 701) as another purge: anchored
+/// at `anchor`, claiming seqs 513..=`through`, with no valid note. (Its
+/// frontier, one hash, decodes only for a `through` with one bit set.)
+fn forged_purge(anchor: u64, through: u64) -> String {
+    format!(
+        "INSERT INTO ledger_purges (anchor_seq, from_seq, through_seq, chain_hash, frontier, archive_sha256, \
+         archive_name, active, created_at, note) SELECT {anchor}, 513, {through}, chain_hash, frontier, archive_sha256, \
+         archive_name, active, created_at, note FROM ledger_purges WHERE anchor_seq = 701"
+    )
+}
+
 both_backends! {
     /// A purge row forged while a verification runs cannot buy a tampered
     /// ledger a clean report: the pass that found the damage is run again
-    /// (a newer purge appeared), and the rerun checks the forged record.
+    /// (a newer purge appeared) and the rerun reports the forged record,
+    /// keeping what the first pass found in its detail.
     async fn a_purge_forged_during_a_verification_is_reported_not_used_to_rerun_clean(backend: Backend) {
-        let Some(t) = TestDb::new(backend).await else { return };
-        let archives = tempfile::tempdir().unwrap();
-        let (ledger, tasks) = open_ledger(&t.db).await;
-        fill(&ledger, 700, 100).await;
-        ledger.purge_through(600, archives.path()).await.unwrap();
-        ledger.checkpoint_now().await.unwrap();
-        t.drop_guards().await;
-        t.sql("DELETE FROM ledger_entries WHERE seq = 600").await;
-        let report = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |_| {}).await.unwrap();
-        assert_eq!(report.failure.map(|f| (f.seq, f.kind)), Some((Some(600), FailureKind::MissingEntry)));
-        // Once the first pass has read the purges: a copy of the real one
-        // claiming seqs 513..=1024 (past the damage), with no valid note.
-        let drop = match backend {
-            crate::support::Backend::Sqlite => "DROP TRIGGER ledger_purges_need_signed_anchor",
-            crate::support::Backend::Postgres => "DROP TRIGGER ledger_purges_need_anchor ON ledger_purges",
-        };
-        t.sql(drop).await;
-        let forge = "INSERT INTO ledger_purges (anchor_seq, from_seq, through_seq, chain_hash, frontier, archive_sha256, \
-                     archive_name, active, created_at, note) SELECT 2000, 513, 1024, chain_hash, frontier, archive_sha256, \
-                     archive_name, active, created_at, note FROM ledger_purges WHERE anchor_seq = 701";
-        let mut forged = false;
-        let report = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |p| {
-            if p.checked == 0 && !forged {
-                forged = true;
-                block_on(t.db.conn().execute_unprepared(forge)).unwrap();
-            }
-        })
-        .await
-        .unwrap();
-        // The rerun (a newer purge appeared) stops at the forged record,
-        // before its scan.
-        assert!(forged);
+        if TestDb::new(backend).await.is_none() {
+            return;
+        }
+        let report = verified_while_forging(backend, &[&forged_purge(2000, 1024)]).await;
         let failure = report.failure.expect("not intact");
         assert_eq!((failure.seq, failure.kind), (Some(2000), FailureKind::PurgeInvalid), "{}", failure.detail);
-        ledger.shutdown(tasks).await.unwrap();
+        assert!(failure.detail.contains("an earlier pass, before a purge committed, found: entry seq 600 is missing"), "{}", failure.detail);
+    }
+}
+
+both_backends! {
+    /// A rerun that cannot complete (here a forged purge row that does not
+    /// decode, beside one that does and prompts the rerun) leaves the
+    /// first pass's report standing, not an error in its place.
+    async fn a_rerun_that_cannot_complete_leaves_the_first_report(backend: Backend) {
+        if TestDb::new(backend).await.is_none() {
+            return;
+        }
+        let report = verified_while_forging(backend, &[&forged_purge(2000, 1024), &forged_purge(2001, 900)]).await;
+        let failure = report.failure.expect("not intact");
+        assert_eq!((failure.seq, failure.kind), (Some(600), FailureKind::MissingEntry), "{}", failure.detail);
     }
 }

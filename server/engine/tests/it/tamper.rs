@@ -344,3 +344,51 @@ both_backends! {
         ledger.shutdown(tasks).await.unwrap();
     }
 }
+
+both_backends! {
+    /// A tombstone slipped in under a retention record verification has
+    /// already checked (after it read the records, before its scan: here
+    /// from the progress report) is found: the tombstones the scan meets
+    /// under a record must be exactly the set the record signed (a
+    /// tombstone's leaf is taken as stored, so its hashes alone prove
+    /// nothing).
+    async fn a_tombstone_slipped_in_under_a_checked_record_is_found(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        let (ledger, tasks) = open_ledger(&t.db).await;
+        fill(&ledger, N, 8).await;
+        let dir = tempfile::tempdir().unwrap();
+        ledger.tombstone(&[K, K + 2], dir.path(), "erasure", "run-1").await.unwrap();
+        ledger.checkpoint_now().await.unwrap();
+        assert!(keyed_verify(&ledger).await.is_intact());
+        t.drop_guards().await;
+        // Entry K + 1, inside the record's range, taken away and a
+        // tombstone with its hashes put under the record's anchor (N + 1).
+        let anchor = N + 1;
+        let slip = [
+            format!(
+                "INSERT INTO ledger_tombstones (seq, anchor_seq, leaf_hash, chain_hash) \
+                 SELECT seq, {anchor}, leaf_hash, chain_hash FROM ledger_entries WHERE seq = {}",
+                K + 1
+            ),
+            format!("DELETE FROM ledger_entries WHERE seq = {}", K + 1),
+        ];
+        let mut slipped = false;
+        let report = verify::verify(ledger.db(), &ledger.verifier(), None, VerifyScope::default(), |p| {
+            if p.checked == 0 && !slipped {
+                slipped = true;
+                for sql in &slip {
+                    crate::support::block_on(sea_orm::ConnectionTrait::execute_unprepared(t.db.conn(), sql)).unwrap();
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(slipped);
+        assert_eq!(failure(&report), (Some(anchor), FailureKind::RemovalInvalid), "{report:?}");
+        let detail = report.failure.unwrap().detail;
+        assert!(detail.contains("the scan met 3 tombstones") && detail.contains("not the 2 entries"), "{detail}");
+        // Read before the records, the same change is named by their check.
+        assert_eq!(failure(&public_verify(&ledger).await), (Some(anchor), FailureKind::RemovalInvalid));
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}

@@ -356,6 +356,37 @@ pub struct Progress {
     pub total: u64,
 }
 
+/// A retention record as the scan meets its tombstones: they must lie in
+/// its range, and (for a record read before the scan, whose tombstones
+/// were all committed by then) be exactly the set it signed.
+struct Removal {
+    from_seq: u64,
+    through_seq: u64,
+    removed: u64,
+    tombstones_sha256: Hash,
+    /// Read before the scan started (not one committed during it).
+    before_scan: bool,
+    /// A purge took its whole range: the scan meets none of its tombstones.
+    compacted: bool,
+    met: u64,
+    digest: crate::ledger::tombstone::TombstonesDigest,
+}
+
+impl Removal {
+    fn new(r: &crate::ledger::tombstone::RetentionRow, before_scan: bool, retained_from: u64) -> Self {
+        Removal {
+            from_seq: r.from_seq,
+            through_seq: r.through_seq,
+            removed: r.removed,
+            tombstones_sha256: r.tombstones_sha256,
+            before_scan,
+            compacted: r.through_seq < retained_from,
+            met: 0,
+            digest: crate::ledger::tombstone::TombstonesDigest::new(),
+        }
+    }
+}
+
 fn fail(report: &mut VerifyReport, seq: Option<u64>, kind: FailureKind, detail: String) {
     if report.failure.is_none() {
         report.failure = Some(Failure { seq, kind, detail });
@@ -384,12 +415,15 @@ const MAX_RERUNS: u32 = 2;
 ///
 /// Verification runs beside a live server. A purge that commits while it
 /// runs takes entries the scan has not reached yet: they read as missing
-/// (or a scoped verification's start is gone). So a pass that ends on a
-/// missing entry at or below a purge newer than the one it started from
-/// (or on an error, with such a purge) is run again from the new start,
-/// at most [`MAX_RERUNS`] times; each rerun reports progress from 0 again
-/// and is logged. A rerun's own purge records are checked like any
-/// others; if a rerun cannot complete, the earlier pass's report stands.
+/// (a compaction also takes anchors and tombstones the records' checks
+/// look for, and a scoped verification's start may be gone). So a pass
+/// that ends on a missing entry, or an invalid purge or removal, at or
+/// below a purge newer than the one it started from (or on an error, with
+/// such a purge) is run again from the new start, at most [`MAX_RERUNS`]
+/// times; each rerun reports progress from 0 again and is logged. A
+/// rerun's own purge records are checked like any others; if a rerun
+/// cannot complete, the earlier pass's report stands, and if it fails, the
+/// earlier pass's finding is kept in its detail.
 pub async fn verify_with(
     db: &Database,
     verifier: &NoteVerifier,
@@ -408,11 +442,18 @@ pub async fn verify_with(
             }
             Err(e) => return settled(Err(e), earlier),
         };
-        // The seq below which a purge could have taken what this pass
-        // missed: a missing entry, or an error.
+        // Where a purge could have taken what this pass missed: an entry
+        // (missing), a purge's or a removal's anchor or tombstones (a
+        // compaction takes those), or anything, for an error.
         let missed = match &outcome {
             Ok(VerifyReport {
-                failure: Some(Failure { kind: FailureKind::MissingEntry, seq: Some(s), .. }), ..
+                failure:
+                    Some(Failure {
+                        kind: FailureKind::MissingEntry | FailureKind::PurgeInvalid | FailureKind::RemovalInvalid,
+                        seq: Some(s),
+                        ..
+                    }),
+                ..
             }) => Some(*s),
             Ok(_) => None,
             Err(_) => Some(0),
@@ -447,7 +488,16 @@ fn settled(
     earlier: Option<VerifyReport>,
 ) -> Result<VerifyReport, LedgerError> {
     match (outcome, earlier) {
-        (Ok(report), _) => Ok(report),
+        (Ok(mut report), Some(earlier)) => {
+            // What the earlier pass found stays on record beside the rerun's
+            // own failure.
+            if let (Some(f), Some(before)) = (report.failure.as_mut(), earlier.failure) {
+                f.detail =
+                    format!("{} (an earlier pass, before a purge committed, found: {})", f.detail, before.detail);
+            }
+            Ok(report)
+        }
+        (Ok(report), None) => Ok(report),
         (Err(e), Some(report)) => {
             tracing::warn!(error = %e, "the verification's rerun failed: the earlier pass's report stands");
             Ok(report)
@@ -550,11 +600,11 @@ async fn verify_once(
     // the KEK) agreeing with their anchors. A tombstone stands in for an
     // entry only under one of these (or under one that commits after this
     // read, checked when the scan meets its tombstones).
-    let mut removal_anchors = std::collections::HashSet::new();
+    let mut removals = std::collections::HashMap::new();
     for r in crate::ledger::tombstone::all_records(conn).await? {
         match check_retention_record(conn, verifier, keys, &r, retained_from).await? {
             Ok(set) => {
-                removal_anchors.insert(r.anchor_seq);
+                removals.insert(r.anchor_seq, Removal::new(&r, true, retained_from));
                 report.removals.push(set);
             }
             Err(why) => {
@@ -664,18 +714,20 @@ async fn verify_once(
             let ct = page.ciphertext(e);
             let tombstone = e.tombstone.is_some();
             if let Some(anchor) = e.tombstone
-                && !removal_anchors.contains(&anchor)
+                && !removals.contains_key(&anchor)
             {
                 // A removal that committed after the records were read
                 // above (the scan reads a later state): its record, checked
                 // as those were.
                 let late = match crate::ledger::tombstone::record_at(conn, anchor).await? {
-                    Some(r) => check_retention_record(conn, verifier, keys, &r, retained_from).await?,
+                    Some(r) => check_retention_record(conn, verifier, keys, &r, retained_from)
+                        .await?
+                        .map(|set| (set, Removal::new(&r, false, retained_from))),
                     None => Err(format!("no retention record is anchored at seq {anchor}")),
                 };
                 match late {
-                    Ok(set) => {
-                        removal_anchors.insert(anchor);
+                    Ok((set, removal)) => {
+                        removals.insert(anchor, removal);
                         report.removals.push(set);
                     }
                     Err(why) => {
@@ -690,6 +742,23 @@ async fn verify_once(
                         break 'pages;
                     }
                 }
+            }
+            if let Some(removal) = e.tombstone.and_then(|anchor| removals.get_mut(&anchor)) {
+                if !(removal.from_seq..=removal.through_seq).contains(&seq) {
+                    fail(
+                        &mut report,
+                        Some(seq),
+                        FailureKind::RemovalInvalid,
+                        format!(
+                            "entry seq {seq} was replaced by a tombstone outside the range its retention record \
+                             removed (seq {}..={})",
+                            removal.from_seq, removal.through_seq
+                        ),
+                    );
+                    break 'pages;
+                }
+                removal.met += 1;
+                removal.digest.push(seq);
             }
             // A tombstone's leaf cannot be recomputed (the entry is gone):
             // the chain and the signed roots below check it.
@@ -795,6 +864,33 @@ async fn verify_once(
         fail(&mut report, Some(expected), FailureKind::MissingEntry, format!("entry seq {expected} is missing"));
         return Ok(report);
     }
+    let scanned_to = expected - 1;
+
+    // 3b. Each retention record read before the scan whose whole range the
+    // scan covered: the tombstones it met there are exactly the set the
+    // record signed (step 1b' checked the set as it stood then; one slipped
+    // in under a checked record since, its leaf taken as stored, would
+    // otherwise pass).
+    let mut met: Vec<(u64, Removal)> = removals.into_iter().collect();
+    met.sort_by_key(|(anchor, _)| *anchor);
+    for (anchor, r) in met {
+        if !r.before_scan || r.compacted || r.from_seq < from || r.through_seq > scanned_to {
+            continue;
+        }
+        if r.met != r.removed || r.digest.finish() != r.tombstones_sha256 {
+            fail(
+                &mut report,
+                Some(anchor),
+                FailureKind::RemovalInvalid,
+                format!(
+                    "the scan met {} tombstones under the removal anchored at seq {anchor}, not the {} entries its \
+                     signed record removed",
+                    r.met, r.removed
+                ),
+            );
+            return Ok(report);
+        }
+    }
 
     // 4. The tail: against the latest checkpoint and the stored head.
     if full_tail {
@@ -836,7 +932,6 @@ async fn verify_once(
 
     // The kept checkpoints the scan reached were recomputed from the leaves
     // (a mismatch failed above); any other is not proven.
-    let scanned_to = expected - 1;
     for t in trusted {
         if proven.contains(&t.tree_size) || (from..=scanned_to).contains(&t.tree_size) {
             report.trusted_checkpoints += 1;
