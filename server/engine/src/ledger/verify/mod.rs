@@ -415,15 +415,15 @@ const MAX_RERUNS: u32 = 2;
 ///
 /// Verification runs beside a live server. A purge that commits while it
 /// runs takes entries the scan has not reached yet: they read as missing
-/// (a compaction also takes anchors and tombstones the records' checks
-/// look for, and a scoped verification's start may be gone). So a pass
-/// that ends on a missing entry, or an invalid purge or removal, at or
-/// below a purge newer than the one it started from (or on an error, with
-/// such a purge) is run again from the new start, at most [`MAX_RERUNS`]
-/// times; each rerun reports progress from 0 again and is logged. A
-/// rerun's own purge records are checked like any others; if a rerun
-/// cannot complete, the earlier pass's report stands, and if it fails, the
-/// earlier pass's finding is kept in its detail.
+/// (a compaction also takes the tombstones and anchors the records' checks
+/// look for, and a scoped verification's start may be gone). So once a
+/// purge newer than the one a pass started from has committed, a pass that
+/// ended on an entry missing at or below it, on an invalid purge or
+/// removal, or on an error is run again from the new start, at most
+/// [`MAX_RERUNS`] times; each rerun reports progress from 0 again and is
+/// logged. A rerun's own purge records are checked like any others; if a
+/// rerun cannot complete, the first pass's report stands, and if it fails,
+/// the first pass's finding is kept in its detail.
 pub async fn verify_with(
     db: &Database,
     verifier: &NoteVerifier,
@@ -442,21 +442,20 @@ pub async fn verify_with(
             }
             Err(e) => return settled(Err(e), earlier),
         };
-        // Where a purge could have taken what this pass missed: an entry
-        // (missing), a purge's or a removal's anchor or tombstones (a
-        // compaction takes those), or anything, for an error.
+        // Up to where a purge would have to reach to explain what this pass
+        // found: the missing entry; any seq for a purge or a removal found
+        // invalid (a compaction takes a removal's range and tombstones but
+        // may keep its anchor, beyond the purge) or for an error.
         let missed = match &outcome {
             Ok(VerifyReport {
-                failure:
-                    Some(Failure {
-                        kind: FailureKind::MissingEntry | FailureKind::PurgeInvalid | FailureKind::RemovalInvalid,
-                        seq: Some(s),
-                        ..
-                    }),
-                ..
+                failure: Some(Failure { kind: FailureKind::MissingEntry, seq: Some(s), .. }), ..
             }) => Some(*s),
+            Ok(VerifyReport {
+                failure: Some(Failure { kind: FailureKind::PurgeInvalid | FailureKind::RemovalInvalid, .. }),
+                ..
+            })
+            | Err(_) => Some(0),
             Ok(_) => None,
-            Err(_) => Some(0),
         };
         if let Some(missed) = missed.filter(|_| reruns_left > 0) {
             let purged_now = store::latest_purge(db.conn()).await.ok().flatten().map(|p| p.through_seq);
@@ -470,7 +469,10 @@ pub async fn verify_with(
                     found,
                     "a purge committed while the ledger was verified: verifying again from its end"
                 );
-                if let Ok(report) = outcome {
+                // The first pass's report is the one kept.
+                if earlier.is_none()
+                    && let Ok(report) = outcome
+                {
                     earlier = Some(report);
                 }
                 reruns_left -= 1;
