@@ -366,21 +366,18 @@ struct Removal {
     tombstones_sha256: Hash,
     /// Read before the scan started (not one committed during it).
     before_scan: bool,
-    /// A purge took its whole range: the scan meets none of its tombstones.
-    compacted: bool,
     met: u64,
     digest: crate::ledger::tombstone::TombstonesDigest,
 }
 
 impl Removal {
-    fn new(r: &crate::ledger::tombstone::RetentionRow, before_scan: bool, retained_from: u64) -> Self {
+    fn new(r: &crate::ledger::tombstone::RetentionRow, before_scan: bool) -> Self {
         Removal {
             from_seq: r.from_seq,
             through_seq: r.through_seq,
             removed: r.removed,
             tombstones_sha256: r.tombstones_sha256,
             before_scan,
-            compacted: r.through_seq < retained_from,
             met: 0,
             digest: crate::ledger::tombstone::TombstonesDigest::new(),
         }
@@ -606,7 +603,7 @@ async fn verify_once(
     for r in crate::ledger::tombstone::all_records(conn).await? {
         match check_retention_record(conn, verifier, keys, &r, retained_from).await? {
             Ok(set) => {
-                removals.insert(r.anchor_seq, Removal::new(&r, true, retained_from));
+                removals.insert(r.anchor_seq, Removal::new(&r, true));
                 report.removals.push(set);
             }
             Err(why) => {
@@ -724,7 +721,7 @@ async fn verify_once(
                 let late = match crate::ledger::tombstone::record_at(conn, anchor).await? {
                     Some(r) => check_retention_record(conn, verifier, keys, &r, retained_from)
                         .await?
-                        .map(|set| (set, Removal::new(&r, false, retained_from))),
+                        .map(|set| (set, Removal::new(&r, false))),
                     None => Err(format!("no retention record is anchored at seq {anchor}")),
                 };
                 match late {
@@ -872,11 +869,11 @@ async fn verify_once(
     // scan covered: the tombstones it met there are exactly the set the
     // record signed (step 1b' checked the set as it stood then; one slipped
     // in under a checked record since, its leaf taken as stored, would
-    // otherwise pass).
+    // otherwise pass). (A record a purge took whole lies before `from`.)
     let mut met: Vec<(u64, Removal)> = removals.into_iter().collect();
     met.sort_by_key(|(anchor, _)| *anchor);
     for (anchor, r) in met {
-        if !r.before_scan || r.compacted || r.from_seq < from || r.through_seq > scanned_to {
+        if !r.before_scan || r.from_seq < from || r.through_seq > scanned_to {
             continue;
         }
         if r.met != r.removed || r.digest.finish() != r.tombstones_sha256 {
