@@ -312,29 +312,26 @@ pub struct OneStatement {
     pub server_now: i64,
 }
 
-/// The fast commit of a batch sealed on `prev`, in one statement and so in
-/// one round trip and one transaction of its own (the connection is not
-/// in a transaction): the head row's `UPDATE` waits for the head's lock
-/// (at most the session's `lock_timeout`) and, under READ COMMITTED,
-/// re-checks its condition on the newest head once granted. Only if the
-/// head is still `prev` and `stamp` is not more than `max_ahead_us` ahead
-/// of the server's clock does it move, and only then (each `INSERT` reads
-/// its `RETURNING`, so runs after it) are the entries (from `UNNEST`ed
-/// arrays, one per column), the stored Merkle nodes and the dashboard
-/// counts inserted. Otherwise nothing is written, and the caller tells a
-/// moved head from a refused clock by `server_now`. A committed event id
-/// fails the whole statement with the unique index's violation.
-#[allow(clippy::too_many_arguments)]
-pub async fn commit_in_one_statement(
-    conn: &mut PgConnection,
+/// A fast commit's parameters ([`commit_in_one_statement`]), encoded
+/// ahead of its turn (on PostgreSQL while the batch before it commits):
+/// all but the stamp, the statement's last parameter, bound as it is sent.
+pub struct OneStatementArgs {
+    args: sqlx::postgres::PgArguments,
+    /// The entries' size, for the connection's buffers afterwards.
+    bytes: usize,
+}
+
+/// Encodes [`commit_in_one_statement`]'s parameters for a batch sealed on
+/// `prev` that leaves `head`.
+pub fn one_statement_args(
     entries: &[StoredEntry],
     nodes: &[(u32, u64, Hash)],
     counts: &Counts,
     prev: &Head,
     head: &Head,
-    stamp: i64,
     max_ahead_us: i64,
-) -> Result<OneStatement, LedgerError> {
+) -> Result<OneStatementArgs, LedgerError> {
+    use sqlx::Arguments as _;
     let n = entries.len();
     let mut seq = Vec::with_capacity(n);
     let mut event_id = Vec::with_capacity(n);
@@ -381,49 +378,77 @@ pub async fn commit_in_one_statement(
     }
     let (levels, idx, hashes) = node_arrays(nodes);
     let (dims, values, buckets, adds) = count_arrays(counts);
-    let rows = sqlx::query(ONE_STATEMENT)
-        .bind(seq_i64(head.seq))
-        .bind(&head.chain_hash[..])
-        .bind(head.frontier.encode())
-        .bind(seq_i64(prev.seq))
-        .bind(&prev.chain_hash[..])
-        .bind(stamp)
-        .bind(max_ahead_us)
-        .bind(seq)
-        .bind(event_id)
-        .bind(occurred_at)
-        .bind(recorded_at)
-        .bind(category)
-        .bind(action)
-        .bind(outcome)
-        .bind(severity)
-        .bind(actor_id)
-        .bind(actor_kind)
-        .bind(resource_type)
-        .bind(resource_id)
-        .bind(tenant)
-        .bind(channel)
-        .bind(source_app)
-        .bind(key_id)
-        .bind(iv)
-        .bind(ciphertext)
-        .bind(mac)
-        .bind(leaf_hash)
-        .bind(chain_hash)
-        .bind(levels)
-        .bind(idx)
-        .bind(hashes)
-        .bind(dims)
-        .bind(values)
-        .bind(buckets)
-        .bind(adds)
+    let mut args = sqlx::postgres::PgArguments::default();
+    // Each value is encoded as it is added; only a value too long for the
+    // protocol is refused.
+    let add = |r: Result<(), sqlx::error::BoxDynError>| r.map_err(|e| db_err(sqlx::Error::Encode(e)));
+    add(args.add(seq_i64(head.seq)))?;
+    add(args.add(&head.chain_hash[..]))?;
+    add(args.add(head.frontier.encode()))?;
+    add(args.add(seq_i64(prev.seq)))?;
+    add(args.add(&prev.chain_hash[..]))?;
+    add(args.add(max_ahead_us))?;
+    add(args.add(seq))?;
+    add(args.add(event_id))?;
+    add(args.add(occurred_at))?;
+    add(args.add(recorded_at))?;
+    add(args.add(category))?;
+    add(args.add(action))?;
+    add(args.add(outcome))?;
+    add(args.add(severity))?;
+    add(args.add(actor_id))?;
+    add(args.add(actor_kind))?;
+    add(args.add(resource_type))?;
+    add(args.add(resource_id))?;
+    add(args.add(tenant))?;
+    add(args.add(channel))?;
+    add(args.add(source_app))?;
+    add(args.add(key_id))?;
+    add(args.add(iv))?;
+    add(args.add(ciphertext))?;
+    add(args.add(mac))?;
+    add(args.add(leaf_hash))?;
+    add(args.add(chain_hash))?;
+    add(args.add(levels))?;
+    add(args.add(idx))?;
+    add(args.add(hashes))?;
+    add(args.add(dims))?;
+    add(args.add(values))?;
+    add(args.add(buckets))?;
+    add(args.add(adds))?;
+    let bytes = entries.iter().map(|e| e.ciphertext.len() + 200).sum();
+    Ok(OneStatementArgs { args, bytes })
+}
+
+/// The fast commit of a batch sealed on `prev` (its parameters encoded
+/// beforehand by [`one_statement_args`]), in one statement and so in
+/// one round trip and one transaction of its own (the connection is not
+/// in a transaction): the head row's `UPDATE` waits for the head's lock
+/// (at most the session's `lock_timeout`) and, under READ COMMITTED,
+/// re-checks its condition on the newest head once granted. Only if the
+/// head is still `prev` and `stamp` is not more than `max_ahead_us` ahead
+/// of the server's clock does it move, and only then (each `INSERT` reads
+/// its `RETURNING`, so runs after it) are the entries (from `UNNEST`ed
+/// arrays, one per column), the stored Merkle nodes and the dashboard
+/// counts inserted. Otherwise nothing is written, and the caller tells a
+/// moved head from a refused clock by `server_now`. A committed event id
+/// fails the whole statement with the unique index's violation.
+pub async fn commit_in_one_statement(
+    conn: &mut PgConnection,
+    args: OneStatementArgs,
+    stamp: i64,
+) -> Result<OneStatement, LedgerError> {
+    use sqlx::Arguments as _;
+    let OneStatementArgs { mut args, bytes } = args;
+    args.add(stamp).map_err(|e| db_err(sqlx::Error::Encode(e)))?;
+    let rows = sqlx::query_with(ONE_STATEMENT, args)
         // All of the answer, up to the server's ReadyForQuery: an error
         // after the row (the commit's own) must not go unread.
         .fetch_all(&mut *conn)
         .await;
     // sqlx keeps its write buffer at the largest size it ever held (as
     // after a `COPY`: [`insert_entries`]), refused statements included.
-    if entries.iter().map(|e| e.ciphertext.len() + 200).sum::<usize>() > BUFFER_KEPT {
+    if bytes > BUFFER_KEPT {
         conn.shrink_buffers();
     }
     let rows = rows.map_err(db_err)?;
@@ -441,20 +466,20 @@ pub async fn commit_in_one_statement(
 /// `SELECT`, after it.
 const ONE_STATEMENT: &str = "WITH moved AS (UPDATE ledger_head SET seq = $1, chain_hash = $2, frontier = $3 \
        WHERE id = 1 AND seq = $4 AND chain_hash = $5 \
-         AND $6::bigint - CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) <= $7::bigint \
+         AND $35::bigint - CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) <= $6::bigint \
        RETURNING 1), \
      entries AS (INSERT INTO ledger_entries (seq, event_id, occurred_at, recorded_at, category, action, outcome, \
        severity, actor_id, actor_kind, resource_type, resource_id, tenant, channel, source_app, key_id, iv, \
        ciphertext, mac, leaf_hash, chain_hash) \
-       SELECT * FROM UNNEST($8::bigint[], $9::uuid[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], \
-         $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], \
-         $22::text[], $23::integer[], $24::bytea[], $25::bytea[], $26::bytea[], $27::bytea[], $28::bytea[]) \
+       SELECT * FROM UNNEST($7::bigint[], $8::uuid[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], \
+         $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], \
+         $21::text[], $22::integer[], $23::bytea[], $24::bytea[], $25::bytea[], $26::bytea[], $27::bytea[]) \
        WHERE EXISTS (SELECT 1 FROM moved)), \
      nodes AS (INSERT INTO merkle_nodes (level, idx, hash) \
-       SELECT * FROM UNNEST($29::smallint[], $30::bigint[], $31::bytea[]) WHERE EXISTS (SELECT 1 FROM moved)), \
+       SELECT * FROM UNNEST($28::smallint[], $29::bigint[], $30::bytea[]) WHERE EXISTS (SELECT 1 FROM moved)), \
      counts AS (INSERT INTO audit_rollup_deltas (dimensions, vals, buckets, counts) \
-       SELECT $32::text[], $33::text[], $34::bigint[], $35::bigint[] \
-       WHERE cardinality($32::text[]) > 0 AND EXISTS (SELECT 1 FROM moved)) \
+       SELECT $31::text[], $32::text[], $33::bigint[], $34::bigint[] \
+       WHERE cardinality($31::text[]) > 0 AND EXISTS (SELECT 1 FROM moved)) \
      SELECT (SELECT count(*) FROM moved) AS moved, \
        CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) AS server_now";
 

@@ -684,13 +684,14 @@ impl PgWriter {
         inner: &Arc<Inner>,
         sealed: &Sealed,
         prev: &Head,
+        args: Option<crate::ledger::pg_direct::OneStatementArgs>,
     ) -> Result<(), TryCommitError> {
         if self.in_txn {
             self.discard();
         }
         self.ready(inner).await?;
         let stamp = inner.clock.now_us().max(sealed.head.recorded_at_us);
-        let done = match self.one_statement(inner, sealed, prev, stamp).await {
+        let done = match self.one_statement(inner, sealed, prev, stamp, args).await {
             Sent::Answered(done) => done,
             Sent::Lost(e, pid) => self.after_lost_answer(inner, sealed, prev, stamp, e, pid).await?,
             Sent::Refused(e) => return Err(e),
@@ -753,7 +754,7 @@ impl PgWriter {
         if head != (prev.seq, prev.chain_hash) {
             return Err(TryCommitError::Conflict);
         }
-        match self.one_statement(inner, sealed, prev, stamp).await {
+        match self.one_statement(inner, sealed, prev, stamp, None).await {
             Sent::Answered(done) => Ok(done),
             Sent::Lost(e, _) => Err(e.into()),
             Sent::Refused(e) => Err(e),
@@ -766,24 +767,27 @@ impl PgWriter {
     /// second: no answer by then is taken as a lost one. A
     /// unique violation or the lock's timeout leaves the connection sound
     /// (the statement wrote nothing); any other error drops it.
-    async fn one_statement(&mut self, inner: &Inner, sealed: &Sealed, prev: &Head, stamp: i64) -> Sent {
+    async fn one_statement(
+        &mut self,
+        inner: &Inner,
+        sealed: &Sealed,
+        prev: &Head,
+        stamp: i64,
+        args: Option<crate::ledger::pg_direct::OneStatementArgs>,
+    ) -> Sent {
         use crate::ledger::pg_direct;
         let Some(conn) = self.conn.as_mut() else { return Sent::Refused(LedgerError::CommitFailed.into()) };
-        let limit = &inner.cfg.max_clock_ahead;
-        let max_ahead = if limit.is_zero() { i64::MAX } else { i64::try_from(limit.as_micros()).unwrap_or(i64::MAX) };
+        let args = match args {
+            Some(args) => args,
+            None => match super::sequencer::one_statement_args(inner, sealed, prev) {
+                Ok(args) => args,
+                Err(e) => return Sent::Refused(e.into()),
+            },
+        };
         // Until its answer: a dropped future (a panic, an abort) leaves the
         // connection mid-statement, and the next commit or `close` drops it.
         self.in_txn = true;
-        let statement = pg_direct::commit_in_one_statement(
-            conn,
-            &sealed.entries,
-            &sealed.nodes,
-            &sealed.counts,
-            prev,
-            &sealed.head,
-            stamp,
-            max_ahead,
-        );
+        let statement = pg_direct::commit_in_one_statement(conn, args, stamp);
         let wait = inner.cfg.commit_timeout.max(inner.db.busy_timeout()) + NO_ANSWER_GRACE;
         let answer = tokio::time::timeout(wait, statement).await;
         let answer = answer.unwrap_or_else(|_| {
