@@ -678,7 +678,9 @@ impl PgWriter {
     /// [`IDLE_PROBE`] is asked a `SELECT 1` first (bounded as `BEGIN` is):
     /// one that died while idle is replaced with nothing sent on it. If the
     /// statement's answer is lost ([`Self::after_lost_answer`]), the head
-    /// says whether it committed.
+    /// says whether it committed. `args`: the statement's parameters, as
+    /// the sealing thread encoded them for this batch on `prev` (none:
+    /// encoded here).
     pub(super) async fn commit_sealed(
         &mut self,
         inner: &Arc<Inner>,
@@ -766,7 +768,10 @@ impl PgWriter {
     /// callers' own wait) and `database.busy_timeout_ms` (the lock's), and a
     /// second: no answer by then is taken as a lost one. A
     /// unique violation or the lock's timeout leaves the connection sound
-    /// (the statement wrote nothing); any other error drops it.
+    /// (the statement wrote nothing); any other error drops it. `args`
+    /// were encoded for this batch on `prev`; without them they are
+    /// encoded here (a resend: the first were consumed), and a value
+    /// the protocol cannot carry refuses the batch with nothing sent.
     async fn one_statement(
         &mut self,
         inner: &Inner,

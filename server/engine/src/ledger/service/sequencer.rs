@@ -212,8 +212,10 @@ fn depth(conn: &Committer) -> usize {
 /// inserted and fsynced on a blocking thread; on PostgreSQL, committed by
 /// one statement on the sequencer's own connection), batch N+1 is sealed (on a
 /// blocking thread) on the head N will leave. On SQLite N+1 is submitted
-/// only after N has committed; on PostgreSQL it is submitted at once and
-/// committed when N's commit ends (see [`depth`]). If a batch before it failed,
+/// only after N has committed; on PostgreSQL it is submitted at once, with
+/// its statement's parameters encoded while sealing, and committed when N's
+/// commit ends (see [`depth`]); with two in flight, the next batch is taken
+/// from the queue once N has settled. If a batch before it failed,
 /// if the database head is not the expected one (another process or
 /// replica wrote), or if an event id is already committed, the batch takes
 /// the full path instead (`commit_batch`: lock and read the head, verify
