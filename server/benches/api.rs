@@ -9,10 +9,14 @@
 //! 3. Single-event ingest at a fixed rate: one event per request, at 1,000
 //!    and 5,000 requests/s for `--single-secs` seconds each, over keep-alive
 //!    connections (open loop: each request's latency counts from when it
-//!    was due, so a server falling behind shows); baseline: `GET /healthz`
-//!    on the same server at the same rates. Also the ledger entries each
-//!    event cost (its own entry, plus the self-audit's). `--settle-secs N`
-//!    checkpoints the WAL and waits N s first.
+//!    was due, so a server falling behind shows); baselines: the storage's
+//!    floor (plain durable commits of rows of the same size into the
+//!    sequencer baseline's database, of the same schema and size, on the
+//!    same disk, grouped as the ledger
+//!    groups them: what any design on this disk could do) and `GET
+//!    /healthz` on the same server at the same rates. Also the ledger
+//!    entries each event cost (its own entry, plus the self-audit's).
+//!    `--settle-secs N` checkpoints the WAL and waits N s first.
 //! 4. Search: `--queries` first-page searches (limit 50) over HTTP, each a
 //!    random one-day window plus one other filter (action, actor, outcome or
 //!    tenant): p50 and p95. Baseline: the same SQL statement run directly on
@@ -29,7 +33,7 @@ use custos_engine::identity::apikey::Scope;
 use custos_engine::identity::service::Acting;
 use custos_engine::keys::FileKek;
 use custos_engine::ledger::NewEntry;
-use custos_engine::ledger::types::HeaderFields;
+use custos_engine::ledger::types::{EntryHeader, HeaderFields, StoredEntry};
 use custos_server::commands::bench_report::{Aim, Row};
 use custos_server::config::Config;
 use sea_orm::ConnectionTrait as _;
@@ -175,7 +179,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn start(dir: &std::path::Path, postgres: Option<&str>) -> custos_server::Running {
+/// A server on a fresh database, and that database's URL.
+async fn start(dir: &std::path::Path, postgres: Option<&str>) -> (custos_server::Running, String) {
     let mut config = Config::for_test(dir);
     config.log.filter = "warn".into();
     if let Some(admin) = postgres {
@@ -185,7 +190,136 @@ async fn start(dir: &std::path::Path, postgres: Option<&str>) -> custos_server::
         config.database.max_connections = 16;
     }
     FileKek::generate(&config.kek_file(), &OsRandom).unwrap();
-    custos_server::start(&config).await.unwrap()
+    let running = custos_server::start(&config).await.unwrap();
+    let url = match running.ledger.db().sqlite_file() {
+        Some(path) => format!("sqlite://{}", path.display()),
+        None => config.database.url.as_ref().unwrap().expose_secret().to_owned(),
+    };
+    (running, url)
+}
+
+/// An event as the ledger takes it (the sequencer's baseline).
+fn new_entry(e: &serde_json::Value) -> NewEntry {
+    let s = |k: &str| e[k].as_str().unwrap().to_owned();
+    NewEntry {
+        event_id: uuid::Uuid::now_v7(),
+        occurred_at_us: chrono::DateTime::parse_from_rfc3339(&s("occurred_at")).unwrap().timestamp_micros(),
+        fields: HeaderFields {
+            category: s("category"),
+            action: s("action"),
+            outcome: s("outcome"),
+            severity: s("severity"),
+            actor_id: Some(e["actor"]["id"].as_str().unwrap().into()),
+            actor_kind: Some("user".into()),
+            resource_type: Some("document".into()),
+            resource_id: Some(e["resource"]["id"].as_str().unwrap().into()),
+            tenant: Some(s("tenant")),
+            channel: Some("api".into()),
+            source_app: Some("bench".into()),
+        },
+        payload: e.to_string().into_bytes(),
+        duration_ms: None,
+    }
+}
+
+/// An event as a plain row of the ledger's table (the storage floor's
+/// rows): its header, and stand-ins of the same sizes for the ciphertext
+/// (PKCS#7: the payload rounded up to the next block), the MAC and hashes.
+fn plain_row(seq: u64, e: NewEntry) -> StoredEntry {
+    let mut ciphertext = e.payload;
+    ciphertext.resize((ciphertext.len() / 16 + 1) * 16, 0);
+    StoredEntry {
+        header: EntryHeader {
+            seq,
+            event_id: e.event_id,
+            occurred_at_us: e.occurred_at_us,
+            recorded_at_us: e.occurred_at_us,
+            fields: e.fields,
+        },
+        key_id: 1,
+        iv: [7; 16],
+        ciphertext,
+        mac: [1; 32],
+        leaf_hash: [2; 32],
+        chain_hash: [3; 32],
+    }
+}
+
+/// The storage's own floor for single events at `rate` per second: plain
+/// inserts of `rows` into a database of the ledger's schema and size on the
+/// same disk (SQLite: the sequencer's connection set-up, WAL, `synchronous
+/// = FULL`, the same background checkpoints; PostgreSQL: a transaction per
+/// commit), no HTTP, crypto or sequencer. Commits are grouped as the
+/// ledger's are: each takes every row due by then, so a slow fsync holds
+/// the rows that came due during it, as it holds the server's requests.
+/// Latency counts from when each row was due. Also each commit's time.
+async fn storage_floor(
+    db: &custos_engine::storage::Database,
+    rate: usize,
+    rows: Vec<StoredEntry>,
+) -> (Rated, Vec<Duration>) {
+    let due = move |i: usize| Duration::from_secs_f64(i as f64 / rate as f64);
+    let upto = move |now: Duration, n: usize| ((now.as_secs_f64() * rate as f64) as usize + 1).min(n);
+    let t0 = Instant::now();
+    let (mut latencies, commits) = match db.sqlite_file() {
+        Some(path) => {
+            let (path, busy) = (path.to_owned(), db.busy_timeout());
+            tokio::task::spawn_blocking(move || {
+                use custos_engine::ledger::sqlite_direct;
+                let mut conn = sqlite_direct::open_writer(&path, busy).unwrap();
+                let wal = sqlite_direct::Checkpointer::start(&path, busy).unwrap();
+                let (mut latencies, mut commits) = (Vec::with_capacity(rows.len()), Vec::new());
+                let mut next = 0;
+                while next < rows.len() {
+                    let now = t0.elapsed();
+                    let end = upto(now, rows.len());
+                    if end <= next {
+                        std::thread::sleep(due(next).saturating_sub(now));
+                        continue;
+                    }
+                    let started = Instant::now();
+                    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
+                    sqlite_direct::insert_entries(&tx, &rows[next..end]).unwrap();
+                    tx.commit().unwrap();
+                    commits.push(started.elapsed());
+                    let done = t0.elapsed();
+                    latencies.extend((next..end).map(|i| done.saturating_sub(due(i))));
+                    next = end;
+                }
+                wal.stop();
+                (latencies, commits)
+            })
+            .await
+            .unwrap()
+        }
+        None => {
+            use custos_engine::ledger::pg_direct;
+            let pool = db.conn().get_postgres_connection_pool();
+            let (mut latencies, mut commits) = (Vec::with_capacity(rows.len()), Vec::new());
+            let mut next = 0;
+            while next < rows.len() {
+                let now = t0.elapsed();
+                let end = upto(now, rows.len());
+                if end <= next {
+                    tokio::time::sleep(due(next).saturating_sub(now)).await;
+                    continue;
+                }
+                let started = Instant::now();
+                let mut txn = pool.begin().await.unwrap();
+                pg_direct::insert_entries(&mut txn, &rows[next..end]).await.unwrap();
+                txn.commit().await.unwrap();
+                commits.push(started.elapsed());
+                let done = t0.elapsed();
+                latencies.extend((next..end).map(|i| done.saturating_sub(due(i))));
+                next = end;
+            }
+            (latencies, commits)
+        }
+    };
+    let achieved = latencies.len() as f64 / t0.elapsed().as_secs_f64();
+    latencies.sort();
+    let (p50, p99) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99));
+    (Rated { ok: latencies.len(), refused: 0, achieved, p50, p99, late: Duration::ZERO }, commits)
 }
 
 /// What a fixed-rate phase measured.
@@ -312,37 +446,13 @@ async fn run(a: Args) {
 
     // 1. The sequencer's own figure, on a fresh server.
     let dir_b = tempfile::tempdir().unwrap();
-    let server_b = start(dir_b.path(), a.postgres.as_deref()).await;
+    let (server_b, floor_url) = start(dir_b.path(), a.postgres.as_deref()).await;
     let entries: Vec<Vec<NewEntry>> = {
         let mut rng = custos_testkit::rng(7);
         (0..a.events.div_ceil(a.batch))
             .map(|b| {
                 (b * a.batch..((b + 1) * a.batch).min(a.events))
-                    .map(|i| {
-                        let e = event(i, a.events, start_us, &mut rng);
-                        let s = |k: &str| e[k].as_str().unwrap().to_owned();
-                        NewEntry {
-                            event_id: uuid::Uuid::now_v7(),
-                            occurred_at_us: chrono::DateTime::parse_from_rfc3339(&s("occurred_at"))
-                                .unwrap()
-                                .timestamp_micros(),
-                            fields: HeaderFields {
-                                category: s("category"),
-                                action: s("action"),
-                                outcome: s("outcome"),
-                                severity: s("severity"),
-                                actor_id: Some(e["actor"]["id"].as_str().unwrap().into()),
-                                actor_kind: Some("user".into()),
-                                resource_type: Some("document".into()),
-                                resource_id: Some(e["resource"]["id"].as_str().unwrap().into()),
-                                tenant: Some(s("tenant")),
-                                channel: Some("api".into()),
-                                source_app: Some("bench".into()),
-                            },
-                            payload: e.to_string().into_bytes(),
-                            duration_ms: None,
-                        }
-                    })
+                    .map(|i| new_entry(&event(i, a.events, start_us, &mut rng)))
                     .collect()
             })
             .collect()
@@ -366,11 +476,12 @@ async fn run(a: Args) {
     let seq_rate = a.events as f64 / seq_secs;
     println!("sequencer (baseline): {:.0} events/s ({:.1} s)", seq_rate, seq_secs);
     server_b.shutdown().await.unwrap();
-    drop(dir_b);
+    // Its database, with the bulk phase's entries, holds the storage floor's
+    // rows later (dir_b is kept until then).
 
     // 2. Ingest over HTTP.
     let dir_a = tempfile::tempdir().unwrap();
-    let server = start(dir_a.path(), a.postgres.as_deref()).await;
+    let (server, _) = start(dir_a.path(), a.postgres.as_deref()).await;
     let base = format!("http://{}", server.addr);
     let (_, key) = server
         .identity
@@ -445,6 +556,27 @@ async fn run(a: Args) {
             tokio::time::sleep(Duration::from_secs(a.settle_secs as u64)).await;
             println!("settled before the 1,000/s phase: {wal}{} s of quiet", a.settle_secs);
         }
+        // The storage's floor (see storage_floor), on the sequencer
+        // baseline's database: on the same disk, and as large as the
+        // server's (the indexes' depth and the pages each commit dirties).
+        let floor_db = custos_engine::storage::Database::connect(
+            &secrecy::SecretString::from(floor_url.clone()),
+            &custos_engine::storage::PoolOptions::default(),
+        )
+        .await
+        .unwrap();
+        let mut floor_seq = {
+            let row = floor_db
+                .conn()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    floor_db.backend(),
+                    "SELECT COALESCE(MAX(seq), 0) AS top FROM ledger_entries",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get::<i64>("", "top").unwrap() as u64
+        };
         for rate in [1000usize, 5000] {
             let n = rate * a.single_secs;
             let bodies: Vec<Vec<u8>> = (0..n)
@@ -471,6 +603,10 @@ async fn run(a: Args) {
                 &buckets(&m0, "custos_ledger_commit_seconds", ""),
                 &buckets(&m1, "custos_ledger_commit_seconds", ""),
             );
+            let (r50, r99, rollup_writes) = bucket_quantiles(
+                &buckets(&m0, "custos_ledger_rollup_write_seconds", ""),
+                &buckets(&m1, "custos_ledger_rollup_write_seconds", ""),
+            );
             let (w50, w99, appends) = bucket_quantiles(
                 &buckets(&m0, "custos_ledger_append_wait_seconds", ""),
                 &buckets(&m1, "custos_ledger_append_wait_seconds", ""),
@@ -489,7 +625,8 @@ async fn run(a: Args) {
             println!(
                 "  inside the server at {rate}/s: the ingest handler p50 {h50}, p99 {h99}; each append's wait for its commit \
                  ({appends}, queue included) p50 {w50}, p99 {w99}; ledger commits: {commits} (mean {:.1} events each), p50 {c50}, \
-                 p99 {c99}, {} over 10 ms, {} over 25 ms, {} over 100 ms",
+                 p99 {c99}, {} over 10 ms, {} over 25 ms, {} over 100 ms; the dashboards' counts written \
+                 {rollup_writes} times (SQLite), p50 {r50}, p99 {r99}",
                 ingest.ok as f64 / commits.max(1) as f64,
                 over(10.0),
                 over(25.0),
@@ -497,6 +634,14 @@ async fn run(a: Args) {
             );
             let entries = server.ledger.head().await.unwrap().seq - before;
             let health = fixed_rate(&http, rate, vec![None; n], &base, &key).await;
+            let rows: Vec<StoredEntry> = (0..n)
+                .map(|_| {
+                    floor_seq += 1;
+                    plain_row(floor_seq, new_entry(&event(rng.usize(..a.events), a.events, start_us, &mut rng)))
+                })
+                .collect();
+            let (floor, floor_commits) = storage_floor(&floor_db, rate, rows).await;
+            let floor_over = |ms: u64| floor_commits.iter().filter(|c| **c > Duration::from_millis(ms)).count();
             println!(
                 "single events at {rate}/s for {} s: {} answered ({} refused), achieved {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, \
                  sent up to {:.1} ms late; /healthz at the same rate (baseline): achieved {:.0}/s, p50 {:.2} ms, \
@@ -516,8 +661,20 @@ async fn run(a: Args) {
                 entries as f64 / ingest.ok.max(1) as f64,
                 ingest.ok
             );
+            println!(
+                "  the storage's floor at {rate}/s (plain durable commits of rows of the same size, grouped as the \
+                 ledger groups them, on the same disk): achieved {:.0}/s, p50 {:.2} ms, p99 {:.2} ms; {} commits, \
+                 {} over 10 ms, {} over 25 ms, {} over 100 ms",
+                floor.achieved,
+                ms(floor.p50),
+                ms(floor.p99),
+                floor_commits.len(),
+                floor_over(10),
+                floor_over(25),
+                floor_over(100)
+            );
             let row = Row::new(format!("{db_name} single-event ingest p99 at {rate}/s"), ms(ingest.p99), "ms")
-                .baseline("GET /healthz at the same rate, p99", ms(health.p99));
+                .baseline("the storage's floor at the same rate, p99: plain durable commits, grouped", ms(floor.p99));
             if rate == 1000 { row.aim(Aim::AtMost { value: 10.0 }) } else { row }.record();
             Row::new(format!("{db_name} single-event ingest at {rate}/s, achieved"), ingest.achieved, "requests/s")
                 .baseline("GET /healthz at the same rate", health.achieved)

@@ -278,10 +278,13 @@ impl Buffer {
     /// commit staged before the call is counted. If some of this writer's
     /// rows were counted meanwhile by another process (which judged it
     /// dead), what it holds is dropped and its remaining rows are counted
-    /// from the ledger instead.
+    /// from the ledger instead. Its time, under the writer's lock (every
+    /// commit queued meanwhile waits for it), is
+    /// `custos_ledger_rollup_write_seconds`.
     pub fn write_now(&mut self, conn: &mut Connection, keys: &Keyring) -> Result<(), LedgerError> {
         let through = self.shared.staged();
         if self.rows > 0 {
+            let started = std::time::Instant::now();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let ranges = pending_ranges(&tx, &self.owner)?;
             if ranges.len() as u64 == self.rows {
@@ -298,6 +301,7 @@ impl Buffer {
             }
             delete_pending(&tx, &self.owner)?;
             tx.commit()?;
+            metrics::histogram!("custos_ledger_rollup_write_seconds").record(started.elapsed().as_secs_f64());
             self.counts = Counts::new();
             self.rows = 0;
             self.shared.oldest.store(0, Ordering::Relaxed);
