@@ -18,7 +18,7 @@ use custos_engine::clock::{OsRandom, RandomSource as _, SystemClock};
 use custos_engine::keys::{KekError, KekProvider};
 use custos_engine::ledger::crypto::Kek;
 use custos_engine::ledger::keyring::Keyring;
-use custos_engine::ledger::types::{EntryHeader, StoredEntry};
+use custos_engine::ledger::types::StoredEntry;
 use custos_engine::ledger::verify::{self, VerifyScope};
 use custos_engine::ledger::{Ledger, LedgerConfig, NewEntry, pg_direct, sqlite_direct, store};
 use custos_engine::storage::{Database, PoolOptions};
@@ -188,30 +188,8 @@ async fn ingest(config: &Config, args: IngestArgs) -> Result<ExitCode, String> {
     let mut baseline_read_rate = None;
     if let Some(burl) = baseline {
         let db = fresh_db(burl, false).await?;
-        let rows: Vec<StoredEntry> = events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| StoredEntry {
-                header: EntryHeader {
-                    seq: i as u64 + 1,
-                    event_id: e.event_id,
-                    occurred_at_us: e.occurred_at_us,
-                    recorded_at_us: e.occurred_at_us,
-                    fields: e.fields.clone(),
-                },
-                key_id: 1,
-                iv: [7; 16],
-                // PKCS#7 makes the ciphertext the payload rounded up to the next block.
-                ciphertext: {
-                    let mut c = e.payload.clone();
-                    c.resize((e.payload.len() / 16 + 1) * 16, 0);
-                    c
-                },
-                mac: [1; 32],
-                leaf_hash: [2; 32],
-                chain_hash: [3; 32],
-            })
-            .collect();
+        let rows: Vec<StoredEntry> =
+            events.iter().enumerate().map(|(i, e)| super::bench_report::plain_row(i as u64 + 1, e)).collect();
         say(format!("baseline: plain inserts into {} …", redact(burl)));
         let started = Instant::now();
         match db.sqlite_file() {

@@ -108,6 +108,29 @@ impl Row {
     }
 }
 
+/// An event as a plain row of the ledger's table, for the baselines: its
+/// header at `seq`, and stand-ins of the same sizes for the ciphertext
+/// (PKCS#7: the payload rounded up to the next block), the MAC and hashes.
+pub fn plain_row(seq: u64, e: &custos_engine::ledger::NewEntry) -> custos_engine::ledger::types::StoredEntry {
+    let mut ciphertext = e.payload.clone();
+    ciphertext.resize((e.payload.len() / 16 + 1) * 16, 0);
+    custos_engine::ledger::types::StoredEntry {
+        header: custos_engine::ledger::types::EntryHeader {
+            seq,
+            event_id: e.event_id,
+            occurred_at_us: e.occurred_at_us,
+            recorded_at_us: e.occurred_at_us,
+            fields: e.fields.clone(),
+        },
+        key_id: 1,
+        iv: [7; 16],
+        ciphertext,
+        mac: [1; 32],
+        leaf_hash: [2; 32],
+        chain_hash: [3; 32],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -312,12 +312,14 @@ pub struct OneStatement {
     pub server_now: i64,
 }
 
-/// A fast commit's parameters ([`commit_in_one_statement`]), encoded
-/// ahead of its turn (on PostgreSQL while the batch before it commits):
-/// all but the stamp, the statement's last parameter, bound as it is sent.
+/// A fast commit's parameters ([`commit_in_one_statement`]), usually
+/// encoded on the sealing thread while the batch before commits (again by
+/// the committer for a resend): all but the stamp, the statement's last
+/// parameter, bound as it is sent. No `Debug`: it holds the entries.
 pub struct OneStatementArgs {
     args: sqlx::postgres::PgArguments,
-    /// The entries' size, for the connection's buffers afterwards.
+    /// About the entries' size (ciphertexts and 200 bytes each), for the
+    /// connection's buffers afterwards.
     bytes: usize,
 }
 
@@ -463,7 +465,10 @@ pub async fn commit_in_one_statement(
 
 /// [`commit_in_one_statement`]'s text. The clock is read by the `UPDATE`'s
 /// condition (again when a newer head makes it re-check) and by the last
-/// `SELECT`, after it.
+/// `SELECT`, after it. The parameters, in the order [`one_statement_args`]
+/// adds them: $1-$5 the new head and `prev`, $6 the clock's limit, $7-$27
+/// the entries' columns, $28-$30 the Merkle nodes, $31-$34 the counts;
+/// then $35, the stamp, added last by [`commit_in_one_statement`].
 const ONE_STATEMENT: &str = "WITH moved AS (UPDATE ledger_head SET seq = $1, chain_hash = $2, frontier = $3 \
        WHERE id = 1 AND seq = $4 AND chain_hash = $5 \
          AND $35::bigint - CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) <= $6::bigint \

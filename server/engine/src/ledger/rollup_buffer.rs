@@ -280,11 +280,11 @@ impl Buffer {
     /// dead), what it holds is dropped and its remaining rows are counted
     /// from the ledger instead. Its time, under the writer's lock (every
     /// commit queued meanwhile waits for it), is
-    /// `custos_ledger_rollup_write_seconds`.
+    /// `custos_ledger_rollup_write_seconds` (failed writes included).
     pub fn write_now(&mut self, conn: &mut Connection, keys: &Keyring) -> Result<(), LedgerError> {
         let through = self.shared.staged();
         if self.rows > 0 {
-            let started = std::time::Instant::now();
+            let _timed = Timed(Instant::now());
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let ranges = pending_ranges(&tx, &self.owner)?;
             if ranges.len() as u64 == self.rows {
@@ -301,7 +301,6 @@ impl Buffer {
             }
             delete_pending(&tx, &self.owner)?;
             tx.commit()?;
-            metrics::histogram!("custos_ledger_rollup_write_seconds").record(started.elapsed().as_secs_f64());
             self.counts = Counts::new();
             self.rows = 0;
             self.shared.oldest.store(0, Ordering::Relaxed);
@@ -319,6 +318,16 @@ impl Buffer {
             let _ = std::fs::remove_file(lock_path(&self.db_path, &self.owner));
         }
         Ok(())
+    }
+}
+
+/// Records a write of the held counts, failed ones included, in
+/// `custos_ledger_rollup_write_seconds` when dropped.
+struct Timed(Instant);
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        metrics::histogram!("custos_ledger_rollup_write_seconds").record(self.0.elapsed().as_secs_f64());
     }
 }
 

@@ -375,7 +375,7 @@ pub(super) fn is_unique_violation(e: &LedgerError) -> bool {
 fn refuse_clock_ahead(cfg: &super::LedgerConfig, now: i64, server_now: i64) -> Result<(), LedgerError> {
     let ahead = now - server_now;
     let limit = cfg.max_clock_ahead;
-    let refused = !limit.is_zero() && ahead > i64::try_from(limit.as_micros()).unwrap_or(i64::MAX);
+    let refused = ahead > cfg.max_clock_ahead_us();
     if CLOCK_AHEAD.swap(refused, std::sync::atomic::Ordering::Relaxed) != refused {
         if refused {
             tracing::error!(
@@ -769,9 +769,10 @@ impl PgWriter {
     /// second: no answer by then is taken as a lost one. A
     /// unique violation or the lock's timeout leaves the connection sound
     /// (the statement wrote nothing); any other error drops it. `args`
-    /// were encoded for this batch on `prev`; without them they are
-    /// encoded here (a resend: the first were consumed), and a value
-    /// the protocol cannot carry refuses the batch with nothing sent.
+    /// were encoded for this batch on `prev`; without them (a resend, the
+    /// first consumed; or a batch whose encoding failed while it was
+    /// sealed) they are encoded here, and a value the protocol cannot
+    /// carry refuses the batch with nothing sent.
     async fn one_statement(
         &mut self,
         inner: &Inner,
@@ -784,7 +785,7 @@ impl PgWriter {
         let Some(conn) = self.conn.as_mut() else { return Sent::Refused(LedgerError::CommitFailed.into()) };
         let args = match args {
             Some(args) => args,
-            None => match super::sequencer::one_statement_args(inner, sealed, prev) {
+            None => match pg_one_statement_args(inner, sealed, prev) {
                 Ok(args) => args,
                 Err(e) => return Sent::Refused(e.into()),
             },
@@ -916,6 +917,24 @@ impl PgWriter {
         }
         Ok(())
     }
+}
+
+/// The fast commit's statement's parameters for a batch sealed on `prev`
+/// ([`crate::ledger::pg_direct::one_statement_args`]): encoded by the
+/// sequencer while it seals the batch, again by the committer for a resend.
+pub(super) fn pg_one_statement_args(
+    inner: &Inner,
+    sealed: &Sealed,
+    prev: &Head,
+) -> Result<crate::ledger::pg_direct::OneStatementArgs, LedgerError> {
+    crate::ledger::pg_direct::one_statement_args(
+        &sealed.entries,
+        &sealed.nodes,
+        &sealed.counts,
+        prev,
+        &sealed.head,
+        inner.cfg.max_clock_ahead_us(),
+    )
 }
 
 /// How a fast commit's statement ended ([`PgWriter::one_statement`]).

@@ -147,6 +147,17 @@ pub struct LedgerConfig {
     pub rollups_every: Duration,
 }
 
+impl LedgerConfig {
+    /// [`Self::max_clock_ahead`] in µs; no limit (zero) is `i64::MAX`.
+    pub fn max_clock_ahead_us(&self) -> i64 {
+        if self.max_clock_ahead.is_zero() {
+            i64::MAX
+        } else {
+            i64::try_from(self.max_clock_ahead.as_micros()).unwrap_or(i64::MAX)
+        }
+    }
+}
+
 impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
