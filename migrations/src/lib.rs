@@ -26,6 +26,7 @@ mod m20261212_000017_rollup_pending;
 mod m20261213_000018_own_index;
 mod m20261214_000019_time_index_order;
 mod m20261215_000020_rollup_deltas;
+mod m20261216_000021_rollup_progress;
 
 /// Every migration, in the order it is applied.
 #[derive(Debug)]
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261213_000018_own_index::Migration),
             Box::new(m20261214_000019_time_index_order::Migration),
             Box::new(m20261215_000020_rollup_deltas::Migration),
+            Box::new(m20261216_000021_rollup_progress::Migration),
         ]
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! On SQLite the sequencer no longer writes the dashboards' counts
 //! (`audit_rollups`) in every commit: it adds them up in memory and writes
-//! them about once a second, in one transaction. `ledger_rollup_pending`
+//! them about once a second, in one transaction (since migration 21, in
+//! chunks: see `ledger_rollup_progress`). `ledger_rollup_pending`
 //! says, in the same transaction as each commit, which entries are
 //! committed but not yet counted: one row per commit whose counts are
 //! held, `from_seq` to

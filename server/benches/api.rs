@@ -17,7 +17,13 @@
 //!    disk, fsynced as the ledger's); on PostgreSQL `GET /healthz` on the
 //!    same server at the same rates, also shown on SQLite for reference. Also the ledger
 //!    entries each event cost (its own entry, plus the self-audit's).
-//!    `--settle-secs N` checkpoints the WAL and waits N s first.
+//!    The 1,000/s phase follows a settle (`--settle-secs`, 3 by default):
+//!    the bulk phase's WAL checkpointed, its held dashboard counts written,
+//!    N s of quiet, so that it measures a server in its steady state, not
+//!    the aftermath of 100,000 events in two seconds; `--settle-secs 0`
+//!    measures that aftermath (docs/performance.md has both). The phases'
+//!    stalls (requests answered over 20 ms after they were due) are listed
+//!    by when they began.
 //! 4. Search: `--queries` first-page searches (limit 50) over HTTP, each a
 //!    random one-day window plus one other filter (action, actor, outcome or
 //!    tenant): p50 and p95. Baseline: the same SQL statement run directly on
@@ -62,7 +68,7 @@ fn args() -> Args {
         clients: 4,
         queries: 400,
         single_secs: 5,
-        settle_secs: 0,
+        settle_secs: 3,
         postgres: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -272,7 +278,7 @@ async fn storage_floor(
     let achieved = latencies.len() as f64 / t0.elapsed().as_secs_f64();
     latencies.sort();
     let (p50, p99) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99));
-    (Rated { ok: latencies.len(), refused: 0, achieved, p50, p99, late: Duration::ZERO }, commits)
+    (Rated { ok: latencies.len(), refused: 0, achieved, p50, p99, late: Duration::ZERO, stalls: Vec::new() }, commits)
 }
 
 /// What a fixed-rate phase measured.
@@ -285,6 +291,43 @@ struct Rated {
     /// The latest a request was sent after it was due (the in-flight cap
     /// reached, or the generator itself behind).
     late: Duration,
+    /// The stalls: runs of requests answered more than [`SLOW`] after they
+    /// were due (a run ends 50 ms after its last): when the first was due
+    /// (from the phase's start), how many, the slowest.
+    stalls: Vec<(Duration, usize, Duration)>,
+}
+
+/// A request answered later than this after it was due is part of a stall.
+const SLOW: Duration = Duration::from_millis(20);
+
+/// The stalls among requests' (when due, latency), in order of due.
+fn stalls(mut timed: Vec<(Duration, Duration)>) -> Vec<(Duration, usize, Duration)> {
+    timed.sort();
+    let mut out: Vec<(Duration, usize, Duration)> = Vec::new();
+    let mut last = None;
+    for (due, took) in timed.into_iter().filter(|(_, took)| *took > SLOW) {
+        match out.last_mut() {
+            Some((_, n, worst)) if last.is_some_and(|l: Duration| due - l <= Duration::from_millis(50)) => {
+                *n += 1;
+                *worst = (*worst).max(took);
+            }
+            _ => out.push((due, 1, took)),
+        }
+        last = Some(due);
+    }
+    out
+}
+
+/// The stalls, for a line of output: "at 1.23 s 40 requests (up to 61 ms), …".
+fn stalls_line(stalls: &[(Duration, usize, Duration)]) -> String {
+    if stalls.is_empty() {
+        return "none".into();
+    }
+    stalls
+        .iter()
+        .map(|(at, n, worst)| format!("at {:.2} s {n} (up to {:.0} ms)", at.as_secs_f64(), ms(*worst)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The bucket counts (upper bound, cumulative count) of one Prometheus
@@ -352,15 +395,17 @@ async fn fixed_rate(http: &reqwest::Client, rate: usize, bodies: Vec<Option<Vec<
             };
             let ok = matches!(req.send().await, Ok(r) if r.status().is_success());
             drop(permit);
-            (ok, due.elapsed())
+            (ok, due - t0, due.elapsed())
         }));
     }
     let mut latencies = Vec::with_capacity(tasks.len());
+    let mut timed = Vec::with_capacity(tasks.len());
     let mut refused = 0;
     for t in tasks {
-        let (ok, took) = t.await.unwrap();
+        let (ok, at, took) = t.await.unwrap();
         if ok {
             latencies.push(took);
+            timed.push((at, took));
         } else {
             refused += 1;
         }
@@ -372,7 +417,7 @@ async fn fixed_rate(http: &reqwest::Client, rate: usize, bodies: Vec<Option<Vec<
     } else {
         (percentile(&latencies, 0.50), percentile(&latencies, 0.99))
     };
-    Rated { ok: latencies.len(), refused, achieved, p50, p99, late }
+    Rated { ok: latencies.len(), refused, achieved, p50, p99, late, stalls: stalls(timed) }
 }
 
 fn main() {
@@ -506,8 +551,9 @@ async fn run(a: Args) {
                 let busy = row.and_then(|r| r.try_get_by_index::<i64>(0).ok()).unwrap_or(1);
                 wal = if busy == 0 { "the WAL checkpointed, " } else { "the WAL checkpoint was busy (not done), " };
             }
+            server.ledger.settle_rollups().await;
             tokio::time::sleep(Duration::from_secs(a.settle_secs as u64)).await;
-            println!("settled before the 1,000/s phase: {wal}{} s of quiet", a.settle_secs);
+            println!("settled before the 1,000/s phase: {wal}the held counts written, {} s of quiet", a.settle_secs);
         }
         // The storage's floor (see storage_floor), on SQLite: in the
         // sequencer baseline's database, on the same disk and about as
@@ -561,19 +607,29 @@ async fn run(a: Args) {
             // The slow commits: one that stalls holds every request queued
             // behind it, which the per-batch percentiles hide.
             // (Each threshold is a bucket bound: see telemetry.rs.)
-            let over = |ms: f64| {
+            let over_in = |metric: &str, ms: f64| {
                 let count = |m: &str| {
-                    let b = buckets(m, "custos_ledger_commit_seconds", "");
+                    let b = buckets(m, metric, "");
                     let total = b.last().map_or(0, |(_, c)| *c);
                     total - b.iter().find(|(le, _)| *le >= ms / 1000.0).map_or(total, |(_, c)| *c)
                 };
                 count(&m1) - count(&m0)
             };
+            let over = |ms: f64| over_in("custos_ledger_commit_seconds", ms);
+            let (l99, locked) = (
+                bucket_quantiles(
+                    &buckets(&m0, "custos_ledger_write_lock_wait_seconds", ""),
+                    &buckets(&m1, "custos_ledger_write_lock_wait_seconds", ""),
+                )
+                .1,
+                over_in("custos_ledger_write_lock_wait_seconds", 5.0),
+            );
             println!(
                 "  inside the server at {rate}/s: the ingest handler p50 {h50}, p99 {h99}; each append's wait for its commit \
                  ({appends}, queue included) p50 {w50}, p99 {w99}; ledger commits: {commits} (mean {:.1} events each), p50 {c50}, \
-                 p99 {c99}, {} over 10 ms, {} over 25 ms, {} over 100 ms; the dashboards' counts written \
-                 {rollup_writes} times (SQLite), p50 {r50}, p99 {r99}",
+                 p99 {c99}, {} over 10 ms, {} over 25 ms, {} over 100 ms; the dashboards' held counts written in \
+                 {rollup_writes} chunks (SQLite), p50 {r50}, p99 {r99}; the commits' wait for the database's write lock \
+                 (SQLite) p99 {l99}, {locked} over 5 ms",
                 ingest.ok as f64 / commits.max(1) as f64,
                 over(10.0),
                 over(25.0),
@@ -612,6 +668,11 @@ async fn run(a: Args) {
                 ms(health.late),
                 entries as f64 / ingest.ok.max(1) as f64,
                 ingest.ok
+            );
+            println!(
+                "  stalls (requests answered over {} ms after due, by when the first was due): {}",
+                SLOW.as_millis(),
+                stalls_line(&ingest.stalls)
             );
             let row = Row::new(format!("{db_name} single-event ingest p99 at {rate}/s"), ms(ingest.p99), "ms");
             let row = match &floor {

@@ -168,7 +168,7 @@ pub fn aggregate(entries: &[StoredEntry], durations: &[Option<f64>]) -> Counts {
     out
 }
 
-const UPSERT: &str = "INSERT INTO audit_rollups (dimension, value, bucket, count) VALUES (?, ?, ?, ?) \
+pub(crate) const UPSERT: &str = "INSERT INTO audit_rollups (dimension, value, bucket, count) VALUES (?, ?, ?, ?) \
     ON CONFLICT (dimension, value, bucket) DO UPDATE SET count = audit_rollups.count + excluded.count";
 
 /// Adds counts on a direct SQLite connection (in its transaction). On

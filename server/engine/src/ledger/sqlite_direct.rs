@@ -10,6 +10,7 @@
 //! the append-only triggers apply to these connections like to any other.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Row, params};
@@ -25,9 +26,52 @@ pub fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, LedgerErr
 }
 
 /// Opens the writer's connection: like `open`, but the writer never runs WAL
-/// checkpoints itself (a `Checkpointer` does, off the commit path).
+/// checkpoints itself (a `Checkpointer` does, off the commit path), and
+/// while another connection holds the write lock it looks again every
+/// [`WRITER_BUSY_STEP`] ([`writer_busy`]) instead of SQLite's default
+/// steps.
 pub fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connection, LedgerError> {
-    open_with(path, busy_timeout, false)
+    let conn = open_with(path, busy_timeout, false)?;
+    WRITER_BUSY_LIMIT_US.fetch_max(u64::try_from(busy_timeout.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    conn.busy_handler(Some(writer_busy))?;
+    Ok(conn)
+}
+
+/// How often the writer looks again for the write lock while another
+/// connection holds it.
+pub const WRITER_BUSY_STEP: Duration = Duration::from_micros(250);
+
+/// The longest busy timeout of the writers opened in this process (µs; a
+/// static because rusqlite takes a busy handler as a plain `fn`):
+/// every writer waits up to it (one value in a server; a process opening
+/// writers with several, a test, waits up to the longest).
+static WRITER_BUSY_LIMIT_US: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// When the current wait for the write lock began.
+    static BUSY_SINCE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// The writer's busy handler. SQLite's default one (`busy_timeout`) sleeps
+/// 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100 ms in turn, so a commit that
+/// finds the lock held for 20 ms by another connection (a checkpoint's
+/// signature, a setting saved) waits 33 ms, and every request queued behind
+/// it with it; this one looks again every [`WRITER_BUSY_STEP`], up to the
+/// busy timeout (measured, not counted in steps: a sleep may overrun).
+fn writer_busy(attempts: i32) -> bool {
+    let now = std::time::Instant::now();
+    let since = BUSY_SINCE.with(|c| {
+        if attempts == 0 {
+            c.set(Some(now));
+        }
+        c.get().unwrap_or(now)
+    });
+    let limit = Duration::from_micros(WRITER_BUSY_LIMIT_US.load(Ordering::Relaxed));
+    if now.duration_since(since) >= limit {
+        return false;
+    }
+    std::thread::sleep(WRITER_BUSY_STEP);
+    true
 }
 
 fn open_with(path: &Path, busy_timeout: Duration, autocheckpoint: bool) -> Result<Connection, LedgerError> {
@@ -36,7 +80,14 @@ fn open_with(path: &Path, busy_timeout: Duration, autocheckpoint: bool) -> Resul
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(busy_timeout)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // WAL, or nothing: the held counts' chunks are committed without an
+    // fsync (`synchronous = NORMAL`), safe in WAL mode alone.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(LedgerError::Internal(format!(
+            "the SQLite database would not switch to WAL mode (it stays in {mode} mode)"
+        )));
+    }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Reads through a memory map instead of read(2) copies; writes still go

@@ -834,6 +834,111 @@ both_backends! {
     }
 }
 
+/// SQLite's writer writes its held counts a chunk at a time. Stopped
+/// between two chunks (a kill -9), it leaves some keys written and its
+/// rows uncounted: the next writer counts those rows from the ledger but
+/// for the keys the write had written, so every entry is counted once.
+/// And a writer whose rows another process counted in the middle of its
+/// write (taking it for dead) notices, and counts nothing twice. (Counts
+/// are held for an hour here, so no background write interferes; each
+/// commit of `append_tool_calls` is 10 events, so one pending row.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_of_held_counts_stopped_between_chunks_counts_each_entry_once() {
+    use std::time::Duration;
+    let Some(t) = TestDb::new(crate::support::Backend::Sqlite).await else { return };
+    let path = t.db.sqlite_file().expect("a SQLite file").to_owned();
+    let held = custos_engine::ledger::LedgerConfig { rollups_every: Duration::from_secs(3600), ..config() };
+    let open = |cfg: custos_engine::ledger::LedgerConfig| {
+        let url = t.url.clone();
+        async move {
+            Ledger::open(
+                TestDb::connect(&url).await,
+                &StaticKek([0x42; 32]),
+                cfg,
+                Arc::new(SystemClock),
+                Arc::new(OsRandom),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let rows = "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_rollups";
+    let total = "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM audit_rollups WHERE dimension = 'total'";
+    let pending = "SELECT CAST(COUNT(*) AS BIGINT) FROM ledger_rollup_pending";
+    let progress = "SELECT CAST(COUNT(*) AS BIGINT) FROM ledger_rollup_progress";
+    let (a, ta) = open(held.clone()).await;
+    let mut durations: std::collections::HashMap<u64, f64> = append_tool_calls(&a, 0..150).await.into_iter().collect();
+    assert_eq!(count_sql(&t, rows).await, 0, "nothing written yet");
+    assert!(expected_counts(&t, &durations).await.len() > 40, "more keys than the partial write writes");
+    a.write_held_rollups_partly(10, 3).await.unwrap();
+    assert_eq!(count_sql(&t, rows).await, 30, "three chunks of ten keys, into an empty table");
+    assert_eq!(count_sql(&t, progress).await, 1, "how far the write got");
+    assert_eq!(count_sql(&t, pending).await, 15, "the write's 15 rows stay until its last chunk");
+    // Commits during the write are not the write's.
+    durations.extend(append_tool_calls(&a, 150..170).await);
+    ta.abort().await;
+    drop(a);
+    let (c, tc) = open(held.clone()).await;
+    assert_eq!(count_sql(&t, pending).await, 0);
+    assert_eq!(count_sql(&t, progress).await, 0);
+    assert_eq!(count_sql(&t, total).await, 170);
+    assert_eq!(
+        stored_counts(&t).await,
+        expected_counts(&t, &durations).await,
+        "every key once: the written ones not again, the others from the ledger"
+    );
+    // Alive: commits between chunks are held for the next write, and a
+    // read waits for both writes.
+    durations.extend(append_tool_calls(&c, 170..250).await);
+    c.write_held_rollups_partly(5, 2).await.unwrap();
+    durations.extend(append_tool_calls(&c, 250..260).await);
+    assert_eq!(count_sql(&t, progress).await, 1, "the write is still under way");
+    assert_eq!(count_sql(&t, pending).await, 9, "the write's 8 rows and the next commit's");
+    c.settle_rollups().await;
+    assert_eq!((count_sql(&t, pending).await, count_sql(&t, progress).await), (0, 0));
+    assert_eq!(count_sql(&t, total).await, 260);
+    assert_eq!(stored_counts(&t).await, expected_counts(&t, &durations).await);
+    // And a shutdown in the middle of a write finishes it, then writes the rest.
+    durations.extend(append_tool_calls(&c, 260..280).await);
+    c.write_held_rollups_partly(3, 1).await.unwrap();
+    durations.extend(append_tool_calls(&c, 280..290).await);
+    assert_eq!(count_sql(&t, progress).await, 1, "the write is still under way");
+    c.shutdown(tc).await.unwrap();
+    assert_eq!((count_sql(&t, pending).await, count_sql(&t, progress).await), (0, 0));
+    assert_eq!(count_sql(&t, total).await, 290);
+    assert_eq!(stored_counts(&t).await, expected_counts(&t, &durations).await);
+
+    // A live writer taken for dead in the middle of a write.
+    let (d, td) = open(held.clone()).await;
+    durations.extend(append_tool_calls(&d, 290..420).await);
+    d.write_held_rollups_partly(7, 2).await.unwrap();
+    durations.extend(append_tool_calls(&d, 420..440).await);
+    assert_eq!(count_sql(&t, progress).await, 1, "d's write is under way");
+    let lock_files: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("-rollups-"))
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(lock_files.len(), 1, "d holds counts, so its lock file is there, and only its: {lock_files:?}");
+    std::fs::remove_file(&lock_files[0]).unwrap();
+    let (e, te) = open(config()).await;
+    assert_eq!(count_sql(&t, total).await, 440, "e counted d's entries, taking d for dead");
+    assert_eq!(count_sql(&t, progress).await, 0);
+    assert_eq!(stored_counts(&t).await, expected_counts(&t, &durations).await);
+    // e stops first: its recovery every 5 s would count d's next commit
+    // before d does.
+    e.shutdown(te).await.unwrap();
+    // d finds its write's progress gone, and its rows: it counts its
+    // remaining commit (10 events) from the ledger, and nothing twice.
+    durations.extend(append_tool_calls(&d, 440..450).await);
+    d.settle_rollups().await;
+    assert_eq!(count_sql(&t, total).await, 450);
+    d.shutdown(td).await.unwrap();
+    assert_eq!(count_sql(&t, pending).await, 0);
+    assert_eq!(stored_counts(&t).await, expected_counts(&t, &durations).await);
+}
+
 both_backends! {
     async fn a_removal_takes_away_counts_not_yet_written(backend: Backend) {
         use std::time::Duration;

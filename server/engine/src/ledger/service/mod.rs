@@ -222,8 +222,12 @@ impl Inner {
 }
 
 /// Writes the counts SQLite's writer holds once they are due (a second
-/// old), when no commit has written them meanwhile (ingest stopped).
+/// old, or many), or a write a reader began and left once it is a second
+/// old, a chunk at a time ([`super::rollup_buffer::Budget::Chunk`]), the writer's
+/// lock let go between chunks so that commits are not held up by the whole
+/// write; and every 5 s counts what stopped writers on the file left.
 async fn run_rollup_writer(inner: Arc<Inner>) {
+    use super::rollup_buffer::Budget;
     let Some((w, shared)) = inner.writer.clone() else { return };
     let every = inner.cfg.rollups_every;
     let mut stop = inner.stop.subscribe();
@@ -237,21 +241,46 @@ async fn run_rollup_writer(inner: Arc<Inner>) {
         if !recover && !shared.due(every) {
             continue;
         }
-        let (w, inner2, shared) = (w.clone(), inner.clone(), shared.clone());
-        let written = tokio::task::spawn_blocking(move || {
-            let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
-            let commit::Writer { conn, rollups } = &mut *g;
-            if shared.due(every) {
-                rollups.write_now(conn, &inner2.keys)?;
+        let mut start = true;
+        loop {
+            if *stop.borrow() {
+                // Shutdown writes the rest.
+                return;
             }
-            if recover {
-                super::rollup_buffer::recover(conn, rollups.db_path(), &inner2.keys, rollups.owner())?;
+            let (w, inner2, shared) = (w.clone(), inner.clone(), shared.clone());
+            let step = tokio::task::spawn_blocking(move || {
+                let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
+                let commit::Writer { conn, rollups } = &mut *g;
+                // A write begins (or one a reader left is taken up) when
+                // due, and goes on while under way.
+                let go = if start { shared.due(every) } else { rollups.writing() };
+                if !go {
+                    return Ok(false);
+                }
+                rollups.write_step(conn, &inner2.keys, Budget::Chunk)
+            })
+            .await;
+            start = false;
+            match step {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) | Err(_) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the dashboards' held counts could not be written; trying again");
+                    break;
+                }
             }
-            Ok::<_, LedgerError>(())
-        })
-        .await;
-        if let Ok(Err(e)) = written {
-            tracing::warn!(error = %e, "the dashboards' held counts could not be written; trying again");
+        }
+        if recover {
+            let (w, inner2) = (w.clone(), inner.clone());
+            let recovered = tokio::task::spawn_blocking(move || {
+                let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
+                let commit::Writer { conn, rollups } = &mut *g;
+                super::rollup_buffer::recover(conn, rollups.db_path(), &inner2.keys, rollups.owner())
+            })
+            .await;
+            if let Ok(Err(e)) = recovered {
+                tracing::warn!(error = %e, "the counts a stopped writer left could not be counted; trying again");
+            }
         }
     }
 }
@@ -523,24 +552,47 @@ impl Ledger {
         }
     }
 
+    /// Writes the held counts of every commit staged so far, a chunk at a
+    /// time (commits go in between chunks).
     async fn write_held_rollups(&self) -> Result<(), LedgerError> {
         let Some((w, shared)) = &self.inner.writer else { return Ok(()) };
         let want = shared.staged();
-        if shared.written_through(want) {
-            return Ok(());
+        while !shared.written_through(want) {
+            let (w, shared, inner) = (w.clone(), shared.clone(), self.inner.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
+                // Readers waiting at once share one write.
+                if shared.written_through(want) {
+                    return Ok(false);
+                }
+                let commit::Writer { conn, rollups } = &mut *g;
+                rollups.write_step(conn, &inner.keys, super::rollup_buffer::Budget::Chunk)
+            })
+            .await
+            .map_err(|_| LedgerError::Internal("the write of the held counts stopped (panic)".into()))??;
         }
-        let (w, shared, inner) = (w.clone(), shared.clone(), self.inner.clone());
+        Ok(())
+    }
+
+    /// Writes at most `chunks` chunks of `keys` keys each of the held
+    /// counts, and leaves the rest of the write under way: what a writer
+    /// stopped between two chunks leaves. For tests of recovery.
+    #[doc(hidden)]
+    pub async fn write_held_rollups_partly(&self, keys: usize, chunks: usize) -> Result<(), LedgerError> {
+        let Some((w, _)) = &self.inner.writer else { return Ok(()) };
+        let (w, inner) = (w.clone(), self.inner.clone());
         tokio::task::spawn_blocking(move || {
             let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
-            // Readers waiting at once share one write.
-            if shared.written_through(want) {
-                return Ok(());
-            }
             let commit::Writer { conn, rollups } = &mut *g;
-            rollups.write_now(conn, &inner.keys)
+            for _ in 0..chunks {
+                if !rollups.write_step(conn, &inner.keys, super::rollup_buffer::Budget::Keys(keys))? {
+                    break;
+                }
+            }
+            Ok(())
         })
         .await
-        .map_err(|_| LedgerError::CommitFailed)?
+        .map_err(|_| LedgerError::Internal("the write of the held counts stopped (panic)".into()))?
     }
 
     /// Before counts of the entries `from..=through` are taken away (a
