@@ -408,15 +408,17 @@ impl Buffer {
         // The chunk's commit is not fsynced (see `Buffer::chunk`); the
         // connection is the ledger's, FULL again before anything else uses it.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Fail closed: until FULL is back (a panic in between included),
+        // `stage` refuses every commit.
+        self.sync_lost = true;
         let outcome = self.chunk(conn, budget);
         if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
-            // Fail closed: no commit goes through a connection that might
-            // not fsync (`stage` refuses from now on).
-            self.sync_lost = true;
-            tracing::error!(error = %e, "the ledger's connection could not be set back to synchronous = FULL; \
-                commits are refused until the server restarts");
+            tracing::error!(error = %e, chunk = ?outcome.as_ref().err(),
+                "the ledger's connection could not be set back to synchronous = FULL; commits are refused until the \
+                 server restarts");
             return Err(e.into());
         }
+        self.sync_lost = false;
         match outcome? {
             None => self.take_over(conn, keys).map(|()| false),
             Some(true) => {
