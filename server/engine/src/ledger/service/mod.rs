@@ -285,6 +285,52 @@ async fn run_rollup_writer(inner: Arc<Inner>) {
     }
 }
 
+/// Runs `task` on a thread and a current-thread runtime of its own (its
+/// `spawn_blocking` calls on that runtime's blocking threads), and returns
+/// its handle, awaited and aborted from any runtime as usual. SQLite's
+/// sequencer runs so: each batch hops twice through blocking threads
+/// (sealing, then committing), and each hop's wake-up would otherwise
+/// queue on the shared runtime's workers behind the HTTP server's tasks.
+/// The thread ends when the task ends, is aborted, or the runtime that
+/// spawned it shuts down (a test's, without `Ledger::shutdown`): the
+/// task is then dropped as it would have been there.
+fn spawn_on_own_thread<F>(name: &str, task: F) -> std::io::Result<tokio::task::JoinHandle<()>>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    // Held by a task of the spawning runtime: dropped when that runtime
+    // shuts down, or let go once the thread is done.
+    let (mut alive, gone) = oneshot::channel::<()>();
+    tokio::spawn(async move { alive.closed().await });
+    // The runtime is built, and dropped, on its thread: never inside the
+    // spawning runtime's tasks, where dropping one panics.
+    let (handle_tx, handle_rx) = std::sync::mpsc::sync_channel(1);
+    let io_name = format!("{name}-io");
+    std::thread::Builder::new().name(name.into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().thread_name(io_name).build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = handle_tx.send(Err(e));
+                return;
+            }
+        };
+        let (done, ended) = oneshot::channel::<()>();
+        let _ = handle_tx.send(Ok(rt.spawn(async move {
+            task.await;
+            drop(done);
+        })));
+        rt.block_on(async {
+            tokio::select! {
+                _ = ended => {}
+                _ = gone => {}
+            }
+        });
+    })?;
+    // Answered at once (building a current-thread runtime takes
+    // microseconds); a thread that died first answers nothing.
+    handle_rx.recv().map_err(|_| std::io::Error::other("the thread ended before its runtime was built"))?
+}
+
 /// On PostgreSQL: folds the commits' counts waiting in
 /// `audit_rollup_deltas` into `audit_rollups` four times per
 /// `rollups_every` (every replica does; a fold finding nothing costs one
@@ -524,7 +570,15 @@ impl Ledger {
             Some((conn, _)) => commit::Committer::Sqlite(conn.clone()),
             None => commit::Committer::Postgres(commit::SharedPg::default()),
         };
-        let sequencer = tokio::spawn(run_sequencer(inner.clone(), rx, head, committer));
+        let sequencer = match &committer {
+            // (PostgreSQL's stays on the shared runtime: its connections'
+            // sockets are that runtime's.)
+            commit::Committer::Sqlite(_) => {
+                spawn_on_own_thread("custos-sequencer", run_sequencer(inner.clone(), rx, head, committer))
+                    .map_err(|source| LedgerError::Io { path: "(the sequencer's thread)".into(), source })?
+            }
+            _ => tokio::spawn(run_sequencer(inner.clone(), rx, head, committer)),
+        };
         let rollups = if inner.writer.is_some() {
             Some(tokio::spawn(run_rollup_writer(inner.clone())))
         } else {
@@ -922,5 +976,71 @@ impl Ledger {
             let _ = tokio::task::spawn_blocking(move || wal.stop()).await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod own_thread_tests {
+    use super::spawn_on_own_thread;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Says when the future holding it is dropped, and on which thread.
+    struct Dropped(mpsc::Sender<Option<String>>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            let _ = self.0.send(std::thread::current().name().map(str::to_owned));
+        }
+    }
+
+    fn pending_with(tx: mpsc::Sender<Option<String>>) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let guard = Dropped(tx);
+        async move {
+            let _guard = guard;
+            std::future::pending::<()>().await
+        }
+    }
+
+    #[test]
+    fn a_task_on_its_own_thread_runs_there_and_ends_with_it() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let handle = {
+            let _in = rt.enter();
+            spawn_on_own_thread("own-test", async move {
+                let _ = tx.send(std::thread::current().name().map(str::to_owned));
+            })
+            .unwrap()
+        };
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap().as_deref(), Some("own-test"));
+        assert!(rt.block_on(handle).is_ok(), "its handle resolves once it ends");
+    }
+
+    #[test]
+    fn an_aborted_task_on_its_own_thread_is_dropped() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let handle = {
+            let _in = rt.enter();
+            spawn_on_own_thread("own-test", pending_with(tx)).unwrap()
+        };
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "not dropped before the abort");
+        handle.abort();
+        assert!(rt.block_on(handle).unwrap_err().is_cancelled());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap().as_deref(), Some("own-test"));
+    }
+
+    #[test]
+    fn a_task_on_its_own_thread_is_dropped_with_the_runtime_that_spawned_it() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let _handle = {
+            let _in = rt.enter();
+            spawn_on_own_thread("own-test", pending_with(tx)).unwrap()
+        };
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "alive while its spawner runs");
+        drop(rt);
+        // Dropped on its own thread (the runtime there shut down), not leaked.
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap().as_deref(), Some("own-test"));
     }
 }
