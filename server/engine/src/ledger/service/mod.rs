@@ -291,9 +291,15 @@ async fn run_rollup_writer(inner: Arc<Inner>) {
 /// sequencer runs so: each batch hops twice through blocking threads
 /// (sealing, then committing), and each hop's wake-up would otherwise
 /// queue on the shared runtime's workers behind the HTTP server's tasks.
-/// The thread ends when the task ends, is aborted, or the runtime that
-/// spawned it shuts down (a test's, without `Ledger::shutdown`): the
-/// task is then dropped as it would have been there.
+/// The thread ends once the task has ended or been aborted, or once the
+/// runtime that spawned it has shut down (a test's, without
+/// `Ledger::shutdown`), each time only after its blocking calls in flight
+/// have returned; in the last case the task is dropped shortly after, on
+/// this thread, not before that runtime's drop returns. Tasks it spawns
+/// run on this runtime and end with it: the task must not take resources
+/// tied to the shared runtime (PostgreSQL's sockets; sqlx's SQLite pool,
+/// through its own worker threads, is fine). Its blocking work does not
+/// hold back a test runtime's paused clock.
 fn spawn_on_own_thread<F>(name: &str, task: F) -> std::io::Result<tokio::task::JoinHandle<()>>
 where
     F: std::future::Future<Output = ()> + Send + 'static,
@@ -423,8 +429,10 @@ pub struct LedgerTasks {
 
 impl LedgerTasks {
     /// Stops every task at once and writes nothing more: what a crash
-    /// leaves behind (held counts unwritten, no last checkpoint). For tests
-    /// of recovery; drop every `Ledger` handle after it.
+    /// leaves behind (held counts unwritten, no last checkpoint). A commit
+    /// already running on a blocking thread still ends (and may land), as
+    /// before a crash. For tests of recovery; drop every `Ledger` handle
+    /// after it.
     #[doc(hidden)]
     pub async fn abort(self) {
         for t in [Some(self.sequencer), Some(self.checkpointer), Some(self.poller), self.listener, self.rollups]
@@ -1002,17 +1010,20 @@ mod own_thread_tests {
     }
 
     #[test]
-    fn a_task_on_its_own_thread_runs_there_and_ends_with_it() {
+    fn a_task_on_its_own_thread_runs_there_with_blocking_threads_of_its_own() {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let (tx, rx) = mpsc::channel();
         let handle = {
             let _in = rt.enter();
             spawn_on_own_thread("own-test", async move {
                 let _ = tx.send(std::thread::current().name().map(str::to_owned));
+                let blocking = tokio::task::spawn_blocking(|| std::thread::current().name().map(str::to_owned));
+                let _ = tx.send(blocking.await.unwrap());
             })
             .unwrap()
         };
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap().as_deref(), Some("own-test"));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap().as_deref(), Some("own-test-io"));
         assert!(rt.block_on(handle).is_ok(), "its handle resolves once it ends");
     }
 
