@@ -607,14 +607,15 @@ async fn run(a: Args) {
             // The slow commits: one that stalls holds every request queued
             // behind it, which the per-batch percentiles hide.
             // (Each threshold is a bucket bound: see telemetry.rs.)
-            let over_in = |metric: &str, ms: f64| {
+            let over_with = |metric: &str, with: &str, ms: f64| {
                 let count = |m: &str| {
-                    let b = buckets(m, metric, "");
+                    let b = buckets(m, metric, with);
                     let total = b.last().map_or(0, |(_, c)| *c);
                     total - b.iter().find(|(le, _)| *le >= ms / 1000.0).map_or(total, |(_, c)| *c)
                 };
                 count(&m1) - count(&m0)
             };
+            let over_in = |metric: &str, ms: f64| over_with(metric, "", ms);
             let over = |ms: f64| over_in("custos_ledger_commit_seconds", ms);
             let (l99, locked) = (
                 bucket_quantiles(
@@ -628,13 +629,26 @@ async fn run(a: Args) {
                 "  inside the server at {rate}/s: the ingest handler p50 {h50}, p99 {h99}; each append's wait for its commit \
                  ({appends}, queue included) p50 {w50}, p99 {w99}; ledger commits: {commits} (mean {:.1} events each), p50 {c50}, \
                  p99 {c99}, {} over 10 ms, {} over 25 ms, {} over 100 ms; the dashboards' held counts written in \
-                 {rollup_writes} chunks (SQLite), p50 {r50}, p99 {r99}; the commits' wait for the database's write lock \
-                 (SQLite) p99 {l99}, {locked} over 5 ms",
+                 {rollup_writes} chunks (SQLite), p50 {r50}, p99 {r99}; the commits' BEGIN (SQLite: the wait for the \
+                 database's write lock, and the reset of the writer's cache after another connection's commit) \
+                 p99 {l99}, {locked} over 5 ms",
                 ingest.ok as f64 / commits.max(1) as f64,
                 over(10.0),
                 over(25.0),
                 over(100.0)
             );
+            // Each append's time by stage (`custos_ledger_append_stage_seconds`):
+            // where a slow one spent it.
+            let stages: Vec<String> = ["queued", "sealing", "behind", "committing", "answering", "waking"]
+                .iter()
+                .map(|stage| {
+                    let with = format!("stage=\"{stage}\"");
+                    let metric = "custos_ledger_append_stage_seconds";
+                    let (_, p99, _) = bucket_quantiles(&buckets(&m0, metric, &with), &buckets(&m1, metric, &with));
+                    format!("{stage} p99 {p99} ({} over 5 ms)", over_with(metric, &with, 5.0))
+                })
+                .collect();
+            println!("  each append's stages at {rate}/s: {}", stages.join("; "));
             let entries = server.ledger.head().await.unwrap().seq - before;
             let health = fixed_rate(&http, rate, vec![None; n], &base, &key).await;
             let floor = match &floor_path {

@@ -15,10 +15,35 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use rusqlite::OptionalExtension as _;
 use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::ledger::Ledger;
 use crate::storage::stmt_for;
+
+// The lease's statements. On SQLite they run on the ledger's own connection
+// (`Ledger::on_sqlite_writer`): renewed every few seconds, on a pooled
+// connection each renewal made SQLite drop the ledger's page cache.
+
+/// Takes the lease if free or lapsed, or renews it: name, holder, until,
+/// now (taken at), now.
+const TAKE: &str = "INSERT INTO leases (name, holder, until_us, taken_at, cursor_seq) VALUES (?, ?, ?, ?, -1) \
+                    ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_us = excluded.until_us, \
+                    taken_at = CASE WHEN leases.holder = excluded.holder THEN leases.taken_at ELSE excluded.taken_at END \
+                    WHERE leases.holder = excluded.holder OR leases.until_us < ?";
+
+/// Who holds it after [`TAKE`]: name.
+const READ: &str = "SELECT holder, taken_at, cursor_seq FROM leases WHERE name = ?";
+
+/// Saves the cursor and renews: cursor, until, name, holder.
+const SAVE: &str = "UPDATE leases SET cursor_seq = ?, until_us = ? WHERE name = ? AND holder = ?";
+
+/// Lets it lapse now: name, holder.
+const RELEASE: &str = "UPDATE leases SET until_us = 0 WHERE name = ? AND holder = ?";
+
+fn db_err(e: crate::ledger::LedgerError) -> DbErr {
+    DbErr::Custom(e.to_string())
+}
 
 /// One lease, as one replica sees it.
 #[derive(Debug, Clone)]
@@ -101,46 +126,54 @@ impl Lease {
             note(&self.ledger, &self.holder, &self.name, None, false);
             return Ok(None);
         }
-        let db = self.ledger.db();
-        let b = db.backend();
         let now = self.ledger.now_us();
-        db.conn()
-            .execute_raw(stmt_for(
-                b,
-                "INSERT INTO leases (name, holder, until_us, taken_at, cursor_seq) VALUES (?, ?, ?, ?, -1) \
-                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_us = excluded.until_us, \
-                 taken_at = CASE WHEN leases.holder = excluded.holder THEN leases.taken_at ELSE excluded.taken_at END \
-                 WHERE leases.holder = excluded.holder OR leases.until_us < ?",
-                vec![
-                    self.name.clone().into(),
-                    self.holder.clone().into(),
-                    (now + self.ttl_us).into(),
-                    now.into(),
-                    now.into(),
-                ],
-            ))
-            .await?;
-        let row = db
-            .conn()
-            .query_one_raw(stmt_for(
-                b,
-                "SELECT holder, taken_at, cursor_seq FROM leases WHERE name = ?",
-                vec![self.name.clone().into()],
-            ))
-            .await?;
-        let Some(row) = row else {
+        let until = now + self.ttl_us;
+        let (name, holder) = (self.name.clone(), self.holder.clone());
+        let direct = self
+            .ledger
+            .on_sqlite_writer(move |c| {
+                c.prepare_cached(TAKE)?.execute(rusqlite::params![name, holder, until, now, now])?;
+                let row = c
+                    .prepare_cached(READ)?
+                    .query_row(rusqlite::params![name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?;
+                Ok(row)
+            })
+            .await;
+        let row: Option<(String, i64, i64)> = match direct {
+            Some(row) => row.map_err(db_err)?,
+            None => {
+                let db = self.ledger.db();
+                let b = db.backend();
+                db.conn()
+                    .execute_raw(stmt_for(
+                        b,
+                        TAKE,
+                        vec![
+                            self.name.clone().into(),
+                            self.holder.clone().into(),
+                            until.into(),
+                            now.into(),
+                            now.into(),
+                        ],
+                    ))
+                    .await?;
+                let row = db.conn().query_one_raw(stmt_for(b, READ, vec![self.name.clone().into()])).await?;
+                row.map(|r| -> Result<_, DbErr> {
+                    Ok((r.try_get("", "holder")?, r.try_get("", "taken_at")?, r.try_get("", "cursor_seq")?))
+                })
+                .transpose()?
+            }
+        };
+        let Some((holder, taken_at, cursor_seq)) = row else {
             note(&self.ledger, &self.holder, &self.name, None, false);
             return Ok(None);
         };
-        let holder: String = row.try_get("", "holder")?;
         if holder != self.holder {
             note(&self.ledger, &self.holder, &self.name, None, false);
             return Ok(None);
         }
-        let held = Held {
-            cursor: u64::try_from(row.try_get::<i64>("", "cursor_seq")?).ok(),
-            taken_at: row.try_get("", "taken_at")?,
-        };
+        let held = Held { cursor: u64::try_from(cursor_seq).ok(), taken_at };
         note(&self.ledger, &self.holder, &self.name, Some(now + self.ttl_us), held.taken_at == now);
         Ok(Some(held))
     }
@@ -149,23 +182,36 @@ impl Lease {
     /// replica holds it (then this one must stop: it took over). A lease
     /// that lapsed and that nobody took is still this replica's.
     pub async fn save(&self, cursor: u64) -> Result<bool, DbErr> {
-        let db = self.ledger.db();
         let now = self.ledger.now_us();
-        let done = db
-            .conn()
-            .execute_raw(stmt_for(
-                db.backend(),
-                "UPDATE leases SET cursor_seq = ?, until_us = ? WHERE name = ? AND holder = ?",
-                vec![
-                    (cursor as i64).into(),
-                    (now + self.ttl_us).into(),
-                    self.name.clone().into(),
-                    self.holder.clone().into(),
-                ],
-            ))
-            .await?;
-        let kept = done.rows_affected() == 1;
-        note(&self.ledger, &self.holder, &self.name, kept.then_some(now + self.ttl_us), false);
+        let until = now + self.ttl_us;
+        let (name, holder) = (self.name.clone(), self.holder.clone());
+        let direct = self
+            .ledger
+            .on_sqlite_writer(move |c| {
+                Ok(c.prepare_cached(SAVE)?.execute(rusqlite::params![cursor as i64, until, name, holder])? as u64)
+            })
+            .await;
+        let updated = match direct {
+            Some(n) => n.map_err(db_err)?,
+            None => {
+                let db = self.ledger.db();
+                db.conn()
+                    .execute_raw(stmt_for(
+                        db.backend(),
+                        SAVE,
+                        vec![
+                            (cursor as i64).into(),
+                            until.into(),
+                            self.name.clone().into(),
+                            self.holder.clone().into(),
+                        ],
+                    ))
+                    .await?
+                    .rows_affected()
+            }
+        };
+        let kept = updated == 1;
+        note(&self.ledger, &self.holder, &self.name, kept.then_some(until), false);
         Ok(kept)
     }
 
@@ -175,14 +221,27 @@ impl Lease {
         // Not claimed from now on, whether or not the write goes through
         // (if it does not, the lease lapses on its own).
         note(&self.ledger, &self.holder, &self.name, None, false);
-        let db = self.ledger.db();
-        db.conn()
-            .execute_raw(stmt_for(
-                db.backend(),
-                "UPDATE leases SET until_us = 0 WHERE name = ? AND holder = ?",
-                vec![self.name.clone().into(), self.holder.clone().into()],
-            ))
-            .await?;
+        let (name, holder) = (self.name.clone(), self.holder.clone());
+        let direct = self
+            .ledger
+            .on_sqlite_writer(move |c| {
+                c.prepare_cached(RELEASE)?.execute(rusqlite::params![name, holder])?;
+                Ok(())
+            })
+            .await;
+        match direct {
+            Some(done) => done.map_err(db_err)?,
+            None => {
+                let db = self.ledger.db();
+                db.conn()
+                    .execute_raw(stmt_for(
+                        db.backend(),
+                        RELEASE,
+                        vec![self.name.clone().into(), self.holder.clone().into()],
+                    ))
+                    .await?;
+            }
+        }
         Ok(())
     }
 

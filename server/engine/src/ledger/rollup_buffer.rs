@@ -340,11 +340,7 @@ impl Buffer {
     /// Pass the result to [`Buffer::committed`] once the transaction
     /// committed.
     pub fn stage(&mut self, tx: &Connection, entries: &[StoredEntry], counts: &Counts) -> Result<Staged, LedgerError> {
-        if self.sync_lost {
-            return Err(LedgerError::Internal(
-                "the ledger's connection could not be set back to synchronous = FULL; restart the server".into(),
-            ));
-        }
+        self.check_sync()?;
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(Staged::Nothing);
         };
@@ -359,6 +355,18 @@ impl Buffer {
         // fails leaves a number that a write passes over).
         self.shared.staged.fetch_add(1, Ordering::AcqRel);
         Ok(Staged::Held { counts: counts.clone(), through: last.header.seq })
+    }
+
+    /// Refuses (fail closed) while the ledger's connection could not be set
+    /// back to `synchronous = FULL` after a chunk: nothing is committed on
+    /// it until the server restarts.
+    pub fn check_sync(&self) -> Result<(), LedgerError> {
+        if self.sync_lost {
+            return Err(LedgerError::Internal(
+                "the ledger's connection could not be set back to synchronous = FULL; restart the server".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Adds what a committed transaction staged.
@@ -399,10 +407,7 @@ impl Buffer {
             counts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             self.writing =
                 Some(Writing { counts, next: 0, through: self.through, rows: self.rows, staged: self.shared.staged() });
-            self.rows = 0;
-            self.through = 0;
-            self.shared.oldest.store(0, Ordering::Relaxed);
-            self.shared.keys.store(0, Ordering::Relaxed);
+            self.clear_held();
             self.shared.writing_since.store(START.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
         }
         // The chunk's commit is not fsynced (see `Buffer::chunk`); the
@@ -497,6 +502,15 @@ impl Buffer {
         Ok(Some(done))
     }
 
+    /// Forgets the rows held since the last write (their counts taken or
+    /// dropped by the caller): none held, nothing old, no keys.
+    fn clear_held(&mut self) {
+        self.rows = 0;
+        self.through = 0;
+        self.shared.oldest.store(0, Ordering::Relaxed);
+        self.shared.keys.store(0, Ordering::Relaxed);
+    }
+
     /// Some of this writer's rows were counted by another process: drops
     /// what it holds and counts what rows it has left from the ledger.
     fn take_over(&mut self, conn: &mut Connection, keys: &Keyring) -> Result<(), LedgerError> {
@@ -511,11 +525,8 @@ impl Buffer {
              lock file deleted?); it dropped the counts it held and counted its remaining commits from the ledger"
         );
         self.counts = Counts::new();
-        self.rows = 0;
-        self.through = 0;
+        self.clear_held();
         self.writing = None;
-        self.shared.oldest.store(0, Ordering::Relaxed);
-        self.shared.keys.store(0, Ordering::Relaxed);
         self.shared.writing_since.store(0, Ordering::Relaxed);
         self.shared.written.fetch_max(staged, Ordering::AcqRel);
         Ok(())

@@ -54,8 +54,8 @@ thread_local! {
 
 /// The writer's busy handler. SQLite's default one (`busy_timeout`) sleeps
 /// 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100 ms in turn, so a commit that
-/// finds the lock held for 20 ms by another connection (a checkpoint's
-/// signature, a setting saved) waits 33 ms, and every request queued behind
+/// finds the lock held for 20 ms by another connection (a setting saved,
+/// another process) waits 33 ms, and every request queued behind
 /// it with it; this one looks again every [`WRITER_BUSY_STEP`], up to the
 /// busy timeout (measured, not counted in steps: a sleep may overrun).
 fn writer_busy(attempts: i32) -> bool {
@@ -102,7 +102,9 @@ fn open_with(path: &Path, busy_timeout: Duration, autocheckpoint: bool) -> Resul
     if !autocheckpoint {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     }
-    conn.set_prepared_statement_cache_capacity(16);
+    // The writer's statements: its commits', the held counts', the leases'
+    // and the checkpoints' (about 17 in all).
+    conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
 

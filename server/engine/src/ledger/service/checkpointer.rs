@@ -65,7 +65,12 @@ pub(super) async fn make_checkpoint(inner: &Inner) -> Result<Option<CheckpointRo
         note: inner.keys.signer().sign_checkpoint(&cp),
         created_at_us: inner.clock.now_us(),
     };
-    store::insert_checkpoint(conn, &row).await?;
+    // On SQLite by the ledger's own connection (see `on_sqlite_writer`).
+    let stored = row.clone();
+    match on_sqlite_writer(inner, move |c| store::insert_checkpoint_direct(c, &stored)).await {
+        Some(done) => done?,
+        None => store::insert_checkpoint(conn, &row).await?,
+    }
     metrics::counter!("custos_checkpoints_total").increment(1);
     tracing::debug!(tree_size = row.tree_size, "checkpoint signed");
     Ok(Some(row))

@@ -188,10 +188,13 @@ pub(super) fn commit_sealed(w: &mut Writer, sealed: &Sealed, prev: &Head) -> Res
     Ok(())
 }
 
-/// Begins a commit's transaction, taking the write lock first; its wait for
-/// another connection holding the lock (a pooled connection: a signed
-/// checkpoint, a setting saved; another process) is `custos_ledger_write_lock_wait_seconds`: one
-/// sample per commit, failed BEGINs included, usually near zero.
+/// Begins a commit's transaction, taking the write lock first. Its time is
+/// `custos_ledger_write_lock_wait_seconds` (one sample per commit, failed
+/// BEGINs included, usually near zero): the wait for another connection
+/// holding the lock (a pooled connection: a setting saved; another
+/// process), and after another connection's commit SQLite's reset of this
+/// connection's page cache and memory map (up to 11 ms of CPU: why leases and
+/// checkpoints are written on this connection, `on_sqlite_writer`).
 fn begin_write(conn: &mut rusqlite::Connection) -> Result<rusqlite::Transaction<'_>, rusqlite::Error> {
     let started = std::time::Instant::now();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate);
@@ -287,6 +290,7 @@ async fn commit_batch_tries(
         };
         match result {
             Ok(sealed) => {
+                mark(&mut batch, |t| &mut t.committed);
                 let root = sealed.head.frontier.root();
                 let seq = sealed.head.seq;
                 inner.committed.send_if_modified(|last| {

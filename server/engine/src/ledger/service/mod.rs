@@ -187,7 +187,71 @@ struct Prepared {
 
 struct AppendRequest {
     items: Vec<Prepared>,
-    reply: oneshot::Sender<Result<Vec<Receipt>, LedgerError>>,
+    reply: oneshot::Sender<Answer>,
+    /// When it went through each stage (`custos_ledger_append_stage_seconds`).
+    timeline: Timeline,
+}
+
+/// An append's outcome, and when the sequencer sent it (the caller's own
+/// wake-up is the last stage of its timeline).
+struct Answer {
+    result: Result<Vec<Receipt>, LedgerError>,
+    sent: std::time::Instant,
+}
+
+/// When an append reached each mark on its way to its commit: handed to
+/// the sequencer (`queued`), taken into a batch, sealed, submitted for
+/// commit, committed. Recorded per append that committed, when it is
+/// answered, in `custos_ledger_append_stage_seconds{stage}`, each stage
+/// the time from one mark to the next: `queued` (handed over → taken),
+/// `sealing` (→ sealed), `behind` (→ submitted: on SQLite the wait for the
+/// commit before it to settle; on PostgreSQL a batch is submitted while
+/// the one before commits, and that wait falls in `committing`),
+/// `committing` (→ committed), `answering` (→ the answer sent), and
+/// `waking` (→ the caller running again, recorded by the caller). A mark
+/// not reached is skipped: a batch sent down the full path
+/// (`commit_batch`) without being submitted has no `behind`, and its
+/// `committing` holds the wait for the batches before it and the full
+/// path. So that a slow append's time can be placed (issue 21).
+#[derive(Clone, Copy, Debug)]
+struct Timeline {
+    queued: std::time::Instant,
+    taken: Option<std::time::Instant>,
+    sealed: Option<std::time::Instant>,
+    submitted: Option<std::time::Instant>,
+    committed: Option<std::time::Instant>,
+}
+
+impl Timeline {
+    fn new() -> Timeline {
+        Timeline { queued: std::time::Instant::now(), taken: None, sealed: None, submitted: None, committed: None }
+    }
+
+    /// Records each stage's time, up to `answered` (successful appends).
+    fn record(&self, answered: std::time::Instant) {
+        let mut from = self.queued;
+        for (stage, at) in [
+            ("queued", self.taken),
+            ("sealing", self.sealed),
+            ("behind", self.submitted),
+            ("committing", self.committed),
+            ("answering", Some(answered)),
+        ] {
+            if let Some(at) = at {
+                metrics::histogram!("custos_ledger_append_stage_seconds", "stage" => stage)
+                    .record(at.saturating_duration_since(from).as_secs_f64());
+                from = at;
+            }
+        }
+    }
+}
+
+/// Marks a stage of every append in a batch as reached now.
+fn mark(batch: &mut [AppendRequest], stage: fn(&mut Timeline) -> &mut Option<std::time::Instant>) {
+    let now = std::time::Instant::now();
+    for r in batch {
+        *stage(&mut r.timeline) = Some(now);
+    }
 }
 
 struct Inner {
@@ -219,6 +283,54 @@ impl Inner {
     fn is_postgres(&self) -> bool {
         self.db.conn().get_database_backend() == sea_orm::DbBackend::Postgres
     }
+}
+
+/// Runs `write` in a transaction of its own (`BEGIN IMMEDIATE`) on SQLite's
+/// writer, the connection the ledger commits on, on a blocking thread under
+/// the writer's lock; `None` on PostgreSQL. For the writes that recur while
+/// events come in (lease renewals, signed checkpoints). Made on a pooled
+/// connection instead, each one is a commit from another connection, after
+/// which SQLite drops the writer's page cache and memory map at its next
+/// `BEGIN`: that `BEGIN` then took up to 11 ms of CPU, and such commits held
+/// most of single-event ingest's slowest requests (issue 21;
+/// docs/performance.md, **Each append's timeline, and foreign commits**).
+/// The commit is the writer's (`synchronous = FULL`, fsynced); while the
+/// connection could not be set back to FULL after a chunk of held counts
+/// (when commits are refused too), these writes are refused. Each one's
+/// time, the wait for the writer's lock included, is
+/// `custos_ledger_side_write_seconds`; commits wait for it as for a
+/// chunk of held counts.
+async fn on_sqlite_writer<T, F>(inner: &Inner, write: F) -> Option<Result<T, LedgerError>>
+where
+    T: Send + 'static,
+    F: FnOnce(&rusqlite::Connection) -> Result<T, LedgerError> + Send + 'static,
+{
+    let (w, _) = inner.writer.as_ref()?;
+    let w = w.clone();
+    let started = std::time::Instant::now();
+    let (answer, done) = oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
+        // A caller that stopped waiting (its task aborted at shutdown) while
+        // this waited for the lock: its write is not made late (a lease
+        // renewed after its release).
+        if answer.is_closed() {
+            return;
+        }
+        let result = (|| {
+            g.rollups.check_sync()?;
+            let tx = g.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let out = write(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        let _ = answer.send(result);
+    });
+    let result = done
+        .await
+        .unwrap_or_else(|_| Err(LedgerError::Internal("a write on the ledger's connection stopped (panic)".into())));
+    metrics::histogram!("custos_ledger_side_write_seconds").record(started.elapsed().as_secs_f64());
+    Some(result)
 }
 
 /// Writes the counts SQLite's writer holds once they are due (a second
@@ -601,6 +713,34 @@ impl Ledger {
         Ok((Ledger { inner }, LedgerTasks { sequencer, checkpointer, poller, listener, rollups, wal }))
     }
 
+    /// Runs `write` in a transaction of its own on SQLite's writer, the
+    /// connection the ledger commits on; `None` on PostgreSQL, where the
+    /// pool serves (see [`on_sqlite_writer`]).
+    pub(crate) async fn on_sqlite_writer<T, F>(&self, write: F) -> Option<Result<T, LedgerError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T, LedgerError> + Send + 'static,
+    {
+        on_sqlite_writer(&self.inner, write).await
+    }
+
+    /// SQLite's `PRAGMA data_version` on the writer's connection: it changes
+    /// when another connection commits (then SQLite drops the writer's page
+    /// cache and memory map at its next transaction). `None` on PostgreSQL,
+    /// or if it cannot be read. For tests.
+    #[doc(hidden)]
+    pub async fn writer_data_version(&self) -> Option<i64> {
+        let (w, _) = self.inner.writer.as_ref()?;
+        let w = w.clone();
+        tokio::task::spawn_blocking(move || {
+            let g = w.lock().unwrap_or_else(|p| p.into_inner());
+            g.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     /// Before a read of the dashboards' counts (`audit_rollups_current`):
     /// SQLite's writer writes the counts it holds (free when nothing is
     /// held), so that the read counts every entry this process committed
@@ -784,8 +924,17 @@ impl Ledger {
         // to the reply, the wait behind other batches included.
         let started = std::time::Instant::now();
         let wait = async {
-            self.inner.tx.send(AppendRequest { items, reply }).await.map_err(|_| LedgerError::Closed)?;
-            rx.await.map_err(|_| LedgerError::CommitFailed)?
+            self.inner
+                .tx
+                .send(AppendRequest { items, reply, timeline: Timeline::new() })
+                .await
+                .map_err(|_| LedgerError::Closed)?;
+            let answer = rx.await.map_err(|_| LedgerError::CommitFailed)?;
+            if answer.result.is_ok() {
+                metrics::histogram!("custos_ledger_append_stage_seconds", "stage" => "waking")
+                    .record(answer.sent.elapsed().as_secs_f64());
+            }
+            answer.result
         };
         match tokio::time::timeout(timeout, wait).await {
             Ok(result) => {

@@ -46,6 +46,7 @@ pub(super) async fn next_batch(
             Err(_) => break,
         }
     }
+    mark(&mut batch, |t| &mut t.taken);
     Some(batch)
 }
 
@@ -75,7 +76,9 @@ pub(super) fn reply(batch: Vec<AppendRequest>, result: Result<Vec<Vec<Receipt>>,
         Ok(receipts) => {
             metrics::counter!("custos_ledger_entries_total").increment(n as u64);
             for (req, r) in batch.into_iter().zip(receipts) {
-                let _ = req.reply.send(Ok(r));
+                let sent = std::time::Instant::now();
+                req.timeline.record(sent);
+                let _ = req.reply.send(Answer { result: Ok(r), sent });
             }
         }
         Err(e) => {
@@ -90,7 +93,7 @@ pub(super) fn reply(batch: Vec<AppendRequest>, result: Result<Vec<Vec<Receipt>>,
                     }
                     _ => LedgerError::CommitFailed,
                 };
-                let _ = req.reply.send(Err(theirs));
+                let _ = req.reply.send(Answer { result: Err(theirs), sent: std::time::Instant::now() });
             }
         }
     }
@@ -162,7 +165,7 @@ async fn run_pg_committer(inner: Arc<Inner>, pg: SharedPg, mut jobs: mpsc::Recei
     // not: a batch sealed on it cannot commit as sealed, and is sent down
     // the full path without a trip for the head's lock.
     let mut failed: Option<Head> = None;
-    while let Some(Job { batch, sealed, prev, args, answer }) = jobs.recv().await {
+    while let Some(Job { mut batch, sealed, prev, args, answer }) = jobs.recv().await {
         let result = if failed.as_ref().is_some_and(|f| prev.is(f)) {
             Err(TryCommitError::Conflict)
         } else {
@@ -186,6 +189,7 @@ async fn run_pg_committer(inner: Arc<Inner>, pg: SharedPg, mut jobs: mpsc::Recei
             }
         };
         failed = result.is_err().then(|| sealed.head.clone());
+        mark(&mut batch, |t| &mut t.committed);
         let _ = answer.send((batch, sealed.receipts, result));
     }
 }
@@ -283,7 +287,9 @@ pub(super) async fn run_sequencer(
                 // statement, while PostgreSQL would wait.
                 let encode = jobs.is_some();
                 let sealing = tokio::task::spawn_blocking(move || {
+                    let mut batch = batch;
                     let sealed = seal_batch(&inner2.keys, now, base2.clone(), &batch, &HashMap::new());
+                    mark(&mut batch, |t| &mut t.sealed);
                     let args = match &sealed {
                         // A batch whose parameters cannot be encoded (a
                         // value too long for the protocol) is encoded
@@ -367,6 +373,8 @@ pub(super) async fn submit(
     args: Option<pg_direct::OneStatementArgs>,
 ) -> InFlight {
     let after = sealed.head.clone();
+    let mut batch = batch;
+    mark(&mut batch, |t| &mut t.submitted);
     let done = match (conn, jobs) {
         (Committer::Sqlite(conn), _) => {
             let conn = conn.clone();
@@ -375,6 +383,9 @@ pub(super) async fn submit(
                 let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
                 let result = commit_sealed(&mut c, &sealed, &prev);
                 metrics::histogram!("custos_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+                drop(c);
+                let mut batch = batch;
+                mark(&mut batch, |t| &mut t.committed);
                 (batch, sealed.receipts, result)
             }))
         }
