@@ -730,15 +730,7 @@ impl Ledger {
     /// or if it cannot be read. For tests.
     #[doc(hidden)]
     pub async fn writer_data_version(&self) -> Option<i64> {
-        let (w, _) = self.inner.writer.as_ref()?;
-        let w = w.clone();
-        tokio::task::spawn_blocking(move || {
-            let g = w.lock().unwrap_or_else(|p| p.into_inner());
-            g.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok()
-        })
-        .await
-        .ok()
-        .flatten()
+        self.on_sqlite_writer(|c| Ok(c.query_row("PRAGMA data_version", [], |r| r.get(0))?)).await?.ok()
     }
 
     /// Before a read of the dashboards' counts (`audit_rollups_current`):
