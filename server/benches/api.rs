@@ -649,6 +649,21 @@ async fn run(a: Args) {
                 })
                 .collect();
             println!("  each append's stages at {rate}/s: {}", stages.join("; "));
+            // Writes beside the ledger's on its connection (SQLite: leases,
+            // signed checkpoints), which commits wait for.
+            let sides: Vec<String> = ["with_next_commit", "now"]
+                .iter()
+                .map(|synced| {
+                    let with = format!("synced=\"{synced}\"");
+                    let metric = "custos_ledger_side_write_seconds";
+                    let (_, p99, n) = bucket_quantiles(&buckets(&m0, metric, &with), &buckets(&m1, metric, &with));
+                    format!("{synced}: {n}, p99 {p99} ({} over 5 ms)", over_with(metric, &with, 5.0))
+                })
+                .collect();
+            println!(
+                "  writes beside the ledger's on its connection at {rate}/s (SQLite; leases, checkpoints): {}",
+                sides.join("; ")
+            );
             let entries = server.ledger.head().await.unwrap().seq - before;
             let health = fixed_rate(&http, rate, vec![None; n], &base, &key).await;
             let floor = match &floor_path {

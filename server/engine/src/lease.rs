@@ -18,12 +18,14 @@ use std::sync::Mutex;
 use rusqlite::OptionalExtension as _;
 use sea_orm::{ConnectionTrait, DbErr};
 
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Synced};
 use crate::storage::stmt_for;
 
 // The lease's statements. On SQLite they run on the ledger's own connection
 // (`Ledger::on_sqlite_writer`): renewed every few seconds, on a pooled
-// connection each renewal made SQLite drop the ledger's page cache.
+// connection each renewal made SQLite drop the ledger's page cache. Their
+// commits are made durable by the ledger's next commit
+// (`Synced::WithNextCommit`), not fsynced under the writer's lock.
 
 /// Takes the lease if free or lapsed, or renews it: name, holder, until,
 /// now (taken at), now.
@@ -131,7 +133,7 @@ impl Lease {
         let (name, holder) = (self.name.clone(), self.holder.clone());
         let direct = self
             .ledger
-            .on_sqlite_writer(move |c| {
+            .on_sqlite_writer(Synced::WithNextCommit, move |c| {
                 c.prepare_cached(TAKE)?.execute(rusqlite::params![name, holder, until, now, now])?;
                 let row = c
                     .prepare_cached(READ)?
@@ -187,7 +189,7 @@ impl Lease {
         let (name, holder) = (self.name.clone(), self.holder.clone());
         let direct = self
             .ledger
-            .on_sqlite_writer(move |c| {
+            .on_sqlite_writer(Synced::WithNextCommit, move |c| {
                 Ok(c.prepare_cached(SAVE)?.execute(rusqlite::params![cursor as i64, until, name, holder])? as u64)
             })
             .await;
@@ -224,7 +226,7 @@ impl Lease {
         let (name, holder) = (self.name.clone(), self.holder.clone());
         let direct = self
             .ledger
-            .on_sqlite_writer(move |c| {
+            .on_sqlite_writer(Synced::WithNextCommit, move |c| {
                 c.prepare_cached(RELEASE)?.execute(rusqlite::params![name, holder])?;
                 Ok(())
             })

@@ -24,5 +24,6 @@ pub mod types;
 pub mod verify;
 
 pub use error::LedgerError;
+pub(crate) use service::Synced;
 pub use service::{Ledger, LedgerConfig, LedgerTasks, NewEntry, Receipt};
 pub use verify::{EntryVerification, InclusionCheck};

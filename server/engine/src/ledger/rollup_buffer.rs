@@ -369,6 +369,33 @@ impl Buffer {
         Ok(())
     }
 
+    /// Runs `write` (transactions on the ledger's connection whose commits
+    /// need not be fsynced: the WAL keeps commits in order, so the ledger's
+    /// next commit, fsynced, makes them durable too, and a power loss
+    /// before it loses a suffix of them, as if it had come before them)
+    /// with the connection at `synchronous = NORMAL`, and sets it back to
+    /// FULL before anything else uses the connection. Fails closed: until
+    /// FULL is back (a panic in `write` included), [`Self::check_sync`]
+    /// refuses every commit; if it cannot be set back, until the server
+    /// restarts.
+    pub fn unsynced<T>(
+        &mut self,
+        conn: &mut Connection,
+        write: impl FnOnce(&mut Self, &mut Connection) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.sync_lost = true;
+        let outcome = write(self, conn);
+        if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+            tracing::error!(error = %e, write = ?outcome.as_ref().err(),
+                "the ledger's connection could not be set back to synchronous = FULL; commits are refused until the \
+                 server restarts");
+            return Err(e.into());
+        }
+        self.sync_lost = false;
+        outcome
+    }
+
     /// Adds what a committed transaction staged.
     pub fn committed(&mut self, staged: Staged) {
         if let Staged::Held { counts, through } = staged {
@@ -410,21 +437,8 @@ impl Buffer {
             self.clear_held();
             self.shared.writing_since.store(START.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
         }
-        // The chunk's commit is not fsynced (see `Buffer::chunk`); the
-        // connection is the ledger's, FULL again before anything else uses it.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // Fail closed: until FULL is back (a panic in between included),
-        // `stage` refuses every commit.
-        self.sync_lost = true;
-        let outcome = self.chunk(conn, budget);
-        if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
-            tracing::error!(error = %e, chunk = ?outcome.as_ref().err(),
-                "the ledger's connection could not be set back to synchronous = FULL; commits are refused until the \
-                 server restarts");
-            return Err(e.into());
-        }
-        self.sync_lost = false;
-        match outcome? {
+        // The chunk's commit is not fsynced (see `Buffer::chunk`).
+        match self.unsynced(conn, |b, conn| b.chunk(conn, budget))? {
             None => self.take_over(conn, keys).map(|()| false),
             Some(true) => {
                 let staged = self.writing.take().map_or(0, |w| w.staged);

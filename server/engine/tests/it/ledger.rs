@@ -611,7 +611,7 @@ async fn sqlite_leases_and_checkpoints_are_written_on_the_ledgers_own_connection
             .unwrap();
     fill(&ledger, 10, 10).await;
     let checkpoints = ledger.checkpoints().await.unwrap().len();
-    let before = ledger.writer_data_version().await.expect("SQLite's writer's data_version");
+    let before = ledger.writer_pragma("data_version").await.expect("SQLite's writer's data_version");
     let a = Lease::new(ledger.clone(), "test-work", "replica-a", 15_000_000);
     let b = Lease::new(ledger.clone(), "test-work", "replica-b", 15_000_000);
     assert_eq!(a.acquire().await.unwrap().expect("a free lease is taken").cursor, None);
@@ -626,10 +626,13 @@ async fn sqlite_leases_and_checkpoints_are_written_on_the_ledgers_own_connection
     assert_eq!(cp.tree_size, 10);
     let stored = ledger.checkpoints().await.unwrap();
     assert_eq!((stored.len(), stored.last()), (checkpoints + 1, Some(&cp)), "stored");
-    assert_eq!(ledger.writer_data_version().await, Some(before), "no commit from another connection");
+    assert_eq!(ledger.writer_pragma("data_version").await, Some(before), "no commit from another connection");
+    // The lease's writes were not fsynced (made durable by the next
+    // commit); the connection is FULL again for the ledger's.
+    assert_eq!(ledger.writer_pragma("synchronous").await, Some(2), "FULL");
     // The control: a commit on a pooled connection does show.
     t.db.conn().execute_unprepared("UPDATE leases SET until_us = 0 WHERE name = 'test-work'").await.unwrap();
-    assert_ne!(ledger.writer_data_version().await, Some(before));
+    assert_ne!(ledger.writer_pragma("data_version").await, Some(before));
     ledger.shutdown(tasks).await.unwrap();
 }
 

@@ -67,7 +67,7 @@ pub(super) async fn make_checkpoint(inner: &Inner) -> Result<Option<CheckpointRo
     };
     // On SQLite by the ledger's own connection (see `on_sqlite_writer`).
     let stored = row.clone();
-    match on_sqlite_writer(inner, move |c| store::insert_checkpoint_direct(c, &stored)).await {
+    match on_sqlite_writer(inner, super::Synced::Now, move |c| store::insert_checkpoint_direct(c, &stored)).await {
         Some(done) => done?,
         None => store::insert_checkpoint(conn, &row).await?,
     }

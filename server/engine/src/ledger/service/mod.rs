@@ -294,13 +294,14 @@ impl Inner {
 /// `BEGIN`: that `BEGIN` then took up to 11 ms of CPU, and such commits held
 /// most of single-event ingest's slowest requests (issue 21;
 /// docs/performance.md, **Each append's timeline, and foreign commits**).
-/// The commit is the writer's (`synchronous = FULL`, fsynced); while the
-/// connection could not be set back to FULL after a chunk of held counts
-/// (when commits are refused too), these writes are refused. Each one's
-/// time, the wait for the writer's lock included, is
-/// `custos_ledger_side_write_seconds`; commits wait for it as for a
-/// chunk of held counts.
-async fn on_sqlite_writer<T, F>(inner: &Inner, write: F) -> Option<Result<T, LedgerError>>
+/// The commit is fsynced ([`Synced::Now`]) or made durable by the ledger's
+/// next commit ([`Synced::WithNextCommit`]); while the connection could not
+/// be set back to FULL after such a write or a chunk of held counts (when
+/// commits are refused too), these writes are refused. Each one's time,
+/// the wait for the writer's lock included, is
+/// `custos_ledger_side_write_seconds{synced}`; commits wait for it as for
+/// a chunk of held counts.
+async fn on_sqlite_writer<T, F>(inner: &Inner, synced: Synced, write: F) -> Option<Result<T, LedgerError>>
 where
     T: Send + 'static,
     F: FnOnce(&rusqlite::Connection) -> Result<T, LedgerError> + Send + 'static,
@@ -317,20 +318,53 @@ where
         if answer.is_closed() {
             return;
         }
-        let result = (|| {
-            g.rollups.check_sync()?;
-            let tx = g.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let out = write(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })();
+        let commit::Writer { conn, rollups } = &mut *g;
+        let result = rollups.check_sync().and_then(|()| {
+            let once = |conn: &mut rusqlite::Connection| {
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let out = write(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            };
+            match synced {
+                Synced::Now => once(conn),
+                Synced::WithNextCommit => rollups.unsynced(conn, |_, conn| once(conn)),
+            }
+        });
         let _ = answer.send(result);
     });
     let result = done
         .await
         .unwrap_or_else(|_| Err(LedgerError::Internal("a write on the ledger's connection stopped (panic)".into())));
-    metrics::histogram!("custos_ledger_side_write_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("custos_ledger_side_write_seconds", "synced" => synced.label())
+        .record(started.elapsed().as_secs_f64());
     Some(result)
+}
+
+/// When a write made on SQLite's writer ([`Ledger::on_sqlite_writer`]) is
+/// durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Synced {
+    /// At its commit, fsynced like the ledger's own (a signed checkpoint:
+    /// it may be handed out at once).
+    Now,
+    /// With the ledger's next commit (`synchronous = NORMAL`: its commit
+    /// costs no fsync under the writer's lock). A power loss before that
+    /// commit loses it, as if the power had gone just before it, and a
+    /// crash of the process alone loses nothing. For lease writes: on
+    /// SQLite every holder runs on this machine, so the power loss that
+    /// undoes a renewal, a take or a saved cursor stopped every holder too,
+    /// and the work they fence is idempotent ([`crate::lease`]).
+    WithNextCommit,
+}
+
+impl Synced {
+    fn label(self) -> &'static str {
+        match self {
+            Synced::Now => "now",
+            Synced::WithNextCommit => "with_next_commit",
+        }
+    }
 }
 
 /// Writes the counts SQLite's writer holds once they are due (a second
@@ -716,21 +750,23 @@ impl Ledger {
     /// Runs `write` in a transaction of its own on SQLite's writer, the
     /// connection the ledger commits on; `None` on PostgreSQL, where the
     /// pool serves (see [`on_sqlite_writer`]).
-    pub(crate) async fn on_sqlite_writer<T, F>(&self, write: F) -> Option<Result<T, LedgerError>>
+    pub(crate) async fn on_sqlite_writer<T, F>(&self, synced: Synced, write: F) -> Option<Result<T, LedgerError>>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Connection) -> Result<T, LedgerError> + Send + 'static,
     {
-        on_sqlite_writer(&self.inner, write).await
+        on_sqlite_writer(&self.inner, synced, write).await
     }
 
-    /// SQLite's `PRAGMA data_version` on the writer's connection: it changes
-    /// when another connection commits (then SQLite drops the writer's page
-    /// cache and memory map at its next transaction). `None` on PostgreSQL,
-    /// or if it cannot be read. For tests.
+    /// A `PRAGMA` read on SQLite's writer: `data_version` changes when
+    /// another connection commits (then SQLite drops the writer's page
+    /// cache and memory map at its next transaction); `synchronous` is 2
+    /// (FULL) between writes. `None` on PostgreSQL, or if it cannot be
+    /// read. For tests.
     #[doc(hidden)]
-    pub async fn writer_data_version(&self) -> Option<i64> {
-        self.on_sqlite_writer(|c| Ok(c.query_row("PRAGMA data_version", [], |r| r.get(0))?)).await?.ok()
+    pub async fn writer_pragma(&self, name: &'static str) -> Option<i64> {
+        let sql = format!("PRAGMA {name}");
+        self.on_sqlite_writer(Synced::Now, move |c| Ok(c.query_row(&sql, [], |r| r.get(0))?)).await?.ok()
     }
 
     /// Before a read of the dashboards' counts (`audit_rollups_current`):
