@@ -593,6 +593,57 @@ async fn appends_abandoned_in_the_queue_are_dropped_unsealed() {
     ledger.shutdown(tasks).await.unwrap();
 }
 
+/// On SQLite, appends that come in while a small batch waits behind a slow
+/// commit join that batch (sealed again with them, on the same head): they
+/// wait for one commit, not for the waiting batch's and then their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_that_come_in_behind_a_slow_commit_join_the_batch_waiting_there() {
+    use std::time::Duration;
+    let Some(t) = TestDb::new(crate::support::Backend::Sqlite).await else { return };
+    let (ledger, tasks) =
+        Ledger::open(t.db.clone(), &StaticKek([0x42; 32]), config(), Arc::new(SystemClock), Arc::new(OsRandom))
+            .await
+            .unwrap();
+    // Another connection holds the write lock: the first commit waits for
+    // it (within the busy timeout, 5 s; released after about 0.9 s).
+    let locker = rusqlite::Connection::open(t.db.sqlite_file().unwrap()).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let append = |e: custos_engine::ledger::NewEntry| {
+        let l = ledger.clone();
+        tokio::spawn(async move { l.append_one(e).await.unwrap() })
+    };
+    let first = append(event(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Sealed while the first waits, then waiting behind it.
+    let two = event(2);
+    let second = append(two.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Queued while the second waits: six more, and a retry of the second.
+    let rest: Vec<_> = (3..=8).map(event).map(append).collect();
+    let retry = append(two);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    locker.execute_batch("ROLLBACK").unwrap();
+    let (first, second, retry) = (first.await.unwrap(), second.await.unwrap(), retry.await.unwrap());
+    assert_eq!((retry.seq, retry.duplicate), (second.seq, true), "the retry is answered with the second's entry");
+    let mut done = Vec::new();
+    for r in rest {
+        done.push(r.await.unwrap());
+    }
+    let mut rest = done;
+    rest.sort_by_key(|r| r.seq);
+    // A batch's entries share its commit time; the rest's is the second's.
+    assert_ne!(first.recorded_at_us, second.recorded_at_us, "the first committed on its own");
+    assert!(
+        rest.iter().all(|r| r.recorded_at_us == second.recorded_at_us),
+        "one commit for the second and the rest: {second:?} {rest:?}"
+    );
+    let seqs: Vec<u64> = rest.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (second.seq + 1..=second.seq + 6).collect::<Vec<_>>(), "sealed after the second, in order");
+    ledger.checkpoint_now().await.unwrap();
+    assert!(verify_all(&ledger).await.is_intact());
+    ledger.shutdown(tasks).await.unwrap();
+}
+
 /// On SQLite, leases and signed checkpoints are written on the ledger's own
 /// connection: a commit from another connection makes SQLite drop the
 /// ledger's page cache and memory map at its next `BEGIN` (up to 11 ms of

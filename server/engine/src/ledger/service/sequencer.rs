@@ -50,6 +50,84 @@ pub(super) async fn next_batch(
     Some(batch)
 }
 
+/// A batch of at most this many events that waited for the commit before
+/// it is topped up ([`top_up`]) and sealed again: about 0.2 ms of sealing
+/// at most, against a commit (and an fsync) less for what it takes in.
+const TOP_UP_BELOW: usize = 64;
+
+/// Adds to a waiting batch of under [`TOP_UP_BELOW`] events the requests
+/// queued meanwhile (up to `max_batch`, callers who gave up left out);
+/// whether it took any.
+fn top_up(inner: &Inner, rx: &mut mpsc::Receiver<AppendRequest>, batch: &mut Vec<AppendRequest>) -> bool {
+    let mut n: usize = batch.iter().map(|r| r.items.len()).sum();
+    if n >= TOP_UP_BELOW {
+        return false;
+    }
+    let before = batch.len();
+    while n < inner.cfg.max_batch {
+        match rx.try_recv() {
+            Ok(r) if r.reply.is_closed() => abandoned(&r),
+            Ok(mut r) => {
+                n += r.items.len();
+                r.timeline.taken = Some(std::time::Instant::now());
+                batch.push(r);
+            }
+            Err(_) => break,
+        }
+    }
+    batch.len() > before
+}
+
+/// Seals `batch` on `base` on a blocking thread (with, for PostgreSQL's
+/// committer, its statement's parameters: `encode`); `None` after a panic
+/// while sealing (the batch's callers see their replies dropped: a failed
+/// commit).
+async fn seal_off_thread(
+    inner: &Arc<Inner>,
+    base: Head,
+    batch: Vec<AppendRequest>,
+    encode: bool,
+) -> Option<(Vec<AppendRequest>, Result<Sealed, LedgerError>, Option<pg_direct::OneStatementArgs>)> {
+    // This is the work that overlaps with the in-flight commit, on a
+    // blocking thread: a few ms of MACs and hashes for 1,000 events, which
+    // on a runtime worker would hold up the tasks queued behind it there
+    // (once, on PostgreSQL, the commit's own task, spawned from this worker
+    // into its LIFO slot, which no other worker may take; on SQLite, on the
+    // sequencer's own thread, the settling of the commit in flight). On
+    // PostgreSQL the commit's statement's parameters are encoded here too
+    // (about 0.7 ms for 845 events), not by the committer between one
+    // commit's answer and the next statement, while PostgreSQL would wait.
+    let (inner2, now) = (inner.clone(), inner.clock.now_us());
+    let sealing = tokio::task::spawn_blocking(move || {
+        let mut batch = batch;
+        let sealed = seal_batch(&inner2.keys, now, base.clone(), &batch, &HashMap::new());
+        // Sealed again (topped up): the first sealing's time is kept, so
+        // that the wait for the commit before shows as `behind`.
+        let at = std::time::Instant::now();
+        for r in &mut batch {
+            r.timeline.sealed.get_or_insert(at);
+        }
+        let args = match &sealed {
+            // A batch whose parameters cannot be encoded (a value too long
+            // for the protocol) is encoded again by the committer, which
+            // says why.
+            Ok(s) if encode => pg_one_statement_args(&inner2, s, &base).ok(),
+            _ => None,
+        };
+        (batch, sealed, args)
+    });
+    match sealing.await {
+        Ok(done) => Some(done),
+        Err(e) => {
+            if e.is_panic() {
+                tracing::error!(error = %e, "sealing a batch stopped; its callers get an error");
+                metrics::counter!("custos_ledger_commit_failures_total").increment(1);
+            }
+            None
+        }
+    }
+}
+
 fn abandoned(r: &AppendRequest) {
     metrics::counter!("custos_ledger_abandoned_entries_total").increment(r.items.len() as u64);
 }
@@ -218,7 +296,9 @@ fn depth(conn: &Committer) -> usize {
 /// inserted and fsynced on a blocking thread; on PostgreSQL, committed by
 /// one statement on the sequencer's own connection), batch N+1 is sealed (on a
 /// blocking thread) on the head N will leave. On SQLite N+1 is submitted
-/// only after N has committed; on PostgreSQL it is submitted at once, with
+/// only after N has committed, and if it is small ([`TOP_UP_BELOW`]) it
+/// first takes in what was queued meanwhile and is sealed again
+/// ([`top_up`]); on PostgreSQL it is submitted at once, with
 /// its statement's parameters encoded while sealing, and committed when N's
 /// commit ends (see [`depth`]); with two in flight, the next batch is taken
 /// from the queue once N has settled. If a batch before it failed,
@@ -272,54 +352,41 @@ pub(super) async fn run_sequencer(
             Step::Batch(None) => break,
             Step::Batch(Some(batch)) => {
                 let base = in_flight.back().map_or_else(|| trusted.clone(), |f| f.after.clone());
-                // This is the work that overlaps with the in-flight commit,
-                // on a blocking thread: a few ms of MACs and hashes for
-                // 1,000 events, which on a runtime worker would hold up the
-                // tasks queued behind it there (once, on PostgreSQL, the
-                // commit's own task, spawned from this worker into its LIFO
-                // slot, which no other worker may take; on SQLite, on the
-                // sequencer's own thread, the settling of the commit in
-                // flight).
-                let (inner2, base2, now) = (inner.clone(), base.clone(), inner.clock.now_us());
-                // On PostgreSQL the commit's statement's parameters are
-                // encoded here too (about 0.7 ms for 845 events), not by
-                // the committer between one commit's answer and the next
-                // statement, while PostgreSQL would wait.
+                // Sealed while the batch before commits.
                 let encode = jobs.is_some();
-                let sealing = tokio::task::spawn_blocking(move || {
-                    let mut batch = batch;
-                    let sealed = seal_batch(&inner2.keys, now, base2.clone(), &batch, &HashMap::new());
-                    mark(&mut batch, |t| &mut t.sealed);
-                    let args = match &sealed {
-                        // A batch whose parameters cannot be encoded (a
-                        // value too long for the protocol) is encoded
-                        // again by the committer, which says why.
-                        Ok(s) if encode => pg_one_statement_args(&inner2, s, &base2).ok(),
-                        _ => None,
-                    };
-                    (batch, sealed, args)
-                });
-                let (batch, sealed, args) = match sealing.await {
-                    Ok(done) => done,
-                    // A panic while sealing: the batch's callers see their
-                    // replies dropped (a failed commit); the rest goes on.
-                    Err(e) => {
-                        if e.is_panic() {
-                            tracing::error!(error = %e, "sealing a batch stopped; its callers get an error");
-                            metrics::counter!("custos_ledger_commit_failures_total").increment(1);
-                        }
-                        continue;
-                    }
+                let Some((batch, sealed, args)) = seal_off_thread(&inner, base.clone(), batch, encode).await else {
+                    continue;
                 };
                 // Room for this batch (the full path only once every batch
                 // before it has settled: it reads the head they leave).
                 let keep = if sealed.is_ok() { depth - 1 } else { 0 };
                 let mut base_holds = true;
+                let mut waited = false;
                 while in_flight.len() > keep {
                     let Some(f) = in_flight.pop_front() else { break };
                     let joined = f.done.await;
                     base_holds &= settle(&inner, f.after, joined, &mut trusted, &conn).await;
+                    waited = true;
                 }
+                // SQLite: a small batch that waited for the commit before
+                // it takes what came in meanwhile, and is sealed again with
+                // it (on the same head: the commit it waited for left it),
+                // so that those callers wait for one commit, not two (after
+                // a slow fsync: every request that came in during it).
+                let (batch, sealed, args) = match sealed {
+                    Ok(sealed) if waited && base_holds && depth == 1 => {
+                        let mut batch = batch;
+                        if top_up(&inner, &mut rx, &mut batch) {
+                            match seal_off_thread(&inner, base.clone(), batch, encode).await {
+                                Some(resealed) => resealed,
+                                None => continue,
+                            }
+                        } else {
+                            (batch, Ok(sealed), args)
+                        }
+                    }
+                    sealed => (batch, sealed, args),
+                };
                 // Callers who gave up meanwhile: their events are dropped
                 // unsealed (the rest is sealed afresh).
                 let taken = batch.len();
