@@ -24,8 +24,9 @@ use crate::storage::stmt_for;
 // The lease's statements. On SQLite they run on the ledger's own connection
 // (`Ledger::on_sqlite_writer`): renewed every few seconds, on a pooled
 // connection each renewal made SQLite drop the ledger's page cache. Their
-// commits are made durable by the ledger's next commit
-// (`Synced::WithNextCommit`), not fsynced under the writer's lock.
+// commits are made durable by the WAL's next fsync (`Synced::WithNextCommit`:
+// the ledger's next commit, or the background checkpoint within about
+// 2 s), not fsynced under the writer's lock.
 
 /// Takes the lease if free or lapsed, or renews it: name, holder, until,
 /// now (taken at), now.

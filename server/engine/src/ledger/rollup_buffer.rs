@@ -357,9 +357,10 @@ impl Buffer {
         Ok(Staged::Held { counts: counts.clone(), through: last.header.seq })
     }
 
-    /// Refuses (fail closed) while the ledger's connection could not be set
-    /// back to `synchronous = FULL` after a chunk: nothing is committed on
-    /// it until the server restarts.
+    /// Refuses (fail closed) once the ledger's connection could not be set
+    /// back to `synchronous = FULL` after a write made at NORMAL
+    /// ([`Self::unsynced`]): nothing is committed on it until the server
+    /// restarts.
     pub fn check_sync(&self) -> Result<(), LedgerError> {
         if self.sync_lost {
             return Err(LedgerError::Internal(
@@ -370,19 +371,21 @@ impl Buffer {
     }
 
     /// Runs `write` (transactions on the ledger's connection whose commits
-    /// need not be fsynced: the WAL keeps commits in order, so the ledger's
-    /// next commit, fsynced, makes them durable too, and a power loss
-    /// before it loses a suffix of them, as if it had come before them)
-    /// with the connection at `synchronous = NORMAL`, and sets it back to
-    /// FULL before anything else uses the connection. Fails closed: until
-    /// FULL is back (a panic in `write` included), [`Self::check_sync`]
-    /// refuses every commit; if it cannot be set back, until the server
-    /// restarts.
+    /// need not be fsynced: the WAL keeps commits in order, so its next
+    /// fsync, at the ledger's next commit or the background checkpoint's
+    /// within about 2 s, makes them durable too, and a power loss before it
+    /// loses a suffix of them, as if it had come before them) with the
+    /// connection at `synchronous = NORMAL`, and sets it back to FULL
+    /// before anything else uses the connection. Fails closed: until FULL
+    /// is back, [`Self::check_sync`] refuses every commit and this every
+    /// write; if it cannot be set back (or `write` panicked), until the
+    /// server restarts.
     pub fn unsynced<T>(
         &mut self,
         conn: &mut Connection,
         write: impl FnOnce(&mut Self, &mut Connection) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
+        self.check_sync()?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         self.sync_lost = true;
         let outcome = write(self, conn);

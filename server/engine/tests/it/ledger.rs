@@ -595,7 +595,9 @@ async fn appends_abandoned_in_the_queue_are_dropped_unsealed() {
 
 /// On SQLite, appends that come in while a small batch waits behind a slow
 /// commit join that batch (sealed again with them, on the same head): they
-/// wait for one commit, not for the waiting batch's and then their own.
+/// wait for one commit, not for the waiting batch's and then their own. An
+/// append that would take the batch past 256 events is the next batch's
+/// first; one whose caller gave up is dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_that_come_in_behind_a_slow_commit_join_the_batch_waiting_there() {
     use std::time::Duration;
@@ -605,29 +607,39 @@ async fn appends_that_come_in_behind_a_slow_commit_join_the_batch_waiting_there(
             .await
             .unwrap();
     // Another connection holds the write lock: the first commit waits for
-    // it (within the busy timeout, 5 s; released after about 0.9 s).
+    // it (within the busy timeout, 5 s; released after about 3 s). Each step
+    // below has a second, ample on a loaded machine.
     let locker = rusqlite::Connection::open(t.db.sqlite_file().unwrap()).unwrap();
     locker.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let append = |e: custos_engine::ledger::NewEntry| {
+    let append = |e: Vec<custos_engine::ledger::NewEntry>| {
         let l = ledger.clone();
-        tokio::spawn(async move { l.append_one(e).await.unwrap() })
+        tokio::spawn(async move { l.append(e).await.unwrap() })
     };
-    let first = append(event(1));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let step = || tokio::time::sleep(Duration::from_secs(1));
+    let first = append(vec![event(1)]);
+    step().await;
     // Sealed while the first waits, then waiting behind it.
     let two = event(2);
-    let second = append(two.clone());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // Queued while the second waits: six more, and a retry of the second.
-    let rest: Vec<_> = (3..=8).map(event).map(append).collect();
-    let retry = append(two);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = append(vec![two.clone()]);
+    step().await;
+    // Queued while the second waits: six more, a retry of the second, one
+    // whose caller gives up, and 300 events in one append.
+    let rest: Vec<_> = (3..=8).map(|i| append(vec![event(i)])).collect();
+    let retry = append(vec![two]);
+    let given_up = event(9);
+    let given_up_id = given_up.event_id;
+    let gives_up = append(vec![given_up]);
+    let big = append((100..400).map(event).collect());
+    step().await;
+    gives_up.abort();
+    assert!(gives_up.await.unwrap_err().is_cancelled(), "its caller is gone before the lock is");
     locker.execute_batch("ROLLBACK").unwrap();
-    let (first, second, retry) = (first.await.unwrap(), second.await.unwrap(), retry.await.unwrap());
+    let (first, second, retry) = (first.await.unwrap()[0], second.await.unwrap()[0], retry.await.unwrap()[0]);
+    let big = big.await.unwrap();
     assert_eq!((retry.seq, retry.duplicate), (second.seq, true), "the retry is answered with the second's entry");
     let mut done = Vec::new();
     for r in rest {
-        done.push(r.await.unwrap());
+        done.push(r.await.unwrap()[0]);
     }
     let mut rest = done;
     rest.sort_by_key(|r| r.seq);
@@ -639,6 +651,13 @@ async fn appends_that_come_in_behind_a_slow_commit_join_the_batch_waiting_there(
     );
     let seqs: Vec<u64> = rest.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (second.seq + 1..=second.seq + 6).collect::<Vec<_>>(), "sealed after the second, in order");
+    // No room for the 300: the next batch, right after.
+    assert!(big.iter().all(|r| r.recorded_at_us != second.recorded_at_us), "not in the topped-up batch");
+    assert_eq!(big.first().map(|r| r.seq), Some(second.seq + 7));
+    assert_eq!(ledger.head().await.unwrap().seq, second.seq + 306, "nothing else committed");
+    for seq in first.seq..=second.seq + 306 {
+        assert_ne!(ledger.entry(seq).await.unwrap().unwrap().header.event_id, given_up_id, "a given-up append");
+    }
     ledger.checkpoint_now().await.unwrap();
     assert!(verify_all(&ledger).await.is_intact());
     ledger.shutdown(tasks).await.unwrap();
@@ -662,7 +681,7 @@ async fn sqlite_leases_and_checkpoints_are_written_on_the_ledgers_own_connection
             .unwrap();
     fill(&ledger, 10, 10).await;
     let checkpoints = ledger.checkpoints().await.unwrap().len();
-    let before = ledger.writer_pragma("data_version").await.expect("SQLite's writer's data_version");
+    let before = ledger.writer_pragma("data_version", false).await.expect("SQLite's writer's data_version");
     let a = Lease::new(ledger.clone(), "test-work", "replica-a", 15_000_000);
     let b = Lease::new(ledger.clone(), "test-work", "replica-b", 15_000_000);
     assert_eq!(a.acquire().await.unwrap().expect("a free lease is taken").cursor, None);
@@ -677,13 +696,14 @@ async fn sqlite_leases_and_checkpoints_are_written_on_the_ledgers_own_connection
     assert_eq!(cp.tree_size, 10);
     let stored = ledger.checkpoints().await.unwrap();
     assert_eq!((stored.len(), stored.last()), (checkpoints + 1, Some(&cp)), "stored");
-    assert_eq!(ledger.writer_pragma("data_version").await, Some(before), "no commit from another connection");
-    // The lease's writes were not fsynced (made durable by the next
-    // commit); the connection is FULL again for the ledger's.
-    assert_eq!(ledger.writer_pragma("synchronous").await, Some(2), "FULL");
+    assert_eq!(ledger.writer_pragma("data_version", false).await, Some(before), "no commit from another connection");
+    // The leases' writes are made at NORMAL (made durable by the WAL's next
+    // fsync); the connection is FULL again for the ledger's.
+    assert_eq!(ledger.writer_pragma("synchronous", true).await, Some(1), "NORMAL within");
+    assert_eq!(ledger.writer_pragma("synchronous", false).await, Some(2), "FULL after");
     // The control: a commit on a pooled connection does show.
     t.db.conn().execute_unprepared("UPDATE leases SET until_us = 0 WHERE name = 'test-work'").await.unwrap();
-    assert_ne!(ledger.writer_pragma("data_version").await, Some(before));
+    assert_ne!(ledger.writer_pragma("data_version", false).await, Some(before));
     ledger.shutdown(tasks).await.unwrap();
 }
 

@@ -205,7 +205,9 @@ struct Answer {
 /// answered, in `custos_ledger_append_stage_seconds{stage}`, each stage
 /// the time from one mark to the next: `queued` (handed over → taken),
 /// `sealing` (→ sealed), `behind` (→ submitted: on SQLite the wait for the
-/// commit before it to settle; on PostgreSQL a batch is submitted while
+/// commit before it to settle, and when the batch then takes in what was
+/// queued meanwhile, its sealing again; those taken in have their wait in
+/// `queued` and the sealing in `sealing`; on PostgreSQL a batch is submitted while
 /// the one before commits, and that wait falls in `committing`),
 /// `committing` (→ committed), `answering` (→ the answer sent), and
 /// `waking` (→ the caller running again, recorded by the caller). A mark
@@ -348,13 +350,17 @@ pub(crate) enum Synced {
     /// At its commit, fsynced like the ledger's own (a signed checkpoint:
     /// it may be handed out at once).
     Now,
-    /// With the ledger's next commit (`synchronous = NORMAL`: its commit
-    /// costs no fsync under the writer's lock). A power loss before that
-    /// commit loses it, as if the power had gone just before it, and a
-    /// crash of the process alone loses nothing. For lease writes: on
-    /// SQLite every holder runs on this machine, so the power loss that
-    /// undoes a renewal, a take or a saved cursor stopped every holder too,
-    /// and the work they fence is idempotent ([`crate::lease`]).
+    /// With the WAL's next fsync (`synchronous = NORMAL`: its commit costs
+    /// no fsync under the writer's lock), at the ledger's next commit or
+    /// the background WAL checkpoint's, within about 2 s. A power loss
+    /// before that loses it, and in the database it is as if the power had
+    /// gone just before it; a crash of the process alone loses nothing. For
+    /// lease writes: on SQLite every holder runs on this machine, so the
+    /// power loss that undoes a renewal, a take or a saved cursor stopped
+    /// every holder too; what they did outside the database since is done
+    /// again, as after a crash between a send and its saved cursor (the
+    /// work they fence is idempotent or resent, at least once:
+    /// [`crate::lease`]).
     WithNextCommit,
 }
 
@@ -758,15 +764,18 @@ impl Ledger {
         on_sqlite_writer(&self.inner, synced, write).await
     }
 
-    /// A `PRAGMA` read on SQLite's writer: `data_version` changes when
-    /// another connection commits (then SQLite drops the writer's page
-    /// cache and memory map at its next transaction); `synchronous` is 2
-    /// (FULL) between writes. `None` on PostgreSQL, or if it cannot be
-    /// read. For tests.
+    /// A `PRAGMA` read on SQLite's writer, in a write of its own made as
+    /// the leases' are (`with_next_commit`) or fsynced: `data_version`
+    /// changes when another connection commits (then SQLite drops the
+    /// writer's page cache and memory map at its next transaction);
+    /// `synchronous` is 2 (FULL) between writes, 1 (NORMAL) within the
+    /// leases'. `None` on PostgreSQL, if it cannot be read, or while the
+    /// writer refuses writes. For tests.
     #[doc(hidden)]
-    pub async fn writer_pragma(&self, name: &'static str) -> Option<i64> {
+    pub async fn writer_pragma(&self, name: &'static str, with_next_commit: bool) -> Option<i64> {
         let sql = format!("PRAGMA {name}");
-        self.on_sqlite_writer(Synced::Now, move |c| Ok(c.query_row(&sql, [], |r| r.get(0))?)).await?.ok()
+        let synced = if with_next_commit { Synced::WithNextCommit } else { Synced::Now };
+        self.on_sqlite_writer(synced, move |c| Ok(c.query_row(&sql, [], |r| r.get(0))?)).await?.ok()
     }
 
     /// Before a read of the dashboards' counts (`audit_rollups_current`):

@@ -6,8 +6,9 @@ use super::commit::*;
 use super::*;
 use crate::ledger::pg_direct;
 
-/// Collects the next batch: waits for one request, then takes whatever else
-/// is queued, up to `max_batch` events. None once stopped and drained.
+/// Collects the next batch: waits for one request (the one [`top_up`] left
+/// in `carry` first), then takes whatever else is queued, up to
+/// `max_batch` events. None once stopped and drained.
 ///
 /// A request whose caller stopped waiting (its commit timeout passed, or
 /// the client went away) is dropped unsealed: what was answered 503 does
@@ -16,16 +17,22 @@ pub(super) async fn next_batch(
     inner: &Inner,
     rx: &mut mpsc::Receiver<AppendRequest>,
     stop: &mut watch::Receiver<bool>,
+    carry: &mut Option<AppendRequest>,
 ) -> Option<Vec<AppendRequest>> {
     let first = loop {
-        let next = tokio::select! {
-            biased;
-            req = rx.recv() => req,
-            _ = stopped(stop) => {
-                // Drain what was queued before the stop, then end.
-                rx.close();
-                rx.recv().await
-            }
+        // (Taken and returned in one poll: a `select!` that drops this
+        // future cannot lose it.)
+        let next = match carry.take() {
+            Some(r) => Some(r),
+            None => tokio::select! {
+                biased;
+                req = rx.recv() => req,
+                _ = stopped(stop) => {
+                    // Drain what was queued before the stop, then end.
+                    rx.close();
+                    rx.recv().await
+                }
+            },
         };
         let r = next?;
         if r.reply.is_closed() {
@@ -50,23 +57,38 @@ pub(super) async fn next_batch(
     Some(batch)
 }
 
-/// A batch of at most this many events that waited for the commit before
-/// it is topped up ([`top_up`]) and sealed again: about 0.2 ms of sealing
-/// at most, against a commit (and an fsync) less for what it takes in.
+/// A batch of under this many events that waited for the commit before it
+/// is topped up ([`top_up`]) and sealed again.
 const TOP_UP_BELOW: usize = 64;
 
+/// What a topped-up batch holds at most (events): everything in it is
+/// sealed while no commit runs (about 1 ms for 256), where what is left
+/// for the next batch is sealed while this one commits.
+const TOP_UP_MAX: usize = 256;
+
 /// Adds to a waiting batch of under [`TOP_UP_BELOW`] events the requests
-/// queued meanwhile (up to `max_batch`, callers who gave up left out);
-/// whether it took any.
-fn top_up(inner: &Inner, rx: &mut mpsc::Receiver<AppendRequest>, batch: &mut Vec<AppendRequest>) -> bool {
+/// queued meanwhile, up to [`TOP_UP_MAX`] events in all (callers who gave
+/// up left out); a request that would go past it is left in `carry`, the
+/// next batch's first. Whether it took any.
+fn top_up(
+    inner: &Inner,
+    rx: &mut mpsc::Receiver<AppendRequest>,
+    batch: &mut Vec<AppendRequest>,
+    carry: &mut Option<AppendRequest>,
+) -> bool {
     let mut n: usize = batch.iter().map(|r| r.items.len()).sum();
-    if n >= TOP_UP_BELOW {
+    if n >= TOP_UP_BELOW || carry.is_some() {
         return false;
     }
+    let limit = TOP_UP_MAX.min(inner.cfg.max_batch);
     let before = batch.len();
-    while n < inner.cfg.max_batch {
+    while n < limit {
         match rx.try_recv() {
             Ok(r) if r.reply.is_closed() => abandoned(&r),
+            Ok(r) if n + r.items.len() > limit => {
+                *carry = Some(r);
+                break;
+            }
             Ok(mut r) => {
                 n += r.items.len();
                 r.timeline.taken = Some(std::time::Instant::now());
@@ -325,6 +347,8 @@ pub(super) async fn run_sequencer(
     };
     let jobs = committer.as_ref().map(|(jobs, _)| jobs.clone());
     let mut in_flight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
+    // A request `top_up` had no room for: the next batch's first.
+    let mut carry: Option<AppendRequest> = None;
     loop {
         // With the committer holding two batches (PostgreSQL), the next is
         // taken only once the first has settled: it could not be sent
@@ -339,9 +363,9 @@ pub(super) async fn run_sequencer(
             Some(f) => tokio::select! {
                 biased;
                 joined = &mut f.done => Step::Settled(joined),
-                b = next_batch(&inner, &mut rx, &mut stop) => Step::Batch(b),
+                b = next_batch(&inner, &mut rx, &mut stop, &mut carry) => Step::Batch(b),
             },
-            None => Step::Batch(next_batch(&inner, &mut rx, &mut stop).await),
+            None => Step::Batch(next_batch(&inner, &mut rx, &mut stop, &mut carry).await),
         };
         match step {
             Step::Settled(joined) => {
@@ -376,7 +400,7 @@ pub(super) async fn run_sequencer(
                 let (batch, sealed, args) = match sealed {
                     Ok(sealed) if waited && base_holds && depth == 1 => {
                         let mut batch = batch;
-                        if top_up(&inner, &mut rx, &mut batch) {
+                        if top_up(&inner, &mut rx, &mut batch, &mut carry) {
                             match seal_off_thread(&inner, base.clone(), batch, encode).await {
                                 Some(resealed) => resealed,
                                 None => continue,
