@@ -318,6 +318,10 @@ async fn readyz(State(s): State<AppState>) -> Response {
     if s.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         return unready("shutting down".into());
     }
+    // Failed closed: restarting the server is what brings it back.
+    if let Some(why) = s.ledger.refusing_commits() {
+        return unready(why.into());
+    }
     let db = s.ledger.db();
     // Bounded: a hung database makes the replica unready, not the probe hang.
     match tokio::time::timeout(Duration::from_secs(2), db.ping()).await {

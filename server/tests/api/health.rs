@@ -87,6 +87,46 @@ both_backends! {
     }
 }
 
+/// SQLite: once the ledger's connection could not be set back to
+/// `synchronous = FULL` after a write at NORMAL (here: SQLite refuses, as
+/// that write left a transaction open), the ledger commits nothing until restart, and `/readyz` says
+/// so (out of the load balancer's rotation) instead of answering ready.
+#[tokio::test]
+async fn a_ledger_that_refuses_commits_until_restart_is_not_ready() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else { return };
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    assert_eq!(app.running.ledger.refusing_commits(), None);
+    // Signed in before: signing in is recorded.
+    let c = app.signed_in("viewer1", &["viewer"]).await;
+
+    assert!(app.running.ledger.leave_a_write_at_normal_open_for_tests().await, "SQLite has a writer");
+    let before = app.running.ledger.head().await.unwrap().seq;
+    let why = app.running.ledger.refusing_commits().expect("refusing commits once FULL could not be set back");
+    assert!(why.contains("synchronous = FULL") && why.contains("restart"), "{why}");
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!((body["status"].as_str(), body["reason"].as_str()), (Some("unready"), Some(why)));
+
+    // Fail closed: nothing is committed, from any caller.
+    let entry = custos_engine::ledger::NewEntry::system(
+        app.running.ledger.now_us(),
+        "system",
+        "test.refused",
+        ("test", None),
+        "cli",
+        &serde_json::json!({}),
+    );
+    let err = app.running.ledger.append_one(entry).await.expect_err("a commit while refusing");
+    assert!(matches!(err, custos_engine::ledger::LedgerError::CommitFailed), "{err:?}");
+    let res = c.get(format!("{}/api/audit", app.base)).send().await.unwrap();
+    assert!(res.status().is_server_error(), "a read whose record cannot be written is refused: {}", res.status());
+    assert_eq!(app.running.ledger.head().await.unwrap().seq, before, "nothing was appended");
+    assert_eq!(app.get("/readyz").await.status(), 503, "still unready: only a restart brings it back");
+    // (Its final checkpoint is refused too when one is due: fail closed.)
+    let _ = app.running.shutdown().await;
+}
+
 use sea_orm::ConnectionTrait as _;
 
 #[tokio::test]

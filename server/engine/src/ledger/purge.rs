@@ -246,7 +246,10 @@ impl Ledger {
         through: u64,
         what: &str,
     ) -> Result<store::CheckpointRow, LedgerError> {
-        let cp = self.checkpoint_now().await?.ok_or_else(|| LedgerError::Invalid("the ledger is empty".into()))?;
+        let cp = self
+            .checkpoint_covering(through)
+            .await?
+            .ok_or_else(|| LedgerError::Invalid("the ledger is empty".into()))?;
         if cp.tree_size < through {
             return Err(LedgerError::Invalid(format!("seq {through} is not yet covered by a signed checkpoint")));
         }

@@ -55,7 +55,7 @@
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
@@ -90,6 +90,12 @@ pub struct Shared {
     keys: AtomicU64,
     /// When the write under way began (ms since `START`, plus one; 0: none).
     writing_since: AtomicU64,
+    /// The ledger's connection could not be set back to `synchronous =
+    /// FULL` after a write at NORMAL, or such a write panicked: every
+    /// commit is refused until the server restarts ([`Buffer::check_sync`]).
+    /// Only ever set, and only once that is so (unlike [`Buffer`]'s own
+    /// `sync_lost`, which is also set during each such write).
+    refusing: AtomicBool,
 }
 
 impl Shared {
@@ -113,6 +119,12 @@ impl Shared {
     /// Whether every commit numbered up to `n` has its counts written.
     pub fn written_through(&self, n: u64) -> bool {
         self.written.load(Ordering::Acquire) >= n
+    }
+
+    /// Whether the writer refuses every commit until the server restarts
+    /// (see [`Buffer::unsynced`]): what `/readyz` reports.
+    pub fn refusing_commits(&self) -> bool {
+        self.refusing.load(Ordering::Acquire)
     }
 }
 
@@ -379,7 +391,8 @@ impl Buffer {
     /// before anything else uses the connection. Fails closed: until FULL
     /// is back, [`Self::check_sync`] refuses every commit and this every
     /// write; if it cannot be set back (or `write` panicked), until the
-    /// server restarts.
+    /// server restarts, and [`Shared::refusing_commits`] says so (`/readyz`
+    /// answers 503; the gauge `custos_ledger_refusing_commits` is 1).
     pub fn unsynced<T>(
         &mut self,
         conn: &mut Connection,
@@ -388,15 +401,33 @@ impl Buffer {
         self.check_sync()?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         self.sync_lost = true;
-        let outcome = write(self, conn);
+        let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(&mut *self, &mut *conn))) {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                tracing::error!(
+                    "a write at synchronous = NORMAL on the ledger's connection stopped (panic); commits are \
+                                 refused until the server restarts"
+                );
+                self.lose_sync();
+                std::panic::resume_unwind(panic)
+            }
+        };
         if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
             tracing::error!(error = %e, write = ?outcome.as_ref().err(),
                 "the ledger's connection could not be set back to synchronous = FULL; commits are refused until the \
                  server restarts");
+            self.lose_sync();
             return Err(e.into());
         }
         self.sync_lost = false;
         outcome
+    }
+
+    /// Tells those outside the writer's lock (`/readyz`, `/metrics`) that
+    /// [`Self::check_sync`] refuses every commit until the server restarts.
+    fn lose_sync(&self) {
+        self.shared.refusing.store(true, Ordering::Release);
+        metrics::gauge!("custos_ledger_refusing_commits").set(1.0);
     }
 
     /// Adds what a committed transaction staged.

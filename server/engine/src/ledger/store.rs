@@ -275,30 +275,37 @@ fn checkpoint_from_row(r: &QueryResult) -> Result<CheckpointRow, LedgerError> {
 }
 
 /// Stores a checkpoint unless one for that size exists (replicas may race;
-/// Ed25519 signatures are deterministic, so both would be identical).
-pub async fn insert_checkpoint(conn: &impl ConnectionTrait, cp: &CheckpointRow) -> Result<(), LedgerError> {
+/// Ed25519 signatures are deterministic, so both would be identical but for
+/// their creation times). Whether it was stored.
+pub async fn insert_checkpoint(conn: &impl ConnectionTrait, cp: &CheckpointRow) -> Result<bool, LedgerError> {
     let b = conn.get_database_backend();
-    conn.execute_raw(stmt_for(
-        b,
-        INSERT_CHECKPOINT,
-        vec![seq_value(cp.tree_size), cp.root_hash.to_vec().into(), cp.note.clone().into(), cp.created_at_us.into()],
-    ))
-    .await?;
-    Ok(())
+    let done = conn
+        .execute_raw(stmt_for(
+            b,
+            INSERT_CHECKPOINT,
+            vec![
+                seq_value(cp.tree_size),
+                cp.root_hash.to_vec().into(),
+                cp.note.clone().into(),
+                cp.created_at_us.into(),
+            ],
+        ))
+        .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 const INSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (tree_size, root_hash, note, created_at) VALUES (?, ?, ?, ?) \
                                  ON CONFLICT (tree_size) DO NOTHING";
 
 /// [`insert_checkpoint`] on a direct SQLite connection (the ledger's writer).
-pub fn insert_checkpoint_direct(conn: &rusqlite::Connection, cp: &CheckpointRow) -> Result<(), LedgerError> {
-    conn.prepare_cached(INSERT_CHECKPOINT)?.execute(rusqlite::params![
+pub fn insert_checkpoint_direct(conn: &rusqlite::Connection, cp: &CheckpointRow) -> Result<bool, LedgerError> {
+    let rows = conn.prepare_cached(INSERT_CHECKPOINT)?.execute(rusqlite::params![
         i64::try_from(cp.tree_size).unwrap_or(i64::MAX),
         cp.root_hash.as_slice(),
         cp.note,
         cp.created_at_us
     ])?;
-    Ok(())
+    Ok(rows > 0)
 }
 
 /// All checkpoints in increasing tree size.

@@ -229,6 +229,47 @@ both_backends! {
 }
 
 both_backends! {
+    /// A burst of callers asking for a checkpoint at once (proof requests,
+    /// exports) signs and stores one, and every caller gets that stored row.
+    async fn callers_asking_for_a_checkpoint_at_once_share_one(backend: Backend) {
+        let Some(t) = TestDb::new(backend).await else { return };
+        // The system's clock, its readings counted: an idle ledger reads it
+        // only to date a checkpoint it signs.
+        #[derive(Debug, Default)]
+        struct Counted(std::sync::atomic::AtomicUsize);
+        impl custos_engine::clock::Clock for Counted {
+            fn now_us(&self) -> i64 {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                custos_engine::clock::Clock::now_us(&SystemClock)
+            }
+        }
+        let clock = Arc::new(Counted::default());
+        // No background checkpoint meanwhile: the burst's own are counted.
+        let cfg = custos_engine::ledger::LedgerConfig { checkpoint_interval: std::time::Duration::from_secs(3600), ..config() };
+        let (ledger, tasks) = Ledger::open(t.db.clone(), &crate::support::KEK, cfg, clock.clone(), Arc::new(OsRandom)).await.unwrap();
+        fill(&ledger, 300, 100).await;
+        assert!(ledger.checkpoints().await.unwrap().is_empty());
+        let readings = clock.0.load(std::sync::atomic::Ordering::SeqCst);
+        let asked = (0..16).map(|_| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.checkpoint_now().await.unwrap().unwrap() })
+        });
+        let rows: Vec<_> = futures_util::future::join_all(asked).await.into_iter().map(Result::unwrap).collect();
+        let stored = ledger.latest_checkpoint().await.unwrap().unwrap();
+        assert_eq!(stored.tree_size, 300);
+        for row in &rows {
+            assert_eq!((row.tree_size, row.created_at_us, &row.note), (stored.tree_size, stored.created_at_us, &stored.note),
+                       "each caller gets the stored checkpoint");
+        }
+        assert_eq!(ledger.checkpoints().await.unwrap().len(), 1);
+        // One signed (not one each, most of them then not stored: a size
+        // already stored is not stored again).
+        assert_eq!(clock.0.load(std::sync::atomic::Ordering::SeqCst) - readings, 1, "checkpoints signed for the burst");
+        ledger.shutdown(tasks).await.unwrap();
+    }
+}
+
+both_backends! {
     async fn two_ledgers_on_one_database_share_one_gapless_chain(backend: Backend) {
         // On PostgreSQL this is two server replicas; on SQLite two pools on one file.
         let Some(t) = TestDb::new(backend).await else { return };

@@ -95,7 +95,7 @@ impl Events {
         let mut verification = self.ledger.verify_entry(seq).await?;
         if verification.inclusion.is_none() {
             // Not yet covered by a signed checkpoint: sign one now.
-            self.ledger.checkpoint_now().await?;
+            self.ledger.checkpoint_covering(seq).await?;
             verification = self.ledger.verify_entry(seq).await?;
         }
         Ok(Some(ProvenEvent { event, verification, leaf_hash: entry.leaf_hash }))

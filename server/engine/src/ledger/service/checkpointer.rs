@@ -39,7 +39,7 @@ pub(super) async fn run_checkpointer(inner: Arc<Inner>) {
             _ = tick.tick() => {}
             _ = stopped(&mut stop) => break,
         }
-        if let Err(e) = make_checkpoint(&inner).await {
+        if let Err(e) = make_checkpoint(&inner, 0).await {
             metrics::counter!("custos_checkpoint_failures_total").increment(1);
             tracing::error!(error = %e, "signing a checkpoint failed");
         }
@@ -51,11 +51,22 @@ pub(super) async fn run_checkpointer(inner: Arc<Inner>) {
     }
 }
 
-pub(super) async fn make_checkpoint(inner: &Inner) -> Result<Option<CheckpointRow>, LedgerError> {
+/// The latest signed checkpoint if it covers `at_least` and every entry
+/// this process had committed when this was called; if not, one signed and
+/// stored now at the newest committed head. `None` for an empty ledger.
+/// One at a time in this process: callers that come in while a checkpoint
+/// is being signed wait for it and take it when it covers what they asked
+/// for, so that a burst of proof requests signs and stores one checkpoint,
+/// not one each. Each caller gets the row that is stored, also when
+/// another process stored one of the same size first.
+pub(super) async fn make_checkpoint(inner: &Inner, at_least: u64) -> Result<Option<CheckpointRow>, LedgerError> {
+    let wanted = inner.committed.borrow().0.max(at_least);
+    let _one_at_a_time = inner.checkpointing.lock().await;
     let conn = inner.db.conn();
-    let latest = store::latest_signed_checkpoint(conn, &inner.keys.signer().verifier()).await?;
+    let verifier = inner.keys.signer().verifier();
+    let latest = store::latest_signed_checkpoint(conn, &verifier).await?;
     let (seq, root) = *inner.committed.borrow();
-    if seq == 0 || latest.as_ref().is_some_and(|c| c.tree_size >= seq) {
+    if seq == 0 || latest.as_ref().is_some_and(|c| c.tree_size >= wanted) {
         return Ok(latest);
     }
     let cp = Checkpoint { origin: inner.keys.origin().to_owned(), tree_size: seq, root_hash: root };
@@ -67,9 +78,25 @@ pub(super) async fn make_checkpoint(inner: &Inner) -> Result<Option<CheckpointRo
     };
     // On SQLite by the ledger's own connection (see `on_sqlite_writer`).
     let stored = row.clone();
-    match on_sqlite_writer(inner, super::Synced::Now, move |c| store::insert_checkpoint_direct(c, &stored)).await {
-        Some(done) => done?,
-        None => store::insert_checkpoint(conn, &row).await?,
+    let inserted =
+        match on_sqlite_writer(inner, super::Synced::Now, move |c| store::insert_checkpoint_direct(c, &stored)).await {
+            Some(done) => done?,
+            None => store::insert_checkpoint(conn, &row).await?,
+        };
+    if !inserted {
+        // Another process (a replica, `custos checkpoint`) stored this size
+        // first: its row, signed alike, is the one to hand out.
+        match store::latest_signed_checkpoint(conn, &verifier).await? {
+            Some(theirs) if theirs.tree_size >= row.tree_size => return Ok(Some(theirs)),
+            // A row of that size whose signature is not the ledger's
+            // (verification reports it): the one signed here is valid.
+            _ => tracing::warn!(
+                tree_size = row.tree_size,
+                "a checkpoint row of this size not signed by this ledger \
+                                                            is stored; run `custos verify`"
+            ),
+        }
+        return Ok(Some(row));
     }
     metrics::counter!("custos_checkpoints_total").increment(1);
     tracing::debug!(tree_size = row.tree_size, "checkpoint signed");

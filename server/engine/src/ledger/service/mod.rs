@@ -279,6 +279,10 @@ struct Inner {
     /// SQLite's writer (connection and held counts), and how many entries'
     /// counts it holds.
     writer: Option<(commit::SharedWriter, Arc<super::rollup_buffer::Shared>)>,
+    /// Held while a checkpoint is signed and stored: callers that ask
+    /// meanwhile share it when it covers what they asked for
+    /// ([`checkpointer::make_checkpoint`]).
+    checkpointing: tokio::sync::Mutex<()>,
 }
 
 impl Inner {
@@ -427,6 +431,8 @@ async fn run_rollup_writer(inner: Arc<Inner>) {
             let recovered = tokio::task::spawn_blocking(move || {
                 let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
                 let commit::Writer { conn, rollups } = &mut *g;
+                // (Its commits are fsynced: refused once that is not sure.)
+                rollups.check_sync()?;
                 super::rollup_buffer::recover(conn, rollups.db_path(), &inner2.keys, rollups.owner())
             })
             .await;
@@ -692,6 +698,9 @@ impl Ledger {
             }
             None => None,
         };
+        // 1 once it refuses every commit until restart (`refusing_commits`;
+        // one gauge per process: a second ledger opened in it sets it to 0).
+        metrics::gauge!("custos_ledger_refusing_commits").set(0.0);
         let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
         let (committed, _) = watch::channel((head.seq, head.frontier.root()));
         let (heard, _) = watch::channel(head.seq);
@@ -709,6 +718,7 @@ impl Ledger {
             leases: Default::default(),
             db_clock: Default::default(),
             writer,
+            checkpointing: Default::default(),
         });
         // The counts of entries a writer that stopped left uncounted
         // (bounded: about a second of ingest each), before anything is read.
@@ -776,6 +786,40 @@ impl Ledger {
         let sql = format!("PRAGMA {name}");
         let synced = if with_next_commit { Synced::WithNextCommit } else { Synced::Now };
         self.on_sqlite_writer(synced, move |c| Ok(c.query_row(&sql, [], |r| r.get(0))?)).await?.ok()
+    }
+
+    /// Why this ledger refuses every commit until the server restarts, if
+    /// it does: on SQLite, once its connection could not be set back to
+    /// `synchronous = FULL` after a write made at NORMAL (or such a write
+    /// panicked), so that nothing is committed without its fsync. `/readyz`
+    /// answers 503 with it (out of the load balancer's rotation, for the
+    /// supervisor to restart), and the gauge
+    /// `custos_ledger_refusing_commits` is 1.
+    pub fn refusing_commits(&self) -> Option<&'static str> {
+        let (_, shared) = self.inner.writer.as_ref()?;
+        shared.refusing_commits().then_some(
+            "the ledger's SQLite connection could not be set back to synchronous = FULL (or a write at NORMAL \
+             panicked): it commits nothing until the server restarts",
+        )
+    }
+
+    /// Leaves a transaction open in a write at `synchronous = NORMAL` on
+    /// SQLite's writer (a bug in such a write), so that SQLite refuses to
+    /// set the connection back to FULL ("Safety level may not be changed
+    /// inside a transaction") and the ledger refuses every commit until
+    /// restart ([`Self::refusing_commits`]). `false` on PostgreSQL. For
+    /// tests only: nothing else calls it.
+    #[doc(hidden)]
+    pub async fn leave_a_write_at_normal_open_for_tests(&self) -> bool {
+        let Some((w, _)) = &self.inner.writer else { return false };
+        let w = w.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
+            let commit::Writer { conn, rollups } = &mut *g;
+            let _ = rollups.unsynced(conn, |_, conn| Ok(conn.execute_batch("BEGIN")?));
+        })
+        .await
+        .is_ok()
     }
 
     /// Before a read of the dashboards' counts (`audit_rollups_current`):
@@ -848,6 +892,7 @@ impl Ledger {
                 let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
                 let commit::Writer { conn, rollups } = &mut *g;
                 rollups.write_now(conn, &inner.keys)?;
+                rollups.check_sync()?;
                 super::rollup_buffer::recover(conn, rollups.db_path(), &inner.keys, rollups.owner())?;
                 super::rollup_buffer::held_elsewhere(conn, rollups.owner(), from, through)
             })
@@ -990,10 +1035,21 @@ impl Ledger {
         store::read_head(self.inner.db.conn()).await
     }
 
-    /// Signs and stores a checkpoint of the current head, unless the latest
-    /// checkpoint already covers it. Returns the latest checkpoint.
+    /// Signs and stores a checkpoint of the newest committed head, unless
+    /// the latest checkpoint already covers the head this process had
+    /// committed when this was called. Returns the latest checkpoint.
+    /// Callers asking at once share one ([`make_checkpoint`]).
     pub async fn checkpoint_now(&self) -> Result<Option<CheckpointRow>, LedgerError> {
-        make_checkpoint(&self.inner).await
+        make_checkpoint(&self.inner, 0).await
+    }
+
+    /// [`Self::checkpoint_now`], for an entry `seq` read from the database,
+    /// which may be ahead of what this process knows to be committed (its
+    /// commit not yet announced, or another replica's): the latest
+    /// checkpoint is taken only if it covers `seq` too. It may still not
+    /// cover `seq` when this process has not yet learnt of its commit.
+    pub async fn checkpoint_covering(&self, seq: u64) -> Result<Option<CheckpointRow>, LedgerError> {
+        make_checkpoint(&self.inner, seq).await
     }
 
     /// The latest checkpoint signed with the ledger's key (rows that do not
@@ -1165,7 +1221,7 @@ impl Ledger {
                 Err(_) => tracing::warn!("the dashboards' held counts could not be written at shutdown"),
             }
         }
-        make_checkpoint(&self.inner).await?;
+        make_checkpoint(&self.inner, 0).await?;
         if let Some(wal) = tasks.wal {
             let _ = tokio::task::spawn_blocking(move || wal.stop()).await;
         }
