@@ -52,13 +52,19 @@ pub(super) async fn run_checkpointer(inner: Arc<Inner>) {
 }
 
 /// The latest signed checkpoint if it covers `at_least` and every entry
-/// this process had committed when this was called; if not, one signed and
-/// stored now at the newest committed head. `None` for an empty ledger.
-/// One at a time in this process: callers that come in while a checkpoint
-/// is being signed wait for it and take it when it covers what they asked
-/// for, so that a burst of proof requests signs and stores one checkpoint,
-/// not one each. Each caller gets the row that is stored, also when
-/// another process stored one of the same size first.
+/// this process had committed when this was called (or everything this
+/// process knows to be committed: `at_least` may lie beyond it, another
+/// replica's entry); if not, one signed and stored now at the newest
+/// committed head. `None` for an empty ledger. One at a time in this
+/// process: callers that come in while a checkpoint is being signed wait
+/// for it and take it when it covers what they asked for, so that a burst
+/// of proof requests signs and stores one checkpoint, not one each. Each
+/// caller gets the row that is stored, also when another process (or an
+/// earlier caller here, given up after its insert was under way) stored
+/// one of that size first; the exception is a stored row of that size not
+/// validly signed by this ledger (forged, which verification reports):
+/// then the row signed here, not stored. A validly signed stored row of
+/// that size with another root is a fork: refused.
 pub(super) async fn make_checkpoint(inner: &Inner, at_least: u64) -> Result<Option<CheckpointRow>, LedgerError> {
     let wanted = inner.committed.borrow().0.max(at_least);
     let _one_at_a_time = inner.checkpointing.lock().await;
@@ -66,7 +72,8 @@ pub(super) async fn make_checkpoint(inner: &Inner, at_least: u64) -> Result<Opti
     let verifier = inner.keys.signer().verifier();
     let latest = store::latest_signed_checkpoint(conn, &verifier).await?;
     let (seq, root) = *inner.committed.borrow();
-    if seq == 0 || latest.as_ref().is_some_and(|c| c.tree_size >= wanted) {
+    let covered = latest.as_ref().map_or(0, |c| c.tree_size);
+    if seq == 0 || covered >= wanted || covered >= seq {
         return Ok(latest);
     }
     let cp = Checkpoint { origin: inner.keys.origin().to_owned(), tree_size: seq, root_hash: root };
@@ -84,12 +91,15 @@ pub(super) async fn make_checkpoint(inner: &Inner, at_least: u64) -> Result<Opti
             None => store::insert_checkpoint(conn, &row).await?,
         };
     if !inserted {
-        // Another process (a replica, `custos checkpoint`) stored this size
-        // first: its row, signed alike, is the one to hand out.
         match store::latest_signed_checkpoint(conn, &verifier).await? {
+            Some(theirs) if theirs.tree_size == row.tree_size && theirs.root_hash != row.root_hash => {
+                return Err(LedgerError::Corrupt(format!(
+                    "a checkpoint of tree size {} signed by this ledger's key with another root is stored: the log \
+                     has forked; run `custos verify`",
+                    row.tree_size
+                )));
+            }
             Some(theirs) if theirs.tree_size >= row.tree_size => return Ok(Some(theirs)),
-            // A row of that size whose signature is not the ledger's
-            // (verification reports it): the one signed here is valid.
             _ => tracing::warn!(
                 tree_size = row.tree_size,
                 "a checkpoint row of this size not signed by this ledger \

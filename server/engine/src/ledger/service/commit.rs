@@ -177,6 +177,8 @@ pub(super) type SharedWriter = Arc<std::sync::Mutex<Writer>>;
 pub(super) fn commit_sealed(w: &mut Writer, sealed: &Sealed, prev: &Head) -> Result<(), TryCommitError> {
     use crate::ledger::sqlite_direct as direct;
     let Writer { conn, rollups } = w;
+    // Refused before the write lock is taken (`Buffer::check_sync`).
+    rollups.check_sync()?;
     let tx = begin_write(conn)?;
     let head = direct::read_head(&tx)?;
     if !head.is(prev) {
@@ -352,6 +354,7 @@ pub(super) fn commit_direct(
 ) -> Result<Sealed, TryCommitError> {
     use crate::ledger::sqlite_direct as direct;
     let Writer { conn, rollups } = w;
+    rollups.check_sync()?;
     // IMMEDIATE: take the write lock first, so the head cannot move under us.
     let tx = begin_write(conn)?;
     let head = direct::read_head(&tx)?;

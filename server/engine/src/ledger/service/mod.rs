@@ -394,7 +394,9 @@ async fn run_rollup_writer(inner: Arc<Inner>) {
         }
         // Every 5 s: the counts another writer on the file left when it stopped.
         let recover = tick % 20 == 0;
-        if !recover && !shared.due(every) {
+        // (Nothing is written while the ledger refuses commits until restart:
+        // `/readyz` says so, once, rather than a warning here each time.)
+        if (!recover && !shared.due(every)) || shared.refusing_commits() {
             continue;
         }
         let mut start = true;
@@ -1037,8 +1039,9 @@ impl Ledger {
 
     /// Signs and stores a checkpoint of the newest committed head, unless
     /// the latest checkpoint already covers the head this process had
-    /// committed when this was called. Returns the latest checkpoint.
-    /// Callers asking at once share one ([`make_checkpoint`]).
+    /// committed when this was called. Returns the latest checkpoint (the
+    /// stored row; see [`make_checkpoint`] for the one exception). Callers
+    /// asking at once share one.
     pub async fn checkpoint_now(&self) -> Result<Option<CheckpointRow>, LedgerError> {
         make_checkpoint(&self.inner, 0).await
     }
@@ -1046,8 +1049,9 @@ impl Ledger {
     /// [`Self::checkpoint_now`], for an entry `seq` read from the database,
     /// which may be ahead of what this process knows to be committed (its
     /// commit not yet announced, or another replica's): the latest
-    /// checkpoint is taken only if it covers `seq` too. It may still not
-    /// cover `seq` when this process has not yet learnt of its commit.
+    /// checkpoint is taken as it is if it covers `seq` too, or if it covers
+    /// everything this process knows to be committed (nothing newer can be
+    /// signed here yet: it then does not cover `seq`).
     pub async fn checkpoint_covering(&self, seq: u64) -> Result<Option<CheckpointRow>, LedgerError> {
         make_checkpoint(&self.inner, seq).await
     }
