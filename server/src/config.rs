@@ -503,6 +503,10 @@ pub struct LedgerSettings {
     pub kek_file: Option<PathBuf>,
     /// Seconds between checkpoints while events arrive.
     pub checkpoint_interval_secs: u64,
+    /// Least milliseconds between two checkpoints: one asked for sooner (a
+    /// proof of an entry not yet covered, an export) waits, and then covers
+    /// what was committed meanwhile (0: no spacing).
+    pub checkpoint_spacing_ms: u64,
     /// Seconds between scheduled verifications of the whole ledger (0: none).
     /// Checked every 10 minutes (or this often, if shorter): a verification
     /// runs when the last one of the whole ledger is older than this.
@@ -577,6 +581,7 @@ impl Default for LedgerSettings {
             origin: "custos.local/ledger".into(),
             kek_file: None,
             checkpoint_interval_secs: 5,
+            checkpoint_spacing_ms: 1000,
             verify_interval_secs: 86_400,
             max_batch: 1000,
             queue_depth: 4096,
@@ -668,6 +673,16 @@ impl Config {
         }
         if !(1..=600).contains(&self.server.read_timeout_secs) {
             return invalid("server.read_timeout_secs", "must be between 1 and 600 seconds");
+        }
+        if self.ledger.checkpoint_spacing_ms > 10_000
+            || self.ledger.checkpoint_spacing_ms.saturating_mul(2) >= self.server.read_timeout_secs.saturating_mul(1000)
+        {
+            // A proof of a fresh event may wait two spacings (the one under
+            // way, then its own): well within a read's deadline.
+            return invalid(
+                "ledger.checkpoint_spacing_ms",
+                "must be at most 10000 and under half of server.read_timeout_secs in ms (a proof of a fresh event may wait two spacings)",
+            );
         }
         if !(1..=86_400).contains(&self.ingest.summary_secs) {
             return invalid("ingest.summary_secs", "must be between 1 and 86400 seconds (a day)");
@@ -841,6 +856,9 @@ impl Config {
         // shutdown), not on a timer that could fire mid-test.
         c.ingest.summary_secs = 24 * 3600;
         c.server.presence_secs = 3600;
+        // Tests sign checkpoints back to back (the spacing's test is the
+        // engine's).
+        c.ledger.checkpoint_spacing_ms = 0;
         c
     }
 }
@@ -949,6 +967,7 @@ mod tests {
         for (var, value, setting, why) in [
             ("CUSTOS_CLUSTER__LEASE_TTL_SECS", "5", "cluster.lease_ttl_secs", "between 10 and 300"),
             ("CUSTOS_LEDGER__COMMIT_TIMEOUT_SECS", "0", "ledger.commit_timeout_secs", "between 1 and 600"),
+            ("CUSTOS_LEDGER__CHECKPOINT_SPACING_MS", "10001", "ledger.checkpoint_spacing_ms", "at most 10000"),
             ("CUSTOS_SERVER__READ_TIMEOUT_SECS", "0", "server.read_timeout_secs", "between 1 and 600"),
             ("CUSTOS_LEDGER__MAX_CLOCK_AHEAD_SECS", "86401", "ledger.max_clock_ahead_secs", "at most 86400"),
         ] {

@@ -113,6 +113,7 @@ pub async fn open_ledger_with(
         max_batch: config.ledger.max_batch,
         queue_depth: config.ledger.queue_depth,
         checkpoint_interval: Duration::from_secs(config.ledger.checkpoint_interval_secs),
+        checkpoint_spacing: Duration::from_millis(config.ledger.checkpoint_spacing_ms),
         commit_timeout: Duration::from_secs(config.ledger.commit_timeout_secs),
         lease_ttl: Duration::from_secs(config.cluster.lease_ttl_secs),
         max_clock_ahead: Duration::from_secs(config.ledger.max_clock_ahead_secs),

@@ -143,10 +143,12 @@ pub const KEK: StaticKek = StaticKek([0x42; 32]);
 /// The tests' ledger configuration.
 pub fn config() -> LedgerConfig {
     // Tests move manual clocks to any time: no limit on a clock ahead of
-    // the database server's (the test of that limit sets its own).
+    // the database server's (the test of that limit sets its own). Tests
+    // sign checkpoints back to back: no spacing (its test sets its own).
     LedgerConfig {
         origin: "custos.test/ledger".into(),
         max_clock_ahead: std::time::Duration::ZERO,
+        checkpoint_spacing: std::time::Duration::ZERO,
         ..LedgerConfig::default()
     }
 }

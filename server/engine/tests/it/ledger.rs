@@ -272,6 +272,66 @@ both_backends! {
 }
 
 both_backends! {
+    /// Checkpoints asked for under sustained ingest (a proof of each newest
+    /// entry) are spaced: one asked for sooner than `checkpoint_spacing`
+    /// after the latest waits for it (by the ledger's clock), and then
+    /// covers what was committed meanwhile.
+    async fn a_checkpoint_asked_for_within_the_spacing_waits_and_covers_what_came_meanwhile(backend: Backend) {
+        use custos_engine::clock::ManualClock;
+        const T0: i64 = 1_780_000_000_000_000;
+        const HOUR_US: i64 = 3_600_000_000;
+        let Some(t) = TestDb::new(backend).await else { return };
+        let clock = Arc::new(ManualClock::new(T0));
+        let hour = std::time::Duration::from_secs(3600);
+        let cfg = custos_engine::ledger::LedgerConfig { checkpoint_interval: hour, checkpoint_spacing: hour, ..config() };
+        let (ledger, tasks) = Ledger::open(t.db.clone(), &crate::support::KEK, cfg, clock.clone(), Arc::new(OsRandom)).await.unwrap();
+        // (The background checkpointer's first tick, at once, finds the ledger empty.)
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        fill(&ledger, 10, 10).await;
+        // The first one (none before it): at once.
+        let first = ledger.checkpoint_now().await.unwrap().unwrap();
+        assert_eq!((first.tree_size, first.created_at_us), (10, T0));
+        let newest = fill(&ledger, 5, 5).await.last().unwrap().seq;
+        let asked = {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.checkpoint_covering(newest).await.unwrap().unwrap() })
+        };
+        // Its caller waits, whatever this machine's speed: the ledger's
+        // clock stands still (and the spacing is an hour of real time too).
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!asked.is_finished(), "a checkpoint asked for within the spacing waits");
+        let meanwhile = fill(&ledger, 5, 5).await.last().unwrap().seq;
+        assert_eq!((newest, meanwhile), (15, 20));
+        clock.advance_us(HOUR_US);
+        let second = asked.await.unwrap();
+        assert_eq!((second.tree_size, second.created_at_us), (20, T0 + HOUR_US),
+                   "signed when the spacing had passed, over what was committed during the wait");
+        let stored: Vec<u64> = ledger.checkpoints().await.unwrap().iter().map(|c| c.tree_size).collect();
+        assert_eq!(stored.len(), 2, "{stored:?}");
+        // The entry asked about is proven against it.
+        let one = ledger.verify_entry(newest).await.unwrap();
+        assert!(one.is_intact(), "{one:?}");
+        assert_eq!(one.inclusion.as_ref().unwrap().tree_size, 20);
+        // Nothing new to cover: the latest, at once.
+        assert_eq!(ledger.checkpoint_now().await.unwrap().unwrap().tree_size, 20);
+        // A wait under way when the ledger stops ends then: shutdown is not
+        // held back by the spacing (an hour here), and its caller gets one.
+        let last = fill(&ledger, 5, 5).await.last().unwrap().seq;
+        let waiting = {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.checkpoint_covering(last).await.unwrap().unwrap() })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "within the spacing again");
+        tokio::time::timeout(std::time::Duration::from_secs(300), ledger.shutdown(tasks))
+            .await
+            .expect("shutdown is not held back by the spacing")
+            .unwrap();
+        assert_eq!(waiting.await.unwrap().tree_size, 25);
+    }
+}
+
+both_backends! {
     async fn two_ledgers_on_one_database_share_one_gapless_chain(backend: Backend) {
         // On PostgreSQL this is two server replicas; on SQLite two pools on one file.
         let Some(t) = TestDb::new(backend).await else { return };

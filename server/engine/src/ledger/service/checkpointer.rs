@@ -58,7 +58,9 @@ pub(super) async fn run_checkpointer(inner: Arc<Inner>) {
 /// committed head. `None` for an empty ledger. One at a time in this
 /// process: callers that come in while a checkpoint is being signed wait
 /// for it and take it when it covers what they asked for, so that a burst
-/// of proof requests signs and stores one checkpoint, not one each. Each
+/// of proof requests signs and stores one checkpoint, not one each. Not
+/// sooner than [`LedgerConfig::checkpoint_spacing`] after the latest: the
+/// one signed after the wait covers what was committed during it. Each
 /// caller gets the row that is stored, also when another process (or an
 /// earlier caller here, given up after its insert was under way) stored
 /// one of that size first; the exception is a stored row of that size not
@@ -67,21 +69,29 @@ pub(super) async fn run_checkpointer(inner: Arc<Inner>) {
 /// that size with another root is a fork: refused.
 pub(super) async fn make_checkpoint(inner: &Inner, at_least: u64) -> Result<Option<CheckpointRow>, LedgerError> {
     let wanted = inner.committed.borrow().0.max(at_least);
-    let _one_at_a_time = inner.checkpointing.lock().await;
     let conn = inner.db.conn();
     let verifier = inner.keys.signer().verifier();
+    // Covered already: not behind a caller waiting for the spacing.
     let latest = store::latest_signed_checkpoint(conn, &verifier).await?;
-    let (seq, root) = *inner.committed.borrow();
+    if latest.as_ref().is_some_and(|c| c.tree_size >= wanted) {
+        return Ok(latest);
+    }
+    let _one_at_a_time = inner.checkpointing.lock().await;
+    let latest = store::latest_signed_checkpoint(conn, &verifier).await?;
+    let seq = inner.committed.borrow().0;
     let covered = latest.as_ref().map_or(0, |c| c.tree_size);
     if seq == 0 || covered >= wanted || covered >= seq {
         return Ok(latest);
     }
+    let created_at_us = spaced(inner, latest.as_ref()).await;
+    // The head now: what was committed during the wait is covered too.
+    let (seq, root) = *inner.committed.borrow();
     let cp = Checkpoint { origin: inner.keys.origin().to_owned(), tree_size: seq, root_hash: root };
     let row = CheckpointRow {
         tree_size: cp.tree_size,
         root_hash: cp.root_hash,
         note: inner.keys.signer().sign_checkpoint(&cp),
-        created_at_us: inner.clock.now_us(),
+        created_at_us,
     };
     // On SQLite by the ledger's own connection (see `on_sqlite_writer`).
     let stored = row.clone();
@@ -111,4 +121,43 @@ pub(super) async fn make_checkpoint(inner: &Inner, at_least: u64) -> Result<Opti
     metrics::counter!("custos_checkpoints_total").increment(1);
     tracing::debug!(tree_size = row.tree_size, "checkpoint signed");
     Ok(Some(row))
+}
+
+/// How often a wait for the checkpoints' spacing looks at the ledger's clock
+/// again (a clock moved by hand, in tests, ends it within this).
+const SPACING_POLL: Duration = Duration::from_millis(100);
+
+/// Waits until the latest checkpoint was signed `checkpoint_spacing` ago by
+/// the ledger's clock, and returns the clock's reading then: the new
+/// checkpoint's date (one reading when there is nothing to wait for). The
+/// wait lasts at most the spacing in this process's monotonic time (a clock
+/// set back or stopped, a replica's ahead, cannot hold checkpoints back
+/// longer), and ends at once when the ledger is stopping: shutdown signs
+/// its final checkpoint without delay.
+async fn spaced(inner: &Inner, latest: Option<&CheckpointRow>) -> i64 {
+    let spacing = inner.cfg.checkpoint_spacing;
+    let spacing_us = i64::try_from(spacing.as_micros()).unwrap_or(i64::MAX);
+    let mut now = inner.clock.now_us();
+    let Some(latest) = latest else { return now };
+    let until = latest.created_at_us.saturating_add(spacing_us).min(now.saturating_add(spacing_us));
+    let mut stop = inner.stop.subscribe();
+    if now >= until || *stop.borrow() {
+        return now;
+    }
+    metrics::counter!("custos_checkpoint_spacing_waits_total").increment(1);
+    let started = tokio::time::Instant::now();
+    while now < until {
+        let left_by_clock = Duration::from_micros(u64::try_from(until.saturating_sub(now)).unwrap_or(0));
+        let left = spacing.saturating_sub(started.elapsed());
+        let nap = left_by_clock.min(left).min(SPACING_POLL);
+        if nap.is_zero() {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(nap) => {}
+            _ = stopped(&mut stop) => return inner.clock.now_us(),
+        }
+        now = inner.clock.now_us();
+    }
+    now
 }

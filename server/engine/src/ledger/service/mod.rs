@@ -123,6 +123,15 @@ pub struct LedgerConfig {
     pub queue_depth: usize,
     /// How often a checkpoint is signed while entries arrive.
     pub checkpoint_interval: Duration,
+    /// The least time between two checkpoints (by the ledger's clock, from
+    /// the latest stored one's date): one asked for sooner (a proof of an
+    /// entry not yet covered, an export) waits for it, holding back the
+    /// callers behind it, and then covers everything committed meanwhile.
+    /// Under sustained ingest, a flood of such requests signs and stores
+    /// one checkpoint per spacing, not one per commit. The wait is never
+    /// longer than this in the process's own monotonic time (a clock set
+    /// back or stopped). Zero: no spacing.
+    pub checkpoint_spacing: Duration,
     /// How long an append waits for its commit (queueing included) before
     /// it gives up with [`LedgerError::TimedOut`].
     pub commit_timeout: Duration,
@@ -165,6 +174,7 @@ impl Default for LedgerConfig {
             max_batch: 1000,
             queue_depth: 4096,
             checkpoint_interval: Duration::from_secs(5),
+            checkpoint_spacing: Duration::from_secs(1),
             commit_timeout: Duration::from_secs(10),
             lease_ttl: Duration::from_secs(15),
             head_poll: Duration::from_secs(5),
