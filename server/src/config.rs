@@ -674,14 +674,22 @@ impl Config {
         if !(1..=600).contains(&self.server.read_timeout_secs) {
             return invalid("server.read_timeout_secs", "must be between 1 and 600 seconds");
         }
-        if self.ledger.checkpoint_spacing_ms > 10_000
-            || self.ledger.checkpoint_spacing_ms.saturating_mul(2) >= self.server.read_timeout_secs.saturating_mul(1000)
-        {
-            // A proof of a fresh event may wait two spacings (the one under
-            // way, then its own): well within a read's deadline.
+        if self.ledger.checkpoint_spacing_ms > 10_000 {
+            return invalid("ledger.checkpoint_spacing_ms", "must be at most 10000 (10 seconds; 0: no spacing)");
+        }
+        // A proof of a fresh event may wait two spacings (the one under way,
+        // then its own): with a second to spare within a read's deadline.
+        let (spacing, read_ms) =
+            (self.ledger.checkpoint_spacing_ms, self.server.read_timeout_secs.saturating_mul(1000));
+        if spacing > 0 && spacing.saturating_mul(2).saturating_add(1000) > read_ms {
             return invalid(
                 "ledger.checkpoint_spacing_ms",
-                "must be at most 10000 and under half of server.read_timeout_secs in ms (a proof of a fresh event may wait two spacings)",
+                &format!(
+                    "{spacing} ms is too long for server.read_timeout_secs = {}: a proof of a fresh event may wait two \
+                     spacings, which must leave a second of a read's deadline; lower it (0: no spacing) or raise \
+                     server.read_timeout_secs",
+                    self.server.read_timeout_secs
+                ),
             );
         }
         if !(1..=86_400).contains(&self.ingest.summary_secs) {
@@ -968,6 +976,7 @@ mod tests {
             ("CUSTOS_CLUSTER__LEASE_TTL_SECS", "5", "cluster.lease_ttl_secs", "between 10 and 300"),
             ("CUSTOS_LEDGER__COMMIT_TIMEOUT_SECS", "0", "ledger.commit_timeout_secs", "between 1 and 600"),
             ("CUSTOS_LEDGER__CHECKPOINT_SPACING_MS", "10001", "ledger.checkpoint_spacing_ms", "at most 10000"),
+            ("CUSTOS_SERVER__READ_TIMEOUT_SECS", "2", "ledger.checkpoint_spacing_ms", "server.read_timeout_secs = 2"),
             ("CUSTOS_SERVER__READ_TIMEOUT_SECS", "0", "server.read_timeout_secs", "between 1 and 600"),
             ("CUSTOS_LEDGER__MAX_CLOCK_AHEAD_SECS", "86401", "ledger.max_clock_ahead_secs", "at most 86400"),
         ] {

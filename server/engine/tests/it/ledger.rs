@@ -332,6 +332,43 @@ both_backends! {
 }
 
 both_backends! {
+    /// A replica that waited for the spacing while another stored a newer
+    /// checkpoint takes that one: it never signs an older size after it.
+    async fn a_replica_that_waited_for_the_spacing_takes_a_newer_checkpoint_stored_meanwhile(backend: Backend) {
+        use custos_engine::clock::ManualClock;
+        const HOUR_US: i64 = 3_600_000_000;
+        let Some(t) = TestDb::new(backend).await else { return };
+        // `a` signs at once (no spacing); `b` spaces by an hour of its own
+        // clock, which stands still until the test moves it.
+        let (a, ta) = open_ledger(&TestDb::connect(&t.url).await).await;
+        let clock = Arc::new(ManualClock::new(custos_engine::clock::Clock::now_us(&SystemClock)));
+        let hour = std::time::Duration::from_secs(3600);
+        let spaced = custos_engine::ledger::LedgerConfig { checkpoint_interval: hour, checkpoint_spacing: hour, ..config() };
+        let (b, tb) = Ledger::open(TestDb::connect(&t.url).await, &crate::support::KEK, spaced, clock.clone(), Arc::new(OsRandom)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        fill(&a, 10, 10).await;
+        assert_eq!(a.checkpoint_now().await.unwrap().unwrap().tree_size, 10);
+        let theirs = fill(&b, 5, 5).await.last().unwrap().seq;
+        let asked = {
+            let b = b.clone();
+            tokio::spawn(async move { b.checkpoint_covering(theirs).await.unwrap().unwrap() })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!asked.is_finished(), "b waits for the spacing");
+        fill(&a, 5, 5).await;
+        let newer = a.checkpoint_now().await.unwrap().unwrap();
+        assert_eq!((theirs, newer.tree_size), (15, 20));
+        clock.advance_us(HOUR_US);
+        let got = asked.await.unwrap();
+        assert_eq!((got.tree_size, &got.note), (20, &newer.note), "the newer one stored meanwhile");
+        let sizes: Vec<u64> = a.checkpoints().await.unwrap().iter().map(|c| c.tree_size).collect();
+        assert!(!sizes.contains(&15), "no older size signed after the newer one: {sizes:?}");
+        a.shutdown(ta).await.unwrap();
+        b.shutdown(tb).await.unwrap();
+    }
+}
+
+both_backends! {
     async fn two_ledgers_on_one_database_share_one_gapless_chain(backend: Backend) {
         // On PostgreSQL this is two server replicas; on SQLite two pools on one file.
         let Some(t) = TestDb::new(backend).await else { return };

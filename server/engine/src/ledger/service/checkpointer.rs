@@ -83,9 +83,17 @@ pub(super) async fn make_checkpoint(inner: &Inner, at_least: u64) -> Result<Opti
     if seq == 0 || covered >= wanted || covered >= seq {
         return Ok(latest);
     }
-    let created_at_us = spaced(inner, latest.as_ref()).await;
+    let (created_at_us, waited) = spaced(inner, latest.as_ref()).await;
     // The head now: what was committed during the wait is covered too.
     let (seq, root) = *inner.committed.borrow();
+    if waited {
+        // Another process (a replica, `custos checkpoint`) may have stored
+        // a newer one meanwhile: not one of an older size after it.
+        let theirs = store::latest_signed_checkpoint(conn, &verifier).await?;
+        if theirs.as_ref().is_some_and(|c| c.tree_size >= wanted || c.tree_size >= seq) {
+            return Ok(theirs);
+        }
+    }
     let cp = Checkpoint { origin: inner.keys.origin().to_owned(), tree_size: seq, root_hash: root };
     let row = CheckpointRow {
         tree_size: cp.tree_size,
@@ -128,21 +136,22 @@ pub(super) async fn make_checkpoint(inner: &Inner, at_least: u64) -> Result<Opti
 const SPACING_POLL: Duration = Duration::from_millis(100);
 
 /// Waits until the latest checkpoint was signed `checkpoint_spacing` ago by
-/// the ledger's clock, and returns the clock's reading then: the new
-/// checkpoint's date (one reading when there is nothing to wait for). The
+/// the ledger's clock, and returns the clock's reading then, the new
+/// checkpoint's date (one reading when there is nothing to wait for), and
+/// whether it waited. The
 /// wait lasts at most the spacing in this process's monotonic time (a clock
 /// set back or stopped, a replica's ahead, cannot hold checkpoints back
 /// longer), and ends at once when the ledger is stopping: shutdown signs
 /// its final checkpoint without delay.
-async fn spaced(inner: &Inner, latest: Option<&CheckpointRow>) -> i64 {
+async fn spaced(inner: &Inner, latest: Option<&CheckpointRow>) -> (i64, bool) {
     let spacing = inner.cfg.checkpoint_spacing;
     let spacing_us = i64::try_from(spacing.as_micros()).unwrap_or(i64::MAX);
     let mut now = inner.clock.now_us();
-    let Some(latest) = latest else { return now };
+    let Some(latest) = latest else { return (now, false) };
     let until = latest.created_at_us.saturating_add(spacing_us).min(now.saturating_add(spacing_us));
     let mut stop = inner.stop.subscribe();
     if now >= until || *stop.borrow() {
-        return now;
+        return (now, false);
     }
     metrics::counter!("custos_checkpoint_spacing_waits_total").increment(1);
     let started = tokio::time::Instant::now();
@@ -155,9 +164,9 @@ async fn spaced(inner: &Inner, latest: Option<&CheckpointRow>) -> i64 {
         }
         tokio::select! {
             _ = tokio::time::sleep(nap) => {}
-            _ = stopped(&mut stop) => return inner.clock.now_us(),
+            _ = stopped(&mut stop) => return (inner.clock.now_us(), true),
         }
         now = inner.clock.now_us();
     }
-    now
+    (now, true)
 }
