@@ -271,6 +271,16 @@ both_backends! {
     }
 }
 
+/// A task asking `ledger` for a checkpoint covering `seq` (it may wait for
+/// the checkpoints' spacing).
+fn asking_for_checkpoint(
+    ledger: &Ledger,
+    seq: u64,
+) -> tokio::task::JoinHandle<custos_engine::ledger::store::CheckpointRow> {
+    let ledger = ledger.clone();
+    tokio::spawn(async move { ledger.checkpoint_covering(seq).await.unwrap().unwrap() })
+}
+
 both_backends! {
     /// Checkpoints asked for under sustained ingest (a proof of each newest
     /// entry) are spaced: one asked for sooner than `checkpoint_spacing`
@@ -292,10 +302,7 @@ both_backends! {
         let first = ledger.checkpoint_now().await.unwrap().unwrap();
         assert_eq!((first.tree_size, first.created_at_us), (10, T0));
         let newest = fill(&ledger, 5, 5).await.last().unwrap().seq;
-        let asked = {
-            let ledger = ledger.clone();
-            tokio::spawn(async move { ledger.checkpoint_covering(newest).await.unwrap().unwrap() })
-        };
+        let asked = asking_for_checkpoint(&ledger, newest);
         // Its caller waits, whatever this machine's speed: the ledger's
         // clock stands still (and the spacing is an hour of real time too).
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -317,10 +324,7 @@ both_backends! {
         // A wait under way when the ledger stops ends then: shutdown is not
         // held back by the spacing (an hour here), and its caller gets one.
         let last = fill(&ledger, 5, 5).await.last().unwrap().seq;
-        let waiting = {
-            let ledger = ledger.clone();
-            tokio::spawn(async move { ledger.checkpoint_covering(last).await.unwrap().unwrap() })
-        };
+        let waiting = asking_for_checkpoint(&ledger, last);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         assert!(!waiting.is_finished(), "within the spacing again");
         tokio::time::timeout(std::time::Duration::from_secs(300), ledger.shutdown(tasks))
@@ -349,10 +353,7 @@ both_backends! {
         fill(&a, 10, 10).await;
         assert_eq!(a.checkpoint_now().await.unwrap().unwrap().tree_size, 10);
         let theirs = fill(&b, 5, 5).await.last().unwrap().seq;
-        let asked = {
-            let b = b.clone();
-            tokio::spawn(async move { b.checkpoint_covering(theirs).await.unwrap().unwrap() })
-        };
+        let asked = asking_for_checkpoint(&b, theirs);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         assert!(!asked.is_finished(), "b waits for the spacing");
         fill(&a, 5, 5).await;

@@ -69,14 +69,12 @@ pub(super) async fn run_checkpointer(inner: Arc<Inner>) {
 /// that size with another root is a fork: refused.
 pub(super) async fn make_checkpoint(inner: &Inner, at_least: u64) -> Result<Option<CheckpointRow>, LedgerError> {
     let wanted = inner.committed.borrow().0.max(at_least);
+    // (No read before the lock: `wanted` is at least this process's head,
+    // which a caller waiting for the spacing holds it for because the latest
+    // does not cover it, so a read then would find it uncovered too.)
+    let _one_at_a_time = inner.checkpointing.lock().await;
     let conn = inner.db.conn();
     let verifier = inner.keys.signer().verifier();
-    // Covered already: not behind a caller waiting for the spacing.
-    let latest = store::latest_signed_checkpoint(conn, &verifier).await?;
-    if latest.as_ref().is_some_and(|c| c.tree_size >= wanted) {
-        return Ok(latest);
-    }
-    let _one_at_a_time = inner.checkpointing.lock().await;
     let latest = store::latest_signed_checkpoint(conn, &verifier).await?;
     let seq = inner.committed.borrow().0;
     let covered = latest.as_ref().map_or(0, |c| c.tree_size);
