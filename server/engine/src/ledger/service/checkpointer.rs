@@ -70,8 +70,10 @@ pub(super) async fn run_checkpointer(inner: Arc<Inner>) {
 pub(super) async fn make_checkpoint(inner: &Inner, at_least: u64) -> Result<Option<CheckpointRow>, LedgerError> {
     let wanted = inner.committed.borrow().0.max(at_least);
     // (No read before the lock: `wanted` is at least this process's head,
-    // which a caller waiting for the spacing holds it for because the latest
-    // does not cover it, so a read then would find it uncovered too.)
+    // and a caller holding the lock through the spacing does so because the
+    // latest did not cover that head, so a read then finds it uncovered,
+    // unless another process signed meanwhile, which the waiter takes up
+    // when its wait ends.)
     let _one_at_a_time = inner.checkpointing.lock().await;
     let conn = inner.db.conn();
     let verifier = inner.keys.signer().verifier();
