@@ -190,8 +190,9 @@ struct Writing {
 pub enum Staged {
     /// Nothing to hold (no entries, or written in the commit).
     Nothing,
-    /// The batch's counts, to hold, and its last seq.
-    Held { counts: Counts, through: u64 },
+    /// The batch's counts are to be held (they are passed to
+    /// [`Buffer::committed`]); its last seq.
+    Held { through: u64 },
 }
 
 /// The canonical form of the database's path (the same lock files for
@@ -264,7 +265,7 @@ fn progress(tx: &Connection, owner: &str) -> Result<Option<Progress>, LedgerErro
 fn count_owner_from_ledger(tx: &Connection, keys: &Keyring, owner: &str) -> Result<u64, LedgerError> {
     let ranges = pending_ranges(tx, owner)?;
     let done = progress(tx, owner)?;
-    let mut counts = Counts::new();
+    let mut counts = Counts::default();
     let mut entries = 0u64;
     for (from, through) in ranges {
         // Keys this range's counts were already written for.
@@ -292,7 +293,7 @@ impl Buffer {
     pub fn new(db_path: &Path) -> Buffer {
         Buffer {
             owner: uuid::Uuid::now_v7().to_string(),
-            counts: Counts::new(),
+            counts: Counts::default(),
             rows: 0,
             through: 0,
             writing: None,
@@ -366,7 +367,7 @@ impl Buffer {
         // then also sees that there is something to write (a commit that
         // fails leaves a number that a write passes over).
         self.shared.staged.fetch_add(1, Ordering::AcqRel);
-        Ok(Staged::Held { counts: counts.clone(), through: last.header.seq })
+        Ok(Staged::Held { through: last.header.seq })
     }
 
     /// Refuses (fail closed) once the ledger's connection could not be set
@@ -430,11 +431,18 @@ impl Buffer {
         metrics::gauge!("custos_ledger_refusing_commits").set(1.0);
     }
 
-    /// Adds what a committed transaction staged.
-    pub fn committed(&mut self, staged: Staged) {
-        if let Staged::Held { counts, through } = staged {
+    /// Adds what a committed transaction staged: `counts`, the ones given
+    /// to [`Buffer::stage`]. A key already held (the same actor, action or
+    /// hour within the second) is added to without a copy.
+    pub fn committed(&mut self, staged: Staged, counts: &Counts) {
+        if let Staged::Held { through } = staged {
             for (k, n) in counts {
-                *self.counts.entry(k).or_insert(0) += n;
+                match self.counts.get_mut(k) {
+                    Some(held) => *held += n,
+                    None => {
+                        self.counts.insert(k.clone(), *n);
+                    }
+                }
             }
             self.rows += 1;
             self.through = self.through.max(through);
@@ -572,7 +580,7 @@ impl Buffer {
             "some of this writer's uncounted commits were counted by another process, which took it for stopped (its \
              lock file deleted?); it dropped the counts it held and counted its remaining commits from the ledger"
         );
-        self.counts = Counts::new();
+        self.counts = Counts::default();
         self.clear_held();
         self.writing = None;
         self.shared.writing_since.store(0, Ordering::Relaxed);

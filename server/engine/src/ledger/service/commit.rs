@@ -186,7 +186,7 @@ pub(super) fn commit_sealed(w: &mut Writer, sealed: &Sealed, prev: &Head) -> Res
     }
     let staged = write_sealed(&tx, sealed, rollups)?;
     tx.commit()?;
-    rollups.committed(staged);
+    rollups.committed(staged, &sealed.counts);
     Ok(())
 }
 
@@ -376,7 +376,7 @@ pub(super) fn commit_direct(
     let sealed = seal_batch(keys, clock.now_us(), head, batch, known)?;
     let staged = write_sealed(&tx, &sealed, rollups)?;
     tx.commit()?;
-    rollups.committed(staged);
+    rollups.committed(staged, &sealed.counts);
     Ok(sealed)
 }
 
