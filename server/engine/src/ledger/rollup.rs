@@ -88,7 +88,9 @@ pub fn latency_value(bucket: i64) -> f64 {
 pub const BUCKET_US: i64 = MINUTE_US;
 
 /// (dimension, value, bucket) -> count.
-pub type Counts = HashMap<(&'static str, String, i64), i64, foldhash::fast::RandomState>;
+/// (std's SipHash: the held counts' map lives up to a second with keys from
+/// clients' events; only [`aggregate`]'s per-batch tally uses foldhash).
+pub type Counts = HashMap<(&'static str, String, i64), i64>;
 
 /// The dimensions with a daily twin (each twin is one more key per value
 /// and batch): the dashboards' own. The others read hourly rows (a
@@ -124,31 +126,43 @@ pub fn period_filter(dim: &str, lo: i64, hi: i64) -> (String, Vec<Value>) {
 }
 
 /// A key of [`aggregate`]'s tally, borrowing the entries' own strings: a
-/// value is made into a `String` once per distinct key, not once per
-/// entry and key (about 13 allocations per entry before; see the
-/// `batch_1000` benchmark).
-#[derive(PartialEq, Eq, Hash)]
+/// value is made into a `String` once per distinct key and batch, not once
+/// per entry and key (10-16 allocations per entry before; see the
+/// `batch_1000` benchmark and docs/performance.md).
+#[derive(Clone, PartialEq, Eq, Hash)]
 enum Tally<'a> {
     /// A dimension whose value is one field.
-    Field(&'static str, &'a str),
-    /// `a/b/c` (actions and resources by outcome).
-    Triple(&'static str, &'a str, &'a str, &'a str),
-    /// `category/latency bucket/resource id`.
-    Latency(&'static str, &'a str, i64, &'a str),
+    Field { dim: &'static str, value: &'a str },
+    /// A value spelled `category/outcome/rest` (actions and resources by
+    /// outcome).
+    Triple { dim: &'static str, category: &'a str, outcome: &'a str, rest: &'a str },
+    /// A value spelled `category/latency bucket/resource id`.
+    Latency { dim: &'static str, category: &'a str, bucket: i64, id: &'a str },
 }
 
 impl Tally<'_> {
     fn into_key(self, bucket: i64) -> (&'static str, String, i64) {
         match self {
-            Tally::Field(d, v) => (d, v.to_owned(), bucket),
-            Tally::Triple(d, a, b, c) => (d, format!("{a}/{b}/{c}"), bucket),
-            Tally::Latency(d, a, b, c) => (d, format!("{a}/{b}/{c}"), bucket),
+            Tally::Field { dim, value } => (dim, value.to_owned(), bucket),
+            Tally::Triple { dim, category, outcome, rest } => (dim, format!("{category}/{outcome}/{rest}"), bucket),
+            Tally::Latency { dim, category, bucket: b, id } => (dim, format!("{category}/{b}/{id}"), bucket),
         }
     }
 
     fn dim(&self) -> &'static str {
         match self {
-            Tally::Field(d, _) | Tally::Triple(d, ..) | Tally::Latency(d, ..) => d,
+            Tally::Field { dim, .. } | Tally::Triple { dim, .. } | Tally::Latency { dim, .. } => dim,
+        }
+    }
+
+    /// The same value under the dimension's daily twin.
+    fn daily(self) -> Self {
+        match self {
+            Tally::Field { dim, value } => Tally::Field { dim: day_of(dim), value },
+            Tally::Triple { dim, category, outcome, rest } => {
+                Tally::Triple { dim: day_of(dim), category, outcome, rest }
+            }
+            Tally::Latency { dim, category, bucket, id } => Tally::Latency { dim: day_of(dim), category, bucket, id },
         }
     }
 }
@@ -169,39 +183,34 @@ pub fn aggregate<'a>(entries: &'a [StoredEntry], durations: &[Option<f64>]) -> C
                 return;
             }
             if DAILY.contains(&dim) {
-                let twin = match key {
-                    Tally::Field(_, v) => Tally::Field(day_of(dim), v),
-                    Tally::Triple(_, a, b, c) => Tally::Triple(day_of(dim), a, b, c),
-                    Tally::Latency(_, a, b, c) => Tally::Latency(day_of(dim), a, b, c),
-                };
-                *tally.entry((twin, day)).or_insert(0) += 1;
+                *tally.entry((key.clone().daily(), day)).or_insert(0) += 1;
             }
             *tally.entry((key, hour)).or_insert(0) += 1;
         };
-        add(Tally::Field("total", ""));
-        add(Tally::Field("category", &f.category));
-        add(Tally::Field("action", &f.action));
-        add(Tally::Field("outcome", &f.outcome));
-        add(Tally::Field("severity", &f.severity));
+        add(Tally::Field { dim: "total", value: "" });
+        add(Tally::Field { dim: "category", value: &f.category });
+        add(Tally::Field { dim: "action", value: &f.action });
+        add(Tally::Field { dim: "outcome", value: &f.outcome });
+        add(Tally::Field { dim: "severity", value: &f.severity });
         if let Some(v) = &f.actor_id {
-            add(Tally::Field("actor", v));
+            add(Tally::Field { dim: "actor", value: v });
         }
         if let Some(v) = &f.channel {
-            add(Tally::Field("channel", v));
+            add(Tally::Field { dim: "channel", value: v });
         }
         if let Some(v) = &f.tenant {
-            add(Tally::Field("tenant", v));
+            add(Tally::Field { dim: "tenant", value: v });
         }
-        add(Tally::Triple("action_outcome", &f.category, &f.outcome, &f.action));
+        add(Tally::Triple { dim: "action_outcome", category: &f.category, outcome: &f.outcome, rest: &f.action });
         if RESOURCE_KINDS.iter().any(|(c, t)| f.category == *c && f.resource_type.as_deref() == Some(*t)) {
             let id = f.resource_id.as_deref().unwrap_or("");
-            add(Tally::Triple("resource_outcome", &f.category, &f.outcome, id));
+            add(Tally::Triple { dim: "resource_outcome", category: &f.category, outcome: &f.outcome, rest: id });
             if let Some(ms) = durations.get(i).copied().flatten() {
-                add(Tally::Latency("latency", &f.category, latency_bucket(ms), id));
+                add(Tally::Latency { dim: "latency", category: &f.category, bucket: latency_bucket(ms), id });
             }
         }
     }
-    let mut out = Counts::with_capacity_and_hasher(tally.len(), Default::default());
+    let mut out = Counts::with_capacity(tally.len());
     for ((key, bucket), n) in tally {
         // Two tallies can make one key only if a field holds a `/`
         // (`a/b` + `c` and `a` + `b/c`): added up, as one string was.

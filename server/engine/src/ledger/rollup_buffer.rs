@@ -186,13 +186,14 @@ struct Writing {
 
 /// A commit's counts, added to the buffer only once the commit is durable
 /// (a failed commit leaves the buffer as it was).
+/// It borrows the counts given to [`Buffer::stage`] (the sealed batch's)
+/// rather than copying them: [`Buffer::committed`] adds exactly those.
 #[derive(Debug)]
-pub enum Staged {
+pub enum Staged<'a> {
     /// Nothing to hold (no entries, or written in the commit).
     Nothing,
-    /// The batch's counts are to be held (they are passed to
-    /// [`Buffer::committed`]); its last seq.
-    Held { through: u64 },
+    /// The batch's counts, to hold, and its last seq.
+    Held { counts: &'a Counts, through: u64 },
 }
 
 /// The canonical form of the database's path (the same lock files for
@@ -352,7 +353,12 @@ impl Buffer {
     /// `counts` are the entries' counts, added up when the batch was sealed.
     /// Pass the result to [`Buffer::committed`] once the transaction
     /// committed.
-    pub fn stage(&mut self, tx: &Connection, entries: &[StoredEntry], counts: &Counts) -> Result<Staged, LedgerError> {
+    pub fn stage<'a>(
+        &mut self,
+        tx: &Connection,
+        entries: &[StoredEntry],
+        counts: &'a Counts,
+    ) -> Result<Staged<'a>, LedgerError> {
         self.check_sync()?;
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(Staged::Nothing);
@@ -367,7 +373,7 @@ impl Buffer {
         // then also sees that there is something to write (a commit that
         // fails leaves a number that a write passes over).
         self.shared.staged.fetch_add(1, Ordering::AcqRel);
-        Ok(Staged::Held { through: last.header.seq })
+        Ok(Staged::Held { counts, through: last.header.seq })
     }
 
     /// Refuses (fail closed) once the ledger's connection could not be set
@@ -431,11 +437,11 @@ impl Buffer {
         metrics::gauge!("custos_ledger_refusing_commits").set(1.0);
     }
 
-    /// Adds what a committed transaction staged: `counts`, the ones given
-    /// to [`Buffer::stage`]. A key already held (the same actor, action or
-    /// hour within the second) is added to without a copy.
-    pub fn committed(&mut self, staged: Staged, counts: &Counts) {
-        if let Staged::Held { through } = staged {
+    /// Adds what a committed transaction staged. A key already held (the
+    /// same actor, action or hour within the second) is added to without a
+    /// copy.
+    pub fn committed(&mut self, staged: Staged<'_>) {
+        if let Staged::Held { counts, through } = staged {
             for (k, n) in counts {
                 match self.counts.get_mut(k) {
                     Some(held) => *held += n,

@@ -186,7 +186,7 @@ pub(super) fn commit_sealed(w: &mut Writer, sealed: &Sealed, prev: &Head) -> Res
     }
     let staged = write_sealed(&tx, sealed, rollups)?;
     tx.commit()?;
-    rollups.committed(staged, &sealed.counts);
+    rollups.committed(staged);
     Ok(())
 }
 
@@ -207,11 +207,11 @@ fn begin_write(conn: &mut rusqlite::Connection) -> Result<rusqlite::Transaction<
 /// Inserts a sealed batch's entries and nodes, stages its counts and moves
 /// the head (inside the caller's transaction on a direct connection). The
 /// staged counts go to `rollups` once the transaction has committed.
-pub(super) fn write_sealed(
+pub(super) fn write_sealed<'a>(
     tx: &rusqlite::Connection,
-    sealed: &Sealed,
+    sealed: &'a Sealed,
     rollups: &mut crate::ledger::rollup_buffer::Buffer,
-) -> Result<crate::ledger::rollup_buffer::Staged, TryCommitError> {
+) -> Result<crate::ledger::rollup_buffer::Staged<'a>, TryCommitError> {
     use crate::ledger::sqlite_direct as direct;
     if sealed.entries.is_empty() {
         return Ok(crate::ledger::rollup_buffer::Staged::Nothing);
@@ -376,7 +376,7 @@ pub(super) fn commit_direct(
     let sealed = seal_batch(keys, clock.now_us(), head, batch, known)?;
     let staged = write_sealed(&tx, &sealed, rollups)?;
     tx.commit()?;
-    rollups.committed(staged, &sealed.counts);
+    rollups.committed(staged);
     Ok(sealed)
 }
 
