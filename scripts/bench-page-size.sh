@@ -4,7 +4,8 @@
 # in each round. Usage: scripts/bench-page-size.sh [custos binary] [rounds] [events]
 # Environment: SIZES (default "4096 8192 16384"); EXTRA, more arguments for
 # `custos bench ingest` (small commits: EXTRA="--batch 10 --request-size 1
-# --concurrency 16" with events 10000).
+# --concurrency 16" with events 40000; EXTRA is split into words on purpose).
+# The sizes run in the same order in every round.
 set -euo pipefail
 B=${1:-${CARGO_TARGET_DIR:-target}/release/custos}
 ROUNDS=${2:-3}
