@@ -438,8 +438,7 @@ impl Buffer {
     }
 
     /// Adds what a committed transaction staged. A key already held (the
-    /// same actor, action or hour within the second) is added to without a
-    /// copy.
+    /// same dimension, value and bucket) is added to without a copy.
     pub fn committed(&mut self, staged: Staged<'_>) {
         if let Staged::Held { counts, through } = staged {
             for (k, n) in counts {
