@@ -322,6 +322,9 @@ async fn readyz(State(s): State<AppState>) -> Response {
     if let Some(why) = s.ledger.refusing_commits() {
         return unready(why.into());
     }
+    if s.ledger.sequencer_stopped() {
+        return unready("the ledger's sequencer has stopped: nothing is committed until the server restarts".into());
+    }
     let db = s.ledger.db();
     // Bounded: a hung database makes the replica unready, not the probe hang.
     match tokio::time::timeout(Duration::from_secs(2), db.ping()).await {

@@ -87,6 +87,43 @@ both_backends! {
     }
 }
 
+both_backends! {
+    /// The sequencer (the one task that commits) ended while the server
+    /// runs: only a bug does that, and then every append fails until a
+    /// restart. `/readyz` says so instead of answering ready.
+    async fn a_ledger_whose_sequencer_stopped_is_not_ready(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        assert_eq!(app.get("/readyz").await.status(), 200);
+        assert!(!app.running.ledger.sequencer_stopped());
+        app.running.ledger.stop_tasks_for_tests();
+        let mut stopped = false;
+        for _ in 0..200 {
+            if app.running.ledger.sequencer_stopped() {
+                stopped = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(stopped, "the sequencer ends once told to stop");
+        let res = app.get("/readyz").await;
+        assert_eq!(res.status(), 503);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["status"], "unready");
+        assert!(body["reason"].as_str().unwrap().contains("sequencer has stopped"), "{body}");
+        let entry = custos_engine::ledger::NewEntry::system(
+            app.running.ledger.now_us(),
+            "system",
+            "test.after_the_sequencer",
+            ("test", None),
+            "cli",
+            &serde_json::json!({}),
+        );
+        let err = app.running.ledger.append_one(entry).await.expect_err("nothing is committed without the sequencer");
+        assert!(matches!(err, custos_engine::ledger::LedgerError::Closed), "{err:?}");
+        app.running.shutdown().await.unwrap();
+    }
+}
+
 /// SQLite: once the ledger's connection could not be set back to
 /// `synchronous = FULL` after a write at NORMAL (here: SQLite refuses, as
 /// that write left a transaction open), the ledger commits nothing until restart, and `/readyz` says

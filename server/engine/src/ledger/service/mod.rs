@@ -815,6 +815,24 @@ impl Ledger {
         )
     }
 
+    /// Whether the sequencer, the one task that commits, has ended: at
+    /// shutdown, or, before it, only through a bug (a panic outside its
+    /// guarded commit). Every append then fails (`Closed`) until the
+    /// server restarts; `/readyz` answers 503 with it, out of the load
+    /// balancer's rotation.
+    pub fn sequencer_stopped(&self) -> bool {
+        self.inner.tx.is_closed()
+    }
+
+    /// Tells the ledger's tasks to stop, as shutdown does first, without
+    /// waiting for them or anything else shutdown does: a sequencer that
+    /// ended while the server runs ([`Self::sequencer_stopped`]). For
+    /// tests only: nothing else calls it.
+    #[doc(hidden)]
+    pub fn stop_tasks_for_tests(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
     /// Leaves a transaction open in a write at `synchronous = NORMAL` on
     /// SQLite's writer (a bug in such a write), so that SQLite refuses to
     /// set the connection back to FULL ("Safety level may not be changed
