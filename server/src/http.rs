@@ -323,7 +323,11 @@ async fn readyz(State(s): State<AppState>) -> Response {
         return unready(why.into());
     }
     if s.ledger.sequencer_stopped() {
-        return unready("the ledger's sequencer has stopped: nothing is committed until the server restarts".into());
+        return unready(
+            "the ledger's sequencer has stopped (or, on PostgreSQL, its committer): nothing is committed until the \
+             server restarts"
+                .into(),
+        );
     }
     let db = s.ledger.db();
     // Bounded: a hung database makes the replica unready, not the probe hang.

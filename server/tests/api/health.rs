@@ -88,9 +88,11 @@ both_backends! {
 }
 
 both_backends! {
-    /// The sequencer (the one task that commits) ended while the server
-    /// runs: only a bug does that, and then every append fails until a
-    /// restart. `/readyz` says so instead of answering ready.
+    /// The ledger can no longer commit while the server runs (its
+    /// sequencer ended: only a bug does that before shutdown, and every
+    /// append then fails until a restart). `/readyz` says so instead of
+    /// answering ready. Here the sequencer is told to stop as at shutdown,
+    /// without the server's shutdown: it closes its queue and ends.
     async fn a_ledger_whose_sequencer_stopped_is_not_ready(backend: Backend) {
         let Some(app) = TestApp::spawn(backend).await else { return };
         assert_eq!(app.get("/readyz").await.status(), 200);
@@ -110,16 +112,6 @@ both_backends! {
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["status"], "unready");
         assert!(body["reason"].as_str().unwrap().contains("sequencer has stopped"), "{body}");
-        let entry = custos_engine::ledger::NewEntry::system(
-            app.running.ledger.now_us(),
-            "system",
-            "test.after_the_sequencer",
-            ("test", None),
-            "cli",
-            &serde_json::json!({}),
-        );
-        let err = app.running.ledger.append_one(entry).await.expect_err("nothing is committed without the sequencer");
-        assert!(matches!(err, custos_engine::ledger::LedgerError::Closed), "{err:?}");
         app.running.shutdown().await.unwrap();
     }
 }

@@ -293,6 +293,9 @@ struct Inner {
     /// meanwhile share it when it covers what they asked for
     /// ([`checkpointer::make_checkpoint`]).
     checkpointing: tokio::sync::Mutex<()>,
+    /// Set when PostgreSQL's committer task has ended, whichever way
+    /// (returned, panicked, aborted): [`Ledger::sequencer_stopped`].
+    committer_ended: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -731,6 +734,7 @@ impl Ledger {
             db_clock: Default::default(),
             writer,
             checkpointing: Default::default(),
+            committer_ended: Default::default(),
         });
         // The counts of entries a writer that stopped left uncounted
         // (bounded: about a second of ingest each), before anything is read.
@@ -815,13 +819,14 @@ impl Ledger {
         )
     }
 
-    /// Whether the sequencer, the one task that commits, has ended: at
-    /// shutdown, or, before it, only through a bug (a panic outside its
-    /// guarded commit). Every append then fails (`Closed`) until the
-    /// server restarts; `/readyz` answers 503 with it, out of the load
-    /// balancer's rotation.
+    /// Whether this ledger can no longer commit anything: its sequencer
+    /// (the task every append goes through) has ended, or, on PostgreSQL,
+    /// the task that commits the sequencer's batches has. At shutdown, or
+    /// before it only through a bug (a panic outside the guarded commit).
+    /// Every append then fails until the server restarts; `/readyz`
+    /// answers 503 with it, out of the load balancer's rotation.
     pub fn sequencer_stopped(&self) -> bool {
-        self.inner.tx.is_closed()
+        self.inner.tx.is_closed() || self.inner.committer_ended.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Tells the ledger's tasks to stop, as shutdown does first, without

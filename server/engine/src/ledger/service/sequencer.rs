@@ -261,6 +261,14 @@ pub(super) struct Job {
 /// state is unknown) and its callers' replies.
 async fn run_pg_committer(inner: Arc<Inner>, pg: SharedPg, mut jobs: mpsc::Receiver<Job>) {
     use futures_util::FutureExt as _;
+    /// Says the committer ended, also when it panics or is aborted.
+    struct Ended(Arc<Inner>);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            self.0.committer_ended.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+    let _ended = Ended(inner.clone());
     // The head the last batch would have left had it committed, when it did
     // not: a batch sealed on it cannot commit as sealed, and is sent down
     // the full path without a trip for the head's lock.
